@@ -1,0 +1,76 @@
+//! Board support for QEMU's `mps2-an386` (Cortex-M4): the homemx test board.
+//!
+//! What QEMU's machine has and what this crate makes of it:
+//!
+//! | part | QEMU device | module |
+//! | --- | --- | --- |
+//! | Ethernet | SMSC LAN9118 at `0x4020_0000`, IRQ 13 | [`ethernet`] (an `embassy-net-driver`) |
+//! | console | CMSDK APB UART0 at `0x4000_4000`, IRQ 0 (RX) / 1 (TX) | [`uart`] (async `embedded-io`) |
+//! | time | SysTick, 25 MHz core clock | [`time_driver`] (embassy-time driver, 1 kHz tick) |
+//! | flash | 16 MiB PSRAM at `0x2100_0000`, backed by a host file | [`flash`] (NOR semantics, counters) |
+//! | entropy | none (no TRNG) | [`entropy`] (ratcheted seed in flash) |
+//! | reset | SCB `SYSRESETREQ` | [`reset`] |
+//!
+//! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
+//! Logs go out through defmt over semihosting (QEMU's stdout), see [`logging`].
+#![no_std]
+
+pub mod entropy;
+pub mod ethernet;
+pub mod flash;
+pub mod interrupts;
+pub mod logging;
+pub mod reset;
+pub mod time_driver;
+pub mod uart;
+
+use homemx_board::BoardParts;
+
+/// The concrete parts of this board, as the application sees them.
+pub type Parts = BoardParts<
+    ethernet::Lan9118,
+    flash::Partition,
+    uart::CmsdkUart,
+    entropy::SeededEntropy,
+    reset::SystemReset,
+>;
+
+/// Board name reported by `/health` and the status page.
+pub const BOARD_NAME: &str = "qemu-mps2-an386";
+
+/// Why the board could not start.
+#[derive(Debug, defmt::Format)]
+pub enum InitError {
+    /// The LAN9118 did not answer with its ID or byte-order test pattern.
+    EthernetMissing,
+    /// The flash holds no entropy seed: the image was not provisioned (`cargo xtask flash-image`).
+    EntropySeedMissing,
+    /// The flash refused an operation while the entropy seed was ratcheted.
+    Flash,
+}
+
+/// Brings the board up: time, interrupts, Ethernet, UART, flash and entropy.
+///
+/// Call once, first thing in `main`. The entropy seed is ratcheted forward and re-written to
+/// flash before any random byte is handed out. This board spawns no tasks of its own; the
+/// `spawner` is part of the common board interface (the real board runs its USB device).
+pub fn init(_spawner: embassy_executor::Spawner) -> Result<Parts, InitError> {
+    let mut core = cortex_m::Peripherals::take().expect("board init called twice");
+    time_driver::start(&mut core.SYST);
+    let network = ethernet::Lan9118::new().ok_or(InitError::EthernetMissing)?;
+    let mac_address = network.mac_address();
+    let serial = uart::CmsdkUart::new();
+    let mut device_flash = flash::PsramNorFlash::take();
+    let entropy = entropy::SeededEntropy::from_flash(&mut device_flash, network.free_running_counter())?;
+    let flash = flash::Partition::after_board_area(device_flash);
+    interrupts::enable_all();
+    Ok(BoardParts {
+        name: BOARD_NAME,
+        network,
+        mac_address,
+        flash,
+        serial,
+        entropy,
+        reset: reset::SystemReset,
+    })
+}

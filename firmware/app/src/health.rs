@@ -1,0 +1,138 @@
+//! `GET /health` on port 80 for LAN peers: firmware version, board, uptime and link state as
+//! JSON. Peers outside the LAN get 403, a `Host:` that is not the appliance gets 421 (the
+//! DNS-rebinding defence), anything but GET/HEAD gets 405.
+
+use core::fmt::Write as _;
+
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpAddress, Stack};
+use embassy_time::{Duration, Instant};
+use embedded_io_async::Write as _;
+use homemx_http::{parse_request_head, write_response, Method, ParseError, RequestHead, Response, Status};
+
+use crate::lan::is_lan_peer;
+use crate::{bsp, FIRMWARE_VERSION};
+
+/// The HTTP port.
+pub const HTTP_PORT: u16 = 80;
+/// Host name the appliance answers to besides its address.
+pub const DEVICE_NAME: &str = "homemx.lan";
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One HTTP connection at a time per task; the firmware runs two.
+#[embassy_executor::task(pool_size = 2)]
+pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
+    let mut receive_buffer = [0u8; 1024];
+    let mut transmit_buffer = [0u8; 1024];
+    loop {
+        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+        socket.set_timeout(Some(REQUEST_TIMEOUT));
+        if socket.accept(HTTP_PORT).await.is_err() {
+            continue;
+        }
+        let Some(peer) = socket.remote_endpoint() else {
+            socket.abort();
+            continue;
+        };
+        if !is_lan_peer(stack, peer.addr) {
+            defmt::warn!("http[{}]: refused non-LAN peer {}", task_number, peer);
+            let _ = answer(&mut socket, Status::Forbidden, "text/plain; charset=utf-8", b"403 forbidden: the status pages answer the LAN only\n", false).await;
+        } else {
+            serve(&mut socket, stack, peer.addr).await;
+        }
+        let _ = socket.flush().await;
+        socket.close();
+        // Let the FIN go out before the socket's buffers are reused.
+        embassy_time::Timer::after_millis(20).await;
+        socket.abort();
+    }
+}
+
+async fn serve(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddress) {
+    let mut head = [0u8; homemx_http::MAX_HEAD_LENGTH];
+    let mut length = 0;
+    let request = loop {
+        match socket.read(&mut head[length..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(count) => length += count,
+        }
+        match parse_request_head(&head[..length]) {
+            Err(ParseError::Incomplete) => continue,
+            other => break other,
+        }
+    };
+    let text = "text/plain; charset=utf-8";
+    let request: RequestHead<'_> = match request {
+        Ok(request) => request,
+        Err(ParseError::HeadTooLarge) => return answer_quietly(socket, Status::HeaderFieldsTooLarge, text, b"request head too large\n").await,
+        Err(ParseError::UnsupportedVersion) => return answer_quietly(socket, Status::VersionNotSupported, text, b"HTTP/1.1 only\n").await,
+        Err(_) => return answer_quietly(socket, Status::BadRequest, text, b"malformed request\n").await,
+    };
+    if !is_own_host(stack, request.host) {
+        defmt::warn!("http: refused Host {} from {}", request.host, peer);
+        return answer_quietly(socket, Status::MisdirectedRequest, text, b"unknown host name\n").await;
+    }
+    if request.method == Method::Other || request.has_body {
+        return answer_quietly(socket, Status::MethodNotAllowed, text, b"read-only: GET and HEAD only\n").await;
+    }
+    let omit_body = request.method == Method::Head;
+    match request.path {
+        "/health" => {
+            let body = health_json(stack, peer);
+            let _ = answer(socket, Status::Ok, "application/json", body.as_bytes(), omit_body).await;
+        }
+        _ => answer_quietly(socket, Status::NotFound, text, b"not found\n").await,
+    }
+}
+
+fn is_own_host(stack: Stack<'static>, host: &str) -> bool {
+    if host.eq_ignore_ascii_case(DEVICE_NAME) {
+        return true;
+    }
+    let Some(config) = stack.config_v4() else {
+        return false;
+    };
+    let mut own = heapless::String::<16>::new();
+    let _ = write!(own, "{}", config.address.address());
+    own.as_str() == host
+}
+
+/// The `/health` document.
+fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<384> {
+    let mut json = heapless::String::new();
+    let link = if stack.is_link_up() { "up" } else { "down" };
+    let _ = write!(
+        json,
+        "{{\"firmware\":\"homemx\",\"version\":\"{}\",\"board\":\"{}\",\"uptime_seconds\":{},\"link\":\"{}\"",
+        FIRMWARE_VERSION,
+        bsp::BOARD_NAME,
+        Instant::now().as_secs(),
+        link
+    );
+    if let Some(config) = stack.config_v4() {
+        let _ = write!(json, ",\"address\":\"{}\"", config.address);
+        if let Some(gateway) = config.gateway {
+            let _ = write!(json, ",\"gateway\":\"{}\"", gateway);
+        }
+    }
+    let _ = write!(json, ",\"client\":\"{}\"}}", peer);
+    json
+}
+
+async fn answer_quietly(socket: &mut TcpSocket<'_>, status: Status, content_type: &str, body: &[u8]) {
+    let _ = answer(socket, status, content_type, body, false).await;
+}
+
+async fn answer(
+    socket: &mut TcpSocket<'_>,
+    status: Status,
+    content_type: &str,
+    body: &[u8],
+    omit_body: bool,
+) -> Result<(), embassy_net::tcp::Error> {
+    let mut response = [0u8; 1024];
+    let Some(length) = write_response(&Response { status, content_type, body, omit_body }, &mut response) else {
+        return Ok(());
+    };
+    socket.write_all(&response[..length]).await
+}

@@ -1,0 +1,46 @@
+//! The homemx appliance firmware: brings the board up and wires the services to the network.
+//!
+//! The board is chosen at build time (`board-qemu` or `board-nucleo-f429zi`); everything
+//! below `bsp::init` sees only the board traits of `homemx-board`.
+#![no_std]
+#![no_main]
+
+mod health;
+mod lan;
+mod network;
+mod panic;
+mod udp_echo;
+
+#[cfg(feature = "board-qemu")]
+use homemx_bsp_qemu_mps2 as bsp;
+#[cfg(feature = "board-nucleo-f429zi")]
+use homemx_bsp_nucleo_f429zi as bsp;
+
+#[cfg(all(feature = "board-qemu", feature = "board-nucleo-f429zi"))]
+compile_error!("choose exactly one board feature");
+
+use embassy_executor::Spawner;
+use homemx_board::EntropySource;
+
+/// Firmware version reported by `/health` and the status page.
+pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    defmt::info!("homemx {} starting on {}", FIRMWARE_VERSION, bsp::BOARD_NAME);
+    let parts = match bsp::init(spawner) {
+        Ok(parts) => parts,
+        Err(error) => {
+            defmt::error!("board init failed: {}", error);
+            panic!("board init failed");
+        }
+    };
+    let mut entropy = parts.entropy;
+    let mut seed = [0u8; 8];
+    entropy.fill_bytes(&mut seed);
+    let stack = network::start(spawner, parts.network, u64::from_le_bytes(seed));
+    spawner.spawn(health::http_task(stack, 0).unwrap());
+    spawner.spawn(health::http_task(stack, 1).unwrap());
+    spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
+    network::log_when_ready(stack).await;
+}

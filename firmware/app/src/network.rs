@@ -1,0 +1,50 @@
+//! The IPv4 network: embassy-net over the board's Ethernet driver, configured by DHCP, and
+//! the task that runs the stack.
+
+use embassy_executor::Spawner;
+use embassy_net::{Config, Runner, Stack, StackResources};
+use static_cell::StaticCell;
+
+use crate::bsp;
+
+/// Sockets the stack can hold: DHCP, HTTP ×2, UDP echo, and room for the mail services.
+const SOCKET_COUNT: usize = 8;
+
+type NetworkDriver = <bsp::Parts as PartsTypes>::Network;
+
+/// Names the driver type of a board's parts (the parts struct is generic).
+pub trait PartsTypes {
+    /// The board's Ethernet driver.
+    type Network: homemx_board::NetworkDriver + 'static;
+}
+
+impl<N, F, S, E, R> PartsTypes for homemx_board::BoardParts<N, F, S, E, R>
+where
+    N: homemx_board::NetworkDriver + 'static,
+{
+    type Network = N;
+}
+
+#[embassy_executor::task]
+async fn network_task(mut runner: Runner<'static, NetworkDriver>) -> ! {
+    runner.run().await
+}
+
+/// Starts the stack with DHCP and returns its handle.
+pub fn start(spawner: Spawner, driver: NetworkDriver, random_seed: u64) -> Stack<'static> {
+    static RESOURCES: StaticCell<StackResources<SOCKET_COUNT>> = StaticCell::new();
+    let config = Config::dhcpv4(Default::default());
+    let (stack, runner) = embassy_net::new(driver, config, RESOURCES.init(StackResources::new()), random_seed);
+    spawner.spawn(network_task(runner).unwrap());
+    stack
+}
+
+/// Waits for link and address, then logs the readiness line the harness and user look for.
+pub async fn log_when_ready(stack: Stack<'static>) {
+    stack.wait_link_up().await;
+    defmt::info!("link up");
+    stack.wait_config_up().await;
+    if let Some(config) = stack.config_v4() {
+        defmt::info!("homemx ready: address {}, gateway {}", config.address, config.gateway);
+    }
+}

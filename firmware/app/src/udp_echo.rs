@@ -1,0 +1,39 @@
+//! UDP echo (port 7) for LAN peers only: a diagnostic that proves UDP works both ways.
+//! WAN peers get nothing back (no reflection, no amplification).
+
+use embassy_net::udp::{PacketMetadata, UdpSocket};
+use embassy_net::Stack;
+
+use crate::lan::is_lan_peer;
+
+/// The echo port.
+pub const ECHO_PORT: u16 = 7;
+
+#[embassy_executor::task]
+pub async fn udp_echo_task(stack: Stack<'static>) -> ! {
+    let mut receive_metadata = [PacketMetadata::EMPTY; 4];
+    let mut transmit_metadata = [PacketMetadata::EMPTY; 4];
+    let mut receive_buffer = [0u8; 1024];
+    let mut transmit_buffer = [0u8; 1024];
+    let mut socket = UdpSocket::new(
+        stack,
+        &mut receive_metadata,
+        &mut receive_buffer,
+        &mut transmit_metadata,
+        &mut transmit_buffer,
+    );
+    socket.bind(ECHO_PORT).expect("bind UDP echo");
+    let mut datagram = [0u8; 512];
+    loop {
+        let Ok((length, metadata)) = socket.recv_from(&mut datagram).await else {
+            continue;
+        };
+        if !is_lan_peer(stack, metadata.endpoint.addr) {
+            defmt::warn!("udp echo: ignored datagram from non-LAN {}", metadata.endpoint);
+            continue;
+        }
+        if socket.send_to(&datagram[..length], metadata.endpoint).await.is_err() {
+            defmt::warn!("udp echo: reply to {} failed", metadata.endpoint);
+        }
+    }
+}
