@@ -1,2 +1,36 @@
-//! placeholder (being written)
+#![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
+#![warn(missing_docs)]
+
+pub mod crypto;
+pub mod envelope;
+pub mod error;
+pub mod key_value;
+pub mod layout;
+pub mod reader;
+pub mod recovery;
+pub mod space;
+pub mod spool;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use envelope::{DeliveryState, Envelope, RecipientState, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
+pub use error::SpoolError;
+pub use key_value::{KeyValueStore, KEY_VALUE_CAPACITY};
+pub use reader::MessageReader;
+pub use recovery::RecoveryReport;
+pub use space::{SpaceReport, SPARE_SECTORS};
+pub use spool::{CommitReport, MessageId, MessageSummary, MessageWriter, Spool, Statistics, CHUNK_CAPACITY};
+
+/// A source of unpredictable bytes (the board's entropy source), used for the per-sector
+/// random part of the queue's nonces and the key-value store's random nonces.
+pub trait RandomSource {
+    /// Fills `buffer` with random bytes.
+    fn fill_bytes(&mut self, buffer: &mut [u8]);
+}
+
+impl<T: RandomSource + ?Sized> RandomSource for &mut T {
+    fn fill_bytes(&mut self, buffer: &mut [u8]) {
+        T::fill_bytes(self, buffer)
+    }
+}

@@ -1,0 +1,37 @@
+//! The error type of the spool's operations.
+
+/// Why a spool operation failed. `E` is the flash driver's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolError<E> {
+    /// The flash driver failed (the spool should be mounted again before further use).
+    Flash(E),
+    /// Not enough erased space (the SMTP server answers 452 4.3.1).
+    NoSpace,
+    /// The table of messages held in RAM is full.
+    MessageTableFull,
+    /// No queued message has this id.
+    UnknownMessage,
+    /// A record failed authentication or is missing: the data is corrupt or was tampered with.
+    Corrupt,
+    /// The encoded envelope does not fit in one record.
+    EnvelopeTooLarge,
+    /// More recipients than [`crate::MAX_RECIPIENTS`], or a recipient index out of range.
+    TooManyRecipients,
+    /// The region is not made of whole erase sectors, is too small or too large for the
+    /// table sizes, or the flash geometry is unsupported.
+    InvalidRegion,
+    /// A caller's buffer is smaller than needed.
+    BufferTooSmall,
+    /// The writer was already committed or aborted, or belongs to another spool.
+    WriterFinished,
+    /// The message would exceed the 4 GiB length limit of the format.
+    MessageTooLarge,
+    /// A key-value store operation failed inside sequential-storage.
+    Storage,
+}
+
+impl<E> From<E> for SpoolError<E> {
+    fn from(error: E) -> Self {
+        Self::Flash(error)
+    }
+}

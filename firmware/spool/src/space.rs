@@ -1,0 +1,187 @@
+//! Free-space accounting, admission ("can I accept N more bytes") and reclaiming sectors.
+//!
+//! **Accounting.** Only erased sectors and the rest of the head sector count as free; one
+//! erased sector is always held back as a spare for state and delete records, so delivery
+//! bookkeeping and deletion work on a spool that is full of messages. A message being
+//! received holds a reservation of its worst-case flash bytes ([`Spool::worst_case_bytes`]),
+//! taken at [`Spool::begin_message`]; what is reserved is not offered to anyone else. So the
+//! SMTP server learns *before* DATA (from [`Spool::can_accept`] or a failing begin) that a
+//! message will not fit and answers 452 4.3.1, instead of accepting and losing it.
+//!
+//! **Reclaiming.** A sector in the log is live if it holds the head, or lies within the span
+//! (envelope sector to commit sector, by sequence) of a message being received or queued, or
+//! holds the newest state record of a queued message, or holds the tombstone of a deleted
+//! message whose envelope's sector still exists (were the tombstone erased first, the
+//! message would come back after a reset). Every other sector is erased by
+//! [`Spool::maintain`], which [`Spool::delete`] calls; sectors found unreadable at mount
+//! are erased first, as they may hold anything. No erase ever happens on the way from
+//! begin to commit: the receive path only programs pre-erased sectors.
+
+use crate::error::SpoolError;
+use crate::layout::{record_extent, sector_header_extent, COMMIT_PAYLOAD_SIZE, MINIMUM_SPLIT_PAYLOAD, RECORD_OVERHEAD, STATE_PAYLOAD_SIZE};
+use crate::spool::{EntryStatus, SectorState, Spool, CHUNK_CAPACITY};
+use crate::RandomSource;
+use embedded_storage_async::nor_flash::NorFlash;
+
+/// Erased sectors kept back for state and delete records.
+pub const SPARE_SECTORS: usize = 1;
+
+/// The spool's space, for the status page and the free-flash alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpaceReport {
+    /// Sectors in the region.
+    pub sectors: usize,
+    /// Sectors erased and ready.
+    pub sectors_erased: usize,
+    /// Sectors holding log data (live or waiting to be reclaimed).
+    pub sectors_in_use: usize,
+    /// Sectors that must be erased before use (unreadable, torn or half-erased).
+    pub sectors_unreadable: usize,
+    /// Bytes a new message can still get (after reservations and the spare).
+    pub free_bytes: u64,
+    /// Bytes reserved by messages being received.
+    pub reserved_bytes: u64,
+    /// Number of queued messages.
+    pub messages: usize,
+}
+
+impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
+    Spool<F, R, SECTORS, MESSAGES>
+{
+    /// Per-sector bytes never counted on: end-of-sector waste before a split or a small record.
+    fn sector_slack() -> usize {
+        record_extent(MINIMUM_SPLIT_PAYLOAD, F::WRITE_SIZE) + record_extent(STATE_PAYLOAD_SIZE, F::WRITE_SIZE)
+    }
+
+    /// Bytes of one sector that records can use.
+    pub(crate) fn sector_capacity() -> usize {
+        F::ERASE_SIZE - sector_header_extent(F::WRITE_SIZE) - Self::sector_slack()
+    }
+
+    /// Flash bytes a message of `length` data bytes and an envelope of `envelope_length`
+    /// encoded bytes can take at most (records, padding, splits at sector ends).
+    pub fn worst_case_bytes(&self, length: u32, envelope_length: usize) -> u64 {
+        let length = u64::from(length);
+        let per_record = (RECORD_OVERHEAD + F::WRITE_SIZE) as u64;
+        let chunks = length.div_ceil(CHUNK_CAPACITY as u64);
+        let sectors = length.div_ceil(Self::sector_capacity() as u64) + 1;
+        length
+            + (chunks + sectors) * per_record
+            + 2 * record_extent(envelope_length, F::WRITE_SIZE) as u64
+            + record_extent(COMMIT_PAYLOAD_SIZE, F::WRITE_SIZE) as u64
+    }
+
+    fn raw_free_bytes(&self) -> u64 {
+        let erased = self.states[..self.sector_count]
+            .iter()
+            .filter(|&&state| state == SectorState::Erased)
+            .count();
+        let usable = erased.saturating_sub(SPARE_SECTORS) as u64 * Self::sector_capacity() as u64;
+        let head = self
+            .head
+            .map(|head| (F::ERASE_SIZE - head.offset as usize).saturating_sub(Self::sector_slack()))
+            .unwrap_or(0) as u64;
+        usable + head
+    }
+
+    fn reserved_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|entry| entry.status == EntryStatus::Receiving)
+            .map(|entry| u64::from(entry.reserved))
+            .sum()
+    }
+
+    /// Bytes still free for new messages (after reservations and the spare sector).
+    pub fn free_bytes(&self) -> u64 {
+        self.raw_free_bytes().saturating_sub(self.reserved_bytes())
+    }
+
+    /// Whether a message of `length` data bytes with an envelope of up to
+    /// [`crate::ENVELOPE_CAPACITY`] bytes can be accepted now (else answer 452 4.3.1).
+    pub fn can_accept(&self, length: u32) -> bool {
+        let slot_free = self.entries.iter().any(|entry| entry.status == EntryStatus::Free);
+        slot_free && self.free_bytes() >= self.worst_case_bytes(length, crate::ENVELOPE_CAPACITY)
+    }
+
+    /// Space figures for status and monitoring.
+    pub fn space(&self) -> SpaceReport {
+        let states = &self.states[..self.sector_count];
+        let count = |wanted: SectorState| states.iter().filter(|&&state| state == wanted).count();
+        SpaceReport {
+            sectors: self.sector_count,
+            sectors_erased: count(SectorState::Erased),
+            sectors_in_use: count(SectorState::InUse),
+            sectors_unreadable: count(SectorState::Garbage),
+            free_bytes: self.free_bytes(),
+            reserved_bytes: self.reserved_bytes(),
+            messages: self.messages().count(),
+        }
+    }
+
+    /// Whether sector `index` (in use) holds anything still needed.
+    fn sector_is_live(&self, index: usize) -> bool {
+        if self.head.is_some_and(|head| head.context.index as usize == index) {
+            return true;
+        }
+        let sequence = self.sequences[index];
+        self.entries.iter().any(|entry| match entry.status {
+            EntryStatus::Free => false,
+            EntryStatus::Receiving => sequence >= entry.envelope_sequence,
+            EntryStatus::Queued | EntryStatus::Damaged => {
+                (entry.envelope_sequence..=entry.last_sequence).contains(&sequence)
+                    || sequence == entry.marker_sequence
+            }
+            EntryStatus::Deleted => sequence == entry.marker_sequence,
+        })
+    }
+
+    /// Forgets deleted messages whose envelope sector is gone (their tombstone is not needed).
+    fn forget_settled_deletions(&mut self) {
+        let garbage_left = self.states[..self.sector_count].contains(&SectorState::Garbage);
+        for slot in 0..MESSAGES {
+            let entry = self.entries[slot];
+            if entry.status != EntryStatus::Deleted || garbage_left {
+                continue;
+            }
+            let sector = entry.envelope_sector as usize;
+            let envelope_exists = self.states.get(sector) == Some(&SectorState::InUse)
+                && self.sequences[sector] == entry.envelope_sequence;
+            if !envelope_exists {
+                self.entries[slot] = crate::spool::MessageEntry::EMPTY;
+            }
+        }
+    }
+
+    async fn erase_sector(&mut self, index: usize) -> Result<(), SpoolError<F::Error>> {
+        let address = self.sector_address(index);
+        self.states[index] = SectorState::Garbage;
+        self.flash.erase(address, address + F::ERASE_SIZE as u32).await?;
+        self.statistics.sectors_erased += 1;
+        self.states[index] = SectorState::Erased;
+        Ok(())
+    }
+
+    /// Erases every unreadable sector and every sector that holds nothing live; returns the
+    /// number erased. Call it after mount and when idle; [`Spool::delete`] calls it too.
+    pub async fn maintain(&mut self) -> Result<u32, SpoolError<F::Error>> {
+        let mut erased = 0;
+        // Unreadable sectors first: they may hold records a tombstone still has to cancel.
+        for index in 0..self.sector_count {
+            if self.states[index] == SectorState::Garbage {
+                self.erase_sector(index).await?;
+                erased += 1;
+            }
+        }
+        loop {
+            self.forget_settled_deletions();
+            let candidate = (0..self.sector_count)
+                .find(|&index| self.states[index] == SectorState::InUse && !self.sector_is_live(index));
+            let Some(index) = candidate else { break };
+            self.erase_sector(index).await?;
+            erased += 1;
+        }
+        self.forget_settled_deletions();
+        Ok(erased)
+    }
+}

@@ -1,0 +1,647 @@
+//! The message queue: its state in RAM and the write path (begin, append, commit, abort,
+//! delivery state, delete).
+//!
+//! The queue is a log of records (see [`crate::layout`]) written into one sector at a time,
+//! the *head*. Sectors are opened in round-robin order over the region (wear spreading:
+//! every free sector takes its turn) and get a growing sequence number, which orders the
+//! log. Messages being received at the same time interleave their records in the log.
+//!
+//! RAM: the spool holds two sector tables (`u32` sequence + 1-byte state per sector), one
+//! [`MessageEntry`] per message slot, and one record buffer; a [`MessageWriter`] holds one
+//! chunk buffer. A message of any length needs no more RAM than that: data is encrypted and
+//! programmed chunk by chunk as it arrives. `size_of::<Spool<..>>()` is about
+//! `5 × SECTORS + 64 × MESSAGES + 1.2 KiB`, a writer about 1.1 KiB, a reader 48 bytes.
+
+use crate::crypto::{RecordCipher, SectorContext};
+use crate::envelope::{DeliveryState, Envelope, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
+use crate::error::SpoolError;
+use crate::layout::{
+    record_extent, sector_header_extent, RecordHeader, RecordKind, COMMIT_PAYLOAD_SIZE,
+    MINIMUM_SPLIT_PAYLOAD, NO_SEQUENCE, RECORD_BUFFER_CAPACITY, RECORD_HEADER_SIZE,
+    RECORD_OVERHEAD, RECORD_PAYLOAD_CAPACITY,
+};
+use crate::RandomSource;
+use core::ops::Range;
+use embedded_storage_async::nor_flash::NorFlash;
+
+/// Bytes of message data one chunk record carries (the writer's buffer size).
+pub const CHUNK_CAPACITY: usize = RECORD_PAYLOAD_CAPACITY;
+
+/// A queued message's identity (unique while any of its records is on flash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u32);
+
+/// Flash work done by the spool since it was created (diff two snapshots for one operation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Statistics {
+    /// Bytes programmed.
+    pub bytes_programmed: u64,
+    /// Program (write) operations.
+    pub program_operations: u64,
+    /// Sectors erased.
+    pub sectors_erased: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Read operations.
+    pub read_operations: u64,
+}
+
+impl Statistics {
+    /// The work done between `earlier` and `self`.
+    pub fn since(&self, earlier: &Statistics) -> Statistics {
+        Statistics {
+            bytes_programmed: self.bytes_programmed - earlier.bytes_programmed,
+            program_operations: self.program_operations - earlier.program_operations,
+            sectors_erased: self.sectors_erased - earlier.sectors_erased,
+            bytes_read: self.bytes_read - earlier.bytes_read,
+            read_operations: self.read_operations - earlier.read_operations,
+        }
+    }
+}
+
+/// What one sector of the region holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SectorState {
+    /// Wholly erased, ready to be opened.
+    Erased,
+    /// Has an authentic header; part of the log.
+    InUse,
+    /// Unreadable or half-erased: must be erased before use.
+    Garbage,
+}
+
+/// Where a message slot stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EntryStatus {
+    /// Slot unused.
+    Free,
+    /// Being received (or, during mount, not yet seen committed).
+    Receiving,
+    /// Committed and intact.
+    Queued,
+    /// Committed but a record is missing or failed authentication.
+    Damaged,
+    /// Deleted; the slot keeps the tombstone's sector alive while the envelope's sector is.
+    Deleted,
+}
+
+/// One message slot in RAM.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageEntry {
+    pub(crate) id: u32,
+    pub(crate) status: EntryStatus,
+    pub(crate) intact: bool,
+    pub(crate) recipient_count: u8,
+    pub(crate) envelope_sector: u32,
+    pub(crate) envelope_sequence: u32,
+    pub(crate) envelope_offset: u32,
+    /// Sequence of the sector holding the commit record (the end of the message's span).
+    pub(crate) last_sequence: u32,
+    /// Sequence of the sector holding the newest state record, or the tombstone.
+    pub(crate) marker_sequence: u32,
+    pub(crate) length: u32,
+    pub(crate) chunk_count: u32,
+    /// Flash bytes still reserved for a message being received.
+    pub(crate) reserved: u32,
+    pub(crate) delivery: DeliveryState,
+}
+
+impl MessageEntry {
+    pub(crate) const EMPTY: Self = Self {
+        id: 0,
+        status: EntryStatus::Free,
+        intact: true,
+        recipient_count: 0,
+        envelope_sector: 0,
+        envelope_sequence: NO_SEQUENCE,
+        envelope_offset: 0,
+        last_sequence: NO_SEQUENCE,
+        marker_sequence: NO_SEQUENCE,
+        length: 0,
+        chunk_count: 0,
+        reserved: 0,
+        delivery: DeliveryState {
+            delivered: 0,
+            failed: 0,
+            next_retry: 0,
+            attempts: 0,
+        },
+    };
+
+    pub(crate) fn is_committed(&self) -> bool {
+        matches!(self.status, EntryStatus::Queued | EntryStatus::Damaged)
+    }
+}
+
+/// The open sector records are appended to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    pub(crate) context: SectorContext,
+    pub(crate) offset: u32,
+}
+
+/// Where a record went.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    pub(crate) taken: usize,
+    pub(crate) sector: u32,
+    pub(crate) sequence: u32,
+    pub(crate) offset: u32,
+}
+
+/// A queued message as listed from RAM (no flash access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageSummary {
+    /// The message.
+    pub id: MessageId,
+    /// Bytes of message data.
+    pub length: u32,
+    /// Number of recipients in the envelope.
+    pub recipient_count: usize,
+    /// Per-recipient outcome, retry time and attempts.
+    pub delivery: DeliveryState,
+    /// A record of it is missing or failed authentication: never deliver it as good.
+    pub damaged: bool,
+}
+
+/// A message being received; owned by the receiving task, fed to [`Spool::append`].
+pub struct MessageWriter {
+    id: u32,
+    buffer: [u8; CHUNK_CAPACITY],
+    filled: usize,
+    next_chunk: u32,
+    length: u32,
+    statistics_at_begin: Statistics,
+}
+
+impl MessageWriter {
+    /// The id the message will have once committed.
+    pub fn id(&self) -> MessageId {
+        MessageId(self.id)
+    }
+
+    /// Bytes appended so far.
+    pub fn length(&self) -> u32 {
+        self.length
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buffer[..]);
+    }
+}
+
+/// Flash work of one committed message, measured from its begin to its commit (including
+/// whatever other writers did to the spool in between).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitReport {
+    /// The committed message.
+    pub id: MessageId,
+    /// Bytes of message data.
+    pub length: u32,
+    /// Flash work between begin and commit.
+    pub work: Statistics,
+}
+
+/// The encrypted, power-safe mail queue over a region of a NOR flash.
+///
+/// `SECTORS` bounds the region's sector count, `MESSAGES` the messages held at once
+/// (queued, being received, or deleted with their tombstone still needed).
+pub struct Spool<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize> {
+    pub(crate) flash: F,
+    pub(crate) random: R,
+    pub(crate) cipher: RecordCipher,
+    pub(crate) region_start: u32,
+    pub(crate) sector_count: usize,
+    pub(crate) sequences: [u32; SECTORS],
+    pub(crate) states: [SectorState; SECTORS],
+    pub(crate) entries: [MessageEntry; MESSAGES],
+    pub(crate) head: Option<Head>,
+    pub(crate) next_sequence: u32,
+    pub(crate) next_message: u32,
+    pub(crate) allocation_cursor: usize,
+    pub(crate) statistics: Statistics,
+    pub(crate) buffer: [u8; RECORD_BUFFER_CAPACITY],
+    pub(crate) mounted: bool,
+}
+
+pub(crate) async fn program<F: NorFlash>(
+    flash: &mut F,
+    statistics: &mut Statistics,
+    address: u32,
+    bytes: &[u8],
+) -> Result<(), F::Error> {
+    flash.write(address, bytes).await?;
+    statistics.bytes_programmed += bytes.len() as u64;
+    statistics.program_operations += 1;
+    Ok(())
+}
+
+pub(crate) async fn read<F: NorFlash>(
+    flash: &mut F,
+    statistics: &mut Statistics,
+    address: u32,
+    bytes: &mut [u8],
+) -> Result<(), F::Error> {
+    flash.read(address, bytes).await?;
+    statistics.bytes_read += bytes.len() as u64;
+    statistics.read_operations += 1;
+    Ok(())
+}
+
+impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
+    Spool<F, R, SECTORS, MESSAGES>
+{
+    /// A spool over `region` (byte addresses of `flash`, whole erase sectors) with the
+    /// 32-byte data `key`. Does no I/O: call [`Spool::mount`] before anything else.
+    pub fn new(flash: F, region: Range<u32>, key: &[u8; 32], random: R) -> Result<Self, SpoolError<F::Error>> {
+        let erase = F::ERASE_SIZE as u32;
+        let valid = F::WRITE_SIZE >= 1
+            && F::WRITE_SIZE <= crate::layout::MAXIMUM_WRITE_SIZE
+            && F::READ_SIZE >= 1
+            && F::WRITE_SIZE % F::READ_SIZE == 0
+            && F::ERASE_SIZE % F::WRITE_SIZE == 0
+            && F::ERASE_SIZE >= 2048
+            && region.start % erase == 0
+            && region.end % erase == 0
+            && region.end > region.start
+            && (region.end as usize) <= flash.capacity();
+        let sector_count = if valid { ((region.end - region.start) / erase) as usize } else { 0 };
+        if !valid || sector_count < 3 || sector_count > SECTORS || MESSAGES == 0 {
+            return Err(SpoolError::InvalidRegion);
+        }
+        Ok(Self {
+            flash,
+            random,
+            cipher: RecordCipher::new(key, region.start),
+            region_start: region.start,
+            sector_count,
+            sequences: [NO_SEQUENCE; SECTORS],
+            states: [SectorState::Garbage; SECTORS],
+            entries: [MessageEntry::EMPTY; MESSAGES],
+            head: None,
+            next_sequence: 0,
+            next_message: 1,
+            allocation_cursor: 0,
+            statistics: Statistics::default(),
+            buffer: [0xFF; RECORD_BUFFER_CAPACITY],
+            mounted: false,
+        })
+    }
+
+    /// Flash work done so far.
+    pub fn statistics(&self) -> Statistics {
+        self.statistics
+    }
+
+    /// Gives the flash back (e.g. to simulate a reboot in tests).
+    pub fn release(self) -> F {
+        self.flash
+    }
+
+    pub(crate) fn sector_address(&self, index: usize) -> u32 {
+        self.region_start + (index * F::ERASE_SIZE) as u32
+    }
+
+    pub(crate) fn find_entry(&self, id: u32) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|entry| entry.status != EntryStatus::Free && entry.id == id)
+    }
+
+    fn committed_entry(&self, id: MessageId) -> Result<usize, SpoolError<F::Error>> {
+        match self.find_entry(id.0) {
+            Some(slot) if self.entries[slot].is_committed() => Ok(slot),
+            _ => Err(SpoolError::UnknownMessage),
+        }
+    }
+
+    /// Opens the next erased sector (round robin) as the head.
+    async fn open_sector(&mut self) -> Result<(), SpoolError<F::Error>> {
+        let count = self.sector_count;
+        let index = (0..count)
+            .map(|step| (self.allocation_cursor + step) % count)
+            .find(|&index| self.states[index] == SectorState::Erased)
+            .ok_or(SpoolError::NoSpace)?;
+        if self.next_sequence >= NO_SEQUENCE - 1 {
+            return Err(SpoolError::NoSpace);
+        }
+        let mut random = [0u8; 12];
+        self.random.fill_bytes(&mut random);
+        let context = SectorContext {
+            index: index as u32,
+            sequence: self.next_sequence,
+            random,
+        };
+        let header = self.cipher.seal_sector_header(&context);
+        let extent = sector_header_extent(F::WRITE_SIZE);
+        self.buffer[..extent].fill(0xFF);
+        self.buffer[..header.len()].copy_from_slice(&header);
+        // From here on the sector is no longer known to be erased.
+        self.states[index] = SectorState::Garbage;
+        self.next_sequence += 1;
+        self.allocation_cursor = (index + 1) % count;
+        let address = self.sector_address(index);
+        program(&mut self.flash, &mut self.statistics, address, &self.buffer[..extent]).await?;
+        self.states[index] = SectorState::InUse;
+        self.sequences[index] = context.sequence;
+        self.head = Some(Head {
+            context,
+            offset: extent as u32,
+        });
+        Ok(())
+    }
+
+    /// Appends one record to the log. Chunks may be split at a sector's end: returns how
+    /// much of `payload` was written and where.
+    pub(crate) async fn write_record(
+        &mut self,
+        kind: RecordKind,
+        message: u32,
+        index: u32,
+        payload: &[u8],
+    ) -> Result<Placement, SpoolError<F::Error>> {
+        let erase = F::ERASE_SIZE;
+        loop {
+            if self.head.is_none() {
+                self.open_sector().await?;
+            }
+            let Some(head) = self.head else { continue };
+            let remaining = erase - head.offset as usize;
+            let take = if record_extent(payload.len(), F::WRITE_SIZE) <= remaining {
+                payload.len()
+            } else if kind == RecordKind::Chunk
+                && remaining >= record_extent(MINIMUM_SPLIT_PAYLOAD, F::WRITE_SIZE)
+            {
+                remaining - RECORD_OVERHEAD
+            } else {
+                self.head = None;
+                continue;
+            };
+            let extent = record_extent(take, F::WRITE_SIZE);
+            let header = RecordHeader {
+                kind,
+                length: take as u16,
+                message,
+                index,
+            }
+            .encode();
+            self.buffer[..extent].fill(0xFF);
+            self.buffer[..RECORD_HEADER_SIZE].copy_from_slice(&header);
+            let payload_area = RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + take;
+            self.buffer[payload_area.clone()].copy_from_slice(&payload[..take]);
+            let tag = self.cipher.seal_record(
+                &head.context,
+                head.offset,
+                &header,
+                &mut self.buffer[payload_area.clone()],
+            );
+            self.buffer[payload_area.end..payload_area.end + tag.len()].copy_from_slice(&tag);
+            let address = self.sector_address(head.context.index as usize) + head.offset;
+            // A failed program leaves an unknown word: never write into this sector again.
+            self.head = None;
+            program(&mut self.flash, &mut self.statistics, address, &self.buffer[..extent]).await?;
+            let next = head.offset + extent as u32;
+            if (next as usize) < erase {
+                self.head = Some(Head {
+                    context: head.context,
+                    offset: next,
+                });
+            }
+            return Ok(Placement {
+                taken: take,
+                sector: head.context.index,
+                sequence: head.context.sequence,
+                offset: head.offset,
+            });
+        }
+    }
+
+    /// Takes `extent` flash bytes from the reservation of message slot `slot`, or from the
+    /// free space if its reservation is used up.
+    fn consume_reservation(&mut self, slot: usize, extent: usize) -> Result<(), SpoolError<F::Error>> {
+        let reserved = self.entries[slot].reserved as usize;
+        if reserved >= extent {
+            self.entries[slot].reserved = (reserved - extent) as u32;
+            return Ok(());
+        }
+        if self.free_bytes() < (extent - reserved) as u64 {
+            return Err(SpoolError::NoSpace);
+        }
+        self.entries[slot].reserved = 0;
+        Ok(())
+    }
+
+    /// Starts receiving a message: reserves flash for `expected_length` bytes of data (the
+    /// SMTP SIZE value, or the session's size limit) and writes the envelope. Fails with
+    /// [`SpoolError::NoSpace`] when that much cannot be accepted (answer 452 4.3.1).
+    pub async fn begin_message(
+        &mut self,
+        envelope: &Envelope<'_>,
+        expected_length: u32,
+    ) -> Result<MessageWriter, SpoolError<F::Error>> {
+        let encoded_length = envelope.encoded_length();
+        if encoded_length > ENVELOPE_CAPACITY || envelope.recipients().len() > MAX_RECIPIENTS {
+            return Err(SpoolError::EnvelopeTooLarge);
+        }
+        let slot = self
+            .entries
+            .iter()
+            .position(|entry| entry.status == EntryStatus::Free)
+            .ok_or(SpoolError::MessageTableFull)?;
+        let needed = self.worst_case_bytes(expected_length, encoded_length);
+        if self.free_bytes() < needed {
+            return Err(SpoolError::NoSpace);
+        }
+        if self.next_message == u32::MAX {
+            return Err(SpoolError::MessageTableFull);
+        }
+        let id = self.next_message;
+        self.next_message += 1;
+        let statistics_at_begin = self.statistics;
+        let mut encoded = [0u8; ENVELOPE_CAPACITY];
+        let length = envelope.encode(&mut encoded);
+        let placement = self
+            .write_record(RecordKind::Envelope, id, 0, &encoded[..length])
+            .await?;
+        let written = record_extent(length, F::WRITE_SIZE) as u64;
+        self.entries[slot] = MessageEntry {
+            id,
+            status: EntryStatus::Receiving,
+            recipient_count: envelope.recipients().len() as u8,
+            envelope_sector: placement.sector,
+            envelope_sequence: placement.sequence,
+            envelope_offset: placement.offset,
+            last_sequence: placement.sequence,
+            reserved: needed.saturating_sub(written).min(u32::MAX as u64) as u32,
+            ..MessageEntry::EMPTY
+        };
+        Ok(MessageWriter {
+            id,
+            buffer: [0; CHUNK_CAPACITY],
+            filled: 0,
+            next_chunk: 0,
+            length: 0,
+            statistics_at_begin,
+        })
+    }
+
+    fn writer_slot(&self, writer: &MessageWriter) -> Result<usize, SpoolError<F::Error>> {
+        match self.find_entry(writer.id) {
+            Some(slot) if self.entries[slot].status == EntryStatus::Receiving => Ok(slot),
+            _ => Err(SpoolError::WriterFinished),
+        }
+    }
+
+    /// Writes the writer's buffered data as chunk records (split at a sector's end).
+    async fn flush_chunk(&mut self, slot: usize, writer: &mut MessageWriter) -> Result<(), SpoolError<F::Error>> {
+        while writer.filled > 0 {
+            let worst = record_extent(writer.filled, F::WRITE_SIZE) + RECORD_OVERHEAD + F::WRITE_SIZE;
+            self.consume_reservation(slot, worst)?;
+            let written = self
+                .write_record(RecordKind::Chunk, writer.id, writer.next_chunk, &writer.buffer[..writer.filled])
+                .await?
+                .taken;
+            writer.next_chunk += 1;
+            writer.buffer.copy_within(written..writer.filled, 0);
+            writer.filled -= written;
+            // Give back what the worst case over-reserved.
+            let used = record_extent(written, F::WRITE_SIZE);
+            self.entries[slot].reserved = self.entries[slot].reserved.saturating_add((worst - used) as u32);
+        }
+        Ok(())
+    }
+
+    /// Appends message data as it arrives; full chunks are encrypted and programmed at once.
+    /// On [`SpoolError::NoSpace`] the message cannot be completed: abort it.
+    pub async fn append(&mut self, writer: &mut MessageWriter, mut data: &[u8]) -> Result<(), SpoolError<F::Error>> {
+        let slot = self.writer_slot(writer)?;
+        if (writer.length as u64) + data.len() as u64 > u32::MAX as u64 {
+            return Err(SpoolError::MessageTooLarge);
+        }
+        while !data.is_empty() {
+            let room = CHUNK_CAPACITY - writer.filled;
+            let take = room.min(data.len());
+            writer.buffer[writer.filled..writer.filled + take].copy_from_slice(&data[..take]);
+            writer.filled += take;
+            writer.length += take as u32;
+            data = &data[take..];
+            if writer.filled == CHUNK_CAPACITY {
+                self.flush_chunk(slot, writer).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the message: after this returns `Ok` it survives any power cut (send "250").
+    /// Programs the last chunk and one commit record; never erases.
+    pub async fn commit(&mut self, mut writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
+        let slot = self.writer_slot(&writer)?;
+        self.flush_chunk(slot, &mut writer).await?;
+        let mut payload = [0u8; COMMIT_PAYLOAD_SIZE];
+        payload[..4].copy_from_slice(&writer.length.to_le_bytes());
+        payload[4..].copy_from_slice(&writer.next_chunk.to_le_bytes());
+        self.consume_reservation(slot, record_extent(COMMIT_PAYLOAD_SIZE, F::WRITE_SIZE))?;
+        let sequence = self.write_record(RecordKind::Commit, writer.id, 0, &payload).await?.sequence;
+        let entry = &mut self.entries[slot];
+        entry.status = EntryStatus::Queued;
+        entry.last_sequence = sequence;
+        entry.length = writer.length;
+        entry.chunk_count = writer.next_chunk;
+        entry.reserved = 0;
+        Ok(CommitReport {
+            id: MessageId(writer.id),
+            length: writer.length,
+            work: self.statistics.since(&writer.statistics_at_begin),
+        })
+    }
+
+    /// Abandons a message being received (its records become garbage, reclaimed later).
+    pub fn abort(&mut self, writer: MessageWriter) {
+        if let Ok(slot) = self.writer_slot(&writer) {
+            self.entries[slot] = MessageEntry::EMPTY;
+        }
+    }
+
+    /// Queued messages (intact and damaged), from RAM.
+    pub fn messages(&self) -> impl Iterator<Item = MessageSummary> + '_ {
+        self.entries.iter().filter(|entry| entry.is_committed()).map(|entry| MessageSummary {
+            id: MessageId(entry.id),
+            length: entry.length,
+            recipient_count: usize::from(entry.recipient_count),
+            delivery: entry.delivery,
+            damaged: entry.status == EntryStatus::Damaged,
+        })
+    }
+
+    /// One queued message, from RAM.
+    pub fn message(&self, id: MessageId) -> Option<MessageSummary> {
+        self.messages().find(|summary| summary.id == id)
+    }
+
+    /// Records a message's delivery state (one small record; the newest wins at mount).
+    pub async fn set_delivery_state(&mut self, id: MessageId, state: DeliveryState) -> Result<(), SpoolError<F::Error>> {
+        let slot = self.committed_entry(id)?;
+        let payload = state.encode();
+        let sequence = self.write_metadata(RecordKind::State, id.0, &payload).await?;
+        self.entries[slot].delivery = state;
+        self.entries[slot].marker_sequence = sequence;
+        Ok(())
+    }
+
+    /// Writes a state or delete record; if no erased sector is left, reclaims first.
+    async fn write_metadata(&mut self, kind: RecordKind, id: u32, payload: &[u8]) -> Result<u32, SpoolError<F::Error>> {
+        match self.write_record(kind, id, 0, payload).await {
+            Err(SpoolError::NoSpace) => {
+                self.maintain().await?;
+                Ok(self.write_record(kind, id, 0, payload).await?.sequence)
+            }
+            other => Ok(other?.sequence),
+        }
+    }
+
+    fn current_state(&self, id: MessageId, recipient: usize) -> Result<DeliveryState, SpoolError<F::Error>> {
+        let slot = self.committed_entry(id)?;
+        if recipient >= usize::from(self.entries[slot].recipient_count) {
+            return Err(SpoolError::TooManyRecipients);
+        }
+        Ok(self.entries[slot].delivery)
+    }
+
+    /// Marks recipient `recipient` (index into the envelope's recipients) delivered.
+    pub async fn mark_delivered(&mut self, id: MessageId, recipient: usize) -> Result<(), SpoolError<F::Error>> {
+        let mut state = self.current_state(id, recipient)?;
+        state.delivered |= 1 << recipient;
+        state.failed &= !(1 << recipient);
+        self.set_delivery_state(id, state).await
+    }
+
+    /// Marks recipient `recipient` failed for good.
+    pub async fn mark_failed(&mut self, id: MessageId, recipient: usize) -> Result<(), SpoolError<F::Error>> {
+        let mut state = self.current_state(id, recipient)?;
+        state.failed |= 1 << recipient;
+        state.delivered &= !(1 << recipient);
+        self.set_delivery_state(id, state).await
+    }
+
+    /// Counts a delivery attempt and sets when to try the pending recipients again.
+    pub async fn set_next_retry(&mut self, id: MessageId, next_retry: u64) -> Result<(), SpoolError<F::Error>> {
+        let mut state = self.current_state(id, 0)?;
+        state.attempts = state.attempts.saturating_add(1);
+        state.next_retry = next_retry;
+        self.set_delivery_state(id, state).await
+    }
+
+    /// Deletes a queued message (a tombstone record), then reclaims and erases every sector
+    /// that no longer holds anything live. Returns the flash work of the whole operation.
+    pub async fn delete(&mut self, id: MessageId) -> Result<Statistics, SpoolError<F::Error>> {
+        let before = self.statistics;
+        let slot = self.committed_entry(id)?;
+        let sequence = self.write_metadata(RecordKind::Delete, id.0, &[]).await?;
+        self.entries[slot].status = EntryStatus::Deleted;
+        self.entries[slot].marker_sequence = sequence;
+        self.maintain().await?;
+        Ok(self.statistics.since(&before))
+    }
+}
