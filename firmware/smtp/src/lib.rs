@@ -1,2 +1,27 @@
-//! placeholder (being written)
+#![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod clock;
+pub mod command;
+pub mod connection;
+pub mod data;
+pub mod limits;
+pub mod policy;
+pub mod received;
+pub mod relay;
+pub mod server;
+
+pub use address::{Domain, ForwardPath, LocalPart, Mailbox, Path, ReversePath};
+pub use clock::Now;
+pub use command::{BodyType, MailParameters};
+pub use connection::{ConnectionCounter, ConnectionRefusal};
+pub use limits::Limits;
+pub use policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
+pub use received::{TlsDetails, TransactionId};
+pub use relay::{IpPrefix, RelayConfig, RelayTrick, StandardPolicy};
+pub use server::{
+    AbortReason, CommitResult, ConnectionInfo, Event, Refusal, RefusalReason, ServerConfig, ServerSession,
+};

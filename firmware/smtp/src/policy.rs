@@ -1,0 +1,66 @@
+//! The questions a server session asks its caller before it accepts a sender or a recipient.
+
+use core::net::IpAddr;
+
+use crate::address::{ForwardPath, ReversePath};
+use crate::relay::RelayTrick;
+
+/// What the policy knows about the client of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client's IP address as seen by the transport.
+    pub address: IpAddr,
+    /// Whether the session runs inside TLS now.
+    pub tls_active: bool,
+}
+
+/// The answer to `MAIL FROM`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SenderDecision {
+    /// Go on: `250 2.1.0`.
+    Accept,
+    /// The spool cannot take the declared size now: `452 4.3.1`.
+    InsufficientStorage,
+    /// The device is locked (or otherwise cannot spool): `421 4.3.2` and close, so the sending
+    /// MTA tries the backup MX.
+    ServiceUnavailable,
+    /// This client may not send (e.g. a submission quota): `550 5.7.1`.
+    Refused,
+}
+
+/// The answer to `RCPT TO`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecipientDecision {
+    /// Go on: `250 2.1.5`.
+    Accept,
+    /// A local domain but no such mailbox: `550 5.1.1`.
+    UnknownRecipient,
+    /// A foreign domain and a client that may not relay: `550 5.7.1`.
+    RelayDenied,
+    /// A foreign destination hidden in the address: `550 5.7.1`.
+    RelayTrick(RelayTrick),
+    /// The spool is too full: `452 4.3.1`.
+    InsufficientStorage,
+    /// The device is locked: `450 4.3.2` (the sender retries or uses the backup MX).
+    ServiceUnavailable,
+}
+
+/// The caller's policy, consulted by the server session at connect, MAIL and RCPT time.
+pub trait SessionPolicy {
+    /// Whether the service is up for this client (false while the device is locked: the
+    /// greeting becomes `421 4.3.2` and the connection closes).
+    fn service_available(&mut self, client: &ClientInfo) -> bool;
+
+    /// Whether a transaction from `sender` with the declared size (`SIZE=`, if any) may
+    /// start. The session has already refused a declared size above its own limit.
+    fn check_sender(
+        &mut self,
+        client: &ClientInfo,
+        sender: &ReversePath<'_>,
+        declared_size: Option<u64>,
+    ) -> SenderDecision;
+
+    /// Whether `recipient` is accepted (domain accepted and recipient known, or relaying
+    /// allowed for this client).
+    fn check_recipient(&mut self, client: &ClientInfo, recipient: &ForwardPath<'_>) -> RecipientDecision;
+}
