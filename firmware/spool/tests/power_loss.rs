@@ -1,0 +1,170 @@
+//! Power loss: a realistic scenario is cut at every program and erase, clean and torn.
+//!
+//! Scenario: several messages in (one spanning sectors), some mid-delivery, some deleted,
+//! a restart in between, a message left uncommitted at the restart, another in flight at
+//! the end. For every operation N, with the N-th operation dropped and with it torn,
+//! recovery must find every acknowledged message intact, no unacknowledged one, nothing
+//! corrupt, delivery marks that were acknowledged, and a spool that keeps working.
+
+mod common;
+
+use common::*;
+use homemx_spool::testing::{block_on, CutMode};
+use homemx_spool::{Envelope, MessageId, RecipientState};
+use std::collections::BTreeMap;
+
+#[derive(Default, Debug)]
+struct Ledger {
+    /// Messages whose commit returned Ok, by id.
+    committed: BTreeMap<MessageId, Vec<u8>>,
+    /// A commit under way when the power went: may or may not exist, intact if it does.
+    committing: Option<(MessageId, Vec<u8>)>,
+    /// Deletions that returned Ok.
+    deleted: Vec<MessageId>,
+    /// A deletion under way.
+    deleting: Option<MessageId>,
+    /// Delivery marks that returned Ok.
+    delivered: Vec<(MessageId, usize)>,
+}
+
+async fn store(spool: &mut TestSpool, ledger: &mut Ledger, seed: u32, length: usize) -> Result<MessageId, Error> {
+    let data = message_bytes(seed, length);
+    let envelope = Envelope::new(b"sender@example.net", &[b"a@example.org", b"b@example.org"]).unwrap();
+    let mut writer = spool.begin_message(&envelope, length as u32).await?;
+    for part in data.chunks(700) {
+        spool.append(&mut writer, part).await?;
+    }
+    let id = writer.id();
+    ledger.committing = Some((id, data.clone()));
+    spool.commit(writer).await?;
+    ledger.committing = None;
+    ledger.committed.insert(id, data);
+    Ok(id)
+}
+
+async fn delete(spool: &mut TestSpool, ledger: &mut Ledger, id: MessageId) -> Result<(), Error> {
+    ledger.deleting = Some(id);
+    spool.delete(id).await?;
+    ledger.deleting = None;
+    ledger.deleted.push(id);
+    Ok(())
+}
+
+async fn deliver(spool: &mut TestSpool, ledger: &mut Ledger, id: MessageId, recipient: usize) -> Result<(), Error> {
+    spool.mark_delivered(id, recipient).await?;
+    ledger.delivered.push((id, recipient));
+    Ok(())
+}
+
+async fn scenario(flash: &Flash, ledger: &mut Ledger) -> Result<(), Error> {
+    let (mut spool, _) = try_mount(flash, 11)?;
+    spool.maintain().await?;
+    let a = store(&mut spool, ledger, 1, 10_240).await?;
+    let b = store(&mut spool, ledger, 2, 3_000).await?;
+    // C is left open across the restart: it must never appear.
+    let envelope = Envelope::new(b"c@example.net", &[b"a@example.org"]).unwrap();
+    let mut open = spool.begin_message(&envelope, 4000).await?;
+    spool.append(&mut open, &message_bytes(3, 2_000)).await?;
+    deliver(&mut spool, ledger, a, 0).await?;
+    let d = store(&mut spool, ledger, 4, 6_000).await?;
+    delete(&mut spool, ledger, b).await?;
+    spool.set_next_retry(a, 1_000).await?;
+    drop(open);
+    drop(spool);
+    // Restart.
+    let (mut spool, _) = try_mount(flash, 12)?;
+    spool.maintain().await?;
+    let e = store(&mut spool, ledger, 5, 12_000).await?;
+    deliver(&mut spool, ledger, a, 1).await?;
+    delete(&mut spool, ledger, a).await?;
+    spool.mark_failed(d, 0).await?;
+    let _f = store(&mut spool, ledger, 6, 1_500).await?;
+    delete(&mut spool, ledger, d).await?;
+    deliver(&mut spool, ledger, e, 0).await?;
+    let envelope = Envelope::new(b"g@example.net", &[b"a@example.org"]).unwrap();
+    let mut open = spool.begin_message(&envelope, 4000).await?;
+    spool.append(&mut open, &message_bytes(7, 4_000)).await?;
+    let _h = store(&mut spool, ledger, 8, 2_500).await?;
+    Ok(())
+}
+
+fn check_recovery(flash: &Flash, ledger: &Ledger, cut: u64, mode: CutMode) {
+    let context = format!("cut at operation {cut} ({mode:?})");
+    let (mut spool, report) = mount(flash, 99);
+    assert_eq!(report.records_corrupt, 0, "{context}: {report:?}");
+    assert_eq!(report.messages_damaged, 0, "{context}: {report:?}");
+    let present: Vec<MessageId> = spool.messages().map(|m| m.id).collect();
+    block_on(async {
+        for (&id, data) in &ledger.committed {
+            let deleted = ledger.deleted.contains(&id);
+            let maybe = ledger.deleting == Some(id);
+            if deleted {
+                assert!(!present.contains(&id), "{context}: deleted {id:?} came back");
+            } else if !maybe {
+                assert!(present.contains(&id), "{context}: acknowledged {id:?} lost");
+            }
+            if present.contains(&id) {
+                assert_eq!(&read_all(&mut spool, id).await.unwrap(), data, "{context}: {id:?} differs");
+            }
+        }
+        for &id in &present {
+            let known = ledger.committed.contains_key(&id) || ledger.committing.as_ref().is_some_and(|(c, _)| *c == id);
+            assert!(known, "{context}: {id:?} was never committed");
+            if let Some((committing, data)) = &ledger.committing {
+                if *committing == id {
+                    assert_eq!(&read_all(&mut spool, id).await.unwrap(), data, "{context}: in-flight commit differs");
+                }
+            }
+        }
+        for &(id, recipient) in &ledger.delivered {
+            if let Some(summary) = spool.message(id) {
+                assert_eq!(summary.delivery.recipient(recipient), RecipientState::Delivered, "{context}: mark lost");
+            }
+        }
+        // The spool keeps working: erase what is left, add a message, read it, delete all.
+        spool.maintain().await.unwrap();
+        let data = message_bytes(77, 9_000);
+        let id = enqueue(&mut spool, &data, 1, 1000).await.unwrap();
+        assert_eq!(read_all(&mut spool, id).await.unwrap(), data, "{context}");
+        let ids: Vec<_> = spool.messages().map(|m| m.id).collect();
+        for id in ids {
+            spool.delete(id).await.unwrap();
+        }
+    });
+    let (spool, report) = mount(flash, 100);
+    assert!(report.is_clean(), "{context}: after cleaning up {report:?}");
+    assert_eq!(spool.messages().count(), 0, "{context}");
+    assert_eq!(spool.space().sectors_in_use, 1, "{context}: space leaked {:?}", spool.space());
+}
+
+fn sweep(mode: CutMode) -> u64 {
+    let flash = new_flash();
+    let mut ledger = Ledger::default();
+    block_on(scenario(&flash, &mut ledger)).unwrap();
+    let total = flash.mutating_operations();
+    let erases = flash.counters().sectors_erased;
+    assert!(total > 60 && erases >= 4, "scenario too small: {total} operations, {erases} erases");
+    for cut in 1..=total {
+        let flash = new_flash();
+        flash.cut_power_at(cut, mode, cut * 7919 + 1);
+        let mut ledger = Ledger::default();
+        let outcome = block_on(scenario(&flash, &mut ledger));
+        assert!(outcome.is_err(), "the cut at {cut} must stop the scenario");
+        flash.restore_power();
+        check_recovery(&flash, &ledger, cut, mode);
+    }
+    println!("power-loss: scenario has {total} operations, {erases} of them erases");
+    total
+}
+
+#[test]
+fn every_cut_point_clean() {
+    let covered = sweep(CutMode::Clean);
+    println!("power-loss: {covered} cut points covered (clean cuts)");
+}
+
+#[test]
+fn every_cut_point_torn() {
+    let covered = sweep(CutMode::Torn);
+    println!("power-loss: {covered} cut points covered (torn writes and half erases)");
+}
