@@ -1,1 +1,27 @@
-//! placeholder
+//! The homemx end-to-end harness: builds the firmware image, boots it in QEMU on an isolated
+//! network, captures its defmt log, talks to it over the network, the serial console and
+//! QEMU's monitor, and always tears everything down by PID.
+//!
+//! Network safety: every machine runs either on QEMU user networking with `restrict=on`
+//! (the demo, [`machine::NetworkMode::UserRestricted`]) or on a TAP device inside a network
+//! namespace this harness creates and deletes ([`network::IsolatedNetwork`]); peers live in
+//! that namespace. Nothing is sent to any other address.
+
+pub mod firmware;
+pub mod flash_image;
+pub mod gdb;
+pub mod log;
+pub mod machine;
+pub mod network;
+pub mod peers;
+pub mod qmp;
+
+/// The error type of the harness: a message that says what went wrong.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// The harness's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The repository's root directory (the harness lives in `qemu/`).
+pub fn repository_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("qemu/ has a parent").to_path_buf()
+}

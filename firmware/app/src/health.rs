@@ -19,8 +19,11 @@ pub const HTTP_PORT: u16 = 80;
 pub const DEVICE_NAME: &str = "homemx.lan";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One HTTP connection at a time per task; the firmware runs two.
-#[embassy_executor::task(pool_size = 2)]
+/// HTTP listeners: one connection at a time each, so a few run side by side.
+pub const HTTP_TASK_COUNT: usize = 3;
+
+/// One HTTP connection at a time per task; the firmware runs [`HTTP_TASK_COUNT`].
+#[embassy_executor::task(pool_size = HTTP_TASK_COUNT)]
 pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
     let mut receive_buffer = [0u8; 1024];
     let mut transmit_buffer = [0u8; 1024];
@@ -40,11 +43,12 @@ pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
         } else {
             serve(&mut socket, stack, peer.addr).await;
         }
-        let _ = socket.flush().await;
+        // Send everything and our FIN, then release the connection (RST only if the peer
+        // still holds it open) before the buffers are reused for the next listener.
         socket.close();
-        // Let the FIN go out before the socket's buffers are reused.
-        embassy_time::Timer::after_millis(20).await;
+        let _ = socket.flush().await;
         socket.abort();
+        let _ = socket.flush().await;
     }
 }
 

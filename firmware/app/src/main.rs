@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod console;
 mod health;
 mod lan;
 mod network;
@@ -39,8 +40,10 @@ async fn main(spawner: Spawner) {
     let mut seed = [0u8; 8];
     entropy.fill_bytes(&mut seed);
     let stack = network::start(spawner, parts.network, u64::from_le_bytes(seed));
-    spawner.spawn(health::http_task(stack, 0).unwrap());
-    spawner.spawn(health::http_task(stack, 1).unwrap());
+    spawner.spawn(console::console_task(parts.serial).unwrap());
+    for task_number in 0..health::HTTP_TASK_COUNT {
+        spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
+    }
     spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
     network::log_when_ready(stack).await;
 }

@@ -16,13 +16,17 @@ type NetworkDriver = <bsp::Parts as PartsTypes>::Network;
 pub trait PartsTypes {
     /// The board's Ethernet driver.
     type Network: homemx_board::NetworkDriver + 'static;
+    /// The board's console link.
+    type Serial: homemx_board::SerialLink + 'static;
 }
 
 impl<N, F, S, E, R> PartsTypes for homemx_board::BoardParts<N, F, S, E, R>
 where
     N: homemx_board::NetworkDriver + 'static,
+    S: homemx_board::SerialLink + 'static,
 {
     type Network = N;
+    type Serial = S;
 }
 
 #[embassy_executor::task]

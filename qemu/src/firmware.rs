@@ -1,0 +1,195 @@
+//! Building the firmware image for a board with whichever toolchain this machine has.
+//!
+//! Where the rustup toolchain has the `thumbv7em-none-eabihf` standard library (a normal
+//! developer laptop after `rustup target add`), it is used as it is. Otherwise (Debian's
+//! `rustc-web`, whose target std is not prebuilt) the build uses `/usr/bin/cargo` with
+//! `RUSTC_BOOTSTRAP=1 -Zbuild-std=core,alloc,compiler_builtins` and the
+//! `compiler-builtins-mem` feature. `HOMEMX_TOOLCHAIN=rustup|debian` overrides the choice.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{repository_root, Result};
+
+/// The firmware's target triple.
+pub const TARGET: &str = "thumbv7em-none-eabihf";
+
+/// The boards the firmware builds for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    /// QEMU's mps2-an386.
+    QemuMps2,
+    /// ST NUCLEO-F429ZI (compiled, not run here).
+    NucleoF429zi,
+}
+
+impl Board {
+    /// The firmware feature that selects the board.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Board::QemuMps2 => "board-qemu",
+            Board::NucleoF429zi => "board-nucleo-f429zi",
+        }
+    }
+
+    /// Short name used in paths and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::QemuMps2 => "qemu-mps2-an386",
+            Board::NucleoF429zi => "nucleo-f429zi",
+        }
+    }
+}
+
+/// One firmware variant to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FirmwareBuild {
+    /// The board.
+    pub board: Board,
+    /// Whether the reset handler wipes RAM (always, except for the RAM-wipe negative control).
+    pub ram_wipe: bool,
+}
+
+/// Which compiler set-up builds the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toolchain {
+    /// rustup's toolchain with the prebuilt target standard library.
+    Rustup,
+    /// Debian's rustc with `-Zbuild-std`.
+    Debian,
+}
+
+fn rustup_has_target() -> bool {
+    let Ok(output) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Path::new(&sysroot).join("lib/rustlib").join(TARGET).join("lib").is_dir()
+}
+
+/// The toolchain this machine builds firmware with.
+pub fn detect_toolchain() -> Toolchain {
+    match std::env::var("HOMEMX_TOOLCHAIN").as_deref() {
+        Ok("debian") => Toolchain::Debian,
+        Ok("rustup") => Toolchain::Rustup,
+        _ if rustup_has_target() => Toolchain::Rustup,
+        _ => Toolchain::Debian,
+    }
+}
+
+impl FirmwareBuild {
+    /// The product image for the QEMU board.
+    pub const QEMU: FirmwareBuild = FirmwareBuild { board: Board::QemuMps2, ram_wipe: true };
+
+    fn variant_name(&self) -> String {
+        format!("{}{}", self.board.name(), if self.ram_wipe { "" } else { "-no-ram-wipe" })
+    }
+
+    /// The cargo target directory of this variant (variants do not rebuild each other).
+    pub fn target_directory(&self) -> PathBuf {
+        repository_root().join("firmware/app/target").join(self.variant_name())
+    }
+
+    /// Path of the built ELF image.
+    pub fn elf_path(&self) -> PathBuf {
+        self.target_directory().join(TARGET).join("release/homemx")
+    }
+
+    /// The cargo command that builds this variant.
+    pub fn command(&self, toolchain: Toolchain) -> Command {
+        let mut features = vec![self.board.feature()];
+        if self.ram_wipe {
+            features.push("ram-wipe");
+        }
+        let mut command = match toolchain {
+            Toolchain::Rustup => Command::new("cargo"),
+            Toolchain::Debian => {
+                let mut command = Command::new("/usr/bin/cargo");
+                let path = std::env::var("PATH").unwrap_or_default();
+                command.env("PATH", format!("/usr/bin:{path}"));
+                command.env("RUSTC", "/usr/bin/rustc");
+                command.env("RUSTDOC", "/usr/bin/rustdoc");
+                command.env("RUSTC_BOOTSTRAP", "1");
+                command
+            }
+        };
+        command
+            .current_dir(repository_root().join("firmware/app"))
+            .args(["build", "--release", "--no-default-features", "--features", &features.join(",")])
+            .env("CARGO_TARGET_DIR", self.target_directory())
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO");
+        if toolchain == Toolchain::Debian {
+            command.args([
+                "-Zbuild-std=core,alloc,compiler_builtins",
+                "-Zbuild-std-features=compiler-builtins-mem",
+            ]);
+        }
+        command
+    }
+
+    /// Builds the image (incrementally) and returns the ELF's path.
+    pub fn build(&self) -> Result<PathBuf> {
+        let toolchain = detect_toolchain();
+        let status = self.command(toolchain).status()?;
+        if !status.success() {
+            return Err(format!("firmware build {} with {toolchain:?} toolchain failed ({status})", self.variant_name()).into());
+        }
+        Ok(self.elf_path())
+    }
+}
+
+/// Flash and RAM use of an image, from its ELF section headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImageSize {
+    /// `.vector_table` + `.text` + `.rodata` (+ `.data`'s load image): bytes in flash.
+    pub flash: u64,
+    /// `.data` + `.bss` + `.uninit`: static RAM.
+    pub static_ram: u64,
+}
+
+/// Reads the section sizes of an ELF image.
+pub fn image_size(elf: &Path) -> Result<ImageSize> {
+    let bytes = std::fs::read(elf)?;
+    let sections = elf_sections(&bytes)?;
+    let mut size = ImageSize::default();
+    for (name, length) in sections {
+        match name.as_str() {
+            ".vector_table" | ".text" | ".rodata" => size.flash += length,
+            ".data" => {
+                size.flash += length;
+                size.static_ram += length;
+            }
+            ".bss" | ".uninit" => size.static_ram += length,
+            _ => {}
+        }
+    }
+    Ok(size)
+}
+
+/// (name, size) of every section of a 32-bit little-endian ELF file.
+fn elf_sections(bytes: &[u8]) -> Result<Vec<(String, u64)>> {
+    let read_u16 = |offset: usize| -> Result<u16> {
+        Ok(u16::from_le_bytes(bytes.get(offset..offset + 2).ok_or("truncated ELF")?.try_into()?))
+    };
+    let read_u32 = |offset: usize| -> Result<u32> {
+        Ok(u32::from_le_bytes(bytes.get(offset..offset + 4).ok_or("truncated ELF")?.try_into()?))
+    };
+    if bytes.get(..5) != Some(b"\x7fELF\x01") {
+        return Err("not a 32-bit ELF file".into());
+    }
+    let section_table = read_u32(0x20)? as usize;
+    let entry_size = read_u16(0x2e)? as usize;
+    let count = read_u16(0x30)? as usize;
+    let names_index = read_u16(0x32)? as usize;
+    let names_offset = read_u32(section_table + names_index * entry_size + 0x10)? as usize;
+    let mut sections = Vec::new();
+    for index in 0..count {
+        let header = section_table + index * entry_size;
+        let name_offset = names_offset + read_u32(header)? as usize;
+        let name_end = bytes[name_offset..].iter().position(|&byte| byte == 0).ok_or("bad section name")?;
+        let name = String::from_utf8_lossy(&bytes[name_offset..name_offset + name_end]).into_owned();
+        sections.push((name, read_u32(header + 0x14)? as u64));
+    }
+    Ok(sections)
+}

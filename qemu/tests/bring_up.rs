@@ -1,0 +1,102 @@
+//! End to end on the isolated network: the appliance boots from its flash, gets its address
+//! by DHCP, tells LAN peers from WAN peers by their source addresses, answers `/health` on
+//! the LAN only, echoes UDP for the LAN only, talks on its serial console, and keeps its
+//! flash across a power cut.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddrV4;
+use std::path::Path;
+use std::time::Duration;
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig, NetworkMode};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, APPLIANCE_MAC, LAN_CLIENT, TAP_DEVICE, WAN_CLIENT};
+use homemx_qemu::{flash_image, peers};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn start(network: &IsolatedNetwork, elf: &Path, flash: &Path, directory: &Path) -> Machine {
+    let config = MachineConfig {
+        elf: elf.to_path_buf(),
+        flash_file: flash.to_path_buf(),
+        network: NetworkMode::Tap { namespace: network.namespace().to_string(), device: TAP_DEVICE.to_string() },
+        mac_address: APPLIANCE_MAC.to_string(),
+        instruction_counting: false,
+        echo_log: false,
+    };
+    Machine::start(&config, directory).expect("QEMU starts")
+}
+
+#[test]
+fn lan_and_wan_peers_are_told_apart_and_udp_round_trips() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("bring-up").unwrap();
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let machine = start(&network, &elf, &flash, &directory);
+    let ready = machine.wait_ready(0, BOOT_TIMEOUT).expect("firmware becomes ready");
+    assert!(ready.contains("192.168.77.2"), "DHCP reservation used: {ready}");
+
+    let health = SocketAddrV4::new(APPLIANCE, 80);
+    let echo = SocketAddrV4::new(APPLIANCE, 7);
+    let (lan, wan, wrong_host, lan_udp, wan_udp) = network
+        .run_inside(move || {
+            (
+                peers::http_get(LAN_CLIENT, health, "192.168.77.2", "/health").expect("LAN GET /health"),
+                peers::http_get(WAN_CLIENT, health, "192.168.77.2", "/health").expect("WAN GET /health"),
+                peers::http_get(LAN_CLIENT, health, "mail.attacker.example", "/health").expect("rebinding GET"),
+                peers::udp_round_trip(LAN_CLIENT, echo, b"homemx udp probe 1", Duration::from_secs(3)).unwrap(),
+                peers::udp_round_trip(WAN_CLIENT, echo, b"homemx udp probe 2", Duration::from_secs(2)).unwrap(),
+            )
+        })
+        .unwrap();
+
+    assert_eq!(lan.status, 200, "{lan:?}");
+    let document: serde_json::Value = serde_json::from_str(&lan.body).expect("health is JSON");
+    assert_eq!(document["firmware"], "homemx");
+    assert_eq!(document["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(document["board"], "qemu-mps2-an386");
+    assert_eq!(document["link"], "up");
+    assert_eq!(document["address"], "192.168.77.2/24");
+    assert!(document["uptime_seconds"].as_u64().is_some());
+    assert_eq!(document["client"], "192.168.77.10", "LAN peer seen with its own address");
+    assert!(lan.headers.contains("Content-Security-Policy: default-src 'none'"));
+
+    assert_eq!(wan.status, 403, "WAN peer refused: {wan:?}");
+    machine.log.wait_for(0, "refused non-LAN peer 203.0.113.10", Duration::from_secs(5)).expect("WAN peer seen with its own address");
+    assert_eq!(wrong_host.status, 421, "foreign Host: refused: {wrong_host:?}");
+
+    let (reply, from) = lan_udp.expect("UDP echo answers the LAN");
+    assert_eq!(reply, b"homemx udp probe 1");
+    assert_eq!(from, std::net::SocketAddr::from(echo));
+    assert!(wan_udp.is_none(), "UDP echo must not answer the WAN");
+    machine.log.wait_for(0, "udp echo: ignored datagram from non-LAN 203.0.113.10", Duration::from_secs(5)).unwrap();
+
+    let mut console = machine.serial_console().unwrap();
+    console.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    console.write_all(b"version\r\n").unwrap();
+    let mut reader = BufReader::new(console);
+    let mut answer = String::new();
+    while !answer.contains("homemx ") {
+        answer.clear();
+        reader.read_line(&mut answer).expect("console answers");
+    }
+    assert_eq!(answer.trim_end(), format!("homemx {} on qemu-mps2-an386", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn flash_survives_a_power_cut_and_the_entropy_seed_ratchets_every_boot() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("flash-persistence").unwrap();
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    assert_eq!(flash_image::seed_generation(&flash).unwrap(), Some(0));
+    for boot in 1..=3 {
+        let mut machine = start(&network, &elf, &flash, &directory);
+        machine.wait_ready(0, BOOT_TIMEOUT).expect("firmware becomes ready");
+        machine.kill();
+        assert_eq!(flash_image::seed_generation(&flash).unwrap(), Some(boot), "boot {boot} ratcheted the seed on flash");
+    }
+}
