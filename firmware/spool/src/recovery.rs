@@ -74,6 +74,13 @@ impl RecoveryReport {
     }
 }
 
+/// Whether every byte is `0xFF` (compared a word at a time).
+fn all_erased(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let words_erased = words.all(|word| word == [0xFF; 8]);
+    words_erased && words.remainder().iter().all(|&byte| byte == 0xFF)
+}
+
 /// How scanning a sector ended.
 enum SectorEnd {
     /// Clean: erased from `offset` to the end.
@@ -94,7 +101,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         while position < end {
             let length = (end - position).min(self.buffer.len());
             read(&mut self.flash, &mut self.statistics, base + position as u32, &mut self.buffer[..length]).await?;
-            if self.buffer[..length].iter().any(|&byte| byte != 0xFF) {
+            if !all_erased(&self.buffer[..length]) {
                 return Ok(false);
             }
             position += length;
