@@ -1,1 +1,45 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for building, running and testing homemx.
+//!
+//! - `build [--board qemu|nucleo-f429zi|all]`: firmware images
+//! - `run [--isolated-network]`: boot the appliance in QEMU with a demo network
+//! - `flash-image PATH`: a fresh, erased flash file with an entropy seed
+//! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
+//! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, QEMU e2e)
+
+mod commands;
+mod figures;
+mod run;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  build [--board qemu|nucleo-f429zi|all]   build firmware images (default: all)
+  run [--isolated-network]                 boot the appliance in QEMU with a demo network
+  flash-image PATH                         write a fresh flash file (erased, with entropy seed)
+  figures                                  print image sizes and boot time to /health
+  test                                     run everything CI runs";
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let result = match arguments.first().map(String::as_str) {
+        Some("build") => commands::build(&arguments[1..]),
+        Some("run") => run::run(&arguments[1..]),
+        Some("flash-image") => commands::flash_image(&arguments[1..]),
+        Some("figures") => figures::print_figures(),
+        Some("test") => commands::test(&arguments[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Sets up a machine to build, run and test homemx. Idempotent: installs only what is missing.
+#
+# - Firmware toolchain: rustup's thumbv7em-none-eabihf standard library where `rustup target
+#   add` works (a developer laptop); otherwise Debian's rustc-web with its std source, which
+#   the build uses with RUSTC_BOOTSTRAP=1 -Zbuild-std (see qemu/src/firmware.rs).
+# - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), dnsmasq (the test
+#   network's DHCP server), cargo-fuzz (fuzz smoke runs).
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+packages=()
+have() { command -v "$1" >/dev/null 2>&1; }
+
+have qemu-system-arm || packages+=(qemu-system-arm)
+have ip || packages+=(iproute2)
+have dnsmasq || packages+=(dnsmasq-base)
+have curl || packages+=(curl)
+
+target=thumbv7em-none-eabihf
+firmware_toolchain=""
+if have rustup && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  firmware_toolchain=rustup
+elif have rustup && timeout 300 rustup target add "$target" >/dev/null 2>&1 \
+     && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  firmware_toolchain=rustup
+  log "installed the $target standard library with rustup"
+else
+  firmware_toolchain=debian
+  [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ] || packages+=(rustc-web cargo-web rust-web-src)
+  [ -x /usr/bin/rust-lld ] || packages+=(lld-22)
+fi
+
+if [ ${#packages[@]} -gt 0 ]; then
+  log "installing Debian packages: ${packages[*]}"
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=""; fi
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+if ! have cargo-fuzz && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
+  log "installing cargo-fuzz (takes a couple of minutes once)"
+  cargo install --quiet --locked cargo-fuzz
+fi
+
+log "firmware toolchain: $firmware_toolchain; qemu: $(qemu-system-arm --version | head -1)"
