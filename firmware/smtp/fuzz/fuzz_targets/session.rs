@@ -1,0 +1,101 @@
+//! Fuzz target: a whole server session fed arbitrary bytes in arbitrary chunks, with the
+//! application's answers (commit result, TLS, lock) chosen by the input too.
+#![no_main]
+
+use homemx_smtp::{
+    CommitResult, ConnectionInfo, Event, IpPrefix, Now, RelayConfig, ServerConfig, ServerSession, StandardPolicy,
+    TlsDetails,
+};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 3 {
+        return;
+    }
+    let (settings, input) = data.split_at(3);
+    let mut relay = RelayConfig::new();
+    relay.add_domain("example.org").unwrap();
+    relay.add_recipient("alice@example.org").unwrap();
+    relay.add_lan_prefix(IpPrefix::parse("10.0.0.0/8").unwrap()).unwrap();
+    relay.set_lan_may_relay(settings[0] & 1 != 0);
+    let mut config = ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: settings[0] & 2 != 0 };
+    config.limits.message_size = 4096;
+    config.limits.recipients_per_message = 5;
+    let connection = ConnectionInfo {
+        client: if settings[0] & 4 != 0 { "10.1.2.3".parse().unwrap() } else { "2001:db8::7".parse().unwrap() },
+        session_id: 1,
+        starttls_available: settings[0] & 8 != 0,
+        implicit_tls: None,
+    };
+    let commit = match settings[0] >> 6 {
+        0 | 1 => CommitResult::Committed,
+        2 => CommitResult::Failed,
+        _ => CommitResult::InsufficientStorage,
+    };
+    let mut policy = StandardPolicy {
+        relay: &relay,
+        locked: settings[0] & 16 != 0,
+        spool_free_bytes: u64::from(settings[1]) * 64,
+        spool_reserve_bytes: 100,
+    };
+    let chunk = usize::from(settings[2] % 64) + 1;
+    let mut now = Now::new(1_700_000_000, 0);
+    let mut session = ServerSession::new(&config, connection, now);
+    let mut message = 0usize;
+    let mut closed = false;
+    let mut output = Vec::new();
+    let mut pending = input;
+    'outer: loop {
+        loop {
+            let event = session.poll(now, &mut policy);
+            match event {
+                None => break,
+                Some(Event::MessageData(chunk)) => {
+                    message += chunk.len();
+                    assert!(message <= 4096 + 768, "body beyond the size limit handed out");
+                }
+                Some(Event::MessageComplete { .. }) => {
+                    message = 0;
+                    session.message_committed(commit, now);
+                }
+                Some(Event::TransactionAborted(_)) => message = 0,
+                Some(Event::StartTls) => {
+                    output.extend_from_slice(session.output());
+                    let length = session.output().len();
+                    session.output_sent(length);
+                    session.tls_established(TlsDetails { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" }, now);
+                }
+                Some(Event::Close) => {
+                    closed = true;
+                    break 'outer;
+                }
+                Some(_) => {}
+            }
+            output.extend_from_slice(session.output());
+            let length = session.output().len();
+            session.output_sent(length);
+        }
+        output.extend_from_slice(session.output());
+        let length = session.output().len();
+        session.output_sent(length);
+        if pending.is_empty() {
+            // Let time pass: a stalled session must time out and close.
+            now.monotonic_milliseconds += 10 * 60 * 1000;
+            if session.deadline().is_none() {
+                break;
+            }
+            continue;
+        }
+        let take = chunk.min(pending.len());
+        let taken = session.receive(&pending[..take], now);
+        pending = &pending[taken..];
+    }
+    if closed {
+        assert!(session.is_closed());
+    }
+    output.extend_from_slice(session.output());
+    for line in output.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        assert!(line.len() >= 5 && line[..3].iter().all(u8::is_ascii_digit), "{line:?}");
+        assert_eq!(line.last(), Some(&b'\r'));
+    }
+});
