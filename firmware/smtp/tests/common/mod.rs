@@ -138,7 +138,7 @@ pub fn drive(
         match event {
             Event::MessageData(chunk) => {
                 current.extend_from_slice(chunk);
-                if !transcript.events.last().is_some_and(|e| e == "MessageData") {
+                if transcript.events.last().is_none_or(|e| e != "MessageData") {
                     transcript.events.push("MessageData".into());
                 }
             }
