@@ -22,6 +22,12 @@ pub fn mount(flash: &Flash, seed: u64) -> (TestSpool, RecoveryReport) {
     (spool, report)
 }
 
+pub fn mount_region(flash: &Flash, region: core::ops::Range<u32>, seed: u64) -> (TestSpool, RecoveryReport) {
+    let mut spool = TestSpool::new(flash.clone(), region, &KEY, TestRandom::new(seed)).unwrap();
+    let report = block_on(spool.mount()).unwrap();
+    (spool, report)
+}
+
 pub fn try_mount(flash: &Flash, seed: u64) -> Result<(TestSpool, RecoveryReport), Error> {
     let mut spool = TestSpool::new(flash.clone(), REGION, &KEY, TestRandom::new(seed))?;
     let report = block_on(spool.mount())?;
