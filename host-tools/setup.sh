@@ -4,8 +4,8 @@
 # - Firmware toolchain: rustup's thumbv7em-none-eabihf standard library where `rustup target
 #   add` works (a developer laptop); otherwise Debian's rustc-web with its std source, which
 #   the build uses with RUSTC_BOOTSTRAP=1 -Zbuild-std (see qemu/src/firmware.rs).
-# - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), dnsmasq (the test
-#   network's DHCP server), cargo-fuzz (fuzz smoke runs).
+# - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), socat (the serial
+#   console), dnsmasq (the test network's DHCP server), cargo-fuzz (fuzz smoke runs).
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -17,6 +17,7 @@ have qemu-system-arm || packages+=(qemu-system-arm)
 have ip || packages+=(iproute2)
 have dnsmasq || packages+=(dnsmasq-base)
 have curl || packages+=(curl)
+have socat || packages+=(socat)
 
 target=thumbv7em-none-eabihf
 firmware_toolchain=""

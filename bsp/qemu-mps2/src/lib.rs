@@ -24,6 +24,8 @@ pub mod reset;
 pub mod time_driver;
 pub mod uart;
 
+pub use time_driver::{core_clock_counts, CORE_CLOCK_HZ};
+
 use homemx_board::BoardParts;
 
 /// The concrete parts of this board, as the application sees them.

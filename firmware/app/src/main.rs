@@ -6,6 +6,7 @@
 #![no_main]
 
 mod console;
+mod cpu_load;
 mod health;
 mod lan;
 mod network;

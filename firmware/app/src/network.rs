@@ -49,6 +49,11 @@ pub async fn log_when_ready(stack: Stack<'static>) {
     defmt::info!("link up");
     stack.wait_config_up().await;
     if let Some(config) = stack.config_v4() {
-        defmt::info!("homemx ready: address {}, gateway {}", config.address, config.gateway);
+        defmt::info!(
+            "homemx ready: address {}, gateway {}; busy core-clock counts since start: {=u64}",
+            config.address,
+            config.gateway,
+            crate::cpu_load::busy_core_clock_counts()
+        );
     }
 }

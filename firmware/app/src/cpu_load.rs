@@ -1,0 +1,63 @@
+//! Busy versus asleep: embassy's executor trace hooks mark when it starts polling and when
+//! it goes idle (WFE); the board's core-clock counter times the stretches in between.
+//!
+//! Under QEMU's `-icount shift=0` one core-clock count of the QEMU board is exactly 40
+//! executed instructions, so [`busy_core_clock_counts`] × 40 is the firmware's instruction
+//! count (interrupt handlers that run while the executor sleeps count as idle).
+
+use core::cell::Cell;
+
+use critical_section::Mutex;
+
+use crate::bsp;
+
+struct Accounting {
+    idle_since: Option<u64>,
+    idle_total: u64,
+}
+
+static ACCOUNTING: Mutex<Cell<Accounting>> = Mutex::new(Cell::new(Accounting { idle_since: None, idle_total: 0 }));
+
+/// Core-clock counts the executor has spent running since the board started its clock.
+pub fn busy_core_clock_counts() -> u64 {
+    let now = bsp::core_clock_counts();
+    critical_section::with(|cs| {
+        let accounting = ACCOUNTING.borrow(cs).replace(Accounting { idle_since: None, idle_total: 0 });
+        let idle = accounting.idle_total + accounting.idle_since.map_or(0, |since| now - since);
+        ACCOUNTING.borrow(cs).set(accounting);
+        now.saturating_sub(idle)
+    })
+}
+
+#[no_mangle]
+fn _embassy_trace_poll_start(_executor_id: u32) {
+    let now = bsp::core_clock_counts();
+    critical_section::with(|cs| {
+        let mut accounting = ACCOUNTING.borrow(cs).replace(Accounting { idle_since: None, idle_total: 0 });
+        if let Some(since) = accounting.idle_since.take() {
+            accounting.idle_total += now - since;
+        }
+        ACCOUNTING.borrow(cs).set(accounting);
+    })
+}
+
+#[no_mangle]
+fn _embassy_trace_executor_idle(_executor_id: u32) {
+    let now = bsp::core_clock_counts();
+    critical_section::with(|cs| {
+        let mut accounting = ACCOUNTING.borrow(cs).replace(Accounting { idle_since: None, idle_total: 0 });
+        accounting.idle_since = Some(now);
+        ACCOUNTING.borrow(cs).set(accounting);
+    })
+}
+
+#[no_mangle]
+fn _embassy_trace_task_new(_executor_id: u32, _task_id: u32) {}
+#[no_mangle]
+fn _embassy_trace_task_end(_executor_id: u32, _task_id: u32) {}
+#[no_mangle]
+fn _embassy_trace_task_exec_begin(_executor_id: u32, _task_id: u32) {}
+#[no_mangle]
+fn _embassy_trace_task_exec_end(_executor_id: u32, _task_id: u32) {}
+#[no_mangle]
+fn _embassy_trace_task_ready_begin(_executor_id: u32, _task_id: u32) {}
