@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod client;
 pub mod clock;
 pub mod command;
 pub mod connection;
@@ -15,6 +16,10 @@ pub mod relay;
 pub mod server;
 
 pub use address::{Domain, ForwardPath, LocalPart, Mailbox, Path, ReversePath};
+pub use client::{
+    ClientConfig, ClientEvent, ClientProtocol, ClientSession, Credentials, Envelope, Outcome, RecipientResult,
+    ResultReason, TlsProblem, TlsRequirement,
+};
 pub use clock::Now;
 pub use command::{BodyType, MailParameters};
 pub use connection::{ConnectionCounter, ConnectionRefusal};
