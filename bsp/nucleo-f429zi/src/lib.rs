@@ -42,6 +42,12 @@ pub type Parts = BoardParts<
     reset::SystemReset,
 >;
 
+/// Checked at compile time: this board's parts satisfy the board traits.
+#[allow(dead_code)]
+fn parts_satisfy_the_board_traits(parts: &Parts) {
+    homemx_board::assert_board_parts(parts);
+}
+
 /// Board name reported by `/health` and the status page.
 pub const BOARD_NAME: &str = "nucleo-f429zi";
 
