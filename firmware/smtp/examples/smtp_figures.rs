@@ -88,6 +88,10 @@ fn main() {
     println!("ConnectionCounter<8>: {} bytes", size_of::<ConnectionCounter<8>>());
     println!("DataDecoder: {} bytes", size_of::<DataDecoder>());
     println!("4 sessions: {} bytes", 4 * size_of::<ServerSession<'static>>());
+    println!("ClientSession (input {} + output {} buffers): {} bytes",
+        homemx_smtp::client::CLIENT_INPUT_BUFFER_SIZE,
+        homemx_smtp::client::CLIENT_OUTPUT_BUFFER_SIZE,
+        size_of::<homemx_smtp::ClientSession<'static>>());
 
     let script = transaction();
     println!("\n== host throughput, one 10 KB message per session ({} octets on the wire)", script.len());
