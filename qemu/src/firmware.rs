@@ -48,6 +48,8 @@ pub struct FirmwareBuild {
     pub board: Board,
     /// Whether the reset handler wipes RAM (always, except for the RAM-wipe negative control).
     pub ram_wipe: bool,
+    /// Extra firmware features of test builds (e.g. `spool-exercise`).
+    pub test_features: &'static [&'static str],
 }
 
 /// Which compiler set-up builds the image.
@@ -79,10 +81,16 @@ pub fn detect_toolchain() -> Toolchain {
 
 impl FirmwareBuild {
     /// The product image for the QEMU board.
-    pub const QEMU: FirmwareBuild = FirmwareBuild { board: Board::QemuMps2, ram_wipe: true };
+    pub const QEMU: FirmwareBuild = FirmwareBuild { board: Board::QemuMps2, ram_wipe: true, test_features: &[] };
 
-    fn variant_name(&self) -> String {
-        format!("{}{}", self.board.name(), if self.ram_wipe { "" } else { "-no-ram-wipe" })
+    /// The name of this variant (its target directory).
+    pub fn variant_name(&self) -> String {
+        let mut name = format!("{}{}", self.board.name(), if self.ram_wipe { "" } else { "-no-ram-wipe" });
+        for feature in self.test_features {
+            name.push('-');
+            name.push_str(feature);
+        }
+        name
     }
 
     /// The cargo target directory of this variant (variants do not rebuild each other).
@@ -101,6 +109,7 @@ impl FirmwareBuild {
         if self.ram_wipe {
             features.push("ram-wipe");
         }
+        features.extend_from_slice(self.test_features);
         let mut command = match toolchain {
             Toolchain::Rustup => Command::new("cargo"),
             Toolchain::Debian => {

@@ -67,7 +67,7 @@ fn reset_wipes_every_secret_from_ram() {
 
 #[test]
 fn negative_control_without_the_wipe_the_secret_survives_reset() {
-    let build = FirmwareBuild { board: Board::QemuMps2, ram_wipe: false };
+    let build = FirmwareBuild { board: Board::QemuMps2, ram_wipe: false, test_features: &[] };
     assert_eq!(
         copies_after_reset(build, "ram-wipe-control"),
         PLANT_ADDRESSES.len(),

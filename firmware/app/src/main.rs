@@ -11,6 +11,10 @@ mod health;
 mod lan;
 mod network;
 mod panic;
+mod random;
+#[cfg(feature = "spool-exercise")]
+mod spool_exercise;
+mod storage;
 mod udp_echo;
 
 #[cfg(feature = "board-qemu")]
@@ -22,7 +26,6 @@ use homemx_bsp_nucleo_f429zi as bsp;
 compile_error!("choose exactly one board feature");
 
 use embassy_executor::Spawner;
-use homemx_board::EntropySource;
 
 /// Firmware version reported by `/health` and the status page.
 pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -38,13 +41,21 @@ async fn main(spawner: Spawner) {
         }
     };
     let mut entropy = parts.entropy;
-    let mut seed = [0u8; 8];
-    entropy.fill_bytes(&mut seed);
-    let stack = network::start(spawner, parts.network, u64::from_le_bytes(seed));
+    let network_seed = random::DerivedRandom::from_board(&mut entropy).next_u64();
+    let stack = network::start(spawner, parts.network, network_seed);
     spawner.spawn(console::console_task(parts.serial).unwrap());
     for task_number in 0..health::HTTP_TASK_COUNT {
         spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
     }
     spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
+    #[cfg(feature = "spool-exercise")]
+    spawner.spawn(
+        spool_exercise::spool_exercise_task(
+            parts.flash,
+            random::DerivedRandom::from_board(&mut entropy),
+            random::DerivedRandom::from_board(&mut entropy),
+        )
+        .unwrap(),
+    );
     network::log_when_ready(stack).await;
 }

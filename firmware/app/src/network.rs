@@ -18,15 +18,19 @@ pub trait PartsTypes {
     type Network: homemx_board::NetworkDriver + 'static;
     /// The board's console link.
     type Serial: homemx_board::SerialLink + 'static;
+    /// The board's flash partition for the application.
+    type Flash: homemx_board::BoardFlash + 'static;
 }
 
 impl<N, F, S, E, R> PartsTypes for homemx_board::BoardParts<N, F, S, E, R>
 where
     N: homemx_board::NetworkDriver + 'static,
     S: homemx_board::SerialLink + 'static,
+    F: homemx_board::BoardFlash + 'static,
 {
     type Network = N;
     type Serial = S;
+    type Flash = F;
 }
 
 #[embassy_executor::task]

@@ -9,8 +9,8 @@ use homemx_qemu::{flash_image, repository_root, Result};
 /// Every firmware variant CI builds: both boards, and the RAM-wipe negative control.
 pub const ALL_BUILDS: [FirmwareBuild; 3] = [
     FirmwareBuild::QEMU,
-    FirmwareBuild { board: Board::QemuMps2, ram_wipe: false },
-    FirmwareBuild { board: Board::NucleoF429zi, ram_wipe: true },
+    FirmwareBuild { board: Board::QemuMps2, ram_wipe: false, test_features: &[] },
+    FirmwareBuild { board: Board::NucleoF429zi, ram_wipe: true, test_features: &[] },
 ];
 
 fn selected_builds(arguments: &[String]) -> Result<Vec<FirmwareBuild>> {
@@ -18,7 +18,7 @@ fn selected_builds(arguments: &[String]) -> Result<Vec<FirmwareBuild>> {
         [] => Ok(ALL_BUILDS.to_vec()),
         [flag, board] if flag == "--board" => match board.as_str() {
             "qemu" => Ok(vec![FirmwareBuild::QEMU]),
-            "nucleo-f429zi" => Ok(vec![FirmwareBuild { board: Board::NucleoF429zi, ram_wipe: true }]),
+            "nucleo-f429zi" => Ok(vec![FirmwareBuild { board: Board::NucleoF429zi, ram_wipe: true, test_features: &[] }]),
             "all" => Ok(ALL_BUILDS.to_vec()),
             other => Err(format!("unknown board {other:?}: use qemu, nucleo-f429zi or all").into()),
         },
@@ -34,7 +34,7 @@ pub fn build(arguments: &[String]) -> Result<()> {
         let size = image_size(&elf)?;
         println!(
             "{:<28} flash {:>7} B  static RAM {:>7} B  {}",
-            format!("{}{}", firmware.board.name(), if firmware.ram_wipe { "" } else { " (no RAM wipe)" }),
+            firmware.variant_name(),
             size.flash,
             size.static_ram,
             elf.display()
@@ -74,12 +74,18 @@ fn cargo() -> Command {
 }
 
 /// Fuzz targets run briefly by `test` (crate directory, target name).
-const FUZZ_TARGETS: &[(&str, &str)] = &[];
+const FUZZ_TARGETS: &[(&str, &str)] = &[
+    ("firmware/spool/fuzz", "recover"),
+    ("firmware/smtp/fuzz", "command_parser"),
+    ("firmware/smtp/fuzz", "data_decoder"),
+    ("firmware/smtp/fuzz", "session"),
+    ("firmware/smtp/fuzz", "client"),
+];
 
 /// `cargo xtask test`: host tests, firmware builds, fuzz smoke runs, QEMU end to end.
 pub fn test(arguments: &[String]) -> Result<()> {
     let fuzz_seconds: u32 = match arguments {
-        [] => 20,
+        [] => 15,
         [flag, seconds] if flag == "--fuzz-seconds" => seconds.parse()?,
         _ => return Err("usage: cargo xtask test [--fuzz-seconds N]".into()),
     };

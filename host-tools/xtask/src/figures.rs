@@ -85,7 +85,7 @@ pub fn print_figures() -> Result<()> {
         let size = image_size(&elf)?;
         println!(
             "  {:<30} flash {:>8} B ({:>6.1} KiB)  static RAM {:>8} B ({:>6.1} KiB)",
-            format!("{}{}", firmware.board.name(), if firmware.ram_wipe { "" } else { " (no RAM wipe)" }),
+            firmware.variant_name(),
             size.flash,
             size.flash as f64 / 1024.0,
             size.static_ram,
