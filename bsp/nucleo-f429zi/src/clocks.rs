@@ -13,6 +13,7 @@ pub const SYSTEM_CLOCK_HZ: u32 = 168_000_000;
 pub const USB_AND_RNG_CLOCK_HZ: u32 = 48_000_000;
 /// APB1 divider. Timers on APB1 run at twice the bus clock when the divider is above 1.
 pub const PERIPHERAL_BUS_1_DIVIDER: u32 = 8;
+const _: () = assert!(matches!(PERIPHERAL_BUS_1_DIVIDER, 2 | 4 | 8 | 16), "APB1 divider must be 2, 4, 8 or 16 (the timer clock formula assumes above 1)");
 /// APB2 divider (84 MHz bus).
 pub const PERIPHERAL_BUS_2_DIVIDER: u32 = 2;
 /// Clock of the APB1 timers, one of which (TIM12, picked by `time-driver-any`) is embassy-time's
@@ -27,7 +28,7 @@ const _: () = {
     let prescaler = PERIPHERAL_BUS_1_TIMER_CLOCK_HZ as u64 / embassy_time_driver::TICK_HZ;
     assert!(prescaler >= 1 && prescaler <= 65_536, "APB1 timer clock does not fit the embassy-time tick rate");
     assert!(
-        PERIPHERAL_BUS_1_TIMER_CLOCK_HZ as u64 % embassy_time_driver::TICK_HZ == 0,
+        (PERIPHERAL_BUS_1_TIMER_CLOCK_HZ as u64).is_multiple_of(embassy_time_driver::TICK_HZ),
         "embassy-time ticks would drift: the APB1 timer clock is not a multiple of the tick rate"
     );
 };
@@ -46,7 +47,13 @@ pub fn configuration() -> embassy_stm32::Config {
     });
     config.rcc.sys = Sysclk::PLL1_P;
     config.rcc.ahb_pre = AHBPrescaler::DIV1;
-    config.rcc.apb1_pre = APBPrescaler::DIV8;
+    config.rcc.apb1_pre = match PERIPHERAL_BUS_1_DIVIDER {
+        2 => APBPrescaler::DIV2,
+        4 => APBPrescaler::DIV4,
+        8 => APBPrescaler::DIV8,
+        16 => APBPrescaler::DIV16,
+        _ => unreachable!(),
+    };
     config.rcc.apb2_pre = APBPrescaler::DIV2;
     // USB OTG FS and the RNG take the PLL's Q output (the F429 has no other 48 MHz source).
     config.rcc.mux.clk48sel = Clk48sel::PLL1_Q;

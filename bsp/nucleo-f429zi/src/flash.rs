@@ -31,8 +31,8 @@ pub const SECTOR_SIZE: u32 = 128 * 1024;
 /// Program unit (the driver programs 32-bit words, `PSIZE` = x32).
 pub const WORD_SIZE: usize = WRITE_SIZE;
 
-const _: () = assert!(PARTITION_SIZE % SECTOR_SIZE == 0);
-const _: () = assert!(PARTITION_START_ADDRESS % SECTOR_SIZE == 0);
+const _: () = assert!(PARTITION_SIZE.is_multiple_of(SECTOR_SIZE));
+const _: () = assert!(PARTITION_START_ADDRESS.is_multiple_of(SECTOR_SIZE));
 
 /// Offset of the partition inside the flash driver's address space (which starts at
 /// [`FLASH_START_ADDRESS`]).
@@ -52,7 +52,7 @@ impl DataPartition {
 
     fn check_range(offset: u32, length: usize, alignment: u32) -> Result<u32, Error> {
         let length = u32::try_from(length).map_err(|_| Error::Size)?;
-        if offset % alignment != 0 || length % alignment != 0 {
+        if !offset.is_multiple_of(alignment) || !length.is_multiple_of(alignment) {
             return Err(Error::Unaligned);
         }
         match offset.checked_add(length) {

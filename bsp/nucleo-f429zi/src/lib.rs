@@ -8,6 +8,7 @@
 //! | Ethernet | MAC in RMII mode + LAN8742A PHY (CN14) | [`ethernet`] (embassy-stm32 `eth`) |
 //! | console | USB OTG FS on CN13, CDC-ACM | [`usb_console`] (embassy-usb, async `embedded-io`) |
 //! | time | TIM12 at 42 MHz → 1 kHz ticks | embassy-stm32 `time-driver-any`, [`clocks`] |
+//! | cycle count | SysTick on the 168 MHz core clock | [`core_clock`] |
 //! | flash | internal flash bank 2, sectors 17–23 (`0x0812_0000`, 896 KiB) | [`flash`] (async NOR, counters) |
 //! | entropy | hardware RNG | [`entropy`] (continuous test) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_CSR | [`reset`] |
@@ -19,6 +20,7 @@
 #![no_std]
 
 pub mod clocks;
+pub mod core_clock;
 pub mod entropy;
 pub mod ethernet;
 pub mod flash;
@@ -28,6 +30,8 @@ pub mod logging;
 mod ram_wipe;
 pub mod reset;
 pub mod usb_console;
+
+pub use core_clock::{core_clock_counts, CORE_CLOCK_HZ};
 
 use embassy_executor::Spawner;
 use embassy_stm32::pac;
@@ -62,6 +66,8 @@ pub enum InitError {
     EthernetPhyMissing,
     /// The USB device task could not be spawned.
     UsbTaskSpawn,
+    /// The Cortex-M core peripherals (SysTick) were already taken by someone else.
+    CorePeripheralsTaken,
     /// The chip is an early STM32F429 revision hit by erratum 2.2.11 (ES0206): reads from
     /// flash bank 2 can return wrong data while PA12 (USB D+) is in use, and embassy-stm32
     /// refuses such reads. The data partition lives in bank 2 and the console needs PA12.
@@ -71,13 +77,15 @@ pub enum InitError {
     },
 }
 
-/// Brings the board up: clocks, time, reset cause, RNG, flash, Ethernet and the USB console.
+/// Brings the board up: clocks, time, cycle counter, reset cause, RNG, flash, Ethernet and the USB console.
 ///
 /// Call once, first thing in `main`. `spawner` runs the USB device task.
 pub fn init(spawner: Spawner) -> Result<Parts, InitError> {
     // Read before anything else can reset the flags.
     let reset = reset::SystemReset::read_and_clear_cause();
     let peripherals = embassy_stm32::init(clocks::configuration());
+    let mut core_peripherals = cortex_m::Peripherals::take().ok_or(InitError::CorePeripheralsTaken)?;
+    core_clock::start(&mut core_peripherals.SYST);
 
     let revision = pac::DBGMCU.idcode().read().rev_id();
     if revision < FIRST_REVISION_WITHOUT_BANK_2_READ_ERRATUM {

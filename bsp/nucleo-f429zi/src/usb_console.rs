@@ -22,6 +22,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use embassy_executor::{SpawnError, Spawner};
 use embassy_futures::select::select;
+use embassy_stm32::gpio::{Input, Pull};
 use embassy_stm32::peripherals::{PA11, PA12, PA9, USB_OTG_FS};
 use embassy_stm32::usb::Driver;
 use embassy_stm32::Peri;
@@ -59,7 +60,7 @@ pub struct UsbPins {
     pub data_plus: Peri<'static, PA12>,
     /// D−.
     pub data_minus: Peri<'static, PA11>,
-    /// VBUS sensing input (taken so nothing else drives it).
+    /// VBUS sensing input (held as an input so nothing else drives it).
     pub bus_voltage: Peri<'static, PA9>,
 }
 
@@ -104,6 +105,7 @@ pub struct UsbConsole {
     receiver: BufferedReceiver<'static, UsbDriver>,
     control: ControlChanged<'static>,
     last_packet_was_full: bool,
+    _bus_voltage_sensing: Input<'static>,
 }
 
 impl UsbConsole {
@@ -200,7 +202,9 @@ pub fn start(spawner: Spawner, pins: UsbPins, serial_number: &'static str) -> Re
     static BUS_WATCHER: StaticCell<BusWatcher> = StaticCell::new();
     static RECEIVE_BUFFER: StaticCell<[u8; PACKET_SIZE]> = StaticCell::new();
 
-    let _ = pins.bus_voltage;
+    // PA9 feeds the OTG core's VBUS comparator: keep it a plain input (its reset state) for as
+    // long as the console lives, so no other driver can claim it.
+    let bus_voltage_sensing = Input::new(pins.bus_voltage, Pull::None);
     let mut driver_config = embassy_stm32::usb::Config::default();
     // The board is powered by the ST-LINK connector, not by CN13: the USB specification then
     // asks for VBUS sensing, and the NUCLEO-F429ZI has PA9 wired to CN13's VBUS.
@@ -240,5 +244,6 @@ pub fn start(spawner: Spawner, pins: UsbPins, serial_number: &'static str) -> Re
         receiver: receiver.into_buffered(RECEIVE_BUFFER.init([0; PACKET_SIZE])),
         control,
         last_packet_was_full: false,
+        _bus_voltage_sensing: bus_voltage_sensing,
     })
 }
