@@ -77,6 +77,63 @@ fn boot_to_health(instruction_counting: bool) -> Result<BootFigures> {
     Ok(BootFigures { wall_clock, guest_seconds, busy_core_clock_counts })
 }
 
+fn number_after(line: &str, marker: &str) -> Option<u64> {
+    line.split(marker).nth(1)?.split([',', ' ']).next()?.parse().ok()
+}
+
+/// Runs the spool exercise build under `-icount` and prints what a 10 KB message costs on
+/// the QEMU board's flash.
+fn print_spool_figures() -> Result<()> {
+    let build = FirmwareBuild { test_features: &["spool-exercise"], ..FirmwareBuild::QEMU };
+    let elf = build.build()?;
+    let directory = new_run_directory("figures-spool")?;
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash)?;
+    let config = MachineConfig {
+        elf,
+        flash_file: flash,
+        network: NetworkMode::UserRestricted { forwards: vec![] },
+        mac_address: "52:54:00:6d:78:06".into(),
+        instruction_counting: true,
+        echo_log: false,
+    };
+    const MESSAGES: usize = 20;
+    let mut machine = Machine::start(&config, &directory)?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let commits = loop {
+        let commits: Vec<String> = machine.log.lines().into_iter().filter(|line| line.contains("spool exercise: committed")).collect();
+        if commits.len() >= MESSAGES {
+            break commits;
+        }
+        if Instant::now() > deadline {
+            return Err("the spool exercise did not commit enough messages".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    machine.kill();
+    let machine = Machine::start(&config, &directory)?;
+    let mounted = machine.log.wait_for(0, "spool exercise: mounted", Duration::from_secs(60))?;
+    drop(machine);
+    let total = |marker: &str| commits.iter().filter_map(|line| number_after(line, marker)).sum::<u64>();
+    let most_erased = commits.iter().filter_map(|line| number_after(line, "erased ")).max().unwrap_or(0);
+    let message_bytes: u64 = commits
+        .iter()
+        .filter_map(|line| line.split(" tag ").nth(1)?.split(", ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let programmed = total("programmed ");
+    let instructions = total("busy counts ") * INSTRUCTIONS_PER_CORE_CLOCK_COUNT / commits.len() as u64;
+    println!("spool on the QEMU board's NOR flash (10 KB messages, {} commits, -icount shift=0):", commits.len());
+    println!(
+        "  programmed per message: {} B ({:.3}x the message); most sectors erased between begin and commit: {most_erased}",
+        programmed / commits.len() as u64,
+        programmed as f64 / message_bytes.max(1) as f64
+    );
+    println!("  instructions per message, begin to commit (incl. XChaCha20-Poly1305): {:.2} M", instructions as f64 / 1e6);
+    let mount_instructions = number_after(&mounted, "busy counts ").unwrap_or(0) * INSTRUCTIONS_PER_CORE_CLOCK_COUNT;
+    println!("  mount after a power cut ({}): {:.2} M instructions", mounted.split("mounted: ").nth(1).unwrap_or("").split(',').next().unwrap_or(""), mount_instructions as f64 / 1e6);
+    Ok(())
+}
+
 /// Prints every figure.
 pub fn print_figures() -> Result<()> {
     println!("image sizes (flash = .vector_table+.text+.rodata+.data, static RAM = .data+.bss+.uninit):");
@@ -112,5 +169,5 @@ pub fn print_figures() -> Result<()> {
         RAM_WIPE_INSTRUCTIONS as f64 / 1e6,
         boot.guest_seconds
     );
-    Ok(())
+    print_spool_figures()
 }
