@@ -1,0 +1,432 @@
+//! The messages: [`Command`]s from the owner's host, [`Response`]s from the device.
+//!
+//! A command may carry a [`Secret`]; no response can: [`Response`] and everything inside it is
+//! built from types that have no secret field, and [`Secret`] cannot even be serialized in the
+//! firmware build (see [`crate::secret`]).
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigItem, HostName};
+use crate::secret::Secret;
+use crate::{Challenge, DeviceIdentity};
+
+/// An ed25519 public key (the admin key), 32 bytes.
+pub type PublicKey = [u8; 32];
+
+/// Bytes of certificate in one `SetTrustAnchor` chunk.
+pub const MAX_CERTIFICATE_CHUNK: usize = 512;
+/// Log entries in one page.
+pub const MAX_LOG_ENTRIES: usize = 6;
+/// Longest log text in bytes.
+pub const MAX_LOG_TEXT: usize = 100;
+/// Most alarms in one status.
+pub const MAX_ALARMS: usize = 8;
+
+/// An ed25519 signature as its two 32-byte halves (serde has no 64-byte arrays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureBytes {
+    /// The R half.
+    pub r: [u8; 32],
+    /// The S half.
+    pub s: [u8; 32],
+}
+
+impl SignatureBytes {
+    /// From the 64 bytes of an ed25519 signature.
+    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
+        let mut r = [0; 32];
+        let mut s = [0; 32];
+        r.copy_from_slice(&bytes[..32]);
+        s.copy_from_slice(&bytes[32..]);
+        Self { r, s }
+    }
+
+    /// The 64 bytes of the signature.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut bytes = [0; 64];
+        bytes[..32].copy_from_slice(&self.r);
+        bytes[32..].copy_from_slice(&self.s);
+        bytes
+    }
+}
+
+/// A command from the owner's host. Only [`Command::Hello`] may be sent unsigned.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "client", derive(Serialize))]
+pub enum Command {
+    /// Who are you? Answered with [`Response::DeviceInfo`] and the current challenge.
+    Hello,
+    /// Enrol the admin key on a factory-fresh device (trust on first use over the physical
+    /// link). The frame must be signed by this very key (proof of possession).
+    Enrol {
+        /// The admin public key.
+        admin_key: PublicKey,
+    },
+    /// The device's status (no secrets in it).
+    Status,
+    /// Unlock storage with the passphrase. On a device that has no data key yet, the first
+    /// unlock creates it, wrapped under this passphrase.
+    Unlock {
+        /// The passphrase.
+        passphrase: Secret,
+    },
+    /// Wipe key material from RAM; storage stays unreadable until the next unlock.
+    Lock,
+    /// Start replacing the whole configuration; items follow.
+    ConfigBegin,
+    /// One item of the configuration being replaced.
+    ConfigPut(ConfigItem),
+    /// Make the staged configuration current, if it has exactly this many items.
+    ConfigCommit {
+        /// The number of items sent since `ConfigBegin`.
+        item_count: u16,
+    },
+    /// Read item `index` of the current configuration.
+    ConfigGet {
+        /// Index from 0.
+        index: u16,
+    },
+    /// Set a write-only credential.
+    SetCredential {
+        /// Which one.
+        credential: Credential,
+        /// Its value; never returned by any command.
+        secret: Secret,
+    },
+    /// Set (part of) the trust anchor for a provider's TLS service.
+    SetTrustAnchor(TrustAnchorUpdate),
+    /// Read log entries from sequence number `start` on.
+    Logs {
+        /// The first sequence number wanted (0: the oldest kept).
+        start: u32,
+        /// At most this many entries (the device caps it at [`MAX_LOG_ENTRIES`]).
+        max_entries: u8,
+    },
+    /// Replace the admin key. Signed by the current key; `proof` is the new key's signature
+    /// over the rotation message (see [`crate::signing::rotation_message`]).
+    RotateAdminKey {
+        /// The new admin public key.
+        new_key: PublicKey,
+        /// The new key's signature proving its holder asked for it.
+        proof: SignatureBytes,
+    },
+    /// Destroy the wrapped data key (the flash contents become unreadable), the configuration,
+    /// the credentials and the admin key: the device is factory-fresh afterwards.
+    FactoryReset,
+    /// Fetch from the backup MX now instead of waiting for the poll interval.
+    FetchNow,
+}
+
+impl Command {
+    /// The command's name for logs and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Hello => "hello",
+            Command::Enrol { .. } => "enrol",
+            Command::Status => "status",
+            Command::Unlock { .. } => "unlock",
+            Command::Lock => "lock",
+            Command::ConfigBegin => "config-begin",
+            Command::ConfigPut(_) => "config-put",
+            Command::ConfigCommit { .. } => "config-commit",
+            Command::ConfigGet { .. } => "config-get",
+            Command::SetCredential { .. } => "set-credential",
+            Command::SetTrustAnchor(_) => "set-trust-anchor",
+            Command::Logs { .. } => "logs",
+            Command::RotateAdminKey { .. } => "rotate-admin-key",
+            Command::FactoryReset => "factory-reset",
+            Command::FetchNow => "fetch-now",
+        }
+    }
+}
+
+/// The write-only credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Credential {
+    /// The smarthost AUTH password.
+    SmarthostPassword,
+    /// The backup MX POP3 password.
+    BackupMxPassword,
+    /// The DynDNS account password.
+    DynDnsPassword,
+}
+
+/// The provider services whose TLS certificates the device verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsService {
+    /// The smarthost.
+    Smarthost,
+    /// The backup MX (POP3).
+    BackupMx,
+    /// The DynDNS update server.
+    DynDns,
+}
+
+/// A trust anchor, whole or in part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustAnchorUpdate {
+    /// The service it is for.
+    pub service: TlsService,
+    /// The anchor.
+    pub anchor: TrustAnchor,
+}
+
+/// A CA certificate (in chunks) or a pinned key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrustAnchor {
+    /// SHA-256 of the server's SubjectPublicKeyInfo (DER): only that key is accepted.
+    SpkiSha256([u8; 32]),
+    /// Part of a CA certificate in DER. Chunks come in order; the anchor takes effect when
+    /// `offset + bytes.len() == total_length`.
+    CertificateChunk {
+        /// The whole certificate's length in bytes.
+        total_length: u16,
+        /// Where this chunk starts.
+        offset: u16,
+        /// The chunk.
+        bytes: Vec<u8, MAX_CERTIFICATE_CHUNK>,
+    },
+}
+
+/// The device's lock state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceState {
+    /// No admin key enrolled yet: the next `Enrol` decides who owns the device.
+    FactoryFresh,
+    /// Enrolled; storage keys are not in RAM.
+    Locked,
+    /// Enrolled and unlocked: mail flows.
+    Unlocked,
+}
+
+/// Who the device is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// The protocol version the device speaks.
+    pub protocol_version: u8,
+    /// The device identity signed into every command.
+    pub identity: DeviceIdentity,
+    /// Firmware version string.
+    pub firmware_version: String<32>,
+    /// Board name.
+    pub board: String<32>,
+    /// Lock state.
+    pub state: DeviceState,
+}
+
+/// Which credentials are set (never their values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialsPresent {
+    /// Smarthost password set.
+    pub smarthost_password: bool,
+    /// Backup MX password set.
+    pub backup_mx_password: bool,
+    /// DynDNS password set.
+    pub dyndns_password: bool,
+}
+
+/// Something the owner should look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Alarm {
+    /// The DynDNS A record does not point at the line's public address.
+    DynDnsMismatch,
+    /// The domain's MX does not point at the DynDNS host name.
+    MxMismatch,
+    /// The smarthost did not offer STARTTLS (stripped?) or its certificate did not verify.
+    SmarthostTls,
+    /// The backup MX's TLS failed.
+    BackupMxTls,
+    /// Spool flash is nearly full.
+    SpoolNearlyFull,
+    /// Failed unlock attempts since the last unlock.
+    UnlockFailures,
+}
+
+/// The device's status. Has no field that could hold a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Lock state.
+    pub state: DeviceState,
+    /// Seconds since boot.
+    pub uptime_seconds: u32,
+    /// Failed unlock attempts since the last successful one (survives reset).
+    pub failed_unlocks: u16,
+    /// Seconds before another unlock attempt is accepted (0: now).
+    pub unlock_retry_after_seconds: u32,
+    /// Whether a configuration has been committed.
+    pub configured: bool,
+    /// Which credentials are set.
+    pub credentials: CredentialsPresent,
+    /// The line's public IPv4 address, when known.
+    pub public_address: Option<[u8; 4]>,
+    /// The DynDNS host name, when configured.
+    pub dyndns_host_name: Option<HostName>,
+    /// Messages in the spool.
+    pub spool_messages: u32,
+    /// Free spool bytes.
+    pub spool_free_bytes: u32,
+    /// Outbound messages waiting (deferred).
+    pub outbound_deferred: u32,
+    /// Current alarms.
+    pub alarms: Vec<Alarm, MAX_ALARMS>,
+}
+
+/// How serious a log entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogLevel {
+    /// Routine.
+    Info,
+    /// Worth a look.
+    Warning,
+    /// Needs the owner.
+    Alarm,
+}
+
+/// One log entry. The device never writes a secret into one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Sequence number, increasing, survives reset.
+    pub sequence: u32,
+    /// Seconds since boot when it happened.
+    pub uptime_seconds: u32,
+    /// Level.
+    pub level: LogLevel,
+    /// Text.
+    pub text: String<MAX_LOG_TEXT>,
+}
+
+/// A page of log entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    /// The entries, oldest first.
+    pub entries: Vec<LogEntry, MAX_LOG_ENTRIES>,
+    /// The sequence number to ask for next.
+    pub next: u32,
+    /// True when entries from `next` on exist.
+    pub more: bool,
+}
+
+/// Why a request was refused. Every refusal leaves the device as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request's protocol version is not the device's.
+    UnsupportedVersion {
+        /// The version the device speaks.
+        device_version: u8,
+    },
+    /// The frame exceeded the maximum length.
+    FrameTooLong,
+    /// The frame was not valid COBS or too short.
+    MalformedFrame,
+    /// The frame's CRC-32 did not match.
+    BadChecksum,
+    /// The frame's header was not understood (unknown authentication kind).
+    MalformedHeader,
+    /// The command could not be decoded (unknown command or bad field).
+    UndecodableCommand,
+    /// This command must be signed.
+    SignatureRequired,
+    /// No admin key is enrolled: provision the device first.
+    NotEnrolled,
+    /// An admin key is enrolled already; only a factory reset allows another enrolment.
+    AlreadyEnrolled,
+    /// The frame names another device.
+    WrongDevice,
+    /// The frame was signed over a challenge that is not the current one (replayed or stale).
+    StaleChallenge,
+    /// The signature does not verify with the enrolled admin key.
+    BadSignature,
+    /// Storage is locked: unlock first.
+    Locked,
+    /// The passphrase did not unlock storage.
+    WrongPassphrase,
+    /// Too many failed unlocks: wait this long.
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_seconds: u32,
+    },
+    /// A configuration item was refused.
+    InvalidConfiguration,
+    /// `ConfigPut`/`ConfigCommit` without `ConfigBegin`, or the item count did not match.
+    ConfigurationSequence,
+    /// A certificate chunk came out of order or the certificate is too large.
+    ChunkOutOfOrder,
+    /// Nothing at that index.
+    NotFound,
+    /// Flash is full.
+    StorageFull,
+    /// The device cannot do that (not implemented on this board).
+    Unsupported,
+    /// An internal error on the device (flash failure); nothing was changed.
+    DeviceFault,
+}
+
+impl ErrorCode {
+    /// A sentence for people saying what went wrong and what to do.
+    pub fn explain(&self) -> &'static str {
+        match self {
+            ErrorCode::UnsupportedVersion { .. } => {
+                "the device speaks another protocol version: use a CLI that matches its firmware"
+            }
+            ErrorCode::FrameTooLong => "the request was longer than the device accepts",
+            ErrorCode::MalformedFrame => "the device received a damaged frame: check the cable and retry",
+            ErrorCode::BadChecksum => "the device received a frame with a bad checksum: check the cable and retry",
+            ErrorCode::MalformedHeader => "the device did not understand the request header",
+            ErrorCode::UndecodableCommand => "the device did not understand the command: is the firmware older than the CLI?",
+            ErrorCode::SignatureRequired => "this command must be signed with the admin key",
+            ErrorCode::NotEnrolled => "the device has no admin key yet: run `homemx provision` first",
+            ErrorCode::AlreadyEnrolled => {
+                "the device already has an admin key: use that key, or factory-reset the device"
+            }
+            ErrorCode::WrongDevice => "the request was made for another device",
+            ErrorCode::StaleChallenge => "the request was signed over an old challenge (replayed?): retry",
+            ErrorCode::BadSignature => {
+                "the signature does not verify: this is not the admin key enrolled on the device"
+            }
+            ErrorCode::Locked => "storage is locked: run `homemx unlock` first",
+            ErrorCode::WrongPassphrase => "wrong passphrase",
+            ErrorCode::RateLimited { .. } => "too many failed unlocks: wait before trying again",
+            ErrorCode::InvalidConfiguration => "the device refused a configuration item",
+            ErrorCode::ConfigurationSequence => "configuration items out of sequence: run the command again",
+            ErrorCode::ChunkOutOfOrder => "certificate chunks out of order or certificate too large",
+            ErrorCode::NotFound => "nothing there",
+            ErrorCode::StorageFull => "the device's flash is full",
+            ErrorCode::Unsupported => "the device does not support this",
+            ErrorCode::DeviceFault => "the device hit an internal error; nothing was changed",
+        }
+    }
+}
+
+/// A response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to `Hello`.
+    DeviceInfo(DeviceInfo),
+    /// The command was carried out.
+    Done,
+    /// Answer to `Status`.
+    Status(Status),
+    /// Answer to `ConfigGet`.
+    ConfigItem {
+        /// Its index.
+        index: u16,
+        /// Number of items in the configuration.
+        total: u16,
+        /// The item.
+        item: ConfigItem,
+    },
+    /// Answer to `Logs`.
+    Logs(LogPage),
+    /// The request was refused; nothing changed.
+    Error(ErrorCode),
+}
+
+/// Everything in a response frame after the version byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    /// The challenge the next signed command must be signed over.
+    pub challenge: Challenge,
+    /// The body.
+    pub body: Response,
+}
