@@ -1,1 +1,2 @@
-fn main(){}
+//! `homemx`: the owner's CLI (being written).
+fn main() {}
