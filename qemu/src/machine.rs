@@ -46,6 +46,21 @@ pub struct MachineConfig {
     pub echo_log: bool,
 }
 
+impl MachineConfig {
+    /// A machine on QEMU user networking with `restrict=on` and no forwards: it reaches
+    /// nothing and nothing reaches it (tests that only need the log, QMP and the flash).
+    pub fn offline(elf: PathBuf, flash_file: PathBuf, mac_address: &str) -> Self {
+        MachineConfig {
+            elf,
+            flash_file,
+            network: NetworkMode::UserRestricted { forwards: vec![] },
+            mac_address: mac_address.to_string(),
+            instruction_counting: false,
+            echo_log: false,
+        }
+    }
+}
+
 /// A running machine; killed by PID when dropped.
 pub struct Machine {
     child: Child,

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use homemx_qemu::firmware::{Board, FirmwareBuild};
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig, NetworkMode};
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::{flash_image, gdb};
 
 const SRAM_START: u32 = 0x2000_0000;
@@ -28,14 +28,7 @@ fn copies_after_reset(build: FirmwareBuild, label: &str) -> usize {
     let directory = new_run_directory(label).unwrap();
     let flash = directory.join("flash.img");
     flash_image::create(&flash).unwrap();
-    let config = MachineConfig {
-        elf,
-        flash_file: flash,
-        network: NetworkMode::UserRestricted { forwards: vec![] },
-        mac_address: "52:54:00:6d:78:03".into(),
-        instruction_counting: false,
-        echo_log: false,
-    };
+    let config = MachineConfig::offline(elf, flash, "52:54:00:6d:78:03");
     let machine = Machine::start(&config, &directory).expect("QEMU starts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("first boot");
 

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use homemx_qemu::firmware::{Board, FirmwareBuild};
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig, NetworkMode};
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::flash_image;
 
 const POWER_CUTS: usize = 8;
@@ -41,14 +41,7 @@ fn committed_messages_survive_power_cuts_on_the_board_flash() {
     let directory = new_run_directory("spool-power-cut").unwrap();
     let flash = directory.join("flash.img");
     flash_image::create(&flash).unwrap();
-    let config = MachineConfig {
-        elf,
-        flash_file: flash,
-        network: NetworkMode::UserRestricted { forwards: vec![] },
-        mac_address: "52:54:00:6d:78:05".into(),
-        instruction_counting: false,
-        echo_log: false,
-    };
+    let config = MachineConfig::offline(elf, flash, "52:54:00:6d:78:05");
 
     let mut committed = BTreeSet::new();
     let mut deleting = BTreeSet::new();

@@ -6,7 +6,6 @@
 //! into the TX data FIFO; QEMU sends it at once. Link state comes from the PHY's basic
 //! status register and its interrupt.
 
-use core::ptr::{read_volatile, write_volatile};
 use core::task::Context;
 
 use core::marker::PhantomData;
@@ -15,7 +14,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use embassy_net_driver::{Capabilities, HardwareAddress, LinkState};
 use embassy_sync::waitqueue::AtomicWaker;
 
-const BASE: usize = 0x4020_0000;
+use crate::registers::RegisterBlock;
+
+const REGISTERS: RegisterBlock = RegisterBlock::at(0x4020_0000);
 
 // System control and status registers (byte offsets).
 const RX_DATA_FIFO: usize = 0x00;
@@ -83,13 +84,11 @@ static FRAMES_SENT: AtomicU32 = AtomicU32::new(0);
 static FRAMES_DROPPED: AtomicU32 = AtomicU32::new(0);
 
 fn read(offset: usize) -> u32 {
-    // SAFETY: BASE + offset is a LAN9118 register on mps2-an386.
-    unsafe { read_volatile((BASE + offset) as *const u32) }
+    REGISTERS.read(offset)
 }
 
 fn write(offset: usize, value: u32) {
-    // SAFETY: BASE + offset is a LAN9118 register on mps2-an386.
-    unsafe { write_volatile((BASE + offset) as *mut u32, value) }
+    REGISTERS.write(offset, value)
 }
 
 fn mac_read(register: u32) -> u32 {

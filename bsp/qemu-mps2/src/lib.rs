@@ -20,6 +20,7 @@ pub mod ethernet;
 pub mod flash;
 pub mod interrupts;
 pub mod logging;
+pub mod registers;
 pub mod reset;
 pub mod time_driver;
 pub mod uart;

@@ -6,12 +6,13 @@
 
 use core::convert::Infallible;
 use core::future::poll_fn;
-use core::ptr::{read_volatile, write_volatile};
 use core::task::Poll;
 
 use embassy_sync::waitqueue::AtomicWaker;
 
-const BASE: usize = 0x4000_4000;
+use crate::registers::RegisterBlock;
+
+const REGISTERS: RegisterBlock = RegisterBlock::at(0x4000_4000);
 const DATA: usize = 0x00;
 const STATE: usize = 0x04;
 const CONTROL: usize = 0x08;
@@ -34,13 +35,11 @@ static RECEIVE_WAKER: AtomicWaker = AtomicWaker::new();
 static TRANSMIT_WAKER: AtomicWaker = AtomicWaker::new();
 
 fn read(offset: usize) -> u32 {
-    // SAFETY: BASE + offset is a CMSDK UART0 register on mps2-an386.
-    unsafe { read_volatile((BASE + offset) as *const u32) }
+    REGISTERS.read(offset)
 }
 
 fn write(offset: usize, value: u32) {
-    // SAFETY: BASE + offset is a CMSDK UART0 register on mps2-an386.
-    unsafe { write_volatile((BASE + offset) as *mut u32, value) }
+    REGISTERS.write(offset, value)
 }
 
 /// Acknowledges UART0's receive/transmit interrupts and wakes the waiting tasks.

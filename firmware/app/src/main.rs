@@ -14,6 +14,8 @@ mod panic;
 mod random;
 #[cfg(feature = "spool-exercise")]
 mod spool_exercise;
+// The flash map; only the spool exercise uses it until the key store is wired in.
+#[cfg(feature = "spool-exercise")]
 mod storage;
 mod udp_echo;
 

@@ -89,14 +89,7 @@ fn print_spool_figures() -> Result<()> {
     let directory = new_run_directory("figures-spool")?;
     let flash = directory.join("flash.img");
     flash_image::create(&flash)?;
-    let config = MachineConfig {
-        elf,
-        flash_file: flash,
-        network: NetworkMode::UserRestricted { forwards: vec![] },
-        mac_address: "52:54:00:6d:78:06".into(),
-        instruction_counting: true,
-        echo_log: false,
-    };
+    let config = MachineConfig { instruction_counting: true, ..MachineConfig::offline(elf, flash, "52:54:00:6d:78:06") };
     const MESSAGES: usize = 20;
     let mut machine = Machine::start(&config, &directory)?;
     let deadline = Instant::now() + Duration::from_secs(120);
