@@ -127,8 +127,21 @@ fn print_spool_figures() -> Result<()> {
     Ok(())
 }
 
+/// Host benchmarks of the protocol crates (each prints its own figures).
+const HOST_BENCHMARKS: &[(&str, &str)] = &[("homemx-spool", "spool_figures"), ("homemx-smtp", "smtp_figures")];
+
 /// Prints every figure.
 pub fn print_figures() -> Result<()> {
+    for (package, example) in HOST_BENCHMARKS {
+        println!("{package} ({example}, host):");
+        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(homemx_qemu::repository_root())
+            .args(["run", "--quiet", "--release", "-p", package, "--example", example])
+            .status()?;
+        if !status.success() {
+            return Err(format!("{example} failed").into());
+        }
+    }
     println!("image sizes (flash = .vector_table+.text+.rodata+.data, static RAM = .data+.bss+.uninit):");
     for firmware in ALL_BUILDS {
         let elf = firmware.build()?;
