@@ -1,0 +1,211 @@
+//! Every message round-trips through postcard, and fixed encodings (golden bytes) pin the format.
+
+mod support;
+
+use heapless::{String, Vec};
+use homemx_wire::client::{signed_frame_for, ClientSession};
+use homemx_wire::config::*;
+use homemx_wire::frame::encode_frame;
+use homemx_wire::message::*;
+use homemx_wire::secret::Secret;
+use homemx_wire::MAX_ENCODED_FRAME;
+use support::*;
+
+fn text<const N: usize>(value: &str) -> String<N> {
+    String::try_from(value).unwrap()
+}
+
+fn every_config_item() -> std::vec::Vec<ConfigItem> {
+    vec![
+        ConfigItem::Domain(text("example.org")),
+        ConfigItem::Recipient(text("alice@example.org")),
+        ConfigItem::LanPrefix(Ipv4Prefix { address: [192, 168, 1, 0], length: 24 }),
+        ConfigItem::LanMailbox(LanMailbox { address: [192, 168, 1, 10], port: 24, protocol: DeliveryProtocol::Lmtp }),
+        ConfigItem::Smarthost(Smarthost {
+            host: text("smtp.provider.example"),
+            port: 465,
+            tls: TlsMode::Implicit,
+            user_name: text("alice"),
+        }),
+        ConfigItem::BackupMx(BackupMx {
+            host: text("pop.provider.example"),
+            port: 995,
+            tls: TlsMode::Implicit,
+            user_name: text("backup"),
+            poll_interval_seconds: 300,
+        }),
+        ConfigItem::DynDns(DynDns {
+            server: text("dyn.provider.example"),
+            host_name: text("home.dyn.example"),
+            user_name: text("alice"),
+            check_interval_seconds: 600,
+        }),
+        ConfigItem::Limits(Limits {
+            max_message_bytes: 25 << 20,
+            max_recipients: 50,
+            messages_per_client_per_hour: 100,
+            spool_reserve_bytes: 1 << 20,
+        }),
+        ConfigItem::StatusPage(StatusPage { enabled: true, port: 80, host_name: text("homemx.lan") }),
+    ]
+}
+
+fn every_command() -> std::vec::Vec<Command> {
+    let mut commands = vec![
+        Command::Hello,
+        Command::Enrol { admin_key: [1; 32] },
+        Command::Status,
+        Command::Unlock { passphrase: Secret::new(b"correct horse").unwrap() },
+        Command::Lock,
+        Command::ConfigBegin,
+        Command::ConfigCommit { item_count: 9 },
+        Command::ConfigGet { index: 3 },
+        Command::SetCredential { credential: Credential::DynDnsPassword, secret: Secret::new(b"s3cret").unwrap() },
+        Command::SetTrustAnchor(TrustAnchorUpdate {
+            service: TlsService::Smarthost,
+            anchor: TrustAnchor::SpkiSha256([0xab; 32]),
+        }),
+        Command::SetTrustAnchor(TrustAnchorUpdate {
+            service: TlsService::BackupMx,
+            anchor: TrustAnchor::CertificateChunk {
+                total_length: 1400,
+                offset: 512,
+                bytes: Vec::from_slice(&[0x30; MAX_CERTIFICATE_CHUNK]).unwrap(),
+            },
+        }),
+        Command::Logs { start: 100, max_entries: 6 },
+        Command::RotateAdminKey { new_key: [2; 32], proof: SignatureBytes { r: [3; 32], s: [4; 32] } },
+        Command::FactoryReset,
+        Command::FetchNow,
+    ];
+    commands.extend(every_config_item().into_iter().map(Command::ConfigPut));
+    commands
+}
+
+fn every_response() -> std::vec::Vec<Response> {
+    let mut responses = vec![
+        Response::DeviceInfo(DeviceInfo {
+            protocol_version: 1,
+            identity: IDENTITY,
+            firmware_version: text("0.1.0"),
+            board: text("mps2-an386"),
+            state: DeviceState::Locked,
+        }),
+        Response::Done,
+        Response::Status(Status {
+            state: DeviceState::Unlocked,
+            uptime_seconds: 3600,
+            failed_unlocks: 2,
+            unlock_retry_after_seconds: 8,
+            configured: true,
+            credentials: CredentialsPresent { smarthost_password: true, backup_mx_password: false, dyndns_password: true },
+            public_address: Some([203, 0, 113, 7]),
+            dyndns_host_name: Some(text("home.dyn.example")),
+            spool_messages: 3,
+            spool_free_bytes: 7 << 20,
+            outbound_deferred: 1,
+            alarms: Vec::from_slice(&[Alarm::MxMismatch, Alarm::SmarthostTls]).unwrap(),
+        }),
+        Response::Logs(LogPage {
+            entries: (0..MAX_LOG_ENTRIES as u32)
+                .map(|sequence| LogEntry {
+                    sequence,
+                    uptime_seconds: 7,
+                    level: LogLevel::Alarm,
+                    text: text(&"x".repeat(MAX_LOG_TEXT)),
+                })
+                .collect(),
+            next: 6,
+            more: true,
+        }),
+        Response::Error(ErrorCode::RateLimited { retry_after_seconds: 30 }),
+        Response::Error(ErrorCode::UnsupportedVersion { device_version: 1 }),
+    ];
+    for (index, item) in every_config_item().into_iter().enumerate() {
+        responses.push(Response::ConfigItem { index: index as u16, total: 9, item });
+    }
+    responses
+}
+
+#[test]
+fn every_command_round_trips_and_fits_a_signed_frame() {
+    let key = admin_key();
+    for command in every_command() {
+        let mut body = [0u8; 1024];
+        let encoded = postcard::to_slice(&command, &mut body).unwrap();
+        let decoded: Command = postcard::from_bytes(encoded).unwrap();
+        assert_eq!(decoded, command);
+        let mut frame = [0; MAX_ENCODED_FRAME];
+        signed_frame_for(&key, &IDENTITY, &[5; 32], &command, &mut frame)
+            .unwrap_or_else(|error| panic!("{} does not fit a frame: {error:?}", command.name()));
+    }
+}
+
+#[test]
+fn every_response_round_trips_through_a_frame() {
+    for body in every_response() {
+        let envelope = ResponseEnvelope { challenge: [6; 32], body: body.clone() };
+        let mut payload = [0u8; 1024];
+        payload[0] = homemx_wire::PROTOCOL_VERSION;
+        let length = postcard::to_slice(&envelope, &mut payload[1..1020]).unwrap().len() + 1;
+        let mut frame = [0; MAX_ENCODED_FRAME];
+        let frame_length = encode_frame(&payload[..length], &mut frame).unwrap();
+        let mut client = ClientSession::new(admin_key());
+        assert_eq!(accept(&mut client, &frame[..frame_length]), body);
+        assert_eq!(client.challenge(), Some(&[6; 32]));
+    }
+}
+
+/// Hex of a byte string, for golden comparisons.
+fn hex(bytes: &[u8]) -> std::string::String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[test]
+fn golden_hello_frame() {
+    let mut frame = [0; 32];
+    let length = ClientSession::hello_frame(&mut frame).unwrap();
+    assert_eq!(hex(&frame[..length]), GOLDEN_HELLO);
+}
+
+#[test]
+fn golden_command_bodies() {
+    let cases: [(Command, &str); 6] = [
+        (Command::Status, "02"),
+        (Command::Unlock { passphrase: Secret::new(b"pw").unwrap() }, "03027077"),
+        (Command::ConfigPut(ConfigItem::LanPrefix(Ipv4Prefix { address: [192, 168, 1, 0], length: 24 })), "0602c0a8010018"),
+        (Command::ConfigCommit { item_count: 300 }, "07ac02"),
+        (Command::Logs { start: 1, max_entries: 6 }, "0b0106"),
+        (Command::FetchNow, "0e"),
+    ];
+    for (command, expected) in cases {
+        let mut body = [0u8; 64];
+        assert_eq!(hex(postcard::to_slice(&command, &mut body).unwrap()), expected, "{}", command.name());
+    }
+}
+
+#[test]
+fn golden_signed_lock_frame() {
+    let mut frame = [0; MAX_ENCODED_FRAME];
+    let length = signed_frame_for(&admin_key(), &IDENTITY, &[0x11; 32], &Command::Lock, &mut frame).unwrap();
+    assert_eq!(hex(&frame[..length]), GOLDEN_SIGNED_LOCK);
+}
+
+#[test]
+fn golden_response_frame() {
+    let envelope = ResponseEnvelope { challenge: [0x22; 32], body: Response::Error(ErrorCode::StaleChallenge) };
+    let mut payload = [0u8; 64];
+    payload[0] = 1;
+    let length = postcard::to_slice(&envelope, &mut payload[1..]).unwrap().len() + 1;
+    let mut frame = [0; 80];
+    let frame_length = encode_frame(&payload[..length], &mut frame).unwrap();
+    assert_eq!(hex(&frame[..frame_length]), GOLDEN_STALE_CHALLENGE);
+}
+
+/// `02 | 01 | 01 | 05 25 b3 83 fe | 00`: COBS of version 1, unsigned, `Hello` (0), CRC-32.
+const GOLDEN_HELLO: &str = "0201010525b383fe00";
+/// Version 1, signed, identity "homemx-device-01", challenge 0x11 x 32, the ed25519 signature
+/// by key [7; 32] (deterministic), `Lock` (4), CRC-32, COBS-encoded, delimiter.
+const GOLDEN_SIGNED_LOCK: &str = "5f0101686f6d656d782d6465766963652d30311111111111111111111111111111111111111111111111111111111111111111056b32d9e61d2b55c8f1205f90730b1edfbb3c9c9ed7fa8bb0923e7bf63d71b95670fb7e2ae19c3e6032853919a79daeb2d13f73b813068c180bf9acd0d34c0704c286acb600";
+/// Version 1, challenge 0x22 x 32, `Error` (5) `StaleChallenge` (10), CRC-32.
+const GOLDEN_STALE_CHALLENGE: &str = "28012222222222222222222222222222222222222222222222222222222222222222050a22078bbf00";
