@@ -1,0 +1,649 @@
+//! The key store state machine over a NOR flash region: mount, initialise, unlock, lock,
+//! change the passphrase, rotate the admin key, factory reset.
+//!
+//! The region is a run of whole erase sectors ("slots", at least two; the firmware gives four).
+//! At most one slot holds the current record (plus its attempt log); a rewrite programs the
+//! next slot in round-robin order and only then erases the old one, so a power cut anywhere
+//! leaves the old or the new record valid (README: "Power cuts"). Mount picks the valid record
+//! with the highest sequence number and erases any older valid one.
+
+use crate::attempt_log::{unlock_delay, word_is_used, AttemptLog, AttemptLogScanner};
+use crate::error::{KeystoreError, UnlockError};
+use crate::kdf::{derive_keys, DerivedKeys, DEFAULT_ITERATIONS, MAX_ITERATIONS, SALT_LENGTH};
+use crate::record::{associated_data, KeyRecord, ADMIN_PUBLIC_KEY_LENGTH, RECORD_AREA_LENGTH, RECORD_LENGTH};
+use crate::secret::{constant_time_equal, DataKey, KeyEncryptionKey};
+use crate::wrap::{unwrap_data_key, wrap_data_key, NONCE_LENGTH};
+use crate::RandomSource;
+use core::ops::Range;
+use embedded_storage_async::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
+
+/// Largest supported flash write size (one attempt-log word).
+const MAX_WRITE_SIZE: usize = 32;
+/// Bytes read at a time (record area, attempt log, erased checks).
+const READ_CHUNK: usize = 256;
+
+/// Settings for new records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeystoreConfig {
+    /// PBKDF2 iterations for records written from now on ([`DEFAULT_ITERATIONS`] on the
+    /// device; host tests use small counts). Existing records keep theirs.
+    pub iterations: u32,
+}
+
+impl Default for KeystoreConfig {
+    fn default() -> Self {
+        Self { iterations: DEFAULT_ITERATIONS }
+    }
+}
+
+/// Where the key store stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeystoreState {
+    /// No valid record: waiting for enrolment (`initialise`).
+    FactoryFresh,
+    /// Provisioned; no key in RAM (after every reset, and after `lock`).
+    Locked,
+    /// The key-encryption key is in RAM; the data key was released.
+    Unlocked,
+}
+
+/// The record in charge, where it is, and its attempt log.
+struct Current {
+    slot: u32,
+    record: KeyRecord,
+    log: AttemptLog,
+}
+
+/// The device key store (see the crate README for the whole story).
+///
+/// Generic over the board's async NOR flash and entropy source. Time is the caller's monotonic
+/// clock in seconds since boot; the store keeps the time of the last failure in RAM and, after
+/// a reset, counts from boot (time 0): a device with `n` persisted failures accepts its first
+/// attempt `unlock_delay(n)` seconds after boot.
+pub struct Keystore<F, R> {
+    flash: F,
+    region_start: u32,
+    slot_count: u32,
+    random: R,
+    config: KeystoreConfig,
+    current: Option<Current>,
+    key_encryption_key: Option<KeyEncryptionKey>,
+    last_failure_at: Option<u64>,
+    needs_reload: bool,
+}
+
+fn flash_error<E: NorFlashError>(error: E) -> NorFlashErrorKind {
+    error.kind()
+}
+
+impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
+    /// Mounts the key store on `region` of `flash` (after every reset): finds the newest valid
+    /// record, erases older ones left by an interrupted rewrite, and reads the attempt log.
+    /// The result is `FactoryFresh` or `Locked`. Arbitrary flash contents never panic.
+    pub async fn mount(
+        flash: F,
+        region: Range<u32>,
+        random: R,
+        config: KeystoreConfig,
+    ) -> Result<Self, KeystoreError> {
+        let sector = F::ERASE_SIZE;
+        let write = F::WRITE_SIZE;
+        let read = F::READ_SIZE;
+        let geometry_ok = sector >= 2 * READ_CHUNK
+            && sector % READ_CHUNK == 0
+            && write > 0
+            && write <= MAX_WRITE_SIZE
+            && READ_CHUNK % (2 * write) == 0
+            && read > 0
+            && READ_CHUNK % read == 0;
+        let length = region.end.checked_sub(region.start).unwrap_or(0);
+        let region_ok = region.start % sector as u32 == 0
+            && length % sector as u32 == 0
+            && length / sector as u32 >= 2
+            && region.end as usize <= flash.capacity();
+        if !geometry_ok || !region_ok {
+            return Err(KeystoreError::InvalidRegion);
+        }
+        if config.iterations == 0 || config.iterations > MAX_ITERATIONS {
+            return Err(KeystoreError::InvalidIterations);
+        }
+        let mut store = Self {
+            flash,
+            region_start: region.start,
+            slot_count: length / sector as u32,
+            random,
+            config,
+            current: None,
+            key_encryption_key: None,
+            last_failure_at: None,
+            needs_reload: true,
+        };
+        store.reload().await?;
+        Ok(store)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> KeystoreState {
+        match (&self.current, &self.key_encryption_key) {
+            (None, _) => KeystoreState::FactoryFresh,
+            (Some(_), None) => KeystoreState::Locked,
+            (Some(_), Some(_)) => KeystoreState::Unlocked,
+        }
+    }
+
+    /// The enrolled admin public key, `None` when factory-fresh.
+    ///
+    /// While locked this is what the flash says: it is authenticated only by the next
+    /// successful unlock (a swapped key makes that unlock fail with `RecordTampered`). Once
+    /// unlocked, it is the authenticated key.
+    pub fn admin_public_key(&self) -> Option<[u8; ADMIN_PUBLIC_KEY_LENGTH]> {
+        self.current.as_ref().map(|current| current.record.admin_public_key)
+    }
+
+    /// Consecutive failed unlock attempts (persisted; survives reset).
+    pub fn failed_attempts(&self) -> u32 {
+        self.current.as_ref().map_or(0, |current| current.log.failures)
+    }
+
+    /// Seconds until an unlock attempt is accepted at `now_seconds` (0: now).
+    pub fn unlock_wait_seconds(&self, now_seconds: u64) -> u64 {
+        let failures = self.failed_attempts();
+        if failures == 0 {
+            return 0;
+        }
+        let reference = self.last_failure_at.unwrap_or(0);
+        reference.saturating_add(unlock_delay(failures)).saturating_sub(now_seconds)
+    }
+
+    /// Attempt-log entries per sector (attempts before the record moves to the next slot).
+    pub fn attempt_log_capacity(&self) -> u32 {
+        ((F::ERASE_SIZE - RECORD_AREA_LENGTH) / (2 * F::WRITE_SIZE)) as u32
+    }
+
+    /// Enrolment on a factory-fresh device: draws a random data key and salt, derives the
+    /// key-encryption key from `passphrase` (one KDF run), wraps the data key with
+    /// `admin_public_key` bound into the associated data, and stores the record.
+    ///
+    /// Leaves the store **unlocked** and returns the data key, because provisioning goes on
+    /// to write the configuration; `lock()` or a reset makes it provisioned-locked.
+    pub async fn initialise(
+        &mut self,
+        passphrase: &[u8],
+        admin_public_key: [u8; ADMIN_PUBLIC_KEY_LENGTH],
+    ) -> Result<DataKey, KeystoreError> {
+        self.reload_if_needed().await?;
+        if self.current.is_some() {
+            return Err(KeystoreError::NotFactoryFresh);
+        }
+        if passphrase.is_empty() {
+            return Err(KeystoreError::EmptyPassphrase);
+        }
+        let mut data_key = DataKey::zeroed();
+        self.random.fill_bytes(data_key.bytes_mut());
+        let mut salt = [0u8; SALT_LENGTH];
+        self.random.fill_bytes(&mut salt);
+        let derived = derive_keys(passphrase, &salt, self.config.iterations);
+        let record = seal_record(
+            &mut self.random,
+            &derived,
+            1,
+            self.config.iterations,
+            salt,
+            admin_public_key,
+            &data_key,
+        );
+        self.commit(record).await?;
+        self.key_encryption_key = Some(derived.key_encryption_key);
+        self.last_failure_at = None;
+        Ok(data_key)
+    }
+
+    /// Unlocks with `passphrase` at the caller's monotonic time `now_seconds` and returns the
+    /// data key. Refuses with `TooSoon` (not counted) while the delay for the persisted
+    /// failure count runs; otherwise logs the attempt on flash *before* running the KDF, and
+    /// marks it successful only once the passphrase is proven right.
+    pub async fn unlock(
+        &mut self,
+        passphrase: &[u8],
+        now_seconds: u64,
+    ) -> Result<DataKey, UnlockError> {
+        self.reload_if_needed().await.map_err(unlock_error)?;
+        match self.state() {
+            KeystoreState::FactoryFresh => return Err(UnlockError::NotProvisioned),
+            KeystoreState::Unlocked => return Err(UnlockError::WrongState),
+            KeystoreState::Locked => {}
+        }
+        let (derived, data_key) = self.verify_passphrase(passphrase, now_seconds).await?;
+        self.key_encryption_key = Some(derived.key_encryption_key);
+        Ok(data_key)
+    }
+
+    /// Locks: wipes the key-encryption key. The firmware must drop its `DataKey` and
+    /// everything built from it (the spool).
+    pub fn lock(&mut self) {
+        self.key_encryption_key = None;
+    }
+
+    /// Changes the passphrase (only while unlocked): checks `old` like an unlock attempt
+    /// (rate-limited and counted), draws a new salt, derives from `new` and rewrites the
+    /// record; the data key stays the same. Two KDF runs. A power cut leaves the old or the
+    /// new passphrase working, never neither; the old record is erased once the new one is
+    /// programmed and verified.
+    pub async fn change_passphrase(
+        &mut self,
+        old: &[u8],
+        new: &[u8],
+        now_seconds: u64,
+    ) -> Result<(), KeystoreError> {
+        self.reload_if_needed().await?;
+        self.require_unlocked()?;
+        if new.is_empty() {
+            return Err(KeystoreError::EmptyPassphrase);
+        }
+        let (_old_keys, data_key) = self.verify_passphrase(old, now_seconds).await?;
+        let current = self.current.as_ref().ok_or(KeystoreError::NotProvisioned)?;
+        let sequence = next_sequence(&current.record)?;
+        let admin_public_key = current.record.admin_public_key;
+        let mut salt = [0u8; SALT_LENGTH];
+        self.random.fill_bytes(&mut salt);
+        let derived = derive_keys(new, &salt, self.config.iterations);
+        let record = seal_record(
+            &mut self.random,
+            &derived,
+            sequence,
+            self.config.iterations,
+            salt,
+            admin_public_key,
+            &data_key,
+        );
+        self.commit(record).await?;
+        self.key_encryption_key = Some(derived.key_encryption_key);
+        Ok(())
+    }
+
+    /// Replaces the enrolled admin public key (only while unlocked): re-wraps the data key
+    /// under the kept key-encryption key with the new key in the associated data. No KDF run.
+    /// Power-safe like `change_passphrase`.
+    pub async fn rotate_admin_key(
+        &mut self,
+        new_public_key: [u8; ADMIN_PUBLIC_KEY_LENGTH],
+    ) -> Result<(), KeystoreError> {
+        self.reload_if_needed().await?;
+        self.require_unlocked()?;
+        let (Some(current), Some(key_encryption_key)) =
+            (self.current.as_ref(), self.key_encryption_key.as_ref())
+        else {
+            return Err(KeystoreError::Locked);
+        };
+        let record = &current.record;
+        let data_key = unwrap_data_key(
+            key_encryption_key,
+            &record.nonce,
+            &record.associated_data(),
+            &record.wrapped_data_key,
+            &record.tag,
+        )
+        .ok_or(KeystoreError::Unlock(UnlockError::RecordTampered))?;
+        let mut nonce = [0u8; NONCE_LENGTH];
+        self.random.fill_bytes(&mut nonce);
+        let associated = associated_data(record.iterations, &record.salt, &new_public_key);
+        let (wrapped_data_key, tag) =
+            wrap_data_key(key_encryption_key, &nonce, &associated, &data_key);
+        let new_record = KeyRecord {
+            sequence: next_sequence(record)?,
+            iterations: record.iterations,
+            carried_failures: 0,
+            salt: record.salt,
+            nonce,
+            admin_public_key: new_public_key,
+            wrapped_data_key,
+            tag,
+            passphrase_check: record.passphrase_check,
+        };
+        drop(data_key);
+        let key_encryption_key = self.key_encryption_key.take();
+        self.commit(new_record).await?;
+        self.key_encryption_key = key_encryption_key;
+        Ok(())
+    }
+
+    /// Erases every slot, the current record last: the wrapped data key is gone, so whatever
+    /// it encrypted (the spool) can never be read again. Works in any state; leaves the store
+    /// factory-fresh. A power cut before the last erase leaves the device provisioned (repeat
+    /// the reset); a torn last erase leaves no valid record.
+    pub async fn factory_reset(&mut self) -> Result<(), KeystoreError> {
+        self.key_encryption_key = None;
+        if self.needs_reload {
+            // Best effort: find the true current slot so it is erased last.
+            let _ = self.reload().await;
+        }
+        let current_slot = self.current.as_ref().map(|current| current.slot);
+        let result: Result<(), NorFlashErrorKind> = async {
+            for slot in 0..self.slot_count {
+                if Some(slot) != current_slot {
+                    self.erase_if_needed(slot).await?;
+                }
+            }
+            if let Some(slot) = current_slot {
+                self.erase_slot(slot).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.current = None;
+                self.last_failure_at = None;
+                self.needs_reload = false;
+                Ok(())
+            }
+            Err(kind) => {
+                self.fault();
+                Err(KeystoreError::Flash(kind))
+            }
+        }
+    }
+
+    /// Gives back the flash and the random source (tests "reboot" by mounting them again).
+    pub fn into_parts(self) -> (F, R) {
+        (self.flash, self.random)
+    }
+
+    // ---- internals ----
+
+    fn require_unlocked(&self) -> Result<(), KeystoreError> {
+        match self.state() {
+            KeystoreState::FactoryFresh => Err(KeystoreError::NotProvisioned),
+            KeystoreState::Locked => Err(KeystoreError::Locked),
+            KeystoreState::Unlocked => Ok(()),
+        }
+    }
+
+    /// The rate-limited, logged passphrase check shared by `unlock` and `change_passphrase`.
+    async fn verify_passphrase(
+        &mut self,
+        passphrase: &[u8],
+        now_seconds: u64,
+    ) -> Result<(DerivedKeys, DataKey), UnlockError> {
+        if self.current.is_none() {
+            return Err(UnlockError::NotProvisioned);
+        }
+        let wait_seconds = self.unlock_wait_seconds(now_seconds);
+        if wait_seconds > 0 {
+            return Err(UnlockError::TooSoon { wait_seconds });
+        }
+        let entry = self.log_attempt().await?;
+        let Some(current) = self.current.as_ref() else {
+            return Err(UnlockError::NotProvisioned);
+        };
+        let record = &current.record;
+        let derived = derive_keys(passphrase, &record.salt, record.iterations);
+        if !constant_time_equal(&derived.passphrase_check, &record.passphrase_check) {
+            self.last_failure_at = Some(now_seconds);
+            return Err(UnlockError::WrongPassphrase);
+        }
+        let Some(data_key) = unwrap_data_key(
+            &derived.key_encryption_key,
+            &record.nonce,
+            &record.associated_data(),
+            &record.wrapped_data_key,
+            &record.tag,
+        ) else {
+            self.last_failure_at = Some(now_seconds);
+            return Err(UnlockError::RecordTampered);
+        };
+        self.log_success(entry).await?;
+        self.last_failure_at = None;
+        Ok((derived, data_key))
+    }
+
+    /// Logs an attempt (moving the record to the next slot first if the log is full) and
+    /// counts it as a failure until `log_success`. Returns the entry index.
+    async fn log_attempt(&mut self) -> Result<u32, UnlockError> {
+        let capacity = self.attempt_log_capacity();
+        let Some(current) = self.current.as_ref() else {
+            return Err(UnlockError::NotProvisioned);
+        };
+        if current.log.next_entry >= capacity {
+            let mut moved = current.record.clone();
+            moved.sequence = next_sequence(&moved).map_err(|_| UnlockError::RecordTampered)?;
+            moved.carried_failures = current.log.failures;
+            self.commit(moved).await.map_err(unlock_error)?;
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Err(UnlockError::NotProvisioned);
+        };
+        let entry = current.log.next_entry;
+        let address = entry_address(self.region_start, F::ERASE_SIZE, current.slot, entry, F::WRITE_SIZE);
+        // Count first: even a failed or torn program is an attempt that may have happened.
+        current.log.next_entry = entry + 1;
+        current.log.failures = current.log.failures.saturating_add(1);
+        let zeros = [0u8; MAX_WRITE_SIZE];
+        if let Err(error) = self.flash.write(address, &zeros[..F::WRITE_SIZE]).await {
+            self.fault();
+            return Err(UnlockError::Flash(flash_error(error)));
+        }
+        Ok(entry)
+    }
+
+    /// Marks attempt `entry` successful: the failure count is back to zero.
+    async fn log_success(&mut self, entry: u32) -> Result<(), UnlockError> {
+        let Some(slot) = self.current.as_ref().map(|current| current.slot) else {
+            return Err(UnlockError::NotProvisioned);
+        };
+        let address = entry_address(self.region_start, F::ERASE_SIZE, slot, entry, F::WRITE_SIZE)
+            + F::WRITE_SIZE as u32;
+        let mut word = [0u8; MAX_WRITE_SIZE];
+        let result: Result<(), F::Error> = async {
+            self.flash.read(address, &mut word[..F::WRITE_SIZE]).await?;
+            if !word_is_used(&word[..F::WRITE_SIZE]) {
+                self.flash.write(address, &[0u8; MAX_WRITE_SIZE][..F::WRITE_SIZE]).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            self.fault();
+            return Err(UnlockError::Flash(flash_error(error)));
+        }
+        if let Some(current) = self.current.as_mut() {
+            current.log.failures = 0;
+        }
+        Ok(())
+    }
+
+    /// Programs `record` into the next slot, verifies it, erases the old slot, and makes it
+    /// current (with a fresh attempt log). On a flash error the store locks and reloads later.
+    async fn commit(&mut self, record: KeyRecord) -> Result<(), KeystoreError> {
+        let old_slot = self.current.as_ref().map(|current| current.slot);
+        let target = old_slot.map_or(0, |slot| (slot + 1) % self.slot_count);
+        let result = self.program_record(target, &record).await;
+        let result = match result {
+            Ok(()) => match old_slot {
+                Some(slot) => self.erase_slot(slot).await.map_err(KeystoreError::Flash),
+                None => Ok(()),
+            },
+            Err(error) => Err(error),
+        };
+        if let Err(error) = result {
+            self.fault();
+            return Err(error);
+        }
+        let log = AttemptLog { failures: record.carried_failures, next_entry: 0 };
+        self.current = Some(Current { slot: target, record, log });
+        Ok(())
+    }
+
+    async fn program_record(&mut self, slot: u32, record: &KeyRecord) -> Result<(), KeystoreError> {
+        self.erase_if_needed(slot).await.map_err(KeystoreError::Flash)?;
+        let mut buffer = [0xFFu8; RECORD_AREA_LENGTH];
+        buffer[..RECORD_LENGTH].copy_from_slice(&record.encode());
+        let length = RECORD_LENGTH.div_ceil(F::WRITE_SIZE) * F::WRITE_SIZE;
+        let address = self.slot_address(slot);
+        self.flash
+            .write(address, &buffer[..length])
+            .await
+            .map_err(|error| KeystoreError::Flash(flash_error(error)))?;
+        let mut check = [0u8; RECORD_AREA_LENGTH];
+        self.flash
+            .read(address, &mut check)
+            .await
+            .map_err(|error| KeystoreError::Flash(flash_error(error)))?;
+        if KeyRecord::decode(&check).as_ref() != Some(record) {
+            return Err(KeystoreError::VerifyFailed);
+        }
+        Ok(())
+    }
+
+    /// After a flash error: lock, and rebuild the RAM state from flash before the next use.
+    fn fault(&mut self) {
+        self.key_encryption_key = None;
+        self.needs_reload = true;
+    }
+
+    async fn reload_if_needed(&mut self) -> Result<(), KeystoreError> {
+        if self.needs_reload {
+            self.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the RAM state from flash (see the module doc).
+    async fn reload(&mut self) -> Result<(), KeystoreError> {
+        self.key_encryption_key = None;
+        let mut best: Option<(u32, KeyRecord)> = None;
+        for slot in 0..self.slot_count {
+            if let Some(record) = self.read_record(slot).await? {
+                if best.as_ref().is_none_or(|(_, kept)| record.sequence > kept.sequence) {
+                    best = Some((slot, record));
+                }
+            }
+        }
+        if let Some((best_slot, _)) = &best {
+            for slot in 0..self.slot_count {
+                if slot != *best_slot && self.read_record(slot).await?.is_some() {
+                    // An older record left by an interrupted rewrite (possibly under an old
+                    // passphrase or admin key): erase it.
+                    self.erase_slot(slot).await.map_err(KeystoreError::Flash)?;
+                }
+            }
+        }
+        self.current = match best {
+            Some((slot, record)) => {
+                let log = self.scan_attempt_log(slot, record.carried_failures).await?;
+                Some(Current { slot, record, log })
+            }
+            None => None,
+        };
+        self.needs_reload = false;
+        Ok(())
+    }
+
+    async fn read_record(&mut self, slot: u32) -> Result<Option<KeyRecord>, KeystoreError> {
+        let mut buffer = [0u8; RECORD_AREA_LENGTH];
+        self.flash
+            .read(self.slot_address(slot), &mut buffer)
+            .await
+            .map_err(|error| KeystoreError::Flash(flash_error(error)))?;
+        Ok(KeyRecord::decode(&buffer))
+    }
+
+    async fn scan_attempt_log(
+        &mut self,
+        slot: u32,
+        carried_failures: u32,
+    ) -> Result<AttemptLog, KeystoreError> {
+        let mut scanner = AttemptLogScanner::new(carried_failures);
+        let entry_length = 2 * F::WRITE_SIZE;
+        let mut buffer = [0u8; READ_CHUNK];
+        let mut entry = 0u32;
+        let mut offset = RECORD_AREA_LENGTH;
+        while offset < F::ERASE_SIZE {
+            self.flash
+                .read(self.slot_address(slot) + offset as u32, &mut buffer)
+                .await
+                .map_err(|error| KeystoreError::Flash(flash_error(error)))?;
+            for words in buffer.chunks_exact(entry_length) {
+                let (attempt, success) = words.split_at(F::WRITE_SIZE);
+                scanner.observe(entry, word_is_used(attempt), word_is_used(success));
+                entry += 1;
+            }
+            offset += READ_CHUNK;
+        }
+        Ok(scanner.finish())
+    }
+
+    async fn erase_if_needed(&mut self, slot: u32) -> Result<(), NorFlashErrorKind> {
+        let start = self.slot_address(slot);
+        let mut buffer = [0u8; READ_CHUNK];
+        let mut offset = 0;
+        while offset < F::ERASE_SIZE {
+            self.flash.read(start + offset as u32, &mut buffer).await.map_err(flash_error)?;
+            if buffer.iter().any(|&byte| byte != 0xFF) {
+                return self.erase_slot(slot).await;
+            }
+            offset += READ_CHUNK;
+        }
+        Ok(())
+    }
+
+    async fn erase_slot(&mut self, slot: u32) -> Result<(), NorFlashErrorKind> {
+        let start = self.slot_address(slot);
+        self.flash.erase(start, start + F::ERASE_SIZE as u32).await.map_err(flash_error)
+    }
+
+    fn slot_address(&self, slot: u32) -> u32 {
+        self.region_start + slot * F::ERASE_SIZE as u32
+    }
+}
+
+/// Address of the attempt word of log entry `entry` in `slot` (the success word follows).
+fn entry_address(region_start: u32, erase_size: usize, slot: u32, entry: u32, write_size: usize) -> u32 {
+    region_start
+        + slot * erase_size as u32
+        + RECORD_AREA_LENGTH as u32
+        + entry * 2 * write_size as u32
+}
+
+/// The sequence number after `record`'s.
+fn next_sequence(record: &KeyRecord) -> Result<u32, KeystoreError> {
+    record.sequence.checked_add(1).ok_or(KeystoreError::SequenceExhausted)
+}
+
+/// An `UnlockError` for a failure of the surrounding machinery.
+fn unlock_error(error: KeystoreError) -> UnlockError {
+    match error {
+        KeystoreError::Flash(kind) => UnlockError::Flash(kind),
+        KeystoreError::Unlock(inner) => inner,
+        _ => UnlockError::Flash(NorFlashErrorKind::Other),
+    }
+}
+
+/// Wraps `data_key` under `derived`'s key-encryption key with a fresh random nonce and the
+/// associated data of the new record, and builds that record.
+fn seal_record<R: RandomSource>(
+    random: &mut R,
+    derived: &DerivedKeys,
+    sequence: u32,
+    iterations: u32,
+    salt: [u8; SALT_LENGTH],
+    admin_public_key: [u8; ADMIN_PUBLIC_KEY_LENGTH],
+    data_key: &DataKey,
+) -> KeyRecord {
+    let mut nonce = [0u8; NONCE_LENGTH];
+    random.fill_bytes(&mut nonce);
+    let associated = associated_data(iterations, &salt, &admin_public_key);
+    let (wrapped_data_key, tag) =
+        wrap_data_key(&derived.key_encryption_key, &nonce, &associated, data_key);
+    KeyRecord {
+        sequence,
+        iterations,
+        carried_failures: 0,
+        salt,
+        nonce,
+        admin_public_key,
+        wrapped_data_key,
+        tag,
+        passphrase_check: derived.passphrase_check,
+    }
+}
