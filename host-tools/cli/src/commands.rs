@@ -1,0 +1,412 @@
+//! The subcommands: each opens the console, sends signed commands, and prints the result.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use homemx_wire::client::AdminSigningKey;
+use homemx_wire::config::ConfigItem;
+use homemx_wire::message::{
+    Command as Wire, DeviceState, Response, TrustAnchor, TrustAnchorUpdate, MAX_CERTIFICATE_CHUNK,
+};
+use homemx_wire::secret::Secret;
+use zeroize::Zeroizing;
+
+use crate::config_file::{self, AnchorValue, Plan};
+use crate::console::{unexpected, Console};
+use crate::error::{CliError, ExitCode, Result};
+use crate::{keyfile, progress, Cli, Command, ConfigAction};
+
+/// Runs the parsed command line.
+pub fn execute(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Keygen { out, no_passphrase, force } => keygen(cli, out.as_deref().unwrap_or(&cli.key), *no_passphrase, *force),
+        Command::Provision { config, passphrase_file } => provision(cli, config, passphrase_file.as_deref()),
+        Command::Unlock { passphrase_file } => unlock(cli, passphrase_file.as_deref()),
+        Command::Lock => simple(cli, &Wire::Lock, "locked"),
+        Command::Status => status(cli),
+        Command::Config { action: ConfigAction::Get } => config_get(cli),
+        Command::Config { action: ConfigAction::Set { config } } => config_set(cli, config),
+        Command::Logs { start, limit } => logs(cli, *start, *limit),
+        Command::RotateKey { new_key, new_key_passphrase_file } => rotate_key(cli, new_key, new_key_passphrase_file.as_deref()),
+        Command::FactoryReset { yes } => factory_reset(cli, *yes),
+        Command::FetchNow => simple(cli, &Wire::FetchNow, "fetch started"),
+    }
+}
+
+/// The first line of `path`, as a secret.
+pub fn secret_from_file(path: &Path, what: &str) -> Result<Secret> {
+    let file = std::fs::File::open(path)
+        .map_err(|error| CliError::new(ExitCode::Failure, format!("cannot read {what} file {}: {error}", path.display())))?;
+    let mut line = Zeroizing::new(String::new());
+    std::io::BufReader::new(file)
+        .read_line(&mut line)
+        .map_err(|error| CliError::new(ExitCode::Failure, format!("cannot read {}: {error}", path.display())))?;
+    let trimmed = line.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(CliError::new(ExitCode::Failure, format!("{what} file {} is empty", path.display())));
+    }
+    Secret::new(trimmed.as_bytes())
+        .ok_or_else(|| CliError::new(ExitCode::Failure, format!("{what} longer than {} bytes", homemx_wire::secret::MAX_SECRET_LENGTH)))
+}
+
+fn prompt(what: &str, confirm: bool) -> Result<Secret> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::new(ExitCode::Failure, format!("{what} needed but stdin is not a terminal"))
+            .hint(format!("pass the {what} with the matching --…-file option")));
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password(format!("{what}: ")).map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?,
+    );
+    if confirm {
+        let second = Zeroizing::new(
+            rpassword::prompt_password(format!("{what} (again): "))
+                .map_err(|error| CliError::new(ExitCode::Failure, error.to_string()))?,
+        );
+        if first != second {
+            return Err(CliError::new(ExitCode::Aborted, format!("the two {what}s differ")));
+        }
+    }
+    if first.is_empty() {
+        return Err(CliError::new(ExitCode::Aborted, format!("empty {what}")));
+    }
+    Secret::new(first.as_bytes()).ok_or_else(|| CliError::new(ExitCode::Failure, format!("{what} too long")))
+}
+
+fn secret(file: Option<&Path>, what: &str, confirm: bool) -> Result<Secret> {
+    match file {
+        Some(path) => secret_from_file(path, what),
+        None => prompt(what, confirm),
+    }
+}
+
+fn load_key(path: &Path, passphrase_file: Option<&Path>) -> Result<AdminSigningKey> {
+    if keyfile::is_sealed(path)? {
+        let passphrase = secret(passphrase_file, "key passphrase", false)?;
+        let spinner = progress::spinner("opening the admin key");
+        let key = keyfile::load(path, Some(passphrase.expose()));
+        spinner.finish_and_clear();
+        key
+    } else {
+        keyfile::load(path, None)
+    }
+}
+
+fn open(cli: &Cli, key: AdminSigningKey) -> Result<Console> {
+    let address = cli.device.as_ref().ok_or_else(|| {
+        CliError::new(ExitCode::Usage, "no device given")
+            .hint("pass --device /dev/ttyACM0 (or unix:PATH, tcp:HOST:PORT) or set HOMEMX_DEVICE")
+    })?;
+    let timeout = Duration::from_secs(cli.timeout.max(1));
+    let link = address.open(timeout)?;
+    Console::open(link, key, timeout)
+}
+
+fn connect(cli: &Cli) -> Result<Console> {
+    let key = load_key(&cli.key, cli.key_passphrase_file.as_deref())?;
+    open(cli, key)
+}
+
+fn print(cli: &Cli, json: serde_json::Value, human: impl FnOnce() -> String) {
+    if cli.json {
+        println!("{json}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn identity(console: &Console) -> String {
+    hex::encode(console.device.identity)
+}
+
+fn keygen(cli: &Cli, out: &Path, no_passphrase: bool, force: bool) -> Result<()> {
+    let passphrase = if no_passphrase {
+        None
+    } else {
+        Some(secret(cli.key_passphrase_file.as_deref(), "key passphrase", true)?)
+    };
+    let spinner = progress::spinner("generating the admin key");
+    let public_key = keyfile::generate(out, passphrase.as_ref().map(|secret| secret.expose()), force);
+    spinner.finish_and_clear();
+    let public_key = hex::encode(public_key?);
+    print(
+        cli,
+        serde_json::json!({"key_file": out, "public_key": public_key, "protected": !no_passphrase}),
+        || format!("admin key written to {} (mode 0600)\npublic key: {public_key}", out.display()),
+    );
+    Ok(())
+}
+
+fn unlock_with(console: &mut Console, passphrase: Secret) -> Result<()> {
+    let spinner = progress::spinner("unlocking (the device derives its key slowly on purpose)");
+    let result = console.expect_done(&Wire::Unlock { passphrase });
+    spinner.finish_and_clear();
+    result
+}
+
+fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>) -> Result<()> {
+    let plan = config_file::load(config)?;
+    let mut console = connect(cli)?;
+    let fresh = console.device.state == DeviceState::FactoryFresh;
+    if fresh {
+        let admin_key = console.public_key();
+        console.expect_done(&Wire::Enrol { admin_key })?;
+        if !cli.json {
+            eprintln!("enrolled admin key {} on device {}", hex::encode(admin_key), identity(&console));
+        }
+    } else {
+        // Already owned: prove it is ours before writing anything.
+        console.expect(&Wire::Status).map_err(|error| match error.kind {
+            ExitCode::Authentication => CliError::new(ExitCode::Authentication, "the device is enrolled with another admin key")
+                .hint("use the key it was provisioned with, or factory-reset it first"),
+            _ => error,
+        })?;
+    }
+    if console.device.state != DeviceState::Unlocked {
+        let passphrase = secret(passphrase_file, "storage passphrase", fresh)?;
+        unlock_with(&mut console, passphrase)?;
+    }
+    send_plan(&mut console, &plan)?;
+    print(
+        cli,
+        serde_json::json!({
+            "device": identity(&console), "enrolled": fresh, "configuration_items": plan.items.len(),
+            "credentials": plan.credentials.len(), "trust_anchors": plan.anchors.len(),
+        }),
+        || {
+            format!(
+                "provisioned {}: {} configuration items, {} credentials, {} trust anchors",
+                identity(&console),
+                plan.items.len(),
+                plan.credentials.len(),
+                plan.anchors.len()
+            )
+        },
+    );
+    Ok(())
+}
+
+fn anchor_commands(plan: &Plan) -> Vec<Wire> {
+    let mut commands = Vec::new();
+    for (service, value) in &plan.anchors {
+        match value {
+            AnchorValue::Pin(pin) => commands.push(Wire::SetTrustAnchor(TrustAnchorUpdate { service: *service, anchor: TrustAnchor::SpkiSha256(*pin) })),
+            AnchorValue::Certificate(der) => {
+                for (index, chunk) in der.chunks(MAX_CERTIFICATE_CHUNK).enumerate() {
+                    commands.push(Wire::SetTrustAnchor(TrustAnchorUpdate {
+                        service: *service,
+                        anchor: TrustAnchor::CertificateChunk {
+                            total_length: der.len() as u16,
+                            offset: (index * MAX_CERTIFICATE_CHUNK) as u16,
+                            bytes: heapless::Vec::from_slice(chunk).unwrap_or_default(),
+                        },
+                    }))
+                }
+            }
+        }
+    }
+    commands
+}
+
+/// Sends a plan: the configuration as one transaction, then credentials and trust anchors.
+pub fn send_plan(console: &mut Console, plan: &Plan) -> Result<()> {
+    let anchors = anchor_commands(plan);
+    let total = plan.items.len() + 2 + plan.credentials.len() + anchors.len();
+    let bar = progress::bar(total as u64, "writing configuration");
+    let result = (|| {
+        console.expect_done(&Wire::ConfigBegin)?;
+        bar.inc(1);
+        for item in &plan.items {
+            console.expect_done(&Wire::ConfigPut(item.clone()))?;
+            bar.inc(1);
+        }
+        console.expect_done(&Wire::ConfigCommit { item_count: plan.items.len() as u16 })?;
+        bar.inc(1);
+        for (credential, secret) in &plan.credentials {
+            console.expect_done(&Wire::SetCredential { credential: *credential, secret: secret.clone() })?;
+            bar.inc(1);
+        }
+        for command in &anchors {
+            console.expect_done(command)?;
+            bar.inc(1);
+        }
+        Ok(())
+    })();
+    bar.finish_and_clear();
+    result
+}
+
+fn unlock(cli: &Cli, passphrase_file: Option<&Path>) -> Result<()> {
+    let mut console = connect(cli)?;
+    match console.device.state {
+        DeviceState::FactoryFresh => {
+            return Err(CliError::new(ExitCode::Authentication, "the device is factory-fresh").hint("run `homemx provision` first"))
+        }
+        DeviceState::Unlocked => {
+            print(cli, serde_json::json!({"state": "unlocked", "changed": false}), || "already unlocked".into());
+            return Ok(());
+        }
+        DeviceState::Locked => {}
+    }
+    let passphrase = secret(passphrase_file, "storage passphrase", false)?;
+    unlock_with(&mut console, passphrase)?;
+    print(cli, serde_json::json!({"state": "unlocked", "changed": true}), || "unlocked".into());
+    Ok(())
+}
+
+fn simple(cli: &Cli, command: &Wire, done: &str) -> Result<()> {
+    let mut console = connect(cli)?;
+    console.expect_done(command)?;
+    print(cli, serde_json::json!({"command": command.name(), "result": "done"}), || done.to_string());
+    Ok(())
+}
+
+fn status(cli: &Cli) -> Result<()> {
+    let mut console = connect(cli)?;
+    let Response::Status(status) = console.expect(&Wire::Status)? else {
+        return Err(CliError::new(ExitCode::Protocol, "unexpected answer to status"));
+    };
+    let json = serde_json::json!({
+        "device": identity(&console),
+        "firmware": console.device.firmware_version.as_str(),
+        "board": console.device.board.as_str(),
+        "status": status,
+    });
+    print(cli, json, || {
+        let address = status
+            .public_address
+            .map(|octets| std::net::Ipv4Addr::from(octets).to_string())
+            .unwrap_or_else(|| "unknown".into());
+        format!(
+            "device       {} ({} on {})\nstate        {:?}\nuptime       {} s\nconfigured   {}\ncredentials  smarthost {}, backup MX {}, DynDNS {}\npublic IPv4  {}\nspool        {} messages, {} bytes free\ndeferred     {}\nfailed unlocks {} (retry after {} s)\nalarms       {:?}",
+            identity(&console),
+            console.device.firmware_version,
+            console.device.board,
+            status.state,
+            status.uptime_seconds,
+            status.configured,
+            set(status.credentials.smarthost_password),
+            set(status.credentials.backup_mx_password),
+            set(status.credentials.dyndns_password),
+            address,
+            status.spool_messages,
+            status.spool_free_bytes,
+            status.outbound_deferred,
+            status.failed_unlocks,
+            status.unlock_retry_after_seconds,
+            status.alarms,
+        )
+    });
+    Ok(())
+}
+
+fn set(present: bool) -> &'static str {
+    if present {
+        "set"
+    } else {
+        "missing"
+    }
+}
+
+fn config_get(cli: &Cli) -> Result<()> {
+    let mut console = connect(cli)?;
+    let mut items: Vec<ConfigItem> = Vec::new();
+    let mut total = 1u16;
+    let mut index = 0u16;
+    while index < total {
+        match console.call(&Wire::ConfigGet { index })? {
+            Response::ConfigItem { total: count, item, .. } => {
+                total = count;
+                items.push(item);
+            }
+            Response::Error(homemx_wire::message::ErrorCode::NotFound) if index == 0 => break,
+            Response::Error(code) => return Err(CliError::refused("config get", code)),
+            other => return Err(unexpected("config get", &other)),
+        }
+        index += 1;
+    }
+    print(cli, serde_json::json!({ "items": items }), || {
+        if items.is_empty() {
+            return "no configuration yet".into();
+        }
+        items.iter().map(|item| format!("{item:?}")).collect::<Vec<_>>().join("\n")
+    });
+    Ok(())
+}
+
+fn config_set(cli: &Cli, config: &Path) -> Result<()> {
+    let plan = config_file::load(config)?;
+    let mut console = connect(cli)?;
+    send_plan(&mut console, &plan)?;
+    print(cli, serde_json::json!({"configuration_items": plan.items.len()}), || {
+        format!("configuration replaced ({} items)", plan.items.len())
+    });
+    Ok(())
+}
+
+fn logs(cli: &Cli, start: u32, limit: u32) -> Result<()> {
+    let mut console = connect(cli)?;
+    let mut entries = Vec::new();
+    let mut next = start;
+    loop {
+        let Response::Logs(page) = console.expect(&Wire::Logs { start: next, max_entries: u8::MAX })? else {
+            return Err(CliError::new(ExitCode::Protocol, "unexpected answer to logs"));
+        };
+        entries.extend(page.entries.into_iter());
+        next = page.next;
+        if !page.more || entries.len() as u32 >= limit {
+            break;
+        }
+    }
+    entries.truncate(limit as usize);
+    print(cli, serde_json::json!({ "entries": entries, "next": next }), || {
+        entries
+            .iter()
+            .map(|entry| format!("{:>6} {:>8}s {:<7} {}", entry.sequence, entry.uptime_seconds, format!("{:?}", entry.level), entry.text))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+fn rotate_key(cli: &Cli, new_key_path: &Path, new_key_passphrase_file: Option<&Path>) -> Result<()> {
+    let new_key = load_key(new_key_path, new_key_passphrase_file)?;
+    let mut console = connect(cli)?;
+    let proof = console
+        .client()
+        .rotation_proof(&new_key)
+        .map_err(|error| CliError::new(ExitCode::Protocol, error.describe()))?;
+    let new_public = new_key.verifying_key().to_bytes();
+    console.expect_done(&Wire::RotateAdminKey { new_key: new_public, proof })?;
+    print(cli, serde_json::json!({"public_key": hex::encode(new_public)}), || {
+        format!("admin key rotated; from now on use {}", new_key_path.display())
+    });
+    Ok(())
+}
+
+fn factory_reset(cli: &Cli, yes: bool) -> Result<()> {
+    let mut console = connect(cli)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::new(ExitCode::Aborted, "factory reset needs confirmation").hint("pass --yes to confirm non-interactively"));
+        }
+        eprint!(
+            "This destroys the data key of device {}: its spool, configuration and credentials become unreadable.\nType `reset` to confirm: ",
+            identity(&console)
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if answer.trim() != "reset" {
+            return Err(CliError::new(ExitCode::Aborted, "not confirmed; nothing was changed"));
+        }
+    }
+    let spinner = progress::spinner("factory reset");
+    let result = console.expect_done(&Wire::FactoryReset);
+    spinner.finish_and_clear();
+    result?;
+    print(cli, serde_json::json!({"device": identity(&console), "state": "factory-fresh"}), || {
+        "device reset to factory-fresh; provision it again with `homemx provision`".into()
+    });
+    Ok(())
+}

@@ -1,0 +1,417 @@
+//! The owner's `homemx.toml`: parsed, validated (errors name the field), and turned into the
+//! wire's configuration items, credentials and trust anchors.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use homemx_wire::config::*;
+use homemx_wire::message::{Credential, TlsService};
+use homemx_wire::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+use crate::anchor;
+use crate::error::{CliError, ExitCode, Result};
+
+/// The whole file.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Domains accepted.
+    pub domains: Vec<String>,
+    /// Recipients accepted.
+    pub recipients: Vec<String>,
+    /// LAN networks, `a.b.c.d/len`.
+    pub lan_prefixes: Vec<String>,
+    /// The LAN mailbox host.
+    pub lan_mailbox: LanMailboxSection,
+    /// The smarthost.
+    pub smarthost: ServiceSection,
+    /// The backup MX (POP3).
+    pub backup_mx: Option<BackupMxSection>,
+    /// DynDNS.
+    pub dyndns: Option<DynDnsSection>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// The status page.
+    #[serde(default)]
+    pub status_page: StatusPageSection,
+}
+
+/// `[lan_mailbox]`.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LanMailboxSection {
+    /// IPv4 address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// `smtp` or `lmtp`.
+    pub protocol: String,
+}
+
+/// Trust anchor fields shared by the TLS services (exactly one must be given).
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorFields {
+    /// A CA certificate (PEM or DER) that must sign the server's certificate.
+    pub ca_certificate: Option<PathBuf>,
+    /// A server certificate whose public key is pinned (SHA-256 of its SPKI).
+    pub pin_certificate: Option<PathBuf>,
+    /// The pin itself, 64 hex digits.
+    pub spki_sha256: Option<String>,
+}
+
+/// `[smarthost]`.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `implicit` or `starttls`.
+    pub tls: String,
+    /// User name.
+    pub user_name: String,
+    /// File holding the password (first line).
+    pub password_file: Option<PathBuf>,
+    /// Trust anchor.
+    #[serde(flatten)]
+    pub anchor: AnchorFields,
+}
+
+/// `[backup_mx]`.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BackupMxSection {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `implicit` or `starttls`.
+    pub tls: String,
+    /// User name.
+    pub user_name: String,
+    /// Seconds between fetches.
+    pub poll_interval_seconds: u32,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Trust anchor.
+    #[serde(flatten)]
+    pub anchor: AnchorFields,
+}
+
+/// `[dyndns]`.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DynDnsSection {
+    /// Update server.
+    pub server: String,
+    /// Host name kept current.
+    pub host_name: String,
+    /// User name.
+    pub user_name: String,
+    /// Seconds between checks.
+    pub check_interval_seconds: u32,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Trust anchor.
+    #[serde(flatten)]
+    pub anchor: AnchorFields,
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest message in bytes.
+    pub max_message_bytes: u32,
+    /// Most recipients per message.
+    pub max_recipients: u16,
+    /// Most outbound messages per LAN client per hour.
+    pub messages_per_client_per_hour: u16,
+    /// Free spool bytes kept in reserve (452 below).
+    pub spool_reserve_bytes: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self { max_message_bytes: 25 << 20, max_recipients: 50, messages_per_client_per_hour: 100, spool_reserve_bytes: 1 << 20 }
+    }
+}
+
+/// `[status_page]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusPageSection {
+    /// Served at all.
+    pub enabled: bool,
+    /// Port.
+    pub port: u16,
+    /// The only accepted `Host:`.
+    pub host_name: String,
+}
+
+impl Default for StatusPageSection {
+    fn default() -> Self {
+        Self { enabled: true, port: 80, host_name: "homemx.lan".into() }
+    }
+}
+
+/// Where a trust anchor comes from, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorValue {
+    /// DER of a CA certificate.
+    Certificate(Vec<u8>),
+    /// SPKI SHA-256 pin.
+    Pin([u8; 32]),
+}
+
+/// Everything `provision` / `config set` sends.
+#[derive(Debug)]
+pub struct Plan {
+    /// Configuration items, in order.
+    pub items: Vec<ConfigItem>,
+    /// Credentials.
+    pub credentials: Vec<(Credential, Secret)>,
+    /// Trust anchors.
+    pub anchors: Vec<(TlsService, AnchorValue)>,
+}
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> CliError {
+    CliError::new(ExitCode::Configuration, format!("{field}: {message}"))
+        .hint("fix the field in the TOML file; host-tools/cli/homemx.example.toml documents every field")
+}
+
+fn bounded<const N: usize>(field: &str, value: &str) -> Result<heapless::String<N>> {
+    heapless::String::try_from(value).map_err(|_| invalid(field, format!("longer than {N} bytes")))
+}
+
+fn host_name(field: &str, value: &str) -> Result<HostName> {
+    let valid = !value.is_empty()
+        && value.len() <= 253
+        && value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !valid {
+        return Err(invalid(field, format!("{value:?} is not a host name")));
+    }
+    bounded(field, &value.to_ascii_lowercase())
+}
+
+fn port(field: &str, value: u16) -> Result<u16> {
+    if value == 0 {
+        return Err(invalid(field, "must be 1..=65535"));
+    }
+    Ok(value)
+}
+
+fn tls(field: &str, value: &str) -> Result<TlsMode> {
+    match value {
+        "implicit" => Ok(TlsMode::Implicit),
+        "starttls" => Ok(TlsMode::StartTls),
+        other => Err(invalid(field, format!("{other:?} is not `implicit` or `starttls` (TLS is always required)"))),
+    }
+}
+
+fn ipv4(field: &str, value: &str) -> Result<[u8; 4]> {
+    value.parse::<Ipv4Addr>().map(|address| address.octets()).map_err(|_| invalid(field, format!("{value:?} is not an IPv4 address")))
+}
+
+fn read_relative(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn password(field: &str, base: &Path, path: &Option<PathBuf>) -> Result<Option<Secret>> {
+    let Some(path) = path else { return Ok(None) };
+    let full = read_relative(base, path);
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&full).map_err(|error| invalid(field, format!("cannot read {}: {error}", full.display())))?,
+    );
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(invalid(field, format!("{} is empty", full.display())));
+    }
+    Secret::new(line.as_bytes())
+        .map(Some)
+        .ok_or_else(|| invalid(field, format!("password longer than {} bytes", homemx_wire::secret::MAX_SECRET_LENGTH)))
+}
+
+fn trust_anchor(section: &str, base: &Path, fields: &AnchorFields) -> Result<AnchorValue> {
+    let given = [fields.ca_certificate.is_some(), fields.pin_certificate.is_some(), fields.spki_sha256.is_some()];
+    if given.iter().filter(|given| **given).count() != 1 {
+        return Err(invalid(
+            section,
+            "give exactly one trust anchor: ca_certificate, pin_certificate or spki_sha256",
+        ));
+    }
+    let read = |field: &str, path: &Path| -> Result<Vec<u8>> {
+        let full = read_relative(base, path);
+        let bytes = std::fs::read(&full).map_err(|error| invalid(field, format!("cannot read {}: {error}", full.display())))?;
+        let mut certificates = anchor::certificates(&bytes).map_err(|error| invalid(field, error))?;
+        Ok(certificates.remove(0))
+    };
+    if let Some(path) = &fields.ca_certificate {
+        let field = format!("{section}.ca_certificate");
+        let der = read(&field, path)?;
+        anchor::subject_public_key_info(&der).map_err(|error| invalid(&field, error))?;
+        if der.len() > usize::from(u16::MAX) {
+            return Err(invalid(&field, "certificate too large"));
+        }
+        return Ok(AnchorValue::Certificate(der));
+    }
+    if let Some(path) = &fields.pin_certificate {
+        let field = format!("{section}.pin_certificate");
+        let der = read(&field, path)?;
+        return anchor::spki_pin(&der).map(AnchorValue::Pin).map_err(|error| invalid(&field, error));
+    }
+    let text = fields.spki_sha256.as_deref().unwrap_or_default();
+    let pin = hex::decode(text)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| invalid(&format!("{section}.spki_sha256"), "must be 64 hex digits (SHA-256)"))?;
+    Ok(AnchorValue::Pin(pin))
+}
+
+/// Parses TOML text; errors name the field and line.
+pub fn parse(text: &str) -> Result<ConfigFile> {
+    toml::from_str(text).map_err(|error| {
+        CliError::new(ExitCode::Configuration, format!("invalid configuration: {error}"))
+            .hint("host-tools/cli/homemx.example.toml documents every field")
+    })
+}
+
+/// Reads and validates `path` into a [`Plan`]; relative file names are taken from its folder.
+pub fn load(path: &Path) -> Result<Plan> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        CliError::new(ExitCode::Configuration, format!("cannot read {}: {error}", path.display()))
+            .hint("copy host-tools/cli/homemx.example.toml and edit it")
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    plan(&parse(&text)?, base)
+}
+
+/// Validates a parsed file into a [`Plan`].
+pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
+    let mut items = Vec::new();
+    let mut credentials = Vec::new();
+    let mut anchors = Vec::new();
+    if file.domains.is_empty() {
+        return Err(invalid("domains", "at least one domain is needed"));
+    }
+    let mut domains = Vec::new();
+    for (index, domain) in file.domains.iter().enumerate() {
+        let name = host_name(&format!("domains[{index}]"), domain)?;
+        domains.push(name.to_string());
+        items.push(ConfigItem::Domain(name));
+    }
+    for (index, recipient) in file.recipients.iter().enumerate() {
+        let field = format!("recipients[{index}]");
+        let Some((local, domain)) = recipient.rsplit_once('@') else {
+            return Err(invalid(&field, format!("{recipient:?} is not local@domain")));
+        };
+        if local.is_empty() || local.contains(['@', '%', '!', ' ', '"', ':']) {
+            return Err(invalid(&field, format!("{recipient:?} has an unusable local part")));
+        }
+        let domain = host_name(&field, domain)?;
+        if !domains.iter().any(|known| known == domain.as_str()) {
+            return Err(invalid(&field, format!("domain {domain} is not in `domains`")));
+        }
+        items.push(ConfigItem::Recipient(bounded(&field, &format!("{local}@{domain}"))?));
+    }
+    if file.lan_prefixes.is_empty() {
+        return Err(invalid("lan_prefixes", "at least one LAN network is needed (e.g. \"192.168.1.0/24\")"));
+    }
+    for (index, prefix) in file.lan_prefixes.iter().enumerate() {
+        let field = format!("lan_prefixes[{index}]");
+        let (address, length) = prefix.split_once('/').ok_or_else(|| invalid(&field, "needs a.b.c.d/length"))?;
+        let address = ipv4(&field, address)?;
+        let length: u8 = length.parse().ok().filter(|length| *length <= 32).ok_or_else(|| invalid(&field, "length must be 0..=32"))?;
+        if length < 8 {
+            return Err(invalid(&field, "a LAN prefix shorter than /8 would make the world a LAN client"));
+        }
+        items.push(ConfigItem::LanPrefix(Ipv4Prefix { address, length }));
+    }
+    let mailbox = &file.lan_mailbox;
+    let protocol = match mailbox.protocol.as_str() {
+        "smtp" => DeliveryProtocol::Smtp,
+        "lmtp" => DeliveryProtocol::Lmtp,
+        other => return Err(invalid("lan_mailbox.protocol", format!("{other:?} is not `smtp` or `lmtp`"))),
+    };
+    items.push(ConfigItem::LanMailbox(LanMailbox {
+        address: ipv4("lan_mailbox.address", &mailbox.address)?,
+        port: port("lan_mailbox.port", mailbox.port)?,
+        protocol,
+    }));
+    let smarthost = &file.smarthost;
+    items.push(ConfigItem::Smarthost(Smarthost {
+        host: host_name("smarthost.host", &smarthost.host)?,
+        port: port("smarthost.port", smarthost.port)?,
+        tls: tls("smarthost.tls", &smarthost.tls)?,
+        user_name: bounded("smarthost.user_name", &smarthost.user_name)?,
+    }));
+    if let Some(secret) = password("smarthost.password_file", base, &smarthost.password_file)? {
+        credentials.push((Credential::SmarthostPassword, secret));
+    }
+    anchors.push((TlsService::Smarthost, trust_anchor("smarthost", base, &smarthost.anchor)?));
+    if let Some(backup) = &file.backup_mx {
+        if backup.poll_interval_seconds < 60 {
+            return Err(invalid("backup_mx.poll_interval_seconds", "at least 60"));
+        }
+        items.push(ConfigItem::BackupMx(BackupMx {
+            host: host_name("backup_mx.host", &backup.host)?,
+            port: port("backup_mx.port", backup.port)?,
+            tls: tls("backup_mx.tls", &backup.tls)?,
+            user_name: bounded("backup_mx.user_name", &backup.user_name)?,
+            poll_interval_seconds: backup.poll_interval_seconds,
+        }));
+        if let Some(secret) = password("backup_mx.password_file", base, &backup.password_file)? {
+            credentials.push((Credential::BackupMxPassword, secret));
+        }
+        anchors.push((TlsService::BackupMx, trust_anchor("backup_mx", base, &backup.anchor)?));
+    }
+    if let Some(dyndns) = &file.dyndns {
+        if dyndns.check_interval_seconds < 60 {
+            return Err(invalid("dyndns.check_interval_seconds", "at least 60"));
+        }
+        items.push(ConfigItem::DynDns(DynDns {
+            server: host_name("dyndns.server", &dyndns.server)?,
+            host_name: host_name("dyndns.host_name", &dyndns.host_name)?,
+            user_name: bounded("dyndns.user_name", &dyndns.user_name)?,
+            check_interval_seconds: dyndns.check_interval_seconds,
+        }));
+        if let Some(secret) = password("dyndns.password_file", base, &dyndns.password_file)? {
+            credentials.push((Credential::DynDnsPassword, secret));
+        }
+        anchors.push((TlsService::DynDns, trust_anchor("dyndns", base, &dyndns.anchor)?));
+    }
+    let limits = &file.limits;
+    if limits.max_message_bytes < 1024 {
+        return Err(invalid("limits.max_message_bytes", "at least 1024"));
+    }
+    if limits.max_recipients == 0 {
+        return Err(invalid("limits.max_recipients", "at least 1"));
+    }
+    items.push(ConfigItem::Limits(Limits {
+        max_message_bytes: limits.max_message_bytes,
+        max_recipients: limits.max_recipients,
+        messages_per_client_per_hour: limits.messages_per_client_per_hour,
+        spool_reserve_bytes: limits.spool_reserve_bytes,
+    }));
+    let page = &file.status_page;
+    items.push(ConfigItem::StatusPage(StatusPage {
+        enabled: page.enabled,
+        port: port("status_page.port", page.port)?,
+        host_name: host_name("status_page.host_name", &page.host_name)?,
+    }));
+    Ok(Plan { items, credentials, anchors })
+}

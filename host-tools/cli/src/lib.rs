@@ -1,0 +1,164 @@
+//! `homemx`, the owner's CLI: arguments, dispatch and exit codes. Each subcommand lives in
+//! [`commands`]; the protocol is `homemx-wire`'s.
+
+pub mod anchor;
+pub mod commands;
+pub mod config_file;
+pub mod console;
+pub mod error;
+pub mod keyfile;
+pub mod link;
+pub mod progress;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::ExitCode;
+use crate::link::DeviceAddress;
+
+/// Provision, unlock and watch a homemx appliance over its serial console.
+#[derive(Debug, Parser)]
+#[command(name = "homemx", version, about, long_about = None)]
+pub struct Cli {
+    /// The device: a serial port path (/dev/ttyACM0), unix:PATH (QEMU's UART socket) or
+    /// tcp:HOST:PORT.
+    #[arg(long, short, global = true, env = "HOMEMX_DEVICE", value_parser = DeviceAddress::parse)]
+    pub device: Option<DeviceAddress>,
+    /// The admin key file.
+    #[arg(long, short, global = true, env = "HOMEMX_KEY", default_value_os_t = default_key_path())]
+    pub key: PathBuf,
+    /// File whose first line is the admin key file's passphrase (default: prompt when needed).
+    #[arg(long, global = true, env = "HOMEMX_KEY_PASSPHRASE_FILE")]
+    pub key_passphrase_file: Option<PathBuf>,
+    /// Seconds to wait for each answer from the device.
+    #[arg(long, global = true, default_value_t = 30)]
+    pub timeout: u64,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate the admin ed25519 key (file mode 0600, optionally passphrase-protected).
+    Keygen {
+        /// Where to write it (default: --key).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Do not protect the key with a passphrase (for test rigs only).
+        #[arg(long)]
+        no_passphrase: bool,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// First contact: enrol the admin key, set the storage passphrase, write configuration,
+    /// credentials and trust anchors from a TOML file.
+    Provision {
+        /// The configuration file (see homemx.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// File whose first line is the storage passphrase (default: prompt).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Unlock storage (the passphrase is prompted for, or read from --passphrase-file).
+    Unlock {
+        /// File whose first line is the storage passphrase.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Lock storage: keys are wiped from the device's RAM; mail waits at the backup MX.
+    Lock,
+    /// Show the device's state (never any secret).
+    Status,
+    /// Read or replace the configuration.
+    Config {
+        /// get or set.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Show the device's log.
+    Logs {
+        /// First sequence number to show.
+        #[arg(long, default_value_t = 0)]
+        start: u32,
+        /// Show at most this many entries.
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
+    /// Replace the admin key with a new one (made with `homemx keygen --out NEW`).
+    RotateKey {
+        /// The new key file.
+        #[arg(long)]
+        new_key: PathBuf,
+        /// File with the new key file's passphrase (default: prompt when needed).
+        #[arg(long)]
+        new_key_passphrase_file: Option<PathBuf>,
+    },
+    /// Destroy the device's data key, configuration, credentials and admin key.
+    FactoryReset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Fetch mail from the backup MX now.
+    FetchNow,
+}
+
+/// `config` actions.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the device's configuration.
+    Get,
+    /// Replace the configuration (and credentials, trust anchors) from a TOML file.
+    Set {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn default_key_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("homemx").join("admin.key")
+}
+
+/// Runs the CLI with `arguments` (program name first); returns the process exit code.
+pub fn run<I, T>(arguments: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(arguments) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { ExitCode::Usage as i32 } else { 0 };
+        }
+    };
+    match commands::execute(&cli) {
+        Ok(()) => 0,
+        Err(error) => {
+            if cli.json {
+                let value = serde_json::json!({
+                    "error": error.message,
+                    "hint": error.hint,
+                    "exit_code": error.kind as i32,
+                });
+                println!("{value}");
+            }
+            eprintln!("{error}");
+            error.kind as i32
+        }
+    }
+}
