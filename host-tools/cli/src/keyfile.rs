@@ -73,6 +73,17 @@ fn derive(passphrase: &[u8], salt: &[u8], memory_kib: u32, iterations: u32, para
 /// Generates a key and writes it to `path` (created, never overwritten unless `force`),
 /// sealed under `passphrase` when given. Returns the public key.
 pub fn generate(path: &Path, passphrase: Option<&[u8]>, force: bool) -> Result<[u8; 32]> {
+    generate_with_cost(path, passphrase, force, MEMORY_KIB, ITERATIONS)
+}
+
+/// [`generate`] with explicit Argon2id cost (tests use a cheap one; the file records it).
+pub fn generate_with_cost(
+    path: &Path,
+    passphrase: Option<&[u8]>,
+    force: bool,
+    memory_kib: u32,
+    iterations: u32,
+) -> Result<[u8; 32]> {
     let seed = Zeroizing::new(random::<32>()?);
     let key = AdminSigningKey::from_bytes(&seed);
     let public_key = key.verifying_key().to_bytes();
@@ -82,15 +93,15 @@ pub fn generate(path: &Path, passphrase: Option<&[u8]>, force: bool) -> Result<[
         Some(passphrase) => {
             let salt = random::<16>()?;
             let nonce = random::<24>()?;
-            let wrapping = derive(passphrase, &salt, MEMORY_KIB, ITERATIONS, 1)?;
+            let wrapping = derive(passphrase, &salt, memory_kib, iterations, 1)?;
             let cipher = XChaCha20Poly1305::new(wrapping.as_ref().into());
             let ciphertext = cipher
                 .encrypt(XNonce::from_slice(&nonce), Payload { msg: seed.as_ref(), aad: &public_key })
                 .map_err(|_| CliError::new(ExitCode::KeyFile, "sealing the key failed"))?;
             file.sealed = Some(Sealed {
                 kdf: "argon2id".into(),
-                memory_kib: MEMORY_KIB,
-                iterations: ITERATIONS,
+                memory_kib,
+                iterations,
                 parallelism: 1,
                 salt: hex::encode(salt),
                 nonce: hex::encode(nonce),

@@ -1,0 +1,142 @@
+//! Command-line parsing, device addresses, and validation of `homemx.toml` (errors name the
+//! field).
+
+use std::path::Path;
+
+use clap::Parser;
+use homemx_cli::config_file::{self, AnchorValue};
+use homemx_cli::error::ExitCode;
+use homemx_cli::link::DeviceAddress;
+use homemx_cli::{Cli, Command, ConfigAction};
+
+#[test]
+fn device_addresses_parse() {
+    assert_eq!(DeviceAddress::parse("/dev/ttyACM0"), Ok(DeviceAddress::Serial("/dev/ttyACM0".into())));
+    assert_eq!(DeviceAddress::parse("unix:/tmp/s.sock"), Ok(DeviceAddress::Unix("/tmp/s.sock".into())));
+    assert_eq!(DeviceAddress::parse("tcp:127.0.0.1:4321"), Ok(DeviceAddress::Tcp("127.0.0.1:4321".into())));
+    for bad in ["", "unix:", "tcp:127.0.0.1", "tcp::80", "tcp:host:notaport"] {
+        assert!(DeviceAddress::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn subcommands_parse() {
+    let cli = Cli::try_parse_from(["homemx", "--device", "unix:/x", "--json", "status"]).unwrap();
+    assert!(cli.json);
+    assert!(matches!(cli.command, Command::Status));
+    let cli = Cli::try_parse_from(["homemx", "config", "set", "--config", "a.toml", "-d", "tcp:127.0.0.1:1"]).unwrap();
+    assert!(matches!(cli.command, Command::Config { action: ConfigAction::Set { .. } }));
+    let cli = Cli::try_parse_from(["homemx", "factory-reset", "--yes"]).unwrap();
+    assert!(matches!(cli.command, Command::FactoryReset { yes: true }));
+    let cli = Cli::try_parse_from(["homemx", "unlock", "--passphrase-file", "p"]).unwrap();
+    assert!(matches!(cli.command, Command::Unlock { passphrase_file: Some(_) }));
+}
+
+#[test]
+fn the_passphrase_is_never_an_argument() {
+    assert!(Cli::try_parse_from(["homemx", "unlock", "--passphrase", "hunter2"]).is_err());
+    assert!(Cli::try_parse_from(["homemx", "unlock", "hunter2"]).is_err());
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for subcommand in [
+        "keygen", "provision", "unlock", "lock", "status", "config", "logs", "rotate-key", "factory-reset", "fetch-now",
+    ] {
+        let error = Cli::try_parse_from(["homemx", subcommand, "--help"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp, "{subcommand}");
+    }
+    assert_eq!(homemx_cli::run(["homemx", "no-such-command"]), ExitCode::Usage as i32);
+}
+
+fn data() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"))
+}
+
+fn error_of(text: &str) -> String {
+    let file = match config_file::parse(text) {
+        Ok(file) => file,
+        Err(error) => {
+            assert_eq!(error.kind, ExitCode::Configuration);
+            return error.message;
+        }
+    };
+    let error = config_file::plan(&file, data()).expect_err("invalid");
+    assert_eq!(error.kind, ExitCode::Configuration);
+    error.message
+}
+
+const VALID: &str = r#"
+domains = ["example.org"]
+recipients = ["alice@example.org"]
+lan_prefixes = ["192.168.1.0/24"]
+[lan_mailbox]
+address = "192.168.1.10"
+port = 24
+protocol = "lmtp"
+[smarthost]
+host = "smtp.provider.example"
+port = 465
+tls = "implicit"
+user_name = "alice"
+password_file = "smarthost.password"
+pin_certificate = "test-ca.pem"
+[backup_mx]
+host = "pop.provider.example"
+port = 995
+tls = "implicit"
+user_name = "backup"
+poll_interval_seconds = 300
+ca_certificate = "test-ca.pem"
+"#;
+
+#[test]
+fn a_valid_file_makes_a_plan_with_derived_pin_and_certificate() {
+    let plan = config_file::plan(&config_file::parse(VALID).unwrap(), data()).unwrap();
+    assert_eq!(plan.items.len(), 8);
+    assert_eq!(plan.credentials.len(), 1);
+    assert_eq!(plan.credentials[0].1.expose(), b"smarthost-secret");
+    // The pin is SHA-256 of the certificate's SPKI, as `openssl pkey -pubin -outform DER | sha256sum` says.
+    let AnchorValue::Pin(pin) = &plan.anchors[0].1 else { panic!() };
+    assert_eq!(hex::encode(pin), "08f1e8e1c34f8147f32229e5bbc45792e19060c87d81fdb1fc1518fb4cdf7f2e");
+    let AnchorValue::Certificate(der) = &plan.anchors[1].1 else { panic!() };
+    assert_eq!(der[0], 0x30);
+}
+
+#[test]
+fn the_example_file_parses() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/homemx.example.toml")).unwrap();
+    config_file::parse(&text).unwrap();
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases: [(&str, &str, &str); 9] = [
+        ("port = 465", "port = 0", "smarthost.port"),
+        ("tls = \"implicit\"\nuser_name = \"alice\"", "tls = \"none\"\nuser_name = \"alice\"", "smarthost.tls"),
+        ("\"192.168.1.0/24\"", "\"192.168.1.0/33\"", "lan_prefixes[0]"),
+        ("\"192.168.1.0/24\"", "\"0.0.0.0/0\"", "lan_prefixes[0]"),
+        ("alice@example.org", "alice@elsewhere.example", "recipients[0]"),
+        ("address = \"192.168.1.10\"", "address = \"192.168.1\"", "lan_mailbox.address"),
+        ("protocol = \"lmtp\"", "protocol = \"pop\"", "lan_mailbox.protocol"),
+        ("poll_interval_seconds = 300", "poll_interval_seconds = 5", "backup_mx.poll_interval_seconds"),
+        ("pin_certificate = \"test-ca.pem\"", "", "smarthost"),
+    ];
+    for (from, to, field) in cases {
+        let text = VALID.replacen(from, to, 1);
+        assert_ne!(text, VALID, "{from}");
+        let message = error_of(&text);
+        assert!(message.starts_with(field), "{field}: {message}");
+    }
+}
+
+#[test]
+fn toml_errors_name_the_field_and_line() {
+    let message = error_of(&VALID.replacen("port = 465", "port = \"465\"", 1));
+    assert!(message.contains("port"), "{message}");
+    assert!(message.contains("line"), "{message}");
+    let message = error_of(&VALID.replacen("[smarthost]", "[smarthost]\npasword_file = \"x\"", 1));
+    assert!(message.contains("pasword_file"), "{message}");
+    let message = error_of(&VALID.replacen("domains = [\"example.org\"]\n", "", 1));
+    assert!(message.contains("domains"), "{message}");
+}

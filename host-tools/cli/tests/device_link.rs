@@ -1,0 +1,262 @@
+//! The real `homemx` binary against the real `ConsoleSession`, over a real UNIX socket and a
+//! real pseudo-terminal (what a USB CDC-ACM serial port looks like to the host).
+//!
+//! The device side here is `homemx_wire::testing::MemoryHandler`, an in-memory stand-in: the
+//! device-side handler (key store, KDF, flash) is the firmware's job, and the QEMU end-to-end
+//! test covers it with the same CLI binary.
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use homemx_wire::device::ConsoleSession;
+use homemx_wire::testing::{CountingEntropy, MemoryHandler};
+
+/// The device: session, handler and entropy, shared by the connections it serves.
+struct Device {
+    session: ConsoleSession,
+    handler: MemoryHandler,
+    entropy: CountingEntropy,
+}
+
+type Shared = Arc<Mutex<Device>>;
+
+fn device() -> Shared {
+    let mut entropy = CountingEntropy::default();
+    let session = ConsoleSession::new(*b"homemx-device-01", None, &mut entropy);
+    Arc::new(Mutex::new(Device { session, handler: MemoryHandler::with_log(20), entropy }))
+}
+
+/// Serves one byte stream until it ends.
+fn serve(device: &Shared, mut stream: impl Read + Write) {
+    let mut buffer = [0u8; 512];
+    loop {
+        let count = match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(count) => count,
+        };
+        let mut input = &buffer[..count];
+        let mut guard = device.lock().unwrap();
+        let Device { session, handler, entropy } = &mut *guard;
+        while !input.is_empty() {
+            let reply = futures::executor::block_on(session.receive(input, handler, entropy));
+            if let Some(frame) = reply.frame {
+                if stream.write_all(frame).is_err() {
+                    return;
+                }
+            }
+            input = &input[reply.consumed..];
+        }
+    }
+}
+
+fn serve_unix_socket(device: Shared, path: &Path) {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            match stream {
+                Ok(stream) => serve(&device, stream),
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+/// Opens a pseudo-terminal in raw mode; serves its master side; returns the slave's path.
+fn serve_pty(device: Shared) -> PathBuf {
+    let mut master = -1;
+    let mut slave = -1;
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: openpty writes two fds and a NUL-terminated name into the buffers we pass.
+    let result = unsafe { libc::openpty(&mut master, &mut slave, name.as_mut_ptr(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(result, 0, "openpty");
+    // SAFETY: both fds were just returned by openpty and are owned here.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
+    unsafe {
+        let mut termios: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), &mut termios), 0);
+        libc::cfmakeraw(&mut termios);
+        assert_eq!(libc::tcsetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), libc::TCSANOW, &termios), 0);
+    }
+    // SAFETY: ptsname's buffer is NUL-terminated.
+    let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }.to_str().unwrap().to_string();
+    std::thread::spawn(move || {
+        let _keep_slave_open = slave; // so the master never sees a hang-up between CLI runs
+        serve(&device, std::fs::File::from(master));
+    });
+    PathBuf::from(path)
+}
+
+struct Rig {
+    folder: tempfile::TempDir,
+    device_argument: String,
+}
+
+impl Rig {
+    fn path(&self, name: &str) -> PathBuf {
+        self.folder.path().join(name)
+    }
+
+    fn homemx(&self, key: &str, arguments: &[&str]) -> Output {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_homemx"));
+        command
+            .arg("--device")
+            .arg(&self.device_argument)
+            .arg("--key")
+            .arg(self.path(key))
+            .arg("--timeout")
+            .arg("10")
+            .args(arguments)
+            .stdin(std::process::Stdio::null())
+            .env_remove("HOMEMX_DEVICE")
+            .env_remove("HOMEMX_KEY");
+        command.output().unwrap()
+    }
+
+    fn ok(&self, key: &str, arguments: &[&str]) -> String {
+        let output = self.homemx(key, arguments);
+        assert!(
+            output.status.success(),
+            "homemx {arguments:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn fails(&self, key: &str, arguments: &[&str], code: i32) -> String {
+        let output = self.homemx(key, arguments);
+        assert_eq!(output.status.code(), Some(code), "homemx {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    fn setup(&self) {
+        std::fs::write(self.path("storage.passphrase"), "correct horse battery staple\n").unwrap();
+        std::fs::write(self.path("wrong.passphrase"), "incorrect horse\n").unwrap();
+        std::fs::write(self.path("smarthost.password"), "smarthost-secret-value\n").unwrap();
+        std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem"), self.path("ca.pem")).unwrap();
+        std::fs::write(
+            self.path("homemx.toml"),
+            r#"
+domains = ["example.org", "example.net"]
+recipients = ["alice@example.org", "bob@example.net"]
+lan_prefixes = ["192.168.1.0/24", "10.1.0.0/16"]
+[lan_mailbox]
+address = "192.168.1.10"
+port = 24
+protocol = "lmtp"
+[smarthost]
+host = "smtp.provider.example"
+port = 465
+tls = "implicit"
+user_name = "alice"
+password_file = "smarthost.password"
+ca_certificate = "ca.pem"
+"#,
+        )
+        .unwrap();
+        for key in ["admin.key", "stranger.key", "next.key"] {
+            self.ok(key, &["keygen", "--no-passphrase"]);
+        }
+    }
+}
+
+fn provision_and_use(rig: &Rig, device: &Shared) {
+    rig.setup();
+    let config = rig.path("homemx.toml");
+    let passphrase = rig.path("storage.passphrase");
+    let output = rig.ok(
+        "admin.key",
+        &["--json", "provision", "--config", config.to_str().unwrap(), "--passphrase-file", passphrase.to_str().unwrap()],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(summary["enrolled"], true);
+    assert_eq!(summary["configuration_items"], 10);
+    {
+        let device = device.lock().unwrap();
+        assert!(device.handler.admin_key.is_some());
+        assert_eq!(device.handler.configuration.len(), 10);
+        assert_eq!(device.handler.credentials[0].as_ref().unwrap().expose(), b"smarthost-secret-value");
+        assert!(device.handler.certificates[0].is_some(), "the CA went over in chunks");
+    }
+
+    // Status shows state, never a secret.
+    let status = rig.ok("admin.key", &["--json", "status"]);
+    assert!(!status.contains("smarthost-secret-value") && !status.contains("horse"), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["status"]["state"], "Unlocked");
+    assert_eq!(status["status"]["credentials"]["smarthost_password"], true);
+    let human = rig.ok("admin.key", &["status"]);
+    assert!(human.contains("smarthost set"), "{human}");
+
+    let config_get = rig.ok("admin.key", &["--json", "config", "get"]);
+    let items: serde_json::Value = serde_json::from_str(&config_get).unwrap();
+    assert_eq!(items["items"].as_array().unwrap().len(), 10);
+    assert!(!config_get.contains("secret-value"));
+
+    let logs: serde_json::Value = serde_json::from_str(&rig.ok("admin.key", &["--json", "logs", "--start", "3"])).unwrap();
+    assert_eq!(logs["entries"].as_array().unwrap().len(), 17);
+    rig.ok("admin.key", &["fetch-now"]);
+
+    // Lock, refuse a wrong passphrase (exit 6), unlock.
+    rig.ok("admin.key", &["lock"]);
+    assert!(!device.lock().unwrap().handler.unlocked);
+    let wrong = rig.path("wrong.passphrase");
+    rig.fails("admin.key", &["unlock", "--passphrase-file", wrong.to_str().unwrap()], 6);
+    rig.fails("admin.key", &["config", "get"], 6);
+    rig.ok("admin.key", &["unlock", "--passphrase-file", passphrase.to_str().unwrap()]);
+    assert!(device.lock().unwrap().handler.unlocked);
+
+    // Another admin key is refused (exit 5) and changes nothing.
+    let before = device.lock().unwrap().handler.clone();
+    let message = rig.fails("stranger.key", &["lock"], 5);
+    assert!(message.contains("BadSignature"), "{message}");
+    rig.fails("stranger.key", &["factory-reset", "--yes"], 5);
+    assert_eq!(device.lock().unwrap().handler, before);
+
+    // Rotate to the next key: the old one stops working.
+    let next = rig.path("next.key");
+    rig.ok("admin.key", &["rotate-key", "--new-key", next.to_str().unwrap()]);
+    rig.fails("admin.key", &["status"], 5);
+    rig.ok("next.key", &["status"]);
+
+    // Factory reset asks for confirmation; without a terminal and --yes it refuses (exit 10).
+    rig.fails("next.key", &["factory-reset"], 10);
+    assert_eq!(device.lock().unwrap().handler.factory_resets, 0);
+    rig.ok("next.key", &["factory-reset", "--yes"]);
+    assert_eq!(device.lock().unwrap().handler.factory_resets, 1);
+    assert!(device.lock().unwrap().session.admin_key().is_none());
+}
+
+#[test]
+fn the_cli_provisions_and_runs_a_device_over_a_unix_socket() {
+    let folder = tempfile::tempdir().unwrap();
+    let socket = folder.path().join("serial.sock");
+    let device = device();
+    serve_unix_socket(device.clone(), &socket);
+    let rig = Rig { device_argument: format!("unix:{}", socket.display()), folder };
+    provision_and_use(&rig, &device);
+}
+
+#[test]
+fn the_cli_provisions_and_runs_a_device_over_a_pseudo_terminal() {
+    let device = device();
+    let path = serve_pty(device.clone());
+    let rig = Rig { device_argument: path.display().to_string(), folder: tempfile::tempdir().unwrap() };
+    provision_and_use(&rig, &device);
+}
+
+#[test]
+fn an_absent_device_is_a_connection_error() {
+    let folder = tempfile::tempdir().unwrap();
+    let rig = Rig { device_argument: format!("unix:{}", folder.path().join("nothing.sock").display()), folder };
+    rig.ok("admin.key", &["keygen", "--no-passphrase"]);
+    let message = rig.fails("admin.key", &["status"], 4);
+    assert!(message.contains("hint:"), "{message}");
+    let rig = Rig { device_argument: "/dev/does-not-exist".into(), folder: rig.folder };
+    rig.fails("admin.key", &["status"], 4);
+}
