@@ -90,15 +90,15 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         let write = F::WRITE_SIZE;
         let read = F::READ_SIZE;
         let geometry_ok = sector >= 2 * READ_CHUNK
-            && sector % READ_CHUNK == 0
+            && sector.is_multiple_of(READ_CHUNK)
             && write > 0
             && write <= MAX_WRITE_SIZE
-            && READ_CHUNK % (2 * write) == 0
+            && READ_CHUNK.is_multiple_of(2 * write)
             && read > 0
-            && READ_CHUNK % read == 0;
-        let length = region.end.checked_sub(region.start).unwrap_or(0);
-        let region_ok = region.start % sector as u32 == 0
-            && length % sector as u32 == 0
+            && READ_CHUNK.is_multiple_of(read);
+        let length = region.end.saturating_sub(region.start);
+        let region_ok = region.start.is_multiple_of(sector as u32)
+            && length.is_multiple_of(sector as u32)
             && length / sector as u32 >= 2
             && region.end as usize <= flash.capacity();
         if !geometry_ok || !region_ok {

@@ -141,7 +141,9 @@ fn data_key_debug_shows_no_secret() {
 fn invalid_regions_and_parameters_are_refused() {
     let flash = fresh_flash();
     let random = || TestRandom::new(1);
-    for region in [0..4096, 1..4097, 0..0x5000, 4096..0] {
+    #[allow(clippy::reversed_empty_ranges)]
+    let regions = [0..4096, 1..4097, 0..0x5000, 4096..0];
+    for region in regions {
         let result = block_on(Store::mount(flash.clone(), region.clone(), random(), config()));
         assert_eq!(result.err(), Some(KeystoreError::InvalidRegion), "{region:?}");
     }

@@ -68,11 +68,32 @@ fn still_usable(flash: &Flash, passphrase: &[u8], key: [u8; 32]) {
     assert_eq!(sectors_with_records(flash).len(), 1);
 }
 
+/// `image` with garbage (as left by a torn erase) in every sector but the record's, so that
+/// rewrites and resets have to erase first: more cut points.
+fn with_garbage_in_free_slots(image: &[u8]) -> Vec<u8> {
+    let flash = Flash::from_image(REGION.end as usize, image);
+    let keep = sectors_with_records(&flash);
+    let mut image = image.to_vec();
+    for sector in 0..REGION.end as usize / SECTOR {
+        if !keep.contains(&sector) {
+            for (index, byte) in image[sector * SECTOR..sector * SECTOR + 300].iter_mut().enumerate() {
+                *byte = (index as u8).wrapping_mul(37) ^ 0x5A;
+            }
+        }
+    }
+    image
+}
+
 #[test]
 fn initialise_is_all_or_nothing() {
-    let image = fresh_flash().snapshot();
+    for image in [fresh_flash().snapshot(), with_garbage_in_free_slots(&fresh_flash().snapshot())] {
+        initialise_cut_everywhere(&image);
+    }
+}
+
+fn initialise_cut_everywhere(image: &[u8]) {
     let (old, new) = cut_everywhere(
-        &image,
+        image,
         |_| {},
         |store| block_on(store.initialise(PASSPHRASE, ADMIN)).is_ok(),
         |flash, store| match store.state() {
@@ -97,9 +118,14 @@ fn initialise_is_all_or_nothing() {
 #[test]
 fn change_passphrase_leaves_old_or_new() {
     let (flash, key) = provisioned();
-    let image = flash.snapshot();
+    for image in [flash.snapshot(), with_garbage_in_free_slots(&flash.snapshot())] {
+        change_passphrase_cut_everywhere(&image, key);
+    }
+}
+
+fn change_passphrase_cut_everywhere(image: &[u8], key: [u8; 32]) {
     let (old, new) = cut_everywhere(
-        &image,
+        image,
         |store| {
             unlock(store, PASSPHRASE, 0).unwrap();
         },
@@ -132,9 +158,14 @@ fn change_passphrase_leaves_old_or_new() {
 #[test]
 fn rotate_admin_key_leaves_old_or_new() {
     let (flash, key) = provisioned();
-    let image = flash.snapshot();
+    for image in [flash.snapshot(), with_garbage_in_free_slots(&flash.snapshot())] {
+        rotate_cut_everywhere(&image, key);
+    }
+}
+
+fn rotate_cut_everywhere(image: &[u8], key: [u8; 32]) {
     let (old, new) = cut_everywhere(
-        &image,
+        image,
         |store| {
             unlock(store, PASSPHRASE, 0).unwrap();
         },
@@ -161,9 +192,14 @@ fn factory_reset_leaves_provisioned_or_fresh() {
     unlock(&mut store, PASSPHRASE, 0).unwrap();
     block_on(store.rotate_admin_key(OTHER_ADMIN)).unwrap();
     drop(store);
-    let image = flash.snapshot();
+    for image in [flash.snapshot(), with_garbage_in_free_slots(&flash.snapshot())] {
+        factory_reset_cut_everywhere(&image, key);
+    }
+}
+
+fn factory_reset_cut_everywhere(image: &[u8], key: [u8; 32]) {
     let (old, new) = cut_everywhere(
-        &image,
+        image,
         |_| {},
         |store| block_on(store.factory_reset()).is_ok(),
         |_flash, store| match store.state() {
@@ -202,5 +238,37 @@ fn unlock_cut_counts_conservatively() {
             assert_eq!(unlock(&mut store, PASSPHRASE, 0), Ok(key));
             assert_eq!(store.failed_attempts(), 0);
         }
+    }
+}
+
+#[test]
+fn moving_a_full_attempt_log_keeps_the_count() {
+    let (flash, key) = provisioned();
+    let mut store = mount(&flash, 2).unwrap();
+    let capacity = store.attempt_log_capacity();
+    let mut now = 0;
+    for _ in 0..capacity {
+        now += store.unlock_wait_seconds(now);
+        assert_eq!(unlock(&mut store, b"guess", now), Err(UnlockError::WrongPassphrase));
+    }
+    drop(store);
+    const LATER: u64 = 1_000_000;
+    for image in [flash.snapshot(), with_garbage_in_free_slots(&flash.snapshot())] {
+        let (old, new) = cut_everywhere(
+            &image,
+            |_| {},
+            |store| unlock(store, PASSPHRASE, LATER).is_ok(),
+            |_flash, store| {
+                let failures = store.failed_attempts();
+                if failures == 0 {
+                    return Outcome::New;
+                }
+                // The count was carried (or the old sector still holds it), plus maybe this try.
+                assert!(failures >= capacity, "{failures} < {capacity}");
+                assert_eq!(unlock(store, PASSPHRASE, LATER), Ok(key));
+                Outcome::Old
+            },
+        );
+        assert!(old > 0 && new > 0, "{old} {new}");
     }
 }
