@@ -83,7 +83,8 @@ impl fmt::Debug for KeyEncryptionKey {
     }
 }
 
-/// Bytes of stack overwritten by [`scrub_stack`].
+/// Bytes of stack overwritten after each key derivation (best-effort scrub of the HMAC states
+/// that `pbkdf2`/`hmac` leave in their stack frames).
 pub const STACK_SCRUB_LENGTH: usize = 2048;
 
 /// Overwrites [`STACK_SCRUB_LENGTH`] bytes of stack below the caller's frame with zeros.

@@ -51,10 +51,13 @@ fn swapped_admin_key_is_detected_at_unlock() {
     assert_eq!(block_on(store.rotate_admin_key(ADMIN)), Err(homemx_keystore::KeystoreError::Locked));
 }
 
+/// A change an attacker makes to a record.
+type Forgery = Box<dyn Fn(&mut KeyRecord)>;
+
 #[test]
 fn forged_fields_never_unlock() {
     let (image, start, key) = image_and_record();
-    let cases: Vec<(&str, Box<dyn Fn(&mut KeyRecord)>, UnlockError)> = vec![
+    let cases: Vec<(&str, Forgery, UnlockError)> = vec![
         ("iterations", Box::new(|r: &mut KeyRecord| r.iterations += 1), UnlockError::WrongPassphrase),
         ("salt", Box::new(|r: &mut KeyRecord| r.salt[3] ^= 0x10), UnlockError::WrongPassphrase),
         ("check", Box::new(|r: &mut KeyRecord| r.passphrase_check[0] ^= 1), UnlockError::WrongPassphrase),
