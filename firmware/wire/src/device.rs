@@ -11,8 +11,8 @@ use zeroize::Zeroize;
 use crate::config::ConfigItem;
 use crate::frame::{decode_frame, encode_frame, FrameError, FrameReceiver, Received};
 use crate::message::{
-    Command, Credential, DeviceInfo, DeviceState, ErrorCode, LogPage, PublicKey, Response,
-    ResponseEnvelope, Status, TrustAnchorUpdate,
+    Command, Credential, DeviceInfo, DeviceState, ErrorCode, LogPage, PublicKey, Response, Status,
+    TrustAnchorUpdate,
 };
 use crate::secret::Secret;
 use crate::signing::{self, SIGNED, SIGNED_HEADER_LENGTH, UNSIGNED, UNSIGNED_HEADER_LENGTH};
@@ -249,8 +249,15 @@ impl ConsoleSession {
     }
 }
 
+/// Encodes exactly like [`ResponseEnvelope`], without copying the response onto the stack.
+#[derive(serde::Serialize)]
+struct EnvelopeReference<'a> {
+    challenge: &'a Challenge,
+    body: &'a Response,
+}
+
 fn payload_of(scratch: &mut [u8], challenge: Challenge, response: &Response) -> Option<usize> {
-    let envelope = ResponseEnvelope { challenge, body: response.clone() };
+    let envelope = EnvelopeReference { challenge: &challenge, body: response };
     let limit = crate::MAX_PAYLOAD - crate::frame::CHECKSUM_LENGTH;
     let (version, body) = scratch.get_mut(..limit)?.split_first_mut()?;
     *version = PROTOCOL_VERSION;

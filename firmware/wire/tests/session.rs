@@ -256,3 +256,11 @@ fn the_session_fits_a_small_console_task() {
     let size = core::mem::size_of::<homemx_wire::device::ConsoleSession>();
     assert!(size <= 2 * MAX_ENCODED_FRAME + 128, "ConsoleSession is {size} bytes");
 }
+
+#[test]
+fn report_session_size() {
+    eprintln!("size_of::<ConsoleSession>() = {}", core::mem::size_of::<homemx_wire::device::ConsoleSession>());
+    eprintln!("size_of::<Command>() = {}", core::mem::size_of::<Command>());
+    eprintln!("size_of::<Response>() = {}", core::mem::size_of::<Response>());
+    eprintln!("MAX_ENCODED_FRAME = {}", MAX_ENCODED_FRAME);
+}
