@@ -80,6 +80,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("firmware/smtp/fuzz", "data_decoder"),
     ("firmware/smtp/fuzz", "session"),
     ("firmware/smtp/fuzz", "client"),
+    ("firmware/keystore/fuzz", "mount"),
 ];
 
 /// `cargo xtask test`: host tests, firmware builds, fuzz smoke runs, QEMU end to end.
