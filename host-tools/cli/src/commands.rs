@@ -352,7 +352,7 @@ fn logs(cli: &Cli, start: u32, limit: u32) -> Result<()> {
         let Response::Logs(page) = console.expect(&Wire::Logs { start: next, max_entries: u8::MAX })? else {
             return Err(CliError::new(ExitCode::Protocol, "unexpected answer to logs"));
         };
-        entries.extend(page.entries.into_iter());
+        entries.extend(page.entries);
         next = page.next;
         if !page.more || entries.len() as u32 >= limit {
             break;
