@@ -81,6 +81,8 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("firmware/smtp/fuzz", "session"),
     ("firmware/smtp/fuzz", "client"),
     ("firmware/keystore/fuzz", "mount"),
+    ("firmware/wire/fuzz", "frame_decoder"),
+    ("firmware/wire/fuzz", "console_session"),
 ];
 
 /// `cargo xtask test`: host tests, firmware builds, fuzz smoke runs, QEMU end to end.
