@@ -1,50 +1,198 @@
-//! The serial console (UART on QEMU, USB CDC-ACM on the real board): a line-based text
-//! console that answers `version` and `help`. The authenticated provisioning protocol of
-//! the key-store work replaces it; until then nothing on it reads or changes state.
+//! The provisioning console on the board's serial link (UART on QEMU, USB CDC-ACM on the real
+//! board): the signed wire protocol of `homemx-wire`, answered from the vault.
+//!
+//! The session checks framing, signatures and the single-use challenge; [`DeviceConsole`]
+//! does the work. Secrets arrive here (passphrase, credentials) and go only into the key
+//! store or the encrypted key-value store; no answer carries one.
 
+use embassy_time::Instant;
 use embedded_io_async::{Read, Write};
+use homemx_keystore::KeystoreState;
+use homemx_wire::config::ConfigItem;
+use homemx_wire::device::{ConsoleHandler, ConsoleSession};
+use homemx_wire::message::{
+    Alarm, Credential, CredentialsPresent, DeviceState, ErrorCode, LogPage, PublicKey, Status, TrustAnchorUpdate,
+};
+use homemx_wire::secret::Secret;
+use homemx_wire::DeviceIdentity;
+use sha2::{Digest, Sha256};
 
 use crate::network::PartsTypes;
+use crate::random::DerivedRandom;
+use crate::vault::VAULT;
 use crate::{bsp, FIRMWARE_VERSION};
 
 type Serial = <bsp::Parts as PartsTypes>::Serial;
 
-const LINE_LIMIT: usize = 128;
+/// The device identity every signed command names: derived from the Ethernet MAC address
+/// (on the real board that comes from the chip's unique ID).
+pub fn device_identity(mac_address: [u8; 6]) -> DeviceIdentity {
+    let digest = Sha256::new().chain_update(b"homemx device identity v1").chain_update(mac_address).finalize();
+    let mut identity = [0u8; 16];
+    identity.copy_from_slice(&digest[..16]);
+    identity
+}
 
-#[embassy_executor::task]
-pub async fn console_task(mut serial: Serial) -> ! {
-    let _ = serial.write_all(b"homemx console\r\n").await;
-    let mut line = heapless::Vec::<u8, LINE_LIMIT>::new();
-    let mut overflow = false;
-    let mut byte = [0u8; 1];
-    loop {
-        if serial.read(&mut byte).await.unwrap_or(0) == 0 {
-            continue;
+/// The firmware's side of the console commands.
+pub struct DeviceConsole {
+    unlocked: bool,
+}
+
+macro_rules! vault {
+    () => {{
+        let guard = VAULT.lock().await;
+        if guard.is_none() {
+            return Err(ErrorCode::DeviceFault);
         }
-        match byte[0] {
-            b'\r' | b'\n' => {
-                if !line.is_empty() || overflow {
-                    let reply: &[&[u8]] = if overflow {
-                        &[b"error: line too long\r\n"]
-                    } else {
-                        match line.as_slice() {
-                            b"version" => &[b"homemx ", FIRMWARE_VERSION.as_bytes(), b" on ", bsp::BOARD_NAME.as_bytes(), b"\r\n"],
-                            b"help" => &[b"commands: version, help\r\n"],
-                            _ => &[b"error: unknown command (try help)\r\n"],
-                        }
-                    };
-                    for part in reply {
-                        let _ = serial.write_all(part).await;
-                    }
-                    line.clear();
-                    overflow = false;
-                }
+        guard
+    }};
+}
+
+impl ConsoleHandler for DeviceConsole {
+    fn firmware_version(&self) -> &str {
+        FIRMWARE_VERSION
+    }
+
+    fn board(&self) -> &str {
+        bsp::BOARD_NAME
+    }
+
+    fn unlocked(&self) -> bool {
+        self.unlocked
+    }
+
+    async fn store_admin_key(&mut self, key: &PublicKey) -> Result<(), ErrorCode> {
+        let mut vault = vault!();
+        vault.as_mut().unwrap().store_admin_key(*key).await?;
+        crate::event_info!("admin key stored");
+        Ok(())
+    }
+
+    async fn unlock(&mut self, passphrase: &Secret) -> Result<(), ErrorCode> {
+        let mut vault = vault!();
+        let vault = vault.as_mut().unwrap();
+        let started = Instant::now();
+        let busy_before = crate::cpu_load::busy_core_clock_counts();
+        let result = vault.unlock(passphrase.expose()).await;
+        self.unlocked = vault.state() == KeystoreState::Unlocked;
+        defmt::info!(
+            "unlock took {=u64} ms, busy core-clock counts {=u64}",
+            started.elapsed().as_millis(),
+            crate::cpu_load::busy_core_clock_counts() - busy_before
+        );
+        result
+    }
+
+    async fn lock(&mut self) -> Result<(), ErrorCode> {
+        let mut vault = vault!();
+        vault.as_mut().unwrap().lock();
+        self.unlocked = false;
+        crate::event_info!("locked by the owner");
+        Ok(())
+    }
+
+    async fn status(&mut self) -> Result<Status, ErrorCode> {
+        let mut vault = vault!();
+        let vault = vault.as_mut().unwrap();
+        let state = match vault.state() {
+            KeystoreState::FactoryFresh if vault.admin_public_key().is_none() => DeviceState::FactoryFresh,
+            KeystoreState::Unlocked => DeviceState::Unlocked,
+            _ => DeviceState::Locked,
+        };
+        let configured = matches!(vault.current_configuration().await, Ok(Some(_)));
+        let credentials = CredentialsPresent {
+            smarthost_password: vault.has_credential(Credential::SmarthostPassword).await,
+            backup_mx_password: vault.has_credential(Credential::BackupMxPassword).await,
+            dyndns_password: vault.has_credential(Credential::DynDnsPassword).await,
+        };
+        let (spool_messages, spool_free_bytes) = match vault.open_stores() {
+            Some(stores) => (stores.spool.messages().count() as u32, stores.spool.free_bytes().min(u32::MAX as u64) as u32),
+            None => (0, 0),
+        };
+        let mut alarms = heapless::Vec::new();
+        if vault.failed_unlocks() > 0 {
+            let _ = alarms.push(Alarm::UnlockFailures);
+        }
+        Ok(Status {
+            state,
+            uptime_seconds: Instant::now().as_secs() as u32,
+            failed_unlocks: vault.failed_unlocks().min(u16::MAX as u32) as u16,
+            unlock_retry_after_seconds: vault.unlock_wait_seconds().min(u32::MAX as u64) as u32,
+            configured,
+            credentials,
+            public_address: None,
+            dyndns_host_name: None,
+            spool_messages,
+            spool_free_bytes,
+            outbound_deferred: 0,
+            alarms,
+        })
+    }
+
+    async fn config_begin(&mut self) -> Result<(), ErrorCode> {
+        vault!().as_mut().unwrap().configuration_begin().await
+    }
+
+    async fn config_put(&mut self, item: &ConfigItem) -> Result<(), ErrorCode> {
+        vault!().as_mut().unwrap().configuration_put(item).await
+    }
+
+    async fn config_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
+        vault!().as_mut().unwrap().configuration_commit(item_count).await
+    }
+
+    async fn config_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
+        vault!().as_mut().unwrap().configuration_get(index).await
+    }
+
+    async fn set_credential(&mut self, credential: Credential, secret: &Secret) -> Result<(), ErrorCode> {
+        vault!().as_mut().unwrap().set_credential(credential, secret.expose()).await
+    }
+
+    async fn set_trust_anchor(&mut self, update: &TrustAnchorUpdate) -> Result<(), ErrorCode> {
+        vault!().as_mut().unwrap().set_trust_anchor(update).await
+    }
+
+    async fn logs(&mut self, start: u32, max_entries: u8) -> Result<LogPage, ErrorCode> {
+        Ok(crate::event_log::page(start, max_entries))
+    }
+
+    async fn factory_reset(&mut self) -> Result<(), ErrorCode> {
+        let mut vault = vault!();
+        vault.as_mut().unwrap().factory_reset().await?;
+        self.unlocked = false;
+        Ok(())
+    }
+
+    async fn fetch_now(&mut self) -> Result<(), ErrorCode> {
+        // The backup-MX fetch (POP3) is not built yet.
+        Err(ErrorCode::Unsupported)
+    }
+}
+
+/// Reads the serial link and answers console frames, forever.
+#[embassy_executor::task]
+pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut random: DerivedRandom) -> ! {
+    let admin_key = match VAULT.lock().await.as_ref() {
+        Some(vault) => vault.admin_public_key(),
+        None => None,
+    };
+    let mut session = ConsoleSession::new(identity, admin_key, &mut random);
+    let mut handler = DeviceConsole { unlocked: false };
+    let mut buffer = [0u8; 64];
+    loop {
+        let count = match serial.read(&mut buffer).await {
+            Ok(0) | Err(_) => continue,
+            Ok(count) => count,
+        };
+        let mut input = &buffer[..count];
+        while !input.is_empty() {
+            let reply = session.receive(input, &mut handler, &mut random).await;
+            if let Some(frame) = reply.frame {
+                let _ = serial.write_all(frame).await;
+                let _ = serial.flush().await;
             }
-            other => {
-                if line.push(other).is_err() {
-                    overflow = true;
-                }
-            }
+            input = &input[reply.consumed..];
         }
     }
 }

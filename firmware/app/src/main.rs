@@ -7,6 +7,7 @@
 
 mod console;
 mod cpu_load;
+mod event_log;
 mod health;
 mod lan;
 mod network;
@@ -14,9 +15,10 @@ mod panic;
 mod random;
 #[cfg(feature = "spool-exercise")]
 mod spool_exercise;
-// The flash map; only the spool exercise uses it until the key store is wired in.
-#[cfg(feature = "spool-exercise")]
+#[cfg_attr(feature = "spool-exercise", allow(dead_code))]
 mod storage;
+#[cfg_attr(feature = "spool-exercise", allow(dead_code))]
+mod vault;
 mod udp_echo;
 
 #[cfg(feature = "board-qemu")]
@@ -43,21 +45,44 @@ async fn main(spawner: Spawner) {
         }
     };
     let mut entropy = parts.entropy;
-    let network_seed = random::DerivedRandom::from_board(&mut entropy).next_u64();
-    let stack = network::start(spawner, parts.network, network_seed);
-    spawner.spawn(console::console_task(parts.serial).unwrap());
+    let mut random = random::DerivedRandom::from_board(&mut entropy);
+    let stack = network::start(spawner, parts.network, random.next_u64());
+    #[cfg(not(feature = "spool-exercise"))]
+    open_vault(parts.flash, random.derive()).await;
+    let identity = console::device_identity(parts.mac_address);
+    spawner.spawn(console::console_task(parts.serial, identity, random.derive()).unwrap());
     for task_number in 0..health::HTTP_TASK_COUNT {
         spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
     }
     spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
     #[cfg(feature = "spool-exercise")]
     spawner.spawn(
-        spool_exercise::spool_exercise_task(
-            parts.flash,
-            random::DerivedRandom::from_board(&mut entropy),
-            random::DerivedRandom::from_board(&mut entropy),
-        )
-        .unwrap(),
+        spool_exercise::spool_exercise_task(parts.flash, random.derive(), random.derive()).unwrap(),
     );
     network::log_when_ready(stack).await;
+}
+
+/// Partitions the flash and mounts the key store: the device starts locked.
+#[cfg(not(feature = "spool-exercise"))]
+async fn open_vault(flash: storage::BoardFlash, random: random::DerivedRandom) {
+    let Some(partitions) = storage::partition(flash) else {
+        defmt::error!("storage: this board's flash sectors do not fit the storage map; the device stays locked");
+        return;
+    };
+    match vault::Vault::mount(partitions, random).await {
+        Ok(vault) => {
+            let state = vault.state();
+            defmt::info!(
+                "storage: key store {}; {=u32} failed unlocks on record",
+                match state {
+                    homemx_keystore::KeystoreState::FactoryFresh => "factory-fresh",
+                    homemx_keystore::KeystoreState::Locked => "locked",
+                    homemx_keystore::KeystoreState::Unlocked => "unlocked",
+                },
+                vault.failed_unlocks()
+            );
+            *vault::VAULT.lock().await = Some(vault);
+        }
+        Err(_) => defmt::error!("storage: the key store could not be mounted; the device stays locked"),
+    }
 }

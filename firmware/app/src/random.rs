@@ -19,6 +19,15 @@ impl DerivedRandom {
         Self(stream)
     }
 
+    /// A new independent stream keyed from this one.
+    pub fn derive(&mut self) -> Self {
+        let mut key = [0u8; 32];
+        self.0.fill_bytes(&mut key);
+        let stream = ChaCha20Rng::from_seed(key);
+        key.fill(0);
+        Self(stream)
+    }
+
     /// A random 64-bit value.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
@@ -26,6 +35,12 @@ impl DerivedRandom {
 }
 
 impl homemx_spool::RandomSource for DerivedRandom {
+    fn fill_bytes(&mut self, buffer: &mut [u8]) {
+        self.0.fill_bytes(buffer);
+    }
+}
+
+impl homemx_wire::device::NonceSource for DerivedRandom {
     fn fill_bytes(&mut self, buffer: &mut [u8]) {
         self.0.fill_bytes(buffer);
     }

@@ -19,7 +19,7 @@ const TEST_KEY: [u8; 32] = *b"homemx spool exercise test key!!";
 const MESSAGE_LENGTH: usize = 10 * 1024;
 const KEEP_MESSAGES: usize = 4;
 
-type Flash = <crate::bsp::Parts as crate::network::PartsTypes>::Flash;
+type Flash = crate::storage::BoardFlash;
 
 /// The bytes at `offset..offset + out.len()` of the body of the message tagged `tag`: the
 /// tag itself in the first four bytes, then SHA-256 blocks of (tag, block number).

@@ -1,0 +1,74 @@
+//! The event log in RAM: the last events (unlocks, refusals, provisioning, mail flow) for the
+//! console's `logs` command and, later, the status page. Never holds a secret.
+
+use core::cell::RefCell;
+use core::fmt::Write as _;
+
+use critical_section::Mutex;
+use embassy_time::Instant;
+use heapless::{Deque, String};
+use homemx_wire::message::{LogEntry, LogLevel, LogPage, MAX_LOG_ENTRIES, MAX_LOG_TEXT};
+
+/// Entries kept in RAM (the oldest are dropped).
+pub const CAPACITY: usize = 64;
+
+struct EventLog {
+    entries: Deque<LogEntry, CAPACITY>,
+    next_sequence: u32,
+}
+
+static LOG: Mutex<RefCell<EventLog>> = Mutex::new(RefCell::new(EventLog { entries: Deque::new(), next_sequence: 0 }));
+
+/// Records an event (also sent to the defmt log).
+pub fn record(level: LogLevel, arguments: core::fmt::Arguments<'_>) {
+    let mut text = String::<MAX_LOG_TEXT>::new();
+    let _ = text.write_fmt(arguments);
+    match level {
+        LogLevel::Info => defmt::info!("event: {}", text.as_str()),
+        LogLevel::Warning => defmt::warn!("event: {}", text.as_str()),
+        LogLevel::Alarm => defmt::error!("event (alarm): {}", text.as_str()),
+    }
+    let uptime_seconds = Instant::now().as_secs() as u32;
+    critical_section::with(|cs| {
+        let mut log = LOG.borrow(cs).borrow_mut();
+        let sequence = log.next_sequence;
+        log.next_sequence += 1;
+        if log.entries.is_full() {
+            log.entries.pop_front();
+        }
+        let _ = log.entries.push_back(LogEntry { sequence, uptime_seconds, level, text });
+    });
+}
+
+/// Up to `max_entries` entries from sequence number `start` on.
+pub fn page(start: u32, max_entries: u8) -> LogPage {
+    critical_section::with(|cs| {
+        let log = LOG.borrow(cs).borrow();
+        let mut page = LogPage { entries: heapless::Vec::new(), next: start, more: false };
+        let wanted = (max_entries as usize).min(MAX_LOG_ENTRIES);
+        for entry in log.entries.iter().filter(|entry| entry.sequence >= start) {
+            if page.entries.len() == wanted {
+                page.more = true;
+                break;
+            }
+            page.next = entry.sequence + 1;
+            let _ = page.entries.push(entry.clone());
+        }
+        if page.entries.is_empty() {
+            page.next = start.max(log.entries.front().map_or(log.next_sequence, |entry| entry.sequence));
+        }
+        page
+    })
+}
+
+/// Records an informational event.
+#[macro_export]
+macro_rules! event_info {
+    ($($argument:tt)*) => { $crate::event_log::record(homemx_wire::message::LogLevel::Info, format_args!($($argument)*)) };
+}
+
+/// Records a warning.
+#[macro_export]
+macro_rules! event_warning {
+    ($($argument:tt)*) => { $crate::event_log::record(homemx_wire::message::LogLevel::Warning, format_args!($($argument)*)) };
+}

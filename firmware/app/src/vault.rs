@@ -1,0 +1,358 @@
+//! The device's secrets and everything they open: the key store (locked at boot), and while
+//! unlocked the encrypted key-value store (configuration, credentials, trust anchors) and
+//! the mail spool, both keyed with the data key. Locking drops them, which wipes their keys.
+//!
+//! One `Vault` exists, behind [`VAULT`]; the console, the MX and the status page take turns.
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::mutex::Mutex;
+use embassy_time::Instant;
+use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
+use homemx_keystore::{Keystore, KeystoreConfig, KeystoreError, KeystoreState, UnlockError};
+use homemx_spool::{KeyValueStore, Spool};
+use homemx_wire::config::ConfigItem;
+use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchor, TrustAnchorUpdate};
+
+use crate::random::DerivedRandom;
+use crate::storage::{FlashPartition, FlashPartitions, SPOOL_MESSAGES, SPOOL_SECTORS};
+
+/// The mail spool as the firmware uses it.
+pub type MailSpool = Spool<FlashPartition, DerivedRandom, SPOOL_SECTORS, SPOOL_MESSAGES>;
+/// The encrypted key-value store as the firmware uses it.
+pub type Settings = KeyValueStore<FlashPartition, DerivedRandom>;
+
+/// The one vault, filled in by `main` once the flash is partitioned.
+pub static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
+
+/// What is open while the device is unlocked.
+pub struct OpenStores {
+    /// Configuration, credentials, trust anchors.
+    pub settings: Settings,
+    /// The mail spool.
+    pub spool: MailSpool,
+}
+
+/// Key store plus the stores it unlocks.
+pub struct Vault {
+    keystore: Keystore<FlashPartition, DerivedRandom>,
+    key_value_partition: FlashPartition,
+    spool_partition: FlashPartition,
+    random: DerivedRandom,
+    open: Option<OpenStores>,
+    pending_admin_key: Option<[u8; 32]>,
+    staged_configuration: Option<(u32, u16)>,
+    certificate_progress: [u16; 3],
+}
+
+fn settings_key(namespace: &str, name: &[u8]) -> u64 {
+    Settings::key_for(namespace, name)
+}
+
+const CONFIGURATION_CURRENT: &[u8] = b"current";
+
+fn configuration_item_key(generation: u32, index: u16) -> u64 {
+    let mut name = [0u8; 6];
+    name[..4].copy_from_slice(&generation.to_le_bytes());
+    name[4..].copy_from_slice(&index.to_le_bytes());
+    settings_key("configuration", &name)
+}
+
+fn credential_name(credential: Credential) -> &'static [u8] {
+    match credential {
+        Credential::SmarthostPassword => b"smarthost",
+        Credential::BackupMxPassword => b"backup-mx",
+        Credential::DynDnsPassword => b"dyndns",
+    }
+}
+
+fn service_index(service: TlsService) -> usize {
+    match service {
+        TlsService::Smarthost => 0,
+        TlsService::BackupMx => 1,
+        TlsService::DynDns => 2,
+    }
+}
+
+fn now_seconds() -> u64 {
+    Instant::now().as_secs()
+}
+
+impl Vault {
+    /// Mounts the key store; the device is locked (or factory-fresh) afterwards.
+    pub async fn mount(partitions: FlashPartitions, mut random: DerivedRandom) -> Result<Self, KeystoreError> {
+        let keystore_random = random.derive();
+        let region = 0..partitions.key_store.capacity() as u32;
+        let keystore = Keystore::mount(partitions.key_store, region, keystore_random, KeystoreConfig::default()).await?;
+        Ok(Vault {
+            keystore,
+            key_value_partition: partitions.key_value_store,
+            spool_partition: partitions.spool,
+            random,
+            open: None,
+            pending_admin_key: None,
+            staged_configuration: None,
+            certificate_progress: [0; 3],
+        })
+    }
+
+    /// Factory-fresh, locked or unlocked.
+    pub fn state(&self) -> KeystoreState {
+        self.keystore.state()
+    }
+
+    /// The enrolled admin key, from flash (or enrolled in this boot, before the first unlock).
+    pub fn admin_public_key(&self) -> Option<[u8; 32]> {
+        self.keystore.admin_public_key().or(self.pending_admin_key)
+    }
+
+    /// Failed unlocks since the last success (survives reset).
+    pub fn failed_unlocks(&self) -> u32 {
+        self.keystore.failed_attempts()
+    }
+
+    /// Seconds until the next unlock attempt is accepted.
+    pub fn unlock_wait_seconds(&self) -> u64 {
+        self.keystore.unlock_wait_seconds(now_seconds())
+    }
+
+    /// The open stores, when unlocked.
+    pub fn open_stores(&mut self) -> Option<&mut OpenStores> {
+        self.open.as_mut()
+    }
+
+    /// Enrols (factory-fresh: kept until the first unlock creates the data key) or rotates
+    /// (unlocked only) the admin key.
+    pub async fn store_admin_key(&mut self, key: [u8; 32]) -> Result<(), ErrorCode> {
+        match self.keystore.state() {
+            KeystoreState::FactoryFresh => {
+                self.pending_admin_key = Some(key);
+                Ok(())
+            }
+            KeystoreState::Locked => Err(ErrorCode::Locked),
+            KeystoreState::Unlocked => self.keystore.rotate_admin_key(key).await.map_err(keystore_error),
+        }
+    }
+
+    /// Unlocks with the passphrase (creating and wrapping the data key on first use) and
+    /// opens the key-value store and the spool.
+    pub async fn unlock(&mut self, passphrase: &[u8]) -> Result<(), ErrorCode> {
+        let data_key = match self.keystore.state() {
+            KeystoreState::Unlocked if self.open.is_some() => return Ok(()),
+            KeystoreState::FactoryFresh => {
+                let admin_key = self.pending_admin_key.ok_or(ErrorCode::NotEnrolled)?;
+                let key = self.keystore.initialise(passphrase, admin_key).await.map_err(keystore_error)?;
+                self.pending_admin_key = None;
+                key
+            }
+            _ => self.keystore.unlock(passphrase, now_seconds()).await.map_err(unlock_error)?,
+        };
+        let key = data_key.expose_secret();
+        let settings = Settings::new(
+            self.key_value_partition.clone(),
+            0..self.key_value_partition.capacity() as u32,
+            key,
+            self.random.derive(),
+        )
+        .map_err(|_| ErrorCode::DeviceFault)?;
+        let spool_region = 0..self.spool_partition.capacity() as u32;
+        let mut spool =
+            MailSpool::new(self.spool_partition.clone(), spool_region, key, self.random.derive()).map_err(|_| ErrorCode::DeviceFault)?;
+        drop(data_key);
+        let report = spool.mount().await.map_err(|_| ErrorCode::DeviceFault)?;
+        let _ = spool.maintain().await;
+        crate::event_info!(
+            "unlocked; spool: {} messages, {} damaged, {} corrupt records",
+            report.messages_found,
+            report.messages_damaged,
+            report.records_corrupt
+        );
+        self.open = Some(OpenStores { settings, spool });
+        Ok(())
+    }
+
+    /// Drops the open stores (their ciphers wipe the keys) and locks the key store.
+    pub fn lock(&mut self) {
+        self.open = None;
+        self.staged_configuration = None;
+        self.keystore.lock();
+    }
+
+    fn stores(&mut self) -> Result<&mut OpenStores, ErrorCode> {
+        self.open.as_mut().ok_or(ErrorCode::Locked)
+    }
+
+    /// The current configuration's (generation, item count), if one was committed.
+    pub async fn current_configuration(&mut self) -> Result<Option<(u32, u16)>, ErrorCode> {
+        let stores = self.stores()?;
+        let mut value = [0u8; 6];
+        match stores.settings.fetch(settings_key("configuration", CONFIGURATION_CURRENT), &mut value).await {
+            Ok(Some(6)) => Ok(Some((
+                u32::from_le_bytes([value[0], value[1], value[2], value[3]]),
+                u16::from_le_bytes([value[4], value[5]]),
+            ))),
+            Ok(_) => Ok(None),
+            Err(_) => Err(ErrorCode::DeviceFault),
+        }
+    }
+
+    /// Starts staging a new configuration generation.
+    pub async fn configuration_begin(&mut self) -> Result<(), ErrorCode> {
+        let generation = self.current_configuration().await?.map_or(1, |(generation, _)| generation.wrapping_add(1));
+        self.staged_configuration = Some((generation, 0));
+        Ok(())
+    }
+
+    /// Stores one item of the staged configuration.
+    pub async fn configuration_put(&mut self, item: &ConfigItem) -> Result<(), ErrorCode> {
+        let (generation, count) = self.staged_configuration.ok_or(ErrorCode::ConfigurationSequence)?;
+        let mut encoded = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
+        let bytes = postcard::to_slice(item, &mut encoded).map_err(|_| ErrorCode::InvalidConfiguration)?;
+        let stores = self.stores()?;
+        stores.settings.store(configuration_item_key(generation, count), bytes).await.map_err(|_| ErrorCode::StorageFull)?;
+        self.staged_configuration = Some((generation, count + 1));
+        Ok(())
+    }
+
+    /// Makes the staged configuration current (one record write: atomic) and removes the
+    /// previous generation's items.
+    pub async fn configuration_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
+        let (generation, count) = self.staged_configuration.ok_or(ErrorCode::ConfigurationSequence)?;
+        if count != item_count {
+            return Err(ErrorCode::ConfigurationSequence);
+        }
+        let previous = self.current_configuration().await?;
+        let mut value = [0u8; 6];
+        value[..4].copy_from_slice(&generation.to_le_bytes());
+        value[4..].copy_from_slice(&count.to_le_bytes());
+        let stores = self.stores()?;
+        stores.settings.store(settings_key("configuration", CONFIGURATION_CURRENT), &value).await.map_err(|_| ErrorCode::StorageFull)?;
+        if let Some((old_generation, old_count)) = previous {
+            for index in 0..old_count {
+                let _ = stores.settings.remove(configuration_item_key(old_generation, index)).await;
+            }
+        }
+        self.staged_configuration = None;
+        crate::event_info!("configuration committed: {} items", count);
+        Ok(())
+    }
+
+    /// Item `index` of the current configuration and the item count.
+    pub async fn configuration_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
+        let (generation, count) = self.current_configuration().await?.ok_or(ErrorCode::NotFound)?;
+        if index >= count {
+            return Err(ErrorCode::NotFound);
+        }
+        let mut encoded = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
+        let stores = self.stores()?;
+        let length = stores
+            .settings
+            .fetch(configuration_item_key(generation, index), &mut encoded)
+            .await
+            .map_err(|_| ErrorCode::DeviceFault)?
+            .ok_or(ErrorCode::DeviceFault)?;
+        let item = postcard::from_bytes(&encoded[..length]).map_err(|_| ErrorCode::DeviceFault)?;
+        Ok((count, item))
+    }
+
+    /// Stores a write-only credential.
+    pub async fn set_credential(&mut self, credential: Credential, secret: &[u8]) -> Result<(), ErrorCode> {
+        if secret.len() > homemx_spool::KEY_VALUE_CAPACITY {
+            return Err(ErrorCode::InvalidConfiguration);
+        }
+        let stores = self.stores()?;
+        stores.settings.store(settings_key("credential", credential_name(credential)), secret).await.map_err(|_| ErrorCode::StorageFull)?;
+        crate::event_info!("credential set: {}", core::str::from_utf8(credential_name(credential)).unwrap_or("?"));
+        Ok(())
+    }
+
+    /// Whether a credential is set (its value is never read out through here).
+    pub async fn has_credential(&mut self, credential: Credential) -> bool {
+        let Ok(stores) = self.stores() else {
+            return false;
+        };
+        let mut value = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
+        let present = matches!(stores.settings.fetch(settings_key("credential", credential_name(credential)), &mut value).await, Ok(Some(_)));
+        value.fill(0);
+        present
+    }
+
+    /// Stores a pin, or one in-order chunk of a CA certificate (in 256-byte records).
+    pub async fn set_trust_anchor(&mut self, update: &TrustAnchorUpdate) -> Result<(), ErrorCode> {
+        let service = service_index(update.service);
+        let stores = self.open.as_mut().ok_or(ErrorCode::Locked)?;
+        let service_name = [service as u8];
+        match &update.anchor {
+            TrustAnchor::SpkiSha256(pin) => {
+                let mut value = [0u8; 33];
+                value[0] = 1;
+                value[1..].copy_from_slice(pin);
+                stores.settings.store(settings_key("trust-anchor", &service_name), &value).await.map_err(|_| ErrorCode::StorageFull)?;
+                crate::event_info!("trust anchor set: key pin for service {}", service);
+            }
+            TrustAnchor::CertificateChunk { total_length, offset, bytes } => {
+                if *offset != self.certificate_progress[service] && *offset != 0 {
+                    return Err(ErrorCode::ChunkOutOfOrder);
+                }
+                if *offset as usize + bytes.len() > *total_length as usize {
+                    return Err(ErrorCode::ChunkOutOfOrder);
+                }
+                for (part, piece) in bytes.chunks(homemx_spool::KEY_VALUE_CAPACITY).enumerate() {
+                    let position = *offset as usize + part * homemx_spool::KEY_VALUE_CAPACITY;
+                    let name = [service as u8, (position / homemx_spool::KEY_VALUE_CAPACITY) as u8];
+                    stores.settings.store(settings_key("trust-anchor-der", &name), piece).await.map_err(|_| ErrorCode::StorageFull)?;
+                }
+                let end = *offset + bytes.len() as u16;
+                self.certificate_progress[service] = end;
+                if end == *total_length {
+                    let mut value = [0u8; 3];
+                    value[0] = 2;
+                    value[1..].copy_from_slice(&total_length.to_le_bytes());
+                    stores.settings.store(settings_key("trust-anchor", &service_name), &value).await.map_err(|_| ErrorCode::StorageFull)?;
+                    self.certificate_progress[service] = 0;
+                    crate::event_info!("trust anchor set: CA certificate ({} bytes) for service {}", total_length, service);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys the wrapped data key and erases the key-value store and the spool.
+    pub async fn factory_reset(&mut self) -> Result<(), ErrorCode> {
+        self.lock();
+        self.pending_admin_key = None;
+        self.keystore.factory_reset().await.map_err(keystore_error)?;
+        for partition in [&mut self.key_value_partition, &mut self.spool_partition] {
+            let size = partition.capacity() as u32;
+            partition.erase(0, size).await.map_err(|_| ErrorCode::DeviceFault)?;
+        }
+        crate::event_info!("factory reset: keys destroyed, configuration and spool erased");
+        Ok(())
+    }
+}
+
+fn unlock_error(error: UnlockError) -> ErrorCode {
+    match error {
+        UnlockError::WrongPassphrase => {
+            crate::event_warning!("unlock failed: wrong passphrase");
+            ErrorCode::WrongPassphrase
+        }
+        UnlockError::TooSoon { wait_seconds } => ErrorCode::RateLimited { retry_after_seconds: wait_seconds as u32 },
+        UnlockError::NotProvisioned => ErrorCode::NotEnrolled,
+        UnlockError::RecordTampered => {
+            crate::event_warning!("unlock refused: the key record was tampered with");
+            ErrorCode::DeviceFault
+        }
+        _ => ErrorCode::DeviceFault,
+    }
+}
+
+fn keystore_error(error: KeystoreError) -> ErrorCode {
+    match error {
+        KeystoreError::Locked => ErrorCode::Locked,
+        KeystoreError::NotProvisioned => ErrorCode::NotEnrolled,
+        KeystoreError::NotFactoryFresh => ErrorCode::AlreadyEnrolled,
+        KeystoreError::EmptyPassphrase => ErrorCode::InvalidConfiguration,
+        KeystoreError::Unlock(error) => unlock_error(error),
+        _ => ErrorCode::DeviceFault,
+    }
+}

@@ -1,0 +1,286 @@
+//! Provisioning end to end: the real `homemx` CLI binary talks to the firmware in QEMU over
+//! the UART's socket. A fresh device is provisioned from a TOML file (enrolment, passphrase,
+//! configuration, credentials, a CA certificate in chunks), comes up locked after a power
+//! cut, refuses a wrong passphrase (and counts it across reboots), unlocks with the right one
+//! and still has its configuration; another admin key is refused; a recorded command frame
+//! replayed is refused; `status` never shows a secret; after `factory-reset` the old
+//! passphrase opens nothing and the old configuration is gone.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::{flash_image, repository_root};
+use homemx_wire::message::{ErrorCode, Response};
+
+const PASSPHRASE: &str = "correct horse battery staple 42";
+const SMARTHOST_PASSWORD: &str = "smarthost-secret-Zq7";
+const POP3_PASSWORD: &str = "pop3-secret-Xw9";
+
+/// The CLI binary, built once for this test binary.
+fn cli_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(repository_root())
+                .args(["build", "--quiet", "-p", "homemx-cli"])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "the CLI builds");
+            // This test runs from <target>/debug/deps/…; the CLI lands in <target>/debug.
+            let executable = std::env::current_exe().unwrap();
+            executable.parent().unwrap().parent().unwrap().join("homemx")
+        })
+        .clone()
+}
+
+struct Owner {
+    directory: PathBuf,
+    device: String,
+    key: PathBuf,
+}
+
+impl Owner {
+    fn run(&self, key: &Path, arguments: &[&str]) -> Output {
+        let output = Command::new(cli_binary())
+            .arg("--device")
+            .arg(&self.device)
+            .arg("--key")
+            .arg(key)
+            .arg("--timeout")
+            .arg("60")
+            .args(arguments)
+            .current_dir(&self.directory)
+            .output()
+            .expect("the CLI runs");
+        eprintln!(
+            "homemx {}: {}\n{}{}",
+            arguments.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn homemx(&self, arguments: &[&str]) -> Output {
+        self.run(&self.key, arguments)
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let output = self.homemx(&["--json", "status"]);
+        assert!(output.status.success(), "status works");
+        let text = String::from_utf8(output.stdout).unwrap();
+        for secret in [PASSPHRASE, SMARTHOST_PASSWORD, POP3_PASSWORD] {
+            assert!(!text.contains(secret), "status must never show a secret");
+        }
+        let document: serde_json::Value = serde_json::from_str(&text).expect("status --json is JSON");
+        document["status"].clone()
+    }
+}
+
+fn write_configuration(directory: &Path) {
+    std::fs::create_dir_all(directory.join("secrets")).unwrap();
+    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("secrets/pop3.password"), format!("{POP3_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+    std::fs::write(directory.join("wrong-passphrase"), "not the passphrase\n").unwrap();
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=homemx test provider CA", "-keyout", "ca.key", "-out", "ca.pem"])
+        .current_dir(directory)
+        .output()
+        .expect("openssl runs");
+    assert!(status.status.success(), "test CA created");
+    std::fs::write(
+        directory.join("homemx.toml"),
+        r#"
+domains = ["example.org"]
+recipients = ["alice@example.org", "bob@example.org"]
+lan_prefixes = ["192.168.77.0/24"]
+
+[lan_mailbox]
+address = "192.168.77.1"
+port = 24
+protocol = "lmtp"
+
+[smarthost]
+host = "smtp.provider.test"
+port = 465
+tls = "implicit"
+user_name = "alice@example.org"
+password_file = "secrets/smarthost.password"
+ca_certificate = "ca.pem"
+
+[backup_mx]
+host = "pop.provider.test"
+port = 995
+tls = "implicit"
+user_name = "backup-mx@example.org"
+poll_interval_seconds = 300
+password_file = "secrets/pop3.password"
+spki_sha256 = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+"#,
+    )
+    .unwrap();
+}
+
+/// Forwards one CLI connection to the device and records what the CLI sent.
+fn recording_proxy(listen: &Path, device: PathBuf) -> Arc<Mutex<Vec<u8>>> {
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let listener = UnixListener::bind(listen).unwrap();
+    let record = recorded.clone();
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut upstream = UnixStream::connect(&device).unwrap();
+        let mut downstream = upstream.try_clone().unwrap();
+        let mut client_writer = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(count) = downstream.read(&mut buffer) {
+                if count == 0 || client_writer.write_all(&buffer[..count]).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buffer = [0u8; 4096];
+        while let Ok(count) = client.read(&mut buffer) {
+            if count == 0 {
+                break;
+            }
+            record.lock().unwrap().extend_from_slice(&buffer[..count]);
+            if upstream.write_all(&buffer[..count]).is_err() {
+                break;
+            }
+        }
+        // QEMU's UART socket takes one client at a time: let go of it.
+        let _ = upstream.shutdown(std::net::Shutdown::Both);
+    });
+    recorded
+}
+
+/// Sends raw bytes to the device and decodes its first answer frame.
+fn raw_exchange(device: &Path, request: &[u8]) -> Response {
+    let mut stream = UnixStream::connect(device).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut frame = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        stream.read_exact(&mut byte).unwrap();
+        if byte[0] == 0 {
+            break;
+        }
+        frame.push(byte[0]);
+    }
+    let mut client = homemx_wire::client::ClientSession::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    client.accept_response(&mut frame).expect("a well-formed answer")
+}
+
+/// A factory-fresh device answers only `Hello` and `Enrol`: status is refused as not enrolled.
+fn assert_not_enrolled(owner: &Owner) {
+    let output = owner.homemx(&["--json", "status"]);
+    assert_eq!(output.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("NotEnrolled"));
+}
+
+#[test]
+fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("provisioning").unwrap();
+    write_configuration(&directory);
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let config = MachineConfig::offline(elf, flash, "52:54:00:6d:78:07");
+    let serial = directory.join("serial.sock");
+    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", serial.display()), key: directory.join("admin.key") };
+    let stranger_key = directory.join("stranger.key");
+
+    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", owner.key.to_str().unwrap()]).status.success());
+    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", stranger_key.to_str().unwrap()]).status.success());
+
+    let mut machine = Machine::start(&config, &directory).expect("QEMU starts");
+    machine.log.wait_for(0, "storage: key store factory-fresh", Duration::from_secs(60)).expect("fresh key store");
+    assert_not_enrolled(&owner);
+
+    let provision = owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]);
+    assert!(provision.status.success(), "provisioning works");
+    let status = owner.status();
+    assert_eq!(status["state"], "Unlocked", "{status}");
+    assert_eq!(status["configured"], true);
+    assert_eq!(status["credentials"]["smarthost_password"], true);
+    assert_eq!(status["credentials"]["backup_mx_password"], true);
+    let configuration = owner.homemx(&["--json", "config", "get"]);
+    assert!(configuration.status.success());
+    let configuration = String::from_utf8(configuration.stdout).unwrap();
+    assert!(configuration.contains("alice@example.org") && configuration.contains("smtp.provider.test"), "{configuration}");
+    for secret in [PASSPHRASE, SMARTHOST_PASSWORD, POP3_PASSWORD] {
+        assert!(!configuration.contains(secret), "config get must not show a secret");
+    }
+
+    // Another admin key is refused (exit code 5: authentication refused), and changes nothing.
+    let stranger = owner.run(&stranger_key, &["lock"]);
+    assert_eq!(stranger.status.code(), Some(5), "a second admin key is refused");
+    assert_eq!(owner.status()["state"], "Unlocked");
+
+    // A recorded `lock` replayed later is refused.
+    let proxy_socket = directory.join("proxy.sock");
+    let recorded = recording_proxy(&proxy_socket, serial.clone());
+    let proxied = Owner { directory: directory.clone(), device: format!("unix:{}", proxy_socket.display()), key: owner.key.clone() };
+    assert!(proxied.homemx(&["lock"]).status.success(), "lock through the recording proxy");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(owner.status()["state"], "Locked");
+    assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
+    let replayed = recorded.lock().unwrap().clone();
+    assert!(!replayed.is_empty());
+    // The CLI sent a hello frame, then the signed `lock`: replay the last frame.
+    let lock_frame = replayed.split(|&byte| byte == 0).filter(|frame| !frame.is_empty()).last().unwrap();
+    let mut request = vec![0u8];
+    request.extend_from_slice(lock_frame);
+    request.push(0);
+    match raw_exchange(&serial, &request) {
+        Response::Error(ErrorCode::StaleChallenge) => {}
+        other => panic!("a replayed command must be refused as stale, got {other:?}"),
+    }
+    assert_eq!(owner.status()["state"], "Unlocked", "the replay changed nothing");
+
+    // Power cut: the device comes up locked; a wrong passphrase is refused and counted.
+    machine.kill();
+    let mut machine = Machine::start(&config, &directory).expect("QEMU restarts");
+    machine.log.wait_for(0, "storage: key store locked", Duration::from_secs(60)).expect("comes up locked");
+    assert_eq!(owner.status()["state"], "Locked");
+    let wrong = owner.homemx(&["unlock", "--passphrase-file", "wrong-passphrase"]);
+    assert_eq!(wrong.status.code(), Some(6), "wrong passphrase refused");
+    assert_eq!(owner.status()["failed_unlocks"], 1);
+    machine.kill();
+    let mut machine = Machine::start(&config, &directory).expect("QEMU restarts");
+    machine.log.wait_for(0, "1 failed unlocks on record", Duration::from_secs(60)).expect("the failure count survives reset");
+    let unlock = owner.homemx(&["unlock", "--passphrase-file", "passphrase"]);
+    assert!(unlock.status.success(), "the right passphrase unlocks");
+    let unlock_line = machine.log.wait_for(0, "unlock took", Duration::from_secs(10)).unwrap();
+    eprintln!("firmware: {unlock_line}");
+    let status = owner.status();
+    assert_eq!(status["state"], "Unlocked");
+    assert_eq!(status["configured"], true, "the configuration survived, encrypted");
+    assert_eq!(status["failed_unlocks"], 0);
+
+    // Factory reset: the old passphrase opens nothing and the configuration is gone.
+    let reset = owner.homemx(&["factory-reset", "--yes"]);
+    assert!(reset.status.success(), "factory reset works");
+    machine.kill();
+    let flash_bytes = std::fs::read(directory.join("flash.img")).unwrap();
+    let key_store = &flash_bytes[8192..8192 + 16384];
+    assert!(key_store.iter().all(|&byte| byte == 0xff), "the wrapped key is erased from flash");
+    let machine = Machine::start(&config, &directory).expect("QEMU restarts");
+    machine.log.wait_for(0, "storage: key store factory-fresh", Duration::from_secs(60)).expect("factory-fresh again");
+    assert_not_enrolled(&owner);
+    let old = owner.homemx(&["unlock", "--passphrase-file", "passphrase"]);
+    assert!(!old.status.success(), "the old passphrase opens nothing after a factory reset");
+    drop(machine);
+}
