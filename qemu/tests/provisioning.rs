@@ -183,6 +183,11 @@ fn raw_exchange(device: &Path, request: &[u8]) -> Response {
     client.accept_response(&mut frame).expect("a well-formed answer")
 }
 
+/// The key store's default PBKDF2 iteration count (as the firmware uses it).
+fn homemx_keystore_iterations() -> u32 {
+    40_000
+}
+
 /// A factory-fresh device answers only `Hello` and `Enrol`: status is refused as not enrolled.
 fn assert_not_enrolled(owner: &Owner) {
     let output = owner.homemx(&["--json", "status"]);
@@ -197,7 +202,9 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     write_configuration(&directory);
     let flash = directory.join("flash.img");
     flash_image::create(&flash).unwrap();
-    let config = MachineConfig::offline(elf, flash, "52:54:00:6d:78:07");
+    // Deterministic instruction counting: the firmware's unlock log line then measures the
+    // key derivation in instructions (40 per core-clock count).
+    let config = MachineConfig { instruction_counting: true, ..MachineConfig::offline(elf, flash, "52:54:00:6d:78:07") };
     let serial = directory.join("serial.sock");
     let owner = Owner { directory: directory.clone(), device: format!("unix:{}", serial.display()), key: directory.join("admin.key") };
     let stranger_key = directory.join("stranger.key");
@@ -264,7 +271,21 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     let unlock = owner.homemx(&["unlock", "--passphrase-file", "passphrase"]);
     assert!(unlock.status.success(), "the right passphrase unlocks");
     let unlock_line = machine.log.wait_for(0, "unlock took", Duration::from_secs(10)).unwrap();
-    eprintln!("firmware: {unlock_line}");
+    let derivation_line = machine.log.wait_for(0, "unlock: key derivation", Duration::from_secs(10)).unwrap();
+    let number = |line: &str, marker: &str| -> u64 {
+        line.split(marker).nth(1).unwrap().trim().split(' ').next().unwrap().parse().unwrap()
+    };
+    let total = number(&unlock_line, "busy core-clock counts ") * 40;
+    let derivation = number(&derivation_line, "took ") * 40;
+    eprintln!(
+        "unlock: key derivation (PBKDF2-HMAC-SHA256, {} iterations) + unwrap {:.1} M instructions = {:.2} s at 168 MHz; \
+         with opening the settings and mounting the spool {:.1} M = {:.2} s",
+        homemx_keystore_iterations(),
+        derivation as f64 / 1e6,
+        derivation as f64 / 168e6,
+        total as f64 / 1e6,
+        total as f64 / 168e6
+    );
     let status = owner.status();
     assert_eq!(status["state"], "Unlocked");
     assert_eq!(status["configured"], true, "the configuration survived, encrypted");

@@ -136,6 +136,7 @@ impl Vault {
     /// Unlocks with the passphrase (creating and wrapping the data key on first use) and
     /// opens the key-value store and the spool.
     pub async fn unlock(&mut self, passphrase: &[u8]) -> Result<(), ErrorCode> {
+        let derivation_started = crate::cpu_load::busy_core_clock_counts();
         let data_key = match self.keystore.state() {
             KeystoreState::Unlocked if self.open.is_some() => return Ok(()),
             KeystoreState::FactoryFresh => {
@@ -146,6 +147,7 @@ impl Vault {
             }
             _ => self.keystore.unlock(passphrase, now_seconds()).await.map_err(unlock_error)?,
         };
+        let derivation_counts = crate::cpu_load::busy_core_clock_counts() - derivation_started;
         let key = data_key.expose_secret();
         let settings = Settings::new(
             self.key_value_partition.clone(),
@@ -160,6 +162,7 @@ impl Vault {
         drop(data_key);
         let report = spool.mount().await.map_err(|_| ErrorCode::DeviceFault)?;
         let _ = spool.maintain().await;
+        defmt::info!("unlock: key derivation and unwrap took {=u64} busy core-clock counts", derivation_counts);
         crate::event_info!(
             "unlocked; spool: {} messages, {} damaged, {} corrupt records",
             report.messages_found,
