@@ -291,6 +291,17 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     assert_eq!(status["configured"], true, "the configuration survived, encrypted");
     assert_eq!(status["failed_unlocks"], 0);
 
+    // Lock wipes: neither the passphrase nor the stored credentials are left anywhere in RAM.
+    assert!(owner.homemx(&["lock"]).status.success());
+    let ram = directory.join("ram-after-lock.bin");
+    machine.monitor().unwrap().save_physical_memory(0x2000_0000, 4 * 1024 * 1024, &ram).unwrap();
+    let ram = std::fs::read(&ram).unwrap();
+    for secret in [PASSPHRASE, SMARTHOST_PASSWORD, POP3_PASSWORD] {
+        let copies = ram.windows(secret.len()).filter(|window| *window == secret.as_bytes()).count();
+        assert_eq!(copies, 0, "{secret:?} is still in RAM after lock");
+    }
+    assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
+
     // Factory reset: the old passphrase opens nothing and the configuration is gone.
     let reset = owner.homemx(&["factory-reset", "--yes"]);
     assert!(reset.status.success(), "factory reset works");
