@@ -5,7 +5,8 @@
 #   add` works (a developer laptop); otherwise Debian's rustc-web with its std source, which
 #   the build uses with RUSTC_BOOTSTRAP=1 -Zbuild-std (see qemu/src/firmware.rs).
 # - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), socat (the serial
-#   console), dnsmasq (the test network's DHCP server), cargo-fuzz (fuzz smoke runs).
+#   console), dnsmasq (the test network's DHCP server), openssl (test certificates),
+#   aiosmtpd from PyPI (the test LAN's mailbox host), cargo-fuzz (fuzz smoke runs).
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -18,6 +19,8 @@ have ip || packages+=(iproute2)
 have dnsmasq || packages+=(dnsmasq-base)
 have curl || packages+=(curl)
 have socat || packages+=(socat)
+have openssl || packages+=(openssl)
+have python3 || packages+=(python3 python3-pip)
 
 target=thumbv7em-none-eabihf
 firmware_toolchain=""
@@ -38,6 +41,11 @@ if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=""; fi
   $sudo apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  log "installing aiosmtpd (the test LAN's mailbox host)"
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
 fi
 
 if ! have cargo-fuzz && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then

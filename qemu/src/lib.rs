@@ -13,6 +13,7 @@ pub mod gdb;
 pub mod log;
 pub mod machine;
 pub mod network;
+pub mod owner;
 pub mod peers;
 pub mod qmp;
 

@@ -55,3 +55,111 @@ pub fn udp_round_trip(source: Ipv4Addr, target: SocketAddrV4, payload: &[u8], ti
         Err(error) => Err(error.into()),
     }
 }
+
+/// The LAN mailbox host (`qemu/peers/mailbox_host.py`, aiosmtpd) inside the namespace: stores
+/// every message it accepts; stopped by PID on drop.
+pub struct MailboxHost {
+    child: Option<std::process::Child>,
+    directory: std::path::PathBuf,
+}
+
+impl MailboxHost {
+    /// Starts it on `listen` (`address:port`) speaking `protocol` (`lmtp` or `smtp`).
+    pub fn start(namespace: &str, listen: &str, protocol: &str, directory: &std::path::Path) -> Result<Self> {
+        use std::io::BufRead;
+        let script = crate::repository_root().join("qemu/peers/mailbox_host.py");
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", namespace, "python3"])
+            .arg(script)
+            .args(["--listen", listen, "--protocol", protocol, "--directory"])
+            .arg(directory)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(directory.with_extension("stderr"))?)
+            .spawn()
+            .map_err(|error| format!("cannot start the mailbox host: {error}"))?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the mailbox host did not start (aiosmtpd installed by host-tools/setup.sh?): {line:?}").into());
+        }
+        Ok(MailboxHost { child: Some(child), directory: directory.to_path_buf() })
+    }
+
+    /// Every stored message (bytes as received) with its envelope, oldest first.
+    pub fn messages(&self) -> Vec<(Vec<u8>, serde_json::Value)> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.directory)
+            .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
+            .unwrap_or_default();
+        names.retain(|path| path.extension().is_some_and(|extension| extension == "eml"));
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|path| {
+                let body = std::fs::read(&path).ok()?;
+                let envelope = std::fs::read_to_string(path.with_extension("json")).ok()?;
+                Some((body, serde_json::from_str(&envelope).ok()?))
+            })
+            .collect()
+    }
+
+    /// Waits until at least `count` messages are stored.
+    pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> Result<Vec<(Vec<u8>, serde_json::Value)>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count {
+                return Ok(messages);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the mailbox host has {} messages, not {count}", messages.len()).into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops it (SIGTERM to the PID it was started with).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling the process this harness started, by its PID.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for MailboxHost {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends a message with Python's smtplib (`qemu/peers/smtp_client.py`) from `source` inside
+/// the namespace; returns the replies (connect, mail, each rcpt, data) as JSON.
+pub fn send_mail(
+    namespace: &str,
+    source: Ipv4Addr,
+    server: Ipv4Addr,
+    sender: &str,
+    recipients: &[&str],
+    message: &std::path::Path,
+    raw: bool,
+) -> Result<serde_json::Value> {
+    let script = crate::repository_root().join("qemu/peers/smtp_client.py");
+    let mut command = std::process::Command::new("ip");
+    command.args(["netns", "exec", namespace, "python3"]).arg(script);
+    command.args(["--source", &source.to_string(), "--server", &server.to_string(), "--sender", sender]);
+    for recipient in recipients {
+        command.args(["--recipient", recipient]);
+    }
+    command.arg("--message").arg(message);
+    if raw {
+        command.arg("--raw");
+    }
+    let output = command.output()?;
+    if !output.status.success() {
+        return Err(format!("smtp client failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}

@@ -9,127 +9,15 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
-use homemx_qemu::{flash_image, repository_root};
+use homemx_qemu::flash_image;
+use homemx_qemu::owner::{write_configuration, Owner, PASSPHRASE, POP3_PASSWORD, SMARTHOST_PASSWORD};
 use homemx_wire::message::{ErrorCode, Response};
 
-const PASSPHRASE: &str = "correct horse battery staple 42";
-const SMARTHOST_PASSWORD: &str = "smarthost-secret-Zq7";
-const POP3_PASSWORD: &str = "pop3-secret-Xw9";
-
-/// The CLI binary, built once for this test binary.
-fn cli_binary() -> PathBuf {
-    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(repository_root())
-                .args(["build", "--quiet", "-p", "homemx-cli"])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "the CLI builds");
-            // This test runs from <target>/debug/deps/…; the CLI lands in <target>/debug.
-            let executable = std::env::current_exe().unwrap();
-            executable.parent().unwrap().parent().unwrap().join("homemx")
-        })
-        .clone()
-}
-
-struct Owner {
-    directory: PathBuf,
-    device: String,
-    key: PathBuf,
-}
-
-impl Owner {
-    fn run(&self, key: &Path, arguments: &[&str]) -> Output {
-        let output = Command::new(cli_binary())
-            .arg("--device")
-            .arg(&self.device)
-            .arg("--key")
-            .arg(key)
-            .arg("--timeout")
-            .arg("60")
-            .args(arguments)
-            .current_dir(&self.directory)
-            .output()
-            .expect("the CLI runs");
-        eprintln!(
-            "homemx {}: {}\n{}{}",
-            arguments.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    fn homemx(&self, arguments: &[&str]) -> Output {
-        self.run(&self.key, arguments)
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let output = self.homemx(&["--json", "status"]);
-        assert!(output.status.success(), "status works");
-        let text = String::from_utf8(output.stdout).unwrap();
-        for secret in [PASSPHRASE, SMARTHOST_PASSWORD, POP3_PASSWORD] {
-            assert!(!text.contains(secret), "status must never show a secret");
-        }
-        let document: serde_json::Value = serde_json::from_str(&text).expect("status --json is JSON");
-        document["status"].clone()
-    }
-}
-
-fn write_configuration(directory: &Path) {
-    std::fs::create_dir_all(directory.join("secrets")).unwrap();
-    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("secrets/pop3.password"), format!("{POP3_PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::write(directory.join("wrong-passphrase"), "not the passphrase\n").unwrap();
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-        .args(["-subj", "/CN=homemx test provider CA", "-keyout", "ca.key", "-out", "ca.pem"])
-        .current_dir(directory)
-        .output()
-        .expect("openssl runs");
-    assert!(status.status.success(), "test CA created");
-    std::fs::write(
-        directory.join("homemx.toml"),
-        r#"
-domains = ["example.org"]
-recipients = ["alice@example.org", "bob@example.org"]
-lan_prefixes = ["192.168.77.0/24"]
-
-[lan_mailbox]
-address = "192.168.77.1"
-port = 24
-protocol = "lmtp"
-
-[smarthost]
-host = "smtp.provider.test"
-port = 465
-tls = "implicit"
-user_name = "alice@example.org"
-password_file = "secrets/smarthost.password"
-ca_certificate = "ca.pem"
-
-[backup_mx]
-host = "pop.provider.test"
-port = 995
-tls = "implicit"
-user_name = "backup-mx@example.org"
-poll_interval_seconds = 300
-password_file = "secrets/pop3.password"
-spki_sha256 = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
-"#,
-    )
-    .unwrap();
-}
 
 /// Forwards one CLI connection to the device and records what the CLI sent.
 fn recording_proxy(listen: &Path, device: PathBuf) -> Arc<Mutex<Vec<u8>>> {

@@ -75,6 +75,9 @@ impl ConsoleHandler for DeviceConsole {
         let busy_before = crate::cpu_load::busy_core_clock_counts();
         let result = vault.unlock(passphrase.expose()).await;
         self.unlocked = vault.state() == KeystoreState::Unlocked;
+        if result.is_ok() {
+            crate::mail_settings::reload(vault).await;
+        }
         defmt::info!(
             "unlock took {=u64} ms, busy core-clock counts {=u64}",
             started.elapsed().as_millis(),
@@ -86,6 +89,7 @@ impl ConsoleHandler for DeviceConsole {
     async fn lock(&mut self) -> Result<(), ErrorCode> {
         let mut vault = vault!();
         vault.as_mut().unwrap().lock();
+        crate::mail_settings::clear();
         self.unlocked = false;
         crate::event_info!("locked by the owner");
         Ok(())
@@ -138,7 +142,11 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn config_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
-        vault!().as_mut().unwrap().configuration_commit(item_count).await
+        let mut vault = vault!();
+        let vault = vault.as_mut().unwrap();
+        vault.configuration_commit(item_count).await?;
+        crate::mail_settings::reload(vault).await;
+        Ok(())
     }
 
     async fn config_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
@@ -159,6 +167,7 @@ impl ConsoleHandler for DeviceConsole {
 
     async fn factory_reset(&mut self) -> Result<(), ErrorCode> {
         let mut vault = vault!();
+        crate::mail_settings::clear();
         vault.as_mut().unwrap().factory_reset().await?;
         self.unlocked = false;
         Ok(())

@@ -7,9 +7,12 @@
 
 mod console;
 mod cpu_load;
+mod delivery;
 mod event_log;
 mod health;
 mod lan;
+mod mail_settings;
+mod mx;
 mod network;
 mod panic;
 mod random;
@@ -55,6 +58,10 @@ async fn main(spawner: Spawner) {
         spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
     }
     spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
+    for task_number in 0..mx::MX_SESSIONS {
+        spawner.spawn(mx::mx_task(stack, task_number as u8).unwrap());
+    }
+    spawner.spawn(delivery::delivery_task(stack).unwrap());
     #[cfg(feature = "spool-exercise")]
     spawner.spawn(
         spool_exercise::spool_exercise_task(parts.flash, random.derive(), random.derive()).unwrap(),

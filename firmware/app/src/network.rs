@@ -7,8 +7,8 @@ use static_cell::StaticCell;
 
 use crate::bsp;
 
-/// Sockets the stack can hold: DHCP, HTTP ×2, UDP echo, and room for the mail services.
-const SOCKET_COUNT: usize = 8;
+/// Sockets the stack can hold: DHCP, HTTP ×3, UDP echo, MX ×4, delivery, and one spare.
+const SOCKET_COUNT: usize = 12;
 
 type NetworkDriver = <bsp::Parts as PartsTypes>::Network;
 

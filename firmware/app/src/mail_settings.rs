@@ -1,0 +1,124 @@
+//! The MX's view of the configuration: accepted domains, known recipients, LAN prefixes, the
+//! LAN mailbox host and the limits, built from the encrypted configuration at unlock (and
+//! after every configuration commit), dropped at lock. `None` means locked or unconfigured:
+//! the MX then answers 4xx so the provider's backup MX keeps the mail.
+
+use core::cell::RefCell;
+use core::net::{IpAddr, Ipv4Addr};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use homemx_smtp::relay::{IpPrefix, RelayConfig};
+use homemx_wire::config::{ConfigItem, LanMailbox};
+
+use crate::vault::Vault;
+
+/// Largest message the MX takes (also what a message without `SIZE=` reserves in the spool).
+pub const DEFAULT_MESSAGE_SIZE: u64 = 4 * 1024 * 1024;
+/// Free spool bytes kept back beyond a message's size (envelopes, headers, delete records).
+pub const DEFAULT_SPOOL_RESERVE: u64 = 256 * 1024;
+
+/// What the MX needs from the configuration.
+pub struct MailSettings {
+    /// Domains, recipients and LAN prefixes.
+    pub relay: RelayConfig,
+    /// Where accepted mail goes.
+    pub mailbox: Option<LanMailbox>,
+    /// The name in the greeting and the `Received:` header.
+    pub host_name: heapless::String<64>,
+    /// The domain whose postmaster `RCPT TO:<postmaster>` means (the first configured one).
+    pub postmaster_domain: heapless::String<64>,
+    /// Largest message accepted.
+    pub message_size: u64,
+    /// Free spool bytes kept back.
+    pub spool_reserve_bytes: u64,
+}
+
+/// The settings in force; `None` while locked or unconfigured.
+pub static MAIL_SETTINGS: Mutex<CriticalSectionRawMutex, RefCell<Option<MailSettings>>> = Mutex::new(RefCell::new(None));
+
+/// The spool's free bytes, kept current by whoever changes the spool (the session policy
+/// reads it without waiting for the vault).
+pub static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
+
+/// Publishes the spool's free space.
+pub fn publish_spool_free_bytes(vault: &mut Vault) {
+    let free = vault.open_stores().map_or(0, |stores| stores.spool.free_bytes().min(u32::MAX as u64) as u32);
+    SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
+}
+
+/// Rebuilds the settings from the vault's configuration (call after unlock and commit).
+pub async fn reload(vault: &mut Vault) {
+    let mut relay = RelayConfig::new();
+    let mut mailbox = None;
+    let mut host_name = heapless::String::<64>::new();
+    let mut postmaster_domain = heapless::String::<64>::new();
+    let mut message_size = DEFAULT_MESSAGE_SIZE;
+    let mut spool_reserve_bytes = DEFAULT_SPOOL_RESERVE;
+    let mut domains = 0;
+    let total = match vault.configuration_get(0).await {
+        Ok((total, _)) => total,
+        Err(_) => {
+            clear();
+            defmt::warn!("mx: no configuration: mail is refused with 4xx until provisioned");
+            return;
+        }
+    };
+    for index in 0..total {
+        let Ok((_, item)) = vault.configuration_get(index).await else {
+            continue;
+        };
+        let accepted = match &item {
+            ConfigItem::Domain(domain) => {
+                domains += 1;
+                if postmaster_domain.is_empty() {
+                    let _ = postmaster_domain.push_str(domain.as_str());
+                }
+                if host_name.is_empty() {
+                    let _ = host_name.push_str("mx.");
+                    let _ = host_name.push_str(domain.as_str());
+                }
+                relay.add_domain(domain.as_str()).is_ok()
+            }
+            ConfigItem::Recipient(address) => relay.add_recipient(address.as_str()).is_ok(),
+            ConfigItem::LanPrefix(prefix) => {
+                let address = IpAddr::V4(Ipv4Addr::from(prefix.address));
+                IpPrefix::new(address, prefix.length).and_then(|prefix| relay.add_lan_prefix(prefix)).is_ok()
+            }
+            ConfigItem::LanMailbox(host) => {
+                mailbox = Some(host.clone());
+                true
+            }
+            ConfigItem::DynDns(dyndns) => {
+                host_name.clear();
+                let _ = host_name.push_str(dyndns.host_name.as_str());
+                true
+            }
+            ConfigItem::Limits(limits) => {
+                message_size = (limits.max_message_bytes as u64).min(DEFAULT_MESSAGE_SIZE);
+                spool_reserve_bytes = limits.spool_reserve_bytes as u64;
+                true
+            }
+            _ => true,
+        };
+        if !accepted {
+            defmt::warn!("mx: configuration item {=u16} refused by the relay policy", index);
+        }
+    }
+    if host_name.is_empty() {
+        let _ = host_name.push_str("homemx");
+    }
+    // Inbound only: LAN clients submit through the outbound path (not built yet).
+    relay.set_lan_may_relay(false);
+    defmt::info!("mx: configured for {=usize} domains; mailbox host {}", domains, mailbox.is_some());
+    let settings = MailSettings { relay, mailbox, host_name, postmaster_domain, message_size, spool_reserve_bytes };
+    MAIL_SETTINGS.lock(|cell| *cell.borrow_mut() = Some(settings));
+    publish_spool_free_bytes(vault);
+}
+
+/// Forgets the settings (lock, factory reset): the MX answers 4xx.
+pub fn clear() {
+    MAIL_SETTINGS.lock(|cell| *cell.borrow_mut() = None);
+    SPOOL_FREE_BYTES.store(0, Ordering::Relaxed);
+}

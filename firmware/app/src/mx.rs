@@ -1,0 +1,298 @@
+//! The MX on port 25: SMTP sessions from the world (homemx-smtp's sans-I/O server) wired to
+//! embassy-net sockets and the encrypted spool. A message is committed to flash before the
+//! session answers `250`; while the device is locked or unconfigured every session gets 4xx
+//! (the provider's backup MX keeps the mail).
+
+use core::cell::RefCell;
+use core::net::IpAddr;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpAddress, Stack};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_time::{Duration, Instant};
+use embedded_io_async::Write as _;
+use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
+use homemx_smtp::{
+    CommitResult, ConnectionCounter, ConnectionInfo, Event, ForwardPath, Limits, Now, ReversePath, ServerConfig,
+    ServerSession,
+};
+use homemx_spool::{Envelope, MessageWriter, SpoolError, MAX_RECIPIENTS};
+
+use crate::mail_settings::{MAIL_SETTINGS, SPOOL_FREE_BYTES};
+use crate::vault::VAULT;
+
+/// The SMTP port.
+pub const SMTP_PORT: u16 = 25;
+/// Sessions served at once (one task each).
+pub const MX_SESSIONS: usize = 4;
+/// Sessions one client address may hold at once.
+const SESSIONS_PER_CLIENT: u16 = 2;
+const ADDRESS_CAPACITY: usize = 256;
+
+static CONNECTIONS: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>> =
+    Mutex::new(RefCell::new(ConnectionCounter::new(MX_SESSIONS as u16, SESSIONS_PER_CLIENT)));
+static SESSION_NUMBER: AtomicU32 = AtomicU32::new(1);
+
+/// The session's clock: no wall clock yet (SNTP comes with outbound mail), so `Received:`
+/// dates count from the Unix epoch plus uptime.
+fn now() -> Now {
+    let milliseconds = Instant::now().as_millis();
+    Now { unix_seconds: milliseconds / 1000, monotonic_milliseconds: milliseconds }
+}
+
+/// The policy the sessions ask: the configured relay rules, the lock state and spool space.
+struct DevicePolicy;
+
+impl SessionPolicy for DevicePolicy {
+    fn service_available(&mut self, _client: &ClientInfo) -> bool {
+        MAIL_SETTINGS.lock(|cell| cell.borrow().is_some())
+    }
+
+    fn check_sender(&mut self, client: &ClientInfo, sender: &ReversePath<'_>, declared_size: Option<u64>) -> SenderDecision {
+        MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
+            None => SenderDecision::ServiceUnavailable,
+            Some(settings) => homemx_smtp::StandardPolicy {
+                relay: &settings.relay,
+                locked: false,
+                spool_free_bytes: SPOOL_FREE_BYTES.load(Ordering::Relaxed) as u64,
+                spool_reserve_bytes: settings.spool_reserve_bytes,
+            }
+            .check_sender(client, sender, declared_size),
+        })
+    }
+
+    fn check_recipient(&mut self, client: &ClientInfo, recipient: &ForwardPath<'_>) -> RecipientDecision {
+        MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
+            None => RecipientDecision::ServiceUnavailable,
+            Some(settings) => homemx_smtp::StandardPolicy {
+                relay: &settings.relay,
+                locked: false,
+                spool_free_bytes: SPOOL_FREE_BYTES.load(Ordering::Relaxed) as u64,
+                spool_reserve_bytes: settings.spool_reserve_bytes,
+            }
+            .check_recipient(client, recipient),
+        })
+    }
+}
+
+/// The envelope of the transaction in progress and its spool writer.
+struct Transaction {
+    reverse_path: heapless::String<ADDRESS_CAPACITY>,
+    recipients: heapless::Vec<heapless::String<ADDRESS_CAPACITY>, MAX_RECIPIENTS>,
+    declared_size: Option<u64>,
+    writer: Option<MessageWriter>,
+    failed: bool,
+}
+
+impl Transaction {
+    fn new() -> Self {
+        Transaction { reverse_path: heapless::String::new(), recipients: heapless::Vec::new(), declared_size: None, writer: None, failed: false }
+    }
+}
+
+fn client_address(address: IpAddress) -> IpAddr {
+    match address {
+        IpAddress::Ipv4(v4) => IpAddr::V4(v4),
+    }
+}
+
+#[embassy_executor::task(pool_size = MX_SESSIONS)]
+pub async fn mx_task(stack: Stack<'static>, task_number: u8) -> ! {
+    let mut receive_buffer = [0u8; 2048];
+    let mut transmit_buffer = [0u8; 1024];
+    loop {
+        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+        socket.set_timeout(Some(Duration::from_secs(310)));
+        if socket.accept(SMTP_PORT).await.is_err() {
+            continue;
+        }
+        let Some(peer) = socket.remote_endpoint() else {
+            socket.abort();
+            continue;
+        };
+        let client = client_address(peer.addr);
+        let admitted = CONNECTIONS.lock(|counter| counter.borrow_mut().try_open(client));
+        match admitted {
+            Err(refusal) => {
+                crate::event_warning!("mx: refused {} (too many sessions)", peer.addr);
+                let _ = socket.write_all(refusal.reply()).await;
+            }
+            Ok(()) => {
+                serve(&mut socket, client, task_number).await;
+                CONNECTIONS.lock(|counter| counter.borrow_mut().close(client));
+            }
+        }
+        socket.close();
+        let _ = socket.flush().await;
+        socket.abort();
+        let _ = socket.flush().await;
+    }
+}
+
+async fn send_output(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) -> bool {
+    while !session.output().is_empty() {
+        match socket.write(session.output()).await {
+            Ok(0) | Err(_) => return false,
+            Ok(count) => session.output_sent(count),
+        }
+    }
+    true
+}
+
+async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
+    let (host_name, message_size) = MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
+        Some(settings) => (settings.host_name.clone(), settings.message_size),
+        None => (heapless::String::try_from("homemx").unwrap_or_default(), crate::mail_settings::DEFAULT_MESSAGE_SIZE),
+    });
+    let limits = Limits { recipients_per_message: MAX_RECIPIENTS, message_size, ..Limits::DEFAULT };
+    let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false };
+    let session_id = SESSION_NUMBER.fetch_add(1, Ordering::Relaxed) as u64;
+    let connection = ConnectionInfo { client, session_id, starttls_available: false, implicit_tls: None };
+    let mut session = ServerSession::new(&config, connection, now());
+    let mut policy = DevicePolicy;
+    let mut transaction = Transaction::new();
+    defmt::info!("mx[{}]: session {=u64} from {}", task_number, session_id, defmt::Debug2Format(&client));
+    loop {
+        let Some(event) = session.poll(now(), &mut policy) else {
+            if !send_output(socket, &mut session).await {
+                break;
+            }
+            if session.is_closed() {
+                break;
+            }
+            let count = match socket.read(session.receive_buffer()).await {
+                Ok(count) => count,
+                Err(_) => 0,
+            };
+            session.received(count, now());
+            continue;
+        };
+        match event {
+            Event::Refused(refusal) => {
+                crate::event_warning!("mx: refused {:?} from {} ({})", refusal.reason, client, refusal.code);
+            }
+            Event::TransactionStarted { reverse_path, parameters } => {
+                transaction = Transaction::new();
+                if let ReversePath::Path(path) = reverse_path {
+                    let _ = transaction.reverse_path.push_str(path.mailbox.as_str());
+                }
+                transaction.declared_size = parameters.size;
+            }
+            Event::RecipientAccepted(path) => {
+                let mut address = heapless::String::new();
+                let stored = match path {
+                    ForwardPath::Path(path) => address.push_str(path.mailbox.as_str()),
+                    // `<postmaster>` (RFC 5321 4.5.1): the postmaster of the first domain.
+                    ForwardPath::Postmaster => MAIL_SETTINGS.lock(|cell| {
+                        let settings = cell.borrow();
+                        let domain = settings.as_ref().map_or("", |settings| settings.postmaster_domain.as_str());
+                        address.push_str("postmaster@").and_then(|()| address.push_str(domain))
+                    }),
+                };
+                if stored.is_err() || transaction.recipients.push(address).is_err() {
+                    transaction.failed = true;
+                }
+            }
+            Event::MessageBegin(_) => {
+                let expected = transaction.declared_size.unwrap_or(message_size).min(message_size) as u32;
+                transaction.writer = begin_message(&transaction, expected).await;
+                transaction.failed |= transaction.writer.is_none();
+            }
+            Event::MessageData(chunk) => {
+                if let (Some(writer), false) = (transaction.writer.as_mut(), transaction.failed) {
+                    let mut vault = VAULT.lock().await;
+                    let appended = match vault.as_mut().and_then(|vault| vault.open_stores()) {
+                        Some(stores) => stores.spool.append(writer, chunk).await.is_ok(),
+                        None => false,
+                    };
+                    transaction.failed |= !appended;
+                }
+            }
+            Event::MessageComplete { body_size, .. } => {
+                let result = commit_message(&mut transaction, client, body_size).await;
+                session.message_committed(result, now());
+            }
+            Event::TransactionAborted(reason) => {
+                abort_message(&mut transaction).await;
+                defmt::info!("mx: transaction aborted: {}", defmt::Debug2Format(&reason));
+            }
+            Event::PlaintextDiscarded { octets } => {
+                crate::event_warning!("mx: {} octets of pipelined plaintext discarded at STARTTLS from {}", octets, client);
+            }
+            Event::StartTls => {
+                // Not offered (`starttls_available: false`), so never reached.
+                break;
+            }
+            Event::OutputFull => {
+                if !send_output(socket, &mut session).await {
+                    break;
+                }
+            }
+            Event::Close => {
+                let _ = send_output(socket, &mut session).await;
+                break;
+            }
+        }
+    }
+    abort_message(&mut transaction).await;
+}
+
+async fn begin_message(transaction: &Transaction, expected_length: u32) -> Option<MessageWriter> {
+    let recipients: heapless::Vec<&[u8], MAX_RECIPIENTS> = transaction.recipients.iter().map(|address| address.as_bytes()).collect();
+    let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?;
+    let mut vault = VAULT.lock().await;
+    let stores = vault.as_mut()?.open_stores()?;
+    match stores.spool.begin_message(&envelope, expected_length).await {
+        Ok(writer) => Some(writer),
+        Err(error) => {
+            crate::event_warning!("mx: spool refused a message: {:?}", defmt::Debug2Format(&error));
+            None
+        }
+    }
+}
+
+async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64) -> CommitResult {
+    let Some(writer) = transaction.writer.take() else {
+        return CommitResult::Failed;
+    };
+    let mut vault = VAULT.lock().await;
+    let Some(vault) = vault.as_mut() else {
+        return CommitResult::Failed;
+    };
+    let result = match vault.open_stores() {
+        Some(stores) if !transaction.failed => match stores.spool.commit(writer).await {
+            Ok(commit) => {
+                crate::event_info!(
+                    "mx: accepted message {} from {} for {} recipients, {} bytes",
+                    commit.id.0,
+                    client,
+                    transaction.recipients.len(),
+                    body_size
+                );
+                CommitResult::Committed
+            }
+            Err(SpoolError::NoSpace) => CommitResult::InsufficientStorage,
+            Err(_) => CommitResult::Failed,
+        },
+        Some(stores) => {
+            stores.spool.abort(writer);
+            CommitResult::Failed
+        }
+        None => CommitResult::Failed,
+    };
+    crate::mail_settings::publish_spool_free_bytes(vault);
+    crate::delivery::DELIVERY_SIGNAL.signal(());
+    result
+}
+
+async fn abort_message(transaction: &mut Transaction) {
+    if let Some(writer) = transaction.writer.take() {
+        let mut vault = VAULT.lock().await;
+        if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+            stores.spool.abort(writer);
+        }
+    }
+    transaction.failed = false;
+}
