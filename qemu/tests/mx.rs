@@ -123,5 +123,24 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
     assert_eq!(mailbox.messages().len(), 2, "delivered exactly once");
     let status = owner.status();
     assert_eq!(status["spool_messages"], 0, "delivered messages leave the spool: {status}");
+
+    // Factory reset with mail in the spool: the plaintext was never on flash, and after the
+    // reset nothing of the old spool can be read, not even with the old passphrase.
+    let mut mailbox = mailbox;
+    mailbox.stop();
+    let reply = send(&["alice@example.org"], "message.eml", false);
+    assert_eq!(code(&reply["data"]), 250, "{reply}");
+    assert_eq!(owner.status()["spool_messages"], 1, "the message waits in the spool");
+    let flash_file = directory.join("flash.img");
+    let flash_bytes = std::fs::read(&flash_file).unwrap();
+    assert!(!contains(&flash_bytes, b"this line starts with a dot"), "no plaintext on flash");
+    assert!(owner.homemx(&["factory-reset", "--yes"]).status.success());
+    assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
+    let status = owner.status();
+    assert_eq!(status["spool_messages"], 0, "the old spool cannot be read after a factory reset: {status}");
     let _ = Path::new("");
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
 }

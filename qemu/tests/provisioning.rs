@@ -190,6 +190,23 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     }
     assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
 
+    // The log tells what happened, without secrets.
+    let logs = owner.homemx(&["--json", "logs"]);
+    assert!(logs.status.success());
+    let logs = String::from_utf8(logs.stdout).unwrap();
+    assert!(logs.contains("unlocked") && logs.contains("locked by the owner"), "{logs}");
+    for secret in [PASSPHRASE, SMARTHOST_PASSWORD, POP3_PASSWORD] {
+        assert!(!logs.contains(secret), "logs must never show a secret");
+    }
+
+    // Key rotation: the new key works, the old one is refused.
+    let new_key = directory.join("new-admin.key");
+    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", new_key.to_str().unwrap()]).status.success());
+    assert!(owner.homemx(&["rotate-key", "--new-key", new_key.to_str().unwrap()]).status.success(), "rotate-key works");
+    assert_eq!(owner.homemx(&["lock"]).status.code(), Some(5), "the old admin key is refused after rotation");
+    let owner = Owner { key: new_key, ..owner };
+    assert_eq!(owner.status()["state"], "Unlocked");
+
     // Factory reset: the old passphrase opens nothing and the configuration is gone.
     let reset = owner.homemx(&["factory-reset", "--yes"]);
     assert!(reset.status.success(), "factory reset works");
