@@ -77,6 +77,8 @@ impl ConsoleHandler for DeviceConsole {
         self.unlocked = vault.state() == KeystoreState::Unlocked;
         if result.is_ok() {
             crate::mail_settings::reload(vault).await;
+            crate::delivery::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
+            crate::delivery::DELIVERY_SIGNAL.signal(());
         }
         defmt::info!(
             "unlock took {=u64} ms, busy core-clock counts {=u64}",

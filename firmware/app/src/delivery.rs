@@ -5,6 +5,7 @@
 //! message waits, with growing delays between attempts.
 
 use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use embassy_futures::select::select;
 use embassy_net::tcp::TcpSocket;
@@ -22,6 +23,12 @@ use crate::vault::VAULT;
 
 /// Wakes the delivery task (a message was committed).
 pub static DELIVERY_SIGNAL: Signal<CriticalSectionRawMutex, ()> = Signal::new();
+
+/// Set at unlock: the next pass tries every queued message regardless of its retry time.
+/// Retry times count in seconds since boot until the appliance has wall-clock time (SNTP
+/// comes with outbound mail), so times written before a reset mean nothing after it; and
+/// the appliance coming back is exactly when waiting mail should go out.
+pub static RETRY_ALL_NOW: AtomicBool = AtomicBool::new(false);
 
 /// How often the queue is looked at without a signal.
 const QUEUE_POLL: Duration = Duration::from_secs(5);
@@ -58,8 +65,9 @@ pub async fn delivery_task(stack: Stack<'static>) -> ! {
             continue;
         };
         // Each pass tries every message that is due once.
+        let retry_all = RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
         let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
-        while let Some((attempt, reader)) = next_attempt(&tried).await {
+        while let Some((attempt, reader)) = next_attempt(&tried, retry_all).await {
             let _ = tried.push(attempt.id);
             let protocol = match protocol {
                 DeliveryProtocol::Lmtp => ClientProtocol::Lmtp,
@@ -67,6 +75,11 @@ pub async fn delivery_task(stack: Stack<'static>) -> ! {
             };
             deliver(stack, attempt, reader, IpEndpoint::new(address.into(), port), protocol, host_name.as_str()).await;
             if tried.is_full() {
+                // More to do: come back at once rather than after the poll interval.
+                DELIVERY_SIGNAL.signal(());
+                if retry_all {
+                    RETRY_ALL_NOW.store(true, Ordering::Relaxed);
+                }
                 break;
             }
         }
@@ -74,12 +87,16 @@ pub async fn delivery_task(stack: Stack<'static>) -> ! {
 }
 
 /// The next queued message whose retry time has come, with its pending recipients.
-async fn next_attempt(tried: &[MessageId]) -> Option<(Attempt, MessageReader)> {
+async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<(Attempt, MessageReader)> {
     let mut vault = VAULT.lock().await;
     let stores = vault.as_mut()?.open_stores()?;
     let now_seconds = now().unix_seconds;
     let summary = stores.spool.messages().find(|message| {
-        !message.damaged && !tried.contains(&message.id) && message.delivery.next_retry <= now_seconds
+        let due = retry_all
+            || message.delivery.next_retry <= now_seconds
+            // Written in an earlier boot with a larger uptime than now.
+            || message.delivery.next_retry > now_seconds + LONGEST_RETRY_SECONDS;
+        !message.damaged && !tried.contains(&message.id) && due
     })?;
     let mut envelope_bytes = [0u8; ENVELOPE_CAPACITY];
     let envelope = stores.spool.read_envelope(summary.id, &mut envelope_bytes).await.ok()?;
