@@ -18,6 +18,23 @@
 //!    kept until the sector with the message's envelope is erased (see [`crate::space`]),
 //!    and a message without its envelope record is never rebuilt.
 //!
+//! **Message table at mount.** The walk gives a slot to every authentic envelope record it
+//! meets and frees none until the end, so it needs a slot for every message whose envelope
+//! is on flash: queued, deleted with the envelope's sector not yet erased (its tombstone
+//! must be applied), and never committed (aborted, or cut off by a reset) with the
+//! envelope's sector not yet erased (it is known to be incomplete only at the end of the
+//! walk, as receipts interleave). The running spool keeps exactly these holding their slots:
+//! a deleted message keeps its slot until its envelope's sector is erased, and so does an
+//! aborted one or one found incomplete by a mount (`Abandoned`; such a slot keeps no sector
+//! live). So admission ([`crate::Spool::begin_message`], the only place a message is refused,
+//! with [`crate::SpoolError::MessageTableFull`]) already counts everything a later mount
+//! will need, and a mount of flash written by a spool with the same `MESSAGES` never runs
+//! out of slots. (Before this rule, aborted and cut-off messages freed their slot at once
+//! while their envelopes stayed on flash; after many power cuts a mount met more envelopes
+//! than slots and dropped committed messages as over capacity.) When the table is full and
+//! only the head sector pins slots of deleted or abandoned messages, [`crate::Spool::maintain`]
+//! closes the head so that sector can be reclaimed.
+//!
 //! Mount reads every sector header, then walks the log in sequence order, authenticating
 //! every record (each is decrypted once), and rebuilds: messages committed (with their newest
 //! delivery state), deleted, or incomplete (dropped). Anything failing authentication is
@@ -44,7 +61,12 @@ pub struct RecoveryReport {
     pub messages_damaged: u32,
     /// Messages whose commit record was never written (cut off during receipt): dropped.
     pub messages_incomplete_dropped: u32,
-    /// Messages that did not fit in the RAM table (raise `MESSAGES`).
+    /// Envelope records (of any message: committed, deleted or incomplete) met while every
+    /// slot of the RAM table was taken: those messages are ignored by this mount, so a
+    /// committed one among them is not listed (and a deleted one's tombstone is not applied).
+    /// Always 0 for flash written by a spool with the same or a smaller `MESSAGES`, since
+    /// admission holds a slot for every message whose envelope is on flash; nonzero means the
+    /// flash was written with a larger table (raise `MESSAGES`) or by a defective build.
     pub messages_over_capacity: u32,
     /// Records that authenticated.
     pub records_valid: u32,
@@ -234,15 +256,17 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         for entry in self.entries.iter_mut() {
             match entry.status {
                 EntryStatus::Receiving => {
+                    // Dropped as a message, but its envelope is still on flash: the slot
+                    // stays held until that sector is erased (see the module doc).
                     report.messages_incomplete_dropped += 1;
-                    *entry = MessageEntry::EMPTY;
+                    entry.status = EntryStatus::Abandoned;
                 }
                 EntryStatus::Queued => report.messages_found += 1,
                 EntryStatus::Damaged => {
                     report.messages_found += 1;
                     report.messages_damaged += 1;
                 }
-                EntryStatus::Free | EntryStatus::Deleted => {}
+                EntryStatus::Free | EntryStatus::Deleted | EntryStatus::Abandoned => {}
             }
         }
         self.next_sequence = previous.map(|(sequence, _)| sequence.saturating_add(1)).unwrap_or(0);

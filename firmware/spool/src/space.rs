@@ -126,7 +126,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         }
         let sequence = self.sequences[index];
         self.entries.iter().any(|entry| match entry.status {
-            EntryStatus::Free => false,
+            EntryStatus::Free | EntryStatus::Abandoned => false,
             EntryStatus::Receiving => sequence >= entry.envelope_sequence,
             EntryStatus::Queued | EntryStatus::Damaged => {
                 (entry.envelope_sequence..=entry.last_sequence).contains(&sequence)
@@ -136,12 +136,14 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         })
     }
 
-    /// Forgets deleted messages whose envelope sector is gone (their tombstone is not needed).
-    fn forget_settled_deletions(&mut self) {
+    /// Frees the slots of deleted and abandoned messages whose envelope sector is gone (a
+    /// mount would no longer find the envelope, and the tombstone is not needed).
+    fn forget_settled_entries(&mut self) {
         let garbage_left = self.states[..self.sector_count].contains(&SectorState::Garbage);
         for slot in 0..MESSAGES {
             let entry = self.entries[slot];
-            if entry.status != EntryStatus::Deleted || garbage_left {
+            let settling = matches!(entry.status, EntryStatus::Deleted | EntryStatus::Abandoned);
+            if !settling || garbage_left {
                 continue;
             }
             let sector = entry.envelope_sector as usize;
@@ -174,14 +176,36 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             }
         }
         loop {
-            self.forget_settled_deletions();
+            self.forget_settled_entries();
             let candidate = (0..self.sector_count)
                 .find(|&index| self.states[index] == SectorState::InUse && !self.sector_is_live(index));
-            let Some(index) = candidate else { break };
-            self.erase_sector(index).await?;
-            erased += 1;
+            if let Some(index) = candidate {
+                self.erase_sector(index).await?;
+                erased += 1;
+                continue;
+            }
+            // The table is full and the head sector alone keeps slots of deleted or abandoned
+            // messages (their envelopes are in it): close it so it can be reclaimed, or no
+            // message could ever be admitted again. Costs the rest of that sector.
+            if self.table_pinned_by_head() {
+                self.head = None;
+                continue;
+            }
+            break;
         }
-        self.forget_settled_deletions();
+        self.forget_settled_entries();
         Ok(erased)
+    }
+
+    /// Whether no slot is free and some slot is held only because its deleted or abandoned
+    /// message's envelope lies in the head sector.
+    fn table_pinned_by_head(&self) -> bool {
+        let Some(head) = self.head else { return false };
+        let full = self.entries.iter().all(|entry| entry.status != EntryStatus::Free);
+        full && self.entries.iter().any(|entry| {
+            matches!(entry.status, EntryStatus::Deleted | EntryStatus::Abandoned)
+                && entry.envelope_sector == head.context.index
+                && entry.envelope_sequence == head.context.sequence
+        })
     }
 }

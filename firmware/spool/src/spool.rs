@@ -83,6 +83,10 @@ pub(crate) enum EntryStatus {
     Damaged,
     /// Deleted; the slot keeps the tombstone's sector alive while the envelope's sector is.
     Deleted,
+    /// Never committed (aborted, or found incomplete at mount) but its envelope record is
+    /// still on flash: keeps no sector live, yet holds its slot until the envelope's sector
+    /// is erased, because a mount would give that envelope a slot again (see [`crate::recovery`]).
+    Abandoned,
 }
 
 /// One message slot in RAM.
@@ -206,8 +210,10 @@ pub struct CommitReport {
 
 /// The encrypted, power-safe mail queue over a region of a NOR flash.
 ///
-/// `SECTORS` bounds the region's sector count, `MESSAGES` the messages held at once
-/// (queued, being received, or deleted with their tombstone still needed).
+/// `SECTORS` bounds the region's sector count, `MESSAGES` the messages held at once: queued,
+/// being received, deleted with their tombstone still needed, or abandoned (aborted or cut
+/// off) with their envelope still on flash. Every message whose envelope record is on flash
+/// holds a slot, so a mount always finds room for all of them (see [`crate::recovery`]).
 pub struct Spool<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize> {
     pub(crate) flash: F,
     pub(crate) random: R,
@@ -445,11 +451,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if encoded_length > ENVELOPE_CAPACITY || envelope.recipients().len() > MAX_RECIPIENTS {
             return Err(SpoolError::EnvelopeTooLarge);
         }
-        let slot = self
-            .entries
-            .iter()
-            .position(|entry| entry.status == EntryStatus::Free)
-            .ok_or(SpoolError::MessageTableFull)?;
+        let slot = self.free_slot().await?;
         let needed = self.worst_case_bytes(expected_length, encoded_length);
         if self.free_bytes() < needed {
             return Err(SpoolError::NoSpace);
@@ -462,9 +464,15 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         let statistics_at_begin = self.statistics;
         let mut encoded = [0u8; ENVELOPE_CAPACITY];
         let length = envelope.encode(&mut encoded);
-        let placement = self
-            .write_record(RecordKind::Envelope, id, 0, &encoded[..length])
-            .await?;
+        let placement = match self.write_record(RecordKind::Envelope, id, 0, &encoded[..length]).await {
+            Ok(placement) => placement,
+            // NoSpace comes from opening a sector before anything is programmed.
+            Err(SpoolError::NoSpace) => return Err(SpoolError::NoSpace),
+            Err(error) => {
+                self.pin_failed_envelope(slot, id);
+                return Err(error);
+            }
+        };
         let written = record_extent(length, F::WRITE_SIZE) as u64;
         self.entries[slot] = MessageEntry {
             id,
@@ -485,6 +493,42 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             length: 0,
             statistics_at_begin,
         })
+    }
+
+    /// A free message slot. If none is free but some are held only by deleted or abandoned
+    /// messages, reclaims first ([`Spool::maintain`], which may close the head sector to
+    /// release them); [`SpoolError::MessageTableFull`] if that frees nothing.
+    async fn free_slot(&mut self) -> Result<usize, SpoolError<F::Error>> {
+        let free = |spool: &Self| spool.entries.iter().position(|entry| entry.status == EntryStatus::Free);
+        if let Some(slot) = free(self) {
+            return Ok(slot);
+        }
+        let releasable = self
+            .entries
+            .iter()
+            .any(|entry| matches!(entry.status, EntryStatus::Deleted | EntryStatus::Abandoned));
+        if releasable {
+            self.maintain().await?;
+        }
+        free(self).ok_or(SpoolError::MessageTableFull)
+    }
+
+    /// After a failed envelope write the record may be on flash (whole or torn) in the
+    /// newest sector: the slot stays held as abandoned until that sector is erased.
+    fn pin_failed_envelope(&mut self, slot: usize, id: u32) {
+        let newest = (0..self.sector_count)
+            .filter(|&index| self.states[index] == SectorState::InUse)
+            .max_by_key(|&index| self.sequences[index]);
+        self.entries[slot] = match newest {
+            Some(index) => MessageEntry {
+                id,
+                status: EntryStatus::Abandoned,
+                envelope_sector: index as u32,
+                envelope_sequence: self.sequences[index],
+                ..MessageEntry::EMPTY
+            },
+            None => MessageEntry::EMPTY,
+        };
     }
 
     fn writer_slot(&self, writer: &MessageWriter) -> Result<usize, SpoolError<F::Error>> {
@@ -558,9 +602,13 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     }
 
     /// Abandons a message being received (its records become garbage, reclaimed later).
+    /// Its slot stays taken until the sector of its envelope record is erased: a mount
+    /// before that would need a slot for the envelope again.
     pub fn abort(&mut self, writer: MessageWriter) {
         if let Ok(slot) = self.writer_slot(&writer) {
-            self.entries[slot] = MessageEntry::EMPTY;
+            let entry = &mut self.entries[slot];
+            entry.status = EntryStatus::Abandoned;
+            entry.reserved = 0;
         }
     }
 
