@@ -132,3 +132,24 @@ spki_sha256 = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
     .unwrap();
 }
 
+
+/// Sends raw bytes to the device's console socket and decodes its first answer frame (for
+/// tests that speak the protocol themselves: replays, hello).
+pub fn console_exchange(device: &Path, request: &[u8]) -> crate::Result<homemx_wire::message::Response> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(device)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    stream.write_all(request)?;
+    let mut frame = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        stream.read_exact(&mut byte)?;
+        if byte[0] == 0 {
+            break;
+        }
+        frame.push(byte[0]);
+    }
+    // Decoding needs no key; any key will do.
+    let mut client = homemx_wire::client::ClientSession::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    client.accept_response(&mut frame).map_err(|error| format!("undecodable answer: {}", error.describe()).into())
+}

@@ -1,9 +1,8 @@
 //! End to end on the isolated network: the appliance boots from its flash, gets its address
 //! by DHCP, tells LAN peers from WAN peers by their source addresses, answers `/health` on
-//! the LAN only, echoes UDP for the LAN only, talks on its serial console, and keeps its
+//! the LAN only, echoes UDP for the LAN only, answers on its serial console, and keeps its
 //! flash across a power cut.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddrV4;
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +10,9 @@ use std::time::Duration;
 use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig, NetworkMode};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, APPLIANCE_MAC, LAN_CLIENT, TAP_DEVICE, WAN_CLIENT};
+use homemx_qemu::owner::console_exchange;
 use homemx_qemu::{flash_image, peers};
+use homemx_wire::message::Response;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -73,16 +74,18 @@ fn lan_and_wan_peers_are_told_apart_and_udp_round_trips() {
     assert!(wan_udp.is_none(), "UDP echo must not answer the WAN");
     machine.log.wait_for(0, "udp echo: ignored datagram from non-LAN 203.0.113.10", Duration::from_secs(5)).unwrap();
 
-    let mut console = machine.serial_console().unwrap();
-    console.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    console.write_all(b"version\r\n").unwrap();
-    let mut reader = BufReader::new(console);
-    let mut answer = String::new();
-    while !answer.contains("homemx ") {
-        answer.clear();
-        reader.read_line(&mut answer).expect("console answers");
+    // The serial console answers the wire protocol's hello with who it is.
+    let mut hello = [0u8; 64];
+    let length = homemx_wire::client::ClientSession::hello_frame(&mut hello).unwrap();
+    let mut request = vec![0u8];
+    request.extend_from_slice(&hello[..length]);
+    match console_exchange(&machine.run_directory().join("serial.sock"), &request).expect("console answers") {
+        Response::DeviceInfo(info) => {
+            assert_eq!(info.firmware_version.as_str(), env!("CARGO_PKG_VERSION"));
+            assert_eq!(info.board.as_str(), "qemu-mps2-an386");
+        }
+        other => panic!("hello answered with {other:?}"),
     }
-    assert_eq!(answer.trim_end(), format!("homemx {} on qemu-mps2-an386", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::flash_image;
-use homemx_qemu::owner::{write_configuration, Owner, PASSPHRASE, POP3_PASSWORD, SMARTHOST_PASSWORD};
+use homemx_qemu::owner::{console_exchange, write_configuration, Owner, PASSPHRASE, POP3_PASSWORD, SMARTHOST_PASSWORD};
 use homemx_wire::message::{ErrorCode, Response};
 
 
@@ -51,24 +51,6 @@ fn recording_proxy(listen: &Path, device: PathBuf) -> Arc<Mutex<Vec<u8>>> {
         let _ = upstream.shutdown(std::net::Shutdown::Both);
     });
     recorded
-}
-
-/// Sends raw bytes to the device and decodes its first answer frame.
-fn raw_exchange(device: &Path, request: &[u8]) -> Response {
-    let mut stream = UnixStream::connect(device).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.write_all(request).unwrap();
-    let mut frame = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        stream.read_exact(&mut byte).unwrap();
-        if byte[0] == 0 {
-            break;
-        }
-        frame.push(byte[0]);
-    }
-    let mut client = homemx_wire::client::ClientSession::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
-    client.accept_response(&mut frame).expect("a well-formed answer")
 }
 
 /// The key store's default PBKDF2 iteration count (as the firmware uses it).
@@ -139,7 +121,7 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     let mut request = vec![0u8];
     request.extend_from_slice(lock_frame);
     request.push(0);
-    match raw_exchange(&serial, &request) {
+    match console_exchange(&serial, &request).expect("a well-formed answer") {
         Response::Error(ErrorCode::StaleChallenge) => {}
         other => panic!("a replayed command must be refused as stale, got {other:?}"),
     }

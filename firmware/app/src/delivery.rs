@@ -46,8 +46,10 @@ fn now() -> Now {
 struct Attempt {
     id: MessageId,
     sender: heapless::String<ADDRESS_CAPACITY>,
-    /// (index in the envelope, address) of every recipient still pending.
-    recipients: heapless::Vec<(usize, heapless::String<ADDRESS_CAPACITY>), MAX_RECIPIENTS>,
+    /// The pending recipients' addresses, back to back (the envelope bounds them).
+    addresses: heapless::String<ENVELOPE_CAPACITY>,
+    /// (index in the envelope, end in `addresses`) of every recipient still pending.
+    recipients: heapless::Vec<(usize, usize), MAX_RECIPIENTS>,
     length: u32,
     attempts: u32,
 }
@@ -103,16 +105,17 @@ async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<(Attempt, 
     let mut attempt = Attempt {
         id: summary.id,
         sender: heapless::String::new(),
+        addresses: heapless::String::new(),
         recipients: heapless::Vec::new(),
         length: summary.length,
         attempts: summary.delivery.attempts,
     };
     let _ = attempt.sender.push_str(core::str::from_utf8(envelope.reverse_path()).unwrap_or(""));
     for (index, recipient) in envelope.recipients().iter().enumerate() {
-        if summary.delivery.recipient(index) == RecipientState::Pending {
-            let mut address = heapless::String::new();
-            let _ = address.push_str(core::str::from_utf8(recipient).unwrap_or(""));
-            let _ = attempt.recipients.push((index, address));
+        if summary.delivery.recipient(index) == RecipientState::Pending
+            && attempt.addresses.push_str(core::str::from_utf8(recipient).unwrap_or("")).is_ok()
+        {
+            let _ = attempt.recipients.push((index, attempt.addresses.len()));
         }
     }
     let reader = stores.spool.open_message(summary.id).await.ok()?;
@@ -129,7 +132,16 @@ async fn deliver(
 ) {
     let mut outcomes: heapless::Vec<(usize, Outcome), MAX_RECIPIENTS> = heapless::Vec::new();
     if !attempt.recipients.is_empty() {
-        let recipients: heapless::Vec<&str, MAX_RECIPIENTS> = attempt.recipients.iter().map(|(_, address)| address.as_str()).collect();
+        let mut start = 0;
+        let recipients: heapless::Vec<&str, MAX_RECIPIENTS> = attempt
+            .recipients
+            .iter()
+            .map(|&(_, end)| {
+                let address = &attempt.addresses[start..end];
+                start = end;
+                address
+            })
+            .collect();
         let config = ClientConfig { hostname: host_name, protocol, tls: TlsRequirement::Disabled, credentials: None };
         let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &recipients, size: Some(attempt.length as u64), eight_bit: true };
         match ClientSession::new(&config, envelope, false, now()) {

@@ -49,72 +49,107 @@ pub fn publish_spool_free_bytes(vault: &mut Vault) {
 }
 
 /// Rebuilds the settings from the vault's configuration (call after unlock and commit).
+/// The relay tables are filled in place in [`MAIL_SETTINGS`] (they are 7 KB: no copy on the
+/// stack); sessions see `None` until the whole configuration is in.
 pub async fn reload(vault: &mut Vault) {
-    let mut relay = RelayConfig::new();
-    let mut mailbox = None;
-    let mut host_name = heapless::String::<64>::new();
-    let mut postmaster_domain = heapless::String::<64>::new();
-    let mut message_size = DEFAULT_MESSAGE_SIZE;
-    let mut spool_reserve_bytes = DEFAULT_SPOOL_RESERVE;
-    let mut domains = 0;
+    clear();
     let total = match vault.configuration_get(0).await {
         Ok((total, _)) => total,
         Err(_) => {
-            clear();
             defmt::warn!("mx: no configuration: mail is refused with 4xx until provisioned");
             return;
         }
     };
+    let mut building = Details {
+        mailbox: None,
+        host_name: heapless::String::new(),
+        postmaster_domain: heapless::String::new(),
+        message_size: DEFAULT_MESSAGE_SIZE,
+        spool_reserve_bytes: DEFAULT_SPOOL_RESERVE,
+    };
+    // The relay tables are staged in a static, so no 7 KB copy lives in this future.
+    STAGING.lock(|cell| *cell.borrow_mut() = Some(RelayConfig::new()));
+    let mut domains = 0;
     for index in 0..total {
         let Ok((_, item)) = vault.configuration_get(index).await else {
             continue;
         };
-        let accepted = match &item {
-            ConfigItem::Domain(domain) => {
-                domains += 1;
-                if postmaster_domain.is_empty() {
-                    let _ = postmaster_domain.push_str(domain.as_str());
-                }
-                if host_name.is_empty() {
-                    let _ = host_name.push_str("mx.");
-                    let _ = host_name.push_str(domain.as_str());
-                }
-                relay.add_domain(domain.as_str()).is_ok()
-            }
-            ConfigItem::Recipient(address) => relay.add_recipient(address.as_str()).is_ok(),
-            ConfigItem::LanPrefix(prefix) => {
-                let address = IpAddr::V4(Ipv4Addr::from(prefix.address));
-                IpPrefix::new(address, prefix.length).and_then(|prefix| relay.add_lan_prefix(prefix)).is_ok()
-            }
-            ConfigItem::LanMailbox(host) => {
-                mailbox = Some(host.clone());
-                true
-            }
-            ConfigItem::DynDns(dyndns) => {
-                host_name.clear();
-                let _ = host_name.push_str(dyndns.host_name.as_str());
-                true
-            }
-            ConfigItem::Limits(limits) => {
-                message_size = (limits.max_message_bytes as u64).min(DEFAULT_MESSAGE_SIZE);
-                spool_reserve_bytes = limits.spool_reserve_bytes as u64;
-                true
-            }
-            _ => true,
-        };
+        let accepted = STAGING.lock(|cell| {
+            let mut staging = cell.borrow_mut();
+            let Some(relay) = staging.as_mut() else {
+                return false;
+            };
+            apply(&mut building, relay, &item, &mut domains)
+        });
         if !accepted {
             defmt::warn!("mx: configuration item {=u16} refused by the relay policy", index);
         }
     }
-    if host_name.is_empty() {
-        let _ = host_name.push_str("homemx");
+    if building.host_name.is_empty() {
+        let _ = building.host_name.push_str("homemx");
     }
-    // Inbound only: LAN clients submit through the outbound path (not built yet).
-    relay.set_lan_may_relay(false);
-    defmt::info!("mx: configured for {=usize} domains; mailbox host {}", domains, mailbox.is_some());
-    let settings = MailSettings { relay, mailbox, host_name, postmaster_domain, message_size, spool_reserve_bytes };
-    MAIL_SETTINGS.lock(|cell| *cell.borrow_mut() = Some(settings));
+    defmt::info!("mx: configured for {=usize} domains; mailbox host {}", domains, building.mailbox.is_some());
+    STAGING.lock(|staging| {
+        MAIL_SETTINGS.lock(|cell| {
+            let Some(mut relay) = staging.borrow_mut().take() else {
+                return;
+            };
+            // Inbound only: LAN clients submit through the outbound path (not built yet).
+            relay.set_lan_may_relay(false);
+            let Details { mailbox, host_name, postmaster_domain, message_size, spool_reserve_bytes } = building;
+            *cell.borrow_mut() = Some(MailSettings { relay, mailbox, host_name, postmaster_domain, message_size, spool_reserve_bytes });
+        })
+    });
     publish_spool_free_bytes(vault);
+}
+
+/// The relay tables while [`reload`] fills them.
+static STAGING: Mutex<CriticalSectionRawMutex, RefCell<Option<RelayConfig>>> = Mutex::new(RefCell::new(None));
+
+/// Everything of [`MailSettings`] but the relay tables, while [`reload`] collects it.
+struct Details {
+    mailbox: Option<LanMailbox>,
+    host_name: heapless::String<64>,
+    postmaster_domain: heapless::String<64>,
+    message_size: u64,
+    spool_reserve_bytes: u64,
+}
+
+/// Applies one configuration item; false when the relay policy refuses it.
+fn apply(settings: &mut Details, relay: &mut RelayConfig, item: &ConfigItem, domains: &mut usize) -> bool {
+    match item {
+        ConfigItem::Domain(domain) => {
+            *domains += 1;
+            if settings.postmaster_domain.is_empty() {
+                let _ = settings.postmaster_domain.push_str(domain.as_str());
+            }
+            if settings.host_name.is_empty() {
+                let _ = settings.host_name.push_str("mx.");
+                let _ = settings.host_name.push_str(domain.as_str());
+            }
+            relay.add_domain(domain.as_str()).is_ok()
+        }
+        ConfigItem::Recipient(address) => relay.add_recipient(address.as_str()).is_ok(),
+        ConfigItem::LanPrefix(prefix) => {
+            let address = IpAddr::V4(Ipv4Addr::from(prefix.address));
+            IpPrefix::new(address, prefix.length).and_then(|prefix| relay.add_lan_prefix(prefix)).is_ok()
+        }
+        ConfigItem::LanMailbox(host) => {
+            settings.mailbox = Some(host.clone());
+            true
+        }
+        ConfigItem::DynDns(dyndns) => {
+            settings.host_name.clear();
+            let _ = settings.host_name.push_str(dyndns.host_name.as_str());
+            true
+        }
+        ConfigItem::Limits(limits) => {
+            settings.message_size = (limits.max_message_bytes as u64).min(DEFAULT_MESSAGE_SIZE);
+            settings.spool_reserve_bytes = limits.spool_reserve_bytes as u64;
+            true
+        }
+        _ => true,
+    }
 }
 
 /// Forgets the settings (lock, factory reset): the MX answers 4xx.

@@ -88,7 +88,11 @@ async fn open_vault(flash: storage::BoardFlash, random: random::DerivedRandom) {
                 },
                 vault.failed_unlocks()
             );
-            *vault::VAULT.lock().await = Some(vault);
+            // Nothing else runs yet: the lock is free (no await keeps the vault in this future).
+            match vault::VAULT.try_lock() {
+                Ok(mut slot) => *slot = Some(vault),
+                Err(_) => defmt::error!("storage: vault busy at boot"),
+            }
         }
         Err(_) => defmt::error!("storage: the key store could not be mounted; the device stays locked"),
     }

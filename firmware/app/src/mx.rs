@@ -18,7 +18,7 @@ use homemx_smtp::{
     CommitResult, ConnectionCounter, ConnectionInfo, Event, ForwardPath, Limits, Now, ReversePath, ServerConfig,
     ServerSession,
 };
-use homemx_spool::{Envelope, MessageWriter, SpoolError, MAX_RECIPIENTS};
+use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 
 use crate::mail_settings::{MAIL_SETTINGS, SPOOL_FREE_BYTES};
 use crate::vault::VAULT;
@@ -77,10 +77,13 @@ impl SessionPolicy for DevicePolicy {
     }
 }
 
-/// The envelope of the transaction in progress and its spool writer.
+/// The envelope of the transaction in progress and its spool writer. The recipients are
+/// kept back to back in one buffer the size of the spool's envelope (which bounds them
+/// anyway), not in 100 × 256-byte slots.
 struct Transaction {
     reverse_path: heapless::String<ADDRESS_CAPACITY>,
-    recipients: heapless::Vec<heapless::String<ADDRESS_CAPACITY>, MAX_RECIPIENTS>,
+    addresses: heapless::Vec<u8, ENVELOPE_CAPACITY>,
+    recipient_ends: heapless::Vec<u16, MAX_RECIPIENTS>,
     declared_size: Option<u64>,
     writer: Option<MessageWriter>,
     failed: bool,
@@ -88,7 +91,35 @@ struct Transaction {
 
 impl Transaction {
     fn new() -> Self {
-        Transaction { reverse_path: heapless::String::new(), recipients: heapless::Vec::new(), declared_size: None, writer: None, failed: false }
+        Transaction {
+            reverse_path: heapless::String::new(),
+            addresses: heapless::Vec::new(),
+            recipient_ends: heapless::Vec::new(),
+            declared_size: None,
+            writer: None,
+            failed: false,
+        }
+    }
+
+    /// Adds a recipient; false when the envelope is full.
+    fn add_recipient(&mut self, parts: &[&str]) -> bool {
+        let length: usize = parts.iter().map(|part| part.len()).sum();
+        if self.addresses.len() + length > self.addresses.capacity() || self.recipient_ends.is_full() {
+            return false;
+        }
+        for part in parts {
+            let _ = self.addresses.extend_from_slice(part.as_bytes());
+        }
+        self.recipient_ends.push(self.addresses.len() as u16).is_ok()
+    }
+
+    fn recipients(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.recipient_ends.iter().map(move |&end| {
+            let address = &self.addresses[start..end as usize];
+            start = end as usize;
+            address
+        })
     }
 }
 
@@ -181,19 +212,16 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
                 transaction.declared_size = parameters.size;
             }
             Event::RecipientAccepted(path) => {
-                let mut address = heapless::String::new();
                 let stored = match path {
-                    ForwardPath::Path(path) => address.push_str(path.mailbox.as_str()),
+                    ForwardPath::Path(path) => transaction.add_recipient(&[path.mailbox.as_str()]),
                     // `<postmaster>` (RFC 5321 4.5.1): the postmaster of the first domain.
                     ForwardPath::Postmaster => MAIL_SETTINGS.lock(|cell| {
                         let settings = cell.borrow();
                         let domain = settings.as_ref().map_or("", |settings| settings.postmaster_domain.as_str());
-                        address.push_str("postmaster@").and_then(|()| address.push_str(domain))
+                        transaction.add_recipient(&["postmaster@", domain])
                     }),
                 };
-                if stored.is_err() || transaction.recipients.push(address).is_err() {
-                    transaction.failed = true;
-                }
+                transaction.failed |= !stored;
             }
             Event::MessageBegin(_) => {
                 let expected = transaction.declared_size.unwrap_or(message_size).min(message_size) as u32;
@@ -240,7 +268,7 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
 }
 
 async fn begin_message(transaction: &Transaction, expected_length: u32) -> Option<MessageWriter> {
-    let recipients: heapless::Vec<&[u8], MAX_RECIPIENTS> = transaction.recipients.iter().map(|address| address.as_bytes()).collect();
+    let recipients: heapless::Vec<&[u8], MAX_RECIPIENTS> = transaction.recipients().collect();
     let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?;
     let mut vault = VAULT.lock().await;
     let stores = vault.as_mut()?.open_stores()?;
@@ -268,7 +296,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
                     "mx: accepted message {} from {} for {} recipients, {} bytes",
                     commit.id.0,
                     client,
-                    transaction.recipients.len(),
+                    transaction.recipient_ends.len(),
                     body_size
                 );
                 CommitResult::Committed
