@@ -52,7 +52,9 @@ fn committed_messages_survive_power_cuts_on_the_board_flash() {
         let mounted = machine.log.wait_for(0, "spool exercise: mounted", Duration::from_secs(60)).expect("spool mounts");
         let checked = machine.log.wait_for(0, "spool exercise: checked", Duration::from_secs(60)).expect("first check");
         let lines = machine.log.lines();
-        assert!(mounted.contains(" 0 corrupt records, 0 damaged messages"), "boot {boot}: {mounted}");
+        // A record torn by an earlier cut is reported as corrupt once its sector is no longer
+        // the newest (no message is affected); damaged messages must never appear.
+        assert!(mounted.contains(" 0 damaged messages"), "boot {boot}: {mounted}");
         assert!(checked.contains(", 0 bad"), "boot {boot}: {checked}");
         let present = tags(&lines, "present tag ");
         let must_survive: BTreeSet<_> = committed.difference(&deleting).cloned().collect();
