@@ -47,6 +47,22 @@ pub struct MachineConfig {
 }
 
 impl MachineConfig {
+    /// A machine on the TAP of an isolated test network, with the MAC address the network's
+    /// DHCP server reserves the appliance's address for.
+    pub fn on_network(elf: PathBuf, flash_file: PathBuf, network: &crate::network::IsolatedNetwork) -> Self {
+        MachineConfig {
+            elf,
+            flash_file,
+            network: NetworkMode::Tap {
+                namespace: network.namespace().to_string(),
+                device: crate::network::TAP_DEVICE.to_string(),
+            },
+            mac_address: crate::network::APPLIANCE_MAC.to_string(),
+            instruction_counting: false,
+            echo_log: false,
+        }
+    }
+
     /// A machine on QEMU user networking with `restrict=on` and no forwards: it reaches
     /// nothing and nothing reaches it (tests that only need the log, QMP and the flash).
     pub fn offline(elf: PathBuf, flash_file: PathBuf, mac_address: &str) -> Self {

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig, NetworkMode};
-use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, APPLIANCE_MAC, LAN_CLIENT, TAP_DEVICE, WAN_CLIENT};
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, WAN_CLIENT};
 use homemx_qemu::owner::console_exchange;
 use homemx_qemu::{flash_image, peers};
 use homemx_wire::message::Response;
@@ -17,14 +17,7 @@ use homemx_wire::message::Response;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn start(network: &IsolatedNetwork, elf: &Path, flash: &Path, directory: &Path) -> Machine {
-    let config = MachineConfig {
-        elf: elf.to_path_buf(),
-        flash_file: flash.to_path_buf(),
-        network: NetworkMode::Tap { namespace: network.namespace().to_string(), device: TAP_DEVICE.to_string() },
-        mac_address: APPLIANCE_MAC.to_string(),
-        instruction_counting: false,
-        echo_log: false,
-    };
+    let config = MachineConfig::on_network(elf.to_path_buf(), flash.to_path_buf(), network);
     Machine::start(&config, directory).expect("QEMU starts")
 }
 

@@ -6,12 +6,11 @@
 //! message waits in the spool and arrives once when the host is back.
 
 use std::net::SocketAddrV4;
-use std::path::Path;
 use std::time::Duration;
 
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig, NetworkMode};
-use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, APPLIANCE_MAC, TAP_DEVICE, WAN_CLIENT};
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, WAN_CLIENT};
 use homemx_qemu::owner::{write_configuration, Owner};
 use homemx_qemu::peers::{send_mail, MailboxHost};
 use homemx_qemu::flash_image;
@@ -53,14 +52,7 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
 
     let flash = directory.join("flash.img");
     flash_image::create(&flash).unwrap();
-    let config = MachineConfig {
-        elf,
-        flash_file: flash,
-        network: NetworkMode::Tap { namespace: namespace.clone(), device: TAP_DEVICE.to_string() },
-        mac_address: APPLIANCE_MAC.to_string(),
-        instruction_counting: false,
-        echo_log: false,
-    };
+    let config = MachineConfig::on_network(elf, flash, &network);
     let machine = Machine::start(&config, &directory).expect("QEMU starts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
     wait_for_health(&network);
@@ -138,7 +130,6 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
     assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
     let status = owner.status();
     assert_eq!(status["spool_messages"], 0, "the old spool cannot be read after a factory reset: {status}");
-    let _ = Path::new("");
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig, NetworkMode};
-use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, APPLIANCE_MAC, TAP_DEVICE, WAN_CLIENT};
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, WAN_CLIENT};
 use homemx_qemu::owner::{write_configuration, Owner};
 use homemx_qemu::peers::MailboxHost;
 use homemx_qemu::{flash_image, repository_root};
@@ -41,14 +41,7 @@ fn every_acknowledged_message_arrives_intact_across_power_cuts() {
     let mailbox = MailboxHost::start(&namespace, "192.168.77.1:24", "lmtp", &directory.join("mailbox")).expect("mailbox host");
     let flash = directory.join("flash.img");
     flash_image::create(&flash).unwrap();
-    let config = MachineConfig {
-        elf,
-        flash_file: flash,
-        network: NetworkMode::Tap { namespace: namespace.clone(), device: TAP_DEVICE.to_string() },
-        mac_address: APPLIANCE_MAC.to_string(),
-        instruction_counting: false,
-        echo_log: false,
-    };
+    let config = MachineConfig::on_network(elf, flash, &network);
     let owner = Owner {
         directory: directory.clone(),
         device: format!("unix:{}", directory.join("serial.sock").display()),
