@@ -115,6 +115,13 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
     assert_eq!(mailbox.messages().len(), 2, "delivered exactly once");
     let status = owner.status();
     assert_eq!(status["spool_messages"], 0, "delivered messages leave the spool: {status}");
+    let target = SocketAddrV4::new(APPLIANCE, 80);
+    let health = network
+        .run_inside(move || homemx_qemu::peers::http_get(homemx_qemu::network::LAN_CLIENT, target, "192.168.77.2", "/health"))
+        .unwrap()
+        .expect("health answers");
+    let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    eprintln!("stack high-water after provisioning, unlocks, mail in and out: {} B", health["stack_high_water_bytes"]);
 
     // Factory reset with mail in the spool: the plaintext was never on flash, and after the
     // reset nothing of the old spool can be read, not even with the old passphrase.

@@ -33,6 +33,10 @@ pub mod usb_console;
 
 pub use core_clock::{core_clock_counts, CORE_CLOCK_HZ};
 
+/// Whether the reset handler paints the stack region (cortex-m-rt `paint-stack`), so the
+/// application can measure its high-water mark.
+pub const STACK_PAINTED: bool = cfg!(feature = "stack-paint");
+
 use embassy_executor::Spawner;
 use embassy_stm32::pac;
 use homemx_board::BoardParts;

@@ -27,6 +27,10 @@ pub mod uart;
 
 pub use time_driver::{core_clock_counts, CORE_CLOCK_HZ};
 
+/// Whether the reset handler paints the stack region (cortex-m-rt `paint-stack`), so the
+/// application can measure its high-water mark.
+pub const STACK_PAINTED: bool = cfg!(feature = "stack-paint");
+
 use homemx_board::BoardParts;
 
 /// The concrete parts of this board, as the application sees them.

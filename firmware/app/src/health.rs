@@ -119,6 +119,9 @@ fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<384> 
             let _ = write!(json, ",\"gateway\":\"{}\"", gateway);
         }
     }
+    if let Some(stack) = crate::stack::high_water() {
+        let _ = write!(json, ",\"stack_high_water_bytes\":{}", stack);
+    }
     let _ = write!(json, ",\"client\":\"{}\"}}", peer);
     json
 }

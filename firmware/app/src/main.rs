@@ -18,6 +18,7 @@ mod panic;
 mod random;
 #[cfg(feature = "spool-exercise")]
 mod spool_exercise;
+mod stack;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
 mod storage;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
