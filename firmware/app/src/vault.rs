@@ -149,19 +149,26 @@ impl Vault {
         };
         let derivation_counts = crate::cpu_load::busy_core_clock_counts() - derivation_started;
         let key = data_key.expose_secret();
-        let settings = Settings::new(
-            self.key_value_partition.clone(),
-            0..self.key_value_partition.capacity() as u32,
-            key,
-            self.random.derive(),
-        )
-        .map_err(|_| ErrorCode::DeviceFault)?;
+        // Built straight into their place in the vault (a spool is ~19 KB: no copy of it may
+        // live in a future or on the stack), then mounted there.
         let spool_region = 0..self.spool_partition.capacity() as u32;
-        let mut spool =
-            MailSpool::new(self.spool_partition.clone(), spool_region, key, self.random.derive()).map_err(|_| ErrorCode::DeviceFault)?;
+        let key_value_region = 0..self.key_value_partition.capacity() as u32;
+        self.open = Some(OpenStores {
+            settings: Settings::new(self.key_value_partition.clone(), key_value_region, key, self.random.derive())
+                .map_err(|_| ErrorCode::DeviceFault)?,
+            spool: MailSpool::new(self.spool_partition.clone(), spool_region, key, self.random.derive())
+                .map_err(|_| ErrorCode::DeviceFault)?,
+        });
         drop(data_key);
-        let report = spool.mount().await.map_err(|_| ErrorCode::DeviceFault)?;
-        let _ = spool.maintain().await;
+        let stores = self.open.as_mut().ok_or(ErrorCode::DeviceFault)?;
+        let report = match stores.spool.mount().await {
+            Ok(report) => report,
+            Err(_) => {
+                self.lock();
+                return Err(ErrorCode::DeviceFault);
+            }
+        };
+        let _ = stores.spool.maintain().await;
         defmt::info!("unlock: key derivation and unwrap took {=u64} busy core-clock counts", derivation_counts);
         crate::event_info!(
             "unlocked; spool: {} messages, {} damaged, {} corrupt records",
@@ -169,7 +176,6 @@ impl Vault {
             report.messages_damaged,
             report.records_corrupt
         );
-        self.open = Some(OpenStores { settings, spool });
         Ok(())
     }
 
