@@ -12,13 +12,13 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::{Duration, Timer};
 use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, TlsRequirement};
-use homemx_smtp::Now;
 use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 use homemx_wire::config::DeliveryProtocol;
 
 use crate::mail_settings::MAIL_SETTINGS;
+use crate::network::mail_clock as now;
 use crate::vault::VAULT;
 
 /// Wakes the delivery task (a message was committed).
@@ -36,11 +36,6 @@ const QUEUE_POLL: Duration = Duration::from_secs(5);
 const FIRST_RETRY_SECONDS: u64 = 5;
 const LONGEST_RETRY_SECONDS: u64 = 600;
 const ADDRESS_CAPACITY: usize = 256;
-
-fn now() -> Now {
-    let milliseconds = Instant::now().as_millis();
-    Now { unix_seconds: milliseconds / 1000, monotonic_milliseconds: milliseconds }
-}
 
 /// What one attempt needs, copied out of the spool so the vault is not held during I/O.
 struct Attempt {
@@ -213,10 +208,7 @@ async fn run_session(
             }
         }
     }
-    socket.close();
-    let _ = socket.flush().await;
-    socket.abort();
-    let _ = socket.flush().await;
+    crate::network::release(&mut socket).await;
 }
 
 /// Streams the message from the spool into the session, chunk by chunk, and ends the data.

@@ -45,10 +45,7 @@ pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
         }
         // Send everything and our FIN, then release the connection (RST only if the peer
         // still holds it open) before the buffers are reused for the next listener.
-        socket.close();
-        let _ = socket.flush().await;
-        socket.abort();
-        let _ = socket.flush().await;
+        crate::network::release(&mut socket).await;
     }
 }
 

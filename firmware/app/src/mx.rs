@@ -11,16 +11,17 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpAddress, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_time::{Duration, Instant};
+use embassy_time::Duration;
 use embedded_io_async::Write as _;
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
 use homemx_smtp::{
-    CommitResult, ConnectionCounter, ConnectionInfo, Event, ForwardPath, Limits, Now, ReversePath, ServerConfig,
+    CommitResult, ConnectionCounter, ConnectionInfo, Event, ForwardPath, Limits, ReversePath, ServerConfig,
     ServerSession,
 };
 use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 
 use crate::mail_settings::{MAIL_SETTINGS, SPOOL_FREE_BYTES};
+use crate::network::mail_clock as now;
 use crate::vault::VAULT;
 
 /// The SMTP port.
@@ -35,13 +36,6 @@ static CONNECTIONS: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_
     Mutex::new(RefCell::new(ConnectionCounter::new(MX_SESSIONS as u16, SESSIONS_PER_CLIENT)));
 static SESSION_NUMBER: AtomicU32 = AtomicU32::new(1);
 
-/// The session's clock: no wall clock yet (SNTP comes with outbound mail), so `Received:`
-/// dates count from the Unix epoch plus uptime.
-fn now() -> Now {
-    let milliseconds = Instant::now().as_millis();
-    Now { unix_seconds: milliseconds / 1000, monotonic_milliseconds: milliseconds }
-}
-
 /// The policy the sessions ask: the configured relay rules, the lock state and spool space.
 struct DevicePolicy;
 
@@ -51,30 +45,28 @@ impl SessionPolicy for DevicePolicy {
     }
 
     fn check_sender(&mut self, client: &ClientInfo, sender: &ReversePath<'_>, declared_size: Option<u64>) -> SenderDecision {
-        MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
-            None => SenderDecision::ServiceUnavailable,
-            Some(settings) => homemx_smtp::StandardPolicy {
-                relay: &settings.relay,
-                locked: false,
-                spool_free_bytes: SPOOL_FREE_BYTES.load(Ordering::Relaxed) as u64,
-                spool_reserve_bytes: settings.spool_reserve_bytes,
-            }
-            .check_sender(client, sender, declared_size),
-        })
+        with_standard_policy(|policy| policy.check_sender(client, sender, declared_size)).unwrap_or(SenderDecision::ServiceUnavailable)
     }
 
     fn check_recipient(&mut self, client: &ClientInfo, recipient: &ForwardPath<'_>) -> RecipientDecision {
-        MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
-            None => RecipientDecision::ServiceUnavailable,
-            Some(settings) => homemx_smtp::StandardPolicy {
-                relay: &settings.relay,
-                locked: false,
-                spool_free_bytes: SPOOL_FREE_BYTES.load(Ordering::Relaxed) as u64,
-                spool_reserve_bytes: settings.spool_reserve_bytes,
-            }
-            .check_recipient(client, recipient),
-        })
+        with_standard_policy(|policy| policy.check_recipient(client, recipient)).unwrap_or(RecipientDecision::ServiceUnavailable)
     }
+}
+
+/// Runs `decide` with the standard MX policy over the settings in force; `None` while locked
+/// or unconfigured.
+fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<'_>) -> T) -> Option<T> {
+    MAIL_SETTINGS.lock(|cell| {
+        let settings = cell.borrow();
+        let settings = settings.as_ref()?;
+        let mut policy = homemx_smtp::StandardPolicy {
+            relay: &settings.relay,
+            locked: false,
+            spool_free_bytes: SPOOL_FREE_BYTES.load(Ordering::Relaxed) as u64,
+            spool_reserve_bytes: settings.spool_reserve_bytes,
+        };
+        Some(decide(&mut policy))
+    })
 }
 
 /// The envelope of the transaction in progress and its spool writer. The recipients are
@@ -155,10 +147,7 @@ pub async fn mx_task(stack: Stack<'static>, task_number: u8) -> ! {
                 CONNECTIONS.lock(|counter| counter.borrow_mut().close(client));
             }
         }
-        socket.close();
-        let _ = socket.flush().await;
-        socket.abort();
-        let _ = socket.flush().await;
+        crate::network::release(&mut socket).await;
     }
 }
 

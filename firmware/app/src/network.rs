@@ -61,3 +61,19 @@ pub async fn log_when_ready(stack: Stack<'static>) {
         );
     }
 }
+
+/// Ends a TCP connection cleanly before its buffers are reused: send what is queued and our
+/// FIN, then release the socket (a RST only if the peer still holds it open).
+pub async fn release(socket: &mut embassy_net::tcp::TcpSocket<'_>) {
+    socket.close();
+    let _ = socket.flush().await;
+    socket.abort();
+    let _ = socket.flush().await;
+}
+
+/// The mail sessions' clock. There is no wall clock yet (SNTP comes with outbound mail), so
+/// `Received:` dates and retry times count from the Unix epoch plus uptime.
+pub fn mail_clock() -> homemx_smtp::Now {
+    let milliseconds = embassy_time::Instant::now().as_millis();
+    homemx_smtp::Now { unix_seconds: milliseconds / 1000, monotonic_milliseconds: milliseconds }
+}

@@ -139,13 +139,7 @@ fn label_hmac(key: &[u8; KEY_LENGTH], label: &[u8], output: &mut [u8; KEY_LENGTH
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|index| u8::from_str_radix(&text[index..index + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_support::hex;
 
     /// RFC 7914 §11, first PBKDF2-HMAC-SHA256 vector (c = 1, dkLen = 64).
     #[test]

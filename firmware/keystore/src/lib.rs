@@ -16,3 +16,12 @@ pub use homemx_spool::RandomSource;
 pub use kdf::{DEFAULT_ITERATIONS, MAX_ITERATIONS};
 pub use keystore::{Keystore, KeystoreConfig, KeystoreState};
 pub use secret::DataKey;
+
+/// Helpers shared by the unit tests' known-answer vectors.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Decodes a hex string of a test vector.
+    pub fn hex(text: &str) -> Vec<u8> {
+        (0..text.len()).step_by(2).map(|index| u8::from_str_radix(&text[index..index + 2], 16).unwrap()).collect()
+    }
+}

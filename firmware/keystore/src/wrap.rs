@@ -62,13 +62,7 @@ pub(crate) fn unwrap_data_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|index| u8::from_str_radix(&text[index..index + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_support::hex;
 
     /// draft-irtf-cfrg-xchacha-03 Appendix A.3.1: the primitive as used here.
     #[test]
