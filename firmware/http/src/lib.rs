@@ -5,6 +5,7 @@
 //! No sockets here: the firmware feeds bytes in and writes the bytes out.
 #![cfg_attr(not(test), no_std)]
 
+pub mod client;
 pub mod request;
 pub mod response;
 
