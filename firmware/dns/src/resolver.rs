@@ -227,3 +227,283 @@ impl Lookup {
         DatagramOutcome::TryingNextServer
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_encoder::{Encoder, TYPE_A, TYPE_MX};
+
+    const S0: [u8; 4] = [192, 168, 1, 1];
+    const S1: [u8; 4] = [9, 9, 9, 9];
+    const S2: [u8; 4] = [1, 1, 1, 1];
+    const ID: u16 = 0x7E57;
+    const START: u64 = 50_000;
+
+    fn start(servers: &[[u8; 4]]) -> Lookup {
+        Lookup::new("example.org", RecordType::Mx, ID, servers, START).unwrap()
+    }
+
+    fn reply(rcode: u8) -> std::vec::Vec<u8> {
+        Encoder::response(ID, rcode)
+            .question("example.org", TYPE_MX)
+            .mx("example.org", 60, 10, "mx.example.org")
+            .finish()
+    }
+
+    fn sent(lookup: &mut Lookup, now: u64) -> Option<[u8; 4]> {
+        lookup.poll_transmit(now).map(|(server, datagram)| {
+            assert_eq!(parse_query_id(datagram), ID);
+            server
+        })
+    }
+
+    fn parse_query_id(datagram: &[u8]) -> u16 {
+        u16::from_be_bytes([datagram[0], datagram[1]])
+    }
+
+    #[test]
+    fn the_datagram_is_the_query() {
+        let mut lookup = start(&[S0]);
+        let mut expected = [0u8; MAX_QUERY_LEN];
+        let length = crate::message::build_query(ID, "example.org", RecordType::Mx, &mut expected).unwrap();
+        let (server, datagram) = lookup.poll_transmit(START).unwrap();
+        assert_eq!((server, datagram), (S0, &expected[..length]));
+    }
+
+    #[test]
+    fn retransmission_schedule_rotates_servers_then_times_out() {
+        let mut lookup = start(&[S0, S1, S2]);
+        assert_eq!(lookup.next_timeout_ms(), Some(START));
+        assert_eq!(sent(&mut lookup, START), Some(S0));
+        assert_eq!(sent(&mut lookup, START), None);
+        assert_eq!(lookup.next_timeout_ms(), Some(START + 1_000));
+        assert_eq!(sent(&mut lookup, START + 999), None);
+        assert_eq!(lookup.poll_result(START + 999), None);
+        assert_eq!(sent(&mut lookup, START + 1_000), Some(S1));
+        assert_eq!(lookup.next_timeout_ms(), Some(START + 3_000));
+        assert_eq!(sent(&mut lookup, START + 3_000), Some(S2));
+        assert_eq!(lookup.next_timeout_ms(), Some(START + 7_000));
+        // Polled late: the retransmission goes out then, its timeout counted from then.
+        assert_eq!(sent(&mut lookup, START + 7_500), Some(S0));
+        assert_eq!(lookup.attempts(), 4);
+        assert_eq!(lookup.next_timeout_ms(), Some(START + 11_500));
+        assert_eq!(lookup.poll_result(START + 11_499), None);
+        assert!(!lookup.is_finished());
+        assert_eq!(sent(&mut lookup, START + 11_500), None);
+        assert_eq!(lookup.poll_result(START + 11_500), Some(Err(DnsError::Timeout)));
+        assert_eq!(lookup.poll_result(START + 11_500), None);
+        assert_eq!(lookup.next_timeout_ms(), None);
+        assert_eq!(sent(&mut lookup, START + 20_000), None);
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(0), START + 20_000), DatagramOutcome::Late);
+    }
+
+    #[test]
+    fn one_server_gets_every_attempt() {
+        let mut lookup = start(&[S0]);
+        let mut now = START;
+        let mut times = std::vec::Vec::new();
+        while lookup.poll_result(now).is_none() {
+            if let Some(server) = sent(&mut lookup, now) {
+                assert_eq!(server, S0);
+                times.push(now - START);
+            }
+            now = lookup.next_timeout_ms().unwrap_or(now);
+        }
+        assert_eq!(times, [0, 1_000, 3_000, 7_000]);
+        assert_eq!(now - START, 11_000);
+    }
+
+    #[test]
+    fn answer_finishes_the_lookup() {
+        let mut lookup = start(&[S0, S1]);
+        sent(&mut lookup, START);
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(0), START + 30), DatagramOutcome::Finished);
+        assert!(lookup.is_finished());
+        assert_eq!(lookup.next_timeout_ms(), None);
+        assert_eq!(sent(&mut lookup, START + 5_000), None);
+        let Some(Ok(Answer::Mx { records, .. })) = lookup.poll_result(START + 31) else { panic!() };
+        assert_eq!(records[0].exchange.as_str(), "mx.example.org");
+        assert_eq!(lookup.poll_result(START + 32), None);
+    }
+
+    #[test]
+    fn nxdomain_is_an_answer() {
+        let mut lookup = start(&[S0]);
+        sent(&mut lookup, START);
+        let bytes = Encoder::response(ID, 3).question("example.org", TYPE_MX).soa("org").finish();
+        assert_eq!(lookup.handle_datagram(S0, 53, &bytes, START + 1), DatagramOutcome::Finished);
+        assert_eq!(lookup.poll_result(START + 1), Some(Ok(Answer::NameError)));
+    }
+
+    #[test]
+    fn spoofed_datagrams_are_ignored_and_counted() {
+        let mut lookup = start(&[S0, S1]);
+        sent(&mut lookup, START);
+        let good = reply(0);
+        let wrong_id = Encoder::response(ID + 1, 0).question("example.org", TYPE_MX).finish();
+        let wrong_question = Encoder::response(ID, 0).question("example.com", TYPE_MX).finish();
+        let wrong_type = Encoder::response(ID, 0).question("example.org", TYPE_A).finish();
+        let mut as_query = good.clone();
+        as_query[2] &= 0x7F;
+        let cases: [([u8; 4], u16, &[u8]); 8] = [
+            ([6, 6, 6, 6], 53, &good), // not a server
+            (S0, 5353, &good),         // wrong port
+            (S1, 53, &good),           // a server not asked yet
+            (S0, 53, &wrong_id),       // wrong ID
+            (S0, 53, &wrong_question), // wrong name
+            (S0, 53, &wrong_type),     // wrong type
+            (S0, 53, &as_query),       // not a response
+            (S0, 53, &good[..5]),      // garbage
+        ];
+        for (index, (from, port, bytes)) in cases.iter().enumerate() {
+            assert_eq!(
+                lookup.handle_datagram(*from, *port, bytes, START + 10),
+                DatagramOutcome::Ignored,
+                "case {index}"
+            );
+            assert_eq!(lookup.ignored_datagrams(), index as u32 + 1);
+            assert_eq!(lookup.poll_result(START + 10), None);
+        }
+        // Nothing changed the schedule.
+        assert_eq!(lookup.next_timeout_ms(), Some(START + 1_000));
+        assert_eq!(lookup.handle_datagram(S0, 53, &good, START + 20), DatagramOutcome::Finished);
+        assert!(matches!(lookup.poll_result(START + 20), Some(Ok(Answer::Mx { .. }))));
+    }
+
+    #[test]
+    fn late_answer_from_an_earlier_server_is_taken() {
+        let mut lookup = start(&[S0, S1]);
+        sent(&mut lookup, START);
+        assert_eq!(sent(&mut lookup, START + 1_000), Some(S1));
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(0), START + 1_200), DatagramOutcome::Finished);
+        assert!(matches!(lookup.poll_result(START + 1_200), Some(Ok(_))));
+    }
+
+    #[test]
+    fn server_failure_moves_on_at_once() {
+        let mut lookup = start(&[S0, S1, S2]);
+        sent(&mut lookup, START);
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(2), START + 40), DatagramOutcome::TryingNextServer);
+        assert_eq!(lookup.next_timeout_ms(), Some(0));
+        assert_eq!(sent(&mut lookup, START + 41), Some(S1));
+        assert_eq!(lookup.next_timeout_ms(), Some(START + 41 + 2_000));
+        assert_eq!(lookup.handle_datagram(S1, 53, &reply(5), START + 60), DatagramOutcome::TryingNextServer);
+        assert_eq!(sent(&mut lookup, START + 61), Some(S2));
+        // S2 times out; the next attempt skips the failed servers.
+        assert_eq!(sent(&mut lookup, START + 61 + 4_000), Some(S2));
+        // Last attempt timed out: the servers' error is more telling than Timeout.
+        assert_eq!(lookup.poll_result(START + 61 + 8_000), Some(Err(DnsError::Refused)));
+    }
+
+    #[test]
+    fn every_server_failing_ends_the_lookup() {
+        let mut lookup = start(&[S0]);
+        sent(&mut lookup, START);
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(2), START + 5), DatagramOutcome::Finished);
+        assert_eq!(lookup.poll_result(START + 5), Some(Err(DnsError::ServerFailure)));
+
+        let mut lookup = start(&[S0, S1]);
+        sent(&mut lookup, START);
+        sent(&mut lookup, START + 1_000);
+        // A broken answer from a server counts as its failure.
+        let mut broken = reply(0);
+        broken[7] = 2;
+        assert_eq!(lookup.handle_datagram(S1, 53, &broken, START + 1_010), DatagramOutcome::TryingNextServer);
+        // S1 is the server we were waiting for: the next attempt goes to S0 at once.
+        assert_eq!(sent(&mut lookup, START + 1_011), Some(S0));
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(2), START + 1_020), DatagramOutcome::Finished);
+        assert_eq!(lookup.poll_result(START + 1_020), Some(Err(DnsError::ServerFailure)));
+    }
+
+    #[test]
+    fn failure_from_a_server_we_no_longer_wait_for_does_not_rush_the_schedule() {
+        let mut lookup = start(&[S0, S1, S2]);
+        sent(&mut lookup, START);
+        sent(&mut lookup, START + 1_000);
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(2), START + 1_100), DatagramOutcome::TryingNextServer);
+        assert_eq!(lookup.next_timeout_ms(), Some(START + 3_000));
+        assert_eq!(sent(&mut lookup, START + 3_000), Some(S2));
+        assert_eq!(sent(&mut lookup, START + 7_000), Some(S1));
+    }
+
+    #[test]
+    fn truncated_ends_the_lookup() {
+        let mut lookup = start(&[S0, S1]);
+        sent(&mut lookup, START);
+        let bytes = Encoder::with_flags(ID, 0x8380).question("example.org", TYPE_MX).finish();
+        assert_eq!(lookup.handle_datagram(S0, 53, &bytes, START + 3), DatagramOutcome::Finished);
+        assert_eq!(lookup.poll_result(START + 3), Some(Err(DnsError::Truncated)));
+    }
+
+    #[test]
+    fn construction_errors_and_server_limit() {
+        assert_eq!(Lookup::new("example.org", RecordType::A, 1, &[], 0).err(), Some(DnsError::NoServers));
+        assert_eq!(Lookup::new("a..b", RecordType::A, 1, &[S0], 0).err(), Some(DnsError::InvalidName));
+        let mut lookup = Lookup::new("example.org.", RecordType::A, 1, &[S0, S1, S2, [4, 4, 4, 4]], 0).unwrap();
+        let mut servers = std::vec::Vec::new();
+        let mut now = 0;
+        while let Some(at) = lookup.next_timeout_ms() {
+            now = at;
+            if let Some((server, _)) = lookup.poll_transmit(now) {
+                servers.push(server);
+            }
+            lookup.poll_result(now);
+        }
+        assert_eq!(servers, [S0, S1, S2, S0]);
+        assert_eq!(now, 11_000);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, from whomever, the lookup never panics, sends at most four
+        /// times, and has a result by the end of its schedule.
+        #[test]
+        fn any_traffic_ends_in_time(
+            events in proptest::collection::vec(
+                (0..3_000u64, 0..4usize, proptest::bool::weighted(0.9), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), 0..4u8),
+                0..30,
+            ),
+        ) {
+            let servers = [S0, S1, S2];
+            let mut lookup = start(&servers);
+            let mut now = START;
+            let mut transmissions = 0;
+            let mut result = None;
+            for (wait, source, port_53, noise, kind) in events {
+                now += wait;
+                while lookup.poll_transmit(now).is_some() {
+                    transmissions += 1;
+                }
+                let from = servers.get(source).copied().unwrap_or([6, 6, 6, 6]);
+                let bytes = match kind {
+                    0 => noise,
+                    1 => reply(noise.first().map_or(0, |&code| code % 6)),
+                    2 => {
+                        let mut bytes = reply(0);
+                        for (index, byte) in noise.iter().enumerate().step_by(2) {
+                            if let Some(slot) = bytes.get_mut(usize::from(*byte) % 64 + index % 2) {
+                                *slot = noise.get(index + 1).copied().unwrap_or(0);
+                            }
+                        }
+                        bytes
+                    }
+                    _ => Encoder::response(ID, 0).question("example.org", TYPE_MX).finish(),
+                };
+                lookup.handle_datagram(from, if port_53 { 53 } else { 1053 }, &bytes, now);
+                if let Some(outcome) = lookup.poll_result(now) {
+                    result = Some(outcome);
+                }
+            }
+            while result.is_none() {
+                let Some(at) = lookup.next_timeout_ms() else { break };
+                now = now.max(at);
+                while lookup.poll_transmit(now).is_some() {
+                    transmissions += 1;
+                }
+                result = lookup.poll_result(now);
+            }
+            proptest::prop_assert!(result.is_some());
+            proptest::prop_assert!(transmissions <= 4);
+            proptest::prop_assert!(now <= START + 3_000 * 30 + 11_000);
+        }
+    }
+}

@@ -254,3 +254,205 @@ impl WallClock {
         (PLAUSIBLE_FROM_UNIX_SECONDS..PLAUSIBLE_UNTIL_UNIX_SECONDS).contains(&unix_seconds)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// 2026-03-15T12:00:00Z.
+    const MARCH_2026_UNIX: u64 = 1_773_576_000;
+    const NONCE: NtpTimestamp = NtpTimestamp { seconds: 0x8BAD_F00D, fraction: 0x1234_5678 };
+
+    /// A server reply by hand: LI/VN/mode byte, stratum, reference ID, origin, receive, transmit.
+    fn reply(first: u8, stratum: u8, reference: [u8; 4], origin: u64, receive: u64, transmit: u64) -> [u8; 48] {
+        let mut packet = [0u8; 48];
+        packet[0] = first;
+        packet[1] = stratum;
+        packet[2] = 6; // poll
+        packet[3] = 0xEC; // precision -20
+        packet[12..16].copy_from_slice(&reference);
+        packet[16..24].copy_from_slice(&receive.to_be_bytes()); // reference timestamp
+        packet[24..32].copy_from_slice(&origin.to_be_bytes());
+        packet[32..40].copy_from_slice(&receive.to_be_bytes());
+        packet[40..48].copy_from_slice(&transmit.to_be_bytes());
+        packet
+    }
+
+    fn good_reply(receive: u64, transmit: u64) -> [u8; 48] {
+        reply(0x24, 2, *b"GPS\0", NONCE.to_bits(), receive, transmit)
+    }
+
+    #[test]
+    fn request_bytes() {
+        let mut out = [0xAAu8; 48];
+        build_request(NtpTimestamp::from_bits(0x0102_0304_0506_0708), &mut out);
+        assert_eq!(out[0], 0x23);
+        assert!(out[1..40].iter().all(|&byte| byte == 0));
+        assert_eq!(&out[40..], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn known_date() {
+        // 2026-03-15T12:00:00.500Z: NTP seconds 3_982_564_800 = 0xED61_1DC0, fraction 2^31.
+        let seconds = MARCH_2026_UNIX + NTP_TO_UNIX_SECONDS;
+        assert_eq!(seconds, 0xED61_1DC0);
+        let timestamp = seconds << 32 | 0x8000_0000;
+        let bytes = good_reply(timestamp, timestamp + (1 << 32) / 1000 * 3);
+        let time = parse_reply(&bytes, NONCE).unwrap();
+        assert_eq!(time.stratum, 2);
+        assert_eq!(time.version, 4);
+        assert_eq!(time.leap, LeapIndicator::None);
+        assert_eq!(time.receive.unix_ms(), MARCH_2026_UNIX * 1000 + 500);
+        assert_eq!(time.transmit.unix_ms(), MARCH_2026_UNIX * 1000 + 502);
+        // Extension fields or a MAC after the 48 bytes are allowed.
+        let mut longer = bytes.to_vec();
+        longer.extend_from_slice(&[0; 20]);
+        assert_eq!(parse_reply(&longer, NONCE), Ok(time));
+    }
+
+    #[test]
+    fn era_rollover() {
+        // The last second of era 0: 2036-02-07T06:28:15Z.
+        assert_eq!(NtpTimestamp { seconds: u32::MAX, fraction: 0 }.unix_ms(), 2_085_978_495_000);
+        // Era 1 starts at 2036-02-07T06:28:16Z with seconds 0.
+        assert_eq!(NtpTimestamp { seconds: 0, fraction: 0 }.unix_ms(), 2_085_978_496_000);
+        // 2040-01-01T00:00:00Z is Unix 2_208_988_800: NTP seconds 2 * 2_208_988_800 - 2^32 in era 1.
+        assert_eq!(NtpTimestamp { seconds: 123_010_304, fraction: 0 }.unix_ms(), 2_208_988_800_000);
+        // The pivot itself and the second before it (which wraps to the far end, 2162).
+        let pivot = (PIVOT_UNIX_SECONDS + NTP_TO_UNIX_SECONDS) as u32;
+        assert_eq!(NtpTimestamp { seconds: pivot, fraction: 0 }.unix_ms(), PIVOT_UNIX_SECONDS * 1000);
+        let before = NtpTimestamp { seconds: pivot - 1, fraction: 0 }.unix_ms() / 1000;
+        assert_eq!(before, PIVOT_UNIX_SECONDS + (1 << 32) - 1);
+        assert!(!WallClock::is_plausible(before));
+        // A reply from era 1 parses and converts.
+        let timestamp = 123_010_304u64 << 32;
+        let time = parse_reply(&good_reply(timestamp, timestamp), NONCE).unwrap();
+        assert_eq!(time.transmit.unix_ms() / 1000, 2_208_988_800);
+    }
+
+    #[test]
+    fn refusals() {
+        let ts = (MARCH_2026_UNIX + NTP_TO_UNIX_SECONDS) << 32;
+        let nonce = NONCE.to_bits();
+        let table: [([u8; 48], SntpError); 11] = [
+            (reply(0x24, 0, *b"RATE", nonce, ts, ts), SntpError::KissOfDeath(KissCode::RATE)),
+            (reply(0x24, 0, *b"DENY", nonce, ts, ts), SntpError::KissOfDeath(KissCode::DENY)),
+            (reply(0xE4, 2, [0; 4], nonce, ts, ts), SntpError::Unsynchronised),
+            (reply(0x24, 2, [0; 4], nonce ^ 1, ts, ts), SntpError::Spoofed),
+            (reply(0x24, 2, [0; 4], 0, ts, ts), SntpError::Spoofed),
+            (reply(0x25, 2, [0; 4], nonce, ts, ts), SntpError::Broadcast),
+            (reply(0x23, 2, [0; 4], nonce, ts, ts), SntpError::UnexpectedMode(3)),
+            (reply(0x14, 2, [0; 4], nonce, ts, ts), SntpError::UnsupportedVersion(2)),
+            (reply(0x24, 16, [0; 4], nonce, ts, ts), SntpError::BadStratum(16)),
+            (reply(0x24, 2, [0; 4], nonce, ts, 0), SntpError::ZeroTimestamp),
+            (reply(0x24, 2, [0; 4], nonce, 0, ts), SntpError::ZeroTimestamp),
+        ];
+        for (index, (bytes, error)) in table.iter().enumerate() {
+            assert_eq!(parse_reply(bytes, NONCE), Err(*error), "case {index}");
+        }
+        // A forged kiss-of-death (wrong origin) is not believed.
+        assert_eq!(parse_reply(&reply(0x24, 0, *b"DENY", nonce ^ 2, ts, ts), NONCE), Err(SntpError::Spoofed));
+        assert!(KissCode::DENY.must_stop() && KissCode::RSTR.must_stop() && !KissCode::RATE.must_stop());
+        // Version 3, leap second warnings.
+        assert_eq!(parse_reply(&reply(0x1C, 1, *b"PPS\0", nonce, ts, ts), NONCE).map(|t| t.version), Ok(3));
+        assert_eq!(
+            parse_reply(&reply(0x64, 1, [0; 4], nonce, ts, ts), NONCE).map(|t| t.leap),
+            Ok(LeapIndicator::InsertSecond)
+        );
+        assert_eq!(
+            parse_reply(&reply(0xA4, 1, [0; 4], nonce, ts, ts), NONCE).map(|t| t.leap),
+            Ok(LeapIndicator::DeleteSecond)
+        );
+        // Short packets.
+        let good = good_reply(ts, ts);
+        for length in 0..48 {
+            assert_eq!(parse_reply(&good[..length], NONCE), Err(SntpError::TooShort));
+        }
+    }
+
+    #[test]
+    fn timestamp_conversions() {
+        for ms in [0u64, 1, 499, 500, 999] {
+            let unix_ms = MARCH_2026_UNIX * 1000 + ms;
+            assert_eq!(NtpTimestamp::from_unix_ms(unix_ms).unix_ms(), unix_ms);
+        }
+        let timestamp = NtpTimestamp::from_bits(0xDEAD_BEEF_0123_4567);
+        assert_eq!(timestamp, NtpTimestamp { seconds: 0xDEAD_BEEF, fraction: 0x0123_4567 });
+        assert_eq!(timestamp.to_bits(), 0xDEAD_BEEF_0123_4567);
+    }
+
+    #[test]
+    fn wall_clock_from_exchange() {
+        // Sent at monotonic 10_000, received at 10_300; the server held it 100 ms.
+        // True offset: Unix = monotonic + X; with a symmetric path, each way takes 100 ms.
+        let x = MARCH_2026_UNIX * 1000 - 10_000;
+        let t2 = 10_000 + 100 + x;
+        let t3 = t2 + 100;
+        let time = ServerTime {
+            leap: LeapIndicator::None,
+            version: 4,
+            stratum: 1,
+            receive: NtpTimestamp::from_unix_ms(t2),
+            transmit: NtpTimestamp::from_unix_ms(t3),
+        };
+        let clock = WallClock::from_exchange(10_000, 10_300, &time);
+        assert_eq!(clock.round_trip_ms(), 200);
+        assert_eq!(clock.unix_ms(10_300), 10_300 + x);
+        assert_eq!(clock.unix_ms(70_300), 70_300 + x);
+        assert_eq!(clock.unix_ms(300), 300 + x);
+        assert_eq!(clock.unix_seconds(10_000), MARCH_2026_UNIX);
+        assert!(WallClock::is_plausible(clock.unix_seconds(10_300)));
+        // Asymmetric path (all 200 ms on the way out): the error is at most half the round trip.
+        let time = ServerTime {
+            receive: NtpTimestamp::from_unix_ms(t2 + 100),
+            transmit: NtpTimestamp::from_unix_ms(t3 + 100),
+            ..time
+        };
+        let clock = WallClock::from_exchange(10_000, 10_300, &time);
+        assert_eq!(clock.round_trip_ms(), 200);
+        assert_eq!(clock.unix_ms(10_300), 10_300 + x + 100);
+        // A reply "received" before it was sent is taken as a zero-length wait.
+        let clock = WallClock::from_exchange(10_300, 10_000, &time);
+        assert_eq!(clock.round_trip_ms(), 0);
+    }
+
+    #[test]
+    fn wall_clock_set_and_plausibility() {
+        let clock = WallClock::set(1_800_000_000_000, 5_000);
+        assert_eq!(clock.unix_ms(6_000), 1_800_000_001_000);
+        assert_eq!(clock.unix_ms(0), 1_799_999_995_000);
+        assert_eq!(WallClock::set(1_000, 5_000).unix_ms(0), 0);
+        assert!(!WallClock::is_plausible(0));
+        assert!(!WallClock::is_plausible(1_700_000_000)); // 2023
+        assert!(WallClock::is_plausible(1_767_225_600)); // 2026-01-01
+        assert!(WallClock::is_plausible(4_102_444_799));
+        assert!(!WallClock::is_plausible(4_102_444_800)); // 2100-01-01
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80), nonce in any::<u64>()) {
+            let _ = parse_reply(&bytes, NtpTimestamp::from_bits(nonce));
+        }
+
+        #[test]
+        fn timestamps_map_into_the_window(seconds in any::<u32>(), fraction in any::<u32>()) {
+            let unix_ms = NtpTimestamp { seconds, fraction }.unix_ms();
+            prop_assert!(unix_ms >= PIVOT_UNIX_SECONDS * 1000);
+            prop_assert!(unix_ms < (PIVOT_UNIX_SECONDS + (1 << 32)) * 1000);
+            prop_assert_eq!(NtpTimestamp::from_unix_ms(unix_ms).seconds, seconds);
+        }
+
+        #[test]
+        fn accepted_replies_echo_the_nonce(mut packet in any::<[u8; 48]>(), nonce in any::<u64>()) {
+            packet[24..32].copy_from_slice(&nonce.to_be_bytes());
+            if let Ok(time) = parse_reply(&packet, NtpTimestamp::from_bits(nonce)) {
+                prop_assert!((1..=15).contains(&time.stratum));
+                prop_assert_eq!(packet[0] & 7, 4);
+                prop_assert!(packet[0] >> 6 != 3);
+            }
+            prop_assert_eq!(parse_reply(&packet, NtpTimestamp::from_bits(!nonce)).err().map(|e| e == SntpError::Spoofed || matches!(e, SntpError::Broadcast | SntpError::UnexpectedMode(_) | SntpError::UnsupportedVersion(_))), Some(true));
+        }
+    }
+}
