@@ -1,4 +1,27 @@
-//! Sans-I/O DynDNS guard: public-IP learning, dyndns2 updates, DNS verification verdicts.
+//! Sans-I/O DynDNS for the homemx MX on a home line with a changing address: learning the
+//! public IPv4 address, keeping the dyndns2 record current, and checking that DNS really
+//! points the domain's mail here (a change we did not make is a "possible mail diversion").
 //!
-//! (Being written; see the crate's README when it lands.)
+//! | module | owns |
+//! | --- | --- |
+//! | [`checkip`] | check-IP answer parsing, `is_public`, agreement of several sources |
+//! | [`dyndns2`] | update request path/request, answer parsing and classes, backoff, `USER_AGENT` |
+//! | [`guard`] | `UpdateGuard`: when to update, when to stop, persisted state, counters |
+//! | [`verify`] | `verify_dns`: A and MX verdict with alarms |
+//!
+//! The firmware does TLS, DNS lookups and the clock; the HTTP bytes are written and parsed
+//! with `homemx_http::client`.
 #![cfg_attr(not(test), no_std)]
+
+pub mod checkip;
+pub mod dyndns2;
+pub mod guard;
+pub mod verify;
+
+pub use checkip::{agree, is_public, parse_public_address, Agreement, Ipv4};
+pub use dyndns2::{
+    backoff_delay_s, parse_update_answer, parse_update_response, update_path, write_update_request, AnswerClass,
+    UpdateAnswer, USER_AGENT,
+};
+pub use guard::{Decision, GuardConfig, GuardStats, StopReason, UpdateGuard, UpdateReason, STATE_LENGTH};
+pub use verify::{verify_dns, ARecord, Alarm, MxState, Verdict};
