@@ -6,7 +6,8 @@
 #   the build uses with RUSTC_BOOTSTRAP=1 -Zbuild-std (see qemu/src/firmware.rs).
 # - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), socat (the serial
 #   console), dnsmasq (the test network's DHCP server), openssl (test certificates),
-#   aiosmtpd from PyPI (the test LAN's mailbox host), cargo-fuzz (fuzz smoke runs).
+#   aiosmtpd from PyPI (the test LAN's mailbox host and the provider's smarthost), dnslib
+#   from PyPI (the provider's DNS server), cargo-fuzz (fuzz smoke runs).
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -46,6 +47,11 @@ fi
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   log "installing aiosmtpd (the test LAN's mailbox host)"
   python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+fi
+
+if ! python3 -c 'import dnslib' >/dev/null 2>&1; then
+  log "installing dnslib (the provider's DNS server in the end-to-end tests)"
+  python3 -m pip install --quiet --disable-pip-version-check dnslib
 fi
 
 if ! have cargo-fuzz && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
