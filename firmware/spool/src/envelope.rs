@@ -1,23 +1,46 @@
-//! The envelope (reverse path, recipients) and the per-recipient delivery state.
+//! The envelope (queued-at time, reverse path, recipients) and the per-recipient delivery
+//! state.
+//!
+//! **Encoding** (format version 2), all integers little-endian:
+//!
+//! ```text
+//! queued_at u64 | recipient count u8 (1..=128) | reverse path length u16 | reverse path
+//!   | per recipient: length u16 | address
+//! ```
+//!
+//! At most [`ENVELOPE_CAPACITY`] bytes. On flash the encoding is cut into parts of at most
+//! [`ENVELOPE_PART_CAPACITY`] bytes, part `i` in the envelope record with index `i` (see
+//! [`crate::layout`]); part 0 always holds the queued-at time and the recipient count.
 
 use crate::layout::{RECORD_PAYLOAD_CAPACITY, STATE_PAYLOAD_SIZE};
 
-/// Most recipients one queued message can have (the SMTP server answers 452 beyond it,
-/// and the client sends the rest in another transaction, as RFC 5321 allows).
-pub const MAX_RECIPIENTS: usize = 32;
-/// Largest encoded envelope: 1 + (2 + reverse path) + recipients × (2 + address).
-pub const ENVELOPE_CAPACITY: usize = RECORD_PAYLOAD_CAPACITY;
+/// Most recipients one queued message can have: RFC 5321 4.5.3.1.8 asks a server to accept
+/// at least 100 (the SMTP server answers 452 beyond this one, and the client sends the rest
+/// in another transaction).
+pub const MAX_RECIPIENTS: usize = 128;
+/// Largest encoded envelope: 11 + reverse path + recipients × (2 + address).
+pub const ENVELOPE_CAPACITY: usize = 4096;
+/// Bytes of the encoded envelope one envelope record carries.
+pub const ENVELOPE_PART_CAPACITY: usize = RECORD_PAYLOAD_CAPACITY;
+/// Most envelope records one message has.
+pub const MAX_ENVELOPE_PARTS: usize = ENVELOPE_CAPACITY.div_ceil(ENVELOPE_PART_CAPACITY);
+/// Bytes before the first address field: queued-at time and recipient count.
+pub(crate) const ENVELOPE_PREFIX_SIZE: usize = 9;
 
 /// The SMTP envelope of a message, borrowing the addresses.
+///
+/// Size: one slice per possible recipient (8 bytes each on a 32-bit target, about 1 KiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope<'a> {
+    queued_at: u64,
     reverse_path: &'a [u8],
     recipients: [&'a [u8]; MAX_RECIPIENTS],
     recipient_count: usize,
 }
 
 impl<'a> Envelope<'a> {
-    /// An envelope; `None` if there are no recipients, too many, or it encodes to more than
+    /// An envelope with an unknown queued-at time (0); `None` if there are no recipients,
+    /// too many, an address longer than 65 535 bytes, or it encodes to more than
     /// [`ENVELOPE_CAPACITY`] bytes.
     pub fn new(reverse_path: &'a [u8], recipients: &[&'a [u8]]) -> Option<Self> {
         if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
@@ -26,11 +49,26 @@ impl<'a> Envelope<'a> {
         let mut all: [&'a [u8]; MAX_RECIPIENTS] = [&[]; MAX_RECIPIENTS];
         all[..recipients.len()].copy_from_slice(recipients);
         let envelope = Self {
+            queued_at: 0,
             reverse_path,
             recipients: all,
             recipient_count: recipients.len(),
         };
-        (envelope.encoded_length() <= ENVELOPE_CAPACITY).then_some(envelope)
+        let fields_fit = envelope.fields().all(|field| field.len() <= usize::from(u16::MAX));
+        (fields_fit && envelope.encoded_length() <= ENVELOPE_CAPACITY).then_some(envelope)
+    }
+
+    /// The same envelope accepted at `unix_seconds` (the start of the queue lifetime).
+    pub fn with_queued_at(self, unix_seconds: u64) -> Self {
+        Self {
+            queued_at: unix_seconds,
+            ..self
+        }
+    }
+
+    /// When the message was accepted, in Unix seconds; 0 if unknown.
+    pub fn queued_at(&self) -> u64 {
+        self.queued_at
     }
 
     /// The reverse path (MAIL FROM), possibly empty for bounces.
@@ -45,29 +83,51 @@ impl<'a> Envelope<'a> {
 
     /// Bytes of the encoded envelope.
     pub fn encoded_length(&self) -> usize {
-        3 + self.reverse_path.len() + self.recipients().iter().map(|r| 2 + r.len()).sum::<usize>()
+        ENVELOPE_PREFIX_SIZE + self.fields().map(|field| 2 + field.len()).sum::<usize>()
     }
 
-    /// Encodes into `out` (at least [`Self::encoded_length`] bytes); returns the length.
-    pub(crate) fn encode(&self, out: &mut [u8]) -> usize {
+    /// Number of envelope records the encoded envelope takes (1 to [`MAX_ENVELOPE_PARTS`]).
+    pub fn part_count(&self) -> usize {
+        self.encoded_length().div_ceil(ENVELOPE_PART_CAPACITY)
+    }
+
+    /// The reverse path, then the recipients.
+    fn fields(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        core::iter::once(self.reverse_path).chain(self.recipients().iter().copied())
+    }
+
+    /// Writes the encoded bytes `skip..skip + out.len()` into `out` (so one record's part
+    /// is encoded without a buffer for the whole envelope); returns the bytes written.
+    pub(crate) fn encode_range(&self, skip: usize, out: &mut [u8]) -> usize {
+        let end = skip + out.len();
         let mut position = 0;
-        out[position] = self.recipient_count as u8;
-        position += 1;
-        for field in core::iter::once(&self.reverse_path).chain(self.recipients().iter()) {
-            out[position..position + 2].copy_from_slice(&(field.len() as u16).to_le_bytes());
-            out[position + 2..position + 2 + field.len()].copy_from_slice(field);
-            position += 2 + field.len();
+        let mut written = 0;
+        let mut put = |piece: &[u8]| {
+            let piece_end = position + piece.len();
+            let from = skip.max(position);
+            let to = end.min(piece_end);
+            if from < to {
+                out[from - skip..to - skip].copy_from_slice(&piece[from - position..to - position]);
+                written += to - from;
+            }
+            position = piece_end;
+            position < end
+        };
+        if !put(&self.queued_at.to_le_bytes()) || !put(&[self.recipient_count as u8]) {
+            return written;
         }
-        position
+        for field in self.fields() {
+            if !put(&(field.len() as u16).to_le_bytes()) || !put(field) {
+                break;
+            }
+        }
+        written
     }
 
-    /// Decodes an envelope; `None` if malformed.
+    /// Decodes a whole encoded envelope; `None` if malformed (including trailing bytes).
     pub(crate) fn decode(bytes: &'a [u8]) -> Option<Self> {
-        let count = usize::from(*bytes.first()?);
-        if count == 0 || count > MAX_RECIPIENTS {
-            return None;
-        }
-        let mut position = 1;
+        let (queued_at, count) = decode_prefix(bytes)?;
+        let mut position = ENVELOPE_PREFIX_SIZE;
         let mut take = || -> Option<&'a [u8]> {
             let length = usize::from(u16::from_le_bytes([*bytes.get(position)?, *bytes.get(position + 1)?]));
             let field = bytes.get(position + 2..position + 2 + length)?;
@@ -79,12 +139,23 @@ impl<'a> Envelope<'a> {
         for slot in recipients.iter_mut().take(count) {
             *slot = take()?;
         }
-        Some(Self {
+        (position == bytes.len()).then_some(Self {
+            queued_at,
             reverse_path,
             recipients,
             recipient_count: count,
         })
     }
+}
+
+/// The queued-at time and recipient count from the start of an encoded envelope (part 0);
+/// `None` if too short or the count is out of range.
+pub(crate) fn decode_prefix(bytes: &[u8]) -> Option<(u64, usize)> {
+    let prefix = bytes.get(..ENVELOPE_PREFIX_SIZE)?;
+    let mut time = [0u8; 8];
+    time.copy_from_slice(&prefix[..8]);
+    let count = usize::from(prefix[8]);
+    (1..=MAX_RECIPIENTS).contains(&count).then_some((u64::from_le_bytes(time), count))
 }
 
 /// Where delivery to one recipient stands.
@@ -102,25 +173,42 @@ pub enum RecipientState {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryState {
     /// Bit `i` set: recipient `i` was delivered.
-    pub delivered: u32,
+    pub delivered: u128,
     /// Bit `i` set: recipient `i` failed for good.
-    pub failed: u32,
+    pub failed: u128,
     /// When to try the pending recipients again, in the caller's clock (e.g. Unix seconds).
     pub next_retry: u64,
     /// Delivery attempts made so far.
     pub attempts: u32,
 }
 
+/// The bit of recipient `index`, 0 beyond the bitmap.
+fn bit(index: usize) -> u128 {
+    u32::try_from(index).ok().and_then(|index| 1u128.checked_shl(index)).unwrap_or(0)
+}
+
 impl DeliveryState {
-    /// The state of recipient `index`.
+    /// The state of recipient `index` (`Pending` for indexes beyond [`MAX_RECIPIENTS`]).
     pub fn recipient(&self, index: usize) -> RecipientState {
-        let bit = 1u32.checked_shl(index as u32).unwrap_or(0);
+        let bit = bit(index);
         if self.delivered & bit != 0 {
             RecipientState::Delivered
         } else if self.failed & bit != 0 {
             RecipientState::Failed
         } else {
             RecipientState::Pending
+        }
+    }
+
+    /// Sets the state of recipient `index` (ignored beyond [`MAX_RECIPIENTS`]).
+    pub fn set_recipient(&mut self, index: usize, state: RecipientState) {
+        let bit = bit(index);
+        self.delivered &= !bit;
+        self.failed &= !bit;
+        match state {
+            RecipientState::Pending => {}
+            RecipientState::Delivered => self.delivered |= bit,
+            RecipientState::Failed => self.failed |= bit,
         }
     }
 
@@ -131,25 +219,107 @@ impl DeliveryState {
 
     pub(crate) fn encode(&self) -> [u8; STATE_PAYLOAD_SIZE] {
         let mut bytes = [0u8; STATE_PAYLOAD_SIZE];
-        bytes[..4].copy_from_slice(&self.delivered.to_le_bytes());
-        bytes[4..8].copy_from_slice(&self.failed.to_le_bytes());
-        bytes[8..16].copy_from_slice(&self.next_retry.to_le_bytes());
-        bytes[16..20].copy_from_slice(&self.attempts.to_le_bytes());
+        bytes[..16].copy_from_slice(&self.delivered.to_le_bytes());
+        bytes[16..32].copy_from_slice(&self.failed.to_le_bytes());
+        bytes[32..40].copy_from_slice(&self.next_retry.to_le_bytes());
+        bytes[40..44].copy_from_slice(&self.attempts.to_le_bytes());
         bytes
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != STATE_PAYLOAD_SIZE {
-            return None;
-        }
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let bytes: &[u8; STATE_PAYLOAD_SIZE] = bytes.try_into().ok()?;
+        let mut delivered = [0u8; 16];
+        let mut failed = [0u8; 16];
         let mut retry = [0u8; 8];
-        retry.copy_from_slice(&bytes[8..16]);
+        let mut attempts = [0u8; 4];
+        delivered.copy_from_slice(&bytes[..16]);
+        failed.copy_from_slice(&bytes[16..32]);
+        retry.copy_from_slice(&bytes[32..40]);
+        attempts.copy_from_slice(&bytes[40..44]);
         Some(Self {
-            delivered: word(0),
-            failed: word(4),
+            delivered: u128::from_le_bytes(delivered),
+            failed: u128::from_le_bytes(failed),
             next_retry: u64::from_le_bytes(retry),
-            attempts: word(16),
+            attempts: u32::from_le_bytes(attempts),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses(count: usize) -> std::vec::Vec<std::vec::Vec<u8>> {
+        (0..count).map(|index| std::format!("recipient-{index:03}@example.org").into_bytes()).collect()
+    }
+
+    #[test]
+    fn encode_range_matches_whole_encoding_for_every_split() {
+        let owned = addresses(100);
+        let list: std::vec::Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+        let envelope = Envelope::new(b"sender@example.net", &list).unwrap().with_queued_at(1_700_000_000);
+        let length = envelope.encoded_length();
+        assert!(length > 2 * ENVELOPE_PART_CAPACITY && envelope.part_count() == 3);
+        let mut whole = std::vec![0u8; length];
+        assert_eq!(envelope.encode_range(0, &mut whole), length);
+        for part in [1usize, 7, 100, 1024] {
+            let mut joined = std::vec::Vec::new();
+            let mut skip = 0;
+            while skip < length {
+                let mut piece = std::vec![0u8; part.min(length - skip)];
+                assert_eq!(envelope.encode_range(skip, &mut piece), piece.len());
+                joined.extend_from_slice(&piece);
+                skip += part;
+            }
+            assert_eq!(joined, whole, "parts of {part}");
+        }
+        let decoded = Envelope::decode(&whole).unwrap();
+        assert_eq!(decoded, envelope);
+        assert_eq!(decoded.queued_at(), 1_700_000_000);
+        assert_eq!(decode_prefix(&whole), Some((1_700_000_000, 100)));
+        assert!(Envelope::decode(&whole[..length - 1]).is_none(), "truncated");
+        let mut longer = whole.clone();
+        longer.push(0);
+        assert!(Envelope::decode(&longer).is_none(), "trailing bytes");
+    }
+
+    #[test]
+    fn limits() {
+        let owned = addresses(MAX_RECIPIENTS + 1);
+        let list: std::vec::Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+        assert!(Envelope::new(b"s@x", &list[..MAX_RECIPIENTS]).is_some());
+        assert!(Envelope::new(b"s@x", &list).is_none());
+        assert!(Envelope::new(b"s@x", &[]).is_none());
+        let long = std::vec![b'x'; ENVELOPE_CAPACITY - ENVELOPE_PREFIX_SIZE - 4];
+        let exact = Envelope::new(&long, &[b""]).unwrap();
+        assert_eq!(exact.encoded_length(), ENVELOPE_CAPACITY);
+        assert_eq!(exact.part_count(), MAX_ENVELOPE_PARTS);
+        assert!(Envelope::new(&long, &[b"a"]).is_none());
+        let mut zero_count = [0u8; ENVELOPE_PREFIX_SIZE + 2];
+        assert!(Envelope::decode(&zero_count).is_none());
+        zero_count[8] = (MAX_RECIPIENTS + 1) as u8;
+        assert!(decode_prefix(&zero_count).is_none());
+    }
+
+    #[test]
+    fn delivery_state_covers_every_recipient() {
+        let mut state = DeliveryState::default();
+        for index in 0..MAX_RECIPIENTS {
+            assert_eq!(state.recipient(index), RecipientState::Pending);
+            let wanted = if index % 3 == 0 { RecipientState::Failed } else { RecipientState::Delivered };
+            state.set_recipient(index, wanted);
+            assert_eq!(state.recipient(index), wanted);
+            assert!(state.is_finished(index + 1));
+            assert!(!state.is_finished(index + 2) || index + 1 == MAX_RECIPIENTS);
+        }
+        state.set_recipient(127, RecipientState::Pending);
+        assert!(!state.is_finished(128));
+        state.set_recipient(MAX_RECIPIENTS, RecipientState::Delivered);
+        assert_eq!(state.recipient(MAX_RECIPIENTS), RecipientState::Pending);
+        assert_eq!(state.recipient(usize::MAX), RecipientState::Pending);
+        state.next_retry = u64::MAX - 1;
+        state.attempts = 77;
+        assert_eq!(DeliveryState::decode(&state.encode()), Some(state));
+        assert_eq!(DeliveryState::decode(&[0; STATE_PAYLOAD_SIZE - 1]), None);
     }
 }

@@ -6,10 +6,21 @@
 //!
 //! ```text
 //! sector header (40 bytes + padding)
-//!   magic "HMXQ" | version 1 | 3 reserved (0) | sequence u32 LE | random 12 bytes | tag 16
+//!   magic "HMXQ" | version 2 | 3 reserved (0) | sequence u32 LE | random 12 bytes | tag 16
 //! record (12-byte header + ciphertext + tag 16 + 0xFF padding)
 //!   kind u8 | !kind u8 | payload length u16 LE | message id u32 LE | index u32 LE
+//! payloads (plaintext)
+//!   envelope (index = part 0..=3): part of the encoded envelope, see [`crate::envelope`]
+//!   chunk    (index = chunk number): message data, 1..=1024 bytes
+//!   commit   (index 0): total length u32 | chunk count u32 | envelope part count u32
+//!   state    (index 0): delivered u128 | failed u128 | next retry u64 | attempts u32
+//!   delete   (index 0): empty
 //! ```
+//!
+//! A message's envelope records (all of its parts, in order) come before its first chunk.
+//! Sectors whose header carries another version (e.g. a version-1 spool) fail the header
+//! check like foreign or unformatted content: mount reports them unreadable and
+//! [`crate::Spool::maintain`] erases them.
 //!
 //! All integers are little-endian. Headers are in clear (the scanner needs the lengths) but
 //! are part of the associated data of the record's AEAD, see [`crate::crypto`].
@@ -20,7 +31,7 @@ pub const RECORD_HEADER_SIZE: usize = 12;
 pub const TAG_SIZE: usize = 16;
 /// Bytes of a record's fixed overhead (header and tag, before padding).
 pub const RECORD_OVERHEAD: usize = RECORD_HEADER_SIZE + TAG_SIZE;
-/// Largest payload of any record (message data chunk, encoded envelope).
+/// Largest payload of any record (message data chunk, envelope part).
 pub const RECORD_PAYLOAD_CAPACITY: usize = 1024;
 /// Largest padded record (for write sizes up to 32).
 pub const RECORD_BUFFER_CAPACITY: usize = 1088;
@@ -29,7 +40,7 @@ pub const SECTOR_HEADER_SIZE: usize = 40;
 /// The sector header's magic.
 pub const SECTOR_MAGIC: [u8; 4] = *b"HMXQ";
 /// Format version written in sector headers.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 /// Smallest payload a chunk is split down to at the end of a sector.
 pub const MINIMUM_SPLIT_PAYLOAD: usize = 64;
 /// Largest write size supported.
@@ -41,11 +52,11 @@ pub const NO_SEQUENCE: u32 = u32::MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RecordKind {
-    /// The envelope; the first record of a message.
+    /// A part of the envelope; part 0 is the first record of a message.
     Envelope = 1,
     /// A piece of message data; `index` is the chunk number.
     Chunk = 2,
-    /// The commit point: total length and chunk count.
+    /// The commit point: total length, chunk count and envelope part count.
     Commit = 3,
     /// Delivery state of the recipients; the newest wins.
     State = 4,
@@ -76,7 +87,7 @@ pub struct RecordHeader {
     pub length: u16,
     /// The message the record belongs to.
     pub message: u32,
-    /// Chunk index for chunks, 0 otherwise.
+    /// Chunk number for chunks, part number for envelopes, 0 otherwise.
     pub index: u32,
 }
 
@@ -121,12 +132,21 @@ pub const fn record_extent(payload: usize, write_size: usize) -> usize {
     align_up(RECORD_OVERHEAD + payload, write_size)
 }
 
+/// Bytes the envelope records of an encoded envelope of `length` bytes occupy (parts of
+/// [`RECORD_PAYLOAD_CAPACITY`] bytes).
+pub const fn envelope_extent(length: usize, write_size: usize) -> usize {
+    let full = length / RECORD_PAYLOAD_CAPACITY;
+    let rest = length % RECORD_PAYLOAD_CAPACITY;
+    let last = if rest > 0 { record_extent(rest, write_size) } else { 0 };
+    full * record_extent(RECORD_PAYLOAD_CAPACITY, write_size) + last
+}
+
 /// Bytes the sector header occupies on a flash with `write_size` words.
 pub const fn sector_header_extent(write_size: usize) -> usize {
     align_up(SECTOR_HEADER_SIZE, write_size)
 }
 
-/// Payload of a commit record.
-pub const COMMIT_PAYLOAD_SIZE: usize = 8;
-/// Payload of a state record.
-pub const STATE_PAYLOAD_SIZE: usize = 20;
+/// Payload of a commit record: length, chunk count, envelope part count.
+pub const COMMIT_PAYLOAD_SIZE: usize = 12;
+/// Payload of a state record: two 128-recipient bitmaps, retry time, attempts.
+pub const STATE_PAYLOAD_SIZE: usize = 44;

@@ -1,9 +1,10 @@
 //! Reading queued messages back: the envelope, then the data chunk by chunk.
 //!
-//! A reader walks the log forward from the message's envelope record, skipping records of
-//! other messages, and hands out the chunks in order, each authenticated before a byte of
-//! it is returned. A chunk that is missing, out of order or not authentic ends the read
-//! with [`SpoolError::Corrupt`] and marks the message damaged: it is never delivered as good.
+//! A reader walks the log forward from the message's first envelope record, skipping
+//! records of other messages, and hands out the envelope parts and then the chunks in
+//! order, each authenticated before a byte of it is returned. A part or chunk that is
+//! missing, out of order or not authentic ends the read with [`SpoolError::Corrupt`] and
+//! marks the message damaged: it is never delivered as good.
 
 use crate::crypto::SectorContext;
 use crate::envelope::{Envelope, ENVELOPE_CAPACITY};
@@ -42,30 +43,82 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         SpoolError::Corrupt
     }
 
-    /// Reads and authenticates a queued message's envelope into `buffer`.
+    /// The sector context of a committed message's first envelope record, checked against
+    /// the sequence it had when written.
+    async fn envelope_context(&mut self, id: u32) -> Result<(SectorContext, u32), SpoolError<F::Error>> {
+        let slot = self.find_entry(id).ok_or(SpoolError::UnknownMessage)?;
+        let entry = self.entries[slot];
+        match self.read_sector_header(entry.envelope_sector as usize).await? {
+            Some(context) if context.sequence == entry.envelope_sequence => Ok((context, entry.envelope_offset)),
+            _ => Err(self.mark_damaged(id)),
+        }
+    }
+
+    /// Moves `(context, offset)` forward through the log to the next record of message `id`
+    /// (the one at the position itself included) and returns its header, unread. The end
+    /// of the log or an undecodable header marks the message damaged.
+    async fn seek_own_record(
+        &mut self,
+        id: u32,
+        context: &mut SectorContext,
+        offset: &mut u32,
+    ) -> Result<(RecordHeader, [u8; RECORD_HEADER_SIZE]), SpoolError<F::Error>> {
+        loop {
+            let index = context.index as usize;
+            let Some(raw) = self.read_record_header(index, *offset).await? else {
+                // End of this sector's records: continue in the next sector of the log.
+                let next = self.next_in_log(Some((context.sequence, index)));
+                let Some(next) = next else { return Err(self.mark_damaged(id)) };
+                match self.read_sector_header(next).await? {
+                    Some(next_context) => {
+                        *context = next_context;
+                        *offset = sector_header_extent(F::WRITE_SIZE) as u32;
+                        continue;
+                    }
+                    None => return Err(self.mark_damaged(id)),
+                }
+            };
+            let Some(header) = RecordHeader::decode(&raw) else {
+                return Err(self.mark_damaged(id));
+            };
+            if header.message == id {
+                return Ok((header, raw));
+            }
+            *offset += record_extent(usize::from(header.length), F::WRITE_SIZE) as u32;
+        }
+    }
+
+    /// Reads and authenticates a queued message's envelope (all its parts) into `buffer`.
     pub async fn read_envelope<'b>(
         &mut self,
         id: MessageId,
         buffer: &'b mut [u8; ENVELOPE_CAPACITY],
     ) -> Result<Envelope<'b>, SpoolError<F::Error>> {
         let slot = self.find_entry(id.0).filter(|&slot| self.entries[slot].is_committed()).ok_or(SpoolError::UnknownMessage)?;
-        let entry = self.entries[slot];
-        let sector = entry.envelope_sector as usize;
-        let context = match self.read_sector_header(sector).await? {
-            Some(context) if context.sequence == entry.envelope_sequence => context,
-            _ => return Err(self.mark_damaged(id.0)),
-        };
-        let raw = self.read_record_header(sector, entry.envelope_offset).await?;
-        let header = raw.and_then(|raw| RecordHeader::decode(&raw).map(|header| (raw, header)));
-        let Some((raw, header)) = header.filter(|(_, header)| header.kind == RecordKind::Envelope && header.message == id.0) else {
-            return Err(self.mark_damaged(id.0));
-        };
-        if !self.read_record(&context, entry.envelope_offset, header, &raw).await? {
-            return Err(self.mark_damaged(id.0));
+        let parts = u32::from(self.entries[slot].envelope_parts);
+        let (mut context, mut offset) = self.envelope_context(id.0).await?;
+        let mut part = 0;
+        let mut filled = 0;
+        while part < parts {
+            let (header, raw) = self.seek_own_record(id.0, &mut context, &mut offset).await?;
+            let extent = record_extent(usize::from(header.length), F::WRITE_SIZE) as u32;
+            match header.kind {
+                RecordKind::Envelope if header.index == part => {
+                    let length = usize::from(header.length);
+                    if filled + length > ENVELOPE_CAPACITY || !self.read_record(&context, offset, header, &raw).await? {
+                        return Err(self.mark_damaged(id.0));
+                    }
+                    buffer[filled..filled + length]
+                        .copy_from_slice(&self.buffer[RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + length]);
+                    filled += length;
+                    part += 1;
+                }
+                RecordKind::Envelope | RecordKind::Chunk | RecordKind::Commit => return Err(self.mark_damaged(id.0)),
+                RecordKind::State | RecordKind::Delete => {}
+            }
+            offset += extent;
         }
-        let length = usize::from(header.length);
-        buffer[..length].copy_from_slice(&self.buffer[RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + length]);
-        Envelope::decode(&buffer[..length]).ok_or(SpoolError::Corrupt)
+        Envelope::decode(&buffer[..filled]).ok_or(SpoolError::Corrupt)
     }
 
     /// Starts reading a queued message's data. Damaged messages cannot be opened.
@@ -77,14 +130,11 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             EntryStatus::Damaged => return Err(SpoolError::Corrupt),
             _ => return Err(SpoolError::UnknownMessage),
         }
-        let context = match self.read_sector_header(entry.envelope_sector as usize).await? {
-            Some(context) if context.sequence == entry.envelope_sequence => context,
-            _ => return Err(self.mark_damaged(id.0)),
-        };
+        let (context, offset) = self.envelope_context(id.0).await?;
         Ok(MessageReader {
             id: id.0,
             context,
-            offset: entry.envelope_offset,
+            offset,
             next_chunk: 0,
             chunk_count: entry.chunk_count,
         })
@@ -103,40 +153,22 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             return Err(SpoolError::UnknownMessage);
         }
         loop {
-            let index = reader.context.index as usize;
-            let raw = self.read_record_header(index, reader.offset).await?;
-            let Some(raw) = raw else {
-                // End of this sector's records: continue in the next sector of the log.
-                let next = self.next_in_log(Some((reader.context.sequence, index)));
-                let Some(next) = next else { return Err(self.mark_damaged(reader.id)) };
-                match self.read_sector_header(next).await? {
-                    Some(context) => {
-                        reader.context = context;
-                        reader.offset = sector_header_extent(F::WRITE_SIZE) as u32;
-                        continue;
-                    }
-                    None => return Err(self.mark_damaged(reader.id)),
-                }
-            };
-            let Some(header) = RecordHeader::decode(&raw) else {
-                return Err(self.mark_damaged(reader.id));
-            };
+            let (header, raw) = self.seek_own_record(reader.id, &mut reader.context, &mut reader.offset).await?;
             let extent = record_extent(usize::from(header.length), F::WRITE_SIZE) as u32;
-            if header.message == reader.id {
-                match header.kind {
-                    RecordKind::Chunk if header.index == reader.next_chunk => {
-                        if !self.read_record(&reader.context, reader.offset, header, &raw).await? {
-                            return Err(self.mark_damaged(reader.id));
-                        }
-                        let length = usize::from(header.length);
-                        out[..length].copy_from_slice(&self.buffer[RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + length]);
-                        reader.offset += extent;
-                        reader.next_chunk += 1;
-                        return Ok(length);
+            match header.kind {
+                RecordKind::Chunk if header.index == reader.next_chunk => {
+                    if !self.read_record(&reader.context, reader.offset, header, &raw).await? {
+                        return Err(self.mark_damaged(reader.id));
                     }
-                    RecordKind::Commit | RecordKind::Chunk => return Err(self.mark_damaged(reader.id)),
-                    _ => {}
+                    let length = usize::from(header.length);
+                    out[..length].copy_from_slice(&self.buffer[RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + length]);
+                    reader.offset += extent;
+                    reader.next_chunk += 1;
+                    return Ok(length);
                 }
+                RecordKind::Commit | RecordKind::Chunk => return Err(self.mark_damaged(reader.id)),
+                // The envelope parts (read by `read_envelope`), state and delete records.
+                RecordKind::Envelope | RecordKind::State | RecordKind::Delete => {}
             }
             reader.offset += extent;
         }

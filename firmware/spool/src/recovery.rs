@@ -39,10 +39,23 @@
 //! every record (each is decrypted once), and rebuilds: messages committed (with their newest
 //! delivery state), deleted, or incomplete (dropped). Anything failing authentication is
 //! counted, never used; a corrupt record costs the rest of its sector (its length can no
-//! longer be trusted), and a message missing any chunk is listed as damaged.
+//! longer be trusted), and a message missing any chunk or any envelope part is listed as
+//! damaged (its commit record names its chunk and envelope part counts).
+//!
+//! **Envelope parts.** An envelope of more than 1 KiB takes up to four records (part 0 to 3)
+//! written one after another at [`crate::Spool::begin_message`], before any chunk. Part 0
+//! is the message's first record: it takes the slot, and the message's span and slot
+//! pinning start at its sector, exactly as with a one-record envelope. A cut between the
+//! parts, or anywhere before the commit record, leaves a message without an authentic
+//! commit: dropped as incomplete. Parts whose part 0 is gone (erased with its sector, or
+//! never authentic) belong to no slot and are ignored, like orphaned chunks.
+//!
+//! **Other format versions.** A sector header with another version byte (a version-1
+//! spool, or anything foreign) fails the header check before any record is read: the sector
+//! is counted unreadable and erased by [`crate::Spool::maintain`]; nothing of it is used.
 
 use crate::crypto::SectorContext;
-use crate::envelope::{DeliveryState, Envelope};
+use crate::envelope::{decode_prefix, DeliveryState, MAX_ENVELOPE_PARTS};
 use crate::error::SpoolError;
 use crate::layout::{
     align_up, record_extent, sector_header_extent, RecordHeader, RecordKind, COMMIT_PAYLOAD_SIZE,
@@ -199,6 +212,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
 
     /// Rebuilds the queue from flash (call once after [`Spool::new`], and after any flash
     /// error). Reads only; erasing what it found unreadable is left to [`Spool::maintain`].
+    /// Sectors of another format version (e.g. version 1) count as unreadable: after
+    /// `maintain` the region is an empty version-2 spool.
     pub async fn mount(&mut self) -> Result<RecoveryReport, SpoolError<F::Error>> {
         let mut report = RecoveryReport::default();
         let read_before = self.statistics.bytes_read;
@@ -349,13 +364,30 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         let payload_end = RECORD_HEADER_SIZE + usize::from(header.length);
         let slot = self.find_entry(header.message);
         match header.kind {
+            RecordKind::Envelope if header.index != 0 => {
+                // A later part: counted if it comes in order, before any chunk.
+                if let Some(slot) = slot {
+                    let entry = &mut self.entries[slot];
+                    if entry.status == EntryStatus::Receiving {
+                        let in_order = header.index == u32::from(entry.envelope_parts)
+                            && (header.index as usize) < MAX_ENVELOPE_PARTS
+                            && entry.chunk_count == 0;
+                        if in_order {
+                            entry.envelope_parts += 1;
+                        } else {
+                            entry.intact = false;
+                        }
+                    }
+                }
+            }
             RecordKind::Envelope => {
+                // Part 0, the message's first record: holds the queued-at time and the
+                // recipient count (the whole envelope is checked when it is read).
                 let payload = &self.buffer[RECORD_HEADER_SIZE..payload_end];
-                let Some(envelope) = Envelope::decode(payload) else { return false };
+                let Some((queued_at, recipient_count)) = decode_prefix(payload) else { return false };
                 if slot.is_some() {
                     return false;
                 }
-                let recipient_count = envelope.recipients().len() as u8;
                 let Some(free) = self.entries.iter().position(|entry| entry.status == EntryStatus::Free) else {
                     report.messages_over_capacity += 1;
                     return true;
@@ -363,7 +395,9 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                 self.entries[free] = MessageEntry {
                     id: header.message,
                     status: EntryStatus::Receiving,
-                    recipient_count,
+                    recipient_count: recipient_count as u8,
+                    envelope_parts: 1,
+                    queued_at,
                     envelope_sector: context.index,
                     envelope_sequence: context.sequence,
                     envelope_offset: offset,
@@ -391,13 +425,21 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                 let payload = &self.buffer[RECORD_HEADER_SIZE..payload_end];
                 let length = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
                 let count = u32::from_le_bytes([payload[4], payload[5], payload[6], payload[7]]);
+                let parts = u32::from_le_bytes([payload[8], payload[9], payload[10], payload[11]]);
+                if parts == 0 || parts as usize > MAX_ENVELOPE_PARTS {
+                    return false;
+                }
                 if let Some(slot) = slot {
                     let entry = &mut self.entries[slot];
                     if entry.status == EntryStatus::Receiving {
-                        let intact = entry.intact && entry.length == length && entry.chunk_count == count;
+                        let intact = entry.intact
+                            && entry.length == length
+                            && entry.chunk_count == count
+                            && u32::from(entry.envelope_parts) == parts;
                         entry.status = if intact { EntryStatus::Queued } else { EntryStatus::Damaged };
                         entry.length = length;
                         entry.chunk_count = count;
+                        entry.envelope_parts = parts as u8;
                         entry.last_sequence = context.sequence;
                     }
                 }

@@ -18,7 +18,7 @@
 //! begin to commit: the receive path only programs pre-erased sectors.
 
 use crate::error::SpoolError;
-use crate::layout::{record_extent, sector_header_extent, COMMIT_PAYLOAD_SIZE, MINIMUM_SPLIT_PAYLOAD, RECORD_OVERHEAD, STATE_PAYLOAD_SIZE};
+use crate::layout::{envelope_extent, record_extent, sector_header_extent, COMMIT_PAYLOAD_SIZE, MINIMUM_SPLIT_PAYLOAD, RECORD_OVERHEAD, STATE_PAYLOAD_SIZE};
 use crate::spool::{EntryStatus, SectorState, Spool, CHUNK_CAPACITY};
 use crate::RandomSource;
 use embedded_storage_async::nor_flash::NorFlash;
@@ -59,15 +59,19 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     }
 
     /// Flash bytes a message of `length` data bytes and an envelope of `envelope_length`
-    /// encoded bytes can take at most (records, padding, splits at sector ends).
+    /// encoded bytes (1 to 4 records) can take at most (records, padding, splits at sector
+    /// ends).
     pub fn worst_case_bytes(&self, length: u32, envelope_length: usize) -> u64 {
         let length = u64::from(length);
         let per_record = (RECORD_OVERHEAD + F::WRITE_SIZE) as u64;
+        let envelope = envelope_extent(envelope_length, F::WRITE_SIZE) as u64;
         let chunks = length.div_ceil(CHUNK_CAPACITY as u64);
-        let sectors = length.div_ceil(Self::sector_capacity() as u64) + 1;
+        let sectors = (length + envelope).div_ceil(Self::sector_capacity() as u64) + 1;
+        // The envelope's records are never split: each may close a sector, wasting less
+        // than its own extent, hence twice the envelope's extent.
         length
             + (chunks + sectors) * per_record
-            + 2 * record_extent(envelope_length, F::WRITE_SIZE) as u64
+            + 2 * envelope
             + record_extent(COMMIT_PAYLOAD_SIZE, F::WRITE_SIZE) as u64
     }
 

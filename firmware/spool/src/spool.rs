@@ -9,14 +9,15 @@
 //! RAM: the spool holds two sector tables (`u32` sequence + 1-byte state per sector), one
 //! [`MessageEntry`] per message slot, and one record buffer; a [`MessageWriter`] holds one
 //! chunk buffer. A message of any length needs no more RAM than that: data is encrypted and
-//! programmed chunk by chunk as it arrives. `size_of::<Spool<..>>()` is about
-//! `5 × SECTORS + 64 × MESSAGES + 1.2 KiB`, a writer about 1.1 KiB, a reader 48 bytes.
+//! programmed chunk by chunk as it arrives; an envelope of up to 4 KiB is encoded part by
+//! part straight into the record buffer. `size_of::<Spool<..>>()` is about
+//! `5 × SECTORS + 96 × MESSAGES + 1.2 KiB`, a writer about 1.1 KiB, a reader 36 bytes.
 
 use crate::crypto::{RecordCipher, SectorContext};
-use crate::envelope::{DeliveryState, Envelope, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
+use crate::envelope::{DeliveryState, Envelope, RecipientState, ENVELOPE_CAPACITY, ENVELOPE_PART_CAPACITY, MAX_RECIPIENTS};
 use crate::error::SpoolError;
 use crate::layout::{
-    record_extent, sector_header_extent, RecordHeader, RecordKind, COMMIT_PAYLOAD_SIZE,
+    envelope_extent, record_extent, sector_header_extent, RecordHeader, RecordKind, COMMIT_PAYLOAD_SIZE,
     MINIMUM_SPLIT_PAYLOAD, NO_SEQUENCE, RECORD_BUFFER_CAPACITY, RECORD_HEADER_SIZE,
     RECORD_OVERHEAD, RECORD_PAYLOAD_CAPACITY,
 };
@@ -96,6 +97,9 @@ pub(crate) struct MessageEntry {
     pub(crate) status: EntryStatus,
     pub(crate) intact: bool,
     pub(crate) recipient_count: u8,
+    /// Envelope records seen (at mount) or written; a committed message has all of them.
+    pub(crate) envelope_parts: u8,
+    /// Sector, sequence and offset of envelope part 0 (the message's first record).
     pub(crate) envelope_sector: u32,
     pub(crate) envelope_sequence: u32,
     pub(crate) envelope_offset: u32,
@@ -107,6 +111,8 @@ pub(crate) struct MessageEntry {
     pub(crate) chunk_count: u32,
     /// Flash bytes still reserved for a message being received.
     pub(crate) reserved: u32,
+    /// When the message was accepted (Unix seconds, 0 = unknown), from the envelope.
+    pub(crate) queued_at: u64,
     pub(crate) delivery: DeliveryState,
 }
 
@@ -116,6 +122,7 @@ impl MessageEntry {
         status: EntryStatus::Free,
         intact: true,
         recipient_count: 0,
+        envelope_parts: 0,
         envelope_sector: 0,
         envelope_sequence: NO_SEQUENCE,
         envelope_offset: 0,
@@ -124,6 +131,7 @@ impl MessageEntry {
         length: 0,
         chunk_count: 0,
         reserved: 0,
+        queued_at: 0,
         delivery: DeliveryState {
             delivered: 0,
             failed: 0,
@@ -162,6 +170,9 @@ pub struct MessageSummary {
     pub length: u32,
     /// Number of recipients in the envelope.
     pub recipient_count: usize,
+    /// When the message was accepted (Unix seconds, from [`Envelope::queued_at`]); 0 if
+    /// unknown.
+    pub queued_at: u64,
     /// Per-recipient outcome, retry time and attempts.
     pub delivery: DeliveryState,
     /// A record of it is missing or failed authentication: never deliver it as good.
@@ -368,6 +379,20 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         index: u32,
         payload: &[u8],
     ) -> Result<Placement, SpoolError<F::Error>> {
+        self.write_record_with(kind, message, index, payload.len(), |out| out.copy_from_slice(&payload[..out.len()]))
+            .await
+    }
+
+    /// [`Spool::write_record`] for a payload of `length` bytes that `fill` writes into the
+    /// record buffer (given the first `taken` bytes' room), so no copy of it is needed.
+    async fn write_record_with(
+        &mut self,
+        kind: RecordKind,
+        message: u32,
+        index: u32,
+        length: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Placement, SpoolError<F::Error>> {
         let erase = F::ERASE_SIZE;
         loop {
             if self.head.is_none() {
@@ -375,8 +400,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             }
             let Some(head) = self.head else { continue };
             let remaining = erase - head.offset as usize;
-            let take = if record_extent(payload.len(), F::WRITE_SIZE) <= remaining {
-                payload.len()
+            let take = if record_extent(length, F::WRITE_SIZE) <= remaining {
+                length
             } else if kind == RecordKind::Chunk
                 && remaining >= record_extent(MINIMUM_SPLIT_PAYLOAD, F::WRITE_SIZE)
             {
@@ -396,7 +421,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             self.buffer[..extent].fill(0xFF);
             self.buffer[..RECORD_HEADER_SIZE].copy_from_slice(&header);
             let payload_area = RECORD_HEADER_SIZE..RECORD_HEADER_SIZE + take;
-            self.buffer[payload_area.clone()].copy_from_slice(&payload[..take]);
+            fill(&mut self.buffer[payload_area.clone()]);
             let tag = self.cipher.seal_record(
                 &head.context,
                 head.offset,
@@ -462,9 +487,14 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         let id = self.next_message;
         self.next_message += 1;
         let statistics_at_begin = self.statistics;
-        let mut encoded = [0u8; ENVELOPE_CAPACITY];
-        let length = envelope.encode(&mut encoded);
-        let placement = match self.write_record(RecordKind::Envelope, id, 0, &encoded[..length]).await {
+        // Part 0 makes the message exist on flash (it takes a slot at every mount).
+        let first = ENVELOPE_PART_CAPACITY.min(encoded_length);
+        let placement = match self
+            .write_record_with(RecordKind::Envelope, id, 0, first, |out| {
+                envelope.encode_range(0, out);
+            })
+            .await
+        {
             Ok(placement) => placement,
             // NoSpace comes from opening a sector before anything is programmed.
             Err(SpoolError::NoSpace) => return Err(SpoolError::NoSpace),
@@ -473,18 +503,37 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                 return Err(error);
             }
         };
-        let written = record_extent(length, F::WRITE_SIZE) as u64;
+        let parts = envelope.part_count();
+        let written = envelope_extent(encoded_length, F::WRITE_SIZE) as u64;
         self.entries[slot] = MessageEntry {
             id,
             status: EntryStatus::Receiving,
             recipient_count: envelope.recipients().len() as u8,
+            envelope_parts: parts as u8,
             envelope_sector: placement.sector,
             envelope_sequence: placement.sequence,
             envelope_offset: placement.offset,
             last_sequence: placement.sequence,
             reserved: needed.saturating_sub(written).min(u32::MAX as u64) as u32,
+            queued_at: envelope.queued_at(),
             ..MessageEntry::EMPTY
         };
+        // The other parts: a failure leaves the message uncommitted, its slot held by part 0.
+        for part in 1..parts {
+            let skip = part * ENVELOPE_PART_CAPACITY;
+            let length = ENVELOPE_PART_CAPACITY.min(encoded_length - skip);
+            let written = self
+                .write_record_with(RecordKind::Envelope, id, part as u32, length, |out| {
+                    envelope.encode_range(skip, out);
+                })
+                .await;
+            if let Err(error) = written {
+                let entry = &mut self.entries[slot];
+                entry.status = EntryStatus::Abandoned;
+                entry.reserved = 0;
+                return Err(error);
+            }
+        }
         Ok(MessageWriter {
             id,
             buffer: [0; CHUNK_CAPACITY],
@@ -585,7 +634,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         self.flush_chunk(slot, &mut writer).await?;
         let mut payload = [0u8; COMMIT_PAYLOAD_SIZE];
         payload[..4].copy_from_slice(&writer.length.to_le_bytes());
-        payload[4..].copy_from_slice(&writer.next_chunk.to_le_bytes());
+        payload[4..8].copy_from_slice(&writer.next_chunk.to_le_bytes());
+        payload[8..].copy_from_slice(&u32::from(self.entries[slot].envelope_parts).to_le_bytes());
         self.consume_reservation(slot, record_extent(COMMIT_PAYLOAD_SIZE, F::WRITE_SIZE))?;
         let sequence = self.write_record(RecordKind::Commit, writer.id, 0, &payload).await?.sequence;
         let entry = &mut self.entries[slot];
@@ -618,6 +668,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             id: MessageId(entry.id),
             length: entry.length,
             recipient_count: usize::from(entry.recipient_count),
+            queued_at: entry.queued_at,
             delivery: entry.delivery,
             damaged: entry.status == EntryStatus::Damaged,
         })
@@ -660,16 +711,14 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     /// Marks recipient `recipient` (index into the envelope's recipients) delivered.
     pub async fn mark_delivered(&mut self, id: MessageId, recipient: usize) -> Result<(), SpoolError<F::Error>> {
         let mut state = self.current_state(id, recipient)?;
-        state.delivered |= 1 << recipient;
-        state.failed &= !(1 << recipient);
+        state.set_recipient(recipient, RecipientState::Delivered);
         self.set_delivery_state(id, state).await
     }
 
     /// Marks recipient `recipient` failed for good.
     pub async fn mark_failed(&mut self, id: MessageId, recipient: usize) -> Result<(), SpoolError<F::Error>> {
         let mut state = self.current_state(id, recipient)?;
-        state.failed |= 1 << recipient;
-        state.delivered &= !(1 << recipient);
+        state.set_recipient(recipient, RecipientState::Failed);
         self.set_delivery_state(id, state).await
     }
 

@@ -2,13 +2,18 @@
 //! interrupted receipt / restart against a model (a map of id → data and delivered
 //! recipients), once with a roomy table and once with a 4-slot table that runs full, so
 //! deleted and abandoned messages compete with queued ones for slots across restarts.
+//! Some messages have 100 to 128 recipients (an envelope of three or four records) and
+//! every message carries a queued-at time, checked in the listing and the envelope.
 
 mod common;
 
 use common::*;
 use homemx_spool::testing::block_on;
 use homemx_spool::testing::TestRandom;
-use homemx_spool::{Envelope, MessageId, MessageWriter, RecipientState, RecoveryReport, Spool, SpoolError, CHUNK_CAPACITY};
+use homemx_spool::{
+    Envelope, MessageId, MessageWriter, RecipientState, RecoveryReport, Spool, SpoolError, CHUNK_CAPACITY,
+    ENVELOPE_CAPACITY, MAX_RECIPIENTS,
+};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -28,10 +33,11 @@ enum Operation {
 
 fn operation() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        4 => (any::<u32>(), 0usize..6000, 1usize..2000, 1usize..4)
+        4 => (any::<u32>(), 0usize..6000, 1usize..2000, prop_oneof![3 => 1usize..4, 1 => 100usize..=MAX_RECIPIENTS])
             .prop_map(|(seed, length, piece, recipients)| Operation::Enqueue { seed, length, piece, recipients }),
         2 => any::<usize>().prop_map(|pick| Operation::Read { pick }),
-        2 => (any::<usize>(), 0usize..3).prop_map(|(pick, recipient)| Operation::MarkDelivered { pick, recipient }),
+        2 => (any::<usize>(), prop_oneof![0usize..3, 90usize..MAX_RECIPIENTS])
+            .prop_map(|(pick, recipient)| Operation::MarkDelivered { pick, recipient }),
         2 => any::<usize>().prop_map(|pick| Operation::Delete { pick }),
         1 => (any::<u32>(), 0usize..3000).prop_map(|(seed, length)| Operation::Abort { seed, length }),
         1 => (any::<u32>(), 0usize..3000).prop_map(|(seed, length)| Operation::Interrupt { seed, length }),
@@ -41,7 +47,8 @@ fn operation() -> impl Strategy<Value = Operation> {
 }
 
 struct Model {
-    messages: BTreeMap<MessageId, (Vec<u8>, usize, u32)>,
+    /// Data, recipient count, delivered bitmap; the queued-at time is the data's length.
+    messages: BTreeMap<MessageId, (Vec<u8>, usize, u128)>,
 }
 
 fn pick(model: &Model, pick: usize) -> Option<MessageId> {
@@ -65,12 +72,26 @@ async fn enqueue_any<const M: usize>(
 ) -> Result<MessageId, Error> {
     let addresses = recipients(recipient_count);
     let list: Vec<&[u8]> = addresses.iter().map(|a| a.as_slice()).collect();
-    let envelope = Envelope::new(b"sender@example.net", &list).unwrap();
+    let envelope = Envelope::new(b"sender@example.net", &list).unwrap().with_queued_at(queued_at(data.len()));
     let mut writer = spool.begin_message(&envelope, data.len() as u32).await?;
     for part in data.chunks(piece.max(1)) {
         spool.append(&mut writer, part).await?;
     }
     Ok(spool.commit(writer).await?.id)
+}
+
+/// The queued-at time the model gives a message of `length` bytes.
+fn queued_at(length: usize) -> u64 {
+    1_700_000_000 + length as u64
+}
+
+/// Reads a message's envelope; checks its recipients and queued-at time.
+async fn check_envelope<const M: usize>(spool: &mut Spool<Flash, TestRandom, 64, M>, id: MessageId, data: &[u8], recipient_count: usize) {
+    let mut buffer = [0u8; ENVELOPE_CAPACITY];
+    let envelope = spool.read_envelope(id, &mut buffer).await.unwrap();
+    let expected = recipients(recipient_count);
+    assert_eq!(envelope.recipients(), expected.iter().map(|a| a.as_slice()).collect::<Vec<_>>().as_slice());
+    assert_eq!(envelope.queued_at(), queued_at(data.len()));
 }
 
 /// Begins a message and appends `length` bytes; `None` if refused.
@@ -99,8 +120,15 @@ async fn read_any<const M: usize>(spool: &mut Spool<Flash, TestRandom, 64, M>, i
 }
 
 fn check_listing<const M: usize>(spool: &Spool<Flash, TestRandom, 64, M>, model: &Model) {
-    let listed: Vec<_> = spool.messages().map(|m| (m.id, m.length as usize, m.delivery.delivered, m.damaged)).collect();
-    let expected: Vec<_> = model.messages.iter().map(|(&id, (data, _, delivered))| (id, data.len(), *delivered, false)).collect();
+    let listed: Vec<_> = spool
+        .messages()
+        .map(|m| (m.id, m.length as usize, m.recipient_count, m.queued_at, m.delivery.delivered, m.damaged))
+        .collect();
+    let expected: Vec<_> = model
+        .messages
+        .iter()
+        .map(|(&id, (data, count, delivered))| (id, data.len(), *count, queued_at(data.len()), *delivered, false))
+        .collect();
     let mut listed_sorted = listed.clone();
     listed_sorted.sort();
     assert_eq!(listed_sorted, expected);
@@ -127,6 +155,7 @@ macro_rules! model_test {
                     if let Some(id) = pick(&model, choice) {
                         let read = block_on(read_any(&mut spool, id)).unwrap();
                         prop_assert_eq!(&read, &model.messages[&id].0);
+                        block_on(check_envelope(&mut spool, id, &model.messages[&id].0, model.messages[&id].1));
                     }
                 }
                 Operation::MarkDelivered { pick: choice, recipient } => {
@@ -134,7 +163,7 @@ macro_rules! model_test {
                         let entry = model.messages.get_mut(&id).unwrap();
                         if recipient < entry.1 {
                             block_on(spool.mark_delivered(id, recipient)).unwrap();
-                            entry.2 |= 1 << recipient;
+                            entry.2 |= 1u128 << recipient;
                             prop_assert_eq!(spool.message(id).unwrap().delivery.recipient(recipient), RecipientState::Delivered);
                         }
                     }
@@ -179,8 +208,9 @@ macro_rules! model_test {
         let (mut spool, report) = $mount(&flash, 1000);
         prop_assert!(report.is_clean(), "{:?}", report);
         check_listing(&spool, &model);
-        for (&id, (data, _, _)) in &model.messages {
+        for (&id, (data, count, _)) in &model.messages {
             prop_assert_eq!(&block_on(read_any(&mut spool, id)).unwrap(), data);
+            block_on(check_envelope(&mut spool, id, data, *count));
         }
         Ok(())
     }};

@@ -1,24 +1,27 @@
 //! Power loss: a realistic scenario is cut at every program and erase, clean and torn.
 //!
-//! Scenario: several messages in (one spanning sectors), some mid-delivery, some deleted,
-//! a restart in between, a message left uncommitted at the restart, another in flight at
-//! the end. For every operation N, with the N-th operation dropped and with it torn,
-//! recovery must find every acknowledged message intact, no unacknowledged one, nothing
-//! corrupt, delivery marks that were acknowledged, and a spool that keeps working.
+//! Scenario: several messages in (one spanning sectors, two with 110 and 128 recipients,
+//! whose envelopes take three and four records), some mid-delivery, some deleted, a
+//! restart in between, a message with a multi-record envelope left uncommitted at the
+//! restart, another in flight at the end. For every operation N, with the N-th operation
+//! dropped and with it torn (so also between and within the envelope records of a message),
+//! recovery must find every acknowledged message intact with its envelope and queued-at
+//! time, no unacknowledged one, nothing corrupt, delivery marks that were acknowledged, and
+//! a spool that keeps working.
 
 mod common;
 
 use common::*;
 use homemx_spool::testing::{block_on, CutMode};
-use homemx_spool::{Envelope, MessageId, RecipientState};
+use homemx_spool::{Envelope, MessageId, RecipientState, ENVELOPE_CAPACITY};
 use std::collections::BTreeMap;
 
 #[derive(Default, Debug)]
 struct Ledger {
-    /// Messages whose commit returned Ok, by id.
-    committed: BTreeMap<MessageId, Vec<u8>>,
+    /// Messages whose commit returned Ok, by id, with their recipient count.
+    committed: BTreeMap<MessageId, (Vec<u8>, usize)>,
     /// A commit under way when the power went: may or may not exist, intact if it does.
-    committing: Option<(MessageId, Vec<u8>)>,
+    committing: Option<(MessageId, Vec<u8>, usize)>,
     /// Deletions that returned Ok.
     deleted: Vec<MessageId>,
     /// A deletion under way.
@@ -27,19 +30,51 @@ struct Ledger {
     delivered: Vec<(MessageId, usize)>,
 }
 
+/// The recipients of a message with `count` of them (long enough that 110 take three
+/// envelope records and 128 four).
+fn addresses(count: usize) -> Vec<Vec<u8>> {
+    (0..count).map(|index| format!("rcpt-{index:03}@example-long.org").into_bytes()).collect()
+}
+
+/// The queued-at time of a message of `length` bytes.
+fn queued_at(length: usize) -> u64 {
+    1_700_000_000 + length as u64
+}
+
+fn envelope_of(owned: &[Vec<u8>], length: usize) -> Envelope<'_> {
+    let list: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+    Envelope::new(b"sender@example.net", &list).unwrap().with_queued_at(queued_at(length))
+}
+
 async fn store(spool: &mut TestSpool, ledger: &mut Ledger, seed: u32, length: usize) -> Result<MessageId, Error> {
+    store_to(spool, ledger, seed, length, 2).await
+}
+
+async fn store_to(spool: &mut TestSpool, ledger: &mut Ledger, seed: u32, length: usize, recipients: usize) -> Result<MessageId, Error> {
     let data = message_bytes(seed, length);
-    let envelope = Envelope::new(b"sender@example.net", &[b"a@example.org", b"b@example.org"]).unwrap();
+    let owned = addresses(recipients);
+    let envelope = envelope_of(&owned, length);
     let mut writer = spool.begin_message(&envelope, length as u32).await?;
     for part in data.chunks(700) {
         spool.append(&mut writer, part).await?;
     }
     let id = writer.id();
-    ledger.committing = Some((id, data.clone()));
+    ledger.committing = Some((id, data.clone(), recipients));
     spool.commit(writer).await?;
     ledger.committing = None;
-    ledger.committed.insert(id, data);
+    ledger.committed.insert(id, (data, recipients));
     Ok(id)
+}
+
+/// Checks a present message's data and envelope.
+async fn check_message(spool: &mut TestSpool, id: MessageId, data: &[u8], recipients: usize, context: &str) {
+    assert_eq!(read_all(spool, id).await.unwrap(), data, "{context}: {id:?} differs");
+    let mut buffer = [0u8; ENVELOPE_CAPACITY];
+    let envelope = spool.read_envelope(id, &mut buffer).await.unwrap();
+    let owned = addresses(recipients);
+    assert_eq!(envelope.recipients(), envelope_of(&owned, data.len()).recipients(), "{context}: {id:?} envelope");
+    assert_eq!(envelope.queued_at(), queued_at(data.len()), "{context}");
+    assert_eq!(spool.message(id).unwrap().queued_at, queued_at(data.len()), "{context}");
 }
 
 async fn delete(spool: &mut TestSpool, ledger: &mut Ledger, id: MessageId) -> Result<(), Error> {
@@ -61,11 +96,16 @@ async fn scenario(flash: &Flash, ledger: &mut Ledger) -> Result<(), Error> {
     spool.maintain().await?;
     let a = store(&mut spool, ledger, 1, 10_240).await?;
     let b = store(&mut spool, ledger, 2, 3_000).await?;
-    // C is left open across the restart: it must never appear.
-    let envelope = Envelope::new(b"c@example.net", &[b"a@example.org"]).unwrap();
+    // W has 110 recipients: three envelope records.
+    let w = store_to(&mut spool, ledger, 9, 2_000, 110).await?;
+    // C (128 recipients: four envelope records) is left open across the restart: it must
+    // never appear.
+    let owned = addresses(128);
+    let envelope = envelope_of(&owned, 2_000);
     let mut open = spool.begin_message(&envelope, 4000).await?;
     spool.append(&mut open, &message_bytes(3, 2_000)).await?;
     deliver(&mut spool, ledger, a, 0).await?;
+    deliver(&mut spool, ledger, w, 105).await?;
     let d = store(&mut spool, ledger, 4, 6_000).await?;
     delete(&mut spool, ledger, b).await?;
     spool.set_next_retry(a, 1_000).await?;
@@ -81,6 +121,8 @@ async fn scenario(flash: &Flash, ledger: &mut Ledger) -> Result<(), Error> {
     let _f = store(&mut spool, ledger, 6, 1_500).await?;
     delete(&mut spool, ledger, d).await?;
     deliver(&mut spool, ledger, e, 0).await?;
+    deliver(&mut spool, ledger, w, 0).await?;
+    deliver(&mut spool, ledger, w, 109).await?;
     let envelope = Envelope::new(b"g@example.net", &[b"a@example.org"]).unwrap();
     let mut open = spool.begin_message(&envelope, 4000).await?;
     spool.append(&mut open, &message_bytes(7, 4_000)).await?;
@@ -95,7 +137,7 @@ fn check_recovery(flash: &Flash, ledger: &Ledger, cut: u64, mode: CutMode) {
     assert_eq!(report.messages_damaged, 0, "{context}: {report:?}");
     let present: Vec<MessageId> = spool.messages().map(|m| m.id).collect();
     block_on(async {
-        for (&id, data) in &ledger.committed {
+        for (&id, (data, recipients)) in &ledger.committed {
             let deleted = ledger.deleted.contains(&id);
             let maybe = ledger.deleting == Some(id);
             if deleted {
@@ -104,15 +146,15 @@ fn check_recovery(flash: &Flash, ledger: &Ledger, cut: u64, mode: CutMode) {
                 assert!(present.contains(&id), "{context}: acknowledged {id:?} lost");
             }
             if present.contains(&id) {
-                assert_eq!(&read_all(&mut spool, id).await.unwrap(), data, "{context}: {id:?} differs");
+                check_message(&mut spool, id, data, *recipients, &context).await;
             }
         }
         for &id in &present {
-            let known = ledger.committed.contains_key(&id) || ledger.committing.as_ref().is_some_and(|(c, _)| *c == id);
+            let known = ledger.committed.contains_key(&id) || ledger.committing.as_ref().is_some_and(|(c, _, _)| *c == id);
             assert!(known, "{context}: {id:?} was never committed");
-            if let Some((committing, data)) = &ledger.committing {
+            if let Some((committing, data, recipients)) = &ledger.committing {
                 if *committing == id {
-                    assert_eq!(&read_all(&mut spool, id).await.unwrap(), data, "{context}: in-flight commit differs");
+                    check_message(&mut spool, id, data, *recipients, &format!("{context}: in-flight commit")).await;
                 }
             }
         }

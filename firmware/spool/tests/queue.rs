@@ -7,6 +7,7 @@ use common::*;
 use homemx_spool::testing::{block_on, SimulatedFlash, TestRandom};
 use homemx_spool::{
     DeliveryState, Envelope, MessageId, RecipientState, Spool, SpoolError, CHUNK_CAPACITY, ENVELOPE_CAPACITY,
+    MAX_RECIPIENTS,
 };
 
 #[test]
@@ -47,10 +48,167 @@ fn envelope_is_stored_and_read_back() {
         assert_eq!(envelope.recipients()[2], b"user2@example.org");
     });
     assert!(Envelope::new(b"a", &[]).is_none());
-    let long = vec![b'x'; 600];
+    let long = vec![b'x'; 2100];
     assert!(Envelope::new(&long, &[&long[..]]).is_none(), "over the envelope capacity");
-    let many: Vec<&[u8]> = (0..33).map(|_| &b"a@b"[..]).collect();
-    assert!(Envelope::new(b"", &many).is_none());
+    let many: Vec<&[u8]> = (0..=MAX_RECIPIENTS).map(|_| &b"a@b"[..]).collect();
+    assert!(Envelope::new(b"", &many[..MAX_RECIPIENTS]).is_some());
+    assert!(Envelope::new(b"", &many).is_none(), "more than MAX_RECIPIENTS");
+}
+
+/// RFC 5321 4.5.3.1.8: at least 100 recipients. 128 recipients with long addresses take an
+/// envelope of four records; it reads back, keeps its queued-at time and per-recipient
+/// state for every recipient across reboots.
+#[test]
+fn hundred_and_more_recipients_with_a_multi_record_envelope() {
+    assert!(MAX_RECIPIENTS >= 100);
+    let flash = new_flash();
+    let (mut spool, _) = mount(&flash, 1);
+    // 9 + (2 + 18) + 128 × (2 + 26) = 3613 bytes: four envelope records.
+    let owned: Vec<Vec<u8>> = (0..MAX_RECIPIENTS).map(|index| format!("rcpt-{index:03}@example-long.org").into_bytes()).collect();
+    let list: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+    let envelope = Envelope::new(b"sender@example.net", &list).unwrap().with_queued_at(1_750_000_123);
+    assert_eq!(envelope.queued_at(), 1_750_000_123);
+    assert!(envelope.encoded_length() > 3 * 1024 && envelope.encoded_length() <= ENVELOPE_CAPACITY);
+    assert_eq!(Envelope::new(b"s@x", &[b"r@y"]).unwrap().queued_at(), 0, "unknown by default");
+    let data = message_bytes(5, 5000);
+    let (id, small) = block_on(async {
+        let mut writer = spool.begin_message(&envelope, 5000).await.unwrap();
+        spool.append(&mut writer, &data).await.unwrap();
+        let id = spool.commit(writer).await.unwrap().id;
+        // A one-record envelope next to it keeps working too.
+        let small = enqueue(&mut spool, b"short", 1, 5).await.unwrap();
+        for recipient in (0..MAX_RECIPIENTS).filter(|r| r % 2 == 0) {
+            spool.mark_delivered(id, recipient).await.unwrap();
+        }
+        spool.mark_failed(id, 127).await.unwrap();
+        spool.mark_failed(id, 99).await.unwrap();
+        assert_eq!(spool.mark_delivered(id, MAX_RECIPIENTS).await, Err(SpoolError::TooManyRecipients));
+        (id, small)
+    });
+    let (mut spool, report) = mount(&flash, 2);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.messages_found, 2);
+    let summary = spool.message(id).unwrap();
+    assert_eq!(summary.recipient_count, MAX_RECIPIENTS);
+    assert_eq!(summary.queued_at, 1_750_000_123);
+    assert_eq!(spool.message(small).unwrap().queued_at, 0);
+    for recipient in 0..MAX_RECIPIENTS {
+        let expected = match recipient {
+            99 | 127 => RecipientState::Failed,
+            even if even % 2 == 0 => RecipientState::Delivered,
+            _ => RecipientState::Pending,
+        };
+        assert_eq!(summary.delivery.recipient(recipient), expected, "recipient {recipient}");
+    }
+    assert!(!summary.delivery.is_finished(MAX_RECIPIENTS));
+    block_on(async {
+        let mut buffer = [0u8; ENVELOPE_CAPACITY];
+        let read = spool.read_envelope(id, &mut buffer).await.unwrap();
+        assert_eq!(read.recipients(), list.as_slice());
+        assert_eq!(read.reverse_path(), b"sender@example.net");
+        assert_eq!(read.queued_at(), 1_750_000_123);
+        assert_eq!(read_all(&mut spool, id).await.unwrap(), data);
+        for recipient in (0..MAX_RECIPIENTS).filter(|r| r % 2 == 1) {
+            spool.mark_delivered(id, recipient).await.unwrap();
+        }
+        assert!(spool.message(id).unwrap().delivery.is_finished(MAX_RECIPIENTS));
+        let mut buffer = [0u8; ENVELOPE_CAPACITY];
+        assert_eq!(spool.read_envelope(small, &mut buffer).await.unwrap().recipients(), [b"user0@example.org"]);
+        spool.delete(id).await.unwrap();
+        spool.delete(small).await.unwrap();
+    });
+    let (spool, report) = mount(&flash, 3);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(spool.messages().count(), 0);
+}
+
+/// A message whose envelope part 1..3 is missing or not authentic is damaged, never
+/// delivered as good; one whose part 0 is gone does not exist.
+#[test]
+fn a_missing_envelope_part_damages_the_message() {
+    for damaged_part in 0..4u32 {
+        let flash = new_flash();
+        let (mut spool, _) = mount(&flash, 1);
+        let owned: Vec<Vec<u8>> = (0..MAX_RECIPIENTS).map(|index| format!("rcpt-{index:03}@example-long.org").into_bytes()).collect();
+        let list: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+        let envelope = Envelope::new(b"sender@example.net", &list).unwrap();
+        let id = block_on(async {
+            // Long enough that the commit record lies in a later sector than every part
+            // (a spoilt record costs the rest of its sector).
+            let mut writer = spool.begin_message(&envelope, 9000).await.unwrap();
+            spool.append(&mut writer, &[b'x'; 9000]).await.unwrap();
+            spool.commit(writer).await.unwrap().id
+        });
+        // Find the envelope record of that part (records are in clear headers) and spoil a
+        // byte of its ciphertext.
+        let image = flash.snapshot();
+        let mut found = None;
+        for sector in (REGION.start as usize..REGION.end as usize).step_by(4096) {
+            let mut offset = sector + 40;
+            while offset + 12 <= sector + 4096 && image[offset] != 0xFF {
+                let length = u16::from_le_bytes([image[offset + 2], image[offset + 3]]) as usize;
+                let index = u32::from_le_bytes(image[offset + 8..offset + 12].try_into().unwrap());
+                if image[offset] == 1 && index == damaged_part {
+                    found = Some(offset);
+                }
+                offset += (28 + length).div_ceil(4) * 4;
+            }
+        }
+        let offset = found.expect("envelope part on flash");
+        flash.flip_bit(offset + 20, 3);
+        let (mut spool, report) = mount(&flash, 2);
+        assert!(!report.is_clean(), "part {damaged_part}: {report:?}");
+        if damaged_part == 0 {
+            assert_eq!(spool.messages().count(), 0, "without part 0 there is no message");
+            continue;
+        }
+        assert_eq!(report.messages_damaged, 1, "part {damaged_part}: {report:?}");
+        assert!(spool.message(id).unwrap().damaged);
+        block_on(async {
+            let mut buffer = [0u8; ENVELOPE_CAPACITY];
+            assert_eq!(spool.read_envelope(id, &mut buffer).await.err(), Some(SpoolError::Corrupt));
+            assert_eq!(spool.open_message(id).await.err(), Some(SpoolError::Corrupt));
+            spool.delete(id).await.unwrap();
+        });
+    }
+}
+
+/// A version-1 spool (or any sector header of another version) is not read: mount counts
+/// its sectors unreadable, `maintain` erases them, and the region works as a new spool.
+#[test]
+fn sectors_of_format_version_1_are_treated_as_unreadable() {
+    let flash = new_flash();
+    let (mut spool, _) = mount(&flash, 1);
+    block_on(async {
+        for seed in 0..4 {
+            enqueue(&mut spool, &message_bytes(seed, 5000), 2, 700).await.unwrap();
+        }
+    });
+    let in_use = spool.space().sectors_in_use;
+    assert!(in_use >= 5);
+    // Turn every sector header into a version-1 header (byte 4 of the sector).
+    let image = flash.snapshot();
+    let mut changed = 0;
+    for sector in (REGION.start as usize..REGION.end as usize).step_by(4096) {
+        if &image[sector..sector + 4] == b"HMXQ" {
+            assert_eq!(image[sector + 4], 2, "this build writes version 2");
+            flash.overwrite(sector + 4, &[1]);
+            changed += 1;
+        }
+    }
+    assert_eq!(changed, in_use);
+    let (mut spool, report) = mount(&flash, 2);
+    assert_eq!(report.messages_found, 0);
+    assert_eq!(report.sectors_unreadable as usize, in_use, "{report:?}");
+    assert!(!report.is_clean());
+    block_on(async {
+        assert_eq!(spool.maintain().await.unwrap() as usize, in_use);
+        let id = enqueue(&mut spool, &message_bytes(9, 3000), 1, 300).await.unwrap();
+        assert_eq!(read_all(&mut spool, id).await.unwrap(), message_bytes(9, 3000));
+    });
+    let (_, report) = mount(&flash, 3);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.messages_found, 1);
 }
 
 #[test]
@@ -180,8 +338,12 @@ fn free_space_is_refused_before_the_spool_is_full() {
             accepted += 1;
         }
         assert!(accepted >= 8, "only {accepted} accepted");
+        // `can_accept` counts on the largest envelope: one that large is refused now.
+        let long = vec![b'x'; ENVELOPE_CAPACITY - 16];
+        let largest = Envelope::new(&long, &[b"r@y"]).unwrap();
+        assert_eq!(largest.encoded_length(), ENVELOPE_CAPACITY);
+        assert_eq!(spool.begin_message(&largest, 6000).await.err(), Some(SpoolError::NoSpace));
         let envelope = Envelope::new(b"s@x", &[b"r@y"]).unwrap();
-        assert_eq!(spool.begin_message(&envelope, 6000).await.err(), Some(SpoolError::NoSpace));
         // Delivery bookkeeping and deletion still work on a full spool.
         let ids: Vec<_> = spool.messages().map(|m| m.id).collect();
         for &id in &ids {
