@@ -540,7 +540,16 @@ impl<'a> Pop3Session<'a> {
                 return Some(event);
             }
             match self.state {
-                State::Closed | State::AwaitingTls | State::AwaitingPassword { .. } | State::Ready => return None,
+                State::Closed | State::AwaitingTls => return None,
+                State::AwaitingPassword { .. } | State::Ready => {
+                    if self.input_start == self.input_end {
+                        return None;
+                    }
+                    // The server spoke when nothing was asked: taking it as the reply to the
+                    // next command could turn garbage into a message.
+                    self.fail(Failure::ProtocolError, false);
+                    continue;
+                }
                 State::Body(number) => {
                     let window = &self.input[self.input_start..self.input_end];
                     match self.body.step(window) {
