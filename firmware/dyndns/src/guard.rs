@@ -20,7 +20,9 @@
 //! 5. **DNS settling.** DNS observations within `dns_settle_s` (default 10 min) after a
 //!    successful update, or while an update is in flight, are ignored: resolvers may still
 //!    show the old record. The firmware passes `None` only for an authoritative "no A record"
-//!    answer; a failed lookup is simply not reported.
+//!    answer; a failed lookup is simply not reported. Ask the domain's authoritative servers
+//!    (or set `dns_settle_s` above the record's TTL): a caching resolver that still holds the
+//!    old answer after the settling time looks like a contradiction (rule 6).
 //! 6. **No correction loop.** After a corrective update succeeds, the next settled DNS
 //!    observation must show our address. If it still contradicts, that counts as a failed
 //!    correction; at `max_failed_corrections` (default 2) in a row the guard stops with
