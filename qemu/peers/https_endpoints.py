@@ -94,6 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_text(self, status, body, extra_headers=()):
+        self.log_event(status, body)  # before answering: a client that has the answer finds the event
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -103,7 +104,18 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-        self.answered = (status, body)
+
+    def log_event(self, status, body):
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        user, _ = self.credentials()
+        self.server.service.events.write(
+            "request", method=self.command, path=url.path, query={key: values[-1] for key, values in query.items()},
+            raw_path=self.path, host=self.headers.get("Host"), user_agent=self.headers.get("User-Agent"),
+            auth_user=user, auth_ok=self.auth_ok, source=f"{self.client_address[0]}:{self.client_address[1]}",
+            server_name=getattr(self.connection, "server_name_asked", None),
+            tls_version=self.connection.version() if isinstance(self.connection, ssl.SSLSocket) else None,
+            status=status, body=body)
 
     def credentials(self):
         header = self.headers.get("Authorization", "")
@@ -122,23 +134,14 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         user, password = self.credentials()
-        auth_ok = settings.dyndns_user is not None and user == settings.dyndns_user and password == settings.dyndns_password
-        self.answered = None
+        self.auth_ok = settings.dyndns_user is not None and user == settings.dyndns_user and password == settings.dyndns_password
         with STATE_LOCK:
             if url.path == "/nic/update":
-                self.dyndns(service, query, auth_ok)
+                self.dyndns(service, query, self.auth_ok)
             elif url.path in settings.ip_path:
                 self.check_ip(service)
             else:
                 self.send_text(404, "not found")
-        status, body = self.answered
-        sni = getattr(self.connection, "server_name_asked", None)
-        version = self.connection.version() if isinstance(self.connection, ssl.SSLSocket) else None
-        service.events.write(
-            "request", method=self.command, path=url.path, query={key: values[-1] for key, values in query.items()},
-            raw_path=self.path, host=self.headers.get("Host"), user_agent=self.headers.get("User-Agent"),
-            auth_user=user, auth_ok=auth_ok, source=f"{self.client_address[0]}:{self.client_address[1]}",
-            server_name=sni, tls_version=version, status=status, body=body)
 
     def dyndns(self, service, query, auth_ok):
         settings = service.settings
@@ -190,9 +193,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_text(200, self.client_address[0])
 
     def do_HEAD(self):  # noqa: N802
+        self.auth_ok = False
         self.send_text(405, "method not allowed")
 
     def do_POST(self):  # noqa: N802
+        self.auth_ok = False
         self.send_text(405, "method not allowed")
 
 

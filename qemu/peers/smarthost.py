@@ -15,7 +15,8 @@ DIR/NNNN.eml (the bytes received after dot-unstuffing, nothing added) and DIR/NN
 with CODE the first N times (default 1) without storing anything.
 
 Events (JSONL, --log): ready, connect, cleartext (every line received outside TLS), ehlo,
-starttls, tls (version, cipher), tls_failed, auth (ok true/false), mail (with "tls"), rcpt,
+starttls, tls (version, cipher), tls_failed, auth (ok true/false), mail (every MAIL command,
+with "tls" and "authenticated"), mail_accepted, rcpt (every RCPT command), rcpt_accepted,
 data_failed, stored, quit, disconnect. Exits cleanly on SIGTERM.
 """
 import argparse
@@ -89,6 +90,15 @@ class Submission(SMTP):
         self.events.write("starttls", connection=self.connection)
         await super().smtp_STARTTLS(arg)
 
+    async def smtp_MAIL(self, arg):
+        self.events.write("mail", connection=self.connection, argument=arg, tls=self.in_tls(),
+                          authenticated=bool(self.session.authenticated), auth_user=auth_user(self.session))
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg):
+        self.events.write("rcpt", connection=self.connection, argument=arg, tls=self.in_tls())
+        await super().smtp_RCPT(arg)
+
     async def smtp_QUIT(self, arg):
         self.events.write("quit", connection=self.connection)
         await super().smtp_QUIT(arg)
@@ -111,14 +121,14 @@ class Handler:
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        self.events.write("mail", connection=server.connection, address=address, options=mail_options,
+        self.events.write("mail_accepted", connection=server.connection, address=address, options=mail_options,
                           tls=server.in_tls(), auth_user=auth_user(session))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        self.events.write("rcpt", connection=server.connection, address=address, tls=server.in_tls())
+        self.events.write("rcpt_accepted", connection=server.connection, address=address, tls=server.in_tls())
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"

@@ -122,8 +122,8 @@ def main():
                 events.write("request", answered=False, reason="ignored on purpose", **fields)
                 continue
             answer, transmit = reply(packet, received, settings)
-            sock.sendto(answer, source)
             events.write("request", answered=True, served_unix=from_ntp(transmit), **fields)
+            sock.sendto(answer, source)
     events.write("stopped")
 
 

@@ -17,6 +17,7 @@ Default names: smarthost.example.net pop.example.net dyndns.example.net checkip.
 Prints the manifest's path. Runs on the host only (no network at all).
 """
 import argparse
+import base64
 import datetime
 import hashlib
 import json
@@ -109,23 +110,29 @@ class Authority:
         openssl(*arguments)
 
 
-def new_key(path):
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path)
-    os.chmod(path, 0o600)
+def new_key_and_request(key, common_name, path, config):
+    """A fresh P-256 key (PEM, PKCS#8) and a certificate request for it, in one openssl call."""
+    openssl("req", "-new", "-config", config, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-subj", f"/CN={common_name}", "-out", path)
+    os.chmod(key, 0o600)
 
 
-def new_request(key, common_name, path, config):
-    openssl("req", "-new", "-config", config, "-key", key, "-subj", f"/CN={common_name}", "-out", path)
+def pem_body(pem_text, label):
+    """The DER inside the first `-----BEGIN <label>-----` block."""
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    start = pem_text.index(begin) + len(begin)
+    return base64.b64decode("".join(pem_text[start:pem_text.index(end, start)].split()))
 
 
 def to_der(pem, der):
-    openssl("x509", "-in", pem, "-outform", "DER", "-out", der)
+    with open(pem) as source, open(der, "wb") as output:
+        output.write(pem_body(source.read(), "CERTIFICATE"))
 
 
 def spki_sha256(pem):
-    public_pem = openssl("x509", "-in", pem, "-noout", "-pubkey")
-    spki = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=public_pem, capture_output=True, check=True).stdout
-    return hashlib.sha256(spki).hexdigest()
+    """SHA-256 of the certificate's SubjectPublicKeyInfo (a PEM PUBLIC KEY is exactly its DER)."""
+    public_pem = openssl("x509", "-in", pem, "-noout", "-pubkey").decode()
+    return hashlib.sha256(pem_body(public_pem, "PUBLIC KEY")).hexdigest()
 
 
 def main():
@@ -150,9 +157,8 @@ def main():
     ca_pem = os.path.join(directory, "ca.pem")
     ca_der = os.path.join(directory, "ca.der")
     authority = Authority(work, "ca", "unused")
-    new_key(ca_key)
     request = os.path.join(work, "ca.csr")
-    new_request(ca_key, "homemx test CA", request, authority.config)
+    new_key_and_request(ca_key, "homemx test CA", request, authority.config)
     authority.sign(request, ca_pem, "ca_extensions", start, end, self_key=ca_key)
     to_der(ca_pem, ca_der)
 
@@ -164,11 +170,10 @@ def main():
         pem = os.path.join(directory, f"{label}.pem")
         der = os.path.join(directory, f"{label}.der")
         chain = os.path.join(directory, f"{label}.chain.pem")
-        new_key(key)
         if signer == "ca":
             own = Authority(work, f"names-{label}", name)
             request = os.path.join(work, f"{label}.csr")
-            new_request(key, name, request, own.config)
+            new_key_and_request(key, name, request, own.config)
             own.sign(request, pem, "leaf_extensions", start, end, ca_cert=ca_pem, ca_key=ca_key)
             with open(chain, "wb") as output:
                 for part in (pem, ca_pem):
@@ -177,7 +182,7 @@ def main():
         else:
             own = Authority(work, f"self-{label}", name)
             request = os.path.join(work, f"{label}.csr")
-            new_request(key, name, request, own.config)
+            new_key_and_request(key, name, request, own.config)
             own.sign(request, pem, "self_signed_extensions", start, end, self_key=key)
             shutil.copyfile(pem, chain)
         to_der(pem, der)

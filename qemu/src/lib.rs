@@ -15,6 +15,7 @@ pub mod machine;
 pub mod network;
 pub mod owner;
 pub mod peers;
+pub mod provider;
 pub mod qmp;
 
 /// The error type of the harness: a message that says what went wrong.
