@@ -11,8 +11,9 @@
 //! RAM (monotonic time since boot): it starts over at reboot, as the alert board does.
 //!
 //! The message carries no secrets and no mail contents: only the alerts' titles, advice,
-//! counts and times. It is 7-bit ASCII with CRLF line endings and lines of at most 78
-//! characters, so it passes any relay without 8BITMIME. Send it with the null reverse path
+//! counts and times. It is 7-bit ASCII with CRLF line endings, so it passes any relay without
+//! 8BITMIME; body lines are wrapped at 78 characters (only a word longer than that, a domain
+//! name of up to 253 bytes, makes a longer line; every line stays far below RFC 5322's 998). Send it with the null reverse path
 //! (`MAIL FROM:<>`, RFC 3834 section 3.3: an automatic message must not be answered).
 
 use core::fmt::{self, Write};
@@ -143,7 +144,8 @@ impl AlertMailer {
         if let Some(oldest) = self
             .recent_ms
             .iter_mut()
-            .min_by_key(|slot| slot.unwrap_or(0))
+            // An empty slot first, else the oldest (a mail at 0 ms is not an empty slot).
+            .min_by_key(|slot| slot.map_or((false, 0), |sent| (true, sent)))
         {
             *oldest = Some(now_ms);
         }
