@@ -104,6 +104,12 @@ class Submission(SMTP):
         await super().smtp_QUIT(arg)
 
 
+# The overrides above keep aiosmtpd's HELP texts (and STARTTLS's "only with a TLS context").
+for _name in ("smtp_STARTTLS", "smtp_MAIL", "smtp_RCPT", "smtp_QUIT"):
+    for _attribute in ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__"):
+        setattr(getattr(Submission, _name), _attribute, getattr(getattr(SMTP, _name), _attribute, None))
+
+
 class Handler:
     """The envelope hooks: logging, the DATA failures and the spool."""
 
