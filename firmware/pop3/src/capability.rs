@@ -59,8 +59,21 @@ mod tests {
 
     #[test]
     fn typical_lists() {
-        let dovecot = parse(&["CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE", "STLS", "USER", "SASL PLAIN LOGIN"]);
-        assert_eq!(dovecot, Capabilities { stls: true, stripped_stls: false, user: true, sasl_plain: true, uidl: true });
+        let dovecot = parse(&[
+            "CAPA",
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "PIPELINING",
+            "AUTH-RESP-CODE",
+            "STLS",
+            "USER",
+            "SASL PLAIN LOGIN",
+        ]);
+        assert_eq!(
+            dovecot,
+            Capabilities { stls: true, stripped_stls: false, user: true, sasl_plain: true, uidl: true }
+        );
         let plain_only = parse(&["SASL LOGIN plain", "IMPLEMENTATION XXXX-server"]);
         assert!(plain_only.sasl_plain && !plain_only.user && !plain_only.stls && !plain_only.stripped_stls);
         assert!(!parse(&["SASL LOGIN CRAM-MD5"]).sasl_plain);

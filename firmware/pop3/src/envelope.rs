@@ -138,7 +138,8 @@ fn strip_comments(value: &[u8], out: &mut [u8; VALUE_MAX]) -> Option<usize> {
             }
             _ => {}
         }
-        if depth == 0 && !(byte == b'(' && !quoted) {
+        // An opening parenthesis already raised the depth: it is not copied.
+        if depth == 0 {
             *out.get_mut(length)? = byte;
             length += 1;
         }

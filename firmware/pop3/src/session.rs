@@ -259,7 +259,8 @@ enum State {
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     number: u32,
-    size: u64,
+    /// The LIST size, saturated at 4 GiB (keeps the table at 12 octets a message).
+    size: u32,
     has_uidl: bool,
     deleted: bool,
 }
@@ -343,10 +344,7 @@ impl<'a> Pop3Session<'a> {
     /// The session waits for the server's greeting.
     pub fn new(config: &'a Pop3Config<'a>, now_ms: u64) -> Result<Pop3Session<'a>, ConfigError> {
         let username = config.username.as_bytes();
-        if username.is_empty()
-            || username.len() > USERNAME_MAX
-            || username.iter().any(|&b| b <= b' ' || b == 0x7F)
-        {
+        if username.is_empty() || username.len() > USERNAME_MAX || username.iter().any(|&b| b <= b' ' || b == 0x7F) {
             return Err(ConfigError::InvalidUsername);
         }
         Ok(Pop3Session {
@@ -496,7 +494,7 @@ impl<'a> Pop3Session<'a> {
         if slot.deleted {
             return Err(RequestError::AlreadyDeleted);
         }
-        if slot.size > self.config.message_size_max {
+        if u64::from(slot.size) > self.config.message_size_max {
             return Err(RequestError::TooLarge);
         }
         self.timer_start = now_ms;
@@ -697,7 +695,7 @@ impl<'a> Pop3Session<'a> {
             }
             State::Uidl => self.fail(Failure::Refused(Stage::Uidl), true),
             State::Retrieve(number) if ok => {
-                let size = self.slots.iter().find(|slot| slot.number == number).map_or(0, |slot| slot.size);
+                let size = self.slots.iter().find(|slot| slot.number == number).map_or(0, |slot| u64::from(slot.size));
                 self.body = BodyDecoder::new();
                 self.body_octets = 0;
                 self.body_discarding = false;
@@ -758,7 +756,16 @@ impl<'a> Pop3Session<'a> {
                 if self.slots.iter().any(|slot| slot.number == number) {
                     return None;
                 }
-                if self.slots.push(Slot { number, size, has_uidl: false, deleted: false }).is_err() {
+                if self
+                    .slots
+                    .push(Slot {
+                        number,
+                        size: u32::try_from(size).unwrap_or(u32::MAX),
+                        has_uidl: false,
+                        deleted: false,
+                    })
+                    .is_err()
+                {
                     self.listing_truncated = true;
                 }
             }
@@ -783,8 +790,8 @@ impl<'a> Pop3Session<'a> {
                 }
                 slot.has_uidl = true;
                 self.listed += 1;
-                let too_large = slot.size > self.config.message_size_max;
-                return Some(FoundEntry { number, size: slot.size, uidl_start, uidl_end, too_large });
+                let too_large = u64::from(slot.size) > self.config.message_size_max;
+                return Some(FoundEntry { number, size: u64::from(slot.size), uidl_start, uidl_end, too_large });
             }
             _ => {}
         }
@@ -813,7 +820,8 @@ impl<'a> Pop3Session<'a> {
             if answered && self.capabilities.stls {
                 self.command(&[b"STLS\r\n"], State::Stls);
             } else {
-                let problem = if self.capabilities.stripped_stls { TlsProblem::Stripped } else { TlsProblem::NotOffered };
+                let problem =
+                    if self.capabilities.stripped_stls { TlsProblem::Stripped } else { TlsProblem::NotOffered };
                 let _ = self.pending.push_back(Pop3Event::TlsProblem(problem));
                 self.fail(Failure::TlsUnavailable, true);
             }

@@ -10,7 +10,8 @@ use homemx_pop3::{
     RequestError, Stage, TlsMode, TlsProblem,
 };
 
-const BODY_ONE: &[u8] = b"Delivered-To: alice@example.org\r\nSubject: one\r\n\r\nHello\r\n.\r\n..\r\n.hidden\r\nend\r\n";
+const BODY_ONE: &[u8] =
+    b"Delivered-To: alice@example.org\r\nSubject: one\r\n\r\nHello\r\n.\r\n..\r\n.hidden\r\nend\r\n";
 const BODY_TWO: &[u8] = b"Subject: two\r\n\r\nShort.\r\n";
 
 fn listing_steps() -> Vec<Step> {
@@ -283,7 +284,11 @@ fn malformed_listing_is_a_protocol_error() {
 #[test]
 fn uidl_refused_fails_the_run() {
     let mut steps = login_steps();
-    steps.extend([step("LIST", "+OK\r\n1 5\r\n.\r\n"), step("UIDL", "-ERR not supported\r\n"), step("QUIT", "+OK\r\n")]);
+    steps.extend([
+        step("LIST", "+OK\r\n1 5\r\n.\r\n"),
+        step("UIDL", "-ERR not supported\r\n"),
+        step("QUIT", "+OK\r\n"),
+    ]);
     let run = drive(&config(TlsMode::StartTls), GREETING, steps, &Options::default());
     assert!(run.events.contains(&Ev::Failed(Failure::Refused(Stage::Uidl))));
     assert!(!run.sent("RETR"));
@@ -319,8 +324,7 @@ fn body_larger_than_the_limit_is_aborted_and_the_run_goes_on() {
     ]);
     let run = drive(&config(TlsMode::StartTls), GREETING, steps, &Options::default());
     assert!(run.events.contains(&Ev::Aborted(1, AbortReason::TooLarge)));
-    let delivered: usize =
-        run.events.iter().map(|event| if let Ev::Data(data) = event { data.len() } else { 0 }).sum();
+    let delivered: usize = run.events.iter().map(|event| if let Ev::Data(data) = event { data.len() } else { 0 }).sum();
     assert!(delivered <= 10_000 + BODY_TWO.len());
     assert_eq!(run.committed, [("QhdPYR:00WBw1Ph7x7".to_string(), BODY_TWO.to_vec())]);
 }
@@ -460,7 +464,7 @@ fn slow_body_stays_alive_while_data_flows() {
     let config = Pop3Config { reply_timeout_ms: 5_000, ..config(TlsMode::Implicit) };
     let mut session = Pop3Session::new(&config, 0).unwrap();
     let mut now = 0;
-    for reply in [&GREETING[..], b"+OK\r\n.\r\n", b"+OK\r\n"] {
+    for reply in [GREETING, b"+OK\r\n.\r\n", b"+OK\r\n"] {
         session.receive(reply, now);
         while session.poll(now).is_some() {}
         let length = session.output().len();
@@ -513,7 +517,7 @@ fn requests_out_of_turn_are_refused() {
 fn password_never_in_debug_output() {
     let config = config(TlsMode::Implicit);
     let mut session = Pop3Session::new(&config, 0).unwrap();
-    for reply in [&GREETING[..], b"+OK\r\nUSER\r\n.\r\n", b"+OK\r\n"] {
+    for reply in [GREETING, b"+OK\r\nUSER\r\n.\r\n", b"+OK\r\n"] {
         session.receive(reply, 0);
         let mut events = Vec::new();
         while let Some(event) = session.poll(0) {
@@ -546,4 +550,15 @@ fn unsolicited_response_while_ready_is_a_protocol_error() {
     assert!(run.events.contains(&Ev::Failed(Failure::ProtocolError)));
     assert!(!run.sent("RETR"));
     assert!(run.committed.is_empty());
+}
+
+#[test]
+fn ram_figures() {
+    // Printed for the README (`cargo test -p homemx-pop3 ram_figures -- --nocapture`).
+    println!(
+        "Pop3Session {} bytes, SeenUidls {} bytes",
+        std::mem::size_of::<Pop3Session<'_>>(),
+        std::mem::size_of::<homemx_pop3::SeenUidls>()
+    );
+    assert!(std::mem::size_of::<Pop3Session<'_>>() < 3 * 1024);
 }

@@ -85,7 +85,9 @@ fuzz_target!(|data: &[u8]| {
         }
         let output = session.output();
         if !session.tls_active() && !output.is_empty() {
-            let clean = output.split_inclusive(|&b| b == b'\n').all(|line| [&b"CAPA\r\n"[..], b"STLS\r\n", b"QUIT\r\n"].contains(&line));
+            let clean = output
+                .split_inclusive(|&b| b == b'\n')
+                .all(|line| [&b"CAPA\r\n"[..], b"STLS\r\n", b"QUIT\r\n"].contains(&line));
             assert!(clean, "sent in clear: {:?}", String::from_utf8_lossy(output));
         }
         to_server.extend_from_slice(output);

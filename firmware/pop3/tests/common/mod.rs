@@ -298,7 +298,8 @@ pub fn drive(config: &Pop3Config<'_>, greeting: &[u8], steps: Vec<Step>, options
 /// The standard greeting.
 pub const GREETING: &[u8] = b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n";
 /// A Dovecot-like capability list offering STLS.
-pub const CAPA_STLS: &str = "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nSTLS\r\nUSER\r\nSASL PLAIN\r\n.\r\n";
+pub const CAPA_STLS: &str =
+    "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nSTLS\r\nUSER\r\nSASL PLAIN\r\n.\r\n";
 /// The capability list inside TLS.
 pub const CAPA_TLS: &str = "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nUSER\r\nSASL PLAIN\r\n.\r\n";
 
