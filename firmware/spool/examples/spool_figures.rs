@@ -4,7 +4,10 @@
 //! Run: `cargo run -p homemx-spool --example spool_figures --release`
 
 use homemx_spool::testing::{block_on, SimulatedFlash, TestRandom};
-use homemx_spool::{Envelope, KeyValueStore, MessageReader, MessageWriter, Spool, Statistics, CHUNK_CAPACITY};
+use homemx_spool::{
+    Envelope, KeyValueStore, MessageReader, MessageWriter, Spool, Statistics, CHUNK_CAPACITY, ENVELOPE_CAPACITY,
+    MAX_RECIPIENTS,
+};
 use std::time::Instant;
 
 type Flash = SimulatedFlash<4, 4096>;
@@ -23,6 +26,8 @@ fn main() {
     println!("homemx-spool figures (flash: 8 MiB NOR, WRITE_SIZE 4, ERASE_SIZE 4096; spool region 4 MiB)");
     println!();
     per_message();
+    println!();
+    many_recipients();
     println!();
     ram();
     println!();
@@ -81,16 +86,35 @@ fn per_message() {
         commit_total.bytes_programmed as f64 / rounds_f);
 }
 
+fn many_recipients() {
+    let flash = Flash::new(8 * 1024 * 1024);
+    let mut spool: Spool<_, _, 1024, 128> = Spool::new(flash, REGION, &KEY, TestRandom::new(4)).unwrap();
+    let owned: Vec<Vec<u8>> = (0..MAX_RECIPIENTS).map(|index| format!("recipient{index:03}@example.org").into_bytes()).collect();
+    let list: Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+    let envelope = Envelope::new(b"alice@example.net", &list).unwrap().with_queued_at(1_700_000_000);
+    let work = block_on(async {
+        spool.mount().await.unwrap();
+        let mut writer = spool.begin_message(&envelope, MESSAGE as u32).await.unwrap();
+        spool.append(&mut writer, &message(1)).await.unwrap();
+        spool.commit(writer).await.unwrap().work
+    });
+    println!("per 10 KB message to {MAX_RECIPIENTS} recipients (envelope {} bytes in {} records, at most {ENVELOPE_CAPACITY}):",
+        envelope.encoded_length(), envelope.part_count());
+    println!("  begin..commit: {} bytes programmed = {:.3}x the message, {} program operations, {} erases",
+        work.bytes_programmed, work.bytes_programmed as f64 / MESSAGE as f64, work.program_operations, work.sectors_erased);
+}
+
 fn ram() {
     type Small = Spool<Flash, TestRandom, 1024, 128>;
     type Large = Spool<Flash, TestRandom, 1024, 512>;
     let per_message_slot = (std::mem::size_of::<Spool<Flash, TestRandom, 1024, 129>>() - std::mem::size_of::<Small>()) as f64;
-    let per_sector = (std::mem::size_of::<Spool<Flash, TestRandom, 1025, 128>>() - std::mem::size_of::<Small>()) as f64;
+    let per_sector = (std::mem::size_of::<Spool<Flash, TestRandom, 1040, 128>>() - std::mem::size_of::<Small>()) as f64 / 16.0;
     println!("RAM (size_of, host layout; the flash handle and random source are a few bytes on target):");
     println!("  Spool<1024 sectors, 128 messages>: {} bytes", std::mem::size_of::<Small>());
     println!("  Spool<1024 sectors, 512 messages>: {} bytes", std::mem::size_of::<Large>());
     println!("  per sector: {per_sector} bytes, per message slot: {per_message_slot} bytes");
     println!("  MessageWriter (one per message being received): {} bytes", std::mem::size_of::<MessageWriter>());
+    println!("  Envelope (borrowed addresses, {MAX_RECIPIENTS} slots): {} bytes on this host (16-byte slices; 8-byte on a 32-bit target)", std::mem::size_of::<Envelope>());
     println!("  MessageReader (one per delivery): {} bytes; chunk buffer for reading: {CHUNK_CAPACITY} bytes", std::mem::size_of::<MessageReader>());
     println!("  KeyValueStore: {} bytes", std::mem::size_of::<KeyValueStore<Flash, TestRandom>>());
     println!("  a message of any length needs no more (10 MB streams through one writer)");

@@ -13,7 +13,7 @@ pub enum SpoolError<E> {
     UnknownMessage,
     /// A record failed authentication or is missing: the data is corrupt or was tampered with.
     Corrupt,
-    /// The encoded envelope does not fit in one record.
+    /// The encoded envelope is longer than [`crate::ENVELOPE_CAPACITY`] (4 KiB).
     EnvelopeTooLarge,
     /// More recipients than [`crate::MAX_RECIPIENTS`], or a recipient index out of range.
     TooManyRecipients,

@@ -7,7 +7,7 @@
 //! log. Messages being received at the same time interleave their records in the log.
 //!
 //! RAM: the spool holds two sector tables (`u32` sequence + 1-byte state per sector), one
-//! [`MessageEntry`] per message slot, and one record buffer; a [`MessageWriter`] holds one
+//! `MessageEntry` per message slot, and one record buffer; a [`MessageWriter`] holds one
 //! chunk buffer. A message of any length needs no more RAM than that: data is encrypted and
 //! programmed chunk by chunk as it arrives; an envelope of up to 4 KiB is encoded part by
 //! part straight into the record buffer. `size_of::<Spool<..>>()` is about
@@ -115,6 +115,10 @@ pub(crate) struct MessageEntry {
     pub(crate) queued_at: u64,
     pub(crate) delivery: DeliveryState,
 }
+
+// The RAM index: 96 bytes per message slot on the 32-bit target and the host alike (two
+// 128-bit delivery bitmaps and the queued-at time; 64 bytes in format version 1).
+const _: () = assert!(core::mem::size_of::<MessageEntry>() <= 96);
 
 impl MessageEntry {
     pub(crate) const EMPTY: Self = Self {

@@ -60,7 +60,7 @@ fn envelope_is_stored_and_read_back() {
 /// state for every recipient across reboots.
 #[test]
 fn hundred_and_more_recipients_with_a_multi_record_envelope() {
-    assert!(MAX_RECIPIENTS >= 100);
+    const { assert!(MAX_RECIPIENTS >= 100) };
     let flash = new_flash();
     let (mut spool, _) = mount(&flash, 1);
     // 9 + (2 + 18) + 128 × (2 + 26) = 3613 bytes: four envelope records.

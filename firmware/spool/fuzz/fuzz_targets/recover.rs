@@ -3,18 +3,23 @@
 //!
 //! Input byte 0 picks the mode: even = the rest is a raw flash image (8 sectors of 4 KiB);
 //! odd = the rest is a list of (offset u16, xor byte) mutations applied to a valid spool
-//! image (messages, delivery state, a deletion, an open message), so the fuzzer reaches past
-//! authentication into the record logic via torn-like and tamper-like damage.
+//! image (messages, one with 110 recipients whose envelope takes three records, delivery
+//! state, a deletion, an open message with a four-record envelope), so the fuzzer reaches
+//! past authentication into the record logic via torn-like and tamper-like damage.
 #![no_main]
 
 use homemx_spool::testing::{block_on, SimulatedFlash, TestRandom};
-use homemx_spool::{Envelope, Spool, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
+use homemx_spool::{Envelope, Spool, CHUNK_CAPACITY, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 type Flash = SimulatedFlash<4, 4096>;
 const SIZE: usize = 8 * 4096;
 const KEY: [u8; 32] = [3; 32];
+
+fn addresses(count: usize) -> Vec<Vec<u8>> {
+    (0..count).map(|index| format!("rcpt-{index:03}@fuzz.example.org").into_bytes()).collect()
+}
 
 fn valid_image() -> &'static Vec<u8> {
     static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
@@ -30,10 +35,20 @@ fn valid_image() -> &'static Vec<u8> {
                 spool.append(&mut writer, &vec![b'm'; length]).await.unwrap();
                 ids.push(spool.commit(writer).await.unwrap().id);
             }
+            let many = addresses(110);
+            let list: Vec<&[u8]> = many.iter().map(|a| a.as_slice()).collect();
+            let large = Envelope::new(b"s@x", &list).unwrap().with_queued_at(1_700_000_000);
+            let mut writer = spool.begin_message(&large, 700).await.unwrap();
+            spool.append(&mut writer, &[b'w'; 700]).await.unwrap();
+            ids.push(spool.commit(writer).await.unwrap().id);
             spool.mark_delivered(ids[0], 1).await.unwrap();
+            spool.mark_delivered(ids[4], 105).await.unwrap();
             spool.set_next_retry(ids[1], 99).await.unwrap();
             spool.delete(ids[2]).await.unwrap();
-            let mut open = spool.begin_message(&envelope, 900).await.unwrap();
+            let many = addresses(MAX_RECIPIENTS);
+            let list: Vec<&[u8]> = many.iter().map(|a| a.as_slice()).collect();
+            let largest = Envelope::new(b"s@x", &list).unwrap();
+            let mut open = spool.begin_message(&largest, 900).await.unwrap();
             spool.append(&mut open, &[b'o'; 900]).await.unwrap();
         });
         flash.snapshot()
@@ -69,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             let _ = spool.mark_delivered(id, 0).await;
+            let _ = spool.mark_failed(id, 127).await;
         }
         let _ = spool.maintain().await;
         let envelope = Envelope::new(b"s@x", &[b"a@y"]).unwrap();
