@@ -24,8 +24,11 @@ pub enum SenderDecision {
     /// The device is locked (or otherwise cannot spool): `421 4.3.2` and close, so the sending
     /// MTA tries the backup MX.
     ServiceUnavailable,
-    /// This client may not send (e.g. a submission quota): `550 5.7.1`.
+    /// This client may not send: `550 5.7.1`.
     Refused,
+    /// This LAN client has sent its hourly quota of messages: `450 4.7.1` (a compromised PC
+    /// must not turn the line into a spam cannon; an honest client retries later).
+    QuotaExceeded,
 }
 
 /// The answer to `RCPT TO`.

@@ -110,6 +110,8 @@ pub enum RefusalReason {
     ServiceUnavailable,
     /// The policy refused the sender (`550 5.7.1`).
     SenderRefused,
+    /// The client's hourly submission quota is used up (`450 4.7.1`).
+    QuotaExceeded,
     /// A foreign domain from a client that may not relay (`550 5.7.1`).
     RelayDenied,
     /// A relay trick (`550 5.7.1`).
@@ -835,6 +837,12 @@ impl<'a> Core<'a> {
                 self.refuse(452, "4.3.1", "Insufficient system storage", RefusalReason::InsufficientStorage)
             }
             SenderDecision::Refused => self.refuse(550, "5.7.1", "Sender refused", RefusalReason::SenderRefused),
+            SenderDecision::QuotaExceeded => self.refuse(
+                450,
+                "4.7.1",
+                "Hourly message quota for this client reached, try again later",
+                RefusalReason::QuotaExceeded,
+            ),
             SenderDecision::ServiceUnavailable => {
                 let hostname = self.hostname();
                 self.reply_fmt(format_args!("421 4.3.2 {hostname} Service not available, try again later\r\n"));
