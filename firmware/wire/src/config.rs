@@ -43,6 +43,9 @@ pub enum ConfigItem {
     Limits(Limits),
     /// The LAN status page.
     StatusPage(StatusPage),
+    /// An SNTP server for the wall clock (`Received:`/`Date` and certificate validity).
+    /// Without one, the appliance asks its default gateway (home routers usually answer).
+    TimeServer(HostName),
 }
 
 /// An IPv4 network: address and prefix length.

@@ -62,6 +62,8 @@ pub trait ConsoleHandler {
     async fn factory_reset(&mut self) -> Result<(), ErrorCode>;
     /// Fetch from the backup MX now.
     async fn fetch_now(&mut self) -> Result<(), ErrorCode>;
+    /// Try every queued message now.
+    async fn flush_queue(&mut self) -> Result<(), ErrorCode>;
 }
 
 /// What one call of [`ConsoleSession::receive`] did.
@@ -215,6 +217,7 @@ impl ConsoleSession {
                 handler.logs(start, wanted).await.map(Response::Logs)
             }
             Command::FetchNow => handler.fetch_now().await.map(done),
+            Command::FlushQueue => handler.flush_queue().await.map(done),
         }
     }
 

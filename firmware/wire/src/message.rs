@@ -116,6 +116,8 @@ pub enum Command {
     FactoryReset,
     /// Fetch from the backup MX now instead of waiting for the poll interval.
     FetchNow,
+    /// Try every queued message now instead of at its retry time (`postqueue -f`).
+    FlushQueue,
 }
 
 impl Command {
@@ -137,6 +139,7 @@ impl Command {
             Command::RotateAdminKey { .. } => "rotate-admin-key",
             Command::FactoryReset => "factory-reset",
             Command::FetchNow => "fetch-now",
+            Command::FlushQueue => "flush-queue",
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct MemoryHandler {
     pub log: Vec<LogEntry, 32>,
     /// `fetch_now` calls.
     pub fetches: u32,
+    /// `flush_queue` calls.
+    pub flushes: u32,
     /// `factory_reset` calls.
     pub factory_resets: u32,
 }
@@ -251,6 +253,12 @@ impl ConsoleHandler for MemoryHandler {
     async fn fetch_now(&mut self) -> Result<(), ErrorCode> {
         self.require_unlocked()?;
         self.fetches += 1;
+        Ok(())
+    }
+
+    async fn flush_queue(&mut self) -> Result<(), ErrorCode> {
+        self.require_unlocked()?;
+        self.flushes += 1;
         Ok(())
     }
 }

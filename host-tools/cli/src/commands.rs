@@ -31,6 +31,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::RotateKey { new_key, new_key_passphrase_file } => rotate_key(cli, new_key, new_key_passphrase_file.as_deref()),
         Command::FactoryReset { yes } => factory_reset(cli, *yes),
         Command::FetchNow => simple(cli, &Wire::FetchNow, "fetch started"),
+        Command::Flush => simple(cli, &Wire::FlushQueue, "every queued message is being tried now"),
     }
 }
 

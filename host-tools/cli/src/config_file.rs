@@ -36,6 +36,9 @@ pub struct ConfigFile {
     /// The status page.
     #[serde(default)]
     pub status_page: StatusPageSection,
+    /// SNTP servers (host names); empty: the default gateway is asked.
+    #[serde(default)]
+    pub time_servers: Vec<String>,
 }
 
 /// `[lan_mailbox]`.
@@ -407,6 +410,9 @@ pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
         messages_per_client_per_hour: limits.messages_per_client_per_hour,
         spool_reserve_bytes: limits.spool_reserve_bytes,
     }));
+    for (index, server) in file.time_servers.iter().enumerate() {
+        items.push(ConfigItem::TimeServer(host_name(&format!("time_servers[{index}]"), server)?));
+    }
     let page = &file.status_page;
     items.push(ConfigItem::StatusPage(StatusPage {
         enabled: page.enabled,

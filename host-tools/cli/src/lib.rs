@@ -110,6 +110,8 @@ pub enum Command {
     },
     /// Fetch mail from the backup MX now.
     FetchNow,
+    /// Try every queued message now instead of at its retry time (like `postqueue -f`).
+    Flush,
 }
 
 /// `config` actions.
