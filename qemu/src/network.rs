@@ -95,6 +95,9 @@ impl IsolatedNetwork {
             .arg("--dhcp-range=192.168.77.100,192.168.77.150,255.255.255.0,1h")
             .arg(format!("--dhcp-host={APPLIANCE_MAC},{APPLIANCE}"))
             .arg(format!("--dhcp-option=option:router,{ROUTER}"))
+            // The router also names the DNS server (as home routers do); a test that needs
+            // DNS runs its own authoritative server there (dnsmasq itself serves no DNS).
+            .arg(format!("--dhcp-option=option:dns-server,{ROUTER}"))
             .arg(format!("--dhcp-leasefile={}", self.directory.join("dnsmasq.leases").display()))
             .arg(format!("--log-facility={}", self.directory.join("dnsmasq.log").display()))
             .arg("--pid-file=")

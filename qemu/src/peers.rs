@@ -140,7 +140,7 @@ impl Drop for MailboxHost {
 pub fn send_mail(
     namespace: &str,
     source: Ipv4Addr,
-    server: Ipv4Addr,
+    server: impl std::fmt::Display,
     sender: &str,
     recipients: &[&str],
     message: &std::path::Path,

@@ -179,6 +179,16 @@ impl ConsoleHandler for DeviceConsole {
         // The backup-MX fetch (POP3) is not built yet.
         Err(ErrorCode::Unsupported)
     }
+
+    async fn flush_queue(&mut self) -> Result<(), ErrorCode> {
+        if !self.unlocked {
+            return Err(ErrorCode::Locked);
+        }
+        crate::delivery::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
+        crate::delivery::DELIVERY_SIGNAL.signal(());
+        crate::event_info!("queue flush requested by the owner");
+        Ok(())
+    }
 }
 
 /// Reads the serial link and answers console frames, forever.

@@ -1,8 +1,11 @@
-//! Delivery from the spool to the LAN mailbox host (SMTP or LMTP, homemx-smtp's sans-I/O
-//! client): a message leaves the spool only after the host's 2xx for every recipient (or a
-//! permanent 5xx, which is logged as an alarm: the MX accepted only known recipients, so a
-//! refusal means the mailbox host and the configuration disagree). While the host is down the
-//! message waits, with growing delays between attempts.
+//! Delivery from the spool, per recipient by route: recipients in our own domains go to the
+//! LAN mailbox host (SMTP or LMTP, plain: it is on the LAN), every other recipient goes to
+//! the provider's smarthost with TLS forced and verified ([`crate::smarthost`]). A recipient
+//! leaves the queue only on its next hop's 2xx, or on a permanent 5xx (then a non-delivery
+//! report goes to a local sender, [`crate::ndn`]); a message leaves the spool when no
+//! recipient is pending. Deferred messages wait with growing delays: 5 s doubling to 10 min
+//! for the LAN host, 300 s doubling to 4000 s for the smarthost (Postfix's defaults), and
+//! outbound recipients expire after 5 days in the queue (NDN).
 
 use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -13,64 +16,108 @@ use embassy_net::{IpEndpoint, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{Duration, Timer};
-use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, TlsRequirement};
+use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, RecipientResult, TlsRequirement};
 use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 use homemx_wire::config::DeliveryProtocol;
 
+use crate::link::Link;
 use crate::mail_settings::MAIL_SETTINGS;
-use crate::network::mail_clock as now;
+use crate::network::{mail_clock as now, uptime_seconds};
+use crate::random::DerivedRandom;
 use crate::vault::VAULT;
 
 /// Wakes the delivery task (a message was committed).
 pub static DELIVERY_SIGNAL: Signal<CriticalSectionRawMutex, ()> = Signal::new();
 
 /// Set at unlock: the next pass tries every queued message regardless of its retry time.
-/// Retry times count in seconds since boot until the appliance has wall-clock time (SNTP
-/// comes with outbound mail), so times written before a reset mean nothing after it; and
-/// the appliance coming back is exactly when waiting mail should go out.
+/// Retry times count in seconds since boot (the wall clock may not be known), so times
+/// written before a reset mean nothing after it; and the appliance coming back is exactly
+/// when waiting mail should go out.
 pub static RETRY_ALL_NOW: AtomicBool = AtomicBool::new(false);
 
 /// How often the queue is looked at without a signal.
 const QUEUE_POLL: Duration = Duration::from_secs(5);
-/// First retry delay; it doubles per attempt up to [`LONGEST_RETRY_SECONDS`].
-const FIRST_RETRY_SECONDS: u64 = 5;
-const LONGEST_RETRY_SECONDS: u64 = 600;
+/// Retry delays towards the LAN mailbox host: first, and the longest.
+const LOCAL_RETRY_SECONDS: (u64, u64) = (5, 600);
+/// Retry delays towards the smarthost (Postfix: minimal_backoff_time, maximal_backoff_time).
+const SMARTHOST_RETRY_SECONDS: (u64, u64) = (300, 4000);
+/// How long an outbound recipient may stay queued (Postfix: maximal_queue_lifetime 5d).
+pub const QUEUE_LIFETIME_SECONDS: u64 = 5 * 86_400;
 const ADDRESS_CAPACITY: usize = 256;
 
-/// What one attempt needs, copied out of the spool so the vault is not held during I/O.
-struct Attempt {
-    id: MessageId,
-    sender: heapless::String<ADDRESS_CAPACITY>,
-    /// The pending recipients' addresses, back to back (the envelope bounds them).
-    addresses: heapless::String<ENVELOPE_CAPACITY>,
-    /// (index in the envelope, end in `addresses`) of every recipient still pending.
-    recipients: heapless::Vec<(usize, usize), MAX_RECIPIENTS>,
-    length: u32,
-    attempts: u32,
+/// Where a recipient's mail goes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// One of our domains: the LAN mailbox host.
+    Mailbox,
+    /// Anywhere else: the smarthost.
+    Smarthost,
 }
 
+/// What one attempt needs, copied out of the spool so the vault is not held during I/O.
+pub struct Attempt {
+    /// The message.
+    pub id: MessageId,
+    /// MAIL FROM (empty: null reverse path).
+    pub sender: heapless::String<ADDRESS_CAPACITY>,
+    /// The pending recipients' addresses, back to back (the envelope bounds them).
+    addresses: heapless::String<ENVELOPE_CAPACITY>,
+    /// (index in the envelope, end in `addresses`, route) of every recipient still pending.
+    recipients: heapless::Vec<(usize, usize, Route), MAX_RECIPIENTS>,
+    /// Message size in bytes.
+    pub length: u32,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When the message was queued (Unix seconds; 0: unknown).
+    pub queued_at: u64,
+}
+
+impl Attempt {
+    /// The pending recipients on `route`: (envelope index, address).
+    pub fn recipients(&self, route: Route) -> impl Iterator<Item = (usize, &str)> {
+        let mut start = 0;
+        self.recipients.iter().filter_map(move |&(index, end, recipient_route)| {
+            let address = &self.addresses[start..end];
+            start = end;
+            (recipient_route == route).then_some((index, address))
+        })
+    }
+}
+
+/// The result of one recipient in one attempt, with the reply that decided it.
+#[derive(Clone, Copy, Debug)]
+pub struct RecipientOutcome {
+    /// Index into the envelope.
+    pub index: usize,
+    /// The route it took.
+    pub route: Route,
+    /// Delivered, deferred or bounced, and why.
+    pub result: RecipientResult,
+}
+
+/// The outcomes of one attempt.
+pub type Outcomes = heapless::Vec<RecipientOutcome, MAX_RECIPIENTS>;
+
 #[embassy_executor::task]
-pub async fn delivery_task(stack: Stack<'static>) -> ! {
+pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> ! {
     loop {
         select(DELIVERY_SIGNAL.wait(), Timer::after(QUEUE_POLL)).await;
-        let Some((address, port, protocol, host_name)) = MAIL_SETTINGS.lock(|cell| {
-            let settings = cell.borrow();
-            let settings = settings.as_ref()?;
-            let mailbox = settings.mailbox.as_ref()?;
-            Some((Ipv4Addr::from(mailbox.address), mailbox.port, mailbox.protocol, settings.host_name.clone()))
-        }) else {
+        if MAIL_SETTINGS.lock(|cell| cell.borrow().is_none()) {
             continue;
-        };
+        }
         // Each pass tries every message that is due once.
         let retry_all = RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
         let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
-        while let Some((attempt, reader)) = next_attempt(&tried, retry_all).await {
+        while let Some(attempt) = next_attempt(&tried, retry_all).await {
             let _ = tried.push(attempt.id);
-            let protocol = match protocol {
-                DeliveryProtocol::Lmtp => ClientProtocol::Lmtp,
-                DeliveryProtocol::Smtp => ClientProtocol::Smtp,
-            };
-            deliver(stack, attempt, reader, IpEndpoint::new(address.into(), port), protocol, host_name.as_str()).await;
+            let mut outcomes = Outcomes::new();
+            if attempt.recipients(Route::Mailbox).next().is_some() {
+                deliver_to_mailbox(stack, &attempt, &mut outcomes).await;
+            }
+            if attempt.recipients(Route::Smarthost).next().is_some() {
+                crate::smarthost::deliver(stack, &attempt, &mut outcomes, random.derive()).await;
+            }
+            record_outcomes(&attempt, &outcomes).await;
             if tried.is_full() {
                 // More to do: come back at once rather than after the poll interval.
                 DELIVERY_SIGNAL.signal(());
@@ -83,16 +130,27 @@ pub async fn delivery_task(stack: Stack<'static>) -> ! {
     }
 }
 
+/// Whether `address`'s domain is one of ours (mail for it stays on the LAN).
+pub fn route_of(address: &str) -> Route {
+    let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
+    let local = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().is_some_and(|settings| settings.relay.is_accepted_domain(domain)));
+    if local {
+        Route::Mailbox
+    } else {
+        Route::Smarthost
+    }
+}
+
 /// The next queued message whose retry time has come, with its pending recipients.
-async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<(Attempt, MessageReader)> {
+async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
     let mut vault = VAULT.lock().await;
     let stores = vault.as_mut()?.open_stores()?;
-    let now_seconds = now().unix_seconds;
+    let now_seconds = uptime_seconds();
     let summary = stores.spool.messages().find(|message| {
         let due = retry_all
             || message.delivery.next_retry <= now_seconds
             // Written in an earlier boot with a larger uptime than now.
-            || message.delivery.next_retry > now_seconds + LONGEST_RETRY_SECONDS;
+            || message.delivery.next_retry > now_seconds + SMARTHOST_RETRY_SECONDS.1;
         !message.damaged && !tried.contains(&message.id) && due
     })?;
     let mut envelope_bytes = [0u8; ENVELOPE_CAPACITY];
@@ -104,102 +162,147 @@ async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<(Attempt, 
         recipients: heapless::Vec::new(),
         length: summary.length,
         attempts: summary.delivery.attempts,
+        queued_at: envelope.queued_at(),
     };
     let _ = attempt.sender.push_str(core::str::from_utf8(envelope.reverse_path()).unwrap_or(""));
     for (index, recipient) in envelope.recipients().iter().enumerate() {
-        if summary.delivery.recipient(index) == RecipientState::Pending
-            && attempt.addresses.push_str(core::str::from_utf8(recipient).unwrap_or("")).is_ok()
-        {
-            let _ = attempt.recipients.push((index, attempt.addresses.len()));
+        let address = core::str::from_utf8(recipient).unwrap_or("");
+        if summary.delivery.recipient(index) == RecipientState::Pending && attempt.addresses.push_str(address).is_ok() {
+            let _ = attempt.recipients.push((index, attempt.addresses.len(), route_of(address)));
         }
     }
-    let reader = stores.spool.open_message(summary.id).await.ok()?;
-    Some((attempt, reader))
+    Some(attempt)
 }
 
-async fn deliver(
-    stack: Stack<'static>,
-    attempt: Attempt,
-    mut reader: MessageReader,
-    host: IpEndpoint,
-    protocol: ClientProtocol,
-    host_name: &str,
-) {
-    let mut outcomes: heapless::Vec<(usize, Outcome), MAX_RECIPIENTS> = heapless::Vec::new();
-    if !attempt.recipients.is_empty() {
-        let mut start = 0;
-        let recipients: heapless::Vec<&str, MAX_RECIPIENTS> = attempt
-            .recipients
-            .iter()
-            .map(|&(_, end)| {
-                let address = &attempt.addresses[start..end];
-                start = end;
-                address
-            })
-            .collect();
-        let config = ClientConfig { hostname: host_name, protocol, tls: TlsRequirement::Disabled, credentials: None };
-        let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &recipients, size: Some(attempt.length as u64), eight_bit: true };
-        match ClientSession::new(&config, envelope, false, now()) {
-            Ok(session) => run_session(stack, session, host, &attempt, &mut reader, &mut outcomes).await,
-            Err(_) => {
-                crate::event_warning!("delivery: message {} has an envelope the client refuses", attempt.id.0);
-            }
-        }
-    }
-    record_outcomes(&attempt, &outcomes).await;
+/// Opens the message for reading its body.
+pub async fn open_body(id: MessageId) -> Option<MessageReader> {
+    let mut vault = VAULT.lock().await;
+    vault.as_mut()?.open_stores()?.spool.open_message(id).await.ok()
 }
 
-async fn run_session(
-    stack: Stack<'static>,
-    mut session: ClientSession<'_>,
-    host: IpEndpoint,
-    attempt: &Attempt,
-    reader: &mut MessageReader,
-    outcomes: &mut heapless::Vec<(usize, Outcome), MAX_RECIPIENTS>,
-) {
+/// Delivers the attempt's local recipients to the LAN mailbox host.
+async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes) {
+    let Some((address, port, protocol, host_name)) = MAIL_SETTINGS.lock(|cell| {
+        let settings = cell.borrow();
+        let settings = settings.as_ref()?;
+        let mailbox = settings.mailbox.as_ref()?;
+        Some((Ipv4Addr::from(mailbox.address), mailbox.port, mailbox.protocol, settings.host_name.clone()))
+    }) else {
+        return;
+    };
+    let protocol = match protocol {
+        DeliveryProtocol::Lmtp => ClientProtocol::Lmtp,
+        DeliveryProtocol::Smtp => ClientProtocol::Smtp,
+    };
+    let (indices, addresses): (heapless::Vec<usize, MAX_RECIPIENTS>, heapless::Vec<&str, MAX_RECIPIENTS>) =
+        attempt.recipients(Route::Mailbox).unzip();
+    let config = ClientConfig { hostname: host_name.as_str(), protocol, tls: TlsRequirement::Disabled, credentials: None };
+    let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &addresses, size: Some(attempt.length as u64), eight_bit: true };
+    let Ok(session) = ClientSession::new(&config, envelope, false, now()) else {
+        crate::event_warning!("delivery: message {} has an envelope the client refuses", attempt.id.0);
+        return;
+    };
+    let Some(mut reader) = open_body(attempt.id).await else {
+        return;
+    };
     let mut receive_buffer = [0u8; 1024];
     let mut transmit_buffer = [0u8; 1024];
     let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
     socket.set_timeout(Some(Duration::from_secs(60)));
-    if socket.connect(host).await.is_err() {
+    let host = IpEndpoint::new(address.into(), port);
+    let connected = socket.connect(host).await.is_ok();
+    if !connected {
         defmt::warn!("delivery: mailbox host {} unreachable; message {=u32} waits", host, attempt.id.0);
+    }
+    let mut link = Link::Plain(socket);
+    let mut results = heapless::Vec::<RecipientResult, MAX_RECIPIENTS>::new();
+    run_session(&mut link, session, connected, &mut reader, &mut results, None).await;
+    link.close().await;
+    for result in results {
+        if let Some(&index) = indices.get(result.index) {
+            let _ = outcomes.push(RecipientOutcome { index, route: Route::Mailbox, result });
+        }
+    }
+}
+
+/// What a session needs to switch to TLS when the server's STARTTLS is accepted.
+pub struct TlsStart<'b, 't> {
+    /// The TLS record buffers.
+    pub read: &'b mut [u8],
+    /// The TLS record buffers.
+    pub write: &'b mut [u8],
+    /// The name the server's certificate must carry (and SNI).
+    pub server_name: &'t str,
+    /// How the server is verified.
+    pub trust: homemx_tls::Trust<'t>,
+    /// Random for the handshake.
+    pub random: DerivedRandom,
+}
+
+/// Drives a client session over `link` until it ends; collects every recipient's result.
+/// `connected` false: the connection failed, every recipient is deferred.
+pub async fn run_session<'b>(
+    link: &mut Link<'_, 'b>,
+    mut session: ClientSession<'_>,
+    connected: bool,
+    reader: &mut MessageReader,
+    results: &mut heapless::Vec<RecipientResult, MAX_RECIPIENTS>,
+    mut tls: Option<TlsStart<'b, '_>>,
+) {
+    if !connected {
         session.connection_closed();
     }
     let mut input = [0u8; 512];
     loop {
-        let event = session.poll(now());
-        match event {
+        match session.poll(now()) {
+            Some(ClientEvent::StartTls) => {
+                let flushed = flush(link, &mut session).await;
+                let Some(start) = tls.take().filter(|_| flushed) else {
+                    session.tls_failed();
+                    continue;
+                };
+                match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random).await {
+                    Ok(()) => session.tls_established(now()),
+                    Err(error) => {
+                        // The session reports TlsProblem::HandshakeFailed next: that raises the alert.
+                        crate::event_warning!("TLS handshake with {} failed: {:?}", start.server_name, defmt::Debug2Format(&error));
+                        session.tls_failed();
+                    }
+                }
+            }
+            Some(ClientEvent::TlsProblem(problem)) => {
+                crate::smarthost::tls_problem(problem);
+            }
+            Some(ClientEvent::PlaintextDiscarded { octets }) => {
+                crate::event_warning!("delivery: {} octets the server sent after its 220 to STARTTLS were discarded", octets);
+            }
             Some(ClientEvent::SendBody) => {
                 // The session asks once: stream the whole body, then the end of data.
-                if !send_body(&mut socket, &mut session, reader).await {
-                    socket.abort();
+                if !send_body(link, &mut session, reader).await {
                     session.connection_closed();
                 }
             }
             Some(ClientEvent::RecipientResult(result)) => {
-                if let Some((index, _)) = attempt.recipients.get(result.index) {
-                    let _ = outcomes.push((*index, result.outcome));
-                }
+                let _ = results.push(result);
             }
             Some(ClientEvent::OutputFull) => {
-                if !flush(&mut socket, &mut session).await {
+                if !flush(link, &mut session).await {
                     session.connection_closed();
                 }
             }
             Some(ClientEvent::Close) => {
-                let _ = flush(&mut socket, &mut session).await;
+                let _ = flush(link, &mut session).await;
                 break;
             }
-            Some(_) => {}
             None => {
                 if session.is_finished() {
                     break;
                 }
-                if !flush(&mut socket, &mut session).await {
+                if !flush(link, &mut session).await {
                     session.connection_closed();
                     continue;
                 }
-                match socket.read(&mut input).await {
+                match link.read(&mut input).await {
                     Ok(0) | Err(_) => session.connection_closed(),
                     Ok(count) => {
                         session.receive(&input[..count], now());
@@ -208,11 +311,10 @@ async fn run_session(
             }
         }
     }
-    crate::network::release(&mut socket).await;
 }
 
 /// Streams the message from the spool into the session, chunk by chunk, and ends the data.
-async fn send_body(socket: &mut TcpSocket<'_>, session: &mut ClientSession<'_>, reader: &mut MessageReader) -> bool {
+async fn send_body(link: &mut Link<'_, '_>, session: &mut ClientSession<'_>, reader: &mut MessageReader) -> bool {
     let mut chunk = [0u8; CHUNK_CAPACITY];
     loop {
         let length = {
@@ -232,61 +334,107 @@ async fn send_body(socket: &mut TcpSocket<'_>, session: &mut ClientSession<'_>, 
         while sent < length {
             let taken = session.send_body(&chunk[sent..length]);
             sent += taken;
-            if taken == 0 && !flush(socket, session).await {
+            if taken == 0 && !flush(link, session).await {
                 return false;
             }
         }
     }
     while !session.end_body(now()) {
-        if !flush(socket, session).await {
+        if !flush(link, session).await {
             return false;
         }
     }
-    flush(socket, session).await
+    flush(link, session).await
 }
 
-async fn flush(socket: &mut TcpSocket<'_>, session: &mut ClientSession<'_>) -> bool {
-    while !session.output().is_empty() {
-        match socket.write(session.output()).await {
-            Ok(0) | Err(_) => return false,
-            Ok(count) => session.output_sent(count),
-        }
+async fn flush(link: &mut Link<'_, '_>, session: &mut ClientSession<'_>) -> bool {
+    let pending = session.output().len();
+    if pending == 0 {
+        return true;
     }
-    true
+    match link.write_all(session.output()).await {
+        Ok(()) => {
+            session.output_sent(pending);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
-async fn record_outcomes(attempt: &Attempt, outcomes: &[(usize, Outcome)]) {
-    let mut vault = VAULT.lock().await;
-    let Some(vault) = vault.as_mut() else {
-        return;
-    };
-    let Some(stores) = vault.open_stores() else {
-        return;
-    };
-    let mut delivered = 0;
-    for &(index, outcome) in outcomes {
-        match outcome {
-            Outcome::Delivered => {
-                delivered += 1;
-                let _ = stores.spool.mark_delivered(attempt.id, index).await;
+/// Writes the attempt's results to the spool: delivered and failed recipients, the next retry
+/// time for the rest, NDNs for outbound failures, and deletes the message when it is done.
+async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
+    let mut failed_outbound: heapless::Vec<(usize, RecipientResult), MAX_RECIPIENTS> = heapless::Vec::new();
+    let expired = attempt.queued_at != 0
+        && crate::wall_clock::unix_seconds().is_some_and(|now| now.saturating_sub(attempt.queued_at) > QUEUE_LIFETIME_SECONDS);
+    {
+        let mut vault = VAULT.lock().await;
+        let Some(vault) = vault.as_mut() else {
+            return;
+        };
+        let Some(stores) = vault.open_stores() else {
+            return;
+        };
+        let (mut delivered, mut relayed, mut deferred) = (0u32, 0u32, 0u32);
+        for outcome in outcomes {
+            let index = outcome.index;
+            match (outcome.result.outcome, outcome.route) {
+                (Outcome::Delivered, route) => {
+                    if route == Route::Mailbox {
+                        delivered += 1;
+                    } else {
+                        relayed += 1;
+                    }
+                    let _ = stores.spool.mark_delivered(attempt.id, index).await;
+                }
+                (Outcome::Bounced, Route::Mailbox) => {
+                    crate::event_warning!("delivery: the mailbox host refused recipient {} of message {} for good", index, attempt.id.0);
+                    let _ = stores.spool.mark_failed(attempt.id, index).await;
+                }
+                (Outcome::Bounced, Route::Smarthost) => {
+                    crate::event_warning!(
+                        "outbound: the smarthost refused recipient {} of message {} for good ({})",
+                        index,
+                        attempt.id.0,
+                        outcome.result.code
+                    );
+                    let _ = stores.spool.mark_failed(attempt.id, index).await;
+                    let _ = failed_outbound.push((index, outcome.result));
+                }
+                (Outcome::Deferred, Route::Smarthost) if expired => {
+                    crate::event_warning!("outbound: recipient {} of message {} expired after 5 days in the queue", index, attempt.id.0);
+                    let _ = stores.spool.mark_failed(attempt.id, index).await;
+                    let _ = failed_outbound.push((index, outcome.result));
+                }
+                (Outcome::Deferred, _) => deferred += 1,
             }
-            Outcome::Bounced => {
-                crate::event_warning!("delivery: the mailbox host refused recipient {} of message {} for good", index, attempt.id.0);
-                let _ = stores.spool.mark_failed(attempt.id, index).await;
-            }
-            Outcome::Deferred => {}
         }
+        let bounced = outcomes.iter().filter(|outcome| outcome.result.outcome == Outcome::Bounced).count() as u32
+            + if expired { failed_outbound.len() as u32 } else { 0 };
+        crate::mail_status::update(|status| {
+            status.delivered_local += delivered;
+            status.relayed += relayed;
+            status.deferred += u32::from(deferred > 0);
+            status.bounced += bounced;
+        });
+        let summary = stores.spool.message(attempt.id);
+        let done = summary.is_some_and(|message| message.delivery.is_finished(message.recipient_count));
+        if done {
+            let _ = stores.spool.delete(attempt.id).await;
+            crate::event_info!("delivery: message {} done ({} to the mailbox host, {} to the smarthost) and removed", attempt.id.0, delivered, relayed);
+        } else {
+            // Outbound recipients without a final result this time are still pending.
+            let outbound_pending = attempt.recipients(Route::Smarthost).any(|(index, _)| {
+                !outcomes.iter().any(|outcome| outcome.index == index && outcome.result.outcome != Outcome::Deferred)
+            });
+            let (first, longest) = if outbound_pending { SMARTHOST_RETRY_SECONDS } else { LOCAL_RETRY_SECONDS };
+            let delay = (first << attempt.attempts.min(16)).min(longest);
+            let _ = stores.spool.set_next_retry(attempt.id, uptime_seconds() + delay).await;
+            defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay);
+        }
+        crate::mail_settings::publish_spool_free_bytes(vault);
     }
-    let done = stores.spool.message(attempt.id).is_some_and(|message| {
-        (0..message.recipient_count as usize).all(|index| message.delivery.recipient(index) != RecipientState::Pending)
-    });
-    if done {
-        let _ = stores.spool.delete(attempt.id).await;
-        crate::event_info!("delivery: message {} delivered to the mailbox host ({} recipients) and removed", attempt.id.0, delivered);
-    } else {
-        let delay = (FIRST_RETRY_SECONDS << attempt.attempts.min(16)).min(LONGEST_RETRY_SECONDS);
-        let _ = stores.spool.set_next_retry(attempt.id, now().unix_seconds + delay).await;
-        defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay);
+    if !failed_outbound.is_empty() {
+        crate::ndn::report(attempt, &failed_outbound, expired).await;
     }
-    crate::mail_settings::publish_spool_free_bytes(vault);
 }

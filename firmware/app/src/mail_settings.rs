@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use homemx_smtp::relay::{IpPrefix, RelayConfig};
-use homemx_wire::config::{ConfigItem, LanMailbox};
+use homemx_wire::config::{ConfigItem, HostName, LanMailbox, Smarthost};
 
 use crate::vault::Vault;
 
@@ -33,7 +33,18 @@ pub struct MailSettings {
     pub message_size: u64,
     /// Free spool bytes kept back.
     pub spool_reserve_bytes: u64,
+    /// The provider's smarthost; without one, LAN clients may not send to other domains.
+    pub smarthost: Option<Smarthost>,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Most messages one LAN client may submit per hour.
+    pub messages_per_client_per_hour: u16,
+    /// SNTP servers (empty: ask the default gateway).
+    pub time_servers: heapless::Vec<HostName, 2>,
 }
+
+/// Default for [`MailSettings::messages_per_client_per_hour`] when the owner sets none.
+pub const DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR: u16 = 100;
 
 /// The settings in force; `None` while locked or unconfigured.
 pub static MAIL_SETTINGS: Mutex<CriticalSectionRawMutex, RefCell<Option<MailSettings>>> = Mutex::new(RefCell::new(None));
@@ -66,6 +77,10 @@ pub async fn reload(vault: &mut Vault) {
         postmaster_domain: heapless::String::new(),
         message_size: DEFAULT_MESSAGE_SIZE,
         spool_reserve_bytes: DEFAULT_SPOOL_RESERVE,
+        smarthost: None,
+        max_recipients: homemx_spool::MAX_RECIPIENTS,
+        messages_per_client_per_hour: DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR,
+        time_servers: heapless::Vec::new(),
     };
     // The relay tables are staged in a static, so no 7 KB copy lives in this future.
     STAGING.lock(|cell| *cell.borrow_mut() = Some(RelayConfig::new()));
@@ -94,10 +109,31 @@ pub async fn reload(vault: &mut Vault) {
             let Some(mut relay) = staging.borrow_mut().take() else {
                 return;
             };
-            // Inbound only: LAN clients submit through the outbound path (not built yet).
-            relay.set_lan_may_relay(false);
-            let Details { mailbox, host_name, postmaster_domain, message_size, spool_reserve_bytes } = building;
-            *cell.borrow_mut() = Some(MailSettings { relay, mailbox, host_name, postmaster_domain, message_size, spool_reserve_bytes });
+            // LAN clients may send to other domains only through a smarthost.
+            relay.set_lan_may_relay(building.smarthost.is_some());
+            let Details {
+                mailbox,
+                host_name,
+                postmaster_domain,
+                message_size,
+                spool_reserve_bytes,
+                smarthost,
+                max_recipients,
+                messages_per_client_per_hour,
+                time_servers,
+            } = building;
+            *cell.borrow_mut() = Some(MailSettings {
+                relay,
+                mailbox,
+                host_name,
+                postmaster_domain,
+                message_size,
+                spool_reserve_bytes,
+                smarthost,
+                max_recipients,
+                messages_per_client_per_hour,
+                time_servers,
+            });
         })
     });
     publish_spool_free_bytes(vault);
@@ -113,6 +149,10 @@ struct Details {
     postmaster_domain: heapless::String<64>,
     message_size: u64,
     spool_reserve_bytes: u64,
+    smarthost: Option<Smarthost>,
+    max_recipients: usize,
+    messages_per_client_per_hour: u16,
+    time_servers: heapless::Vec<HostName, 2>,
 }
 
 /// Applies one configuration item; false when the relay policy refuses it.
@@ -146,6 +186,18 @@ fn apply(settings: &mut Details, relay: &mut RelayConfig, item: &ConfigItem, dom
         ConfigItem::Limits(limits) => {
             settings.message_size = (limits.max_message_bytes as u64).min(DEFAULT_MESSAGE_SIZE);
             settings.spool_reserve_bytes = limits.spool_reserve_bytes as u64;
+            settings.max_recipients = usize::from(limits.max_recipients).clamp(1, homemx_spool::MAX_RECIPIENTS);
+            if limits.messages_per_client_per_hour > 0 {
+                settings.messages_per_client_per_hour = limits.messages_per_client_per_hour;
+            }
+            true
+        }
+        ConfigItem::Smarthost(smarthost) => {
+            settings.smarthost = Some(smarthost.clone());
+            true
+        }
+        ConfigItem::TimeServer(server) => {
+            let _ = settings.time_servers.push(server.clone());
             true
         }
         _ => true,

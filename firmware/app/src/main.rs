@@ -5,17 +5,23 @@
 #![no_std]
 #![no_main]
 
+mod alerts;
 mod console;
 mod cpu_load;
 mod delivery;
 mod event_log;
 mod health;
 mod lan;
+mod link;
 mod mail_settings;
+mod mail_status;
 mod mx;
+mod ndn;
 mod network;
 mod panic;
 mod random;
+mod resolver;
+mod smarthost;
 #[cfg(feature = "spool-exercise")]
 mod spool_exercise;
 mod stack;
@@ -24,6 +30,7 @@ mod storage;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
 mod vault;
 mod udp_echo;
+mod wall_clock;
 
 #[cfg(feature = "board-qemu")]
 use homemx_bsp_qemu_mps2 as bsp;
@@ -62,7 +69,12 @@ async fn main(spawner: Spawner) {
     for task_number in 0..mx::MX_SESSIONS {
         spawner.spawn(mx::mx_task(stack, task_number as u8).unwrap());
     }
-    spawner.spawn(delivery::delivery_task(stack).unwrap());
+    for task_number in 0..mx::SUBMISSION_SESSIONS {
+        spawner.spawn(mx::submission_task(stack, task_number as u8).unwrap());
+    }
+    resolver::init(random.derive()).await;
+    spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
+    spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());
     #[cfg(feature = "spool-exercise")]
     spawner.spawn(
         spool_exercise::spool_exercise_task(parts.flash, random.derive(), random.derive()).unwrap(),

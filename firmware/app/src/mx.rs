@@ -1,7 +1,13 @@
-//! The MX on port 25: SMTP sessions from the world (homemx-smtp's sans-I/O server) wired to
-//! embassy-net sockets and the encrypted spool. A message is committed to flash before the
-//! session answers `250`; while the device is locked or unconfigured every session gets 4xx
-//! (the provider's backup MX keeps the mail).
+//! The MX on port 25 and the LAN's submission port 587: SMTP sessions (homemx-smtp's sans-I/O
+//! server) wired to embassy-net sockets and the encrypted spool. A message is committed to
+//! flash before the session answers `250`; while the device is locked or unconfigured every
+//! session gets 4xx (the provider's backup MX keeps the mail).
+//!
+//! Clients in the LAN prefixes may send to any domain (through the smarthost, see
+//! [`crate::delivery`]) on either port, within per-client limits: recipients per message and
+//! size from the configured limits, and an hourly message quota (`450 4.7.1` beyond it, with
+//! a log event). Everyone else gets the MX: only our domains and known recipients, and port
+//! 587 answers them `554 5.7.1` at once.
 
 use core::cell::RefCell;
 use core::net::IpAddr;
@@ -26,8 +32,14 @@ use crate::vault::VAULT;
 
 /// The SMTP port.
 pub const SMTP_PORT: u16 = 25;
-/// Sessions served at once (one task each).
+/// The submission port (RFC 6409), LAN clients only.
+pub const SUBMISSION_PORT: u16 = 587;
+/// Sessions served at once on port 25 (one task each).
 pub const MX_SESSIONS: usize = 4;
+/// Sessions served at once on port 587.
+pub const SUBMISSION_SESSIONS: usize = 2;
+/// LAN clients whose hourly quota is tracked at once (the oldest window is dropped beyond).
+const QUOTA_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.
 const SESSIONS_PER_CLIENT: u16 = 2;
 const ADDRESS_CAPACITY: usize = 256;
@@ -36,6 +48,40 @@ static CONNECTIONS: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_
     Mutex::new(RefCell::new(ConnectionCounter::new(MX_SESSIONS as u16, SESSIONS_PER_CLIENT)));
 static SESSION_NUMBER: AtomicU32 = AtomicU32::new(1);
 
+/// Per LAN client: (address, start of its hour in uptime seconds, messages sent in it).
+static QUOTA: Mutex<CriticalSectionRawMutex, RefCell<heapless::Vec<(IpAddr, u64, u16), QUOTA_CLIENTS>>> =
+    Mutex::new(RefCell::new(heapless::Vec::new()));
+
+/// Whether `client` may submit another message this hour (`count`: and counts it).
+fn quota_allows(client: IpAddr, limit: u16, count: bool) -> bool {
+    let now = crate::network::uptime_seconds();
+    QUOTA.lock(|table| {
+        let mut table = table.borrow_mut();
+        table.retain(|(_, start, _)| now.saturating_sub(*start) < 3600);
+        let position = match table.iter().position(|(address, _, _)| *address == client) {
+            Some(position) => position,
+            None => {
+                if table.is_full() {
+                    table.remove(0);
+                }
+                let _ = table.push((client, now, 0));
+                table.len() - 1
+            }
+        };
+        let entry = &mut table[position];
+        if entry.2 >= limit {
+            return false;
+        }
+        if count {
+            entry.2 += 1;
+        }
+        true
+    })
+}
+
+fn is_lan_client(client: IpAddr) -> bool {
+    MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().is_some_and(|settings| settings.relay.is_lan_client(client)))
+}
 /// The policy the sessions ask: the configured relay rules, the lock state and spool space.
 struct DevicePolicy;
 
@@ -45,7 +91,16 @@ impl SessionPolicy for DevicePolicy {
     }
 
     fn check_sender(&mut self, client: &ClientInfo, sender: &ReversePath<'_>, declared_size: Option<u64>) -> SenderDecision {
-        with_standard_policy(|policy| policy.check_sender(client, sender, declared_size)).unwrap_or(SenderDecision::ServiceUnavailable)
+        let decision = with_standard_policy(|policy| policy.check_sender(client, sender, declared_size)).unwrap_or(SenderDecision::ServiceUnavailable);
+        if decision == SenderDecision::Accept && is_lan_client(client.address) {
+            let limit = MAIL_SETTINGS.lock(|cell| {
+                cell.borrow().as_ref().map_or(crate::mail_settings::DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR, |settings| settings.messages_per_client_per_hour)
+            });
+            if !quota_allows(client.address, limit, false) {
+                return SenderDecision::QuotaExceeded;
+            }
+        }
+        decision
     }
 
     fn check_recipient(&mut self, client: &ClientInfo, recipient: &ForwardPath<'_>) -> RecipientDecision {
@@ -123,12 +178,21 @@ fn client_address(address: IpAddress) -> IpAddr {
 
 #[embassy_executor::task(pool_size = MX_SESSIONS)]
 pub async fn mx_task(stack: Stack<'static>, task_number: u8) -> ! {
+    listen(stack, SMTP_PORT, task_number).await
+}
+
+#[embassy_executor::task(pool_size = SUBMISSION_SESSIONS)]
+pub async fn submission_task(stack: Stack<'static>, task_number: u8) -> ! {
+    listen(stack, SUBMISSION_PORT, task_number).await
+}
+
+async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
     let mut receive_buffer = [0u8; 2048];
     let mut transmit_buffer = [0u8; 1024];
     loop {
         let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
         socket.set_timeout(Some(Duration::from_secs(310)));
-        if socket.accept(SMTP_PORT).await.is_err() {
+        if socket.accept(port).await.is_err() {
             continue;
         }
         let Some(peer) = socket.remote_endpoint() else {
@@ -136,6 +200,12 @@ pub async fn mx_task(stack: Stack<'static>, task_number: u8) -> ! {
             continue;
         };
         let client = client_address(peer.addr);
+        if port == SUBMISSION_PORT && !is_lan_client(client) {
+            crate::event_warning!("submission: refused {} (not in the LAN prefixes)", peer.addr);
+            let _ = socket.write_all(b"554 5.7.1 Submission is only for the LAN; this is not a relay\r\n").await;
+            crate::network::release(&mut socket).await;
+            continue;
+        }
         let admitted = CONNECTIONS.lock(|counter| counter.borrow_mut().try_open(client));
         match admitted {
             Err(refusal) => {
@@ -162,11 +232,14 @@ async fn send_output(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>
 }
 
 async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
-    let (host_name, message_size) = MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
-        Some(settings) => (settings.host_name.clone(), settings.message_size),
-        None => (heapless::String::try_from("homemx").unwrap_or_default(), crate::mail_settings::DEFAULT_MESSAGE_SIZE),
+    let lan = is_lan_client(client);
+    let (host_name, message_size, lan_recipients) = MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
+        Some(settings) => (settings.host_name.clone(), settings.message_size, settings.max_recipients),
+        None => (heapless::String::try_from("homemx").unwrap_or_default(), crate::mail_settings::DEFAULT_MESSAGE_SIZE, MAX_RECIPIENTS),
     });
-    let limits = Limits { recipients_per_message: MAX_RECIPIENTS, message_size, ..Limits::DEFAULT };
+    // The world gets RFC 5321's 100 recipients and more; a LAN client the owner's limit.
+    let recipients_per_message = if lan { lan_recipients } else { MAX_RECIPIENTS };
+    let limits = Limits { recipients_per_message, message_size, ..Limits::DEFAULT };
     let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false };
     let session_id = SESSION_NUMBER.fetch_add(1, Ordering::Relaxed) as u64;
     let connection = ConnectionInfo { client, session_id, starttls_available: false, implicit_tls: None };
@@ -228,7 +301,7 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
                 }
             }
             Event::MessageComplete { body_size, .. } => {
-                let result = commit_message(&mut transaction, client, body_size).await;
+                let result = commit_message(&mut transaction, client, body_size, lan).await;
                 session.message_committed(result, now());
             }
             Event::TransactionAborted(reason) => {
@@ -258,7 +331,8 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
 
 async fn begin_message(transaction: &Transaction, expected_length: u32) -> Option<MessageWriter> {
     let recipients: heapless::Vec<&[u8], MAX_RECIPIENTS> = transaction.recipients().collect();
-    let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?;
+    let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?
+        .with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut vault = VAULT.lock().await;
     let stores = vault.as_mut()?.open_stores()?;
     match stores.spool.begin_message(&envelope, expected_length).await {
@@ -270,7 +344,7 @@ async fn begin_message(transaction: &Transaction, expected_length: u32) -> Optio
     }
 }
 
-async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64) -> CommitResult {
+async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64, lan: bool) -> CommitResult {
     let Some(writer) = transaction.writer.take() else {
         return CommitResult::Failed;
     };
@@ -281,8 +355,16 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
     let result = match vault.open_stores() {
         Some(stores) if !transaction.failed => match stores.spool.commit(writer).await {
             Ok(commit) => {
+                if lan {
+                    let limit = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().map_or(0, |settings| settings.messages_per_client_per_hour));
+                    quota_allows(client, limit, true);
+                    crate::mail_status::update(|status| status.submitted += 1);
+                } else {
+                    crate::mail_status::update(|status| status.received += 1);
+                }
                 crate::event_info!(
-                    "mx: accepted message {} from {} for {} recipients, {} bytes",
+                    "{}: accepted message {} from {} for {} recipients, {} bytes",
+                    if lan { "submission" } else { "mx" },
                     commit.id.0,
                     client,
                     transaction.recipient_ends.len(),

@@ -7,8 +7,9 @@ use static_cell::StaticCell;
 
 use crate::bsp;
 
-/// Sockets the stack can hold: DHCP, HTTP ×3, UDP echo, MX ×4, delivery, and one spare.
-const SOCKET_COUNT: usize = 12;
+/// Sockets the stack can hold: DHCP, HTTP ×3, UDP echo, MX ×4, submission ×2, delivery,
+/// DNS, SNTP, and one spare.
+const SOCKET_COUNT: usize = 16;
 
 type NetworkDriver = <bsp::Parts as PartsTypes>::Network;
 
@@ -71,9 +72,15 @@ pub async fn release(socket: &mut embassy_net::tcp::TcpSocket<'_>) {
     let _ = socket.flush().await;
 }
 
-/// The mail sessions' clock. There is no wall clock yet (SNTP comes with outbound mail), so
-/// `Received:` dates and retry times count from the Unix epoch plus uptime.
+/// The mail sessions' clock: the SNTP wall clock once known; before that, `Received:` dates
+/// count from the Unix epoch plus uptime. Retry times use [`uptime_seconds`], never this.
 pub fn mail_clock() -> homemx_smtp::Now {
     let milliseconds = embassy_time::Instant::now().as_millis();
-    homemx_smtp::Now { unix_seconds: milliseconds / 1000, monotonic_milliseconds: milliseconds }
+    let unix_seconds = crate::wall_clock::unix_seconds().unwrap_or(milliseconds / 1000);
+    homemx_smtp::Now { unix_seconds, monotonic_milliseconds: milliseconds }
+}
+
+/// Seconds since boot (the clock of retry times within one boot).
+pub fn uptime_seconds() -> u64 {
+    embassy_time::Instant::now().as_secs()
 }

@@ -28,6 +28,11 @@ impl DerivedRandom {
         Self(stream)
     }
 
+    /// The stream itself, for consumers that take a `rand_core` generator (TLS).
+    pub fn into_rng(self) -> ChaCha20Rng {
+        self.0
+    }
+
     /// A random 64-bit value.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()

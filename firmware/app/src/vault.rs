@@ -285,6 +285,50 @@ impl Vault {
         present
     }
 
+    /// Reads a credential into `out` for a provider login; returns its length. The caller
+    /// wipes `out` after use. `None` while locked or when it was never set.
+    pub async fn credential(&mut self, credential: Credential, out: &mut [u8]) -> Option<usize> {
+        let stores = self.stores().ok()?;
+        let mut value = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
+        let length = stores.settings.fetch(settings_key("credential", credential_name(credential)), &mut value).await.ok()??;
+        let result = out.get_mut(..length).map(|slot| {
+            slot.copy_from_slice(&value[..length]);
+            length
+        });
+        value.fill(0);
+        result
+    }
+
+    /// The trust anchor of a provider service: a pin, or a CA certificate copied into
+    /// `certificate` (its length returned). `None` while locked, unset, or too large.
+    pub async fn trust_anchor(&mut self, service: TlsService, certificate: &mut [u8]) -> Option<crate::link::TrustSource> {
+        let service = service_index(service) as u8;
+        let stores = self.stores().ok()?;
+        let mut value = [0u8; 33];
+        let length = stores.settings.fetch(settings_key("trust-anchor", &[service]), &mut value).await.ok()??;
+        match (value[0], length) {
+            (1, 33) => {
+                let mut pin = [0u8; 32];
+                pin.copy_from_slice(&value[1..33]);
+                Some(crate::link::TrustSource::PinnedKey(pin))
+            }
+            (2, 3) => {
+                let total = u16::from_le_bytes([value[1], value[2]]) as usize;
+                let target = certificate.get_mut(..total)?;
+                for (index, piece) in target.chunks_mut(homemx_spool::KEY_VALUE_CAPACITY).enumerate() {
+                    let mut record = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
+                    let got = stores.settings.fetch(settings_key("trust-anchor-der", &[service, index as u8]), &mut record).await.ok()??;
+                    if got != piece.len() {
+                        return None;
+                    }
+                    piece.copy_from_slice(&record[..got]);
+                }
+                Some(crate::link::TrustSource::CaAnchor(total))
+            }
+            _ => None,
+        }
+    }
+
     /// Stores a pin, or one in-order chunk of a CA certificate (in 256-byte records).
     pub async fn set_trust_anchor(&mut self, update: &TrustAnchorUpdate) -> Result<(), ErrorCode> {
         let service = service_index(update.service);

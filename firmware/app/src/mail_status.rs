@@ -1,0 +1,58 @@
+//! Mail-flow facts for the status page and `/status.json`: counters since boot and the state
+//! of the smarthost connection. Written by the MX, the submission listener and the delivery
+//! task; read by the status page. Nothing here is secret (counts, times, TLS details).
+
+use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+
+/// Counters and the smarthost state.
+#[derive(Clone, Copy, Default)]
+pub struct MailStatus {
+    /// Messages accepted from the internet (port 25).
+    pub received: u32,
+    /// Messages accepted from LAN clients for the outside.
+    pub submitted: u32,
+    /// Recipients delivered to the LAN mailbox host.
+    pub delivered_local: u32,
+    /// Recipients accepted by the smarthost.
+    pub relayed: u32,
+    /// Delivery attempts that ended deferred.
+    pub deferred: u32,
+    /// Recipients that failed for good.
+    pub bounced: u32,
+    /// Non-delivery reports generated.
+    pub ndns: u32,
+    /// Last smarthost success: Unix seconds (0: time unknown then) and uptime seconds.
+    pub smarthost_success: Option<(u64, u64)>,
+    /// How the smarthost was verified at the last success: true = pinned key, false = CA.
+    pub smarthost_pinned: bool,
+    /// The last smarthost problem, as text for the page.
+    pub smarthost_problem: Option<&'static str>,
+}
+
+/// The mail status.
+pub static MAIL_STATUS: Mutex<CriticalSectionRawMutex, RefCell<MailStatus>> = Mutex::new(RefCell::new(MailStatus {
+    received: 0,
+    submitted: 0,
+    delivered_local: 0,
+    relayed: 0,
+    deferred: 0,
+    bounced: 0,
+    ndns: 0,
+    smarthost_success: None,
+    smarthost_pinned: false,
+    smarthost_problem: None,
+}));
+
+/// Changes the status.
+pub fn update(change: impl FnOnce(&mut MailStatus)) {
+    MAIL_STATUS.lock(|status| change(&mut status.borrow_mut()));
+}
+
+/// A copy of the status (for the status page, not wired yet).
+#[allow(dead_code)]
+pub fn snapshot() -> MailStatus {
+    MAIL_STATUS.lock(|status| *status.borrow())
+}
