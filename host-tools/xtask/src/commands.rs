@@ -83,6 +83,12 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("firmware/keystore/fuzz", "mount"),
     ("firmware/wire/fuzz", "frame_decoder"),
     ("firmware/wire/fuzz", "console_session"),
+    ("firmware/dns/fuzz", "dns_response"),
+    ("firmware/dns/fuzz", "sntp_reply"),
+    ("firmware/pop3/fuzz", "pop3_session"),
+    ("firmware/pop3/fuzz", "envelope_recipient"),
+    ("firmware/dyndns/fuzz", "http_response"),
+    ("firmware/dyndns/fuzz", "update_answer"),
 ];
 
 /// `cargo xtask test`: host tests, firmware builds, fuzz smoke runs, QEMU end to end.

@@ -1,0 +1,249 @@
+//! Outbound mail end to end on the isolated network: a LAN client submits on port 587, the
+//! appliance sends only through the provider's smarthost (a real SMTP server, aiosmtpd with
+//! TLS 1.3 and AUTH, certificates from a throw-away CA), found by DNS (a real authoritative
+//! server) and with its clock from SNTP. Every way TLS can fail — no STARTTLS, STARTTLS
+//! stripped by a middlebox, a self-signed certificate, the wrong host name — keeps the
+//! message queued with nothing sent in clear and raises the alert; once the smarthost is
+//! fixed the message arrives exactly once, byte-exact, over TLS 1.3 after AUTH. A 4xx after
+//! DATA followed by a power cut still gives exactly one copy. WAN clients get no relay, and a
+//! LAN client over its hourly quota gets a clear 450.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::flash_image;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
+use homemx_qemu::owner::{Owner, PASSPHRASE, SMARTHOST_PASSWORD};
+use homemx_qemu::peers::{send_mail, MailboxHost};
+use homemx_qemu::provider::{
+    add_wan_address, DnsServer, Smarthost, SmarthostConfig, SntpConfig, SntpServer, StripMode, StripProxy, TestCa, TlsMode,
+    SELF_SIGNED_SMARTHOST, SMARTHOST_NAME, WRONG_NAME,
+};
+use serde_json::{json, Value};
+
+/// The smarthost's public address (what DNS says); the real server behind the proxy.
+const SMARTHOST_FRONT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 25);
+const SMARTHOST_BACK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 26);
+const SMARTHOST_USER: &str = "homemx@example.org";
+
+const MESSAGE: &[u8] = b"From: Alice <alice@example.org>\r\n\
+To: Carol <carol@remote.example>\r\n\
+Subject: outbound through the smarthost\r\n\
+Message-ID: <outbound-1@example.org>\r\n\
+\r\n\
+Hello Carol,\r\n\
+.a line with a leading dot\r\n\
+\r\n\
+Alice\r\n";
+
+fn code(reply: &Value) -> u64 {
+    reply[0].as_u64().unwrap_or(0)
+}
+
+fn write_configuration(directory: &Path, ca: &TestCa) {
+    std::fs::create_dir_all(directory.join("secrets")).unwrap();
+    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+    std::fs::write(
+        directory.join("homemx.toml"),
+        format!(
+            r#"
+domains = ["example.org"]
+recipients = ["alice@example.org", "bob@example.org"]
+lan_prefixes = ["192.168.77.0/24"]
+time_servers = ["ntp.example.net"]
+
+[lan_mailbox]
+address = "192.168.77.1"
+port = 24
+protocol = "lmtp"
+
+[smarthost]
+host = "{SMARTHOST_NAME}"
+port = 587
+tls = "starttls"
+user_name = "{SMARTHOST_USER}"
+password_file = "secrets/smarthost.password"
+ca_certificate = "{}"
+
+[limits]
+max_message_bytes = 1048576
+max_recipients = 20
+messages_per_client_per_hour = 4
+spool_reserve_bytes = 65536
+"#,
+            ca.ca_certificate.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn write_zone(path: &Path) {
+    let zone = json!({
+        "ttl": 60,
+        "names": {
+            SMARTHOST_NAME: {"A": [SMARTHOST_FRONT.to_string()]},
+            "ntp.example.net": {"A": [ROUTER.to_string()]},
+        }
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&zone).unwrap()).unwrap();
+}
+
+/// Waits for a log line containing `needle` after line `from`; returns the next line number.
+fn wait_log(machine: &Machine, from: usize, needle: &str, timeout: Duration) -> usize {
+    machine.log.wait_for(from, needle, timeout).unwrap_or_else(|error| panic!("log line {needle:?}: {error}"));
+    let lines = machine.log.lines();
+    from + lines[from..].iter().position(|line| line.contains(needle)).expect("the line is there") + 1
+}
+
+fn no_mail_in_clear(what: &str, lines: &[String]) {
+    for line in lines {
+        let upper = line.to_ascii_uppercase();
+        assert!(
+            !upper.starts_with("MAIL FROM") && !upper.starts_with("AUTH") && !upper.starts_with("RCPT") && !upper.contains("CAROL"),
+            "{what}: {line:?} was sent in clear"
+        );
+    }
+}
+
+#[test]
+fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("outbound").unwrap();
+    let ca = TestCa::create(&directory.join("ca")).expect("test CA");
+    write_configuration(&directory, &ca);
+    std::fs::write(directory.join("message.eml"), MESSAGE).unwrap();
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let namespace = network.namespace().to_string();
+    let ns = Some(namespace.as_str());
+    add_wan_address(&namespace, SMARTHOST_FRONT).unwrap();
+    add_wan_address(&namespace, SMARTHOST_BACK).unwrap();
+    let zone = directory.join("zone.json");
+    write_zone(&zone);
+    let _dns = DnsServer::start(ns, &["192.168.77.1:53"], &zone, &directory.join("dns")).expect("DNS server");
+    let _sntp = SntpServer::start(ns, &SntpConfig::new("192.168.77.1:123"), &directory.join("sntp")).expect("SNTP server");
+    let _mailbox = MailboxHost::start(&namespace, "192.168.77.1:24", "lmtp", &directory.join("mailbox")).expect("mailbox host");
+    let front = format!("{SMARTHOST_FRONT}:587");
+    let leaf = ca.leaf(SMARTHOST_NAME).unwrap().clone();
+    let good_smarthost = |listen: &str, label: &str| {
+        let config = SmarthostConfig::new(listen, TlsMode::StartTls).with_certificate(&leaf).with_auth(SMARTHOST_USER, SMARTHOST_PASSWORD);
+        Smarthost::start(ns, &config, &directory.join(label)).expect("smarthost")
+    };
+
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let config = MachineConfig::on_network(elf.clone(), flash.clone(), &network);
+    let mut machine = Machine::start(&config, &directory).expect("QEMU starts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
+    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", directory.join("serial.sock").display()), key: directory.join("admin.key") };
+    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success());
+    let provision = owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]);
+    assert!(provision.status.success(), "provision: {}", String::from_utf8_lossy(&provision.stderr));
+    let mut line = wait_log(&machine, 0, "time: clock set from", Duration::from_secs(60));
+
+    let submit = |source: Ipv4Addr, port: u16, recipients: &[&str]| {
+        send_mail(&namespace, source, format!("{APPLIANCE}:{port}"), "alice@example.org", recipients, &directory.join("message.eml"), false)
+            .expect("smtp client runs")
+    };
+
+    // 1. A smarthost without STARTTLS: queued, nothing in clear, alert.
+    let mut plain = Smarthost::start(ns, &SmarthostConfig::new(front.clone(), TlsMode::None).with_auth(SMARTHOST_USER, SMARTHOST_PASSWORD), &directory.join("plain"))
+        .expect("plain smarthost");
+    let reply = submit(LAN_CLIENT, 587, &["carol@remote.example"]);
+    assert_eq!(code(&reply["data"]), 250, "LAN submission accepted: {reply}");
+    line = wait_log(&machine, line, "ALERT stripping_suspected", Duration::from_secs(60));
+    wait_log(&machine, line, "deferred, next try", Duration::from_secs(30));
+    no_mail_in_clear("no STARTTLS", &plain.cleartext_lines());
+    assert!(plain.messages().is_empty());
+    plain.stop();
+
+    // 2. STARTTLS stripped by a middlebox (XXXXXXXA): queued, nothing in clear, alert.
+    let mut back = good_smarthost(&format!("{SMARTHOST_BACK}:587"), "back");
+    let mut proxy = StripProxy::start(ns, &front, &format!("{SMARTHOST_BACK}:587"), StripMode::Strip, &directory.join("proxy")).expect("proxy");
+    assert!(owner.homemx(&["flush"]).status.success());
+    line = wait_log(&machine, line, "STARTTLS was overwritten", Duration::from_secs(60));
+    let client_bytes = String::from_utf8_lossy(&proxy.client_bytes()).to_string();
+    no_mail_in_clear("stripped", &client_bytes.lines().map(str::to_string).collect::<Vec<_>>());
+    assert!(back.messages().is_empty());
+    proxy.stop();
+    back.stop();
+
+    // 3. A self-signed certificate, 4. a certificate for another name: handshake refused.
+    for (label, certificate_name) in [("selfsigned", SELF_SIGNED_SMARTHOST), ("wrongname", WRONG_NAME)] {
+        let wrong = ca.leaf(certificate_name).unwrap().clone();
+        let config = SmarthostConfig::new(front.clone(), TlsMode::StartTls).with_certificate(&wrong).with_auth(SMARTHOST_USER, SMARTHOST_PASSWORD);
+        let mut impostor = Smarthost::start(ns, &config, &directory.join(label)).expect("impostor smarthost");
+        assert!(owner.homemx(&["flush"]).status.success());
+        line = wait_log(&machine, line, "ALERT certificate_rejected", Duration::from_secs(60));
+        no_mail_in_clear(label, &impostor.cleartext_lines());
+        assert!(impostor.events_named("auth").is_empty(), "{label}: no AUTH");
+        assert!(impostor.messages().is_empty(), "{label}: nothing delivered");
+        impostor.stop();
+    }
+
+    // 5. The smarthost answers 451 after DATA, then the power fails: after the restart the
+    //    message is delivered exactly once.
+    let config = SmarthostConfig::new(front.clone(), TlsMode::StartTls)
+        .with_certificate(&leaf)
+        .with_auth(SMARTHOST_USER, SMARTHOST_PASSWORD)
+        .with_fail_data(451, 1);
+    let mut flaky = Smarthost::start(ns, &config, &directory.join("flaky")).expect("flaky smarthost");
+    assert!(owner.homemx(&["flush"]).status.success());
+    flaky.wait_for_event(Duration::from_secs(60), |event| event["event"] == "data_failed").expect("the 451 was given");
+    machine.kill();
+    flaky.stop();
+    let good = good_smarthost(&front, "good");
+    let machine = Machine::start(&config_for(&elf, &flash, &network), &directory).expect("QEMU restarts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up again");
+    assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
+    let messages = good.wait_for_messages(1, Duration::from_secs(90)).expect("delivered once the smarthost is fixed");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(owner.homemx(&["flush"]).status.success());
+    std::thread::sleep(Duration::from_secs(10));
+    let messages_later = good.messages();
+    assert_eq!(messages_later.len(), 1, "exactly one copy: {messages_later:?}");
+    let (body, sidecar) = &messages[0];
+    assert_eq!(sidecar["mail_from"], "alice@example.org", "{sidecar}");
+    assert_eq!(sidecar["rcpt_tos"], json!(["carol@remote.example"]), "{sidecar}");
+    assert_eq!(sidecar["tls_version"], "TLSv1.3", "{sidecar}");
+    assert_eq!(sidecar["auth_user"], SMARTHOST_USER, "{sidecar}");
+    assert!(body.starts_with(b"Received: from "), "our Received: header comes first");
+    let header_end = body
+        .windows(2)
+        .enumerate()
+        .position(|(index, pair)| pair == b"\r\n" && body.get(index + 2).is_some_and(|&next| next != b'\t' && next != b' '))
+        .unwrap()
+        + 2;
+    assert_eq!(&body[header_end..], MESSAGE, "byte-exact but for the Received: header");
+    no_mail_in_clear("good", &good.cleartext_lines());
+    eprintln!(
+        "smarthost handshake: {}",
+        machine.log.lines().iter().find(|line| line.contains("TLS 1.3 handshake with")).cloned().unwrap_or_default()
+    );
+
+    // 6. No relay for the world: 587 closed to WAN clients, port 25 refuses foreign domains.
+    let reply = submit(WAN_CLIENT, 587, &["victim@remote.example"]);
+    assert_eq!(code(&reply["connect"]), 554, "WAN submission refused: {reply}");
+    let reply = submit(WAN_CLIENT, 25, &["victim@remote.example"]);
+    assert_eq!(code(&reply["rcpt"]["victim@remote.example"]), 550, "WAN relay refused: {reply}");
+
+    // 7. The LAN client's hourly quota (4): after this boot's sends, the fifth is refused.
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let reply = submit(LAN_CLIENT, 587, &["bob@example.org"]);
+        codes.push(code(&reply["mail"]));
+        if code(&reply["mail"]) == 450 {
+            assert!(reply.to_string().contains("quota"), "a clear reply: {reply}");
+            break;
+        }
+    }
+    assert_eq!(codes, vec![250, 250, 250, 250, 450], "four per hour, then 450");
+    machine.log.wait_for(0, "QuotaExceeded", Duration::from_secs(10)).expect("the refusal is logged");
+}
+
+fn config_for(elf: &Path, flash: &Path, network: &IsolatedNetwork) -> MachineConfig {
+    MachineConfig::on_network(elf.to_path_buf(), flash.to_path_buf(), network)
+}
