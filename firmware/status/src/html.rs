@@ -222,9 +222,9 @@ fn alert_item(sink: &mut Sink<'_>, snapshot: &StatusSnapshot, alert: &Alert) -> 
     } else {
         write!(sink, "{}", Ago(snapshot.age_seconds(alert.last_seen_ms)))?;
     }
-    write!(
+    writeln!(
         sink,
-        "</span><strong>{}</strong><p>{}</p></li>\n",
+        "</span><strong>{}</strong><p>{}</p></li>",
         alert.kind.title(),
         alert.kind.advice()
     )
