@@ -22,6 +22,7 @@ have curl || packages+=(curl)
 have socat || packages+=(socat)
 have openssl || packages+=(openssl)
 have python3 || packages+=(python3 python3-pip)
+have chromium || packages+=(chromium fonts-dejavu-core)
 
 target=thumbv7em-none-eabihf
 firmware_toolchain=""

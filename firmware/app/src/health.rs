@@ -1,6 +1,9 @@
-//! `GET /health` on port 80 for LAN peers: firmware version, board, uptime and link state as
-//! JSON. Peers outside the LAN get 403, a `Host:` that is not the appliance gets 421 (the
-//! DNS-rebinding defence), anything but GET/HEAD gets 405.
+//! The LAN web server on port 80: `/` (the status page), `/status.json` (the same facts for
+//! scripts, schema in firmware/status/status.schema.json) and `/health` (firmware version,
+//! board, uptime, link, stack high-water). Peers outside the LAN get 403, a `Host:` that is
+//! not the appliance gets 421 (the DNS-rebinding defence), anything but GET/HEAD gets 405.
+//! Read-only: no request changes anything. Pages are rendered in 1 KB windows straight into
+//! the socket, so no task holds a whole page.
 
 use core::fmt::Write as _;
 
@@ -81,6 +84,35 @@ async fn serve(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddres
         "/health" => {
             let body = health_json(stack, peer);
             let _ = answer(socket, Status::Ok, "application/json", body.as_bytes(), omit_body).await;
+        }
+        "/" | "/status.json" => {
+            let snapshot = crate::status_page::snapshot().await;
+            let html = request.path == "/";
+            let (length, content_type, policy) = if html {
+                (homemx_status::page_length(&snapshot), "text/html; charset=utf-8", homemx_status::CONTENT_SECURITY_POLICY)
+            } else {
+                (homemx_status::json_length(&snapshot), "application/json", homemx_http::response::DEFAULT_CONTENT_SECURITY_POLICY)
+            };
+            let head = homemx_http::response::ResponseHead { status: Status::Ok, content_type, content_length: length, content_security_policy: policy };
+            let mut window = [0u8; 1024];
+            let Some(head_length) = homemx_http::response::write_head(&head, &mut window) else {
+                return;
+            };
+            if socket.write_all(&window[..head_length]).await.is_err() || omit_body {
+                return;
+            }
+            let mut offset = 0;
+            while offset < length {
+                let count = if html {
+                    homemx_status::render_page_window(&snapshot, offset, &mut window)
+                } else {
+                    homemx_status::render_json_window(&snapshot, offset, &mut window)
+                };
+                if count == 0 || socket.write_all(&window[..count]).await.is_err() {
+                    return;
+                }
+                offset += count;
+            }
         }
         _ => answer_quietly(socket, Status::NotFound, text, b"not found\n").await,
     }

@@ -30,6 +30,8 @@ pub struct MailStatus {
     pub smarthost_pinned: bool,
     /// The last smarthost problem, as text for the page.
     pub smarthost_problem: Option<&'static str>,
+    /// When the last smarthost problem happened (Unix seconds, if the time was known).
+    pub smarthost_failure_unix: Option<u64>,
 }
 
 /// The mail status.
@@ -44,6 +46,7 @@ pub static MAIL_STATUS: Mutex<CriticalSectionRawMutex, RefCell<MailStatus>> = Mu
     smarthost_success: None,
     smarthost_pinned: false,
     smarthost_problem: None,
+    smarthost_failure_unix: None,
 }));
 
 /// Changes the status.
@@ -51,8 +54,16 @@ pub fn update(change: impl FnOnce(&mut MailStatus)) {
     MAIL_STATUS.lock(|status| change(&mut status.borrow_mut()));
 }
 
-/// A copy of the status (for the status page, not wired yet).
-#[allow(dead_code)]
+/// A copy of the status.
 pub fn snapshot() -> MailStatus {
     MAIL_STATUS.lock(|status| *status.borrow())
+}
+
+/// Records a smarthost problem for the page.
+pub fn smarthost_problem(text: &'static str) {
+    let unix = crate::wall_clock::unix_seconds();
+    update(|status| {
+        status.smarthost_problem = Some(text);
+        status.smarthost_failure_unix = unix;
+    });
 }

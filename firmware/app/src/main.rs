@@ -25,6 +25,7 @@ mod smarthost;
 #[cfg(feature = "spool-exercise")]
 mod spool_exercise;
 mod stack;
+mod status_page;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
 mod storage;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
@@ -75,6 +76,7 @@ async fn main(spawner: Spawner) {
     resolver::init(random.derive()).await;
     spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
     spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());
+    spawner.spawn(status_page::alert_mail_task(random.derive()).unwrap());
     #[cfg(feature = "spool-exercise")]
     spawner.spawn(
         spool_exercise::spool_exercise_task(parts.flash, random.derive(), random.derive()).unwrap(),

@@ -39,7 +39,7 @@ pub fn tls_problem(problem: TlsProblem) {
         TlsProblem::Refused(_) => "the smarthost refused STARTTLS",
         TlsProblem::HandshakeFailed => "the TLS handshake with the smarthost failed",
     };
-    crate::mail_status::update(|status| status.smarthost_problem = Some(text));
+    crate::mail_status::smarthost_problem(text);
     let kind = match problem {
         TlsProblem::HandshakeFailed => AlertKind::CertificateRejected,
         _ => AlertKind::StrippingSuspected,
@@ -55,7 +55,7 @@ fn defer_all(attempt: &Attempt, outcomes: &mut Outcomes, reason: ResultReason) {
 }
 
 fn problem(attempt: &Attempt, outcomes: &mut Outcomes, text: &'static str, reason: ResultReason) {
-    crate::mail_status::update(|status| status.smarthost_problem = Some(text));
+    crate::mail_status::smarthost_problem(text);
     crate::event_warning!("outbound: message {} deferred: {}", attempt.id.0, text);
     defer_all(attempt, outcomes, reason);
 }
@@ -120,7 +120,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let endpoint = IpEndpoint::new(Ipv4Address::from(address).into(), smarthost.port);
     let mut connected = socket.connect(endpoint).await.is_ok();
     if !connected {
-        crate::mail_status::update(|status| status.smarthost_problem = Some("the smarthost does not answer"));
+        crate::mail_status::smarthost_problem("the smarthost does not answer");
         crate::event_warning!("outbound: smarthost {} unreachable; message {} waits", endpoint, attempt.id.0);
     }
     let mut link = Link::Plain(socket);

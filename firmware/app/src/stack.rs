@@ -28,3 +28,21 @@ pub fn high_water() -> Option<usize> {
         Some(top - address)
     }
 }
+
+/// (RAM used at most: static data plus the stack's high-water mark, RAM size) in bytes, from
+/// the linker's symbols (RAM runs from `.data` up to the top of the stack).
+pub fn ram_use() -> Option<(usize, usize)> {
+    let stack = high_water()?;
+    extern "C" {
+        static __sdata: u32;
+        static _stack_end: u32;
+        static _stack_start: u32;
+    }
+    // Only the symbols' addresses are taken.
+    let (start, static_end, top) = (
+        core::ptr::addr_of!(__sdata) as usize,
+        core::ptr::addr_of!(_stack_end) as usize,
+        core::ptr::addr_of!(_stack_start) as usize,
+    );
+    Some((static_end - start + stack, top - start))
+}

@@ -386,13 +386,13 @@ impl Vault {
 fn unlock_error(error: UnlockError) -> ErrorCode {
     match error {
         UnlockError::WrongPassphrase => {
-            crate::event_warning!("unlock failed: wrong passphrase");
+            crate::alerts::raise(homemx_status::alert::AlertKind::UnlockFailed, format_args!("unlock failed: wrong passphrase"));
             ErrorCode::WrongPassphrase
         }
         UnlockError::TooSoon { wait_seconds } => ErrorCode::RateLimited { retry_after_seconds: wait_seconds as u32 },
         UnlockError::NotProvisioned => ErrorCode::NotEnrolled,
         UnlockError::RecordTampered => {
-            crate::event_warning!("unlock refused: the key record was tampered with");
+            crate::alerts::raise(homemx_status::alert::AlertKind::UnlockFailed, format_args!("unlock refused: the key record was tampered with"));
             ErrorCode::DeviceFault
         }
         _ => ErrorCode::DeviceFault,

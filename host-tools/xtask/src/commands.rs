@@ -89,6 +89,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("firmware/pop3/fuzz", "envelope_recipient"),
     ("firmware/dyndns/fuzz", "http_response"),
     ("firmware/dyndns/fuzz", "update_answer"),
+    ("firmware/http/fuzz", "request_head"),
 ];
 
 /// `cargo xtask test`: host tests, firmware builds, fuzz smoke runs, QEMU end to end.

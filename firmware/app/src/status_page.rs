@@ -1,0 +1,131 @@
+//! The status page's facts: a [`StatusSnapshot`] assembled from the vault, the spool, the mail
+//! counters, the settings and the alert board, for `/` and `/status.json` (rendered by
+//! homemx-status); and the alert mailer, which sends the alerts to postmaster@ our domain,
+//! rate-limited by homemx-status's `AlertMailer`.
+
+use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_time::{Duration, Instant, Timer};
+use homemx_keystore::KeystoreState;
+use homemx_spool::Envelope;
+use homemx_status::{
+    compose, host_name, version, AlertMailer, LockState, MailFlow, SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion,
+    Verification, MAIL_BUFFER_SIZE,
+};
+
+use crate::alerts::ALERTS;
+use crate::mail_settings::MAIL_SETTINGS;
+use crate::vault::VAULT;
+
+/// Collects what the page shows.
+pub async fn snapshot() -> StatusSnapshot {
+    let mut snapshot = StatusSnapshot { now_unix: crate::wall_clock::unix_seconds(), ..StatusSnapshot::default() };
+    let status = crate::mail_status::snapshot();
+    let now_unix = snapshot.now_unix;
+    let mut flow = MailFlow {
+        received: status.received + status.submitted,
+        delivered: status.delivered_local + status.relayed,
+        bounced: status.bounced,
+        ..MailFlow::default()
+    };
+    {
+        let mut vault = VAULT.lock().await;
+        snapshot.lock = match vault.as_ref().map(|vault| vault.state()) {
+            None | Some(KeystoreState::FactoryFresh) => LockState::Unprovisioned,
+            Some(KeystoreState::Locked) => LockState::Locked,
+            Some(KeystoreState::Unlocked) => LockState::Unlocked,
+        };
+        if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+            let mut oldest: Option<u64> = None;
+            for message in stores.spool.messages() {
+                flow.queued += 1;
+                if message.delivery.attempts > 0 {
+                    flow.deferred += 1;
+                }
+                if message.queued_at != 0 {
+                    oldest = Some(oldest.map_or(message.queued_at, |oldest: u64| oldest.min(message.queued_at)));
+                }
+            }
+            flow.oldest_queued_age_seconds = match (oldest, now_unix) {
+                (Some(oldest), Some(now)) => Some(now.saturating_sub(oldest)),
+                _ => None,
+            };
+            let total = crate::storage::SPOOL_SECTORS as u64 * crate::storage::SECTOR_SIZE as u64;
+            snapshot.spool = Some(SpoolSpace { free_bytes: stores.spool.free_bytes(), total_bytes: total });
+        }
+    }
+    snapshot.mail = flow;
+    let smarthost = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().and_then(|settings| settings.smarthost.as_ref().map(|smarthost| host_name(smarthost.host.as_str()))));
+    snapshot.smarthost = SmarthostTls {
+        host: smarthost,
+        last_success_unix: status.smarthost_success.map(|(unix, _)| unix).filter(|unix| *unix != 0),
+        last_failure_unix: status.smarthost_failure_unix,
+        tls_version: status.smarthost_success.map(|_| TlsVersion::Tls13),
+        verified_by: status.smarthost_success.map(|_| if status.smarthost_pinned { Verification::PinnedKey } else { Verification::CaAnchor }),
+    };
+    snapshot.alerts = ALERTS.lock(|board| board.borrow().clone());
+    let ram = crate::stack::ram_use();
+    snapshot.system = System {
+        uptime_ms: Instant::now().as_millis(),
+        firmware_version: version(crate::FIRMWARE_VERSION),
+        ram_high_water_bytes: ram.map(|(used, _)| used as u32),
+        ram_size_bytes: ram.map(|(_, size)| size as u32),
+    };
+    snapshot
+}
+
+/// The alert mailer's memory of what it sent.
+static MAILER: Mutex<CriticalSectionRawMutex, RefCell<AlertMailer>> = Mutex::new(RefCell::new(AlertMailer::new()));
+/// How often the alert board is looked at for a mail.
+const ALERT_MAIL_POLL: Duration = Duration::from_secs(10);
+
+/// Mails new alerts to postmaster@ our domain (through the spool and the LAN mailbox host),
+/// at most one mail per alert kind per 6 hours and six a day.
+#[embassy_executor::task]
+pub async fn alert_mail_task(mut random: crate::random::DerivedRandom) -> ! {
+    loop {
+        Timer::after(ALERT_MAIL_POLL).await;
+        let now = Instant::now().as_millis();
+        let Some(domain) = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().map(|settings| settings.postmaster_domain.clone())) else {
+            continue;
+        };
+        let Some(mail) = ALERTS.lock(|board| MAILER.lock(|mailer| mailer.borrow().due(&board.borrow(), now))) else {
+            continue;
+        };
+        let mut text = [0u8; MAIL_BUFFER_SIZE];
+        let Ok(length) = compose(domain.as_str(), &mail, crate::wall_clock::unix_seconds(), random.next_u64(), &mut text) else {
+            continue;
+        };
+        let mut postmaster: heapless::String<80> = heapless::String::new();
+        let _ = postmaster.push_str("postmaster@");
+        let _ = postmaster.push_str(domain.as_str());
+        let recipients: [&[u8]; 1] = [postmaster.as_bytes()];
+        let Some(envelope) = Envelope::new(b"", &recipients) else {
+            continue;
+        };
+        let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
+        let queued = {
+            let mut vault = VAULT.lock().await;
+            match vault.as_mut().and_then(|vault| vault.open_stores()) {
+                Some(stores) => match stores.spool.begin_message(&envelope, length as u32).await {
+                    Ok(mut writer) => match stores.spool.append(&mut writer, &text[..length]).await {
+                        Ok(()) => stores.spool.commit(writer).await.is_ok(),
+                        Err(_) => {
+                            stores.spool.abort(writer);
+                            false
+                        }
+                    },
+                    Err(_) => false,
+                },
+                None => false,
+            }
+        };
+        if queued {
+            MAILER.lock(|mailer| mailer.borrow_mut().sent(&mail, now));
+            crate::event_info!("alert mail with {} alerts queued for {}", mail.alerts.len(), postmaster.as_str());
+            crate::delivery::DELIVERY_SIGNAL.signal(());
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The status page end to end: a LAN client gets `/` and `/status.json` with strict headers;
+//! a WAN client gets 403 and a wrong `Host:` 421; headless Chromium renders the page (the
+//! screenshot is kept as a CI artifact in qemu/run/artifacts/); and an induced event — a
+//! smarthost that offers no STARTTLS, as a stripping middlebox would make it look — shows as
+//! an alert on the page and in the JSON, and arrives as a mail at postmaster@.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::flash_image;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
+use homemx_qemu::owner::{Owner, PASSPHRASE, SMARTHOST_PASSWORD};
+use homemx_qemu::peers::{http_get, send_mail, HttpAnswer, MailboxHost};
+use homemx_qemu::provider::{add_wan_address, DnsServer, Smarthost, SmarthostConfig, SntpConfig, SntpServer, TestCa, TlsMode, SMARTHOST_NAME};
+use serde_json::{json, Value};
+
+const SMARTHOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 25);
+
+fn get(network: &IsolatedNetwork, source: Ipv4Addr, host: &str, path: &str) -> HttpAnswer {
+    let (host, path) = (host.to_string(), path.to_string());
+    network
+        .run_inside(move || http_get(source, SocketAddrV4::new(APPLIANCE, 80), &host, &path))
+        .unwrap()
+        .expect("the HTTP exchange completes")
+}
+
+fn write_configuration(directory: &Path, ca: &TestCa) {
+    std::fs::create_dir_all(directory.join("secrets")).unwrap();
+    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+    std::fs::write(
+        directory.join("homemx.toml"),
+        format!(
+            r#"
+domains = ["example.org"]
+recipients = ["alice@example.org"]
+lan_prefixes = ["192.168.77.0/24"]
+
+[lan_mailbox]
+address = "192.168.77.1"
+port = 24
+protocol = "lmtp"
+
+[smarthost]
+host = "{SMARTHOST_NAME}"
+port = 587
+tls = "starttls"
+user_name = "homemx@example.org"
+password_file = "secrets/smarthost.password"
+ca_certificate = "{}"
+"#,
+            ca.ca_certificate.display()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn lan_sees_the_status_page_wan_does_not_and_alerts_reach_the_page_and_postmaster() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("status-page").unwrap();
+    let ca = TestCa::create(&directory.join("ca")).expect("test CA");
+    write_configuration(&directory, &ca);
+    std::fs::write(directory.join("message.eml"), b"Subject: out\r\n\r\nhello\r\n").unwrap();
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let namespace = network.namespace().to_string();
+    let ns = Some(namespace.as_str());
+    add_wan_address(&namespace, SMARTHOST).unwrap();
+    let zone = directory.join("zone.json");
+    std::fs::write(&zone, serde_json::to_vec(&json!({"ttl": 60, "names": {SMARTHOST_NAME: {"A": [SMARTHOST.to_string()]}}})).unwrap()).unwrap();
+    let _dns = DnsServer::start(ns, &["192.168.77.1:53"], &zone, &directory.join("dns")).expect("DNS server");
+    let _sntp = SntpServer::start(ns, &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
+    let mailbox = MailboxHost::start(&namespace, "192.168.77.1:24", "lmtp", &directory.join("mailbox")).expect("mailbox host");
+    let _stripped = Smarthost::start(ns, &SmarthostConfig::new(format!("{SMARTHOST}:587"), TlsMode::None), &directory.join("smarthost"))
+        .expect("smarthost without STARTTLS");
+
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
+
+    // Before provisioning: the page answers and says so.
+    let page = get(&network, LAN_CLIENT, "192.168.77.2", "/");
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("<html"), "an HTML page");
+    let status: Value = serde_json::from_str(&get(&network, LAN_CLIENT, "192.168.77.2", "/status.json").body).expect("JSON");
+    assert_eq!(status["lock"], "unprovisioned", "{status}");
+
+    // Strict headers, LAN only, own host name only.
+    let headers = page.headers.to_ascii_lowercase();
+    assert!(headers.contains("content-security-policy: default-src 'none'"), "{headers}");
+    assert!(headers.contains("x-frame-options: deny") && headers.contains("cache-control: no-store"), "{headers}");
+    assert!(!headers.contains("set-cookie"), "no cookies");
+    assert!(!page.body.contains("<script") && !page.body.contains("http://") && !page.body.contains("https://"), "no scripts, no third-party resources");
+    assert_eq!(get(&network, WAN_CLIENT, "192.168.77.2", "/").status, 403, "WAN clients get nothing");
+    assert_eq!(get(&network, LAN_CLIENT, "evil.example", "/").status, 421, "DNS rebinding refused");
+    assert_eq!(get(&network, LAN_CLIENT, "homemx.lan", "/status.json").status, 200, "the configured name works");
+
+    // Provision; a LAN client sends mail out; the smarthost offers no STARTTLS.
+    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", directory.join("serial.sock").display()), key: directory.join("admin.key") };
+    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success());
+    assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
+    let reply = send_mail(&namespace, LAN_CLIENT, format!("{APPLIANCE}:587"), "alice@example.org", &["carol@remote.example"], &directory.join("message.eml"), false)
+        .expect("smtp client runs");
+    assert_eq!(reply["data"][0], 250, "{reply}");
+    machine.log.wait_for(0, "ALERT stripping_suspected", Duration::from_secs(60)).expect("the alert is raised");
+
+    // The alert is on the page and in the JSON.
+    let status: Value = serde_json::from_str(&get(&network, LAN_CLIENT, "192.168.77.2", "/status.json").body).expect("JSON");
+    assert_eq!(status["lock"], "unlocked", "{status}");
+    let alerts = status["alerts"].to_string();
+    assert!(alerts.contains("stripping_suspected"), "{status}");
+    assert!(status["mail"]["queued"].as_u64().unwrap_or(0) >= 1, "{status}");
+    let page = get(&network, LAN_CLIENT, "192.168.77.2", "/");
+    assert!(page.body.to_ascii_lowercase().contains("starttls"), "the page names the alert");
+    eprintln!("status page: {} bytes of HTML, {} bytes of JSON", page.body.len(), status.to_string().len());
+
+    // The alert arrives as a mail to postmaster@.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let alert_mail = loop {
+        let found = mailbox.messages().into_iter().find(|(_, envelope)| envelope["rcpt_tos"] == json!(["postmaster@example.org"]));
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no alert mail at postmaster");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let body = String::from_utf8_lossy(&alert_mail.0).to_ascii_lowercase();
+    assert!(body.contains("stripping") || body.contains("starttls"), "{body}");
+    assert!(matches!(alert_mail.1["mail_from"].as_str(), Some("") | Some("<>")), "the alert mail has the null sender: {}", alert_mail.1);
+
+    // Headless Chromium renders it; the screenshot is the CI artifact.
+    let artifacts = homemx_qemu::repository_root().join("qemu/run/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("status-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let output = Command::new("ip")
+        .args(["netns", "exec", &namespace, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", directory.join("chromium").display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .args(["--window-size=1100,1500", "http://192.168.77.2/"])
+        .output()
+        .expect("chromium runs (installed by host-tools/setup.sh)");
+    assert!(screenshot.exists(), "screenshot written: {}", String::from_utf8_lossy(&output.stderr));
+    eprintln!("status page screenshot: {}", screenshot.display());
+}
