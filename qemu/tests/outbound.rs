@@ -125,7 +125,7 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     write_zone(&zone);
     let _dns = DnsServer::start(ns, &["192.168.77.1:53"], &zone, &directory.join("dns")).expect("DNS server");
     let _sntp = SntpServer::start(ns, &SntpConfig::new("192.168.77.1:123"), &directory.join("sntp")).expect("SNTP server");
-    let _mailbox = MailboxHost::start(&namespace, "192.168.77.1:24", "lmtp", &directory.join("mailbox")).expect("mailbox host");
+    let mailbox = MailboxHost::start(&namespace, "192.168.77.1:24", "lmtp", &directory.join("mailbox")).expect("mailbox host");
     let front = format!("{SMARTHOST_FRONT}:587");
     let leaf = ca.leaf(SMARTHOST_NAME).unwrap().clone();
     let good_smarthost = |listen: &str, label: &str| {
@@ -224,13 +224,37 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
         machine.log.lines().iter().find(|line| line.contains("TLS 1.3 handshake with")).cloned().unwrap_or_default()
     );
 
-    // 6. No relay for the world: 587 closed to WAN clients, port 25 refuses foreign domains.
+    // 6. A permanent refusal from the smarthost: a non-delivery report goes to the local
+    //    sender (from <>), once, and the NDN alert is raised.
+    drop(good);
+    let config = SmarthostConfig::new(front.clone(), TlsMode::StartTls)
+        .with_certificate(&leaf)
+        .with_auth(SMARTHOST_USER, SMARTHOST_PASSWORD)
+        .with_fail_data(550, 1);
+    let _refusing = Smarthost::start(ns, &config, &directory.join("refusing")).expect("refusing smarthost");
+    let reply = submit(LAN_CLIENT, 587, &["dave@remote.example"]);
+    assert_eq!(code(&reply["data"]), 250, "{reply}");
+    machine.log.wait_for(0, "ALERT ndn_generated", Duration::from_secs(60)).expect("the NDN is alerted");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let ndn = loop {
+        if let Some(found) = mailbox.messages().into_iter().find(|(_, envelope)| envelope["rcpt_tos"] == json!(["alice@example.org"])) {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "no NDN reached the local sender");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let ndn_text = String::from_utf8_lossy(&ndn.0).to_string();
+    assert!(matches!(ndn.1["mail_from"].as_str(), Some("") | Some("<>")), "NDNs have the null sender: {}", ndn.1);
+    assert!(ndn_text.contains("MAILER-DAEMON@example.org") && ndn_text.contains("<dave@remote.example>: 550"), "{ndn_text}");
+
+    // 7. No relay for the world: 587 closed to WAN clients, port 25 refuses foreign domains.
     let reply = submit(WAN_CLIENT, 587, &["victim@remote.example"]);
     assert_eq!(code(&reply["connect"]), 554, "WAN submission refused: {reply}");
     let reply = submit(WAN_CLIENT, 25, &["victim@remote.example"]);
     assert_eq!(code(&reply["rcpt"]["victim@remote.example"]), 550, "WAN relay refused: {reply}");
 
-    // 7. The LAN client's hourly quota (4): after this boot's sends, the fifth is refused.
+    // 8. The LAN client's hourly quota (4): one message was sent in this boot, three more
+    //    pass, the next is refused.
     let mut codes = Vec::new();
     for _ in 0..5 {
         let reply = submit(LAN_CLIENT, 587, &["bob@example.org"]);
@@ -240,7 +264,7 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
             break;
         }
     }
-    assert_eq!(codes, vec![250, 250, 250, 250, 450], "four per hour, then 450");
+    assert_eq!(codes, vec![250, 250, 250, 450], "four per hour, then 450");
     machine.log.wait_for(0, "QuotaExceeded", Duration::from_secs(10)).expect("the refusal is logged");
 }
 

@@ -17,7 +17,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{Duration, Timer};
 use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, RecipientResult, TlsRequirement};
-use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
+use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
 use homemx_wire::config::DeliveryProtocol;
 
 use crate::link::Link;
@@ -44,6 +44,11 @@ const SMARTHOST_RETRY_SECONDS: (u64, u64) = (300, 4000);
 /// How long an outbound recipient may stay queued (Postfix: maximal_queue_lifetime 5d).
 pub const QUEUE_LIFETIME_SECONDS: u64 = 5 * 86_400;
 const ADDRESS_CAPACITY: usize = 256;
+/// Recipients one attempt carries (a message may have 128: the rest go in the next attempt,
+/// at once, as RFC 5321 3.3 allows). Bounds the delivery task's RAM.
+pub const BATCH_RECIPIENTS: usize = 32;
+/// Bytes of recipient addresses one attempt carries.
+const BATCH_ADDRESS_BYTES: usize = 2048;
 
 /// Where a recipient's mail goes next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,10 +65,13 @@ pub struct Attempt {
     pub id: MessageId,
     /// MAIL FROM (empty: null reverse path).
     pub sender: heapless::String<ADDRESS_CAPACITY>,
-    /// The pending recipients' addresses, back to back (the envelope bounds them).
-    addresses: heapless::String<ENVELOPE_CAPACITY>,
-    /// (index in the envelope, end in `addresses`, route) of every recipient still pending.
-    recipients: heapless::Vec<(usize, usize, Route), MAX_RECIPIENTS>,
+    /// The batch's addresses, back to back.
+    addresses: heapless::String<BATCH_ADDRESS_BYTES>,
+    /// (index in the envelope, end in `addresses`, route) of the pending recipients in this
+    /// attempt's batch.
+    recipients: heapless::Vec<(u8, u16, Route), BATCH_RECIPIENTS>,
+    /// More recipients are pending than fit the batch: try again at once.
+    pub more_pending: bool,
     /// Message size in bytes.
     pub length: u32,
     /// Attempts so far.
@@ -77,9 +85,9 @@ impl Attempt {
     pub fn recipients(&self, route: Route) -> impl Iterator<Item = (usize, &str)> {
         let mut start = 0;
         self.recipients.iter().filter_map(move |&(index, end, recipient_route)| {
-            let address = &self.addresses[start..end];
-            start = end;
-            (recipient_route == route).then_some((index, address))
+            let address = &self.addresses[start..end as usize];
+            start = end as usize;
+            (recipient_route == route).then_some((index as usize, address))
         })
     }
 }
@@ -96,7 +104,7 @@ pub struct RecipientOutcome {
 }
 
 /// The outcomes of one attempt.
-pub type Outcomes = heapless::Vec<RecipientOutcome, MAX_RECIPIENTS>;
+pub type Outcomes = heapless::Vec<RecipientOutcome, BATCH_RECIPIENTS>;
 
 #[embassy_executor::task]
 pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> ! {
@@ -163,13 +171,20 @@ async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
         length: summary.length,
         attempts: summary.delivery.attempts,
         queued_at: envelope.queued_at(),
+        more_pending: false,
     };
     let _ = attempt.sender.push_str(core::str::from_utf8(envelope.reverse_path()).unwrap_or(""));
     for (index, recipient) in envelope.recipients().iter().enumerate() {
         let address = core::str::from_utf8(recipient).unwrap_or("");
-        if summary.delivery.recipient(index) == RecipientState::Pending && attempt.addresses.push_str(address).is_ok() {
-            let _ = attempt.recipients.push((index, attempt.addresses.len(), route_of(address)));
+        if summary.delivery.recipient(index) != RecipientState::Pending {
+            continue;
         }
+        if attempt.recipients.is_full() || attempt.addresses.len() + address.len() > attempt.addresses.capacity() {
+            attempt.more_pending = true;
+            break;
+        }
+        let _ = attempt.addresses.push_str(address);
+        let _ = attempt.recipients.push((index as u8, attempt.addresses.len() as u16, route_of(address)));
     }
     Some(attempt)
 }
@@ -194,7 +209,7 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
         DeliveryProtocol::Lmtp => ClientProtocol::Lmtp,
         DeliveryProtocol::Smtp => ClientProtocol::Smtp,
     };
-    let (indices, addresses): (heapless::Vec<usize, MAX_RECIPIENTS>, heapless::Vec<&str, MAX_RECIPIENTS>) =
+    let (indices, addresses): (heapless::Vec<usize, BATCH_RECIPIENTS>, heapless::Vec<&str, BATCH_RECIPIENTS>) =
         attempt.recipients(Route::Mailbox).unzip();
     let config = ClientConfig { hostname: host_name.as_str(), protocol, tls: TlsRequirement::Disabled, credentials: None };
     let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &addresses, size: Some(attempt.length as u64), eight_bit: true };
@@ -215,7 +230,7 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
         defmt::warn!("delivery: mailbox host {} unreachable; message {=u32} waits", host, attempt.id.0);
     }
     let mut link = Link::Plain(socket);
-    let mut results = heapless::Vec::<RecipientResult, MAX_RECIPIENTS>::new();
+    let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
     run_session(&mut link, session, connected, &mut reader, &mut results, None).await;
     link.close().await;
     for result in results {
@@ -246,7 +261,7 @@ pub async fn run_session<'b>(
     mut session: ClientSession<'_>,
     connected: bool,
     reader: &mut MessageReader,
-    results: &mut heapless::Vec<RecipientResult, MAX_RECIPIENTS>,
+    results: &mut heapless::Vec<RecipientResult, BATCH_RECIPIENTS>,
     mut tls: Option<TlsStart<'b, '_>>,
 ) {
     if !connected {
@@ -364,7 +379,7 @@ async fn flush(link: &mut Link<'_, '_>, session: &mut ClientSession<'_>) -> bool
 /// Writes the attempt's results to the spool: delivered and failed recipients, the next retry
 /// time for the rest, NDNs for outbound failures, and deletes the message when it is done.
 async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
-    let mut failed_outbound: heapless::Vec<(usize, RecipientResult), MAX_RECIPIENTS> = heapless::Vec::new();
+    let mut failed_outbound: heapless::Vec<(usize, RecipientResult), BATCH_RECIPIENTS> = heapless::Vec::new();
     let expired = attempt.queued_at != 0
         && crate::wall_clock::unix_seconds().is_some_and(|now| now.saturating_sub(attempt.queued_at) > QUEUE_LIFETIME_SECONDS);
     {
@@ -428,8 +443,12 @@ async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
                 !outcomes.iter().any(|outcome| outcome.index == index && outcome.result.outcome != Outcome::Deferred)
             });
             let (first, longest) = if outbound_pending { SMARTHOST_RETRY_SECONDS } else { LOCAL_RETRY_SECONDS };
-            let delay = (first << attempt.attempts.min(16)).min(longest);
+            // Recipients beyond this batch were not tried: no delay for them.
+            let delay = if attempt.more_pending { 0 } else { (first << attempt.attempts.min(16)).min(longest) };
             let _ = stores.spool.set_next_retry(attempt.id, uptime_seconds() + delay).await;
+            if attempt.more_pending {
+                DELIVERY_SIGNAL.signal(());
+            }
             defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay);
         }
         crate::mail_settings::publish_spool_free_bytes(vault);

@@ -34,10 +34,11 @@ use crate::vault::VAULT;
 pub const SMTP_PORT: u16 = 25;
 /// The submission port (RFC 6409), LAN clients only.
 pub const SUBMISSION_PORT: u16 = 587;
-/// Sessions served at once on port 25 (one task each).
-pub const MX_SESSIONS: usize = 4;
+/// Sessions served at once on port 25 (one task each, about 15 KB of RAM per session; the
+/// 192 KB STM32 board has room for one until the firmware's RAM is trimmed).
+pub const MX_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 4 };
 /// Sessions served at once on port 587.
-pub const SUBMISSION_SESSIONS: usize = 2;
+pub const SUBMISSION_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 2 };
 /// LAN clients whose hourly quota is tracked at once (the oldest window is dropped beyond).
 const QUOTA_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.

@@ -8,7 +8,7 @@
 use core::fmt::Write as _;
 
 use homemx_smtp::client::RecipientResult;
-use homemx_spool::{Envelope, MAX_RECIPIENTS};
+use homemx_spool::Envelope;
 use homemx_status::alert::AlertKind;
 
 use crate::delivery::{Attempt, Route};
@@ -43,7 +43,7 @@ pub async fn report(attempt: &Attempt, failed: &[(usize, RecipientResult)], expi
         crate::network::uptime_seconds(),
         if expired { " within 5 days; delivery was given up" } else { ": the provider's mail server refused them" },
     );
-    for (index, result) in failed.iter().take(MAX_RECIPIENTS) {
+    for (index, result) in failed {
         let address = attempt.recipients(Route::Smarthost).find(|(candidate, _)| candidate == index).map_or("?", |(_, address)| address);
         let _ = match result.enhanced {
             Some(code) => write!(text, "  <{address}>: {} {}.{}.{}\r\n", result.code, code.class, code.subject, code.detail),

@@ -15,7 +15,7 @@ use homemx_smtp::client::{
     ClientConfig, ClientProtocol, ClientSession, Credentials, Envelope, Outcome, RecipientResult, ResultReason, TlsProblem,
     TlsRequirement,
 };
-use homemx_spool::MAX_RECIPIENTS;
+use crate::delivery::BATCH_RECIPIENTS;
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_tls::Trust;
 use homemx_wire::config::TlsMode;
@@ -98,7 +98,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let password_text = password_length.and_then(|length| core::str::from_utf8(&password[..length]).ok()).map(str::trim_end);
     let credentials = password_text.map(|password| Credentials { username: smarthost.user_name.as_str(), password });
 
-    let (indices, addresses): (heapless::Vec<usize, MAX_RECIPIENTS>, heapless::Vec<&str, MAX_RECIPIENTS>) =
+    let (indices, addresses): (heapless::Vec<usize, BATCH_RECIPIENTS>, heapless::Vec<&str, BATCH_RECIPIENTS>) =
         attempt.recipients(Route::Smarthost).unzip();
     let config = ClientConfig { hostname: host_name.as_str(), protocol: ClientProtocol::Smtp, tls: TlsRequirement::Required, credentials };
     let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &addresses, size: Some(attempt.length as u64), eight_bit: true };
@@ -142,7 +142,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
             }
         }
     }
-    let mut results = heapless::Vec::<RecipientResult, MAX_RECIPIENTS>::new();
+    let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
     run_session(&mut link, session, connected, &mut reader, &mut results, tls).await;
     let over_tls = matches!(link, Link::Tls(_));
     link.close().await;

@@ -30,19 +30,24 @@ pub fn high_water() -> Option<usize> {
 }
 
 /// (RAM used at most: static data plus the stack's high-water mark, RAM size) in bytes, from
-/// the linker's symbols (RAM runs from `.data` up to the top of the stack).
+/// the linker's symbols (static data from `.data` to the end of `.uninit`; the stack region
+/// inside RAM or, on boards that put it elsewhere such as the STM32's CCM, beside it).
 pub fn ram_use() -> Option<(usize, usize)> {
     let stack = high_water()?;
     extern "C" {
         static __sdata: u32;
+        static __euninit: u32;
+        static _ram_start: u32;
+        static _ram_end: u32;
         static _stack_end: u32;
         static _stack_start: u32;
     }
     // Only the symbols' addresses are taken.
-    let (start, static_end, top) = (
-        core::ptr::addr_of!(__sdata) as usize,
-        core::ptr::addr_of!(_stack_end) as usize,
-        core::ptr::addr_of!(_stack_start) as usize,
-    );
-    Some((static_end - start + stack, top - start))
+    let address = |symbol: *const u32| symbol as usize;
+    let static_bytes = address(core::ptr::addr_of!(__euninit)) - address(core::ptr::addr_of!(__sdata));
+    let (ram_start, ram_end) = (address(core::ptr::addr_of!(_ram_start)), address(core::ptr::addr_of!(_ram_end)));
+    let (stack_end, stack_start) = (address(core::ptr::addr_of!(_stack_end)), address(core::ptr::addr_of!(_stack_start)));
+    let stack_inside_ram = stack_end >= ram_start && stack_start <= ram_end;
+    let size = (ram_end - ram_start) + if stack_inside_ram { 0 } else { stack_start - stack_end };
+    Some((static_bytes + stack, size))
 }
