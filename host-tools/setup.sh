@@ -7,7 +7,10 @@
 # - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), socat (the serial
 #   console), dnsmasq (the test network's DHCP server), openssl (test certificates),
 #   aiosmtpd from PyPI (the test LAN's mailbox host and the provider's smarthost), dnslib
-#   from PyPI (the provider's DNS server), cargo-fuzz (fuzz smoke runs).
+#   from PyPI (the provider's DNS server), cargo-fuzz (fuzz smoke runs), Dovecot's core and
+#   POP3 server (the provider's backup MX mailbox: the tests run a private instance each;
+#   the system service Debian starts on install would listen on every interface, so this
+#   script stops and disables it when it installed Dovecot itself).
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -23,6 +26,11 @@ have socat || packages+=(socat)
 have openssl || packages+=(openssl)
 have python3 || packages+=(python3 python3-pip)
 have chromium || packages+=(chromium fonts-dejavu-core)
+installing_dovecot=""
+if ! { [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ]; }; then
+  packages+=(dovecot-core dovecot-pop3d)
+  installing_dovecot=yes
+fi
 
 target=thumbv7em-none-eabihf
 firmware_toolchain=""
@@ -43,6 +51,10 @@ if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=""; fi
   $sudo apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
+  if [ -n "$installing_dovecot" ] && [ -d /run/systemd/system ] && have systemctl; then
+    log "stopping and disabling the system Dovecot service (the tests run their own instances)"
+    $sudo systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then

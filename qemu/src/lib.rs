@@ -7,6 +7,7 @@
 //! namespace this harness creates and deletes ([`network::IsolatedNetwork`]); peers live in
 //! that namespace. Nothing is sent to any other address.
 
+pub mod backup_mx;
 pub mod firmware;
 pub mod flash_image;
 pub mod gdb;
