@@ -24,9 +24,14 @@ pub fn cli_binary() -> PathBuf {
                 .status()
                 .expect("cargo runs");
             assert!(status.success(), "the CLI builds");
-            // This test runs from <target>/debug/deps/…; the CLI lands in <target>/debug.
+            // Tests run from <target>/debug/deps/…, the xtask from <target>/debug; the CLI
+            // lands in <target>/debug.
             let executable = std::env::current_exe().unwrap();
-            executable.parent().unwrap().parent().unwrap().join("homemx")
+            let mut directory = executable.parent().unwrap();
+            if directory.ends_with("deps") {
+                directory = directory.parent().unwrap();
+            }
+            directory.join("homemx")
         })
         .clone()
 }

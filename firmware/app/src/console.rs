@@ -77,6 +77,9 @@ impl ConsoleHandler for DeviceConsole {
         self.unlocked = vault.state() == KeystoreState::Unlocked;
         if result.is_ok() {
             crate::mail_settings::reload(vault).await;
+            crate::backup_mx::reconcile(vault).await;
+            crate::backup_mx::FETCH_NOW.signal(());
+            crate::dyndns::CHECK_NOW.signal(());
             crate::delivery::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
             crate::delivery::DELIVERY_SIGNAL.signal(());
         }
@@ -176,8 +179,12 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn fetch_now(&mut self) -> Result<(), ErrorCode> {
-        // The backup-MX fetch (POP3) is not built yet.
-        Err(ErrorCode::Unsupported)
+        if !self.unlocked {
+            return Err(ErrorCode::Locked);
+        }
+        crate::backup_mx::FETCH_NOW.signal(());
+        crate::event_info!("backup MX fetch requested by the owner");
+        Ok(())
     }
 
     async fn flush_queue(&mut self) -> Result<(), ErrorCode> {

@@ -10,7 +10,7 @@
 use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use embassy_futures::select::select;
+use embassy_futures::select::{select3, Either3};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -106,12 +106,37 @@ pub struct RecipientOutcome {
 /// The outcomes of one attempt.
 pub type Outcomes = heapless::Vec<RecipientOutcome, BATCH_RECIPIENTS>;
 
+/// The provider task: delivery passes and, between them, the backup-MX fetch (both use the one
+/// set of TLS buffers, and one task's future costs RAM once instead of twice).
 #[embassy_executor::task]
 pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> ! {
+    let mut next_fetch = 0u64;
+    let mut next_dyndns_check = 0u64;
     loop {
-        select(DELIVERY_SIGNAL.wait(), Timer::after(QUEUE_POLL)).await;
-        if MAIL_SETTINGS.lock(|cell| cell.borrow().is_none()) {
+        let woken = select3(DELIVERY_SIGNAL.wait(), crate::backup_mx::FETCH_NOW.wait(), Timer::after(QUEUE_POLL)).await;
+        let Some((poll_seconds, check_seconds)) = MAIL_SETTINGS.lock(|cell| {
+            cell.borrow().as_ref().map(|settings| {
+                (
+                    settings.backup_mx.as_ref().map(|backup| u64::from(backup.poll_interval_seconds)),
+                    settings.dyndns.as_ref().map(|dyndns| u64::from(dyndns.check_interval_seconds)),
+                )
+            })
+        }) else {
             continue;
+        };
+        if let Some(check_seconds) = check_seconds {
+            let forced = crate::dyndns::CHECK_NOW.signaled();
+            if forced || uptime_seconds() >= next_dyndns_check {
+                crate::dyndns::CHECK_NOW.reset();
+                next_dyndns_check = uptime_seconds() + check_seconds.max(60);
+                crate::dyndns::check(stack, &mut random).await;
+            }
+        }
+        if let Some(poll_seconds) = poll_seconds {
+            if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
+                next_fetch = uptime_seconds() + poll_seconds.max(60);
+                crate::backup_mx::fetch(stack, random.derive()).await;
+            }
         }
         // Each pass tries every message that is due once.
         let retry_all = RETRY_ALL_NOW.swap(false, Ordering::Relaxed);

@@ -131,7 +131,7 @@ fn is_own_host(stack: Stack<'static>, host: &str) -> bool {
 }
 
 /// The `/health` document.
-fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<384> {
+fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<448> {
     let mut json = heapless::String::new();
     let link = if stack.is_link_up() { "up" } else { "down" };
     let _ = write!(
@@ -148,6 +148,7 @@ fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<384> 
             let _ = write!(json, ",\"gateway\":\"{}\"", gateway);
         }
     }
+    let _ = write!(json, ",\"busy_core_clock_counts\":{}", crate::cpu_load::busy_core_clock_counts());
     if let Some(stack) = crate::stack::high_water() {
         let _ = write!(json, ",\"stack_high_water_bytes\":{}", stack);
     }

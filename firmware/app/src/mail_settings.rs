@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use homemx_smtp::relay::{IpPrefix, RelayConfig};
-use homemx_wire::config::{ConfigItem, HostName, LanMailbox, Smarthost};
+use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost};
 
 use crate::vault::Vault;
 
@@ -41,6 +41,12 @@ pub struct MailSettings {
     pub messages_per_client_per_hour: u16,
     /// SNTP servers (empty: ask the default gateway).
     pub time_servers: heapless::Vec<HostName, 2>,
+    /// The provider's backup MX mailbox, fetched by POP3.
+    pub backup_mx: Option<BackupMx>,
+    /// The DynDNS account.
+    pub dyndns: Option<DynDns>,
+    /// The check-IP services.
+    pub check_ip: heapless::Vec<CheckIpSource, 4>,
 }
 
 /// Default for [`MailSettings::messages_per_client_per_hour`] when the owner sets none.
@@ -81,6 +87,9 @@ pub async fn reload(vault: &mut Vault) {
         max_recipients: homemx_spool::MAX_RECIPIENTS,
         messages_per_client_per_hour: DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR,
         time_servers: heapless::Vec::new(),
+        backup_mx: None,
+        dyndns: None,
+        check_ip: heapless::Vec::new(),
     };
     // The relay tables are staged in a static, so no 7 KB copy lives in this future.
     STAGING.lock(|cell| *cell.borrow_mut() = Some(RelayConfig::new()));
@@ -121,6 +130,9 @@ pub async fn reload(vault: &mut Vault) {
                 max_recipients,
                 messages_per_client_per_hour,
                 time_servers,
+                backup_mx,
+                dyndns,
+                check_ip,
             } = building;
             *cell.borrow_mut() = Some(MailSettings {
                 relay,
@@ -133,6 +145,9 @@ pub async fn reload(vault: &mut Vault) {
                 max_recipients,
                 messages_per_client_per_hour,
                 time_servers,
+                backup_mx,
+                dyndns,
+                check_ip,
             });
         })
     });
@@ -153,6 +168,9 @@ struct Details {
     max_recipients: usize,
     messages_per_client_per_hour: u16,
     time_servers: heapless::Vec<HostName, 2>,
+    backup_mx: Option<BackupMx>,
+    dyndns: Option<DynDns>,
+    check_ip: heapless::Vec<CheckIpSource, 4>,
 }
 
 /// Applies one configuration item; false when the relay policy refuses it.
@@ -178,7 +196,9 @@ fn apply(settings: &mut Details, relay: &mut RelayConfig, item: &ConfigItem, dom
             settings.mailbox = Some(host.clone());
             true
         }
+        ConfigItem::CheckIpSource(source) => settings.check_ip.push(source.clone()).is_ok(),
         ConfigItem::DynDns(dyndns) => {
+            settings.dyndns = Some(dyndns.clone());
             settings.host_name.clear();
             let _ = settings.host_name.push_str(dyndns.host_name.as_str());
             true
@@ -194,6 +214,10 @@ fn apply(settings: &mut Details, relay: &mut RelayConfig, item: &ConfigItem, dom
         }
         ConfigItem::Smarthost(smarthost) => {
             settings.smarthost = Some(smarthost.clone());
+            true
+        }
+        ConfigItem::BackupMx(backup) => {
+            settings.backup_mx = Some(backup.clone());
             true
         }
         ConfigItem::TimeServer(server) => {

@@ -6,9 +6,11 @@
 #![no_main]
 
 mod alerts;
+mod backup_mx;
 mod console;
 mod cpu_load;
 mod delivery;
+mod dyndns;
 mod event_log;
 mod health;
 mod lan;

@@ -30,8 +30,9 @@ pub const KEY_VALUE_STORE: Range<u32> = KEY_STORE.end..KEY_STORE.end + 64 * SECT
 pub const SPOOL_START: u32 = KEY_VALUE_STORE.end;
 /// Sectors of the spool on the QEMU board (8 MiB flash less the 8 KiB board area).
 pub const SPOOL_SECTORS: usize = ((8 * 1024 * 1024 - 8 * 1024 - SPOOL_START) / SECTOR_SIZE) as usize;
-/// Messages the spool can hold at once.
-pub const SPOOL_MESSAGES: usize = 128;
+/// Messages the spool can hold at once (96 bytes of RAM each; the 192 KB STM32 board holds
+/// 64).
+pub const SPOOL_MESSAGES: usize = if cfg!(feature = "board-nucleo-f429zi") { 64 } else { 128 };
 
 /// The spool's byte range in a partition of `capacity` bytes.
 pub fn spool_region(capacity: usize) -> Range<u32> {

@@ -46,6 +46,21 @@ pub enum ConfigItem {
     /// An SNTP server for the wall clock (`Received:`/`Date` and certificate validity).
     /// Without one, the appliance asks its default gateway (home routers usually answer).
     TimeServer(HostName),
+    /// An HTTPS check-IP service that answers with the public address (verified with the
+    /// DynDNS trust anchor); two or more must agree.
+    CheckIpSource(CheckIpSource),
+}
+
+/// Longest URL path of a check-IP service, in bytes.
+pub const MAX_URL_PATH: usize = 64;
+
+/// An HTTPS check-IP service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckIpSource {
+    /// Its host name (also the name its certificate must carry).
+    pub host: HostName,
+    /// The path, e.g. `/` or `/ip`.
+    pub path: String<MAX_URL_PATH>,
 }
 
 /// An IPv4 network: address and prefix length.

@@ -117,6 +117,9 @@ pub struct DynDnsSection {
     pub user_name: String,
     /// Seconds between checks.
     pub check_interval_seconds: u32,
+    /// HTTPS check-IP services (`https://host/path`), verified with this section's anchor.
+    #[serde(default)]
+    pub check_ip: Vec<String>,
     /// File holding the password.
     pub password_file: Option<PathBuf>,
     /// Trust anchor.
@@ -392,6 +395,16 @@ pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
             user_name: bounded("dyndns.user_name", &dyndns.user_name)?,
             check_interval_seconds: dyndns.check_interval_seconds,
         }));
+        for (index, url) in dyndns.check_ip.iter().enumerate() {
+            let field = format!("dyndns.check_ip[{index}]");
+            let rest = url.strip_prefix("https://").ok_or_else(|| invalid(&field, "must be an https:// URL (never clear text)"))?;
+            let (host, path) = match rest.find('/') {
+                Some(slash) => (&rest[..slash], &rest[slash..]),
+                None => (rest, "/"),
+            };
+            let path = heapless::String::try_from(path).map_err(|_| invalid(&field, "path longer than 64 bytes"))?;
+            items.push(ConfigItem::CheckIpSource(CheckIpSource { host: host_name(&field, host)?, path }));
+        }
         if let Some(secret) = password("dyndns.password_file", base, &dyndns.password_file)? {
             credentials.push((Credential::DynDnsPassword, secret));
         }

@@ -175,5 +175,6 @@ pub fn print_figures() -> Result<()> {
         RAM_WIPE_INSTRUCTIONS as f64 / 1e6,
         boot.guest_seconds
     );
-    print_spool_figures()
+    print_spool_figures()?;
+    crate::mail_figures::print_mail_figures()
 }

@@ -8,6 +8,7 @@
 
 mod commands;
 mod figures;
+mod mail_figures;
 mod run;
 
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Some("build") => commands::build(&arguments[1..]),
         Some("run") => run::run(&arguments[1..]),
         Some("flash-image") => commands::flash_image(&arguments[1..]),
+        Some("figures") if arguments.get(1).map(String::as_str) == Some("mail") => mail_figures::print_mail_figures(),
         Some("figures") => figures::print_figures(),
         Some("test") => commands::test(&arguments[1..]),
         Some("-h" | "--help" | "help") => {

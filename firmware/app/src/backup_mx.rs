@@ -1,0 +1,550 @@
+//! Fetching what landed at the provider's backup MX (seed §7): POP3 with TLS forced and
+//! verified exactly as for the smarthost (the same [`Link`], trust anchors and checks; no TLS,
+//! a stripped or refused STLS, a bad certificate: no login is attempted, the alert is raised).
+//!
+//! Loss- and duplicate-free, power cuts included:
+//! 1. Before a fetched message is committed to the spool, a *pending* record (its UIDL and the
+//!    spool id it will get) is written to the encrypted key-value store.
+//! 2. The spool commit, the *seen* record for the UIDL and the removal of the pending record
+//!    happen while this task holds the vault, so delivery cannot remove the message before
+//!    its UIDL is recorded.
+//! 3. Only then DELE; deletions become final at QUIT. A dropped connection before QUIT rolls
+//!    them back at the server, and the seen record keeps the message from being fetched twice
+//!    (the next run deletes it without retrieving it).
+//! 4. After a power cut, [`reconcile`] runs at unlock, before delivery: a pending record whose
+//!    message is in the spool is committed as seen; one whose message is not was never
+//!    committed and is dropped (the message is fetched again).
+//!
+//! Seen records are keyed by the UIDL; a ring of the last [`SEEN_RING`] keys bounds them and
+//! is pruned when a complete listing no longer shows a UIDL. The envelope recipient comes
+//! from the provider's `Delivered-To` / `X-Original-To` / `Envelope-To` header; a recipient
+//! that is not one of ours goes to postmaster@ (fetched mail is never relayed out).
+
+use core::fmt::Write as _;
+use core::net::{IpAddr, Ipv4Addr};
+
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpEndpoint, Ipv4Address, Stack};
+use embassy_time::Duration;
+use homemx_pop3::{envelope_recipient, Pop3Config, Pop3Event, Pop3Session, TlsMode as Pop3Tls};
+use homemx_smtp::address::parse_forward_path;
+use homemx_smtp::RecipientDecision;
+use homemx_spool::{Envelope, MessageWriter};
+use homemx_status::alert::{AlertKind, Peer};
+use homemx_status::FetchResult;
+use homemx_tls::Trust;
+use homemx_wire::config::TlsMode;
+use homemx_wire::message::{Credential, TlsService};
+
+use crate::link::{Link, TrustSource};
+use crate::mail_settings::MAIL_SETTINGS;
+use crate::random::DerivedRandom;
+use crate::vault::{Vault, VAULT};
+
+/// Headers that name the envelope recipient at common providers, tried in this order.
+const RECIPIENT_HEADERS: [&str; 3] = ["Delivered-To", "X-Original-To", "Envelope-To"];
+/// Header bytes kept to find the recipient before the spool message is begun.
+const HEADER_CAPACITY: usize = 2048;
+/// Seen UIDLs remembered (their keys fill one key-value record).
+pub const SEEN_RING: usize = 32;
+/// Largest fetched message.
+const MESSAGE_SIZE_MAX: u64 = 4 * 1024 * 1024;
+/// Longest POP3 password.
+const PASSWORD_CAPACITY: usize = 128;
+
+fn seen_key(uidl: &str) -> u64 {
+    crate::vault::Settings::key_for("pop3-seen", uidl.as_bytes())
+}
+
+fn ring_key() -> u64 {
+    crate::vault::Settings::key_for("pop3-seen-ring", b"")
+}
+
+fn pending_key() -> u64 {
+    crate::vault::Settings::key_for("pop3-pending", b"")
+}
+
+/// Wakes the provider task for a fetch now (unlock, the owner's `fetch-now`).
+pub static FETCH_NOW: embassy_sync::signal::Signal<embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex, ()> =
+    embassy_sync::signal::Signal::new();
+
+/// What the status page shows of the last fetch.
+#[derive(Clone, Copy, Default)]
+pub struct FetchStatus {
+    /// Unix time (0: unknown) of the last attempt, and its result.
+    pub last_attempt: Option<(u64, FetchResult)>,
+    /// Messages fetched by the last attempt.
+    pub fetched: u32,
+    /// Unix time of the last successful fetch.
+    pub last_success_unix: Option<u64>,
+}
+
+/// The last fetch.
+pub static FETCH_STATUS: embassy_sync::blocking_mutex::Mutex<
+    embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex,
+    core::cell::Cell<FetchStatus>,
+> = embassy_sync::blocking_mutex::Mutex::new(core::cell::Cell::new(FetchStatus { last_attempt: None, fetched: 0, last_success_unix: None }));
+
+/// Finishes what a power cut interrupted (see the module header). Call at unlock, with the
+/// vault held, before delivery runs.
+pub async fn reconcile(vault: &mut Vault) {
+    let Some(stores) = vault.open_stores() else {
+        return;
+    };
+    let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
+    let Ok(Some(length)) = stores.settings.fetch(pending_key(), &mut pending).await else {
+        return;
+    };
+    if length < 5 {
+        let _ = stores.settings.remove(pending_key()).await;
+        return;
+    }
+    let id = u32::from_le_bytes([pending[0], pending[1], pending[2], pending[3]]);
+    let uidl = core::str::from_utf8(&pending[4..length]).unwrap_or("");
+    let committed = stores.spool.message(homemx_spool::MessageId(id)).is_some();
+    if committed {
+        let mut uidl_copy: heapless::String<{ homemx_pop3::UIDL_MAX }> = heapless::String::new();
+        let _ = uidl_copy.push_str(uidl);
+        let _ = record_seen(stores, &uidl_copy).await;
+        crate::event_info!("backup MX: message {} was committed before the power cut; its UIDL is now recorded", id);
+    } else {
+        crate::event_info!("backup MX: a fetch was cut off before its commit; the message will be fetched again");
+    }
+    let _ = stores.settings.remove(pending_key()).await;
+}
+
+/// Records `uidl` as seen and adds it to the ring (evicting the oldest).
+async fn record_seen(stores: &mut crate::vault::OpenStores, uidl: &str) -> Result<(), ()> {
+    stores.settings.store(seen_key(uidl), uidl.as_bytes()).await.map_err(|_| ())?;
+    let mut ring = [0u8; SEEN_RING * 8];
+    let length = stores.settings.fetch(ring_key(), &mut ring).await.ok().flatten().unwrap_or(0) / 8 * 8;
+    let key = seen_key(uidl).to_le_bytes();
+    if ring[..length].chunks(8).any(|entry| entry == key) {
+        return Ok(());
+    }
+    let mut updated = [0u8; SEEN_RING * 8];
+    let kept = if length / 8 >= SEEN_RING {
+        // Forget the oldest: its message was deleted long ago, or the server keeps it for
+        // good (then it may come once more: the price of a bounded memory).
+        let oldest = u64::from_le_bytes(ring[..8].try_into().unwrap_or([0; 8]));
+        let _ = stores.settings.remove(oldest).await;
+        updated[..length - 8].copy_from_slice(&ring[8..length]);
+        length - 8
+    } else {
+        updated[..length].copy_from_slice(&ring[..length]);
+        length
+    };
+    updated[kept..kept + 8].copy_from_slice(&key);
+    stores.settings.store(ring_key(), &updated[..kept + 8]).await.map_err(|_| ())
+}
+
+/// Whether `uidl` was committed before.
+async fn is_seen(uidl: &str) -> bool {
+    let mut vault = VAULT.lock().await;
+    let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) else {
+        return false;
+    };
+    let mut value = [0u8; homemx_pop3::UIDL_MAX];
+    matches!(stores.settings.fetch(seen_key(uidl), &mut value).await, Ok(Some(length)) if &value[..length] == uidl.as_bytes())
+}
+
+/// Drops seen records whose UIDL a complete listing no longer shows.
+async fn prune(listed: &[u64]) {
+    let mut vault = VAULT.lock().await;
+    let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) else {
+        return;
+    };
+    let mut ring = [0u8; SEEN_RING * 8];
+    let length = stores.settings.fetch(ring_key(), &mut ring).await.ok().flatten().unwrap_or(0) / 8 * 8;
+    let mut kept = [0u8; SEEN_RING * 8];
+    let mut kept_length = 0;
+    for entry in ring[..length].chunks(8) {
+        let key = u64::from_le_bytes(entry.try_into().unwrap_or([0; 8]));
+        if listed.contains(&key) {
+            kept[kept_length..kept_length + 8].copy_from_slice(entry);
+            kept_length += 8;
+        } else {
+            let _ = stores.settings.remove(key).await;
+        }
+    }
+    if kept_length != length {
+        let _ = stores.settings.store(ring_key(), &kept[..kept_length]).await;
+    }
+}
+
+/// The recipient for a fetched message: the provider's envelope header if it names one of our
+/// known recipients, else postmaster@ our domain.
+fn local_recipient(header: &[u8], postmaster_domain: &str) -> heapless::String<256> {
+    let mut recipient: heapless::String<256> = heapless::String::new();
+    if let Some(found) = envelope_recipient(header, &RECIPIENT_HEADERS) {
+        let mut path: heapless::String<260> = heapless::String::new();
+        let _ = write!(path, "<{}>", found.as_str());
+        let ours = parse_forward_path(path.as_bytes()).is_ok_and(|(forward, _)| {
+            MAIL_SETTINGS.lock(|cell| {
+                cell.borrow().as_ref().is_some_and(|settings| {
+                    // As asked by a client from outside: only our domains and known recipients.
+                    settings.relay.check_recipient(IpAddr::V4(Ipv4Addr::UNSPECIFIED), &forward) == RecipientDecision::Accept
+                })
+            })
+        });
+        if ours {
+            let _ = recipient.push_str(found.as_str());
+            return recipient;
+        }
+        crate::event_warning!("backup MX: recipient {} is not ours; the message goes to postmaster", found.as_str());
+    }
+    let _ = write!(recipient, "postmaster@{postmaster_domain}");
+    recipient
+}
+
+fn finish_status(result: FetchResult, fetched: u32) {
+    let unix = crate::wall_clock::unix_seconds();
+    FETCH_STATUS.lock(|status| {
+        let mut value = status.get();
+        value.last_attempt = Some((unix.unwrap_or(0), result));
+        value.fetched = fetched;
+        if result == FetchResult::Ok {
+            value.last_success_unix = unix;
+        }
+        status.set(value);
+    });
+}
+
+/// One fetch run against the configured backup MX.
+pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
+    let Some((backup, host_name, domain)) = MAIL_SETTINGS.lock(|cell| {
+        cell.borrow().as_ref().and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
+    }) else {
+        return;
+    };
+    let address = match crate::resolver::resolve_address(stack, backup.host.as_str()).await {
+        Ok(address) => address,
+        Err(_) => {
+            crate::event_warning!("backup MX: cannot resolve {}", backup.host.as_str());
+            return finish_status(FetchResult::ConnectFailed, 0);
+        }
+    };
+    let mut buffers = crate::link::tls_buffers().await;
+    let buffers = &mut *buffers;
+    let mut password = [0u8; PASSWORD_CAPACITY];
+    let (trust_source, password_length) = {
+        let mut vault = VAULT.lock().await;
+        let Some(vault) = vault.as_mut() else {
+            return;
+        };
+        (vault.trust_anchor(TlsService::BackupMx, &mut buffers.anchor).await, vault.credential(Credential::BackupMxPassword, &mut password).await)
+    };
+    let (Some(trust_source), Some(password_length)) = (trust_source, password_length) else {
+        crate::event_warning!("backup MX: no trust anchor or password provisioned; no fetch");
+        return finish_status(FetchResult::TlsFailed, 0);
+    };
+    if matches!(trust_source, TrustSource::CaAnchor(_)) && crate::wall_clock::unix_seconds().is_none() {
+        crate::event_warning!("backup MX: waiting for the time (SNTP) to check the certificate's dates");
+        return finish_status(FetchResult::TlsFailed, 0);
+    }
+    let trust = match trust_source {
+        TrustSource::CaAnchor(length) => Trust::CaAnchor(&buffers.anchor[..length]),
+        TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
+    };
+    let implicit = backup.tls == TlsMode::Implicit;
+    let config = Pop3Config {
+        username: backup.user_name.as_str(),
+        tls: if implicit { Pop3Tls::Implicit } else { Pop3Tls::StartTls },
+        message_size_max: MESSAGE_SIZE_MAX,
+        reply_timeout_ms: 60_000,
+    };
+    let now = || embassy_time::Instant::now().as_millis();
+    let Ok(mut session) = Pop3Session::new(&config, now()) else {
+        crate::event_warning!("backup MX: the configured user name cannot be used");
+        return finish_status(FetchResult::LoginRefused, 0);
+    };
+    let mut receive_buffer = [0u8; 2048];
+    let mut transmit_buffer = [0u8; 1024];
+    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    socket.set_timeout(Some(Duration::from_secs(120)));
+    let endpoint = IpEndpoint::new(Ipv4Address::from(address).into(), backup.port);
+    if socket.connect(endpoint).await.is_err() {
+        crate::event_warning!("backup MX: {} does not answer", endpoint);
+        crate::alerts::raise(AlertKind::PeerUnreachable(Peer::BackupMx), format_args!("the backup MX {} does not answer", endpoint));
+        return finish_status(FetchResult::ConnectFailed, 0);
+    }
+    let mut link = Link::Plain(socket);
+    let mut tls_start = Some((&mut buffers.read[..], &mut buffers.write[..], random));
+    if implicit {
+        let (read, write, random) = tls_start.take().expect("set above");
+        if let Err(error) = link.start_tls(read, write, backup.host.as_str(), trust, random).await {
+            crate::alerts::raise(AlertKind::CertificateRejected, format_args!("backup MX TLS failed: {:?}; no login", defmt::Debug2Format(&error)));
+            link.close().await;
+            return finish_status(FetchResult::TlsFailed, 0);
+        }
+    }
+
+    let mut listed: heapless::Vec<(u32, u64, bool), { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
+    let mut listing_complete = false;
+    let mut queue_position = 0;
+    let mut header: heapless::Vec<u8, HEADER_CAPACITY> = heapless::Vec::new();
+    let mut writer: Option<MessageWriter> = None;
+    let mut current_uidl_key = 0u64;
+    let mut failed_message = false;
+    let mut fetched = 0u32;
+    let mut result = FetchResult::Ok;
+    let mut input = [0u8; 1024];
+    let mut uidls: heapless::Vec<heapless::String<{ homemx_pop3::UIDL_MAX }>, { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
+    loop {
+        let event = session.poll(now());
+        match event {
+            Some(Pop3Event::StartTls) => {
+                let flushed = flush(&mut link, &mut session).await;
+                match tls_start.take().filter(|_| flushed) {
+                    Some((read, write, random)) => match link.start_tls(read, write, backup.host.as_str(), trust, random).await {
+                        Ok(()) => session.tls_established(now()),
+                        Err(_) => session.tls_failed(),
+                    },
+                    None => session.tls_failed(),
+                }
+            }
+            Some(Pop3Event::TlsProblem(problem)) => {
+                let kind = if matches!(problem, homemx_pop3::TlsProblem::HandshakeFailed) { AlertKind::CertificateRejected } else { AlertKind::StrippingSuspected };
+                crate::alerts::raise(kind, format_args!("backup MX: {:?}; no login was attempted", defmt::Debug2Format(&problem)));
+                result = FetchResult::TlsFailed;
+            }
+            Some(Pop3Event::PlaintextDiscarded { octets }) => {
+                crate::event_warning!("backup MX: {} octets after the +OK to STLS were discarded", octets);
+            }
+            Some(Pop3Event::PasswordNeeded) => {
+                let secret = password[..password_length].trim_ascii_end();
+                if session.send_password(secret, now()).is_err() {
+                    result = FetchResult::LoginRefused;
+                }
+            }
+            Some(Pop3Event::Listed(entry)) => {
+                let mut uidl: heapless::String<{ homemx_pop3::UIDL_MAX }> = heapless::String::new();
+                let _ = uidl.push_str(entry.uidl);
+                let number = entry.number;
+                let seen = is_seen(uidl.as_str()).await;
+                let _ = listed.push((number, seen_key(uidl.as_str()), seen));
+                let _ = uidls.push(uidl);
+            }
+            Some(Pop3Event::TooLarge(entry)) => {
+                crate::event_warning!("backup MX: message {} ({} bytes) is too large and stays on the server", entry.number, entry.size);
+            }
+            Some(Pop3Event::ListingComplete(summary)) => {
+                listing_complete = summary.complete;
+                if listing_complete {
+                    let keys: heapless::Vec<u64, { homemx_pop3::LISTING_MAX }> = listed.iter().map(|(_, key, _)| *key).collect();
+                    prune(&keys).await;
+                }
+            }
+            Some(Pop3Event::MessageBegin { .. }) => {
+                header.clear();
+                writer = None;
+                failed_message = false;
+            }
+            Some(Pop3Event::MessageData(data)) => {
+                if writer.is_none() {
+                    let room = header.capacity() - header.len();
+                    let _ = header.extend_from_slice(&data[..data.len().min(room)]);
+                    let header_done = header.windows(4).any(|window| window == b"\r\n\r\n") || header.is_full();
+                    if !header_done {
+                        continue;
+                    }
+                    let rest = &data[data.len().min(room)..];
+                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key).await;
+                    failed_message |= writer.is_none();
+                    if !rest.is_empty() {
+                        failed_message |= !append(&mut writer, rest).await;
+                    }
+                } else {
+                    failed_message |= !append(&mut writer, data).await;
+                }
+            }
+            Some(Pop3Event::MessageEnd { number, .. }) => {
+                if writer.is_none() && !failed_message {
+                    // A message shorter than its header buffer.
+                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key).await;
+                    failed_message |= writer.is_none();
+                }
+                let uidl = listed.iter().position(|(n, _, _)| *n == number).and_then(|index| uidls.get(index)).cloned();
+                let committed = match (writer.take(), uidl) {
+                    (Some(message), Some(uidl)) if !failed_message => commit(message, uidl.as_str()).await,
+                    (Some(message), _) => {
+                        abort(message).await;
+                        false
+                    }
+                    _ => false,
+                };
+                if committed {
+                    fetched += 1;
+                    let _ = session.delete(number, now());
+                } else {
+                    result = FetchResult::SpoolFull;
+                    let _ = session.finish(now());
+                }
+            }
+            Some(Pop3Event::MessageAborted { number, .. }) => {
+                if let Some(message) = writer.take() {
+                    abort(message).await;
+                }
+                crate::event_warning!("backup MX: message {} was cut off; it stays on the server", number);
+            }
+            Some(Pop3Event::MessageRefused { number, .. }) => {
+                crate::event_warning!("backup MX: the server refused a command for message {}", number);
+            }
+            Some(Pop3Event::Deleted { .. }) => {}
+            Some(Pop3Event::Failed(failure)) => {
+                if result == FetchResult::Ok {
+                    result = match failure {
+                        homemx_pop3::Failure::TlsUnavailable => FetchResult::TlsFailed,
+                        homemx_pop3::Failure::LoginRefused(_) | homemx_pop3::Failure::InvalidPassword => FetchResult::LoginRefused,
+                        homemx_pop3::Failure::Timeout => FetchResult::TimedOut,
+                        _ => FetchResult::ProtocolError,
+                    };
+                }
+                crate::event_warning!("backup MX: fetch failed: {:?}", defmt::Debug2Format(&failure));
+            }
+            Some(Pop3Event::Close { deletions_final, deleted }) => {
+                let _ = flush(&mut link, &mut session).await;
+                crate::event_info!(
+                    "backup MX: {} messages fetched, {} deleted at the server ({})",
+                    fetched,
+                    deleted,
+                    if deletions_final { "final" } else { "not final: the seen records keep them from coming twice" }
+                );
+                break;
+            }
+            None => {
+                if session.is_finished() {
+                    break;
+                }
+                if session.is_ready() {
+                    // Next request: retrieve the next unseen message, delete the seen ones.
+                    match listed.get(queue_position).copied() {
+                        Some((number, key, seen)) => {
+                            queue_position += 1;
+                            current_uidl_key = key;
+                            let _ = if seen { session.delete(number, now()) } else { session.retrieve(number, now()) };
+                        }
+                        None => {
+                            let _ = session.finish(now());
+                        }
+                    }
+                    continue;
+                }
+                if !flush(&mut link, &mut session).await {
+                    session.connection_closed();
+                    continue;
+                }
+                match link.read(&mut input).await {
+                    Ok(0) | Err(_) => session.connection_closed(),
+                    Ok(count) => {
+                        session.receive(&input[..count], now());
+                    }
+                }
+            }
+        }
+    }
+    password.fill(0);
+    link.close().await;
+    if let Some(message) = writer.take() {
+        abort(message).await;
+    }
+    if result == FetchResult::Ok {
+        crate::alerts::clear(AlertKind::PeerUnreachable(Peer::BackupMx));
+    }
+    let _ = listing_complete;
+    finish_status(result, fetched);
+    if fetched > 0 {
+        crate::delivery::DELIVERY_SIGNAL.signal(());
+    }
+}
+
+async fn flush(link: &mut Link<'_, '_>, session: &mut Pop3Session<'_>) -> bool {
+    let pending = session.output().len();
+    if pending == 0 {
+        return true;
+    }
+    match link.write_all(session.output()).await {
+        Ok(()) => {
+            session.output_sent(pending);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Begins the spool message for a fetched mail: envelope (null sender, our recipient), the
+/// pending record, and a `Received:` line naming the backup MX and the UIDL.
+async fn begin(
+    header: &[u8],
+    domain: &str,
+    host_name: &str,
+    backup_host: &str,
+    uidls: &[heapless::String<{ homemx_pop3::UIDL_MAX }>],
+    listed: &[(u32, u64, bool)],
+    key: u64,
+) -> Option<MessageWriter> {
+    let uidl = listed.iter().position(|(_, candidate, _)| *candidate == key).and_then(|index| uidls.get(index))?;
+    let recipient = local_recipient(header, domain);
+    let recipients: [&[u8]; 1] = [recipient.as_bytes()];
+    let envelope = Envelope::new(b"", &recipients)?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
+    let mut received: heapless::String<384> = heapless::String::new();
+    let _ = write!(
+        received,
+        "Received: from {backup_host} by {host_name} with POP3S id {};\r\n\t{}\r\n",
+        uidl.as_str(),
+        homemx_smtp::clock::Rfc5322Date(crate::network::mail_clock().unix_seconds)
+    );
+    let mut vault = VAULT.lock().await;
+    let stores = vault.as_mut()?.open_stores()?;
+    let mut writer = stores.spool.begin_message(&envelope, (MESSAGE_SIZE_MAX / 4) as u32).await.ok()?;
+    let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
+    pending[..4].copy_from_slice(&writer.id().0.to_le_bytes());
+    pending[4..4 + uidl.len()].copy_from_slice(uidl.as_bytes());
+    if stores.settings.store(pending_key(), &pending[..4 + uidl.len()]).await.is_err()
+        || stores.spool.append(&mut writer, received.as_bytes()).await.is_err()
+        || stores.spool.append(&mut writer, header).await.is_err()
+    {
+        stores.spool.abort(writer);
+        return None;
+    }
+    Some(writer)
+}
+
+async fn append(writer: &mut Option<MessageWriter>, data: &[u8]) -> bool {
+    let Some(message) = writer.as_mut() else {
+        return false;
+    };
+    let mut vault = VAULT.lock().await;
+    match vault.as_mut().and_then(|vault| vault.open_stores()) {
+        Some(stores) => stores.spool.append(message, data).await.is_ok(),
+        None => false,
+    }
+}
+
+/// Commits the message, records its UIDL as seen and drops the pending record, all while the
+/// vault is held (delivery cannot remove the message in between).
+async fn commit(writer: MessageWriter, uidl: &str) -> bool {
+    let mut vault = VAULT.lock().await;
+    let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) else {
+        return false;
+    };
+    let Ok(report) = stores.spool.commit(writer).await else {
+        return false;
+    };
+    let recorded = record_seen(stores, uidl).await.is_ok();
+    let _ = stores.settings.remove(pending_key()).await;
+    crate::mail_status::update(|status| status.received += 1);
+    crate::event_info!("backup MX: message {} fetched into the spool (UIDL recorded: {})", report.id.0, recorded);
+    if let Some(vault) = vault.as_mut() {
+        crate::mail_settings::publish_spool_free_bytes(vault);
+    }
+    recorded
+}
+
+async fn abort(writer: MessageWriter) {
+    let mut vault = VAULT.lock().await;
+    if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+        stores.spool.abort(writer);
+        let _ = stores.settings.remove(pending_key()).await;
+    }
+}

@@ -1,0 +1,285 @@
+//! The DynDNS guard (seed §8.1): learn the public address from the configured HTTPS check-IP
+//! services (two or more must agree; garbage and non-public answers are ignored), read the
+//! DynDNS host's A record and the domain's MX records from DNS, judge them (homemx-dyndns's
+//! `verify_dns`: an address or MX we did not set is "possible mail diversion"), and let the
+//! `UpdateGuard` decide on a dyndns2 update over HTTPS (Basic auth, the product's User-Agent,
+//! only on change, spaced, never in a loop; a fatal answer stops updates until the owner
+//! acts). The guard's state is kept in the encrypted key-value store across reboots.
+//!
+//! Every HTTPS request uses the one TLS connection of [`crate::link`], verified with the
+//! DynDNS trust anchor (the check-IP services must be verifiable with it too).
+
+use core::cell::RefCell;
+
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpEndpoint, Ipv4Address, Stack};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_time::Duration;
+use homemx_dns::message::{Answer, RecordType};
+use homemx_dyndns::checkip::{agree, is_public, parse_public_address, Agreement, Ipv4};
+use homemx_dyndns::dyndns2::{parse_update_response, update_path, UpdateAnswer, MAX_UPDATE_PATH, USER_AGENT};
+use homemx_dyndns::guard::{Decision, GuardConfig, UpdateGuard, STATE_LENGTH};
+use homemx_dyndns::verify::{verify_dns, Alarm};
+use homemx_http::client::{write_get, Progress, ResponseParser};
+use homemx_status::alert::AlertKind;
+use homemx_tls::Trust;
+use homemx_wire::message::{Credential, TlsService};
+
+use crate::link::{Link, TrustSource};
+use crate::mail_settings::MAIL_SETTINGS;
+use crate::random::DerivedRandom;
+use crate::vault::VAULT;
+
+/// Largest body read from a check-IP service or the update server.
+const BODY_CAPACITY: usize = 512;
+/// Longest DynDNS password.
+const PASSWORD_CAPACITY: usize = 128;
+
+/// What the status page shows.
+#[derive(Clone, Copy, Default)]
+pub struct DynDnsStatus {
+    /// The public address as last agreed.
+    pub public_ip: Option<Ipv4>,
+    /// The host's A record as DNS last answered.
+    pub a_record: Option<Ipv4>,
+    /// The domain's most preferred MX matches our host (None: not checked yet).
+    pub mx_ours: Option<bool>,
+    /// Unix time (0: unknown) of the last update and its answer.
+    pub last_update: Option<(u64, UpdateAnswer)>,
+    /// Updates sent since boot.
+    pub updates: u32,
+    /// DNS queries and check-IP requests since boot.
+    pub checks: u32,
+}
+
+/// The DynDNS state for the page.
+pub static DYNDNS_STATUS: Mutex<CriticalSectionRawMutex, RefCell<DynDnsStatus>> = Mutex::new(RefCell::new(DynDnsStatus {
+    public_ip: None,
+    a_record: None,
+    mx_ours: None,
+    last_update: None,
+    updates: 0,
+    checks: 0,
+}));
+
+/// Asks for a check at the next wake-up of the provider task (unlock, `fetch-now`).
+pub static CHECK_NOW: embassy_sync::signal::Signal<CriticalSectionRawMutex, ()> = embassy_sync::signal::Signal::new();
+
+fn guard_key() -> u64 {
+    crate::vault::Settings::key_for("dyndns-guard", b"")
+}
+
+/// One HTTPS GET: status and body (into `body`), or `None` on any failure.
+async fn https_get(
+    stack: Stack<'static>,
+    host: &str,
+    path: &str,
+    basic_auth: Option<(&str, &[u8])>,
+    random: DerivedRandom,
+    body: &mut [u8],
+) -> Option<(u16, usize)> {
+    let address = crate::resolver::resolve_address(stack, host).await.ok()?;
+    let mut buffers = crate::link::tls_buffers().await;
+    let buffers = &mut *buffers;
+    let trust_source = {
+        let mut vault = VAULT.lock().await;
+        vault.as_mut()?.trust_anchor(TlsService::DynDns, &mut buffers.anchor).await?
+    };
+    if matches!(trust_source, TrustSource::CaAnchor(_)) && crate::wall_clock::unix_seconds().is_none() {
+        return None;
+    }
+    let trust = match trust_source {
+        TrustSource::CaAnchor(length) => Trust::CaAnchor(&buffers.anchor[..length]),
+        TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
+    };
+    let mut request = [0u8; MAX_UPDATE_PATH + 512];
+    let request_length = write_get(&mut request, host, path, USER_AGENT, basic_auth).ok()?;
+    let mut receive_buffer = [0u8; 1024];
+    let mut transmit_buffer = [0u8; 1024];
+    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    socket.set_timeout(Some(Duration::from_secs(30)));
+    if socket.connect(IpEndpoint::new(Ipv4Address::from(address).into(), 443)).await.is_err() {
+        return None;
+    }
+    let mut link = Link::Plain(socket);
+    if let Err(error) = link.start_tls(&mut buffers.read, &mut buffers.write, host, trust, random).await {
+        crate::alerts::raise(AlertKind::CertificateRejected, format_args!("HTTPS to {} failed: {:?}", host, defmt::Debug2Format(&error)));
+        return None;
+    }
+    request[request_length..].fill(0);
+    let mut result = None;
+    if link.write_all(&request[..request_length]).await.is_ok() {
+        let mut parser = ResponseParser::new(body);
+        let mut input = [0u8; 512];
+        loop {
+            match link.read(&mut input).await {
+                Ok(0) | Err(_) => {
+                    if let Ok(response) = parser.connection_closed() {
+                        result = Some((response.status, response.body.len()));
+                    }
+                    break;
+                }
+                Ok(count) => match parser.feed(&input[..count]) {
+                    Ok(Progress::Complete) => {
+                        result = parser.response().map(|response| (response.status, response.body.len()));
+                        break;
+                    }
+                    Ok(Progress::NeedMore) => {}
+                    Err(_) => break,
+                },
+            }
+        }
+    }
+    request.fill(0);
+    link.close().await;
+    result
+}
+
+/// One check: public address, DNS verification, and an update if the guard decides so.
+pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
+    let Some((dyndns, sources, domain)) = MAIL_SETTINGS.lock(|cell| {
+        cell.borrow().as_ref().and_then(|settings| Some((settings.dyndns.clone()?, settings.check_ip.clone(), settings.postmaster_domain.clone())))
+    }) else {
+        return;
+    };
+    // The guard's times persist across reboots: wall-clock seconds (HTTPS with a CA anchor
+    // needs the time anyway).
+    let Some(now_s) = crate::wall_clock::unix_seconds() else {
+        crate::event_warning!("dyndns: waiting for the time (SNTP)");
+        return;
+    };
+    let mut guard = load_guard().await;
+
+    // 1. The public address.
+    let mut answers: heapless::Vec<Option<Ipv4>, 4> = heapless::Vec::new();
+    for source in &sources {
+        let mut body = [0u8; BODY_CAPACITY];
+        let answer = match https_get(stack, source.host.as_str(), source.path.as_str(), None, random.derive(), &mut body).await {
+            Some((200, length)) => parse_public_address(&body[..length]).filter(|ip| is_public(*ip)),
+            _ => None,
+        };
+        if answer.is_none() {
+            crate::event_warning!("dyndns: check-IP {} gave no usable address (ignored)", source.host.as_str());
+        }
+        DYNDNS_STATUS.lock(|status| status.borrow_mut().checks += 1);
+        let _ = answers.push(answer);
+    }
+    let public = match agree(&answers, sources.len()) {
+        Agreement::Agreed(ip) => Some(ip),
+        Agreement::Disagreement(first, second) => {
+            crate::event_warning!("dyndns: check-IP services disagree ({:?} vs {:?}); no decision", first, second);
+            None
+        }
+        Agreement::NoAnswer => None,
+    };
+    if let Some(ip) = public {
+        guard.observe_public_address(ip, now_s);
+    }
+
+    // 2. What DNS says.
+    let a_records: heapless::Vec<Ipv4, 8> = match crate::resolver::lookup(stack, dyndns.host_name.as_str(), RecordType::A).await {
+        Ok(Answer::A { records, .. }) => records.iter().map(|record| record.address).collect(),
+        _ => heapless::Vec::new(),
+    };
+    let mx_answer = crate::resolver::lookup(stack, domain.as_str(), RecordType::Mx).await;
+    DYNDNS_STATUS.lock(|status| status.borrow_mut().checks += 2);
+    guard.observe_dns_address(a_records.first().copied(), now_s);
+    if let Some(ip) = public {
+        let mx: heapless::Vec<(u16, &str), 8> = match &mx_answer {
+            Ok(Answer::Mx { records, .. }) => records.iter().map(|record| (record.preference, record.exchange.as_str())).collect(),
+            _ => heapless::Vec::new(),
+        };
+        let verdict = verify_dns(ip, dyndns.host_name.as_str(), &a_records, &mx, guard.registered());
+        match verdict.alarm() {
+            Some(Alarm::PossibleMailDiversion) => {
+                if verdict.a == homemx_dyndns::verify::ARecord::Differs {
+                    crate::alerts::raise(
+                        AlertKind::PublicAddressMismatch,
+                        format_args!("possible mail diversion: {} points to {:?}, we are {:?}", dyndns.host_name.as_str(), verdict.foreign_addresses.first(), ip),
+                    );
+                }
+                if verdict.mx != homemx_dyndns::verify::MxState::OursPreferred {
+                    crate::alerts::raise(AlertKind::MxMismatch, format_args!("possible mail diversion: the MX of {} is {:?}", domain.as_str(), verdict.offending_mx.first()));
+                }
+            }
+            Some(Alarm::Unreachable) => crate::event_warning!("dyndns: the A or MX record is missing"),
+            None => {
+                crate::alerts::clear(AlertKind::PublicAddressMismatch);
+                crate::alerts::clear(AlertKind::MxMismatch);
+            }
+        }
+        let mx_ours = verdict.mx == homemx_dyndns::verify::MxState::OursPreferred;
+        DYNDNS_STATUS.lock(|status| {
+            let mut status = status.borrow_mut();
+            status.public_ip = Some(ip);
+            status.a_record = a_records.first().copied();
+            status.mx_ours = Some(mx_ours);
+        });
+    }
+
+    // 3. Update if the guard says so.
+    match guard.decide(now_s) {
+        Decision::Nothing => {}
+        Decision::Stopped(reason) => {
+            crate::alerts::raise(AlertKind::DynDnsStopped, format_args!("DynDNS updates are stopped ({:?}) until the owner acts", defmt::Debug2Format(&reason)));
+        }
+        Decision::Update(ip) => {
+            let mut password = [0u8; PASSWORD_CAPACITY];
+            let password_length = {
+                let mut vault = VAULT.lock().await;
+                match vault.as_mut() {
+                    Some(vault) => vault.credential(Credential::DynDnsPassword, &mut password).await,
+                    None => None,
+                }
+            };
+            let mut path = [0u8; MAX_UPDATE_PATH];
+            let answer = match (password_length, update_path(dyndns.host_name.as_str(), ip, &mut path)) {
+                (Some(length), Some(path_length)) => {
+                    let path = core::str::from_utf8(&path[..path_length]).unwrap_or("/");
+                    let secret = password[..length].trim_ascii_end();
+                    let mut body = [0u8; BODY_CAPACITY];
+                    match https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random.derive(), &mut body).await {
+                        Some((status, length)) => parse_update_response(status, &body[..length]),
+                        None => UpdateAnswer::TransportError,
+                    }
+                }
+                _ => UpdateAnswer::TransportError,
+            };
+            password.fill(0);
+            guard.update_finished(answer, now_s);
+            let unix = crate::wall_clock::unix_seconds().unwrap_or(0);
+            DYNDNS_STATUS.lock(|status| {
+                let mut status = status.borrow_mut();
+                status.last_update = Some((unix, answer));
+                status.updates += 1;
+            });
+            crate::event_info!("dyndns: update of {} to {:?}: {}", dyndns.host_name.as_str(), ip, answer.as_str());
+            if answer.class() == homemx_dyndns::dyndns2::AnswerClass::Fatal {
+                crate::alerts::raise(AlertKind::DynDnsStopped, format_args!("the DynDNS provider answered {}: updates stop until the owner acts", answer.as_str()));
+            }
+        }
+    }
+    if guard.take_dirty() {
+        store_guard(&guard).await;
+    }
+}
+
+async fn load_guard() -> UpdateGuard {
+    let mut vault = VAULT.lock().await;
+    let mut state = [0u8; STATE_LENGTH];
+    let stored = match vault.as_mut().and_then(|vault| vault.open_stores()) {
+        Some(stores) => stores.settings.fetch(guard_key(), &mut state).await.ok().flatten(),
+        None => None,
+    };
+    stored
+        .and_then(|length| UpdateGuard::decode(GuardConfig::DEFAULT, &state[..length]).ok())
+        .unwrap_or_else(|| UpdateGuard::new(GuardConfig::DEFAULT))
+}
+
+async fn store_guard(guard: &UpdateGuard) {
+    let mut vault = VAULT.lock().await;
+    if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+        let _ = stores.settings.store(guard_key(), &guard.encode()).await;
+    }
+}
