@@ -182,8 +182,9 @@ impl ConsoleHandler for DeviceConsole {
         if !self.unlocked {
             return Err(ErrorCode::Locked);
         }
+        crate::dyndns::CHECK_NOW.signal(());
         crate::backup_mx::FETCH_NOW.signal(());
-        crate::event_info!("backup MX fetch requested by the owner");
+        crate::event_info!("backup MX fetch and DynDNS check requested by the owner");
         Ok(())
     }
 

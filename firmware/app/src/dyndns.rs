@@ -37,8 +37,10 @@ const BODY_CAPACITY: usize = 512;
 const PASSWORD_CAPACITY: usize = 128;
 
 /// What the status page shows.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct DynDnsStatus {
+    /// The domain's MX records as DNS last answered (preference, host).
+    pub mx: heapless::Vec<(u16, heapless::String<64>), 4>,
     /// The public address as last agreed.
     pub public_ip: Option<Ipv4>,
     /// The host's A record as DNS last answered.
@@ -55,6 +57,7 @@ pub struct DynDnsStatus {
 
 /// The DynDNS state for the page.
 pub static DYNDNS_STATUS: Mutex<CriticalSectionRawMutex, RefCell<DynDnsStatus>> = Mutex::new(RefCell::new(DynDnsStatus {
+    mx: heapless::Vec::new(),
     public_ip: None,
     a_record: None,
     mx_ours: None,
@@ -149,7 +152,7 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
         crate::event_warning!("dyndns: waiting for the time (SNTP)");
         return;
     };
-    let mut guard = load_guard().await;
+    let mut guard = load_guard(guard_config(u64::from(dyndns.check_interval_seconds))).await;
 
     // 1. The public address.
     let mut answers: heapless::Vec<Option<Ipv4>, 4> = heapless::Vec::new();
@@ -193,7 +196,9 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
         let verdict = verify_dns(ip, dyndns.host_name.as_str(), &a_records, &mx, guard.registered());
         match verdict.alarm() {
             Some(Alarm::PossibleMailDiversion) => {
-                if verdict.a == homemx_dyndns::verify::ARecord::Differs {
+                // Before our first registration a different A record is expected (we are
+                // about to update it): only an address we did not set after that is an alarm.
+                if verdict.a == homemx_dyndns::verify::ARecord::Differs && guard.registered().is_some() {
                     crate::alerts::raise(
                         AlertKind::PublicAddressMismatch,
                         format_args!("possible mail diversion: {} points to {:?}, we are {:?}", dyndns.host_name.as_str(), verdict.foreign_addresses.first(), ip),
@@ -212,11 +217,27 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
         let mx_ours = verdict.mx == homemx_dyndns::verify::MxState::OursPreferred;
         DYNDNS_STATUS.lock(|status| {
             let mut status = status.borrow_mut();
+            status.mx.clear();
+            for (preference, host) in mx.iter().take(4) {
+                let mut name = heapless::String::new();
+                let _ = name.push_str(&host[..host.len().min(64)]);
+                let _ = status.mx.push((*preference, name));
+            }
             status.public_ip = Some(ip);
             status.a_record = a_records.first().copied();
             status.mx_ours = Some(mx_ours);
         });
     }
+
+    crate::event_info!(
+        "dyndns: checked: public address {:?}, A record {:?}, {} MX records",
+        public,
+        a_records.first(),
+        match &mx_answer {
+            Ok(Answer::Mx { records, .. }) => records.len(),
+            _ => 0,
+        }
+    );
 
     // 3. Update if the guard says so.
     match guard.decide(now_s) {
@@ -265,7 +286,18 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
     }
 }
 
-async fn load_guard() -> UpdateGuard {
+/// The guard's rules: the defaults (10 min between updates, 10 min for DNS to settle, 28-day
+/// refresh, stop after 2 failed corrections), with spacing and settling no longer than the
+/// owner's check interval (a 5-minute check interval judges DNS at every check).
+fn guard_config(check_interval_s: u64) -> GuardConfig {
+    GuardConfig {
+        min_spacing_s: GuardConfig::DEFAULT.min_spacing_s.min(check_interval_s),
+        dns_settle_s: GuardConfig::DEFAULT.dns_settle_s.min(check_interval_s),
+        ..GuardConfig::DEFAULT
+    }
+}
+
+async fn load_guard(config: GuardConfig) -> UpdateGuard {
     let mut vault = VAULT.lock().await;
     let mut state = [0u8; STATE_LENGTH];
     let stored = match vault.as_mut().and_then(|vault| vault.open_stores()) {
@@ -273,8 +305,8 @@ async fn load_guard() -> UpdateGuard {
         None => None,
     };
     stored
-        .and_then(|length| UpdateGuard::decode(GuardConfig::DEFAULT, &state[..length]).ok())
-        .unwrap_or_else(|| UpdateGuard::new(GuardConfig::DEFAULT))
+        .and_then(|length| UpdateGuard::decode(config, &state[..length]).ok())
+        .unwrap_or_else(|| UpdateGuard::new(config))
 }
 
 async fn store_guard(guard: &UpdateGuard) {

@@ -10,9 +10,11 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Duration, Instant, Timer};
 use homemx_keystore::KeystoreState;
 use homemx_spool::Envelope;
+use core::net::{IpAddr, Ipv4Addr};
+
 use homemx_status::{
-    compose, host_name, version, AlertMailer, LockState, MailFlow, SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion,
-    Verification, MAIL_BUFFER_SIZE,
+    compose, host_name, version, AlertMailer, DynDns, DynDnsAnswer, LockState, MailFlow, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace,
+    StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
 };
 
 use crate::alerts::ALERTS;
@@ -66,6 +68,31 @@ pub async fn snapshot() -> StatusSnapshot {
         verified_by: status.smarthost_success.map(|_| if status.smarthost_pinned { Verification::PinnedKey } else { Verification::CaAnchor }),
     };
     snapshot.alerts = ALERTS.lock(|board| board.borrow().clone());
+    let (backup_host, dyndns_host) = MAIL_SETTINGS.lock(|cell| {
+        let settings = cell.borrow();
+        let settings = settings.as_ref();
+        (
+            settings.and_then(|settings| settings.backup_mx.as_ref().map(|backup| host_name(backup.host.as_str()))),
+            settings.and_then(|settings| settings.dyndns.as_ref().map(|dyndns| host_name(dyndns.host_name.as_str()))),
+        )
+    });
+    let fetch = crate::backup_mx::FETCH_STATUS.lock(|status| status.get());
+    snapshot.pop3 = Pop3Fetch {
+        host: backup_host,
+        last_attempt_unix: fetch.last_attempt.map(|(unix, _)| unix).filter(|unix| *unix != 0),
+        last_result: fetch.last_attempt.map(|(_, result)| result),
+        messages_fetched: fetch.last_attempt.map(|_| fetch.fetched),
+        last_success_unix: fetch.last_success_unix,
+    };
+    let dyndns = crate::dyndns::DYNDNS_STATUS.lock(|status| status.borrow().clone());
+    snapshot.dyndns = DynDns {
+        host: dyndns_host,
+        public_ip: dyndns.public_ip.map(|ip| IpAddr::V4(Ipv4Addr::from(ip))),
+        a_record: dyndns.a_record.map(|ip| IpAddr::V4(Ipv4Addr::from(ip))),
+        mx: dyndns.mx.iter().map(|(preference, host)| MxRecord { preference: *preference, host: host_name(host.as_str()) }).collect(),
+        last_update_unix: dyndns.last_update.map(|(unix, _)| unix).filter(|unix| *unix != 0),
+        last_answer: dyndns.last_update.map(|(_, answer)| dyndns_answer(answer)),
+    };
     let ram = crate::stack::ram_use();
     snapshot.system = System {
         uptime_ms: Instant::now().as_millis(),
@@ -74,6 +101,24 @@ pub async fn snapshot() -> StatusSnapshot {
         ram_size_bytes: ram.map(|(_, size)| size as u32),
     };
     snapshot
+}
+
+fn dyndns_answer(answer: homemx_dyndns::dyndns2::UpdateAnswer) -> DynDnsAnswer {
+    use homemx_dyndns::dyndns2::UpdateAnswer as Answer;
+    match answer {
+        Answer::Good(_) => DynDnsAnswer::Good,
+        Answer::NoChange(_) => DynDnsAnswer::NoChange,
+        Answer::BadAuth => DynDnsAnswer::BadAuth,
+        Answer::NotFqdn => DynDnsAnswer::NotFqdn,
+        Answer::NoHost => DynDnsAnswer::NoHost,
+        Answer::NumHost => DynDnsAnswer::NumHost,
+        Answer::Abuse => DynDnsAnswer::Abuse,
+        Answer::BadAgent => DynDnsAnswer::BadAgent,
+        Answer::ServerError => DynDnsAnswer::ServerError,
+        Answer::DnsError => DynDnsAnswer::DnsError,
+        Answer::TransportError => DynDnsAnswer::NoAnswer,
+        Answer::NotDonator | Answer::HttpStatus(_) | Answer::Unknown => DynDnsAnswer::Unrecognized,
+    }
 }
 
 /// The alert mailer's memory of what it sent.

@@ -1,0 +1,198 @@
+//! The DynDNS guard end to end: an authoritative DNS server (dnslib) with the test zones, a
+//! dyndns2 update service and two check-IP services over HTTPS (TLS 1.3, test CA), all under
+//! the test's control. A new public address gives exactly one update (and none at the next
+//! check); an A record flipped by a third party and an MX pointed elsewhere raise the
+//! "possible mail diversion" alarms and the A record is corrected; check-IP garbage is
+//! ignored; `badauth` stops all updates and raises the alert.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::time::Duration;
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::flash_image;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
+use homemx_qemu::peers::http_get;
+use homemx_qemu::owner::{Owner, PASSPHRASE, SMARTHOST_PASSWORD};
+use homemx_qemu::provider::{
+    a_record, add_wan_address, write_json_atomically, DnsServer, HttpsConfig, HttpsEndpoints, SntpConfig, SntpServer, TestCa, CHECKIP_NAME,
+    DYNDNS_NAME,
+};
+use serde_json::{json, Value};
+
+const DYNDNS_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 60);
+const CHECKIP_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 61);
+const HOST: &str = "home.example.net";
+const USER: &str = "homemx-owner";
+const PASSWORD: &str = "dyndns-secret-Kp4";
+const OUR_ADDRESS: &str = "198.51.100.7";
+const CHECK: Duration = Duration::from_secs(100);
+
+fn write_configuration(directory: &Path, ca: &TestCa) {
+    std::fs::create_dir_all(directory.join("secrets")).unwrap();
+    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("secrets/dyndns.password"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+    std::fs::write(
+        directory.join("homemx.toml"),
+        format!(
+            r#"
+domains = ["example.org"]
+recipients = ["alice@example.org"]
+lan_prefixes = ["192.168.77.0/24"]
+
+[lan_mailbox]
+address = "192.168.77.1"
+port = 24
+protocol = "lmtp"
+
+[smarthost]
+host = "smarthost.example.net"
+port = 587
+tls = "starttls"
+user_name = "homemx@example.org"
+password_file = "secrets/smarthost.password"
+ca_certificate = "{ca}"
+
+[dyndns]
+server = "{DYNDNS_NAME}"
+host_name = "{HOST}"
+user_name = "{USER}"
+check_interval_seconds = 60
+password_file = "secrets/dyndns.password"
+ca_certificate = "{ca}"
+check_ip = ["https://{CHECKIP_NAME}/ip", "https://{DYNDNS_NAME}/ip"]
+"#,
+            ca = ca.ca_certificate.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn zone(a: &str, mx: &str) -> Value {
+    json!({
+        "ttl": 60,
+        "names": {
+            DYNDNS_NAME: {"A": [DYNDNS_SERVER.to_string()]},
+            CHECKIP_NAME: {"A": [CHECKIP_SERVER.to_string()]},
+            HOST: {"A": [a]},
+            "example.org": {"MX": [{"preference": 10, "exchange": mx}]},
+        }
+    })
+}
+
+fn updates(endpoints: &HttpsEndpoints) -> Vec<Value> {
+    endpoints.requests().into_iter().filter(|request| request["path"].as_str().is_some_and(|path| path.starts_with("/nic/update"))).collect()
+}
+
+#[test]
+fn dyndns_updates_once_detects_diversion_ignores_garbage_and_stops_on_badauth() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("dyndns").unwrap();
+    let ca = TestCa::create(&directory.join("ca")).expect("test CA");
+    write_configuration(&directory, &ca);
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let namespace = network.namespace().to_string();
+    let ns = Some(namespace.as_str());
+    add_wan_address(&namespace, DYNDNS_SERVER).unwrap();
+    add_wan_address(&namespace, CHECKIP_SERVER).unwrap();
+    let zone_file = directory.join("zone.json");
+    write_json_atomically(&zone_file, &zone("198.51.100.1", HOST)).unwrap();
+    let _dns = DnsServer::start(ns, &["192.168.77.1:53"], &zone_file, &directory.join("dns")).expect("DNS server");
+    let _sntp = SntpServer::start(ns, &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
+    let config = HttpsConfig::new(&[&format!("{DYNDNS_SERVER}:443"), &format!("{CHECKIP_SERVER}:443")], ca.leaf(DYNDNS_NAME).unwrap())
+        .with_certificate_for(ca.leaf(CHECKIP_NAME).unwrap())
+        .with_dyndns_account(USER, PASSWORD)
+        .with_zone(&zone_file);
+    let endpoints = HttpsEndpoints::start(ns, &config, &directory.join("https")).expect("HTTPS endpoints");
+    endpoints.set_control(&json!({"ip_body": OUR_ADDRESS})).unwrap();
+
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
+    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", directory.join("serial.sock").display()), key: directory.join("admin.key") };
+    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success());
+    assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
+    machine.log.wait_for(0, "time: clock set", Duration::from_secs(60)).expect("the clock is set");
+    // A check now (`homemx fetch-now` also checks DynDNS); returns the log position after it.
+    let check_now = |from: usize| -> usize {
+        assert!(owner.homemx(&["fetch-now"]).status.success());
+        machine.log.wait_for(from, "dyndns: checked", CHECK).expect("a DynDNS check runs");
+        let lines = machine.log.lines();
+        let line = from + lines[from..].iter().position(|line| line.contains("dyndns: checked")).unwrap() + 1;
+        std::thread::sleep(Duration::from_secs(3));
+        line
+    };
+    // The guard spaces updates by the check interval (60 s here) of the appliance's clock,
+    // which under a loaded QEMU runs slower than the host's: wait in guest time, 62 s after
+    // the last update's log line.
+    let spacing = || {
+        let last_update: f64 = machine
+            .log
+            .lines()
+            .iter()
+            .filter(|line| line.contains("dyndns: update of"))
+            .last()
+            .and_then(|line| line.split_whitespace().next()?.parse().ok())
+            .expect("an update was logged");
+        loop {
+            let target = SocketAddrV4::new(APPLIANCE, 80);
+            let health = network.run_inside(move || http_get(LAN_CLIENT, target, "192.168.77.2", "/health")).unwrap().expect("health");
+            let uptime = serde_json::from_str::<Value>(&health.body).unwrap()["uptime_seconds"].as_f64().unwrap_or(0.0);
+            if uptime >= last_update + 62.0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    };
+
+    // 1. A new public address: exactly one update, over TLS 1.3, with Basic auth and our
+    //    User-Agent; DNS follows; the next check sends nothing.
+    machine.log.wait_for(0, "dyndns: checked", CHECK).expect("the first check runs at unlock");
+    std::thread::sleep(Duration::from_secs(3));
+    let mut line = machine.log.lines().len();
+    let sent = updates(&endpoints);
+    assert_eq!(sent.len(), 1, "one update: {sent:?}");
+    assert_eq!(sent[0]["auth_user"], USER);
+    assert_eq!(sent[0]["tls_version"], "TLSv1.3");
+    assert!(sent[0]["user_agent"].as_str().unwrap_or("").starts_with("homemx/"), "{}", sent[0]);
+    assert!(sent[0]["query"].to_string().contains(OUR_ADDRESS), "{}", sent[0]);
+    assert_eq!(a_record(&zone_file, HOST), Some(OUR_ADDRESS.parse().unwrap()));
+    line = check_now(line);
+    assert_eq!(updates(&endpoints).len(), 1, "no second update for the same address");
+
+    // 2. A third party points the A record elsewhere and the MX at another host: both are
+    //    alarms, and the A record is corrected.
+    write_json_atomically(&zone_file, &zone("203.0.113.99", "mx.elsewhere.example")).unwrap();
+    spacing();
+    line = check_now(line);
+    machine.log.wait_for(0, "ALERT public_address_mismatch", Duration::from_secs(10)).expect("A record alarm");
+    machine.log.wait_for(0, "ALERT mx_mismatch", Duration::from_secs(10)).expect("MX alarm");
+    assert_eq!(updates(&endpoints).len(), 2, "one corrective update");
+    assert_eq!(a_record(&zone_file, HOST), Some(OUR_ADDRESS.parse().unwrap()), "the A record is ours again");
+    write_json_atomically(&zone_file, &zone(OUR_ADDRESS, HOST)).unwrap();
+
+    // 3. Check-IP garbage is ignored: no update.
+    endpoints.set_control(&json!({"ip_body": "<html>your address is 999.1.2.3 or so</html>"})).unwrap();
+    line = check_now(line);
+    machine.log.wait_for(0, "gave no usable address", Duration::from_secs(10)).expect("garbage noticed");
+    assert_eq!(updates(&endpoints).len(), 2, "garbage changes nothing");
+
+    // 4. A new address answered with badauth: updates stop and the alert is raised.
+    endpoints.set_control(&json!({"ip_body": "198.51.100.8", "dyndns_answers": ["badauth"]})).unwrap();
+    spacing();
+    line = check_now(line);
+    machine.log.wait_for(0, "ALERT dyndns_stopped", Duration::from_secs(10)).expect("badauth stops updates");
+    assert_eq!(updates(&endpoints).len(), 3);
+    spacing();
+    check_now(line);
+    assert_eq!(updates(&endpoints).len(), 3, "no update after badauth until the owner acts");
+    eprintln!(
+        "dyndns: {} check-IP requests and {} updates over the test; DNS queries: {}",
+        endpoints.requests().len() - updates(&endpoints).len(),
+        updates(&endpoints).len(),
+        _dns.queries().len()
+    );
+}
