@@ -78,6 +78,7 @@ impl ConsoleHandler for DeviceConsole {
         if result.is_ok() {
             crate::mail_settings::reload(vault).await;
             crate::backup_mx::reconcile(vault).await;
+            crate::alerts::restore(vault).await;
             crate::backup_mx::FETCH_NOW.signal(());
             crate::dyndns::CHECK_NOW.signal(());
             crate::delivery::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);

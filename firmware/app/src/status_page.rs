@@ -132,6 +132,7 @@ const ALERT_MAIL_POLL: Duration = Duration::from_secs(10);
 pub async fn alert_mail_task(mut random: crate::random::DerivedRandom) -> ! {
     loop {
         Timer::after(ALERT_MAIL_POLL).await;
+        crate::alerts::persist_if_changed().await;
         let now = Instant::now().as_millis();
         let Some(domain) = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().map(|settings| settings.postmaster_domain.clone())) else {
             continue;
