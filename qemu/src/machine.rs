@@ -220,7 +220,11 @@ fn qemu_arguments(config: &MachineConfig, run_directory: &Path) -> Vec<String> {
         "enable=on,target=native".into(),
     ];
     if config.instruction_counting {
-        arguments.extend(["-icount".into(), "shift=0,sleep=off".into()]);
+        // `sleep=off` makes idle time vanish (deterministic boots); with peers on the network
+        // the guest's timers would then race ahead of them, so `HOMEMX_ICOUNT_SLEEP=on` lets
+        // idle time follow the host's clock (instruction counts stay exact, times do not).
+        let sleep = if std::env::var("HOMEMX_ICOUNT_SLEEP").is_ok_and(|value| value == "on") { "on" } else { "off" };
+        arguments.extend(["-icount".into(), format!("shift=0,sleep={sleep}")]);
     }
     let nic = match &config.network {
         NetworkMode::UserRestricted { forwards } => {

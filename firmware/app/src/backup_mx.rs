@@ -68,6 +68,20 @@ fn pending_key() -> u64 {
 pub static FETCH_NOW: embassy_sync::signal::Signal<embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex, ()> =
     embassy_sync::signal::Signal::new();
 
+/// Set while provider connections fail (the DSL line or the provider is down).
+static LINE_DOWN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Tells whether a connection to a provider service (smarthost, backup MX, DynDNS) could be
+/// made. When the line comes back after a failure, a fetch runs at once: mail the backup MX
+/// took while we were unreachable comes home without waiting for the poll interval.
+pub fn line_state(up: bool) {
+    let was_down = LINE_DOWN.swap(!up, core::sync::atomic::Ordering::Relaxed);
+    if up && was_down {
+        crate::event_info!("the line is back: fetching from the backup MX now");
+        FETCH_NOW.signal(());
+    }
+}
+
 /// What the status page shows of the last fetch.
 #[derive(Clone, Copy, Default)]
 pub struct FetchStatus {
@@ -264,6 +278,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     socket.set_timeout(Some(Duration::from_secs(120)));
     let endpoint = IpEndpoint::new(Ipv4Address::from(address).into(), backup.port);
     if socket.connect(endpoint).await.is_err() {
+        line_state(false);
         crate::event_warning!("backup MX: {} does not answer", endpoint);
         crate::alerts::raise(AlertKind::PeerUnreachable(Peer::BackupMx), format_args!("the backup MX {} does not answer", endpoint));
         return finish_status(FetchResult::ConnectFailed, 0);

@@ -102,7 +102,9 @@ async fn https_get(
     let mut transmit_buffer = [0u8; 1024];
     let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
     socket.set_timeout(Some(Duration::from_secs(30)));
-    if socket.connect(IpEndpoint::new(Ipv4Address::from(address).into(), 443)).await.is_err() {
+    let connected = socket.connect(IpEndpoint::new(Ipv4Address::from(address).into(), 443)).await.is_ok();
+    crate::backup_mx::line_state(connected);
+    if !connected {
         return None;
     }
     let mut link = Link::Plain(socket);

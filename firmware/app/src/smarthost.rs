@@ -119,6 +119,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     socket.set_timeout(Some(Duration::from_secs(120)));
     let endpoint = IpEndpoint::new(Ipv4Address::from(address).into(), smarthost.port);
     let mut connected = socket.connect(endpoint).await.is_ok();
+    crate::backup_mx::line_state(connected);
     if !connected {
         crate::mail_status::smarthost_problem("the smarthost does not answer");
         crate::event_warning!("outbound: smarthost {} unreachable; message {} waits", endpoint, attempt.id.0);
