@@ -12,6 +12,8 @@ pub const PASSPHRASE: &str = "correct horse battery staple 42";
 pub const SMARTHOST_PASSWORD: &str = "smarthost-secret-Zq7";
 /// The POP3 password the tests provision.
 pub const POP3_PASSWORD: &str = "pop3-secret-Xw9";
+/// The DynDNS password the tests provision.
+pub const DYNDNS_PASSWORD: &str = "dyndns-secret-Kp4";
 
 /// The CLI binary, built once per test process.
 pub fn cli_binary() -> PathBuf {
@@ -137,6 +139,64 @@ spki_sha256 = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
     .unwrap();
 }
 
+
+/// The secrets files the provider configurations below name: the smarthost, POP3 and DynDNS
+/// passwords and the passphrase.
+pub fn write_secrets(directory: &Path) {
+    std::fs::create_dir_all(directory.join("secrets")).unwrap();
+    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("secrets/pop3.password"), format!("{POP3_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("secrets/dyndns.password"), format!("{DYNDNS_PASSWORD}\n")).unwrap();
+    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
+}
+
+/// The head of a `homemx.toml` for the tests with provider peers: example.org with `recipients`,
+/// the test LAN, the LMTP mailbox host on the router, and the smarthost
+/// `smarthost.example.net:587` with STARTTLS, verified by `ca_certificate`. Tests append their
+/// own sections (`[limits]`, `[backup_mx]`, `[dyndns]`, …) and top-level keys go in `extra`.
+pub fn provider_configuration(ca_certificate: &Path, recipients: &[&str], extra: &str) -> String {
+    let recipients: Vec<String> = recipients.iter().map(|recipient| format!("\"{recipient}\"")).collect();
+    format!(
+        r#"domains = ["example.org"]
+recipients = [{}]
+lan_prefixes = ["192.168.77.0/24"]
+{extra}
+[lan_mailbox]
+address = "192.168.77.1"
+port = 24
+protocol = "lmtp"
+
+[smarthost]
+host = "smarthost.example.net"
+port = 587
+tls = "starttls"
+user_name = "homemx@example.org"
+password_file = "secrets/smarthost.password"
+ca_certificate = "{}"
+"#,
+        recipients.join(", "),
+        ca_certificate.display()
+    )
+}
+
+impl Owner {
+    /// The owner of the machine running in `directory` (its console socket there, the admin key
+    /// `admin.key`).
+    pub fn at(directory: &Path) -> Owner {
+        Owner {
+            directory: directory.to_path_buf(),
+            device: format!("unix:{}", directory.join("serial.sock").display()),
+            key: directory.join("admin.key"),
+        }
+    }
+
+    /// Makes the admin key and provisions the device from `homemx.toml` with `passphrase`.
+    pub fn provision(&self) {
+        assert!(self.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success(), "keygen");
+        let provision = self.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]);
+        assert!(provision.status.success(), "provision: {}", String::from_utf8_lossy(&provision.stderr));
+    }
+}
 
 /// Sends raw bytes to the device's console socket and decodes its first answer frame (for
 /// tests that speak the protocol themselves: replays, hello).

@@ -15,7 +15,7 @@ use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, ROUTER};
-use homemx_qemu::owner::{Owner, PASSPHRASE, POP3_PASSWORD, SMARTHOST_PASSWORD};
+use homemx_qemu::owner::{provider_configuration, write_secrets, Owner, POP3_PASSWORD};
 use homemx_qemu::peers::MailboxHost;
 use homemx_qemu::provider::{add_wan_address, DnsServer, SntpConfig, SntpServer, StripMode, StripProxy, TestCa, POP_NAME, WRONG_NAME};
 use serde_json::json;
@@ -26,44 +26,13 @@ const POP_USER: &str = "backup-mx@example.org";
 const RELAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 112);
 
 fn write_configuration(directory: &Path, ca: &TestCa) {
-    std::fs::create_dir_all(directory.join("secrets")).unwrap();
-    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("secrets/pop3.password"), format!("{POP3_PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::write(
-        directory.join("homemx.toml"),
-        format!(
-            r#"
-domains = ["example.org"]
-recipients = ["alice@example.org", "bob@example.org"]
-lan_prefixes = ["192.168.77.0/24"]
-
-[lan_mailbox]
-address = "192.168.77.1"
-port = 24
-protocol = "lmtp"
-
-[smarthost]
-host = "smarthost.example.net"
-port = 587
-tls = "starttls"
-user_name = "homemx@example.org"
-password_file = "secrets/smarthost.password"
-ca_certificate = "{ca}"
-
-[backup_mx]
-host = "{POP_NAME}"
-port = 110
-tls = "starttls"
-user_name = "{POP_USER}"
-poll_interval_seconds = 3600
-password_file = "secrets/pop3.password"
-ca_certificate = "{ca}"
-"#,
-            ca = ca.ca_certificate.display()
-        ),
-    )
-    .unwrap();
+    write_secrets(directory);
+    let mut text = provider_configuration(&ca.ca_certificate, &["alice@example.org", "bob@example.org"], "");
+    text.push_str(&format!(
+        "\n[backup_mx]\nhost = \"{POP_NAME}\"\nport = 110\ntls = \"starttls\"\nuser_name = \"{POP_USER}\"\npoll_interval_seconds = 3600\npassword_file = \"secrets/pop3.password\"\nca_certificate = \"{}\"\n",
+        ca.ca_certificate.display()
+    ));
+    std::fs::write(directory.join("homemx.toml"), text).unwrap();
 }
 
 fn message(number: usize, recipient: &str, padding: usize) -> Vec<u8> {
@@ -122,9 +91,8 @@ fn backup_mx_mail_comes_home_once_and_no_login_without_verified_tls() {
     let config = MachineConfig::on_network(elf.clone(), flash.clone(), &network);
     let mut machine = Machine::start(&config, &directory).expect("QEMU starts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", directory.join("serial.sock").display()), key: directory.join("admin.key") };
-    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success());
-    assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
+    let owner = Owner::at(&directory);
+    owner.provision();
     machine.log.wait_for(0, "time: clock set", Duration::from_secs(60)).expect("the clock is set");
     assert!(owner.homemx(&["fetch-now"]).status.success());
 
@@ -151,7 +119,7 @@ fn backup_mx_mail_comes_home_once_and_no_login_without_verified_tls() {
     machine.log.wait_for(line, "fetched into the spool", Duration::from_secs(60)).expect("the fetch is under way");
     std::thread::sleep(Duration::from_millis(300));
     machine.kill();
-    let mut machine = Machine::start(&config, &directory).expect("QEMU restarts");
+    let machine = Machine::start(&config, &directory).expect("QEMU restarts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("network up again");
     assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
     wait_for("all eight messages at the mailbox host", Duration::from_secs(120), || message_ids(&mailbox).len() == 8);

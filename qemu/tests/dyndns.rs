@@ -14,7 +14,7 @@ use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
 use homemx_qemu::peers::http_get;
-use homemx_qemu::owner::{Owner, PASSPHRASE, SMARTHOST_PASSWORD};
+use homemx_qemu::owner::{provider_configuration, write_secrets, Owner, DYNDNS_PASSWORD as PASSWORD};
 use homemx_qemu::provider::{
     a_record, add_wan_address, write_json_atomically, DnsServer, HttpsConfig, HttpsEndpoints, SntpConfig, SntpServer, TestCa, CHECKIP_NAME,
     DYNDNS_NAME,
@@ -25,49 +25,17 @@ const DYNDNS_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 60);
 const CHECKIP_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 61);
 const HOST: &str = "home.example.net";
 const USER: &str = "homemx-owner";
-const PASSWORD: &str = "dyndns-secret-Kp4";
 const OUR_ADDRESS: &str = "198.51.100.7";
 const CHECK: Duration = Duration::from_secs(100);
 
 fn write_configuration(directory: &Path, ca: &TestCa) {
-    std::fs::create_dir_all(directory.join("secrets")).unwrap();
-    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("secrets/dyndns.password"), format!("{PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::write(
-        directory.join("homemx.toml"),
-        format!(
-            r#"
-domains = ["example.org"]
-recipients = ["alice@example.org"]
-lan_prefixes = ["192.168.77.0/24"]
-
-[lan_mailbox]
-address = "192.168.77.1"
-port = 24
-protocol = "lmtp"
-
-[smarthost]
-host = "smarthost.example.net"
-port = 587
-tls = "starttls"
-user_name = "homemx@example.org"
-password_file = "secrets/smarthost.password"
-ca_certificate = "{ca}"
-
-[dyndns]
-server = "{DYNDNS_NAME}"
-host_name = "{HOST}"
-user_name = "{USER}"
-check_interval_seconds = 60
-password_file = "secrets/dyndns.password"
-ca_certificate = "{ca}"
-check_ip = ["https://{CHECKIP_NAME}/ip", "https://{DYNDNS_NAME}/ip"]
-"#,
-            ca = ca.ca_certificate.display()
-        ),
-    )
-    .unwrap();
+    write_secrets(directory);
+    let mut text = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "");
+    text.push_str(&format!(
+        "\n[dyndns]\nserver = \"{DYNDNS_NAME}\"\nhost_name = \"{HOST}\"\nuser_name = \"{USER}\"\ncheck_interval_seconds = 60\npassword_file = \"secrets/dyndns.password\"\nca_certificate = \"{}\"\ncheck_ip = [\"https://{CHECKIP_NAME}/ip\", \"https://{DYNDNS_NAME}/ip\"]\n",
+        ca.ca_certificate.display()
+    ));
+    std::fs::write(directory.join("homemx.toml"), text).unwrap();
 }
 
 fn zone(a: &str, mx: &str) -> Value {
@@ -112,9 +80,8 @@ fn dyndns_updates_once_detects_diversion_ignores_garbage_and_stops_on_badauth() 
     flash_image::create(&flash).unwrap();
     let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", directory.join("serial.sock").display()), key: directory.join("admin.key") };
-    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success());
-    assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
+    let owner = Owner::at(&directory);
+    owner.provision();
     machine.log.wait_for(0, "time: clock set", Duration::from_secs(60)).expect("the clock is set");
     // A check now (`homemx fetch-now` also checks DynDNS); returns the log position after it.
     let check_now = |from: usize| -> usize {

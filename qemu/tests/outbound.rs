@@ -16,7 +16,7 @@ use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
-use homemx_qemu::owner::{Owner, PASSPHRASE, SMARTHOST_PASSWORD};
+use homemx_qemu::owner::{provider_configuration, write_secrets, Owner, SMARTHOST_PASSWORD};
 use homemx_qemu::peers::{send_mail, MailboxHost};
 use homemx_qemu::provider::{
     add_wan_address, DnsServer, Smarthost, SmarthostConfig, SntpConfig, SntpServer, StripMode, StripProxy, TestCa, TlsMode,
@@ -44,41 +44,10 @@ fn code(reply: &Value) -> u64 {
 }
 
 fn write_configuration(directory: &Path, ca: &TestCa) {
-    std::fs::create_dir_all(directory.join("secrets")).unwrap();
-    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::write(
-        directory.join("homemx.toml"),
-        format!(
-            r#"
-domains = ["example.org"]
-recipients = ["alice@example.org", "bob@example.org"]
-lan_prefixes = ["192.168.77.0/24"]
-time_servers = ["ntp.example.net"]
-
-[lan_mailbox]
-address = "192.168.77.1"
-port = 24
-protocol = "lmtp"
-
-[smarthost]
-host = "{SMARTHOST_NAME}"
-port = 587
-tls = "starttls"
-user_name = "{SMARTHOST_USER}"
-password_file = "secrets/smarthost.password"
-ca_certificate = "{}"
-
-[limits]
-max_message_bytes = 1048576
-max_recipients = 20
-messages_per_client_per_hour = 4
-spool_reserve_bytes = 65536
-"#,
-            ca.ca_certificate.display()
-        ),
-    )
-    .unwrap();
+    write_secrets(directory);
+    let mut text = provider_configuration(&ca.ca_certificate, &["alice@example.org", "bob@example.org"], "time_servers = [\"ntp.example.net\"]\n");
+    text.push_str("\n[limits]\nmax_message_bytes = 1048576\nmax_recipients = 20\nmessages_per_client_per_hour = 4\nspool_reserve_bytes = 65536\n");
+    std::fs::write(directory.join("homemx.toml"), text).unwrap();
 }
 
 fn write_zone(path: &Path) {
@@ -138,10 +107,8 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     let config = MachineConfig::on_network(elf.clone(), flash.clone(), &network);
     let mut machine = Machine::start(&config, &directory).expect("QEMU starts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", directory.join("serial.sock").display()), key: directory.join("admin.key") };
-    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success());
-    let provision = owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]);
-    assert!(provision.status.success(), "provision: {}", String::from_utf8_lossy(&provision.stderr));
+    let owner = Owner::at(&directory);
+    owner.provision();
     let mut line = wait_log(&machine, 0, "time: clock set from", Duration::from_secs(60));
 
     let submit = |source: Ipv4Addr, port: u16, recipients: &[&str]| {

@@ -13,7 +13,7 @@ use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
-use homemx_qemu::owner::{Owner, PASSPHRASE, SMARTHOST_PASSWORD};
+use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
 use homemx_qemu::peers::{http_get, send_mail, HttpAnswer, MailboxHost};
 use homemx_qemu::provider::{add_wan_address, DnsServer, Smarthost, SmarthostConfig, SntpConfig, SntpServer, TestCa, TlsMode, SMARTHOST_NAME};
 use serde_json::{json, Value};
@@ -29,34 +29,8 @@ fn get(network: &IsolatedNetwork, source: Ipv4Addr, host: &str, path: &str) -> H
 }
 
 fn write_configuration(directory: &Path, ca: &TestCa) {
-    std::fs::create_dir_all(directory.join("secrets")).unwrap();
-    std::fs::write(directory.join("secrets/smarthost.password"), format!("{SMARTHOST_PASSWORD}\n")).unwrap();
-    std::fs::write(directory.join("passphrase"), format!("{PASSPHRASE}\n")).unwrap();
-    std::fs::write(
-        directory.join("homemx.toml"),
-        format!(
-            r#"
-domains = ["example.org"]
-recipients = ["alice@example.org"]
-lan_prefixes = ["192.168.77.0/24"]
-
-[lan_mailbox]
-address = "192.168.77.1"
-port = 24
-protocol = "lmtp"
-
-[smarthost]
-host = "{SMARTHOST_NAME}"
-port = 587
-tls = "starttls"
-user_name = "homemx@example.org"
-password_file = "secrets/smarthost.password"
-ca_certificate = "{}"
-"#,
-            ca.ca_certificate.display()
-        ),
-    )
-    .unwrap();
+    write_secrets(directory);
+    std::fs::write(directory.join("homemx.toml"), provider_configuration(&ca.ca_certificate, &["alice@example.org"], "")).unwrap();
 }
 
 #[test]
@@ -101,9 +75,8 @@ fn lan_sees_the_status_page_wan_does_not_and_alerts_reach_the_page_and_postmaste
     assert_eq!(get(&network, LAN_CLIENT, "homemx.lan", "/status.json").status, 200, "the configured name works");
 
     // Provision; a LAN client sends mail out; the smarthost offers no STARTTLS.
-    let owner = Owner { directory: directory.clone(), device: format!("unix:{}", directory.join("serial.sock").display()), key: directory.join("admin.key") };
-    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success());
-    assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
+    let owner = Owner::at(&directory);
+    owner.provision();
     let reply = send_mail(&namespace, LAN_CLIENT, format!("{APPLIANCE}:587"), "alice@example.org", &["carol@remote.example"], &directory.join("message.eml"), false)
         .expect("smtp client runs");
     assert_eq!(reply["data"][0], 250, "{reply}");

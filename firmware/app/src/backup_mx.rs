@@ -32,11 +32,10 @@ use homemx_smtp::RecipientDecision;
 use homemx_spool::{Envelope, MessageWriter};
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_status::FetchResult;
-use homemx_tls::Trust;
 use homemx_wire::config::TlsMode;
 use homemx_wire::message::{Credential, TlsService};
 
-use crate::link::{Link, TrustSource};
+use crate::link::{flush, Link};
 use crate::mail_settings::MAIL_SETTINGS;
 use crate::random::DerivedRandom;
 use crate::vault::{Vault, VAULT};
@@ -252,14 +251,11 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
         crate::event_warning!("backup MX: no trust anchor or password provisioned; no fetch");
         return finish_status(FetchResult::TlsFailed, 0);
     };
-    if matches!(trust_source, TrustSource::CaAnchor(_)) && crate::wall_clock::unix_seconds().is_none() {
+    if !trust_source.usable_now() {
         crate::event_warning!("backup MX: waiting for the time (SNTP) to check the certificate's dates");
         return finish_status(FetchResult::TlsFailed, 0);
     }
-    let trust = match trust_source {
-        TrustSource::CaAnchor(length) => Trust::CaAnchor(&buffers.anchor[..length]),
-        TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
-    };
+    let trust = trust_source.trust(&buffers.anchor);
     let implicit = backup.tls == TlsMode::Implicit;
     let config = Pop3Config {
         username: backup.user_name.as_str(),
@@ -470,20 +466,6 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     finish_status(result, fetched);
     if fetched > 0 {
         crate::delivery::DELIVERY_SIGNAL.signal(());
-    }
-}
-
-async fn flush(link: &mut Link<'_, '_>, session: &mut Pop3Session<'_>) -> bool {
-    let pending = session.output().len();
-    if pending == 0 {
-        return true;
-    }
-    match link.write_all(session.output()).await {
-        Ok(()) => {
-            session.output_sent(pending);
-            true
-        }
-        Err(_) => false,
     }
 }
 

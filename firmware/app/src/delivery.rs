@@ -20,7 +20,7 @@ use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSessi
 use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
 use homemx_wire::config::DeliveryProtocol;
 
-use crate::link::Link;
+use crate::link::{flush, Link};
 use crate::mail_settings::MAIL_SETTINGS;
 use crate::network::{mail_clock as now, uptime_seconds};
 use crate::random::DerivedRandom;
@@ -385,20 +385,6 @@ async fn send_body(link: &mut Link<'_, '_>, session: &mut ClientSession<'_>, rea
         }
     }
     flush(link, session).await
-}
-
-async fn flush(link: &mut Link<'_, '_>, session: &mut ClientSession<'_>) -> bool {
-    let pending = session.output().len();
-    if pending == 0 {
-        return true;
-    }
-    match link.write_all(session.output()).await {
-        Ok(()) => {
-            session.output_sent(pending);
-            true
-        }
-        Err(_) => false,
-    }
 }
 
 /// Writes the attempt's results to the spool: delivered and failed recipients, the next retry

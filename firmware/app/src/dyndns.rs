@@ -23,10 +23,9 @@ use homemx_dyndns::guard::{Decision, GuardConfig, UpdateGuard, STATE_LENGTH};
 use homemx_dyndns::verify::{verify_dns, Alarm};
 use homemx_http::client::{write_get, Progress, ResponseParser};
 use homemx_status::alert::AlertKind;
-use homemx_tls::Trust;
 use homemx_wire::message::{Credential, TlsService};
 
-use crate::link::{Link, TrustSource};
+use crate::link::Link;
 use crate::mail_settings::MAIL_SETTINGS;
 use crate::random::DerivedRandom;
 use crate::vault::VAULT;
@@ -89,13 +88,10 @@ async fn https_get(
         let mut vault = VAULT.lock().await;
         vault.as_mut()?.trust_anchor(TlsService::DynDns, &mut buffers.anchor).await?
     };
-    if matches!(trust_source, TrustSource::CaAnchor(_)) && crate::wall_clock::unix_seconds().is_none() {
+    if !trust_source.usable_now() {
         return None;
     }
-    let trust = match trust_source {
-        TrustSource::CaAnchor(length) => Trust::CaAnchor(&buffers.anchor[..length]),
-        TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
-    };
+    let trust = trust_source.trust(&buffers.anchor);
     let mut request = [0u8; MAX_UPDATE_PATH + 512];
     let request_length = write_get(&mut request, host, path, USER_AGENT, basic_auth).ok()?;
     let mut receive_buffer = [0u8; 1024];

@@ -50,12 +50,67 @@ pub enum TrustSource {
 }
 
 impl TrustSource {
+    /// Whether it can be used now: a CA anchor needs the wall clock for validity dates (the
+    /// caller defers until SNTP has answered); a pinned key needs no time.
+    pub fn usable_now(&self) -> bool {
+        !matches!(self, TrustSource::CaAnchor(_)) || crate::wall_clock::unix_seconds().is_some()
+    }
+
+    /// The trust handed to the TLS provider; `anchor` holds a CA anchor's bytes.
+    pub fn trust<'a>(&self, anchor: &'a [u8]) -> Trust<'a> {
+        match *self {
+            TrustSource::CaAnchor(length) => Trust::CaAnchor(&anchor[..length.min(anchor.len())]),
+            TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
+        }
+    }
+
     /// How the server was verified, for the log and the status page.
     pub fn description(&self) -> &'static str {
         match self {
             TrustSource::CaAnchor(_) => "CA anchor + host name",
             TrustSource::PinnedKey(_) => "pinned server key",
         }
+    }
+}
+
+/// The output side of a sans-I/O client session (SMTP, POP3).
+pub trait SessionOutput {
+    /// Bytes to send now.
+    fn output(&self) -> &[u8];
+    /// `octets` of them were sent.
+    fn output_sent(&mut self, octets: usize);
+}
+
+impl SessionOutput for homemx_smtp::client::ClientSession<'_> {
+    fn output(&self) -> &[u8] {
+        homemx_smtp::client::ClientSession::output(self)
+    }
+    fn output_sent(&mut self, octets: usize) {
+        homemx_smtp::client::ClientSession::output_sent(self, octets)
+    }
+}
+
+impl SessionOutput for homemx_pop3::Pop3Session<'_> {
+    fn output(&self) -> &[u8] {
+        homemx_pop3::Pop3Session::output(self)
+    }
+    fn output_sent(&mut self, octets: usize) {
+        homemx_pop3::Pop3Session::output_sent(self, octets)
+    }
+}
+
+/// Sends a session's pending output over `link`; false if the link failed.
+pub async fn flush(link: &mut Link<'_, '_>, session: &mut impl SessionOutput) -> bool {
+    let pending = session.output().len();
+    if pending == 0 {
+        return true;
+    }
+    match link.write_all(session.output()).await {
+        Ok(()) => {
+            session.output_sent(pending);
+            true
+        }
+        Err(_) => false,
     }
 }
 

@@ -17,7 +17,6 @@ use homemx_smtp::client::{
 };
 use crate::delivery::BATCH_RECIPIENTS;
 use homemx_status::alert::{AlertKind, Peer};
-use homemx_tls::Trust;
 use homemx_wire::config::TlsMode;
 use homemx_wire::message::{Credential, TlsService};
 
@@ -88,13 +87,10 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let Some(trust_source) = trust_source else {
         return problem(attempt, outcomes, "no trust anchor for the smarthost is provisioned", ResultReason::TlsUnavailable);
     };
-    if matches!(trust_source, TrustSource::CaAnchor(_)) && crate::wall_clock::unix_seconds().is_none() {
+    if !trust_source.usable_now() {
         return problem(attempt, outcomes, "waiting for the time (SNTP) to check the certificate's dates", ResultReason::TlsUnavailable);
     }
-    let trust = match trust_source {
-        TrustSource::CaAnchor(length) => Trust::CaAnchor(&buffers.anchor[..length]),
-        TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
-    };
+    let trust = trust_source.trust(&buffers.anchor);
     let password_text = password_length.and_then(|length| core::str::from_utf8(&password[..length]).ok()).map(str::trim_end);
     let credentials = password_text.map(|password| Credentials { username: smarthost.user_name.as_str(), password });
 
