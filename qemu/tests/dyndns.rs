@@ -154,8 +154,18 @@ fn dyndns_updates_once_detects_diversion_ignores_garbage_and_stops_on_badauth() 
     machine.log.wait_for(0, "ALERT dyndns_stopped", Duration::from_secs(10)).expect("badauth stops updates");
     assert_eq!(updates(&endpoints).len(), 3);
     spacing();
-    check_now(line);
+    line = check_now(line);
     assert_eq!(updates(&endpoints).len(), 3, "no update after badauth until the owner acts");
+
+    // 5. The owner fixed the account and resumes: the alert clears and the update goes out.
+    assert!(owner.homemx(&["dyndns-resume"]).status.success());
+    machine.log.wait_for(line, "dyndns: updates resumed by the owner", Duration::from_secs(10)).expect("resumed");
+    machine.log.wait_for(line, "dyndns: update of", CHECK).expect("the update after the resume");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(updates(&endpoints).len(), 4, "one update after the resume");
+    let target = SocketAddrV4::new(APPLIANCE, 80);
+    let status = network.run_inside(move || http_get(LAN_CLIENT, target, "192.168.77.2", "/status.json")).unwrap().expect("status");
+    assert!(!status.body.contains("dyndns_stopped"), "the alert is cleared: {}", status.body);
     eprintln!(
         "dyndns: {} check-IP requests and {} updates over the test; DNS queries: {}",
         endpoints.requests().len() - updates(&endpoints).len(),

@@ -189,6 +189,14 @@ impl ConsoleHandler for DeviceConsole {
         Ok(())
     }
 
+    async fn dyndns_resume(&mut self) -> Result<(), ErrorCode> {
+        if !self.unlocked {
+            return Err(ErrorCode::Locked);
+        }
+        crate::dyndns::owner_resume().await;
+        Ok(())
+    }
+
     async fn flush_queue(&mut self) -> Result<(), ErrorCode> {
         if !self.unlocked {
             return Err(ErrorCode::Locked);

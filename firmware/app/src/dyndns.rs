@@ -295,6 +295,22 @@ fn guard_config(check_interval_s: u64) -> GuardConfig {
     }
 }
 
+/// The owner's answer to a stop (`homemx dyndns-resume`): clears the stop, the backoff and the
+/// correction count (the minimum spacing still applies), clears the alert, checks at once.
+pub async fn owner_resume() {
+    let interval = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().and_then(|settings| settings.dyndns.as_ref().map(|dyndns| dyndns.check_interval_seconds)));
+    let Some(interval) = interval else {
+        return;
+    };
+    let mut guard = load_guard(guard_config(u64::from(interval))).await;
+    guard.owner_reset();
+    store_guard(&guard).await;
+    crate::alerts::clear(AlertKind::DynDnsStopped);
+    crate::event_info!("dyndns: updates resumed by the owner");
+    CHECK_NOW.signal(());
+    crate::backup_mx::FETCH_NOW.signal(());
+}
+
 async fn load_guard(config: GuardConfig) -> UpdateGuard {
     let mut vault = VAULT.lock().await;
     let mut state = [0u8; STATE_LENGTH];

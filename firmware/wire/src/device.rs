@@ -64,6 +64,8 @@ pub trait ConsoleHandler {
     async fn fetch_now(&mut self) -> Result<(), ErrorCode>;
     /// Try every queued message now.
     async fn flush_queue(&mut self) -> Result<(), ErrorCode>;
+    /// Resume stopped DynDNS updates.
+    async fn dyndns_resume(&mut self) -> Result<(), ErrorCode>;
 }
 
 /// What one call of [`ConsoleSession::receive`] did.
@@ -218,6 +220,7 @@ impl ConsoleSession {
             }
             Command::FetchNow => handler.fetch_now().await.map(done),
             Command::FlushQueue => handler.flush_queue().await.map(done),
+            Command::DynDnsResume => handler.dyndns_resume().await.map(done),
         }
     }
 

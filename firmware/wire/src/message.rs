@@ -118,6 +118,8 @@ pub enum Command {
     FetchNow,
     /// Try every queued message now instead of at its retry time (`postqueue -f`).
     FlushQueue,
+    /// Resume DynDNS updates stopped by a fatal answer (after the owner fixed the account).
+    DynDnsResume,
 }
 
 impl Command {
@@ -140,6 +142,7 @@ impl Command {
             Command::FactoryReset => "factory-reset",
             Command::FetchNow => "fetch-now",
             Command::FlushQueue => "flush-queue",
+            Command::DynDnsResume => "dyndns-resume",
         }
     }
 }

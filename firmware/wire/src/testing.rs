@@ -261,4 +261,10 @@ impl ConsoleHandler for MemoryHandler {
         self.flushes += 1;
         Ok(())
     }
+
+    async fn dyndns_resume(&mut self) -> Result<(), ErrorCode> {
+        self.require_unlocked()?;
+        self.flushes += 1;
+        Ok(())
+    }
 }

@@ -32,6 +32,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::FactoryReset { yes } => factory_reset(cli, *yes),
         Command::FetchNow => simple(cli, &Wire::FetchNow, "fetch started"),
         Command::Flush => simple(cli, &Wire::FlushQueue, "every queued message is being tried now"),
+        Command::DyndnsResume => simple(cli, &Wire::DynDnsResume, "DynDNS updates resume at the next check"),
     }
 }
 

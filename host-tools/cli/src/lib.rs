@@ -112,6 +112,8 @@ pub enum Command {
     FetchNow,
     /// Try every queued message now instead of at its retry time (like `postqueue -f`).
     Flush,
+    /// Resume DynDNS updates stopped by a fatal answer (fix the account first).
+    DyndnsResume,
 }
 
 /// `config` actions.

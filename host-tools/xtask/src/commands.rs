@@ -95,7 +95,7 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
 /// `cargo xtask test`: host tests, firmware builds, fuzz smoke runs, QEMU end to end.
 pub fn test(arguments: &[String]) -> Result<()> {
     let fuzz_seconds: u32 = match arguments {
-        [] => 10,
+        [] => 8,
         [flag, seconds] if flag == "--fuzz-seconds" => seconds.parse()?,
         _ => return Err("usage: cargo xtask test [--fuzz-seconds N]".into()),
     };
