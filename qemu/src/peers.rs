@@ -20,6 +20,44 @@ pub fn connect_from(source: Ipv4Addr, target: SocketAddrV4, timeout: Duration) -
     Ok(stream)
 }
 
+/// The messages a mail peer stored in `directory` (`NNNN.eml` with a `NNNN.json` sidecar:
+/// envelope and connection facts), oldest first.
+pub fn stored_messages(directory: &std::path::Path) -> Vec<(Vec<u8>, serde_json::Value)> {
+    let mut names: Vec<_> = std::fs::read_dir(directory)
+        .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
+        .unwrap_or_default();
+    names.retain(|path| path.extension().is_some_and(|extension| extension == "eml"));
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|path| {
+            let body = std::fs::read(&path).ok()?;
+            let sidecar = std::fs::read(path.with_extension("json")).ok()?;
+            Some((body, serde_json::from_slice(&sidecar).ok()?))
+        })
+        .collect()
+}
+
+/// Waits until `peer` (named in the error) has stored at least `count` messages in `directory`.
+pub fn wait_for_stored_messages(
+    directory: &std::path::Path,
+    peer: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<(Vec<u8>, serde_json::Value)>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let messages = stored_messages(directory);
+        if messages.len() >= count {
+            return Ok(messages);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{peer} has {} messages, not {count}", messages.len()).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// An HTTP answer: status code, headers (raw) and body.
 #[derive(Debug)]
 pub struct HttpAnswer {
@@ -89,34 +127,12 @@ impl MailboxHost {
 
     /// Every stored message (bytes as received) with its envelope, oldest first.
     pub fn messages(&self) -> Vec<(Vec<u8>, serde_json::Value)> {
-        let mut names: Vec<_> = std::fs::read_dir(&self.directory)
-            .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
-            .unwrap_or_default();
-        names.retain(|path| path.extension().is_some_and(|extension| extension == "eml"));
-        names.sort();
-        names
-            .into_iter()
-            .filter_map(|path| {
-                let body = std::fs::read(&path).ok()?;
-                let envelope = std::fs::read_to_string(path.with_extension("json")).ok()?;
-                Some((body, serde_json::from_str(&envelope).ok()?))
-            })
-            .collect()
+        stored_messages(&self.directory)
     }
 
     /// Waits until at least `count` messages are stored.
     pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> Result<Vec<(Vec<u8>, serde_json::Value)>> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count {
-                return Ok(messages);
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(format!("the mailbox host has {} messages, not {count}", messages.len()).into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_stored_messages(&self.directory, "the mailbox host", count, timeout)
     }
 
     /// Stops it (SIGTERM to the PID it was started with).

@@ -485,34 +485,12 @@ impl Smarthost {
     /// Every stored message (bytes as received after dot-unstuffing) with its sidecar
     /// (envelope, auth_user, tls, tls_version, cipher), oldest first.
     pub fn messages(&self) -> Vec<(Vec<u8>, Value)> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.spool)
-            .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
-            .unwrap_or_default();
-        names.retain(|path| path.extension().is_some_and(|extension| extension == "eml"));
-        names.sort();
-        names
-            .into_iter()
-            .filter_map(|path| {
-                let body = std::fs::read(&path).ok()?;
-                let sidecar = std::fs::read(path.with_extension("json")).ok()?;
-                Some((body, serde_json::from_slice(&sidecar).ok()?))
-            })
-            .collect()
+        crate::peers::stored_messages(&self.spool)
     }
 
     /// Waits until at least `count` messages are stored.
     pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> Result<Vec<(Vec<u8>, Value)>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count {
-                return Ok(messages);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("the smarthost has {} messages, not {count}", messages.len()).into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::peers::wait_for_stored_messages(&self.spool, "the smarthost", count, timeout)
     }
 
     /// Every line it received outside TLS, in order.
