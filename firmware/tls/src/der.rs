@@ -1,6 +1,6 @@
-//! Minimal DER reading for X.509 certificates: enough to find the SubjectPublicKeyInfo (the
-//! pinned value) and the subject public key inside it. Every length is checked; nothing here
-//! panics on hostile input.
+//! Minimal DER reading for X.509 certificates: the few fields webpki does not check for us
+//! (the SubjectPublicKeyInfo a pin names, the trust anchor's own validity dates, an issuer's
+//! keyUsage). Every length is checked; nothing here panics on hostile input.
 
 /// A DER tag-length-value: the tag, the whole encoding, and the contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,125 @@ pub fn subject_public_key<'a>(spki: &Tlv<'a>) -> Option<&'a [u8]> {
     }
 }
 
+/// The context tag `[3]` (explicit, constructed) that holds a certificate's extensions.
+pub const EXTENSIONS_TAG: u8 = 0xa3;
+/// The OID tag.
+pub const OID: u8 = 0x06;
+/// The OCTET STRING tag.
+pub const OCTET_STRING: u8 = 0x04;
+/// The BOOLEAN tag.
+pub const BOOLEAN: u8 = 0x01;
+/// UTCTime.
+pub const UTC_TIME: u8 = 0x17;
+/// GeneralizedTime.
+pub const GENERALIZED_TIME: u8 = 0x18;
+/// id-ce-keyUsage (2.5.29.15), as DER OID contents.
+pub const KEY_USAGE_OID: &[u8] = &[0x55, 0x1d, 0x0f];
+
+/// The fields of a TBSCertificate after the version: serialNumber, signature, issuer,
+/// validity, subject, subjectPublicKeyInfo, then the optional ones.
+fn tbs_fields(certificate: &[u8]) -> Option<&[u8]> {
+    let (certificate, _) = expect(certificate, SEQUENCE)?;
+    let (tbs, _) = expect(certificate.contents, SEQUENCE)?;
+    let (first, after_first) = read_tlv(tbs.contents)?;
+    Some(if first.tag == VERSION_TAG { after_first } else { tbs.contents })
+}
+
+/// A certificate's validity as (notBefore, notAfter) in seconds since the Unix epoch.
+pub fn validity(certificate: &[u8]) -> Option<(u64, u64)> {
+    let mut rest = tbs_fields(certificate)?;
+    // serialNumber, signature, issuer
+    for _ in 0..3 {
+        rest = read_tlv(rest)?.1;
+    }
+    let (validity, _) = expect(rest, SEQUENCE)?;
+    let (not_before, rest) = read_tlv(validity.contents)?;
+    let (not_after, rest) = read_tlv(rest)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    Some((time(&not_before)?, time(&not_after)?))
+}
+
+/// Whether a certificate's keyUsage extension allows signing certificates: `None` when it
+/// has no keyUsage (RFC 5280 4.2.1.3: then any use is allowed), `Some(false)` when it has one
+/// without keyCertSign.
+pub fn key_usage_allows_certificate_signing(certificate: &[u8]) -> Option<bool> {
+    let mut rest = tbs_fields(certificate)?;
+    // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
+    for _ in 0..6 {
+        rest = read_tlv(rest)?.1;
+    }
+    while let Some((field, after)) = read_tlv(rest) {
+        rest = after;
+        if field.tag != EXTENSIONS_TAG {
+            continue;
+        }
+        let (extensions, _) = expect(field.contents, SEQUENCE)?;
+        let mut list = extensions.contents;
+        while !list.is_empty() {
+            let (extension, after) = expect(list, SEQUENCE)?;
+            list = after;
+            let (oid, mut inner) = expect(extension.contents, OID)?;
+            if oid.contents != KEY_USAGE_OID {
+                continue;
+            }
+            if let Some((critical, after)) = expect(inner, BOOLEAN) {
+                let _ = critical;
+                inner = after;
+            }
+            let (value, _) = expect(inner, OCTET_STRING)?;
+            let (bits, _) = expect(value.contents, BIT_STRING)?;
+            // keyCertSign is bit 5: 0x04 in the first octet after the unused-bits count.
+            let first = bits.contents.get(1).copied().unwrap_or(0);
+            return Some(first & 0x04 != 0);
+        }
+        return None;
+    }
+    None
+}
+
+/// A UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as
+/// seconds since the Unix epoch.
+fn time(tlv: &Tlv<'_>) -> Option<u64> {
+    let text = tlv.contents;
+    let (year, rest) = match tlv.tag {
+        UTC_TIME if text.len() == 13 => {
+            let short = digits(&text[..2])?;
+            (if short < 50 { 2000 + short } else { 1900 + short }, &text[2..])
+        }
+        GENERALIZED_TIME if text.len() == 15 => (digits(&text[..4])?, &text[4..]),
+        _ => return None,
+    };
+    if rest[10] != b'Z' {
+        return None;
+    }
+    let month = digits(&rest[0..2])?;
+    let day = digits(&rest[2..4])?;
+    let hour = digits(&rest[4..6])?;
+    let minute = digits(&rest[6..8])?;
+    let second = digits(&rest[8..10])?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 || year < 1970 {
+        return None;
+    }
+    Some(days_since_epoch(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+fn digits(text: &[u8]) -> Option<u64> {
+    text.iter().try_fold(0u64, |value, &digit| digit.is_ascii_digit().then(|| value * 10 + u64::from(digit - b'0')))
+}
+
+/// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm), for years >= 1970.
+fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +229,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_both_time_forms() {
+        let utc = Tlv { tag: UTC_TIME, whole: &[], contents: b"260102030405Z" };
+        assert_eq!(time(&utc), Some(1_767_323_045));
+        let generalized = Tlv { tag: GENERALIZED_TIME, whole: &[], contents: b"20500101000000Z" };
+        assert_eq!(time(&generalized), Some(2_524_608_000));
+        let local = Tlv { tag: UTC_TIME, whole: &[], contents: b"2601020304051" };
+        assert_eq!(time(&local), None);
+        let month_13 = Tlv { tag: UTC_TIME, whole: &[], contents: b"261302030405Z" };
+        assert_eq!(time(&month_13), None);
+    }
+
+    #[test]
     fn never_panics_on_any_prefix_of_garbage() {
         let mut state = 0x1234_5678u32;
         for length in 0..300 {
@@ -120,6 +251,8 @@ mod tests {
                 })
                 .collect();
             let _ = subject_public_key_info(&bytes).and_then(|spki| subject_public_key(&spki).map(|_| ()));
+            let _ = validity(&bytes);
+            let _ = key_usage_allows_certificate_signing(&bytes);
         }
     }
 }

@@ -1,19 +1,24 @@
-//! TLS 1.3 client trust for the appliance's connections to its provider (smarthost, backup
-//! MX, DynDNS): which server is the right one, decided by the owner at provisioning.
+//! TLS 1.3 for the appliance on rustls and rustls-webpki, with no `std`: the connections to its
+//! provider (smarthost, backup MX's POP3 server, DynDNS and check-IP services), each of which
+//! is usable only after the server's certificate chain (or pinned key) *and* its signature
+//! over the handshake were verified.
 //!
-//! - [`der`]: the few DER steps needed to find a certificate's SubjectPublicKeyInfo.
-//! - [`pin`]: a [`embedded_tls::TlsVerifier`] that accepts exactly one server key (the
-//!   SHA-256 of its SPKI) and checks the handshake signature with it.
-//! - [`provider`]: the [`embedded_tls::CryptoProvider`] the firmware hands to embedded-tls:
-//!   AES-128-GCM-SHA256 (the suite every TLS 1.3 server must offer, RFC 8446 9.1), P-256, and
-//!   one of two verifiers: a CA anchor with host name and validity dates, or a pinned key.
+//! - [`crypto`]: the rustls crypto provider assembled from RustCrypto (X25519/P-256,
+//!   ChaCha20-Poly1305/AES-GCM, RSA/ECDSA/Ed25519 verification) over the board's random source.
+//! - [`trust`]: the owner's trust decision (CA anchor or pinned key) as a rustls client
+//!   configuration, with the RFC 5280 checks webpki leaves out.
+//! - [`client`]: a sans-I/O client connection over rustls's unbuffered API.
+//! - [`der`]: the few DER reads rustls and webpki do not offer.
 //!
 //! TLS is never optional and never unverified here: there is no "accept anything" mode.
 #![cfg_attr(not(test), no_std)]
 
-pub mod der;
-pub mod pin;
-pub mod provider;
+extern crate alloc;
 
-pub use pin::{spki_sha256, PinVerifier};
-pub use provider::{Provider, Trust, TrustVerifier};
+pub mod client;
+pub mod crypto;
+pub mod der;
+pub mod trust;
+
+pub use client::{FailureKind, TlsClient, TlsError, RECORD_BUFFER};
+pub use trust::{client_config, spki_sha256, Trust, TrustError, WallClock};

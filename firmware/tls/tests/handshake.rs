@@ -1,182 +1,176 @@
-//! Real TLS 1.3 handshakes against `openssl s_server` on 127.0.0.1 with certificates made by
-//! the openssl CLI for each run: the CA anchor with host name and validity dates, and the
-//! pinned key, each accepted when right and refused when wrong.
+//! Real TLS 1.3 handshakes against `openssl s_server` on 127.0.0.1 with certificates made by the
+//! openssl CLI for each run: every kind of server key a provider uses is accepted when its
+//! chain is right, and every wrong server is refused, with the TLS alert that says why.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
-use embedded_tls::blocking::TlsConnection;
-use embedded_tls::{Aes128GcmSha256, TlsClock, TlsConfig, TlsContext, TlsError};
-use homemx_tls::{spki_sha256, Provider, Trust};
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
+use common::{clock_at, fetch, provider, unknown_time, wait_for_log, Pki, Server, CA_EXTENSIONS, SERVER_EXTENSIONS};
+use homemx_tls::{client_config, spki_sha256, FailureKind, TlsError, Trust, TrustError};
 
-struct Stream(TcpStream);
+const HOST: &str = "smarthost.example.net";
+const DAY: i64 = 86_400;
 
-impl embedded_io::ErrorType for Stream {
-    type Error = std::io::Error;
-}
-impl embedded_io::Read for Stream {
-    fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Self::Error> {
-        self.0.read(buffer)
-    }
-}
-impl embedded_io::Write for Stream {
-    fn write(&mut self, buffer: &[u8]) -> Result<usize, Self::Error> {
-        self.0.write(buffer)
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        self.0.flush()
+fn assert_accepted(result: Result<String, TlsError>, what: &str) {
+    match result {
+        Ok(answer) => assert!(answer.starts_with("HTTP/1.0 200"), "{what}: {answer}"),
+        Err(error) => panic!("{what}: refused: {error:?}"),
     }
 }
 
-struct SystemClock;
-impl TlsClock for SystemClock {
-    fn now() -> Option<u64> {
-        Some(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs())
-    }
-}
-struct UnknownTime;
-impl TlsClock for UnknownTime {
-    fn now() -> Option<u64> {
-        None
-    }
-}
-struct TwoYearsAhead;
-impl TlsClock for TwoYearsAhead {
-    fn now() -> Option<u64> {
-        SystemClock::now().map(|now| now + 2 * 365 * 86_400)
+fn assert_refused(result: Result<String, TlsError>, kind: FailureKind, what: &str) {
+    match result {
+        Ok(answer) => panic!("{what}: accepted ({answer})"),
+        Err(error) => assert_eq!(error.kind(), kind, "{what}: {error:?} ({})", error.describe()),
     }
 }
 
-fn openssl(directory: &Path, arguments: &[&str]) {
-    let output = Command::new("openssl").current_dir(directory).args(arguments).output().expect("openssl runs");
-    assert!(output.status.success(), "openssl {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// CA, a leaf for smarthost.example.net signed by it, and a self-signed leaf with that name.
-fn make_certificates() -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let run = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let directory = std::env::temp_dir().join(format!("homemx-tls-test-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&directory).unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    let mut ca = vec!["req", "-x509", "-days", "30", "-subj", "/CN=homemx test CA", "-keyout", "ca.key", "-out", "ca.pem"];
-    ca.extend(ec);
-    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
-    openssl(&directory, &ca);
-    openssl(&directory, &["x509", "-in", "ca.pem", "-outform", "der", "-out", "ca.der"]);
-    let mut request = vec!["req", "-new", "-subj", "/CN=smarthost.example.net", "-keyout", "leaf.key", "-out", "leaf.csr"];
-    request.extend(ec);
-    openssl(&directory, &request);
-    std::fs::write(directory.join("leaf.ext"), "subjectAltName=DNS:smarthost.example.net\n").unwrap();
-    openssl(&directory, &[
-        "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30",
-        "-extfile", "leaf.ext", "-out", "leaf.pem",
-    ]);
-    openssl(&directory, &["x509", "-in", "leaf.pem", "-outform", "der", "-out", "leaf.der"]);
-    let mut own = vec!["req", "-x509", "-days", "30", "-subj", "/CN=smarthost.example.net", "-keyout", "self.key", "-out", "self.pem"];
-    own.extend(ec);
-    own.extend(["-addext", "subjectAltName=DNS:smarthost.example.net"]);
-    openssl(&directory, &own);
-    openssl(&directory, &["x509", "-in", "self.pem", "-outform", "der", "-out", "self.der"]);
-    directory
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(directory: &Path, certificate: &str, key: &str) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("openssl")
-            .current_dir(directory)
-            .args(["s_server", "-quiet", "-tls1_3", "-www", "-accept"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-cert", certificate, "-key", key])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openssl s_server starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s_server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server { child, port }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One handshake and, if it succeeds, one request/answer over TLS.
-fn handshake<Clock: TlsClock>(port: u16, server_name: &str, trust: Trust<'_>) -> Result<String, TlsError> {
-    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut read_buffer = vec![0u8; 16_640];
-    let mut write_buffer = vec![0u8; 4096];
-    let mut connection: TlsConnection<'_, Stream, Aes128GcmSha256> =
-        TlsConnection::new(Stream(socket), &mut read_buffer, &mut write_buffer);
-    let config = TlsConfig::new().with_server_name(server_name);
-    let provider: Provider<'_, _, Clock> = Provider::new(ChaCha20Rng::seed_from_u64(7), trust);
-    connection.open(TlsContext::new(&config, provider))?;
-    connection.write(b"GET / HTTP/1.0\r\n\r\n")?;
-    connection.flush()?;
-    let mut answer = [0u8; 64];
-    let length = connection.read(&mut answer)?;
-    Ok(String::from_utf8_lossy(&answer[..length]).into_owned())
-}
-
+/// RSA 2048/4096 (PKCS#1 v1.5 and PSS chains), ECDSA P-256/P-384 and Ed25519 servers, by CA
+/// anchor and by pinned key.
 #[test]
-fn ca_anchor_and_pinned_key_accept_the_right_server_and_refuse_every_wrong_one() {
-    let directory = make_certificates();
-    let ca = std::fs::read(directory.join("ca.der")).unwrap();
-    let leaf = std::fs::read(directory.join("leaf.der")).unwrap();
-    let own = std::fs::read(directory.join("self.der")).unwrap();
-    let pin = spki_sha256(&leaf).unwrap();
-    assert_ne!(pin, spki_sha256(&own).unwrap());
+fn accepts_every_kind_of_server_key_by_anchor_and_by_pin() {
+    let pki = Pki::new("kinds");
+    pki.root("rsa-ca", "rsa:2048", "3650", CA_EXTENSIONS);
+    pki.root("ec-ca", "ec:P-384", "3650", CA_EXTENSIONS);
+    let cases: [(&str, &str, &str, &[&str]); 6] = [
+        ("rsa2048", "rsa:2048", "rsa-ca", &[]),
+        ("rsa2048-pss-signed", "rsa:2048", "rsa-ca", &["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest"]),
+        ("rsa4096", "rsa:4096", "rsa-ca", &[]),
+        ("p256", "ec:P-256", "ec-ca", &[]),
+        ("p384", "ec:P-384", "ec-ca", &["-sha384"]),
+        ("ed25519", "ed25519", "ec-ca", &[]),
+    ];
+    for (name, kind, issuer, options) in cases {
+        pki.issue(name, kind, HOST, issuer, SERVER_EXTENSIONS, "30", options);
+        let server = Server::start(&pki, name, name, None);
+        let anchor = pki.read_der(issuer);
+        assert_accepted(fetch(server.port, HOST, Trust::CaAnchor(&anchor), clock_at(0)), &format!("{name} by anchor"));
+        let pin = spki_sha256(&pki.read_der(name)).unwrap();
+        assert_accepted(fetch(server.port, HOST, Trust::PinnedKey(pin), unknown_time()), &format!("{name} by pin"));
+    }
+}
 
-    let good = Server::start(&directory, "leaf.pem", "leaf.key");
-    let answer = handshake::<SystemClock>(good.port, "smarthost.example.net", Trust::CaAnchor(&ca)).expect("CA-verified handshake");
-    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
-    let answer = handshake::<UnknownTime>(good.port, "smarthost.example.net", Trust::PinnedKey(pin)).expect("pinned handshake");
-    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+/// Wrong name, wrong dates, unknown time, self-signed, wrong key: refused, and the server is
+/// told why with the proper alert (not a stray record).
+#[test]
+fn refuses_every_wrong_server_with_the_proper_alert() {
+    let pki = Pki::new("wrong");
+    pki.root("ca", "ec:P-256", "3650", CA_EXTENSIONS);
+    pki.issue("leaf", "ec:P-256", HOST, "ca", SERVER_EXTENSIONS, "30", &[]);
+    pki.root("self", "ec:P-256", "30", &format!("[v3]\n{SERVER_EXTENSIONS}\n"));
+    let anchor = pki.read_der("ca");
+    let pin = spki_sha256(&pki.read_der("leaf")).unwrap();
+    assert_ne!(Some(pin), spki_sha256(&pki.read_der("self")));
 
-    assert!(handshake::<SystemClock>(good.port, "mail.other.example", Trust::CaAnchor(&ca)).is_err(), "wrong host name");
-    assert!(handshake::<UnknownTime>(good.port, "smarthost.example.net", Trust::CaAnchor(&ca)).is_err(), "no time");
-    assert!(handshake::<TwoYearsAhead>(good.port, "smarthost.example.net", Trust::CaAnchor(&ca)).is_err(), "expired");
+    let good = Server::start(&pki, "leaf", "leaf", None);
+    assert_accepted(fetch(good.port, HOST, Trust::CaAnchor(&anchor), clock_at(0)), "the right server");
+    assert_refused(fetch(good.port, "mail.other.example", Trust::CaAnchor(&anchor), clock_at(0)), FailureKind::Certificate, "wrong name");
+    assert!(wait_for_log(&good, "bad certificate"), "wrong name alert: {}", good.log());
+    assert_refused(fetch(good.port, HOST, Trust::CaAnchor(&anchor), clock_at(60 * DAY)), FailureKind::Certificate, "expired");
+    assert!(wait_for_log(&good, "certificate expired"), "expired alert: {}", good.log());
+    assert_refused(fetch(good.port, HOST, Trust::CaAnchor(&anchor), clock_at(-2 * DAY)), FailureKind::Certificate, "not yet valid");
     let mut wrong_pin = pin;
-    wrong_pin[0] ^= 1;
-    assert!(handshake::<SystemClock>(good.port, "smarthost.example.net", Trust::PinnedKey(wrong_pin)).is_err(), "wrong pin");
+    wrong_pin[31] ^= 1;
+    assert_refused(fetch(good.port, HOST, Trust::PinnedKey(wrong_pin), clock_at(0)), FailureKind::Certificate, "wrong pin");
+    assert!(wait_for_log(&good, "unknown ca"), "wrong pin alert: {}", good.log());
+    assert!(!good.log().contains("wrong version number"), "{}", good.log());
+    assert_eq!(
+        client_config(&provider(), unknown_time(), Trust::CaAnchor(&anchor)).err(),
+        Some(TrustError::TimeUnknown),
+        "a CA anchor without the time"
+    );
     drop(good);
 
-    let impostor = Server::start(&directory, "self.pem", "self.key");
-    assert!(handshake::<SystemClock>(impostor.port, "smarthost.example.net", Trust::CaAnchor(&ca)).is_err(), "self-signed");
-    assert!(handshake::<SystemClock>(impostor.port, "smarthost.example.net", Trust::PinnedKey(pin)).is_err(), "other key");
-    drop(impostor);
-    let _ = std::fs::remove_dir_all(&directory);
+    let impostor = Server::start(&pki, "self", "self", None);
+    assert_refused(fetch(impostor.port, HOST, Trust::CaAnchor(&anchor), clock_at(0)), FailureKind::Certificate, "self-signed");
+    assert!(wait_for_log(&impostor, "unknown ca"), "self-signed alert: {}", impostor.log());
+    assert_refused(fetch(impostor.port, HOST, Trust::PinnedKey(pin), clock_at(0)), FailureKind::Certificate, "another key");
+}
+
+/// RFC 5280 path rules: only real CAs issue, path lengths hold, dates hold for every link,
+/// the anchor included, names come from SANs, and the leaf is for server authentication.
+#[test]
+fn enforces_the_path_rules() {
+    let pki = Pki::new("paths");
+    pki.root("ca", "ec:P-256", "3650", CA_EXTENSIONS);
+    let anchor = pki.read_der("ca");
+    let intermediate = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign";
+    let check = |leaf: &str, chain: Option<&str>, accepted: bool, what: &str, offset_days: i64| {
+        let server = Server::start(&pki, leaf, leaf, chain);
+        let result = fetch(server.port, HOST, Trust::CaAnchor(&anchor), clock_at(offset_days * DAY));
+        if accepted {
+            assert_accepted(result, what);
+        } else {
+            assert_refused(result, FailureKind::Certificate, what);
+        }
+    };
+
+    // A proper intermediate: accepted (the control for the cases below).
+    pki.issue("good-intermediate", "ec:P-256", "good intermediate", "ca", intermediate, "30", &[]);
+    pki.issue("good-leaf", "ec:P-256", HOST, "good-intermediate", SERVER_EXTENSIONS, "30", &[]);
+    pki.chain("good-chain", &["good-intermediate"]);
+    check("good-leaf", Some("good-chain"), true, "leaf under a proper intermediate", 0);
+
+    // A leaf (CA:FALSE, digitalSignature) from the anchor's hierarchy acting as a CA.
+    pki.issue("fake-intermediate", "ec:P-256", "some server", "ca", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature", "30", &[]);
+    pki.issue("fake-leaf", "ec:P-256", HOST, "fake-intermediate", SERVER_EXTENSIONS, "30", &[]);
+    pki.chain("fake-chain", &["fake-intermediate"]);
+    check("fake-leaf", Some("fake-chain"), false, "a CA:FALSE certificate as issuer", 0);
+
+    // An issuer without basicConstraints at all.
+    pki.issue("bare-intermediate", "ec:P-256", "bare", "ca", "keyUsage=critical,keyCertSign", "30", &[]);
+    pki.issue("bare-leaf", "ec:P-256", HOST, "bare-intermediate", SERVER_EXTENSIONS, "30", &[]);
+    pki.chain("bare-chain", &["bare-intermediate"]);
+    check("bare-leaf", Some("bare-chain"), false, "an issuer without basicConstraints", 0);
+
+    // CA:TRUE but its keyUsage forbids certificate signing.
+    pki.issue("nosign-intermediate", "ec:P-256", "no sign", "ca", "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature", "30", &[]);
+    pki.issue("nosign-leaf", "ec:P-256", HOST, "nosign-intermediate", SERVER_EXTENSIONS, "30", &[]);
+    pki.chain("nosign-chain", &["nosign-intermediate"]);
+    check("nosign-leaf", Some("nosign-chain"), false, "an issuer without keyCertSign", 0);
+
+    // Path length: an intermediate with pathlen:0 under which another CA issues the leaf.
+    pki.issue("pathlen-intermediate", "ec:P-256", "pathlen zero", "ca", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign", "30", &[]);
+    pki.issue("pathlen-sub", "ec:P-256", "too deep", "pathlen-intermediate", intermediate, "30", &[]);
+    pki.issue("pathlen-leaf", "ec:P-256", HOST, "pathlen-sub", SERVER_EXTENSIONS, "30", &[]);
+    pki.chain("pathlen-chain", &["pathlen-sub", "pathlen-intermediate"]);
+    check("pathlen-leaf", Some("pathlen-chain"), false, "a path longer than pathlen allows", 0);
+
+    // An intermediate that expired (1 day) while the leaf (30 days) and anchor are valid.
+    pki.issue("short-intermediate", "ec:P-256", "short lived", "ca", intermediate, "1", &[]);
+    pki.issue("short-leaf", "ec:P-256", HOST, "short-intermediate", SERVER_EXTENSIONS, "30", &[]);
+    pki.chain("short-chain", &["short-intermediate"]);
+    check("short-leaf", Some("short-chain"), true, "intermediate still valid", 0);
+    check("short-leaf", Some("short-chain"), false, "an expired intermediate", 5);
+
+    // The name in the CN only, with a SAN for another name.
+    pki.issue("cn-leaf", "ec:P-256", HOST, "ca", "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:other.example.net", "30", &[]);
+    check("cn-leaf", None, false, "the name only in the CN, another in the SAN", 0);
+
+    // A leaf for client authentication only.
+    pki.issue("client-leaf", "ec:P-256", HOST, "ca", "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=DNS:smarthost.example.net", "30", &[]);
+    check("client-leaf", None, false, "a leaf without serverAuth", 0);
+}
+
+/// The anchor's own validity is checked (webpki alone trusts an expired anchor).
+#[test]
+fn refuses_an_expired_anchor() {
+    let pki = Pki::new("anchor");
+    pki.root("short-ca", "ec:P-256", "1", CA_EXTENSIONS);
+    pki.issue("leaf", "ec:P-256", HOST, "short-ca", SERVER_EXTENSIONS, "30", &[]);
+    let anchor = pki.read_der("short-ca");
+    let server = Server::start(&pki, "leaf", "leaf", None);
+    assert_accepted(fetch(server.port, HOST, Trust::CaAnchor(&anchor), clock_at(0)), "anchor valid");
+    assert_refused(fetch(server.port, HOST, Trust::CaAnchor(&anchor), clock_at(5 * DAY)), FailureKind::Certificate, "anchor expired");
 }
 
 #[test]
 fn spki_hash_matches_openssl() {
-    let directory = make_certificates();
-    let leaf = std::fs::read(directory.join("leaf.der")).unwrap();
-    openssl(&directory, &["x509", "-in", "leaf.pem", "-pubkey", "-noout", "-out", "leaf.pub"]);
-    openssl(&directory, &["pkey", "-pubin", "-in", "leaf.pub", "-outform", "der", "-out", "leaf.spki"]);
-    let spki = std::fs::read(directory.join("leaf.spki")).unwrap();
+    let pki = Pki::new("spki");
+    pki.root("ca", "ec:P-256", "30", CA_EXTENSIONS);
+    pki.openssl(&["x509", "-in", "ca.pem", "-pubkey", "-noout", "-out", "ca.pub"]);
+    pki.openssl(&["pkey", "-pubin", "-in", "ca.pub", "-outform", "der", "-out", "ca.spki"]);
+    let spki = std::fs::read(pki.directory.join("ca.spki")).unwrap();
     use sha2::Digest;
     let expected: [u8; 32] = sha2::Sha256::digest(&spki).into();
-    assert_eq!(spki_sha256(&leaf), Some(expected));
-    let _ = std::fs::remove_dir_all(&directory);
+    assert_eq!(spki_sha256(&pki.read_der("ca")), Some(expected));
 }
