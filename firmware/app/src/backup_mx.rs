@@ -284,7 +284,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     if implicit {
         let (read, write, random) = tls_start.take().expect("set above");
         if let Err(error) = link.start_tls(read, write, backup.host.as_str(), trust, random).await {
-            crate::alerts::raise(AlertKind::CertificateRejected, format_args!("backup MX TLS failed: {:?}; no login", defmt::Debug2Format(&error)));
+            crate::alerts::raise(AlertKind::CertificateRejected, format_args!("backup MX TLS refused: {}; no login", error.describe()));
             link.close().await;
             return finish_status(FetchResult::TlsFailed, 0);
         }
@@ -309,7 +309,10 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
                 match tls_start.take().filter(|_| flushed) {
                     Some((read, write, random)) => match link.start_tls(read, write, backup.host.as_str(), trust, random).await {
                         Ok(()) => session.tls_established(now()),
-                        Err(_) => session.tls_failed(),
+                        Err(error) => {
+                            crate::event_warning!("backup MX: TLS with {} refused: {}", backup.host.as_str(), error.describe());
+                            session.tls_failed()
+                        }
                     },
                     None => session.tls_failed(),
                 }

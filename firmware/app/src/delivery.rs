@@ -305,7 +305,7 @@ pub async fn run_session<'b>(
                     Ok(()) => session.tls_established(now()),
                     Err(error) => {
                         // The session reports TlsProblem::HandshakeFailed next: that raises the alert.
-                        crate::event_warning!("TLS handshake with {} failed: {:?}", start.server_name, defmt::Debug2Format(&error));
+                        crate::event_warning!("TLS handshake with {} refused: {}", start.server_name, error.describe());
                         session.tls_failed();
                     }
                 }

@@ -105,7 +105,7 @@ async fn https_get(
     }
     let mut link = Link::Plain(socket);
     if let Err(error) = link.start_tls(&mut buffers.read, &mut buffers.write, host, trust, random).await {
-        crate::alerts::raise(AlertKind::CertificateRejected, format_args!("HTTPS to {} failed: {:?}", host, defmt::Debug2Format(&error)));
+        crate::alerts::raise(AlertKind::CertificateRejected, format_args!("HTTPS to {} refused: {}; nothing was sent", host, error.describe()));
         return None;
     }
     request[request_length..].fill(0);

@@ -1,20 +1,20 @@
 //! A connection to a provider or LAN host as the mail sessions see it: plain TCP, or TLS 1.3
-//! over that TCP (embedded-tls with homemx-tls's trust), switchable once from plain to TLS for
-//! STARTTLS. Owns the one set of TLS record buffers: provider connections (smarthost, backup
-//! MX, DynDNS) take turns, so the 21 KB of TLS buffers exist once, not per task.
+//! over that TCP (homemx-tls's sans-I/O rustls client with the owner's trust), switchable once
+//! from plain to TLS for STARTTLS. Owns the one set of TLS record buffers: provider
+//! connections (smarthost, backup MX, DynDNS) take turns, so the 23 KB of TLS buffers exist
+//! once, not per task. A TLS link exists only after the server's certificate (or pinned key)
+//! and its handshake signature were verified.
 
 use embassy_net::tcp::TcpSocket;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::{Mutex, MutexGuard};
 use embedded_io_async::Write as _;
-use embedded_tls::{Aes128GcmSha256, TlsConfig, TlsConnection, TlsContext, TlsError};
-use homemx_tls::{Provider, Trust};
+use homemx_tls::{FailureKind, TlsClient, TlsError, Trust, TrustError};
 
 use crate::random::DerivedRandom;
-use crate::wall_clock::WallClock;
 
 /// TLS record buffer for reading: one full TLS record (16 KB plaintext + overhead).
-pub const TLS_READ_BUFFER: usize = 16_640;
+pub const TLS_READ_BUFFER: usize = homemx_tls::RECORD_BUFFER;
 /// TLS record buffer for writing (records are split to fit).
 pub const TLS_WRITE_BUFFER: usize = 4096;
 /// Largest CA certificate (DER) a provider anchor may have.
@@ -118,19 +118,69 @@ pub async fn flush(link: &mut Link<'_, '_>, session: &mut impl SessionOutput) ->
 pub enum Link<'s, 'b> {
     /// Clear text (the LAN mailbox host, or a provider before STARTTLS).
     Plain(TcpSocket<'s>),
-    /// TLS 1.3 over the socket.
-    Tls(TlsConnection<'b, TcpSocket<'s>, Aes128GcmSha256>),
+    /// TLS 1.3 over the socket, verified.
+    Tls(TcpSocket<'s>, TlsClient<'b>),
     /// The connection failed; every operation fails.
     Broken,
 }
 
 /// Why a link operation failed.
-#[derive(Clone, Copy, Debug, defmt::Format)]
+#[derive(Clone, Debug)]
 pub enum LinkError {
     /// TCP failed or the peer closed.
     Transport,
     /// TLS failed (handshake, certificate, record).
     Tls(TlsError),
+    /// A CA anchor needs the wall clock, which is not known yet.
+    TimeUnknown,
+    /// The provisioned CA anchor is not a usable certificate.
+    AnchorUnreadable,
+}
+
+impl LinkError {
+    /// Whether the server's certificate (or its absence) was the reason.
+    pub fn is_certificate_refusal(&self) -> bool {
+        matches!(self, LinkError::Tls(error) if error.kind() == FailureKind::Certificate)
+    }
+
+    /// A short explanation for the owner's log.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            LinkError::Transport => "the connection failed",
+            LinkError::Tls(error) => error.describe(),
+            LinkError::TimeUnknown => "the time is not known yet (SNTP)",
+            LinkError::AnchorUnreadable => "the provisioned CA certificate is unreadable",
+        }
+    }
+}
+
+impl defmt::Format for LinkError {
+    fn format(&self, formatter: defmt::Formatter) {
+        defmt::write!(formatter, "{=str}", self.describe())
+    }
+}
+
+/// Sends everything the TLS client has queued.
+async fn send_records(socket: &mut TcpSocket<'_>, client: &mut TlsClient<'_>) -> Result<(), LinkError> {
+    while !client.output().is_empty() {
+        match socket.write(client.output()).await {
+            Ok(0) | Err(_) => return Err(LinkError::Transport),
+            Ok(count) => client.output_sent(count),
+        }
+    }
+    socket.flush().await.map_err(|_| LinkError::Transport)
+}
+
+/// Reads what the server sent into the TLS client and processes it; EOF and reset are errors.
+async fn receive_records(socket: &mut TcpSocket<'_>, client: &mut TlsClient<'_>) -> Result<(), LinkError> {
+    let count = match socket.read(client.receive_buffer()).await {
+        Ok(0) | Err(_) => return Err(LinkError::Transport),
+        Ok(count) => count,
+    };
+    let result = client.received(count).map_err(LinkError::Tls);
+    // Handshake answers, or the fatal alert rustls chose for a refusal.
+    send_records(socket, client).await?;
+    result
 }
 
 impl<'s, 'b> Link<'s, 'b> {
@@ -138,7 +188,15 @@ impl<'s, 'b> Link<'s, 'b> {
     pub async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, LinkError> {
         match self {
             Link::Plain(socket) => socket.read(buffer).await.map_err(|_| LinkError::Transport),
-            Link::Tls(connection) => connection.read(buffer).await.map_err(LinkError::Tls),
+            Link::Tls(socket, client) => loop {
+                if !client.plaintext().is_empty() {
+                    return Ok(client.read(buffer));
+                }
+                if client.peer_closed() {
+                    return Ok(0);
+                }
+                receive_records(socket, client).await?;
+            },
             Link::Broken => Err(LinkError::Transport),
         }
     }
@@ -147,23 +205,25 @@ impl<'s, 'b> Link<'s, 'b> {
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), LinkError> {
         match self {
             Link::Plain(socket) => socket.write_all(data).await.map_err(|_| LinkError::Transport),
-            Link::Tls(connection) => {
+            Link::Tls(socket, client) => {
                 let mut rest = data;
                 while !rest.is_empty() {
-                    let written = connection.write(rest).await.map_err(LinkError::Tls)?;
-                    if written == 0 {
+                    let written = client.write(rest).map_err(LinkError::Tls)?;
+                    if written == 0 && client.output().is_empty() {
                         return Err(LinkError::Transport);
                     }
+                    send_records(socket, client).await?;
                     rest = &rest[written..];
                 }
-                connection.flush().await.map_err(LinkError::Tls)
+                Ok(())
             }
             Link::Broken => Err(LinkError::Transport),
         }
     }
 
     /// Switches a plain link to TLS: handshake with `server_name` (SNI and, with a CA anchor,
-    /// the name the certificate must carry) and `trust`. On failure the link is broken.
+    /// the name the certificate must carry) and `trust`. On failure the fatal alert goes out
+    /// and the link is broken: nothing more is sent over this connection.
     pub async fn start_tls(
         &mut self,
         read_buffer: &'b mut [u8],
@@ -172,32 +232,57 @@ impl<'s, 'b> Link<'s, 'b> {
         trust: Trust<'_>,
         random: DerivedRandom,
     ) -> Result<(), LinkError> {
-        let Link::Plain(socket) = core::mem::replace(self, Link::Broken) else {
+        let Link::Plain(mut socket) = core::mem::replace(self, Link::Broken) else {
             return Err(LinkError::Transport);
         };
-        let mut connection = TlsConnection::new(socket, read_buffer, write_buffer);
-        let config = TlsConfig::new().with_server_name(server_name);
-        let provider: Provider<'_, _, WallClock> = Provider::new(random.into_rng(), trust);
+        let (provider, clock) = crate::tls_context::prepare(random);
+        let config = match homemx_tls::client_config(&provider, clock, trust) {
+            Ok(config) => config,
+            Err(error) => {
+                abandon(socket).await;
+                return Err(match error {
+                    TrustError::TimeUnknown => LinkError::TimeUnknown,
+                    TrustError::AnchorUnreadable => LinkError::AnchorUnreadable,
+                });
+            }
+        };
         let started = embassy_time::Instant::now();
         let cycles_before = crate::cpu_load::busy_core_clock_counts();
-        match connection.open(TlsContext::new(&config, provider)).await {
+        let mut client = match TlsClient::new(config, server_name, read_buffer, write_buffer) {
+            Ok(client) => client,
+            Err(error) => {
+                abandon(socket).await;
+                return Err(LinkError::Tls(error));
+            }
+        };
+        let mut outcome = send_records(&mut socket, &mut client).await;
+        while outcome.is_ok() && client.is_handshaking() {
+            outcome = receive_records(&mut socket, &mut client).await;
+        }
+        match outcome {
             Ok(()) => {
                 defmt::info!(
-                    "tls: TLS 1.3 handshake with {=str} verified in {=u64} ms, busy core-clock counts {=u64}",
+                    "tls: TLS 1.3 ({=str}) with {=str}: certificate and handshake signature verified in {=u64} ms, busy core-clock counts {=u64}",
+                    client.suite_name(),
                     server_name,
                     started.elapsed().as_millis(),
                     crate::cpu_load::busy_core_clock_counts() - cycles_before
                 );
-                *self = Link::Tls(connection);
+                *self = Link::Tls(socket, client);
                 Ok(())
             }
             Err(error) => {
-                // Take the socket back and reset it: nothing more goes over this connection.
-                let (Ok(socket) | Err((socket, _))) = connection.close().await;
-                *self = Link::Plain(socket);
-                self.abandon().await;
-                Err(LinkError::Tls(error))
+                abandon(socket).await;
+                Err(error)
             }
+        }
+    }
+
+    /// The negotiated cipher suite, for the log ("plain text" without TLS).
+    pub fn suite_name(&self) -> &'static str {
+        match self {
+            Link::Tls(_, client) => client.suite_name(),
+            _ => "plain text",
         }
     }
 
@@ -205,18 +290,19 @@ impl<'s, 'b> Link<'s, 'b> {
     pub async fn close(self) {
         match self {
             Link::Plain(mut socket) => crate::network::release(&mut socket).await,
-            Link::Tls(connection) => match connection.close().await {
-                Ok(mut socket) | Err((mut socket, _)) => crate::network::release(&mut socket).await,
-            },
+            Link::Tls(mut socket, mut client) => {
+                if client.close().is_ok() {
+                    let _ = send_records(&mut socket, &mut client).await;
+                }
+                crate::network::release(&mut socket).await
+            }
             Link::Broken => {}
         }
     }
+}
 
-    async fn abandon(&mut self) {
-        if let Link::Plain(socket) = core::mem::replace(self, Link::Broken) {
-            let mut socket = socket;
-            socket.abort();
-            let _ = socket.flush().await;
-        }
-    }
+/// Resets a connection that must not carry anything more.
+async fn abandon(mut socket: TcpSocket<'_>) {
+    socket.abort();
+    let _ = socket.flush().await;
 }

@@ -5,6 +5,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod alerts;
 mod backup_mx;
 mod console;
@@ -13,6 +15,7 @@ mod delivery;
 mod dyndns;
 mod event_log;
 mod health;
+mod heap;
 mod lan;
 mod link;
 mod mail_settings;
@@ -28,6 +31,7 @@ mod smarthost;
 mod spool_exercise;
 mod stack;
 mod status_page;
+mod tls_context;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
 mod storage;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
@@ -50,6 +54,7 @@ pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
+    heap::init();
     defmt::info!("homemx {} starting on {}", FIRMWARE_VERSION, bsp::BOARD_NAME);
     let parts = match bsp::init(spawner) {
         Ok(parts) => parts,

@@ -134,14 +134,15 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
             Ok(()) => {}
             Err(error) => {
                 tls_problem(TlsProblem::HandshakeFailed);
-                crate::event_warning!("outbound: TLS with {} failed: {:?}", smarthost.host.as_str(), defmt::Debug2Format(&error));
+                crate::event_warning!("outbound: TLS with {} refused: {}", smarthost.host.as_str(), error.describe());
                 connected = false;
             }
         }
     }
     let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
     run_session(&mut link, session, connected, &mut reader, &mut results, tls).await;
-    let over_tls = matches!(link, Link::Tls(_));
+    let over_tls = matches!(link, Link::Tls(..));
+    let suite = link.suite_name();
     link.close().await;
     password.fill(0);
     let mut any_delivered = false;
@@ -161,8 +162,9 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         });
         crate::alerts::clear(AlertKind::PeerUnreachable(Peer::Smarthost));
         crate::event_info!(
-            "outbound: message {} accepted by the smarthost over TLS 1.3 (TLS_AES_128_GCM_SHA256, {})",
+            "outbound: message {} accepted by the smarthost over TLS 1.3 ({}, {})",
             attempt.id.0,
+            suite,
             trust_source.description()
         );
     }

@@ -8,7 +8,6 @@ use core::cell::Cell;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embedded_tls::TlsClock;
 
 /// (Unix milliseconds at monotonic zero, monotonic ms of the last synchronisation); `None`
 /// until the first good answer. (No 64-bit atomics on the Cortex-M4.)
@@ -24,15 +23,6 @@ pub fn set(unix_milliseconds: u64, monotonic_milliseconds: u64) {
 pub fn unix_seconds() -> Option<u64> {
     let (base, _) = CLOCK.lock(Cell::get)?;
     Some((base + embassy_time::Instant::now().as_millis()) / 1000)
-}
-
-/// The clock embedded-tls asks for certificate validity.
-pub struct WallClock;
-
-impl TlsClock for WallClock {
-    fn now() -> Option<u64> {
-        unix_seconds()
-    }
 }
 
 /// Between successful synchronisations.
