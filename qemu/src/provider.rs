@@ -2,9 +2,9 @@
 //! appliance talks to on the WAN (smarthost, STARTTLS-stripping middlebox, authoritative DNS,
 //! SNTP, dyndns2 and check-IP over HTTPS), and the attacker standing in for any of them (a
 //! rogue TLS 1.3 server that sends no certificate). Each peer is a Python script in
-//! `qemu/peers/`, started inside the test's network namespace (`ip netns exec NS python3 ...`) or, for the
-//! harness's own self-tests, on the host's loopback; each writes a JSONL event log and a
-//! readiness file, and is stopped by its PID on drop.
+//! `qemu/peers/`, started inside the test's network namespace (`ip netns exec NS python3
+//! ...`) or, for the harness's own self-tests, on the host's loopback; each writes a JSONL
+//! event log and a readiness file, and is stopped by its PID on drop.
 //!
 //! Network safety: a peer may listen (and the proxy forward) only on loopback, or inside a
 //! namespace on the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) and
