@@ -33,10 +33,14 @@ key-share groups, server name), hello_retry_request, server_hello (suite, group)
 encrypted_extensions, server_finished (with "certificate": false), client_finished
 ("verified"), tls_established, tls_data (EVERY byte received after the TLS switch, decrypted,
 as latin-1 text, one event per record), command (each parsed line or request line),
-client_alert (level, description and its name; plaintext or encrypted), handshake_failed,
+credential (a user name and password the client gave away: SMTP AUTH PLAIN/LOGIN, POP3
+PASS/AUTH, HTTP Basic; decoded), client_alert (level, description and its name; plaintext or
+encrypted), handshake_failed,
 disconnect, stopped. Exits cleanly on SIGTERM.
 """
 import argparse
+import base64
+import binascii
 import hashlib
 import hmac
 import itertools
@@ -478,6 +482,22 @@ class Connection:
         self.log("command", line=text, tls=self.in_tls)
         return text
 
+    def credential(self, how, encoded=None, user=None, password=None):
+        """Logs a credential the client gave away (base64 SASL/Basic decoded)."""
+        if encoded is not None:
+            try:
+                decoded = base64.b64decode(encoded.strip(), validate=True).decode("latin-1")
+            except (binascii.Error, ValueError):
+                decoded = None
+            if decoded is not None and how.endswith("plain"):
+                parts = decoded.split("\x00")
+                user, password = (parts[1], parts[2]) if len(parts) == 3 else (None, decoded)
+            elif decoded is not None and ":" in decoded:
+                user, _, password = decoded.partition(":")
+            else:
+                password = decoded if decoded is not None else encoded
+        self.log("credential", how=how, user=user, password=password, tls=self.in_tls)
+
     def switch_to_tls(self, how):
         """STARTTLS/STLS: whatever the client sent after the command is dropped (no injection)."""
         if self.raw:
@@ -536,15 +556,17 @@ class Connection:
             elif verb == "AUTH":
                 parts = text.split(" ")
                 mechanism = parts[1].upper() if len(parts) > 1 else ""
-                if mechanism == "PLAIN" and len(parts) < 3:
-                    self.reply("334 \r\n")
-                    self.command(self.read_line())
+                if mechanism == "PLAIN":
+                    if len(parts) < 3:
+                        self.reply("334 \r\n")
+                        parts.append(self.command(self.read_line()))
+                    self.credential("smtp-auth-plain", encoded=parts[2])
                 elif mechanism == "LOGIN":
                     if len(parts) < 3:
                         self.reply("334 VXNlcm5hbWU6\r\n")
-                        self.command(self.read_line())
+                        parts.append(self.command(self.read_line()))
                     self.reply("334 UGFzc3dvcmQ6\r\n")
-                    self.command(self.read_line())
+                    self.credential("smtp-auth-login", encoded=self.command(self.read_line()))
                 self.reply("235 2.7.0 Authentication successful\r\n")
             elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
                 self.reply("250 2.0.0 OK\r\n")
@@ -577,11 +599,16 @@ class Connection:
                 self.reply("+OK Begin TLS negotiation\r\n")
                 self.switch_to_tls("stls")
             elif verb == "AUTH":
-                if len(text.split(" ")) < 3:
+                parts = text.split(" ")
+                if len(parts) < 3:
                     self.reply("+ \r\n")
-                    self.command(self.read_line())
+                    parts.append(self.command(self.read_line()))
+                self.credential("pop3-auth-plain", encoded=parts[-1])
                 self.reply("+OK Logged in.\r\n")
-            elif verb in ("USER", "PASS", "NOOP", "RSET"):
+            elif verb == "PASS":
+                self.credential("pop3-pass", password=text[5:])
+                self.reply("+OK Logged in.\r\n")
+            elif verb in ("USER", "NOOP", "RSET"):
                 self.reply("+OK\r\n")
             elif verb == "STAT":
                 self.reply("+OK 0 0\r\n")
@@ -601,6 +628,10 @@ class Connection:
             self.fill_plain()
             head, self.plain = head + self.plain, b""
         request_line = self.command(head.split(b"\r\n", 1)[0])
+        for header in head.split(b"\r\n")[1:]:
+            name, _, value = header.decode("latin-1").partition(":")
+            if name.strip().lower() == "authorization" and value.strip().lower().startswith("basic "):
+                self.credential("http-basic", encoded=value.strip()[6:])
         target = request_line.split(" ")[1] if len(request_line.split(" ")) > 1 else "/"
         url = urllib.parse.urlsplit(target)
         if url.path.startswith("/nic/update"):

@@ -849,6 +849,11 @@ impl RogueTlsServer {
             .collect()
     }
 
+    /// The credentials clients gave away (how, user, password: SASL and Basic decoded).
+    pub fn credentials(&self) -> Vec<Value> {
+        self.events_named("credential")
+    }
+
     /// Handshakes a client completed (sent its Finished) without ever seeing a certificate.
     pub fn completed_handshakes(&self) -> usize {
         self.events_named("tls_established").len()
