@@ -591,4 +591,25 @@ fn rogue_tls_server_is_correct_tls13_up_to_the_missing_certificate() {
     assert_eq!(alerts, ["unexpected_message"; 6], "each client answered the missing certificate with unexpected_message");
     assert_eq!(rogue.completed_handshakes(), 0);
     assert!(rogue.tls_bytes().is_empty(), "no application data from a client that refused");
+
+    // The clear-text way into TLS works with OpenSSL's own STARTTLS (SMTP) and STLS (POP3),
+    // and implicit TLS for SMTP and POP3 too: each ends at the missing certificate.
+    for (rogue_mode, starttls) in
+        [(RogueMode::SmtpStartTls, Some("smtp")), (RogueMode::Pop3Stls, Some("pop3")), (RogueMode::SmtpImplicit, None), (RogueMode::Pop3Implicit, None)]
+    {
+        let server = RogueTlsServer::start(None, &["127.0.0.1:0"], rogue_mode, "rogue.example.net", &directory.join(rogue_mode.name()))
+            .expect("rogue starts");
+        let target = format!("127.0.0.1:{}", port(server.address()));
+        let mut arguments = vec!["s_client", "-tls1_3", "-connect", &target];
+        if let Some(protocol) = starttls {
+            arguments.extend(["-starttls", protocol]);
+        }
+        let output = Command::new("openssl").args(&arguments).stdin(std::process::Stdio::null()).output().expect("openssl runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(text.contains("unexpected message"), "{}: {text}", rogue_mode.name());
+        assert_eq!(server.server_finished_sent(), 1, "{}: {:?}", rogue_mode.name(), server.events());
+        if starttls.is_some() {
+            assert_eq!(server.events_named("starttls").len(), 1, "{}: the switch came from the clear-text command", rogue_mode.name());
+        }
+    }
 }

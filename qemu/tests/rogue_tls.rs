@@ -303,7 +303,7 @@ fn no_credential_and_no_message_reaches_a_tls_server_that_shows_no_certificate()
     let started = Instant::now();
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
     let names = [SMARTHOST_NAME, POP_NAME, DYNDNS_NAME, CHECKIP_NAME, GENUINE_CHECKIP[0].0, GENUINE_CHECKIP[1].0];
-    let ca = TestCa::create_for(&new_run_directory("rogue-tls-ca").unwrap().join("ca"), &names).expect("test CA");
+    let ca = TestCa::create_for(&new_run_directory("rogue-tls-test-ca").unwrap().join("ca"), &names).expect("test CA");
     let mut failures = run(&elf, &ca, Trust::CaAnchor);
     failures.extend(run(&elf, &ca, Trust::PinnedKey));
     eprintln!("rogue TLS end to end: {:.0} s", started.elapsed().as_secs_f64());
