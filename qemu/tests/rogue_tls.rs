@@ -139,14 +139,27 @@ fn wait_until_done(rogue: &RogueTlsServer, timeout: Duration) -> bool {
     false
 }
 
-/// The assertions for one rogue service; failures go to `failures`.
-fn judge(case: &Case, machine: &Machine, from_line: usize, failures: &mut Vec<String>) {
+/// Waits until the appliance met the rogue and left, then looks for the service's alert in the
+/// firmware log from `from_line` on; failures go to `failures`.
+fn wait_and_check_alert(case: &Case, machine: &Machine, from_line: usize, failures: &mut Vec<String>) {
     let label = &case.label;
-    let rogue = &case.rogue;
-    if !wait_until_done(rogue, SERVICE_TIMEOUT) {
+    if !wait_until_done(&case.rogue, SERVICE_TIMEOUT) {
         failures.push(format!("{label}: the appliance never came to the rogue (or never left) within {SERVICE_TIMEOUT:?}"));
         return;
     }
+    let alerted = machine.log.lines()[from_line..]
+        .iter()
+        .any(|line| line.contains("ALERT certificate_rejected") && line.to_lowercase().contains(case.alert_mentions));
+    if !alerted {
+        failures.push(format!("{label}: no \"ALERT certificate_rejected\" mentioning {:?} in the log", case.alert_mentions));
+    }
+}
+
+/// What the rogue saw over the whole boot: its flight went out, no handshake completed, not
+/// one byte came after the TLS switch; failures go to `failures`.
+fn check_rogue_log(case: &Case, failures: &mut Vec<String>) {
+    let label = &case.label;
+    let rogue = &case.rogue;
     if rogue.server_finished_sent() == 0 {
         failures.push(format!("{label}: the rogue's certificate-less flight never went out: {:?}", rogue.events()));
     }
@@ -164,12 +177,6 @@ fn judge(case: &Case, machine: &Machine, from_line: usize, failures: &mut Vec<St
             received.len(),
             rogue.tls_commands()
         ));
-    }
-    let alerted = machine.log.lines()[from_line..]
-        .iter()
-        .any(|line| line.contains("ALERT certificate_rejected") && line.to_lowercase().contains(case.alert_mentions));
-    if !alerted {
-        failures.push(format!("{label}: no \"ALERT certificate_rejected\" mentioning {:?} in the log", case.alert_mentions));
     }
 }
 
@@ -253,11 +260,12 @@ fn run(elf: &Path, ca: &TestCa, trust: Trust) -> Vec<String> {
     let mut failures = Vec::new();
     // First phase: STARTTLS and STLS, the DynDNS check with the rogue check-IP source and
     // the rogue update endpoint.
-    let line = machine.log.line_count();
+    // (The unlock at provisioning already starts a fetch and a DynDNS check: the whole boot
+    // so far belongs to this phase.)
     submit();
     assert!(owner.homemx(&["fetch-now"]).status.success(), "fetch-now");
     for case in &first_phase {
-        judge(case, &machine, line, &mut failures);
+        wait_and_check_alert(case, &machine, 0, &mut failures);
     }
     // Second phase: implicit TLS for the smarthost (465) and the POP3 server (995).
     let line = machine.log.line_count();
@@ -266,7 +274,10 @@ fn run(elf: &Path, ca: &TestCa, trust: Trust) -> Vec<String> {
     submit();
     assert!(owner.homemx(&["fetch-now"]).status.success(), "fetch-now");
     for case in &second_phase {
-        judge(case, &machine, line, &mut failures);
+        wait_and_check_alert(case, &machine, line, &mut failures);
+    }
+    for case in first_phase.iter().chain(&second_phase) {
+        check_rogue_log(case, &mut failures);
     }
 
     // Both messages wait in the queue, deferred, not delivered and not bounced.
