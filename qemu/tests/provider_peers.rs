@@ -584,7 +584,8 @@ fn rogue_tls_server_is_correct_tls13_up_to_the_missing_certificate() {
     for suite in ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"] {
         assert!(suites.contains(&suite), "{suite} was negotiated: {suites:?}");
     }
-    let retries: Vec<&str> = events.iter().filter(|event| event["event"] == "hello_retry_request").filter_map(|event| event["group"].as_str()).collect();
+    let retries: Vec<&str> =
+        events.iter().filter(|event| event["event"] == "hello_retry_request").filter_map(|event| event["group"].as_str()).collect();
     assert_eq!(retries, ["secp256r1", "x25519"], "one HelloRetryRequest per retry case");
     assert_eq!(rogue.server_finished_sent(), 6, "every client got the whole certificate-less flight");
     let alerts: Vec<String> = rogue.client_alerts().iter().filter_map(|alert| alert["name"].as_str().map(str::to_string)).collect();
@@ -594,11 +595,14 @@ fn rogue_tls_server_is_correct_tls13_up_to_the_missing_certificate() {
 
     // The clear-text way into TLS works with OpenSSL's own STARTTLS (SMTP) and STLS (POP3),
     // and implicit TLS for SMTP and POP3 too: each ends at the missing certificate.
-    for (rogue_mode, starttls) in
-        [(RogueMode::SmtpStartTls, Some("smtp")), (RogueMode::Pop3Stls, Some("pop3")), (RogueMode::SmtpImplicit, None), (RogueMode::Pop3Implicit, None)]
-    {
-        let server = RogueTlsServer::start(None, &["127.0.0.1:0"], rogue_mode, "rogue.example.net", &directory.join(rogue_mode.name()))
-            .expect("rogue starts");
+    for (rogue_mode, starttls) in [
+        (RogueMode::SmtpStartTls, Some("smtp")),
+        (RogueMode::Pop3Stls, Some("pop3")),
+        (RogueMode::SmtpImplicit, None),
+        (RogueMode::Pop3Implicit, None),
+    ] {
+        let server =
+            RogueTlsServer::start(None, &["127.0.0.1:0"], rogue_mode, "rogue.example.net", &directory.join(rogue_mode.name())).expect("rogue starts");
         let target = format!("127.0.0.1:{}", port(server.address()));
         let mut arguments = vec!["s_client", "-tls1_3", "-connect", &target];
         if let Some(protocol) = starttls {

@@ -29,8 +29,8 @@ use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner, DYNDNS_PASSWORD, POP3_PASSWORD, SMARTHOST_PASSWORD};
 use homemx_qemu::peers::{http_get, send_mail, MailboxHost};
 use homemx_qemu::provider::{
-    add_wan_address, write_json_atomically, DnsServer, HttpsConfig, HttpsEndpoints, RogueMode, RogueTlsServer, SntpConfig, SntpServer,
-    TestCa, CHECKIP_NAME, DYNDNS_NAME, POP_NAME, SMARTHOST_NAME,
+    add_wan_address, write_json_atomically, DnsServer, HttpsConfig, HttpsEndpoints, RogueMode, RogueTlsServer, SntpConfig, SntpServer, TestCa,
+    CHECKIP_NAME, DYNDNS_NAME, POP_NAME, SMARTHOST_NAME,
 };
 use serde_json::{json, Value};
 
@@ -39,7 +39,8 @@ const POP_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 110);
 const DYNDNS_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 60);
 const CHECKIP_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 61);
 /// Two genuine check-IP services (they agree, so an update is due).
-const GENUINE_CHECKIP: [(&str, Ipv4Addr); 2] = [("ip1.example.net", Ipv4Addr::new(203, 0, 113, 62)), ("ip2.example.net", Ipv4Addr::new(203, 0, 113, 63))];
+const GENUINE_CHECKIP: [(&str, Ipv4Addr); 2] =
+    [("ip1.example.net", Ipv4Addr::new(203, 0, 113, 62)), ("ip2.example.net", Ipv4Addr::new(203, 0, 113, 63))];
 const HOST: &str = "home.example.net";
 const PUBLIC_ADDRESS: &str = "198.51.100.7";
 /// How long one service may take to meet its rogue and finish with it.
@@ -252,8 +253,16 @@ fn run(elf: &Path, ca: &TestCa, trust: Trust) -> Vec<String> {
     owner.provision();
     machine.log.wait_for(0, "time: clock set", Duration::from_secs(60)).expect("the clock is set");
     let submit = || {
-        let reply = send_mail(&namespace, LAN_CLIENT, format!("{APPLIANCE}:587"), "alice@example.org", &["carol@remote.example"], &directory.join("message.eml"), false)
-            .expect("smtp client runs");
+        let reply = send_mail(
+            &namespace,
+            LAN_CLIENT,
+            format!("{APPLIANCE}:587"),
+            "alice@example.org",
+            &["carol@remote.example"],
+            &directory.join("message.eml"),
+            false,
+        )
+        .expect("smtp client runs");
         assert_eq!(reply["data"][0].as_u64(), Some(250), "LAN submission accepted: {reply}");
     };
 
@@ -291,7 +300,8 @@ fn run(elf: &Path, ca: &TestCa, trust: Trust) -> Vec<String> {
     if mail["deferred"].as_u64().unwrap_or(0) < 2 || mail["bounced"].as_u64() != Some(0) {
         failures.push(format!("outbound ({mode}): both messages must stay queued, deferred, not bounced; /status.json mail: {mail}"));
     }
-    let alerts: Vec<&str> = status["alerts"].as_array().map(|all| all.iter().filter_map(|alert| alert["kind"].as_str()).collect()).unwrap_or_default();
+    let alerts: Vec<&str> =
+        status["alerts"].as_array().map(|all| all.iter().filter_map(|alert| alert["kind"].as_str()).collect()).unwrap_or_default();
     if !alerts.contains(&"certificate_rejected") {
         failures.push(format!("status ({mode}): /status.json shows no certificate_rejected alert: {alerts:?}"));
     }
@@ -300,7 +310,12 @@ fn run(elf: &Path, ca: &TestCa, trust: Trust) -> Vec<String> {
     if genuine_answers == 0 {
         failures.push(format!("control ({mode}): the genuine check-IP services (real certificates) were never asked"));
     }
-    let bounces: Vec<Value> = mailbox.messages().into_iter().map(|(_, envelope)| envelope).filter(|envelope| envelope["rcpt_tos"] == json!(["alice@example.org"])).collect();
+    let bounces: Vec<Value> = mailbox
+        .messages()
+        .into_iter()
+        .map(|(_, envelope)| envelope)
+        .filter(|envelope| envelope["rcpt_tos"] == json!(["alice@example.org"]))
+        .collect();
     if !bounces.is_empty() {
         failures.push(format!("outbound ({mode}): a non-delivery report went to the sender: {bounces:?}"));
     }
