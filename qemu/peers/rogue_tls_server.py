@@ -151,6 +151,11 @@ class RecordProtection:
         return inner[-1], inner[:-1]
 
 
+def hexadecimal(numbers):
+    """Code points as `0x1301`-style text, for the log."""
+    return [f"{number:#06x}" for number in numbers]
+
+
 def handshake_message(message_type, body):
     return bytes([message_type]) + len(body).to_bytes(3, "big") + body
 
@@ -281,9 +286,6 @@ class Connection:
         self.log("cleartext", line=line.decode("latin-1"))
         return line
 
-    def send_clear(self, text):
-        self.send(text.encode())
-
     # -- records ----------------------------------------------------------------------
 
     def read_record(self):
@@ -321,7 +323,11 @@ class Connection:
 
     def read_handshake_message(self):
         """The next handshake message, whole (header included)."""
-        while len(self.handshake_bytes) < 4 or len(self.handshake_bytes) < 4 + int.from_bytes(self.handshake_bytes[1:4], "big"):
+        def whole():
+            buffered = self.handshake_bytes
+            return len(buffered) >= 4 and len(buffered) >= 4 + int.from_bytes(buffered[1:4], "big")
+
+        while not whole():
             content_type, payload = self.read_record()
             if content_type != HANDSHAKE:
                 self.send_alert(10)
@@ -337,9 +343,10 @@ class Connection:
         else:
             self.send(bytes([content_type, 3, 3]) + struct.pack(">H", len(data)) + data)
 
-    def send_alert(self, description):
+    def send_alert(self, description, level=2):
+        """Sends an alert (fatal unless `level` says otherwise); a dead connection is fine."""
         try:
-            self.send_record(ALERT, bytes([2, description]))
+            self.send_record(ALERT, bytes([level, description]))
         except Closed:
             pass
 
@@ -354,10 +361,10 @@ class Connection:
             self.send_alert(10)
             raise Closed(f"handshake message {first[0]} instead of ClientHello")
         hello = parse_client_hello(first[4:])
-        self.log("client_hello", versions=[f"{version:#06x}" for version in hello["versions"]],
-                 suites=[f"{suite:#06x}" for suite in hello["suites"]], groups=[f"{group:#06x}" for group in hello["groups"]],
-                 key_share_groups=[f"{group:#06x}" for group, _ in hello["key_shares"]], server_name=hello["server_name"],
-                 session_id_length=len(hello["session_id"]))
+        self.log("client_hello", versions=hexadecimal(hello["versions"]), suites=hexadecimal(hello["suites"]),
+                 groups=hexadecimal(hello["groups"]),
+                 key_share_groups=hexadecimal(group for group, _ in hello["key_shares"]),
+                 server_name=hello["server_name"], session_id_length=len(hello["session_id"]))
         if TLS13 not in hello["versions"]:
             self.send_alert(70)
             raise Closed("the client does not offer TLS 1.3")
@@ -392,7 +399,7 @@ class Connection:
             hello = parse_client_hello(second[4:])
             transcript.append(second)
             share = next(((shared_group, key) for shared_group, key in hello["key_shares"] if shared_group == group), None)
-            self.log("client_hello", retry=True, key_share_groups=[f"{shared_group:#06x}" for shared_group, _ in hello["key_shares"]],
+            self.log("client_hello", retry=True, key_share_groups=hexadecimal(shared for shared, _ in hello["key_shares"]),
                      server_name=hello["server_name"])
             if share is None:
                 self.send_alert(47)
@@ -424,7 +431,8 @@ class Connection:
         transcript.append(encrypted_extensions)
         self.log("encrypted_extensions")
         server_finished_key = expand_label(hash_name, server_handshake, b"finished", b"", digest_size)
-        server_finished = handshake_message(FINISHED, hmac.new(server_finished_key, transcript_hash(hash_name, transcript), hash_name).digest())
+        server_verify_data = hmac.new(server_finished_key, transcript_hash(hash_name, transcript), hash_name).digest()
+        server_finished = handshake_message(FINISHED, server_verify_data)
         transcript.append(server_finished)
         self.log("server_finished", certificate=False, certificate_verify=False)
         self.send_record(HANDSHAKE, encrypted_extensions + server_finished)
@@ -525,18 +533,12 @@ class Connection:
             self.log("error", error=repr(error))
         finally:
             if self.established:
-                self.send_alert_quietly()
+                self.send_alert(0, level=1)
             try:
                 self.socket.close()
             except OSError:
                 pass
             self.log("disconnect")
-
-    def send_alert_quietly(self):
-        try:
-            self.send_record(ALERT, bytes([1, 0]))
-        except Closed:
-            pass
 
     def smtp(self):
         name = self.settings.hostname
@@ -548,7 +550,8 @@ class Connection:
                 features = ["PIPELINING", "SIZE 52428800", "8BITMIME", "ENHANCEDSTATUSCODES"]
                 features.append("AUTH PLAIN LOGIN" if self.in_tls else "STARTTLS")
                 lines = [name] + features
-                self.reply("".join(f"250{'-' if index < len(lines) - 1 else ' '}{line}\r\n" for index, line in enumerate(lines)))
+                last = len(lines) - 1
+                self.reply("".join(f"250{'-' if index < last else ' '}{line}\r\n" for index, line in enumerate(lines)))
             elif verb == "STARTTLS" and not self.in_tls:
                 self.log("starttls")
                 self.reply("220 2.0.0 Ready to start TLS\r\n")
@@ -661,7 +664,8 @@ class Handler(socketserver.BaseRequestHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", action="append", required=True)
-    parser.add_argument("--mode", required=True, choices=["smtp-starttls", "smtp-implicit", "pop3-stls", "pop3-implicit", "https"])
+    parser.add_argument("--mode", required=True,
+                        choices=["smtp-starttls", "smtp-implicit", "pop3-stls", "pop3-implicit", "https"])
     parser.add_argument("--hostname", default="smarthost.example.net")
     parser.add_argument("--ip-body", default="198.51.100.7", help="the check-IP answer's body")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a client may stay silent")
@@ -671,7 +675,8 @@ def main():
     settings.events = EventLog(settings.log)
     servers = [Server(parse_listen(listen), settings) for listen in settings.listen]
     listening = [f"{server.socket.getsockname()[0]}:{server.socket.getsockname()[1]}" for server in servers]
-    threads = [threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True) for server in servers]
+    threads = [threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+               for server in servers]
     for thread in threads:
         thread.start()
     stop = threading.Event()
