@@ -7,10 +7,11 @@
 # - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), socat (the serial
 #   console), dnsmasq (the test network's DHCP server), openssl (test certificates),
 #   aiosmtpd from PyPI (the test LAN's mailbox host and the provider's smarthost), dnslib
-#   from PyPI (the provider's DNS server), cargo-fuzz (fuzz smoke runs), Dovecot's core and
-#   POP3 server (the provider's backup MX mailbox: the tests run a private instance each;
-#   the system service Debian starts on install would listen on every interface, so this
-#   script stops and disables it when it installed Dovecot itself).
+#   from PyPI (the provider's DNS server), cryptography from PyPI (the rogue TLS 1.3
+#   server), cargo-fuzz (fuzz smoke runs), Dovecot's core and POP3 server (the provider's
+#   backup MX mailbox: the tests run a private instance each; the system service Debian
+#   starts on install would listen on every interface, so this script stops and disables it
+#   when it installed Dovecot itself).
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -65,6 +66,11 @@ fi
 if ! python3 -c 'import dnslib' >/dev/null 2>&1; then
   log "installing dnslib (the provider's DNS server in the end-to-end tests)"
   python3 -m pip install --quiet --disable-pip-version-check dnslib
+fi
+
+if ! python3 -c 'import cryptography.hazmat.primitives.asymmetric.x25519' >/dev/null 2>&1; then
+  log "installing cryptography (the rogue TLS 1.3 server in the end-to-end tests)"
+  python3 -m pip install --quiet --disable-pip-version-check cryptography
 fi
 
 if ! have cargo-fuzz && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then

@@ -1,9 +1,10 @@
 //! The provider's side of the internet for the end-to-end tests: a test CA and the peers the
 //! appliance talks to on the WAN (smarthost, STARTTLS-stripping middlebox, authoritative DNS,
-//! SNTP, dyndns2 and check-IP over HTTPS). Each peer is a Python script in `qemu/peers/`,
-//! started inside the test's network namespace (`ip netns exec NS python3 ...`) or, for the
-//! harness's own self-tests, on the host's loopback; each writes a JSONL event log and a
-//! readiness file, and is stopped by its PID on drop.
+//! SNTP, dyndns2 and check-IP over HTTPS), and the attacker standing in for any of them (a
+//! rogue TLS 1.3 server that sends no certificate). Each peer is a Python script in
+//! `qemu/peers/`, started inside the test's network namespace (`ip netns exec NS python3
+//! ...`) or, for the harness's own self-tests, on the host's loopback; each writes a JSONL
+//! event log and a readiness file, and is stopped by its PID on drop.
 //!
 //! Network safety: a peer may listen (and the proxy forward) only on loopback, or inside a
 //! namespace on the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) and
@@ -778,5 +779,93 @@ impl HttpsEndpoints {
     /// Every request it answered (path, query, user_agent, auth_user, status, body, ...).
     pub fn requests(&self) -> Vec<Value> {
         self.events_named("request")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rogue TLS server
+
+/// What the [`RogueTlsServer`] pretends to be, after (or around) its certificate-less
+/// TLS 1.3 handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RogueMode {
+    /// An SMTP smarthost with STARTTLS (greeting and EHLO in clear).
+    SmtpStartTls,
+    /// An SMTP smarthost with implicit TLS (port 465 style).
+    SmtpImplicit,
+    /// A POP3 server with STLS.
+    Pop3Stls,
+    /// A POP3 server with implicit TLS (port 995 style).
+    Pop3Implicit,
+    /// An HTTPS server answering dyndns2 updates and check-IP requests.
+    Https,
+}
+
+impl RogueMode {
+    /// The script's `--mode` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            RogueMode::SmtpStartTls => "smtp-starttls",
+            RogueMode::SmtpImplicit => "smtp-implicit",
+            RogueMode::Pop3Stls => "pop3-stls",
+            RogueMode::Pop3Implicit => "pop3-implicit",
+            RogueMode::Https => "https",
+        }
+    }
+}
+
+/// A rogue TLS 1.3 server (`qemu/peers/rogue_tls_server.py`): ServerHello,
+/// EncryptedExtensions and Finished with no Certificate and no CertificateVerify, then the
+/// provider's protocol (SMTP, POP3 or HTTPS) accepting every credential. Its event log holds
+/// every handshake step and every byte received after the TLS switch, decrypted.
+pub struct RogueTlsServer {
+    process: PeerProcess,
+}
+
+peer_process_deref!(RogueTlsServer);
+
+impl RogueTlsServer {
+    /// Starts it on every `listen` address (`ADDRESS:PORT`) in `mode`, greeting as `hostname`.
+    pub fn start(namespace: Option<&str>, listen: &[&str], mode: RogueMode, hostname: &str, directory: &Path) -> Result<Self> {
+        let mut arguments = vec![os("--mode"), os(mode.name()), os("--hostname"), os(hostname)];
+        for address in listen {
+            check_endpoint(namespace, address)?;
+            arguments.extend([os("--listen"), os(*address)]);
+        }
+        Ok(RogueTlsServer { process: PeerProcess::start(namespace, "rogue_tls_server.py", arguments, directory)? })
+    }
+
+    /// Every byte it received after the TLS switch (all connections, decrypted, in order).
+    pub fn tls_bytes(&self) -> String {
+        self.events_named("tls_data").iter().filter_map(|event| event["data"].as_str()).collect()
+    }
+
+    /// The lines (or HTTP request lines) it received over TLS.
+    pub fn tls_commands(&self) -> Vec<String> {
+        self.events_named("command")
+            .iter()
+            .filter(|event| event["tls"] == true)
+            .filter_map(|event| event["line"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The credentials clients gave away (how, user, password: SASL and Basic decoded).
+    pub fn credentials(&self) -> Vec<Value> {
+        self.events_named("credential")
+    }
+
+    /// Handshakes a client completed (sent its Finished) without ever seeing a certificate.
+    pub fn completed_handshakes(&self) -> usize {
+        self.events_named("tls_established").len()
+    }
+
+    /// Handshakes it reached its Finished in (the client had the server's whole flight).
+    pub fn server_finished_sent(&self) -> usize {
+        self.events_named("server_finished").len()
+    }
+
+    /// Every alert a client sent it (level, description, name).
+    pub fn client_alerts(&self) -> Vec<Value> {
+        self.events_named("client_alert")
     }
 }

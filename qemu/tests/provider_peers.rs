@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::provider::{
-    self, a_record, address_allowed, DnsServer, HttpsConfig, HttpsEndpoints, Smarthost, SmarthostConfig, SntpConfig, SntpServer, StripMode,
-    StripProxy, TestCa, TlsMode, CHECKIP_NAME, DYNDNS_NAME, SELF_SIGNED_SMARTHOST, SMARTHOST_NAME, WRONG_NAME,
+    self, a_record, address_allowed, DnsServer, HttpsConfig, HttpsEndpoints, RogueMode, RogueTlsServer, Smarthost, SmarthostConfig, SntpConfig,
+    SntpServer, StripMode, StripProxy, TestCa, TlsMode, CHECKIP_NAME, DYNDNS_NAME, SELF_SIGNED_SMARTHOST, SMARTHOST_NAME, WRONG_NAME,
 };
 use serde_json::{json, Value};
 
@@ -537,4 +537,83 @@ fn peers_refuse_addresses_outside_the_test_networks() {
     assert!(provider::add_wan_address("no-such-namespace", Ipv4Addr::new(8, 8, 8, 8)).is_err());
     assert!(provider::add_wan_address("no-such-namespace", Ipv4Addr::new(192, 168, 77, 5)).is_err());
     assert!(!directory.join("ready.json").exists(), "no peer was started");
+}
+
+/// Python's ssl client against the rogue server: the handshake's error, as text.
+const SSL_CLIENT: &str = r#"
+import json, socket, ssl, sys
+context = ssl.create_default_context()
+context.minimum_version = ssl.TLSVersion.TLSv1_3
+try:
+    context.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10), server_hostname="smarthost.example.net")
+    print(json.dumps("connected"))
+except ssl.SSLError as error:
+    print(json.dumps(str(error)))
+"#;
+
+#[test]
+fn rogue_tls_server_is_correct_tls13_up_to_the_missing_certificate() {
+    // OpenSSL and Python decrypt the rogue's EncryptedExtensions and then refuse its Finished
+    // where a Certificate belongs ("unexpected message"); a wrong key schedule would show as
+    // "decryption failed or bad record mac" instead. Every suite, both groups and a
+    // HelloRetryRequest (the client's first key share P-384, which the rogue does not do).
+    let directory = new_run_directory("peers-rogue").unwrap();
+    let rogue = RogueTlsServer::start(None, &["127.0.0.1:0"], RogueMode::Https, "rogue.example.net", &directory).expect("rogue starts");
+    let target = format!("127.0.0.1:{}", port(rogue.address()));
+    let cases: [(&str, &[&str]); 5] = [
+        ("AES-128-GCM, X25519", &["-ciphersuites", "TLS_AES_128_GCM_SHA256", "-groups", "X25519"]),
+        ("AES-256-GCM, P-256", &["-ciphersuites", "TLS_AES_256_GCM_SHA384", "-groups", "P-256"]),
+        ("ChaCha20-Poly1305, X25519", &["-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "-groups", "X25519"]),
+        ("HelloRetryRequest to P-256", &["-ciphersuites", "TLS_AES_128_GCM_SHA256", "-groups", "P-384:P-256"]),
+        ("HelloRetryRequest to X25519", &["-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256", "-groups", "P-384:X25519"]),
+    ];
+    for (label, options) in cases {
+        let mut arguments = vec!["s_client", "-tls1_3", "-connect", &target, "-servername", "smarthost.example.net"];
+        arguments.extend_from_slice(options);
+        let output = Command::new("openssl").args(&arguments).stdin(std::process::Stdio::null()).output().expect("openssl runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!output.status.success(), "{label}: s_client must not connect: {text}");
+        assert!(text.contains("unexpected message"), "{label}: s_client saw Finished where Certificate belongs: {text}");
+        assert!(!text.contains("bad record mac") && !text.contains("decrypt"), "{label}: the records decrypt: {text}");
+    }
+    let python_error = python(SSL_CLIENT, &[&port(rogue.address())]);
+    assert!(python_error.as_str().unwrap_or("").contains("UNEXPECTED_MESSAGE"), "Python's ssl: {python_error}");
+
+    let events = rogue.events();
+    let suites: Vec<&str> = events.iter().filter(|event| event["event"] == "server_hello").filter_map(|event| event["suite"].as_str()).collect();
+    for suite in ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"] {
+        assert!(suites.contains(&suite), "{suite} was negotiated: {suites:?}");
+    }
+    let retries: Vec<&str> =
+        events.iter().filter(|event| event["event"] == "hello_retry_request").filter_map(|event| event["group"].as_str()).collect();
+    assert_eq!(retries, ["secp256r1", "x25519"], "one HelloRetryRequest per retry case");
+    assert_eq!(rogue.server_finished_sent(), 6, "every client got the whole certificate-less flight");
+    let alerts: Vec<String> = rogue.client_alerts().iter().filter_map(|alert| alert["name"].as_str().map(str::to_string)).collect();
+    assert_eq!(alerts, ["unexpected_message"; 6], "each client answered the missing certificate with unexpected_message");
+    assert_eq!(rogue.completed_handshakes(), 0);
+    assert!(rogue.tls_bytes().is_empty(), "no application data from a client that refused");
+
+    // The clear-text way into TLS works with OpenSSL's own STARTTLS (SMTP) and STLS (POP3),
+    // and implicit TLS for SMTP and POP3 too: each ends at the missing certificate.
+    for (rogue_mode, starttls) in [
+        (RogueMode::SmtpStartTls, Some("smtp")),
+        (RogueMode::Pop3Stls, Some("pop3")),
+        (RogueMode::SmtpImplicit, None),
+        (RogueMode::Pop3Implicit, None),
+    ] {
+        let server =
+            RogueTlsServer::start(None, &["127.0.0.1:0"], rogue_mode, "rogue.example.net", &directory.join(rogue_mode.name())).expect("rogue starts");
+        let target = format!("127.0.0.1:{}", port(server.address()));
+        let mut arguments = vec!["s_client", "-tls1_3", "-connect", &target];
+        if let Some(protocol) = starttls {
+            arguments.extend(["-starttls", protocol]);
+        }
+        let output = Command::new("openssl").args(&arguments).stdin(std::process::Stdio::null()).output().expect("openssl runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(text.contains("unexpected message"), "{}: {text}", rogue_mode.name());
+        assert_eq!(server.server_finished_sent(), 1, "{}: {:?}", rogue_mode.name(), server.events());
+        if starttls.is_some() {
+            assert_eq!(server.events_named("starttls").len(), 1, "{}: the switch came from the clear-text command", rogue_mode.name());
+        }
+    }
 }
