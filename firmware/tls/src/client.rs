@@ -22,8 +22,6 @@ pub const RECORD_BUFFER: usize = 5 + 16_384 + 256;
 const RECORD_OVERHEAD: usize = 5 + 1 + 16;
 /// Largest plaintext of one outgoing record.
 const MAXIMUM_FRAGMENT: usize = 16_384;
-/// Decrypted data held for the caller before rustls is asked for more.
-const PLAINTEXT_LIMIT: usize = 2 * 16_384;
 
 /// Why a TLS connection failed.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,6 +173,17 @@ impl<'b> TlsClient<'b> {
         self.open && self.failure.is_none()
     }
 
+    /// The negotiated cipher suite's name (after the handshake).
+    pub fn suite_name(&self) -> &'static str {
+        match self.connection.negotiated_cipher_suite().map(|suite| suite.suite()) {
+            Some(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256) => "TLS_CHACHA20_POLY1305_SHA256",
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256) => "TLS_AES_128_GCM_SHA256",
+            Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384) => "TLS_AES_256_GCM_SHA384",
+            Some(_) => "another suite",
+            None => "none",
+        }
+    }
+
     /// Whether the server sent close_notify.
     pub fn peer_closed(&self) -> bool {
         self.peer_closed
@@ -272,7 +281,8 @@ impl<'b> TlsClient<'b> {
             let outcome: Result<(), TlsError> = match status.state {
                 Err(error) => Err(error.into()),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    if self.plaintext.len() - self.plaintext_start < PLAINTEXT_LIMIT {
+                    // One record at a time: rustls holds the next until this one is consumed.
+                    if self.plaintext.len() == self.plaintext_start {
                         progressed = true;
                         let mut result = Ok(());
                         while let Some(record) = traffic.next_record() {

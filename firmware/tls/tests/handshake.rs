@@ -174,3 +174,56 @@ fn spki_hash_matches_openssl() {
     let expected: [u8; 32] = sha2::Sha256::digest(&spki).into();
     assert_eq!(spki_sha256(&pki.read_der("ca")), Some(expected));
 }
+
+/// A server that completes TLS 1.3 without Certificate and CertificateVerify (the rogue peer
+/// of the end-to-end tests, `qemu/peers/rogue_tls_server.py`): refused in both trust modes,
+/// before the client's Finished, and not one byte of application data is sent.
+#[test]
+fn refuses_a_server_that_presents_no_certificate() {
+    let pki = Pki::new("absent");
+    pki.root("ca", "ec:P-256", "30", CA_EXTENSIONS);
+    pki.issue("leaf", "ec:P-256", HOST, "ca", SERVER_EXTENSIONS, "30", &[]);
+    let anchor = pki.read_der("ca");
+    let pin = spki_sha256(&pki.read_der("leaf")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = pki.directory.join("rogue.jsonl");
+    let ready = pki.directory.join("rogue.ready");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../qemu/peers/rogue_tls_server.py");
+    let mut rogue = std::process::Command::new("python3")
+        .arg(script)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--mode", "https", "--hostname", HOST])
+        .arg("--log")
+        .arg(&log)
+        .arg("--ready-file")
+        .arg(&ready)
+        .spawn()
+        .expect("python3 runs the rogue server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "the rogue server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for (trust, clock, what) in [
+        (Trust::CaAnchor(&anchor), clock_at(0), "CA anchor"),
+        (Trust::PinnedKey(pin), unknown_time(), "pinned key"),
+    ] {
+        match fetch(port, HOST, trust, clock) {
+            Ok(answer) => panic!("{what}: a server without a certificate was accepted ({answer})"),
+            Err(error) => {
+                assert_eq!(error.kind(), FailureKind::Certificate, "{what}: {error:?}");
+                assert!(
+                    matches!(error, TlsError::Protocol(rustls::Error::InappropriateHandshakeMessage { .. })),
+                    "{what}: refused for the wrong reason (the rogue's key schedule?): {error:?}"
+                );
+            }
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+    let events = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(events.contains("server_finished"), "the rogue's flight went out: {events}");
+    assert!(!events.contains("\"tls_established\""), "no handshake completed: {events}");
+    assert!(!events.contains("\"tls_data\""), "nothing sent after the handshake: {events}");
+    assert!(!events.contains("client_finished"), "the client never sent its Finished: {events}");
+}
