@@ -75,9 +75,10 @@ pub(crate) enum Service {
     /// `certificate` (chain, key) TLS 1.3 only and no login before TLS, without one no TLS
     /// and plaintext login; ready when `address:port` listens.
     Pop3 { address: Ipv4Addr, pop3_port: u16, pop3s_port: u16, certificate: Option<(PathBuf, PathBuf)> },
-    /// Only authentication, on the Unix socket `socket` owned by the account `owner` (mode
-    /// 0600): what Postfix's `smtpd_sasl_type = dovecot` talks to; ready when it exists.
-    Authentication { socket: PathBuf, owner: (u32, u32) },
+    /// Only authentication, on the Unix socket `socket` owned by the system account `owner`
+    /// and its group (mode 0600): what Postfix's `smtpd_sasl_type = dovecot` talks to; ready
+    /// when it exists.
+    Authentication { socket: PathBuf, owner: &'static str },
 }
 
 /// When the instance is ready.
@@ -151,8 +152,8 @@ impl Dovecot {
                 let port = if pop3s_port != 0 { pop3s_port } else { pop3_port };
                 ("pop3", address, pop3_port, pop3s_port, tls, String::new(), Readiness::Listening(format!("{address}:{port}")))
             }
-            Service::Authentication { socket, owner: (owner_uid, owner_gid) } => {
-                let listener = format!("  unix_listener {} {{\n    mode = 0600\n    user = #{owner_uid}\n    group = #{owner_gid}\n  }}", socket.display());
+            Service::Authentication { socket, owner } => {
+                let listener = format!("  unix_listener {} {{\n    mode = 0600\n    user = {owner}\n    group = {owner}\n  }}", socket.display());
                 ("none", Ipv4Addr::LOCALHOST, 0, 0, "ssl = no\n".to_string(), listener, Readiness::Socket(socket))
             }
         };

@@ -18,6 +18,7 @@ pub mod network;
 pub mod owner;
 pub mod peer_directory;
 pub mod peers;
+pub mod postfix_smarthost;
 pub mod provider;
 pub mod qmp;
 
