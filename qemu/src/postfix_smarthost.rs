@@ -155,10 +155,26 @@ impl PostfixSmarthost {
                 .replace("@SASL_SOCKET@", &socket.display().to_string()),
         )?;
         // Creates the queue's subdirectories with Postfix's owners and modes, and checks the
-        // configuration.
-        let check = Command::new("/usr/sbin/postfix").arg("-c").arg(&config_directory).arg("check").output()?;
+        // configuration (inside the namespace: the listen address must exist).
+        let mut check = match namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace, "/usr/sbin/postfix"]);
+                command
+            }
+            None => Command::new("/usr/sbin/postfix"),
+        };
+        let check = check.arg("-c").arg(&config_directory).arg("check").output()?;
         if !check.status.success() {
-            return Err(format!("postfix check failed: {}", String::from_utf8_lossy(&check.stderr).trim()).into());
+            let log = std::fs::read_to_string(peer.join("postfix.log")).unwrap_or_default();
+            peer.keep(&["postfix.log"], directory);
+            return Err(format!(
+                "postfix check failed: {}{}{}",
+                String::from_utf8_lossy(&check.stdout).trim(),
+                String::from_utf8_lossy(&check.stderr).trim(),
+                log.trim()
+            )
+            .into());
         }
 
         let mut server = PostfixSmarthost {
