@@ -35,20 +35,20 @@ const POP_USER: &str = "backup-mx@example.org";
 /// How long one delivery (either direction) may take before the round counts as failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The message a LAN client submits in the round for `kind`.
-fn outbound_message(kind: CertificateKind) -> Vec<u8> {
+/// The message a LAN client submits in the round `label`.
+fn outbound_message(label: &str) -> Vec<u8> {
     format!(
         "From: Alice <alice@example.org>\r\nTo: Carol <carol@remote.example>\r\nSubject: through Postfix with {0}\r\nMessage-ID: <outbound-{0}@example.org>\r\n\r\nHello Carol,\r\n.a line with a leading dot\r\n\r\nAlice\r\n",
-        kind.label()
+        label
     )
     .into_bytes()
 }
 
-/// The message waiting at the backup MX in the round for `kind`.
-fn waiting_message(kind: CertificateKind) -> Vec<u8> {
+/// The message waiting at the backup MX in the round `label`.
+fn waiting_message(label: &str) -> Vec<u8> {
     format!(
         "Return-Path: <dave@remote.test>\r\nDelivered-To: bob@example.org\r\nFrom: dave@remote.test\r\nTo: bob@example.org\r\nSubject: waited at Dovecot with {0}\r\nMessage-ID: <backup-{0}@remote.test>\r\n\r\nHello Bob\r\n.leading dot\r\n",
-        kind.label()
+        label
     )
     .into_bytes()
 }
@@ -200,7 +200,7 @@ fn every_certificate_kind_works_with_real_postfix_and_dovecot() {
         let mut problems: Vec<String> = Vec::new();
 
         // Outbound: LAN submission → appliance → Postfix (AUTH inside TLS 1.3) → capture.
-        let message = outbound_message(*kind);
+        let message = outbound_message(label);
         let message_file = directory.join(format!("outbound-{label}.eml"));
         std::fs::write(&message_file, &message).unwrap();
         let reply = send_mail(&namespace, LAN_CLIENT, format!("{APPLIANCE}:587"), "alice@example.org", &["carol@remote.example"], &message_file, false)
@@ -249,7 +249,7 @@ fn every_certificate_kind_works_with_real_postfix_and_dovecot() {
         }
 
         // Inbound: Dovecot (POP3 over TLS 1.3) → appliance → LAN mailbox host.
-        let waiting = waiting_message(*kind);
+        let waiting = waiting_message(label);
         backup.deliver(&waiting).unwrap();
         let fetch_start = machine.log.lines().len();
         assert!(owner.homemx(&["fetch-now"]).status.success());
