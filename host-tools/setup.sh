@@ -11,7 +11,11 @@
 #   server), cargo-fuzz (fuzz smoke runs), Dovecot's core and POP3 server (the provider's
 #   backup MX mailbox: the tests run a private instance each; the system service Debian
 #   starts on install would listen on every interface, so this script stops and disables it
-#   when it installed Dovecot itself).
+#   when it installed Dovecot itself), Postfix (the provider's smarthost in the certificate
+#   tests: the tests run a private instance each; debconf is told "No configuration", so the
+#   package writes no /etc/postfix/main.cf and its service cannot start, and the service is
+#   stopped and disabled as well; apt may not remove another mail server to make room for
+#   it: where one is installed, Postfix is left out with a note).
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -31,6 +35,11 @@ installing_dovecot=""
 if ! { [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ]; }; then
   packages+=(dovecot-core dovecot-pop3d)
   installing_dovecot=yes
+fi
+
+installing_postfix=""
+if ! { [ -x /usr/sbin/postfix ] && [ -x /usr/lib/postfix/sbin/master ]; }; then
+  installing_postfix=yes
 fi
 
 target=thumbv7em-none-eabihf
@@ -55,6 +64,26 @@ if [ ${#packages[@]} -gt 0 ]; then
   if [ -n "$installing_dovecot" ] && [ -d /run/systemd/system ] && have systemctl; then
     log "stopping and disabling the system Dovecot service (the tests run their own instances)"
     $sudo systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+  fi
+fi
+
+if [ -n "$installing_postfix" ]; then
+  log "installing Postfix (the provider's smarthost in the certificate tests; no system configuration)"
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=""; fi
+  [ ${#packages[@]} -gt 0 ] || $sudo apt-get update -q >/dev/null
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  # --no-remove: never replace a mail server the machine already has (Postfix conflicts with
+  # every other MTA package).
+  if DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends --no-remove postfix >/dev/null; then
+    if [ -d /run/systemd/system ] && have systemctl; then
+      log "stopping and disabling the system Postfix service (the tests run their own instances)"
+      $sudo systemctl disable --now postfix.service >/dev/null 2>&1 || true
+    elif [ -x /usr/sbin/postfix ] && [ -f /etc/postfix/main.cf ]; then
+      $sudo /usr/sbin/postfix stop >/dev/null 2>&1 || true
+    fi
+  else
+    log "NOTE: Postfix not installed (another mail server is installed and apt would remove it);"
+    log "      the provider_certificates and postfix_peer tests need it: install postfix yourself"
   fi
 fi
 

@@ -2,8 +2,13 @@
 """A throw-away certificate authority for homemx's end-to-end tests, made with the openssl CLI.
 
 usage: test_ca.py DIR [--name NAME ...] [--wrong-name NAME] [--self-signed NAME]
+                  [--key-type p256|p384|rsa2048|rsa4096] [--ca-signature default|pss]
 
-Creates in DIR (all keys ECDSA P-256, all signatures ECDSA-SHA256, validity now-1d..now+1y):
+Creates in DIR (validity now-1d..now+1y; every key, the CA's and the leaves', of --key-type:
+ECDSA P-256 (the default) signed ECDSA-SHA256, P-384 signed ECDSA-SHA384, RSA-2048 or RSA-4096
+signed sha256WithRSAEncryption (PKCS#1 v1.5) or, with --ca-signature pss, RSASSA-PSS with
+SHA-256, MGF1-SHA-256 and a 32-byte salt; an empty --wrong-name or --self-signed leaves that
+leaf out):
   ca.key, ca.pem, ca.der               the CA (CA:TRUE, keyCertSign): the appliance gets ca.der
   <name>.key/.pem/.der/.chain.pem      a CA-signed leaf per --name (SAN DNS:<name>, serverAuth);
                                        .chain.pem is leaf + CA for servers
@@ -100,9 +105,13 @@ class Authority:
         with open(self.config, "w") as config:
             config.write(CA_CONFIG.format(database=self.database, name=name))
 
-    def sign(self, request, output, extensions, start, end, ca_cert=None, ca_key=None, self_key=None):
+    def sign(self, request, output, extensions, start, end, ca_cert=None, ca_key=None, self_key=None,
+             digest="sha256", pss=False):
         arguments = ["ca", "-batch", "-notext", "-config", self.config, "-in", request, "-out", output,
-                     "-extensions", extensions, "-startdate", start, "-enddate", end, "-md", "sha256"]
+                     "-extensions", extensions, "-startdate", start, "-enddate", end, "-md", digest]
+        if pss:
+            arguments += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest",
+                          "-sigopt", f"rsa_mgf1_md:{digest}"]
         if self_key:
             arguments += ["-selfsign", "-keyfile", self_key]
         else:
@@ -110,9 +119,17 @@ class Authority:
         openssl(*arguments)
 
 
-def new_key_and_request(key, common_name, path, config):
-    """A fresh P-256 key (PEM, PKCS#8) and a certificate request for it, in one openssl call."""
-    openssl("req", "-new", "-config", config, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+KEY_TYPES = {
+    "p256": (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], "sha256"),
+    "p384": (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"], "sha384"),
+    "rsa2048": (["-newkey", "rsa:2048"], "sha256"),
+    "rsa4096": (["-newkey", "rsa:4096"], "sha256"),
+}
+
+
+def new_key_and_request(key, common_name, path, config, key_type="p256"):
+    """A fresh key of `key_type` (PEM, PKCS#8) and a certificate request for it, in one openssl call."""
+    openssl("req", "-new", "-config", config, *KEY_TYPES[key_type][0], "-nodes",
             "-keyout", key, "-subj", f"/CN={common_name}", "-out", path)
     os.chmod(key, 0o600)
 
@@ -141,7 +158,14 @@ def main():
     parser.add_argument("--name", action="append", help="CA-signed leaf names (default: the four provider names)")
     parser.add_argument("--wrong-name", default="mail.other.example")
     parser.add_argument("--self-signed", default="smarthost.example.net")
+    parser.add_argument("--key-type", choices=sorted(KEY_TYPES), default="p256")
+    parser.add_argument("--ca-signature", choices=["default", "pss"], default="default")
     arguments = parser.parse_args()
+    if arguments.ca_signature == "pss" and not arguments.key_type.startswith("rsa"):
+        parser.error("--ca-signature pss needs an RSA --key-type")
+    key_type = arguments.key_type
+    digest = KEY_TYPES[key_type][1]
+    pss = arguments.ca_signature == "pss"
     names = arguments.name or DEFAULT_NAMES
     directory = os.path.abspath(arguments.directory)
     os.makedirs(directory, exist_ok=True)
@@ -158,11 +182,12 @@ def main():
     ca_der = os.path.join(directory, "ca.der")
     authority = Authority(work, "ca", "unused")
     request = os.path.join(work, "ca.csr")
-    new_key_and_request(ca_key, "homemx test CA", request, authority.config)
-    authority.sign(request, ca_pem, "ca_extensions", start, end, self_key=ca_key)
+    new_key_and_request(ca_key, "homemx test CA", request, authority.config, key_type)
+    authority.sign(request, ca_pem, "ca_extensions", start, end, self_key=ca_key, digest=digest, pss=pss)
     to_der(ca_pem, ca_der)
 
-    manifest = {"ca": {"certificate": ca_pem, "der": ca_der, "key": ca_key}, "leaves": {}}
+    manifest = {"ca": {"certificate": ca_pem, "der": ca_der, "key": ca_key}, "leaves": {},
+                "key_type": key_type, "ca_signature": arguments.ca_signature}
     pins = {}
 
     def leaf(label, name, signer):
@@ -173,8 +198,8 @@ def main():
         if signer == "ca":
             own = Authority(work, f"names-{label}", name)
             request = os.path.join(work, f"{label}.csr")
-            new_key_and_request(key, name, request, own.config)
-            own.sign(request, pem, "leaf_extensions", start, end, ca_cert=ca_pem, ca_key=ca_key)
+            new_key_and_request(key, name, request, own.config, key_type)
+            own.sign(request, pem, "leaf_extensions", start, end, ca_cert=ca_pem, ca_key=ca_key, digest=digest, pss=pss)
             with open(chain, "wb") as output:
                 for part in (pem, ca_pem):
                     with open(part, "rb") as piece:
@@ -182,8 +207,8 @@ def main():
         else:
             own = Authority(work, f"self-{label}", name)
             request = os.path.join(work, f"{label}.csr")
-            new_key_and_request(key, name, request, own.config)
-            own.sign(request, pem, "self_signed_extensions", start, end, self_key=key)
+            new_key_and_request(key, name, request, own.config, key_type)
+            own.sign(request, pem, "self_signed_extensions", start, end, self_key=key, digest=digest, pss=pss)
             shutil.copyfile(pem, chain)
         to_der(pem, der)
         pin = spki_sha256(pem)

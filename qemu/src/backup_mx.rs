@@ -5,39 +5,25 @@
 //! the negative tests, plaintext only), and the test reads back what is left
 //! ([`BackupMx::remaining`]) and what Dovecot logged ([`BackupMx::logins`]).
 //!
-//! Isolation: the configuration is generated from `qemu/peers/dovecot/dovecot.conf.template`
-//! and includes nothing from `/etc`; base, state and log paths are in the test's directory;
-//! the system's Dovecot service is never touched. The master runs as root in the foreground
-//! (`dovecot -F -c ...`), inside the test's network namespace when one is given; mail
-//! processes run as `nobody`. It listens only where [`crate::provider::address_allowed`]
-//! allows (loopback on the host, documentation ranges inside a namespace) and is stopped by
-//! its PID on drop.
+//! Isolation: a private instance ([`crate::dovecot`]) whose configuration includes nothing
+//! from `/etc` and whose files (passwd-file, Maildir, base, state, log, a copy of the
+//! certificate) live in a directory of its own under the system temp dir, reachable by the
+//! `dovecot` and mail users even when the checkout sits below a mode-0700 home directory; the
+//! test's directory gets copies of the log and configuration. The system's Dovecot service is
+//! never touched. The master runs as root in the foreground, inside the test's network
+//! namespace when one is given; mail processes run as `nobody`. It listens only where
+//! [`crate::provider::address_allowed`] allows (loopback on the host, documentation ranges
+//! inside a namespace) and is stopped by its PID on drop.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::provider::{address_allowed, Leaf, READY_TIMEOUT};
+use crate::dovecot::{check_passwd_text, chown, Dovecot, Service};
+use crate::provider::{address_allowed, Leaf};
 use crate::Result;
 
-/// The configuration template (placeholders `@NAME@`).
-const TEMPLATE: &str = include_str!("../peers/dovecot/dovecot.conf.template");
-
-/// Unix socket paths are limited to 108 bytes; Dovecot's longest below `base_dir` is about 30.
-const MAX_BASE_DIR: usize = 70;
-
-/// The Dovecot executable (Debian's; `dovecot` on PATH elsewhere).
-fn dovecot() -> &'static str {
-    if Path::new("/usr/sbin/dovecot").exists() {
-        "/usr/sbin/dovecot"
-    } else {
-        "dovecot"
-    }
-}
-
-static INSTANCES: AtomicU32 = AtomicU32::new(0);
 static DELIVERIES: AtomicU32 = AtomicU32::new(0);
 
 /// How the POP3 server offers TLS.
@@ -82,187 +68,37 @@ impl BackupMxConfig {
 /// A running private Dovecot POP3 server, stopped by PID on drop.
 pub struct BackupMx {
     config: BackupMxConfig,
-    namespace: Option<String>,
-    directory: PathBuf,
-    base_dir: PathBuf,
-    /// Whether `base_dir` is a short directory in /tmp this value must delete.
-    own_base_dir: bool,
-    maildir: PathBuf,
-    uid: u32,
-    gid: u32,
-    child: Option<Child>,
-}
-
-/// The unprivileged account the mail processes run as: `nobody` and its group.
-fn mail_account() -> (u32, u32) {
-    // SAFETY: getpwnam with a NUL-terminated name; the result is read at once, single use.
-    let entry = unsafe { libc::getpwnam(c"nobody".as_ptr()) };
-    if entry.is_null() {
-        (65534, 65534)
-    } else {
-        // SAFETY: non-null entry returned by getpwnam just above.
-        unsafe { ((*entry).pw_uid, (*entry).pw_gid) }
-    }
-}
-
-fn check_text(what: &str, value: &str) -> Result<()> {
-    let forbidden = |c: char| c == ':' || c.is_control() || (what == "user" && c.is_whitespace());
-    if value.is_empty() || value.chars().any(forbidden) {
-        return Err(format!("backup MX {what} {value:?} cannot go into a passwd-file").into());
-    }
-    Ok(())
-}
-
-fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|error| format!("chown {}: {error}", path.display()).into())
+    dovecot: Dovecot,
 }
 
 impl BackupMx {
-    /// Writes the configuration, passwd-file and Maildir into `directory`, starts Dovecot
-    /// inside `namespace` (or on the host's loopback) and waits until it listens.
+    /// Starts Dovecot inside `namespace` (or on the host's loopback) with its files in a
+    /// directory of its own under the system temp dir, and waits until it listens; `directory`
+    /// (the test's) receives copies of its log and configuration.
     pub fn start(namespace: Option<&str>, config: &BackupMxConfig, directory: &Path) -> Result<Self> {
         let address: std::net::SocketAddrV4 = config.listen.parse().map_err(|_| format!("{:?} is not IPv4-ADDRESS:PORT", config.listen))?;
         if !address_allowed(namespace.is_some(), *address.ip()) || address.ip().is_unspecified() || address.port() == 0 {
             return Err(format!("refusing {}: not an address the backup MX may listen on here", config.listen).into());
         }
-        check_text("user", &config.user)?;
-        check_text("password", &config.password)?;
-        std::fs::create_dir_all(directory)?;
-        let directory = std::fs::canonicalize(directory)?;
-        let (uid, gid) = mail_account();
-
-        // Home and Maildir belong to the mail account; the test directory stays root's.
-        let home = directory.join("home");
-        let maildir = home.join("Maildir");
-        for path in [&home, &maildir, &maildir.join("new"), &maildir.join("cur"), &maildir.join("tmp")] {
-            std::fs::create_dir_all(path)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
-            chown(path, uid, gid)?;
+        check_passwd_text("backup MX user", &config.user)?;
+        check_passwd_text("backup MX password", &config.password)?;
+        if config.tls != BackupTls::NoTls && config.certificate.is_none() {
+            return Err("the backup MX needs a certificate for TLS".into());
         }
-        for path in [&directory, &directory.join("state")] {
-            std::fs::create_dir_all(path)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
-        }
-        let passwd = directory.join("passwd");
-        std::fs::write(&passwd, format!("{}:{{PLAIN}}{}:{uid}:{gid}::{}::\n", config.user, config.password, home.display()))?;
-        // The auth process runs as the `dovecot` user and reads it.
-        std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644))?;
-
-        let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
-        let mut base_dir = directory.join("base");
-        let mut own_base_dir = false;
-        if base_dir.as_os_str().len() > MAX_BASE_DIR {
-            base_dir = std::env::temp_dir().join(format!("homemx-dovecot-{}-{instance}", std::process::id()));
-            own_base_dir = true;
-        }
-        let _ = std::fs::remove_dir_all(&base_dir);
-        std::fs::create_dir_all(&base_dir)?;
-        std::fs::set_permissions(&base_dir, std::fs::Permissions::from_mode(0o755))?;
-
-        let tls = match (config.tls, &config.certificate) {
-            (BackupTls::NoTls, _) => "ssl = no\ndisable_plaintext_auth = no\n".to_string(),
-            (_, Some((chain, key))) => format!(
-                "ssl = required\nssl_cert = <{}\nssl_key = <{}\nssl_min_protocol = TLSv1.3\ndisable_plaintext_auth = yes\n",
-                chain.display(),
-                key.display()
-            ),
-            (_, None) => return Err("the backup MX needs a certificate for TLS".into()),
-        };
         let (pop3_port, pop3s_port) = match config.tls {
             BackupTls::Implicit => (0, address.port()),
             BackupTls::StartTls | BackupTls::NoTls => (address.port(), 0),
         };
-        let text = TEMPLATE
-            .replace("@ADDRESS@", &address.ip().to_string())
-            .replace("@POP3_PORT@", &pop3_port.to_string())
-            .replace("@POP3S_PORT@", &pop3s_port.to_string())
-            .replace("@BASE_DIR@", &base_dir.display().to_string())
-            .replace("@STATE_DIR@", &directory.join("state").display().to_string())
-            .replace("@INSTANCE@", &format!("homemx-backup-mx-{}-{instance}", std::process::id()))
-            .replace("@LOG@", &directory.join("dovecot.log").display().to_string())
-            .replace("@PASSWD@", &passwd.display().to_string())
-            .replace("@MAILDIR@", &maildir.display().to_string())
-            .replace("@UID@", &uid.to_string())
-            .replace("@GID@", &gid.to_string())
-            .replace("@TLS@", &tls);
-        std::fs::write(directory.join("dovecot.conf"), text)?;
-
-        let mut server = BackupMx {
-            config: config.clone(),
-            namespace: namespace.map(str::to_string),
-            directory,
-            base_dir,
-            own_base_dir,
-            maildir,
-            uid,
-            gid,
-            child: None,
-        };
-        server.run()?;
-        Ok(server)
-    }
-
-    /// Starts the master process and waits until the port listens.
-    fn run(&mut self) -> Result<()> {
-        let mut command = match &self.namespace {
-            Some(namespace) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", namespace, dovecot()]);
-                command
-            }
-            None => Command::new(dovecot()),
-        };
-        command.arg("-F").arg("-c").arg(self.directory.join("dovecot.conf"));
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(std::fs::OpenOptions::new().create(true).append(true).open(self.directory.join("stdout.txt"))?)
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(self.directory.join("stderr.txt"))?)
-            .spawn()
-            .map_err(|error| format!("cannot start dovecot (install dovecot-core dovecot-pop3d): {error}"))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if self.listening() {
-                return Ok(());
-            }
-            let exited = match self.child.as_mut() {
-                Some(child) => child.try_wait()?,
-                None => None,
-            };
-            if let Some(status) = exited {
-                self.child = None;
-                return Err(format!("dovecot exited before it listened ({status}): {}{}", self.stderr().trim(), self.log().trim()).into());
-            }
-            if Instant::now() > deadline {
-                self.stop();
-                return Err(format!("dovecot did not listen on {} within {READY_TIMEOUT:?}: {}", self.config.listen, self.log()).into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Whether a TCP socket listens on the configured address (checked with `ss`, inside the
-    /// namespace if any, so readiness costs no connection in Dovecot's log).
-    fn listening(&self) -> bool {
-        let mut command = match &self.namespace {
-            Some(namespace) => {
-                let mut command = Command::new("ip");
-                command.args(["netns", "exec", namespace, "ss"]);
-                command
-            }
-            None => Command::new("ss"),
-        };
-        let port = self.config.listen.rsplit(':').next().unwrap_or_default();
-        command.args(["-Hltn", &format!("sport = :{port}")]);
-        command
-            .output()
-            .map(|output| String::from_utf8_lossy(&output.stdout).split_whitespace().any(|field| field == self.config.listen))
-            .unwrap_or(false)
+        // Without TLS, any certificate given is not used.
+        let certificate = if config.tls == BackupTls::NoTls { None } else { config.certificate.clone() };
+        let service = Service::Pop3 { address: *address.ip(), pop3_port, pop3s_port, certificate };
+        let dovecot = Dovecot::start(namespace, service, &[(&config.user, &config.password)], directory)?;
+        Ok(BackupMx { config: config.clone(), dovecot })
     }
 
     /// The master's process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.dovecot.pid()
     }
 
     /// The configuration it runs with.
@@ -270,14 +106,15 @@ impl BackupMx {
         &self.config
     }
 
-    /// Its directory (dovecot.conf, passwd, dovecot.log, home/Maildir, state).
+    /// Its working directory under the system temp dir (dovecot.conf, passwd, dovecot.log,
+    /// home/Maildir, state, tls), removed on drop.
     pub fn directory(&self) -> &Path {
-        &self.directory
+        self.dovecot.directory()
     }
 
     /// The user's Maildir.
     pub fn maildir(&self) -> &Path {
-        &self.maildir
+        self.dovecot.maildir()
     }
 
     /// Puts `message` into the Maildir's `new/` (through `tmp/`, owned by the mail account)
@@ -291,11 +128,12 @@ impl BackupMx {
             std::process::id(),
             DELIVERIES.fetch_add(1, Ordering::Relaxed)
         );
-        let temporary = self.maildir.join("tmp").join(&name);
+        let temporary = self.maildir().join("tmp").join(&name);
         std::fs::write(&temporary, message)?;
         std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
-        chown(&temporary, self.uid, self.gid)?;
-        std::fs::rename(&temporary, self.maildir.join("new").join(&name))?;
+        let (uid, gid) = self.dovecot.mail_owner();
+        chown(&temporary, uid, gid)?;
+        std::fs::rename(&temporary, self.maildir().join("new").join(&name))?;
         Ok(name)
     }
 
@@ -304,7 +142,7 @@ impl BackupMx {
     pub fn remaining(&self) -> Vec<Vec<u8>> {
         let mut paths: Vec<PathBuf> = ["new", "cur"]
             .iter()
-            .flat_map(|folder| std::fs::read_dir(self.maildir.join(folder)).into_iter().flatten())
+            .flat_map(|folder| std::fs::read_dir(self.maildir().join(folder)).into_iter().flatten())
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| path.is_file())
             .collect();
@@ -314,12 +152,12 @@ impl BackupMx {
 
     /// Dovecot's log so far (master, login, auth and pop3 processes).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.directory.join("dovecot.log")).unwrap_or_default()
+        self.dovecot.log()
     }
 
     /// What the master wrote on stderr (start-up errors).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.directory.join("stderr.txt")).unwrap_or_default()
+        self.dovecot.stderr()
     }
 
     /// Successful POP3 logins (`pop3-login: Info: Login: user=<...>`).
@@ -365,39 +203,12 @@ impl BackupMx {
     /// Stops Dovecot and starts it again with the same configuration and Maildir (UIDLs
     /// survive: they are kept in the Maildir's `dovecot-uidlist`).
     pub fn restart(&mut self) -> Result<()> {
-        self.stop();
-        // Login processes may hold the listening socket a moment longer than the master.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.listening() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.run()
+        self.dovecot.restart()
     }
 
     /// Stops it: SIGTERM to the master's PID (it ends its children), then SIGKILL if it has
-    /// not exited within 5 s.
+    /// not exited within 5 s. Its files are removed when the value is dropped.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: signalling the process this harness started, by its PID.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for BackupMx {
-    fn drop(&mut self) {
-        self.stop();
-        if self.own_base_dir {
-            let _ = std::fs::remove_dir_all(&self.base_dir);
-        }
+        self.dovecot.stop();
     }
 }

@@ -8,6 +8,7 @@
 //! that namespace. Nothing is sent to any other address.
 
 pub mod backup_mx;
+mod dovecot;
 pub mod firmware;
 pub mod flash_image;
 pub mod gdb;
@@ -15,7 +16,9 @@ pub mod log;
 pub mod machine;
 pub mod network;
 pub mod owner;
+pub mod peer_directory;
 pub mod peers;
+pub mod postfix_smarthost;
 pub mod provider;
 pub mod qmp;
 

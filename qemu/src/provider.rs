@@ -290,7 +290,7 @@ pub struct Leaf {
     pub certificate: PathBuf,
     /// Certificate followed by the CA's (PEM), what servers present.
     pub chain: PathBuf,
-    /// The private key (PEM, P-256).
+    /// The private key (PEM, of the CA's [`CertificateKind`]).
     pub key: PathBuf,
     /// The certificate (DER).
     pub der: PathBuf,
@@ -298,7 +298,69 @@ pub struct Leaf {
     pub spki_sha256: [u8; 32],
 }
 
-/// A throw-away CA (`qemu/peers/test_ca.py`, openssl): P-256, SHA-256, valid now-1d..now+1y.
+/// The keys and signatures of a [`TestCa`] (the CA's key, every leaf's key, and the CA's
+/// signature on them), the kinds a real provider's chain comes in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateKind {
+    /// ECDSA P-256 keys, ECDSA-SHA256 signatures (what [`TestCa::create`] makes).
+    EcdsaP256,
+    /// ECDSA P-384 keys, ECDSA-SHA384 signatures.
+    EcdsaP384,
+    /// RSA-2048 keys, sha256WithRSAEncryption (PKCS#1 v1.5) signatures.
+    Rsa2048,
+    /// RSA-2048 keys, RSASSA-PSS signatures (SHA-256, MGF1-SHA-256, 32-byte salt).
+    Rsa2048PssSignatures,
+    /// RSA-4096 keys, sha256WithRSAEncryption signatures.
+    Rsa4096,
+}
+
+impl CertificateKind {
+    /// Every kind.
+    pub const ALL: [CertificateKind; 5] =
+        [Self::EcdsaP256, Self::EcdsaP384, Self::Rsa2048, Self::Rsa2048PssSignatures, Self::Rsa4096];
+
+    /// A short name for directories and messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa2048PssSignatures => "rsa-2048-pss-ca",
+            Self::Rsa4096 => "rsa-4096",
+        }
+    }
+
+    /// `test_ca.py`'s `--key-type` and `--ca-signature`.
+    fn arguments(self) -> [&'static str; 4] {
+        let (key_type, signature) = match self {
+            Self::EcdsaP256 => ("p256", "default"),
+            Self::EcdsaP384 => ("p384", "default"),
+            Self::Rsa2048 => ("rsa2048", "default"),
+            Self::Rsa2048PssSignatures => ("rsa2048", "pss"),
+            Self::Rsa4096 => ("rsa4096", "default"),
+        };
+        ["--key-type", key_type, "--ca-signature", signature]
+    }
+
+    /// Whether the keys are RSA.
+    pub fn is_rsa(self) -> bool {
+        matches!(self, Self::Rsa2048 | Self::Rsa2048PssSignatures | Self::Rsa4096)
+    }
+
+    /// How OpenSSL names the server's handshake signature in a TLS 1.3 log line (Postfix's
+    /// `server-signature ...`): RSA keys sign with RSA-PSS in TLS 1.3.
+    pub fn openssl_server_signature(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ECDSA (prime256v1)",
+            Self::EcdsaP384 => "ECDSA (secp384r1)",
+            Self::Rsa2048 | Self::Rsa2048PssSignatures => "RSA-PSS (2048 bits)",
+            Self::Rsa4096 => "RSA-PSS (4096 bits)",
+        }
+    }
+}
+
+/// A throw-away CA (`qemu/peers/test_ca.py`, openssl), valid now-1d..now+1y: P-256 and SHA-256
+/// unless made with [`TestCa::create_of_kind`].
 #[derive(Clone, Debug)]
 pub struct TestCa {
     /// Where its files are.
@@ -332,8 +394,20 @@ impl TestCa {
 
     /// Creates the CA with CA-signed leaves for `names` (plus the wrong-name and self-signed ones).
     pub fn create_for(directory: &Path, names: &[&str]) -> Result<Self> {
+        Self::run_script(directory, names, &[])
+    }
+
+    /// Creates a CA of `kind` with CA-signed leaves of `kind` for `names` only (no wrong-name or
+    /// self-signed leaf: RSA-4096 keys take seconds each).
+    pub fn create_of_kind(directory: &Path, names: &[&str], kind: CertificateKind) -> Result<Self> {
+        let mut arguments = vec!["--wrong-name", "", "--self-signed", ""];
+        arguments.extend(kind.arguments());
+        Self::run_script(directory, names, &arguments)
+    }
+
+    fn run_script(directory: &Path, names: &[&str], arguments: &[&str]) -> Result<Self> {
         let mut command = Command::new(python());
-        command.arg(peer_script("test_ca.py")).arg(directory);
+        command.arg(peer_script("test_ca.py")).arg(directory).args(arguments);
         for name in names {
             command.args(["--name", name]);
         }

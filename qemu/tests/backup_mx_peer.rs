@@ -12,7 +12,7 @@ use std::time::Duration;
 use homemx_qemu::backup_mx::{BackupMx, BackupMxConfig, BackupTls};
 use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{IsolatedNetwork, WAN_CLIENT};
-use homemx_qemu::provider::{self, TestCa, POP_NAME};
+use homemx_qemu::provider::{self, CertificateKind, TestCa, POP_NAME};
 use serde_json::Value;
 
 const USER: &str = "alice@example.net";
@@ -88,6 +88,7 @@ def connect(result, tls12=False):
                 result["stls"] = error(e)
     if mode != "notls":
         result["version"] = client.sock.version()
+        result["certificate"] = base64.b64encode(client.sock.getpeercert(True)).decode()
     return client
 result = {}
 if action == "tls12":
@@ -120,7 +121,12 @@ print(json.dumps(result))
 "#;
 
 fn pop3(action: &str, mode: &str, port: u16, user: &str, password: &str) -> Value {
-    let ca = path(&test_ca().ca_certificate).to_string();
+    pop3_trusting(&test_ca().ca_certificate, action, mode, port, user, password)
+}
+
+/// [`pop3`] verifying the server against the CA certificate `ca`.
+fn pop3_trusting(ca: &Path, action: &str, mode: &str, port: u16, user: &str, password: &str) -> Value {
+    let ca = path(ca).to_string();
     let output = Command::new(provider::python())
         .arg("-c")
         .arg(POP3_CLIENT)
@@ -152,7 +158,8 @@ fn uidls(value: &Value) -> Vec<String> {
 fn start(label: &str, tls: BackupTls) -> BackupMx {
     let mut directory = new_run_directory(label).unwrap();
     if tls == BackupTls::NoTls {
-        // Deep enough that Dovecot's sockets would pass 108 bytes: base_dir moves to /tmp.
+        // Deep enough that Dovecot's sockets would pass 108 bytes there: its files are in the
+        // system temp dir anyway.
         directory = directory.join("a-directory-name-long-enough-to-push-unix-socket-paths-past-their-limit");
     }
     let mut config = BackupMxConfig::new(format!("127.0.0.1:{}", free_port()), tls, USER, PASSWORD);
@@ -255,11 +262,11 @@ fn plaintext_mode_offers_no_stls() {
         server.wait_for_log("Password mismatch", Duration::from_secs(5)).unwrap();
         assert_eq!((server.logins(), server.failed_logins()), (1, 1), "{}", server.log());
         assert_eq!(server.remaining(), vec![SECOND.to_vec()]);
-        let base_dir = format!("/tmp/homemx-dovecot-{}-", std::process::id());
-        let short = |path: &std::fs::DirEntry| path.path().to_string_lossy().starts_with(&base_dir);
-        assert!(std::fs::read_dir("/tmp").unwrap().flatten().any(|entry| short(&entry)), "short base_dir in /tmp");
+        let working = server.directory().to_path_buf();
+        assert!(working.starts_with(std::fs::canonicalize(std::env::temp_dir()).unwrap()), "files in the temp dir: {}", working.display());
+        assert!(working.join("passwd").is_file() && working.join("base").is_dir());
         drop(server);
-        assert!(!std::fs::read_dir("/tmp").unwrap().flatten().any(|entry| short(&entry)), "short base_dir removed");
+        assert!(!working.exists(), "its directory is removed after drop");
     }
 }
 
@@ -307,4 +314,29 @@ fn refuses_addresses_off_loopback_and_tls_without_certificate() {
     assert!(BackupMx::start(None, &config, &directory).is_err(), "TLS without a certificate");
     let config = BackupMxConfig::new("127.0.0.1:11995", BackupTls::NoTls, "a:b", PASSWORD);
     assert!(BackupMx::start(None, &config, &directory).is_err(), "a user name with ':'");
+}
+
+/// The test chooses the certificate: every kind a provider's chain comes in (ECDSA P-256 and
+/// P-384, RSA-2048 signed with PKCS#1 v1.5 or PSS, RSA-4096) is served over TLS 1.3 in both TLS
+/// modes, verifies against its own CA, and is exactly the leaf the test issued.
+#[test]
+fn serves_every_certificate_kind_the_test_chooses() {
+    if !is_root() {
+        return;
+    }
+    let directory = new_run_directory("backup-mx-kinds").unwrap();
+    for (index, kind) in CertificateKind::ALL.into_iter().enumerate() {
+        let ca = TestCa::create_of_kind(&directory.join(kind.label()), &[POP_NAME], kind).expect("test CA");
+        let leaf = ca.leaf(POP_NAME).unwrap();
+        let (tls, mode) = if index % 2 == 0 { (BackupTls::Implicit, "implicit") } else { (BackupTls::StartTls, "starttls") };
+        let config = BackupMxConfig::new(format!("127.0.0.1:{}", free_port()), tls, USER, PASSWORD).with_certificate(leaf);
+        let server = BackupMx::start(None, &config, &directory.join(format!("dovecot-{}", kind.label()))).expect("Dovecot starts");
+        server.deliver(SECOND).unwrap();
+        let result = pop3_trusting(&ca.ca_certificate, "uidl", mode, port(&server), USER, PASSWORD);
+        eprintln!("{}: {result}", kind.label());
+        assert_eq!(result["version"], "TLSv1.3", "{}: {result}", kind.label());
+        assert_eq!(decode_base64(result["certificate"].as_str().unwrap()), std::fs::read(&leaf.der).unwrap(), "{}: the chosen leaf", kind.label());
+        assert_eq!(uidls(&result["uidl"]).len(), 1, "{}: {result}", kind.label());
+        assert_eq!(server.logins(), 1, "{}", server.log());
+    }
 }
