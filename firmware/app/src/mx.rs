@@ -17,7 +17,7 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpAddress, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_time::Duration;
+use embassy_time::{Duration, Instant};
 use embedded_io_async::Write as _;
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
 use homemx_smtp::{
@@ -232,6 +232,40 @@ async fn send_output(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>
     true
 }
 
+/// What waiting for client bytes brought.
+enum Received {
+    /// Bytes were read into the session's receive buffer.
+    Octets(usize),
+    /// The session's deadline passed first.
+    DeadlinePassed,
+    /// The client closed the connection (FIN) or it broke (reset): the session is over. Never
+    /// "no bytes yet": reading again would return at once, and the loop would spin the executor.
+    ConnectionEnded,
+}
+
+/// Reads client bytes into the session's receive buffer until the session's deadline.
+async fn receive(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) -> Received {
+    let deadline = session.deadline();
+    let buffer = session.receive_buffer();
+    if buffer.is_empty() {
+        // The session polls its input before it asks for more, so this is a bug; ending the
+        // session is the one answer that cannot spin.
+        defmt::error!("mx: session input full while waiting for input");
+        return Received::ConnectionEnded;
+    }
+    let read = match deadline {
+        Some(deadline) => match embassy_time::with_deadline(Instant::from_millis(deadline), socket.read(buffer)).await {
+            Ok(read) => read,
+            Err(_) => return Received::DeadlinePassed,
+        },
+        None => socket.read(buffer).await,
+    };
+    match read {
+        Ok(0) | Err(_) => Received::ConnectionEnded,
+        Ok(count) => Received::Octets(count),
+    }
+}
+
 async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
     let lan = is_lan_client(client);
     let (host_name, message_size, lan_recipients) = MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
@@ -256,11 +290,15 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
             if session.is_closed() {
                 break;
             }
-            let count = match socket.read(session.receive_buffer()).await {
-                Ok(count) => count,
-                Err(_) => 0,
-            };
-            session.received(count, now());
+            match receive(socket, &mut session).await {
+                Received::Octets(count) => session.received(count, now()),
+                // The next poll answers `421 4.4.2` and closes.
+                Received::DeadlinePassed => {}
+                Received::ConnectionEnded => {
+                    defmt::info!("mx[{}]: session {=u64}: the client closed the connection", task_number, session_id);
+                    break;
+                }
+            }
             continue;
         };
         match event {
