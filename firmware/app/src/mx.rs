@@ -20,6 +20,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Duration, Instant};
 use embedded_io_async::Write as _;
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
+use homemx_smtp::quota::{HourlyQuota, QuotaDecision};
 use homemx_smtp::{
     CommitResult, ConnectionCounter, ConnectionInfo, Event, ForwardPath, Limits, ReversePath, ServerConfig,
     ServerSession,
@@ -39,7 +40,8 @@ pub const SUBMISSION_PORT: u16 = 587;
 pub const MX_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 4 };
 /// Sessions served at once on port 587.
 pub const SUBMISSION_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 2 };
-/// LAN clients whose hourly quota is tracked at once (the oldest window is dropped beyond).
+/// LAN clients whose hourly quota is tracked at once (more are refused with `450` until a
+/// window ends).
 const QUOTA_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.
 const SESSIONS_PER_CLIENT: u16 = 2;
@@ -49,35 +51,29 @@ static CONNECTIONS: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_
     Mutex::new(RefCell::new(ConnectionCounter::new(MX_SESSIONS as u16, SESSIONS_PER_CLIENT)));
 static SESSION_NUMBER: AtomicU32 = AtomicU32::new(1);
 
-/// Per LAN client: (address, start of its hour in uptime seconds, messages sent in it).
-static QUOTA: Mutex<CriticalSectionRawMutex, RefCell<heapless::Vec<(IpAddr, u64, u16), QUOTA_CLIENTS>>> =
-    Mutex::new(RefCell::new(heapless::Vec::new()));
+/// The hourly message quota of the LAN clients.
+static QUOTA: Mutex<CriticalSectionRawMutex, RefCell<HourlyQuota<QUOTA_CLIENTS>>> = Mutex::new(RefCell::new(HourlyQuota::new()));
 
-/// Whether `client` may submit another message this hour (`count`: and counts it).
-fn quota_allows(client: IpAddr, limit: u16, count: bool) -> bool {
+/// Whether `client` may submit another message this hour.
+fn quota_allows(client: IpAddr, limit: u16) -> bool {
     let now = crate::network::uptime_seconds();
-    QUOTA.lock(|table| {
-        let mut table = table.borrow_mut();
-        table.retain(|(_, start, _)| now.saturating_sub(*start) < 3600);
-        let position = match table.iter().position(|(address, _, _)| *address == client) {
-            Some(position) => position,
-            None => {
-                if table.is_full() {
-                    table.remove(0);
-                }
-                let _ = table.push((client, now, 0));
-                table.len() - 1
-            }
-        };
-        let entry = &mut table[position];
-        if entry.2 >= limit {
-            return false;
+    match QUOTA.lock(|quota| quota.borrow_mut().check(client, limit, now)) {
+        QuotaDecision::Allowed => true,
+        // The session's refusal event logs it.
+        QuotaDecision::Exhausted => false,
+        QuotaDecision::TableFull => {
+            crate::event_warning!("submission: {} refused, the hourly quota of {} other LAN clients is running", client, QUOTA_CLIENTS);
+            false
         }
-        if count {
-            entry.2 += 1;
-        }
-        true
-    })
+    }
+}
+
+/// Counts a message `client` submitted against its hourly quota.
+fn count_for_quota(client: IpAddr) {
+    let now = crate::network::uptime_seconds();
+    if !QUOTA.lock(|quota| quota.borrow_mut().record(client, now)) {
+        crate::event_warning!("submission: a message from {} could not be counted (quota table full)", client);
+    }
 }
 
 fn is_lan_client(client: IpAddr) -> bool {
@@ -97,7 +93,7 @@ impl SessionPolicy for DevicePolicy {
             let limit = MAIL_SETTINGS.lock(|cell| {
                 cell.borrow().as_ref().map_or(crate::mail_settings::DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR, |settings| settings.messages_per_client_per_hour)
             });
-            if !quota_allows(client.address, limit, false) {
+            if !quota_allows(client.address, limit) {
                 return SenderDecision::QuotaExceeded;
             }
         }
@@ -395,8 +391,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
         Some(stores) if !transaction.failed => match stores.spool.commit(writer).await {
             Ok(commit) => {
                 if lan {
-                    let limit = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().map_or(0, |settings| settings.messages_per_client_per_hour));
-                    quota_allows(client, limit, true);
+                    count_for_quota(client);
                     crate::mail_status::update(|status| status.submitted += 1);
                 } else {
                     crate::mail_status::update(|status| status.received += 1);
