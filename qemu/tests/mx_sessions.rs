@@ -14,6 +14,11 @@ use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, WAN_CLIENT};
 use homemx_qemu::owner::{write_configuration, Owner};
 use homemx_qemu::peers::{assert_short_polls, connect_from, health, send_mail};
 
+/// A second WAN client (added to the namespace by the test).
+const SECOND_WAN_CLIENT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 11);
+/// Connections in the burst.
+const BURST: usize = 64;
+
 const MESSAGE: &[u8] = b"From: Someone <someone@remote.test>\r\nTo: Alice <alice@example.org>\r\nSubject: after the hang-ups\r\n\r\nhello\r\n";
 
 fn code(reply: &serde_json::Value) -> u64 {
@@ -51,8 +56,13 @@ fn hang_ups_bursts_and_slot_holders_never_stall_or_lock_out() {
     let config = MachineConfig::on_network(elf, flash, &network);
     let machine = Machine::start(&config, &directory).expect("QEMU starts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    health(&network).expect("/health answers");
+    let (booted, _) = health(&network).expect("/health answers");
     Owner::at(&directory).provision();
+    let (provisioned, _) = health(&network).expect("/health answers");
+    eprintln!(
+        "longest task poll: {} µs after boot, {} µs after provisioning",
+        booted["longest_poll_microseconds"], provisioned["longest_poll_microseconds"]
+    );
     let send = |source, server: String| {
         send_mail(&namespace, source, server, "someone@remote.test", &["alice@example.org"], &directory.join("message.eml"), false)
             .expect("smtp client runs")
@@ -78,8 +88,55 @@ fn hang_ups_bursts_and_slot_holders_never_stall_or_lock_out() {
     }
     let reply = send(WAN_CLIENT, APPLIANCE.to_string());
     assert_eq!(code(&reply["data"]), 250, "a message right after the hang-ups: {reply}");
-    let _ = LAN_CLIENT;
-    let _ = connect_and_read_line;
+
+    // Finding 6: two WAN clients hold all four port-25 sessions; the next WAN client gets
+    // `421` from the spare listener (not a reset), and the LAN still submits on 587.
+    network.add_client_address(SECOND_WAN_CLIENT).unwrap();
+    let mut holders = Vec::new();
+    for source in [WAN_CLIENT, WAN_CLIENT, SECOND_WAN_CLIENT, SECOND_WAN_CLIENT] {
+        let (stream, line) = connect_and_read_line(&network, source, 25);
+        let line = line.expect("banner");
+        assert!(line.starts_with("220 "), "a holder's banner: {line}");
+        holders.push(stream);
+    }
+    for holder in &mut holders {
+        holder.write_all(b"EHLO holder.test\r\nNOOP\r\n").unwrap();
+    }
+    let (_, line) = connect_and_read_line(&network, WAN_CLIENT, 25);
+    let line = line.expect("an SMTP answer while every session is taken, not a reset");
+    assert!(line.starts_with("421 4.7.0 "), "the spare listener answers: {line}");
+    let reply = send(LAN_CLIENT, format!("{APPLIANCE}:587"));
+    assert_eq!(code(&reply["data"]), 250, "LAN submission while WAN clients hold every MX session: {reply}");
+    drop(holders);
+
+    // A burst of 64 connections from one address: every one gets an SMTP answer (its first
+    // two sessions 220, the rest 421), not a TCP reset.
+    let lines = network
+        .run_inside(|| {
+            let connections: Vec<_> = (0..BURST)
+                .map(|_| {
+                    std::thread::spawn(|| -> Result<(TcpStream, String), String> {
+                        let stream = connect_from(WAN_CLIENT, SocketAddrV4::new(APPLIANCE, 25), Duration::from_secs(60))
+                            .map_err(|error| format!("connect: {error}"))?;
+                        let mut line = String::new();
+                        BufReader::new(&stream).read_line(&mut line).map_err(|error| format!("read: {error} ({:?})", error.kind()))?;
+                        Ok((stream, line))
+                    })
+                })
+                .collect();
+            let results: Vec<_> = connections.into_iter().map(|thread| thread.join().unwrap()).collect();
+            results.into_iter().map(|result| result.map(|(_, line)| line)).collect::<Vec<_>>()
+        })
+        .unwrap();
+    let greeted = lines.iter().filter(|line| line.as_ref().is_ok_and(|line| line.starts_with("220 "))).count();
+    let refused = lines.iter().filter(|line| line.as_ref().is_ok_and(|line| line.starts_with("421 4.7.0 "))).count();
+    let failures: Vec<_> = lines.iter().filter_map(|line| line.as_ref().err()).collect();
+    eprintln!("burst of {BURST}: {greeted} × 220, {refused} × 421, {} failed: {failures:?}", failures.len());
+    assert!(failures.is_empty(), "every connection of the burst gets an SMTP answer: {failures:?}");
+    assert_eq!(greeted + refused, BURST, "{lines:?}");
+    assert_health_prompt(&network, "after the burst");
+    let reply = send(WAN_CLIENT, APPLIANCE.to_string());
+    assert_eq!(code(&reply["data"]), 250, "a message right after the burst: {reply}");
 
     assert_short_polls(&network);
 }

@@ -75,6 +75,8 @@ async fn main(spawner: Spawner) {
     for task_number in 0..mx::SUBMISSION_SESSIONS {
         spawner.spawn(mx::submission_task(stack, task_number as u8).unwrap());
     }
+    spawner.spawn(mx::spare_listener_task(stack, mx::SMTP_PORT).unwrap());
+    spawner.spawn(mx::spare_listener_task(stack, mx::SUBMISSION_PORT).unwrap());
     resolver::init(random.derive()).await;
     spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
     spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());

@@ -17,12 +17,14 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpAddress, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::signal::Signal;
+use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 use embedded_io_async::Write as _;
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
 use homemx_smtp::quota::{HourlyQuota, QuotaDecision};
 use homemx_smtp::{
-    CommitResult, ConnectionCounter, ConnectionInfo, Event, ForwardPath, Limits, ReversePath, ServerConfig,
+    CommitResult, ConnectionCounter, ConnectionInfo, ConnectionRefusal, Event, ForwardPath, Limits, ReversePath, ServerConfig,
     ServerSession,
 };
 use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
@@ -47,8 +49,55 @@ const QUOTA_CLIENTS: usize = 16;
 const SESSIONS_PER_CLIENT: u16 = 2;
 const ADDRESS_CAPACITY: usize = 256;
 
-static CONNECTIONS: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>> =
-    Mutex::new(RefCell::new(ConnectionCounter::new(MX_SESSIONS as u16, SESSIONS_PER_CLIENT)));
+/// The session slots of one port and the signal its spare listener waits on.
+struct SessionPool {
+    counter: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>>,
+    changed: Signal<CriticalSectionRawMutex, ()>,
+}
+
+impl SessionPool {
+    const fn new(sessions: usize) -> Self {
+        SessionPool {
+            counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))),
+            changed: Signal::new(),
+        }
+    }
+
+    fn try_open(&self, client: IpAddr) -> Result<(), ConnectionRefusal> {
+        let result = self.counter.lock(|counter| counter.borrow_mut().try_open(client));
+        self.changed.signal(());
+        result
+    }
+
+    fn close(&self, client: IpAddr) {
+        self.counter.lock(|counter| counter.borrow_mut().close(client));
+        self.changed.signal(());
+    }
+
+    fn is_full(&self) -> bool {
+        self.counter.lock(|counter| counter.borrow().is_full())
+    }
+
+    /// Waits until every slot is taken (`full`) or one is free (`!full`).
+    async fn wait_until_full(&self, full: bool) {
+        while self.is_full() != full {
+            self.changed.wait().await;
+        }
+    }
+}
+
+/// Port 25's slots (the WAN's MX and LAN clients on 25) and the submission port's: separate,
+/// so that clients holding every MX session cannot lock the LAN out of submission.
+static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS);
+static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS);
+
+fn pool(port: u16) -> &'static SessionPool {
+    if port == SUBMISSION_PORT {
+        &SUBMISSION_POOL
+    } else {
+        &MX_POOL
+    }
+}
 static SESSION_NUMBER: AtomicU32 = AtomicU32::new(1);
 
 /// The hourly message quota of the LAN clients.
@@ -183,6 +232,34 @@ pub async fn submission_task(stack: Stack<'static>, task_number: u8) -> ! {
     listen(stack, SUBMISSION_PORT, task_number).await
 }
 
+/// The spare listener of `port`: while every session slot of the port is taken it accepts
+/// the next client, answers `421 4.7.0` and closes, so that a busy MX answers in SMTP rather
+/// than with a TCP reset. It does not listen while a slot is free (the sessions' listeners
+/// take the client then).
+#[embassy_executor::task(pool_size = 2)]
+pub async fn spare_listener_task(stack: Stack<'static>, port: u16) -> ! {
+    let mut receive_buffer = [0u8; 64];
+    let mut transmit_buffer = [0u8; 128];
+    let pool = pool(port);
+    loop {
+        pool.wait_until_full(true).await;
+        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+        socket.set_timeout(Some(Duration::from_secs(10)));
+        match select(socket.accept(port), pool.wait_until_full(false)).await {
+            Either::First(Ok(())) => {
+                if let Some(peer) = socket.remote_endpoint() {
+                    crate::event_warning!("mx: refused {} on port {} ({:?})", peer.addr, port, ConnectionRefusal::TooManySessions);
+                }
+                let _ = socket.write_all(ConnectionRefusal::TooManySessions.reply()).await;
+                crate::network::release(&mut socket).await;
+            }
+            Either::First(Err(_)) => socket.abort(),
+            // A slot is free again: its listener takes the next client.
+            Either::Second(()) => socket.abort(),
+        }
+    }
+}
+
 async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
     let mut receive_buffer = [0u8; 2048];
     let mut transmit_buffer = [0u8; 1024];
@@ -203,15 +280,14 @@ async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
             crate::network::release(&mut socket).await;
             continue;
         }
-        let admitted = CONNECTIONS.lock(|counter| counter.borrow_mut().try_open(client));
-        match admitted {
+        match pool(port).try_open(client) {
             Err(refusal) => {
-                crate::event_warning!("mx: refused {} (too many sessions)", peer.addr);
+                crate::event_warning!("mx: refused {} on port {} ({:?})", peer.addr, port, refusal);
                 let _ = socket.write_all(refusal.reply()).await;
             }
             Ok(()) => {
                 serve(&mut socket, client, task_number).await;
-                CONNECTIONS.lock(|counter| counter.borrow_mut().close(client));
+                pool(port).close(client);
             }
         }
         crate::network::release(&mut socket).await;
