@@ -14,11 +14,11 @@ use core::net::IpAddr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use embassy_net::tcp::TcpSocket;
+use embassy_executor::Spawner;
 use embassy_net::{IpAddress, Stack};
+use static_cell::ConstStaticCell;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_sync::signal::Signal;
-use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 use embedded_io_async::Write as _;
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
@@ -49,40 +49,22 @@ const QUOTA_CLIENTS: usize = 16;
 const SESSIONS_PER_CLIENT: u16 = 2;
 const ADDRESS_CAPACITY: usize = 256;
 
-/// The session slots of one port and the signal its spare listener waits on.
+/// The session slots of one port.
 struct SessionPool {
     counter: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>>,
-    changed: Signal<CriticalSectionRawMutex, ()>,
 }
 
 impl SessionPool {
     const fn new(sessions: usize) -> Self {
-        SessionPool {
-            counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))),
-            changed: Signal::new(),
-        }
+        SessionPool { counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))) }
     }
 
     fn try_open(&self, client: IpAddr) -> Result<(), ConnectionRefusal> {
-        let result = self.counter.lock(|counter| counter.borrow_mut().try_open(client));
-        self.changed.signal(());
-        result
+        self.counter.lock(|counter| counter.borrow_mut().try_open(client))
     }
 
     fn close(&self, client: IpAddr) {
         self.counter.lock(|counter| counter.borrow_mut().close(client));
-        self.changed.signal(());
-    }
-
-    fn is_full(&self) -> bool {
-        self.counter.lock(|counter| counter.borrow().is_full())
-    }
-
-    /// Waits until every slot is taken (`full`) or one is free (`!full`).
-    async fn wait_until_full(&self, full: bool) {
-        while self.is_full() != full {
-            self.changed.wait().await;
-        }
     }
 }
 
@@ -222,55 +204,75 @@ fn client_address(address: IpAddress) -> IpAddr {
     }
 }
 
-#[embassy_executor::task(pool_size = MX_SESSIONS)]
-pub async fn mx_task(stack: Stack<'static>, task_number: u8) -> ! {
-    listen(stack, SMTP_PORT, task_number).await
-}
+/// How long a refused client has to close after our `421` before the connection is reset.
+const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 
-#[embassy_executor::task(pool_size = SUBMISSION_SESSIONS)]
-pub async fn submission_task(stack: Stack<'static>, task_number: u8) -> ! {
-    listen(stack, SUBMISSION_PORT, task_number).await
-}
+/// Octets a session listener buffers from and for its client.
+const SESSION_RECEIVE_BUFFER: usize = 2048;
+const SESSION_TRANSMIT_BUFFER: usize = 1024;
 
-/// The spare listener of `port`: while every session slot of the port is taken it accepts
-/// the next client, answers `421 4.7.0` and closes, so that a busy MX answers in SMTP rather
-/// than with a TCP reset. It does not listen while a slot is free (the sessions' listeners
-/// take the client then).
-#[embassy_executor::task(pool_size = 2)]
-pub async fn spare_listener_task(stack: Stack<'static>, port: u16) -> ! {
-    let mut receive_buffer = [0u8; 64];
-    let mut transmit_buffer = [0u8; 128];
-    let pool = pool(port);
-    loop {
-        pool.wait_until_full(true).await;
-        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
-        socket.set_timeout(Some(Duration::from_secs(10)));
-        match select(socket.accept(port), pool.wait_until_full(false)).await {
-            Either::First(Ok(())) => {
-                if let Some(peer) = socket.remote_endpoint() {
-                    crate::event_warning!("mx: refused {} on port {} ({:?})", peer.addr, port, ConnectionRefusal::TooManySessions);
-                }
-                let _ = socket.write_all(ConnectionRefusal::TooManySessions.reply()).await;
-                crate::network::release(&mut socket).await;
-            }
-            Either::First(Err(_)) => socket.abort(),
-            // A slot is free again: its listener takes the next client.
-            Either::Second(()) => socket.abort(),
-        }
+type SessionBuffers = [([u8; SESSION_RECEIVE_BUFFER], [u8; SESSION_TRANSMIT_BUFFER]); MX_SESSIONS + SUBMISSION_SESSIONS];
+type SpareBuffers = [([u8; 64], [u8; 128]); SPARE_LISTENERS];
+
+static SESSION_BUFFERS: ConstStaticCell<SessionBuffers> =
+    ConstStaticCell::new([([0; SESSION_RECEIVE_BUFFER], [0; SESSION_TRANSMIT_BUFFER]); MX_SESSIONS + SUBMISSION_SESSIONS]);
+static SPARE_BUFFERS: ConstStaticCell<SpareBuffers> = ConstStaticCell::new([([0; 64], [0; 128]); SPARE_LISTENERS]);
+
+/// Spare listeners of port 25: they take the clients that arrive while every session listener
+/// of the port is busy (serving, or refusing a client over its limit), answer `421 4.7.0` and
+/// close, so that a busy MX answers in SMTP rather than with a TCP reset. A burst beyond them
+/// waits for its SYN's retry (the resets are dropped, see [`crate::network`]). About 700 bytes
+/// of RAM each.
+const MX_SPARE_LISTENERS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 8 };
+/// Spare listeners of the submission port (the LAN's few clients).
+const SUBMISSION_SPARE_LISTENERS: usize = 1;
+/// All spare listeners.
+pub const SPARE_LISTENERS: usize = MX_SPARE_LISTENERS + SUBMISSION_SPARE_LISTENERS;
+
+/// Creates the listening sockets of the mail ports and spawns their tasks. Called before
+/// anything else uses the stack: smoltcp gives a new connection to the first listening socket
+/// in its table, so the session listeners, created first, are always preferred to the spares.
+pub fn spawn_listeners(spawner: Spawner, stack: Stack<'static>) {
+    let (mx_buffers, submission_buffers) = SESSION_BUFFERS.take().split_at_mut(MX_SESSIONS);
+    for (task_number, (receive, transmit)) in mx_buffers.iter_mut().enumerate() {
+        spawner.spawn(mx_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
+    }
+    for (task_number, (receive, transmit)) in submission_buffers.iter_mut().enumerate() {
+        spawner.spawn(submission_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
+    }
+    for (index, (receive, transmit)) in SPARE_BUFFERS.take().iter_mut().enumerate() {
+        let port = if index < MX_SPARE_LISTENERS { SMTP_PORT } else { SUBMISSION_PORT };
+        spawner.spawn(spare_listener_task(TcpSocket::new(stack, receive, transmit), port).unwrap());
     }
 }
 
-async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
-    let mut receive_buffer = [0u8; 2048];
-    let mut transmit_buffer = [0u8; 1024];
+#[embassy_executor::task(pool_size = MX_SESSIONS)]
+async fn mx_task(socket: TcpSocket<'static>, task_number: u8) -> ! {
+    listen(socket, SMTP_PORT, task_number).await
+}
+
+#[embassy_executor::task(pool_size = SUBMISSION_SESSIONS)]
+async fn submission_task(socket: TcpSocket<'static>, task_number: u8) -> ! {
+    listen(socket, SUBMISSION_PORT, task_number).await
+}
+
+/// A spare listener of `port` (see [`MX_SPARE_LISTENERS`]).
+#[embassy_executor::task(pool_size = SPARE_LISTENERS)]
+async fn spare_listener_task(mut socket: TcpSocket<'static>, port: u16) -> ! {
     loop {
-        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
-        socket.set_timeout(Some(Duration::from_secs(310)));
-        if socket.accept(port).await.is_err() {
+        let Some(peer) = accept(&mut socket, port, Duration::from_secs(10)).await else {
             continue;
-        }
-        let Some(peer) = socket.remote_endpoint() else {
-            socket.abort();
+        };
+        crate::event_warning!("mx: refused {} on port {} ({:?})", peer.addr, port, ConnectionRefusal::TooManySessions);
+        let _ = socket.write_all(ConnectionRefusal::TooManySessions.reply()).await;
+        crate::network::release_after_answer(&mut socket, REFUSAL_GRACE).await;
+    }
+}
+
+/// Serves `port` with `socket` (for the task's life: it keeps its place in the stack's table).
+async fn listen(mut socket: TcpSocket<'static>, port: u16, task_number: u8) -> ! {
+    loop {
+        let Some(peer) = accept(&mut socket, port, Duration::from_secs(310)).await else {
             continue;
         };
         let client = client_address(peer.addr);
@@ -284,6 +286,8 @@ async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
             Err(refusal) => {
                 crate::event_warning!("mx: refused {} on port {} ({:?})", peer.addr, port, refusal);
                 let _ = socket.write_all(refusal.reply()).await;
+                crate::network::release_after_answer(&mut socket, REFUSAL_GRACE).await;
+                continue;
             }
             Ok(()) => {
                 serve(&mut socket, client, task_number).await;
@@ -292,6 +296,23 @@ async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
         }
         crate::network::release(&mut socket).await;
     }
+}
+
+/// Listens on `port` with `socket` (closed) until a client connects; `None` (the socket
+/// released again) when that failed.
+async fn accept(socket: &mut TcpSocket<'_>, port: u16, timeout: Duration) -> Option<embassy_net::IpEndpoint> {
+    socket.set_timeout(Some(timeout));
+    if socket.accept(port).await.is_err() {
+        // The socket was not closed: close it, and wait a moment rather than spin on it.
+        crate::network::release(socket).await;
+        embassy_time::Timer::after_millis(10).await;
+        return None;
+    }
+    let peer = socket.remote_endpoint();
+    if peer.is_none() {
+        crate::network::release(socket).await;
+    }
+    peer
 }
 
 async fn send_output(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) -> bool {

@@ -14,9 +14,9 @@ use static_cell::StaticCell;
 
 use crate::bsp;
 
-/// Sockets the stack can hold: DHCP, HTTP ×3, UDP echo, MX ×4 and its spare listener,
-/// submission ×2 and its spare listener, delivery, DNS, SNTP, and one spare.
-const SOCKET_COUNT: usize = 18;
+/// Sockets the stack can hold: DHCP, HTTP ×3, UDP echo, MX ×4, submission ×2, delivery,
+/// DNS, SNTP, one spare, and the mail ports' spare listeners.
+const SOCKET_COUNT: usize = 16 + crate::mx::SPARE_LISTENERS;
 
 type NetworkDriver = <bsp::Parts as PartsTypes>::Network;
 
@@ -157,6 +157,22 @@ pub async fn log_when_ready(stack: Stack<'static>) {
 pub async fn release(socket: &mut embassy_net::tcp::TcpSocket<'_>) {
     socket.close();
     let _ = socket.flush().await;
+    socket.abort();
+    let _ = socket.flush().await;
+}
+
+/// Like [`release`], but after our FIN gives the peer up to `grace` to close its side first:
+/// a reset would make its TCP stack discard an answer it has not read yet (a refusal's
+/// `421`, for one).
+pub async fn release_after_answer(socket: &mut embassy_net::tcp::TcpSocket<'_>, grace: embassy_time::Duration) {
+    socket.close();
+    let _ = socket.flush().await;
+    let mut discard = [0u8; 16];
+    let _ = embassy_time::with_timeout(grace, async {
+        // Ends at the peer's FIN (Ok(0)) or a broken connection (Err), never spins.
+        while let Ok(1..) = socket.read(&mut discard).await {}
+    })
+    .await;
     socket.abort();
     let _ = socket.flush().await;
 }
