@@ -31,6 +31,9 @@ struct PollTiming {
 
 static POLL_TIMING: Mutex<Cell<PollTiming>> = Mutex::new(Cell::new(PollTiming { started: 0, longest: 0 }));
 
+/// A task poll this long is logged (the e2e tests allow 50 ms).
+const LONG_POLL_MICROSECONDS: u64 = 20_000;
+
 /// The longest single task poll since boot, in microseconds of the core clock.
 pub fn longest_poll_microseconds() -> u64 {
     let longest = critical_section::with(|cs| {
@@ -90,11 +93,17 @@ fn _embassy_trace_task_exec_begin(_executor_id: u32, _task_id: u32) {
 #[no_mangle]
 fn _embassy_trace_task_exec_end(_executor_id: u32, _task_id: u32) {
     let now = bsp::core_clock_counts();
-    critical_section::with(|cs| {
+    let duration = critical_section::with(|cs| {
         let timing = POLL_TIMING.borrow(cs).replace(PollTiming { started: 0, longest: 0 });
-        let longest = timing.longest.max(now.saturating_sub(timing.started));
-        POLL_TIMING.borrow(cs).set(PollTiming { started: timing.started, longest });
-    })
+        let duration = now.saturating_sub(timing.started);
+        POLL_TIMING.borrow(cs).set(PollTiming { started: timing.started, longest: timing.longest.max(duration) });
+        duration
+    });
+    let microseconds = duration * 1_000_000 / u64::from(bsp::CORE_CLOCK_HZ);
+    if microseconds >= LONG_POLL_MICROSECONDS {
+        // The log line before this one names what ran.
+        defmt::warn!("a task poll took {=u64} µs: every other task waited", microseconds);
+    }
 }
 #[no_mangle]
 fn _embassy_trace_task_ready_begin(_executor_id: u32, _task_id: u32) {}
