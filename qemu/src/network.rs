@@ -129,6 +129,12 @@ impl IsolatedNetwork {
         handle.join().map_err(|_| "the work inside the namespace panicked")?
     }
 
+    /// Adds a further client address on the namespace's loopback (like [`WAN_CLIENT`]: the
+    /// appliance reaches it through the router), for tests that need a second WAN client.
+    pub fn add_client_address(&self, address: Ipv4Addr) -> Result<()> {
+        ip(&["-n", &self.name, "addr", "add", &format!("{address}/32"), "dev", "lo"])
+    }
+
     /// Waits until the DHCP server has leased the appliance its address.
     pub fn wait_for_lease(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

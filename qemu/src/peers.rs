@@ -179,3 +179,33 @@ pub fn send_mail(
     }
     Ok(serde_json::from_slice(&output.stdout)?)
 }
+
+/// `/health` fetched from the LAN client, parsed, and how long the answer took.
+pub fn health(network: &crate::network::IsolatedNetwork) -> Result<(serde_json::Value, Duration)> {
+    let target = SocketAddrV4::new(crate::network::APPLIANCE, 80);
+    let started = std::time::Instant::now();
+    let answer = network.run_inside(move || http_get(crate::network::LAN_CLIENT, target, "192.168.77.2", "/health"))??;
+    let elapsed = started.elapsed();
+    if answer.status != 200 {
+        return Err(format!("/health answered {}", answer.status).into());
+    }
+    Ok((serde_json::from_str(&answer.body)?, elapsed))
+}
+
+/// The longest single task poll the firmware may have made: one executor runs every task, so
+/// a longer poll stalls the network, the console and the mail for that long.
+pub const LONGEST_POLL_ALLOWED: Duration = Duration::from_millis(50);
+
+/// Asserts that the firmware's longest task poll since boot (`/health`'s
+/// `longest_poll_microseconds`) stayed under [`LONGEST_POLL_ALLOWED`]; every e2e test calls it
+/// at its end.
+pub fn assert_short_polls(network: &crate::network::IsolatedNetwork) {
+    let (health, _) = health(network).expect("/health answers");
+    let longest = health["longest_poll_microseconds"].as_u64().expect("/health reports longest_poll_microseconds");
+    eprintln!("longest task poll since boot: {longest} µs");
+    assert!(
+        Duration::from_micros(longest) < LONGEST_POLL_ALLOWED,
+        "a task poll took {longest} µs (at most {} ms allowed): something kept the executor from every other task",
+        LONGEST_POLL_ALLOWED.as_millis()
+    );
+}

@@ -66,6 +66,8 @@ async fn main(spawner: Spawner) {
     let mut entropy = parts.entropy;
     let mut random = random::DerivedRandom::from_board(&mut entropy);
     let stack = network::start(spawner, parts.network, random.next_u64());
+    // First, before anything else takes a socket (see mx::spawn_listeners).
+    mx::spawn_listeners(spawner, stack);
     #[cfg(not(feature = "spool-exercise"))]
     open_vault(parts.flash, random.derive()).await;
     let identity = console::device_identity(parts.mac_address);
@@ -74,12 +76,6 @@ async fn main(spawner: Spawner) {
         spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
     }
     spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
-    for task_number in 0..mx::MX_SESSIONS {
-        spawner.spawn(mx::mx_task(stack, task_number as u8).unwrap());
-    }
-    for task_number in 0..mx::SUBMISSION_SESSIONS {
-        spawner.spawn(mx::submission_task(stack, task_number as u8).unwrap());
-    }
     resolver::init(random.derive()).await;
     spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
     spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());

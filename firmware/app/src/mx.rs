@@ -14,14 +14,17 @@ use core::net::IpAddr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use embassy_net::tcp::TcpSocket;
+use embassy_executor::Spawner;
 use embassy_net::{IpAddress, Stack};
+use static_cell::ConstStaticCell;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_time::Duration;
+use embassy_time::{Duration, Instant};
 use embedded_io_async::Write as _;
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
+use homemx_smtp::quota::{HourlyQuota, QuotaDecision};
 use homemx_smtp::{
-    CommitResult, ConnectionCounter, ConnectionInfo, Event, ForwardPath, Limits, ReversePath, ServerConfig,
+    CommitResult, ConnectionCounter, ConnectionInfo, ConnectionRefusal, Event, ForwardPath, Limits, ReversePath, ServerConfig,
     ServerSession,
 };
 use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
@@ -39,45 +42,69 @@ pub const SUBMISSION_PORT: u16 = 587;
 pub const MX_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 4 };
 /// Sessions served at once on port 587.
 pub const SUBMISSION_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 2 };
-/// LAN clients whose hourly quota is tracked at once (the oldest window is dropped beyond).
+/// LAN clients whose hourly quota is tracked at once (more are refused with `450` until a
+/// window ends).
 const QUOTA_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.
 const SESSIONS_PER_CLIENT: u16 = 2;
 const ADDRESS_CAPACITY: usize = 256;
 
-static CONNECTIONS: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>> =
-    Mutex::new(RefCell::new(ConnectionCounter::new(MX_SESSIONS as u16, SESSIONS_PER_CLIENT)));
+/// The session slots of one port.
+struct SessionPool {
+    counter: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>>,
+}
+
+impl SessionPool {
+    const fn new(sessions: usize) -> Self {
+        SessionPool { counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))) }
+    }
+
+    fn try_open(&self, client: IpAddr) -> Result<(), ConnectionRefusal> {
+        self.counter.lock(|counter| counter.borrow_mut().try_open(client))
+    }
+
+    fn close(&self, client: IpAddr) {
+        self.counter.lock(|counter| counter.borrow_mut().close(client));
+    }
+}
+
+/// Port 25's slots (the WAN's MX and LAN clients on 25) and the submission port's: separate,
+/// so that clients holding every MX session cannot lock the LAN out of submission.
+static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS);
+static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS);
+
+fn pool(port: u16) -> &'static SessionPool {
+    if port == SUBMISSION_PORT {
+        &SUBMISSION_POOL
+    } else {
+        &MX_POOL
+    }
+}
 static SESSION_NUMBER: AtomicU32 = AtomicU32::new(1);
 
-/// Per LAN client: (address, start of its hour in uptime seconds, messages sent in it).
-static QUOTA: Mutex<CriticalSectionRawMutex, RefCell<heapless::Vec<(IpAddr, u64, u16), QUOTA_CLIENTS>>> =
-    Mutex::new(RefCell::new(heapless::Vec::new()));
+/// The hourly message quota of the LAN clients.
+static QUOTA: Mutex<CriticalSectionRawMutex, RefCell<HourlyQuota<QUOTA_CLIENTS>>> = Mutex::new(RefCell::new(HourlyQuota::new()));
 
-/// Whether `client` may submit another message this hour (`count`: and counts it).
-fn quota_allows(client: IpAddr, limit: u16, count: bool) -> bool {
+/// Whether `client` may submit another message this hour.
+fn quota_allows(client: IpAddr, limit: u16) -> bool {
     let now = crate::network::uptime_seconds();
-    QUOTA.lock(|table| {
-        let mut table = table.borrow_mut();
-        table.retain(|(_, start, _)| now.saturating_sub(*start) < 3600);
-        let position = match table.iter().position(|(address, _, _)| *address == client) {
-            Some(position) => position,
-            None => {
-                if table.is_full() {
-                    table.remove(0);
-                }
-                let _ = table.push((client, now, 0));
-                table.len() - 1
-            }
-        };
-        let entry = &mut table[position];
-        if entry.2 >= limit {
-            return false;
+    match QUOTA.lock(|quota| quota.borrow_mut().check(client, limit, now)) {
+        QuotaDecision::Allowed => true,
+        // The session's refusal event logs it.
+        QuotaDecision::Exhausted => false,
+        QuotaDecision::TableFull => {
+            crate::event_warning!("submission: {} refused, the hourly quota of {} other LAN clients is running", client, QUOTA_CLIENTS);
+            false
         }
-        if count {
-            entry.2 += 1;
-        }
-        true
-    })
+    }
+}
+
+/// Counts a message `client` submitted against its hourly quota.
+fn count_for_quota(client: IpAddr) {
+    let now = crate::network::uptime_seconds();
+    if !QUOTA.lock(|quota| quota.borrow_mut().record(client, now)) {
+        crate::event_warning!("submission: a message from {} could not be counted (quota table full)", client);
+    }
 }
 
 fn is_lan_client(client: IpAddr) -> bool {
@@ -97,7 +124,7 @@ impl SessionPolicy for DevicePolicy {
             let limit = MAIL_SETTINGS.lock(|cell| {
                 cell.borrow().as_ref().map_or(crate::mail_settings::DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR, |settings| settings.messages_per_client_per_hour)
             });
-            if !quota_allows(client.address, limit, false) {
+            if !quota_allows(client.address, limit) {
                 return SenderDecision::QuotaExceeded;
             }
         }
@@ -177,27 +204,75 @@ fn client_address(address: IpAddress) -> IpAddr {
     }
 }
 
+/// How long a refused client has to close after our `421` before the connection is reset.
+const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Octets a session listener buffers from and for its client.
+const SESSION_RECEIVE_BUFFER: usize = 2048;
+const SESSION_TRANSMIT_BUFFER: usize = 1024;
+
+type SessionBuffers = [([u8; SESSION_RECEIVE_BUFFER], [u8; SESSION_TRANSMIT_BUFFER]); MX_SESSIONS + SUBMISSION_SESSIONS];
+type SpareBuffers = [([u8; 64], [u8; 128]); SPARE_LISTENERS];
+
+static SESSION_BUFFERS: ConstStaticCell<SessionBuffers> =
+    ConstStaticCell::new([([0; SESSION_RECEIVE_BUFFER], [0; SESSION_TRANSMIT_BUFFER]); MX_SESSIONS + SUBMISSION_SESSIONS]);
+static SPARE_BUFFERS: ConstStaticCell<SpareBuffers> = ConstStaticCell::new([([0; 64], [0; 128]); SPARE_LISTENERS]);
+
+/// Spare listeners of port 25: they take the clients that arrive while every session listener
+/// of the port is busy (serving, or refusing a client over its limit), answer `421 4.7.0` and
+/// close, so that a busy MX answers in SMTP rather than with a TCP reset. A burst beyond them
+/// waits for its SYN's retry (the resets are dropped, see [`crate::network`]). About 700 bytes
+/// of RAM each.
+const MX_SPARE_LISTENERS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 8 };
+/// Spare listeners of the submission port (the LAN's few clients).
+const SUBMISSION_SPARE_LISTENERS: usize = 1;
+/// All spare listeners.
+pub const SPARE_LISTENERS: usize = MX_SPARE_LISTENERS + SUBMISSION_SPARE_LISTENERS;
+
+/// Creates the listening sockets of the mail ports and spawns their tasks. Called before
+/// anything else uses the stack: smoltcp gives a new connection to the first listening socket
+/// in its table, so the session listeners, created first, are always preferred to the spares.
+pub fn spawn_listeners(spawner: Spawner, stack: Stack<'static>) {
+    let (mx_buffers, submission_buffers) = SESSION_BUFFERS.take().split_at_mut(MX_SESSIONS);
+    for (task_number, (receive, transmit)) in mx_buffers.iter_mut().enumerate() {
+        spawner.spawn(mx_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
+    }
+    for (task_number, (receive, transmit)) in submission_buffers.iter_mut().enumerate() {
+        spawner.spawn(submission_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
+    }
+    for (index, (receive, transmit)) in SPARE_BUFFERS.take().iter_mut().enumerate() {
+        let port = if index < MX_SPARE_LISTENERS { SMTP_PORT } else { SUBMISSION_PORT };
+        spawner.spawn(spare_listener_task(TcpSocket::new(stack, receive, transmit), port).unwrap());
+    }
+}
+
 #[embassy_executor::task(pool_size = MX_SESSIONS)]
-pub async fn mx_task(stack: Stack<'static>, task_number: u8) -> ! {
-    listen(stack, SMTP_PORT, task_number).await
+async fn mx_task(socket: TcpSocket<'static>, task_number: u8) -> ! {
+    listen(socket, SMTP_PORT, task_number).await
 }
 
 #[embassy_executor::task(pool_size = SUBMISSION_SESSIONS)]
-pub async fn submission_task(stack: Stack<'static>, task_number: u8) -> ! {
-    listen(stack, SUBMISSION_PORT, task_number).await
+async fn submission_task(socket: TcpSocket<'static>, task_number: u8) -> ! {
+    listen(socket, SUBMISSION_PORT, task_number).await
 }
 
-async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
-    let mut receive_buffer = [0u8; 2048];
-    let mut transmit_buffer = [0u8; 1024];
+/// A spare listener of `port` (see [`MX_SPARE_LISTENERS`]).
+#[embassy_executor::task(pool_size = SPARE_LISTENERS)]
+async fn spare_listener_task(mut socket: TcpSocket<'static>, port: u16) -> ! {
     loop {
-        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
-        socket.set_timeout(Some(Duration::from_secs(310)));
-        if socket.accept(port).await.is_err() {
+        let Some(peer) = accept(&mut socket, port, Duration::from_secs(10)).await else {
             continue;
-        }
-        let Some(peer) = socket.remote_endpoint() else {
-            socket.abort();
+        };
+        crate::event_warning!("mx: refused {} on port {} ({:?})", peer.addr, port, ConnectionRefusal::TooManySessions);
+        let _ = socket.write_all(ConnectionRefusal::TooManySessions.reply()).await;
+        crate::network::release_after_answer(&mut socket, REFUSAL_GRACE).await;
+    }
+}
+
+/// Serves `port` with `socket` (for the task's life: it keeps its place in the stack's table).
+async fn listen(mut socket: TcpSocket<'static>, port: u16, task_number: u8) -> ! {
+    loop {
+        let Some(peer) = accept(&mut socket, port, Duration::from_secs(310)).await else {
             continue;
         };
         let client = client_address(peer.addr);
@@ -207,19 +282,37 @@ async fn listen(stack: Stack<'static>, port: u16, task_number: u8) -> ! {
             crate::network::release(&mut socket).await;
             continue;
         }
-        let admitted = CONNECTIONS.lock(|counter| counter.borrow_mut().try_open(client));
-        match admitted {
+        match pool(port).try_open(client) {
             Err(refusal) => {
-                crate::event_warning!("mx: refused {} (too many sessions)", peer.addr);
+                crate::event_warning!("mx: refused {} on port {} ({:?})", peer.addr, port, refusal);
                 let _ = socket.write_all(refusal.reply()).await;
+                crate::network::release_after_answer(&mut socket, REFUSAL_GRACE).await;
+                continue;
             }
             Ok(()) => {
                 serve(&mut socket, client, task_number).await;
-                CONNECTIONS.lock(|counter| counter.borrow_mut().close(client));
+                pool(port).close(client);
             }
         }
         crate::network::release(&mut socket).await;
     }
+}
+
+/// Listens on `port` with `socket` (closed) until a client connects; `None` (the socket
+/// released again) when that failed.
+async fn accept(socket: &mut TcpSocket<'_>, port: u16, timeout: Duration) -> Option<embassy_net::IpEndpoint> {
+    socket.set_timeout(Some(timeout));
+    if socket.accept(port).await.is_err() {
+        // The socket was not closed: close it, and wait a moment rather than spin on it.
+        crate::network::release(socket).await;
+        embassy_time::Timer::after_millis(10).await;
+        return None;
+    }
+    let peer = socket.remote_endpoint();
+    if peer.is_none() {
+        crate::network::release(socket).await;
+    }
+    peer
 }
 
 async fn send_output(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) -> bool {
@@ -230,6 +323,40 @@ async fn send_output(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>
         }
     }
     true
+}
+
+/// What waiting for client bytes brought.
+enum Received {
+    /// Bytes were read into the session's receive buffer.
+    Octets(usize),
+    /// The session's deadline passed first.
+    DeadlinePassed,
+    /// The client closed the connection (FIN) or it broke (reset): the session is over. Never
+    /// "no bytes yet": reading again would return at once, and the loop would spin the executor.
+    ConnectionEnded,
+}
+
+/// Reads client bytes into the session's receive buffer until the session's deadline.
+async fn receive(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) -> Received {
+    let deadline = session.deadline();
+    let buffer = session.receive_buffer();
+    if buffer.is_empty() {
+        // The session polls its input before it asks for more, so this is a bug; ending the
+        // session is the one answer that cannot spin.
+        defmt::error!("mx: session input full while waiting for input");
+        return Received::ConnectionEnded;
+    }
+    let read = match deadline {
+        Some(deadline) => match embassy_time::with_deadline(Instant::from_millis(deadline), socket.read(buffer)).await {
+            Ok(read) => read,
+            Err(_) => return Received::DeadlinePassed,
+        },
+        None => socket.read(buffer).await,
+    };
+    match read {
+        Ok(0) | Err(_) => Received::ConnectionEnded,
+        Ok(count) => Received::Octets(count),
+    }
 }
 
 async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
@@ -256,11 +383,15 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
             if session.is_closed() {
                 break;
             }
-            let count = match socket.read(session.receive_buffer()).await {
-                Ok(count) => count,
-                Err(_) => 0,
-            };
-            session.received(count, now());
+            match receive(socket, &mut session).await {
+                Received::Octets(count) => session.received(count, now()),
+                // The next poll answers `421 4.4.2` and closes.
+                Received::DeadlinePassed => {}
+                Received::ConnectionEnded => {
+                    defmt::info!("mx[{}]: session {=u64}: the client closed the connection", task_number, session_id);
+                    break;
+                }
+            }
             continue;
         };
         match event {
@@ -357,8 +488,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
         Some(stores) if !transaction.failed => match stores.spool.commit(writer).await {
             Ok(commit) => {
                 if lan {
-                    let limit = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().map_or(0, |settings| settings.messages_per_client_per_hour));
-                    quota_allows(client, limit, true);
+                    count_for_quota(client);
                     crate::mail_status::update(|status| status.submitted += 1);
                 } else {
                     crate::mail_status::update(|status| status.received += 1);

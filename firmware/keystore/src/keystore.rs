@@ -182,7 +182,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         self.random.fill_bytes(data_key.bytes_mut());
         let mut salt = [0u8; SALT_LENGTH];
         self.random.fill_bytes(&mut salt);
-        let derived = derive_keys(passphrase, &salt, self.config.iterations);
+        let derived = derive_keys(passphrase, &salt, self.config.iterations).await;
         let record = seal_record(
             &mut self.random,
             &derived,
@@ -246,7 +246,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         let admin_public_key = current.record.admin_public_key;
         let mut salt = [0u8; SALT_LENGTH];
         self.random.fill_bytes(&mut salt);
-        let derived = derive_keys(new, &salt, self.config.iterations);
+        let derived = derive_keys(new, &salt, self.config.iterations).await;
         let record = seal_record(
             &mut self.random,
             &derived,
@@ -377,7 +377,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             return Err(UnlockError::NotProvisioned);
         };
         let record = &current.record;
-        let derived = derive_keys(passphrase, &record.salt, record.iterations);
+        let derived = derive_keys(passphrase, &record.salt, record.iterations).await;
         if !constant_time_equal(&derived.passphrase_check, &record.passphrase_check) {
             self.last_failure_at = Some(now_seconds);
             return Err(UnlockError::WrongPassphrase);

@@ -40,7 +40,7 @@ pub struct ConnectionCounter<const CLIENTS: usize> {
 }
 
 /// The counting key: IPv4 (also mapped) as such, IPv6 by its /64.
-fn client_key(address: IpAddr) -> u128 {
+pub(crate) fn client_key(address: IpAddr) -> u128 {
     match address {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -11,6 +11,7 @@ pub mod connection;
 pub mod data;
 pub mod limits;
 pub mod policy;
+pub mod quota;
 pub mod received;
 pub mod relay;
 pub mod server;
@@ -25,6 +26,7 @@ pub use command::{BodyType, MailParameters};
 pub use connection::{ConnectionCounter, ConnectionRefusal};
 pub use limits::Limits;
 pub use policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
+pub use quota::{HourlyQuota, QuotaDecision};
 pub use received::{TlsDetails, TransactionId};
 pub use relay::{IpPrefix, RelayConfig, RelayTrick, StandardPolicy};
 pub use server::{

@@ -19,13 +19,24 @@ pub struct Limits {
     pub command_timeout_milliseconds: u64,
     /// Longest wait for more message data in milliseconds. Then: `421 4.4.2` and close.
     pub data_timeout_milliseconds: u64,
+    /// Longest a whole session may last in milliseconds, however busy (a client must not hold
+    /// a session slot for ever). Then: `421 4.4.2` and close.
+    pub session_time_milliseconds: u64,
+    /// Slowest average rate of message data in octets per second, measured from DATA once
+    /// [`Self::data_rate_grace_milliseconds`] have passed (a client trickling a byte before
+    /// each data timeout must not hold a slot). Below it: `421 4.4.2` and close. 0: no minimum.
+    pub minimum_data_octets_per_second: u64,
+    /// How long after DATA the data rate is not yet checked, in milliseconds.
+    pub data_rate_grace_milliseconds: u64,
     /// Refused commands (4xx/5xx replies) a session may collect; reaching it: `421 4.7.0`
     /// and close.
     pub errors_per_session: u32,
 }
 
 impl Limits {
-    /// The defaults: 512, 1000, 100 recipients, 10 MiB, 5 min, 5 min, 10 errors.
+    /// The defaults: 512, 1000, 100 recipients, 10 MiB, 5 min, 5 min, a 15-minute session
+    /// (RFC 5321 4.5.3.2 allows 10 minutes for the data termination alone), 1 KiB/s of data
+    /// after 1 minute, 10 errors.
     pub const DEFAULT: Limits = Limits {
         command_line_length: 512,
         text_line_length: 1000,
@@ -33,6 +44,9 @@ impl Limits {
         message_size: 10 * 1024 * 1024,
         command_timeout_milliseconds: 5 * 60 * 1000,
         data_timeout_milliseconds: 5 * 60 * 1000,
+        session_time_milliseconds: 15 * 60 * 1000,
+        minimum_data_octets_per_second: 1024,
+        data_rate_grace_milliseconds: 60 * 1000,
         errors_per_session: 10,
     };
 }

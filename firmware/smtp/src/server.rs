@@ -132,6 +132,10 @@ pub enum RefusalReason {
     CommitFailed,
     /// No command or data within the timeout (`421 4.4.2`, closed).
     Timeout,
+    /// The session lasted its time limit (`421 4.4.2`, closed).
+    SessionTimeLimit,
+    /// Message data arrived below the minimum rate (`421 4.4.2`, closed).
+    DataTooSlow,
     /// Too many refused commands (`421 4.7.0`, closed).
     TooManyErrors,
 }
@@ -257,6 +261,9 @@ struct Core<'a> {
     transaction_number: u32,
     errors: u32,
     timer_start: u64,
+    session_start: u64,
+    data_start: u64,
+    data_octets: u64,
     decoder: DataDecoder,
     header_pending: bool,
     header: [u8; HEADER_BUFFER_SIZE],
@@ -290,6 +297,9 @@ impl<'a> ServerSession<'a> {
                 transaction_number: 0,
                 errors: 0,
                 timer_start: now.monotonic_milliseconds,
+                session_start: now.monotonic_milliseconds,
+                data_start: now.monotonic_milliseconds,
+                data_octets: 0,
                 decoder: DataDecoder::new(limits.text_line_length, limits.message_size),
                 header_pending: false,
                 header: [0; HEADER_BUFFER_SIZE],
@@ -344,7 +354,10 @@ impl<'a> ServerSession<'a> {
         match self.core.phase {
             // Plaintext while the TLS handshake is due, or after the end, is never processed.
             Phase::AwaitingTls | Phase::Closed => self.input_end = self.input_start,
-            Phase::Data if octets > 0 => self.core.timer_start = now.monotonic_milliseconds,
+            Phase::Data if octets > 0 => {
+                self.core.timer_start = now.monotonic_milliseconds;
+                self.core.data_octets += octets as u64;
+            }
             _ => {}
         }
     }
@@ -357,14 +370,26 @@ impl<'a> ServerSession<'a> {
         }
     }
 
-    /// The monotonic millisecond time at which the session times out if nothing arrives.
+    /// The monotonic millisecond time at which the session times out if nothing arrives: the
+    /// command or data timeout, the session's time limit, or (in DATA) the moment the data
+    /// received so far falls below the minimum rate, whichever comes first.
     pub fn deadline(&self) -> Option<u64> {
-        let timeout = match self.core.phase {
-            Phase::Start | Phase::Command | Phase::DiscardLine => self.core.limits.command_timeout_milliseconds,
-            Phase::Data => self.core.limits.data_timeout_milliseconds,
+        let core = &self.core;
+        let timeout = match core.phase {
+            Phase::Start | Phase::Command | Phase::DiscardLine => core.limits.command_timeout_milliseconds,
+            Phase::Data => core.limits.data_timeout_milliseconds,
             _ => return None,
         };
-        Some(self.core.timer_start.saturating_add(timeout))
+        let mut deadline = core
+            .timer_start
+            .saturating_add(timeout)
+            .min(core.session_start.saturating_add(core.limits.session_time_milliseconds));
+        if core.phase == Phase::Data && core.limits.minimum_data_octets_per_second > 0 {
+            // Too slow once elapsed × rate > octets × 1000.
+            let allowed = (core.data_octets.saturating_mul(1000) / core.limits.minimum_data_octets_per_second).saturating_add(1);
+            deadline = deadline.min(core.data_start.saturating_add(allowed.max(core.limits.data_rate_grace_milliseconds)));
+        }
+        Some(deadline)
     }
 
     /// Whether the session is over (after `Close`).
@@ -651,19 +676,31 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// Closes with `421 4.4.2` if the deadline has passed; returns whether it did.
+    /// Closes with `421 4.4.2` if the command or data timeout, the session's time limit or
+    /// the minimum data rate says so; returns whether it did.
     fn timed_out(&mut self, now: Now) -> bool {
         let timeout = match self.phase {
             Phase::Command | Phase::DiscardLine => self.limits.command_timeout_milliseconds,
             Phase::Data => self.limits.data_timeout_milliseconds,
             _ => return false,
         };
-        if now.monotonic_milliseconds.saturating_sub(self.timer_start) < timeout {
+        let now = now.monotonic_milliseconds;
+        let in_data = now.saturating_sub(self.data_start);
+        let (reason, text) = if now.saturating_sub(self.session_start) >= self.limits.session_time_milliseconds {
+            (RefusalReason::SessionTimeLimit, "Session time limit reached")
+        } else if self.phase == Phase::Data
+            && in_data >= self.limits.data_rate_grace_milliseconds
+            && u128::from(self.data_octets) * 1000 < u128::from(self.limits.minimum_data_octets_per_second) * u128::from(in_data)
+        {
+            (RefusalReason::DataTooSlow, "Data arriving too slowly")
+        } else if now.saturating_sub(self.timer_start) >= timeout {
+            (RefusalReason::Timeout, "Timeout")
+        } else {
             return false;
-        }
+        };
         let hostname = self.hostname();
-        self.reply_fmt(format_args!("421 4.4.2 {hostname} Timeout, closing connection\r\n"));
-        let _ = self.pending.push_back(Event::Refused(Refusal { reason: RefusalReason::Timeout, code: 421 }));
+        self.reply_fmt(format_args!("421 4.4.2 {hostname} {text}, closing connection\r\n"));
+        let _ = self.pending.push_back(Event::Refused(Refusal { reason, code: 421 }));
         self.close(AbortReason::SessionClosed);
         true
     }
@@ -923,6 +960,8 @@ impl<'a> Core<'a> {
         self.reply_fmt(format_args!("354 End data with <CR><LF>.<CR><LF>\r\n"));
         self.phase = Phase::Data;
         self.timer_start = now.monotonic_milliseconds;
+        self.data_start = now.monotonic_milliseconds;
+        self.data_octets = 0;
         self.decoder = DataDecoder::new(self.limits.text_line_length, self.limits.message_size);
         self.header_pending = true;
         Some(CommandEvent::Owned(Event::MessageBegin(self.transaction_id())))

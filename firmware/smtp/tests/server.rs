@@ -292,7 +292,9 @@ fn timeouts_close_with_421() {
     assert!(String::from_utf8_lossy(session.output()).ends_with("421 4.4.2 mx.example.org Timeout, closing connection\r\n"));
     assert_eq!(events.last().unwrap(), "Close");
 
-    // In DATA the clock restarts with every read; silence for the data timeout closes.
+    // In DATA the clock restarts with every read; silence for the data timeout closes (the
+    // minimum data rate is off here: `a_trickling_client_is_cut_off` tests it).
+    let config = ServerConfig { limits: Limits { minimum_data_octets_per_second: 0, ..Limits::DEFAULT }, ..config };
     let mut session = ServerSession::new(&config, connection, start);
     let script = format!("{HELLO}RCPT TO:<bob@example.org>\r\nDATA\r\npartial line");
     session.receive(script.as_bytes(), start);
@@ -305,6 +307,99 @@ fn timeouts_close_with_421() {
         events.push(format!("{event:?}"));
     }
     assert_eq!(events, ["Refused(Refusal { reason: Timeout, code: 421 })", "TransactionAborted(SessionClosed)", "Close"]);
+}
+
+/// Polls until the session waits for input; the events as text.
+fn poll_all(session: &mut ServerSession<'_>, now: Now, policy: &mut StandardPolicy<'_>) -> Vec<String> {
+    let mut events = Vec::new();
+    while let Some(event) = session.poll(now, policy) {
+        events.push(format!("{event:?}"));
+    }
+    events
+}
+
+#[test]
+fn a_busy_session_ends_at_its_time_limit() {
+    let config = config();
+    let relay = relay();
+    let connection = ConnectionInfo { client: WAN.parse().unwrap(), session_id: 1, starttls_available: false, implicit_tls: None };
+    let mut session = ServerSession::new(&config, connection, Now::new(0, 0));
+    let mut policy = StandardPolicy { relay: &relay, locked: false, spool_free_bytes: 1 << 30, spool_reserve_bytes: 0 };
+    poll_all(&mut session, Now::new(0, 0), &mut policy);
+    // A NOOP every four minutes never lets the command timeout strike...
+    let mut minute = 0;
+    while minute + 4 < 15 {
+        minute += 4;
+        let now = Now::new(0, minute * 60_000);
+        session.receive(b"NOOP\r\n", now);
+        assert!(poll_all(&mut session, now, &mut policy).is_empty(), "minute {minute}");
+    }
+    // ...but the session's deadline is its time limit (15 minutes), not the next timeout.
+    assert_eq!(session.deadline(), Some(15 * 60_000));
+    assert!(poll_all(&mut session, Now::new(0, 15 * 60_000 - 1), &mut policy).is_empty());
+    let events = poll_all(&mut session, Now::new(0, 15 * 60_000), &mut policy);
+    assert_eq!(events, ["Refused(Refusal { reason: SessionTimeLimit, code: 421 })", "Close"]);
+    assert!(String::from_utf8_lossy(session.output())
+        .ends_with("421 4.4.2 mx.example.org Session time limit reached, closing connection\r\n"));
+    assert!(session.is_closed());
+}
+
+#[test]
+fn a_trickling_client_is_cut_off() {
+    let config = config();
+    let relay = relay();
+    let connection = ConnectionInfo { client: WAN.parse().unwrap(), session_id: 1, starttls_available: false, implicit_tls: None };
+    let mut policy = StandardPolicy { relay: &relay, locked: false, spool_free_bytes: 1 << 30, spool_reserve_bytes: 0 };
+    let start = Now::new(0, 0);
+    let script = format!("{HELLO}RCPT TO:<bob@example.org>\r\nDATA\r\n");
+
+    // One octet every 10 seconds: well inside the data timeout, far below 1 KiB/s.
+    let mut session = ServerSession::new(&config, connection, start);
+    session.receive(script.as_bytes(), start);
+    poll_all(&mut session, start, &mut policy);
+    let mut second = 0;
+    let mut events = Vec::new();
+    while !session.is_closed() && second < 300 {
+        second += 10;
+        let now = Now::new(0, second * 1000);
+        session.receive(b"x", now);
+        events.extend(poll_all(&mut session, now, &mut policy));
+    }
+    assert_eq!(second, 60, "cut off when the grace minute ends");
+    assert!(events.ends_with(&[
+        "Refused(Refusal { reason: DataTooSlow, code: 421 })".to_string(),
+        "TransactionAborted(SessionClosed)".to_string(),
+        "Close".to_string()
+    ]), "{events:?}");
+    assert!(String::from_utf8_lossy(session.output())
+        .ends_with("421 4.4.2 mx.example.org Data arriving too slowly, closing connection\r\n"));
+
+    // Silent after a slow start: the deadline is when the rate falls short, not the data timeout.
+    let mut session = ServerSession::new(&config, connection, start);
+    session.receive(script.as_bytes(), start);
+    poll_all(&mut session, start, &mut policy);
+    session.receive(&[b'y'; 100], Now::new(0, 1000));
+    poll_all(&mut session, Now::new(0, 1000), &mut policy);
+    assert_eq!(session.deadline(), Some(60_000));
+
+    // 2 KiB a second passes: the message is complete after 100 seconds.
+    let mut session = ServerSession::new(&config, connection, start);
+    session.receive(script.as_bytes(), start);
+    poll_all(&mut session, start, &mut policy);
+    let line = [b"a".repeat(510), b"\r\n".to_vec()].concat().repeat(4);
+    for second in 1..=100 {
+        let now = Now::new(0, second * 1000);
+        let mut rest = &line[..];
+        while !rest.is_empty() {
+            let taken = session.receive(rest, now);
+            rest = &rest[taken..];
+            let events = poll_all(&mut session, now, &mut policy);
+            assert!(events.iter().all(|event| event.starts_with("MessageData")), "{events:?}");
+        }
+    }
+    session.receive(b".\r\n", Now::new(0, 100_500));
+    let events = poll_all(&mut session, Now::new(0, 100_500), &mut policy);
+    assert!(events.iter().any(|event| event.starts_with("MessageComplete")), "{events:?}");
 }
 
 #[test]
