@@ -341,7 +341,7 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
     let mut vault = VAULT.lock().await;
     let vault = vault.as_mut()?;
     let stores = vault.open_stores()?;
-    let writer = match stores.spool.begin_message(&envelope, expected_length).await {
+    let writer = match stores.begin_spool_message(&envelope, expected_length).await {
         Ok(writer) => Some(writer),
         Err(error) => {
             crate::event_warning!("mx: spool refused a message: {:?}", defmt::Debug2Format(&error));

@@ -245,6 +245,8 @@ pub struct Spool<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSA
     pub(crate) statistics: Statistics,
     pub(crate) buffer: [u8; RECORD_BUFFER_CAPACITY],
     pub(crate) mounted: bool,
+    /// The persisted counter mark confirmed by the caller; `None`: counters not guarded.
+    pub(crate) counter_guard: Option<crate::counters::CounterMark>,
 }
 
 pub(crate) async fn program<F: NorFlash>(
@@ -308,6 +310,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             statistics: Statistics::default(),
             buffer: [0xFF; RECORD_BUFFER_CAPACITY],
             mounted: false,
+            counter_guard: None,
         })
     }
 
@@ -348,6 +351,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if self.next_sequence >= NO_SEQUENCE - 1 {
             return Err(SpoolError::NoSpace);
         }
+        self.sequence_available()?;
         let mut random = [0u8; 12];
         self.random.fill_bytes(&mut random);
         let context = SectorContext {
@@ -495,6 +499,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if self.next_message == u32::MAX {
             return Err(SpoolError::MessageTableFull);
         }
+        self.message_id_available()?;
         let id = self.next_message;
         self.next_message += 1;
         let statistics_at_begin = self.statistics;
@@ -507,8 +512,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             .await
         {
             Ok(placement) => placement,
-            // NoSpace comes from opening a sector before anything is programmed.
-            Err(SpoolError::NoSpace) => return Err(SpoolError::NoSpace),
+            // These come from opening a sector before anything is programmed.
+            Err(error @ (SpoolError::NoSpace | SpoolError::CountersExhausted)) => return Err(error),
             Err(error) => {
                 self.pin_failed_envelope(slot, id);
                 return Err(error);
