@@ -207,7 +207,7 @@ impl AlertKind {
                 "The DynDNS provider refused further updates (bad login, abuse block or unknown host); the appliance stopped asking. Fix the settings to resume."
             }
             AlertKind::SpoolRolledBack => {
-                "The mail spool on flash is older than it must be: someone wrote an old flash image back. Unlock refuses to open it, so mail is refused with 4xx and waits at the backup MX; check the device, then factory-reset it."
+                "Old spool data was written back to flash (tampering), so unlock is refused. Check the device, then reset it."
             }
         }
     }
