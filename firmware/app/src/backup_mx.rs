@@ -496,7 +496,7 @@ async fn begin(
     );
     let mut vault = VAULT.lock().await;
     let stores = vault.as_mut()?.open_stores()?;
-    let mut writer = stores.spool.begin_message(&envelope, (MESSAGE_SIZE_MAX / 4) as u32).await.ok()?;
+    let mut writer = stores.begin_spool_message(&envelope, (MESSAGE_SIZE_MAX / 4) as u32).await.ok()?;
     let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
     pending[..4].copy_from_slice(&writer.id().0.to_le_bytes());
     pending[4..4 + uidl.len()].copy_from_slice(uidl.as_bytes());

@@ -462,6 +462,7 @@ async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
             }
             defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay);
         }
+        stores.persist_spool_counters().await;
         crate::mail_settings::publish_spool_free_bytes(vault);
     }
     if !failed_outbound.is_empty() {

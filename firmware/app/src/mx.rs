@@ -418,8 +418,7 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
                 transaction.failed |= !stored;
             }
             Event::MessageBegin(_) => {
-                let expected = transaction.declared_size.unwrap_or(message_size).min(message_size) as u32;
-                transaction.writer = begin_message(&transaction, expected).await;
+                transaction.writer = begin_message(&transaction, message_size).await;
                 transaction.failed |= transaction.writer.is_none();
             }
             Event::MessageData(chunk) => {
@@ -461,19 +460,27 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
     abort_message(&mut transaction).await;
 }
 
-async fn begin_message(transaction: &Transaction, expected_length: u32) -> Option<MessageWriter> {
+/// Begins the spool message of the transaction. The spool reserves the declared size
+/// (`SIZE=`, at most `size_limit`), or, without one, space as the data arrives: a message
+/// without `SIZE=` is never refused for the worst case of the size limit while the spool has
+/// room for it. The free space is republished either way.
+async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<MessageWriter> {
+    let expected_length = transaction.declared_size.unwrap_or(0).min(size_limit).min(u64::from(u32::MAX)) as u32;
     let recipients: heapless::Vec<&[u8], MAX_RECIPIENTS> = transaction.recipients().collect();
     let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?
         .with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut vault = VAULT.lock().await;
-    let stores = vault.as_mut()?.open_stores()?;
-    match stores.spool.begin_message(&envelope, expected_length).await {
+    let vault = vault.as_mut()?;
+    let stores = vault.open_stores()?;
+    let writer = match stores.begin_spool_message(&envelope, expected_length).await {
         Ok(writer) => Some(writer),
         Err(error) => {
             crate::event_warning!("mx: spool refused a message: {:?}", defmt::Debug2Format(&error));
             None
         }
-    }
+    };
+    crate::mail_settings::publish_spool_free_bytes(vault);
+    writer
 }
 
 async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64, lan: bool) -> CommitResult {
@@ -507,7 +514,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
             Err(_) => CommitResult::Failed,
         },
         Some(stores) => {
-            stores.spool.abort(writer);
+            abandon(&mut stores.spool, writer).await;
             CommitResult::Failed
         }
         None => CommitResult::Failed,
@@ -520,9 +527,21 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
 async fn abort_message(transaction: &mut Transaction) {
     if let Some(writer) = transaction.writer.take() {
         let mut vault = VAULT.lock().await;
-        if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
-            stores.spool.abort(writer);
+        if let Some(vault) = vault.as_mut() {
+            if let Some(stores) = vault.open_stores() {
+                abandon(&mut stores.spool, writer).await;
+            }
+            crate::mail_settings::publish_spool_free_bytes(vault);
         }
     }
     transaction.failed = false;
+}
+
+/// Aborts a message being received and reclaims what it wrote at once, so the next
+/// message finds the space erased (no erase on its way to `250`).
+async fn abandon(spool: &mut crate::vault::MailSpool, writer: MessageWriter) {
+    spool.abort(writer);
+    if let Err(error) = spool.maintain().await {
+        crate::event_warning!("mx: reclaiming an aborted message's space failed: {:?}", defmt::Debug2Format(&error));
+    }
 }

@@ -9,7 +9,7 @@ use embassy_sync::mutex::Mutex;
 use embassy_time::Instant;
 use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
 use homemx_keystore::{Keystore, KeystoreConfig, KeystoreError, KeystoreState, UnlockError};
-use homemx_spool::{KeyValueStore, Spool};
+use homemx_spool::{CounterMark, Envelope, KeyValueStore, MessageWriter, Spool, SpoolError};
 use homemx_wire::config::ConfigItem;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchor, TrustAnchorUpdate};
 
@@ -30,6 +30,64 @@ pub struct OpenStores {
     pub settings: Settings,
     /// The mail spool.
     pub spool: MailSpool,
+}
+
+/// The key of the spool's [`CounterMark`] in the key-value store.
+fn spool_counter_mark_key() -> u64 {
+    settings_key("spool", b"counter-mark")
+}
+
+impl OpenStores {
+    /// After the spool's mount: checks it against the persisted counter mark, so its sector
+    /// sequences and message ids never repeat and a rolled-back flash image is caught. A
+    /// rollback is tampering: logged, alerted, and the unlock refused.
+    async fn guard_spool_counters(&mut self) -> Result<(), ErrorCode> {
+        let mut bytes = [0u8; CounterMark::ENCODED_SIZE];
+        let mark = match self.settings.fetch(spool_counter_mark_key(), &mut bytes).await {
+            Ok(Some(length)) => Some(CounterMark::decode(&bytes[..length]).ok_or(ErrorCode::DeviceFault)?),
+            Ok(None) => None,
+            Err(_) => return Err(ErrorCode::DeviceFault),
+        };
+        match self.spool.guard_counters(mark) {
+            Ok(()) => Ok(()),
+            Err(SpoolError::RolledBack) => {
+                crate::alerts::raise(
+                    homemx_status::alert::AlertKind::SpoolRolledBack,
+                    format_args!("spool rolled back: old sectors are back on flash or the counter mark is older than the spool; unlock refused"),
+                );
+                Err(ErrorCode::DeviceFault)
+            }
+            Err(_) => Err(ErrorCode::DeviceFault),
+        }
+    }
+
+    /// Persists the spool's counter mark when it is due (at unlock, and when idle after a
+    /// delivery: the mark reserves ahead, so this is never needed on the way to `250`).
+    pub async fn persist_spool_counters(&mut self) {
+        let Some(mark) = self.spool.counter_mark_due() else {
+            return;
+        };
+        match self.settings.store(spool_counter_mark_key(), &mark.encode()).await {
+            Ok(()) => self.spool.counter_mark_persisted(mark),
+            Err(error) => crate::event_warning!("spool: persisting the counter mark failed: {:?}", defmt::Debug2Format(&error)),
+        }
+    }
+
+    /// Begins a spool message; if the spool's reserved counters ran out (the idle-time
+    /// persisting fell behind), persists the next mark and tries again.
+    pub async fn begin_spool_message(
+        &mut self,
+        envelope: &Envelope<'_>,
+        expected_length: u32,
+    ) -> Result<MessageWriter, SpoolError<<FlashPartition as embedded_storage_async::nor_flash::ErrorType>::Error>> {
+        match self.spool.begin_message(envelope, expected_length).await {
+            Err(SpoolError::CountersExhausted) => {
+                self.persist_spool_counters().await;
+                self.spool.begin_message(envelope, expected_length).await
+            }
+            other => other,
+        }
+    }
 }
 
 /// Key store plus the stores it unlocks.
@@ -168,7 +226,12 @@ impl Vault {
                 return Err(ErrorCode::DeviceFault);
             }
         };
+        if let Err(error) = stores.guard_spool_counters().await {
+            self.lock();
+            return Err(error);
+        }
         let _ = stores.spool.maintain().await;
+        stores.persist_spool_counters().await;
         defmt::info!("unlock: key derivation and unwrap took {=u64} busy core-clock counts", derivation_counts);
         crate::event_info!(
             "unlocked; spool: {} messages, {} damaged, {} corrupt records",

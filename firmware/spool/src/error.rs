@@ -28,6 +28,12 @@ pub enum SpoolError<E> {
     MessageTooLarge,
     /// A key-value store operation failed inside sequential-storage.
     Storage,
+    /// The counters reached the limits of the persisted [`crate::CounterMark`]: persist
+    /// [`crate::Spool::counter_mark_due`], confirm it, and try again.
+    CountersExhausted,
+    /// The flash was rolled back (an erased sector is back, or the flash is ahead of the
+    /// persisted [`crate::CounterMark`]): tampering; the spool must not be used.
+    RolledBack,
 }
 
 impl<E> From<E> for SpoolError<E> {

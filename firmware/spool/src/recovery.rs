@@ -287,6 +287,11 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         self.next_sequence = previous.map(|(sequence, _)| sequence.saturating_add(1)).unwrap_or(0);
         self.allocation_cursor = newest_index.map(|index| (index + 1) % self.sector_count).unwrap_or(0);
         self.next_message = highest_message.saturating_add(1).max(1);
+        // Mounted again while guarded: never fall back below what may have been used.
+        if let Some(guard) = self.counter_guard {
+            self.next_sequence = self.next_sequence.max(guard.sequence_limit);
+            self.next_message = self.next_message.max(guard.message_limit);
+        }
         let states = &self.states[..self.sector_count];
         report.sectors_in_use = states.iter().filter(|&&state| state == SectorState::InUse).count() as u32;
         report.sectors_erased = states.iter().filter(|&&state| state == SectorState::Erased).count() as u32;

@@ -1,21 +1,29 @@
 //! Free-space accounting, admission ("can I accept N more bytes") and reclaiming sectors.
 //!
-//! **Accounting.** Only erased sectors and the rest of the head sector count as free; one
-//! erased sector is always held back as a spare for state and delete records, so delivery
-//! bookkeeping and deletion work on a spool that is full of messages. A message being
-//! received holds a reservation of its worst-case flash bytes ([`Spool::worst_case_bytes`]),
-//! taken at [`Spool::begin_message`]; what is reserved is not offered to anyone else. So the
-//! SMTP server learns *before* DATA (from [`Spool::can_accept`] or a failing begin) that a
-//! message will not fit and answers 452 4.3.1, instead of accepting and losing it.
+//! **Accounting.** Free is what a new message can get: erased sectors, the rest of the head
+//! sector, and every sector that holds nothing live (written by aborted, refused, cut-off or
+//! deleted messages: *reclaimable*, erased on demand). One sector is always held back as a
+//! spare for state and delete records, so delivery bookkeeping and deletion work on a spool
+//! that is full of messages. A message being received holds a reservation: at
+//! [`Spool::begin_message`] the worst-case flash bytes ([`Spool::worst_case_bytes`]) of the
+//! size it declared (SMTP `SIZE=`, or 0), then, as its data arrives beyond that, more in
+//! steps of [`RESERVATION_STEP`]; what is reserved is not offered to anyone else, and an
+//! abort or commit gives the unused rest back at once. So the SMTP server learns before
+//! DATA (from [`Spool::can_accept`] or a failing begin) whether a declared message fits and
+//! answers 452 4.3.1 instead of accepting and losing it, and a message without `SIZE=` is
+//! refused only when the spool really has no room left for its data.
 //!
 //! **Reclaiming.** A sector in the log is live if it holds the head, or lies within the span
 //! (envelope sector to commit sector, by sequence) of a message being received or queued, or
 //! holds the newest state record of a queued message, or holds the tombstone of a deleted
 //! message whose envelope's sector still exists (were the tombstone erased first, the
 //! message would come back after a reset). Every other sector is erased by
-//! [`Spool::maintain`], which [`Spool::delete`] calls; sectors found unreadable at mount
-//! are erased first, as they may hold anything. No erase ever happens on the way from
-//! begin to commit: the receive path only programs pre-erased sectors.
+//! [`Spool::maintain`], which [`Spool::delete`] calls and the firmware calls after an abort;
+//! sectors found unreadable at mount are erased first, as they may hold anything. When a
+//! write finds too little erased space, the spool reclaims right then (dead sectors first,
+//! then the head sector if it holds nothing live) before it declares the space short; in
+//! normal operation (reclaiming after every delete and abort) the receive path only programs
+//! pre-erased sectors and nothing is erased between begin and commit.
 
 use crate::error::SpoolError;
 use crate::layout::{envelope_extent, record_extent, sector_header_extent, COMMIT_PAYLOAD_SIZE, MINIMUM_SPLIT_PAYLOAD, RECORD_OVERHEAD, STATE_PAYLOAD_SIZE};
@@ -25,6 +33,10 @@ use embedded_storage_async::nor_flash::NorFlash;
 
 /// Erased sectors kept back for state and delete records.
 pub const SPARE_SECTORS: usize = 1;
+
+/// Flash bytes a message being received reserves at a time once its data outgrows what it
+/// reserved before (its declared size, or nothing).
+pub const RESERVATION_STEP: u32 = 64 * 1024;
 
 /// The spool's space, for the status page and the free-flash alarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,17 +87,129 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             + record_extent(COMMIT_PAYLOAD_SIZE, F::WRITE_SIZE) as u64
     }
 
+    /// Bytes left in the head sector for records (0 without a head).
+    fn head_free_bytes(&self) -> u64 {
+        self.head
+            .map(|head| (F::ERASE_SIZE - head.offset as usize).saturating_sub(Self::sector_slack()))
+            .unwrap_or(0) as u64
+    }
+
+    /// Whether the head sector holds nothing that outlives a full reclaim.
+    fn head_is_dead(&self) -> bool {
+        let needed = self.tombstones_needed();
+        self.head.is_some_and(|head| !self.sector_survives_reclaim(head.context.index as usize, &needed))
+    }
+
+    /// Sectors that a full reclaim erases: unreadable ones and those holding nothing that
+    /// outlives it (the head aside).
+    fn reclaimable_sectors(&self) -> usize {
+        let needed = self.tombstones_needed();
+        (0..self.sector_count)
+            .filter(|&index| match self.states[index] {
+                SectorState::Garbage => true,
+                SectorState::InUse => {
+                    let head = self.head.is_some_and(|head| head.context.index as usize == index);
+                    !head && !self.sector_survives_reclaim(index, &needed)
+                }
+                SectorState::Erased => false,
+            })
+            .count()
+    }
+
+    /// Whether a sector with this sequence holds records of a message being received or
+    /// queued (tombstones aside).
+    fn sequence_holds_message_records(&self, sequence: u32) -> bool {
+        self.entries.iter().any(|entry| match entry.status {
+            EntryStatus::Receiving => sequence >= entry.envelope_sequence,
+            EntryStatus::Queued | EntryStatus::Damaged => {
+                (entry.envelope_sequence..=entry.last_sequence).contains(&sequence) || sequence == entry.marker_sequence
+            }
+            EntryStatus::Free | EntryStatus::Abandoned | EntryStatus::Deleted => false,
+        })
+    }
+
+    /// Per slot: whether a deleted message's tombstone outlives a full reclaim, i.e. its
+    /// envelope's sector does (holds message records, or a tombstone that outlives it).
+    /// [`Spool::maintain`] gets there step by step: it erases a dead envelope sector, then
+    /// forgets the message, then erases the tombstone's sector.
+    fn tombstones_needed(&self) -> [bool; MESSAGES] {
+        let mut needed = [false; MESSAGES];
+        loop {
+            let mut changed = false;
+            for slot in 0..MESSAGES {
+                let entry = &self.entries[slot];
+                if needed[slot] || entry.status != EntryStatus::Deleted {
+                    continue;
+                }
+                let sector = entry.envelope_sector as usize;
+                let envelope_exists = self.states.get(sector) == Some(&SectorState::InUse)
+                    && self.sequences[sector] == entry.envelope_sequence;
+                let sequence = entry.envelope_sequence;
+                let envelope_survives = self.sequence_holds_message_records(sequence)
+                    || (0..MESSAGES).any(|other| {
+                        needed[other]
+                            && self.entries[other].marker_sequence == sequence
+                            && self.entries[other].envelope_sequence != sequence
+                    });
+                if envelope_exists && envelope_survives && entry.marker_sequence != sequence {
+                    needed[slot] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return needed;
+            }
+        }
+    }
+
+    /// Whether sector `index` (in use) holds anything that outlives a full reclaim.
+    fn sector_survives_reclaim(&self, index: usize, needed: &[bool; MESSAGES]) -> bool {
+        let sequence = self.sequences[index];
+        self.sequence_holds_message_records(sequence)
+            || (0..MESSAGES).any(|slot| needed[slot] && self.entries[slot].marker_sequence == sequence)
+    }
+
+    /// Bytes that can be written without erasing anything.
+    fn erased_free_bytes(&self) -> u64 {
+        let erased = self.states[..self.sector_count]
+            .iter()
+            .filter(|&&state| state == SectorState::Erased)
+            .count();
+        erased.saturating_sub(SPARE_SECTORS) as u64 * Self::sector_capacity() as u64 + self.head_free_bytes()
+    }
+
+    /// Bytes that can be written once everything reclaimable is erased (before reservations).
     fn raw_free_bytes(&self) -> u64 {
         let erased = self.states[..self.sector_count]
             .iter()
             .filter(|&&state| state == SectorState::Erased)
             .count();
-        let usable = erased.saturating_sub(SPARE_SECTORS) as u64 * Self::sector_capacity() as u64;
-        let head = self
-            .head
-            .map(|head| (F::ERASE_SIZE - head.offset as usize).saturating_sub(Self::sector_slack()))
-            .unwrap_or(0) as u64;
-        usable + head
+        let sectors = (erased + self.reclaimable_sectors()).saturating_sub(SPARE_SECTORS) as u64;
+        // A dead head gives back what was written into it once it is closed and erased.
+        let head = self.head_free_bytes();
+        let head_reclaimable = if self.head_is_dead() { Self::sector_capacity() as u64 - head } else { 0 };
+        sectors * Self::sector_capacity() as u64 + head + head_reclaimable
+    }
+
+    /// Makes sure `needed` bytes can be written without erasing: if the erased space is
+    /// short, erases unreadable and dead sectors (and closes and erases a dead head) one at
+    /// a time until it suffices. [`SpoolError::NoSpace`] if reclaiming all cannot make room.
+    pub(crate) async fn make_room(&mut self, needed: u64) -> Result<(), SpoolError<F::Error>> {
+        while self.erased_free_bytes() < needed {
+            let candidate = (0..self.sector_count)
+                .find(|&index| self.states[index] == SectorState::Garbage)
+                .or_else(|| {
+                    (0..self.sector_count)
+                        .find(|&index| self.states[index] == SectorState::InUse && !self.sector_is_live(index))
+                });
+            match candidate {
+                Some(index) => self.erase_sector(index).await?,
+                None if self.head_is_dead() => self.head = None,
+                None => return Err(SpoolError::NoSpace),
+            }
+            self.forget_settled_entries();
+        }
+        Ok(())
     }
 
     fn reserved_bytes(&self) -> u64 {
@@ -123,11 +247,14 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         }
     }
 
-    /// Whether sector `index` (in use) holds anything still needed.
+    /// Whether sector `index` (in use) holds anything still needed: it is the head, or
+    /// holds live records.
     fn sector_is_live(&self, index: usize) -> bool {
-        if self.head.is_some_and(|head| head.context.index as usize == index) {
-            return true;
-        }
+        self.head.is_some_and(|head| head.context.index as usize == index) || self.sector_holds_live_records(index)
+    }
+
+    /// Whether sector `index` (in use) holds records still needed (see the module doc).
+    fn sector_holds_live_records(&self, index: usize) -> bool {
         let sequence = self.sequences[index];
         self.entries.iter().any(|entry| match entry.status {
             EntryStatus::Free | EntryStatus::Abandoned => false,
@@ -136,7 +263,9 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                 (entry.envelope_sequence..=entry.last_sequence).contains(&sequence)
                     || sequence == entry.marker_sequence
             }
-            EntryStatus::Deleted => sequence == entry.marker_sequence,
+            // A tombstone in its envelope's own sector keeps nothing alive: one erase takes
+            // both (else that sector and the slot would be pinned for ever).
+            EntryStatus::Deleted => sequence == entry.marker_sequence && entry.envelope_sequence != sequence,
         })
     }
 

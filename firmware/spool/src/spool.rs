@@ -245,6 +245,8 @@ pub struct Spool<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSA
     pub(crate) statistics: Statistics,
     pub(crate) buffer: [u8; RECORD_BUFFER_CAPACITY],
     pub(crate) mounted: bool,
+    /// The persisted counter mark confirmed by the caller; `None`: counters not guarded.
+    pub(crate) counter_guard: Option<crate::counters::CounterMark>,
 }
 
 pub(crate) async fn program<F: NorFlash>(
@@ -308,6 +310,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             statistics: Statistics::default(),
             buffer: [0xFF; RECORD_BUFFER_CAPACITY],
             mounted: false,
+            counter_guard: None,
         })
     }
 
@@ -348,6 +351,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if self.next_sequence >= NO_SEQUENCE - 1 {
             return Err(SpoolError::NoSpace);
         }
+        self.sequence_available()?;
         let mut random = [0u8; 12];
         self.random.fill_bytes(&mut random);
         let context = SectorContext {
@@ -453,23 +457,28 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         }
     }
 
-    /// Takes `extent` flash bytes from the reservation of message slot `slot`, or from the
-    /// free space if its reservation is used up.
-    fn consume_reservation(&mut self, slot: usize, extent: usize) -> Result<(), SpoolError<F::Error>> {
+    /// Takes `extent` flash bytes from the reservation of message slot `slot`; when the
+    /// reservation is used up, reserves more from the free space (at least
+    /// [`crate::space::RESERVATION_STEP`] if there is that much), then makes sure the bytes
+    /// can be programmed now (reclaiming dead sectors if the erased space is short).
+    async fn take_space(&mut self, slot: usize, extent: usize) -> Result<(), SpoolError<F::Error>> {
         let reserved = self.entries[slot].reserved as usize;
-        if reserved >= extent {
-            self.entries[slot].reserved = (reserved - extent) as u32;
-            return Ok(());
+        if reserved < extent {
+            let missing = (extent - reserved) as u64;
+            let free = self.free_bytes();
+            if free < missing {
+                return Err(SpoolError::NoSpace);
+            }
+            let grown = free.min(u64::from(crate::space::RESERVATION_STEP)).max(missing);
+            self.entries[slot].reserved = (reserved as u64 + grown).min(u64::from(u32::MAX)) as u32;
         }
-        if self.free_bytes() < (extent - reserved) as u64 {
-            return Err(SpoolError::NoSpace);
-        }
-        self.entries[slot].reserved = 0;
-        Ok(())
+        self.entries[slot].reserved -= extent as u32;
+        self.make_room(extent as u64).await
     }
 
     /// Starts receiving a message: reserves flash for `expected_length` bytes of data (the
-    /// SMTP SIZE value, or the session's size limit) and writes the envelope. Fails with
+    /// SMTP SIZE value, or 0 when none was declared: then space is reserved as the data
+    /// arrives, see [`crate::space`]) and writes the envelope. Fails with
     /// [`SpoolError::NoSpace`] when that much cannot be accepted (answer 452 4.3.1).
     pub async fn begin_message(
         &mut self,
@@ -485,9 +494,12 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if self.free_bytes() < needed {
             return Err(SpoolError::NoSpace);
         }
+        // The envelope's records (each may close a sector) must fit the erased space.
+        self.make_room(2 * envelope_extent(encoded_length, F::WRITE_SIZE) as u64).await?;
         if self.next_message == u32::MAX {
             return Err(SpoolError::MessageTableFull);
         }
+        self.message_id_available()?;
         let id = self.next_message;
         self.next_message += 1;
         let statistics_at_begin = self.statistics;
@@ -500,8 +512,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             .await
         {
             Ok(placement) => placement,
-            // NoSpace comes from opening a sector before anything is programmed.
-            Err(SpoolError::NoSpace) => return Err(SpoolError::NoSpace),
+            // These come from opening a sector before anything is programmed.
+            Err(error @ (SpoolError::NoSpace | SpoolError::CountersExhausted)) => return Err(error),
             Err(error) => {
                 self.pin_failed_envelope(slot, id);
                 return Err(error);
@@ -595,7 +607,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     async fn flush_chunk(&mut self, slot: usize, writer: &mut MessageWriter) -> Result<(), SpoolError<F::Error>> {
         while writer.filled > 0 {
             let worst = record_extent(writer.filled, F::WRITE_SIZE) + RECORD_OVERHEAD + F::WRITE_SIZE;
-            self.consume_reservation(slot, worst)?;
+            self.take_space(slot, worst).await?;
             let written = self
                 .write_record(RecordKind::Chunk, writer.id, writer.next_chunk, &writer.buffer[..writer.filled])
                 .await?
@@ -632,15 +644,27 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     }
 
     /// Commits the message: after this returns `Ok` it survives any power cut (send "250").
-    /// Programs the last chunk and one commit record; never erases.
-    pub async fn commit(&mut self, mut writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
+    /// Programs the last chunk and one commit record (erases only if the erased space is
+    /// short, see [`crate::space`]). On an error the message is abandoned, as by
+    /// [`Spool::abort`].
+    pub async fn commit(&mut self, writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
         let slot = self.writer_slot(&writer)?;
+        let result = self.commit_slot(slot, writer).await;
+        if result.is_err() && self.entries[slot].status == EntryStatus::Receiving {
+            let entry = &mut self.entries[slot];
+            entry.status = EntryStatus::Abandoned;
+            entry.reserved = 0;
+        }
+        result
+    }
+
+    async fn commit_slot(&mut self, slot: usize, mut writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
         self.flush_chunk(slot, &mut writer).await?;
         let mut payload = [0u8; COMMIT_PAYLOAD_SIZE];
         payload[..4].copy_from_slice(&writer.length.to_le_bytes());
         payload[4..8].copy_from_slice(&writer.next_chunk.to_le_bytes());
         payload[8..].copy_from_slice(&u32::from(self.entries[slot].envelope_parts).to_le_bytes());
-        self.consume_reservation(slot, record_extent(COMMIT_PAYLOAD_SIZE, F::WRITE_SIZE))?;
+        self.take_space(slot, record_extent(COMMIT_PAYLOAD_SIZE, F::WRITE_SIZE)).await?;
         let sequence = self.write_record(RecordKind::Commit, writer.id, 0, &payload).await?.sequence;
         let entry = &mut self.entries[slot];
         entry.status = EntryStatus::Queued;

@@ -70,10 +70,13 @@ pub enum AlertKind {
     PeerUnreachable(Peer),
     /// DynDNS updates stopped (the provider refused further updates).
     DynDnsStopped,
+    /// The spool's flash was rolled back (old sectors written back, or its persisted counter
+    /// mark is older than the spool): tampering.
+    SpoolRolledBack,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 14;
+pub const ALERT_KIND_COUNT: usize = 15;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -92,6 +95,7 @@ impl AlertKind {
         AlertKind::PeerUnreachable(Peer::Dns),
         AlertKind::PeerUnreachable(Peer::Time),
         AlertKind::DynDnsStopped,
+        AlertKind::SpoolRolledBack,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -111,6 +115,7 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Dns) => 11,
             AlertKind::PeerUnreachable(Peer::Time) => 12,
             AlertKind::DynDnsStopped => 13,
+            AlertKind::SpoolRolledBack => 14,
         }
     }
 
@@ -131,6 +136,7 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Dns) => "peer_unreachable_dns",
             AlertKind::PeerUnreachable(Peer::Time) => "peer_unreachable_time",
             AlertKind::DynDnsStopped => "dyndns_stopped",
+            AlertKind::SpoolRolledBack => "spool_rolled_back",
         }
     }
 
@@ -151,6 +157,7 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Dns) => "DNS resolver unreachable",
             AlertKind::PeerUnreachable(Peer::Time) => "Time server unreachable",
             AlertKind::DynDnsStopped => "DynDNS updates stopped",
+            AlertKind::SpoolRolledBack => "Spool flash rolled back",
         }
     }
 
@@ -198,6 +205,9 @@ impl AlertKind {
             }
             AlertKind::DynDnsStopped => {
                 "The DynDNS provider refused further updates (bad login, abuse block or unknown host); the appliance stopped asking. Fix the settings to resume."
+            }
+            AlertKind::SpoolRolledBack => {
+                "Old spool data was written back to flash (tampering), so unlock is refused. Check the device, then reset it."
             }
         }
     }
