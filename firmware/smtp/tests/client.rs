@@ -250,6 +250,85 @@ fn refused_starttls_defers() {
     assert_all_deferred_nothing_sent(&run);
 }
 
+/// With TLS required, every permanent refusal before TLS is up (a 554 greeting, a 550 to
+/// EHLO, a 5xx to STARTTLS) came in clear and may be forged by a man in the middle: each one
+/// defers every recipient (no bounce, no NDN) and raises a TLS problem for the alert.
+#[test]
+fn permanent_refusals_before_tls_only_defer() {
+    let cases: [(&str, Vec<Step>, TlsProblem, u16); 4] = [
+        ("554 5.7.1 go away, you are blocked\r\n", vec![step("QUIT", "221 bye\r\n")], TlsProblem::RefusedBeforeTls(554), 554),
+        (
+            "220 s\r\n",
+            vec![step("EHLO", "550 5.7.1 not you\r\n"), step("QUIT", "221 bye\r\n")],
+            TlsProblem::RefusedBeforeTls(550),
+            550,
+        ),
+        (
+            "220 s\r\n",
+            vec![step("EHLO", "554-5.7.1 first line\r\n554 5.7.1 no mail from you\r\n"), step("QUIT", "221 bye\r\n")],
+            TlsProblem::RefusedBeforeTls(554),
+            554,
+        ),
+        (
+            "220 s\r\n",
+            vec![step("EHLO", EHLO_PLAIN_TLS), step("STARTTLS", "554 5.7.3 no TLS for you\r\n"), step("QUIT", "221 bye\r\n")],
+            TlsProblem::Refused(554),
+            554,
+        ),
+    ];
+    for (greeting, steps, problem, code) in cases {
+        let run = deliver(&SMARTHOST, envelope(), greeting, steps, Tls::Succeeds, b"secret body\r\n");
+        assert_eq!(run.problems, [problem], "{greeting:?}: {run:?}");
+        assert_eq!(run.results.len(), 3, "{run:?}");
+        for &(_, outcome, reply_code, reason) in &run.results {
+            assert_eq!((outcome, reply_code, reason), (Outcome::Deferred, code, ResultReason::TlsUnavailable), "{greeting:?}: {run:?}");
+        }
+        assert_all_deferred_nothing_sent(&run);
+    }
+}
+
+/// The same replies inside TLS (implicit TLS on 465, or after STARTTLS) are the verified
+/// server's own: they bounce as usual; and without TLS required a plaintext 5xx is the
+/// server's word too.
+#[test]
+fn permanent_refusals_inside_tls_or_without_tls_policy_bounce() {
+    let now = Now::new(1_700_000_000, 0);
+    let mut client = ClientSession::new(&SMARTHOST, envelope(), true, now).unwrap();
+    client.receive(b"554 5.7.1 no service\r\n", now);
+    let mut outcomes = Vec::new();
+    let mut problems = Vec::new();
+    while let Some(event) = client.poll(now) {
+        match event {
+            ClientEvent::RecipientResult(result) => outcomes.push((result.outcome, result.code, result.reason)),
+            ClientEvent::TlsProblem(problem) => problems.push(problem),
+            _ => {}
+        }
+    }
+    assert!(problems.is_empty());
+    assert_eq!(outcomes, [(Outcome::Bounced, 554, ResultReason::Reply); 3]);
+
+    let run = deliver(
+        &SMARTHOST,
+        envelope(),
+        "220 s\r\n",
+        vec![
+            step("EHLO", EHLO_PLAIN_TLS),
+            step("STARTTLS", "220 go\r\n"),
+            step("EHLO", "550 5.7.1 not you\r\n"),
+            step("QUIT", "221 bye\r\n"),
+        ],
+        Tls::Succeeds,
+        b"x\r\n",
+    );
+    assert!(run.problems.is_empty());
+    assert_eq!(run.results.iter().map(|r| (r.1, r.2, r.3)).collect::<Vec<_>>(), [(Outcome::Bounced, 550, ResultReason::Reply); 3]);
+
+    let config = ClientConfig { tls: TlsRequirement::Opportunistic, credentials: None, ..SMARTHOST };
+    let run = deliver(&config, envelope(), "554 5.7.1 no\r\n", vec![step("QUIT", "221 bye\r\n")], Tls::Succeeds, b"x\r\n");
+    assert!(run.problems.is_empty());
+    assert_eq!(run.results.iter().map(|r| (r.1, r.2, r.3)).collect::<Vec<_>>(), [(Outcome::Bounced, 554, ResultReason::Reply); 3]);
+}
+
 #[test]
 fn failed_handshake_defers_without_quit() {
     let run = deliver(&SMARTHOST, envelope(), "220 s\r\n", vec![step("EHLO", EHLO_PLAIN_TLS), step("STARTTLS", "220 go\r\n")], Tls::Fails, b"x\r\n");
