@@ -187,6 +187,31 @@ fn smarthost_delivery_with_tls_and_auth_and_per_recipient_results() {
     }
 }
 
+/// A body with a bare LF (say from a spool written by another path): a leading dot after it
+/// is stuffed, so a receiver that ends lines at a bare LF sees no lone `.` line and no
+/// smuggled command.
+#[test]
+fn dot_stuffing_after_a_bare_line_feed() {
+    let config = ClientConfig { hostname: "mx.example.org", protocol: ClientProtocol::Lmtp, tls: TlsRequirement::Disabled, credentials: None };
+    let run = deliver(
+        &config,
+        Envelope { recipients: &RECIPIENTS[..1], ..envelope() },
+        "220 mailbox LMTP\r\n",
+        vec![
+            step("LHLO", "250 mailbox\r\n"),
+            step("MAIL FROM:<alice@example.org>", "250 ok\r\n"),
+            step("RCPT TO:<a@far.example>", "250 ok\r\n"),
+            step("DATA", "354 go\r\n"),
+            step("<end of data>", "250 ok\r\n"),
+            step("QUIT", "221 bye\r\n"),
+        ],
+        Tls::Succeeds,
+        b"Subject: t\r\n\r\nfirst\n.\nMAIL FROM:<evil@x.example>\n.\r\nlast\r.\r",
+    );
+    assert_eq!(run.data, b"Subject: t\r\n\r\nfirst\n..\nMAIL FROM:<evil@x.example>\n..\r\nlast\r..\r\r\n.\r\n");
+    assert_eq!(run.results, [(0, Outcome::Delivered, 250, ResultReason::Reply)]);
+}
+
 #[test]
 fn auth_login_inside_tls() {
     let run = deliver(
