@@ -16,6 +16,7 @@ pub mod machine;
 pub mod network;
 pub mod owner;
 pub mod peers;
+pub mod pop3_server;
 pub mod provider;
 pub mod qmp;
 
