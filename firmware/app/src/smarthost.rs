@@ -37,7 +37,7 @@ pub fn tls_problem(problem: TlsProblem) {
         TlsProblem::NotOffered => "the smarthost did not offer STARTTLS",
         TlsProblem::Stripped => "STARTTLS was overwritten in the smarthost's capabilities",
         TlsProblem::Refused(_) => "the smarthost refused STARTTLS",
-        TlsProblem::RefusedBeforeTls(_) => "the smarthost refused the session before TLS was up (a reply anyone on the path can forge)",
+        TlsProblem::RefusedBeforeTls(_) => "the smarthost refused us before TLS (a forgeable 5xx)",
         TlsProblem::HandshakeFailed => "the TLS handshake with the smarthost failed",
     };
     crate::mail_status::smarthost_problem(text);
