@@ -14,7 +14,10 @@
 //!
 //! TLS is never optional: without STLS in the CAPA list (an overwritten `XXXX` is reported as
 //! stripping), with STLS refused or the handshake failed, the session raises a
-//! [`TlsProblem`] and ends; USER, PASS and AUTH are only ever written inside TLS.
+//! [`TlsProblem`] and ends; USER, PASS and AUTH are only ever written inside TLS. An `-ERR`
+//! before TLS (greeting, CAPA, STLS) came in clear and may be forged: it ends this run and
+//! nothing else (no failure of a session is a lasting verdict; the caller fetches again at
+//! the next poll).
 //!
 //! The password: the session never stores it. On [`Pop3Event::PasswordNeeded`] the caller
 //! passes it to [`Pop3Session::send_password`], which writes the PASS (or AUTH PLAIN) line
