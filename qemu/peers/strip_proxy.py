@@ -3,7 +3,7 @@
 appliance and the smarthost that records every byte the client sent.
 
 usage: strip_proxy.py --listen ADDRESS:PORT --upstream ADDRESS:PORT --record FILE
-                      [--mode strip|refuse|pass] [--record-server FILE]
+                      [--mode strip|refuse|refuse-greeting|pass] [--record-server FILE]
                       [--log EVENTS.jsonl] [--ready-file FILE]
 
 --mode strip   (default) rewrites `STARTTLS` in the server's replies to `XXXXXXXA` (what
@@ -11,11 +11,16 @@ usage: strip_proxy.py --listen ADDRESS:PORT --upstream ADDRESS:PORT --record FIL
                to `XXXXXXXA` (the server answers 500);
 --mode refuse  keeps the EHLO reply but answers the client's STARTTLS itself with
                `454 4.7.0 TLS not available` (the command never reaches the server);
+--mode refuse-greeting
+               answers the connection itself with a forged permanent refusal before TLS,
+               `554 5.7.1 ...` as the greeting, then `221` to QUIT (`503` to anything else),
+               and never connects upstream;
 --mode pass    forwards bytes unchanged (a control).
 --record gets every byte the client sent (all connections, appended as received, before any
 rewriting), so a test can prove that no MAIL FROM, AUTH or message content went out in clear.
 Events (JSONL): ready, connect, client_command (each client line outside DATA), server_line,
-stripped, refused_starttls, data_start, data_end, close. Exits cleanly on SIGTERM.
+stripped, refused_starttls, refused_greeting, data_start, data_end, close. Exits cleanly on
+SIGTERM.
 """
 import argparse
 import asyncio
@@ -30,6 +35,7 @@ from peer_common import EventLog, parse_listen, signal_ready  # noqa: E402
 
 STARTTLS = re.compile(rb"STARTTLS", re.IGNORECASE)
 REFUSAL = b"454 4.7.0 TLS not available\r\n"
+FORGED_GREETING = b"554 5.7.1 smarthost.example.net no service for you\r\n"
 LINE_LIMIT = 1 << 20
 CONNECTION_NUMBERS = itertools.count(1)
 
@@ -64,6 +70,9 @@ class Connection:
     async def run(self):
         peer = self.client_writer.get_extra_info("peername")
         self.log("connect", peer=f"{peer[0]}:{peer[1]}" if peer else None, mode=self.settings.mode)
+        if self.settings.mode == "refuse-greeting":
+            await self.refuse_greeting()
+            return
         host, port = self.settings.upstream
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(host, port, limit=LINE_LIMIT)
@@ -82,6 +91,23 @@ class Connection:
             task.cancel()
         for writer in (self.client_writer, upstream_writer):
             writer.close()
+        self.log("close")
+
+    async def refuse_greeting(self):
+        """Plays a man in the middle that forges a 554 greeting (see --mode refuse-greeting)."""
+        self.log("refused_greeting")
+        await self.to_client(FORGED_GREETING)
+        while True:
+            line = await read_line(self.client_reader)
+            if not line:
+                break
+            self.settings.client_record.write(line)
+            self.log("client_command", line=line.decode("latin-1"))
+            if line.rstrip(b"\r\n").strip().upper() == b"QUIT":
+                await self.to_client(b"221 2.0.0 bye\r\n")
+                break
+            await self.to_client(b"503 5.5.1 no service\r\n")
+        self.client_writer.close()
         self.log("close")
 
     async def pass_through(self, reader, writer, recorder):
@@ -156,7 +182,7 @@ async def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", required=True)
     parser.add_argument("--upstream", required=True)
-    parser.add_argument("--mode", choices=["strip", "refuse", "pass"], default="strip")
+    parser.add_argument("--mode", choices=["strip", "refuse", "refuse-greeting", "pass"], default="strip")
     parser.add_argument("--record", required=True, help="file that gets every byte the client sent")
     parser.add_argument("--record-server", help="file that gets every byte the server sent")
     parser.add_argument("--log")

@@ -19,6 +19,7 @@ pub mod owner;
 pub mod peer_directory;
 pub mod peers;
 pub mod postfix_smarthost;
+pub mod pop3_server;
 pub mod provider;
 pub mod qmp;
 

@@ -104,12 +104,25 @@ pub struct MailboxHost {
 impl MailboxHost {
     /// Starts it on `listen` (`address:port`) speaking `protocol` (`lmtp` or `smtp`).
     pub fn start(namespace: &str, listen: &str, protocol: &str, directory: &std::path::Path) -> Result<Self> {
+        Self::start_with(namespace, listen, protocol, directory, &[])
+    }
+
+    /// Starts one that is open to SMTP smuggling: it takes a bare LF or CR as a line end (a
+    /// `.` line after one ends the DATA) and writes the bare line ends it saw on the
+    /// connection so far into each sidecar (`bare_line_ends`).
+    pub fn start_lenient(namespace: &str, listen: &str, protocol: &str, directory: &std::path::Path) -> Result<Self> {
+        Self::start_with(namespace, listen, protocol, directory, &["--lenient-line-ends"])
+    }
+
+    fn start_with(namespace: &str, listen: &str, protocol: &str, directory: &std::path::Path, options: &[&str]) -> Result<Self> {
         use std::io::BufRead;
         let script = crate::repository_root().join("qemu/peers/mailbox_host.py");
         let mut child = std::process::Command::new("ip")
             .args(["netns", "exec", namespace, "python3"])
             .arg(script)
-            .args(["--listen", listen, "--protocol", protocol, "--directory"])
+            .args(["--listen", listen, "--protocol", protocol])
+            .args(options)
+            .arg("--directory")
             .arg(directory)
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(directory.with_extension("stderr"))?)

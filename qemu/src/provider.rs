@@ -584,6 +584,9 @@ pub enum StripMode {
     Strip,
     /// Answers the client's STARTTLS itself with `454 4.7.0 TLS not available`.
     Refuse,
+    /// Forges a permanent refusal before TLS: answers the connection itself with a `554`
+    /// greeting (then `221` to QUIT) and never connects upstream.
+    RefuseGreeting,
     /// Forwards everything unchanged.
     Pass,
 }
@@ -604,6 +607,7 @@ impl StripProxy {
         let mode = match mode {
             StripMode::Strip => "strip",
             StripMode::Refuse => "refuse",
+            StripMode::RefuseGreeting => "refuse-greeting",
             StripMode::Pass => "pass",
         };
         let arguments = vec![

@@ -277,6 +277,22 @@ fn strip_proxy_strips_or_refuses_starttls_and_records_what_the_client_sent() {
     assert_eq!(result["starttls"], 454);
     assert_eq!(refuse.events_named("refused_starttls").len(), 1);
 
+    // A forged 554 greeting: smtplib sees it at connect; nothing reaches the smarthost.
+    let forged = StripProxy::start(None, "127.0.0.1:0", &upstream, StripMode::RefuseGreeting, &directory.join("forged")).expect("proxy starts");
+    let result = python(
+        r#"
+import json, smtplib, sys
+try:
+    smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10)
+    print(json.dumps({"connect": 220}))
+except smtplib.SMTPConnectError as error:
+    print(json.dumps({"connect": error.smtp_code}))
+"#,
+        &[&port(forged.address())],
+    );
+    assert_eq!(result["connect"], 554, "{result}");
+    assert_eq!(forged.events_named("refused_greeting").len(), 1);
+
     // Through a transparent proxy a proper client's TLS session leaves nothing readable.
     let pass = StripProxy::start(None, "127.0.0.1:0", &upstream, StripMode::Pass, &directory.join("pass")).expect("proxy starts");
     let _ = python_with_stdin(SMTP_STARTTLS_CLIENT, &[&port(pass.address()), path(&ca.ca_certificate)], MESSAGE);
@@ -616,4 +632,64 @@ fn rogue_tls_server_is_correct_tls13_up_to_the_missing_certificate() {
             assert_eq!(server.events_named("starttls").len(), 1, "{}: the switch came from the clear-text command", rogue_mode.name());
         }
     }
+}
+
+/// A POP3 session against `pop3_server.py` over STLS: USER in clear, STLS, login, UIDL, the
+/// raw RETR response, DELE, QUIT. Arguments: port, CA file, user, password. Prints JSON.
+const POP3_STLS_CLIENT: &str = r#"
+import json, socket, ssl, sys
+port, cafile, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+plain = socket.create_connection(("127.0.0.1", port), timeout=10)
+reader = plain.makefile("rb")
+def command(sock, reader, line):
+    sock.sendall(line + b"\r\n")
+    return reader.readline().decode()
+out = {"greeting": reader.readline().decode()}
+out["user_in_clear"] = command(plain, reader, b"USER " + user.encode())
+out["stls"] = command(plain, reader, b"STLS")
+reader.close()
+context = ssl.create_default_context(cafile=cafile)
+secure = context.wrap_socket(plain, server_hostname="pop.example.net")
+reader = secure.makefile("rb")
+out["tls_version"] = secure.version()
+command(secure, reader, b"USER " + user.encode())
+out["pass"] = command(secure, reader, b"PASS " + password.encode())
+command(secure, reader, b"UIDL")
+uidls = []
+while (line := reader.readline()) != b".\r\n":
+    uidls.append(line.decode().strip())
+out["uidls"] = uidls
+secure.sendall(b"RETR 1\r\n")
+raw = b""
+while not raw.endswith(b"\r\n.\r\n"):
+    raw += reader.read1(4096)
+out["retr"] = raw.decode("latin-1")
+out["dele"] = command(secure, reader, b"DELE 1")
+out["quit"] = command(secure, reader, b"QUIT")
+print(json.dumps(out))
+"#;
+
+#[test]
+fn pop3_server_serves_bare_line_ends_byte_for_byte_inside_tls_only() {
+    use homemx_qemu::pop3_server::{Pop3Server, Pop3Tls};
+    let directory = new_run_directory("peer-pop3").unwrap();
+    let ca = test_ca();
+    let server = Pop3Server::start(None, "127.0.0.1:0", Pop3Tls::StartTls, ca.leaf("pop.example.net").unwrap(), "user", "secret", &directory)
+        .expect("POP3 server starts");
+    let served: &[u8] = b"Subject: x\r\n\r\na\n.\nb\r\n.dot\r\nmac\rline";
+    server.deliver("message-1", served).unwrap();
+    let out = python(POP3_STLS_CLIENT, &[&port(server.address()), path(&ca.ca_certificate), "user", "secret"]);
+    assert!(out["greeting"].as_str().unwrap().starts_with("+OK"), "{out}");
+    assert!(out["user_in_clear"].as_str().unwrap().starts_with("-ERR"), "no login before TLS: {out}");
+    assert_eq!(out["tls_version"], "TLSv1.3", "{out}");
+    assert!(out["pass"].as_str().unwrap().starts_with("+OK"), "{out}");
+    assert_eq!(out["uidls"], json!(["1 message-1"]));
+    let retr = out["retr"].as_str().unwrap().as_bytes();
+    // Bare LF and CR as they lie in the maildrop; only the CRLF line with a leading dot is stuffed.
+    let expected = [format!("+OK {} octets\r\n", served.len()).as_bytes(), b"Subject: x\r\n\r\na\n.\nb\r\n..dot\r\nmac\rline\r\n.\r\n"].concat();
+    assert_eq!(retr, expected);
+    assert!(out["dele"].as_str().unwrap().starts_with("+OK") && out["quit"].as_str().unwrap().starts_with("+OK"), "{out}");
+    assert!(server.remaining().is_empty(), "deleted at QUIT");
+    let cleartext: Vec<Value> = server.events_named("cleartext");
+    assert!(cleartext.iter().all(|event| !event["line"].as_str().unwrap_or("").starts_with("PASS")), "{cleartext:?}");
 }

@@ -5,8 +5,9 @@
 //! and AUTH password from the vault, connect, TLS (implicit on 465, or STARTTLS, which the
 //! SMTP client requires), AUTH, MAIL/RCPT/DATA. Whatever goes wrong before TLS is up — no
 //! STARTTLS, a stripped or refused one, a failed handshake, a certificate that does not
-//! verify, no trust anchor, no wall clock for a CA anchor's validity dates — defers every
-//! recipient: nothing is sent in clear, nothing bounces for it, and the alert is raised.
+//! verify, no trust anchor, no wall clock for a CA anchor's validity dates, a 5xx greeting or
+//! EHLO reply (it came in clear and may be forged) — defers every recipient: nothing is sent
+//! in clear, nothing bounces for it, and the alert is raised.
 
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Ipv4Address, Stack};
@@ -36,6 +37,7 @@ pub fn tls_problem(problem: TlsProblem) {
         TlsProblem::NotOffered => "the smarthost did not offer STARTTLS",
         TlsProblem::Stripped => "STARTTLS was overwritten in the smarthost's capabilities",
         TlsProblem::Refused(_) => "the smarthost refused STARTTLS",
+        TlsProblem::RefusedBeforeTls(_) => "the smarthost refused us before TLS (a forgeable 5xx)",
         TlsProblem::HandshakeFailed => "the TLS handshake with the smarthost failed",
     };
     crate::mail_status::smarthost_problem(text);

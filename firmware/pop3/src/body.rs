@@ -1,24 +1,33 @@
-//! The streaming decoder of a multi-line RETR response (RFC 1939 3): dot-unstuffing and the
-//! terminating `CRLF.CRLF`, over whatever part of the response has arrived.
+//! The streaming decoder of a multi-line RETR response (RFC 1939 3): dot-unstuffing, the
+//! terminating `CRLF.CRLF`, and line ends normalised to CRLF, over whatever part of the
+//! response has arrived.
 //!
-//! Only CRLF ends a line. A bare LF or CR inside the body is message content and passed on
-//! unchanged: if it also ended lines, a body holding `LF.LF` or `LF.CRLF` would end the
-//! message early for this client but not for the server, and the rest would be read as
-//! replies (the POP3 form of SMTP smuggling). RFC 1939 requires CRLF; a server that sends
-//! bare LF line ends never produces a terminator here, so the session times out and nothing
-//! is deleted.
+//! Only CRLF ends a line of the response. A bare LF or CR inside the body does not: if it
+//! did, a body holding `LF.LF` or `LF.CRLF` would end the message early for this client but
+//! not for the server, and the rest would be read as replies (the POP3 form of SMTP
+//! smuggling); so a dot after it is content, never a stuffing dot or the terminator. But a
+//! bare LF or CR is not passed on either: each one becomes a CRLF in the body
+//! ([`BodyStep::BareLineEnd`]). The body thus enters the spool with CRLF line ends only, as
+//! RFC 5322 requires, and no later hop (the SMTP/LMTP client, the LAN mailbox host) can read a
+//! line `.` after a bare LF as the end of its data. A server that ends its *response* lines
+//! with bare LF never produces a terminator here, so the session times out and nothing is
+//! deleted.
 
 /// What to do with the start of the buffered response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyStep {
     /// Drop `skip` octets (a stuffing dot), then pass the next `length` octets on as body and
-    /// drop them too. `length` may be 0 (only a dot was dropped).
+    /// drop them too. `length` may be 0 (only a dot was dropped). The body octets hold no
+    /// bare CR or LF.
     Data {
         /// Octets to drop first (0 or 1).
         skip: usize,
         /// Body octets after them.
         length: usize,
     },
+    /// The first octet is a CR or an LF that is not part of a CRLF: drop it and pass a CRLF
+    /// on as body in its place.
+    BareLineEnd,
     /// The terminating line: drop `consumed` octets; the body is complete.
     End {
         /// Octets of the terminator line.
@@ -31,6 +40,7 @@ pub enum BodyStep {
 /// Where the decoder is within the body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyDecoder {
+    /// The previous octet ended a CRLF (or nothing was decoded yet).
     at_line_start: bool,
 }
 
@@ -48,8 +58,8 @@ impl BodyDecoder {
 
     /// The next step over `window`, the buffered response octets not yet consumed. The
     /// caller consumes what the step says and calls again. A data step covers as many whole
-    /// lines as possible (up to the next line starting with a dot) and then any partial line,
-    /// holding back a trailing CR that may begin a CRLF.
+    /// lines as possible (up to the next line starting with a dot, or the next bare CR or LF)
+    /// and then any partial line, holding back a trailing CR that may begin a CRLF.
     pub fn step(&mut self, window: &[u8]) -> BodyStep {
         let mut skip = 0;
         if self.at_line_start {
@@ -62,37 +72,34 @@ impl BodyDecoder {
                 _ => {}
             }
         }
-        let mut end = skip;
-        let mut at_line_start = self.at_line_start && skip == 0;
         let mut position = skip;
-        loop {
-            let rest = &window[position..];
-            match rest.windows(2).position(|pair| pair == b"\r\n") {
-                Some(offset) => {
-                    position += offset + 2;
-                    end = position;
-                    at_line_start = true;
+        let end = loop {
+            let Some(offset) = window[position..].iter().position(|&b| b == b'\r' || b == b'\n') else {
+                break window.len();
+            };
+            let at = position + offset;
+            match (window[at], window.get(at + 1)) {
+                (b'\r', Some(b'\n')) => {
+                    position = at + 2;
                     if window.get(position).is_none_or(|&b| b == b'.') {
-                        break;
+                        break position;
                     }
                 }
-                None => {
-                    let mut tail_end = window.len();
-                    if window.last() == Some(&b'\r') {
-                        tail_end -= 1;
-                    }
-                    if tail_end > position {
-                        end = tail_end;
-                        at_line_start = false;
-                    }
-                    break;
+                // A trailing CR may begin a CRLF: wait for the next octet.
+                (b'\r', None) => break at,
+                // A bare CR or LF: the data stops before it.
+                _ if at == 0 => {
+                    self.at_line_start = false;
+                    return BodyStep::BareLineEnd;
                 }
+                _ => break at,
             }
-        }
+        };
         if end == 0 {
             return BodyStep::NeedMore;
         }
-        self.at_line_start = at_line_start;
+        // Data never ends in a bare LF, so an LF at its end closes a CRLF.
+        self.at_line_start = end > skip && window[end - 1] == b'\n';
         BodyStep::Data { skip, length: end - skip }
     }
 }
@@ -113,6 +120,10 @@ mod tests {
                 BodyStep::Data { skip, length } => {
                     body.extend_from_slice(&buffer[skip..skip + length]);
                     buffer.drain(..skip + length);
+                }
+                BodyStep::BareLineEnd => {
+                    body.extend_from_slice(b"\r\n");
+                    buffer.drain(..1);
                 }
                 BodyStep::End { consumed } => {
                     buffer.drain(..consumed);
@@ -140,9 +151,13 @@ mod tests {
             (b"..x\r\n.x\r\n.\r\n", b".x\r\nx\r\n"),
             (b"a\r\n\r\n.\r\n", b"a\r\n\r\n"),
             (b"a.\r\n.b\r\n.\r\n", b"a.\r\nb\r\n"),
-            (b"bare\nlf\n.\nstill body\r\n.\r\n", b"bare\nlf\n.\nstill body\r\n"),
-            (b"bare\rcr\r.\r\r\n.\r\n", b"bare\rcr\r.\r\r\n"),
-            (b".\r.\r\n.\r\n", b"\r.\r\n"),
+            // Bare LF and CR: content (never a line end of the response), normalised to CRLF.
+            (b"bare\nlf\n.\nstill body\r\n.\r\n", b"bare\r\nlf\r\n.\r\nstill body\r\n"),
+            (b"bare\rcr\r.\r\r\n.\r\n", b"bare\r\ncr\r\n.\r\n\r\n"),
+            (b".\r.\r\n.\r\n", b"\r\n.\r\n"),
+            (b"a\n.\r\nMAIL FROM:<x@y>\r\n.\r\n", b"a\r\n.\r\nMAIL FROM:<x@y>\r\n"),
+            (b"\n\n.\n\r\r\n.\r\n", b"\r\n\r\n.\r\n\r\n\r\n"),
+            (b"..\n.\r\n.\r\n", b".\r\n.\r\n"),
         ];
         for &(input, expected) in cases {
             for piece in [1, 2, 3, 7, 1000] {

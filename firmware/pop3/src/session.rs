@@ -8,11 +8,16 @@
 //! then USER/PASS (AUTH PLAIN when CAPA offers SASL PLAIN but not USER), LIST, UIDL, and the
 //! listing as events. Then the caller drives: [`Pop3Session::retrieve`] (RETR, the body
 //! streamed dot-unstuffed in chunks), [`Pop3Session::delete`] (DELE), [`Pop3Session::finish`]
-//! (QUIT). Commands go one at a time (no pipelining).
+//! (QUIT). Commands go one at a time (no pipelining). The body leaves with CRLF line ends
+//! only: a bare CR or LF in it becomes CRLF ([`crate::body`]), so fetched mail enters the
+//! spool in the form every later hop expects.
 //!
 //! TLS is never optional: without STLS in the CAPA list (an overwritten `XXXX` is reported as
 //! stripping), with STLS refused or the handshake failed, the session raises a
-//! [`TlsProblem`] and ends; USER, PASS and AUTH are only ever written inside TLS.
+//! [`TlsProblem`] and ends; USER, PASS and AUTH are only ever written inside TLS. An `-ERR`
+//! before TLS (greeting, CAPA, STLS) came in clear and may be forged: it ends this run and
+//! nothing else (no failure of a session is a lasting verdict; the caller fetches again at
+//! the next poll).
 //!
 //! The password: the session never stores it. On [`Pop3Event::PasswordNeeded`] the caller
 //! passes it to [`Pop3Session::send_password`], which writes the PASS (or AUTH PLAIN) line
@@ -193,7 +198,8 @@ pub enum Pop3Event<'a> {
         /// Its LIST size.
         size: u64,
     },
-    /// The next chunk of the body, dot-unstuffed, CRLF line ends as the server sent them.
+    /// The next chunk of the body, dot-unstuffed, every line end CRLF (a bare CR or LF the
+    /// server sent arrives as a CRLF of its own).
     MessageData(&'a [u8]),
     /// The body is complete (commit it); the session waits for the next request.
     MessageEnd {
@@ -561,6 +567,20 @@ impl<'a> Pop3Session<'a> {
                                     self.body_discarding = true;
                                 } else {
                                     return Some(Pop3Event::MessageData(&self.input[start..start + length]));
+                                }
+                            }
+                            continue;
+                        }
+                        BodyStep::BareLineEnd => {
+                            // A bare CR or LF enters the body as CRLF (see `body`).
+                            self.input_start += 1;
+                            self.timer_start = now_ms;
+                            if !self.body_discarding {
+                                self.body_octets = self.body_octets.saturating_add(2);
+                                if self.body_octets > self.config.message_size_max {
+                                    self.body_discarding = true;
+                                } else {
+                                    return Some(Pop3Event::MessageData(b"\r\n"));
                                 }
                             }
                             continue;

@@ -8,7 +8,8 @@ use common::*;
 use homemx_pop3::{envelope_recipient, Pop3Config, Pop3Event, Pop3Session, SeenUidls, TlsMode, SEEN_CAPACITY};
 use proptest::prelude::*;
 
-/// A body made of lines of awkward bytes (dots, bare CR and LF), CRLF-terminated.
+/// A body made of lines of awkward bytes (dots, bare CR and LF), CRLF-terminated (as the
+/// server sends it).
 fn body() -> impl Strategy<Value = Vec<u8>> {
     let byte = prop_oneof![Just(b'a'), Just(b'.'), Just(b' '), Just(b'\r'), Just(b'\n'), Just(b'Z')];
     let line = proptest::collection::vec(byte, 0..40).prop_map(|mut line| {
@@ -24,6 +25,22 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         line
     });
     proptest::collection::vec(line, 0..30).prop_map(|lines| lines.concat())
+}
+
+/// The body as it must reach the spool: every CR not followed by LF and every LF not
+/// preceded by CR replaced by CRLF (a model written separately from the decoder).
+fn with_crlf_line_ends(body: &[u8]) -> Vec<u8> {
+    let mut normalised = Vec::new();
+    for (index, &byte) in body.iter().enumerate() {
+        let bare_cr = byte == b'\r' && body.get(index + 1) != Some(&b'\n');
+        let bare_lf = byte == b'\n' && (index == 0 || body[index - 1] != b'\r');
+        if bare_cr || bare_lf {
+            normalised.extend_from_slice(b"\r\n");
+        } else {
+            normalised.push(byte);
+        }
+    }
+    normalised
 }
 
 fn steps_for(bodies: &[Vec<u8>]) -> Vec<Step> {
@@ -61,8 +78,15 @@ proptest! {
         prop_assert_eq!(whole.events_without_discards(), chunked.events_without_discards());
         prop_assert_eq!(&whole.committed, &chunked.committed);
         let expected: Vec<(String, Vec<u8>)> =
-            bodies.iter().enumerate().map(|(index, body)| (format!("uid{}", index + 1), body.clone())).collect();
+            bodies.iter().enumerate().map(|(index, body)| (format!("uid{}", index + 1), with_crlf_line_ends(body))).collect();
         prop_assert_eq!(&whole.committed, &expected);
+        for (_, body) in &whole.committed {
+            prop_assert!(body.iter().enumerate().all(|(index, &byte)| match byte {
+                b'\r' => body.get(index + 1) == Some(&b'\n'),
+                b'\n' => index > 0 && body[index - 1] == b'\r',
+                _ => true,
+            }), "a bare line end reached the spool: {:?}", body);
+        }
         prop_assert_eq!(whole.events.last(), Some(&Ev::Close(true, bodies.len() as u32)));
     }
 

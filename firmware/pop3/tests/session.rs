@@ -406,7 +406,8 @@ fn bare_lf_is_not_a_line_end() {
     assert_eq!(session.poll(1000), None);
     assert!(session.output().is_empty());
     assert_eq!(session.poll(60_000), Some(Pop3Event::Failed(Failure::Timeout)));
-    // In a body, bare LF is content.
+    // In a body, bare LF is content (it ends neither a line nor the message), and it is
+    // committed as CRLF.
     let mut steps = login_steps();
     steps.extend([
         step("LIST", "+OK\r\n1 10\r\n.\r\n"),
@@ -416,7 +417,48 @@ fn bare_lf_is_not_a_line_end() {
         step("QUIT", "+OK\r\n"),
     ]);
     let run = drive(&config, GREETING, steps, &Options::default());
-    assert_eq!(run.committed, [("u".to_string(), b"a\n.\nb\r\n".to_vec())]);
+    assert_eq!(run.committed, [("u".to_string(), b"a\r\n.\r\nb\r\n".to_vec())]);
+}
+
+/// A message served with bare LF and bare CR line ends and `.` lines after them (a mailbox
+/// written by another program, or an attacker's smuggling attempt), in every chunking: the
+/// committed body has CRLF line ends only, every line intact, and the session goes on with
+/// the next message (no line after a bare line end was taken as the terminator or as a reply).
+#[test]
+fn bare_line_ends_in_a_body_are_normalised_to_crlf() {
+    let served: &[u8] = b"Subject: smuggle\n\nfirst\n.\nMAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.org>\n.\r\n\
+.leading dot\r\nlf line\n..two dots after lf\nold mac\rline\r\r\n..\r\r\nlast\r\n";
+    let expected: &[u8] = b"Subject: smuggle\r\n\r\nfirst\r\n.\r\nMAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.org>\r\n.\r\n\
+leading dot\r\nlf line\r\n..two dots after lf\r\nold mac\r\nline\r\n\r\n.\r\n\r\nlast\r\n";
+    let mut retr = b"+OK\r\n".to_vec();
+    retr.extend_from_slice(served);
+    retr.extend_from_slice(b".\r\n");
+    let steps = || {
+        let mut steps = login_steps();
+        steps.extend([
+            step("LIST", "+OK\r\n1 200\r\n2 5\r\n.\r\n"),
+            step("UIDL", "+OK\r\n1 smuggle\r\n2 next\r\n.\r\n"),
+            step("RETR 1", retr.clone()),
+            step("DELE 1", "+OK\r\n"),
+            step("RETR 2", "+OK\r\nok\r\n.\r\n"),
+            step("DELE 2", "+OK\r\n"),
+            step("QUIT", "+OK\r\n"),
+        ]);
+        steps
+    };
+    let config = config(TlsMode::StartTls);
+    for chunks in [vec![], vec![1], vec![2], vec![3], vec![7, 1, 2], vec![64]] {
+        let run = drive(&config, GREETING, steps(), &Options { chunks: chunks.clone(), ..Options::default() });
+        assert_eq!(
+            run.committed,
+            [("smuggle".to_string(), expected.to_vec()), ("next".to_string(), b"ok\r\n".to_vec())],
+            "chunks {chunks:?}: {:?}",
+            String::from_utf8_lossy(&run.committed.first().map(|c| c.1.clone()).unwrap_or_default())
+        );
+        assert!(run.events.contains(&Ev::End(1, expected.len() as u64)), "{chunks:?}: {:?}", run.events);
+        assert_eq!(run.events.last(), Some(&Ev::Close(true, 2)));
+        assert_eq!(run.unused_steps, 0);
+    }
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //! TLS policy: with [`TlsRequirement::Required`] a missing STARTTLS, a STARTTLS overwritten in
 //! the capability list (`XXXXXXXA`, a sign of a stripping middlebox), a refused STARTTLS or a
 //! failed handshake defers every recipient (4xx, never a bounce, never plaintext) and raises a
-//! [`TlsProblem`] event for the alert.
+//! [`TlsProblem`] event for the alert. So does a permanent (5xx) reply before TLS is up (the
+//! greeting, the first EHLO, STARTTLS): anyone on the path can forge it, so it is never taken
+//! as the server's verdict on the mail and never produces a non-delivery report.
 
 use core::fmt::Write;
 
@@ -118,7 +120,8 @@ pub enum Outcome {
 pub enum ResultReason {
     /// The server's reply (code and enhanced code in the result).
     Reply,
-    /// TLS was required but could not be had (see the `TlsProblem` event).
+    /// TLS was required but could not be had (see the `TlsProblem` event), including a
+    /// permanent refusal before TLS was up (the code is kept, the outcome is `Deferred`).
     TlsUnavailable,
     /// Credentials are configured but TLS is not active: they were not sent.
     CredentialsNeedTls,
@@ -171,6 +174,9 @@ pub enum TlsProblem {
     Stripped,
     /// STARTTLS was answered with this code instead of 220.
     Refused(u16),
+    /// The greeting or the EHLO before TLS was answered with this permanent (5xx) code: it
+    /// may be forged by whoever sits on the path, so the mail waits instead of bouncing.
+    RefusedBeforeTls(u16),
     /// The caller reported a failed handshake or certificate check.
     HandshakeFailed,
 }
@@ -644,7 +650,7 @@ impl<'a> ClientSession<'a> {
                 if code == 220 {
                     self.command(State::Hello, format_args!("{} {}\r\n", self.hello_verb(), self.config.hostname));
                 } else {
-                    self.fail_all(classify(code), code, enhanced, ResultReason::Reply, true);
+                    self.refused(code, enhanced);
                 }
             }
             State::Hello | State::HeloFallback => {
@@ -659,7 +665,7 @@ impl<'a> ClientSession<'a> {
                     self.capabilities = Capabilities::default();
                     self.command(State::HeloFallback, format_args!("HELO {}\r\n", self.config.hostname));
                 } else {
-                    self.fail_all(classify(code), code, enhanced, ResultReason::Reply, true);
+                    self.refused(code, enhanced);
                 }
             }
             State::StartTls => {
@@ -752,6 +758,19 @@ impl<'a> ClientSession<'a> {
             },
             State::Quit => self.finish(false),
             State::AwaitingTls | State::Body | State::Finished => {}
+        }
+    }
+
+    /// The server refused the session (greeting or EHLO/LHLO) with `code`. With TLS required
+    /// and not yet up, the reply came in clear and may be forged by whoever sits on the path:
+    /// a permanent code only defers (and raises the alert), it never bounces the mail.
+    fn refused(&mut self, code: u16, enhanced: Option<EnhancedCode>) {
+        let untrusted = self.config.tls == TlsRequirement::Required && !self.tls_active;
+        if untrusted && classify(code) == Outcome::Bounced {
+            let _ = self.pending.push_back(ClientEvent::TlsProblem(TlsProblem::RefusedBeforeTls(code)));
+            self.fail_all(Outcome::Deferred, code, enhanced, ResultReason::TlsUnavailable, true);
+        } else {
+            self.fail_all(classify(code), code, enhanced, ResultReason::Reply, true);
         }
     }
 

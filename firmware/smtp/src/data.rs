@@ -3,6 +3,11 @@
 //!
 //! A bare CR or a bare LF is never a line end (SMTP smuggling): the decoder reports it as a
 //! fault, keeps swallowing input without producing body, and still ends only at `CRLF.CRLF`.
+//!
+//! The stuffer is the other way round: a leading dot is doubled after *any* line end, CRLF,
+//! bare LF or bare CR, so that a receiver which takes a bare LF or CR as a line end (older
+//! MTAs do) never sees a lone `.` line that would end the data early (smuggling), whatever the
+//! spool holds. Its end of data is `.CRLF` only right after a CRLF.
 
 /// Why a message in DATA is refused; reported once, when it is first seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,8 +187,12 @@ impl DataDecoder {
 /// Streaming dot-stuffer for a client sending DATA (RFC 5321 4.5.2).
 #[derive(Clone, Debug)]
 pub struct DotStuffer {
+    /// The previous octet ended a line in any reading (CR, LF) or nothing was sent yet.
     at_line_start: bool,
+    /// The previous octet was a CR.
     after_cr: bool,
+    /// The octets sent so far end with CRLF (or there are none).
+    after_crlf: bool,
 }
 
 impl Default for DotStuffer {
@@ -195,11 +204,11 @@ impl Default for DotStuffer {
 impl DotStuffer {
     /// A stuffer at the start of a message.
     pub const fn new() -> DotStuffer {
-        DotStuffer { at_line_start: true, after_cr: false }
+        DotStuffer { at_line_start: true, after_cr: false, after_crlf: true }
     }
 
     /// Stuffs as much of `body` into `output` as fits; returns (body bytes used, output bytes
-    /// written). A line start is the byte after CRLF.
+    /// written). A line start is the byte after a CR or an LF (so after CRLF too).
     pub fn encode(&mut self, body: &[u8], output: &mut [u8]) -> (usize, usize) {
         let mut used = 0;
         let mut written = 0;
@@ -215,16 +224,18 @@ impl DotStuffer {
             output[written] = byte;
             written += 1;
             used += 1;
-            self.at_line_start = self.after_cr && byte == b'\n';
+            self.at_line_start = byte == b'\r' || byte == b'\n';
+            self.after_crlf = self.after_cr && byte == b'\n';
             self.after_cr = byte == b'\r';
         }
         (used, written)
     }
 
     /// The end of data to send after the body: `.CRLF` after a complete line, otherwise
-    /// `CRLF.CRLF` (the body's last line is completed, RFC 5321 4.1.1.4).
+    /// `CRLF.CRLF` (the body's last line is completed, RFC 5321 4.1.1.4; a bare LF or CR at
+    /// the end is not a complete line).
     pub fn terminator(&self) -> &'static [u8] {
-        if self.at_line_start {
+        if self.after_crlf {
             b".\r\n"
         } else {
             b"\r\n.\r\n"
@@ -352,5 +363,34 @@ mod tests {
         let mut small = [0u8; 1];
         let mut stuffer = DotStuffer::new();
         assert_eq!(stuffer.encode(b".", &mut small), (0, 0));
+    }
+
+    /// A leading dot after a bare LF or a bare CR is stuffed too: a receiver that takes them
+    /// as line ends must not see a lone `.` line (the data would end there and the rest be
+    /// read as commands).
+    #[test]
+    fn stuffer_stuffs_after_bare_line_ends() {
+        let cases: [(&[u8], &[u8], &[u8]); 6] = [
+            (b"a\n.\nMAIL FROM:<x@y>\n", b"a\n..\nMAIL FROM:<x@y>\n", b"\r\n.\r\n"),
+            (b"a\r.\rRCPT TO:<x@y>\r", b"a\r..\rRCPT TO:<x@y>\r", b"\r\n.\r\n"),
+            (b"a\n.\r\nb\r\n", b"a\n..\r\nb\r\n", b".\r\n"),
+            (b"a\r\n.\nb\r\n", b"a\r\n..\nb\r\n", b".\r\n"),
+            (b"\n.x\r\r\n..\r\n", b"\n..x\r\r\n...\r\n", b".\r\n"),
+            (b".\n", b"..\n", b"\r\n.\r\n"),
+        ];
+        for (body, stuffed, terminator) in cases {
+            for piece in 1..=body.len() {
+                let mut stuffer = DotStuffer::new();
+                let mut wire = Vec::new();
+                for chunk in body.chunks(piece) {
+                    let mut output = [0u8; 64];
+                    let (used, written) = stuffer.encode(chunk, &mut output);
+                    assert_eq!(used, chunk.len());
+                    wire.extend_from_slice(&output[..written]);
+                }
+                assert_eq!(wire, stuffed, "{body:?} in pieces of {piece}");
+                assert_eq!(stuffer.terminator(), terminator, "{body:?}");
+            }
+        }
     }
 }

@@ -187,6 +187,31 @@ fn smarthost_delivery_with_tls_and_auth_and_per_recipient_results() {
     }
 }
 
+/// A body with a bare LF (say from a spool written by another path): a leading dot after it
+/// is stuffed, so a receiver that ends lines at a bare LF sees no lone `.` line and no
+/// smuggled command.
+#[test]
+fn dot_stuffing_after_a_bare_line_feed() {
+    let config = ClientConfig { hostname: "mx.example.org", protocol: ClientProtocol::Lmtp, tls: TlsRequirement::Disabled, credentials: None };
+    let run = deliver(
+        &config,
+        Envelope { recipients: &RECIPIENTS[..1], ..envelope() },
+        "220 mailbox LMTP\r\n",
+        vec![
+            step("LHLO", "250 mailbox\r\n"),
+            step("MAIL FROM:<alice@example.org>", "250 ok\r\n"),
+            step("RCPT TO:<a@far.example>", "250 ok\r\n"),
+            step("DATA", "354 go\r\n"),
+            step("<end of data>", "250 ok\r\n"),
+            step("QUIT", "221 bye\r\n"),
+        ],
+        Tls::Succeeds,
+        b"Subject: t\r\n\r\nfirst\n.\nMAIL FROM:<evil@x.example>\n.\r\nlast\r.\r",
+    );
+    assert_eq!(run.data, b"Subject: t\r\n\r\nfirst\n..\nMAIL FROM:<evil@x.example>\n..\r\nlast\r..\r\r\n.\r\n");
+    assert_eq!(run.results, [(0, Outcome::Delivered, 250, ResultReason::Reply)]);
+}
+
 #[test]
 fn auth_login_inside_tls() {
     let run = deliver(
@@ -248,6 +273,85 @@ fn refused_starttls_defers() {
     let run = tls_trouble(EHLO_PLAIN_TLS, Some("454 4.7.0 TLS not available\r\n"), Tls::Succeeds);
     assert_eq!(run.problems, [TlsProblem::Refused(454)]);
     assert_all_deferred_nothing_sent(&run);
+}
+
+/// With TLS required, every permanent refusal before TLS is up (a 554 greeting, a 550 to
+/// EHLO, a 5xx to STARTTLS) came in clear and may be forged by a man in the middle: each one
+/// defers every recipient (no bounce, no NDN) and raises a TLS problem for the alert.
+#[test]
+fn permanent_refusals_before_tls_only_defer() {
+    let cases: [(&str, Vec<Step>, TlsProblem, u16); 4] = [
+        ("554 5.7.1 go away, you are blocked\r\n", vec![step("QUIT", "221 bye\r\n")], TlsProblem::RefusedBeforeTls(554), 554),
+        (
+            "220 s\r\n",
+            vec![step("EHLO", "550 5.7.1 not you\r\n"), step("QUIT", "221 bye\r\n")],
+            TlsProblem::RefusedBeforeTls(550),
+            550,
+        ),
+        (
+            "220 s\r\n",
+            vec![step("EHLO", "554-5.7.1 first line\r\n554 5.7.1 no mail from you\r\n"), step("QUIT", "221 bye\r\n")],
+            TlsProblem::RefusedBeforeTls(554),
+            554,
+        ),
+        (
+            "220 s\r\n",
+            vec![step("EHLO", EHLO_PLAIN_TLS), step("STARTTLS", "554 5.7.3 no TLS for you\r\n"), step("QUIT", "221 bye\r\n")],
+            TlsProblem::Refused(554),
+            554,
+        ),
+    ];
+    for (greeting, steps, problem, code) in cases {
+        let run = deliver(&SMARTHOST, envelope(), greeting, steps, Tls::Succeeds, b"secret body\r\n");
+        assert_eq!(run.problems, [problem], "{greeting:?}: {run:?}");
+        assert_eq!(run.results.len(), 3, "{run:?}");
+        for &(_, outcome, reply_code, reason) in &run.results {
+            assert_eq!((outcome, reply_code, reason), (Outcome::Deferred, code, ResultReason::TlsUnavailable), "{greeting:?}: {run:?}");
+        }
+        assert_all_deferred_nothing_sent(&run);
+    }
+}
+
+/// The same replies inside TLS (implicit TLS on 465, or after STARTTLS) are the verified
+/// server's own: they bounce as usual; and without TLS required a plaintext 5xx is the
+/// server's word too.
+#[test]
+fn permanent_refusals_inside_tls_or_without_tls_policy_bounce() {
+    let now = Now::new(1_700_000_000, 0);
+    let mut client = ClientSession::new(&SMARTHOST, envelope(), true, now).unwrap();
+    client.receive(b"554 5.7.1 no service\r\n", now);
+    let mut outcomes = Vec::new();
+    let mut problems = Vec::new();
+    while let Some(event) = client.poll(now) {
+        match event {
+            ClientEvent::RecipientResult(result) => outcomes.push((result.outcome, result.code, result.reason)),
+            ClientEvent::TlsProblem(problem) => problems.push(problem),
+            _ => {}
+        }
+    }
+    assert!(problems.is_empty());
+    assert_eq!(outcomes, [(Outcome::Bounced, 554, ResultReason::Reply); 3]);
+
+    let run = deliver(
+        &SMARTHOST,
+        envelope(),
+        "220 s\r\n",
+        vec![
+            step("EHLO", EHLO_PLAIN_TLS),
+            step("STARTTLS", "220 go\r\n"),
+            step("EHLO", "550 5.7.1 not you\r\n"),
+            step("QUIT", "221 bye\r\n"),
+        ],
+        Tls::Succeeds,
+        b"x\r\n",
+    );
+    assert!(run.problems.is_empty());
+    assert_eq!(run.results.iter().map(|r| (r.1, r.2, r.3)).collect::<Vec<_>>(), [(Outcome::Bounced, 550, ResultReason::Reply); 3]);
+
+    let config = ClientConfig { tls: TlsRequirement::Opportunistic, credentials: None, ..SMARTHOST };
+    let run = deliver(&config, envelope(), "554 5.7.1 no\r\n", vec![step("QUIT", "221 bye\r\n")], Tls::Succeeds, b"x\r\n");
+    assert!(run.problems.is_empty());
+    assert_eq!(run.results.iter().map(|r| (r.1, r.2, r.3)).collect::<Vec<_>>(), [(Outcome::Bounced, 554, ResultReason::Reply); 3]);
 }
 
 #[test]

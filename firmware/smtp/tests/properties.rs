@@ -133,6 +133,40 @@ proptest! {
         prop_assert!(pending.is_empty() && fed == wire.len());
     }
 
+    /// Any body, bare CR and LF included: a receiver that takes CR, LF or CRLF as a line end
+    /// sees every line-leading dot doubled before the end of data (no early `.` line, no
+    /// smuggling), and undoing the stuffing in that reading gives the body back.
+    #[test]
+    fn dot_stuffing_after_any_line_end(
+        body in proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a')], 0..200),
+        output_size in 2usize..20,
+    ) {
+        let mut stuffer = DotStuffer::new();
+        let mut wire = Vec::new();
+        let mut rest: &[u8] = &body;
+        let mut buffer = vec![0u8; output_size];
+        while !rest.is_empty() {
+            let (used, written) = stuffer.encode(rest, &mut buffer);
+            wire.extend_from_slice(&buffer[..written]);
+            rest = &rest[used..];
+        }
+        let line_start = |wire: &[u8], index: usize| index == 0 || matches!(wire[index - 1], b'\r' | b'\n');
+        let mut unstuffed = Vec::new();
+        let mut index = 0;
+        while index < wire.len() {
+            if line_start(&wire, index) && wire[index] == b'.' {
+                prop_assert_eq!(wire.get(index + 1), Some(&b'.'), "a lone leading dot at {} in {:?}", index, wire);
+                index += 1;
+            }
+            unstuffed.push(wire[index]);
+            index += 1;
+        }
+        prop_assert_eq!(&unstuffed, &body);
+        let terminator = stuffer.terminator();
+        wire.extend_from_slice(terminator);
+        prop_assert!(wire.ends_with(b"\r\n.\r\n") || wire == b".\r\n");
+    }
+
     #[test]
     fn a_message_through_the_session_is_byte_exact(
         lines in proptest::collection::vec("[ -~]{0,80}", 0..30),
