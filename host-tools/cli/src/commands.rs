@@ -15,13 +15,15 @@ use zeroize::Zeroizing;
 use crate::config_file::{self, AnchorValue, Plan};
 use crate::console::{unexpected, Console};
 use crate::error::{CliError, ExitCode, Result};
-use crate::{keyfile, progress, Cli, Command, ConfigAction};
+use crate::{keyfile, passphrase, progress, Cli, Command, ConfigAction};
 
 /// Runs the parsed command line.
 pub fn execute(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Keygen { out, no_passphrase, force } => keygen(cli, out.as_deref().unwrap_or(&cli.key), *no_passphrase, *force),
-        Command::Provision { config, passphrase_file } => provision(cli, config, passphrase_file.as_deref()),
+        Command::Provision { config, passphrase_file, weak_passphrase } => {
+            provision(cli, config, passphrase_file.as_deref(), *weak_passphrase)
+        }
         Command::Unlock { passphrase_file } => unlock(cli, passphrase_file.as_deref()),
         Command::Lock => simple(cli, &Wire::Lock, "locked"),
         Command::Status => status(cli),
@@ -146,10 +148,19 @@ fn unlock_with(console: &mut Console, passphrase: Secret) -> Result<()> {
     result
 }
 
-fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>) -> Result<()> {
+fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>, weak_passphrase: bool) -> Result<()> {
     let plan = config_file::load(config)?;
     let mut console = connect(cli)?;
     let fresh = console.device.state == DeviceState::FactoryFresh;
+    // A fresh device's first unlock sets the passphrase: it is read and checked before the
+    // device is touched, so a refused passphrase leaves the device factory-fresh.
+    let new_passphrase = if fresh {
+        let passphrase = secret(passphrase_file, "storage passphrase", true)?;
+        passphrase::check_new(&passphrase, weak_passphrase, &plan.context_words())?;
+        Some(passphrase)
+    } else {
+        None
+    };
     if fresh {
         let admin_key = console.public_key();
         console.expect_done(&Wire::Enrol { admin_key })?;
@@ -165,7 +176,10 @@ fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>) -> Result
         })?;
     }
     if console.device.state != DeviceState::Unlocked {
-        let passphrase = secret(passphrase_file, "storage passphrase", fresh)?;
+        let passphrase = match new_passphrase {
+            Some(passphrase) => passphrase,
+            None => secret(passphrase_file, "storage passphrase", false)?,
+        };
         unlock_with(&mut console, passphrase)?;
     }
     send_plan(&mut console, &plan)?;

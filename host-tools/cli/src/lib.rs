@@ -8,6 +8,7 @@ pub mod console;
 pub mod error;
 pub mod keyfile;
 pub mod link;
+pub mod passphrase;
 pub mod progress;
 
 use std::ffi::OsString;
@@ -67,6 +68,9 @@ pub enum Command {
         /// File whose first line is the storage passphrase (default: prompt).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Accept a new storage passphrase weaker than about 60 bits (zxcvbn's estimate).
+        #[arg(long)]
+        weak_passphrase: bool,
     },
     /// Unlock storage (the passphrase is prompted for, or read from --passphrase-file).
     Unlock {

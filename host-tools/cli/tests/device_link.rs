@@ -260,3 +260,39 @@ fn an_absent_device_is_a_connection_error() {
     let rig = Rig { device_argument: "/dev/does-not-exist".into(), folder: rig.folder };
     rig.fails("admin.key", &["status"], 4);
 }
+
+#[test]
+fn a_weak_new_passphrase_is_refused_unless_the_owner_insists() {
+    let folder = tempfile::tempdir().unwrap();
+    let socket = folder.path().join("serial.sock");
+    let device = device();
+    serve_unix_socket(device.clone(), &socket);
+    let rig = Rig { device_argument: format!("unix:{}", socket.display()), folder };
+    rig.setup();
+    let config = rig.path("homemx.toml");
+    let weak = rig.path("weak.passphrase");
+    std::fs::write(&weak, "password123\n").unwrap();
+    let provision = ["provision", "--config", config.to_str().unwrap(), "--passphrase-file", weak.to_str().unwrap()];
+
+    // Refused with the estimate, the estimator's feedback and what to do; the device is untouched.
+    let message = rig.fails("admin.key", &provision, 1);
+    assert!(message.contains("too weak: about 9 bits estimated (zxcvbn), at least 60 needed"), "{message}");
+    assert!(message.contains("This is a very common password"), "the estimator's feedback: {message}");
+    assert!(message.contains("hint:") && message.contains("--weak-passphrase"), "{message}");
+    assert!(device.lock().unwrap().session.admin_key().is_none(), "nothing was enrolled");
+    assert!(device.lock().unwrap().handler.passphrase.is_none(), "no passphrase was set");
+
+    // A guessable phrase built from the configuration's own words is weak too.
+    let domain_words = rig.path("domain.passphrase");
+    std::fs::write(&domain_words, "alice example org\n").unwrap();
+    let message = rig.fails("admin.key", &["provision", "--config", config.to_str().unwrap(), "--passphrase-file", domain_words.to_str().unwrap()], 1);
+    assert!(message.contains("too weak"), "{message}");
+
+    // The owner may insist: accepted with a warning.
+    let mut insisted = provision.to_vec();
+    insisted.push("--weak-passphrase");
+    let output = rig.homemx("admin.key", &insisted);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("accepted because of --weak-passphrase"));
+    assert_eq!(device.lock().unwrap().handler.passphrase.as_ref().unwrap().expose(), b"password123");
+}
