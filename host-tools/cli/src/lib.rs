@@ -118,6 +118,23 @@ pub enum Command {
     Flush,
     /// Resume DynDNS updates stopped by a fatal answer (fix the account first).
     DyndnsResume,
+    /// The device's alerts (`homemx status` lists the active ones).
+    Alert {
+        /// What to do.
+        #[command(subcommand)]
+        action: AlertAction,
+    },
+}
+
+/// `alert` actions.
+#[derive(Debug, Subcommand)]
+pub enum AlertAction {
+    /// End an alert about an event (ndn_generated, unlock_failed) once you have looked into it;
+    /// alerts about conditions end by themselves when the cause is gone.
+    Ack {
+        /// The alert's kind, as `homemx status` shows it (e.g. ndn_generated).
+        kind: String,
+    },
 }
 
 /// `config` actions.
