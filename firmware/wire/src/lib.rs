@@ -10,6 +10,7 @@
 pub mod config;
 pub mod device;
 pub mod frame;
+pub mod log_text;
 pub mod message;
 pub mod secret;
 pub mod signing;
