@@ -68,6 +68,26 @@ fn wait_log(machine: &Machine, from: usize, needle: &str, timeout: Duration) -> 
     from + lines[from..].iter().position(|line| line.contains(needle)).expect("the line is there") + 1
 }
 
+/// The active alert of `kind` in `homemx status --json`'s status.
+fn alert<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
+    status["alerts"].as_array().and_then(|alerts| alerts.iter().find(|alert| alert["kind"] == kind))
+}
+
+/// The whole log line that starts with `start`, joined from the entries it was split into.
+fn logged_line(owner: &Owner, start: &str) -> Option<String> {
+    let output = owner.homemx(&["--json", "logs"]);
+    let logs: Value = serde_json::from_slice(&output.stdout).ok()?;
+    let texts: Vec<&str> = logs["entries"].as_array()?.iter().filter_map(|entry| entry["text"].as_str()).collect();
+    let first = texts.iter().position(|text| text.starts_with(start))?;
+    let mut line = texts[first].to_string();
+    for text in &texts[first + 1..] {
+        let Some(rest) = text.strip_prefix("\u{2026} ") else { break };
+        line.push(' ');
+        line.push_str(rest);
+    }
+    Some(line)
+}
+
 fn no_mail_in_clear(what: &str, lines: &[String]) {
     for line in lines {
         let upper = line.to_ascii_uppercase();
@@ -123,6 +143,17 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     assert_eq!(code(&reply["data"]), 250, "LAN submission accepted: {reply}");
     line = wait_log(&machine, line, "ALERT stripping_suspected", Duration::from_secs(60));
     wait_log(&machine, line, "deferred, next try", Duration::from_secs(30));
+    // The owner is told: `homemx status` shows the deferred message and the alert, since when.
+    let status = owner.status();
+    assert_eq!(status["deferred"], 1, "the stuck message is counted: {status}");
+    let stripping = alert(&status, "stripping_suspected").unwrap_or_else(|| panic!("the alert is shown: {status}"));
+    assert!(stripping["first_seen_unix"].as_u64().is_some_and(|unix| unix > 1_700_000_000), "{stripping}");
+    assert_eq!(stripping["needs_acknowledgement"], false, "{stripping}");
+    let human = String::from_utf8(owner.homemx(&["status"]).stdout).unwrap();
+    assert!(human.contains("1 deferred") && human.contains("stripping_suspected since"), "{human}");
+    // The log keeps the whole alert sentence (split between words, never cut off).
+    let logged = logged_line(&owner, "ALERT stripping_suspected").expect("the alert is in the log");
+    assert!(logged.ends_with("nothing was sent in clear (possible STARTTLS stripping)"), "{logged}");
     no_mail_in_clear("no STARTTLS", &plain.cleartext_lines());
     assert!(plain.messages().is_empty());
     plain.stop();
@@ -150,6 +181,17 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
         assert!(impostor.messages().is_empty(), "{label}: nothing delivered");
         impostor.stop();
     }
+    let status = owner.status();
+    assert!(alert(&status, "stripping_suspected").is_some() && alert(&status, "certificate_rejected").is_some(), "{status}");
+    // The alert-mail task persists the alerts, then mails the new ones to postmaster: once the
+    // certificate alert's mail is there, both alerts are on flash and survive the power cut.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !mailbox.messages().iter().any(|(body, envelope)| {
+        envelope["rcpt_tos"] == json!(["postmaster@example.org"]) && String::from_utf8_lossy(body).contains("NEW: TLS certificate rejected")
+    }) {
+        assert!(std::time::Instant::now() < deadline, "no alert mail about the certificate at postmaster");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // 5. The smarthost answers 451 after DATA, then the power fails: after the restart the
     //    message is delivered exactly once.
@@ -166,7 +208,24 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     let machine = Machine::start(&config_for(&elf, &flash, &network), &directory).expect("QEMU restarts");
     machine.wait_ready(0, Duration::from_secs(60)).expect("network up again");
     assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
+    for kind in ["stripping_suspected", "certificate_rejected"] {
+        let restored = format!("alert {kind} was in force before the restart");
+        machine.log.wait_for(0, &restored, Duration::from_secs(30)).expect("the alert survived the power cut");
+    }
     let messages = good.wait_for_messages(1, Duration::from_secs(90)).expect("delivered once the smarthost is fixed");
+    // A verified delivery to that smarthost disproves stripping and a bad certificate: the
+    // alerts end by themselves, and nothing is deferred any more.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = owner.status();
+        if alert(&status, "stripping_suspected").is_none() && alert(&status, "certificate_rejected").is_none() && status["deferred"] == 0 {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the alerts end after the verified delivery: {status}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status["spool_messages"], 0, "{status}");
+    machine.log.wait_for(0, "alert stripping_suspected ended: a verified connection to the smarthost succeeded", Duration::from_secs(5)).expect("logged");
     std::thread::sleep(Duration::from_secs(5));
     assert!(owner.homemx(&["flush"]).status.success());
     std::thread::sleep(Duration::from_secs(10));
@@ -202,6 +261,17 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     let reply = submit(LAN_CLIENT, 587, &["dave@remote.example"]);
     assert_eq!(code(&reply["data"]), 250, "{reply}");
     machine.log.wait_for(0, "ALERT ndn_generated", Duration::from_secs(60)).expect("the NDN is alerted");
+    // An event alert needs the owner: shown as such, refused for a condition kind, and gone
+    // after `homemx alert ack`.
+    let status = owner.status();
+    let ndn = alert(&status, "ndn_generated").unwrap_or_else(|| panic!("the NDN alert is shown: {status}"));
+    assert_eq!(ndn["needs_acknowledgement"], true, "{ndn}");
+    assert_eq!(owner.homemx(&["alert", "ack", "certificate_rejected"]).status.code(), Some(7), "a condition alert is not acknowledged");
+    let acknowledged = owner.homemx(&["alert", "ack", "ndn_generated"]);
+    assert!(acknowledged.status.success(), "{}", String::from_utf8_lossy(&acknowledged.stderr));
+    let status = owner.status();
+    assert!(alert(&status, "ndn_generated").is_none(), "acknowledged: {status}");
+    machine.log.wait_for(0, "alert ndn_generated acknowledged by the owner", Duration::from_secs(5)).expect("logged");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let ndn = loop {
         if let Some(found) = mailbox.messages().into_iter().find(|(_, envelope)| envelope["rcpt_tos"] == json!(["alice@example.org"])) {

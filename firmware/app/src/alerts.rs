@@ -1,14 +1,17 @@
 //! The appliance's alerts (homemx-status's `AlertBoard`): raised by whoever notices trouble
 //! (outbound TLS stripping, NDNs, unlock failures, peers down), shown on the status page and
 //! mailed to postmaster. Every raise is also an alarm in the event log. The kinds in force are
-//! persisted in the encrypted key-value store (by the alert-mail task, whenever they change)
-//! and restored at unlock, so an alert survives a reboot until its condition clears.
+//! persisted in the encrypted key-value store (by the alert-mail task, whenever they change,
+//! and at once when the owner acknowledges one) and restored at unlock, so an alert survives a
+//! reboot until its condition clears: a verified success with the peer that caused it
+//! ([`clear_for`]), or the owner's acknowledgement for the alerts about events
+//! ([`acknowledge`]).
 
 use core::cell::RefCell;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use homemx_status::alert::{AlertBoard, AlertKind};
+use homemx_status::alert::{AlertBoard, AlertKind, Peer};
 
 /// The alerts in force.
 pub static ALERTS: Mutex<CriticalSectionRawMutex, RefCell<AlertBoard>> = Mutex::new(RefCell::new(AlertBoard::new()));
@@ -18,9 +21,19 @@ static CHANGED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool:
 
 /// Raises `kind` (or counts it again) and logs why.
 pub fn raise(kind: AlertKind, why: core::fmt::Arguments<'_>) {
+    raise_with_peers(kind, 0, why);
+}
+
+/// Raises `kind` because of `peer` (cleared by a verified success with that peer,
+/// [`clear_for`]) and logs why.
+pub fn raise_for(kind: AlertKind, peer: Peer, why: core::fmt::Arguments<'_>) {
+    raise_with_peers(kind, peer.bit(), why);
+}
+
+fn raise_with_peers(kind: AlertKind, peers: homemx_status::alert::PeerSet, why: core::fmt::Arguments<'_>) {
     let now = embassy_time::Instant::now().as_millis();
     ALERTS.lock(|board| {
-        if board.borrow_mut().raise(kind, now) != homemx_status::alert::Raised::Again {
+        if board.borrow_mut().raise_from(kind, peers, now) != homemx_status::alert::Raised::Again {
             CHANGED.store(true, core::sync::atomic::Ordering::Relaxed);
         }
     });
@@ -36,19 +49,63 @@ pub fn clear(kind: AlertKind) {
     });
 }
 
+/// A verified success with `peer` disproves its part of each of `kinds`; an alert ends when no
+/// peer that caused it is left (logged).
+pub fn clear_for(kinds: &[AlertKind], peer: Peer) {
+    for &kind in kinds {
+        let ended = ALERTS.lock(|board| {
+            let mut board = board.borrow_mut();
+            if !board.clear_for(kind, peer) {
+                return None;
+            }
+            CHANGED.store(true, core::sync::atomic::Ordering::Relaxed);
+            Some(board.get(kind).is_none())
+        });
+        if ended == Some(true) {
+            crate::event_info!("alert {} ended: a verified connection to the {} succeeded", kind.name(), peer.name());
+        }
+    }
+}
+
+/// The owner's acknowledgement of the active alert named `name` (only for kinds that need one);
+/// persisted at once.
+pub async fn acknowledge(name: &str) -> Result<(), homemx_wire::message::ErrorCode> {
+    use homemx_wire::message::ErrorCode;
+    let kind = AlertKind::from_name(name).ok_or(ErrorCode::NotFound)?;
+    if !kind.needs_acknowledgement() {
+        return Err(ErrorCode::NotAcknowledgeable);
+    }
+    let cleared = ALERTS.lock(|board| board.borrow_mut().clear(kind));
+    if !cleared {
+        return Err(ErrorCode::NotFound);
+    }
+    CHANGED.store(true, core::sync::atomic::Ordering::Relaxed);
+    persist_if_changed().await;
+    crate::event_info!("alert {} acknowledged by the owner", kind.name());
+    Ok(())
+}
+
 fn persisted_key() -> u64 {
     crate::vault::Settings::key_for("alerts", b"in-force")
 }
 
-/// Writes the kinds in force to the encrypted store if they changed (one byte per kind).
+/// First byte of the record format with peers: then (kind index, peer set) pairs. A record
+/// without it is the older format, one kind index per byte (peer unknown).
+const WITH_PEERS: u8 = 0xa1;
+const RECORD_CAPACITY: usize = 1 + 2 * homemx_status::MAX_ALERTS;
+
+/// Writes the kinds in force and the peers that caused them to the encrypted store if they
+/// changed.
 pub async fn persist_if_changed() {
     if !CHANGED.load(core::sync::atomic::Ordering::Relaxed) {
         return;
     }
-    let mut kinds: heapless::Vec<u8, { homemx_status::MAX_ALERTS }> = heapless::Vec::new();
+    let mut kinds: heapless::Vec<u8, RECORD_CAPACITY> = heapless::Vec::new();
+    let _ = kinds.push(WITH_PEERS);
     ALERTS.lock(|board| {
         for alert in board.borrow().alerts() {
             let _ = kinds.push(alert.kind.index() as u8);
+            let _ = kinds.push(alert.peers);
         }
     });
     let mut vault = crate::vault::VAULT.lock().await;
@@ -64,17 +121,22 @@ pub async fn restore(vault: &mut crate::vault::Vault) {
     let Some(stores) = vault.open_stores() else {
         return;
     };
-    let mut kinds = [0u8; homemx_status::MAX_ALERTS];
-    let Ok(Some(length)) = stores.settings.fetch(persisted_key(), &mut kinds).await else {
+    let mut record = [0u8; RECORD_CAPACITY];
+    let Ok(Some(length)) = stores.settings.fetch(persisted_key(), &mut record).await else {
         return;
     };
+    let record = &record[..length.min(record.len())];
     let now = embassy_time::Instant::now().as_millis();
-    for &index in &kinds[..length.min(kinds.len())] {
+    let restore_one = |index: u8, peers: homemx_status::alert::PeerSet| {
         if let Some(kind) = AlertKind::ALL.get(usize::from(index)) {
             ALERTS.lock(|board| {
-                board.borrow_mut().raise(*kind, now);
+                board.borrow_mut().raise_from(*kind, peers, now);
             });
             crate::event_warning!("alert {} was in force before the restart", kind.name());
         }
+    };
+    match record.split_first() {
+        Some((&WITH_PEERS, pairs)) => pairs.chunks_exact(2).for_each(|pair| restore_one(pair[0], pair[1])),
+        _ => record.iter().for_each(|&index| restore_one(index, 0)),
     }
 }

@@ -284,7 +284,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     if implicit {
         let (read, write, random) = tls_start.take().expect("set above");
         if let Err(error) = link.start_tls(read, write, backup.host.as_str(), trust, random).await {
-            crate::alerts::raise(AlertKind::CertificateRejected, format_args!("backup MX TLS refused: {}; no login", error.describe()));
+            crate::alerts::raise_for(AlertKind::CertificateRejected, Peer::BackupMx, format_args!("backup MX TLS refused: {}; no login", error.describe()));
             link.close().await;
             return finish_status(FetchResult::TlsFailed, 0);
         }
@@ -319,7 +319,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
             }
             Some(Pop3Event::TlsProblem(problem)) => {
                 let kind = if matches!(problem, homemx_pop3::TlsProblem::HandshakeFailed) { AlertKind::CertificateRejected } else { AlertKind::StrippingSuspected };
-                crate::alerts::raise(kind, format_args!("backup MX: {:?}; no login was attempted", defmt::Debug2Format(&problem)));
+                crate::alerts::raise_for(kind, Peer::BackupMx, format_args!("backup MX: {:?}; no login was attempted", defmt::Debug2Format(&problem)));
                 result = FetchResult::TlsFailed;
             }
             Some(Pop3Event::PlaintextDiscarded { octets }) => {
@@ -464,6 +464,8 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     }
     if result == FetchResult::Ok {
         crate::alerts::clear(AlertKind::PeerUnreachable(Peer::BackupMx));
+        // Logged in over verified TLS and fetched: no stripping, no bad certificate on this path.
+        crate::alerts::clear_for(&[AlertKind::StrippingSuspected, AlertKind::CertificateRejected], Peer::BackupMx);
     }
     let _ = listing_complete;
     finish_status(result, fetched);

@@ -11,7 +11,7 @@ use homemx_keystore::KeystoreState;
 use homemx_wire::config::ConfigItem;
 use homemx_wire::device::{ConsoleHandler, ConsoleSession};
 use homemx_wire::message::{
-    Alarm, Credential, CredentialsPresent, DeviceState, ErrorCode, LogPage, PublicKey, Status, TrustAnchorUpdate,
+    AlertReport, Credential, CredentialsPresent, DeviceState, ErrorCode, LogPage, PublicKey, Status, TrustAnchorUpdate,
 };
 use homemx_wire::secret::Secret;
 use homemx_wire::DeviceIdentity;
@@ -102,40 +102,60 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn status(&mut self) -> Result<Status, ErrorCode> {
-        let mut vault = vault!();
-        let vault = vault.as_mut().unwrap();
-        let state = match vault.state() {
-            KeystoreState::FactoryFresh if vault.admin_public_key().is_none() => DeviceState::FactoryFresh,
-            KeystoreState::Unlocked => DeviceState::Unlocked,
-            _ => DeviceState::Locked,
+        let (state, configured, credentials, failed_unlocks, unlock_retry_after_seconds) = {
+            let mut vault = vault!();
+            let vault = vault.as_mut().unwrap();
+            let state = match vault.state() {
+                KeystoreState::FactoryFresh if vault.admin_public_key().is_none() => DeviceState::FactoryFresh,
+                KeystoreState::Unlocked => DeviceState::Unlocked,
+                _ => DeviceState::Locked,
+            };
+            let configured = matches!(vault.current_configuration().await, Ok(Some(_)));
+            let credentials = CredentialsPresent {
+                smarthost_password: vault.has_credential(Credential::SmarthostPassword).await,
+                backup_mx_password: vault.has_credential(Credential::BackupMxPassword).await,
+                dyndns_password: vault.has_credential(Credential::DynDnsPassword).await,
+            };
+            (state, configured, credentials, vault.failed_unlocks(), vault.unlock_wait_seconds())
         };
-        let configured = matches!(vault.current_configuration().await, Ok(Some(_)));
-        let credentials = CredentialsPresent {
-            smarthost_password: vault.has_credential(Credential::SmarthostPassword).await,
-            backup_mx_password: vault.has_credential(Credential::BackupMxPassword).await,
-            dyndns_password: vault.has_credential(Credential::DynDnsPassword).await,
-        };
-        let (spool_messages, spool_free_bytes) = match vault.open_stores() {
-            Some(stores) => (stores.spool.messages().count() as u32, stores.spool.free_bytes().min(u32::MAX as u64) as u32),
-            None => (0, 0),
-        };
-        let mut alarms = heapless::Vec::new();
-        if vault.failed_unlocks() > 0 {
-            let _ = alarms.push(Alarm::UnlockFailures);
-        }
+        // The counts and alerts are the status page's, from the same snapshot.
+        let page = crate::status_page::snapshot().await;
+        let clamp = |value: u64| value.min(u64::from(u32::MAX)) as u32;
+        let alerts = page
+            .alerts
+            .alerts()
+            .iter()
+            .map(|alert| AlertReport {
+                kind: heapless::String::try_from(alert.kind.name()).unwrap_or_default(),
+                count: alert.count,
+                first_seen_age_seconds: clamp(page.age_seconds(alert.first_seen_ms)),
+                first_seen_unix: page.unix_of(alert.first_seen_ms),
+                last_seen_age_seconds: clamp(page.age_seconds(alert.last_seen_ms)),
+                needs_acknowledgement: alert.kind.needs_acknowledgement(),
+            })
+            .collect();
         Ok(Status {
             state,
             uptime_seconds: Instant::now().as_secs() as u32,
-            failed_unlocks: vault.failed_unlocks().min(u16::MAX as u32) as u16,
-            unlock_retry_after_seconds: vault.unlock_wait_seconds().min(u32::MAX as u64) as u32,
+            failed_unlocks: failed_unlocks.min(u16::MAX as u32) as u16,
+            unlock_retry_after_seconds: clamp(unlock_retry_after_seconds),
             configured,
             credentials,
-            public_address: None,
-            dyndns_host_name: None,
-            spool_messages,
-            spool_free_bytes,
-            outbound_deferred: 0,
-            alarms,
+            public_address: match page.dyndns.public_ip {
+                Some(core::net::IpAddr::V4(address)) => Some(address.octets()),
+                _ => None,
+            },
+            dyndns_host_name: page.dyndns.host.as_ref().and_then(|host| heapless::String::try_from(host.as_str()).ok()),
+            spool_messages: page.mail.queued,
+            spool_free_bytes: page.spool.as_ref().map_or(0, |spool| clamp(spool.free_bytes)),
+            spool_total_bytes: page.spool.as_ref().map_or(0, |spool| clamp(spool.total_bytes)),
+            deferred: page.mail.deferred,
+            oldest_queued_age_seconds: page.mail.oldest_queued_age_seconds.map(clamp),
+            received: page.mail.received,
+            delivered: page.mail.delivered,
+            bounced: page.mail.bounced,
+            alerts,
+            alerts_dropped: page.alerts.dropped(),
         })
     }
 
@@ -195,6 +215,13 @@ impl ConsoleHandler for DeviceConsole {
         }
         crate::dyndns::owner_resume().await;
         Ok(())
+    }
+
+    async fn acknowledge_alert(&mut self, kind: &str) -> Result<(), ErrorCode> {
+        if !self.unlocked {
+            return Err(ErrorCode::Locked);
+        }
+        crate::alerts::acknowledge(kind).await
     }
 
     async fn flush_queue(&mut self) -> Result<(), ErrorCode> {

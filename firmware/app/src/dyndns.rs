@@ -10,6 +10,7 @@
 //! DynDNS trust anchor (the check-IP services must be verifiable with it too).
 
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Ipv4Address, Stack};
@@ -22,7 +23,7 @@ use homemx_dyndns::dyndns2::{parse_update_response, update_path, UpdateAnswer, M
 use homemx_dyndns::guard::{Decision, GuardConfig, UpdateGuard, STATE_LENGTH};
 use homemx_dyndns::verify::{verify_dns, Alarm};
 use homemx_http::client::{write_get, Progress, ResponseParser};
-use homemx_status::alert::AlertKind;
+use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::link::Link;
@@ -105,9 +106,11 @@ async fn https_get(
     }
     let mut link = Link::Plain(socket);
     if let Err(error) = link.start_tls(&mut buffers.read, &mut buffers.write, host, trust, random).await {
-        crate::alerts::raise(AlertKind::CertificateRejected, format_args!("HTTPS to {} refused: {}; nothing was sent", host, error.describe()));
+        HTTPS_OUTCOMES.fetch_or(HTTPS_REFUSED, Ordering::Relaxed);
+        crate::alerts::raise_for(AlertKind::CertificateRejected, Peer::DynDns, format_args!("HTTPS to {} refused: {}; nothing was sent", host, error.describe()));
         return None;
     }
+    HTTPS_OUTCOMES.fetch_or(HTTPS_VERIFIED, Ordering::Relaxed);
     request[request_length..].fill(0);
     let mut result = None;
     if link.write_all(&request[..request_length]).await.is_ok() {
@@ -137,8 +140,26 @@ async fn https_get(
     result
 }
 
-/// One check: public address, DNS verification, and an update if the guard decides so.
+/// What the HTTPS connections of the current check did (bits: [`HTTPS_VERIFIED`],
+/// [`HTTPS_REFUSED`]).
+static HTTPS_OUTCOMES: AtomicU8 = AtomicU8::new(0);
+/// A connection's certificate verified.
+const HTTPS_VERIFIED: u8 = 1;
+/// A connection's TLS handshake failed.
+const HTTPS_REFUSED: u8 = 2;
+
+/// One check (see [`check_once`]); when its HTTPS connections (check-IP sources and the DynDNS
+/// server share the DynDNS trust anchor) all verified, a certificate alert they caused ends.
 pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
+    HTTPS_OUTCOMES.store(0, Ordering::Relaxed);
+    check_once(stack, random).await;
+    if HTTPS_OUTCOMES.load(Ordering::Relaxed) == HTTPS_VERIFIED {
+        crate::alerts::clear_for(&[AlertKind::CertificateRejected], Peer::DynDns);
+    }
+}
+
+/// One check: public address, DNS verification, and an update if the guard decides so.
+async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
     let Some((dyndns, sources, domain)) = MAIL_SETTINGS.lock(|cell| {
         cell.borrow().as_ref().and_then(|settings| Some((settings.dyndns.clone()?, settings.check_ip.clone(), settings.postmaster_domain.clone())))
     }) else {

@@ -1,16 +1,18 @@
 //! The event log in RAM: the last events (unlocks, refusals, provisioning, mail flow) for the
-//! console's `logs` command and, later, the status page. Never holds a secret.
+//! console's `logs` command and, later, the status page. Never holds a secret. A line longer
+//! than one entry is split between words into several entries (homemx-wire's `log_text`).
 
 use core::cell::RefCell;
-use core::fmt::Write as _;
-
 use critical_section::Mutex;
 use embassy_time::Instant;
-use heapless::{Deque, String};
-use homemx_wire::message::{LogEntry, LogLevel, LogPage, MAX_LOG_ENTRIES, MAX_LOG_TEXT};
+use heapless::Deque;
+use homemx_wire::log_text;
+use homemx_wire::message::{LogEntry, LogLevel, LogPage, MAX_LOG_ENTRIES};
 
 /// Entries kept in RAM (the oldest are dropped).
 pub const CAPACITY: usize = 64;
+/// Longest event line before it is split into entries (longer ones end in a cut mark).
+const LINE_CAPACITY: usize = 320;
 
 struct EventLog {
     entries: Deque<LogEntry, CAPACITY>,
@@ -21,8 +23,7 @@ static LOG: Mutex<RefCell<EventLog>> = Mutex::new(RefCell::new(EventLog { entrie
 
 /// Records an event (also sent to the defmt log).
 pub fn record(level: LogLevel, arguments: core::fmt::Arguments<'_>) {
-    let mut text = String::<MAX_LOG_TEXT>::new();
-    let _ = text.write_fmt(arguments);
+    let text = log_text::format_bounded::<LINE_CAPACITY>(arguments);
     match level {
         LogLevel::Info => defmt::info!("event: {}", text.as_str()),
         LogLevel::Warning => defmt::warn!("event: {}", text.as_str()),
@@ -31,12 +32,14 @@ pub fn record(level: LogLevel, arguments: core::fmt::Arguments<'_>) {
     let uptime_seconds = Instant::now().as_secs() as u32;
     critical_section::with(|cs| {
         let mut log = LOG.borrow(cs).borrow_mut();
-        let sequence = log.next_sequence;
-        log.next_sequence += 1;
-        if log.entries.is_full() {
-            log.entries.pop_front();
+        for text in log_text::pieces(&text) {
+            let sequence = log.next_sequence;
+            log.next_sequence += 1;
+            if log.entries.is_full() {
+                log.entries.pop_front();
+            }
+            let _ = log.entries.push_back(LogEntry { sequence, uptime_seconds, level, text });
         }
-        let _ = log.entries.push_back(LogEntry { sequence, uptime_seconds, level, text });
     });
 }
 

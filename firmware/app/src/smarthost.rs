@@ -45,7 +45,7 @@ pub fn tls_problem(problem: TlsProblem) {
         TlsProblem::HandshakeFailed => AlertKind::CertificateRejected,
         _ => AlertKind::StrippingSuspected,
     };
-    crate::alerts::raise(kind, format_args!("{}: mail stays queued, nothing was sent in clear (possible STARTTLS stripping)", text));
+    crate::alerts::raise_for(kind, Peer::Smarthost, format_args!("{}: mail stays queued, nothing was sent in clear (possible STARTTLS stripping)", text));
 }
 
 fn defer_all(attempt: &Attempt, outcomes: &mut Outcomes, reason: ResultReason) {
@@ -163,6 +163,9 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
             status.smarthost_problem = None;
         });
         crate::alerts::clear(AlertKind::PeerUnreachable(Peer::Smarthost));
+        // The smarthost offered STARTTLS (or spoke implicit TLS), its certificate verified and it
+        // took the mail: that disproves stripping and a bad certificate on the smarthost's path.
+        crate::alerts::clear_for(&[AlertKind::StrippingSuspected, AlertKind::CertificateRejected], Peer::Smarthost);
         crate::event_info!(
             "outbound: message {} accepted by the smarthost over TLS 1.3 ({}, {})",
             attempt.id.0,

@@ -47,7 +47,22 @@ impl Peer {
             Peer::Time => "time",
         }
     }
+
+    /// This peer's bit in a [`PeerSet`] (its position in [`Peer::ALL`]).
+    pub const fn bit(self) -> PeerSet {
+        1 << match self {
+            Peer::Smarthost => 0,
+            Peer::BackupMx => 1,
+            Peer::MailboxHost => 2,
+            Peer::DynDns => 3,
+            Peer::Dns => 4,
+            Peer::Time => 5,
+        }
+    }
 }
+
+/// A set of [`Peer`]s, one bit each ([`Peer::bit`]).
+pub type PeerSet = u8;
 
 /// What went wrong. Each kind is at most once on the board.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -140,6 +155,18 @@ impl AlertKind {
         }
     }
 
+    /// The kind with this stable machine name ([`AlertKind::name`]).
+    pub fn from_name(name: &str) -> Option<AlertKind> {
+        AlertKind::ALL.iter().copied().find(|kind| kind.name() == name)
+    }
+
+    /// True for alerts about something that happened (an event), which no later success
+    /// disproves: only the owner ends them (`homemx alert ack KIND`). Every other kind is a
+    /// condition that ends when its cause is gone.
+    pub const fn needs_acknowledgement(self) -> bool {
+        matches!(self, AlertKind::NdnGenerated | AlertKind::UnlockFailed)
+    }
+
     /// Short human title (ASCII, fits a mail subject).
     pub const fn title(self) -> &'static str {
         match self {
@@ -224,6 +251,9 @@ pub struct Alert {
     pub last_seen_ms: u64,
     /// How often it was raised (saturating).
     pub count: u32,
+    /// The peers whose trouble raised it; empty when it is not tied to a peer (or the peer is
+    /// unknown, as for an alert restored from an older record).
+    pub peers: PeerSet,
 }
 
 /// What [`AlertBoard::raise`] did.
@@ -258,9 +288,20 @@ impl AlertBoard {
     /// When the board is full, the alert whose last sighting is oldest makes room (a stale
     /// alert says least about now) and [`AlertBoard::dropped`] goes up.
     pub fn raise(&mut self, kind: AlertKind, now_ms: u64) -> Raised {
+        self.raise_from(kind, 0, now_ms)
+    }
+
+    /// Records that `kind` happened at `now_ms` because of the peers in `peers` (see
+    /// [`AlertBoard::clear_for`]). A peer added to an active alert counts as [`Raised::New`]
+    /// (the set to persist changed).
+    pub fn raise_from(&mut self, kind: AlertKind, peers: PeerSet, now_ms: u64) -> Raised {
         if let Some(alert) = self.alerts.iter_mut().find(|alert| alert.kind == kind) {
             alert.last_seen_ms = alert.last_seen_ms.max(now_ms);
             alert.count = alert.count.saturating_add(1);
+            if alert.peers | peers != alert.peers {
+                alert.peers |= peers;
+                return Raised::New;
+            }
             return Raised::Again;
         }
         let fresh = Alert {
@@ -268,6 +309,7 @@ impl AlertBoard {
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,
             count: 1,
+            peers,
         };
         if self.alerts.push(fresh).is_ok() {
             return Raised::New;
@@ -294,6 +336,24 @@ impl AlertBoard {
             }
             None => false,
         }
+    }
+
+    /// A verified success with `peer` disproves its part of `kind`: `peer` leaves the alert's
+    /// peers, and the alert ends when no peer is left. An alert with no peer recorded (unknown
+    /// cause) ends at any such success. Returns whether the board changed.
+    pub fn clear_for(&mut self, kind: AlertKind, peer: Peer) -> bool {
+        let Some(index) = self.alerts.iter().position(|alert| alert.kind == kind) else {
+            return false;
+        };
+        let alert = &mut self.alerts[index];
+        if alert.peers != 0 && alert.peers & peer.bit() == 0 {
+            return false;
+        }
+        alert.peers &= !peer.bit();
+        if alert.peers == 0 {
+            self.alerts.remove(index);
+        }
+        true
     }
 
     /// The active alerts, oldest first raise first.
@@ -385,6 +445,43 @@ mod tests {
         assert_eq!(board.dropped(), 1);
         assert!(board.get(AlertKind::ALL[1]).is_none());
         assert!(board.get(AlertKind::DynDnsStopped).is_some());
+    }
+
+    #[test]
+    fn a_success_clears_only_that_peers_part() {
+        let mut board = AlertBoard::new();
+        board.raise_from(AlertKind::StrippingSuspected, Peer::Smarthost.bit(), 1_000);
+        assert_eq!(
+            board.raise_from(AlertKind::StrippingSuspected, Peer::BackupMx.bit(), 2_000),
+            Raised::New,
+            "a new peer changes what is persisted"
+        );
+        assert_eq!(
+            board.raise_from(AlertKind::StrippingSuspected, Peer::BackupMx.bit(), 3_000),
+            Raised::Again
+        );
+        assert!(!board.clear_for(AlertKind::StrippingSuspected, Peer::DynDns), "not its peer");
+        assert!(board.clear_for(AlertKind::StrippingSuspected, Peer::Smarthost));
+        let alert = board.get(AlertKind::StrippingSuspected).expect("the backup MX still strips");
+        assert_eq!((alert.peers, alert.first_seen_ms, alert.count), (Peer::BackupMx.bit(), 1_000, 3));
+        assert!(board.clear_for(AlertKind::StrippingSuspected, Peer::BackupMx));
+        assert!(board.is_empty());
+        // An alert whose peer is unknown (restored from an older record) ends at any success.
+        board.raise(AlertKind::CertificateRejected, 4_000);
+        assert!(board.clear_for(AlertKind::CertificateRejected, Peer::DynDns));
+        assert!(board.is_empty());
+        assert!(!board.clear_for(AlertKind::CertificateRejected, Peer::DynDns));
+    }
+
+    #[test]
+    fn only_event_alerts_need_acknowledgement_and_names_round_trip() {
+        for kind in AlertKind::ALL {
+            assert_eq!(AlertKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(AlertKind::from_name("no_such_alert"), None);
+        let acknowledged: std::vec::Vec<_> =
+            AlertKind::ALL.iter().filter(|kind| kind.needs_acknowledgement()).collect();
+        assert_eq!(acknowledged, [&AlertKind::NdnGenerated, &AlertKind::UnlockFailed]);
     }
 
     fn kind() -> impl Strategy<Value = AlertKind> {

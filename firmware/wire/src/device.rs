@@ -66,6 +66,9 @@ pub trait ConsoleHandler {
     async fn flush_queue(&mut self) -> Result<(), ErrorCode>;
     /// Resume stopped DynDNS updates.
     async fn dyndns_resume(&mut self) -> Result<(), ErrorCode>;
+    /// End the active alert named `kind` if it needs the owner ([`ErrorCode::NotFound`]: not
+    /// active or unknown; [`ErrorCode::NotAcknowledgeable`]: it ends by itself).
+    async fn acknowledge_alert(&mut self, kind: &str) -> Result<(), ErrorCode>;
 }
 
 /// What one call of [`ConsoleSession::receive`] did.
@@ -221,6 +224,7 @@ impl ConsoleSession {
             Command::FetchNow => handler.fetch_now().await.map(done),
             Command::FlushQueue => handler.flush_queue().await.map(done),
             Command::DynDnsResume => handler.dyndns_resume().await.map(done),
+            Command::AcknowledgeAlert { kind } => handler.acknowledge_alert(kind.as_str()).await.map(done),
         }
     }
 

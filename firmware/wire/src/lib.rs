@@ -10,6 +10,7 @@
 pub mod config;
 pub mod device;
 pub mod frame;
+pub mod log_text;
 pub mod message;
 pub mod secret;
 pub mod signing;
@@ -21,7 +22,7 @@ pub mod testing;
 
 /// The protocol version in the first byte of every frame payload. A device answers a request
 /// of any other version with [`message::ErrorCode::UnsupportedVersion`] and does nothing else.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Largest decoded frame payload in bytes (version byte through CRC), requests and responses.
 pub const MAX_PAYLOAD: usize = 1024;

@@ -20,8 +20,14 @@ pub const MAX_CERTIFICATE_CHUNK: usize = 512;
 pub const MAX_LOG_ENTRIES: usize = 6;
 /// Longest log text in bytes.
 pub const MAX_LOG_TEXT: usize = 100;
-/// Most alarms in one status.
-pub const MAX_ALARMS: usize = 8;
+/// Most alerts in one status (the device's alert board holds as many).
+pub const MAX_ALERTS: usize = 8;
+/// Longest alert kind name in bytes.
+pub const MAX_ALERT_NAME: usize = 32;
+
+/// An alert kind's stable machine name, as on the status page and in `/status.json`
+/// (`stripping_suspected`, `certificate_rejected`, …).
+pub type AlertName = String<MAX_ALERT_NAME>;
 
 /// An ed25519 signature as its two 32-byte halves (serde has no 64-byte arrays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +126,13 @@ pub enum Command {
     FlushQueue,
     /// Resume DynDNS updates stopped by a fatal answer (after the owner fixed the account).
     DynDnsResume,
+    /// End an active alert that only the owner can end (one about an event, such as a bounced
+    /// message or a failed unlock). Alerts about conditions end by themselves when the cause is
+    /// gone and are refused with [`ErrorCode::NotAcknowledgeable`].
+    AcknowledgeAlert {
+        /// The alert kind's machine name.
+        kind: AlertName,
+    },
 }
 
 impl Command {
@@ -143,6 +156,7 @@ impl Command {
             Command::FetchNow => "fetch-now",
             Command::FlushQueue => "flush-queue",
             Command::DynDnsResume => "dyndns-resume",
+            Command::AcknowledgeAlert { .. } => "alert-ack",
         }
     }
 }
@@ -234,21 +248,21 @@ pub struct CredentialsPresent {
     pub dyndns_password: bool,
 }
 
-/// Something the owner should look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Alarm {
-    /// The DynDNS A record does not point at the line's public address.
-    DynDnsMismatch,
-    /// The domain's MX does not point at the DynDNS host name.
-    MxMismatch,
-    /// The smarthost did not offer STARTTLS (stripped?) or its certificate did not verify.
-    SmarthostTls,
-    /// The backup MX's TLS failed.
-    BackupMxTls,
-    /// Spool flash is nearly full.
-    SpoolNearlyFull,
-    /// Failed unlock attempts since the last unlock.
-    UnlockFailures,
+/// An active alert, as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertReport {
+    /// The kind's stable machine name.
+    pub kind: AlertName,
+    /// How often it was raised since it became active.
+    pub count: u32,
+    /// Seconds since it was first raised (since it last became active).
+    pub first_seen_age_seconds: u32,
+    /// When it was first raised (Unix seconds), if the device's clock was known.
+    pub first_seen_unix: Option<u64>,
+    /// Seconds since it was last raised.
+    pub last_seen_age_seconds: u32,
+    /// Only the owner ends it (`homemx alert ack KIND`); otherwise it ends when the cause is gone.
+    pub needs_acknowledgement: bool,
 }
 
 /// The device's status. Has no field that could hold a secret.
@@ -274,10 +288,23 @@ pub struct Status {
     pub spool_messages: u32,
     /// Free spool bytes.
     pub spool_free_bytes: u32,
-    /// Outbound messages waiting (deferred).
-    pub outbound_deferred: u32,
-    /// Current alarms.
-    pub alarms: Vec<Alarm, MAX_ALARMS>,
+    /// Spool size in bytes (0 while locked).
+    pub spool_total_bytes: u32,
+    /// Of the messages in the spool, those whose delivery failed at least once and wait for
+    /// a retry.
+    pub deferred: u32,
+    /// Age of the oldest message in the spool in seconds (`None`: none, or the time is unknown).
+    pub oldest_queued_age_seconds: Option<u32>,
+    /// Messages accepted since boot (SMTP and the backup MX fetch).
+    pub received: u32,
+    /// Messages delivered since boot (to the LAN mailbox host or the smarthost).
+    pub delivered: u32,
+    /// Recipients given up on since boot (non-delivery notice sent).
+    pub bounced: u32,
+    /// The active alerts, oldest first.
+    pub alerts: Vec<AlertReport, MAX_ALERTS>,
+    /// Alerts dropped since boot because the alert board was full.
+    pub alerts_dropped: u32,
 }
 
 /// How serious a log entry is.
@@ -368,6 +395,8 @@ pub enum ErrorCode {
     Unsupported,
     /// An internal error on the device (flash failure); nothing was changed.
     DeviceFault,
+    /// That alert ends by itself when its cause is gone; it cannot be acknowledged away.
+    NotAcknowledgeable,
 }
 
 impl ErrorCode {
@@ -402,6 +431,9 @@ impl ErrorCode {
             ErrorCode::StorageFull => "the device's flash is full",
             ErrorCode::Unsupported => "the device does not support this",
             ErrorCode::DeviceFault => "the device hit an internal error; nothing was changed",
+            ErrorCode::NotAcknowledgeable => {
+                "that alert ends by itself once its cause is gone (for example a verified connection to that peer); fix the cause"
+            }
         }
     }
 }

@@ -7,8 +7,8 @@ use heapless::{String, Vec};
 use crate::config::ConfigItem;
 use crate::device::{ConsoleHandler, NonceSource};
 use crate::message::{
-    Credential, CredentialsPresent, DeviceState, ErrorCode, LogEntry, LogLevel, LogPage, PublicKey,
-    Status, TlsService, TrustAnchor, TrustAnchorUpdate, MAX_LOG_ENTRIES,
+    AlertReport, Credential, CredentialsPresent, DeviceState, ErrorCode, LogEntry, LogLevel, LogPage,
+    PublicKey, Status, TlsService, TrustAnchor, TrustAnchorUpdate, MAX_ALERTS, MAX_LOG_ENTRIES,
 };
 use crate::secret::Secret;
 
@@ -64,6 +64,10 @@ pub struct MemoryHandler {
     pub flushes: u32,
     /// `factory_reset` calls.
     pub factory_resets: u32,
+    /// The active alerts.
+    pub alerts: Vec<AlertReport, MAX_ALERTS>,
+    /// Messages in the spool whose delivery was deferred.
+    pub deferred: u32,
 }
 
 impl MemoryHandler {
@@ -156,10 +160,16 @@ impl ConsoleHandler for MemoryHandler {
             },
             public_address: Some([203, 0, 113, 7]),
             dyndns_host_name: None,
-            spool_messages: 0,
+            spool_messages: self.deferred,
             spool_free_bytes: 1 << 20,
-            outbound_deferred: 0,
-            alarms: Vec::new(),
+            spool_total_bytes: 2 << 20,
+            deferred: self.deferred,
+            oldest_queued_age_seconds: None,
+            received: 0,
+            delivered: 0,
+            bounced: 0,
+            alerts: self.alerts.clone(),
+            alerts_dropped: 0,
         })
     }
 
@@ -265,6 +275,16 @@ impl ConsoleHandler for MemoryHandler {
     async fn dyndns_resume(&mut self) -> Result<(), ErrorCode> {
         self.require_unlocked()?;
         self.flushes += 1;
+        Ok(())
+    }
+
+    async fn acknowledge_alert(&mut self, kind: &str) -> Result<(), ErrorCode> {
+        self.require_unlocked()?;
+        let index = self.alerts.iter().position(|alert| alert.kind.as_str() == kind).ok_or(ErrorCode::NotFound)?;
+        if !self.alerts[index].needs_acknowledgement {
+            return Err(ErrorCode::NotAcknowledgeable);
+        }
+        self.alerts.remove(index);
         Ok(())
     }
 }

@@ -77,6 +77,9 @@ fn every_command() -> std::vec::Vec<Command> {
         Command::RotateAdminKey { new_key: [2; 32], proof: SignatureBytes { r: [3; 32], s: [4; 32] } },
         Command::FactoryReset,
         Command::FetchNow,
+        Command::FlushQueue,
+        Command::DynDnsResume,
+        Command::AcknowledgeAlert { kind: text(&"k".repeat(MAX_ALERT_NAME)) },
     ];
     commands.extend(every_config_item().into_iter().map(Command::ConfigPut));
     commands
@@ -85,7 +88,7 @@ fn every_command() -> std::vec::Vec<Command> {
 fn every_response() -> std::vec::Vec<Response> {
     let mut responses = vec![
         Response::DeviceInfo(DeviceInfo {
-            protocol_version: 1,
+            protocol_version: homemx_wire::PROTOCOL_VERSION,
             identity: IDENTITY,
             firmware_version: text("0.1.0"),
             board: text("mps2-an386"),
@@ -103,8 +106,52 @@ fn every_response() -> std::vec::Vec<Response> {
             dyndns_host_name: Some(text("home.dyn.example")),
             spool_messages: 3,
             spool_free_bytes: 7 << 20,
-            outbound_deferred: 1,
-            alarms: Vec::from_slice(&[Alarm::MxMismatch, Alarm::SmarthostTls]).unwrap(),
+            spool_total_bytes: 8 << 20,
+            deferred: 1,
+            oldest_queued_age_seconds: Some(600),
+            received: 12,
+            delivered: 9,
+            bounced: 1,
+            alerts: Vec::from_slice(&[AlertReport {
+                kind: text("stripping_suspected"),
+                count: 3,
+                first_seen_age_seconds: 900,
+                first_seen_unix: Some(1_780_000_000),
+                last_seen_age_seconds: 60,
+                needs_acknowledgement: false,
+            }])
+            .unwrap(),
+            alerts_dropped: 0,
+        }),
+        // The largest status: the longest host name and a full board of the longest names.
+        Response::Status(Status {
+            state: DeviceState::Unlocked,
+            uptime_seconds: u32::MAX,
+            failed_unlocks: u16::MAX,
+            unlock_retry_after_seconds: u32::MAX,
+            configured: true,
+            credentials: CredentialsPresent { smarthost_password: true, backup_mx_password: true, dyndns_password: true },
+            public_address: Some([203, 0, 113, 7]),
+            dyndns_host_name: Some(text(&"h".repeat(HostName::new().capacity()))),
+            spool_messages: u32::MAX,
+            spool_free_bytes: u32::MAX,
+            spool_total_bytes: u32::MAX,
+            deferred: u32::MAX,
+            oldest_queued_age_seconds: Some(u32::MAX),
+            received: u32::MAX,
+            delivered: u32::MAX,
+            bounced: u32::MAX,
+            alerts: (0..MAX_ALERTS)
+                .map(|_| AlertReport {
+                    kind: text(&"k".repeat(MAX_ALERT_NAME)),
+                    count: u32::MAX,
+                    first_seen_age_seconds: u32::MAX,
+                    first_seen_unix: Some(u64::MAX),
+                    last_seen_age_seconds: u32::MAX,
+                    needs_acknowledgement: true,
+                })
+                .collect(),
+            alerts_dropped: u32::MAX,
         }),
         Response::Logs(LogPage {
             entries: (0..MAX_LOG_ENTRIES as u32)
@@ -170,13 +217,14 @@ fn golden_hello_frame() {
 
 #[test]
 fn golden_command_bodies() {
-    let cases: [(Command, &str); 6] = [
+    let cases: [(Command, &str); 7] = [
         (Command::Status, "02"),
         (Command::Unlock { passphrase: Secret::new(b"pw").unwrap() }, "03027077"),
         (Command::ConfigPut(ConfigItem::LanPrefix(Ipv4Prefix { address: [192, 168, 1, 0], length: 24 })), "0602c0a8010018"),
         (Command::ConfigCommit { item_count: 300 }, "07ac02"),
         (Command::Logs { start: 1, max_entries: 6 }, "0b0106"),
         (Command::FetchNow, "0e"),
+        (Command::AcknowledgeAlert { kind: text("ndn_generated") }, "110d6e646e5f67656e657261746564"),
     ];
     for (command, expected) in cases {
         let mut body = [0u8; 64];
@@ -195,7 +243,7 @@ fn golden_signed_lock_frame() {
 fn golden_response_frame() {
     let envelope = ResponseEnvelope { challenge: [0x22; 32], body: Response::Error(ErrorCode::StaleChallenge) };
     let mut payload = [0u8; 64];
-    payload[0] = 1;
+    payload[0] = homemx_wire::PROTOCOL_VERSION;
     let length = postcard::to_slice(&envelope, &mut payload[1..]).unwrap().len() + 1;
     let mut frame = [0; 80];
     let frame_length = encode_frame(&payload[..length], &mut frame).unwrap();
@@ -203,9 +251,9 @@ fn golden_response_frame() {
 }
 
 /// `02 | 01 | 01 | 05 25 b3 83 fe | 00`: COBS of version 1, unsigned, `Hello` (0), CRC-32.
-const GOLDEN_HELLO: &str = "0201010525b383fe00";
+const GOLDEN_HELLO: &str = "020201057c0dc5fc00";
 /// Version 1, signed, identity "homemx-device-01", challenge 0x11 x 32, the ed25519 signature
 /// by key [7; 32] (deterministic), `Lock` (4), CRC-32, COBS-encoded, delimiter.
-const GOLDEN_SIGNED_LOCK: &str = "5f0101686f6d656d782d6465766963652d30311111111111111111111111111111111111111111111111111111111111111111056b32d9e61d2b55c8f1205f90730b1edfbb3c9c9ed7fa8bb0923e7bf63d71b95670fb7e2ae19c3e6032853919a79daeb2d13f73b813068c180bf9acd0d34c0704c286acb600";
+const GOLDEN_SIGNED_LOCK: &str = "720201686f6d656d782d6465766963652d3031111111111111111111111111111111111111111111111111111111111111111120d44d5c573c9ba795d57e86d8a4055fbbbd84e847dadce4a885e8cc597d31669801f4e4fc4bbe13ca8f1f43954484f951a8e0b20254ae90787a69395eef620604ea2dc4cd00";
 /// Version 1, challenge 0x22 x 32, `Error` (5) `StaleChallenge` (10), CRC-32.
-const GOLDEN_STALE_CHALLENGE: &str = "28012222222222222222222222222222222222222222222222222222222222222222050a22078bbf00";
+const GOLDEN_STALE_CHALLENGE: &str = "28022222222222222222222222222222222222222222222222222222222222222222050a3b39583400";

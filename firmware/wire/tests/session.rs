@@ -153,7 +153,7 @@ fn an_unknown_version_is_answered_clearly_and_changes_nothing() {
     let frame = signed(&client, &Command::FactoryReset);
     let mut payload = frame[..frame.len() - 1].to_vec();
     let mut decoded = homemx_wire::frame::decode_frame(&mut payload).unwrap().to_vec();
-    decoded[0] = 2;
+    decoded[0] = homemx_wire::PROTOCOL_VERSION + 1;
     let mut rewritten = [0; MAX_ENCODED_FRAME];
     let length = encode_frame(&decoded, &mut rewritten).unwrap();
     let before = device.snapshot();
@@ -215,6 +215,73 @@ fn locked_storage_refuses_configuration() {
     assert_eq!(error(run(&mut device, &mut client, &Command::ConfigBegin)), ErrorCode::Locked);
     let wrong = Command::Unlock { passphrase: Secret::new(b"wrong").unwrap() };
     assert_eq!(error(run(&mut device, &mut client, &wrong)), ErrorCode::WrongPassphrase);
+}
+
+fn alert(kind: &str, needs_acknowledgement: bool) -> homemx_wire::message::AlertReport {
+    homemx_wire::message::AlertReport {
+        kind: kind.try_into().unwrap(),
+        count: 2,
+        first_seen_age_seconds: 300,
+        first_seen_unix: Some(1_780_000_000),
+        last_seen_age_seconds: 10,
+        needs_acknowledgement,
+    }
+}
+
+fn acknowledge(kind: &str) -> Command {
+    Command::AcknowledgeAlert { kind: kind.try_into().unwrap() }
+}
+
+#[test]
+fn status_carries_the_alerts_and_the_deferred_count() {
+    let (mut device, mut client) = enrolled_unlocked();
+    device.handler.alerts.push(alert("stripping_suspected", false)).unwrap();
+    device.handler.deferred = 2;
+    let Response::Status(status) = run(&mut device, &mut client, &Command::Status) else { panic!() };
+    assert_eq!(status.deferred, 2);
+    assert_eq!(status.alerts.as_slice(), [alert("stripping_suspected", false)]);
+}
+
+#[test]
+fn an_alert_is_acknowledged_only_by_the_admin_once_and_only_if_it_needs_a_human() {
+    let (mut device, mut client) = enrolled_unlocked();
+    device.handler.alerts.push(alert("stripping_suspected", false)).unwrap();
+    device.handler.alerts.push(alert("ndn_generated", true)).unwrap();
+
+    // A condition alert ends by itself: refused, nothing changes.
+    let before = device.handler.alerts.clone();
+    assert_eq!(error(run(&mut device, &mut client, &acknowledge("stripping_suspected"))), ErrorCode::NotAcknowledgeable);
+    assert_eq!(error(run(&mut device, &mut client, &acknowledge("no_such_alert"))), ErrorCode::NotFound);
+    assert_eq!(device.handler.alerts, before);
+
+    // A stranger's signature, or an unsigned frame, acknowledges nothing.
+    let mut stranger = ClientSession::new(stranger_key());
+    hello(&mut device, &mut stranger);
+    assert_eq!(error(run(&mut device, &mut stranger, &acknowledge("ndn_generated"))), ErrorCode::BadSignature);
+    let mut payload = vec![homemx_wire::PROTOCOL_VERSION, UNSIGNED];
+    let mut body = [0u8; 64];
+    payload.extend_from_slice(postcard::to_slice(&acknowledge("ndn_generated"), &mut body).unwrap());
+    let mut frame = [0; MAX_ENCODED_FRAME];
+    let length = encode_frame(&payload, &mut frame).unwrap();
+    let replies = device.feed(&frame[..length]);
+    assert_eq!(error(accept(&mut client, &replies[0])), ErrorCode::SignatureRequired);
+    assert_eq!(device.handler.alerts, before);
+
+    // The admin's signed frame ends it; the same frame replayed after the alert is raised again
+    // is refused and the new alert stays.
+    let frame = signed(&client, &acknowledge("ndn_generated"));
+    let reply = device.feed(&frame);
+    assert_eq!(accept(&mut client, &reply[0]), Response::Done);
+    assert_eq!(device.handler.alerts.as_slice(), [alert("stripping_suspected", false)]);
+    device.handler.alerts.push(alert("ndn_generated", true)).unwrap();
+    let reply = device.feed(&frame);
+    assert_eq!(error(accept(&mut client, &reply[0])), ErrorCode::StaleChallenge);
+    assert_eq!(device.handler.alerts.len(), 2, "the replayed acknowledgement did nothing");
+
+    // Locked storage: the alert record cannot be persisted, so nothing is acknowledged.
+    assert_eq!(run(&mut device, &mut client, &Command::Lock), Response::Done);
+    assert_eq!(error(run(&mut device, &mut client, &acknowledge("ndn_generated"))), ErrorCode::Locked);
+    assert_eq!(device.handler.alerts.len(), 2);
 }
 
 #[test]

@@ -15,13 +15,15 @@ use zeroize::Zeroizing;
 use crate::config_file::{self, AnchorValue, Plan};
 use crate::console::{unexpected, Console};
 use crate::error::{CliError, ExitCode, Result};
-use crate::{keyfile, progress, Cli, Command, ConfigAction};
+use crate::{keyfile, passphrase, progress, AlertAction, Cli, Command, ConfigAction};
 
 /// Runs the parsed command line.
 pub fn execute(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Keygen { out, no_passphrase, force } => keygen(cli, out.as_deref().unwrap_or(&cli.key), *no_passphrase, *force),
-        Command::Provision { config, passphrase_file } => provision(cli, config, passphrase_file.as_deref()),
+        Command::Provision { config, passphrase_file, weak_passphrase } => {
+            provision(cli, config, passphrase_file.as_deref(), *weak_passphrase)
+        }
         Command::Unlock { passphrase_file } => unlock(cli, passphrase_file.as_deref()),
         Command::Lock => simple(cli, &Wire::Lock, "locked"),
         Command::Status => status(cli),
@@ -33,6 +35,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::FetchNow => simple(cli, &Wire::FetchNow, "fetch started"),
         Command::Flush => simple(cli, &Wire::FlushQueue, "every queued message is being tried now"),
         Command::DyndnsResume => simple(cli, &Wire::DynDnsResume, "DynDNS updates resume at the next check"),
+        Command::Alert { action: AlertAction::Ack { kind } } => acknowledge_alert(cli, kind),
     }
 }
 
@@ -146,10 +149,19 @@ fn unlock_with(console: &mut Console, passphrase: Secret) -> Result<()> {
     result
 }
 
-fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>) -> Result<()> {
+fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>, weak_passphrase: bool) -> Result<()> {
     let plan = config_file::load(config)?;
     let mut console = connect(cli)?;
     let fresh = console.device.state == DeviceState::FactoryFresh;
+    // A fresh device's first unlock sets the passphrase: it is read and checked before the
+    // device is touched, so a refused passphrase leaves the device factory-fresh.
+    let new_passphrase = if fresh {
+        let passphrase = secret(passphrase_file, "storage passphrase", true)?;
+        passphrase::check_new(&passphrase, weak_passphrase, &plan.context_words())?;
+        Some(passphrase)
+    } else {
+        None
+    };
     if fresh {
         let admin_key = console.public_key();
         console.expect_done(&Wire::Enrol { admin_key })?;
@@ -165,7 +177,10 @@ fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>) -> Result
         })?;
     }
     if console.device.state != DeviceState::Unlocked {
-        let passphrase = secret(passphrase_file, "storage passphrase", fresh)?;
+        let passphrase = match new_passphrase {
+            Some(passphrase) => passphrase,
+            None => secret(passphrase_file, "storage passphrase", false)?,
+        };
         unlock_with(&mut console, passphrase)?;
     }
     send_plan(&mut console, &plan)?;
@@ -274,30 +289,105 @@ fn status(cli: &Cli) -> Result<()> {
         "board": console.device.board.as_str(),
         "status": status,
     });
-    print(cli, json, || {
-        let address = status
-            .public_address
-            .map(|octets| std::net::Ipv4Addr::from(octets).to_string())
-            .unwrap_or_else(|| "unknown".into());
-        format!(
-            "device       {} ({} on {})\nstate        {:?}\nuptime       {} s\nconfigured   {}\ncredentials  smarthost {}, backup MX {}, DynDNS {}\npublic IPv4  {}\nspool        {} messages, {} bytes free\ndeferred     {}\nfailed unlocks {} (retry after {} s)\nalarms       {:?}",
-            identity(&console),
-            console.device.firmware_version,
-            console.device.board,
-            status.state,
-            status.uptime_seconds,
-            status.configured,
-            set(status.credentials.smarthost_password),
-            set(status.credentials.backup_mx_password),
-            set(status.credentials.dyndns_password),
-            address,
-            status.spool_messages,
-            status.spool_free_bytes,
-            status.outbound_deferred,
-            status.failed_unlocks,
-            status.unlock_retry_after_seconds,
-            status.alarms,
-        )
+    print(cli, json, || status_text(&identity(&console), &console.device.firmware_version, &console.device.board, &status));
+    Ok(())
+}
+
+/// The human form of a status: what the status page shows, alerts with their advice.
+pub fn status_text(device: &str, firmware: &str, board: &str, status: &homemx_wire::message::Status) -> String {
+    let address = status
+        .public_address
+        .map(|octets| std::net::Ipv4Addr::from(octets).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let oldest = status.oldest_queued_age_seconds.map(|age| format!(", oldest {}", duration(age))).unwrap_or_default();
+    let mut text = format!(
+        "device       {device} ({firmware} on {board})\nstate        {:?}\nuptime       {}\nconfigured   {}\ncredentials  smarthost {}, backup MX {}, DynDNS {}\npublic IPv4  {}{}\nspool        {} messages, {} deferred{oldest}; {} of {} bytes free\nmail         {} received, {} delivered, {} bounced since boot\nfailed unlocks {} (retry after {} s)\n",
+        status.state,
+        duration(status.uptime_seconds),
+        status.configured,
+        set(status.credentials.smarthost_password),
+        set(status.credentials.backup_mx_password),
+        set(status.credentials.dyndns_password),
+        address,
+        status.dyndns_host_name.as_ref().map(|name| format!(" ({name})")).unwrap_or_default(),
+        status.spool_messages,
+        status.deferred,
+        status.spool_free_bytes,
+        status.spool_total_bytes,
+        status.received,
+        status.delivered,
+        status.bounced,
+        status.failed_unlocks,
+        status.unlock_retry_after_seconds,
+    );
+    if status.alerts.is_empty() {
+        text.push_str("alerts       none");
+    } else {
+        text.push_str(&format!("alerts       {} active", status.alerts.len()));
+        if status.alerts_dropped > 0 {
+            text.push_str(&format!(" ({} older ones dropped: the board was full)", status.alerts_dropped));
+        }
+    }
+    for alert in &status.alerts {
+        let kind = homemx_status::AlertKind::from_name(alert.kind.as_str());
+        let since = match alert.first_seen_unix {
+            Some(unix) => format!("since {} ({} ago)", homemx_smtp::clock::Rfc5322Date(unix), duration(alert.first_seen_age_seconds)),
+            None => format!("since {} ago", duration(alert.first_seen_age_seconds)),
+        };
+        text.push_str(&format!(
+            "\n  {} {since}, {} time{}: {}",
+            alert.kind,
+            alert.count,
+            if alert.count == 1 { "" } else { "s" },
+            kind.map(|kind| kind.title()).unwrap_or("(unknown to this CLI)")
+        ));
+        if let Some(kind) = kind {
+            text.push_str(&format!("\n    {}", kind.advice()));
+        }
+        text.push_str(if alert.needs_acknowledgement {
+            "\n    ends when you acknowledge it"
+        } else {
+            "\n    ends by itself when the cause is gone"
+        });
+        if alert.needs_acknowledgement {
+            text.push_str(&format!(": homemx alert ack {}", alert.kind));
+        }
+    }
+    text
+}
+
+/// Seconds as "3 h 5 min", "42 s".
+fn duration(seconds: u32) -> String {
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min {} s", seconds / 60, seconds % 60),
+        3600..86400 => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{} d {} h", seconds / 86400, seconds % 86400 / 3600),
+    }
+}
+
+fn acknowledge_alert(cli: &Cli, kind: &str) -> Result<()> {
+    let known = || homemx_status::AlertKind::ALL.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(", ");
+    let Some(alert) = homemx_status::AlertKind::from_name(kind) else {
+        return Err(CliError::new(ExitCode::Usage, format!("no alert kind is called {kind:?}"))
+            .hint(format!("use a kind as `homemx status` shows it: {}", known())));
+    };
+    if !alert.needs_acknowledgement() {
+        return Err(CliError::new(ExitCode::Refused, format!("{kind} cannot be acknowledged: it ends by itself once its cause is gone"))
+            .hint(alert.advice()));
+    }
+    let mut console = connect(cli)?;
+    let command = Wire::AcknowledgeAlert { kind: heapless::String::try_from(kind).unwrap_or_default() };
+    match console.call(&command)? {
+        Response::Done => {}
+        Response::Error(homemx_wire::message::ErrorCode::NotFound) => {
+            return Err(CliError::new(ExitCode::Refused, format!("no {kind} alert is active")).hint("`homemx status` lists the active alerts"))
+        }
+        Response::Error(code) => return Err(CliError::refused("alert ack", code)),
+        other => return Err(unexpected("alert ack", &other)),
+    }
+    print(cli, serde_json::json!({"command": command.name(), "kind": kind, "result": "done"}), || {
+        format!("alert {kind} acknowledged; it is gone from the device and its record")
     });
     Ok(())
 }

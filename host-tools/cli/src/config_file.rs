@@ -185,6 +185,26 @@ pub struct Plan {
     pub anchors: Vec<(TlsService, AnchorValue)>,
 }
 
+impl Plan {
+    /// Words from the configuration an attacker guessing the storage passphrase would try
+    /// first: the domains, the recipients' local parts and the account user names.
+    pub fn context_words(&self) -> Vec<&str> {
+        let mut words = Vec::new();
+        for item in &self.items {
+            match item {
+                ConfigItem::Domain(name) => words.extend(name.as_str().split('.')),
+                ConfigItem::Recipient(address) => words.extend(address.as_str().split(['@', '.'])),
+                ConfigItem::Smarthost(smarthost) => words.push(smarthost.user_name.as_str()),
+                ConfigItem::BackupMx(backup) => words.push(backup.user_name.as_str()),
+                ConfigItem::DynDns(dyndns) => words.push(dyndns.user_name.as_str()),
+                _ => {}
+            }
+        }
+        words.retain(|word| word.len() >= 3);
+        words
+    }
+}
+
 fn invalid(field: &str, message: impl std::fmt::Display) -> CliError {
     CliError::new(ExitCode::Configuration, format!("{field}: {message}"))
         .hint("fix the field in the TOML file; host-tools/cli/homemx.example.toml documents every field")

@@ -8,6 +8,7 @@ pub mod console;
 pub mod error;
 pub mod keyfile;
 pub mod link;
+pub mod passphrase;
 pub mod progress;
 
 use std::ffi::OsString;
@@ -67,6 +68,9 @@ pub enum Command {
         /// File whose first line is the storage passphrase (default: prompt).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Accept a new storage passphrase weaker than about 60 bits (zxcvbn's estimate).
+        #[arg(long)]
+        weak_passphrase: bool,
     },
     /// Unlock storage (the passphrase is prompted for, or read from --passphrase-file).
     Unlock {
@@ -114,6 +118,23 @@ pub enum Command {
     Flush,
     /// Resume DynDNS updates stopped by a fatal answer (fix the account first).
     DyndnsResume,
+    /// The device's alerts (`homemx status` lists the active ones).
+    Alert {
+        /// What to do.
+        #[command(subcommand)]
+        action: AlertAction,
+    },
+}
+
+/// `alert` actions.
+#[derive(Debug, Subcommand)]
+pub enum AlertAction {
+    /// End an alert about an event (ndn_generated, unlock_failed) once you have looked into it;
+    /// alerts about conditions end by themselves when the cause is gone.
+    Ack {
+        /// The alert's kind, as `homemx status` shows it (e.g. ndn_generated).
+        kind: String,
+    },
 }
 
 /// `config` actions.

@@ -41,7 +41,7 @@ fn the_passphrase_is_never_an_argument() {
 #[test]
 fn every_subcommand_has_help() {
     for subcommand in [
-        "keygen", "provision", "unlock", "lock", "status", "config", "logs", "rotate-key", "factory-reset", "fetch-now",
+        "keygen", "provision", "unlock", "lock", "status", "config", "logs", "rotate-key", "factory-reset", "fetch-now", "alert",
     ] {
         let error = Cli::try_parse_from(["homemx", subcommand, "--help"]).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp, "{subcommand}");

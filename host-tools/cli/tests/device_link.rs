@@ -260,3 +260,97 @@ fn an_absent_device_is_a_connection_error() {
     let rig = Rig { device_argument: "/dev/does-not-exist".into(), folder: rig.folder };
     rig.fails("admin.key", &["status"], 4);
 }
+
+#[test]
+fn a_weak_new_passphrase_is_refused_unless_the_owner_insists() {
+    let folder = tempfile::tempdir().unwrap();
+    let socket = folder.path().join("serial.sock");
+    let device = device();
+    serve_unix_socket(device.clone(), &socket);
+    let rig = Rig { device_argument: format!("unix:{}", socket.display()), folder };
+    rig.setup();
+    let config = rig.path("homemx.toml");
+    let weak = rig.path("weak.passphrase");
+    std::fs::write(&weak, "password123\n").unwrap();
+    let provision = ["provision", "--config", config.to_str().unwrap(), "--passphrase-file", weak.to_str().unwrap()];
+
+    // Refused with the estimate, the estimator's feedback and what to do; the device is untouched.
+    let message = rig.fails("admin.key", &provision, 1);
+    assert!(message.contains("too weak: about 9 bits estimated (zxcvbn), at least 60 needed"), "{message}");
+    assert!(message.contains("This is a very common password"), "the estimator's feedback: {message}");
+    assert!(message.contains("hint:") && message.contains("--weak-passphrase"), "{message}");
+    assert!(device.lock().unwrap().session.admin_key().is_none(), "nothing was enrolled");
+    assert!(device.lock().unwrap().handler.passphrase.is_none(), "no passphrase was set");
+
+    // A guessable phrase built from the configuration's own words is weak too.
+    let domain_words = rig.path("domain.passphrase");
+    std::fs::write(&domain_words, "alice example org\n").unwrap();
+    let message = rig.fails("admin.key", &["provision", "--config", config.to_str().unwrap(), "--passphrase-file", domain_words.to_str().unwrap()], 1);
+    assert!(message.contains("too weak"), "{message}");
+
+    // The owner may insist: accepted with a warning.
+    let mut insisted = provision.to_vec();
+    insisted.push("--weak-passphrase");
+    let output = rig.homemx("admin.key", &insisted);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("accepted because of --weak-passphrase"));
+    assert_eq!(device.lock().unwrap().handler.passphrase.as_ref().unwrap().expose(), b"password123");
+}
+
+fn alert(kind: &str, needs_acknowledgement: bool) -> homemx_wire::message::AlertReport {
+    homemx_wire::message::AlertReport {
+        kind: kind.try_into().unwrap(),
+        count: 3,
+        first_seen_age_seconds: 3720,
+        first_seen_unix: Some(1_780_000_000),
+        last_seen_age_seconds: 60,
+        needs_acknowledgement,
+    }
+}
+
+#[test]
+fn status_shows_deferred_mail_and_alerts_and_event_alerts_are_acknowledged() {
+    let folder = tempfile::tempdir().unwrap();
+    let socket = folder.path().join("serial.sock");
+    let device = device();
+    serve_unix_socket(device.clone(), &socket);
+    let rig = Rig { device_argument: format!("unix:{}", socket.display()), folder };
+    rig.setup();
+    let config = rig.path("homemx.toml");
+    let passphrase = rig.path("storage.passphrase");
+    rig.ok("admin.key", &["provision", "--config", config.to_str().unwrap(), "--passphrase-file", passphrase.to_str().unwrap()]);
+    {
+        let mut device = device.lock().unwrap();
+        device.handler.deferred = 2;
+        device.handler.alerts.push(alert("stripping_suspected", false)).unwrap();
+        device.handler.alerts.push(alert("ndn_generated", true)).unwrap();
+    }
+
+    let human = rig.ok("admin.key", &["status"]);
+    assert!(human.contains("2 messages, 2 deferred"), "{human}");
+    assert!(human.contains("alerts       2 active"), "{human}");
+    assert!(human.contains("stripping_suspected since Thu, 28 May 2026 20:26:40 +0000 (1 h 2 min ago), 3 times: STARTTLS stripping suspected"), "{human}");
+    assert!(human.contains("ends by itself when the cause is gone"), "{human}");
+    assert!(human.contains("ends when you acknowledge it: homemx alert ack ndn_generated"), "{human}");
+    let json: serde_json::Value = serde_json::from_str(&rig.ok("admin.key", &["--json", "status"])).unwrap();
+    assert_eq!(json["status"]["deferred"], 2);
+    assert_eq!(json["status"]["alerts"][0]["kind"], "stripping_suspected");
+    assert_eq!(json["status"]["alerts"][0]["first_seen_unix"], 1_780_000_000u64);
+
+    // A condition alert cannot be acknowledged away (the CLI says so without asking the
+    // device); an unknown kind gets the list of kinds.
+    let message = rig.fails("admin.key", &["alert", "ack", "stripping_suspected"], 7);
+    assert!(message.contains("ends by itself once its cause is gone"), "{message}");
+    let message = rig.fails("admin.key", &["alert", "ack", "stripping"], 2);
+    assert!(message.contains("hint:") && message.contains("ndn_generated"), "{message}");
+    assert_eq!(device.lock().unwrap().handler.alerts.len(), 2);
+
+    // An event alert is acknowledged; a second acknowledgement finds nothing.
+    let done = rig.ok("admin.key", &["alert", "ack", "ndn_generated"]);
+    assert!(done.contains("acknowledged"), "{done}");
+    assert_eq!(device.lock().unwrap().handler.alerts.as_slice(), [alert("stripping_suspected", false)]);
+    let message = rig.fails("admin.key", &["alert", "ack", "ndn_generated"], 7);
+    assert!(message.contains("no ndn_generated alert is active"), "{message}");
+    let human = rig.ok("admin.key", &["status"]);
+    assert!(human.contains("alerts       1 active") && !human.contains("ndn_generated"), "{human}");
+}
