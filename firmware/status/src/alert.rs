@@ -70,10 +70,14 @@ pub enum AlertKind {
     PeerUnreachable(Peer),
     /// DynDNS updates stopped (the provider refused further updates).
     DynDnsStopped,
+    /// The check-IP services have not agreed on the public address for several checks.
+    CheckIpUnreliable,
+    /// The DynDNS update server keeps answering with server-side failures (`911`, `dnserr`, 5xx).
+    DynDnsServerFailing,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 14;
+pub const ALERT_KIND_COUNT: usize = 16;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -92,6 +96,8 @@ impl AlertKind {
         AlertKind::PeerUnreachable(Peer::Dns),
         AlertKind::PeerUnreachable(Peer::Time),
         AlertKind::DynDnsStopped,
+        AlertKind::CheckIpUnreliable,
+        AlertKind::DynDnsServerFailing,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -111,6 +117,8 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Dns) => 11,
             AlertKind::PeerUnreachable(Peer::Time) => 12,
             AlertKind::DynDnsStopped => 13,
+            AlertKind::CheckIpUnreliable => 14,
+            AlertKind::DynDnsServerFailing => 15,
         }
     }
 
@@ -131,6 +139,8 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Dns) => "peer_unreachable_dns",
             AlertKind::PeerUnreachable(Peer::Time) => "peer_unreachable_time",
             AlertKind::DynDnsStopped => "dyndns_stopped",
+            AlertKind::CheckIpUnreliable => "check_ip_unreliable",
+            AlertKind::DynDnsServerFailing => "dyndns_server_failing",
         }
     }
 
@@ -151,6 +161,8 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Dns) => "DNS resolver unreachable",
             AlertKind::PeerUnreachable(Peer::Time) => "Time server unreachable",
             AlertKind::DynDnsStopped => "DynDNS updates stopped",
+            AlertKind::CheckIpUnreliable => "Check-IP sources unreliable",
+            AlertKind::DynDnsServerFailing => "DynDNS update server failing",
         }
     }
 
@@ -198,6 +210,12 @@ impl AlertKind {
             }
             AlertKind::DynDnsStopped => {
                 "The DynDNS provider refused further updates (bad login, abuse block or unknown host); the appliance stopped asking. Fix the settings to resume."
+            }
+            AlertKind::CheckIpUnreliable => {
+                "The check-IP services gave no agreeing address for a while (one is down or lying); the address is not updated."
+            }
+            AlertKind::DynDnsServerFailing => {
+                "The DynDNS server keeps failing (911, dnserr, 5xx); the address may be out of date. It retries by itself."
             }
         }
     }
