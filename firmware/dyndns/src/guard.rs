@@ -349,22 +349,28 @@ impl UpdateGuard {
         verify_dns(self.reference_address(), host_name, a_records, domain_mx, self.registered)
     }
 
-    /// The alarms of a check whose DNS view gave `verdict` (`None`: the lookups failed).
-    pub fn alarms(&self, verdict: Option<&Verdict<'_>>) -> CheckAlarms {
-        let mut alarms = CheckAlarms { check_ip_unreliable: self.check_ip_unreliable(), ..CheckAlarms::default() };
-        let Some(verdict) = verdict else { return alarms };
-        alarms.address_diverted = match verdict.a {
+    /// The alarms of a check whose DNS view gave `verdict`; `a_answered` / `mx_answered` say
+    /// whether the A and MX lookups got an answer (a failed lookup judges nothing: an empty
+    /// list in the verdict then means "not known", not "no record").
+    pub fn alarms(&self, verdict: &Verdict<'_>, a_answered: bool, mx_answered: bool) -> CheckAlarms {
+        let address_diverted = match verdict.a {
+            _ if !a_answered => None,
             ARecord::Differs if self.registered.is_some() => Some(true),
             ARecord::Differs | ARecord::NotJudged | ARecord::Missing => None,
             ARecord::Matches | ARecord::Stale => Some(false),
         };
-        alarms.mx_diverted = match verdict.mx {
+        let mx_diverted = match verdict.mx {
+            _ if !mx_answered => None,
             MxState::OursPreferred => Some(false),
             MxState::SharedPreference | MxState::ForeignPreferred | MxState::NotListed => Some(true),
             MxState::Missing => None,
         };
-        alarms.unreachable = verdict.a == ARecord::Missing || verdict.mx == MxState::Missing;
-        alarms
+        CheckAlarms {
+            address_diverted,
+            mx_diverted,
+            unreachable: (a_answered && verdict.a == ARecord::Missing) || (mx_answered && verdict.mx == MxState::Missing),
+            check_ip_unreliable: self.check_ip_unreliable(),
+        }
     }
 
     /// Whether the check-IP sources failed to agree `unreliable_checks_alert` checks in a row.
@@ -1030,7 +1036,7 @@ mod tests {
         guard.observe_dns_address(Some(world.record), now);
         let records = [world.record];
         let verdict = guard.verify(HOST, &records, mx);
-        let alarms = guard.alarms(Some(&verdict));
+        let alarms = guard.alarms(&verdict, true, true);
         let decision = guard.decide(now);
         if let Decision::Update(address) = decision {
             world.updates += 1;
@@ -1093,8 +1099,13 @@ mod tests {
         let mut guard = registered_guard(A, T0);
         guard.observe_check_ip(&[("one.example", Some(B)), ("two.example", Some(B))], T0 + HOUR);
         let verdict = guard.verify(HOST, &[A], OUR_MX);
-        assert_eq!(guard.alarms(Some(&verdict)).address_diverted, Some(false));
-        assert_eq!(guard.alarms(None), CheckAlarms::default(), "failed lookups judge nothing");
+        assert_eq!(guard.alarms(&verdict, true, true).address_diverted, Some(false));
+        // Failed lookups judge nothing (the verdict's empty lists mean "not known").
+        let verdict = guard.verify(HOST, &[], &[]);
+        assert_eq!(guard.alarms(&verdict, false, false), CheckAlarms::default());
+        let verdict = guard.verify(HOST, &[], FOREIGN_MX);
+        let alarms = guard.alarms(&verdict, false, true);
+        assert_eq!((alarms.address_diverted, alarms.mx_diverted, alarms.unreachable), (None, Some(true), false));
     }
 
     #[test]
