@@ -18,8 +18,10 @@ GET /nic/update?hostname=H[,H2]&myip=IP with HTTP Basic auth (dyndns2):
     when not. A missing or unparsable myip means the client's source address.
   - every "good" answer also writes IP as the name's A record into --zone (atomically), so
     the DNS server follows the update like a real provider's.
-GET <ip-path> (default /ip): the next entry of "ip_answers" (taken out of the file), else the
-  control file's "ip_body" (with "ip_status", default 200), else the client's address.
+GET <ip-path> (default /ip): the control file's "ip_body_by_host" entry for the request's Host
+  (one broken check-IP service among good ones), else the next entry of "ip_answers" (taken out
+  of the file), else the control file's "ip_body" (with "ip_status", default 200), else the
+  client's address.
 --cert-for serves another certificate to clients that ask for NAME by SNI.
 Events (JSONL): ready, request (method, path, query, host, user_agent, auth_user, auth_ok,
 source, server_name, tls_version, status, body), zone_update, tls_failed. Exits on SIGTERM.
@@ -182,6 +184,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_text(200, "\n".join(lines))
 
     def check_ip(self, service):
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].rstrip(".").lower()
+        by_host = read_json(service.settings.control, {}).get("ip_body_by_host") or {}
+        if host in by_host:
+            self.send_text(200, str(by_host[host]))
+            return
         forced, control = service.next_answer("ip_answers")
         if isinstance(forced, dict):
             self.send_text(int(forced.get("status", 200)), str(forced.get("body", "")))

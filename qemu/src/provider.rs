@@ -844,7 +844,8 @@ impl HttpsEndpoints {
     }
 
     /// Replaces the control file: `{"dyndns_answers": [...], "ip_answers": [...],
-    /// "ip_body": "...", "ip_status": 200}` (lists are consumed one entry per request).
+    /// "ip_body": "...", "ip_status": 200, "ip_body_by_host": {"host": "..."}}` (lists are
+    /// consumed one entry per request; a by-host body answers that check-IP host only).
     pub fn set_control(&self, control: &Value) -> Result<()> {
         write_json_atomically(&self.control, control)
     }

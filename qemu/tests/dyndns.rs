@@ -3,7 +3,8 @@
 //! the test's control. A new public address gives exactly one update (and none at the next
 //! check); an A record flipped by a third party and an MX pointed elsewhere raise the
 //! "possible mail diversion" alarms and the A record is corrected; check-IP garbage is
-//! ignored; `badauth` stops all updates and raises the alert.
+//! ignored; one broken check-IP source does not silence the diversion alarms (and three such
+//! checks raise `check_ip_unreliable`); `badauth` stops all updates and raises the alert.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -146,6 +147,28 @@ fn dyndns_updates_once_detects_diversion_ignores_garbage_and_stops_on_badauth() 
     line = check_now(line);
     machine.log.wait_for(0, "gave no usable address", Duration::from_secs(10)).expect("garbage noticed");
     assert_eq!(updates(&endpoints).len(), 2, "garbage changes nothing");
+
+    // 3b. An attacker breaks one check-IP source (junk) and diverts the mail at once: the MX
+    //     check still runs, the A check runs against the last agreed address, both alarms are
+    //     raised, and nothing is updated on unverified information. Checks in a row without
+    //     two agreeing sources raise check_ip_unreliable.
+    endpoints.set_control(&json!({"ip_body": OUR_ADDRESS, "ip_body_by_host": {DYNDNS_NAME: "<html>no address today</html>"}})).unwrap();
+    write_json_atomically(&zone_file, &zone("203.0.113.99", "mx.elsewhere.example")).unwrap();
+    let from = line;
+    line = check_now(line);
+    machine.log.wait_for(from, "ALERT mx_mismatch", Duration::from_secs(10)).expect("MX alarm although one check-IP source is broken");
+    machine.log.wait_for(from, "ALERT public_address_mismatch", Duration::from_secs(10)).expect("A alarm against the last agreed address");
+    line = check_now(line);
+    line = check_now(line);
+    machine.log.wait_for(from, "ALERT check_ip_unreliable", Duration::from_secs(10)).expect("three checks without agreement alert");
+    let target = SocketAddrV4::new(APPLIANCE, 80);
+    let status = network.run_inside(move || http_get(LAN_CLIENT, target, "192.168.77.2", "/status.json")).unwrap().expect("status");
+    for kind in ["check_ip_unreliable", "mx_mismatch", "public_address_mismatch"] {
+        assert!(status.body.contains(kind), "{kind} on the status page: {}", status.body);
+    }
+    assert_eq!(updates(&endpoints).len(), 2, "no update while the sources do not agree");
+    assert_eq!(a_record(&zone_file, HOST), Some("203.0.113.99".parse().unwrap()));
+    write_json_atomically(&zone_file, &zone(OUR_ADDRESS, HOST)).unwrap();
 
     // 4. A new address answered with badauth: updates stop and the alert is raised.
     endpoints.set_control(&json!({"ip_body": "198.51.100.8", "dyndns_answers": ["badauth"]})).unwrap();

@@ -1,10 +1,14 @@
 //! The DynDNS guard (seed §8.1): learn the public address from the configured HTTPS check-IP
-//! services (two or more must agree; garbage and non-public answers are ignored), read the
-//! DynDNS host's A record and the domain's MX records from DNS, judge them (homemx-dyndns's
-//! `verify_dns`: an address or MX we did not set is "possible mail diversion"), and let the
+//! services (two distinct hosts must agree, a host listed twice counts once; garbage is
+//! ignored; several checks without agreement raise `check_ip_unreliable`), read the DynDNS
+//! host's A record and the domain's MX records from DNS at every check, judge them
+//! (`UpdateGuard::verify`: the MX set always, the A record against the last agreed address, so
+//! a broken source does not silence the alarms; an address or MX we did not set is "possible
+//! mail diversion"), and let the
 //! `UpdateGuard` decide on a dyndns2 update over HTTPS (Basic auth, the product's User-Agent,
 //! only on change, spaced, never in a loop; a fatal answer stops updates until the owner
-//! acts). The guard's state is kept in the encrypted key-value store across reboots.
+//! acts; repeated server-side failures raise `dyndns_server_failing`). The guard's state is
+//! kept in the encrypted key-value store across reboots.
 //!
 //! Every HTTPS request uses the one TLS connection of [`crate::link`], verified with the
 //! DynDNS trust anchor (the check-IP services must be verifiable with it too).
@@ -18,10 +22,9 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::Duration;
 use homemx_dns::message::{Answer, RecordType};
-use homemx_dyndns::checkip::{agree, is_public, parse_public_address, Agreement, Ipv4};
+use homemx_dyndns::checkip::{parse_public_address, Agreement, Ipv4};
 use homemx_dyndns::dyndns2::{parse_update_response, update_path, UpdateAnswer, MAX_UPDATE_PATH, USER_AGENT};
 use homemx_dyndns::guard::{Decision, GuardConfig, UpdateGuard, STATE_LENGTH};
-use homemx_dyndns::verify::{verify_dns, Alarm};
 use homemx_http::client::{write_get, Progress, ResponseParser};
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::message::{Credential, TlsService};
@@ -173,89 +176,109 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
     };
     let mut guard = load_guard(guard_config(u64::from(dyndns.check_interval_seconds))).await;
 
-    // 1. The public address.
-    let mut answers: heapless::Vec<Option<Ipv4>, 4> = heapless::Vec::new();
+    // 1. The public address: two distinct check-IP hosts must agree (the guard counts each
+    //    host once). Non-public answers are answers too: the guard never registers them.
+    let mut answers: heapless::Vec<(&str, Option<Ipv4>), 4> = heapless::Vec::new();
     for source in &sources {
         let mut body = [0u8; BODY_CAPACITY];
         let answer = match https_get(stack, source.host.as_str(), source.path.as_str(), None, random.derive(), &mut body).await {
-            Some((200, length)) => parse_public_address(&body[..length]).filter(|ip| is_public(*ip)),
+            Some((200, length)) => parse_public_address(&body[..length]),
             _ => None,
         };
         if answer.is_none() {
             crate::event_warning!("dyndns: check-IP {} gave no usable address (ignored)", source.host.as_str());
         }
         DYNDNS_STATUS.lock(|status| status.borrow_mut().checks += 1);
-        let _ = answers.push(answer);
+        let _ = answers.push((source.host.as_str(), answer));
     }
-    let public = match agree(&answers, sources.len()) {
-        Agreement::Agreed(ip) => Some(ip),
+    let agreement = guard.observe_check_ip(&answers, now_s);
+    match agreement {
+        Agreement::Agreed(_) => {}
         Agreement::Disagreement(first, second) => {
-            crate::event_warning!("dyndns: check-IP services disagree ({:?} vs {:?}); no decision", first, second);
-            None
+            crate::event_warning!("dyndns: check-IP services disagree ({:?} vs {:?}); no update, DNS judged against the last agreed address", first, second);
         }
-        Agreement::NoAnswer => None,
-    };
-    if let Some(ip) = public {
-        guard.observe_public_address(ip, now_s);
+        Agreement::NoAnswer => crate::event_warning!("dyndns: check-IP services gave no agreeing answers; no update, DNS judged against the last agreed address"),
+        Agreement::TooFewSources => {
+            crate::event_warning!("dyndns: fewer than two distinct check-IP services are configured; the public address is never learned (list two in check_ip)")
+        }
     }
+    let public = match agreement {
+        Agreement::Agreed(ip) => Some(ip),
+        _ => None,
+    };
 
-    // 2. What DNS says.
-    let a_records: heapless::Vec<Ipv4, 8> = match crate::resolver::lookup(stack, dyndns.host_name.as_str(), RecordType::A).await {
-        Ok(Answer::A { records, .. }) => records.iter().map(|record| record.address).collect(),
-        _ => heapless::Vec::new(),
+    // 2. What DNS says, judged at every check (also without an agreed address).
+    let a_answer = crate::resolver::lookup(stack, dyndns.host_name.as_str(), RecordType::A).await;
+    let a_records: Option<heapless::Vec<Ipv4, 8>> = match &a_answer {
+        Ok(Answer::A { records, .. }) => Some(records.iter().map(|record| record.address).collect()),
+        Ok(Answer::NameError | Answer::NoData) => Some(heapless::Vec::new()),
+        _ => None,
     };
     let mx_answer = crate::resolver::lookup(stack, domain.as_str(), RecordType::Mx).await;
+    let mx: Option<heapless::Vec<(u16, &str), 8>> = match &mx_answer {
+        Ok(Answer::Mx { records, .. }) => Some(records.iter().map(|record| (record.preference, record.exchange.as_str())).collect()),
+        Ok(Answer::NameError | Answer::NoData) => Some(heapless::Vec::new()),
+        _ => None,
+    };
     DYNDNS_STATUS.lock(|status| status.borrow_mut().checks += 2);
-    guard.observe_dns_address(a_records.first().copied(), now_s);
-    if let Some(ip) = public {
-        let mx: heapless::Vec<(u16, &str), 8> = match &mx_answer {
-            Ok(Answer::Mx { records, .. }) => records.iter().map(|record| (record.preference, record.exchange.as_str())).collect(),
-            _ => heapless::Vec::new(),
-        };
-        let verdict = verify_dns(ip, dyndns.host_name.as_str(), &a_records, &mx, guard.registered());
-        match verdict.alarm() {
-            Some(Alarm::PossibleMailDiversion) => {
-                // Before our first registration a different A record is expected (we are
-                // about to update it): only an address we did not set after that is an alarm.
-                if verdict.a == homemx_dyndns::verify::ARecord::Differs && guard.registered().is_some() {
-                    crate::alerts::raise(
-                        AlertKind::PublicAddressMismatch,
-                        format_args!("possible mail diversion: {} points to {:?}, we are {:?}", dyndns.host_name.as_str(), verdict.foreign_addresses.first(), ip),
-                    );
-                }
-                if verdict.mx != homemx_dyndns::verify::MxState::OursPreferred {
-                    crate::alerts::raise(AlertKind::MxMismatch, format_args!("possible mail diversion: the MX of {} is {:?}", domain.as_str(), verdict.offending_mx.first()));
-                }
-            }
-            Some(Alarm::Unreachable) => crate::event_warning!("dyndns: the A or MX record is missing"),
-            None => {
-                crate::alerts::clear(AlertKind::PublicAddressMismatch);
-                crate::alerts::clear(AlertKind::MxMismatch);
-            }
+    if let Some(records) = &a_records {
+        guard.observe_dns_address(records.first().copied(), now_s);
+    }
+    let verdict = guard.verify(dyndns.host_name.as_str(), a_records.as_deref().unwrap_or(&[]), mx.as_deref().unwrap_or(&[]));
+    let alarms = guard.alarms(&verdict, a_records.is_some(), mx.is_some());
+    match alarms.address_diverted {
+        Some(true) => crate::alerts::raise(
+            AlertKind::PublicAddressMismatch,
+            format_args!(
+                "possible mail diversion: {} points to {:?}, we are {:?}",
+                dyndns.host_name.as_str(),
+                verdict.foreign_addresses.first(),
+                guard.reference_address()
+            ),
+        ),
+        Some(false) => crate::alerts::clear(AlertKind::PublicAddressMismatch),
+        None => {}
+    }
+    match alarms.mx_diverted {
+        Some(true) => {
+            crate::alerts::raise(AlertKind::MxMismatch, format_args!("possible mail diversion: the MX of {} is {:?}", domain.as_str(), verdict.offending_mx.first()))
         }
-        let mx_ours = verdict.mx == homemx_dyndns::verify::MxState::OursPreferred;
-        DYNDNS_STATUS.lock(|status| {
-            let mut status = status.borrow_mut();
+        Some(false) => crate::alerts::clear(AlertKind::MxMismatch),
+        None => {}
+    }
+    if alarms.unreachable {
+        crate::event_warning!("dyndns: the A or MX record is missing");
+    }
+    if alarms.check_ip_unreliable {
+        crate::alerts::raise(
+            AlertKind::CheckIpUnreliable,
+            format_args!("{} checks in a row without two agreeing check-IP services ({:?})", guard.unreliable_checks(), agreement),
+        );
+    } else {
+        crate::alerts::clear(AlertKind::CheckIpUnreliable);
+    }
+    DYNDNS_STATUS.lock(|status| {
+        let mut status = status.borrow_mut();
+        if let Some(mx) = &mx {
             status.mx.clear();
             for (preference, host) in mx.iter().take(4) {
                 let mut name = heapless::String::new();
                 let _ = name.push_str(&host[..host.len().min(64)]);
                 let _ = status.mx.push((*preference, name));
             }
-            status.public_ip = Some(ip);
-            status.a_record = a_records.first().copied();
-            status.mx_ours = Some(mx_ours);
-        });
-    }
+            status.mx_ours = Some(verdict.mx == homemx_dyndns::verify::MxState::OursPreferred);
+        }
+        if let Some(records) = &a_records {
+            status.a_record = records.first().copied();
+        }
+        status.public_ip = guard.last_agreed();
+    });
 
     crate::event_info!(
         "dyndns: checked: public address {:?}, A record {:?}, {} MX records",
         public,
-        a_records.first(),
-        match &mx_answer {
-            Ok(Answer::Mx { records, .. }) => records.len(),
-            _ => 0,
-        }
+        a_records.as_ref().and_then(|records| records.first().copied()),
+        mx.as_ref().map_or(0, |mx| mx.len())
     );
 
     // 3. Update if the guard says so.
@@ -295,6 +318,14 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
                 status.updates += 1;
             });
             crate::event_info!("dyndns: update of {} to {:?}: {}", dyndns.host_name.as_str(), ip, answer.as_str());
+            if guard.update_server_failing() {
+                crate::alerts::raise(
+                    AlertKind::DynDnsServerFailing,
+                    format_args!("the DynDNS server answered {} ({} server-side failures in a row)", answer.as_str(), guard.server_failures()),
+                );
+            } else if guard.server_failures() == 0 {
+                crate::alerts::clear(AlertKind::DynDnsServerFailing);
+            }
             if answer.class() == homemx_dyndns::dyndns2::AnswerClass::Fatal {
                 crate::alerts::raise(AlertKind::DynDnsStopped, format_args!("the DynDNS provider answered {}: updates stop until the owner acts", answer.as_str()));
             }
@@ -327,6 +358,7 @@ pub async fn owner_resume() {
     guard.owner_reset();
     store_guard(&guard).await;
     crate::alerts::clear(AlertKind::DynDnsStopped);
+    crate::alerts::clear(AlertKind::DynDnsServerFailing);
     crate::event_info!("dyndns: updates resumed by the owner");
     CHECK_NOW.signal(());
     crate::backup_mx::FETCH_NOW.signal(());

@@ -17,9 +17,14 @@
 //! - The documentation ranges 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24 (RFC 5737) are
 //!   ACCEPTED on purpose: the project's isolated test network uses them as its "public
 //!   internet". No real provider hands them out, so accepting them costs nothing in the field.
-//! - [`agree`]: with one source configured its answer counts; with two or more, at least two
-//!   must give the same address and no valid answer may differ (a disagreement is reported,
-//!   never resolved by majority: it means a source is wrong or lying, and the owner should know).
+//! - [`agree`]: the answers are keyed by the source's host name, and a host listed more than
+//!   once counts once (its first entry): the same service asked twice is one witness, not two.
+//!   At least two distinct hosts must give the same address and no valid answer may differ (a
+//!   disagreement is reported, never resolved by majority: it means a source is wrong or lying,
+//!   and the owner should know). One distinct source is never enough: the answer decides where
+//!   the domain's mail goes, so no single service may decide it alone.
+
+use crate::verify::same_name;
 
 /// An IPv4 address as four octets.
 pub type Ipv4 = [u8; 4];
@@ -162,26 +167,39 @@ pub enum Agreement {
     Agreed(Ipv4),
     /// Two valid answers differ (the first two different addresses seen).
     Disagreement(Ipv4, Ipv4),
-    /// Not enough answers (none with one source, fewer than two equal with several).
+    /// Fewer than two distinct hosts gave the same answer.
     NoAnswer,
+    /// Fewer than two distinct hosts are configured: no agreement is possible.
+    TooFewSources,
 }
 
-/// Combines the answers of `configured` check-IP sources (`None` = no or unusable answer).
-/// One source: its answer counts. Two or more: at least two must agree and none may differ.
-pub fn agree(results: &[Option<Ipv4>], configured: usize) -> Agreement {
-    let mut answers = results.iter().take(configured).flatten();
-    let Some(&first) = answers.next() else { return Agreement::NoAnswer };
-    let mut votes = 1;
-    for &other in answers {
-        if other != first {
-            return Agreement::Disagreement(first, other);
+/// Combines the answers of one check, one `(host name, answer)` per configured check-IP source
+/// (`None` = no or unusable answer). Each distinct host counts once (its first entry; names
+/// compare without regard to ASCII case, a trailing dot ignored). Two or more distinct hosts
+/// must give the same address and none may give another.
+pub fn agree(results: &[(&str, Option<Ipv4>)]) -> Agreement {
+    let distinct = results
+        .iter()
+        .enumerate()
+        .filter(|(index, (host, _))| !results.iter().take(*index).any(|(earlier, _)| same_name(earlier, host)))
+        .map(|(_, (_, answer))| *answer);
+    let mut sources = 0;
+    let mut first = None;
+    let mut votes = 0;
+    for answer in distinct {
+        sources += 1;
+        let Some(address) = answer else { continue };
+        match first {
+            None => first = Some(address),
+            Some(first) if first != address => return Agreement::Disagreement(first, address),
+            Some(_) => {}
         }
         votes += 1;
     }
-    if configured == 1 || votes >= 2 {
-        Agreement::Agreed(first)
-    } else {
-        Agreement::NoAnswer
+    match first {
+        _ if sources < 2 => Agreement::TooFewSources,
+        Some(address) if votes >= 2 => Agreement::Agreed(address),
+        _ => Agreement::NoAnswer,
     }
 }
 
@@ -297,23 +315,34 @@ mod tests {
     fn agreement_table() {
         let a = Some([203, 0, 113, 5]);
         let b = Some([198, 51, 100, 7]);
-        let table: &[(&[Option<Ipv4>], usize, Agreement)] = &[
-            (&[], 0, Agreement::NoAnswer),
-            (&[None], 1, Agreement::NoAnswer),
-            (&[a], 1, Agreement::Agreed([203, 0, 113, 5])),
-            (&[a, None], 2, Agreement::NoAnswer),
-            (&[None, a], 2, Agreement::NoAnswer),
-            (&[a, a], 2, Agreement::Agreed([203, 0, 113, 5])),
-            (&[a, b], 2, Agreement::Disagreement([203, 0, 113, 5], [198, 51, 100, 7])),
-            (&[a, None, a], 3, Agreement::Agreed([203, 0, 113, 5])),
-            (&[a, a, b], 3, Agreement::Disagreement([203, 0, 113, 5], [198, 51, 100, 7])),
-            (&[None, None, b], 3, Agreement::NoAnswer),
-            (&[a], 2, Agreement::NoAnswer),
-            (&[a, b], 1, Agreement::Agreed([203, 0, 113, 5])),
+        let table: &[(&[(&str, Option<Ipv4>)], Agreement)] = &[
+            (&[], Agreement::TooFewSources),
+            (&[("one.example", None)], Agreement::TooFewSources),
+            (&[("one.example", a)], Agreement::TooFewSources),
+            (&[("one.example", a), ("two.example", None)], Agreement::NoAnswer),
+            (&[("one.example", None), ("two.example", a)], Agreement::NoAnswer),
+            (&[("one.example", a), ("two.example", a)], Agreement::Agreed([203, 0, 113, 5])),
+            (&[("one.example", a), ("two.example", b)], Agreement::Disagreement([203, 0, 113, 5], [198, 51, 100, 7])),
+            (&[("one.example", a), ("two.example", None), ("three.example", a)], Agreement::Agreed([203, 0, 113, 5])),
+            (&[("one.example", a), ("two.example", a), ("three.example", b)], Agreement::Disagreement([203, 0, 113, 5], [198, 51, 100, 7])),
+            (&[("one.example", None), ("two.example", None), ("three.example", b)], Agreement::NoAnswer),
         ];
-        for (results, configured, expected) in table {
-            assert_eq!(agree(results, *configured), *expected, "{results:?} {configured}");
+        for (results, expected) in table {
+            assert_eq!(agree(results), *expected, "{results:?}");
         }
+    }
+
+    #[test]
+    fn a_source_listed_twice_counts_once() {
+        // The fake quorum of the review: one service asked twice "agrees" with itself.
+        let a = Some([203, 0, 113, 5]);
+        let b = Some([198, 51, 100, 7]);
+        assert_eq!(agree(&[("checkip.example", a), ("checkip.example", a)]), Agreement::TooFewSources);
+        assert_eq!(agree(&[("checkip.example", a), ("CheckIP.Example.", a)]), Agreement::TooFewSources);
+        // A duplicate adds no vote: one distinct agreeing host and one silent one is no quorum.
+        assert_eq!(agree(&[("evil.example", a), ("evil.example", a), ("honest.example", None)]), Agreement::NoAnswer);
+        // Only the first entry of a host counts; its later entries cannot outvote or contradict.
+        assert_eq!(agree(&[("one.example", a), ("one.example", b), ("two.example", a)]), Agreement::Agreed([203, 0, 113, 5]));
     }
 
     proptest! {
@@ -338,16 +367,25 @@ mod tests {
         }
 
         #[test]
-        fn agreement_never_invents_an_address(results in proptest::collection::vec(proptest::option::of(0u8..3), 0..5), configured in 0usize..6) {
-            let results: Vec<Option<Ipv4>> = results.into_iter().map(|r| r.map(|x| [203, 0, 113, x])).collect();
-            match agree(&results, configured) {
+        fn agreement_never_invents_an_address(results in proptest::collection::vec((0usize..3, proptest::option::of(0u8..3)), 0..6)) {
+            let hosts = ["one.example", "two.example", "ONE.example."];
+            let results: Vec<(&str, Option<Ipv4>)> = results.into_iter().map(|(h, r)| (hosts[h], r.map(|x| [203, 0, 113, x]))).collect();
+            // The first entry of each distinct host, as `agree` must see them.
+            let mut distinct: Vec<(&str, Option<Ipv4>)> = Vec::new();
+            for &(host, answer) in &results {
+                if !distinct.iter().any(|(seen, _)| same_name(seen, host)) {
+                    distinct.push((host, answer));
+                }
+            }
+            match agree(&results) {
                 Agreement::Agreed(ip) => {
-                    let considered: Vec<_> = results.iter().take(configured).flatten().collect();
-                    prop_assert!(considered.iter().all(|&&x| x == ip));
-                    prop_assert!(configured == 1 || considered.len() >= 2);
+                    let voters: Vec<_> = distinct.iter().filter_map(|(_, answer)| *answer).collect();
+                    prop_assert!(voters.iter().all(|&x| x == ip));
+                    prop_assert!(voters.len() >= 2, "two distinct hosts: {:?}", results);
                 }
                 Agreement::Disagreement(x, y) => prop_assert_ne!(x, y),
-                Agreement::NoAnswer => {}
+                Agreement::NoAnswer => prop_assert!(distinct.len() >= 2),
+                Agreement::TooFewSources => prop_assert!(distinct.len() < 2),
             }
         }
     }

@@ -46,9 +46,29 @@
 //!     spacing interval (or one maximal backoff), never blocks it forever.
 //! 12. **Owner reset** clears the stop, the backoff and the correction count; the minimum
 //!     spacing still applies.
+//! 13. **Check-IP quorum.** [`UpdateGuard::observe_check_ip`] takes one check's answers keyed
+//!     by source host and combines them with [`agree`]: a host listed twice counts once, two
+//!     distinct hosts must agree. An agreed public address becomes the public address and the
+//!     persisted *last agreed* address. A check without agreement (disagreement, junk, silence,
+//!     fewer than two distinct sources) leaves the public address unknown (no update on
+//!     unverified information) and counts; at `unreliable_checks_alert` (default 3) such
+//!     checks in a row [`UpdateGuard::check_ip_unreliable`] says so (an alert for the owner)
+//!     until the sources agree again. Breaking one source silences nothing.
+//! 14. **DNS is judged at every check.** [`UpdateGuard::verify`] judges the MX set always and
+//!     the A records against [`UpdateGuard::reference_address`] (the last agreed address, else
+//!     the registered one), so a disagreement does not switch the diversion alarms off;
+//!     [`UpdateGuard::alarms`] says which to raise or clear (an A record that differs is an
+//!     alarm only once something was registered: before that we are about to update it).
+//! 15. **Server-side failures alert.** Answers the update server gave that are neither success
+//!     nor fatal (`911`, `dnserr`, HTTP 5xx and other non-2xx, an unknown answer, an address we
+//!     did not send) count in a row; a transport failure neither counts nor resets (the line
+//!     or TLS is at fault, alerted elsewhere), a success or the owner's reset clears the count.
+//!     At `server_failures_alert` (default 2: with the backoff, about 30 minutes of a failing
+//!     provider) [`UpdateGuard::update_server_failing`] says so.
 
-use crate::checkip::{is_public, Ipv4};
+use crate::checkip::{agree, is_public, Agreement, Ipv4};
 use crate::dyndns2::{backoff_delay_s, AnswerClass, UpdateAnswer, BACKOFF_MAX_S};
+use crate::verify::{verify_dns, ARecord, MxState, Verdict};
 
 /// The guard's tunable intervals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,15 +81,22 @@ pub struct GuardConfig {
     pub dns_settle_s: u64,
     /// Failed corrections in a row after which updates stop.
     pub max_failed_corrections: u8,
+    /// Checks in a row without check-IP agreement after which the owner is alerted.
+    pub unreliable_checks_alert: u8,
+    /// Server-side update failures in a row after which the owner is alerted.
+    pub server_failures_alert: u8,
 }
 
 impl GuardConfig {
-    /// 10 min spacing, 28 days refresh, 10 min settling, stop after 2 failed corrections.
+    /// 10 min spacing, 28 days refresh, 10 min settling, stop after 2 failed corrections,
+    /// alert after 3 checks without check-IP agreement or 2 server-side failures in a row.
     pub const DEFAULT: GuardConfig = GuardConfig {
         min_spacing_s: 10 * 60,
         forced_refresh_s: 28 * 24 * 60 * 60,
         dns_settle_s: 10 * 60,
         max_failed_corrections: 2,
+        unreliable_checks_alert: 3,
+        server_failures_alert: 2,
     };
 }
 
@@ -133,6 +160,20 @@ pub struct GuardStats {
     pub non_public_addresses: u32,
 }
 
+/// The alarms one check gives (see rules 14 and 15): `Some(true)` raise, `Some(false)` clear,
+/// `None` not judged this time (keep as is).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckAlarms {
+    /// The host name's A record names an address we did not agree on or register.
+    pub address_diverted: Option<bool>,
+    /// The domain's MX set sends mail (or part of it) elsewhere.
+    pub mx_diverted: Option<bool>,
+    /// The A or MX record is missing (mail cannot arrive): a warning, no diversion.
+    pub unreachable: bool,
+    /// The check-IP sources have not agreed for several checks in a row.
+    pub check_ip_unreliable: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Pending {
     address: Ipv4,
@@ -158,13 +199,18 @@ pub struct UpdateGuard {
     dns: Option<Option<Ipv4>>,
     pending: Option<Pending>,
     last_reason: Option<UpdateReason>,
+    last_agreed: Option<Ipv4>,
+    unreliable_checks: u8,
+    server_failures: u8,
     dirty: bool,
 }
 
 /// Length of the persisted state ([`UpdateGuard::encode`]).
-pub const STATE_LENGTH: usize = 82;
+pub const STATE_LENGTH: usize = 88;
+/// Length of the state version 1 wrote (read, never written).
+const STATE_LENGTH_VERSION_1: usize = 82;
 const MAGIC: &[u8; 4] = b"HMDG";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Why persisted state was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,8 +305,97 @@ impl UpdateGuard {
             dns: None,
             pending: None,
             last_reason: None,
+            last_agreed: None,
+            unreliable_checks: 0,
+            server_failures: 0,
             dirty: false,
         }
+    }
+
+    /// One check's check-IP answers, one `(host name, answer)` per configured source, in the
+    /// configured order (`None`: no or unusable answer). Combines them with [`agree`] (rule 13)
+    /// and returns the verdict; an agreed address is observed as the public address.
+    pub fn observe_check_ip(&mut self, answers: &[(&str, Option<Ipv4>)], now_s: u64) -> Agreement {
+        let agreement = agree(answers);
+        if let Agreement::Agreed(ip) = agreement {
+            self.observe_public_address(ip, now_s);
+            if is_public(ip) && self.last_agreed != Some(ip) {
+                self.last_agreed = Some(ip);
+                self.dirty = true;
+            }
+            if self.unreliable_checks != 0 {
+                self.unreliable_checks = 0;
+                self.dirty = true;
+            }
+        } else {
+            self.public = None;
+            if self.unreliable_checks != u8::MAX {
+                self.unreliable_checks += 1;
+                self.dirty = true;
+            }
+        }
+        agreement
+    }
+
+    /// The address DNS is judged against: the last address the check-IP sources agreed on,
+    /// else the last one registered (rule 14).
+    pub fn reference_address(&self) -> Option<Ipv4> {
+        self.last_agreed.or(self.registered)
+    }
+
+    /// Judges the DNS view of one check (rule 14): `a_records` of the DynDNS host name against
+    /// [`reference_address`](Self::reference_address), `domain_mx` always.
+    pub fn verify<'a>(&self, host_name: &str, a_records: &[Ipv4], domain_mx: &[(u16, &'a str)]) -> Verdict<'a> {
+        verify_dns(self.reference_address(), host_name, a_records, domain_mx, self.registered)
+    }
+
+    /// The alarms of a check whose DNS view gave `verdict`; `a_answered` / `mx_answered` say
+    /// whether the A and MX lookups got an answer (a failed lookup judges nothing: an empty
+    /// list in the verdict then means "not known", not "no record").
+    pub fn alarms(&self, verdict: &Verdict<'_>, a_answered: bool, mx_answered: bool) -> CheckAlarms {
+        let address_diverted = match verdict.a {
+            _ if !a_answered => None,
+            ARecord::Differs if self.registered.is_some() => Some(true),
+            ARecord::Differs | ARecord::NotJudged | ARecord::Missing => None,
+            ARecord::Matches | ARecord::Stale => Some(false),
+        };
+        let mx_diverted = match verdict.mx {
+            _ if !mx_answered => None,
+            MxState::OursPreferred => Some(false),
+            MxState::SharedPreference | MxState::ForeignPreferred | MxState::NotListed => Some(true),
+            MxState::Missing => None,
+        };
+        CheckAlarms {
+            address_diverted,
+            mx_diverted,
+            unreachable: (a_answered && verdict.a == ARecord::Missing) || (mx_answered && verdict.mx == MxState::Missing),
+            check_ip_unreliable: self.check_ip_unreliable(),
+        }
+    }
+
+    /// Whether the check-IP sources failed to agree `unreliable_checks_alert` checks in a row.
+    pub fn check_ip_unreliable(&self) -> bool {
+        self.unreliable_checks >= self.config.unreliable_checks_alert.max(1)
+    }
+
+    /// Checks in a row without check-IP agreement.
+    pub fn unreliable_checks(&self) -> u8 {
+        self.unreliable_checks
+    }
+
+    /// Whether the update server gave `server_failures_alert` server-side failures in a row.
+    pub fn update_server_failing(&self) -> bool {
+        self.server_failures >= self.config.server_failures_alert.max(1)
+    }
+
+    /// Server-side update failures in a row.
+    pub fn server_failures(&self) -> u8 {
+        self.server_failures
+    }
+
+    /// The last public address the check-IP sources agreed on.
+    pub fn last_agreed(&self) -> Option<Ipv4> {
+        self.last_agreed
     }
 
     /// A check-IP result (after [`agree`](crate::checkip::agree)). Non-public addresses are not
@@ -382,6 +517,7 @@ impl UpdateGuard {
                 self.registered = Some(pending.address);
                 self.last_success_s = now_s;
                 self.consecutive_failures = 0;
+                self.server_failures = 0;
                 self.backoff_until_s = 0;
                 self.awaiting_confirmation = pending.reason == UpdateReason::Corrective;
                 self.stats.updates_succeeded = self.stats.updates_succeeded.saturating_add(1);
@@ -391,6 +527,9 @@ impl UpdateGuard {
                 self.stats.fatal_answers = self.stats.fatal_answers.saturating_add(1);
             }
             AnswerClass::Backoff => {
+                if answer != UpdateAnswer::TransportError {
+                    self.server_failures = self.server_failures.saturating_add(1);
+                }
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.backoff_until_s = now_s.saturating_add(backoff_delay_s(self.consecutive_failures));
                 self.stats.updates_failed = self.stats.updates_failed.saturating_add(1);
@@ -403,6 +542,7 @@ impl UpdateGuard {
     pub fn owner_reset(&mut self) {
         self.stop = None;
         self.consecutive_failures = 0;
+        self.server_failures = 0;
         self.backoff_until_s = 0;
         self.failed_corrections = 0;
         self.awaiting_confirmation = false;
@@ -474,7 +614,8 @@ impl UpdateGuard {
         put(&[VERSION]);
         let flags = u8::from(self.registered.is_some())
             | u8::from(self.awaiting_confirmation) << 1
-            | u8::from(self.last_attempt_s.is_some()) << 2;
+            | u8::from(self.last_attempt_s.is_some()) << 2
+            | u8::from(self.last_agreed.is_some()) << 3;
         put(&[flags]);
         put(&self.registered.unwrap_or([0; 4]));
         put(&self.last_success_s.to_le_bytes());
@@ -501,6 +642,8 @@ impl UpdateGuard {
         ] {
             put(&counter.to_le_bytes());
         }
+        put(&self.last_agreed.unwrap_or([0; 4]));
+        put(&[self.unreliable_checks, self.server_failures]);
         let crc_at = STATE_LENGTH - 4;
         let crc = crc32(out.get(..crc_at).unwrap_or(&[]));
         if let Some(slot) = out.get_mut(crc_at..) {
@@ -509,24 +652,32 @@ impl UpdateGuard {
         out
     }
 
-    /// Restores a guard from [`encode`](Self::encode)d bytes; refuses anything else.
+    /// Restores a guard from [`encode`](Self::encode)d bytes (or the 82 bytes of version 1,
+    /// which had no last agreed address and no alert counts); refuses anything else.
     pub fn decode(config: GuardConfig, bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() != STATE_LENGTH {
+        if bytes.len() < 5 {
             return Err(DecodeError::Length);
         }
-        let (body, crc) = bytes.split_at(STATE_LENGTH - 4);
         if bytes.get(..4) != Some(MAGIC) {
             return Err(DecodeError::Magic);
         }
-        if bytes.get(4) != Some(&VERSION) {
-            return Err(DecodeError::Version);
+        let version = bytes.get(4).copied().unwrap_or(0);
+        let expected_length = match version {
+            VERSION => STATE_LENGTH,
+            1 => STATE_LENGTH_VERSION_1,
+            _ => return Err(DecodeError::Version),
+        };
+        if bytes.len() != expected_length {
+            return Err(DecodeError::Length);
         }
+        let (body, crc) = bytes.split_at(expected_length - 4);
         if crc32(body).to_le_bytes() != crc {
             return Err(DecodeError::Checksum);
         }
         let mut reader = Reader { bytes: body.get(5..).unwrap_or(&[]) };
         let flags = reader.u8()?;
-        if flags & !0b111 != 0 {
+        let known_flags = if version == 1 { 0b111 } else { 0b1111 };
+        if flags & !known_flags != 0 {
             return Err(DecodeError::Field);
         }
         let registered = reader.take::<4>()?;
@@ -546,7 +697,15 @@ impl UpdateGuard {
         }
         let [decisions, updates_started, updates_succeeded, updates_failed, fatal_answers, corrective_updates, refresh_updates, dns_contradictions, non_public_addresses] =
             counters;
+        let (last_agreed, unreliable_checks, server_failures) = if version == 1 {
+            ([0; 4], 0, 0)
+        } else {
+            (reader.take::<4>()?, reader.u8()?, reader.u8()?)
+        };
         let mut guard = UpdateGuard::new(config);
+        guard.last_agreed = (flags & 8 != 0).then_some(last_agreed);
+        guard.unreliable_checks = unreliable_checks;
+        guard.server_failures = server_failures;
         guard.registered = (flags & 1 != 0).then_some(registered);
         guard.awaiting_confirmation = flags & 2 != 0;
         guard.last_attempt_s = (flags & 4 != 0).then_some(last_attempt_s);
@@ -815,11 +974,11 @@ mod tests {
         assert_eq!(restored.registered(), Some(A));
         assert_eq!(restored.backoff_until_s(), guard.backoff_until_s());
         assert_eq!(restored.stats(), guard.stats());
-        assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &bytes[..81]), Err(DecodeError::Length));
+        assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &bytes[..STATE_LENGTH - 1]), Err(DecodeError::Length));
         assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &[0u8; STATE_LENGTH]), Err(DecodeError::Magic));
         assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &[0xffu8; STATE_LENGTH]), Err(DecodeError::Magic));
         let mut version = bytes;
-        version[4] = 2;
+        version[4] = 3;
         assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &version), Err(DecodeError::Version));
         for position in 5..STATE_LENGTH {
             for bit in 0..8 {
@@ -834,6 +993,231 @@ mod tests {
         let crc = crc32(&field[..STATE_LENGTH - 4]);
         field[STATE_LENGTH - 4..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &field), Err(DecodeError::Field));
+    }
+
+    #[test]
+    fn version_1_state_is_read_without_an_update() {
+        // The 82 bytes an older firmware stored: the same fields up to the counters.
+        let mut guard = registered_guard(A, T0);
+        guard.observe_check_ip(&[("one.example", Some(A)), ("two.example", None)], T0);
+        let current = guard.encode();
+        let mut old = [0u8; STATE_LENGTH_VERSION_1];
+        old[..STATE_LENGTH_VERSION_1 - 4].copy_from_slice(&current[..STATE_LENGTH_VERSION_1 - 4]);
+        old[4] = 1;
+        let crc = crc32(&old[..STATE_LENGTH_VERSION_1 - 4]);
+        old[STATE_LENGTH_VERSION_1 - 4..].copy_from_slice(&crc.to_le_bytes());
+        let mut restored = UpdateGuard::decode(GuardConfig::DEFAULT, &old).unwrap();
+        assert_eq!(restored.registered(), Some(A));
+        assert_eq!((restored.last_agreed(), restored.unreliable_checks()), (None, 0));
+        assert_eq!(restored.reference_address(), Some(A), "judged against the registered address");
+        restored.observe_public_address(A, T0 + HOUR);
+        assert_eq!(restored.decide(T0 + HOUR), Decision::Nothing);
+        old[5] = 0b1000; // the last-agreed flag did not exist in version 1
+        let crc = crc32(&old[..STATE_LENGTH_VERSION_1 - 4]);
+        old[STATE_LENGTH_VERSION_1 - 4..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &old), Err(DecodeError::Field));
+        assert_eq!(UpdateGuard::decode(GuardConfig::DEFAULT, &current[..STATE_LENGTH_VERSION_1]), Err(DecodeError::Length));
+    }
+
+    const HOST: &str = "home.example.net";
+    const FOREIGN_MX: &[(u16, &str)] = &[(10, "mx.elsewhere.example")];
+    const OUR_MX: &[(u16, &str)] = &[(10, HOST)];
+
+    /// One check as the firmware runs it: the check-IP answers, the DNS view judged, the
+    /// alarms, then the decision (an update lands in the simulated record at once).
+    fn check(
+        guard: &mut UpdateGuard,
+        world: &mut World,
+        answers: &[(&str, Option<Ipv4>)],
+        mx: &[(u16, &str)],
+        now: u64,
+    ) -> (Decision, CheckAlarms) {
+        guard.observe_check_ip(answers, now);
+        guard.observe_dns_address(Some(world.record), now);
+        let records = [world.record];
+        let verdict = guard.verify(HOST, &records, mx);
+        let alarms = guard.alarms(&verdict, true, true);
+        let decision = guard.decide(now);
+        if let Decision::Update(address) = decision {
+            world.updates += 1;
+            world.record = address;
+            guard.update_finished(UpdateAnswer::Good(Some(address)), now);
+        }
+        (decision, alarms)
+    }
+
+    #[test]
+    fn a_source_listed_twice_is_no_quorum() {
+        // The review's fake quorum: the same check-IP service listed twice "agreed" on B (the
+        // old `agree(&[Some(B), Some(B)], 2)` said Agreed) and the record went to B.
+        let mut guard = registered_guard(A, T0);
+        let mut world = World { record: A, updates: 0 };
+        let twice = [("checkip.example", Some(B)), ("CHECKIP.example.", Some(B))];
+        for step in 1..=4 {
+            let (decision, alarms) = check(&mut guard, &mut world, &twice, OUR_MX, T0 + step * HOUR);
+            assert_eq!(decision, Decision::Nothing, "one service is one witness");
+            assert_eq!(alarms.check_ip_unreliable, step >= 3, "step {step}");
+        }
+        assert_eq!((world.updates, world.record), (0, A));
+        assert_eq!(guard.public_address(), None);
+        // Two distinct hosts agreeing is a quorum.
+        let (decision, alarms) =
+            check(&mut guard, &mut world, &[("checkip.example", Some(B)), ("ip.other.example", Some(B))], OUR_MX, T0 + 5 * HOUR);
+        assert_eq!(decision, Decision::Update(B));
+        assert!(!alarms.check_ip_unreliable);
+    }
+
+    #[test]
+    fn disagreement_still_judges_mx_and_the_a_record_against_the_last_agreed_address() {
+        // The attacker breaks one source (junk, or a lie) and diverts the mail at the same
+        // check. The old firmware skipped verify_dns without an agreed address: no alarm.
+        for broken in [None, Some(X), Some([10, 0, 0, 1])] {
+            let mut guard = registered_guard(A, T0);
+            let mut world = World { record: A, updates: 0 };
+            let (_, alarms) = check(&mut guard, &mut world, &[("one.example", Some(A)), ("two.example", Some(A))], OUR_MX, T0 + HOUR);
+            assert_eq!((alarms.address_diverted, alarms.mx_diverted), (Some(false), Some(false)));
+            assert_eq!(guard.last_agreed(), Some(A));
+            world.record = X;
+            let answers = [("one.example", Some(A)), ("two.example", broken)];
+            let (decision, alarms) = check(&mut guard, &mut world, &answers, FOREIGN_MX, T0 + 2 * HOUR);
+            assert_eq!(alarms.mx_diverted, Some(true), "MX alarm with source two {broken:?}");
+            assert_eq!(alarms.address_diverted, Some(true), "A alarm with source two {broken:?}");
+            assert_eq!(decision, Decision::Nothing, "no update on unverified information");
+            assert_eq!(world.record, X);
+            // The same after a reboot: the last agreed address is persisted.
+            let mut guard = UpdateGuard::decode(GuardConfig::DEFAULT, &guard.encode()).unwrap();
+            assert_eq!(guard.reference_address(), Some(A));
+            let (_, alarms) = check(&mut guard, &mut world, &answers, FOREIGN_MX, T0 + 3 * HOUR);
+            assert_eq!((alarms.address_diverted, alarms.mx_diverted), (Some(true), Some(true)));
+        }
+        // Never agreed, nothing registered: the A record cannot be judged, the MX still is.
+        let mut guard = UpdateGuard::new(GuardConfig::DEFAULT);
+        let mut world = World { record: X, updates: 0 };
+        let (_, alarms) = check(&mut guard, &mut world, &[("one.example", Some(A)), ("two.example", Some(B))], FOREIGN_MX, T0);
+        assert_eq!((alarms.address_diverted, alarms.mx_diverted), (None, Some(true)));
+        // A new address agreed but not registered yet: a stale A record is no alarm.
+        let mut guard = registered_guard(A, T0);
+        guard.observe_check_ip(&[("one.example", Some(B)), ("two.example", Some(B))], T0 + HOUR);
+        let verdict = guard.verify(HOST, &[A], OUR_MX);
+        assert_eq!(guard.alarms(&verdict, true, true).address_diverted, Some(false));
+        // Failed lookups judge nothing (the verdict's empty lists mean "not known").
+        let verdict = guard.verify(HOST, &[], &[]);
+        assert_eq!(guard.alarms(&verdict, false, false), CheckAlarms::default());
+        let verdict = guard.verify(HOST, &[], FOREIGN_MX);
+        let alarms = guard.alarms(&verdict, false, true);
+        assert_eq!((alarms.address_diverted, alarms.mx_diverted, alarms.unreachable), (None, Some(true), false));
+    }
+
+    #[test]
+    fn unreliable_sources_alert_after_three_checks_and_clear_on_agreement() {
+        let mut guard = registered_guard(A, T0);
+        let mut world = World { record: A, updates: 0 };
+        let patterns: [&[(&str, Option<Ipv4>)]; 4] = [
+            &[("one.example", Some(A)), ("two.example", None)],
+            &[("one.example", Some(A)), ("two.example", Some(X))],
+            &[("one.example", None), ("two.example", None)],
+            &[("only.example", Some(A))],
+        ];
+        for pattern in patterns {
+            for step in 1..=5u64 {
+                let (_, alarms) = check(&mut guard, &mut world, pattern, OUR_MX, T0 + step * 10 * MIN);
+                assert_eq!(alarms.check_ip_unreliable, step >= 3, "{pattern:?} step {step}");
+            }
+            // Survives a reboot (the firmware reloads the guard at every check).
+            guard = UpdateGuard::decode(GuardConfig::DEFAULT, &guard.encode()).unwrap();
+            assert!(guard.check_ip_unreliable());
+            let (_, alarms) = check(&mut guard, &mut world, &[("one.example", Some(A)), ("two.example", Some(A))], OUR_MX, T0 + HOUR);
+            assert!(!alarms.check_ip_unreliable, "agreement clears it");
+            assert_eq!(guard.unreliable_checks(), 0);
+        }
+        assert_eq!(world.updates, 0);
+    }
+
+    #[test]
+    fn server_side_failures_alert_after_two_in_a_row() {
+        for failure in [UpdateAnswer::ServerError, UpdateAnswer::DnsError, UpdateAnswer::HttpStatus(503), UpdateAnswer::HttpStatus(500)] {
+            let mut guard = registered_guard(A, T0);
+            guard.observe_public_address(B, T0);
+            let mut now = T0 + HOUR;
+            let mut failures = 0;
+            let mut alerted_after = None;
+            let mut transport_failure_sent = false;
+            while failures < 4 {
+                if let Decision::Update(_) = guard.decide(now) {
+                    // A transport failure in between neither counts nor resets.
+                    if failures == 1 && !transport_failure_sent {
+                        transport_failure_sent = true;
+                        guard.update_finished(UpdateAnswer::TransportError, now);
+                        assert_eq!(guard.server_failures(), 1);
+                        now += 5 * MIN;
+                        continue;
+                    }
+                    guard.update_finished(failure, now);
+                    failures += 1;
+                    if guard.update_server_failing() {
+                        alerted_after.get_or_insert(failures);
+                    }
+                    // The count survives a reboot.
+                    guard = UpdateGuard::decode(GuardConfig::DEFAULT, &guard.encode()).unwrap();
+                    guard.observe_public_address(B, now);
+                }
+                now += 5 * MIN;
+            }
+            assert_eq!(alerted_after, Some(2), "{failure:?}");
+            // A success ends it.
+            now += DAY;
+            assert_eq!(guard.decide(now), Decision::Update(B));
+            guard.update_finished(UpdateAnswer::Good(Some(B)), now);
+            assert!(!guard.update_server_failing());
+            assert_eq!(guard.server_failures(), 0);
+        }
+        // Transport failures alone never raise it (the line or TLS is at fault, alerted elsewhere).
+        let mut guard = registered_guard(A, T0);
+        guard.observe_public_address(B, T0);
+        for day in 1..5 {
+            if let Decision::Update(_) = guard.decide(T0 + day * DAY) {
+                guard.update_finished(UpdateAnswer::TransportError, T0 + day * DAY);
+            }
+        }
+        assert!(!guard.update_server_failing());
+    }
+
+    #[test]
+    fn simulated_day_with_an_attacker_who_breaks_one_source() {
+        // Checks every 5 minutes. From 20:00 the attacker answers junk at the second check-IP
+        // service and points the A record at X and the MX at their own host. Every check from
+        // then on must raise both diversion alarms; the third also says the sources are unreliable.
+        let midnight = T0 - T0 % DAY;
+        let mut guard =
+            UpdateGuard::decode(GuardConfig::DEFAULT, &registered_guard(A, midnight - DAY).encode()).unwrap();
+        let mut world = World { record: A, updates: 0 };
+        let (mut diversion_checks, mut unreliable_checks, mut attacked_checks) = (0, 0, 0);
+        for step in 0..(24 * 12) {
+            let now = midnight + step * 5 * MIN;
+            let attacked = now >= midnight + 20 * HOUR;
+            if attacked {
+                world.record = X;
+            }
+            let answers = [("one.example", Some(A)), ("two.example", if attacked { None } else { Some(A) })];
+            let (_, alarms) = check(&mut guard, &mut world, &answers, if attacked { FOREIGN_MX } else { OUR_MX }, now);
+            if attacked {
+                attacked_checks += 1;
+                if alarms.address_diverted == Some(true) && alarms.mx_diverted == Some(true) {
+                    diversion_checks += 1;
+                }
+            } else {
+                assert_eq!((alarms.address_diverted, alarms.mx_diverted), (Some(false), Some(false)));
+            }
+            unreliable_checks += u32::from(alarms.check_ip_unreliable);
+        }
+        println!(
+            "simulated day, one source broken and mail diverted from 20:00: {diversion_checks} of {attacked_checks} checks \
+             raised both diversion alarms, {unreliable_checks} said the sources are unreliable, {} updates",
+            world.updates
+        );
+        assert_eq!(diversion_checks, attacked_checks);
+        assert_eq!(unreliable_checks, attacked_checks - 2);
+        assert_eq!(world.updates, 0, "no update on unverified information");
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //!
 //! | module | owns |
 //! | --- | --- |
-//! | [`checkip`] | check-IP answer parsing, `is_public`, agreement of several sources |
+//! | [`checkip`] | check-IP answer parsing, `is_public`, agreement of several distinct sources |
 //! | [`dyndns2`] | update request path/request, answer parsing and classes, backoff, `USER_AGENT` |
-//! | [`guard`] | `UpdateGuard`: when to update, when to stop, persisted state, counters |
+//! | [`guard`] | `UpdateGuard`: when to update, when to stop, what to judge and alert, persisted state, counters |
 //! | [`verify`] | `verify_dns`: A and MX verdict with alarms |
 //!
 //! The firmware does TLS, DNS lookups and the clock; the HTTP bytes are written and parsed
@@ -23,5 +23,5 @@ pub use dyndns2::{
     backoff_delay_s, parse_update_answer, parse_update_response, update_path, write_update_request, AnswerClass,
     UpdateAnswer, USER_AGENT,
 };
-pub use guard::{Decision, GuardConfig, GuardStats, StopReason, UpdateGuard, UpdateReason, STATE_LENGTH};
+pub use guard::{CheckAlarms, Decision, GuardConfig, GuardStats, StopReason, UpdateGuard, UpdateReason, STATE_LENGTH};
 pub use verify::{verify_dns, ARecord, Alarm, MxState, Verdict};

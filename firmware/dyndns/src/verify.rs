@@ -9,7 +9,9 @@
 //!   is the address we last registered → [`ARecord::Stale`] (our address changed and the
 //!   update has not shown yet: no alarm). Any other address → [`ARecord::Differs`]: a change we
 //!   did not make, alarm "possible mail diversion" (several A records with one foreign count
-//!   the same: round robin would send part of the mail away).
+//!   the same: round robin would send part of the mail away). With no address to compare with
+//!   (the check-IP sources never agreed and nothing was registered yet) the A records are
+//!   [`ARecord::NotJudged`]; the MX set is judged all the same.
 //! - MX: names compare without regard to ASCII case, a trailing dot ignored. Our host name at
 //!   the lowest (most preferred) preference and nobody else there → [`MxState::OursPreferred`];
 //!   foreign hosts at worse preferences are listed as `backup_mx` (information: "backup MX at
@@ -36,6 +38,8 @@ pub enum ARecord {
     Differs,
     /// No A record: the MX cannot be reached.
     Missing,
+    /// No address of ours is known yet to compare with.
+    NotJudged,
 }
 
 /// What the domain's MX set says.
@@ -110,9 +114,10 @@ pub fn same_name(a: &str, b: &str) -> bool {
 }
 
 /// Judges the DNS view: `a_records` of `host_name`, `domain_mx` (preference, exchange) of the
-/// mail domain, against `our_ip` and the address the guard `last_registered`.
+/// mail domain, against `our_ip` (`None`: not known, the A records are not judged) and the
+/// address the guard `last_registered`.
 pub fn verify_dns<'a>(
-    our_ip: Ipv4,
+    our_ip: Option<Ipv4>,
     host_name: &str,
     a_records: &[Ipv4],
     domain_mx: &[(u16, &'a str)],
@@ -121,11 +126,13 @@ pub fn verify_dns<'a>(
     let mut truncated = false;
     let mut foreign_addresses = Vec::new();
     let mut a = if a_records.is_empty() { ARecord::Missing } else { ARecord::Matches };
-    for &address in a_records.iter().filter(|&&address| address != our_ip) {
+    for &address in a_records.iter().filter(|&&address| Some(address) != our_ip) {
         if !foreign_addresses.contains(&address) && foreign_addresses.push(address).is_err() {
             truncated = true;
         }
-        if last_registered == Some(address) {
+        if our_ip.is_none() {
+            a = ARecord::NotJudged;
+        } else if last_registered == Some(address) {
             if a == ARecord::Matches {
                 a = ARecord::Stale;
             }
@@ -194,13 +201,19 @@ mod tests {
             (&[], Some(OURS), ARecord::Missing, Some(Alarm::Unreachable)),
         ];
         for (records, registered, state, alarm) in table {
-            let verdict = verify_dns(OURS, HOST, records, &[(10, HOST)], *registered);
+            let verdict = verify_dns(Some(OURS), HOST, records, &[(10, HOST)], *registered);
             assert_eq!(verdict.a, *state, "{records:?} {registered:?}");
             assert_eq!(verdict.alarm(), *alarm, "{records:?} {registered:?}");
             assert!(verdict.foreign_addresses.iter().all(|a| *a != OURS && records.contains(a)));
         }
-        let verdict = verify_dns(OURS, HOST, &[OURS, EVIL], &[(10, HOST)], Some(OURS));
+        let verdict = verify_dns(Some(OURS), HOST, &[OURS, EVIL], &[(10, HOST)], Some(OURS));
         assert_eq!(verdict.foreign_addresses.as_slice(), &[EVIL]);
+        // Nothing to compare with: the A record is not judged, the MX still is.
+        let verdict = verify_dns(None, HOST, &[EVIL], &[(10, "evil.example")], None);
+        assert_eq!(verdict.a, ARecord::NotJudged);
+        assert_eq!(verdict.mx, MxState::NotListed);
+        assert_eq!(verdict.alarm(), Some(Alarm::PossibleMailDiversion));
+        assert_eq!(verify_dns(None, HOST, &[], &[(10, HOST)], None).a, ARecord::Missing);
     }
 
     #[test]
@@ -242,7 +255,7 @@ mod tests {
             ),
         ];
         for (mx, state, offending, backups) in table {
-            let verdict = verify_dns(OURS, HOST, &[OURS], mx, Some(OURS));
+            let verdict = verify_dns(Some(OURS), HOST, &[OURS], mx, Some(OURS));
             assert_eq!(verdict.mx, *state, "{mx:?}");
             let names: Vec<&str, 8> = verdict.offending_mx.iter().map(|(_, n)| *n).collect();
             assert_eq!(names.as_slice(), *offending, "{mx:?}");
@@ -263,12 +276,12 @@ mod tests {
         let names = ["a.example", "b.example", "c.example", "d.example", "e.example", "f.example"];
         let mx: std::vec::Vec<(u16, &str)> = names.iter().map(|n| (5, *n)).chain([(10, HOST)]).collect();
         let records: std::vec::Vec<Ipv4> = (1..=6).map(|i| [198, 51, 100, i]).collect();
-        let verdict = verify_dns(OURS, HOST, &records, &mx, Some(OURS));
+        let verdict = verify_dns(Some(OURS), HOST, &records, &mx, Some(OURS));
         assert!(verdict.truncated);
         assert_eq!(verdict.offending_mx.len(), MAX_LISTED);
         assert_eq!(verdict.foreign_addresses.len(), MAX_LISTED);
         assert_eq!(verdict.alarm(), Some(Alarm::PossibleMailDiversion));
-        assert!(!verify_dns(OURS, HOST, &[OURS], &[(10, HOST)], None).truncated);
+        assert!(!verify_dns(Some(OURS), HOST, &[OURS], &[(10, HOST)], None).truncated);
     }
 
     proptest! {
@@ -282,7 +295,7 @@ mod tests {
             let names = ["mx.example.org", "MX.EXAMPLE.ORG.", "backup.example", "evil.example"];
             let mx: std::vec::Vec<(u16, &str)> = mx.iter().map(|&(p, n)| (p, names[n])).collect();
             let ours = [203, 0, 113, 0];
-            let verdict = verify_dns(ours, HOST, &records, &mx, registered.map(|i| [203, 0, 113, i]));
+            let verdict = verify_dns(Some(ours), HOST, &records, &mx, registered.map(|i| [203, 0, 113, i]));
             // Matches iff every record is ours and there is one.
             prop_assert_eq!(verdict.a == ARecord::Matches, !records.is_empty() && records.iter().all(|&r| r == ours));
             let ours_best = mx.iter().filter(|(_, n)| same_name(n, HOST)).map(|(p, _)| *p).min();

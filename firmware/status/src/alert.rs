@@ -88,10 +88,14 @@ pub enum AlertKind {
     /// The spool's flash was rolled back (old sectors written back, or its persisted counter
     /// mark is older than the spool): tampering.
     SpoolRolledBack,
+    /// The check-IP services have not agreed on the public address for several checks.
+    CheckIpUnreliable,
+    /// The DynDNS update server keeps answering with server-side failures (`911`, `dnserr`, 5xx).
+    DynDnsServerFailing,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 15;
+pub const ALERT_KIND_COUNT: usize = 17;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -111,6 +115,8 @@ impl AlertKind {
         AlertKind::PeerUnreachable(Peer::Time),
         AlertKind::DynDnsStopped,
         AlertKind::SpoolRolledBack,
+        AlertKind::CheckIpUnreliable,
+        AlertKind::DynDnsServerFailing,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -131,6 +137,8 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Time) => 12,
             AlertKind::DynDnsStopped => 13,
             AlertKind::SpoolRolledBack => 14,
+            AlertKind::CheckIpUnreliable => 15,
+            AlertKind::DynDnsServerFailing => 16,
         }
     }
 
@@ -152,6 +160,8 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Time) => "peer_unreachable_time",
             AlertKind::DynDnsStopped => "dyndns_stopped",
             AlertKind::SpoolRolledBack => "spool_rolled_back",
+            AlertKind::CheckIpUnreliable => "check_ip_unreliable",
+            AlertKind::DynDnsServerFailing => "dyndns_server_failing",
         }
     }
 
@@ -185,6 +195,8 @@ impl AlertKind {
             AlertKind::PeerUnreachable(Peer::Time) => "Time server unreachable",
             AlertKind::DynDnsStopped => "DynDNS updates stopped",
             AlertKind::SpoolRolledBack => "Spool flash rolled back",
+            AlertKind::CheckIpUnreliable => "Check-IP sources unreliable",
+            AlertKind::DynDnsServerFailing => "DynDNS update server failing",
         }
     }
 
@@ -235,6 +247,12 @@ impl AlertKind {
             }
             AlertKind::SpoolRolledBack => {
                 "Old spool data was written back to flash (tampering), so unlock is refused. Check the device, then reset it."
+            }
+            AlertKind::CheckIpUnreliable => {
+                "The check-IP services gave no agreeing address for a while (one is down or lying); the address is not updated."
+            }
+            AlertKind::DynDnsServerFailing => {
+                "The DynDNS server keeps failing (911, dnserr, 5xx); the address may be out of date. It retries by itself."
             }
         }
     }

@@ -47,7 +47,8 @@ pub enum ConfigItem {
     /// Without one, the appliance asks its default gateway (home routers usually answer).
     TimeServer(HostName),
     /// An HTTPS check-IP service that answers with the public address (verified with the
-    /// DynDNS trust anchor); two or more must agree.
+    /// DynDNS trust anchor). Two on distinct hosts must agree: the device counts a host sent
+    /// twice once, and the CLI refuses to send fewer than two distinct ones.
     CheckIpSource(CheckIpSource),
 }
 

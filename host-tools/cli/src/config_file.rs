@@ -117,7 +117,8 @@ pub struct DynDnsSection {
     pub user_name: String,
     /// Seconds between checks.
     pub check_interval_seconds: u32,
-    /// HTTPS check-IP services (`https://host/path`), verified with this section's anchor.
+    /// HTTPS check-IP services (`https://host/path`), verified with this section's anchor: at
+    /// least [`MIN_CHECK_IP_SOURCES`] on distinct hosts, at most [`MAX_CHECK_IP_SOURCES`].
     #[serde(default)]
     pub check_ip: Vec<String>,
     /// File holding the password.
@@ -204,6 +205,15 @@ impl Plan {
         words
     }
 }
+
+/// Fewest check-IP services a `[dyndns]` section needs: the answer decides where the domain's
+/// mail is sent, so no single service may decide it (the device requires two distinct hosts to
+/// agree); a service listed twice is still one.
+pub const MIN_CHECK_IP_SOURCES: usize = 2;
+/// Most check-IP services the device keeps.
+pub const MAX_CHECK_IP_SOURCES: usize = 4;
+
+const CHECK_IP_HINT: &str = "list at least two check-IP services run by different hosts (ideally different operators), e.g. check_ip = [\"https://checkip.provider.example/\", \"https://ip.other-operator.example/ip\"]; both must answer with a certificate the [dyndns] trust anchor verifies";
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> CliError {
     CliError::new(ExitCode::Configuration, format!("{field}: {message}"))
@@ -415,6 +425,21 @@ pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
             user_name: bounded("dyndns.user_name", &dyndns.user_name)?,
             check_interval_seconds: dyndns.check_interval_seconds,
         }));
+        if dyndns.check_ip.len() < MIN_CHECK_IP_SOURCES {
+            return Err(invalid(
+                "dyndns.check_ip",
+                format!(
+                    "{} check-IP service{} given, at least {MIN_CHECK_IP_SOURCES} on distinct hosts are needed: the device learns its public address only when two agree, so with fewer the DynDNS record is never updated",
+                    dyndns.check_ip.len(),
+                    if dyndns.check_ip.len() == 1 { "" } else { "s" }
+                ),
+            )
+            .hint(CHECK_IP_HINT));
+        }
+        if dyndns.check_ip.len() > MAX_CHECK_IP_SOURCES {
+            return Err(invalid("dyndns.check_ip", format!("at most {MAX_CHECK_IP_SOURCES} check-IP services (the device keeps {MAX_CHECK_IP_SOURCES})")));
+        }
+        let mut sources: Vec<CheckIpSource> = Vec::new();
         for (index, url) in dyndns.check_ip.iter().enumerate() {
             let field = format!("dyndns.check_ip[{index}]");
             let rest = url.strip_prefix("https://").ok_or_else(|| invalid(&field, "must be an https:// URL (never clear text)"))?;
@@ -423,8 +448,17 @@ pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
                 None => (rest, "/"),
             };
             let path = heapless::String::try_from(path).map_err(|_| invalid(&field, "path longer than 64 bytes"))?;
-            items.push(ConfigItem::CheckIpSource(CheckIpSource { host: host_name(&field, host)?, path }));
+            let host = host_name(&field, host.strip_suffix('.').unwrap_or(host))?;
+            if let Some(earlier) = sources.iter().position(|source| source.host == host) {
+                return Err(invalid(
+                    &field,
+                    format!("host {host} is already dyndns.check_ip[{earlier}]: one service asked twice is one witness, not two agreeing sources"),
+                )
+                .hint(CHECK_IP_HINT));
+            }
+            sources.push(CheckIpSource { host, path });
         }
+        items.extend(sources.into_iter().map(ConfigItem::CheckIpSource));
         if let Some(secret) = password("dyndns.password_file", base, &dyndns.password_file)? {
             credentials.push((Credential::DynDnsPassword, secret));
         }

@@ -109,6 +109,83 @@ fn the_example_file_parses() {
     config_file::parse(&text).unwrap();
 }
 
+const DYNDNS: &str = r#"
+[dyndns]
+server = "dyndns.provider.example"
+host_name = "home.dyn.example"
+user_name = "alice"
+check_interval_seconds = 600
+ca_certificate = "test-ca.pem"
+check_ip = ["https://checkip.provider.example/", "https://ip.other.example/ip"]
+"#;
+
+/// The planning error of `VALID` + a `[dyndns]` section whose `check_ip` line is `check_ip`.
+fn dyndns_error(check_ip: &str) -> homemx_cli::error::CliError {
+    let text = format!("{VALID}{}", DYNDNS.replace("check_ip = [\"https://checkip.provider.example/\", \"https://ip.other.example/ip\"]", check_ip));
+    let error = config_file::plan(&config_file::parse(&text).unwrap(), data()).expect_err("refused");
+    assert_eq!(error.kind, ExitCode::Configuration);
+    error
+}
+
+#[test]
+fn dyndns_with_two_distinct_check_ip_hosts_is_planned() {
+    let plan = config_file::plan(&config_file::parse(&format!("{VALID}{DYNDNS}")).unwrap(), data()).unwrap();
+    let sources: Vec<_> = plan
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            homemx_wire::config::ConfigItem::CheckIpSource(source) => Some((source.host.as_str(), source.path.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources, [("checkip.provider.example", "/"), ("ip.other.example", "/ip")]);
+}
+
+#[test]
+fn check_ip_listed_twice_is_refused_with_a_hint() {
+    // The review's fake quorum: the same service twice "agreed" with itself.
+    for (check_ip, field) in [
+        (r#"check_ip = ["https://checkip.provider.example/", "https://checkip.provider.example/"]"#, "dyndns.check_ip[1]"),
+        (r#"check_ip = ["https://checkip.provider.example/", "https://CheckIP.Provider.Example./other"]"#, "dyndns.check_ip[1]"),
+        (r#"check_ip = ["https://a.example/", "https://b.example/", "https://a.example/ip"]"#, "dyndns.check_ip[2]"),
+    ] {
+        let error = dyndns_error(check_ip);
+        assert!(error.message.starts_with(field), "{check_ip}: {}", error.message);
+        assert!(error.message.contains("already dyndns.check_ip["), "{}", error.message);
+        let hint = error.hint.expect("a hint says what to do");
+        assert!(hint.contains("at least two check-IP services run by different hosts"), "{hint}");
+    }
+}
+
+#[test]
+fn dyndns_without_two_check_ip_sources_is_refused() {
+    for (check_ip, count) in [("", "0 check-IP services"), (r#"check_ip = []"#, "0 check-IP services"), (r#"check_ip = ["https://checkip.provider.example/"]"#, "1 check-IP service given")] {
+        let error = dyndns_error(check_ip);
+        assert!(error.message.starts_with("dyndns.check_ip: "), "{}", error.message);
+        assert!(error.message.contains(count), "{}", error.message);
+        assert!(error.message.contains("never updated"), "{}", error.message);
+        assert!(error.hint.expect("hint").contains("at least two"));
+    }
+    let five = r#"check_ip = ["https://a.example/", "https://b.example/", "https://c.example/", "https://d.example/", "https://e.example/"]"#;
+    assert!(dyndns_error(five).message.contains("at most 4"));
+    let clear_text = r#"check_ip = ["https://a.example/", "http://b.example/"]"#;
+    assert!(dyndns_error(clear_text).message.starts_with("dyndns.check_ip[1]: must be an https:// URL"));
+}
+
+#[test]
+fn the_example_file_documents_check_ip() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/homemx.example.toml")).unwrap();
+    let file = config_file::parse(&text).unwrap();
+    let dyndns = file.dyndns.expect("the example has a [dyndns] section");
+    assert!(dyndns.check_ip.len() >= config_file::MIN_CHECK_IP_SOURCES, "{:?}", dyndns.check_ip);
+    // Validated as provisioning would (the anchor files of the example do not exist here).
+    let text = format!("{VALID}{}", DYNDNS.replace(
+        "check_ip = [\"https://checkip.provider.example/\", \"https://ip.other.example/ip\"]",
+        &format!("check_ip = {:?}", dyndns.check_ip),
+    ));
+    config_file::plan(&config_file::parse(&text).unwrap(), data()).expect("the example's check_ip is valid");
+}
+
 #[test]
 fn errors_name_the_field() {
     let cases: [(&str, &str, &str); 9] = [
