@@ -18,6 +18,7 @@ pub mod owner;
 pub mod peers;
 pub mod provider;
 pub mod qmp;
+pub mod ram;
 
 /// The error type of the harness: a message that says what went wrong.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

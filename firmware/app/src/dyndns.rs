@@ -23,6 +23,7 @@ use homemx_dyndns::guard::{Decision, GuardConfig, UpdateGuard, STATE_LENGTH};
 use homemx_dyndns::verify::{verify_dns, Alarm};
 use homemx_http::client::{write_get, Progress, ResponseParser};
 use homemx_status::alert::AlertKind;
+use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::link::Link;
@@ -92,8 +93,9 @@ async fn https_get(
         return None;
     }
     let trust = trust_source.trust(&buffers.anchor);
-    let mut request = [0u8; MAX_UPDATE_PATH + 512];
-    let request_length = write_get(&mut request, host, path, USER_AGENT, basic_auth).ok()?;
+    // Holds the credentials (base64): wiped on every way out.
+    let mut request = SecretBytes::<{ MAX_UPDATE_PATH + 512 }>::zeroed();
+    let request_length = write_get(request.expose_mut(), host, path, USER_AGENT, basic_auth).ok()?;
     let mut receive_buffer = [0u8; 1024];
     let mut transmit_buffer = [0u8; 1024];
     let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
@@ -108,9 +110,8 @@ async fn https_get(
         crate::alerts::raise(AlertKind::CertificateRejected, format_args!("HTTPS to {} failed: {:?}", host, defmt::Debug2Format(&error)));
         return None;
     }
-    request[request_length..].fill(0);
     let mut result = None;
-    if link.write_all(&request[..request_length]).await.is_ok() {
+    if link.write_all(&request.expose()[..request_length]).await.is_ok() {
         let mut parser = ResponseParser::new(body);
         let mut input = [0u8; 512];
         loop {
@@ -132,7 +133,6 @@ async fn https_get(
             }
         }
     }
-    request.fill(0);
     link.close().await;
     result
 }
@@ -244,11 +244,11 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
             crate::alerts::raise(AlertKind::DynDnsStopped, format_args!("DynDNS updates are stopped ({:?}) until the owner acts", defmt::Debug2Format(&reason)));
         }
         Decision::Update(ip) => {
-            let mut password = [0u8; PASSWORD_CAPACITY];
+            let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
             let password_length = {
                 let mut vault = VAULT.lock().await;
                 match vault.as_mut() {
-                    Some(vault) => vault.credential(Credential::DynDnsPassword, &mut password).await,
+                    Some(vault) => vault.credential(Credential::DynDnsPassword, password.expose_mut()).await,
                     None => None,
                 }
             };
@@ -256,7 +256,7 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
             let answer = match (password_length, update_path(dyndns.host_name.as_str(), ip, &mut path)) {
                 (Some(length), Some(path_length)) => {
                     let path = core::str::from_utf8(&path[..path_length]).unwrap_or("/");
-                    let secret = password[..length].trim_ascii_end();
+                    let secret = password.expose()[..length].trim_ascii_end();
                     let mut body = [0u8; BODY_CAPACITY];
                     match https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random.derive(), &mut body).await {
                         Some((status, length)) => parse_update_response(status, &body[..length]),
@@ -265,7 +265,6 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
                 }
                 _ => UpdateAnswer::TransportError,
             };
-            password.fill(0);
             guard.update_finished(answer, now_s);
             let unix = crate::wall_clock::unix_seconds().unwrap_or(0);
             DYNDNS_STATUS.lock(|status| {
