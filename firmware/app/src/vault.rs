@@ -91,6 +91,27 @@ fn now_seconds() -> u64 {
     Instant::now().as_secs()
 }
 
+/// Builds the key-value store and the spool under `key` into `open` (a spool is ~19 KB: no
+/// copy of it may live in a future). Not inlined and not async, so that the copies the moves
+/// leave (each with the key in its cipher) lie in this function's own stack frame, which the
+/// caller wipes (`stack::wipe_below`) once it returns.
+#[inline(never)]
+fn open_stores(
+    open: &mut Option<OpenStores>,
+    key_value_partition: &FlashPartition,
+    spool_partition: &FlashPartition,
+    random: &mut DerivedRandom,
+    key: &[u8; 32],
+) -> Result<(), ErrorCode> {
+    let spool_region = 0..spool_partition.capacity() as u32;
+    let key_value_region = 0..key_value_partition.capacity() as u32;
+    *open = Some(OpenStores {
+        settings: Settings::new(key_value_partition.clone(), key_value_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
+        spool: MailSpool::new(spool_partition.clone(), spool_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
+    });
+    Ok(())
+}
+
 impl Vault {
     /// Mounts the key store; the device is locked (or factory-fresh) afterwards.
     pub async fn mount(partitions: FlashPartitions, mut random: DerivedRandom) -> Result<Self, KeystoreError> {
@@ -165,16 +186,17 @@ impl Vault {
         let key = data_key.expose_secret();
         #[cfg(feature = "key-fingerprint")]
         log_key_fingerprint(key);
-        // Built straight into their place in the vault (a spool is ~19 KB: no copy of it may
-        // live in a future or on the stack), then mounted there.
-        let spool_region = 0..self.spool_partition.capacity() as u32;
-        let key_value_region = 0..self.key_value_partition.capacity() as u32;
-        self.open = Some(OpenStores {
-            settings: Settings::new(self.key_value_partition.clone(), key_value_region, key, self.random.derive())
-                .map_err(|_| ErrorCode::DeviceFault)?,
-            spool: MailSpool::new(self.spool_partition.clone(), spool_region, key, self.random.derive())
-                .map_err(|_| ErrorCode::DeviceFault)?,
-        });
+        let opened = open_stores(
+            &mut self.open,
+            &self.key_value_partition,
+            &self.spool_partition,
+            &mut self.random,
+            key,
+        );
+        // Building the stores moved them (with their copies of the data key) through the
+        // stack, in `open_stores`'s frame, below this one.
+        crate::stack::wipe_below();
+        opened?;
         let stores = self.open.as_mut().ok_or(ErrorCode::DeviceFault)?;
         let report = match stores.spool.mount().await {
             Ok(report) => report,
@@ -194,11 +216,14 @@ impl Vault {
         Ok(())
     }
 
-    /// Drops the open stores (their ciphers wipe the keys) and locks the key store.
+    /// Drops the open stores (their ciphers wipe the keys), locks the key store (which wipes
+    /// its keys) and wipes what earlier calls left on the stack (moved copies of the stores
+    /// with their keys, passwords in dead frames).
     pub fn lock(&mut self) {
         self.open = None;
         self.staged_configuration = None;
         self.keystore.lock();
+        crate::stack::wipe_below();
     }
 
     fn stores(&mut self) -> Result<&mut OpenStores, ErrorCode> {
