@@ -34,15 +34,20 @@ pub fn create_if_missing(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// The generation of the newest entropy seed record in a flash file (boots since creation).
-pub fn seed_generation(path: &Path) -> Result<Option<u32>> {
+/// Every valid entropy seed record in a flash file, as (generation, seed), in slot order.
+pub fn seed_records(path: &Path) -> Result<Vec<(u32, [u8; 32])>> {
     let bytes = std::fs::read(path)?;
-    let mut newest = None;
+    let mut records = Vec::new();
     for slot in [0usize, 4096] {
         let record: &[u8; seed_record::RECORD_SIZE] = bytes[slot..slot + seed_record::RECORD_SIZE].try_into()?;
         if let Some(record) = seed_record::SeedRecord::decode(record) {
-            newest = Some(newest.map_or(record.generation, |generation: u32| generation.max(record.generation)));
+            records.push((record.generation, record.seed));
         }
     }
-    Ok(newest)
+    Ok(records)
+}
+
+/// The generation of the newest entropy seed record in a flash file (boots since creation).
+pub fn seed_generation(path: &Path) -> Result<Option<u32>> {
+    Ok(seed_records(path)?.into_iter().map(|(generation, _)| generation).max())
 }

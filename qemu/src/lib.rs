@@ -22,6 +22,7 @@ pub mod postfix_smarthost;
 pub mod pop3_server;
 pub mod provider;
 pub mod qmp;
+pub mod ram;
 
 /// The error type of the harness: a message that says what went wrong.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

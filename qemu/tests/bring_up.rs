@@ -93,9 +93,20 @@ fn flash_survives_a_power_cut_and_the_entropy_seed_ratchets_every_boot() {
     flash_image::create(&flash).unwrap();
     assert_eq!(flash_image::seed_generation(&flash).unwrap(), Some(0));
     for boot in 1..=3 {
+        let before = flash_image::seed_records(&flash).unwrap();
+        let (_, used_seed) = *before.iter().max_by_key(|(generation, _)| *generation).expect("a seed on flash");
         let mut machine = start(&network, &elf, &flash, &directory);
         machine.wait_ready(0, BOOT_TIMEOUT).expect("firmware becomes ready");
+        // Read while the board still runs: the seed this boot's stream came from must be gone
+        // already (the flash file is the PSRAM's backing store, shared with QEMU).
+        let running = std::fs::read(&flash).unwrap();
         machine.kill();
         assert_eq!(flash_image::seed_generation(&flash).unwrap(), Some(boot), "boot {boot} ratcheted the seed on flash");
+        let after = flash_image::seed_records(&flash).unwrap();
+        assert_eq!(after.iter().map(|(generation, _)| *generation).collect::<Vec<_>>(), vec![boot], "only the successor seed is on flash after boot {boot}");
+        for (label, image) in [("while running", running), ("after the boot", std::fs::read(&flash).unwrap())] {
+            let copies = image.windows(used_seed.len()).filter(|window| *window == used_seed).count();
+            assert_eq!(copies, 0, "boot {boot}: the seed its stream came from is still on flash {label}");
+        }
     }
 }

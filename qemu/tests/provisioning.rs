@@ -12,11 +12,40 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::firmware::{Board, FirmwareBuild};
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
-use homemx_qemu::flash_image;
-use homemx_qemu::owner::{console_exchange, write_configuration, Owner, PASSPHRASE, POP3_PASSWORD, SMARTHOST_PASSWORD};
-use homemx_wire::message::{ErrorCode, Response};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
+use homemx_qemu::owner::{
+    console_exchange, provider_configuration, write_configuration, write_secrets, Owner, DYNDNS_PASSWORD, PASSPHRASE, POP3_PASSWORD,
+    SMARTHOST_PASSWORD,
+};
+use homemx_qemu::peers::send_mail;
+use homemx_qemu::provider::{add_wan_address, DnsServer, TestCa, DYNDNS_NAME, POP_NAME, SMARTHOST_NAME};
+use homemx_qemu::{flash_image, ram};
+use homemx_wire::message::{Command, ErrorCode, Response, TlsService};
+use homemx_wire::secret::Secret;
+
+/// The product firmware plus one log line at each unlock: the data key's SHA-256, so the RAM
+/// checks can find the key without the firmware ever showing it.
+const KEY_FINGERPRINT_BUILD: FirmwareBuild = FirmwareBuild { board: Board::QemuMps2, ram_wipe: true, test_features: &["key-fingerprint"] };
+
+/// Dumps all SRAM and fails, naming each find (secret, address, symbol), if any piece of the
+/// passphrase or of a provisioned password, or the data key, is in it.
+fn assert_no_secret_in_ram(machine: &Machine, directory: &Path, elf: &Path, label: &str) {
+    let fingerprint = ram::key_fingerprint(&machine.log.lines()).expect("a key-fingerprint build logs the data key's fingerprint at unlock");
+    let dump = ram::dump_sram(machine, &directory.join(format!("ram-{label}.bin"))).unwrap();
+    let secrets: [(&str, &[u8]); 4] = [
+        ("the passphrase", PASSPHRASE.as_bytes()),
+        ("the smarthost password", SMARTHOST_PASSWORD.as_bytes()),
+        ("the backup MX (POP3) password", POP3_PASSWORD.as_bytes()),
+        ("the DynDNS password", DYNDNS_PASSWORD.as_bytes()),
+    ];
+    let finds = ram::find_secrets(&dump, &secrets, Some(&fingerprint), elf);
+    for find in &finds {
+        eprintln!("{label}: found {find}");
+    }
+    assert!(finds.is_empty(), "{label}: secrets left in RAM: {}", finds.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+}
 
 
 /// Forwards one CLI connection to the device and records what the CLI sent.
@@ -67,14 +96,14 @@ fn assert_not_enrolled(owner: &Owner) {
 
 #[test]
 fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
-    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let elf = KEY_FINGERPRINT_BUILD.build().expect("firmware builds");
     let directory = new_run_directory("provisioning").unwrap();
     write_configuration(&directory);
     let flash = directory.join("flash.img");
     flash_image::create(&flash).unwrap();
     // Deterministic instruction counting: the firmware's unlock log line then measures the
     // key derivation in instructions (40 per core-clock count).
-    let config = MachineConfig { instruction_counting: true, ..MachineConfig::offline(elf, flash, "52:54:00:6d:78:07") };
+    let config = MachineConfig { instruction_counting: true, ..MachineConfig::offline(elf.clone(), flash, "52:54:00:6d:78:07") };
     let serial = directory.join("serial.sock");
     let owner = Owner { directory: directory.clone(), device: format!("unix:{}", serial.display()), key: directory.join("admin.key") };
     let stranger_key = directory.join("stranger.key");
@@ -161,15 +190,10 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     assert_eq!(status["configured"], true, "the configuration survived, encrypted");
     assert_eq!(status["failed_unlocks"], 0);
 
-    // Lock wipes: neither the passphrase nor the stored credentials are left anywhere in RAM.
+    // Lock wipes: neither the passphrase, nor the stored credentials, nor the data key are
+    // left anywhere in RAM.
     assert!(owner.homemx(&["lock"]).status.success());
-    let ram = directory.join("ram-after-lock.bin");
-    machine.monitor().unwrap().save_physical_memory(0x2000_0000, 4 * 1024 * 1024, &ram).unwrap();
-    let ram = std::fs::read(&ram).unwrap();
-    for secret in [PASSPHRASE, SMARTHOST_PASSWORD, POP3_PASSWORD] {
-        let copies = ram.windows(secret.len()).filter(|window| *window == secret.as_bytes()).count();
-        assert_eq!(copies, 0, "{secret:?} is still in RAM after lock");
-    }
+    assert_no_secret_in_ram(&machine, &directory, &elf, "after-lock");
     assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
 
     // The log tells what happened, without secrets.
@@ -202,4 +226,88 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     let old = owner.homemx(&["unlock", "--passphrase-file", "passphrase"]);
     assert!(!old.status.success(), "the old passphrase opens nothing after a factory reset");
     drop(machine);
+}
+
+/// The smarthost's and the backup MX's addresses (DNS answers them; nothing listens there:
+/// every path tried here returns before it connects).
+const SMARTHOST_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 25);
+const POP_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 110);
+
+/// Provisions like `homemx provision` (enrol, unlock, configuration, credentials, anchors) but
+/// leaves out the backup MX's trust anchor, as a provisioning cut off before its last
+/// commands does (the CLI itself refuses a configuration without one).
+fn provision_without_backup_mx_anchor(owner: &Owner) {
+    use homemx_cli::{commands, config_file, console::Console, keyfile, link::DeviceAddress};
+    assert!(owner.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success(), "keygen");
+    let mut plan = config_file::load(&owner.directory.join("homemx.toml")).expect("the configuration loads");
+    let anchors = plan.anchors.len();
+    plan.anchors.retain(|(service, _)| *service != TlsService::BackupMx);
+    assert_eq!(plan.anchors.len(), anchors - 1, "the backup MX anchor is left out");
+    let link = DeviceAddress::parse(&owner.device).unwrap().open(Duration::from_secs(30)).expect("console link");
+    let key = keyfile::load(&owner.key, None).expect("admin key");
+    let mut console = Console::open(link, key, Duration::from_secs(120)).expect("hello");
+    let admin_key = console.public_key();
+    console.expect_done(&Command::Enrol { admin_key }).expect("enrol");
+    console.expect_done(&Command::Unlock { passphrase: Secret::new(PASSPHRASE.as_bytes()).unwrap() }).expect("unlock");
+    commands::send_plan(&mut console, &plan).expect("the plan is sent");
+}
+
+/// Every path that loads a password from the vault and gives up early, taken before `lock`:
+/// the smarthost with a CA anchor while the wall clock is unknown (no SNTP server: delivery
+/// waits "for the time"), the backup MX without a trust anchor, an `unlock` frame followed by
+/// shorter frames. Then nothing of any secret, nor the data key, may be left in SRAM.
+#[test]
+fn no_secret_in_ram_after_lock_even_after_every_early_return() {
+    let elf = KEY_FINGERPRINT_BUILD.build().expect("firmware builds");
+    let directory = new_run_directory("ram-secrets").unwrap();
+    let ca = TestCa::create(&directory.join("ca")).expect("test CA");
+    write_secrets(&directory);
+    let mut text = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "time_servers = [\"ntp.example.net\"]\n");
+    text.push_str(&format!(
+        "\n[backup_mx]\nhost = \"{POP_NAME}\"\nport = 110\ntls = \"starttls\"\nuser_name = \"backup-mx@example.org\"\npoll_interval_seconds = 3600\npassword_file = \"secrets/pop3.password\"\nca_certificate = \"{ca}\"\n\
+         \n[dyndns]\nserver = \"{DYNDNS_NAME}\"\nhost_name = \"home.example.net\"\nuser_name = \"homemx-owner\"\ncheck_interval_seconds = 60\npassword_file = \"secrets/dyndns.password\"\nca_certificate = \"{ca}\"\n",
+        ca = ca.ca_certificate.display()
+    ));
+    std::fs::write(directory.join("homemx.toml"), text).unwrap();
+    std::fs::write(directory.join("message.eml"), b"From: alice@example.org\r\nTo: carol@remote.example\r\nSubject: waits for the clock\r\n\r\nHello\r\n").unwrap();
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let namespace = network.namespace().to_string();
+    let ns = Some(namespace.as_str());
+    add_wan_address(&namespace, SMARTHOST_ADDRESS).unwrap();
+    add_wan_address(&namespace, POP_ADDRESS).unwrap();
+    let zone = directory.join("zone.json");
+    let names = serde_json::json!({"ttl": 60, "names": {
+        SMARTHOST_NAME: {"A": [SMARTHOST_ADDRESS.to_string()]},
+        POP_NAME: {"A": [POP_ADDRESS.to_string()]},
+        "ntp.example.net": {"A": [ROUTER.to_string()]},
+    }});
+    std::fs::write(&zone, serde_json::to_vec(&names).unwrap()).unwrap();
+    let _dns = DnsServer::start(ns, &["192.168.77.1:53"], &zone, &directory.join("dns")).expect("DNS server");
+    // No SNTP server: the wall clock stays unknown.
+
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let machine = Machine::start(&MachineConfig::on_network(elf.clone(), flash, &network), &directory).expect("QEMU starts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
+    let owner = Owner::at(&directory);
+    provision_without_backup_mx_anchor(&owner);
+    let status = owner.status();
+    assert_eq!(status["credentials"]["smarthost_password"], true, "{status}");
+    assert_eq!(status["credentials"]["backup_mx_password"], true, "{status}");
+
+    // The smarthost: the password is loaded, then delivery waits for the clock.
+    let reply = send_mail(&namespace, LAN_CLIENT, format!("{APPLIANCE}:587"), "alice@example.org", &["carol@remote.example"], &directory.join("message.eml"), false)
+        .expect("smtp client runs");
+    assert_eq!(reply["data"][0].as_u64(), Some(250), "LAN submission accepted: {reply}");
+    machine.log.wait_for(0, "deferred: waiting for the time", Duration::from_secs(90)).expect("smarthost delivery returns early: no clock");
+    // The backup MX: the password is loaded, then the fetch stops: no trust anchor.
+    assert!(owner.homemx(&["fetch-now"]).status.success());
+    machine.log.wait_for(0, "backup MX: no trust anchor or password provisioned", Duration::from_secs(90)).expect("the fetch returns early: no anchor");
+    assert!(machine.log.lines().iter().all(|line| !line.contains("time: clock set")), "the clock must still be unknown");
+
+    // The passphrase travels in the longest frame; `lock` and its answer are shorter.
+    assert!(owner.homemx(&["lock"]).status.success());
+    assert!(owner.homemx(&["unlock", "--passphrase-file", "passphrase"]).status.success());
+    assert!(owner.homemx(&["lock"]).status.success());
+    assert_no_secret_in_ram(&machine, &directory, &elf, "after-early-returns-and-lock");
 }

@@ -11,7 +11,11 @@
 //!   host program has the port open: it asserts DTR (Linux does so when a program opens
 //!   `/dev/ttyACM*`; on other systems the host CLI sets DTR itself).
 //! - `read` waits until connected and then for data; a disconnect while waiting is not an
-//!   error, it just keeps waiting for the next host. It never returns zero bytes.
+//!   error, it just keeps waiting for the next host. It never returns zero bytes. A caller's
+//!   buffer of a whole packet (64 bytes) gets the packet directly; otherwise the rest of the
+//!   packet waits here and is wiped once read (it may hold a passphrase). The OTG driver's
+//!   own endpoint buffer (`OUT_ENDPOINT_BUFFER`) still keeps the last packet received: the
+//!   driver fills it from its interrupt, so it cannot be wiped from here without a race.
 //! - `write` delivers at most one 64-byte packet per call when connected. When nobody is
 //!   connected, or the host stops taking packets for [`WRITE_TIMEOUT`], the bytes are dropped
 //!   and reported as written: output is never held back for a later, possibly different, host,
@@ -29,9 +33,10 @@ use embassy_stm32::Peri;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_timeout, Duration};
-use embassy_usb::class::cdc_acm::{BufferedReceiver, CdcAcmClass, ControlChanged, Sender, State};
+use embassy_usb::class::cdc_acm::{CdcAcmClass, ControlChanged, Receiver, Sender, State};
 use embassy_usb::{Builder, Handler, UsbDevice};
 use static_cell::StaticCell;
+use zeroize::Zeroize;
 
 use crate::interrupts::Interrupts;
 
@@ -102,7 +107,12 @@ impl Handler for BusWatcher {
 /// The console's serial link (`embedded_io_async::Read + Write`).
 pub struct UsbConsole {
     sender: Sender<'static, UsbDriver>,
-    receiver: BufferedReceiver<'static, UsbDriver>,
+    receiver: Receiver<'static, UsbDriver>,
+    /// The last packet received, while the reader has not taken all of it; wiped (it may
+    /// hold a passphrase) as soon as it has been.
+    packet: [u8; PACKET_SIZE],
+    /// The part of `packet` not yet read.
+    pending: core::ops::Range<usize>,
     control: ControlChanged<'static>,
     last_packet_was_full: bool,
     _bus_voltage_sensing: Input<'static>,
@@ -130,15 +140,31 @@ impl embedded_io_async::Read for UsbConsole {
         if buffer.is_empty() {
             return Ok(0);
         }
-        loop {
-            self.wait_until_connected().await;
-            match embedded_io_async::Read::read(&mut self.receiver, buffer).await {
-                Ok(0) => continue,
-                Ok(length) => return Ok(length),
-                // The host went away: wait for the next one.
-                Err(_) => continue,
+        if self.pending.is_empty() {
+            loop {
+                self.wait_until_connected().await;
+                // A buffer that holds a whole packet takes it directly: no copy stays here.
+                let target = if buffer.len() >= PACKET_SIZE { &mut buffer[..] } else { &mut self.packet[..] };
+                match self.receiver.read_packet(target).await {
+                    Ok(0) => continue,
+                    Ok(length) if buffer.len() >= PACKET_SIZE => return Ok(length),
+                    Ok(length) => {
+                        self.pending = 0..length;
+                        break;
+                    }
+                    // The host went away: wait for the next one.
+                    Err(_) => continue,
+                }
             }
         }
+        let length = buffer.len().min(self.pending.len());
+        let start = self.pending.start;
+        buffer[..length].copy_from_slice(&self.packet[start..start + length]);
+        self.pending.start += length;
+        if self.pending.is_empty() {
+            self.packet.zeroize();
+        }
+        Ok(length)
     }
 }
 
@@ -200,7 +226,6 @@ pub fn start(spawner: Spawner, pins: UsbPins, serial_number: &'static str) -> Re
     static CONTROL_BUFFER: StaticCell<[u8; 64]> = StaticCell::new();
     static CLASS_STATE: StaticCell<State<'static>> = StaticCell::new();
     static BUS_WATCHER: StaticCell<BusWatcher> = StaticCell::new();
-    static RECEIVE_BUFFER: StaticCell<[u8; PACKET_SIZE]> = StaticCell::new();
 
     // PA9 feeds the OTG core's VBUS comparator: keep it a plain input (its reset state) for as
     // long as the console lives, so no other driver can claim it.
@@ -241,7 +266,9 @@ pub fn start(spawner: Spawner, pins: UsbPins, serial_number: &'static str) -> Re
     let (sender, receiver, control) = class.split_with_control();
     Ok(UsbConsole {
         sender,
-        receiver: receiver.into_buffered(RECEIVE_BUFFER.init([0; PACKET_SIZE])),
+        receiver,
+        packet: [0; PACKET_SIZE],
+        pending: 0..0,
         control,
         last_packet_was_full: false,
         _bus_voltage_sensing: bus_voltage_sensing,

@@ -33,6 +33,7 @@ use homemx_spool::{Envelope, MessageWriter};
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_status::FetchResult;
 use homemx_wire::config::TlsMode;
+use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::link::{flush, Link};
@@ -239,13 +240,13 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     };
     let mut buffers = crate::link::tls_buffers().await;
     let buffers = &mut *buffers;
-    let mut password = [0u8; PASSWORD_CAPACITY];
+    let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
     let (trust_source, password_length) = {
         let mut vault = VAULT.lock().await;
         let Some(vault) = vault.as_mut() else {
             return;
         };
-        (vault.trust_anchor(TlsService::BackupMx, &mut buffers.anchor).await, vault.credential(Credential::BackupMxPassword, &mut password).await)
+        (vault.trust_anchor(TlsService::BackupMx, &mut buffers.anchor).await, vault.credential(Credential::BackupMxPassword, password.expose_mut()).await)
     };
     let (Some(trust_source), Some(password_length)) = (trust_source, password_length) else {
         crate::event_warning!("backup MX: no trust anchor or password provisioned; no fetch");
@@ -326,7 +327,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
                 crate::event_warning!("backup MX: {} octets after the +OK to STLS were discarded", octets);
             }
             Some(Pop3Event::PasswordNeeded) => {
-                let secret = password[..password_length].trim_ascii_end();
+                let secret = password.expose()[..password_length].trim_ascii_end();
                 if session.send_password(secret, now()).is_err() {
                     result = FetchResult::LoginRefused;
                 }
@@ -457,7 +458,6 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
             }
         }
     }
-    password.fill(0);
     link.close().await;
     if let Some(message) = writer.take() {
         abort(message).await;

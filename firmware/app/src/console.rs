@@ -7,6 +7,7 @@
 
 use embassy_time::Instant;
 use embedded_io_async::{Read, Write};
+use homemx_keystore::secret::SecretBytes;
 use homemx_keystore::KeystoreState;
 use homemx_wire::config::ConfigItem;
 use homemx_wire::device::{ConsoleHandler, ConsoleSession};
@@ -244,13 +245,15 @@ pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut rand
     };
     let mut session = ConsoleSession::new(identity, admin_key, &mut random);
     let mut handler = DeviceConsole { unlocked: false };
-    let mut buffer = [0u8; 64];
+    // What the serial link delivers is frame bytes, the passphrase among them: wiped once
+    // handled.
+    let mut buffer = SecretBytes::<64>::zeroed();
     loop {
-        let count = match serial.read(&mut buffer).await {
+        let count = match serial.read(buffer.expose_mut()).await {
             Ok(0) | Err(_) => continue,
             Ok(count) => count,
         };
-        let mut input = &buffer[..count];
+        let mut input = &buffer.expose()[..count];
         while !input.is_empty() {
             let reply = session.receive(input, &mut handler, &mut random).await;
             if let Some(frame) = reply.frame {
@@ -259,5 +262,6 @@ pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut rand
             }
             input = &input[reply.consumed..];
         }
+        buffer.wipe();
     }
 }

@@ -26,6 +26,7 @@ use homemx_dyndns::checkip::{parse_public_address, Agreement, Ipv4};
 use homemx_dyndns::dyndns2::{parse_update_response, update_path, UpdateAnswer, MAX_UPDATE_PATH, USER_AGENT};
 use homemx_dyndns::guard::{Decision, GuardConfig, UpdateGuard, STATE_LENGTH};
 use homemx_http::client::{write_get, Progress, ResponseParser};
+use homemx_keystore::secret::SecretBytes;
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::message::{Credential, TlsService};
 
@@ -96,8 +97,9 @@ async fn https_get(
         return None;
     }
     let trust = trust_source.trust(&buffers.anchor);
-    let mut request = [0u8; MAX_UPDATE_PATH + 512];
-    let request_length = write_get(&mut request, host, path, USER_AGENT, basic_auth).ok()?;
+    // Holds the credentials (base64): wiped on every way out.
+    let mut request = SecretBytes::<{ MAX_UPDATE_PATH + 512 }>::zeroed();
+    let request_length = write_get(request.expose_mut(), host, path, USER_AGENT, basic_auth).ok()?;
     let mut receive_buffer = [0u8; 1024];
     let mut transmit_buffer = [0u8; 1024];
     let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
@@ -114,9 +116,8 @@ async fn https_get(
         return None;
     }
     HTTPS_OUTCOMES.fetch_or(HTTPS_VERIFIED, Ordering::Relaxed);
-    request[request_length..].fill(0);
     let mut result = None;
-    if link.write_all(&request[..request_length]).await.is_ok() {
+    if link.write_all(&request.expose()[..request_length]).await.is_ok() {
         let mut parser = ResponseParser::new(body);
         let mut input = [0u8; 512];
         loop {
@@ -138,7 +139,6 @@ async fn https_get(
             }
         }
     }
-    request.fill(0);
     link.close().await;
     result
 }
@@ -288,11 +288,11 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
             crate::alerts::raise(AlertKind::DynDnsStopped, format_args!("DynDNS updates are stopped ({:?}) until the owner acts", defmt::Debug2Format(&reason)));
         }
         Decision::Update(ip) => {
-            let mut password = [0u8; PASSWORD_CAPACITY];
+            let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
             let password_length = {
                 let mut vault = VAULT.lock().await;
                 match vault.as_mut() {
-                    Some(vault) => vault.credential(Credential::DynDnsPassword, &mut password).await,
+                    Some(vault) => vault.credential(Credential::DynDnsPassword, password.expose_mut()).await,
                     None => None,
                 }
             };
@@ -300,7 +300,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
             let answer = match (password_length, update_path(dyndns.host_name.as_str(), ip, &mut path)) {
                 (Some(length), Some(path_length)) => {
                     let path = core::str::from_utf8(&path[..path_length]).unwrap_or("/");
-                    let secret = password[..length].trim_ascii_end();
+                    let secret = password.expose()[..length].trim_ascii_end();
                     let mut body = [0u8; BODY_CAPACITY];
                     match https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random.derive(), &mut body).await {
                         Some((status, length)) => parse_update_response(status, &body[..length]),
@@ -309,7 +309,6 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
                 }
                 _ => UpdateAnswer::TransportError,
             };
-            password.fill(0);
             guard.update_finished(answer, now_s);
             let unix = crate::wall_clock::unix_seconds().unwrap_or(0);
             DYNDNS_STATUS.lock(|status| {

@@ -19,6 +19,7 @@ use homemx_smtp::client::{
 use crate::delivery::BATCH_RECIPIENTS;
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::config::TlsMode;
+use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::delivery::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, TlsStart};
@@ -78,13 +79,13 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
 
     let mut buffers = crate::link::tls_buffers().await;
     let buffers = &mut *buffers;
-    let mut password = [0u8; PASSWORD_CAPACITY];
+    let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
     let (trust_source, password_length) = {
         let mut vault = VAULT.lock().await;
         let Some(vault) = vault.as_mut() else {
             return defer_all(attempt, outcomes, ResultReason::ConnectionLost);
         };
-        (vault.trust_anchor(TlsService::Smarthost, &mut buffers.anchor).await, vault.credential(Credential::SmarthostPassword, &mut password).await)
+        (vault.trust_anchor(TlsService::Smarthost, &mut buffers.anchor).await, vault.credential(Credential::SmarthostPassword, password.expose_mut()).await)
     };
     let Some(trust_source) = trust_source else {
         return problem(attempt, outcomes, "no trust anchor for the smarthost is provisioned", ResultReason::TlsUnavailable);
@@ -93,7 +94,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         return problem(attempt, outcomes, "waiting for the time (SNTP) to check the certificate's dates", ResultReason::TlsUnavailable);
     }
     let trust = trust_source.trust(&buffers.anchor);
-    let password_text = password_length.and_then(|length| core::str::from_utf8(&password[..length]).ok()).map(str::trim_end);
+    let password_text = password_length.and_then(|length| core::str::from_utf8(&password.expose()[..length]).ok()).map(str::trim_end);
     let credentials = password_text.map(|password| Credentials { username: smarthost.user_name.as_str(), password });
 
     let (indices, addresses): (heapless::Vec<usize, BATCH_RECIPIENTS>, heapless::Vec<&str, BATCH_RECIPIENTS>) =
@@ -103,11 +104,9 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let implicit = smarthost.tls == TlsMode::Implicit;
     let Ok(session) = ClientSession::new(&config, envelope, implicit, now()) else {
         crate::event_warning!("outbound: message {} has an envelope the client refuses", attempt.id.0);
-        password.fill(0);
         return defer_all(attempt, outcomes, ResultReason::ProtocolError);
     };
     let Some(mut reader) = open_body(attempt.id).await else {
-        password.fill(0);
         return defer_all(attempt, outcomes, ResultReason::ConnectionLost);
     };
 
@@ -146,7 +145,6 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let over_tls = matches!(link, Link::Tls(..));
     let suite = link.suite_name();
     link.close().await;
-    password.fill(0);
     let mut any_delivered = false;
     for result in results {
         any_delivered |= result.outcome == Outcome::Delivered;

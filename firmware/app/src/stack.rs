@@ -51,3 +51,37 @@ pub fn ram_use() -> Option<(usize, usize)> {
     let size = (ram_end - ram_start) + if stack_inside_ram { 0 } else { stack_start - stack_end };
     Some((static_bytes + stack, size))
 }
+
+/// Bytes left alone below this function's own local: its frame and the critical section's.
+const WIPE_MARGIN: usize = 512;
+
+/// Zeroes what deeper calls left on the stack below the caller (moved copies of the stores
+/// and their keys, key schedules, frames with passwords): from the deepest word ever used
+/// (words still holding the paint were never written, and stay painted, so the high-water
+/// mark is unchanged) up to just below this function's frame. Interrupts are masked
+/// meanwhile: they push their frames onto this stack.
+#[inline(never)]
+pub fn wipe_below() {
+    extern "C" {
+        static _stack_end: u32;
+    }
+    let marker = 0u32;
+    let current = core::hint::black_box(&marker) as *const u32 as usize;
+    let limit = (current - WIPE_MARGIN) & !3;
+    critical_section::with(|_| {
+        // SAFETY: `_stack_end..limit` is the part of the stack region below every live frame
+        // (ours included, with a margin), and no interrupt can push a frame there meanwhile.
+        unsafe {
+            let mut address = core::ptr::addr_of!(_stack_end) as usize;
+            if bsp::STACK_PAINTED {
+                while address < limit && core::ptr::read_volatile(address as *const u32) == PAINT {
+                    address += 4;
+                }
+            }
+            while address < limit {
+                core::ptr::write_volatile(address as *mut u32, 0);
+                address += 4;
+            }
+        }
+    });
+}

@@ -8,6 +8,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::Mutex;
 use embassy_time::Instant;
 use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
+use homemx_keystore::secret::SecretBytes;
 use homemx_keystore::{Keystore, KeystoreConfig, KeystoreError, KeystoreState, UnlockError};
 use homemx_spool::{CounterMark, Envelope, KeyValueStore, MessageWriter, Spool, SpoolError};
 use homemx_wire::config::ConfigItem;
@@ -131,8 +132,42 @@ fn service_index(service: TlsService) -> usize {
     }
 }
 
+/// Test builds only: logs SHA-256 of the data key (the RAM test hashes every 32-byte window
+/// of a RAM dump to find copies of the key); the key itself is never logged.
+#[cfg(feature = "key-fingerprint")]
+fn log_key_fingerprint(key: &[u8; 32]) {
+    use core::fmt::Write;
+    use sha2::Digest;
+    let mut hex = heapless::String::<64>::new();
+    for byte in sha2::Sha256::digest(key) {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    defmt::info!("test: data key fingerprint {=str}", hex.as_str());
+}
+
 fn now_seconds() -> u64 {
     Instant::now().as_secs()
+}
+
+/// Builds the key-value store and the spool under `key` into `open` (a spool is ~19 KB: no
+/// copy of it may live in a future). Not inlined and not async, so that the copies the moves
+/// leave (each with the key in its cipher) lie in this function's own stack frame, which the
+/// caller wipes (`stack::wipe_below`) once it returns.
+#[inline(never)]
+fn open_stores(
+    open: &mut Option<OpenStores>,
+    key_value_partition: &FlashPartition,
+    spool_partition: &FlashPartition,
+    random: &mut DerivedRandom,
+    key: &[u8; 32],
+) -> Result<(), ErrorCode> {
+    let spool_region = 0..spool_partition.capacity() as u32;
+    let key_value_region = 0..key_value_partition.capacity() as u32;
+    *open = Some(OpenStores {
+        settings: Settings::new(key_value_partition.clone(), key_value_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
+        spool: MailSpool::new(spool_partition.clone(), spool_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
+    });
+    Ok(())
 }
 
 impl Vault {
@@ -207,17 +242,19 @@ impl Vault {
         };
         let derivation_counts = crate::cpu_load::busy_core_clock_counts() - derivation_started;
         let key = data_key.expose_secret();
-        // Built straight into their place in the vault (a spool is ~19 KB: no copy of it may
-        // live in a future or on the stack), then mounted there.
-        let spool_region = 0..self.spool_partition.capacity() as u32;
-        let key_value_region = 0..self.key_value_partition.capacity() as u32;
-        self.open = Some(OpenStores {
-            settings: Settings::new(self.key_value_partition.clone(), key_value_region, key, self.random.derive())
-                .map_err(|_| ErrorCode::DeviceFault)?,
-            spool: MailSpool::new(self.spool_partition.clone(), spool_region, key, self.random.derive())
-                .map_err(|_| ErrorCode::DeviceFault)?,
-        });
-        drop(data_key);
+        #[cfg(feature = "key-fingerprint")]
+        log_key_fingerprint(key);
+        let opened = open_stores(
+            &mut self.open,
+            &self.key_value_partition,
+            &self.spool_partition,
+            &mut self.random,
+            key,
+        );
+        // Building the stores moved them (with their copies of the data key) through the
+        // stack, in `open_stores`'s frame, below this one.
+        crate::stack::wipe_below();
+        opened?;
         let stores = self.open.as_mut().ok_or(ErrorCode::DeviceFault)?;
         let report = match stores.spool.mount().await {
             Ok(report) => report,
@@ -242,11 +279,14 @@ impl Vault {
         Ok(())
     }
 
-    /// Drops the open stores (their ciphers wipe the keys) and locks the key store.
+    /// Drops the open stores (their ciphers wipe the keys), locks the key store (which wipes
+    /// its keys) and wipes what earlier calls left on the stack (moved copies of the stores
+    /// with their keys, passwords in dead frames).
     pub fn lock(&mut self) {
         self.open = None;
         self.staged_configuration = None;
         self.keystore.lock();
+        crate::stack::wipe_below();
     }
 
     fn stores(&mut self) -> Result<&mut OpenStores, ErrorCode> {
@@ -342,24 +382,20 @@ impl Vault {
         let Ok(stores) = self.stores() else {
             return false;
         };
-        let mut value = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
-        let present = matches!(stores.settings.fetch(settings_key("credential", credential_name(credential)), &mut value).await, Ok(Some(_)));
-        value.fill(0);
-        present
+        let mut value = SecretBytes::<{ homemx_spool::KEY_VALUE_CAPACITY }>::zeroed();
+        matches!(stores.settings.fetch(settings_key("credential", credential_name(credential)), value.expose_mut()).await, Ok(Some(_)))
     }
 
-    /// Reads a credential into `out` for a provider login; returns its length. The caller
-    /// wipes `out` after use. `None` while locked or when it was never set.
+    /// Reads a credential into `out` for a provider login; returns its length. `out` should
+    /// be a [`SecretBytes`] (wiped on every way out of the caller). `None` while locked or
+    /// when it was never set.
     pub async fn credential(&mut self, credential: Credential, out: &mut [u8]) -> Option<usize> {
         let stores = self.stores().ok()?;
-        let mut value = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
-        let length = stores.settings.fetch(settings_key("credential", credential_name(credential)), &mut value).await.ok()??;
-        let result = out.get_mut(..length).map(|slot| {
-            slot.copy_from_slice(&value[..length]);
-            length
-        });
-        value.fill(0);
-        result
+        let mut value = SecretBytes::<{ homemx_spool::KEY_VALUE_CAPACITY }>::zeroed();
+        let length = stores.settings.fetch(settings_key("credential", credential_name(credential)), value.expose_mut()).await.ok()??;
+        let slot = out.get_mut(..length)?;
+        slot.copy_from_slice(&value.expose()[..length]);
+        Some(length)
     }
 
     /// The trust anchor of a provider service: a pin, or a CA certificate copied into

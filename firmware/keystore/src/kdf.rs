@@ -46,7 +46,7 @@
 //! give (testing a guess costs the same full PBKDF2 run either way). The master and the
 //! intermediate HMAC outputs are wiped before returning, then the stack is scrubbed.
 
-use crate::secret::{scrub_stack, KeyEncryptionKey, KEY_LENGTH};
+use crate::secret::{scrub_stack, KeyEncryptionKey, SecretBytes, KEY_LENGTH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroize;
@@ -92,42 +92,31 @@ pub const fn estimated_milliseconds_at_reference_clock(iterations: u32) -> u64 {
     estimated_instructions(iterations) * 1000 / REFERENCE_CORE_CLOCK_HZ
 }
 
-/// What a passphrase derives: the key-encryption key (wiped on drop) and the check (stored
-/// in the clear in the record, so not a secret).
-pub(crate) struct DerivedKeys {
-    pub(crate) key_encryption_key: KeyEncryptionKey,
-    pub(crate) passphrase_check: [u8; PASSPHRASE_CHECK_LENGTH],
-}
-
 /// Iterations between two yields to the executor: ≈ 200 × 6,200 ≈ 1.2 M instructions, about
 /// 7 ms at 168 MHz. One executor runs every task of the firmware; a derivation in one piece
 /// (1.5 s) would stop the network, the console and the mail for as long.
 pub const ITERATIONS_PER_YIELD: u32 = 200;
 
-/// Runs PBKDF2-HMAC-SHA256 and splits the output (see module doc). Costs `iterations`,
+/// Runs PBKDF2-HMAC-SHA256 and splits the output (see module doc): the key-encryption key is
+/// derived straight into `key_encryption_key` (no copy of it is made), and the passphrase
+/// check (stored in the clear in the record, so not a secret) is returned. Costs `iterations`,
 /// yielding to the executor every [`ITERATIONS_PER_YIELD`].
 pub(crate) async fn derive_keys(
     passphrase: &[u8],
     salt: &[u8; SALT_LENGTH],
     iterations: u32,
-) -> DerivedKeys {
-    let mut master = [0u8; KEY_LENGTH];
-    pbkdf2_hmac_sha256(passphrase, salt, iterations, &mut master).await;
-    let mut key_encryption_key = [0u8; KEY_LENGTH];
-    label_hmac(&master, KEY_ENCRYPTION_LABEL, &mut key_encryption_key);
-    let mut check = [0u8; KEY_LENGTH];
-    label_hmac(&master, PASSPHRASE_CHECK_LABEL, &mut check);
-    master.zeroize();
+    key_encryption_key: &mut KeyEncryptionKey,
+) -> [u8; PASSPHRASE_CHECK_LENGTH] {
+    let mut master = SecretBytes::<KEY_LENGTH>::zeroed();
+    pbkdf2_hmac_sha256(passphrase, salt, iterations, master.expose_mut()).await;
+    label_hmac(master.expose(), KEY_ENCRYPTION_LABEL, key_encryption_key.bytes_mut());
+    let mut check = SecretBytes::<KEY_LENGTH>::zeroed();
+    label_hmac(master.expose(), PASSPHRASE_CHECK_LABEL, check.expose_mut());
     let mut passphrase_check = [0u8; PASSPHRASE_CHECK_LENGTH];
-    passphrase_check.copy_from_slice(&check[..PASSPHRASE_CHECK_LENGTH]);
-    check.zeroize();
-    let derived = DerivedKeys {
-        key_encryption_key: KeyEncryptionKey::from_bytes(key_encryption_key),
-        passphrase_check,
-    };
-    key_encryption_key.zeroize();
+    passphrase_check.copy_from_slice(&check.expose()[..PASSPHRASE_CHECK_LENGTH]);
+    drop((master, check));
     scrub_stack();
-    derived
+    passphrase_check
 }
 
 /// PBKDF2-HMAC-SHA256 (RFC 8018 5.2) for one 32-byte block: `U_1 = HMAC(P, S || 1)`,
@@ -227,12 +216,11 @@ mod tests {
     #[test]
     fn derive_keys_vector() {
         let salt: [u8; 16] = core::array::from_fn(|index| index as u8);
-        let derived = homemx_spool::testing::block_on(derive_keys(b"correct horse", &salt, 1000));
-        assert_eq!(
-            derived.key_encryption_key.bytes().to_vec(),
-            hex(KEK_VECTOR)
-        );
-        assert_eq!(derived.passphrase_check.to_vec(), hex(CHECK_VECTOR));
+        let mut key_encryption_key = KeyEncryptionKey::zeroed();
+        let passphrase_check =
+            homemx_spool::testing::block_on(derive_keys(b"correct horse", &salt, 1000, &mut key_encryption_key));
+        assert_eq!(key_encryption_key.bytes().to_vec(), hex(KEK_VECTOR));
+        assert_eq!(passphrase_check.to_vec(), hex(CHECK_VECTOR));
     }
 
     /// The yielding PBKDF2 equals the pbkdf2 crate's, across and between the yields, and

@@ -9,7 +9,7 @@
 
 use crate::attempt_log::{unlock_delay, word_is_used, AttemptLog, AttemptLogScanner};
 use crate::error::{KeystoreError, UnlockError};
-use crate::kdf::{derive_keys, DerivedKeys, DEFAULT_ITERATIONS, MAX_ITERATIONS, SALT_LENGTH};
+use crate::kdf::{derive_keys, DEFAULT_ITERATIONS, MAX_ITERATIONS, PASSPHRASE_CHECK_LENGTH, SALT_LENGTH};
 use crate::record::{associated_data, KeyRecord, ADMIN_PUBLIC_KEY_LENGTH, RECORD_AREA_LENGTH, RECORD_LENGTH};
 use crate::secret::{constant_time_equal, DataKey, KeyEncryptionKey};
 use crate::wrap::{unwrap_data_key, wrap_data_key, NONCE_LENGTH};
@@ -43,7 +43,7 @@ pub enum KeystoreState {
     FactoryFresh,
     /// Provisioned; no key in RAM (after every reset, and after `lock`).
     Locked,
-    /// The key-encryption key is in RAM; the data key was released.
+    /// The key-encryption key and the data key are in RAM, in the key store (lent out).
     Unlocked,
 }
 
@@ -67,7 +67,11 @@ pub struct Keystore<F, R> {
     random: R,
     config: KeystoreConfig,
     current: Option<Current>,
-    key_encryption_key: Option<KeyEncryptionKey>,
+    /// While unlocked: the key-encryption key and the data key, kept here and only here
+    /// (derived and decrypted in place, lent out by reference, wiped on lock).
+    key_encryption_key: KeyEncryptionKey,
+    data_key: DataKey,
+    unlocked: bool,
     last_failure_at: Option<u64>,
     needs_reload: bool,
 }
@@ -114,7 +118,9 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             random,
             config,
             current: None,
-            key_encryption_key: None,
+            key_encryption_key: KeyEncryptionKey::zeroed(),
+            data_key: DataKey::zeroed(),
+            unlocked: false,
             last_failure_at: None,
             needs_reload: true,
         };
@@ -124,10 +130,10 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
 
     /// The current state.
     pub fn state(&self) -> KeystoreState {
-        match (&self.current, &self.key_encryption_key) {
+        match (&self.current, self.unlocked) {
             (None, _) => KeystoreState::FactoryFresh,
-            (Some(_), None) => KeystoreState::Locked,
-            (Some(_), Some(_)) => KeystoreState::Unlocked,
+            (Some(_), false) => KeystoreState::Locked,
+            (Some(_), true) => KeystoreState::Unlocked,
         }
     }
 
@@ -164,13 +170,14 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
     /// key-encryption key from `passphrase` (one KDF run), wraps the data key with
     /// `admin_public_key` bound into the associated data, and stores the record.
     ///
-    /// Leaves the store **unlocked** and returns the data key, because provisioning goes on
-    /// to write the configuration; `lock()` or a reset makes it provisioned-locked.
+    /// Leaves the store **unlocked** and lends out the data key (kept in the store), because
+    /// provisioning goes on to write the configuration; `lock()` or a reset makes it
+    /// provisioned-locked.
     pub async fn initialise(
         &mut self,
         passphrase: &[u8],
         admin_public_key: [u8; ADMIN_PUBLIC_KEY_LENGTH],
-    ) -> Result<DataKey, KeystoreError> {
+    ) -> Result<&DataKey, KeystoreError> {
         self.reload_if_needed().await?;
         if self.current.is_some() {
             return Err(KeystoreError::NotFactoryFresh);
@@ -178,50 +185,57 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         if passphrase.is_empty() {
             return Err(KeystoreError::EmptyPassphrase);
         }
-        let mut data_key = DataKey::zeroed();
-        self.random.fill_bytes(data_key.bytes_mut());
+        self.random.fill_bytes(self.data_key.bytes_mut());
         let mut salt = [0u8; SALT_LENGTH];
         self.random.fill_bytes(&mut salt);
-        let derived = derive_keys(passphrase, &salt, self.config.iterations).await;
+        let passphrase_check =
+            derive_keys(passphrase, &salt, self.config.iterations, &mut self.key_encryption_key).await;
         let record = seal_record(
             &mut self.random,
-            &derived,
+            &self.key_encryption_key,
+            passphrase_check,
             1,
             self.config.iterations,
             salt,
             admin_public_key,
-            &data_key,
+            &self.data_key,
         );
-        self.commit(record).await?;
-        self.key_encryption_key = Some(derived.key_encryption_key);
+        if let Err(error) = self.commit(record).await {
+            self.wipe_keys();
+            return Err(error);
+        }
+        self.unlocked = true;
         self.last_failure_at = None;
-        Ok(data_key)
+        Ok(&self.data_key)
     }
 
-    /// Unlocks with `passphrase` at the caller's monotonic time `now_seconds` and returns the
-    /// data key. Refuses with `TooSoon` (not counted) while the delay for the persisted
+    /// Unlocks with `passphrase` at the caller's monotonic time `now_seconds` and lends out
+    /// the data key (kept in the store until `lock`). Refuses with `TooSoon` (not counted) while the delay for the persisted
     /// failure count runs; otherwise logs the attempt on flash *before* running the KDF, and
     /// marks it successful only once the passphrase is proven right.
     pub async fn unlock(
         &mut self,
         passphrase: &[u8],
         now_seconds: u64,
-    ) -> Result<DataKey, UnlockError> {
+    ) -> Result<&DataKey, UnlockError> {
         self.reload_if_needed().await.map_err(unlock_error)?;
         match self.state() {
             KeystoreState::FactoryFresh => return Err(UnlockError::NotProvisioned),
             KeystoreState::Unlocked => return Err(UnlockError::WrongState),
             KeystoreState::Locked => {}
         }
-        let (derived, data_key) = self.verify_passphrase(passphrase, now_seconds).await?;
-        self.key_encryption_key = Some(derived.key_encryption_key);
-        Ok(data_key)
+        if let Err(error) = self.verify_passphrase(passphrase, now_seconds, None).await {
+            self.wipe_keys();
+            return Err(error);
+        }
+        self.unlocked = true;
+        Ok(&self.data_key)
     }
 
-    /// Locks: wipes the key-encryption key. The firmware must drop its `DataKey` and
-    /// everything built from it (the spool).
+    /// Locks: wipes the key-encryption key and the data key. The firmware must drop
+    /// everything it built from the data key (the spool).
     pub fn lock(&mut self) {
-        self.key_encryption_key = None;
+        self.wipe_keys();
     }
 
     /// Changes the passphrase (only while unlocked): checks `old` like an unlock attempt
@@ -240,24 +254,33 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         if new.is_empty() {
             return Err(KeystoreError::EmptyPassphrase);
         }
-        let (_old_keys, data_key) = self.verify_passphrase(old, now_seconds).await?;
+        // The old passphrase's keys go to scratch holders (wiped when they drop): the kept
+        // keys must survive a wrong `old`.
+        let mut old_key_encryption_key = KeyEncryptionKey::zeroed();
+        let mut old_data_key = DataKey::zeroed();
+        self.verify_passphrase(old, now_seconds, Some((&mut old_key_encryption_key, &mut old_data_key)))
+            .await?;
+        drop((old_key_encryption_key, old_data_key));
         let current = self.current.as_ref().ok_or(KeystoreError::NotProvisioned)?;
         let sequence = next_sequence(&current.record)?;
         let admin_public_key = current.record.admin_public_key;
         let mut salt = [0u8; SALT_LENGTH];
         self.random.fill_bytes(&mut salt);
-        let derived = derive_keys(new, &salt, self.config.iterations).await;
+        let mut new_key_encryption_key = KeyEncryptionKey::zeroed();
+        let passphrase_check =
+            derive_keys(new, &salt, self.config.iterations, &mut new_key_encryption_key).await;
         let record = seal_record(
             &mut self.random,
-            &derived,
+            &new_key_encryption_key,
+            passphrase_check,
             sequence,
             self.config.iterations,
             salt,
             admin_public_key,
-            &data_key,
+            &self.data_key,
         );
         self.commit(record).await?;
-        self.key_encryption_key = Some(derived.key_encryption_key);
+        self.key_encryption_key.bytes_mut().copy_from_slice(new_key_encryption_key.bytes());
         Ok(())
     }
 
@@ -270,25 +293,15 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
     ) -> Result<(), KeystoreError> {
         self.reload_if_needed().await?;
         self.require_unlocked()?;
-        let (Some(current), Some(key_encryption_key)) =
-            (self.current.as_ref(), self.key_encryption_key.as_ref())
-        else {
+        let Some(current) = self.current.as_ref() else {
             return Err(KeystoreError::Locked);
         };
         let record = &current.record;
-        let data_key = unwrap_data_key(
-            key_encryption_key,
-            &record.nonce,
-            &record.associated_data(),
-            &record.wrapped_data_key,
-            &record.tag,
-        )
-        .ok_or(KeystoreError::Unlock(UnlockError::RecordTampered))?;
         let mut nonce = [0u8; NONCE_LENGTH];
         self.random.fill_bytes(&mut nonce);
         let associated = associated_data(record.iterations, &record.salt, &new_public_key);
         let (wrapped_data_key, tag) =
-            wrap_data_key(key_encryption_key, &nonce, &associated, &data_key);
+            wrap_data_key(&self.key_encryption_key, &nonce, &associated, &self.data_key);
         let new_record = KeyRecord {
             sequence: next_sequence(record)?,
             iterations: record.iterations,
@@ -300,11 +313,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             tag,
             passphrase_check: record.passphrase_check,
         };
-        drop(data_key);
-        let key_encryption_key = self.key_encryption_key.take();
-        self.commit(new_record).await?;
-        self.key_encryption_key = key_encryption_key;
-        Ok(())
+        self.commit(new_record).await
     }
 
     /// Erases every slot, the current record last: the wrapped data key is gone, so whatever
@@ -312,7 +321,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
     /// factory-fresh. A power cut before the last erase leaves the device provisioned (repeat
     /// the reset); a torn last erase leaves no valid record.
     pub async fn factory_reset(&mut self) -> Result<(), KeystoreError> {
-        self.key_encryption_key = None;
+        self.wipe_keys();
         if self.needs_reload {
             // Best effort: find the true current slot so it is erased last.
             let _ = self.reload().await;
@@ -359,12 +368,22 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         }
     }
 
-    /// The rate-limited, logged passphrase check shared by `unlock` and `change_passphrase`.
+    /// Wipes the kept keys; the store is locked (or factory-fresh) afterwards.
+    fn wipe_keys(&mut self) {
+        self.unlocked = false;
+        self.key_encryption_key.wipe();
+        self.data_key.wipe();
+    }
+
+    /// The rate-limited, logged passphrase check shared by `unlock` and `change_passphrase`:
+    /// derives the key-encryption key and decrypts the data key in place, into the kept keys
+    /// (`scratch` `None`) or into the caller's holders. On an error the caller wipes them.
     async fn verify_passphrase(
         &mut self,
         passphrase: &[u8],
         now_seconds: u64,
-    ) -> Result<(DerivedKeys, DataKey), UnlockError> {
+        scratch: Option<(&mut KeyEncryptionKey, &mut DataKey)>,
+    ) -> Result<(), UnlockError> {
         if self.current.is_none() {
             return Err(UnlockError::NotProvisioned);
         }
@@ -377,24 +396,30 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             return Err(UnlockError::NotProvisioned);
         };
         let record = &current.record;
-        let derived = derive_keys(passphrase, &record.salt, record.iterations).await;
-        if !constant_time_equal(&derived.passphrase_check, &record.passphrase_check) {
+        let (key_encryption_key, data_key) = match scratch {
+            Some(holders) => holders,
+            None => (&mut self.key_encryption_key, &mut self.data_key),
+        };
+        let passphrase_check =
+            derive_keys(passphrase, &record.salt, record.iterations, key_encryption_key).await;
+        if !constant_time_equal(&passphrase_check, &record.passphrase_check) {
             self.last_failure_at = Some(now_seconds);
             return Err(UnlockError::WrongPassphrase);
         }
-        let Some(data_key) = unwrap_data_key(
-            &derived.key_encryption_key,
+        if !unwrap_data_key(
+            key_encryption_key,
             &record.nonce,
             &record.associated_data(),
             &record.wrapped_data_key,
             &record.tag,
-        ) else {
+            data_key,
+        ) {
             self.last_failure_at = Some(now_seconds);
             return Err(UnlockError::RecordTampered);
-        };
+        }
         self.log_success(entry).await?;
         self.last_failure_at = None;
-        Ok((derived, data_key))
+        Ok(())
     }
 
     /// Logs an attempt (moving the record to the next slot first if the log is full) and
@@ -497,7 +522,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
 
     /// After a flash error: lock, and rebuild the RAM state from flash before the next use.
     fn fault(&mut self) {
-        self.key_encryption_key = None;
+        self.wipe_keys();
         self.needs_reload = true;
     }
 
@@ -510,7 +535,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
 
     /// Rebuilds the RAM state from flash (see the module doc).
     async fn reload(&mut self) -> Result<(), KeystoreError> {
-        self.key_encryption_key = None;
+        self.wipe_keys();
         let mut best: Option<(u32, KeyRecord)> = None;
         for slot in 0..self.slot_count {
             if let Some(record) = self.read_record(slot).await? {
@@ -619,11 +644,13 @@ fn unlock_error(error: KeystoreError) -> UnlockError {
     }
 }
 
-/// Wraps `data_key` under `derived`'s key-encryption key with a fresh random nonce and the
-/// associated data of the new record, and builds that record.
+/// Wraps `data_key` under `key_encryption_key` with a fresh random nonce and the associated
+/// data of the new record, and builds that record (with the passphrase's `passphrase_check`).
+#[allow(clippy::too_many_arguments)]
 fn seal_record<R: RandomSource>(
     random: &mut R,
-    derived: &DerivedKeys,
+    key_encryption_key: &KeyEncryptionKey,
+    passphrase_check: [u8; PASSPHRASE_CHECK_LENGTH],
     sequence: u32,
     iterations: u32,
     salt: [u8; SALT_LENGTH],
@@ -634,7 +661,7 @@ fn seal_record<R: RandomSource>(
     random.fill_bytes(&mut nonce);
     let associated = associated_data(iterations, &salt, &admin_public_key);
     let (wrapped_data_key, tag) =
-        wrap_data_key(&derived.key_encryption_key, &nonce, &associated, data_key);
+        wrap_data_key(key_encryption_key, &nonce, &associated, data_key);
     KeyRecord {
         sequence,
         iterations,
@@ -644,6 +671,6 @@ fn seal_record<R: RandomSource>(
         admin_public_key,
         wrapped_data_key,
         tag,
-        passphrase_check: derived.passphrase_check,
+        passphrase_check,
     }
 }

@@ -15,7 +15,7 @@ pub use error::{KeystoreError, UnlockError};
 pub use homemx_spool::RandomSource;
 pub use kdf::{DEFAULT_ITERATIONS, MAX_ITERATIONS};
 pub use keystore::{Keystore, KeystoreConfig, KeystoreState};
-pub use secret::DataKey;
+pub use secret::{DataKey, SecretBytes};
 
 /// Helpers shared by the unit tests' known-answer vectors.
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! billions of wraps), and a new wrap happens only on enrolment, passphrase change and admin
 //! key rotation. The cipher instance wipes its key copy when dropped; the plaintext buffer is
 //! the [`DataKey`] itself (encrypted in place on a copy that is then ciphertext, or decrypted
-//! into a `DataKey` that is wiped on drop, also when authentication fails).
+//! in place into the caller's `DataKey`, which is wiped when authentication fails).
 
 use crate::secret::{DataKey, KeyEncryptionKey, KEY_LENGTH};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
@@ -37,17 +37,17 @@ pub(crate) fn wrap_data_key(
     }
 }
 
-/// Decrypts and authenticates a wrapped key; `None` if anything (key, nonce, associated data,
-/// ciphertext, tag) is not what was sealed. The partial plaintext is wiped on failure.
+/// Decrypts and authenticates a wrapped key in place into `data_key`; false (and `data_key`
+/// wiped) if anything (key, nonce, associated data, ciphertext, tag) is not what was sealed.
 pub(crate) fn unwrap_data_key(
     key_encryption_key: &KeyEncryptionKey,
     nonce: &[u8; NONCE_LENGTH],
     associated_data: &[u8],
     wrapped_data_key: &[u8; KEY_LENGTH],
     tag: &[u8; TAG_LENGTH],
-) -> Option<DataKey> {
+    data_key: &mut DataKey,
+) -> bool {
     let cipher = XChaCha20Poly1305::new(Key::from_slice(key_encryption_key.bytes()));
-    let mut data_key = DataKey::zeroed();
     data_key.bytes_mut().copy_from_slice(wrapped_data_key);
     let result = cipher.decrypt_in_place_detached(
         XNonce::from_slice(nonce),
@@ -55,8 +55,10 @@ pub(crate) fn unwrap_data_key(
         data_key.bytes_mut(),
         Tag::from_slice(tag),
     );
-    // On failure `data_key` is dropped here and wiped.
-    result.ok().map(|()| data_key)
+    if result.is_err() {
+        data_key.wipe();
+    }
+    result.is_ok()
 }
 
 #[cfg(test)]
@@ -100,8 +102,20 @@ mod tests {
             .map(|(cipher, plain)| cipher ^ plain)
             .collect();
         assert_eq!(wrapped.to_vec(), expected_keystream);
-        let unwrapped = unwrap_data_key(&key, &nonce, b"ad", &wrapped, &tag).unwrap();
+        let mut unwrapped = DataKey::zeroed();
+        assert!(unwrap_data_key(&key, &nonce, b"ad", &wrapped, &tag, &mut unwrapped));
         assert_eq!(unwrapped.expose_secret(), data_key.expose_secret());
+    }
+
+    /// Unwraps into a key that starts non-zero: a failed unwrap must leave it all zeros.
+    fn unwrap(key: &KeyEncryptionKey, nonce: &[u8; NONCE_LENGTH], associated: &[u8], wrapped: &[u8; KEY_LENGTH], tag: &[u8; TAG_LENGTH]) -> bool {
+        let mut data_key = DataKey::from_bytes([0xEE; 32]);
+        let unwrapped = unwrap_data_key(key, nonce, associated, wrapped, tag, &mut data_key);
+        assert_eq!(unwrapped, data_key.expose_secret() == &[0x5A; 32], "the key is the plaintext or wiped");
+        if !unwrapped {
+            assert_eq!(data_key.expose_secret(), &[0u8; 32], "a failed unwrap leaves nothing behind");
+        }
+        unwrapped
     }
 
     #[test]
@@ -110,22 +124,22 @@ mod tests {
         let nonce = [7u8; 24];
         let data_key = DataKey::from_bytes([0x5A; 32]);
         let (wrapped, tag) = wrap_data_key(&key, &nonce, b"associated", &data_key);
-        assert!(unwrap_data_key(&key, &nonce, b"associated", &wrapped, &tag).is_some());
-        assert!(unwrap_data_key(&key, &nonce, b"associateD", &wrapped, &tag).is_none());
+        assert!(unwrap(&key, &nonce, b"associated", &wrapped, &tag));
+        assert!(!unwrap(&key, &nonce, b"associateD", &wrapped, &tag));
         let other_key = KeyEncryptionKey::from_bytes([8; 32]);
-        assert!(unwrap_data_key(&other_key, &nonce, b"associated", &wrapped, &tag).is_none());
+        assert!(!unwrap(&other_key, &nonce, b"associated", &wrapped, &tag));
         let mut other_nonce = nonce;
         other_nonce[23] ^= 1;
-        assert!(unwrap_data_key(&key, &other_nonce, b"associated", &wrapped, &tag).is_none());
+        assert!(!unwrap(&key, &other_nonce, b"associated", &wrapped, &tag));
         for bit in 0..256 {
             let mut damaged = wrapped;
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(unwrap_data_key(&key, &nonce, b"associated", &damaged, &tag).is_none());
+            assert!(!unwrap(&key, &nonce, b"associated", &damaged, &tag));
         }
         for bit in 0..128 {
             let mut damaged = tag;
             damaged[bit / 8] ^= 1 << (bit % 8);
-            assert!(unwrap_data_key(&key, &nonce, b"associated", &wrapped, &damaged).is_none());
+            assert!(!unwrap(&key, &nonce, b"associated", &wrapped, &damaged));
         }
     }
 }

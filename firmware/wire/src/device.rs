@@ -121,6 +121,13 @@ impl ConsoleSession {
         self.admin_key.as_ref()
     }
 
+    /// Both buffers a frame passes through (receive, transmit), to check what they keep
+    /// between frames.
+    #[cfg(feature = "testing")]
+    pub fn buffers(&mut self) -> [&[u8]; 2] {
+        [self.receiver.scratch(), &self.transmit]
+    }
+
     /// The challenge the next signed command must be signed over.
     pub fn challenge(&self) -> &Challenge {
         &self.challenge
@@ -158,8 +165,11 @@ impl ConsoleSession {
             &self.challenge,
             &mut self.transmit,
         );
-        // The request may hold a secret: wipe the raw bytes now that they are decoded.
+        // The request may hold a secret: wipe the raw bytes now that they are decoded, and the
+        // signed message `authenticate` built from them in the transmit buffer (a shorter
+        // answer would overwrite only its head, leaving the tail: a passphrase).
         self.receiver.scratch().zeroize();
+        self.transmit.zeroize();
         let (command, signed) = match checked {
             Ok(accepted) => accepted,
             Err(code) => return Response::Error(code),

@@ -331,3 +331,21 @@ fn report_session_size() {
     eprintln!("size_of::<Response>() = {}", core::mem::size_of::<Response>());
     eprintln!("MAX_ENCODED_FRAME = {}", MAX_ENCODED_FRAME);
 }
+
+/// After an `unlock` and then shorter frames (`lock`, `status`), no piece of the passphrase
+/// is left in the session's receive or transmit buffer.
+#[test]
+fn no_piece_of_the_passphrase_stays_in_the_session_buffers() {
+    let passphrase = b"a long passphrase: correct horse battery staple, twice over";
+    let (mut device, mut client) = enrolled_unlocked();
+    assert_eq!(run(&mut device, &mut client, &Command::Lock), Response::Done);
+    device.handler.passphrase = Secret::new(passphrase);
+    let unlock = Command::Unlock { passphrase: Secret::new(passphrase).unwrap() };
+    assert_eq!(run(&mut device, &mut client, &unlock), Response::Done);
+    let pieces_left = |device: &mut Device| -> usize {
+        device.session.buffers().iter().map(|buffer| buffer.windows(8).filter(|window| passphrase.windows(8).any(|piece| piece == *window)).count()).sum()
+    };
+    assert_eq!(pieces_left(&mut device), 0, "after unlock");
+    assert_eq!(run(&mut device, &mut client, &Command::Lock), Response::Done);
+    assert_eq!(pieces_left(&mut device), 0, "after the shorter lock frame");
+}

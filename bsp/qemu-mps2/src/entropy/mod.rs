@@ -4,13 +4,16 @@
 //! Two 4 KiB sectors at the start of the flash hold seed records ([`seed_record`]); the one
 //! with the highest generation is current. At boot the board derives this boot's stream key
 //! from it (SHA-256, domain-separated, mixed with the LAN9118 free-running counter), writes
-//! the ratcheted record (next generation, SHA-256 of the seed) into the *other* sector, and
+//! the ratcheted record (next generation, SHA-256 of the seed) into the *other* sector, reads
+//! it back, erases the sector of the seed it came from (and wipes that seed from RAM), and
 //! only then starts a ChaCha20 stream. Consequences:
 //!
 //! - No two boots share a stream: a boot only produces output after its successor seed is on
-//!   flash; a power cut before that leaves the old record, and the boot produced nothing.
-//! - An attacker who reads the flash later learns only the *next* seed, not past streams
-//!   (the ratchet is one-way).
+//!   flash; a power cut before that leaves the old record, and the boot produced nothing. A
+//!   power cut between the read-back and the erase leaves both records; the newer one wins.
+//! - An attacker who reads the flash (while the board runs or later) learns only the *next*
+//!   seed, never the one this boot's stream was keyed from, nor past streams (the ratchet is
+//!   one-way, and the current seed is erased before the stream starts).
 //! - Weakness, accepted for a test board only: whoever knows the provisioned seed (it came
 //!   from the host's `/dev/urandom` in `cargo xtask flash-image`) and the boot count can
 //!   predict every stream; there is no fresh physical randomness. The real board uses the
@@ -46,7 +49,7 @@ impl SeededEntropy {
                 }
             }
         }
-        let (slot, current) = newest.ok_or(InitError::EntropySeedMissing)?;
+        let (slot, mut current) = newest.ok_or(InitError::EntropySeedMissing)?;
         let next = current.ratchet();
         let other = ((1 - slot) * SECTOR_SIZE) as u32;
         flash.erase_blocking(other, other + SECTOR_SIZE as u32).map_err(|_| InitError::Flash)?;
@@ -57,6 +60,14 @@ impl SeededEntropy {
             return Err(InitError::Flash);
         }
         let stream = ChaCha20Rng::from_seed(current.stream_key(jitter));
+        // The successor is on flash and reads back: the seed this boot's stream came from
+        // goes, from flash and from RAM.
+        let current_offset = (slot * SECTOR_SIZE) as u32;
+        flash.erase_blocking(current_offset, current_offset + SECTOR_SIZE as u32).map_err(|_| InitError::Flash)?;
+        for byte in current.seed.iter_mut() {
+            // SAFETY: a valid, exclusively borrowed byte; volatile so the wipe is not elided.
+            unsafe { core::ptr::write_volatile(byte, 0) };
+        }
         Ok(Self { stream, generation: next.generation })
     }
 
