@@ -1,5 +1,5 @@
 //! Busy versus asleep: embassy's executor trace hooks mark when it starts polling and when
-//! it goes idle (WFE); the board's core-clock counter times the stretches in between.
+//! it goes idle (WFI, see [`crate::executor`]); the board's core-clock counter times the stretches in between.
 //!
 //! Under QEMU's `-icount shift=0` one core-clock count of the QEMU board is exactly 40
 //! executed instructions, so [`busy_core_clock_counts`] × 40 is the firmware's instruction

@@ -150,6 +150,7 @@ fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<448> 
     }
     let _ = write!(json, ",\"busy_core_clock_counts\":{}", crate::cpu_load::busy_core_clock_counts());
     let _ = write!(json, ",\"longest_poll_microseconds\":{}", crate::cpu_load::longest_poll_microseconds());
+    let _ = write!(json, ",\"heap_used_bytes\":{}", crate::heap::used());
     if let Some(stack) = crate::stack::high_water() {
         let _ = write!(json, ",\"stack_high_water_bytes\":{}", stack);
     }

@@ -9,7 +9,7 @@ use embassy_net::tcp::TcpSocket;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::{Mutex, MutexGuard};
 use embedded_io_async::Write as _;
-use homemx_tls::{FailureKind, TlsClient, TlsError, Trust, TrustError};
+use homemx_tls::{TlsClient, TlsError, Trust, TrustError};
 
 use crate::random::DerivedRandom;
 
@@ -138,11 +138,6 @@ pub enum LinkError {
 }
 
 impl LinkError {
-    /// Whether the server's certificate (or its absence) was the reason.
-    pub fn is_certificate_refusal(&self) -> bool {
-        matches!(self, LinkError::Tls(error) if error.kind() == FailureKind::Certificate)
-    }
-
     /// A short explanation for the owner's log.
     pub fn describe(&self) -> &'static str {
         match self {

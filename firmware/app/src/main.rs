@@ -14,6 +14,7 @@ mod cpu_load;
 mod delivery;
 mod dyndns;
 mod event_log;
+mod executor;
 mod health;
 mod heap;
 mod lan;
@@ -52,8 +53,14 @@ use embassy_executor::Spawner;
 /// Firmware version reported by `/health` and the status page.
 pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[embassy_executor::main]
-async fn main(spawner: Spawner) {
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    executor::run(|spawner| spawner.spawn(start(spawner).unwrap()))
+}
+
+/// Brings the board up and spawns every service (the first task the executor runs).
+#[embassy_executor::task]
+async fn start(spawner: Spawner) {
     heap::init();
     defmt::info!("homemx {} starting on {}", FIRMWARE_VERSION, bsp::BOARD_NAME);
     let parts = match bsp::init(spawner) {
