@@ -114,6 +114,11 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
     let mut next_dyndns_check = 0u64;
     loop {
         let woken = select3(DELIVERY_SIGNAL.wait(), crate::backup_mx::FETCH_NOW.wait(), Timer::after(QUEUE_POLL)).await;
+        // The spool's counter mark, when due (after commits, deletes and aborts): persisted
+        // here, never on a session's way to "250".
+        if let Some(stores) = VAULT.lock().await.as_mut().and_then(|vault| vault.open_stores()) {
+            stores.persist_spool_counters().await;
+        }
         let Some((poll_seconds, check_seconds)) = MAIL_SETTINGS.lock(|cell| {
             cell.borrow().as_ref().map(|settings| {
                 (

@@ -514,7 +514,8 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
             Err(_) => CommitResult::Failed,
         },
         Some(stores) => {
-            abandon(&mut stores.spool, writer).await;
+            stores.spool.abort(writer);
+            reclaim_aborted(&mut stores.spool).await;
             CommitResult::Failed
         }
         None => CommitResult::Failed,
@@ -529,7 +530,8 @@ async fn abort_message(transaction: &mut Transaction) {
         let mut vault = VAULT.lock().await;
         if let Some(vault) = vault.as_mut() {
             if let Some(stores) = vault.open_stores() {
-                abandon(&mut stores.spool, writer).await;
+                stores.spool.abort(writer);
+                reclaim_aborted(&mut stores.spool).await;
             }
             crate::mail_settings::publish_spool_free_bytes(vault);
         }
@@ -537,10 +539,10 @@ async fn abort_message(transaction: &mut Transaction) {
     transaction.failed = false;
 }
 
-/// Aborts a message being received and reclaims what it wrote at once, so the next
-/// message finds the space erased (no erase on its way to `250`).
-async fn abandon(spool: &mut crate::vault::MailSpool, writer: MessageWriter) {
-    spool.abort(writer);
+/// Reclaims what an aborted message wrote at once, so the next message finds the space
+/// erased (no erase on its way to `250`). (Takes no writer: a 1 KB writer held in this
+/// future would grow every session task by as much.)
+async fn reclaim_aborted(spool: &mut crate::vault::MailSpool) {
     if let Err(error) = spool.maintain().await {
         crate::event_warning!("mx: reclaiming an aborted message's space failed: {:?}", defmt::Debug2Format(&error));
     }

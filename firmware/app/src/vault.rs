@@ -74,20 +74,21 @@ impl OpenStores {
         }
     }
 
-    /// Begins a spool message; if the spool's reserved counters ran out (the idle-time
-    /// persisting fell behind), persists the next mark and tries again.
+    /// Begins a spool message. If the spool's reserved counters ran out (the delivery task,
+    /// which persists the mark, fell behind by a table's worth of messages) the message is
+    /// refused for now (4xx, the sender retries) and the delivery task is woken to persist
+    /// it; the session itself never writes the key-value store (its future would grow every
+    /// session task by the store's future).
     pub async fn begin_spool_message(
         &mut self,
         envelope: &Envelope<'_>,
         expected_length: u32,
     ) -> Result<MessageWriter, SpoolError<<FlashPartition as embedded_storage_async::nor_flash::ErrorType>::Error>> {
-        match self.spool.begin_message(envelope, expected_length).await {
-            Err(SpoolError::CountersExhausted) => {
-                self.persist_spool_counters().await;
-                self.spool.begin_message(envelope, expected_length).await
-            }
-            other => other,
+        let result = self.spool.begin_message(envelope, expected_length).await;
+        if matches!(result, Err(SpoolError::CountersExhausted)) {
+            crate::delivery::DELIVERY_SIGNAL.signal(());
         }
+        result
     }
 }
 

@@ -27,7 +27,7 @@
 
 use crate::error::SpoolError;
 use crate::layout::{envelope_extent, record_extent, sector_header_extent, COMMIT_PAYLOAD_SIZE, MINIMUM_SPLIT_PAYLOAD, RECORD_OVERHEAD, STATE_PAYLOAD_SIZE};
-use crate::spool::{EntryStatus, SectorState, Spool, CHUNK_CAPACITY};
+use crate::spool::{EntryStatus, MessageEntry, SectorState, Spool, CHUNK_CAPACITY};
 use crate::RandomSource;
 use embedded_storage_async::nor_flash::NorFlash;
 
@@ -96,20 +96,20 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
 
     /// Whether the head sector holds nothing that outlives a full reclaim.
     fn head_is_dead(&self) -> bool {
-        let needed = self.tombstones_needed();
-        self.head.is_some_and(|head| !self.sector_survives_reclaim(head.context.index as usize, &needed))
+        let keepers = self.reclaim_keepers();
+        self.head.is_some_and(|head| !self.sector_survives_reclaim(head.context.index as usize, &keepers))
     }
 
     /// Sectors that a full reclaim erases: unreadable ones and those holding nothing that
     /// outlives it (the head aside).
     fn reclaimable_sectors(&self) -> usize {
-        let needed = self.tombstones_needed();
+        let keepers = self.reclaim_keepers();
         (0..self.sector_count)
             .filter(|&index| match self.states[index] {
                 SectorState::Garbage => true,
                 SectorState::InUse => {
                     let head = self.head.is_some_and(|head| head.context.index as usize == index);
-                    !head && !self.sector_survives_reclaim(index, &needed)
+                    !head && !self.sector_survives_reclaim(index, &keepers)
                 }
                 SectorState::Erased => false,
             })
@@ -118,55 +118,75 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
 
     /// Whether a sector with this sequence holds records of a message being received or
     /// queued (tombstones aside).
-    fn sequence_holds_message_records(&self, sequence: u32) -> bool {
-        self.entries.iter().any(|entry| match entry.status {
+    fn entry_keeps_records(entry: &MessageEntry, sequence: u32) -> bool {
+        match entry.status {
             EntryStatus::Receiving => sequence >= entry.envelope_sequence,
             EntryStatus::Queued | EntryStatus::Damaged => {
                 (entry.envelope_sequence..=entry.last_sequence).contains(&sequence) || sequence == entry.marker_sequence
             }
             EntryStatus::Free | EntryStatus::Abandoned | EntryStatus::Deleted => false,
-        })
+        }
     }
 
-    /// Per slot: whether a deleted message's tombstone outlives a full reclaim, i.e. its
-    /// envelope's sector does (holds message records, or a tombstone that outlives it).
-    /// [`Spool::maintain`] gets there step by step: it erases a dead envelope sector, then
-    /// forgets the message, then erases the tombstone's sector.
-    fn tombstones_needed(&self) -> [bool; MESSAGES] {
-        let mut needed = [false; MESSAGES];
+    /// The slots whose records outlive a full reclaim, first `.1` of them: messages being
+    /// received or queued, and deleted messages whose tombstone is still needed because
+    /// their envelope's sector outlives the reclaim (holds message records, or such a
+    /// tombstone in turn). [`Spool::maintain`] gets there step by step: it erases a dead
+    /// envelope sector, then forgets the message, then erases the tombstone's sector. Only
+    /// these slots are consulted per sector, so accounting costs sectors × active messages.
+    fn reclaim_keepers(&self) -> ([u16; MESSAGES], usize) {
+        let mut keepers = [0u16; MESSAGES];
+        let mut count = 0;
+        for (slot, entry) in self.entries.iter().enumerate() {
+            if matches!(entry.status, EntryStatus::Receiving | EntryStatus::Queued | EntryStatus::Damaged) {
+                keepers[count] = slot as u16;
+                count += 1;
+            }
+        }
+        let messages = count;
         loop {
             let mut changed = false;
             for slot in 0..MESSAGES {
                 let entry = &self.entries[slot];
-                if needed[slot] || entry.status != EntryStatus::Deleted {
+                let sequence = entry.envelope_sequence;
+                if entry.status != EntryStatus::Deleted
+                    || entry.marker_sequence == sequence
+                    || keepers[messages..count].contains(&(slot as u16))
+                {
                     continue;
                 }
                 let sector = entry.envelope_sector as usize;
-                let envelope_exists = self.states.get(sector) == Some(&SectorState::InUse)
-                    && self.sequences[sector] == entry.envelope_sequence;
-                let sequence = entry.envelope_sequence;
-                let envelope_survives = self.sequence_holds_message_records(sequence)
-                    || (0..MESSAGES).any(|other| {
-                        needed[other]
-                            && self.entries[other].marker_sequence == sequence
-                            && self.entries[other].envelope_sequence != sequence
-                    });
-                if envelope_exists && envelope_survives && entry.marker_sequence != sequence {
-                    needed[slot] = true;
+                let envelope_exists =
+                    self.states.get(sector) == Some(&SectorState::InUse) && self.sequences[sector] == sequence;
+                let envelope_survives = keepers[..count].iter().any(|&keeper| {
+                    let other = &self.entries[keeper as usize];
+                    match other.status {
+                        EntryStatus::Deleted => other.marker_sequence == sequence,
+                        _ => Self::entry_keeps_records(other, sequence),
+                    }
+                });
+                if envelope_exists && envelope_survives {
+                    keepers[count] = slot as u16;
+                    count += 1;
                     changed = true;
                 }
             }
             if !changed {
-                return needed;
+                return (keepers, count);
             }
         }
     }
 
     /// Whether sector `index` (in use) holds anything that outlives a full reclaim.
-    fn sector_survives_reclaim(&self, index: usize, needed: &[bool; MESSAGES]) -> bool {
+    fn sector_survives_reclaim(&self, index: usize, keepers: &([u16; MESSAGES], usize)) -> bool {
         let sequence = self.sequences[index];
-        self.sequence_holds_message_records(sequence)
-            || (0..MESSAGES).any(|slot| needed[slot] && self.entries[slot].marker_sequence == sequence)
+        keepers.0[..keepers.1].iter().any(|&slot| {
+            let entry = &self.entries[slot as usize];
+            match entry.status {
+                EntryStatus::Deleted => entry.marker_sequence == sequence,
+                _ => Self::entry_keeps_records(entry, sequence),
+            }
+        })
     }
 
     /// Bytes that can be written without erasing anything.
@@ -195,6 +215,9 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     /// short, erases unreadable and dead sectors (and closes and erases a dead head) one at
     /// a time until it suffices. [`SpoolError::NoSpace`] if reclaiming all cannot make room.
     pub(crate) async fn make_room(&mut self, needed: u64) -> Result<(), SpoolError<F::Error>> {
+        if self.head_free_bytes() >= needed {
+            return Ok(());
+        }
         while self.erased_free_bytes() < needed {
             let candidate = (0..self.sector_count)
                 .find(|&index| self.states[index] == SectorState::Garbage)

@@ -647,9 +647,10 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     /// Programs the last chunk and one commit record (erases only if the erased space is
     /// short, see [`crate::space`]). On an error the message is abandoned, as by
     /// [`Spool::abort`].
-    pub async fn commit(&mut self, writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
+    pub async fn commit(&mut self, mut writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
         let slot = self.writer_slot(&writer)?;
-        let result = self.commit_slot(slot, writer).await;
+        // By reference: a writer moved into the inner future would be held twice.
+        let result = self.commit_slot(slot, &mut writer).await;
         if result.is_err() && self.entries[slot].status == EntryStatus::Receiving {
             let entry = &mut self.entries[slot];
             entry.status = EntryStatus::Abandoned;
@@ -658,8 +659,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         result
     }
 
-    async fn commit_slot(&mut self, slot: usize, mut writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
-        self.flush_chunk(slot, &mut writer).await?;
+    async fn commit_slot(&mut self, slot: usize, writer: &mut MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
+        self.flush_chunk(slot, writer).await?;
         let mut payload = [0u8; COMMIT_PAYLOAD_SIZE];
         payload[..4].copy_from_slice(&writer.length.to_le_bytes());
         payload[4..8].copy_from_slice(&writer.next_chunk.to_le_bytes());
