@@ -71,9 +71,9 @@ pub fn client_config(
             if clock.unix_seconds().is_none() {
                 return Err(TrustError::TimeUnknown);
             }
-            (Arc::new(AnchorVerifier::new(provider, anchor)?), Arc::new(ClockTime { clock, required: true }))
+            (Arc::new(Verifier(AnchorCheck::new(provider, anchor)?)), Arc::new(ClockTime { clock, required: true }))
         }
-        Trust::PinnedKey(pin) => (Arc::new(PinVerifier { pin }), Arc::new(ClockTime { clock, required: false })),
+        Trust::PinnedKey(pin) => (Arc::new(Verifier(PinCheck { pin })), Arc::new(ClockTime { clock, required: false })),
     };
     let config = ClientConfig::builder_with_details(provider.clone(), time)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -102,14 +102,68 @@ impl TimeProvider for ClockTime {
     }
 }
 
+/// The certificate half of a trust decision; [`Verifier`] adds the handshake signature check
+/// that both modes share.
+trait CertificateCheck: core::fmt::Debug + Send + Sync {
+    /// Whether the server's certificate (chain) is the one the owner trusts.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), Error>;
+}
+
+/// A rustls verifier: the mode's certificate check, then (rustls calls it next, and refuses a
+/// handshake without it) the server's TLS 1.3 signature with that certificate's key.
+#[derive(Debug)]
+struct Verifier<Check>(Check);
+
+impl<Check: CertificateCheck> ServerCertVerifier for Verifier<Check> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        self.0.check(end_entity, intermediates, server_name, now)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _certificate: &CertificateDer<'_>,
+        _signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        Err(Error::General("TLS 1.2 is not offered".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, certificate, signature, &ALGORITHMS)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        ALGORITHMS.supported_schemes()
+    }
+}
+
 /// CA anchor mode: webpki's path validation plus the anchor's dates and keyCertSign.
 #[derive(Debug)]
-struct AnchorVerifier {
+struct AnchorCheck {
     webpki: Arc<WebPkiServerVerifier>,
     anchor_validity: (u64, u64),
 }
 
-impl AnchorVerifier {
+impl AnchorCheck {
     fn new(provider: &Arc<CryptoProvider>, anchor: &[u8]) -> Result<Self, TrustError> {
         let anchor_validity = der::validity(anchor).ok_or(TrustError::AnchorUnreadable)?;
         if der::key_usage_allows_certificate_signing(anchor) == Some(false) {
@@ -124,15 +178,14 @@ impl AnchorVerifier {
     }
 }
 
-impl ServerCertVerifier for AnchorVerifier {
-    fn verify_server_cert(
+impl CertificateCheck for AnchorCheck {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
+    ) -> Result<(), Error> {
         let seconds = now.as_secs();
         let (not_before, not_after) = self.anchor_validity;
         if seconds < not_before {
@@ -143,7 +196,7 @@ impl ServerCertVerifier for AnchorVerifier {
         }
         // Chain to the anchor, signatures, dates, basicConstraints and path length, the
         // serverAuth EKU when present, and the name against the SANs.
-        self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        self.webpki.verify_server_cert(end_entity, intermediates, server_name, &[], now)?;
         // webpki ignores keyUsage. An intermediate the server sent that may have issued part of
         // the path (every one, since webpki does not say which it used) must allow keyCertSign
         // if it restricts its key's use at all.
@@ -152,75 +205,29 @@ impl ServerCertVerifier for AnchorVerifier {
                 return Err(CertificateError::UnknownIssuer.into());
             }
         }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _certificate: &CertificateDer<'_>,
-        _signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("TLS 1.2 is not offered".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, certificate, signature, &ALGORITHMS)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        ALGORITHMS.supported_schemes()
+        Ok(())
     }
 }
 
-/// Pinned-key mode: the leaf's SubjectPublicKeyInfo must hash to the pin; rustls then requires
-/// that key's signature over the handshake.
+/// Pinned-key mode: the leaf's SubjectPublicKeyInfo must hash to the pin.
 #[derive(Debug)]
-struct PinVerifier {
+struct PinCheck {
     pin: [u8; 32],
 }
 
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
+impl CertificateCheck for PinCheck {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
+    ) -> Result<(), Error> {
         let digest = spki_sha256(end_entity).ok_or(CertificateError::BadEncoding)?;
         if !constant_time_equal(&digest, &self.pin) {
             return Err(CertificateError::UnknownIssuer.into());
         }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _certificate: &CertificateDer<'_>,
-        _signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("TLS 1.2 is not offered".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, certificate, signature, &ALGORITHMS)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        ALGORITHMS.supported_schemes()
+        Ok(())
     }
 }
 
