@@ -161,6 +161,9 @@ impl Vault {
         });
         drop(data_key);
         let stores = self.open.as_mut().ok_or(ErrorCode::DeviceFault)?;
+        // The key derivation, the mount and the maintenance each in polls of their own: one
+        // executor runs every task (see crate::cpu_load).
+        embassy_futures::yield_now().await;
         let report = match stores.spool.mount().await {
             Ok(report) => report,
             Err(_) => {
@@ -168,6 +171,7 @@ impl Vault {
                 return Err(ErrorCode::DeviceFault);
             }
         };
+        embassy_futures::yield_now().await;
         let _ = stores.spool.maintain().await;
         defmt::info!("unlock: key derivation and unwrap took {=u64} busy core-clock counts", derivation_counts);
         crate::event_info!(
