@@ -133,10 +133,13 @@ impl embedded_io_async::Read for UsbConsole {
         loop {
             self.wait_until_connected().await;
             match embedded_io_async::Read::read(&mut self.receiver, buffer).await {
+                // A zero-length packet: wait for the next packet.
                 Ok(0) => continue,
                 Ok(length) => return Ok(length),
-                // The host went away: wait for the next one.
-                Err(_) => continue,
+                // The host went away: wait for the next one. The endpoint can report itself
+                // disabled before the bus events clear "connected": pause rather than spin
+                // (one executor runs every task).
+                Err(_) => embassy_time::Timer::after_millis(10).await,
             }
         }
     }
