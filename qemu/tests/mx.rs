@@ -137,6 +137,7 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
     assert!(owner.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]).status.success());
     let status = owner.status();
     assert_eq!(status["spool_messages"], 0, "the old spool cannot be read after a factory reset: {status}");
+    homemx_qemu::peers::assert_short_polls(&network);
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -152,8 +152,10 @@ impl embedded_io_async::Read for UsbConsole {
                         self.pending = 0..length;
                         break;
                     }
-                    // The host went away: wait for the next one.
-                    Err(_) => continue,
+                    // The host went away: wait for the next one. The endpoint can report itself
+                    // disabled before the bus events clear "connected": pause rather than spin
+                    // (one executor runs every task).
+                    Err(_) => embassy_time::Timer::after_millis(10).await,
                 }
             }
         }

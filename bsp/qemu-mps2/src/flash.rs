@@ -134,7 +134,22 @@ impl NorFlash for Partition {
             return Err(NorFlashErrorKind::OutOfBounds);
         }
         let device_from = self.translate(from, (to - from) as usize)?;
-        self.device.erase_blocking(device_from, device_from + (to - from))
+        let device_to = device_from + (to - from);
+        if device_from % SECTOR_SIZE as u32 != 0 || device_to % SECTOR_SIZE as u32 != 0 {
+            return Err(NorFlashErrorKind::NotAligned);
+        }
+        // Sector by sector, returning to the executor in between as a real part's erase
+        // (milliseconds per sector) does: erasing a whole partition in one poll stalls every
+        // other task.
+        let mut sector = device_from;
+        while sector < device_to {
+            self.device.erase_blocking(sector, sector + SECTOR_SIZE as u32)?;
+            sector += SECTOR_SIZE as u32;
+            if sector < device_to {
+                embassy_futures::yield_now().await;
+            }
+        }
+        Ok(())
     }
 
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {

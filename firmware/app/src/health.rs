@@ -82,7 +82,7 @@ async fn serve(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddres
     let omit_body = request.method == Method::Head;
     match request.path {
         "/health" => {
-            let body = health_json(stack, peer);
+            let body = health_json(stack, peer, crate::stack::high_water().await);
             let _ = answer(socket, Status::Ok, "application/json", body.as_bytes(), omit_body).await;
         }
         "/" | "/status.json" => {
@@ -131,7 +131,7 @@ fn is_own_host(stack: Stack<'static>, host: &str) -> bool {
 }
 
 /// The `/health` document.
-fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<448> {
+fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<usize>) -> heapless::String<448> {
     let mut json = heapless::String::new();
     let link = if stack.is_link_up() { "up" } else { "down" };
     let _ = write!(
@@ -151,7 +151,7 @@ fn health_json(stack: Stack<'static>, peer: IpAddress) -> heapless::String<448> 
     let _ = write!(json, ",\"busy_core_clock_counts\":{}", crate::cpu_load::busy_core_clock_counts());
     let _ = write!(json, ",\"longest_poll_microseconds\":{}", crate::cpu_load::longest_poll_microseconds());
     let _ = write!(json, ",\"heap_used_bytes\":{}", crate::heap::used());
-    if let Some(stack) = crate::stack::high_water() {
+    if let Some(stack) = stack_high_water {
         let _ = write!(json, ",\"stack_high_water_bytes\":{}", stack);
     }
     let _ = write!(json, ",\"client\":\"{}\"}}", peer);

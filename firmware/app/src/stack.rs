@@ -7,9 +7,14 @@ use crate::bsp;
 
 const PAINT: u32 = 0xCCCC_CCCC;
 
+/// Bytes of the stack region scanned between two yields to the executor (the QEMU board's
+/// stack region is megabytes: scanned in one piece it kept every task waiting 30–40 ms).
+const SCAN_BYTES_PER_YIELD: usize = 64 * 1024;
+
 /// Bytes of stack used at most since reset; `None` when the board does not paint the stack.
-/// Scans the unused part of the stack region: call it rarely (a status request).
-pub fn high_water() -> Option<usize> {
+/// Scans the unused part of the stack region, yielding every [`SCAN_BYTES_PER_YIELD`]: call
+/// it rarely (a status request).
+pub async fn high_water() -> Option<usize> {
     if !bsp::STACK_PAINTED {
         return None;
     }
@@ -17,23 +22,27 @@ pub fn high_water() -> Option<usize> {
         static _stack_end: u32;
         static _stack_start: u32;
     }
-    // SAFETY: the linker's symbols bound the stack region; reading its words has no effect.
-    unsafe {
-        let bottom = core::ptr::addr_of!(_stack_end) as usize;
-        let top = core::ptr::addr_of!(_stack_start) as usize;
-        let mut address = bottom;
-        while address < top && core::ptr::read_volatile(address as *const u32) == PAINT {
+    let bottom = core::ptr::addr_of!(_stack_end) as usize;
+    let top = core::ptr::addr_of!(_stack_start) as usize;
+    let mut address = bottom;
+    loop {
+        let stop = top.min(address + SCAN_BYTES_PER_YIELD);
+        // SAFETY: the linker's symbols bound the stack region; reading its words has no effect.
+        while address < stop && unsafe { core::ptr::read_volatile(address as *const u32) } == PAINT {
             address += 4;
         }
-        Some(top - address)
+        if address < stop || address >= top {
+            return Some(top - address);
+        }
+        embassy_futures::yield_now().await;
     }
 }
 
 /// (RAM used at most: static data plus the stack's high-water mark, RAM size) in bytes, from
 /// the linker's symbols (static data from `.data` to the end of `.uninit`; the stack region
 /// inside RAM or, on boards that put it elsewhere such as the STM32's CCM, beside it).
-pub fn ram_use() -> Option<(usize, usize)> {
-    let stack = high_water()?;
+pub async fn ram_use() -> Option<(usize, usize)> {
+    let stack = high_water().await?;
     extern "C" {
         static __sdata: u32;
         static __euninit: u32;

@@ -93,7 +93,7 @@ pub async fn snapshot() -> StatusSnapshot {
         last_update_unix: dyndns.last_update.map(|(unix, _)| unix).filter(|unix| *unix != 0),
         last_answer: dyndns.last_update.map(|(_, answer)| dyndns_answer(answer)),
     };
-    let ram = crate::stack::ram_use();
+    let ram = crate::stack::ram_use().await;
     snapshot.system = System {
         uptime_ms: Instant::now().as_millis(),
         firmware_version: version(crate::FIRMWARE_VERSION),

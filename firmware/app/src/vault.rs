@@ -257,6 +257,9 @@ impl Vault {
         crate::stack::wipe_below();
         opened?;
         let stores = self.open.as_mut().ok_or(ErrorCode::DeviceFault)?;
+        // The key derivation, the mount and the maintenance each in polls of their own: one
+        // executor runs every task (see crate::cpu_load).
+        embassy_futures::yield_now().await;
         let report = match stores.spool.mount().await {
             Ok(report) => report,
             Err(_) => {
@@ -268,6 +271,7 @@ impl Vault {
             self.lock();
             return Err(error);
         }
+        embassy_futures::yield_now().await;
         let _ = stores.spool.maintain().await;
         stores.persist_spool_counters().await;
         defmt::info!("unlock: key derivation and unwrap took {=u64} busy core-clock counts", derivation_counts);

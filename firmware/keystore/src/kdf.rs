@@ -141,7 +141,7 @@ async fn pbkdf2_hmac_sha256(passphrase: &[u8], salt: &[u8], iterations: u32, out
             *out ^= byte;
         }
         if iteration % ITERATIONS_PER_YIELD == 0 {
-            YieldNow(false).await;
+            embassy_futures::yield_now().await;
         }
     }
     block.as_mut_slice().zeroize();
@@ -151,22 +151,6 @@ async fn pbkdf2_hmac_sha256(passphrase: &[u8], salt: &[u8], iterations: u32, out
     };
     keyed = blank;
     drop(keyed);
-}
-
-/// Returns to the executor once (waking itself at once), so that other tasks run.
-struct YieldNow(bool);
-
-impl core::future::Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: core::pin::Pin<&mut Self>, context: &mut core::task::Context<'_>) -> core::task::Poll<()> {
-        if self.0 {
-            return core::task::Poll::Ready(());
-        }
-        self.0 = true;
-        context.waker().wake_by_ref();
-        core::task::Poll::Pending
-    }
 }
 
 /// `output = HMAC-SHA256(key, label)`; the MAC's output array is wiped after the copy.
