@@ -315,7 +315,8 @@ mod tests {
     fn agreement_table() {
         let a = Some([203, 0, 113, 5]);
         let b = Some([198, 51, 100, 7]);
-        let table: &[(&[(&str, Option<Ipv4>)], Agreement)] = &[
+        type Row<'a> = (&'a [(&'a str, Option<Ipv4>)], Agreement);
+        let table: &[Row] = &[
             (&[], Agreement::TooFewSources),
             (&[("one.example", None)], Agreement::TooFewSources),
             (&[("one.example", a)], Agreement::TooFewSources),
