@@ -95,6 +95,10 @@ pub const fn estimated_milliseconds_at_reference_clock(iterations: u32) -> u64 {
 /// Runs PBKDF2-HMAC-SHA256 and splits the output (see module doc): the key-encryption key is
 /// derived straight into `key_encryption_key` (no copy of it is made), and the passphrase
 /// check (stored in the clear in the record, so not a secret) is returned. Costs `iterations`.
+// Not inlined: the cipher's and the MAC's temporaries (copies of the keys) stay in this
+// function's own frame, below the caller's async poll frame, where the caller can wipe
+// them (the firmware's `stack::wipe_below`) instead of in a frame that stays live.
+#[inline(never)]
 pub(crate) fn derive_keys(
     passphrase: &[u8],
     salt: &[u8; SALT_LENGTH],
