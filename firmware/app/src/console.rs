@@ -76,6 +76,9 @@ impl ConsoleHandler for DeviceConsole {
         let busy_before = crate::cpu_load::busy_core_clock_counts();
         let result = vault.unlock(passphrase.expose()).await;
         self.unlocked = vault.state() == KeystoreState::Unlocked;
+        // Dead temporaries of the unlock (key copies) must be gone before the settings are
+        // built: their unused string capacity carries stack bytes along.
+        crate::stack::wipe_dead_frames().await;
         if result.is_ok() {
             crate::mail_settings::reload(vault).await;
             crate::backup_mx::reconcile(vault).await;
@@ -98,6 +101,7 @@ impl ConsoleHandler for DeviceConsole {
         vault.as_mut().unwrap().lock();
         crate::mail_settings::clear();
         self.unlocked = false;
+        crate::stack::wipe_dead_frames().await;
         crate::event_info!("locked by the owner");
         Ok(())
     }

@@ -86,6 +86,7 @@ async fn start(spawner: Spawner) {
     resolver::init(random.derive()).await;
     spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
     spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());
+    spawner.spawn(stack::wipe_task().unwrap());
     spawner.spawn(status_page::alert_mail_task(random.derive()).unwrap());
     #[cfg(feature = "spool-exercise")]
     spawner.spawn(

@@ -18,6 +18,10 @@ pub const NONCE_LENGTH: usize = 24;
 pub const TAG_LENGTH: usize = 16;
 
 /// Encrypts `data_key`: returns the wrapped key and its tag.
+// Not inlined: the cipher's and the MAC's temporaries (copies of the keys) stay in this
+// function's own frame, below the caller's async poll frame, where the caller can wipe
+// them (the firmware's `stack::wipe_below`) instead of in a frame that stays live.
+#[inline(never)]
 pub(crate) fn wrap_data_key(
     key_encryption_key: &KeyEncryptionKey,
     nonce: &[u8; NONCE_LENGTH],
@@ -39,6 +43,10 @@ pub(crate) fn wrap_data_key(
 
 /// Decrypts and authenticates a wrapped key in place into `data_key`; false (and `data_key`
 /// wiped) if anything (key, nonce, associated data, ciphertext, tag) is not what was sealed.
+// Not inlined: the cipher's and the MAC's temporaries (copies of the keys) stay in this
+// function's own frame, below the caller's async poll frame, where the caller can wipe
+// them (the firmware's `stack::wipe_below`) instead of in a frame that stays live.
+#[inline(never)]
 pub(crate) fn unwrap_data_key(
     key_encryption_key: &KeyEncryptionKey,
     nonce: &[u8; NONCE_LENGTH],
