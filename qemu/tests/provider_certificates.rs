@@ -236,7 +236,7 @@ fn every_certificate_kind_works_with_real_postfix_and_dovecot() {
                 let deadline = Instant::now() + Duration::from_secs(30);
                 loop {
                     let status = owner.status();
-                    if status["spool_messages"] == 0 && status["outbound_deferred"] == 0 {
+                    if status["spool_messages"] == 0 && status["deferred"] == 0 {
                         break;
                     }
                     if Instant::now() > deadline {

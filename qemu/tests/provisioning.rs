@@ -20,7 +20,7 @@ use homemx_qemu::owner::{
     SMARTHOST_PASSWORD,
 };
 use homemx_qemu::peers::send_mail;
-use homemx_qemu::provider::{add_wan_address, DnsServer, TestCa, DYNDNS_NAME, POP_NAME, SMARTHOST_NAME};
+use homemx_qemu::provider::{add_wan_address, DnsServer, TestCa, CHECKIP_NAME, DYNDNS_NAME, POP_NAME, SMARTHOST_NAME};
 use homemx_qemu::{flash_image, ram};
 use homemx_wire::message::{Command, ErrorCode, Response, TlsService};
 use homemx_wire::secret::Secret;
@@ -265,7 +265,7 @@ fn no_secret_in_ram_after_lock_even_after_every_early_return() {
     let mut text = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "time_servers = [\"ntp.example.net\"]\n");
     text.push_str(&format!(
         "\n[backup_mx]\nhost = \"{POP_NAME}\"\nport = 110\ntls = \"starttls\"\nuser_name = \"backup-mx@example.org\"\npoll_interval_seconds = 3600\npassword_file = \"secrets/pop3.password\"\nca_certificate = \"{ca}\"\n\
-         \n[dyndns]\nserver = \"{DYNDNS_NAME}\"\nhost_name = \"home.example.net\"\nuser_name = \"homemx-owner\"\ncheck_interval_seconds = 60\npassword_file = \"secrets/dyndns.password\"\nca_certificate = \"{ca}\"\n",
+         \n[dyndns]\nserver = \"{DYNDNS_NAME}\"\nhost_name = \"home.example.net\"\nuser_name = \"homemx-owner\"\ncheck_interval_seconds = 60\npassword_file = \"secrets/dyndns.password\"\nca_certificate = \"{ca}\"\ncheck_ip = [\"https://{CHECKIP_NAME}/ip\", \"https://{DYNDNS_NAME}/ip\"]\n",
         ca = ca.ca_certificate.display()
     ));
     std::fs::write(directory.join("homemx.toml"), text).unwrap();
