@@ -1,8 +1,9 @@
 //! A TLS 1.3 client connection as a sans-I/O state machine over rustls's unbuffered API: the
 //! caller owns the sockets and the record buffers, feeds received bytes in, sends what
-//! [`TlsClient::output`] holds, and reads and writes plaintext. Nothing here blocks, sleeps or
-//! allocates per record beyond rustls's own (about 4 KB during the handshake, and one record's
-//! plaintext while it is read).
+//! [`TlsClient::output`] holds, and reads and writes plaintext. Nothing here blocks or sleeps;
+//! the heap holds rustls's state (about 4 KB during the handshake), one record's plaintext in
+//! rustls while it is handed over, and 32 KB of decrypted data for the caller, allocated once
+//! per connection at its first application data.
 //!
 //! Order of use: after [`TlsClient::new`] and after every call that may produce records
 //! (`received`, `write`, `close`), send all of [`TlsClient::output`] before waiting for input.
@@ -20,8 +21,10 @@ use rustls::{AlertDescription, CertificateError, ClientConfig, Error};
 pub const RECORD_BUFFER: usize = 5 + 16_384 + 256;
 /// Per-record overhead of an outgoing application-data record: header, content type, tag.
 const RECORD_OVERHEAD: usize = 5 + 1 + 16;
-/// Largest plaintext of one outgoing record.
+/// Largest plaintext of one record.
 const MAXIMUM_FRAGMENT: usize = 16_384;
+/// Decrypted data held for the caller: less than one record unread plus the next record.
+const PLAINTEXT_CAPACITY: usize = 2 * MAXIMUM_FRAGMENT;
 
 /// Why a TLS connection failed.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,7 +230,6 @@ impl<'b> TlsClient<'b> {
         self.plaintext_start = (self.plaintext_start + count).min(self.plaintext.len());
         if self.plaintext_start == self.plaintext.len() {
             self.plaintext.clear();
-            self.plaintext.shrink_to(MAXIMUM_FRAGMENT);
             self.plaintext_start = 0;
             // rustls may hold more records than were taken before the limit.
             let _ = self.drive(Request::Nothing);
@@ -281,8 +283,17 @@ impl<'b> TlsClient<'b> {
             let outcome: Result<(), TlsError> = match status.state {
                 Err(error) => Err(error.into()),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    // One record at a time: rustls holds the next until this one is consumed.
-                    if self.plaintext.len() == self.plaintext_start {
+                    // Taken while less than a record waits unread, so the buffer (allocated
+                    // once, two records) never grows: rustls holds further records until the
+                    // caller consumes, and a caller may write while a little is unread.
+                    if self.plaintext.len() - self.plaintext_start < MAXIMUM_FRAGMENT {
+                        self.plaintext.drain(..self.plaintext_start);
+                        self.plaintext_start = 0;
+                        // Allocated at the first application data (after the handshake's own
+                        // allocations are gone), once.
+                        if self.plaintext.capacity() < PLAINTEXT_CAPACITY {
+                            self.plaintext.reserve_exact(PLAINTEXT_CAPACITY - self.plaintext.len());
+                        }
                         progressed = true;
                         let mut result = Ok(());
                         while let Some(record) = traffic.next_record() {

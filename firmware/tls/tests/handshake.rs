@@ -227,3 +227,58 @@ fn refuses_a_server_that_presents_no_certificate() {
     assert!(!events.contains("\"tls_data\""), "nothing sent after the handshake: {events}");
     assert!(!events.contains("client_finished"), "the client never sent its Finished: {events}");
 }
+
+/// A caller that has not read everything yet can still write: a second record that arrived
+/// meanwhile waits, and encryption is not blocked behind it.
+#[test]
+fn writes_while_received_data_waits_unread() {
+    use std::io::Read as _;
+    use std::io::Write as _;
+    let pki = Pki::new("unread");
+    pki.root("ca", "ec:P-256", "30", CA_EXTENSIONS);
+    pki.issue("leaf", "ec:P-256", HOST, "ca", SERVER_EXTENSIONS, "30", &[]);
+    let anchor = pki.read_der("ca");
+    // A TLS 1.3 server that sends two records, then answers what it reads.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let script = format!(
+        "import socket, ssl, time\n\
+         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+         context.minimum_version = ssl.TLSVersion.TLSv1_3\n\
+         context.load_cert_chain('{dir}/leaf.pem', '{dir}/leaf.key')\n\
+         server = socket.create_server(('127.0.0.1', {port}))\n\
+         connection, _ = server.accept()\n\
+         tls = context.wrap_socket(connection, server_side=True)\n\
+         tls.sendall(b'first\\r\\n')\n\
+         time.sleep(0.2)\n\
+         tls.sendall(b'second\\r\\n')\n\
+         tls.sendall(b'got ' + tls.recv(16) + b'\\r\\n')\n\
+         time.sleep(1)\n",
+        dir = pki.directory.display()
+    );
+    let mut server = std::process::Command::new("python3").args(["-c", &script]).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut socket = loop {
+        if let Ok(socket) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break socket;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let config = homemx_tls::client_config(&provider(), clock_at(0), Trust::CaAnchor(&anchor)).unwrap();
+    let mut incoming = vec![0u8; homemx_tls::RECORD_BUFFER];
+    let mut outgoing = vec![0u8; 4096];
+    let mut client = homemx_tls::TlsClient::new(config, HOST, &mut incoming, &mut outgoing).unwrap();
+    common::pump(&mut client, &mut socket, |client| client.plaintext().ends_with(b"second\r\n")).unwrap();
+    assert_eq!(client.plaintext(), b"first\r\nsecond\r\n", "both records kept, none consumed");
+    assert_eq!(client.write(b"more").unwrap(), 4, "writing is not blocked by unread data");
+    socket.write_all(client.output()).unwrap();
+    let count = client.output().len();
+    client.output_sent(count);
+    common::pump(&mut client, &mut socket, |client| client.plaintext().ends_with(b"got more\r\n")).unwrap();
+    assert_eq!(client.plaintext(), b"first\r\nsecond\r\ngot more\r\n");
+    let _ = server.kill();
+    let _ = server.wait();
+}
