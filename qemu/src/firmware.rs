@@ -93,9 +93,18 @@ impl FirmwareBuild {
         name
     }
 
-    /// The cargo target directory of this variant (variants do not rebuild each other).
+    /// The cargo target directory of this variant: only its final image lands here, so that
+    /// variants built one after another (or by tests at once) never overwrite each other's ELF.
     pub fn target_directory(&self) -> PathBuf {
         repository_root().join("firmware/app/target").join(self.variant_name())
+    }
+
+    /// The cargo build directory every variant shares (cargo's `build.build-dir`): the
+    /// intermediate artifacts. The dependencies are the same in every variant, so they are
+    /// built and stored once instead of once per variant (four variants with debug info
+    /// filled a CI machine's disk).
+    pub fn shared_build_directory() -> PathBuf {
+        repository_root().join("firmware/app/target/build")
     }
 
     /// Path of the built ELF image.
@@ -126,6 +135,7 @@ impl FirmwareBuild {
             .current_dir(repository_root().join("firmware/app"))
             .args(["build", "--release", "--no-default-features", "--features", &features.join(",")])
             .env("CARGO_TARGET_DIR", self.target_directory())
+            .env("CARGO_BUILD_BUILD_DIR", Self::shared_build_directory())
             .env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("CARGO");
         if toolchain == Toolchain::Debian {

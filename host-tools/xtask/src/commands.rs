@@ -110,6 +110,12 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("firmware/http/fuzz", "request_head"),
 ];
 
+/// The one cargo target directory of every fuzz crate: they share their dependencies (libfuzzer
+/// and the firmware crates' own), built once instead of once per crate.
+fn fuzz_target_directory() -> PathBuf {
+    repository_root().join("target/fuzz")
+}
+
 /// End-to-end test binaries run at once by `test` (`HOMEMX_E2E_JOBS` overrides). Each boots
 /// its own QEMU in its own network namespace; an idle appliance sleeps in WFI, so two cores
 /// carry three binaries (each with up to two tests at once) without their timeouts firing.
@@ -144,7 +150,9 @@ fn test_steps(fuzz_seconds: u32, times: &mut StepTimes) -> Result<()> {
             cargo()
                 .current_dir(repository_root().join(crate_directory))
                 .env("RUSTC_BOOTSTRAP", "1")
-                .args(["fuzz", "run", target, "-s", "none", "--"])
+                .args(["fuzz", "run", target, "-s", "none", "--target-dir"])
+                .arg(fuzz_target_directory())
+                .arg("--")
                 .arg(format!("-max_total_time={fuzz_seconds}")),
             times,
         )?;
