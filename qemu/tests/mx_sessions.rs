@@ -1,7 +1,7 @@
 //! The MX's sessions under abuse, end to end: clients that hang up mid-session (FIN and
 //! reset) never stall the device, a burst of connections from one address gets SMTP answers
 //! (never a TCP reset), and a WAN client holding every port-25 slot does not lock the LAN out
-//! of submission. The firmware's longest task poll stays under 50 ms throughout.
+//! of submission. The firmware's longest task poll is reported (target 50 ms, fails at 500 ms).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddrV4, TcpStream};
