@@ -25,12 +25,16 @@
  * The file, one line per mark, flushed at once (the harness reads it while QEMU runs):
  *
  *     begin OP ABSOLUTE
- *     end OP INSTRUCTIONS ABSOLUTE     instructions since the matching begin
+ *     end OP INSTRUCTIONS ABSOLUTE MICROSECONDS
+ *                                      instructions since the matching begin, and the host
+ *                                      time it took (guest time follows the host's clock
+ *                                      without -icount; idle guest time costs timer ticks)
  *     cancel OP ABSOLUTE
  *     overlap OP ABSOLUTE              an end while another operation of the same kind ran
  *     exit ABSOLUTE                    at QEMU's exit
  *
  * ABSOLUTE is the count since the machine started (its reset handler's first instruction).
+ * MICROSECONDS is a diagnostic (it depends on the host's load), not a count.
  *
  * Nesting and unmatched marks: each operation kind has its own state, so different kinds
  * nest freely (a POP3 fetch contains a TLS handshake). Within one kind the plugin counts how
@@ -49,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <qemu-plugin.h>
 
@@ -69,10 +74,20 @@ static FILE *out;
 struct operation_state {
     uint64_t open;       /* begun and neither ended nor cancelled */
     uint64_t since;      /* the count at the begin of the first open one */
+    uint64_t since_us;   /* the host time then */
     bool overlapped;     /* more than one was open since `open` was last 0 */
 };
 
 static struct operation_state *operations;
+/* The host's monotonic clock when the plugin was installed, in microseconds. */
+static uint64_t started_us;
+
+static uint64_t host_microseconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+}
 
 static void write_line(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
@@ -91,12 +106,14 @@ static void on_mark(unsigned int vcpu_index, void *userdata)
     uint64_t operation = entry / MARKS_PER_OPERATION;
     struct operation_state *state = &operations[operation];
     uint64_t now = executed;
+    uint64_t now_us = host_microseconds();
     (void)vcpu_index;
 
     switch (entry % MARKS_PER_OPERATION) {
     case MARK_BEGIN:
         if (state->open == 0) {
             state->since = now;
+            state->since_us = now_us;
             state->overlapped = false;
         } else {
             state->overlapped = true;
@@ -106,14 +123,14 @@ static void on_mark(unsigned int vcpu_index, void *userdata)
         break;
     case MARK_END:
         if (state->open == 0) {
-            write_line("end %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", operation, now, now);
+            write_line("end %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", operation, now, now, now_us - started_us);
             break;
         }
         state->open--;
         if (state->overlapped) {
             write_line("overlap %" PRIu64 " %" PRIu64 "\n", operation, now);
         } else {
-            write_line("end %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", operation, now - state->since, now);
+            write_line("end %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", operation, now - state->since, now, now_us - state->since_us);
         }
         if (state->open == 0) {
             state->overlapped = false;
@@ -189,6 +206,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         fprintf(stderr, "operation_counts: cannot open %s\n", path);
         return -1;
     }
+    started_us = host_microseconds();
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translation);
     qemu_plugin_register_atexit_cb(id, on_qemu_exit, NULL);
     return 0;

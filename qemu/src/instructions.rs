@@ -13,14 +13,18 @@
 //!
 //! ```text
 //! begin OP ABSOLUTE                 an operation began (ABSOLUTE: instructions since reset)
-//! end OP INSTRUCTIONS ABSOLUTE      one completed: INSTRUCTIONS since its begin
+//! end OP INSTRUCTIONS ABSOLUTE US   one completed: INSTRUCTIONS since its begin, in US
+//!                                   microseconds of host time (a diagnostic, see below)
 //! cancel OP ABSOLUTE                one was abandoned (error path): no count
 //! overlap OP ABSOLUTE               one completed while another of its kind ran: no count
 //! exit ABSOLUTE                     QEMU exited
 //! ```
 //!
 //! A count includes everything the core executed between the marks: other tasks and
-//! interrupt handlers too (idle time is WFI, costing only timer interrupts).
+//! interrupt handlers too. Idle time is WFI, but the QEMU board's time driver ticks at 1 kHz,
+//! and each tick (interrupt, timer queue, one executor pass) costs about a hundred
+//! instructions: an operation that waits on its peers for longer counts more. The host time
+//! in each `end` record shows how long it waited; see [`OperationCount::host_time`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -79,7 +83,12 @@ pub fn mark_sled(elf: &Path) -> Result<MarkSled> {
         .ok_or_else(|| format!("{} has no {SLED_SYMBOL} (an image without instruction-count marks)", elf.display()))?;
     let expected = (SLED_ENTRIES * ENTRY_BYTES) as u64;
     if symbol.size() != expected {
-        return Err(format!("{SLED_SYMBOL} in {} is {} bytes, this harness expects {expected}: rebuild the image", elf.display(), symbol.size()).into());
+        return Err(format!(
+            "{SLED_SYMBOL} in {} is {} bytes, this harness expects {expected}: rebuild the image",
+            elf.display(),
+            symbol.size()
+        )
+        .into());
     }
     Ok(MarkSled { address: (symbol.address() & !1) as u32, entries: SLED_ENTRIES })
 }
@@ -115,6 +124,8 @@ pub enum Record {
         instructions: u64,
         /// Instructions since reset.
         at: u64,
+        /// Host time from its begin to its end.
+        host_time: Duration,
     },
     /// An operation was abandoned (an error path): no count.
     Cancel {
@@ -144,6 +155,10 @@ pub struct OperationCount {
     pub operation: Operation,
     /// Instructions from its begin to its end.
     pub instructions: u64,
+    /// Host time from its begin to its end: guest time follows it (no `-icount`), and idle
+    /// guest time costs timer ticks, so it tells how much of the count is waiting. Depends on
+    /// the host's load: a diagnostic, not a figure.
+    pub host_time: Duration,
 }
 
 impl OperationCount {
@@ -188,10 +203,15 @@ impl OperationCounts {
         self.records
             .iter()
             .filter_map(|record| match *record {
-                Record::End { operation, instructions, .. } => Some(OperationCount { operation, instructions }),
+                Record::End { operation, instructions, host_time, .. } => Some(OperationCount { operation, instructions, host_time }),
                 _ => None,
             })
             .collect()
+    }
+
+    /// Each completed `operation`, in order.
+    pub fn completed_of(&self, operation: Operation) -> Vec<OperationCount> {
+        self.completed().into_iter().filter(|count| count.operation == operation).collect()
     }
 
     /// The instructions of each completed `operation`, in order.
@@ -201,8 +221,10 @@ impl OperationCounts {
 
     /// How many `operation`s were abandoned and how many overlapped (no count for either).
     pub fn uncounted(&self, operation: Operation) -> (usize, usize) {
-        let cancelled = self.records.iter().filter(|record| matches!(record, Record::Cancel { operation: which, .. } if *which == operation)).count();
-        let overlapped = self.records.iter().filter(|record| matches!(record, Record::Overlap { operation: which, .. } if *which == operation)).count();
+        let cancelled =
+            self.records.iter().filter(|record| matches!(record, Record::Cancel { operation: which, .. } if *which == operation)).count();
+        let overlapped =
+            self.records.iter().filter(|record| matches!(record, Record::Overlap { operation: which, .. } if *which == operation)).count();
         (cancelled, overlapped)
     }
 }
@@ -213,7 +235,9 @@ fn parse_record(line: &str) -> Option<Record> {
     let operation = || -> Option<Operation> { Operation::from_index(usize::try_from(number(1)?).ok()?) };
     let record = match (fields.first().copied()?, fields.len()) {
         ("begin", 3) => Record::Begin { operation: operation()?, at: number(2)? },
-        ("end", 4) => Record::End { operation: operation()?, instructions: number(2)?, at: number(3)? },
+        ("end", 5) => {
+            Record::End { operation: operation()?, instructions: number(2)?, at: number(3)?, host_time: Duration::from_micros(number(4)?) }
+        }
         ("cancel", 3) => Record::Cancel { operation: operation()?, at: number(2)? },
         ("overlap", 3) => Record::Overlap { operation: operation()?, at: number(2)? },
         ("exit", 2) => Record::Exit { total: number(1)? },
@@ -231,7 +255,9 @@ pub fn wait_for_counts(path: &Path, operation: Operation, count: usize, timeout:
             return Ok(counts);
         }
         if Instant::now() > deadline {
-            return Err(format!("{} has {} completed {} within {timeout:?}, not {count}", path.display(), counts.len(), operation.name()).into());
+            return Err(
+                format!("{} has {} completed {} within {timeout:?}, not {count}", path.display(), counts.len(), operation.name()).into()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -269,21 +295,22 @@ mod tests {
     fn parses_every_record_and_leaves_out_a_partial_line() {
         let text = "begin 5 100 1000\n";
         assert!(OperationCounts::parse(text).is_err(), "a begin with an extra field is refused");
-        let text = "end 0 5000 5000\nbegin 5 6000\nend 5 1234 7234\nbegin 9 8000\ncancel 9 9000\nbegin 5 9100\nbegin 5 9200\noverlap 5 9300\noverlap 5 9400\nexit 10000\nbegin 1 1";
+        let text = "end 0 5000 5000 800000\nbegin 5 6000\nend 5 1234 7234 2500\nbegin 9 8000\ncancel 9 9000\nbegin 5 9100\nbegin 5 9200\noverlap 5 9300\noverlap 5 9400\nexit 10000\nbegin 1 1";
         let counts = OperationCounts::parse(text).unwrap();
         assert_eq!(counts.records.len(), 10, "the unfinished last line is not read");
         assert_eq!(
             counts.completed(),
             vec![
-                OperationCount { operation: Operation::BootToReady, instructions: 5000 },
-                OperationCount { operation: Operation::MxMessage, instructions: 1234 }
+                OperationCount { operation: Operation::BootToReady, instructions: 5000, host_time: Duration::from_millis(800) },
+                OperationCount { operation: Operation::MxMessage, instructions: 1234, host_time: Duration::from_micros(2500) }
             ]
         );
         assert_eq!(counts.counts(Operation::MxMessage), vec![1234]);
         assert_eq!(counts.uncounted(Operation::Unlock), (1, 0));
         assert_eq!(counts.uncounted(Operation::MxMessage), (0, 2));
         assert_eq!(counts.records.last(), Some(&Record::Exit { total: 10000 }));
-        assert!(OperationCounts::parse("end 99 1 1\n").is_err(), "an operation this harness does not know is an error");
+        assert!(OperationCounts::parse("end 99 1 1 1\n").is_err(), "an operation this harness does not know is an error");
+        assert!(OperationCounts::parse("end 5 1 1\n").is_err(), "an end without its host time is not this plugin's");
     }
 
     #[test]
