@@ -37,7 +37,7 @@
  * MICROSECONDS is a diagnostic (it depends on the host's load), not a count.
  *
  * Nesting and unmatched marks: each operation kind has its own state, so different kinds
- * nest freely (a POP3 fetch contains a TLS handshake). Within one kind the plugin counts how
+ * nest freely (a DynDNS check contains TLS handshakes). Within one kind the plugin counts how
  * many are open: a begin while one is open marks the kind overlapped, and every end until
  * none is open again is written as `overlap` (the instructions of two interleaved sessions
  * cannot be told apart); a cancel closes one without a count. An end with none open is
