@@ -16,6 +16,12 @@
 #   package writes no /etc/postfix/main.cf and its service cannot start, and the service is
 #   stopped and disabled as well; apt may not remove another mail server to make room for
 #   it: where one is installed, Postfix is left out with a note).
+# - The instruction-counting QEMU plugin (qemu/plugin/operation_counts.c, gcc, xz-utils):
+#   built into target/qemu-plugin/ against include/qemu/qemu-plugin.h of Debian's qemu source
+#   package (Debian's QEMU ships no plugin header and no plugins). The source package comes
+#   from deb-src entries made from the machine's own Debian sources, in a private apt state
+#   directory (the system's apt configuration is not changed); only the header is kept, not
+#   vendored. Skipped when built and newer than its source.
 set -euo pipefail
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -29,6 +35,8 @@ have dnsmasq || packages+=(dnsmasq-base)
 have curl || packages+=(curl)
 have socat || packages+=(socat)
 have openssl || packages+=(openssl)
+have gcc || packages+=(gcc libc6-dev)
+have xz || packages+=(xz-utils)
 have python3 || packages+=(python3 python3-pip)
 have chromium || packages+=(chromium fonts-dejavu-core)
 installing_dovecot=""
@@ -105,6 +113,66 @@ fi
 if ! have cargo-fuzz && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
   log "installing cargo-fuzz (takes a couple of minutes once)"
   cargo install --quiet --locked cargo-fuzz
+fi
+
+# QEMU's plugin header from Debian's qemu source package, for the installed QEMU's release.
+fetch_qemu_plugin_header() {
+  local header=$1 work codename
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"; trap - RETURN' RETURN
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [ -n "$codename" ] || { log "cannot tell the Debian release (VERSION_CODENAME)"; return 1; }
+  mkdir -p "$work/parts" "$work/lists/partial" "$work/cache/archives/partial" "$work/source"
+  # deb-src twins of the machine's deb822 entries for $codename main.
+  awk -v codename="$codename" '
+    BEGIN { RS = ""; FS = "\n" }
+    {
+      types = uris = suites = components = signed = ""
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^Types:/) types = $i; else if ($i ~ /^URIs:/) uris = $i
+        else if ($i ~ /^Suites:/) suites = $i; else if ($i ~ /^Components:/) components = $i
+        else if ($i ~ /^Signed-By:/) signed = $i
+      }
+      if (types ~ /deb/ && (suites " ") ~ (" " codename " ") && components ~ / main( |$)/)
+        printf "Types: deb-src\n%s\nSuites: %s\nComponents: main\n%s\n\n", uris, codename, signed
+    }' /etc/apt/sources.list.d/*.sources > "$work/parts/deb-src.sources" 2>/dev/null || true
+  # One-line sources.list entries, where the machine has those instead.
+  if [ -f /etc/apt/sources.list ]; then
+    awk -v codename="$codename" '$1 == "deb" && $3 == codename && / main/ { $1 = "deb-src"; print $1, $2, $3, "main" }' \
+      /etc/apt/sources.list > "$work/sources.list"
+  else
+    : > "$work/sources.list"
+  fi
+  if [ ! -s "$work/parts/deb-src.sources" ] && [ ! -s "$work/sources.list" ]; then
+    log "no Debian $codename main entry in /etc/apt to fetch QEMU's source package from"
+    return 1
+  fi
+  local apt=(apt-get -q -o "Dir::Etc::SourceList=$work/sources.list" -o "Dir::Etc::SourceParts=$work/parts"
+             -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
+  "${apt[@]}" update > "$work/apt.log" 2>&1 \
+    && (cd "$work/source" && "${apt[@]}" source --download-only qemu >> "$work/apt.log" 2>&1) \
+    || { log "fetching Debian's qemu source package failed:"; tail -5 "$work/apt.log" >&2; return 1; }
+  local tarball
+  tarball=$(ls "$work"/source/qemu_*.orig.tar.* 2>/dev/null | head -1)
+  [ -n "$tarball" ] || { log "Debian's qemu source package has no upstream tarball"; return 1; }
+  tar -xf "$tarball" -C "$work" --wildcards --no-anchored 'include/qemu/qemu-plugin.h'
+  mkdir -p "$(dirname "$header")"
+  cp "$(find "$work" -path '*/include/qemu/qemu-plugin.h' | head -1)" "$header"
+}
+
+repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+plugin_directory="$repository/target/qemu-plugin"
+plugin_source="$repository/qemu/plugin/operation_counts.c"
+plugin="$plugin_directory/libhomemx_operation_counts.so"
+plugin_header="$plugin_directory/include/qemu-plugin.h"
+if [ ! -f "$plugin" ] || [ "$plugin_source" -nt "$plugin" ]; then
+  if [ ! -f "$plugin_header" ]; then
+    log "fetching QEMU's plugin header from Debian's qemu source package (about 24 MB, once)"
+    fetch_qemu_plugin_header "$plugin_header"
+  fi
+  log "building the instruction-counting QEMU plugin: $plugin"
+  gcc -O2 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden -I "$(dirname "$plugin_header")" \
+    -o "$plugin" "$plugin_source"
 fi
 
 log "firmware toolchain: $firmware_toolchain; qemu: $(qemu-system-arm --version | head -1)"

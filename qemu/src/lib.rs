@@ -12,6 +12,7 @@ mod dovecot;
 pub mod firmware;
 pub mod flash_image;
 pub mod gdb;
+pub mod instructions;
 pub mod log;
 pub mod machine;
 pub mod network;

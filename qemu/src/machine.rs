@@ -42,6 +42,10 @@ pub struct MachineConfig {
     pub mac_address: String,
     /// Deterministic instruction counting (`-icount shift=0,sleep=off`) for benchmarks.
     pub instruction_counting: bool,
+    /// Instructions per firmware operation, counted by the TCG plugin (no `-icount`: time
+    /// is not disturbed) into the run directory; read them with
+    /// [`Machine::operation_counts_file`] and [`crate::instructions`].
+    pub operation_counts: bool,
     /// Echo the decoded log on stderr (also enabled by `HOMEMX_SHOW_LOGS=1`).
     pub echo_log: bool,
 }
@@ -59,6 +63,7 @@ impl MachineConfig {
             },
             mac_address: crate::network::APPLIANCE_MAC.to_string(),
             instruction_counting: false,
+            operation_counts: false,
             echo_log: false,
         }
     }
@@ -72,6 +77,7 @@ impl MachineConfig {
             network: NetworkMode::UserRestricted { forwards: vec![] },
             mac_address: mac_address.to_string(),
             instruction_counting: false,
+            operation_counts: false,
             echo_log: false,
         }
     }
@@ -102,7 +108,7 @@ pub fn new_run_directory(label: &str) -> Result<PathBuf> {
 impl Machine {
     /// Starts QEMU. Sockets and the log file go to `run_directory`.
     pub fn start(config: &MachineConfig, run_directory: &Path) -> Result<Self> {
-        let qemu_arguments = qemu_arguments(config, run_directory);
+        let qemu_arguments = qemu_arguments(config, run_directory)?;
         let mut command = match &config.network {
             NetworkMode::Tap { namespace, .. } => {
                 let mut command = Command::new("ip");
@@ -173,6 +179,12 @@ impl Machine {
         }
     }
 
+    /// The file the instruction-counting plugin writes (with
+    /// [`MachineConfig::operation_counts`]; see [`crate::instructions`]).
+    pub fn operation_counts_file(&self) -> PathBuf {
+        self.run_directory.join(crate::instructions::COUNTS_FILE_NAME)
+    }
+
     /// The gdbstub socket (see [`crate::gdb`]).
     pub fn gdb_socket(&self) -> PathBuf {
         self.run_directory.join("gdb.sock")
@@ -197,7 +209,7 @@ impl Drop for Machine {
     }
 }
 
-fn qemu_arguments(config: &MachineConfig, run_directory: &Path) -> Vec<String> {
+fn qemu_arguments(config: &MachineConfig, run_directory: &Path) -> Result<Vec<String>> {
     let socket = |name: &str| format!("unix:{},server=on,wait=off", run_directory.join(name).display());
     let mut arguments: Vec<String> = vec![
         "-machine".into(),
@@ -226,6 +238,10 @@ fn qemu_arguments(config: &MachineConfig, run_directory: &Path) -> Vec<String> {
         let sleep = if std::env::var("HOMEMX_ICOUNT_SLEEP").is_ok_and(|value| value == "on") { "on" } else { "off" };
         arguments.extend(["-icount".into(), format!("shift=0,sleep={sleep}")]);
     }
+    if config.operation_counts {
+        let counts_file = run_directory.join(crate::instructions::COUNTS_FILE_NAME);
+        arguments.extend(["-plugin".into(), crate::instructions::plugin_argument(&config.elf, &counts_file)?]);
+    }
     let nic = match &config.network {
         NetworkMode::UserRestricted { forwards } => {
             let mut nic = String::from("user,model=lan9118,restrict=on");
@@ -237,5 +253,5 @@ fn qemu_arguments(config: &MachineConfig, run_directory: &Path) -> Vec<String> {
         NetworkMode::Tap { device, .. } => format!("tap,ifname={device},script=no,downscript=no,model=lan9118"),
     };
     arguments.extend(["-nic".into(), format!("{nic},mac={}", config.mac_address)]);
-    arguments
+    Ok(arguments)
 }

@@ -36,6 +36,7 @@ use homemx_wire::config::TlsMode;
 use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
+use crate::instrument::{Measurement, Operation};
 use crate::link::{flush, Link};
 use crate::mail_settings::MAIL_SETTINGS;
 use crate::random::DerivedRandom;
@@ -284,7 +285,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     let mut tls_start = Some((&mut buffers.read[..], &mut buffers.write[..], random));
     if implicit {
         let (read, write, random) = tls_start.take().expect("set above");
-        if let Err(error) = link.start_tls(read, write, backup.host.as_str(), trust, random).await {
+        if let Err(error) = link.start_tls(read, write, backup.host.as_str(), trust, random, Operation::TlsHandshakeBackupMx).await {
             crate::alerts::raise_for(AlertKind::CertificateRejected, Peer::BackupMx, format_args!("backup MX TLS refused: {}; no login", error.describe()));
             link.close().await;
             return finish_status(FetchResult::TlsFailed, 0);
@@ -299,6 +300,8 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     let mut current_uidl_key = 0u64;
     let mut failed_message = false;
     let mut fetched = 0u32;
+    // The message being retrieved, from its RETR to its commit (dropped unended: cancelled).
+    let mut message_measurement: Option<Measurement> = None;
     let mut result = FetchResult::Ok;
     let mut input = [0u8; 1024];
     let mut uidls: heapless::Vec<heapless::String<{ homemx_pop3::UIDL_MAX }>, { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
@@ -308,7 +311,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
             Some(Pop3Event::StartTls) => {
                 let flushed = flush(&mut link, &mut session).await;
                 match tls_start.take().filter(|_| flushed) {
-                    Some((read, write, random)) => match link.start_tls(read, write, backup.host.as_str(), trust, random).await {
+                    Some((read, write, random)) => match link.start_tls(read, write, backup.host.as_str(), trust, random, Operation::TlsHandshakeBackupMx).await {
                         Ok(()) => session.tls_established(now()),
                         Err(error) => {
                             crate::event_warning!("backup MX: TLS with {} refused: {}", backup.host.as_str(), error.describe());
@@ -389,6 +392,9 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
                     _ => false,
                 };
                 if committed {
+                    if let Some(measurement) = message_measurement.take() {
+                        measurement.end();
+                    }
                     fetched += 1;
                     let _ = session.delete(number, now());
                 } else {
@@ -437,6 +443,9 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
                         Some((number, key, seen)) => {
                             queue_position += 1;
                             current_uidl_key = key;
+                            if !seen {
+                                message_measurement = Some(crate::instrument::begin(Operation::BackupMxMessage));
+                            }
                             let _ = if seen { session.delete(number, now()) } else { session.retrieve(number, now()) };
                         }
                         None => {

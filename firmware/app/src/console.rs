@@ -74,6 +74,7 @@ impl ConsoleHandler for DeviceConsole {
         let vault = vault.as_mut().unwrap();
         let started = Instant::now();
         let busy_before = crate::cpu_load::busy_core_clock_counts();
+        let measurement = crate::instrument::begin(crate::instrument::Operation::Unlock);
         let result = vault.unlock(passphrase.expose()).await;
         self.unlocked = vault.state() == KeystoreState::Unlocked;
         // Dead temporaries of the unlock (key copies) must be gone before the settings are
@@ -87,6 +88,7 @@ impl ConsoleHandler for DeviceConsole {
             crate::dyndns::CHECK_NOW.signal(());
             crate::delivery::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
             crate::delivery::DELIVERY_SIGNAL.signal(());
+            measurement.end();
         }
         defmt::info!(
             "unlock took {=u64} ms, busy core-clock counts {=u64}",

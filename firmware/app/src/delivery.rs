@@ -149,13 +149,23 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         while let Some(attempt) = next_attempt(&tried, retry_all).await {
             let _ = tried.push(attempt.id);
             let mut outcomes = Outcomes::new();
-            if attempt.recipients(Route::Mailbox).next().is_some() {
+            let local = attempt.recipients(Route::Mailbox).next().is_some();
+            let outbound = attempt.recipients(Route::Smarthost).next().is_some();
+            // Instruction count of a delivery to the mailbox host, spool update included
+            // (attempts with outbound recipients are not measured: they include the smarthost).
+            let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
+            if local {
                 deliver_to_mailbox(stack, &attempt, &mut outcomes).await;
             }
-            if attempt.recipients(Route::Smarthost).next().is_some() {
+            if outbound {
                 crate::smarthost::deliver(stack, &attempt, &mut outcomes, random.derive()).await;
             }
             record_outcomes(&attempt, &outcomes).await;
+            if let Some(measurement) = measurement {
+                if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
+                    measurement.end();
+                }
+            }
             if tried.is_full() {
                 // More to do: come back at once rather than after the poll interval.
                 DELIVERY_SIGNAL.signal(());
@@ -282,6 +292,8 @@ pub struct TlsStart<'b, 't> {
     pub trust: homemx_tls::Trust<'t>,
     /// Random for the handshake.
     pub random: DerivedRandom,
+    /// The handshake's instruction-count mark.
+    pub operation: crate::instrument::Operation,
 }
 
 /// Drives a client session over `link` until it ends; collects every recipient's result.
@@ -306,7 +318,7 @@ pub async fn run_session<'b>(
                     session.tls_failed();
                     continue;
                 };
-                match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random).await {
+                match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random, start.operation).await {
                     Ok(()) => session.tls_established(now()),
                     Err(error) => {
                         // The session reports TlsProblem::HandshakeFailed next: that raises the alert.

@@ -30,6 +30,7 @@ use homemx_keystore::secret::SecretBytes;
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::message::{Credential, TlsService};
 
+use crate::instrument::Operation;
 use crate::link::Link;
 use crate::mail_settings::MAIL_SETTINGS;
 use crate::random::DerivedRandom;
@@ -110,7 +111,7 @@ async fn https_get(
         return None;
     }
     let mut link = Link::Plain(socket);
-    if let Err(error) = link.start_tls(&mut buffers.read, &mut buffers.write, host, trust, random).await {
+    if let Err(error) = link.start_tls(&mut buffers.read, &mut buffers.write, host, trust, random, Operation::TlsHandshakeDynDns).await {
         HTTPS_OUTCOMES.fetch_or(HTTPS_REFUSED, Ordering::Relaxed);
         crate::alerts::raise_for(AlertKind::CertificateRejected, Peer::DynDns, format_args!("HTTPS to {} refused: {}; nothing was sent", host, error.describe()));
         return None;
@@ -174,6 +175,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
         crate::event_warning!("dyndns: waiting for the time (SNTP)");
         return;
     };
+    let measurement = crate::instrument::begin(Operation::DynDnsCheck);
     let mut guard = load_guard(guard_config(u64::from(dyndns.check_interval_seconds))).await;
 
     // 1. The public address: two distinct check-IP hosts must agree (the guard counts each
@@ -333,6 +335,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
     if guard.take_dirty() {
         store_guard(&guard).await;
     }
+    measurement.end();
 }
 
 /// The guard's rules: the defaults (10 min between updates, 10 min for DNS to settle, 28-day

@@ -11,6 +11,7 @@ use embassy_sync::mutex::{Mutex, MutexGuard};
 use embedded_io_async::Write as _;
 use homemx_tls::{TlsClient, TlsError, Trust, TrustError};
 
+use crate::instrument::Operation;
 use crate::random::DerivedRandom;
 
 /// TLS record buffer for reading: one full TLS record (16 KB plaintext + overhead).
@@ -218,7 +219,8 @@ impl<'s, 'b> Link<'s, 'b> {
 
     /// Switches a plain link to TLS: handshake with `server_name` (SNI and, with a CA anchor,
     /// the name the certificate must carry) and `trust`. On failure the fatal alert goes out
-    /// and the link is broken: nothing more is sent over this connection.
+    /// and the link is broken: nothing more is sent over this connection. `operation` is the
+    /// handshake's instruction-count mark (which provider service this is).
     pub async fn start_tls(
         &mut self,
         read_buffer: &'b mut [u8],
@@ -226,10 +228,12 @@ impl<'s, 'b> Link<'s, 'b> {
         server_name: &str,
         trust: Trust<'_>,
         random: DerivedRandom,
+        operation: Operation,
     ) -> Result<(), LinkError> {
         let Link::Plain(mut socket) = core::mem::replace(self, Link::Broken) else {
             return Err(LinkError::Transport);
         };
+        let measurement = crate::instrument::begin(operation);
         let (provider, clock) = crate::tls_context::prepare(random);
         let config = match homemx_tls::client_config(&provider, clock, trust) {
             Ok(config) => config,
@@ -264,6 +268,7 @@ impl<'s, 'b> Link<'s, 'b> {
                     crate::cpu_load::busy_core_clock_counts() - cycles_before
                 );
                 *self = Link::Tls(socket, client);
+                measurement.end();
                 Ok(())
             }
             Err(error) => {

@@ -17,6 +17,7 @@ mod event_log;
 mod executor;
 mod health;
 mod heap;
+mod instrument;
 mod lan;
 mod link;
 mod mail_settings;

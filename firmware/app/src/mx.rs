@@ -29,6 +29,7 @@ use homemx_smtp::{
 };
 use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 
+use crate::instrument::{Measurement, Operation};
 use crate::mail_settings::{MAIL_SETTINGS, SPOOL_FREE_BYTES};
 use crate::network::mail_clock as now;
 use crate::vault::VAULT;
@@ -290,7 +291,7 @@ async fn listen(mut socket: TcpSocket<'static>, port: u16, task_number: u8) -> !
                 continue;
             }
             Ok(()) => {
-                serve(&mut socket, client, task_number).await;
+                serve(&mut socket, client, port, task_number).await;
                 pool(port).close(client);
             }
         }
@@ -359,7 +360,26 @@ async fn receive(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) ->
     }
 }
 
-async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
+/// The instruction-count measurement of the next message on `port` (port 25 only: the MX).
+fn measure_message(port: u16) -> Option<Measurement> {
+    (port == SMTP_PORT).then(|| crate::instrument::begin(Operation::MxMessage))
+}
+
+/// After a message's reply went out: ends its measurement if it was committed (`250`),
+/// cancels it otherwise.
+fn finish_message(current: Option<Measurement>, committed: bool) {
+    match current {
+        Some(measurement) if committed => measurement.end(),
+        other => drop(other),
+    }
+}
+
+async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_number: u8) {
+    // From the session's start to the first message's `250`, then from each `250` to the
+    // next; what is open when the session ends is cancelled (see crate::instrument).
+    let mut measurement = measure_message(port);
+    // Set when a message's reply (committed or not) is queued and not yet sent.
+    let mut replied: Option<bool> = None;
     let lan = is_lan_client(client);
     let (host_name, message_size, lan_recipients) = MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
         Some(settings) => (settings.host_name.clone(), settings.message_size, settings.max_recipients),
@@ -379,6 +399,10 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
         let Some(event) = session.poll(now(), &mut policy) else {
             if !send_output(socket, &mut session).await {
                 break;
+            }
+            if let Some(committed) = replied.take() {
+                finish_message(measurement.take(), committed);
+                measurement = measure_message(port);
             }
             if session.is_closed() {
                 break;
@@ -433,6 +457,7 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
             }
             Event::MessageComplete { body_size, .. } => {
                 let result = commit_message(&mut transaction, client, body_size, lan).await;
+                replied = Some(result == CommitResult::Committed);
                 session.message_committed(result, now());
             }
             Event::TransactionAborted(reason) => {
@@ -452,7 +477,11 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, task_number: u8) {
                 }
             }
             Event::Close => {
-                let _ = send_output(socket, &mut session).await;
+                if send_output(socket, &mut session).await {
+                    if let Some(committed) = replied.take() {
+                        finish_message(measurement.take(), committed);
+                    }
+                }
                 break;
             }
         }

@@ -142,6 +142,7 @@ pub async fn log_when_ready(stack: Stack<'static>) {
     stack.wait_link_up().await;
     defmt::info!("link up");
     stack.wait_config_up().await;
+    crate::instrument::reached(crate::instrument::Operation::BootToReady);
     if let Some(config) = stack.config_v4() {
         defmt::info!(
             "homemx ready: address {}, gateway {}; busy core-clock counts since start: {=u64}",

@@ -128,10 +128,11 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         server_name: smarthost.host.as_str(),
         trust,
         random,
+        operation: crate::instrument::Operation::TlsHandshakeSmarthost,
     });
     if connected && implicit {
         let start = tls.take().expect("TLS start is set");
-        match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random).await {
+        match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random, start.operation).await {
             Ok(()) => {}
             Err(error) => {
                 tls_problem(TlsProblem::HandshakeFailed);

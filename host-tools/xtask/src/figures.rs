@@ -56,6 +56,7 @@ fn boot_to_health(instruction_counting: bool) -> Result<BootFigures> {
         network: NetworkMode::UserRestricted { forwards: vec![(port, 80)] },
         mac_address: "52:54:00:6d:78:04".into(),
         instruction_counting,
+        operation_counts: false,
         echo_log: false,
     };
     let machine = Machine::start(&config, &directory)?;

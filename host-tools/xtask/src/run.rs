@@ -58,6 +58,7 @@ pub fn run(arguments: &[String]) -> Result<()> {
         network: mode,
         mac_address: APPLIANCE_MAC.into(),
         instruction_counting: false,
+        operation_counts: false,
         echo_log: true,
     };
     let mut machine = Machine::start(&config, &directory)?;
