@@ -4,7 +4,8 @@
 //! accepted only when the server answered `250` after the final `.`; any other answer is a
 //! failure with its reason. A temporary refusal (`4xx` at any step) or a connection that
 //! fails is tried again, at most [`LoadConfig::temporary_retries`] times per message after a
-//! pause, and every such retry is counted; a permanent refusal (`5xx`, or a reply that is not
+//! pause that doubles from [`LoadConfig::retry_pause`] up to [`LoadConfig::longest_retry_pause`]
+//! (a sending MTA backs off too, only in minutes), and every such retry is counted; a permanent refusal (`5xx`, or a reply that is not
 //! SMTP) is not retried. The whole run is bounded by [`LoadConfig::deadline`]: messages not
 //! started by then count as failed.
 //!
@@ -43,8 +44,10 @@ pub struct LoadConfig {
     pub client_name: String,
     /// Further tries of one message after a temporary refusal or a failed connection.
     pub temporary_retries: u32,
-    /// The pause before such a retry.
+    /// The pause before the first such retry of a message; it doubles for each further one.
     pub retry_pause: Duration,
+    /// The longest pause before a retry.
+    pub longest_retry_pause: Duration,
     /// How long one reply (or one write) may take.
     pub reply_timeout: Duration,
     /// The bound on the whole run.
@@ -53,7 +56,8 @@ pub struct LoadConfig {
 
 impl LoadConfig {
     /// `messages` messages of `message_bytes` to `recipient` at `target` from `senders`
-    /// clients on `sources`; 5 retries per message 1 s apart, 60 s per reply, 30 min in all.
+    /// clients on `sources`; up to 10 retries per message after 0.1 s, 0.2 s, … at most 5 s
+    /// (26 s in all), 60 s per reply, 30 min for the whole run.
     pub fn new(target: SocketAddrV4, sources: &[Ipv4Addr], senders: usize, messages: usize, message_bytes: usize, recipient: &str) -> Self {
         LoadConfig {
             target,
@@ -64,8 +68,9 @@ impl LoadConfig {
             sender_address: "load@sender.example".to_string(),
             recipient: recipient.to_string(),
             client_name: "load.sender.example".to_string(),
-            temporary_retries: 5,
-            retry_pause: Duration::from_secs(1),
+            temporary_retries: 10,
+            retry_pause: Duration::from_millis(100),
+            longest_retry_pause: Duration::from_secs(5),
             reply_timeout: Duration::from_secs(60),
             deadline: Duration::from_secs(30 * 60),
         }
@@ -83,6 +88,8 @@ pub struct LoadReport {
     pub temporary_refusals: usize,
     /// Connections that failed (connect, read or write error, timeout), counted like refusals.
     pub connection_failures: usize,
+    /// Time the senders paused before retries, summed over the senders.
+    pub paused: Duration,
     /// From the first connection to the last answer.
     pub elapsed: Duration,
     /// Connect to `250` of each accepted message (last try only), sorted.
@@ -107,11 +114,12 @@ impl LoadReport {
     pub fn summary(&self) -> String {
         let milliseconds = |quantile| self.latency_quantile(quantile).map_or(f64::NAN, |latency: Duration| latency.as_secs_f64() * 1000.0);
         format!(
-            "{} accepted, {} failed, {} temporary refusals, {} connection failures, {:.1} s, {:.2} messages/s, latency median {:.0} ms, 95% {:.0} ms, max {:.0} ms",
+            "{} accepted, {} failed, {} temporary refusals, {} connection failures ({:.1} s of pauses before retries), {:.1} s, {:.2} messages/s, latency median {:.0} ms, 95% {:.0} ms, max {:.0} ms",
             self.accepted,
             self.failed,
             self.temporary_refusals,
             self.connection_failures,
+            self.paused.as_secs_f64(),
             self.elapsed.as_secs_f64(),
             self.messages_per_second(),
             milliseconds(0.5),
@@ -262,6 +270,7 @@ fn sender(config: &LoadConfig, source: Ipv4Addr, progress: &Progress, deadline: 
         }
         let payload = data_payload(&test_message(number, &config.recipient, config.message_bytes));
         let mut tries = 0;
+        let mut pause = config.retry_pause;
         loop {
             let started = Instant::now();
             let outcome = send_once(config, source, &payload);
@@ -284,15 +293,17 @@ fn sender(config: &LoadConfig, source: Ipv4Addr, progress: &Progress, deadline: 
                         report.temporary_refusals += 1;
                     }
                     *report.reasons.entry(reason).or_default() += 1;
-                    if tries >= config.temporary_retries || Instant::now() + config.retry_pause > deadline {
+                    if tries >= config.temporary_retries || Instant::now() + pause > deadline {
                         report.failed += 1;
                         break;
                     }
+                    report.paused += pause;
                 }
             }
             drop(report);
             tries += 1;
-            std::thread::sleep(config.retry_pause);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(config.longest_retry_pause);
         }
     }
 }
@@ -406,6 +417,7 @@ mod tests {
         assert_eq!(report.accepted, 2, "{report:?}");
         assert_eq!(report.failed, 3, "{report:?}");
         assert_eq!(report.temporary_refusals, 4, "{report:?}");
+        assert_eq!(report.paused, Duration::from_millis(10 + 10 + 20), "pauses double: {report:?}");
         assert_eq!(report.reasons.get("greeting: 421 4.7.0 busy"), Some(&4));
         assert_eq!(report.reasons.get("end of data: 554 5.6.0 no"), Some(&1));
         assert_eq!(report.reasons.get("RCPT: 550 5.1.1 unknown"), Some(&1));
