@@ -94,6 +94,8 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Connect to `250` of each accepted message (last try only), sorted.
     pub latencies: Vec<Duration>,
+    /// When each accepted message got its `250`, from the start of the run, in order.
+    pub accepted_at: Vec<Duration>,
     /// Why messages failed or were retried: reason → times.
     pub reasons: BTreeMap<String, usize>,
 }
@@ -102,6 +104,14 @@ impl LoadReport {
     /// Accepted messages per second of the run.
     pub fn messages_per_second(&self) -> f64 {
         self.accepted as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Accepted messages per second over the first `count` acceptances (from the start of the
+    /// run to the `count`th `250`), or over all if there were fewer.
+    pub fn messages_per_second_of_first(&self, count: usize) -> Option<f64> {
+        let count = count.min(self.accepted_at.len());
+        let at = self.accepted_at.get(count.checked_sub(1)?)?;
+        Some(count as f64 / at.as_secs_f64())
     }
 
     /// The `fraction` quantile of the accepted messages' latencies (0.5: median).
@@ -262,7 +272,7 @@ struct Progress {
     report: Mutex<LoadReport>,
 }
 
-fn sender(config: &LoadConfig, source: Ipv4Addr, progress: &Progress, deadline: Instant) {
+fn sender(config: &LoadConfig, source: Ipv4Addr, progress: &Progress, started: Instant, deadline: Instant) {
     loop {
         let number = progress.next_message.fetch_add(1, Ordering::Relaxed);
         if number >= config.messages || Instant::now() > deadline {
@@ -272,13 +282,14 @@ fn sender(config: &LoadConfig, source: Ipv4Addr, progress: &Progress, deadline: 
         let mut tries = 0;
         let mut pause = config.retry_pause;
         loop {
-            let started = Instant::now();
+            let attempt_started = Instant::now();
             let outcome = send_once(config, source, &payload);
             let mut report = progress.report.lock().expect("no sender panics holding the report");
             match outcome {
                 Outcome::Accepted => {
                     report.accepted += 1;
-                    report.latencies.push(started.elapsed());
+                    report.latencies.push(attempt_started.elapsed());
+                    report.accepted_at.push(started.elapsed());
                     break;
                 }
                 Outcome::Permanent(reason) => {
@@ -322,7 +333,7 @@ pub fn run_load(config: &LoadConfig) -> Result<LoadReport> {
         .map(|index| {
             let (config, progress) = (config.clone(), Arc::clone(&progress));
             let source = config.sources[index % config.sources.len()];
-            std::thread::spawn(move || sender(&config, source, &progress, deadline))
+            std::thread::spawn(move || sender(&config, source, &progress, started, deadline))
         })
         .collect();
     for thread in threads {
@@ -337,6 +348,7 @@ pub fn run_load(config: &LoadConfig) -> Result<LoadReport> {
         *report.reasons.entry("not sent before the deadline".to_string()).or_default() += unsent;
     }
     report.latencies.sort_unstable();
+    report.accepted_at.sort_unstable();
     Ok(report)
 }
 
@@ -422,6 +434,8 @@ mod tests {
         assert_eq!(report.reasons.get("end of data: 554 5.6.0 no"), Some(&1));
         assert_eq!(report.reasons.get("RCPT: 550 5.1.1 unknown"), Some(&1));
         assert_eq!(report.latencies.len(), 2);
+        assert_eq!(report.accepted_at.len(), 2);
+        assert!(report.messages_per_second_of_first(1).unwrap() >= report.messages_per_second_of_first(2).unwrap());
     }
 
     #[test]
