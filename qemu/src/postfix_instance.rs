@@ -73,13 +73,7 @@ impl PostfixInstance {
         directory.subdirectory("queue", 0o755)?;
         let data_directory = directory.subdirectory("data", 0o700)?;
         chown(&data_directory, postfix_uid, postfix_gid)?;
-        Ok(PostfixInstance {
-            namespace: namespace.map(str::to_string),
-            record: record.to_path_buf(),
-            listeners: listeners.to_vec(),
-            child: None,
-            directory,
-        })
+        Ok(PostfixInstance { namespace: namespace.map(str::to_string), record: record.to_path_buf(), listeners: listeners.to_vec(), child: None, directory })
     }
 
     /// Its working directory under the system temp dir (removed on drop).

@@ -188,7 +188,10 @@ fn data_payload(message: &[u8]) -> Vec<u8> {
 enum Outcome {
     Accepted,
     /// `4xx` or a failed connection: may be tried again.
-    Temporary { reason: String, connection: bool },
+    Temporary {
+        reason: String,
+        connection: bool,
+    },
     /// `5xx` or a reply that is not SMTP: not retried.
     Permanent(String),
 }
