@@ -19,11 +19,15 @@ pub mod network;
 pub mod owner;
 pub mod peer_directory;
 pub mod peers;
+mod postfix_instance;
+pub mod postfix_mx;
 pub mod postfix_smarthost;
 pub mod pop3_server;
+pub mod process_memory;
 pub mod provider;
 pub mod qmp;
 pub mod ram;
+pub mod smtp_load;
 
 /// The error type of the harness: a message that says what went wrong.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

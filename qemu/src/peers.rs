@@ -23,12 +23,7 @@ pub fn connect_from(source: Ipv4Addr, target: SocketAddrV4, timeout: Duration) -
 /// The messages a mail peer stored in `directory` (`NNNN.eml` with a `NNNN.json` sidecar:
 /// envelope and connection facts), oldest first.
 pub fn stored_messages(directory: &std::path::Path) -> Vec<(Vec<u8>, serde_json::Value)> {
-    let mut names: Vec<_> = std::fs::read_dir(directory)
-        .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
-        .unwrap_or_default();
-    names.retain(|path| path.extension().is_some_and(|extension| extension == "eml"));
-    names.sort();
-    names
+    stored_message_files(directory)
         .into_iter()
         .filter_map(|path| {
             let body = std::fs::read(&path).ok()?;
@@ -36,6 +31,16 @@ pub fn stored_messages(directory: &std::path::Path) -> Vec<(Vec<u8>, serde_json:
             Some((body, serde_json::from_slice(&sidecar).ok()?))
         })
         .collect()
+}
+
+/// The message files (`NNNN.eml`) a mail peer stored in `directory`, oldest first.
+fn stored_message_files(directory: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut names: Vec<_> = std::fs::read_dir(directory)
+        .map(|entries| entries.filter_map(|entry| entry.ok()).map(|entry| entry.path()).collect())
+        .unwrap_or_default();
+    names.retain(|path| path.extension().is_some_and(|extension| extension == "eml"));
+    names.sort();
+    names
 }
 
 /// Waits until `peer` (named in the error) has stored at least `count` messages in `directory`.
@@ -146,6 +151,26 @@ impl MailboxHost {
     /// Waits until at least `count` messages are stored.
     pub fn wait_for_messages(&self, count: usize, timeout: Duration) -> Result<Vec<(Vec<u8>, serde_json::Value)>> {
         wait_for_stored_messages(&self.directory, "the mailbox host", count, timeout)
+    }
+
+    /// How many messages it has stored (files counted, none read: cheap for thousands).
+    pub fn message_count(&self) -> usize {
+        stored_message_files(&self.directory).len()
+    }
+
+    /// Waits until at least `count` messages are stored, counting files only; returns the count.
+    pub fn wait_for_message_count(&self, count: usize, timeout: Duration) -> Result<usize> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let stored = self.message_count();
+            if stored >= count {
+                return Ok(stored);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("the mailbox host has {stored} messages, not {count}, after {timeout:?}").into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Stops it (SIGTERM to the PID it was started with).

@@ -4,12 +4,14 @@
 //! - `run [--isolated-network]`: boot the appliance in QEMU with a demo network
 //! - `flash-image PATH`: a fresh, erased flash file with an entropy seed
 //! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
+//! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
 //! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, QEMU e2e)
 
 mod commands;
 mod figures;
 mod mail_figures;
 mod run;
+mod throughput;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,7 @@ commands:
   run [--isolated-network]                 boot the appliance in QEMU with a demo network
   flash-image PATH                         write a fresh flash file (erased, with entropy seed)
   figures                                  print image sizes and boot time to /health
+  throughput [--messages N]                MX messages/s, appliance and Postfix (default 2000; root)
   test                                     run everything CI runs";
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
         Some("flash-image") => commands::flash_image(&arguments[1..]),
         Some("figures") if arguments.get(1).map(String::as_str) == Some("mail") => mail_figures::print_mail_figures(),
         Some("figures") => figures::print_figures(),
+        Some("throughput") => throughput::run(&arguments[1..]),
         Some("test") => commands::test(&arguments[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
