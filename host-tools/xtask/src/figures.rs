@@ -82,9 +82,25 @@ fn number_after(line: &str, marker: &str) -> Option<u64> {
     line.split(marker).nth(1)?.split([',', ' ']).next()?.parse().ok()
 }
 
-/// Runs the spool exercise build under `-icount` and prints what a 10 KB message costs on
-/// the QEMU board's flash.
-fn print_spool_figures() -> Result<()> {
+/// What a 10 KB message costs the QEMU board's NOR flash, from the spool exercise build.
+pub struct SpoolFigures {
+    /// Messages committed.
+    pub commits: usize,
+    /// Bytes programmed per message.
+    pub programmed_per_message: u64,
+    /// Bytes programmed / message bytes.
+    pub programmed_ratio: f64,
+    /// The most sectors erased between a message's begin and its commit ("before 250").
+    pub most_erased_before_commit: u64,
+    /// Instructions per message, begin to commit (`-icount`: the exercise has no peers).
+    pub instructions_per_message: u64,
+    /// How the spool mounted after the power cut, and its instructions.
+    pub mount: (String, u64),
+}
+
+/// Runs the spool exercise build under `-icount` (offline: no peers, so `-icount` is exact
+/// and harmless), cuts its power, mounts again.
+pub fn spool_figures() -> Result<SpoolFigures> {
     let build = FirmwareBuild { test_features: &["spool-exercise"], ..FirmwareBuild::QEMU };
     let elf = build.build()?;
     let directory = new_run_directory("figures-spool")?;
@@ -109,22 +125,33 @@ fn print_spool_figures() -> Result<()> {
     let mounted = machine.log.wait_for(0, "spool exercise: mounted", Duration::from_secs(60))?;
     drop(machine);
     let total = |marker: &str| commits.iter().filter_map(|line| number_after(line, marker)).sum::<u64>();
-    let most_erased = commits.iter().filter_map(|line| number_after(line, "erased ")).max().unwrap_or(0);
     let message_bytes: u64 = commits
         .iter()
         .filter_map(|line| line.split(" tag ").nth(1)?.split(", ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
         .sum();
     let programmed = total("programmed ");
-    let instructions = total("busy counts ") * INSTRUCTIONS_PER_CORE_CLOCK_COUNT / commits.len() as u64;
-    println!("spool on the QEMU board's NOR flash (10 KB messages, {} commits, -icount shift=0):", commits.len());
+    Ok(SpoolFigures {
+        commits: commits.len(),
+        programmed_per_message: programmed / commits.len() as u64,
+        programmed_ratio: programmed as f64 / message_bytes.max(1) as f64,
+        most_erased_before_commit: commits.iter().filter_map(|line| number_after(line, "erased ")).max().unwrap_or(0),
+        instructions_per_message: total("busy counts ") * INSTRUCTIONS_PER_CORE_CLOCK_COUNT / commits.len() as u64,
+        mount: (
+            mounted.split("mounted: ").nth(1).unwrap_or("").split(',').next().unwrap_or("").to_string(),
+            number_after(&mounted, "busy counts ").unwrap_or(0) * INSTRUCTIONS_PER_CORE_CLOCK_COUNT,
+        ),
+    })
+}
+
+fn print_spool_figures() -> Result<()> {
+    let spool = spool_figures()?;
+    println!("spool on the QEMU board's NOR flash (10 KB messages, {} commits, -icount shift=0):", spool.commits);
     println!(
-        "  programmed per message: {} B ({:.3}x the message); most sectors erased between begin and commit: {most_erased}",
-        programmed / commits.len() as u64,
-        programmed as f64 / message_bytes.max(1) as f64
+        "  programmed per message: {} B ({:.3}x the message); most sectors erased between begin and commit: {}",
+        spool.programmed_per_message, spool.programmed_ratio, spool.most_erased_before_commit
     );
-    println!("  instructions per message, begin to commit (incl. XChaCha20-Poly1305): {:.2} M", instructions as f64 / 1e6);
-    let mount_instructions = number_after(&mounted, "busy counts ").unwrap_or(0) * INSTRUCTIONS_PER_CORE_CLOCK_COUNT;
-    println!("  mount after a power cut ({}): {:.2} M instructions", mounted.split("mounted: ").nth(1).unwrap_or("").split(',').next().unwrap_or(""), mount_instructions as f64 / 1e6);
+    println!("  instructions per message, begin to commit (incl. XChaCha20-Poly1305): {:.2} M", spool.instructions_per_message as f64 / 1e6);
+    println!("  mount after a power cut ({}): {:.2} M instructions", spool.mount.0, spool.mount.1 as f64 / 1e6);
     Ok(())
 }
 

@@ -5,10 +5,14 @@
 //! - `flash-image PATH`: a fresh, erased flash file with an entropy seed
 //! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
 //! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
+//! - `bench [--check]`: image, spool, RAM and MX throughput beside Postfix, against `budgets.toml`, into `BENCHMARKS.md`
 //! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, QEMU e2e)
 
+mod bench;
+mod budgets;
 mod commands;
 mod figures;
+mod image_map;
 mod mail_figures;
 mod run;
 mod throughput;
@@ -23,6 +27,8 @@ commands:
   flash-image PATH                         write a fresh flash file (erased, with entropy seed)
   figures                                  print image sizes and boot time to /health
   throughput [--messages N]                MX messages/s, appliance and Postfix (default 2000; root)
+  bench [--check] [--messages N] [--no-throughput]
+                                           figures against budgets.toml, written to BENCHMARKS.md
   test                                     run everything CI runs";
 
 fn main() -> ExitCode {
@@ -34,6 +40,7 @@ fn main() -> ExitCode {
         Some("figures") if arguments.get(1).map(String::as_str) == Some("mail") => mail_figures::print_mail_figures(),
         Some("figures") => figures::print_figures(),
         Some("throughput") => throughput::run(&arguments[1..]),
+        Some("bench") => bench::bench(&arguments[1..]),
         Some("test") => commands::test(&arguments[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
