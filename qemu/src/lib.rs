@@ -16,6 +16,7 @@ pub mod instructions;
 pub mod log;
 pub mod machine;
 pub mod network;
+pub mod operation_workload;
 pub mod owner;
 pub mod peer_directory;
 pub mod peers;

@@ -4,17 +4,15 @@
 //!
 //! Owns the report and its rendering; the measurements come from [`crate::image_map`] (flash
 //! per crate, static RAM per owner), [`crate::figures::spool_figures`] (flash programmed per
-//! message) and [`crate::throughput`] (messages per second through the MX beside Postfix, and
-//! the appliance's RAM under that load).
-//!
-//! Not in it yet: the instructions per operation. The QEMU TCG plugin counts them
-//! (`qemu/src/instructions.rs`; `cargo test -p homemx-qemu --test instruction_counts --
-//! --nocapture` prints them); driving the operations from here is the next step, and
-//! `operations_section` renders them with their budgets once it is.
+//! message), [`homemx_qemu::operation_workload`] (instructions per operation, counted by the
+//! QEMU TCG plugin while the appliance talks to real peers) and [`crate::throughput`] (messages
+//! per second through the MX beside Postfix, and the appliance's RAM under that load).
 
 use std::fmt::Write as _;
 
 use homemx_qemu::firmware::{image_size, FirmwareBuild};
+use homemx_qemu::instructions::OperationCount;
+use homemx_qemu::operation_workload::{measure_operations, MeasuredOperations};
 use homemx_qemu::{repository_root, Result};
 
 use crate::budgets::{Budgets, Verdict};
@@ -27,11 +25,13 @@ const TOP_ROWS: usize = 16;
 struct Options {
     check: bool,
     messages: usize,
+    repeats: usize,
     throughput: bool,
+    operations: bool,
 }
 
 fn options(arguments: &[String]) -> Result<Options> {
-    let mut options = Options { check: false, messages: 2_000, throughput: true };
+    let mut options = Options { check: false, messages: 2_000, repeats: 10, throughput: true, operations: true };
     let mut arguments = arguments.iter();
     while let Some(argument) = arguments.next() {
         let mut number = |name: &str| -> Result<usize> {
@@ -40,7 +40,9 @@ fn options(arguments: &[String]) -> Result<Options> {
         match argument.as_str() {
             "--check" => options.check = true,
             "--messages" => options.messages = number("--messages")?.max(1),
+            "--repeats" => options.repeats = number("--repeats")?.max(1),
             "--no-throughput" => options.throughput = false,
+            "--no-operations" => options.operations = false,
             other => return Err(format!("unknown option {other:?}: {USAGE}").into()),
         }
     }
@@ -48,7 +50,7 @@ fn options(arguments: &[String]) -> Result<Options> {
 }
 
 /// The command line of `bench`.
-pub const USAGE: &str = "cargo xtask bench [--check] [--messages N] [--no-throughput]";
+pub const USAGE: &str = "cargo xtask bench [--check] [--messages N] [--repeats N] [--no-throughput] [--no-operations]";
 
 /// One measured operation: its instruction counts over the runs.
 pub struct OperationRow {
@@ -185,16 +187,43 @@ fn spool_section(report: &mut Report, budgets: &Budgets) -> Result<()> {
     Ok(())
 }
 
-#[allow(dead_code)] // rendered once bench drives the operations (see the module doc)
+/// The rows of the operations table, in the issue's order.
+fn operation_rows(measured: &MeasuredOperations) -> Vec<OperationRow> {
+    let row = |name: &str, budget_key: Option<&'static str>, runs: &[OperationCount]| OperationRow {
+        name: name.into(),
+        budget_key,
+        samples: runs.iter().map(|run| run.instructions).collect(),
+    };
+    let handshake = Some("instructions.tls_client_handshake");
+    vec![
+        row("TLS client handshake: smarthost (STARTTLS, P-256, CA anchor)", handshake, &measured.smarthost_handshake),
+        row("TLS client handshake: backup MX, POP3 (STARTTLS)", handshake, &measured.backup_mx_handshake),
+        row("TLS client handshake: DynDNS and check-IP (HTTPS)", handshake, &measured.dyndns_handshake),
+        row("10 KB message on the MX, plain: first byte to `250`", Some("instructions.mx_message_10k"), &measured.mx_message),
+        row("message delivered to the LAN mailbox host (LMTP, spool updated)", None, &measured.mailbox_delivery),
+        row("10 KB message fetched by POP3 from the backup MX, committed", None, &measured.backup_mx_message),
+        row("DynDNS check, no update (two check-IP fetches, DNS)", None, &measured.dyndns_check),
+        row("DynDNS check, first after provisioning, with an update", None, &measured.first_dyndns_check),
+        row("unlock (PBKDF2, spool mount)", Some("instructions.unlock"), &measured.unlock),
+        row("boot to network ready (RAM wipe, bring-up, DHCP; before unlock)", Some("instructions.boot_to_ready"), &measured.boot_to_ready),
+    ]
+}
+
 fn operations_section(report: &mut Report, budgets: &Budgets, rows: &[OperationRow], runs: usize) {
     let mut text = format!(
-        "## Instructions per operation\n\nMedian of {runs} runs (fewer where an operation happens fewer times), the spread is (max − min) / median.\n\n| operation | instructions | spread | ms at {:.0} MHz | budget |\n| --- | ---: | ---: | ---: | --- |\n",
+        "## Instructions per operation\n\nCounted by the QEMU TCG plugin between the firmware's marks, with real peers on the isolated network (`homemx_qemu::operation_workload`). \
+         Each operation was done {runs} times where the workload can repeat it (the runs column says how many were counted); the figure is the median, the spread is (max − min) / median. \
+         Not measured because they do not exist yet: a TLS server handshake and a message over inbound TLS (inbound TLS is issue 15).\n\n| operation | instructions | spread | ms at {:.0} MHz | budget |\n| --- | ---: | ---: | ---: | --- |\n",
         budgets.clock_hz / 1e6
     );
     for row in rows {
         let median = row.median();
         let budget = match row.budget_key {
-            Some(key) => report.budget(budgets, &row.name, key, median as f64),
+            Some(key) => {
+                let verdict = report.budget(budgets, &row.name, key, median as f64);
+                let limit = budgets.get(key).map(|limit| format!(" = {:.0} ms", budgets.milliseconds(limit))).unwrap_or_default();
+                format!("{verdict}{limit}")
+            }
             None => "–".into(),
         };
         let _ = writeln!(
@@ -272,6 +301,10 @@ pub fn bench(arguments: &[String]) -> Result<()> {
     let mut report = Report { sections: Vec::new(), verdicts: Vec::new() };
     let elf = FirmwareBuild::QEMU.build()?;
     let static_ram = image_size(&elf)?.static_ram;
+    if options.operations {
+        let measured = measure_operations(options.repeats)?;
+        operations_section(&mut report, &budgets, &operation_rows(&measured), options.repeats);
+    }
     image_section(&mut report, &budgets, &elf)?;
     spool_section(&mut report, &budgets)?;
     if options.throughput {
@@ -280,9 +313,6 @@ pub fn bench(arguments: &[String]) -> Result<()> {
         memory_section(&mut report, &budgets, static_ram, memory.stack_high_water_bytes, memory.heap_used_bytes);
         report.sections.push(throughput_section(&figures));
     }
-    report.sections.push(
-        "## Instructions per operation\n\nNot measured by `bench` yet: `cargo test -p homemx-qemu --test instruction_counts -- --nocapture` prints them (QEMU TCG plugin).\n".into(),
-    );
     let mut document = header();
     for section in &report.sections {
         document.push('\n');
@@ -318,7 +348,9 @@ mod tests {
     #[test]
     fn options_parse_and_refuse_unknown_flags() {
         let parsed = options(&["--check".into(), "--messages".into(), "3".into()]).unwrap();
-        assert!(parsed.check && parsed.messages == 3 && parsed.throughput);
+        assert!(parsed.check && parsed.messages == 3 && parsed.throughput && parsed.operations && parsed.repeats == 10);
+        let parsed = options(&["--no-operations".into(), "--repeats".into(), "4".into()]).unwrap();
+        assert!(!parsed.operations && parsed.repeats == 4);
         assert!(options(&["--fast".into()]).is_err());
         assert!(options(&["--messages".into()]).is_err());
     }
