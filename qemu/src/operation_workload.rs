@@ -8,6 +8,10 @@
 //! `cargo xtask bench` (which prints them beside the budgets). Owns the run's peers and
 //! machine for its duration; everything is torn down by PID when it returns.
 //!
+//! Two series: one long run (state grows from run to run: spool positions, key-value records,
+//! the event log), and the same operations from the same state (one flash image copied before
+//! each boot), which shows the instrument's own spread.
+//!
 //! Every count includes whatever else the core ran meanwhile, so each operation is started only
 //! when the one before it has ended: the MX message's delivery ends before the next message
 //! begins, an unlock and `fetch-now` (each starts a DynDNS check, then a backup-MX fetch) end
@@ -75,8 +79,26 @@ pub struct MeasuredOperations {
     pub first_dyndns_check: Vec<OperationCount>,
     /// Every later DynDNS check (no update).
     pub dyndns_check: Vec<OperationCount>,
-    /// Everything the plugin wrote, for plausibility checks and uncounted operations.
+    /// Everything the plugin wrote in the long run, for plausibility checks and uncounted
+    /// operations.
     pub all: OperationCounts,
+    /// The same operations from the same state: each of `repeats` boots starts from one copy
+    /// of the flash (provisioned, spool empty, locked), unlocks, and takes the same 10 KB
+    /// message from the WAN. What is left of the spread is the instrument's and the timing's,
+    /// not the work's.
+    pub same_state: SameStateRuns,
+}
+
+/// Counts of the runs that start from the same flash image (see
+/// [`MeasuredOperations::same_state`]).
+#[derive(Default)]
+pub struct SameStateRuns {
+    /// One unlock per boot.
+    pub unlock: Vec<OperationCount>,
+    /// The same 10 KB message through the MX, first byte to "250", one per boot.
+    pub mx_message: Vec<OperationCount>,
+    /// Its delivery to the LAN mailbox host, one per boot.
+    pub mailbox_delivery: Vec<OperationCount>,
 }
 
 /// A message of about `size` bytes to `recipient`.
@@ -186,9 +208,9 @@ pub fn measure_operations(repeats: usize) -> Result<MeasuredOperations> {
     flash_image::create(&flash)?;
     let config = MachineConfig {
         operation_counts: true,
-        ..MachineConfig::on_network(elf, flash, &network)
+        ..MachineConfig::on_network(elf, flash.clone(), &network)
     };
-    let machine = Machine::start(&config, &directory)?;
+    let mut machine = Machine::start(&config, &directory)?;
     machine.wait_ready(0, Duration::from_secs(60))?;
     let counts_file = machine.operation_counts_file();
     let count_of = |operation: Operation, at_least: usize| -> Result<()> {
@@ -204,12 +226,7 @@ pub fn measure_operations(repeats: usize) -> Result<MeasuredOperations> {
     machine
         .log
         .wait_for(0, "time: clock set", Duration::from_secs(60))?;
-    let fetch_ended = |from_line: usize| -> Result<()> {
-        machine
-            .log
-            .wait_for(from_line, "messages fetched", OPERATION_TIMEOUT)
-            .map(|_| ())
-    };
+    let fetch_ended = |from_line: usize| fetch_ended_on(&machine, from_line);
     let homemx = |arguments: &[&str]| -> Result<()> {
         let output = owner.homemx(arguments);
         if output.status.success() {
@@ -292,6 +309,31 @@ pub fn measure_operations(repeats: usize) -> Result<MeasuredOperations> {
     mailbox.wait_for_messages(2 * repeats, OPERATION_TIMEOUT)?;
 
     let all = OperationCounts::read(&counts_file)?;
+
+    // The same state: locked (nothing writes the flash), power off, one copy of the flash.
+    homemx(&["lock"])?;
+    machine.kill();
+    let snapshot = directory.join("flash-locked.img");
+    std::fs::copy(&flash, &snapshot)?;
+    let mut same_state = SameStateRuns::default();
+    std::fs::write(&message_file, message_of(MESSAGE_BYTES, "alice@example.org", 5000))?;
+    for _ in 0..repeats {
+        std::fs::copy(&snapshot, &flash)?;
+        let machine = Machine::start(&config, &directory)?;
+        machine.wait_ready(0, Duration::from_secs(60))?;
+        machine.log.wait_for(0, "time: clock set", Duration::from_secs(60))?;
+        let line = machine.log.line_count();
+        homemx(&["unlock", "--passphrase-file", "passphrase"])?;
+        fetch_ended_on(&machine, line)?;
+        expect_250(&send_mail(&namespace, WAN_CLIENT, APPLIANCE_MX, "bench@remote.test", &["alice@example.org"], &message_file, false)?)?;
+        let counts_file = machine.operation_counts_file();
+        wait_for_counts(&counts_file, Operation::MailboxDelivery, 1, OPERATION_TIMEOUT)?;
+        let boot = OperationCounts::read(&counts_file)?;
+        same_state.unlock.extend(boot.completed_of(Operation::Unlock));
+        same_state.mx_message.extend(boot.completed_of(Operation::MxMessage));
+        same_state.mailbox_delivery.extend(boot.completed_of(Operation::MailboxDelivery));
+    }
+
     let of = |operation: Operation| all.completed_of(operation);
     let dyndns_checks = of(Operation::DynDnsCheck);
     Ok(MeasuredOperations {
@@ -306,5 +348,12 @@ pub fn measure_operations(repeats: usize) -> Result<MeasuredOperations> {
         first_dyndns_check: dyndns_checks[..1].to_vec(),
         dyndns_check: dyndns_checks[1..].to_vec(),
         all,
+        same_state,
     })
+}
+
+/// Waits for the end of the backup-MX fetch that an unlock or `fetch-now` started after
+/// `from_line` of the log (it runs after the DynDNS check).
+fn fetch_ended_on(machine: &Machine, from_line: usize) -> Result<()> {
+    machine.log.wait_for(from_line, "messages fetched", OPERATION_TIMEOUT).map(|_| ())
 }

@@ -89,6 +89,8 @@ fn every_operation_is_counted_and_the_counts_are_printed_with_their_spread() {
         ("unlocks", &measured.unlock),
         ("smarthost handshakes", &measured.smarthost_handshake),
         ("POP3 messages", &measured.backup_mx_message),
+        ("same-state unlocks", &measured.same_state.unlock),
+        ("same-state MX messages", &measured.same_state.mx_message),
     ] {
         assert!(runs.len() >= REPEATS, "{what}: {} counted, not {REPEATS}", runs.len());
     }
@@ -104,6 +106,10 @@ fn every_operation_is_counted_and_the_counts_are_printed_with_their_spread() {
     print_figures("10 KB message fetched by POP3", &measured.backup_mx_message);
     println!("first DynDNS check (with the update): {} instructions", measured.first_dyndns_check[0].instructions);
     print_figures("DynDNS check without an update (every later one)", &measured.dyndns_check);
+    println!("\nthe same operations from the same state (one flash image copied before each boot):");
+    print_figures("same state: unlock", &measured.same_state.unlock);
+    print_figures("same state: the same 10 KB message through the MX", &measured.same_state.mx_message);
+    print_figures("same state: its delivery to the LAN mailbox host", &measured.same_state.mailbox_delivery);
 
     // Against the platform notes' cost anchor: PBKDF2-HMAC-SHA256 with 40,000 iterations is
     // 80,000 SHA-256 compressions of 64 bytes at ~48 instructions per byte: ~246 M, the bulk
