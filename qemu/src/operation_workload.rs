@@ -317,7 +317,7 @@ pub fn measure_operations(repeats: usize) -> Result<MeasuredOperations> {
     std::fs::copy(&flash, &snapshot)?;
     let mut same_state = SameStateRuns::default();
     std::fs::write(&message_file, message_of(MESSAGE_BYTES, "alice@example.org", 5000))?;
-    for _ in 0..repeats {
+    for boot in 0..repeats {
         std::fs::copy(&snapshot, &flash)?;
         let machine = Machine::start(&config, &directory)?;
         machine.wait_ready(0, Duration::from_secs(60))?;
@@ -328,10 +328,13 @@ pub fn measure_operations(repeats: usize) -> Result<MeasuredOperations> {
         expect_250(&send_mail(&namespace, WAN_CLIENT, APPLIANCE_MX, "bench@remote.test", &["alice@example.org"], &message_file, false)?)?;
         let counts_file = machine.operation_counts_file();
         wait_for_counts(&counts_file, Operation::MailboxDelivery, 1, OPERATION_TIMEOUT)?;
-        let boot = OperationCounts::read(&counts_file)?;
-        same_state.unlock.extend(boot.completed_of(Operation::Unlock));
-        same_state.mx_message.extend(boot.completed_of(Operation::MxMessage));
-        same_state.mailbox_delivery.extend(boot.completed_of(Operation::MailboxDelivery));
+        let counts = OperationCounts::read(&counts_file)?;
+        same_state.unlock.extend(counts.completed_of(Operation::Unlock));
+        same_state.mx_message.extend(counts.completed_of(Operation::MxMessage));
+        same_state.mailbox_delivery.extend(counts.completed_of(Operation::MailboxDelivery));
+        // Each boot's log and counts are kept beside the run's (QEMU's start rewrites both).
+        std::fs::copy(directory.join("firmware.log"), directory.join(format!("firmware-same-state-{boot}.log")))?;
+        std::fs::copy(&counts_file, directory.join(format!("operation-counts-same-state-{boot}.txt")))?;
     }
 
     let of = |operation: Operation| all.completed_of(operation);
