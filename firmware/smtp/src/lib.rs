@@ -25,10 +25,10 @@ pub use clock::Now;
 pub use command::{BodyType, MailParameters};
 pub use connection::{ConnectionCounter, ConnectionRefusal};
 pub use limits::Limits;
-pub use policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
+pub use policy::{ClientInfo, RecipientDecision, RelayTrick, SenderDecision, SessionPolicy};
 pub use quota::{HourlyQuota, QuotaDecision};
 pub use received::{TlsDetails, TransactionId};
-pub use relay::{IpPrefix, RelayConfig, RelayTrick, StandardPolicy};
+pub use relay::{IpPrefix, RelayConfig, StandardPolicy};
 pub use server::{
     AbortReason, CommitResult, ConnectionInfo, Event, Refusal, RefusalReason, ServerConfig, ServerSession,
 };

@@ -3,7 +3,6 @@
 use core::net::IpAddr;
 
 use crate::address::{ForwardPath, ReversePath};
-use crate::relay::RelayTrick;
 
 /// What the policy knows about the client of a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,4 +65,21 @@ pub trait SessionPolicy {
     /// Whether `recipient` is accepted (domain accepted and recipient known, or relaying
     /// allowed for this client).
     fn check_recipient(&mut self, client: &ClientInfo, recipient: &ForwardPath<'_>) -> RecipientDecision;
+}
+
+/// A way of hiding a foreign destination in an address; always refused with `550 5.7.1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayTrick {
+    /// `user%foreign@ours`.
+    PercentHack,
+    /// `foreign!user@ours`.
+    BangPath,
+    /// `<@ours:user@foreign>` or any other source route.
+    SourceRoute,
+    /// `"user@foreign"@ours`.
+    QuotedAt,
+    /// A quoted local part that is not a plain dot-string (`"a b"@ours`, `"x\"y"@ours`).
+    QuotedLocalPart,
+    /// `user@[192.0.2.1]`.
+    AddressLiteral,
 }

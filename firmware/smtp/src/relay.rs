@@ -22,7 +22,7 @@ use core::str::FromStr;
 use heapless::{String, Vec};
 
 use crate::address::{parse_domain, Domain, ForwardPath, LocalPart, ReversePath, LOCAL_PART_LENGTH_MAX};
-use crate::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
+use crate::policy::{ClientInfo, RecipientDecision, RelayTrick, SenderDecision, SessionPolicy};
 
 /// Most accepted domains.
 pub const ACCEPTED_DOMAINS_MAX: usize = 8;
@@ -35,23 +35,6 @@ pub const DOMAIN_NAME_MAX: usize = 253;
 
 /// Local parts that exist in every accepted domain (RFC 5321 4.5.1, RFC 2142).
 pub const ALWAYS_KNOWN_LOCAL_PARTS: [&str; 2] = ["postmaster", "abuse"];
-
-/// A way of hiding a foreign destination in an address; always refused with `550 5.7.1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RelayTrick {
-    /// `user%foreign@ours`.
-    PercentHack,
-    /// `foreign!user@ours`.
-    BangPath,
-    /// `<@ours:user@foreign>` or any other source route.
-    SourceRoute,
-    /// `"user@foreign"@ours`.
-    QuotedAt,
-    /// A quoted local part that is not a plain dot-string (`"a b"@ours`, `"x\"y"@ours`).
-    QuotedLocalPart,
-    /// `user@[192.0.2.1]`.
-    AddressLiteral,
-}
 
 /// A configuration mistake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use crate::data::{DataDecoder, DataFault, DataStep};
 use crate::limits::Limits;
 use crate::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
 use crate::received::{write_received, ReceivedFields, SliceWriter, TlsDetails, TransactionId};
-use crate::relay::RelayTrick;
+use crate::policy::RelayTrick;
 use crate::address::AddressError;
 
 /// Octets of received input a session buffers (a command line must fit).
