@@ -24,7 +24,7 @@
 //!   and the owner should know). One distinct source is never enough: the answer decides where
 //!   the domain's mail goes, so no single service may decide it alone.
 
-use crate::verify::same_name;
+use crate::name::same_name;
 
 /// An IPv4 address as four octets.
 pub type Ipv4 = [u8; 4];

@@ -7,6 +7,7 @@
 //! | [`checkip`] | check-IP answer parsing, `is_public`, agreement of several distinct sources |
 //! | [`dyndns2`] | update request path/request, answer parsing and classes, backoff, `USER_AGENT` |
 //! | [`guard`] | `UpdateGuard`: when to update, when to stop, what to judge and alert, persisted state, counters |
+//! | [`name`] | `same_name`: DNS names compared as DNS compares them |
 //! | [`verify`] | `verify_dns`: A and MX verdict with alarms |
 //!
 //! The firmware does TLS, DNS lookups and the clock; the HTTP bytes are written and parsed
@@ -16,6 +17,7 @@
 pub mod checkip;
 pub mod dyndns2;
 pub mod guard;
+pub mod name;
 pub mod verify;
 
 pub use checkip::{agree, is_public, parse_public_address, Agreement, Ipv4};

@@ -22,6 +22,7 @@
 //!   A record, which is not this appliance's job to guess).
 
 use crate::checkip::Ipv4;
+use crate::name::same_name;
 use heapless::Vec;
 
 /// Most offending names or addresses listed in a verdict; more set `truncated`.
@@ -102,15 +103,6 @@ impl Verdict<'_> {
     pub fn is_clean(&self) -> bool {
         self.a == ARecord::Matches && self.mx == MxState::OursPreferred
     }
-}
-
-fn strip_dot(name: &str) -> &str {
-    name.strip_suffix('.').unwrap_or(name)
-}
-
-/// Whether two DNS names are the same (ASCII case-insensitive, trailing dot ignored).
-pub fn same_name(a: &str, b: &str) -> bool {
-    strip_dot(a).eq_ignore_ascii_case(strip_dot(b))
 }
 
 /// Judges the DNS view: `a_records` of `host_name`, `domain_mx` (preference, exchange) of the

@@ -4,7 +4,6 @@
 // `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
 #![allow(clippy::manual_is_multiple_of)]
 
-pub mod counters;
 pub mod crypto;
 pub mod envelope;
 pub mod error;
@@ -12,18 +11,17 @@ pub mod key_value;
 pub mod layout;
 pub mod reader;
 pub mod recovery;
-pub mod space;
 pub mod spool;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use counters::CounterMark;
+pub use spool::counters::CounterMark;
 pub use envelope::{DeliveryState, Envelope, RecipientState, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 pub use error::SpoolError;
 pub use key_value::{KeyValueStore, KEY_VALUE_CAPACITY};
 pub use reader::MessageReader;
 pub use recovery::RecoveryReport;
-pub use space::{SpaceReport, RESERVATION_STEP, SPARE_SECTORS};
+pub use spool::space::{SpaceReport, RESERVATION_STEP, SPARE_SECTORS};
 pub use spool::{CommitReport, MessageId, MessageSummary, MessageWriter, Spool, Statistics, CHUNK_CAPACITY};
 
 /// A source of unpredictable bytes (the board's entropy source), used for the per-sector

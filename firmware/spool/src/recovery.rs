@@ -15,7 +15,7 @@
 //! 3. *Erasing* a dead sector. A cut leaves it half-erased: unreadable, or readable with
 //!    records that fail. Either way it held nothing live. The one danger, a tombstone being
 //!    erased before the message it cancels, is ruled out by order: a tombstone's sector is
-//!    kept until the sector with the message's envelope is erased (see [`crate::space`]),
+//!    kept until the sector with the message's envelope is erased (see [`crate::spool::space`]),
 //!    and a message without its envelope record is never rebuilt.
 //!
 //! **Message table at mount.** The walk gives a slot to every authentic envelope record it

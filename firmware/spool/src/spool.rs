@@ -13,6 +13,10 @@
 //! part straight into the record buffer. `size_of::<Spool<..>>()` is about
 //! `5 × SECTORS + 96 × MESSAGES + 1.2 KiB`, a writer about 1.1 KiB, a reader 36 bytes.
 
+
+pub mod counters;
+pub mod space;
+
 use crate::crypto::{RecordCipher, SectorContext};
 use crate::envelope::{DeliveryState, Envelope, RecipientState, ENVELOPE_CAPACITY, ENVELOPE_PART_CAPACITY, MAX_RECIPIENTS};
 use crate::error::SpoolError;
@@ -246,7 +250,7 @@ pub struct Spool<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSA
     pub(crate) buffer: [u8; RECORD_BUFFER_CAPACITY],
     pub(crate) mounted: bool,
     /// The persisted counter mark confirmed by the caller; `None`: counters not guarded.
-    pub(crate) counter_guard: Option<crate::counters::CounterMark>,
+    pub(crate) counter_guard: Option<counters::CounterMark>,
 }
 
 pub(crate) async fn program<F: NorFlash>(
@@ -459,7 +463,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
 
     /// Takes `extent` flash bytes from the reservation of message slot `slot`; when the
     /// reservation is used up, reserves more from the free space (at least
-    /// [`crate::space::RESERVATION_STEP`] if there is that much), then makes sure the bytes
+    /// [`space::RESERVATION_STEP`] if there is that much), then makes sure the bytes
     /// can be programmed now (reclaiming dead sectors if the erased space is short).
     async fn take_space(&mut self, slot: usize, extent: usize) -> Result<(), SpoolError<F::Error>> {
         let reserved = self.entries[slot].reserved as usize;
@@ -469,7 +473,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             if free < missing {
                 return Err(SpoolError::NoSpace);
             }
-            let grown = free.min(u64::from(crate::space::RESERVATION_STEP)).max(missing);
+            let grown = free.min(u64::from(space::RESERVATION_STEP)).max(missing);
             self.entries[slot].reserved = (reserved as u64 + grown).min(u64::from(u32::MAX)) as u32;
         }
         self.entries[slot].reserved -= extent as u32;
@@ -478,7 +482,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
 
     /// Starts receiving a message: reserves flash for `expected_length` bytes of data (the
     /// SMTP SIZE value, or 0 when none was declared: then space is reserved as the data
-    /// arrives, see [`crate::space`]) and writes the envelope. Fails with
+    /// arrives, see [`space`]) and writes the envelope. Fails with
     /// [`SpoolError::NoSpace`] when that much cannot be accepted (answer 452 4.3.1).
     pub async fn begin_message(
         &mut self,
@@ -645,7 +649,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
 
     /// Commits the message: after this returns `Ok` it survives any power cut (send "250").
     /// Programs the last chunk and one commit record (erases only if the erased space is
-    /// short, see [`crate::space`]). On an error the message is abandoned, as by
+    /// short, see [`space`]). On an error the message is abandoned, as by
     /// [`Spool::abort`].
     pub async fn commit(&mut self, mut writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
         let slot = self.writer_slot(&writer)?;
