@@ -6,6 +6,7 @@
 //! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
 //! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
 //! - `bench [--check]`: image, spool, RAM and MX throughput beside Postfix, against `budgets.toml`, into `BENCHMARKS.md`
+//! - `module-cycles`: the import cycles between the modules of every crate; fails on a new one
 //! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, QEMU e2e)
 
 mod bench;
@@ -14,6 +15,7 @@ mod commands;
 mod figures;
 mod image_map;
 mod mail_figures;
+mod module_cycles;
 mod run;
 mod throughput;
 
@@ -29,6 +31,7 @@ commands:
   throughput [--messages N]                MX messages/s, appliance and Postfix (default 2000; root)
   bench [--check] [--messages N] [--no-throughput]
                                            figures against budgets.toml, written to BENCHMARKS.md
+  module-cycles                            import cycles between modules (fails on a new one)
   test                                     run everything CI runs";
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Some("figures") => figures::print_figures(),
         Some("throughput") => throughput::run(&arguments[1..]),
         Some("bench") => bench::bench(&arguments[1..]),
+        Some("module-cycles") => module_cycles::check(&arguments[1..]),
         Some("test") => commands::test(&arguments[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

@@ -1,0 +1,420 @@
+//! `cargo xtask module-cycles` (also the first step of `cargo xtask test`): the import graph
+//! between the modules of every crate in the repository, and its cycles.
+//!
+//! A module is one source file (`src/a/b.rs` or `src/a/b/mod.rs` is `a::b`). Module `A`
+//! depends on module `B` when `A` names a path that resolves into `B` (`crate::b::…`,
+//! `super::b::…`, `self::…`), in code, `use` items and inline modules alike. A module may
+//! use its own ancestors and descendants (a parent re-exports its children, a child uses its
+//! parent's items); every other dependency is an edge, and a cycle is a strongly connected
+//! component of more than one module. Cycles make "who may call whom" unanswerable, so none
+//! is allowed, except the app's known one (`KNOWN_CYCLES`: 15 modules in one strongly connected
+//! component), which the split of
+//! `firmware/app` into services removes; a cycle that is new, or bigger than a known one,
+//! fails.
+//!
+//! Owns the parsing (syn) and the graph; reads source files, calls nothing else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use homemx_qemu::{repository_root, Result};
+use syn::visit::Visit;
+
+/// Cycles that exist and are allowed until the services split (issue 14) removes them: each
+/// found cycle must lie inside one of these (crate directory, modules).
+const KNOWN_CYCLES: &[(&str, &[&str])] = &[(
+    "firmware/app",
+    &[
+        "alerts",
+        "backup_mx",
+        "delivery",
+        "dyndns",
+        "link",
+        "mail_settings",
+        "mail_status",
+        "mx",
+        "ndn",
+        "network",
+        "smarthost",
+        "storage",
+        "tls_context",
+        "vault",
+        "wall_clock",
+    ],
+)];
+
+/// A module's path inside its crate (`""` is the crate root).
+type ModulePath = Vec<String>;
+
+/// The module graph of one crate.
+#[derive(Debug, Default)]
+pub struct CrateGraph {
+    /// Every module and the modules it depends on.
+    pub edges: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn display(module: &[String]) -> String {
+    if module.is_empty() {
+        "crate".into()
+    } else {
+        module.join("::")
+    }
+}
+
+/// The module of a source file at `relative` (to `src/`), or `None` for a file that is not
+/// part of the library or binary crate's module tree (`src/bin/…`).
+fn module_of_file(relative: &Path) -> Option<ModulePath> {
+    let mut parts: Vec<String> = relative.iter().map(|part| part.to_string_lossy().into_owned()).collect();
+    if parts.first().map(String::as_str) == Some("bin") {
+        return None;
+    }
+    let file = parts.pop()?;
+    let stem = file.strip_suffix(".rs")?;
+    match stem {
+        "lib" | "main" if parts.is_empty() => {}
+        "mod" => {}
+        _ => parts.push(stem.to_string()),
+    }
+    Some(parts)
+}
+
+/// Collects the module paths that one file names, resolved from the file's module (and the
+/// inline modules around each path).
+struct PathCollector<'a> {
+    file_module: &'a [String],
+    inline: Vec<String>,
+    targets: Vec<ModulePath>,
+}
+
+impl PathCollector<'_> {
+    fn current(&self) -> ModulePath {
+        let mut module = self.file_module.to_vec();
+        module.extend(self.inline.iter().cloned());
+        module
+    }
+
+    /// Resolves segments that start with `crate`, `super` or `self` to an absolute path.
+    fn resolve(&self, segments: &[String]) -> Option<ModulePath> {
+        let mut rest = segments;
+        let mut base = match rest.first().map(String::as_str) {
+            Some("crate") => {
+                rest = &rest[1..];
+                Vec::new()
+            }
+            Some("self") => {
+                rest = &rest[1..];
+                self.current()
+            }
+            Some("super") => self.current(),
+            _ => return None,
+        };
+        while rest.first().map(String::as_str) == Some("super") {
+            base.pop()?;
+            rest = &rest[1..];
+        }
+        base.extend(rest.iter().cloned());
+        Some(base)
+    }
+
+    fn add(&mut self, segments: &[String]) {
+        if let Some(path) = self.resolve(segments) {
+            self.targets.push(path);
+        }
+    }
+
+    fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree) {
+        match tree {
+            syn::UseTree::Path(path) => {
+                prefix.push(path.ident.to_string());
+                self.use_tree(prefix, &path.tree);
+                prefix.pop();
+            }
+            syn::UseTree::Name(name) => {
+                prefix.push(name.ident.to_string());
+                self.add(&prefix.clone());
+                prefix.pop();
+            }
+            syn::UseTree::Rename(rename) => {
+                prefix.push(rename.ident.to_string());
+                self.add(&prefix.clone());
+                prefix.pop();
+            }
+            syn::UseTree::Glob(_) => self.add(&prefix.clone()),
+            syn::UseTree::Group(group) => {
+                for tree in &group.items {
+                    self.use_tree(prefix, tree);
+                }
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for PathCollector<'_> {
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        self.inline.push(item.ident.to_string());
+        syn::visit::visit_item_mod(self, item);
+        self.inline.pop();
+    }
+
+    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+        self.use_tree(&mut Vec::new(), &item.tree);
+    }
+
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let segments: Vec<String> = path.segments.iter().map(|segment| segment.ident.to_string()).collect();
+        self.add(&segments);
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        // Paths inside macro calls (`crate::event_info!(…)`, `matches!(x, crate::a::B)`): the
+        // tokens are not parsed as Rust, so take every `crate`/`super`/`self` path in them.
+        let mut segments: Vec<String> = Vec::new();
+        let mut previous_was_separator = false;
+        for token in mac.tokens.clone() {
+            match token {
+                proc_macro2::TokenTree::Ident(ident) => {
+                    let name = ident.to_string();
+                    if previous_was_separator || segments.is_empty() && matches!(name.as_str(), "crate" | "super" | "self") {
+                        segments.push(name);
+                    } else {
+                        if segments.len() > 1 {
+                            self.add(&segments);
+                        }
+                        segments.clear();
+                        if matches!(name.as_str(), "crate" | "super" | "self") {
+                            segments.push(name);
+                        }
+                    }
+                    previous_was_separator = false;
+                }
+                proc_macro2::TokenTree::Punct(punct) if punct.as_char() == ':' => previous_was_separator = !segments.is_empty(),
+                _ => {
+                    if segments.len() > 1 {
+                        self.add(&segments);
+                    }
+                    segments.clear();
+                    previous_was_separator = false;
+                }
+            }
+        }
+        if segments.len() > 1 {
+            self.add(&segments);
+        }
+        syn::visit::visit_macro(self, mac);
+    }
+}
+
+/// Whether `a` is `b` or one of its ancestors or descendants.
+fn related(a: &[String], b: &[String]) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// The module graph of the crate whose sources are `files` (path relative to `src/`, text).
+pub fn graph_of(files: &[(PathBuf, String)]) -> Result<CrateGraph> {
+    let modules: BTreeSet<ModulePath> = files.iter().filter_map(|(path, _)| module_of_file(path)).collect();
+    let mut graph = CrateGraph::default();
+    for (path, text) in files {
+        let Some(file_module) = module_of_file(path) else { continue };
+        let syntax = syn::parse_file(text).map_err(|error| format!("{}: {error}", path.display()))?;
+        let mut collector = PathCollector { file_module: &file_module, inline: Vec::new(), targets: Vec::new() };
+        collector.visit_file(&syntax);
+        let entry = graph.edges.entry(display(&file_module)).or_default();
+        for target in collector.targets {
+            // The module file that holds the target: its longest prefix that is a file.
+            let holder = (0..=target.len()).rev().map(|length| target[..length].to_vec()).find(|prefix| modules.contains(prefix));
+            if let Some(holder) = holder {
+                if !related(&holder, &file_module) {
+                    entry.insert(display(&holder));
+                }
+            }
+        }
+    }
+    Ok(graph)
+}
+
+/// The strongly connected components of more than one module (Tarjan's algorithm).
+pub fn cycles(graph: &CrateGraph) -> Vec<BTreeSet<String>> {
+    struct State<'a> {
+        graph: &'a CrateGraph,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on_stack: BTreeSet<&'a str>,
+        found: Vec<BTreeSet<String>>,
+    }
+    fn connect<'a>(state: &mut State<'a>, node: &'a str) {
+        let number = state.index.len();
+        state.index.insert(node, number);
+        state.low.insert(node, number);
+        state.stack.push(node);
+        state.on_stack.insert(node);
+        let graph = state.graph;
+        for next in graph.edges.get(node).into_iter().flatten() {
+            let next = next.as_str();
+            if !state.index.contains_key(next) {
+                connect(state, next);
+                let low = state.low[node].min(state.low[next]);
+                state.low.insert(node, low);
+            } else if state.on_stack.contains(next) {
+                let low = state.low[node].min(state.index[next]);
+                state.low.insert(node, low);
+            }
+        }
+        if state.low[node] == state.index[node] {
+            let mut component = BTreeSet::new();
+            while let Some(member) = state.stack.pop() {
+                state.on_stack.remove(member);
+                component.insert(member.to_string());
+                if member == node {
+                    break;
+                }
+            }
+            if component.len() > 1 {
+                state.found.push(component);
+            }
+        }
+    }
+    let mut state =
+        State { graph, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), on_stack: BTreeSet::new(), found: Vec::new() };
+    for node in graph.edges.keys() {
+        if !state.index.contains_key(node.as_str()) {
+            connect(&mut state, node);
+        }
+    }
+    state.found
+}
+
+fn rust_files(directory: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(directory)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            rust_files(&path, out)?;
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Every crate of the repository: a directory with `Cargo.toml` and `src/`, outside `target`
+/// directories and fuzz crates' build output.
+fn crate_directories(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(directory) = pending.pop() {
+        if directory.join("Cargo.toml").is_file() && directory.join("src").is_dir() {
+            found.push(directory.clone());
+        }
+        for entry in std::fs::read_dir(&directory)? {
+            let path = entry?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if path.is_dir() && !name.starts_with('.') && !matches!(name.as_str(), "target" | "run" | "src" | "tests" | "peers" | "plugin") {
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The cycles of every crate under `root`, by crate directory (relative to `root`).
+pub fn repository_cycles(root: &Path) -> Result<Vec<(String, BTreeSet<String>)>> {
+    let mut all = Vec::new();
+    for directory in crate_directories(root)? {
+        let source = directory.join("src");
+        let mut paths = Vec::new();
+        rust_files(&source, &mut paths)?;
+        let mut files = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path)?;
+            files.push((path.strip_prefix(&source)?.to_path_buf(), text));
+        }
+        let name = directory.strip_prefix(root)?.to_string_lossy().into_owned();
+        for cycle in cycles(&graph_of(&files)?) {
+            all.push((name.clone(), cycle));
+        }
+    }
+    Ok(all)
+}
+
+/// Whether `cycle` in `crate_directory` lies inside a known cycle.
+fn known(crate_directory: &str, cycle: &BTreeSet<String>) -> bool {
+    KNOWN_CYCLES
+        .iter()
+        .any(|(directory, modules)| *directory == crate_directory && cycle.iter().all(|module| modules.contains(&module.as_str())))
+}
+
+/// `cargo xtask module-cycles`: prints every cycle; fails on one that is not known.
+pub fn check(_arguments: &[String]) -> Result<()> {
+    let root = repository_root();
+    let found = repository_cycles(&root)?;
+    let mut new = 0;
+    for (directory, cycle) in &found {
+        let members: Vec<&str> = cycle.iter().map(String::as_str).collect();
+        if known(directory, cycle) {
+            eprintln!("known import cycle in {directory} ({} modules, removed by the services split): {}", members.len(), members.join(", "));
+        } else {
+            new += 1;
+            eprintln!("NEW import cycle in {directory}: {}", members.join(", "));
+        }
+    }
+    if new > 0 {
+        return Err(format!("{new} import cycles between modules; a module may depend only on modules that do not depend on it").into());
+    }
+    eprintln!("module import cycles: none outside the {} known ones", found.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(sources: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
+        sources.iter().map(|(path, text)| (PathBuf::from(path), text.to_string())).collect()
+    }
+
+    #[test]
+    fn a_cycle_through_use_paths_and_macros_is_found() {
+        let crate_files = files(&[
+            ("lib.rs", "mod a; mod b; mod c; pub use a::Thing;"),
+            ("a.rs", "use crate::b::helper; pub struct Thing;"),
+            ("b.rs", "pub fn helper() { crate::c::log!(\"x\"); }"),
+            ("c.rs", "macro_rules! log { ($x:expr) => {} } pub fn f() -> crate::a::Thing { crate::a::Thing }"),
+        ]);
+        let graph = graph_of(&crate_files).unwrap();
+        let found = cycles(&graph);
+        assert_eq!(found.len(), 1, "{graph:?}");
+        assert_eq!(found[0], ["a", "b", "c"].iter().map(|name| name.to_string()).collect());
+    }
+
+    #[test]
+    fn parents_children_and_test_modules_are_not_cycles() {
+        let crate_files = files(&[
+            ("lib.rs", "pub mod net; pub use net::Socket; fn f() { net::tcp::open(); }"),
+            ("net/mod.rs", "pub mod tcp; pub struct Socket; pub use tcp::open;"),
+            ("net/tcp.rs", "use super::Socket; pub fn open() -> Socket { crate::helper(); Socket } #[cfg(test)] mod tests { use super::*; }"),
+            ("store.rs", "use crate::net::Socket;"),
+        ]);
+        assert!(cycles(&graph_of(&crate_files).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn sibling_paths_through_super_are_edges() {
+        let crate_files = files(&[
+            ("lib.rs", "mod crypto;"),
+            ("crypto/mod.rs", "mod aead; mod hash;"),
+            ("crypto/aead.rs", "use super::hash::Digest;"),
+            ("crypto/hash.rs", "pub struct Digest; fn f() { super::super::crypto::aead::seal(); }"),
+        ]);
+        let found = cycles(&graph_of(&crate_files).unwrap());
+        assert_eq!(found, vec![["crypto::aead", "crypto::hash"].iter().map(|name| name.to_string()).collect()]);
+    }
+
+    #[test]
+    fn the_repository_has_no_cycle_outside_the_known_ones() {
+        for (directory, cycle) in repository_cycles(&repository_root()).unwrap() {
+            assert!(known(&directory, &cycle), "new import cycle in {directory}: {cycle:?}");
+        }
+    }
+}
