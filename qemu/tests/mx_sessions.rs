@@ -1,7 +1,9 @@
 //! The MX's sessions under abuse, end to end: clients that hang up mid-session (FIN and
 //! reset) never stall the device, a burst of connections from one address gets SMTP answers
 //! (never a TCP reset), and a WAN client holding every port-25 slot does not lock the LAN out
-//! of submission. The firmware's longest task poll is reported (target 50 ms, fails at 500 ms).
+//! of submission, nor (holding every transaction slot) get more than `452 4.3.1` for a LAN
+//! sender, who is served once a slot is free. The firmware's longest task poll is reported
+//! (target 50 ms, fails at 500 ms).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddrV4, TcpStream};
@@ -18,6 +20,8 @@ use homemx_qemu::peers::{assert_short_polls, connect_from, health, send_mail};
 const SECOND_WAN_CLIENT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 11);
 /// Connections in the burst.
 const BURST: usize = 64;
+/// The QEMU board's transaction slots (`firmware/app/src/mx.rs`, `TRANSACTION_SLOTS`).
+const TRANSACTION_SLOTS: usize = 4;
 
 const MESSAGE: &[u8] = b"From: Someone <someone@remote.test>\r\nTo: Alice <alice@example.org>\r\nSubject: after the hang-ups\r\n\r\nhello\r\n";
 
@@ -35,6 +39,24 @@ fn connect_and_read_line(network: &IsolatedNetwork, source: std::net::Ipv4Addr, 
             (stream, read.map(|_| line))
         })
         .unwrap()
+}
+
+/// Reads one SMTP reply (all its lines) and returns its last line.
+fn read_reply(reader: &mut BufReader<TcpStream>) -> String {
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a reply line");
+        assert!(line.len() >= 4, "a reply line: {line:?}");
+        if line.as_bytes()[3] == b' ' {
+            return line;
+        }
+    }
+}
+
+/// Sends one command line and returns the last line of its reply.
+fn command(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>, line: &str) -> String {
+    stream.write_all(format!("{line}\r\n").as_bytes()).expect("command sent");
+    read_reply(reader)
 }
 
 /// `/health` answers within a second (the device is not frozen).
@@ -107,7 +129,33 @@ fn hang_ups_bursts_and_slot_holders_never_stall_or_lock_out() {
     assert!(line.starts_with("421 4.7.0 "), "the spare listener answers: {line}");
     let reply = send(LAN_CLIENT, format!("{APPLIANCE}:587"));
     assert_eq!(code(&reply["data"]), 250, "LAN submission while WAN clients hold every MX session: {reply}");
-    drop(holders);
+
+    // Transaction slots: the holders open a transaction each (every slot); a LAN client's
+    // MAIL FROM then gets `452 4.3.1`, and the slot a holder gives back (RSET) serves it.
+    assert_eq!(holders.len(), TRANSACTION_SLOTS);
+    let mut readers: Vec<_> = holders.iter().map(|holder| BufReader::new(holder.try_clone().unwrap())).collect();
+    for (holder, reader) in holders.iter_mut().zip(&mut readers) {
+        read_reply(reader);
+        read_reply(reader);
+        let reply = command(holder, reader, "MAIL FROM:<someone@remote.test>");
+        assert!(reply.starts_with("250 "), "a holder opens a transaction: {reply}");
+    }
+    let (mut lan, banner) = connect_and_read_line(&network, LAN_CLIENT, 587);
+    assert!(banner.expect("banner").starts_with("220 "));
+    let mut lan_reader = BufReader::new(lan.try_clone().unwrap());
+    assert!(command(&mut lan, &mut lan_reader, "EHLO lan.test").starts_with("250 "));
+    let reply = command(&mut lan, &mut lan_reader, "MAIL FROM:<alice@example.org>");
+    assert!(reply.starts_with("452 4.3.1 "), "MAIL FROM with every transaction slot taken: {reply}");
+    let reply = command(&mut holders[0], &mut readers[0], "RSET");
+    assert!(reply.starts_with("250 "), "RSET: {reply}");
+    let reply = command(&mut lan, &mut lan_reader, "MAIL FROM:<alice@example.org>");
+    assert!(reply.starts_with("250 "), "MAIL FROM once a slot is free again: {reply}");
+    assert!(command(&mut lan, &mut lan_reader, "RCPT TO:<alice@example.org>").starts_with("250 "));
+    assert!(command(&mut lan, &mut lan_reader, "DATA").starts_with("354 "));
+    let reply = command(&mut lan, &mut lan_reader, "Subject: through a freed slot\r\n\r\nhello\r\n.");
+    assert!(reply.starts_with("250 "), "the message through the freed slot: {reply}");
+    // The readers are clones of the holders' sockets: both go, or the connections stay open.
+    drop((holders, readers, lan, lan_reader));
 
     // A burst of 64 connections from one address: every one gets an SMTP answer (its first
     // two sessions 220, the rest 421), not a TCP reset.

@@ -9,9 +9,10 @@
 //! a log event). Everyone else gets the MX: only our domains and known recipients, and port
 //! 587 answers them `554 5.7.1` at once.
 
-use core::cell::RefCell;
+use core::cell::{RefCell, UnsafeCell};
 use core::net::IpAddr;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use embassy_net::tcp::TcpSocket;
 use embassy_executor::Spawner;
@@ -43,6 +44,12 @@ pub const SUBMISSION_PORT: u16 = 587;
 pub const MX_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 4 };
 /// Sessions served at once on port 587.
 pub const SUBMISSION_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 2 };
+/// Transactions (an envelope being received and its spool writer, about 5.7 KB each) open at
+/// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
+/// transaction ends, so a session that is idle, greeting or refused costs only its socket and
+/// parser. No slot free: `452 4.3.1` (the sender retries). Messages are written to the spool
+/// one chunk at a time under the vault's lock anyway, so more slots would not be faster.
+pub const TRANSACTION_SLOTS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 4 };
 /// LAN clients whose hourly quota is tracked at once (more are refused with `450` until a
 /// window ends).
 const QUOTA_CLIENTS: usize = 16;
@@ -111,8 +118,11 @@ fn count_for_quota(client: IpAddr) {
 fn is_lan_client(client: IpAddr) -> bool {
     MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().is_some_and(|settings| settings.relay.is_lan_client(client)))
 }
-/// The policy the sessions ask: the configured relay rules, the lock state and spool space.
-struct DevicePolicy;
+/// The policy a session asks: the configured relay rules, the lock state and spool space, and
+/// a free transaction slot. Holds the session's slot while a transaction is open.
+struct DevicePolicy {
+    slot: Option<TransactionSlot>,
+}
 
 impl SessionPolicy for DevicePolicy {
     fn service_available(&mut self, _client: &ClientInfo) -> bool {
@@ -127,6 +137,13 @@ impl SessionPolicy for DevicePolicy {
             });
             if !quota_allows(client.address, limit) {
                 return SenderDecision::QuotaExceeded;
+            }
+        }
+        if decision == SenderDecision::Accept && self.slot.is_none() {
+            self.slot = TransactionSlot::take();
+            if self.slot.is_none() {
+                crate::event_warning!("mx: all {} transaction slots busy, MAIL FROM of {} deferred (452)", TRANSACTION_SLOTS, client.address);
+                return SenderDecision::InsufficientStorage;
             }
         }
         decision
@@ -166,7 +183,7 @@ struct Transaction {
 }
 
 impl Transaction {
-    fn new() -> Self {
+    const fn new() -> Self {
         Transaction {
             reverse_path: heapless::String::new(),
             addresses: heapless::Vec::new(),
@@ -175,6 +192,17 @@ impl Transaction {
             writer: None,
             failed: false,
         }
+    }
+
+    /// Empties it in place for a new transaction (no 5.7 KB temporary on the stack). Its
+    /// writer, if any, was committed or aborted before.
+    fn clear(&mut self) {
+        self.reverse_path.clear();
+        self.addresses.clear();
+        self.recipient_ends.clear();
+        self.declared_size = None;
+        self.writer = None;
+        self.failed = false;
     }
 
     /// Adds a recipient; false when the envelope is full.
@@ -196,6 +224,55 @@ impl Transaction {
             start = end as usize;
             address
         })
+    }
+}
+
+/// One slot of the transaction pool.
+struct PoolSlot {
+    taken: AtomicBool,
+    transaction: UnsafeCell<Transaction>,
+}
+
+// SAFETY: the transaction is reached only through the one `TransactionSlot` that won `taken`
+// (compare-exchange), until that slot is dropped.
+unsafe impl Sync for PoolSlot {}
+
+static TRANSACTIONS: [PoolSlot; TRANSACTION_SLOTS] =
+    [const { PoolSlot { taken: AtomicBool::new(false), transaction: UnsafeCell::new(Transaction::new()) } }; TRANSACTION_SLOTS];
+
+/// A transaction slot taken from the pool; given back when dropped.
+struct TransactionSlot {
+    slot: &'static PoolSlot,
+}
+
+impl TransactionSlot {
+    /// A free slot, emptied; `None` when all are taken.
+    fn take() -> Option<Self> {
+        let slot = TRANSACTIONS.iter().find(|slot| slot.taken.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
+        let mut taken = TransactionSlot { slot };
+        taken.clear();
+        Some(taken)
+    }
+}
+
+impl Deref for TransactionSlot {
+    type Target = Transaction;
+    fn deref(&self) -> &Transaction {
+        // SAFETY: this slot won `taken` (see `PoolSlot`).
+        unsafe { &*self.slot.transaction.get() }
+    }
+}
+
+impl DerefMut for TransactionSlot {
+    fn deref_mut(&mut self) -> &mut Transaction {
+        // SAFETY: this slot won `taken` (see `PoolSlot`), and `&mut self` is unique.
+        unsafe { &mut *self.slot.transaction.get() }
+    }
+}
+
+impl Drop for TransactionSlot {
+    fn drop(&mut self) {
+        self.slot.taken.store(false, Ordering::Release);
     }
 }
 
@@ -392,8 +469,7 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
     let session_id = SESSION_NUMBER.fetch_add(1, Ordering::Relaxed) as u64;
     let connection = ConnectionInfo { client, session_id, starttls_available: false, implicit_tls: None };
     let mut session = ServerSession::new(&config, connection, now());
-    let mut policy = DevicePolicy;
-    let mut transaction = Transaction::new();
+    let mut policy = DevicePolicy { slot: None };
     defmt::info!("mx[{}]: session {=u64} from {}", task_number, session_id, defmt::Debug2Format(&client));
     loop {
         let Some(event) = session.poll(now(), &mut policy) else {
@@ -423,13 +499,19 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
                 crate::event_warning!("mx: refused {:?} from {} ({})", refusal.reason, client, refusal.code);
             }
             Event::TransactionStarted { reverse_path, parameters } => {
-                transaction = Transaction::new();
+                // The policy took the slot when it accepted MAIL FROM.
+                let Some(transaction) = policy.slot.as_deref_mut() else {
+                    defmt::error!("mx: a transaction started without a slot");
+                    continue;
+                };
+                transaction.clear();
                 if let ReversePath::Path(path) = reverse_path {
                     let _ = transaction.reverse_path.push_str(path.mailbox.as_str());
                 }
                 transaction.declared_size = parameters.size;
             }
             Event::RecipientAccepted(path) => {
+                let Some(transaction) = policy.slot.as_deref_mut() else { continue };
                 let stored = match path {
                     ForwardPath::Path(path) => transaction.add_recipient(&[path.mailbox.as_str()]),
                     // `<postmaster>` (RFC 5321 4.5.1): the postmaster of the first domain.
@@ -442,10 +524,12 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
                 transaction.failed |= !stored;
             }
             Event::MessageBegin(_) => {
-                transaction.writer = begin_message(&transaction, message_size).await;
+                let Some(transaction) = policy.slot.as_deref_mut() else { continue };
+                transaction.writer = begin_message(transaction, message_size).await;
                 transaction.failed |= transaction.writer.is_none();
             }
             Event::MessageData(chunk) => {
+                let Some(transaction) = policy.slot.as_deref_mut() else { continue };
                 if let (Some(writer), false) = (transaction.writer.as_mut(), transaction.failed) {
                     let mut vault = VAULT.lock().await;
                     let appended = match vault.as_mut().and_then(|vault| vault.open_stores()) {
@@ -456,12 +540,19 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
                 }
             }
             Event::MessageComplete { body_size, .. } => {
-                let result = commit_message(&mut transaction, client, body_size, lan).await;
+                let result = match policy.slot.as_deref_mut() {
+                    Some(transaction) => commit_message(transaction, client, body_size, lan).await,
+                    None => CommitResult::Failed,
+                };
+                // The transaction is over: its slot goes back to the pool.
+                policy.slot = None;
                 replied = Some(result == CommitResult::Committed);
                 session.message_committed(result, now());
             }
             Event::TransactionAborted(reason) => {
-                abort_message(&mut transaction).await;
+                if let Some(mut transaction) = policy.slot.take() {
+                    abort_message(&mut transaction).await;
+                }
                 defmt::info!("mx: transaction aborted: {}", defmt::Debug2Format(&reason));
             }
             Event::PlaintextDiscarded { octets } => {
@@ -486,7 +577,9 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
             }
         }
     }
-    abort_message(&mut transaction).await;
+    if let Some(mut transaction) = policy.slot.take() {
+        abort_message(&mut transaction).await;
+    }
 }
 
 /// Begins the spool message of the transaction. The spool reserves the declared size
