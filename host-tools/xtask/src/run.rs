@@ -79,7 +79,13 @@ fn run_demo(exit_when_mail_flows: bool) -> Result<()> {
         echo_log: !exit_when_mail_flows,
     };
     eprintln!("xtask: the demo starts afresh in {} (removed first)", options.directory.display());
-    let mut demo = Demo::start(&options)?;
+    let mut demo = match Demo::start(&options) {
+        Ok(demo) => demo,
+        Err(error) if STOP_REQUESTED.load(Ordering::SeqCst) => {
+            return Err(format!("interrupted while setting up ({error}); everything it started is stopped").into())
+        }
+        Err(error) => return Err(error),
+    };
     let page = demo.fetch_status_page()?;
     eprintln!("xtask: the status page answered {} through 127.0.0.1:{} ({} bytes)", page.status, demo.status_page_port(), page.body.len());
     demo.print_where_to_look();
