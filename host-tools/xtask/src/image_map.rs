@@ -124,7 +124,7 @@ fn sorted(totals: BTreeMap<String, u64>) -> Vec<(String, u64)> {
 /// `mut ` or `dyn ` of a trait-impl path (`<homemx_tls::client::TlsClient as Drop>::drop` is
 /// homemx_tls's). Unmangled names (`memcpy`, linker symbols) are `[C and linker]`.
 pub fn crate_of(name: &str) -> String {
-    let mut rest = name.trim_start_matches(|c: char| matches!(c, '<' | '&' | '*' | '[' | '(' | ' '));
+    let mut rest = name.trim_start_matches(['<', '&', '*', '[', '(', ' ']);
     for prefix in ["mut ", "const ", "dyn "] {
         rest = rest.strip_prefix(prefix).unwrap_or(rest);
     }
