@@ -3,11 +3,13 @@
 //! QEMU's monitor, and always tears everything down by PID.
 //!
 //! Network safety: every machine runs either on QEMU user networking with `restrict=on`
-//! (the demo, [`machine::NetworkMode::UserRestricted`]) or on a TAP device inside a network
-//! namespace this harness creates and deletes ([`network::IsolatedNetwork`]); peers live in
-//! that namespace. Nothing is sent to any other address.
+//! (`cargo xtask run --bare`, [`machine::NetworkMode::UserRestricted`]) or on a TAP device
+//! inside a network namespace this harness creates and deletes ([`network::IsolatedNetwork`]);
+//! peers live in that namespace. Nothing is sent to any other address. On the host, only
+//! 127.0.0.1 listens (the demo's status-page forward, [`demo`]).
 
 pub mod backup_mx;
+pub mod demo;
 mod dovecot;
 pub mod firmware;
 pub mod flash_image;

@@ -117,16 +117,21 @@ impl IsolatedNetwork {
 
     /// Runs `work` on a thread that has entered the namespace; its sockets live there.
     pub fn run_inside<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        self.spawn_inside(work).join().map_err(|_| "the work inside the namespace panicked")?
+    }
+
+    /// Starts `work` on a thread that has entered the namespace and returns at once: sockets the
+    /// thread creates live there, sockets it was given keep their own namespace.
+    pub fn spawn_inside<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<Result<T>> {
         let path = format!("/var/run/netns/{}", self.name);
-        let handle = std::thread::spawn(move || -> Result<T> {
+        std::thread::spawn(move || -> Result<T> {
             let file = std::fs::File::open(&path)?;
             // SAFETY: setns on this thread only; the file descriptor is valid while `file` lives.
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(format!("setns into {path}: {}", std::io::Error::last_os_error()).into());
             }
             Ok(work())
-        });
-        handle.join().map_err(|_| "the work inside the namespace panicked")?
+        })
     }
 
     /// Adds a further client address on the namespace's loopback (like [`WAN_CLIENT`]: the

@@ -33,7 +33,7 @@ use crate::owner::{
     provider_configuration, write_secrets, Owner, DYNDNS_PASSWORD, POP3_PASSWORD,
     SMARTHOST_PASSWORD,
 };
-use crate::peers::{send_mail, MailboxHost};
+use crate::peers::{expect_250, send_mail, MailboxHost};
 use crate::provider::{
     add_wan_address, write_json_atomically, DnsServer, HttpsConfig, HttpsEndpoints, Smarthost,
     SmarthostConfig, SntpConfig, SntpServer, TestCa, TlsMode, CHECKIP_NAME, DYNDNS_NAME, POP_NAME,
@@ -129,14 +129,6 @@ fn write_configuration(directory: &Path, ca: &TestCa) -> Result<()> {
     ));
     std::fs::write(directory.join("homemx.toml"), text)?;
     Ok(())
-}
-
-fn expect_250(reply: &serde_json::Value) -> Result<()> {
-    if reply["data"][0] == 250 {
-        Ok(())
-    } else {
-        Err(format!("the appliance did not accept the message: {reply}").into())
-    }
 }
 
 /// Boots the appliance with the counting plugin and its peers, makes it do every marked

@@ -192,9 +192,19 @@ impl Owner {
 
     /// Makes the admin key and provisions the device from `homemx.toml` with `passphrase`.
     pub fn provision(&self) {
-        assert!(self.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success(), "keygen");
+        self.try_provision().unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    /// [`Owner::provision`] that returns what failed instead of panicking (for `cargo xtask run`).
+    pub fn try_provision(&self) -> crate::Result<()> {
+        if !self.homemx(&["keygen", "--no-passphrase", "--out", "admin.key"]).status.success() {
+            return Err("keygen failed".into());
+        }
         let provision = self.homemx(&["provision", "--config", "homemx.toml", "--passphrase-file", "passphrase"]);
-        assert!(provision.status.success(), "provision: {}", String::from_utf8_lossy(&provision.stderr));
+        if !provision.status.success() {
+            return Err(format!("provision: {}", String::from_utf8_lossy(&provision.stderr)).into());
+        }
+        Ok(())
     }
 }
 

@@ -218,6 +218,30 @@ pub fn send_mail(
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
+/// Checks that a [`send_mail`] reply accepted the message (250 at the end of DATA).
+pub fn expect_250(reply: &serde_json::Value) -> Result<()> {
+    if reply["data"][0] == 250 {
+        Ok(())
+    } else {
+        Err(format!("the appliance did not accept the message: {reply}").into())
+    }
+}
+
+/// Splits the leading `Received:` header (with its continuation lines) off a stored message:
+/// the header's text and the rest; `None` when the message does not start with one.
+pub fn split_received(body: &[u8]) -> Option<(String, &[u8])> {
+    if !body.starts_with(b"Received: ") {
+        return None;
+    }
+    let mut end = 0;
+    loop {
+        end += body[end..].windows(2).position(|pair| pair == b"\r\n")? + 2;
+        if !matches!(body.get(end), Some(b' ') | Some(b'\t')) {
+            return Some((String::from_utf8_lossy(&body[..end]).to_string(), &body[end..]));
+        }
+    }
+}
+
 /// `/health` fetched from the LAN client, parsed, and how long the answer took.
 pub fn health(network: &crate::network::IsolatedNetwork) -> Result<(serde_json::Value, Duration)> {
     let target = SocketAddrV4::new(crate::network::APPLIANCE, 80);

@@ -557,6 +557,11 @@ impl Smarthost {
         Ok(Smarthost { process, spool })
     }
 
+    /// The folder it stores each message in (`NNNN.eml` with a `NNNN.json` sidecar).
+    pub fn spool(&self) -> &Path {
+        &self.spool
+    }
+
     /// Every stored message (bytes as received after dot-unstuffing) with its sidecar
     /// (envelope, auth_user, tls, tls_version, cipher), oldest first.
     pub fn messages(&self) -> Vec<(Vec<u8>, Value)> {

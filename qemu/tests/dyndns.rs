@@ -101,8 +101,7 @@ fn dyndns_updates_once_detects_diversion_ignores_garbage_and_stops_on_badauth() 
             .log
             .lines()
             .iter()
-            .filter(|line| line.contains("dyndns: update of"))
-            .last()
+            .rfind(|line| line.contains("dyndns: update of"))
             .and_then(|line| line.split_whitespace().next()?.parse().ok())
             .expect("an update was logged");
         loop {

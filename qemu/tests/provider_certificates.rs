@@ -9,7 +9,7 @@
 //! the appliance) after AUTH inside TLS 1.3, with Postfix's log naming the kind's handshake
 //! signature, and leave the appliance's queue; and one message waiting at Dovecot must reach
 //! the LAN mailbox host and be deleted at Dovecot. The TLS modes alternate (smarthost STARTTLS
-//! + POP3S, then implicit TLS + STLS). Every round runs; the test fails at the end naming each
+//! with POP3S, then implicit TLS with STLS). Every round runs; the test fails at the end naming each
 //! kind that failed, with the appliance's, Postfix's and Dovecot's lines about it.
 
 use std::net::Ipv4Addr;
@@ -55,7 +55,7 @@ fn waiting_message(label: &str) -> Vec<u8> {
 
 /// The TLS modes of round `index`: (smarthost implicit TLS?, backup MX mode and port).
 fn modes(index: usize) -> (bool, BackupTls, u16) {
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         (false, BackupTls::Implicit, 995)
     } else {
         (true, BackupTls::StartTls, 110)

@@ -146,7 +146,7 @@ fn provision_lock_reboot_unlock_refuse_strangers_and_replays_factory_reset() {
     let replayed = recorded.lock().unwrap().clone();
     assert!(!replayed.is_empty());
     // The CLI sent a hello frame, then the signed `lock`: replay the last frame.
-    let lock_frame = replayed.split(|&byte| byte == 0).filter(|frame| !frame.is_empty()).last().unwrap();
+    let lock_frame = replayed.split(|&byte| byte == 0).rfind(|frame| !frame.is_empty()).unwrap();
     let mut request = vec![0u8];
     request.extend_from_slice(lock_frame);
     request.push(0);

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the one entry point for building, running and testing homemx.
 //!
 //! - `build [--board qemu|nucleo-f429zi|all]`: firmware images
-//! - `run [--isolated-network]`: boot the appliance in QEMU with a demo network
+//! - `run [--exit-when-mail-flows | --bare | --isolated-network]`: the appliance in QEMU with demo peers, mail flowing
 //! - `flash-image PATH`: a fresh, erased flash file with an entropy seed
 //! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
 //! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
@@ -25,7 +25,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build [--board qemu|nucleo-f429zi|all]   build firmware images (default: all)
-  run [--isolated-network]                 boot the appliance in QEMU with a demo network
+  run [--exit-when-mail-flows]            the appliance in QEMU with demo peers, provisioned, mail in
+                                           and out (root; otherwise falls back to --bare)
+  run --bare | --isolated-network          unprovisioned boot (user networking, or a namespace: root)
   flash-image PATH                         write a fresh flash file (erased, with entropy seed)
   figures                                  print image sizes and boot time to /health
   throughput [--messages N]                MX messages/s, appliance and Postfix (default 2000; root)
