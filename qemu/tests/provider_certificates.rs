@@ -22,7 +22,7 @@ use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner, POP3_PASSWORD, SMARTHOST_PASSWORD};
-use homemx_qemu::peers::{send_mail, MailboxHost};
+use homemx_qemu::peers::{send_mail, split_received, MailboxHost};
 use homemx_qemu::postfix_smarthost::{PostfixConfig, PostfixSmarthost};
 use homemx_qemu::provider::{add_wan_address, CertificateKind, DnsServer, SntpConfig, SntpServer, TestCa, POP_NAME, SMARTHOST_NAME};
 use serde_json::json;
@@ -76,20 +76,6 @@ fn write_configuration(directory: &Path, ca: &TestCa, index: usize) {
         ca.ca_certificate.display()
     ));
     std::fs::write(directory.join("homemx.toml"), text).unwrap();
-}
-
-/// Splits the leading `Received:` header (with its continuation lines) off `body`.
-fn split_received(body: &[u8]) -> Option<(String, &[u8])> {
-    if !body.starts_with(b"Received: ") {
-        return None;
-    }
-    let mut end = 0;
-    loop {
-        end += body[end..].windows(2).position(|pair| pair == b"\r\n")? + 2;
-        if !matches!(body.get(end), Some(b' ') | Some(b'\t')) {
-            return Some((String::from_utf8_lossy(&body[..end]).to_string(), &body[end..]));
-        }
-    }
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
