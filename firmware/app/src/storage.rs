@@ -26,6 +26,8 @@ pub const SECTOR_SIZE: u32 = 4096;
 pub const KEY_STORE: Range<u32> = 0..4 * SECTOR_SIZE;
 /// Encrypted configuration, credentials, POP3 UIDLs, counters.
 pub const KEY_VALUE_STORE: Range<u32> = KEY_STORE.end..KEY_STORE.end + 64 * SECTOR_SIZE;
+/// Sectors of the key-value store (its cache keeps a few bytes per sector).
+pub const KEY_VALUE_SECTORS: usize = ((KEY_VALUE_STORE.end - KEY_VALUE_STORE.start) / SECTOR_SIZE) as usize;
 /// The first byte of the mail spool; it runs to the end of the partition (whole sectors).
 pub const SPOOL_START: u32 = KEY_VALUE_STORE.end;
 /// Sectors of the spool on the QEMU board (8 MiB flash less the 8 KiB board area).

@@ -18,7 +18,7 @@ pub mod testing;
 pub use spool::counters::CounterMark;
 pub use envelope::{DeliveryState, Envelope, RecipientState, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 pub use error::SpoolError;
-pub use key_value::{KeyValueStore, KEY_VALUE_CAPACITY};
+pub use key_value::{KeyValueStore, PageAndKeyCache, KEY_VALUE_CAPACITY};
 pub use reader::MessageReader;
 pub use recovery::RecoveryReport;
 pub use spool::space::{SpaceReport, RESERVATION_STEP, SPARE_SECTORS};

@@ -146,3 +146,53 @@ fn store_and_queue_share_one_flash() {
     let (_, report) = mount(&flash, 2);
     assert!(report.is_clean());
 }
+
+/// The cache the firmware uses: a 2-sector region, 4 keys (fewer than the test uses, so
+/// entries are evicted and looked up again on flash).
+type CachedStore = KeyValueStore<Flash, TestRandom, homemx_spool::PageAndKeyCache<2, 4>>;
+
+#[test]
+fn a_cached_store_answers_as_the_model_through_evictions_garbage_collection_and_restarts() {
+    let flash = new_flash();
+    assert!(CachedStore::cached(flash.clone(), 0x0..0x3000, &KEY, TestRandom::new(1)).is_err(), "the region must be exactly 2 sectors");
+    let mut store = CachedStore::cached(flash.clone(), STORE_REGION, &KEY, TestRandom::new(1)).unwrap();
+    let mut model = std::collections::HashMap::<u64, Vec<u8>>::new();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    block_on(async {
+        let mut out = [0u8; 256];
+        for step in 0..1_500 {
+            let key = next() % 12;
+            match next() % 4 {
+                0 | 1 => {
+                    let value = vec![(step % 251) as u8; (next() % 40) as usize];
+                    store.store(key, &value).await.unwrap();
+                    model.insert(key, value);
+                }
+                2 => {
+                    store.remove(key).await.unwrap();
+                    model.remove(&key);
+                }
+                _ => {
+                    let found = store.fetch(key, &mut out).await.unwrap().map(|length| out[..length].to_vec());
+                    assert_eq!(found.as_ref(), model.get(&key), "key {key} at step {step}");
+                }
+            }
+            if step % 500 == 499 {
+                // A restart: a new, empty cache over the same flash; then the uncached store
+                // reads the same (the cache changes nothing on flash).
+                drop(std::mem::replace(&mut store, CachedStore::cached(flash.clone(), STORE_REGION, &KEY, TestRandom::new(step)).unwrap()));
+                let mut plain = open(&flash, step);
+                for key in 0..12 {
+                    let found = plain.fetch(key, &mut out).await.unwrap().map(|length| out[..length].to_vec());
+                    assert_eq!(found.as_ref(), model.get(&key), "uncached, key {key} after step {step}");
+                }
+            }
+        }
+    });
+}
