@@ -103,3 +103,101 @@ where
     R: ResetControl,
 {
 }
+
+/// How many of each thing a board has room for. The board chooses the sizes (as in Tock); the
+/// application takes every count from its board's `SIZING` and holds no per-board constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizing {
+    /// SMTP sessions served at once on port 25 (one task and socket each).
+    pub mx_sessions: usize,
+    /// Sessions served at once on the submission port 587.
+    pub submission_sessions: usize,
+    /// Mail transactions open at once over both ports (taken at `MAIL FROM`).
+    pub transaction_slots: usize,
+    /// Port-25 listeners that only answer `421` while every session is busy.
+    pub mx_spare_listeners: usize,
+    /// Port-587 listeners that only answer `421`.
+    pub submission_spare_listeners: usize,
+    /// HTTP sessions (status page, `/health`) served at once.
+    pub http_sessions: usize,
+    /// Messages the spool holds at once (96 bytes of RAM each).
+    pub spool_messages: usize,
+    /// The TLS heap (rustls's handshake state and records).
+    pub heap_bytes: usize,
+}
+
+/// Sockets every board's stack holds besides the mail and HTTP listeners: DHCP, UDP echo,
+/// the delivery connection to the mailbox host, the provider connection (smarthost, POP3,
+/// DynDNS), DNS, SNTP and one spare.
+pub const FIXED_SOCKETS: usize = 7;
+
+impl Sizing {
+    /// The sockets the network stack must hold: every listener plus [`FIXED_SOCKETS`].
+    pub const fn sockets(&self) -> usize {
+        FIXED_SOCKETS
+            + self.mx_sessions
+            + self.submission_sessions
+            + self.mx_spare_listeners
+            + self.submission_spare_listeners
+            + self.http_sessions
+    }
+
+    /// Whether the counts fit together (checked at compile time by the application:
+    /// `const _: () = assert!(SIZING.is_consistent());`).
+    pub const fn is_consistent(&self) -> bool {
+        self.mx_sessions >= 1
+            && self.submission_sessions >= 1
+            && self.transaction_slots >= 1
+            && self.transaction_slots <= self.mx_sessions + self.submission_sessions
+            && self.http_sessions >= 1
+            && self.spool_messages >= 4
+    }
+}
+
+/// How a board's application flash partition is divided, in erase sectors of `sector_size`
+/// bytes, from the partition's start: the key store, the encrypted key-value store, then the
+/// spool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashMap {
+    /// The partition's erase sector size.
+    pub sector_size: u32,
+    /// Sectors of the key store (wrapped data key, admin key, unlock counter).
+    pub key_store_sectors: u32,
+    /// Sectors of the key-value store (configuration, credentials, UIDLs, counters).
+    pub key_value_sectors: u32,
+    /// Sectors of the spool.
+    pub spool_sectors: u32,
+}
+
+impl FlashMap {
+    /// The bytes the map needs from the partition.
+    pub const fn bytes(&self) -> u32 {
+        (self.key_store_sectors + self.key_value_sectors + self.spool_sectors) * self.sector_size
+    }
+}
+
+#[cfg(test)]
+mod sizing_tests {
+    use super::*;
+
+    const SIZING: Sizing = Sizing {
+        mx_sessions: 4,
+        submission_sessions: 2,
+        transaction_slots: 4,
+        mx_spare_listeners: 8,
+        submission_spare_listeners: 1,
+        http_sessions: 3,
+        spool_messages: 128,
+        heap_bytes: 64 * 1024,
+    };
+
+    #[test]
+    fn sockets_are_the_listeners_plus_the_fixed_ones() {
+        assert_eq!(SIZING.sockets(), 7 + 4 + 2 + 8 + 1 + 3);
+        assert!(SIZING.is_consistent());
+        assert!(!Sizing { transaction_slots: 7, ..SIZING }.is_consistent(), "more slots than sessions");
+        assert!(!Sizing { transaction_slots: 0, ..SIZING }.is_consistent());
+        let map = FlashMap { sector_size: 4096, key_store_sectors: 4, key_value_sectors: 64, spool_sectors: 1978 };
+        assert_eq!(map.bytes(), 2046 * 4096);
+    }
+}

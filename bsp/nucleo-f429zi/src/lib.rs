@@ -56,6 +56,29 @@ fn parts_satisfy_the_board_traits(parts: &Parts) {
     homemx_board::assert_board_parts(parts);
 }
 
+/// What this board has room for: its 192 KB of SRAM holds one session of each kind (it no
+/// longer links since TLS moved to rustls; the STM32H573I-DK replaces it, issue 16).
+pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
+    mx_sessions: 1,
+    submission_sessions: 1,
+    transaction_slots: 1,
+    mx_spare_listeners: 1,
+    submission_spare_listeners: 1,
+    http_sessions: 1,
+    spool_messages: 64,
+    heap_bytes: 40 * 1024,
+};
+
+/// The data partition (`flash.rs`: seven 128 KiB sectors of bank 2): one for the key store,
+/// two for the key-value store, four for the spool. The stores do not run on 128 KiB sectors
+/// yet, so the application refuses this map at start.
+pub const FLASH_MAP: homemx_board::FlashMap = homemx_board::FlashMap {
+    sector_size: 128 * 1024,
+    key_store_sectors: 1,
+    key_value_sectors: 2,
+    spool_sectors: 4,
+};
+
 /// Board name reported by `/health` and the status page.
 pub const BOARD_NAME: &str = "nucleo-f429zi";
 

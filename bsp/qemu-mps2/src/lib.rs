@@ -42,6 +42,27 @@ pub type Parts = BoardParts<
     reset::SystemReset,
 >;
 
+/// What this board has room for (static RAM is not the limit in QEMU; the figures are the
+/// product's, see `BENCHMARKS.md`).
+pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
+    mx_sessions: 4,
+    submission_sessions: 2,
+    transaction_slots: 4,
+    mx_spare_listeners: 8,
+    submission_spare_listeners: 1,
+    http_sessions: 3,
+    spool_messages: 128,
+    heap_bytes: 64 * 1024,
+};
+/// The application partition (8 MiB less the board area) in 4 KiB sectors: 4 for the key
+/// store, 64 for the key-value store, the rest for the spool.
+pub const FLASH_MAP: homemx_board::FlashMap = homemx_board::FlashMap {
+    sector_size: flash::SECTOR_SIZE as u32,
+    key_store_sectors: 4,
+    key_value_sectors: 64,
+    spool_sectors: ((flash::CAPACITY - flash::BOARD_AREA_SIZE) / flash::SECTOR_SIZE) as u32 - 4 - 64,
+};
+
 /// Board name reported by `/health` and the status page.
 pub const BOARD_NAME: &str = "qemu-mps2-an386";
 

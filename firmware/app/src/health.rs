@@ -23,7 +23,7 @@ pub const DEVICE_NAME: &str = "homemx.lan";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP listeners: one connection at a time each, so a few run side by side.
-pub const HTTP_TASK_COUNT: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 3 };
+pub const HTTP_TASK_COUNT: usize = crate::bsp::SIZING.http_sessions;
 
 /// One HTTP connection at a time per task; the firmware runs [`HTTP_TASK_COUNT`].
 #[embassy_executor::task(pool_size = HTTP_TASK_COUNT)]

@@ -11,7 +11,7 @@ use embedded_alloc::LlffHeap;
 /// Heap bytes the board gives TLS: one connection at a time (the link's buffers are shared),
 /// a 16 KB record in rustls plus the copy handed to the session, the handshake and an RSA-4096
 /// chain. The NUCLEO-F429ZI's 192 KB of SRAM leaves it less.
-pub const HEAP_BYTES: usize = if cfg!(feature = "board-nucleo-f429zi") { 40 * 1024 } else { 64 * 1024 };
+pub const HEAP_BYTES: usize = crate::bsp::SIZING.heap_bytes;
 
 #[global_allocator]
 static HEAP: LlffHeap = LlffHeap::empty();

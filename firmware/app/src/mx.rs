@@ -41,15 +41,15 @@ pub const SMTP_PORT: u16 = 25;
 pub const SUBMISSION_PORT: u16 = 587;
 /// Sessions served at once on port 25 (one task each, about 15 KB of RAM per session; the
 /// 192 KB STM32 board has room for one until the firmware's RAM is trimmed).
-pub const MX_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 4 };
+pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
 /// Sessions served at once on port 587.
-pub const SUBMISSION_SESSIONS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 2 };
+pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
 /// Transactions (an envelope being received and its spool writer, about 5.7 KB each) open at
 /// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
 /// transaction ends, so a session that is idle, greeting or refused costs only its socket and
 /// parser. No slot free: `452 4.3.1` (the sender retries). Messages are written to the spool
 /// one chunk at a time under the vault's lock anyway, so more slots would not be faster.
-pub const TRANSACTION_SLOTS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 4 };
+pub const TRANSACTION_SLOTS: usize = crate::bsp::SIZING.transaction_slots;
 /// LAN clients whose hourly quota is tracked at once (more are refused with `450` until a
 /// window ends).
 const QUOTA_CLIENTS: usize = 16;
@@ -301,9 +301,9 @@ static SPARE_BUFFERS: ConstStaticCell<SpareBuffers> = ConstStaticCell::new([([0;
 /// close, so that a busy MX answers in SMTP rather than with a TCP reset. A burst beyond them
 /// waits for its SYN's retry (the resets are dropped, see [`crate::network`]). About 700 bytes
 /// of RAM each.
-const MX_SPARE_LISTENERS: usize = if cfg!(feature = "board-nucleo-f429zi") { 1 } else { 8 };
+const MX_SPARE_LISTENERS: usize = crate::bsp::SIZING.mx_spare_listeners;
 /// Spare listeners of the submission port (the LAN's few clients).
-const SUBMISSION_SPARE_LISTENERS: usize = 1;
+const SUBMISSION_SPARE_LISTENERS: usize = crate::bsp::SIZING.submission_spare_listeners;
 /// All spare listeners.
 pub const SPARE_LISTENERS: usize = MX_SPARE_LISTENERS + SUBMISSION_SPARE_LISTENERS;
 

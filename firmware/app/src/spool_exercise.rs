@@ -13,7 +13,7 @@ use homemx_spool::{Envelope, Spool, CHUNK_CAPACITY};
 use sha2::{Digest, Sha256};
 
 use crate::random::DerivedRandom;
-use crate::storage::{spool_region, SPOOL_MESSAGES, SPOOL_SECTORS};
+use crate::storage::{SPOOL, SPOOL_MESSAGES, SPOOL_SECTORS};
 
 const TEST_KEY: [u8; 32] = *b"homemx spool exercise test key!!";
 const MESSAGE_LENGTH: usize = 10 * 1024;
@@ -74,7 +74,7 @@ async fn check_message<F: BoardFlash>(
 
 #[embassy_executor::task]
 pub async fn spool_exercise_task(flash: Flash, random: DerivedRandom, mut tags: DerivedRandom) {
-    let region = spool_region(embedded_storage_async::nor_flash::ReadNorFlash::capacity(&flash));
+    let region = SPOOL;
     let mut spool: Spool<Flash, DerivedRandom, SPOOL_SECTORS, SPOOL_MESSAGES> =
         match Spool::new(flash, region, &TEST_KEY, random) {
             Ok(spool) => spool,
