@@ -414,7 +414,8 @@ pub fn init(flags: &InitFlags, out: &Path, force: bool) -> Result<(InitAnswers, 
         options.create_new(true);
     }
     let mut file = options.open(out).map_err(|error| {
-        CliError::new(ExitCode::Failure, format!("cannot write {}: {error}", out.display())).hint("pass --force to overwrite an existing file")
+        CliError::new(ExitCode::Failure, format!("cannot write {}: {error}", out.display()))
+            .hint("pass --force to overwrite an existing file")
     })?;
     file.write_all(text.as_bytes())
         .map_err(|error| CliError::new(ExitCode::Failure, format!("cannot write {}: {error}", out.display())))?;
