@@ -369,7 +369,8 @@ fn the_binary_provisions_what_init_wrote_once_the_files_it_named_exist() {
     ];
     let report: serde_json::Value = serde_json::from_str(&rig.ok("admin.key", &init)).unwrap();
     assert_eq!(report["inbound_only"], false);
-    let needed: Vec<PathBuf> = report["needed_files"].as_array().unwrap().iter().map(|file| file["path"].as_str().unwrap().into()).collect();
+    let files = report["needed_files"].as_array().unwrap();
+    let needed: Vec<PathBuf> = files.iter().map(|file| file["path"].as_str().unwrap().into()).collect();
     assert_eq!(needed.len(), 2, "a password file and a trust anchor: {report}");
     assert!(report["needed_files"][1]["how"].as_str().unwrap().contains("openssl s_client -connect smtp.provider.example:465"));
     let written = std::fs::read(&config).unwrap();
