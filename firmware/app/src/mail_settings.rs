@@ -33,7 +33,8 @@ pub struct MailSettings {
     pub message_size: u64,
     /// Free spool bytes kept back.
     pub spool_reserve_bytes: u64,
-    /// The provider's smarthost; without one, LAN clients may not send to other domains.
+    /// The provider's smarthost; without one (an inbound-only MX), LAN clients may not send to
+    /// other domains.
     pub smarthost: Option<Smarthost>,
     /// Most recipients per message.
     pub max_recipients: usize,
@@ -118,7 +119,8 @@ pub async fn reload(vault: &mut Vault) {
             let Some(mut relay) = staging.borrow_mut().take() else {
                 return;
             };
-            // LAN clients may send to other domains only through a smarthost.
+            // LAN clients may send to other domains only through a smarthost; without one the
+            // appliance is an inbound-only MX and they get `550 5.7.1 outbound mail is not configured`.
             relay.set_lan_may_relay(building.smarthost.is_some());
             let Details {
                 mailbox,

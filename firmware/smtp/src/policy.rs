@@ -39,6 +39,9 @@ pub enum RecipientDecision {
     UnknownRecipient,
     /// A foreign domain and a client that may not relay: `550 5.7.1`.
     RelayDenied,
+    /// A foreign domain from a LAN client while no outbound route (smarthost) is configured:
+    /// `550 5.7.1 outbound mail is not configured` (an inbound-only MX).
+    OutboundNotConfigured,
     /// A foreign destination hidden in the address: `550 5.7.1`.
     RelayTrick(RelayTrick),
     /// The spool is too full: `452 4.3.1`.

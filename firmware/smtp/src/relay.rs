@@ -5,7 +5,9 @@
 //! - `<postmaster>`, and `postmaster@` and `abuse@` every accepted domain, always exist.
 //! - A recipient in an accepted domain must be a known recipient, else `550 5.1.1`.
 //! - A recipient in any other domain is relayed only for a LAN client and only when
-//!   [`RelayConfig::set_lan_may_relay`] allows it; otherwise `550 5.7.1`.
+//!   [`RelayConfig::set_lan_may_relay`] allows it (there is an outbound route, the smarthost);
+//!   a LAN client without that route gets `550 5.7.1 outbound mail is not configured`, anyone
+//!   else `550 5.7.1` relay denied.
 //! - Refused as tricks, whatever the client: source routes (`<@a,@b:user@c>`; RFC 5321 says
 //!   to ignore them, this server refuses them so that nothing that looks routed is accepted),
 //!   address literals (`user@[192.0.2.1]`: the MX serves names only, its public address
@@ -168,8 +170,9 @@ impl RelayConfig {
         self.lan_prefixes.push(prefix).map_err(|_| ConfigError::Full)
     }
 
-    /// Whether clients in the LAN prefixes may send to foreign domains (default: no; the
-    /// submission listener of the outbound issue turns it on).
+    /// Whether clients in the LAN prefixes may send to foreign domains: true when outbound mail
+    /// has a route (a smarthost is configured). Default: no, and then a LAN client's foreign
+    /// recipient gets [`RecipientDecision::OutboundNotConfigured`] (an inbound-only MX).
     pub fn set_lan_may_relay(&mut self, allowed: bool) {
         self.lan_may_relay = allowed;
     }
@@ -214,10 +217,10 @@ impl RelayConfig {
             Domain::AddressLiteral(_) => return RecipientDecision::RelayTrick(RelayTrick::AddressLiteral),
         };
         let Some(domain_index) = self.domain_index(domain) else {
-            return if self.lan_may_relay && self.is_lan_client(client) {
-                RecipientDecision::Accept
-            } else {
-                RecipientDecision::RelayDenied
+            return match (self.is_lan_client(client), self.lan_may_relay) {
+                (true, true) => RecipientDecision::Accept,
+                (true, false) => RecipientDecision::OutboundNotConfigured,
+                (false, _) => RecipientDecision::RelayDenied,
             };
         };
         let local = path.mailbox.local_part();
@@ -348,7 +351,8 @@ mod tests {
     fn relay_only_from_lan_when_allowed() {
         let mut config = config();
         assert_eq!(decide(&config, "203.0.113.5", "<x@foreign.example>"), RecipientDecision::RelayDenied);
-        assert_eq!(decide(&config, "192.168.1.20", "<x@foreign.example>"), RecipientDecision::RelayDenied);
+        assert_eq!(decide(&config, "192.168.1.20", "<x@foreign.example>"), RecipientDecision::OutboundNotConfigured);
+        assert_eq!(decide(&config, "192.168.1.20", "<alice@example.org>"), RecipientDecision::Accept, "inbound still works");
         config.set_lan_may_relay(true);
         assert_eq!(decide(&config, "192.168.1.20", "<x@foreign.example>"), RecipientDecision::Accept);
         assert_eq!(decide(&config, "fd12::20", "<x@foreign.example>"), RecipientDecision::Accept);

@@ -114,6 +114,9 @@ pub enum RefusalReason {
     QuotaExceeded,
     /// A foreign domain from a client that may not relay (`550 5.7.1`).
     RelayDenied,
+    /// A foreign domain from a LAN client while no smarthost is configured
+    /// (`550 5.7.1 outbound mail is not configured`).
+    OutboundNotConfigured,
     /// A relay trick (`550 5.7.1`).
     RelayTrick(RelayTrick),
     /// Unknown recipient in an accepted domain (`550 5.1.1`).
@@ -909,6 +912,9 @@ impl<'a> Core<'a> {
                 self.refuse(550, "5.1.1", "Recipient address rejected: user unknown", RefusalReason::UnknownRecipient)
             }
             RecipientDecision::RelayDenied => self.refuse(550, "5.7.1", "Relay access denied", RefusalReason::RelayDenied),
+            RecipientDecision::OutboundNotConfigured => {
+                self.refuse(550, "5.7.1", "outbound mail is not configured", RefusalReason::OutboundNotConfigured)
+            }
             RecipientDecision::RelayTrick(trick) => {
                 let text = match trick {
                     RelayTrick::PercentHack => "Relay access denied: % in local part",

@@ -461,10 +461,14 @@ fn limits_are_configurable() {
 }
 
 #[test]
-fn lan_client_may_relay_only_when_allowed() {
+fn lan_client_may_relay_only_when_a_smarthost_is_configured() {
     let script = format!("{HELLO}RCPT TO:<friend@elsewhere.example>\r\n");
+    // No smarthost (an inbound-only MX): the LAN client is told why.
     let denied = run(Options { client: LAN, ..Options::default() }, &[script.as_bytes()]);
-    assert_eq!(denied.last_line(), "550 5.7.1 Relay access denied");
+    assert_eq!(denied.last_line(), "550 5.7.1 outbound mail is not configured");
+    assert!(denied.has_event("OutboundNotConfigured"));
+    let wan_without_smarthost = run(Options::default(), &[script.as_bytes()]);
+    assert_eq!(wan_without_smarthost.last_line(), "550 5.7.1 Relay access denied");
     let mut relay = relay();
     relay.set_lan_may_relay(true);
     let allowed = run_with(&config(), &relay, Options { client: LAN, ..Options::default() }, &[script.as_bytes()]);

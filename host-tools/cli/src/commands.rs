@@ -15,11 +15,40 @@ use zeroize::Zeroizing;
 use crate::config_file::{self, AnchorValue, Plan};
 use crate::console::{unexpected, Console};
 use crate::error::{CliError, ExitCode, Result};
+use crate::init::InitFlags;
 use crate::{keyfile, passphrase, progress, AlertAction, Cli, Command, ConfigAction};
 
 /// Runs the parsed command line.
 pub fn execute(cli: &Cli) -> Result<()> {
     match &cli.command {
+        Command::Init {
+            domain,
+            recipients,
+            lan_prefix,
+            mailbox_host,
+            mailbox_protocol,
+            mailbox_port,
+            smarthost,
+            no_smarthost,
+            smarthost_user,
+            smarthost_tls,
+            out,
+            force,
+        } => {
+            let flags = InitFlags {
+                domain: domain.clone(),
+                recipients: recipients.clone(),
+                lan_prefix: lan_prefix.clone(),
+                mailbox_host: mailbox_host.clone(),
+                mailbox_protocol: mailbox_protocol.clone(),
+                mailbox_port: *mailbox_port,
+                smarthost: smarthost.clone(),
+                no_smarthost: *no_smarthost,
+                smarthost_user: smarthost_user.clone(),
+                smarthost_tls: smarthost_tls.clone(),
+            };
+            init(cli, &flags, out, *force)
+        }
         Command::Keygen { out, no_passphrase, force } => keygen(cli, out.as_deref().unwrap_or(&cli.key), *no_passphrase, *force),
         Command::Provision { config, passphrase_file, weak_passphrase } => {
             provision(cli, config, passphrase_file.as_deref(), *weak_passphrase)
@@ -122,6 +151,33 @@ fn print(cli: &Cli, json: serde_json::Value, human: impl FnOnce() -> String) {
 
 fn identity(console: &Console) -> String {
     hex::encode(console.device.identity)
+}
+
+fn init(cli: &Cli, flags: &InitFlags, out: &Path, force: bool) -> Result<()> {
+    let (answers, needed) = crate::init::init(flags, out, force)?;
+    let files: Vec<_> = needed.iter().map(|file| serde_json::json!({"path": file.path, "how": file.how})).collect();
+    let json = serde_json::json!({"config_file": out, "inbound_only": answers.smarthost.is_none(), "needed_files": files});
+    print(cli, json, || {
+        let mut text = format!("wrote {}", out.display());
+        if answers.smarthost.is_none() {
+            text.push_str(" (no [smarthost]: an inbound-only MX; LAN mail to other domains gets 550 5.7.1)");
+        }
+        if needed.is_empty() {
+            text.push_str("\nNo password file or trust anchor is needed.");
+        } else {
+            text.push_str("\nStill needed before `homemx provision` (files named in it):");
+            for file in &needed {
+                text.push_str(&format!("\n  {}\n      {}", file.path.display(), file.how));
+            }
+        }
+        text.push_str(&format!(
+            "\nThen: homemx keygen && homemx --device /dev/ttyACM0 provision --config {}\n      \
+             (it asks for the storage passphrase; keep the admin key and the passphrase safe)",
+            out.display()
+        ));
+        text
+    });
+    Ok(())
 }
 
 fn keygen(cli: &Cli, out: &Path, no_passphrase: bool, force: bool) -> Result<()> {

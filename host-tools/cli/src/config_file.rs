@@ -1,5 +1,7 @@
 //! The owner's `homemx.toml`: parsed, validated (errors name the field), and turned into the
-//! wire's configuration items, credentials and trust anchors.
+//! wire's configuration items, credentials and trust anchors. The one copy of the rules:
+//! `provision` and `config set` plan with [`load`], `homemx init` checks what it writes with
+//! [`check_fields`] before the password and certificate files it names exist.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,9 @@ pub struct ConfigFile {
     pub lan_prefixes: Vec<String>,
     /// The LAN mailbox host.
     pub lan_mailbox: LanMailboxSection,
-    /// The smarthost.
-    pub smarthost: ServiceSection,
+    /// The smarthost; without it the appliance is an inbound-only MX (LAN clients' mail to other
+    /// domains is refused with `550 5.7.1 outbound mail is not configured`).
+    pub smarthost: Option<ServiceSection>,
     /// The backup MX (POP3).
     pub backup_mx: Option<BackupMxSection>,
     /// DynDNS.
@@ -267,8 +270,20 @@ fn read_relative(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
-fn password(field: &str, base: &Path, path: &Option<PathBuf>) -> Result<Option<Secret>> {
+/// What [`plan`] does with the password and certificate files a configuration names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NamedFiles {
+    /// Read and check them (provisioning).
+    Read,
+    /// Leave them alone: they may not exist yet (`homemx init`).
+    Skip,
+}
+
+fn password(field: &str, base: &Path, path: &Option<PathBuf>, files: NamedFiles) -> Result<Option<Secret>> {
     let Some(path) = path else { return Ok(None) };
+    if files == NamedFiles::Skip {
+        return Ok(None);
+    }
     let full = read_relative(base, path);
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(&full).map_err(|error| invalid(field, format!("cannot read {}: {error}", full.display())))?,
@@ -282,13 +297,17 @@ fn password(field: &str, base: &Path, path: &Option<PathBuf>) -> Result<Option<S
         .ok_or_else(|| invalid(field, format!("password longer than {} bytes", homemx_wire::secret::MAX_SECRET_LENGTH)))
 }
 
-fn trust_anchor(section: &str, base: &Path, fields: &AnchorFields) -> Result<AnchorValue> {
+/// The section's trust anchor; `None` only with [`NamedFiles::Skip`] and a file-based anchor.
+fn trust_anchor(section: &str, base: &Path, fields: &AnchorFields, files: NamedFiles) -> Result<Option<AnchorValue>> {
     let given = [fields.ca_certificate.is_some(), fields.pin_certificate.is_some(), fields.spki_sha256.is_some()];
     if given.iter().filter(|given| **given).count() != 1 {
         return Err(invalid(
             section,
             "give exactly one trust anchor: ca_certificate, pin_certificate or spki_sha256",
         ));
+    }
+    if files == NamedFiles::Skip && fields.spki_sha256.is_none() {
+        return Ok(None);
     }
     let read = |field: &str, path: &Path| -> Result<Vec<u8>> {
         let full = read_relative(base, path);
@@ -303,19 +322,19 @@ fn trust_anchor(section: &str, base: &Path, fields: &AnchorFields) -> Result<Anc
         if der.len() > usize::from(u16::MAX) {
             return Err(invalid(&field, "certificate too large"));
         }
-        return Ok(AnchorValue::Certificate(der));
+        return Ok(Some(AnchorValue::Certificate(der)));
     }
     if let Some(path) = &fields.pin_certificate {
         let field = format!("{section}.pin_certificate");
         let der = read(&field, path)?;
-        return anchor::spki_pin(&der).map(AnchorValue::Pin).map_err(|error| invalid(&field, error));
+        return anchor::spki_pin(&der).map(|pin| Some(AnchorValue::Pin(pin))).map_err(|error| invalid(&field, error));
     }
     let text = fields.spki_sha256.as_deref().unwrap_or_default();
     let pin = hex::decode(text)
         .ok()
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .ok_or_else(|| invalid(&format!("{section}.spki_sha256"), "must be 64 hex digits (SHA-256)"))?;
-    Ok(AnchorValue::Pin(pin))
+    Ok(Some(AnchorValue::Pin(pin)))
 }
 
 /// Parses TOML text; errors name the field and line.
@@ -336,8 +355,19 @@ pub fn load(path: &Path) -> Result<Plan> {
     plan(&parse(&text)?, base)
 }
 
-/// Validates a parsed file into a [`Plan`].
+/// Validates a parsed file into a [`Plan`], reading the files it names from `base`.
 pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
+    plan_with(file, base, NamedFiles::Read)
+}
+
+/// Validates every field of a parsed file as [`plan`] does, but leaves the password and
+/// certificate files it names unread (they may not exist yet); the trust-anchor rule (exactly
+/// one per section) is still checked.
+pub fn check_fields(file: &ConfigFile) -> Result<()> {
+    plan_with(file, Path::new("."), NamedFiles::Skip).map(|_| ())
+}
+
+fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> {
     let mut items = Vec::new();
     let mut credentials = Vec::new();
     let mut anchors = Vec::new();
@@ -388,17 +418,20 @@ pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
         port: port("lan_mailbox.port", mailbox.port)?,
         protocol,
     }));
-    let smarthost = &file.smarthost;
-    items.push(ConfigItem::Smarthost(Smarthost {
-        host: host_name("smarthost.host", &smarthost.host)?,
-        port: port("smarthost.port", smarthost.port)?,
-        tls: tls("smarthost.tls", &smarthost.tls)?,
-        user_name: bounded("smarthost.user_name", &smarthost.user_name)?,
-    }));
-    if let Some(secret) = password("smarthost.password_file", base, &smarthost.password_file)? {
-        credentials.push((Credential::SmarthostPassword, secret));
+    if let Some(smarthost) = &file.smarthost {
+        items.push(ConfigItem::Smarthost(Smarthost {
+            host: host_name("smarthost.host", &smarthost.host)?,
+            port: port("smarthost.port", smarthost.port)?,
+            tls: tls("smarthost.tls", &smarthost.tls)?,
+            user_name: bounded("smarthost.user_name", &smarthost.user_name)?,
+        }));
+        if let Some(secret) = password("smarthost.password_file", base, &smarthost.password_file, files)? {
+            credentials.push((Credential::SmarthostPassword, secret));
+        }
+        if let Some(anchor) = trust_anchor("smarthost", base, &smarthost.anchor, files)? {
+            anchors.push((TlsService::Smarthost, anchor));
+        }
     }
-    anchors.push((TlsService::Smarthost, trust_anchor("smarthost", base, &smarthost.anchor)?));
     if let Some(backup) = &file.backup_mx {
         if backup.poll_interval_seconds < 60 {
             return Err(invalid("backup_mx.poll_interval_seconds", "at least 60"));
@@ -410,10 +443,12 @@ pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
             user_name: bounded("backup_mx.user_name", &backup.user_name)?,
             poll_interval_seconds: backup.poll_interval_seconds,
         }));
-        if let Some(secret) = password("backup_mx.password_file", base, &backup.password_file)? {
+        if let Some(secret) = password("backup_mx.password_file", base, &backup.password_file, files)? {
             credentials.push((Credential::BackupMxPassword, secret));
         }
-        anchors.push((TlsService::BackupMx, trust_anchor("backup_mx", base, &backup.anchor)?));
+        if let Some(anchor) = trust_anchor("backup_mx", base, &backup.anchor, files)? {
+            anchors.push((TlsService::BackupMx, anchor));
+        }
     }
     if let Some(dyndns) = &file.dyndns {
         if dyndns.check_interval_seconds < 60 {
@@ -459,10 +494,12 @@ pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
             sources.push(CheckIpSource { host, path });
         }
         items.extend(sources.into_iter().map(ConfigItem::CheckIpSource));
-        if let Some(secret) = password("dyndns.password_file", base, &dyndns.password_file)? {
+        if let Some(secret) = password("dyndns.password_file", base, &dyndns.password_file, files)? {
             credentials.push((Credential::DynDnsPassword, secret));
         }
-        anchors.push((TlsService::DynDns, trust_anchor("dyndns", base, &dyndns.anchor)?));
+        if let Some(anchor) = trust_anchor("dyndns", base, &dyndns.anchor, files)? {
+            anchors.push((TlsService::DynDns, anchor));
+        }
     }
     let limits = &file.limits;
     if limits.max_message_bytes < 1024 {

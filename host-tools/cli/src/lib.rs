@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config_file;
 pub mod console;
 pub mod error;
+pub mod init;
 pub mod keyfile;
 pub mod link;
 pub mod passphrase;
@@ -47,6 +48,46 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a first, commented homemx.toml from a few answers (asked on a terminal, or given
+    /// as flags) and say which password files and trust anchors are still needed.
+    Init {
+        /// The domain the appliance receives mail for (e.g. example.org).
+        #[arg(long)]
+        domain: Option<String>,
+        /// A recipient in that domain (repeat for more).
+        #[arg(long = "recipient")]
+        recipients: Vec<String>,
+        /// The LAN network, a.b.c.d/len (e.g. 192.168.1.0/24).
+        #[arg(long)]
+        lan_prefix: Option<String>,
+        /// The LAN mailbox host's IPv4 address.
+        #[arg(long)]
+        mailbox_host: Option<String>,
+        /// How mail is handed to it: lmtp or smtp [default: lmtp].
+        #[arg(long, value_parser = ["lmtp", "smtp"])]
+        mailbox_protocol: Option<String>,
+        /// Its port [default: 24 for lmtp, 25 for smtp].
+        #[arg(long)]
+        mailbox_port: Option<u16>,
+        /// The provider's smarthost for outbound mail, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_smarthost")]
+        smarthost: Option<String>,
+        /// No smarthost: an inbound-only MX (LAN mail to other domains is refused).
+        #[arg(long)]
+        no_smarthost: bool,
+        /// The smarthost's AUTH user name [default: the first recipient].
+        #[arg(long, requires = "smarthost")]
+        smarthost_user: Option<String>,
+        /// The smarthost's TLS: implicit or starttls [default: implicit on port 465, else starttls].
+        #[arg(long, requires = "smarthost", value_parser = ["implicit", "starttls"])]
+        smarthost_tls: Option<String>,
+        /// Where to write the file.
+        #[arg(long, default_value = "homemx.toml")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Generate the admin ed25519 key (file mode 0600, optionally passphrase-protected).
     Keygen {
         /// Where to write it (default: --key).

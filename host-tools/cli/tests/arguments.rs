@@ -41,7 +41,7 @@ fn the_passphrase_is_never_an_argument() {
 #[test]
 fn every_subcommand_has_help() {
     for subcommand in [
-        "keygen", "provision", "unlock", "lock", "status", "config", "logs", "rotate-key", "factory-reset", "fetch-now", "alert",
+        "init", "keygen", "provision", "unlock", "lock", "status", "config", "logs", "rotate-key", "factory-reset", "fetch-now", "alert",
     ] {
         let error = Cli::try_parse_from(["homemx", subcommand, "--help"]).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp, "{subcommand}");
@@ -216,4 +216,29 @@ fn toml_errors_name_the_field_and_line() {
     assert!(message.contains("pasword_file"), "{message}");
     let message = error_of(&VALID.replacen("domains = [\"example.org\"]\n", "", 1));
     assert!(message.contains("domains"), "{message}");
+}
+
+#[test]
+fn without_a_smarthost_the_plan_is_an_inbound_only_mx() {
+    let start = VALID.find("[smarthost]").unwrap();
+    let end = VALID.find("[backup_mx]").unwrap();
+    let text = format!("{}{}", &VALID[..start], &VALID[end..]);
+    let plan = config_file::plan(&config_file::parse(&text).unwrap(), data()).expect("[smarthost] is optional");
+    assert!(!plan.items.iter().any(|item| matches!(item, homemx_wire::config::ConfigItem::Smarthost(_))));
+    assert!(plan.credentials.is_empty());
+    assert_eq!(plan.anchors.len(), 1, "only the backup MX's anchor");
+    assert_eq!(plan.anchors[0].0, homemx_wire::message::TlsService::BackupMx);
+}
+
+#[test]
+fn check_fields_validates_without_reading_the_named_files() {
+    let text = VALID.replace("smarthost.password", "missing.password").replace("test-ca.pem", "missing.pem");
+    let file = config_file::parse(&text).unwrap();
+    config_file::check_fields(&file).expect("files are not read");
+    assert!(config_file::plan(&file, data()).is_err(), "provisioning reads them");
+    let error = config_file::check_fields(&config_file::parse(&VALID.replacen("port = 465", "port = 0", 1)).unwrap()).unwrap_err();
+    assert!(error.message.starts_with("smarthost.port"), "{}", error.message);
+    let two_anchors = VALID.replacen("pin_certificate = \"test-ca.pem\"", "pin_certificate = \"a.pem\"\nca_certificate = \"b.pem\"", 1);
+    let error = config_file::check_fields(&config_file::parse(&two_anchors).unwrap()).unwrap_err();
+    assert!(error.message.contains("exactly one trust anchor"), "{}", error.message);
 }

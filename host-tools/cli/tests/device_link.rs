@@ -354,3 +354,40 @@ fn status_shows_deferred_mail_and_alerts_and_event_alerts_are_acknowledged() {
     let human = rig.ok("admin.key", &["status"]);
     assert!(human.contains("alerts       1 active") && !human.contains("ndn_generated"), "{human}");
 }
+
+#[test]
+fn the_binary_provisions_what_init_wrote_once_the_files_it_named_exist() {
+    let folder = tempfile::tempdir().unwrap();
+    let socket = folder.path().join("serial.sock");
+    let device = device();
+    serve_unix_socket(device.clone(), &socket);
+    let rig = Rig { device_argument: format!("unix:{}", socket.display()), folder };
+    let config = rig.path("homemx.toml");
+    let init = [
+        "--json", "init", "--domain", "example.org", "--recipient", "alice@example.org", "--lan-prefix", "192.168.1.0/24",
+        "--mailbox-host", "192.168.1.10", "--smarthost", "smtp.provider.example:465", "--out", config.to_str().unwrap(),
+    ];
+    let report: serde_json::Value = serde_json::from_str(&rig.ok("admin.key", &init)).unwrap();
+    assert_eq!(report["inbound_only"], false);
+    let files = report["needed_files"].as_array().unwrap();
+    let needed: Vec<PathBuf> = files.iter().map(|file| file["path"].as_str().unwrap().into()).collect();
+    assert_eq!(needed.len(), 2, "a password file and a trust anchor: {report}");
+    assert!(report["needed_files"][1]["how"].as_str().unwrap().contains("openssl s_client -connect smtp.provider.example:465"));
+    let written = std::fs::read(&config).unwrap();
+    // The owner writes the files init asked for, nothing else, and provisions the file as it is.
+    for path in &needed {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    }
+    std::fs::write(&needed[0], "smarthost-secret-value\n").unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/test-ca.pem"), &needed[1]).unwrap();
+    std::fs::write(rig.path("storage.passphrase"), "correct horse battery staple\n").unwrap();
+    rig.ok("admin.key", &["keygen", "--no-passphrase"]);
+    let passphrase = rig.path("storage.passphrase");
+    let provision = ["--json", "provision", "--config", config.to_str().unwrap(), "--passphrase-file", passphrase.to_str().unwrap()];
+    let summary: serde_json::Value = serde_json::from_str(&rig.ok("admin.key", &provision)).unwrap();
+    assert_eq!((summary["credentials"].as_u64(), summary["trust_anchors"].as_u64()), (Some(1), Some(1)), "{summary}");
+    assert_eq!(std::fs::read(&config).unwrap(), written, "provisioned unchanged");
+    let device = device.lock().unwrap();
+    assert_eq!(device.handler.credentials[0].as_ref().unwrap().expose(), b"smarthost-secret-value");
+    assert!(device.handler.certificates[0].is_some(), "the CA init asked for went over");
+}
