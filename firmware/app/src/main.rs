@@ -51,6 +51,14 @@ compile_error!("choose exactly one board feature");
 
 use embassy_executor::Spawner;
 
+// Every listener the app spawns has its socket in the stack (checked here, above the
+// modules, so that `network` need not know `mx` and `health`).
+const _: () = assert!(
+    network::SOCKET_COUNT
+        == homemx_board::FIXED_SOCKETS + mx::MX_SESSIONS + mx::SUBMISSION_SESSIONS + mx::SPARE_LISTENERS + health::HTTP_TASK_COUNT,
+    "every listener the app spawns has its socket"
+);
+
 /// Firmware version reported by `/health` and the status page.
 pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -16,17 +16,8 @@ use crate::bsp;
 
 /// Sockets the stack can hold: every listener of the board's sizing and the fixed ones
 /// (`homemx_board::FIXED_SOCKETS`).
-const SOCKET_COUNT: usize = crate::bsp::SIZING.sockets();
+pub const SOCKET_COUNT: usize = crate::bsp::SIZING.sockets();
 const _: () = assert!(crate::bsp::SIZING.is_consistent(), "the board's sizing does not fit together");
-const _: () = assert!(
-    SOCKET_COUNT
-        == homemx_board::FIXED_SOCKETS
-            + crate::mx::MX_SESSIONS
-            + crate::mx::SUBMISSION_SESSIONS
-            + crate::mx::SPARE_LISTENERS
-            + crate::health::HTTP_TASK_COUNT,
-    "every listener the app spawns has its socket"
-);
 
 type NetworkDriver = <bsp::Parts as PartsTypes>::Network;
 
