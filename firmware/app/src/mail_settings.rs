@@ -1,7 +1,8 @@
 //! The MX's view of the configuration: accepted domains, known recipients, LAN prefixes, the
 //! LAN mailbox host and the limits, built from the encrypted configuration at unlock (and
-//! after every configuration commit), dropped at lock. `None` means locked or unconfigured:
-//! the MX then answers 4xx so the provider's backup MX keeps the mail.
+//! after every configuration commit), emptied at lock. One copy, built in place
+//! ([`SettingsSlot`]); `None` from it means locked, unconfigured or being rebuilt: the MX then
+//! answers 4xx so the provider's backup MX keeps the mail.
 
 use core::cell::RefCell;
 use core::net::{IpAddr, Ipv4Addr};
@@ -54,7 +55,61 @@ pub struct MailSettings {
 pub const DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR: u16 = 100;
 
 /// The settings in force; `None` while locked or unconfigured.
-pub static MAIL_SETTINGS: Mutex<CriticalSectionRawMutex, RefCell<Option<MailSettings>>> = Mutex::new(RefCell::new(None));
+pub static MAIL_SETTINGS: Mutex<CriticalSectionRawMutex, RefCell<SettingsSlot>> = Mutex::new(RefCell::new(SettingsSlot::EMPTY));
+
+/// The one copy of the settings. [`reload`] builds the relay tables (7 KB) in place here, so
+/// there is no second copy while it runs; readers see them only once they are complete.
+pub struct SettingsSlot {
+    settings: MailSettings,
+    published: bool,
+}
+
+impl SettingsSlot {
+    const EMPTY: SettingsSlot = SettingsSlot {
+        settings: MailSettings {
+            relay: RelayConfig::new(),
+            mailbox: None,
+            host_name: heapless::String::new(),
+            postmaster_domain: heapless::String::new(),
+            message_size: DEFAULT_MESSAGE_SIZE,
+            spool_reserve_bytes: DEFAULT_SPOOL_RESERVE,
+            smarthost: None,
+            max_recipients: homemx_spool::MAX_RECIPIENTS,
+            messages_per_client_per_hour: DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR,
+            time_servers: heapless::Vec::new(),
+            backup_mx: None,
+            dyndns: None,
+            check_ip: heapless::Vec::new(),
+        },
+        published: false,
+    };
+
+    /// The settings in force; `None` while locked, unconfigured or being rebuilt.
+    pub fn as_ref(&self) -> Option<&MailSettings> {
+        self.published.then_some(&self.settings)
+    }
+
+    /// Whether settings are in force.
+    pub fn is_some(&self) -> bool {
+        self.published
+    }
+
+    /// Withdraws the settings and empties them in place (they name the owner's domains,
+    /// recipients and providers: not kept while locked).
+    fn forget(&mut self) {
+        self.published = false;
+        let settings = &mut self.settings;
+        settings.relay.clear();
+        settings.mailbox = None;
+        settings.host_name.clear();
+        settings.postmaster_domain.clear();
+        settings.smarthost = None;
+        settings.time_servers.clear();
+        settings.backup_mx = None;
+        settings.dyndns = None;
+        settings.check_ip.clear();
+    }
+}
 
 /// The spool's free bytes, kept current by whoever changes the spool (the session policy
 /// reads it without waiting for the vault).
@@ -92,19 +147,17 @@ pub async fn reload(vault: &mut Vault) {
         dyndns: None,
         check_ip: heapless::Vec::new(),
     };
-    // The relay tables are staged in a static, so no 7 KB copy lives in this future.
-    STAGING.lock(|cell| *cell.borrow_mut() = Some(RelayConfig::new()));
+    // `clear()` above emptied the slot: the relay tables are built in place in it, unpublished
+    // (no 7 KB copy lives in this future or in a second static).
     let mut domains = 0;
     for index in 0..total {
         let Ok((_, item)) = vault.configuration_get(index).await else {
             continue;
         };
-        let accepted = STAGING.lock(|cell| {
-            let mut staging = cell.borrow_mut();
-            let Some(relay) = staging.as_mut() else {
-                return false;
-            };
-            apply(&mut building, relay, &item, &mut domains)
+        let accepted = MAIL_SETTINGS.lock(|cell| {
+            let mut slot = cell.borrow_mut();
+            // A lock (or a second reload) meanwhile: `published` stays false either way.
+            apply(&mut building, &mut slot.settings.relay, &item, &mut domains)
         });
         if !accepted {
             defmt::warn!("mx: configuration item {=u16} refused by the relay policy", index);
@@ -114,14 +167,13 @@ pub async fn reload(vault: &mut Vault) {
         let _ = building.host_name.push_str("homemx");
     }
     defmt::info!("mx: configured for {=usize} domains; mailbox host {}", domains, building.mailbox.is_some());
-    STAGING.lock(|staging| {
-        MAIL_SETTINGS.lock(|cell| {
-            let Some(mut relay) = staging.borrow_mut().take() else {
-                return;
-            };
+    MAIL_SETTINGS.lock(|cell| {
+        {
+            let mut slot = cell.borrow_mut();
+            let slot = &mut *slot;
             // LAN clients may send to other domains only through a smarthost; without one the
             // appliance is an inbound-only MX and they get `550 5.7.1 outbound mail is not configured`.
-            relay.set_lan_may_relay(building.smarthost.is_some());
+            slot.settings.relay.set_lan_may_relay(building.smarthost.is_some());
             let Details {
                 mailbox,
                 host_name,
@@ -136,28 +188,25 @@ pub async fn reload(vault: &mut Vault) {
                 dyndns,
                 check_ip,
             } = building;
-            *cell.borrow_mut() = Some(MailSettings {
-                relay,
-                mailbox,
-                host_name,
-                postmaster_domain,
-                message_size,
-                spool_reserve_bytes,
-                smarthost,
-                max_recipients,
-                messages_per_client_per_hour,
-                time_servers,
-                backup_mx,
-                dyndns,
-                check_ip,
-            });
-        })
+            let settings = &mut slot.settings;
+            settings.mailbox = mailbox;
+            settings.host_name = host_name;
+            settings.postmaster_domain = postmaster_domain;
+            settings.message_size = message_size;
+            settings.spool_reserve_bytes = spool_reserve_bytes;
+            settings.smarthost = smarthost;
+            settings.max_recipients = max_recipients;
+            settings.messages_per_client_per_hour = messages_per_client_per_hour;
+            settings.time_servers = time_servers;
+            settings.backup_mx = backup_mx;
+            settings.dyndns = dyndns;
+            settings.check_ip = check_ip;
+            slot.published = true;
+        }
     });
     publish_spool_free_bytes(vault);
 }
 
-/// The relay tables while [`reload`] fills them.
-static STAGING: Mutex<CriticalSectionRawMutex, RefCell<Option<RelayConfig>>> = Mutex::new(RefCell::new(None));
 
 /// Everything of [`MailSettings`] but the relay tables, while [`reload`] collects it.
 struct Details {
@@ -232,6 +281,6 @@ fn apply(settings: &mut Details, relay: &mut RelayConfig, item: &ConfigItem, dom
 
 /// Forgets the settings (lock, factory reset): the MX answers 4xx.
 pub fn clear() {
-    MAIL_SETTINGS.lock(|cell| *cell.borrow_mut() = None);
+    MAIL_SETTINGS.lock(|cell| cell.borrow_mut().forget());
     SPOOL_FREE_BYTES.store(0, Ordering::Relaxed);
 }

@@ -129,6 +129,15 @@ impl RelayConfig {
         RelayConfig { domains: Vec::new(), recipients: Vec::new(), lan_prefixes: Vec::new(), lan_may_relay: false }
     }
 
+    /// Empties it in place (no domain, recipient or prefix; nothing relayed), without a
+    /// temporary copy of the tables.
+    pub fn clear(&mut self) {
+        self.domains.clear();
+        self.recipients.clear();
+        self.lan_prefixes.clear();
+        self.lan_may_relay = false;
+    }
+
     /// Accepts mail for `domain` (stored in lower case; a trailing dot is not allowed).
     pub fn add_domain(&mut self, domain: &str) -> Result<(), ConfigError> {
         if parse_domain(domain.as_bytes()) != Ok(domain.len()) || domain.len() > DOMAIN_NAME_MAX {
