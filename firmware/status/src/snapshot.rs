@@ -6,6 +6,7 @@
 use core::net::IpAddr;
 
 use crate::alert::AlertBoard;
+use crate::headline::{MailboxReach, Problem};
 
 /// Longest host name kept (bytes); longer names are cut (see [`host_name`]).
 pub const MAX_HOST_NAME_LENGTH: usize = 64;
@@ -331,6 +332,8 @@ pub struct StatusSnapshot {
     pub pop3: Pop3Fetch,
     /// DynDNS and DNS.
     pub dyndns: DynDns,
+    /// The last contacts with the LAN mailbox host (deliveries and probes).
+    pub mailbox: MailboxReach,
     /// Spool space (`None` while locked: the spool is not mounted).
     pub spool: Option<SpoolSpace>,
     /// Active alerts.
@@ -346,9 +349,12 @@ pub enum Verdict {
     Unprovisioned,
     /// Locked (whatever the alerts).
     Locked,
-    /// Unlocked with this many alerts.
+    /// Unlocked, but this (the most important of [`StatusSnapshot::problems`]) keeps mail
+    /// from flowing or the page from being sure it does.
+    Problem(Problem),
+    /// Unlocked, mail flows, with this many alerts.
     Alerts(usize),
-    /// Unlocked, no alerts.
+    /// Unlocked, the mailbox host answered last time, the clock is set, no alerts.
     MailFlows,
 }
 
@@ -358,6 +364,7 @@ impl Verdict {
         match self {
             Verdict::Unprovisioned => "unprovisioned",
             Verdict::Locked => "locked",
+            Verdict::Problem(problem) => problem.name(),
             Verdict::Alerts(_) => "alerts",
             Verdict::MailFlows => "ok",
         }
@@ -365,13 +372,17 @@ impl Verdict {
 }
 
 impl StatusSnapshot {
-    /// The verdict: not provisioned, then locked, then alerts, else all well.
+    /// The verdict: not provisioned, then locked, then the most important problem (mailbox
+    /// host, clock), then alerts, else mail flows.
     pub fn verdict(&self) -> Verdict {
         match self.lock {
             LockState::Unprovisioned => Verdict::Unprovisioned,
             LockState::Locked => Verdict::Locked,
-            LockState::Unlocked if !self.alerts.is_empty() => Verdict::Alerts(self.alerts.len()),
-            LockState::Unlocked => Verdict::MailFlows,
+            LockState::Unlocked => match self.problems().first() {
+                Some(problem) => Verdict::Problem(*problem),
+                None if !self.alerts.is_empty() => Verdict::Alerts(self.alerts.len()),
+                None => Verdict::MailFlows,
+            },
         }
     }
 
@@ -410,10 +421,15 @@ mod tests {
     #[test]
     fn verdict_order() {
         let mut snapshot = StatusSnapshot {
+            now_unix: Some(1_778_751_680),
             lock: LockState::Unlocked,
+            mailbox: MailboxReach { configured: true, last_success_ms: Some(1000), ..MailboxReach::default() },
             ..StatusSnapshot::default()
         };
         assert_eq!(snapshot.verdict(), Verdict::MailFlows);
+        snapshot.now_unix = None;
+        assert_eq!(snapshot.verdict(), Verdict::Problem(Problem::ClockNotSet));
+        snapshot.now_unix = Some(1_778_751_680);
         snapshot.alerts.raise(crate::AlertKind::UnlockFailed, 0);
         assert_eq!(snapshot.verdict(), Verdict::Alerts(1));
         snapshot.lock = LockState::Locked;
