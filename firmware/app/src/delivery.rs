@@ -179,11 +179,21 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         // mail waits for a retry): the probe keeps the status page's headline current.
         if crate::mail_status::mailbox_probe_due() {
             if let Some(host) = mailbox_endpoint() {
-                let result = crate::mailbox_probe::probe(stack, host).await;
-                crate::mail_status::mailbox_contact(result);
+                probe_mailbox(stack, host).await;
             }
         }
     }
+}
+
+/// Probes the mailbox host ([`crate::mailbox_probe`]) and records the result for the headline.
+/// A function of its own: its socket shares the task future's room with the deliveries'.
+async fn probe_mailbox(stack: Stack<'static>, host: IpEndpoint) {
+    let mut receive_buffer = [0u8; crate::mailbox_probe::RECEIVE_BUFFER];
+    let mut transmit_buffer = [0u8; crate::mailbox_probe::TRANSMIT_BUFFER];
+    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    let result = crate::mailbox_probe::probe(&mut socket, host).await;
+    crate::network::release(&mut socket).await;
+    crate::mail_status::mailbox_contact(result);
 }
 
 /// The LAN mailbox host's address and port, when one is configured.

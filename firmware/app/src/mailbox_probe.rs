@@ -1,11 +1,12 @@
 //! The connection probe to the LAN mailbox host: TCP connect, read the greeting, `QUIT`.
 //! The delivery task runs it when no delivery has talked to the host for [`PROBE_INTERVAL`],
-//! so the status page's headline stays current while the spool is empty. Owns nothing but
-//! its small socket buffers (on the delivery task's future, never at the same time as a
-//! delivery's); calls only [`crate::network::release`]. Every step is bounded by a timeout.
+//! so the status page's headline stays current while the spool is empty. The delivery task
+//! gives it a socket with small buffers (on its future, never at the same time as a
+//! delivery's) and releases it after. Calls nothing else in the crate (it stays outside the
+//! app's import cycle). Every step is bounded by a timeout.
 
 use embassy_net::tcp::TcpSocket;
-use embassy_net::{IpEndpoint, Stack};
+use embassy_net::IpEndpoint;
 use embassy_time::{with_timeout, Duration};
 use homemx_status::MailboxFailure;
 
@@ -13,18 +14,19 @@ use homemx_status::MailboxFailure;
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(60);
 /// The whole probe (connect, greeting, QUIT) ends within this.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most greeting bytes read (a long multi-line `220-` greeting is still read to its end).
+/// Receive buffer for the probe's socket (a greeting line or a few).
+pub const RECEIVE_BUFFER: usize = 256;
+/// Transmit buffer for the probe's socket (`QUIT`).
+pub const TRANSMIT_BUFFER: usize = 16;
+/// Most reads of greeting bytes (a long multi-line `220-` greeting is still read to its end).
 const GREETING_READS: usize = 16;
 
-/// Probes the mailbox host at `host`: `Ok` for a `220` greeting, else how it failed.
-pub async fn probe(stack: Stack<'static>, host: IpEndpoint) -> Result<(), MailboxFailure> {
-    let mut receive_buffer = [0u8; 256];
-    let mut transmit_buffer = [0u8; 16];
-    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+/// Probes the mailbox host at `host` over `socket` (fresh, its buffers [`RECEIVE_BUFFER`] and
+/// [`TRANSMIT_BUFFER`] bytes; the caller releases it): `Ok` for a `220` greeting, else how it
+/// failed.
+pub async fn probe(socket: &mut TcpSocket<'_>, host: IpEndpoint) -> Result<(), MailboxFailure> {
     socket.set_timeout(Some(PROBE_TIMEOUT));
-    let result = with_timeout(PROBE_TIMEOUT, exchange(&mut socket, host)).await.unwrap_or(Err(MailboxFailure::Unreachable));
-    crate::network::release(&mut socket).await;
-    result
+    with_timeout(PROBE_TIMEOUT, exchange(socket, host)).await.unwrap_or(Err(MailboxFailure::Unreachable))
 }
 
 async fn exchange(socket: &mut TcpSocket<'_>, host: IpEndpoint) -> Result<(), MailboxFailure> {

@@ -2,47 +2,13 @@
 //! `homemx status`. "Mail flows" only when the last contact with the LAN mailbox host (a
 //! delivery or the periodic connection probe) succeeded and the wall clock is set; otherwise
 //! the line names what is missing, most important first ([`StatusSnapshot::problems`]).
-//! Sans-I/O like the rest of the crate: the firmware gives the facts ([`MailboxReach`], the
-//! clock in [`StatusSnapshot::now_unix`]), this module decides and words them.
+//! Sans-I/O like the rest of the crate: the firmware gives the facts ([`crate::snapshot::MailboxReach`], the
+//! clock in [`StatusSnapshot::now_unix`]), this module decides the [`Verdict`] and words it.
 
 use core::fmt;
 
-use crate::snapshot::{LockState, StatusSnapshot, Verdict};
+use crate::snapshot::{LockState, MailboxFailure, StatusSnapshot};
 use crate::units::Span;
-
-/// What the last contacts with the LAN mailbox host said (monotonic milliseconds since boot:
-/// the wall clock may have been unknown then; [`StatusSnapshot::unix_of`] converts).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MailboxReach {
-    /// A mailbox host is configured (`false` also while locked: the settings are unreadable).
-    pub configured: bool,
-    /// When the last delivery or probe succeeded.
-    pub last_success_ms: Option<u64>,
-    /// When the current outage began: the first failure after the last success (`None`: the
-    /// last contact succeeded, or there was none).
-    pub failing_since_ms: Option<u64>,
-    /// How the last contact failed (set together with `failing_since_ms`).
-    pub failure: Option<MailboxFailure>,
-}
-
-/// How a contact with the mailbox host failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MailboxFailure {
-    /// No TCP connection, or no greeting.
-    Unreachable,
-    /// It answered but took nothing (a 4xx greeting or every recipient deferred).
-    Refusing,
-}
-
-impl MailboxFailure {
-    /// Stable machine name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            MailboxFailure::Unreachable => "unreachable",
-            MailboxFailure::Refusing => "refusing",
-        }
-    }
-}
 
 /// Something that keeps the headline from saying "Mail flows", most important first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +46,51 @@ impl Problem {
     /// Whether mail stops because of it (red) rather than being at risk (amber).
     pub const fn stops_mail(self) -> bool {
         matches!(self, Problem::NoMailboxHost | Problem::MailboxDown { .. })
+    }
+}
+
+/// The one-line verdict at the top of the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not provisioned yet.
+    Unprovisioned,
+    /// Locked (whatever the alerts).
+    Locked,
+    /// Unlocked, but this (the most important of [`StatusSnapshot::problems`]) keeps mail
+    /// from flowing or the page from being sure it does.
+    Problem(Problem),
+    /// Unlocked, mail flows, with this many alerts.
+    Alerts(usize),
+    /// Unlocked, the mailbox host answered last time, the clock is set, no alerts.
+    MailFlows,
+}
+
+impl Verdict {
+    /// Stable machine name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Unprovisioned => "unprovisioned",
+            Verdict::Locked => "locked",
+            Verdict::Problem(problem) => problem.name(),
+            Verdict::Alerts(_) => "alerts",
+            Verdict::MailFlows => "ok",
+        }
+    }
+}
+
+impl StatusSnapshot {
+    /// The verdict: not provisioned, then locked, then the most important problem (mailbox
+    /// host, clock), then alerts, else mail flows.
+    pub fn verdict(&self) -> Verdict {
+        match self.lock {
+            LockState::Unprovisioned => Verdict::Unprovisioned,
+            LockState::Locked => Verdict::Locked,
+            LockState::Unlocked => match self.problems().first() {
+                Some(problem) => Verdict::Problem(*problem),
+                None if !self.alerts.is_empty() => Verdict::Alerts(self.alerts.len()),
+                None => Verdict::MailFlows,
+            },
+        }
     }
 }
 
@@ -203,6 +214,7 @@ impl fmt::Display for HeadlineLine<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::MailboxReach;
     use crate::AlertKind;
 
     /// 2026-05-14 09:41:20 UTC, one hour after boot.
@@ -304,5 +316,25 @@ mod tests {
         assert_eq!(line(&snapshot), "Locked — unlock with the CLI");
         snapshot.lock = LockState::Unprovisioned;
         assert_eq!(line(&snapshot), "Not set up — provision with the CLI");
+    }
+
+    #[test]
+    fn verdict_order() {
+        let mut snapshot = StatusSnapshot {
+            now_unix: Some(1_778_751_680),
+            lock: LockState::Unlocked,
+            mailbox: MailboxReach { configured: true, last_success_ms: Some(1000), ..MailboxReach::default() },
+            ..StatusSnapshot::default()
+        };
+        assert_eq!(snapshot.verdict(), Verdict::MailFlows);
+        snapshot.now_unix = None;
+        assert_eq!(snapshot.verdict(), Verdict::Problem(Problem::ClockNotSet));
+        snapshot.now_unix = Some(1_778_751_680);
+        snapshot.alerts.raise(AlertKind::UnlockFailed, 0);
+        assert_eq!(snapshot.verdict(), Verdict::Alerts(1));
+        snapshot.lock = LockState::Locked;
+        assert_eq!(snapshot.verdict(), Verdict::Locked);
+        snapshot.lock = LockState::Unprovisioned;
+        assert_eq!(snapshot.verdict(), Verdict::Unprovisioned);
     }
 }

@@ -15,9 +15,9 @@
 use core::fmt::{self, Write};
 
 use crate::alert::Alert;
-use crate::headline::VerdictText;
+use crate::headline::{Verdict, VerdictText};
 use crate::output::{render_into, render_window, rendered_length, Html, Overflow, Sink};
-use crate::snapshot::{LockState, StatusSnapshot, Verdict};
+use crate::snapshot::{LockState, StatusSnapshot};
 use crate::units::{Ago, Bytes, Iso, Span, Utc};
 
 /// Seconds between reloads.

@@ -6,7 +6,6 @@
 use core::net::IpAddr;
 
 use crate::alert::AlertBoard;
-use crate::headline::{MailboxReach, Problem};
 
 /// Longest host name kept (bytes); longer names are cut (see [`host_name`]).
 pub const MAX_HOST_NAME_LENGTH: usize = 64;
@@ -317,6 +316,40 @@ pub struct System {
     pub ram_size_bytes: Option<u32>,
 }
 
+/// What the last contacts with the LAN mailbox host said (monotonic milliseconds since boot:
+/// the wall clock may have been unknown then; [`StatusSnapshot::unix_of`] converts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MailboxReach {
+    /// A mailbox host is configured (`false` also while locked: the settings are unreadable).
+    pub configured: bool,
+    /// When the last delivery or probe succeeded.
+    pub last_success_ms: Option<u64>,
+    /// When the current outage began: the first failure after the last success (`None`: the
+    /// last contact succeeded, or there was none).
+    pub failing_since_ms: Option<u64>,
+    /// How the last contact failed (set together with `failing_since_ms`).
+    pub failure: Option<MailboxFailure>,
+}
+
+/// How a contact with the mailbox host failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailboxFailure {
+    /// No TCP connection, or no greeting.
+    Unreachable,
+    /// It answered but took nothing (a 4xx greeting or every recipient deferred).
+    Refusing,
+}
+
+impl MailboxFailure {
+    /// Stable machine name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MailboxFailure::Unreachable => "unreachable",
+            MailboxFailure::Refusing => "refusing",
+        }
+    }
+}
+
 /// Everything the status page and `/status.json` show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusSnapshot {
@@ -342,50 +375,7 @@ pub struct StatusSnapshot {
     pub system: System,
 }
 
-/// The one-line verdict at the top of the page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Not provisioned yet.
-    Unprovisioned,
-    /// Locked (whatever the alerts).
-    Locked,
-    /// Unlocked, but this (the most important of [`StatusSnapshot::problems`]) keeps mail
-    /// from flowing or the page from being sure it does.
-    Problem(Problem),
-    /// Unlocked, mail flows, with this many alerts.
-    Alerts(usize),
-    /// Unlocked, the mailbox host answered last time, the clock is set, no alerts.
-    MailFlows,
-}
-
-impl Verdict {
-    /// Stable machine name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Verdict::Unprovisioned => "unprovisioned",
-            Verdict::Locked => "locked",
-            Verdict::Problem(problem) => problem.name(),
-            Verdict::Alerts(_) => "alerts",
-            Verdict::MailFlows => "ok",
-        }
-    }
-}
-
 impl StatusSnapshot {
-    /// The verdict: not provisioned, then locked, then the most important problem (mailbox
-    /// host, clock), then alerts, else mail flows.
-    pub fn verdict(&self) -> Verdict {
-        match self.lock {
-            LockState::Unprovisioned => Verdict::Unprovisioned,
-            LockState::Locked => Verdict::Locked,
-            LockState::Unlocked => match self.problems().first() {
-                Some(problem) => Verdict::Problem(*problem),
-                None if !self.alerts.is_empty() => Verdict::Alerts(self.alerts.len()),
-                None => Verdict::MailFlows,
-            },
-        }
-    }
-
     /// Seconds since boot.
     pub fn uptime_seconds(&self) -> u64 {
         self.system.uptime_ms / 1000
@@ -416,25 +406,5 @@ mod tests {
         assert!(long.starts_with(cut.trim_end_matches('…')));
         assert_eq!(host_name(&"a".repeat(64)).len(), 64);
         assert!(host_name(&"a".repeat(65)).ends_with('…'));
-    }
-
-    #[test]
-    fn verdict_order() {
-        let mut snapshot = StatusSnapshot {
-            now_unix: Some(1_778_751_680),
-            lock: LockState::Unlocked,
-            mailbox: MailboxReach { configured: true, last_success_ms: Some(1000), ..MailboxReach::default() },
-            ..StatusSnapshot::default()
-        };
-        assert_eq!(snapshot.verdict(), Verdict::MailFlows);
-        snapshot.now_unix = None;
-        assert_eq!(snapshot.verdict(), Verdict::Problem(Problem::ClockNotSet));
-        snapshot.now_unix = Some(1_778_751_680);
-        snapshot.alerts.raise(crate::AlertKind::UnlockFailed, 0);
-        assert_eq!(snapshot.verdict(), Verdict::Alerts(1));
-        snapshot.lock = LockState::Locked;
-        assert_eq!(snapshot.verdict(), Verdict::Locked);
-        snapshot.lock = LockState::Unprovisioned;
-        assert_eq!(snapshot.verdict(), Verdict::Unprovisioned);
     }
 }
