@@ -13,8 +13,8 @@ use homemx_spool::Envelope;
 use core::net::{IpAddr, Ipv4Addr};
 
 use homemx_status::{
-    compose, host_name, version, AlertMailer, DynDns, DynDnsAnswer, LockState, MailFlow, MailboxReach, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace,
-    StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
+    compose, host_name, version, AlertMailer, DynDns, DynDnsAnswer, LockState, MailFlow, MailboxReach, MxRecord, Pop3Fetch,
+    SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
 };
 
 use crate::alerts::ALERTS;

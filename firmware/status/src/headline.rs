@@ -36,8 +36,14 @@ impl Problem {
     pub const fn name(self) -> &'static str {
         match self {
             Problem::NoMailboxHost => "no_mailbox_host",
-            Problem::MailboxDown { failure: MailboxFailure::Unreachable, .. } => "mailbox_unreachable",
-            Problem::MailboxDown { failure: MailboxFailure::Refusing, .. } => "mailbox_refusing",
+            Problem::MailboxDown {
+                failure: MailboxFailure::Unreachable,
+                ..
+            } => "mailbox_unreachable",
+            Problem::MailboxDown {
+                failure: MailboxFailure::Refusing,
+                ..
+            } => "mailbox_refusing",
             Problem::MailboxNotChecked => "mailbox_not_checked",
             Problem::ClockNotSet => "clock_not_set",
         }
@@ -103,9 +109,16 @@ impl StatusSnapshot {
             return problems;
         }
         let mailbox = &self.mailbox;
-        let first = match (mailbox.configured, mailbox.failing_since_ms, mailbox.failure, mailbox.last_success_ms) {
+        let first = match (
+            mailbox.configured,
+            mailbox.failing_since_ms,
+            mailbox.failure,
+            mailbox.last_success_ms,
+        ) {
             (false, ..) => Some(Problem::NoMailboxHost),
-            (true, Some(since_ms), Some(failure), _) => Some(Problem::MailboxDown { since_ms, failure }),
+            (true, Some(since_ms), Some(failure), _) => {
+                Some(Problem::MailboxDown { since_ms, failure })
+            }
             (true, _, _, None) => Some(Problem::MailboxNotChecked),
             (true, ..) => None,
         };
@@ -120,7 +133,10 @@ impl StatusSnapshot {
 
     /// One problem in words: `Mailbox host unreachable since 14:02 UTC`.
     pub fn problem_text(&self, problem: Problem) -> ProblemText<'_> {
-        ProblemText { snapshot: self, problem }
+        ProblemText {
+            snapshot: self,
+            problem,
+        }
     }
 
     /// The whole verdict on one line, as `homemx status` shows it: the headline, then the
@@ -139,13 +155,19 @@ pub struct ProblemText<'a> {
 impl fmt::Display for ProblemText<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.problem {
-            Problem::NoMailboxHost => formatter.write_str("No mailbox host configured: received mail waits in the spool"),
+            Problem::NoMailboxHost => {
+                formatter.write_str("No mailbox host configured: received mail waits in the spool")
+            }
             Problem::MailboxDown { since_ms, failure } => {
                 formatter.write_str(match failure {
                     MailboxFailure::Unreachable => "Mailbox host unreachable since ",
                     MailboxFailure::Refusing => "Mailbox host refuses mail since ",
                 })?;
-                Since { snapshot: self.snapshot, at_ms: since_ms }.fmt(formatter)
+                Since {
+                    snapshot: self.snapshot,
+                    at_ms: since_ms,
+                }
+                .fmt(formatter)
             }
             Problem::MailboxNotChecked => formatter.write_str("Checking the mailbox host…"),
             Problem::ClockNotSet => formatter.write_str("Clock not set: no time server answered"),
@@ -162,12 +184,18 @@ struct Since<'a> {
 
 impl fmt::Display for Since<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (Some(now), Some(at)) = (self.snapshot.now_unix, self.snapshot.unix_of(self.at_ms)) else {
+        let (Some(now), Some(at)) = (self.snapshot.now_unix, self.snapshot.unix_of(self.at_ms))
+        else {
             return write!(formatter, "boot + {}", Span(self.at_ms / 1000));
         };
         if now / 86_400 == at / 86_400 {
             let seconds = at % 86_400;
-            write!(formatter, "{:02}:{:02} UTC", seconds / 3600, seconds / 60 % 60)
+            write!(
+                formatter,
+                "{:02}:{:02} UTC",
+                seconds / 3600,
+                seconds / 60 % 60
+            )
         } else {
             crate::units::Utc(at).fmt(formatter)
         }
@@ -184,7 +212,11 @@ impl fmt::Display for VerdictText<'_> {
             Verdict::Unprovisioned => formatter.write_str("Not set up — provision with the CLI"),
             Verdict::Locked => formatter.write_str("Locked — unlock with the CLI"),
             Verdict::Problem(problem) => self.0.problem_text(problem).fmt(formatter),
-            Verdict::Alerts(count) => write!(formatter, "{count} alert{}", if count == 1 { "" } else { "s" }),
+            Verdict::Alerts(count) => write!(
+                formatter,
+                "{count} alert{}",
+                if count == 1 { "" } else { "s" }
+            ),
             Verdict::MailFlows => formatter.write_str("Mail flows — no alerts"),
         }
     }
@@ -204,7 +236,11 @@ impl fmt::Display for HeadlineLine<'_> {
             }
             let alerts = snapshot.alerts.len();
             if alerts > 0 {
-                write!(formatter, " · {alerts} alert{}", if alerts == 1 { "" } else { "s" })?;
+                write!(
+                    formatter,
+                    " · {alerts} alert{}",
+                    if alerts == 1 { "" } else { "s" }
+                )?;
             }
         }
         Ok(())
@@ -233,12 +269,21 @@ mod tests {
     }
 
     fn reached(at_ms: u64) -> MailboxReach {
-        MailboxReach { configured: true, last_success_ms: Some(at_ms), ..MailboxReach::default() }
+        MailboxReach {
+            configured: true,
+            last_success_ms: Some(at_ms),
+            ..MailboxReach::default()
+        }
     }
 
     /// Up until `up_to_ms`, failing since `since_ms`.
     fn down(up_to_ms: Option<u64>, since_ms: u64, failure: MailboxFailure) -> MailboxReach {
-        MailboxReach { configured: true, last_success_ms: up_to_ms, failing_since_ms: Some(since_ms), failure: Some(failure) }
+        MailboxReach {
+            configured: true,
+            last_success_ms: up_to_ms,
+            failing_since_ms: Some(since_ms),
+            failure: Some(failure),
+        }
     }
 
     fn line(snapshot: &StatusSnapshot) -> std::string::String {
@@ -256,9 +301,18 @@ mod tests {
     #[test]
     fn a_mailbox_host_down_is_named_with_the_start_of_the_outage() {
         // Up 20 min after boot, failing since 08:55:20 (46 min ago), still failing.
-        let snapshot = unlocked(down(Some(1_200_000), 840_000, MailboxFailure::Unreachable), true);
+        let snapshot = unlocked(
+            down(Some(1_200_000), 840_000, MailboxFailure::Unreachable),
+            true,
+        );
         let since_ms = 840_000;
-        assert_eq!(snapshot.verdict(), Verdict::Problem(Problem::MailboxDown { since_ms, failure: MailboxFailure::Unreachable }));
+        assert_eq!(
+            snapshot.verdict(),
+            Verdict::Problem(Problem::MailboxDown {
+                since_ms,
+                failure: MailboxFailure::Unreachable
+            })
+        );
         assert_eq!(snapshot.verdict().name(), "mailbox_unreachable");
         assert_eq!(line(&snapshot), "Mailbox host unreachable since 08:55 UTC");
         let refusing = unlocked(down(None, 840_000, MailboxFailure::Refusing), true);
@@ -270,7 +324,10 @@ mod tests {
     fn an_outage_that_began_before_midnight_carries_its_date() {
         let mut snapshot = unlocked(down(None, 1000, MailboxFailure::Unreachable), true);
         snapshot.system.uptime_ms = 11 * 3_600_000;
-        assert_eq!(line(&snapshot), "Mailbox host unreachable since 2026-05-13 22:41 UTC");
+        assert_eq!(
+            line(&snapshot),
+            "Mailbox host unreachable since 2026-05-13 22:41 UTC"
+        );
     }
 
     #[test]
@@ -283,17 +340,30 @@ mod tests {
 
     #[test]
     fn both_the_mailbox_host_first_then_the_clock_with_uptime_for_a_time() {
-        let snapshot = unlocked(down(Some(60_000), 12 * 60_000 + 5_000, MailboxFailure::Unreachable), false);
+        let snapshot = unlocked(
+            down(
+                Some(60_000),
+                12 * 60_000 + 5_000,
+                MailboxFailure::Unreachable,
+            ),
+            false,
+        );
         assert_eq!(snapshot.problems().len(), 2);
         assert_eq!(snapshot.problems()[1], Problem::ClockNotSet);
-        assert_eq!(line(&snapshot), "Mailbox host unreachable since boot + 12 min · Clock not set: no time server answered");
+        assert_eq!(
+            line(&snapshot),
+            "Mailbox host unreachable since boot + 12 min · Clock not set: no time server answered"
+        );
     }
 
     #[test]
     fn alerts_follow_the_problems_and_head_when_there_is_none() {
         let mut snapshot = unlocked(down(None, 1000, MailboxFailure::Unreachable), true);
         snapshot.alerts.raise(AlertKind::FlashNearlyFull, 0);
-        assert_eq!(line(&snapshot), "Mailbox host unreachable since 08:41 UTC · 1 alert");
+        assert_eq!(
+            line(&snapshot),
+            "Mailbox host unreachable since 08:41 UTC · 1 alert"
+        );
         snapshot.mailbox = reached(2000);
         assert_eq!(snapshot.verdict(), Verdict::Alerts(1));
         assert_eq!(line(&snapshot), "1 alert");
@@ -301,8 +371,17 @@ mod tests {
 
     #[test]
     fn no_contact_yet_or_no_mailbox_host_is_not_mail_flowing() {
-        let unchecked = unlocked(MailboxReach { configured: true, ..MailboxReach::default() }, true);
-        assert_eq!(unchecked.verdict(), Verdict::Problem(Problem::MailboxNotChecked));
+        let unchecked = unlocked(
+            MailboxReach {
+                configured: true,
+                ..MailboxReach::default()
+            },
+            true,
+        );
+        assert_eq!(
+            unchecked.verdict(),
+            Verdict::Problem(Problem::MailboxNotChecked)
+        );
         let none = unlocked(MailboxReach::default(), true);
         assert_eq!(none.verdict(), Verdict::Problem(Problem::NoMailboxHost));
         assert!(Problem::NoMailboxHost.stops_mail() && !Problem::ClockNotSet.stops_mail());
@@ -323,7 +402,11 @@ mod tests {
         let mut snapshot = StatusSnapshot {
             now_unix: Some(1_778_751_680),
             lock: LockState::Unlocked,
-            mailbox: MailboxReach { configured: true, last_success_ms: Some(1000), ..MailboxReach::default() },
+            mailbox: MailboxReach {
+                configured: true,
+                last_success_ms: Some(1000),
+                ..MailboxReach::default()
+            },
             ..StatusSnapshot::default()
         };
         assert_eq!(snapshot.verdict(), Verdict::MailFlows);

@@ -126,7 +126,11 @@ fn page(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         Verdict::Problem(_) => {
             // The other problems, below the most important one.
             for problem in snapshot.problems().iter().skip(1) {
-                write!(sink, "<strong>{}</strong> · ", snapshot.problem_text(*problem))?;
+                write!(
+                    sink,
+                    "<strong>{}</strong> · ",
+                    snapshot.problem_text(*problem)
+                )?;
             }
         }
         _ => {}

@@ -66,7 +66,11 @@ fn document(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         snapshot.lock.name()
     )?;
     // The headline's words come from this crate only: nothing in them needs escaping.
-    write!(sink, "\"headline\":\"{}\",\"problems\":[", snapshot.headline_line())?;
+    write!(
+        sink,
+        "\"headline\":\"{}\",\"problems\":[",
+        snapshot.headline_line()
+    )?;
     for (index, problem) in snapshot.problems().iter().enumerate() {
         let comma = if index > 0 { "," } else { "" };
         write!(sink, "{comma}\"{}\"", problem.name())?;

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use homemx_status::snapshot::MAX_HOST_NAME_LENGTH;
 use homemx_status::{
     host_name, version, AlertBoard, AlertKind, DynDns, DynDnsAnswer, FetchResult, LockState,
-    MailFlow, MailboxFailure, MailboxReach, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion,
-    Verification, MAX_ALERTS,
+    MailFlow, MailboxFailure, MailboxReach, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace,
+    StatusSnapshot, System, TlsVersion, Verification, MAX_ALERTS,
 };
 
 /// 2026-05-14 09:41:20 UTC.
