@@ -31,6 +31,7 @@ pub mod provider;
 pub mod qmp;
 pub mod ram;
 pub mod smtp_load;
+pub mod status_page;
 
 /// The error type of the harness: a message that says what went wrong.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

@@ -4,9 +4,8 @@
 //! smarthost that offers no STARTTLS, as a stripping middlebox would make it look — shows as
 //! an alert on the page and in the JSON, and arrives as a mail at postmaster@.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use homemx_qemu::firmware::FirmwareBuild;
@@ -14,19 +13,12 @@ use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
-use homemx_qemu::peers::{http_get, send_mail, HttpAnswer, MailboxHost};
+use homemx_qemu::peers::{send_mail, MailboxHost};
+use homemx_qemu::status_page::{get, screenshot};
 use homemx_qemu::provider::{add_wan_address, DnsServer, Smarthost, SmarthostConfig, SntpConfig, SntpServer, TestCa, TlsMode, SMARTHOST_NAME};
 use serde_json::{json, Value};
 
 const SMARTHOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 25);
-
-fn get(network: &IsolatedNetwork, source: Ipv4Addr, host: &str, path: &str) -> HttpAnswer {
-    let (host, path) = (host.to_string(), path.to_string());
-    network
-        .run_inside(move || http_get(source, SocketAddrV4::new(APPLIANCE, 80), &host, &path))
-        .unwrap()
-        .expect("the HTTP exchange completes")
-}
 
 fn write_configuration(directory: &Path, ca: &TestCa) {
     write_secrets(directory);
@@ -107,19 +99,7 @@ fn lan_sees_the_status_page_wan_does_not_and_alerts_reach_the_page_and_postmaste
     assert!(matches!(alert_mail.1["mail_from"].as_str(), Some("") | Some("<>")), "the alert mail has the null sender: {}", alert_mail.1);
 
     // Headless Chromium renders it; the screenshot is the CI artifact.
-    let artifacts = homemx_qemu::repository_root().join("qemu/run/artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("status-page.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let output = Command::new("ip")
-        .args(["netns", "exec", &namespace, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
-        .arg(format!("--user-data-dir={}", directory.join("chromium").display()))
-        .arg(format!("--screenshot={}", screenshot.display()))
-        .args(["--window-size=1100,1500", "http://192.168.77.2/"])
-        .output()
-        .expect("chromium runs (installed by host-tools/setup.sh)");
-    assert!(screenshot.exists(), "screenshot written: {}", String::from_utf8_lossy(&output.stderr));
-    eprintln!("status page screenshot: {}", screenshot.display());
+    screenshot(&network, &directory, "status-page.png");
 
     // The alert is persisted (encrypted): after a power cut and unlock it is still shown,
     // though the smarthost is gone now and nothing raises it again.

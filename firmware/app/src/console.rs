@@ -141,7 +141,12 @@ impl ConsoleHandler for DeviceConsole {
                 needs_acknowledgement: alert.kind.needs_acknowledgement(),
             })
             .collect();
+        let mut headline = heapless::String::new();
+        // Cut at the capacity if ever longer (a partial write keeps what fitted).
+        let _ = core::fmt::Write::write_fmt(&mut headline, format_args!("{}", page.headline_line()));
         Ok(Status {
+            verdict: heapless::String::try_from(page.verdict().name()).unwrap_or_default(),
+            headline,
             state,
             uptime_seconds: Instant::now().as_secs() as u32,
             failed_unlocks: failed_unlocks.min(u16::MAX as u32) as u16,

@@ -175,7 +175,34 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
                 break;
             }
         }
+        // No delivery talked to the mailbox host for a while (the spool is empty, or its
+        // mail waits for a retry): the probe keeps the status page's headline current.
+        if crate::mail_status::mailbox_probe_due() {
+            if let Some(host) = mailbox_endpoint() {
+                probe_mailbox(stack, host).await;
+            }
+        }
     }
+}
+
+/// Probes the mailbox host ([`crate::mailbox_probe`]) and records the result for the headline.
+/// A function of its own: its socket shares the task future's room with the deliveries'.
+async fn probe_mailbox(stack: Stack<'static>, host: IpEndpoint) {
+    let mut receive_buffer = [0u8; crate::mailbox_probe::RECEIVE_BUFFER];
+    let mut transmit_buffer = [0u8; crate::mailbox_probe::TRANSMIT_BUFFER];
+    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    let result = crate::mailbox_probe::probe(&mut socket, host).await;
+    crate::network::release(&mut socket).await;
+    crate::mail_status::mailbox_contact(result);
+}
+
+/// The LAN mailbox host's address and port, when one is configured.
+fn mailbox_endpoint() -> Option<IpEndpoint> {
+    MAIL_SETTINGS.lock(|cell| {
+        let settings = cell.borrow();
+        let mailbox = settings.as_ref()?.mailbox.as_ref()?;
+        Some(IpEndpoint::new(Ipv4Addr::from(mailbox.address).into(), mailbox.port))
+    })
 }
 
 /// Whether `address`'s domain is one of ours (mail for it stays on the LAN).
@@ -278,6 +305,13 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
     let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
     run_session(&mut link, session, connected, &mut reader, &mut results, None).await;
     link.close().await;
+    // For the headline: the host is there if it took or refused a recipient for good.
+    let answered = results.iter().any(|result| result.outcome != Outcome::Deferred);
+    crate::mail_status::mailbox_contact(match (connected, answered) {
+        (false, _) => Err(homemx_status::MailboxFailure::Unreachable),
+        (true, false) => Err(homemx_status::MailboxFailure::Refusing),
+        (true, true) => Ok(()),
+    });
     for result in results {
         if let Some(&index) = indices.get(result.index) {
             let _ = outcomes.push(RecipientOutcome { index, route: Route::Mailbox, result });

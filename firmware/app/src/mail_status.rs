@@ -6,6 +6,7 @@ use core::cell::RefCell;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
+use homemx_status::{MailboxFailure, MailboxReach};
 
 /// Counters and the smarthost state.
 #[derive(Clone, Copy, Default)]
@@ -32,6 +33,10 @@ pub struct MailStatus {
     pub smarthost_problem: Option<&'static str>,
     /// When the last smarthost problem happened (Unix seconds, if the time was known).
     pub smarthost_failure_unix: Option<u64>,
+    /// The LAN mailbox host at the last deliveries and probes (monotonic ms), for the headline.
+    pub mailbox: MailboxReach,
+    /// When a delivery or probe last talked to (or tried) the mailbox host (monotonic ms).
+    pub mailbox_contact_ms: Option<u64>,
 }
 
 /// The mail status.
@@ -47,6 +52,8 @@ pub static MAIL_STATUS: Mutex<CriticalSectionRawMutex, RefCell<MailStatus>> = Mu
     smarthost_pinned: false,
     smarthost_problem: None,
     smarthost_failure_unix: None,
+    mailbox: MailboxReach { configured: false, last_success_ms: None, failing_since_ms: None, failure: None },
+    mailbox_contact_ms: None,
 }));
 
 /// Changes the status.
@@ -66,4 +73,38 @@ pub fn smarthost_problem(text: &'static str) {
         status.smarthost_problem = Some(text);
         status.smarthost_failure_unix = unix;
     });
+}
+
+/// Records a contact with the mailbox host (a delivery or a probe): a success ends an
+/// outage; the first failure after a success starts one.
+pub fn mailbox_contact(result: Result<(), MailboxFailure>) {
+    let now = embassy_time::Instant::now().as_millis();
+    update(|status| {
+        let mailbox = &mut status.mailbox;
+        match result {
+            Ok(()) => {
+                if mailbox.failing_since_ms.is_some() {
+                    defmt::info!("mailbox host: reachable again");
+                }
+                mailbox.last_success_ms = Some(now);
+                mailbox.failing_since_ms = None;
+                mailbox.failure = None;
+            }
+            Err(failure) => {
+                if mailbox.failing_since_ms.is_none() {
+                    defmt::warn!("mailbox host: {=str}; the status page says so", failure.name());
+                }
+                mailbox.failing_since_ms = Some(mailbox.failing_since_ms.unwrap_or(now));
+                mailbox.failure = Some(failure);
+            }
+        }
+        status.mailbox_contact_ms = Some(now);
+    });
+}
+
+/// Whether the mailbox host went [`crate::mailbox_probe::PROBE_INTERVAL`] without contact.
+pub fn mailbox_probe_due() -> bool {
+    let now = embassy_time::Instant::now().as_millis();
+    let interval = crate::mailbox_probe::PROBE_INTERVAL.as_millis();
+    snapshot().mailbox_contact_ms.is_none_or(|contact| now.saturating_sub(contact) >= interval)
 }

@@ -21,6 +21,7 @@ mod instrument;
 mod lan;
 mod link;
 mod mail_settings;
+mod mailbox_probe;
 mod mail_status;
 mod mx;
 mod ndn;

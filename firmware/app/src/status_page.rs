@@ -13,8 +13,8 @@ use homemx_spool::Envelope;
 use core::net::{IpAddr, Ipv4Addr};
 
 use homemx_status::{
-    compose, host_name, version, AlertMailer, DynDns, DynDnsAnswer, LockState, MailFlow, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace,
-    StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
+    compose, host_name, version, AlertMailer, DynDns, DynDnsAnswer, LockState, MailFlow, MailboxReach, MxRecord, Pop3Fetch,
+    SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
 };
 
 use crate::alerts::ALERTS;
@@ -66,6 +66,10 @@ pub async fn snapshot() -> StatusSnapshot {
         last_failure_unix: status.smarthost_failure_unix,
         tls_version: status.smarthost_success.map(|_| TlsVersion::Tls13),
         verified_by: status.smarthost_success.map(|_| if status.smarthost_pinned { Verification::PinnedKey } else { Verification::CaAnchor }),
+    };
+    snapshot.mailbox = MailboxReach {
+        configured: MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().is_some_and(|settings| settings.mailbox.is_some())),
+        ..status.mailbox
     };
     snapshot.alerts = ALERTS.lock(|board| board.borrow().clone());
     let (backup_host, dyndns_host) = MAIL_SETTINGS.lock(|cell| {

@@ -15,8 +15,9 @@
 use core::fmt::{self, Write};
 
 use crate::alert::Alert;
+use crate::headline::{Verdict, VerdictText};
 use crate::output::{render_into, render_window, rendered_length, Html, Overflow, Sink};
-use crate::snapshot::{LockState, StatusSnapshot, Verdict};
+use crate::snapshot::{LockState, StatusSnapshot};
 use crate::units::{Ago, Bytes, Iso, Span, Utc};
 
 /// Seconds between reloads.
@@ -95,11 +96,11 @@ pub fn render_page_window(snapshot: &StatusSnapshot, offset: usize, out: &mut [u
 
 fn page(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     let verdict = snapshot.verdict();
-    let (class, headline) = match verdict {
-        Verdict::Unprovisioned => ("v-warn", "Not set up — provision with the CLI"),
-        Verdict::Locked => ("v-warn", "Locked — unlock with the CLI"),
-        Verdict::Alerts(_) => ("v-bad", ""),
-        Verdict::MailFlows => ("v-ok", "Mail flows — no alerts"),
+    let class = match verdict {
+        Verdict::Unprovisioned | Verdict::Locked => "v-warn",
+        Verdict::Problem(problem) if !problem.stops_mail() => "v-warn",
+        Verdict::Problem(_) | Verdict::Alerts(_) => "v-bad",
+        Verdict::MailFlows => "v-ok",
     };
     sink.write_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")?;
     sink.write_str("<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">")?;
@@ -107,14 +108,14 @@ fn page(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         sink,
         "<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">"
     )?;
-    sink.write_str("<meta name=\"robots\" content=\"noindex\"><title>homemx: ")?;
-    headline_text(sink, verdict, headline)?;
+    // The headline's words come from this crate only (no configured name in them).
     write!(
         sink,
-        "</title><style>{STYLE}</style></head>\n<body>\n<header class=\"{class}\"><h1>"
+        "<meta name=\"robots\" content=\"noindex\"><title>homemx: {}</title><style>{STYLE}</style></head>\n\
+         <body>\n<header class=\"{class}\"><h1>{}</h1><p>",
+        VerdictText(snapshot, verdict),
+        VerdictText(snapshot, verdict)
     )?;
-    headline_text(sink, verdict, headline)?;
-    sink.write_str("</h1><p>")?;
     match verdict {
         Verdict::Locked => sink.write_str(
             "Incoming mail is deferred (senders retry) until the appliance is unlocked. · ",
@@ -122,9 +123,19 @@ fn page(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         Verdict::Unprovisioned => {
             sink.write_str("Nothing is received or sent until it is provisioned. · ")?
         }
+        Verdict::Problem(_) => {
+            // The other problems, below the most important one.
+            for problem in snapshot.problems().iter().skip(1) {
+                write!(
+                    sink,
+                    "<strong>{}</strong> · ",
+                    snapshot.problem_text(*problem)
+                )?;
+            }
+        }
         _ => {}
     }
-    if verdict == Verdict::Locked && !snapshot.alerts.is_empty() {
+    if matches!(verdict, Verdict::Locked | Verdict::Problem(_)) && !snapshot.alerts.is_empty() {
         let count = snapshot.alerts.len();
         write!(sink, "{count} alert{} · ", plural(count))?;
     }
@@ -155,13 +166,6 @@ fn page(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         "</div>\n</main>\n<footer>Read-only view · reloads every {REFRESH_SECONDS} s · for scripts: \
          <a href=\"/status.json\">/status.json</a></footer>\n</body></html>\n"
     )
-}
-
-fn headline_text(sink: &mut Sink<'_>, verdict: Verdict, headline: &str) -> fmt::Result {
-    match verdict {
-        Verdict::Alerts(count) => write!(sink, "{count} alert{}", plural(count)),
-        _ => sink.write_str(headline),
-    }
 }
 
 fn plural(count: usize) -> &'static str {

@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: &str = "homemx-status/1";
 
 /// A buffer this large holds any document [`render_json`] can produce (checked by a test that
 /// renders the largest snapshot).
-pub const JSON_BUFFER_SIZE: usize = 6 * 1024;
+pub const JSON_BUFFER_SIZE: usize = 7 * 1024;
 
 /// Renders `/status.json` into `out`; returns its length, or [`Overflow`].
 pub fn render_json(snapshot: &StatusSnapshot, out: &mut [u8]) -> Result<usize, Overflow> {
@@ -64,6 +64,28 @@ fn document(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         Nullable(snapshot.now_unix),
         snapshot.verdict().name(),
         snapshot.lock.name()
+    )?;
+    // The headline's words come from this crate only: nothing in them needs escaping.
+    write!(
+        sink,
+        "\"headline\":\"{}\",\"problems\":[",
+        snapshot.headline_line()
+    )?;
+    for (index, problem) in snapshot.problems().iter().enumerate() {
+        let comma = if index > 0 { "," } else { "" };
+        write!(sink, "{comma}\"{}\"", problem.name())?;
+    }
+    let mailbox = &snapshot.mailbox;
+    write!(
+        sink,
+        "],\"mailbox\":{{\"configured\":{},\"last_success_unix\":{},\"last_success_age_seconds\":{},\
+         \"failing_since_unix\":{},\"failing_since_age_seconds\":{},\"failure\":{}}},",
+        mailbox.configured,
+        Nullable(mailbox.last_success_ms.and_then(|at| snapshot.unix_of(at))),
+        Nullable(mailbox.last_success_ms.map(|at| snapshot.age_seconds(at))),
+        Nullable(mailbox.failing_since_ms.and_then(|at| snapshot.unix_of(at))),
+        Nullable(mailbox.failing_since_ms.map(|at| snapshot.age_seconds(at))),
+        string(mailbox.failure.map(|failure| failure.name()))
     )?;
     let mail = &snapshot.mail;
     write!(

@@ -9,6 +9,7 @@
 
 pub mod alert;
 pub mod alert_mail;
+pub mod headline;
 pub mod html;
 pub mod json;
 mod output;
@@ -19,6 +20,7 @@ pub use alert::{Alert, AlertBoard, AlertKind, Peer, Raised, ALERT_KIND_COUNT, MA
 pub use alert_mail::{
     compose, AlertMail, AlertMailer, ComposeError, MailedAlert, MAIL_BUFFER_SIZE,
 };
+pub use headline::{Problem, Verdict, MAX_PROBLEMS};
 pub use html::{
     page_length, render_page, render_page_window, CONTENT_SECURITY_POLICY, PAGE_BUFFER_SIZE,
 };
@@ -26,5 +28,5 @@ pub use json::{json_length, render_json, render_json_window, JSON_BUFFER_SIZE};
 pub use output::Overflow;
 pub use snapshot::{
     host_name, version, DynDns, DynDnsAnswer, FetchResult, HostName, LockState, MailFlow, MxRecord,
-    Pop3Fetch, SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verdict, Verification,
+    Pop3Fetch, SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verification, MailboxFailure, MailboxReach,
 };

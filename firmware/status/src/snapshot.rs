@@ -316,6 +316,40 @@ pub struct System {
     pub ram_size_bytes: Option<u32>,
 }
 
+/// What the last contacts with the LAN mailbox host said (monotonic milliseconds since boot:
+/// the wall clock may have been unknown then; [`StatusSnapshot::unix_of`] converts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MailboxReach {
+    /// A mailbox host is configured (`false` also while locked: the settings are unreadable).
+    pub configured: bool,
+    /// When the last delivery or probe succeeded.
+    pub last_success_ms: Option<u64>,
+    /// When the current outage began: the first failure after the last success (`None`: the
+    /// last contact succeeded, or there was none).
+    pub failing_since_ms: Option<u64>,
+    /// How the last contact failed (set together with `failing_since_ms`).
+    pub failure: Option<MailboxFailure>,
+}
+
+/// How a contact with the mailbox host failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailboxFailure {
+    /// No TCP connection, or no greeting.
+    Unreachable,
+    /// It answered but took nothing (a 4xx greeting or every recipient deferred).
+    Refusing,
+}
+
+impl MailboxFailure {
+    /// Stable machine name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MailboxFailure::Unreachable => "unreachable",
+            MailboxFailure::Refusing => "refusing",
+        }
+    }
+}
+
 /// Everything the status page and `/status.json` show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusSnapshot {
@@ -331,6 +365,8 @@ pub struct StatusSnapshot {
     pub pop3: Pop3Fetch,
     /// DynDNS and DNS.
     pub dyndns: DynDns,
+    /// The last contacts with the LAN mailbox host (deliveries and probes).
+    pub mailbox: MailboxReach,
     /// Spool space (`None` while locked: the spool is not mounted).
     pub spool: Option<SpoolSpace>,
     /// Active alerts.
@@ -339,42 +375,7 @@ pub struct StatusSnapshot {
     pub system: System,
 }
 
-/// The one-line verdict at the top of the page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Not provisioned yet.
-    Unprovisioned,
-    /// Locked (whatever the alerts).
-    Locked,
-    /// Unlocked with this many alerts.
-    Alerts(usize),
-    /// Unlocked, no alerts.
-    MailFlows,
-}
-
-impl Verdict {
-    /// Stable machine name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Verdict::Unprovisioned => "unprovisioned",
-            Verdict::Locked => "locked",
-            Verdict::Alerts(_) => "alerts",
-            Verdict::MailFlows => "ok",
-        }
-    }
-}
-
 impl StatusSnapshot {
-    /// The verdict: not provisioned, then locked, then alerts, else all well.
-    pub fn verdict(&self) -> Verdict {
-        match self.lock {
-            LockState::Unprovisioned => Verdict::Unprovisioned,
-            LockState::Locked => Verdict::Locked,
-            LockState::Unlocked if !self.alerts.is_empty() => Verdict::Alerts(self.alerts.len()),
-            LockState::Unlocked => Verdict::MailFlows,
-        }
-    }
-
     /// Seconds since boot.
     pub fn uptime_seconds(&self) -> u64 {
         self.system.uptime_ms / 1000
@@ -405,20 +406,5 @@ mod tests {
         assert!(long.starts_with(cut.trim_end_matches('…')));
         assert_eq!(host_name(&"a".repeat(64)).len(), 64);
         assert!(host_name(&"a".repeat(65)).ends_with('…'));
-    }
-
-    #[test]
-    fn verdict_order() {
-        let mut snapshot = StatusSnapshot {
-            lock: LockState::Unlocked,
-            ..StatusSnapshot::default()
-        };
-        assert_eq!(snapshot.verdict(), Verdict::MailFlows);
-        snapshot.alerts.raise(crate::AlertKind::UnlockFailed, 0);
-        assert_eq!(snapshot.verdict(), Verdict::Alerts(1));
-        snapshot.lock = LockState::Locked;
-        assert_eq!(snapshot.verdict(), Verdict::Locked);
-        snapshot.lock = LockState::Unprovisioned;
-        assert_eq!(snapshot.verdict(), Verdict::Unprovisioned);
     }
 }

@@ -140,6 +140,27 @@ fn the_verdict_heads_the_page() {
         headline(&render(&common::empty())),
         ("v-warn", "Not set up — provision with the CLI")
     );
+    let mut down = common::busy();
+    down.mailbox.failing_since_ms = Some(down.system.uptime_ms - 20 * 60_000);
+    down.mailbox.failure = Some(homemx_status::MailboxFailure::Unreachable);
+    down.now_unix = None;
+    let page = render(&down);
+    assert_eq!(
+        headline(&page),
+        ("v-bad", "Mailbox host unreachable since boot + 3 d 3 h")
+    );
+    assert!(
+        page.contains(
+            "<p><strong>Clock not set: no time server answered</strong> · 3 alerts · homemx "
+        ),
+        "{page}"
+    );
+    let mut no_clock = common::quiet();
+    no_clock.now_unix = None;
+    assert_eq!(
+        headline(&render(&no_clock)),
+        ("v-warn", "Clock not set: no time server answered")
+    );
     let mut one = common::quiet();
     one.alerts.raise(AlertKind::FlashNearlyFull, 0);
     assert_eq!(headline(&render(&one)), ("v-bad", "1 alert"));

@@ -97,8 +97,8 @@ fn the_schema_documents_every_member_and_allows_no_other() {
     let mut objects = 0;
     check_documented(&schema(), "$", &mut objects);
     assert_eq!(
-        objects, 9,
-        "root, mail, smarthost, pop3, dyndns, mx[], spool, alerts[], system"
+        objects, 10,
+        "root, mailbox, mail, smarthost, pop3, dyndns, mx[], spool, alerts[], system"
     );
 }
 
@@ -364,4 +364,35 @@ fn zero_spool_and_unknown_facts_validate() {
     snapshot.alerts.raise(AlertKind::FlashNearlyFull, 0);
     let document = assert_valid(&snapshot);
     assert_eq!(document["alerts"][0]["first_seen_unix"], Value::Null);
+}
+
+#[test]
+fn the_headline_and_its_problems_are_in_the_document() {
+    let quiet = assert_valid(&common::quiet());
+    assert_eq!(quiet["verdict"], "ok");
+    assert_eq!(quiet["headline"], "Mail flows — no alerts");
+    assert_eq!(quiet["problems"], serde_json::json!([]));
+    assert_eq!(quiet["mailbox"]["last_success_age_seconds"], 40);
+    assert_eq!(quiet["mailbox"]["failure"], Value::Null);
+
+    let mut down = common::quiet();
+    let uptime_ms = down.system.uptime_ms;
+    down.mailbox.failing_since_ms = Some(uptime_ms - 7 * 60_000);
+    down.mailbox.failure = Some(homemx_status::MailboxFailure::Unreachable);
+    down.now_unix = None;
+    let document = assert_valid(&down);
+    assert_eq!(document["verdict"], "mailbox_unreachable");
+    assert_eq!(
+        document["problems"],
+        serde_json::json!(["mailbox_unreachable", "clock_not_set"])
+    );
+    let headline = document["headline"].as_str().unwrap();
+    assert!(
+        headline.starts_with("Mailbox host unreachable since boot + 3 d 4 h")
+            && headline.ends_with(" · Clock not set: no time server answered"),
+        "{headline}"
+    );
+    assert_eq!(document["mailbox"]["failing_since_age_seconds"], 420);
+    assert_eq!(document["mailbox"]["failing_since_unix"], Value::Null);
+    assert_eq!(document["mailbox"]["failure"], "unreachable");
 }

@@ -22,7 +22,7 @@ pub mod testing;
 
 /// The protocol version in the first byte of every frame payload. A device answers a request
 /// of any other version with [`message::ErrorCode::UnsupportedVersion`] and does nothing else.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Largest decoded frame payload in bytes (version byte through CRC), requests and responses.
 pub const MAX_PAYLOAD: usize = 1024;

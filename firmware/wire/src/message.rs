@@ -265,9 +265,19 @@ pub struct AlertReport {
     pub needs_acknowledgement: bool,
 }
 
+/// Longest headline (bytes): the status page's verdict line.
+pub const MAX_HEADLINE: usize = 160;
+/// Longest verdict machine name (bytes).
+pub const MAX_VERDICT_NAME: usize = 24;
+
 /// The device's status. Has no field that could hold a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The status page's verdict as a machine name (`ok`, `mailbox_unreachable`, …; as in
+    /// `/status.json`).
+    pub verdict: String<MAX_VERDICT_NAME>,
+    /// The status page's headline in words, the other problems after ` · `.
+    pub headline: String<MAX_HEADLINE>,
     /// Lock state.
     pub state: DeviceState,
     /// Seconds since boot.

@@ -148,6 +148,9 @@ impl ConsoleHandler for MemoryHandler {
     async fn status(&mut self) -> Result<Status, ErrorCode> {
         let present = |index: usize| self.credentials[index].is_some();
         Ok(Status {
+            verdict: String::try_from(if self.unlocked { "ok" } else { "locked" }).unwrap_or_default(),
+            headline: String::try_from(if self.unlocked { "Mail flows — no alerts" } else { "Locked — unlock with the CLI" })
+                .unwrap_or_default(),
             state: if self.unlocked { DeviceState::Unlocked } else { DeviceState::Locked },
             uptime_seconds: 42,
             failed_unlocks: self.failed_unlocks,

@@ -96,6 +96,8 @@ fn every_response() -> std::vec::Vec<Response> {
         }),
         Response::Done,
         Response::Status(Status {
+            verdict: text("mailbox_unreachable"),
+            headline: text("Mailbox host unreachable since 14:02 UTC"),
             state: DeviceState::Unlocked,
             uptime_seconds: 3600,
             failed_unlocks: 2,
@@ -125,6 +127,8 @@ fn every_response() -> std::vec::Vec<Response> {
         }),
         // The largest status: the longest host name and a full board of the longest names.
         Response::Status(Status {
+            verdict: text(&"v".repeat(MAX_VERDICT_NAME)),
+            headline: text(&"·".repeat(MAX_HEADLINE / 2)),
             state: DeviceState::Unlocked,
             uptime_seconds: u32::MAX,
             failed_unlocks: u16::MAX,
@@ -250,10 +254,10 @@ fn golden_response_frame() {
     assert_eq!(hex(&frame[..frame_length]), GOLDEN_STALE_CHALLENGE);
 }
 
-/// `02 | 01 | 01 | 05 25 b3 83 fe | 00`: COBS of version 1, unsigned, `Hello` (0), CRC-32.
-const GOLDEN_HELLO: &str = "020201057c0dc5fc00";
+/// COBS of version 3 (the current one), unsigned, `Hello` (0), CRC-32.
+const GOLDEN_HELLO: &str = "020301054b6707fd00";
 /// Version 1, signed, identity "homemx-device-01", challenge 0x11 x 32, the ed25519 signature
 /// by key [7; 32] (deterministic), `Lock` (4), CRC-32, COBS-encoded, delimiter.
-const GOLDEN_SIGNED_LOCK: &str = "720201686f6d656d782d6465766963652d3031111111111111111111111111111111111111111111111111111111111111111120d44d5c573c9ba795d57e86d8a4055fbbbd84e847dadce4a885e8cc597d31669801f4e4fc4bbe13ca8f1f43954484f951a8e0b20254ae90787a69395eef620604ea2dc4cd00";
+const GOLDEN_SIGNED_LOCK: &str = "780301686f6d656d782d6465766963652d3031111111111111111111111111111111111111111111111111111111111111111120e1c5af491199a56ef8b4b690e0489be4f25a7c604805f0e1494e9ae9d01a49d4430c97e852e5b9eba11f99c3286584ac50afbaa1c61dc8e10e8e56f5c8610104ad1301fc00";
 /// Version 1, challenge 0x22 x 32, `Error` (5) `StaleChallenge` (10), CRC-32.
-const GOLDEN_STALE_CHALLENGE: &str = "28022222222222222222222222222222222222222222222222222222222222222222050a3b39583400";
+const GOLDEN_STALE_CHALLENGE: &str = "28032222222222222222222222222222222222222222222222222222222222222222050af32ec6fb00";

@@ -357,7 +357,8 @@ pub fn status_text(device: &str, firmware: &str, board: &str, status: &homemx_wi
         .unwrap_or_else(|| "unknown".into());
     let oldest = status.oldest_queued_age_seconds.map(|age| format!(", oldest {}", duration(age))).unwrap_or_default();
     let mut text = format!(
-        "device       {device} ({firmware} on {board})\nstate        {:?}\nuptime       {}\nconfigured   {}\ncredentials  smarthost {}, backup MX {}, DynDNS {}\npublic IPv4  {}{}\nspool        {} messages, {} deferred{oldest}; {} of {} bytes free\nmail         {} received, {} delivered, {} bounced since boot\nfailed unlocks {} (retry after {} s)\n",
+        "{}\ndevice       {device} ({firmware} on {board})\nstate        {:?}\nuptime       {}\nconfigured   {}\ncredentials  smarthost {}, backup MX {}, DynDNS {}\npublic IPv4  {}{}\nspool        {} messages, {} deferred{oldest}; {} of {} bytes free\nmail         {} received, {} delivered, {} bounced since boot\nfailed unlocks {} (retry after {} s)\n",
+        status.headline,
         status.state,
         duration(status.uptime_seconds),
         status.configured,

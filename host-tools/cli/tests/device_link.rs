@@ -192,6 +192,9 @@ fn provision_and_use(rig: &Rig, device: &Shared) {
     assert_eq!(status["status"]["credentials"]["smarthost_password"], true);
     let human = rig.ok("admin.key", &["status"]);
     assert!(human.contains("smarthost set"), "{human}");
+    // The status page's verdict line comes first, as the device words it.
+    assert!(human.starts_with("Mail flows — no alerts\ndevice "), "{human}");
+    assert_eq!(status["status"]["verdict"], "ok");
 
     let config_get = rig.ok("admin.key", &["--json", "config", "get"]);
     let items: serde_json::Value = serde_json::from_str(&config_get).unwrap();

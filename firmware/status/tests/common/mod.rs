@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use homemx_status::snapshot::MAX_HOST_NAME_LENGTH;
 use homemx_status::{
     host_name, version, AlertBoard, AlertKind, DynDns, DynDnsAnswer, FetchResult, LockState,
-    MailFlow, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion,
-    Verification, MAX_ALERTS,
+    MailFlow, MailboxFailure, MailboxReach, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace,
+    StatusSnapshot, System, TlsVersion, Verification, MAX_ALERTS,
 };
 
 /// 2026-05-14 09:41:20 UTC.
@@ -87,6 +87,12 @@ pub fn quiet() -> StatusSnapshot {
             free_bytes: 1_536 * 1024,
             total_bytes: 2 * 1024 * 1024,
         }),
+        mailbox: MailboxReach {
+            configured: true,
+            last_success_ms: Some(uptime_ms - 40_000),
+            failing_since_ms: None,
+            failure: None,
+        },
         alerts: AlertBoard::new(),
         system: System {
             uptime_ms,
@@ -229,6 +235,12 @@ pub fn largest(fill: char, kinds: &[AlertKind]) -> StatusSnapshot {
             free_bytes: u64::MAX - 1,
             total_bytes: u64::MAX,
         }),
+        mailbox: MailboxReach {
+            configured: true,
+            last_success_ms: Some(u64::MAX - 1),
+            failing_since_ms: Some(u64::MAX - 1),
+            failure: Some(MailboxFailure::Refusing),
+        },
         alerts: board,
         system: System {
             uptime_ms: u64::MAX,
