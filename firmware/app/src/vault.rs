@@ -15,16 +15,16 @@ use homemx_wire::config::ConfigItem;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchor, TrustAnchorUpdate};
 
 use crate::random::DerivedRandom;
-use crate::storage::{FlashPartition, FlashPartitions, KEY_VALUE_SECTORS, SPOOL_MESSAGES, SPOOL_SECTORS};
+use crate::storage::{FlashPartition, FlashPartitions, SPOOL_MESSAGES, SPOOL_SECTORS};
 
 /// The mail spool as the firmware uses it.
 pub type MailSpool = Spool<FlashPartition, DerivedRandom, SPOOL_SECTORS, SPOOL_MESSAGES>;
-/// Keys whose newest item the key-value store's cache remembers (configuration items, alerts,
-/// the DynDNS guard, counters; UIDLs pass through it).
-const CACHED_KEYS: usize = 48;
-/// The encrypted key-value store as the firmware uses it, with sequential-storage's cache (so
-/// a fetch does not read every item written since the last garbage collection).
-pub type Settings = KeyValueStore<FlashPartition, DerivedRandom, homemx_spool::PageAndKeyCache<KEY_VALUE_SECTORS, CACHED_KEYS>>;
+/// The encrypted key-value store as the firmware uses it. Without sequential-storage's cache
+/// for now: the cache (`homemx_spool::PageAndKeyCache`, 1.3 KB) made a DynDNS check and an
+/// unlock stop growing with the store's history, but the vault is built on the stack (twice)
+/// before it moves into `VAULT`, which raised the stack high-water past 64 KB; it comes back
+/// when the vault is built in place.
+pub type Settings = KeyValueStore<FlashPartition, DerivedRandom>;
 
 /// The one vault, filled in by `main` once the flash is partitioned.
 pub static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
@@ -169,7 +169,7 @@ fn open_stores(
     let spool_region = 0..spool_partition.capacity() as u32;
     let key_value_region = 0..key_value_partition.capacity() as u32;
     *open = Some(OpenStores {
-        settings: Settings::cached(key_value_partition.clone(), key_value_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
+        settings: Settings::new(key_value_partition.clone(), key_value_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
         spool: MailSpool::new(spool_partition.clone(), spool_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
     });
     Ok(())
