@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use homemx_qemu::firmware::{image_size, FirmwareBuild};
-use homemx_qemu::instructions::OperationCount;
+use homemx_qemu::instructions::{OperationCount, Spread};
 use homemx_qemu::operation_workload::{measure_operations, MeasuredOperations};
 use homemx_qemu::{repository_root, Result};
 
@@ -63,17 +63,15 @@ pub struct OperationRow {
 }
 
 impl OperationRow {
-    /// The median of the samples.
+    /// The median of the samples (the lower middle one of an even number, as the
+    /// `instruction_counts` test prints it: [`Spread::of`]).
     pub fn median(&self) -> u64 {
-        let mut sorted = self.samples.clone();
-        sorted.sort_unstable();
-        sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+        Spread::of(&self.samples).map_or(0, |spread| spread.median)
     }
 
     /// (max − min) / median.
     pub fn spread(&self) -> f64 {
-        let (Some(min), Some(max)) = (self.samples.iter().min(), self.samples.iter().max()) else { return 0.0 };
-        (max - min) as f64 / self.median().max(1) as f64
+        Spread::of(&self.samples).map_or(0.0, |spread| spread.spread)
     }
 }
 
