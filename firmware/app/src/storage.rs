@@ -31,6 +31,8 @@ const SUPPORTED_SECTOR_SIZE: u32 = 4096;
 pub const KEY_STORE: Range<u32> = 0..MAP.key_store_sectors * SECTOR_SIZE;
 /// Encrypted configuration, credentials, POP3 UIDLs, counters.
 pub const KEY_VALUE_STORE: Range<u32> = KEY_STORE.end..KEY_STORE.end + MAP.key_value_sectors * SECTOR_SIZE;
+/// Sectors of the key-value store (its cache keeps a few bytes per sector).
+pub const KEY_VALUE_SECTORS: usize = MAP.key_value_sectors as usize;
 /// The first byte of the mail spool.
 pub const SPOOL_START: u32 = KEY_VALUE_STORE.end;
 /// Sectors of the spool.

@@ -14,20 +14,27 @@ use homemx_spool::{CounterMark, Envelope, KeyValueStore, MessageWriter, Spool, S
 use homemx_wire::config::ConfigItem;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchor, TrustAnchorUpdate};
 
+use static_cell::ConstStaticCell;
+
 use crate::random::DerivedRandom;
-use crate::storage::{FlashPartition, FlashPartitions, SPOOL_MESSAGES, SPOOL_SECTORS};
+use crate::storage::{FlashPartition, FlashPartitions, KEY_VALUE_SECTORS, SPOOL_MESSAGES, SPOOL_SECTORS};
 
 /// The mail spool as the firmware uses it.
 pub type MailSpool = Spool<FlashPartition, DerivedRandom, SPOOL_SECTORS, SPOOL_MESSAGES>;
-/// The encrypted key-value store as the firmware uses it. Without sequential-storage's cache
-/// for now: the cache (`homemx_spool::PageAndKeyCache`, 1.3 KB) made a DynDNS check and an
-/// unlock stop growing with the store's history, but the vault is built on the stack (twice)
-/// before it moves into `VAULT`, which raised the stack high-water past 64 KB; it comes back
-/// when the vault is built in place.
-pub type Settings = KeyValueStore<FlashPartition, DerivedRandom>;
+/// Keys whose newest item the key-value store's cache remembers (configuration items, alerts,
+/// the DynDNS guard, counters; UIDLs pass through it).
+const CACHED_KEYS: usize = 48;
+/// The encrypted key-value store as the firmware uses it, with sequential-storage's cache (so
+/// a fetch does not read every item written since the last garbage collection).
+pub type Settings = KeyValueStore<FlashPartition, DerivedRandom, homemx_spool::PageAndKeyCache<KEY_VALUE_SECTORS, CACHED_KEYS>>;
 
 /// The one vault, filled in by `main` once the flash is partitioned.
 pub static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
+
+/// Where the open stores live (≈ 28 KB): in place, never inside the `Vault` value, so that
+/// mounting the vault and moving it into [`VAULT`] moves only the key store and the
+/// partitions (the stores inline made two 28 KB copies on the boot stack).
+static OPEN_STORES: ConstStaticCell<Option<OpenStores>> = ConstStaticCell::new(None);
 
 /// What is open while the device is unlocked.
 pub struct OpenStores {
@@ -102,7 +109,8 @@ pub struct Vault {
     key_value_partition: FlashPartition,
     spool_partition: FlashPartition,
     random: DerivedRandom,
-    open: Option<OpenStores>,
+    /// [`OPEN_STORES`]: `Some` while unlocked.
+    open: &'static mut Option<OpenStores>,
     pending_admin_key: Option<[u8; 32]>,
     staged_configuration: Option<(u32, u16)>,
     certificate_progress: [u16; 3],
@@ -169,7 +177,7 @@ fn open_stores(
     let spool_region = 0..spool_partition.capacity() as u32;
     let key_value_region = 0..key_value_partition.capacity() as u32;
     *open = Some(OpenStores {
-        settings: Settings::new(key_value_partition.clone(), key_value_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
+        settings: Settings::cached(key_value_partition.clone(), key_value_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
         spool: MailSpool::new(spool_partition.clone(), spool_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
     });
     Ok(())
@@ -186,7 +194,8 @@ impl Vault {
             key_value_partition: partitions.key_value_store,
             spool_partition: partitions.spool,
             random,
-            open: None,
+            // Mounted once, at boot (a second mount is a bug: `take` panics).
+            open: OPEN_STORES.take(),
             pending_admin_key: None,
             staged_configuration: None,
             certificate_progress: [0; 3],
@@ -250,7 +259,7 @@ impl Vault {
         #[cfg(feature = "key-fingerprint")]
         log_key_fingerprint(key);
         let opened = open_stores(
-            &mut self.open,
+            self.open,
             &self.key_value_partition,
             &self.spool_partition,
             &mut self.random,
@@ -292,7 +301,7 @@ impl Vault {
     /// its keys) and wipes what earlier calls left on the stack (moved copies of the stores
     /// with their keys, passwords in dead frames).
     pub fn lock(&mut self) {
-        self.open = None;
+        *self.open = None;
         self.staged_configuration = None;
         self.keystore.lock();
         crate::stack::wipe_below();
