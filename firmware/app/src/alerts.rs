@@ -14,10 +14,15 @@ use embassy_sync::blocking_mutex::Mutex;
 use homemx_status::alert::{AlertBoard, AlertKind, Peer};
 
 /// The alerts in force.
-pub static ALERTS: Mutex<CriticalSectionRawMutex, RefCell<AlertBoard>> = Mutex::new(RefCell::new(AlertBoard::new()));
+static ALERTS: Mutex<CriticalSectionRawMutex, RefCell<AlertBoard>> = Mutex::new(RefCell::new(AlertBoard::new()));
 
 /// Set when the set of alert kinds changed and is not yet persisted.
 static CHANGED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Reads the alert board (for the status page and the alert mail).
+pub fn read<R>(reader: impl FnOnce(&AlertBoard) -> R) -> R {
+    ALERTS.lock(|board| reader(&board.borrow()))
+}
 
 /// Raises `kind` (or counts it again) and logs why.
 pub fn raise(kind: AlertKind, why: core::fmt::Arguments<'_>) {

@@ -38,7 +38,6 @@ use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::{Measurement, Operation};
 use crate::link::{flush, Link};
-use crate::mail_settings::MAIL_SETTINGS;
 use crate::random::DerivedRandom;
 use crate::vault::{Vault, VAULT};
 
@@ -65,12 +64,13 @@ fn pending_key() -> u64 {
     crate::vault::Settings::key_for("pop3-pending", b"")
 }
 
-/// Wakes the provider task for a fetch now (unlock, the owner's `fetch-now`).
-pub static FETCH_NOW: embassy_sync::signal::Signal<embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex, ()> =
-    embassy_sync::signal::Signal::new();
-
 /// Set while provider connections fail (the DSL line or the provider is down).
 static LINE_DOWN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The last fetch, for the status page.
+pub fn fetch_status() -> FetchStatus {
+    FETCH_STATUS.lock(|status| status.get())
+}
 
 /// Tells whether a connection to a provider service (smarthost, backup MX, DynDNS) could be
 /// made. When the line comes back after a failure, a fetch runs at once: mail the backup MX
@@ -79,7 +79,7 @@ pub fn line_state(up: bool) {
     let was_down = LINE_DOWN.swap(!up, core::sync::atomic::Ordering::Relaxed);
     if up && was_down {
         crate::event_info!("the line is back: fetching from the backup MX now");
-        FETCH_NOW.signal(());
+        crate::channels::FETCH_NOW.signal(());
     }
 }
 
@@ -95,7 +95,7 @@ pub struct FetchStatus {
 }
 
 /// The last fetch.
-pub static FETCH_STATUS: embassy_sync::blocking_mutex::Mutex<
+static FETCH_STATUS: embassy_sync::blocking_mutex::Mutex<
     embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex,
     core::cell::Cell<FetchStatus>,
 > = embassy_sync::blocking_mutex::Mutex::new(core::cell::Cell::new(FetchStatus { last_attempt: None, fetched: 0, last_success_unix: None }));
@@ -195,8 +195,8 @@ fn local_recipient(header: &[u8], postmaster_domain: &str) -> heapless::String<2
         let mut path: heapless::String<260> = heapless::String::new();
         let _ = write!(path, "<{}>", found.as_str());
         let ours = parse_forward_path(path.as_bytes()).is_ok_and(|(forward, _)| {
-            MAIL_SETTINGS.lock(|cell| {
-                cell.borrow().as_ref().is_some_and(|settings| {
+            crate::mail_settings::read(|current| {
+                current.is_some_and(|settings| {
                     // As asked by a client from outside: only our domains and known recipients.
                     settings.relay.check_recipient(IpAddr::V4(Ipv4Addr::UNSPECIFIED), &forward) == RecipientDecision::Accept
                 })
@@ -227,8 +227,8 @@ fn finish_status(result: FetchResult, fetched: u32) {
 
 /// One fetch run against the configured backup MX.
 pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
-    let Some((backup, host_name, domain)) = MAIL_SETTINGS.lock(|cell| {
-        cell.borrow().as_ref().and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
+    let Some((backup, host_name, domain)) = crate::mail_settings::read(|current| {
+        current.and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
     }) else {
         return;
     };
@@ -479,7 +479,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     let _ = listing_complete;
     finish_status(result, fetched);
     if fetched > 0 {
-        crate::delivery::DELIVERY_SIGNAL.signal(());
+        crate::channels::DELIVERY_DUE.signal(());
     }
 }
 

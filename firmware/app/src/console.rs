@@ -84,10 +84,10 @@ impl ConsoleHandler for DeviceConsole {
             crate::mail_settings::reload(vault).await;
             crate::backup_mx::reconcile(vault).await;
             crate::alerts::restore(vault).await;
-            crate::backup_mx::FETCH_NOW.signal(());
-            crate::dyndns::CHECK_NOW.signal(());
-            crate::delivery::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
-            crate::delivery::DELIVERY_SIGNAL.signal(());
+            crate::channels::FETCH_NOW.signal(());
+            crate::channels::CHECK_NOW.signal(());
+            crate::channels::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
+            crate::channels::DELIVERY_DUE.signal(());
             measurement.end();
         }
         defmt::info!(
@@ -215,8 +215,8 @@ impl ConsoleHandler for DeviceConsole {
         if !self.unlocked {
             return Err(ErrorCode::Locked);
         }
-        crate::dyndns::CHECK_NOW.signal(());
-        crate::backup_mx::FETCH_NOW.signal(());
+        crate::channels::CHECK_NOW.signal(());
+        crate::channels::FETCH_NOW.signal(());
         crate::event_info!("backup MX fetch and DynDNS check requested by the owner");
         Ok(())
     }
@@ -240,8 +240,8 @@ impl ConsoleHandler for DeviceConsole {
         if !self.unlocked {
             return Err(ErrorCode::Locked);
         }
-        crate::delivery::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
-        crate::delivery::DELIVERY_SIGNAL.signal(());
+        crate::channels::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
+        crate::channels::DELIVERY_DUE.signal(());
         crate::event_info!("queue flush requested by the owner");
         Ok(())
     }

@@ -8,32 +8,20 @@
 //! outbound recipients expire after 5 days in the queue (NDN).
 
 use core::net::Ipv4Addr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 use embassy_futures::select::{select3, Either3};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_sync::signal::Signal;
 use embassy_time::{Duration, Timer};
 use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, RecipientResult, TlsRequirement};
 use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
 use homemx_wire::config::DeliveryProtocol;
 
 use crate::link::{flush, Link};
-use crate::mail_settings::MAIL_SETTINGS;
 use crate::network::{mail_clock as now, uptime_seconds};
 use crate::random::DerivedRandom;
 use crate::vault::VAULT;
-
-/// Wakes the delivery task (a message was committed).
-pub static DELIVERY_SIGNAL: Signal<CriticalSectionRawMutex, ()> = Signal::new();
-
-/// Set at unlock: the next pass tries every queued message regardless of its retry time.
-/// Retry times count in seconds since boot (the wall clock may not be known), so times
-/// written before a reset mean nothing after it; and the appliance coming back is exactly
-/// when waiting mail should go out.
-pub static RETRY_ALL_NOW: AtomicBool = AtomicBool::new(false);
 
 /// How often the queue is looked at without a signal.
 const QUEUE_POLL: Duration = Duration::from_secs(5);
@@ -113,14 +101,14 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
     let mut next_fetch = 0u64;
     let mut next_dyndns_check = 0u64;
     loop {
-        let woken = select3(DELIVERY_SIGNAL.wait(), crate::backup_mx::FETCH_NOW.wait(), Timer::after(QUEUE_POLL)).await;
+        let woken = select3(crate::channels::DELIVERY_DUE.wait(), crate::channels::FETCH_NOW.wait(), Timer::after(QUEUE_POLL)).await;
         // The spool's counter mark, when due (after commits, deletes and aborts): persisted
         // here, never on a session's way to "250".
         if let Some(stores) = VAULT.lock().await.as_mut().and_then(|vault| vault.open_stores()) {
             stores.persist_spool_counters().await;
         }
-        let Some((poll_seconds, check_seconds)) = MAIL_SETTINGS.lock(|cell| {
-            cell.borrow().as_ref().map(|settings| {
+        let Some((poll_seconds, check_seconds)) = crate::mail_settings::read(|current| {
+            current.map(|settings| {
                 (
                     settings.backup_mx.as_ref().map(|backup| u64::from(backup.poll_interval_seconds)),
                     settings.dyndns.as_ref().map(|dyndns| u64::from(dyndns.check_interval_seconds)),
@@ -130,9 +118,9 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             continue;
         };
         if let Some(check_seconds) = check_seconds {
-            let forced = crate::dyndns::CHECK_NOW.signaled();
+            let forced = crate::channels::CHECK_NOW.signaled();
             if forced || uptime_seconds() >= next_dyndns_check {
-                crate::dyndns::CHECK_NOW.reset();
+                crate::channels::CHECK_NOW.reset();
                 next_dyndns_check = uptime_seconds() + check_seconds.max(60);
                 crate::dyndns::check(stack, &mut random).await;
             }
@@ -144,7 +132,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             }
         }
         // Each pass tries every message that is due once.
-        let retry_all = RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
+        let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
         let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
         while let Some(attempt) = next_attempt(&tried, retry_all).await {
             let _ = tried.push(attempt.id);
@@ -168,9 +156,9 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             }
             if tried.is_full() {
                 // More to do: come back at once rather than after the poll interval.
-                DELIVERY_SIGNAL.signal(());
+                crate::channels::DELIVERY_DUE.signal(());
                 if retry_all {
-                    RETRY_ALL_NOW.store(true, Ordering::Relaxed);
+                    crate::channels::RETRY_ALL_NOW.store(true, Ordering::Relaxed);
                 }
                 break;
             }
@@ -198,9 +186,8 @@ async fn probe_mailbox(stack: Stack<'static>, host: IpEndpoint) {
 
 /// The LAN mailbox host's address and port, when one is configured.
 fn mailbox_endpoint() -> Option<IpEndpoint> {
-    MAIL_SETTINGS.lock(|cell| {
-        let settings = cell.borrow();
-        let mailbox = settings.as_ref()?.mailbox.as_ref()?;
+    crate::mail_settings::read(|settings| {
+        let mailbox = settings?.mailbox.as_ref()?;
         Some(IpEndpoint::new(Ipv4Addr::from(mailbox.address).into(), mailbox.port))
     })
 }
@@ -208,7 +195,7 @@ fn mailbox_endpoint() -> Option<IpEndpoint> {
 /// Whether `address`'s domain is one of ours (mail for it stays on the LAN).
 pub fn route_of(address: &str) -> Route {
     let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
-    let local = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().is_some_and(|settings| settings.relay.is_accepted_domain(domain)));
+    let local = crate::mail_settings::read(|current| current.is_some_and(|settings| settings.relay.is_accepted_domain(domain)));
     if local {
         Route::Mailbox
     } else {
@@ -264,9 +251,8 @@ pub async fn open_body(id: MessageId) -> Option<MessageReader> {
 
 /// Delivers the attempt's local recipients to the LAN mailbox host.
 async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes) {
-    let Some((address, port, protocol, host_name)) = MAIL_SETTINGS.lock(|cell| {
-        let settings = cell.borrow();
-        let settings = settings.as_ref()?;
+    let Some((address, port, protocol, host_name)) = crate::mail_settings::read(|settings| {
+        let settings = settings?;
         let mailbox = settings.mailbox.as_ref()?;
         Some((Ipv4Addr::from(mailbox.address), mailbox.port, mailbox.protocol, settings.host_name.clone()))
     }) else {
@@ -514,7 +500,7 @@ async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
             let delay = if attempt.more_pending { 0 } else { (first << attempt.attempts.min(16)).min(longest) };
             let _ = stores.spool.set_next_retry(attempt.id, uptime_seconds() + delay).await;
             if attempt.more_pending {
-                DELIVERY_SIGNAL.signal(());
+                crate::channels::DELIVERY_DUE.signal(());
             }
             defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay);
         }

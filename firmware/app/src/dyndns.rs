@@ -32,7 +32,6 @@ use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::Operation;
 use crate::link::Link;
-use crate::mail_settings::MAIL_SETTINGS;
 use crate::random::DerivedRandom;
 use crate::vault::VAULT;
 
@@ -61,7 +60,7 @@ pub struct DynDnsStatus {
 }
 
 /// The DynDNS state for the page.
-pub static DYNDNS_STATUS: Mutex<CriticalSectionRawMutex, RefCell<DynDnsStatus>> = Mutex::new(RefCell::new(DynDnsStatus {
+static DYNDNS_STATUS: Mutex<CriticalSectionRawMutex, RefCell<DynDnsStatus>> = Mutex::new(RefCell::new(DynDnsStatus {
     mx: heapless::Vec::new(),
     public_ip: None,
     a_record: None,
@@ -71,8 +70,10 @@ pub static DYNDNS_STATUS: Mutex<CriticalSectionRawMutex, RefCell<DynDnsStatus>> 
     checks: 0,
 }));
 
-/// Asks for a check at the next wake-up of the provider task (unlock, `fetch-now`).
-pub static CHECK_NOW: embassy_sync::signal::Signal<CriticalSectionRawMutex, ()> = embassy_sync::signal::Signal::new();
+/// The DynDNS state, for the status page.
+pub fn status() -> DynDnsStatus {
+    DYNDNS_STATUS.lock(|status| status.borrow().clone())
+}
 
 fn guard_key() -> u64 {
     crate::vault::Settings::key_for("dyndns-guard", b"")
@@ -164,8 +165,8 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
 
 /// One check: public address, DNS verification, and an update if the guard decides so.
 async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
-    let Some((dyndns, sources, domain)) = MAIL_SETTINGS.lock(|cell| {
-        cell.borrow().as_ref().and_then(|settings| Some((settings.dyndns.clone()?, settings.check_ip.clone(), settings.postmaster_domain.clone())))
+    let Some((dyndns, sources, domain)) = crate::mail_settings::read(|current| {
+        current.and_then(|settings| Some((settings.dyndns.clone()?, settings.check_ip.clone(), settings.postmaster_domain.clone())))
     }) else {
         return;
     };
@@ -352,7 +353,7 @@ fn guard_config(check_interval_s: u64) -> GuardConfig {
 /// The owner's answer to a stop (`homemx dyndns-resume`): clears the stop, the backoff and the
 /// correction count (the minimum spacing still applies), clears the alert, checks at once.
 pub async fn owner_resume() {
-    let interval = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().and_then(|settings| settings.dyndns.as_ref().map(|dyndns| dyndns.check_interval_seconds)));
+    let interval = crate::mail_settings::read(|current| current.and_then(|settings| settings.dyndns.as_ref().map(|dyndns| dyndns.check_interval_seconds)));
     let Some(interval) = interval else {
         return;
     };
@@ -362,8 +363,8 @@ pub async fn owner_resume() {
     crate::alerts::clear(AlertKind::DynDnsStopped);
     crate::alerts::clear(AlertKind::DynDnsServerFailing);
     crate::event_info!("dyndns: updates resumed by the owner");
-    CHECK_NOW.signal(());
-    crate::backup_mx::FETCH_NOW.signal(());
+    crate::channels::CHECK_NOW.signal(());
+    crate::channels::FETCH_NOW.signal(());
 }
 
 async fn load_guard(config: GuardConfig) -> UpdateGuard {

@@ -32,7 +32,7 @@ pub struct TlsBuffers {
 }
 
 /// The TLS buffers; whoever holds the guard may run one TLS connection.
-pub static TLS_BUFFERS: Mutex<CriticalSectionRawMutex, TlsBuffers> =
+static TLS_BUFFERS: Mutex<CriticalSectionRawMutex, TlsBuffers> =
     Mutex::new(TlsBuffers { read: [0; TLS_READ_BUFFER], write: [0; TLS_WRITE_BUFFER], anchor: [0; ANCHOR_CAPACITY] });
 
 /// Takes the TLS buffers (waits while another provider connection uses them).

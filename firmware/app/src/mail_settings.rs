@@ -54,12 +54,18 @@ pub struct MailSettings {
 /// Default for [`MailSettings::messages_per_client_per_hour`] when the owner sets none.
 pub const DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR: u16 = 100;
 
-/// The settings in force; `None` while locked or unconfigured.
-pub static MAIL_SETTINGS: Mutex<CriticalSectionRawMutex, RefCell<SettingsSlot>> = Mutex::new(RefCell::new(SettingsSlot::EMPTY));
+/// The settings in force; `None` while locked or unconfigured. Read through [`read`].
+static MAIL_SETTINGS: Mutex<CriticalSectionRawMutex, RefCell<SettingsSlot>> = Mutex::new(RefCell::new(SettingsSlot::EMPTY));
+
+/// Reads the settings in force (`None` while locked, unconfigured or being rebuilt). The
+/// reader runs inside a critical section: copy out what is needed, never await.
+pub fn read<R>(reader: impl FnOnce(Option<&MailSettings>) -> R) -> R {
+    MAIL_SETTINGS.lock(|cell| reader(cell.borrow().as_ref()))
+}
 
 /// The one copy of the settings. [`reload`] builds the relay tables (7 KB) in place here, so
 /// there is no second copy while it runs; readers see them only once they are complete.
-pub struct SettingsSlot {
+struct SettingsSlot {
     settings: MailSettings,
     published: bool,
 }
@@ -85,13 +91,8 @@ impl SettingsSlot {
     };
 
     /// The settings in force; `None` while locked, unconfigured or being rebuilt.
-    pub fn as_ref(&self) -> Option<&MailSettings> {
+    fn as_ref(&self) -> Option<&MailSettings> {
         self.published.then_some(&self.settings)
-    }
-
-    /// Whether settings are in force.
-    pub fn is_some(&self) -> bool {
-        self.published
     }
 
     /// Withdraws the settings and empties them in place (they name the owner's domains,
@@ -113,7 +114,12 @@ impl SettingsSlot {
 
 /// The spool's free bytes, kept current by whoever changes the spool (the session policy
 /// reads it without waiting for the vault).
-pub static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
+static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
+
+/// The spool's free bytes as last published (0 while locked).
+pub fn spool_free_bytes() -> u64 {
+    u64::from(SPOOL_FREE_BYTES.load(Ordering::Relaxed))
+}
 
 /// Publishes the spool's free space.
 pub fn publish_spool_free_bytes(vault: &mut Vault) {

@@ -40,7 +40,7 @@ pub struct MailStatus {
 }
 
 /// The mail status.
-pub static MAIL_STATUS: Mutex<CriticalSectionRawMutex, RefCell<MailStatus>> = Mutex::new(RefCell::new(MailStatus {
+static MAIL_STATUS: Mutex<CriticalSectionRawMutex, RefCell<MailStatus>> = Mutex::new(RefCell::new(MailStatus {
     received: 0,
     submitted: 0,
     delivered_local: 0,

@@ -8,6 +8,7 @@
 extern crate alloc;
 
 mod alerts;
+mod channels;
 mod backup_mx;
 mod console;
 mod cpu_load;

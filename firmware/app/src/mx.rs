@@ -31,7 +31,6 @@ use homemx_smtp::{
 use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 
 use crate::instrument::{Measurement, Operation};
-use crate::mail_settings::{MAIL_SETTINGS, SPOOL_FREE_BYTES};
 use crate::network::mail_clock as now;
 use crate::vault::VAULT;
 
@@ -116,7 +115,7 @@ fn count_for_quota(client: IpAddr) {
 }
 
 fn is_lan_client(client: IpAddr) -> bool {
-    MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().is_some_and(|settings| settings.relay.is_lan_client(client)))
+    crate::mail_settings::read(|current| current.is_some_and(|settings| settings.relay.is_lan_client(client)))
 }
 /// The policy a session asks: the configured relay rules, the lock state and spool space, and
 /// a free transaction slot. Holds the session's slot while a transaction is open.
@@ -126,14 +125,14 @@ struct DevicePolicy {
 
 impl SessionPolicy for DevicePolicy {
     fn service_available(&mut self, _client: &ClientInfo) -> bool {
-        MAIL_SETTINGS.lock(|cell| cell.borrow().is_some())
+        crate::mail_settings::read(|current| current.is_some())
     }
 
     fn check_sender(&mut self, client: &ClientInfo, sender: &ReversePath<'_>, declared_size: Option<u64>) -> SenderDecision {
         let decision = with_standard_policy(|policy| policy.check_sender(client, sender, declared_size)).unwrap_or(SenderDecision::ServiceUnavailable);
         if decision == SenderDecision::Accept && is_lan_client(client.address) {
-            let limit = MAIL_SETTINGS.lock(|cell| {
-                cell.borrow().as_ref().map_or(crate::mail_settings::DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR, |settings| settings.messages_per_client_per_hour)
+            let limit = crate::mail_settings::read(|current| {
+                current.map_or(crate::mail_settings::DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR, |settings| settings.messages_per_client_per_hour)
             });
             if !quota_allows(client.address, limit) {
                 return SenderDecision::QuotaExceeded;
@@ -157,13 +156,12 @@ impl SessionPolicy for DevicePolicy {
 /// Runs `decide` with the standard MX policy over the settings in force; `None` while locked
 /// or unconfigured.
 fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<'_>) -> T) -> Option<T> {
-    MAIL_SETTINGS.lock(|cell| {
-        let settings = cell.borrow();
-        let settings = settings.as_ref()?;
+    crate::mail_settings::read(|settings| {
+        let settings = settings?;
         let mut policy = homemx_smtp::StandardPolicy {
             relay: &settings.relay,
             locked: false,
-            spool_free_bytes: SPOOL_FREE_BYTES.load(Ordering::Relaxed) as u64,
+            spool_free_bytes: crate::mail_settings::spool_free_bytes(),
             spool_reserve_bytes: settings.spool_reserve_bytes,
         };
         Some(decide(&mut policy))
@@ -458,7 +456,7 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
     // Set when a message's reply (committed or not) is queued and not yet sent.
     let mut replied: Option<bool> = None;
     let lan = is_lan_client(client);
-    let (host_name, message_size, lan_recipients) = MAIL_SETTINGS.lock(|cell| match cell.borrow().as_ref() {
+    let (host_name, message_size, lan_recipients) = crate::mail_settings::read(|current| match current {
         Some(settings) => (settings.host_name.clone(), settings.message_size, settings.max_recipients),
         None => (heapless::String::try_from("homemx").unwrap_or_default(), crate::mail_settings::DEFAULT_MESSAGE_SIZE, MAX_RECIPIENTS),
     });
@@ -515,9 +513,8 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
                 let stored = match path {
                     ForwardPath::Path(path) => transaction.add_recipient(&[path.mailbox.as_str()]),
                     // `<postmaster>` (RFC 5321 4.5.1): the postmaster of the first domain.
-                    ForwardPath::Postmaster => MAIL_SETTINGS.lock(|cell| {
-                        let settings = cell.borrow();
-                        let domain = settings.as_ref().map_or("", |settings| settings.postmaster_domain.as_str());
+                    ForwardPath::Postmaster => crate::mail_settings::read(|settings| {
+                        let domain = settings.map_or("", |settings| settings.postmaster_domain.as_str());
                         transaction.add_recipient(&["postmaster@", domain])
                     }),
                 };
@@ -643,7 +640,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
         None => CommitResult::Failed,
     };
     crate::mail_settings::publish_spool_free_bytes(vault);
-    crate::delivery::DELIVERY_SIGNAL.signal(());
+    crate::channels::DELIVERY_DUE.signal(());
     result
 }
 

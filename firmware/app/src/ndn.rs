@@ -12,7 +12,6 @@ use homemx_spool::Envelope;
 use homemx_status::alert::AlertKind;
 
 use crate::delivery::{Attempt, Route};
-use crate::mail_settings::MAIL_SETTINGS;
 use crate::vault::VAULT;
 
 /// Largest report (headers and text for up to a dozen recipients).
@@ -29,8 +28,8 @@ pub async fn report(attempt: &Attempt, failed: &[(usize, RecipientResult)], expi
         );
         return;
     }
-    let Some((domain, host_name)) = MAIL_SETTINGS.lock(|cell| {
-        cell.borrow().as_ref().map(|settings| (settings.postmaster_domain.clone(), settings.host_name.clone()))
+    let Some((domain, host_name)) = crate::mail_settings::read(|current| {
+        current.map(|settings| (settings.postmaster_domain.clone(), settings.host_name.clone()))
     }) else {
         return;
     };
@@ -77,5 +76,5 @@ pub async fn report(attempt: &Attempt, failed: &[(usize, RecipientResult)], expi
         AlertKind::NdnGenerated,
         format_args!("message {}: non-delivery report for {} recipients to the local sender ({})", attempt.id.0, failed.len(), if queued { "queued" } else { "could not be queued" }),
     );
-    crate::delivery::DELIVERY_SIGNAL.signal(());
+    crate::channels::DELIVERY_DUE.signal(());
 }

@@ -24,7 +24,6 @@ use homemx_wire::message::{Credential, TlsService};
 
 use crate::delivery::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, TlsStart};
 use crate::link::{Link, TrustSource};
-use crate::mail_settings::MAIL_SETTINGS;
 use crate::network::mail_clock as now;
 use crate::random::DerivedRandom;
 use crate::vault::VAULT;
@@ -65,7 +64,7 @@ fn problem(attempt: &Attempt, outcomes: &mut Outcomes, text: &'static str, reaso
 /// One delivery attempt of the attempt's outbound recipients through the smarthost.
 pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: DerivedRandom) {
     let Some((smarthost, host_name)) =
-        MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().and_then(|settings| Some((settings.smarthost.clone()?, settings.host_name.clone()))))
+        crate::mail_settings::read(|current| current.and_then(|settings| Some((settings.smarthost.clone()?, settings.host_name.clone()))))
     else {
         return problem(attempt, outcomes, "no smarthost is configured", ResultReason::ConnectionLost);
     };

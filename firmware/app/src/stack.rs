@@ -3,8 +3,6 @@
 //! has ever grown. Together with the static RAM of the image this is the RAM the firmware
 //! needs.
 
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_sync::signal::Signal;
 
 use crate::bsp;
 
@@ -98,26 +96,23 @@ pub fn wipe_below() {
     });
 }
 
-static WIPE_REQUEST: Signal<CriticalSectionRawMutex, ()> = Signal::new();
-static WIPE_DONE: Signal<CriticalSectionRawMutex, ()> = Signal::new();
-
 /// Wipes the dead stack from a shallow frame and returns once done: [`wipe_task`] runs while
 /// no other task is being polled, so everything below the executor's own frame is dead, the
 /// calling task's poll frame included (an async function's frame holds the temporaries of
 /// every synchronous call inlined into it: key schedules, decrypted blocks). Call it before
 /// building anything whose unused bytes are copied along (heapless strings) and at `lock`.
 pub async fn wipe_dead_frames() {
-    WIPE_DONE.reset();
-    WIPE_REQUEST.signal(());
-    WIPE_DONE.wait().await;
+    crate::channels::WIPE_DONE.reset();
+    crate::channels::WIPE_REQUEST.signal(());
+    crate::channels::WIPE_DONE.wait().await;
 }
 
 /// Runs [`wipe_below`] for [`wipe_dead_frames`]; its own future and frame are tiny.
 #[embassy_executor::task]
 pub async fn wipe_task() -> ! {
     loop {
-        WIPE_REQUEST.wait().await;
+        crate::channels::WIPE_REQUEST.wait().await;
         wipe_below();
-        WIPE_DONE.signal(());
+        crate::channels::WIPE_DONE.signal(());
     }
 }

@@ -17,8 +17,6 @@ use homemx_status::{
     SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
 };
 
-use crate::alerts::ALERTS;
-use crate::mail_settings::MAIL_SETTINGS;
 use crate::vault::VAULT;
 
 /// Collects what the page shows.
@@ -59,7 +57,7 @@ pub async fn snapshot() -> StatusSnapshot {
         }
     }
     snapshot.mail = flow;
-    let smarthost = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().and_then(|settings| settings.smarthost.as_ref().map(|smarthost| host_name(smarthost.host.as_str()))));
+    let smarthost = crate::mail_settings::read(|current| current.and_then(|settings| settings.smarthost.as_ref().map(|smarthost| host_name(smarthost.host.as_str()))));
     snapshot.smarthost = SmarthostTls {
         host: smarthost,
         last_success_unix: status.smarthost_success.map(|(unix, _)| unix).filter(|unix| *unix != 0),
@@ -68,19 +66,17 @@ pub async fn snapshot() -> StatusSnapshot {
         verified_by: status.smarthost_success.map(|_| if status.smarthost_pinned { Verification::PinnedKey } else { Verification::CaAnchor }),
     };
     snapshot.mailbox = MailboxReach {
-        configured: MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().is_some_and(|settings| settings.mailbox.is_some())),
+        configured: crate::mail_settings::read(|current| current.is_some_and(|settings| settings.mailbox.is_some())),
         ..status.mailbox
     };
-    snapshot.alerts = ALERTS.lock(|board| board.borrow().clone());
-    let (backup_host, dyndns_host) = MAIL_SETTINGS.lock(|cell| {
-        let settings = cell.borrow();
-        let settings = settings.as_ref();
+    snapshot.alerts = crate::alerts::read(|board| board.clone());
+    let (backup_host, dyndns_host) = crate::mail_settings::read(|settings| {
         (
             settings.and_then(|settings| settings.backup_mx.as_ref().map(|backup| host_name(backup.host.as_str()))),
             settings.and_then(|settings| settings.dyndns.as_ref().map(|dyndns| host_name(dyndns.host_name.as_str()))),
         )
     });
-    let fetch = crate::backup_mx::FETCH_STATUS.lock(|status| status.get());
+    let fetch = crate::backup_mx::fetch_status();
     snapshot.pop3 = Pop3Fetch {
         host: backup_host,
         last_attempt_unix: fetch.last_attempt.map(|(unix, _)| unix).filter(|unix| *unix != 0),
@@ -88,7 +84,7 @@ pub async fn snapshot() -> StatusSnapshot {
         messages_fetched: fetch.last_attempt.map(|_| fetch.fetched),
         last_success_unix: fetch.last_success_unix,
     };
-    let dyndns = crate::dyndns::DYNDNS_STATUS.lock(|status| status.borrow().clone());
+    let dyndns = crate::dyndns::status();
     snapshot.dyndns = DynDns {
         host: dyndns_host,
         public_ip: dyndns.public_ip.map(|ip| IpAddr::V4(Ipv4Addr::from(ip))),
@@ -138,10 +134,10 @@ pub async fn alert_mail_task(mut random: crate::random::DerivedRandom) -> ! {
         Timer::after(ALERT_MAIL_POLL).await;
         crate::alerts::persist_if_changed().await;
         let now = Instant::now().as_millis();
-        let Some(domain) = MAIL_SETTINGS.lock(|cell| cell.borrow().as_ref().map(|settings| settings.postmaster_domain.clone())) else {
+        let Some(domain) = crate::mail_settings::read(|current| current.map(|settings| settings.postmaster_domain.clone())) else {
             continue;
         };
-        let Some(mail) = ALERTS.lock(|board| MAILER.lock(|mailer| mailer.borrow().due(&board.borrow(), now))) else {
+        let Some(mail) = crate::alerts::read(|board| MAILER.lock(|mailer| mailer.borrow().due(board, now))) else {
             continue;
         };
         let mut text = [0u8; MAIL_BUFFER_SIZE];
@@ -175,7 +171,7 @@ pub async fn alert_mail_task(mut random: crate::random::DerivedRandom) -> ! {
         if queued {
             MAILER.lock(|mailer| mailer.borrow_mut().sent(&mail, now));
             crate::event_info!("alert mail with {} alerts queued for {}", mail.alerts.len(), postmaster.as_str());
-            crate::delivery::DELIVERY_SIGNAL.signal(());
+            crate::channels::DELIVERY_DUE.signal(());
         }
     }
 }

@@ -97,7 +97,7 @@ impl OpenStores {
     ) -> Result<MessageWriter, SpoolError<<FlashPartition as embedded_storage_async::nor_flash::ErrorType>::Error>> {
         let result = self.spool.begin_message(envelope, expected_length).await;
         if matches!(result, Err(SpoolError::CountersExhausted)) {
-            crate::delivery::DELIVERY_SIGNAL.signal(());
+            crate::channels::DELIVERY_DUE.signal(());
         }
         result
     }

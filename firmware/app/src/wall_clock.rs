@@ -43,8 +43,7 @@ pub async fn sntp_task(stack: embassy_net::Stack<'static>, mut random: crate::ra
 
 async fn synchronise(stack: embassy_net::Stack<'static>, random: &mut crate::random::DerivedRandom) -> bool {
     use homemx_dns::sntp::{build_request, parse_reply, NtpTimestamp, WallClock as Exchange, NTP_PORT, PACKET_LEN};
-    let servers = crate::mail_settings::MAIL_SETTINGS
-        .lock(|cell| cell.borrow().as_ref().map(|settings| settings.time_servers.clone()))
+    let servers = crate::mail_settings::read(|current| current.map(|settings| settings.time_servers.clone()))
         .unwrap_or_default();
     let mut addresses: heapless::Vec<(embassy_net::Ipv4Address, bool), 2> = heapless::Vec::new();
     for server in &servers {

@@ -7,12 +7,14 @@
 //! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
 //! - `bench [--check]`: image, spool, RAM and MX throughput beside Postfix, against `budgets.toml`, into `BENCHMARKS.md`
 //! - `module-cycles`: the import cycles between the modules of every crate; fails on a new one
+//! - `globals`: public mutable statics outside `channels.rs`; fails on one
 //! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, QEMU e2e)
 
 mod bench;
 mod budgets;
 mod commands;
 mod figures;
+mod globals;
 mod image_map;
 mod mail_figures;
 mod module_cycles;
@@ -34,6 +36,7 @@ commands:
   bench [--check] [--messages N] [--no-throughput]
                                            figures against budgets.toml, written to BENCHMARKS.md
   module-cycles                            import cycles between modules (fails on a new one)
+  globals                                  public mutable statics outside channels.rs (fails on one)
   test                                     run everything CI runs";
 
 fn main() -> ExitCode {
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Some("throughput") => throughput::run(&arguments[1..]),
         Some("bench") => bench::bench(&arguments[1..]),
         Some("module-cycles") => module_cycles::check(&arguments[1..]),
+        Some("globals") => globals::check(&arguments[1..]),
         Some("test") => commands::test(&arguments[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

@@ -285,7 +285,7 @@ pub fn cycles(graph: &CrateGraph) -> Vec<BTreeSet<String>> {
     state.found
 }
 
-fn rust_files(directory: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn rust_files(directory: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(directory)? {
         let path = entry?.path();
         if path.is_dir() {
@@ -299,7 +299,7 @@ fn rust_files(directory: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Every crate of the repository: a directory with `Cargo.toml` and `src/`, outside `target`
 /// directories and fuzz crates' build output.
-fn crate_directories(root: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn crate_directories(root: &Path) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(directory) = pending.pop() {
