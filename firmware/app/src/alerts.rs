@@ -91,7 +91,7 @@ pub async fn acknowledge(name: &str) -> Result<(), homemx_wire::message::ErrorCo
 }
 
 fn persisted_key() -> u64 {
-    crate::vault::Settings::key_for("alerts", b"in-force")
+    crate::store::Settings::key_for("alerts", b"in-force")
 }
 
 /// First byte of the record format with peers: then (kind index, peer set) pairs. A record
@@ -113,8 +113,7 @@ pub async fn persist_if_changed() {
             let _ = kinds.push(alert.peers);
         }
     });
-    let mut vault = crate::vault::VAULT.lock().await;
-    if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+    if let Some(mut stores) = crate::store::open().await {
         if stores.settings.store(persisted_key(), &kinds).await.is_ok() {
             CHANGED.store(false, core::sync::atomic::Ordering::Relaxed);
         }
@@ -122,10 +121,7 @@ pub async fn persist_if_changed() {
 }
 
 /// Raises the kinds that were in force before the reboot (call at unlock, vault held).
-pub async fn restore(vault: &mut crate::vault::Vault) {
-    let Some(stores) = vault.open_stores() else {
-        return;
-    };
+pub async fn restore(stores: &mut crate::store::OpenStores) {
     let mut record = [0u8; RECORD_CAPACITY];
     let Ok(Some(length)) = stores.settings.fetch(persisted_key(), &mut record).await else {
         return;

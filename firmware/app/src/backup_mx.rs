@@ -39,7 +39,6 @@ use homemx_wire::message::{Credential, TlsService};
 use crate::instrument::{Measurement, Operation};
 use crate::link::{flush, Link};
 use crate::random::DerivedRandom;
-use crate::vault::{Vault, VAULT};
 
 /// Headers that name the envelope recipient at common providers, tried in this order.
 const RECIPIENT_HEADERS: [&str; 3] = ["Delivered-To", "X-Original-To", "Envelope-To"];
@@ -53,15 +52,15 @@ const MESSAGE_SIZE_MAX: u64 = 4 * 1024 * 1024;
 const PASSWORD_CAPACITY: usize = 128;
 
 fn seen_key(uidl: &str) -> u64 {
-    crate::vault::Settings::key_for("pop3-seen", uidl.as_bytes())
+    crate::store::Settings::key_for("pop3-seen", uidl.as_bytes())
 }
 
 fn ring_key() -> u64 {
-    crate::vault::Settings::key_for("pop3-seen-ring", b"")
+    crate::store::Settings::key_for("pop3-seen-ring", b"")
 }
 
 fn pending_key() -> u64 {
-    crate::vault::Settings::key_for("pop3-pending", b"")
+    crate::store::Settings::key_for("pop3-pending", b"")
 }
 
 /// Set while provider connections fail (the DSL line or the provider is down).
@@ -102,10 +101,7 @@ static FETCH_STATUS: embassy_sync::blocking_mutex::Mutex<
 
 /// Finishes what a power cut interrupted (see the module header). Call at unlock, with the
 /// vault held, before delivery runs.
-pub async fn reconcile(vault: &mut Vault) {
-    let Some(stores) = vault.open_stores() else {
-        return;
-    };
+pub async fn reconcile(stores: &mut crate::store::OpenStores) {
     let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
     let Ok(Some(length)) = stores.settings.fetch(pending_key(), &mut pending).await else {
         return;
@@ -129,7 +125,7 @@ pub async fn reconcile(vault: &mut Vault) {
 }
 
 /// Records `uidl` as seen and adds it to the ring (evicting the oldest).
-async fn record_seen(stores: &mut crate::vault::OpenStores, uidl: &str) -> Result<(), ()> {
+async fn record_seen(stores: &mut crate::store::OpenStores, uidl: &str) -> Result<(), ()> {
     stores.settings.store(seen_key(uidl), uidl.as_bytes()).await.map_err(|_| ())?;
     let mut ring = [0u8; SEEN_RING * 8];
     let length = stores.settings.fetch(ring_key(), &mut ring).await.ok().flatten().unwrap_or(0) / 8 * 8;
@@ -155,8 +151,7 @@ async fn record_seen(stores: &mut crate::vault::OpenStores, uidl: &str) -> Resul
 
 /// Whether `uidl` was committed before.
 async fn is_seen(uidl: &str) -> bool {
-    let mut vault = VAULT.lock().await;
-    let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) else {
+    let Some(mut stores) = crate::store::open().await else {
         return false;
     };
     let mut value = [0u8; homemx_pop3::UIDL_MAX];
@@ -165,8 +160,7 @@ async fn is_seen(uidl: &str) -> bool {
 
 /// Drops seen records whose UIDL a complete listing no longer shows.
 async fn prune(listed: &[u64]) {
-    let mut vault = VAULT.lock().await;
-    let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) else {
+    let Some(mut stores) = crate::store::open().await else {
         return;
     };
     let mut ring = [0u8; SEEN_RING * 8];
@@ -242,13 +236,8 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     let mut buffers = crate::link::tls_buffers().await;
     let buffers = &mut *buffers;
     let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
-    let (trust_source, password_length) = {
-        let mut vault = VAULT.lock().await;
-        let Some(vault) = vault.as_mut() else {
-            return;
-        };
-        (vault.trust_anchor(TlsService::BackupMx, &mut buffers.anchor).await, vault.credential(Credential::BackupMxPassword, password.expose_mut()).await)
-    };
+    let (trust_source, password_length) =
+        crate::store::provider_login(TlsService::BackupMx, &mut buffers.anchor, Some((Credential::BackupMxPassword, password.expose_mut()))).await;
     let (Some(trust_source), Some(password_length)) = (trust_source, password_length) else {
         crate::event_warning!("backup MX: no trust anchor or password provisioned; no fetch");
         return finish_status(FetchResult::TlsFailed, 0);
@@ -505,8 +494,7 @@ async fn begin(
         uidl.as_str(),
         homemx_smtp::clock::Rfc5322Date(crate::network::mail_clock().unix_seconds)
     );
-    let mut vault = VAULT.lock().await;
-    let stores = vault.as_mut()?.open_stores()?;
+    let mut stores = crate::store::open().await?;
     let mut writer = stores.begin_spool_message(&envelope, (MESSAGE_SIZE_MAX / 4) as u32).await.ok()?;
     let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
     pending[..4].copy_from_slice(&writer.id().0.to_le_bytes());
@@ -525,9 +513,8 @@ async fn append(writer: &mut Option<MessageWriter>, data: &[u8]) -> bool {
     let Some(message) = writer.as_mut() else {
         return false;
     };
-    let mut vault = VAULT.lock().await;
-    match vault.as_mut().and_then(|vault| vault.open_stores()) {
-        Some(stores) => stores.spool.append(message, data).await.is_ok(),
+    match crate::store::open().await {
+        Some(mut stores) => stores.spool.append(message, data).await.is_ok(),
         None => false,
     }
 }
@@ -535,26 +522,21 @@ async fn append(writer: &mut Option<MessageWriter>, data: &[u8]) -> bool {
 /// Commits the message, records its UIDL as seen and drops the pending record, all while the
 /// vault is held (delivery cannot remove the message in between).
 async fn commit(writer: MessageWriter, uidl: &str) -> bool {
-    let mut vault = VAULT.lock().await;
-    let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) else {
+    let Some(mut stores) = crate::store::open().await else {
         return false;
     };
     let Ok(report) = stores.spool.commit(writer).await else {
         return false;
     };
-    let recorded = record_seen(stores, uidl).await.is_ok();
+    let recorded = record_seen(&mut stores, uidl).await.is_ok();
     let _ = stores.settings.remove(pending_key()).await;
     crate::mail_status::update(|status| status.received += 1);
     crate::event_info!("backup MX: message {} fetched into the spool (UIDL recorded: {})", report.id.0, recorded);
-    if let Some(vault) = vault.as_mut() {
-        crate::mail_settings::publish_spool_free_bytes(vault);
-    }
     recorded
 }
 
 async fn abort(writer: MessageWriter) {
-    let mut vault = VAULT.lock().await;
-    if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+    if let Some(mut stores) = crate::store::open().await {
         stores.spool.abort(writer);
         let _ = stores.settings.remove(pending_key()).await;
     }

@@ -9,6 +9,7 @@
 //! | [`FETCH_NOW`]     | console (unlock, `fetch-now`), the line coming back, DynDNS | delivery task (provider work) |
 //! | [`CHECK_NOW`]     | console (unlock, `fetch-now`), DynDNS after a fetch | delivery task (provider work) |
 //! | [`WIPE_REQUEST`] / [`WIPE_DONE`] | `stack::wipe_dead_frames`          | `stack::wipe_task`           |
+//! | [`DEVICE_STATE`] (a watch) | the store, after every lifecycle change | the status page, health |
 //!
 //! Calls nothing; everyone may use it.
 
@@ -16,6 +17,7 @@ use core::sync::atomic::AtomicBool;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
+use embassy_sync::watch::Watch;
 
 /// A wake-up that carries nothing but "due".
 pub type Wake = Signal<CriticalSectionRawMutex, ()>;
@@ -39,3 +41,17 @@ pub static CHECK_NOW: Wake = Signal::new();
 pub static WIPE_REQUEST: Wake = Signal::new();
 /// `stack::wipe_task` finished a wipe.
 pub static WIPE_DONE: Wake = Signal::new();
+
+/// Whether the device is provisioned and unlocked, as the store last published it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, defmt::Format)]
+pub enum DeviceState {
+    /// No data key yet (or the flash could not be mounted).
+    Unprovisioned,
+    /// Provisioned, locked: no configuration or mail is readable.
+    Locked,
+    /// Unlocked: the stores are open.
+    Unlocked,
+}
+
+/// The device state, published by the store (`store::Lifecycle`) after every change.
+pub static DEVICE_STATE: Watch<CriticalSectionRawMutex, DeviceState, 2> = Watch::new();

@@ -8,11 +8,10 @@
 use embassy_time::Instant;
 use embedded_io_async::{Read, Write};
 use homemx_keystore::secret::SecretBytes;
-use homemx_keystore::KeystoreState;
 use homemx_wire::config::ConfigItem;
 use homemx_wire::device::{ConsoleHandler, ConsoleSession};
 use homemx_wire::message::{
-    AlertReport, Credential, CredentialsPresent, DeviceState, ErrorCode, LogPage, PublicKey, Status, TrustAnchorUpdate,
+    AlertReport, Credential, ErrorCode, LogPage, PublicKey, Status, TrustAnchorUpdate,
 };
 use homemx_wire::secret::Secret;
 use homemx_wire::DeviceIdentity;
@@ -20,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::network::PartsTypes;
 use crate::random::DerivedRandom;
-use crate::vault::VAULT;
+use crate::store::Lifecycle;
 use crate::{bsp, FIRMWARE_VERSION};
 
 type Serial = <bsp::Parts as PartsTypes>::Serial;
@@ -34,19 +33,10 @@ pub fn device_identity(mac_address: [u8; 6]) -> DeviceIdentity {
     identity
 }
 
-/// The firmware's side of the console commands.
+/// The firmware's side of the console commands; holds the store's one [`Lifecycle`].
 pub struct DeviceConsole {
     unlocked: bool,
-}
-
-macro_rules! vault {
-    () => {{
-        let guard = VAULT.lock().await;
-        if guard.is_none() {
-            return Err(ErrorCode::DeviceFault);
-        }
-        guard
-    }};
+    lifecycle: Lifecycle,
 }
 
 impl ConsoleHandler for DeviceConsole {
@@ -63,27 +53,30 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn store_admin_key(&mut self, key: &PublicKey) -> Result<(), ErrorCode> {
-        let mut vault = vault!();
-        vault.as_mut().unwrap().store_admin_key(*key).await?;
+        self.lifecycle.store_admin_key(*key).await?;
         crate::event_info!("admin key stored");
         Ok(())
     }
 
     async fn unlock(&mut self, passphrase: &Secret) -> Result<(), ErrorCode> {
-        let mut vault = vault!();
-        let vault = vault.as_mut().unwrap();
         let started = Instant::now();
         let busy_before = crate::cpu_load::busy_core_clock_counts();
         let measurement = crate::instrument::begin(crate::instrument::Operation::Unlock);
-        let result = vault.unlock(passphrase.expose()).await;
-        self.unlocked = vault.state() == KeystoreState::Unlocked;
-        // Dead temporaries of the unlock (key copies) must be gone before the settings are
-        // built: their unused string capacity carries stack bytes along.
-        crate::stack::wipe_dead_frames().await;
+        // With the store held from the unlock to the end of `after`: nothing (delivery above
+        // all) sees the open stores before a fetch interrupted by a power cut is reconciled.
+        let (result, unlocked) = self
+            .lifecycle
+            .unlock(passphrase.expose(), async |stores| {
+                // Dead temporaries of the unlock (key copies) must be gone before the settings
+                // are built: their unused string capacity carries stack bytes along.
+                crate::stack::wipe_dead_frames().await;
+                crate::mail_settings::reload(stores).await;
+                crate::backup_mx::reconcile(stores).await;
+                crate::alerts::restore(stores).await;
+            })
+            .await;
+        self.unlocked = unlocked;
         if result.is_ok() {
-            crate::mail_settings::reload(vault).await;
-            crate::backup_mx::reconcile(vault).await;
-            crate::alerts::restore(vault).await;
             crate::channels::FETCH_NOW.signal(());
             crate::channels::CHECK_NOW.signal(());
             crate::channels::RETRY_ALL_NOW.store(true, core::sync::atomic::Ordering::Relaxed);
@@ -99,8 +92,7 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn lock(&mut self) -> Result<(), ErrorCode> {
-        let mut vault = vault!();
-        vault.as_mut().unwrap().lock();
+        self.lifecycle.lock().await?;
         crate::mail_settings::clear();
         self.unlocked = false;
         crate::stack::wipe_dead_frames().await;
@@ -109,22 +101,7 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn status(&mut self) -> Result<Status, ErrorCode> {
-        let (state, configured, credentials, failed_unlocks, unlock_retry_after_seconds) = {
-            let mut vault = vault!();
-            let vault = vault.as_mut().unwrap();
-            let state = match vault.state() {
-                KeystoreState::FactoryFresh if vault.admin_public_key().is_none() => DeviceState::FactoryFresh,
-                KeystoreState::Unlocked => DeviceState::Unlocked,
-                _ => DeviceState::Locked,
-            };
-            let configured = matches!(vault.current_configuration().await, Ok(Some(_)));
-            let credentials = CredentialsPresent {
-                smarthost_password: vault.has_credential(Credential::SmarthostPassword).await,
-                backup_mx_password: vault.has_credential(Credential::BackupMxPassword).await,
-                dyndns_password: vault.has_credential(Credential::DynDnsPassword).await,
-            };
-            (state, configured, credentials, vault.failed_unlocks(), vault.unlock_wait_seconds())
-        };
+        let store = self.lifecycle.status().await?;
         // The counts and alerts are the status page's, from the same snapshot.
         let page = crate::status_page::snapshot().await;
         let clamp = |value: u64| value.min(u64::from(u32::MAX)) as u32;
@@ -147,12 +124,12 @@ impl ConsoleHandler for DeviceConsole {
         Ok(Status {
             verdict: heapless::String::try_from(page.verdict().name()).unwrap_or_default(),
             headline,
-            state,
+            state: store.state,
             uptime_seconds: Instant::now().as_secs() as u32,
-            failed_unlocks: failed_unlocks.min(u16::MAX as u32) as u16,
-            unlock_retry_after_seconds: clamp(unlock_retry_after_seconds),
-            configured,
-            credentials,
+            failed_unlocks: store.failed_unlocks.min(u16::MAX as u32) as u16,
+            unlock_retry_after_seconds: clamp(store.unlock_wait_seconds),
+            configured: store.configured,
+            credentials: store.credentials,
             public_address: match page.dyndns.public_ip {
                 Some(core::net::IpAddr::V4(address)) => Some(address.octets()),
                 _ => None,
@@ -172,31 +149,27 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn config_begin(&mut self) -> Result<(), ErrorCode> {
-        vault!().as_mut().unwrap().configuration_begin().await
+        self.lifecycle.configuration_begin().await
     }
 
     async fn config_put(&mut self, item: &ConfigItem) -> Result<(), ErrorCode> {
-        vault!().as_mut().unwrap().configuration_put(item).await
+        self.lifecycle.configuration_put(item).await
     }
 
     async fn config_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
-        let mut vault = vault!();
-        let vault = vault.as_mut().unwrap();
-        vault.configuration_commit(item_count).await?;
-        crate::mail_settings::reload(vault).await;
-        Ok(())
+        self.lifecycle.configuration_commit(item_count, async |stores| crate::mail_settings::reload(stores).await).await
     }
 
     async fn config_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
-        vault!().as_mut().unwrap().configuration_get(index).await
+        self.lifecycle.configuration_get(index).await
     }
 
     async fn set_credential(&mut self, credential: Credential, secret: &Secret) -> Result<(), ErrorCode> {
-        vault!().as_mut().unwrap().set_credential(credential, secret.expose()).await
+        self.lifecycle.set_credential(credential, secret.expose()).await
     }
 
     async fn set_trust_anchor(&mut self, update: &TrustAnchorUpdate) -> Result<(), ErrorCode> {
-        vault!().as_mut().unwrap().set_trust_anchor(update).await
+        self.lifecycle.set_trust_anchor(update).await
     }
 
     async fn logs(&mut self, start: u32, max_entries: u8) -> Result<LogPage, ErrorCode> {
@@ -204,9 +177,8 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn factory_reset(&mut self) -> Result<(), ErrorCode> {
-        let mut vault = vault!();
         crate::mail_settings::clear();
-        vault.as_mut().unwrap().factory_reset().await?;
+        self.lifecycle.factory_reset().await?;
         self.unlocked = false;
         Ok(())
     }
@@ -249,13 +221,10 @@ impl ConsoleHandler for DeviceConsole {
 
 /// Reads the serial link and answers console frames, forever.
 #[embassy_executor::task]
-pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut random: DerivedRandom) -> ! {
-    let admin_key = match VAULT.lock().await.as_ref() {
-        Some(vault) => vault.admin_public_key(),
-        None => None,
-    };
+pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut random: DerivedRandom, mut lifecycle: Lifecycle) -> ! {
+    let admin_key = lifecycle.admin_public_key().await;
     let mut session = ConsoleSession::new(identity, admin_key, &mut random);
-    let mut handler = DeviceConsole { unlocked: false };
+    let mut handler = DeviceConsole { unlocked: false, lifecycle };
     // What the serial link delivers is frame bytes, the passphrase among them: wiped once
     // handled.
     let mut buffer = SecretBytes::<64>::zeroed();

@@ -21,7 +21,6 @@ use homemx_wire::config::DeliveryProtocol;
 use crate::link::{flush, Link};
 use crate::network::{mail_clock as now, uptime_seconds};
 use crate::random::DerivedRandom;
-use crate::vault::VAULT;
 
 /// How often the queue is looked at without a signal.
 const QUEUE_POLL: Duration = Duration::from_secs(5);
@@ -104,7 +103,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         let woken = select3(crate::channels::DELIVERY_DUE.wait(), crate::channels::FETCH_NOW.wait(), Timer::after(QUEUE_POLL)).await;
         // The spool's counter mark, when due (after commits, deletes and aborts): persisted
         // here, never on a session's way to "250".
-        if let Some(stores) = VAULT.lock().await.as_mut().and_then(|vault| vault.open_stores()) {
+        if let Some(mut stores) = crate::store::open().await {
             stores.persist_spool_counters().await;
         }
         let Some((poll_seconds, check_seconds)) = crate::mail_settings::read(|current| {
@@ -205,8 +204,7 @@ pub fn route_of(address: &str) -> Route {
 
 /// The next queued message whose retry time has come, with its pending recipients.
 async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
-    let mut vault = VAULT.lock().await;
-    let stores = vault.as_mut()?.open_stores()?;
+    let mut stores = crate::store::open().await?;
     let now_seconds = uptime_seconds();
     let summary = stores.spool.messages().find(|message| {
         let due = retry_all
@@ -245,8 +243,7 @@ async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
 
 /// Opens the message for reading its body.
 pub async fn open_body(id: MessageId) -> Option<MessageReader> {
-    let mut vault = VAULT.lock().await;
-    vault.as_mut()?.open_stores()?.spool.open_message(id).await.ok()
+    crate::store::open().await?.spool.open_message(id).await.ok()
 }
 
 /// Delivers the attempt's local recipients to the LAN mailbox host.
@@ -400,9 +397,8 @@ async fn send_body(link: &mut Link<'_, '_>, session: &mut ClientSession<'_>, rea
     let mut chunk = [0u8; CHUNK_CAPACITY];
     loop {
         let length = {
-            let mut vault = VAULT.lock().await;
-            match vault.as_mut().and_then(|vault| vault.open_stores()) {
-                Some(stores) => match stores.spool.read_chunk(reader, &mut chunk).await {
+            match crate::store::open().await {
+                Some(mut stores) => match stores.spool.read_chunk(reader, &mut chunk).await {
                     Ok(length) => length,
                     Err(_) => return false,
                 },
@@ -436,11 +432,7 @@ async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
     let expired = attempt.queued_at != 0
         && crate::wall_clock::unix_seconds().is_some_and(|now| now.saturating_sub(attempt.queued_at) > QUEUE_LIFETIME_SECONDS);
     {
-        let mut vault = VAULT.lock().await;
-        let Some(vault) = vault.as_mut() else {
-            return;
-        };
-        let Some(stores) = vault.open_stores() else {
+        let Some(mut stores) = crate::store::open().await else {
             return;
         };
         let (mut delivered, mut relayed, mut deferred) = (0u32, 0u32, 0u32);
@@ -505,7 +497,6 @@ async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
             defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay);
         }
         stores.persist_spool_counters().await;
-        crate::mail_settings::publish_spool_free_bytes(vault);
     }
     if !failed_outbound.is_empty() {
         crate::ndn::report(attempt, &failed_outbound, expired).await;

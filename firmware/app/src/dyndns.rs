@@ -33,7 +33,6 @@ use homemx_wire::message::{Credential, TlsService};
 use crate::instrument::Operation;
 use crate::link::Link;
 use crate::random::DerivedRandom;
-use crate::vault::VAULT;
 
 /// Largest body read from a check-IP service or the update server.
 const BODY_CAPACITY: usize = 512;
@@ -76,7 +75,7 @@ pub fn status() -> DynDnsStatus {
 }
 
 fn guard_key() -> u64 {
-    crate::vault::Settings::key_for("dyndns-guard", b"")
+    crate::store::Settings::key_for("dyndns-guard", b"")
 }
 
 /// One HTTPS GET: status and body (into `body`), or `None` on any failure.
@@ -91,10 +90,7 @@ async fn https_get(
     let address = crate::resolver::resolve_address(stack, host).await.ok()?;
     let mut buffers = crate::link::tls_buffers().await;
     let buffers = &mut *buffers;
-    let trust_source = {
-        let mut vault = VAULT.lock().await;
-        vault.as_mut()?.trust_anchor(TlsService::DynDns, &mut buffers.anchor).await?
-    };
+    let trust_source = crate::store::provider_login(TlsService::DynDns, &mut buffers.anchor, None).await.0?;
     if !trust_source.usable_now() {
         return None;
     }
@@ -292,13 +288,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
         }
         Decision::Update(ip) => {
             let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
-            let password_length = {
-                let mut vault = VAULT.lock().await;
-                match vault.as_mut() {
-                    Some(vault) => vault.credential(Credential::DynDnsPassword, password.expose_mut()).await,
-                    None => None,
-                }
-            };
+            let password_length = crate::store::provider_password(Credential::DynDnsPassword, password.expose_mut()).await;
             let mut path = [0u8; MAX_UPDATE_PATH];
             let answer = match (password_length, update_path(dyndns.host_name.as_str(), ip, &mut path)) {
                 (Some(length), Some(path_length)) => {
@@ -368,10 +358,9 @@ pub async fn owner_resume() {
 }
 
 async fn load_guard(config: GuardConfig) -> UpdateGuard {
-    let mut vault = VAULT.lock().await;
     let mut state = [0u8; STATE_LENGTH];
-    let stored = match vault.as_mut().and_then(|vault| vault.open_stores()) {
-        Some(stores) => stores.settings.fetch(guard_key(), &mut state).await.ok().flatten(),
+    let stored = match crate::store::open().await {
+        Some(mut stores) => stores.settings.fetch(guard_key(), &mut state).await.ok().flatten(),
         None => None,
     };
     stored
@@ -380,8 +369,7 @@ async fn load_guard(config: GuardConfig) -> UpdateGuard {
 }
 
 async fn store_guard(guard: &UpdateGuard) {
-    let mut vault = VAULT.lock().await;
-    if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+    if let Some(mut stores) = crate::store::open().await {
         let _ = stores.settings.store(guard_key(), &guard.encode()).await;
     }
 }

@@ -6,14 +6,13 @@
 
 use core::cell::RefCell;
 use core::net::{IpAddr, Ipv4Addr};
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use homemx_smtp::relay::{IpPrefix, RelayConfig};
 use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost};
 
-use crate::vault::Vault;
+use crate::store::OpenStores;
 
 /// Largest message the MX takes (also what a message without `SIZE=` reserves in the spool).
 pub const DEFAULT_MESSAGE_SIZE: u64 = 4 * 1024 * 1024;
@@ -112,27 +111,12 @@ impl SettingsSlot {
     }
 }
 
-/// The spool's free bytes, kept current by whoever changes the spool (the session policy
-/// reads it without waiting for the vault).
-static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
-
-/// The spool's free bytes as last published (0 while locked).
-pub fn spool_free_bytes() -> u64 {
-    u64::from(SPOOL_FREE_BYTES.load(Ordering::Relaxed))
-}
-
-/// Publishes the spool's free space.
-pub fn publish_spool_free_bytes(vault: &mut Vault) {
-    let free = vault.open_stores().map_or(0, |stores| stores.spool.free_bytes().min(u32::MAX as u64) as u32);
-    SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
-}
-
 /// Rebuilds the settings from the vault's configuration (call after unlock and commit).
 /// The relay tables are filled in place in [`MAIL_SETTINGS`] (they are 7 KB: no copy on the
 /// stack); sessions see `None` until the whole configuration is in.
-pub async fn reload(vault: &mut Vault) {
+pub async fn reload(stores: &mut OpenStores) {
     clear();
-    let total = match vault.configuration_get(0).await {
+    let total = match stores.configuration_get(0).await {
         Ok((total, _)) => total,
         Err(_) => {
             defmt::warn!("mx: no configuration: mail is refused with 4xx until provisioned");
@@ -157,7 +141,7 @@ pub async fn reload(vault: &mut Vault) {
     // (no 7 KB copy lives in this future or in a second static).
     let mut domains = 0;
     for index in 0..total {
-        let Ok((_, item)) = vault.configuration_get(index).await else {
+        let Ok((_, item)) = stores.configuration_get(index).await else {
             continue;
         };
         let accepted = MAIL_SETTINGS.lock(|cell| {
@@ -210,7 +194,6 @@ pub async fn reload(vault: &mut Vault) {
             slot.published = true;
         }
     });
-    publish_spool_free_bytes(vault);
 }
 
 
@@ -288,5 +271,4 @@ fn apply(settings: &mut Details, relay: &mut RelayConfig, item: &ConfigItem, dom
 /// Forgets the settings (lock, factory reset): the MX answers 4xx.
 pub fn clear() {
     MAIL_SETTINGS.lock(|cell| cell.borrow_mut().forget());
-    SPOOL_FREE_BYTES.store(0, Ordering::Relaxed);
 }

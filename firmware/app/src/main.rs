@@ -39,7 +39,7 @@ mod tls_context;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
 mod storage;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
-mod vault;
+mod store;
 mod udp_echo;
 mod wall_clock;
 
@@ -89,7 +89,9 @@ async fn start(spawner: Spawner) {
     #[cfg(not(feature = "spool-exercise"))]
     open_vault(parts.flash, random.derive()).await;
     let identity = console::device_identity(parts.mac_address);
-    spawner.spawn(console::console_task(parts.serial, identity, random.derive()).unwrap());
+    // The console alone holds the store's lifecycle (unlock, lock, configuration, reset).
+    let lifecycle = store::Lifecycle::take().expect("the lifecycle is handed out once, here");
+    spawner.spawn(console::console_task(parts.serial, identity, random.derive(), lifecycle).unwrap());
     for task_number in 0..health::HTTP_TASK_COUNT {
         spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
     }
@@ -109,28 +111,8 @@ async fn start(spawner: Spawner) {
 /// Partitions the flash and mounts the key store: the device starts locked.
 #[cfg(not(feature = "spool-exercise"))]
 async fn open_vault(flash: storage::BoardFlash, random: random::DerivedRandom) {
-    let Some(partitions) = storage::partition(flash) else {
-        defmt::error!("storage: this board's flash sectors do not fit the storage map; the device stays locked");
-        return;
-    };
-    match vault::Vault::mount(partitions, random).await {
-        Ok(vault) => {
-            let state = vault.state();
-            defmt::info!(
-                "storage: key store {}; {=u32} failed unlocks on record",
-                match state {
-                    homemx_keystore::KeystoreState::FactoryFresh => "factory-fresh",
-                    homemx_keystore::KeystoreState::Locked => "locked",
-                    homemx_keystore::KeystoreState::Unlocked => "unlocked",
-                },
-                vault.failed_unlocks()
-            );
-            // Nothing else runs yet: the lock is free (no await keeps the vault in this future).
-            match vault::VAULT.try_lock() {
-                Ok(mut slot) => *slot = Some(vault),
-                Err(_) => defmt::error!("storage: vault busy at boot"),
-            }
-        }
-        Err(_) => defmt::error!("storage: the key store could not be mounted; the device stays locked"),
+    match storage::partition(flash) {
+        Some(partitions) => store::mount(partitions, random).await,
+        None => defmt::error!("storage: this board's flash sectors do not fit the storage map; the device stays locked"),
     }
 }

@@ -32,7 +32,6 @@ use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_R
 
 use crate::instrument::{Measurement, Operation};
 use crate::network::mail_clock as now;
-use crate::vault::VAULT;
 
 /// The SMTP port.
 pub const SMTP_PORT: u16 = 25;
@@ -161,7 +160,7 @@ fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<
         let mut policy = homemx_smtp::StandardPolicy {
             relay: &settings.relay,
             locked: false,
-            spool_free_bytes: crate::mail_settings::spool_free_bytes(),
+            spool_free_bytes: crate::store::spool_free_bytes(),
             spool_reserve_bytes: settings.spool_reserve_bytes,
         };
         Some(decide(&mut policy))
@@ -528,9 +527,8 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
             Event::MessageData(chunk) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
                 if let (Some(writer), false) = (transaction.writer.as_mut(), transaction.failed) {
-                    let mut vault = VAULT.lock().await;
-                    let appended = match vault.as_mut().and_then(|vault| vault.open_stores()) {
-                        Some(stores) => stores.spool.append(writer, chunk).await.is_ok(),
+                    let appended = match crate::store::open().await {
+                        Some(mut stores) => stores.spool.append(writer, chunk).await.is_ok(),
                         None => false,
                     };
                     transaction.failed |= !appended;
@@ -588,30 +586,22 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
     let recipients: heapless::Vec<&[u8], MAX_RECIPIENTS> = transaction.recipients().collect();
     let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?
         .with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
-    let mut vault = VAULT.lock().await;
-    let vault = vault.as_mut()?;
-    let stores = vault.open_stores()?;
-    let writer = match stores.begin_spool_message(&envelope, expected_length).await {
+    let mut stores = crate::store::open().await?;
+    match stores.begin_spool_message(&envelope, expected_length).await {
         Ok(writer) => Some(writer),
         Err(error) => {
             crate::event_warning!("mx: spool refused a message: {:?}", defmt::Debug2Format(&error));
             None
         }
-    };
-    crate::mail_settings::publish_spool_free_bytes(vault);
-    writer
+    }
 }
 
 async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64, lan: bool) -> CommitResult {
     let Some(writer) = transaction.writer.take() else {
         return CommitResult::Failed;
     };
-    let mut vault = VAULT.lock().await;
-    let Some(vault) = vault.as_mut() else {
-        return CommitResult::Failed;
-    };
-    let result = match vault.open_stores() {
-        Some(stores) if !transaction.failed => match stores.spool.commit(writer).await {
+    let result = match crate::store::open().await {
+        Some(mut stores) if !transaction.failed => match stores.spool.commit(writer).await {
             Ok(commit) => {
                 if lan {
                     count_for_quota(client);
@@ -632,27 +622,22 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
             Err(SpoolError::NoSpace) => CommitResult::InsufficientStorage,
             Err(_) => CommitResult::Failed,
         },
-        Some(stores) => {
+        Some(mut stores) => {
             stores.spool.abort(writer);
             reclaim_aborted(&mut stores.spool).await;
             CommitResult::Failed
         }
         None => CommitResult::Failed,
     };
-    crate::mail_settings::publish_spool_free_bytes(vault);
     crate::channels::DELIVERY_DUE.signal(());
     result
 }
 
 async fn abort_message(transaction: &mut Transaction) {
     if let Some(writer) = transaction.writer.take() {
-        let mut vault = VAULT.lock().await;
-        if let Some(vault) = vault.as_mut() {
-            if let Some(stores) = vault.open_stores() {
-                stores.spool.abort(writer);
-                reclaim_aborted(&mut stores.spool).await;
-            }
-            crate::mail_settings::publish_spool_free_bytes(vault);
+        if let Some(mut stores) = crate::store::open().await {
+            stores.spool.abort(writer);
+            reclaim_aborted(&mut stores.spool).await;
         }
     }
     transaction.failed = false;
@@ -661,7 +646,7 @@ async fn abort_message(transaction: &mut Transaction) {
 /// Reclaims what an aborted message wrote at once, so the next message finds the space
 /// erased (no erase on its way to `250`). (Takes no writer: a 1 KB writer held in this
 /// future would grow every session task by as much.)
-async fn reclaim_aborted(spool: &mut crate::vault::MailSpool) {
+async fn reclaim_aborted(spool: &mut crate::store::MailSpool) {
     if let Err(error) = spool.maintain().await {
         crate::event_warning!("mx: reclaiming an aborted message's space failed: {:?}", defmt::Debug2Format(&error));
     }

@@ -12,7 +12,6 @@ use homemx_spool::Envelope;
 use homemx_status::alert::AlertKind;
 
 use crate::delivery::{Attempt, Route};
-use crate::vault::VAULT;
 
 /// Largest report (headers and text for up to a dozen recipients).
 const REPORT_CAPACITY: usize = 2048;
@@ -56,8 +55,7 @@ pub async fn report(attempt: &Attempt, failed: &[(usize, RecipientResult)], expi
         return;
     };
     let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
-    let mut vault = VAULT.lock().await;
-    let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) else {
+    let Some(mut stores) = crate::store::open().await else {
         return;
     };
     let queued = match stores.spool.begin_message(&envelope, text.len() as u32).await {
@@ -70,7 +68,7 @@ pub async fn report(attempt: &Attempt, failed: &[(usize, RecipientResult)], expi
         },
         Err(_) => false,
     };
-    drop(vault);
+    drop(stores);
     crate::mail_status::update(|status| status.ndns += 1);
     crate::alerts::raise(
         AlertKind::NdnGenerated,

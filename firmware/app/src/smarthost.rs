@@ -26,7 +26,6 @@ use crate::delivery::{open_body, run_session, Attempt, Outcomes, RecipientOutcom
 use crate::link::{Link, TrustSource};
 use crate::network::mail_clock as now;
 use crate::random::DerivedRandom;
-use crate::vault::VAULT;
 
 /// Longest smarthost AUTH password.
 const PASSWORD_CAPACITY: usize = 128;
@@ -79,13 +78,8 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let mut buffers = crate::link::tls_buffers().await;
     let buffers = &mut *buffers;
     let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
-    let (trust_source, password_length) = {
-        let mut vault = VAULT.lock().await;
-        let Some(vault) = vault.as_mut() else {
-            return defer_all(attempt, outcomes, ResultReason::ConnectionLost);
-        };
-        (vault.trust_anchor(TlsService::Smarthost, &mut buffers.anchor).await, vault.credential(Credential::SmarthostPassword, password.expose_mut()).await)
-    };
+    let (trust_source, password_length) =
+        crate::store::provider_login(TlsService::Smarthost, &mut buffers.anchor, Some((Credential::SmarthostPassword, password.expose_mut()))).await;
     let Some(trust_source) = trust_source else {
         return problem(attempt, outcomes, "no trust anchor for the smarthost is provisioned", ResultReason::TlsUnavailable);
     };

@@ -8,7 +8,7 @@ use core::cell::RefCell;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Duration, Instant, Timer};
-use homemx_keystore::KeystoreState;
+use crate::channels::DeviceState;
 use homemx_spool::Envelope;
 use core::net::{IpAddr, Ipv4Addr};
 
@@ -17,7 +17,6 @@ use homemx_status::{
     SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
 };
 
-use crate::vault::VAULT;
 
 /// Collects what the page shows.
 pub async fn snapshot() -> StatusSnapshot {
@@ -31,13 +30,12 @@ pub async fn snapshot() -> StatusSnapshot {
         ..MailFlow::default()
     };
     {
-        let mut vault = VAULT.lock().await;
-        snapshot.lock = match vault.as_ref().map(|vault| vault.state()) {
-            None | Some(KeystoreState::FactoryFresh) => LockState::Unprovisioned,
-            Some(KeystoreState::Locked) => LockState::Locked,
-            Some(KeystoreState::Unlocked) => LockState::Unlocked,
+        snapshot.lock = match crate::channels::DEVICE_STATE.try_get() {
+            None | Some(DeviceState::Unprovisioned) => LockState::Unprovisioned,
+            Some(DeviceState::Locked) => LockState::Locked,
+            Some(DeviceState::Unlocked) => LockState::Unlocked,
         };
-        if let Some(stores) = vault.as_mut().and_then(|vault| vault.open_stores()) {
+        if let Some(stores) = crate::store::open().await {
             let mut oldest: Option<u64> = None;
             for message in stores.spool.messages() {
                 flow.queued += 1;
@@ -153,9 +151,8 @@ pub async fn alert_mail_task(mut random: crate::random::DerivedRandom) -> ! {
         };
         let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
         let queued = {
-            let mut vault = VAULT.lock().await;
-            match vault.as_mut().and_then(|vault| vault.open_stores()) {
-                Some(stores) => match stores.spool.begin_message(&envelope, length as u32).await {
+            match crate::store::open().await {
+                Some(mut stores) => match stores.spool.begin_message(&envelope, length as u32).await {
                     Ok(mut writer) => match stores.spool.append(&mut writer, &text[..length]).await {
                         Ok(()) => stores.spool.commit(writer).await.is_ok(),
                         Err(_) => {

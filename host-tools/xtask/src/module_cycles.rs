@@ -7,8 +7,8 @@
 //! use its own ancestors and descendants (a parent re-exports its children, a child uses its
 //! parent's items); every other dependency is an edge, and a cycle is a strongly connected
 //! component of more than one module. Cycles make "who may call whom" unanswerable, so none
-//! is allowed, except the app's known one (`KNOWN_CYCLES`: 15 modules in one strongly connected
-//! component), which the split of
+//! is allowed, except the app's known ones (`KNOWN_CYCLES`: 10 and 3 modules; 15 in one before the store
+//! service), which the split of
 //! `firmware/app` into services removes; a cycle that is new, or bigger than a known one,
 //! fails.
 //!
@@ -22,26 +22,13 @@ use syn::visit::Visit;
 
 /// Cycles that exist and are allowed until the services split (issue 14) removes them: each
 /// found cycle must lie inside one of these (crate directory, modules).
-const KNOWN_CYCLES: &[(&str, &[&str])] = &[(
-    "firmware/app",
-    &[
-        "alerts",
-        "backup_mx",
-        "delivery",
-        "dyndns",
-        "link",
-        "mail_settings",
-        "mail_status",
-        "mx",
-        "ndn",
-        "network",
-        "smarthost",
-        "storage",
-        "tls_context",
-        "vault",
-        "wall_clock",
-    ],
-)];
+const KNOWN_CYCLES: &[(&str, &[&str])] = &[
+    (
+        "firmware/app",
+        &["alerts", "link", "mail_settings", "mail_status", "mx", "network", "storage", "store", "tls_context", "wall_clock"],
+    ),
+    ("firmware/app", &["delivery", "ndn", "smarthost"]),
+];
 
 /// A module's path inside its crate (`""` is the crate root).
 type ModulePath = Vec<String>;

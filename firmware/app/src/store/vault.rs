@@ -2,10 +2,8 @@
 //! unlocked the encrypted key-value store (configuration, credentials, trust anchors) and
 //! the mail spool, both keyed with the data key. Locking drops them, which wipes their keys.
 //!
-//! One `Vault` exists, behind [`VAULT`]; the console, the MX and the status page take turns.
+//! One `Vault` exists, owned by the store service (`super`); nothing outside it can name one.
 
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_sync::mutex::Mutex;
 use embassy_time::Instant;
 use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
 use homemx_keystore::secret::SecretBytes;
@@ -28,11 +26,8 @@ const CACHED_KEYS: usize = 48;
 /// a fetch does not read every item written since the last garbage collection).
 pub type Settings = KeyValueStore<FlashPartition, DerivedRandom, homemx_spool::PageAndKeyCache<KEY_VALUE_SECTORS, CACHED_KEYS>>;
 
-/// The one vault, filled in by `main` once the flash is partitioned.
-pub static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
-
 /// Where the open stores live (≈ 28 KB): in place, never inside the `Vault` value, so that
-/// mounting the vault and moving it into [`VAULT`] moves only the key store and the
+/// mounting the vault and moving it into the store moves only the key store and the
 /// partitions (the stores inline made two 28 KB copies on the boot stack).
 static OPEN_STORES: ConstStaticCell<Option<OpenStores>> = ConstStaticCell::new(None);
 
@@ -50,6 +45,36 @@ fn spool_counter_mark_key() -> u64 {
 }
 
 impl OpenStores {
+    /// The current configuration's (generation, item count), if one was committed.
+    pub async fn current_configuration(&mut self) -> Result<Option<(u32, u16)>, ErrorCode> {
+        let mut value = [0u8; 6];
+        match self.settings.fetch(settings_key("configuration", CONFIGURATION_CURRENT), &mut value).await {
+            Ok(Some(6)) => Ok(Some((
+                u32::from_le_bytes([value[0], value[1], value[2], value[3]]),
+                u16::from_le_bytes([value[4], value[5]]),
+            ))),
+            Ok(_) => Ok(None),
+            Err(_) => Err(ErrorCode::DeviceFault),
+        }
+    }
+
+    /// Item `index` of the current configuration and the item count.
+    pub async fn configuration_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
+        let (generation, count) = self.current_configuration().await?.ok_or(ErrorCode::NotFound)?;
+        if index >= count {
+            return Err(ErrorCode::NotFound);
+        }
+        let mut encoded = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
+        let length = self
+            .settings
+            .fetch(configuration_item_key(generation, index), &mut encoded)
+            .await
+            .map_err(|_| ErrorCode::DeviceFault)?
+            .ok_or(ErrorCode::DeviceFault)?;
+        let item = postcard::from_bytes(&encoded[..length]).map_err(|_| ErrorCode::DeviceFault)?;
+        Ok((count, item))
+    }
+
     /// After the spool's mount: checks it against the persisted counter mark, so its sector
     /// sequences and message ids never repeat and a rolled-back flash image is caught. A
     /// rollback is tampering: logged, alerted, and the unlock refused.
@@ -313,16 +338,7 @@ impl Vault {
 
     /// The current configuration's (generation, item count), if one was committed.
     pub async fn current_configuration(&mut self) -> Result<Option<(u32, u16)>, ErrorCode> {
-        let stores = self.stores()?;
-        let mut value = [0u8; 6];
-        match stores.settings.fetch(settings_key("configuration", CONFIGURATION_CURRENT), &mut value).await {
-            Ok(Some(6)) => Ok(Some((
-                u32::from_le_bytes([value[0], value[1], value[2], value[3]]),
-                u16::from_le_bytes([value[4], value[5]]),
-            ))),
-            Ok(_) => Ok(None),
-            Err(_) => Err(ErrorCode::DeviceFault),
-        }
+        self.stores()?.current_configuration().await
     }
 
     /// Starts staging a new configuration generation.
@@ -368,20 +384,7 @@ impl Vault {
 
     /// Item `index` of the current configuration and the item count.
     pub async fn configuration_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
-        let (generation, count) = self.current_configuration().await?.ok_or(ErrorCode::NotFound)?;
-        if index >= count {
-            return Err(ErrorCode::NotFound);
-        }
-        let mut encoded = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
-        let stores = self.stores()?;
-        let length = stores
-            .settings
-            .fetch(configuration_item_key(generation, index), &mut encoded)
-            .await
-            .map_err(|_| ErrorCode::DeviceFault)?
-            .ok_or(ErrorCode::DeviceFault)?;
-        let item = postcard::from_bytes(&encoded[..length]).map_err(|_| ErrorCode::DeviceFault)?;
-        Ok((count, item))
+        self.stores()?.configuration_get(index).await
     }
 
     /// Stores a write-only credential.

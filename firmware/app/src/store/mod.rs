@@ -1,0 +1,292 @@
+//! The store service: the one owner of the [`Vault`] (the key store, and while unlocked the
+//! encrypted key-value store and the mail spool). Nobody else names the vault.
+//!
+//! - **Services** (MX, delivery, fetch, DynDNS, NDNs, alerts, the status page) reach the open
+//!   stores through [`open`], only while the device is unlocked. The guard holds the store:
+//!   keep it across flash work only, never across network I/O. When it drops, the spool's
+//!   free bytes are published ([`spool_free_bytes`]: the session policy reads them without
+//!   waiting for the store).
+//! - **Provider connections** read their trust anchor and password through [`provider_login`].
+//! - **The console** alone changes the device's state, through the one [`Lifecycle`] it is
+//!   handed at boot: admin key, unlock, lock, configuration, credentials, trust anchors,
+//!   factory reset. The vault's methods for those are private to this module.
+//! - The lock state is published in [`crate::channels::DEVICE_STATE`] for whoever reacts to it.
+//!
+//! Calls down only: the vault, `storage` (partitions), `channels`, the event log and alerts.
+
+mod vault;
+
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::mutex::{MappedMutexGuard, Mutex, MutexGuard};
+use homemx_keystore::KeystoreState;
+use homemx_wire::config::ConfigItem;
+use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchorUpdate};
+
+pub use vault::{MailSpool, OpenStores, Settings};
+use vault::Vault;
+
+use crate::channels::{DeviceState, DEVICE_STATE};
+use crate::random::DerivedRandom;
+use crate::storage::FlashPartitions;
+
+/// The one vault; `None` until [`mount`] (or when the flash could not be mounted).
+static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
+
+/// The spool's free bytes when an [`open`] guard last dropped (0 while locked).
+static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
+
+/// Set once the [`Lifecycle`] was handed out.
+static LIFECYCLE_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The spool's free bytes as last published (0 while locked).
+pub fn spool_free_bytes() -> u64 {
+    u64::from(SPOOL_FREE_BYTES.load(Ordering::Relaxed))
+}
+
+fn device_state(vault: Option<&Vault>) -> DeviceState {
+    match vault.map(Vault::state) {
+        None | Some(KeystoreState::FactoryFresh) => DeviceState::Unprovisioned,
+        Some(KeystoreState::Locked) => DeviceState::Locked,
+        Some(KeystoreState::Unlocked) => DeviceState::Unlocked,
+    }
+}
+
+/// Publishes the lock state and the spool's free bytes.
+fn publish(vault: &mut Option<Vault>) {
+    DEVICE_STATE.sender().send_if_modified(|state| {
+        let now = device_state(vault.as_ref());
+        let changed = *state != Some(now);
+        *state = Some(now);
+        changed
+    });
+    let free = vault.as_mut().and_then(Vault::open_stores).map_or(0, |stores| stores.spool.free_bytes().min(u64::from(u32::MAX)) as u32);
+    SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
+}
+
+/// Mounts the key store on the flash partitions (once, at boot, before any task uses the
+/// store): the device is locked or factory-fresh afterwards.
+pub async fn mount(partitions: FlashPartitions, random: DerivedRandom) {
+    let vault = match Vault::mount(partitions, random).await {
+        Ok(vault) => vault,
+        Err(_) => {
+            defmt::error!("storage: the key store could not be mounted; the device stays locked");
+            return;
+        }
+    };
+    defmt::info!(
+        "storage: key store {}; {=u32} failed unlocks on record",
+        match vault.state() {
+            KeystoreState::FactoryFresh => "factory-fresh",
+            KeystoreState::Locked => "locked",
+            KeystoreState::Unlocked => "unlocked",
+        },
+        vault.failed_unlocks()
+    );
+    let mut slot = VAULT.lock().await;
+    *slot = Some(vault);
+    publish(&mut slot);
+}
+
+/// The open stores while the device is unlocked; the store is held until the guard drops.
+pub struct OpenGuard(MappedMutexGuard<'static, CriticalSectionRawMutex, OpenStores>);
+
+impl Deref for OpenGuard {
+    type Target = OpenStores;
+    fn deref(&self) -> &OpenStores {
+        &self.0
+    }
+}
+
+impl DerefMut for OpenGuard {
+    fn deref_mut(&mut self) -> &mut OpenStores {
+        &mut self.0
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        let free = self.0.spool.free_bytes().min(u64::from(u32::MAX)) as u32;
+        SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
+    }
+}
+
+/// The open stores (settings and spool), or `None` while locked or unmounted.
+pub async fn open() -> Option<OpenGuard> {
+    let mut guard = VAULT.lock().await;
+    guard.as_mut()?.open_stores()?;
+    let stores = MutexGuard::map(guard, |vault| match vault.as_mut().and_then(Vault::open_stores) {
+        Some(stores) => stores,
+        // Checked above under the same lock.
+        None => unreachable!(),
+    });
+    Some(OpenGuard(stores))
+}
+
+/// For a provider connection: the service's trust anchor (a CA certificate is copied into
+/// `certificate`) and the password of `credential` (copied into `password`, which should be a
+/// `SecretBytes`; its length returned). Each `None` while locked or unset.
+pub async fn provider_login(
+    service: TlsService,
+    certificate: &mut [u8],
+    credential: Option<(Credential, &mut [u8])>,
+) -> (Option<crate::link::TrustSource>, Option<usize>) {
+    let mut guard = VAULT.lock().await;
+    let Some(vault) = guard.as_mut() else {
+        return (None, None);
+    };
+    let anchor = vault.trust_anchor(service, certificate).await;
+    let password = match credential {
+        Some((credential, out)) => vault.credential(credential, out).await,
+        None => None,
+    };
+    (anchor, password)
+}
+
+/// For a provider login without a TLS anchor to load: the password of `credential`.
+pub async fn provider_password(credential: Credential, password: &mut [u8]) -> Option<usize> {
+    VAULT.lock().await.as_mut()?.credential(credential, password).await
+}
+
+/// What the console's `status` reports of the store.
+pub struct StoreStatus {
+    /// Factory-fresh (no admin key yet), locked or unlocked.
+    pub state: homemx_wire::message::DeviceState,
+    /// Whether a configuration was committed.
+    pub configured: bool,
+    /// Which provider credentials are set.
+    pub credentials: homemx_wire::message::CredentialsPresent,
+    /// Failed unlocks since the last success.
+    pub failed_unlocks: u32,
+    /// Seconds until the next unlock attempt is accepted.
+    pub unlock_wait_seconds: u64,
+}
+
+/// The console's one handle on the device's state: only the console holds it (handed out
+/// once, [`Lifecycle::take`]), so only the console unlocks, locks, configures and resets.
+pub struct Lifecycle(());
+
+impl Lifecycle {
+    /// The one lifecycle handle; `None` if it was handed out already.
+    pub fn take() -> Option<Lifecycle> {
+        (!LIFECYCLE_TAKEN.swap(true, Ordering::Relaxed)).then_some(Lifecycle(()))
+    }
+
+    async fn with<R>(&mut self, work: impl AsyncFnOnce(&mut Vault) -> Result<R, ErrorCode>) -> Result<R, ErrorCode> {
+        let mut guard = VAULT.lock().await;
+        let result = match guard.as_mut() {
+            Some(vault) => work(vault).await,
+            None => Err(ErrorCode::DeviceFault),
+        };
+        publish(&mut guard);
+        result
+    }
+
+    /// The enrolled admin key (from flash, or enrolled in this boot before the first unlock).
+    pub async fn admin_public_key(&mut self) -> Option<[u8; 32]> {
+        VAULT.lock().await.as_ref().and_then(Vault::admin_public_key)
+    }
+
+    /// Enrols (factory-fresh) or rotates (unlocked) the admin key.
+    pub async fn store_admin_key(&mut self, key: [u8; 32]) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.store_admin_key(key).await).await
+    }
+
+    /// Unlocks with the passphrase and opens the stores, then runs `after` on them with the
+    /// store still held (nothing else sees the stores before it is done); returns whether the
+    /// device is unlocked afterwards beside the result.
+    pub async fn unlock(&mut self, passphrase: &[u8], after: impl AsyncFnOnce(&mut OpenStores)) -> (Result<(), ErrorCode>, bool) {
+        let mut unlocked = false;
+        let result = self
+            .with(async |vault| {
+                let result = vault.unlock(passphrase).await;
+                unlocked = vault.state() == KeystoreState::Unlocked;
+                if result.is_ok() {
+                    if let Some(stores) = vault.open_stores() {
+                        after(stores).await;
+                    }
+                }
+                result
+            })
+            .await;
+        (result, unlocked)
+    }
+
+    /// Locks: the open stores are dropped (their keys wiped) and the key store locked.
+    pub async fn lock(&mut self) -> Result<(), ErrorCode> {
+        self.with(async |vault| {
+            vault.lock();
+            Ok(())
+        })
+        .await
+    }
+
+    /// The store's part of the console's `status`.
+    pub async fn status(&mut self) -> Result<StoreStatus, ErrorCode> {
+        use homemx_wire::message::{CredentialsPresent, DeviceState as WireState};
+        self.with(async |vault| {
+            let state = match vault.state() {
+                KeystoreState::FactoryFresh if vault.admin_public_key().is_none() => WireState::FactoryFresh,
+                KeystoreState::Unlocked => WireState::Unlocked,
+                _ => WireState::Locked,
+            };
+            Ok(StoreStatus {
+                state,
+                configured: matches!(vault.current_configuration().await, Ok(Some(_))),
+                credentials: CredentialsPresent {
+                    smarthost_password: vault.has_credential(Credential::SmarthostPassword).await,
+                    backup_mx_password: vault.has_credential(Credential::BackupMxPassword).await,
+                    dyndns_password: vault.has_credential(Credential::DynDnsPassword).await,
+                },
+                failed_unlocks: vault.failed_unlocks(),
+                unlock_wait_seconds: vault.unlock_wait_seconds(),
+            })
+        })
+        .await
+    }
+
+    /// Starts staging a new configuration generation.
+    pub async fn configuration_begin(&mut self) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.configuration_begin().await).await
+    }
+
+    /// Stores one item of the staged configuration.
+    pub async fn configuration_put(&mut self, item: &ConfigItem) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.configuration_put(item).await).await
+    }
+
+    /// Makes the staged configuration current, then runs `after` on the open stores with the
+    /// store still held.
+    pub async fn configuration_commit(&mut self, item_count: u16, after: impl AsyncFnOnce(&mut OpenStores)) -> Result<(), ErrorCode> {
+        self.with(async |vault| {
+            vault.configuration_commit(item_count).await?;
+            if let Some(stores) = vault.open_stores() {
+                after(stores).await;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Item `index` of the current configuration and the item count.
+    pub async fn configuration_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
+        self.with(async |vault| vault.configuration_get(index).await).await
+    }
+
+    /// Stores a write-only credential.
+    pub async fn set_credential(&mut self, credential: Credential, secret: &[u8]) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.set_credential(credential, secret).await).await
+    }
+
+    /// Stores a pin, or one chunk of a CA certificate.
+    pub async fn set_trust_anchor(&mut self, update: &TrustAnchorUpdate) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.set_trust_anchor(update).await).await
+    }
+
+    /// Destroys the wrapped data key and erases the key-value store and the spool.
+    pub async fn factory_reset(&mut self) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.factory_reset().await).await
+    }
+}
