@@ -15,8 +15,9 @@
 //!    message is in the spool is committed as seen; one whose message is not was never
 //!    committed and is dropped (the message is fetched again).
 //!
-//! Seen records are keyed by the UIDL; a ring of the last [`SEEN_RING`] keys bounds them and
-//! is pruned when a complete listing no longer shows a UIDL. The envelope recipient comes
+//! Seen records are keyed by the UIDL; [`homemx_pop3::SeenRing`] (its module says what is
+//! stored and in which order it is written) keeps their keys, bounds them to one listing's worth
+//! and names those a complete listing no longer shows. The envelope recipient comes
 //! from the provider's `Delivered-To` / `X-Original-To` / `Envelope-To` header; a recipient
 //! that is not one of ours goes to postmaster@ (fetched mail is never relayed out).
 
@@ -26,7 +27,9 @@ use core::net::{IpAddr, Ipv4Addr};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Ipv4Address, Stack};
 use embassy_time::Duration;
-use homemx_pop3::{envelope_recipient, Pop3Config, Pop3Event, Pop3Session, TlsMode as Pop3Tls};
+use homemx_pop3::{
+    envelope_recipient, record_holds, Inserted, Pop3Config, Pop3Event, Pop3Session, SeenRing, TlsMode as Pop3Tls, SEEN_PAGES, SEEN_PAGE_MAX,
+};
 use homemx_smtp::address::parse_forward_path;
 use homemx_smtp::RecipientDecision;
 use homemx_spool::{Envelope, MessageWriter};
@@ -44,8 +47,6 @@ use crate::random::DerivedRandom;
 const RECIPIENT_HEADERS: [&str; 3] = ["Delivered-To", "X-Original-To", "Envelope-To"];
 /// Header bytes kept to find the recipient before the spool message is begun.
 const HEADER_CAPACITY: usize = 2048;
-/// Seen UIDLs remembered (their keys fill one key-value record).
-pub const SEEN_RING: usize = 32;
 /// Largest fetched message.
 const MESSAGE_SIZE_MAX: u64 = 4 * 1024 * 1024;
 /// Longest POP3 password.
@@ -55,8 +56,34 @@ fn seen_key(uidl: &str) -> u64 {
     crate::store::Settings::key_for("pop3-seen", uidl.as_bytes())
 }
 
-fn ring_key() -> u64 {
-    crate::store::Settings::key_for("pop3-seen-ring", b"")
+const _: () = assert!(SEEN_PAGE_MAX <= homemx_spool::KEY_VALUE_CAPACITY, "a ring page fills one key-value record");
+
+/// Page 0 has the key of the former one-record ring (so its keys are read as they were).
+fn ring_page_key(page: usize) -> u64 {
+    match page {
+        0 => crate::store::Settings::key_for("pop3-seen-ring", b""),
+        page => crate::store::Settings::key_for("pop3-seen-ring", &[page as u8]),
+    }
+}
+
+/// The ring as stored (pages that cannot be read count as empty).
+async fn load_ring(stores: &mut crate::store::OpenStores) -> SeenRing {
+    let mut ring = SeenRing::new();
+    let mut page = [0u8; SEEN_PAGE_MAX];
+    for index in 0..SEEN_PAGES {
+        let length = stores.settings.fetch(ring_page_key(index), &mut page).await.ok().flatten().unwrap_or(0);
+        ring.load_page(&page[..length]);
+    }
+    ring
+}
+
+/// Stores the ring's changed pages, in ascending order (see [`homemx_pop3::SeenRing`]).
+async fn store_ring(stores: &mut crate::store::OpenStores, ring: &mut SeenRing) -> Result<(), ()> {
+    let mut page = [0u8; SEEN_PAGE_MAX];
+    for index in ring.take_dirty_pages() {
+        stores.settings.store(ring_page_key(index), ring.encode_page(index, &mut page)).await.map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 fn pending_key() -> u64 {
@@ -124,29 +151,16 @@ pub async fn reconcile(stores: &mut crate::store::OpenStores) {
     let _ = stores.settings.remove(pending_key()).await;
 }
 
-/// Records `uidl` as seen and adds it to the ring (evicting the oldest).
+/// Records `uidl` as seen: its record, then its key in the ring (the evicted record removed).
 async fn record_seen(stores: &mut crate::store::OpenStores, uidl: &str) -> Result<(), ()> {
     stores.settings.store(seen_key(uidl), uidl.as_bytes()).await.map_err(|_| ())?;
-    let mut ring = [0u8; SEEN_RING * 8];
-    let length = stores.settings.fetch(ring_key(), &mut ring).await.ok().flatten().unwrap_or(0) / 8 * 8;
-    let key = seen_key(uidl).to_le_bytes();
-    if ring[..length].chunks(8).any(|entry| entry == key) {
-        return Ok(());
-    }
-    let mut updated = [0u8; SEEN_RING * 8];
-    let kept = if length / 8 >= SEEN_RING {
-        // Forget the oldest: its message was deleted long ago, or the server keeps it for
-        // good (then it may come once more: the price of a bounded memory).
-        let oldest = u64::from_le_bytes(ring[..8].try_into().unwrap_or([0; 8]));
+    let mut ring = load_ring(stores).await;
+    if let Inserted::EvictedOldest(oldest) = ring.insert(seen_key(uidl)) {
+        // Its message was deleted long ago, or the server keeps it for good (then it may come
+        // once more: the price of a bounded memory).
         let _ = stores.settings.remove(oldest).await;
-        updated[..length - 8].copy_from_slice(&ring[8..length]);
-        length - 8
-    } else {
-        updated[..length].copy_from_slice(&ring[..length]);
-        length
-    };
-    updated[kept..kept + 8].copy_from_slice(&key);
-    stores.settings.store(ring_key(), &updated[..kept + 8]).await.map_err(|_| ())
+    }
+    store_ring(stores, &mut ring).await
 }
 
 /// Whether `uidl` was committed before.
@@ -155,7 +169,7 @@ async fn is_seen(uidl: &str) -> bool {
         return false;
     };
     let mut value = [0u8; homemx_pop3::UIDL_MAX];
-    matches!(stores.settings.fetch(seen_key(uidl), &mut value).await, Ok(Some(length)) if &value[..length] == uidl.as_bytes())
+    matches!(stores.settings.fetch(seen_key(uidl), &mut value).await, Ok(Some(length)) if record_holds(&value[..length], uidl))
 }
 
 /// Drops seen records whose UIDL a complete listing no longer shows.
@@ -163,22 +177,11 @@ async fn prune(listed: &[u64]) {
     let Some(mut stores) = crate::store::open().await else {
         return;
     };
-    let mut ring = [0u8; SEEN_RING * 8];
-    let length = stores.settings.fetch(ring_key(), &mut ring).await.ok().flatten().unwrap_or(0) / 8 * 8;
-    let mut kept = [0u8; SEEN_RING * 8];
-    let mut kept_length = 0;
-    for entry in ring[..length].chunks(8) {
-        let key = u64::from_le_bytes(entry.try_into().unwrap_or([0; 8]));
-        if listed.contains(&key) {
-            kept[kept_length..kept_length + 8].copy_from_slice(entry);
-            kept_length += 8;
-        } else {
-            let _ = stores.settings.remove(key).await;
-        }
+    let mut ring = load_ring(&mut stores).await;
+    for key in ring.prune(listed) {
+        let _ = stores.settings.remove(key).await;
     }
-    if kept_length != length {
-        let _ = stores.settings.store(ring_key(), &kept[..kept_length]).await;
-    }
+    let _ = store_ring(&mut stores, &mut ring).await;
 }
 
 /// The recipient for a fetched message: the provider's envelope header if it names one of our

@@ -1,88 +1,101 @@
-//! DNS lookups for the firmware (smarthost, backup MX, time server, DynDNS checks): A, MX and
-//! TXT over one embassy-net UDP socket, asking the servers DHCP named. Messages are built and
-//! checked by homemx-dns (random ID, our question echoed, compression bounded); replies from
-//! anyone but the server asked, or for another ID or question, are dropped (spoofing defence).
-//! Lookups are serialised: the appliance needs a handful per hour.
+//! DNS lookups for the firmware (smarthost, backup MX, time servers, DynDNS checks): the I/O
+//! driver of [`homemx_dns::Lookup`], which owns the DNS logic (the query, the retransmission
+//! schedule over the servers DHCP named, which datagrams to believe, the answer; tested on the
+//! host, forged answers included). Here only: one embassy-net UDP socket bound to a random source
+//! port, a random ID, the clock. Calls nothing but the network stack and [`DerivedRandom`].
+//!
+//! Lookups are serialised (the appliance needs a handful per hour), so the socket's buffers and
+//! the lookup's state (2.6 KB, most of it room for the answer) live once, in [`RESOLVER`], not in
+//! the future of every task that resolves a name. They are written at [`init`] into a
+//! [`StaticCell`] (zero-initialised RAM), so they take no room in flash as a static's initial
+//! value would.
+
+use core::net::IpAddr;
 
 use embassy_net::udp::{PacketMetadata, UdpSocket};
-use embassy_net::{IpAddress, IpEndpoint, Stack};
+use embassy_net::{IpEndpoint, Ipv4Address, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::Mutex;
-use embassy_time::{with_timeout, Duration, Instant};
-use homemx_dns::message::{build_query, parse_response, Answer, RecordType, MAX_QUERY_LEN};
-use homemx_dns::DnsError;
+use embassy_time::{with_deadline, Instant};
+use homemx_dns::message::{Answer, RecordType, MAX_QUERY_LEN};
+use homemx_dns::resolver::{DNS_PORT, MAX_SERVERS};
+use homemx_dns::{source_port, DnsError, Lookup};
+use static_cell::StaticCell;
 
 use crate::random::DerivedRandom;
 
-/// Largest DNS reply read (plain DNS over UDP: 512 octets without EDNS).
+/// Largest DNS reply taken (plain DNS over UDP: 512 octets without EDNS); a longer datagram
+/// does not fit the socket's buffer and is dropped by the stack.
 const REPLY_CAPACITY: usize = 512;
-/// Waits per attempt; one attempt per server per round.
-const ATTEMPT_TIMEOUTS: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)];
 
-/// The random source for query IDs and source ports, set at start.
-static LOOKUP: Mutex<CriticalSectionRawMutex, Option<DerivedRandom>> = Mutex::new(None);
-
-/// Gives the resolver its random stream (IDs and source ports must be unpredictable).
-pub async fn init(random: DerivedRandom) {
-    *LOOKUP.lock().await = Some(random);
+/// What the one lookup at a time needs.
+struct Resolver {
+    /// For IDs and source ports: an off-path spoofer has to guess both.
+    random: DerivedRandom,
+    /// The running (or last) lookup.
+    lookup: Option<Lookup>,
+    rx_meta: [PacketMetadata; 2],
+    tx_meta: [PacketMetadata; 2],
+    rx_buffer: [u8; REPLY_CAPACITY],
+    tx_buffer: [u8; MAX_QUERY_LEN],
 }
 
-/// Counts of lookups, for the status page and the figures.
-pub static QUERIES_SENT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+/// The resolver, once [`init`] gave it its random stream.
+static RESOLVER: Mutex<CriticalSectionRawMutex, Option<&'static mut Resolver>> = Mutex::new(None);
+
+/// Gives the resolver its random stream (IDs and source ports must be unpredictable). Once.
+pub async fn init(random: DerivedRandom) {
+    static STATE: StaticCell<Resolver> = StaticCell::new();
+    let mut resolver = RESOLVER.lock().await;
+    *resolver = Some(STATE.init_with(|| Resolver {
+        random,
+        lookup: None,
+        rx_meta: [PacketMetadata::EMPTY; 2],
+        tx_meta: [PacketMetadata::EMPTY; 2],
+        rx_buffer: [0; REPLY_CAPACITY],
+        tx_buffer: [0; MAX_QUERY_LEN],
+    }));
+}
+
+fn now_ms() -> u64 {
+    Instant::now().as_millis()
+}
 
 /// Looks `name` up; NXDOMAIN and NODATA are answers, not errors.
 pub async fn lookup(stack: Stack<'static>, name: &str, record_type: RecordType) -> Result<Answer, DnsError> {
-    let mut guard = LOOKUP.lock().await;
-    let random = guard.as_mut().ok_or(DnsError::NoServers)?;
-    let servers: heapless::Vec<embassy_net::Ipv4Address, 3> =
-        stack.config_v4().map(|config| config.dns_servers).unwrap_or_default();
-    if servers.is_empty() {
-        return Err(DnsError::NoServers);
-    }
-    let mut rx_meta = [PacketMetadata::EMPTY; 2];
-    let mut tx_meta = [PacketMetadata::EMPTY; 2];
-    let mut rx_buffer = [0u8; REPLY_CAPACITY];
-    let mut tx_buffer = [0u8; MAX_QUERY_LEN];
-    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx_buffer, &mut tx_meta, &mut tx_buffer);
-    // A random source port from the dynamic range (RFC 6056), a random ID.
+    let mut guard = RESOLVER.lock().await;
+    let Resolver { random, lookup, rx_meta, tx_meta, rx_buffer, tx_buffer } = guard.as_mut().ok_or(DnsError::NoServers)?;
+    let servers: heapless::Vec<[u8; 4], MAX_SERVERS> = stack
+        .config_v4()
+        .map(|config| config.dns_servers.iter().take(MAX_SERVERS).map(|server| server.octets()).collect())
+        .unwrap_or_default();
     let entropy = random.next_u64();
-    let port = 49_152 + (entropy as u16 % 16_384);
-    socket.bind(port).map_err(|_| DnsError::NoServers)?;
-    let id = (entropy >> 16) as u16;
-    let mut query = [0u8; MAX_QUERY_LEN];
-    let length = build_query(id, name, record_type, &mut query)?;
-    let mut reply = [0u8; REPLY_CAPACITY];
-    for timeout in ATTEMPT_TIMEOUTS {
-        for server in &servers {
-            let endpoint = IpEndpoint::new(IpAddress::Ipv4(*server), 53);
-            QUERIES_SENT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            if socket.send_to(&query[..length], endpoint).await.is_err() {
-                continue;
-            }
-            let deadline = Instant::now() + timeout;
-            loop {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let Ok(received) = with_timeout(remaining, socket.recv_from(&mut reply)).await else {
-                    break;
-                };
-                let Ok((count, from)) = received else {
-                    break;
-                };
-                if from.endpoint != endpoint {
-                    continue;
-                }
-                match parse_response(id, name, record_type, &reply[..count]) {
-                    Ok(answer) => return Ok(answer),
-                    // Not an answer to this question: ignore it, keep waiting.
-                    Err(DnsError::IdMismatch | DnsError::QuestionMismatch | DnsError::NotAResponse) => continue,
-                    // A server failure: ask the next server.
-                    Err(DnsError::ServerFailure | DnsError::Refused) => break,
-                    Err(error) => return Err(error),
-                }
-            }
+    let lookup = lookup.insert(Lookup::new(name, record_type, (entropy >> 16) as u16, &servers, now_ms())?);
+    let mut socket = UdpSocket::new(stack, rx_meta, rx_buffer, tx_meta, tx_buffer);
+    socket.bind(source_port(entropy as u16)).map_err(|_| DnsError::NoServers)?;
+    loop {
+        while let Some((server, datagram)) = lookup.poll_transmit(now_ms()) {
+            // One that cannot be sent (no route yet) goes unanswered: the schedule sends again.
+            let _ = socket.send_to(datagram, IpEndpoint::new(Ipv4Address::from(server).into(), DNS_PORT)).await;
         }
+        if let Some(result) = lookup.poll_result(now_ms()) {
+            if lookup.ignored_datagrams() > 0 {
+                defmt::warn!("dns: {=u32} datagrams for {=str} were not answers to our query (dropped)", lookup.ignored_datagrams(), name);
+            }
+            return result;
+        }
+        // Running lookups always have a next instant; `None` only after the result was taken.
+        let Some(at) = lookup.next_timeout_ms() else {
+            return Err(DnsError::Timeout);
+        };
+        let receive = socket.recv_from_with(|bytes, metadata| {
+            if let IpAddr::V4(from) = IpAddr::from(metadata.endpoint.addr) {
+                lookup.handle_datagram(from.octets(), metadata.endpoint.port, bytes, now_ms());
+            }
+        });
+        // Timed out: the next round polls the schedule.
+        let _ = with_deadline(Instant::from_millis(at), receive).await;
     }
-    Err(DnsError::Timeout)
 }
 
 /// The first IPv4 address of `name`.

@@ -64,7 +64,7 @@ async fn synchronise(stack: embassy_net::Stack<'static>, random: &mut crate::ran
     let mut rx_buffer = [0u8; 96];
     let mut tx_buffer = [0u8; PACKET_LEN];
     let mut socket = embassy_net::udp::UdpSocket::new(stack, &mut rx_meta, &mut rx_buffer, &mut tx_meta, &mut tx_buffer);
-    let port = 49_152 + (random.next_u64() as u16 % 16_384);
+    let port = homemx_dns::source_port(random.next_u64() as u16);
     if socket.bind(port).is_err() {
         return false;
     }

@@ -29,6 +29,16 @@ pub const DNS_PORT: u16 = 53;
 /// attempts (11 s in all). Attempts rotate over the servers.
 pub const RETRY_TIMEOUTS_MS: [u64; 4] = [1_000, 2_000, 4_000, 4_000];
 
+/// The first port of the dynamic range (RFC 6335), where source ports are drawn from.
+pub const EPHEMERAL_PORT_FIRST: u16 = 49_152;
+
+/// The source port for a lookup (or an SNTP request) from a random 16-bit value: uniform over
+/// the dynamic range 49152-65535 (RFC 6056; 2^16 is a multiple of its 16,384 ports, so no port
+/// is favoured). With the random ID it is what an off-path spoofer has to guess.
+pub const fn source_port(random: u16) -> u16 {
+    EPHEMERAL_PORT_FIRST + random % (u16::MAX - EPHEMERAL_PORT_FIRST + 1)
+}
+
 /// What [`Lookup::handle_datagram`] did with a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatagramOutcome {
@@ -451,6 +461,82 @@ mod tests {
         }
         assert_eq!(servers, [S0, S1, S2, S0]);
         assert_eq!(now, 11_000);
+    }
+
+    #[test]
+    fn source_ports_cover_the_dynamic_range_evenly() {
+        assert_eq!(source_port(0), 49_152);
+        assert_eq!(source_port(16_383), 65_535);
+        assert_eq!(source_port(16_384), 49_152);
+        assert_eq!(source_port(u16::MAX), 65_535);
+        let mut hits = std::vec![0u32; 16_384];
+        for random in 0..=u16::MAX {
+            hits[usize::from(source_port(random) - EPHEMERAL_PORT_FIRST)] += 1;
+        }
+        assert!(hits.iter().all(|&count| count == 4));
+    }
+
+    /// An off-path attacker races the real server with answers that point the smarthost's name
+    /// at its own address. Each forgery differs from one the lookup would take (the control)
+    /// in one thing only the real server's answer has: each is dropped, and the real answer,
+    /// arriving after it, is the result.
+    #[test]
+    fn forged_answers_are_dropped_and_the_real_answer_is_taken() {
+        const NAME: &str = "smarthost.example.net";
+        const REAL: [u8; 4] = [203, 0, 113, 25];
+        const FORGED: [u8; 4] = [6, 6, 6, 6];
+        const RESPONSE: u16 = 0x8180;
+        let answer = |id: u16, flags: u16, question: &str, question_type: u16, address: [u8; 4]| {
+            Encoder::with_flags(id, flags).question(question, question_type).a(NAME, 300, address).finish()
+        };
+        let start_a = || {
+            let mut lookup = Lookup::new(NAME, RecordType::A, ID, &[S0, S1], START).unwrap();
+            assert_eq!(lookup.poll_transmit(START).map(|(server, _)| server), Some(S0));
+            lookup
+        };
+        let address_taken = |lookup: &mut Lookup| match lookup.poll_result(START + 20) {
+            Some(Ok(Answer::A { records, .. })) => {
+                records.iter().map(|record| record.address).collect::<std::vec::Vec<_>>()
+            }
+            other => panic!("no A answer: {other:?}"),
+        };
+
+        // The control: a forgery right in everything the checks look at is taken (so each case
+        // below is dropped for the one thing it gets wrong, not for a fault of the forgery).
+        let forged = answer(ID, RESPONSE, NAME, TYPE_A, FORGED);
+        let mut lookup = start_a();
+        assert_eq!(lookup.handle_datagram(S0, DNS_PORT, &forged, START + 10), DatagramOutcome::Finished);
+        assert_eq!(address_taken(&mut lookup), [FORGED]);
+
+        let class_at = crate::message::HEADER_LEN + NAME.len() + 2 + 2;
+        let mut chaos_class = forged.clone();
+        chaos_class[class_at..class_at + 2].copy_from_slice(&3u16.to_be_bytes());
+        let two_questions = Encoder::with_flags(ID, RESPONSE)
+            .question(NAME, TYPE_A)
+            .question(NAME, TYPE_A)
+            .a(NAME, 300, FORGED)
+            .finish();
+        let cases: [(&str, [u8; 4], u16, std::vec::Vec<u8>); 10] = [
+            ("another ID", S0, DNS_PORT, answer(ID ^ 0x0400, RESPONSE, NAME, TYPE_A, FORGED)),
+            ("from an address that is no server", FORGED, DNS_PORT, forged.clone()),
+            ("from the server's address, another port", S0, 5353, forged.clone()),
+            ("from a server not asked (yet)", S1, DNS_PORT, forged.clone()),
+            ("another name in the question", S0, DNS_PORT, answer(ID, RESPONSE, "evil.example.net", TYPE_A, FORGED)),
+            ("another type in the question", S0, DNS_PORT, answer(ID, RESPONSE, NAME, TYPE_MX, FORGED)),
+            ("another class in the question", S0, DNS_PORT, chaos_class),
+            ("two questions", S0, DNS_PORT, two_questions),
+            ("a query, not a response", S0, DNS_PORT, answer(ID, RESPONSE & 0x7FFF, NAME, TYPE_A, FORGED)),
+            ("another opcode", S0, DNS_PORT, answer(ID, RESPONSE | 2 << 11, NAME, TYPE_A, FORGED)),
+        ];
+        let real = answer(ID, RESPONSE, NAME, TYPE_A, REAL);
+        for (case, from, port, bytes) in &cases {
+            let mut lookup = start_a();
+            assert_eq!(lookup.handle_datagram(*from, *port, bytes, START + 10), DatagramOutcome::Ignored, "{case}");
+            assert_eq!(lookup.poll_result(START + 10), None, "{case}");
+            assert_eq!(lookup.ignored_datagrams(), 1, "{case}");
+            assert_eq!(lookup.handle_datagram(S0, DNS_PORT, &real, START + 20), DatagramOutcome::Finished, "{case}");
+            assert_eq!(address_taken(&mut lookup), [REAL], "{case}");
+        }
     }
 
     proptest::proptest! {

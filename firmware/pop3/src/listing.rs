@@ -15,7 +15,7 @@ pub struct ListEntry<'a> {
     pub number: u32,
     /// The size LIST reported, in octets (dot-stuffed, CRLF line ends: an estimate).
     pub size: u64,
-    /// The unique-id: stable across sessions, the key of [`crate::SeenUidls`].
+    /// The unique-id: stable across sessions, what [`crate::SeenRing`]'s records remember.
     pub uidl: &'a str,
 }
 
@@ -27,7 +27,7 @@ pub struct ListingSummary {
     /// Messages reported to the caller (`Listed` and `TooLarge` events).
     pub listed: u32,
     /// Whether every message on the server was reported: only then may the caller prune its
-    /// [`crate::SeenUidls`] with this listing.
+    /// [`crate::SeenRing`] with this listing.
     pub complete: bool,
 }
 

@@ -1,305 +1,180 @@
-//! `SeenUidls`: the bounded set of unique-ids whose messages are already committed to the
-//! spool, and its versioned, checksummed encoding for the key-value store.
+//! `SeenRing`: which fetched messages are already committed to the spool, kept in a key-value
+//! store whose values hold at most 256 octets (the firmware's), so that fetching is loss- and
+//! duplicate-free across power cuts: a message is retrieved only if it is not seen; it becomes
+//! seen after the spool committed it and before DELE; a seen message that is still listed (the
+//! QUIT that would have made the DELE final never got its `+OK`) is deleted again, not fetched.
 //!
-//! With it fetching is loss- and duplicate-free: a message is retrieved only if its UIDL is
-//! not in the set; its UIDL goes in (and the set is persisted) after the spool committed it
-//! and before DELE; a UIDL in the set whose message is still listed (the QUIT that would have
-//! made the DELE final never got its `+OK`) is deleted again, not fetched again.
+//! What is stored, and who writes it:
+//! - per committed UIDL a *seen record*: its key is the caller's key for the UIDL (the firmware
+//!   hashes it: `key_for("pop3-seen", uidl)`), its value the UIDL's octets. A UIDL is seen when
+//!   its record holds exactly it ([`record_holds`]); two UIDLs whose keys collide make one of
+//!   them look unseen: at worst a duplicate, never a loss.
+//! - the *ring*: the seen records' keys, oldest first, at most [`SEEN_CAPACITY`] (one listing's
+//!   worth, [`LISTING_MAX`]). It bounds the records (a key inserted into a full ring evicts the
+//!   oldest, whose record the caller removes) and lets the caller remove the records a complete
+//!   listing no longer shows ([`SeenRing::prune`]). It is stored in [`SEEN_PAGES`] records,
+//!   *pages*: page `i` is keys `32 i .. 32 i + 32` as little-endian `u64`s (at most 256
+//!   octets). Page 0 is byte for byte the firmware's former 32-key ring record, so a store
+//!   written before the ring had pages reads as it was.
 //!
-//! Encoding (version 1): `"SU"`, version `1`, count (u8), then per entry its length (u8) and
-//! octets, then the CRC-32 (IEEE) of everything before it, little-endian. At most
-//! [`SEEN_ENCODED_MAX`] octets.
+//! The order that keeps a power cut harmless: commit the message, store its seen record, then
+//! insert its key: remove the evicted record, if any, and store the pages
+//! [`SeenRing::take_dirty_pages`] names, in ascending order. Prune: remove the pruned records,
+//! then store the dirty pages. Cut in between, the store holds a record the ring does not name
+//! (the firmware's pending record re-inserts it at the next unlock), or a key without a record
+//! (harmless: evicted or pruned again later); cut between two page writes, the pages may name
+//! a key twice (loading keeps the first) and lack the key being inserted, but never lack a key
+//! the ring kept (see the `torn_page_writes_keep_every_kept_key` test).
 
-use crate::listing::{is_valid_uidl, UIDL_MAX};
+use heapless::Vec;
 
-/// Entries the set holds; when full, inserting evicts the oldest.
-pub const SEEN_CAPACITY: usize = 128;
-/// The longest encoding: header, every entry at full length, checksum.
-pub const SEEN_ENCODED_MAX: usize = 4 + SEEN_CAPACITY * (1 + UIDL_MAX) + 4;
+use crate::listing::LISTING_MAX;
 
-const MAGIC: &[u8; 2] = b"SU";
-const VERSION: u8 = 1;
+/// Keys the ring holds: one listing's worth, so the messages one run commits never evict each
+/// other before their DELE is final.
+pub const SEEN_CAPACITY: usize = LISTING_MAX;
+/// Keys per stored page.
+pub const SEEN_PAGE_KEYS: usize = 32;
+/// Octets of a full page: the key-value store's largest value.
+pub const SEEN_PAGE_MAX: usize = SEEN_PAGE_KEYS * 8;
+/// Pages the ring is stored in.
+pub const SEEN_PAGES: usize = SEEN_CAPACITY.div_ceil(SEEN_PAGE_KEYS);
 
-/// What [`SeenUidls::insert`] did.
+const _: () = assert!(SEEN_PAGES <= u8::BITS as usize, "the dirty pages are a bit mask");
+
+/// What [`SeenRing::insert`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inserted {
-    /// The UIDL was added.
+    /// The key was added.
     Added,
-    /// The UIDL was already present.
+    /// The key was already there (its place is kept).
     AlreadyPresent,
-    /// The set was full: the oldest entry was dropped to make room (if that message is still
-    /// on the server it may be fetched again: a duplicate, never a loss).
-    EvictedOldest,
+    /// The ring was full: this oldest key was dropped to make room, and its record must be
+    /// removed (if that message is still on the server it may be fetched again: a duplicate,
+    /// never a loss).
+    EvictedOldest(u64),
 }
 
-/// The UIDL is not 1 to 70 octets in 0x21..=0x7E (RFC 1939 7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InvalidUidl;
-
-/// Why stored bytes were not a set. Start with an empty set then (at worst messages the
-/// server still holds are fetched again).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DecodeError {
-    /// Shorter than the header and entries say.
-    Truncated,
-    /// Not a `SeenUidls` encoding.
-    BadMagic,
-    /// A version this firmware does not know.
-    UnsupportedVersion(u8),
-    /// More entries than fit, an invalid UIDL or a duplicate.
-    Corrupt,
-    /// The checksum does not match.
-    ChecksumMismatch,
-    /// Octets after the checksum.
-    TrailingBytes,
+/// Whether a seen record's stored value says `uidl` is seen (the value is the UIDL's octets).
+pub fn record_holds(stored: &[u8], uidl: &str) -> bool {
+    stored == uidl.as_bytes()
 }
 
-/// The set of committed UIDLs, oldest first.
-#[derive(Clone)]
-pub struct SeenUidls {
-    entries: [[u8; UIDL_MAX]; SEEN_CAPACITY],
-    lengths: [u8; SEEN_CAPACITY],
-    count: usize,
-    /// During a streamed prune: which entries the listing named.
-    marks: u128,
+/// The seen records' keys, oldest first, and which stored pages no longer match them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenRing {
+    keys: Vec<u64, SEEN_CAPACITY, u8>,
+    /// Bit `i`: page `i` changed since loading (or since [`Self::take_dirty_pages`]).
+    dirty: u8,
 }
 
-impl Default for SeenUidls {
-    fn default() -> Self {
-        Self::new()
+impl SeenRing {
+    /// An empty ring.
+    pub const fn new() -> SeenRing {
+        SeenRing { keys: Vec::new(), dirty: 0 }
     }
-}
 
-impl core::fmt::Debug for SeenUidls {
-    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        formatter.debug_list().entries(self.iter()).finish()
-    }
-}
-
-/// CRC-32 (IEEE 802.3, reflected, as in zip and Ethernet).
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { crc >> 1 ^ 0xEDB8_8320 } else { crc >> 1 };
+    /// Appends the keys of a stored page; call for page 0, 1, … in order (an absent page is
+    /// empty). Whole little-endian `u64`s only (a trailing partial one is ignored); a key seen
+    /// before is skipped, so a page cut off while being rewritten loads cleanly. Marks nothing
+    /// dirty.
+    pub fn load_page(&mut self, bytes: &[u8]) {
+        let dirty = self.dirty;
+        for chunk in bytes.chunks_exact(8) {
+            let mut key = [0u8; 8];
+            key.copy_from_slice(chunk);
+            self.insert(u64::from_le_bytes(key));
         }
-    }
-    !crc
-}
-
-impl SeenUidls {
-    /// An empty set.
-    pub const fn new() -> SeenUidls {
-        SeenUidls { entries: [[0; UIDL_MAX]; SEEN_CAPACITY], lengths: [0; SEEN_CAPACITY], count: 0, marks: 0 }
+        self.dirty = dirty;
     }
 
-    /// Entries held.
+    /// Keys held.
     pub fn len(&self) -> usize {
-        self.count
+        self.keys.len()
     }
 
-    /// Whether the set is empty.
+    /// Whether the ring is empty.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.keys.is_empty()
     }
 
-    /// Whether the next new UIDL evicts the oldest.
-    pub fn is_full(&self) -> bool {
-        self.count == SEEN_CAPACITY
+    /// The keys, oldest first.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
     }
 
-    /// Removes every entry.
-    pub fn clear(&mut self) {
-        self.entries = [[0; UIDL_MAX]; SEEN_CAPACITY];
-        self.lengths = [0; SEEN_CAPACITY];
-        self.count = 0;
-        self.marks = 0;
+    /// Whether `key` is in the ring.
+    pub fn contains(&self, key: u64) -> bool {
+        self.keys.contains(&key)
     }
 
-    fn entry(&self, index: usize) -> &[u8] {
-        &self.entries[index][..usize::from(self.lengths[index])]
-    }
-
-    fn position(&self, uidl: &[u8]) -> Option<usize> {
-        (0..self.count).find(|&index| self.entry(index) == uidl)
-    }
-
-    /// The entries, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        (0..self.count).map(|index| core::str::from_utf8(self.entry(index)).unwrap_or(""))
-    }
-
-    /// Whether `uidl` is in the set (exact, case-sensitive comparison: unique-ids are).
-    pub fn contains(&self, uidl: &str) -> bool {
-        self.position(uidl.as_bytes()).is_some()
-    }
-
-    /// Adds `uidl` (call after the spool committed its message, then persist the set, then
-    /// DELE the message).
-    pub fn insert(&mut self, uidl: &str) -> Result<Inserted, InvalidUidl> {
-        let uidl = uidl.as_bytes();
-        if !is_valid_uidl(uidl) {
-            return Err(InvalidUidl);
+    /// Adds `key` as the newest (after its record was stored); a full ring drops its oldest.
+    pub fn insert(&mut self, key: u64) -> Inserted {
+        if self.contains(key) {
+            return Inserted::AlreadyPresent;
         }
-        if self.position(uidl).is_some() {
-            return Ok(Inserted::AlreadyPresent);
-        }
-        let outcome = if self.count == SEEN_CAPACITY {
-            self.remove(0);
-            Inserted::EvictedOldest
+        let outcome = if self.keys.is_full() {
+            let oldest = self.keys.remove(0);
+            self.mark_from(0, SEEN_CAPACITY);
+            Inserted::EvictedOldest(oldest)
         } else {
             Inserted::Added
         };
-        let index = self.count;
-        self.entries[index] = [0; UIDL_MAX];
-        self.entries[index][..uidl.len()].copy_from_slice(uidl);
-        self.lengths[index] = uidl.len() as u8;
-        self.count += 1;
-        Ok(outcome)
+        self.mark_from(self.keys.len(), self.keys.len() + 1);
+        // There is room now: `push` cannot fail.
+        let _ = self.keys.push(key);
+        outcome
     }
 
-    /// Removes `uidl`; returns whether it was present.
-    pub fn remove_uidl(&mut self, uidl: &str) -> bool {
-        match self.position(uidl.as_bytes()) {
-            Some(index) => {
-                self.remove(index);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn remove(&mut self, index: usize) {
-        if index >= self.count {
-            return;
-        }
-        self.entries.copy_within(index + 1..self.count, index);
-        self.lengths.copy_within(index + 1..self.count, index);
-        // Keep the marks of a streamed prune aligned with the entries.
-        let below = self.marks & ((1u128 << index) - 1);
-        let above = if index + 1 < 128 { self.marks >> (index + 1) << index } else { 0 };
-        self.marks = below | above;
-        self.count -= 1;
-        self.entries[self.count] = [0; UIDL_MAX];
-        self.lengths[self.count] = 0;
-    }
-
-    /// Keeps only the entries `listed` names; returns how many were removed. Use only with a
-    /// complete listing ([`crate::ListingSummary::complete`]): an entry whose message is on
-    /// the server but was not listed would be dropped and the message fetched again.
-    pub fn prune<'u, I: IntoIterator<Item = &'u str>>(&mut self, listed: I) -> usize {
-        self.prune_start();
-        for uidl in listed {
-            self.prune_keep(uidl);
-        }
-        self.prune_finish()
-    }
-
-    /// Starts a streamed prune (for callers that do not keep the listing): call
-    /// [`Self::prune_keep`] for every listed UIDL, then [`Self::prune_finish`].
-    pub fn prune_start(&mut self) {
-        self.marks = 0;
-    }
-
-    /// During a streamed prune: `uidl` is on the server.
-    pub fn prune_keep(&mut self, uidl: &str) {
-        if let Some(index) = self.position(uidl.as_bytes()) {
-            self.marks |= 1u128 << index;
-        }
-    }
-
-    /// Ends a streamed prune: removes every entry not kept; returns how many.
-    pub fn prune_finish(&mut self) -> usize {
-        let mut removed = 0;
+    /// Keeps only the keys `listed` holds (the keys of a complete listing's UIDLs; with an
+    /// incomplete one a message merely not listed would be forgotten and fetched again).
+    /// Returns the removed keys, oldest first: remove their records.
+    pub fn prune(&mut self, listed: &[u64]) -> Vec<u64, SEEN_CAPACITY, u8> {
+        let length = self.keys.len();
+        let mut removed = Vec::new();
+        let mut first_removed = None;
         let mut index = 0;
-        while index < self.count {
-            if self.marks & (1u128 << index) == 0 {
-                self.remove(index);
-                removed += 1;
-            } else {
-                index += 1;
+        self.keys.retain(|key| {
+            let keep = listed.contains(key);
+            if !keep {
+                first_removed.get_or_insert(index);
+                // At most every key: `push` cannot fail.
+                let _ = removed.push(*key);
             }
+            index += 1;
+            keep
+        });
+        if let Some(first) = first_removed {
+            self.mark_from(first, length);
         }
-        self.marks = 0;
         removed
     }
 
-    /// Octets [`Self::encode`] writes for the current entries.
-    pub fn encoded_len(&self) -> usize {
-        4 + (0..self.count).map(|index| 1 + usize::from(self.lengths[index])).sum::<usize>() + 4
+    /// The page numbers to store, ascending, and forgets them (call when storing them).
+    pub fn take_dirty_pages(&mut self) -> impl Iterator<Item = usize> + use<> {
+        let dirty = core::mem::take(&mut self.dirty);
+        (0..SEEN_PAGES).filter(move |page| dirty & 1 << page != 0)
     }
 
-    /// Writes the encoding into `out`; returns its length, or 0 when `out` is shorter than
-    /// [`Self::encoded_len`] (a buffer of [`SEEN_ENCODED_MAX`] always fits).
-    pub fn encode(&self, out: &mut [u8]) -> usize {
-        let length = self.encoded_len();
-        let Some(out) = out.get_mut(..length) else { return 0 };
-        out[..2].copy_from_slice(MAGIC);
-        out[2] = VERSION;
-        out[3] = self.count as u8;
-        let mut at = 4;
-        for index in 0..self.count {
-            let entry = self.entry(index);
-            out[at] = entry.len() as u8;
-            out[at + 1..at + 1 + entry.len()].copy_from_slice(entry);
-            at += 1 + entry.len();
+    /// Page `index` as stored: its keys as little-endian `u64`s (empty past the last key).
+    pub fn encode_page<'o>(&self, index: usize, out: &'o mut [u8; SEEN_PAGE_MAX]) -> &'o [u8] {
+        let keys = self.keys.iter().skip(index.saturating_mul(SEEN_PAGE_KEYS)).take(SEEN_PAGE_KEYS);
+        let mut length = 0;
+        for (slot, key) in out.chunks_exact_mut(8).zip(keys) {
+            slot.copy_from_slice(&key.to_le_bytes());
+            length += 8;
         }
-        let checksum = crc32(&out[..at]);
-        out[at..at + 4].copy_from_slice(&checksum.to_le_bytes());
-        length
+        &out[..length]
     }
 
-    /// Reads an encoding written by [`Self::encode`]; any other input is an error, never a
-    /// panic.
-    pub fn decode(bytes: &[u8]) -> Result<SeenUidls, DecodeError> {
-        let mut set = SeenUidls::new();
-        set.load(bytes)?;
-        Ok(set)
-    }
-
-    /// Like [`Self::decode`], but in place (no 9 KB value on the stack). On error the set is
-    /// left empty.
-    pub fn load(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        self.clear();
-        let result = self.load_entries(bytes);
-        if result.is_err() {
-            self.clear();
+    /// Marks the pages holding positions `from .. until` (the ones whose content changed).
+    fn mark_from(&mut self, from: usize, until: usize) {
+        if until == 0 {
+            return;
         }
-        result
-    }
-
-    fn load_entries(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        let header = bytes.get(..4).ok_or(DecodeError::Truncated)?;
-        if &header[..2] != MAGIC {
-            return Err(DecodeError::BadMagic);
+        for page in from / SEEN_PAGE_KEYS..=(until - 1) / SEEN_PAGE_KEYS {
+            self.dirty |= 1 << page;
         }
-        if header[2] != VERSION {
-            return Err(DecodeError::UnsupportedVersion(header[2]));
-        }
-        let count = usize::from(header[3]);
-        if count > SEEN_CAPACITY {
-            return Err(DecodeError::Corrupt);
-        }
-        let mut at = 4;
-        for _ in 0..count {
-            let length = usize::from(*bytes.get(at).ok_or(DecodeError::Truncated)?);
-            let uidl = bytes.get(at + 1..at + 1 + length).ok_or(DecodeError::Truncated)?;
-            at += 1 + length;
-            let uidl = core::str::from_utf8(uidl).map_err(|_| DecodeError::Corrupt)?;
-            if self.insert(uidl) != Ok(Inserted::Added) {
-                return Err(DecodeError::Corrupt);
-            }
-        }
-        let stored = bytes.get(at..at + 4).ok_or(DecodeError::Truncated)?;
-        let stored = u32::from_le_bytes([stored[0], stored[1], stored[2], stored[3]]);
-        if stored != crc32(&bytes[..at]) {
-            return Err(DecodeError::ChecksumMismatch);
-        }
-        if bytes.len() > at + 4 {
-            return Err(DecodeError::TrailingBytes);
-        }
-        Ok(())
     }
 }
 
@@ -307,110 +182,235 @@ impl SeenUidls {
 mod tests {
     use super::*;
 
-    #[test]
-    fn crc_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-    }
-
-    #[test]
-    fn insert_contains_remove() {
-        let mut set = SeenUidls::new();
-        assert_eq!(set.insert("a1"), Ok(Inserted::Added));
-        assert_eq!(set.insert("a1"), Ok(Inserted::AlreadyPresent));
-        assert_eq!(set.insert(""), Err(InvalidUidl));
-        assert_eq!(set.insert("has space"), Err(InvalidUidl));
-        assert_eq!(set.insert(&"x".repeat(71)), Err(InvalidUidl));
-        assert!(set.contains("a1"));
-        assert!(!set.contains("A1"));
-        assert!(set.remove_uidl("a1"));
-        assert!(!set.remove_uidl("a1"));
-        assert!(set.is_empty());
-    }
-
-    #[test]
-    fn full_set_evicts_the_oldest() {
-        let mut set = SeenUidls::new();
-        for index in 0..SEEN_CAPACITY {
-            assert_eq!(set.insert(&format!("u{index}")), Ok(Inserted::Added));
+    fn ring_of(keys: core::ops::Range<u64>) -> SeenRing {
+        let mut ring = SeenRing::new();
+        for key in keys {
+            assert_eq!(ring.insert(key), Inserted::Added);
         }
-        assert!(set.is_full());
-        assert_eq!(set.insert("new"), Ok(Inserted::EvictedOldest));
-        assert!(!set.contains("u0") && set.contains("u1") && set.contains("new"));
-        assert_eq!(set.len(), SEEN_CAPACITY);
-        assert_eq!(set.iter().next(), Some("u1"));
-        assert_eq!(set.iter().last(), Some("new"));
+        ring
     }
 
-    #[test]
-    fn prune_keeps_only_listed() {
-        let mut set = SeenUidls::new();
-        for uidl in ["a", "b", "c", "d"] {
-            set.insert(uidl).unwrap();
+    fn dirty(ring: &mut SeenRing) -> std::vec::Vec<usize> {
+        ring.take_dirty_pages().collect()
+    }
+
+    fn pages(ring: &SeenRing) -> std::vec::Vec<std::vec::Vec<u8>> {
+        (0..SEEN_PAGES).map(|page| ring.encode_page(page, &mut [0; SEEN_PAGE_MAX]).to_vec()).collect()
+    }
+
+    fn load(pages: &[std::vec::Vec<u8>]) -> SeenRing {
+        let mut ring = SeenRing::new();
+        for page in pages {
+            ring.load_page(page);
         }
-        assert_eq!(set.prune(["d", "b", "zzz"]), 2);
-        assert_eq!(set.iter().collect::<Vec<_>>(), ["b", "d"]);
-        assert_eq!(set.prune([]), 2);
-        assert!(set.is_empty());
+        ring
     }
 
     #[test]
-    fn streamed_prune_survives_removal_in_between() {
-        let mut set = SeenUidls::new();
-        for uidl in ["a", "b", "c", "d"] {
-            set.insert(uidl).unwrap();
+    fn capacity_is_one_listing_and_pages_fit_a_record() {
+        assert_eq!(SEEN_CAPACITY, 64);
+        assert_eq!(SEEN_CAPACITY, crate::LISTING_MAX);
+        assert_eq!((SEEN_PAGES, SEEN_PAGE_MAX), (2, 256));
+    }
+
+    #[test]
+    fn insert_dedupes_and_evicts_the_oldest() {
+        let mut ring = ring_of(0..SEEN_CAPACITY as u64);
+        assert_eq!(ring.insert(5), Inserted::AlreadyPresent);
+        assert_eq!(ring.keys()[5], 5, "a repeated key keeps its place");
+        assert_eq!(ring.insert(100), Inserted::EvictedOldest(0));
+        assert_eq!(ring.insert(101), Inserted::EvictedOldest(1));
+        assert_eq!(ring.len(), SEEN_CAPACITY);
+        assert!(!ring.contains(0) && !ring.contains(1) && ring.contains(2) && ring.contains(101));
+        assert_eq!(ring.keys().first(), Some(&2));
+        assert_eq!(ring.keys().last(), Some(&101));
+    }
+
+    #[test]
+    fn prune_keeps_the_listed_in_order_and_names_the_removed() {
+        let mut ring = ring_of(1..7);
+        assert_eq!(ring.prune(&[6, 2, 4, 99]), [1, 3, 5]);
+        assert_eq!(ring.keys(), [2, 4, 6]);
+        assert_eq!(ring.prune(&[2, 4, 6]), []);
+        assert_eq!(ring.prune(&[]), [2, 4, 6]);
+        assert!(ring.is_empty());
+    }
+
+    /// Page 0 holds what the firmware's former 32-key ring record held: the same bytes load
+    /// as the same keys in the same order, with or without a page 1.
+    #[test]
+    fn page_zero_is_the_former_ring_record() {
+        let mut former = std::vec::Vec::new();
+        for key in [0x0123_4567_89AB_CDEFu64, 7, u64::MAX] {
+            former.extend_from_slice(&key.to_le_bytes());
         }
-        set.prune_start();
-        set.prune_keep("c");
-        set.prune_keep("d");
-        set.remove_uidl("a");
-        assert_eq!(set.prune_finish(), 1);
-        assert_eq!(set.iter().collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!(former[..8], [0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01]);
+        let ring = load(&[former.clone()]);
+        assert_eq!(ring.keys(), [0x0123_4567_89AB_CDEF, 7, u64::MAX]);
+        assert_eq!(load(&[former.clone(), std::vec::Vec::new()]), ring);
+        assert_eq!(pages(&ring), [former, std::vec::Vec::new()]);
+        // A full former ring: 32 keys, 256 octets, all of page 0.
+        let full = ring_of(0..32);
+        assert_eq!(pages(&full)[0].len(), 256);
+        assert!(pages(&full)[1].is_empty());
     }
 
     #[test]
-    fn encode_decode_round_trip() {
-        let mut set = SeenUidls::new();
-        let mut buffer = [0u8; SEEN_ENCODED_MAX];
-        let length = set.encode(&mut buffer);
-        assert_eq!(length, 8);
-        assert!(SeenUidls::decode(&buffer[..length]).unwrap().is_empty());
-        for index in 0..SEEN_CAPACITY {
-            set.insert(&format!("{index:0>70}")).unwrap();
+    fn load_ignores_a_partial_key_and_repeats() {
+        let mut bytes = std::vec::Vec::new();
+        for key in [1u64, 2, 1] {
+            bytes.extend_from_slice(&key.to_le_bytes());
         }
-        let length = set.encode(&mut buffer);
-        assert_eq!(length, SEEN_ENCODED_MAX);
-        let decoded = SeenUidls::decode(&buffer[..length]).unwrap();
-        assert_eq!(decoded.iter().collect::<Vec<_>>(), set.iter().collect::<Vec<_>>());
-        assert_eq!(set.encode(&mut buffer[..length - 1]), 0);
+        bytes.extend_from_slice(&[9, 9, 9]);
+        let mut ring = load(&[bytes, 2u64.to_le_bytes().to_vec()]);
+        assert_eq!(ring.keys(), [1, 2]);
+        assert_eq!(dirty(&mut ring), [] as [usize; 0], "loading marks nothing");
+        assert!(load(&[std::vec::Vec::new()]).is_empty());
     }
 
     #[test]
-    fn decode_rejects_damage() {
-        let mut set = SeenUidls::new();
-        set.insert("abc").unwrap();
-        set.insert("def").unwrap();
-        let mut buffer = [0u8; 64];
-        let length = set.encode(&mut buffer);
-        let good = &buffer[..length];
-        assert_eq!(SeenUidls::decode(&good[..length - 1]).err(), Some(DecodeError::Truncated));
-        assert_eq!(SeenUidls::decode(&[]).err(), Some(DecodeError::Truncated));
-        let mut extended = good.to_vec();
-        extended.push(0);
-        assert_eq!(SeenUidls::decode(&extended).err(), Some(DecodeError::TrailingBytes));
-        let mut flipped = good.to_vec();
-        flipped[6] ^= 1;
-        assert_eq!(SeenUidls::decode(&flipped).err(), Some(DecodeError::ChecksumMismatch));
-        let mut version = good.to_vec();
-        version[2] = 9;
-        assert_eq!(SeenUidls::decode(&version).err(), Some(DecodeError::UnsupportedVersion(9)));
-        assert_eq!(SeenUidls::decode(b"XX\x01\x00").err(), Some(DecodeError::BadMagic));
-        // A duplicate entry with a valid checksum is still refused.
-        let mut duplicate = vec![b'S', b'U', 1, 2, 1, b'a', 1, b'a'];
-        let checksum = crc32(&duplicate);
-        duplicate.extend_from_slice(&checksum.to_le_bytes());
-        assert_eq!(SeenUidls::decode(&duplicate).err(), Some(DecodeError::Corrupt));
-        let mut loaded = set.clone();
-        assert!(loaded.load(&flipped).is_err());
-        assert!(loaded.is_empty());
+    fn only_changed_pages_are_dirty() {
+        let mut ring = SeenRing::new();
+        ring.insert(1);
+        assert_eq!(dirty(&mut ring), [0]);
+        assert_eq!(dirty(&mut ring), [] as [usize; 0]);
+        let mut ring = ring_of(0..32);
+        dirty(&mut ring);
+        ring.insert(32);
+        assert_eq!(dirty(&mut ring), [1], "the 33rd key starts page 1");
+        ring.insert(0);
+        assert_eq!(dirty(&mut ring), [] as [usize; 0], "already present");
+        ring.prune(&(0..32).collect::<std::vec::Vec<_>>());
+        assert_eq!(dirty(&mut ring), [1], "a key of page 1 removed: page 0 unchanged");
+        ring.insert(32);
+        dirty(&mut ring);
+        ring.prune(&(1..33).collect::<std::vec::Vec<_>>());
+        assert_eq!(dirty(&mut ring), [0, 1], "a key of page 0 removed: every later key moves");
+        let mut ring = ring_of(0..5);
+        dirty(&mut ring);
+        ring.prune(&[]);
+        assert_eq!(dirty(&mut ring), [0], "emptied: page 0 is stored empty, page 1 was never written");
+        let mut ring = ring_of(0..SEEN_CAPACITY as u64);
+        dirty(&mut ring);
+        ring.insert(1_000);
+        assert_eq!(dirty(&mut ring), [0, 1], "an eviction moves every key");
+    }
+
+    /// Which pages a change dirtied is exactly which pages' bytes changed.
+    #[test]
+    fn dirty_pages_are_the_changed_pages() {
+        let mut ring = ring_of(0..40);
+        dirty(&mut ring);
+        for step in 0..200u64 {
+            let before = pages(&ring);
+            match step % 5 {
+                0 => {
+                    let listed: std::vec::Vec<u64> =
+                        ring.keys().iter().copied().filter(|key| key % 7 != step % 7).collect();
+                    ring.prune(&listed);
+                }
+                _ => {
+                    ring.insert(step * 3 % 90);
+                }
+            }
+            let after = pages(&ring);
+            let changed: std::vec::Vec<usize> = (0..SEEN_PAGES).filter(|&page| before[page] != after[page]).collect();
+            assert_eq!(dirty(&mut ring), changed, "step {step}");
+        }
+    }
+
+    #[test]
+    fn record_holds_exactly_its_uidl() {
+        assert!(record_holds(b"whqtswO00WBw418f9t5JxYwZ", "whqtswO00WBw418f9t5JxYwZ"));
+        assert!(!record_holds(b"whqtswO00WBw418f9t5JxYwZ", "whqtswO00WBw418f9t5JxYw"));
+        assert!(!record_holds(b"abc", "ABC"));
+        assert!(!record_holds(b"", "a"));
+    }
+
+    proptest::proptest! {
+        /// Against a model (a bounded FIFO set), through store and load: the ring holds what the
+        /// model holds, evicts what the model evicts, prunes what the model prunes; the pages
+        /// load back as the ring.
+        #[test]
+        fn behaves_like_a_bounded_fifo_through_the_store(operations in proptest::collection::vec((0u8..10, 0u64..150), 0..300)) {
+            let mut ring = SeenRing::new();
+            let mut model: std::vec::Vec<u64> = std::vec::Vec::new();
+            let mut stored: std::vec::Vec<std::vec::Vec<u8>> = std::vec![std::vec::Vec::new(); SEEN_PAGES];
+            for (kind, key) in operations {
+                if kind < 9 {
+                    let expected = if model.contains(&key) {
+                        Inserted::AlreadyPresent
+                    } else if model.len() == SEEN_CAPACITY {
+                        model.push(key);
+                        Inserted::EvictedOldest(model.remove(0))
+                    } else {
+                        model.push(key);
+                        Inserted::Added
+                    };
+                    proptest::prop_assert_eq!(ring.insert(key), expected);
+                } else {
+                    let listed: std::vec::Vec<u64> = model.iter().copied().filter(|k| k % 3 != key % 3).collect();
+                    let gone: std::vec::Vec<u64> = model.iter().copied().filter(|k| k % 3 == key % 3).collect();
+                    proptest::prop_assert_eq!(ring.prune(&listed).to_vec(), gone);
+                    model = listed;
+                }
+                for page in ring.take_dirty_pages() {
+                    stored[page] = ring.encode_page(page, &mut [0; SEEN_PAGE_MAX]).to_vec();
+                }
+                proptest::prop_assert_eq!(ring.keys(), &model[..]);
+                let loaded = load(&stored);
+                proptest::prop_assert_eq!(loaded.keys(), &model[..]);
+            }
+        }
+
+        /// A power cut between two page writes (pages written in ascending order): what loads
+        /// holds every key the ring kept, except perhaps the one being inserted, and nothing
+        /// that was not in the ring before or after.
+        #[test]
+        fn torn_page_writes_keep_every_kept_key(
+            start in proptest::collection::vec(0u64..200, 0..80),
+            operation in (0u8..2, 0u64..200),
+        ) {
+            let mut ring = SeenRing::new();
+            for key in start {
+                ring.insert(key);
+            }
+            dirty(&mut ring);
+            let before = pages(&ring);
+            let old_keys = ring.keys().to_vec();
+            let inserted = match operation {
+                (0, key) => {
+                    ring.insert(key);
+                    Some(key)
+                }
+                (_, key) => {
+                    let listed: std::vec::Vec<u64> = old_keys.iter().copied().filter(|k| (k ^ key) % 4 != 0).collect();
+                    ring.prune(&listed);
+                    None
+                }
+            };
+            let after = pages(&ring);
+            let writes: std::vec::Vec<usize> = ring.take_dirty_pages().collect();
+            for cut in 0..=writes.len() {
+                let mut torn = before.clone();
+                for &page in &writes[..cut] {
+                    torn[page] = after[page].clone();
+                }
+                let loaded = load(&torn);
+                for key in ring.keys() {
+                    proptest::prop_assert!(loaded.contains(*key) || Some(*key) == inserted, "cut {} lost {}", cut, key);
+                }
+                for key in loaded.keys() {
+                    proptest::prop_assert!(old_keys.contains(key) || ring.contains(*key), "cut {} invented {}", cut, key);
+                }
+            }
+        }
+
+        #[test]
+        fn load_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700)) {
+            let mut ring = SeenRing::new();
+            ring.load_page(&bytes);
+            proptest::prop_assert!(ring.len() <= SEEN_CAPACITY);
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! Property tests: chunking never changes what a session does; arbitrary server bytes never
-//! panic and never get credentials sent in clear; `SeenUidls` behaves like a model and its
-//! encoding round-trips and rejects damage; `envelope_recipient` never panics.
+//! panic and never get credentials sent in clear; `envelope_recipient` never panics. (The
+//! properties of `SeenRing` are in its module's tests.)
 
 mod common;
 
 use common::*;
-use homemx_pop3::{envelope_recipient, Pop3Config, Pop3Event, Pop3Session, SeenUidls, TlsMode, SEEN_CAPACITY};
+use homemx_pop3::{envelope_recipient, Pop3Config, Pop3Event, Pop3Session, TlsMode};
 use proptest::prelude::*;
 
 /// A body made of lines of awkward bytes (dots, bare CR and LF), CRLF-terminated (as the
@@ -98,56 +98,6 @@ proptest! {
     ) {
         let outcome = run_on_arbitrary_bytes(&input, chunk, implicit);
         prop_assert!(outcome.is_ok(), "{:?}", outcome);
-    }
-
-    #[test]
-    fn seen_uidls_behave_like_a_bounded_fifo(
-        operations in proptest::collection::vec((0u8..4, 0u16..200), 0..400),
-    ) {
-        let mut set = SeenUidls::new();
-        let mut model: Vec<String> = Vec::new();
-        for (kind, value) in operations {
-            let uidl = format!("m{value}");
-            match kind {
-                0 | 1 => {
-                    set.insert(&uidl).unwrap();
-                    if !model.contains(&uidl) {
-                        if model.len() == SEEN_CAPACITY {
-                            model.remove(0);
-                        }
-                        model.push(uidl);
-                    }
-                }
-                2 => {
-                    let listed: Vec<String> = model.iter().filter(|u| u.len() % 2 == value as usize % 2).cloned().collect();
-                    let removed = set.prune(listed.iter().map(String::as_str));
-                    prop_assert_eq!(removed, model.len() - listed.len());
-                    model = listed;
-                }
-                _ => {
-                    let mut buffer = vec![0u8; homemx_pop3::SEEN_ENCODED_MAX];
-                    let length = set.encode(&mut buffer);
-                    prop_assert_eq!(length, set.encoded_len());
-                    let decoded = SeenUidls::decode(&buffer[..length]).unwrap();
-                    prop_assert!(decoded.iter().eq(set.iter()));
-                    // Any single flipped bit is caught.
-                    let bit = usize::from(value) % (length * 8);
-                    buffer[bit / 8] ^= 1 << (bit % 8);
-                    prop_assert!(SeenUidls::decode(&buffer[..length]).is_err());
-                }
-            }
-            prop_assert!(set.iter().eq(model.iter().map(String::as_str)));
-            prop_assert!(model.iter().all(|u| set.contains(u)));
-        }
-    }
-
-    #[test]
-    fn seen_uidls_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), header in any::<bool>()) {
-        let mut bytes = bytes;
-        if header && bytes.len() >= 4 {
-            bytes[..3].copy_from_slice(b"SU\x01");
-        }
-        let _ = SeenUidls::decode(&bytes);
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn connection_lost_mid_retr_deletes_nothing() {
         step("DELE 2", "+OK\r\n"),
         step("QUIT", "+OK\r\n"),
     ]);
-    let seen = run.seen.iter().map(String::from).collect();
+    let seen = run.seen.uidls();
     let second = drive(&config(TlsMode::StartTls), GREETING, steps, &Options { seen, ..Options::default() });
     assert_eq!(second.committed, [("QhdPYR:00WBw1Ph7x7".to_string(), BODY_TWO.to_vec())]);
     assert_eq!(second.events.last(), Some(&Ev::Close(true, 2)));
@@ -598,9 +598,9 @@ fn unsolicited_response_while_ready_is_a_protocol_error() {
 fn ram_figures() {
     // Printed for the README (`cargo test -p homemx-pop3 ram_figures -- --nocapture`).
     println!(
-        "Pop3Session {} bytes, SeenUidls {} bytes",
+        "Pop3Session {} bytes, SeenRing {} bytes",
         std::mem::size_of::<Pop3Session<'_>>(),
-        std::mem::size_of::<homemx_pop3::SeenUidls>()
+        std::mem::size_of::<homemx_pop3::SeenRing>()
     );
     assert!(std::mem::size_of::<Pop3Session<'_>>() < 3 * 1024);
 }

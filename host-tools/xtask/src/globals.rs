@@ -36,15 +36,6 @@ const MUTABLE_TYPES: &[&str] = &[
     "Wake",
 ];
 
-/// Public mutable statics that exist and are allowed until the store service and the one DNS
-/// resolver make them private (issue 14): (file, name). A new one fails.
-const KNOWN_GLOBALS: &[(&str, &str)] = &[("firmware/app/src/resolver.rs", "QUERIES_SENT")];
-
-/// Whether `global` is one of the [`KNOWN_GLOBALS`].
-fn known(global: &PublicMutableGlobal) -> bool {
-    KNOWN_GLOBALS.iter().any(|(file, name)| global.file == *file && global.name == *name)
-}
-
 /// One offending static: file (relative to the repository), line, name.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PublicMutableGlobal {
@@ -121,19 +112,13 @@ pub fn repository_globals(root: &Path) -> Result<Vec<PublicMutableGlobal>> {
 /// `cargo xtask globals`: lists every public mutable global outside `channels.rs`; fails on one.
 pub fn check(_arguments: &[String]) -> Result<()> {
     let found = repository_globals(&repository_root())?;
-    let mut new = 0;
     for global in &found {
-        if known(global) {
-            eprintln!("{}:{}: known public mutable global `{}` (made private by issue 14)", global.file, global.line, global.name);
-        } else {
-            new += 1;
-            eprintln!("{}:{}: public mutable global `{}`: make it private to its owner, or a signal in channels.rs", global.file, global.line, global.name);
-        }
+        eprintln!("{}:{}: public mutable global `{}`: make it private to its owner, or a signal in channels.rs", global.file, global.line, global.name);
     }
-    if new > 0 {
-        return Err(format!("{new} public mutable globals outside channels.rs").into());
+    if !found.is_empty() {
+        return Err(format!("{} public mutable globals outside channels.rs", found.len()).into());
     }
-    eprintln!("public mutable globals outside channels.rs: none but the {} known ones", found.len());
+    eprintln!("public mutable globals outside channels.rs: none");
     Ok(())
 }
 
@@ -160,7 +145,7 @@ mod tests {
 
     #[test]
     fn the_repository_has_no_public_mutable_global_outside_channels() {
-        let new: Vec<_> = repository_globals(&repository_root()).unwrap().into_iter().filter(|global| !known(global)).collect();
-        assert!(new.is_empty(), "public mutable globals outside channels.rs: {new:#?}");
+        let found = repository_globals(&repository_root()).unwrap();
+        assert!(found.is_empty(), "public mutable globals outside channels.rs: {found:#?}");
     }
 }

@@ -4,10 +4,86 @@
 
 use std::collections::VecDeque;
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
 use homemx_pop3::{
-    AbortReason, Failure, ListingSummary, MessageCommand, Pop3Config, Pop3Event, Pop3Session, SeenUidls, TlsMode,
-    TlsProblem,
+    record_holds, AbortReason, Failure, Inserted, ListingSummary, MessageCommand, Pop3Config, Pop3Event, Pop3Session,
+    SeenRing, TlsMode, TlsProblem, SEEN_PAGES, SEEN_PAGE_MAX,
 };
+
+/// The caller's memory of committed UIDLs, kept as the firmware keeps it (`backup_mx.rs`): a
+/// seen record per UIDL and the ring's pages in a key-value store (maps here), through
+/// [`SeenRing`].
+#[derive(Clone, Debug, Default)]
+pub struct SeenStore {
+    records: HashMap<u64, Vec<u8>>,
+    pages: HashMap<usize, Vec<u8>>,
+}
+
+impl SeenStore {
+    /// The record key of `uidl` (the firmware hashes it too).
+    fn key(uidl: &str) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        uidl.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn ring(&self) -> SeenRing {
+        let mut ring = SeenRing::new();
+        for page in 0..SEEN_PAGES {
+            ring.load_page(self.pages.get(&page).map_or(&[][..], Vec::as_slice));
+        }
+        ring
+    }
+
+    fn store_dirty_pages(&mut self, ring: &mut SeenRing) {
+        for page in ring.take_dirty_pages() {
+            self.pages.insert(page, ring.encode_page(page, &mut [0; SEEN_PAGE_MAX]).to_vec());
+        }
+    }
+
+    /// Whether `uidl` was committed.
+    pub fn contains(&self, uidl: &str) -> bool {
+        self.records.get(&Self::key(uidl)).is_some_and(|stored| record_holds(stored, uidl))
+    }
+
+    /// Remembers a committed `uidl`: its record, then the ring (the evicted record removed).
+    pub fn insert(&mut self, uidl: &str) {
+        let key = Self::key(uidl);
+        self.records.insert(key, uidl.as_bytes().to_vec());
+        let mut ring = self.ring();
+        if let Inserted::EvictedOldest(oldest) = ring.insert(key) {
+            self.records.remove(&oldest);
+        }
+        self.store_dirty_pages(&mut ring);
+    }
+
+    /// Forgets the UIDLs a complete listing no longer shows.
+    pub fn prune<'u>(&mut self, listed: impl IntoIterator<Item = &'u str>) {
+        let keys: Vec<u64> = listed.into_iter().map(Self::key).collect();
+        let mut ring = self.ring();
+        for key in ring.prune(&keys) {
+            self.records.remove(&key);
+        }
+        self.store_dirty_pages(&mut ring);
+    }
+
+    /// How many UIDLs are remembered.
+    pub fn len(&self) -> usize {
+        self.ring().len()
+    }
+
+    /// The remembered UIDLs, oldest first.
+    pub fn uidls(&self) -> Vec<String> {
+        let ring = self.ring();
+        ring.keys()
+            .iter()
+            .filter_map(|key| self.records.get(key))
+            .map(|uidl| String::from_utf8(uidl.clone()).unwrap())
+            .collect()
+    }
+}
 
 /// What the fake server does with one client command.
 #[derive(Clone, Debug)]
@@ -101,8 +177,8 @@ pub struct Run {
     pub chunks: usize,
     /// Largest data chunk.
     pub largest_chunk: usize,
-    /// The seen set after the run.
-    pub seen: SeenUidls,
+    /// The seen records after the run.
+    pub seen: SeenStore,
     /// The server steps not used.
     pub unused_steps: usize,
 }
@@ -153,7 +229,7 @@ pub fn drive(config: &Pop3Config<'_>, greeting: &[u8], steps: Vec<Step>, options
     let mut steps: VecDeque<Step> = steps.into();
     let mut run = Run::default();
     for uidl in &options.seen {
-        run.seen.insert(uidl).unwrap();
+        run.seen.insert(uidl);
     }
     let mut to_client: Vec<u8> = greeting.to_vec();
     let mut from_client: Vec<(u8, bool)> = Vec::new();
@@ -234,7 +310,7 @@ pub fn drive(config: &Pop3Config<'_>, greeting: &[u8], steps: Vec<Step>, options
                 Ev::End(number, _) => {
                     let (_, uidl, body) = current.take().unwrap();
                     run.committed.push((uidl.clone(), body));
-                    run.seen.insert(&uidl).unwrap();
+                    run.seen.insert(&uidl);
                     actions.push_front(Action::Delete(number));
                     next_action = true;
                 }
