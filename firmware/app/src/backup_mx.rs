@@ -36,11 +36,12 @@ use homemx_spool::{Envelope, MessageWriter};
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_status::FetchResult;
 use homemx_wire::config::TlsMode;
+use homemx_exchange::{exchange, flush, Inbox};
 use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::{Measurement, Operation};
-use crate::link::{flush, Link};
+use crate::link::Link;
 use crate::random::DerivedRandom;
 
 /// Headers that name the envelope recipient at common providers, tried in this order.
@@ -295,7 +296,8 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
     // The message being retrieved, from its RETR to its commit (dropped unended: cancelled).
     let mut message_measurement: Option<Measurement> = None;
     let mut result = FetchResult::Ok;
-    let mut input = [0u8; 1024];
+    // What the server sent and the session has not taken yet (see homemx_exchange).
+    let mut inbox = Inbox::<1024>::new();
     let mut uidls: heapless::Vec<heapless::String<{ homemx_pop3::UIDL_MAX }>, { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
     loop {
         let event = session.poll(now());
@@ -446,16 +448,9 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
                     }
                     continue;
                 }
-                if !flush(&mut link, &mut session).await {
-                    session.connection_closed();
-                    continue;
-                }
-                match link.read(&mut input).await {
-                    Ok(0) | Err(_) => session.connection_closed(),
-                    Ok(count) => {
-                        session.receive(&input[..count], now());
-                    }
-                }
+                // Send, then feed what the server says; a closed or broken connection is told
+                // to the session, which ends with `Failed` and `Close`.
+                exchange(&mut link, &mut session, &mut inbox, now).await;
             }
         }
     }

@@ -14,11 +14,12 @@ use embassy_futures::select::{select3, Either3};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, Timer};
+use homemx_exchange::{exchange, flush, Inbox};
 use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, RecipientResult, TlsRequirement};
 use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
 use homemx_wire::config::DeliveryProtocol;
 
-use crate::link::{flush, Link};
+use crate::link::Link;
 use crate::network::{mail_clock as now, uptime_seconds};
 use crate::random::DerivedRandom;
 
@@ -331,7 +332,8 @@ pub async fn run_session<'b>(
     if !connected {
         session.connection_closed();
     }
-    let mut input = [0u8; 512];
+    // What the server sent and the session has not taken yet (see homemx_exchange).
+    let mut inbox = Inbox::<512>::new();
     loop {
         match session.poll(now()) {
             Some(ClientEvent::StartTls) => {
@@ -377,16 +379,9 @@ pub async fn run_session<'b>(
                 if session.is_finished() {
                     break;
                 }
-                if !flush(link, &mut session).await {
-                    session.connection_closed();
-                    continue;
-                }
-                match link.read(&mut input).await {
-                    Ok(0) | Err(_) => session.connection_closed(),
-                    Ok(count) => {
-                        session.receive(&input[..count], now());
-                    }
-                }
+                // Send, then feed what the server says; a closed or broken connection is told
+                // to the session, which defers what has no result yet and finishes.
+                exchange(link, &mut session, &mut inbox, now).await;
             }
         }
     }

@@ -74,47 +74,6 @@ impl TrustSource {
     }
 }
 
-/// The output side of a sans-I/O client session (SMTP, POP3).
-pub trait SessionOutput {
-    /// Bytes to send now.
-    fn output(&self) -> &[u8];
-    /// `octets` of them were sent.
-    fn output_sent(&mut self, octets: usize);
-}
-
-impl SessionOutput for homemx_smtp::client::ClientSession<'_> {
-    fn output(&self) -> &[u8] {
-        homemx_smtp::client::ClientSession::output(self)
-    }
-    fn output_sent(&mut self, octets: usize) {
-        homemx_smtp::client::ClientSession::output_sent(self, octets)
-    }
-}
-
-impl SessionOutput for homemx_pop3::Pop3Session<'_> {
-    fn output(&self) -> &[u8] {
-        homemx_pop3::Pop3Session::output(self)
-    }
-    fn output_sent(&mut self, octets: usize) {
-        homemx_pop3::Pop3Session::output_sent(self, octets)
-    }
-}
-
-/// Sends a session's pending output over `link`; false if the link failed.
-pub async fn flush(link: &mut Link<'_, '_>, session: &mut impl SessionOutput) -> bool {
-    let pending = session.output().len();
-    if pending == 0 {
-        return true;
-    }
-    match link.write_all(session.output()).await {
-        Ok(()) => {
-            session.output_sent(pending);
-            true
-        }
-        Err(_) => false,
-    }
-}
-
 /// Plain TCP or TLS over it.
 pub enum Link<'s, 'b> {
     /// Clear text (the LAN mailbox host, or a provider before STARTTLS).
@@ -147,6 +106,45 @@ impl LinkError {
             LinkError::TimeUnknown => "the time is not known yet (SNTP)",
             LinkError::AnchorUnreadable => "the provisioned CA certificate is unreadable",
         }
+    }
+}
+
+impl core::fmt::Display for LinkError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.write_str(self.describe())
+    }
+}
+
+impl core::error::Error for LinkError {}
+
+impl embedded_io_async::Error for LinkError {
+    fn kind(&self) -> embedded_io_async::ErrorKind {
+        match self {
+            LinkError::Transport => embedded_io_async::ErrorKind::ConnectionReset,
+            _ => embedded_io_async::ErrorKind::Other,
+        }
+    }
+}
+
+/// A link is the transport of the sessions' one driver loop (`homemx_exchange`).
+impl embedded_io_async::ErrorType for Link<'_, '_> {
+    type Error = LinkError;
+}
+
+impl embedded_io_async::Read for Link<'_, '_> {
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, LinkError> {
+        Link::read(self, buffer).await
+    }
+}
+
+impl embedded_io_async::Write for Link<'_, '_> {
+    /// Writes (and pushes out) all of `data`.
+    async fn write(&mut self, data: &[u8]) -> Result<usize, LinkError> {
+        Link::write_all(self, data).await.map(|()| data.len())
+    }
+    /// Nothing to do: every write pushed its bytes out.
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        Ok(())
     }
 }
 
