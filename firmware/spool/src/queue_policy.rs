@@ -588,6 +588,44 @@ mod tests {
     }
 
     #[test]
+    fn a_message_whose_last_recipients_failed_is_removed() {
+        let routes = [Route::Smarthost, Route::Mailbox];
+        let refused =
+            record_outcomes(DeliveryState::default(), 2, &results(&routes, &[Some(Outcome::Failed); 2]), false, QUEUED, clock(10, None));
+        assert_eq!(refused.disposition, Disposition::Remove);
+        assert_eq!(refused.non_delivery_report, set(&[0]));
+        // The last pending recipient expires: nothing is left to try.
+        let state = DeliveryState { delivered: set(&[1]).bits(), attempts: 40, next_retry: 5, ..DeliveryState::default() };
+        let mut last = AttemptResults::new();
+        last.tried(0, Route::Smarthost);
+        last.answered(0, Outcome::Deferred);
+        let expired = record_outcomes(state, 2, &last, false, QUEUED, clock(10, Some(QUEUED + 5 * DAY)));
+        assert_eq!(expired.disposition, Disposition::Remove);
+        assert_eq!(expired.expired, set(&[0]));
+        assert_eq!(expired.counts, Counts { bounced: 1, ..Counts::default() });
+    }
+
+    #[test]
+    fn a_recipient_already_answered_for_good_never_changes() {
+        // A stale batch that still carries recipients 0 (delivered) and 1 (failed).
+        let state = DeliveryState { delivered: set(&[0]).bits(), failed: set(&[1]).bits(), ..DeliveryState::default() };
+        let mut stale = AttemptResults::new();
+        for index in 0..3 {
+            stale.tried(index, Route::Smarthost);
+        }
+        stale.answered(0, Outcome::Failed);
+        stale.answered(1, Outcome::Delivered);
+        stale.answered(2, Outcome::Deferred);
+        let recorded = record_outcomes(state, 3, &stale, false, QUEUED, clock(10, Some(QUEUED + 6 * DAY)));
+        assert_eq!((recorded.state.delivered, recorded.state.failed), (state.delivered, state.failed | set(&[2]).bits()));
+        assert_eq!(recorded.delivered, RecipientSet::EMPTY);
+        assert_eq!(recorded.refused, RecipientSet::EMPTY);
+        assert_eq!(recorded.expired, set(&[2]));
+        assert_eq!(recorded.non_delivery_report, set(&[2]), "recipient 1 was reported when it failed, not again");
+        assert_eq!(recorded.counts, Counts { bounced: 1, ..Counts::default() });
+    }
+
+    #[test]
     fn answers_outside_the_batch_or_the_envelope_are_ignored() {
         let mut attempt = AttemptResults::new();
         attempt.tried(0, Route::Smarthost);

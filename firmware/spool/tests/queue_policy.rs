@@ -2,7 +2,8 @@
 //! recipients, local and outbound mixed, goes through random attempts made the way the
 //! delivery task makes them (the pending recipients in envelope order, a batch of limited
 //! size, the rest at once), with every answer (2xx, 4xx, 5xx, none, and stray answers for
-//! recipients outside the batch), a wall clock that is unknown, steps forwards, jumps days
+//! recipients outside the batch, and stale batches that carry a recipient already answered
+//! for good), a wall clock that is unknown, steps forwards, jumps days
 //! ahead or goes back, resets (the uptime starts again) and flushes. No recipient is ever
 //! lost: after every attempt each recipient is exactly one of delivered (in exactly one
 //! attempt), failed for good (an outbound one named in exactly one non-delivery report, a
@@ -40,6 +41,8 @@ struct Step {
     answers: Vec<u8>,
     /// An answer for some recipient, maybe outside the batch.
     stray: Option<(usize, u8)>,
+    /// The batch also carries this recipient when it is no longer pending (a stale batch).
+    stale: Option<usize>,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -56,8 +59,9 @@ fn step() -> impl Strategy<Value = Step> {
         prop_oneof![1usize..4, 4usize..=40],
         prop::collection::vec(0u8..4, MAX_RECIPIENTS),
         prop::option::weighted(0.2, (0usize..MAX_RECIPIENTS + 2, 0u8..3)),
+        prop::option::weighted(0.2, 0usize..MAX_RECIPIENTS),
     )
-        .prop_map(|(uptime_passes, reset, wall_clock, flush, batch_capacity, answers, stray)| Step {
+        .prop_map(|(uptime_passes, reset, wall_clock, flush, batch_capacity, answers, stray, stale)| Step {
             uptime_passes,
             reset,
             wall_clock,
@@ -65,6 +69,7 @@ fn step() -> impl Strategy<Value = Step> {
             batch_capacity,
             answers,
             stray,
+            stale,
         })
 }
 
@@ -96,14 +101,24 @@ impl Run {
     }
 
     /// One attempt as the delivery task makes it; checks what `record_outcomes` decided.
-    fn attempt(&mut self, capacity: usize, flush: bool, answer: impl Fn(usize, usize) -> Option<Outcome>, stray: Option<(usize, u8)>) {
+    fn attempt(
+        &mut self,
+        capacity: usize,
+        flush: bool,
+        answer: impl Fn(usize, usize) -> Option<Outcome>,
+        stray: Option<(usize, u8)>,
+        stale: Option<usize>,
+    ) {
         if self.removed || !is_due(&self.state, self.uptime, flush) {
             return;
         }
         let count = self.count();
         let waiting: Vec<usize> = pending(&self.state, count).collect();
-        let batch: Vec<usize> = waiting.iter().copied().take(capacity).collect();
+        let mut batch: Vec<usize> = waiting.iter().copied().take(capacity).collect();
         let more_pending = waiting.len() > batch.len();
+        if let Some(index) = stale.filter(|&index| index < count && self.state.recipient(index) != RecipientState::Pending) {
+            batch.push(index);
+        }
         let mut results = AttemptResults::new();
         for &index in &batch {
             results.tried(index, self.routes[index]);
@@ -137,6 +152,7 @@ impl Run {
         assert_eq!(newly_delivered, recorded.delivered);
         assert_eq!(newly_failed, recorded.refused.or(recorded.expired));
         assert_eq!(newly_delivered.or(newly_failed).without(batch_set), RecipientSet::EMPTY, "only the batch is decided");
+        assert_eq!(newly_delivered.or(newly_failed).and(RecipientSet::from_bits(before.delivered | before.failed)), RecipientSet::EMPTY);
         assert!(recorded.refused.and(recorded.expired).is_empty());
         // Expiry: only outbound recipients, only once the lifetime is reached.
         assert_eq!(recorded.expired.without(outbound), RecipientSet::EMPTY);
@@ -144,7 +160,7 @@ impl Run {
         // The report names exactly the outbound recipients that failed now.
         assert_eq!(recorded.non_delivery_report, newly_failed.and(outbound));
         // Answers that must take effect.
-        for (position, &index) in batch.iter().enumerate() {
+        for (position, &index) in batch.iter().enumerate().filter(|(_, &index)| before.recipient(index) == RecipientState::Pending) {
             let stray_here = stray.is_some_and(|(stray_index, _)| stray_index == index);
             match (answer(position, index), stray_here) {
                 (Some(Outcome::Delivered), _) => assert_eq!(after.recipient(index), RecipientState::Delivered),
@@ -242,11 +258,11 @@ proptest! {
         };
         for step in &steps {
             run.pass_time(step);
-            run.attempt(step.batch_capacity, step.flush, |position, _| outcome(step.answers[position]), step.stray);
+            run.attempt(step.batch_capacity, step.flush, |position, _| outcome(step.answers[position]), step.stray, step.stale);
         }
         // Whatever is still queued is delivered by successful attempts: nothing is stuck.
         for _ in 0..=count {
-            run.attempt(32, true, |_, _| Some(Outcome::Delivered), None);
+            run.attempt(32, true, |_, _| Some(Outcome::Delivered), None, None);
         }
         prop_assert!(run.removed, "the message is removed once every recipient is answered");
         for index in 0..count {
