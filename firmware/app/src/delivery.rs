@@ -6,6 +6,11 @@
 //! recipient is pending. Deferred messages wait with growing delays: 5 s doubling to 10 min
 //! for the LAN host, 300 s doubling to 4000 s for the smarthost (Postfix's defaults), and
 //! outbound recipients expire after 5 days in the queue (NDN).
+//!
+//! Those rules (which message is due, the delays, the expiry, what an attempt's answers do
+//! to the message, what is counted and reported) are decided in
+//! [`homemx_spool::queue_policy`], without I/O and host-tested; this module does the I/O:
+//! it reads the spool, runs the sessions, and writes the decisions.
 
 use core::net::Ipv4Addr;
 use core::sync::atomic::Ordering;
@@ -16,7 +21,8 @@ use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, Timer};
 use homemx_exchange::{exchange, flush, Inbox};
 use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, RecipientResult, TlsRequirement};
-use homemx_spool::{MessageId, MessageReader, RecipientState, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
+use homemx_spool::queue_policy::{self, AttemptResults, Disposition, QueueClock};
+use homemx_spool::{MessageId, MessageReader, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
 use homemx_wire::config::DeliveryProtocol;
 
 use crate::link::Link;
@@ -25,12 +31,6 @@ use crate::random::DerivedRandom;
 
 /// How often the queue is looked at without a signal.
 const QUEUE_POLL: Duration = Duration::from_secs(5);
-/// Retry delays towards the LAN mailbox host: first, and the longest.
-const LOCAL_RETRY_SECONDS: (u64, u64) = (5, 600);
-/// Retry delays towards the smarthost (Postfix: minimal_backoff_time, maximal_backoff_time).
-const SMARTHOST_RETRY_SECONDS: (u64, u64) = (300, 4000);
-/// How long an outbound recipient may stay queued (Postfix: maximal_queue_lifetime 5d).
-pub const QUEUE_LIFETIME_SECONDS: u64 = 5 * 86_400;
 const ADDRESS_CAPACITY: usize = 256;
 /// Recipients one attempt carries (a message may have 128: the rest go in the next attempt,
 /// at once, as RFC 5321 3.3 allows). Bounds the delivery task's RAM.
@@ -38,14 +38,7 @@ pub const BATCH_RECIPIENTS: usize = 32;
 /// Bytes of recipient addresses one attempt carries.
 const BATCH_ADDRESS_BYTES: usize = 2048;
 
-/// Where a recipient's mail goes next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// One of our domains: the LAN mailbox host.
-    Mailbox,
-    /// Anywhere else: the smarthost.
-    Smarthost,
-}
+pub use homemx_spool::queue_policy::Route;
 
 /// What one attempt needs, copied out of the spool so the vault is not held during I/O.
 pub struct Attempt {
@@ -62,8 +55,6 @@ pub struct Attempt {
     pub more_pending: bool,
     /// Message size in bytes.
     pub length: u32,
-    /// Attempts so far.
-    pub attempts: u32,
     /// When the message was queued (Unix seconds; 0: unknown).
     pub queued_at: u64,
 }
@@ -206,14 +197,7 @@ pub fn route_of(address: &str) -> Route {
 /// The next queued message whose retry time has come, with its pending recipients.
 async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
     let mut stores = crate::store::open().await?;
-    let now_seconds = uptime_seconds();
-    let summary = stores.spool.messages().find(|message| {
-        let due = retry_all
-            || message.delivery.next_retry <= now_seconds
-            // Written in an earlier boot with a larger uptime than now.
-            || message.delivery.next_retry > now_seconds + SMARTHOST_RETRY_SECONDS.1;
-        !message.damaged && !tried.contains(&message.id) && due
-    })?;
+    let summary = queue_policy::next_due(stores.spool.messages(), tried, uptime_seconds(), retry_all)?;
     let mut envelope_bytes = [0u8; ENVELOPE_CAPACITY];
     let envelope = stores.spool.read_envelope(summary.id, &mut envelope_bytes).await.ok()?;
     let mut attempt = Attempt {
@@ -222,16 +206,12 @@ async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
         addresses: heapless::String::new(),
         recipients: heapless::Vec::new(),
         length: summary.length,
-        attempts: summary.delivery.attempts,
         queued_at: envelope.queued_at(),
         more_pending: false,
     };
     let _ = attempt.sender.push_str(core::str::from_utf8(envelope.reverse_path()).unwrap_or(""));
-    for (index, recipient) in envelope.recipients().iter().enumerate() {
-        let address = core::str::from_utf8(recipient).unwrap_or("");
-        if summary.delivery.recipient(index) != RecipientState::Pending {
-            continue;
-        }
+    for index in queue_policy::pending(&summary.delivery, envelope.recipients().len()) {
+        let address = core::str::from_utf8(envelope.recipients()[index]).unwrap_or("");
         if attempt.recipients.is_full() || attempt.addresses.len() + address.len() > attempt.addresses.capacity() {
             attempt.more_pending = true;
             break;
@@ -420,76 +400,101 @@ async fn send_body(link: &mut Link<'_, '_>, session: &mut ClientSession<'_>, rea
     flush(link, session).await
 }
 
-/// Writes the attempt's results to the spool: delivered and failed recipients, the next retry
-/// time for the rest, NDNs for outbound failures, and deletes the message when it is done.
+/// Writes the attempt's results to the spool as [`queue_policy::record_outcomes`] decides:
+/// the message's new delivery state (delivered and failed recipients, the next retry time),
+/// then its deletion when no recipient is pending; the counters, and an NDN for outbound
+/// recipients that failed.
 async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
+    // The answer that decided a recipient (the 5xx of a refused one, the 4xx of an expired one).
+    let result_of = |index: usize, decided_by: Outcome| {
+        let mut answers = outcomes.iter().filter(|outcome| outcome.index == index);
+        answers.clone().find(|outcome| outcome.result.outcome == decided_by).or_else(|| answers.next())
+    };
     let mut failed_outbound: heapless::Vec<(usize, RecipientResult), BATCH_RECIPIENTS> = heapless::Vec::new();
-    let expired = attempt.queued_at != 0
-        && crate::wall_clock::unix_seconds().is_some_and(|now| now.saturating_sub(attempt.queued_at) > QUEUE_LIFETIME_SECONDS);
+    let expired;
     {
         let Some(mut stores) = crate::store::open().await else {
             return;
         };
-        let (mut delivered, mut relayed, mut deferred) = (0u32, 0u32, 0u32);
-        for outcome in outcomes {
-            let index = outcome.index;
-            match (outcome.result.outcome, outcome.route) {
-                (Outcome::Delivered, route) => {
-                    if route == Route::Mailbox {
-                        delivered += 1;
-                    } else {
-                        relayed += 1;
-                    }
-                    let _ = stores.spool.mark_delivered(attempt.id, index).await;
+        let Some(summary) = stores.spool.message(attempt.id) else {
+            return;
+        };
+        let recorded = {
+            let mut results = AttemptResults::new();
+            for route in [Route::Mailbox, Route::Smarthost] {
+                for (index, _) in attempt.recipients(route) {
+                    results.tried(index, route);
                 }
-                (Outcome::Bounced, Route::Mailbox) => {
-                    crate::event_warning!("delivery: the mailbox host refused recipient {} of message {} for good", index, attempt.id.0);
-                    let _ = stores.spool.mark_failed(attempt.id, index).await;
+            }
+            for outcome in outcomes {
+                let answer = match outcome.result.outcome {
+                    Outcome::Delivered => queue_policy::Outcome::Delivered,
+                    Outcome::Deferred => queue_policy::Outcome::Deferred,
+                    Outcome::Bounced => queue_policy::Outcome::Failed,
+                };
+                results.answered(outcome.index, answer);
+            }
+            let clock = QueueClock { uptime_seconds: uptime_seconds(), unix_seconds: crate::wall_clock::unix_seconds() };
+            queue_policy::record_outcomes(
+                summary.delivery,
+                summary.recipient_count,
+                &results,
+                attempt.more_pending,
+                attempt.queued_at,
+                clock,
+            )
+        };
+        for refusal in recorded.refused.iter().filter_map(|index| result_of(index, Outcome::Bounced)) {
+            let (index, code) = (refusal.index, refusal.result.code);
+            match refusal.route {
+                Route::Mailbox => {
+                    crate::event_warning!("delivery: the mailbox host refused recipient {} of message {} for good", index, attempt.id.0)
                 }
-                (Outcome::Bounced, Route::Smarthost) => {
+                Route::Smarthost => {
                     crate::event_warning!(
                         "outbound: the smarthost refused recipient {} of message {} for good ({})",
                         index,
                         attempt.id.0,
-                        outcome.result.code
-                    );
-                    let _ = stores.spool.mark_failed(attempt.id, index).await;
-                    let _ = failed_outbound.push((index, outcome.result));
+                        code
+                    )
                 }
-                (Outcome::Deferred, Route::Smarthost) if expired => {
-                    crate::event_warning!("outbound: recipient {} of message {} expired after 5 days in the queue", index, attempt.id.0);
-                    let _ = stores.spool.mark_failed(attempt.id, index).await;
-                    let _ = failed_outbound.push((index, outcome.result));
-                }
-                (Outcome::Deferred, _) => deferred += 1,
             }
         }
-        let bounced = outcomes.iter().filter(|outcome| outcome.result.outcome == Outcome::Bounced).count() as u32
-            + if expired { failed_outbound.len() as u32 } else { 0 };
-        crate::mail_status::update(|status| {
-            status.delivered_local += delivered;
-            status.relayed += relayed;
-            status.deferred += u32::from(deferred > 0);
-            status.bounced += bounced;
-        });
-        let summary = stores.spool.message(attempt.id);
-        let done = summary.is_some_and(|message| message.delivery.is_finished(message.recipient_count));
-        if done {
-            let _ = stores.spool.delete(attempt.id).await;
-            crate::event_info!("delivery: message {} done ({} to the mailbox host, {} to the smarthost) and removed", attempt.id.0, delivered, relayed);
-        } else {
-            // Outbound recipients without a final result this time are still pending.
-            let outbound_pending = attempt.recipients(Route::Smarthost).any(|(index, _)| {
-                !outcomes.iter().any(|outcome| outcome.index == index && outcome.result.outcome != Outcome::Deferred)
-            });
-            let (first, longest) = if outbound_pending { SMARTHOST_RETRY_SECONDS } else { LOCAL_RETRY_SECONDS };
-            // Recipients beyond this batch were not tried: no delay for them.
-            let delay = if attempt.more_pending { 0 } else { (first << attempt.attempts.min(16)).min(longest) };
-            let _ = stores.spool.set_next_retry(attempt.id, uptime_seconds() + delay).await;
-            if attempt.more_pending {
-                crate::channels::DELIVERY_DUE.signal(());
+        for index in recorded.expired.iter() {
+            crate::event_warning!("outbound: recipient {} of message {} expired after 5 days in the queue", index, attempt.id.0);
+        }
+        for index in recorded.non_delivery_report.iter() {
+            let decided_by = if recorded.expired.contains(index) { Outcome::Deferred } else { Outcome::Bounced };
+            if let Some(decision) = result_of(index, decided_by) {
+                let _ = failed_outbound.push((index, decision.result));
             }
-            defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay);
+        }
+        expired = !recorded.expired.is_empty();
+        let counts = recorded.counts;
+        crate::mail_status::update(|status| {
+            status.delivered_local += counts.delivered_local;
+            status.relayed += counts.relayed;
+            status.deferred += u32::from(counts.deferred > 0);
+            status.bounced += counts.bounced;
+        });
+        // One state record first: a power cut before the delete never delivers a recipient twice.
+        let _ = stores.spool.set_delivery_state(attempt.id, recorded.state).await;
+        match recorded.disposition {
+            Disposition::Remove => {
+                let _ = stores.spool.delete(attempt.id).await;
+                crate::event_info!(
+                    "delivery: message {} done ({} to the mailbox host, {} to the smarthost) and removed",
+                    attempt.id.0,
+                    counts.delivered_local,
+                    counts.relayed
+                );
+            }
+            Disposition::Retry { delay_seconds, .. } => {
+                if attempt.more_pending {
+                    crate::channels::DELIVERY_DUE.signal(());
+                }
+                defmt::info!("delivery: message {=u32} deferred, next try in {=u64} s", attempt.id.0, delay_seconds);
+            }
         }
         stores.persist_spool_counters().await;
     }

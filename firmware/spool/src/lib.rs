@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod error;
 pub mod key_value;
 pub mod layout;
+pub mod queue_policy;
 pub mod reader;
 pub mod recovery;
 pub mod spool;
