@@ -3,7 +3,8 @@
 //! away, the connection probe names it within one probe interval ("Mailbox host unreachable
 //! since HH:MM UTC"); when it is back on the same address, mail flows again. `homemx status`
 //! shows the same line. Without a time server the headline says the clock is not set.
-//! Screenshots of both states go to qemu/run/artifacts/.
+//! Screenshots of each state (mail flows, the mailbox host unreachable, mail flows again) go to
+//! qemu/run/artifacts/.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_C
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
 use homemx_qemu::peers::{send_mail, MailboxHost};
 use homemx_qemu::provider::{SntpConfig, SntpServer, TestCa};
-use homemx_qemu::status_page::{get, screenshot, status_json};
+use homemx_qemu::status_page::{get, headline, screenshot, status_json};
 use serde_json::Value;
 
 /// The firmware's probe interval (`firmware/app/src/mailbox_probe.rs`: `PROBE_INTERVAL`).
@@ -40,7 +41,7 @@ fn wait_for_verdict(network: &IsolatedNetwork, verdict: &str, timeout: Duration)
 /// The page's `<h1>`.
 fn page_headline(network: &IsolatedNetwork) -> String {
     let page = get(network, LAN_CLIENT, &APPLIANCE.to_string(), "/");
-    page.body.split("<h1>").nth(1).and_then(|rest| rest.split("</h1>").next()).unwrap_or_else(|| panic!("no <h1>: {page:?}")).to_string()
+    headline(&page.body).unwrap_or_else(|| panic!("no <h1>: {page:?}")).to_string()
 }
 
 /// The first line of `homemx status`.
@@ -128,6 +129,7 @@ fn the_headline_names_the_unreachable_mailbox_host_and_says_mail_flows_when_it_i
     assert_eq!(status["headline"], "Mail flows — no alerts", "{status}");
     assert_eq!(status["mailbox"]["failing_since_unix"], Value::Null, "{status}");
     assert_eq!(page_headline(network), "Mail flows — no alerts");
+    screenshot(network, &directory, "status-headline-mail-flows-again.png");
     assert!(mailbox.messages().is_empty(), "the probe delivers nothing");
     homemx_qemu::peers::assert_short_polls(network);
 }
