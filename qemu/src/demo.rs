@@ -8,8 +8,8 @@
 //! Owns every peer, the machine, the namespace and the forward for as long as the [`Demo`]
 //! lives; dropping it stops them all by PID (forward first, network last). Calls the harness's
 //! own pieces: [`crate::provider`] (CA, smarthost, DNS, SNTP), [`crate::peers`] (mailbox host,
-//! SMTP client, HTTP client), [`crate::owner`] (configuration, secrets, the `homemx` CLI) and
-//! [`crate::machine`]; the same environment as [`crate::operation_workload`], without the
+//! SMTP client, HTTP client), [`crate::owner`] (configuration, secrets, the `homemx` CLI),
+//! [`crate::status_page`] (the headline) and [`crate::machine`]; the same environment as [`crate::operation_workload`], without the
 //! backup MX, DynDNS and the instruction counting.
 //!
 //! The status-page forward: a listener on 127.0.0.1 only (created on the host before anything
@@ -211,6 +211,17 @@ impl Demo {
             return Err(format!("the status page through 127.0.0.1:{} answered {}", self.status_page.port, answer.status).into());
         }
         Ok(answer)
+    }
+
+    /// The status page's headline, fetched from the host through the forward; an error unless
+    /// it says mail flows (what `cargo xtask run --check` and the `demo` e2e test require).
+    pub fn headline_says_mail_flows(&self) -> Result<String> {
+        let page = self.fetch_status_page()?;
+        let headline = crate::status_page::headline(&page.body).ok_or_else(|| format!("the status page has no headline: {}", page.body))?;
+        if !headline.starts_with("Mail flows") {
+            return Err(format!("both messages arrived, but the status page's headline says {headline:?}, not that mail flows").into());
+        }
+        Ok(headline.to_string())
     }
 
     /// The port on 127.0.0.1 that reaches the status page.

@@ -58,8 +58,13 @@ fn ip(arguments: &[&str]) -> Result<()> {
 impl IsolatedNetwork {
     /// Creates the namespace and its devices and starts dnsmasq. Needs root (CI runs as root).
     pub fn create(directory: &Path) -> Result<Self> {
-        if unsafe { libc::geteuid() } != 0 {
-            return Err("the isolated test network needs root (network namespaces and TAP devices)".into());
+        // SAFETY: geteuid has no preconditions.
+        let user = unsafe { libc::geteuid() };
+        if user != 0 {
+            return Err(format!(
+                "not root (effective user id {user}): the isolated test network needs root (network namespaces and TAP devices)"
+            )
+            .into());
         }
         let name = format!("hmx{}x{}", std::process::id(), NETWORK_COUNTER.fetch_add(1, Ordering::Relaxed));
         ip(&["netns", "add", &name])?;

@@ -1,6 +1,6 @@
 //! The appliance's status page as a LAN client sees it: `GET` from an address inside the
-//! isolated network, `/status.json` parsed, and a headless Chromium screenshot of `/` into
-//! `qemu/run/artifacts/` (the CI artifacts). Used by the status-page tests; calls only
+//! isolated network, `/status.json` parsed, the page's headline, and a headless Chromium
+//! screenshot of `/` into `qemu/run/artifacts/` (the CI artifacts). Used by the status-page tests; calls only
 //! [`crate::peers::http_get`] and the namespace's [`IsolatedNetwork::run_inside`].
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -17,6 +17,12 @@ pub fn get(network: &IsolatedNetwork, source: Ipv4Addr, host: &str, path: &str) 
         .run_inside(move || http_get(source, SocketAddrV4::new(APPLIANCE, 80), &host, &path))
         .unwrap()
         .expect("the HTTP exchange completes")
+}
+
+/// The headline of a status page (the text of its `<h1>`), if it has one.
+pub fn headline(html: &str) -> Option<&str> {
+    let (_, rest) = html.split_once("<h1>")?;
+    rest.split_once("</h1>").map(|(headline, _)| headline)
 }
 
 /// `/status.json` as the LAN client gets it.

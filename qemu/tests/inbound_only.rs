@@ -1,10 +1,10 @@
 //! An inbound-only MX, set up the way a new owner would: the real `homemx init` with flags and
 //! `--no-smarthost` writes `homemx.toml` (and says no password file or trust anchor is needed),
-//! `homemx provision` accepts that file unchanged on a factory-fresh device, a WAN message to a
-//! recipient reaches the LAN mailbox host (LMTP) byte-exact after its `Received:` header, a LAN
-//! client's mail to our domain is delivered too, and a LAN submission to a foreign address gets
-//! `550 5.7.1 outbound mail is not configured` on 587 and on 25 (a WAN client still gets the
-//! plain relay denial).
+//! `homemx provision` accepts that file unchanged on a factory-fresh device, the status page says
+//! it is an inbound-only MX, a WAN message to a recipient reaches the LAN mailbox host (LMTP)
+//! byte-exact after its `Received:` header, a LAN client's mail to our domain is delivered too,
+//! and a LAN submission to a foreign address gets `550 5.7.1 outbound mail is not configured` on
+//! 587 and on 25 (a WAN client still gets the plain relay denial).
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, WAN_CLIENT};
 use homemx_qemu::owner::{Owner, PASSPHRASE};
 use homemx_qemu::peers::{expect_250, send_mail, split_received, MailboxHost};
+use homemx_qemu::status_page::{get, status_json};
 
 const MESSAGE: &[u8] = b"From: Someone <someone@remote.test>\r\n\
 To: Alice <alice@example.org>\r\n\
@@ -74,6 +75,10 @@ fn init_without_a_smarthost_provisions_an_inbound_only_mx() {
     let status = owner.status();
     assert_eq!(status["configured"], true, "{status}");
     assert_eq!(status["credentials"]["smarthost_password"], false, "{status}");
+    // The status page says what the appliance is without a smarthost.
+    let page = get(&network, LAN_CLIENT, &APPLIANCE.to_string(), "/");
+    assert!(page.body.contains("none: an inbound-only MX (outbound mail is not configured)"), "{}", page.body);
+    assert_eq!(status_json(&network)["smarthost"]["host"], serde_json::Value::Null);
 
     let send = |source, port: u16, sender: &str, recipients: &[&str]| {
         send_mail(&namespace, source, format!("{APPLIANCE}:{port}"), sender, recipients, &directory.join("message.eml"), false)

@@ -156,7 +156,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         }
         // No delivery talked to the mailbox host for a while (the spool is empty, or its
         // mail waits for a retry): the probe keeps the status page's headline current.
-        if crate::mail_status::mailbox_probe_due() {
+        if crate::mail_status::mailbox_probe_due(QUEUE_POLL) {
             if let Some(host) = mailbox_endpoint() {
                 probe_mailbox(stack, host).await;
             }

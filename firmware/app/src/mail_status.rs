@@ -102,9 +102,10 @@ pub fn mailbox_contact(result: Result<(), MailboxFailure>) {
     });
 }
 
-/// Whether the mailbox host went [`crate::mailbox_probe::PROBE_INTERVAL`] without contact.
-pub fn mailbox_probe_due() -> bool {
+/// Whether the mailbox host went [`crate::mailbox_probe::probe_due_after`] without contact, for
+/// a task that looks every `poll`.
+pub fn mailbox_probe_due(poll: embassy_time::Duration) -> bool {
     let now = embassy_time::Instant::now().as_millis();
-    let interval = crate::mailbox_probe::PROBE_INTERVAL.as_millis();
+    let interval = crate::mailbox_probe::probe_due_after(poll).as_millis();
     snapshot().mailbox_contact_ms.is_none_or(|contact| now.saturating_sub(contact) >= interval)
 }

@@ -1,6 +1,8 @@
 //! The connection probe to the LAN mailbox host: TCP connect, read the greeting, `QUIT`.
-//! The delivery task runs it when no delivery has talked to the host for [`PROBE_INTERVAL`],
-//! so the status page's headline stays current while the spool is empty. The delivery task
+//! The delivery task runs it when no delivery or probe has talked to the host for
+//! [`probe_due_after`] (one [`PROBE_INTERVAL`] less the probe's timeout and the task's poll), so
+//! the status page's headline stays current while the spool is empty and names an outage within
+//! one probe interval of its start. The delivery task
 //! gives it a socket with small buffers (on its future, never at the same time as a
 //! delivery's) and releases it after. Calls nothing else in the crate (it stays outside the
 //! app's import cycle). Every step is bounded by a timeout.
@@ -10,8 +12,15 @@ use embassy_net::IpEndpoint;
 use embassy_time::{with_timeout, Duration};
 use homemx_status::MailboxFailure;
 
-/// How long the mailbox host may go without a delivery or a probe.
+/// The longest the headline may still say the mailbox host is reachable after it went away.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How old the last contact with the mailbox host may be before a task that looks every `poll`
+/// probes it: early enough that a probe that fails (by its timeout at worst) has ended within
+/// [`PROBE_INTERVAL`] of the outage's start. (45 s with the delivery task's 5 s poll.)
+pub fn probe_due_after(poll: Duration) -> Duration {
+    PROBE_INTERVAL - PROBE_TIMEOUT - poll
+}
 /// The whole probe (connect, greeting, QUIT) ends within this.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Receive buffer for the probe's socket (a greeting line or a few).

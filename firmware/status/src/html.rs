@@ -273,7 +273,13 @@ fn host(sink: &mut Sink<'_>, snapshot: &StatusSnapshot, host: Option<&str>) -> f
 fn smarthost(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     let smarthost = &snapshot.smarthost;
     sink.write_str("<section><h2>Smarthost TLS</h2><dl><dt>Host</dt><dd>")?;
-    host(sink, snapshot, smarthost.host.as_deref())?;
+    match (smarthost.host.as_deref(), snapshot.lock) {
+        // Unlocked, the configuration is known: no smarthost is an inbound-only MX.
+        (None, LockState::Unlocked) => {
+            sink.write_str("none: an inbound-only MX (outbound mail is not configured)")?
+        }
+        (name, _) => host(sink, snapshot, name)?,
+    }
     sink.write_str("</dd><dt>Last success</dt><dd>")?;
     when(sink, snapshot, smarthost.last_success_unix)?;
     sink.write_str("</dd><dt>TLS</dt><dd>")?;

@@ -212,6 +212,21 @@ fn the_facts_are_on_the_page() {
     assert!(page.contains("not readable while locked"));
     assert!(page.contains("unknown while locked"));
     assert!(render(&common::empty()).contains("not configured"));
+    // Unlocked without a smarthost: the page says the appliance is an inbound-only MX.
+    let mut inbound_only = common::quiet();
+    inbound_only.smarthost = Default::default();
+    let page = render(&inbound_only);
+    assert!(
+        page.contains(
+            "<dt>Host</dt><dd>none: an inbound-only MX (outbound mail is not configured)</dd>"
+        ),
+        "{page}"
+    );
+    assert!(!render(&common::quiet()).contains("inbound-only"));
+    assert!(
+        !render(&common::locked()).contains("inbound-only"),
+        "locked, the configuration is not known"
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The owner's `homemx.toml`: parsed, validated (errors name the field), and turned into the
 //! wire's configuration items, credentials and trust anchors. The one copy of the rules:
 //! `provision` and `config set` plan with [`load`], `homemx init` checks what it writes with
-//! [`check_fields`] before the password and certificate files it names exist.
+//! [`check_fields`] before the password and certificate files it names exist, and each answer
+//! at the terminal with the field checks ([`host_name`], [`recipient`], [`lan_prefix`],
+//! [`ipv4`], [`delivery_protocol`], [`port`], [`tls`], [`user_name`]) that [`plan`] applies.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -227,7 +229,8 @@ fn bounded<const N: usize>(field: &str, value: &str) -> Result<heapless::String<
     heapless::String::try_from(value).map_err(|_| invalid(field, format!("longer than {N} bytes")))
 }
 
-fn host_name(field: &str, value: &str) -> Result<HostName> {
+/// A host name (also a domain): letters, digits and `-` in dot-separated labels; lower-cased.
+pub fn host_name(field: &str, value: &str) -> Result<HostName> {
     let valid = !value.is_empty()
         && value.len() <= 253
         && value.split('.').all(|label| {
@@ -243,14 +246,16 @@ fn host_name(field: &str, value: &str) -> Result<HostName> {
     bounded(field, &value.to_ascii_lowercase())
 }
 
-fn port(field: &str, value: u16) -> Result<u16> {
+/// A port, 1..=65535.
+pub fn port(field: &str, value: u16) -> Result<u16> {
     if value == 0 {
         return Err(invalid(field, "must be 1..=65535"));
     }
     Ok(value)
 }
 
-fn tls(field: &str, value: &str) -> Result<TlsMode> {
+/// `implicit` or `starttls`.
+pub fn tls(field: &str, value: &str) -> Result<TlsMode> {
     match value {
         "implicit" => Ok(TlsMode::Implicit),
         "starttls" => Ok(TlsMode::StartTls),
@@ -258,8 +263,50 @@ fn tls(field: &str, value: &str) -> Result<TlsMode> {
     }
 }
 
-fn ipv4(field: &str, value: &str) -> Result<[u8; 4]> {
+/// An IPv4 address, `a.b.c.d`.
+pub fn ipv4(field: &str, value: &str) -> Result<[u8; 4]> {
     value.parse::<Ipv4Addr>().map(|address| address.octets()).map_err(|_| invalid(field, format!("{value:?} is not an IPv4 address")))
+}
+
+/// An account's user name (at most [`MAX_USER_NAME`] bytes).
+pub fn user_name(field: &str, value: &str) -> Result<UserName> {
+    bounded(field, value)
+}
+
+/// A recipient, `local@domain`, whose domain is one of `domains` (lower-case, as [`host_name`]
+/// returns them); the local part without the characters of relay tricks.
+pub fn recipient(field: &str, value: &str, domains: &[String]) -> Result<MailAddress> {
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return Err(invalid(field, format!("{value:?} is not local@domain")));
+    };
+    if local.is_empty() || local.contains(['@', '%', '!', ' ', '"', ':']) {
+        return Err(invalid(field, format!("{value:?} has an unusable local part")));
+    }
+    let domain = host_name(field, domain)?;
+    if !domains.iter().any(|known| known == domain.as_str()) {
+        return Err(invalid(field, format!("domain {domain} is not in `domains`")));
+    }
+    bounded(field, &format!("{local}@{domain}"))
+}
+
+/// A LAN network, `a.b.c.d/length`, at least /8.
+pub fn lan_prefix(field: &str, value: &str) -> Result<Ipv4Prefix> {
+    let (address, length) = value.split_once('/').ok_or_else(|| invalid(field, "needs a.b.c.d/length"))?;
+    let address = ipv4(field, address)?;
+    let length: u8 = length.parse().ok().filter(|length| *length <= 32).ok_or_else(|| invalid(field, "length must be 0..=32"))?;
+    if length < 8 {
+        return Err(invalid(field, "a LAN prefix shorter than /8 would make the world a LAN client"));
+    }
+    Ok(Ipv4Prefix { address, length })
+}
+
+/// How mail is handed to the LAN mailbox host: `smtp` or `lmtp`.
+pub fn delivery_protocol(field: &str, value: &str) -> Result<DeliveryProtocol> {
+    match value {
+        "smtp" => Ok(DeliveryProtocol::Smtp),
+        "lmtp" => Ok(DeliveryProtocol::Lmtp),
+        other => Err(invalid(field, format!("{other:?} is not `smtp` or `lmtp`"))),
+    }
 }
 
 fn read_relative(base: &Path, path: &Path) -> PathBuf {
@@ -380,39 +427,17 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         domains.push(name.to_string());
         items.push(ConfigItem::Domain(name));
     }
-    for (index, recipient) in file.recipients.iter().enumerate() {
-        let field = format!("recipients[{index}]");
-        let Some((local, domain)) = recipient.rsplit_once('@') else {
-            return Err(invalid(&field, format!("{recipient:?} is not local@domain")));
-        };
-        if local.is_empty() || local.contains(['@', '%', '!', ' ', '"', ':']) {
-            return Err(invalid(&field, format!("{recipient:?} has an unusable local part")));
-        }
-        let domain = host_name(&field, domain)?;
-        if !domains.iter().any(|known| known == domain.as_str()) {
-            return Err(invalid(&field, format!("domain {domain} is not in `domains`")));
-        }
-        items.push(ConfigItem::Recipient(bounded(&field, &format!("{local}@{domain}"))?));
+    for (index, address) in file.recipients.iter().enumerate() {
+        items.push(ConfigItem::Recipient(recipient(&format!("recipients[{index}]"), address, &domains)?));
     }
     if file.lan_prefixes.is_empty() {
         return Err(invalid("lan_prefixes", "at least one LAN network is needed (e.g. \"192.168.1.0/24\")"));
     }
     for (index, prefix) in file.lan_prefixes.iter().enumerate() {
-        let field = format!("lan_prefixes[{index}]");
-        let (address, length) = prefix.split_once('/').ok_or_else(|| invalid(&field, "needs a.b.c.d/length"))?;
-        let address = ipv4(&field, address)?;
-        let length: u8 = length.parse().ok().filter(|length| *length <= 32).ok_or_else(|| invalid(&field, "length must be 0..=32"))?;
-        if length < 8 {
-            return Err(invalid(&field, "a LAN prefix shorter than /8 would make the world a LAN client"));
-        }
-        items.push(ConfigItem::LanPrefix(Ipv4Prefix { address, length }));
+        items.push(ConfigItem::LanPrefix(lan_prefix(&format!("lan_prefixes[{index}]"), prefix)?));
     }
     let mailbox = &file.lan_mailbox;
-    let protocol = match mailbox.protocol.as_str() {
-        "smtp" => DeliveryProtocol::Smtp,
-        "lmtp" => DeliveryProtocol::Lmtp,
-        other => return Err(invalid("lan_mailbox.protocol", format!("{other:?} is not `smtp` or `lmtp`"))),
-    };
+    let protocol = delivery_protocol("lan_mailbox.protocol", &mailbox.protocol)?;
     items.push(ConfigItem::LanMailbox(LanMailbox {
         address: ipv4("lan_mailbox.address", &mailbox.address)?,
         port: port("lan_mailbox.port", mailbox.port)?,
@@ -423,7 +448,7 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
             host: host_name("smarthost.host", &smarthost.host)?,
             port: port("smarthost.port", smarthost.port)?,
             tls: tls("smarthost.tls", &smarthost.tls)?,
-            user_name: bounded("smarthost.user_name", &smarthost.user_name)?,
+            user_name: user_name("smarthost.user_name", &smarthost.user_name)?,
         }));
         if let Some(secret) = password("smarthost.password_file", base, &smarthost.password_file, files)? {
             credentials.push((Credential::SmarthostPassword, secret));
@@ -440,7 +465,7 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
             host: host_name("backup_mx.host", &backup.host)?,
             port: port("backup_mx.port", backup.port)?,
             tls: tls("backup_mx.tls", &backup.tls)?,
-            user_name: bounded("backup_mx.user_name", &backup.user_name)?,
+            user_name: user_name("backup_mx.user_name", &backup.user_name)?,
             poll_interval_seconds: backup.poll_interval_seconds,
         }));
         if let Some(secret) = password("backup_mx.password_file", base, &backup.password_file, files)? {
@@ -457,7 +482,7 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         items.push(ConfigItem::DynDns(DynDns {
             server: host_name("dyndns.server", &dyndns.server)?,
             host_name: host_name("dyndns.host_name", &dyndns.host_name)?,
-            user_name: bounded("dyndns.user_name", &dyndns.user_name)?,
+            user_name: user_name("dyndns.user_name", &dyndns.user_name)?,
             check_interval_seconds: dyndns.check_interval_seconds,
         }));
         if dyndns.check_ip.len() < MIN_CHECK_IP_SOURCES {

@@ -1,5 +1,6 @@
 //! `homemx init`: the first `homemx.toml`. Takes the answers from flags, asks on the terminal
-//! for the ones missing (only when stdin is a terminal), renders a commented file, checks it
+//! for the ones missing (only when stdin is a terminal; an answer that fails its field's rule in
+//! [`config_file`] is asked again with the reason), renders a commented file, checks it
 //! with [`config_file`]'s own rules before writing anything, refuses to overwrite without
 //! `--force`, and says which password files and trust anchors are still needed and how to get
 //! them. Calls only [`config_file`] and the standard library; never touches a device.
@@ -85,13 +86,17 @@ fn default_mailbox_port(protocol: &str) -> u16 {
     }
 }
 
+/// `HOST:PORT` split, or why it is not one.
+fn split_host_port(text: &str) -> std::result::Result<(String, u16), String> {
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("{text:?} is not HOST:PORT"))?;
+    let port: u16 = port.parse().ok().filter(|port| *port > 0).ok_or_else(|| format!("{port:?} is not a port (1-65535)"))?;
+    Ok((host.to_string(), port))
+}
+
 /// `HOST:PORT` of `--smarthost`.
 fn parse_smarthost(text: &str) -> Result<(String, u16)> {
     let hint = "give the provider's submission server as HOST:PORT, e.g. --smarthost smtp.provider.example:465 (or --no-smarthost)";
-    let (host, port) = text.rsplit_once(':').ok_or_else(|| usage(format!("--smarthost: {text:?} is not HOST:PORT"), hint))?;
-    let port: u16 =
-        port.parse().ok().filter(|port| *port > 0).ok_or_else(|| usage(format!("--smarthost: {port:?} is not a port (1-65535)"), hint))?;
-    Ok((host.to_string(), port))
+    split_host_port(text).map_err(|reason| usage(format!("--smarthost: {reason}"), hint))
 }
 
 /// Completes the smarthost answers from `HOST:PORT` and the optional flags.
@@ -153,88 +158,151 @@ pub fn flags_complete(flags: &InitFlags) -> bool {
         && (flags.smarthost.is_some() || flags.no_smarthost)
 }
 
-/// Asks on `output` and reads lines from `input` for every answer not given as a flag; an
-/// empty line takes the default shown in brackets.
-pub fn ask(flags: &InitFlags, input: &mut dyn BufRead, output: &mut dyn Write) -> Result<InitAnswers> {
-    let mut question = |text: &str, default: Option<&str>| -> Result<String> {
-        for _ in 0..5 {
+/// How often one question is asked before `init` gives up on it.
+pub const MAX_TRIES: usize = 5;
+
+/// The questions at the terminal: each is asked until its answer passes the check (the
+/// configuration file's own rule for that field), saying why an answer was not taken.
+struct Questions<'a> {
+    input: &'a mut dyn BufRead,
+    output: &'a mut dyn Write,
+}
+
+impl Questions<'_> {
+    /// Asks `text` (an empty line takes `default`) until `check` accepts the answer, at most
+    /// [`MAX_TRIES`] times; each refusal prints the check's reason and asks again.
+    fn ask<T>(&mut self, text: &str, default: Option<&str>, check: impl Fn(&str) -> Result<T>) -> Result<T> {
+        for _ in 0..MAX_TRIES {
             match default {
-                Some(default) => write!(output, "{text} [{default}]: "),
-                None => write!(output, "{text}: "),
+                Some(default) => write!(self.output, "{text} [{default}]: "),
+                None => write!(self.output, "{text}: "),
             }
-            .and_then(|()| output.flush())
+            .and_then(|()| self.output.flush())
             .map_err(|error| CliError::new(ExitCode::Failure, format!("cannot write the question: {error}")))?;
             let mut line = String::new();
-            let read = input
+            let read = self
+                .input
                 .read_line(&mut line)
                 .map_err(|error| CliError::new(ExitCode::Failure, format!("cannot read the answer: {error}")))?;
             if read == 0 {
                 return Err(CliError::new(ExitCode::Aborted, "no answer (end of input); nothing was written"));
             }
-            let answer = line.trim();
-            match (answer.is_empty(), default) {
-                (false, _) => return Ok(answer.to_string()),
-                (true, Some(default)) => return Ok(default.to_string()),
-                (true, None) => {
-                    let _ = writeln!(output, "  an answer is needed");
+            let answer = match (line.trim(), default) {
+                ("", Some(default)) => default,
+                ("", None) => {
+                    self.say("an answer is needed");
+                    continue;
                 }
+                (answer, _) => answer,
+            };
+            match check(answer) {
+                Ok(value) => return Ok(value),
+                Err(error) => self.say(&format!("not taken: {}", error.message)),
             }
         }
-        Err(CliError::new(ExitCode::Aborted, format!("no answer to {text:?}; nothing was written")))
-    };
+        Err(CliError::new(ExitCode::Aborted, format!("no usable answer to {text:?} in {MAX_TRIES} tries; nothing was written"))
+            .hint("the line after each answer says what was wrong with it"))
+    }
+
+    /// A line under the question (why the answer was not taken).
+    fn say(&mut self, text: &str) {
+        let _ = writeln!(self.output, "  {text}; please answer again");
+    }
+}
+
+/// A check's refusal for an answer at the terminal (not a flag).
+fn refused(field: &str, reason: impl std::fmt::Display) -> CliError {
+    CliError::new(ExitCode::Configuration, format!("{field}: {reason}"))
+}
+
+/// Asks on `output` and reads lines from `input` for every answer not given as a flag; an
+/// empty line takes the default shown in brackets. Each answer is checked at once with the
+/// configuration file's rule for its field, and asked again with the reason when it fails.
+pub fn ask(flags: &InitFlags, input: &mut dyn BufRead, output: &mut dyn Write) -> Result<InitAnswers> {
+    let mut questions = Questions { input, output };
     let domain = match &flags.domain {
         Some(domain) => domain.clone(),
-        None => question("Domain the appliance receives mail for (e.g. example.org)", None)?,
+        None => questions.ask("Domain the appliance receives mail for (e.g. example.org)", None, |answer| {
+            config_file::host_name("domain", answer).map(|_| answer.to_string())
+        })?,
     };
     let recipients = if flags.recipients.is_empty() {
+        let domains = [domain.to_ascii_lowercase()];
         let example = format!("alice@{domain}, bob@{domain}");
-        question(&format!("Recipients, separated by commas ({example})"), None)?
-            .split([',', ' '])
-            .filter(|recipient| !recipient.is_empty())
-            .map(str::to_string)
-            .collect()
+        questions.ask(&format!("Recipients, separated by commas ({example})"), None, |answer| {
+            let recipients: Vec<String> = answer.split([',', ' ']).filter(|recipient| !recipient.is_empty()).map(str::to_string).collect();
+            if recipients.is_empty() {
+                return Err(refused("recipients", "at least one address is needed"));
+            }
+            for recipient in &recipients {
+                config_file::recipient("recipient", recipient, &domains)?;
+            }
+            Ok(recipients)
+        })?
     } else {
         flags.recipients.clone()
     };
     let lan_prefix = match &flags.lan_prefix {
         Some(prefix) => prefix.clone(),
-        None => question("LAN network allowed to submit mail and see the status page", Some("192.168.1.0/24"))?,
+        None => questions.ask("LAN network allowed to submit mail and see the status page", Some("192.168.1.0/24"), |answer| {
+            config_file::lan_prefix("LAN network", answer).map(|_| answer.to_string())
+        })?,
     };
     let mailbox_host = match &flags.mailbox_host {
         Some(host) => host.clone(),
-        None => question("IPv4 address of the LAN mailbox host (e.g. Dovecot)", None)?,
+        None => questions.ask("IPv4 address of the LAN mailbox host (e.g. Dovecot)", None, |answer| {
+            config_file::ipv4("mailbox host", answer).map(|_| answer.to_string())
+        })?,
     };
     let mailbox_protocol = match &flags.mailbox_protocol {
         Some(protocol) => protocol.clone(),
-        None => question("Its protocol: lmtp or smtp", Some("lmtp"))?,
+        None => questions.ask("Its protocol: lmtp or smtp", Some("lmtp"), |answer| {
+            config_file::delivery_protocol("protocol", answer).map(|_| answer.to_string())
+        })?,
     };
     let mailbox_port = match flags.mailbox_port {
         Some(port) => port,
         None => {
             let default = default_mailbox_port(&mailbox_protocol).to_string();
-            let answer = question("Its port", Some(&default))?;
-            answer.parse().map_err(|_| usage(format!("{answer:?} is not a port"), "answer 1-65535; nothing was written"))?
+            questions.ask("Its port", Some(&default), |answer| {
+                let port = answer.parse().map_err(|_| refused("port", format!("{answer:?} is not a port (1-65535)")))?;
+                config_file::port("port", port)
+            })?
         }
     };
     let smarthost = if flags.no_smarthost {
         None
     } else {
-        let text = match &flags.smarthost {
-            Some(text) => text.clone(),
-            None => question("Provider's smarthost as HOST:PORT for outbound mail, or `none` for an inbound-only MX", None)?,
+        let host_and_port = match &flags.smarthost {
+            Some(text) => Some(parse_smarthost(text)?),
+            None => {
+                let question = "Provider's smarthost as HOST:PORT for outbound mail, or `none` for an inbound-only MX";
+                questions.ask(question, None, |answer| {
+                    if answer.eq_ignore_ascii_case("none") {
+                        return Ok(None);
+                    }
+                    let (host, port) = split_host_port(answer).map_err(|reason| refused("smarthost", reason))?;
+                    config_file::host_name("smarthost", &host)?;
+                    Ok(Some((host, port)))
+                })?
+            }
         };
-        if text.eq_ignore_ascii_case("none") {
-            None
-        } else {
-            let (host, port) = parse_smarthost(&text)?;
-            let mut answers = smarthost_answers(host, port, flags, &recipients);
-            if flags.smarthost_user.is_none() {
-                answers.user_name = question("Smarthost AUTH user name", Some(&answers.user_name))?;
+        match host_and_port {
+            None => None,
+            Some((host, port)) => {
+                let mut answers = smarthost_answers(host, port, flags, &recipients);
+                if flags.smarthost_user.is_none() {
+                    answers.user_name = questions.ask("Smarthost AUTH user name", Some(&answers.user_name), |answer| {
+                        config_file::user_name("user name", answer).map(|_| answer.to_string())
+                    })?;
+                }
+                if flags.smarthost_tls.is_none() {
+                    answers.tls = questions.ask("Smarthost TLS: implicit (465) or starttls (587)", Some(&answers.tls), |answer| {
+                        config_file::tls("TLS", answer).map(|_| answer.to_string())
+                    })?;
+                }
+                Some(answers)
             }
-            if flags.smarthost_tls.is_none() {
-                answers.tls = question("Smarthost TLS: implicit (465) or starttls (587)", Some(&answers.tls))?;
-            }
-            Some(answers)
         }
     };
     Ok(InitAnswers { domain, recipients, lan_prefix, mailbox_host, mailbox_protocol, mailbox_port, smarthost })

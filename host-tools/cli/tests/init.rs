@@ -1,9 +1,13 @@
 //! `homemx init`: the file it writes is one `homemx provision` accepts (with the secret files
-//! it names), it never overwrites without `--force`, bad answers give an error that names the
-//! flag and write nothing, and the terminal questions take defaults.
+//! it names), it never overwrites without `--force`, bad flags give an error that names the
+//! flag and write nothing, and the terminal questions take defaults and ask again, with the
+//! reason, after an answer the file's rules refuse (also the real binary on a pseudo-terminal).
 
-use std::io::Cursor;
+use std::io::{Cursor, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use homemx_cli::config_file;
 use homemx_cli::error::ExitCode;
@@ -189,4 +193,142 @@ fn the_terminal_questions_take_answers_and_defaults() {
     assert_eq!((answers.mailbox_protocol.as_str(), answers.mailbox_port, answers.smarthost), ("smtp", 25, None));
     let error = init::ask(&InitFlags::default(), &mut Cursor::new("example.org\n"), &mut Vec::new()).unwrap_err();
     assert_eq!(error.kind, ExitCode::Aborted);
+}
+
+/// Each question first gets an answer its field's rule refuses, then a good one (or the default).
+const ANSWERS_WITH_MISTAKES: [&str; 19] = [
+    "exa_mple.org",
+    "example.org",
+    "alice@elsewhere.example",
+    "alice@example.org, bob@example.org",
+    "0.0.0.0/0",
+    "",
+    "mail.lan",
+    "192.168.1.10",
+    "imap",
+    "smtp",
+    "99999",
+    "",
+    "smtp.provider.example",
+    "smtp_provider:465",
+    "smtp.provider.example:465",
+    "a-user-name-longer-than-the-sixty-four-bytes-the-device-keeps-for-it",
+    "",
+    "tls",
+    "",
+];
+
+/// The reason printed under each refused answer of [`ANSWERS_WITH_MISTAKES`], in order.
+const REASONS: [&str; 10] = [
+    "not taken: domain: \"exa_mple.org\" is not a host name; please answer again",
+    "not taken: recipient: domain elsewhere.example is not in `domains`; please answer again",
+    "not taken: LAN network: a LAN prefix shorter than /8 would make the world a LAN client; please answer again",
+    "not taken: mailbox host: \"mail.lan\" is not an IPv4 address; please answer again",
+    "not taken: protocol: \"imap\" is not `smtp` or `lmtp`; please answer again",
+    "not taken: port: \"99999\" is not a port (1-65535); please answer again",
+    "not taken: smarthost: \"smtp.provider.example\" is not HOST:PORT; please answer again",
+    "not taken: smarthost: \"smtp_provider\" is not a host name; please answer again",
+    "not taken: user name: longer than 64 bytes; please answer again",
+    "not taken: TLS: \"tls\" is not `implicit` or `starttls` (TLS is always required); please answer again",
+];
+
+fn script(answers: &[&str]) -> String {
+    answers.iter().map(|answer| format!("{answer}\n")).collect()
+}
+
+#[test]
+fn a_refused_answer_at_the_terminal_is_asked_again_with_the_reason() {
+    let mut output = Vec::new();
+    let answers = init::ask(&InitFlags::default(), &mut Cursor::new(script(&ANSWERS_WITH_MISTAKES)), &mut output).unwrap();
+    assert_eq!(answers.domain, "example.org");
+    assert_eq!(answers.recipients, ["alice@example.org", "bob@example.org"]);
+    assert_eq!(answers.lan_prefix, "192.168.1.0/24", "the default after the refused /0");
+    assert_eq!(answers.mailbox_host, "192.168.1.10");
+    assert_eq!((answers.mailbox_protocol.as_str(), answers.mailbox_port), ("smtp", 25), "SMTP's default port after the refused one");
+    let smarthost = answers.smarthost.clone().expect("a smarthost");
+    assert_eq!((smarthost.host.as_str(), smarthost.port), ("smtp.provider.example", 465));
+    assert_eq!((smarthost.user_name.as_str(), smarthost.tls.as_str()), ("alice@example.org", "implicit"), "the defaults");
+    init::checked_text(&answers).expect("what was taken passes provisioning's rules");
+    let dialogue = String::from_utf8(output).unwrap();
+    let mut rest = dialogue.as_str();
+    for reason in REASONS {
+        let at = rest.find(reason).unwrap_or_else(|| panic!("{reason:?} (in order) in:\n{dialogue}"));
+        rest = &rest[at + reason.len()..];
+    }
+    for (question, times) in [("Domain the appliance", 2), ("Recipients, separated", 2), ("Its port", 2), ("Provider's smarthost", 3)] {
+        assert_eq!(dialogue.matches(question).count(), times, "{question:?} asked {times} times:\n{dialogue}");
+    }
+}
+
+#[test]
+fn the_terminal_gives_up_after_the_last_try_and_writes_nothing() {
+    let refused = vec!["exa_mple.org"; init::MAX_TRIES];
+    let mut output = Vec::new();
+    let error = init::ask(&InitFlags::default(), &mut Cursor::new(script(&refused)), &mut output).unwrap_err();
+    assert_eq!(error.kind, ExitCode::Aborted);
+    assert!(error.message.contains(&format!("in {} tries; nothing was written", init::MAX_TRIES)), "{}", error.message);
+    let dialogue = String::from_utf8(output).unwrap();
+    assert_eq!(dialogue.matches("is not a host name; please answer again").count(), init::MAX_TRIES, "{dialogue}");
+}
+
+/// A pseudo-terminal: (the side the test writes answers to, the side the program reads as stdin).
+fn pseudo_terminal() -> (std::fs::File, OwnedFd) {
+    let (mut controller, mut terminal) = (-1, -1);
+    // SAFETY: openpty writes two new file descriptors; the name, settings and size are optional.
+    let result = unsafe { libc::openpty(&mut controller, &mut terminal, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(result, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned only here.
+    unsafe { (std::fs::File::from_raw_fd(controller), OwnedFd::from_raw_fd(terminal)) }
+}
+
+#[test]
+fn the_binary_on_a_terminal_asks_again_after_a_refused_answer_and_writes_the_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let out = directory.path().join("homemx.toml");
+    let (mut controller, terminal) = pseudo_terminal();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_homemx"))
+        .args(["init", "--out"])
+        .arg(&out)
+        .stdin(Stdio::from(terminal))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("homemx runs");
+    controller.write_all(script(&ANSWERS_WITH_MISTAKES).as_bytes()).unwrap();
+    // The terminal echoes what was typed: read it so it never fills up (it ends when the
+    // program, the last holder of the terminal side, has ended).
+    let echo = std::thread::spawn(move || {
+        let mut typed = Vec::new();
+        let _ = controller.read_to_end(&mut typed);
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("homemx init did not end within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{status}: {stdout}{stderr}");
+    let mut rest = stderr.as_str();
+    for reason in REASONS {
+        let at = rest.find(reason).unwrap_or_else(|| panic!("{reason:?} (in order) on the terminal:\n{stderr}"));
+        rest = &rest[at + reason.len()..];
+    }
+    assert!(stdout.starts_with(&format!("wrote {}", out.display())), "{stdout}");
+    assert!(
+        stdout.contains("secrets/smarthost.password") && stdout.contains("openssl s_client -connect smtp.provider.example:465"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("domains = [\"example.org\"]") && text.contains("host = \"smtp.provider.example\""), "{text}");
+    let file = config_file::parse(&text).unwrap();
+    config_file::check_fields(&file).expect("provisioning's rules accept what was written");
+    echo.join().expect("the echo reader ends with the terminal");
 }

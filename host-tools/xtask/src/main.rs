@@ -1,14 +1,14 @@
 //! `cargo xtask`: the one entry point for building, running and testing homemx.
 //!
 //! - `build [--board qemu|nucleo-f429zi|all]`: firmware images
-//! - `run [--exit-when-mail-flows | --bare | --isolated-network]`: the appliance in QEMU with demo peers, mail flowing
+//! - `run [--check | --bare | --isolated-network]`: the appliance in QEMU with demo peers, mail flowing (`--check`: exit once it flowed)
 //! - `flash-image PATH`: a fresh, erased flash file with an entropy seed
 //! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
 //! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
 //! - `bench [--check]`: image, spool, RAM and MX throughput beside Postfix, against `budgets.toml`, into `BENCHMARKS.md`
 //! - `module-cycles`: the import cycles between the modules of every crate; fails on a new one
 //! - `globals`: public mutable statics outside `channels.rs`; fails on one
-//! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, QEMU e2e)
+//! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, `run --check`, QEMU e2e)
 
 mod bench;
 mod budgets;
@@ -27,8 +27,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build [--board qemu|nucleo-f429zi|all]   build firmware images (default: all)
-  run [--exit-when-mail-flows]            the appliance in QEMU with demo peers, provisioned, mail in
-                                           and out (root; otherwise falls back to --bare)
+  run [--check]                            the appliance in QEMU with demo peers, provisioned, mail in
+                                           and out (root; otherwise falls back to --bare); --check:
+                                           exit 0 once both arrived and the headline says mail flows
   run --bare | --isolated-network          unprovisioned boot (user networking, or a namespace: root)
   flash-image PATH                         write a fresh flash file (erased, with entropy seed)
   figures                                  print image sizes and boot time to /health

@@ -5,9 +5,11 @@
 //! mailbox host, the provider's smarthost, DNS, SNTP and a WAN sender; the appliance is
 //! provisioned with a demo configuration, one message goes in from the WAN and one out from the
 //! LAN, and once both arrived it prints where to look (the status page on 127.0.0.1:8080, the
-//! mailbox folder, the smarthost's folder, the `homemx` alias). `--exit-when-mail-flows`
-//! (CI) exits 0 there, after checking the forwarded status page, and non-zero on any failure.
-//! Without root it says why and falls back to `--bare`.
+//! mailbox folder, the smarthost's folder, the `homemx` alias). `--check` (CI) exits 0 there,
+//! once the status page answered through the forward with a headline that says mail flows, and
+//! non-zero on any failure. Where the isolated network cannot be made (not root, no `ip`, no
+//! dnsmasq, …: tried by making one, see [`isolated_network_can_be_made`]) it says so with the
+//! reason and falls back to `--bare`; `--check` fails with the reason instead.
 //!
 //! `--bare`: today's unprovisioned boot on QEMU user networking with `restrict=on`; the
 //! appliance's HTTP port is forwarded to 127.0.0.1 only. `--isolated-network`: unprovisioned,
@@ -40,44 +42,79 @@ fn install_stop_handler() {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask run [--exit-when-mail-flows | --bare | --isolated-network]";
+const USAGE: &str = "usage: cargo xtask run [--check | --bare | --isolated-network]";
 
-/// `cargo xtask run [--exit-when-mail-flows | --bare | --isolated-network]`.
-pub fn run(arguments: &[String]) -> Result<()> {
+/// What `cargo xtask run` does.
+#[derive(Debug, PartialEq, Eq)]
+enum RunPlan {
+    /// The demo; `check`: exit once mail flows (CI), instead of staying up.
+    Demo { check: bool },
+    /// An unprovisioned appliance, on the isolated network (`isolated`) or QEMU user networking;
+    /// `fallback`: why the demo cannot run here, to be said first.
+    Unprovisioned { isolated: bool, fallback: Option<String> },
+}
+
+/// Decides from the arguments and, for the demo only, whether the isolated network can be made
+/// (`isolated_network`: `Err(reason)` when not).
+fn plan(arguments: &[String], isolated_network: impl FnOnce() -> std::result::Result<(), String>) -> Result<RunPlan> {
     let flag = match arguments {
         [] => None,
         [flag] => Some(flag.as_str()),
         _ => return Err(USAGE.into()),
     };
     match flag {
-        None | Some("--exit-when-mail-flows") => {
-            let exit_when_mail_flows = flag.is_some();
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } == 0 {
-                run_demo(exit_when_mail_flows)
-            } else if exit_when_mail_flows {
-                Err("the demo needs root (it creates a network namespace and a TAP device for its isolated test network)".into())
-            } else {
-                eprintln!("xtask: not root, so no isolated test network (a network namespace and a TAP device need root):");
-                eprintln!("xtask: falling back to `cargo xtask run --bare`, an unprovisioned appliance that answers 421 to mail;");
-                eprintln!("xtask: run `sudo cargo xtask run` (or as root) to see mail flow.");
-                run_unprovisioned(false)
-            }
-        }
-        Some("--bare") => run_unprovisioned(false),
-        Some("--isolated-network") => run_unprovisioned(true),
+        None => Ok(match isolated_network() {
+            Ok(()) => RunPlan::Demo { check: false },
+            Err(reason) => RunPlan::Unprovisioned { isolated: false, fallback: Some(reason) },
+        }),
+        Some("--check") => match isolated_network() {
+            Ok(()) => Ok(RunPlan::Demo { check: true }),
+            Err(reason) => Err(format!("--check: the demo needs the isolated test network, which cannot be made here: {reason}").into()),
+        },
+        Some("--bare") => Ok(RunPlan::Unprovisioned { isolated: false, fallback: None }),
+        Some("--isolated-network") => Ok(RunPlan::Unprovisioned { isolated: true, fallback: None }),
         Some(_) => Err(USAGE.into()),
     }
 }
 
+/// Whether the isolated test network can be made here: makes one (namespace, bridge, TAP,
+/// dnsmasq) in a scratch folder and removes it again; the reason when it cannot.
+fn isolated_network_can_be_made() -> std::result::Result<(), String> {
+    let scratch = std::env::temp_dir().join(format!("homemx-network-check-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).map_err(|error| format!("cannot create {}: {error}", scratch.display()))?;
+    let made = IsolatedNetwork::create(&scratch).map(drop).map_err(|error| error.to_string());
+    let _ = std::fs::remove_dir_all(&scratch);
+    made
+}
+
+/// What `cargo xtask run` says before it falls back to `--bare`.
+fn fallback_notice(reason: &str) -> String {
+    format!(
+        "xtask: the isolated test network cannot be made here: {reason}\n\
+         xtask: so no demo with mail flowing; falling back to `cargo xtask run --bare`: an unprovisioned appliance on QEMU\n\
+         xtask: user networking (restrict=on) that answers 421 to mail until it is provisioned (see README, \"Provisioning\").\n\
+         xtask: run `cargo xtask run` as root (network namespaces and TAP devices need it) to see mail flow."
+    )
+}
+
+/// `cargo xtask run [--check | --bare | --isolated-network]`.
+pub fn run(arguments: &[String]) -> Result<()> {
+    match plan(arguments, isolated_network_can_be_made)? {
+        RunPlan::Demo { check } => run_demo(check),
+        RunPlan::Unprovisioned { isolated, fallback } => {
+            if let Some(reason) = fallback {
+                eprintln!("{}", fallback_notice(&reason));
+            }
+            run_unprovisioned(isolated)
+        }
+    }
+}
+
 /// The demo: set up, send, wait until mail flowed; then stay up until Ctrl-C, or exit.
-fn run_demo(exit_when_mail_flows: bool) -> Result<()> {
+fn run_demo(check: bool) -> Result<()> {
     install_stop_handler();
-    let options = DemoOptions {
-        directory: repository_root().join("qemu/run/demo-mail"),
-        status_page_port: DEMO_HTTP_PORT,
-        echo_log: !exit_when_mail_flows,
-    };
+    let options =
+        DemoOptions { directory: repository_root().join("qemu/run/demo-mail"), status_page_port: DEMO_HTTP_PORT, echo_log: !check };
     eprintln!("xtask: the demo starts afresh in {} (removed first)", options.directory.display());
     let mut demo = match Demo::start(&options) {
         Ok(demo) => demo,
@@ -86,11 +123,11 @@ fn run_demo(exit_when_mail_flows: bool) -> Result<()> {
         }
         Err(error) => return Err(error),
     };
-    let page = demo.fetch_status_page()?;
-    eprintln!("xtask: the status page answered {} through 127.0.0.1:{} ({} bytes)", page.status, demo.status_page_port(), page.body.len());
+    let headline = demo.headline_says_mail_flows()?;
+    eprintln!("xtask: the status page through 127.0.0.1:{} says: {headline}", demo.status_page_port());
     demo.print_where_to_look();
-    if exit_when_mail_flows {
-        eprintln!("xtask: mail flows; --exit-when-mail-flows: stopping everything");
+    if check {
+        eprintln!("xtask: both messages arrived and the headline says mail flows; --check: stopping everything");
         return Ok(());
     }
     eprintln!("Ctrl-C stops the appliance and its peers and removes the namespace.");
@@ -160,4 +197,46 @@ fn run_unprovisioned(isolated: bool) -> Result<()> {
     drop(network);
     eprintln!("xtask: QEMU stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(flags: &[&str]) -> Vec<String> {
+        flags.iter().map(|flag| flag.to_string()).collect()
+    }
+
+    const NOT_ROOT: &str = "not root (effective user id 1000): the isolated test network needs root (network namespaces and TAP devices)";
+
+    #[test]
+    fn the_demo_runs_where_the_isolated_network_can_be_made() {
+        assert_eq!(plan(&[], || Ok(())).unwrap(), RunPlan::Demo { check: false });
+        assert_eq!(plan(&arguments(&["--check"]), || Ok(())).unwrap(), RunPlan::Demo { check: true });
+    }
+
+    #[test]
+    fn where_it_cannot_be_made_run_falls_back_to_bare_with_the_reason() {
+        let fallback = plan(&[], || Err(NOT_ROOT.to_string())).unwrap();
+        assert_eq!(fallback, RunPlan::Unprovisioned { isolated: false, fallback: Some(NOT_ROOT.to_string()) });
+        let notice = fallback_notice(NOT_ROOT);
+        assert!(notice.starts_with(&format!("xtask: the isolated test network cannot be made here: {NOT_ROOT}\n")), "{notice}");
+        assert!(notice.contains("falling back to `cargo xtask run --bare`"), "{notice}");
+    }
+
+    #[test]
+    fn check_fails_with_the_reason_instead_of_falling_back() {
+        let error = plan(&arguments(&["--check"]), || Err(NOT_ROOT.to_string())).unwrap_err().to_string();
+        assert!(error.starts_with("--check: the demo needs the isolated test network") && error.ends_with(NOT_ROOT), "{error}");
+    }
+
+    #[test]
+    fn bare_and_isolated_network_do_not_try_to_make_the_demo_network() {
+        let untried = || -> std::result::Result<(), String> { panic!("the isolated network is not tried for an unprovisioned run") };
+        assert_eq!(plan(&arguments(&["--bare"]), untried).unwrap(), RunPlan::Unprovisioned { isolated: false, fallback: None });
+        assert_eq!(plan(&arguments(&["--isolated-network"]), untried).unwrap(), RunPlan::Unprovisioned { isolated: true, fallback: None });
+        for wrong in [&["--exit-when-mail-flows"][..], &["--check", "--bare"], &["--chek"]] {
+            assert_eq!(plan(&arguments(wrong), untried).unwrap_err().to_string(), USAGE, "{wrong:?}");
+        }
+    }
 }
