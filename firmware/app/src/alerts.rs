@@ -73,8 +73,8 @@ pub fn clear_for(kinds: &[AlertKind], peer: Peer) {
 }
 
 /// The owner's acknowledgement of the active alert named `name` (only for kinds that need one);
-/// persisted at once.
-pub async fn acknowledge(name: &str) -> Result<(), homemx_wire::message::ErrorCode> {
+/// the caller persists it at once.
+pub fn acknowledge(name: &str) -> Result<(), homemx_wire::message::ErrorCode> {
     use homemx_wire::message::ErrorCode;
     let kind = AlertKind::from_name(name).ok_or(ErrorCode::NotFound)?;
     if !kind.needs_acknowledgement() {
@@ -85,25 +85,20 @@ pub async fn acknowledge(name: &str) -> Result<(), homemx_wire::message::ErrorCo
         return Err(ErrorCode::NotFound);
     }
     CHANGED.store(true, core::sync::atomic::Ordering::Relaxed);
-    persist_if_changed().await;
     crate::event_info!("alert {} acknowledged by the owner", kind.name());
     Ok(())
-}
-
-fn persisted_key() -> u64 {
-    crate::store::Settings::key_for("alerts", b"in-force")
 }
 
 /// First byte of the record format with peers: then (kind index, peer set) pairs. A record
 /// without it is the older format, one kind index per byte (peer unknown).
 const WITH_PEERS: u8 = 0xa1;
-const RECORD_CAPACITY: usize = 1 + 2 * homemx_status::MAX_ALERTS;
+pub const RECORD_CAPACITY: usize = 1 + 2 * homemx_status::MAX_ALERTS;
 
-/// Writes the kinds in force and the peers that caused them to the encrypted store if they
-/// changed.
-pub async fn persist_if_changed() {
+/// The kinds in force and the peers that caused them, encoded for the encrypted store, if
+/// they changed since the last [`record_persisted`] (the status page's service writes it).
+pub fn changed_record() -> Option<heapless::Vec<u8, RECORD_CAPACITY>> {
     if !CHANGED.load(core::sync::atomic::Ordering::Relaxed) {
-        return;
+        return None;
     }
     let mut kinds: heapless::Vec<u8, RECORD_CAPACITY> = heapless::Vec::new();
     let _ = kinds.push(WITH_PEERS);
@@ -113,20 +108,16 @@ pub async fn persist_if_changed() {
             let _ = kinds.push(alert.peers);
         }
     });
-    if let Some(mut stores) = crate::store::open().await {
-        if stores.settings.store(persisted_key(), &kinds).await.is_ok() {
-            CHANGED.store(false, core::sync::atomic::Ordering::Relaxed);
-        }
-    }
+    Some(kinds)
 }
 
-/// Raises the kinds that were in force before the reboot (call at unlock, vault held).
-pub async fn restore(stores: &mut crate::store::OpenStores) {
-    let mut record = [0u8; RECORD_CAPACITY];
-    let Ok(Some(length)) = stores.settings.fetch(persisted_key(), &mut record).await else {
-        return;
-    };
-    let record = &record[..length.min(record.len())];
+/// The record from [`changed_record`] is stored.
+pub fn record_persisted() {
+    CHANGED.store(false, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Raises the kinds that were in force before the reboot, from their stored record.
+pub fn restore(record: &[u8]) {
     let now = embassy_time::Instant::now().as_millis();
     let restore_one = |index: u8, peers: homemx_status::alert::PeerSet| {
         if let Some(kind) = AlertKind::ALL.get(usize::from(index)) {

@@ -70,9 +70,9 @@ impl ConsoleHandler for DeviceConsole {
                 // Dead temporaries of the unlock (key copies) must be gone before the settings
                 // are built: their unused string capacity carries stack bytes along.
                 crate::stack::wipe_dead_frames().await;
-                crate::mail_settings::reload(stores).await;
+                crate::mail_settings::reload(async |index| stores.configuration_get(index).await).await;
                 crate::backup_mx::reconcile(stores).await;
-                crate::alerts::restore(stores).await;
+                crate::status_page::restore_alerts(stores).await;
             })
             .await;
         self.unlocked = unlocked;
@@ -157,7 +157,7 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn config_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
-        self.lifecycle.configuration_commit(item_count, async |stores| crate::mail_settings::reload(stores).await).await
+        self.lifecycle.configuration_commit(item_count, async |stores| crate::mail_settings::reload(async |index| stores.configuration_get(index).await).await).await
     }
 
     async fn config_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
@@ -205,7 +205,9 @@ impl ConsoleHandler for DeviceConsole {
         if !self.unlocked {
             return Err(ErrorCode::Locked);
         }
-        crate::alerts::acknowledge(kind).await
+        crate::alerts::acknowledge(kind)?;
+        crate::status_page::persist_alerts().await;
+        Ok(())
     }
 
     async fn flush_queue(&mut self) -> Result<(), ErrorCode> {

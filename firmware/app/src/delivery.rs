@@ -1,8 +1,8 @@
 //! Delivery from the spool, per recipient by route: recipients in our own domains go to the
 //! LAN mailbox host (SMTP or LMTP, plain: it is on the LAN), every other recipient goes to
-//! the provider's smarthost with TLS forced and verified ([`crate::smarthost`]). A recipient
+//! the provider's smarthost with TLS forced and verified ([`smarthost`]). A recipient
 //! leaves the queue only on its next hop's 2xx, or on a permanent 5xx (then a non-delivery
-//! report goes to a local sender, [`crate::ndn`]); a message leaves the spool when no
+//! report goes to a local sender, [`ndn`]); a message leaves the spool when no
 //! recipient is pending. Deferred messages wait with growing delays: 5 s doubling to 10 min
 //! for the LAN host, 300 s doubling to 4000 s for the smarthost (Postfix's defaults), and
 //! outbound recipients expire after 5 days in the queue (NDN).
@@ -11,6 +11,9 @@
 //! to the message, what is counted and reported) are decided in
 //! [`homemx_spool::queue_policy`], without I/O and host-tested; this module does the I/O:
 //! it reads the spool, runs the sessions, and writes the decisions.
+
+pub mod ndn;
+pub mod smarthost;
 
 use core::net::Ipv4Addr;
 use core::sync::atomic::Ordering;
@@ -137,7 +140,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
                 deliver_to_mailbox(stack, &attempt, &mut outcomes).await;
             }
             if outbound {
-                crate::smarthost::deliver(stack, &attempt, &mut outcomes, random.derive()).await;
+                smarthost::deliver(stack, &attempt, &mut outcomes, random.derive()).await;
             }
             record_outcomes(&attempt, &outcomes).await;
             if let Some(measurement) = measurement {
@@ -332,7 +335,7 @@ pub async fn run_session<'b>(
                 }
             }
             Some(ClientEvent::TlsProblem(problem)) => {
-                crate::smarthost::tls_problem(problem);
+                smarthost::tls_problem(problem);
             }
             Some(ClientEvent::PlaintextDiscarded { octets }) => {
                 crate::event_warning!("delivery: {} octets the server sent after its 220 to STARTTLS were discarded", octets);
@@ -499,6 +502,6 @@ async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
         stores.persist_spool_counters().await;
     }
     if !failed_outbound.is_empty() {
-        crate::ndn::report(attempt, &failed_outbound, expired).await;
+        ndn::report(attempt, &failed_outbound, expired).await;
     }
 }

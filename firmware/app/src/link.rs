@@ -40,39 +40,6 @@ pub async fn tls_buffers() -> MutexGuard<'static, CriticalSectionRawMutex, TlsBu
     TLS_BUFFERS.lock().await
 }
 
-/// A trust decision as loaded from the vault (owns nothing: a CA anchor's bytes are in the
-/// TLS buffers' `anchor` field, `length` long).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
-pub enum TrustSource {
-    /// A CA certificate of this many bytes sits in [`TlsBuffers::anchor`].
-    CaAnchor(usize),
-    /// The server key's SPKI SHA-256.
-    PinnedKey([u8; 32]),
-}
-
-impl TrustSource {
-    /// Whether it can be used now: a CA anchor needs the wall clock for validity dates (the
-    /// caller defers until SNTP has answered); a pinned key needs no time.
-    pub fn usable_now(&self) -> bool {
-        !matches!(self, TrustSource::CaAnchor(_)) || crate::wall_clock::unix_seconds().is_some()
-    }
-
-    /// The trust handed to the TLS provider; `anchor` holds a CA anchor's bytes.
-    pub fn trust<'a>(&self, anchor: &'a [u8]) -> Trust<'a> {
-        match *self {
-            TrustSource::CaAnchor(length) => Trust::CaAnchor(&anchor[..length.min(anchor.len())]),
-            TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
-        }
-    }
-
-    /// How the server was verified, for the log and the status page.
-    pub fn description(&self) -> &'static str {
-        match self {
-            TrustSource::CaAnchor(_) => "CA anchor + host name",
-            TrustSource::PinnedKey(_) => "pinned server key",
-        }
-    }
-}
 
 /// Plain TCP or TLS over it.
 pub enum Link<'s, 'b> {

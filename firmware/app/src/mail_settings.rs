@@ -12,7 +12,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use homemx_smtp::relay::{IpPrefix, RelayConfig};
 use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost};
 
-use crate::store::OpenStores;
+use homemx_wire::message::ErrorCode;
 
 /// Largest message the MX takes (also what a message without `SIZE=` reserves in the spool).
 pub const DEFAULT_MESSAGE_SIZE: u64 = 4 * 1024 * 1024;
@@ -111,12 +111,13 @@ impl SettingsSlot {
     }
 }
 
-/// Rebuilds the settings from the vault's configuration (call after unlock and commit).
-/// The relay tables are filled in place in [`MAIL_SETTINGS`] (they are 7 KB: no copy on the
-/// stack); sessions see `None` until the whole configuration is in.
-pub async fn reload(stores: &mut OpenStores) {
+/// Rebuilds the settings from the configuration (call after unlock and commit): `read_item(index)`
+/// reads item `index` of the current configuration and the item count (the console passes the
+/// store's). The relay tables are filled in place in [`MAIL_SETTINGS`] (they are 7 KB: no copy
+/// on the stack); sessions see `None` until the whole configuration is in.
+pub async fn reload(mut read_item: impl AsyncFnMut(u16) -> Result<(u16, ConfigItem), ErrorCode>) {
     clear();
-    let total = match stores.configuration_get(0).await {
+    let total = match read_item(0).await {
         Ok((total, _)) => total,
         Err(_) => {
             defmt::warn!("mx: no configuration: mail is refused with 4xx until provisioned");
@@ -141,7 +142,7 @@ pub async fn reload(stores: &mut OpenStores) {
     // (no 7 KB copy lives in this future or in a second static).
     let mut domains = 0;
     for index in 0..total {
-        let Ok((_, item)) = stores.configuration_get(index).await else {
+        let Ok((_, item)) = read_item(index).await else {
             continue;
         };
         let accepted = MAIL_SETTINGS.lock(|cell| {

@@ -25,12 +25,10 @@ mod mail_settings;
 mod mailbox_probe;
 mod mail_status;
 mod mx;
-mod ndn;
 mod network;
 mod panic;
 mod random;
 mod resolver;
-mod smarthost;
 #[cfg(feature = "spool-exercise")]
 mod spool_exercise;
 mod stack;

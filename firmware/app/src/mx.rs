@@ -33,10 +33,9 @@ use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_R
 use crate::instrument::{Measurement, Operation};
 use crate::network::mail_clock as now;
 
-/// The SMTP port.
-pub const SMTP_PORT: u16 = 25;
-/// The submission port (RFC 6409), LAN clients only.
-pub const SUBMISSION_PORT: u16 = 587;
+/// Port 25 (the MX) and the submission port 587 (LAN clients only).
+use homemx_smtp::{SMTP_PORT, SUBMISSION_PORT};
+
 /// Sessions served at once on port 25 (one task each, about 15 KB of RAM per session; the
 /// 192 KB STM32 board has room for one until the firmware's RAM is trimmed).
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;

@@ -48,7 +48,7 @@ async fn network_task(mut runner: Runner<'static, ListenBacklog<NetworkDriver>>)
 }
 
 /// The ports whose refused connection requests wait for a listener instead of a reset.
-const BACKLOG_PORTS: [u16; 2] = [crate::mx::SMTP_PORT, crate::mx::SUBMISSION_PORT];
+const BACKLOG_PORTS: [u16; 2] = [homemx_smtp::SMTP_PORT, homemx_smtp::SUBMISSION_PORT];
 
 /// The board's driver, minus the resets smoltcp sends for connection requests to
 /// [`BACKLOG_PORTS`] that found no listener (see the module documentation).

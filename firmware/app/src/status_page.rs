@@ -124,13 +124,38 @@ static MAILER: Mutex<CriticalSectionRawMutex, RefCell<AlertMailer>> = Mutex::new
 /// How often the alert board is looked at for a mail.
 const ALERT_MAIL_POLL: Duration = Duration::from_secs(10);
 
+fn alerts_key() -> u64 {
+    crate::store::Settings::key_for("alerts", b"in-force")
+}
+
+/// Writes the alert kinds in force (and their peers) to the encrypted store if they changed,
+/// so they survive a restart.
+pub async fn persist_alerts() {
+    let Some(record) = crate::alerts::changed_record() else {
+        return;
+    };
+    if let Some(mut stores) = crate::store::open().await {
+        if stores.settings.store(alerts_key(), &record).await.is_ok() {
+            crate::alerts::record_persisted();
+        }
+    }
+}
+
+/// Raises the alerts that were in force before the restart (at unlock, the store held).
+pub async fn restore_alerts(stores: &mut crate::store::OpenStores) {
+    let mut record = [0u8; crate::alerts::RECORD_CAPACITY];
+    if let Ok(Some(length)) = stores.settings.fetch(alerts_key(), &mut record).await {
+        crate::alerts::restore(&record[..length.min(record.len())]);
+    }
+}
+
 /// Mails new alerts to postmaster@ our domain (through the spool and the LAN mailbox host),
 /// at most one mail per alert kind per 6 hours and six a day.
 #[embassy_executor::task]
 pub async fn alert_mail_task(mut random: crate::random::DerivedRandom) -> ! {
     loop {
         Timer::after(ALERT_MAIL_POLL).await;
-        crate::alerts::persist_if_changed().await;
+        persist_alerts().await;
         let now = Instant::now().as_millis();
         let Some(domain) = crate::mail_settings::read(|current| current.map(|settings| settings.postmaster_domain.clone())) else {
             continue;

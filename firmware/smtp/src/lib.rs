@@ -16,6 +16,11 @@ pub mod received;
 pub mod relay;
 pub mod server;
 
+/// The SMTP port (RFC 5321): mail from the world.
+pub const SMTP_PORT: u16 = 25;
+/// The message submission port (RFC 6409).
+pub const SUBMISSION_PORT: u16 = 587;
+
 pub use address::{Domain, ForwardPath, LocalPart, Mailbox, Path, ReversePath};
 pub use client::{
     ClientConfig, ClientEvent, ClientProtocol, ClientSession, Credentials, Envelope, Outcome, RecipientResult,

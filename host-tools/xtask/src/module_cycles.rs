@@ -1,4 +1,4 @@
-//! `cargo xtask module-cycles` (also the first step of `cargo xtask test`): the import graph
+//! `cargo xtask module-cycles` (and its unit test in the host test run): the import graph
 //! between the modules of every crate in the repository, and its cycles.
 //!
 //! A module is one source file (`src/a/b.rs` or `src/a/b/mod.rs` is `a::b`). Module `A`
@@ -7,10 +7,8 @@
 //! use its own ancestors and descendants (a parent re-exports its children, a child uses its
 //! parent's items); every other dependency is an edge, and a cycle is a strongly connected
 //! component of more than one module. Cycles make "who may call whom" unanswerable, so none
-//! is allowed, except the app's known ones (`KNOWN_CYCLES`: 10 and 3 modules; 15 in one before the store
-//! service), which the split of
-//! `firmware/app` into services removes; a cycle that is new, or bigger than a known one,
-//! fails.
+//! is allowed anywhere (the app had one of 15 modules until the store service, the channels and
+//! the courier's jobs as children of `delivery` removed it).
 //!
 //! Owns the parsing (syn) and the graph; reads source files, calls nothing else.
 
@@ -20,15 +18,6 @@ use std::path::{Path, PathBuf};
 use homemx_qemu::{repository_root, Result};
 use syn::visit::Visit;
 
-/// Cycles that exist and are allowed until the services split (issue 14) removes them: each
-/// found cycle must lie inside one of these (crate directory, modules).
-const KNOWN_CYCLES: &[(&str, &[&str])] = &[
-    (
-        "firmware/app",
-        &["alerts", "link", "mail_settings", "mail_status", "mx", "network", "storage", "store", "tls_context", "wall_clock"],
-    ),
-    ("firmware/app", &["delivery", "ndn", "smarthost"]),
-];
 
 /// A module's path inside its crate (`""` is the crate root).
 type ModulePath = Vec<String>;
@@ -325,31 +314,18 @@ pub fn repository_cycles(root: &Path) -> Result<Vec<(String, BTreeSet<String>)>>
     Ok(all)
 }
 
-/// Whether `cycle` in `crate_directory` lies inside a known cycle.
-fn known(crate_directory: &str, cycle: &BTreeSet<String>) -> bool {
-    KNOWN_CYCLES
-        .iter()
-        .any(|(directory, modules)| *directory == crate_directory && cycle.iter().all(|module| modules.contains(&module.as_str())))
-}
 
-/// `cargo xtask module-cycles`: prints every cycle; fails on one that is not known.
+/// `cargo xtask module-cycles`: prints every cycle; fails on any.
 pub fn check(_arguments: &[String]) -> Result<()> {
-    let root = repository_root();
-    let found = repository_cycles(&root)?;
-    let mut new = 0;
+    let found = repository_cycles(&repository_root())?;
     for (directory, cycle) in &found {
         let members: Vec<&str> = cycle.iter().map(String::as_str).collect();
-        if known(directory, cycle) {
-            eprintln!("known import cycle in {directory} ({} modules, removed by the services split): {}", members.len(), members.join(", "));
-        } else {
-            new += 1;
-            eprintln!("NEW import cycle in {directory}: {}", members.join(", "));
-        }
+        eprintln!("import cycle in {directory}: {}", members.join(", "));
     }
-    if new > 0 {
-        return Err(format!("{new} import cycles between modules; a module may depend only on modules that do not depend on it").into());
+    if !found.is_empty() {
+        return Err(format!("{} import cycles between modules; a module may depend only on modules that do not depend on it", found.len()).into());
     }
-    eprintln!("module import cycles: none outside the {} known ones", found.len());
+    eprintln!("module import cycles: none");
     Ok(())
 }
 
@@ -399,9 +375,8 @@ mod tests {
     }
 
     #[test]
-    fn the_repository_has_no_cycle_outside_the_known_ones() {
-        for (directory, cycle) in repository_cycles(&repository_root()).unwrap() {
-            assert!(known(&directory, &cycle), "new import cycle in {directory}: {cycle:?}");
-        }
+    fn the_repository_has_no_import_cycle() {
+        let found = repository_cycles(&repository_root()).unwrap();
+        assert!(found.is_empty(), "import cycles: {found:?}");
     }
 }

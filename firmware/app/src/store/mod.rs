@@ -23,6 +23,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::mutex::{MappedMutexGuard, Mutex, MutexGuard};
 use homemx_keystore::KeystoreState;
 use homemx_wire::config::ConfigItem;
+use homemx_tls::Trust;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchorUpdate};
 
 pub use vault::{MailSpool, OpenStores, Settings};
@@ -132,7 +133,7 @@ pub async fn provider_login(
     service: TlsService,
     certificate: &mut [u8],
     credential: Option<(Credential, &mut [u8])>,
-) -> (Option<crate::link::TrustSource>, Option<usize>) {
+) -> (Option<TrustSource>, Option<usize>) {
     let mut guard = VAULT.lock().await;
     let Some(vault) = guard.as_mut() else {
         return (None, None);
@@ -143,6 +144,40 @@ pub async fn provider_login(
         None => None,
     };
     (anchor, password)
+}
+
+/// A trust decision as loaded from the vault (owns nothing: a CA anchor's bytes are in the
+/// TLS buffers' `anchor` field, `length` long).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
+pub enum TrustSource {
+    /// A CA certificate of this many bytes sits in the TLS buffers' `anchor`.
+    CaAnchor(usize),
+    /// The server key's SPKI SHA-256.
+    PinnedKey([u8; 32]),
+}
+
+impl TrustSource {
+    /// Whether it can be used now: a CA anchor needs the wall clock for validity dates (the
+    /// caller defers until SNTP has answered); a pinned key needs no time.
+    pub fn usable_now(&self) -> bool {
+        !matches!(self, TrustSource::CaAnchor(_)) || crate::wall_clock::unix_seconds().is_some()
+    }
+
+    /// The trust handed to the TLS provider; `anchor` holds a CA anchor's bytes.
+    pub fn trust<'a>(&self, anchor: &'a [u8]) -> Trust<'a> {
+        match *self {
+            TrustSource::CaAnchor(length) => Trust::CaAnchor(&anchor[..length.min(anchor.len())]),
+            TrustSource::PinnedKey(pin) => Trust::PinnedKey(pin),
+        }
+    }
+
+    /// How the server was verified, for the log and the status page.
+    pub fn description(&self) -> &'static str {
+        match self {
+            TrustSource::CaAnchor(_) => "CA anchor + host name",
+            TrustSource::PinnedKey(_) => "pinned server key",
+        }
+    }
 }
 
 /// For a provider login without a TLS anchor to load: the password of `credential`.

@@ -421,7 +421,7 @@ impl Vault {
 
     /// The trust anchor of a provider service: a pin, or a CA certificate copied into
     /// `certificate` (its length returned). `None` while locked, unset, or too large.
-    pub async fn trust_anchor(&mut self, service: TlsService, certificate: &mut [u8]) -> Option<crate::link::TrustSource> {
+    pub async fn trust_anchor(&mut self, service: TlsService, certificate: &mut [u8]) -> Option<crate::store::TrustSource> {
         let service = service_index(service) as u8;
         let stores = self.stores().ok()?;
         let mut value = [0u8; 33];
@@ -430,7 +430,7 @@ impl Vault {
             (1, 33) => {
                 let mut pin = [0u8; 32];
                 pin.copy_from_slice(&value[1..33]);
-                Some(crate::link::TrustSource::PinnedKey(pin))
+                Some(crate::store::TrustSource::PinnedKey(pin))
             }
             (2, 3) => {
                 let total = u16::from_le_bytes([value[1], value[2]]) as usize;
@@ -443,7 +443,7 @@ impl Vault {
                     }
                     piece.copy_from_slice(&record[..got]);
                 }
-                Some(crate::link::TrustSource::CaAnchor(total))
+                Some(crate::store::TrustSource::CaAnchor(total))
             }
             _ => None,
         }

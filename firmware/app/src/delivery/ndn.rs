@@ -11,7 +11,7 @@ use homemx_smtp::client::RecipientResult;
 use homemx_spool::Envelope;
 use homemx_status::alert::AlertKind;
 
-use crate::delivery::{Attempt, Route};
+use super::{Attempt, Route};
 
 /// Largest report (headers and text for up to a dozen recipients).
 const REPORT_CAPACITY: usize = 2048;
@@ -19,7 +19,7 @@ const REPORT_CAPACITY: usize = 2048;
 /// Queues a report about `failed` (envelope index, result) of `attempt` to its sender.
 pub async fn report(attempt: &Attempt, failed: &[(usize, RecipientResult)], expired: bool) {
     let sender = attempt.sender.as_str();
-    let sender_is_ours = !sender.is_empty() && crate::delivery::route_of(sender) == Route::Mailbox;
+    let sender_is_ours = !sender.is_empty() && super::route_of(sender) == Route::Mailbox;
     if !sender_is_ours {
         crate::alerts::raise(
             AlertKind::NdnGenerated,

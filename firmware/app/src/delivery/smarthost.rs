@@ -16,14 +16,15 @@ use homemx_smtp::client::{
     ClientConfig, ClientProtocol, ClientSession, Credentials, Envelope, Outcome, RecipientResult, ResultReason, TlsProblem,
     TlsRequirement,
 };
-use crate::delivery::BATCH_RECIPIENTS;
+use super::BATCH_RECIPIENTS;
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::config::TlsMode;
 use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
-use crate::delivery::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, TlsStart};
-use crate::link::{Link, TrustSource};
+use super::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, TlsStart};
+use crate::link::Link;
+use crate::store::TrustSource;
 use crate::network::mail_clock as now;
 use crate::random::DerivedRandom;
 
