@@ -41,7 +41,7 @@ use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::{Measurement, Operation};
-use crate::link::Link;
+use crate::link::{Link, TlsBuffers};
 use crate::random::DerivedRandom;
 
 /// Headers that name the envelope recipient at common providers, tried in this order.
@@ -224,7 +224,7 @@ fn finish_status(result: FetchResult, fetched: u32) {
 }
 
 /// One fetch run against the configured backup MX.
-pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
+pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut TlsBuffers) {
     let Some((backup, host_name, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
     }) else {
@@ -237,8 +237,6 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom) {
             return finish_status(FetchResult::ConnectFailed, 0);
         }
     };
-    let mut buffers = crate::link::tls_buffers().await;
-    let buffers = &mut *buffers;
     let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
     let (trust_source, password_length) =
         crate::store::provider_login(TlsService::BackupMx, &mut buffers.anchor, Some((Credential::BackupMxPassword, password.expose_mut()))).await;

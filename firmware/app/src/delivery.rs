@@ -92,6 +92,8 @@ pub type Outcomes = heapless::Vec<RecipientOutcome, BATCH_RECIPIENTS>;
 /// set of TLS buffers, and one task's future costs RAM once instead of twice).
 #[embassy_executor::task]
 pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> ! {
+    // The courier owns the one set of TLS buffers: its provider connections never overlap.
+    let buffers = crate::link::take_tls_buffers().expect("the courier is the one task that takes the TLS buffers");
     let mut next_fetch = 0u64;
     let mut next_dyndns_check = 0u64;
     loop {
@@ -116,13 +118,13 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             if forced || uptime_seconds() >= next_dyndns_check {
                 crate::channels::CHECK_NOW.reset();
                 next_dyndns_check = uptime_seconds() + check_seconds.max(60);
-                crate::dyndns::check(stack, &mut random).await;
+                crate::dyndns::check(stack, &mut random, buffers).await;
             }
         }
         if let Some(poll_seconds) = poll_seconds {
             if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
                 next_fetch = uptime_seconds() + poll_seconds.max(60);
-                crate::backup_mx::fetch(stack, random.derive()).await;
+                crate::backup_mx::fetch(stack, random.derive(), buffers).await;
             }
         }
         // Each pass tries every message that is due once.
@@ -140,7 +142,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
                 deliver_to_mailbox(stack, &attempt, &mut outcomes).await;
             }
             if outbound {
-                smarthost::deliver(stack, &attempt, &mut outcomes, random.derive()).await;
+                smarthost::deliver(stack, &attempt, &mut outcomes, random.derive(), buffers).await;
             }
             record_outcomes(&attempt, &outcomes).await;
             if let Some(measurement) = measurement {

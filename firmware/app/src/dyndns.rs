@@ -31,7 +31,7 @@ use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::Operation;
-use crate::link::Link;
+use crate::link::{Link, TlsBuffers};
 use crate::random::DerivedRandom;
 
 /// Largest body read from a check-IP service or the update server.
@@ -85,11 +85,10 @@ async fn https_get(
     path: &str,
     basic_auth: Option<(&str, &[u8])>,
     random: DerivedRandom,
+    buffers: &mut TlsBuffers,
     body: &mut [u8],
 ) -> Option<(u16, usize)> {
     let address = crate::resolver::resolve_address(stack, host).await.ok()?;
-    let mut buffers = crate::link::tls_buffers().await;
-    let buffers = &mut *buffers;
     let trust_source = crate::store::provider_login(TlsService::DynDns, &mut buffers.anchor, None).await.0?;
     if !trust_source.usable_now() {
         return None;
@@ -151,16 +150,16 @@ const HTTPS_REFUSED: u8 = 2;
 
 /// One check (see [`check_once`]); when its HTTPS connections (check-IP sources and the DynDNS
 /// server share the DynDNS trust anchor) all verified, a certificate alert they caused ends.
-pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom) {
+pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut TlsBuffers) {
     HTTPS_OUTCOMES.store(0, Ordering::Relaxed);
-    check_once(stack, random).await;
+    check_once(stack, random, buffers).await;
     if HTTPS_OUTCOMES.load(Ordering::Relaxed) == HTTPS_VERIFIED {
         crate::alerts::clear_for(&[AlertKind::CertificateRejected], Peer::DynDns);
     }
 }
 
 /// One check: public address, DNS verification, and an update if the guard decides so.
-async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
+async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut TlsBuffers) {
     let Some((dyndns, sources, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.dyndns.clone()?, settings.check_ip.clone(), settings.postmaster_domain.clone())))
     }) else {
@@ -180,7 +179,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
     let mut answers: heapless::Vec<(&str, Option<Ipv4>), 4> = heapless::Vec::new();
     for source in &sources {
         let mut body = [0u8; BODY_CAPACITY];
-        let answer = match https_get(stack, source.host.as_str(), source.path.as_str(), None, random.derive(), &mut body).await {
+        let answer = match https_get(stack, source.host.as_str(), source.path.as_str(), None, random.derive(), buffers, &mut body).await {
             Some((200, length)) => parse_public_address(&body[..length]),
             _ => None,
         };
@@ -295,7 +294,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom) {
                     let path = core::str::from_utf8(&path[..path_length]).unwrap_or("/");
                     let secret = password.expose()[..length].trim_ascii_end();
                     let mut body = [0u8; BODY_CAPACITY];
-                    match https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random.derive(), &mut body).await {
+                    match https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random.derive(), buffers, &mut body).await {
                         Some((status, length)) => parse_update_response(status, &body[..length]),
                         None => UpdateAnswer::TransportError,
                     }

@@ -1,13 +1,12 @@
 //! A connection to a provider or LAN host as the mail sessions see it: plain TCP, or TLS 1.3
 //! over that TCP (homemx-tls's sans-I/O rustls client with the owner's trust), switchable once
-//! from plain to TLS for STARTTLS. Owns the one set of TLS record buffers: provider
-//! connections (smarthost, backup MX, DynDNS) take turns, so the 23 KB of TLS buffers exist
-//! once, not per task. A TLS link exists only after the server's certificate (or pinned key)
+//! from plain to TLS for STARTTLS. Owns the one set of TLS record buffers and hands them to the
+//! courier (the delivery task), which runs the provider connections (smarthost, backup MX,
+//! DynDNS) one after the other: the 23 KB exist once, without a lock. A TLS link exists only after the server's certificate (or pinned key)
 //! and its handshake signature were verified.
 
 use embassy_net::tcp::TcpSocket;
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_sync::mutex::{Mutex, MutexGuard};
+use static_cell::ConstStaticCell;
 use embedded_io_async::Write as _;
 use homemx_tls::{TlsClient, TlsError, Trust, TrustError};
 
@@ -31,13 +30,14 @@ pub struct TlsBuffers {
     pub anchor: [u8; ANCHOR_CAPACITY],
 }
 
-/// The TLS buffers; whoever holds the guard may run one TLS connection.
-static TLS_BUFFERS: Mutex<CriticalSectionRawMutex, TlsBuffers> =
-    Mutex::new(TlsBuffers { read: [0; TLS_READ_BUFFER], write: [0; TLS_WRITE_BUFFER], anchor: [0; ANCHOR_CAPACITY] });
+/// The TLS buffers, handed once to the courier (the delivery task), which runs the provider
+/// connections one after the other: no lock.
+static TLS_BUFFERS: ConstStaticCell<TlsBuffers> =
+    ConstStaticCell::new(TlsBuffers { read: [0; TLS_READ_BUFFER], write: [0; TLS_WRITE_BUFFER], anchor: [0; ANCHOR_CAPACITY] });
 
-/// Takes the TLS buffers (waits while another provider connection uses them).
-pub async fn tls_buffers() -> MutexGuard<'static, CriticalSectionRawMutex, TlsBuffers> {
-    TLS_BUFFERS.lock().await
+/// The TLS buffers, for the courier; `None` once taken.
+pub fn take_tls_buffers() -> Option<&'static mut TlsBuffers> {
+    TLS_BUFFERS.try_take()
 }
 
 

@@ -596,11 +596,17 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
 }
 
 async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64, lan: bool) -> CommitResult {
-    let Some(writer) = transaction.writer.take() else {
+    if transaction.writer.is_none() {
+        return CommitResult::Failed;
+    }
+    // The store first, then the writer out of the transaction: a writer (1 KB) live across
+    // this await took a slot of its own beside the commit's future, +1 KB in every session task.
+    let Some(mut stores) = crate::store::open().await else {
+        transaction.writer = None;
         return CommitResult::Failed;
     };
-    let result = match crate::store::open().await {
-        Some(mut stores) if !transaction.failed => match stores.spool.commit(writer).await {
+    let result = match transaction.writer.take() {
+        Some(writer) if !transaction.failed => match stores.spool.commit(writer).await {
             Ok(commit) => {
                 if lan {
                     count_for_quota(client);
@@ -621,13 +627,14 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
             Err(SpoolError::NoSpace) => CommitResult::InsufficientStorage,
             Err(_) => CommitResult::Failed,
         },
-        Some(mut stores) => {
+        Some(writer) => {
             stores.spool.abort(writer);
             reclaim_aborted(&mut stores.spool).await;
             CommitResult::Failed
         }
         None => CommitResult::Failed,
     };
+    drop(stores);
     crate::channels::DELIVERY_DUE.signal(());
     result
 }

@@ -23,7 +23,7 @@ use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use super::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, TlsStart};
-use crate::link::Link;
+use crate::link::{Link, TlsBuffers};
 use crate::store::TrustSource;
 use crate::network::mail_clock as now;
 use crate::random::DerivedRandom;
@@ -62,7 +62,7 @@ fn problem(attempt: &Attempt, outcomes: &mut Outcomes, text: &'static str, reaso
 }
 
 /// One delivery attempt of the attempt's outbound recipients through the smarthost.
-pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: DerivedRandom) {
+pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: DerivedRandom, buffers: &mut TlsBuffers) {
     let Some((smarthost, host_name)) =
         crate::mail_settings::read(|current| current.and_then(|settings| Some((settings.smarthost.clone()?, settings.host_name.clone()))))
     else {
@@ -76,8 +76,6 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         }
     };
 
-    let mut buffers = crate::link::tls_buffers().await;
-    let buffers = &mut *buffers;
     let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
     let (trust_source, password_length) =
         crate::store::provider_login(TlsService::Smarthost, &mut buffers.anchor, Some((Credential::SmarthostPassword, password.expose_mut()))).await;
