@@ -596,17 +596,21 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
 }
 
 async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64, lan: bool) -> CommitResult {
-    if transaction.writer.is_none() {
-        return CommitResult::Failed;
-    }
-    // The store first, then the writer out of the transaction: a writer (1 KB) live across
-    // this await took a slot of its own beside the commit's future, +1 KB in every session task.
-    let Some(mut stores) = crate::store::open().await else {
-        transaction.writer = None;
+    // The writer (1 KB) goes into the commit's future: held in a match's scrutinee (an
+    // `Option` temporary lives to the match's end) it took a slot of its own beside that
+    // future, +1 KB in every session task.
+    let Some(writer) = transaction.writer.take() else {
         return CommitResult::Failed;
     };
-    let result = match transaction.writer.take() {
-        Some(writer) if !transaction.failed => match stores.spool.commit(writer).await {
+    let Some(mut stores) = crate::store::open().await else {
+        return CommitResult::Failed;
+    };
+    let result = if transaction.failed {
+        stores.spool.abort(writer);
+        reclaim_aborted(&mut stores.spool).await;
+        CommitResult::Failed
+    } else {
+        match stores.spool.commit(writer).await {
             Ok(commit) => {
                 if lan {
                     count_for_quota(client);
@@ -626,13 +630,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
             }
             Err(SpoolError::NoSpace) => CommitResult::InsufficientStorage,
             Err(_) => CommitResult::Failed,
-        },
-        Some(writer) => {
-            stores.spool.abort(writer);
-            reclaim_aborted(&mut stores.spool).await;
-            CommitResult::Failed
         }
-        None => CommitResult::Failed,
     };
     drop(stores);
     crate::channels::DELIVERY_DUE.signal(());
