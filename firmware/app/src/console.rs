@@ -76,6 +76,11 @@ impl ConsoleHandler for DeviceConsole {
             })
             .await;
         self.unlocked = unlocked;
+        if result.is_err() {
+            // A refused unlock leaves the key derivation's dead frames (passphrase-derived
+            // state) below us: wiped like the successful path's.
+            crate::stack::wipe_dead_frames().await;
+        }
         if result.is_ok() {
             crate::channels::FETCH_NOW.signal(());
             crate::channels::CHECK_NOW.signal(());
