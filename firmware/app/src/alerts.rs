@@ -6,6 +6,8 @@
 //! reboot until its condition clears: a verified success with the peer that caused it
 //! ([`clear_for`]), or the owner's acknowledgement for the alerts about events
 //! ([`acknowledge`]).
+//!
+//! Owns: the alert board (`ALERTS`) and its changed-since-persisted flag. Calls: `event_log`.
 
 use core::cell::RefCell;
 

@@ -20,6 +20,10 @@
 //! and names those a complete listing no longer shows. The envelope recipient comes
 //! from the provider's `Delivered-To` / `X-Original-To` / `Envelope-To` header; a recipient
 //! that is not one of ours goes to postmaster@ (fetched mail is never relayed out).
+//!
+//! Owns: the fetch status for the status page and the line-down flag; a fetch's socket lives on the
+//! courier's future. Calls: `alerts`, `channels`, `event_log`, `instrument`, `link`, `mail_settings`,
+//! `mail_status`, `random`, `resolver`, `store`, `wall_clock`.
 
 use core::fmt::Write as _;
 use core::net::{IpAddr, Ipv4Addr};

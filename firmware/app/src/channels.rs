@@ -12,6 +12,8 @@
 //! | [`DEVICE_STATE`] (a watch) | the store, after every lifecycle change | the status page, health |
 //!
 //! Calls nothing; everyone may use it.
+//!
+//! Owns: the wake-up signals and the device-state watch, nothing else. Calls: nothing.
 
 use core::sync::atomic::AtomicBool;
 

@@ -4,6 +4,10 @@
 //! The session checks framing, signatures and the single-use challenge; [`DeviceConsole`]
 //! does the work. Secrets arrive here (passphrase, credentials) and go only into the key
 //! store or the encrypted key-value store; no answer carries one.
+//!
+//! Owns: the console task, the serial link and the store's `Lifecycle` it is handed at boot. Calls:
+//! `alerts`, `backup_mx`, `channels`, `cpu_load`, `dyndns`, `event_log`, `instrument`, `mail_settings`,
+//! `network`, `random`, `stack`, `status_page`, `store`.
 
 use embassy_time::Instant;
 use embedded_io_async::{Read, Write};

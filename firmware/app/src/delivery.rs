@@ -11,6 +11,10 @@
 //! to the message, what is counted and reported) are decided in
 //! [`homemx_spool::queue_policy`], without I/O and host-tested; this module does the I/O:
 //! it reads the spool, runs the sessions, and writes the decisions.
+//!
+//! Owns: the delivery task (the courier) with its sockets and the TLS buffers it takes from `link` once.
+//! Calls: `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
+//! `mail_status`, `mailbox_probe`, `network`, `random`, `store`, `wall_clock`.
 
 pub mod ndn;
 pub mod smarthost;

@@ -12,6 +12,10 @@
 //!
 //! Every HTTPS request uses the one TLS connection of [`crate::link`], verified with the
 //! DynDNS trust anchor (the check-IP services must be verifiable with it too).
+//!
+//! Owns: the DynDNS status for the status page and the HTTPS outcome counter; a check's socket lives on the
+//! courier's future. Calls: `alerts`, `backup_mx`, `channels`, `event_log`, `instrument`, `link`,
+//! `mail_settings`, `random`, `resolver`, `store`, `wall_clock`.
 
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicU8, Ordering};

@@ -1,6 +1,8 @@
 //! The event log in RAM: the last events (unlocks, refusals, provisioning, mail flow) for the
 //! console's `logs` command and, later, the status page. Never holds a secret. A line longer
 //! than one entry is split between words into several entries (homemx-wire's `log_text`).
+//!
+//! Owns: the event log's entries in RAM. Calls: nothing.
 
 use core::cell::RefCell;
 use critical_section::Mutex;

@@ -8,6 +8,8 @@
 //! between the check and the WFI leaves that interrupt pending and WFI returns at once.
 //!
 //! Owns the executor and the pend flag; called once by `main`.
+//!
+//! Owns: the executor and the pend flag. Calls: nothing.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

@@ -4,6 +4,9 @@
 //! not the appliance gets 421 (the DNS-rebinding defence), anything but GET/HEAD gets 405.
 //! Read-only: no request changes anything. Pages are rendered in 1 KB windows straight into
 //! the socket, so no task holds a whole page.
+//!
+//! Owns: the HTTP tasks and their sockets. Calls: `cpu_load`, `heap`, `lan`, `network`, `stack`,
+//! `status_page`.
 
 use core::fmt::Write as _;
 

@@ -3,6 +3,8 @@
 //! it; everything else in the firmware lives in statics and task futures.
 //!
 //! Owns the global allocator and its RAM; `init` runs once at boot, before any TLS connection.
+//!
+//! Owns: the global allocator and its RAM. Calls: nothing.
 
 use core::mem::MaybeUninit;
 

@@ -22,6 +22,8 @@
 //!
 //! Called by: link (TLS handshakes), mx, delivery, backup_mx, dyndns, console (unlock),
 //! network (ready). Calls nothing.
+//!
+//! Owns: the mark sled (code, no data). Calls: nothing.
 
 pub use homemx_instrument::Operation;
 use homemx_instrument::{sled_entry, MarkKind, ENTRY_BYTES, SLED_ENTRIES};

@@ -1,5 +1,7 @@
 //! Which peers count as the LAN: until provisioning configures LAN prefixes, the subnet
 //! of the appliance's own interface.
+//!
+//! Owns: nothing (a pure helper). Calls: nothing.
 
 use embassy_net::{IpAddress, Stack};
 

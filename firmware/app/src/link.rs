@@ -4,6 +4,9 @@
 //! courier (the delivery task), which runs the provider connections (smarthost, backup MX,
 //! DynDNS) one after the other: the 23 KB exist once, without a lock. A TLS link exists only after the server's certificate (or pinned key)
 //! and its handshake signature were verified.
+//!
+//! Owns: the one set of TLS record buffers (`TLS_BUFFERS`). Calls: `cpu_load`, `instrument`, `network`,
+//! `random`, `tls_context`.
 
 use embassy_net::tcp::TcpSocket;
 use static_cell::ConstStaticCell;

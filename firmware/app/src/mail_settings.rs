@@ -3,6 +3,8 @@
 //! after every configuration commit), emptied at lock. One copy, built in place
 //! ([`SettingsSlot`]); `None` from it means locked, unconfigured or being rebuilt: the MX then
 //! answers 4xx so the provider's backup MX keeps the mail.
+//!
+//! Owns: the MX's settings slot (`MAIL_SETTINGS`). Calls: nothing.
 
 use core::cell::RefCell;
 use core::net::{IpAddr, Ipv4Addr};

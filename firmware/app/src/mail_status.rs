@@ -1,6 +1,8 @@
 //! Mail-flow facts for the status page and `/status.json`: counters since boot and the state
 //! of the smarthost connection. Written by the MX, the submission listener and the delivery
 //! task; read by the status page. Nothing here is secret (counts, times, TLS details).
+//!
+//! Owns: the mail-flow counters and smarthost state (`MAIL_STATUS`). Calls: `mailbox_probe`, `wall_clock`.
 
 use core::cell::RefCell;
 

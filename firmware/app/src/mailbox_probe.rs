@@ -6,6 +6,8 @@
 //! gives it a socket with small buffers (on its future, never at the same time as a
 //! delivery's) and releases it after. Calls nothing else in the crate (it stays outside the
 //! app's import cycle). Every step is bounded by a timeout.
+//!
+//! Owns: nothing (the socket is lent by the delivery task). Calls: nothing.
 
 use embassy_net::tcp::TcpSocket;
 use embassy_net::IpEndpoint;

@@ -2,6 +2,9 @@
 //!
 //! The board is chosen at build time (`board-qemu` or `board-nucleo-f429zi`); everything
 //! below `bsp::init` sees only the board traits of `homemx-board`.
+//!
+//! Owns: the start task, which spawns every service with its share of the board. Calls: its child modules
+//! only (every module is one; not listed, as no module lists its children).
 #![no_std]
 #![no_main]
 

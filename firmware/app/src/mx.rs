@@ -8,6 +8,10 @@
 //! size from the configured limits, and an hourly message quota (`450 4.7.1` beyond it, with
 //! a log event). Everyone else gets the MX: only our domains and known recipients, and port
 //! 587 answers them `554 5.7.1` at once.
+//!
+//! Owns: the MX, submission and spare listener tasks with their socket buffers, the session and transaction
+//! pools, the hourly quota. Calls: `channels`, `event_log`, `instrument`, `mail_settings`, `mail_status`,
+//! `network`, `store`, `wall_clock`.
 
 use core::cell::{RefCell, UnsafeCell};
 use core::net::IpAddr;

@@ -7,6 +7,9 @@
 //! [`ListenBacklog`] drops those resets for the mail ports, as a full backlog does on other
 //! systems: the client sends its SYN again (after a second, then with backoff) and meets the
 //! next free listener, which answers `220` or `421`.
+//!
+//! Owns: the network stack's resources and the task that runs it. Calls: `cpu_load`, `instrument`,
+//! `wall_clock`.
 
 use embassy_executor::Spawner;
 use embassy_net::{Config, Runner, Stack, StackResources};

@@ -1,5 +1,7 @@
 //! What happens on a panic: log it, then reset. The reset handler zeroes all RAM, so no key
 //! material survives (the key store's own zeroize runs before that once it exists).
+//!
+//! Owns: the panic handler. Calls: nothing.
 
 use core::panic::PanicInfo;
 

@@ -6,6 +6,8 @@
 //! otherwise hold what it gave (the data key is drawn from one, and every derived stream's
 //! key) until the buffer is used up, so after each draw the buffer is refilled from the next
 //! unused block (`set_word_pos`), overwriting what was handed out.
+//!
+//! Owns: nothing (each stream is owned by whoever derived it). Calls: nothing.
 
 use homemx_board::EntropySource;
 use homemx_keystore::secret::SecretBytes;

@@ -9,6 +9,8 @@
 //! the future of every task that resolves a name. They are written at [`init`] into a
 //! [`StaticCell`] (zero-initialised RAM), so they take no room in flash as a static's initial
 //! value would.
+//!
+//! Owns: the one DNS socket and lookup state (`RESOLVER`). Calls: `random`.
 
 use core::net::IpAddr;
 

@@ -6,6 +6,8 @@
 //! back and checks every byte, and deletes the oldest once more than four are queued. After
 //! a restart the mount report and the check of every message are logged. The spool key is a
 //! fixed test key: this build is never the product (the key store owns the real key).
+//!
+//! Owns: the spool exercise task and its spool (test build only). Calls: `cpu_load`, `random`, `storage`.
 
 use embassy_time::Timer;
 use homemx_board::BoardFlash;

@@ -2,6 +2,8 @@
 //! `paint-stack`); the deepest word that no longer holds the paint marks how far the stack
 //! has ever grown. Together with the static RAM of the image this is the RAM the firmware
 //! needs.
+//!
+//! Owns: the wipe task (the stack region itself is the board's). Calls: `channels`.
 
 
 use crate::bsp;

@@ -2,6 +2,10 @@
 //! counters, the settings and the alert board, for `/` and `/status.json` (rendered by
 //! homemx-status); and the alert mailer, which sends the alerts to postmaster@ our domain,
 //! rate-limited by homemx-status's `AlertMailer`.
+//!
+//! Owns: the alert mailer's state and the alert-mail task. Calls: `alerts`, `backup_mx`, `channels`,
+//! `dyndns`, `event_log`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
+//! `wall_clock`.
 
 use core::cell::RefCell;
 

@@ -5,6 +5,8 @@
 //! The board declares the map (`bsp::FLASH_MAP`: sector size and sectors per store); the
 //! windows here follow it. The stores run on 4 KiB sectors today (the QEMU board's NOR); a
 //! board with other sectors is refused at start until the stores take them.
+//!
+//! Owns: the shared flash and its mutex. Calls: `network`.
 
 use core::ops::Range;
 

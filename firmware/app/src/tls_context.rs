@@ -3,6 +3,8 @@
 //!
 //! Owns the TLS random stream; the link (crate::link) re-keys it from a fresh derived stream
 //! before each handshake and is its only caller.
+//!
+//! Owns: the TLS random stream and the crypto provider. Calls: `random`, `wall_clock`.
 
 use alloc::sync::Arc;
 use core::cell::RefCell;

@@ -1,5 +1,7 @@
 //! UDP echo (port 7) for LAN peers only: a diagnostic that proves UDP works both ways.
 //! WAN peers get nothing back (no reflection, no amplification).
+//!
+//! Owns: the UDP echo task and its socket. Calls: `lan`.
 
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::Stack;

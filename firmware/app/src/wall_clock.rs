@@ -3,6 +3,9 @@
 //! dates then count from the epoch plus uptime (as before SNTP existed), and every provider
 //! connection verified by a CA anchor waits (certificate validity cannot be checked without
 //! the time; a pinned key needs no time).
+//!
+//! Owns: the wall clock's offset and the SNTP task with its socket. Calls: `alerts`, `event_log`,
+//! `mail_settings`, `random`, `resolver`.
 
 use core::cell::Cell;
 

@@ -7,6 +7,7 @@
 //! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
 //! - `bench [--check]`: image, spool, RAM and MX throughput beside Postfix, against `budgets.toml`, into `BENCHMARKS.md`
 //! - `module-cycles`: the import cycles between the modules of every crate; fails on a new one
+//! - `module-docs`: every firmware app module's doc says what it owns and whom it calls (`Owns:`, `Calls:`); fails otherwise
 //! - `globals`: public mutable statics outside `channels.rs`; fails on one
 //! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, `run --check`, QEMU e2e)
 
@@ -18,6 +19,7 @@ mod globals;
 mod image_map;
 mod mail_figures;
 mod module_cycles;
+mod module_docs;
 mod run;
 mod throughput;
 
@@ -37,6 +39,7 @@ commands:
   bench [--check] [--messages N] [--no-throughput]
                                            figures against budgets.toml, written to BENCHMARKS.md
   module-cycles                            import cycles between modules (fails on a new one)
+  module-docs                              app module docs without a true `Owns:` and `Calls:` (fails on one)
   globals                                  public mutable statics outside channels.rs (fails on one)
   test                                     run everything CI runs";
 
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Some("throughput") => throughput::run(&arguments[1..]),
         Some("bench") => bench::bench(&arguments[1..]),
         Some("module-cycles") => module_cycles::check(&arguments[1..]),
+        Some("module-docs") => module_docs::check(&arguments[1..]),
         Some("globals") => globals::check(&arguments[1..]),
         Some("test") => commands::test(&arguments[1..]),
         Some("-h" | "--help" | "help") => {

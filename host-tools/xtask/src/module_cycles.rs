@@ -3,7 +3,9 @@
 //!
 //! A module is one source file (`src/a/b.rs` or `src/a/b/mod.rs` is `a::b`). Module `A`
 //! depends on module `B` when `A` names a path that resolves into `B` (`crate::b::…`,
-//! `super::b::…`, `self::…`), in code, `use` items and inline modules alike. A module may
+//! `super::b::…`, `self::…`), in code, `use` items and inline modules alike; a `#[macro_export]`
+//! macro is named at the crate root (`crate::event_info!`) but belongs to the module that defines
+//! it, so naming it depends on that module. A module may
 //! use its own ancestors and descendants (a parent re-exports its children, a child uses its
 //! parent's items); every other dependency is an edge, and a cycle is a strongly connected
 //! component of more than one module. Cycles make "who may call whom" unanswerable, so none
@@ -29,7 +31,7 @@ pub struct CrateGraph {
     pub edges: BTreeMap<String, BTreeSet<String>>,
 }
 
-fn display(module: &[String]) -> String {
+pub(crate) fn display(module: &[String]) -> String {
     if module.is_empty() {
         "crate".into()
     } else {
@@ -39,7 +41,7 @@ fn display(module: &[String]) -> String {
 
 /// The module of a source file at `relative` (to `src/`), or `None` for a file that is not
 /// part of the library or binary crate's module tree (`src/bin/…`).
-fn module_of_file(relative: &Path) -> Option<ModulePath> {
+pub(crate) fn module_of_file(relative: &Path) -> Option<ModulePath> {
     let mut parts: Vec<String> = relative.iter().map(|part| part.to_string_lossy().into_owned()).collect();
     if parts.first().map(String::as_str) == Some("bin") {
         return None;
@@ -181,6 +183,22 @@ impl<'ast> Visit<'ast> for PathCollector<'_> {
     }
 }
 
+/// The `#[macro_export]` macros one file defines (they are named `crate::name` anywhere).
+#[derive(Default)]
+struct ExportedMacros {
+    names: Vec<String>,
+}
+
+impl<'ast> Visit<'ast> for ExportedMacros {
+    fn visit_item_macro(&mut self, item: &'ast syn::ItemMacro) {
+        let exported = item.attrs.iter().any(|attribute| attribute.path().is_ident("macro_export"));
+        if let (true, Some(name)) = (exported && item.mac.path.is_ident("macro_rules"), &item.ident) {
+            self.names.push(name.to_string());
+        }
+        syn::visit::visit_item_macro(self, item);
+    }
+}
+
 /// Whether `a` is `b` or one of its ancestors or descendants.
 fn related(a: &[String], b: &[String]) -> bool {
     a.starts_with(b) || b.starts_with(a)
@@ -188,19 +206,35 @@ fn related(a: &[String], b: &[String]) -> bool {
 
 /// The module graph of the crate whose sources are `files` (path relative to `src/`, text).
 pub fn graph_of(files: &[(PathBuf, String)]) -> Result<CrateGraph> {
-    let modules: BTreeSet<ModulePath> = files.iter().filter_map(|(path, _)| module_of_file(path)).collect();
-    let mut graph = CrateGraph::default();
+    let mut parsed = Vec::new();
     for (path, text) in files {
         let Some(file_module) = module_of_file(path) else { continue };
         let syntax = syn::parse_file(text).map_err(|error| format!("{}: {error}", path.display()))?;
-        let mut collector = PathCollector { file_module: &file_module, inline: Vec::new(), targets: Vec::new() };
-        collector.visit_file(&syntax);
-        let entry = graph.edges.entry(display(&file_module)).or_default();
+        parsed.push((file_module, syntax));
+    }
+    let modules: BTreeSet<ModulePath> = parsed.iter().map(|(module, _)| module.clone()).collect();
+    // `crate::name` of an exported macro → the module that defines it.
+    let mut macro_homes: BTreeMap<ModulePath, ModulePath> = BTreeMap::new();
+    for (file_module, syntax) in &parsed {
+        let mut exported = ExportedMacros::default();
+        exported.visit_file(syntax);
+        for name in exported.names {
+            macro_homes.insert(vec![name], file_module.clone());
+        }
+    }
+    let mut graph = CrateGraph::default();
+    for (file_module, syntax) in &parsed {
+        let mut collector = PathCollector { file_module, inline: Vec::new(), targets: Vec::new() };
+        collector.visit_file(syntax);
+        let entry = graph.edges.entry(display(file_module)).or_default();
         for target in collector.targets {
             // The module file that holds the target: its longest prefix that is a file.
-            let holder = (0..=target.len()).rev().map(|length| target[..length].to_vec()).find(|prefix| modules.contains(prefix));
+            let holder = match macro_homes.get(&target) {
+                Some(home) => Some(home.clone()),
+                None => (0..=target.len()).rev().map(|length| target[..length].to_vec()).find(|prefix| modules.contains(prefix)),
+            };
             if let Some(holder) = holder {
-                if !related(&holder, &file_module) {
+                if !related(&holder, file_module) {
                     entry.insert(display(&holder));
                 }
             }
@@ -273,6 +307,20 @@ pub(crate) fn rust_files(directory: &Path, out: &mut Vec<PathBuf>) -> Result<()>
     Ok(())
 }
 
+/// The Rust files of the crate in `directory`: path relative to its `src/`, text.
+pub(crate) fn source_files(directory: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let source = directory.join("src");
+    let mut paths = Vec::new();
+    rust_files(&source, &mut paths)?;
+    paths.sort();
+    let mut files = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)?;
+        files.push((path.strip_prefix(&source)?.to_path_buf(), text));
+    }
+    Ok(files)
+}
+
 /// Every crate of the repository: a directory with `Cargo.toml` and `src/`, outside `target`
 /// directories and fuzz crates' build output.
 pub(crate) fn crate_directories(root: &Path) -> Result<Vec<PathBuf>> {
@@ -298,14 +346,7 @@ pub(crate) fn crate_directories(root: &Path) -> Result<Vec<PathBuf>> {
 pub fn repository_cycles(root: &Path) -> Result<Vec<(String, BTreeSet<String>)>> {
     let mut all = Vec::new();
     for directory in crate_directories(root)? {
-        let source = directory.join("src");
-        let mut paths = Vec::new();
-        rust_files(&source, &mut paths)?;
-        let mut files = Vec::new();
-        for path in paths {
-            let text = std::fs::read_to_string(&path)?;
-            files.push((path.strip_prefix(&source)?.to_path_buf(), text));
-        }
+        let files = source_files(&directory)?;
         let name = directory.strip_prefix(root)?.to_string_lossy().into_owned();
         for cycle in cycles(&graph_of(&files)?) {
             all.push((name.clone(), cycle));
@@ -372,6 +413,20 @@ mod tests {
         ]);
         let found = cycles(&graph_of(&crate_files).unwrap());
         assert_eq!(found, vec![["crypto::aead", "crypto::hash"].iter().map(|name| name.to_string()).collect()]);
+    }
+
+    #[test]
+    fn an_exported_macro_belongs_to_the_module_that_defines_it() {
+        let crate_files = files(&[
+            ("main.rs", "mod log; mod mx; mod net;"),
+            ("log.rs", "#[macro_export] macro_rules! event { ($x:expr) => {} } macro_rules! local { () => {} }"),
+            ("mx.rs", "fn f() { crate::event!(\"x\"); }"),
+            ("net.rs", "use crate::event; fn f() { crate::local!(); }"),
+        ]);
+        let graph = graph_of(&crate_files).unwrap();
+        assert_eq!(graph.edges["mx"], ["log".to_string()].into_iter().collect());
+        assert_eq!(graph.edges["net"], ["log".to_string()].into_iter().collect());
+        assert!(graph.edges["log"].is_empty());
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! mail. Reports go only to a sender in one of our own domains: the appliance never sends
 //! mail to a foreign address on its own (no backscatter). Every report is counted and
 //! alerted (BSI M 5.56: NDNs rare and watched).
+//!
+//! Owns: nothing (a report is built and queued per call). Calls: `alerts`, `channels`, `mail_settings`,
+//! `mail_status`, `network`, `store`, `wall_clock`.
 
 use core::fmt::Write as _;
 

@@ -8,6 +8,10 @@
 //! verify, no trust anchor, no wall clock for a CA anchor's validity dates, a 5xx greeting or
 //! EHLO reply (it came in clear and may be forged) — defers every recipient: nothing is sent
 //! in clear, nothing bounces for it, and the alert is raised.
+//!
+//! Owns: nothing beyond one attempt (its socket, lent TLS buffers). Calls: `alerts`, `backup_mx`,
+//! `event_log`, `instrument`, `link`, `mail_settings`, `mail_status`, `network`, `random`, `resolver`,
+//! `store`, `wall_clock`.
 
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Ipv4Address, Stack};

@@ -3,6 +3,9 @@
 //! the mail spool, both keyed with the data key. Locking drops them, which wipes their keys.
 //!
 //! One `Vault` exists, owned by the store service (`super`); nothing outside it can name one.
+//!
+//! Owns: the open stores (`OPEN_STORES`: the key-value store and the spool while unlocked). Calls:
+//! `alerts`, `channels`, `cpu_load`, `event_log`, `random`, `stack`, `storage`.
 
 use embassy_time::Instant;
 use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
