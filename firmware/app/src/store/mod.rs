@@ -12,8 +12,6 @@
 //!   factory reset. The vault's methods for those are private to this module.
 //! - The lock state is published in [`crate::channels::DEVICE_STATE`] for whoever reacts to it.
 //!
-//! Calls down only: the vault, `storage` (partitions), `channels`, the event log and alerts.
-//!
 //! Owns: the vault (`VAULT`), the published spool free bytes and the lifecycle's taken flag. Calls:
 //! `channels`, `random`, `storage`, `wall_clock`.
 
