@@ -48,7 +48,7 @@ pub const MAXIMUM_WRITE_SIZE: usize = 32;
 /// Smallest erase sector either store takes: a sector must hold its header and the largest
 /// record (1024 + 28 bytes, padded) with room to spare. Nothing else in the layout depends on
 /// the sector size: offsets inside a sector are `u32` (in records, nonces and associated
-/// data), so every larger size works; 4 KiB to 128 KiB are tested.
+/// data), so every larger size works; 4, 8, 16, 64 and 128 KiB are tested.
 pub const MINIMUM_SECTOR_SIZE: usize = 2048;
 /// Marks "no sector" in sequence fields.
 pub const NO_SEQUENCE: u32 = u32::MAX;

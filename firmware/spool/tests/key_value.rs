@@ -1,6 +1,6 @@
 //! The encrypted key-value store: round trips, removal, counters, restart, tampering,
 //! power cuts, and sharing one flash with the queue. Round trips, garbage collection, power
-//! cuts, the cache and the sharing run on every sector size from 4 KiB to 128 KiB: the store
+//! cuts, the cache and the sharing run on sector sizes of 4, 8, 16, 64 and 128 KiB: the store
 //! runs until sequential-storage has moved the live items between its sectors (compaction)
 //! several times, whatever their size.
 
@@ -204,35 +204,32 @@ async fn run_until_two_collections<const SECTOR: usize, C: CacheImpl<u64>>(
     Ok(())
 }
 
-/// The cache with room for every key of the power-cut test.
-type AllKeysCached<const SECTOR: usize> = KeyValueStore<SizedFlash<SECTOR>, TestRandom, homemx_spool::PageAndKeyCache<2, 8>>;
-
 /// A run on a fresh store: uncached as the firmware runs it up to 16 KiB sectors; with
 /// sequential-storage's cache (which changes nothing on flash, see the cached test below)
-/// from 32 KiB on. Uncached, every store reads the items written into the sector so far, and
+/// from 64 KiB on. Uncached, every store reads the items written into the sector so far, and
 /// moving the live items out of a full sector reads them all once per item (at 128 KiB,
 /// 400 items, a third of a second on the host): a run through two collections took seconds.
 fn run<const SECTOR: usize>(flash: &SizedFlash<SECTOR>, progress: &mut Progress) -> Result<(), SpoolError<SimulatedFlashError>> {
-    if SECTOR <= 16384 {
+    if SECTOR <= 16 * 1024 {
         block_on(run_until_two_collections(&mut open_sized(flash, 1), flash, progress))
     } else {
-        let mut store = AllKeysCached::<SECTOR>::cached(flash.clone(), sized_store_region(SECTOR), &KEY, TestRandom::new(1)).unwrap();
+        let mut store = CachedStore::<SECTOR>::cached(flash.clone(), sized_store_region(SECTOR), &KEY, TestRandom::new(1)).unwrap();
         block_on(run_until_two_collections(&mut store, flash, progress))
     }
 }
 
 /// After a cut: a store (that may finish an interrupted collection) works, and is fetched
-/// back; cached from 32 KiB on, as in [`run`].
+/// back; cached from 64 KiB on, as in [`run`].
 fn keeps_working<const SECTOR: usize>(flash: &SizedFlash<SECTOR>, context: &str) {
     let mut out = [0u8; 256];
-    let found = if SECTOR <= 16384 {
+    let found = if SECTOR <= 16 * 1024 {
         let mut store = open_sized(flash, 3);
         block_on(async {
             store.store(7, b"works").await.unwrap();
             store.fetch(7, &mut out).await.unwrap()
         })
     } else {
-        let mut store = AllKeysCached::<SECTOR>::cached(flash.clone(), sized_store_region(SECTOR), &KEY, TestRandom::new(3)).unwrap();
+        let mut store = CachedStore::<SECTOR>::cached(flash.clone(), sized_store_region(SECTOR), &KEY, TestRandom::new(3)).unwrap();
         block_on(async {
             store.store(7, b"works").await.unwrap();
             store.fetch(7, &mut out).await.unwrap()

@@ -1,5 +1,5 @@
 //! Power loss: a realistic scenario is cut at every program and erase, clean and torn, on
-//! every sector size from 4 KiB to 128 KiB.
+//! sector sizes of 4, 8, 16, 64 and 128 KiB.
 //!
 //! Scenario: several messages in (one spanning sectors, two with 110 and 128 recipients,
 //! whose envelopes take three and four records), some mid-delivery, some deleted, a
@@ -56,7 +56,7 @@ fn envelope_of(owned: &[Vec<u8>], length: usize) -> Envelope<'_> {
 
 /// Runs of up to this many operations are cut at every one (4 to 16 KiB sectors).
 const FULL_SWEEP: usize = 240;
-/// Longer runs (32 to 128 KiB sectors) are cut at every operation but the chunk records
+/// Longer runs (64 and 128 KiB sectors) are cut at every operation but the chunk records
 /// inside a sector, and at this many of those.
 const CHUNK_SAMPLES: usize = 16;
 

@@ -1,6 +1,6 @@
 //! Unit-level behaviour of the message queue: round trips, envelopes, delivery state,
 //! deletion and reclaiming, free-space accounting, geometries. The tests of round trips,
-//! reclaiming and filling run on every sector size from 4 KiB to 128 KiB, with message
+//! reclaiming and filling run on sector sizes of 4, 8, 16, 64 and 128 KiB, with message
 //! lengths in proportion to the sector.
 
 mod common;

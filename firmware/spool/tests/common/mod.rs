@@ -36,9 +36,11 @@ pub fn new_flash() -> Flash {
     new_sized_flash::<4096>()
 }
 
-/// Runs one test body per erase sector size, 4 KiB to 128 KiB (every power of two): for a
-/// generic `fn $test<const SECTOR: usize>()`, defines module `$test` with the tests
-/// `sectors_4_kib` … `sectors_128_kib`, each calling `$test::<SECTOR>()`.
+/// Runs one test body per erase sector size: 4, 8, 16, 64 and 128 KiB (32 KiB, between them,
+/// is left out: every size is another copy of the spool in each test binary, 35 s more of
+/// compiling, and nothing in the layout depends on the size). For a generic
+/// `fn $test<const SECTOR: usize>()`, defines module `$test` with the tests `sectors_4_kib` …
+/// `sectors_128_kib`, each calling `$test::<SECTOR>()`.
 #[macro_export]
 macro_rules! for_each_sector_size {
     ($test:ident) => {
@@ -54,10 +56,6 @@ macro_rules! for_each_sector_size {
             #[test]
             fn sectors_16_kib() {
                 super::$test::<16384>()
-            }
-            #[test]
-            fn sectors_32_kib() {
-                super::$test::<32768>()
             }
             #[test]
             fn sectors_64_kib() {
