@@ -170,9 +170,37 @@ pub struct FlashMap {
 }
 
 impl FlashMap {
+    /// The smallest sector size the stores are tested with (`homemx-spool`'s tests run 4, 8,
+    /// 16, 64 and 128 KiB; nothing in their layouts depends on the size).
+    pub const MINIMUM_SECTOR_SIZE: u32 = 4 * 1024;
+    /// The largest sector size the stores are tested with.
+    pub const MAXIMUM_SECTOR_SIZE: u32 = 128 * 1024;
+    /// The spool's fewest bytes: one message with the largest envelope (4 KiB, 8.4 KB of
+    /// records) beside the spare sector needs four 4 KiB sectors.
+    pub const MINIMUM_SPOOL_BYTES: u32 = 16 * 1024;
+
     /// The bytes the map needs from the partition.
     pub const fn bytes(&self) -> u32 {
         (self.key_store_sectors + self.key_value_sectors + self.spool_sectors) * self.sector_size
+    }
+
+    /// Whether the stores run on this map (checked at compile time by the application:
+    /// `const _: () = assert!(FLASH_MAP.is_consistent());`): a power-of-two sector size from
+    /// [`FlashMap::MINIMUM_SECTOR_SIZE`] to [`FlashMap::MAXIMUM_SECTOR_SIZE`]; two sectors at
+    /// least for the key store (its record moves between slots) and for the key-value store
+    /// (one is its buffer for garbage collection); three for the spool (one is its spare) and
+    /// [`FlashMap::MINIMUM_SPOOL_BYTES`]. The stores check the same again when they are made
+    /// (the spool exactly, for the flash's write size).
+    pub const fn is_consistent(&self) -> bool {
+        self.sector_size.is_power_of_two()
+            && self.sector_size >= Self::MINIMUM_SECTOR_SIZE
+            && self.sector_size <= Self::MAXIMUM_SECTOR_SIZE
+            && self.key_store_sectors >= 2
+            && self.key_value_sectors >= 2
+            && self.spool_sectors >= 3
+            && self.spool_sectors as u64 * self.sector_size as u64 >= Self::MINIMUM_SPOOL_BYTES as u64
+            && (self.key_store_sectors as u64 + self.key_value_sectors as u64 + self.spool_sectors as u64) * self.sector_size as u64
+                <= u32::MAX as u64
     }
 }
 
@@ -199,5 +227,24 @@ mod sizing_tests {
         assert!(!Sizing { transaction_slots: 0, ..SIZING }.is_consistent());
         let map = FlashMap { sector_size: 4096, key_store_sectors: 4, key_value_sectors: 64, spool_sectors: 1978 };
         assert_eq!(map.bytes(), 2046 * 4096);
+    }
+
+    #[test]
+    fn flash_maps_of_every_tested_sector_size_are_consistent_and_others_are_not() {
+        for shift in 12..=17 {
+            let map = FlashMap { sector_size: 1 << shift, key_store_sectors: 2, key_value_sectors: 2, spool_sectors: 4 };
+            assert!(map.is_consistent(), "{map:?}");
+        }
+        let map = FlashMap { sector_size: 128 * 1024, key_store_sectors: 2, key_value_sectors: 2, spool_sectors: 3 };
+        assert!(map.is_consistent(), "the NUCLEO-F429ZI's seven sectors");
+        assert!(!FlashMap { sector_size: 2048, ..map }.is_consistent(), "below 4 KiB");
+        assert!(!FlashMap { sector_size: 256 * 1024, ..map }.is_consistent(), "above 128 KiB");
+        assert!(!FlashMap { sector_size: 24 * 1024, ..map }.is_consistent(), "not a power of two");
+        assert!(!FlashMap { key_store_sectors: 1, ..map }.is_consistent(), "one key store slot");
+        assert!(!FlashMap { key_value_sectors: 1, ..map }.is_consistent(), "no buffer sector");
+        assert!(!FlashMap { spool_sectors: 2, ..map }.is_consistent(), "no spare sector");
+        let small = FlashMap { sector_size: 4096, key_store_sectors: 2, key_value_sectors: 2, spool_sectors: 3 };
+        assert!(!small.is_consistent(), "three 4 KiB sectors cannot hold the largest envelope");
+        assert!(!FlashMap { spool_sectors: 40_000, ..map }.is_consistent(), "beyond 4 GiB");
     }
 }

@@ -69,14 +69,14 @@ pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     heap_bytes: 40 * 1024,
 };
 
-/// The data partition (`flash.rs`: seven 128 KiB sectors of bank 2): one for the key store,
-/// two for the key-value store, four for the spool. The stores do not run on 128 KiB sectors
-/// yet, so the application refuses this map at start.
+/// The data partition (`flash.rs`: seven 128 KiB sectors of bank 2): two for the key store
+/// (its record moves between two slots), two for the key-value store (one is its buffer),
+/// three for the spool (one is its spare: 256 KiB for mail), the fewest each store takes.
 pub const FLASH_MAP: homemx_board::FlashMap = homemx_board::FlashMap {
     sector_size: 128 * 1024,
-    key_store_sectors: 1,
+    key_store_sectors: 2,
     key_value_sectors: 2,
-    spool_sectors: 4,
+    spool_sectors: 3,
 };
 
 /// Board name reported by `/health` and the status page.

@@ -3,8 +3,9 @@
 //! async mutex (embassy-embedded-hal's `Partition`).
 //!
 //! The board declares the map (`bsp::FLASH_MAP`: sector size and sectors per store); the
-//! windows here follow it. The stores run on 4 KiB sectors today (the QEMU board's NOR); a
-//! board with other sectors is refused at start until the stores take them.
+//! windows here follow it. The stores run on every power-of-two sector size from 4 KiB to
+//! 128 KiB; a map they cannot run on does not compile (`FlashMap::is_consistent`), and a
+//! board whose flash erases other sectors than its map says is refused at start.
 //!
 //! Owns: the shared flash and its mutex. Calls: `network`.
 
@@ -25,10 +26,9 @@ pub type FlashPartition = Partition<'static, CriticalSectionRawMutex, BoardFlash
 
 /// The board's map of its application partition.
 const MAP: homemx_board::FlashMap = crate::bsp::FLASH_MAP;
+const _: () = assert!(MAP.is_consistent(), "the stores do not run on the board's flash map");
 /// Erase sector size of the board's map.
 pub const SECTOR_SIZE: u32 = MAP.sector_size;
-/// The sector size the stores run on today.
-const SUPPORTED_SECTOR_SIZE: u32 = 4096;
 /// Wrapped data key, admin public key, unlock-failure counter.
 pub const KEY_STORE: Range<u32> = 0..MAP.key_store_sectors * SECTOR_SIZE;
 /// Encrypted configuration, credentials, POP3 UIDLs, counters.
@@ -58,7 +58,7 @@ pub struct FlashPartitions {
 /// `None` on a board whose erase sectors do not fit this map.
 pub fn partition(flash: BoardFlash) -> Option<FlashPartitions> {
     use embedded_storage_async::nor_flash::NorFlash;
-    if BoardFlash::ERASE_SIZE as u32 != SECTOR_SIZE || SECTOR_SIZE != SUPPORTED_SECTOR_SIZE || flash.capacity() < MAP.bytes() as usize {
+    if BoardFlash::ERASE_SIZE as u32 != SECTOR_SIZE || flash.capacity() < MAP.bytes() as usize {
         return None;
     }
     static SHARED: StaticCell<Mutex<CriticalSectionRawMutex, BoardFlash>> = StaticCell::new();

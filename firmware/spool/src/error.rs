@@ -17,9 +17,15 @@ pub enum SpoolError<E> {
     EnvelopeTooLarge,
     /// More recipients than [`crate::MAX_RECIPIENTS`], or a recipient index out of range.
     TooManyRecipients,
-    /// The region is not made of whole erase sectors, is too small or too large for the
-    /// table sizes, or the flash geometry is unsupported.
+    /// The region is not made of whole erase sectors, lies beyond the flash, or is too small
+    /// or too large: the queue needs at least three sectors and enough of them to take one
+    /// message with the largest envelope (four of 4 KiB), and at most `SECTORS`; the
+    /// key-value store at least two.
     InvalidRegion,
+    /// The flash's geometry does not fit the layout: erase sectors below
+    /// [`crate::layout::MINIMUM_SECTOR_SIZE`] (2 KiB), a write size above 32 bytes, or read,
+    /// write and erase sizes that do not divide one another.
+    UnsupportedGeometry,
     /// A caller's buffer is smaller than needed.
     BufferTooSmall,
     /// The writer was already committed or aborted, or belongs to another spool.

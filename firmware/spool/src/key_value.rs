@@ -30,7 +30,7 @@ use sequential_storage::cache::key_pointers::ArrayKeyPointers;
 use sequential_storage::cache::page_pointers::ArrayPagePointers;
 use sequential_storage::cache::page_states::ArrayPageStates;
 use sequential_storage::cache::{Cache, CacheImpl, Uncached};
-use sequential_storage::map::{MapConfig, MapStorage};
+use sequential_storage::map::{MapConfig, MapConfigError, MapStorage};
 use sha2::{Digest, Sha256};
 
 /// Largest value the store holds.
@@ -75,8 +75,9 @@ fn storage_error<E>(error: sequential_storage::Error<E>) -> SpoolError<E> {
 }
 
 impl<F: NorFlash, R: RandomSource> KeyValueStore<F, R> {
-    /// A store over `region` (whole erase sectors, at least two) with the 32-byte data `key`,
-    /// without a cache.
+    /// A store over `region` (whole erase sectors, at least two, of any size from
+    /// [`crate::layout::MINIMUM_SECTOR_SIZE`] on) with the 32-byte data `key`, without a
+    /// cache. [`SpoolError::InvalidRegion`] or [`SpoolError::UnsupportedGeometry`] otherwise.
     pub fn new(flash: F, region: Range<u32>, key: &[u8; 32], random: R) -> Result<Self, SpoolError<F::Error>> {
         Self::with_cache(flash, region, key, random, Cache::new_uncached())
     }
@@ -99,8 +100,17 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
     /// and `cache`, which must be new (it is kept for every later call, as sequential-storage
     /// requires).
     fn with_cache(flash: F, region: Range<u32>, key: &[u8; 32], random: R, cache: C) -> Result<Self, SpoolError<F::Error>> {
+        if !crate::layout::geometry_is_supported::<F>() {
+            return Err(SpoolError::UnsupportedGeometry);
+        }
+        if region.end <= region.start || region.end as usize > flash.capacity() {
+            return Err(SpoolError::InvalidRegion);
+        }
         let region_start = region.start;
-        let config = MapConfig::try_new(region).map_err(|_| SpoolError::InvalidRegion)?;
+        let config = MapConfig::try_new(region).map_err(|error| match error {
+            MapConfigError::PagesTooSmall | MapConfigError::WordSizeTooLarge => SpoolError::UnsupportedGeometry,
+            _ => SpoolError::InvalidRegion,
+        })?;
         Ok(Self {
             map: MapStorage::new(flash, config, cache),
             aead: XChaCha20Poly1305::new(key.into()),

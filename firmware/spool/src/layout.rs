@@ -45,6 +45,11 @@ pub const FORMAT_VERSION: u8 = 2;
 pub const MINIMUM_SPLIT_PAYLOAD: usize = 64;
 /// Largest write size supported.
 pub const MAXIMUM_WRITE_SIZE: usize = 32;
+/// Smallest erase sector either store takes: a sector must hold its header and the largest
+/// record (1024 + 28 bytes, padded) with room to spare. Nothing else in the layout depends on
+/// the sector size: offsets inside a sector are `u32` (in records, nonces and associated
+/// data), so every larger size works; 4, 8, 16, 64 and 128 KiB are tested.
+pub const MINIMUM_SECTOR_SIZE: usize = 2048;
 /// Marks "no sector" in sequence fields.
 pub const NO_SEQUENCE: u32 = u32::MAX;
 
@@ -139,6 +144,18 @@ pub const fn envelope_extent(length: usize, write_size: usize) -> usize {
     let rest = length % RECORD_PAYLOAD_CAPACITY;
     let last = if rest > 0 { record_extent(rest, write_size) } else { 0 };
     full * record_extent(RECORD_PAYLOAD_CAPACITY, write_size) + last
+}
+
+/// Whether the flash's geometry fits the layout of both stores: erase sectors of at least
+/// [`MINIMUM_SECTOR_SIZE`], words of 1 to [`MAXIMUM_WRITE_SIZE`] bytes, and read, write and
+/// erase sizes that divide one another.
+pub const fn geometry_is_supported<F: embedded_storage_async::nor_flash::NorFlash>() -> bool {
+    F::READ_SIZE >= 1
+        && F::WRITE_SIZE >= 1
+        && F::WRITE_SIZE <= MAXIMUM_WRITE_SIZE
+        && F::WRITE_SIZE % F::READ_SIZE == 0
+        && F::ERASE_SIZE >= MINIMUM_SECTOR_SIZE
+        && F::ERASE_SIZE % F::WRITE_SIZE == 0
 }
 
 /// Bytes the sector header occupies on a flash with `write_size` words.

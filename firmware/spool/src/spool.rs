@@ -280,22 +280,23 @@ pub(crate) async fn read<F: NorFlash>(
 impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     Spool<F, R, SECTORS, MESSAGES>
 {
-    /// A spool over `region` (byte addresses of `flash`, whole erase sectors) with the
-    /// 32-byte data `key`. Does no I/O: call [`Spool::mount`] before anything else.
+    /// A spool over `region` (byte addresses of `flash`, whole erase sectors of any size from
+    /// [`crate::layout::MINIMUM_SECTOR_SIZE`] on) with the 32-byte data `key`. Does no I/O:
+    /// call [`Spool::mount`] before anything else. [`SpoolError::UnsupportedGeometry`] for a
+    /// flash the layout does not fit, [`SpoolError::InvalidRegion`] for a region that is not
+    /// whole sectors of it, has more than `SECTORS`, or too few to take one message with the
+    /// largest envelope (three, or four of 4 KiB).
     pub fn new(flash: F, region: Range<u32>, key: &[u8; 32], random: R) -> Result<Self, SpoolError<F::Error>> {
+        if !crate::layout::geometry_is_supported::<F>() {
+            return Err(SpoolError::UnsupportedGeometry);
+        }
         let erase = F::ERASE_SIZE as u32;
-        let valid = F::WRITE_SIZE >= 1
-            && F::WRITE_SIZE <= crate::layout::MAXIMUM_WRITE_SIZE
-            && F::READ_SIZE >= 1
-            && F::WRITE_SIZE % F::READ_SIZE == 0
-            && F::ERASE_SIZE % F::WRITE_SIZE == 0
-            && F::ERASE_SIZE >= 2048
-            && region.start % erase == 0
+        let valid = region.start % erase == 0
             && region.end % erase == 0
             && region.end > region.start
             && (region.end as usize) <= flash.capacity();
         let sector_count = if valid { ((region.end - region.start) / erase) as usize } else { 0 };
-        if !valid || sector_count < 3 || sector_count > SECTORS || MESSAGES == 0 {
+        if !valid || sector_count < 3 || sector_count > SECTORS || MESSAGES == 0 || !Self::region_takes_a_message(sector_count) {
             return Err(SpoolError::InvalidRegion);
         }
         Ok(Self {
@@ -498,6 +499,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if self.free_bytes() < needed {
             return Err(SpoolError::NoSpace);
         }
+        self.close_dead_head_if_worth_it();
         // The envelope's records (each may close a sector) must fit the erased space.
         self.make_room(2 * envelope_extent(encoded_length, F::WRITE_SIZE) as u64).await?;
         if self.next_message == u32::MAX {

@@ -9,6 +9,9 @@
 //! some of the bits it should; an erase sets only some bits to 1), after which every access
 //! fails until [`SimulatedFlash::restore_power`]. Clones share the same memory, so a test can
 //! hand one clone to the spool and keep another to inspect, tamper with or "reboot" it.
+//! Every program and erase is logged ([`SimulatedFlash::operation_log`]), so a power-cut test
+//! can see what the N-th operation was (a sector header, a record of some kind, an erase) and
+//! pick its cut points.
 //!
 //! Compiled with the `testing` feature (or in this crate's unit tests); it needs `std`.
 
@@ -54,6 +57,30 @@ pub enum CutMode {
     Torn,
 }
 
+/// What a program or erase did, as logged by [`SimulatedFlash::operation_log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Bits cleared from `address` on; `prefix` holds the first (up to 4) bytes asked for,
+    /// `0xFF` beyond the length.
+    Program {
+        /// The first bytes of the program.
+        prefix: [u8; 4],
+    },
+    /// Sectors set to `0xFF`.
+    Erase,
+}
+
+/// One program or erase (the one a power cut hit included), in the order they were asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedOperation {
+    /// Program or erase.
+    pub kind: OperationKind,
+    /// The first byte address.
+    pub address: u32,
+    /// Bytes programmed or erased.
+    pub length: u32,
+}
+
 /// Operation counters of a [`SimulatedFlash`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimulatedFlashCounters {
@@ -76,6 +103,8 @@ struct FlashState {
     counters: SimulatedFlashCounters,
     /// Programs and erases performed so far (the power-cut clock).
     mutating_operations: u64,
+    /// One entry per tick of the power-cut clock.
+    log: Vec<LoggedOperation>,
     cut_at: Option<(u64, CutMode)>,
     powered: bool,
     random_state: u64,
@@ -93,11 +122,12 @@ impl FlashState {
     }
 
     /// Counts a program or erase; returns `Some(mode)` when this one is hit by the cut.
-    fn tick(&mut self) -> Result<Option<CutMode>, SimulatedFlashError> {
+    fn tick(&mut self, operation: LoggedOperation) -> Result<Option<CutMode>, SimulatedFlashError> {
         if !self.powered {
             return Err(SimulatedFlashError::PowerCut);
         }
         self.mutating_operations += 1;
+        self.log.push(operation);
         match self.cut_at {
             Some((at, mode)) if self.mutating_operations >= at => {
                 self.powered = false;
@@ -124,6 +154,7 @@ impl<const WRITE: usize, const ERASE: usize> SimulatedFlash<WRITE, ERASE> {
                 programmed: vec![false; capacity / WRITE],
                 counters: SimulatedFlashCounters::default(),
                 mutating_operations: 0,
+                log: Vec::new(),
                 cut_at: None,
                 powered: true,
                 random_state: 0x9E37_79B9_7F4A_7C15,
@@ -171,6 +202,12 @@ impl<const WRITE: usize, const ERASE: usize> SimulatedFlash<WRITE, ERASE> {
     /// Programs and erases performed so far.
     pub fn mutating_operations(&self) -> u64 {
         self.state.borrow().mutating_operations
+    }
+
+    /// Every program and erase so far, in order: entry `N - 1` is the operation a cut armed
+    /// with [`SimulatedFlash::cut_power_at`]`(N, ..)` on a fresh flash hits.
+    pub fn operation_log(&self) -> Vec<LoggedOperation> {
+        self.state.borrow().log.clone()
     }
 
     /// The operation counters.
@@ -243,7 +280,7 @@ impl<const WRITE: usize, const ERASE: usize> NorFlash for SimulatedFlash<WRITE, 
         let start = self.check(from, (to - from) as usize, ERASE)?;
         let end = to as usize;
         let mut state = self.state.borrow_mut();
-        let cut = state.tick()?;
+        let cut = state.tick(LoggedOperation { kind: OperationKind::Erase, address: from, length: to - from })?;
         match cut {
             None => {
                 state.memory[start..end].fill(0xFF);
@@ -274,7 +311,10 @@ impl<const WRITE: usize, const ERASE: usize> NorFlash for SimulatedFlash<WRITE, 
         if state.programmed[first_word..first_word + words].iter().any(|&done| done) {
             return Err(SimulatedFlashError::WordProgrammedTwice);
         }
-        let cut = state.tick()?;
+        let mut prefix = [0xFF; 4];
+        let shown = bytes.len().min(prefix.len());
+        prefix[..shown].copy_from_slice(&bytes[..shown]);
+        let cut = state.tick(LoggedOperation { kind: OperationKind::Program { prefix }, address: offset, length: bytes.len() as u32 })?;
         match cut {
             None => {
                 for (index, &byte) in bytes.iter().enumerate() {

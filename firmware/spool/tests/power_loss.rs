@@ -1,4 +1,5 @@
-//! Power loss: a realistic scenario is cut at every program and erase, clean and torn.
+//! Power loss: a realistic scenario is cut at every program and erase, clean and torn, on
+//! sector sizes of 4, 8, 16, 64 and 128 KiB.
 //!
 //! Scenario: several messages in (one spanning sectors, two with 110 and 128 recipients,
 //! whose envelopes take three and four records), some mid-delivery, some deleted, a
@@ -8,6 +9,13 @@
 //! recovery must find every acknowledged message intact with its envelope and queued-at
 //! time, no unacknowledged one, nothing corrupt, delivery marks that were acknowledged, and
 //! a spool that keeps working.
+//!
+//! Message lengths scale with the sector size (a message of 2.5 sectors at 4 KiB is one of
+//! 2.5 sectors at 128 KiB), so every size sees the same sector crossings, sector closings,
+//! reclaims and wrap-arounds. A run has about 100 operations at 4 KiB and 30 times as many at
+//! 128 KiB (1 KiB chunks): up to [`FULL_SWEEP`] operations every one is cut; beyond that,
+//! every operation but the chunk records inside a sector is (about 70), and an even sample
+//! of [`CHUNK_SAMPLES`] of those.
 
 mod common;
 
@@ -46,11 +54,28 @@ fn envelope_of(owned: &[Vec<u8>], length: usize) -> Envelope<'_> {
     Envelope::new(b"sender@example.net", &list).unwrap().with_queued_at(queued_at(length))
 }
 
-async fn store(spool: &mut TestSpool, ledger: &mut Ledger, seed: u32, length: usize) -> Result<MessageId, Error> {
+/// Runs of up to this many operations are cut at every one (4 to 16 KiB sectors).
+const FULL_SWEEP: usize = 240;
+/// Longer runs (64 and 128 KiB sectors) are cut at every operation but the chunk records
+/// inside a sector, and at this many of those.
+const CHUNK_SAMPLES: usize = 16;
+
+async fn store<const SECTOR: usize>(
+    spool: &mut SizedSpool<SECTOR>,
+    ledger: &mut Ledger,
+    seed: u32,
+    length: usize,
+) -> Result<MessageId, Error> {
     store_to(spool, ledger, seed, length, 2).await
 }
 
-async fn store_to(spool: &mut TestSpool, ledger: &mut Ledger, seed: u32, length: usize, recipients: usize) -> Result<MessageId, Error> {
+async fn store_to<const SECTOR: usize>(
+    spool: &mut SizedSpool<SECTOR>,
+    ledger: &mut Ledger,
+    seed: u32,
+    length: usize,
+    recipients: usize,
+) -> Result<MessageId, Error> {
     let data = message_bytes(seed, length);
     let owned = addresses(recipients);
     let envelope = envelope_of(&owned, length);
@@ -67,7 +92,7 @@ async fn store_to(spool: &mut TestSpool, ledger: &mut Ledger, seed: u32, length:
 }
 
 /// Checks a present message's data and envelope.
-async fn check_message(spool: &mut TestSpool, id: MessageId, data: &[u8], recipients: usize, context: &str) {
+async fn check_message<const SECTOR: usize>(spool: &mut SizedSpool<SECTOR>, id: MessageId, data: &[u8], recipients: usize, context: &str) {
     assert_eq!(read_all(spool, id).await.unwrap(), data, "{context}: {id:?} differs");
     let mut buffer = [0u8; ENVELOPE_CAPACITY];
     let envelope = spool.read_envelope(id, &mut buffer).await.unwrap();
@@ -77,7 +102,7 @@ async fn check_message(spool: &mut TestSpool, id: MessageId, data: &[u8], recipi
     assert_eq!(spool.message(id).unwrap().queued_at, queued_at(data.len()), "{context}");
 }
 
-async fn delete(spool: &mut TestSpool, ledger: &mut Ledger, id: MessageId) -> Result<(), Error> {
+async fn delete<const SECTOR: usize>(spool: &mut SizedSpool<SECTOR>, ledger: &mut Ledger, id: MessageId) -> Result<(), Error> {
     ledger.deleting = Some(id);
     spool.delete(id).await?;
     ledger.deleting = None;
@@ -85,28 +110,34 @@ async fn delete(spool: &mut TestSpool, ledger: &mut Ledger, id: MessageId) -> Re
     Ok(())
 }
 
-async fn deliver(spool: &mut TestSpool, ledger: &mut Ledger, id: MessageId, recipient: usize) -> Result<(), Error> {
+async fn deliver<const SECTOR: usize>(
+    spool: &mut SizedSpool<SECTOR>,
+    ledger: &mut Ledger,
+    id: MessageId,
+    recipient: usize,
+) -> Result<(), Error> {
     spool.mark_delivered(id, recipient).await?;
     ledger.delivered.push((id, recipient));
     Ok(())
 }
 
-async fn scenario(flash: &Flash, ledger: &mut Ledger) -> Result<(), Error> {
+async fn scenario<const SECTOR: usize>(flash: &SizedFlash<SECTOR>, ledger: &mut Ledger) -> Result<(), Error> {
+    let length = scaled::<SECTOR>;
     let (mut spool, _) = try_mount(flash, 11)?;
     spool.maintain().await?;
-    let a = store(&mut spool, ledger, 1, 10_240).await?;
-    let b = store(&mut spool, ledger, 2, 3_000).await?;
+    let a = store(&mut spool, ledger, 1, length(10_240)).await?;
+    let b = store(&mut spool, ledger, 2, length(3_000)).await?;
     // W has 110 recipients: three envelope records.
-    let w = store_to(&mut spool, ledger, 9, 2_000, 110).await?;
+    let w = store_to(&mut spool, ledger, 9, length(2_000), 110).await?;
     // C (128 recipients: four envelope records) is left open across the restart: it must
     // never appear.
     let owned = addresses(128);
-    let envelope = envelope_of(&owned, 2_000);
-    let mut open = spool.begin_message(&envelope, 4000).await?;
-    spool.append(&mut open, &message_bytes(3, 2_000)).await?;
+    let envelope = envelope_of(&owned, length(2_000));
+    let mut open = spool.begin_message(&envelope, length(4000) as u32).await?;
+    spool.append(&mut open, &message_bytes(3, length(2_000))).await?;
     deliver(&mut spool, ledger, a, 0).await?;
     deliver(&mut spool, ledger, w, 105).await?;
-    let d = store(&mut spool, ledger, 4, 6_000).await?;
+    let d = store(&mut spool, ledger, 4, length(6_000)).await?;
     delete(&mut spool, ledger, b).await?;
     spool.set_next_retry(a, 1_000).await?;
     drop(open);
@@ -114,24 +145,26 @@ async fn scenario(flash: &Flash, ledger: &mut Ledger) -> Result<(), Error> {
     // Restart.
     let (mut spool, _) = try_mount(flash, 12)?;
     spool.maintain().await?;
-    let e = store(&mut spool, ledger, 5, 12_000).await?;
+    let e = store(&mut spool, ledger, 5, length(12_000)).await?;
     deliver(&mut spool, ledger, a, 1).await?;
     delete(&mut spool, ledger, a).await?;
     spool.mark_failed(d, 0).await?;
-    let _f = store(&mut spool, ledger, 6, 1_500).await?;
+    let _f = store(&mut spool, ledger, 6, length(1_500)).await?;
     delete(&mut spool, ledger, d).await?;
     deliver(&mut spool, ledger, e, 0).await?;
     deliver(&mut spool, ledger, w, 0).await?;
     deliver(&mut spool, ledger, w, 109).await?;
     let envelope = Envelope::new(b"g@example.net", &[b"a@example.org"]).unwrap();
-    let mut open = spool.begin_message(&envelope, 4000).await?;
-    spool.append(&mut open, &message_bytes(7, 4_000)).await?;
-    let _h = store(&mut spool, ledger, 8, 2_500).await?;
+    let mut open = spool.begin_message(&envelope, length(4000) as u32).await?;
+    spool.append(&mut open, &message_bytes(7, length(4_000))).await?;
+    let _h = store(&mut spool, ledger, 8, length(2_500)).await?;
+    // E spans three sectors (and more erases at every size).
+    delete(&mut spool, ledger, e).await?;
     Ok(())
 }
 
-fn check_recovery(flash: &Flash, ledger: &Ledger, cut: u64, mode: CutMode) {
-    let context = format!("cut at operation {cut} ({mode:?})");
+fn check_recovery<const SECTOR: usize>(flash: &SizedFlash<SECTOR>, ledger: &Ledger, cut: u64, mode: CutMode) {
+    let context = format!("{} KiB sectors, cut at operation {cut} ({mode:?})", SECTOR / 1024);
     let (mut spool, report) = mount(flash, 99);
     assert_eq!(report.records_corrupt, 0, "{context}: {report:?}");
     assert_eq!(report.messages_damaged, 0, "{context}: {report:?}");
@@ -165,7 +198,7 @@ fn check_recovery(flash: &Flash, ledger: &Ledger, cut: u64, mode: CutMode) {
         }
         // The spool keeps working: erase what is left, add a message, read it, delete all.
         spool.maintain().await.unwrap();
-        let data = message_bytes(77, 9_000);
+        let data = message_bytes(77, scaled::<SECTOR>(9_000));
         let id = enqueue(&mut spool, &data, 1, 1000).await.unwrap();
         assert_eq!(read_all(&mut spool, id).await.unwrap(), data, "{context}");
         let ids: Vec<_> = spool.messages().map(|m| m.id).collect();
@@ -179,15 +212,18 @@ fn check_recovery(flash: &Flash, ledger: &Ledger, cut: u64, mode: CutMode) {
     assert_eq!(spool.space().sectors_in_use, 1, "{context}: space leaked {:?}", spool.space());
 }
 
-fn sweep(mode: CutMode) -> u64 {
-    let flash = new_flash();
+fn sweep<const SECTOR: usize>(mode: CutMode) {
+    let flash = new_sized_flash::<SECTOR>();
     let mut ledger = Ledger::default();
     block_on(scenario(&flash, &mut ledger)).unwrap();
+    let log = flash.operation_log();
     let total = flash.mutating_operations();
     let erases = flash.counters().sectors_erased;
     assert!(total > 60 && erases >= 4, "scenario too small: {total} operations, {erases} erases");
-    for cut in 1..=total {
-        let flash = new_flash();
+    let header_extent = 40;
+    let cuts = cut_points(&log, SECTOR, header_extent, FULL_SWEEP, CHUNK_SAMPLES);
+    for &cut in &cuts {
+        let flash = new_sized_flash::<SECTOR>();
         flash.cut_power_at(cut, mode, cut * 7919 + 1);
         let mut ledger = Ledger::default();
         let outcome = block_on(scenario(&flash, &mut ledger));
@@ -195,18 +231,21 @@ fn sweep(mode: CutMode) -> u64 {
         flash.restore_power();
         check_recovery(&flash, &ledger, cut, mode);
     }
-    println!("power-loss: scenario has {total} operations, {erases} of them erases");
-    total
+    println!(
+        "power-loss, {} KiB sectors, {mode:?}: scenario has {total} operations, {erases} of them erases; {} cut points covered",
+        SECTOR / 1024,
+        cuts.len()
+    );
 }
 
-#[test]
-fn every_cut_point_clean() {
-    let covered = sweep(CutMode::Clean);
-    println!("power-loss: {covered} cut points covered (clean cuts)");
+fn every_cut_point_clean<const SECTOR: usize>() {
+    sweep::<SECTOR>(CutMode::Clean);
 }
 
-#[test]
-fn every_cut_point_torn() {
-    let covered = sweep(CutMode::Torn);
-    println!("power-loss: {covered} cut points covered (torn writes and half erases)");
+/// Torn writes and half erases.
+fn every_cut_point_torn<const SECTOR: usize>() {
+    sweep::<SECTOR>(CutMode::Torn);
 }
+
+for_each_sector_size!(every_cut_point_clean);
+for_each_sector_size!(every_cut_point_torn);

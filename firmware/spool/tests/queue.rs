@@ -1,5 +1,7 @@
 //! Unit-level behaviour of the message queue: round trips, envelopes, delivery state,
-//! deletion and reclaiming, free-space accounting, geometries.
+//! deletion and reclaiming, free-space accounting, geometries. The tests of round trips,
+//! reclaiming and filling run on sector sizes of 4, 8, 16, 64 and 128 KiB, with message
+//! lengths in proportion to the sector.
 
 mod common;
 
@@ -10,14 +12,17 @@ use homemx_spool::{
     MAX_RECIPIENTS,
 };
 
-#[test]
-fn round_trip_small_and_large_messages() {
-    let flash = new_flash();
+fn round_trip_small_and_large_messages<const SECTOR: usize>() {
+    let flash = new_sized_flash::<SECTOR>();
     let (mut spool, report) = mount(&flash, 1);
     assert!(report.is_clean());
     assert_eq!(report.sectors_erased, 16);
+    let length = scaled::<SECTOR>;
+    // Pieces of up to a sector; the last two messages span three and five sectors.
+    let messages =
+        [(1, 0, 1), (2, 1, 1), (3, 1023, 7), (4, 1024, 1024), (5, 1025, 100), (6, length(10_000), 333), (7, length(20_000), SECTOR)];
     block_on(async {
-        for (seed, length, piece) in [(1, 0, 1), (2, 1, 1), (3, 1023, 7), (4, 1024, 1024), (5, 1025, 100), (6, 10_000, 333), (7, 20_000, 4096)] {
+        for (seed, length, piece) in messages {
             let data = message_bytes(seed, length);
             let id = enqueue(&mut spool, &data, 2, piece).await.unwrap();
             assert_eq!(read_all(&mut spool, id).await.unwrap(), data, "length {length}");
@@ -29,11 +34,13 @@ fn round_trip_small_and_large_messages() {
     assert_eq!(report.messages_found, 7);
     block_on(async {
         let ids: Vec<_> = spool.messages().map(|m| m.id).collect();
-        for (id, (seed, length)) in ids.into_iter().zip([(1, 0), (2, 1), (3, 1023), (4, 1024), (5, 1025), (6, 10_000), (7, 20_000)]) {
+        for (id, (seed, length, _)) in ids.into_iter().zip(messages) {
             assert_eq!(read_all(&mut spool, id).await.unwrap(), message_bytes(seed, length));
         }
     });
 }
+
+for_each_sector_size!(round_trip_small_and_large_messages);
 
 #[test]
 fn envelope_is_stored_and_read_back() {
@@ -274,15 +281,15 @@ fn delivery_state_survives_reboot_and_newest_wins() {
     assert!(DeliveryState { delivered: 0b1011, failed: 0b0100, ..Default::default() }.is_finished(4));
 }
 
-#[test]
-fn delete_reclaims_space_and_erases_nothing_before_commit() {
-    let flash = new_flash();
+fn delete_reclaims_space_and_erases_nothing_before_commit<const SECTOR: usize>() {
+    let flash = new_sized_flash::<SECTOR>();
     let (mut spool, _) = mount(&flash, 1);
     let empty = spool.free_bytes();
+    let erased_before = flash.counters().sectors_erased;
     block_on(async {
         let mut ids = Vec::new();
         for round in 0..40u32 {
-            let id = enqueue(&mut spool, &message_bytes(round, 5000), 1, 1000).await.unwrap();
+            let id = enqueue(&mut spool, &message_bytes(round, scaled::<SECTOR>(5000)), 1, 1000).await.unwrap();
             ids.push(id);
             if ids.len() > 3 {
                 let old = ids.remove(0);
@@ -294,47 +301,56 @@ fn delete_reclaims_space_and_erases_nothing_before_commit() {
         }
         assert_eq!(spool.messages().count(), 0);
     });
-    // Only the head sector stays in use; the rest is erased again.
+    // 40 messages of 1.2 sectors went through a 16-sector region: it wrapped around three
+    // times. Only the head sector stays in use; the rest is erased again.
+    assert!(flash.counters().sectors_erased - erased_before >= 40, "{:?}", flash.counters());
     let space = spool.space();
     assert_eq!(space.sectors_in_use, 1, "{space:?}");
-    assert!(spool.free_bytes() + 4096 >= empty, "{} vs {}", spool.free_bytes(), empty);
+    assert!(spool.free_bytes() + SECTOR as u64 >= empty, "{} vs {}", spool.free_bytes(), empty);
     let (spool, report) = mount(&flash, 3);
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(spool.messages().count(), 0);
 }
 
-#[test]
-fn commit_path_never_erases() {
-    let flash = new_flash();
+for_each_sector_size!(delete_reclaims_space_and_erases_nothing_before_commit);
+
+fn commit_path_never_erases<const SECTOR: usize>() {
+    let flash = new_sized_flash::<SECTOR>();
     let (mut spool, _) = mount(&flash, 1);
+    let length = scaled::<SECTOR>(10_240);
     block_on(async {
         for round in 0..60u32 {
             let envelope = Envelope::new(b"s@x", &[b"r@y"]).unwrap();
-            let data = message_bytes(round, 10_240);
-            let mut writer = spool.begin_message(&envelope, 10_240).await.unwrap();
+            let data = message_bytes(round, length);
+            let mut writer = spool.begin_message(&envelope, length as u32).await.unwrap();
             for part in data.chunks(512) {
                 spool.append(&mut writer, part).await.unwrap();
             }
             let report = spool.commit(writer).await.unwrap();
             assert_eq!(report.work.sectors_erased, 0, "erase before 250");
-            assert!(report.work.bytes_programmed as f64 <= 1.1 * 10_240.0, "{report:?}");
+            assert!(report.work.bytes_programmed as f64 <= 1.1 * length as f64, "{report:?}");
             spool.delete(report.id).await.unwrap();
         }
     });
 }
 
-#[test]
-fn free_space_is_refused_before_the_spool_is_full() {
-    let flash = new_flash();
+for_each_sector_size!(commit_path_never_erases);
+
+/// Fills the spool to what `can_accept` allows (messages of 1.5 sectors), then checks the
+/// refusals, delivery bookkeeping and deletion on the full spool, and that deleting makes
+/// room again.
+fn free_space_is_refused_before_the_spool_is_full<const SECTOR: usize>() {
+    let flash = new_sized_flash::<SECTOR>();
     let (mut spool, _) = mount(&flash, 1);
+    let length = scaled::<SECTOR>(6000);
     block_on(async {
         let mut accepted = 0;
         loop {
-            if !spool.can_accept(6000) {
+            if !spool.can_accept(length as u32) {
                 break;
             }
             // Whatever was admitted must always go through completely.
-            enqueue(&mut spool, &message_bytes(accepted, 6000), 1, 700).await.unwrap();
+            enqueue(&mut spool, &message_bytes(accepted, length), 1, 700).await.unwrap();
             accepted += 1;
         }
         assert!(accepted >= 8, "only {accepted} accepted");
@@ -342,7 +358,7 @@ fn free_space_is_refused_before_the_spool_is_full() {
         let long = vec![b'x'; ENVELOPE_CAPACITY - 16];
         let largest = Envelope::new(&long, &[b"r@y"]).unwrap();
         assert_eq!(largest.encoded_length(), ENVELOPE_CAPACITY);
-        assert_eq!(spool.begin_message(&largest, 6000).await.err(), Some(SpoolError::NoSpace));
+        assert_eq!(spool.begin_message(&largest, length as u32).await.err(), Some(SpoolError::NoSpace));
         let envelope = Envelope::new(b"s@x", &[b"r@y"]).unwrap();
         // Delivery bookkeeping and deletion still work on a full spool.
         let ids: Vec<_> = spool.messages().map(|m| m.id).collect();
@@ -351,12 +367,13 @@ fn free_space_is_refused_before_the_spool_is_full() {
         }
         spool.delete(ids[0]).await.unwrap();
         spool.delete(ids[1]).await.unwrap();
-        assert!(spool.can_accept(6000));
+        assert!(spool.can_accept(length as u32));
         // A message appended beyond its reservation is refused once space runs out.
         let mut writer = spool.begin_message(&envelope, 10).await.unwrap();
         let mut refused = false;
+        let piece = vec![b'x'; scaled::<SECTOR>(1000)];
         for _ in 0..100 {
-            if spool.append(&mut writer, &[b'x'; 1000]).await.is_err() {
+            if spool.append(&mut writer, &piece).await.is_err() {
                 refused = true;
                 break;
             }
@@ -373,6 +390,76 @@ fn free_space_is_refused_before_the_spool_is_full() {
         }
     });
 }
+
+for_each_sector_size!(free_space_is_refused_before_the_spool_is_full);
+
+/// The smallest region the spool takes (three sectors, one of them the spare, e.g. a board
+/// with three 128 KiB sectors for mail; four of 4 KiB, as three could not hold the largest
+/// envelope's records): one sector fewer is refused; a message larger than a sector fits
+/// when it is empty; filled with small messages until a begin is refused, every recipient can
+/// be marked delivered, failed and retried on the full spool, a reset finds every message, and
+/// deleting them all gives back exactly the space there was (free, or held back by the dead
+/// head sector until it is erased), twice over.
+fn the_smallest_spool_fills_reclaims_and_recovers<const SECTOR: usize>() {
+    let flash = new_sized_flash::<SECTOR>();
+    let sectors = if SECTOR == 4096 { 4 } else { 3 };
+    let region = SECTOR as u32..(1 + sectors) * SECTOR as u32;
+    let smaller = SECTOR as u32..sectors * SECTOR as u32;
+    let refused = SizedSpool::<SECTOR>::new(flash.clone(), smaller, &KEY, TestRandom::new(1)).err();
+    assert_eq!(refused, Some(SpoolError::InvalidRegion), "{} sectors of {SECTOR} bytes", sectors - 1);
+    let (mut spool, report) = mount_region(&flash, region.clone(), 1);
+    assert_eq!(report.sectors_erased, sectors);
+    let empty = spool.free_bytes();
+    assert!(spool.can_accept(CHUNK_CAPACITY as u32), "{empty} free");
+    let large = message_bytes(1, SECTOR * 5 / 4);
+    block_on(async {
+        let id = enqueue(&mut spool, &large, 1, 999).await.unwrap();
+        assert_eq!(read_all(&mut spool, id).await.unwrap(), large);
+        spool.delete(id).await.unwrap();
+        let space = spool.space();
+        assert_eq!(space.free_bytes + space.held_by_dead_head, empty, "{space:?}");
+    });
+    let length = SECTOR / 5;
+    for round in 0..2u32 {
+        let mut stored = Vec::new();
+        block_on(async {
+            for _ in 0..100 {
+                let data = message_bytes(round * 100 + stored.len() as u32, length);
+                match enqueue(&mut spool, &data, 3, 1000).await {
+                    Ok(id) => stored.push((id, data)),
+                    Err(SpoolError::NoSpace) => break,
+                    Err(error) => panic!("enqueue: {error:?}"),
+                }
+            }
+            assert!(stored.len() >= 4, "round {round}: only {} messages of {length} bytes: {:?}", stored.len(), spool.space());
+            assert!(!spool.can_accept(length as u32));
+            for (id, _) in &stored {
+                spool.set_next_retry(*id, 300).await.unwrap();
+                spool.mark_delivered(*id, 0).await.unwrap();
+                spool.mark_failed(*id, 1).await.unwrap();
+                spool.set_next_retry(*id, 600).await.unwrap();
+            }
+        });
+        let (mut mounted, report) = mount_region(&flash, region.clone(), 10 + u64::from(round));
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.messages_found as usize, stored.len());
+        block_on(async {
+            for (id, data) in &stored {
+                assert_eq!(&read_all(&mut mounted, *id).await.unwrap(), data);
+                let delivery = mounted.message(*id).unwrap().delivery;
+                assert_eq!((delivery.recipient(0), delivery.recipient(1)), (RecipientState::Delivered, RecipientState::Failed));
+                assert_eq!((delivery.next_retry, delivery.attempts), (600, 2));
+                mounted.mark_delivered(*id, 2).await.unwrap();
+                mounted.delete(*id).await.unwrap();
+            }
+        });
+        spool = mounted;
+        let space = spool.space();
+        assert_eq!(space.free_bytes + space.held_by_dead_head, empty, "round {round}: {space:?}");
+    }
+}
+
+for_each_sector_size!(the_smallest_spool_fills_reclaims_and_recovers);
 
 #[test]
 fn message_table_full_is_refused() {
