@@ -3,9 +3,10 @@
 //!
 //! - **Services** (MX, delivery, fetch, DynDNS, NDNs, alerts, the status page) reach the open
 //!   stores through [`open`], only while the device is unlocked. The guard holds the store:
-//!   keep it across flash work only, never across network I/O. When it drops, the spool's
-//!   free bytes are published ([`spool_free_bytes`]: the session policy reads them without
-//!   waiting for the store).
+//!   keep it across flash work only, never across network I/O. Whoever changes the spool's
+//!   space (begins, commits, aborts or deletes a message) publishes its free bytes
+//!   ([`OpenGuard::publish_free_bytes`]; [`spool_free_bytes`]: the session policy reads them
+//!   without waiting for the store).
 //! - **Provider connections** read their trust anchor and password through [`provider_login`].
 //! - **The console** alone changes the device's state, through the one [`Lifecycle`] it is
 //!   handed at boot: admin key, unlock, lock, configuration, credentials, trust anchors,
@@ -37,7 +38,7 @@ use crate::storage::FlashPartitions;
 /// The one vault; `None` until [`mount`] (or when the flash could not be mounted).
 static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
 
-/// The spool's free bytes when an [`open`] guard last dropped (0 while locked).
+/// The spool's free bytes as last published (0 while locked).
 static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
 
 /// Set once the [`Lifecycle`] was handed out.
@@ -108,8 +109,11 @@ impl DerefMut for OpenGuard {
     }
 }
 
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
+impl OpenGuard {
+    /// Publishes the spool's free bytes ([`spool_free_bytes`]); call after a change of its
+    /// space (a message begun, committed, aborted or deleted). Not on every drop of the guard:
+    /// `free_bytes` walks every sector's state, and the sessions open the store once per chunk.
+    pub fn publish_free_bytes(&self) {
         let free = self.0.spool.free_bytes().min(u64::from(u32::MAX)) as u32;
         SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
     }
