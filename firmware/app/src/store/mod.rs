@@ -44,6 +44,11 @@ static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
 /// Set once the [`Lifecycle`] was handed out.
 static LIFECYCLE_TAKEN: AtomicBool = AtomicBool::new(false);
 
+/// Publishes `free` as the spool's free bytes (the one place that stores them).
+fn publish_spool_free_bytes(free: u64) {
+    SPOOL_FREE_BYTES.store(free.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+}
+
 /// The spool's free bytes as last published (0 while locked).
 pub fn spool_free_bytes() -> u64 {
     u64::from(SPOOL_FREE_BYTES.load(Ordering::Relaxed))
@@ -65,8 +70,7 @@ fn publish(vault: &mut Option<Vault>) {
         *state = Some(now);
         changed
     });
-    let free = vault.as_mut().and_then(Vault::open_stores).map_or(0, |stores| stores.spool.free_bytes().min(u64::from(u32::MAX)) as u32);
-    SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
+    publish_spool_free_bytes(vault.as_mut().and_then(Vault::open_stores).map_or(0, |stores| stores.spool.free_bytes()));
 }
 
 /// Mounts the key store on the flash partitions (once, at boot, before any task uses the
@@ -114,8 +118,7 @@ impl OpenGuard {
     /// space (a message begun, committed, aborted or deleted). Not on every drop of the guard:
     /// `free_bytes` walks every sector's state, and the sessions open the store once per chunk.
     pub fn publish_free_bytes(&self) {
-        let free = self.0.spool.free_bytes().min(u64::from(u32::MAX)) as u32;
-        SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
+        publish_spool_free_bytes(self.0.spool.free_bytes());
     }
 }
 
