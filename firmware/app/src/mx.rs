@@ -590,13 +590,15 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
     let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?
         .with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut stores = crate::store::open().await?;
-    match stores.begin_spool_message(&envelope, expected_length).await {
+    let writer = match stores.begin_spool_message(&envelope, expected_length).await {
         Ok(writer) => Some(writer),
         Err(error) => {
             crate::event_warning!("mx: spool refused a message: {:?}", defmt::Debug2Format(&error));
             None
         }
-    }
+    };
+    stores.publish_free_bytes();
+    writer
 }
 
 async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64, lan: bool) -> CommitResult {
@@ -636,6 +638,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
             Err(_) => CommitResult::Failed,
         }
     };
+    stores.publish_free_bytes();
     drop(stores);
     crate::channels::DELIVERY_DUE.signal(());
     result
@@ -646,6 +649,7 @@ async fn abort_message(transaction: &mut Transaction) {
         if let Some(mut stores) = crate::store::open().await {
             stores.spool.abort(writer);
             reclaim_aborted(&mut stores.spool).await;
+            stores.publish_free_bytes();
         }
     }
     transaction.failed = false;

@@ -3,9 +3,10 @@
 //!
 //! - **Services** (MX, delivery, fetch, DynDNS, NDNs, alerts, the status page) reach the open
 //!   stores through [`open`], only while the device is unlocked. The guard holds the store:
-//!   keep it across flash work only, never across network I/O. When it drops, the spool's
-//!   free bytes are published ([`spool_free_bytes`]: the session policy reads them without
-//!   waiting for the store).
+//!   keep it across flash work only, never across network I/O. Whoever changes the spool's
+//!   space (begins, commits, aborts or deletes a message) publishes its free bytes
+//!   ([`OpenGuard::publish_free_bytes`]; [`spool_free_bytes`]: the session policy reads them
+//!   without waiting for the store).
 //! - **Provider connections** read their trust anchor and password through [`provider_login`].
 //! - **The console** alone changes the device's state, through the one [`Lifecycle`] it is
 //!   handed at boot: admin key, unlock, lock, configuration, credentials, trust anchors,
@@ -37,11 +38,16 @@ use crate::storage::FlashPartitions;
 /// The one vault; `None` until [`mount`] (or when the flash could not be mounted).
 static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
 
-/// The spool's free bytes when an [`open`] guard last dropped (0 while locked).
+/// The spool's free bytes as last published (0 while locked).
 static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
 
 /// Set once the [`Lifecycle`] was handed out.
 static LIFECYCLE_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Publishes `free` as the spool's free bytes (the one place that stores them).
+fn publish_spool_free_bytes(free: u64) {
+    SPOOL_FREE_BYTES.store(free.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+}
 
 /// The spool's free bytes as last published (0 while locked).
 pub fn spool_free_bytes() -> u64 {
@@ -64,8 +70,7 @@ fn publish(vault: &mut Option<Vault>) {
         *state = Some(now);
         changed
     });
-    let free = vault.as_mut().and_then(Vault::open_stores).map_or(0, |stores| stores.spool.free_bytes().min(u64::from(u32::MAX)) as u32);
-    SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
+    publish_spool_free_bytes(vault.as_mut().and_then(Vault::open_stores).map_or(0, |stores| stores.spool.free_bytes()));
 }
 
 /// Mounts the key store on the flash partitions (once, at boot, before any task uses the
@@ -108,10 +113,12 @@ impl DerefMut for OpenGuard {
     }
 }
 
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        let free = self.0.spool.free_bytes().min(u64::from(u32::MAX)) as u32;
-        SPOOL_FREE_BYTES.store(free, Ordering::Relaxed);
+impl OpenGuard {
+    /// Publishes the spool's free bytes ([`spool_free_bytes`]); call after a change of its
+    /// space (a message begun, committed, aborted or deleted). Not on every drop of the guard:
+    /// `free_bytes` walks every sector's state, and the sessions open the store once per chunk.
+    pub fn publish_free_bytes(&self) {
+        publish_spool_free_bytes(self.0.spool.free_bytes());
     }
 }
 
