@@ -4,7 +4,7 @@
 //!
 //! The plugin (`qemu/plugin/operation_counts.c`, built by `host-tools/setup.sh` into
 //! `target/qemu-plugin/`) counts every executed guest instruction and watches the firmware's
-//! *mark sled* (`firmware/app/src/instrument.rs`): the firmware calls one sled entry where an
+//! *mark sled* (`firmware/services/src/instrument.rs`): the firmware calls one sled entry where an
 //! [`Operation`] begins and one where it ends (or is abandoned), and the plugin appends a line
 //! per mark to a file in the machine's run directory, flushed at once, so it can be read while
 //! QEMU runs. This module finds the sled in the ELF, builds the `-plugin` argument

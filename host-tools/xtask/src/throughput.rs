@@ -45,7 +45,7 @@ const SOURCES: [Ipv4Addr; SENDERS] = [WAN_CLIENT, Ipv4Addr::new(203, 0, 113, 11)
 const POSTFIX_ADDRESS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 30);
 const RECIPIENT: &str = "alice@example.org";
 /// Acceptances whose rate is printed apart: fewer than the appliance's spool table holds
-/// (`SPOOL_MESSAGES` in firmware/app/src/storage.rs, 128), so it is the MX's rate before a
+/// (`SPOOL_MESSAGES` in firmware/services/src/storage.rs, 128), so it is the MX's rate before a
 /// full table holds it back to the delivery's pace.
 const BURST: usize = 100;
 /// How often Postfix's memory is sampled.

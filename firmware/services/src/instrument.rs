@@ -26,10 +26,13 @@
 //! Owns: the mark sled (code, no data). Calls: nothing.
 
 pub use homemx_instrument::Operation;
-use homemx_instrument::{sled_entry, MarkKind, ENTRY_BYTES, SLED_ENTRIES};
+use homemx_instrument::MarkKind;
+#[cfg(target_os = "none")]
+use homemx_instrument::{sled_entry, ENTRY_BYTES, SLED_ENTRIES};
 
 // The sled: SLED_ENTRIES times `bx lr`, in a section of its own so no other code shares its
 // translation blocks. Each entry is a block of its own in QEMU (a branch ends a block).
+#[cfg(target_os = "none")]
 core::arch::global_asm!(
     ".section .text.homemx_instrument_marks,\"ax\",%progbits",
     ".global homemx_instrument_marks",
@@ -45,11 +48,13 @@ core::arch::global_asm!(
     entries = const SLED_ENTRIES,
 );
 
+#[cfg(target_os = "none")]
 unsafe extern "C" {
     fn homemx_instrument_marks();
 }
 
 /// Calls the sled entry of `kind` for `operation`.
+#[cfg(target_os = "none")]
 #[inline(always)]
 fn mark(operation: Operation, kind: MarkKind) {
     // The symbol's address has the Thumb bit set; entries are 2 bytes apart.
@@ -60,6 +65,10 @@ fn mark(operation: Operation, kind: MarkKind) {
         core::arch::asm!("blx {entry}", entry = in(reg) entry, out("lr") _, options(nomem, nostack, preserves_flags));
     }
 }
+
+/// On the host (the simulator) there is no QEMU plugin to tell: a mark does nothing.
+#[cfg(not(target_os = "none"))]
+fn mark(_operation: Operation, _kind: MarkKind) {}
 
 /// An operation under way; [`Measurement::end`] completes it, dropping it cancels it.
 #[must_use = "dropping a measurement cancels it at once"]

@@ -17,6 +17,7 @@ const SCAN_BYTES_PER_YIELD: usize = 64 * 1024;
 /// Bytes of stack used at most since reset; `None` when the board does not paint the stack.
 /// Scans the unused part of the stack region, yielding every [`SCAN_BYTES_PER_YIELD`]: call
 /// it rarely (a status request).
+#[cfg(target_os = "none")]
 pub async fn high_water() -> Option<usize> {
     if !bsp::STACK_PAINTED {
         return None;
@@ -41,9 +42,16 @@ pub async fn high_water() -> Option<usize> {
     }
 }
 
+/// The host's (the simulator's) stack is not the device's and has no paint.
+#[cfg(not(target_os = "none"))]
+pub async fn high_water() -> Option<usize> {
+    None
+}
+
 /// (RAM used at most: static data plus the stack's high-water mark, RAM size) in bytes, from
 /// the linker's symbols (static data from `.data` to the end of `.uninit`; the stack region
 /// inside RAM or, on boards that put it elsewhere such as the STM32's CCM, beside it).
+#[cfg(target_os = "none")]
 pub async fn ram_use() -> Option<(usize, usize)> {
     let stack = high_water().await?;
     extern "C" {
@@ -64,6 +72,12 @@ pub async fn ram_use() -> Option<(usize, usize)> {
     Some((static_bytes + stack, size))
 }
 
+/// The host (the simulator) has no linker symbols for the device's RAM.
+#[cfg(not(target_os = "none"))]
+pub async fn ram_use() -> Option<(usize, usize)> {
+    None
+}
+
 /// Bytes left alone below this function's own local: its frame and the critical section's.
 const WIPE_MARGIN: usize = 512;
 
@@ -72,6 +86,8 @@ const WIPE_MARGIN: usize = 512;
 /// (words still holding the paint were never written, and stay painted, so the high-water
 /// mark is unchanged) up to just below this function's frame. Interrupts are masked
 /// meanwhile: they push their frames onto this stack.
+/// The host (the simulator) keeps no secrets of a real device: nothing is wiped there.
+#[cfg(target_os = "none")]
 #[inline(never)]
 pub fn wipe_below() {
     extern "C" {
@@ -97,6 +113,10 @@ pub fn wipe_below() {
         }
     });
 }
+
+/// See the device's version: the host's stack is the simulator's, not the device's.
+#[cfg(not(target_os = "none"))]
+pub fn wipe_below() {}
 
 /// Wipes the dead stack from a shallow frame and returns once done: [`wipe_task`] runs while
 /// no other task is being polled, so everything below the executor's own frame is dead, the

@@ -1,0 +1,13 @@
+//! Which board the services run on: the one file that names a board. The board's crate exports
+//! its parts, its `SIZING` (listeners, transaction slots, HTTP sessions, spool messages, heap)
+//! and its `FLASH_MAP`; every other module reads them through `crate::bsp`.
+//!
+//! Owns: nothing. Calls: nothing.
+
+#[cfg(feature = "board-qemu")]
+pub use homemx_bsp_qemu_mps2 as bsp;
+#[cfg(feature = "board-nucleo-f429zi")]
+pub use homemx_bsp_nucleo_f429zi as bsp;
+
+#[cfg(all(feature = "board-qemu", feature = "board-nucleo-f429zi"))]
+compile_error!("choose exactly one board feature");
