@@ -105,14 +105,47 @@ pub fn init(_spawner: embassy_executor::Spawner) -> Result<Parts, InitError> {
 
 #[cfg(test)]
 mod tests {
+    use homemx_board::{EntropyKind, EntropySource, ResetCause, ResetControl};
+
     use super::*;
 
     #[test]
     fn the_parts_satisfy_the_board_traits() {
         let mut world = World::new(SimConfig::new(1));
-        let (parts, _handles) = world.boot(homemx_board::ResetCause::PowerOn);
+        let (parts, _handles) = world.boot(ResetCause::PowerOn);
         homemx_board::assert_board_parts(&parts);
         assert_eq!(parts.name, BOARD_NAME);
         assert_eq!(world.flash().snapshot().len(), FLASH_MAP.bytes() as usize);
+    }
+
+    #[test]
+    fn init_takes_the_installed_parts_once() {
+        let spawner = executor::SimExecutor::new().spawner();
+        assert!(matches!(init(spawner), Err(InitError::PartsNotInstalled)));
+        let mut world = World::new(SimConfig::new(1));
+        let (parts, handles) = world.boot(ResetCause::Watchdog);
+        install(parts);
+        let parts = init(spawner).expect("installed");
+        assert_eq!(parts.reset.cause(), ResetCause::Watchdog);
+        assert_eq!(handles.boot, 1);
+        assert!(matches!(init(spawner), Err(InitError::PartsNotInstalled)));
+    }
+
+    #[test]
+    fn entropy_is_simulated_one_stream_per_boot_and_reproducible() {
+        let bytes = |seed, boots| {
+            let mut world = World::new(SimConfig::new(seed));
+            let mut parts = world.boot(ResetCause::PowerOn).0;
+            for _ in 1..boots {
+                parts = world.boot(ResetCause::Software).0;
+            }
+            assert_eq!(parts.entropy.kind(), EntropyKind::Simulated);
+            let mut buffer = [0u8; 32];
+            parts.entropy.fill_bytes(&mut buffer);
+            buffer
+        };
+        assert_eq!(bytes(1, 1), bytes(1, 1));
+        assert_ne!(bytes(1, 1), bytes(1, 2), "each boot has its own stream");
+        assert_ne!(bytes(1, 1), bytes(2, 1));
     }
 }

@@ -172,3 +172,76 @@ fn streams_arrive_byte_exact_under_many_seeds() {
     println!("32 streams, faults injected: {} {total:?}", total.total());
     assert!(total.dropped > 0 && total.duplicated > 0 && total.reordered > 0 && total.corrupted > 0);
 }
+
+enum Link {
+    Up,
+    DownSince(u64),
+    UpAgain,
+}
+
+#[test]
+fn a_link_reset_in_the_middle_of_a_stream_is_survived() {
+    on_own_thread(|| {
+        let executor = SimExecutor::new();
+        let segment = Segment::new(1, 0, FaultPlan::NONE);
+        let receiver_port = segment.attach(MAC_B);
+        let port = receiver_port.port();
+        let sender = stack(segment.attach(MAC_A), static_config([10, 0, 0, 1]), 1, executor);
+        let receiver = stack(receiver_port, static_config([10, 0, 0, 2]), 2, executor);
+        let payload = pattern(STREAM_BYTES, 9);
+        let received: Rc<RefCell<Vec<u8>>> = Rc::default();
+        let finished: Rc<RefCell<bool>> = Rc::default();
+
+        let (into, done) = (received.clone(), finished.clone());
+        executor.spawn(async move {
+            let (mut receive_buffer, mut transmit_buffer) = ([0u8; 4096], [0u8; 4096]);
+            let mut socket = TcpSocket::new(receiver, &mut receive_buffer, &mut transmit_buffer);
+            socket.accept(PORT).await.expect("accept");
+            let mut chunk = [0u8; 1024];
+            while let Ok(count @ 1..) = socket.read(&mut chunk).await {
+                into.borrow_mut().extend_from_slice(&chunk[..count]);
+            }
+            *done.borrow_mut() = true;
+            socket.close();
+        });
+        let sent = payload.clone();
+        executor.spawn(async move {
+            let (mut receive_buffer, mut transmit_buffer) = ([0u8; 4096], [0u8; 4096]);
+            let mut socket = TcpSocket::new(sender, &mut receive_buffer, &mut transmit_buffer);
+            socket.connect((Ipv4Address::new(10, 0, 0, 2), PORT)).await.expect("connect");
+            socket.write_all(&sent).await.expect("write");
+            socket.flush().await.expect("flush");
+            socket.close();
+            let mut rest = [0u8; 16];
+            while socket.read(&mut rest).await.is_ok_and(|count| count > 0) {}
+            Timer::after(Duration::from_secs(3600)).await;
+        });
+
+        // Once half the stream is through, the receiver's link goes down for two seconds.
+        let mut link = Link::Up;
+        let outcome = run(&[executor], Limits { max_steps: 1_000_000, deadline: Some(3_600_000) }, |_| {
+            let now = time_driver::now();
+            match link {
+                Link::Up if received.borrow().len() > STREAM_BYTES / 2 => {
+                    segment.reset_link(port);
+                    link = Link::DownSince(now);
+                }
+                Link::DownSince(since) if now >= since + 2_000 => {
+                    segment.set_link(port, true);
+                    link = Link::UpAgain;
+                }
+                _ => {}
+            }
+            if *finished.borrow() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(outcome, RunOutcome::Stopped(()));
+        assert!(matches!(link, Link::UpAgain));
+        assert!(*received.borrow() == payload, "the stream arrived altered");
+        assert_eq!(segment.faults().link_resets, 1);
+        assert!(segment.statistics().lost_offline > 0, "frames were lost while the link was down");
+    })
+}
