@@ -1,7 +1,7 @@
 //! The provisioning console: an in-memory duplex byte pipe between the device and the
 //! simulator (who plays the owner's host CLI).
 //!
-//! [`pipe`] makes both ends. Each direction holds at most `capacity` bytes: a writer waits
+//! [`crate::World::boot`] makes both ends for each boot. Each direction holds at most `capacity` bytes: a writer waits
 //! while the other side has not read (flow control, as a UART with a full host buffer stalls
 //! nothing but its writer), a reader waits for at least one byte. Both ends are
 //! `embedded-io-async` `Read + Write`; the simulator's end also has plain functions for a
@@ -74,7 +74,7 @@ pub struct HostSerial {
 }
 
 /// A console pipe holding up to `capacity` bytes in each direction.
-pub fn pipe(capacity: usize, power: DevicePower) -> (SimSerial, HostSerial) {
+pub(crate) fn pipe(capacity: usize, power: DevicePower) -> (SimSerial, HostSerial) {
     assert!(capacity > 0, "a console pipe needs room for a byte");
     let pipe = Rc::new(RefCell::new(Pipe { capacity, to_device: Direction::default(), to_host: Direction::default() }));
     (SimSerial { pipe: pipe.clone(), power }, HostSerial { pipe })
