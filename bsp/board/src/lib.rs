@@ -4,8 +4,8 @@
 //! ([`embedded_storage_async::nor_flash::NorFlash`] plus [`FlashCounters`]), a serial link
 //! for the provisioning console ([`SerialLink`]), an entropy source ([`EntropySource`]) and
 //! a way to reset ([`ResetControl`]). Nothing above this crate knows which chip it runs on:
-//! the QEMU board (`bsp/qemu-mps2`) and the real board (`bsp/nucleo-f429zi`) both hand the
-//! application a [`BoardParts`].
+//! the QEMU board (`bsp/qemu-mps2`), the real board (`bsp/nucleo-f429zi`) and the host
+//! simulator's board (`bsp/sim`) all hand the application a [`BoardParts`].
 #![cfg_attr(not(test), no_std)]
 
 pub use embassy_net_driver::Driver as NetworkDriver;
@@ -44,6 +44,9 @@ pub enum EntropyKind {
     Hardware,
     /// A seed provisioned into flash, ratcheted forward and re-written at every boot.
     RatchetedSeed,
+    /// A stream derived from a host simulation's seed (`bsp/sim`): reproducible by design,
+    /// so anyone who knows the seed knows every byte. Never a product's source.
+    Simulated,
 }
 
 /// A source of cryptographically strong random bytes.

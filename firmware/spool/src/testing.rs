@@ -5,9 +5,9 @@
 //! erase sets a whole sector to `0xFF`; a program can only clear bits, and each
 //! `WRITE_SIZE` word may be programmed once per erase; every address is checked for alignment
 //! and bounds. It counts reads, programs and erases, and it can cut the power at the N-th
-//! program or erase: that operation is either dropped or left *torn* (a program clears only
-//! some of the bits it should; an erase sets only some bits to 1), after which every access
-//! fails until [`SimulatedFlash::restore_power`]. Clones share the same memory, so a test can
+//! program or erase: that operation is either dropped, completed, or left *torn* (a program
+//! clears only some of the bits it should; an erase sets only some bits to 1), after which
+//! every access fails until [`SimulatedFlash::restore_power`]. Clones share the same memory, so a test can
 //! hand one clone to the spool and keep another to inspect, tamper with or "reboot" it.
 //! Every program and erase is logged ([`SimulatedFlash::operation_log`]), so a power-cut test
 //! can see what the N-th operation was (a sector header, a record of some kind, an erase) and
@@ -55,6 +55,9 @@ pub enum CutMode {
     Clean,
     /// The interrupted operation is left half done (some bits changed, chosen by the seed).
     Torn,
+    /// The operation completes and reports success; the power fails right after it (the
+    /// caller learns of the cut at its next access).
+    Completed,
 }
 
 /// What a program or erase did, as logged by [`SimulatedFlash::operation_log`].
@@ -282,7 +285,7 @@ impl<const WRITE: usize, const ERASE: usize> NorFlash for SimulatedFlash<WRITE, 
         let mut state = self.state.borrow_mut();
         let cut = state.tick(LoggedOperation { kind: OperationKind::Erase, address: from, length: to - from })?;
         match cut {
-            None => {
+            None | Some(CutMode::Completed) => {
                 state.memory[start..end].fill(0xFF);
                 state.programmed[start / WRITE..end / WRITE].fill(false);
                 state.counters.sectors_erased += ((end - start) / ERASE) as u64;
@@ -316,7 +319,7 @@ impl<const WRITE: usize, const ERASE: usize> NorFlash for SimulatedFlash<WRITE, 
         prefix[..shown].copy_from_slice(&bytes[..shown]);
         let cut = state.tick(LoggedOperation { kind: OperationKind::Program { prefix }, address: offset, length: bytes.len() as u32 })?;
         match cut {
-            None => {
+            None | Some(CutMode::Completed) => {
                 for (index, &byte) in bytes.iter().enumerate() {
                     state.memory[start + index] &= byte;
                 }

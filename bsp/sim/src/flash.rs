@@ -1,0 +1,99 @@
+//! The device's flash: the project's simulated NOR flash (`homemx_spool::testing`), sized and
+//! shaped as [`crate::FLASH_MAP`], behind the board's flash traits.
+//!
+//! The model is the one the stores' own tests use, so there is one copy of the NOR rules:
+//! erase sets whole 4 KiB sectors to `0xFF`; a program can only clear bits and each 4-byte
+//! word may be programmed once per erase (a second program is refused with
+//! `WordProgrammedTwice`, which also refuses any attempt to turn a 0 back into a 1); every
+//! address is checked for alignment and bounds (`NotAligned`, `OutOfBounds`; errors, not
+//! panics, as a flash driver reports them). `MultiwriteNorFlash` is not implemented: the model
+//! does not allow re-programming a word, so claiming it would be untrue.
+//!
+//! The simulator keeps a [`FlashModel`] handle (clones share the memory) to schedule power
+//! cuts (`cut_power_at`: the N-th program or erase is left untouched, completed or torn,
+//! after which every access fails until `restore_power`), to read the operation log and the
+//! counters, and to take a snapshot of every byte (to check that nothing on flash is
+//! plaintext, or to start another run from the same image with `FlashModel::from_image`).
+//! Operations also fail once the boot's [`DevicePower`] is off.
+//!
+//! Owns nothing but the device's handle. Calls: the flash model.
+
+use embedded_storage_async::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
+use homemx_board::{FlashCounters, FlashStatistics};
+pub use homemx_spool::testing::{CutMode, LoggedOperation, OperationKind, SimulatedFlashCounters, SimulatedFlashError};
+
+use crate::power::DevicePower;
+
+/// Program granularity (as on the QEMU board).
+pub const WORD_SIZE: usize = 4;
+/// Erase sector size.
+pub const SECTOR_SIZE: usize = 4096;
+
+/// The simulated NOR chip (the simulator's handle; clones share the memory).
+pub type FlashModel = homemx_spool::testing::SimulatedFlash<WORD_SIZE, SECTOR_SIZE>;
+
+/// The device's flash for one boot.
+pub struct SimFlash {
+    model: FlashModel,
+    power: DevicePower,
+    /// The model's counters when the boot began (the board's statistics count since boot).
+    at_boot: SimulatedFlashCounters,
+}
+
+impl SimFlash {
+    pub(crate) fn new(model: FlashModel, power: DevicePower) -> Self {
+        let at_boot = model.counters();
+        Self { model, power, at_boot }
+    }
+
+    fn check_power(&self) -> Result<(), SimulatedFlashError> {
+        if self.power.is_on() {
+            Ok(())
+        } else {
+            Err(SimulatedFlashError::PowerCut)
+        }
+    }
+}
+
+impl ErrorType for SimFlash {
+    type Error = SimulatedFlashError;
+}
+
+impl ReadNorFlash for SimFlash {
+    const READ_SIZE: usize = 1;
+
+    async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.check_power()?;
+        self.model.read(offset, bytes).await
+    }
+
+    fn capacity(&self) -> usize {
+        self.model.capacity()
+    }
+}
+
+impl NorFlash for SimFlash {
+    const WRITE_SIZE: usize = WORD_SIZE;
+    const ERASE_SIZE: usize = SECTOR_SIZE;
+
+    async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        self.check_power()?;
+        self.model.erase(from, to).await
+    }
+
+    async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.check_power()?;
+        self.model.write(offset, bytes).await
+    }
+}
+
+impl FlashCounters for SimFlash {
+    fn statistics(&self) -> FlashStatistics {
+        let counters = self.model.counters();
+        FlashStatistics {
+            bytes_programmed: counters.bytes_programmed - self.at_boot.bytes_programmed,
+            sectors_erased: counters.sectors_erased - self.at_boot.sectors_erased,
+            bytes_read: counters.bytes_read - self.at_boot.bytes_read,
+        }
+    }
+}
