@@ -1,0 +1,243 @@
+//! The scripted peers on the simulated network's other side: WAN senders that hand the MX
+//! messages on port 25, and the LAN mailbox host that takes the deliveries over LMTP. Both
+//! are written from the RFCs, independently of the device's own SMTP code, and both record
+//! what happened for the invariants: which messages got `250`, what arrived, byte for byte.
+//!
+//! Owns: the peers' records. Calls: nothing.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpEndpoint, Stack};
+use embassy_time::{Duration, Timer};
+use embedded_io_async::Write;
+use rand::Rng;
+use rand_chacha::ChaCha20Rng;
+
+/// A message a sender offers: its recipient and its content (header and body, CRLF lines).
+#[derive(Clone, Debug)]
+pub struct Offered {
+    /// The envelope recipient.
+    pub recipient: String,
+    /// The message as the sender wrote it (before dot-stuffing).
+    pub content: Vec<u8>,
+}
+
+/// What the peers saw.
+#[derive(Default, Debug)]
+pub struct Records {
+    /// Messages the MX answered `250` to after their data, by index into the offered list.
+    pub accepted: Vec<usize>,
+    /// Messages the MX refused or lost the connection on, with the reason.
+    pub not_accepted: Vec<(usize, String)>,
+    /// Every message the mailbox host answered `250` for: recipient and content as received
+    /// (dot-stuffing undone).
+    pub delivered: Vec<(String, Vec<u8>)>,
+    /// Deliveries the mailbox host refused on purpose (`451`), to be tried again by the device.
+    pub refused_deliveries: u32,
+    /// Connections the mailbox host dropped on purpose in the middle of a delivery.
+    pub dropped_deliveries: u32,
+}
+
+/// Shared between the peers and the simulator (one thread: `Rc<RefCell>`).
+pub type SharedRecords = Rc<RefCell<Records>>;
+
+/// A generated message: a unique `Message-ID`, some header lines and `length` bytes of body
+/// in lines of varied length, some of which start with a dot (stuffed by the sender).
+pub fn generate_message(random: &mut ChaCha20Rng, seed: u64, index: usize, recipient: &str, length: usize) -> Vec<u8> {
+    let mut content = format!(
+        "From: sender{index}@example.net\r\nTo: {recipient}\r\nSubject: simulated {seed}/{index}\r\nMessage-ID: <{seed}.{index}@sim.example.net>\r\n\r\n"
+    )
+    .into_bytes();
+    while content.len() < length {
+        let line_length = random.gen_range(0..120);
+        if random.gen_ratio(1, 10) {
+            content.push(b'.');
+        }
+        for _ in 0..line_length {
+            content.push(random.gen_range(b' '..=b'~'));
+        }
+        content.extend_from_slice(b"\r\n");
+    }
+    content
+}
+
+/// Reads one reply (all its lines) and returns its code, or `None` when the connection ended.
+async fn reply(socket: &mut TcpSocket<'_>, pending: &mut Vec<u8>) -> Option<u16> {
+    loop {
+        if let Some(end) = pending.windows(2).position(|pair| pair == b"\r\n") {
+            let line: Vec<u8> = pending.drain(..end + 2).collect();
+            if line.len() >= 4 && line[3] == b'-' {
+                continue;
+            }
+            return std::str::from_utf8(line.get(..3)?).ok()?.parse().ok();
+        }
+        let mut buffer = [0u8; 512];
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(count) => pending.extend_from_slice(&buffer[..count]),
+        }
+    }
+}
+
+/// Reads one command line (without CRLF), or `None` when the connection ended.
+async fn line(socket: &mut TcpSocket<'_>, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some(end) = pending.windows(2).position(|pair| pair == b"\r\n") {
+            let mut line: Vec<u8> = pending.drain(..end + 2).collect();
+            line.truncate(end);
+            return Some(line);
+        }
+        let mut buffer = [0u8; 1024];
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(count) => pending.extend_from_slice(&buffer[..count]),
+        }
+    }
+}
+
+/// The message with every line that starts with a dot given a second one (RFC 5321 4.5.2).
+pub fn dot_stuffed(content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 16);
+    let mut line_start = true;
+    for &byte in content {
+        if line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = byte == b'\n';
+    }
+    out
+}
+
+/// Sends one message to the MX at `device` on port 25: `Ok(())` when it answered `250` to the
+/// data, else what went wrong.
+async fn send_one(stack: Stack<'static>, device: IpEndpoint, message: &Offered) -> Result<(), String> {
+    let mut receive_buffer = vec![0u8; 4096];
+    let mut transmit_buffer = vec![0u8; 4096];
+    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    socket.set_timeout(Some(Duration::from_secs(120)));
+    socket.connect(device).await.map_err(|error| format!("connect: {error:?}"))?;
+    let mut pending = Vec::new();
+    let mut step = async |socket: &mut TcpSocket<'_>, command: Option<&[u8]>, expected: u16| -> Result<(), String> {
+        if let Some(command) = command {
+            socket.write_all(command).await.map_err(|error| format!("write: {error:?}"))?;
+        }
+        match reply(socket, &mut pending).await {
+            Some(code) if code == expected => Ok(()),
+            Some(code) => Err(format!("{code} to {:?}", command.map(String::from_utf8_lossy))),
+            None => Err(format!("connection ended waiting for {expected}")),
+        }
+    };
+    step(&mut socket, None, 220).await?;
+    step(&mut socket, Some(b"EHLO sender.example.net\r\n"), 250).await?;
+    step(&mut socket, Some(b"MAIL FROM:<sender@example.net>\r\n"), 250).await?;
+    step(&mut socket, Some(format!("RCPT TO:<{}>\r\n", message.recipient).as_bytes()), 250).await?;
+    step(&mut socket, Some(b"DATA\r\n"), 354).await?;
+    let mut data = dot_stuffed(&message.content);
+    data.extend_from_slice(b".\r\n");
+    step(&mut socket, Some(&data), 250).await?;
+    let _ = step(&mut socket, Some(b"QUIT\r\n"), 221).await;
+    socket.close();
+    let _ = socket.flush().await;
+    Ok(())
+}
+
+/// Sends `messages` one after the other (a pause drawn from `random` before each), recording
+/// which got `250`.
+pub async fn sender(stack: Stack<'static>, device: IpEndpoint, messages: Vec<Offered>, mut random: ChaCha20Rng, records: SharedRecords) {
+    for (index, message) in messages.iter().enumerate() {
+        Timer::after(Duration::from_millis(random.gen_range(0..20_000))).await;
+        match send_one(stack, device, message).await {
+            Ok(()) => records.borrow_mut().accepted.push(index),
+            Err(reason) => records.borrow_mut().not_accepted.push((index, reason)),
+        }
+    }
+}
+
+/// How often the mailbox host misbehaves on purpose, in parts per thousand of deliveries.
+#[derive(Clone, Copy, Debug)]
+pub struct MailboxFaults {
+    /// Answers `451 4.3.0` to the data instead of `250`.
+    pub refuse_per_mille: u32,
+    /// Closes the connection after reading the data, without an answer.
+    pub drop_per_mille: u32,
+}
+
+/// The LAN mailbox host: an LMTP server (RFC 2033) on `port` that keeps every message it
+/// answers `250` for, and refuses or drops some on purpose.
+pub async fn mailbox_host(stack: Stack<'static>, port: u16, faults: MailboxFaults, mut random: ChaCha20Rng, records: SharedRecords) {
+    let mut receive_buffer = vec![0u8; 8192];
+    let mut transmit_buffer = vec![0u8; 2048];
+    loop {
+        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+        socket.set_timeout(Some(Duration::from_secs(300)));
+        if socket.accept(port).await.is_err() {
+            continue;
+        }
+        let _ = serve_lmtp(&mut socket, faults, &mut random, &records).await;
+        socket.close();
+        let _ = socket.flush().await;
+        socket.abort();
+    }
+}
+
+async fn serve_lmtp(socket: &mut TcpSocket<'_>, faults: MailboxFaults, random: &mut ChaCha20Rng, records: &SharedRecords) -> Option<()> {
+    let mut pending = Vec::new();
+    socket.write_all(b"220 mailbox.lan LMTP ready\r\n").await.ok()?;
+    let mut recipients: Vec<String> = Vec::new();
+    loop {
+        let command = line(socket, &mut pending).await?;
+        let upper = String::from_utf8_lossy(&command).to_ascii_uppercase();
+        if upper.starts_with("LHLO") {
+            socket.write_all(b"250-mailbox.lan\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n").await.ok()?;
+        } else if upper.starts_with("MAIL FROM:") {
+            recipients.clear();
+            socket.write_all(b"250 2.1.0 ok\r\n").await.ok()?;
+        } else if upper.starts_with("RCPT TO:") {
+            let text = String::from_utf8_lossy(&command);
+            let address = text.split_once('<').and_then(|(_, rest)| rest.split_once('>')).map(|(address, _)| address.to_string());
+            recipients.push(address.unwrap_or_default());
+            socket.write_all(b"250 2.1.5 ok\r\n").await.ok()?;
+        } else if upper == "DATA" {
+            socket.write_all(b"354 go ahead\r\n").await.ok()?;
+            let mut content = Vec::new();
+            loop {
+                let data_line = line(socket, &mut pending).await?;
+                if data_line == b"." {
+                    break;
+                }
+                let unstuffed = data_line.strip_prefix(b".").unwrap_or(&data_line);
+                content.extend_from_slice(unstuffed);
+                content.extend_from_slice(b"\r\n");
+            }
+            let roll = random.gen_range(0..1000);
+            if roll < faults.drop_per_mille {
+                records.borrow_mut().dropped_deliveries += 1;
+                socket.abort();
+                return None;
+            }
+            let refuse = roll < faults.drop_per_mille + faults.refuse_per_mille;
+            for recipient in recipients.drain(..) {
+                if refuse {
+                    records.borrow_mut().refused_deliveries += 1;
+                    socket.write_all(b"451 4.3.0 try again later\r\n").await.ok()?;
+                } else {
+                    records.borrow_mut().delivered.push((recipient, content.clone()));
+                    socket.write_all(b"250 2.0.0 delivered\r\n").await.ok()?;
+                }
+            }
+        } else if upper == "RSET" {
+            recipients.clear();
+            socket.write_all(b"250 2.0.0 ok\r\n").await.ok()?;
+        } else if upper == "QUIT" {
+            socket.write_all(b"221 2.0.0 bye\r\n").await.ok()?;
+            return Some(());
+        } else if upper == "NOOP" {
+            socket.write_all(b"250 2.0.0 ok\r\n").await.ok()?;
+        } else {
+            socket.write_all(b"500 5.5.2 unknown command\r\n").await.ok()?;
+        }
+    }
+}

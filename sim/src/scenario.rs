@@ -1,0 +1,244 @@
+//! One simulated run: the world (flash, segment with faults, console), the device's boot, the
+//! peers (DHCP server, mailbox host, senders, the owner at the console), the loop that drives
+//! them and jumps the clock, and the report.
+//!
+//! Owns: the run's executors and its report. Calls: `console`, `peers`, `invariants`.
+
+use std::cell::{Cell, RefCell};
+use std::net::Ipv4Addr;
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use embassy_net::{Ipv4Cidr, StackResources, StaticConfigV4};
+use homemx_board::ResetCause;
+use homemx_bsp_sim::dhcp_server::{self, DhcpServer, Lease};
+use homemx_bsp_sim::ethernet::FaultPlan;
+use homemx_bsp_sim::executor::{run as run_executors, Limits, RunOutcome, SimExecutor, Step};
+use homemx_bsp_sim::seeds::{self, Domain};
+use homemx_bsp_sim::{install, time_driver, SimConfig, World};
+use homemx_wire::client::AdminSigningKey;
+use homemx_wire::config::{ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox};
+use rand::Rng;
+
+use crate::console::Owner;
+use crate::invariants;
+use crate::peers::{self, MailboxFaults, Offered, SharedRecords};
+
+const DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const MAILBOX_PORT: u16 = 24;
+const DOMAIN: &str = "home.example";
+const RECIPIENTS: [&str; 3] = ["anna@home.example", "ben@home.example", "postmaster@home.example"];
+/// Simulated time a run may take at most (ms): senders pause up to 20 s between messages,
+/// refused deliveries wait for the queue's retry (minutes).
+const DEADLINE_MS: u64 = 6 * 3600 * 1000;
+/// Steps a run may take at most (a step polls the ready tasks or moves the clock).
+const MAX_STEPS: u64 = 20_000_000;
+
+/// What a run did and what went wrong.
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Messages offered, answered 250, delivered.
+    pub offered: usize,
+    /// Answered 250 by the MX.
+    pub accepted: usize,
+    /// Deliveries the mailbox host took.
+    pub delivered: usize,
+    /// Network faults injected (drops, duplicates, reorders, corruptions).
+    pub network_faults: u64,
+    /// Deliveries the mailbox host refused or dropped on purpose.
+    pub peer_faults: u64,
+    /// Clock jumps.
+    pub clock_jumps: u64,
+    /// Simulated milliseconds the run took.
+    pub simulated_ms: u64,
+    /// The broken invariants.
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    /// One line of figures.
+    pub fn summary(&self, log_frames: u64) -> String {
+        format!(
+            "seed {}: {} offered, {} answered 250, {} delivered; faults: {} network, {} mailbox, {} clock jumps ({} in all); {} s simulated, {} log frames; {}",
+            self.seed,
+            self.offered,
+            self.accepted,
+            self.delivered,
+            self.network_faults,
+            self.peer_faults,
+            self.clock_jumps,
+            self.faults(),
+            self.simulated_ms / 1000,
+            log_frames,
+            if self.violations.is_empty() { "ok" } else { "FAILED" }
+        )
+    }
+
+    /// Every fault injected.
+    pub fn faults(&self) -> u64 {
+        self.network_faults + self.peer_faults + self.clock_jumps
+    }
+}
+
+fn leak<T>(value: T) -> &'static mut T {
+    Box::leak(Box::new(value))
+}
+
+/// The device's configuration: the domain, its recipients, the LAN and the mailbox host.
+fn configuration() -> Vec<ConfigItem> {
+    let mut items = vec![ConfigItem::Domain(DOMAIN.try_into().unwrap())];
+    for recipient in RECIPIENTS.iter().take(2) {
+        items.push(ConfigItem::Recipient((*recipient).try_into().unwrap()));
+    }
+    items.push(ConfigItem::LanPrefix(Ipv4Prefix { address: [10, 0, 0, 0], length: 24 }));
+    items.push(ConfigItem::LanMailbox(LanMailbox { address: PEER.octets(), port: MAILBOX_PORT, protocol: DeliveryProtocol::Lmtp }));
+    items
+}
+
+/// Runs seed `seed` with `message_count` messages.
+pub fn run(seed: u64, message_count: usize) -> Report {
+    let mut plan_random = seeds::stream(seed, Domain::Simulator, 0);
+    let faults = FaultPlan {
+        drop_per_million: plan_random.gen_range(0..30_000),
+        duplicate_per_million: plan_random.gen_range(0..10_000),
+        reorder_per_million: plan_random.gen_range(0..20_000),
+        corrupt_per_million: plan_random.gen_range(0..2_000),
+    };
+    let mailbox_faults =
+        MailboxFaults { refuse_per_mille: plan_random.gen_range(0..150), drop_per_mille: plan_random.gen_range(0..50) };
+    let config = SimConfig { faults, ..SimConfig::new(seed) };
+    let mut world = World::new(config);
+
+    // The peers' side of the segment: one stack with a static address.
+    let peer_driver = world.segment().attach([0x02, 0, 0, 0, 0, 0x10]);
+    let peer_config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+        address: Ipv4Cidr::new(PEER, 24),
+        gateway: None,
+        dns_servers: heapless::Vec::new(),
+    });
+    let (peer_stack, mut peer_runner) =
+        embassy_net::new(peer_driver, peer_config, leak(StackResources::<16>::new()), seeds::draw_u64(seed, Domain::Peer, 0));
+    let peers_executor = SimExecutor::new();
+    peers_executor.spawn(async move { peer_runner.run().await });
+    let lease = Lease {
+        client_mac: config.mac_address,
+        address: DEVICE,
+        prefix_length: 24,
+        router: Some(PEER),
+        dns_servers: vec![PEER],
+        lease_seconds: 24 * 3600,
+    };
+    peers_executor.spawn(async move { dhcp_server::serve(peer_stack, DhcpServer::new(PEER, lease)).await });
+    let records: SharedRecords = Rc::default();
+    peers_executor.spawn(peers::mailbox_host(
+        peer_stack,
+        MAILBOX_PORT,
+        mailbox_faults,
+        seeds::stream(seed, Domain::Peer, 1),
+        records.clone(),
+    ));
+
+    // The messages.
+    let mut message_random = seeds::stream(seed, Domain::Peer, 2);
+    let offered: Vec<Offered> = (0..message_count)
+        .map(|index| {
+            let recipient = RECIPIENTS[message_random.gen_range(0..RECIPIENTS.len())].to_string();
+            let length = if message_random.gen_ratio(1, 4) { message_random.gen_range(8_000..40_000) } else { message_random.gen_range(100..4_000) };
+            let content = peers::generate_message(&mut message_random, seed, index, &recipient, length);
+            Offered { recipient, content }
+        })
+        .collect();
+
+    // The device.
+    let (parts, handles) = world.boot(ResetCause::PowerOn);
+    install(parts);
+    let device_executor = SimExecutor::new();
+    device_executor.spawn(async move {
+        let parts = homemx_services::bsp::init(device_executor.spawner()).expect("the simulator installed the parts");
+        homemx_services::run(device_executor.spawner(), parts).await;
+    });
+
+    // The owner provisions the device, then the senders start.
+    let provisioned = Rc::new(Cell::new(false));
+    let console_failure: Rc<RefCell<Option<String>>> = Rc::default();
+    let senders_done = Rc::new(Cell::new(false));
+    {
+        let (provisioned, console_failure, senders_done, records, offered) =
+            (provisioned.clone(), console_failure.clone(), senders_done.clone(), records.clone(), offered.clone());
+        let key = AdminSigningKey::from_bytes(&seeds::stream(seed, Domain::Peer, 3).gen());
+        let sender_random = seeds::stream(seed, Domain::Peer, 4);
+        peers_executor.spawn(async move {
+            let provisioning = async {
+                let mut owner = Owner::open(handles.console, key).await?;
+                owner.provision("correct horse battery staple sim", &configuration()).await
+            };
+            if let Err(error) = provisioning.await {
+                *console_failure.borrow_mut() = Some(error.0);
+                return;
+            }
+            provisioned.set(true);
+            peers::sender(peer_stack, (DEVICE, 25).into(), offered, sender_random, records).await;
+            senders_done.set(true);
+        });
+    }
+
+    // The loop: steps, a clock jump now and then, until every message answered 250 is
+    // delivered (or the deadline).
+    let mut jump_random = seeds::stream(seed, Domain::Simulator, 1);
+    let mut clock_jumps = 0;
+    let executors = [device_executor, peers_executor];
+    let mut steps = 0u64;
+    let outcome = run_executors(&executors, Limits { max_steps: MAX_STEPS, deadline: Some(DEADLINE_MS) }, |step| {
+        steps += 1;
+        if steps.is_multiple_of(1_000_000) && std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+            eprintln!("step {steps}: {step:?} device pended {} peers pended {} faults {:?} stats {:?}", device_executor.is_pended(), peers_executor.is_pended(), world.segment().faults(), world.segment().statistics());
+        }
+        if let Step::Reset { reset, .. } = step {
+            return ControlFlow::Break(format!("the device reset itself: {reset:?}"));
+        }
+        if console_failure.borrow().is_some() {
+            return ControlFlow::Break(String::new());
+        }
+        if let Step::ClockMoved { .. } = step {
+            if provisioned.get() && jump_random.gen_ratio(1, 2_000) {
+                time_driver::jump(jump_random.gen_range(1_000..600_000));
+                clock_jumps += 1;
+            }
+        }
+        let records = records.borrow();
+        let all_delivered = records.accepted.iter().all(|index| {
+            records.delivered.iter().any(|(recipient, content)| {
+                *recipient == offered[*index].recipient && invariants::without_received(content) == offered[*index].content
+            })
+        });
+        if senders_done.get() && all_delivered {
+            return ControlFlow::Break(String::new());
+        }
+        ControlFlow::Continue(())
+    });
+    let mut violations = Vec::new();
+    match outcome {
+        RunOutcome::Stopped(reason) if !reason.is_empty() => violations.push(reason),
+        RunOutcome::Stopped(_) => {}
+        RunOutcome::Quiescent => violations.push("the run went quiet before every message was delivered".into()),
+        RunOutcome::StepLimit => violations.push(format!("the step limit ({MAX_STEPS}) was reached: a task spins?")),
+    }
+    if let Some(failure) = console_failure.borrow().as_ref() {
+        violations.push(format!("provisioning failed: {failure}"));
+    }
+    let records = records.borrow();
+    violations.extend(invariants::violations(&offered, &records));
+    Report {
+        seed,
+        offered: offered.len(),
+        accepted: records.accepted.len(),
+        delivered: records.delivered.len(),
+        network_faults: world.segment().faults().total(),
+        peer_faults: u64::from(records.refused_deliveries + records.dropped_deliveries),
+        clock_jumps,
+        simulated_ms: time_driver::now(),
+        violations,
+    }
+}
