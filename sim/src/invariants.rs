@@ -1,10 +1,22 @@
 //! What must hold after every run, checked on the peers' records: every message the MX
 //! answered `250` was delivered to the mailbox host exactly once, byte for byte but for the
-//! `Received:` header the device prepends; nothing arrived that no sender wrote.
+//! `Received:` header the device prepends; nothing arrived that no sender wrote. One repeat is
+//! allowed, and counted: a delivery whose connection ended before the device showed it had
+//! read the mailbox host's `250` (the duplicate of RFC 1047 that SMTP accepts rather than a
+//! loss, RFC 5321 section 6.1); a confirmed delivery is never repeated.
 //!
 //! Owns: nothing. Calls: `peers`.
 
 use crate::peers::{Offered, Records};
+
+/// The invariants' verdict.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The broken invariants, one sentence each.
+    pub violations: Vec<String>,
+    /// Repeats of deliveries the device could not know had arrived (allowed).
+    pub unconfirmed_repeats: usize,
+}
 
 /// The content without the leading `Received:` field (and its folded lines) the device adds.
 pub fn without_received(content: &[u8]) -> &[u8] {
@@ -23,39 +35,49 @@ pub fn without_received(content: &[u8]) -> &[u8] {
     }
 }
 
-/// The violations of the invariants, one sentence each (empty: the run is good).
-pub fn violations(offered: &[Offered], records: &Records) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut delivered_count = vec![0usize; offered.len()];
-    for (recipient, content) in &records.delivered {
-        let body = without_received(content);
-        match offered.iter().position(|message| message.recipient == *recipient && message.content == body) {
-            Some(index) => delivered_count[index] += 1,
-            None => problems.push(format!(
-                "a delivery to {recipient} matches no message any sender wrote ({} bytes, starts {:?})",
-                content.len(),
-                String::from_utf8_lossy(&content[..content.len().min(200)])
+/// The index of the offered message `content` for `recipient` is, if any.
+pub fn offered_index(offered: &[Offered], recipient: &str, content: &[u8]) -> Option<usize> {
+    let body = without_received(content);
+    offered.iter().position(|message| message.recipient == recipient && message.content == body)
+}
+
+/// Checks the records against the invariants.
+pub fn verdict(offered: &[Offered], records: &Records) -> Verdict {
+    let mut verdict = Verdict::default();
+    // Per message: (deliveries, confirmed deliveries, whether one came after a confirmed one).
+    let mut counts = vec![(0usize, 0usize, false); offered.len()];
+    for delivery in &records.delivered {
+        match offered_index(offered, &delivery.recipient, &delivery.content) {
+            Some(index) => {
+                let (total, confirmed, after_confirmed) = &mut counts[index];
+                *after_confirmed |= *confirmed > 0;
+                *total += 1;
+                *confirmed += usize::from(delivery.confirmed);
+            }
+            None => verdict.violations.push(format!(
+                "a delivery to {} matches no message any sender wrote ({} bytes, starts {:?})",
+                delivery.recipient,
+                delivery.content.len(),
+                String::from_utf8_lossy(&delivery.content[..delivery.content.len().min(200)])
             )),
         }
     }
-    for &index in &records.accepted {
-        match delivered_count[index] {
-            1 => {}
-            0 => problems.push(format!("message {index} was answered 250 but never delivered")),
-            count => problems.push(format!("message {index} was delivered {count} times")),
+    for (index, &(total, confirmed, after_confirmed)) in counts.iter().enumerate() {
+        if total == 0 && records.accepted.contains(&index) {
+            verdict.violations.push(format!("message {index} was answered 250 but never delivered"));
+        } else if confirmed > 1 || after_confirmed {
+            verdict.violations.push(format!("message {index} was delivered {total} times, {confirmed} of them confirmed"));
+        } else if total > 1 {
+            verdict.unconfirmed_repeats += total - 1;
         }
     }
-    for (index, count) in delivered_count.iter().enumerate() {
-        if *count > 1 && !records.accepted.contains(&index) {
-            problems.push(format!("message {index} (not answered 250) was delivered {count} times"));
-        }
-    }
-    problems
+    verdict
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peers::Delivery;
 
     fn offered(content: &str) -> Offered {
         Offered { recipient: "a@b.example".into(), content: content.as_bytes().to_vec() }
@@ -68,18 +90,32 @@ mod tests {
         assert_eq!(without_received(b"Subject: s\r\n"), b"Subject: s\r\n");
     }
 
+    fn delivered(text: &str, confirmed: bool) -> Delivery {
+        Delivery { recipient: "a@b.example".into(), content: format!("Received: from x\r\n{text}").into_bytes(), confirmed }
+    }
+
     #[test]
     fn a_lost_duplicated_or_altered_message_is_a_violation() {
-        let messages = [offered("Subject: 1\r\n\r\none\r\n"), offered("Subject: 2\r\n\r\ntwo\r\n")];
-        let delivered = |text: &str| ("a@b.example".to_string(), format!("Received: from x\r\n{text}").into_bytes());
+        let (one, two) = ("Subject: 1\r\n\r\none\r\n", "Subject: 2\r\n\r\ntwo\r\n");
+        let messages = [offered(one), offered(two)];
         let mut records = Records { accepted: vec![0, 1], ..Records::default() };
-        records.delivered = vec![delivered("Subject: 1\r\n\r\none\r\n"), delivered("Subject: 2\r\n\r\ntwo\r\n")];
-        assert!(violations(&messages, &records).is_empty());
+        records.delivered = vec![delivered(one, true), delivered(two, true)];
+        assert_eq!(verdict(&messages, &records), Verdict::default());
         records.delivered.pop();
-        assert_eq!(violations(&messages, &records), ["message 1 was answered 250 but never delivered"]);
-        records.delivered.push(delivered("Subject: 1\r\n\r\none\r\n"));
-        assert_eq!(violations(&messages, &records).len(), 2);
-        records.delivered = vec![delivered("Subject: 1\r\n\r\none\r\n"), delivered("Subject: 2\r\n\r\ntw0\r\n")];
-        assert_eq!(violations(&messages, &records).len(), 2, "altered and therefore also lost");
+        assert_eq!(verdict(&messages, &records).violations, ["message 1 was answered 250 but never delivered"]);
+        records.delivered.push(delivered(one, false));
+        assert_eq!(verdict(&messages, &records).violations.len(), 2, "lost, and repeated after a confirmed delivery");
+        records.delivered = vec![delivered(one, true), delivered(&two.replace("two", "tw0"), true)];
+        assert_eq!(verdict(&messages, &records).violations.len(), 2, "altered and therefore also lost");
+    }
+
+    #[test]
+    fn only_a_delivery_the_device_could_not_know_of_may_be_repeated() {
+        let one = "Subject: 1\r\n\r\none\r\n";
+        let messages = [offered(one)];
+        let records = Records { accepted: vec![0], delivered: vec![delivered(one, false), delivered(one, true)], ..Records::default() };
+        assert_eq!(verdict(&messages, &records), Verdict { violations: vec![], unconfirmed_repeats: 1 });
+        let records = Records { accepted: vec![0], delivered: vec![delivered(one, true), delivered(one, true)], ..Records::default() };
+        assert_eq!(verdict(&messages, &records).violations.len(), 1);
     }
 }

@@ -31,13 +31,25 @@ pub struct Records {
     pub accepted: Vec<usize>,
     /// Messages the MX refused or lost the connection on, with the reason.
     pub not_accepted: Vec<(usize, String)>,
-    /// Every message the mailbox host answered `250` for: recipient and content as received
-    /// (dot-stuffing undone).
-    pub delivered: Vec<(String, Vec<u8>)>,
+    /// Every message the mailbox host answered `250` for (dot-stuffing undone).
+    pub delivered: Vec<Delivery>,
     /// Deliveries the mailbox host refused on purpose (`451`), to be tried again by the device.
     pub refused_deliveries: u32,
     /// Connections the mailbox host dropped on purpose in the middle of a delivery.
     pub dropped_deliveries: u32,
+}
+
+/// One message the mailbox host took.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// The envelope recipient.
+    pub recipient: String,
+    /// The content as received, dot-stuffing undone.
+    pub content: Vec<u8>,
+    /// Whether the device sent another command after the `250`, so it certainly read it. A
+    /// delivery whose connection ended first may be repeated: the device cannot know it
+    /// arrived (the duplicate of RFC 1047, which RFC 5321 section 6.1 accepts over a loss).
+    pub confirmed: bool,
 }
 
 /// Shared between the peers and the simulator (one thread: `Rc<RefCell>`).
@@ -111,9 +123,18 @@ pub fn dot_stuffed(content: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Where a sender that gives up hangs up, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct HangUp {
+    /// After this many of the session's steps (greeting, EHLO, MAIL, RCPT, DATA, half the data).
+    pub after_steps: u8,
+    /// With a reset (abort) rather than a FIN (close).
+    pub reset: bool,
+}
+
 /// Sends one message to the MX at `device` on port 25: `Ok(())` when it answered `250` to the
-/// data, else what went wrong.
-async fn send_one(stack: Stack<'static>, device: IpEndpoint, message: &Offered) -> Result<(), String> {
+/// data, else what went wrong. A sender with a `hang_up` gives up part-way.
+async fn send_one(stack: Stack<'static>, device: IpEndpoint, message: &Offered, hang_up: Option<HangUp>) -> Result<(), String> {
     let mut receive_buffer = vec![0u8; 4096];
     let mut transmit_buffer = vec![0u8; 4096];
     let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
@@ -130,26 +151,47 @@ async fn send_one(stack: Stack<'static>, device: IpEndpoint, message: &Offered) 
             None => Err(format!("connection ended waiting for {expected}")),
         }
     };
-    step(&mut socket, None, 220).await?;
-    step(&mut socket, Some(b"EHLO sender.example.net\r\n"), 250).await?;
-    step(&mut socket, Some(b"MAIL FROM:<sender@example.net>\r\n"), 250).await?;
-    step(&mut socket, Some(format!("RCPT TO:<{}>\r\n", message.recipient).as_bytes()), 250).await?;
-    step(&mut socket, Some(b"DATA\r\n"), 354).await?;
     let mut data = dot_stuffed(&message.content);
     data.extend_from_slice(b".\r\n");
-    step(&mut socket, Some(&data), 250).await?;
+    let recipient = format!("RCPT TO:<{}>\r\n", message.recipient);
+    let commands: [(Option<&[u8]>, u16); 6] = [
+        (None, 220),
+        (Some(b"EHLO sender.example.net\r\n"), 250),
+        (Some(b"MAIL FROM:<sender@example.net>\r\n"), 250),
+        (Some(recipient.as_bytes()), 250),
+        (Some(b"DATA\r\n"), 354),
+        (Some(&data), 250),
+    ];
+    for (index, (command, expected)) in commands.into_iter().enumerate() {
+        if let Some(hang_up) = hang_up.filter(|hang_up| usize::from(hang_up.after_steps) == index) {
+            if index == 5 {
+                // Half the data, then gone.
+                let _ = socket.write_all(&data[..data.len() / 2]).await;
+                let _ = socket.flush().await;
+            }
+            if hang_up.reset {
+                socket.abort();
+            } else {
+                socket.close();
+            }
+            let _ = socket.flush().await;
+            return Err(format!("hung up after {index} steps ({})", if hang_up.reset { "reset" } else { "FIN" }));
+        }
+        step(&mut socket, command, expected).await?;
+    }
     let _ = step(&mut socket, Some(b"QUIT\r\n"), 221).await;
     socket.close();
     let _ = socket.flush().await;
     Ok(())
 }
 
-/// Sends `messages` one after the other (a pause drawn from `random` before each), recording
-/// which got `250`.
+/// Sends `messages` one after the other (a pause drawn from `random` before each; one sender
+/// in eight hangs up part-way), recording which got `250`.
 pub async fn sender(stack: Stack<'static>, device: IpEndpoint, messages: Vec<Offered>, mut random: ChaCha20Rng, records: SharedRecords) {
     for (index, message) in messages.iter().enumerate() {
         Timer::after(Duration::from_millis(random.gen_range(0..20_000))).await;
-        match send_one(stack, device, message).await {
+        let hang_up = random.gen_ratio(1, 8).then(|| HangUp { after_steps: random.gen_range(1..6), reset: random.gen_ratio(1, 2) });
+        match send_one(stack, device, message, hang_up).await {
             Ok(()) => records.borrow_mut().accepted.push(index),
             Err(reason) => records.borrow_mut().not_accepted.push((index, reason)),
         }
@@ -187,8 +229,13 @@ async fn serve_lmtp(socket: &mut TcpSocket<'_>, faults: MailboxFaults, random: &
     let mut pending = Vec::new();
     socket.write_all(b"220 mailbox.lan LMTP ready\r\n").await.ok()?;
     let mut recipients: Vec<String> = Vec::new();
+    // Deliveries of this connection whose 250 the device has not yet shown it read.
+    let mut unconfirmed: Vec<usize> = Vec::new();
     loop {
         let command = line(socket, &mut pending).await?;
+        for index in unconfirmed.drain(..) {
+            records.borrow_mut().delivered[index].confirmed = true;
+        }
         let upper = String::from_utf8_lossy(&command).to_ascii_uppercase();
         if upper.starts_with("LHLO") {
             socket.write_all(b"250-mailbox.lan\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n").await.ok()?;
@@ -224,7 +271,13 @@ async fn serve_lmtp(socket: &mut TcpSocket<'_>, faults: MailboxFaults, random: &
                     records.borrow_mut().refused_deliveries += 1;
                     socket.write_all(b"451 4.3.0 try again later\r\n").await.ok()?;
                 } else {
-                    records.borrow_mut().delivered.push((recipient, content.clone()));
+                    if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+                        eprintln!("{} ms: mailbox host takes a message for {recipient}, {} bytes", embassy_time::Instant::now().as_millis(), content.len());
+                    }
+                    let mut records = records.borrow_mut();
+                    unconfirmed.push(records.delivered.len());
+                    records.delivered.push(Delivery { recipient, content: content.clone(), confirmed: false });
+                    drop(records);
                     socket.write_all(b"250 2.0.0 delivered\r\n").await.ok()?;
                 }
             }
