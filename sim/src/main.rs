@@ -64,6 +64,8 @@ fn main() -> ExitCode {
     };
     let report = scenario::run(seed, messages);
     println!("{}", report.summary(LOG_FRAMES.load(Ordering::Relaxed)));
+    // For `cargo xtask simulate`, which adds up the runs.
+    println!("figures: faults={} messages={} accepted={}", report.faults(), report.offered, report.accepted);
     if report.violations.is_empty() {
         ExitCode::SUCCESS
     } else {
