@@ -3,7 +3,12 @@
 //! `Received:` header the device prepends; nothing arrived that no sender wrote. One repeat is
 //! allowed, and counted: a delivery whose connection ended before the device showed it had
 //! read the mailbox host's `250` (the duplicate of RFC 1047 that SMTP accepts rather than a
-//! loss, RFC 5321 section 6.1); a confirmed delivery is never repeated.
+//! loss, RFC 5321 section 6.1); and a delivery in the session a power cut interrupted, or
+//! that ended just before it ([`crate::peers::RECORDING_GRACE_MS`]): the device had no time to
+//! record the outcome. Any other repeat, of a confirmed delivery, is a violation.
+//!
+//! And on the flash, at every power cut and at the end: no message is stored in clear (no
+//! message's `Message-ID` line or any 48-byte piece of its body is found in the image).
 //!
 //! Owns: nothing. Calls: `peers`.
 
@@ -35,6 +40,34 @@ pub fn without_received(content: &[u8]) -> &[u8] {
     }
 }
 
+/// Pieces of a message that must not be found on the flash: its `Message-ID` line and a
+/// 48-byte piece of its body every 2 KB.
+fn needles(message: &Offered) -> Vec<&[u8]> {
+    let content = message.content.as_slice();
+    let mut needles = Vec::new();
+    if let Some(start) = content.windows(12).position(|window| window == b"Message-ID: ") {
+        let end = content[start..].windows(2).position(|pair| pair == b"\r\n").map_or(content.len(), |end| start + end);
+        needles.push(&content[start..end]);
+    }
+    let body = content.windows(4).position(|window| window == b"\r\n\r\n").map_or(0, |end| end + 4);
+    needles.extend(content[body..].chunks_exact(2048).map(|chunk| &chunk[..48]));
+    needles
+}
+
+/// The messages found in clear on `flash`, one sentence each.
+pub fn plaintext_on_flash(offered: &[Offered], flash: &[u8], when: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (index, message) in offered.iter().enumerate() {
+        for needle in needles(message) {
+            if let Some(at) = flash.windows(needle.len()).position(|window| window == needle) {
+                problems.push(format!("{when}: message {index} is on the flash in clear at {at:#x}: {:?}", String::from_utf8_lossy(needle)));
+                break;
+            }
+        }
+    }
+    problems
+}
+
 /// The index of the offered message `content` for `recipient` is, if any.
 pub fn offered_index(offered: &[Offered], recipient: &str, content: &[u8]) -> Option<usize> {
     let body = without_received(content);
@@ -44,15 +77,17 @@ pub fn offered_index(offered: &[Offered], recipient: &str, content: &[u8]) -> Op
 /// Checks the records against the invariants.
 pub fn verdict(offered: &[Offered], records: &Records) -> Verdict {
     let mut verdict = Verdict::default();
-    // Per message: (deliveries, confirmed deliveries, whether one came after a confirmed one).
+    // Per message: (deliveries, confirmed deliveries that may not be repeated, whether one
+    // came after such a one).
     let mut counts = vec![(0usize, 0usize, false); offered.len()];
     for delivery in &records.delivered {
+        let cut_short = records.cuts.iter().any(|cut| cut.boot == delivery.boot && cut.recent && cut.last_connection == delivery.connection);
         match offered_index(offered, &delivery.recipient, &delivery.content) {
             Some(index) => {
                 let (total, confirmed, after_confirmed) = &mut counts[index];
                 *after_confirmed |= *confirmed > 0;
                 *total += 1;
-                *confirmed += usize::from(delivery.confirmed);
+                *confirmed += usize::from(delivery.confirmed && !cut_short);
             }
             None => verdict.violations.push(format!(
                 "a delivery to {} matches no message any sender wrote ({} bytes, starts {:?})",
@@ -91,7 +126,7 @@ mod tests {
     }
 
     fn delivered(text: &str, confirmed: bool) -> Delivery {
-        Delivery { recipient: "a@b.example".into(), content: format!("Received: from x\r\n{text}").into_bytes(), confirmed }
+        Delivery { recipient: "a@b.example".into(), content: format!("Received: from x\r\n{text}").into_bytes(), confirmed, boot: 1, connection: 1 }
     }
 
     #[test]
@@ -110,12 +145,32 @@ mod tests {
     }
 
     #[test]
+    fn a_message_in_clear_on_the_flash_is_found() {
+        let mut content = b"Subject: s\r\nMessage-ID: <1.2@sim>\r\n\r\n".to_vec();
+        content.extend((0..2000).map(|index| b'a' + (index % 26) as u8));
+        let messages = [Offered { recipient: "a@b.example".into(), content: content.clone() }];
+        let mut flash = vec![0xFFu8; 8192];
+        assert!(plaintext_on_flash(&messages, &flash, "end").is_empty());
+        let body = content.len() - 2000;
+        flash[100..100 + 600].copy_from_slice(&content[body..body + 600]);
+        assert_eq!(plaintext_on_flash(&messages, &flash, "end").len(), 1, "a piece of the body");
+        let mut flash = vec![0xFFu8; 8192];
+        flash[4000..4000 + 25].copy_from_slice(b"Message-ID: <1.2@sim>\r\n\r\n");
+        assert_eq!(plaintext_on_flash(&messages, &flash, "end").len(), 1, "the Message-ID line");
+    }
+
+    #[test]
     fn only_a_delivery_the_device_could_not_know_of_may_be_repeated() {
         let one = "Subject: 1\r\n\r\none\r\n";
         let messages = [offered(one)];
         let records = Records { accepted: vec![0], delivered: vec![delivered(one, false), delivered(one, true)], ..Records::default() };
         assert_eq!(verdict(&messages, &records), Verdict { violations: vec![], unconfirmed_repeats: 1 });
-        let records = Records { accepted: vec![0], delivered: vec![delivered(one, true), delivered(one, true)], ..Records::default() };
+        let mut records = Records { accepted: vec![0], delivered: vec![delivered(one, true), delivered(one, true)], ..Records::default() };
         assert_eq!(verdict(&messages, &records).violations.len(), 1);
+        records.delivered[1].boot = 2;
+        records.cuts.push(crate::peers::PowerCut { boot: 1, last_connection: 1, recent: true });
+        assert_eq!(verdict(&messages, &records).unconfirmed_repeats, 1, "the session a power cut interrupted");
+        records.cuts[0].recent = false;
+        assert_eq!(verdict(&messages, &records).violations.len(), 1, "a cut long after the session");
     }
 }

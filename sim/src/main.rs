@@ -15,7 +15,11 @@ mod invariants;
 mod peers;
 mod scenario;
 
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use scenario::{Ending, Resume};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Log frames the services wrote (defmt's encoded frames cannot be decoded on the host: the
@@ -43,26 +47,41 @@ fn defmt_panic() -> ! {
     panic!("defmt panic in the services or embassy")
 }
 
+const USAGE: &str = "usage: homemx-sim --seed N [--messages K]";
+
 fn main() -> ExitCode {
     let mut seed = None;
     let mut messages = 12;
+    let mut resume_file = None;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
-        let value = arguments.next().and_then(|value| value.parse::<u64>().ok());
-        match (argument.as_str(), value) {
+        let value = arguments.next();
+        let number = value.as_deref().and_then(|value| value.parse::<u64>().ok());
+        match (argument.as_str(), number) {
             ("--seed", Some(value)) => seed = Some(value),
             ("--messages", Some(value)) => messages = value as usize,
+            ("--resume", _) if value.is_some() => resume_file = value.map(PathBuf::from),
             _ => {
-                eprintln!("usage: homemx-sim --seed N [--messages K]");
+                eprintln!("{USAGE}");
                 return ExitCode::from(2);
             }
         }
     }
     let Some(seed) = seed else {
-        eprintln!("usage: homemx-sim --seed N [--messages K]");
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let report = scenario::run(seed, messages);
+    let resume = match resume_file.as_deref().map(read_resume).transpose() {
+        Ok(resume) => resume,
+        Err(error) => {
+            eprintln!("cannot read the resume file: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match scenario::run(seed, messages, resume) {
+        Ending::Report(report) => report,
+        Ending::PowerCut(resume) => return boot_again(seed, messages, &resume),
+    };
     println!("{}", report.summary(LOG_FRAMES.load(Ordering::Relaxed)));
     // For `cargo xtask simulate`, which adds up the runs.
     println!("figures: faults={} messages={} accepted={}", report.faults(), report.offered, report.accepted);
@@ -75,4 +94,36 @@ fn main() -> ExitCode {
         println!("replay: cargo run -p homemx-sim -- --seed {seed} --messages {messages}");
         ExitCode::FAILURE
     }
+}
+
+/// Reads a resume file and the flash image beside it.
+fn read_resume(path: &Path) -> std::io::Result<Resume> {
+    let mut resume: Resume = serde_json::from_slice(&std::fs::read(path)?)?;
+    resume.flash_image = std::fs::read(path.with_extension("flash"))?;
+    std::fs::remove_file(path.with_extension("flash"))?;
+    std::fs::remove_file(path)?;
+    Ok(resume)
+}
+
+/// After a power cut: the services' statics (task pools, cells) cannot start again in this
+/// process, so the process replaces itself with a fresh one that boots the device from the
+/// flash image and takes over the peers' records (two files in the system's temporary
+/// directory, which the next boot removes once read).
+fn boot_again(seed: u64, messages: usize, resume: &Resume) -> ExitCode {
+    let path = std::env::temp_dir().join(format!("homemx-sim-{}-seed-{seed}-boot-{}.json", std::process::id(), resume.records.boot));
+    let written = serde_json::to_vec(resume)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&path, json))
+        .and_then(|()| std::fs::write(path.with_extension("flash"), &resume.flash_image));
+    if let Err(error) = written {
+        eprintln!("cannot write the resume file {}: {error}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let Ok(program) = std::env::current_exe() else { return ExitCode::FAILURE };
+    let error = std::process::Command::new(program)
+        .args(["--seed", &seed.to_string(), "--messages", &messages.to_string(), "--resume"])
+        .arg(&path)
+        .exec();
+    eprintln!("cannot boot again: {error}");
+    ExitCode::FAILURE
 }

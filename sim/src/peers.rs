@@ -24,8 +24,9 @@ pub struct Offered {
     pub content: Vec<u8>,
 }
 
-/// What the peers saw.
-#[derive(Default, Debug)]
+/// What the peers saw (kept across the device's boots: written to the resume file after a
+/// power cut).
+#[derive(Default, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Records {
     /// Messages the MX answered `250` to after their data, by index into the offered list.
     pub accepted: Vec<usize>,
@@ -37,10 +38,33 @@ pub struct Records {
     pub refused_deliveries: u32,
     /// Connections the mailbox host dropped on purpose in the middle of a delivery.
     pub dropped_deliveries: u32,
+    /// The device's boot now running (1 is the first).
+    pub boot: u32,
+    /// Connections the mailbox host accepted (across boots): numbers the deliveries.
+    pub connections: u32,
+    /// Per power cut: the boot it ended and the mailbox connection open or last ended before it.
+    pub cuts: Vec<PowerCut>,
+    /// Messages found in clear on the flash at a power cut (checked when the boot ends).
+    pub plaintext: Vec<String>,
 }
 
+/// A power cut as the peers saw it.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PowerCut {
+    /// The boot it ended.
+    pub boot: u32,
+    /// The last mailbox connection accepted before it.
+    pub last_connection: u32,
+    /// Whether that connection was still open, or ended less than [`RECORDING_GRACE_MS`] before.
+    pub recent: bool,
+}
+
+/// How soon after a delivery session ends the device has recorded its outcomes, at most: a
+/// power cut within it may repeat that session's deliveries.
+pub const RECORDING_GRACE_MS: u64 = 10_000;
+
 /// One message the mailbox host took.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     /// The envelope recipient.
     pub recipient: String,
@@ -50,6 +74,10 @@ pub struct Delivery {
     /// delivery whose connection ended first may be repeated: the device cannot know it
     /// arrived (the duplicate of RFC 1047, which RFC 5321 section 6.1 accepts over a loss).
     pub confirmed: bool,
+    /// The boot of the device that delivered it.
+    pub boot: u32,
+    /// The mailbox host's connection it came on.
+    pub connection: u32,
 }
 
 /// Shared between the peers and the simulator (one thread: `Rc<RefCell>`).
@@ -218,14 +246,33 @@ pub async fn mailbox_host(stack: Stack<'static>, port: u16, faults: MailboxFault
         if socket.accept(port).await.is_err() {
             continue;
         }
-        let _ = serve_lmtp(&mut socket, faults, &mut random, &records).await;
+        let connection = {
+            let mut records = records.borrow_mut();
+            records.connections += 1;
+            LAST_CONNECTION.set((records.connections, None));
+            records.connections
+        };
+        let _ = serve_lmtp(&mut socket, connection, faults, &mut random, &records).await;
+        LAST_CONNECTION.set((connection, Some(embassy_time::Instant::now().as_millis())));
         socket.close();
         let _ = socket.flush().await;
         socket.abort();
     }
 }
 
-async fn serve_lmtp(socket: &mut TcpSocket<'_>, faults: MailboxFaults, random: &mut ChaCha20Rng, records: &SharedRecords) -> Option<()> {
+thread_local! {
+    /// The mailbox host's last connection and when it ended (`None`: still open).
+    static LAST_CONNECTION: std::cell::Cell<(u32, Option<u64>)> = const { std::cell::Cell::new((0, None)) };
+}
+
+/// The power cut now, as the mailbox host saw it.
+pub fn power_cut_now(boot: u32) -> PowerCut {
+    let (last_connection, ended) = LAST_CONNECTION.get();
+    let now = embassy_time::Instant::now().as_millis();
+    PowerCut { boot, last_connection, recent: ended.is_none_or(|ended| now.saturating_sub(ended) < RECORDING_GRACE_MS) }
+}
+
+async fn serve_lmtp(socket: &mut TcpSocket<'_>, connection: u32, faults: MailboxFaults, random: &mut ChaCha20Rng, records: &SharedRecords) -> Option<()> {
     let mut pending = Vec::new();
     socket.write_all(b"220 mailbox.lan LMTP ready\r\n").await.ok()?;
     let mut recipients: Vec<String> = Vec::new();
@@ -276,7 +323,8 @@ async fn serve_lmtp(socket: &mut TcpSocket<'_>, faults: MailboxFaults, random: &
                     }
                     let mut records = records.borrow_mut();
                     unconfirmed.push(records.delivered.len());
-                    records.delivered.push(Delivery { recipient, content: content.clone(), confirmed: false });
+                    let boot = records.boot;
+                    records.delivered.push(Delivery { recipient, content: content.clone(), confirmed: false, boot, connection });
                     drop(records);
                     socket.write_all(b"250 2.0.0 delivered\r\n").await.ok()?;
                 }

@@ -15,14 +15,15 @@ use homemx_bsp_sim::dhcp_server::{self, DhcpServer, Lease};
 use homemx_bsp_sim::ethernet::FaultPlan;
 use homemx_bsp_sim::executor::{run as run_executors, Limits, RunOutcome, SimExecutor, Step};
 use homemx_bsp_sim::seeds::{self, Domain};
-use homemx_bsp_sim::{install, time_driver, SimConfig, World};
+use homemx_bsp_sim::flash::CutMode;
+use homemx_bsp_sim::{install, time_driver, DeviceHandles, SimConfig, World};
 use homemx_wire::client::AdminSigningKey;
 use homemx_wire::config::{ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox};
 use rand::Rng;
 
 use crate::console::Owner;
 use crate::invariants;
-use crate::peers::{self, MailboxFaults, Offered, SharedRecords};
+use crate::peers::{self, MailboxFaults, Offered, Records, SharedRecords};
 
 const DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -34,6 +35,10 @@ const RECIPIENTS: [&str; 3] = ["anna@home.example", "ben@home.example", "postmas
 const DEADLINE_MS: u64 = 6 * 3600 * 1000;
 /// Steps a run may take at most (a step polls the ready tasks or moves the clock).
 const MAX_STEPS: u64 = 20_000_000;
+/// The storage passphrase the owner sets at the first unlock.
+const PASSPHRASE: &str = "correct horse battery staple sim";
+/// The hook's reason for stopping when the device's power went.
+const POWER_CUT: &str = "power cut";
 
 /// What a run did and what went wrong.
 pub struct Report {
@@ -51,6 +56,10 @@ pub struct Report {
     pub peer_faults: u64,
     /// Clock jumps.
     pub clock_jumps: u64,
+    /// Power cuts (each ended a boot; the run went on in a new process).
+    pub power_cuts: u64,
+    /// Flash programs and erases of the last boot.
+    pub flash_operations: u64,
     /// Repeated deliveries the device could not know had arrived (allowed, see `invariants`).
     pub unconfirmed_repeats: usize,
     /// Simulated milliseconds the run took.
@@ -63,7 +72,7 @@ impl Report {
     /// One line of figures.
     pub fn summary(&self, log_frames: u64) -> String {
         format!(
-            "seed {}: {} offered, {} answered 250, {} delivered ({} unconfirmed repeats); faults: {} network, {} mailbox, {} clock jumps ({} in all); {} s simulated, {} log frames; {}",
+            "seed {}: {} offered, {} answered 250, {} delivered ({} allowed repeats); faults: {} network, {} mailbox, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} s simulated, {} log frames; {}",
             self.seed,
             self.offered,
             self.accepted,
@@ -72,7 +81,9 @@ impl Report {
             self.network_faults,
             self.peer_faults,
             self.clock_jumps,
+            self.power_cuts,
             self.faults(),
+            self.flash_operations,
             self.simulated_ms / 1000,
             log_frames,
             if self.violations.is_empty() { "ok" } else { "FAILED" }
@@ -81,7 +92,7 @@ impl Report {
 
     /// Every fault injected.
     pub fn faults(&self) -> u64 {
-        self.network_faults + self.peer_faults + self.clock_jumps
+        self.network_faults + self.peer_faults + self.clock_jumps + self.power_cuts
     }
 }
 
@@ -100,8 +111,35 @@ fn configuration() -> Vec<ConfigItem> {
     items
 }
 
-/// Runs seed `seed` with `message_count` messages.
-pub fn run(seed: u64, message_count: usize) -> Report {
+/// What a boot after a power cut takes over from the one before (the resume file; the flash
+/// image is written beside it).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    /// The peers' records, `boot` already the next one.
+    pub records: Records,
+    /// Faults injected in the boots before.
+    pub network_faults: u64,
+    /// Clock jumps in the boots before.
+    pub clock_jumps: u64,
+    /// The device's flash when the power went.
+    #[serde(skip)]
+    pub flash_image: Vec<u8>,
+}
+
+/// How a boot ended: the run's report, or a power cut after which the run goes on.
+pub enum Ending {
+    /// The run is over.
+    Report(Report),
+    /// The power went: boot again from this.
+    PowerCut(Resume),
+}
+
+/// Flash programs and erases after provisioning within which a power cut falls (a run of 12
+/// messages takes 180 to 400).
+const CUT_WITHIN_OPERATIONS: u64 = 300;
+
+/// Runs seed `seed` with `message_count` messages, from the first boot or from `resume`.
+pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     let mut plan_random = seeds::stream(seed, Domain::Simulator, 0);
     let faults = FaultPlan {
         drop_per_million: plan_random.gen_range(0..30_000),
@@ -111,8 +149,21 @@ pub fn run(seed: u64, message_count: usize) -> Report {
     };
     let mailbox_faults =
         MailboxFaults { refuse_per_mille: plan_random.gen_range(0..150), drop_per_mille: plan_random.gen_range(0..50) };
+    let cut_plan = plan_random.gen_ratio(1, 2).then(|| {
+        let mode = [CutMode::Clean, CutMode::Torn, CutMode::Completed][plan_random.gen_range(0..3)];
+        (plan_random.gen_range(1..=CUT_WITHIN_OPERATIONS), mode)
+    });
     let config = SimConfig { faults, ..SimConfig::new(seed) };
-    let mut world = World::new(config);
+    let first_boot = resume.is_none();
+    let (mut world, records, earlier_faults, earlier_jumps) = match resume {
+        None => (World::new(config), Records { boot: 1, ..Records::default() }, 0, 0),
+        Some(resume) => {
+            let boots = resume.records.boot - 1;
+            (World::after_boots(config, &resume.flash_image, boots), resume.records, resume.network_faults, resume.clock_jumps)
+        }
+    };
+    let boot = records.boot;
+    let records: SharedRecords = Rc::new(RefCell::new(records));
 
     // The peers' side of the segment: one stack with a static address.
     let peer_driver = world.segment().attach([0x02, 0, 0, 0, 0, 0x10]);
@@ -122,7 +173,7 @@ pub fn run(seed: u64, message_count: usize) -> Report {
         dns_servers: heapless::Vec::new(),
     });
     let (peer_stack, mut peer_runner) =
-        embassy_net::new(peer_driver, peer_config, leak(StackResources::<16>::new()), seeds::draw_u64(seed, Domain::Peer, 0));
+        embassy_net::new(peer_driver, peer_config, leak(StackResources::<16>::new()), seeds::draw_u64(seed, Domain::Peer, 100 * boot));
     let peers_executor = SimExecutor::new();
     peers_executor.spawn(async move { peer_runner.run().await });
     let lease = Lease {
@@ -134,12 +185,11 @@ pub fn run(seed: u64, message_count: usize) -> Report {
         lease_seconds: 24 * 3600,
     };
     peers_executor.spawn(async move { dhcp_server::serve(peer_stack, DhcpServer::new(PEER, lease)).await });
-    let records: SharedRecords = Rc::default();
     peers_executor.spawn(peers::mailbox_host(
         peer_stack,
         MAILBOX_PORT,
         mailbox_faults,
-        seeds::stream(seed, Domain::Peer, 1),
+        seeds::stream(seed, Domain::Peer, 1 + 100 * boot),
         records.clone(),
     ));
 
@@ -156,6 +206,7 @@ pub fn run(seed: u64, message_count: usize) -> Report {
 
     // The device.
     let (parts, handles) = world.boot(ResetCause::PowerOn);
+    let DeviceHandles { power, console, .. } = handles;
     install(parts);
     let device_executor = SimExecutor::new();
     device_executor.spawn(async move {
@@ -174,15 +225,21 @@ pub fn run(seed: u64, message_count: usize) -> Report {
         let sender_random = seeds::stream(seed, Domain::Peer, 4);
         peers_executor.spawn(async move {
             let provisioning = async {
-                let mut owner = Owner::open(handles.console, key).await?;
-                owner.provision("correct horse battery staple sim", &configuration()).await
+                let mut owner = Owner::open(console, key).await?;
+                if first_boot {
+                    owner.provision(PASSPHRASE, &configuration()).await
+                } else {
+                    owner.unlock(PASSPHRASE).await
+                }
             };
             if let Err(error) = provisioning.await {
                 *console_failure.borrow_mut() = Some(error.0);
                 return;
             }
             provisioned.set(true);
-            peers::sender(peer_stack, (DEVICE, 25).into(), offered, sender_random, records).await;
+            if first_boot {
+                peers::sender(peer_stack, (DEVICE, 25).into(), offered, sender_random, records).await;
+            }
             senders_done.set(true);
         });
     }
@@ -193,8 +250,16 @@ pub fn run(seed: u64, message_count: usize) -> Report {
     let mut clock_jumps = 0;
     let executors = [device_executor, peers_executor];
     let mut steps = 0u64;
+    let mut cut_armed = false;
     let outcome = run_executors(&executors, Limits { max_steps: MAX_STEPS, deadline: Some(DEADLINE_MS) }, |step| {
         steps += 1;
+        if !power.is_on() {
+            return ControlFlow::Break(POWER_CUT.to_string());
+        }
+        if let Some((operation, mode)) = cut_plan.filter(|_| first_boot && provisioned.get() && !cut_armed) {
+            world.cut_flash_power_at(operation, mode);
+            cut_armed = true;
+        }
         if steps.is_multiple_of(1_000_000) && std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
             eprintln!("step {steps}: {step:?} device pended {} peers pended {} faults {:?} stats {:?}", device_executor.is_pended(), peers_executor.is_pended(), world.segment().faults(), world.segment().statistics());
         }
@@ -223,6 +288,19 @@ pub fn run(seed: u64, message_count: usize) -> Report {
         }
         ControlFlow::Continue(())
     });
+    if matches!(&outcome, RunOutcome::Stopped(reason) if reason == POWER_CUT) {
+        let mut records = records.take();
+        records.cuts.push(peers::power_cut_now(boot));
+        records.boot = boot + 1;
+        let flash_image = world.flash().snapshot();
+        records.plaintext.extend(invariants::plaintext_on_flash(&offered, &flash_image, &format!("power cut in boot {boot}")));
+        return Ending::PowerCut(Resume {
+            records,
+            network_faults: earlier_faults + world.segment().faults().total(),
+            clock_jumps: earlier_jumps + clock_jumps,
+            flash_image,
+        });
+    }
     let mut violations = Vec::new();
     match outcome {
         RunOutcome::Stopped(reason) if !reason.is_empty() => violations.push(reason),
@@ -236,16 +314,20 @@ pub fn run(seed: u64, message_count: usize) -> Report {
     let records = records.borrow();
     let verdict = invariants::verdict(&offered, &records);
     violations.extend(verdict.violations);
-    Report {
+    violations.extend(records.plaintext.iter().cloned());
+    violations.extend(invariants::plaintext_on_flash(&offered, &world.flash().snapshot(), "the end"));
+    Ending::Report(Report {
         seed,
         offered: offered.len(),
         accepted: records.accepted.len(),
         delivered: records.delivered.len(),
-        network_faults: world.segment().faults().total(),
+        network_faults: earlier_faults + world.segment().faults().total(),
         peer_faults: u64::from(records.refused_deliveries + records.dropped_deliveries),
-        clock_jumps,
+        clock_jumps: earlier_jumps + clock_jumps,
+        power_cuts: records.cuts.len() as u64,
+        flash_operations: world.flash().mutating_operations(),
         unconfirmed_repeats: verdict.unconfirmed_repeats,
         simulated_ms: time_driver::now(),
         violations,
-    }
+    })
 }
