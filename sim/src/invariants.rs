@@ -50,7 +50,8 @@ fn needles(message: &Offered) -> Vec<&[u8]> {
         needles.push(&content[start..end]);
     }
     let body = content.windows(4).position(|window| window == b"\r\n\r\n").map_or(0, |end| end + 4);
-    needles.extend(content[body..].chunks_exact(2048).map(|chunk| &chunk[..48]));
+    let last_start = content.len().saturating_sub(48);
+    needles.extend((body..=last_start).step_by(2048).filter(|_| content.len() >= 48).map(|start| &content[start..start + 48]));
     needles
 }
 
