@@ -117,7 +117,8 @@ impl World {
         }
         self.flash.restore_power();
         self.boots += 1;
-        let power = DevicePower::new(self.flash.clone());
+        let flash = self.flash.clone();
+        let power = DevicePower::new(move || flash.power_is_cut());
         let network = self.segment.attach_port(self.config.mac_address, Some(power.clone()));
         let port = network.port();
         let (serial, console) = serial::pipe(self.config.console_capacity, power.clone());
