@@ -17,6 +17,11 @@
 //! `ResetControl::reset`) halts that executor for good and is reported, not propagated; any
 //! other panic propagates.
 //!
+//! Polling costs time, as on a device: after [`POLLS_PER_TICK`] polling steps in a row the
+//! clock moves on by one tick. Without that, a task that asks to be polled again at once
+//! (embassy-net's runner while smoltcp waits to repeat an ARP request, "poll again at *now*")
+//! would hold the clock still for ever, a livelock no device has: its polls take time.
+//!
 //! This is the simulator's machinery rather than the board's; it lives here for now because
 //! it is tied to this crate's time driver and pender (one of each per process).
 //!
@@ -140,6 +145,15 @@ impl SimExecutor {
     }
 }
 
+/// Polling steps in a row that cost one tick (1 ms) of simulated time: a poll of the device's
+/// executor takes tens of microseconds on its Cortex-M.
+pub const POLLS_PER_TICK: u32 = 20;
+
+thread_local! {
+    /// Polling steps since the clock last moved.
+    static BUSY_POLLS: Cell<u32> = const { Cell::new(0) };
+}
+
 /// What one [`step`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -187,8 +201,16 @@ pub fn step(executors: &[SimExecutor], deadline: Option<u64>) -> Step {
                 return Step::Reset { executor: index, reset };
             }
         }
+        let busy = BUSY_POLLS.get() + 1;
+        if busy >= POLLS_PER_TICK {
+            BUSY_POLLS.set(0);
+            time_driver::advance_to(time_driver::now() + 1);
+        } else {
+            BUSY_POLLS.set(busy);
+        }
         return Step::Polled;
     }
+    BUSY_POLLS.set(0);
     let now = time_driver::now();
     match (time_driver::next_alarm(), deadline) {
         (Some(at), _) if at <= now => Step::ClockMoved { now: time_driver::advance_to(now) },

@@ -22,6 +22,8 @@ use embedded_storage_async::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use homemx_board::{FlashCounters, FlashStatistics};
 pub use homemx_spool::testing::{CutMode, LoggedOperation, OperationKind, SimulatedFlashCounters, SimulatedFlashError};
 
+use send_wrapper::SendWrapper;
+
 use crate::power::DevicePower;
 
 /// Program granularity (as on the QEMU board).
@@ -33,9 +35,14 @@ pub const SECTOR_SIZE: usize = 4096;
 pub type FlashModel = homemx_spool::testing::SimulatedFlash<WORD_SIZE, SECTOR_SIZE>;
 
 /// The device's flash for one boot.
+///
+/// The services keep their flash in statics (`Mutex`es), which asks for `Send`; the model is
+/// single-threaded (`Rc`). `SendWrapper` makes the handle `Send` soundly: every use and the
+/// drop from any thread but the one that booted the device panics. A simulation runs on one
+/// thread, so none does.
 pub struct SimFlash {
-    model: FlashModel,
-    power: DevicePower,
+    model: SendWrapper<FlashModel>,
+    power: SendWrapper<DevicePower>,
     /// The model's counters when the boot began (the board's statistics count since boot).
     at_boot: SimulatedFlashCounters,
 }
@@ -43,7 +50,7 @@ pub struct SimFlash {
 impl SimFlash {
     pub(crate) fn new(model: FlashModel, power: DevicePower) -> Self {
         let at_boot = model.counters();
-        Self { model, power, at_boot }
+        Self { model: SendWrapper::new(model), power: SendWrapper::new(power), at_boot }
     }
 
     fn check_power(&self) -> Result<(), SimulatedFlashError> {

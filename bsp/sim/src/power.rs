@@ -7,28 +7,29 @@
 //! of the dead boot that still runs in the same poll. Once seen off, a boot's power stays off:
 //! the next boot gets a fresh rail ([`crate::World::boot`]) after the flash's power is restored.
 //!
-//! Owns the switch. Calls: the flash model (is its power cut?).
+//! Owns the switch. Calls: the question the world gives it (has the flash model cut the power?).
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::flash::FlashModel;
 
 /// The power rail of one boot (clones share it).
 #[derive(Clone)]
 pub struct DevicePower {
     switched_off: Rc<Cell<bool>>,
-    flash: FlashModel,
+    /// Whether the flash model has cut the power (the world's question; kept as a closure so
+    /// that the rail need not know the flash, which checks the rail).
+    flash_power_cut: Rc<dyn Fn() -> bool>,
 }
 
 impl DevicePower {
-    pub(crate) fn new(flash: FlashModel) -> Self {
-        Self { switched_off: Rc::new(Cell::new(false)), flash }
+    pub(crate) fn new(flash_power_cut: impl Fn() -> bool + 'static) -> Self {
+        Self { switched_off: Rc::new(Cell::new(false)), flash_power_cut: Rc::new(flash_power_cut) }
     }
 
     /// Whether the boot still has power (latches off when the flash model has cut it).
     pub fn is_on(&self) -> bool {
-        if !self.switched_off.get() && self.flash.power_is_cut() {
+        if !self.switched_off.get() && (self.flash_power_cut)() {
             self.switched_off.set(true);
         }
         !self.switched_off.get()

@@ -73,6 +73,16 @@ impl World {
         Self::with_flash(config, FlashModel::from_image(FLASH_MAP.bytes() as usize, image))
     }
 
+    /// A world whose device has already booted `boots` times (in another process, whose flash
+    /// `image` it takes over): the next boot's entropy and tear streams go on from there, as a
+    /// simulation that re-executes itself after a power cut needs.
+    pub fn after_boots(config: SimConfig, image: &[u8], boots: u32) -> Self {
+        let mut world = Self::with_flash_image(config, image);
+        world.boots = boots;
+        world.cuts = boots;
+        world
+    }
+
     fn with_flash(config: SimConfig, flash: FlashModel) -> Self {
         let segment = Segment::new(config.seed, 0, config.faults);
         Self { config, flash, segment, boots: 0, cuts: 0, current: None }
@@ -107,7 +117,8 @@ impl World {
         }
         self.flash.restore_power();
         self.boots += 1;
-        let power = DevicePower::new(self.flash.clone());
+        let flash = self.flash.clone();
+        let power = DevicePower::new(move || flash.power_is_cut());
         let network = self.segment.attach_port(self.config.mac_address, Some(power.clone()));
         let port = network.port();
         let (serial, console) = serial::pipe(self.config.console_capacity, power.clone());

@@ -9,5 +9,12 @@ pub use homemx_bsp_qemu_mps2 as bsp;
 #[cfg(feature = "board-nucleo-f429zi")]
 pub use homemx_bsp_nucleo_f429zi as bsp;
 
-#[cfg(all(feature = "board-qemu", feature = "board-nucleo-f429zi"))]
+#[cfg(feature = "board-sim")]
+pub use homemx_bsp_sim as bsp;
+
+#[cfg(any(
+    all(feature = "board-qemu", feature = "board-nucleo-f429zi"),
+    all(feature = "board-qemu", feature = "board-sim"),
+    all(feature = "board-nucleo-f429zi", feature = "board-sim")
+))]
 compile_error!("choose exactly one board feature");

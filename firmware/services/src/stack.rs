@@ -6,12 +6,15 @@
 //! Owns: the wipe task (the stack region itself is the board's). Calls: `channels`.
 
 
+#[cfg(target_os = "none")]
 use crate::bsp;
 
+#[cfg(target_os = "none")]
 const PAINT: u32 = 0xCCCC_CCCC;
 
 /// Bytes of the stack region scanned between two yields to the executor (the QEMU board's
 /// stack region is megabytes: scanned in one piece it kept every task waiting 30–40 ms).
+#[cfg(target_os = "none")]
 const SCAN_BYTES_PER_YIELD: usize = 64 * 1024;
 
 /// Bytes of stack used at most since reset; `None` when the board does not paint the stack.
@@ -79,6 +82,7 @@ pub async fn ram_use() -> Option<(usize, usize)> {
 }
 
 /// Bytes left alone below this function's own local: its frame and the critical section's.
+#[cfg(target_os = "none")]
 const WIPE_MARGIN: usize = 512;
 
 /// Zeroes what deeper calls left on the stack below the caller (moved copies of the stores

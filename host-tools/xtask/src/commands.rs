@@ -138,6 +138,12 @@ pub fn test(arguments: &[String]) -> Result<()> {
 fn test_steps(fuzz_seconds: u32, times: &mut StepTimes) -> Result<()> {
     run_step("host unit and property tests", cargo().args(["test", "--workspace", "--exclude", "homemx-qemu"]), times)?;
     run_step("harness unit tests", cargo().args(["test", "-p", "homemx-qemu", "--lib"]), times)?;
+    // The services on the host under the simulator: as many seeds as fit in three minutes.
+    run_step(
+        "the simulator: cargo xtask simulate for 3 minutes",
+        cargo().args(["run", "-q", "-p", "xtask", "--", "simulate", "--seeds", "100000", "--seconds", "180"]),
+        times,
+    )?;
     eprintln!("\n=== firmware images");
     let started = std::time::Instant::now();
     build(&[])?;

@@ -9,6 +9,7 @@
 //! - `module-cycles`: the import cycles between the modules of every crate; fails on a new one
 //! - `module-docs`: every firmware app module's doc says what it owns and whom it calls (`Owns:`, `Calls:`); fails otherwise
 //! - `globals`: public mutable statics outside `channels.rs`; fails on one
+//! - `simulate [--seeds N] [--first S] [--seconds T]`: the services on the host under the deterministic simulator, N seeds
 //! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, `run --check`, QEMU e2e)
 
 mod bench;
@@ -21,6 +22,7 @@ mod mail_figures;
 mod module_cycles;
 mod module_docs;
 mod run;
+mod simulate;
 mod throughput;
 
 use std::process::ExitCode;
@@ -41,6 +43,9 @@ commands:
   module-cycles                            import cycles between modules (fails on a new one)
   module-docs                              app module docs without a true `Owns:` and `Calls:` (fails on one)
   globals                                  public mutable statics outside channels.rs (fails on one)
+  simulate [--seeds N] [--first S] [--seconds T]
+                                           the services on the host under the simulator, seed by seed
+                                           (faults injected, invariants checked; fails on a seed)
   test                                     run everything CI runs";
 
 fn main() -> ExitCode {
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Some("module-cycles") => module_cycles::check(&arguments[1..]),
         Some("module-docs") => module_docs::check(&arguments[1..]),
         Some("globals") => globals::check(&arguments[1..]),
+        Some("simulate") => simulate::simulate(&arguments[1..]),
         Some("test") => commands::test(&arguments[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

@@ -1,0 +1,129 @@
+//! `homemx-sim`: one run of the homemx services on the host, with simulated parts and
+//! scripted peers, from one seed (`cargo xtask simulate` runs many). The run provisions the
+//! device over its console, lets WAN senders hand the MX messages while the network drops,
+//! duplicates, reorders and corrupts frames, the mailbox host refuses and drops deliveries and
+//! the clock jumps, then checks the invariants (`invariants.rs`). It prints one line of
+//! figures and, when an invariant fails, the command that replays the seed.
+//!
+//! Usage: `homemx-sim --seed N [--messages K]`; exit status 0 when every invariant held.
+//!
+//! Owns: the process's defmt logger (the services' log frames are counted, not decoded). Calls:
+//! `scenario`.
+
+mod console;
+mod invariants;
+mod peers;
+mod scenario;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use scenario::{Ending, Resume};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Log frames the services wrote (defmt's encoded frames cannot be decoded on the host: the
+/// strings' indices come from the firmware's linker script).
+static LOG_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+#[defmt::global_logger]
+struct CountingLogger;
+
+// SAFETY: the logger keeps no state but an atomic counter; one thread runs the services.
+unsafe impl defmt::Logger for CountingLogger {
+    fn acquire() {
+        LOG_FRAMES.fetch_add(1, Ordering::Relaxed);
+    }
+    unsafe fn flush() {}
+    unsafe fn release() {}
+    unsafe fn write(_bytes: &[u8]) {}
+}
+
+defmt::timestamp!("{=u64:ms}", homemx_bsp_sim::time_driver::now());
+
+/// A `defmt::panic!` (embassy-net's `unreachable!`s) as a Rust panic: the run fails with it.
+#[defmt::panic_handler]
+fn defmt_panic() -> ! {
+    panic!("defmt panic in the services or embassy")
+}
+
+const USAGE: &str = "usage: homemx-sim --seed N [--messages K]";
+
+fn main() -> ExitCode {
+    let mut seed = None;
+    let mut messages = 12;
+    let mut resume_file = None;
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        let value = arguments.next();
+        let number = value.as_deref().and_then(|value| value.parse::<u64>().ok());
+        match (argument.as_str(), number) {
+            ("--seed", Some(value)) => seed = Some(value),
+            ("--messages", Some(value)) => messages = value as usize,
+            ("--resume", _) if value.is_some() => resume_file = value.map(PathBuf::from),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(seed) = seed else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let resume = match resume_file.as_deref().map(read_resume).transpose() {
+        Ok(resume) => resume,
+        Err(error) => {
+            eprintln!("cannot read the resume file: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match scenario::run(seed, messages, resume) {
+        Ending::Report(report) => report,
+        Ending::PowerCut(resume) => return boot_again(seed, messages, &resume),
+    };
+    println!("{}", report.summary(LOG_FRAMES.load(Ordering::Relaxed)));
+    // For `cargo xtask simulate`, which adds up the runs.
+    println!("figures: faults={} messages={} accepted={}", report.faults(), report.offered, report.accepted);
+    if report.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for violation in &report.violations {
+            println!("seed {seed}: {violation}");
+        }
+        println!("replay: cargo run -p homemx-sim -- --seed {seed} --messages {messages}");
+        ExitCode::FAILURE
+    }
+}
+
+/// Reads a resume file and the flash image beside it.
+fn read_resume(path: &Path) -> std::io::Result<Resume> {
+    let mut resume: Resume = serde_json::from_slice(&std::fs::read(path)?)?;
+    resume.flash_image = std::fs::read(path.with_extension("flash"))?;
+    std::fs::remove_file(path.with_extension("flash"))?;
+    std::fs::remove_file(path)?;
+    Ok(resume)
+}
+
+/// After a power cut: the services' statics (task pools, cells) cannot start again in this
+/// process, so the process replaces itself with a fresh one that boots the device from the
+/// flash image and takes over the peers' records (two files in the system's temporary
+/// directory, which the next boot removes once read).
+fn boot_again(seed: u64, messages: usize, resume: &Resume) -> ExitCode {
+    let path = std::env::temp_dir().join(format!("homemx-sim-{}-seed-{seed}-boot-{}.json", std::process::id(), resume.records.boot));
+    let written = serde_json::to_vec(resume)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&path, json))
+        .and_then(|()| std::fs::write(path.with_extension("flash"), &resume.flash_image));
+    if let Err(error) = written {
+        eprintln!("cannot write the resume file {}: {error}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let Ok(program) = std::env::current_exe() else { return ExitCode::FAILURE };
+    let error = std::process::Command::new(program)
+        .args(["--seed", &seed.to_string(), "--messages", &messages.to_string(), "--resume"])
+        .arg(&path)
+        .exec();
+    eprintln!("cannot boot again: {error}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,333 @@
+//! One simulated run: the world (flash, segment with faults, console), the device's boot, the
+//! peers (DHCP server, mailbox host, senders, the owner at the console), the loop that drives
+//! them and jumps the clock, and the report.
+//!
+//! Owns: the run's executors and its report. Calls: `console`, `peers`, `invariants`.
+
+use std::cell::{Cell, RefCell};
+use std::net::Ipv4Addr;
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use embassy_net::{Ipv4Cidr, StackResources, StaticConfigV4};
+use homemx_board::ResetCause;
+use homemx_bsp_sim::dhcp_server::{self, DhcpServer, Lease};
+use homemx_bsp_sim::ethernet::FaultPlan;
+use homemx_bsp_sim::executor::{run as run_executors, Limits, RunOutcome, SimExecutor, Step};
+use homemx_bsp_sim::seeds::{self, Domain};
+use homemx_bsp_sim::flash::CutMode;
+use homemx_bsp_sim::{install, time_driver, DeviceHandles, SimConfig, World};
+use homemx_wire::client::AdminSigningKey;
+use homemx_wire::config::{ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox};
+use rand::Rng;
+
+use crate::console::Owner;
+use crate::invariants;
+use crate::peers::{self, MailboxFaults, Offered, Records, SharedRecords};
+
+const DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const MAILBOX_PORT: u16 = 24;
+const DOMAIN: &str = "home.example";
+const RECIPIENTS: [&str; 3] = ["anna@home.example", "ben@home.example", "postmaster@home.example"];
+/// Simulated time a run may take at most (ms): senders pause up to 20 s between messages,
+/// refused deliveries wait for the queue's retry (minutes).
+const DEADLINE_MS: u64 = 6 * 3600 * 1000;
+/// Steps a run may take at most (a step polls the ready tasks or moves the clock).
+const MAX_STEPS: u64 = 20_000_000;
+/// The storage passphrase the owner sets at the first unlock.
+const PASSPHRASE: &str = "correct horse battery staple sim";
+/// The hook's reason for stopping when the device's power went.
+const POWER_CUT: &str = "power cut";
+
+/// What a run did and what went wrong.
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// Messages offered, answered 250, delivered.
+    pub offered: usize,
+    /// Answered 250 by the MX.
+    pub accepted: usize,
+    /// Deliveries the mailbox host took.
+    pub delivered: usize,
+    /// Network faults injected (drops, duplicates, reorders, corruptions).
+    pub network_faults: u64,
+    /// Deliveries the mailbox host refused or dropped on purpose.
+    pub peer_faults: u64,
+    /// Clock jumps.
+    pub clock_jumps: u64,
+    /// Power cuts (each ended a boot; the run went on in a new process).
+    pub power_cuts: u64,
+    /// Flash programs and erases of the last boot.
+    pub flash_operations: u64,
+    /// Repeated deliveries the device could not know had arrived (allowed, see `invariants`).
+    pub unconfirmed_repeats: usize,
+    /// Simulated milliseconds the run took.
+    pub simulated_ms: u64,
+    /// The broken invariants.
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    /// One line of figures.
+    pub fn summary(&self, log_frames: u64) -> String {
+        format!(
+            "seed {}: {} offered, {} answered 250, {} delivered ({} allowed repeats); faults: {} network, {} mailbox, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} s simulated, {} log frames; {}",
+            self.seed,
+            self.offered,
+            self.accepted,
+            self.delivered,
+            self.unconfirmed_repeats,
+            self.network_faults,
+            self.peer_faults,
+            self.clock_jumps,
+            self.power_cuts,
+            self.faults(),
+            self.flash_operations,
+            self.simulated_ms / 1000,
+            log_frames,
+            if self.violations.is_empty() { "ok" } else { "FAILED" }
+        )
+    }
+
+    /// Every fault injected.
+    pub fn faults(&self) -> u64 {
+        self.network_faults + self.peer_faults + self.clock_jumps + self.power_cuts
+    }
+}
+
+fn leak<T>(value: T) -> &'static mut T {
+    Box::leak(Box::new(value))
+}
+
+/// The device's configuration: the domain, its recipients, the LAN and the mailbox host.
+fn configuration() -> Vec<ConfigItem> {
+    let mut items = vec![ConfigItem::Domain(DOMAIN.try_into().unwrap())];
+    for recipient in RECIPIENTS.iter().take(2) {
+        items.push(ConfigItem::Recipient((*recipient).try_into().unwrap()));
+    }
+    items.push(ConfigItem::LanPrefix(Ipv4Prefix { address: [10, 0, 0, 0], length: 24 }));
+    items.push(ConfigItem::LanMailbox(LanMailbox { address: PEER.octets(), port: MAILBOX_PORT, protocol: DeliveryProtocol::Lmtp }));
+    items
+}
+
+/// What a boot after a power cut takes over from the one before (the resume file; the flash
+/// image is written beside it).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    /// The peers' records, `boot` already the next one.
+    pub records: Records,
+    /// Faults injected in the boots before.
+    pub network_faults: u64,
+    /// Clock jumps in the boots before.
+    pub clock_jumps: u64,
+    /// The device's flash when the power went.
+    #[serde(skip)]
+    pub flash_image: Vec<u8>,
+}
+
+/// How a boot ended: the run's report, or a power cut after which the run goes on.
+pub enum Ending {
+    /// The run is over.
+    Report(Report),
+    /// The power went: boot again from this.
+    PowerCut(Resume),
+}
+
+/// Flash programs and erases after provisioning within which a power cut falls (a run of 12
+/// messages takes 180 to 400).
+const CUT_WITHIN_OPERATIONS: u64 = 300;
+
+/// Runs seed `seed` with `message_count` messages, from the first boot or from `resume`.
+pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
+    let mut plan_random = seeds::stream(seed, Domain::Simulator, 0);
+    let faults = FaultPlan {
+        drop_per_million: plan_random.gen_range(0..30_000),
+        duplicate_per_million: plan_random.gen_range(0..10_000),
+        reorder_per_million: plan_random.gen_range(0..20_000),
+        corrupt_per_million: plan_random.gen_range(0..2_000),
+    };
+    let mailbox_faults =
+        MailboxFaults { refuse_per_mille: plan_random.gen_range(0..150), drop_per_mille: plan_random.gen_range(0..50) };
+    let cut_plan = plan_random.gen_ratio(1, 2).then(|| {
+        let mode = [CutMode::Clean, CutMode::Torn, CutMode::Completed][plan_random.gen_range(0..3)];
+        (plan_random.gen_range(1..=CUT_WITHIN_OPERATIONS), mode)
+    });
+    let config = SimConfig { faults, ..SimConfig::new(seed) };
+    let first_boot = resume.is_none();
+    let (mut world, records, earlier_faults, earlier_jumps) = match resume {
+        None => (World::new(config), Records { boot: 1, ..Records::default() }, 0, 0),
+        Some(resume) => {
+            let boots = resume.records.boot - 1;
+            (World::after_boots(config, &resume.flash_image, boots), resume.records, resume.network_faults, resume.clock_jumps)
+        }
+    };
+    let boot = records.boot;
+    let records: SharedRecords = Rc::new(RefCell::new(records));
+
+    // The peers' side of the segment: one stack with a static address.
+    let peer_driver = world.segment().attach([0x02, 0, 0, 0, 0, 0x10]);
+    let peer_config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+        address: Ipv4Cidr::new(PEER, 24),
+        gateway: None,
+        dns_servers: heapless::Vec::new(),
+    });
+    let (peer_stack, mut peer_runner) =
+        embassy_net::new(peer_driver, peer_config, leak(StackResources::<16>::new()), seeds::draw_u64(seed, Domain::Peer, 100 * boot));
+    let peers_executor = SimExecutor::new();
+    peers_executor.spawn(async move { peer_runner.run().await });
+    let lease = Lease {
+        client_mac: config.mac_address,
+        address: DEVICE,
+        prefix_length: 24,
+        router: Some(PEER),
+        dns_servers: vec![PEER],
+        lease_seconds: 24 * 3600,
+    };
+    peers_executor.spawn(async move { dhcp_server::serve(peer_stack, DhcpServer::new(PEER, lease)).await });
+    peers_executor.spawn(peers::mailbox_host(
+        peer_stack,
+        MAILBOX_PORT,
+        mailbox_faults,
+        seeds::stream(seed, Domain::Peer, 1 + 100 * boot),
+        records.clone(),
+    ));
+
+    // The messages.
+    let mut message_random = seeds::stream(seed, Domain::Peer, 2);
+    let offered: Vec<Offered> = (0..message_count)
+        .map(|index| {
+            let recipient = RECIPIENTS[message_random.gen_range(0..RECIPIENTS.len())].to_string();
+            let length = if message_random.gen_ratio(1, 4) { message_random.gen_range(8_000..40_000) } else { message_random.gen_range(100..4_000) };
+            let content = peers::generate_message(&mut message_random, seed, index, &recipient, length);
+            Offered { recipient, content }
+        })
+        .collect();
+
+    // The device.
+    let (parts, handles) = world.boot(ResetCause::PowerOn);
+    let DeviceHandles { power, console, .. } = handles;
+    install(parts);
+    let device_executor = SimExecutor::new();
+    device_executor.spawn(async move {
+        let parts = homemx_services::bsp::init(device_executor.spawner()).expect("the simulator installed the parts");
+        homemx_services::run(device_executor.spawner(), parts).await;
+    });
+
+    // The owner provisions the device, then the senders start.
+    let provisioned = Rc::new(Cell::new(false));
+    let console_failure: Rc<RefCell<Option<String>>> = Rc::default();
+    let senders_done = Rc::new(Cell::new(false));
+    {
+        let (provisioned, console_failure, senders_done, records, offered) =
+            (provisioned.clone(), console_failure.clone(), senders_done.clone(), records.clone(), offered.clone());
+        let key = AdminSigningKey::from_bytes(&seeds::stream(seed, Domain::Peer, 3).gen());
+        let sender_random = seeds::stream(seed, Domain::Peer, 4);
+        peers_executor.spawn(async move {
+            let provisioning = async {
+                let mut owner = Owner::open(console, key).await?;
+                if first_boot {
+                    owner.provision(PASSPHRASE, &configuration()).await
+                } else {
+                    owner.unlock(PASSPHRASE).await
+                }
+            };
+            if let Err(error) = provisioning.await {
+                *console_failure.borrow_mut() = Some(error.0);
+                return;
+            }
+            provisioned.set(true);
+            if first_boot {
+                peers::sender(peer_stack, (DEVICE, 25).into(), offered, sender_random, records).await;
+            }
+            senders_done.set(true);
+        });
+    }
+
+    // The loop: steps, a clock jump now and then, until every message answered 250 is
+    // delivered (or the deadline).
+    let mut jump_random = seeds::stream(seed, Domain::Simulator, 1);
+    let mut clock_jumps = 0;
+    let executors = [device_executor, peers_executor];
+    let mut steps = 0u64;
+    let mut cut_armed = false;
+    let outcome = run_executors(&executors, Limits { max_steps: MAX_STEPS, deadline: Some(DEADLINE_MS) }, |step| {
+        steps += 1;
+        if !power.is_on() {
+            return ControlFlow::Break(POWER_CUT.to_string());
+        }
+        if let Some((operation, mode)) = cut_plan.filter(|_| first_boot && provisioned.get() && !cut_armed) {
+            world.cut_flash_power_at(operation, mode);
+            cut_armed = true;
+        }
+        if steps.is_multiple_of(1_000_000) && std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+            eprintln!("step {steps}: {step:?} device pended {} peers pended {} faults {:?} stats {:?}", device_executor.is_pended(), peers_executor.is_pended(), world.segment().faults(), world.segment().statistics());
+        }
+        if let Step::Reset { reset, .. } = step {
+            return ControlFlow::Break(format!("the device reset itself: {reset:?}"));
+        }
+        if console_failure.borrow().is_some() {
+            return ControlFlow::Break(String::new());
+        }
+        if let Step::ClockMoved { .. } = step {
+            if provisioned.get() && jump_random.gen_ratio(1, 2_000) {
+                let ticks = jump_random.gen_range(1_000..600_000);
+                if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+                    eprintln!("{} ms: the clock jumps {ticks} ms", time_driver::now());
+                }
+                time_driver::jump(ticks);
+                clock_jumps += 1;
+            }
+        }
+        let records = records.borrow();
+        let all_delivered = records.accepted.iter().all(|index| {
+            records.delivered.iter().any(|delivery| invariants::offered_index(&offered, &delivery.recipient, &delivery.content) == Some(*index))
+        });
+        if senders_done.get() && all_delivered {
+            return ControlFlow::Break(String::new());
+        }
+        ControlFlow::Continue(())
+    });
+    if matches!(&outcome, RunOutcome::Stopped(reason) if reason == POWER_CUT) {
+        let mut records = records.take();
+        records.cuts.push(peers::power_cut_now(boot));
+        records.boot = boot + 1;
+        let flash_image = world.flash().snapshot();
+        records.plaintext.extend(invariants::plaintext_on_flash(&offered, &flash_image, &format!("power cut in boot {boot}")));
+        return Ending::PowerCut(Resume {
+            records,
+            network_faults: earlier_faults + world.segment().faults().total(),
+            clock_jumps: earlier_jumps + clock_jumps,
+            flash_image,
+        });
+    }
+    let mut violations = Vec::new();
+    match outcome {
+        RunOutcome::Stopped(reason) if !reason.is_empty() => violations.push(reason),
+        RunOutcome::Stopped(_) => {}
+        RunOutcome::Quiescent => violations.push("the run went quiet before every message was delivered".into()),
+        RunOutcome::StepLimit => violations.push(format!("the step limit ({MAX_STEPS}) was reached: a task spins?")),
+    }
+    if let Some(failure) = console_failure.borrow().as_ref() {
+        violations.push(format!("provisioning failed: {failure}"));
+    }
+    let records = records.borrow();
+    let verdict = invariants::verdict(&offered, &records);
+    violations.extend(verdict.violations);
+    violations.extend(records.plaintext.iter().cloned());
+    violations.extend(invariants::plaintext_on_flash(&offered, &world.flash().snapshot(), "the end"));
+    Ending::Report(Report {
+        seed,
+        offered: offered.len(),
+        accepted: records.accepted.len(),
+        delivered: records.delivered.len(),
+        network_faults: earlier_faults + world.segment().faults().total(),
+        peer_faults: u64::from(records.refused_deliveries + records.dropped_deliveries),
+        clock_jumps: earlier_jumps + clock_jumps,
+        power_cuts: records.cuts.len() as u64,
+        flash_operations: world.flash().mutating_operations(),
+        unconfirmed_repeats: verdict.unconfirmed_repeats,
+        simulated_ms: time_driver::now(),
+        violations,
+    })
+}
