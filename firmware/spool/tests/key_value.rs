@@ -262,10 +262,6 @@ fn power_cuts_leave_the_old_or_the_new_value<const SECTOR: usize>() {
     cuts.dedup();
     for mode in [CutMode::Clean, CutMode::Torn] {
         for &cut in &cuts {
-            if mode == CutMode::Torn && log[cut as usize - 1].kind == OperationKind::Erase {
-                // Not survived by sequential-storage: see `a_half_finished_erase_keeps_every_key`.
-                continue;
-            }
             let context = format!("{} KiB sectors, cut at operation {cut} of {} ({mode:?})", SECTOR / 1024, log.len());
             let flash = new_sized_flash::<SECTOR>();
             flash.cut_power_at(cut, mode, cut);
@@ -407,7 +403,6 @@ fn unsupported_geometries_and_invalid_regions_are_refused() {
 /// eight keys gone, the sector that holds them intact). Ignored until that is fixed or worked
 /// around; run it with `cargo test -p homemx-spool --test key_value -- --ignored`.
 #[test]
-#[ignore = "sequential-storage 8.0.2 loses every key after a half-finished erase"]
 fn a_half_finished_erase_keeps_every_key() {
     fn check<const SECTOR: usize>() -> Vec<String> {
         let flash = new_sized_flash::<SECTOR>();
