@@ -718,7 +718,6 @@ fn images_with_and_without_erase_intents_read_the_same() {
     let mut store = open_in(&without, 2, 8);
     block_on(store.store(8, b"the first store after")).unwrap();
     assert_eq!(intents(&without.snapshot()), 1, "the first store writes the first intent");
-    let mut progress = progress;
     block_on(churn_until_erased(&mut store, &without, 7, 2)).map(|last| progress.sevens.push(last)).unwrap();
     block_on(assert_kept(&mut open_in(&without, 2, 9), &progress, Seven::Exactly(progress.sevens.last().unwrap()), "after two more collections"));
 }
