@@ -20,9 +20,9 @@
 //! Keys are `u64`; [`KeyValueStore::key_for`] derives one from a namespace and a name
 //! (e.g. `key_for("uidl", uidl)`), so long names such as UIDLs need no more room.
 //!
-//! **Power cuts.** sequential-storage survives a cut program, and a cut erase only when the
-//! erase happens to leave the page reading "corrupted"; an erase cut elsewhere could make
-//! every key read as absent, or make the next store erase the page with the only copies.
+//! **Power cuts.** sequential-storage is built to survive a cut program, but a cut erase only
+//! when the erase happens to leave the page reading "corrupted"; an erase cut elsewhere could
+//! make every key read as absent, or make the next store erase the page with the only copies.
 //! sequential-storage sees the flash through [`erase_intent::JournalledFlash`], which writes
 //! an authenticated *erase intent* (an item the map skips) naming each page before it is
 //! erased, and the store's first operation (or [`KeyValueStore::mount`]) erases the page the
@@ -188,12 +188,18 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
         let result = self.map.store_item(&mut self.data, &key, &sealed).await;
         zeroize::Zeroize::zeroize(&mut self.sealed[..]);
         if let Err(error) = result {
-            self.map.flash().forget_frontier();
-            return Err(storage_error(error));
+            return Err(self.failed(error));
         }
         // Before the store counts as done: an intent naming the buffer if the map just opened
         // a page without one (see `erase_intent`).
         self.map.flash().settle(&mut self.data).await.map_err(journal_error)
+    }
+
+    /// After a failed map operation (see [`JournalledFlash::after_failure`]).
+    fn failed(&mut self, error: sequential_storage::Error<JournalError<F::Error>>) -> SpoolError<F::Error> {
+        let flash_failed = matches!(error, sequential_storage::Error::Storage { value: JournalError::Flash(_), .. });
+        self.map.flash().after_failure(flash_failed);
+        storage_error(error)
     }
 
     /// Repairs an erase that a power cut interrupted (see [`erase_intent`]); the first
@@ -219,10 +225,7 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
         self.mount().await?;
         let stored = match self.map.fetch_item::<&[u8]>(&mut self.data, &key).await {
             Ok(stored) => stored,
-            Err(error) => {
-                self.map.flash().forget_frontier();
-                return Err(storage_error(error));
-            }
+            Err(error) => return Err(self.failed(error)),
         };
         let Some(stored) = stored else { return Ok(None) };
         if stored.len() < SEALED_OVERHEAD || stored.len() > SEALED_CAPACITY {

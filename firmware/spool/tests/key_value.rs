@@ -677,6 +677,35 @@ fn a_cut_repair_is_finished_by_the_next_mount<const SECTOR: usize>() {
 
 for_each_sector_size!(a_cut_repair_is_finished_by_the_next_mount);
 
+/// A half-done erase without a restart: the store that was running when the erase failed
+/// (here a torn erase and the power back, as a flash driver's error would leave it) is used
+/// on; its next operation repairs as a mount would, and every key is there. Without that the
+/// map would take the half-erased sector for a migration's source and the store could only
+/// refuse to erase the sector with the copies.
+#[test]
+fn the_same_store_goes_on_after_a_failed_erase() {
+    const SECTOR: usize = 4096;
+    let flash = new_sized_flash::<SECTOR>();
+    run(&flash, 2, &mut Progress::default()).unwrap();
+    let log = flash.operation_log();
+    let erases: Vec<usize> = (0..log.len()).filter(|&index| log[index].kind == OperationKind::Erase).collect();
+    for &erase in &erases {
+        for seed in 1..=16u64 {
+            let context = format!("erase at operation {} torn with seed {seed}, the same store on", erase + 1);
+            let flash = new_sized_flash::<SECTOR>();
+            flash.cut_power_at(erase as u64 + 1, CutMode::Torn, seed);
+            let mut store = open_in(&flash, 2, 1);
+            let mut progress = Progress::default();
+            assert!(block_on(run_until_two_collections(&mut store, &flash, &mut progress)).is_err());
+            flash.restore_power();
+            block_on(assert_kept(&mut store, &progress, Seven::Newest(2), &context));
+            block_on(store.store(7, b"goes on")).unwrap_or_else(|error| panic!("{context}: {error:?}"));
+            block_on(assert_kept(&mut store, &progress, Seven::Exactly(b"goes on"), &context));
+            block_on(assert_kept(&mut open_in(&flash, 2, 2), &progress, Seven::Exactly(b"goes on"), &context));
+        }
+    }
+}
+
 /// The erase intents keep sequential-storage's format: plain sequential-storage reads every
 /// key of an image with intents, and an image without any (as the store wrote before the
 /// intents) opens with the store, reads the same, and gets its first intent with its next

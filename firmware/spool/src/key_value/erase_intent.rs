@@ -45,7 +45,9 @@
 //! the newest intent and erases `D` unless it is already fully erased. That is safe by the
 //! rule, and it leaves sequential-storage a well-formed ring: the only page that can hold
 //! garbage is `D`, because [`JournalledFlash`] forwards an erase only for the page the newest
-//! intent names, writing a new intent first when the page is another one.
+//! intent names, writing a new intent first when the page is the one after the page the map
+//! is writing (a garbage collection); any other erase is refused ([`JournalError::UnexpectedErase`],
+//! never seen in the tests), except on an image that has no intent at all (the last paragraph).
 //!
 //! Where intents are written (the flash adapter sees every program and erase the map makes,
 //! and tracks the page it is writing and the end of its last write there, the *frontier*):
@@ -63,10 +65,13 @@
 //!   intents existed) writes one naming the buffer after its item, the same way.
 //!
 //! Why the rule holds: after each intent, `D` is the buffer or the page just emptied by a
-//! migration. The map writes into `D` only when it opens it as the next partial-open page:
+//! migration. The map writes into `D` only when it opens it as the next partial-open page
+//! (also when it redoes a migration cut short: it erases `D`, opens it again and migrates):
 //! its start marker, copies of the next page's live items (whose originals stay until that
 //! page's erase, which needs a new intent), and the item of the store in progress, which
-//! returns `Ok` only after the next intent moved `D` on. Nothing else writes into `D`.
+//! returns `Ok` only after the next intent moved `D` on. Nothing else writes into `D`, and
+//! only `D` is ever erased (by the map, the mount, or a store that finds the buffer it names
+//! not wholly erased).
 //!
 //! Mount-time repair survives power cuts: its only operation is erasing `D`, and a cut there
 //! leaves the same newest intent, so the next mount erases `D` again. A torn intent fails
@@ -74,8 +79,8 @@
 //! cut in its erase can keep older authentic intents, but never one newer than the newest:
 //! every intent in a page was written before that page's erase was asked for, and that erase
 //! writes a newer intent first. Authentication (rather than a checksum) means that neither
-//! random bits left by a cut nor bytes an attacker writes into the flash can make the store
-//! erase a live page.
+//! random bits left by a cut nor bytes written into the flash without the key can name a page
+//! with a generation above the newest.
 //!
 //! Cost: one intent (32 bytes with 4-byte words, 48 with 16-byte ones) per page the map
 //! opens, i.e. per garbage collection; the mount reads the region once (the intent scan). The
@@ -300,7 +305,7 @@ impl<F: NorFlash> JournalledFlash<F> {
     /// written after the item, before the store reports success, and the buffer is erased if
     /// it is not wholly erased (a page left half erased before intents existed reads as a
     /// buffer). Must not be called after a failed operation (the page after the frontier may
-    /// then be a migration's source): [`JournalledFlash::forget_frontier`] is. `buffer` as for
+    /// then be a migration's source): [`JournalledFlash::after_failure`] is. `buffer` as for
     /// [`JournalledFlash::recover`].
     pub(crate) async fn settle(&mut self, buffer: &mut [u8]) -> Result<(), JournalError<F::Error>> {
         let Some((page, _)) = self.frontier else { return Ok(()) };
@@ -322,9 +327,15 @@ impl<F: NorFlash> JournalledFlash<F> {
         Ok(())
     }
 
-    /// After a failed operation: where the map stopped is no longer trusted.
-    pub(crate) fn forget_frontier(&mut self) {
+    /// After a failed operation: where the map stopped is no longer trusted; after a failed
+    /// flash operation (a half-done erase, without a restart) the next operation repairs again
+    /// as a mount would. The map's cache is dirty after any failed program or erase, so it
+    /// reads the flash again too.
+    pub(crate) fn after_failure(&mut self, flash_failed: bool) {
         self.frontier = None;
+        if flash_failed {
+            self.recovered = false;
+        }
     }
 
     /// Writes an intent naming `named` at the frontier of `page` and makes it the newest.
@@ -335,6 +346,8 @@ impl<F: NorFlash> JournalledFlash<F> {
         if at as usize + record > (self.page_end(page) as usize) - word::<F>() {
             return Err(JournalError::NoRoomForIntent);
         }
+        // Never wraps: a sector wears out after some 10^5 erases, and there is one intent per
+        // sector opened.
         let generation = self.newest.map_or(1, |intent| intent.generation.wrapping_add(1));
         let header = align_up(ITEM_HEADER_LENGTH, word::<F>());
         // sequential-storage pads a header with 0xFF and data with 0x00; an aligned buffer as
