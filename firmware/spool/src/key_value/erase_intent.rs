@@ -156,7 +156,7 @@ const fn word<F: NorFlash>() -> usize {
 }
 
 /// The flash as sequential-storage's map sees it: every erase is preceded by an intent (see
-/// the module doc), and [`JournalledFlash::recover`] repairs an interrupted erase at mount.
+/// the module doc), and its `recover` repairs an interrupted erase at mount.
 pub struct JournalledFlash<F: NorFlash> {
     flash: F,
     region_start: u32,
