@@ -204,7 +204,8 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
 
     /// Repairs an erase that a power cut interrupted (see [`erase_intent`]); the first
     /// operation does it by itself, so calling it is optional (e.g. to mount at start rather
-    /// than at the first fetch). Once per store; reads the whole region.
+    /// than at the first fetch). Runs once per `KeyValueStore` (and again after a failed flash
+    /// operation); reads the whole region, and erases at most one sector.
     pub async fn mount(&mut self) -> Result<(), SpoolError<F::Error>> {
         self.map.flash().recover(&mut self.data).await.map_err(journal_error)
     }
