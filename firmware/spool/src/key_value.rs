@@ -19,6 +19,17 @@
 //!
 //! Keys are `u64`; [`KeyValueStore::key_for`] derives one from a namespace and a name
 //! (e.g. `key_for("uidl", uidl)`), so long names such as UIDLs need no more room.
+//!
+//! **Power cuts.** sequential-storage is built to survive a cut program, but a cut erase only
+//! when the erase happens to leave the page reading "corrupted"; an erase cut elsewhere could
+//! make every key read as absent, or make the next store erase the page with the only copies.
+//! sequential-storage sees the flash through [`erase_intent::JournalledFlash`], which writes
+//! an authenticated *erase intent* (an item the map skips) naming each page before it is
+//! erased, and the store's first operation (or [`KeyValueStore::mount`]) erases the page the
+//! newest intent names before sequential-storage reads anything: the argument is in
+//! [`erase_intent`]. The on-flash format is sequential-storage's own: an image with intents
+//! opens with plain sequential-storage, and one without gets its first intent with its first
+//! store.
 
 use crate::error::SpoolError;
 use crate::RandomSource;
@@ -27,11 +38,14 @@ use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use core::ops::Range;
 use embedded_storage_async::nor_flash::NorFlash;
 use sequential_storage::cache::key_pointers::ArrayKeyPointers;
-use sequential_storage::cache::page_pointers::ArrayPagePointers;
 use sequential_storage::cache::page_states::ArrayPageStates;
 use sequential_storage::cache::{Cache, CacheImpl, Uncached};
 use sequential_storage::map::{MapConfig, MapConfigError, MapStorage};
 use sha2::{Digest, Sha256};
+
+pub mod erase_intent;
+
+use erase_intent::{JournalError, JournalledFlash};
 
 /// Largest value the store holds.
 pub const KEY_VALUE_CAPACITY: usize = 256;
@@ -45,19 +59,21 @@ const REMOVED: u8 = 1;
 /// No cache: every fetch scans the items written since the last garbage collection.
 pub type Uncached64 = Cache<Uncached, Uncached, Uncached, u64>;
 
-/// sequential-storage's RAM cache for a region of `PAGES` sectors: each page's state, where
-/// its items begin and end, and where the newest item of the `KEYS` most recently used keys
-/// is. Without it every fetch reads and checks every item written since the last garbage
-/// collection, so the cost of a fetch grows with the store's history (on the QEMU board an
-/// unlock and a DynDNS check grew by about 140,000 instructions each time they ran).
-/// About `PAGES` × 9 + `KEYS` × 16 bytes.
+/// sequential-storage's RAM cache for a region of `PAGES` sectors: each page's state and where
+/// the newest item of the `KEYS` most recently used keys is. Without it every fetch reads and
+/// checks every item written since the last garbage collection, so the cost of a fetch grows
+/// with the store's history (on the QEMU board an unlock and a DynDNS check grew by about
+/// 140,000 instructions each time they ran). Not where a page's items end
+/// (`ArrayPagePointers`): the erase intents are written there behind the map's back (see
+/// [`erase_intent`]), so a store reads the item headers of the page it writes to find its end
+/// (headers only, not the items' data). About `PAGES` + `KEYS` × 16 bytes.
 pub type PageAndKeyCache<const PAGES: usize, const KEYS: usize> =
-    Cache<ArrayPageStates<PAGES>, ArrayPagePointers<PAGES>, ArrayKeyPointers<u64, KEYS>, u64>;
+    Cache<ArrayPageStates<PAGES>, Uncached, ArrayKeyPointers<u64, KEYS>, u64>;
 
 /// An encrypted key-value store over its own region of a NOR flash, with the map's cache `C`
 /// (none by default; see [`PageAndKeyCache`]).
 pub struct KeyValueStore<F: NorFlash, R: RandomSource, C: CacheImpl<u64> = Uncached64> {
-    map: MapStorage<u64, F, C>,
+    map: MapStorage<u64, JournalledFlash<F>, C>,
     aead: XChaCha20Poly1305,
     random: R,
     region_start: u32,
@@ -65,9 +81,17 @@ pub struct KeyValueStore<F: NorFlash, R: RandomSource, C: CacheImpl<u64> = Uncac
     data: [u8; DATA_BUFFER_CAPACITY],
 }
 
-fn storage_error<E>(error: sequential_storage::Error<E>) -> SpoolError<E> {
+fn journal_error<E>(error: JournalError<E>) -> SpoolError<E> {
     match error {
-        sequential_storage::Error::Storage { value, .. } => SpoolError::Flash(value),
+        JournalError::Flash(error) => SpoolError::Flash(error),
+        JournalError::NoRoomForIntent => SpoolError::NoSpace,
+        JournalError::UnexpectedErase => SpoolError::Storage,
+    }
+}
+
+fn storage_error<E>(error: sequential_storage::Error<JournalError<E>>) -> SpoolError<E> {
+    match error {
+        sequential_storage::Error::Storage { value, .. } => journal_error(value),
         sequential_storage::Error::FullStorage => SpoolError::NoSpace,
         sequential_storage::Error::Corrupted { .. } => SpoolError::Corrupt,
         _ => SpoolError::Storage,
@@ -90,7 +114,7 @@ impl<F: NorFlash, R: RandomSource, const PAGES: usize, const KEYS: usize> KeyVal
         if region.len() != PAGES * F::ERASE_SIZE {
             return Err(SpoolError::InvalidRegion);
         }
-        let cache = Cache::new(ArrayPageStates::new(), ArrayPagePointers::new(), ArrayKeyPointers::new());
+        let cache = Cache::new(ArrayPageStates::new(), Uncached, ArrayKeyPointers::new());
         Self::with_cache(flash, region, key, random, cache)
     }
 }
@@ -107,12 +131,13 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
             return Err(SpoolError::InvalidRegion);
         }
         let region_start = region.start;
+        let journalled = JournalledFlash::new(flash, &region, key);
         let config = MapConfig::try_new(region).map_err(|error| match error {
             MapConfigError::PagesTooSmall | MapConfigError::WordSizeTooLarge => SpoolError::UnsupportedGeometry,
             _ => SpoolError::InvalidRegion,
         })?;
         Ok(Self {
-            map: MapStorage::new(flash, config, cache),
+            map: MapStorage::new(journalled, config, cache),
             aead: XChaCha20Poly1305::new(key.into()),
             random,
             region_start,
@@ -146,6 +171,7 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
         if value.len() > KEY_VALUE_CAPACITY {
             return Err(SpoolError::BufferTooSmall);
         }
+        self.mount().await?;
         let mut nonce = [0u8; 24];
         self.random.fill_bytes(&mut nonce);
         let end = 25 + value.len();
@@ -161,7 +187,27 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
         let sealed: &[u8] = &self.sealed[..end + 16];
         let result = self.map.store_item(&mut self.data, &key, &sealed).await;
         zeroize::Zeroize::zeroize(&mut self.sealed[..]);
-        result.map_err(storage_error)
+        if let Err(error) = result {
+            return Err(self.failed(error));
+        }
+        // Before the store counts as done: an intent naming the buffer if the map just opened
+        // a page without one (see `erase_intent`).
+        self.map.flash().settle(&mut self.data).await.map_err(journal_error)
+    }
+
+    /// After a failed map operation (see [`JournalledFlash::after_failure`]).
+    fn failed(&mut self, error: sequential_storage::Error<JournalError<F::Error>>) -> SpoolError<F::Error> {
+        let flash_failed = matches!(error, sequential_storage::Error::Storage { value: JournalError::Flash(_), .. });
+        self.map.flash().after_failure(flash_failed);
+        storage_error(error)
+    }
+
+    /// Repairs an erase that a power cut interrupted (see [`erase_intent`]); the first
+    /// operation does it by itself, so calling it is optional (e.g. to mount at start rather
+    /// than at the first fetch). Runs once per `KeyValueStore` (and again after a failed flash
+    /// operation); reads the whole region, and erases at most one sector.
+    pub async fn mount(&mut self) -> Result<(), SpoolError<F::Error>> {
+        self.map.flash().recover(&mut self.data).await.map_err(journal_error)
     }
 
     /// Stores `value` (at most [`KEY_VALUE_CAPACITY`] bytes) under `key`.
@@ -177,11 +223,11 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
     /// Fetches the value of `key` into `out`; returns its length, `None` if absent or
     /// removed, [`SpoolError::Corrupt`] if the stored value fails authentication.
     pub async fn fetch(&mut self, key: u64, out: &mut [u8]) -> Result<Option<usize>, SpoolError<F::Error>> {
-        let stored = self
-            .map
-            .fetch_item::<&[u8]>(&mut self.data, &key)
-            .await
-            .map_err(storage_error)?;
+        self.mount().await?;
+        let stored = match self.map.fetch_item::<&[u8]>(&mut self.data, &key).await {
+            Ok(stored) => stored,
+            Err(error) => return Err(self.failed(error)),
+        };
         let Some(stored) = stored else { return Ok(None) };
         if stored.len() < SEALED_OVERHEAD || stored.len() > SEALED_CAPACITY {
             return Err(SpoolError::Corrupt);
@@ -234,6 +280,6 @@ impl<F: NorFlash, R: RandomSource, C: CacheImpl<u64>> KeyValueStore<F, R, C> {
 
     /// Gives the flash back.
     pub fn release(self) -> F {
-        self.map.destroy().0
+        self.map.destroy().0.into_inner()
     }
 }
