@@ -183,7 +183,7 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     }
     let status = owner.status();
     assert!(alert(&status, "stripping_suspected").is_some() && alert(&status, "certificate_rejected").is_some(), "{status}");
-    // The alert-mail task persists the alerts, then mails the new ones to postmaster: once the
+    // The alert mailer (a job of the courier) persists the alerts, then mails the new ones to postmaster: once the
     // certificate alert's mail is there, both alerts are on flash and survive the power cut.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while !mailbox.messages().iter().any(|(body, envelope)| {

@@ -1,7 +1,7 @@
 //! The appliance's alerts (homemx-status's `AlertBoard`): raised by whoever notices trouble
 //! (outbound TLS stripping, NDNs, unlock failures, peers down), shown on the status page and
 //! mailed to postmaster. Every raise is also an alarm in the event log. The kinds in force are
-//! persisted in the encrypted key-value store (by the alert-mail task, whenever they change,
+//! persisted in the encrypted key-value store (by the alert mailer, a job of the courier, whenever they change,
 //! and at once when the owner acknowledges one) and restored at unlock, so an alert survives a
 //! reboot until its condition clears: a verified success with the peer that caused it
 //! ([`clear_for`]), or the owner's acknowledgement for the alerts about events

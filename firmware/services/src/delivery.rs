@@ -14,7 +14,7 @@
 //!
 //! Owns: the delivery task (the courier) with its sockets and the TLS buffers it takes from `link` once.
 //! Calls: `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
-//! `mail_status`, `mailbox_probe`, `network`, `random`, `store`, `wall_clock`.
+//! `mail_status`, `mailbox_probe`, `network`, `random`, `status_page`, `store`, `wall_clock`.
 
 pub mod ndn;
 pub mod smarthost;
@@ -107,6 +107,8 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         if let Some(mut stores) = crate::store::open().await {
             stores.persist_spool_counters().await;
         }
+        // The alert board persisted when it changed, new alerts mailed to postmaster@.
+        crate::status_page::alert_mail_job(&mut random).await;
         let Some((poll_seconds, check_seconds)) = crate::mail_settings::read(|current| {
             current.map(|settings| {
                 (

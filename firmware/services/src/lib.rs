@@ -83,7 +83,6 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
     spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());
     spawner.spawn(stack::wipe_task().unwrap());
-    spawner.spawn(status_page::alert_mail_task(random.derive()).unwrap());
     #[cfg(feature = "spool-exercise")]
     spawner.spawn(
         spool_exercise::spool_exercise_task(parts.flash, random.derive(), random.derive()).unwrap(),

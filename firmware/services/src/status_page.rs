@@ -3,7 +3,7 @@
 //! homemx-status); and the alert mailer, which sends the alerts to postmaster@ our domain,
 //! rate-limited by homemx-status's `AlertMailer`.
 //!
-//! Owns: the alert mailer's state and the alert-mail task. Calls: `alerts`, `backup_mx`, `channels`,
+//! Owns: the alert mailer's state (its job runs in the courier, `delivery`). Calls: `alerts`, `backup_mx`, `channels`,
 //! `dyndns`, `event_log`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
 //! `wall_clock`.
 
@@ -11,7 +11,7 @@ use core::cell::RefCell;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::Instant;
 use crate::channels::DeviceState;
 use homemx_spool::Envelope;
 use core::net::{IpAddr, Ipv4Addr};
@@ -125,8 +125,6 @@ fn dyndns_answer(answer: homemx_dyndns::dyndns2::UpdateAnswer) -> DynDnsAnswer {
 
 /// The alert mailer's memory of what it sent.
 static MAILER: Mutex<CriticalSectionRawMutex, RefCell<AlertMailer>> = Mutex::new(RefCell::new(AlertMailer::new()));
-/// How often the alert board is looked at for a mail.
-const ALERT_MAIL_POLL: Duration = Duration::from_secs(10);
 
 fn alerts_key() -> u64 {
     crate::store::Settings::key_for("alerts", b"in-force")
@@ -153,51 +151,50 @@ pub async fn restore_alerts(stores: &mut crate::store::OpenStores) {
     }
 }
 
-/// Mails new alerts to postmaster@ our domain (through the spool and the LAN mailbox host),
-/// at most one mail per alert kind per 6 hours and six a day.
-#[embassy_executor::task]
-pub async fn alert_mail_task(mut random: crate::random::DerivedRandom) -> ! {
-    loop {
-        Timer::after(ALERT_MAIL_POLL).await;
-        persist_alerts().await;
-        let now = Instant::now().as_millis();
-        let Some(domain) = crate::mail_settings::read(|current| current.map(|settings| settings.postmaster_domain.clone())) else {
-            continue;
-        };
-        let Some(mail) = crate::alerts::read(|board| MAILER.lock(|mailer| mailer.borrow().due(board, now))) else {
-            continue;
-        };
-        let mut text = [0u8; MAIL_BUFFER_SIZE];
-        let Ok(length) = compose(domain.as_str(), &mail, crate::wall_clock::unix_seconds(), random.next_u64(), &mut text) else {
-            continue;
-        };
-        let mut postmaster: heapless::String<80> = heapless::String::new();
-        let _ = postmaster.push_str("postmaster@");
-        let _ = postmaster.push_str(domain.as_str());
-        let recipients: [&[u8]; 1] = [postmaster.as_bytes()];
-        let Some(envelope) = Envelope::new(b"", &recipients) else {
-            continue;
-        };
-        let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
-        let queued = {
-            match crate::store::open().await {
-                Some(mut stores) => match stores.spool.begin_message(&envelope, length as u32).await {
-                    Ok(mut writer) => match stores.spool.append(&mut writer, &text[..length]).await {
-                        Ok(()) => stores.spool.commit(writer).await.is_ok(),
-                        Err(_) => {
-                            stores.spool.abort(writer);
-                            false
-                        }
-                    },
-                    Err(_) => false,
+/// The alert mailer's job, one pass (the courier runs it on each of its rounds, so its state
+/// shares the courier's task future instead of holding a task of its own): persists the alert
+/// board when it changed, then queues a mail of the new alerts to postmaster@ our domain
+/// (through the spool and the LAN mailbox host), at most one mail per alert kind per 6 hours
+/// and six a day.
+pub async fn alert_mail_job(random: &mut crate::random::DerivedRandom) {
+    persist_alerts().await;
+    let now = Instant::now().as_millis();
+    let Some(domain) = crate::mail_settings::read(|current| current.map(|settings| settings.postmaster_domain.clone())) else {
+        return;
+    };
+    let Some(mail) = crate::alerts::read(|board| MAILER.lock(|mailer| mailer.borrow().due(board, now))) else {
+        return;
+    };
+    let mut text = [0u8; MAIL_BUFFER_SIZE];
+    let Ok(length) = compose(domain.as_str(), &mail, crate::wall_clock::unix_seconds(), random.next_u64(), &mut text) else {
+        return;
+    };
+    let mut postmaster: heapless::String<80> = heapless::String::new();
+    let _ = postmaster.push_str("postmaster@");
+    let _ = postmaster.push_str(domain.as_str());
+    let recipients: [&[u8]; 1] = [postmaster.as_bytes()];
+    let Some(envelope) = Envelope::new(b"", &recipients) else {
+        return;
+    };
+    let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
+    let queued = {
+        match crate::store::open().await {
+            Some(mut stores) => match stores.spool.begin_message(&envelope, length as u32).await {
+                Ok(mut writer) => match stores.spool.append(&mut writer, &text[..length]).await {
+                    Ok(()) => stores.spool.commit(writer).await.is_ok(),
+                    Err(_) => {
+                        stores.spool.abort(writer);
+                        false
+                    }
                 },
-                None => false,
-            }
-        };
-        if queued {
-            MAILER.lock(|mailer| mailer.borrow_mut().sent(&mail, now));
-            crate::event_info!("alert mail with {} alerts queued for {}", mail.alerts.len(), postmaster.as_str());
-            crate::channels::DELIVERY_DUE.signal(());
+                Err(_) => false,
+            },
+            None => false,
         }
+    };
+    if queued {
+        MAILER.lock(|mailer| mailer.borrow_mut().sent(&mail, now));
+        crate::event_info!("alert mail with {} alerts queued for {}", mail.alerts.len(), postmaster.as_str());
+        crate::channels::DELIVERY_DUE.signal(());
     }
 }

@@ -15,7 +15,7 @@ use homemx_spool::{CounterMark, Envelope, KeyValueStore, MessageWriter, Spool, S
 use homemx_wire::config::ConfigItem;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchor, TrustAnchorUpdate};
 
-use static_cell::ConstStaticCell;
+use static_cell::StaticCell;
 
 use crate::random::DerivedRandom;
 use crate::storage::{FlashPartition, FlashPartitions, KEY_VALUE_SECTORS, SPOOL_MESSAGES, SPOOL_SECTORS};
@@ -31,8 +31,10 @@ pub type Settings = KeyValueStore<FlashPartition, DerivedRandom, homemx_spool::P
 
 /// Where the open stores live (≈ 28 KB): in place, never inside the `Vault` value, so that
 /// mounting the vault and moving it into the store moves only the key store and the
-/// partitions (the stores inline made two 28 KB copies on the boot stack).
-static OPEN_STORES: ConstStaticCell<Option<OpenStores>> = ConstStaticCell::new(None);
+/// partitions (the stores inline made two 28 KB copies on the boot stack). A `StaticCell`,
+/// not a `ConstStaticCell` of `None`: `None` is not all zero bytes, so the latter sat in
+/// `.data` and its 26 KB initial image in flash; this one is `.bss`, set to `None` at mount.
+static OPEN_STORES: StaticCell<Option<OpenStores>> = StaticCell::new();
 
 /// What is open while the device is unlocked.
 pub struct OpenStores {
@@ -222,8 +224,8 @@ impl Vault {
             key_value_partition: partitions.key_value_store,
             spool_partition: partitions.spool,
             random,
-            // Mounted once, at boot (a second mount is a bug: `take` panics).
-            open: OPEN_STORES.take(),
+            // Mounted once, at boot (a second mount is a bug: `uninit` panics).
+            open: OPEN_STORES.uninit().write(None),
             pending_admin_key: None,
             staged_configuration: None,
             certificate_progress: [0; 3],
