@@ -7,8 +7,7 @@
 //!
 //! Usage: `homemx-sim --seed N [--messages K]`; exit status 0 when every invariant held.
 //!
-//! Owns: the process's defmt logger (the services' log frames are counted, not decoded). Calls:
-//! `scenario`.
+//! Owns: the command line and the re-execution after a power cut. Calls: `scenario`.
 
 mod console;
 mod invariants;
@@ -20,32 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use scenario::{Ending, Resume};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Log frames the services wrote (defmt's encoded frames cannot be decoded on the host: the
-/// strings' indices come from the firmware's linker script).
-static LOG_FRAMES: AtomicU64 = AtomicU64::new(0);
-
-#[defmt::global_logger]
-struct CountingLogger;
-
-// SAFETY: the logger keeps no state but an atomic counter; one thread runs the services.
-unsafe impl defmt::Logger for CountingLogger {
-    fn acquire() {
-        LOG_FRAMES.fetch_add(1, Ordering::Relaxed);
-    }
-    unsafe fn flush() {}
-    unsafe fn release() {}
-    unsafe fn write(_bytes: &[u8]) {}
-}
-
-defmt::timestamp!("{=u64:ms}", homemx_bsp_sim::time_driver::now());
-
-/// A `defmt::panic!` (embassy-net's `unreachable!`s) as a Rust panic: the run fails with it.
-#[defmt::panic_handler]
-fn defmt_panic() -> ! {
-    panic!("defmt panic in the services or embassy")
-}
 
 const USAGE: &str = "usage: homemx-sim --seed N [--messages K]";
 
@@ -82,7 +55,7 @@ fn main() -> ExitCode {
         Ending::Report(report) => report,
         Ending::PowerCut(resume) => return boot_again(seed, messages, &resume),
     };
-    println!("{}", report.summary(LOG_FRAMES.load(Ordering::Relaxed)));
+    println!("{}", report.summary(homemx_bsp_sim::logging::log_frames()));
     // For `cargo xtask simulate`, which adds up the runs.
     println!("figures: faults={} messages={} accepted={}", report.faults(), report.offered, report.accepted);
     if report.violations.is_empty() {

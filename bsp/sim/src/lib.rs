@@ -15,6 +15,7 @@
 //! | entropy | ChaCha20 from the seed, one stream per boot ([`homemx_board::EntropyKind::Simulated`]) | [`entropy`] |
 //! | reset | a panic with a [`reset::DeviceReset`] payload, caught by the executor loop | [`reset`] |
 //! | power | one rail per boot that every part checks | [`power`] |
+//! | log | defmt frames counted, not decoded | [`logging`] |
 //!
 //! A run: `let mut world = World::new(SimConfig::new(seed))`; attach the peers' stacks to
 //! `world.segment()` (with [`dhcp_server`] for the device's DHCP); `let (parts, handles) =
@@ -23,7 +24,7 @@
 //! [`executor::run`], injecting events from its hook; after a power cut or a reset, boot
 //! again on a fresh executor. Everything is per thread: one simulation per thread.
 //!
-//! The crate defines the process's embassy-time driver and embassy-executor pender and
+//! The crate defines the process's embassy-time driver, embassy-executor pender, defmt logger and
 //! enables critical-section's `std` implementation: no other driver, pender or
 //! critical-section implementation may be linked beside it (embassy-executor's
 //! `platform-*` features, embassy-time's `std`/`mock-driver`). Nor does it define
@@ -35,6 +36,7 @@ pub mod entropy;
 pub mod ethernet;
 pub mod executor;
 pub mod flash;
+pub mod logging;
 pub mod power;
 pub mod reset;
 pub mod seeds;
