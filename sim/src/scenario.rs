@@ -251,8 +251,10 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     let executors = [device_executor, peers_executor];
     let mut steps = 0u64;
     let mut cut_armed = false;
+    let watchdog = crate::watchdog::Watchdog::start(seed);
     let outcome = run_executors(&executors, Limits { max_steps: MAX_STEPS, deadline: Some(DEADLINE_MS) }, |step| {
         steps += 1;
+        watchdog.step_done();
         if !power.is_on() {
             return ControlFlow::Break(POWER_CUT.to_string());
         }
