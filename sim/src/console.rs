@@ -8,7 +8,7 @@ use embedded_io_async::{Read, Write};
 use homemx_wire::client::{AdminSigningKey, ClientSession};
 use homemx_wire::config::ConfigItem;
 use homemx_wire::frame::{FrameReceiver, Received};
-use homemx_wire::message::{Command, Response};
+use homemx_wire::message::{Command, Response, Status};
 use homemx_wire::secret::Secret;
 use homemx_wire::MAX_ENCODED_FRAME;
 
@@ -58,6 +58,17 @@ impl<L: Read + Write> Owner<L> {
             self.expect_done(&Command::ConfigPut(item.clone())).await?;
         }
         self.expect_done(&Command::ConfigCommit { item_count: items.len() as u16 }).await
+    }
+
+    /// The device's status (queue length, spool space, ...).
+    pub async fn status(&mut self) -> Result<Status, ConsoleError> {
+        let mut frame = [0u8; MAX_ENCODED_FRAME];
+        let length = self.client.signed_frame(&Command::Status, &mut frame).map_err(|error| ConsoleError(error.describe().into()))?;
+        self.send(&frame[..length]).await?;
+        match self.receive().await? {
+            Response::Status(status) => Ok(status),
+            other => Err(ConsoleError(format!("status answered {other:?}"))),
+        }
     }
 
     /// Unlocks the storage with `passphrase`.

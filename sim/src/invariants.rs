@@ -69,6 +69,17 @@ pub fn plaintext_on_flash(offered: &[Offered], flash: &[u8], when: &str) -> Vec<
     problems
 }
 
+/// Free spool bytes that an empty queue may lack against the spool after provisioning (two
+/// 4 KiB sectors: the counter mark's and the newest record's sector stay in use).
+pub const SPACE_TOLERANCE: u32 = 2 * 4096;
+
+/// Whether the spool gave its space back once the queue was empty: `before` free bytes after
+/// provisioning, `after` with the queue empty at the end.
+pub fn space_given_back(before: u32, after: u32) -> Option<String> {
+    (after.saturating_add(SPACE_TOLERANCE) < before)
+        .then(|| format!("the empty spool has {} bytes fewer free than after provisioning ({after} of {before})", before - after))
+}
+
 /// The index of the offered message `content` for `recipient` is, if any.
 pub fn offered_index(offered: &[Offered], recipient: &str, content: &[u8]) -> Option<usize> {
     let body = without_received(content);
@@ -158,6 +169,13 @@ mod tests {
         let mut flash = vec![0xFFu8; 8192];
         flash[4000..4000 + 25].copy_from_slice(b"Message-ID: <1.2@sim>\r\n\r\n");
         assert_eq!(plaintext_on_flash(&messages, &flash, "end").len(), 1, "the Message-ID line");
+    }
+
+    #[test]
+    fn an_empty_spool_must_give_its_space_back() {
+        assert_eq!(space_given_back(100_000, 100_000), None);
+        assert_eq!(space_given_back(100_000, 100_000 - SPACE_TOLERANCE), None);
+        assert!(space_given_back(100_000, 100_000 - SPACE_TOLERANCE - 1).is_some());
     }
 
     #[test]

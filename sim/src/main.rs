@@ -13,6 +13,7 @@ mod console;
 mod invariants;
 mod peers;
 mod scenario;
+mod watchdog;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

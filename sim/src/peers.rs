@@ -46,6 +46,8 @@ pub struct Records {
     pub cuts: Vec<PowerCut>,
     /// Messages found in clear on the flash at a power cut (checked when the boot ends).
     pub plaintext: Vec<String>,
+    /// The spool's free bytes once the device was provisioned (its status, first boot).
+    pub free_after_provisioning: Option<u32>,
 }
 
 /// A power cut as the peers saw it.
@@ -321,11 +323,12 @@ async fn serve_lmtp(socket: &mut TcpSocket<'_>, connection: u32, faults: Mailbox
                     if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
                         eprintln!("{} ms: mailbox host takes a message for {recipient}, {} bytes", embassy_time::Instant::now().as_millis(), content.len());
                     }
-                    let mut records = records.borrow_mut();
-                    unconfirmed.push(records.delivered.len());
-                    let boot = records.boot;
-                    records.delivered.push(Delivery { recipient, content: content.clone(), confirmed: false, boot, connection });
-                    drop(records);
+                    {
+                        let mut records = records.borrow_mut();
+                        unconfirmed.push(records.delivered.len());
+                        let boot = records.boot;
+                        records.delivered.push(Delivery { recipient, content: content.clone(), confirmed: false, boot, connection });
+                    }
                     socket.write_all(b"250 2.0.0 delivered\r\n").await.ok()?;
                 }
             }

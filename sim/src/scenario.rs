@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 use std::rc::Rc;
 
 use embassy_net::{Ipv4Cidr, StackResources, StaticConfigV4};
+use embassy_time::{Duration, Timer};
 use homemx_board::ResetCause;
 use homemx_bsp_sim::dhcp_server::{self, DhcpServer, Lease};
 use homemx_bsp_sim::ethernet::FaultPlan;
@@ -218,29 +219,60 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     let provisioned = Rc::new(Cell::new(false));
     let console_failure: Rc<RefCell<Option<String>>> = Rc::default();
     let senders_done = Rc::new(Cell::new(false));
+    let final_free_bytes: Rc<Cell<Option<u32>>> = Rc::default();
     {
-        let (provisioned, console_failure, senders_done, records, offered) =
-            (provisioned.clone(), console_failure.clone(), senders_done.clone(), records.clone(), offered.clone());
+        let (provisioned, console_failure, senders_done, records, offered, final_free_bytes) = (
+            provisioned.clone(),
+            console_failure.clone(),
+            senders_done.clone(),
+            records.clone(),
+            offered.clone(),
+            final_free_bytes.clone(),
+        );
         let key = AdminSigningKey::from_bytes(&seeds::stream(seed, Domain::Peer, 3).gen());
         let sender_random = seeds::stream(seed, Domain::Peer, 4);
         peers_executor.spawn(async move {
-            let provisioning = async {
-                let mut owner = Owner::open(console, key).await?;
-                if first_boot {
-                    owner.provision(PASSPHRASE, &configuration()).await
-                } else {
-                    owner.unlock(PASSPHRASE).await
+            let mut owner = match Owner::open(console, key).await {
+                Ok(owner) => owner,
+                Err(error) => {
+                    *console_failure.borrow_mut() = Some(error.0);
+                    return;
                 }
             };
-            if let Err(error) = provisioning.await {
+            let provisioning = if first_boot { owner.provision(PASSPHRASE, &configuration()).await } else { owner.unlock(PASSPHRASE).await };
+            if let Err(error) = provisioning {
                 *console_failure.borrow_mut() = Some(error.0);
                 return;
             }
+            if first_boot {
+                match owner.status().await {
+                    Ok(status) => records.borrow_mut().free_after_provisioning = Some(status.spool_free_bytes),
+                    Err(error) => {
+                        *console_failure.borrow_mut() = Some(error.0);
+                        return;
+                    }
+                }
+            }
             provisioned.set(true);
             if first_boot {
-                peers::sender(peer_stack, (DEVICE, 25).into(), offered, sender_random, records).await;
+                peers::sender(peer_stack, (DEVICE, 25).into(), offered, sender_random, records.clone()).await;
             }
             senders_done.set(true);
+            // The owner looks at the queue now and then until it is empty.
+            loop {
+                Timer::after(Duration::from_secs(10)).await;
+                match owner.status().await {
+                    Ok(status) if status.spool_messages == 0 => {
+                        final_free_bytes.set(Some(status.spool_free_bytes));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        *console_failure.borrow_mut() = Some(error.0);
+                        return;
+                    }
+                }
+            }
         });
     }
 
@@ -251,8 +283,10 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     let executors = [device_executor, peers_executor];
     let mut steps = 0u64;
     let mut cut_armed = false;
+    let watchdog = crate::watchdog::Watchdog::start(seed);
     let outcome = run_executors(&executors, Limits { max_steps: MAX_STEPS, deadline: Some(DEADLINE_MS) }, |step| {
         steps += 1;
+        watchdog.step_done();
         if !power.is_on() {
             return ControlFlow::Break(POWER_CUT.to_string());
         }
@@ -283,7 +317,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         let all_delivered = records.accepted.iter().all(|index| {
             records.delivered.iter().any(|delivery| invariants::offered_index(&offered, &delivery.recipient, &delivery.content) == Some(*index))
         });
-        if senders_done.get() && all_delivered {
+        if senders_done.get() && all_delivered && final_free_bytes.get().is_some() {
             return ControlFlow::Break(String::new());
         }
         ControlFlow::Continue(())
@@ -316,6 +350,12 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     violations.extend(verdict.violations);
     violations.extend(records.plaintext.iter().cloned());
     violations.extend(invariants::plaintext_on_flash(&offered, &world.flash().snapshot(), "the end"));
+    if let (Some(before), Some(after)) = (records.free_after_provisioning, final_free_bytes.get()) {
+        violations.extend(invariants::space_given_back(before, after));
+        if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+            eprintln!("spool free bytes: {before} after provisioning, {after} with the queue empty at the end");
+        }
+    }
     Ending::Report(Report {
         seed,
         offered: offered.len(),

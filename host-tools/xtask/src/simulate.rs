@@ -49,6 +49,48 @@ fn figure(output: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Wall time a seed may take (one takes a few seconds; `homemx-sim`'s own watchdog ends a run
+/// whose task never returns from a poll after 30 s): past it the run is killed and fails.
+const SEED_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs one seed, killed (by its PID) if it takes longer than [`SEED_LIMIT`].
+fn run_with_limit(binary: &std::path::Path, seed: u64) -> std::io::Result<std::process::Output> {
+    let mut child = Command::new(binary)
+        .args(["--seed", &seed.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let started = Instant::now();
+    // Read the pipes on their own threads so that a chatty run cannot block on a full pipe.
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut bytes);
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut bytes);
+        bytes
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > SEED_LIMIT {
+            child.kill()?;
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = out.join().unwrap_or_default();
+    if started.elapsed() > SEED_LIMIT {
+        stdout.extend_from_slice(format!("seed {seed}: killed after {} s of wall time\n", SEED_LIMIT.as_secs()).as_bytes());
+    }
+    Ok(std::process::Output { status, stdout, stderr: err.join().unwrap_or_default() })
+}
+
 /// `cargo xtask simulate`.
 pub fn simulate(arguments: &[String]) -> Result<()> {
     let options = options(arguments)?;
@@ -78,7 +120,7 @@ pub fn simulate(arguments: &[String]) -> Result<()> {
                 if seed >= end {
                     return;
                 }
-                let output = match Command::new(&binary).args(["--seed", &seed.to_string()]).output() {
+                let output = match run_with_limit(&binary, seed) {
                     Ok(output) => output,
                     Err(error) => {
                         failures.lock().unwrap().push(format!("seed {seed}: could not start homemx-sim: {error}"));
