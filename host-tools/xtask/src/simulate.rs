@@ -74,18 +74,18 @@ fn run_with_limit(binary: &std::path::Path, seed: u64) -> std::io::Result<std::p
         let _ = std::io::Read::read_to_end(&mut stderr, &mut bytes);
         bytes
     });
-    let status = loop {
+    let (status, killed) = loop {
         if let Some(status) = child.try_wait()? {
-            break status;
+            break (status, false);
         }
         if started.elapsed() > SEED_LIMIT {
             child.kill()?;
-            break child.wait()?;
+            break (child.wait()?, true);
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut stdout = out.join().unwrap_or_default();
-    if started.elapsed() > SEED_LIMIT {
+    if killed {
         stdout.extend_from_slice(format!("seed {seed}: killed after {} s of wall time\n", SEED_LIMIT.as_secs()).as_bytes());
     }
     Ok(std::process::Output { status, stdout, stderr: err.join().unwrap_or_default() })
