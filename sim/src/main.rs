@@ -9,6 +9,7 @@
 //!
 //! Owns: the command line and the re-execution after a power cut. Calls: `scenario`.
 
+mod busy;
 mod console;
 mod invariants;
 mod peers;

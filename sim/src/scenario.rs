@@ -22,6 +22,7 @@ use homemx_wire::client::AdminSigningKey;
 use homemx_wire::config::{ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox};
 use rand::Rng;
 
+use crate::busy::BusyMeter;
 use crate::console::Owner;
 use crate::invariants;
 use crate::peers::{self, MailboxFaults, Offered, Records, SharedRecords};
@@ -65,6 +66,8 @@ pub struct Report {
     pub unconfirmed_repeats: usize,
     /// Simulated milliseconds the run took.
     pub simulated_ms: u64,
+    /// The device's longest stretch without a pause, in simulated milliseconds (this boot).
+    pub longest_busy_ms: u64,
     /// The broken invariants.
     pub violations: Vec<String>,
 }
@@ -73,7 +76,7 @@ impl Report {
     /// One line of figures.
     pub fn summary(&self, log_frames: u64) -> String {
         format!(
-            "seed {}: {} offered, {} answered 250, {} delivered ({} allowed repeats); faults: {} network, {} mailbox, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} s simulated, {} log frames; {}",
+            "seed {}: {} offered, {} answered 250, {} delivered ({} allowed repeats); faults: {} network, {} mailbox, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} s simulated, longest busy {} ms, {} log frames; {}",
             self.seed,
             self.offered,
             self.accepted,
@@ -86,6 +89,7 @@ impl Report {
             self.faults(),
             self.flash_operations,
             self.simulated_ms / 1000,
+            self.longest_busy_ms,
             log_frames,
             if self.violations.is_empty() { "ok" } else { "FAILED" }
         )
@@ -122,6 +126,8 @@ pub struct Resume {
     pub network_faults: u64,
     /// Clock jumps in the boots before.
     pub clock_jumps: u64,
+    /// The device's longest busy stretch in the boots before (ms).
+    pub longest_busy_ms: u64,
     /// The device's flash when the power went.
     #[serde(skip)]
     pub flash_image: Vec<u8>,
@@ -156,11 +162,12 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     });
     let config = SimConfig { faults, ..SimConfig::new(seed) };
     let first_boot = resume.is_none();
-    let (mut world, records, earlier_faults, earlier_jumps) = match resume {
-        None => (World::new(config), Records { boot: 1, ..Records::default() }, 0, 0),
+    let (mut world, records, earlier_faults, earlier_jumps, earlier_busy_ms) = match resume {
+        None => (World::new(config), Records { boot: 1, ..Records::default() }, 0, 0, 0),
         Some(resume) => {
             let boots = resume.records.boot - 1;
-            (World::after_boots(config, &resume.flash_image, boots), resume.records, resume.network_faults, resume.clock_jumps)
+            let world = World::after_boots(config, &resume.flash_image, boots);
+            (world, resume.records, resume.network_faults, resume.clock_jumps, resume.longest_busy_ms)
         }
     };
     let boot = records.boot;
@@ -284,9 +291,17 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     let mut steps = 0u64;
     let mut cut_armed = false;
     let watchdog = crate::watchdog::Watchdog::start(seed);
+    let mut busy = BusyMeter::after_boots(earlier_busy_ms);
+    let mut device_pended = device_executor.is_pended();
     let outcome = run_executors(&executors, Limits { max_steps: MAX_STEPS, deadline: Some(DEADLINE_MS) }, |step| {
         steps += 1;
         watchdog.step_done();
+        if step == Step::Polled && device_pended {
+            busy.after_device_poll(device_executor.is_pended(), time_driver::now());
+        } else {
+            busy.device_idle();
+        }
+        device_pended = device_executor.is_pended();
         if !power.is_on() {
             return ControlFlow::Break(POWER_CUT.to_string());
         }
@@ -336,6 +351,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
             records,
             network_faults: earlier_faults + world.segment().faults().total(),
             clock_jumps: earlier_jumps + clock_jumps,
+            longest_busy_ms: busy.longest_ms(),
             flash_image,
         });
     }
@@ -349,6 +365,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     if let Some(failure) = console_failure.borrow().as_ref() {
         violations.push(format!("provisioning failed: {failure}"));
     }
+    violations.extend(busy.violation());
     let records = records.borrow();
     let verdict = invariants::verdict(&offered, &records);
     violations.extend(verdict.violations);
@@ -372,6 +389,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         flash_operations: world.flash().mutating_operations(),
         unconfirmed_repeats: verdict.unconfirmed_repeats,
         simulated_ms: time_driver::now(),
+        longest_busy_ms: busy.longest_ms(),
         violations,
     })
 }
