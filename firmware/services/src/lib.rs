@@ -80,14 +80,18 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     }
     spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
     resolver::init(random.derive()).await;
-    spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
     spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());
     spawner.spawn(stack::wipe_task().unwrap());
     #[cfg(feature = "spool-exercise")]
     spawner.spawn(
         spool_exercise::spool_exercise_task(parts.flash, random.derive(), random.derive()).unwrap(),
     );
+    // Only one task may wait for the address at a time: embassy-net keeps a single waker for
+    // it, and two waiters wake each other on every poll until the lease comes (the simulator's
+    // busy check found the CPU spinning for the whole of a lost DHCP exchange). So the clock's
+    // task starts once the address is there.
     network::log_when_ready(stack).await;
+    spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
 }
 
 /// Partitions the flash and mounts the key store: the device starts locked.

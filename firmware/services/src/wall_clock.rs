@@ -34,10 +34,10 @@ const RESYNC: embassy_time::Duration = embassy_time::Duration::from_secs(3600);
 const RETRY: embassy_time::Duration = embassy_time::Duration::from_secs(20);
 
 /// Keeps the wall clock set: asks the configured SNTP servers (or the default gateway) at
-/// start, hourly, and every 20 s while the time is unknown or the last attempt failed.
+/// start, hourly, and every 20 s while the time is unknown or the last attempt failed. Spawned
+/// once the network has its address (`crate::run`).
 #[embassy_executor::task]
 pub async fn sntp_task(stack: embassy_net::Stack<'static>, mut random: crate::random::DerivedRandom) -> ! {
-    stack.wait_config_up().await;
     loop {
         let synced = synchronise(stack, &mut random).await;
         embassy_time::Timer::after(if synced { RESYNC } else { RETRY }).await;
