@@ -11,6 +11,11 @@
 //! | [`WIPE_REQUEST`] / [`WIPE_DONE`] | `stack::wipe_dead_frames`          | `stack::wipe_task`           |
 //! | [`DEVICE_STATE`] (a watch) | the store, after every lifecycle change | the status page, health |
 //!
+//! Each signal has exactly one waiting task (the table's last column): embassy-sync's `Signal`
+//! keeps one waker, and two tasks waiting on the same one wake each other on every poll, a
+//! spin that only ends when the signal is raised. embassy-net's `Stack::wait_config_up` is
+//! the same (the simulator found the boot and SNTP tasks spinning through DHCP that way).
+//!
 //! Calls nothing; everyone may use it.
 //!
 //! Owns: the wake-up signals and the device-state watch, nothing else. Calls: nothing.
