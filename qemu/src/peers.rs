@@ -260,6 +260,15 @@ pub fn health(network: &crate::network::IsolatedNetwork) -> Result<(serde_json::
 /// them) stretches a 35 ms poll past 100 ms.
 pub const LONGEST_POLL_TARGET: Duration = Duration::from_millis(50);
 
+/// Prints the TLS heap's high-water mark since boot (`/health`'s `heap_high_water_bytes`), the
+/// figure that sizes the board's heap, and what is in use now.
+pub fn report_heap(network: &crate::network::IsolatedNetwork) {
+    let (health, _) = health(network).expect("/health answers");
+    let high_water = health["heap_high_water_bytes"].as_u64().expect("/health reports heap_high_water_bytes");
+    let used = health["heap_used_bytes"].as_u64().expect("/health reports heap_used_bytes");
+    eprintln!("heap high-water since boot: {high_water} B; in use now: {used} B");
+}
+
 /// What the tests assert instead: no poll may come near a second. A task that computes without
 /// yielding (an unlock's key derivation in one poll: several seconds in QEMU) or spins is caught;
 /// host scheduling noise is not.

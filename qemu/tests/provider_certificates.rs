@@ -272,6 +272,7 @@ fn every_certificate_kind_works_with_real_postfix_and_dovecot() {
         dovecot = Some(backup);
     }
     eprintln!("all rounds after {:?}", started.elapsed());
+    homemx_qemu::peers::report_heap(&network);
     drop(dovecot);
     drop(postfix);
     assert!(failures.is_empty(), "{} of {} certificate kinds failed:\n{}", failures.len(), CertificateKind::ALL.len(), failures.join("\n"));

@@ -134,7 +134,7 @@ fn is_own_host(stack: Stack<'static>, host: &str) -> bool {
 }
 
 /// The `/health` document.
-fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<usize>) -> heapless::String<448> {
+fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<usize>) -> heapless::String<512> {
     let mut json = heapless::String::new();
     let link = if stack.is_link_up() { "up" } else { "down" };
     let _ = write!(
@@ -154,6 +154,7 @@ fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<
     let _ = write!(json, ",\"busy_core_clock_counts\":{}", crate::cpu_load::busy_core_clock_counts());
     let _ = write!(json, ",\"longest_poll_microseconds\":{}", crate::cpu_load::longest_poll_microseconds());
     let _ = write!(json, ",\"heap_used_bytes\":{}", crate::heap::used());
+    let _ = write!(json, ",\"heap_high_water_bytes\":{}", crate::heap::high_water());
     if let Some(stack) = stack_high_water {
         let _ = write!(json, ",\"stack_high_water_bytes\":{}", stack);
     }
