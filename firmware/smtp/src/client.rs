@@ -472,8 +472,13 @@ impl<'a> ClientSession<'a> {
     /// `None`: send the output, then wait for server bytes (until [`Self::deadline`]).
     pub fn poll(&mut self, now: Now) -> Option<ClientEvent> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(event);
+            // Queued events first, but never a `Close` while recipients still wait for their
+            // bulk result: a driver stops at `Close`, and the reasons would be lost.
+            let bulk_waiting = self.bulk.is_some() && self.unreported != 0;
+            if !(bulk_waiting && matches!(self.pending.front(), Some(ClientEvent::Close))) {
+                if let Some(event) = self.pending.pop_front() {
+                    return Some(event);
+                }
             }
             if let Some(bulk) = self.bulk {
                 if self.unreported == 0 {

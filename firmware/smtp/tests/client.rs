@@ -516,6 +516,38 @@ fn lost_connection_and_timeout_defer() {
     assert_eq!(reasons, [ResultReason::ConnectionLost; 3]);
 }
 
+/// A driver stops at `Close` (the firmware's does): every recipient's result must come before
+/// it, or the reason (timeout, lost connection, no TLS) is lost with the session.
+#[test]
+fn every_result_comes_before_close() {
+    let config = ClientConfig { tls: TlsRequirement::Opportunistic, credentials: None, ..SMARTHOST };
+    let now = Now::new(0, 0);
+    let until_close = |client: &mut ClientSession<'_>, at: Now| {
+        let mut reasons = Vec::new();
+        while let Some(event) = client.poll(at) {
+            match event {
+                ClientEvent::RecipientResult(result) => reasons.push(result.reason),
+                ClientEvent::Close => return reasons,
+                _ => {}
+            }
+        }
+        panic!("the session ended without Close");
+    };
+    let mut client = ClientSession::new(&config, envelope(), false, now).unwrap();
+    assert!(client.poll(now).is_none());
+    assert_eq!(until_close(&mut client, Now::new(0, 300_000)), vec![ResultReason::Timeout; 3]);
+
+    let mut client = ClientSession::new(&config, envelope(), false, now).unwrap();
+    client.receive(b"220 s\r\n", now);
+    while client.poll(now).is_some_and(|event| !matches!(event, ClientEvent::Close)) {}
+    client.connection_closed();
+    assert_eq!(until_close(&mut client, now).len(), 3);
+
+    let mut client = ClientSession::new(&config, envelope(), false, now).unwrap();
+    client.receive(b"220 s\r\n250 garbage\r\nnot a reply\r\n", now);
+    assert_eq!(until_close(&mut client, now), vec![ResultReason::ProtocolError; 3]);
+}
+
 #[test]
 fn malformed_replies_are_protocol_errors() {
     let config = ClientConfig { tls: TlsRequirement::Opportunistic, credentials: None, ..SMARTHOST };
