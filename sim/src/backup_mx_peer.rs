@@ -13,6 +13,13 @@
 //! so every deleted message reaches the mailbox host; and it arrives once, unless the device
 //! could not know it had already been delivered.
 //!
+//! In a run: make the messages with [`generate_messages`] and the maildrop with
+//! [`Mailbox::new`] at the first boot (then carry the [`Mailbox`] in the resume file beside the
+//! records); for each connection the device opens, [`serve`] the (TLS) stream with the boot
+//! and a seeded stream, then close it (abort it after [`SessionEnd::Dropped`]); keep the
+//! backup messages' deliveries ([`Mailbox::message_index`]) out of [`invariants::verdict`] and
+//! give them to [`check`] at the end.
+//!
 //! Owns: the backup MX's maildrop and its commit log. Calls: `peers`, `invariants`.
 
 use std::cell::RefCell;
@@ -749,6 +756,18 @@ mod tests {
         assert!(device.spool.is_empty());
         let mailbox = mailbox.borrow();
         assert_eq!((mailbox.on_server.len(), mailbox.sessions, mailbox.commits.len()), (3, 0, 0));
+    }
+
+    #[test]
+    fn a_locked_maildrop_is_refused_in_use() {
+        let mailbox = mailbox(2, 6);
+        mailbox.borrow_mut().locked = true;
+        let mut device = Device::default();
+        let (fetched, _, _) = fetch(&mailbox, &mut device, Opening::ImplicitTls, BackupMxFaults::default(), PASSWORD);
+        assert_eq!(fetched.failure, Some(Failure::LoginRefused(LoginRefusal::InUse)));
+        mailbox.borrow_mut().locked = false;
+        let (fetched, _, _) = fetch(&mailbox, &mut device, Opening::ImplicitTls, BackupMxFaults::default(), PASSWORD);
+        assert_eq!(fetched, Fetched { failure: None, deletions_final: true, deleted: 2 });
     }
 
     #[test]
