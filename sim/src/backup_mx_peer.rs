@@ -621,11 +621,25 @@ mod tests {
     const PASSWORD: &str = "backup secret 7";
     const RECIPIENTS: [&str; 2] = ["anna@home.example", "ben@home.example"];
 
-    /// What the device keeps across fetches in these tests: its spool and its seen UIDLs.
+    /// What the device keeps across fetches in these tests: its spool and its seen UIDLs. A
+    /// `late` device (wrong on purpose) keeps what it fetched in RAM until the session is over,
+    /// so it deletes messages at the server before they are durable.
     #[derive(Default)]
     struct Device {
         spool: Vec<(String, Vec<u8>)>,
         seen: HashSet<String>,
+        late: bool,
+        in_ram: Vec<(String, Vec<u8>)>,
+    }
+
+    impl Device {
+        /// The late device commits what it kept in RAM.
+        fn settle(&mut self) {
+            for (uidl, body) in self.in_ram.drain(..) {
+                self.seen.insert(uidl.clone());
+                self.spool.push((uidl, body));
+            }
+        }
     }
 
     /// How a fetch ended, as the device's session told it.
@@ -659,8 +673,12 @@ mod tests {
                 Some(Pop3Event::MessageData(data)) => body.extend_from_slice(data),
                 Some(Pop3Event::MessageEnd { number, .. }) => {
                     let uidl = listed.iter().find(|(listed, _)| *listed == number).map(|(_, uidl)| uidl.clone()).unwrap();
-                    device.spool.push((uidl.clone(), std::mem::take(&mut body)));
-                    device.seen.insert(uidl);
+                    if device.late {
+                        device.in_ram.push((uidl, std::mem::take(&mut body)));
+                    } else {
+                        device.spool.push((uidl.clone(), std::mem::take(&mut body)));
+                        device.seen.insert(uidl);
+                    }
                     session.delete(number, 0).unwrap();
                 }
                 Some(Pop3Event::Failed(reason)) => failure = Some(reason),
@@ -694,14 +712,25 @@ mod tests {
     /// Runs one fetch against the server; returns the device's view, the server's end and what
     /// the device sent.
     fn fetch(mailbox: &SharedMailbox, device: &mut Device, opening: Opening, faults: BackupMxFaults, password: &str) -> (Fetched, SessionEnd, String) {
+        fetch_in_boot(mailbox, device, opening, faults, password, 1, &mut ChaCha20Rng::seed_from_u64(99))
+    }
+
+    fn fetch_in_boot(
+        mailbox: &SharedMailbox,
+        device: &mut Device,
+        opening: Opening,
+        faults: BackupMxFaults,
+        password: &str,
+        boot: u32,
+        random: &mut ChaCha20Rng,
+    ) -> (Fetched, SessionEnd, String) {
         let (server_end, device_end) = connection();
         let sent = device_end.outgoing.clone();
-        let mut random = ChaCha20Rng::seed_from_u64(99);
         let server = async {
             let mut stream = server_end;
-            let mut end = serve(&mut stream, mailbox, opening, 1, faults, &mut random).await;
+            let mut end = serve(&mut stream, mailbox, opening, boot, faults, random).await;
             if end == SessionEnd::StartTls {
-                end = serve(&mut stream, mailbox, Opening::AfterStls, 1, faults, &mut random).await;
+                end = serve(&mut stream, mailbox, Opening::AfterStls, boot, faults, random).await;
             }
             drop(stream);
             end
@@ -814,6 +843,56 @@ mod tests {
         assert_eq!((mailbox.commits.len(), mailbox.commits[0].answered), (1, false));
         assert_eq!(mailbox.faults, FaultCounts { dropped_in_retrieve: 1, dropped_before_quit: 0, dropped_after_quit: 1 });
         assert_eq!(mailbox.faults.total(), 2);
+    }
+
+    /// Fetch sessions with the server's faults and power cuts between them, each spooled
+    /// message delivered to the mailbox host at once; returns the mailbox and the records.
+    fn faulty_run(late: bool) -> (Mailbox, Records) {
+        // Mail keeps arriving at the backup MX: 4 messages at first, then 2 before each of 18 sessions.
+        let mut arriving = generate_messages(&mut ChaCha20Rng::seed_from_u64(11), 11, 40, &RECIPIENTS).into_iter();
+        let mailbox = Rc::new(RefCell::new(Mailbox::new(USER, PASSWORD, arriving.by_ref().take(4).collect())));
+        let mut device = Device { late, ..Device::default() };
+        let mut records = Records { boot: 1, ..Records::default() };
+        let mut random = ChaCha20Rng::seed_from_u64(12);
+        let faults = BackupMxFaults { drop_in_retrieve_per_mille: 150, drop_before_quit_per_mille: 300, drop_after_quit_per_mille: 300 };
+        for _ in 0..80 {
+            arriving.by_ref().take(2).for_each(|message| mailbox.borrow_mut().deposit(message));
+            if mailbox.borrow().on_server.is_empty() {
+                break;
+            }
+            let boot = records.boot;
+            fetch_in_boot(&mailbox, &mut device, Opening::ImplicitTls, faults, PASSWORD, boot, &mut random);
+            if random.gen_ratio(1, 3) {
+                // The power goes: RAM is lost, the spool and the seen records stay.
+                device.in_ram.clear();
+                records.cuts.push(PowerCut { boot, last_connection: records.connections, recent: false });
+                records.boot += 1;
+            }
+            device.settle();
+            for (_, body) in device.spool.drain(..) {
+                records.connections += 1;
+                let content = [b"Received: from backup-mx by mx with POP3S id x;\r\n\tdate\r\n".as_slice(), &body].concat();
+                let recipient = mailbox.borrow().messages[mailbox.borrow().message_index(&content).unwrap()].recipient.clone();
+                records.delivered.push(Delivery { recipient, content, confirmed: true, boot: records.boot, connection: records.connections });
+            }
+        }
+        let mailbox = mailbox.take();
+        (mailbox, records)
+    }
+
+    #[test]
+    fn under_faults_and_power_cuts_only_the_device_that_deletes_too_early_loses_mail() {
+        let (mailbox, records) = faulty_run(false);
+        println!("the device's way: {:?}, {} commits, {} cuts, {} deliveries", mailbox.faults, mailbox.commits.len(), records.cuts.len(), records.delivered.len());
+        assert!(mailbox.faults.dropped_in_retrieve > 0 && mailbox.faults.dropped_before_quit > 0 && mailbox.faults.dropped_after_quit > 0);
+        assert!(!records.cuts.is_empty());
+        assert!(mailbox.on_server.is_empty(), "every message fetched and deleted in the end");
+        assert_eq!((mailbox.messages.len(), records.delivered.len()), (40, 40), "each once");
+        assert_eq!(check(&mailbox, &records, true), Vec::<String>::new());
+        let (mailbox, records) = faulty_run(true);
+        let violations = check(&mailbox, &records, true);
+        println!("deleting before the commit: {violations:#?}");
+        assert!(!violations.is_empty() && violations.iter().all(|violation| violation.contains("lost")));
     }
 
     #[test]
