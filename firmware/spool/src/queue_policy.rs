@@ -336,7 +336,10 @@ pub fn record_outcomes(
     let smarthost = results.smarthost.and(batch);
     let delivered = results.delivered.and(batch);
     let refused = results.failed.and(batch).without(delivered);
-    let deferred_answer = results.deferred.and(batch).without(delivered).without(refused);
+    // Tried without an answer (no connection, a timeout, the session gave up): deferred too,
+    // so such recipients still expire after five days.
+    let unanswered = batch.without(results.delivered).without(results.failed).without(results.deferred);
+    let deferred_answer = results.deferred.or(unanswered).and(batch).without(delivered).without(refused);
     let expired = if is_expired(queued_at, clock.unix_seconds) { deferred_answer.and(smarthost) } else { RecipientSet::EMPTY };
     let deferred = deferred_answer.without(expired);
 
@@ -481,6 +484,19 @@ mod tests {
     }
 
     #[test]
+    fn tried_recipients_without_an_answer_count_as_deferred_and_expire() {
+        let routes = [Route::Smarthost, Route::Mailbox];
+        let at = |unix| record_outcomes(DeliveryState::default(), 2, &results(&routes, &[None, None]), false, QUEUED, clock(10, unix));
+        let before = at(Some(QUEUED + QUEUE_LIFETIME_SECONDS - 1));
+        assert_eq!(before.deferred, set(&[0, 1]));
+        assert!(matches!(before.disposition, Disposition::Retry { .. }));
+        let reached = at(Some(QUEUED + QUEUE_LIFETIME_SECONDS));
+        assert_eq!(reached.expired, set(&[0]), "the smarthost never answered for five days");
+        assert_eq!(reached.non_delivery_report, set(&[0]));
+        assert_eq!(reached.deferred, set(&[1]));
+    }
+
+    #[test]
     fn outbound_recipients_expire_when_five_days_are_reached_and_not_before() {
         let routes = [Route::Smarthost, Route::Mailbox];
         let deferred = [Some(Outcome::Deferred), Some(Outcome::Deferred)];
@@ -544,11 +560,10 @@ mod tests {
         let recorded =
             record_outcomes(DeliveryState::default(), 3, &results(&routes, &answers), false, QUEUED, clock(10, Some(QUEUED + 5 * DAY)));
         assert_eq!(recorded.refused, set(&[0]));
-        assert_eq!(recorded.expired, set(&[1]));
-        assert_eq!(recorded.non_delivery_report, set(&[0, 1]));
-        assert_eq!(recorded.counts.bounced, 2);
-        assert_eq!(recorded.state.recipient(2), RecipientState::Pending, "no answer: still queued");
-        assert_eq!(retry_delay(&recorded), 300);
+        assert_eq!(recorded.expired, set(&[1, 2]), "no answer is a deferral: it expires too");
+        assert_eq!(recorded.non_delivery_report, set(&[0, 1, 2]));
+        assert_eq!(recorded.counts.bounced, 3);
+        assert_eq!(recorded.disposition, Disposition::Remove);
     }
 
     #[test]
