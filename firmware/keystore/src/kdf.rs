@@ -149,8 +149,11 @@ async fn pbkdf2_hmac_sha256(passphrase: &[u8], salt: &[u8], iterations: u32, out
     let Ok(blank) = <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; KEY_LENGTH]) else {
         unreachable!("HMAC takes keys of any length")
     };
-    keyed = blank;
-    drop(keyed);
+    // A volatile write: a plain assignment to a variable never read again is a dead store the
+    // optimiser may remove, leaving the keyed state on the stack.
+    // SAFETY: `keyed` is a valid, aligned, initialised place; HMAC's state has no `Drop`, so
+    // overwriting it without dropping the old value leaks nothing.
+    unsafe { core::ptr::write_volatile(&mut keyed, blank) };
 }
 
 /// `output = HMAC-SHA256(key, label)`; the MAC's output array is wiped after the copy.
