@@ -80,6 +80,8 @@ pub struct Records {
     /// What was sent in clear where TLS is required: commands the smarthost got before TLS,
     /// and what the wire tap found (`crate::wiretap`), one sentence each.
     pub cleartext: Vec<String>,
+    /// Outbound messages the wire tap read on their submission (its control, across boots).
+    pub read_on_submission: Vec<usize>,
     /// The spool's free bytes once the device was provisioned (its status, first boot).
     pub free_after_provisioning: Option<u32>,
 }

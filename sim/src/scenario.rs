@@ -413,11 +413,16 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     });
     let smarthost_endpoint = (PEER, smarthost_plan.tls.port());
     let secret_forms = Wiretap::secret_forms(SMARTHOST_USER, &smarthost_plan.password);
-    let tapped = |records: &Records| wiretap.borrow().findings(smarthost_endpoint, (DEVICE, 587), &secret_forms, &offered, &records.accepted);
+    // What the wire tap read in this boot.
+    let tapped = |records: &mut Records| {
+        let wiretap = wiretap.borrow();
+        let findings = wiretap.findings(smarthost_endpoint, &secret_forms, &offered);
+        records.cleartext.extend(findings.into_iter().map(|finding| format!("boot {boot}: {finding}")));
+        records.read_on_submission.extend(wiretap.read_on_submission((DEVICE, peers::port_for(Destination::Smarthost)), &offered));
+    };
     if matches!(&outcome, RunOutcome::Stopped(reason) if reason == POWER_CUT) {
         let mut records = records.take();
-        let findings = tapped(&records);
-        records.cleartext.extend(findings.into_iter().map(|finding| format!("boot {boot}: {finding}")));
+        tapped(&mut records);
         records.cuts.push(peers::power_cut_now(boot));
         records.boot = boot + 1;
         let flash_image = world.flash().snapshot();
@@ -439,14 +444,14 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     if let Some(failure) = console_failure.borrow().as_ref() {
         violations.push(format!("provisioning failed: {failure}"));
     }
-    let findings = tapped(&records.borrow());
+    tapped(&mut records.borrow_mut());
     let tapped_frames = wiretap.borrow().frames();
-    records.borrow_mut().cleartext.extend(findings.into_iter().map(|finding| format!("boot {boot}: {finding}")));
     let records = records.borrow();
     let verdict = invariants::verdict(&offered, &records);
     violations.extend(verdict.violations);
     violations.extend(records.plaintext.iter().cloned());
     violations.extend(records.cleartext.iter().cloned());
+    violations.extend(crate::wiretap::blind_spots(&offered, &records.accepted, &records.read_on_submission));
     violations.extend(invariants::plaintext_on_flash(&offered, &world.flash().snapshot(), "the end"));
     if let (Some(before), Some(after)) = (records.free_after_provisioning, final_free_bytes.get()) {
         violations.extend(invariants::space_given_back(before, after));

@@ -391,10 +391,12 @@ impl<T: Read + Write> TlsStream<T> {
         }
     }
 
-    /// After an error rustls holds the fatal alert it chose: encode it so it is sent.
+    /// After an error rustls holds the fatal alert it chose: encode it so it is sent. The
+    /// records not yet processed are passed again (rustls may still hold handshake messages
+    /// that point into them; an empty buffer there makes rustls panic).
     fn queue_fatal_alert(&mut self) {
         for _ in 0..4 {
-            let status = self.connection.process_tls_records(&mut []);
+            let status = self.connection.process_tls_records(&mut self.incoming);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     let start = self.outgoing.len();
@@ -457,5 +459,175 @@ impl<T: Read + Write> Write for TlsStream<T> {
     async fn flush(&mut self) -> Result<(), TlsPeerError> {
         self.send_output().await?;
         self.transport.flush().await.map_err(|error| TlsPeerError::Transport(error.kind()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use homemx_tls::{client_config, TlsClient, Trust, RECORD_BUFFER};
+    use rand_core::SeedableRng;
+
+    use super::*;
+
+    /// Bytes one way, and whether the writer closed.
+    #[derive(Default)]
+    struct Direction {
+        bytes: VecDeque<u8>,
+        closed: bool,
+    }
+
+    /// One end of an in-memory duplex pipe; both ends are polled by one `block_on`, so a read
+    /// without data is `Pending` without a waker (block_on polls again), a bounded number of
+    /// times.
+    struct PipeEnd {
+        inbox: Rc<RefCell<Direction>>,
+        outbox: Rc<RefCell<Direction>>,
+        /// Everything this end wrote (the transcript).
+        written: Rc<RefCell<Vec<u8>>>,
+        idle_polls: Rc<Cell<u32>>,
+    }
+
+    fn pipe() -> (PipeEnd, PipeEnd) {
+        let (a, b): (Rc<RefCell<Direction>>, Rc<RefCell<Direction>>) = (Rc::default(), Rc::default());
+        let idle = Rc::new(Cell::new(0));
+        (
+            PipeEnd { inbox: a.clone(), outbox: b.clone(), written: Rc::default(), idle_polls: idle.clone() },
+            PipeEnd { inbox: b, outbox: a, written: Rc::default(), idle_polls: idle },
+        )
+    }
+
+    impl ErrorType for PipeEnd {
+        type Error = core::convert::Infallible;
+    }
+
+    impl Read for PipeEnd {
+        async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, Self::Error> {
+            core::future::poll_fn(|_| {
+                let mut inbox = self.inbox.borrow_mut();
+                if inbox.bytes.is_empty() && !inbox.closed {
+                    self.idle_polls.set(self.idle_polls.get() + 1);
+                    assert!(self.idle_polls.get() < 1_000_000, "both ends wait: a deadlock");
+                    return core::task::Poll::Pending;
+                }
+                let count = inbox.bytes.len().min(buffer.len());
+                for (slot, byte) in buffer.iter_mut().zip(inbox.bytes.drain(..count)) {
+                    *slot = byte;
+                }
+                core::task::Poll::Ready(Ok(count))
+            })
+            .await
+        }
+    }
+
+    impl Write for PipeEnd {
+        async fn write(&mut self, data: &[u8]) -> Result<usize, Self::Error> {
+            self.outbox.borrow_mut().bytes.extend(data);
+            self.written.borrow_mut().extend_from_slice(data);
+            Ok(data.len())
+        }
+
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    impl Drop for PipeEnd {
+        fn drop(&mut self) {
+            self.outbox.borrow_mut().closed = true;
+        }
+    }
+
+    #[derive(Debug)]
+    struct FixedClock;
+
+    impl homemx_tls::WallClock for FixedClock {
+        fn unix_seconds(&self) -> Option<u64> {
+            Some(crate::sntp_peer::BASE_UNIX_SECONDS)
+        }
+    }
+
+    /// The device's TLS client over `end`: the handshake, then reads until `expect` arrived,
+    /// writes `send`, reads until the server's close; returns all the plaintext read.
+    async fn device_client(mut end: PipeEnd, server_name: &str, send: &[u8], expect: &[u8]) -> Result<Vec<u8>, String> {
+        let provider = provider(ChaCha20Rng::seed_from_u64(2));
+        let config = client_config(&provider, &FixedClock, Trust::CaAnchor(CA_DER)).map_err(|error| format!("{error:?}"))?;
+        let (mut incoming, mut outgoing) = (vec![0u8; RECORD_BUFFER], vec![0u8; 8192]);
+        let mut client = TlsClient::new(config, server_name, &mut incoming, &mut outgoing).map_err(|error| format!("{error:?}"))?;
+        let mut plaintext = Vec::new();
+        let mut sent = false;
+        loop {
+            let output = client.output().to_vec();
+            end.write_all(&output).await.unwrap();
+            client.output_sent(output.len());
+            let mut buffer = [0u8; 4096];
+            let count = client.read(&mut buffer);
+            plaintext.extend_from_slice(&buffer[..count]);
+            if !sent && plaintext.windows(expect.len()).any(|window| window == expect) {
+                client.write(send).map_err(|error| format!("{error:?}"))?;
+                sent = true;
+                continue;
+            }
+            if client.peer_closed() {
+                return Ok(plaintext);
+            }
+            let receive = client.receive_buffer();
+            let count = end.read(receive).await.unwrap();
+            if count == 0 {
+                return Err(format!("the server ended the connection; plaintext so far {:?}", String::from_utf8_lossy(&plaintext)));
+            }
+            client.received(count).map_err(|error| format!("{}", error.describe()))?;
+        }
+    }
+
+    /// A server that greets, reads one line, answers it and closes.
+    async fn server(end: PipeEnd, identity: Identity) -> Result<Vec<u8>, TlsPeerError> {
+        let provider = provider(ChaCha20Rng::seed_from_u64(1));
+        let mut stream = TlsStream::accept(end, server_config(&provider, identity)).await?;
+        stream.write_all(b"220 hello\r\n").await?;
+        let mut pending = Vec::new();
+        let line = crate::peers::line(&mut stream, &mut pending).await.ok_or(TlsPeerError::EndedInHandshake)?;
+        stream.write_all(&[b"you said ", &line[..], b"\r\n"].concat()).await?;
+        stream.close().await?;
+        Ok(line)
+    }
+
+    /// One exchange; the server's result, the client's, and the bytes each sent.
+    fn exchange(server_name: &str) -> (Result<Vec<u8>, TlsPeerError>, Result<Vec<u8>, String>, Vec<u8>, Vec<u8>) {
+        let (server_end, client_end) = pipe();
+        let (server_written, client_written) = (server_end.written.clone(), client_end.written.clone());
+        let (served, client) = embassy_futures::block_on(embassy_futures::join::join(
+            server(server_end, Identity::Smarthost),
+            device_client(client_end, server_name, b"EHLO device\r\n", b"220 hello\r\n"),
+        ));
+        let (server_bytes, client_bytes) = (server_written.borrow().clone(), client_written.borrow().clone());
+        (served, client, server_bytes, client_bytes)
+    }
+
+    #[test]
+    fn the_device_client_verifies_the_server_by_the_ca_and_they_talk() {
+        let (served, client, server_bytes, _) = exchange(Identity::Smarthost.host_name());
+        assert_eq!(served.expect("the server read the line"), b"EHLO device");
+        assert_eq!(client.expect("the client read the greeting, the answer and close_notify"), b"220 hello\r\nyou said EHLO device\r\n");
+        let in_clear = |needle: &[u8]| server_bytes.windows(needle.len()).any(|window| window == needle);
+        assert!(!in_clear(b"220 hello") && !in_clear(b"you said"), "the server sent its data encrypted");
+    }
+
+    #[test]
+    fn the_same_seeds_give_the_same_bytes_on_the_wire() {
+        let (_, _, server_once, client_once) = exchange(Identity::Smarthost.host_name());
+        let (_, _, server_again, client_again) = exchange(Identity::Smarthost.host_name());
+        assert_eq!(server_once, server_again, "the server's handshake, signature and records are deterministic");
+        assert_eq!(client_once, client_again);
+    }
+
+    #[test]
+    fn a_client_expecting_another_name_refuses_the_certificate_and_the_server_sees_it() {
+        let (served, client, _, _) = exchange(Identity::Pop.host_name());
+        assert!(client.is_err(), "the smarthost's certificate does not name pop.example.net: {client:?}");
+        assert!(served.is_err(), "the server learnt of it (alert or end) instead of reading a line: {served:?}");
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! So that a broken tap cannot pass for a quiet wire, it must also find what is legitimately
 //! in clear: the `Message-ID` line of every outbound message the device answered `250` to on the
-//! LAN client's submission connection (the LAN side carries no TLS).
+//! LAN client's submission connection (the LAN side carries no TLS; [`blind_spots`]).
 //!
 //! Owns: the captured streams. Calls: `invariants` (the needles of a message).
 
@@ -152,10 +152,8 @@ impl Wiretap {
     }
 
     /// What was seen in clear where TLS is required, one sentence each (empty: nothing), for
-    /// the smarthost at `smarthost`, the device's submission port at `submission`, the
-    /// password's `secret_forms`, and the offered messages with the indices of those answered
-    /// `250`.
-    pub fn findings(&self, smarthost: Endpoint, submission: Endpoint, secret_forms: &[Vec<u8>], offered: &[Offered], accepted: &[usize]) -> Vec<String> {
+    /// the smarthost at `smarthost`, the password's `secret_forms` and the offered messages.
+    pub fn findings(&self, smarthost: Endpoint, secret_forms: &[Vec<u8>], offered: &[Offered]) -> Vec<String> {
         let mut findings = Vec::new();
         let describe = |from: Endpoint, to: Endpoint| format!("{}:{} → {}:{}", from.0, from.1, to.0, to.1);
         let streams = self.flows.iter().map(|flow| (flow.from, flow.to, &flow.data, "TCP")).chain(
@@ -183,15 +181,37 @@ impl Wiretap {
                 }
             }
         }
-        // The control: what the LAN client submitted in clear must be readable.
-        for (index, message) in outbound.iter().filter(|(index, _)| accepted.contains(index)) {
-            let Some(message_id) = crate::invariants::needles(message).into_iter().next() else { continue };
-            if !self.flows.iter().any(|flow| flow.to == submission && contains(&flow.data, message_id)) {
-                findings.push(format!("the wire tap did not read outbound message {index} on its submission in clear: the tap is blind"));
-            }
-        }
         findings
     }
+}
+
+impl Wiretap {
+    /// The control: the outbound messages whose `Message-ID` line the tap read in clear on a
+    /// LAN client's submission to the device's `submission` port (every one the device
+    /// answered `250` to must be among them, over the boots, or the tap is blind).
+    pub fn read_on_submission(&self, submission: Endpoint, offered: &[Offered]) -> Vec<usize> {
+        let submitted: Vec<&Flow> = self.flows.iter().filter(|flow| flow.to == submission).collect();
+        offered
+            .iter()
+            .enumerate()
+            .filter(|(_, message)| message.destination == crate::peers::Destination::Smarthost)
+            .filter(|(_, message)| {
+                crate::invariants::needles(message).first().is_some_and(|message_id| submitted.iter().any(|flow| contains(&flow.data, message_id)))
+            })
+            .map(|(index, _)| index)
+            .collect()
+    }
+}
+
+/// The control's verdict: an outbound message answered `250` that the tap never read on its
+/// submission means the tap cannot see (and its silence on the smarthost's connections means
+/// nothing).
+pub fn blind_spots(offered: &[Offered], accepted: &[usize], read_on_submission: &[usize]) -> Vec<String> {
+    accepted
+        .iter()
+        .filter(|index| offered[**index].destination == crate::peers::Destination::Smarthost && !read_on_submission.contains(index))
+        .map(|index| format!("the wire tap did not read outbound message {index} on its submission in clear: the tap is blind"))
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -247,7 +267,7 @@ mod tests {
         assert_eq!(tap.flows.len(), 1);
         assert_eq!(tap.flows[0].data, b"AUTH the PASSWORD here");
         let forms = vec![b"the PASSWORD".to_vec()];
-        assert_eq!(tap.findings(server, (client.0, 587), &forms, &[], &[]).len(), 1);
-        assert!(tap.findings(server, (client.0, 587), &[b"absent".to_vec()], &[], &[]).is_empty());
+        assert_eq!(tap.findings(server, &forms, &[]).len(), 1);
+        assert!(tap.findings(server, &[b"absent".to_vec()], &[]).is_empty());
     }
 }
