@@ -24,6 +24,21 @@ pub struct Verdict {
     pub violations: Vec<String>,
     /// Repeats of deliveries the device could not know had arrived (allowed).
     pub unconfirmed_repeats: usize,
+    /// The subjects of the device's own alert reports to the postmaster (allowed: they are
+    /// the device's, not a sender's; which ones may come is the caller's to judge).
+    pub alert_reports: Vec<String>,
+}
+
+/// The subject of `delivery` if it is one of the device's alert reports: to the postmaster,
+/// from `"homemx" <MAILER-DAEMON@…>`, subject `[homemx] …`.
+fn alert_report(delivery: &crate::peers::Delivery) -> Option<String> {
+    if !delivery.recipient.starts_with("postmaster@") || delivery.destination != crate::peers::Destination::Mailbox {
+        return None;
+    }
+    let text = String::from_utf8_lossy(without_received(&delivery.content));
+    let header = text.split("\r\n\r\n").next()?;
+    header.lines().find(|line| line.starts_with("From: \"homemx\" <MAILER-DAEMON@"))?;
+    header.lines().find_map(|line| line.strip_prefix("Subject: [homemx] ")).map(str::to_string)
 }
 
 /// The content without the leading `Received:` field (and its folded lines) the device adds.
@@ -108,6 +123,7 @@ pub fn verdict(offered: &[Offered], records: &Records) -> Verdict {
                 *total += 1;
                 *confirmed += usize::from(delivery.confirmed && !cut_short);
             }
+            None if let Some(subject) = alert_report(delivery) => verdict.alert_reports.push(subject),
             None => verdict.violations.push(format!(
                 "a delivery to {} matches no message any sender wrote ({} bytes, starts {:?})",
                 delivery.recipient,

@@ -68,6 +68,8 @@ pub struct Records {
     pub smarthost_tls_sessions: u32,
     /// Logins the smarthost accepted.
     pub smarthost_logins: u32,
+    /// Connections on which an impostor's certificate was presented (which the device must refuse).
+    pub smarthost_impostors: u32,
     /// The device's boot now running (1 is the first).
     pub boot: u32,
     /// Connections the mailbox host and the smarthost accepted (across boots): numbers the

@@ -27,7 +27,7 @@ use rand::Rng;
 
 use crate::console::Owner;
 use crate::peers::{self, Destination, MailboxFaults, Offered, Records, SharedRecords};
-use crate::smarthost::{SmarthostPlan, SmarthostTls};
+use crate::smarthost::{SmarthostCertificates, SmarthostPlan, SmarthostTls};
 use crate::tls_peer::{self, Identity};
 use crate::wiretap::Wiretap;
 use crate::{dns_peer, invariants, sntp_peer};
@@ -69,6 +69,8 @@ pub struct Report {
     pub smarthost_tls_sessions: u32,
     /// Logins the smarthost accepted.
     pub smarthost_logins: u32,
+    /// Impostors' certificates the smarthost presented.
+    pub smarthost_impostors: u32,
     /// How the smarthost spoke TLS and which AUTH it offered.
     pub smarthost_mode: String,
     /// Frames the wire tap read (last boot).
@@ -85,6 +87,8 @@ pub struct Report {
     pub flash_operations: u64,
     /// Repeated deliveries the device could not know had arrived (allowed, see `invariants`).
     pub unconfirmed_repeats: usize,
+    /// The device's alert reports to the postmaster.
+    pub alert_reports: usize,
     /// Simulated milliseconds the run took.
     pub simulated_ms: u64,
     /// The broken invariants.
@@ -95,7 +99,7 @@ impl Report {
     /// One line of figures.
     pub fn summary(&self, log_frames: u64) -> String {
         format!(
-            "seed {}: {} offered ({} outbound), {} answered 250, {} delivered ({} to the smarthost, {}: {} TLS sessions, {} logins; {} allowed repeats); faults: {} network, {} mailbox/smarthost, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} frames tapped, {} s simulated, {} log frames; {}",
+            "seed {}: {} offered ({} outbound), {} answered 250, {} delivered ({} to the smarthost, {}: {} TLS sessions, {} logins, {} impostors; {} allowed repeats, {} alert reports); faults: {} network, {} mailbox/smarthost, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} frames tapped, {} s simulated, {} log frames; {}",
             self.seed,
             self.offered,
             self.outbound,
@@ -105,7 +109,9 @@ impl Report {
             self.smarthost_mode,
             self.smarthost_tls_sessions,
             self.smarthost_logins,
+            self.smarthost_impostors,
             self.unconfirmed_repeats,
+            self.alert_reports,
             self.network_faults,
             self.peer_faults,
             self.clock_jumps,
@@ -152,7 +158,7 @@ fn configuration(smarthost: &SmarthostPlan) -> Vec<ConfigItem> {
 
 /// The smarthost the seed draws from `random`: STARTTLS on 587 or implicit TLS on 465, the
 /// AUTH mechanisms it offers, the password, and its faults (up to 5 % busy greetings, 15 %
-/// refused and 5 % dropped messages).
+/// refused and 5 % dropped messages, 20 % impostors' certificates).
 fn smarthost_plan(random: &mut rand_chacha::ChaCha20Rng) -> SmarthostPlan {
     let tls = if random.gen_ratio(1, 2) { SmarthostTls::StartTls } else { SmarthostTls::Implicit };
     let (plain, login) = [(true, true), (true, false), (false, true)][random.gen_range(0..3)];
@@ -166,6 +172,7 @@ fn smarthost_plan(random: &mut rand_chacha::ChaCha20Rng) -> SmarthostPlan {
         busy_per_mille: random.gen_range(0..50),
         refuse_per_mille: random.gen_range(0..150),
         drop_per_mille: random.gen_range(0..50),
+        impostor_per_mille: random.gen_range(0..200),
     }
 }
 
@@ -259,7 +266,10 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     peers_executor.spawn(crate::smarthost::smarthost(
         peer_stack,
         smarthost_plan.clone(),
-        tls_peer::server_config(&provider, Identity::Smarthost),
+        SmarthostCertificates {
+            genuine: tls_peer::server_config(&provider, Identity::Smarthost),
+            impostor: tls_peer::server_config(&provider, Identity::Pop),
+        },
         seeds::stream(seed, Domain::Peer, 6 + 100 * boot),
         records.clone(),
     ));
@@ -449,6 +459,15 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     let records = records.borrow();
     let verdict = invariants::verdict(&offered, &records);
     violations.extend(verdict.violations);
+    // The device's alert reports must have a cause in this run: nothing strips STARTTLS here,
+    // and only an impostor's certificate is to be refused.
+    for subject in &verdict.alert_reports {
+        let unfounded = subject.contains("STARTTLS stripping suspected")
+            || (subject.contains("TLS certificate rejected") && records.smarthost_impostors == 0);
+        if unfounded {
+            violations.push(format!("the device reported {subject:?} without a cause in this run"));
+        }
+    }
     violations.extend(records.plaintext.iter().cloned());
     violations.extend(records.cleartext.iter().cloned());
     violations.extend(crate::wiretap::blind_spots(&offered, &records.accepted, &records.read_on_submission));
@@ -468,6 +487,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         smarthost_delivered: records.delivered.iter().filter(|delivery| delivery.destination == Destination::Smarthost).count(),
         smarthost_tls_sessions: records.smarthost_tls_sessions,
         smarthost_logins: records.smarthost_logins,
+        smarthost_impostors: records.smarthost_impostors,
         smarthost_mode: format!(
             "{:?} on {}, AUTH{}{}",
             smarthost_plan.tls,
@@ -477,11 +497,14 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         ),
         tapped_frames,
         network_faults: earlier_faults + world.segment().faults().total(),
-        peer_faults: u64::from(records.refused_deliveries + records.dropped_deliveries + records.smarthost_refusals + records.smarthost_drops),
+        peer_faults: u64::from(
+            records.refused_deliveries + records.dropped_deliveries + records.smarthost_refusals + records.smarthost_drops + records.smarthost_impostors,
+        ),
         clock_jumps: earlier_jumps + clock_jumps,
         power_cuts: records.cuts.len() as u64,
         flash_operations: world.flash().mutating_operations(),
         unconfirmed_repeats: verdict.unconfirmed_repeats,
+        alert_reports: verdict.alert_reports.len(),
         simulated_ms: time_driver::now(),
         violations,
     })

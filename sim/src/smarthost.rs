@@ -4,7 +4,8 @@
 //! mechanisms it offers (PLAIN, RFC 4616, and/or LOGIN); AUTH is offered only inside TLS and
 //! MAIL needs a login, as at a real provider. It keeps every message it answers `250` for in the
 //! shared records (destination [`Destination::Smarthost`]) and misbehaves on purpose as the
-//! seed says: a `421` greeting, a `451` to the data, the connection dropped after the data.
+//! seed says: a `421` greeting, a `451` to the data, the connection dropped after the data,
+//! and now and then an impostor's certificate (the provider's CA, another name) in its place.
 //!
 //! A command that must come inside TLS (AUTH, MAIL, RCPT, DATA) arriving in clear is recorded
 //! as a violation (the device must never send it; `crate::wiretap` checks the bytes on the
@@ -64,6 +65,18 @@ pub struct SmarthostPlan {
     pub refuse_per_mille: u32,
     /// Connections dropped after the data without an answer (per mille).
     pub drop_per_mille: u32,
+    /// Connections on which an impostor answers: a certificate from the provider's CA for
+    /// another name (`pop.example.net`), which the device must refuse, sending nothing (per
+    /// mille).
+    pub impostor_per_mille: u32,
+}
+
+/// The TLS configurations the smarthost presents: its own, and the impostor's.
+pub struct SmarthostCertificates {
+    /// `smarthost.example.net`'s.
+    pub genuine: Arc<ServerConfig>,
+    /// A certificate for another name.
+    pub impostor: Arc<ServerConfig>,
 }
 
 /// How a session (or its plain part) ended.
@@ -263,7 +276,7 @@ impl Session<'_> {
 }
 
 /// The smarthost: serves connections on its port for ever.
-pub async fn smarthost(stack: Stack<'static>, plan: SmarthostPlan, config: Arc<ServerConfig>, mut random: ChaCha20Rng, records: SharedRecords) {
+pub async fn smarthost(stack: Stack<'static>, plan: SmarthostPlan, certificates: SmarthostCertificates, mut random: ChaCha20Rng, records: SharedRecords) {
     let mut receive_buffer = vec![0u8; 8192];
     let mut transmit_buffer = vec![0u8; 4096];
     loop {
@@ -273,7 +286,15 @@ pub async fn smarthost(stack: Stack<'static>, plan: SmarthostPlan, config: Arc<S
             continue;
         }
         let connection = peers::connection_opened(&records, Destination::Smarthost);
-        let ending = serve_connection(&mut socket, connection, &plan, &config, &mut random, &records).await;
+        let ending = serve_connection(&mut socket, connection, &plan, &certificates, &mut random, &records).await;
+        if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+            let how = match ending {
+                Some(Ending::Over) => "over",
+                Some(Ending::Drop) => "dropped on purpose",
+                Some(Ending::StartTls) | None => "ended by the client or an error",
+            };
+            eprintln!("{} ms: smarthost connection {connection} {how}", embassy_time::Instant::now().as_millis());
+        }
         peers::connection_ended(Destination::Smarthost, connection);
         if matches!(ending, Some(Ending::Drop)) {
             socket.abort();
@@ -289,11 +310,12 @@ async fn serve_connection(
     socket: &mut TcpSocket<'_>,
     connection: u32,
     plan: &SmarthostPlan,
-    config: &Arc<ServerConfig>,
+    certificates: &SmarthostCertificates,
     random: &mut ChaCha20Rng,
     records: &SharedRecords,
 ) -> Option<Ending> {
     let busy = random.gen_range(0..1000) < plan.busy_per_mille;
+    let impostor = random.gen_range(0..1000) < plan.impostor_per_mille;
     let mut session = Session {
         connection,
         plan,
@@ -317,7 +339,28 @@ async fn serve_connection(
             other => return Some(other),
         }
     }
-    let mut stream = TlsStream::accept(&mut *socket, config.clone()).await.ok()?;
+    let config = if impostor { &certificates.impostor } else { &certificates.genuine };
+    if impostor {
+        records.borrow_mut().smarthost_impostors += 1;
+    }
+    let mut stream = match TlsStream::accept(&mut *socket, config.clone()).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+                eprintln!("{} ms: smarthost connection {connection}: TLS handshake failed: {error:?}", embassy_time::Instant::now().as_millis());
+            }
+            return None;
+        }
+    };
+    if impostor {
+        // The device must refuse the certificate (its alert ends the handshake, or the first
+        // read). Anything it sent instead is a violation (it would have gone to an impostor).
+        let mut buffer = [0u8; 64];
+        if let Ok(count @ 1..) = stream.read(&mut buffer).await {
+            session.violation(format!("sent {count} bytes to an impostor whose certificate names another host"));
+        }
+        return Some(Ending::Drop);
+    }
     session.tls = true;
     records.borrow_mut().smarthost_tls_sessions += 1;
     if plan.tls == SmarthostTls::Implicit {

@@ -206,8 +206,8 @@ pub struct TlsStream<T> {
 
 impl<T: Read + Write> TlsStream<T> {
     /// Runs the server's side of the handshake over `transport` until application data may be
-    /// sent (after the server's Finished: the client's Finished, or its alert, is read with the
-    /// first data). On failure the alert rustls chose has been sent.
+    /// sent (rustls: once the client's Finished is in, so a client that refuses the certificate
+    /// fails it with its alert). On failure the alert rustls chose, if any, has been sent.
     pub async fn accept(transport: T, config: Arc<ServerConfig>) -> Result<Self, TlsPeerError> {
         let connection = UnbufferedServerConnection::new(config).map_err(TlsPeerError::Tls)?;
         let mut stream = Self {
