@@ -213,7 +213,7 @@ mod tests {
         let one = "Subject: 1\r\n\r\none\r\n";
         let messages = [offered(one)];
         let records = Records { accepted: vec![0], delivered: vec![delivered(one, false), delivered(one, true)], ..Records::default() };
-        assert_eq!(verdict(&messages, &records), Verdict { violations: vec![], unconfirmed_repeats: 1 });
+        assert_eq!(verdict(&messages, &records), Verdict { unconfirmed_repeats: 1, ..Verdict::default() });
         let mut records = Records { accepted: vec![0], delivered: vec![delivered(one, true), delivered(one, true)], ..Records::default() };
         assert_eq!(verdict(&messages, &records).violations.len(), 1);
         records.delivered[1].boot = 2;
@@ -221,6 +221,23 @@ mod tests {
         assert_eq!(verdict(&messages, &records).unconfirmed_repeats, 1, "the session a power cut interrupted");
         records.cuts[0].interrupted = vec![2];
         assert_eq!(verdict(&messages, &records).violations.len(), 1, "a cut long after the session");
+    }
+
+    #[test]
+    fn the_device_alert_reports_are_told_apart_from_unknown_deliveries() {
+        let report = "From: \"homemx\" <MAILER-DAEMON@b.example>\r\nTo: <postmaster@b.example>\r\nSubject: [homemx] TLS certificate rejected\r\n\r\ntext\r\n";
+        let mut delivery = delivered(report, true);
+        delivery.recipient = "postmaster@b.example".into();
+        let records = Records { delivered: vec![delivery.clone()], ..Records::default() };
+        let judged = verdict(&[], &records);
+        assert_eq!((judged.violations.len(), judged.alert_reports), (0, vec!["TLS certificate rejected".to_string()]));
+        delivery.recipient = "anna@b.example".into();
+        let records = Records { delivered: vec![delivery.clone()], ..Records::default() };
+        assert_eq!(verdict(&[], &records).violations.len(), 1, "not to the postmaster: no report");
+        delivery.recipient = "postmaster@b.example".into();
+        delivery.content = delivery.content.iter().copied().map(|byte| if byte == b'[' { b'(' } else { byte }).collect();
+        let records = Records { delivered: vec![delivery], ..Records::default() };
+        assert_eq!(verdict(&[], &records).violations.len(), 1, "not the device's subject");
     }
 
     #[test]

@@ -579,7 +579,7 @@ mod tests {
             if count == 0 {
                 return Err(format!("the server ended the connection; plaintext so far {:?}", String::from_utf8_lossy(&plaintext)));
             }
-            client.received(count).map_err(|error| format!("{}", error.describe()))?;
+            client.received(count).map_err(|error| error.describe().to_string())?;
         }
     }
 
@@ -595,8 +595,11 @@ mod tests {
         Ok(line)
     }
 
-    /// One exchange; the server's result, the client's, and the bytes each sent.
-    fn exchange(server_name: &str) -> (Result<Vec<u8>, TlsPeerError>, Result<Vec<u8>, String>, Vec<u8>, Vec<u8>) {
+    /// What one exchange gave: the server's result, the client's, and the bytes each sent.
+    type Exchange = (Result<Vec<u8>, TlsPeerError>, Result<Vec<u8>, String>, Vec<u8>, Vec<u8>);
+
+    /// One exchange with a client that expects `server_name`.
+    fn exchange(server_name: &str) -> Exchange {
         let (server_end, client_end) = pipe();
         let (server_written, client_written) = (server_end.written.clone(), client_end.written.clone());
         let (served, client) = embassy_futures::block_on(embassy_futures::join::join(
