@@ -64,7 +64,7 @@ pub struct Records {
     pub smarthost_refusals: u32,
     /// Connections the smarthost dropped on purpose in the middle of the data.
     pub smarthost_drops: u32,
-    /// Sessions the smarthost served over TLS (implicit or after STARTTLS) and logins it took.
+    /// Sessions the smarthost served over TLS (implicit, or after STARTTLS).
     pub smarthost_tls_sessions: u32,
     /// Logins the smarthost accepted.
     pub smarthost_logins: u32,

@@ -4,8 +4,9 @@
 //! mechanisms it offers (PLAIN, RFC 4616, and/or LOGIN); AUTH is offered only inside TLS and
 //! MAIL needs a login, as at a real provider. It keeps every message it answers `250` for in the
 //! shared records (destination [`Destination::Smarthost`]) and misbehaves on purpose as the
-//! seed says: a `421` greeting, a `451` to the data, the connection dropped after the data,
-//! and now and then an impostor's certificate (the provider's CA, another name) in its place.
+//! seed says: a `421` greeting, a `451` to the data, the connection dropped in the middle of
+//! the data or after it, and now and then an impostor's certificate (the provider's CA, another
+//! name) in its place.
 //!
 //! A command that must come inside TLS (AUTH, MAIL, RCPT, DATA) arriving in clear is recorded
 //! as a violation (the device must never send it; `crate::wiretap` checks the bytes on the
@@ -176,10 +177,20 @@ impl Session<'_> {
                 "DATA" if self.recipients.is_empty() => stream.write_all(b"503 5.5.1 RCPT first\r\n").await.ok()?,
                 "DATA" => {
                     stream.write_all(b"354 end data with <CR><LF>.<CR><LF>\r\n").await.ok()?;
+                    stream.flush().await.ok()?;
+                    let roll = self.random.gen_range(0..1000);
+                    if roll < self.plan.drop_per_mille / 2 {
+                        // Gone in the middle of the data: a few lines read, then the reset.
+                        for _ in 0..self.random.gen_range(1..20) {
+                            peers::line(stream, &mut pending).await?;
+                        }
+                        self.records.borrow_mut().smarthost_drops += 1;
+                        return Some(Ending::Drop);
+                    }
                     let content = peers::read_data(stream, &mut pending).await?;
                     self.in_transaction = false;
-                    let roll = self.random.gen_range(0..1000);
                     if roll < self.plan.drop_per_mille {
+                        // Gone after the data, before the answer.
                         self.records.borrow_mut().smarthost_drops += 1;
                         return Some(Ending::Drop);
                     }
@@ -378,4 +389,111 @@ async fn serve_connection(
         let _ = stream.close().await;
     }
     ending
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::peers::Records;
+    use crate::tls_peer::testing::{pipe, PipeEnd};
+
+    fn plan() -> SmarthostPlan {
+        SmarthostPlan {
+            tls: SmarthostTls::StartTls,
+            plain: true,
+            login: true,
+            user: "user@provider.example".into(),
+            password: "secret password".into(),
+            busy_per_mille: 0,
+            refuse_per_mille: 0,
+            drop_per_mille: 0,
+            impostor_per_mille: 0,
+        }
+    }
+
+    /// Sends `command` (unless empty) and reads the whole reply.
+    async fn say(end: &mut PipeEnd, pending: &mut Vec<u8>, command: &str) -> String {
+        if !command.is_empty() {
+            end.write_all(command.as_bytes()).await.unwrap();
+        }
+        let mut reply = String::new();
+        loop {
+            let line = String::from_utf8(peers::line(end, pending).await.expect("a reply")).unwrap();
+            reply.push_str(&line);
+            reply.push('\n');
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return reply;
+            }
+        }
+    }
+
+    /// Runs a session (inside TLS or not) against the client `script`; what it ended with.
+    fn session<F: core::future::Future<Output = ()>>(tls: bool, records: &SharedRecords, script: impl FnOnce(PipeEnd) -> F) -> Option<Ending> {
+        let plan = plan();
+        let mut random = ChaCha20Rng::seed_from_u64(1);
+        let (mut server_end, client_end) = pipe();
+        let mut session = Session {
+            connection: 1,
+            plan: &plan,
+            records,
+            random: &mut random,
+            tls,
+            authenticated: false,
+            in_transaction: false,
+            recipients: Vec::new(),
+            unconfirmed: Vec::new(),
+        };
+        let (ending, ()) = embassy_futures::block_on(embassy_futures::join::join(session.serve(&mut server_end), script(client_end)));
+        ending
+    }
+
+    #[test]
+    fn in_clear_it_offers_starttls_only_and_records_what_must_wait_for_tls() {
+        let records: SharedRecords = Rc::new(RefCell::new(Records::default()));
+        let ending = session(false, &records, |mut end| async move {
+            let mut pending = Vec::new();
+            let capabilities = say(&mut end, &mut pending, "EHLO device.example\r\n").await;
+            assert!(capabilities.contains("STARTTLS") && !capabilities.contains("AUTH"), "{capabilities}");
+            assert!(say(&mut end, &mut pending, "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n").await.starts_with("538"));
+            assert!(say(&mut end, &mut pending, "MAIL FROM:<a@home.example>\r\n").await.starts_with("530"));
+            assert!(say(&mut end, &mut pending, "STARTTLS\r\n").await.starts_with("220"));
+        });
+        assert!(matches!(ending, Some(Ending::StartTls)));
+        let cleartext = records.borrow().cleartext.clone();
+        assert_eq!(cleartext, ["smarthost connection 1: AUTH in clear, before TLS", "smarthost connection 1: MAIL in clear, before TLS"]);
+    }
+
+    #[test]
+    fn inside_tls_it_takes_a_login_and_keeps_the_message_byte_exact() {
+        let records: SharedRecords = Rc::new(RefCell::new(Records::default()));
+        let ending = session(true, &records, |mut end| async move {
+            let mut pending = Vec::new();
+            let capabilities = say(&mut end, &mut pending, "EHLO device.example\r\n").await;
+            assert!(capabilities.contains("AUTH PLAIN LOGIN") && !capabilities.contains("STARTTLS"), "{capabilities}");
+            assert!(say(&mut end, &mut pending, "MAIL FROM:<a@home.example>\r\n").await.starts_with("530"), "login first");
+            // LOGIN with a wrong password, then PLAIN with the right one.
+            assert!(say(&mut end, &mut pending, "AUTH LOGIN\r\n").await.starts_with("334"));
+            assert!(say(&mut end, &mut pending, "dXNlckBwcm92aWRlci5leGFtcGxl\r\n").await.starts_with("334"));
+            assert!(say(&mut end, &mut pending, "d3Jvbmc=\r\n").await.starts_with("535"));
+            let plain = base64::engine::general_purpose::STANDARD.encode(b"\0user@provider.example\0secret password");
+            assert!(say(&mut end, &mut pending, &format!("AUTH PLAIN {plain}\r\n")).await.starts_with("235"));
+            assert!(say(&mut end, &mut pending, "MAIL FROM:<a@home.example>\r\n").await.starts_with("250"));
+            assert!(say(&mut end, &mut pending, "RCPT TO:<carol@elsewhere.example>\r\n").await.starts_with("250"));
+            assert!(say(&mut end, &mut pending, "DATA\r\n").await.starts_with("354"));
+            assert!(say(&mut end, &mut pending, "Subject: s\r\n\r\n..dot\r\nend\r\n.\r\n").await.starts_with("250"));
+            assert!(say(&mut end, &mut pending, "QUIT\r\n").await.starts_with("221"));
+        });
+        assert!(matches!(ending, Some(Ending::Over)));
+        let records = records.borrow();
+        assert_eq!(records.cleartext, ["smarthost connection 1: AUTH LOGIN with wrong credentials (user Some(\"user@provider.example\"))"]);
+        assert_eq!(records.smarthost_logins, 1);
+        let delivery = &records.delivered[0];
+        assert_eq!((delivery.recipient.as_str(), delivery.destination, delivery.confirmed), ("carol@elsewhere.example", Destination::Smarthost, true));
+        assert_eq!(delivery.content, b"Subject: s\r\n\r\n.dot\r\nend\r\n");
+    }
 }

@@ -462,16 +462,14 @@ impl<T: Read + Write> Write for TlsStream<T> {
     }
 }
 
+/// An in-memory duplex byte pipe for the peers' tests.
 #[cfg(test)]
-mod tests {
+pub mod testing {
     use std::cell::{Cell, RefCell};
     use std::collections::VecDeque;
     use std::rc::Rc;
 
-    use homemx_tls::{client_config, TlsClient, Trust, RECORD_BUFFER};
-    use rand_core::SeedableRng;
-
-    use super::*;
+    use embedded_io_async::{ErrorType, Read, Write};
 
     /// Bytes one way, and whether the writer closed.
     #[derive(Default)]
@@ -483,15 +481,15 @@ mod tests {
     /// One end of an in-memory duplex pipe; both ends are polled by one `block_on`, so a read
     /// without data is `Pending` without a waker (block_on polls again), a bounded number of
     /// times.
-    struct PipeEnd {
+    pub struct PipeEnd {
         inbox: Rc<RefCell<Direction>>,
         outbox: Rc<RefCell<Direction>>,
         /// Everything this end wrote (the transcript).
-        written: Rc<RefCell<Vec<u8>>>,
+        pub written: Rc<RefCell<Vec<u8>>>,
         idle_polls: Rc<Cell<u32>>,
     }
 
-    fn pipe() -> (PipeEnd, PipeEnd) {
+    pub fn pipe() -> (PipeEnd, PipeEnd) {
         let (a, b): (Rc<RefCell<Direction>>, Rc<RefCell<Direction>>) = (Rc::default(), Rc::default());
         let idle = Rc::new(Cell::new(0));
         (
@@ -540,6 +538,16 @@ mod tests {
             self.outbox.borrow_mut().closed = true;
         }
     }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use homemx_tls::{client_config, TlsClient, Trust, RECORD_BUFFER};
+    use rand_core::SeedableRng;
+
+    use super::testing::{pipe, PipeEnd};
+    use super::*;
 
     #[derive(Debug)]
     struct FixedClock;
