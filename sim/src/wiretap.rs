@@ -12,7 +12,7 @@
 //! in clear: the `Message-ID` line of every outbound message the device answered `250` to on the
 //! LAN client's submission connection (the LAN side carries no TLS; [`blind_spots`]).
 //!
-//! Owns: the captured streams. Calls: `invariants` (the needles of a message).
+//! Owns: the captured streams. Calls: `invariants` (the needles of a message), `peers`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
