@@ -30,7 +30,7 @@ use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::invariants;
-use crate::peers::{Offered, Records};
+use crate::peers::{Destination, Offered, Records};
 
 /// A message held at the backup MX for the device.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -503,7 +503,7 @@ pub fn check(mailbox: &Mailbox, records: &Records, queue_empty_at_end: bool) -> 
         }
         if arrived.len() > 1 {
             // The mailbox host's rule on repeats, on this message's deliveries alone.
-            let offered = [Offered { recipient: message.recipient.clone(), content: message.content.clone() }];
+            let offered = [Offered { recipient: message.recipient.clone(), content: message.content.clone(), destination: Destination::Mailbox }];
             let delivered = arrived.iter().map(|&delivery| crate::peers::Delivery { recipient: message.recipient.clone(), ..delivery.clone() }).collect();
             let alone = Records { delivered, cuts: records.cuts.clone(), ..Records::default() };
             let unknown_deletion = deleted_by[index].iter().any(|commit| !commit.answered) && message.served_whole > 1;
@@ -865,7 +865,7 @@ mod tests {
             if random.gen_ratio(1, 3) {
                 // The power goes: RAM is lost, the spool and the seen records stay.
                 device.in_ram.clear();
-                records.cuts.push(PowerCut { boot, last_connection: records.connections, recent: false });
+                records.cuts.push(PowerCut { boot, interrupted: Vec::new() });
                 records.boot += 1;
             }
             device.settle();
@@ -873,7 +873,7 @@ mod tests {
                 records.connections += 1;
                 let content = [b"Received: from backup-mx by mx with POP3S id x;\r\n\tdate\r\n".as_slice(), &body].concat();
                 let recipient = mailbox.borrow().messages[mailbox.borrow().message_index(&content).unwrap()].recipient.clone();
-                records.delivered.push(Delivery { recipient, content, confirmed: true, boot: records.boot, connection: records.connections });
+                records.delivered.push(Delivery { recipient, content, confirmed: true, boot: records.boot, connection: records.connections, destination: Destination::Mailbox });
             }
         }
         let mailbox = mailbox.take();
@@ -917,14 +917,14 @@ mod tests {
         mailbox.commits.push(Commit { session: 1, boot: 1, at_ms: 5_000, deleted: vec![0], answered });
         let mut content = b"Received: from backup-mx.provider.example by mx.home.example with POP3S id x;\r\n\tdate\r\n".to_vec();
         content.extend_from_slice(&mailbox.messages[0].content);
-        let delivery = Delivery { recipient: mailbox.messages[0].recipient.clone(), content, confirmed: true, boot: 1, connection: 1 };
+        let delivery = Delivery { recipient: mailbox.messages[0].recipient.clone(), content, confirmed: true, boot: 1, connection: 1, destination: Destination::Mailbox };
         (mailbox, delivery)
     }
 
     #[test]
     fn a_deleted_message_that_never_arrived_is_lost() {
         let (mailbox, delivery) = after_fetch(true, 1);
-        let cut = PowerCut { boot: 1, last_connection: 0, recent: false };
+        let cut = PowerCut { boot: 1, interrupted: Vec::new() };
         let mut records = Records { boot: 2, cuts: vec![cut], ..Records::default() };
         let violations = check(&mailbox, &records, false);
         assert_eq!(violations.len(), 1, "{violations:?}");

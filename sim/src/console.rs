@@ -1,6 +1,7 @@
 //! The owner at the console: the simulator provisions the device over the simulated serial
 //! link with the same signed wire protocol as the CLI (`homemx_wire::client`): hello, enrol
-//! the admin key, the first unlock (which creates the data key), the configuration.
+//! the admin key, the first unlock (which creates the data key), the configuration, the
+//! provider's credentials and trust anchors.
 //!
 //! Owns: the client session and its frame receiver. Calls: nothing.
 
@@ -8,7 +9,7 @@ use embedded_io_async::{Read, Write};
 use homemx_wire::client::{AdminSigningKey, ClientSession};
 use homemx_wire::config::ConfigItem;
 use homemx_wire::frame::{FrameReceiver, Received};
-use homemx_wire::message::{Command, Response, Status};
+use homemx_wire::message::{Command, Credential, Response, Status, TlsService, TrustAnchor, TrustAnchorUpdate, MAX_CERTIFICATE_CHUNK};
 use homemx_wire::secret::Secret;
 use homemx_wire::MAX_ENCODED_FRAME;
 
@@ -58,6 +59,26 @@ impl<L: Read + Write> Owner<L> {
             self.expect_done(&Command::ConfigPut(item.clone())).await?;
         }
         self.expect_done(&Command::ConfigCommit { item_count: items.len() as u16 }).await
+    }
+
+    /// Stores `credential` (e.g. the smarthost password) in the device's vault.
+    pub async fn set_credential(&mut self, credential: Credential, value: &str) -> Result<(), ConsoleError> {
+        let secret = Secret::new(value.as_bytes()).ok_or_else(|| ConsoleError("credential too long".into()))?;
+        self.expect_done(&Command::SetCredential { credential, secret }).await
+    }
+
+    /// Makes the CA certificate `der` the trust anchor of `service`, in chunks as the CLI sends
+    /// it.
+    pub async fn set_trust_anchor(&mut self, service: TlsService, der: &[u8]) -> Result<(), ConsoleError> {
+        for (index, chunk) in der.chunks(MAX_CERTIFICATE_CHUNK).enumerate() {
+            let anchor = TrustAnchor::CertificateChunk {
+                total_length: der.len() as u16,
+                offset: (index * MAX_CERTIFICATE_CHUNK) as u16,
+                bytes: heapless::Vec::from_slice(chunk).map_err(|_| ConsoleError("chunk too long".into()))?,
+            };
+            self.expect_done(&Command::SetTrustAnchor(TrustAnchorUpdate { service, anchor })).await?;
+        }
+        Ok(())
     }
 
     /// The device's status (queue length, spool space, ...).

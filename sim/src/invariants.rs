@@ -1,6 +1,8 @@
 //! What must hold after every run, checked on the peers' records: every message the MX
-//! answered `250` was delivered to the mailbox host exactly once, byte for byte but for the
-//! `Received:` header the device prepends; nothing arrived that no sender wrote. One repeat is
+//! answered `250` was delivered exactly once where it belongs (the mailbox host for the
+//! device's domain, the smarthost for an outside recipient a LAN client submitted), byte for
+//! byte but for the `Received:` header the device prepends; nothing arrived that no sender
+//! wrote, and nothing arrived at the wrong one of the two. One repeat is
 //! allowed, and counted: a delivery whose connection ended before the device showed it had
 //! read the mailbox host's `250` (the duplicate of RFC 1047 that SMTP accepts rather than a
 //! loss, RFC 5321 section 6.1); and a delivery in the session a power cut interrupted, or
@@ -8,7 +10,8 @@
 //! record the outcome. Any other repeat, of a confirmed delivery, is a violation.
 //!
 //! And on the flash, at every power cut and at the end: no message is stored in clear (no
-//! message's `Message-ID` line or any 48-byte piece of its body is found in the image).
+//! message's `Message-ID` line or any 48-byte piece of its body is found in the image). What
+//! must not be on the wire in clear is `crate::wiretap`'s (with the same pieces of a message).
 //!
 //! Owns: nothing. Calls: `peers`.
 
@@ -21,6 +24,21 @@ pub struct Verdict {
     pub violations: Vec<String>,
     /// Repeats of deliveries the device could not know had arrived (allowed).
     pub unconfirmed_repeats: usize,
+    /// The subjects of the device's own alert reports to the postmaster (allowed: they are
+    /// the device's, not a sender's; which ones may come is the caller's to judge).
+    pub alert_reports: Vec<String>,
+}
+
+/// The subject of `delivery` if it is one of the device's alert reports: to the postmaster,
+/// from `"homemx" <MAILER-DAEMON@…>`, subject `[homemx] …`.
+fn alert_report(delivery: &crate::peers::Delivery) -> Option<String> {
+    if !delivery.recipient.starts_with("postmaster@") || delivery.destination != crate::peers::Destination::Mailbox {
+        return None;
+    }
+    let text = String::from_utf8_lossy(without_received(&delivery.content));
+    let header = text.split("\r\n\r\n").next()?;
+    header.lines().find(|line| line.starts_with("From: \"homemx\" <MAILER-DAEMON@"))?;
+    header.lines().find_map(|line| line.strip_prefix("Subject: [homemx] ")).map(str::to_string)
 }
 
 /// The content without the leading `Received:` field (and its folded lines) the device adds.
@@ -40,9 +58,9 @@ pub fn without_received(content: &[u8]) -> &[u8] {
     }
 }
 
-/// Pieces of a message that must not be found on the flash: its `Message-ID` line and a
-/// 48-byte piece of its body every 2 KB.
-fn needles(message: &Offered) -> Vec<&[u8]> {
+/// Pieces of a message that must not be found on the flash (or on the wire to the
+/// smarthost): its `Message-ID` line (first) and a 48-byte piece of its body every 2 KB.
+pub fn needles(message: &Offered) -> Vec<&[u8]> {
     let content = message.content.as_slice();
     let mut needles = Vec::new();
     if let Some(start) = content.windows(12).position(|window| window == b"Message-ID: ") {
@@ -93,14 +111,19 @@ pub fn verdict(offered: &[Offered], records: &Records) -> Verdict {
     // came after such a one).
     let mut counts = vec![(0usize, 0usize, false); offered.len()];
     for delivery in &records.delivered {
-        let cut_short = records.cuts.iter().any(|cut| cut.boot == delivery.boot && cut.recent && cut.last_connection == delivery.connection);
+        let cut_short = records.cuts.iter().any(|cut| cut.boot == delivery.boot && cut.interrupted.contains(&delivery.connection));
         match offered_index(offered, &delivery.recipient, &delivery.content) {
+            Some(index) if offered[index].destination != delivery.destination => verdict.violations.push(format!(
+                "message {index} for {} arrived at the {:?} instead of the {:?}",
+                delivery.recipient, delivery.destination, offered[index].destination
+            )),
             Some(index) => {
                 let (total, confirmed, after_confirmed) = &mut counts[index];
                 *after_confirmed |= *confirmed > 0;
                 *total += 1;
                 *confirmed += usize::from(delivery.confirmed && !cut_short);
             }
+            None if let Some(subject) = alert_report(delivery) => verdict.alert_reports.push(subject),
             None => verdict.violations.push(format!(
                 "a delivery to {} matches no message any sender wrote ({} bytes, starts {:?})",
                 delivery.recipient,
@@ -124,10 +147,10 @@ pub fn verdict(offered: &[Offered], records: &Records) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peers::Delivery;
+    use crate::peers::{Delivery, Destination};
 
     fn offered(content: &str) -> Offered {
-        Offered { recipient: "a@b.example".into(), content: content.as_bytes().to_vec() }
+        Offered { recipient: "a@b.example".into(), content: content.as_bytes().to_vec(), destination: Destination::Mailbox }
     }
 
     #[test]
@@ -138,7 +161,14 @@ mod tests {
     }
 
     fn delivered(text: &str, confirmed: bool) -> Delivery {
-        Delivery { recipient: "a@b.example".into(), content: format!("Received: from x\r\n{text}").into_bytes(), confirmed, boot: 1, connection: 1 }
+        Delivery {
+            recipient: "a@b.example".into(),
+            content: format!("Received: from x\r\n{text}").into_bytes(),
+            confirmed,
+            boot: 1,
+            connection: 1,
+            destination: Destination::Mailbox,
+        }
     }
 
     #[test]
@@ -160,7 +190,7 @@ mod tests {
     fn a_message_in_clear_on_the_flash_is_found() {
         let mut content = b"Subject: s\r\nMessage-ID: <1.2@sim>\r\n\r\n".to_vec();
         content.extend((0..2000).map(|index| b'a' + (index % 26) as u8));
-        let messages = [Offered { recipient: "a@b.example".into(), content: content.clone() }];
+        let messages = [Offered { recipient: "a@b.example".into(), content: content.clone(), destination: Destination::Mailbox }];
         let mut flash = vec![0xFFu8; 8192];
         assert!(plaintext_on_flash(&messages, &flash, "end").is_empty());
         let body = content.len() - 2000;
@@ -183,13 +213,40 @@ mod tests {
         let one = "Subject: 1\r\n\r\none\r\n";
         let messages = [offered(one)];
         let records = Records { accepted: vec![0], delivered: vec![delivered(one, false), delivered(one, true)], ..Records::default() };
-        assert_eq!(verdict(&messages, &records), Verdict { violations: vec![], unconfirmed_repeats: 1 });
+        assert_eq!(verdict(&messages, &records), Verdict { unconfirmed_repeats: 1, ..Verdict::default() });
         let mut records = Records { accepted: vec![0], delivered: vec![delivered(one, true), delivered(one, true)], ..Records::default() };
         assert_eq!(verdict(&messages, &records).violations.len(), 1);
         records.delivered[1].boot = 2;
-        records.cuts.push(crate::peers::PowerCut { boot: 1, last_connection: 1, recent: true });
+        records.cuts.push(crate::peers::PowerCut { boot: 1, interrupted: vec![1] });
         assert_eq!(verdict(&messages, &records).unconfirmed_repeats, 1, "the session a power cut interrupted");
-        records.cuts[0].recent = false;
+        records.cuts[0].interrupted = vec![2];
         assert_eq!(verdict(&messages, &records).violations.len(), 1, "a cut long after the session");
+    }
+
+    #[test]
+    fn the_device_alert_reports_are_told_apart_from_unknown_deliveries() {
+        let report = "From: \"homemx\" <MAILER-DAEMON@b.example>\r\nTo: <postmaster@b.example>\r\nSubject: [homemx] TLS certificate rejected\r\n\r\ntext\r\n";
+        let mut delivery = delivered(report, true);
+        delivery.recipient = "postmaster@b.example".into();
+        let records = Records { delivered: vec![delivery.clone()], ..Records::default() };
+        let judged = verdict(&[], &records);
+        assert_eq!((judged.violations.len(), judged.alert_reports), (0, vec!["TLS certificate rejected".to_string()]));
+        delivery.recipient = "anna@b.example".into();
+        let records = Records { delivered: vec![delivery.clone()], ..Records::default() };
+        assert_eq!(verdict(&[], &records).violations.len(), 1, "not to the postmaster: no report");
+        delivery.recipient = "postmaster@b.example".into();
+        delivery.content = delivery.content.iter().copied().map(|byte| if byte == b'[' { b'(' } else { byte }).collect();
+        let records = Records { delivered: vec![delivery], ..Records::default() };
+        assert_eq!(verdict(&[], &records).violations.len(), 1, "not the device's subject");
+    }
+
+    #[test]
+    fn a_message_must_arrive_where_it_belongs() {
+        let one = "Subject: 1\r\n\r\none\r\n";
+        let messages = [Offered { destination: Destination::Smarthost, ..offered(one) }];
+        let mut records = Records { accepted: vec![0], delivered: vec![delivered(one, true)], ..Records::default() };
+        assert_eq!(verdict(&messages, &records).violations, ["message 0 for a@b.example arrived at the Mailbox instead of the Smarthost", "message 0 was answered 250 but never delivered"]);
+        records.delivered[0].destination = Destination::Smarthost;
+        assert_eq!(verdict(&messages, &records), Verdict::default());
     }
 }

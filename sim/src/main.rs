@@ -1,8 +1,9 @@
 //! `homemx-sim`: one run of the homemx services on the host, with simulated parts and
 //! scripted peers, from one seed (`cargo xtask simulate` runs many). The run provisions the
-//! device over its console, lets WAN senders hand the MX messages while the network drops,
-//! duplicates, reorders and corrupts frames, the mailbox host refuses and drops deliveries and
-//! the clock jumps, then checks the invariants (`invariants.rs`). It prints one line of
+//! device over its console (with the smarthost's password and CA), lets WAN senders hand the
+//! MX messages and LAN clients submit outbound ones while the network drops, duplicates,
+//! reorders and corrupts frames, the mailbox host and the smarthost refuse and drop deliveries
+//! and the clock jumps, then checks the invariants (`invariants.rs`, `wiretap.rs`). It prints one line of
 //! figures and, when an invariant fails, the command that replays the seed.
 //!
 //! Usage: `homemx-sim --seed N [--messages K]`; exit status 0 when every invariant held.
@@ -14,10 +15,15 @@
 mod backup_mx_peer;
 mod busy;
 mod console;
+mod dns_peer;
 mod invariants;
 mod peers;
 mod scenario;
+mod smarthost;
+mod sntp_peer;
+mod tls_peer;
 mod watchdog;
+mod wiretap;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,11 @@
 //! The scripted peers on the simulated network's other side: WAN senders that hand the MX
-//! messages on port 25, and the LAN mailbox host that takes the deliveries over LMTP. Both
-//! are written from the RFCs, independently of the device's own SMTP code, and both record
-//! what happened for the invariants: which messages got `250`, what arrived, byte for byte.
+//! messages on port 25 and LAN clients that submit outbound mail on port 587, and the LAN
+//! mailbox host that takes the deliveries over LMTP. They are written from the RFCs,
+//! independently of the device's own SMTP code, and record what happened for the invariants:
+//! which messages got `250`, what arrived (here or at the smarthost, `crate::smarthost`), byte
+//! for byte.
 //!
-//! Owns: the peers' records. Calls: nothing.
+//! Owns: the peers' records and the reading of command and reply lines. Calls: nothing.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,9 +13,27 @@ use std::rc::Rc;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, Timer};
-use embedded_io_async::Write;
+use embedded_io_async::{Read, Write};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
+
+/// Where a message must end up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Destination {
+    /// The LAN mailbox host (a recipient of the device's domain, sent to the MX on port 25).
+    Mailbox,
+    /// The provider's smarthost (an outside recipient, submitted by a LAN client on port 587).
+    Smarthost,
+}
+
+impl Destination {
+    const fn slot(self) -> usize {
+        match self {
+            Destination::Mailbox => 0,
+            Destination::Smarthost => 1,
+        }
+    }
+}
 
 /// A message a sender offers: its recipient and its content (header and body, CRLF lines).
 #[derive(Clone, Debug)]
@@ -22,6 +42,8 @@ pub struct Offered {
     pub recipient: String,
     /// The message as the sender wrote it (before dot-stuffing).
     pub content: Vec<u8>,
+    /// Where it must be delivered (and so on which port it is offered).
+    pub destination: Destination,
 }
 
 /// What the peers saw (kept across the device's boots: written to the resume file after a
@@ -32,33 +54,48 @@ pub struct Records {
     pub accepted: Vec<usize>,
     /// Messages the MX refused or lost the connection on, with the reason.
     pub not_accepted: Vec<(usize, String)>,
-    /// Every message the mailbox host answered `250` for (dot-stuffing undone).
+    /// Every message the mailbox host or the smarthost answered `250` for (dot-stuffing undone).
     pub delivered: Vec<Delivery>,
     /// Deliveries the mailbox host refused on purpose (`451`), to be tried again by the device.
     pub refused_deliveries: u32,
     /// Connections the mailbox host dropped on purpose in the middle of a delivery.
     pub dropped_deliveries: u32,
+    /// Messages the smarthost refused on purpose (`451`, or `421` at the greeting).
+    pub smarthost_refusals: u32,
+    /// Connections the smarthost dropped on purpose in the middle of the data.
+    pub smarthost_drops: u32,
+    /// Sessions the smarthost served over TLS (implicit, or after STARTTLS).
+    pub smarthost_tls_sessions: u32,
+    /// Logins the smarthost accepted.
+    pub smarthost_logins: u32,
+    /// Connections on which an impostor's certificate was presented (which the device must refuse).
+    pub smarthost_impostors: u32,
     /// The device's boot now running (1 is the first).
     pub boot: u32,
-    /// Connections the mailbox host accepted (across boots): numbers the deliveries.
+    /// Connections the mailbox host and the smarthost accepted (across boots): numbers the
+    /// deliveries.
     pub connections: u32,
-    /// Per power cut: the boot it ended and the mailbox connection open or last ended before it.
+    /// Per power cut: the boot it ended and the delivery connections it may have cut short.
     pub cuts: Vec<PowerCut>,
     /// Messages found in clear on the flash at a power cut (checked when the boot ends).
     pub plaintext: Vec<String>,
+    /// What was sent in clear where TLS is required: commands the smarthost got before TLS,
+    /// and what the wire tap found (`crate::wiretap`), one sentence each.
+    pub cleartext: Vec<String>,
+    /// Outbound messages the wire tap read on their submission (its control, across boots).
+    pub read_on_submission: Vec<usize>,
     /// The spool's free bytes once the device was provisioned (its status, first boot).
     pub free_after_provisioning: Option<u32>,
 }
 
 /// A power cut as the peers saw it.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PowerCut {
     /// The boot it ended.
     pub boot: u32,
-    /// The last mailbox connection accepted before it.
-    pub last_connection: u32,
-    /// Whether that connection was still open, or ended less than [`RECORDING_GRACE_MS`] before.
-    pub recent: bool,
+    /// Per destination, its last connection accepted before the cut if that connection was
+    /// still open or ended less than [`RECORDING_GRACE_MS`] before.
+    pub interrupted: Vec<u32>,
 }
 
 /// How soon after a delivery session ends the device has recorded its outcomes, at most: a
@@ -78,8 +115,10 @@ pub struct Delivery {
     pub confirmed: bool,
     /// The boot of the device that delivered it.
     pub boot: u32,
-    /// The mailbox host's connection it came on.
+    /// The connection it came on (numbered across the mailbox host and the smarthost).
     pub connection: u32,
+    /// Who took it.
+    pub destination: Destination,
 }
 
 /// Shared between the peers and the simulator (one thread: `Rc<RefCell>`).
@@ -106,7 +145,7 @@ pub fn generate_message(random: &mut ChaCha20Rng, seed: u64, index: usize, recip
 }
 
 /// Reads one reply (all its lines) and returns its code, or `None` when the connection ended.
-async fn reply(socket: &mut TcpSocket<'_>, pending: &mut Vec<u8>) -> Option<u16> {
+async fn reply<S: Read>(socket: &mut S, pending: &mut Vec<u8>) -> Option<u16> {
     loop {
         if let Some(end) = pending.windows(2).position(|pair| pair == b"\r\n") {
             let line: Vec<u8> = pending.drain(..end + 2).collect();
@@ -124,7 +163,7 @@ async fn reply(socket: &mut TcpSocket<'_>, pending: &mut Vec<u8>) -> Option<u16>
 }
 
 /// Reads one command line (without CRLF), or `None` when the connection ended.
-async fn line(socket: &mut TcpSocket<'_>, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+pub async fn line<S: Read>(socket: &mut S, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
     loop {
         if let Some(end) = pending.windows(2).position(|pair| pair == b"\r\n") {
             let mut line: Vec<u8> = pending.drain(..end + 2).collect();
@@ -136,6 +175,21 @@ async fn line(socket: &mut TcpSocket<'_>, pending: &mut Vec<u8>) -> Option<Vec<u
             Ok(0) | Err(_) => return None,
             Ok(count) => pending.extend_from_slice(&buffer[..count]),
         }
+    }
+}
+
+/// Reads a message's data up to the line with the one dot, dot-stuffing undone; `None` when
+/// the connection ended first.
+pub async fn read_data<S: Read>(socket: &mut S, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut content = Vec::new();
+    loop {
+        let data_line = line(socket, pending).await?;
+        if data_line == b"." {
+            return Some(content);
+        }
+        let unstuffed = data_line.strip_prefix(b".").unwrap_or(&data_line);
+        content.extend_from_slice(unstuffed);
+        content.extend_from_slice(b"\r\n");
     }
 }
 
@@ -162,8 +216,9 @@ pub struct HangUp {
     pub reset: bool,
 }
 
-/// Sends one message to the MX at `device` on port 25: `Ok(())` when it answered `250` to the
-/// data, else what went wrong. A sender with a `hang_up` gives up part-way.
+/// Sends one message to `device` (the MX's port 25 or the submission port 587): `Ok(())` when
+/// it answered `250` to the data, else what went wrong. A sender with a `hang_up` gives up
+/// part-way.
 async fn send_one(stack: Stack<'static>, device: IpEndpoint, message: &Offered, hang_up: Option<HangUp>) -> Result<(), String> {
     let mut receive_buffer = vec![0u8; 4096];
     let mut transmit_buffer = vec![0u8; 4096];
@@ -215,13 +270,24 @@ async fn send_one(stack: Stack<'static>, device: IpEndpoint, message: &Offered, 
     Ok(())
 }
 
-/// Sends `messages` one after the other (a pause drawn from `random` before each; one sender
-/// in eight hangs up part-way), recording which got `250`.
-pub async fn sender(stack: Stack<'static>, device: IpEndpoint, messages: Vec<Offered>, mut random: ChaCha20Rng, records: SharedRecords) {
+/// The port on which a message for `destination` is offered: the MX's for the mailbox, the
+/// submission port for outbound mail (the peers' address is in the device's LAN prefix).
+pub const fn port_for(destination: Destination) -> u16 {
+    match destination {
+        Destination::Mailbox => 25,
+        Destination::Smarthost => 587,
+    }
+}
+
+/// Sends `messages` one after the other to `device` (a pause drawn from `random` before each;
+/// one sender in eight hangs up part-way), each on the port of its destination, recording
+/// which got `250`.
+pub async fn sender(stack: Stack<'static>, device: embassy_net::Ipv4Address, messages: Vec<Offered>, mut random: ChaCha20Rng, records: SharedRecords) {
     for (index, message) in messages.iter().enumerate() {
         Timer::after(Duration::from_millis(random.gen_range(0..20_000))).await;
         let hang_up = random.gen_ratio(1, 8).then(|| HangUp { after_steps: random.gen_range(1..6), reset: random.gen_ratio(1, 2) });
-        match send_one(stack, device, message, hang_up).await {
+        let endpoint = IpEndpoint::new(device.into(), port_for(message.destination));
+        match send_one(stack, endpoint, message, hang_up).await {
             Ok(()) => records.borrow_mut().accepted.push(index),
             Err(reason) => records.borrow_mut().not_accepted.push((index, reason)),
         }
@@ -248,14 +314,9 @@ pub async fn mailbox_host(stack: Stack<'static>, port: u16, faults: MailboxFault
         if socket.accept(port).await.is_err() {
             continue;
         }
-        let connection = {
-            let mut records = records.borrow_mut();
-            records.connections += 1;
-            LAST_CONNECTION.set((records.connections, None));
-            records.connections
-        };
+        let connection = connection_opened(&records, Destination::Mailbox);
         let _ = serve_lmtp(&mut socket, connection, faults, &mut random, &records).await;
-        LAST_CONNECTION.set((connection, Some(embassy_time::Instant::now().as_millis())));
+        connection_ended(Destination::Mailbox, connection);
         socket.close();
         let _ = socket.flush().await;
         socket.abort();
@@ -263,15 +324,38 @@ pub async fn mailbox_host(stack: Stack<'static>, port: u16, faults: MailboxFault
 }
 
 thread_local! {
-    /// The mailbox host's last connection and when it ended (`None`: still open).
-    static LAST_CONNECTION: std::cell::Cell<(u32, Option<u64>)> = const { std::cell::Cell::new((0, None)) };
+    /// Per destination (see [`Destination::slot`]), the last delivery connection and when it
+    /// ended (`None`: still open); connection 0: none yet.
+    static CONNECTIONS: std::cell::Cell<[(u32, Option<u64>); 2]> = const { std::cell::Cell::new([(0, None); 2]) };
 }
 
-/// The power cut now, as the mailbox host saw it.
+/// Numbers a delivery connection `destination` accepted, and notes it open.
+pub fn connection_opened(records: &SharedRecords, destination: Destination) -> u32 {
+    let mut records = records.borrow_mut();
+    records.connections += 1;
+    let mut connections = CONNECTIONS.get();
+    connections[destination.slot()] = (records.connections, None);
+    CONNECTIONS.set(connections);
+    records.connections
+}
+
+/// Notes that `destination`'s delivery connection `connection` ended now.
+pub fn connection_ended(destination: Destination, connection: u32) {
+    let mut connections = CONNECTIONS.get();
+    connections[destination.slot()] = (connection, Some(embassy_time::Instant::now().as_millis()));
+    CONNECTIONS.set(connections);
+}
+
+/// The power cut now, as the mailbox host and the smarthost saw it.
 pub fn power_cut_now(boot: u32) -> PowerCut {
-    let (last_connection, ended) = LAST_CONNECTION.get();
     let now = embassy_time::Instant::now().as_millis();
-    PowerCut { boot, last_connection, recent: ended.is_none_or(|ended| now.saturating_sub(ended) < RECORDING_GRACE_MS) }
+    let interrupted = CONNECTIONS
+        .get()
+        .into_iter()
+        .filter(|&(connection, ended)| connection > 0 && ended.is_none_or(|ended| now.saturating_sub(ended) < RECORDING_GRACE_MS))
+        .map(|(connection, _)| connection)
+        .collect();
+    PowerCut { boot, interrupted }
 }
 
 async fn serve_lmtp(socket: &mut TcpSocket<'_>, connection: u32, faults: MailboxFaults, random: &mut ChaCha20Rng, records: &SharedRecords) -> Option<()> {
@@ -298,16 +382,7 @@ async fn serve_lmtp(socket: &mut TcpSocket<'_>, connection: u32, faults: Mailbox
             socket.write_all(b"250 2.1.5 ok\r\n").await.ok()?;
         } else if upper == "DATA" {
             socket.write_all(b"354 go ahead\r\n").await.ok()?;
-            let mut content = Vec::new();
-            loop {
-                let data_line = line(socket, &mut pending).await?;
-                if data_line == b"." {
-                    break;
-                }
-                let unstuffed = data_line.strip_prefix(b".").unwrap_or(&data_line);
-                content.extend_from_slice(unstuffed);
-                content.extend_from_slice(b"\r\n");
-            }
+            let content = read_data(socket, &mut pending).await?;
             let roll = random.gen_range(0..1000);
             if roll < faults.drop_per_mille {
                 records.borrow_mut().dropped_deliveries += 1;
@@ -327,7 +402,14 @@ async fn serve_lmtp(socket: &mut TcpSocket<'_>, connection: u32, faults: Mailbox
                         let mut records = records.borrow_mut();
                         unconfirmed.push(records.delivered.len());
                         let boot = records.boot;
-                        records.delivered.push(Delivery { recipient, content: content.clone(), confirmed: false, boot, connection });
+                        records.delivered.push(Delivery {
+                            recipient,
+                            content: content.clone(),
+                            confirmed: false,
+                            boot,
+                            connection,
+                            destination: Destination::Mailbox,
+                        });
                     }
                     socket.write_all(b"250 2.0.0 delivered\r\n").await.ok()?;
                 }

@@ -1,8 +1,10 @@
 //! One simulated run: the world (flash, segment with faults, console), the device's boot, the
-//! peers (DHCP server, mailbox host, senders, the owner at the console), the loop that drives
-//! them and jumps the clock, and the report.
+//! peers (DHCP, DNS and SNTP servers, mailbox host, smarthost, senders and LAN clients, the
+//! owner at the console), the wire tap, the loop that drives them and jumps the clock, and the
+//! report.
 //!
-//! Owns: the run's executors and its report. Calls: `console`, `peers`, `invariants`.
+//! Owns: the run's executors and its report. Calls: `console`, `dns_peer`, `invariants`, `peers`,
+//! `smarthost`, `sntp_peer`, `tls_peer`, `wiretap`.
 
 use std::cell::{Cell, RefCell};
 use std::net::Ipv4Addr;
@@ -19,19 +21,27 @@ use homemx_bsp_sim::seeds::{self, Domain};
 use homemx_bsp_sim::flash::CutMode;
 use homemx_bsp_sim::{install, time_driver, DeviceHandles, SimConfig, World};
 use homemx_wire::client::AdminSigningKey;
-use homemx_wire::config::{ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox};
+use homemx_wire::config::{ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox, Smarthost, TlsMode};
+use homemx_wire::message::{Credential, TlsService};
 use rand::Rng;
 
 use crate::busy::BusyMeter;
 use crate::console::Owner;
-use crate::invariants;
-use crate::peers::{self, MailboxFaults, Offered, Records, SharedRecords};
+use crate::peers::{self, Destination, MailboxFaults, Offered, Records, SharedRecords};
+use crate::smarthost::{SmarthostCertificates, SmarthostPlan, SmarthostTls};
+use crate::tls_peer::{self, Identity};
+use crate::wiretap::Wiretap;
+use crate::{dns_peer, invariants, sntp_peer};
 
 const DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const MAILBOX_PORT: u16 = 24;
 const DOMAIN: &str = "home.example";
 const RECIPIENTS: [&str; 3] = ["anna@home.example", "ben@home.example", "postmaster@home.example"];
+/// Outside recipients LAN clients write to (through the smarthost).
+const OUTBOUND_RECIPIENTS: [&str; 2] = ["carol@elsewhere.example", "dave@remote.example"];
+/// The smarthost account's user name.
+const SMARTHOST_USER: &str = "homemx@provider.example";
 /// Simulated time a run may take at most (ms): senders pause up to 20 s between messages,
 /// refused deliveries wait for the queue's retry (minutes).
 const DEADLINE_MS: u64 = 6 * 3600 * 1000;
@@ -50,11 +60,25 @@ pub struct Report {
     pub offered: usize,
     /// Answered 250 by the MX.
     pub accepted: usize,
-    /// Deliveries the mailbox host took.
+    /// Deliveries the mailbox host and the smarthost took.
     pub delivered: usize,
+    /// Of the messages offered, those for outside recipients (through the smarthost).
+    pub outbound: usize,
+    /// Of the deliveries, those the smarthost took.
+    pub smarthost_delivered: usize,
+    /// The smarthost's TLS sessions and logins.
+    pub smarthost_tls_sessions: u32,
+    /// Logins the smarthost accepted.
+    pub smarthost_logins: u32,
+    /// Impostors' certificates the smarthost presented.
+    pub smarthost_impostors: u32,
+    /// How the smarthost spoke TLS and which AUTH it offered.
+    pub smarthost_mode: String,
+    /// Frames the wire tap read (last boot).
+    pub tapped_frames: u64,
     /// Network faults injected (drops, duplicates, reorders, corruptions).
     pub network_faults: u64,
-    /// Deliveries the mailbox host refused or dropped on purpose.
+    /// Deliveries the mailbox host or the smarthost refused or dropped on purpose.
     pub peer_faults: u64,
     /// Clock jumps.
     pub clock_jumps: u64,
@@ -64,6 +88,8 @@ pub struct Report {
     pub flash_operations: u64,
     /// Repeated deliveries the device could not know had arrived (allowed, see `invariants`).
     pub unconfirmed_repeats: usize,
+    /// The device's alert reports to the postmaster.
+    pub alert_reports: usize,
     /// Simulated milliseconds the run took.
     pub simulated_ms: u64,
     /// The device's longest stretch without a pause, in simulated milliseconds (this boot).
@@ -76,18 +102,26 @@ impl Report {
     /// One line of figures.
     pub fn summary(&self, log_frames: u64) -> String {
         format!(
-            "seed {}: {} offered, {} answered 250, {} delivered ({} allowed repeats); faults: {} network, {} mailbox, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} s simulated, longest busy {} ms, {} log frames; {}",
+            "seed {}: {} offered ({} outbound), {} answered 250, {} delivered ({} to the smarthost, {}: {} TLS sessions, {} logins, {} impostors; {} allowed repeats, {} alert reports); faults: {} network, {} mailbox/smarthost, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} frames tapped, {} s simulated, longest busy {} ms, {} log frames; {}",
             self.seed,
             self.offered,
+            self.outbound,
             self.accepted,
             self.delivered,
+            self.smarthost_delivered,
+            self.smarthost_mode,
+            self.smarthost_tls_sessions,
+            self.smarthost_logins,
+            self.smarthost_impostors,
             self.unconfirmed_repeats,
+            self.alert_reports,
             self.network_faults,
             self.peer_faults,
             self.clock_jumps,
             self.power_cuts,
             self.faults(),
             self.flash_operations,
+            self.tapped_frames,
             self.simulated_ms / 1000,
             self.longest_busy_ms,
             log_frames,
@@ -105,15 +139,45 @@ fn leak<T>(value: T) -> &'static mut T {
     Box::leak(Box::new(value))
 }
 
-/// The device's configuration: the domain, its recipients, the LAN and the mailbox host.
-fn configuration() -> Vec<ConfigItem> {
+/// The device's configuration: the domain, its recipients, the LAN, the mailbox host and the
+/// smarthost (by name: the device resolves it with the LAN's DNS server).
+fn configuration(smarthost: &SmarthostPlan) -> Vec<ConfigItem> {
     let mut items = vec![ConfigItem::Domain(DOMAIN.try_into().unwrap())];
     for recipient in RECIPIENTS.iter().take(2) {
         items.push(ConfigItem::Recipient((*recipient).try_into().unwrap()));
     }
     items.push(ConfigItem::LanPrefix(Ipv4Prefix { address: [10, 0, 0, 0], length: 24 }));
     items.push(ConfigItem::LanMailbox(LanMailbox { address: PEER.octets(), port: MAILBOX_PORT, protocol: DeliveryProtocol::Lmtp }));
+    items.push(ConfigItem::Smarthost(Smarthost {
+        host: Identity::Smarthost.host_name().try_into().unwrap(),
+        port: smarthost.tls.port(),
+        tls: match smarthost.tls {
+            SmarthostTls::StartTls => TlsMode::StartTls,
+            SmarthostTls::Implicit => TlsMode::Implicit,
+        },
+        user_name: SMARTHOST_USER.try_into().unwrap(),
+    }));
     items
+}
+
+/// The smarthost the seed draws from `random`: STARTTLS on 587 or implicit TLS on 465, the
+/// AUTH mechanisms it offers, the password, and its faults (up to 5 % busy greetings, 15 %
+/// refused and 5 % dropped messages, 20 % impostors' certificates).
+fn smarthost_plan(random: &mut rand_chacha::ChaCha20Rng) -> SmarthostPlan {
+    let tls = if random.gen_ratio(1, 2) { SmarthostTls::StartTls } else { SmarthostTls::Implicit };
+    let (plain, login) = [(true, true), (true, false), (false, true)][random.gen_range(0..3)];
+    let password: String = (0..24).map(|_| char::from(random.gen_range(b'!'..=b'~'))).collect();
+    SmarthostPlan {
+        tls,
+        plain,
+        login,
+        user: SMARTHOST_USER.into(),
+        password,
+        busy_per_mille: random.gen_range(0..50),
+        refuse_per_mille: random.gen_range(0..150),
+        drop_per_mille: random.gen_range(0..50),
+        impostor_per_mille: random.gen_range(0..200),
+    }
 }
 
 /// What a boot after a power cut takes over from the one before (the resume file; the flash
@@ -160,6 +224,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         let mode = [CutMode::Clean, CutMode::Torn, CutMode::Completed][plan_random.gen_range(0..3)];
         (plan_random.gen_range(1..=CUT_WITHIN_OPERATIONS), mode)
     });
+    let smarthost_plan = smarthost_plan(&mut seeds::stream(seed, Domain::Simulator, 2));
     let config = SimConfig { faults, ..SimConfig::new(seed) };
     let first_boot = resume.is_none();
     let (mut world, records, earlier_faults, earlier_jumps, earlier_busy_ms) = match resume {
@@ -172,6 +237,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     };
     let boot = records.boot;
     let records: SharedRecords = Rc::new(RefCell::new(records));
+    let wiretap = Wiretap::attach(world.segment());
 
     // The peers' side of the segment: one stack with a static address.
     let peer_driver = world.segment().attach([0x02, 0, 0, 0, 0, 0x10]);
@@ -200,15 +266,34 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         seeds::stream(seed, Domain::Peer, 1 + 100 * boot),
         records.clone(),
     ));
+    let zone = vec![(Identity::Smarthost.host_name(), PEER.octets()), (Identity::Pop.host_name(), PEER.octets())];
+    peers_executor.spawn(dns_peer::serve(peer_stack, zone));
+    peers_executor.spawn(sntp_peer::serve(peer_stack));
+    let provider = tls_peer::provider(seeds::stream(seed, Domain::Peer, 5 + 100 * boot));
+    peers_executor.spawn(crate::smarthost::smarthost(
+        peer_stack,
+        smarthost_plan.clone(),
+        SmarthostCertificates {
+            genuine: tls_peer::server_config(&provider, Identity::Smarthost),
+            impostor: tls_peer::server_config(&provider, Identity::Pop),
+        },
+        seeds::stream(seed, Domain::Peer, 6 + 100 * boot),
+        records.clone(),
+    ));
 
     // The messages.
     let mut message_random = seeds::stream(seed, Domain::Peer, 2);
     let offered: Vec<Offered> = (0..message_count)
         .map(|index| {
-            let recipient = RECIPIENTS[message_random.gen_range(0..RECIPIENTS.len())].to_string();
+            let destination = if message_random.gen_ratio(1, 3) { Destination::Smarthost } else { Destination::Mailbox };
+            let recipient = match destination {
+                Destination::Mailbox => RECIPIENTS[message_random.gen_range(0..RECIPIENTS.len())],
+                Destination::Smarthost => OUTBOUND_RECIPIENTS[message_random.gen_range(0..OUTBOUND_RECIPIENTS.len())],
+            }
+            .to_string();
             let length = if message_random.gen_ratio(1, 4) { message_random.gen_range(8_000..40_000) } else { message_random.gen_range(100..4_000) };
             let content = peers::generate_message(&mut message_random, seed, index, &recipient, length);
-            Offered { recipient, content }
+            Offered { recipient, content, destination }
         })
         .collect();
 
@@ -238,6 +323,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         );
         let key = AdminSigningKey::from_bytes(&seeds::stream(seed, Domain::Peer, 3).gen());
         let sender_random = seeds::stream(seed, Domain::Peer, 4);
+        let smarthost_plan = smarthost_plan.clone();
         peers_executor.spawn(async move {
             let mut owner = match Owner::open(console, key).await {
                 Ok(owner) => owner,
@@ -246,7 +332,16 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
                     return;
                 }
             };
-            let provisioning = if first_boot { owner.provision(PASSPHRASE, &configuration()).await } else { owner.unlock(PASSPHRASE).await };
+            let provisioning = if first_boot {
+                let provider = async {
+                    owner.provision(PASSPHRASE, &configuration(&smarthost_plan)).await?;
+                    owner.set_credential(Credential::SmarthostPassword, &smarthost_plan.password).await?;
+                    owner.set_trust_anchor(TlsService::Smarthost, tls_peer::CA_DER).await
+                };
+                provider.await
+            } else {
+                owner.unlock(PASSPHRASE).await
+            };
             if let Err(error) = provisioning {
                 *console_failure.borrow_mut() = Some(error.0);
                 return;
@@ -262,7 +357,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
             }
             provisioned.set(true);
             if first_boot {
-                peers::sender(peer_stack, (DEVICE, 25).into(), offered, sender_random, records.clone()).await;
+                peers::sender(peer_stack, DEVICE, offered, sender_random, records.clone()).await;
             }
             senders_done.set(true);
             // The owner looks at the queue now and then until it is empty.
@@ -341,8 +436,18 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         }
         ControlFlow::Continue(())
     });
+    let smarthost_endpoint = (PEER, smarthost_plan.tls.port());
+    let secret_forms = Wiretap::secret_forms(SMARTHOST_USER, &smarthost_plan.password);
+    // What the wire tap read in this boot.
+    let tapped = |records: &mut Records| {
+        let wiretap = wiretap.borrow();
+        let findings = wiretap.findings(smarthost_endpoint, &secret_forms, &offered);
+        records.cleartext.extend(findings.into_iter().map(|finding| format!("boot {boot}: {finding}")));
+        records.read_on_submission.extend(wiretap.read_on_submission((DEVICE, peers::port_for(Destination::Smarthost)), &offered));
+    };
     if matches!(&outcome, RunOutcome::Stopped(reason) if reason == POWER_CUT) {
         let mut records = records.take();
+        tapped(&mut records);
         records.cuts.push(peers::power_cut_now(boot));
         records.boot = boot + 1;
         let flash_image = world.flash().snapshot();
@@ -366,10 +471,23 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         violations.push(format!("provisioning failed: {failure}"));
     }
     violations.extend(busy.violation());
+    tapped(&mut records.borrow_mut());
+    let tapped_frames = wiretap.borrow().frames();
     let records = records.borrow();
     let verdict = invariants::verdict(&offered, &records);
     violations.extend(verdict.violations);
+    // The device's alert reports must have a cause in this run: nothing strips STARTTLS here,
+    // and only an impostor's certificate is to be refused.
+    for subject in &verdict.alert_reports {
+        let unfounded = subject.contains("STARTTLS stripping suspected")
+            || (subject.contains("TLS certificate rejected") && records.smarthost_impostors == 0);
+        if unfounded {
+            violations.push(format!("the device reported {subject:?} without a cause in this run"));
+        }
+    }
     violations.extend(records.plaintext.iter().cloned());
+    violations.extend(records.cleartext.iter().cloned());
+    violations.extend(crate::wiretap::blind_spots(&offered, &records.accepted, &records.read_on_submission));
     violations.extend(invariants::plaintext_on_flash(&offered, &world.flash().snapshot(), "the end"));
     if let (Some(before), Some(after)) = (records.free_after_provisioning, final_free_bytes.get()) {
         violations.extend(invariants::space_given_back(before, after));
@@ -382,12 +500,28 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         offered: offered.len(),
         accepted: records.accepted.len(),
         delivered: records.delivered.len(),
+        outbound: offered.iter().filter(|message| message.destination == Destination::Smarthost).count(),
+        smarthost_delivered: records.delivered.iter().filter(|delivery| delivery.destination == Destination::Smarthost).count(),
+        smarthost_tls_sessions: records.smarthost_tls_sessions,
+        smarthost_logins: records.smarthost_logins,
+        smarthost_impostors: records.smarthost_impostors,
+        smarthost_mode: format!(
+            "{:?} on {}, AUTH{}{}",
+            smarthost_plan.tls,
+            smarthost_plan.tls.port(),
+            if smarthost_plan.plain { " PLAIN" } else { "" },
+            if smarthost_plan.login { " LOGIN" } else { "" }
+        ),
+        tapped_frames,
         network_faults: earlier_faults + world.segment().faults().total(),
-        peer_faults: u64::from(records.refused_deliveries + records.dropped_deliveries),
+        peer_faults: u64::from(
+            records.refused_deliveries + records.dropped_deliveries + records.smarthost_refusals + records.smarthost_drops + records.smarthost_impostors,
+        ),
         clock_jumps: earlier_jumps + clock_jumps,
         power_cuts: records.cuts.len() as u64,
         flash_operations: world.flash().mutating_operations(),
         unconfirmed_repeats: verdict.unconfirmed_repeats,
+        alert_reports: verdict.alert_reports.len(),
         simulated_ms: time_driver::now(),
         longest_busy_ms: busy.longest_ms(),
         violations,

@@ -13,6 +13,9 @@
 //! counts every fault injected and [`Segment::digest`] hashes every delivery (time, port,
 //! bytes) so two runs can be compared.
 //!
+//! [`Segment::observe`] taps the segment read-only, as an eavesdropper on the wire would: an
+//! observer sees every frame a port sends (before the faults), in order, and changes nothing.
+//!
 //! Besides the faults: [`Segment::reset_link`] takes a port's link down (what was queued for
 //! it is lost; embassy-net sees the link go down) until [`Segment::set_link`] brings it up; a
 //! port whose boot has lost power neither sends nor receives; a receiver holds at most
@@ -126,8 +129,12 @@ impl Port {
     }
 }
 
+/// A read-only tap on the frames sent.
+type Observer = Box<dyn FnMut(&[u8])>;
+
 struct SegmentState {
     ports: Vec<Port>,
+    observers: Vec<Observer>,
     plan: FaultPlan,
     random: ChaCha20Rng,
     faults: FaultCounts,
@@ -146,6 +153,9 @@ impl SegmentState {
         if !self.ports[from].is_online() || frame.len() < HEADER_BYTES {
             self.statistics.lost_offline += 1;
             return;
+        }
+        for observer in &mut self.observers {
+            observer(&frame);
         }
         let destination = &frame[..6];
         let group = destination[0] & 1 == 1;
@@ -223,6 +233,7 @@ impl Segment {
         Self {
             state: Rc::new(RefCell::new(SegmentState {
                 ports: Vec::new(),
+                observers: Vec::new(),
                 plan,
                 random: seeds::stream(seed, Domain::Network, index),
                 faults: FaultCounts::default(),
@@ -290,6 +301,12 @@ impl Segment {
                 state.deliver(receiver, held);
             }
         }
+    }
+
+    /// Calls `observer` with every frame a port sends from now on (as sent: before the faults
+    /// strike it on its way to a receiver), in order. It must not call back into the segment.
+    pub fn observe(&self, observer: impl FnMut(&[u8]) + 'static) {
+        self.state.borrow_mut().observers.push(Box::new(observer));
     }
 
     /// Changes the fault plan from the next frame on.
@@ -409,5 +426,26 @@ impl Driver for SimEthernet {
 
     fn hardware_address(&self) -> HardwareAddress {
         HardwareAddress::Ethernet(self.mac)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_observer_sees_every_frame_sent_as_sent_even_those_the_faults_drop() {
+        let segment = Segment::new(1, 0, FaultPlan { drop_per_million: 1_000_000, ..FaultPlan::NONE });
+        let sender = segment.attach([2, 0, 0, 0, 0, 1]);
+        segment.attach([2, 0, 0, 0, 0, 2]);
+        let seen: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let tap = seen.clone();
+        segment.observe(move |frame| tap.borrow_mut().push(frame.to_vec()));
+        let mut frame = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        frame.extend_from_slice(b"payload");
+        segment.send(sender.port(), frame.clone());
+        assert_eq!(*seen.borrow(), [frame]);
+        assert_eq!(segment.faults().dropped, 1, "the receiver never got it");
+        assert_eq!(segment.statistics().frames_delivered, 0);
     }
 }

@@ -388,10 +388,13 @@ impl<'b> TlsClient<'b> {
     }
 
     /// After an error rustls holds the fatal alert it chose (`bad_certificate`, `unknown_ca`,
-    /// `decrypt_error` …): encode it so the caller sends it before closing.
+    /// `decrypt_error` …): encode it so the caller sends it before closing. The records not yet
+    /// processed are passed again, not an empty buffer: rustls may still hold handshake messages
+    /// of the same record (a server that coalesces its flight: CertificateVerify and Finished
+    /// behind a refused Certificate) as ranges of that buffer, and panics on an empty one.
     fn queue_fatal_alert(&mut self) {
         for _ in 0..4 {
-            let status = self.connection.process_tls_records(&mut []);
+            let status = self.connection.process_tls_records(&mut self.incoming[..self.incoming_used]);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     if let Ok(count) = encode.encode(&mut self.outgoing[self.outgoing_used..]) {
