@@ -2,7 +2,9 @@
 //! semihosting): the services' log frames are counted, not kept. defmt's frames cannot be
 //! decoded on the host (the strings' indices come from the firmware's linker script), so the
 //! count is all they tell. Also defmt's timestamp (the simulated clock) and its panic handler
-//! (a Rust panic: the simulation fails with it).
+//! (a Rust panic: the simulation fails with it). The device's event log, which the services
+//! also keep as text, is printed with the simulated time when `HOMEMX_SIM_TRACE` is set
+//! ([`event`]).
 //!
 //! Owns the frame counter. Calls: the time driver.
 
@@ -14,6 +16,14 @@ static FRAMES: AtomicU64 = AtomicU64::new(0);
 /// Log frames the services (and embassy) wrote since the process started.
 pub fn log_frames() -> u64 {
     FRAMES.load(Ordering::Relaxed)
+}
+
+/// One line of the device's event log (the services' `event_log` hands each to its board): on
+/// standard error when `HOMEMX_SIM_TRACE` is set, else nowhere.
+pub fn event(level: &str, text: &str) {
+    if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+        eprintln!("{} ms: device {level}: {text}", crate::time_driver::now());
+    }
 }
 
 #[defmt::global_logger]

@@ -31,6 +31,16 @@ pub fn record(level: LogLevel, arguments: core::fmt::Arguments<'_>) {
         LogLevel::Warning => defmt::warn!("event: {}", text.as_str()),
         LogLevel::Alarm => defmt::error!("event (alarm): {}", text.as_str()),
     }
+    // defmt's frames cannot be read on the host: the simulated board prints the text instead.
+    #[cfg(feature = "board-sim")]
+    crate::bsp::logging::event(
+        match level {
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Alarm => "alarm",
+        },
+        text.as_str(),
+    );
     let uptime_seconds = Instant::now().as_secs() as u32;
     critical_section::with(|cs| {
         let mut log = LOG.borrow(cs).borrow_mut();
