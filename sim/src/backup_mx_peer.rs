@@ -20,17 +20,24 @@
 //! backup messages' deliveries ([`Mailbox::message_index`]) out of [`invariants::verdict`] and
 //! give them to [`check`] at the end.
 //!
-//! Owns: the backup MX's maildrop and its commit log. Calls: `peers`, `invariants`.
+//! Owns: the backup MX's maildrop and its commit log. Calls: `invariants`, `peers`, `tls_peer`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use std::sync::Arc;
+
+use embassy_net::tcp::TcpSocket;
+use embassy_net::Stack;
+use embassy_time::Duration;
 use embedded_io_async::{Read, Write};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
+use rustls::ServerConfig;
 
 use crate::invariants;
 use crate::peers::{Destination, Offered, Records};
+use crate::tls_peer::TlsStream;
 
 /// A message held at the backup MX for the device.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -116,6 +123,14 @@ impl Mailbox {
     pub fn deposit(&mut self, message: BackupMessage) {
         self.on_server.push(self.messages.len());
         self.messages.push(message);
+    }
+
+    /// Every message deposited, as the wire tap and the flash check look for them.
+    pub fn as_offered(&self) -> Vec<Offered> {
+        self.messages
+            .iter()
+            .map(|message| Offered { recipient: message.recipient.clone(), content: message.content.clone(), destination: Destination::Mailbox })
+            .collect()
     }
 
     /// The backup message a delivery to the mailbox host carries (byte for byte but for the
@@ -274,6 +289,9 @@ pub async fn serve<S: Read + Write>(
             Line::End => return SessionEnd::ClientGone,
         };
         let text = String::from_utf8_lossy(&line).into_owned();
+        if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+            eprintln!("{} ms: backup MX got {text:?}", embassy_time::Instant::now().as_millis());
+        }
         let (keyword, argument) = text.split_once(' ').unwrap_or((&text, ""));
         let keyword = keyword.to_ascii_uppercase();
         let reply: Vec<u8> = match (keyword.as_str(), transaction.as_mut()) {
@@ -356,10 +374,15 @@ pub async fn serve<S: Read + Write>(
                         let _ = send(stream, &reply[..reply.len() / 2]).await;
                         return SessionEnd::Dropped(Fault::InRetrieve);
                     }
-                    if !send(stream, &reply).await {
+                    if stream.write_all(&reply).await.is_err() {
                         return SessionEnd::ClientGone;
                     }
+                    // Served whole once the transport has it all: the device may read the last
+                    // byte (and the power may go) before the flush below sees its acknowledgement.
                     mailbox.borrow_mut().messages[index].served_whole += 1;
+                    if stream.flush().await.is_err() {
+                        return SessionEnd::ClientGone;
+                    }
                     continue;
                 }
                 None => b"-ERR no such message\r\n".to_vec(),
@@ -523,6 +546,86 @@ pub fn check(mailbox: &Mailbox, records: &Records, queue_empty_at_end: bool) -> 
         }
     }
     violations
+}
+
+/// How the backup MX speaks TLS: implicit on 995, or STLS on 110 (RFC 2595).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupTls {
+    /// TLS from the first octet, port 995.
+    Implicit,
+    /// In clear until STLS, port 110.
+    Stls,
+}
+
+impl BackupTls {
+    /// The port.
+    pub const fn port(self) -> u16 {
+        match self {
+            BackupTls::Implicit => 995,
+            BackupTls::Stls => 110,
+        }
+    }
+}
+
+/// The backup MX on `stack`: accepts the device's connections one at a time for ever, and
+/// serves each with [`serve`] over TLS with the certificate `tls` (after STLS or from the first
+/// octet); the boot `boot` goes into the commit log.
+pub async fn backup_mx(
+    stack: Stack<'static>,
+    mode: BackupTls,
+    tls: Arc<ServerConfig>,
+    mailbox: SharedMailbox,
+    boot: u32,
+    faults: BackupMxFaults,
+    mut random: ChaCha20Rng,
+) {
+    // A RETR of a 40 KB message must not wait on the device for every segment.
+    let mut receive_buffer = vec![0u8; 4096];
+    let mut transmit_buffer = vec![0u8; 16384];
+    loop {
+        let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+        socket.set_timeout(Some(Duration::from_secs(300)));
+        if socket.accept(mode.port()).await.is_err() {
+            continue;
+        }
+        let ending = serve_connection(&mut socket, mode, &tls, &mailbox, boot, faults, &mut random).await;
+        if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
+            eprintln!("{} ms: backup MX connection ended: {ending:?}", embassy_time::Instant::now().as_millis());
+        }
+        if matches!(ending, Some(SessionEnd::Dropped(_))) {
+            socket.abort();
+        } else {
+            socket.close();
+        }
+        let _ = socket.flush().await;
+        socket.abort();
+    }
+}
+
+/// One connection: the part in clear up to STLS (if that is the mode), the handshake, the
+/// session inside TLS. `None`: the handshake failed.
+async fn serve_connection(
+    socket: &mut TcpSocket<'_>,
+    mode: BackupTls,
+    tls: &Arc<ServerConfig>,
+    mailbox: &SharedMailbox,
+    boot: u32,
+    faults: BackupMxFaults,
+    random: &mut ChaCha20Rng,
+) -> Option<SessionEnd> {
+    if mode == BackupTls::Stls {
+        match serve(socket, mailbox, Opening::PlainThenStls, boot, faults, random).await {
+            SessionEnd::StartTls => {}
+            other => return Some(other),
+        }
+    }
+    let mut stream = TlsStream::accept(&mut *socket, tls.clone()).await.ok()?;
+    let opening = if mode == BackupTls::Implicit { Opening::ImplicitTls } else { Opening::AfterStls };
+    let ending = serve(&mut stream, mailbox, opening, boot, faults, random).await;
+    if !matches!(ending, SessionEnd::Dropped(_)) {
+        let _ = stream.close().await;
+    }
+    Some(ending)
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@
 //!
 //! Owns: the command line and the re-execution after a power cut. Calls: `scenario`.
 
-// Not yet in the scenario (it needs the TLS peer); until then only its tests use it.
-#[cfg_attr(not(test), allow(dead_code))]
 mod backup_mx_peer;
 mod busy;
 mod console;

@@ -48,7 +48,7 @@ pub struct Offered {
 
 /// What the peers saw (kept across the device's boots: written to the resume file after a
 /// power cut).
-#[derive(Default, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Records {
     /// Messages the MX answered `250` to after their data, by index into the offered list.
     pub accepted: Vec<usize>,
@@ -84,6 +84,9 @@ pub struct Records {
     pub cleartext: Vec<String>,
     /// Outbound messages the wire tap read on their submission (its control, across boots).
     pub read_on_submission: Vec<usize>,
+    /// Backup-MX messages the wire tap read on their delivery to the mailbox host (the LAN
+    /// carries no TLS: the control of the POP3 side, across boots).
+    pub backup_read_on_lan: Vec<usize>,
     /// The spool's free bytes once the device was provisioned (its status, first boot).
     pub free_after_provisioning: Option<u32>,
 }

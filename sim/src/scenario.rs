@@ -1,10 +1,10 @@
 //! One simulated run: the world (flash, segment with faults, console), the device's boot, the
-//! peers (DHCP, DNS and SNTP servers, mailbox host, smarthost, senders and LAN clients, the
-//! owner at the console), the wire tap, the loop that drives them and jumps the clock, and the
-//! report.
+//! peers (DHCP, DNS and SNTP servers, mailbox host, smarthost, backup MX, senders and LAN
+//! clients, the owner at the console), the wire tap, the loop that drives them and jumps the
+//! clock, and the report.
 //!
-//! Owns: the run's executors and its report. Calls: `console`, `dns_peer`, `invariants`, `peers`,
-//! `smarthost`, `sntp_peer`, `tls_peer`, `wiretap`.
+//! Owns: the run's executors and its report. Calls: `backup_mx_peer`, `busy`, `console`,
+//! `dns_peer`, `invariants`, `peers`, `smarthost`, `sntp_peer`, `tls_peer`, `wiretap`.
 
 use std::cell::{Cell, RefCell};
 use std::net::Ipv4Addr;
@@ -21,11 +21,12 @@ use homemx_bsp_sim::seeds::{self, Domain};
 use homemx_bsp_sim::flash::CutMode;
 use homemx_bsp_sim::{install, time_driver, DeviceHandles, SimConfig, World};
 use homemx_wire::client::AdminSigningKey;
-use homemx_wire::config::{ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox, Smarthost, TlsMode};
+use homemx_wire::config::{BackupMx, ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox, Smarthost, TlsMode};
 use homemx_wire::message::{Credential, TlsService};
 use rand::Rng;
 
 use crate::busy::BusyMeter;
+use crate::backup_mx_peer::{self, BackupMxFaults, BackupTls, Mailbox, SharedMailbox};
 use crate::console::Owner;
 use crate::peers::{self, Destination, MailboxFaults, Offered, Records, SharedRecords};
 use crate::smarthost::{SmarthostCertificates, SmarthostPlan, SmarthostTls};
@@ -42,6 +43,10 @@ const RECIPIENTS: [&str; 3] = ["anna@home.example", "ben@home.example", "postmas
 const OUTBOUND_RECIPIENTS: [&str; 2] = ["carol@elsewhere.example", "dave@remote.example"];
 /// The smarthost account's user name.
 const SMARTHOST_USER: &str = "homemx@provider.example";
+/// The backup MX's POP3 account.
+const BACKUP_USER: &str = "home@provider.example";
+/// How often the device fetches from the backup MX (the least the configuration allows).
+const BACKUP_POLL_SECONDS: u32 = 60;
 /// Simulated time a run may take at most (ms): senders pause up to 20 s between messages,
 /// refused deliveries wait for the queue's retry (minutes).
 const DEADLINE_MS: u64 = 6 * 3600 * 1000;
@@ -76,6 +81,14 @@ pub struct Report {
     pub smarthost_mode: String,
     /// Frames the wire tap read (last boot).
     pub tapped_frames: u64,
+    /// Messages waiting at the backup MX at the start, and of them delivered to the mailbox host.
+    pub backup_messages: usize,
+    /// Of the backup MX's messages, those the mailbox host took.
+    pub backup_delivered: usize,
+    /// The backup MX's login sessions and how it spoke TLS.
+    pub backup_sessions: u32,
+    /// How the backup MX spoke TLS.
+    pub backup_mode: String,
     /// Network faults injected (drops, duplicates, reorders, corruptions).
     pub network_faults: u64,
     /// Deliveries the mailbox host or the smarthost refused or dropped on purpose.
@@ -102,7 +115,7 @@ impl Report {
     /// One line of figures.
     pub fn summary(&self, log_frames: u64) -> String {
         format!(
-            "seed {}: {} offered ({} outbound), {} answered 250, {} delivered ({} to the smarthost, {}: {} TLS sessions, {} logins, {} impostors; {} allowed repeats, {} alert reports); faults: {} network, {} mailbox/smarthost, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} frames tapped, {} s simulated, longest busy {} ms, {} log frames; {}",
+            "seed {}: {} offered ({} outbound), {} answered 250, {} delivered ({} to the smarthost, {}: {} TLS sessions, {} logins, {} impostors; {} allowed repeats, {} alert reports); backup MX ({}): {} of {} messages fetched in {} sessions; faults: {} network, {} mailbox/smarthost/backup MX, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} frames tapped, {} s simulated, longest busy {} ms, {} log frames; {}",
             self.seed,
             self.offered,
             self.outbound,
@@ -115,6 +128,10 @@ impl Report {
             self.smarthost_impostors,
             self.unconfirmed_repeats,
             self.alert_reports,
+            self.backup_mode,
+            self.backup_delivered,
+            self.backup_messages,
+            self.backup_sessions,
             self.network_faults,
             self.peer_faults,
             self.clock_jumps,
@@ -141,7 +158,7 @@ fn leak<T>(value: T) -> &'static mut T {
 
 /// The device's configuration: the domain, its recipients, the LAN, the mailbox host and the
 /// smarthost (by name: the device resolves it with the LAN's DNS server).
-fn configuration(smarthost: &SmarthostPlan) -> Vec<ConfigItem> {
+fn configuration(smarthost: &SmarthostPlan, backup: &BackupPlan) -> Vec<ConfigItem> {
     let mut items = vec![ConfigItem::Domain(DOMAIN.try_into().unwrap())];
     for recipient in RECIPIENTS.iter().take(2) {
         items.push(ConfigItem::Recipient((*recipient).try_into().unwrap()));
@@ -157,7 +174,41 @@ fn configuration(smarthost: &SmarthostPlan) -> Vec<ConfigItem> {
         },
         user_name: SMARTHOST_USER.try_into().unwrap(),
     }));
+    items.push(ConfigItem::BackupMx(BackupMx {
+        host: Identity::Pop.host_name().try_into().unwrap(),
+        port: backup.tls.port(),
+        tls: match backup.tls {
+            BackupTls::Implicit => TlsMode::Implicit,
+            BackupTls::Stls => TlsMode::StartTls,
+        },
+        user_name: BACKUP_USER.try_into().unwrap(),
+        poll_interval_seconds: BACKUP_POLL_SECONDS,
+    }));
     items
+}
+
+/// The backup MX the seed draws from `random`: POP3S on 995 or STLS on 110, the password, how
+/// many messages wait there, and its faults (up to 10 % of RETRs and of QUITs dropped before,
+/// and 10 % after, the deletions took effect).
+#[derive(Clone)]
+struct BackupPlan {
+    tls: BackupTls,
+    password: String,
+    messages: usize,
+    faults: BackupMxFaults,
+}
+
+fn backup_plan(random: &mut rand_chacha::ChaCha20Rng) -> BackupPlan {
+    BackupPlan {
+        tls: if random.gen_ratio(1, 2) { BackupTls::Implicit } else { BackupTls::Stls },
+        password: (0..20).map(|_| char::from(random.gen_range(b'!'..=b'~'))).collect(),
+        messages: random.gen_range(1..=6),
+        faults: BackupMxFaults {
+            drop_in_retrieve_per_mille: random.gen_range(0..100),
+            drop_before_quit_per_mille: random.gen_range(0..100),
+            drop_after_quit_per_mille: random.gen_range(0..100),
+        },
+    }
 }
 
 /// The smarthost the seed draws from `random`: STARTTLS on 587 or implicit TLS on 465, the
@@ -186,6 +237,8 @@ fn smarthost_plan(random: &mut rand_chacha::ChaCha20Rng) -> SmarthostPlan {
 pub struct Resume {
     /// The peers' records, `boot` already the next one.
     pub records: Records,
+    /// The backup MX's maildrop and its commit log.
+    pub backup: Mailbox,
     /// Faults injected in the boots before.
     pub network_faults: u64,
     /// Clock jumps in the boots before.
@@ -225,16 +278,24 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         (plan_random.gen_range(1..=CUT_WITHIN_OPERATIONS), mode)
     });
     let smarthost_plan = smarthost_plan(&mut seeds::stream(seed, Domain::Simulator, 2));
+    let backup_plan = backup_plan(&mut seeds::stream(seed, Domain::Simulator, 3));
     let config = SimConfig { faults, ..SimConfig::new(seed) };
     let first_boot = resume.is_none();
-    let (mut world, records, earlier_faults, earlier_jumps, earlier_busy_ms) = match resume {
-        None => (World::new(config), Records { boot: 1, ..Records::default() }, 0, 0, 0),
+    let (mut world, records, backup, earlier_faults, earlier_jumps, earlier_busy_ms) = match resume {
+        None => {
+            // Half the backup MX's messages wait there from the start; the rest arrive later.
+            let mut messages = backup_mx_peer::generate_messages(&mut seeds::stream(seed, Domain::Peer, 7), seed, backup_plan.messages, &RECIPIENTS);
+            messages.truncate(backup_plan.messages.div_ceil(2));
+            let backup = Mailbox::new(BACKUP_USER, &backup_plan.password, messages);
+            (World::new(config), Records { boot: 1, ..Records::default() }, backup, 0, 0, 0)
+        }
         Some(resume) => {
             let boots = resume.records.boot - 1;
             let world = World::after_boots(config, &resume.flash_image, boots);
-            (world, resume.records, resume.network_faults, resume.clock_jumps, resume.longest_busy_ms)
+            (world, resume.records, resume.backup, resume.network_faults, resume.clock_jumps, resume.longest_busy_ms)
         }
     };
+    let backup: SharedMailbox = Rc::new(RefCell::new(backup));
     let boot = records.boot;
     let records: SharedRecords = Rc::new(RefCell::new(records));
     let wiretap = Wiretap::attach(world.segment());
@@ -280,6 +341,29 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         seeds::stream(seed, Domain::Peer, 6 + 100 * boot),
         records.clone(),
     ));
+    {
+        // The backup MX's later messages arrive one by one, in every boot until all are there.
+        let backup = backup.clone();
+        let all = backup_mx_peer::generate_messages(&mut seeds::stream(seed, Domain::Peer, 7), seed, backup_plan.messages, &RECIPIENTS);
+        let mut random = seeds::stream(seed, Domain::Peer, 9 + 100 * boot);
+        peers_executor.spawn(async move {
+            loop {
+                let deposited = backup.borrow().messages.len();
+                let Some(next) = all.get(deposited) else { return };
+                Timer::after(Duration::from_secs(random.gen_range(20..120))).await;
+                backup.borrow_mut().deposit(next.clone());
+            }
+        });
+    }
+    peers_executor.spawn(backup_mx_peer::backup_mx(
+        peer_stack,
+        backup_plan.tls,
+        tls_peer::server_config(&provider, Identity::Pop),
+        backup.clone(),
+        boot,
+        backup_plan.faults,
+        seeds::stream(seed, Domain::Peer, 8 + 100 * boot),
+    ));
 
     // The messages.
     let mut message_random = seeds::stream(seed, Domain::Peer, 2);
@@ -323,7 +407,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         );
         let key = AdminSigningKey::from_bytes(&seeds::stream(seed, Domain::Peer, 3).gen());
         let sender_random = seeds::stream(seed, Domain::Peer, 4);
-        let smarthost_plan = smarthost_plan.clone();
+        let (smarthost_plan, backup_plan, backup) = (smarthost_plan.clone(), backup_plan.clone(), backup.clone());
         peers_executor.spawn(async move {
             let mut owner = match Owner::open(console, key).await {
                 Ok(owner) => owner,
@@ -334,9 +418,11 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
             };
             let provisioning = if first_boot {
                 let provider = async {
-                    owner.provision(PASSPHRASE, &configuration(&smarthost_plan)).await?;
+                    owner.provision(PASSPHRASE, &configuration(&smarthost_plan, &backup_plan)).await?;
                     owner.set_credential(Credential::SmarthostPassword, &smarthost_plan.password).await?;
-                    owner.set_trust_anchor(TlsService::Smarthost, tls_peer::CA_DER).await
+                    owner.set_trust_anchor(TlsService::Smarthost, tls_peer::CA_DER).await?;
+                    owner.set_credential(Credential::BackupMxPassword, &backup_plan.password).await?;
+                    owner.set_trust_anchor(TlsService::BackupMx, tls_peer::CA_DER).await
                 };
                 provider.await
             } else {
@@ -360,11 +446,16 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
                 peers::sender(peer_stack, DEVICE, offered, sender_random, records.clone()).await;
             }
             senders_done.set(true);
-            // The owner looks at the queue now and then until it is empty.
+            // The owner looks at the queue now and then until it is empty and the backup MX
+            // has nothing left (the device deletes there only what its spool holds).
             loop {
                 Timer::after(Duration::from_secs(10)).await;
                 match owner.status().await {
-                    Ok(status) if status.spool_messages == 0 => {
+                    Ok(status)
+                        if status.spool_messages == 0
+                            && backup.borrow().on_server.is_empty()
+                            && backup.borrow().messages.len() == backup_plan.messages =>
+                    {
                         final_free_bytes.set(Some(status.spool_free_bytes));
                         return;
                     }
@@ -437,13 +528,19 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         ControlFlow::Continue(())
     });
     let smarthost_endpoint = (PEER, smarthost_plan.tls.port());
-    let secret_forms = Wiretap::secret_forms(SMARTHOST_USER, &smarthost_plan.password);
+    let mut secret_forms = Wiretap::secret_forms(SMARTHOST_USER, &smarthost_plan.password);
+    secret_forms.extend(Wiretap::secret_forms(BACKUP_USER, &backup_plan.password));
+    let backup_offered = backup.borrow().as_offered();
     // What the wire tap read in this boot.
     let tapped = |records: &mut Records| {
         let wiretap = wiretap.borrow();
         let findings = wiretap.findings(smarthost_endpoint, &secret_forms, &offered);
         records.cleartext.extend(findings.into_iter().map(|finding| format!("boot {boot}: {finding}")));
         records.read_on_submission.extend(wiretap.read_on_submission((DEVICE, peers::port_for(Destination::Smarthost)), &offered));
+        for index in wiretap.messages_seen_with((PEER, backup_plan.tls.port()), &backup_offered) {
+            records.cleartext.push(format!("boot {boot}: the wire tap read backup-MX message {index} in clear on a connection with the backup MX"));
+        }
+        records.backup_read_on_lan.extend(wiretap.messages_seen_with((PEER, MAILBOX_PORT), &backup_offered));
     };
     if matches!(&outcome, RunOutcome::Stopped(reason) if reason == POWER_CUT) {
         let mut records = records.take();
@@ -452,8 +549,10 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         records.boot = boot + 1;
         let flash_image = world.flash().snapshot();
         records.plaintext.extend(invariants::plaintext_on_flash(&offered, &flash_image, &format!("power cut in boot {boot}")));
+        records.plaintext.extend(invariants::plaintext_on_flash(&backup_offered, &flash_image, &format!("power cut in boot {boot} (backup MX)")));
         return Ending::PowerCut(Resume {
             records,
+            backup: backup.take(),
             network_faults: earlier_faults + world.segment().faults().total(),
             clock_jumps: earlier_jumps + clock_jumps,
             longest_busy_ms: busy.longest_ms(),
@@ -474,8 +573,17 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     tapped(&mut records.borrow_mut());
     let tapped_frames = wiretap.borrow().frames();
     let records = records.borrow();
-    let verdict = invariants::verdict(&offered, &records);
+    let backup = backup.borrow();
+    // The backup MX's messages have their own invariant; the senders' verdict sees the rest.
+    let (fetched, sent): (Vec<_>, Vec<_>) = records.delivered.iter().cloned().partition(|delivery| backup.message_index(&delivery.content).is_some());
+    let verdict = invariants::verdict(&offered, &Records { delivered: sent, ..records.clone() });
     violations.extend(verdict.violations);
+    violations.extend(backup_mx_peer::check(&backup, &records, final_free_bytes.get().is_some()));
+    for index in fetched.iter().filter_map(|delivery| backup.message_index(&delivery.content)) {
+        if !records.backup_read_on_lan.contains(&index) {
+            violations.push(format!("the wire tap did not read backup-MX message {index} on its delivery to the mailbox host: the tap is blind"));
+        }
+    }
     // The device's alert reports must have a cause in this run: nothing strips STARTTLS here,
     // and only an impostor's certificate is to be refused.
     for subject in &verdict.alert_reports {
@@ -489,6 +597,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     violations.extend(records.cleartext.iter().cloned());
     violations.extend(crate::wiretap::blind_spots(&offered, &records.accepted, &records.read_on_submission));
     violations.extend(invariants::plaintext_on_flash(&offered, &world.flash().snapshot(), "the end"));
+    violations.extend(invariants::plaintext_on_flash(&backup_offered, &world.flash().snapshot(), "the end (backup MX)"));
     if let (Some(before), Some(after)) = (records.free_after_provisioning, final_free_bytes.get()) {
         violations.extend(invariants::space_given_back(before, after));
         if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
@@ -513,9 +622,18 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
             if smarthost_plan.login { " LOGIN" } else { "" }
         ),
         tapped_frames,
+        backup_messages: backup.messages.len(),
+        backup_delivered: fetched.len(),
+        backup_sessions: backup.sessions,
+        backup_mode: format!("{:?} on {}", backup_plan.tls, backup_plan.tls.port()),
         network_faults: earlier_faults + world.segment().faults().total(),
         peer_faults: u64::from(
-            records.refused_deliveries + records.dropped_deliveries + records.smarthost_refusals + records.smarthost_drops + records.smarthost_impostors,
+            records.refused_deliveries
+                + records.dropped_deliveries
+                + records.smarthost_refusals
+                + records.smarthost_drops
+                + records.smarthost_impostors
+                + backup.faults.total(),
         ),
         clock_jumps: earlier_jumps + clock_jumps,
         power_cuts: records.cuts.len() as u64,

@@ -3,14 +3,16 @@
 //! sequence numbers (retransmissions, duplicates and reorders fall into place), keeps UDP
 //! payloads, and at the end of a boot says what it could read in clear where TLS is required:
 //!
-//! - the smarthost password, anywhere on the wire: raw, or base64 as AUTH PLAIN or LOGIN would
-//!   carry it (at each of the three alignments inside a longer base64 text);
+//! - the smarthost's or the backup MX's password, anywhere on the wire: raw, or base64 as AUTH
+//!   PLAIN or LOGIN would carry it (at each of the three alignments inside a longer base64 text);
 //! - any piece of an outbound message (its `Message-ID` line, 48-byte pieces of the body) on a
-//!   connection with the smarthost.
+//!   connection with the smarthost, or of a backup-MX message on a connection with the backup
+//!   MX ([`Wiretap::messages_seen_with`]).
 //!
 //! So that a broken tap cannot pass for a quiet wire, it must also find what is legitimately
 //! in clear: the `Message-ID` line of every outbound message the device answered `250` to on the
-//! LAN client's submission connection (the LAN side carries no TLS; [`blind_spots`]).
+//! LAN client's submission connection (the LAN side carries no TLS; [`blind_spots`]), and a
+//! piece of every backup-MX message on its delivery to the mailbox host.
 //!
 //! Owns: the captured streams. Calls: `invariants` (the needles of a message), `peers`.
 
@@ -162,7 +164,7 @@ impl Wiretap {
         for (from, to, bytes, protocol) in streams {
             if let Some(form) = secret_forms.iter().find(|form| contains(bytes, form)) {
                 findings.push(format!(
-                    "the wire tap read the smarthost password in clear ({:?}) on {protocol} {}",
+                    "the wire tap read a provider's password in clear ({:?}) on {protocol} {}",
                     String::from_utf8_lossy(form),
                     describe(from, to)
                 ));
@@ -186,6 +188,17 @@ impl Wiretap {
 }
 
 impl Wiretap {
+    /// The messages of `messages` (by index) of which the tap read any piece on a connection
+    /// with `endpoint`, in either direction.
+    pub fn messages_seen_with(&self, endpoint: Endpoint, messages: &[Offered]) -> Vec<usize> {
+        let flows: Vec<&Flow> = self.flows.iter().filter(|flow| flow.to == endpoint || flow.from == endpoint).collect();
+        (0..messages.len())
+            .filter(|&index| {
+                crate::invariants::needles(&messages[index]).into_iter().any(|needle| flows.iter().any(|flow| contains(&flow.data, needle)))
+            })
+            .collect()
+    }
+
     /// The control: the outbound messages whose `Message-ID` line the tap read in clear on a
     /// LAN client's submission to the device's `submission` port (every one the device
     /// answered `250` to must be among them, over the boots, or the tap is blind).
