@@ -287,12 +287,14 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
         }
     }
 
-    let mut listed: heapless::Vec<(u32, u64, bool), { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
+    // Per message listed: its number, seen-ring key, whether it was seen, and its size.
+    let mut listed: heapless::Vec<(u32, u64, bool, u64), { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
     let mut listing_complete = false;
     let mut queue_position = 0;
     let mut header: heapless::Vec<u8, HEADER_CAPACITY> = heapless::Vec::new();
     let mut writer: Option<MessageWriter> = None;
     let mut current_uidl_key = 0u64;
+    let mut current_size = 0u64;
     let mut failed_message = false;
     let mut fetched = 0u32;
     // The message being retrieved, from its RETR to its commit (dropped unended: cancelled).
@@ -336,7 +338,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
                 let _ = uidl.push_str(entry.uidl);
                 let number = entry.number;
                 let seen = is_seen(uidl.as_str()).await;
-                let _ = listed.push((number, seen_key(uidl.as_str()), seen));
+                let _ = listed.push((number, seen_key(uidl.as_str()), seen, entry.size));
                 let _ = uidls.push(uidl);
             }
             Some(Pop3Event::TooLarge(entry)) => {
@@ -345,7 +347,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
             Some(Pop3Event::ListingComplete(summary)) => {
                 listing_complete = summary.complete;
                 if listing_complete {
-                    let keys: heapless::Vec<u64, { homemx_pop3::LISTING_MAX }> = listed.iter().map(|(_, key, _)| *key).collect();
+                    let keys: heapless::Vec<u64, { homemx_pop3::LISTING_MAX }> = listed.iter().map(|(_, key, _, _)| *key).collect();
                     prune(&keys).await;
                 }
             }
@@ -363,7 +365,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
                         continue;
                     }
                     let rest = &data[data.len().min(room)..];
-                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key).await;
+                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key, current_size).await;
                     failed_message |= writer.is_none();
                     if !rest.is_empty() {
                         failed_message |= !append(&mut writer, rest).await;
@@ -375,10 +377,10 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
             Some(Pop3Event::MessageEnd { number, .. }) => {
                 if writer.is_none() && !failed_message {
                     // A message shorter than its header buffer.
-                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key).await;
+                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key, current_size).await;
                     failed_message |= writer.is_none();
                 }
-                let uidl = listed.iter().position(|(n, _, _)| *n == number).and_then(|index| uidls.get(index)).cloned();
+                let uidl = listed.iter().position(|(n, _, _, _)| *n == number).and_then(|index| uidls.get(index)).cloned();
                 let committed = match (writer.take(), uidl) {
                     (Some(message), Some(uidl)) if !failed_message => commit(message, uidl.as_str()).await,
                     (Some(message), _) => {
@@ -394,6 +396,11 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
                     fetched += 1;
                     let _ = session.delete(number, now());
                 } else {
+                    crate::event_warning!(
+                        "backup MX: message {} ({} bytes listed) could not be stored; it stays on the server",
+                        number,
+                        current_size
+                    );
                     result = FetchResult::SpoolFull;
                     let _ = session.finish(now());
                 }
@@ -436,9 +443,10 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
                 if session.is_ready() {
                     // Next request: retrieve the next unseen message, delete the seen ones.
                     match listed.get(queue_position).copied() {
-                        Some((number, key, seen)) => {
+                        Some((number, key, seen, size)) => {
                             queue_position += 1;
                             current_uidl_key = key;
+                            current_size = size;
                             if !seen {
                                 message_measurement = Some(crate::instrument::begin(Operation::BackupMxMessage));
                             }
@@ -480,10 +488,11 @@ async fn begin(
     host_name: &str,
     backup_host: &str,
     uidls: &[heapless::String<{ homemx_pop3::UIDL_MAX }>],
-    listed: &[(u32, u64, bool)],
+    listed: &[(u32, u64, bool, u64)],
     key: u64,
+    listed_size: u64,
 ) -> Option<MessageWriter> {
-    let uidl = listed.iter().position(|(_, candidate, _)| *candidate == key).and_then(|index| uidls.get(index))?;
+    let uidl = listed.iter().position(|(_, candidate, _, _)| *candidate == key).and_then(|index| uidls.get(index))?;
     let recipient = local_recipient(header, domain);
     let recipients: [&[u8]; 1] = [recipient.as_bytes()];
     let envelope = Envelope::new(b"", &recipients)?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
@@ -495,7 +504,11 @@ async fn begin(
         homemx_smtp::clock::Rfc5322Date(crate::network::mail_clock().unix_seconds)
     );
     let mut stores = crate::store::open().await?;
-    let mut writer = stores.begin_spool_message(&envelope, (MESSAGE_SIZE_MAX / 4) as u32).await.ok()?;
+    // Space for the size LIST gave (an estimate: the spool reserves more as the data comes if
+    // it was low). A fixed reservation (it was 1 MB) refused every message on a board whose
+    // spool is smaller (the NUCLEO's 384 KB, the simulator's 960 KB).
+    let expected = (listed_size + received.len() as u64).min(MESSAGE_SIZE_MAX) as u32;
+    let mut writer = stores.begin_spool_message(&envelope, expected).await.ok()?;
     let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
     pending[..4].copy_from_slice(&writer.id().0.to_le_bytes());
     pending[4..4 + uidl.len()].copy_from_slice(uidl.as_bytes());
