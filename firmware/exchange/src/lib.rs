@@ -19,7 +19,8 @@
 //!   many bytes arrived.
 //! - **The end is the end.** End of stream, a transport error or a failed write end the
 //!   connection: [`exchange`] tells the session ([`Session::connection_closed`]) and returns
-//!   [`Exchanged::Closed`]; [`send`] returns false and [`fill`] [`Filled::Ended`]. A session
+//!   [`Exchanged::Closed`]; [`send`] returns false and [`fill`] [`Filled::Ended`] (a lending
+//!   session is not told: the server session has no such input, its owner drops it). A session
 //!   that takes nothing twice in a row although it was polled in between would never take
 //!   more, so that ends the connection too ([`Filled::InputFull`] for a lending session,
 //!   which is polled before every read). No input makes the caller's loop spin.
