@@ -2,60 +2,12 @@
 //! whatever the chunking and however little the session takes at a time; the end of the
 //! stream, a broken transport and a session that never takes input all end the loop.
 
-use std::collections::VecDeque;
+mod common;
 
+use common::ScriptedPeer;
 use embassy_futures::block_on;
-use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
-use homemx_exchange::{exchange, Exchanged, Inbox, Session};
+use homemx_exchange::{exchange, Exchanged, Inbox, Output, Session};
 use proptest::prelude::*;
-
-/// A peer that sends its chunks in order (one per read), then the end of the stream (or an
-/// error), and keeps what it was sent.
-#[derive(Default)]
-struct ScriptedPeer {
-    chunks: VecDeque<Vec<u8>>,
-    fail_reads_at_end: bool,
-    fail_writes: bool,
-    written: Vec<u8>,
-    reads: usize,
-}
-
-impl ErrorType for ScriptedPeer {
-    type Error = ErrorKind;
-}
-
-impl Read for ScriptedPeer {
-    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, ErrorKind> {
-        self.reads += 1;
-        let Some(mut chunk) = self.chunks.pop_front() else {
-            return if self.fail_reads_at_end { Err(ErrorKind::ConnectionReset) } else { Ok(0) };
-        };
-        let count = chunk.len().min(buffer.len());
-        buffer[..count].copy_from_slice(&chunk[..count]);
-        if count < chunk.len() {
-            self.chunks.push_front(chunk.split_off(count));
-        }
-        Ok(count)
-    }
-}
-
-impl Write for ScriptedPeer {
-    async fn write(&mut self, data: &[u8]) -> Result<usize, ErrorKind> {
-        if self.fail_writes {
-            return Err(ErrorKind::BrokenPipe);
-        }
-        // At most 7 bytes per write: the driver must loop.
-        let count = data.len().min(7);
-        self.written.extend_from_slice(&data[..count]);
-        Ok(count)
-    }
-    async fn flush(&mut self) -> Result<(), ErrorKind> {
-        if self.fail_writes {
-            return Err(ErrorKind::BrokenPipe);
-        }
-        Ok(())
-    }
-}
 
 /// A session that takes at most `room` bytes until polled (a full input buffer), and has
 /// `output` to send.
@@ -77,14 +29,17 @@ impl NarrowSession {
     }
 }
 
-impl Session for NarrowSession {
-    type Time = ();
+impl Output for NarrowSession {
     fn output(&self) -> &[u8] {
         &self.output
     }
     fn output_sent(&mut self, octets: usize) {
         self.output.drain(..octets);
     }
+}
+
+impl Session for NarrowSession {
+    type Time = ();
     fn receive(&mut self, data: &[u8], _now: ()) -> usize {
         let taken = data.len().min(self.room - self.buffered);
         self.received.extend_from_slice(&data[..taken]);
@@ -116,17 +71,7 @@ proptest! {
         room in 1usize..300,
         output in proptest::collection::vec(any::<u8>(), 0..100),
     ) {
-        let mut chunks = VecDeque::new();
-        let mut rest = &data[..];
-        for cut in cuts.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let (chunk, tail) = rest.split_at((*cut).min(rest.len()));
-            chunks.push_back(chunk.to_vec());
-            rest = tail;
-        }
-        let mut peer = ScriptedPeer { chunks, ..ScriptedPeer::default() };
+        let mut peer = ScriptedPeer { chunks: common::chunked(&data, &cuts), ..ScriptedPeer::default() };
         let mut session = NarrowSession::new(room, &output);
         run::<512>(&mut peer, &mut session);
         prop_assert_eq!(&session.received, &data);

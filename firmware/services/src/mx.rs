@@ -1,7 +1,9 @@
 //! The MX on port 25 and the LAN's submission port 587: SMTP sessions (homemx-smtp's sans-I/O
-//! server) wired to embassy-net sockets and the encrypted spool. A message is committed to
-//! flash before the session answers `250`; while the device is locked or unconfigured every
-//! session gets 4xx (the provider's backup MX keeps the mail).
+//! server) wired to embassy-net sockets by the one driver loop (`homemx_exchange`: the
+//! session lends its own input buffer, read into until its deadline) and to the encrypted
+//! spool. A message is committed to flash before the session answers `250`; while the
+//! device is locked or unconfigured every session gets 4xx (the provider's backup MX keeps
+//! the mail).
 //!
 //! Clients in the LAN prefixes may send to any domain (through the smarthost, see
 //! [`crate::delivery`]) on either port, within per-client limits: recipients per message and
@@ -24,8 +26,9 @@ use embassy_net::{IpAddress, Stack};
 use static_cell::ConstStaticCell;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_time::{Duration, Instant};
+use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::Write as _;
+use homemx_exchange::{fill, send, Filled};
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
 use homemx_smtp::quota::{HourlyQuota, QuotaDecision};
 use homemx_smtp::{
@@ -383,7 +386,7 @@ async fn accept(socket: &mut TcpSocket<'_>, port: u16, timeout: Duration) -> Opt
     if socket.accept(port).await.is_err() {
         // The socket was not closed: close it, and wait a moment rather than spin on it.
         crate::network::release(socket).await;
-        embassy_time::Timer::after_millis(10).await;
+        Timer::after_millis(10).await;
         return None;
     }
     let peer = socket.remote_endpoint();
@@ -393,48 +396,10 @@ async fn accept(socket: &mut TcpSocket<'_>, port: u16, timeout: Duration) -> Opt
     peer
 }
 
-async fn send_output(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) -> bool {
-    while !session.output().is_empty() {
-        match socket.write(session.output()).await {
-            Ok(0) | Err(_) => return false,
-            Ok(count) => session.output_sent(count),
-        }
-    }
-    true
-}
-
-/// What waiting for client bytes brought.
-enum Received {
-    /// Bytes were read into the session's receive buffer.
-    Octets(usize),
-    /// The session's deadline passed first.
-    DeadlinePassed,
-    /// The client closed the connection (FIN) or it broke (reset): the session is over. Never
-    /// "no bytes yet": reading again would return at once, and the loop would spin the executor.
-    ConnectionEnded,
-}
-
-/// Reads client bytes into the session's receive buffer until the session's deadline.
-async fn receive(socket: &mut TcpSocket<'_>, session: &mut ServerSession<'_>) -> Received {
-    let deadline = session.deadline();
-    let buffer = session.receive_buffer();
-    if buffer.is_empty() {
-        // The session polls its input before it asks for more, so this is a bug; ending the
-        // session is the one answer that cannot spin.
-        defmt::error!("mx: session input full while waiting for input");
-        return Received::ConnectionEnded;
-    }
-    let read = match deadline {
-        Some(deadline) => match embassy_time::with_deadline(Instant::from_millis(deadline), socket.read(buffer)).await {
-            Ok(read) => read,
-            Err(_) => return Received::DeadlinePassed,
-        },
-        None => socket.read(buffer).await,
-    };
-    match read {
-        Ok(0) | Err(_) => Received::ConnectionEnded,
-        Ok(count) => Received::Octets(count),
-    }
+/// The timer [`fill`] waits for a session's deadline with (monotonic milliseconds, the
+/// clock of [`now`]).
+fn deadline_timer(deadline: u64) -> Timer {
+    Timer::at(Instant::from_millis(deadline))
 }
 
 /// The instruction-count measurement of the next message on `port` (port 25 only: the MX).
@@ -473,7 +438,7 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
     defmt::info!("mx[{}]: session {=u64} from {}", task_number, session_id, defmt::Debug2Format(&client));
     loop {
         let Some(event) = session.poll(now(), &mut policy) else {
-            if !send_output(socket, &mut session).await {
+            if !send(socket, &mut session).await {
                 break;
             }
             if let Some(committed) = replied.take() {
@@ -483,12 +448,19 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
             if session.is_closed() {
                 break;
             }
-            match receive(socket, &mut session).await {
-                Received::Octets(count) => session.received(count, now()),
+            // Reads into the session's own input buffer (no copy), until its deadline.
+            match fill(socket, &mut session, now, deadline_timer).await {
+                // The session has the bytes; the next poll handles them.
+                Filled::Octets(_) => {}
                 // The next poll answers `421 4.4.2` and closes.
-                Received::DeadlinePassed => {}
-                Received::ConnectionEnded => {
+                Filled::DeadlinePassed => {}
+                Filled::Ended => {
                     defmt::info!("mx[{}]: session {=u64}: the client closed the connection", task_number, session_id);
+                    break;
+                }
+                Filled::InputFull => {
+                    // The session polls its input before it asks for more, so this is a bug.
+                    defmt::error!("mx: session input full while waiting for input");
                     break;
                 }
             }
@@ -561,12 +533,12 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
                 break;
             }
             Event::OutputFull => {
-                if !send_output(socket, &mut session).await {
+                if !send(socket, &mut session).await {
                     break;
                 }
             }
             Event::Close => {
-                if send_output(socket, &mut session).await {
+                if send(socket, &mut session).await {
                     if let Some(committed) = replied.take() {
                         finish_message(measurement.take(), committed);
                     }
