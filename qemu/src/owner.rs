@@ -211,10 +211,19 @@ impl Owner {
 /// Sends raw bytes to the device's console socket and decodes its first answer frame (for
 /// tests that speak the protocol themselves: replays, hello).
 pub fn console_exchange(device: &Path, request: &[u8]) -> crate::Result<homemx_wire::message::Response> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut stream = std::os::unix::net::UnixStream::connect(device)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     stream.write_all(request)?;
+    // Decoding needs no key; any key will do.
+    let mut client = homemx_wire::client::ClientSession::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+    read_response(&mut stream, &mut client)
+}
+
+/// Reads one answer frame (up to its `0x00` delimiter) from `stream` and decodes it with
+/// `client` (which keeps the device's next challenge).
+fn read_response(stream: &mut std::os::unix::net::UnixStream, client: &mut homemx_wire::client::ClientSession) -> crate::Result<homemx_wire::message::Response> {
+    use std::io::Read;
     let mut frame = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -224,7 +233,40 @@ pub fn console_exchange(device: &Path, request: &[u8]) -> crate::Result<homemx_w
         }
         frame.push(byte[0]);
     }
-    // Decoding needs no key; any key will do.
-    let mut client = homemx_wire::client::ClientSession::new(ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
     client.accept_response(&mut frame).map_err(|error| format!("undecodable answer: {}", error.describe()).into())
+}
+
+/// A console session of the test's own over the device's socket that signs whatever command
+/// it is given with the admin key: a client that skips the CLI's checks. Only one client at a
+/// time: drop it before the CLI runs again.
+pub struct SignedConsole {
+    stream: std::os::unix::net::UnixStream,
+    client: homemx_wire::client::ClientSession,
+}
+
+impl SignedConsole {
+    /// Connects to the console socket `device` and says hello, to sign with `key`.
+    pub fn open(device: &Path, key: homemx_wire::client::AdminSigningKey) -> crate::Result<SignedConsole> {
+        use std::io::Write;
+        let stream = std::os::unix::net::UnixStream::connect(device)?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+        let mut console = SignedConsole { stream, client: homemx_wire::client::ClientSession::new(key) };
+        // A leading delimiter ends whatever partial frame the device holds.
+        let mut frame = [0u8; homemx_wire::MAX_ENCODED_FRAME + 1];
+        let length = homemx_wire::client::ClientSession::hello_frame(&mut frame[1..]).map_err(|error| error.describe())?;
+        console.stream.write_all(&frame[..length + 1])?;
+        match read_response(&mut console.stream, &mut console.client)? {
+            homemx_wire::message::Response::DeviceInfo(_) => Ok(console),
+            other => Err(format!("hello answered {other:?}").into()),
+        }
+    }
+
+    /// Sends `command` signed over the current challenge and returns the answer.
+    pub fn command(&mut self, command: &homemx_wire::message::Command) -> crate::Result<homemx_wire::message::Response> {
+        use std::io::Write;
+        let mut frame = [0u8; homemx_wire::MAX_ENCODED_FRAME];
+        let length = self.client.signed_frame(command, &mut frame).map_err(|error| error.describe())?;
+        self.stream.write_all(&frame[..length])?;
+        read_response(&mut self.stream, &mut self.client)
+    }
 }

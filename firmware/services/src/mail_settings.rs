@@ -15,6 +15,15 @@ use homemx_smtp::relay::{IpPrefix, RelayConfig};
 use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost};
 
 use homemx_wire::message::ErrorCode;
+use homemx_wire::validate::{MAX_CHECK_IP_SOURCES, MAX_TIME_SERVERS};
+
+// The wire's rules (`homemx_wire::validate`), which the console applies to every configuration,
+// refuse more domains, recipients and LAN networks than the relay tables keep.
+const _: () = assert!(
+    homemx_wire::validate::MAX_DOMAINS == homemx_smtp::relay::ACCEPTED_DOMAINS_MAX
+        && homemx_wire::validate::MAX_KNOWN_RECIPIENTS == homemx_smtp::relay::KNOWN_RECIPIENTS_MAX
+        && homemx_wire::validate::MAX_LAN_PREFIXES == homemx_smtp::relay::LAN_PREFIXES_MAX
+);
 
 /// Largest message the MX takes (also what a message without `SIZE=` reserves in the spool).
 pub const DEFAULT_MESSAGE_SIZE: u64 = 4 * 1024 * 1024;
@@ -43,13 +52,13 @@ pub struct MailSettings {
     /// Most messages one LAN client may submit per hour.
     pub messages_per_client_per_hour: u16,
     /// SNTP servers (empty: ask the default gateway).
-    pub time_servers: heapless::Vec<HostName, 2>,
+    pub time_servers: heapless::Vec<HostName, MAX_TIME_SERVERS>,
     /// The provider's backup MX mailbox, fetched by POP3.
     pub backup_mx: Option<BackupMx>,
     /// The DynDNS account.
     pub dyndns: Option<DynDns>,
     /// The check-IP services.
-    pub check_ip: heapless::Vec<CheckIpSource, 4>,
+    pub check_ip: heapless::Vec<CheckIpSource, MAX_CHECK_IP_SOURCES>,
 }
 
 /// Default for [`MailSettings::messages_per_client_per_hour`] when the owner sets none.
@@ -210,10 +219,10 @@ struct Details {
     smarthost: Option<Smarthost>,
     max_recipients: usize,
     messages_per_client_per_hour: u16,
-    time_servers: heapless::Vec<HostName, 2>,
+    time_servers: heapless::Vec<HostName, MAX_TIME_SERVERS>,
     backup_mx: Option<BackupMx>,
     dyndns: Option<DynDns>,
-    check_ip: heapless::Vec<CheckIpSource, 4>,
+    check_ip: heapless::Vec<CheckIpSource, MAX_CHECK_IP_SOURCES>,
 }
 
 /// Applies one configuration item; false when the relay policy refuses it.

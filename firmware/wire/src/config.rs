@@ -47,8 +47,8 @@ pub enum ConfigItem {
     /// Without one, the appliance asks its default gateway (home routers usually answer).
     TimeServer(HostName),
     /// An HTTPS check-IP service that answers with the public address (verified with the
-    /// DynDNS trust anchor). Two on distinct hosts must agree: the device counts a host sent
-    /// twice once, and the CLI refuses to send fewer than two distinct ones.
+    /// DynDNS trust anchor). Two on distinct hosts must agree: with `DynDns`, fewer than two
+    /// distinct hosts (or one sent twice) break the rules of [`crate::validate`].
     CheckIpSource(CheckIpSource),
 }
 

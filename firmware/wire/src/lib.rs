@@ -14,6 +14,7 @@ pub mod log_text;
 pub mod message;
 pub mod secret;
 pub mod signing;
+pub mod validate;
 
 #[cfg(feature = "client")]
 pub mod client;

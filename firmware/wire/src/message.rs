@@ -391,7 +391,8 @@ pub enum ErrorCode {
         /// Seconds to wait.
         retry_after_seconds: u32,
     },
-    /// A configuration item was refused.
+    /// A configuration item, a whole configuration (see [`crate::validate`]) or a value (an
+    /// overlong credential, an empty passphrase) was refused.
     InvalidConfiguration,
     /// `ConfigPut`/`ConfigCommit` without `ConfigBegin`, or the item count did not match.
     ConfigurationSequence,
@@ -434,7 +435,7 @@ impl ErrorCode {
             ErrorCode::Locked => "storage is locked: run `homemx unlock` first",
             ErrorCode::WrongPassphrase => "wrong passphrase",
             ErrorCode::RateLimited { .. } => "too many failed unlocks: wait before trying again",
-            ErrorCode::InvalidConfiguration => "the device refused a configuration item",
+            ErrorCode::InvalidConfiguration => "the device refused a configuration item or value (a configuration rule broken: `homemx logs` names the field; the configuration in force is unchanged)",
             ErrorCode::ConfigurationSequence => "configuration items out of sequence: run the command again",
             ErrorCode::ChunkOutOfOrder => "certificate chunks out of order or certificate too large",
             ErrorCode::NotFound => "nothing there",

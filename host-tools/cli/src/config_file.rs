@@ -1,9 +1,12 @@
 //! The owner's `homemx.toml`: parsed, validated (errors name the field), and turned into the
-//! wire's configuration items, credentials and trust anchors. The one copy of the rules:
-//! `provision` and `config set` plan with [`load`], `homemx init` checks what it writes with
-//! [`check_fields`] before the password and certificate files it names exist, and each answer
-//! at the terminal with the field checks ([`host_name`], [`recipient`], [`lan_prefix`],
-//! [`ipv4`], [`delivery_protocol`], [`port`], [`tls`], [`user_name`]) that [`plan`] applies.
+//! wire's configuration items, credentials and trust anchors. The rules of the items are the
+//! wire's ([`homemx_wire::validate`], which the device applies too): this module parses the
+//! file's text forms (URLs, `a.b.c.d/len`, `smtp`/`lmtp`, …), asks the wire's rules and words
+//! their refusals for the owner. `provision` and `config set` plan with [`load`], `homemx init`
+//! checks what it writes with [`check_fields`] before the password and certificate files it
+//! names exist, and each answer at the terminal with the field checks ([`host_name`],
+//! [`recipient`], [`lan_prefix`], [`ipv4`], [`delivery_protocol`], [`port`], [`tls`],
+//! [`user_name`]) that [`plan`] applies.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 use homemx_wire::config::*;
 use homemx_wire::message::{Credential, TlsService};
 use homemx_wire::secret::Secret;
+use homemx_wire::validate::{self, AddressProblem, ConfigurationCheck, Refusal};
 use serde::{Deserialize, Serialize};
 
 use crate::anchor;
@@ -211,12 +215,7 @@ impl Plan {
     }
 }
 
-/// Fewest check-IP services a `[dyndns]` section needs: the answer decides where the domain's
-/// mail is sent, so no single service may decide it (the device requires two distinct hosts to
-/// agree); a service listed twice is still one.
-pub const MIN_CHECK_IP_SOURCES: usize = 2;
-/// Most check-IP services the device keeps.
-pub const MAX_CHECK_IP_SOURCES: usize = 4;
+pub use homemx_wire::validate::{MAX_CHECK_IP_SOURCES, MIN_CHECK_IP_SOURCES};
 
 const CHECK_IP_HINT: &str = "list at least two check-IP services run by different hosts (ideally different operators), e.g. check_ip = [\"https://checkip.provider.example/\", \"https://ip.other-operator.example/ip\"]; both must answer with a certificate the [dyndns] trust anchor verifies";
 
@@ -225,32 +224,24 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> CliError {
         .hint("fix the field in the TOML file; host-tools/cli/homemx.example.toml documents every field")
 }
 
+/// A refusal of the wire's rules as an error naming the field.
+fn refused(refusal: Refusal) -> CliError {
+    invalid(refusal.field, refusal.rule)
+}
+
 fn bounded<const N: usize>(field: &str, value: &str) -> Result<heapless::String<N>> {
     heapless::String::try_from(value).map_err(|_| invalid(field, format!("longer than {N} bytes")))
 }
 
 /// A host name (also a domain): letters, digits and `-` in dot-separated labels; lower-cased.
 pub fn host_name(field: &str, value: &str) -> Result<HostName> {
-    let valid = !value.is_empty()
-        && value.len() <= 253
-        && value.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !valid {
-        return Err(invalid(field, format!("{value:?} is not a host name")));
-    }
+    validate::host_name(value).map_err(|_| invalid(field, format!("{value:?} is not a host name")))?;
     bounded(field, &value.to_ascii_lowercase())
 }
 
 /// A port, 1..=65535.
 pub fn port(field: &str, value: u16) -> Result<u16> {
-    if value == 0 {
-        return Err(invalid(field, "must be 1..=65535"));
-    }
+    validate::port(value).map_err(|rule| invalid(field, rule))?;
     Ok(value)
 }
 
@@ -276,13 +267,14 @@ pub fn user_name(field: &str, value: &str) -> Result<UserName> {
 /// A recipient, `local@domain`, whose domain is one of `domains` (lower-case, as [`host_name`]
 /// returns them); the local part without the characters of relay tricks.
 pub fn recipient(field: &str, value: &str, domains: &[String]) -> Result<MailAddress> {
-    let Some((local, domain)) = value.rsplit_once('@') else {
-        return Err(invalid(field, format!("{value:?} is not local@domain")));
-    };
-    if local.is_empty() || local.contains(['@', '%', '!', ' ', '"', ':']) {
-        return Err(invalid(field, format!("{value:?} has an unusable local part")));
-    }
+    let (local, domain) = validate::recipient(value).map_err(|problem| match problem {
+        AddressProblem::NotAnAddress => invalid(field, format!("{value:?} is not local@domain")),
+        AddressProblem::LocalPart => invalid(field, format!("{value:?} has an unusable local part")),
+        AddressProblem::Domain => invalid(field, format!("{:?} is not a host name", value.rsplit_once('@').map_or("", |(_, domain)| domain))),
+    })?;
     let domain = host_name(field, domain)?;
+    // Listed by the owner: the whole-configuration rule (`validate::ConfigurationCheck`, which
+    // `plan` applies too) also wants each domain sent before its recipients.
     if !domains.iter().any(|known| known == domain.as_str()) {
         return Err(invalid(field, format!("domain {domain} is not in `domains`")));
     }
@@ -293,10 +285,8 @@ pub fn recipient(field: &str, value: &str, domains: &[String]) -> Result<MailAdd
 pub fn lan_prefix(field: &str, value: &str) -> Result<Ipv4Prefix> {
     let (address, length) = value.split_once('/').ok_or_else(|| invalid(field, "needs a.b.c.d/length"))?;
     let address = ipv4(field, address)?;
-    let length: u8 = length.parse().ok().filter(|length| *length <= 32).ok_or_else(|| invalid(field, "length must be 0..=32"))?;
-    if length < 8 {
-        return Err(invalid(field, "a LAN prefix shorter than /8 would make the world a LAN client"));
-    }
+    let length: u8 = length.parse().map_err(|_| invalid(field, validate::LAN_PREFIX_LONG_RULE))?;
+    validate::lan_prefix_length(length).map_err(|rule| invalid(field, rule))?;
     Ok(Ipv4Prefix { address, length })
 }
 
@@ -414,27 +404,42 @@ pub fn check_fields(file: &ConfigFile) -> Result<()> {
     plan_with(file, Path::new("."), NamedFiles::Skip).map(|_| ())
 }
 
+/// The items of a plan as they are made, each checked with the wire's rules as it is added
+/// (the device checks them the same way as they arrive).
+struct Items {
+    items: Vec<ConfigItem>,
+    check: ConfigurationCheck,
+}
+
+impl Items {
+    /// Adds `item`, refused as the wire's rules refuse it (the field named by them).
+    fn push(&mut self, item: ConfigItem) -> Result<()> {
+        self.try_push(item).map_err(refused)
+    }
+
+    /// Adds `item`, or hands back the wire's refusal for a message of the caller's.
+    fn try_push(&mut self, item: ConfigItem) -> std::result::Result<(), Refusal> {
+        self.check.add(&item)?;
+        self.items.push(item);
+        Ok(())
+    }
+}
+
 fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> {
-    let mut items = Vec::new();
+    let mut items = Items { items: Vec::new(), check: ConfigurationCheck::new() };
     let mut credentials = Vec::new();
     let mut anchors = Vec::new();
-    if file.domains.is_empty() {
-        return Err(invalid("domains", "at least one domain is needed"));
-    }
     let mut domains = Vec::new();
     for (index, domain) in file.domains.iter().enumerate() {
         let name = host_name(&format!("domains[{index}]"), domain)?;
         domains.push(name.to_string());
-        items.push(ConfigItem::Domain(name));
+        items.push(ConfigItem::Domain(name))?;
     }
     for (index, address) in file.recipients.iter().enumerate() {
-        items.push(ConfigItem::Recipient(recipient(&format!("recipients[{index}]"), address, &domains)?));
-    }
-    if file.lan_prefixes.is_empty() {
-        return Err(invalid("lan_prefixes", "at least one LAN network is needed (e.g. \"192.168.1.0/24\")"));
+        items.push(ConfigItem::Recipient(recipient(&format!("recipients[{index}]"), address, &domains)?))?;
     }
     for (index, prefix) in file.lan_prefixes.iter().enumerate() {
-        items.push(ConfigItem::LanPrefix(lan_prefix(&format!("lan_prefixes[{index}]"), prefix)?));
+        items.push(ConfigItem::LanPrefix(lan_prefix(&format!("lan_prefixes[{index}]"), prefix)?))?;
     }
     let mailbox = &file.lan_mailbox;
     let protocol = delivery_protocol("lan_mailbox.protocol", &mailbox.protocol)?;
@@ -442,14 +447,14 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         address: ipv4("lan_mailbox.address", &mailbox.address)?,
         port: port("lan_mailbox.port", mailbox.port)?,
         protocol,
-    }));
+    }))?;
     if let Some(smarthost) = &file.smarthost {
         items.push(ConfigItem::Smarthost(Smarthost {
             host: host_name("smarthost.host", &smarthost.host)?,
             port: port("smarthost.port", smarthost.port)?,
             tls: tls("smarthost.tls", &smarthost.tls)?,
             user_name: user_name("smarthost.user_name", &smarthost.user_name)?,
-        }));
+        }))?;
         if let Some(secret) = password("smarthost.password_file", base, &smarthost.password_file, files)? {
             credentials.push((Credential::SmarthostPassword, secret));
         }
@@ -458,16 +463,13 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         }
     }
     if let Some(backup) = &file.backup_mx {
-        if backup.poll_interval_seconds < 60 {
-            return Err(invalid("backup_mx.poll_interval_seconds", "at least 60"));
-        }
         items.push(ConfigItem::BackupMx(BackupMx {
             host: host_name("backup_mx.host", &backup.host)?,
             port: port("backup_mx.port", backup.port)?,
             tls: tls("backup_mx.tls", &backup.tls)?,
             user_name: user_name("backup_mx.user_name", &backup.user_name)?,
             poll_interval_seconds: backup.poll_interval_seconds,
-        }));
+        }))?;
         if let Some(secret) = password("backup_mx.password_file", base, &backup.password_file, files)? {
             credentials.push((Credential::BackupMxPassword, secret));
         }
@@ -476,30 +478,13 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         }
     }
     if let Some(dyndns) = &file.dyndns {
-        if dyndns.check_interval_seconds < 60 {
-            return Err(invalid("dyndns.check_interval_seconds", "at least 60"));
-        }
         items.push(ConfigItem::DynDns(DynDns {
             server: host_name("dyndns.server", &dyndns.server)?,
             host_name: host_name("dyndns.host_name", &dyndns.host_name)?,
             user_name: user_name("dyndns.user_name", &dyndns.user_name)?,
             check_interval_seconds: dyndns.check_interval_seconds,
-        }));
-        if dyndns.check_ip.len() < MIN_CHECK_IP_SOURCES {
-            return Err(invalid(
-                "dyndns.check_ip",
-                format!(
-                    "{} check-IP service{} given, at least {MIN_CHECK_IP_SOURCES} on distinct hosts are needed: the device learns its public address only when two agree, so with fewer the DynDNS record is never updated",
-                    dyndns.check_ip.len(),
-                    if dyndns.check_ip.len() == 1 { "" } else { "s" }
-                ),
-            )
-            .hint(CHECK_IP_HINT));
-        }
-        if dyndns.check_ip.len() > MAX_CHECK_IP_SOURCES {
-            return Err(invalid("dyndns.check_ip", format!("at most {MAX_CHECK_IP_SOURCES} check-IP services (the device keeps {MAX_CHECK_IP_SOURCES})")));
-        }
-        let mut sources: Vec<CheckIpSource> = Vec::new();
+        }))?;
+        let mut hosts: Vec<HostName> = Vec::new();
         for (index, url) in dyndns.check_ip.iter().enumerate() {
             let field = format!("dyndns.check_ip[{index}]");
             let rest = url.strip_prefix("https://").ok_or_else(|| invalid(&field, "must be an https:// URL (never clear text)"))?;
@@ -507,18 +492,21 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
                 Some(slash) => (&rest[..slash], &rest[slash..]),
                 None => (rest, "/"),
             };
-            let path = heapless::String::try_from(path).map_err(|_| invalid(&field, "path longer than 64 bytes"))?;
+            let path = heapless::String::try_from(path).map_err(|_| invalid(&field, format!("path longer than {MAX_URL_PATH} bytes")))?;
             let host = host_name(&field, host.strip_suffix('.').unwrap_or(host))?;
-            if let Some(earlier) = sources.iter().position(|source| source.host == host) {
-                return Err(invalid(
-                    &field,
-                    format!("host {host} is already dyndns.check_ip[{earlier}]: one service asked twice is one witness, not two agreeing sources"),
-                )
-                .hint(CHECK_IP_HINT));
-            }
-            sources.push(CheckIpSource { host, path });
+            items.try_push(ConfigItem::CheckIpSource(CheckIpSource { host: host.clone(), path })).map_err(|refusal| {
+                match hosts.iter().position(|earlier| *earlier == host) {
+                    Some(earlier) => invalid(
+                        &field,
+                        format!("host {host} is already dyndns.check_ip[{earlier}]: one service asked twice is one witness, not two agreeing sources"),
+                    )
+                    .hint(CHECK_IP_HINT),
+                    None if index >= MAX_CHECK_IP_SOURCES => invalid(refusal.field, refusal.rule),
+                    None => invalid(&field, refusal.rule),
+                }
+            })?;
+            hosts.push(host);
         }
-        items.extend(sources.into_iter().map(ConfigItem::CheckIpSource));
         if let Some(secret) = password("dyndns.password_file", base, &dyndns.password_file, files)? {
             credentials.push((Credential::DynDnsPassword, secret));
         }
@@ -527,26 +515,35 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         }
     }
     let limits = &file.limits;
-    if limits.max_message_bytes < 1024 {
-        return Err(invalid("limits.max_message_bytes", "at least 1024"));
-    }
-    if limits.max_recipients == 0 {
-        return Err(invalid("limits.max_recipients", "at least 1"));
-    }
     items.push(ConfigItem::Limits(Limits {
         max_message_bytes: limits.max_message_bytes,
         max_recipients: limits.max_recipients,
         messages_per_client_per_hour: limits.messages_per_client_per_hour,
         spool_reserve_bytes: limits.spool_reserve_bytes,
-    }));
+    }))?;
     for (index, server) in file.time_servers.iter().enumerate() {
-        items.push(ConfigItem::TimeServer(host_name(&format!("time_servers[{index}]"), server)?));
+        items.push(ConfigItem::TimeServer(host_name(&format!("time_servers[{index}]"), server)?))?;
     }
     let page = &file.status_page;
     items.push(ConfigItem::StatusPage(StatusPage {
         enabled: page.enabled,
         port: port("status_page.port", page.port)?,
         host_name: host_name("status_page.host_name", &page.host_name)?,
-    }));
-    Ok(Plan { items, credentials, anchors })
+    }))?;
+    items.check.finish().map_err(|refusal| match refusal.field {
+        "dyndns.check_ip" => {
+            let given = file.dyndns.as_ref().map_or(0, |dyndns| dyndns.check_ip.len());
+            invalid(
+                refusal.field,
+                format!(
+                    "{given} check-IP service{} given, at least {MIN_CHECK_IP_SOURCES} on distinct hosts are needed: the device learns its public address only when two agree, so with fewer the DynDNS record is never updated",
+                    if given == 1 { "" } else { "s" }
+                ),
+            )
+            .hint(CHECK_IP_HINT)
+        }
+        "lan_prefixes" => invalid(refusal.field, "at least one LAN network is needed (e.g. \"192.168.1.0/24\")"),
+        _ => refused(refusal),
+    })?;
+    Ok(Plan { items: items.items, credentials, anchors })
 }

@@ -242,3 +242,25 @@ fn check_fields_validates_without_reading_the_named_files() {
     let error = config_file::check_fields(&config_file::parse(&two_anchors).unwrap()).unwrap_err();
     assert!(error.message.contains("exactly one trust anchor"), "{}", error.message);
 }
+
+#[test]
+fn the_wire_rules_refuse_what_the_device_would() {
+    // Rules the device applies (homemx_wire::validate) surface here with the field named.
+    let nine_networks: Vec<String> = (0..9).map(|index| format!("\"10.{index}.0.0/16\"")).collect();
+    let cases = [
+        (VALID.replacen("\"192.168.1.0/24\"", &nine_networks.join(", "), 1), "lan_prefixes: at most 8"),
+        (VALID.replacen("domains = [\"example.org\"]", "domains = [\"example.org\"]\ntime_servers = [\"a.example\", \"b.example\", \"c.example\"]", 1), "time_servers: at most 2"),
+        (format!("{VALID}{}", DYNDNS.replace("https://ip.other.example/ip", "https://ip.other.example/ip address")), "dyndns.check_ip[1]: the path must start with `/`"),
+        (VALID.replacen("domains = [\"example.org\"]", "domains = []", 1).replacen("[\"alice@example.org\"]", "[]", 1), "domains: at least one domain is needed"),
+        (VALID.replacen("\"192.168.1.0/24\"", "", 1), "lan_prefixes: at least one LAN network is needed"),
+    ];
+    for (text, expected) in cases {
+        let message = error_of(&text);
+        assert!(message.starts_with(expected), "{expected}: {message}");
+    }
+    let nine_domains: Vec<String> = (0..9).map(|index| format!("\"d{index}.example\"")).collect();
+    let text = VALID.replacen("domains = [\"example.org\"]", &format!("domains = [\"example.org\", {}]", nine_domains[..7].join(", ")), 1);
+    config_file::plan(&config_file::parse(&text).unwrap(), data()).expect("eight domains are kept");
+    let text = VALID.replacen("domains = [\"example.org\"]", &format!("domains = [\"example.org\", {}]", nine_domains[..8].join(", ")), 1);
+    assert!(error_of(&text).starts_with("domains: at most 8"));
+}

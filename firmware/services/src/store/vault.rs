@@ -14,6 +14,7 @@ use homemx_keystore::{Keystore, KeystoreConfig, KeystoreError, KeystoreState, Un
 use homemx_spool::{CounterMark, Envelope, KeyValueStore, MessageWriter, Spool, SpoolError};
 use homemx_wire::config::ConfigItem;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchor, TrustAnchorUpdate};
+use homemx_wire::validate::{ConfigurationCheck, Refusal};
 
 use static_cell::StaticCell;
 
@@ -133,6 +134,15 @@ impl OpenStores {
     }
 }
 
+/// A configuration being staged (between `ConfigBegin` and `ConfigCommit`): its generation,
+/// the items stored so far, and the wire's rules fed with them. Whoever signed the items, one
+/// that breaks the rules is refused and a whole that does is never made current.
+struct StagedConfiguration {
+    generation: u32,
+    count: u16,
+    check: ConfigurationCheck,
+}
+
 /// Key store plus the stores it unlocks.
 pub struct Vault {
     keystore: Keystore<FlashPartition, DerivedRandom>,
@@ -142,7 +152,7 @@ pub struct Vault {
     /// [`OPEN_STORES`]: `Some` while unlocked.
     open: &'static mut Option<OpenStores>,
     pending_admin_key: Option<[u8; 32]>,
-    staged_configuration: Option<(u32, u16)>,
+    staged_configuration: Option<StagedConfiguration>,
     certificate_progress: [u16; 3],
 }
 
@@ -349,27 +359,55 @@ impl Vault {
     /// Starts staging a new configuration generation.
     pub async fn configuration_begin(&mut self) -> Result<(), ErrorCode> {
         let generation = self.current_configuration().await?.map_or(1, |(generation, _)| generation.wrapping_add(1));
-        self.staged_configuration = Some((generation, 0));
+        self.staged_configuration = Some(StagedConfiguration { generation, count: 0, check: ConfigurationCheck::new() });
         Ok(())
     }
 
-    /// Stores one item of the staged configuration.
+    /// Stores one item of the staged configuration, if the wire's rules take it with the items
+    /// before it; a refused item ends the staging (its items are removed, the current
+    /// configuration stays in force).
     pub async fn configuration_put(&mut self, item: &ConfigItem) -> Result<(), ErrorCode> {
-        let (generation, count) = self.staged_configuration.ok_or(ErrorCode::ConfigurationSequence)?;
+        let staged = self.staged_configuration.as_ref().ok_or(ErrorCode::ConfigurationSequence)?;
+        let (generation, count) = (staged.generation, staged.count);
+        let mut check = staged.check.clone();
+        if let Err(refusal) = check.add(item) {
+            self.refuse_staged(refusal).await;
+            return Err(ErrorCode::InvalidConfiguration);
+        }
         let mut encoded = [0u8; homemx_spool::KEY_VALUE_CAPACITY];
         let bytes = postcard::to_slice(item, &mut encoded).map_err(|_| ErrorCode::InvalidConfiguration)?;
         let stores = self.stores()?;
         stores.settings.store(configuration_item_key(generation, count), bytes).await.map_err(|_| ErrorCode::StorageFull)?;
-        self.staged_configuration = Some((generation, count + 1));
+        self.staged_configuration = Some(StagedConfiguration { generation, count: count + 1, check });
         Ok(())
     }
 
+    /// Ends a staging the rules refused: logs the rule, removes the staged items (never the
+    /// current configuration's: they are another generation's).
+    async fn refuse_staged(&mut self, refusal: Refusal) {
+        crate::event_warning!("configuration refused: {}: {}", refusal.field, refusal.rule);
+        let Some(staged) = self.staged_configuration.take() else {
+            return;
+        };
+        if let Ok(stores) = self.stores() {
+            for index in 0..staged.count {
+                let _ = stores.settings.remove(configuration_item_key(staged.generation, index)).await;
+            }
+        }
+    }
+
     /// Makes the staged configuration current (one record write: atomic) and removes the
-    /// previous generation's items.
+    /// previous generation's items, if the whole meets the wire's rules; otherwise the current
+    /// configuration stays in force and the staged items are removed.
     pub async fn configuration_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
-        let (generation, count) = self.staged_configuration.ok_or(ErrorCode::ConfigurationSequence)?;
+        let staged = self.staged_configuration.as_ref().ok_or(ErrorCode::ConfigurationSequence)?;
+        let (generation, count) = (staged.generation, staged.count);
         if count != item_count {
             return Err(ErrorCode::ConfigurationSequence);
+        }
+        if let Err(refusal) = staged.check.finish() {
+            self.refuse_staged(refusal).await;
+            return Err(ErrorCode::InvalidConfiguration);
         }
         let previous = self.current_configuration().await?;
         let mut value = [0u8; 6];

@@ -1,0 +1,364 @@
+//! The rules a configuration must meet, one copy for the CLI (before it sends) and the device
+//! (which refuses what breaks them, whoever signed it).
+//!
+//! - [`check_item`]: the rules of one [`ConfigItem`] on its own (host-name syntax, ports,
+//!   intervals, limits, a recipient's local part, a LAN prefix's length, a check-IP path).
+//! - [`ConfigurationCheck`]: the rules of the whole configuration, fed the items one by one as
+//!   they stream in ([`ConfigurationCheck::add`]) and closed with
+//!   [`ConfigurationCheck::finish`]: at least one domain, LAN network and mailbox host; each
+//!   section at most once; no more domains, recipients, LAN networks, time servers and check-IP
+//!   services than the device keeps; a recipient's domain sent as a `Domain` before it (the
+//!   device's relay tables need that order); with DynDNS, check-IP services on at least two
+//!   distinct hosts. It holds counts and 64-bit fingerprints of names, not the names: about a
+//!   hundred bytes, so the device can keep one while a configuration is staged.
+//!
+//! A [`Refusal`] names the field (as the owner's TOML file names it) and the rule in words.
+//! No allocator, no I/O. Calls: `config`.
+
+use crate::config::{CheckIpSource, ConfigItem, HostName, MAX_URL_PATH};
+
+/// Fewest seconds between two fetches from the backup MX.
+pub const MIN_POLL_INTERVAL_SECONDS: u32 = 60;
+/// Fewest seconds between two DynDNS checks.
+pub const MIN_CHECK_INTERVAL_SECONDS: u32 = 60;
+/// Smallest `Limits::max_message_bytes`: a smaller limit would refuse every real message.
+pub const MIN_MESSAGE_BYTES: u32 = 1024;
+/// Shortest LAN prefix: a shorter one would make much of the world a LAN client.
+pub const MIN_LAN_PREFIX_LENGTH: u8 = 8;
+/// Fewest check-IP services with DynDNS: the answer decides where the domain's mail is sent,
+/// so no single service may decide it (the device requires two distinct hosts to agree).
+pub const MIN_CHECK_IP_SOURCES: usize = 2;
+/// Most check-IP services the device keeps.
+pub const MAX_CHECK_IP_SOURCES: usize = 4;
+/// Most time servers the device keeps.
+pub const MAX_TIME_SERVERS: usize = 2;
+/// Most accepted domains the device keeps (its relay tables).
+pub const MAX_DOMAINS: usize = 8;
+/// Most known recipients the device keeps (its relay tables).
+pub const MAX_KNOWN_RECIPIENTS: usize = 64;
+/// Most LAN networks the device keeps (its relay tables).
+pub const MAX_LAN_PREFIXES: usize = 8;
+/// Longest host name (RFC 1035), in bytes.
+pub const MAX_HOST_NAME_LENGTH: usize = 253;
+/// Longest label of a host name, in bytes.
+pub const MAX_LABEL_LENGTH: usize = 63;
+/// Characters a recipient's local part may not hold: the relay tricks (`%`-hack, `!` paths,
+/// `@a:b@c`, quoted `@`) and a space.
+pub const FORBIDDEN_LOCAL_PART_CHARACTERS: [char; 6] = ['@', '%', '!', ' ', '"', ':'];
+
+/// Why a configuration (or one item of it) is refused: the field and the rule it breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// The field as the owner's TOML file names it, e.g. `smarthost.port` or `recipients`.
+    pub field: &'static str,
+    /// The rule, in words, e.g. `must be 1..=65535`.
+    pub rule: &'static str,
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(formatter, "{}: {}", self.field, self.rule)
+    }
+}
+
+const fn refuse(field: &'static str, rule: &'static str) -> Refusal {
+    Refusal { field, rule }
+}
+
+/// The rule words of [`host_name`].
+pub const HOST_NAME_RULE: &str = "is not a host name (dot-separated labels of 1..=63 letters, digits and `-`, not starting or ending with `-`; at most 253 bytes)";
+/// The rule words of [`port`].
+pub const PORT_RULE: &str = "must be 1..=65535";
+/// The rule words of a LAN prefix shorter than [`MIN_LAN_PREFIX_LENGTH`].
+pub const LAN_PREFIX_SHORT_RULE: &str = "a LAN prefix shorter than /8 would make the world a LAN client";
+/// The rule words of a LAN prefix longer than 32.
+pub const LAN_PREFIX_LONG_RULE: &str = "length must be 0..=32";
+
+/// Host-name syntax: letters, digits and `-` in dot-separated labels (any case).
+pub fn host_name(name: &str) -> Result<(), &'static str> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_HOST_NAME_LENGTH
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= MAX_LABEL_LENGTH
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(HOST_NAME_RULE)
+    }
+}
+
+/// A port: 1..=65535.
+pub fn port(value: u16) -> Result<(), &'static str> {
+    if value == 0 {
+        Err(PORT_RULE)
+    } else {
+        Ok(())
+    }
+}
+
+/// A LAN prefix length: [`MIN_LAN_PREFIX_LENGTH`]..=32.
+pub fn lan_prefix_length(length: u8) -> Result<(), &'static str> {
+    if length > 32 {
+        Err(LAN_PREFIX_LONG_RULE)
+    } else if length < MIN_LAN_PREFIX_LENGTH {
+        Err(LAN_PREFIX_SHORT_RULE)
+    } else {
+        Ok(())
+    }
+}
+
+/// What is wrong with a recipient address, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressProblem {
+    /// No `@`.
+    NotAnAddress,
+    /// The local part is empty or holds a character of [`FORBIDDEN_LOCAL_PART_CHARACTERS`].
+    LocalPart,
+    /// The domain is not a host name.
+    Domain,
+}
+
+impl AddressProblem {
+    /// The rule in words.
+    pub fn rule(self) -> &'static str {
+        match self {
+            AddressProblem::NotAnAddress => "is not local@domain",
+            AddressProblem::LocalPart => "has an unusable local part (empty, or one of @ % ! space \" :)",
+            AddressProblem::Domain => "has a domain that is not a host name",
+        }
+    }
+}
+
+/// A recipient address split into (local part, domain), checked: a usable local part (none of
+/// the relay tricks' characters) and a host name as the domain.
+pub fn recipient(address: &str) -> Result<(&str, &str), AddressProblem> {
+    let (local, domain) = address.rsplit_once('@').ok_or(AddressProblem::NotAnAddress)?;
+    if local.is_empty() || local.contains(FORBIDDEN_LOCAL_PART_CHARACTERS) {
+        return Err(AddressProblem::LocalPart);
+    }
+    host_name(domain).map_err(|_| AddressProblem::Domain)?;
+    Ok((local, domain))
+}
+
+/// The rule words of [`check_ip_path`].
+pub const CHECK_IP_PATH_RULE: &str = "the path must start with `/` and hold only visible ASCII (no space or line break: it goes into the HTTP request line)";
+
+/// A check-IP service's URL path: starts with `/`, visible ASCII only (it is written into the
+/// HTTP request line; a space or line break would change the request). At most
+/// [`MAX_URL_PATH`] bytes by its type.
+pub fn check_ip_path(path: &str) -> Result<(), &'static str> {
+    if path.starts_with('/') && path.len() <= MAX_URL_PATH && path.bytes().all(|byte| byte.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(CHECK_IP_PATH_RULE)
+    }
+}
+
+fn named(field: &'static str, name: &HostName) -> Result<(), Refusal> {
+    host_name(name.as_str()).map_err(|rule| refuse(field, rule))
+}
+
+fn ported(field: &'static str, value: u16) -> Result<(), Refusal> {
+    port(value).map_err(|rule| refuse(field, rule))
+}
+
+fn at_least(field: &'static str, value: u32, minimum: u32, rule: &'static str) -> Result<(), Refusal> {
+    if value < minimum {
+        Err(refuse(field, rule))
+    } else {
+        Ok(())
+    }
+}
+
+/// The rules of one item on its own.
+pub fn check_item(item: &ConfigItem) -> Result<(), Refusal> {
+    match item {
+        ConfigItem::Domain(name) => named("domains", name),
+        ConfigItem::Recipient(address) => recipient(address.as_str()).map(|_| ()).map_err(|problem| refuse("recipients", problem.rule())),
+        ConfigItem::LanPrefix(prefix) => lan_prefix_length(prefix.length).map_err(|rule| refuse("lan_prefixes", rule)),
+        ConfigItem::LanMailbox(mailbox) => ported("lan_mailbox.port", mailbox.port),
+        ConfigItem::Smarthost(smarthost) => {
+            named("smarthost.host", &smarthost.host)?;
+            ported("smarthost.port", smarthost.port)
+        }
+        ConfigItem::BackupMx(backup) => {
+            named("backup_mx.host", &backup.host)?;
+            ported("backup_mx.port", backup.port)?;
+            at_least("backup_mx.poll_interval_seconds", backup.poll_interval_seconds, MIN_POLL_INTERVAL_SECONDS, "at least 60")
+        }
+        ConfigItem::DynDns(dyndns) => {
+            named("dyndns.server", &dyndns.server)?;
+            named("dyndns.host_name", &dyndns.host_name)?;
+            at_least("dyndns.check_interval_seconds", dyndns.check_interval_seconds, MIN_CHECK_INTERVAL_SECONDS, "at least 60")
+        }
+        ConfigItem::Limits(limits) => {
+            at_least("limits.max_message_bytes", limits.max_message_bytes, MIN_MESSAGE_BYTES, "at least 1024")?;
+            at_least("limits.max_recipients", u32::from(limits.max_recipients), 1, "at least 1")
+        }
+        ConfigItem::StatusPage(page) => {
+            ported("status_page.port", page.port)?;
+            named("status_page.host_name", &page.host_name)
+        }
+        ConfigItem::TimeServer(name) => named("time_servers", name),
+        ConfigItem::CheckIpSource(CheckIpSource { host, path }) => {
+            named("dyndns.check_ip", host)?;
+            check_ip_path(path.as_str()).map_err(|rule| refuse("dyndns.check_ip", rule))
+        }
+    }
+}
+
+/// A name's fingerprint: 64-bit FNV-1a of its bytes in lower case. Names are compared by
+/// fingerprint so the check holds no names; two different names share one with a chance of
+/// about 2⁻⁶⁴ (then a duplicate check-IP host or a recipient of an unsent domain would pass
+/// here, and the device's relay tables would still refuse that recipient).
+fn fingerprint(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The whole-configuration rules, fed item by item (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigurationCheck {
+    domains: [u64; MAX_DOMAINS],
+    check_ip_hosts: [u64; MAX_CHECK_IP_SOURCES],
+    domain_count: u8,
+    check_ip_count: u8,
+    recipient_count: u8,
+    lan_prefix_count: u8,
+    time_server_count: u8,
+    /// Bits of the sections seen once: see `SECTION_*`.
+    sections: u8,
+}
+
+const SECTION_LAN_MAILBOX: u8 = 1 << 0;
+const SECTION_SMARTHOST: u8 = 1 << 1;
+const SECTION_BACKUP_MX: u8 = 1 << 2;
+const SECTION_DYNDNS: u8 = 1 << 3;
+const SECTION_LIMITS: u8 = 1 << 4;
+const SECTION_STATUS_PAGE: u8 = 1 << 5;
+
+impl Default for ConfigurationCheck {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigurationCheck {
+    /// Nothing seen yet.
+    pub const fn new() -> Self {
+        Self {
+            domains: [0; MAX_DOMAINS],
+            check_ip_hosts: [0; MAX_CHECK_IP_SOURCES],
+            domain_count: 0,
+            check_ip_count: 0,
+            recipient_count: 0,
+            lan_prefix_count: 0,
+            time_server_count: 0,
+            sections: 0,
+        }
+    }
+
+    /// Checks the next item: its own rules ([`check_item`]) and those it breaks with the items
+    /// before it. A refused item leaves the check as it was.
+    pub fn add(&mut self, item: &ConfigItem) -> Result<(), Refusal> {
+        check_item(item)?;
+        match item {
+            ConfigItem::Domain(name) => {
+                let slot = self.domains.get_mut(usize::from(self.domain_count)).ok_or(refuse("domains", "at most 8 domains (the device keeps 8)"))?;
+                *slot = fingerprint(name.as_str());
+                self.domain_count += 1;
+            }
+            ConfigItem::Recipient(address) => {
+                if usize::from(self.recipient_count) >= MAX_KNOWN_RECIPIENTS {
+                    return Err(refuse("recipients", "at most 64 recipients (the device keeps 64)"));
+                }
+                let domain = address.as_str().rsplit_once('@').map_or("", |(_, domain)| domain);
+                if !self.domains[..usize::from(self.domain_count)].contains(&fingerprint(domain)) {
+                    return Err(refuse("recipients", "the recipient's domain is not one of the domains (sent before it)"));
+                }
+                self.recipient_count += 1;
+            }
+            ConfigItem::LanPrefix(_) => {
+                if usize::from(self.lan_prefix_count) >= MAX_LAN_PREFIXES {
+                    return Err(refuse("lan_prefixes", "at most 8 LAN networks (the device keeps 8)"));
+                }
+                self.lan_prefix_count += 1;
+            }
+            ConfigItem::TimeServer(_) => {
+                if usize::from(self.time_server_count) >= MAX_TIME_SERVERS {
+                    return Err(refuse("time_servers", "at most 2 time servers (the device keeps 2)"));
+                }
+                self.time_server_count += 1;
+            }
+            ConfigItem::CheckIpSource(source) => {
+                let host = fingerprint(source.host.as_str());
+                if self.check_ip_hosts[..usize::from(self.check_ip_count)].contains(&host) {
+                    return Err(refuse(
+                        "dyndns.check_ip",
+                        "a host listed twice: one service asked twice is one witness, not two agreeing sources",
+                    ));
+                }
+                let slot = self
+                    .check_ip_hosts
+                    .get_mut(usize::from(self.check_ip_count))
+                    .ok_or(refuse("dyndns.check_ip", "at most 4 check-IP services (the device keeps 4)"))?;
+                *slot = host;
+                self.check_ip_count += 1;
+            }
+            ConfigItem::LanMailbox(_) => self.once(SECTION_LAN_MAILBOX, "lan_mailbox")?,
+            ConfigItem::Smarthost(_) => self.once(SECTION_SMARTHOST, "smarthost")?,
+            ConfigItem::BackupMx(_) => self.once(SECTION_BACKUP_MX, "backup_mx")?,
+            ConfigItem::DynDns(_) => self.once(SECTION_DYNDNS, "dyndns")?,
+            ConfigItem::Limits(_) => self.once(SECTION_LIMITS, "limits")?,
+            ConfigItem::StatusPage(_) => self.once(SECTION_STATUS_PAGE, "status_page")?,
+        }
+        Ok(())
+    }
+
+    fn once(&mut self, section: u8, field: &'static str) -> Result<(), Refusal> {
+        if self.sections & section != 0 {
+            return Err(refuse(field, "given twice: the section is sent at most once"));
+        }
+        self.sections |= section;
+        Ok(())
+    }
+
+    /// The rules that need every item: at least one domain, one LAN network and the mailbox
+    /// host; with DynDNS, at least [`MIN_CHECK_IP_SOURCES`] check-IP services.
+    pub fn finish(&self) -> Result<(), Refusal> {
+        if self.domain_count == 0 {
+            return Err(refuse("domains", "at least one domain is needed"));
+        }
+        if self.lan_prefix_count == 0 {
+            return Err(refuse("lan_prefixes", "at least one LAN network is needed"));
+        }
+        if self.sections & SECTION_LAN_MAILBOX == 0 {
+            return Err(refuse("lan_mailbox", "the LAN mailbox host is needed (where accepted mail is delivered)"));
+        }
+        if self.sections & SECTION_DYNDNS != 0 && usize::from(self.check_ip_count) < MIN_CHECK_IP_SOURCES {
+            return Err(refuse(
+                "dyndns.check_ip",
+                "at least 2 check-IP services on distinct hosts are needed: the device learns its public address only when two agree",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The check-IP services seen so far (for messages).
+    pub fn check_ip_sources(&self) -> usize {
+        usize::from(self.check_ip_count)
+    }
+}
+
+/// Runs every item through a [`ConfigurationCheck`] and finishes it: the whole rule set.
+pub fn check_configuration<'a>(items: impl IntoIterator<Item = &'a ConfigItem>) -> Result<(), Refusal> {
+    let mut check = ConfigurationCheck::new();
+    for item in items {
+        check.add(item)?;
+    }
+    check.finish()
+}
