@@ -148,7 +148,7 @@ pub fn simulate(arguments: &[String]) -> Result<()> {
     });
     let failures = failures.into_inner().unwrap();
     eprintln!(
-        "simulated {} seeds from {} in {:.0} s: {} faults injected (network, mailbox host, clock jumps), {} messages offered, {} answered 250; {} failed",
+        "simulated {} seeds from {} in {:.0} s: {} faults injected (network, mailbox host, smarthost, backup MX, clock jumps, power cuts), {} messages offered, {} answered 250; {} failed",
         runs.load(Ordering::Relaxed),
         options.first,
         started.elapsed().as_secs_f64(),
