@@ -592,13 +592,7 @@ pub async fn backup_mx(
         if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {
             eprintln!("{} ms: backup MX connection ended: {ending:?}", embassy_time::Instant::now().as_millis());
         }
-        if matches!(ending, Some(SessionEnd::Dropped(_))) {
-            socket.abort();
-        } else {
-            socket.close();
-        }
-        let _ = socket.flush().await;
-        socket.abort();
+        crate::peers::end_connection(&mut socket, matches!(ending, Some(SessionEnd::Dropped(_)))).await;
     }
 }
 

@@ -320,10 +320,20 @@ pub async fn mailbox_host(stack: Stack<'static>, port: u16, faults: MailboxFault
         let connection = connection_opened(&records, Destination::Mailbox);
         let _ = serve_lmtp(&mut socket, connection, faults, &mut random, &records).await;
         connection_ended(Destination::Mailbox, connection);
-        socket.close();
-        let _ = socket.flush().await;
-        socket.abort();
+        end_connection(&mut socket, false).await;
     }
+}
+
+/// Ends a peer's side of a connection so that the socket can accept the next one: a reset
+/// when the peer `dropped` it on purpose, else its FIN after what it still has to send.
+pub async fn end_connection(socket: &mut TcpSocket<'_>, dropped: bool) {
+    if dropped {
+        socket.abort();
+    } else {
+        socket.close();
+    }
+    let _ = socket.flush().await;
+    socket.abort();
 }
 
 thread_local! {

@@ -307,13 +307,7 @@ pub async fn smarthost(stack: Stack<'static>, plan: SmarthostPlan, certificates:
             eprintln!("{} ms: smarthost connection {connection} {how}", embassy_time::Instant::now().as_millis());
         }
         peers::connection_ended(Destination::Smarthost, connection);
-        if matches!(ending, Some(Ending::Drop)) {
-            socket.abort();
-        } else {
-            socket.close();
-        }
-        let _ = socket.flush().await;
-        socket.abort();
+        peers::end_connection(&mut socket, matches!(ending, Some(Ending::Drop))).await;
     }
 }
 
