@@ -122,6 +122,7 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
         .expect("health answers");
     let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
     eprintln!("stack high-water after provisioning, unlocks, mail in and out: {} B", health["stack_high_water_bytes"]);
+    assert_eq!(health["queued_messages"], 0, "the store published the empty queue: {health}");
 
     // Factory reset with mail in the spool: the plaintext was never on flash, and after the
     // reset nothing of the old spool can be read, not even with the old passphrase.
@@ -130,6 +131,8 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
     let reply = send(&["alice@example.org"], "message.eml", false);
     assert_eq!(code(&reply["data"]), 250, "{reply}");
     assert_eq!(owner.status()["spool_messages"], 1, "the message waits in the spool");
+    let (health, _) = homemx_qemu::peers::health(&network).expect("/health answers");
+    assert_eq!(health["queued_messages"], 1, "the store published the waiting message: {health}");
     let flash_file = directory.join("flash.img");
     let flash_bytes = std::fs::read(&flash_file).unwrap();
     assert!(!contains(&flash_bytes, b"this line starts with a dot"), "no plaintext on flash");

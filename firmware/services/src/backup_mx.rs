@@ -545,7 +545,7 @@ async fn commit(writer: MessageWriter, uidl: &str) -> bool {
     let _ = stores.settings.remove(pending_key()).await;
     crate::mail_status::update(|status| status.received += 1);
     crate::event_info!("backup MX: message {} fetched into the spool (UIDL recorded: {})", report.id.0, recorded);
-    stores.publish_free_bytes();
+    stores.publish_space();
     recorded
 }
 

@@ -508,7 +508,7 @@ async fn record_outcomes(attempt: &Attempt, outcomes: &[RecipientOutcome]) {
             }
         }
         stores.persist_spool_counters().await;
-        stores.publish_free_bytes();
+        stores.publish_space();
     }
     if !failed_outbound.is_empty() {
         ndn::report(attempt, &failed_outbound, expired).await;

@@ -1,12 +1,12 @@
 //! The LAN web server on port 80: `/` (the status page), `/status.json` (the same facts for
 //! scripts, schema in firmware/status/status.schema.json) and `/health` (firmware version,
-//! board, uptime, link, stack high-water). Peers outside the LAN get 403, a `Host:` that is
+//! board, uptime, link, stack and heap high-water, the queue length). Peers outside the LAN get 403, a `Host:` that is
 //! not the appliance gets 421 (the DNS-rebinding defence), anything but GET/HEAD gets 405.
 //! Read-only: no request changes anything. Pages are rendered in 1 KB windows straight into
 //! the socket, so no task holds a whole page.
 //!
 //! Owns: the HTTP tasks and their sockets. Calls: `cpu_load`, `heap`, `lan`, `network`, `stack`,
-//! `status_page`.
+//! `status_page`, `store`.
 
 use core::fmt::Write as _;
 
@@ -155,6 +155,8 @@ fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<
     let _ = write!(json, ",\"longest_poll_microseconds\":{}", crate::cpu_load::longest_poll_microseconds());
     let _ = write!(json, ",\"heap_used_bytes\":{}", crate::heap::used());
     let _ = write!(json, ",\"heap_high_water_bytes\":{}", crate::heap::high_water());
+    // As the store last published it: /health never waits for the store.
+    let _ = write!(json, ",\"queued_messages\":{}", crate::store::queued_messages());
     if let Some(stack) = stack_high_water {
         let _ = write!(json, ",\"stack_high_water_bytes\":{}", stack);
     }

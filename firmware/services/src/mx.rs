@@ -569,7 +569,7 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
             None
         }
     };
-    stores.publish_free_bytes();
+    stores.publish_space();
     writer
 }
 
@@ -610,7 +610,7 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
             Err(_) => CommitResult::Failed,
         }
     };
-    stores.publish_free_bytes();
+    stores.publish_space();
     drop(stores);
     crate::channels::DELIVERY_DUE.signal(());
     result
@@ -621,7 +621,7 @@ async fn abort_message(transaction: &mut Transaction) {
         if let Some(mut stores) = crate::store::open().await {
             stores.spool.abort(writer);
             reclaim_aborted(&mut stores.spool).await;
-            stores.publish_free_bytes();
+            stores.publish_space();
         }
     }
     transaction.failed = false;

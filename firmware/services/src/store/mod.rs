@@ -4,16 +4,17 @@
 //! - **Services** (MX, delivery, fetch, DynDNS, NDNs, alerts, the status page) reach the open
 //!   stores through [`open`], only while the device is unlocked. The guard holds the store:
 //!   keep it across flash work only, never across network I/O. Whoever changes the spool's
-//!   space (begins, commits, aborts or deletes a message) publishes its free bytes
-//!   ([`OpenGuard::publish_free_bytes`]; [`spool_free_bytes`]: the session policy reads them
-//!   without waiting for the store).
+//!   space (begins, commits, aborts or deletes a message) publishes its free bytes and the
+//!   queue length ([`OpenGuard::publish_space`]; [`spool_free_bytes`], [`queued_messages`]: the
+//!   session policy and `/health` read them without waiting for the store).
 //! - **Provider connections** read their trust anchor and password through [`provider_login`].
 //! - **The console** alone changes the device's state, through the one [`Lifecycle`] it is
 //!   handed at boot: admin key, unlock, lock, configuration, credentials, trust anchors,
 //!   factory reset. The vault's methods for those are private to this module.
 //! - The lock state is published in [`crate::channels::DEVICE_STATE`] for whoever reacts to it.
 //!
-//! Owns: the vault (`VAULT`), the published spool free bytes and the lifecycle's taken flag. Calls:
+//! Owns: the vault (`VAULT`), the published spool free bytes and queue length, and the
+//! lifecycle's taken flag. Calls:
 //! `channels`, `random`, `storage`, `wall_clock`.
 
 mod vault;
@@ -41,12 +42,23 @@ static VAULT: Mutex<CriticalSectionRawMutex, Option<Vault>> = Mutex::new(None);
 /// The spool's free bytes as last published (0 while locked).
 static SPOOL_FREE_BYTES: AtomicU32 = AtomicU32::new(0);
 
+/// The messages queued in the spool as last published (0 while locked).
+static QUEUED_MESSAGES: AtomicU32 = AtomicU32::new(0);
+
 /// Set once the [`Lifecycle`] was handed out.
 static LIFECYCLE_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Publishes `free` as the spool's free bytes (the one place that stores them).
-fn publish_spool_free_bytes(free: u64) {
+/// Publishes the spool's free bytes and queue length (the one place that stores them); zero
+/// for both without open stores.
+fn publish_spool_space(stores: Option<&OpenStores>) {
+    let (free, queued) = stores.map_or((0, 0), |stores| (stores.spool.free_bytes(), stores.spool.messages().count()));
     SPOOL_FREE_BYTES.store(free.min(u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+    QUEUED_MESSAGES.store(queued as u32, Ordering::Relaxed);
+}
+
+/// The messages queued in the spool as last published (0 while locked).
+pub fn queued_messages() -> u32 {
+    QUEUED_MESSAGES.load(Ordering::Relaxed)
 }
 
 /// The spool's free bytes as last published (0 while locked).
@@ -70,7 +82,7 @@ fn publish(vault: &mut Option<Vault>) {
         *state = Some(now);
         changed
     });
-    publish_spool_free_bytes(vault.as_mut().and_then(Vault::open_stores).map_or(0, |stores| stores.spool.free_bytes()));
+    publish_spool_space(vault.as_mut().and_then(Vault::open_stores).map(|stores| &*stores));
 }
 
 /// Mounts the key store on the flash partitions (once, at boot, before any task uses the
@@ -114,11 +126,12 @@ impl DerefMut for OpenGuard {
 }
 
 impl OpenGuard {
-    /// Publishes the spool's free bytes ([`spool_free_bytes`]); call after a change of its
-    /// space (a message begun, committed, aborted or deleted). Not on every drop of the guard:
-    /// `free_bytes` walks every sector's state, and the sessions open the store once per chunk.
-    pub fn publish_free_bytes(&self) {
-        publish_spool_free_bytes(self.0.spool.free_bytes());
+    /// Publishes the spool's free bytes and queue length ([`spool_free_bytes`],
+    /// [`queued_messages`]); call after a change of its space (a message begun, committed,
+    /// aborted or deleted). Not on every drop of the guard: `free_bytes` walks every sector's
+    /// state, and the sessions open the store once per chunk.
+    pub fn publish_space(&self) {
+        publish_spool_space(Some(&self.0));
     }
 }
 
