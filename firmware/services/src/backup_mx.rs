@@ -281,8 +281,12 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
     if implicit {
         let (read, write, random) = tls_start.take().expect("set above");
         if let Err(error) = link.start_tls(read, write, backup.host.as_str(), trust, random, Operation::TlsHandshakeBackupMx).await {
-            crate::alerts::raise_for(AlertKind::CertificateRejected, Peer::BackupMx, format_args!("backup MX TLS refused: {}; no login", error.describe()));
             link.close().await;
+            if !error.is_refusal() {
+                crate::event_warning!("backup MX: the TLS handshake with {} broke off: {}", backup.host.as_str(), error.describe());
+                return finish_status(FetchResult::ConnectFailed, 0);
+            }
+            crate::alerts::raise_for(AlertKind::CertificateRejected, Peer::BackupMx, format_args!("backup MX TLS refused: {}; no login", error.describe()));
             return finish_status(FetchResult::TlsFailed, 0);
         }
     }
@@ -311,6 +315,11 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
                 match tls_start.take().filter(|_| flushed) {
                     Some((read, write, random)) => match link.start_tls(read, write, backup.host.as_str(), trust, random, Operation::TlsHandshakeBackupMx).await {
                         Ok(()) => session.tls_established(now()),
+                        Err(error) if !error.is_refusal() => {
+                            // The connection broke: not the server's certificate (no alert).
+                            crate::event_warning!("backup MX: the TLS handshake with {} broke off: {}", backup.host.as_str(), error.describe());
+                            session.connection_closed()
+                        }
                         Err(error) => {
                             crate::event_warning!("backup MX: TLS with {} refused: {}", backup.host.as_str(), error.describe());
                             session.tls_failed()

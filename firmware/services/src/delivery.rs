@@ -335,6 +335,11 @@ pub async fn run_session<'b>(
                 };
                 match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random, start.operation).await {
                     Ok(()) => session.tls_established(now()),
+                    Err(error) if !error.is_refusal() => {
+                        // The connection broke: not the server's certificate (no alert).
+                        crate::event_warning!("TLS handshake with {} broke off: {}", start.server_name, error.describe());
+                        session.connection_closed();
+                    }
                     Err(error) => {
                         // The session reports TlsProblem::HandshakeFailed next: that raises the alert.
                         crate::event_warning!("TLS handshake with {} refused: {}", start.server_name, error.describe());

@@ -112,6 +112,10 @@ async fn https_get(
     }
     let mut link = Link::Plain(socket);
     if let Err(error) = link.start_tls(&mut buffers.read, &mut buffers.write, host, trust, random, Operation::TlsHandshakeDynDns).await {
+        if !error.is_refusal() {
+            crate::event_warning!("HTTPS to {}: the TLS handshake broke off: {}", host, error.describe());
+            return None;
+        }
         HTTPS_OUTCOMES.fetch_or(HTTPS_REFUSED, Ordering::Relaxed);
         crate::alerts::raise_for(AlertKind::CertificateRejected, Peer::DynDns, format_args!("HTTPS to {} refused: {}; nothing was sent", host, error.describe()));
         return None;

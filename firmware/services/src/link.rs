@@ -68,6 +68,13 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// Whether the server was refused (its certificate, its handshake, its alert, or an
+    /// unusable anchor): an alert for the owner. False when the connection broke or the time is
+    /// not known yet: nothing about the server was learnt, and the next attempt may work.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, LinkError::Tls(_) | LinkError::AnchorUnreadable)
+    }
+
     /// A short explanation for the owner's log.
     pub fn describe(&self) -> &'static str {
         match self {

@@ -131,8 +131,10 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random, start.operation).await {
             Ok(()) => {}
             Err(error) => {
-                tls_problem(TlsProblem::HandshakeFailed);
-                crate::event_warning!("outbound: TLS with {} refused: {}", smarthost.host.as_str(), error.describe());
+                if error.is_refusal() {
+                    tls_problem(TlsProblem::HandshakeFailed);
+                }
+                crate::event_warning!("outbound: TLS with {} failed: {}", smarthost.host.as_str(), error.describe());
                 connected = false;
             }
         }
