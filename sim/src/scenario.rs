@@ -281,12 +281,13 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     let backup_plan = backup_plan(&mut seeds::stream(seed, Domain::Simulator, 3));
     let config = SimConfig { faults, ..SimConfig::new(seed) };
     let first_boot = resume.is_none();
+    // Every message the backup MX will hold in the run; half wait there from the start, the
+    // rest arrive later (below).
+    let backup_messages = backup_mx_peer::generate_messages(&mut seeds::stream(seed, Domain::Peer, 7), seed, backup_plan.messages, &RECIPIENTS);
     let (mut world, records, backup, earlier_faults, earlier_jumps, earlier_busy_ms) = match resume {
         None => {
-            // Half the backup MX's messages wait there from the start; the rest arrive later.
-            let mut messages = backup_mx_peer::generate_messages(&mut seeds::stream(seed, Domain::Peer, 7), seed, backup_plan.messages, &RECIPIENTS);
-            messages.truncate(backup_plan.messages.div_ceil(2));
-            let backup = Mailbox::new(BACKUP_USER, &backup_plan.password, messages);
+            let waiting = backup_messages[..backup_plan.messages.div_ceil(2)].to_vec();
+            let backup = Mailbox::new(BACKUP_USER, &backup_plan.password, waiting);
             (World::new(config), Records { boot: 1, ..Records::default() }, backup, 0, 0, 0)
         }
         Some(resume) => {
@@ -344,7 +345,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     {
         // The backup MX's later messages arrive one by one, in every boot until all are there.
         let backup = backup.clone();
-        let all = backup_mx_peer::generate_messages(&mut seeds::stream(seed, Domain::Peer, 7), seed, backup_plan.messages, &RECIPIENTS);
+        let all = backup_messages;
         let mut random = seeds::stream(seed, Domain::Peer, 9 + 100 * boot);
         peers_executor.spawn(async move {
             loop {
