@@ -112,7 +112,6 @@ pub struct Details {
     backup_mx: Option<BackupMx>,
     dyndns: Option<DynDns>,
     check_ip: heapless::Vec<CheckIpSource, MAX_CHECK_IP_SOURCES>,
-    domains: usize,
 }
 
 impl Default for Details {
@@ -137,18 +136,7 @@ impl Details {
             backup_mx: None,
             dyndns: None,
             check_ip: heapless::Vec::new(),
-            domains: 0,
         }
-    }
-
-    /// How many domain items were read.
-    pub fn domains(&self) -> usize {
-        self.domains
-    }
-
-    /// Whether a LAN mailbox host was read.
-    pub fn has_mailbox(&self) -> bool {
-        self.mailbox.is_some()
     }
 
     /// Applies one configuration item; domains, recipients and LAN prefixes go into `relay` (the
@@ -156,7 +144,6 @@ impl Details {
     pub fn apply(&mut self, relay: &mut RelayConfig, item: &ConfigItem) -> bool {
         match item {
             ConfigItem::Domain(domain) => {
-                self.domains += 1;
                 if self.postmaster_domain.is_empty() {
                     let _ = self.postmaster_domain.push_str(domain.as_str());
                 }
@@ -226,7 +213,6 @@ impl Details {
             backup_mx,
             dyndns,
             check_ip,
-            domains: _,
         } = self;
         if host_name.is_empty() {
             let _ = host_name.push_str(DEFAULT_HOST_NAME);
