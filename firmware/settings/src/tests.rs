@@ -27,7 +27,8 @@ fn dyndns(host_name: &str) -> ConfigItem {
 }
 
 fn smarthost() -> ConfigItem {
-    ConfigItem::Smarthost(Smarthost { host: name("smtp.example.net"), port: 465, tls: TlsMode::Implicit, user_name: "owner".try_into().unwrap() })
+    let user_name = "owner".try_into().unwrap();
+    ConfigItem::Smarthost(Smarthost { host: name("smtp.example.net"), port: 465, tls: TlsMode::Implicit, user_name })
 }
 
 fn limits(max_message_bytes: u32, max_recipients: u16, messages_per_client_per_hour: u16) -> ConfigItem {
@@ -123,7 +124,8 @@ fn lan_may_relay_only_with_a_smarthost() {
 
 #[test]
 fn time_servers_kept_up_to_capacity() {
-    let items: Vec<ConfigItem> = ["a.ntp.example", "b.ntp.example", "c.ntp.example"].map(|server| ConfigItem::TimeServer(name(server))).into();
+    let servers = ["a.ntp.example", "b.ntp.example", "c.ntp.example"];
+    let items: Vec<ConfigItem> = servers.map(|server| ConfigItem::TimeServer(name(server))).into();
     let (settings, accepted) = settings_from(&items);
     assert_eq!(MAX_TIME_SERVERS, 2);
     assert_eq!(settings.time_servers.as_slice(), [name("a.ntp.example"), name("b.ntp.example")]);
@@ -161,7 +163,8 @@ fn relay_tables_refuse_what_they_cannot_hold() {
 #[test]
 fn mailbox_smarthost_and_backup_mx_are_kept() {
     let mailbox = LanMailbox { address: [192, 168, 1, 5], port: 24, protocol: DeliveryProtocol::Lmtp };
-    let backup = BackupMx { host: name("pop.example.net"), port: 995, tls: TlsMode::Implicit, user_name: "owner".try_into().unwrap(), poll_interval_seconds: 300 };
+    let user_name = "owner".try_into().unwrap();
+    let backup = BackupMx { host: name("pop.example.net"), port: 995, tls: TlsMode::Implicit, user_name, poll_interval_seconds: 300 };
     let mut details = Details::new();
     let mut settings = Box::new(MailSettings::EMPTY);
     for item in [domain("example.org"), ConfigItem::LanMailbox(mailbox.clone()), ConfigItem::BackupMx(backup.clone()), smarthost()] {
