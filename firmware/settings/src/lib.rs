@@ -13,7 +13,7 @@
 use core::net::{IpAddr, Ipv4Addr};
 
 use homemx_smtp::relay::{IpPrefix, RelayConfig};
-use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost};
+use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost, MAX_HOST_NAME};
 use homemx_wire::validate::{MAX_CHECK_IP_SOURCES, MAX_TIME_SERVERS};
 
 // The wire's rules (`homemx_wire::validate`), which the console applies to every configuration,
@@ -33,6 +33,11 @@ pub const DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR: u16 = 100;
 /// The host name when neither a domain nor a DynDNS account names one.
 pub const DEFAULT_HOST_NAME: &str = "homemx";
 
+/// The MX's own name: `mx.` and the longest domain the wire carries, or a DynDNS host name.
+pub type OwnHostName = heapless::String<{ MX_PREFIX.len() + MAX_HOST_NAME }>;
+/// What a configured domain becomes the MX's host name with.
+const MX_PREFIX: &str = "mx.";
+
 /// What the MX needs from the configuration.
 pub struct MailSettings {
     /// Domains, recipients and LAN prefixes.
@@ -40,9 +45,9 @@ pub struct MailSettings {
     /// Where accepted mail goes.
     pub mailbox: Option<LanMailbox>,
     /// The name in the greeting and the `Received:` header.
-    pub host_name: heapless::String<64>,
+    pub host_name: OwnHostName,
     /// The domain whose postmaster `RCPT TO:<postmaster>` means (the first configured one).
-    pub postmaster_domain: heapless::String<64>,
+    pub postmaster_domain: HostName,
     /// Largest message accepted.
     pub message_size: u64,
     /// Free spool bytes kept back.
@@ -101,8 +106,8 @@ impl MailSettings {
 /// item ([`Details::apply`]); [`Details::finish`] moves it into the settings.
 pub struct Details {
     mailbox: Option<LanMailbox>,
-    host_name: heapless::String<64>,
-    postmaster_domain: heapless::String<64>,
+    host_name: OwnHostName,
+    postmaster_domain: HostName,
     message_size: u64,
     spool_reserve_bytes: u64,
     smarthost: Option<Smarthost>,
@@ -149,7 +154,7 @@ impl Details {
                 }
                 // A DynDNS host name, read before or after, is the host name.
                 if self.host_name.is_empty() {
-                    let _ = self.host_name.push_str("mx.");
+                    let _ = self.host_name.push_str(MX_PREFIX);
                     let _ = self.host_name.push_str(domain.as_str());
                 }
                 relay.add_domain(domain.as_str()).is_ok()

@@ -104,6 +104,17 @@ fn dyndns_host_name_replaces_the_domain_one_in_either_order() {
 }
 
 #[test]
+fn the_longest_domain_the_wire_allows_names_the_host_and_the_postmaster() {
+    // 63 + 1 + 62 + 1 + 1 = 128 octets: a valid DNS name as long as the wire's limit.
+    let long = format!("{}.{}.c", "a".repeat(63), "b".repeat(62));
+    assert_eq!(long.len(), homemx_wire::config::MAX_HOST_NAME);
+    let (settings, accepted) = settings_from(&[domain(&long)]);
+    assert_eq!(accepted, [true]);
+    assert_eq!(settings.host_name, format!("mx.{long}").as_str());
+    assert_eq!(settings.postmaster_domain, long.as_str());
+}
+
+#[test]
 fn host_name_defaults_when_nothing_names_one() {
     let (settings, _) = settings_from(&[lan_prefix()]);
     assert_eq!(settings.host_name, DEFAULT_HOST_NAME);
