@@ -304,6 +304,9 @@ pub struct MailboxFaults {
     pub refuse_per_mille: u32,
     /// Closes the connection after reading the data, without an answer.
     pub drop_per_mille: u32,
+    /// Until this much simulated time has passed since the boot (ms), every delivery is
+    /// refused: a mailbox host that is down, so accepted mail piles up in the spool.
+    pub outage_until_ms: u64,
 }
 
 /// The LAN mailbox host: an LMTP server (RFC 2033) on `port` that keeps every message it
@@ -402,7 +405,7 @@ async fn serve_lmtp(socket: &mut TcpSocket<'_>, connection: u32, faults: Mailbox
                 socket.abort();
                 return None;
             }
-            let refuse = roll < faults.drop_per_mille + faults.refuse_per_mille;
+            let refuse = roll < faults.drop_per_mille + faults.refuse_per_mille || embassy_time::Instant::now().as_millis() < faults.outage_until_ms;
             for recipient in recipients.drain(..) {
                 if refuse {
                     records.borrow_mut().refused_deliveries += 1;

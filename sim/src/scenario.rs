@@ -89,6 +89,9 @@ pub struct Report {
     pub backup_sessions: u32,
     /// How the backup MX spoke TLS.
     pub backup_mode: String,
+    /// In a spool-pressure run ([`SpoolPressure`]): the messages refused for want of room
+    /// (`452` or `552`); `None` in other runs.
+    pub refused_for_room: Option<usize>,
     /// Network faults injected (drops, duplicates, reorders, corruptions).
     pub network_faults: u64,
     /// Deliveries the mailbox host or the smarthost refused or dropped on purpose.
@@ -115,7 +118,7 @@ impl Report {
     /// One line of figures.
     pub fn summary(&self, log_frames: u64) -> String {
         format!(
-            "seed {}: {} offered ({} outbound), {} answered 250, {} delivered ({} to the smarthost, {}: {} TLS sessions, {} logins, {} impostors; {} allowed repeats, {} alert reports); backup MX ({}): {} of {} messages fetched in {} sessions; faults: {} network, {} mailbox/smarthost/backup MX, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} frames tapped, {} s simulated, longest busy {} ms, {} log frames; {}",
+            "seed {}: {} offered ({} outbound), {} answered 250, {} delivered ({} to the smarthost, {}: {} TLS sessions, {} logins, {} impostors; {} allowed repeats, {} alert reports); backup MX ({}): {} of {} messages fetched in {} sessions; faults: {} network, {} mailbox/smarthost/backup MX, {} clock jumps, {} power cuts ({} in all); {} flash operations, {} frames tapped, {} s simulated, longest busy {} ms, {} log frames{}; {}",
             self.seed,
             self.offered,
             self.outbound,
@@ -142,6 +145,7 @@ impl Report {
             self.simulated_ms / 1000,
             self.longest_busy_ms,
             log_frames,
+            self.refused_for_room.map_or(String::new(), |refused| format!("; spool pressure: {refused} refused for room")),
             if self.violations.is_empty() { "ok" } else { "FAILED" }
         )
     }
@@ -231,6 +235,31 @@ fn smarthost_plan(random: &mut rand_chacha::ChaCha20Rng) -> SmarthostPlan {
     }
 }
 
+/// A run in which the mailbox host is down while the senders send large messages without
+/// `SIZE=`, so the spool fills: the MX must answer `452` (at `DATA` or after the data) for what
+/// it has no room for, and a message whose data outgrows the free space must give its space
+/// back (the spool's "a failed commit abandons its message" rule). The free-bytes check at the
+/// end of the run catches a message that keeps its space.
+#[derive(Clone, Debug)]
+struct SpoolPressure {
+    /// Deliveries are refused until then (simulated ms since the boot).
+    outage_until_ms: u64,
+    /// The indices of the large messages.
+    large: std::ops::Range<usize>,
+}
+
+impl SpoolPressure {
+    /// A large message's length: together, the large messages are more than the simulated
+    /// board's spool (240 sectors of 4 KiB) has room for.
+    fn large_length(&self, random: &mut impl Rng) -> usize {
+        random.gen_range(120_000..260_000)
+    }
+}
+
+fn spool_pressure_plan(random: &mut impl Rng) -> Option<SpoolPressure> {
+    random.gen_ratio(1, 8).then(|| SpoolPressure { outage_until_ms: random.gen_range(20..40) * 60 * 1000, large: 0..random.gen_range(5..9) })
+}
+
 /// What a boot after a power cut takes over from the one before (the resume file; the flash
 /// image is written beside it).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -271,8 +300,13 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         reorder_per_million: plan_random.gen_range(0..20_000),
         corrupt_per_million: plan_random.gen_range(0..2_000),
     };
-    let mailbox_faults =
-        MailboxFaults { refuse_per_mille: plan_random.gen_range(0..150), drop_per_mille: plan_random.gen_range(0..50) };
+    // One seed in eight fills the spool (its own stream, so the other seeds stay as they were).
+    let spool_pressure = spool_pressure_plan(&mut seeds::stream(seed, Domain::Simulator, 4));
+    let mailbox_faults = MailboxFaults {
+        refuse_per_mille: plan_random.gen_range(0..150),
+        drop_per_mille: plan_random.gen_range(0..50),
+        outage_until_ms: spool_pressure.as_ref().map_or(0, |pressure| pressure.outage_until_ms),
+    };
     let cut_plan = plan_random.gen_ratio(1, 2).then(|| {
         let mode = [CutMode::Clean, CutMode::Torn, CutMode::Completed][plan_random.gen_range(0..3)];
         (plan_random.gen_range(1..=CUT_WITHIN_OPERATIONS), mode)
@@ -377,6 +411,10 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
             }
             .to_string();
             let length = if message_random.gen_ratio(1, 4) { message_random.gen_range(8_000..40_000) } else { message_random.gen_range(100..4_000) };
+            let length = match &spool_pressure {
+                Some(pressure) if pressure.large.contains(&index) => pressure.large_length(&mut message_random),
+                _ => length,
+            };
             let content = peers::generate_message(&mut message_random, seed, index, &recipient, length);
             Offered { recipient, content, destination }
         })
@@ -627,6 +665,9 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
         backup_delivered: fetched.len(),
         backup_sessions: backup.sessions,
         backup_mode: format!("{:?} on {}", backup_plan.tls, backup_plan.tls.port()),
+        refused_for_room: spool_pressure.as_ref().map(|_| {
+            records.not_accepted.iter().filter(|(_, reason)| reason.starts_with("452") || reason.starts_with("552")).count()
+        }),
         network_faults: earlier_faults + world.segment().faults().total(),
         peer_faults: u64::from(
             records.refused_deliveries
