@@ -89,8 +89,24 @@ impl core::fmt::Display for InstallError {
                 write!(formatter, "certificate {index}'s signature does not verify with certificate {}'s key", index + 1)
             }
             InstallError::NotForServers => write!(formatter, "the certificate is not for TLS servers (extendedKeyUsage without serverAuth)"),
-            InstallError::Refused(error) => write!(formatter, "the chain does not validate: {error}"),
+            InstallError::Refused(error) => write!(formatter, "the chain does not validate: {}", refusal_reason(error)),
         }
+    }
+}
+
+/// webpki's reason in words, for the errors a CA-issued chain can plausibly meet; the rest by
+/// a general phrase (their `Debug` text would pull all of webpki's error formatting into flash).
+fn refusal_reason(error: &webpki::Error) -> &'static str {
+    match error {
+        webpki::Error::CaUsedAsEndEntity => "the leaf is a CA certificate",
+        webpki::Error::EndEntityUsedAsCa => "an issuer is not a CA (basicConstraints)",
+        webpki::Error::PathLenConstraintViolated => "an issuer's path length limit is exceeded",
+        webpki::Error::NameConstraintViolation => "an issuer's name constraints exclude the name",
+        webpki::Error::UnknownIssuer => "no path from the leaf to the last certificate",
+        webpki::Error::UnsupportedCriticalExtension => "a certificate has a critical extension the device does not know",
+        webpki::Error::UnsupportedCertVersion => "a certificate is not X.509 v3",
+        webpki::Error::UnsupportedSignatureAlgorithmContext(_) | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => "a signature algorithm the device does not check",
+        _ => "a path rule of RFC 5280 is broken",
     }
 }
 
@@ -145,8 +161,6 @@ pub fn check_chain(chain_pem: &[u8], key: &DeviceKey, host: &HostName, now: u64)
     match path.map(|_| ()) {
         Ok(()) => {}
         Err(webpki::Error::RequiredEkuNotFoundContext(_)) => return Err(InstallError::NotForServers),
-        #[allow(deprecated)]
-        Err(webpki::Error::RequiredEkuNotFound) => return Err(InstallError::NotForServers),
         Err(error) => return Err(InstallError::Refused(error)),
     }
     Ok(chain)
