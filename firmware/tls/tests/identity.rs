@@ -230,6 +230,10 @@ fn chains_openssl_issued_for_the_request_install() {
         assert!(!summary.renewal_alert_due(NOW));
         assert!(summary.renewal_alert_due(FIXTURE_NOT_AFTER - 21 * 86_400));
     }
+    // CRLF line ends, and text around the blocks (as some CAs' downloads have), are fine.
+    let mut decorated = b"subject=CN = mx.example.org\r\n".to_vec();
+    decorated.extend(String::from_utf8(fixture("chain.pem")).unwrap().replace('\n', "\r\n").into_bytes());
+    assert_eq!(check_chain(&decorated, &device_key(), &host(), NOW).unwrap().len(), 2);
     // The host name as configured may differ in case.
     assert!(check_chain(&fixture("chain.pem"), &device_key(), &HostName::new("MX.Example.ORG").unwrap(), NOW).is_ok());
 }

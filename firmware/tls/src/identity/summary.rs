@@ -92,6 +92,7 @@ mod tests {
         assert!(summary.renewal_alert_due(not_after - 21 * 86_400));
         assert!(summary.renewal_alert_due(not_after));
         assert!(summary.renewal_alert_due(not_after + 86_400));
+        assert!(summary.is_valid_at(0) && summary.is_valid_at(not_after) && !summary.is_valid_at(not_after + 1));
     }
 
     #[test]
