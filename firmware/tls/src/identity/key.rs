@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use p256::ecdsa::signature::Signer as _;
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use rand_core::CryptoRngCore;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// The length of the stored key: the raw P-256 scalar.
 pub const STORED_KEY_LENGTH: usize = 32;
@@ -67,7 +67,9 @@ impl DeviceKey {
     /// The form to store (encrypted): the raw big-endian scalar, zeroed when dropped.
     pub fn to_stored(&self) -> Zeroizing<[u8; STORED_KEY_LENGTH]> {
         let mut stored = Zeroizing::new([0u8; STORED_KEY_LENGTH]);
-        stored.copy_from_slice(&self.secret.to_bytes());
+        let mut bytes = self.secret.to_bytes();
+        stored.copy_from_slice(&bytes);
+        bytes.zeroize();
         stored
     }
 
