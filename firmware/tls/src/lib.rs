@@ -19,8 +19,8 @@ extern crate alloc;
 
 pub mod client;
 pub mod crypto;
-pub mod der;
 pub mod identity;
+pub mod der;
 pub mod trust;
 
 pub use client::{FailureKind, TlsClient, TlsError, RECORD_BUFFER};
