@@ -9,6 +9,8 @@
 //!   configuration, with the RFC 5280 checks webpki leaves out.
 //! - [`client`]: a sans-I/O client connection over rustls's unbuffered API.
 //! - [`der`]: the few DER reads rustls and webpki do not offer.
+//! - [`identity`]: the device's own key, self-signed certificate, certificate request and the
+//!   checks of a CA-issued chain, sans I/O.
 //!
 //! TLS is never optional and never unverified here: there is no "accept anything" mode.
 #![cfg_attr(not(test), no_std)]
@@ -17,6 +19,7 @@ extern crate alloc;
 
 pub mod client;
 pub mod crypto;
+pub mod identity;
 pub mod der;
 pub mod trust;
 
