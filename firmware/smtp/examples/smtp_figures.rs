@@ -75,7 +75,7 @@ fn main() {
     relay.add_domain("example.org").unwrap();
     relay.add_recipient("alice@example.org").unwrap();
     relay.add_lan_prefix(IpPrefix::parse("192.168.1.0/24").unwrap()).unwrap();
-    let config = ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: false };
+    let config = ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: false, submission: false, submission_requires_auth: true };
 
     println!("== RAM (size_of, host build; the same layout on thumbv7em up to pointer width)");
     println!("ServerSession (input {} + output {} + Received header {} buffers): {} bytes",
