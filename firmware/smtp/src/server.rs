@@ -1349,3 +1349,52 @@ impl<'a> Core<'a> {
         Some(CommandEvent::Owned(Event::MessageBegin(self.transaction_id())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::{RelayConfig, StandardPolicy};
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|window| window == needle)
+    }
+
+    /// Nothing of a password stays in the session once the caller has its verdict: not the
+    /// decoded password, not its base64 in the input buffer (where the line was read, nor a
+    /// copy left behind by compaction).
+    #[test]
+    fn credentials_are_wiped_after_the_verdict() {
+        let config = ServerConfig::submission("mx.example.org");
+        let relay = RelayConfig::new();
+        let mut policy = StandardPolicy { relay: &relay, locked: false, spool_free_bytes: 1 << 30, spool_reserve_bytes: 0 };
+        let connection = ConnectionInfo {
+            client: "192.168.1.2".parse().unwrap(),
+            session_id: 1,
+            starttls_available: false,
+            implicit_tls: Some(TlsDetails { protocol: "TLSv1.3", cipher: "TLS_CHACHA20_POLY1305_SHA256" }),
+        };
+        let now = Now::new(0, 0);
+        for result in [AuthResult::Accepted, AuthResult::Refused { delay_milliseconds: 0 }, AuthResult::TemporaryFailure] {
+            let mut session = ServerSession::new(&config, connection, now);
+            // "\0alice\0correct horse battery staple", with NOOPs before it so that the line
+            // is compacted (moved) once before it is read.
+            session.receive(b"EHLO c.example\r\nNOOP\r\nNOOP\r\nAUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2UgYmF0dGVyeSBz", now);
+            while session.poll(now, &mut policy).is_some() {}
+            session.receive(b"dGFwbGU=\r\n", now);
+            let mut seen = false;
+            while let Some(event) = session.poll(now, &mut policy) {
+                if let Event::Authenticate(credentials) = event {
+                    assert_eq!(credentials.password, b"correct horse battery staple");
+                    seen = true;
+                    session.authentication_result(result, now);
+                }
+            }
+            assert!(seen);
+            for secret in [&b"correct horse"[..], b"AGFsaWNlAGNvcnJlY3Qg", b"dGFwbGU="] {
+                assert!(!contains(&session.core.scratch, secret), "{result:?}: decoded password left");
+                assert!(!contains(&session.input, secret), "{result:?}: base64 left in the input");
+            }
+            assert_eq!(session.authenticated_user().is_some(), result == AuthResult::Accepted);
+        }
+    }
+}
