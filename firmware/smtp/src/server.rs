@@ -1390,11 +1390,27 @@ mod tests {
                 }
             }
             assert!(seen);
-            for secret in [&b"correct horse"[..], b"AGFsaWNlAGNvcnJlY3Qg", b"dGFwbGU="] {
+            for secret in [&b"correct horse"[..], b"AGFsaWNlAGNvcnJlY3Qg", b"YmF0dGVyeSBz", b"dGFwbGU="] {
                 assert!(!contains(&session.core.scratch, secret), "{result:?}: decoded password left");
                 assert!(!contains(&session.input, secret), "{result:?}: base64 left in the input");
             }
             assert_eq!(session.authenticated_user().is_some(), result == AuthResult::Accepted);
         }
+    }
+
+    /// RFC 3207 4.2: after the handshake nothing of the EHLO before it is kept (not even the
+    /// name, which no command could use before the next EHLO replaces it).
+    #[test]
+    fn the_handshake_forgets_the_earlier_ehlo_name() {
+        let config = ServerConfig::mx("mx.example.org");
+        let relay = RelayConfig::new();
+        let mut policy = StandardPolicy { relay: &relay, locked: false, spool_free_bytes: 1 << 30, spool_reserve_bytes: 0 };
+        let connection = ConnectionInfo { client: "203.0.113.2".parse().unwrap(), session_id: 1, starttls_available: true, implicit_tls: None };
+        let now = Now::new(0, 0);
+        let mut session = ServerSession::new(&config, connection, now);
+        session.receive(b"EHLO old-name.example\r\nSTARTTLS\r\n", now);
+        while session.poll(now, &mut policy).is_some() {}
+        session.tls_established(TlsDetails { protocol: "TLSv1.3", cipher: "TLS_CHACHA20_POLY1305_SHA256" }, now);
+        assert_eq!((session.core.greeting, session.core.helo_length), (Greeting::None, 0));
     }
 }
