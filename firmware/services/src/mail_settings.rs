@@ -176,6 +176,10 @@ pub async fn reload(mut read_item: impl AsyncFnMut(u16) -> Result<(u16, ConfigIt
             // LAN clients may send to other domains only through a smarthost; without one the
             // appliance is an inbound-only MX and they get `550 5.7.1 outbound mail is not configured`.
             slot.settings.relay.set_lan_may_relay(building.smarthost.is_some());
+            // homemx-smtp now relays for LAN addresses without AUTH only on this explicit opt-in.
+            // Until the listeners offer AUTH and the settings carry `lan_relay_without_auth`
+            // (issue 15), keep today's behaviour: the LAN address alone (the weaker mode).
+            slot.settings.relay.set_lan_relay_without_auth(true);
             let Details {
                 mailbox,
                 host_name,
