@@ -115,13 +115,14 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Some(Event::Authenticate(credentials)) => {
                     assert!(!credentials.username.is_empty() && !credentials.password.is_empty());
+                    // A name the session cannot keep is refused even when the caller accepts it.
+                    let name = credentials.username;
+                    let keepable = name.len() <= 64 && core::str::from_utf8(name).is_ok() && !name.iter().any(u8::is_ascii_control);
                     assert!(config.submission, "AUTH handed out on an MX listener");
                     assert!(session.tls_active(), "credentials handed out in clear");
                     let verdict = verdicts.next().unwrap();
                     session.authentication_result(verdict, now);
-                    if verdict == AuthResult::Accepted {
-                        assert!(session.authenticated_user().is_some_and(|user| user.len() <= 64));
-                    }
+                    assert_eq!(session.authenticated_user().is_some(), verdict == AuthResult::Accepted && keepable);
                 }
                 Some(Event::TransactionStarted { .. }) => {
                     assert!(!(config.submission && config.submission_requires_auth) || session.authenticated_user().is_some(), "MAIL without AUTH");
