@@ -71,7 +71,7 @@ pub fn decode_base64(text: &[u8], out: &mut [u8]) -> Result<usize, DecodeError> 
     if text == b"=" {
         return Ok(0);
     }
-    if text.is_empty() || text.len() % 4 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(4) {
         return Err(DecodeError::Malformed);
     }
     let padding = text.iter().rev().take_while(|&&b| b == b'=').count();
