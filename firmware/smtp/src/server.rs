@@ -287,7 +287,9 @@ pub enum Event<'a> {
     /// Discard the current envelope and every chunk of the current message.
     TransactionAborted(AbortReason),
     /// Send the output (it ends with `220`), then start the TLS handshake and call
-    /// [`ServerSession::tls_established`]. Plaintext after the STARTTLS line was discarded.
+    /// [`ServerSession::tls_established`]. Plaintext after the STARTTLS line was discarded,
+    /// and plaintext received until then is dropped unread. If the handshake fails, close the
+    /// connection and drop the session (nothing may continue in clear after a `220`).
     StartTls,
     /// Plaintext that followed STARTTLS was thrown away (CVE-2011-0411 style injection).
     PlaintextDiscarded {
