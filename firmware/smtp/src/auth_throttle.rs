@@ -193,12 +193,8 @@ impl<const CLIENTS: usize> AuthThrottle<CLIENTS> {
         if client_blocked {
             entry.blocked_until = now_milliseconds.saturating_add(settings.block_milliseconds);
         }
-        let doublings = (entry.failures - 1).min(63);
-        let mut delay = settings.first_delay_milliseconds.checked_shl(doublings).unwrap_or(u64::MAX).min(settings.delay_cap_milliseconds);
-        if settings.first_delay_milliseconds > 0 && delay < settings.first_delay_milliseconds {
-            // The shift overflowed.
-            delay = settings.delay_cap_milliseconds;
-        }
+        let doubling = 1u64 << (entry.failures - 1).min(63);
+        let mut delay = settings.first_delay_milliseconds.checked_mul(doubling).unwrap_or(u64::MAX).min(settings.delay_cap_milliseconds);
         if global_crossed {
             delay = settings.delay_cap_milliseconds;
         }
@@ -238,6 +234,9 @@ mod tests {
         let mut throttle: AuthThrottle<4> = AuthThrottle::new(ThrottleSettings { block_failures: 0, ..ThrottleSettings::DEFAULT });
         let delays: std::vec::Vec<u64> = (0..8).map(|_| throttle.record_failure(client(1), 5000).delay_milliseconds).collect();
         assert_eq!(delays, [1000, 2000, 4000, 8000, 16_000, 32_000, 32_000, 32_000]);
+        for failure in 9..200 {
+            assert_eq!(throttle.record_failure(client(1), 5000).delay_milliseconds, 32_000, "failure {failure}: the doubling never wraps");
+        }
         assert_eq!(throttle.record_failure(client(2), 5000).delay_milliseconds, 1000, "another address has its own count");
     }
 
