@@ -194,7 +194,7 @@ impl<const CLIENTS: usize> AuthThrottle<CLIENTS> {
             entry.blocked_until = now_milliseconds.saturating_add(settings.block_milliseconds);
         }
         let doubling = 1u64 << (entry.failures - 1).min(63);
-        let mut delay = settings.first_delay_milliseconds.checked_mul(doubling).unwrap_or(u64::MAX).min(settings.delay_cap_milliseconds);
+        let mut delay = settings.first_delay_milliseconds.saturating_mul(doubling).min(settings.delay_cap_milliseconds);
         if global_crossed {
             delay = settings.delay_cap_milliseconds;
         }
@@ -234,10 +234,10 @@ mod tests {
         let mut throttle: AuthThrottle<4> = AuthThrottle::new(ThrottleSettings { block_failures: 0, ..ThrottleSettings::DEFAULT });
         let delays: std::vec::Vec<u64> = (0..8).map(|_| throttle.record_failure(client(1), 5000).delay_milliseconds).collect();
         assert_eq!(delays, [1000, 2000, 4000, 8000, 16_000, 32_000, 32_000, 32_000]);
+        assert_eq!(throttle.record_failure(client(2), 5000).delay_milliseconds, 1000, "another address has its own count");
         for failure in 9..200 {
             assert_eq!(throttle.record_failure(client(1), 5000).delay_milliseconds, 32_000, "failure {failure}: the doubling never wraps");
         }
-        assert_eq!(throttle.record_failure(client(2), 5000).delay_milliseconds, 1000, "another address has its own count");
     }
 
     #[test]
