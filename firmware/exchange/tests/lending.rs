@@ -100,7 +100,7 @@ impl SessionPolicy for AcceptAll {
 const NOW: Now = Now { unix_seconds: 1_700_000_000, monotonic_milliseconds: 5_000 };
 
 fn config() -> ServerConfig<'static> {
-    ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: false }
+    ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: false, submission: false, submission_requires_auth: true }
 }
 
 fn connection() -> ConnectionInfo {

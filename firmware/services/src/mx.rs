@@ -430,7 +430,9 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
     // The world gets RFC 5321's 100 recipients and more; a LAN client the owner's limit.
     let recipients_per_message = if lan { lan_recipients } else { MAX_RECIPIENTS };
     let limits = Limits { recipients_per_message, message_size, ..Limits::DEFAULT };
-    let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false };
+    // No TLS and no AUTH on these listeners yet (issue 15 wires them): `submission: false`
+    // keeps AUTH unoffered and MAIL without AUTH accepted, as before.
+    let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false, submission: false, submission_requires_auth: true };
     let session_id = SESSION_NUMBER.fetch_add(1, Ordering::Relaxed) as u64;
     let connection = ConnectionInfo { client, session_id, starttls_available: false, implicit_tls: None };
     let mut session = ServerSession::new(&config, connection, now());
@@ -530,6 +532,10 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
             }
             Event::StartTls => {
                 // Not offered (`starttls_available: false`), so never reached.
+                break;
+            }
+            Event::Authenticate(_) => {
+                // AUTH is not offered (`submission: false`), so never reached.
                 break;
             }
             Event::OutputFull => {

@@ -223,6 +223,10 @@ impl Details {
             let _ = host_name.push_str(DEFAULT_HOST_NAME);
         }
         settings.relay.set_lan_may_relay(smarthost.is_some());
+        // homemx-smtp relays for a LAN address without AUTH only on this explicit opt-in (the
+        // weaker mode). Until the submission listener offers TLS and AUTH and the configuration
+        // carries `lan_relay_without_auth` (issue 15), the LAN address alone is what it has.
+        settings.relay.set_lan_relay_without_auth(true);
         settings.mailbox = mailbox;
         settings.host_name = host_name;
         settings.postmaster_domain = postmaster_domain;

@@ -75,10 +75,10 @@ fn main() {
     relay.add_domain("example.org").unwrap();
     relay.add_recipient("alice@example.org").unwrap();
     relay.add_lan_prefix(IpPrefix::parse("192.168.1.0/24").unwrap()).unwrap();
-    let config = ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: false };
+    let config = ServerConfig::mx("mx.example.org");
 
     println!("== RAM (size_of, host build; the same layout on thumbv7em up to pointer width)");
-    println!("ServerSession (input {} + output {} + Received header {} buffers): {} bytes",
+    println!("ServerSession (input {} + output {} + Received header or AUTH credentials {} buffers): {} bytes",
         homemx_smtp::server::INPUT_BUFFER_SIZE,
         homemx_smtp::server::OUTPUT_BUFFER_SIZE,
         homemx_smtp::server::HEADER_BUFFER_SIZE,
@@ -86,6 +86,8 @@ fn main() {
     println!("ServerConfig: {} bytes (shared)", size_of::<ServerConfig<'static>>());
     println!("RelayConfig (8 domains, 64 recipients, 8 prefixes): {} bytes (shared)", size_of::<RelayConfig>());
     println!("ConnectionCounter<8>: {} bytes", size_of::<ConnectionCounter<8>>());
+    println!("AuthThrottle<16>: {} bytes", size_of::<homemx_smtp::AuthThrottle<16>>());
+    println!("SubmissionQuota<16, 16>: {} bytes", size_of::<homemx_smtp::SubmissionQuota<16, 16>>());
     println!("DataDecoder: {} bytes", size_of::<DataDecoder>());
     println!("4 sessions: {} bytes", 4 * size_of::<ServerSession<'static>>());
     println!("ClientSession (input {} + output {} buffers): {} bytes",

@@ -53,6 +53,25 @@ pub enum Command<'a> {
     Help,
     /// `STARTTLS` (RFC 3207).
     StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954). The initial response is the base64
+    /// text as sent (`=` for an empty one); it is decoded by the session.
+    Auth {
+        /// The SASL mechanism named.
+        mechanism: AuthMechanism,
+        /// The initial response, if the client sent one.
+        initial_response: Option<&'a [u8]>,
+    },
+}
+
+/// The SASL mechanisms of `AUTH` (RFC 4954): the two the server offers, or another one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMechanism {
+    /// `PLAIN` (RFC 4616): `[authzid] NUL authcid NUL passwd` in one response.
+    Plain,
+    /// `LOGIN` (draft-murchison-sasl-login): the user name, then the password.
+    Login,
+    /// A syntactically valid mechanism name the server does not offer (`504 5.5.4`).
+    Unsupported,
 }
 
 /// Why a command line was not accepted as a command.
@@ -60,7 +79,7 @@ pub enum Command<'a> {
 pub enum CommandError {
     /// An unknown verb (`500 5.5.1`).
     Unrecognized,
-    /// A known SMTP verb this server does not implement, e.g. BDAT, AUTH, ETRN (`502 5.5.1`).
+    /// A known SMTP verb this server does not implement, e.g. BDAT, ETRN (`502 5.5.1`).
     NotImplemented,
     /// The line is another protocol (HTTP `GET`/`POST`, …): a cross-protocol attempt (`421`).
     NotSmtp,
@@ -135,7 +154,10 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     if is("EXPN") {
         return if trim_start(arguments).is_empty() { Err(CommandError::Syntax) } else { Ok(Command::Expand) };
     }
-    const NOT_IMPLEMENTED: [&str; 8] = ["AUTH", "BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML"];
+    if is("AUTH") {
+        return parse_auth(arguments);
+    }
+    const NOT_IMPLEMENTED: [&str; 7] = ["BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML"];
     if NOT_IMPLEMENTED.iter().any(|name| is(name)) {
         return Err(CommandError::NotImplemented);
     }
@@ -144,6 +166,29 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         return Err(CommandError::NotSmtp);
     }
     Err(CommandError::Unrecognized)
+}
+
+/// `mechanism [SP initial-response]`: a mechanism name of 1 to 20 upper-case letters, digits,
+/// `-` or `_` (RFC 4954 section 4, any case accepted), and an optional response of base64
+/// characters or `=` (checked when it is decoded).
+fn parse_auth(arguments: &[u8]) -> Result<Command<'_>, CommandError> {
+    let arguments = trim_end(arguments);
+    let (name, response) = match arguments.iter().position(|&b| b == b' ') {
+        Some(space) => (&arguments[..space], Some(&arguments[space + 1..])),
+        None => (arguments, None),
+    };
+    let name_is_valid = (1..=20).contains(&name.len()) && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    if !name_is_valid || response.is_some_and(|response| response.is_empty() || response.contains(&b' ')) {
+        return Err(CommandError::Syntax);
+    }
+    let mechanism = if name.eq_ignore_ascii_case(b"PLAIN") {
+        AuthMechanism::Plain
+    } else if name.eq_ignore_ascii_case(b"LOGIN") {
+        AuthMechanism::Login
+    } else {
+        AuthMechanism::Unsupported
+    };
+    Ok(Command::Auth { mechanism, initial_response: response })
 }
 
 /// The domain or address literal of HELO/EHLO: one printable token of at most 255 octets.
@@ -302,8 +347,26 @@ mod tests {
         assert_eq!(parse_command(b"STARTTLS"), Ok(Command::StartTls));
         assert_eq!(parse_command(b"STARTTLS now"), Err(CommandError::Syntax));
         assert_eq!(parse_command(b"BDAT 10 LAST"), Err(CommandError::NotImplemented));
+        assert_eq!(parse_command(b"ETRN example.org"), Err(CommandError::NotImplemented));
         assert_eq!(parse_command(b"GET / HTTP/1.1"), Err(CommandError::NotSmtp));
         assert_eq!(parse_command(b"XYZZY"), Err(CommandError::Unrecognized));
         assert_eq!(parse_command(b""), Err(CommandError::Unrecognized));
+    }
+
+    #[test]
+    fn auth() {
+        assert_eq!(parse_command(b"AUTH PLAIN"), Ok(Command::Auth { mechanism: AuthMechanism::Plain, initial_response: None }));
+        assert_eq!(
+            parse_command(b"auth plain AHVzZXIAc2VjcmV0"),
+            Ok(Command::Auth { mechanism: AuthMechanism::Plain, initial_response: Some(b"AHVzZXIAc2VjcmV0") })
+        );
+        assert_eq!(parse_command(b"AUTH LOGIN dXNlcg== "), Ok(Command::Auth { mechanism: AuthMechanism::Login, initial_response: Some(b"dXNlcg==") }));
+        assert_eq!(parse_command(b"AUTH CRAM-MD5"), Ok(Command::Auth { mechanism: AuthMechanism::Unsupported, initial_response: None }));
+        assert_eq!(parse_command(b"AUTH PLAIN ="), Ok(Command::Auth { mechanism: AuthMechanism::Plain, initial_response: Some(b"=") }));
+        assert_eq!(parse_command(b"AUTH"), Err(CommandError::Syntax));
+        assert_eq!(parse_command(b"AUTH PLAIN a b"), Err(CommandError::Syntax));
+        assert_eq!(parse_command(b"AUTH PLAIN  a"), Err(CommandError::Syntax));
+        assert_eq!(parse_command(b"AUTH PL@IN"), Err(CommandError::Syntax));
+        assert_eq!(parse_command(b"AUTH ABCDEFGHIJKLMNOPQRSTU"), Err(CommandError::Syntax));
     }
 }

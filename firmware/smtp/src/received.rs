@@ -78,6 +78,8 @@ pub struct ReceivedFields<'a> {
     pub extended: bool,
     /// TLS parameters when the session is inside TLS.
     pub tls: Option<TlsDetails>,
+    /// Whether the client authenticated (AUTH accepted).
+    pub authenticated: bool,
     /// The trace id (also in the `250` reply).
     pub id: TransactionId,
     /// Seconds since the Unix epoch.
@@ -111,10 +113,13 @@ fn helo_is_presentable(helo: &str) -> bool {
 pub fn write_received(fields: &ReceivedFields<'_>, buffer: &mut [u8]) -> Result<usize, fmt::Error> {
     let mut writer = SliceWriter::new(buffer, 0);
     let from = if helo_is_presentable(fields.helo) { fields.helo } else { "unknown" };
-    let protocol = match (fields.extended, fields.tls.is_some()) {
-        (_, true) => "ESMTPS",
-        (true, false) => "ESMTP",
-        (false, false) => "SMTP",
+    // RFC 3848: S for TLS, A for AUTH (AUTH is an ESMTP extension, so A implies ESMTP).
+    let protocol = match (fields.extended, fields.tls.is_some(), fields.authenticated) {
+        (_, true, true) => "ESMTPSA",
+        (_, false, true) => "ESMTPA",
+        (_, true, false) => "ESMTPS",
+        (true, false, false) => "ESMTP",
+        (false, false, false) => "SMTP",
     };
     write!(writer, "Received: from {from} ({})\r\n\tby {} with {protocol}", AddressLiteral(fields.client), fields.hostname)?;
     if let Some(tls) = fields.tls {
@@ -135,6 +140,7 @@ mod tests {
             hostname: "mx.example.org",
             extended: true,
             tls,
+            authenticated: false,
             id: TransactionId { session: 0xABCDEF, transaction: 2 },
             unix_seconds: 1_700_000_000,
         }
@@ -156,6 +162,10 @@ mod tests {
         let tls = TlsDetails { protocol: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256" };
         let text = render(&fields("client.example", Some(tls)));
         assert!(text.contains("with ESMTPS\r\n\t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)\r\n\tid "));
+        let authenticated = ReceivedFields { authenticated: true, ..fields("client.example", Some(tls)) };
+        assert!(render(&authenticated).contains("by mx.example.org with ESMTPSA\r\n\t(using TLSv1.3 "));
+        let authenticated_in_clear = ReceivedFields { authenticated: true, ..fields("client.example", None) };
+        assert!(render(&authenticated_in_clear).contains("with ESMTPA\r\n"));
     }
 
     #[test]

@@ -4,10 +4,17 @@
 //! Decisions (BSI M 5.56: accept only mail for the own domains or from the own networks):
 //! - `<postmaster>`, and `postmaster@` and `abuse@` every accepted domain, always exist.
 //! - A recipient in an accepted domain must be a known recipient, else `550 5.1.1`.
-//! - A recipient in any other domain is relayed only for a LAN client and only when
-//!   [`RelayConfig::set_lan_may_relay`] allows it (there is an outbound route, the smarthost);
-//!   a LAN client without that route gets `550 5.7.1 outbound mail is not configured`, anyone
-//!   else `550 5.7.1` relay denied.
+//! - A recipient in any other domain is relayed only when [`RelayConfig::set_lan_may_relay`]
+//!   says there is an outbound route (the smarthost), and then only for a client that
+//!   authenticated (AUTH on a submission listener), or for a LAN client by its address alone
+//!   when the owner opted in with [`RelayConfig::set_lan_relay_without_auth`]. Without the
+//!   route, a client that could otherwise relay (authenticated, or from the LAN) gets
+//!   `550 5.7.1 outbound mail is not configured`; a LAN client without AUTH and without the
+//!   opt-in gets `530 5.7.0 Authentication required`; anyone else `550 5.7.1` relay denied.
+//! - Relaying by LAN address alone is the weaker mode: any device on the LAN (a compromised
+//!   PC, a smart TV, a guest's phone) may then send as anyone through the smarthost, and the
+//!   hourly quota can only be counted per address. With AUTH, every message has a user, and
+//!   a stolen password is one user's quota and can be revoked.
 //! - Refused as tricks, whatever the client: source routes (`<@a,@b:user@c>`; RFC 5321 says
 //!   to ignore them, this server refuses them so that nothing that looks routed is accepted),
 //!   address literals (`user@[192.0.2.1]`: the MX serves names only, its public address
@@ -121,12 +128,19 @@ pub struct RelayConfig {
     recipients: Vec<KnownRecipient, KNOWN_RECIPIENTS_MAX>,
     lan_prefixes: Vec<IpPrefix, LAN_PREFIXES_MAX>,
     lan_may_relay: bool,
+    lan_relay_without_auth: bool,
 }
 
 impl RelayConfig {
     /// An empty configuration: no domain accepted, nothing relayed.
     pub const fn new() -> RelayConfig {
-        RelayConfig { domains: Vec::new(), recipients: Vec::new(), lan_prefixes: Vec::new(), lan_may_relay: false }
+        RelayConfig {
+            domains: Vec::new(),
+            recipients: Vec::new(),
+            lan_prefixes: Vec::new(),
+            lan_may_relay: false,
+            lan_relay_without_auth: false,
+        }
     }
 
     /// Empties it in place (no domain, recipient or prefix; nothing relayed), without a
@@ -136,6 +150,7 @@ impl RelayConfig {
         self.recipients.clear();
         self.lan_prefixes.clear();
         self.lan_may_relay = false;
+        self.lan_relay_without_auth = false;
     }
 
     /// Accepts mail for `domain` (stored in lower case; a trailing dot is not allowed).
@@ -179,11 +194,19 @@ impl RelayConfig {
         self.lan_prefixes.push(prefix).map_err(|_| ConfigError::Full)
     }
 
-    /// Whether clients in the LAN prefixes may send to foreign domains: true when outbound mail
-    /// has a route (a smarthost is configured). Default: no, and then a LAN client's foreign
-    /// recipient gets [`RecipientDecision::OutboundNotConfigured`] (an inbound-only MX).
+    /// Whether outbound mail has a route (a smarthost is configured), so that authenticated
+    /// clients (and LAN clients, with [`Self::set_lan_relay_without_auth`]) may send to foreign
+    /// domains. Default: no, and then their foreign recipients get
+    /// [`RecipientDecision::OutboundNotConfigured`] (an inbound-only MX).
     pub fn set_lan_may_relay(&mut self, allowed: bool) {
         self.lan_may_relay = allowed;
+    }
+
+    /// The owner's explicit opt-in to the weaker mode (see the module doc): LAN clients may
+    /// relay by their address alone, without AUTH. Default: no; a LAN client must
+    /// authenticate to relay (`530 5.7.0 Authentication required` otherwise).
+    pub fn set_lan_relay_without_auth(&mut self, allowed: bool) {
+        self.lan_relay_without_auth = allowed;
     }
 
     /// The accepted domains, in lower case.
@@ -212,8 +235,18 @@ impl RelayConfig {
             })
     }
 
-    /// The relay decision for `recipient` sent by a client at `client`.
+    /// The relay decision for `recipient` sent by a client at `client` that has not
+    /// authenticated.
     pub fn check_recipient(&self, client: IpAddr, recipient: &ForwardPath<'_>) -> RecipientDecision {
+        self.decide(client, false, recipient)
+    }
+
+    /// The relay decision for `recipient` sent by `client` (authenticated or not).
+    pub fn check_recipient_from(&self, client: &ClientInfo<'_>, recipient: &ForwardPath<'_>) -> RecipientDecision {
+        self.decide(client.address, client.authenticated_user.is_some(), recipient)
+    }
+
+    fn decide(&self, client: IpAddr, authenticated: bool, recipient: &ForwardPath<'_>) -> RecipientDecision {
         let path = match recipient {
             ForwardPath::Postmaster => return RecipientDecision::Accept,
             ForwardPath::Path(path) => path,
@@ -226,10 +259,12 @@ impl RelayConfig {
             Domain::AddressLiteral(_) => return RecipientDecision::RelayTrick(RelayTrick::AddressLiteral),
         };
         let Some(domain_index) = self.domain_index(domain) else {
-            return match (self.is_lan_client(client), self.lan_may_relay) {
-                (true, true) => RecipientDecision::Accept,
-                (true, false) => RecipientDecision::OutboundNotConfigured,
+            let lan = self.is_lan_client(client);
+            return match (authenticated || lan, self.lan_may_relay) {
                 (false, _) => RecipientDecision::RelayDenied,
+                (true, false) => RecipientDecision::OutboundNotConfigured,
+                (true, true) if authenticated || self.lan_relay_without_auth => RecipientDecision::Accept,
+                (true, true) => RecipientDecision::AuthenticationRequired,
             };
         };
         let local = path.mailbox.local_part();
@@ -269,13 +304,13 @@ pub struct StandardPolicy<'a> {
 }
 
 impl SessionPolicy for StandardPolicy<'_> {
-    fn service_available(&mut self, _client: &ClientInfo) -> bool {
+    fn service_available(&mut self, _client: &ClientInfo<'_>) -> bool {
         !self.locked
     }
 
     fn check_sender(
         &mut self,
-        _client: &ClientInfo,
+        _client: &ClientInfo<'_>,
         _sender: &ReversePath<'_>,
         declared_size: Option<u64>,
     ) -> SenderDecision {
@@ -289,14 +324,14 @@ impl SessionPolicy for StandardPolicy<'_> {
         SenderDecision::Accept
     }
 
-    fn check_recipient(&mut self, client: &ClientInfo, recipient: &ForwardPath<'_>) -> RecipientDecision {
+    fn check_recipient(&mut self, client: &ClientInfo<'_>, recipient: &ForwardPath<'_>) -> RecipientDecision {
         if self.locked {
             return RecipientDecision::ServiceUnavailable;
         }
         if self.spool_free_bytes < self.spool_reserve_bytes {
             return RecipientDecision::InsufficientStorage;
         }
-        self.relay.check_recipient(client.address, recipient)
+        self.relay.check_recipient_from(client, recipient)
     }
 }
 
@@ -363,6 +398,9 @@ mod tests {
         assert_eq!(decide(&config, "192.168.1.20", "<x@foreign.example>"), RecipientDecision::OutboundNotConfigured);
         assert_eq!(decide(&config, "192.168.1.20", "<alice@example.org>"), RecipientDecision::Accept, "inbound still works");
         config.set_lan_may_relay(true);
+        // With a route but without the opt-in, a LAN address alone is not enough.
+        assert_eq!(decide(&config, "192.168.1.20", "<x@foreign.example>"), RecipientDecision::AuthenticationRequired);
+        config.set_lan_relay_without_auth(true);
         assert_eq!(decide(&config, "192.168.1.20", "<x@foreign.example>"), RecipientDecision::Accept);
         assert_eq!(decide(&config, "fd12::20", "<x@foreign.example>"), RecipientDecision::Accept);
         assert_eq!(decide(&config, "203.0.113.5", "<x@foreign.example>"), RecipientDecision::RelayDenied);
@@ -370,6 +408,25 @@ mod tests {
             decide(&config, "192.168.1.20", "<x@[203.0.113.9]>"),
             RecipientDecision::RelayTrick(RelayTrick::AddressLiteral)
         );
+    }
+
+    #[test]
+    fn authenticated_clients_relay_from_anywhere_when_there_is_a_route() {
+        let mut config = config();
+        let (path, _) = parse_forward_path(b"<x@foreign.example>").unwrap();
+        let user = |address: &str| ClientInfo { address: address.parse().unwrap(), tls_active: true, authenticated_user: Some("alice") };
+        let anonymous = |address: &str| ClientInfo { address: address.parse().unwrap(), tls_active: true, authenticated_user: None };
+        assert_eq!(config.check_recipient_from(&user("203.0.113.5"), &path), RecipientDecision::OutboundNotConfigured);
+        config.set_lan_may_relay(true);
+        assert_eq!(config.check_recipient_from(&user("203.0.113.5"), &path), RecipientDecision::Accept);
+        assert_eq!(config.check_recipient_from(&user("192.168.1.20"), &path), RecipientDecision::Accept);
+        assert_eq!(config.check_recipient_from(&anonymous("203.0.113.5"), &path), RecipientDecision::RelayDenied);
+        assert_eq!(config.check_recipient_from(&anonymous("192.168.1.20"), &path), RecipientDecision::AuthenticationRequired);
+        // Tricks stay tricks for authenticated users.
+        let (literal, _) = parse_forward_path(b"<x@[203.0.113.9]>").unwrap();
+        assert_eq!(config.check_recipient_from(&user("192.168.1.20"), &literal), RecipientDecision::RelayTrick(RelayTrick::AddressLiteral));
+        config.clear();
+        assert_eq!(config.check_recipient_from(&anonymous("192.168.1.20"), &path), RecipientDecision::RelayDenied, "clear forgets the opt-in");
     }
 
     #[test]

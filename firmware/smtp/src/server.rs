@@ -1,5 +1,6 @@
 //! The SMTP server session: a sans-I/O state machine fed bytes and the time, producing reply
-//! bytes and events (RFC 5321 with SIZE, 8BITMIME, PIPELINING, ENHANCEDSTATUSCODES, STARTTLS).
+//! bytes and events (RFC 5321 with SIZE, 8BITMIME, PIPELINING, ENHANCEDSTATUSCODES, STARTTLS,
+//! and on submission listeners AUTH PLAIN and LOGIN inside TLS).
 //!
 //! The caller's loop (one session per connection):
 //!
@@ -9,6 +10,12 @@
 //!         Some(Event::MessageData(chunk)) => spool.write(chunk),
 //!         Some(Event::MessageComplete { .. }) => session.message_committed(spool.commit(), now),
 //!         Some(Event::StartTls) => { send(session.output()); tls handshake; session.tls_established(details, now) }
+//!         Some(Event::Authenticate(credentials)) => {
+//!             let accepted = verify(credentials).await;          // the slow hash, the caller's job
+//!             let result = if accepted { AuthResult::Accepted }
+//!                          else { AuthResult::Refused { delay_milliseconds: throttle.record_failure(..).delay_milliseconds } };
+//!             session.authentication_result(result, now)          // 235, or 535 after the delay
+//!         }
 //!         Some(Event::Close) => { send(session.output()); close; break }
 //!         Some(Event::OutputFull) => send(session.output()),
 //!         Some(other) => log(other),
@@ -27,13 +34,17 @@ use heapless::Deque;
 
 use crate::address::{ForwardPath, ReversePath};
 use crate::clock::Now;
-use crate::command::{parse_command, Command, CommandError, MailParameters};
+use crate::command::{parse_command, AuthMechanism, Command, CommandError, MailParameters};
 use crate::data::{DataDecoder, DataFault, DataStep};
 use crate::limits::Limits;
 use crate::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
 use crate::received::{write_received, ReceivedFields, SliceWriter, TlsDetails, TransactionId};
 use crate::policy::RelayTrick;
 use crate::address::AddressError;
+use crate::sasl::{
+    decode_base64, split_plain, wipe, AuthCredentials, DecodeError, CREDENTIALS_BUFFER_SIZE, LOGIN_PASSWORD_PROMPT,
+    LOGIN_USERNAME_PROMPT, USER_NAME_LENGTH_MAX,
+};
 
 /// Octets of received input a session buffers (a command line must fit).
 pub const INPUT_BUFFER_SIZE: usize = 1024;
@@ -41,11 +52,18 @@ pub const INPUT_BUFFER_SIZE: usize = 1024;
 pub const OUTPUT_BUFFER_SIZE: usize = 768;
 /// Octets for the `Received:` header of the current message.
 pub const HEADER_BUFFER_SIZE: usize = 768;
+/// The buffer shared by the `Received:` header and the AUTH credentials.
+const SCRATCH_BUFFER_SIZE: usize =
+    if HEADER_BUFFER_SIZE > CREDENTIALS_BUFFER_SIZE { HEADER_BUFFER_SIZE } else { CREDENTIALS_BUFFER_SIZE };
 /// Room a session wants free in its output before it handles another command (the largest
 /// reply, the EHLO list with a 253-octet host name, fits).
 const REPLY_SPACE: usize = 400;
 /// Longest host name the session will put in replies and headers.
 pub const HOSTNAME_LENGTH_MAX: usize = 253;
+/// Longest `AUTH` command line or AUTH response line including CRLF (RFC 4954 allows 12288;
+/// the session's input buffer is the limit here, and the decoded credentials must also fit
+/// [`CREDENTIALS_BUFFER_SIZE`]). Over it: `500 5.5.6`.
+pub const AUTH_LINE_LENGTH_MAX: usize = INPUT_BUFFER_SIZE;
 
 /// Settings shared by all server sessions of a listener.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +75,24 @@ pub struct ServerConfig<'a> {
     /// Refuse MAIL with `530 5.7.0` until STARTTLS (for submission; never for a public MX,
     /// RFC 3207 section 4).
     pub require_tls: bool,
+    /// A submission listener (587 with STARTTLS, 465 with implicit TLS): `AUTH PLAIN LOGIN`
+    /// is offered inside TLS (never in clear: `538 5.7.11` before TLS). Never on a public MX.
+    pub submission: bool,
+    /// On a submission listener: MAIL without a successful AUTH is refused with
+    /// `530 5.7.0 Authentication required`. Default: true.
+    pub submission_requires_auth: bool,
+}
+
+impl<'a> ServerConfig<'a> {
+    /// A public MX listener's settings (no TLS required, no AUTH) with the default limits.
+    pub const fn mx(hostname: &'a str) -> ServerConfig<'a> {
+        ServerConfig { hostname, limits: Limits::DEFAULT, require_tls: false, submission: false, submission_requires_auth: true }
+    }
+
+    /// A submission listener's settings: AUTH offered inside TLS and required for MAIL.
+    pub const fn submission(hostname: &'a str) -> ServerConfig<'a> {
+        ServerConfig { submission: true, ..ServerConfig::mx(hostname) }
+    }
 }
 
 /// What the transport tells a new session about its connection.
@@ -102,6 +138,30 @@ pub enum RefusalReason {
     StartTlsUnavailable,
     /// STARTTLS inside TLS (`503 5.5.1`).
     TlsAlreadyActive,
+    /// STARTTLS while the caller cannot set up TLS now, e.g. its TLS arena is exhausted
+    /// (`454 4.7.0`).
+    TlsTemporarilyUnavailable,
+    /// MAIL on a submission listener, or a foreign recipient from a LAN client, without AUTH
+    /// (`530 5.7.0`).
+    AuthenticationRequired,
+    /// AUTH before TLS (`538 5.7.11`).
+    EncryptionRequired,
+    /// AUTH with a mechanism other than PLAIN and LOGIN (`504 5.5.4`).
+    UnsupportedMechanism,
+    /// The client cancelled the AUTH exchange with `*` (`501 5.0.0`).
+    AuthenticationCancelled,
+    /// An AUTH response that is not base64, or not a valid PLAIN message (`501 5.5.2`).
+    AuthenticationSyntax,
+    /// An AUTH line over [`AUTH_LINE_LENGTH_MAX`] or credentials over
+    /// [`CREDENTIALS_BUFFER_SIZE`] (`500 5.5.6`).
+    AuthenticationTooLong,
+    /// The caller refused the credentials (`535 5.7.8`, the same for a wrong password and an
+    /// unknown user).
+    AuthenticationFailed,
+    /// The caller could not verify the credentials now (`454 4.7.0`).
+    AuthenticationUnavailable,
+    /// The caller's throttle refuses AUTH from this client for a while (`421 4.7.0`, closed).
+    AuthenticationBlocked,
     /// SIZE above the limit (`552 5.3.4`).
     DeclaredSizeTooBig,
     /// The spool cannot take it (`452 4.3.1`).
@@ -178,6 +238,25 @@ pub enum CommitResult {
     Failed,
 }
 
+/// The caller's verdict on the credentials of [`Event::Authenticate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthResult {
+    /// Valid: `235 2.7.0 Authentication successful`; the user name becomes the session's
+    /// authenticated user.
+    Accepted,
+    /// Invalid (wrong password, unknown user, another authorization identity: one answer for
+    /// all): `535 5.7.8 Authentication credentials invalid`, sent once `delay_milliseconds`
+    /// have passed (see [`AuthThrottle`](crate::AuthThrottle)); [`ServerSession::deadline`]
+    /// says when to poll.
+    Refused {
+        /// How long to hold the answer back.
+        delay_milliseconds: u64,
+    },
+    /// Cannot be verified now (the user store is unavailable): `454 4.7.0 Temporary
+    /// authentication failure`.
+    TemporaryFailure,
+}
+
 /// What a session tells its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -208,13 +287,20 @@ pub enum Event<'a> {
     /// Discard the current envelope and every chunk of the current message.
     TransactionAborted(AbortReason),
     /// Send the output (it ends with `220`), then start the TLS handshake and call
-    /// [`ServerSession::tls_established`]. Plaintext after the STARTTLS line was discarded.
+    /// [`ServerSession::tls_established`]. Plaintext after the STARTTLS line was discarded,
+    /// and plaintext received until then is dropped unread. If the handshake fails, close the
+    /// connection and drop the session (nothing may continue in clear after a `220`).
     StartTls,
     /// Plaintext that followed STARTTLS was thrown away (CVE-2011-0411 style injection).
     PlaintextDiscarded {
         /// Octets discarded.
         octets: usize,
     },
+    /// AUTH: verify these credentials (a slow hash: the caller's job), then call
+    /// [`ServerSession::authentication_result`]; the session answers only then. The
+    /// credentials live in the session and are wiped when the result comes (and when the
+    /// session is dropped); copy them only into memory the caller wipes too.
+    Authenticate(AuthCredentials<'a>),
     /// The output buffer is nearly full: send it before polling again.
     OutputFull,
     /// Send the output, then close the connection.
@@ -229,7 +315,24 @@ enum Phase {
     Data,
     AwaitingCommit,
     AwaitingTls,
+    /// A `334` was sent; the next line is an AUTH response.
+    AuthResponse(AuthStep),
+    /// The credentials are with the caller.
+    AwaitingAuth,
+    /// The caller refused them; the `535` waits until `auth_release`.
+    AuthDelay,
     Closed,
+}
+
+/// Which AUTH response the session waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthStep {
+    /// PLAIN's message.
+    Plain,
+    /// LOGIN's user name.
+    LoginUsername,
+    /// LOGIN's password (the user name is in the credentials buffer).
+    LoginPassword,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,11 +372,28 @@ struct Core<'a> {
     data_octets: u64,
     decoder: DataDecoder,
     header_pending: bool,
-    header: [u8; HEADER_BUFFER_SIZE],
+    /// The `Received:` header of the current message during DATA, and the decoded AUTH
+    /// credentials during an AUTH exchange: never both, as AUTH is refused inside a
+    /// transaction and DATA needs one, so AUTH costs the session no buffer of its own.
+    scratch: [u8; SCRATCH_BUFFER_SIZE],
     header_length: usize,
     output: [u8; OUTPUT_BUFFER_SIZE],
     output_length: usize,
     pending: Deque<Event<'static>, 6>,
+    /// Octets of decoded AUTH credentials at the start of `scratch`; wiped after the exchange.
+    credentials_length: usize,
+    auth_mechanism: AuthMechanism,
+    /// Where the parts are in `credentials` (start, end).
+    authorization_identity: (usize, usize),
+    username: (usize, usize),
+    password: (usize, usize),
+    auth_event_pending: bool,
+    auth_release: u64,
+    /// The authenticated user's name (length 0: not authenticated).
+    user: [u8; USER_NAME_LENGTH_MAX],
+    user_length: usize,
+    /// The command line just handled carried credentials: wipe it from the input.
+    wipe_line: bool,
 }
 
 impl<'a> ServerSession<'a> {
@@ -305,11 +425,21 @@ impl<'a> ServerSession<'a> {
                 data_octets: 0,
                 decoder: DataDecoder::new(limits.text_line_length, limits.message_size),
                 header_pending: false,
-                header: [0; HEADER_BUFFER_SIZE],
+                scratch: [0; SCRATCH_BUFFER_SIZE],
                 header_length: 0,
                 output: [0; OUTPUT_BUFFER_SIZE],
                 output_length: 0,
                 pending: Deque::new(),
+                credentials_length: 0,
+                auth_mechanism: AuthMechanism::Plain,
+                authorization_identity: (0, 0),
+                username: (0, 0),
+                password: (0, 0),
+                auth_event_pending: false,
+                auth_release: 0,
+                user: [0; USER_NAME_LENGTH_MAX],
+                user_length: 0,
+                wipe_line: false,
             },
         }
     }
@@ -368,8 +498,11 @@ impl<'a> ServerSession<'a> {
     fn compact_input(&mut self) {
         if self.input_start > 0 {
             self.input.copy_within(self.input_start..self.input_end, 0);
+            let old_end = self.input_end;
             self.input_end -= self.input_start;
             self.input_start = 0;
+            // No stale copy of handled lines (AUTH responses among them) stays behind.
+            self.input[self.input_end..old_end].fill(0);
         }
     }
 
@@ -381,6 +514,8 @@ impl<'a> ServerSession<'a> {
         let timeout = match core.phase {
             Phase::Start | Phase::Command | Phase::DiscardLine => core.limits.command_timeout_milliseconds,
             Phase::Data => core.limits.data_timeout_milliseconds,
+            Phase::AuthResponse(_) => core.limits.command_timeout_milliseconds,
+            Phase::AuthDelay => return Some(core.auth_release),
             _ => return None,
         };
         let mut deadline = core
@@ -410,12 +545,54 @@ impl<'a> ServerSession<'a> {
         self.core.tls.is_some()
     }
 
+    /// The user the client authenticated as (after AUTH was accepted).
+    pub fn authenticated_user(&self) -> Option<&str> {
+        self.core.authenticated_user()
+    }
+
+    /// After `Authenticate`: the caller's verdict. Produces `235`, `454`, or (after the delay)
+    /// `535`, and wipes the credentials.
+    pub fn authentication_result(&mut self, result: AuthResult, now: Now) {
+        if self.core.phase != Phase::AwaitingAuth {
+            return;
+        }
+        let core = &mut self.core;
+        core.phase = Phase::Command;
+        core.timer_start = now.monotonic_milliseconds;
+        let (start, end) = core.username;
+        let name = &core.scratch[start..end];
+        let storable = (1..=USER_NAME_LENGTH_MAX).contains(&name.len())
+            && core::str::from_utf8(name).is_ok()
+            && !name.iter().any(|b| b.is_ascii_control());
+        match result {
+            AuthResult::Accepted if storable => {
+                core.user[..name.len()].copy_from_slice(name);
+                core.user_length = name.len();
+                core.reply(235, "2.7.0", "Authentication successful");
+            }
+            // A name the session cannot keep is never provisioned: refused like any other.
+            AuthResult::Accepted => core.refuse(535, "5.7.8", "Authentication credentials invalid", RefusalReason::AuthenticationFailed),
+            AuthResult::Refused { delay_milliseconds: 0 } => {
+                core.refuse(535, "5.7.8", "Authentication credentials invalid", RefusalReason::AuthenticationFailed)
+            }
+            AuthResult::Refused { delay_milliseconds } => {
+                core.phase = Phase::AuthDelay;
+                core.auth_release = now.monotonic_milliseconds.saturating_add(delay_milliseconds);
+            }
+            AuthResult::TemporaryFailure => {
+                core.refuse(454, "4.7.0", "Temporary authentication failure", RefusalReason::AuthenticationUnavailable)
+            }
+        }
+        core.wipe_credentials();
+    }
+
     /// After `StartTls`: the handshake succeeded. The session starts over (RFC 3207 4.2:
     /// the client must say EHLO again); nothing from before the handshake is kept.
     pub fn tls_established(&mut self, details: TlsDetails, now: Now) {
         if self.core.phase == Phase::AwaitingTls {
             self.input_start = 0;
             self.input_end = 0;
+            self.core.user_length = 0;
             self.core.tls = Some(details);
             self.core.phase = Phase::Command;
             self.core.timer_start = now.monotonic_milliseconds;
@@ -458,10 +635,26 @@ impl<'a> ServerSession<'a> {
                     continue;
                 }
                 Phase::Closed | Phase::AwaitingTls | Phase::AwaitingCommit => return None,
+                Phase::AwaitingAuth => {
+                    if !self.core.auth_event_pending {
+                        return None;
+                    }
+                    self.core.auth_event_pending = false;
+                    return Some(Event::Authenticate(self.core.credentials()));
+                }
+                Phase::AuthDelay => {
+                    if now.monotonic_milliseconds < self.core.auth_release {
+                        return None;
+                    }
+                    self.core.phase = Phase::Command;
+                    self.core.timer_start = now.monotonic_milliseconds;
+                    self.core.refuse(535, "5.7.8", "Authentication credentials invalid", RefusalReason::AuthenticationFailed);
+                    continue;
+                }
                 Phase::Data => {
                     if self.core.header_pending {
                         self.core.header_pending = false;
-                        return Some(Event::MessageData(&self.core.header[..self.core.header_length]));
+                        return Some(Event::MessageData(&self.core.scratch[..self.core.header_length]));
                     }
                     if self.core.output_space() < REPLY_SPACE {
                         return Some(Event::OutputFull);
@@ -491,12 +684,16 @@ impl<'a> ServerSession<'a> {
                     let window = &self.input[self.input_start..self.input_end];
                     match find_crlf(window) {
                         Some(index) => {
+                            // The skipped rest may be credentials (an over-long AUTH line).
+                            self.input[self.input_start..self.input_start + index + 2].fill(0);
                             self.input_start += index + 2;
                             self.core.phase = Phase::Command;
                         }
                         None => {
                             let keep = usize::from(window.last() == Some(&b'\r'));
-                            self.input_start = self.input_end - keep;
+                            let skipped_end = self.input_end - keep;
+                            self.input[self.input_start..skipped_end].fill(0);
+                            self.input_start = skipped_end;
                             if self.core.timed_out(now) {
                                 continue;
                             }
@@ -504,9 +701,12 @@ impl<'a> ServerSession<'a> {
                         }
                     }
                 }
-                Phase::Command => {
-                    let limit = self.core.limits.command_line_length;
+                Phase::Command | Phase::AuthResponse(_) => {
                     let available = self.input_end - self.input_start;
+                    let pending = &self.input[self.input_start..self.input_end];
+                    let auth_line = matches!(self.core.phase, Phase::AuthResponse(_))
+                        || pending.get(..5).is_some_and(|verb| verb.eq_ignore_ascii_case(b"AUTH "));
+                    let limit = if auth_line { AUTH_LINE_LENGTH_MAX } else { self.core.limits.command_line_length };
                     let window_end = self.input_start + available.min(limit);
                     let window = &self.input[self.input_start..window_end];
                     let line_end = find_crlf(window);
@@ -524,14 +724,27 @@ impl<'a> ServerSession<'a> {
                         let keep = usize::from(window.last() == Some(&b'\r'));
                         self.input_start = window_end - keep;
                         self.core.phase = Phase::DiscardLine;
-                        self.core.refuse(500, "5.5.2", "Line too long", RefusalReason::CommandLineTooLong);
+                        if auth_line {
+                            self.input[..self.input_start].fill(0);
+                            self.core.wipe_credentials();
+                            self.core.refuse(500, "5.5.6", "Authentication line too long", RefusalReason::AuthenticationTooLong);
+                        } else {
+                            self.core.refuse(500, "5.5.2", "Line too long", RefusalReason::CommandLineTooLong);
+                        }
                         continue;
                     };
                     let line_start = self.input_start;
                     self.input_start += line_length + 2;
                     self.core.timer_start = now.monotonic_milliseconds;
                     let line = &self.input[line_start..line_start + line_length];
-                    match self.core.command(line, now, policy) {
+                    let handled = match self.core.phase {
+                        Phase::AuthResponse(step) => self.core.auth_response(step, line),
+                        _ => self.core.command(line, now, policy),
+                    };
+                    if core::mem::take(&mut self.core.wipe_line) {
+                        self.input[line_start..line_start + line_length + 2].fill(0);
+                    }
+                    match handled {
                         None => {}
                         Some(CommandEvent::Owned(Event::StartTls)) => {
                             // CVE-2011-0411: nothing sent before the handshake is a command.
@@ -555,6 +768,14 @@ impl<'a> ServerSession<'a> {
                 }
             }
         }
+    }
+}
+
+impl Drop for ServerSession<'_> {
+    /// Wipes what may hold credentials: the AUTH buffer and the input.
+    fn drop(&mut self) {
+        wipe(&mut self.core.scratch);
+        wipe(&mut self.input);
     }
 }
 
@@ -599,8 +820,33 @@ impl<'a> Core<'a> {
         }
     }
 
-    fn client_info(&self) -> ClientInfo {
-        ClientInfo { address: self.connection.client, tls_active: self.tls.is_some() }
+    fn client_info(&self) -> ClientInfo<'_> {
+        ClientInfo { address: self.connection.client, tls_active: self.tls.is_some(), authenticated_user: self.authenticated_user() }
+    }
+
+    fn authenticated_user(&self) -> Option<&str> {
+        match self.user_length {
+            0 => None,
+            length => core::str::from_utf8(&self.user[..length]).ok(),
+        }
+    }
+
+    /// The credentials of the exchange that just ended, as slices of the buffer.
+    fn credentials(&self) -> AuthCredentials<'_> {
+        let part = |(start, end): (usize, usize)| &self.scratch[start..end];
+        AuthCredentials {
+            mechanism: self.auth_mechanism,
+            authorization_identity: part(self.authorization_identity),
+            username: part(self.username),
+            password: part(self.password),
+        }
+    }
+
+    fn wipe_credentials(&mut self) {
+        wipe(&mut self.scratch[..self.credentials_length]);
+        self.credentials_length = 0;
+        self.auth_event_pending = false;
+        (self.authorization_identity, self.username, self.password) = ((0, 0), (0, 0), (0, 0));
     }
 
     fn transaction_id(&self) -> TransactionId {
@@ -646,6 +892,7 @@ impl<'a> Core<'a> {
 
     /// Ends the session after the output is sent.
     fn close(&mut self, reason: AbortReason) {
+        self.wipe_credentials();
         if self.in_transaction || matches!(self.phase, Phase::Data | Phase::AwaitingCommit) {
             let _ = self.pending.push_back(Event::TransactionAborted(reason));
         }
@@ -683,7 +930,7 @@ impl<'a> Core<'a> {
     /// the minimum data rate says so; returns whether it did.
     fn timed_out(&mut self, now: Now) -> bool {
         let timeout = match self.phase {
-            Phase::Command | Phase::DiscardLine => self.limits.command_timeout_milliseconds,
+            Phase::Command | Phase::DiscardLine | Phase::AuthResponse(_) => self.limits.command_timeout_milliseconds,
             Phase::Data => self.limits.data_timeout_milliseconds,
             _ => return false,
         };
@@ -785,11 +1032,18 @@ impl<'a> Core<'a> {
                 self.reply_fmt(format_args!("221 2.0.0 {hostname} closing connection\r\n"));
                 self.close(AbortReason::Quit);
             }
+            Command::Auth { mechanism, initial_response } => return self.auth(mechanism, initial_response, policy),
             Command::StartTls => {
                 if self.tls.is_some() {
                     self.refuse(503, "5.5.1", "TLS already active", RefusalReason::TlsAlreadyActive);
                 } else if !self.connection.starttls_available {
                     self.refuse(502, "5.5.1", "STARTTLS not available", RefusalReason::StartTlsUnavailable);
+                } else if self.greeting == Greeting::None {
+                    self.refuse(503, "5.5.1", "Send EHLO first", RefusalReason::BadSequence);
+                } else if self.in_transaction {
+                    self.refuse(503, "5.5.1", "STARTTLS not permitted during a mail transaction", RefusalReason::BadSequence);
+                } else if !policy.start_tls_available(&self.client_info()) {
+                    self.refuse(454, "4.7.0", "TLS not available due to temporary reason", RefusalReason::TlsTemporarilyUnavailable);
                 } else {
                     self.reply(220, "2.0.0", "Ready to start TLS");
                     self.abort_transaction(AbortReason::StartTls);
@@ -840,6 +1094,10 @@ impl<'a> Core<'a> {
         if self.connection.starttls_available && self.tls.is_none() {
             self.reply_fmt(format_args!("250-STARTTLS\r\n"));
         }
+        // RFC 4954 section 4: no plain-text mechanism outside TLS.
+        if self.config.submission && self.tls.is_some() && self.user_length == 0 {
+            self.reply_fmt(format_args!("250-AUTH PLAIN LOGIN\r\n"));
+        }
         self.reply_fmt(format_args!("250 ENHANCEDSTATUSCODES\r\n"));
     }
 
@@ -861,11 +1119,16 @@ impl<'a> Core<'a> {
             self.refuse(530, "5.7.0", "Must issue a STARTTLS command first", RefusalReason::TlsRequired);
             return None;
         }
+        if self.config.submission && self.config.submission_requires_auth && self.user_length == 0 {
+            self.refuse(530, "5.7.0", "Authentication required", RefusalReason::AuthenticationRequired);
+            return None;
+        }
         if parameters.size.is_some_and(|size| size > self.limits.message_size) {
             self.refuse(552, "5.3.4", "Message size exceeds fixed maximum message size", RefusalReason::DeclaredSizeTooBig);
             return None;
         }
-        match policy.check_sender(&self.client_info(), reverse_path, parameters.size) {
+        let decision = policy.check_sender(&self.client_info(), reverse_path, parameters.size);
+        match decision {
             SenderDecision::Accept => {
                 self.in_transaction = true;
                 self.recipients = 0;
@@ -902,7 +1165,8 @@ impl<'a> Core<'a> {
             self.refuse(452, "4.5.3", "Too many recipients", RefusalReason::TooManyRecipients);
             return None;
         }
-        match policy.check_recipient(&self.client_info(), forward_path) {
+        let decision = policy.check_recipient(&self.client_info(), forward_path);
+        match decision {
             RecipientDecision::Accept => {
                 self.recipients += 1;
                 self.reply(250, "2.1.5", "Recipient OK");
@@ -912,6 +1176,9 @@ impl<'a> Core<'a> {
                 self.refuse(550, "5.1.1", "Recipient address rejected: user unknown", RefusalReason::UnknownRecipient)
             }
             RecipientDecision::RelayDenied => self.refuse(550, "5.7.1", "Relay access denied", RefusalReason::RelayDenied),
+            RecipientDecision::AuthenticationRequired => {
+                self.refuse(530, "5.7.0", "Authentication required", RefusalReason::AuthenticationRequired)
+            }
             RecipientDecision::OutboundNotConfigured => {
                 self.refuse(550, "5.7.1", "outbound mail is not configured", RefusalReason::OutboundNotConfigured)
             }
@@ -936,6 +1203,116 @@ impl<'a> Core<'a> {
         None
     }
 
+    /// `AUTH mechanism [initial-response]` (RFC 4954 section 4).
+    fn auth<P: SessionPolicy + ?Sized>(
+        &mut self,
+        mechanism: AuthMechanism,
+        initial_response: Option<&[u8]>,
+        policy: &mut P,
+    ) -> Option<CommandEvent> {
+        // The line may carry a password, whatever the answer.
+        self.wipe_line = true;
+        if !self.config.submission {
+            self.refuse(502, "5.5.1", "Command not implemented", RefusalReason::NotImplemented);
+        } else if self.greeting != Greeting::Ehlo {
+            self.refuse(503, "5.5.1", "Send EHLO first", RefusalReason::BadSequence);
+        } else if self.tls.is_none() {
+            self.refuse(538, "5.7.11", "Encryption required for requested authentication mechanism", RefusalReason::EncryptionRequired);
+        } else if self.user_length > 0 {
+            self.refuse(503, "5.5.1", "Already authenticated", RefusalReason::BadSequence);
+        } else if self.in_transaction {
+            self.refuse(503, "5.5.1", "AUTH not permitted during a mail transaction", RefusalReason::BadSequence);
+        } else if mechanism == AuthMechanism::Unsupported {
+            self.refuse(504, "5.5.4", "Unrecognized authentication type", RefusalReason::UnsupportedMechanism);
+        } else if !policy.may_authenticate(&self.client_info()) {
+            let hostname = self.hostname();
+            self.reply_fmt(format_args!("421 4.7.0 {hostname} Too many failed authentication attempts, closing connection\r\n"));
+            let _ = self.pending.push_back(Event::Refused(Refusal { reason: RefusalReason::AuthenticationBlocked, code: 421 }));
+            self.close(AbortReason::SessionClosed);
+        } else {
+            self.auth_mechanism = mechanism;
+            self.wipe_credentials();
+            let step = if mechanism == AuthMechanism::Plain { AuthStep::Plain } else { AuthStep::LoginUsername };
+            match initial_response {
+                Some(response) => self.auth_step(step, response),
+                None => self.challenge(step),
+            }
+        }
+        None
+    }
+
+    /// Sends the `334` for `step` and waits for its response.
+    fn challenge(&mut self, step: AuthStep) {
+        match step {
+            AuthStep::Plain => self.reply_fmt(format_args!("334 \r\n")),
+            AuthStep::LoginUsername => self.reply_fmt(format_args!("334 {LOGIN_USERNAME_PROMPT}\r\n")),
+            AuthStep::LoginPassword => self.reply_fmt(format_args!("334 {LOGIN_PASSWORD_PROMPT}\r\n")),
+        }
+        self.phase = Phase::AuthResponse(step);
+    }
+
+    /// A line after a `334`.
+    fn auth_response(&mut self, step: AuthStep, line: &[u8]) -> Option<CommandEvent> {
+        self.wipe_line = true;
+        self.phase = Phase::Command;
+        if line == b"*" {
+            self.wipe_credentials();
+            self.refuse(501, "5.0.0", "Authentication cancelled", RefusalReason::AuthenticationCancelled);
+        } else {
+            self.auth_step(step, line);
+        }
+        None
+    }
+
+    /// Decodes one response into the credentials buffer; asks for the next one or hands the
+    /// credentials to the caller.
+    fn auth_step(&mut self, step: AuthStep, response: &[u8]) {
+        self.phase = Phase::Command;
+        let start = self.credentials_length;
+        let decoded = decode_base64(response, &mut self.scratch[start..CREDENTIALS_BUFFER_SIZE]).and_then(|length| {
+            self.credentials_length = start + length;
+            let decoded = &self.scratch[start..start + length];
+            match step {
+                AuthStep::Plain => split_plain(decoded).map(|(identity, user)| {
+                    self.authorization_identity = (0, identity);
+                    self.username = (identity + 1, identity + 1 + user);
+                    self.password = (identity + 2 + user, start + length);
+                    true
+                }),
+                // LOGIN has no framing of its own: an empty name or password, or a NUL, is malformed.
+                _ if length == 0 || decoded.contains(&0) => Err(DecodeError::Malformed),
+                AuthStep::LoginUsername => {
+                    self.username = (start, start + length);
+                    Ok(false)
+                }
+                AuthStep::LoginPassword => {
+                    self.password = (start, start + length);
+                    Ok(true)
+                }
+            }
+        });
+        match decoded {
+            Ok(true) => {
+                self.phase = Phase::AwaitingAuth;
+                self.auth_event_pending = true;
+            }
+            Ok(false) => self.challenge(AuthStep::LoginPassword),
+            Err(error) => {
+                // Wipe whatever was decoded before the error showed.
+                self.credentials_length = CREDENTIALS_BUFFER_SIZE;
+                self.wipe_credentials();
+                match error {
+                    DecodeError::Malformed => {
+                        self.refuse(501, "5.5.2", "Malformed authentication response", RefusalReason::AuthenticationSyntax)
+                    }
+                    DecodeError::TooLong => {
+                        self.refuse(500, "5.5.6", "Authentication response too long", RefusalReason::AuthenticationTooLong)
+                    }
+                }
+            }
+        }
+    }
+
     fn data(&mut self, now: Now) -> Option<CommandEvent> {
         if !self.in_transaction {
             self.refuse(503, "5.5.1", "Need MAIL command", RefusalReason::BadSequence);
@@ -952,10 +1329,11 @@ impl<'a> Core<'a> {
             hostname: self.hostname(),
             extended: self.greeting == Greeting::Ehlo,
             tls: self.tls,
+            authenticated: self.user_length > 0,
             id: self.transaction_id(),
             unix_seconds: now.unix_seconds,
         };
-        match write_received(&fields, &mut self.header) {
+        match write_received(&fields, &mut self.scratch[..HEADER_BUFFER_SIZE]) {
             Ok(length) => self.header_length = length,
             Err(_) => {
                 // Cannot happen with a checked host name; refuse rather than lose the trace.
@@ -971,5 +1349,70 @@ impl<'a> Core<'a> {
         self.decoder = DataDecoder::new(self.limits.text_line_length, self.limits.message_size);
         self.header_pending = true;
         Some(CommandEvent::Owned(Event::MessageBegin(self.transaction_id())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::{RelayConfig, StandardPolicy};
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|window| window == needle)
+    }
+
+    /// Nothing of a password stays in the session once the caller has its verdict: not the
+    /// decoded password, not its base64 in the input buffer (where the line was read, nor a
+    /// copy left behind by compaction).
+    #[test]
+    fn credentials_are_wiped_after_the_verdict() {
+        let config = ServerConfig::submission("mx.example.org");
+        let relay = RelayConfig::new();
+        let mut policy = StandardPolicy { relay: &relay, locked: false, spool_free_bytes: 1 << 30, spool_reserve_bytes: 0 };
+        let connection = ConnectionInfo {
+            client: "192.168.1.2".parse().unwrap(),
+            session_id: 1,
+            starttls_available: false,
+            implicit_tls: Some(TlsDetails { protocol: "TLSv1.3", cipher: "TLS_CHACHA20_POLY1305_SHA256" }),
+        };
+        let now = Now::new(0, 0);
+        for result in [AuthResult::Accepted, AuthResult::Refused { delay_milliseconds: 0 }, AuthResult::TemporaryFailure] {
+            let mut session = ServerSession::new(&config, connection, now);
+            // "\0alice\0correct horse battery staple", with NOOPs before it so that the line
+            // is compacted (moved) once before it is read.
+            session.receive(b"EHLO c.example\r\nNOOP\r\nNOOP\r\nAUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2UgYmF0dGVyeSBz", now);
+            while session.poll(now, &mut policy).is_some() {}
+            session.receive(b"dGFwbGU=\r\n", now);
+            let mut seen = false;
+            while let Some(event) = session.poll(now, &mut policy) {
+                if let Event::Authenticate(credentials) = event {
+                    assert_eq!(credentials.password, b"correct horse battery staple");
+                    seen = true;
+                    session.authentication_result(result, now);
+                }
+            }
+            assert!(seen);
+            for secret in [&b"correct horse"[..], b"AGFsaWNlAGNvcnJlY3Qg", b"YmF0dGVyeSBz", b"dGFwbGU="] {
+                assert!(!contains(&session.core.scratch, secret), "{result:?}: decoded password left");
+                assert!(!contains(&session.input, secret), "{result:?}: base64 left in the input");
+            }
+            assert_eq!(session.authenticated_user().is_some(), result == AuthResult::Accepted);
+        }
+    }
+
+    /// RFC 3207 4.2: after the handshake nothing of the EHLO before it is kept (not even the
+    /// name, which no command could use before the next EHLO replaces it).
+    #[test]
+    fn the_handshake_forgets_the_earlier_ehlo_name() {
+        let config = ServerConfig::mx("mx.example.org");
+        let relay = RelayConfig::new();
+        let mut policy = StandardPolicy { relay: &relay, locked: false, spool_free_bytes: 1 << 30, spool_reserve_bytes: 0 };
+        let connection = ConnectionInfo { client: "203.0.113.2".parse().unwrap(), session_id: 1, starttls_available: true, implicit_tls: None };
+        let now = Now::new(0, 0);
+        let mut session = ServerSession::new(&config, connection, now);
+        session.receive(b"EHLO old-name.example\r\nSTARTTLS\r\n", now);
+        while session.poll(now, &mut policy).is_some() {}
+        session.tls_established(TlsDetails { protocol: "TLSv1.3", cipher: "TLS_CHACHA20_POLY1305_SHA256" }, now);
+        assert_eq!((session.core.greeting, session.core.helo_length), (Greeting::None, 0));
     }
 }

@@ -471,6 +471,11 @@ fn lan_client_may_relay_only_when_a_smarthost_is_configured() {
     assert_eq!(wan_without_smarthost.last_line(), "550 5.7.1 Relay access denied");
     let mut relay = relay();
     relay.set_lan_may_relay(true);
+    // A smarthost, but relaying by LAN address alone is an explicit opt-in (issue 15).
+    let unauthenticated = run_with(&config(), &relay, Options { client: LAN, ..Options::default() }, &[script.as_bytes()]);
+    assert_eq!(unauthenticated.last_line(), "530 5.7.0 Authentication required");
+    assert!(unauthenticated.has_event("AuthenticationRequired"));
+    relay.set_lan_relay_without_auth(true);
     let allowed = run_with(&config(), &relay, Options { client: LAN, ..Options::default() }, &[script.as_bytes()]);
     assert_eq!(allowed.last_line(), "250 2.1.5 Recipient OK");
     let wan = run_with(&config(), &relay, Options::default(), &[script.as_bytes()]);
@@ -490,5 +495,5 @@ fn quit_in_a_transaction_aborts_it() {
 fn session_ram_is_small() {
     let size = std::mem::size_of::<ServerSession<'static>>();
     assert!(size < 4 * 1024, "{size}");
-    let _ = ServerConfig { hostname: "x", limits: Limits::DEFAULT, require_tls: false };
+    let _ = ServerConfig { hostname: "x", limits: Limits::DEFAULT, require_tls: false, submission: false, submission_requires_auth: true };
 }

@@ -17,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
                 let _ = mailbox.local_part().content().count();
                 let _ = mailbox.local_part().content_is_dot_string();
             }
+            Command::Auth { initial_response: Some(response), .. } => {
+                assert!(!response.is_empty() && !response.contains(&b' '));
+            }
             _ => {}
         }
     }

@@ -28,7 +28,7 @@ pub fn relay() -> RelayConfig {
 
 /// The server configuration of the tests.
 pub fn config() -> ServerConfig<'static> {
-    ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: false }
+    ServerConfig { hostname: "mx.example.org", limits: Default::default(), require_tls: false, submission: false, submission_requires_auth: true }
 }
 
 /// Options of one scripted run.
