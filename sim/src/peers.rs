@@ -54,6 +54,10 @@ pub struct Records {
     pub accepted: Vec<usize>,
     /// Messages the MX refused or lost the connection on, with the reason.
     pub not_accepted: Vec<(usize, String)>,
+    /// The first message no sender has begun to offer yet: a boot after a power cut offers the
+    /// rest from here (the one being offered when the power went is not offered again, as its
+    /// sender cannot know whether the device kept it).
+    pub next_to_offer: usize,
     /// Every message the mailbox host or the smarthost answered `250` for (dot-stuffing undone).
     pub delivered: Vec<Delivery>,
     /// Deliveries the mailbox host refused on purpose (`451`), to be tried again by the device.
@@ -282,12 +286,14 @@ pub const fn port_for(destination: Destination) -> u16 {
     }
 }
 
-/// Sends `messages` one after the other to `device` (a pause drawn from `random` before each;
-/// one sender in eight hangs up part-way), each on the port of its destination, recording
-/// which got `250`.
+/// Sends the messages from [`Records::next_to_offer`] on one after the other to `device` (a
+/// pause drawn from `random` before each; one sender in eight hangs up part-way), each on the
+/// port of its destination, recording which got `250`.
 pub async fn sender(stack: Stack<'static>, device: embassy_net::Ipv4Address, messages: Vec<Offered>, mut random: ChaCha20Rng, records: SharedRecords) {
-    for (index, message) in messages.iter().enumerate() {
+    let first = records.borrow().next_to_offer;
+    for (index, message) in messages.iter().enumerate().skip(first) {
         Timer::after(Duration::from_millis(random.gen_range(0..20_000))).await;
+        records.borrow_mut().next_to_offer = index + 1;
         let hang_up = random.gen_ratio(1, 8).then(|| HangUp { after_steps: random.gen_range(1..6), reset: random.gen_ratio(1, 2) });
         let endpoint = IpEndpoint::new(device.into(), port_for(message.destination));
         match send_one(stack, endpoint, message, hang_up).await {

@@ -445,7 +445,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
             final_free_bytes.clone(),
         );
         let key = AdminSigningKey::from_bytes(&seeds::stream(seed, Domain::Peer, 3).gen());
-        let sender_random = seeds::stream(seed, Domain::Peer, 4);
+        let sender_random = seeds::stream(seed, Domain::Peer, 4 + 100 * (boot - 1));
         let (smarthost_plan, backup_plan, backup) = (smarthost_plan.clone(), backup_plan.clone(), backup.clone());
         peers_executor.spawn(async move {
             let mut owner = match Owner::open(console, key).await {
@@ -481,9 +481,7 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
                 }
             }
             provisioned.set(true);
-            if first_boot {
-                peers::sender(peer_stack, DEVICE, offered, sender_random, records.clone()).await;
-            }
+            peers::sender(peer_stack, DEVICE, offered, sender_random, records.clone()).await;
             senders_done.set(true);
             // The owner looks at the queue now and then until it is empty and the backup MX
             // has nothing left (the device deletes there only what its spool holds).
