@@ -351,9 +351,15 @@ impl<'b, C: Unbuffered> Pump<'b, C> {
     /// The records not yet processed are passed again, not an empty buffer: rustls may still
     /// hold handshake messages of the same record (a peer that coalesces its flight:
     /// CertificateVerify and Finished behind a refused Certificate) as ranges of that buffer,
-    /// and panics on an empty one.
+    /// and panics on an empty one. rustls is called only while it has records queued: with
+    /// none it would run its deframer over the same bytes again, and an error the deframer
+    /// raised (garbage, a bad record header) would be raised, and its alert sent, twice (a
+    /// debug assertion in rustls).
     fn queue_fatal_alert(&mut self) {
         for _ in 0..4 {
+            if !self.connection.state().wants_write() {
+                return;
+            }
             let status = self.connection.process(&mut self.incoming[..self.incoming_used]);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
@@ -361,7 +367,6 @@ impl<'b, C: Unbuffered> Pump<'b, C> {
                         self.outgoing_used += count;
                     }
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => return,
             }
         }

@@ -121,11 +121,11 @@ impl TlsError {
                 PeerIncompatible::Tls12NotOffered
                 | PeerIncompatible::Tls12NotOfferedOrEnabled
                 | PeerIncompatible::SupportedVersionsExtensionRequired => "client offers neither TLS 1.3 nor TLS 1.2",
+                // Mandatory since TLS 1.2: what a TLS 1.0/1.1 client is refused for first.
+                PeerIncompatible::SignatureAlgorithmsExtensionRequired => "client offers neither TLS 1.3 nor TLS 1.2 (no signature_algorithms)",
                 PeerIncompatible::NoCipherSuitesInCommon => "client offers no ECDHE + AEAD cipher suite",
                 PeerIncompatible::NoKxGroupsInCommon => "client offers neither X25519 nor P-256",
-                PeerIncompatible::NoSignatureSchemesInCommon | PeerIncompatible::SignatureAlgorithmsExtensionRequired => {
-                    "client does not accept ECDSA P-256 signatures"
-                }
+                PeerIncompatible::NoSignatureSchemesInCommon => "client does not accept ECDSA P-256 signatures",
                 _ => "no common TLS parameters",
             },
             TlsError::Protocol(Error::AlertReceived(AlertDescription::BadCertificate | AlertDescription::UnknownCA)) => {
