@@ -614,15 +614,17 @@ fn reports_the_clients_alert() {
 #[test]
 fn refuses_a_corrupted_client_flight_in_one_piece() {
     let identity = identity("corrupt");
-    // (version, index of the octet to flip from the start or end of the flight, what)
-    let cases: [(&'static SupportedProtocolVersion, isize, &str); 4] = [
-        // Record header (5), handshake header (4), then the point's length octet.
-        (&rustls::version::TLS12, 9, "TLS 1.2 ClientKeyExchange point length"),
-        (&rustls::version::TLS12, -3, "TLS 1.2 Finished"),
-        (&rustls::version::TLS13, -3, "TLS 1.3 Finished"),
-        (&rustls::version::TLS13, 5, "TLS 1.3 ChangeCipherSpec compatibility record"),
+    // (version, index of the octet to change from the start or end of the flight, XOR mask, what)
+    let cases: [(&'static SupportedProtocolVersion, isize, u8, &str); 4] = [
+        // Record header (5), handshake header (4), then the point's length octet: 32 becomes 31,
+        // one octet of the point is left over (rustls sends decode_error; a length beyond the
+        // message is refused without an alert).
+        (&rustls::version::TLS12, 9, 0x3f, "TLS 1.2 ClientKeyExchange point length"),
+        (&rustls::version::TLS12, -3, 0x55, "TLS 1.2 Finished"),
+        (&rustls::version::TLS13, -3, 0x55, "TLS 1.3 Finished"),
+        (&rustls::version::TLS13, 5, 0x55, "TLS 1.3 ChangeCipherSpec compatibility record"),
     ];
-    for (version, position, what) in cases {
+    for (version, position, mask, what) in cases {
         let mut client = ring_client(&identity, &[version], &[rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256, rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256]);
         let (mut incoming, mut outgoing) = buffers();
         let mut server = new_server(&identity, &mut incoming, &mut outgoing);
@@ -630,7 +632,7 @@ fn refuses_a_corrupted_client_flight_in_one_piece() {
         server_to_client(&mut server, &mut client).unwrap();
         let mut flight = client_records(&mut client);
         let index = if position < 0 { flight.len() - (-position) as usize } else { position as usize };
-        flight[index] ^= 0x55;
+        flight[index] ^= mask;
         let error = deliver(&mut server, &flight, RECORD_BUFFER, &mut Vec::new()).expect_err(what);
         assert!(matches!(error.inbound_kind(), InboundFailure::Malformed), "{what}: {error:?}");
         // One alert record: in plaintext (21), or under the TLS 1.3 handshake keys (23, two
