@@ -292,8 +292,9 @@ struct Served {
 }
 
 /// Serves one connection on `listener`: after the handshake a greeting, then `got <line>` for
-/// the first line received, then close_notify once the client closes.
-fn serve_one(listener: TcpListener, config: Arc<ServerConfig>) -> std::thread::JoinHandle<Served> {
+/// the first line received (and a message on `answered_signal` once it is sent), then
+/// close_notify once the client closes.
+fn serve_one(listener: TcpListener, config: Arc<ServerConfig>, answered_signal: std::sync::mpsc::Sender<()>) -> std::thread::JoinHandle<Served> {
     std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().unwrap();
         socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -302,6 +303,7 @@ fn serve_one(listener: TcpListener, config: Arc<ServerConfig>) -> std::thread::J
         let mut received = Vec::new();
         let mut greeted = false;
         let mut answered = false;
+        let mut signalled = false;
         for _ in 0..200 {
             if server.is_open() && !greeted {
                 server.write(b"220 hello from homemx\n").unwrap();
@@ -317,6 +319,10 @@ fn serve_one(listener: TcpListener, config: Arc<ServerConfig>) -> std::thread::J
             let _ = socket.write_all(server.output());
             let sent = server.output().len();
             server.output_sent(sent);
+            if answered && !signalled {
+                signalled = true;
+                let _ = answered_signal.send(());
+            }
             if server.peer_closed() {
                 let _ = server.close();
                 let _ = socket.write_all(server.output());
@@ -345,7 +351,8 @@ fn serve_one(listener: TcpListener, config: Arc<ServerConfig>) -> std::thread::J
 fn s_client(identity: &Identity, options: &[&str]) -> (Served, String, bool) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let server = serve_one(listener, identity.config.clone());
+    let (answered, answer) = std::sync::mpsc::channel();
+    let server = serve_one(listener, identity.config.clone(), answered);
     let mut child = Command::new("openssl")
         .current_dir(&identity.pki.directory)
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", HOST, "-CAfile", "ca.pem", "-verify_return_error", "-brief"])
@@ -371,14 +378,8 @@ fn s_client(identity: &Identity, options: &[&str]) -> (Served, String, bool) {
         }
         output
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !server.is_finished() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        if std::time::Instant::now() + Duration::from_secs(13) < deadline {
-            continue;
-        }
-        break;
-    }
+    // Answered, or the server thread ended (a refused handshake drops the sender).
+    let _ = answer.recv_timeout(Duration::from_secs(15));
     drop(stdin);
     let served = server.join().unwrap();
     let status = child.wait().unwrap();
@@ -434,7 +435,7 @@ fn serves_openssl_s_client() {
 // ------------------------------------------------------------------------------------------
 // Hostile and broken input: errors, never a panic.
 
-fn new_server<'b>(identity: &Identity, incoming: &'b mut Vec<u8>, outgoing: &'b mut Vec<u8>) -> TlsServer<'b> {
+fn new_server<'b>(identity: &Identity, incoming: &'b mut [u8], outgoing: &'b mut [u8]) -> TlsServer<'b> {
     TlsServer::new(identity.config.clone(), incoming, outgoing).unwrap()
 }
 

@@ -209,3 +209,75 @@ impl MessageDecrypter for ChaChaCipher {
         Ok(message.into_plain_message())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aes_gcm::aead::{Aead as _, Payload};
+    use rustls::crypto::cipher::OutboundChunks;
+    use rustls::{ContentType, ProtocolVersion};
+
+    use super::*;
+
+    fn seal(encrypter: &mut dyn MessageEncrypter, sequence: u64, data: &[u8]) -> alloc::vec::Vec<u8> {
+        let message = OutboundPlainMessage { typ: ContentType::ApplicationData, version: ProtocolVersion::TLSv1_2, payload: OutboundChunks::Single(data) };
+        encrypter.encrypt(message, sequence).unwrap().encode()
+    }
+
+    fn open(decrypter: &mut dyn MessageDecrypter, sequence: u64, record: &[u8]) -> Result<alloc::vec::Vec<u8>, rustls::Error> {
+        let mut payload = record[5..].to_vec();
+        let message = InboundOpaqueMessage::new(ContentType::ApplicationData, ProtocolVersion::TLSv1_2, &mut payload);
+        decrypter.decrypt(message, sequence).map(|plain| plain.payload.to_vec())
+    }
+
+    /// RFC 5246 6.2.3.3: seq_num ‖ type ‖ version ‖ length.
+    fn additional_data(sequence: u64, length: u16) -> [u8; 13] {
+        let mut data = [0u8; 13];
+        data[..8].copy_from_slice(&sequence.to_be_bytes());
+        data[8] = 23;
+        data[9..11].copy_from_slice(&[3, 3]);
+        data[11..].copy_from_slice(&length.to_be_bytes());
+        data
+    }
+
+    /// RFC 5288: the explicit nonce on the wire differs for every record (never reused under a
+    /// key), salt ‖ explicit is the nonce, and an independent AES-GCM opens the record.
+    #[test]
+    fn gcm_records_follow_rfc5288() {
+        let (key, salt, extra) = ([7u8; 32], [1u8, 2, 3, 4], [9u8; 8]);
+        let mut encrypter = AES_256_GCM.encrypter(AeadKey::from(key), &salt, &extra);
+        let first = seal(&mut *encrypter, 0, b"hello");
+        let second = seal(&mut *encrypter, 1, b"hello");
+        assert_eq!(first.len(), 5 + 8 + 5 + 16);
+        assert_eq!(first[5..13], extra, "sequence 0: the explicit part is the key block's");
+        assert_eq!(second[5..13], [9, 9, 9, 9, 9, 9, 9, 8], "sequence 1: XORed in");
+        assert_ne!(first[13..], second[13..]);
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&salt);
+        nonce[4..].copy_from_slice(&second[5..13]);
+        let independent = aes_gcm::Aes256Gcm::new_from_slice(&key).unwrap();
+        let plain = independent.decrypt(GenericArray::from_slice(&nonce), Payload { msg: &second[13..], aad: &additional_data(1, 5) }).unwrap();
+        assert_eq!(plain, b"hello");
+        let mut decrypter = AES_256_GCM.decrypter(AeadKey::from(key), &salt);
+        assert_eq!(open(&mut *decrypter, 1, &second).unwrap(), b"hello");
+        assert_eq!(open(&mut *decrypter, 0, &second), Err(rustls::Error::DecryptError), "another sequence number");
+        assert_eq!(open(&mut *decrypter, 1, &second[..20]), Err(rustls::Error::DecryptError), "shorter than nonce and tag");
+    }
+
+    /// RFC 7905: nothing explicit on the wire, the nonce is the IV XOR the sequence number, and
+    /// an independent ChaCha20-Poly1305 opens the record.
+    #[test]
+    fn chacha_records_follow_rfc7905() {
+        let (key, iv) = ([7u8; 32], [0x11u8; 12]);
+        let mut encrypter = CHACHA20_POLY1305.encrypter(AeadKey::from(key), &iv, &[]);
+        let record = seal(&mut *encrypter, 5, b"hello");
+        assert_eq!(record.len(), 5 + 5 + 16);
+        let mut nonce = iv;
+        nonce[11] ^= 5;
+        let independent = chacha20poly1305::ChaCha20Poly1305::new_from_slice(&key).unwrap();
+        let plain = independent.decrypt(GenericArray::from_slice(&nonce), Payload { msg: &record[5..], aad: &additional_data(5, 5) }).unwrap();
+        assert_eq!(plain, b"hello");
+        let mut decrypter = CHACHA20_POLY1305.decrypter(AeadKey::from(key), &iv);
+        assert_eq!(open(&mut *decrypter, 5, &record).unwrap(), b"hello");
+        assert_eq!(open(&mut *decrypter, 4, &record), Err(rustls::Error::DecryptError));
+    }
+}
