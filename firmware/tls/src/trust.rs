@@ -1,8 +1,10 @@
 //! Which server the appliance talks to, as the owner decided at provisioning, turned into a
 //! rustls client configuration: a CA anchor (RFC 5280 path rules through rustls-webpki, plus
 //! the checks webpki leaves out) or a pinned server key. In both modes a connection is usable
-//! only after the server's key signed the handshake (TLS 1.3 CertificateVerify); rustls
-//! refuses a handshake without a Certificate or CertificateVerify message.
+//! only after the server's key signed the handshake (TLS 1.3 CertificateVerify, TLS 1.2
+//! ServerKeyExchange); rustls refuses a handshake without a Certificate or that signature.
+//! The oldest protocol version accepted is chosen per service ([`MinimumTls`]): TLS 1.2 means
+//! its ECDHE + AEAD suites only (the provider has no others).
 //!
 //! CA anchor mode, beyond webpki's chain building, signatures, validity dates, basicConstraints
 //! (CA:TRUE for every issuer, path length honoured), the serverAuth EKU when an EKU is present,
@@ -18,7 +20,7 @@ use alloc::vec::Vec;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls13_signature, CryptoProvider};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::time_provider::TimeProvider;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, Error, SignatureScheme};
@@ -60,11 +62,47 @@ pub fn spki_sha256(certificate_der: &[u8]) -> Option<[u8; 32]> {
     Some(Sha256::digest(spki.whole).into())
 }
 
-/// A TLS 1.3 client configuration that trusts what `trust` says and nothing else.
+/// The oldest TLS version a service accepts (`min_tls = "1.2" | "1.3"`). TLS 1.3 is preferred
+/// either way; TLS 1.2 is only ever ECDHE with an AEAD.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MinimumTls {
+    /// TLS 1.2 or 1.3 (the default: providers on older stacks still work).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+impl MinimumTls {
+    /// The protocol versions a configuration enables, newest first.
+    pub(crate) fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static TLS12_AND_13: [&rustls::SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
+        static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            MinimumTls::Tls12 => &TLS12_AND_13,
+            MinimumTls::Tls13 => &TLS13_ONLY,
+        }
+    }
+}
+
+/// A TLS 1.3-only client configuration that trusts what `trust` says and nothing else:
+/// [`client_config_with_minimum`] with [`MinimumTls::Tls13`] (what the services use until they
+/// choose a minimum per service).
 pub fn client_config(
     provider: &Arc<CryptoProvider>,
     clock: &'static dyn WallClock,
     trust: Trust<'_>,
+) -> Result<Arc<ClientConfig>, TrustError> {
+    client_config_with_minimum(provider, clock, trust, MinimumTls::Tls13)
+}
+
+/// A client configuration that trusts what `trust` says and nothing else, accepting TLS
+/// versions from `minimum` up to 1.3.
+pub fn client_config_with_minimum(
+    provider: &Arc<CryptoProvider>,
+    clock: &'static dyn WallClock,
+    trust: Trust<'_>,
+    minimum: MinimumTls,
 ) -> Result<Arc<ClientConfig>, TrustError> {
     let (verifier, time): (Arc<dyn ServerCertVerifier>, Arc<dyn TimeProvider>) = match trust {
         Trust::CaAnchor(anchor) => {
@@ -76,7 +114,7 @@ pub fn client_config(
         Trust::PinnedKey(pin) => (Arc::new(Verifier(PinCheck { pin })), Arc::new(ClockTime { clock, required: false })),
     };
     let config = ClientConfig::builder_with_details(provider.clone(), time)
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(minimum.versions())
         .map_err(|_| TrustError::AnchorUnreadable)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
@@ -87,9 +125,16 @@ pub fn client_config(
 /// rustls's time source: the wall clock; for a pinned key (which ignores dates) the epoch
 /// while the clock is unknown, so pinning works before SNTP has answered.
 #[derive(Debug)]
-struct ClockTime {
+pub(crate) struct ClockTime {
     clock: &'static dyn WallClock,
     required: bool,
+}
+
+impl ClockTime {
+    /// The wall clock, or the epoch while it is unknown.
+    pub(crate) fn lenient(clock: &'static dyn WallClock) -> Self {
+        ClockTime { clock, required: false }
+    }
 }
 
 impl TimeProvider for ClockTime {
@@ -116,7 +161,8 @@ trait CertificateCheck: core::fmt::Debug + Send + Sync {
 }
 
 /// A rustls verifier: the mode's certificate check, then (rustls calls it next, and refuses a
-/// handshake without it) the server's TLS 1.3 signature with that certificate's key.
+/// handshake without it) the server's handshake signature with that certificate's key: TLS 1.3
+/// CertificateVerify, or the TLS 1.2 ServerKeyExchange over the ECDHE share and both randoms.
 #[derive(Debug)]
 struct Verifier<Check>(Check);
 
@@ -135,11 +181,11 @@ impl<Check: CertificateCheck> ServerCertVerifier for Verifier<Check> {
 
     fn verify_tls12_signature(
         &self,
-        _message: &[u8],
-        _certificate: &CertificateDer<'_>,
-        _signature: &DigitallySignedStruct,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("TLS 1.2 is not offered".into()))
+        verify_tls12_signature(message, certificate, signature, &ALGORITHMS)
     }
 
     fn verify_tls13_signature(

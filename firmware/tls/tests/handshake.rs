@@ -232,7 +232,6 @@ fn refuses_a_server_that_presents_no_certificate() {
 /// meanwhile waits, and encryption is not blocked behind it.
 #[test]
 fn writes_while_received_data_waits_unread() {
-    use std::io::Read as _;
     use std::io::Write as _;
     let pki = Pki::new("unread");
     pki.root("ca", "ec:P-256", "30", CA_EXTENSIONS);
@@ -281,4 +280,56 @@ fn writes_while_received_data_waits_unread() {
     assert_eq!(client.plaintext(), b"first\r\nsecond\r\ngot more\r\n");
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// `min_tls = "1.2"`: a TLS 1.2-only server (ECDSA or RSA key) is accepted with an ECDHE + AEAD
+/// suite, by anchor and by pin, the server's ServerKeyExchange signature checked; AES-only
+/// servers work (AES-128-GCM, and AES-256-GCM with the SHA-384 PRF); a server with only CBC
+/// suites is refused, and so is every TLS 1.2 server when the service requires TLS 1.3.
+#[test]
+fn speaks_tls12_only_when_the_service_allows_it() {
+    use homemx_tls::{client_config_with_minimum, MinimumTls};
+    let pki = Pki::new("tls12");
+    pki.root("ca", "ec:P-256", "3650", CA_EXTENSIONS);
+    pki.issue("p256", "ec:P-256", HOST, "ca", SERVER_EXTENSIONS, "30", &[]);
+    pki.issue("rsa", "rsa:2048", HOST, "ca", SERVER_EXTENSIONS, "30", &[]);
+    let anchor = pki.read_der("ca");
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("p256", &["-tls1_2"], "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+        ("rsa", &["-tls1_2"], "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+        ("p256", &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+        ("p256", &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"], "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+        ("rsa", &["-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384"], "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    ];
+    for (leaf, options, expected_suite) in cases {
+        let server = Server::start_with(&pki, leaf, leaf, None, options);
+        let what = format!("{leaf} {options:?}");
+        let config = client_config_with_minimum(&provider(), clock_at(0), Trust::CaAnchor(&anchor), MinimumTls::Tls12).unwrap();
+        let (answer, version, suite) = common::fetch_with(server.port, HOST, config).unwrap_or_else(|error| panic!("{what}: {error:?}"));
+        assert!(answer.starts_with("HTTP/1.0 200"), "{what}: {answer}");
+        assert_eq!((version, suite), ("TLSv1.2", expected_suite), "{what}");
+        let pin = spki_sha256(&pki.read_der(leaf)).unwrap();
+        let config = client_config_with_minimum(&provider(), unknown_time(), Trust::PinnedKey(pin), MinimumTls::Tls12).unwrap();
+        assert!(common::fetch_with(server.port, HOST, config).is_ok(), "{what} by pin");
+        // The same server for a service that requires TLS 1.3 (the default of client_config).
+        let result = fetch(server.port, HOST, Trust::CaAnchor(&anchor), clock_at(0));
+        assert!(result.is_err(), "{what}: a TLS 1.2 server accepted by a TLS 1.3-only service");
+        let config = client_config_with_minimum(&provider(), clock_at(0), Trust::CaAnchor(&anchor), MinimumTls::Tls13).unwrap();
+        assert!(common::fetch_with(server.port, HOST, config).is_err(), "{what}: MinimumTls::Tls13");
+    }
+    // TLS 1.2 does not weaken the certificate checks: another name is refused.
+    let server = Server::start_with(&pki, "p256", "p256", None, &["-tls1_2"]);
+    let config = client_config_with_minimum(&provider(), clock_at(0), Trust::CaAnchor(&anchor), MinimumTls::Tls12).unwrap();
+    let error = common::fetch_with(server.port, "mail.other.example", config).unwrap_err();
+    assert_eq!(error.kind(), FailureKind::Certificate, "wrong name over TLS 1.2: {error:?}");
+    // With TLS 1.2 allowed, a TLS 1.3 server still gets TLS 1.3.
+    let modern = Server::start(&pki, "p256", "p256", None);
+    let config = client_config_with_minimum(&provider(), clock_at(0), Trust::CaAnchor(&anchor), MinimumTls::Tls12).unwrap();
+    let (_, version, suite) = common::fetch_with(modern.port, HOST, config).unwrap();
+    assert_eq!((version, suite), ("TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"));
+    // A server with CBC suites only: nothing in common.
+    let cbc = Server::start_with(&pki, "p256", "p256", None, &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384"]);
+    let config = client_config_with_minimum(&provider(), clock_at(0), Trust::CaAnchor(&anchor), MinimumTls::Tls12).unwrap();
+    let error = common::fetch_with(cbc.port, HOST, config).unwrap_err();
+    assert_eq!(error.kind(), FailureKind::PeerAlert, "CBC-only server: {error:?}");
 }

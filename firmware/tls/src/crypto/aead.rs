@@ -1,4 +1,4 @@
-//! The TLS 1.3 record ciphers: ChaCha20-Poly1305 (cheap in software: ~46 instructions per byte
+//! The TLS 1.3 record ciphers (TLS 1.2's are in [`super::tls12`]): ChaCha20-Poly1305 (cheap in software: ~46 instructions per byte
 //! on a Cortex-M, against AES-GCM's ~226), AES-128-GCM (the suite every TLS 1.3 peer must
 //! offer, RFC 8446 9.1) and AES-256-GCM, all RustCrypto.
 
@@ -13,7 +13,7 @@ use rustls::crypto::cipher::{
 use rustls::{ConnectionTrafficSecrets, ContentType, ProtocolVersion};
 
 /// The authentication tag of every AEAD here.
-const TAG_LENGTH: usize = 16;
+pub(crate) const TAG_LENGTH: usize = 16;
 
 /// One TLS 1.3 AEAD over a RustCrypto cipher type.
 pub struct Aead<C> {
@@ -98,7 +98,8 @@ impl<C: AeadInPlace + Send + Sync> MessageDecrypter for Cipher<C> {
     }
 }
 
-struct EncryptBuffer<'a>(&'a mut PrefixedPayload);
+/// A rustls payload as a RustCrypto in-place buffer (shared with the TLS 1.2 ciphers).
+pub(crate) struct EncryptBuffer<'a>(pub(crate) &'a mut PrefixedPayload);
 
 impl AsRef<[u8]> for EncryptBuffer<'_> {
     fn as_ref(&self) -> &[u8] {
@@ -123,7 +124,8 @@ impl Buffer for EncryptBuffer<'_> {
     }
 }
 
-struct DecryptBuffer<'a, 'p>(&'a mut BorrowedPayload<'p>);
+/// A received record's payload as a RustCrypto in-place buffer.
+pub(crate) struct DecryptBuffer<'a, 'p>(pub(crate) &'a mut BorrowedPayload<'p>);
 
 impl AsRef<[u8]> for DecryptBuffer<'_, '_> {
     fn as_ref(&self) -> &[u8] {

@@ -119,6 +119,12 @@ impl Pki {
         std::fs::read(self.directory.join(format!("{name}.der"))).unwrap()
     }
 
+    /// The private key `name.key` as PKCS#8 DER.
+    pub fn key_der(&self, name: &str) -> Vec<u8> {
+        self.openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &format!("{name}.key"), "-outform", "der", "-out", &format!("{name}.key.der")]);
+        std::fs::read(self.directory.join(format!("{name}.key.der"))).unwrap()
+    }
+
     /// Concatenates PEM files into `name.pem` (a chain file for s_server).
     pub fn chain(&self, name: &str, parts: &[&str]) {
         let mut chain = String::new();
@@ -140,7 +146,8 @@ pub const CA_EXTENSIONS: &str = "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsa
 /// A server certificate for smarthost.example.net.
 pub const SERVER_EXTENSIONS: &str = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:smarthost.example.net";
 
-/// An `openssl s_server` with TLS 1.3 only, answering HTTP (`-www`), its output in `log`.
+/// An `openssl s_server` answering HTTP (`-www`), its output in `log`: TLS 1.3 only unless
+/// started with other protocol options.
 pub struct Server {
     child: Child,
     pub port: u16,
@@ -150,13 +157,20 @@ pub struct Server {
 impl Server {
     /// `certificate` and `key` name files in `pki`; `chain` an optional PEM of intermediates.
     pub fn start(pki: &Pki, certificate: &str, key: &str, chain: Option<&str>) -> Server {
+        Server::start_with(pki, certificate, key, chain, &["-tls1_3"])
+    }
+
+    /// The same with `protocol_options` (e.g. `-tls1_2`, `-cipher ...`) instead of `-tls1_3`.
+    pub fn start_with(pki: &Pki, certificate: &str, key: &str, chain: Option<&str>, protocol_options: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = pki.directory.join(format!("s_server-{port}.log"));
         let output = std::fs::File::create(&log).unwrap();
         let mut command = Command::new("openssl");
         command
             .current_dir(&pki.directory)
-            .args(["s_server", "-tls1_3", "-www", "-accept"])
+            .arg("s_server")
+            .args(protocol_options)
+            .args(["-www", "-accept"])
             .arg(format!("127.0.0.1:{port}"))
             .args(["-cert", &format!("{certificate}.pem"), "-key", &format!("{key}.key")]);
         if let Some(chain) = chain {
@@ -218,6 +232,11 @@ pub fn pump(client: &mut TlsClient<'_>, socket: &mut TcpStream, mut done: impl F
 /// One handshake and, if it succeeds, one HTTP request and the first line of its answer.
 pub fn fetch(port: u16, server_name: &str, trust: Trust<'_>, clock: &'static Clock) -> Result<String, TlsError> {
     let config = client_config(&provider(), clock, trust).map_err(|_| TlsError::NotOpen)?;
+    fetch_with(port, server_name, config).map(|(answer, _, _)| answer)
+}
+
+/// [`fetch`] with a given configuration; also returns the negotiated version and suite.
+pub fn fetch_with(port: u16, server_name: &str, config: Arc<rustls::ClientConfig>) -> Result<(String, &'static str, &'static str), TlsError> {
     let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut incoming = vec![0u8; RECORD_BUFFER];
@@ -229,9 +248,10 @@ pub fn fetch(port: u16, server_name: &str, trust: Trust<'_>, clock: &'static Clo
     assert_eq!(written, request.len());
     pump(&mut client, &mut socket, |client| client.plaintext().contains(&b'\n'))?;
     let answer = String::from_utf8_lossy(client.plaintext()).lines().next().unwrap_or_default().to_string();
+    let (version, suite) = (client.version_name(), client.suite_name());
     client.close()?;
     let _ = socket.write_all(client.output());
-    Ok(answer)
+    Ok((answer, version, suite))
 }
 
 /// Waits until s_server has logged `text` (it logs a refused handshake after the client left).

@@ -1,0 +1,374 @@
+//! The sans-I/O record pump shared by [`crate::client::TlsClient`] and
+//! [`crate::server::TlsServer`]: one rustls unbuffered connection (client or server side), the
+//! caller's two record buffers, and the decrypted data held for the caller. Nothing here blocks
+//! or sleeps; it calls only rustls.
+//!
+//! The heap holds rustls's state (a few KB during the handshake), one record's plaintext in
+//! rustls while it is handed over, and [`PLAINTEXT_CAPACITY`] of decrypted data for the
+//! caller, allocated once per connection at its first application data.
+
+use alloc::vec::Vec;
+
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::{CommonState, Error};
+
+/// Room for one whole TLS record as received: 5 header octets, 16 384 of plaintext, and up to
+/// 256 octets of expansion (TLS 1.3: content type, AEAD tag and padding, RFC 8446 5.2; TLS 1.2
+/// AES-GCM: 8 octets of explicit nonce and the tag).
+pub const RECORD_BUFFER: usize = 5 + 16_384 + 256;
+/// Per-record overhead of an outgoing application-data record, the largest of the suites:
+/// header, TLS 1.2 GCM explicit nonce (TLS 1.3: the content type octet), tag.
+const RECORD_OVERHEAD: usize = 5 + 8 + 16;
+/// Largest plaintext of one record.
+const MAXIMUM_FRAGMENT: usize = 16_384;
+/// Decrypted data held for the caller: less than one record unread plus the next record.
+pub const PLAINTEXT_CAPACITY: usize = 2 * MAXIMUM_FRAGMENT;
+
+/// Why a TLS connection failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TlsError {
+    /// rustls refused: the handshake, the certificate, or a record.
+    Protocol(Error),
+    /// The server name is not a valid DNS name or IP address.
+    InvalidServerName,
+    /// A record did not fit the caller's buffers (they are smaller than [`RECORD_BUFFER`]).
+    BufferTooSmall,
+    /// Application data before the handshake completed, or after the connection closed.
+    NotOpen,
+}
+
+impl From<Error> for TlsError {
+    fn from(error: Error) -> Self {
+        TlsError::Protocol(error)
+    }
+}
+
+/// The side-specific half of rustls's unbuffered API (`process_tls_records` is not generic).
+pub(crate) trait Unbuffered {
+    /// rustls's per-side data.
+    type Data;
+    /// Processes the records in `incoming`.
+    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
+    /// The negotiated parameters.
+    fn state(&self) -> &CommonState;
+}
+
+impl Unbuffered for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+
+    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+
+    fn state(&self) -> &CommonState {
+        self
+    }
+}
+
+impl Unbuffered for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+
+    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+
+    fn state(&self) -> &CommonState {
+        self
+    }
+}
+
+/// What a call into the state machine asks it to do once application data may be sent.
+enum Request<'d> {
+    Nothing,
+    Write(&'d [u8]),
+    Close,
+}
+
+/// One connection's records and plaintext; see [`crate::client::TlsClient`] for the order of use.
+pub(crate) struct Pump<'b, C> {
+    pub(crate) connection: C,
+    incoming: &'b mut [u8],
+    incoming_used: usize,
+    outgoing: &'b mut [u8],
+    outgoing_used: usize,
+    plaintext: Vec<u8>,
+    plaintext_start: usize,
+    open: bool,
+    peer_closed: bool,
+    close_sent: bool,
+    failure: Option<TlsError>,
+}
+
+impl<'b, C: Unbuffered> Pump<'b, C> {
+    /// Starts: the first flight (a client's ClientHello) is in [`Self::output`] on return.
+    pub(crate) fn start(connection: C, incoming: &'b mut [u8], outgoing: &'b mut [u8]) -> Result<Self, TlsError> {
+        let mut pump = Pump {
+            connection,
+            incoming,
+            incoming_used: 0,
+            outgoing,
+            outgoing_used: 0,
+            plaintext: Vec::new(),
+            plaintext_start: 0,
+            open: false,
+            peer_closed: false,
+            close_sent: false,
+            failure: None,
+        };
+        pump.drive(Request::Nothing)?;
+        Ok(pump)
+    }
+
+    pub(crate) fn is_handshaking(&self) -> bool {
+        !self.open && self.failure.is_none()
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.open && self.failure.is_none()
+    }
+
+    pub(crate) fn failure(&self) -> Option<&TlsError> {
+        self.failure.as_ref()
+    }
+
+    /// The negotiated suite's IANA name (after the handshake; "none" before).
+    pub(crate) fn suite_name(&self) -> &'static str {
+        match self.connection.state().negotiated_cipher_suite().map(|suite| suite.suite()) {
+            Some(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256) => "TLS_CHACHA20_POLY1305_SHA256",
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256) => "TLS_AES_128_GCM_SHA256",
+            Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384) => "TLS_AES_256_GCM_SHA384",
+            // rustls names the TLS 1.2 suites as IANA does.
+            Some(suite) => suite.as_str().unwrap_or("another suite"),
+            None => "none",
+        }
+    }
+
+    /// The negotiated version: "TLSv1.3", "TLSv1.2", or "none" before the handshake.
+    pub(crate) fn version_name(&self) -> &'static str {
+        match self.connection.state().protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            Some(_) => "another version",
+            None => "none",
+        }
+    }
+
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    pub(crate) fn receive_buffer(&mut self) -> &mut [u8] {
+        &mut self.incoming[self.incoming_used..]
+    }
+
+    pub(crate) fn received(&mut self, count: usize) -> Result<(), TlsError> {
+        self.incoming_used = (self.incoming_used + count).min(self.incoming.len());
+        self.drive(Request::Nothing)?;
+        if self.incoming_used == self.incoming.len() {
+            // A full buffer that rustls could not make progress on: a record larger than it.
+            return self.fail(TlsError::BufferTooSmall);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn output(&self) -> &[u8] {
+        &self.outgoing[..self.outgoing_used]
+    }
+
+    pub(crate) fn output_sent(&mut self, count: usize) {
+        let count = count.min(self.outgoing_used);
+        self.outgoing.copy_within(count..self.outgoing_used, 0);
+        self.outgoing_used -= count;
+    }
+
+    pub(crate) fn plaintext(&self) -> &[u8] {
+        &self.plaintext[self.plaintext_start..]
+    }
+
+    pub(crate) fn consume(&mut self, count: usize) {
+        self.plaintext_start = (self.plaintext_start + count).min(self.plaintext.len());
+        if self.plaintext_start == self.plaintext.len() {
+            self.plaintext.clear();
+            self.plaintext_start = 0;
+            // rustls may hold more records than were taken before the limit.
+            let _ = self.drive(Request::Nothing);
+        }
+    }
+
+    pub(crate) fn read(&mut self, buffer: &mut [u8]) -> usize {
+        let count = self.plaintext().len().min(buffer.len());
+        buffer[..count].copy_from_slice(&self.plaintext()[..count]);
+        self.consume(count);
+        count
+    }
+
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
+        if !self.is_open() || self.close_sent {
+            return Err(self.failure.clone().unwrap_or(TlsError::NotOpen));
+        }
+        self.drive(Request::Write(data))
+    }
+
+    pub(crate) fn close(&mut self) -> Result<(), TlsError> {
+        if self.close_sent || !self.is_open() {
+            return Ok(());
+        }
+        self.drive(Request::Close).map(|_| ())
+    }
+
+    fn fail(&mut self, error: TlsError) -> Result<(), TlsError> {
+        if self.failure.is_none() {
+            self.failure = Some(error.clone());
+        }
+        Err(error)
+    }
+
+    /// Runs rustls over the received records until it needs more input, answering `request`
+    /// when application data may be sent. Returns the plaintext octets encrypted.
+    fn drive(&mut self, request: Request<'_>) -> Result<usize, TlsError> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        let mut request = request;
+        let mut encrypted = 0;
+        loop {
+            let status = self.connection.process(&mut self.incoming[..self.incoming_used]);
+            let discard = status.discard;
+            let mut progressed = false;
+            let outcome: Result<(), TlsError> = match status.state {
+                Err(error) => Err(error.into()),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => {
+                    // Taken while less than a record waits unread, so the buffer (allocated
+                    // once, two records) never grows: rustls holds further records until the
+                    // caller consumes, and a caller may write while a little is unread.
+                    if self.plaintext.len() - self.plaintext_start < MAXIMUM_FRAGMENT {
+                        self.plaintext.drain(..self.plaintext_start);
+                        self.plaintext_start = 0;
+                        // Allocated at the first application data (after the handshake's own
+                        // allocations are gone), once.
+                        if self.plaintext.capacity() < PLAINTEXT_CAPACITY {
+                            self.plaintext.reserve_exact(PLAINTEXT_CAPACITY - self.plaintext.len());
+                        }
+                        progressed = true;
+                        let mut result = Ok(());
+                        while let Some(record) = traffic.next_record() {
+                            match record {
+                                Ok(record) => self.plaintext.extend_from_slice(record.payload),
+                                Err(error) => {
+                                    result = Err(error.into());
+                                    break;
+                                }
+                            }
+                        }
+                        result
+                    } else {
+                        Ok(())
+                    }
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    match encode.encode(&mut self.outgoing[self.outgoing_used..]) {
+                        Ok(count) => {
+                            self.outgoing_used += count;
+                            progressed = true;
+                            Ok(())
+                        }
+                        // The handshake record is lost if it is not encoded now: a fatal fault.
+                        Err(EncodeError::InsufficientSize(_)) => Err(TlsError::BufferTooSmall),
+                        Err(EncodeError::AlreadyEncoded) => Err(TlsError::NotOpen),
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    // The records wait in `outgoing` until the caller sends them, which it does
+                    // before it waits for input.
+                    transmit.done();
+                    progressed = true;
+                    Ok(())
+                }
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    self.open = true;
+                    match core::mem::replace(&mut request, Request::Nothing) {
+                        Request::Nothing => Ok(()),
+                        Request::Write(data) => {
+                            let room = self.outgoing.len() - self.outgoing_used;
+                            let count = data.len().min(MAXIMUM_FRAGMENT).min(room.saturating_sub(RECORD_OVERHEAD));
+                            if count == 0 {
+                                Ok(())
+                            } else {
+                                match traffic.encrypt(&data[..count], &mut self.outgoing[self.outgoing_used..]) {
+                                    Ok(written) => {
+                                        self.outgoing_used += written;
+                                        encrypted = count;
+                                        Ok(())
+                                    }
+                                    Err(EncryptError::InsufficientSize(_)) => Ok(()),
+                                    Err(_) => Err(TlsError::NotOpen),
+                                }
+                            }
+                        }
+                        Request::Close => match traffic.queue_close_notify(&mut self.outgoing[self.outgoing_used..]) {
+                            Ok(written) => {
+                                self.outgoing_used += written;
+                                self.close_sent = true;
+                                Ok(())
+                            }
+                            Err(_) => Err(TlsError::BufferTooSmall),
+                        },
+                    }
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    progressed = true;
+                    Ok(())
+                }
+                Ok(ConnectionState::Closed) => {
+                    self.peer_closed = true;
+                    Ok(())
+                }
+                // Only a server that accepts 0-RTT data sees this; ours never do.
+                Ok(ConnectionState::ReadEarlyData(_)) => Err(TlsError::Protocol(Error::General("0-RTT data is not accepted".into()))),
+                // BlockedHandshake (more input needed).
+                Ok(_) => Ok(()),
+            };
+            if discard > 0 {
+                self.incoming.copy_within(discard..self.incoming_used, 0);
+                self.incoming_used -= discard;
+            }
+            match outcome {
+                Err(error) => {
+                    self.queue_fatal_alert();
+                    self.fail(error.clone())?;
+                }
+                Ok(()) if !progressed => return Ok(encrypted),
+                Ok(()) => {}
+            }
+        }
+    }
+
+    /// After an error rustls holds the fatal alert it chose (`bad_certificate`, `unknown_ca`,
+    /// `decrypt_error`, `handshake_failure` …): encode it so the caller sends it before closing.
+    /// The records not yet processed are passed again, not an empty buffer: rustls may still
+    /// hold handshake messages of the same record (a peer that coalesces its flight:
+    /// CertificateVerify and Finished behind a refused Certificate) as ranges of that buffer,
+    /// and panics on an empty one. rustls is called only while it has records queued: with
+    /// none it would run its deframer over the same bytes again, and an error the deframer
+    /// raised (garbage, a bad record header) would be raised, and its alert sent, twice (a
+    /// debug assertion in rustls).
+    fn queue_fatal_alert(&mut self) {
+        for _ in 0..4 {
+            if !self.connection.state().wants_write() {
+                return;
+            }
+            let status = self.connection.process(&mut self.incoming[..self.incoming_used]);
+            match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    if let Ok(count) = encode.encode(&mut self.outgoing[self.outgoing_used..]) {
+                        self.outgoing_used += count;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}

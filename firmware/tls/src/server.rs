@@ -1,0 +1,235 @@
+//! A TLS server connection (inbound STARTTLS and implicit TLS) as a sans-I/O state machine over
+//! rustls's unbuffered API, the mirror of [`crate::client::TlsClient`]: the caller owns the
+//! socket and the two record buffers, feeds received bytes in with [`TlsServer::received`],
+//! sends what [`TlsServer::output`] holds, and reads and writes plaintext. The record pump is
+//! [`crate::connection`]'s, shared with the client; the configuration is [`server_config`]'s.
+//!
+//! The configuration: TLS 1.3 and TLS 1.2 (ECDHE + AEAD suites only: the provider has no
+//! others), the server's order of preference (ChaCha20-Poly1305 first, cheapest in software;
+//! AES-GCM only for a client that offers nothing else), no session tickets and no session
+//! cache (every connection is a full handshake, no resumption state kept), no 0-RTT, no client
+//! certificates, and the device's certificate chain with its P-256 key.
+//!
+//! A handshake that fails (garbage, an unsupported version, no common suite, the client's
+//! alert, a record that does not authenticate) is returned as a [`TlsError`]; when rustls
+//! chose an alert for the client it is in [`TlsServer::output`], to be sent before the socket
+//! is closed. [`TlsError::inbound_kind`] classifies it for logs and counters.
+//!
+//! Order of use: after [`TlsServer::new`] wait for the ClientHello; after every call that may
+//! produce records (`received`, `write`, `close`) send all of [`TlsServer::output`] before
+//! waiting for input.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
+use rustls::server::{NoServerSessionStorage, UnbufferedServerConnection};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{AlertDescription, Error, PeerIncompatible, ServerConfig};
+
+use crate::connection::Pump;
+pub use crate::connection::{TlsError, RECORD_BUFFER};
+use crate::crypto::signing::EcdsaP256SigningKey;
+use crate::trust::{ClockTime, MinimumTls, WallClock};
+
+/// Why no server configuration could be made.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerConfigError {
+    /// No certificate was given.
+    EmptyChain,
+    /// The first certificate does not parse.
+    CertificateUnreadable,
+    /// The first certificate is not for this key.
+    KeyMismatch,
+    /// rustls refused the protocol versions (the provider lacks their suites).
+    Versions(Error),
+}
+
+/// A server configuration presenting `chain` (leaf first, then any intermediates, DER) with
+/// `key`, for TLS 1.3 and 1.2; `clock` is rustls's time source (it is not needed for anything
+/// a connection here does: no tickets, no client certificates; while it is unknown the epoch
+/// is used).
+pub fn server_config(
+    provider: &Arc<CryptoProvider>,
+    clock: &'static dyn WallClock,
+    chain: Vec<CertificateDer<'static>>,
+    key: EcdsaP256SigningKey,
+) -> Result<Arc<ServerConfig>, ServerConfigError> {
+    if chain.is_empty() {
+        return Err(ServerConfigError::EmptyChain);
+    }
+    let certified = CertifiedKey::new(chain, Arc::new(key));
+    match certified.keys_match() {
+        Ok(()) => {}
+        Err(Error::InconsistentKeys(_)) => return Err(ServerConfigError::KeyMismatch),
+        Err(_) => return Err(ServerConfigError::CertificateUnreadable),
+    }
+    let mut config = ServerConfig::builder_with_details(provider.clone(), Arc::new(ClockTime::lenient(clock)))
+        .with_protocol_versions(MinimumTls::Tls12.versions())
+        .map_err(ServerConfigError::Versions)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    // The provider's order (ChaCha20-Poly1305 first), not the client's.
+    config.ignore_client_order = true;
+    // No resumption: no TLS 1.3 tickets, no TLS 1.2 session IDs (also when a test build
+    // enables rustls's `std`, which would default to a session cache).
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.max_early_data_size = 0;
+    Ok(Arc::new(config))
+}
+
+/// Broad classes of inbound failure, for logs and counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboundFailure {
+    /// No common parameters: an old protocol version (SSL 3, TLS 1.0/1.1), only suites without
+    /// AEAD or forward secrecy, no common group or signature scheme.
+    Incompatible,
+    /// The client sent a fatal alert (e.g. it refused the certificate).
+    ClientAlert,
+    /// Not TLS, or a client that broke the protocol (bad messages, records that do not
+    /// authenticate).
+    Malformed,
+    /// Local limits (buffers, state) or a local fault.
+    Local,
+}
+
+impl TlsError {
+    /// The class of a server-side failure.
+    pub fn inbound_kind(&self) -> InboundFailure {
+        match self {
+            TlsError::Protocol(Error::PeerIncompatible(_)) => InboundFailure::Incompatible,
+            TlsError::Protocol(Error::AlertReceived(_)) => InboundFailure::ClientAlert,
+            TlsError::Protocol(
+                Error::InvalidMessage(_)
+                | Error::PeerMisbehaved(_)
+                | Error::InappropriateMessage { .. }
+                | Error::InappropriateHandshakeMessage { .. }
+                | Error::DecryptError
+                | Error::PeerSentOversizedRecord
+                | Error::General(_),
+            ) => InboundFailure::Malformed,
+            TlsError::Protocol(_) | TlsError::InvalidServerName | TlsError::BufferTooSmall | TlsError::NotOpen => InboundFailure::Local,
+        }
+    }
+
+    /// A short explanation of a server-side failure for the owner's log.
+    pub fn describe_inbound(&self) -> &'static str {
+        match self {
+            TlsError::Protocol(Error::PeerIncompatible(reason)) => match reason {
+                PeerIncompatible::Tls12NotOffered
+                | PeerIncompatible::Tls12NotOfferedOrEnabled
+                | PeerIncompatible::SupportedVersionsExtensionRequired => "client offers neither TLS 1.3 nor TLS 1.2",
+                // Mandatory since TLS 1.2: what a TLS 1.0/1.1 client is refused for first.
+                PeerIncompatible::SignatureAlgorithmsExtensionRequired => "client offers neither TLS 1.3 nor TLS 1.2 (no signature_algorithms)",
+                PeerIncompatible::NoCipherSuitesInCommon => "client offers no ECDHE + AEAD cipher suite",
+                PeerIncompatible::NoKxGroupsInCommon => "client offers neither X25519 nor P-256",
+                PeerIncompatible::NoSignatureSchemesInCommon => "client does not accept ECDSA P-256 signatures",
+                _ => "no common TLS parameters",
+            },
+            TlsError::Protocol(Error::AlertReceived(AlertDescription::BadCertificate | AlertDescription::UnknownCA)) => {
+                "client refused the certificate"
+            }
+            TlsError::Protocol(Error::AlertReceived(_)) => "client sent a TLS alert",
+            TlsError::Protocol(Error::DecryptError) => "record failed authentication",
+            TlsError::Protocol(Error::InvalidMessage(_)) => "not a valid TLS message",
+            TlsError::Protocol(Error::PeerMisbehaved(_) | Error::InappropriateMessage { .. } | Error::InappropriateHandshakeMessage { .. }) => {
+                "client broke the TLS protocol"
+            }
+            TlsError::Protocol(_) => "TLS failure",
+            TlsError::InvalidServerName => "invalid server name",
+            TlsError::BufferTooSmall => "TLS record larger than the buffers",
+            TlsError::NotOpen => "TLS connection not open",
+        }
+    }
+}
+
+/// One TLS server connection.
+pub struct TlsServer<'b>(Pump<'b, UnbufferedServerConnection>);
+
+impl<'b> TlsServer<'b> {
+    /// Waits for a ClientHello. `incoming` should hold [`RECORD_BUFFER`] octets; `outgoing`
+    /// enough for the server's first flight (the certificate chain plus about 500 octets; a few
+    /// KB) and, later, at least one record of application data (larger writes are split).
+    pub fn new(config: Arc<ServerConfig>, incoming: &'b mut [u8], outgoing: &'b mut [u8]) -> Result<Self, TlsError> {
+        let connection = UnbufferedServerConnection::new(config)?;
+        Ok(TlsServer(Pump::start(connection, incoming, outgoing)?))
+    }
+
+    /// Whether the handshake is still running.
+    pub fn is_handshaking(&self) -> bool {
+        self.0.is_handshaking()
+    }
+
+    /// Whether the handshake completed (the client's Finished was verified).
+    pub fn is_open(&self) -> bool {
+        self.0.is_open()
+    }
+
+    /// The failure that ended the connection, if any.
+    pub fn failure(&self) -> Option<&TlsError> {
+        self.0.failure()
+    }
+
+    /// The negotiated cipher suite's IANA name (after the handshake).
+    pub fn suite_name(&self) -> &'static str {
+        self.0.suite_name()
+    }
+
+    /// The negotiated protocol version: "TLSv1.3" or "TLSv1.2" (after the handshake).
+    pub fn version_name(&self) -> &'static str {
+        self.0.version_name()
+    }
+
+    /// Whether the client sent close_notify.
+    pub fn peer_closed(&self) -> bool {
+        self.0.peer_closed()
+    }
+
+    /// Where received bytes go; then call [`Self::received`]. Empty when a record does not fit.
+    pub fn receive_buffer(&mut self) -> &mut [u8] {
+        self.0.receive_buffer()
+    }
+
+    /// `count` bytes were written into [`Self::receive_buffer`]: process them.
+    pub fn received(&mut self, count: usize) -> Result<(), TlsError> {
+        self.0.received(count)
+    }
+
+    /// Records to send now.
+    pub fn output(&self) -> &[u8] {
+        self.0.output()
+    }
+
+    /// `count` octets of [`Self::output`] were sent.
+    pub fn output_sent(&mut self, count: usize) {
+        self.0.output_sent(count)
+    }
+
+    /// Decrypted data not yet consumed.
+    pub fn plaintext(&self) -> &[u8] {
+        self.0.plaintext()
+    }
+
+    /// `count` octets of [`Self::plaintext`] were used.
+    pub fn consume(&mut self, count: usize) {
+        self.0.consume(count)
+    }
+
+    /// Copies decrypted data into `buffer` and consumes it; returns the count.
+    pub fn read(&mut self, buffer: &mut [u8]) -> usize {
+        self.0.read(buffer)
+    }
+
+    /// Encrypts as much of `data` as fits the output room; returns the count (0: send
+    /// [`Self::output`] first).
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
+        self.0.write(data)
+    }
+
+    /// Queues close_notify (once).
+    pub fn close(&mut self) -> Result<(), TlsError> {
+        self.0.close()
+    }
+}

@@ -1,0 +1,171 @@
+//! The server's heap per connection, measured with a counting global allocator that counts only
+//! what the server's calls allocate and free (the client here is rustls's std client on ring,
+//! whose allocations are not counted): the high-water mark of a handshake, what an open session
+//! keeps, the high-water mark with a full 16 KB record each way, and nothing left after the
+//! connection is dropped. Prints the figures (`--nocapture`); asserts only that nothing leaks.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read as _, Write as _};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{clock_at, provider, Pki, CA_EXTENSIONS, SERVER_EXTENSIONS};
+use homemx_tls::{server_config, EcdsaP256SigningKey, TlsServer, RECORD_BUFFER};
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, ClientConnection, SupportedCipherSuite, SupportedProtocolVersion};
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+struct Counting;
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        if COUNTING.with(Cell::get) {
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        unsafe { System.dealloc(pointer, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs `f` with the server's allocations counted.
+fn counted<R>(f: impl FnOnce() -> R) -> R {
+    COUNTING.with(|counting| counting.set(true));
+    let result = f();
+    COUNTING.with(|counting| counting.set(false));
+    result
+}
+
+fn reset_peak() {
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+fn to_server(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut bytes).unwrap();
+    }
+    let mut plaintext = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        counted(|| {
+            let room = server.receive_buffer();
+            let count = rest.len().min(room.len());
+            room[..count].copy_from_slice(&rest[..count]);
+            rest = &rest[count..];
+            server.received(count).unwrap();
+        });
+        // The test's own copy is not the server's heap.
+        plaintext.extend_from_slice(server.plaintext());
+        let taken = server.plaintext().len();
+        counted(|| server.consume(taken));
+    }
+    plaintext
+}
+
+fn to_client(server: &mut TlsServer<'_>, client: &mut ClientConnection) {
+    let records = server.output().to_vec();
+    counted(|| server.output_sent(records.len()));
+    let mut reader = &records[..];
+    while !reader.is_empty() {
+        client.read_tls(&mut reader).unwrap();
+        client.process_new_packets().unwrap();
+    }
+}
+
+#[test]
+fn server_heap_per_connection() {
+    let pki = Pki::new("heap");
+    pki.root("ca", "ec:P-256", "3650", CA_EXTENSIONS);
+    pki.issue("leaf", "ec:P-256", "smarthost.example.net", "ca", SERVER_EXTENSIONS, "30", &[]);
+    let key_der = pki.key_der("leaf");
+    let certificate = pki.read_der("leaf");
+    let provider = provider();
+    let before = LIVE.load(Ordering::Relaxed);
+    let config = counted(|| {
+        let key = EcdsaP256SigningKey::from_pkcs8_der(&key_der).unwrap();
+        server_config(&provider, clock_at(0), vec![CertificateDer::from(certificate.clone())], key).unwrap()
+    });
+    println!(
+        "server configuration (shared by all connections; the {}-octet certificate included): {} B",
+        certificate.len(),
+        LIVE.load(Ordering::Relaxed) - before
+    );
+
+    use rustls::crypto::ring::cipher_suite as ring;
+    let tls13: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    let tls12: &[&'static SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let cases: [(&[&'static SupportedProtocolVersion], SupportedCipherSuite); 4] = [
+        (tls13, ring::TLS13_CHACHA20_POLY1305_SHA256),
+        (tls13, ring::TLS13_AES_128_GCM_SHA256),
+        (tls12, ring::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+        (tls12, ring::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+    ];
+    for (versions, suite) in cases {
+        let mut ring_provider = rustls::crypto::ring::default_provider();
+        ring_provider.cipher_suites = vec![suite];
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(pki.read_der("ca"))).unwrap();
+        let client_config = ClientConfig::builder_with_provider(Arc::new(ring_provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client = ClientConnection::new(Arc::new(client_config), "smarthost.example.net".try_into().unwrap()).unwrap();
+        // The record buffers are the caller's (static in the firmware), not heap.
+        let (mut incoming, mut outgoing) = (vec![0u8; RECORD_BUFFER], vec![0u8; 8192]);
+
+        let start = LIVE.load(Ordering::Relaxed);
+        reset_peak();
+        let mut server = counted(|| TlsServer::new(config.clone(), &mut incoming, &mut outgoing).unwrap());
+        for _ in 0..10 {
+            to_server(&mut client, &mut server);
+            to_client(&mut server, &mut client);
+            if server.is_open() && !client.is_handshaking() {
+                break;
+            }
+        }
+        assert!(server.is_open());
+        let handshake_peak = PEAK.load(Ordering::Relaxed) - start;
+        let open = LIVE.load(Ordering::Relaxed) - start;
+
+        reset_peak();
+        let record = vec![0x42u8; 16_384];
+        client.writer().write_all(&record).unwrap();
+        assert_eq!(to_server(&mut client, &mut server).len(), record.len());
+        let mut written = 0;
+        while written < record.len() {
+            written += counted(|| server.write(&record[written..]).unwrap());
+            to_client(&mut server, &mut client);
+        }
+        let mut echoed = vec![0u8; record.len()];
+        client.reader().read_exact(&mut echoed).unwrap();
+        let data_peak = PEAK.load(Ordering::Relaxed) - start;
+        let open_after_data = LIVE.load(Ordering::Relaxed) - start;
+        let name = format!("{} {:?}", server.version_name(), server.suite_name());
+        counted(|| drop(server));
+        let left = LIVE.load(Ordering::Relaxed) - start;
+        println!(
+            "server heap, {name}: handshake high-water {handshake_peak} B; open session {open} B; \
+             with 16 KB each way high-water {data_peak} B, then {open_after_data} B held; after drop {left} B"
+        );
+        assert_eq!(left, 0, "{name}: the connection's heap is all returned");
+    }
+}
