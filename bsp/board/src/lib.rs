@@ -127,6 +127,8 @@ pub struct Sizing {
     pub spool_messages: usize,
     /// The TLS heap (rustls's handshake state and records).
     pub heap_bytes: usize,
+    /// Events the RAM event log keeps for `homemx logs` (about 116 bytes each; the oldest go).
+    pub event_log_entries: usize,
 }
 
 /// Sockets every board's stack holds besides the mail and HTTP listeners: DHCP, UDP echo,
@@ -154,6 +156,7 @@ impl Sizing {
             && self.transaction_slots <= self.mx_sessions + self.submission_sessions
             && self.http_sessions >= 1
             && self.spool_messages >= 4
+            && self.event_log_entries >= 16
     }
 }
 
@@ -220,6 +223,7 @@ mod sizing_tests {
         http_sessions: 3,
         spool_messages: 128,
         heap_bytes: 64 * 1024,
+        event_log_entries: 64,
     };
 
     #[test]
@@ -228,6 +232,7 @@ mod sizing_tests {
         assert!(SIZING.is_consistent());
         assert!(!Sizing { transaction_slots: 7, ..SIZING }.is_consistent(), "more slots than sessions");
         assert!(!Sizing { transaction_slots: 0, ..SIZING }.is_consistent());
+        assert!(!Sizing { event_log_entries: 8, ..SIZING }.is_consistent(), "too few events to read back");
         let map = FlashMap { sector_size: 4096, key_store_sectors: 4, key_value_sectors: 64, spool_sectors: 1978 };
         assert_eq!(map.bytes(), 2046 * 4096);
     }

@@ -67,6 +67,8 @@ pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     http_sessions: 1,
     spool_messages: 64,
     heap_bytes: 40 * 1024,
+    // Half the QEMU board's events: 3.7 KB of the 192 KB SRAM back.
+    event_log_entries: 32,
 };
 
 /// The data partition (`flash.rs`: seven 128 KiB sectors of bank 2): two for the key store

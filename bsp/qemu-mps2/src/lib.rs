@@ -53,6 +53,7 @@ pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     http_sessions: 3,
     spool_messages: 128,
     heap_bytes: 64 * 1024,
+    event_log_entries: 64,
 };
 /// The application partition (8 MiB less the board area) in 4 KiB sectors: 4 for the key
 /// store, 64 for the key-value store, the rest for the spool.

@@ -64,6 +64,7 @@ pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     http_sessions: 3,
     spool_messages: 128,
     heap_bytes: 64 * 1024,
+    event_log_entries: 64,
 };
 
 /// A small partition (1008 KiB in 4 KiB sectors), so runs and flash snapshots are quick: 4 for

@@ -1,5 +1,5 @@
 //! Which board the services run on: the one file that names a board. The board's crate exports
-//! its parts, its `SIZING` (listeners, transaction slots, HTTP sessions, spool messages, heap)
+//! its parts, its `SIZING` (listeners, transaction slots, HTTP sessions, spool messages, heap, event-log entries)
 //! and its `FLASH_MAP`; every other module reads them through `crate::bsp`.
 //!
 //! Owns: nothing. Calls: nothing.

@@ -11,8 +11,8 @@ use heapless::Deque;
 use homemx_wire::log_text;
 use homemx_wire::message::{LogEntry, LogLevel, LogPage, MAX_LOG_ENTRIES};
 
-/// Entries kept in RAM (the oldest are dropped).
-pub const CAPACITY: usize = 64;
+/// Entries kept in RAM (the oldest are dropped): the board's choice.
+pub const CAPACITY: usize = crate::bsp::SIZING.event_log_entries;
 /// Longest event line before it is split into entries (longer ones end in a cut mark).
 const LINE_CAPACITY: usize = 320;
 
