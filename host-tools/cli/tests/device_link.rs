@@ -175,11 +175,11 @@ fn provision_and_use(rig: &Rig, device: &Shared) {
     );
     let summary: serde_json::Value = serde_json::from_str(&output).unwrap();
     assert_eq!(summary["enrolled"], true);
-    assert_eq!(summary["configuration_items"], 10);
+    assert_eq!(summary["configuration_items"], 11);
     {
         let device = device.lock().unwrap();
         assert!(device.handler.admin_key.is_some());
-        assert_eq!(device.handler.configuration.len(), 10);
+        assert_eq!(device.handler.configuration.len(), 11);
         assert_eq!(device.handler.credentials[0].as_ref().unwrap().expose(), b"smarthost-secret-value");
         assert!(device.handler.certificates[0].is_some(), "the CA went over in chunks");
     }
@@ -198,7 +198,7 @@ fn provision_and_use(rig: &Rig, device: &Shared) {
 
     let config_get = rig.ok("admin.key", &["--json", "config", "get"]);
     let items: serde_json::Value = serde_json::from_str(&config_get).unwrap();
-    assert_eq!(items["items"].as_array().unwrap().len(), 10);
+    assert_eq!(items["items"].as_array().unwrap().len(), 11);
     assert!(!config_get.contains("secret-value"));
 
     let logs: serde_json::Value = serde_json::from_str(&rig.ok("admin.key", &["--json", "logs", "--start", "3"])).unwrap();
