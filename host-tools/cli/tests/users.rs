@@ -358,3 +358,14 @@ fn without_a_terminal_the_password_must_come_from_a_file() {
     assert_eq!(folder.text(), BASE);
     assert!(!Path::new(&folder.path("secrets")).exists());
 }
+
+#[test]
+fn the_example_file_documents_users_and_the_submission_switches() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/homemx.example.toml")).unwrap();
+    let file = config_file::parse(&text).unwrap();
+    assert!(file.submission_requires_auth && !file.lan_relay_without_auth);
+    assert_eq!(file.users.len(), 1);
+    assert_eq!(file.users[0].password_file, users::default_password_file("alice@example.org"));
+    config_file::check_fields(&file).expect("the example's fields pass the rules");
+    assert!(text.contains("a compromised one included"), "the weaker switch says why");
+}
