@@ -583,6 +583,11 @@ fn user(cli: &Cli, action: &UserAction) -> Result<()> {
         return Err(CliError::new(ExitCode::Usage, "no device given")
             .hint("pass --device /dev/ttyACM0 (or unix:PATH, tcp:HOST:PORT) or set HOMEMX_DEVICE; or --no-push to only edit the files"));
     }
+    // Before any password is typed: the file it would go into must be there.
+    if !target.config.is_file() {
+        return Err(CliError::new(ExitCode::Configuration, format!("no configuration file {}", target.config.display()))
+            .hint("run it where homemx.toml is, or pass --config PATH (`homemx init` writes one)"));
+    }
     let source = |file: &Option<std::path::PathBuf>, confirm: bool| -> Result<PasswordSource> {
         match file {
             Some(path) => Ok(PasswordSource::File(path.clone())),
