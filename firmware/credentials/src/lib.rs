@@ -26,31 +26,36 @@
 //!
 //! # Cost and the default iteration count
 //!
-//! Measured: the key store's unlock, 40,000 PBKDF2-HMAC-SHA256 iterations plus the spool's
-//! mount, costs 385.5 M instructions on the QEMU board (the instruction-count plugin, median of
-//! 10, `BENCHMARKS.md` of 2026-12-03): at most **9,640 instructions per iteration** (an upper
-//! bound: the mount is in it). The platform notes' anchor (SHA-256 ≈ 48 instructions per byte,
-//! 2 × 64 bytes) gives a lower estimate of **6,150**. This crate's iteration was not measured
-//! on its own (it does less than the `hmac` crate's per iteration: no buffer bookkeeping). At
-//! the real board's 250 MHz, one instruction per cycle:
+//! Measured with the repository's instruction-count plugin on QEMU's Cortex-M4 (mps2-an386),
+//! this crate built as the firmware is (opt-level "s", fat LTO), by `cost/run.sh`
+//! (`cost/src/main.rs` calls the plugin's marks around each piece):
 //!
 //! ```text
-//! DEFAULT_ITERATIONS = 10,000:  10,000 × 6,150 =  61.5 M instructions ≈ 0.25 s
-//!                               10,000 × 9,640 =  96.4 M instructions ≈ 0.39 s
-//! MAX_ITERATIONS     = 50,000:  at most 482 M instructions ≈ 1.9 s (a hostile record's worst)
-//! MIN_ITERATIONS     =  5,000:  at least 30.8 M instructions ≈ 0.12 s
+//! one PBKDF2 iteration (2 compressions)             6,910 instructions (1,000 counted)
+//! one verification, DEFAULT_ITERATIONS = 10,000    69.1 M instructions ≈ 0.28 s at 250 MHz
+//! one step of ITERATIONS_PER_STEP = 250             1.73 M instructions ≈ 6.9 ms
+//! an unknown user (the dummy), 10,000              69.1 M instructions (404 fewer: 0.0006 %)
+//! MAX_ITERATIONS = 50,000                         ≈ 345 M instructions ≈ 1.4 s (a hostile record's worst)
+//! MIN_ITERATIONS =  5,000                         ≈  35 M instructions ≈ 0.14 s
 //! ```
 //!
-//! So one verification costs 0.25–0.39 s: slow for an offline attacker (an estimate from
-//! published GPU figures for PBKDF2-HMAC-SHA256: on the order of 10^6 guesses per second per
-//! high-end GPU at 10,000 iterations, 10^4 times slower than one SHA-256 per guess), bounded on
-//! the device, and online guessing is limited by the SMTP layer's delays anyway. Each `AUTH`
-//! attempt costs the device that much CPU: the caller must rate-limit attempts per address.
+//! (The time is one instruction per cycle at the real board's 250 MHz; flash wait states on
+//! the Cortex-M33 add to it, which is why the default sits in the lower half of the wanted
+//! 0.2–0.5 s.) The compression costs ≈ 3,450 instructions, near the platform notes' anchor
+//! (SHA-256 ≈ 48 instructions per byte: 3,072). A first version that buffered each iteration's
+//! message byte by byte through a general SHA-256 cost 11,990 per iteration: the iteration now
+//! writes each result straight into a kept, padded block (see `Derivation`).
+//!
+//! So one verification is slow for an offline attacker (an estimate from published GPU figures
+//! for PBKDF2-HMAC-SHA256: on the order of 10^6 guesses per second per high-end GPU at 10,000
+//! iterations, 10^4 times fewer than with one SHA-256 per guess), bounded on the device, and
+//! online guessing is limited by the SMTP layer's delays anyway. Each `AUTH` attempt costs the
+//! device that much CPU: the caller must rate-limit attempts per address.
 //!
 //! # Chunked verification
 //!
 //! [`Verifier::step`] runs at most the iterations it is given; [`ITERATIONS_PER_STEP`] (250,
-//! ≤ 2.4 M instructions ≈ 10 ms at 250 MHz) keeps each poll of the device's executor short:
+//! 1.73 M instructions ≈ 6.9 ms at 250 MHz) keeps each poll of the device's executor short:
 //!
 //! ```ignore
 //! let mut verifier = Verifier::new(&record, password)?;        // or Verifier::unknown_user(…)
@@ -70,7 +75,8 @@
 //! records the CLI makes use [`DEFAULT_ITERATIONS`]), steps it exactly as a real check, and
 //! answers exactly as for a wrong password. Its verdict is always [`Verdict::Refused`], even
 //! for a password that happened to match the dummy salt and hash. Looking the name up among at
-//! most a few dozen records costs nothing next to the 0.25 s of the check.
+//! most 16 records costs nothing next to the 0.28 s of the check (measured: the dummy's whole
+//! run differs from a real one by 404 of 69.1 M instructions).
 //!
 //! The final comparison is constant-time (`subtle`). No allocator, no I/O, no `unsafe`.
 //! Calls: nothing (`sha2`, `subtle`, `zeroize`, `serde`).
@@ -81,6 +87,7 @@
 use core::fmt;
 
 use serde::{Deserialize, Serialize};
+use sha2::digest::consts::U64;
 use sha2::digest::generic_array::GenericArray;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -91,14 +98,16 @@ pub const ALGORITHM_PBKDF2_HMAC_SHA256: u8 = 1;
 pub const SALT_LENGTH: usize = 16;
 /// Bytes of a record's hash (one PBKDF2-HMAC-SHA256 block).
 pub const HASH_LENGTH: usize = 32;
-/// Iterations of new records: 0.25–0.39 s per verification at 250 MHz (see the crate docs).
+/// Iterations of new records: 69 M instructions, ≈ 0.28 s per verification at 250 MHz (measured,
+/// see the crate docs).
 pub const DEFAULT_ITERATIONS: u32 = 10_000;
 /// Fewest iterations a record may ask for: a cheaper record would make offline guessing cheap.
 pub const MIN_ITERATIONS: u32 = 5_000;
-/// Most iterations a record may ask for (≤ 1.9 s per verification at 250 MHz), so a hostile
+/// Most iterations a record may ask for (≈ 1.4 s per verification at 250 MHz), so a hostile
 /// configuration cannot make the device compute for minutes per `AUTH`.
 pub const MAX_ITERATIONS: u32 = 50_000;
-/// Iterations per [`Verifier::step`] on the device: ≤ 2.4 M instructions ≈ 10 ms at 250 MHz.
+/// Iterations per [`Verifier::step`] on the device: 1.73 M instructions ≈ 6.9 ms at 250 MHz
+/// (measured), well inside the executor's 50 ms poll target.
 pub const ITERATIONS_PER_STEP: u32 = 250;
 
 /// A salted, slow password hash, as the configuration carries it. `Debug` shows the algorithm
@@ -280,13 +289,18 @@ const BLOCK: usize = 64;
 
 /// PBKDF2-HMAC-SHA256, first output block, in steps: `U_1 = HMAC(P, S || INT(1))`,
 /// `U_i = HMAC(P, U_{i-1})`, output `U_1 ^ … ^ U_c` (RFC 8018 §5.2).
+///
+/// Every iteration hashes a 32-byte message after one key block, so both of its compressions
+/// take the same single block: `U (32) | 0x80 | zeros | 768 as a 64-bit length`. That block is
+/// kept padded, `U_i` in its first 32 bytes, and each compression's result is written straight
+/// back into it: no byte-wise buffering per iteration.
 struct Derivation {
     /// SHA-256 state after the block `K ^ ipad`.
     inner: [u32; 8],
     /// SHA-256 state after the block `K ^ opad`.
     outer: [u32; 8],
-    /// `U_i`.
-    block: [u8; HASH_LENGTH],
+    /// `U_i` in bytes 0..32, then the fixed padding of a 96-byte message.
+    block: GenericArray<u8, U64>,
     /// `U_1 ^ … ^ U_i`.
     output: [u8; HASH_LENGTH],
     /// Iterations still to run (`c - i`).
@@ -318,9 +332,14 @@ impl Derivation {
         sha2::compress256(&mut outer, &[GenericArray::clone_from_slice(&pad)]);
         key.zeroize();
         pad.zeroize();
-        let mut derivation = Self { inner, outer, block: [0; HASH_LENGTH], output: [0; HASH_LENGTH], remaining: iterations.max(1) - 1 };
-        derivation.block = derivation.hmac(&[salt, &1u32.to_be_bytes()]);
-        derivation.output = derivation.block;
+        let mut block = GenericArray::<u8, U64>::default();
+        block[HASH_LENGTH] = 0x80;
+        block[BLOCK - 8..].copy_from_slice(&(((BLOCK + HASH_LENGTH) * 8) as u64).to_be_bytes());
+        let mut derivation = Self { inner, outer, block, output: [0; HASH_LENGTH], remaining: iterations.max(1) - 1 };
+        let mut first = derivation.hmac(&[salt, &1u32.to_be_bytes()]);
+        derivation.block[..HASH_LENGTH].copy_from_slice(&first);
+        derivation.output = first;
+        first.zeroize();
         derivation
     }
 
@@ -335,13 +354,20 @@ impl Derivation {
     /// Runs at most `budget` iterations; true while some remain.
     fn run(&mut self, budget: u32) -> bool {
         let count = budget.min(self.remaining);
+        let mut state = [0u32; 8];
         for _ in 0..count {
-            let next = self.hmac(&[&self.block]);
-            self.block = next;
+            // Inner hash of U_i, then the outer hash of that: U_{i+1}, each back into the block.
+            state = self.inner;
+            sha2::compress256(&mut state, core::slice::from_ref(&self.block));
+            write_words(&state, &mut self.block);
+            state = self.outer;
+            sha2::compress256(&mut state, core::slice::from_ref(&self.block));
+            write_words(&state, &mut self.block);
             for (out, byte) in self.output.iter_mut().zip(self.block.iter()) {
                 *out ^= byte;
             }
         }
+        state.zeroize();
         self.remaining -= count;
         self.remaining > 0
     }
@@ -351,8 +377,15 @@ impl Drop for Derivation {
     fn drop(&mut self) {
         self.inner.zeroize();
         self.outer.zeroize();
-        self.block.zeroize();
+        self.block.as_mut_slice().zeroize();
         self.output.zeroize();
+    }
+}
+
+/// A SHA-256 state as its 32-byte digest, into the first 32 bytes of `block`.
+fn write_words(state: &[u32; 8], block: &mut [u8]) {
+    for (chunk, word) in block.chunks_exact_mut(4).zip(state.iter()) {
+        chunk.copy_from_slice(&word.to_be_bytes());
     }
 }
 
