@@ -3,7 +3,10 @@
 //! the CLI's checks sends items that break a rule (refused at `ConfigPut`, the staging ends)
 //! and whole configurations whose items are each fine but which together break one (refused
 //! at `ConfigCommit`). The device answers `InvalidConfiguration` each time and keeps the
-//! configuration it had, item for item.
+//! configuration it had, item for item. Mail users too: a password record of an unknown
+//! algorithm or with an iteration count that would stall the device at every AUTH, a name
+//! twice, a seventeenth user. Then the real `homemx user add` stores a user on the device,
+//! which reads it back without salt and hash.
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,6 +55,14 @@ fn dyndns() -> ConfigItem {
     })
 }
 
+fn user(name: &str, algorithm: u8, iterations: u32) -> ConfigItem {
+    ConfigItem::User(MailUser {
+        name: MailAddress::try_from(name).unwrap(),
+        password: PasswordRecord { algorithm, iterations, salt: [3; 16], hash: [4; 32] },
+        messages_per_hour: None,
+    })
+}
+
 /// `homemx --json config get`'s output.
 fn configuration(owner: &Owner) -> String {
     let output = owner.homemx(&["--json", "config", "get"]);
@@ -96,6 +107,10 @@ fn a_signed_client_that_skips_the_cli_checks_is_refused_and_the_configuration_st
         ConfigItem::LanMailbox(LanMailbox { address: [192, 168, 77, 1], port: 0, protocol: DeliveryProtocol::Smtp }),
         check_ip("checkip.example.net", "/ip HTTP/1.1\r\nHost: evil.example"),
         ConfigItem::TimeServer(host("not a host")),
+        // A hostile record: a billion iterations would stall every AUTH for an hour.
+        user("alice@example.org", 1, 1_000_000_000),
+        user("alice@example.org", 7, 10_000),
+        user("Alice@example.org", 1, 10_000),
     ];
     for bad in bad_items {
         expect(&mut console, &Command::ConfigBegin, done());
@@ -105,7 +120,9 @@ fn a_signed_client_that_skips_the_cli_checks_is_refused_and_the_configuration_st
     }
 
     // Whole configurations whose every item is fine on its own.
-    let bad_wholes: [Vec<ConfigItem>; 4] = [
+    let seventeen_users: Vec<ConfigItem> =
+        [domain(), lan(), mailbox()].into_iter().chain((0..17).map(|index| user(&format!("user{index}@example.org"), 1, 10_000))).collect();
+    let bad_wholes: [Vec<ConfigItem>; 7] = [
         // No mailbox host: accepted mail would have nowhere to go.
         vec![domain(), lan(), limits(1 << 20)],
         // No domain.
@@ -114,6 +131,10 @@ fn a_signed_client_that_skips_the_cli_checks_is_refused_and_the_configuration_st
         vec![domain(), lan(), mailbox(), dyndns(), check_ip("checkip.example.net", "/ip")],
         // DynDNS with one witness listed twice.
         vec![domain(), lan(), mailbox(), dyndns(), check_ip("checkip.example.net", "/ip"), check_ip("CheckIP.example.net", "/")],
+        // A user twice; a user of a domain not sent; more users than the device keeps.
+        vec![domain(), lan(), mailbox(), user("bob@example.org", 1, 10_000), user("bob@example.org", 1, 20_000)],
+        vec![domain(), lan(), mailbox(), user("bob@elsewhere.example", 1, 10_000)],
+        seventeen_users,
     ];
     for whole in &bad_wholes {
         expect(&mut console, &Command::ConfigBegin, done());
@@ -140,11 +161,34 @@ fn a_signed_client_that_skips_the_cli_checks_is_refused_and_the_configuration_st
     assert_eq!(status["configured"], true, "{status}");
     let lines = machine.log.lines();
     assert_eq!(lines.iter().filter(|line| line.contains("configuration committed")).count(), commits_before, "nothing else was committed");
-    for rule in ["limits.max_message_bytes: at least 1024", "lan_mailbox: the LAN mailbox host is needed", "dyndns.check_ip: at least 2"] {
+    for rule in [
+        "limits.max_message_bytes: at least 1024",
+        "lan_mailbox: the LAN mailbox host is needed",
+        "dyndns.check_ip: at least 2",
+        "users.password: password hash iterations must be 5000..=50000",
+        "users.name: a user name listed twice",
+        "users: at most 16 users",
+    ] {
         assert!(lines.iter().any(|line| line.contains("configuration refused") && line.contains(rule)), "the log names {rule}");
     }
     // The owner's own CLI still replaces it.
     let again = owner.homemx(&["config", "set", "--config", "homemx.toml"]);
     assert!(again.status.success(), "config set works after the refusals");
     assert_eq!(configuration(&owner), before);
+
+    // The real CLI adds a user (the longest local part) with a private password file; the
+    // device stores the item and reads it back without salt and hash.
+    let name = format!("{}@example.org", "u".repeat(64));
+    let password_file = directory.join("user.password");
+    std::fs::write(&password_file, "a mail password\n").unwrap();
+    std::fs::set_permissions(&password_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let added = owner.homemx(&["user", "add", &name, "--password-file", "user.password", "--config", "homemx.toml"]);
+    assert!(added.status.success(), "user add works");
+    let after = configuration(&owner);
+    let items: serde_json::Value = serde_json::from_str(&after).unwrap();
+    let user = items["items"].as_array().unwrap().iter().find_map(|item| item.get("User")).expect("the user is on the device");
+    assert_eq!(user["name"], name.as_str());
+    assert_eq!(user["password"]["iterations"], homemx_credentials::DEFAULT_ITERATIONS);
+    assert_eq!(user["password"]["hash"], serde_json::json!(vec![0; 32]), "read back without the hash");
+    assert!(!after.contains("a mail password"));
 }

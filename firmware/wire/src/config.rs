@@ -2,11 +2,17 @@
 //!
 //! The configuration is sent item by item (one domain, one recipient, one section per frame),
 //! between `ConfigBegin` and `ConfigCommit`, so lists of any length fit small frames and the
-//! device replaces its configuration atomically. No item holds a secret: passwords travel only
-//! in `SetCredential`, certificates only in `SetTrustAnchor`.
+//! device replaces its configuration atomically. No item holds a secret: the providers'
+//! passwords travel only in `SetCredential`, certificates only in `SetTrustAnchor`, and a mail
+//! user's password never leaves the owner's host: a [`ConfigItem::User`] carries its salted,
+//! slow hash ([`PasswordRecord`], made by the CLI), which the device keeps in its encrypted
+//! store and never sends back ([`ConfigItem::redacted`]: `ConfigGet` shows it without salt and
+//! hash).
 
 use heapless::String;
 use serde::{Deserialize, Serialize};
+
+pub use homemx_credentials::PasswordRecord;
 
 /// Longest host or domain name on the wire, in bytes.
 pub const MAX_HOST_NAME: usize = 128;
@@ -50,6 +56,59 @@ pub enum ConfigItem {
     /// DynDNS trust anchor). Two on distinct hosts must agree: with `DynDns`, fewer than two
     /// distinct hosts (or one sent twice) break the rules of [`crate::validate`].
     CheckIpSource(CheckIpSource),
+    /// A mail user who may submit on 587/465 after SMTP `AUTH` (at most
+    /// [`crate::validate::MAX_USERS`], each name once).
+    User(MailUser),
+    /// Who may submit mail for other domains. Without this item the defaults apply:
+    /// [`Submission::DEFAULT`].
+    Submission(Submission),
+}
+
+impl ConfigItem {
+    /// The item as the device shows it when the configuration is read back: a user's password
+    /// record without salt and hash (the guessable part never leaves the device), every other
+    /// item as it is.
+    pub fn redacted(&self) -> ConfigItem {
+        match self {
+            ConfigItem::User(user) => ConfigItem::User(MailUser { password: user.password.redacted(), ..user.clone() }),
+            other => other.clone(),
+        }
+    }
+}
+
+/// A mail user: the login name of SMTP `AUTH` and its password record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailUser {
+    /// The login name: the user's mail address, `local@domain`, lower-case, its domain one of
+    /// the configured domains (see [`crate::validate::user_name`]).
+    pub name: MailAddress,
+    /// The salted, slow hash of the password (never the password).
+    pub password: PasswordRecord,
+    /// Most messages this user may submit per hour; `None`: the `[limits]` per-client figure.
+    pub messages_per_hour: Option<u16>,
+}
+
+/// Who may submit mail for other domains (relay through the smarthost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The submission ports (587 STARTTLS, 465 implicit TLS) take `MAIL FROM` only after a
+    /// successful `AUTH` (RFC 6409 §4.3). Default true.
+    pub requires_auth: bool,
+    /// A client from a LAN network may relay without `AUTH`, by its address alone (the older
+    /// behaviour). Default false. Weaker: any device on the LAN, a compromised one included,
+    /// then sends as anyone, and the per-user quotas do not apply to it (only the per-address one).
+    pub lan_relay_without_auth: bool,
+}
+
+impl Submission {
+    /// `AUTH` required, no relaying by LAN address alone.
+    pub const DEFAULT: Submission = Submission { requires_auth: true, lan_relay_without_auth: false };
+}
+
+impl Default for Submission {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// Longest URL path of a check-IP service, in bytes.

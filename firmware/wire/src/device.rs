@@ -221,7 +221,8 @@ impl ConsoleSession {
             Command::ConfigCommit { item_count } => handler.config_commit(item_count).await.map(done),
             Command::ConfigGet { index } => {
                 let (total, item) = handler.config_get(index).await?;
-                Ok(Response::ConfigItem { index, total, item })
+                // A user's password hash stays on the device: read back without salt and hash.
+                Ok(Response::ConfigItem { index, total, item: item.redacted() })
             }
             Command::SetCredential { credential, secret } => {
                 handler.set_credential(credential, &secret).await.map(done)

@@ -2,20 +2,22 @@
 //! (which refuses what breaks them, whoever signed it).
 //!
 //! - [`check_item`]: the rules of one [`ConfigItem`] on its own (host-name syntax, ports,
-//!   intervals, limits, a recipient's local part, a LAN prefix's length, a check-IP path).
+//!   intervals, limits, a recipient's local part, a LAN prefix's length, a check-IP path, a
+//!   mail user's name, password record (known algorithm, iterations in range) and quota).
 //! - [`ConfigurationCheck`]: the rules of the whole configuration, fed the items one by one as
 //!   they stream in ([`ConfigurationCheck::add`]) and closed with
 //!   [`ConfigurationCheck::finish`]: at least one domain, LAN network and mailbox host; each
 //!   section at most once; no more domains, recipients, LAN networks, time servers and check-IP
 //!   services than the device keeps; a recipient's domain sent as a `Domain` before it (the
 //!   device's relay tables need that order); with DynDNS, check-IP services on at least two
-//!   distinct hosts. It holds counts and 64-bit fingerprints of names, not the names: about a
-//!   hundred bytes, so the device can keep one while a configuration is staged.
+//!   distinct hosts; at most [`MAX_USERS`] mail users, no name twice, each in a domain sent
+//!   before it. It holds counts and 64-bit fingerprints of names, not the names: about 240
+//!   bytes, so the device can keep one while a configuration is staged.
 //!
 //! A [`Refusal`] names the field (as the owner's TOML file names it) and the rule in words.
 //! No allocator, no I/O. Calls: `config`.
 
-use crate::config::{CheckIpSource, ConfigItem, HostName, MAX_URL_PATH};
+use crate::config::{CheckIpSource, ConfigItem, HostName, MailUser, MAX_URL_PATH};
 
 /// Fewest seconds between two fetches from the backup MX.
 pub const MIN_POLL_INTERVAL_SECONDS: u32 = 60;
@@ -38,6 +40,10 @@ pub const MAX_DOMAINS: usize = 8;
 pub const MAX_KNOWN_RECIPIENTS: usize = 64;
 /// Most LAN networks the device keeps (its relay tables).
 pub const MAX_LAN_PREFIXES: usize = 8;
+/// Most mail users the device keeps (`[[users]]`, SMTP `AUTH`): a household's, with room.
+pub const MAX_USERS: usize = 16;
+/// Longest local part of a mail user's name (RFC 5321 §4.5.3.1.1), in bytes.
+pub const MAX_USER_LOCAL_PART: usize = 64;
 /// Longest host name (RFC 1035), in bytes.
 pub const MAX_HOST_NAME_LENGTH: usize = 253;
 /// Longest label of a host name, in bytes.
@@ -145,6 +151,42 @@ pub fn recipient(address: &str) -> Result<(&str, &str), AddressProblem> {
     Ok((local, domain))
 }
 
+/// The rule words of [`user_name`].
+pub const USER_NAME_RULE: &str = "a user name is the user's mail address, local@domain in lower case: a local part of 1..=64 of a-z 0-9 . _ + - (no leading, trailing or double dot) and a host name as the domain";
+/// The rule words of a user's hourly quota of zero.
+pub const USER_QUOTA_RULE: &str = "messages_per_hour must be at least 1 (leave it out for the [limits] figure; remove the user to stop them sending)";
+
+/// A mail user's login name: the user's address, `local@domain`, all lower case (AUTH compares
+/// names in lower case; the CLI lower-cases what the owner types). The local part is a
+/// dot-atom of `a-z 0-9 . _ + -` only (1..=64 bytes, no leading, trailing or double dot): the
+/// name is typed into mail clients, travels in `AUTH PLAIN` (NUL-separated) and `AUTH LOGIN`,
+/// and is written into logs and `Received:` headers, so quotes, spaces, control characters and
+/// the relay tricks' `% ! : @` have no place in it. The full address, not a bare local part:
+/// it names one user across several domains, it is what mail clients offer as the login, and
+/// the SMTP side can tie the user to the sender address.
+pub fn user_name(name: &str) -> Result<(), &'static str> {
+    let (local, domain) = name.rsplit_once('@').ok_or(USER_NAME_RULE)?;
+    let local_valid = !local.is_empty()
+        && local.len() <= MAX_USER_LOCAL_PART
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'.' | b'_' | b'+' | b'-'));
+    if !local_valid || host_name(domain).is_err() || domain.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        return Err(USER_NAME_RULE);
+    }
+    Ok(())
+}
+
+fn check_user(user: &MailUser) -> Result<(), Refusal> {
+    user_name(user.name.as_str()).map_err(|rule| refuse("users.name", rule))?;
+    user.password.check().map_err(|problem| refuse("users.password", problem.rule()))?;
+    if user.messages_per_hour == Some(0) {
+        return Err(refuse("users.messages_per_hour", USER_QUOTA_RULE));
+    }
+    Ok(())
+}
+
 /// The rule words of [`check_ip_path`].
 pub const CHECK_IP_PATH_RULE: &str = "the path must start with `/` and hold only visible ASCII (no space or line break: it goes into the HTTP request line)";
 
@@ -209,6 +251,9 @@ pub fn check_item(item: &ConfigItem) -> Result<(), Refusal> {
             named("dyndns.check_ip", host)?;
             check_ip_path(path.as_str()).map_err(|rule| refuse("dyndns.check_ip", rule))
         }
+        ConfigItem::User(user) => check_user(user),
+        // Every combination of the two switches is coherent (see `config::Submission`).
+        ConfigItem::Submission(_) => Ok(()),
     }
 }
 
@@ -225,6 +270,8 @@ fn fingerprint(name: &str) -> u64 {
 pub struct ConfigurationCheck {
     domains: [u64; MAX_DOMAINS],
     check_ip_hosts: [u64; MAX_CHECK_IP_SOURCES],
+    users: [u64; MAX_USERS],
+    user_count: u8,
     domain_count: u8,
     check_ip_count: u8,
     recipient_count: u8,
@@ -240,6 +287,7 @@ const SECTION_BACKUP_MX: u8 = 1 << 2;
 const SECTION_DYNDNS: u8 = 1 << 3;
 const SECTION_LIMITS: u8 = 1 << 4;
 const SECTION_STATUS_PAGE: u8 = 1 << 5;
+const SECTION_SUBMISSION: u8 = 1 << 6;
 
 impl Default for ConfigurationCheck {
     fn default() -> Self {
@@ -253,6 +301,8 @@ impl ConfigurationCheck {
         Self {
             domains: [0; MAX_DOMAINS],
             check_ip_hosts: [0; MAX_CHECK_IP_SOURCES],
+            users: [0; MAX_USERS],
+            user_count: 0,
             domain_count: 0,
             check_ip_count: 0,
             recipient_count: 0,
@@ -309,6 +359,21 @@ impl ConfigurationCheck {
                 *slot = host;
                 self.check_ip_count += 1;
             }
+            ConfigItem::User(user) => {
+                let name = user.name.as_str();
+                let key = fingerprint(name);
+                if self.users[..usize::from(self.user_count)].contains(&key) {
+                    return Err(refuse("users.name", "a user name listed twice: each user once (to change a password, replace the entry)"));
+                }
+                let domain = name.rsplit_once('@').map_or("", |(_, domain)| domain);
+                if !self.domains[..usize::from(self.domain_count)].contains(&fingerprint(domain)) {
+                    return Err(refuse("users.name", "the user's domain is not one of the domains (sent before it)"));
+                }
+                let slot = self.users.get_mut(usize::from(self.user_count)).ok_or(refuse("users", "at most 16 users (the device keeps 16)"))?;
+                *slot = key;
+                self.user_count += 1;
+            }
+            ConfigItem::Submission(_) => self.once(SECTION_SUBMISSION, "submission_requires_auth")?,
             ConfigItem::LanMailbox(_) => self.once(SECTION_LAN_MAILBOX, "lan_mailbox")?,
             ConfigItem::Smarthost(_) => self.once(SECTION_SMARTHOST, "smarthost")?,
             ConfigItem::BackupMx(_) => self.once(SECTION_BACKUP_MX, "backup_mx")?,
@@ -346,6 +411,11 @@ impl ConfigurationCheck {
             ));
         }
         Ok(())
+    }
+
+    /// The mail users seen so far.
+    pub fn users(&self) -> usize {
+        usize::from(self.user_count)
     }
 
     /// The check-IP services seen so far (for messages).

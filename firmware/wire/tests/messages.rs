@@ -47,6 +47,13 @@ fn every_config_item() -> std::vec::Vec<ConfigItem> {
             spool_reserve_bytes: 1 << 20,
         }),
         ConfigItem::StatusPage(StatusPage { enabled: true, port: 80, host_name: text("homemx.lan") }),
+        // The longest user item: a 128-byte name, a record at the most iterations, a quota.
+        ConfigItem::User(MailUser {
+            name: text(&format!("{}@{}.example", "u".repeat(64), "d".repeat(55))),
+            password: PasswordRecord { algorithm: 1, iterations: homemx_credentials::MAX_ITERATIONS, salt: [0xff; 16], hash: [0xfe; 32] },
+            messages_per_hour: Some(u16::MAX),
+        }),
+        ConfigItem::Submission(Submission { requires_auth: true, lan_relay_without_auth: true }),
     ]
 }
 
@@ -221,7 +228,12 @@ fn golden_hello_frame() {
 
 #[test]
 fn golden_command_bodies() {
-    let cases: [(Command, &str); 7] = [
+    let user = MailUser {
+        name: text("a@b.c"),
+        password: PasswordRecord { algorithm: 1, iterations: 10_000, salt: [0x11; 16], hash: [0x22; 32] },
+        messages_per_hour: None,
+    };
+    let cases: [(Command, &str); 9] = [
         (Command::Status, "02"),
         (Command::Unlock { passphrase: Secret::new(b"pw").unwrap() }, "03027077"),
         (Command::ConfigPut(ConfigItem::LanPrefix(Ipv4Prefix { address: [192, 168, 1, 0], length: 24 })), "0602c0a8010018"),
@@ -229,9 +241,15 @@ fn golden_command_bodies() {
         (Command::Logs { start: 1, max_entries: 6 }, "0b0106"),
         (Command::FetchNow, "0e"),
         (Command::AcknowledgeAlert { kind: text("ndn_generated") }, "110d6e646e5f67656e657261746564"),
+        // ConfigPut, User (11), name, algorithm 1, 10,000 as a varint, salt, hash, no quota.
+        (
+            Command::ConfigPut(ConfigItem::User(user)),
+            "060b056140622e6301904e11111111111111111111111111111111222222222222222222222222222222222222222222222222222222222222222200",
+        ),
+        (Command::ConfigPut(ConfigItem::Submission(Submission::DEFAULT)), "060c0100"),
     ];
     for (command, expected) in cases {
-        let mut body = [0u8; 64];
+        let mut body = [0u8; 128];
         assert_eq!(hex(postcard::to_slice(&command, &mut body).unwrap()), expected, "{}", command.name());
     }
 }

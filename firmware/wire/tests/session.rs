@@ -217,6 +217,24 @@ fn locked_storage_refuses_configuration() {
     assert_eq!(error(run(&mut device, &mut client, &wrong)), ErrorCode::WrongPassphrase);
 }
 
+/// A user's password record is read back without salt and hash; the rest of the item as sent.
+#[test]
+fn config_get_never_returns_a_password_hash() {
+    use homemx_wire::config::{ConfigItem, MailUser, PasswordRecord};
+    let (mut device, mut client) = enrolled_unlocked();
+    let record = PasswordRecord { algorithm: 1, iterations: 10_000, salt: [0x5a; 16], hash: [0xa5; 32] };
+    let user = MailUser { name: "alice@example.org".try_into().unwrap(), password: record.clone(), messages_per_hour: Some(7) };
+    for command in [Command::ConfigBegin, Command::ConfigPut(ConfigItem::User(user.clone())), Command::ConfigCommit { item_count: 1 }] {
+        assert_eq!(run(&mut device, &mut client, &command), Response::Done);
+    }
+    assert_eq!(device.handler.configuration[0], ConfigItem::User(user.clone()), "the device keeps the record");
+    let frame = signed(&client, &Command::ConfigGet { index: 0 });
+    let replies = device.feed(&frame);
+    assert!(!replies[0].windows(8).any(|window| window == [0xa5; 8]), "no piece of the hash on the wire");
+    let Response::ConfigItem { item: ConfigItem::User(shown), .. } = accept(&mut client, &replies[0]) else { panic!("a user item") };
+    assert_eq!(shown, MailUser { password: PasswordRecord { salt: [0; 16], hash: [0; 32], ..record }, ..user });
+}
+
 fn alert(kind: &str, needs_acknowledgement: bool) -> homemx_wire::message::AlertReport {
     homemx_wire::message::AlertReport {
         kind: kind.try_into().unwrap(),

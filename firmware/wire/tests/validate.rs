@@ -58,6 +58,14 @@ fn check_ip(host_name: &str, path: &str) -> ConfigItem {
     ConfigItem::CheckIpSource(CheckIpSource { host: host(host_name), path: heapless::String::try_from(path).unwrap() })
 }
 
+fn record(iterations: u32) -> PasswordRecord {
+    PasswordRecord { algorithm: homemx_credentials::ALGORITHM_PBKDF2_HMAC_SHA256, iterations, salt: [1; 16], hash: [2; 32] }
+}
+
+fn user(name: &str) -> ConfigItem {
+    ConfigItem::User(MailUser { name: MailAddress::try_from(name).unwrap(), password: record(homemx_credentials::DEFAULT_ITERATIONS), messages_per_hour: None })
+}
+
 /// The refused field of `item` on its own.
 fn refused(item: &ConfigItem) -> &'static str {
     check_item(item).expect_err("refused").field
@@ -274,6 +282,127 @@ fn a_refused_item_leaves_the_check_as_it_was() {
 #[test]
 fn the_check_is_small() {
     // The device keeps one while a configuration is staged.
-    assert!(core::mem::size_of::<ConfigurationCheck>() <= 104, "{}", core::mem::size_of::<ConfigurationCheck>());
+    assert!(core::mem::size_of::<ConfigurationCheck>() <= 240, "{}", core::mem::size_of::<ConfigurationCheck>());
     println!("ConfigurationCheck: {} bytes", core::mem::size_of::<ConfigurationCheck>());
+}
+
+#[test]
+fn user_names_are_lower_case_addresses_with_a_plain_local_part() {
+    let local64 = "a".repeat(64);
+    for good in ["alice@example.org", "a@b", "first.last@example.org", "bob+lists@mail.example.org", "x_y-z.9@example.org", &format!("{local64}@example.org")] {
+        assert_eq!(user_name(good), Ok(()), "{good}");
+        assert_eq!(check_item(&user(good)), Ok(()), "{good}");
+    }
+    let local65 = "a".repeat(65);
+    let bad = [
+        "alice",                      // not an address
+        "@example.org",               // empty local part
+        "Alice@example.org",          // upper case: names are compared in lower case
+        "alice@Example.org",
+        ".alice@example.org",         // dot-atom rules
+        "alice.@example.org",
+        "al..ice@example.org",
+        "al ice@example.org",         // space
+        "al\"ice@example.org",        // quote
+        "al%ice@example.org",         // relay tricks
+        "al!ice@example.org",
+        "a:b@example.org",
+        "a@b@example.org",
+        "al\u{0}ice@example.org",     // NUL ends an AUTH PLAIN field
+        "älice@example.org",          // non-ASCII
+        "alice@exa_mple.org",         // not a host name
+        "alice@",
+        &format!("{local65}@example.org"),
+    ];
+    for name in bad {
+        assert_eq!(user_name(name), Err(USER_NAME_RULE), "{name:?}");
+        assert_eq!(refused(&user(name)), "users.name", "{name:?}");
+    }
+}
+
+#[test]
+fn a_user_record_needs_a_known_algorithm_and_a_bounded_iteration_count() {
+    let with = |password: PasswordRecord| {
+        check_item(&ConfigItem::User(MailUser { name: MailAddress::try_from("alice@example.org").unwrap(), password, messages_per_hour: None }))
+    };
+    for iterations in [homemx_credentials::MIN_ITERATIONS, homemx_credentials::DEFAULT_ITERATIONS, homemx_credentials::MAX_ITERATIONS] {
+        assert_eq!(with(record(iterations)), Ok(()), "{iterations}");
+    }
+    for iterations in [0, 1, homemx_credentials::MIN_ITERATIONS - 1, homemx_credentials::MAX_ITERATIONS + 1, u32::MAX] {
+        assert_eq!(with(record(iterations)).unwrap_err().field, "users.password", "{iterations}");
+    }
+    for algorithm in [0, 2, 255] {
+        let refusal = with(PasswordRecord { algorithm, ..record(10_000) }).unwrap_err();
+        assert_eq!((refusal.field, refusal.rule), ("users.password", homemx_credentials::RecordProblem::UnknownAlgorithm.rule()));
+    }
+}
+
+#[test]
+fn a_user_quota_is_absent_or_at_least_one() {
+    let with = |messages_per_hour| {
+        check_item(&ConfigItem::User(MailUser {
+            name: MailAddress::try_from("alice@example.org").unwrap(),
+            password: record(10_000),
+            messages_per_hour,
+        }))
+    };
+    assert_eq!(with(None), Ok(()));
+    assert_eq!(with(Some(1)), Ok(()));
+    assert_eq!(with(Some(u16::MAX)), Ok(()));
+    assert_eq!(with(Some(0)), Err(Refusal { field: "users.messages_per_hour", rule: USER_QUOTA_RULE }));
+}
+
+#[test]
+fn users_are_listed_once_in_a_known_domain_and_at_most_16() {
+    let mut items = minimal();
+    items.push(user("alice@example.org"));
+    items.push(user("bob@example.org"));
+    assert_eq!(whole(&items), Ok(()));
+    let mut twice = items.clone();
+    twice.push(user("alice@example.org"));
+    assert_eq!(whole(&twice).unwrap_err().field, "users.name");
+    assert!(whole(&twice).unwrap_err().rule.contains("twice"));
+    // The domain must be one of the domains, sent before the user.
+    let mut foreign = minimal();
+    foreign.push(user("alice@elsewhere.example"));
+    assert_eq!(whole(&foreign).unwrap_err().rule, "the user's domain is not one of the domains (sent before it)");
+    let mut early = vec![user("alice@example.org")];
+    early.extend(minimal());
+    assert_eq!(whole(&early).unwrap_err().field, "users.name");
+    // 16 users fit, the 17th does not.
+    let mut many = minimal();
+    many.extend((0..MAX_USERS).map(|index| user(&format!("user{index}@example.org"))));
+    assert_eq!(whole(&many), Ok(()));
+    many.push(user("one.more@example.org"));
+    assert_eq!(whole(&many).unwrap_err(), Refusal { field: "users", rule: "at most 16 users (the device keeps 16)" });
+    assert_eq!(MAX_USERS, 16);
+}
+
+#[test]
+fn the_submission_switches_come_at_most_once_and_users_are_counted() {
+    let mut items = minimal();
+    items.push(ConfigItem::Submission(Submission::DEFAULT));
+    assert_eq!(whole(&items), Ok(()));
+    for switches in [(false, false), (false, true), (true, true)] {
+        let mut other = minimal();
+        other.push(ConfigItem::Submission(Submission { requires_auth: switches.0, lan_relay_without_auth: switches.1 }));
+        assert_eq!(whole(&other), Ok(()), "{switches:?}");
+    }
+    items.push(ConfigItem::Submission(Submission { requires_auth: false, lan_relay_without_auth: true }));
+    assert_eq!(whole(&items).unwrap_err(), Refusal { field: "submission_requires_auth", rule: "given twice: the section is sent at most once" });
+    let mut check = ConfigurationCheck::new();
+    for item in minimal().iter().chain([user("a@example.org"), user("b@example.org")].iter()) {
+        check.add(item).unwrap();
+    }
+    assert_eq!(check.users(), 2);
+    // A refused user leaves the check as it was.
+    let before = check.clone();
+    assert!(check.add(&user("a@example.org")).is_err());
+    assert_eq!(check, before);
+}
+
+/// The defaults: AUTH required, no relaying by LAN address alone.
+#[test]
+fn submission_defaults_require_auth() {
+    assert_eq!(Submission::default(), Submission { requires_auth: true, lan_relay_without_auth: false });
 }

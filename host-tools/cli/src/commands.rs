@@ -16,7 +16,8 @@ use crate::config_file::{self, AnchorValue, Plan};
 use crate::console::{unexpected, Console};
 use crate::error::{CliError, ExitCode, Result};
 use crate::init::InitFlags;
-use crate::{keyfile, passphrase, progress, AlertAction, Cli, Command, ConfigAction};
+use crate::users::{self, PasswordSource};
+use crate::{keyfile, passphrase, progress, AlertAction, Cli, Command, ConfigAction, UserAction, UserTarget};
 
 /// Runs the parsed command line.
 pub fn execute(cli: &Cli) -> Result<()> {
@@ -65,6 +66,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::Flush => simple(cli, &Wire::FlushQueue, "every queued message is being tried now"),
         Command::DyndnsResume => simple(cli, &Wire::DynDnsResume, "DynDNS updates resume at the next check"),
         Command::Alert { action: AlertAction::Ack { kind } } => acknowledge_alert(cli, kind),
+        Command::User { action } => user(cli, action),
     }
 }
 
@@ -205,8 +207,16 @@ fn unlock_with(console: &mut Console, passphrase: Secret) -> Result<()> {
     result
 }
 
+/// The plan's warnings on stderr (never in `--json`'s stdout).
+fn warn(plan: &Plan) {
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
 fn provision(cli: &Cli, config: &Path, passphrase_file: Option<&Path>, weak_passphrase: bool) -> Result<()> {
     let plan = config_file::load(config)?;
+    warn(&plan);
     let mut console = connect(cli)?;
     let fresh = console.device.state == DeviceState::FactoryFresh;
     // A fresh device's first unlock sets the passphrase: it is read and checked before the
@@ -485,6 +495,7 @@ fn config_get(cli: &Cli) -> Result<()> {
 
 fn config_set(cli: &Cli, config: &Path) -> Result<()> {
     let plan = config_file::load(config)?;
+    warn(&plan);
     let mut console = connect(cli)?;
     send_plan(&mut console, &plan)?;
     print(cli, serde_json::json!({"configuration_items": plan.items.len()}), || {
@@ -556,6 +567,78 @@ fn factory_reset(cli: &Cli, yes: bool) -> Result<()> {
     result?;
     print(cli, serde_json::json!({"device": identity(&console), "state": "factory-fresh"}), || {
         "device reset to factory-fresh; provision it again with `homemx provision`".into()
+    });
+    Ok(())
+}
+
+/// `homemx user …`: edit the configuration file (and password file), then push it whole.
+fn user(cli: &Cli, action: &UserAction) -> Result<()> {
+    let (verb, name, target): (&str, &str, &UserTarget) = match action {
+        UserAction::Add { name, target, .. } => ("add", name, target),
+        UserAction::Remove { name, target } => ("remove", name, target),
+        UserAction::Passwd { name, target, .. } => ("passwd", name, target),
+    };
+    // Without a device and without --no-push nothing is changed: the owner meant both.
+    if !target.no_push && cli.device.is_none() {
+        return Err(CliError::new(ExitCode::Usage, "no device given")
+            .hint("pass --device /dev/ttyACM0 (or unix:PATH, tcp:HOST:PORT) or set HOMEMX_DEVICE; or --no-push to only edit the files"));
+    }
+    // Before any password is typed: the file it would go into must be there.
+    if !target.config.is_file() {
+        return Err(CliError::new(ExitCode::Configuration, format!("no configuration file {}", target.config.display()))
+            .hint("run it where homemx.toml is, or pass --config PATH (`homemx init` writes one)"));
+    }
+    let source = |file: &Option<std::path::PathBuf>, confirm: bool| -> Result<PasswordSource> {
+        match file {
+            Some(path) => Ok(PasswordSource::File(path.clone())),
+            None => Ok(PasswordSource::Typed(prompt(&format!("password for {}", name.trim().to_ascii_lowercase()), confirm)?)),
+        }
+    };
+    let outcome = match action {
+        UserAction::Add { name, password_file, messages_per_hour, target } => {
+            users::add(&target.config, name, source(password_file, true)?, *messages_per_hour)?
+        }
+        UserAction::Remove { name, target } => users::remove(&target.config, name)?,
+        UserAction::Passwd { name, password_file, target } => users::passwd(&target.config, name, source(password_file, true)?)?,
+    };
+    for note in &outcome.notes {
+        eprintln!("note: {note}");
+    }
+    let config = &target.config;
+    let pushed = if target.no_push {
+        false
+    } else {
+        let plan = config_file::load(config)?;
+        let push = || -> Result<()> {
+            let mut console = connect(cli)?;
+            send_plan(&mut console, &plan)
+        };
+        push().map_err(|error| {
+            let hint = format!(
+                "{} is updated, the device still has the previous users: run `homemx config set --config {}` once it is reachable",
+                config.display(),
+                config.display()
+            );
+            CliError { hint: Some(error.hint.map_or(hint.clone(), |earlier| format!("{earlier}; {hint}"))), ..error }
+        })?;
+        true
+    };
+    let json = serde_json::json!({
+        "command": format!("user {verb}"), "user": outcome.name, "password_file": outcome.password_file,
+        "users": outcome.users, "config_file": config, "pushed": pushed,
+    });
+    print(cli, json, || {
+        let done = match verb {
+            "add" => format!("added {} (password file {})", outcome.name, outcome.password_file.display()),
+            "remove" => format!("removed {}", outcome.name),
+            _ => format!("new password for {} (in {})", outcome.name, outcome.password_file.display()),
+        };
+        let state = if pushed {
+            "the device's configuration is replaced: it holds the password's salted hash, never the password".to_string()
+        } else {
+            format!("not sent (--no-push): run `homemx config set --config {}`", config.display())
+        };
+        format!("{done}; {} users in {}\n{state}", outcome.users, config.display())
     });
     Ok(())
 }

@@ -7,9 +7,18 @@
 //! names exist, and each answer at the terminal with the field checks ([`host_name`],
 //! [`recipient`], [`lan_prefix`], [`ipv4`], [`delivery_protocol`], [`port`], [`tls`],
 //! [`user_name`]) that [`plan`] applies.
+//!
+//! Mail users (`[[users]]`): each names a password file (relative to the configuration file's
+//! folder), read only if it is private to its owner ([`check_private`], as ssh treats a private
+//! key), checked with [`user_password`], and hashed with a fresh random salt
+//! ([`homemx_credentials::PasswordRecord`]) every time a plan is made: only the record goes
+//! into the plan, never the password.
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use homemx_credentials::PasswordRecord;
 
 use homemx_wire::config::*;
 use homemx_wire::message::{Credential, TlsService};
@@ -48,6 +57,32 @@ pub struct ConfigFile {
     /// SNTP servers (host names); empty: the default gateway is asked.
     #[serde(default)]
     pub time_servers: Vec<String>,
+    /// The submission ports (587, 465) take mail only after SMTP AUTH as one of `users`.
+    #[serde(default = "default_true")]
+    pub submission_requires_auth: bool,
+    /// LAN clients may relay by their address alone, without AUTH (weaker: a compromised LAN
+    /// device then sends as anyone).
+    #[serde(default)]
+    pub lan_relay_without_auth: bool,
+    /// Mail users who submit with SMTP AUTH (`homemx user add` writes these).
+    #[serde(default)]
+    pub users: Vec<UserSection>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[[users]]`: one mail user.
+#[derive(Debug, Deserialize, Serialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    /// The login name: the user's address (`alice@example.org`), in a domain of `domains`.
+    pub name: String,
+    /// File holding the password (relative to the configuration file's folder; mode 0600).
+    pub password_file: PathBuf,
+    /// Most messages this user may submit per hour (default: `[limits]`'s per-client figure).
+    pub messages_per_hour: Option<u16>,
 }
 
 /// `[lan_mailbox]`.
@@ -187,12 +222,15 @@ pub enum AnchorValue {
 /// Everything `provision` / `config set` sends.
 #[derive(Debug)]
 pub struct Plan {
-    /// Configuration items, in order.
+    /// Configuration items, in order (a user's password only as its salted hash).
     pub items: Vec<ConfigItem>,
     /// Credentials.
     pub credentials: Vec<(Credential, Secret)>,
     /// Trust anchors.
     pub anchors: Vec<(TlsService, AnchorValue)>,
+    /// What the owner should know before sending (a weaker submission policy, nobody able to
+    /// send outbound mail); printed on stderr, not refused.
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -305,6 +343,69 @@ fn read_relative(base: &Path, path: &Path) -> PathBuf {
     } else {
         base.join(path)
     }
+}
+
+/// A user's login name as typed: lower-cased, then the wire's rule
+/// ([`homemx_wire::validate::user_name`]).
+pub fn mail_user_name(field: &str, value: &str) -> Result<MailAddress> {
+    let name = value.trim().to_ascii_lowercase();
+    validate::user_name(&name).map_err(|rule| invalid(field, format!("{value:?}: {rule}")))?;
+    bounded(field, &name)
+}
+
+/// Longest user password in bytes.
+pub const MAX_USER_PASSWORD: usize = homemx_wire::secret::MAX_SECRET_LENGTH;
+
+/// A user's password from a file's bytes: one trailing line end (`\n` or `\r\n`) is
+/// removed; what remains must be 1..=[`MAX_USER_PASSWORD`] bytes without NUL, CR or LF (AUTH
+/// PLAIN separates its fields with NUL; a line end would be part of no password a mail client
+/// sends). The same rule for a password typed at the prompt.
+pub fn user_password(bytes: &[u8]) -> std::result::Result<&[u8], &'static str> {
+    let password = bytes.strip_suffix(b"\n").map(|line| line.strip_suffix(b"\r").unwrap_or(line)).unwrap_or(bytes);
+    if password.is_empty() {
+        return Err("the password is empty");
+    }
+    if password.iter().any(|byte| matches!(byte, b'\0' | b'\r' | b'\n')) {
+        return Err("the password holds a NUL or a line break (only one line end at the very end is taken off)");
+    }
+    if password.len() > MAX_USER_PASSWORD {
+        return Err("the password is longer than 128 bytes");
+    }
+    Ok(password)
+}
+
+/// Refuses a file that its group or others may read or write (any of the mode bits 0o077), as
+/// ssh refuses such a private key: a password others can read is no longer the user's alone,
+/// and the owner should hear of it rather than have it sent. The error says how to fix it.
+pub fn check_private(field: &str, path: &Path) -> Result<()> {
+    let metadata = std::fs::metadata(path).map_err(|error| invalid(field, format!("cannot read {}: {error}", path.display())))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CliError::new(
+            ExitCode::Configuration,
+            format!("{field}: {} is readable or writable by others (mode {mode:04o}): a password file must be private", path.display()),
+        )
+        .hint(format!("run `chmod 600 {}`", path.display())));
+    }
+    Ok(())
+}
+
+/// Reads a user's password file (private, [`user_password`]'s rule) and hashes it with a fresh
+/// random salt. The file's bytes are wiped after hashing.
+fn user_record(field: &str, base: &Path, path: &Path) -> Result<PasswordRecord> {
+    let full = read_relative(base, path);
+    check_private(field, &full)?;
+    let bytes = zeroize::Zeroizing::new(std::fs::read(&full).map_err(|error| invalid(field, format!("cannot read {}: {error}", full.display())))?);
+    let password = user_password(&bytes).map_err(|rule| invalid(field, format!("{}: {rule}", full.display())))?;
+    hash_user_password(password).map_err(|message| invalid(field, message))
+}
+
+/// A new password record for `password`: PBKDF2-HMAC-SHA256 with
+/// [`homemx_credentials::DEFAULT_ITERATIONS`] and 16 random bytes of salt from the OS.
+pub fn hash_user_password(password: &[u8]) -> std::result::Result<PasswordRecord, String> {
+    let mut salt = [0u8; homemx_credentials::SALT_LENGTH];
+    getrandom::fill(&mut salt).map_err(|error| format!("no randomness from the OS for the salt: {error}"))?;
+    PasswordRecord::new(password, salt, homemx_credentials::DEFAULT_ITERATIONS).map_err(|problem| problem.to_string())
 }
 
 /// What [`plan`] does with the password and certificate files a configuration names.
@@ -545,5 +646,44 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         "lan_prefixes" => invalid(refusal.field, "at least one LAN network is needed (e.g. \"192.168.1.0/24\")"),
         _ => refused(refusal),
     })?;
-    Ok(Plan { items: items.items, credentials, anchors })
+    let warnings = users_and_submission(file, base, files, &mut items)?;
+    Ok(Plan { items: items.items, credentials, anchors, warnings })
+}
+
+/// The submission policy and the `[[users]]` (after the domains, which their names need).
+fn users_and_submission(file: &ConfigFile, base: &Path, files: NamedFiles, items: &mut Items) -> Result<Vec<String>> {
+    items.push(ConfigItem::Submission(Submission {
+        requires_auth: file.submission_requires_auth,
+        lan_relay_without_auth: file.lan_relay_without_auth,
+    }))?;
+    let mut names: Vec<String> = Vec::new();
+    for (index, user) in file.users.iter().enumerate() {
+        let field = format!("users[{index}]");
+        let name = mail_user_name(&format!("{field}.name"), &user.name)?;
+        let password = match files {
+            NamedFiles::Read => user_record(&format!("{field}.password_file"), base, &user.password_file)?,
+            // Not sent: `homemx init` checks the fields before the password files exist.
+            NamedFiles::Skip => PasswordRecord { algorithm: homemx_credentials::ALGORITHM_PBKDF2_HMAC_SHA256, iterations: homemx_credentials::DEFAULT_ITERATIONS, salt: [0; 16], hash: [0; 32] },
+        };
+        let item = ConfigItem::User(MailUser { name: name.clone(), password, messages_per_hour: user.messages_per_hour });
+        items.try_push(item).map_err(|refusal| match names.iter().position(|earlier| earlier == name.as_str()) {
+            Some(earlier) => invalid(&format!("{field}.name"), format!("{name} is already users[{earlier}]: each user once"))
+                .hint(format!("remove one entry, or change the password with `homemx user passwd {name}`")),
+            None if refusal.field == "users" => invalid("users", refusal.rule),
+            None => invalid(&format!("{field}.{}", refusal.field.trim_start_matches("users.")), refusal.rule),
+        })?;
+        names.push(name.to_string());
+    }
+    let mut warnings = Vec::new();
+    if file.lan_relay_without_auth {
+        warnings.push(
+            "lan_relay_without_auth = true: LAN clients relay by their address alone, without AUTH; any device on the LAN, a compromised one included, can then send mail as anyone".to_string(),
+        );
+    }
+    if file.smarthost.is_some() && file.submission_requires_auth && !file.lan_relay_without_auth && file.users.is_empty() {
+        warnings.push(
+            "no [[users]]: with submission_requires_auth = true nobody can send mail to other domains; add one with `homemx user add NAME@DOMAIN`".to_string(),
+        );
+    }
+    Ok(warnings)
 }

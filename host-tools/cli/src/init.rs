@@ -332,6 +332,13 @@ recipients = [{recipients}]
 # LAN networks (IPv4 a.b.c.d/len, at least /8) allowed to submit mail and to see the status page.
 lan_prefixes = [{prefix}]
 
+# Sending to other domains needs a user who logs in (SMTP AUTH on 587 or 465, inside TLS):
+# `homemx user add alice@example.org` adds a [[users]] entry at the end of this file and its
+# password file, then updates the device. These are the defaults:
+# submission_requires_auth = true
+# lan_relay_without_auth = false   # true: LAN devices relay by address alone, without AUTH
+#                                  # (weaker: a compromised LAN device then sends as anyone)
+
 # Where accepted mail is delivered: the home mail server on the LAN.
 [lan_mailbox]
 address = {address}

@@ -11,6 +11,7 @@ pub mod keyfile;
 pub mod link;
 pub mod passphrase;
 pub mod progress;
+pub mod users;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -159,6 +160,15 @@ pub enum Command {
     Flush,
     /// Resume DynDNS updates stopped by a fatal answer (fix the account first).
     DyndnsResume,
+    /// Mail users who submit with SMTP AUTH: edits the [[users]] of homemx.toml (and the user's
+    /// password file), then replaces the device's configuration from it as `config set` does.
+    /// The password is typed twice without echo, or read from --password-file (one line; the
+    /// file must be private: mode 0600). The device receives only a salted PBKDF2 hash.
+    User {
+        /// add, remove or passwd.
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// The device's alerts (`homemx status` lists the active ones).
     Alert {
         /// What to do.
@@ -175,6 +185,57 @@ pub enum AlertAction {
     Ack {
         /// The alert's kind, as `homemx status` shows it (e.g. ndn_generated).
         kind: String,
+    },
+}
+
+/// Where `user` edits and whether it pushes.
+#[derive(Debug, clap::Args)]
+pub struct UserTarget {
+    /// The configuration file the user is kept in (relative password files are taken from its folder).
+    #[arg(long, short, default_value = "homemx.toml")]
+    pub config: PathBuf,
+    /// Only edit the files; send them later with `homemx config set --config FILE`.
+    #[arg(long)]
+    pub no_push: bool,
+}
+
+/// `user` actions.
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a user: a [[users]] entry and a password file (secrets/users/NAME.password, mode
+    /// 0600, beside the configuration, unless --password-file names yours), then push.
+    Add {
+        /// The login name: the user's mail address in one of `domains` (e.g. alice@example.org).
+        name: String,
+        /// Use this file's first line as the password, where it is (mode 0600; default: prompt).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Most messages the user may submit per hour (default: [limits]'s per-client figure).
+        #[arg(long)]
+        messages_per_hour: Option<u16>,
+        /// The configuration file and whether to push.
+        #[command(flatten)]
+        target: UserTarget,
+    },
+    /// Remove a user from the configuration, then push (its password file is left in place, named).
+    Remove {
+        /// The user's login name.
+        name: String,
+        /// The configuration file and whether to push.
+        #[command(flatten)]
+        target: UserTarget,
+    },
+    /// Set a user's new password (typed: written over its password file; or --password-file:
+    /// the configuration names that file instead), then push.
+    Passwd {
+        /// The user's login name.
+        name: String,
+        /// Use this file's first line as the new password (mode 0600; default: prompt).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// The configuration file and whether to push.
+        #[command(flatten)]
+        target: UserTarget,
     },
 }
 

@@ -93,7 +93,7 @@ ca_certificate = "test-ca.pem"
 #[test]
 fn a_valid_file_makes_a_plan_with_derived_pin_and_certificate() {
     let plan = config_file::plan(&config_file::parse(VALID).unwrap(), data()).unwrap();
-    assert_eq!(plan.items.len(), 8);
+    assert_eq!(plan.items.len(), 9, "the seven sections, the Submission policy");
     assert_eq!(plan.credentials.len(), 1);
     assert_eq!(plan.credentials[0].1.expose(), b"smarthost-secret");
     // The pin is SHA-256 of the certificate's SPKI, as `openssl pkey -pubin -outform DER | sha256sum` says.

@@ -175,11 +175,11 @@ fn provision_and_use(rig: &Rig, device: &Shared) {
     );
     let summary: serde_json::Value = serde_json::from_str(&output).unwrap();
     assert_eq!(summary["enrolled"], true);
-    assert_eq!(summary["configuration_items"], 10);
+    assert_eq!(summary["configuration_items"], 11);
     {
         let device = device.lock().unwrap();
         assert!(device.handler.admin_key.is_some());
-        assert_eq!(device.handler.configuration.len(), 10);
+        assert_eq!(device.handler.configuration.len(), 11);
         assert_eq!(device.handler.credentials[0].as_ref().unwrap().expose(), b"smarthost-secret-value");
         assert!(device.handler.certificates[0].is_some(), "the CA went over in chunks");
     }
@@ -198,7 +198,7 @@ fn provision_and_use(rig: &Rig, device: &Shared) {
 
     let config_get = rig.ok("admin.key", &["--json", "config", "get"]);
     let items: serde_json::Value = serde_json::from_str(&config_get).unwrap();
-    assert_eq!(items["items"].as_array().unwrap().len(), 10);
+    assert_eq!(items["items"].as_array().unwrap().len(), 11);
     assert!(!config_get.contains("secret-value"));
 
     let logs: serde_json::Value = serde_json::from_str(&rig.ok("admin.key", &["--json", "logs", "--start", "3"])).unwrap();
@@ -393,4 +393,73 @@ fn the_binary_provisions_what_init_wrote_once_the_files_it_named_exist() {
     let device = device.lock().unwrap();
     assert_eq!(device.handler.credentials[0].as_ref().unwrap().expose(), b"smarthost-secret-value");
     assert!(device.handler.certificates[0].is_some(), "the CA init asked for went over");
+}
+
+/// `homemx user add/passwd/remove` edit homemx.toml and push it whole: the device ends up with
+/// the user's salted hash (which verifies the password), never the password, and `config get`
+/// shows the user without salt and hash.
+#[test]
+fn user_commands_edit_the_file_and_push_only_the_hash() {
+    use homemx_credentials::Verdict;
+    use homemx_wire::config::ConfigItem;
+    let folder = tempfile::tempdir().unwrap();
+    let socket = folder.path().join("serial.sock");
+    let device = device();
+    serve_unix_socket(device.clone(), &socket);
+    let rig = Rig { device_argument: format!("unix:{}", socket.display()), folder };
+    rig.setup();
+    let config = rig.path("homemx.toml");
+    let config = config.to_str().unwrap();
+    let passphrase = rig.path("storage.passphrase");
+    rig.ok("admin.key", &["provision", "--config", config, "--passphrase-file", passphrase.to_str().unwrap()]);
+    let users = |device: &Shared| -> Vec<homemx_wire::config::MailUser> {
+        let device = device.lock().unwrap();
+        device.handler.configuration.iter().filter_map(|item| if let ConfigItem::User(user) = item { Some(user.clone()) } else { None }).collect()
+    };
+    assert!(users(&device).is_empty());
+
+    let password = rig.path("alice.pw");
+    std::fs::write(&password, "alices-mail-password\n").unwrap();
+    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let before = device.lock().unwrap().handler.clone();
+    let message = rig.fails("admin.key", &["user", "add", "alice@example.org", "--config", config, "--password-file", password.to_str().unwrap()], 3);
+    assert!(message.contains("readable or writable by others") && message.contains("chmod 600"), "{message}");
+    assert_eq!(device.lock().unwrap().handler, before, "nothing sent");
+    std::fs::set_permissions(&password, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let output = rig.ok("admin.key", &["--json", "user", "add", "alice@example.org", "--config", config, "--password-file", password.to_str().unwrap(), "--messages-per-hour", "30"]);
+    let summary: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!((summary["pushed"].as_bool(), summary["users"].as_u64()), (Some(true), Some(1)));
+    let stored = users(&device);
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].name.as_str(), stored[0].messages_per_hour), ("alice@example.org", Some(30)));
+    assert_eq!(stored[0].password.verify(b"alices-mail-password"), Ok(Verdict::Accepted));
+    assert!(std::fs::read_to_string(rig.path("homemx.toml")).unwrap().contains("[[users]]\nname = \"alice@example.org\"\npassword_file = \"alice.pw\""));
+    {
+        let device = device.lock().unwrap();
+        let every_item = format!("{:?}", device.handler.configuration);
+        assert!(!every_item.contains("alices-mail-password"));
+        assert!(device.handler.credentials.iter().flatten().all(|secret| secret.expose() != b"alices-mail-password"), "no credential either");
+    }
+
+    // Read back: the user without salt and hash.
+    let config_get = rig.ok("admin.key", &["--json", "config", "get"]);
+    let items: serde_json::Value = serde_json::from_str(&config_get).unwrap();
+    let user = items["items"].as_array().unwrap().iter().find_map(|item| item.get("User")).expect("the user is listed");
+    assert_eq!(user["password"]["salt"], serde_json::json!(vec![0; 16]));
+    assert_eq!(user["password"]["hash"], serde_json::json!(vec![0; 32]));
+    assert_eq!(user["password"]["iterations"], homemx_credentials::DEFAULT_ITERATIONS);
+
+    // A new password from another file, then removal.
+    let second = rig.path("alice-2.pw");
+    std::fs::write(&second, "alices-second-password\n").unwrap();
+    std::fs::set_permissions(&second, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    rig.ok("admin.key", &["user", "passwd", "alice@example.org", "--config", config, "--password-file", second.to_str().unwrap()]);
+    let stored = users(&device);
+    assert_eq!(stored[0].password.verify(b"alices-second-password"), Ok(Verdict::Accepted));
+    assert_eq!(stored[0].password.verify(b"alices-mail-password"), Ok(Verdict::Refused));
+    let output = rig.homemx("admin.key", &["user", "remove", "alice@example.org", "--config", config]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("alice-2.pw is no longer used"));
+    assert!(users(&device).is_empty());
 }
