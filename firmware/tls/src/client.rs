@@ -15,7 +15,7 @@ use rustls::client::UnbufferedClientConnection;
 use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, CertificateError, ClientConfig, Error};
 
-use crate::connection::Pump;
+use crate::connection::TlsConnection;
 pub use crate::connection::{TlsError, RECORD_BUFFER};
 
 /// Broad classes of failure, for alerts and logs.
@@ -89,9 +89,9 @@ impl TlsError {
 }
 
 /// One TLS client connection.
-pub struct TlsClient<'b>(Pump<'b, UnbufferedClientConnection>);
+pub type TlsClient<'b> = TlsConnection<'b, UnbufferedClientConnection>;
 
-impl<'b> TlsClient<'b> {
+impl<'b> TlsConnection<'b, UnbufferedClientConnection> {
     /// Starts a handshake with `server_name` (SNI, and the name a CA-anchored certificate must
     /// carry). `incoming` should hold [`RECORD_BUFFER`] octets; `outgoing` a few KB (records
     /// are split to fit). The ClientHello is in [`Self::output`] on return.
@@ -103,77 +103,6 @@ impl<'b> TlsClient<'b> {
     ) -> Result<Self, TlsError> {
         let name = ServerName::try_from(server_name).map_err(|_| TlsError::InvalidServerName)?.to_owned();
         let connection = UnbufferedClientConnection::new(config, name)?;
-        Ok(TlsClient(Pump::start(connection, incoming, outgoing)?))
-    }
-
-    /// Whether the handshake is still running.
-    pub fn is_handshaking(&self) -> bool {
-        self.0.is_handshaking()
-    }
-
-    /// Whether the handshake completed (the server's certificate and signature were verified).
-    pub fn is_open(&self) -> bool {
-        self.0.is_open()
-    }
-
-    /// The negotiated cipher suite's IANA name (after the handshake).
-    pub fn suite_name(&self) -> &'static str {
-        self.0.suite_name()
-    }
-
-    /// The negotiated protocol version: "TLSv1.3" or "TLSv1.2" (after the handshake).
-    pub fn version_name(&self) -> &'static str {
-        self.0.version_name()
-    }
-
-    /// Whether the server sent close_notify.
-    pub fn peer_closed(&self) -> bool {
-        self.0.peer_closed()
-    }
-
-    /// Where received bytes go; then call [`Self::received`]. Empty when a record does not fit.
-    pub fn receive_buffer(&mut self) -> &mut [u8] {
-        self.0.receive_buffer()
-    }
-
-    /// `count` bytes were written into [`Self::receive_buffer`]: process them.
-    pub fn received(&mut self, count: usize) -> Result<(), TlsError> {
-        self.0.received(count)
-    }
-
-    /// Records to send now.
-    pub fn output(&self) -> &[u8] {
-        self.0.output()
-    }
-
-    /// `count` octets of [`Self::output`] were sent.
-    pub fn output_sent(&mut self, count: usize) {
-        self.0.output_sent(count)
-    }
-
-    /// Decrypted data not yet consumed.
-    pub fn plaintext(&self) -> &[u8] {
-        self.0.plaintext()
-    }
-
-    /// `count` octets of [`Self::plaintext`] were used.
-    pub fn consume(&mut self, count: usize) {
-        self.0.consume(count)
-    }
-
-    /// Copies decrypted data into `buffer` and consumes it; returns the count.
-    pub fn read(&mut self, buffer: &mut [u8]) -> usize {
-        self.0.read(buffer)
-    }
-
-    /// Encrypts as much of `data` as fits the output room; returns the count (0: send
-    /// [`Self::output`] first).
-    pub fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
-        self.0.write(data)
-    }
-
-    /// Queues close_notify (once).
-    pub fn close(&mut self) -> Result<(), TlsError> {
-        self.0.close()
+        TlsConnection::start(connection, incoming, outgoing)
     }
 }

@@ -1,4 +1,4 @@
-//! The sans-I/O record pump shared by [`crate::client::TlsClient`] and
+//! The sans-I/O record pump, [`TlsConnection`], that is both [`crate::client::TlsClient`] and
 //! [`crate::server::TlsServer`]: one rustls unbuffered connection (client or server side), the
 //! caller's two record buffers, and the decrypted data held for the caller. Nothing here blocks
 //! or sleeps; it calls only rustls.
@@ -45,14 +45,21 @@ impl From<Error> for TlsError {
     }
 }
 
-/// The side-specific half of rustls's unbuffered API (`process_tls_records` is not generic).
-pub(crate) trait Unbuffered {
+/// The side-specific half of rustls's unbuffered API (`process_tls_records` is not generic):
+/// implemented for rustls's client and server connections only.
+pub trait Unbuffered: sealed::Sealed {
     /// rustls's per-side data.
     type Data;
     /// Processes the records in `incoming`.
     fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
     /// The negotiated parameters.
     fn state(&self) -> &CommonState;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for rustls::client::UnbufferedClientConnection {}
+    impl Sealed for rustls::server::UnbufferedServerConnection {}
 }
 
 impl Unbuffered for UnbufferedClientConnection {
@@ -86,9 +93,10 @@ enum Request<'d> {
     Close,
 }
 
-/// One connection's records and plaintext; see [`crate::client::TlsClient`] for the order of use.
-pub(crate) struct Pump<'b, C> {
-    pub(crate) connection: C,
+/// One TLS connection's records and plaintext, client ([`crate::client::TlsClient`]) or server
+/// ([`crate::server::TlsServer`]) side; see [`crate::client`] for the order of use.
+pub struct TlsConnection<'b, C> {
+    connection: C,
     incoming: &'b mut [u8],
     incoming_used: usize,
     outgoing: &'b mut [u8],
@@ -101,10 +109,10 @@ pub(crate) struct Pump<'b, C> {
     failure: Option<TlsError>,
 }
 
-impl<'b, C: Unbuffered> Pump<'b, C> {
+impl<'b, C: Unbuffered> TlsConnection<'b, C> {
     /// Starts: the first flight (a client's ClientHello) is in [`Self::output`] on return.
     pub(crate) fn start(connection: C, incoming: &'b mut [u8], outgoing: &'b mut [u8]) -> Result<Self, TlsError> {
-        let mut pump = Pump {
+        let mut pump = TlsConnection {
             connection,
             incoming,
             incoming_used: 0,
@@ -121,20 +129,24 @@ impl<'b, C: Unbuffered> Pump<'b, C> {
         Ok(pump)
     }
 
-    pub(crate) fn is_handshaking(&self) -> bool {
+    /// Whether the handshake is still running.
+    pub fn is_handshaking(&self) -> bool {
         !self.open && self.failure.is_none()
     }
 
-    pub(crate) fn is_open(&self) -> bool {
+    /// Whether the handshake completed (a client: the server's certificate and signature were
+    /// verified) and no failure ended the connection.
+    pub fn is_open(&self) -> bool {
         self.open && self.failure.is_none()
     }
 
-    pub(crate) fn failure(&self) -> Option<&TlsError> {
+    /// The failure that ended the connection, if any.
+    pub fn failure(&self) -> Option<&TlsError> {
         self.failure.as_ref()
     }
 
     /// The negotiated suite's IANA name (after the handshake; "none" before).
-    pub(crate) fn suite_name(&self) -> &'static str {
+    pub fn suite_name(&self) -> &'static str {
         match self.connection.state().negotiated_cipher_suite().map(|suite| suite.suite()) {
             Some(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256) => "TLS_CHACHA20_POLY1305_SHA256",
             Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256) => "TLS_AES_128_GCM_SHA256",
@@ -146,7 +158,7 @@ impl<'b, C: Unbuffered> Pump<'b, C> {
     }
 
     /// The negotiated version: "TLSv1.3", "TLSv1.2", or "none" before the handshake.
-    pub(crate) fn version_name(&self) -> &'static str {
+    pub fn version_name(&self) -> &'static str {
         match self.connection.state().protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -155,15 +167,18 @@ impl<'b, C: Unbuffered> Pump<'b, C> {
         }
     }
 
-    pub(crate) fn peer_closed(&self) -> bool {
+    /// Whether the peer sent close_notify.
+    pub fn peer_closed(&self) -> bool {
         self.peer_closed
     }
 
-    pub(crate) fn receive_buffer(&mut self) -> &mut [u8] {
+    /// Where received bytes go; then call [`Self::received`]. Empty when a record does not fit.
+    pub fn receive_buffer(&mut self) -> &mut [u8] {
         &mut self.incoming[self.incoming_used..]
     }
 
-    pub(crate) fn received(&mut self, count: usize) -> Result<(), TlsError> {
+    /// `count` bytes were written into [`Self::receive_buffer`]: process them.
+    pub fn received(&mut self, count: usize) -> Result<(), TlsError> {
         self.incoming_used = (self.incoming_used + count).min(self.incoming.len());
         self.drive(Request::Nothing)?;
         if self.incoming_used == self.incoming.len() {
@@ -173,21 +188,25 @@ impl<'b, C: Unbuffered> Pump<'b, C> {
         Ok(())
     }
 
-    pub(crate) fn output(&self) -> &[u8] {
+    /// Records to send now.
+    pub fn output(&self) -> &[u8] {
         &self.outgoing[..self.outgoing_used]
     }
 
-    pub(crate) fn output_sent(&mut self, count: usize) {
+    /// `count` octets of [`Self::output`] were sent.
+    pub fn output_sent(&mut self, count: usize) {
         let count = count.min(self.outgoing_used);
         self.outgoing.copy_within(count..self.outgoing_used, 0);
         self.outgoing_used -= count;
     }
 
-    pub(crate) fn plaintext(&self) -> &[u8] {
+    /// Decrypted data not yet consumed.
+    pub fn plaintext(&self) -> &[u8] {
         &self.plaintext[self.plaintext_start..]
     }
 
-    pub(crate) fn consume(&mut self, count: usize) {
+    /// `count` octets of [`Self::plaintext`] were used.
+    pub fn consume(&mut self, count: usize) {
         self.plaintext_start = (self.plaintext_start + count).min(self.plaintext.len());
         if self.plaintext_start == self.plaintext.len() {
             self.plaintext.clear();
@@ -197,21 +216,25 @@ impl<'b, C: Unbuffered> Pump<'b, C> {
         }
     }
 
-    pub(crate) fn read(&mut self, buffer: &mut [u8]) -> usize {
+    /// Copies decrypted data into `buffer` and consumes it; returns the count.
+    pub fn read(&mut self, buffer: &mut [u8]) -> usize {
         let count = self.plaintext().len().min(buffer.len());
         buffer[..count].copy_from_slice(&self.plaintext()[..count]);
         self.consume(count);
         count
     }
 
-    pub(crate) fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
+    /// Encrypts as much of `data` as fits the output room; returns the count (0: send
+    /// [`Self::output`] first).
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
         if !self.is_open() || self.close_sent {
             return Err(self.failure.clone().unwrap_or(TlsError::NotOpen));
         }
         self.drive(Request::Write(data))
     }
 
-    pub(crate) fn close(&mut self) -> Result<(), TlsError> {
+    /// Queues close_notify (once).
+    pub fn close(&mut self) -> Result<(), TlsError> {
         if self.close_sent || !self.is_open() {
             return Ok(());
         }

@@ -28,7 +28,7 @@ use rustls::server::{NoServerSessionStorage, UnbufferedServerConnection};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{AlertDescription, Error, PeerIncompatible, ServerConfig};
 
-use crate::connection::Pump;
+use crate::connection::TlsConnection;
 pub use crate::connection::{TlsError, RECORD_BUFFER};
 use crate::crypto::signing::EcdsaP256SigningKey;
 use crate::trust::{ClockTime, MinimumTls, WallClock};
@@ -146,90 +146,14 @@ impl TlsError {
 }
 
 /// One TLS server connection.
-pub struct TlsServer<'b>(Pump<'b, UnbufferedServerConnection>);
+pub type TlsServer<'b> = TlsConnection<'b, UnbufferedServerConnection>;
 
-impl<'b> TlsServer<'b> {
+impl<'b> TlsConnection<'b, UnbufferedServerConnection> {
     /// Waits for a ClientHello. `incoming` should hold [`RECORD_BUFFER`] octets; `outgoing`
     /// enough for the server's first flight (the certificate chain plus about 500 octets; a few
     /// KB) and, later, at least one record of application data (larger writes are split).
     pub fn new(config: Arc<ServerConfig>, incoming: &'b mut [u8], outgoing: &'b mut [u8]) -> Result<Self, TlsError> {
         let connection = UnbufferedServerConnection::new(config)?;
-        Ok(TlsServer(Pump::start(connection, incoming, outgoing)?))
-    }
-
-    /// Whether the handshake is still running.
-    pub fn is_handshaking(&self) -> bool {
-        self.0.is_handshaking()
-    }
-
-    /// Whether the handshake completed (the client's Finished was verified).
-    pub fn is_open(&self) -> bool {
-        self.0.is_open()
-    }
-
-    /// The failure that ended the connection, if any.
-    pub fn failure(&self) -> Option<&TlsError> {
-        self.0.failure()
-    }
-
-    /// The negotiated cipher suite's IANA name (after the handshake).
-    pub fn suite_name(&self) -> &'static str {
-        self.0.suite_name()
-    }
-
-    /// The negotiated protocol version: "TLSv1.3" or "TLSv1.2" (after the handshake).
-    pub fn version_name(&self) -> &'static str {
-        self.0.version_name()
-    }
-
-    /// Whether the client sent close_notify.
-    pub fn peer_closed(&self) -> bool {
-        self.0.peer_closed()
-    }
-
-    /// Where received bytes go; then call [`Self::received`]. Empty when a record does not fit.
-    pub fn receive_buffer(&mut self) -> &mut [u8] {
-        self.0.receive_buffer()
-    }
-
-    /// `count` bytes were written into [`Self::receive_buffer`]: process them.
-    pub fn received(&mut self, count: usize) -> Result<(), TlsError> {
-        self.0.received(count)
-    }
-
-    /// Records to send now.
-    pub fn output(&self) -> &[u8] {
-        self.0.output()
-    }
-
-    /// `count` octets of [`Self::output`] were sent.
-    pub fn output_sent(&mut self, count: usize) {
-        self.0.output_sent(count)
-    }
-
-    /// Decrypted data not yet consumed.
-    pub fn plaintext(&self) -> &[u8] {
-        self.0.plaintext()
-    }
-
-    /// `count` octets of [`Self::plaintext`] were used.
-    pub fn consume(&mut self, count: usize) {
-        self.0.consume(count)
-    }
-
-    /// Copies decrypted data into `buffer` and consumes it; returns the count.
-    pub fn read(&mut self, buffer: &mut [u8]) -> usize {
-        self.0.read(buffer)
-    }
-
-    /// Encrypts as much of `data` as fits the output room; returns the count (0: send
-    /// [`Self::output`] first).
-    pub fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
-        self.0.write(data)
-    }
-
-    /// Queues close_notify (once).
-    pub fn close(&mut self) -> Result<(), TlsError> {
-        self.0.close()
+        TlsConnection::start(connection, incoming, outgoing)
     }
 }
