@@ -1,5 +1,6 @@
 //! Mail users' password records: what the owner's CLI makes from a password, what the device
-//! stores (inside its encrypted configuration) and checks an SMTP `AUTH` against.
+//! stores (inside its encrypted configuration) and checks an SMTP `AUTH` against; and the
+//! firmware's one PBKDF2-HMAC-SHA256 ([`Derivation`]), which the key store's unlock runs too.
 //!
 //! A [`PasswordRecord`] is versioned: an algorithm id ([`ALGORITHM_PBKDF2_HMAC_SHA256`], the
 //! only one), the iteration count, a 16-byte random salt and the 32-byte PBKDF2 output (the
@@ -288,13 +289,15 @@ const SHA256_INITIAL_STATE: [u32; 8] =
 const BLOCK: usize = 64;
 
 /// PBKDF2-HMAC-SHA256, first output block, in steps: `U_1 = HMAC(P, S || INT(1))`,
-/// `U_i = HMAC(P, U_{i-1})`, output `U_1 ^ … ^ U_c` (RFC 8018 §5.2).
+/// `U_i = HMAC(P, U_{i-1})`, output `U_1 ^ … ^ U_c` (RFC 8018 §5.2). The one copy of PBKDF2 in
+/// the firmware: [`Verifier`] runs it for `AUTH`, the key store (homemx-keystore) for the
+/// storage passphrase. Every state is wiped on drop.
 ///
 /// Every iteration hashes a 32-byte message after one key block, so both of its compressions
 /// take the same single block: `U (32) | 0x80 | zeros | 768 as a 64-bit length`. That block is
 /// kept padded, `U_i` in its first 32 bytes, and each compression's result is written straight
 /// back into it: no byte-wise buffering per iteration.
-struct Derivation {
+pub struct Derivation {
     /// SHA-256 state after the block `K ^ ipad`.
     inner: [u32; 8],
     /// SHA-256 state after the block `K ^ opad`.
@@ -309,7 +312,7 @@ struct Derivation {
 
 impl Derivation {
     /// Keys HMAC with `password` and computes `U_1`; `iterations` of at least 1 in total.
-    fn new(password: &[u8], salt: &[u8], iterations: u32) -> Self {
+    pub fn new(password: &[u8], salt: &[u8], iterations: u32) -> Self {
         let mut key = [0u8; BLOCK];
         if password.len() > BLOCK {
             // RFC 2104: a key longer than the block is hashed first.
@@ -343,6 +346,11 @@ impl Derivation {
         derivation
     }
 
+    /// The derived block, `U_1 ^ … ^ U_c` once [`Derivation::run`] returned false.
+    pub fn output(&self) -> &[u8; HASH_LENGTH] {
+        &self.output
+    }
+
     /// HMAC(P, message parts) from the keyed states.
     fn hmac(&self, message: &[&[u8]]) -> [u8; HASH_LENGTH] {
         let mut inner = sha256(&self.inner, BLOCK, message);
@@ -352,7 +360,7 @@ impl Derivation {
     }
 
     /// Runs at most `budget` iterations; true while some remain.
-    fn run(&mut self, budget: u32) -> bool {
+    pub fn run(&mut self, budget: u32) -> bool {
         let count = budget.min(self.remaining);
         let mut state = [0u32; 8];
         for _ in 0..count {
