@@ -374,7 +374,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
                         continue;
                     }
                     let rest = &data[data.len().min(room)..];
-                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key, current_size).await;
+                    writer = begin(&header, &domain, &host_name, &backup.host, uidl_for(&uidls, &listed, current_uidl_key), current_size).await;
                     failed_message |= writer.is_none();
                     if !rest.is_empty() {
                         failed_message |= !append(&mut writer, rest).await;
@@ -386,7 +386,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
             Some(Pop3Event::MessageEnd { number, .. }) => {
                 if writer.is_none() && !failed_message {
                     // A message shorter than its header buffer.
-                    writer = begin(&header, &domain, &host_name, &backup.host, &uidls, &listed, current_uidl_key, current_size).await;
+                    writer = begin(&header, &domain, &host_name, &backup.host, uidl_for(&uidls, &listed, current_uidl_key), current_size).await;
                     failed_message |= writer.is_none();
                 }
                 let uidl = listed.iter().position(|(n, _, _, _)| *n == number).and_then(|index| uidls.get(index)).cloned();
@@ -489,19 +489,17 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
     }
 }
 
-/// Begins the spool message for a fetched mail: envelope (null sender, our recipient), the
-/// pending record, and a `Received:` line naming the backup MX and the UIDL.
-async fn begin(
-    header: &[u8],
-    domain: &str,
-    host_name: &str,
-    backup_host: &str,
-    uidls: &[heapless::String<{ homemx_pop3::UIDL_MAX }>],
-    listed: &[(u32, u64, bool, u64)],
-    key: u64,
-    listed_size: u64,
-) -> Option<MessageWriter> {
-    let uidl = listed.iter().position(|(_, candidate, _, _)| *candidate == key).and_then(|index| uidls.get(index))?;
+/// The UIDL of the message LIST gave under `key` (the listing's entries and `uidls` are in the
+/// same order).
+fn uidl_for<'u>(uidls: &'u [heapless::String<{ homemx_pop3::UIDL_MAX }>], listed: &[(u32, u64, bool, u64)], key: u64) -> Option<&'u str> {
+    listed.iter().position(|(_, candidate, _, _)| *candidate == key).and_then(|index| uidls.get(index)).map(|uidl| uidl.as_str())
+}
+
+/// Begins the spool message for a fetched mail (none without its UIDL): envelope (null
+/// sender, our recipient), the pending record, and a `Received:` line naming the backup MX and
+/// the UIDL.
+async fn begin(header: &[u8], domain: &str, host_name: &str, backup_host: &str, uidl: Option<&str>, listed_size: u64) -> Option<MessageWriter> {
+    let uidl = uidl?;
     let recipient = local_recipient(header, domain);
     let recipients: [&[u8]; 1] = [recipient.as_bytes()];
     let envelope = Envelope::new(b"", &recipients)?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
@@ -509,7 +507,7 @@ async fn begin(
     let _ = write!(
         received,
         "Received: from {backup_host} by {host_name} with POP3S id {};\r\n\t{}\r\n",
-        uidl.as_str(),
+        uidl,
         homemx_smtp::clock::Rfc5322Date(crate::network::mail_clock().unix_seconds)
     );
     let mut stores = crate::store::open().await?;

@@ -45,6 +45,9 @@ pub fn take_tls_buffers() -> Option<&'static mut TlsBuffers> {
 
 
 /// Plain TCP or TLS over it.
+// The TLS variant is large (rustls's connection state): a link lives once, in the courier's
+// future, and turns from plain into TLS in place, so boxing it would only move it to the heap.
+#[allow(clippy::large_enum_variant)]
 pub enum Link<'s, 'b> {
     /// Clear text (the LAN mailbox host, or a provider before STARTTLS).
     Plain(TcpSocket<'s>),
