@@ -403,7 +403,7 @@ fn certificate(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
             LockState::Unlocked => "not made yet (it is made once the clock is set)",
             _ => "unknown while locked",
         };
-        return write!(sink, "<dt>Certificate</dt><dd>{why}</dd></dl></section>\n");
+        return writeln!(sink, "<dt>Certificate</dt><dd>{why}</dd></dl></section>");
     };
     write!(sink, "<dt>Subject</dt><dd>{}</dd><dt>Issuer</dt><dd>", Html(certificate.subject.as_deref().unwrap_or("(no common name)")))?;
     if certificate.self_signed {

@@ -37,7 +37,7 @@ use homemx_wire::message::{CertificateRefusal, ChainChunk, ErrorCode, MAX_CERTIF
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
-use super::vault::Settings;
+use super::Settings;
 
 /// The most DER the stored chain may hold (24 records of 256 bytes).
 pub const MAX_CHAIN_DER: usize = 6 * 1024;

@@ -20,7 +20,7 @@
 //!
 //! Owns: the vault (`VAULT`), the published spool free bytes and queue length, and the
 //! lifecycle's taken flag. Calls:
-//! `alerts`, `channels`, `event_log`, `mail_settings`, `random`, `storage`, `wall_clock`.
+//! `channels`, `event_log`, `random`, `storage`, `wall_clock`.
 
 mod identity;
 mod vault;
