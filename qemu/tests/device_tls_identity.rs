@@ -107,7 +107,6 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     std::fs::write(directory.join("homemx.toml"), provider_configuration(&directory.join("ca.pem"), &["alice@example.org"], "")).unwrap();
     let network = IsolatedNetwork::create(&directory).expect("isolated network");
     let namespace = network.namespace().to_string();
-    let _sntp = SntpServer::start(Some(&namespace), &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
     let flash = directory.join("flash.img");
     flash_image::create(&flash).unwrap();
     let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
@@ -115,9 +114,18 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     let owner = Owner::at(&directory);
     owner.provision();
 
-    // 1. The key at the first unlock with a configuration; the self-signed certificate once
-    //    the clock is set.
+    // 1. The key at the first unlock with a configuration; no certificate while the clock is
+    //    unknown (no SNTP server yet), and a chain cannot be installed then; the self-signed
+    //    certificate once the clock is set (the courier's refresh).
     machine.log.wait_for(0, "tls: the device's P-256 key was generated", Duration::from_secs(60)).expect("the key is made at provisioning");
+    assert!(machine.log.lines().iter().all(|line| !line.contains("time: clock set")), "no SNTP server yet");
+    assert_eq!(certificate(&owner), Value::Null, "no certificate before the clock is set");
+    let early = owner.homemx(&["tls", "csr", "--out", "early.csr"]);
+    assert!(early.status.success(), "a request needs no clock: {}", String::from_utf8_lossy(&early.stderr));
+    let early_chain = issue(&directory, "early.csr", HOST, None, "early-chain.pem");
+    let output = owner.homemx(&["tls", "install", &early_chain]);
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("TimeUnknown"), "{output:?}");
+    let _sntp = SntpServer::start(Some(&namespace), &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
     machine.log.wait_for(0, "time: clock set", Duration::from_secs(90)).expect("the clock is set");
     machine.log.wait_for(0, "tls: self-signed certificate for mx.example.org made", Duration::from_secs(60)).expect("self-signed certificate");
     let own = certificate(&owner);
