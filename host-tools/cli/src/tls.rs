@@ -83,11 +83,12 @@ pub fn install(console: &mut Console, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The device's certificate; `None` from a device that is locked or has none yet.
+/// The device's certificate; `None` from a device that is locked, has none yet, or has
+/// firmware older than the command (`homemx status` still works with it).
 pub fn certificate(console: &mut Console) -> Result<Option<CertificateReport>> {
     match console.call(&Wire::TlsStatus)? {
         Response::Certificate(report) => Ok(report),
-        Response::Error(ErrorCode::Locked) => Ok(None),
+        Response::Error(ErrorCode::Locked | ErrorCode::UndecodableCommand) => Ok(None),
         Response::Error(code) => Err(CliError::refused("tls status", code)),
         other => Err(unexpected("tls status", &other)),
     }
