@@ -186,4 +186,23 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     let unlock = owner.homemx(&["unlock", "--passphrase-file", "passphrase"]);
     assert!(unlock.status.success(), "{}", String::from_utf8_lossy(&unlock.stderr));
     assert_eq!(identity(&certificate(&owner)), identity(&installed), "the chain is in the encrypted store, not only in RAM");
+
+    // 6. A chain that expires in 10 days is installed, and the renewal alert is raised (21 days
+    //    ahead); a fresh chain ends it.
+    let alerts = |owner: &Owner| -> Vec<String> {
+        owner.status()["alerts"].as_array().unwrap().iter().map(|alert| alert["kind"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(!alerts(&owner).contains(&"certificate_expiring".to_string()), "no alert for a 90-day certificate");
+    let ten_days = {
+        let end = String::from_utf8(Command::new("date").args(["-u", "-d", "+10 days", "+%Y%m%d%H%M%SZ"]).output().unwrap().stdout).unwrap();
+        let start = String::from_utf8(Command::new("date").args(["-u", "-d", "-1 day", "+%Y%m%d%H%M%SZ"]).output().unwrap().stdout).unwrap();
+        issue(&directory, "device.csr", HOST, Some((start.trim(), end.trim())), "ten-day-chain.pem")
+    };
+    let output = owner.homemx(&["tls", "install", &ten_days]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(alerts(&owner).contains(&"certificate_expiring".to_string()), "the renewal alert: {:?}", alerts(&owner));
+    machine.log.wait_for(0, "ALERT certificate_expiring", Duration::from_secs(10)).expect("the alert is logged");
+    let output = owner.homemx(&["tls", "install", &good]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!alerts(&owner).contains(&"certificate_expiring".to_string()), "a fresh chain ends the alert");
 }
