@@ -7,7 +7,7 @@
 //!
 //! Owns: the console task, the serial link and the store's `Lifecycle` it is handed at boot. Calls:
 //! `alerts`, `backup_mx`, `channels`, `cpu_load`, `dyndns`, `event_log`, `instrument`, `mail_settings`,
-//! `network`, `random`, `stack`, `status_page`, `store`.
+//! `network`, `random`, `stack`, `status_page`, `store`, `wall_clock`.
 
 use embassy_time::Instant;
 use embedded_io_async::{Read, Write};
@@ -15,7 +15,8 @@ use homemx_keystore::secret::SecretBytes;
 use homemx_wire::config::ConfigItem;
 use homemx_wire::device::{ConsoleHandler, ConsoleSession};
 use homemx_wire::message::{
-    AlertReport, Credential, ErrorCode, LogPage, PublicKey, Status, TrustAnchorUpdate,
+    AlertReport, CertificateReport, ChainChunk, Credential, ErrorCode, LogPage, PublicKey, Status, TrustAnchorUpdate,
+    MAX_CERTIFICATE_NAME, MAX_CERTIFICATE_REQUEST,
 };
 use homemx_wire::secret::Secret;
 use homemx_wire::DeviceIdentity;
@@ -80,6 +81,11 @@ impl ConsoleHandler for DeviceConsole {
             })
             .await;
         self.unlocked = unlocked;
+        if result.is_ok() {
+            // The TLS key is made at the first unlock with a configuration (the certificate too
+            // once the clock is set).
+            self.refresh_tls_identity().await;
+        }
         if result.is_err() {
             // A refused unlock leaves the key derivation's dead frames (passphrase-derived
             // state) below us: wiped like the successful path's.
@@ -166,7 +172,10 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn config_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
-        self.lifecycle.configuration_commit(item_count, async |stores| crate::mail_settings::reload(async |index| stores.configuration_get(index).await).await).await
+        self.lifecycle.configuration_commit(item_count, async |stores| crate::mail_settings::reload(async |index| stores.configuration_get(index).await).await).await?;
+        // A new host name means a new self-signed certificate; a first configuration, the key.
+        self.refresh_tls_identity().await;
+        Ok(())
     }
 
     async fn config_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
@@ -228,6 +237,47 @@ impl ConsoleHandler for DeviceConsole {
         crate::event_info!("queue flush requested by the owner");
         Ok(())
     }
+
+    async fn tls_certificate_request(&mut self) -> Result<heapless::Vec<u8, MAX_CERTIFICATE_REQUEST>, ErrorCode> {
+        let request = self.lifecycle.tls_certificate_request().await?;
+        crate::event_info!("tls: certificate request handed out");
+        Ok(request)
+    }
+
+    async fn tls_install(&mut self, chunk: &ChainChunk) -> Result<(), ErrorCode> {
+        self.lifecycle.tls_install(chunk).await
+    }
+
+    async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode> {
+        if !self.unlocked {
+            return Err(ErrorCode::Locked);
+        }
+        let now = crate::wall_clock::unix_seconds();
+        Ok(crate::store::tls_certificate().map(|certificate| CertificateReport {
+            subject: certificate.subject.as_deref().map(truncated_name),
+            issuer: certificate.issuer.as_deref().map(truncated_name),
+            self_signed: certificate.self_signed,
+            not_after_unix: certificate.not_after_unix,
+            days_until_expiry: now.map(|now| certificate.days_until_expiry(now).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+        }))
+    }
+}
+
+impl DeviceConsole {
+    async fn refresh_tls_identity(&mut self) {
+        if let Err(error) = self.lifecycle.refresh_tls_identity().await {
+            crate::event_warning!("tls: the identity could not be made: {:?}", error);
+        }
+    }
+}
+
+/// A certificate name for the wire (both bounds are 64 bytes; cut if ever longer).
+fn truncated_name(name: &str) -> heapless::String<MAX_CERTIFICATE_NAME> {
+    let mut end = name.len().min(MAX_CERTIFICATE_NAME);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    heapless::String::try_from(&name[..end]).unwrap_or_default()
 }
 
 /// Reads the serial link and answers console frames, forever.

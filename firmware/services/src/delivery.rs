@@ -100,6 +100,8 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
     let buffers = crate::link::take_tls_buffers().expect("the courier is the one task that takes the TLS buffers");
     let mut next_fetch = 0u64;
     let mut next_dyndns_check = 0u64;
+    let mut next_identity_check = 0u64;
+    let mut clock_was_set = false;
     loop {
         let woken = select3(crate::channels::DELIVERY_DUE.wait(), crate::channels::FETCH_NOW.wait(), Timer::after(QUEUE_POLL)).await;
         // The spool's counter mark, when due (after commits, deletes and aborts): persisted
@@ -109,6 +111,15 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         }
         // The alert board persisted when it changed, new alerts mailed to postmaster@.
         crate::status_page::alert_mail_job(&mut random).await;
+        // The TLS identity: its self-signed certificate made once the clock is set, renewed
+        // when due, the expiry alert raised (hourly; the console refreshes it at unlock and
+        // commit).
+        let clock_set = crate::wall_clock::unix_seconds().is_some();
+        if uptime_seconds() >= next_identity_check || clock_set != clock_was_set {
+            next_identity_check = uptime_seconds() + 3600;
+            clock_was_set = clock_set;
+            crate::store::refresh_tls_identity().await;
+        }
         let Some((poll_seconds, check_seconds)) = crate::mail_settings::read(|current| {
             current.map(|settings| {
                 (

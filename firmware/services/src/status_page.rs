@@ -59,6 +59,7 @@ pub async fn snapshot() -> StatusSnapshot {
         }
     }
     snapshot.mail = flow;
+    snapshot.certificate = crate::store::tls_certificate();
     let smarthost = crate::mail_settings::read(|current| current.and_then(|settings| settings.smarthost.as_ref().map(|smarthost| host_name(smarthost.host.as_str()))));
     snapshot.smarthost = SmarthostTls {
         host: smarthost,

@@ -92,10 +92,12 @@ pub enum AlertKind {
     CheckIpUnreliable,
     /// The DynDNS update server keeps answering with server-side failures (`911`, `dnserr`, 5xx).
     DynDnsServerFailing,
+    /// The appliance's own TLS certificate expires within 21 days (or has expired).
+    CertificateExpiring,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 17;
+pub const ALERT_KIND_COUNT: usize = 18;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -117,6 +119,7 @@ impl AlertKind {
         AlertKind::SpoolRolledBack,
         AlertKind::CheckIpUnreliable,
         AlertKind::DynDnsServerFailing,
+        AlertKind::CertificateExpiring,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -139,6 +142,7 @@ impl AlertKind {
             AlertKind::SpoolRolledBack => 14,
             AlertKind::CheckIpUnreliable => 15,
             AlertKind::DynDnsServerFailing => 16,
+            AlertKind::CertificateExpiring => 17,
         }
     }
 
@@ -162,6 +166,7 @@ impl AlertKind {
             AlertKind::SpoolRolledBack => "spool_rolled_back",
             AlertKind::CheckIpUnreliable => "check_ip_unreliable",
             AlertKind::DynDnsServerFailing => "dyndns_server_failing",
+            AlertKind::CertificateExpiring => "certificate_expiring",
         }
     }
 
@@ -197,6 +202,7 @@ impl AlertKind {
             AlertKind::SpoolRolledBack => "Spool flash rolled back",
             AlertKind::CheckIpUnreliable => "Check-IP sources unreliable",
             AlertKind::DynDnsServerFailing => "DynDNS update server failing",
+            AlertKind::CertificateExpiring => "Own TLS certificate expires soon",
         }
     }
 
@@ -253,6 +259,9 @@ impl AlertKind {
             }
             AlertKind::DynDnsServerFailing => {
                 "The DynDNS server keeps failing (911, dnserr, 5xx); the address may be out of date. It retries by itself."
+            }
+            AlertKind::CertificateExpiring => {
+                "The appliance's TLS certificate expires within 21 days: homemx tls csr, then homemx tls install."
             }
         }
     }

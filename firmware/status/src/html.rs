@@ -160,6 +160,7 @@ fn page(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     smarthost(sink, snapshot)?;
     pop3(sink, snapshot)?;
     dyndns(sink, snapshot)?;
+    certificate(sink, snapshot)?;
     system(sink, snapshot)?;
     write!(
         sink,
@@ -392,6 +393,35 @@ fn spool(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         }
         _ => sink.write_str("<p>Spool: free space unknown while locked.</p>"),
     }
+}
+
+/// The appliance's own TLS certificate: subject, issuer, expiry (in red from 21 days before).
+fn certificate(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
+    sink.write_str("<section><h2>Own TLS certificate</h2><dl>")?;
+    let Some(certificate) = &snapshot.certificate else {
+        let why = match snapshot.lock {
+            LockState::Unlocked => "not made yet (it is made once the clock is set)",
+            _ => "unknown while locked",
+        };
+        return writeln!(sink, "<dt>Certificate</dt><dd>{why}</dd></dl></section>");
+    };
+    write!(sink, "<dt>Subject</dt><dd>{}</dd><dt>Issuer</dt><dd>", Html(certificate.subject.as_deref().unwrap_or("(no common name)")))?;
+    if certificate.self_signed {
+        sink.write_str("self-signed by the appliance")?;
+    } else {
+        write!(sink, "{}", Html(certificate.issuer.as_deref().unwrap_or("(no common name)")))?;
+    }
+    write!(sink, "</dd><dt>Expires</dt><dd><time datetime=\"{}\">{}</time>", Iso(certificate.not_after_unix), Utc(certificate.not_after_unix))?;
+    if let Some(now) = snapshot.now_unix {
+        let days = certificate.days_until_expiry(now);
+        let class = if days < 21 { "bad" } else { "good" };
+        if days < 0 {
+            write!(sink, " <span class=\"{class}\">(expired)</span>")?;
+        } else {
+            write!(sink, " <span class=\"{class}\">(in {days} days)</span>")?;
+        }
+    }
+    sink.write_str("</dd></dl></section>\n")
 }
 
 fn system(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {

@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: &str = "homemx-status/1";
 
 /// A buffer this large holds any document [`render_json`] can produce (checked by a test that
 /// renders the largest snapshot).
-pub const JSON_BUFFER_SIZE: usize = 7 * 1024;
+pub const JSON_BUFFER_SIZE: usize = 8 * 1024;
 
 /// Renders `/status.json` into `out`; returns its length, or [`Overflow`].
 pub fn render_json(snapshot: &StatusSnapshot, out: &mut [u8]) -> Result<usize, Overflow> {
@@ -168,11 +168,24 @@ fn document(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     }
     write!(
         sink,
-        "],\"alerts_dropped\":{},\"system\":{{\"uptime_seconds\":{},\"firmware_version\":{},\"ram_high_water_bytes\":{},\"ram_size_bytes\":{}}}}}",
+        "],\"alerts_dropped\":{},\"system\":{{\"uptime_seconds\":{},\"firmware_version\":{},\"ram_high_water_bytes\":{},\"ram_size_bytes\":{}}}",
         snapshot.alerts.dropped(),
         snapshot.uptime_seconds(),
         JsonString(&system.firmware_version),
         Nullable(system.ram_high_water_bytes),
         Nullable(system.ram_size_bytes)
-    )
+    )?;
+    sink.write_str(",\"certificate\":")?;
+    match &snapshot.certificate {
+        Some(certificate) => write!(
+            sink,
+            "{{\"subject\":{},\"issuer\":{},\"self_signed\":{},\"not_after_unix\":{},\"days_until_expiry\":{}}}}}",
+            string(certificate.subject.as_deref()),
+            string(certificate.issuer.as_deref()),
+            certificate.self_signed,
+            certificate.not_after_unix,
+            Nullable(snapshot.now_unix.map(|now| certificate.days_until_expiry(now)))
+        ),
+        None => sink.write_str("null}"),
+    }
 }

@@ -350,6 +350,28 @@ impl MailboxFailure {
     }
 }
 
+/// The appliance's own TLS certificate (the one its listeners present): what the owner needs
+/// to renew it in time. Names are the commonNames (untrusted text from a CA: escaped).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    /// The subject's commonName (`None`: none, e.g. a name longer than 64 bytes).
+    pub subject: Option<HostName>,
+    /// The issuer's commonName.
+    pub issuer: Option<HostName>,
+    /// Made and signed by the appliance itself (no CA chain installed).
+    pub self_signed: bool,
+    /// notAfter, Unix seconds.
+    pub not_after_unix: u64,
+}
+
+impl DeviceCertificate {
+    /// Whole days from `now` until notAfter, rounded down (negative once expired).
+    pub fn days_until_expiry(&self, now: u64) -> i64 {
+        let seconds = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        seconds(self.not_after_unix).saturating_sub(seconds(now)).div_euclid(86_400)
+    }
+}
+
 /// Everything the status page and `/status.json` show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusSnapshot {
@@ -373,6 +395,8 @@ pub struct StatusSnapshot {
     pub alerts: AlertBoard,
     /// The appliance.
     pub system: System,
+    /// The appliance's own TLS certificate (`None`: locked, unconfigured, or not made yet).
+    pub certificate: Option<DeviceCertificate>,
 }
 
 impl StatusSnapshot {

@@ -97,8 +97,8 @@ fn the_schema_documents_every_member_and_allows_no_other() {
     let mut objects = 0;
     check_documented(&schema(), "$", &mut objects);
     assert_eq!(
-        objects, 10,
-        "root, mailbox, mail, smarthost, pop3, dyndns, mx[], spool, alerts[], system"
+        objects, 11,
+        "root, mailbox, mail, smarthost, pop3, dyndns, mx[], spool, alerts[], system, certificate"
     );
 }
 

@@ -11,8 +11,8 @@ use zeroize::Zeroize;
 use crate::config::ConfigItem;
 use crate::frame::{decode_frame, encode_frame, FrameError, FrameReceiver, Received};
 use crate::message::{
-    Command, Credential, DeviceInfo, DeviceState, ErrorCode, LogPage, PublicKey, Response, Status,
-    TrustAnchorUpdate,
+    CertificateReport, ChainChunk, Command, Credential, DeviceInfo, DeviceState, ErrorCode, LogPage, PublicKey, Response, Status,
+    TrustAnchorUpdate, MAX_CERTIFICATE_REQUEST,
 };
 use crate::secret::Secret;
 use crate::signing::{self, SIGNED, SIGNED_HEADER_LENGTH, UNSIGNED, UNSIGNED_HEADER_LENGTH};
@@ -69,6 +69,12 @@ pub trait ConsoleHandler {
     /// End the active alert named `kind` if it needs the owner ([`ErrorCode::NotFound`]: not
     /// active or unknown; [`ErrorCode::NotAcknowledgeable`]: it ends by itself).
     async fn acknowledge_alert(&mut self, kind: &str) -> Result<(), ErrorCode>;
+    /// The certificate request (DER) for the device's TLS key and host name.
+    async fn tls_certificate_request(&mut self) -> Result<heapless::Vec<u8, MAX_CERTIFICATE_REQUEST>, ErrorCode>;
+    /// Take one chunk of a certificate chain; with the last one, check and install the chain.
+    async fn tls_install(&mut self, chunk: &ChainChunk) -> Result<(), ErrorCode>;
+    /// The device's own TLS certificate.
+    async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode>;
 }
 
 /// What one call of [`ConsoleSession::receive`] did.
@@ -236,6 +242,9 @@ impl ConsoleSession {
             Command::FlushQueue => handler.flush_queue().await.map(done),
             Command::DynDnsResume => handler.dyndns_resume().await.map(done),
             Command::AcknowledgeAlert { kind } => handler.acknowledge_alert(kind.as_str()).await.map(done),
+            Command::TlsCertificateRequest => handler.tls_certificate_request().await.map(Response::CertificateRequest),
+            Command::TlsInstall(chunk) => handler.tls_install(&chunk).await.map(done),
+            Command::TlsStatus => handler.tls_status().await.map(Response::Certificate),
         }
     }
 

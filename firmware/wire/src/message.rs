@@ -16,6 +16,15 @@ pub type PublicKey = [u8; 32];
 
 /// Bytes of certificate in one `SetTrustAnchor` chunk.
 pub const MAX_CERTIFICATE_CHUNK: usize = 512;
+/// Bytes of a certificate request (DER) in a `CertificateRequest` answer: a request for the
+/// longest host name (253 bytes, in the SubjectAltName only) is about 520 bytes.
+pub const MAX_CERTIFICATE_REQUEST: usize = 640;
+/// Bytes of PEM text in one `TlsInstall` chunk.
+pub const MAX_CHAIN_CHUNK: usize = 512;
+/// The longest certificate chain (PEM text) `homemx tls install` sends.
+pub const MAX_CHAIN_PEM: usize = 8 * 1024;
+/// Longest name of a certificate's subject or issuer in a status (bytes; longer ones are cut).
+pub const MAX_CERTIFICATE_NAME: usize = 64;
 /// Log entries in one page.
 pub const MAX_LOG_ENTRIES: usize = 6;
 /// Longest log text in bytes.
@@ -133,7 +142,87 @@ pub enum Command {
         /// The alert kind's machine name.
         kind: AlertName,
     },
+    /// The device's certificate request (PKCS#10, signed on the device with its TLS key) for
+    /// its configured host name, to take to a CA. Answered with [`Response::CertificateRequest`].
+    TlsCertificateRequest,
+    /// One in-order chunk of a CA-issued certificate chain (PEM, leaf first) for the device's
+    /// TLS key. With the last chunk the device checks the whole chain (its key, its host name,
+    /// the dates, each link's signature, the path rules) and installs it, or refuses it with
+    /// [`ErrorCode::CertificateRefused`] and keeps the certificate it had.
+    TlsInstall(ChainChunk),
+    /// The device's own TLS certificate: subject, issuer, expiry. Answered with
+    /// [`Response::Certificate`]. (Not a field of [`Status`]: the largest status already fills
+    /// most of a frame.)
+    TlsStatus,
 }
+
+/// Part of a certificate chain's PEM text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainChunk {
+    /// The whole chain's length in bytes (at most [`MAX_CHAIN_PEM`]).
+    pub total_length: u16,
+    /// Where this chunk starts (0 starts a new upload).
+    pub offset: u16,
+    /// The chunk.
+    pub bytes: Vec<u8, MAX_CHAIN_CHUNK>,
+}
+
+/// Why a certificate chain was not installed (homemx-tls's checks, in wire form); `index` 0 is
+/// the leaf, 1 its issuer, and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertificateRefusal {
+    /// Nothing but white space.
+    Empty,
+    /// Not PEM text, or broken base64.
+    NotPem,
+    /// No CERTIFICATE block.
+    NoCertificate,
+    /// A block other than CERTIFICATE (a private key, a request …).
+    UnexpectedBlock,
+    /// Too many certificates, or longer than the device stores.
+    TooLong,
+    /// Certificate `index` is not readable X.509.
+    Malformed {
+        /// Which certificate.
+        index: u8,
+    },
+    /// Only the leaf: its issuer's certificate must follow.
+    IssuerMissing,
+    /// The leaf is not for the device's key.
+    WrongKey,
+    /// The leaf is not valid for the device's host name.
+    WrongName,
+    /// Certificate `index` is not valid yet.
+    NotYetValid {
+        /// Which certificate.
+        index: u8,
+        /// Its notBefore, Unix seconds.
+        not_before: u64,
+    },
+    /// Certificate `index` has expired.
+    Expired {
+        /// Which certificate.
+        index: u8,
+        /// Its notAfter, Unix seconds.
+        not_after: u64,
+    },
+    /// Certificate `index` was not issued by certificate `index + 1`.
+    WrongIssuer {
+        /// Which certificate.
+        index: u8,
+    },
+    /// Certificate `index`'s signature does not verify with the next one's key.
+    BadSignature {
+        /// Which certificate.
+        index: u8,
+    },
+    /// The leaf's extendedKeyUsage has no serverAuth.
+    NotForServers,
+    /// RFC 5280 path validation refused it (an issuer that is not a CA, a path length or name
+    /// constraint; the device's log names the rule).
+    PathRefused,
+}
+
 
 impl Command {
     /// The command's name for logs and messages.
@@ -157,6 +246,9 @@ impl Command {
             Command::FlushQueue => "flush-queue",
             Command::DynDnsResume => "dyndns-resume",
             Command::AcknowledgeAlert { .. } => "alert-ack",
+            Command::TlsCertificateRequest => "tls-csr",
+            Command::TlsInstall(_) => "tls-install",
+            Command::TlsStatus => "tls-status",
         }
     }
 }
@@ -317,6 +409,21 @@ pub struct Status {
     pub alerts_dropped: u32,
 }
 
+/// The device's own TLS certificate as `homemx status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateReport {
+    /// The subject's commonName (cut at [`MAX_CERTIFICATE_NAME`] bytes).
+    pub subject: Option<String<MAX_CERTIFICATE_NAME>>,
+    /// The issuer's commonName.
+    pub issuer: Option<String<MAX_CERTIFICATE_NAME>>,
+    /// Made and signed by the device (no CA chain installed).
+    pub self_signed: bool,
+    /// notAfter, Unix seconds.
+    pub not_after_unix: u64,
+    /// Whole days until notAfter (negative once expired); `None` while the clock is not set.
+    pub days_until_expiry: Option<i32>,
+}
+
 /// How serious a log entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogLevel {
@@ -408,6 +515,10 @@ pub enum ErrorCode {
     DeviceFault,
     /// That alert ends by itself when its cause is gone; it cannot be acknowledged away.
     NotAcknowledgeable,
+    /// The device's clock is not set yet (SNTP): certificate dates cannot be checked.
+    TimeUnknown,
+    /// A certificate chain was refused (the device keeps the certificate it had).
+    CertificateRefused(CertificateRefusal),
 }
 
 impl ErrorCode {
@@ -445,6 +556,10 @@ impl ErrorCode {
             ErrorCode::NotAcknowledgeable => {
                 "that alert ends by itself once its cause is gone (for example a verified connection to that peer); fix the cause"
             }
+            ErrorCode::TimeUnknown => {
+                "the device's clock is not set yet (no SNTP answer): check the time server setting and retry in a minute"
+            }
+            ErrorCode::CertificateRefused(_) => "the device refused the certificate chain and keeps its current certificate",
         }
     }
 }
@@ -472,6 +587,11 @@ pub enum Response {
     Logs(LogPage),
     /// The request was refused; nothing changed.
     Error(ErrorCode),
+    /// Answer to `TlsCertificateRequest`: the request in DER.
+    CertificateRequest(Vec<u8, MAX_CERTIFICATE_REQUEST>),
+    /// Answer to `TlsStatus` (`None`: locked, unconfigured, or not made yet: the self-signed
+    /// certificate is made once the clock is set).
+    Certificate(Option<CertificateReport>),
 }
 
 /// Everything in a response frame after the version byte.

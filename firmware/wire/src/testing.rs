@@ -8,7 +8,8 @@ use crate::config::ConfigItem;
 use crate::device::{ConsoleHandler, NonceSource};
 use crate::message::{
     AlertReport, Credential, CredentialsPresent, DeviceState, ErrorCode, LogEntry, LogLevel, LogPage,
-    PublicKey, Status, TlsService, TrustAnchor, TrustAnchorUpdate, MAX_ALERTS, MAX_LOG_ENTRIES,
+    PublicKey, Status, TlsService, TrustAnchor, TrustAnchorUpdate, MAX_ALERTS, MAX_LOG_ENTRIES, ChainChunk, CertificateReport,
+    MAX_CERTIFICATE_REQUEST, MAX_CHAIN_PEM,
 };
 use crate::secret::Secret;
 
@@ -66,6 +67,14 @@ pub struct MemoryHandler {
     pub factory_resets: u32,
     /// The active alerts.
     pub alerts: Vec<AlertReport, MAX_ALERTS>,
+    /// The certificate request the double answers `tls csr` with (empty: none, `NotFound`).
+    pub certificate_request: Vec<u8, MAX_CERTIFICATE_REQUEST>,
+    /// The certificate chain received so far (PEM text; the double does not check it).
+    pub chain: Vec<u8, MAX_CHAIN_PEM>,
+    /// Whether the whole chain arrived.
+    pub chain_complete: bool,
+    /// The certificate the double reports.
+    pub certificate: Option<CertificateReport>,
     /// Messages in the spool whose delivery was deferred.
     pub deferred: u32,
 }
@@ -289,5 +298,32 @@ impl ConsoleHandler for MemoryHandler {
         }
         self.alerts.remove(index);
         Ok(())
+    }
+
+    async fn tls_certificate_request(&mut self) -> Result<Vec<u8, MAX_CERTIFICATE_REQUEST>, ErrorCode> {
+        self.require_unlocked()?;
+        if self.certificate_request.is_empty() {
+            return Err(ErrorCode::NotFound);
+        }
+        Ok(self.certificate_request.clone())
+    }
+
+    async fn tls_install(&mut self, chunk: &ChainChunk) -> Result<(), ErrorCode> {
+        self.require_unlocked()?;
+        if chunk.offset == 0 {
+            self.chain.clear();
+            self.chain_complete = false;
+        }
+        if usize::from(chunk.offset) != self.chain.len() || usize::from(chunk.total_length) > MAX_CHAIN_PEM {
+            return Err(ErrorCode::ChunkOutOfOrder);
+        }
+        self.chain.extend_from_slice(&chunk.bytes).map_err(|_| ErrorCode::ChunkOutOfOrder)?;
+        self.chain_complete = self.chain.len() == usize::from(chunk.total_length);
+        Ok(())
+    }
+
+    async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode> {
+        self.require_unlocked()?;
+        Ok(self.certificate.clone())
     }
 }

@@ -87,6 +87,13 @@ fn every_command() -> std::vec::Vec<Command> {
         Command::FlushQueue,
         Command::DynDnsResume,
         Command::AcknowledgeAlert { kind: text(&"k".repeat(MAX_ALERT_NAME)) },
+        Command::TlsCertificateRequest,
+        Command::TlsInstall(ChainChunk {
+            total_length: MAX_CHAIN_PEM as u16,
+            offset: (MAX_CHAIN_PEM - MAX_CHAIN_CHUNK) as u16,
+            bytes: Vec::from_slice(&[b'A'; MAX_CHAIN_CHUNK]).unwrap(),
+        }),
+        Command::TlsStatus,
     ];
     commands.extend(every_config_item().into_iter().map(Command::ConfigPut));
     commands
@@ -176,6 +183,17 @@ fn every_response() -> std::vec::Vec<Response> {
             next: 6,
             more: true,
         }),
+        Response::Certificate(Some(CertificateReport {
+            subject: Some(text(&"s".repeat(MAX_CERTIFICATE_NAME))),
+            issuer: Some(text(&"i".repeat(MAX_CERTIFICATE_NAME))),
+            self_signed: true,
+            not_after_unix: u64::MAX,
+            days_until_expiry: Some(i32::MIN),
+        })),
+        Response::Certificate(None),
+        Response::CertificateRequest(Vec::from_slice(&[0xa5; MAX_CERTIFICATE_REQUEST]).unwrap()),
+        Response::Error(ErrorCode::CertificateRefused(CertificateRefusal::Expired { index: 255, not_after: u64::MAX })),
+        Response::Error(ErrorCode::TimeUnknown),
         Response::Error(ErrorCode::RateLimited { retry_after_seconds: 30 }),
         Response::Error(ErrorCode::UnsupportedVersion { device_version: 1 }),
     ];
@@ -233,7 +251,7 @@ fn golden_command_bodies() {
         password: PasswordRecord { algorithm: 1, iterations: 10_000, salt: [0x11; 16], hash: [0x22; 32] },
         messages_per_hour: None,
     };
-    let cases: [(Command, &str); 9] = [
+    let cases: [(Command, &str); 12] = [
         (Command::Status, "02"),
         (Command::Unlock { passphrase: Secret::new(b"pw").unwrap() }, "03027077"),
         (Command::ConfigPut(ConfigItem::LanPrefix(Ipv4Prefix { address: [192, 168, 1, 0], length: 24 })), "0602c0a8010018"),
@@ -247,6 +265,10 @@ fn golden_command_bodies() {
             "060b056140622e6301904e11111111111111111111111111111111222222222222222222222222222222222222222222222222222222222222222200",
         ),
         (Command::ConfigPut(ConfigItem::Submission(Submission::DEFAULT)), "060c0100"),
+        // The TLS identity's commands come after every older one: the older encodings stay.
+        (Command::TlsCertificateRequest, "12"),
+        (Command::TlsInstall(ChainChunk { total_length: 3, offset: 0, bytes: Vec::from_slice(b"PEM").unwrap() }), "1303000350454d"),
+        (Command::TlsStatus, "14"),
     ];
     for (command, expected) in cases {
         let mut body = [0u8; 128];

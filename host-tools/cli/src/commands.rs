@@ -17,7 +17,7 @@ use crate::console::{unexpected, Console};
 use crate::error::{CliError, ExitCode, Result};
 use crate::init::InitFlags;
 use crate::users::{self, PasswordSource};
-use crate::{keyfile, passphrase, progress, AlertAction, Cli, Command, ConfigAction, UserAction, UserTarget};
+use crate::{keyfile, passphrase, progress, tls, AlertAction, Cli, Command, ConfigAction, TlsAction, UserAction, UserTarget};
 
 /// Runs the parsed command line.
 pub fn execute(cli: &Cli) -> Result<()> {
@@ -67,6 +67,8 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::DyndnsResume => simple(cli, &Wire::DynDnsResume, "DynDNS updates resume at the next check"),
         Command::Alert { action: AlertAction::Ack { kind } } => acknowledge_alert(cli, kind),
         Command::User { action } => user(cli, action),
+        Command::Tls { action: TlsAction::Csr { out } } => tls_csr(cli, out.as_deref()),
+        Command::Tls { action: TlsAction::Install { chain } } => tls_install(cli, chain),
     }
 }
 
@@ -349,13 +351,47 @@ fn status(cli: &Cli) -> Result<()> {
     let Response::Status(status) = console.expect(&Wire::Status)? else {
         return Err(CliError::new(ExitCode::Protocol, "unexpected answer to status"));
     };
+    let certificate = tls::certificate(&mut console)?;
     let json = serde_json::json!({
         "device": identity(&console),
         "firmware": console.device.firmware_version.as_str(),
         "board": console.device.board.as_str(),
         "status": status,
+        "certificate": certificate,
     });
-    print(cli, json, || status_text(&identity(&console), &console.device.firmware_version, &console.device.board, &status));
+    print(cli, json, || {
+        let mut text = status_text(&identity(&console), &console.device.firmware_version, &console.device.board, &status);
+        text.push('\n');
+        text.push_str(&tls::certificate_text(certificate.as_ref()));
+        text
+    });
+    Ok(())
+}
+
+fn tls_csr(cli: &Cli, out: Option<&Path>) -> Result<()> {
+    let mut console = connect(cli)?;
+    let pem = tls::request_pem(&tls::certificate_request(&mut console)?);
+    match out {
+        Some(path) => {
+            std::fs::write(path, &pem)
+                .map_err(|error| CliError::new(ExitCode::Failure, format!("cannot write {}: {error}", path.display())))?;
+            print(cli, serde_json::json!({"command": "tls-csr", "out": path}), || {
+                format!("certificate request written to {}; have a CA sign it, then `homemx tls install CHAIN.pem`", path.display())
+            });
+        }
+        None if cli.json => println!("{}", serde_json::json!({"command": "tls-csr", "pem": pem})),
+        None => print!("{pem}"),
+    }
+    Ok(())
+}
+
+fn tls_install(cli: &Cli, chain: &Path) -> Result<()> {
+    let mut console = connect(cli)?;
+    tls::install(&mut console, chain)?;
+    let certificate = tls::certificate(&mut console)?;
+    print(cli, serde_json::json!({"command": "tls-install", "result": "done", "certificate": certificate}), || {
+        format!("chain installed\n{}", tls::certificate_text(certificate.as_ref()))
+    });
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod keyfile;
 pub mod link;
 pub mod passphrase;
 pub mod progress;
+pub mod tls;
 pub mod users;
 
 use std::ffi::OsString;
@@ -174,6 +175,31 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: AlertAction,
+    },
+    /// The device's TLS certificate: its request for a CA, and installing the CA's chain.
+    Tls {
+        /// What to do.
+        #[command(subcommand)]
+        action: TlsAction,
+    },
+}
+
+/// `tls` actions.
+#[derive(Debug, Subcommand)]
+pub enum TlsAction {
+    /// Print the certificate request (PEM) the device signed with its own key for its host
+    /// name; give it to a CA. The key never leaves the device.
+    Csr {
+        /// Write the request to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Install the CA-issued chain (PEM: the certificate first, then its intermediates). The
+    /// device checks that it is for its key and host name and valid now; otherwise it keeps
+    /// its current certificate.
+    Install {
+        /// The chain file.
+        chain: PathBuf,
     },
 }
 

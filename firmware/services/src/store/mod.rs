@@ -12,11 +12,17 @@
 //!   handed at boot: admin key, unlock, lock, configuration, credentials, trust anchors,
 //!   factory reset. The vault's methods for those are private to this module.
 //! - The lock state is published in [`crate::channels::DEVICE_STATE`] for whoever reacts to it.
+//! - **The TLS identity** (`identity`): the store makes the device's key and self-signed
+//!   certificate and keeps them; the console asks through the [`Lifecycle`] (after unlock and
+//!   commit, `tls csr`, `tls install`), the courier through [`refresh_tls_identity`] (hourly and
+//!   once the clock is set); the summary is read through [`tls_certificate`]. The key never
+//!   leaves the store except as the signatures it makes.
 //!
 //! Owns: the vault (`VAULT`), the published spool free bytes and queue length, and the
 //! lifecycle's taken flag. Calls:
-//! `channels`, `random`, `storage`, `wall_clock`.
+//! `channels`, `event_log`, `random`, `storage`, `wall_clock`.
 
+mod identity;
 mod vault;
 
 use core::ops::{Deref, DerefMut};
@@ -29,6 +35,7 @@ use homemx_wire::config::ConfigItem;
 use homemx_tls::Trust;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchorUpdate};
 
+pub use identity::certificate as tls_certificate;
 pub use vault::{MailSpool, OpenStores, Settings};
 use vault::Vault;
 
@@ -201,6 +208,22 @@ impl TrustSource {
     }
 }
 
+/// Makes the TLS identity's missing parts, renews the self-signed certificate when due and
+/// publishes the summary (the courier's hourly job, and once the clock is set). Nothing while
+/// locked.
+pub async fn refresh_tls_identity() {
+    let mut guard = VAULT.lock().await;
+    let Some(vault) = guard.as_mut() else {
+        return;
+    };
+    if vault.open_stores().is_none() {
+        return;
+    }
+    if let Err(error) = vault.refresh_tls_identity().await {
+        crate::event_warning!("tls: the identity could not be refreshed: {:?}", error);
+    }
+}
+
 /// For a provider login without a TLS anchor to load: the password of `credential`.
 pub async fn provider_password(credential: Credential, password: &mut [u8]) -> Option<usize> {
     VAULT.lock().await.as_mut()?.credential(credential, password).await
@@ -339,6 +362,22 @@ impl Lifecycle {
     /// Stores a pin, or one chunk of a CA certificate.
     pub async fn set_trust_anchor(&mut self, update: &TrustAnchorUpdate) -> Result<(), ErrorCode> {
         self.with(async |vault| vault.set_trust_anchor(update).await).await
+    }
+
+    /// Makes the TLS identity's missing parts (after unlock and commit: the key at once, the
+    /// self-signed certificate if the clock is set).
+    pub async fn refresh_tls_identity(&mut self) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.refresh_tls_identity().await).await
+    }
+
+    /// The certificate request for the device's TLS key and host name.
+    pub async fn tls_certificate_request(&mut self) -> Result<heapless::Vec<u8, { homemx_wire::message::MAX_CERTIFICATE_REQUEST }>, ErrorCode> {
+        self.with(async |vault| vault.tls_certificate_request().await).await
+    }
+
+    /// One chunk of a CA-issued chain; the last one checks and installs it.
+    pub async fn tls_install(&mut self, chunk: &homemx_wire::message::ChainChunk) -> Result<(), ErrorCode> {
+        self.with(async |vault| vault.tls_install(chunk).await).await
     }
 
     /// Destroys the wrapped data key and erases the key-value store and the spool.

@@ -5,7 +5,7 @@
 //! One `Vault` exists, owned by the store service (`super`); nothing outside it can name one.
 //!
 //! Owns: the open stores (`OPEN_STORES`: the key-value store and the spool while unlocked). Calls:
-//! `alerts`, `channels`, `cpu_load`, `event_log`, `random`, `stack`, `storage`.
+//! `alerts`, `channels`, `cpu_load`, `event_log`, `random`, `stack`, `storage`, `store::identity`.
 
 use embassy_time::Instant;
 use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
@@ -154,6 +154,8 @@ pub struct Vault {
     pending_admin_key: Option<[u8; 32]>,
     staged_configuration: Option<StagedConfiguration>,
     certificate_progress: [u16; 3],
+    /// A CA-issued chain being uploaded (`homemx tls install`).
+    staged_chain: super::identity::StagedChain,
 }
 
 fn settings_key(namespace: &str, name: &[u8]) -> u64 {
@@ -239,6 +241,7 @@ impl Vault {
             pending_admin_key: None,
             staged_configuration: None,
             certificate_progress: [0; 3],
+            staged_chain: super::identity::StagedChain::default(),
         })
     }
 
@@ -343,6 +346,8 @@ impl Vault {
     pub fn lock(&mut self) {
         *self.open = None;
         self.staged_configuration = None;
+        self.staged_chain.clear();
+        super::identity::forget();
         self.keystore.lock();
         crate::stack::wipe_below();
     }
@@ -530,6 +535,27 @@ impl Vault {
             }
         }
         Ok(())
+    }
+
+    /// Makes the TLS identity's missing parts (key, self-signed certificate), renews the
+    /// self-signed certificate when due and publishes the summary (see `super::identity`).
+    pub async fn refresh_tls_identity(&mut self) -> Result<(), ErrorCode> {
+        let mut random = self.random.derive().into_rng();
+        let stores = self.open.as_mut().ok_or(ErrorCode::Locked)?;
+        super::identity::refresh(&mut stores.settings, &mut random).await
+    }
+
+    /// The certificate request (DER) for the device's TLS key and host name.
+    pub async fn tls_certificate_request(&mut self) -> Result<heapless::Vec<u8, { homemx_wire::message::MAX_CERTIFICATE_REQUEST }>, ErrorCode> {
+        let mut random = self.random.derive().into_rng();
+        let stores = self.open.as_mut().ok_or(ErrorCode::Locked)?;
+        super::identity::certificate_request(&mut stores.settings, &mut random).await
+    }
+
+    /// One chunk of a CA-issued chain; the last one checks and installs it.
+    pub async fn tls_install(&mut self, chunk: &homemx_wire::message::ChainChunk) -> Result<(), ErrorCode> {
+        let stores = self.open.as_mut().ok_or(ErrorCode::Locked)?;
+        super::identity::install_chunk(&mut stores.settings, &mut self.staged_chain, chunk).await
     }
 
     /// Destroys the wrapped data key and erases the key-value store and the spool.

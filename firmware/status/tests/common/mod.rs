@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use homemx_status::snapshot::MAX_HOST_NAME_LENGTH;
 use homemx_status::{
-    host_name, version, AlertBoard, AlertKind, DynDns, DynDnsAnswer, FetchResult, LockState,
+    host_name, version, AlertBoard, DeviceCertificate, AlertKind, DynDns, DynDnsAnswer, FetchResult, LockState,
     MailFlow, MailboxFailure, MailboxReach, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace,
     StatusSnapshot, System, TlsVersion, Verification, MAX_ALERTS,
 };
@@ -100,6 +100,12 @@ pub fn quiet() -> StatusSnapshot {
             ram_high_water_bytes: Some(141 * 1024 + 59 * 1024),
             ram_size_bytes: Some(256 * 1024),
         },
+        certificate: Some(DeviceCertificate {
+            subject: Some(host_name("mx.familie-beispiel.de")),
+            issuer: Some(host_name("R11")),
+            self_signed: false,
+            not_after_unix: NOW + 61 * DAY,
+        }),
     }
 }
 
@@ -248,6 +254,7 @@ pub fn largest(fill: char, kinds: &[AlertKind]) -> StatusSnapshot {
             ram_high_water_bytes: Some(u32::MAX),
             ram_size_bytes: Some(u32::MAX),
         },
+        certificate: Some(DeviceCertificate { subject: Some(name()), issuer: Some(name()), self_signed: false, not_after_unix: u64::MAX }),
     }
 }
 

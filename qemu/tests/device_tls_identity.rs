@@ -1,0 +1,208 @@
+//! The device's TLS identity end to end: after provisioning (with an SNTP server, so the clock
+//! is set) the device has made its own P-256 key and a self-signed certificate for its host
+//! name (`mx.example.org`); `homemx tls csr` returns a request openssl verifies; a test CA made
+//! by openssl here signs it; `homemx tls install` installs the chain and `homemx status`, the
+//! status page and `/status.json` show the CA as issuer. Then the attacker's chains: one for
+//! another key, one for another name, an expired one: each refused with its reason, and the
+//! device keeps the certificate it had (same issuer, same expiry).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::flash_image;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
+use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
+use homemx_qemu::provider::{SntpConfig, SntpServer};
+use serde_json::Value;
+
+const HOST: &str = "mx.example.org";
+const CA_NAME: &str = "homemx identity test CA";
+
+fn openssl(directory: &Path, arguments: &[&str]) -> String {
+    let output = Command::new("openssl").args(arguments).current_dir(directory).output().expect("openssl runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "openssl {arguments:?}: {text}");
+    text
+}
+
+/// A CA (P-256, CA:TRUE, keyCertSign) and an `openssl ca` configuration for dated issues.
+fn make_ca(directory: &Path) {
+    openssl(
+        directory,
+        &[
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "3650", "-subj",
+            &format!("/CN={CA_NAME}"), "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout", "ca.key", "-out", "ca.pem",
+        ],
+    );
+    std::fs::create_dir_all(directory.join("issued")).unwrap();
+    std::fs::write(directory.join("index.txt"), "").unwrap();
+    std::fs::write(
+        directory.join("ca.cnf"),
+        "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = issued\nrand_serial = yes\ndefault_md = sha256\n\
+         policy = anything\nunique_subject = no\ncopy_extensions = none\n[anything]\ncommonName = supplied\n",
+    )
+    .unwrap();
+}
+
+/// Signs `request` with the CA for the SAN `name`, valid `dates` (`openssl ca` -startdate,
+/// -enddate) or 90 days from now; returns the chain file (leaf, then the CA).
+fn issue(directory: &Path, request: &str, name: &str, dates: Option<(&str, &str)>, chain: &str) -> String {
+    let extensions = format!("{chain}.ext");
+    std::fs::write(
+        directory.join(&extensions),
+        format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:{name}\n"),
+    )
+    .unwrap();
+    let leaf = format!("{chain}.leaf.pem");
+    let mut arguments = vec!["ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-notext"];
+    arguments.extend(["-extfile", &extensions, "-in", request, "-out", &leaf]);
+    match dates {
+        Some((start, end)) => arguments.extend(["-startdate", start, "-enddate", end]),
+        None => arguments.extend(["-days", "90"]),
+    }
+    openssl(directory, &arguments);
+    let mut text = std::fs::read_to_string(directory.join(&leaf)).unwrap();
+    text.push_str(&std::fs::read_to_string(directory.join("ca.pem")).unwrap());
+    std::fs::write(directory.join(chain), text).unwrap();
+    directory.join(chain).display().to_string()
+}
+
+/// `homemx --json status`'s `certificate` object.
+fn certificate(owner: &Owner) -> Value {
+    let output = owner.homemx(&["--json", "status"]);
+    assert!(output.status.success(), "status works: {}", String::from_utf8_lossy(&output.stderr));
+    let document: Value = serde_json::from_slice(&output.stdout).expect("status --json is JSON");
+    document["certificate"].clone()
+}
+
+/// The certificate's identity (subject, issuer, kind, expiry), without the day count that
+/// moves with the clock.
+fn identity(certificate: &Value) -> Value {
+    let mut identity = certificate.clone();
+    identity.as_object_mut().expect("a certificate").remove("days_until_expiry");
+    identity
+}
+
+/// `homemx tls install chain`, expected refused with `reason` in its message; the
+/// certificate stays `kept`.
+fn refused(owner: &Owner, chain: &str, reason: &str, kept: &Value) {
+    let output = owner.homemx(&["tls", "install", chain]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{chain} must be refused");
+    assert!(stderr.contains(reason), "{chain}: the refusal names its reason ({reason}): {stderr}");
+    assert!(stderr.contains("keeps its current certificate"), "{stderr}");
+    assert_eq!(identity(&certificate(owner)), identity(kept), "{chain}: the device keeps the certificate it had");
+}
+
+#[test]
+fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_key_name_and_time() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("device-tls-identity").unwrap();
+    make_ca(&directory);
+    write_secrets(&directory);
+    std::fs::write(directory.join("homemx.toml"), provider_configuration(&directory.join("ca.pem"), &["alice@example.org"], "")).unwrap();
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let namespace = network.namespace().to_string();
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
+    let owner = Owner::at(&directory);
+    owner.provision();
+
+    // 1. The key at the first unlock with a configuration; no certificate while the clock is
+    //    unknown (no SNTP server yet), and a chain cannot be installed then; the self-signed
+    //    certificate once the clock is set (the courier's refresh).
+    machine.log.wait_for(0, "tls: the device's P-256 key was generated", Duration::from_secs(60)).expect("the key is made at provisioning");
+    assert!(machine.log.lines().iter().all(|line| !line.contains("time: clock set")), "no SNTP server yet");
+    assert_eq!(certificate(&owner), Value::Null, "no certificate before the clock is set");
+    let early = owner.homemx(&["tls", "csr", "--out", "early.csr"]);
+    assert!(early.status.success(), "a request needs no clock: {}", String::from_utf8_lossy(&early.stderr));
+    let early_chain = issue(&directory, "early.csr", HOST, None, "early-chain.pem");
+    let output = owner.homemx(&["tls", "install", &early_chain]);
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("TimeUnknown"), "{output:?}");
+    let _sntp = SntpServer::start(Some(&namespace), &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
+    machine.log.wait_for(0, "time: clock set", Duration::from_secs(90)).expect("the clock is set");
+    machine.log.wait_for(0, "tls: self-signed certificate for mx.example.org made", Duration::from_secs(60)).expect("self-signed certificate");
+    let own = certificate(&owner);
+    assert_eq!(own["self_signed"], true, "{own}");
+    assert_eq!(own["subject"], HOST, "{own}");
+    assert!(own["days_until_expiry"].as_i64().is_some_and(|days| days >= 390), "{own}");
+
+    // 2. The request: signed by the device's key (openssl verifies it), for its name.
+    let output = owner.homemx(&["tls", "csr", "--out", "device.csr"]);
+    assert!(output.status.success(), "tls csr: {}", String::from_utf8_lossy(&output.stderr));
+    let verified = openssl(&directory, &["req", "-in", "device.csr", "-verify", "-noout", "-subject"]);
+    assert!(verified.contains("verify OK") || verified.contains("Certificate request self-signature verify OK"), "{verified}");
+    assert!(verified.contains(&format!("CN = {HOST}")), "{verified}");
+    let again = owner.homemx(&["tls", "csr"]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), std::fs::read_to_string(directory.join("device.csr")).unwrap(), "RFC 6979: the same request");
+
+    // 3. The CA signs it; the chain is installed and shown everywhere with the CA as issuer.
+    let good = issue(&directory, "device.csr", HOST, None, "good-chain.pem");
+    let output = owner.homemx(&["tls", "install", &good]);
+    assert!(output.status.success(), "tls install: {}", String::from_utf8_lossy(&output.stderr));
+    machine.log.wait_for(0, "tls: CA-issued chain of 2 certificates installed", Duration::from_secs(10)).expect("installed");
+    let installed = certificate(&owner);
+    assert_eq!(installed["self_signed"], false, "{installed}");
+    assert_eq!(installed["issuer"], CA_NAME, "{installed}");
+    assert_eq!(installed["subject"], HOST, "{installed}");
+    assert!(installed["days_until_expiry"].as_i64().is_some_and(|days| (88..=90).contains(&days)), "{installed}");
+    let text = owner.homemx(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("certificate  {HOST} (issuer {CA_NAME}), expires")), "{text}");
+    let page = homemx_qemu::status_page::get(&network, LAN_CLIENT, &APPLIANCE.to_string(), "/");
+    assert!(page.body.contains("Own TLS certificate") && page.body.contains(CA_NAME), "the status page shows the issuer");
+    let json = homemx_qemu::status_page::status_json(&network);
+    assert_eq!(json["certificate"]["issuer"], CA_NAME, "{json}");
+    assert_eq!(json["certificate"]["not_after_unix"], installed["not_after_unix"], "{json}");
+
+    // 4. The attacker's chains, each refused; the installed chain stays.
+    openssl(
+        &directory,
+        &[
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "other.key", "-subj",
+            &format!("/CN={HOST}"), "-out", "other.csr",
+        ],
+    );
+    let other_key = issue(&directory, "other.csr", HOST, None, "other-key-chain.pem");
+    refused(&owner, &other_key, "not for this device's key", &installed);
+    let other_name = issue(&directory, "device.csr", "mail.attacker.example", None, "other-name-chain.pem");
+    refused(&owner, &other_name, "not valid for the device's host name", &installed);
+    let expired = issue(&directory, "device.csr", HOST, Some(("20240101000000Z", "20240401000000Z")), "expired-chain.pem");
+    refused(&owner, &expired, "certificate 0 expired", &installed);
+    std::fs::write(directory.join("key-chain.pem"), std::fs::read_to_string(directory.join("other.key")).unwrap() + &std::fs::read_to_string(directory.join(&good)).unwrap()).unwrap();
+    refused(&owner, &directory.join("key-chain.pem").display().to_string(), "never include a private key", &installed);
+
+    // 5. The private key never left the device: nothing the CLI received holds more than the
+    //    request and the certificate (checked by the wire types: no answer can carry a
+    //    secret); and the installed chain survives a lock and unlock.
+    let lock = owner.homemx(&["lock"]);
+    assert!(lock.status.success());
+    let unlock = owner.homemx(&["unlock", "--passphrase-file", "passphrase"]);
+    assert!(unlock.status.success(), "{}", String::from_utf8_lossy(&unlock.stderr));
+    assert_eq!(identity(&certificate(&owner)), identity(&installed), "the chain is in the encrypted store, not only in RAM");
+
+    // 6. A chain that expires in 10 days is installed, and the renewal alert is raised (21 days
+    //    ahead); a fresh chain ends it.
+    let alerts = |owner: &Owner| -> Vec<String> {
+        owner.status()["alerts"].as_array().unwrap().iter().map(|alert| alert["kind"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(!alerts(&owner).contains(&"certificate_expiring".to_string()), "no alert for a 90-day certificate");
+    let ten_days = {
+        let end = String::from_utf8(Command::new("date").args(["-u", "-d", "+10 days", "+%Y%m%d%H%M%SZ"]).output().unwrap().stdout).unwrap();
+        let start = String::from_utf8(Command::new("date").args(["-u", "-d", "-1 day", "+%Y%m%d%H%M%SZ"]).output().unwrap().stdout).unwrap();
+        issue(&directory, "device.csr", HOST, Some((start.trim(), end.trim())), "ten-day-chain.pem")
+    };
+    let output = owner.homemx(&["tls", "install", &ten_days]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(alerts(&owner).contains(&"certificate_expiring".to_string()), "the renewal alert: {:?}", alerts(&owner));
+    machine.log.wait_for(0, "ALERT certificate_expiring", Duration::from_secs(10)).expect("the alert is logged");
+    let output = owner.homemx(&["tls", "install", &good]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!alerts(&owner).contains(&"certificate_expiring".to_string()), "a fresh chain ends the alert");
+}
