@@ -300,6 +300,14 @@ impl<'s, 'b> Link<'s, 'b> {
         }
     }
 
+    /// The negotiated version, for the log ("plain text" without TLS).
+    pub fn version_name(&self) -> &'static str {
+        match self {
+            Link::Tls(_, client) => client.version_name(),
+            _ => "plain text",
+        }
+    }
+
     /// Ends the connection: TLS close_notify if TLS, then the TCP close.
     pub async fn close(self) {
         match self {
