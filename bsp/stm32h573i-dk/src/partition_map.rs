@@ -1,0 +1,129 @@
+//! Where everything lives in the STM32H573IIK3Q's 2 MB of internal flash, and the map of the
+//! data partition the stores run on: plain constants and `const fn`s over them, so that they
+//! build and are tested on the host (`cargo test -p homemx-bsp-stm32h573i-dk`) as well as checked
+//! at compile time for the chip.
+//!
+//! | range | bank / sectors | size | use |
+//! | --- | --- | --- | --- |
+//! | `0x0800_0000..0x0810_0000` | bank 1, sectors 0–127 | 1 MiB | firmware image (`memory.x` FLASH) |
+//! | `0x0810_0000..0x0810_4000` | bank 2, sectors 0–1 | 16 KiB | reserved for the board (boot state); not touched |
+//! | `0x0810_4000..0x0820_0000` | bank 2, sectors 2–127 | 1008 KiB | the data partition ([`FLASH_MAP`]) |
+//!
+//! Every sector is 8 KiB (RM0481: two banks of 128 sectors); the chip programs 16-byte
+//! quad-words with ECC, each once per erase.
+//!
+//! The 64 MB Octo-SPI NOR on the kit (MX25LM51245G, 4 KiB sectors) is not driven yet: the
+//! spool lives in the internal flash with the key store. [`PLANNED_OCTO_SPI_NOR_MAP`] is the
+//! map the spool and key-value store are to take there; nothing uses it yet.
+//!
+//! Owns: nothing (constants). Calls: `homemx_board::FlashMap`'s checks.
+
+use homemx_board::FlashMap;
+
+/// Address of the chip's internal flash (bank 1, sector 0).
+pub const FLASH_START_ADDRESS: u32 = 0x0800_0000;
+/// Size of one bank (128 sectors).
+pub const BANK_SIZE: u32 = 1024 * 1024;
+/// Address of bank 2 (its sector 0), with the banks not swapped (option byte `SWAP_BANK` clear).
+pub const BANK_2_START_ADDRESS: u32 = FLASH_START_ADDRESS + BANK_SIZE;
+/// Erase unit of the internal flash in both banks.
+pub const SECTOR_SIZE: u32 = 8 * 1024;
+/// Program unit of the internal flash: one 128-bit quad-word (with its ECC).
+pub const WORD_SIZE: usize = 16;
+/// Sectors of bank 2 kept back for the board, before the data partition.
+pub const BOARD_RESERVED_SECTORS: u32 = 2;
+/// First address of the data partition.
+pub const PARTITION_START_ADDRESS: u32 = BANK_2_START_ADDRESS + BOARD_RESERVED_SECTORS * SECTOR_SIZE;
+/// One past the last address of the data partition: the end of bank 2.
+pub const PARTITION_END_ADDRESS: u32 = BANK_2_START_ADDRESS + BANK_SIZE;
+/// Size of the data partition in bytes (1008 KiB, 126 sectors).
+pub const PARTITION_SIZE: u32 = PARTITION_END_ADDRESS - PARTITION_START_ADDRESS;
+/// The image's room in `memory.x`: all of bank 1 (the budget is 1 MB, `budgets.toml`).
+pub const IMAGE_SIZE: u32 = BANK_SIZE;
+
+/// The data partition in 8 KiB sectors: two for the key store (its record moves between two
+/// slots), 32 for the key-value store (256 KiB, as on the QEMU board), the other 92 for the
+/// spool (736 KiB; one sector of it is the spool's spare, so 728 KiB for mail).
+pub const FLASH_MAP: FlashMap = FlashMap {
+    sector_size: SECTOR_SIZE,
+    key_store_sectors: 2,
+    key_value_sectors: 32,
+    spool_sectors: PARTITION_SIZE / SECTOR_SIZE - 2 - 32,
+};
+
+/// Size of the Octo-SPI NOR (MX25LM51245G: 512 Mbit).
+pub const OCTO_SPI_NOR_SIZE: u32 = 64 * 1024 * 1024;
+/// Erase unit of the Octo-SPI NOR (its 4 KiB sector erase).
+pub const OCTO_SPI_NOR_SECTOR_SIZE: u32 = 4 * 1024;
+
+/// Not used yet (no Octo-SPI driver): the map the stores are to take on the Octo-SPI NOR, with
+/// the key store staying in the internal flash. The key store's two sectors here stay unused
+/// (the board map's type has no "none"); 256 KiB for the key-value store; the rest, 63.7 MiB,
+/// for the spool.
+pub const PLANNED_OCTO_SPI_NOR_MAP: FlashMap = FlashMap {
+    sector_size: OCTO_SPI_NOR_SECTOR_SIZE,
+    key_store_sectors: 2,
+    key_value_sectors: 64,
+    spool_sectors: OCTO_SPI_NOR_SIZE / OCTO_SPI_NOR_SECTOR_SIZE - 2 - 64,
+};
+
+/// Whether the internal-flash layout holds together: the image and the partition do not
+/// overlap, the partition is whole sectors and ends at the end of the chip, and the map fits
+/// the partition and passes the stores' checks.
+pub const fn internal_layout_is_consistent() -> bool {
+    FLASH_START_ADDRESS + IMAGE_SIZE <= BANK_2_START_ADDRESS
+        && PARTITION_START_ADDRESS >= BANK_2_START_ADDRESS
+        && PARTITION_START_ADDRESS.is_multiple_of(SECTOR_SIZE)
+        && PARTITION_SIZE.is_multiple_of(SECTOR_SIZE)
+        && PARTITION_END_ADDRESS == FLASH_START_ADDRESS + 2 * BANK_SIZE
+        && FLASH_MAP.bytes() <= PARTITION_SIZE
+        && FLASH_MAP.is_consistent()
+}
+
+const _: () = assert!(internal_layout_is_consistent(), "the internal flash map does not hold together");
+const _: () = assert!(PLANNED_OCTO_SPI_NOR_MAP.is_consistent() && PLANNED_OCTO_SPI_NOR_MAP.bytes() <= OCTO_SPI_NOR_SIZE);
+
+/// The chip's bank and sector (0–127 within the bank) of a partition offset; `None` past the end.
+pub const fn bank_and_sector(partition_offset: u32) -> Option<(u8, u32)> {
+    if partition_offset >= PARTITION_SIZE {
+        return None;
+    }
+    let from_flash_start = PARTITION_START_ADDRESS - FLASH_START_ADDRESS + partition_offset;
+    Some(((from_flash_start / BANK_SIZE) as u8 + 1, (from_flash_start % BANK_SIZE) / SECTOR_SIZE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partition_is_bank_2_after_the_reserved_sectors() {
+        assert_eq!(PARTITION_START_ADDRESS, 0x0810_4000);
+        assert_eq!(PARTITION_END_ADDRESS, 0x0820_0000);
+        assert_eq!(PARTITION_SIZE, 126 * 8192);
+        assert_eq!(bank_and_sector(0), Some((2, 2)));
+        assert_eq!(bank_and_sector(SECTOR_SIZE - 1), Some((2, 2)));
+        assert_eq!(bank_and_sector(SECTOR_SIZE), Some((2, 3)));
+        assert_eq!(bank_and_sector(PARTITION_SIZE - 1), Some((2, 127)));
+        assert_eq!(bank_and_sector(PARTITION_SIZE), None);
+    }
+
+    #[test]
+    fn the_internal_map_fills_the_partition_with_8_kib_sectors() {
+        assert!(internal_layout_is_consistent());
+        assert_eq!(FLASH_MAP.sector_size, 8192);
+        assert_eq!(FLASH_MAP.bytes(), PARTITION_SIZE);
+        assert_eq!(FLASH_MAP.spool_sectors, 92);
+        assert_eq!(u64::from(FLASH_MAP.spool_sectors - 1) * 8192, 728 * 1024, "mail beside the spare sector");
+        // A key store of one sector has nowhere to move its record.
+        assert!(!FlashMap { key_store_sectors: 1, ..FLASH_MAP }.is_consistent());
+    }
+
+    #[test]
+    fn the_planned_octo_spi_map_takes_the_whole_nor_in_4_kib_sectors() {
+        assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.sector_size, 4096);
+        assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.bytes(), OCTO_SPI_NOR_SIZE);
+        assert!(PLANNED_OCTO_SPI_NOR_MAP.is_consistent());
+        assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.spool_sectors, 16_384 - 66);
+    }
+}
