@@ -13,9 +13,11 @@
 //! | entropy | true RNG (NIST SP 800-90B source, health tests on) | [`entropy`] (continuous test too) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_RSR | [`reset`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |
+//! | (not wired) | 64 MB Octo-SPI NOR, MX25LM51245G, 4 KiB sectors | [`octo_spi_nor`] (1-line SPI, async NOR, counters) |
 //!
-//! Not driven yet: the 64 MB Octo-SPI NOR (the spool is in the internal flash for now), SAES
-//! with the hardware unique key, the tamper pins, the SRAM-erase option bytes (README).
+//! Not used yet: the Octo-SPI NOR (its driver is compiled, but the spool is in the internal
+//! flash: `BoardParts` holds one flash), SAES with the hardware unique key, the tamper pins,
+//! the SRAM-erase option bytes (README).
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over RTT to the ST-LINK, see [`logging`]. The README says why this
@@ -38,6 +40,8 @@ pub mod flash;
 pub mod interrupts;
 #[cfg(target_os = "none")]
 pub mod logging;
+#[cfg(target_os = "none")]
+pub mod octo_spi_nor;
 pub mod partition_map;
 #[cfg(all(target_os = "none", feature = "ram-wipe"))]
 mod ram_wipe;

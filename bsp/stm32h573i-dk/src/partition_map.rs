@@ -12,9 +12,10 @@
 //! Every sector is 8 KiB (RM0481: two banks of 128 sectors); the chip programs 16-byte
 //! quad-words with ECC, each once per erase.
 //!
-//! The 64 MB Octo-SPI NOR on the kit (MX25LM51245G, 4 KiB sectors) is not driven yet: the
-//! spool lives in the internal flash with the key store. [`PLANNED_OCTO_SPI_NOR_MAP`] is the
-//! map the spool and key-value store are to take there; nothing uses it yet.
+//! The 64 MB Octo-SPI NOR on the kit (MX25LM51245G, 4 KiB sectors) has a driver
+//! (`octo_spi_nor`) that nothing uses yet: the spool lives in the internal flash with the key
+//! store. [`PLANNED_OCTO_SPI_NOR_MAP`] is the map the spool and key-value store are to take
+//! there; the driver's range checks and page splitting are here, so that the host tests them.
 //!
 //! Owns: nothing (constants). Calls: `homemx_board::FlashMap`'s checks.
 
@@ -56,7 +57,7 @@ pub const OCTO_SPI_NOR_SIZE: u32 = 64 * 1024 * 1024;
 /// Erase unit of the Octo-SPI NOR (its 4 KiB sector erase).
 pub const OCTO_SPI_NOR_SECTOR_SIZE: u32 = 4 * 1024;
 
-/// Not used yet (no Octo-SPI driver): the map the stores are to take on the Octo-SPI NOR, with
+/// Not used yet (the Octo-SPI driver is not wired): the map the stores are to take on the Octo-SPI NOR, with
 /// the key store staying in the internal flash. The key store's two sectors here stay unused
 /// (the board map's type has no "none"); 256 KiB for the key-value store; the rest, 63.7 MiB,
 /// for the spool.
@@ -66,6 +67,41 @@ pub const PLANNED_OCTO_SPI_NOR_MAP: FlashMap = FlashMap {
     key_value_sectors: 64,
     spool_sectors: OCTO_SPI_NOR_SIZE / OCTO_SPI_NOR_SECTOR_SIZE - 2 - 64,
 };
+
+/// Program page of the Octo-SPI NOR: one page program writes at most up to the end of its page.
+pub const OCTO_SPI_NOR_PAGE_SIZE: u32 = 256;
+
+/// Why a range of the Octo-SPI NOR was refused before the memory was touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeError {
+    /// The address or length is not a multiple of the operation's unit.
+    NotAligned,
+    /// The range runs past the end of the memory.
+    OutOfBounds,
+}
+
+/// Checks that `offset..offset + length` lies in the Octo-SPI NOR and both ends are multiples
+/// of `alignment`.
+pub const fn check_octo_spi_nor_range(offset: u32, length: u32, alignment: u32) -> Result<(), RangeError> {
+    if !offset.is_multiple_of(alignment) || !length.is_multiple_of(alignment) {
+        return Err(RangeError::NotAligned);
+    }
+    match offset.checked_add(length) {
+        Some(end) if end <= OCTO_SPI_NOR_SIZE => Ok(()),
+        _ => Err(RangeError::OutOfBounds),
+    }
+}
+
+/// How many of `remaining` bytes written from `offset` one page program takes: up to the end of
+/// `offset`'s page.
+pub const fn octo_spi_nor_page_chunk(offset: u32, remaining: u32) -> u32 {
+    let room = OCTO_SPI_NOR_PAGE_SIZE - offset % OCTO_SPI_NOR_PAGE_SIZE;
+    if room < remaining {
+        room
+    } else {
+        remaining
+    }
+}
 
 /// Whether the internal-flash layout holds together: the image and the partition do not
 /// overlap, the partition is whole sectors and ends at the end of the chip, and the map fits
@@ -125,5 +161,35 @@ mod tests {
         assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.bytes(), OCTO_SPI_NOR_SIZE);
         assert!(PLANNED_OCTO_SPI_NOR_MAP.is_consistent());
         assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.spool_sectors, 16_384 - 66);
+    }
+
+    #[test]
+    fn octo_spi_nor_ranges_are_checked_before_the_memory_is_touched() {
+        assert_eq!(check_octo_spi_nor_range(0, OCTO_SPI_NOR_SIZE, OCTO_SPI_NOR_SECTOR_SIZE), Ok(()));
+        assert_eq!(check_octo_spi_nor_range(4096, 4096, 4096), Ok(()));
+        assert_eq!(check_octo_spi_nor_range(2048, 4096, 4096), Err(RangeError::NotAligned));
+        assert_eq!(check_octo_spi_nor_range(4096, 6, 4), Err(RangeError::NotAligned));
+        assert_eq!(check_octo_spi_nor_range(OCTO_SPI_NOR_SIZE - 4, 8, 4), Err(RangeError::OutOfBounds));
+        assert_eq!(check_octo_spi_nor_range(u32::MAX - 3, 8, 4), Err(RangeError::OutOfBounds), "no wrap-around");
+    }
+
+    #[test]
+    fn octo_spi_nor_writes_split_at_page_ends_and_cover_every_byte_once() {
+        assert_eq!(octo_spi_nor_page_chunk(0, 1000), 256);
+        assert_eq!(octo_spi_nor_page_chunk(252, 8), 4);
+        assert_eq!(octo_spi_nor_page_chunk(256, 8), 8);
+        for (start, length) in [(0u32, 1u32), (4, 1020), (252, 8), (1000, 5000), (65_532, 4)] {
+            let (mut offset, mut remaining, mut chunks) = (start, length, 0);
+            while remaining > 0 {
+                let chunk = octo_spi_nor_page_chunk(offset, remaining);
+                assert!(chunk > 0 && chunk <= OCTO_SPI_NOR_PAGE_SIZE);
+                assert_eq!(offset / OCTO_SPI_NOR_PAGE_SIZE, (offset + chunk - 1) / OCTO_SPI_NOR_PAGE_SIZE, "one page per program");
+                offset += chunk;
+                remaining -= chunk;
+                chunks += 1;
+            }
+            assert_eq!(offset, start + length);
+            assert!(chunks <= length.div_ceil(OCTO_SPI_NOR_PAGE_SIZE) + 1);
+        }
     }
 }
