@@ -9,7 +9,7 @@
 //! | console | USB device FS on the USB Type-C connector, CDC-ACM | [`usb_console`] (embassy-usb, async `embedded-io`) |
 //! | time | TIM2 at 62.5 MHz → 1 kHz ticks | embassy-stm32 `time-driver-tim2`, [`clocks`] |
 //! | cycle count | SysTick on the 250 MHz core clock | [`core_clock`] |
-//! | flash | internal flash bank 2, sectors 2–127 (`0x0810_4000`, 1008 KiB of 8 KiB sectors) | [`flash`], [`partition_map`] |
+//! | flash | internal flash bank 2, sectors 34–127 (`0x0814_4000`, 752 KiB of 8 KiB sectors) | [`flash`], [`partition_map`] |
 //! | entropy | true RNG (NIST SP 800-90B source, health tests on) | [`entropy`] (continuous test too) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_RSR | [`reset`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |
@@ -58,27 +58,22 @@ pub use partition_map::FLASH_MAP;
 /// application can measure its high-water mark.
 pub const STACK_PAINTED: bool = cfg!(feature = "stack-paint");
 
-/// Heap bytes one TLS session takes at most: rustls's handshake state, a 16 KB record and the
-/// copy handed to the session, an RSA-4096 chain while it is checked.
-pub const HEAP_BYTES_PER_TLS_SESSION: usize = 64 * 1024;
-/// TLS sessions open at once that the heap is sized for.
+/// Inbound TLS sessions open at once (ports 25, 587 and 465) that the heap is sized for.
 pub const TLS_SESSIONS: usize = 3;
-/// The heap the firmware needs besides TLS sessions (the QEMU board's whole heap).
-pub const BASE_HEAP_BYTES: usize = 64 * 1024;
 
 /// What this board has room for: its 640 KB of SRAM holds the product's counts, as the QEMU
-/// board runs them, and a heap for three TLS sessions at once.
-// TODO(issue 16): the lead is adding `tls_sessions` to `homemx_board::Sizing`; set it to
-// `TLS_SESSIONS` here then (the heap below is already sized for them).
+/// board runs them, with a heap for three inbound TLS sessions at once beside the provider
+/// connections (`homemx_board::heap_for`).
 pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     mx_sessions: 4,
     submission_sessions: 2,
+    tls_sessions: TLS_SESSIONS,
     transaction_slots: 4,
     mx_spare_listeners: 8,
     submission_spare_listeners: 1,
     http_sessions: 3,
     spool_messages: 128,
-    heap_bytes: BASE_HEAP_BYTES + TLS_SESSIONS * HEAP_BYTES_PER_TLS_SESSION,
+    heap_bytes: homemx_board::heap_for(TLS_SESSIONS),
     event_log_entries: 64,
 };
 

@@ -44,9 +44,19 @@ fn board_ram_bytes(board: Board) -> u64 {
 /// when an image is larger than the flash budget (`budgets.toml`, `flash.image_bytes`: two
 /// images must fit the real board's 2 MB of internal flash).
 pub fn build(arguments: &[String]) -> Result<()> {
+    let over_budget = build_images(&selected_builds(arguments)?)?;
+    if !over_budget.is_empty() {
+        return Err(format!("firmware image over the flash budget (budgets.toml): {}", over_budget.join("; ")).into());
+    }
+    Ok(())
+}
+
+/// Builds `builds`, prints each image's flash and static RAM, and returns the images over the
+/// flash budget (one line each; empty when all are within it).
+fn build_images(builds: &[FirmwareBuild]) -> Result<Vec<String>> {
     let flash_budget = crate::budgets::Budgets::load()?.get("flash.image_bytes").ok_or("budgets.toml: flash.image_bytes missing")?;
     let mut over_budget = Vec::new();
-    for firmware in selected_builds(arguments)? {
+    for &firmware in builds {
         eprintln!("xtask: building {} with the {:?} toolchain", firmware.variant_name(), detect_toolchain_for(firmware.board));
         let elf = firmware.build()?;
         let size = image_size(&elf)?;
@@ -65,10 +75,7 @@ pub fn build(arguments: &[String]) -> Result<()> {
             over_budget.push(format!("{}: {} B of flash, budget {flash_budget} B", firmware.variant_name(), size.flash));
         }
     }
-    if !over_budget.is_empty() {
-        return Err(format!("firmware image over the flash budget (budgets.toml): {}", over_budget.join("; ")).into());
-    }
-    Ok(())
+    Ok(over_budget)
 }
 
 /// `cargo xtask flash-image PATH`.
@@ -170,7 +177,11 @@ fn test_steps(fuzz_seconds: u32, times: &mut StepTimes) -> Result<()> {
     )?;
     eprintln!("\n=== firmware images");
     let started = std::time::Instant::now();
-    build(&[])?;
+    // Every image must build; the flash budget is reported here, not a gate (as every budget in
+    // `budgets.toml`): `cargo xtask build` alone fails on it.
+    for line in build_images(&ALL_BUILDS)? {
+        eprintln!("xtask: OVER the flash budget (budgets.toml): {line}");
+    }
     times.push(("firmware images".into(), started.elapsed()));
     for (crate_directory, target) in FUZZ_TARGETS {
         if fuzz_seconds == 0 {
