@@ -125,10 +125,11 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         trust,
         random,
         operation: crate::instrument::Operation::TlsHandshakeSmarthost,
+        minimum: crate::link::minimum_tls(smarthost.min_tls),
     });
     if connected && implicit {
         let start = tls.take().expect("TLS start is set");
-        match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random, start.operation).await {
+        match link.start_tls(start).await {
             Ok(()) => {}
             Err(error) => {
                 if error.is_refusal() {
