@@ -527,7 +527,7 @@ async fn begin(header: &[u8], domain: &str, host_name: &str, backup_host: &str, 
     let mut stores = crate::store::open().await?;
     // Space for the size LIST gave (an estimate: the spool reserves more as the data comes if
     // it was low). A fixed reservation (it was 1 MB) refused every message on a board whose
-    // spool is smaller (the NUCLEO's 384 KB, the simulator's 960 KB).
+    // spool is smaller (the STM32H573I-DK's 472 KB, the simulator's 960 KB).
     let expected = (listed_size + received.len() as u64).min(MESSAGE_SIZE_MAX) as u32;
     let mut writer = stores.begin_spool_message(&envelope, expected).await.ok()?;
     let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
