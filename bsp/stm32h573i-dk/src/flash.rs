@@ -1,10 +1,9 @@
-//! The board's data partition: sectors 34–127 of the STM32H573's internal flash bank 2
-//! (`0x0814_4000..0x0820_0000`, 752 KiB of 8 KiB sectors, see [`crate::partition_map`]), as an
+//! The board's data partition: sectors 2–127 of the STM32H573's internal flash bank 2
+//! (`0x0810_4000..0x0820_0000`, 1008 KiB of 8 KiB sectors, see [`crate::partition_map`]), as an
 //! async NOR flash that counts its own program and erase work.
 //!
-//! The firmware image is linked into bank 1 and the first 256 KiB of bank 2 (`memory.x`), so a
-//! program or erase here does not stall instruction fetches from bank 1 (read-while-write);
-//! fetches from the image's part of bank 2 wait for it.
+//! The firmware image is linked into bank 1 (`memory.x` allows only bank 1), so a program or
+//! erase of bank 2 does not stall instruction fetches from bank 1 (read-while-write).
 //!
 //! embassy-stm32 0.6 has only a blocking flash driver for the H5 family (no flash interrupt
 //! handler), so `write` and `erase` run to completion inside the call: an 8 KiB sector erase

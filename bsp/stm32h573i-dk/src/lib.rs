@@ -9,7 +9,7 @@
 //! | console | USB device FS on the USB Type-C connector, CDC-ACM | [`usb_console`] (embassy-usb, async `embedded-io`) |
 //! | time | TIM2 at 62.5 MHz → 1 kHz ticks | embassy-stm32 `time-driver-tim2`, [`clocks`] |
 //! | cycle count | SysTick on the 250 MHz core clock | [`core_clock`] |
-//! | flash | internal flash bank 2, sectors 34–127 (`0x0814_4000`, 752 KiB of 8 KiB sectors) | [`flash`], [`partition_map`] |
+//! | flash | internal flash bank 2, sectors 2–127 (`0x0810_4000`, 1008 KiB of 8 KiB sectors) | [`flash`], [`partition_map`] |
 //! | entropy | true RNG (NIST SP 800-90B source, health tests on) | [`entropy`] (continuous test too) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_RSR | [`reset`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |

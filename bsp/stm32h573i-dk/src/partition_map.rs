@@ -5,19 +5,12 @@
 //!
 //! | range | bank / sectors | size | use |
 //! | --- | --- | --- | --- |
-//! | `0x0800_0000..0x0814_0000` | bank 1, sectors 0–127, bank 2, sectors 0–31 | 1280 KiB | firmware image (`memory.x` FLASH) |
-//! | `0x0814_0000..0x0814_4000` | bank 2, sectors 32–33 | 16 KiB | reserved for the board (boot state); not touched |
-//! | `0x0814_4000..0x0820_0000` | bank 2, sectors 34–127 | 752 KiB | the data partition ([`FLASH_MAP`]) |
+//! | `0x0800_0000..0x0810_0000` | bank 1, sectors 0–127 | 1 MiB | firmware image (`memory.x` FLASH) |
+//! | `0x0810_0000..0x0810_4000` | bank 2, sectors 0–1 | 16 KiB | reserved for the board (boot state); not touched |
+//! | `0x0810_4000..0x0820_0000` | bank 2, sectors 2–127 | 1008 KiB | the data partition ([`FLASH_MAP`]) |
 //!
 //! Every sector is 8 KiB (RM0481: two banks of 128 sectors); the chip programs 16-byte
 //! quad-words with ECC, each once per erase.
-//!
-//! The image's room reaches 256 KiB into bank 2 because the image no longer fits bank 1: with
-//! inbound TLS it is about 1.1 MB, above the 1 MB budget (`budgets.toml`) that two update slots
-//! in 2 MB need. While it is so, there is no room for a second image, and the code that lies in
-//! bank 2 stalls while a partition sector is erased or programmed (same bank: the fetch waits,
-//! nothing breaks). Once the image is back within 1 MB, [`IMAGE_SIZE`] returns to one bank and
-//! the partition grows back (keep `memory.x` in step).
 //!
 //! The 64 MB Octo-SPI NOR on the kit (MX25LM51245G, 4 KiB sectors) has a driver
 //! (`octo_spi_nor`) that nothing uses yet: the spool lives in the internal flash with the key
@@ -38,20 +31,20 @@ pub const BANK_2_START_ADDRESS: u32 = FLASH_START_ADDRESS + BANK_SIZE;
 pub const SECTOR_SIZE: u32 = 8 * 1024;
 /// Program unit of the internal flash: one 128-bit quad-word (with its ECC).
 pub const WORD_SIZE: usize = 16;
-/// Sectors kept back for the board between the image and the data partition.
+/// Sectors of bank 2 kept back for the board, before the data partition.
 pub const BOARD_RESERVED_SECTORS: u32 = 2;
-/// First address of the data partition: after the image's room and the board's sectors.
-pub const PARTITION_START_ADDRESS: u32 = FLASH_START_ADDRESS + IMAGE_SIZE + BOARD_RESERVED_SECTORS * SECTOR_SIZE;
+/// First address of the data partition.
+pub const PARTITION_START_ADDRESS: u32 = BANK_2_START_ADDRESS + BOARD_RESERVED_SECTORS * SECTOR_SIZE;
 /// One past the last address of the data partition: the end of bank 2.
 pub const PARTITION_END_ADDRESS: u32 = BANK_2_START_ADDRESS + BANK_SIZE;
-/// Size of the data partition in bytes (752 KiB, 94 sectors).
+/// Size of the data partition in bytes (1008 KiB, 126 sectors).
 pub const PARTITION_SIZE: u32 = PARTITION_END_ADDRESS - PARTITION_START_ADDRESS;
-/// The image's room in `memory.x` (FLASH): bank 1 and the first 32 sectors of bank 2.
-pub const IMAGE_SIZE: u32 = BANK_SIZE + 32 * SECTOR_SIZE;
+/// The image's room in `memory.x`: all of bank 1 (the budget is 1 MB, `budgets.toml`).
+pub const IMAGE_SIZE: u32 = BANK_SIZE;
 
 /// The data partition in 8 KiB sectors: two for the key store (its record moves between two
-/// slots), 32 for the key-value store (256 KiB, as on the QEMU board), the other 60 for the
-/// spool (480 KiB; one sector of it is the spool's spare, so 472 KiB for mail).
+/// slots), 32 for the key-value store (256 KiB, as on the QEMU board), the other 92 for the
+/// spool (736 KiB; one sector of it is the spool's spare, so 728 KiB for mail).
 pub const FLASH_MAP: FlashMap = FlashMap {
     sector_size: SECTOR_SIZE,
     key_store_sectors: 2,
@@ -114,7 +107,7 @@ pub const fn octo_spi_nor_page_chunk(offset: u32, remaining: u32) -> u32 {
 /// overlap, the partition is whole sectors and ends at the end of the chip, and the map fits
 /// the partition and passes the stores' checks.
 pub const fn internal_layout_is_consistent() -> bool {
-    FLASH_START_ADDRESS + IMAGE_SIZE < PARTITION_START_ADDRESS
+    FLASH_START_ADDRESS + IMAGE_SIZE <= BANK_2_START_ADDRESS
         && PARTITION_START_ADDRESS >= BANK_2_START_ADDRESS
         && PARTITION_START_ADDRESS.is_multiple_of(SECTOR_SIZE)
         && PARTITION_SIZE.is_multiple_of(SECTOR_SIZE)
@@ -140,14 +133,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_partition_is_bank_2_after_the_image_and_the_reserved_sectors() {
-        assert_eq!(FLASH_START_ADDRESS + IMAGE_SIZE, 0x0814_0000);
-        assert_eq!(PARTITION_START_ADDRESS, 0x0814_4000);
+    fn the_partition_is_bank_2_after_the_reserved_sectors() {
+        assert_eq!(PARTITION_START_ADDRESS, 0x0810_4000);
         assert_eq!(PARTITION_END_ADDRESS, 0x0820_0000);
-        assert_eq!(PARTITION_SIZE, 94 * 8192);
-        assert_eq!(bank_and_sector(0), Some((2, 34)));
-        assert_eq!(bank_and_sector(SECTOR_SIZE - 1), Some((2, 34)));
-        assert_eq!(bank_and_sector(SECTOR_SIZE), Some((2, 35)));
+        assert_eq!(PARTITION_SIZE, 126 * 8192);
+        assert_eq!(bank_and_sector(0), Some((2, 2)));
+        assert_eq!(bank_and_sector(SECTOR_SIZE - 1), Some((2, 2)));
+        assert_eq!(bank_and_sector(SECTOR_SIZE), Some((2, 3)));
         assert_eq!(bank_and_sector(PARTITION_SIZE - 1), Some((2, 127)));
         assert_eq!(bank_and_sector(PARTITION_SIZE), None);
     }
@@ -157,8 +149,8 @@ mod tests {
         assert!(internal_layout_is_consistent());
         assert_eq!(FLASH_MAP.sector_size, 8192);
         assert_eq!(FLASH_MAP.bytes(), PARTITION_SIZE);
-        assert_eq!(FLASH_MAP.spool_sectors, 60);
-        assert_eq!(u64::from(FLASH_MAP.spool_sectors - 1) * 8192, 472 * 1024, "mail beside the spare sector");
+        assert_eq!(FLASH_MAP.spool_sectors, 92);
+        assert_eq!(u64::from(FLASH_MAP.spool_sectors - 1) * 8192, 728 * 1024, "mail beside the spare sector");
         // A key store of one sector has nowhere to move its record.
         assert!(!FlashMap { key_store_sectors: 1, ..FLASH_MAP }.is_consistent());
     }
