@@ -43,6 +43,8 @@ have xz || packages+=(xz-utils)
 have python3 || packages+=(python3 python3-pip)
 have chromium || packages+=(chromium fonts-dejavu-core)
 have swaks || packages+=(swaks)
+# swaks's TLS (--tls, --tls-on-connect) is Net::SSLeay, only a recommendation of the package.
+perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || packages+=(libnet-ssleay-perl)
 have testssl || packages+=(testssl.sh)
 installing_dovecot=""
 if ! { [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ]; }; then

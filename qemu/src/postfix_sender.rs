@@ -95,15 +95,15 @@ impl PostfixSender {
         self.log().lines().filter_map(tls_session).collect()
     }
 
-    /// Waits until a log line contains `text`; returns that line.
-    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> Result<String> {
+    /// Waits until a log line contains one of `texts`; returns that line.
+    pub fn wait_for_log(&self, texts: &[&str], timeout: Duration) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(line) = self.log().lines().find(|line| line.contains(text)) {
+            if let Some(line) = self.log().lines().find(|line| texts.iter().any(|text| line.contains(text))) {
                 return Ok(line.to_string());
             }
             if Instant::now() > deadline {
-                return Err(format!("Postfix logged no {text:?} within {timeout:?}:\n{}", self.log()).into());
+                return Err(format!("Postfix logged none of {texts:?} within {timeout:?}:\n{}", self.log()).into());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
