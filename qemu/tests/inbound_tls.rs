@@ -30,15 +30,19 @@ use serde_json::Value;
 /// the emulator's slack. (The device's own figure is its TLS handshake timeout in
 /// `firmware/services/src/mx.rs`.)
 const HANDSHAKE_TIMEOUT_LIMIT: Duration = Duration::from_secs(45);
-/// Further WAN clients (each bad handshake from an address of its own, so no per-address
-/// limit is what refuses it).
-const WAN_CLIENTS: [Ipv4Addr; 6] = [
+/// Further WAN clients: each bad handshake and each client beside them from an address of its
+/// own (none used twice), so no per-address limit or ban is what answers it.
+const WAN_CLIENTS: [Ipv4Addr; 10] = [
     Ipv4Addr::new(203, 0, 113, 21),
     Ipv4Addr::new(203, 0, 113, 22),
     Ipv4Addr::new(203, 0, 113, 23),
     Ipv4Addr::new(203, 0, 113, 24),
     Ipv4Addr::new(203, 0, 113, 25),
-    Ipv4Addr::new(203, 0, 113, 26),
+    Ipv4Addr::new(203, 0, 113, 31),
+    Ipv4Addr::new(203, 0, 113, 32),
+    Ipv4Addr::new(203, 0, 113, 33),
+    Ipv4Addr::new(203, 0, 113, 34),
+    Ipv4Addr::new(203, 0, 113, 35),
 ];
 
 fn message(subject: &str) -> Vec<u8> {
@@ -174,7 +178,7 @@ fn port_25_takes_mail_over_tls_resists_injection_and_bad_handshakes() {
     // 4. Every TLS slot held by a stalled handshake (on 25 from WAN clients, then on 587 from
     //    the LAN): the next STARTTLS gets 454 4.7.0, port 465 gets 421; after the timeout
     //    STARTTLS works again.
-    let attempts = [(WAN_CLIENTS[0], SMTP), (WAN_CLIENTS[1], SMTP), (WAN_CLIENTS[2], SMTP), (LAN_CLIENT, SUBMISSION), (ROUTER, SUBMISSION), (WAN_CLIENTS[3], SMTP)];
+    let attempts = [(WAN_CLIENTS[5], SMTP), (WAN_CLIENTS[6], SMTP), (WAN_CLIENTS[7], SMTP), (LAN_CLIENT, SUBMISSION), (ROUTER, SUBMISSION), (WAN_CLIENTS[8], SMTP)];
     let mut holds = Vec::new();
     let mut refused = None;
     for (source, port) in attempts {
@@ -201,7 +205,7 @@ fn port_25_takes_mail_over_tls_resists_injection_and_bad_handshakes() {
     assert!(implicit.starts_with("421"), "port 465 with every TLS slot busy: {implicit:?}");
     assert_health_prompt(&appliance, "with every TLS slot busy");
     assert_closed_within_timeout(holds);
-    tls_session(&appliance, WAN_CLIENTS[5]);
+    tls_session(&appliance, WAN_CLIENTS[9]);
     homemx_qemu::peers::assert_short_polls(&appliance.network);
     eprintln!("inbound_tls: {:.0} s in all", started.elapsed().as_secs_f64());
 }
