@@ -3,13 +3,16 @@
 source address. Prints one JSON object: the reply to each RCPT and to the end of data.
 
 usage: smtp_client.py --source ADDRESS --server ADDRESS[:PORT] --sender A --recipient R [...]
-                      --message FILE [--raw]
+                      --message FILE [--raw] [--starttls]
+--starttls switches to TLS after EHLO (the device's certificate is not verified: this client
+measures and delivers, the trust tests use their own clients).
 --raw sends the file's bytes after DATA as they are (for smuggling tests; the file must end
 the data itself); otherwise smtplib's DATA (dot-stuffing, CRLF.CRLF) is used.
 """
 import argparse
 import json
 import smtplib
+import ssl
 
 
 def main():
@@ -20,6 +23,7 @@ def main():
     parser.add_argument("--recipient", action="append", required=True)
     parser.add_argument("--message", required=True)
     parser.add_argument("--raw", action="store_true")
+    parser.add_argument("--starttls", action="store_true")
     arguments = parser.parse_args()
     host, _, port = arguments.server.partition(":")
     result = {"connect": None, "mail": None, "rcpt": {}, "data": None}
@@ -33,6 +37,13 @@ def main():
             print(json.dumps(result))
             return
         client.ehlo("client.test")
+        if arguments.starttls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            code, text = client.starttls(context=context)
+            result["starttls"] = [code, text.decode(errors="replace"), client.sock.version(), client.sock.cipher()[0]]
+            client.ehlo("client.test")
         code, text = client.mail(arguments.sender)
         result["mail"] = [code, text.decode(errors="replace")]
         accepted = 0

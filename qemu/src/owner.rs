@@ -112,6 +112,7 @@ pub fn write_configuration(directory: &Path) {
 domains = ["example.org"]
 recipients = ["alice@example.org", "bob@example.org"]
 lan_prefixes = ["192.168.77.0/24"]
+lan_relay_without_auth = true
 
 [lan_mailbox]
 address = "192.168.77.1"
@@ -154,12 +155,16 @@ pub fn write_secrets(directory: &Path) {
 /// the test LAN, the LMTP mailbox host on the router, and the smarthost
 /// `smarthost.example.net:587` with STARTTLS, verified by `ca_certificate`. Tests append their
 /// own sections (`[limits]`, `[backup_mx]`, `[dyndns]`, …) and top-level keys go in `extra`.
+/// LAN clients relay by their address alone (`lan_relay_without_auth = true`, as the tests of
+/// outbound mail need) unless `extra` sets `lan_relay_without_auth` itself.
 pub fn provider_configuration(ca_certificate: &Path, recipients: &[&str], extra: &str) -> String {
     let recipients: Vec<String> = recipients.iter().map(|recipient| format!("\"{recipient}\"")).collect();
+    let opt_in = if extra.contains("lan_relay_without_auth") { "" } else { "lan_relay_without_auth = true" };
     format!(
         r#"domains = ["example.org"]
 recipients = [{}]
 lan_prefixes = ["192.168.77.0/24"]
+{opt_in}
 {extra}
 [lan_mailbox]
 address = "192.168.77.1"

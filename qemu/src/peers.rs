@@ -200,6 +200,31 @@ pub fn send_mail(
     message: &std::path::Path,
     raw: bool,
 ) -> Result<serde_json::Value> {
+    run_smtp_client(namespace, source, server, sender, recipients, message, if raw { &["--raw"] } else { &[] })
+}
+
+/// [`send_mail`] after STARTTLS (the device's certificate is not checked); the reply's
+/// `starttls` holds the `220`, the TLS version and the cipher.
+pub fn send_mail_over_starttls(
+    namespace: &str,
+    source: Ipv4Addr,
+    server: impl std::fmt::Display,
+    sender: &str,
+    recipients: &[&str],
+    message: &std::path::Path,
+) -> Result<serde_json::Value> {
+    run_smtp_client(namespace, source, server, sender, recipients, message, &["--starttls"])
+}
+
+fn run_smtp_client(
+    namespace: &str,
+    source: Ipv4Addr,
+    server: impl std::fmt::Display,
+    sender: &str,
+    recipients: &[&str],
+    message: &std::path::Path,
+    flags: &[&str],
+) -> Result<serde_json::Value> {
     let script = crate::repository_root().join("qemu/peers/smtp_client.py");
     let mut command = std::process::Command::new("ip");
     command.args(["netns", "exec", namespace, "python3"]).arg(script);
@@ -208,9 +233,7 @@ pub fn send_mail(
         command.args(["--recipient", recipient]);
     }
     command.arg("--message").arg(message);
-    if raw {
-        command.arg("--raw");
-    }
+    command.args(flags);
     let output = command.output()?;
     if !output.status.success() {
         return Err(format!("smtp client failed: {}", String::from_utf8_lossy(&output.stderr)).into());

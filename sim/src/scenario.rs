@@ -21,7 +21,7 @@ use homemx_bsp_sim::seeds::{self, Domain};
 use homemx_bsp_sim::flash::CutMode;
 use homemx_bsp_sim::{install, time_driver, DeviceHandles, SimConfig, World};
 use homemx_wire::client::AdminSigningKey;
-use homemx_wire::config::{BackupMx, ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox, Smarthost, TlsMode};
+use homemx_wire::config::{BackupMx, ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox, Smarthost, Submission, TlsMode};
 use homemx_wire::message::{Credential, TlsService};
 use rand::Rng;
 
@@ -168,6 +168,8 @@ fn configuration(smarthost: &SmarthostPlan, backup: &BackupPlan) -> Vec<ConfigIt
         items.push(ConfigItem::Recipient((*recipient).try_into().unwrap()));
     }
     items.push(ConfigItem::LanPrefix(Ipv4Prefix { address: [10, 0, 0, 0], length: 24 }));
+    // The simulated LAN submitters send without AUTH: the owner's opt-in.
+    items.push(ConfigItem::Submission(Submission { requires_auth: true, lan_relay_without_auth: true }));
     items.push(ConfigItem::LanMailbox(LanMailbox { address: PEER.octets(), port: MAILBOX_PORT, protocol: DeliveryProtocol::Lmtp }));
     items.push(ConfigItem::Smarthost(Smarthost {
         host: Identity::Smarthost.host_name().try_into().unwrap(),

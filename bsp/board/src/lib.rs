@@ -113,8 +113,13 @@ where
 pub struct Sizing {
     /// SMTP sessions served at once on port 25 (one task and socket each).
     pub mx_sessions: usize,
-    /// Sessions served at once on the submission port 587.
+    /// Sessions served at once on each submission port (587 STARTTLS, 465 implicit TLS): each
+    /// port has this many listeners; both share one pool of this many sessions.
     pub submission_sessions: usize,
+    /// Inbound TLS sessions at once over ports 25, 587 and 465 (their record buffers and
+    /// rustls state are on the heap, see `heap_bytes`); one more gets `454 4.7.0` at
+    /// `STARTTLS` (25, 587) or `421 4.7.0` (465).
+    pub tls_sessions: usize,
     /// Mail transactions open at once over both ports (taken at `MAIL FROM`).
     pub transaction_slots: usize,
     /// Port-25 listeners that only answer `421` while every session is busy.
@@ -125,10 +130,22 @@ pub struct Sizing {
     pub http_sessions: usize,
     /// Messages the spool holds at once (96 bytes of RAM each).
     pub spool_messages: usize,
-    /// The TLS heap (rustls's handshake state and records).
+    /// The TLS heap: the provider connections' rustls state plus `tls_sessions` inbound
+    /// sessions (the services check at compile time that it holds them).
     pub heap_bytes: usize,
     /// Events the RAM event log keeps for `homemx logs` (about 116 bytes each; the oldest go).
     pub event_log_entries: usize,
+}
+
+/// Heap one inbound TLS session may take at most: its two record buffers (16,645 octets in,
+/// 8 KB out), the decrypted data held for the session (two records, 32 KB), the record rustls
+/// decrypts into before it is handed over (16 KB) and rustls's connection state (a few KB).
+/// A board's `heap_bytes` is the provider connections' 64 KB plus `tls_sessions` of these.
+pub const TLS_SESSION_HEAP_BYTES: usize = 80 * 1024;
+
+/// The heap of a board serving `tls_sessions` inbound TLS sessions (see [`Sizing::heap_bytes`]).
+pub const fn heap_for(tls_sessions: usize) -> usize {
+    64 * 1024 + tls_sessions * TLS_SESSION_HEAP_BYTES
 }
 
 /// Sockets every board's stack holds besides the mail and HTTP listeners: DHCP, UDP echo,
@@ -141,7 +158,7 @@ impl Sizing {
     pub const fn sockets(&self) -> usize {
         FIXED_SOCKETS
             + self.mx_sessions
-            + self.submission_sessions
+            + 2 * self.submission_sessions
             + self.mx_spare_listeners
             + self.submission_spare_listeners
             + self.http_sessions
@@ -152,6 +169,8 @@ impl Sizing {
     pub const fn is_consistent(&self) -> bool {
         self.mx_sessions >= 1
             && self.submission_sessions >= 1
+            && self.tls_sessions >= 1
+            && self.heap_bytes >= heap_for(self.tls_sessions)
             && self.transaction_slots >= 1
             && self.transaction_slots <= self.mx_sessions + self.submission_sessions
             && self.http_sessions >= 1
@@ -217,22 +236,24 @@ mod sizing_tests {
     const SIZING: Sizing = Sizing {
         mx_sessions: 4,
         submission_sessions: 2,
+        tls_sessions: 3,
         transaction_slots: 4,
         mx_spare_listeners: 8,
         submission_spare_listeners: 1,
         http_sessions: 3,
         spool_messages: 128,
-        heap_bytes: 64 * 1024,
+        heap_bytes: heap_for(3),
         event_log_entries: 64,
     };
 
     #[test]
     fn sockets_are_the_listeners_plus_the_fixed_ones() {
-        assert_eq!(SIZING.sockets(), 7 + 4 + 2 + 8 + 1 + 3);
+        assert_eq!(SIZING.sockets(), 7 + 4 + 2 * 2 + 8 + 1 + 3);
         assert!(SIZING.is_consistent());
         assert!(!Sizing { transaction_slots: 7, ..SIZING }.is_consistent(), "more slots than sessions");
         assert!(!Sizing { transaction_slots: 0, ..SIZING }.is_consistent());
         assert!(!Sizing { event_log_entries: 8, ..SIZING }.is_consistent(), "too few events to read back");
+        assert!(!Sizing { tls_sessions: 0, ..SIZING }.is_consistent(), "no inbound TLS at all");
         let map = FlashMap { sector_size: 4096, key_store_sectors: 4, key_value_sectors: 64, spool_sectors: 1978 };
         assert_eq!(map.bytes(), 2046 * 4096);
     }

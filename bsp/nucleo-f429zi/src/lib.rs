@@ -61,12 +61,13 @@ fn parts_satisfy_the_board_traits(parts: &Parts) {
 pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     mx_sessions: 1,
     submission_sessions: 1,
+    tls_sessions: 1,
     transaction_slots: 1,
     mx_spare_listeners: 1,
     submission_spare_listeners: 1,
     http_sessions: 1,
     spool_messages: 64,
-    heap_bytes: 40 * 1024,
+    heap_bytes: homemx_board::heap_for(1),
     // Half the QEMU board's events: 3.7 KB of the 192 KB SRAM back.
     event_log_entries: 32,
 };

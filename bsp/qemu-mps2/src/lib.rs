@@ -47,12 +47,13 @@ pub type Parts = BoardParts<
 pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     mx_sessions: 4,
     submission_sessions: 2,
+    tls_sessions: 3,
     transaction_slots: 4,
     mx_spare_listeners: 8,
     submission_spare_listeners: 1,
     http_sessions: 3,
     spool_messages: 128,
-    heap_bytes: 64 * 1024,
+    heap_bytes: homemx_board::heap_for(3),
     event_log_entries: 64,
 };
 /// The application partition (8 MiB less the board area) in 4 KiB sectors: 4 for the key

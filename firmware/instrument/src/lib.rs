@@ -27,8 +27,9 @@ pub enum Operation {
     TlsHandshakeBackupMx,
     /// The same with a check-IP service or the DynDNS server (HTTPS).
     TlsHandshakeDynDns,
-    /// Reserved for a TLS handshake as a server (inbound STARTTLS), which does not exist yet:
-    /// nothing marks it.
+    /// A TLS handshake as a server (STARTTLS on 25 or 587, or 465's implicit TLS): the
+    /// configuration (cached), the handshake and its signature, to the session's first byte
+    /// in TLS.
     TlsHandshakeServer,
     /// One message through the MX (port 25): from the session's start (the client's connection
     /// accepted; for a second message in the same session, from the previous `250`) to its
@@ -47,11 +48,15 @@ pub enum Operation {
     /// One unlock at the console: key derivation and unwrap, spool mount, settings loaded
     /// (the console command's signature check not included).
     Unlock,
+    /// One message through the MX (port 25) inside TLS: from the end of the STARTTLS handshake
+    /// (or the previous `250`) to its `250`: [`Operation::MxMessage`] over TLS, the handshake
+    /// (counted as [`Operation::TlsHandshakeServer`]) not included.
+    MxMessageTls,
 }
 
 impl Operation {
     /// Every operation, in index order.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Operation::BootToReady,
         Operation::TlsHandshakeSmarthost,
         Operation::TlsHandshakeBackupMx,
@@ -62,6 +67,7 @@ impl Operation {
         Operation::BackupMxMessage,
         Operation::DynDnsCheck,
         Operation::Unlock,
+        Operation::MxMessageTls,
     ];
 
     /// Its index (place in [`Operation::ALL`]).
@@ -87,6 +93,7 @@ impl Operation {
             Operation::BackupMxMessage => "backup_mx_message",
             Operation::DynDnsCheck => "dyndns_check",
             Operation::Unlock => "unlock",
+            Operation::MxMessageTls => "mx_message_tls",
         }
     }
 
@@ -136,6 +143,6 @@ mod tests {
             assert_eq!(sled_entry(*operation, MarkKind::Cancel), index * 3 + 2);
         }
         assert_eq!(Operation::from_index(Operation::ALL.len()), None);
-        assert_eq!(sled_entry(Operation::Unlock, MarkKind::Cancel), SLED_ENTRIES - 1);
+        assert_eq!(sled_entry(Operation::MxMessageTls, MarkKind::Cancel), SLED_ENTRIES - 1);
     }
 }

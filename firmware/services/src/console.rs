@@ -109,6 +109,7 @@ impl ConsoleHandler for DeviceConsole {
     async fn lock(&mut self) -> Result<(), ErrorCode> {
         self.lifecycle.lock().await?;
         crate::mail_settings::clear();
+        crate::inbound_tls::forget();
         self.unlocked = false;
         crate::stack::wipe_dead_frames().await;
         crate::event_info!("locked by the owner");
@@ -196,6 +197,7 @@ impl ConsoleHandler for DeviceConsole {
 
     async fn factory_reset(&mut self) -> Result<(), ErrorCode> {
         crate::mail_settings::clear();
+        crate::inbound_tls::forget();
         self.lifecycle.factory_reset().await?;
         self.unlocked = false;
         Ok(())

@@ -24,6 +24,7 @@ mod dyndns;
 mod event_log;
 mod health;
 pub mod heap;
+mod inbound_tls;
 mod instrument;
 mod lan;
 mod link;
@@ -54,7 +55,7 @@ use embassy_executor::Spawner;
 // modules, so that `network` need not know `mx` and `health`).
 const _: () = assert!(
     network::SOCKET_COUNT
-        == homemx_board::FIXED_SOCKETS + mx::MX_SESSIONS + mx::SUBMISSION_SESSIONS + mx::SPARE_LISTENERS + health::HTTP_TASK_COUNT,
+        == homemx_board::FIXED_SOCKETS + mx::MX_SESSIONS + 2 * mx::SUBMISSION_SESSIONS + mx::SPARE_LISTENERS + health::HTTP_TASK_COUNT,
     "every listener the services spawn has its socket"
 );
 
@@ -67,6 +68,7 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     let mut entropy = parts.entropy;
     let mut random = random::DerivedRandom::from_board(&mut entropy);
     let stack = network::start(spawner, parts.network, random.next_u64());
+    inbound_tls::init(random.derive());
     // First, before anything else takes a socket (see mx::spawn_listeners).
     mx::spawn_listeners(spawner, stack);
     #[cfg(not(feature = "spool-exercise"))]

@@ -11,6 +11,7 @@
 use embassy_net::tcp::TcpSocket;
 use static_cell::ConstStaticCell;
 use embedded_io_async::Write as _;
+use homemx_tls::connection::{TlsConnection, Unbuffered};
 use homemx_tls::{TlsClient, TlsError, Trust, TrustError};
 
 use crate::instrument::Operation;
@@ -134,27 +135,61 @@ impl defmt::Format for LinkError {
     }
 }
 
-/// Sends everything the TLS client has queued.
-async fn send_records(socket: &mut TcpSocket<'_>, client: &mut TlsClient<'_>) -> Result<(), LinkError> {
-    while !client.output().is_empty() {
-        match socket.write(client.output()).await {
+/// Sends everything the TLS connection (client or server side) has queued.
+pub(crate) async fn send_records<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &mut TlsConnection<'_, C>) -> Result<(), LinkError> {
+    while !tls.output().is_empty() {
+        match socket.write(tls.output()).await {
             Ok(0) | Err(_) => return Err(LinkError::Transport),
-            Ok(count) => client.output_sent(count),
+            Ok(count) => tls.output_sent(count),
         }
     }
     socket.flush().await.map_err(|_| LinkError::Transport)
 }
 
-/// Reads what the server sent into the TLS client and processes it; EOF and reset are errors.
-async fn receive_records(socket: &mut TcpSocket<'_>, client: &mut TlsClient<'_>) -> Result<(), LinkError> {
-    let count = match socket.read(client.receive_buffer()).await {
+/// Reads what the peer sent into the TLS connection and processes it; EOF and reset are errors.
+pub(crate) async fn receive_records<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &mut TlsConnection<'_, C>) -> Result<(), LinkError> {
+    let count = match socket.read(tls.receive_buffer()).await {
         Ok(0) | Err(_) => return Err(LinkError::Transport),
         Ok(count) => count,
     };
-    let result = client.received(count).map_err(LinkError::Tls);
+    let result = tls.received(count).map_err(LinkError::Tls);
     // Handshake answers, or the fatal alert rustls chose for a refusal.
-    send_records(socket, client).await?;
+    send_records(socket, tls).await?;
     result
+}
+
+/// Reads decrypted data (0: the peer sent close_notify), receiving records as needed.
+pub(crate) async fn read_plaintext<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &mut TlsConnection<'_, C>, buffer: &mut [u8]) -> Result<usize, LinkError> {
+    loop {
+        if !tls.plaintext().is_empty() {
+            return Ok(tls.read(buffer));
+        }
+        if tls.peer_closed() {
+            return Ok(0);
+        }
+        receive_records(socket, tls).await?;
+    }
+}
+
+/// Encrypts all of `data` and sends the records.
+pub(crate) async fn write_plaintext<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &mut TlsConnection<'_, C>, data: &[u8]) -> Result<(), LinkError> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let written = tls.write(rest).map_err(LinkError::Tls)?;
+        if written == 0 && tls.output().is_empty() {
+            return Err(LinkError::Transport);
+        }
+        send_records(socket, tls).await?;
+        rest = &rest[written..];
+    }
+    Ok(())
+}
+
+/// Sends close_notify (once the handshake completed), then nothing more.
+pub(crate) async fn close_tls<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &mut TlsConnection<'_, C>) {
+    if tls.close().is_ok() {
+        let _ = send_records(socket, tls).await;
+    }
 }
 
 impl<'s, 'b> Link<'s, 'b> {
@@ -162,15 +197,7 @@ impl<'s, 'b> Link<'s, 'b> {
     pub async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, LinkError> {
         match self {
             Link::Plain(socket) => socket.read(buffer).await.map_err(|_| LinkError::Transport),
-            Link::Tls(socket, client) => loop {
-                if !client.plaintext().is_empty() {
-                    return Ok(client.read(buffer));
-                }
-                if client.peer_closed() {
-                    return Ok(0);
-                }
-                receive_records(socket, client).await?;
-            },
+            Link::Tls(socket, client) => read_plaintext(socket, client, buffer).await,
             Link::Broken => Err(LinkError::Transport),
         }
     }
@@ -179,18 +206,7 @@ impl<'s, 'b> Link<'s, 'b> {
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), LinkError> {
         match self {
             Link::Plain(socket) => socket.write_all(data).await.map_err(|_| LinkError::Transport),
-            Link::Tls(socket, client) => {
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let written = client.write(rest).map_err(LinkError::Tls)?;
-                    if written == 0 && client.output().is_empty() {
-                        return Err(LinkError::Transport);
-                    }
-                    send_records(socket, client).await?;
-                    rest = &rest[written..];
-                }
-                Ok(())
-            }
+            Link::Tls(socket, client) => write_plaintext(socket, client, data).await,
             Link::Broken => Err(LinkError::Transport),
         }
     }
@@ -269,9 +285,7 @@ impl<'s, 'b> Link<'s, 'b> {
         match self {
             Link::Plain(mut socket) => crate::network::release(&mut socket).await,
             Link::Tls(mut socket, mut client) => {
-                if client.close().is_ok() {
-                    let _ = send_records(&mut socket, &mut client).await;
-                }
+                close_tls(&mut socket, &mut client).await;
                 crate::network::release(&mut socket).await
             }
             Link::Broken => {}

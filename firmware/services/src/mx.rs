@@ -1,19 +1,28 @@
-//! The MX on port 25 and the LAN's submission port 587: SMTP sessions (homemx-smtp's sans-I/O
-//! server) wired to embassy-net sockets by the one driver loop (`homemx_exchange`: the
+//! The MX on port 25 and the LAN's submission ports 587 and 465: SMTP sessions (homemx-smtp's
+//! sans-I/O server) wired to embassy-net sockets by the one driver loop (`homemx_exchange`: the
 //! session lends its own input buffer, read into until its deadline) and to the encrypted
 //! spool. A message is committed to flash before the session answers `250`; while the
 //! device is locked or unconfigured every session gets 4xx (the provider's backup MX keeps
 //! the mail).
 //!
-//! Clients in the LAN prefixes may send to any domain (through the smarthost, see
-//! [`crate::delivery`]) on either port, within per-client limits: recipients per message and
-//! size from the configured limits, and an hourly message quota (`450 4.7.1` beyond it, with
-//! a log event). Everyone else gets the MX: only our domains and known recipients, and port
-//! 587 answers them `554 5.7.1` at once.
+//! TLS ([`crate::inbound_tls`]): STARTTLS is offered on 25 (opportunistic: the sender decides)
+//! and 587 once the device has a certificate; 465 is TLS from the first byte. AUTH PLAIN and
+//! LOGIN are offered on 587 and 465 inside TLS only, checked against the configured users'
+//! salted hashes (`homemx_credentials`, stepped so other tasks run) with growing delays per
+//! address after failures, a block, and an alert ([`AUTH_THROTTLE`]); the answer to an
+//! unknown user is the answer to a wrong password, after as much work.
 //!
-//! Owns: the MX, submission and spare listener tasks with their socket buffers, the session and transaction
-//! pools, the hourly quota. Calls: `channels`, `event_log`, `instrument`, `mail_settings`, `mail_status`,
-//! `network`, `store`, `wall_clock`.
+//! Who may send to other domains (through the smarthost, see [`crate::delivery`]): a client
+//! that authenticated on 587/465, and a client in the LAN prefixes by its address alone only if
+//! the owner opted in (`lan_relay_without_auth`). Within limits: recipients per message and
+//! size from the configured limits, and hourly message quotas per address and per user
+//! (`450 4.7.1` beyond them, with a log event). Everyone else gets the MX: only our domains
+//! and known recipients; 587 and 465 take LAN clients only.
+//!
+//! Owns: the MX, submission and spare listener tasks with their socket buffers, the session and
+//! transaction pools, the hourly quotas, the AUTH throttle. Calls: `alerts`, `channels`,
+//! `event_log`, `inbound_tls`, `instrument`, `mail_settings`, `mail_status`, `network`, `store`,
+//! `wall_clock`.
 
 use core::cell::{RefCell, UnsafeCell};
 use core::net::IpAddr;
@@ -29,24 +38,28 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::Write as _;
 use homemx_exchange::{fill, send, Filled};
+use homemx_credentials::{Progress, Verdict, Verifier, ITERATIONS_PER_STEP};
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
-use homemx_smtp::quota::{HourlyQuota, QuotaDecision};
+use homemx_smtp::quota::{QuotaDecision, SubmissionQuota};
 use homemx_smtp::{
-    CommitResult, ConnectionCounter, ConnectionInfo, ConnectionRefusal, Event, ForwardPath, Limits, ReversePath, ServerConfig,
-    ServerSession,
+    AuthAdmission, AuthCredentials, AuthResult, AuthThrottle, CommitResult, ConnectionCounter, ConnectionInfo, ConnectionRefusal, Event,
+    ForwardPath, Limits, ReversePath, ServerConfig, ServerSession, ThrottleSettings,
 };
+use homemx_status::alert::AlertKind;
 use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
 
+use crate::inbound_tls::{InboundStream, TlsPermit};
 use crate::instrument::{Measurement, Operation};
 use crate::network::mail_clock as now;
 
-/// Port 25 (the MX) and the submission port 587 (LAN clients only).
-use homemx_smtp::{SMTP_PORT, SUBMISSION_PORT};
+/// Port 25 (the MX) and the submission ports 587 (STARTTLS) and 465 (implicit TLS), LAN
+/// clients only.
+use homemx_smtp::{SMTP_PORT, SUBMISSIONS_PORT, SUBMISSION_PORT};
 
 /// Sessions served at once on port 25 (one task each, about 15 KB of RAM per session; the
 /// 192 KB STM32 board has room for one until the firmware's RAM is trimmed).
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
-/// Sessions served at once on port 587.
+/// Sessions served at once on ports 587 and 465 together (each port has this many listeners).
 pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
 /// Transactions (an envelope being received and its spool writer, about 5.7 KB each) open at
 /// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
@@ -57,6 +70,10 @@ pub const TRANSACTION_SLOTS: usize = crate::bsp::SIZING.transaction_slots;
 /// LAN clients whose hourly quota is tracked at once (more are refused with `450` until a
 /// window ends).
 const QUOTA_CLIENTS: usize = 16;
+/// Users whose hourly quota is tracked at once (as many as can be configured).
+const QUOTA_USERS: usize = homemx_wire::validate::MAX_USERS;
+/// Addresses whose failed AUTHs are counted at once (the oldest is forgotten for a new one).
+const AUTH_THROTTLE_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.
 const SESSIONS_PER_CLIENT: u16 = 2;
 const ADDRESS_CAPACITY: usize = 256;
@@ -86,46 +103,62 @@ static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS);
 static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS);
 
 fn pool(port: u16) -> &'static SessionPool {
-    if port == SUBMISSION_PORT {
+    if is_submission(port) {
         &SUBMISSION_POOL
     } else {
         &MX_POOL
     }
 }
+
+/// Whether `port` is a submission port (587, 465): LAN clients, AUTH.
+fn is_submission(port: u16) -> bool {
+    port == SUBMISSION_PORT || port == SUBMISSIONS_PORT
+}
 static SESSION_NUMBER: AtomicU32 = AtomicU32::new(1);
 
-/// The hourly message quota of the LAN clients.
-static QUOTA: Mutex<CriticalSectionRawMutex, RefCell<HourlyQuota<QUOTA_CLIENTS>>> = Mutex::new(RefCell::new(HourlyQuota::new()));
+/// The hourly message quotas of the LAN clients: per address, and per authenticated user.
+static QUOTA: Mutex<CriticalSectionRawMutex, RefCell<SubmissionQuota<QUOTA_CLIENTS, QUOTA_USERS>>> =
+    Mutex::new(RefCell::new(SubmissionQuota::new()));
 
-/// Whether `client` may submit another message this hour.
-fn quota_allows(client: IpAddr, limit: u16) -> bool {
+/// Failed AUTHs per address: growing delays, a block, the alert.
+static AUTH_THROTTLE: Mutex<CriticalSectionRawMutex, RefCell<AuthThrottle<AUTH_THROTTLE_CLIENTS>>> =
+    Mutex::new(RefCell::new(AuthThrottle::new(ThrottleSettings::DEFAULT)));
+
+/// Whether `client` may submit another message this hour: `per_address` from its address,
+/// `per_user` as its user if it authenticated.
+fn quota_allows(client: &ClientInfo<'_>, per_address: u16, per_user: u16) -> bool {
     let now = crate::network::uptime_seconds();
-    match QUOTA.lock(|quota| quota.borrow_mut().check(client, limit, now)) {
+    match QUOTA.lock(|quota| quota.borrow_mut().check(client, per_address, per_user, now)) {
         QuotaDecision::Allowed => true,
         // The session's refusal event logs it.
         QuotaDecision::Exhausted => false,
         QuotaDecision::TableFull => {
-            crate::event_warning!("submission: {} refused, the hourly quota of {} other LAN clients is running", client, QUOTA_CLIENTS);
+            crate::event_warning!("submission: {} refused, the hourly quota of {} other LAN clients is running", client.address, QUOTA_CLIENTS);
             false
         }
     }
 }
 
-/// Counts a message `client` submitted against its hourly quota.
-fn count_for_quota(client: IpAddr) {
+/// Counts a message `client` submitted against its hourly quotas.
+fn count_for_quota(client: &ClientInfo<'_>) {
     let now = crate::network::uptime_seconds();
     if !QUOTA.lock(|quota| quota.borrow_mut().record(client, now)) {
-        crate::event_warning!("submission: a message from {} could not be counted (quota table full)", client);
+        crate::event_warning!("submission: a message from {} could not be counted (quota table full)", client.address);
     }
 }
 
 fn is_lan_client(client: IpAddr) -> bool {
     crate::mail_settings::read(|current| current.is_some_and(|settings| settings.relay.is_lan_client(client)))
 }
-/// The policy a session asks: the configured relay rules, the lock state and spool space, and
-/// a free transaction slot. Holds the session's slot while a transaction is open.
+/// The policy a session asks: the configured relay rules, the lock state and spool space, a
+/// free transaction slot, a TLS permit and the AUTH throttle. Holds the session's slot while a
+/// transaction is open, and its TLS permit from `STARTTLS` on.
 struct DevicePolicy {
     slot: Option<TransactionSlot>,
+    /// Taken at `STARTTLS` (the session then answers `220`), used by the handshake.
+    tls_permit: Option<TlsPermit>,
+    /// The authenticated user's own hourly limit, if the configuration sets one.
+    user_messages_per_hour: Option<u16>,
 }
 
 impl SessionPolicy for DevicePolicy {
@@ -135,11 +168,12 @@ impl SessionPolicy for DevicePolicy {
 
     fn check_sender(&mut self, client: &ClientInfo, sender: &ReversePath<'_>, declared_size: Option<u64>) -> SenderDecision {
         let decision = with_standard_policy(|policy| policy.check_sender(client, sender, declared_size)).unwrap_or(SenderDecision::ServiceUnavailable);
-        if decision == SenderDecision::Accept && is_lan_client(client.address) {
-            let limit = crate::mail_settings::read(|current| {
+        if decision == SenderDecision::Accept && (is_lan_client(client.address) || client.authenticated_user.is_some()) {
+            let per_address = crate::mail_settings::read(|current| {
                 current.map_or(crate::mail_settings::DEFAULT_MESSAGES_PER_CLIENT_PER_HOUR, |settings| settings.messages_per_client_per_hour)
             });
-            if !quota_allows(client.address, limit) {
+            let per_user = self.user_messages_per_hour.unwrap_or(per_address);
+            if !quota_allows(client, per_address, per_user) {
                 return SenderDecision::QuotaExceeded;
             }
         }
@@ -155,6 +189,31 @@ impl SessionPolicy for DevicePolicy {
 
     fn check_recipient(&mut self, client: &ClientInfo, recipient: &ForwardPath<'_>) -> RecipientDecision {
         with_standard_policy(|policy| policy.check_recipient(client, recipient)).unwrap_or(RecipientDecision::ServiceUnavailable)
+    }
+
+    fn start_tls_available(&mut self, client: &ClientInfo<'_>) -> bool {
+        if self.tls_permit.is_none() {
+            self.tls_permit = TlsPermit::take();
+        }
+        if self.tls_permit.is_none() {
+            crate::event_warning!("mx: all {} TLS sessions busy, STARTTLS of {} refused (454)", crate::inbound_tls::TLS_SESSIONS, client.address);
+        }
+        self.tls_permit.is_some()
+    }
+
+    fn may_authenticate(&mut self, client: &ClientInfo<'_>) -> bool {
+        let now = now().monotonic_milliseconds;
+        match AUTH_THROTTLE.lock(|throttle| throttle.borrow_mut().admit(client.address, now)) {
+            AuthAdmission::Permitted => true,
+            AuthAdmission::Blocked { until_milliseconds } => {
+                crate::event_warning!(
+                    "submission: AUTH from {} refused, blocked for {} s after repeated failures",
+                    client.address,
+                    until_milliseconds.saturating_sub(now) / 1000
+                );
+                false
+            }
+        }
     }
 }
 
@@ -292,11 +351,14 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 const SESSION_RECEIVE_BUFFER: usize = 2048;
 const SESSION_TRANSMIT_BUFFER: usize = 1024;
 
-type SessionBuffers = [([u8; SESSION_RECEIVE_BUFFER], [u8; SESSION_TRANSMIT_BUFFER]); MX_SESSIONS + SUBMISSION_SESSIONS];
+/// Listeners with a session: port 25's, and 587's and 465's.
+const SESSION_LISTENERS: usize = MX_SESSIONS + 2 * SUBMISSION_SESSIONS;
+
+type SessionBuffers = [([u8; SESSION_RECEIVE_BUFFER], [u8; SESSION_TRANSMIT_BUFFER]); SESSION_LISTENERS];
 type SpareBuffers = [([u8; 64], [u8; 128]); SPARE_LISTENERS];
 
 static SESSION_BUFFERS: ConstStaticCell<SessionBuffers> =
-    ConstStaticCell::new([([0; SESSION_RECEIVE_BUFFER], [0; SESSION_TRANSMIT_BUFFER]); MX_SESSIONS + SUBMISSION_SESSIONS]);
+    ConstStaticCell::new([([0; SESSION_RECEIVE_BUFFER], [0; SESSION_TRANSMIT_BUFFER]); SESSION_LISTENERS]);
 static SPARE_BUFFERS: ConstStaticCell<SpareBuffers> = ConstStaticCell::new([([0; 64], [0; 128]); SPARE_LISTENERS]);
 
 /// Spare listeners of port 25: they take the clients that arrive while every session listener
@@ -319,7 +381,9 @@ pub fn spawn_listeners(spawner: Spawner, stack: Stack<'static>) {
         spawner.spawn(mx_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
     }
     for (task_number, (receive, transmit)) in submission_buffers.iter_mut().enumerate() {
-        spawner.spawn(submission_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
+        // The first half on 587, the second on 465.
+        let port = if task_number < SUBMISSION_SESSIONS { SUBMISSION_PORT } else { SUBMISSIONS_PORT };
+        spawner.spawn(submission_task(TcpSocket::new(stack, receive, transmit), port, task_number as u8).unwrap());
     }
     for (index, (receive, transmit)) in SPARE_BUFFERS.take().iter_mut().enumerate() {
         let port = if index < MX_SPARE_LISTENERS { SMTP_PORT } else { SUBMISSION_PORT };
@@ -332,9 +396,9 @@ async fn mx_task(socket: TcpSocket<'static>, task_number: u8) -> ! {
     listen(socket, SMTP_PORT, task_number).await
 }
 
-#[embassy_executor::task(pool_size = SUBMISSION_SESSIONS)]
-async fn submission_task(socket: TcpSocket<'static>, task_number: u8) -> ! {
-    listen(socket, SUBMISSION_PORT, task_number).await
+#[embassy_executor::task(pool_size = 2 * SUBMISSION_SESSIONS)]
+async fn submission_task(socket: TcpSocket<'static>, port: u16, task_number: u8) -> ! {
+    listen(socket, port, task_number).await
 }
 
 /// A spare listener of `port` (see [`MX_SPARE_LISTENERS`]).
@@ -357,9 +421,12 @@ async fn listen(mut socket: TcpSocket<'static>, port: u16, task_number: u8) -> !
             continue;
         };
         let client = client_address(peer.addr);
-        if port == SUBMISSION_PORT && !is_lan_client(client) {
-            crate::event_warning!("submission: refused {} (not in the LAN prefixes)", peer.addr);
-            let _ = socket.write_all(b"554 5.7.1 Submission is only for the LAN; this is not a relay\r\n").await;
+        if is_submission(port) && !is_lan_client(client) {
+            crate::event_warning!("submission: refused {} on port {} (not in the LAN prefixes)", peer.addr, port);
+            // Port 465 speaks TLS from the first byte: no clear-text reply there.
+            if port == SUBMISSION_PORT {
+                let _ = socket.write_all(b"554 5.7.1 Submission is only for the LAN; this is not a relay\r\n").await;
+            }
             crate::network::release(&mut socket).await;
             continue;
         }
@@ -402,9 +469,10 @@ fn deadline_timer(deadline: u64) -> Timer {
     Timer::at(Instant::from_millis(deadline))
 }
 
-/// The instruction-count measurement of the next message on `port` (port 25 only: the MX).
-fn measure_message(port: u16) -> Option<Measurement> {
-    (port == SMTP_PORT).then(|| crate::instrument::begin(Operation::MxMessage))
+/// The instruction-count measurement of the next message on `port` (port 25 only: the MX),
+/// in clear or inside TLS.
+fn measure_message(port: u16, tls: bool) -> Option<Measurement> {
+    (port == SMTP_PORT).then(|| crate::instrument::begin(if tls { Operation::MxMessageTls } else { Operation::MxMessage }))
 }
 
 /// After a message's reply went out: ends its measurement if it was committed (`250`),
@@ -416,42 +484,94 @@ fn finish_message(current: Option<Measurement>, committed: bool) {
     }
 }
 
-async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_number: u8) {
+/// Serves one client on `port` until the session ends; the caller releases the socket.
+async fn serve(socket: &mut TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) {
+    // Port 465: TLS from the first byte, admitted by a permit like STARTTLS.
+    let mut implicit_permit = None;
+    let mut implicit_tls = None;
+    let mut stream = if port == SUBMISSIONS_PORT {
+        let Some(permit) = TlsPermit::take() else {
+            crate::event_warning!("submission: all {} TLS sessions busy, {} refused on port 465 (421)", crate::inbound_tls::TLS_SESSIONS, client);
+            // In clear, as the issue's contract asks; a TLS client sees a failed handshake.
+            let _ = socket.write_all(b"421 4.7.0 TLS not available now, try again later\r\n").await;
+            return;
+        };
+        let permit = implicit_permit.insert(permit);
+        match crate::inbound_tls::handshake(socket, permit).await {
+            Ok(server) => {
+                implicit_tls = Some(crate::inbound_tls::details(&server));
+                InboundStream::Tls(socket, server)
+            }
+            Err(failure) => {
+                crate::event_warning!("submission: TLS handshake with {} on port 465 failed: {}", client, failure.describe());
+                return;
+            }
+        }
+    } else {
+        InboundStream::Plain(socket)
+    };
+    // Taken from the policy at STARTTLS; outlives the stream that borrows its buffers.
+    let mut starttls_permit: Option<TlsPermit> = None;
+    serve_session(&mut stream, &mut starttls_permit, client, port, task_number, implicit_tls).await;
+    stream.close().await;
+}
+
+/// The session on `stream`, switched to TLS at STARTTLS with the permit the policy took
+/// (moved into `starttls_permit`, whose buffers the TLS stream then borrows).
+async fn serve_session<'s, 'b>(
+    stream: &mut InboundStream<'s, 'b>,
+    starttls_permit: &'b mut Option<TlsPermit>,
+    client: IpAddr,
+    port: u16,
+    task_number: u8,
+    implicit_tls: Option<homemx_smtp::TlsDetails>,
+) {
     // From the session's start to the first message's `250`, then from each `250` to the
     // next; what is open when the session ends is cancelled (see crate::instrument).
-    let mut measurement = measure_message(port);
+    let mut measurement = measure_message(port, false);
     // Set when a message's reply (committed or not) is queued and not yet sent.
     let mut replied: Option<bool> = None;
     let lan = is_lan_client(client);
-    let (host_name, message_size, lan_recipients) = crate::mail_settings::read(|current| match current {
-        Some(settings) => (settings.host_name.clone(), settings.message_size, settings.max_recipients),
-        None => (heapless::String::try_from("homemx").unwrap_or_default(), crate::mail_settings::DEFAULT_MESSAGE_SIZE, MAX_RECIPIENTS),
+    let (host_name, message_size, lan_recipients, requires_auth, lan_relay_without_auth) = crate::mail_settings::read(|current| match current {
+        Some(settings) => (
+            settings.host_name.clone(),
+            settings.message_size,
+            settings.max_recipients,
+            settings.submission_requires_auth,
+            settings.relay.lan_relay_without_auth(),
+        ),
+        None => (heapless::String::try_from("homemx").unwrap_or_default(), crate::mail_settings::DEFAULT_MESSAGE_SIZE, MAX_RECIPIENTS, true, false),
     });
     // The world gets RFC 5321's 100 recipients and more; a LAN client the owner's limit.
     let recipients_per_message = if lan { lan_recipients } else { MAX_RECIPIENTS };
     let limits = Limits { recipients_per_message, message_size, ..Limits::DEFAULT };
-    // No TLS and no AUTH on these listeners yet (issue 15 wires them): `submission: false`
-    // keeps AUTH unoffered and MAIL without AUTH accepted, as before.
-    let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false, submission: false, submission_requires_auth: true };
+    let submission = is_submission(port);
+    // On 587/465 MAIL waits for AUTH, unless the owner lets LAN addresses relay without it.
+    let submission_requires_auth = requires_auth && !(lan && lan_relay_without_auth);
+    let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false, submission, submission_requires_auth };
     let session_id = SESSION_NUMBER.fetch_add(1, Ordering::Relaxed) as u64;
-    let connection = ConnectionInfo { client, session_id, starttls_available: false, implicit_tls: None };
+    // STARTTLS is offered once the device has a certificate to present.
+    let starttls_available = implicit_tls.is_none() && crate::inbound_tls::available();
+    let connection = ConnectionInfo { client, session_id, starttls_available, implicit_tls };
     let mut session = ServerSession::new(&config, connection, now());
-    let mut policy = DevicePolicy { slot: None };
-    defmt::info!("mx[{}]: session {=u64} from {}", task_number, session_id, defmt::Debug2Format(&client));
+    let mut policy = DevicePolicy { slot: None, tls_permit: None, user_messages_per_hour: None };
+    // Used once (a second STARTTLS is refused by the session): moved out, not reborrowed.
+    let mut starttls_permit = Some(starttls_permit);
+    defmt::info!("mx[{}]: session {=u64} from {} on port {=u16}", task_number, session_id, defmt::Debug2Format(&client), port);
     loop {
         let Some(event) = session.poll(now(), &mut policy) else {
-            if !send(socket, &mut session).await {
+            if !send(stream, &mut session).await {
                 break;
             }
             if let Some(committed) = replied.take() {
                 finish_message(measurement.take(), committed);
-                measurement = measure_message(port);
+                measurement = measure_message(port, session.tls_active());
             }
             if session.is_closed() {
                 break;
             }
             // Reads into the session's own input buffer (no copy), until its deadline.
-            match fill(socket, &mut session, now, deadline_timer).await {
+            match fill(stream, &mut session, now, deadline_timer).await {
                 // The session has the bytes; the next poll handles them.
                 Filled::Octets(_) => {}
                 // The next poll answers `421 4.4.2` and closes.
@@ -513,7 +633,11 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
             }
             Event::MessageComplete { body_size, .. } => {
                 let result = match policy.slot.as_deref_mut() {
-                    Some(transaction) => commit_message(transaction, client, body_size, lan).await,
+                    Some(transaction) => {
+                        let user = session.authenticated_user();
+                        let sender = ClientInfo { address: client, tls_active: session.tls_active(), authenticated_user: user };
+                        commit_message(transaction, &sender, body_size, lan || user.is_some()).await
+                    }
                     None => CommitResult::Failed,
                 };
                 // The transaction is over: its slot goes back to the pool.
@@ -531,20 +655,46 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
                 crate::event_warning!("mx: {} octets of pipelined plaintext discarded at STARTTLS from {}", octets, client);
             }
             Event::StartTls => {
-                // Not offered (`starttls_available: false`), so never reached.
-                break;
+                // The `220` first, in clear; then the handshake on the permit the policy took.
+                if !send(stream, &mut session).await {
+                    break;
+                }
+                let InboundStream::Plain(socket) = core::mem::replace(stream, InboundStream::Closed) else {
+                    break;
+                };
+                let (Some(permit), Some(slot)) = (policy.tls_permit.take(), starttls_permit.take()) else {
+                    break;
+                };
+                // The handshake is counted on its own; the message's count starts after it.
+                drop(measurement.take());
+                let permit = slot.insert(permit);
+                match crate::inbound_tls::handshake(socket, permit).await {
+                    Ok(server) => {
+                        let details = crate::inbound_tls::details(&server);
+                        defmt::info!("mx[{}]: session {=u64}: {=str} {=str}", task_number, session_id, details.protocol, details.cipher);
+                        *stream = InboundStream::Tls(socket, server);
+                        session.tls_established(details, now());
+                        measurement = measure_message(port, true);
+                    }
+                    Err(failure) => {
+                        // Nothing may continue in clear after `220`: the connection ends.
+                        crate::event_warning!("mx: STARTTLS handshake with {} on port {} failed: {}", client, port, failure.describe());
+                        break;
+                    }
+                }
             }
-            Event::Authenticate(_) => {
-                // AUTH is not offered (`submission: false`), so never reached.
-                break;
+            Event::Authenticate(credentials) => {
+                let (result, user_limit) = authenticate(client, &credentials).await;
+                policy.user_messages_per_hour = user_limit;
+                session.authentication_result(result, now());
             }
             Event::OutputFull => {
-                if !send(socket, &mut session).await {
+                if !send(stream, &mut session).await {
                     break;
                 }
             }
             Event::Close => {
-                if send(socket, &mut session).await {
+                if send(stream, &mut session).await {
                     if let Some(committed) = replied.take() {
                         finish_message(measurement.take(), committed);
                     }
@@ -556,6 +706,43 @@ async fn serve(socket: &mut TcpSocket<'_>, client: IpAddr, port: u16, task_numbe
     if let Some(mut transaction) = policy.slot.take() {
         abort_message(&mut transaction).await;
     }
+}
+
+/// Checks AUTH `credentials` from `client` against the configured users: the salted hash in
+/// steps (other tasks run between them), the same work and the same answer for an unknown
+/// user, a wrong password, or a request to act as another identity. A failure is counted for
+/// the address (its delay grows; the owner is alerted past the threshold). Also returns the
+/// user's own hourly limit.
+async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (AuthResult, Option<u16>) {
+    let Some(lookup) = crate::store::mail_user(credentials.username).await else {
+        return (AuthResult::TemporaryFailure, None);
+    };
+    let known = match (&lookup.record, credentials.asks_for_another_identity()) {
+        (Some(record), false) => Verifier::new(record, credentials.password).ok(),
+        _ => None,
+    };
+    let mut verifier = known.unwrap_or_else(|| Verifier::unknown_user(credentials.password, lookup.dummy_iterations));
+    let verdict = loop {
+        match verifier.step(ITERATIONS_PER_STEP) {
+            Progress::Pending => embassy_futures::yield_now().await,
+            Progress::Done(verdict) => break verdict,
+        }
+    };
+    drop(verifier);
+    if verdict == Verdict::Accepted {
+        crate::event_info!("submission: {} authenticated as {}", client, core::str::from_utf8(credentials.username).unwrap_or("?"));
+        return (AuthResult::Accepted, lookup.messages_per_hour);
+    }
+    let response = AUTH_THROTTLE.lock(|throttle| throttle.borrow_mut().record_failure(client, now().monotonic_milliseconds));
+    // The name is not logged: a password typed into the name field would end up in the log.
+    crate::event_warning!("submission: failed AUTH from {} ({} in this hour)", client, response.client_failures);
+    if response.client_alert_due || response.global_alert_due {
+        crate::alerts::raise(
+            AlertKind::AuthenticationFailures,
+            format_args!("{} failed SMTP AUTH attempts from {} in an hour", response.client_failures, client),
+        );
+    }
+    (AuthResult::Refused { delay_milliseconds: response.delay_milliseconds }, None)
 }
 
 /// Begins the spool message of the transaction. The spool reserves the declared size
@@ -579,7 +766,9 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
     writer
 }
 
-async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size: u64, lan: bool) -> CommitResult {
+/// Commits the message; `submitted` (a LAN client or an authenticated user) counts it against
+/// the sender's hourly quotas.
+async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, body_size: u64, submitted: bool) -> CommitResult {
     // The writer (1 KB) goes into the commit's future: held in a match's scrutinee (an
     // `Option` temporary lives to the match's end) it took a slot of its own beside that
     // future, +1 KB in every session task.
@@ -596,17 +785,17 @@ async fn commit_message(transaction: &mut Transaction, client: IpAddr, body_size
     } else {
         match stores.spool.commit(writer).await {
             Ok(commit) => {
-                if lan {
-                    count_for_quota(client);
+                if submitted {
+                    count_for_quota(sender);
                     crate::mail_status::update(|status| status.submitted += 1);
                 } else {
                     crate::mail_status::update(|status| status.received += 1);
                 }
                 crate::event_info!(
                     "{}: accepted message {} from {} for {} recipients, {} bytes",
-                    if lan { "submission" } else { "mx" },
+                    if submitted { "submission" } else { "mx" },
                     commit.id.0,
-                    client,
+                    sender.address,
                     transaction.recipient_ends.len(),
                     body_size
                 );

@@ -13,7 +13,7 @@
 use core::net::{IpAddr, Ipv4Addr};
 
 use homemx_smtp::relay::{IpPrefix, RelayConfig};
-use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost, MAX_HOST_NAME};
+use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost, Submission, MAX_HOST_NAME};
 use homemx_wire::validate::{MAX_CHECK_IP_SOURCES, MAX_TIME_SERVERS};
 
 // The wire's rules (`homemx_wire::validate`), which the console applies to every configuration,
@@ -67,6 +67,9 @@ pub struct MailSettings {
     pub dyndns: Option<DynDns>,
     /// The check-IP services.
     pub check_ip: heapless::Vec<CheckIpSource, MAX_CHECK_IP_SOURCES>,
+    /// The submission ports (587, 465) take `MAIL FROM` only after `AUTH`, unless the client
+    /// is in a LAN network and the owner opted in to relaying by LAN address alone.
+    pub submission_requires_auth: bool,
 }
 
 impl MailSettings {
@@ -85,6 +88,7 @@ impl MailSettings {
         backup_mx: None,
         dyndns: None,
         check_ip: heapless::Vec::new(),
+        submission_requires_auth: true,
     };
 
     /// Empties in place what names the owner's domains, recipients and providers (not kept
@@ -117,6 +121,7 @@ pub struct Details {
     backup_mx: Option<BackupMx>,
     dyndns: Option<DynDns>,
     check_ip: heapless::Vec<CheckIpSource, MAX_CHECK_IP_SOURCES>,
+    submission: Submission,
 }
 
 impl Default for Details {
@@ -141,6 +146,7 @@ impl Details {
             backup_mx: None,
             dyndns: None,
             check_ip: heapless::Vec::new(),
+            submission: Submission::DEFAULT,
         }
     }
 
@@ -196,6 +202,11 @@ impl Details {
                 let _ = self.time_servers.push(server.clone());
                 true
             }
+            ConfigItem::Submission(submission) => {
+                self.submission = *submission;
+                true
+            }
+            // Users are looked up in the store at AUTH (their password records stay in flash).
             _ => true,
         }
     }
@@ -218,15 +229,16 @@ impl Details {
             backup_mx,
             dyndns,
             check_ip,
+            submission,
         } = self;
         if host_name.is_empty() {
             let _ = host_name.push_str(DEFAULT_HOST_NAME);
         }
         settings.relay.set_lan_may_relay(smarthost.is_some());
-        // homemx-smtp relays for a LAN address without AUTH only on this explicit opt-in (the
-        // weaker mode). Until the submission listener offers TLS and AUTH and the configuration
-        // carries `lan_relay_without_auth` (issue 15), the LAN address alone is what it has.
-        settings.relay.set_lan_relay_without_auth(true);
+        // Relaying for a LAN address without AUTH only on the owner's explicit opt-in (the
+        // weaker mode: any device on the LAN, a compromised one too, then sends as anyone).
+        settings.relay.set_lan_relay_without_auth(submission.lan_relay_without_auth);
+        settings.submission_requires_auth = submission.requires_auth;
         settings.mailbox = mailbox;
         settings.host_name = host_name;
         settings.postmaster_domain = postmaster_domain;

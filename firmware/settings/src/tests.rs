@@ -126,11 +126,29 @@ fn lan_may_relay_only_with_a_smarthost() {
     let (inbound_only, _) = settings_from(&[domain("example.org"), lan_prefix()]);
     assert_eq!(lan_to_foreign_domain(&inbound_only), RecipientDecision::OutboundNotConfigured);
     assert!(inbound_only.smarthost.is_none());
-    for items in [[domain("example.org"), lan_prefix(), smarthost()], [smarthost(), domain("example.org"), lan_prefix()]] {
+    for items in [[domain("example.org"), lan_prefix(), smarthost(), opt_in()], [opt_in(), smarthost(), domain("example.org"), lan_prefix()]] {
         let (with_smarthost, _) = settings_from(&items);
         assert_eq!(lan_to_foreign_domain(&with_smarthost), RecipientDecision::Accept);
         assert!(with_smarthost.smarthost.is_some());
     }
+}
+
+fn opt_in() -> ConfigItem {
+    ConfigItem::Submission(Submission { requires_auth: true, lan_relay_without_auth: true })
+}
+
+#[test]
+fn a_lan_address_alone_relays_only_on_the_owners_opt_in() {
+    // No Submission item: the defaults, AUTH required and no relaying by address.
+    let (default, _) = settings_from(&[domain("example.org"), lan_prefix(), smarthost()]);
+    assert_eq!(lan_to_foreign_domain(&default), RecipientDecision::AuthenticationRequired);
+    assert!(default.submission_requires_auth);
+    let (opted_in, _) = settings_from(&[domain("example.org"), lan_prefix(), smarthost(), opt_in()]);
+    assert_eq!(lan_to_foreign_domain(&opted_in), RecipientDecision::Accept);
+    let no_auth = ConfigItem::Submission(Submission { requires_auth: false, lan_relay_without_auth: false });
+    let (without_auth, _) = settings_from(&[domain("example.org"), lan_prefix(), smarthost(), no_auth]);
+    assert!(!without_auth.submission_requires_auth);
+    assert_eq!(lan_to_foreign_domain(&without_auth), RecipientDecision::AuthenticationRequired, "still no relaying by address");
 }
 
 #[test]

@@ -209,6 +209,11 @@ impl RelayConfig {
         self.lan_relay_without_auth = allowed;
     }
 
+    /// Whether LAN addresses may relay without AUTH (see [`Self::set_lan_relay_without_auth`]).
+    pub fn lan_relay_without_auth(&self) -> bool {
+        self.lan_relay_without_auth
+    }
+
     /// The accepted domains, in lower case.
     pub fn domains(&self) -> impl Iterator<Item = &str> {
         self.domains.iter().map(|domain| domain.as_str())

@@ -94,10 +94,12 @@ pub enum AlertKind {
     DynDnsServerFailing,
     /// The appliance's own TLS certificate expires within 21 days (or has expired).
     CertificateExpiring,
+    /// Many failed SMTP AUTH attempts (one address, or all together): password guessing.
+    AuthenticationFailures,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 18;
+pub const ALERT_KIND_COUNT: usize = 19;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -120,6 +122,7 @@ impl AlertKind {
         AlertKind::CheckIpUnreliable,
         AlertKind::DynDnsServerFailing,
         AlertKind::CertificateExpiring,
+        AlertKind::AuthenticationFailures,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -143,6 +146,7 @@ impl AlertKind {
             AlertKind::CheckIpUnreliable => 15,
             AlertKind::DynDnsServerFailing => 16,
             AlertKind::CertificateExpiring => 17,
+            AlertKind::AuthenticationFailures => 18,
         }
     }
 
@@ -167,6 +171,7 @@ impl AlertKind {
             AlertKind::CheckIpUnreliable => "check_ip_unreliable",
             AlertKind::DynDnsServerFailing => "dyndns_server_failing",
             AlertKind::CertificateExpiring => "certificate_expiring",
+            AlertKind::AuthenticationFailures => "authentication_failures",
         }
     }
 
@@ -179,7 +184,7 @@ impl AlertKind {
     /// disproves: only the owner ends them (`homemx alert ack KIND`). Every other kind is a
     /// condition that ends when its cause is gone.
     pub const fn needs_acknowledgement(self) -> bool {
-        matches!(self, AlertKind::NdnGenerated | AlertKind::UnlockFailed)
+        matches!(self, AlertKind::NdnGenerated | AlertKind::UnlockFailed | AlertKind::AuthenticationFailures)
     }
 
     /// Short human title (ASCII, fits a mail subject).
@@ -203,6 +208,7 @@ impl AlertKind {
             AlertKind::CheckIpUnreliable => "Check-IP sources unreliable",
             AlertKind::DynDnsServerFailing => "DynDNS update server failing",
             AlertKind::CertificateExpiring => "Own TLS certificate expires soon",
+            AlertKind::AuthenticationFailures => "Repeated failed logins (SMTP AUTH)",
         }
     }
 
@@ -262,6 +268,9 @@ impl AlertKind {
             }
             AlertKind::CertificateExpiring => {
                 "The appliance's TLS certificate expires within 21 days: homemx tls csr, then homemx tls install."
+            }
+            AlertKind::AuthenticationFailures => {
+                "Wrong passwords keep coming on the submission ports; answers slow down and the address is blocked. The log names it."
             }
         }
     }
@@ -508,7 +517,7 @@ mod tests {
         assert_eq!(AlertKind::from_name("no_such_alert"), None);
         let acknowledged: std::vec::Vec<_> =
             AlertKind::ALL.iter().filter(|kind| kind.needs_acknowledgement()).collect();
-        assert_eq!(acknowledged, [&AlertKind::NdnGenerated, &AlertKind::UnlockFailed]);
+        assert_eq!(acknowledged, [&AlertKind::NdnGenerated, &AlertKind::UnlockFailed, &AlertKind::AuthenticationFailures]);
     }
 
     fn kind() -> impl Strategy<Value = AlertKind> {

@@ -198,6 +198,8 @@ fn operation_rows(measured: &MeasuredOperations) -> Vec<OperationRow> {
         row("TLS client handshake: backup MX, POP3 (STARTTLS)", handshake, &measured.backup_mx_handshake),
         row("TLS client handshake: DynDNS and check-IP (HTTPS)", handshake, &measured.dyndns_handshake),
         row("10 KB message on the MX, plain: first byte to `250`", Some("instructions.mx_message_10k"), &measured.mx_message),
+        row("TLS server handshake: STARTTLS on 25 (X25519, self-signed P-256)", Some("instructions.tls_server_handshake"), &measured.server_handshake),
+        row("10 KB message on the MX inside TLS: handshake end to `250`", None, &measured.mx_message_tls),
         row("message delivered to the LAN mailbox host (LMTP, spool updated)", None, &measured.mailbox_delivery),
         row("10 KB message fetched by POP3 from the backup MX, committed", None, &measured.backup_mx_message),
         row("DynDNS check, no update (two check-IP fetches, DNS)", None, &measured.dyndns_check),

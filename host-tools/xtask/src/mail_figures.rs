@@ -51,7 +51,7 @@ fn run(instruction_counting: bool) -> Result<()> {
     std::fs::write(
         directory.join("homemx.toml"),
         format!(
-            "domains = [\"example.org\"]\nrecipients = [\"alice@example.org\"]\nlan_prefixes = [\"192.168.77.0/24\"]\n\n[lan_mailbox]\naddress = \"192.168.77.1\"\nport = 24\nprotocol = \"lmtp\"\n\n[smarthost]\nhost = \"{SMARTHOST_NAME}\"\nport = 587\ntls = \"starttls\"\nuser_name = \"bench@example.org\"\npassword_file = \"secrets/smarthost.password\"\nca_certificate = \"{}\"\n",
+            "domains = [\"example.org\"]\nrecipients = [\"alice@example.org\"]\nlan_prefixes = [\"192.168.77.0/24\"]\nlan_relay_without_auth = true\n\n[lan_mailbox]\naddress = \"192.168.77.1\"\nport = 24\nprotocol = \"lmtp\"\n\n[smarthost]\nhost = \"{SMARTHOST_NAME}\"\nport = 587\ntls = \"starttls\"\nuser_name = \"bench@example.org\"\npassword_file = \"secrets/smarthost.password\"\nca_certificate = \"{}\"\n",
             ca.ca_certificate.display()
         ),
     )?;

@@ -25,6 +25,7 @@
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
@@ -52,6 +53,15 @@ const HEADER_LENGTH: usize = 4 + 32;
 const SELF_SIGNED: u8 = 1;
 const CA_ISSUED: u8 = 2;
 
+/// Counts changes of the identity (a new chain published, or forgotten at lock): the TLS
+/// listener rebuilds its configuration when it differs from the one it was built at.
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// The identity's generation (see `GENERATION`).
+pub fn generation() -> u32 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 /// The summary of the certificate in use, for the status page and `homemx status`.
 static CERTIFICATE: Mutex<CriticalSectionRawMutex, RefCell<Option<DeviceCertificate>>> = Mutex::new(RefCell::new(None));
 
@@ -63,6 +73,7 @@ pub fn certificate() -> Option<DeviceCertificate> {
 /// Forgets the summary (at lock: the host name is the owner's configuration).
 pub fn forget() {
     CERTIFICATE.lock(|certificate| *certificate.borrow_mut() = None);
+    GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 fn record_key(name: &[u8]) -> u64 {
@@ -154,6 +165,15 @@ fn leaf(chain: &[u8]) -> Option<&[u8]> {
     homemx_tls::der::expect(chain, homemx_tls::der::SEQUENCE).map(|(leaf, _)| leaf.whole)
 }
 
+/// What the TLS listener presents: the device's key and its chain (DER, leaf first); `None`
+/// until a certificate was made or installed.
+pub async fn server_identity(settings: &mut Settings) -> Option<(DeviceKey, Vec<u8>)> {
+    let header = read_header(settings).await?;
+    let key = load_key(settings).await.ok()??;
+    let chain = read_chain(settings, &header).await?;
+    Some((key, chain))
+}
+
 /// The stored key, if one was made.
 async fn load_key(settings: &mut Settings) -> Result<Option<DeviceKey>, ErrorCode> {
     let mut value = SecretBytes::<KEY_VALUE_CAPACITY>::zeroed();
@@ -188,6 +208,8 @@ fn publish(chain: Option<&[u8]>, self_signed: bool) {
         not_after_unix: summary.not_after,
     });
     CERTIFICATE.lock(|certificate| *certificate.borrow_mut() = facts);
+    // The chain may be new: the listener rebuilds its configuration (hourly at most).
+    GENERATION.fetch_add(1, Ordering::AcqRel);
     let due = match (&summary, now) {
         (Some(summary), Some(now)) => summary.renewal_alert_due(now).then(|| summary.days_until_expiry(now)),
         _ => None,

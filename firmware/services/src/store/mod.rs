@@ -36,6 +36,7 @@ use homemx_tls::Trust;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchorUpdate};
 
 pub use identity::certificate as tls_certificate;
+pub use identity::generation as tls_identity_generation;
 pub use vault::{MailSpool, OpenStores, Settings};
 use vault::Vault;
 
@@ -222,6 +223,52 @@ pub async fn refresh_tls_identity() {
     if let Err(error) = vault.refresh_tls_identity().await {
         crate::event_warning!("tls: the identity could not be refreshed: {:?}", error);
     }
+}
+
+/// What the inbound TLS listener presents: the device's key and certificate chain (DER, leaf
+/// first). `None` while locked or before the first certificate was made.
+pub async fn tls_server_identity() -> Option<(homemx_tls::identity::DeviceKey, alloc::vec::Vec<u8>)> {
+    let mut stores = open().await?;
+    identity::server_identity(&mut stores.settings).await
+}
+
+/// A mail user's password record as SMTP AUTH needs it.
+pub struct MailUserLookup {
+    /// The user's record; `None`: no such user.
+    pub record: Option<homemx_credentials::PasswordRecord>,
+    /// The iterations a check of an unknown name spends (as much as a real user's check).
+    pub dummy_iterations: u32,
+    /// The user's own hourly message limit, if set.
+    pub messages_per_hour: Option<u16>,
+}
+
+/// Looks `name` (compared without ASCII case) up among the configured mail users. Every item of
+/// the configuration is read whether the name is found or not, so the time taken does not tell
+/// whether it exists. `None` while locked or unconfigured.
+pub async fn mail_user(name: &[u8]) -> Option<MailUserLookup> {
+    let mut stores = open().await?;
+    let (_, count) = stores.current_configuration().await.ok()??;
+    let mut found = None;
+    // The largest of the records' counts (see `homemx_credentials::dummy_iterations`), one
+    // record at a time rather than all 16 held at once.
+    let mut dummy_iterations = None;
+    for index in 0..count {
+        if let Ok((_, ConfigItem::User(user))) = stores.configuration_get(index).await {
+            if user.password.check().is_ok() {
+                let iterations = homemx_credentials::dummy_iterations([&user.password]);
+                dummy_iterations = Some(dummy_iterations.map_or(iterations, |most: u32| most.max(iterations)));
+            }
+            if found.is_none() && user.name.as_bytes().eq_ignore_ascii_case(name) {
+                found = Some(user);
+            }
+        }
+    }
+    let dummy_iterations = dummy_iterations.unwrap_or(homemx_credentials::DEFAULT_ITERATIONS);
+    Some(MailUserLookup {
+        messages_per_hour: found.as_ref().and_then(|user| user.messages_per_hour),
+        record: found.map(|user| user.password),
+        dummy_iterations,
+    })
 }
 
 /// For a provider login without a TLS anchor to load: the password of `credential`.

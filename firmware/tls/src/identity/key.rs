@@ -64,6 +64,15 @@ impl DeviceKey {
         Ok(Self { secret })
     }
 
+    /// The key as the TLS server signs its handshakes with ([`crate::server_config`]).
+    pub fn signing_key(&self) -> crate::EcdsaP256SigningKey {
+        let mut bytes = self.secret.to_bytes();
+        let key = crate::EcdsaP256SigningKey::from_scalar(bytes.as_ref());
+        bytes.zeroize();
+        // The scalar of a valid `SecretKey` is a valid signing key.
+        key.unwrap_or_else(|_| unreachable!("a P-256 secret key is a valid signing scalar"))
+    }
+
     /// The form to store (encrypted): the raw big-endian scalar, zeroed when dropped.
     pub fn to_stored(&self) -> Zeroizing<[u8; STORED_KEY_LENGTH]> {
         let mut stored = Zeroizing::new([0u8; STORED_KEY_LENGTH]);

@@ -1,0 +1,242 @@
+//! TLS for the mail listeners: STARTTLS on ports 25 and 587, implicit TLS on 465 (RFC 3207,
+//! RFC 8314), with homemx-tls's rustls server over the session's TCP socket, presenting the
+//! device's identity (its P-256 key and the chain the store keeps).
+//!
+//! - **Permits.** A TLS session's record buffers (16.6 KB in, 8 KB out) and rustls's state and
+//!   plaintext live on the heap, and only while the session runs in TLS. At most
+//!   `Sizing::tls_sessions` run at once ([`TlsPermit`]); the heap is sized for them
+//!   (`homemx_board::heap_for`), so an exhausted arena is a refusal (`454 4.7.0` at STARTTLS,
+//!   `421 4.7.0` on 465), never a failed allocation.
+//! - **Configuration.** Built once from the store's key and chain and shared by every session,
+//!   rebuilt when the identity changes (a new chain, a renewal) and forgotten at lock, so the
+//!   key is not kept in RAM while the device is locked.
+//! - **Handshake.** Bounded by [`HANDSHAKE_TIMEOUT`]: a client that stalls, truncates or sends
+//!   garbage costs its slot for that long at most; a failure sends rustls's alert and closes.
+//!
+//! Owns: the server configuration cache, the inbound TLS random stream, the permit count.
+//! Calls: `instrument`, `link` (the record pump's socket I/O), `random`, `store`, `tls_context`.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use embassy_net::tcp::TcpSocket;
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_time::Duration;
+use homemx_smtp::TlsDetails;
+use homemx_tls::{TlsError, TlsServer};
+use rustls::pki_types::CertificateDer;
+use rustls::ServerConfig;
+
+use crate::instrument::Operation;
+use crate::link::LinkError;
+use crate::random::DerivedRandom;
+
+/// Inbound TLS sessions at once (the board's figure).
+pub const TLS_SESSIONS: usize = crate::bsp::SIZING.tls_sessions;
+/// Outgoing records: the server's first flight (a CA chain of a few KB and about 500 octets)
+/// and then application data in records this size at most.
+const OUTGOING_BUFFER: usize = 8 * 1024;
+/// How long a client has for the handshake, from `220` (or the connection on 465).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+// The heap holds the provider connections and every permitted session.
+const _: () = assert!(crate::bsp::SIZING.heap_bytes >= homemx_board::heap_for(TLS_SESSIONS));
+const _: () = assert!(homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER + 2 * 16 * 1024 + 16 * 1024 < homemx_board::TLS_SESSION_HEAP_BYTES);
+
+/// Permits taken (at most [`TLS_SESSIONS`]).
+static PERMITS_TAKEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One inbound TLS session's admission and record buffers (on the heap while it exists).
+pub struct TlsPermit {
+    incoming: Vec<u8>,
+    outgoing: Vec<u8>,
+}
+
+impl TlsPermit {
+    /// A permit with its buffers; `None` when [`TLS_SESSIONS`] are running.
+    pub fn take() -> Option<TlsPermit> {
+        PERMITS_TAKEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| (taken < TLS_SESSIONS).then_some(taken + 1)).ok()?;
+        Some(TlsPermit { incoming: alloc::vec![0; homemx_tls::RECORD_BUFFER], outgoing: alloc::vec![0; OUTGOING_BUFFER] })
+    }
+
+}
+
+impl Drop for TlsPermit {
+    fn drop(&mut self) {
+        PERMITS_TAKEN.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The configuration in use and the identity generation it was built at.
+struct Cached {
+    generation: u32,
+    config: Arc<ServerConfig>,
+}
+
+static CONFIG: Mutex<CriticalSectionRawMutex, RefCell<Option<Cached>>> = Mutex::new(RefCell::new(None));
+/// The stream each handshake's randomness is derived from (set at boot).
+static RANDOM: Mutex<CriticalSectionRawMutex, RefCell<Option<DerivedRandom>>> = Mutex::new(RefCell::new(None));
+
+/// Gives the listeners their random stream. Call once at boot.
+pub fn init(random: DerivedRandom) {
+    RANDOM.lock(|cell| *cell.borrow_mut() = Some(random));
+}
+
+/// Forgets the configuration (and so the key): at lock and factory reset.
+pub fn forget() {
+    CONFIG.lock(|cell| *cell.borrow_mut() = None);
+}
+
+fn derived_random() -> Option<DerivedRandom> {
+    RANDOM.lock(|cell| cell.borrow_mut().as_mut().map(DerivedRandom::derive))
+}
+
+/// Whether the listeners can offer TLS: a certificate was made or installed (the store
+/// publishes its summary then).
+pub fn available() -> bool {
+    crate::store::tls_certificate().is_some()
+}
+
+/// The configuration for the device's current identity; `None` while locked or before the
+/// first certificate (STARTTLS is then not offered).
+pub async fn server_config() -> Option<Arc<ServerConfig>> {
+    let generation = crate::store::tls_identity_generation();
+    let cached = CONFIG.lock(|cell| cell.borrow().as_ref().filter(|cached| cached.generation == generation).map(|cached| cached.config.clone()));
+    if cached.is_some() {
+        return cached;
+    }
+    forget();
+    let (key, chain) = crate::store::tls_server_identity().await?;
+    let mut certificates = Vec::new();
+    let mut rest = chain.as_slice();
+    while !rest.is_empty() {
+        let (certificate, after) = homemx_tls::der::expect(rest, homemx_tls::der::SEQUENCE)?;
+        certificates.push(CertificateDer::from(certificate.whole.to_vec()));
+        rest = after;
+    }
+    let (provider, clock) = crate::tls_context::prepare(derived_random()?);
+    let config = match homemx_tls::server_config(&provider, clock, certificates, key.signing_key()) {
+        Ok(config) => config,
+        Err(error) => {
+            crate::event_warning!("tls: the stored certificate chain cannot be presented: {:?}", defmt::Debug2Format(&error));
+            return None;
+        }
+    };
+    CONFIG.lock(|cell| *cell.borrow_mut() = Some(Cached { generation, config: config.clone() }));
+    Some(config)
+}
+
+/// Why a handshake did not complete.
+#[derive(Debug)]
+pub enum HandshakeFailure {
+    /// Locked, or no certificate yet.
+    NoConfiguration,
+    /// The client did not finish within [`HANDSHAKE_TIMEOUT`].
+    TimedOut,
+    /// The connection broke or the client closed it.
+    Transport,
+    /// TLS failed (garbage, no common version or suite, the client's alert).
+    Tls(TlsError),
+}
+
+impl HandshakeFailure {
+    /// A short explanation for the owner's log.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            HandshakeFailure::NoConfiguration => "no certificate to present",
+            HandshakeFailure::TimedOut => "the client did not finish the handshake in time",
+            HandshakeFailure::Transport => "the connection broke during the handshake",
+            HandshakeFailure::Tls(error) => error.describe_inbound(),
+        }
+    }
+}
+
+/// Runs the server handshake on `socket` with the permit's buffers. On failure rustls's alert
+/// (if any) was sent; the caller closes the connection.
+pub async fn handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<TlsServer<'b>, HandshakeFailure> {
+    let config = server_config().await.ok_or(HandshakeFailure::NoConfiguration)?;
+    let random = derived_random().ok_or(HandshakeFailure::NoConfiguration)?;
+    let measurement = crate::instrument::begin(Operation::TlsHandshakeServer);
+    // Keys rustls's random stream afresh for this handshake (server random, key share).
+    let _ = crate::tls_context::prepare(random);
+    let mut server = TlsServer::new(config, &mut permit.incoming, &mut permit.outgoing).map_err(HandshakeFailure::Tls)?;
+    let exchange = async {
+        while server.is_handshaking() {
+            crate::link::receive_records(socket, &mut server).await?;
+        }
+        Ok::<(), LinkError>(())
+    };
+    match embassy_time::with_timeout(HANDSHAKE_TIMEOUT, exchange).await {
+        Ok(Ok(())) => {
+            measurement.end();
+            Ok(server)
+        }
+        Ok(Err(LinkError::Tls(error))) => Err(HandshakeFailure::Tls(error)),
+        Ok(Err(_)) => Err(HandshakeFailure::Transport),
+        Err(_) => Err(HandshakeFailure::TimedOut),
+    }
+}
+
+/// What the session's `Received:` header says of the connection.
+pub fn details(server: &TlsServer<'_>) -> TlsDetails {
+    TlsDetails { protocol: server.version_name(), cipher: server.suite_name() }
+}
+
+/// A mail session's connection: clear text, or TLS over the same socket. The transport of the
+/// sessions' driver loop (`homemx_exchange`).
+pub enum InboundStream<'s, 'b> {
+    /// Before STARTTLS (or without it).
+    Plain(&'s mut TcpSocket<'static>),
+    /// After the handshake.
+    Tls(&'s mut TcpSocket<'static>, TlsServer<'b>),
+    /// Given up (a failed handshake): every operation fails.
+    Closed,
+}
+
+impl InboundStream<'_, '_> {
+    /// Sends close_notify if in TLS (the caller then releases the socket).
+    pub async fn close(&mut self) {
+        if let InboundStream::Tls(socket, server) = self {
+            crate::link::close_tls(socket, server).await;
+        }
+    }
+}
+
+impl embedded_io_async::ErrorType for InboundStream<'_, '_> {
+    type Error = LinkError;
+}
+
+impl embedded_io_async::Read for InboundStream<'_, '_> {
+    async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, LinkError> {
+        match self {
+            InboundStream::Plain(socket) => socket.read(buffer).await.map_err(|_| LinkError::Transport),
+            InboundStream::Tls(socket, server) => crate::link::read_plaintext(socket, server, buffer).await,
+            InboundStream::Closed => Err(LinkError::Transport),
+        }
+    }
+}
+
+impl embedded_io_async::Write for InboundStream<'_, '_> {
+    /// Writes (and pushes out) all of `data`.
+    async fn write(&mut self, data: &[u8]) -> Result<usize, LinkError> {
+        match self {
+            InboundStream::Plain(socket) => {
+                embedded_io_async::Write::write_all(*socket, data).await.map_err(|_| LinkError::Transport)?;
+                Ok(data.len())
+            }
+            InboundStream::Tls(socket, server) => crate::link::write_plaintext(socket, server, data).await.map(|()| data.len()),
+            InboundStream::Closed => Err(LinkError::Transport),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), LinkError> {
+        match self {
+            InboundStream::Plain(socket) => embedded_io_async::Write::flush(*socket).await.map_err(|_| LinkError::Transport),
+            InboundStream::Tls(..) => Ok(()),
+            InboundStream::Closed => Err(LinkError::Transport),
+        }
+    }
+}
