@@ -26,10 +26,10 @@ use homemx_qemu::postfix_sender::{PostfixSender, PostfixSenderConfig, TlsSession
 use homemx_qemu::tls_listeners::{HeldHandshake, TlsAppliance, SMTP, SUBMISSION, SUBMISSIONS};
 use serde_json::Value;
 
-/// The longest a stalled handshake may hold its slot: the device's handshake timeout plus
-/// the emulator's slack. (The device's own figure is its TLS handshake timeout in
-/// `firmware/services/src/mx.rs`.)
-const HANDSHAKE_TIMEOUT_LIMIT: Duration = Duration::from_secs(45);
+/// The longest a stalled handshake may hold its slot: the device's handshake timeout
+/// (`HANDSHAKE_TIMEOUT` in `firmware/services/src/inbound_tls.rs`, 20 s) plus the emulator's
+/// slack.
+const HANDSHAKE_TIMEOUT_LIMIT: Duration = Duration::from_secs(30);
 /// Further WAN clients: each bad handshake and each client beside them from an address of its
 /// own (none used twice), so no per-address limit or ban is what answers it.
 const WAN_CLIENTS: [Ipv4Addr; 10] = [
