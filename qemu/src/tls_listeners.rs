@@ -198,7 +198,7 @@ impl Swaks {
                 let line = line.trim_start();
                 for (prefix, tls) in [("<~* ", true), ("<** ", false), ("<~ ", true), ("<- ", false)] {
                     if let Some(rest) = line.strip_prefix(prefix) {
-                        return Some((tls, rest.to_string()));
+                        return Some((tls, rest.trim_start().to_string()));
                     }
                 }
                 None
@@ -419,7 +419,7 @@ mod tests {
     fn swaks_replies_are_read_with_their_channel() {
         let swaks = Swaks {
             exit_code: Some(28),
-            transcript: "<-  220 mx.example.org ESMTP\n -> EHLO x\n<-  250-mx.example.org\n<-  250 STARTTLS\n<~  250 AUTH PLAIN LOGIN\n<~* 535 5.7.8 Authentication credentials invalid\n".into(),
+            transcript: "<-  220 mx.example.org ESMTP\n -> EHLO x\n<-  250-mx.example.org\n<-  250 STARTTLS\n<~  250 AUTH PLAIN LOGIN\n<~*  535 5.7.8 Authentication credentials invalid\n".into(),
         };
         let replies = swaks.replies();
         assert_eq!(replies.len(), 5);

@@ -52,7 +52,7 @@ fn auth_refused(swaks: &Swaks, what: &str) -> String {
 #[test]
 fn submission_takes_mail_only_after_auth_inside_tls() {
     let started = Instant::now();
-    let appliance = TlsAppliance::boot("submission-auth", &["alice@example.org", "bob@example.org", USER], "").expect("the appliance boots with its certificate");
+    let appliance = TlsAppliance::boot("submission-auth", &["alice@example.org", "bob@example.org", USER], "lan_relay_without_auth = false\n").expect("the appliance boots with its certificate");
     appliance.network.add_client_address(THIRD_LAN_CLIENT).unwrap();
     appliance.add_user(USER, PASSWORD).expect("homemx user add");
     let toml = std::fs::read_to_string(appliance.directory.join("homemx.toml")).unwrap();
@@ -105,7 +105,8 @@ fn submission_takes_mail_only_after_auth_inside_tls() {
     // The owner's opt-in: LAN clients relay by address alone.
     let config = appliance.directory.join("homemx.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("lan_relay_without_auth = true\n{text}")).unwrap();
+    assert!(text.contains("lan_relay_without_auth = false\n"), "{text}");
+    std::fs::write(&config, text.replace("lan_relay_without_auth = false\n", "lan_relay_without_auth = true\n")).unwrap();
     let output = appliance.owner.homemx(&["config", "set", "--config", "homemx.toml"]);
     assert!(output.status.success(), "config set: {}", String::from_utf8_lossy(&output.stderr));
     let opted_in = appliance.swaks(ROUTER, SUBMISSION, &message_arguments("bob@example.org", None, "--tls")).unwrap();
