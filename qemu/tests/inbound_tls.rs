@@ -30,6 +30,9 @@ use serde_json::Value;
 /// (`HANDSHAKE_TIMEOUT` in `firmware/services/src/inbound_tls.rs`, 20 s) plus the emulator's
 /// slack.
 const HANDSHAKE_TIMEOUT_LIMIT: Duration = Duration::from_secs(30);
+/// How long a bad client waits for the device to close its connection before it reports that
+/// it did not.
+const HOLD_SECONDS: u64 = 40;
 /// Further WAN clients: each bad handshake and each client beside them from an address of its
 /// own (none used twice), so no per-address limit or ban is what answers it.
 const WAN_CLIENTS: [Ipv4Addr; 10] = [
@@ -158,12 +161,12 @@ fn port_25_takes_mail_over_tls_resists_injection_and_bad_handshakes() {
 
     // 3. Bad handshakes: garbage is dropped at once; the stalled ones hold a slot until the
     //    handshake timeout, while a plaintext sender and /health are served.
-    let garbage = appliance.hold(WAN_CLIENTS[0], SMTP, "garbage", 90).unwrap();
+    let garbage = appliance.hold(WAN_CLIENTS[0], SMTP, "garbage", HOLD_SECONDS).unwrap();
     assert!(garbage.held(), "STARTTLS accepted: {}", garbage.first);
     let garbage_closed = assert_closed_within_timeout(vec![garbage]);
     assert!(garbage_closed[0] < 10.0, "a garbage ClientHello is refused at once, not held: {garbage_closed:?}");
-    let truncated = appliance.hold(WAN_CLIENTS[1], SMTP, "truncated", 90).unwrap();
-    let unfinished = appliance.hold(WAN_CLIENTS[2], SMTP, "unfinished", 90).unwrap();
+    let truncated = appliance.hold(WAN_CLIENTS[1], SMTP, "truncated", HOLD_SECONDS).unwrap();
+    let unfinished = appliance.hold(WAN_CLIENTS[2], SMTP, "unfinished", HOLD_SECONDS).unwrap();
     assert!(truncated.held() && unfinished.held(), "{} {}", truncated.first, unfinished.first);
     let file = appliance.directory.join("plain.eml");
     std::fs::write(&file, message("plaintext beside stalled handshakes")).unwrap();
@@ -182,7 +185,7 @@ fn port_25_takes_mail_over_tls_resists_injection_and_bad_handshakes() {
     let mut holds = Vec::new();
     let mut refused = None;
     for (source, port) in attempts {
-        let hold = appliance.hold(source, port, "unfinished", 120).unwrap();
+        let hold = appliance.hold(source, port, "unfinished", HOLD_SECONDS).unwrap();
         if hold.held() {
             holds.push(hold);
         } else {
