@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a machine to build, run and test homemx. Idempotent: installs only what is missing.
 #
-# - Firmware toolchain: rustup's thumbv7em-none-eabihf standard library where `rustup target
-#   add` works (a developer laptop); otherwise Debian's rustc-web with its std source, which
-#   the build uses with RUSTC_BOOTSTRAP=1 -Zbuild-std (see qemu/src/firmware.rs).
+# - Firmware toolchain: rustup's standard libraries for both boards' targets,
+#   thumbv7em-none-eabihf (QEMU's mps2-an386) and thumbv8m.main-none-eabihf (the
+#   STM32H573I-DK), where `rustup target add` works (a developer laptop); otherwise Debian's
+#   rustc-web with its std source, which the build uses with RUSTC_BOOTSTRAP=1 -Zbuild-std for
+#   either target (see qemu/src/firmware.rs).
 # - QEMU (qemu-system-arm, mps2-an386), iproute2 (network namespaces), socat (the serial
 #   console), dnsmasq (the test network's DHCP server), openssl (test certificates),
 #   aiosmtpd from PyPI (the test LAN's mailbox host and the provider's smarthost), dnslib
@@ -57,14 +59,18 @@ if ! { [ -x /usr/sbin/postfix ] && [ -x /usr/lib/postfix/sbin/master ]; }; then
   installing_postfix=yes
 fi
 
-target=thumbv7em-none-eabihf
+targets=(thumbv7em-none-eabihf thumbv8m.main-none-eabihf)
+have_rustup_targets() {
+  local installed target
+  installed=$(rustup target list --installed 2>/dev/null) || return 1
+  for target in "${targets[@]}"; do grep -qx "$target" <<<"$installed" || return 1; done
+}
 firmware_toolchain=""
-if have rustup && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+if have rustup && have_rustup_targets; then
   firmware_toolchain=rustup
-elif have rustup && timeout 300 rustup target add "$target" >/dev/null 2>&1 \
-     && rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+elif have rustup && timeout 300 rustup target add "${targets[@]}" >/dev/null 2>&1 && have_rustup_targets; then
   firmware_toolchain=rustup
-  log "installed the $target standard library with rustup"
+  log "installed the ${targets[*]} standard libraries with rustup"
 else
   firmware_toolchain=debian
   [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ] || packages+=(rustc-web cargo-web rust-web-src)

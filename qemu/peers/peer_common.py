@@ -68,10 +68,15 @@ def signal_ready(path, listening, **extra):
         atomic_write_json(path, value)
 
 
-def tls13_server_context(certificate, key):
-    """A server context that accepts TLS 1.3 only, with the given PEM certificate (chain) and key."""
+def tls13_server_context(certificate, key, tls12_only=False):
+    """A server context that accepts TLS 1.3 only (or, with `tls12_only`, TLS 1.2 only, as a
+    provider on an older stack), with the given PEM certificate (chain) and key."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if tls12_only:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    else:
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.load_cert_chain(certificate, key)
     return context
 

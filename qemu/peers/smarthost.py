@@ -226,6 +226,7 @@ async def main():
     parser.add_argument("--spool", required=True)
     parser.add_argument("--tls-mode", choices=["starttls", "implicit", "none"], default="starttls")
     parser.add_argument("--cert")
+    parser.add_argument("--tls12-only", action="store_true", help="offer TLS 1.2 only (an older provider stack)")
     parser.add_argument("--key")
     parser.add_argument("--auth", help="USER:PASSWORD")
     parser.add_argument("--allow-cleartext-auth", action="store_true")
@@ -240,7 +241,7 @@ async def main():
         parser.error("--tls-mode starttls/implicit needs --cert and --key")
     settings.spool = os.path.abspath(settings.spool)
     settings.events = EventLog(settings.log)
-    settings.tls_context = tls13_server_context(settings.cert, settings.key) if settings.tls_mode != "none" else None
+    settings.tls_context = tls13_server_context(settings.cert, settings.key, settings.tls12_only) if settings.tls_mode != "none" else None
 
     handler = Handler(settings)
     keywords = {"hostname": settings.hostname, "ident": "homemx test smarthost", "decode_data": False}

@@ -41,6 +41,7 @@ def main():
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+            client._host = host  # smtplib sends it as SNI; connect() does not set it
             code, text = client.starttls(context=context)
             result["starttls"] = [code, text.decode(errors="replace"), client.sock.version(), client.sock.cipher()[0]]
             client.ehlo("client.test")

@@ -1,7 +1,9 @@
 //! Building the firmware image for a board with whichever toolchain this machine has.
 //!
-//! Where the rustup toolchain has the `thumbv7em-none-eabihf` standard library (a normal
-//! developer laptop after `rustup target add`), it is used as it is. Otherwise (Debian's
+//! Each board has its target: `thumbv7em-none-eabihf` (QEMU's Cortex-M4) and
+//! `thumbv8m.main-none-eabihf` (the STM32H573I-DK's Cortex-M33). Where the rustup toolchain has
+//! the board's target standard library (a normal developer laptop after `rustup target add`,
+//! which `host-tools/setup.sh` does for both), it is used as it is. Otherwise (Debian's
 //! `rustc-web`, whose target std is not prebuilt) the build uses `/usr/bin/cargo` with
 //! `RUSTC_BOOTSTRAP=1 -Zbuild-std=core,alloc,compiler_builtins` and the
 //! `compiler-builtins-mem` feature. `HOMEMX_TOOLCHAIN=rustup|debian` overrides the choice.
@@ -11,16 +13,13 @@ use std::process::Command;
 
 use crate::{repository_root, Result};
 
-/// The firmware's target triple.
-pub const TARGET: &str = "thumbv7em-none-eabihf";
-
 /// The boards the firmware builds for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
     /// QEMU's mps2-an386.
     QemuMps2,
-    /// ST NUCLEO-F429ZI (compiled, not run here).
-    NucleoF429zi,
+    /// ST STM32H573I-DK Discovery kit (compiled, not run here).
+    Stm32h573iDk,
 }
 
 impl Board {
@@ -28,7 +27,7 @@ impl Board {
     pub fn feature(self) -> &'static str {
         match self {
             Board::QemuMps2 => "board-qemu",
-            Board::NucleoF429zi => "board-nucleo-f429zi",
+            Board::Stm32h573iDk => "board-stm32h573i-dk",
         }
     }
 
@@ -36,7 +35,15 @@ impl Board {
     pub fn name(self) -> &'static str {
         match self {
             Board::QemuMps2 => "qemu-mps2-an386",
-            Board::NucleoF429zi => "nucleo-f429zi",
+            Board::Stm32h573iDk => "stm32h573i-dk",
+        }
+    }
+
+    /// The board's target triple.
+    pub fn target(self) -> &'static str {
+        match self {
+            Board::QemuMps2 => "thumbv7em-none-eabihf",
+            Board::Stm32h573iDk => "thumbv8m.main-none-eabihf",
         }
     }
 }
@@ -61,20 +68,25 @@ pub enum Toolchain {
     Debian,
 }
 
-fn rustup_has_target() -> bool {
+fn rustup_has_target(target: &str) -> bool {
     let Ok(output) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(TARGET).join("lib").is_dir()
+    Path::new(&sysroot).join("lib/rustlib").join(target).join("lib").is_dir()
 }
 
-/// The toolchain this machine builds firmware with.
+/// The toolchain this machine builds the QEMU board's firmware with.
 pub fn detect_toolchain() -> Toolchain {
+    detect_toolchain_for(Board::QemuMps2)
+}
+
+/// The toolchain this machine builds `board`'s firmware with.
+pub fn detect_toolchain_for(board: Board) -> Toolchain {
     match std::env::var("HOMEMX_TOOLCHAIN").as_deref() {
         Ok("debian") => Toolchain::Debian,
         Ok("rustup") => Toolchain::Rustup,
-        _ if rustup_has_target() => Toolchain::Rustup,
+        _ if rustup_has_target(board.target()) => Toolchain::Rustup,
         _ => Toolchain::Debian,
     }
 }
@@ -109,7 +121,7 @@ impl FirmwareBuild {
 
     /// Path of the built ELF image.
     pub fn elf_path(&self) -> PathBuf {
-        self.target_directory().join(TARGET).join("release/homemx")
+        self.target_directory().join(self.board.target()).join("release/homemx")
     }
 
     /// The cargo command that builds this variant.
@@ -133,7 +145,7 @@ impl FirmwareBuild {
         };
         command
             .current_dir(repository_root().join("firmware/app"))
-            .args(["build", "--release", "--no-default-features", "--features", &features.join(",")])
+            .args(["build", "--release", "--target", self.board.target(), "--no-default-features", "--features", &features.join(",")])
             .env("CARGO_TARGET_DIR", self.target_directory())
             .env("CARGO_BUILD_BUILD_DIR", Self::shared_build_directory())
             .env_remove("RUSTUP_TOOLCHAIN")
@@ -149,7 +161,7 @@ impl FirmwareBuild {
 
     /// Builds the image (incrementally) and returns the ELF's path.
     pub fn build(&self) -> Result<PathBuf> {
-        let toolchain = detect_toolchain();
+        let toolchain = detect_toolchain_for(self.board);
         let status = self.command(toolchain).status()?;
         if !status.success() {
             return Err(format!("firmware build {} with {toolchain:?} toolchain failed ({status})", self.variant_name()).into());

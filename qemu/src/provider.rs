@@ -482,6 +482,8 @@ pub struct SmarthostConfig {
     pub fail_data: Option<(u16, u32)>,
     /// The name in the greeting and EHLO reply.
     pub hostname: String,
+    /// Offer TLS 1.2 only (an older provider stack) instead of TLS 1.3 only.
+    pub tls12_only: bool,
 }
 
 impl SmarthostConfig {
@@ -496,6 +498,7 @@ impl SmarthostConfig {
             require_tls: false,
             fail_data: None,
             hostname: SMARTHOST_NAME.to_string(),
+            tls12_only: false,
         }
     }
 
@@ -508,6 +511,12 @@ impl SmarthostConfig {
     /// Requires AUTH as `user`/`password`.
     pub fn with_auth(mut self, user: &str, password: &str) -> Self {
         self.auth = Some((user.to_string(), password.to_string()));
+        self
+    }
+
+    /// Offers TLS 1.2 only.
+    pub fn with_tls12_only(mut self) -> Self {
+        self.tls12_only = true;
         self
     }
 
@@ -549,6 +558,9 @@ impl Smarthost {
         }
         if config.require_tls {
             arguments.push(os("--require-tls"));
+        }
+        if config.tls12_only {
+            arguments.push(os("--tls12-only"));
         }
         if let Some((code, count)) = config.fail_data {
             arguments.extend([os("--fail-data"), os(code.to_string()), os("--fail-data-count"), os(count.to_string())]);

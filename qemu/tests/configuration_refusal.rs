@@ -52,6 +52,7 @@ fn dyndns() -> ConfigItem {
         host_name: host("home.example.net"),
         user_name: UserName::try_from("owner").unwrap(),
         check_interval_seconds: 600,
+        min_tls: MinTls::Tls12,
     })
 }
 

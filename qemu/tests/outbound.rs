@@ -247,7 +247,7 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     no_mail_in_clear("good", &good.cleartext_lines());
     eprintln!(
         "smarthost handshake: {}",
-        machine.log.lines().iter().find(|line| line.contains("TLS 1.3 handshake with")).cloned().unwrap_or_default()
+        machine.log.lines().iter().find(|line| line.contains("tls: TLSv1.3 (")).cloned().unwrap_or_default()
     );
 
     // 6. A permanent refusal from the smarthost: a non-delivery report goes to the local
@@ -303,6 +303,35 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     }
     assert_eq!(codes, vec![250, 250, 250, 450], "four per hour, then 450");
     machine.log.wait_for(0, "QuotaExceeded", Duration::from_secs(10)).expect("the refusal is logged");
+
+    // 9. A provider on an older stack (TLS 1.2 only): by default (`min_tls` 1.2) the message
+    //    goes over TLS 1.2 with ECDHE and an AEAD; with `min_tls = "1.3"` no handshake
+    //    completes (this Python server closes without an alert when no version is common),
+    //    nothing is sent and the message waits. (From another LAN address: the first one's
+    //    hourly quota is used up.)
+    drop(_refusing);
+    let second_client = Ipv4Addr::new(192, 168, 77, 31);
+    network.add_client_address(second_client).expect("a second LAN client");
+    let older = SmarthostConfig::new(front.clone(), TlsMode::StartTls).with_certificate(&leaf).with_auth(SMARTHOST_USER, SMARTHOST_PASSWORD).with_tls12_only();
+    let mut older_smarthost = Smarthost::start(ns, &older, &directory.join("tls12")).expect("TLS 1.2 smarthost");
+    let reply = submit(second_client, 587, &["erin@remote.example"]);
+    assert_eq!(code(&reply["data"]), 250, "{reply}");
+    let delivered = older_smarthost.wait_for_messages(1, Duration::from_secs(90)).expect("delivered over TLS 1.2 by default");
+    assert_eq!(delivered[0].1["tls_version"], "TLSv1.2", "{}", delivered[0].1);
+    let cipher = delivered[0].1["cipher"].as_str().unwrap_or_default().to_string();
+    assert!(cipher.starts_with("ECDHE-") && (cipher.contains("GCM") || cipher.contains("CHACHA20")), "ECDHE with an AEAD: {cipher}");
+    let text = std::fs::read_to_string(directory.join("homemx.toml")).unwrap().replacen("tls = \"starttls\"\n", "tls = \"starttls\"\nmin_tls = \"1.3\"\n", 1);
+    std::fs::write(directory.join("homemx.toml"), text).unwrap();
+    let set = owner.homemx(&["config", "set", "--config", "homemx.toml"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let line = machine.log.line_count();
+    let reply = submit(second_client, 587, &["frank@remote.example"]);
+    assert_eq!(code(&reply["data"]), 250, "{reply}");
+    wait_log(&machine, line, "deferred, next try", Duration::from_secs(60));
+    assert_eq!(older_smarthost.messages().len(), 1, "nothing more went to a TLS 1.2 server with min_tls 1.3");
+    assert_eq!(owner.status()["deferred"], 1, "the message waits");
+    assert!(older_smarthost.events_named("auth").len() <= 1, "no AUTH after the refused handshake");
+    older_smarthost.stop();
 }
 
 fn config_for(elf: &Path, flash: &Path, network: &IsolatedNetwork) -> MachineConfig {

@@ -21,7 +21,7 @@ use homemx_bsp_sim::seeds::{self, Domain};
 use homemx_bsp_sim::flash::CutMode;
 use homemx_bsp_sim::{install, time_driver, DeviceHandles, SimConfig, World};
 use homemx_wire::client::AdminSigningKey;
-use homemx_wire::config::{BackupMx, ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox, Smarthost, Submission, TlsMode};
+use homemx_wire::config::{BackupMx, ConfigItem, DeliveryProtocol, Ipv4Prefix, LanMailbox, MinTls, Smarthost, Submission, TlsMode};
 use homemx_wire::message::{Credential, TlsService};
 use rand::Rng;
 
@@ -179,6 +179,7 @@ fn configuration(smarthost: &SmarthostPlan, backup: &BackupPlan) -> Vec<ConfigIt
             SmarthostTls::Implicit => TlsMode::Implicit,
         },
         user_name: SMARTHOST_USER.try_into().unwrap(),
+        min_tls: MinTls::Tls12,
     }));
     items.push(ConfigItem::BackupMx(BackupMx {
         host: Identity::Pop.host_name().try_into().unwrap(),
@@ -189,6 +190,7 @@ fn configuration(smarthost: &SmarthostPlan, backup: &BackupPlan) -> Vec<ConfigIt
         },
         user_name: BACKUP_USER.try_into().unwrap(),
         poll_interval_seconds: BACKUP_POLL_SECONDS,
+        min_tls: MinTls::Tls12,
     }));
     items
 }

@@ -4,7 +4,7 @@
 //! ([`embedded_storage_async::nor_flash::NorFlash`] plus [`FlashCounters`]), a serial link
 //! for the provisioning console ([`SerialLink`]), an entropy source ([`EntropySource`]) and
 //! a way to reset ([`ResetControl`]). Nothing above this crate knows which chip it runs on:
-//! the QEMU board (`bsp/qemu-mps2`), the real board (`bsp/nucleo-f429zi`) and the host
+//! the QEMU board (`bsp/qemu-mps2`), the real board (`bsp/stm32h573i-dk`) and the host
 //! simulator's board (`bsp/sim`) all hand the application a [`BoardParts`].
 #![cfg_attr(not(test), no_std)]
 
@@ -265,7 +265,7 @@ mod sizing_tests {
             assert!(map.is_consistent(), "{map:?}");
         }
         let map = FlashMap { sector_size: 128 * 1024, key_store_sectors: 2, key_value_sectors: 2, spool_sectors: 3 };
-        assert!(map.is_consistent(), "the NUCLEO-F429ZI's seven sectors");
+        assert!(map.is_consistent(), "seven 128 KiB sectors, the fewest at the largest size");
         assert!(!FlashMap { sector_size: 2048, ..map }.is_consistent(), "below 4 KiB");
         assert!(!FlashMap { sector_size: 256 * 1024, ..map }.is_consistent(), "above 128 KiB");
         assert!(!FlashMap { sector_size: 24 * 1024, ..map }.is_consistent(), "not a power of two");

@@ -1,7 +1,7 @@
 //! The homemx appliance firmware: brings the board up and hands it to the services
 //! (`homemx-services`), on the one executor.
 //!
-//! The board is chosen at build time by a feature (`board-qemu` or `board-nucleo-f429zi`), which
+//! The board is chosen at build time by a feature (`board-qemu` or `board-stm32h573i-dk`), which
 //! this crate passes on to the services; nothing here names a board.
 //!
 //! Owns: the start task. Calls: its child modules only (every module is one; not listed, as no

@@ -39,13 +39,14 @@ use homemx_smtp::RecipientDecision;
 use homemx_spool::{Envelope, MessageWriter};
 use homemx_status::alert::{AlertKind, Peer};
 use homemx_status::FetchResult;
-use homemx_wire::config::TlsMode;
+use homemx_tls::Trust;
+use homemx_wire::config::{BackupMx, TlsMode};
 use homemx_exchange::{exchange, flush, Inbox};
 use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::{Measurement, Operation};
-use crate::link::{Link, TlsBuffers};
+use crate::link::{Link, TlsBuffers, TlsStart};
 use crate::random::DerivedRandom;
 
 /// Headers that name the envelope recipient at common providers, tried in this order.
@@ -228,6 +229,19 @@ fn finish_status(result: FetchResult, fetched: u32) {
 }
 
 /// One fetch run against the configured backup MX.
+/// How the connection to the backup MX switches to TLS.
+fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t BackupMx, trust: Trust<'t>, random: DerivedRandom) -> TlsStart<'b, 't> {
+    TlsStart {
+        read,
+        write,
+        server_name: backup.host.as_str(),
+        trust,
+        random,
+        operation: Operation::TlsHandshakeBackupMx,
+        minimum: crate::link::minimum_tls(backup.min_tls),
+    }
+}
+
 pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut TlsBuffers) {
     let Some((backup, host_name, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
@@ -280,7 +294,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
     let mut tls_start = Some((&mut buffers.read[..], &mut buffers.write[..], random));
     if implicit {
         let (read, write, random) = tls_start.take().expect("set above");
-        if let Err(error) = link.start_tls(read, write, backup.host.as_str(), trust, random, Operation::TlsHandshakeBackupMx).await {
+        if let Err(error) = link.start_tls(tls_start_of(read, write, &backup, trust, random)).await {
             link.close().await;
             if !error.is_refusal() {
                 crate::event_warning!("backup MX: the TLS handshake with {} broke off: {}", backup.host.as_str(), error.describe());
@@ -313,7 +327,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
             Some(Pop3Event::StartTls) => {
                 let flushed = flush(&mut link, &mut session).await;
                 match tls_start.take().filter(|_| flushed) {
-                    Some((read, write, random)) => match link.start_tls(read, write, backup.host.as_str(), trust, random, Operation::TlsHandshakeBackupMx).await {
+                    Some((read, write, random)) => match link.start_tls(tls_start_of(read, write, &backup, trust, random)).await {
                         Ok(()) => session.tls_established(now()),
                         Err(error) if !error.is_refusal() => {
                             // The connection broke: not the server's certificate (no alert).
@@ -513,7 +527,7 @@ async fn begin(header: &[u8], domain: &str, host_name: &str, backup_host: &str, 
     let mut stores = crate::store::open().await?;
     // Space for the size LIST gave (an estimate: the spool reserves more as the data comes if
     // it was low). A fixed reservation (it was 1 MB) refused every message on a board whose
-    // spool is smaller (the NUCLEO's 384 KB, the simulator's 960 KB).
+    // spool is smaller (the STM32H573I-DK's 472 KB, the simulator's 960 KB).
     let expected = (listed_size + received.len() as u64).min(MESSAGE_SIZE_MAX) as u32;
     let mut writer = stores.begin_spool_message(&envelope, expected).await.ok()?;
     let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];

@@ -6,15 +6,15 @@
 
 #[cfg(feature = "board-qemu")]
 pub use homemx_bsp_qemu_mps2 as bsp;
-#[cfg(feature = "board-nucleo-f429zi")]
-pub use homemx_bsp_nucleo_f429zi as bsp;
+#[cfg(feature = "board-stm32h573i-dk")]
+pub use homemx_bsp_stm32h573i_dk as bsp;
 
 #[cfg(feature = "board-sim")]
 pub use homemx_bsp_sim as bsp;
 
 #[cfg(any(
-    all(feature = "board-qemu", feature = "board-nucleo-f429zi"),
+    all(feature = "board-qemu", feature = "board-stm32h573i-dk"),
     all(feature = "board-qemu", feature = "board-sim"),
-    all(feature = "board-nucleo-f429zi", feature = "board-sim")
+    all(feature = "board-stm32h573i-dk", feature = "board-sim")
 ))]
 compile_error!("choose exactly one board feature");

@@ -6,7 +6,7 @@
 //! store or the encrypted key-value store; no answer carries one.
 //!
 //! Owns: the console task, the serial link and the store's `Lifecycle` it is handed at boot. Calls:
-//! `alerts`, `backup_mx`, `channels`, `cpu_load`, `dyndns`, `event_log`, `instrument`, `mail_settings`,
+//! `alerts`, `backup_mx`, `channels`, `cpu_load`, `dyndns`, `event_log`, `inbound_tls`, `instrument`, `mail_settings`,
 //! `network`, `random`, `stack`, `status_page`, `store`, `wall_clock`.
 
 use embassy_time::Instant;

@@ -305,21 +305,7 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
     }
 }
 
-/// What a session needs to switch to TLS when the server's STARTTLS is accepted.
-pub struct TlsStart<'b, 't> {
-    /// The TLS record buffers.
-    pub read: &'b mut [u8],
-    /// The TLS record buffers.
-    pub write: &'b mut [u8],
-    /// The name the server's certificate must carry (and SNI).
-    pub server_name: &'t str,
-    /// How the server is verified.
-    pub trust: homemx_tls::Trust<'t>,
-    /// Random for the handshake.
-    pub random: DerivedRandom,
-    /// The handshake's instruction-count mark.
-    pub operation: crate::instrument::Operation,
-}
+pub use crate::link::TlsStart;
 
 /// Drives a client session over `link` until it ends; collects every recipient's result.
 /// `connected` false: the connection failed, every recipient is deferred.
@@ -344,16 +330,17 @@ pub async fn run_session<'b>(
                     session.tls_failed();
                     continue;
                 };
-                match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random, start.operation).await {
+                let server_name = start.server_name;
+                match link.start_tls(start).await {
                     Ok(()) => session.tls_established(now()),
                     Err(error) if !error.is_refusal() => {
                         // The connection broke: not the server's certificate (no alert).
-                        crate::event_warning!("TLS handshake with {} broke off: {}", start.server_name, error.describe());
+                        crate::event_warning!("TLS handshake with {} broke off: {}", server_name, error.describe());
                         session.connection_closed();
                     }
                     Err(error) => {
                         // The session reports TlsProblem::HandshakeFailed next: that raises the alert.
-                        crate::event_warning!("TLS handshake with {} refused: {}", start.server_name, error.describe());
+                        crate::event_warning!("TLS handshake with {} refused: {}", server_name, error.describe());
                         session.tls_failed();
                     }
                 }

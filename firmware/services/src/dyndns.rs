@@ -35,7 +35,7 @@ use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::Operation;
-use crate::link::{Link, TlsBuffers};
+use crate::link::{Link, TlsBuffers, TlsStart};
 use crate::random::DerivedRandom;
 
 /// Largest body read from a check-IP service or the update server.
@@ -111,7 +111,17 @@ async fn https_get(
         return None;
     }
     let mut link = Link::Plain(socket);
-    if let Err(error) = link.start_tls(&mut buffers.read, &mut buffers.write, host, trust, random, Operation::TlsHandshakeDynDns).await {
+    let minimum = crate::mail_settings::read(|current| current.and_then(|settings| settings.dyndns.as_ref().map(|dyndns| dyndns.min_tls)));
+    let start = TlsStart {
+        read: &mut buffers.read,
+        write: &mut buffers.write,
+        server_name: host,
+        trust,
+        random,
+        operation: Operation::TlsHandshakeDynDns,
+        minimum: crate::link::minimum_tls(minimum.unwrap_or_default()),
+    };
+    if let Err(error) = link.start_tls(start).await {
         if !error.is_refusal() {
             crate::event_warning!("HTTPS to {}: the TLS handshake broke off: {}", host, error.describe());
             return None;

@@ -14,7 +14,7 @@ use embedded_alloc::LlffHeap;
 
 /// Heap bytes the board gives TLS: one connection at a time (the link's buffers are shared),
 /// a 16 KB record in rustls plus the copy handed to the session, the handshake and an RSA-4096
-/// chain. The NUCLEO-F429ZI's 192 KB of SRAM leaves it less.
+/// chain. The STM32H573I-DK sizes its heap for three TLS sessions at once.
 pub const HEAP_BYTES: usize = crate::bsp::SIZING.heap_bytes;
 
 /// The allocator: embedded-alloc's linked-list heap, and the most it ever had allocated at

@@ -14,7 +14,7 @@
 //!   garbage costs its slot for that long at most; a failure sends rustls's alert and closes.
 //!
 //! Owns: the server configuration cache, the inbound TLS random stream, the permit count.
-//! Calls: `instrument`, `link` (the record pump's socket I/O), `random`, `store`, `tls_context`.
+//! Calls: `event_log`, `instrument`, `link` (the record pump's socket I/O), `random`, `store`, `tls_context`.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

@@ -12,7 +12,8 @@ use embassy_net::tcp::TcpSocket;
 use static_cell::ConstStaticCell;
 use embedded_io_async::Write as _;
 use homemx_tls::connection::{TlsConnection, Unbuffered};
-use homemx_tls::{TlsClient, TlsError, Trust, TrustError};
+use homemx_tls::{MinimumTls, TlsClient, TlsError, Trust, TrustError};
+use homemx_wire::config::MinTls;
 
 use crate::instrument::Operation;
 use crate::random::DerivedRandom;
@@ -44,6 +45,33 @@ pub fn take_tls_buffers() -> Option<&'static mut TlsBuffers> {
     TLS_BUFFERS.try_take()
 }
 
+
+/// What a connection needs to switch to TLS (at once, or when the server's STARTTLS is
+/// accepted).
+pub struct TlsStart<'b, 't> {
+    /// The TLS record buffers.
+    pub read: &'b mut [u8],
+    /// The TLS record buffers.
+    pub write: &'b mut [u8],
+    /// The name the server's certificate must carry (and SNI).
+    pub server_name: &'t str,
+    /// How the server is verified.
+    pub trust: Trust<'t>,
+    /// Random for the handshake.
+    pub random: DerivedRandom,
+    /// The handshake's instruction-count mark (which provider service this is).
+    pub operation: Operation,
+    /// The oldest TLS version the service accepts.
+    pub minimum: MinimumTls,
+}
+
+/// The configured `min_tls` as homemx-tls takes it.
+pub fn minimum_tls(configured: MinTls) -> MinimumTls {
+    match configured {
+        MinTls::Tls12 => MinimumTls::Tls12,
+        MinTls::Tls13 => MinimumTls::Tls13,
+    }
+}
 
 /// Plain TCP or TLS over it.
 // The TLS variant is large (rustls's connection state): a link lives once, in the courier's
@@ -211,25 +239,16 @@ impl<'s, 'b> Link<'s, 'b> {
         }
     }
 
-    /// Switches a plain link to TLS: handshake with `server_name` (SNI and, with a CA anchor,
-    /// the name the certificate must carry) and `trust`. On failure the fatal alert goes out
-    /// and the link is broken: nothing more is sent over this connection. `operation` is the
-    /// handshake's instruction-count mark (which provider service this is).
-    pub async fn start_tls(
-        &mut self,
-        read_buffer: &'b mut [u8],
-        write_buffer: &'b mut [u8],
-        server_name: &str,
-        trust: Trust<'_>,
-        random: DerivedRandom,
-        operation: Operation,
-    ) -> Result<(), LinkError> {
+    /// Switches a plain link to TLS as `start` says. On failure the fatal alert goes out and
+    /// the link is broken: nothing more is sent over this connection.
+    pub async fn start_tls(&mut self, start: TlsStart<'b, '_>) -> Result<(), LinkError> {
+        let TlsStart { read: read_buffer, write: write_buffer, server_name, trust, random, operation, minimum } = start;
         let Link::Plain(mut socket) = core::mem::replace(self, Link::Broken) else {
             return Err(LinkError::Transport);
         };
         let measurement = crate::instrument::begin(operation);
         let (provider, clock) = crate::tls_context::prepare(random);
-        let config = match homemx_tls::client_config(&provider, clock, trust) {
+        let config = match homemx_tls::client_config_with_minimum(&provider, clock, trust, minimum) {
             Ok(config) => config,
             Err(error) => {
                 abandon(socket).await;
@@ -255,7 +274,8 @@ impl<'s, 'b> Link<'s, 'b> {
         match outcome {
             Ok(()) => {
                 defmt::info!(
-                    "tls: TLS 1.3 ({=str}) with {=str}: certificate and handshake signature verified in {=u64} ms, busy core-clock counts {=u64}",
+                    "tls: {=str} ({=str}) with {=str}: certificate and handshake signature verified in {=u64} ms, busy core-clock counts {=u64}",
+                    client.version_name(),
                     client.suite_name(),
                     server_name,
                     started.elapsed().as_millis(),
@@ -276,6 +296,14 @@ impl<'s, 'b> Link<'s, 'b> {
     pub fn suite_name(&self) -> &'static str {
         match self {
             Link::Tls(_, client) => client.suite_name(),
+            _ => "plain text",
+        }
+    }
+
+    /// The negotiated version, for the log ("plain text" without TLS).
+    pub fn version_name(&self) -> &'static str {
+        match self {
+            Link::Tls(_, client) => client.version_name(),
             _ => "plain text",
         }
     }

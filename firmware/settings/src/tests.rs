@@ -5,7 +5,7 @@ use core::str::FromStr;
 
 use homemx_smtp::address::parse_forward_path;
 use homemx_smtp::RecipientDecision;
-use homemx_wire::config::{DeliveryProtocol, Ipv4Prefix, Limits, TlsMode};
+use homemx_wire::config::{DeliveryProtocol, Ipv4Prefix, Limits, MinTls, TlsMode};
 
 use super::*;
 
@@ -23,12 +23,13 @@ fn dyndns(host_name: &str) -> ConfigItem {
         host_name: name(host_name),
         user_name: "owner".try_into().unwrap(),
         check_interval_seconds: 600,
+        min_tls: MinTls::Tls12,
     })
 }
 
 fn smarthost() -> ConfigItem {
     let user_name = "owner".try_into().unwrap();
-    ConfigItem::Smarthost(Smarthost { host: name("smtp.example.net"), port: 465, tls: TlsMode::Implicit, user_name })
+    ConfigItem::Smarthost(Smarthost { host: name("smtp.example.net"), port: 465, tls: TlsMode::Implicit, user_name, min_tls: MinTls::Tls12 })
 }
 
 fn limits(max_message_bytes: u32, max_recipients: u16, messages_per_client_per_hour: u16) -> ConfigItem {
@@ -193,7 +194,7 @@ fn relay_tables_refuse_what_they_cannot_hold() {
 fn mailbox_smarthost_and_backup_mx_are_kept() {
     let mailbox = LanMailbox { address: [192, 168, 1, 5], port: 24, protocol: DeliveryProtocol::Lmtp };
     let user_name = "owner".try_into().unwrap();
-    let backup = BackupMx { host: name("pop.example.net"), port: 995, tls: TlsMode::Implicit, user_name, poll_interval_seconds: 300 };
+    let backup = BackupMx { host: name("pop.example.net"), port: 995, tls: TlsMode::Implicit, user_name, poll_interval_seconds: 300, min_tls: MinTls::Tls12 };
     let mut details = Details::new();
     let mut settings = Box::new(MailSettings::EMPTY);
     for item in [domain("example.org"), ConfigItem::LanMailbox(mailbox.clone()), ConfigItem::BackupMx(backup.clone()), smarthost()] {

@@ -161,6 +161,17 @@ pub enum TlsMode {
     StartTls,
 }
 
+/// The oldest TLS version a provider connection accepts (`min_tls = "1.2" | "1.3"`). TLS 1.3
+/// is preferred either way; TLS 1.2 is only ever ECDHE with an AEAD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum MinTls {
+    /// TLS 1.2 or 1.3 (the default: providers on older stacks still work).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
 /// The provider's smarthost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Smarthost {
@@ -172,6 +183,8 @@ pub struct Smarthost {
     pub tls: TlsMode,
     /// AUTH user name; the password is a credential.
     pub user_name: UserName,
+    /// The oldest TLS version accepted.
+    pub min_tls: MinTls,
 }
 
 /// The provider's backup MX mailbox (POP3 over TLS).
@@ -187,6 +200,8 @@ pub struct BackupMx {
     pub user_name: UserName,
     /// Seconds between fetches.
     pub poll_interval_seconds: u32,
+    /// The oldest TLS version accepted.
+    pub min_tls: MinTls,
 }
 
 /// The DynDNS account (dyndns2 over HTTPS).
@@ -200,6 +215,8 @@ pub struct DynDns {
     pub user_name: UserName,
     /// Seconds between checks of the public address and the DNS records.
     pub check_interval_seconds: u32,
+    /// The oldest TLS version accepted (by the update server and the check-IP services).
+    pub min_tls: MinTls,
 }
 
 /// Limits that keep a compromised LAN client from spamming the world and the flash from filling.

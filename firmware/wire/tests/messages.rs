@@ -26,6 +26,7 @@ fn every_config_item() -> std::vec::Vec<ConfigItem> {
             port: 465,
             tls: TlsMode::Implicit,
             user_name: text("alice"),
+            min_tls: MinTls::Tls13,
         }),
         ConfigItem::BackupMx(BackupMx {
             host: text("pop.provider.example"),
@@ -33,12 +34,14 @@ fn every_config_item() -> std::vec::Vec<ConfigItem> {
             tls: TlsMode::Implicit,
             user_name: text("backup"),
             poll_interval_seconds: 300,
+            min_tls: MinTls::Tls12,
         }),
         ConfigItem::DynDns(DynDns {
             server: text("dyn.provider.example"),
             host_name: text("home.dyn.example"),
             user_name: text("alice"),
             check_interval_seconds: 600,
+            min_tls: MinTls::Tls12,
         }),
         ConfigItem::Limits(Limits {
             max_message_bytes: 25 << 20,

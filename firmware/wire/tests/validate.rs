@@ -24,7 +24,7 @@ fn mailbox(port: u16) -> ConfigItem {
 }
 
 fn smarthost(host_name: &str, port: u16) -> ConfigItem {
-    ConfigItem::Smarthost(Smarthost { host: host(host_name), port, tls: TlsMode::Implicit, user_name: UserName::try_from("alice").unwrap() })
+    ConfigItem::Smarthost(Smarthost { host: host(host_name), port, tls: TlsMode::Implicit, user_name: UserName::try_from("alice").unwrap(), min_tls: MinTls::Tls12 })
 }
 
 fn backup_mx(poll_interval_seconds: u32) -> ConfigItem {
@@ -34,6 +34,7 @@ fn backup_mx(poll_interval_seconds: u32) -> ConfigItem {
         tls: TlsMode::Implicit,
         user_name: UserName::try_from("backup").unwrap(),
         poll_interval_seconds,
+        min_tls: MinTls::Tls12,
     })
 }
 
@@ -43,6 +44,7 @@ fn dyndns(check_interval_seconds: u32) -> ConfigItem {
         host_name: host("home.dyn.example"),
         user_name: UserName::try_from("alice").unwrap(),
         check_interval_seconds,
+        min_tls: MinTls::Tls12,
     })
 }
 

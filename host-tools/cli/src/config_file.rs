@@ -97,7 +97,8 @@ pub struct LanMailboxSection {
     pub protocol: String,
 }
 
-/// Trust anchor fields shared by the TLS services (exactly one must be given).
+/// TLS fields shared by the provider services: the trust anchor (exactly one must be given) and
+/// the oldest TLS version accepted.
 #[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AnchorFields {
@@ -107,6 +108,8 @@ pub struct AnchorFields {
     pub pin_certificate: Option<PathBuf>,
     /// The pin itself, 64 hex digits.
     pub spki_sha256: Option<String>,
+    /// The oldest TLS version accepted: "1.2" (default) or "1.3".
+    pub min_tls: Option<String>,
 }
 
 /// `[smarthost]`.
@@ -281,6 +284,15 @@ pub fn host_name(field: &str, value: &str) -> Result<HostName> {
 pub fn port(field: &str, value: u16) -> Result<u16> {
     validate::port(value).map_err(|rule| invalid(field, rule))?;
     Ok(value)
+}
+
+/// `min_tls`: "1.2" (the default when absent) or "1.3".
+pub fn min_tls(field: &str, value: Option<&str>) -> Result<MinTls> {
+    match value {
+        None | Some("1.2") => Ok(MinTls::Tls12),
+        Some("1.3") => Ok(MinTls::Tls13),
+        Some(other) => Err(invalid(field, format!("{other:?} is not \"1.2\" or \"1.3\" (older versions are never accepted)"))),
+    }
 }
 
 /// `implicit` or `starttls`.
@@ -555,6 +567,7 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
             port: port("smarthost.port", smarthost.port)?,
             tls: tls("smarthost.tls", &smarthost.tls)?,
             user_name: user_name("smarthost.user_name", &smarthost.user_name)?,
+            min_tls: min_tls("smarthost.min_tls", smarthost.anchor.min_tls.as_deref())?,
         }))?;
         if let Some(secret) = password("smarthost.password_file", base, &smarthost.password_file, files)? {
             credentials.push((Credential::SmarthostPassword, secret));
@@ -570,6 +583,7 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
             tls: tls("backup_mx.tls", &backup.tls)?,
             user_name: user_name("backup_mx.user_name", &backup.user_name)?,
             poll_interval_seconds: backup.poll_interval_seconds,
+            min_tls: min_tls("backup_mx.min_tls", backup.anchor.min_tls.as_deref())?,
         }))?;
         if let Some(secret) = password("backup_mx.password_file", base, &backup.password_file, files)? {
             credentials.push((Credential::BackupMxPassword, secret));
@@ -584,6 +598,7 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
             host_name: host_name("dyndns.host_name", &dyndns.host_name)?,
             user_name: user_name("dyndns.user_name", &dyndns.user_name)?,
             check_interval_seconds: dyndns.check_interval_seconds,
+            min_tls: min_tls("dyndns.min_tls", dyndns.anchor.min_tls.as_deref())?,
         }))?;
         let mut hosts: Vec<HostName> = Vec::new();
         for (index, url) in dyndns.check_ip.iter().enumerate() {

@@ -4,17 +4,18 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use homemx_qemu::firmware::{detect_toolchain, image_size, Board, FirmwareBuild};
+use homemx_qemu::firmware::{detect_toolchain_for, image_size, Board, FirmwareBuild};
 use homemx_qemu::{flash_image, repository_root, Result};
 
-/// Every firmware variant CI builds: the QEMU board and its RAM-wipe negative control.
-///
-/// The NUCLEO-F429ZI no longer links since TLS moved to rustls: its 192 KB of SRAM has no room
-/// for rustls's heap (40 KB short). `--board nucleo-f429zi` still tries it; the STM32H573I-DK
-/// (640 KB) replaces it as the real board.
-pub const ALL_BUILDS: [FirmwareBuild; 2] = [
+/// The product image of the real board, the STM32H573I-DK (built, not run: no board here).
+pub const STM32H573I_DK: FirmwareBuild = FirmwareBuild { board: Board::Stm32h573iDk, ram_wipe: true, test_features: &[] };
+
+/// Every firmware variant CI builds: the QEMU board, its RAM-wipe negative control, and the
+/// real board.
+pub const ALL_BUILDS: [FirmwareBuild; 3] = [
     FirmwareBuild::QEMU,
     FirmwareBuild { board: Board::QemuMps2, ram_wipe: false, test_features: &[] },
+    STM32H573I_DK,
 ];
 
 fn selected_builds(arguments: &[String]) -> Result<Vec<FirmwareBuild>> {
@@ -22,29 +23,59 @@ fn selected_builds(arguments: &[String]) -> Result<Vec<FirmwareBuild>> {
         [] => Ok(ALL_BUILDS.to_vec()),
         [flag, board] if flag == "--board" => match board.as_str() {
             "qemu" => Ok(vec![FirmwareBuild::QEMU]),
-            "nucleo-f429zi" => Ok(vec![FirmwareBuild { board: Board::NucleoF429zi, ram_wipe: true, test_features: &[] }]),
+            "stm32h573i-dk" => Ok(vec![STM32H573I_DK]),
             "all" => Ok(ALL_BUILDS.to_vec()),
-            other => Err(format!("unknown board {other:?}: use qemu, nucleo-f429zi or all").into()),
+            other => Err(format!("unknown board {other:?}: use qemu, stm32h573i-dk or all").into()),
         },
-        _ => Err("usage: cargo xtask build [--board qemu|nucleo-f429zi|all]".into()),
+        _ => Err("usage: cargo xtask build [--board qemu|stm32h573i-dk|all]".into()),
     }
 }
 
-/// `cargo xtask build`.
+/// The RAM of each board's chip, for the "left for the stack" column: QEMU's mps2-an386 has
+/// 4 MiB, the STM32H573 640 KiB.
+fn board_ram_bytes(board: Board) -> u64 {
+    match board {
+        Board::QemuMps2 => 4 * 1024 * 1024,
+        Board::Stm32h573iDk => 640 * 1024,
+    }
+}
+
+/// `cargo xtask build`: builds the images, prints each one's flash and static RAM, and fails
+/// when an image is larger than the flash budget (`budgets.toml`, `flash.image_bytes`: two
+/// images must fit the real board's 2 MB of internal flash).
 pub fn build(arguments: &[String]) -> Result<()> {
-    eprintln!("xtask: building firmware with the {:?} toolchain", detect_toolchain());
-    for firmware in selected_builds(arguments)? {
-        let elf = firmware.build()?;
-        let size = image_size(&elf)?;
-        println!(
-            "{:<28} flash {:>7} B  static RAM {:>7} B  {}",
-            firmware.variant_name(),
-            size.flash,
-            size.static_ram,
-            elf.display()
-        );
+    let over_budget = build_images(&selected_builds(arguments)?)?;
+    if !over_budget.is_empty() {
+        return Err(format!("firmware image over the flash budget (budgets.toml): {}", over_budget.join("; ")).into());
     }
     Ok(())
+}
+
+/// Builds `builds`, prints each image's flash and static RAM, and returns the images over the
+/// flash budget (one line each; empty when all are within it).
+fn build_images(builds: &[FirmwareBuild]) -> Result<Vec<String>> {
+    let flash_budget = crate::budgets::Budgets::load()?.get("flash.image_bytes").ok_or("budgets.toml: flash.image_bytes missing")?;
+    let mut over_budget = Vec::new();
+    for &firmware in builds {
+        eprintln!("xtask: building {} with the {:?} toolchain", firmware.variant_name(), detect_toolchain_for(firmware.board));
+        let elf = firmware.build()?;
+        let size = image_size(&elf)?;
+        let stack_room = board_ram_bytes(firmware.board).saturating_sub(size.static_ram);
+        println!(
+            "{:<28} flash {:>7} B ({:>6.1} KiB)  static RAM {:>7} B ({:>6.1} KiB, {:>6.1} KiB left for the stack)  {}",
+            firmware.variant_name(),
+            size.flash,
+            size.flash as f64 / 1024.0,
+            size.static_ram,
+            size.static_ram as f64 / 1024.0,
+            stack_room as f64 / 1024.0,
+            elf.display()
+        );
+        if size.flash as f64 > flash_budget {
+            over_budget.push(format!("{}: {} B of flash, budget {flash_budget} B", firmware.variant_name(), size.flash));
+        }
+    }
+    Ok(over_budget)
 }
 
 /// `cargo xtask flash-image PATH`.
@@ -146,7 +177,11 @@ fn test_steps(fuzz_seconds: u32, times: &mut StepTimes) -> Result<()> {
     )?;
     eprintln!("\n=== firmware images");
     let started = std::time::Instant::now();
-    build(&[])?;
+    // Every image must build; the flash budget is reported here, not a gate (as every budget in
+    // `budgets.toml`): `cargo xtask build` alone fails on it.
+    for line in build_images(&ALL_BUILDS)? {
+        eprintln!("xtask: OVER the flash budget (budgets.toml): {line}");
+    }
     times.push(("firmware images".into(), started.elapsed()));
     for (crate_directory, target) in FUZZ_TARGETS {
         if fuzz_seconds == 0 {

@@ -1,6 +1,6 @@
 //! `cargo xtask`: the one entry point for building, running and testing homemx.
 //!
-//! - `build [--board qemu|nucleo-f429zi|all]`: firmware images
+//! - `build [--board qemu|stm32h573i-dk|all]`: firmware images
 //! - `run [--check | --bare | --isolated-network]`: the appliance in QEMU with demo peers, mail flowing (`--check`: exit once it flowed)
 //! - `flash-image PATH`: a fresh, erased flash file with an entropy seed
 //! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
@@ -30,7 +30,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  build [--board qemu|nucleo-f429zi|all]   build firmware images (default: all)
+  build [--board qemu|stm32h573i-dk|all]   build firmware images (default: all)
   run [--check]                            the appliance in QEMU with demo peers, provisioned, mail in
                                            and out (root; otherwise falls back to --bare); --check:
                                            exit 0 once both arrived and the headline says mail flows

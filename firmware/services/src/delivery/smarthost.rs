@@ -125,10 +125,11 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         trust,
         random,
         operation: crate::instrument::Operation::TlsHandshakeSmarthost,
+        minimum: crate::link::minimum_tls(smarthost.min_tls),
     });
     if connected && implicit {
         let start = tls.take().expect("TLS start is set");
-        match link.start_tls(start.read, start.write, start.server_name, start.trust, start.random, start.operation).await {
+        match link.start_tls(start).await {
             Ok(()) => {}
             Err(error) => {
                 if error.is_refusal() {
@@ -142,7 +143,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
     run_session(&mut link, session, connected, &mut reader, &mut results, tls).await;
     let over_tls = matches!(link, Link::Tls(..));
-    let suite = link.suite_name();
+    let (version, suite) = (link.version_name(), link.suite_name());
     link.close().await;
     let mut any_delivered = false;
     for result in results {
@@ -164,8 +165,9 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         // took the mail: that disproves stripping and a bad certificate on the smarthost's path.
         crate::alerts::clear_for(&[AlertKind::StrippingSuspected, AlertKind::CertificateRejected], Peer::Smarthost);
         crate::event_info!(
-            "outbound: message {} accepted by the smarthost over TLS 1.3 ({}, {})",
+            "outbound: message {} accepted by the smarthost over {} ({}, {})",
             attempt.id.0,
+            version,
             suite,
             trust_source.description()
         );

@@ -1,7 +1,9 @@
-//! Ethernet of the NUCLEO-F429ZI: the STM32F429's MAC in RMII mode with the board's LAN8742A
-//! PHY, as an `embassy-net-driver` driver (embassy-stm32's `eth`), and the board's MAC address.
+//! Ethernet of the STM32H573I-DK: the STM32H573's MAC in RMII mode with the kit's LAN8742A PHY,
+//! as an `embassy-net-driver` driver (embassy-stm32's `eth`, the driver embassy's own hardware
+//! tests run on the H563), and the board's MAC address.
 //!
-//! RMII pins (NUCLEO-144 user manual UM1974, solder bridges as shipped):
+//! RMII pins (as ST's own STM32H573I-DK Ethernet projects configure them; UM3143, solder bridges
+//! as shipped):
 //!
 //! | signal | pin |
 //! | --- | --- |
@@ -11,19 +13,19 @@
 //! | CRS_DV | PA7 |
 //! | RXD0 / RXD1 | PC4 / PC5 |
 //! | TX_EN | PG11 |
-//! | TXD0 / TXD1 | PG13 / PB13 |
+//! | TXD0 / TXD1 | PG13 / PG12 |
 //!
 //! The LAN8742A answers on SMI address 0 and speaks the standard IEEE 802.3 clause 22
 //! registers, so embassy-stm32's generic PHY driver serves; it polls the link every 500 ms.
 
 use embassy_stm32::eth::{Ethernet, GenericPhy, PacketQueue, Sma, StationManagement};
-use embassy_stm32::peripherals::{ETH, ETH_SMA, PA1, PA2, PA7, PB13, PC1, PC4, PC5, PG11, PG13};
+use embassy_stm32::peripherals::{ETH, ETH_SMA, PA1, PA2, PA7, PC1, PC4, PC5, PG11, PG12, PG13};
 use embassy_stm32::Peri;
 use static_cell::StaticCell;
 
 use crate::interrupts::Interrupts;
 
-/// SMI (MDIO) address of the LAN8742A on the NUCLEO-F429ZI (its PHYAD0 strap is low).
+/// SMI (MDIO) address of the LAN8742A on the STM32H573I-DK (its PHYAD0 strap is low).
 pub const PHY_ADDRESS: u8 = 0;
 /// PHY identifier register 1 (IEEE 802.3 clause 22 register 2).
 const PHY_IDENTIFIER_1_REGISTER: u8 = 2;
@@ -64,7 +66,7 @@ pub struct EthernetPins {
     /// Transmit data bit 0.
     pub transmit_data_0: Peri<'static, PG13>,
     /// Transmit data bit 1.
-    pub transmit_data_1: Peri<'static, PB13>,
+    pub transmit_data_1: Peri<'static, PG12>,
 }
 
 /// The PHY did not answer on the management interface (reads gave all ones or all zeros).

@@ -1,4 +1,4 @@
-//! defmt logging for the NUCLEO-F429ZI: frames go into an RTT buffer in RAM that the debug
+//! defmt logging for the STM32H573I-DK: frames go into an RTT buffer in RAM that the debug
 //! probe reads (`probe-rs run` decodes them on the host). Timestamps are milliseconds since
 //! boot from embassy-time.
 

@@ -1,9 +1,9 @@
 //! A 64-bit count of core clock cycles since start-up, from SysTick (which embassy-stm32 leaves
-//! unused: its time driver is TIM12). The firmware times its own busy stretches with it.
+//! unused: its time driver is TIM2). The firmware times its own busy stretches with it.
 //!
-//! SysTick counts the 168 MHz processor clock down from 2^24 − 1 and interrupts at every wrap
-//! (about every 99.9 ms); the interrupt adds one to a wrap counter. SysTick keeps running in
-//! the executor's sleep (WFE), so the count is wall-clock time in core clock units, like the
+//! SysTick counts the 250 MHz processor clock down from 2^24 − 1 and interrupts at every wrap
+//! (about every 67.1 ms); the interrupt adds one to a wrap counter. SysTick keeps running in
+//! the executor's sleep (WFI), so the count is wall-clock time in core clock units, like the
 //! QEMU board's.
 
 use core::cell::Cell;
@@ -35,7 +35,7 @@ pub(crate) fn start(system_timer: &mut SYST) {
     system_timer.enable_counter();
 }
 
-/// Core clock cycles (168 MHz) since the board started SysTick in `init`; 0 before.
+/// Core clock cycles (250 MHz) since the board started SysTick in `init`; 0 before.
 pub fn core_clock_counts() -> u64 {
     // The whole read runs in one critical section, so the SysTick interrupt cannot count a
     // wrap half-way through it.

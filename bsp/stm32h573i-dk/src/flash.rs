@@ -1,38 +1,29 @@
-//! The board's data partition: the seven 128 KiB sectors at the top of the STM32F429ZI's
-//! internal flash bank 2 (`0x0812_0000..0x0820_0000`, 896 KiB), as an async NOR flash that
-//! counts its own program and erase work.
+//! The board's data partition: sectors 34–127 of the STM32H573's internal flash bank 2
+//! (`0x0814_4000..0x0820_0000`, 752 KiB of 8 KiB sectors, see [`crate::partition_map`]), as an
+//! async NOR flash that counts its own program and erase work.
 //!
-//! The 2 MiB of internal flash are two banks of 1 MiB. The firmware image is linked into
-//! bank 1 (`memory.x` allows only bank 1), so while this partition is erased (a 128 KiB
-//! sector takes 1–2 s) or programmed, the CPU keeps fetching code from the other bank:
-//! read-while-write, no stall of the network or the console. Bank 2's small sectors 12–16
-//! (`0x0810_0000..0x0812_0000`, 4 × 16 KiB + 64 KiB) are left free for the board (e.g. a
-//! boot-state page later) so that every sector of the partition has the same size, which
-//! is what [`NorFlash::ERASE_SIZE`] can express.
+//! The firmware image is linked into bank 1 and the first 256 KiB of bank 2 (`memory.x`), so a
+//! program or erase here does not stall instruction fetches from bank 1 (read-while-write);
+//! fetches from the image's part of bank 2 wait for it.
 //!
-//! Programming and erasing go through embassy-stm32's interrupt-driven flash driver (the F4
-//! has an async one); reads are plain memory reads through the same driver, which also
-//! refuses bank-2 reads on chip revisions hit by erratum 2.2.11 (see [`crate::InitError`]).
+//! embassy-stm32 0.6 has only a blocking flash driver for the H5 family (no flash interrupt
+//! handler), so `write` and `erase` run to completion inside the call: an 8 KiB sector erase
+//! takes a few milliseconds (RM0481/datasheet), a 16-byte program tens of microseconds. The
+//! executor runs nothing else meanwhile; the sectors are small enough that this is short.
+//!
+//! The H5's flash keeps an ECC code per 16-byte quad-word: a quad-word is programmed once per
+//! erase (the stores never program a word twice, as on the QEMU board), and reading a
+//! quad-word whose programming a power cut interrupted can raise an ECC double error (an NMI).
+//! That case has not been met on hardware yet (README, "What was compiled and what was never
+//! run").
 
-use embassy_stm32::flash::{Async, Error, Flash, WRITE_SIZE};
+use embassy_stm32::flash::{Blocking, Error, Flash};
 use embedded_storage_async::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use homemx_board::{FlashCounters, FlashStatistics};
 
-/// Address of the chip's internal flash.
-pub const FLASH_START_ADDRESS: u32 = 0x0800_0000;
-/// First address of the partition: sector 17, the first 128 KiB sector of bank 2.
-pub const PARTITION_START_ADDRESS: u32 = 0x0812_0000;
-/// One past the last address of the partition: the end of bank 2 (sector 23).
-pub const PARTITION_END_ADDRESS: u32 = 0x0820_0000;
-/// Size of the partition in bytes (896 KiB).
-pub const PARTITION_SIZE: u32 = PARTITION_END_ADDRESS - PARTITION_START_ADDRESS;
-/// Erase unit: one 128 KiB sector.
-pub const SECTOR_SIZE: u32 = 128 * 1024;
-/// Program unit (the driver programs 32-bit words, `PSIZE` = x32).
-pub const WORD_SIZE: usize = WRITE_SIZE;
+use crate::partition_map::{FLASH_START_ADDRESS, PARTITION_SIZE, PARTITION_START_ADDRESS, SECTOR_SIZE, WORD_SIZE};
 
-const _: () = assert!(PARTITION_SIZE.is_multiple_of(SECTOR_SIZE));
-const _: () = assert!(PARTITION_START_ADDRESS.is_multiple_of(SECTOR_SIZE));
+const _: () = assert!(WORD_SIZE == embassy_stm32::flash::WRITE_SIZE, "the chip's program unit is not a quad-word");
 
 /// Offset of the partition inside the flash driver's address space (which starts at
 /// [`FLASH_START_ADDRESS`]).
@@ -40,13 +31,13 @@ const PARTITION_OFFSET: u32 = PARTITION_START_ADDRESS - FLASH_START_ADDRESS;
 
 /// The data partition in bank 2. Addresses given to it start at zero.
 pub struct DataPartition {
-    flash: Flash<'static, Async>,
+    flash: Flash<'static, Blocking>,
     statistics: FlashStatistics,
 }
 
 impl DataPartition {
     /// Takes the chip's flash driver; only the partition's range is ever touched through it.
-    pub fn new(flash: Flash<'static, Async>) -> Self {
+    pub fn new(flash: Flash<'static, Blocking>) -> Self {
         Self { flash, statistics: FlashStatistics::default() }
     }
 
@@ -87,7 +78,7 @@ impl NorFlash for DataPartition {
 
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         let driver_offset = Self::check_range(offset, bytes.len(), WORD_SIZE as u32)?;
-        self.flash.write(driver_offset, bytes).await?;
+        self.flash.blocking_write(driver_offset, bytes)?;
         self.statistics.bytes_programmed += bytes.len() as u64;
         Ok(())
     }
@@ -97,7 +88,7 @@ impl NorFlash for DataPartition {
             return Err(Error::Size);
         }
         let driver_from = Self::check_range(from, (to - from) as usize, SECTOR_SIZE)?;
-        self.flash.erase(driver_from, driver_from + (to - from)).await?;
+        self.flash.blocking_erase(driver_from, driver_from + (to - from))?;
         self.statistics.sectors_erased += u64::from((to - from) / SECTOR_SIZE);
         Ok(())
     }

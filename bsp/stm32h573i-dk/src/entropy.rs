@@ -1,13 +1,14 @@
-//! Random bytes from the STM32F429's hardware true random number generator (RNG), with the
-//! checks the reference manual asks software to make.
+//! Random bytes from the STM32H573's true random number generator (RNG, NIST SP 800-90B
+//! entropy source), with its health checks and the continuous test kept in software.
 //!
-//! RM0090 §24.3 ("RNG functional description") says the RNG's analogue noise source is
-//! checked by the peripheral (seed error, clock error) and that software must run the
-//! continuous test of FIPS PUB 140-2: discard the first word after enabling, and compare every
-//! word with the one before; two equal words are a failure. A word of zero is also refused
-//! (newer STM32 manuals require it). On any failure the peripheral is re-initialised and the
-//! words since the last good one are thrown away, so a caller never receives bytes from a
-//! stuck or failed source.
+//! embassy-stm32 starts the RNG in the NIST-compliant configuration "A" with the health-test
+//! thresholds RM0481 recommends (`RNG_HTCR`): the peripheral's own repetition-count and
+//! adaptive-proportion tests then raise a seed error, and a clock error is raised when its
+//! kernel clock (HSI48) is too slow; `next_u32` re-initialises the RNG on either. On top of
+//! that, the software test older STM32 manuals ask for stays: the first word after enabling is
+//! only a reference, and a word equal to the one before, or zero, is a failure. On any failure
+//! the peripheral is re-initialised and the words since the last good one are thrown away, so a
+//! caller never receives bytes from a stuck or failed source.
 
 use embassy_stm32::peripherals::RNG;
 use embassy_stm32::rng::Rng;
@@ -28,7 +29,7 @@ pub struct HardwareEntropy {
 }
 
 impl HardwareEntropy {
-    /// Starts the RNG (48 MHz from the PLL's Q output) and draws the first word, which is only
+    /// Starts the RNG (48 MHz from the HSI48) and draws the first word, which is only
     /// kept for the comparison with the next one.
     pub fn new(peripheral: Peri<'static, RNG>) -> Self {
         let mut generator = Rng::new(peripheral, Interrupts);

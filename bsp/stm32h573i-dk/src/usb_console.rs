@@ -1,7 +1,11 @@
-//! The provisioning console of the NUCLEO-F429ZI: a USB CDC-ACM serial port on the user USB
-//! connector (CN13, USB OTG FS), as async `embedded-io` (embassy-usb's CDC-ACM class).
+//! The provisioning console of the STM32H573I-DK: a USB CDC-ACM serial port on the kit's USB
+//! Type-C connector (the STM32H573's USB device FS peripheral), as async `embedded-io`
+//! (embassy-usb's CDC-ACM class).
 //!
-//! Pins: PA11 (D−), PA12 (D+), PA9 (VBUS sensing; the board wires the connector's VBUS to it).
+//! Pins: PA11 (D−), PA12 (D+). The USB device FS peripheral has no VBUS sensing input: it is
+//! "connected" once a host configures it (see below). The Type-C CC lines go to UCPD1, whose
+//! dead-battery pull-downs (Rd) are left on (`crate::init`), so the port presents itself as a
+//! sink and a Type-C host turns VBUS on.
 //! A spawned task ([`usb_device_task`]) runs the USB device stack; the application reads and
 //! writes through [`UsbConsole`].
 //!
@@ -13,9 +17,9 @@
 //! - `read` waits until connected and then for data; a disconnect while waiting is not an
 //!   error, it just keeps waiting for the next host. It never returns zero bytes. A caller's
 //!   buffer of a whole packet (64 bytes) gets the packet directly; otherwise the rest of the
-//!   packet waits here and is wiped once read (it may hold a passphrase). The OTG driver's
-//!   own endpoint buffer (`OUT_ENDPOINT_BUFFER`) still keeps the last packet received: the
-//!   driver fills it from its interrupt, so it cannot be wiped from here without a race.
+//!   packet waits here and is wiped once read (it may hold a passphrase). The peripheral's
+//!   own packet memory (2 KB inside the USB block, not SRAM) still keeps the last packet
+//!   received until the host sends the next one.
 //! - `write` delivers at most one 64-byte packet per call when connected. When nobody is
 //!   connected, or the host stops taking packets for [`WRITE_TIMEOUT`], the bytes are dropped
 //!   and reported as written: output is never held back for a later, possibly different, host,
@@ -26,8 +30,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use embassy_executor::{SpawnError, Spawner};
 use embassy_futures::select::select;
-use embassy_stm32::gpio::{Input, Pull};
-use embassy_stm32::peripherals::{PA11, PA12, PA9, USB_OTG_FS};
+use embassy_stm32::peripherals::{PA11, PA12, USB};
 use embassy_stm32::usb::Driver;
 use embassy_stm32::Peri;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -40,8 +43,8 @@ use zeroize::Zeroize;
 
 use crate::interrupts::Interrupts;
 
-/// The USB OTG FS driver type.
-pub type UsbDriver = Driver<'static, USB_OTG_FS>;
+/// The USB device FS driver type.
+pub type UsbDriver = Driver<'static, USB>;
 
 /// USB vendor ID: pid.codes' open-source vendor ID.
 pub const USB_VENDOR_ID: u16 = 0x1209;
@@ -59,14 +62,12 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The pins and peripheral of the user USB connector.
 pub struct UsbPins {
-    /// The USB OTG FS core.
-    pub peripheral: Peri<'static, USB_OTG_FS>,
+    /// The USB device FS peripheral.
+    pub peripheral: Peri<'static, USB>,
     /// D+.
     pub data_plus: Peri<'static, PA12>,
     /// D−.
     pub data_minus: Peri<'static, PA11>,
-    /// VBUS sensing input (held as an input so nothing else drives it).
-    pub bus_voltage: Peri<'static, PA9>,
 }
 
 /// Whether a host has configured the device and the bus is awake; kept by [`BusWatcher`].
@@ -115,7 +116,6 @@ pub struct UsbConsole {
     pending: core::ops::Range<usize>,
     control: ControlChanged<'static>,
     last_packet_was_full: bool,
-    _bus_voltage_sensing: Input<'static>,
 }
 
 impl UsbConsole {
@@ -222,28 +222,13 @@ impl From<SpawnError> for ConsoleError {
 /// the console. `serial_number` is the chip's unique ID, so that a host can tell two boards
 /// apart. Call once: the descriptors and endpoint buffers live in statics.
 pub fn start(spawner: Spawner, pins: UsbPins, serial_number: &'static str) -> Result<UsbConsole, ConsoleError> {
-    static OUT_ENDPOINT_BUFFER: StaticCell<[u8; 256]> = StaticCell::new();
     static CONFIGURATION_DESCRIPTOR: StaticCell<[u8; 256]> = StaticCell::new();
     static BINARY_OBJECT_STORE_DESCRIPTOR: StaticCell<[u8; 256]> = StaticCell::new();
     static CONTROL_BUFFER: StaticCell<[u8; 64]> = StaticCell::new();
     static CLASS_STATE: StaticCell<State<'static>> = StaticCell::new();
     static BUS_WATCHER: StaticCell<BusWatcher> = StaticCell::new();
 
-    // PA9 feeds the OTG core's VBUS comparator: keep it a plain input (its reset state) for as
-    // long as the console lives, so no other driver can claim it.
-    let bus_voltage_sensing = Input::new(pins.bus_voltage, Pull::None);
-    let mut driver_config = embassy_stm32::usb::Config::default();
-    // The board is powered by the ST-LINK connector, not by CN13: the USB specification then
-    // asks for VBUS sensing, and the NUCLEO-F429ZI has PA9 wired to CN13's VBUS.
-    driver_config.vbus_detection = true;
-    let driver = Driver::new_fs(
-        pins.peripheral,
-        Interrupts,
-        pins.data_plus,
-        pins.data_minus,
-        OUT_ENDPOINT_BUFFER.init([0; 256]),
-        driver_config,
-    );
+    let driver = Driver::new(pins.peripheral, Interrupts, pins.data_plus, pins.data_minus);
 
     let mut device_config = embassy_usb::Config::new(USB_VENDOR_ID, USB_PRODUCT_ID);
     device_config.manufacturer = Some(USB_MANUFACTURER);
@@ -273,6 +258,5 @@ pub fn start(spawner: Spawner, pins: UsbPins, serial_number: &'static str) -> Re
         pending: 0..0,
         control,
         last_packet_was_full: false,
-        _bus_voltage_sensing: bus_voltage_sensing,
     })
 }

@@ -1,0 +1,91 @@
+//! The inbound TLS arena: the QEMU board serves three TLS sessions at once (`Sizing::tls_sessions`,
+//! their record buffers and rustls state on a heap sized for them). With three held inside TLS
+//! (STARTTLS on 25), a fourth client's STARTTLS gets `454 4.7.0` and its message still arrives in
+//! clear, and a client on 465 gets `421` before any TLS; the three then each send a 100 KB message
+//! in full 16 KB records and get `250`; once they closed, 465 takes a TLS client again. The heap's
+//! high-water mark (`/health`) is printed: the per-session figure of the issue. Removing the
+//! permit check lets the fourth STARTTLS through (`220`) and fails the test.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::Duration;
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::flash_image;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, ROUTER};
+use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
+use homemx_qemu::provider::{SntpConfig, SntpServer};
+use serde_json::Value;
+
+/// The QEMU board's `Sizing::tls_sessions` (bsp/qemu-mps2).
+const TLS_SESSIONS: usize = 3;
+/// Each held session's message: several full TLS records.
+const MESSAGE_BYTES: usize = 100 * 1024;
+
+#[test]
+fn a_session_beyond_the_tls_arena_is_refused_in_smtp_never_dropped() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("inbound-tls-sessions").unwrap();
+    write_secrets(&directory);
+    let ca = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=test CA"])
+        .args(["-keyout", "ca.key", "-out", "ca.pem"])
+        .current_dir(&directory)
+        .output()
+        .expect("openssl runs");
+    assert!(ca.status.success(), "test CA");
+    std::fs::write(directory.join("homemx.toml"), provider_configuration(&directory.join("ca.pem"), &["alice@example.org"], "")).unwrap();
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let namespace = network.namespace().to_string();
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
+    Owner::at(&directory).provision();
+    let _sntp = SntpServer::start(Some(&namespace), &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
+    machine.log.wait_for(0, "tls: self-signed certificate for mx.example.org made", Duration::from_secs(90)).expect("the device's certificate");
+    let (before, _) = homemx_qemu::peers::health(&network).expect("/health");
+
+    // One address per connection: the device lets one address hold two sessions.
+    let sources: Vec<Ipv4Addr> = (0..TLS_SESSIONS as u8 + 3).map(|index| Ipv4Addr::new(192, 168, 77, 20 + index)).collect();
+    for source in &sources {
+        network.add_client_address(*source).expect("a LAN client address");
+    }
+    let script = homemx_qemu::repository_root().join("qemu/peers/tls_sessions.py");
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", &namespace, "timeout", "300", "python3"]).arg(script);
+    for source in &sources {
+        command.args(["--source", &source.to_string()]);
+    }
+    let output = command
+        .args(["--server", &APPLIANCE.to_string()])
+        .args(["--hold", &TLS_SESSIONS.to_string(), "--message-bytes", &MESSAGE_BYTES.to_string()])
+        .output()
+        .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tls_sessions.py: {stderr}");
+    let result: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    println!("{result:#}");
+
+    assert_eq!(result["held_starttls"], serde_json::json!(vec![220; TLS_SESSIONS]), "every TLS session of the arena is taken");
+    assert_eq!(result["extra_starttls"][0], 454, "one more STARTTLS is refused for now: {result}");
+    assert!(result["extra_starttls"][1][0].as_str().unwrap().starts_with("454 4.7.0"), "{result}");
+    assert_eq!(result["extra_clear_message"], 250, "the refused client's mail still arrives (in clear, as it chose)");
+    let implicit = result["implicit_when_full"].as_str().unwrap();
+    assert!(implicit.starts_with("421 4.7.0"), "465 with the arena full answers 421 before any TLS: {implicit}");
+    assert_eq!(result["held_messages"], serde_json::json!(vec![250; TLS_SESSIONS]), "each TLS session's 100 KB message is taken");
+    assert_eq!(result["implicit_after"][0], "TLSv1.3", "{result}");
+    assert!(result["implicit_after"][1].as_str().unwrap().starts_with("220 "), "465 serves again once a permit is back: {result}");
+    machine.log.wait_for(0, "all 3 TLS sessions busy, STARTTLS of", Duration::from_secs(5)).expect("the refusal is logged");
+
+    let (after, _) = homemx_qemu::peers::health(&network).expect("/health");
+    let high_water = |health: &Value| health["heap_high_water_bytes"].as_u64().expect("heap_high_water_bytes");
+    println!(
+        "heap high-water: {} B before the sessions (the provider connections), {} B with {TLS_SESSIONS} TLS sessions and 100 KB each; \
+         {} B more per session",
+        high_water(&before),
+        high_water(&after),
+        high_water(&after).saturating_sub(high_water(&before)) / TLS_SESSIONS as u64
+    );
+}
