@@ -17,7 +17,10 @@
 #   tests: the tests run a private instance each; debconf is told "No configuration", so the
 #   package writes no /etc/postfix/main.cf and its service cannot start, and the service is
 #   stopped and disabled as well; apt may not remove another mail server to make room for
-#   it: where one is installed, Postfix is left out with a note).
+#   it: where one is installed, Postfix is left out with a note), swaks and testssl.sh (the
+#   submission and TLS-listener tests' clients: AUTH on 587/465, the protocol, cipher and
+#   vulnerability scan of 25/587/465; Postfix also sends to the appliance in the inbound TLS
+#   test).
 # - The instruction-counting QEMU plugin (qemu/plugin/operation_counts.c, gcc, xz-utils):
 #   built into target/qemu-plugin/ against include/qemu/qemu-plugin.h of Debian's qemu source
 #   package (Debian's QEMU ships no plugin header and no plugins). The source package comes
@@ -41,6 +44,10 @@ have gcc || packages+=(gcc libc6-dev)
 have xz || packages+=(xz-utils)
 have python3 || packages+=(python3 python3-pip)
 have chromium || packages+=(chromium fonts-dejavu-core)
+have swaks || packages+=(swaks)
+# swaks's TLS (--tls, --tls-on-connect) is Net::SSLeay, only a recommendation of the package.
+perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || packages+=(libnet-ssleay-perl)
+have testssl || packages+=(testssl.sh)
 installing_dovecot=""
 if ! { [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ]; }; then
   packages+=(dovecot-core dovecot-pop3d)

@@ -24,6 +24,7 @@ pub mod peer_directory;
 pub mod peers;
 mod postfix_instance;
 pub mod postfix_mx;
+pub mod postfix_sender;
 pub mod postfix_smarthost;
 pub mod pop3_server;
 pub mod process_memory;
@@ -32,6 +33,7 @@ pub mod qmp;
 pub mod ram;
 pub mod smtp_load;
 pub mod status_page;
+pub mod tls_listeners;
 
 /// The error type of the harness: a message that says what went wrong.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

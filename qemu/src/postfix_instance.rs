@@ -1,6 +1,7 @@
 //! A private Postfix instance (Debian's `postfix`, 3.7): its directory, configuration, master
 //! process and log, shared by the harness's Postfix roles (the provider's smarthost in
-//! [`crate::postfix_smarthost`], the MX of the throughput comparison in [`crate::postfix_mx`]).
+//! [`crate::postfix_smarthost`], the MX of the throughput comparison in [`crate::postfix_mx`],
+//! the sending MTA of the inbound TLS test in [`crate::postfix_sender`]).
 //! A role writes its own `main.cf` lines and listeners; this module owns the rest.
 //!
 //! Isolation: `config_directory`, `queue_directory` and `data_directory` (the common part of
