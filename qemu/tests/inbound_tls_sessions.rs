@@ -10,12 +10,8 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::flash_image;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
-use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, ROUTER};
-use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
-use homemx_qemu::provider::{SntpConfig, SntpServer};
+use homemx_qemu::network::APPLIANCE;
+use homemx_qemu::tls_listeners::TlsAppliance;
 use serde_json::Value;
 
 /// The QEMU board's `Sizing::tls_sessions` (bsp/qemu-mps2).
@@ -25,27 +21,10 @@ const MESSAGE_BYTES: usize = 100 * 1024;
 
 #[test]
 fn a_session_beyond_the_tls_arena_is_refused_in_smtp_never_dropped() {
-    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
-    let directory = new_run_directory("inbound-tls-sessions").unwrap();
-    write_secrets(&directory);
-    let ca = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=test CA"])
-        .args(["-keyout", "ca.key", "-out", "ca.pem"])
-        .current_dir(&directory)
-        .output()
-        .expect("openssl runs");
-    assert!(ca.status.success(), "test CA");
-    std::fs::write(directory.join("homemx.toml"), provider_configuration(&directory.join("ca.pem"), &["alice@example.org"], "")).unwrap();
-    let network = IsolatedNetwork::create(&directory).expect("isolated network");
-    let namespace = network.namespace().to_string();
-    let flash = directory.join("flash.img");
-    flash_image::create(&flash).unwrap();
-    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
-    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    Owner::at(&directory).provision();
-    let _sntp = SntpServer::start(Some(&namespace), &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
-    machine.log.wait_for(0, "tls: self-signed certificate for mx.example.org made", Duration::from_secs(90)).expect("the device's certificate");
-    let (before, _) = homemx_qemu::peers::health(&network).expect("/health");
+    let appliance = TlsAppliance::boot("inbound-tls-sessions", &["alice@example.org"], "").expect("the appliance with its certificate");
+    let (network, machine) = (&appliance.network, &appliance.machine);
+    let namespace = appliance.namespace().to_string();
+    let (before, _) = homemx_qemu::peers::health(network).expect("/health");
 
     // One address per connection: the device lets one address hold two sessions.
     let sources: Vec<Ipv4Addr> = (0..TLS_SESSIONS as u8 + 3).map(|index| Ipv4Addr::new(192, 168, 77, 20 + index)).collect();

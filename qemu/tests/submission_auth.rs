@@ -4,7 +4,8 @@
 //! TLS, then AUTH) is accepted as the right user; a wrong password and an unknown user both get
 //! `535 5.7.8` with the same text (no hint whether the user exists); AUTH is offered only inside
 //! TLS and refused before it (`538 5.7.11`); MAIL without AUTH is `530 5.7.0` until the owner
-//! opts in to `lan_relay_without_auth`.
+//! opts in to `lan_relay_without_auth`. Password guessing from one address waits longer at
+//! every failure and raises the `authentication_failures` alert at the fifth.
 
 use std::net::Ipv4Addr;
 use std::time::Instant;
@@ -111,6 +112,29 @@ fn submission_takes_mail_only_after_auth_inside_tls() {
     assert!(output.status.success(), "config set: {}", String::from_utf8_lossy(&output.stderr));
     let opted_in = appliance.swaks(ROUTER, SUBMISSION, &message_arguments("bob@example.org", None, "--tls")).unwrap();
     accepted(&opted_in, "lan_relay_without_auth = true: MAIL without AUTH", false);
+
+    // Password guessing from one address: every refusal waits longer (1 s doubling), and the
+    // fifth failure in the hour raises the `authentication_failures` alert, which names the
+    // address and stays until the owner acknowledges it.
+    let guesser = Ipv4Addr::new(192, 168, 77, 12);
+    appliance.network.add_client_address(guesser).unwrap();
+    let mut waits = Vec::new();
+    for guess in 0..5 {
+        let password = format!("guess-{guess}");
+        let before = Instant::now();
+        let attempt = appliance.swaks(guesser, SUBMISSION, &message_arguments("bob@example.org", Some(("PLAIN", USER, &password)), "--tls")).unwrap();
+        auth_refused(&attempt, "a guessed password");
+        waits.push(before.elapsed().as_secs_f64());
+    }
+    eprintln!("seconds per refused guess: {waits:.1?}");
+    assert!(waits[4] >= 16.0 && waits[4] > waits[0] + 10.0, "the delay grows per failure: {waits:?}");
+    let status = appliance.owner.status();
+    let alerts = status["alerts"].as_array().cloned().unwrap_or_default();
+    let alert = alerts.iter().find(|alert| alert["kind"] == "authentication_failures").unwrap_or_else(|| panic!("the alert is raised: {status}"));
+    assert_eq!(alert["needs_acknowledgement"], true, "{alert}");
+    let logged = appliance.machine.log.lines().into_iter().find(|line| line.contains("ALERT authentication_failures")).expect("the alert is logged");
+    assert!(logged.contains(&guesser.to_string()), "the alert names the address: {logged}");
+    assert!(!logged.contains("guess-"), "no password in the log: {logged}");
     homemx_qemu::peers::assert_short_polls(&appliance.network);
     eprintln!("submission_auth: {:.0} s in all", started.elapsed().as_secs_f64());
 }

@@ -367,6 +367,7 @@ fn s_client(identity: &Identity, options: &[&str]) -> (Served, String, bool) {
     // s_client sends the line after its handshake; the server answers, and once the answer is
     // back (or the handshake failed) closing stdin makes s_client close the connection.
     let mut stdout = child.stdout.take().unwrap();
+    let (shown, shown_signal) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut output = Vec::new();
         let mut buffer = [0u8; 4096];
@@ -375,11 +376,18 @@ fn s_client(identity: &Identity, options: &[&str]) -> (Served, String, bool) {
                 break;
             }
             output.extend_from_slice(&buffer[..count]);
+            if output.windows(4).any(|window| window == b"got ") {
+                let _ = shown.send(());
+            }
         }
         output
     });
-    // Answered, or the server thread ended (a refused handshake drops the sender).
-    let _ = answer.recv_timeout(Duration::from_secs(15));
+    // Answered, or the server thread ended (a refused handshake drops the sender); then the
+    // answer shown by s_client (closing stdin first would race its read: s_client may quit at
+    // the end of its input before it read what the server sent).
+    if answer.recv_timeout(Duration::from_secs(15)).is_ok() {
+        let _ = shown_signal.recv_timeout(Duration::from_secs(10));
+    }
     drop(stdin);
     let served = server.join().unwrap();
     let status = child.wait().unwrap();
