@@ -3,9 +3,10 @@
 source address. Prints one JSON object: the reply to each RCPT and to the end of data.
 
 usage: smtp_client.py --source ADDRESS --server ADDRESS[:PORT] --sender A --recipient R [...]
-                      --message FILE [--raw] [--starttls]
+                      --message FILE [--raw] [--starttls] [--auth USER:PASSWORD]
 --starttls switches to TLS after EHLO (the device's certificate is not verified: this client
 measures and delivers, the trust tests use their own clients).
+--auth logs in (AUTH PLAIN, smtplib's choice) after STARTTLS; the reply is in "auth".
 --raw sends the file's bytes after DATA as they are (for smuggling tests; the file must end
 the data itself); otherwise smtplib's DATA (dot-stuffing, CRLF.CRLF) is used.
 """
@@ -24,6 +25,7 @@ def main():
     parser.add_argument("--message", required=True)
     parser.add_argument("--raw", action="store_true")
     parser.add_argument("--starttls", action="store_true")
+    parser.add_argument("--auth")
     arguments = parser.parse_args()
     host, _, port = arguments.server.partition(":")
     result = {"connect": None, "mail": None, "rcpt": {}, "data": None}
@@ -45,6 +47,13 @@ def main():
             code, text = client.starttls(context=context)
             result["starttls"] = [code, text.decode(errors="replace"), client.sock.version(), client.sock.cipher()[0]]
             client.ehlo("client.test")
+        if arguments.auth:
+            user, _, password = arguments.auth.partition(":")
+            try:
+                code, text = client.login(user, password)
+            except smtplib.SMTPAuthenticationError as error:
+                code, text = error.smtp_code, error.smtp_error
+            result["auth"] = [code, text.decode(errors="replace")]
         code, text = client.mail(arguments.sender)
         result["mail"] = [code, text.decode(errors="replace")]
         accepted = 0

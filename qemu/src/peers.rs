@@ -216,6 +216,19 @@ pub fn send_mail_over_starttls(
     run_smtp_client(namespace, source, server, sender, recipients, message, &["--starttls"])
 }
 
+/// [`send_mail_over_starttls`], then AUTH as `user` with `password` (the reply's `auth`).
+pub fn submit_authenticated(
+    namespace: &str,
+    source: Ipv4Addr,
+    server: impl std::fmt::Display,
+    (user, password): (&str, &str),
+    recipients: &[&str],
+    message: &std::path::Path,
+) -> Result<serde_json::Value> {
+    let login = format!("{user}:{password}");
+    run_smtp_client(namespace, source, server, user, recipients, message, &["--starttls", "--auth", &login])
+}
+
 fn run_smtp_client(
     namespace: &str,
     source: Ipv4Addr,

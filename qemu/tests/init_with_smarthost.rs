@@ -5,7 +5,8 @@
 //! chain that the printed `openssl s_client … -showcerts` shows from the smarthost (inside the
 //! isolated network, the host name's address given to `-connect`, since the host's resolver does
 //! not know the test zone). `homemx provision` then accepts the file unchanged on a factory-fresh
-//! device, a LAN submission for a remote address reaches the smarthost over TLS 1.3 after AUTH,
+//! device, a LAN submission for a remote address is refused until the owner adds a user with `homemx user
+//! add`; submitted as that user (STARTTLS, AUTH), it reaches the smarthost over TLS 1.3 after AUTH,
 //! byte-exact after the appliance's `Received:` header, and a WAN message reaches the LAN mailbox
 //! host. (Without `[smarthost]`, the `inbound_only` test takes the same path.)
 
@@ -21,7 +22,7 @@ use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
 use homemx_qemu::owner::{Owner, PASSPHRASE, SMARTHOST_PASSWORD};
-use homemx_qemu::peers::{expect_250, send_mail, split_received, MailboxHost};
+use homemx_qemu::peers::{expect_250, send_mail, split_received, submit_authenticated, MailboxHost};
 use homemx_qemu::provider::{
     add_wan_address, write_json_atomically, DnsServer, Smarthost, SmarthostConfig, SntpConfig, SntpServer, TestCa, TlsMode, SMARTHOST_NAME,
 };
@@ -187,7 +188,27 @@ fn init_with_a_smarthost_provisions_a_fresh_device_unchanged_and_mail_goes_out_a
     let send = |source, port: u16, sender: &str, recipient: &str, message: &Path| {
         send_mail(&namespace, source, format!("{APPLIANCE}:{port}"), sender, &[recipient], message, false).expect("smtp client runs")
     };
-    expect_250(&send(LAN_CLIENT, 587, "alice@example.org", "carol@remote.example", &directory.join("outbound.eml"))).unwrap();
+    // Without a user, the LAN's mail for other domains is refused (AUTH is required by
+    // default); the owner adds one with the CLI and submits as it, over STARTTLS.
+    let refused = send(LAN_CLIENT, 587, "alice@example.org", "carol@remote.example", &directory.join("outbound.eml"));
+    assert_eq!(refused["mail"][0], 530, "no relaying by LAN address by default: {refused}");
+    let user_password = directory.join("secrets/alice.password");
+    std::fs::write(&user_password, "alice-submits-Wz8\n").unwrap();
+    std::fs::set_permissions(&user_password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let added = owner.homemx(&["user", "add", "alice@example.org", "--password-file", "secrets/alice.password"]);
+    assert!(added.status.success(), "user add: {}", String::from_utf8_lossy(&added.stderr));
+    machine.log.wait_for(0, "tls: self-signed certificate for", STEP_TIMEOUT).expect("the device's certificate for STARTTLS");
+    let submitted = submit_authenticated(
+        &namespace,
+        LAN_CLIENT,
+        format!("{APPLIANCE}:587"),
+        ("alice@example.org", "alice-submits-Wz8"),
+        &["carol@remote.example"],
+        &directory.join("outbound.eml"),
+    )
+    .expect("smtp client runs");
+    assert_eq!(submitted["auth"][0], 235, "{submitted}");
+    expect_250(&submitted).unwrap();
     let (body, sidecar) = smarthost.wait_for_messages(1, STEP_TIMEOUT).expect("relayed to the smarthost").remove(0);
     assert_eq!(sidecar["mail_from"], "alice@example.org", "{sidecar}");
     assert_eq!(sidecar["rcpt_tos"], json!(["carol@remote.example"]), "{sidecar}");

@@ -38,7 +38,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::Write as _;
 use homemx_exchange::{fill, send, Filled};
-use homemx_credentials::{Progress, Verdict, Verifier, ITERATIONS_PER_STEP};
+use homemx_credentials::{Derivation, Progress, Verdict, Verifier, ITERATIONS_PER_STEP};
 use homemx_smtp::policy::{ClientInfo, RecipientDecision, SenderDecision, SessionPolicy};
 use homemx_smtp::quota::{QuotaDecision, SubmissionQuota};
 use homemx_smtp::{
@@ -718,10 +718,10 @@ async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (Aut
         return (AuthResult::TemporaryFailure, None);
     };
     let known = match (&lookup.record, credentials.asks_for_another_identity()) {
-        (Some(record), false) => Verifier::new(record, credentials.password).ok(),
+        (Some(record), false) => Verifier::new(record, credentials.password).ok().map(|verifier| (verifier, record.iterations)),
         _ => None,
     };
-    let mut verifier = known.unwrap_or_else(|| Verifier::unknown_user(credentials.password, lookup.dummy_iterations));
+    let (mut verifier, iterations) = known.unwrap_or_else(|| (Verifier::unknown_user(credentials.password, lookup.dummy_iterations), lookup.dummy_iterations));
     let verdict = loop {
         match verifier.step(ITERATIONS_PER_STEP) {
             Progress::Pending => embassy_futures::yield_now().await,
@@ -729,6 +729,13 @@ async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (Aut
         }
     };
     drop(verifier);
+    // A user whose record has fewer iterations than the costliest answers only after as much
+    // work as an unknown name does: the time taken tells nothing about which names exist.
+    let mut padding = Derivation::new(credentials.password, b"homemx padding..", lookup.dummy_iterations.saturating_sub(iterations));
+    while padding.run(ITERATIONS_PER_STEP) {
+        embassy_futures::yield_now().await;
+    }
+    drop(padding);
     if verdict == Verdict::Accepted {
         crate::event_info!("submission: {} authenticated as {}", client, core::str::from_utf8(credentials.username).unwrap_or("?"));
         return (AuthResult::Accepted, lookup.messages_per_hour);
