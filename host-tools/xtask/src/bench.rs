@@ -218,7 +218,7 @@ fn operations_section(report: &mut Report, budgets: &Budgets, rows: &[OperationR
          Each operation was done {runs} times where the workload can repeat it (the runs column says how many were counted); the figure is the median, the spread is (max − min) / median. \
          The long run's state grows from run to run (spool positions, key-value records, the event log), so its spreads include the work's; \
          the \"same state\" rows boot each run from one copy of the flash (provisioned, spool empty, locked) and show the instrument's own spread. \
-         Not measured because they do not exist yet: a TLS server handshake and a message over inbound TLS (inbound TLS is issue 15).\n\n| operation | instructions | spread | ms at {:.0} MHz | budget |\n| --- | ---: | ---: | ---: | --- |\n",
+        \n\n| operation | instructions | spread | ms at {:.0} MHz | budget |\n| --- | ---: | ---: | ---: | --- |\n",
         budgets.clock_hz / 1e6
     );
     for row in rows {
