@@ -3,6 +3,7 @@
 end-to-end tests). Prints one JSON object.
 
 usage: tls_sessions.py --source ADDRESS [--source ADDRESS ...] --server ADDRESS --hold N --message-bytes B
+                      --listeners-465 L
 
 Connection i comes from the i-th source (the device lets one address hold two sessions).
 
@@ -13,12 +14,17 @@ Connection i comes from the i-th source (the device lets one address hold two se
 4. Each held session sends a message of B bytes (long lines: the client's TLS records are
    full 16 KB ones) and quits: each reply to the end of data.
 5. After they closed, a new session on 465 completes its handshake and gets the greeting.
+6. The 465 backlog: with --listeners-465 sessions holding every listener of 465, one more
+   connection request is not reset (its SYN waits unanswered, as a full backlog's does); once a
+   holder quits, it connects and gets the greeting inside TLS.
 
 The device's certificate is not verified here (this client counts sessions; the trust tests
 use their own clients).
 """
 import argparse
 import json
+import os
+import select
 import socket
 import ssl
 import time
@@ -102,10 +108,11 @@ def main():
     parser.add_argument("--server", required=True)
     parser.add_argument("--hold", type=int, required=True)
     parser.add_argument("--message-bytes", type=int, required=True)
+    parser.add_argument("--listeners-465", type=int, required=True)
     arguments = parser.parse_args()
     result = {}
     held = []
-    sources = iter(arguments.source * (arguments.hold + 3))
+    sources = iter(arguments.source * (arguments.hold + arguments.listeners_465 + 5))
     for _ in range(arguments.hold):
         lines, code = held_session(next(sources), arguments.server)
         result.setdefault("held_starttls", []).append(code)
@@ -141,6 +148,48 @@ def main():
     tls = context().wrap_socket(sock, server_hostname="mx.example.org")
     result["implicit_after"] = [tls.version(), Lines(tls).reply()[1][0]]
     tls.close()
+
+    # Every listener of 465 busy: the next connection request waits, it is not reset.
+    time.sleep(1)
+    holders = []
+    for _ in range(arguments.listeners_465):
+        tls = context().wrap_socket(connect(next(sources), arguments.server, 465), server_hostname="mx.example.org")
+        Lines(tls).reply()
+        holders.append(tls)
+    waiting = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    waiting.bind((next(sources), 0))
+    waiting.setblocking(False)
+    waiting.connect_ex((arguments.server, 465))
+    time.sleep(2.5)
+    error = waiting.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    try:
+        waiting.getpeername()
+        state = "connected"
+    except OSError:
+        state = "refused" if error else "waiting"
+    backlog = {"while_full": state}
+    holder = Lines(holders.pop(0))
+    backlog["holder_quit"] = holder.command("QUIT")[0]
+    holder.sock.close()
+    if state == "waiting":
+        started = time.monotonic()
+        # The connect finishes with the SYN's next retry: the socket turns writable.
+        select.select([], [waiting], [], 30)
+        error = waiting.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        backlog["seconds_to_connect"] = round(time.monotonic() - started, 1)
+        try:
+            if error:
+                raise OSError(error, os.strerror(error))
+            waiting.setblocking(True)
+            waiting.settimeout(30)
+            tls = context().wrap_socket(waiting, server_hostname="mx.example.org")
+            backlog["after"] = [tls.version(), Lines(tls).reply()[1][0]]
+            tls.close()
+        except (ConnectionError, OSError) as error:
+            backlog["after"] = "error: %s" % error
+    for tls in holders:
+        tls.close()
+    result["implicit_backlog"] = backlog
     print(json.dumps(result))
 
 

@@ -3,8 +3,11 @@
 //! (STARTTLS on 25), a fourth client's STARTTLS gets `454 4.7.0` and its message still arrives in
 //! clear, and a client on 465 gets `421` before any TLS; the three then each send a 100 KB message
 //! in full 16 KB records and get `250`; once they closed, 465 takes a TLS client again. The heap's
-//! high-water mark (`/health`) is printed: the per-session figure of the issue. Removing the
-//! permit check lets the fourth STARTTLS through (`220`) and fails the test.
+//! high-water mark (`/health`) is printed: the per-session figure of the issue. With both
+//! listeners of 465 holding a client, one more connection request waits for a listener (its SYN
+//! unanswered until the retry) rather than being reset, and connects when a holder quits. Removing
+//! the permit check lets the fourth STARTTLS through (`220`) and fails the test; removing 465
+//! from the listen backlog (`network::BACKLOG_PORTS`) resets the waiting client and fails it too.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -16,6 +19,8 @@ use serde_json::Value;
 
 /// The QEMU board's `Sizing::tls_sessions` (bsp/qemu-mps2).
 const TLS_SESSIONS: usize = 3;
+/// The QEMU board's listeners on port 465 (`Sizing::submission_sessions`).
+const LISTENERS_465: usize = 2;
 /// Each held session's message: several full TLS records.
 const MESSAGE_BYTES: usize = 100 * 1024;
 
@@ -40,6 +45,7 @@ fn a_session_beyond_the_tls_arena_is_refused_in_smtp_never_dropped() {
     let output = command
         .args(["--server", &APPLIANCE.to_string()])
         .args(["--hold", &TLS_SESSIONS.to_string(), "--message-bytes", &MESSAGE_BYTES.to_string()])
+        .args(["--listeners-465", &LISTENERS_465.to_string()])
         .output()
         .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -56,6 +62,10 @@ fn a_session_beyond_the_tls_arena_is_refused_in_smtp_never_dropped() {
     assert_eq!(result["held_messages"], serde_json::json!(vec![250; TLS_SESSIONS]), "each TLS session's 100 KB message is taken");
     assert_eq!(result["implicit_after"][0], "TLSv1.3", "{result}");
     assert!(result["implicit_after"][1].as_str().unwrap().starts_with("220 "), "465 serves again once a permit is back: {result}");
+    let backlog = &result["implicit_backlog"];
+    assert_eq!(backlog["while_full"], "waiting", "with every listener of 465 busy a connection request waits, never reset: {backlog}");
+    assert_eq!(backlog["after"][0], "TLSv1.3", "the waiting client connects once a listener is free: {backlog}");
+    assert!(backlog["after"][1].as_str().unwrap().starts_with("220 "), "{backlog}");
     machine.log.wait_for(0, "all 3 TLS sessions busy, STARTTLS of", Duration::from_secs(5)).expect("the refusal is logged");
 
     let (after, _) = homemx_qemu::peers::health(&network).expect("/health");

@@ -6,7 +6,7 @@
 //! refused at the TCP level although every client would get an SMTP answer a moment later.
 //! [`ListenBacklog`] drops those resets for the mail ports, as a full backlog does on other
 //! systems: the client sends its SYN again (after a second, then with backoff) and meets the
-//! next free listener, which answers `220` or `421`.
+//! next free listener, which answers `220` or `421` (on 465, the TLS handshake).
 //!
 //! Owns: the network stack's resources and the task that runs it. Calls: `cpu_load`, `instrument`,
 //! `wall_clock`.
@@ -50,8 +50,10 @@ async fn network_task(mut runner: Runner<'static, ListenBacklog<NetworkDriver>>)
     runner.run().await
 }
 
-/// The ports whose refused connection requests wait for a listener instead of a reset.
-const BACKLOG_PORTS: [u16; 2] = [homemx_smtp::SMTP_PORT, homemx_smtp::SUBMISSION_PORT];
+/// The ports whose refused connection requests wait for a listener instead of a reset: the
+/// mail ports, 465 included (it has no spare listeners, so a burst beyond its listeners, a TLS
+/// scanner's or a mail client's parallel connections, would otherwise be reset).
+const BACKLOG_PORTS: [u16; 3] = [homemx_smtp::SMTP_PORT, homemx_smtp::SUBMISSION_PORT, homemx_smtp::SUBMISSIONS_PORT];
 
 /// The board's driver, minus the resets smoltcp sends for connection requests to
 /// [`BACKLOG_PORTS`] that found no listener (see the module documentation).
