@@ -90,12 +90,17 @@ impl Session {
         Ok(reply)
     }
 
+    /// The little-endian 32-bit word the reply to `payload` starts with, in hex.
+    fn request_word(&mut self, payload: &str) -> Result<u32> {
+        let reply = self.request(payload)?;
+        let bytes: Vec<u8> = (0..reply.len() / 2).filter_map(|index| u8::from_str_radix(reply.get(index * 2..index * 2 + 2)?, 16).ok()).collect();
+        let word: [u8; 4] = bytes.get(..4).and_then(|word| word.try_into().ok()).ok_or_else(|| format!("gdbstub: {payload}: {reply:?}"))?;
+        Ok(u32::from_le_bytes(word))
+    }
+
     /// Register `number` (a 32-bit register, sent little-endian).
     pub fn read_register(&mut self, number: u32) -> Result<u32> {
-        let reply = self.request(&format!("p{number:x}"))?;
-        let bytes: Vec<u8> = (0..reply.len() / 2).filter_map(|index| u8::from_str_radix(reply.get(index * 2..index * 2 + 2)?, 16).ok()).collect();
-        let word: [u8; 4] = bytes.get(..4).and_then(|word| word.try_into().ok()).ok_or_else(|| format!("gdbstub: register {number}: {reply:?}"))?;
-        Ok(u32::from_le_bytes(word))
+        self.request_word(&format!("p{number:x}"))
     }
 
     /// Sets register `number` to `value`.
@@ -109,10 +114,7 @@ impl Session {
 
     /// The 32-bit word at `address` (a device register such as the fault status registers, or RAM).
     pub fn read_word(&mut self, address: u32) -> Result<u32> {
-        let reply = self.request(&format!("m{address:x},4"))?;
-        let bytes: Vec<u8> = (0..reply.len() / 2).filter_map(|index| u8::from_str_radix(reply.get(index * 2..index * 2 + 2)?, 16).ok()).collect();
-        let word: [u8; 4] = bytes.get(..4).and_then(|word| word.try_into().ok()).ok_or_else(|| format!("gdbstub: word at {address:#x}: {reply:?}"))?;
-        Ok(u32::from_le_bytes(word))
+        self.request_word(&format!("m{address:x},4"))
     }
 
     /// Runs the guest until it reaches the Thumb instruction at `address` (a breakpoint, removed
