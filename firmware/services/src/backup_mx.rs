@@ -47,7 +47,7 @@ use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::{Measurement, Operation};
-use crate::link::{Link, TlsBuffers, TlsStart};
+use crate::link::{Link, ConnectionBuffers, TlsStart};
 use crate::random::DerivedRandom;
 use static_cell::ConstStaticCell;
 
@@ -244,13 +244,11 @@ fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t Bac
     }
 }
 
-/// A fetch's buffers and lists (≈ 12 KB), kept out of [`fetch`]'s future: the courier builds
+/// A fetch's lists and header (≈ 9 KB), kept out of [`fetch`]'s future: the courier builds
 /// that future on its stack before moving it into its own, so each byte of it was on the
 /// stack twice at every poll of the courier (a 48 KB frame). The courier takes them once
 /// ([`take_fetch_scratch`]) and lends them to each fetch, which starts by clearing them.
 pub struct FetchScratch {
-    receive: [u8; 2048],
-    transmit: [u8; 1024],
     /// Per message listed: its number, seen-ring key, whether it was seen, and its size.
     listed: heapless::Vec<(u32, u64, bool, u64), { homemx_pop3::LISTING_MAX }>,
     /// The UIDL of each message listed, in the order of `listed`.
@@ -263,8 +261,6 @@ pub struct FetchScratch {
 
 /// The one [`FetchScratch`] (all zero bytes and empty lists: `.bss`).
 static FETCH_SCRATCH: ConstStaticCell<FetchScratch> = ConstStaticCell::new(FetchScratch {
-    receive: [0; 2048],
-    transmit: [0; 1024],
     listed: heapless::Vec::new(),
     uidls: heapless::Vec::new(),
     header: heapless::Vec::new(),
@@ -276,7 +272,7 @@ pub fn take_fetch_scratch() -> Option<&'static mut FetchScratch> {
     FETCH_SCRATCH.try_take()
 }
 
-pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut TlsBuffers, scratch: &mut FetchScratch) {
+pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut ConnectionBuffers, scratch: &mut FetchScratch) {
     let Some((backup, host_name, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
     }) else {
@@ -313,12 +309,12 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
         crate::event_warning!("backup MX: the configured user name cannot be used");
         return finish_status(FetchResult::LoginRefused, 0);
     };
-    let FetchScratch { receive, transmit, listed, uidls, header, inbox } = scratch;
+    let FetchScratch { listed, uidls, header, inbox } = scratch;
     listed.clear();
     uidls.clear();
     header.clear();
     *inbox = Inbox::new();
-    let mut socket = TcpSocket::new(stack, receive, transmit);
+    let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive, &mut buffers.socket_transmit[..1024]);
     socket.set_timeout(Some(Duration::from_secs(120)));
     let endpoint = IpEndpoint::new(Ipv4Address::from(address).into(), backup.port);
     if socket.connect(endpoint).await.is_err() {

@@ -32,7 +32,7 @@ use homemx_spool::queue_policy::{self, AttemptResults, Disposition, QueueClock};
 use homemx_spool::{MessageId, MessageReader, CHUNK_CAPACITY, ENVELOPE_CAPACITY};
 use homemx_wire::config::DeliveryProtocol;
 
-use crate::link::Link;
+use crate::link::{ConnectionBuffers, Link};
 use crate::network::{mail_clock as now, uptime_seconds};
 use crate::random::DerivedRandom;
 
@@ -97,7 +97,7 @@ pub type Outcomes = heapless::Vec<RecipientOutcome, BATCH_RECIPIENTS>;
 #[embassy_executor::task]
 pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> ! {
     // The courier owns the one set of TLS buffers: its provider connections never overlap.
-    let buffers = crate::link::take_tls_buffers().expect("the courier is the one task that takes the TLS buffers");
+    let buffers = crate::link::take_connection_buffers().expect("the courier is the one task that takes the TLS buffers");
     let fetch_scratch = crate::backup_mx::take_fetch_scratch().expect("the courier is the one task that fetches");
     let mut next_fetch = 0u64;
     let mut next_dyndns_check = 0u64;
@@ -157,7 +157,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             // (attempts with outbound recipients are not measured: they include the smarthost).
             let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
             if local {
-                deliver_to_mailbox(stack, &attempt, &mut outcomes).await;
+                deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers).await;
             }
             if outbound {
                 smarthost::deliver(stack, &attempt, &mut outcomes, random.derive(), buffers).await;
@@ -251,7 +251,7 @@ pub async fn open_body(id: MessageId) -> Option<MessageReader> {
 }
 
 /// Delivers the attempt's local recipients to the LAN mailbox host.
-async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes) {
+async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, buffers: &mut ConnectionBuffers) {
     let Some((address, port, protocol, host_name)) = crate::mail_settings::read(|settings| {
         let settings = settings?;
         let mailbox = settings.mailbox.as_ref()?;
@@ -274,13 +274,11 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
     let Some(mut reader) = open_body(attempt.id).await else {
         return;
     };
-    let mut receive_buffer = [0u8; 1024];
     // More than one segment of the body in flight, sent at once (no Nagle): the mailbox host's
-    // TCP (Linux) then acknowledges at once. With 1 KB, or with Nagle holding the second
-    // segment until the first is acknowledged, Linux delays that ACK (40 ms) in every
+    // TCP (Linux) then acknowledges at once. With 1 KB to transmit, or with Nagle holding the
+    // second segment until the first is acknowledged, Linux delays that ACK (40 ms) in every
     // delivery: 65-75 ms per 10 KB message instead of about 20 (`cargo xtask throughput`).
-    let mut transmit_buffer = [0u8; 2048];
-    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive[..1024], &mut buffers.socket_transmit);
     socket.set_timeout(Some(Duration::from_secs(60)));
     socket.set_nagle_enabled(false);
     let host = IpEndpoint::new(address.into(), port);

@@ -35,7 +35,7 @@ use homemx_status::alert::{AlertKind, Peer};
 use homemx_wire::message::{Credential, TlsService};
 
 use crate::instrument::Operation;
-use crate::link::{Link, TlsBuffers, TlsStart};
+use crate::link::{Link, ConnectionBuffers, TlsStart};
 use crate::random::DerivedRandom;
 
 /// Largest body read from a check-IP service or the update server.
@@ -89,7 +89,7 @@ async fn https_get(
     path: &str,
     basic_auth: Option<(&str, &[u8])>,
     random: DerivedRandom,
-    buffers: &mut TlsBuffers,
+    buffers: &mut ConnectionBuffers,
     body: &mut [u8],
 ) -> Option<(u16, usize)> {
     let address = crate::resolver::resolve_address(stack, host).await.ok()?;
@@ -101,9 +101,7 @@ async fn https_get(
     // Holds the credentials (base64): wiped on every way out.
     let mut request = SecretBytes::<{ MAX_UPDATE_PATH + 512 }>::zeroed();
     let request_length = write_get(request.expose_mut(), host, path, USER_AGENT, basic_auth).ok()?;
-    let mut receive_buffer = [0u8; 1024];
-    let mut transmit_buffer = [0u8; 1024];
-    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive, &mut buffers.socket_transmit);
     socket.set_timeout(Some(Duration::from_secs(30)));
     let connected = socket.connect(IpEndpoint::new(Ipv4Address::from(address).into(), 443)).await.is_ok();
     crate::backup_mx::line_state(connected);
@@ -168,7 +166,7 @@ const HTTPS_REFUSED: u8 = 2;
 
 /// One check (see [`check_once`]); when its HTTPS connections (check-IP sources and the DynDNS
 /// server share the DynDNS trust anchor) all verified, a certificate alert they caused ends.
-pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut TlsBuffers) {
+pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
     HTTPS_OUTCOMES.store(0, Ordering::Relaxed);
     check_once(stack, random, buffers).await;
     if HTTPS_OUTCOMES.load(Ordering::Relaxed) == HTTPS_VERIFIED {
@@ -177,7 +175,7 @@ pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
 }
 
 /// One check: public address, DNS verification, and an update if the guard decides so.
-async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut TlsBuffers) {
+async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
     let Some((dyndns, sources, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.dyndns.clone()?, settings.check_ip.clone(), settings.postmaster_domain.clone())))
     }) else {

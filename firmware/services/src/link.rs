@@ -1,11 +1,12 @@
 //! A connection to a provider or LAN host as the mail sessions see it: plain TCP, or TLS 1.3
 //! over that TCP (homemx-tls's sans-I/O rustls client with the owner's trust), switchable once
-//! from plain to TLS for STARTTLS. Owns the one set of TLS record buffers and hands them to the
-//! courier (the delivery task), which runs the provider connections (smarthost, backup MX,
-//! DynDNS) one after the other: the 23 KB exist once, without a lock. A TLS link exists only after the server's certificate (or pinned key)
+//! from plain to TLS for STARTTLS. Owns the one set of connection buffers (TCP socket, TLS
+//! records, trust anchor) and hands them to the courier (the delivery task), which runs its
+//! connections (smarthost, backup MX, DynDNS, mailbox host) one after the other: the 27 KB exist
+//! once, without a lock. A TLS link exists only after the server's certificate (or pinned key)
 //! and its handshake signature were verified.
 //!
-//! Owns: the one set of TLS record buffers (`TLS_BUFFERS`). Calls: `cpu_load`, `instrument`, `network`,
+//! Owns: the one set of connection buffers (`CONNECTION_BUFFERS`). Calls: `cpu_load`, `instrument`, `network`,
 //! `random`, `tls_context`.
 
 use embassy_net::tcp::TcpSocket;
@@ -25,24 +26,39 @@ pub const TLS_WRITE_BUFFER: usize = 4096;
 /// Largest CA certificate (DER) a provider anchor may have.
 pub const ANCHOR_CAPACITY: usize = 2048;
 
-/// The buffers of the one TLS connection the appliance runs at a time.
-pub struct TlsBuffers {
+/// Octets each way of the courier's TCP socket buffers.
+pub const SOCKET_BUFFER: usize = 2048;
+
+/// The buffers of the one outgoing connection the courier runs at a time (to the smarthost,
+/// the backup MX, the DynDNS service or the mailbox host): its TCP socket's, and its TLS
+/// records' and trust anchor's when it is a provider's. Kept out of the courier's future, which
+/// is built on the stack before it moves into the task (each byte of it counted twice).
+pub struct ConnectionBuffers {
     /// Incoming records.
     pub read: [u8; TLS_READ_BUFFER],
     /// Outgoing records.
     pub write: [u8; TLS_WRITE_BUFFER],
     /// The provider's CA certificate, loaded from the vault for the handshake.
     pub anchor: [u8; ANCHOR_CAPACITY],
+    /// The TCP socket's receive buffer.
+    pub socket_receive: [u8; SOCKET_BUFFER],
+    /// The TCP socket's transmit buffer.
+    pub socket_transmit: [u8; SOCKET_BUFFER],
 }
 
-/// The TLS buffers, handed once to the courier (the delivery task), which runs the provider
+/// The connection buffers, handed once to the courier (the delivery task), which runs its
 /// connections one after the other: no lock.
-static TLS_BUFFERS: ConstStaticCell<TlsBuffers> =
-    ConstStaticCell::new(TlsBuffers { read: [0; TLS_READ_BUFFER], write: [0; TLS_WRITE_BUFFER], anchor: [0; ANCHOR_CAPACITY] });
+static CONNECTION_BUFFERS: ConstStaticCell<ConnectionBuffers> = ConstStaticCell::new(ConnectionBuffers {
+    read: [0; TLS_READ_BUFFER],
+    write: [0; TLS_WRITE_BUFFER],
+    anchor: [0; ANCHOR_CAPACITY],
+    socket_receive: [0; SOCKET_BUFFER],
+    socket_transmit: [0; SOCKET_BUFFER],
+});
 
-/// The TLS buffers, for the courier; `None` once taken.
-pub fn take_tls_buffers() -> Option<&'static mut TlsBuffers> {
-    TLS_BUFFERS.try_take()
+/// The connection buffers, for the courier; `None` once taken.
+pub fn take_connection_buffers() -> Option<&'static mut ConnectionBuffers> {
+    CONNECTION_BUFFERS.try_take()
 }
 
 

@@ -27,7 +27,7 @@ use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
 use super::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, TlsStart};
-use crate::link::{Link, TlsBuffers};
+use crate::link::{Link, ConnectionBuffers};
 use crate::store::TrustSource;
 use crate::network::mail_clock as now;
 use crate::random::DerivedRandom;
@@ -66,7 +66,7 @@ fn problem(attempt: &Attempt, outcomes: &mut Outcomes, text: &'static str, reaso
 }
 
 /// One delivery attempt of the attempt's outbound recipients through the smarthost.
-pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: DerivedRandom, buffers: &mut TlsBuffers) {
+pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: DerivedRandom, buffers: &mut ConnectionBuffers) {
     let Some((smarthost, host_name)) =
         crate::mail_settings::read(|current| current.and_then(|settings| Some((settings.smarthost.clone()?, settings.host_name.clone()))))
     else {
@@ -106,9 +106,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         return defer_all(attempt, outcomes, ResultReason::ConnectionLost);
     };
 
-    let mut receive_buffer = [0u8; 2048];
-    let mut transmit_buffer = [0u8; 2048];
-    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive, &mut buffers.socket_transmit);
     socket.set_timeout(Some(Duration::from_secs(120)));
     let endpoint = IpEndpoint::new(Ipv4Address::from(address).into(), smarthost.port);
     let mut connected = socket.connect(endpoint).await.is_ok();
