@@ -3,7 +3,8 @@
 //! A board is a network driver ([`embassy_net_driver::Driver`]), a persistent NOR flash
 //! ([`embedded_storage_async::nor_flash::NorFlash`] plus [`FlashCounters`]), a serial link
 //! for the provisioning console ([`SerialLink`]), an entropy source ([`EntropySource`]) and
-//! a way to reset ([`ResetControl`]). Nothing above this crate knows which chip it runs on:
+//! a way to reset ([`ResetControl`], which also says whether the chip erases its RAM at reset,
+//! [`HardwareRamWipe`]). Nothing above this crate knows which chip it runs on:
 //! the QEMU board (`bsp/qemu-mps2`), the real board (`bsp/stm32h573i-dk`) and the host
 //! simulator's board (`bsp/sim`) all hand the application a [`BoardParts`].
 #![cfg_attr(not(test), no_std)]
@@ -70,12 +71,38 @@ pub enum ResetCause {
     Unknown,
 }
 
+/// Whether the chip itself erases its SRAM at reset (on STM32, option bytes such as the H5's
+/// `SRAM1_3_RST` and `SRAM2_RST`), besides the software wipe every board's reset handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HardwareRamWipe {
+    /// The board has no such option (QEMU, the host simulator): the software wipe is all.
+    NotAvailable,
+    /// The chip erases all its SRAM at every reset.
+    Set,
+    /// The chip can erase its SRAM at reset but is not set to; `missing` names the options
+    /// that are not set (for the log and the alert).
+    NotSet {
+        /// The options not set, e.g. `"SRAM1_3_RST SRAM2_RST"`.
+        missing: &'static str,
+    },
+}
+
+impl HardwareRamWipe {
+    /// Whether the device may unlock: not on a chip that could erase its SRAM at reset and is
+    /// not set to (a key left in RAM would survive a reset into a debugger or another image).
+    pub const fn permits_unlock(self) -> bool {
+        !matches!(self, HardwareRamWipe::NotSet { .. })
+    }
+}
+
 /// Resetting the device. The reset path wipes all RAM before anything else runs.
 pub trait ResetControl {
     /// Resets the whole system; never returns.
     fn reset(&self) -> !;
     /// Why the device last came out of reset.
     fn cause(&self) -> ResetCause;
+    /// Whether the chip erases its SRAM at reset by itself, as read from the chip now.
+    fn hardware_ram_wipe(&self) -> HardwareRamWipe;
 }
 
 /// Everything a board hands the application at start-up.
@@ -226,6 +253,18 @@ impl FlashMap {
             && self.spool_sectors as u64 * self.sector_size as u64 >= Self::MINIMUM_SPOOL_BYTES as u64
             && (self.key_store_sectors as u64 + self.key_value_sectors as u64 + self.spool_sectors as u64) * self.sector_size as u64
                 <= u32::MAX as u64
+    }
+}
+
+#[cfg(test)]
+mod ram_wipe_tests {
+    use super::HardwareRamWipe;
+
+    #[test]
+    fn only_a_chip_that_could_erase_its_ram_and_is_not_set_to_refuses_to_unlock() {
+        assert!(HardwareRamWipe::NotAvailable.permits_unlock(), "QEMU and the simulator: the software wipe only");
+        assert!(HardwareRamWipe::Set.permits_unlock());
+        assert!(!HardwareRamWipe::NotSet { missing: "SRAM2_RST" }.permits_unlock());
     }
 }
 

@@ -13,17 +13,18 @@
 //! | entropy | true RNG (NIST SP 800-90B source, health tests on) | [`entropy`] (continuous test too) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_RSR | [`reset`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |
+//! | RAM wipe by the chip | option bytes `SRAM1_3_RST`/`SRAM2_RST`, checked at boot | [`option_bytes`], [`reset`] |
 //! | (not wired) | 64 MB Octo-SPI NOR, MX25LM51245G, 4 KiB sectors | [`octo_spi_nor`] (1-line SPI, async NOR, counters) |
 //!
 //! Not used yet: the Octo-SPI NOR (its driver is compiled, but the spool is in the internal
-//! flash: `BoardParts` holds one flash), SAES with the hardware unique key, the tamper pins,
-//! the SRAM-erase option bytes (README).
+//! flash: `BoardParts` holds one flash), SAES with the hardware unique key, the tamper pins
+//! (README).
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over RTT to the ST-LINK, see [`logging`]. The README says why this
 //! board, the pin map, the flash partition, and how to flash it with probe-rs.
 //!
-//! On the host only [`partition_map`] and the sizes are built, for their tests.
+//! On the host only [`partition_map`], [`option_bytes`] and the sizes are built, for their tests.
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(target_os = "none")]
@@ -42,6 +43,7 @@ pub mod interrupts;
 pub mod logging;
 #[cfg(target_os = "none")]
 pub mod octo_spi_nor;
+pub mod option_bytes;
 pub mod partition_map;
 #[cfg(all(target_os = "none", feature = "ram-wipe"))]
 mod ram_wipe;

@@ -71,6 +71,8 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     inbound_tls::init(random.derive());
     // First, before anything else takes a socket (see mx::spawn_listeners).
     mx::spawn_listeners(spawner, stack);
+    // Before the console runs: a chip that does not erase its RAM at reset never unlocks.
+    store::check_hardware_ram_wipe(homemx_board::ResetControl::hardware_ram_wipe(&parts.reset));
     #[cfg(not(feature = "spool-exercise"))]
     open_vault(parts.flash, random.derive()).await;
     let identity = console::device_identity(parts.mac_address);
