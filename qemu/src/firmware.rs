@@ -170,6 +170,16 @@ impl FirmwareBuild {
     }
 }
 
+/// The address of the symbol `name` in the image `elf` (linker symbols such as `_stack_end`
+/// included).
+pub fn symbol_address(elf: &Path, name: &str) -> Result<u32> {
+    use object::{Object, ObjectSymbol};
+    let bytes = std::fs::read(elf)?;
+    let file = object::File::parse(&*bytes).map_err(|error| format!("{}: {error}", elf.display()))?;
+    let symbol = file.symbols().find(|symbol| symbol.name() == Ok(name)).ok_or_else(|| format!("{} has no symbol {name}", elf.display()))?;
+    Ok(symbol.address() as u32)
+}
+
 /// Flash and RAM use of an image, from its ELF section headers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImageSize {

@@ -10,6 +10,7 @@
 //! | flash | 16 MiB PSRAM at `0x2100_0000`, backed by a host file: key flash and data flash windows | [`flash`] (NOR semantics, counters) |
 //! | entropy | none (no TRNG) | [`entropy`] (ratcheted seed in flash) |
 //! | reset | SCB `SYSRESETREQ` | [`reset`] |
+//! | stack guard | MPU region 0 over the 256 MiB below the RAM | [`stack_guard`] |
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over semihosting (QEMU's stdout), see [`logging`].
@@ -22,6 +23,7 @@ pub mod interrupts;
 pub mod logging;
 pub mod registers;
 pub mod reset;
+pub mod stack_guard;
 pub mod time_driver;
 pub mod uart;
 
@@ -89,6 +91,7 @@ pub enum InitError {
 /// `spawner` is part of the common board interface (the real board runs its USB device).
 pub fn init(_spawner: embassy_executor::Spawner) -> Result<Parts, InitError> {
     let mut core = cortex_m::Peripherals::take().expect("board init called twice");
+    stack_guard::enable(&mut core.MPU);
     time_driver::start(&mut core.SYST);
     let network = ethernet::Lan9118::new().ok_or(InitError::EthernetMissing)?;
     let mac_address = network.mac_address();

@@ -249,7 +249,8 @@ fn memory_section(report: &mut Report, budgets: &Budgets, static_ram: u64, stack
     let budget = report.budget(budgets, "RAM: static + 2 × stack high-water", "ram.total_bytes", total as f64);
     let mut text = String::from("## RAM after the throughput load\n\n| | bytes | budget |\n| --- | ---: | --- |\n");
     let _ = writeln!(text, "| static RAM | {} | |", human(static_ram as f64));
-    let _ = writeln!(text, "| stack high-water (painted at reset, read from `/health`) | {} | |", human(stack_high_water as f64));
+    let stack_budget = report.budget(budgets, "stack high-water", "ram.stack_high_water_bytes", stack_high_water as f64);
+    let _ = writeln!(text, "| stack high-water (painted at reset, read from `/health`) | {} | {stack_budget} |", human(stack_high_water as f64));
     let _ = writeln!(text, "| heap in use at the end (inside static RAM's arena; no high-water yet) | {} | |", human(heap_in_use as f64));
     let _ = writeln!(text, "| **static + 2 × stack high-water** | **{}** | {budget} |", human(total as f64));
     report.sections.push(text);

@@ -25,6 +25,7 @@ mod module_docs;
 mod provision_board;
 mod run;
 mod simulate;
+mod stack_layout;
 mod throughput;
 
 use std::process::ExitCode;
