@@ -1,9 +1,11 @@
 //! The board abstraction: the small set of things every homemx board gives the application.
 //!
-//! A board is a network driver ([`embassy_net_driver::Driver`]), a persistent NOR flash
-//! ([`embedded_storage_async::nor_flash::NorFlash`] plus [`FlashCounters`]), a serial link
+//! A board is a network driver ([`embassy_net_driver::Driver`]), two persistent NOR flashes
+//! ([`embedded_storage_async::nor_flash::NorFlash`] plus [`FlashCounters`]: the key store's and
+//! the data flash, laid out by a [`FlashMap`]), a serial link
 //! for the provisioning console ([`SerialLink`]), an entropy source ([`EntropySource`]) and
-//! a way to reset ([`ResetControl`]). Nothing above this crate knows which chip it runs on:
+//! a way to reset ([`ResetControl`], which also says whether the chip erases its RAM at reset,
+//! [`HardwareRamWipe`]). Nothing above this crate knows which chip it runs on:
 //! the QEMU board (`bsp/qemu-mps2`), the real board (`bsp/stm32h573i-dk`) and the host
 //! simulator's board (`bsp/sim`) all hand the application a [`BoardParts`].
 #![cfg_attr(not(test), no_std)]
@@ -70,24 +72,54 @@ pub enum ResetCause {
     Unknown,
 }
 
+/// Whether the chip itself erases its SRAM at reset (on STM32, option bytes such as the H5's
+/// `SRAM1_3_RST` and `SRAM2_RST`), besides the software wipe every board's reset handler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HardwareRamWipe {
+    /// The board has no such option (QEMU, the host simulator): the software wipe is all.
+    NotAvailable,
+    /// The chip erases all its SRAM at every reset.
+    Set,
+    /// The chip can erase its SRAM at reset but is not set to; `missing` names the options
+    /// that are not set (for the log and the alert).
+    NotSet {
+        /// The options not set, e.g. `"SRAM1_3_RST SRAM2_RST"`.
+        missing: &'static str,
+    },
+}
+
+impl HardwareRamWipe {
+    /// Whether the device may unlock: not on a chip that could erase its SRAM at reset and is
+    /// not set to (a key left in RAM would survive a reset into a debugger or another image).
+    pub const fn permits_unlock(self) -> bool {
+        !matches!(self, HardwareRamWipe::NotSet { .. })
+    }
+}
+
 /// Resetting the device. The reset path wipes all RAM before anything else runs.
 pub trait ResetControl {
     /// Resets the whole system; never returns.
     fn reset(&self) -> !;
     /// Why the device last came out of reset.
     fn cause(&self) -> ResetCause;
+    /// Whether the chip erases its SRAM at reset by itself, as read from the chip now.
+    fn hardware_ram_wipe(&self) -> HardwareRamWipe;
 }
 
 /// Everything a board hands the application at start-up.
-pub struct BoardParts<Network, Flash, Serial, Entropy, Reset> {
+pub struct BoardParts<Network, Flash, Serial, Entropy, Reset, KeyFlash> {
     /// Short name of the board, e.g. `"qemu-mps2-an386"`.
     pub name: &'static str,
     /// The Ethernet driver for embassy-net.
     pub network: Network,
     /// The Ethernet MAC address.
     pub mac_address: [u8; 6],
-    /// The persistent storage given to the spool and key store.
+    /// The data flash: the key-value store and the spool ([`FlashMap`]'s `sector_size`).
     pub flash: Flash,
+    /// The key store's flash ([`FlashMap`]'s `key_sector_size`): on the real board the chip's
+    /// internal flash while the data flash is an external NOR; a separate window of the same
+    /// device on boards with one flash.
+    pub key_flash: KeyFlash,
     /// The provisioning console.
     pub serial: Serial,
     /// Random bytes for keys, nonces and TCP sequence numbers.
@@ -97,10 +129,11 @@ pub struct BoardParts<Network, Flash, Serial, Entropy, Reset> {
 }
 
 /// Checks at compile time that a board's parts satisfy the traits; boards call this in a test.
-pub fn assert_board_parts<N, F, S, E, R>(_parts: &BoardParts<N, F, S, E, R>)
+pub fn assert_board_parts<N, F, S, E, R, K>(_parts: &BoardParts<N, F, S, E, R, K>)
 where
     N: NetworkDriver,
     F: BoardFlash,
+    K: BoardFlash,
     S: SerialLink,
     E: EntropySource,
     R: ResetControl,
@@ -179,15 +212,18 @@ impl Sizing {
     }
 }
 
-/// How a board's application flash partition is divided, in erase sectors of `sector_size`
-/// bytes, from the partition's start: the key store, the encrypted key-value store, then the
-/// spool.
+/// Where the stores live: the key store on the board's key flash (`BoardParts::key_flash`),
+/// the key-value store and then the spool on its data flash (`BoardParts::flash`), each from
+/// the start of its flash and in erase sectors of that flash's size. A board with one flash
+/// hands out two windows of it (the key store's first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlashMap {
-    /// The partition's erase sector size.
-    pub sector_size: u32,
+    /// The key flash's erase sector size.
+    pub key_sector_size: u32,
     /// Sectors of the key store (wrapped data key, admin key, unlock counter).
     pub key_store_sectors: u32,
+    /// The data flash's erase sector size.
+    pub sector_size: u32,
     /// Sectors of the key-value store (configuration, credentials, UIDLs, counters).
     pub key_value_sectors: u32,
     /// Sectors of the spool.
@@ -204,28 +240,48 @@ impl FlashMap {
     /// records) beside the spare sector needs four 4 KiB sectors.
     pub const MINIMUM_SPOOL_BYTES: u32 = 16 * 1024;
 
-    /// The bytes the map needs from the partition.
-    pub const fn bytes(&self) -> u32 {
-        (self.key_store_sectors + self.key_value_sectors + self.spool_sectors) * self.sector_size
+    /// The bytes the key store needs from the key flash.
+    pub const fn key_store_bytes(&self) -> u32 {
+        self.key_store_sectors * self.key_sector_size
+    }
+
+    /// The bytes the key-value store and the spool need from the data flash.
+    pub const fn data_bytes(&self) -> u32 {
+        (self.key_value_sectors + self.spool_sectors) * self.sector_size
+    }
+
+    const fn sector_size_is_tested(size: u32) -> bool {
+        size.is_power_of_two() && size >= Self::MINIMUM_SECTOR_SIZE && size <= Self::MAXIMUM_SECTOR_SIZE
     }
 
     /// Whether the stores run on this map (checked at compile time by the application:
-    /// `const _: () = assert!(FLASH_MAP.is_consistent());`): a power-of-two sector size from
-    /// [`FlashMap::MINIMUM_SECTOR_SIZE`] to [`FlashMap::MAXIMUM_SECTOR_SIZE`]; two sectors at
-    /// least for the key store (its record moves between slots) and for the key-value store
-    /// (one is its buffer for garbage collection); three for the spool (one is its spare) and
-    /// [`FlashMap::MINIMUM_SPOOL_BYTES`]. The stores check the same again when they are made
-    /// (the spool exactly, for the flash's write size).
+    /// `const _: () = assert!(FLASH_MAP.is_consistent());`): power-of-two sector sizes from
+    /// [`FlashMap::MINIMUM_SECTOR_SIZE`] to [`FlashMap::MAXIMUM_SECTOR_SIZE`] on both flashes;
+    /// two sectors at least for the key store (its record moves between slots) and for the
+    /// key-value store (one is its buffer for garbage collection); three for the spool (one is
+    /// its spare) and [`FlashMap::MINIMUM_SPOOL_BYTES`]. The stores check the same again when
+    /// they are made (the spool exactly, for the flash's write size).
     pub const fn is_consistent(&self) -> bool {
-        self.sector_size.is_power_of_two()
-            && self.sector_size >= Self::MINIMUM_SECTOR_SIZE
-            && self.sector_size <= Self::MAXIMUM_SECTOR_SIZE
+        Self::sector_size_is_tested(self.key_sector_size)
+            && Self::sector_size_is_tested(self.sector_size)
             && self.key_store_sectors >= 2
             && self.key_value_sectors >= 2
             && self.spool_sectors >= 3
             && self.spool_sectors as u64 * self.sector_size as u64 >= Self::MINIMUM_SPOOL_BYTES as u64
-            && (self.key_store_sectors as u64 + self.key_value_sectors as u64 + self.spool_sectors as u64) * self.sector_size as u64
-                <= u32::MAX as u64
+            && self.key_store_sectors as u64 * self.key_sector_size as u64 <= u32::MAX as u64
+            && (self.key_value_sectors as u64 + self.spool_sectors as u64) * self.sector_size as u64 <= u32::MAX as u64
+    }
+}
+
+#[cfg(test)]
+mod ram_wipe_tests {
+    use super::HardwareRamWipe;
+
+    #[test]
+    fn only_a_chip_that_could_erase_its_ram_and_is_not_set_to_refuses_to_unlock() {
+        assert!(HardwareRamWipe::NotAvailable.permits_unlock(), "QEMU and the simulator: the software wipe only");
+        assert!(HardwareRamWipe::Set.permits_unlock());
+        assert!(!HardwareRamWipe::NotSet { missing: "SRAM2_RST" }.permits_unlock());
     }
 }
 
@@ -254,25 +310,29 @@ mod sizing_tests {
         assert!(!Sizing { transaction_slots: 0, ..SIZING }.is_consistent());
         assert!(!Sizing { event_log_entries: 8, ..SIZING }.is_consistent(), "too few events to read back");
         assert!(!Sizing { tls_sessions: 0, ..SIZING }.is_consistent(), "no inbound TLS at all");
-        let map = FlashMap { sector_size: 4096, key_store_sectors: 4, key_value_sectors: 64, spool_sectors: 1978 };
-        assert_eq!(map.bytes(), 2046 * 4096);
+        let map = FlashMap { key_sector_size: 8192, key_store_sectors: 2, sector_size: 4096, key_value_sectors: 64, spool_sectors: 1982 };
+        assert_eq!(map.key_store_bytes(), 2 * 8192);
+        assert_eq!(map.data_bytes(), 2046 * 4096);
     }
 
     #[test]
     fn flash_maps_of_every_tested_sector_size_are_consistent_and_others_are_not() {
         for shift in 12..=17 {
-            let map = FlashMap { sector_size: 1 << shift, key_store_sectors: 2, key_value_sectors: 2, spool_sectors: 4 };
+            let map = FlashMap { key_sector_size: 1 << shift, key_store_sectors: 2, sector_size: 1 << shift, key_value_sectors: 2, spool_sectors: 4 };
             assert!(map.is_consistent(), "{map:?}");
+            assert!(FlashMap { key_sector_size: 8192, ..map }.is_consistent(), "the key flash's sectors are its own");
         }
-        let map = FlashMap { sector_size: 128 * 1024, key_store_sectors: 2, key_value_sectors: 2, spool_sectors: 3 };
+        let map = FlashMap { key_sector_size: 128 * 1024, key_store_sectors: 2, sector_size: 128 * 1024, key_value_sectors: 2, spool_sectors: 3 };
         assert!(map.is_consistent(), "seven 128 KiB sectors, the fewest at the largest size");
         assert!(!FlashMap { sector_size: 2048, ..map }.is_consistent(), "below 4 KiB");
         assert!(!FlashMap { sector_size: 256 * 1024, ..map }.is_consistent(), "above 128 KiB");
         assert!(!FlashMap { sector_size: 24 * 1024, ..map }.is_consistent(), "not a power of two");
+        assert!(!FlashMap { key_sector_size: 2048, ..map }.is_consistent(), "a key flash below 4 KiB");
+        assert!(!FlashMap { key_sector_size: 24 * 1024, ..map }.is_consistent(), "a key flash sector not a power of two");
         assert!(!FlashMap { key_store_sectors: 1, ..map }.is_consistent(), "one key store slot");
         assert!(!FlashMap { key_value_sectors: 1, ..map }.is_consistent(), "no buffer sector");
         assert!(!FlashMap { spool_sectors: 2, ..map }.is_consistent(), "no spare sector");
-        let small = FlashMap { sector_size: 4096, key_store_sectors: 2, key_value_sectors: 2, spool_sectors: 3 };
+        let small = FlashMap { key_sector_size: 4096, key_store_sectors: 2, sector_size: 4096, key_value_sectors: 2, spool_sectors: 3 };
         assert!(!small.is_consistent(), "three 4 KiB sectors cannot hold the largest envelope");
         assert!(!FlashMap { spool_sectors: 40_000, ..map }.is_consistent(), "beyond 4 GiB");
     }

@@ -8,7 +8,9 @@
 //! and erase is counted for the benchmarks.
 //!
 //! The first [`BOARD_AREA_SIZE`] bytes belong to the board (the entropy seed); the
-//! application gets the rest as a [`Partition`] whose addresses start at zero.
+//! application gets the rest as two [`Partition`]s whose addresses start at zero: the key
+//! store's [`KEY_FLASH_SIZE`] bytes first (the board's key flash), then everything else (its
+//! data flash). Each counts its own work.
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -26,6 +28,10 @@ pub const WORD_SIZE: usize = 4;
 pub const PAGE_SIZE: usize = 256;
 /// Flash reserved for the board (entropy seed, two sectors).
 pub const BOARD_AREA_SIZE: usize = 2 * SECTOR_SIZE;
+/// The key flash: the four sectors after the board area.
+pub const KEY_FLASH_SIZE: usize = 4 * SECTOR_SIZE;
+/// The data flash: the rest.
+pub const DATA_FLASH_SIZE: usize = CAPACITY - BOARD_AREA_SIZE - KEY_FLASH_SIZE;
 
 fn check_range(offset: u32, length: usize, alignment: usize, capacity: usize) -> Result<(), NorFlashErrorKind> {
     let offset = offset as usize;
@@ -90,7 +96,7 @@ impl PsramNorFlash {
     }
 }
 
-/// The application's part of the flash: everything after the board area, addressed from 0.
+/// A window of the application's part of the flash (after the board area), addressed from 0.
 pub struct Partition {
     device: PsramNorFlash,
     start: u32,
@@ -98,8 +104,15 @@ pub struct Partition {
 }
 
 impl Partition {
-    pub(crate) fn after_board_area(device: PsramNorFlash) -> Self {
-        Self { device, start: BOARD_AREA_SIZE as u32, length: CAPACITY - BOARD_AREA_SIZE }
+    /// The key flash and the data flash, after the board area: the data flash goes on counting
+    /// in `device`'s counters (the board's work since boot), the key flash counts its own.
+    pub(crate) fn key_and_data(device: PsramNorFlash) -> (Self, Self) {
+        let key_start = BOARD_AREA_SIZE as u32;
+        let data_start = key_start + KEY_FLASH_SIZE as u32;
+        (
+            Self { device: PsramNorFlash::take(), start: key_start, length: KEY_FLASH_SIZE },
+            Self { device, start: data_start, length: DATA_FLASH_SIZE },
+        )
     }
 
     fn translate(&self, offset: u32, length: usize) -> Result<u32, NorFlashErrorKind> {

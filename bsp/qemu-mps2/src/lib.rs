@@ -7,7 +7,7 @@
 //! | Ethernet | SMSC LAN9118 at `0x4020_0000`, IRQ 13 | [`ethernet`] (an `embassy-net-driver`) |
 //! | console | CMSDK APB UART0 at `0x4000_4000`, IRQ 0 (RX) / 1 (TX) | [`uart`] (async `embedded-io`) |
 //! | time | SysTick, 25 MHz core clock | [`time_driver`] (embassy-time driver, 1 kHz tick) |
-//! | flash | 16 MiB PSRAM at `0x2100_0000`, backed by a host file | [`flash`] (NOR semantics, counters) |
+//! | flash | 16 MiB PSRAM at `0x2100_0000`, backed by a host file: key flash and data flash windows | [`flash`] (NOR semantics, counters) |
 //! | entropy | none (no TRNG) | [`entropy`] (ratcheted seed in flash) |
 //! | reset | SCB `SYSRESETREQ` | [`reset`] |
 //! | stack guard | MPU region 0 over the 256 MiB below the RAM | [`stack_guard`] |
@@ -42,6 +42,7 @@ pub type Parts = BoardParts<
     uart::CmsdkUart,
     entropy::SeededEntropy,
     reset::SystemReset,
+    flash::Partition,
 >;
 
 /// What this board has room for (static RAM is not the limit in QEMU; the figures are the
@@ -58,13 +59,15 @@ pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     heap_bytes: homemx_board::heap_for(3),
     event_log_entries: 64,
 };
-/// The application partition (8 MiB less the board area) in 4 KiB sectors: 4 for the key
-/// store, 64 for the key-value store, the rest for the spool.
+/// The application's 8 MiB less the board area, in 4 KiB sectors: the key flash's 4 for the
+/// key store; on the data flash 64 for the key-value store, the rest for the spool. One device,
+/// two windows: the same bytes as when all three shared one partition.
 pub const FLASH_MAP: homemx_board::FlashMap = homemx_board::FlashMap {
+    key_sector_size: flash::SECTOR_SIZE as u32,
+    key_store_sectors: (flash::KEY_FLASH_SIZE / flash::SECTOR_SIZE) as u32,
     sector_size: flash::SECTOR_SIZE as u32,
-    key_store_sectors: 4,
     key_value_sectors: 64,
-    spool_sectors: ((flash::CAPACITY - flash::BOARD_AREA_SIZE) / flash::SECTOR_SIZE) as u32 - 4 - 64,
+    spool_sectors: (flash::DATA_FLASH_SIZE / flash::SECTOR_SIZE) as u32 - 64,
 };
 
 /// Board name reported by `/health` and the status page.
@@ -95,13 +98,14 @@ pub fn init(_spawner: embassy_executor::Spawner) -> Result<Parts, InitError> {
     let serial = uart::CmsdkUart::new();
     let mut device_flash = flash::PsramNorFlash::take();
     let entropy = entropy::SeededEntropy::from_flash(&mut device_flash, network.free_running_counter())?;
-    let flash = flash::Partition::after_board_area(device_flash);
+    let (key_flash, flash) = flash::Partition::key_and_data(device_flash);
     interrupts::enable_all();
     Ok(BoardParts {
         name: BOARD_NAME,
         network,
         mac_address,
         flash,
+        key_flash,
         serial,
         entropy,
         reset: reset::SystemReset,

@@ -1,5 +1,6 @@
 //! The device's flash: the project's simulated NOR flash (`homemx_spool::testing`), sized and
-//! shaped as [`crate::FLASH_MAP`], behind the board's flash traits.
+//! shaped as [`crate::FLASH_MAP`], behind the board's flash traits as two windows of the one
+//! chip: the key flash (the key store's sectors first) and the data flash (the rest).
 //!
 //! The model is the one the stores' own tests use, so there is one copy of the NOR rules:
 //! erase sets whole 4 KiB sectors to `0xFF`; a program can only clear bits and each 4-byte
@@ -43,14 +44,29 @@ pub type FlashModel = homemx_spool::testing::SimulatedFlash<WORD_SIZE, SECTOR_SI
 pub struct SimFlash {
     model: SendWrapper<FlashModel>,
     power: SendWrapper<DevicePower>,
-    /// The model's counters when the boot began (the board's statistics count since boot).
+    /// The window's first byte in the model.
+    start: u32,
+    /// The window's length.
+    length: u32,
+    /// The model's counters when the boot began (the board's statistics count since boot; both
+    /// windows report the chip's).
     at_boot: SimulatedFlashCounters,
 }
 
 impl SimFlash {
-    pub(crate) fn new(model: FlashModel, power: DevicePower) -> Self {
+    /// The window `start..start + length` of the model (addresses from 0).
+    pub(crate) fn window(model: FlashModel, power: DevicePower, start: u32, length: u32) -> Self {
         let at_boot = model.counters();
-        Self { model: SendWrapper::new(model), power: SendWrapper::new(power), at_boot }
+        Self { model: SendWrapper::new(model), power: SendWrapper::new(power), start, length, at_boot }
+    }
+
+    /// The model's address of `offset..offset + length` in the window.
+    fn translate(&self, offset: u32, length: usize) -> Result<u32, SimulatedFlashError> {
+        let end = u32::try_from(length).ok().and_then(|length| offset.checked_add(length));
+        match end {
+            Some(end) if end <= self.length => Ok(self.start + offset),
+            _ => Err(SimulatedFlashError::OutOfBounds),
+        }
     }
 
     fn check_power(&self) -> Result<(), SimulatedFlashError> {
@@ -71,11 +87,12 @@ impl ReadNorFlash for SimFlash {
 
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         self.check_power()?;
-        self.model.read(offset, bytes).await
+        let at = self.translate(offset, bytes.len())?;
+        self.model.read(at, bytes).await
     }
 
     fn capacity(&self) -> usize {
-        self.model.capacity()
+        self.length as usize
     }
 }
 
@@ -85,12 +102,14 @@ impl NorFlash for SimFlash {
 
     async fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
         self.check_power()?;
-        self.model.erase(from, to).await
+        let at = self.translate(from, to.checked_sub(from).ok_or(SimulatedFlashError::OutOfBounds)? as usize)?;
+        self.model.erase(at, at + (to - from)).await
     }
 
     async fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
         self.check_power()?;
-        self.model.write(offset, bytes).await
+        let at = self.translate(offset, bytes.len())?;
+        self.model.write(at, bytes).await
     }
 }
 

@@ -52,7 +52,7 @@ pub use time_driver::{core_clock_counts, CORE_CLOCK_HZ};
 pub use world::{DeviceHandles, SimConfig, World};
 
 /// The concrete parts of this board, as the application sees them.
-pub type Parts = BoardParts<ethernet::SimEthernet, flash::SimFlash, serial::SimSerial, entropy::SimEntropy, reset::SimReset>;
+pub type Parts = BoardParts<ethernet::SimEthernet, flash::SimFlash, serial::SimSerial, entropy::SimEntropy, reset::SimReset, flash::SimFlash>;
 
 /// What this board has room for: the QEMU board's figures.
 pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
@@ -68,11 +68,13 @@ pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     event_log_entries: 64,
 };
 
-/// A small partition (1008 KiB in 4 KiB sectors), so runs and flash snapshots are quick: 4 for
-/// the key store, 8 for the key-value store, 240 for the spool.
+/// A small chip (1008 KiB in 4 KiB sectors), so runs and flash snapshots are quick: 4 for
+/// the key store (the key flash's window), 8 for the key-value store, 240 for the spool (the
+/// data flash's).
 pub const FLASH_MAP: homemx_board::FlashMap = homemx_board::FlashMap {
-    sector_size: flash::SECTOR_SIZE as u32,
+    key_sector_size: flash::SECTOR_SIZE as u32,
     key_store_sectors: 4,
+    sector_size: flash::SECTOR_SIZE as u32,
     key_value_sectors: 8,
     spool_sectors: 240,
 };
@@ -119,7 +121,7 @@ mod tests {
         let (parts, _handles) = world.boot(ResetCause::PowerOn);
         homemx_board::assert_board_parts(&parts);
         assert_eq!(parts.name, BOARD_NAME);
-        assert_eq!(world.flash().snapshot().len(), FLASH_MAP.bytes() as usize);
+        assert_eq!(world.flash().snapshot().len(), (FLASH_MAP.key_store_bytes() + FLASH_MAP.data_bytes()) as usize);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::any::Any;
 
-use homemx_board::{ResetCause, ResetControl};
+use homemx_board::{HardwareRamWipe, ResetCause, ResetControl};
 
 /// The panic payload of a simulated reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,5 +41,10 @@ impl ResetControl for SimReset {
 
     fn cause(&self) -> ResetCause {
         self.cause
+    }
+
+    fn hardware_ram_wipe(&self) -> HardwareRamWipe {
+        // A host process has no SRAM of its own to erase.
+        HardwareRamWipe::NotAvailable
     }
 }

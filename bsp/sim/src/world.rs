@@ -65,12 +65,12 @@ pub struct World {
 impl World {
     /// A world with an erased flash of [`FLASH_MAP`]'s size.
     pub fn new(config: SimConfig) -> Self {
-        Self::with_flash(config, FlashModel::new(FLASH_MAP.bytes() as usize))
+        Self::with_flash(config, FlashModel::new((FLASH_MAP.key_store_bytes() + FLASH_MAP.data_bytes()) as usize))
     }
 
     /// A world whose flash holds `image` (e.g. a snapshot of another run), padded with `0xFF`.
     pub fn with_flash_image(config: SimConfig, image: &[u8]) -> Self {
-        Self::with_flash(config, FlashModel::from_image(FLASH_MAP.bytes() as usize, image))
+        Self::with_flash(config, FlashModel::from_image((FLASH_MAP.key_store_bytes() + FLASH_MAP.data_bytes()) as usize, image))
     }
 
     /// A world whose device has already booted `boots` times (in another process, whose flash
@@ -127,7 +127,8 @@ impl World {
             name: BOARD_NAME,
             network,
             mac_address: self.config.mac_address,
-            flash: SimFlash::new(self.flash.clone(), power.clone()),
+            flash: SimFlash::window(self.flash.clone(), power.clone(), FLASH_MAP.key_store_bytes(), FLASH_MAP.data_bytes()),
+            key_flash: SimFlash::window(self.flash.clone(), power.clone(), 0, FLASH_MAP.key_store_bytes()),
             serial,
             entropy: SimEntropy::new(self.config.seed, self.boots),
             reset: SimReset { boot: self.boots, cause },

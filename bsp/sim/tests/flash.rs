@@ -17,7 +17,7 @@ use homemx_spool::testing::block_on;
 fn boot(seed: u64) -> (World, SimFlash) {
     let mut world = World::new(SimConfig::new(seed));
     let (parts, _handles) = world.boot(ResetCause::PowerOn);
-    (world, parts.flash)
+    (world, parts.key_flash)
 }
 
 fn read(flash: &mut SimFlash, offset: u32, length: usize) -> Vec<u8> {
@@ -29,7 +29,7 @@ fn read(flash: &mut SimFlash, offset: u32, length: usize) -> Vec<u8> {
 #[test]
 fn nor_rules_are_enforced() {
     let (_world, mut flash) = boot(1);
-    assert_eq!(flash.capacity(), FLASH_MAP.bytes() as usize);
+    assert_eq!(flash.capacity(), FLASH_MAP.key_store_bytes() as usize);
     assert_eq!(read(&mut flash, 0, 8), [0xff; 8], "a fresh chip is erased");
     block_on(flash.write(0, &[0x0f, 0xf0, 0x00, 0xff])).unwrap();
     assert_eq!(read(&mut flash, 0, 4), [0x0f, 0xf0, 0x00, 0xff]);
@@ -38,7 +38,7 @@ fn nor_rules_are_enforced() {
     assert_eq!(block_on(flash.write(2, &[0; 4])), Err(SimulatedFlashError::NotAligned));
     assert_eq!(block_on(flash.write(4, &[0; 3])), Err(SimulatedFlashError::NotAligned));
     assert_eq!(block_on(flash.erase(0, 100)), Err(SimulatedFlashError::NotAligned));
-    let end = FLASH_MAP.bytes();
+    let end = FLASH_MAP.key_store_bytes();
     assert_eq!(block_on(flash.write(end, &[0; 4])), Err(SimulatedFlashError::OutOfBounds));
     assert_eq!(block_on(flash.erase(end, end + SECTOR_SIZE as u32)), Err(SimulatedFlashError::OutOfBounds));
     let mut beyond = [0u8; 2];
@@ -47,6 +47,26 @@ fn nor_rules_are_enforced() {
     assert_eq!(read(&mut flash, 0, 4), [0xff; 4]);
     block_on(flash.write(0, &[1, 2, 3, 4])).unwrap();
     assert_eq!(read(&mut flash, 0, 4), [1, 2, 3, 4], "programmable again after the erase");
+}
+
+#[test]
+fn the_key_flash_and_the_data_flash_are_disjoint_windows_of_the_one_chip() {
+    let mut world = World::new(SimConfig::new(1));
+    let (parts, _handles) = world.boot(ResetCause::PowerOn);
+    let (mut key_flash, mut data_flash) = (parts.key_flash, parts.flash);
+    let key_bytes = FLASH_MAP.key_store_bytes();
+    assert_eq!(data_flash.capacity(), FLASH_MAP.data_bytes() as usize);
+    block_on(key_flash.write(0, &[1; 4])).unwrap();
+    block_on(data_flash.write(0, &[2; 4])).unwrap();
+    block_on(data_flash.write(FLASH_MAP.data_bytes() - 4, &[3; 4])).unwrap();
+    let image = world.flash().snapshot();
+    assert_eq!(image.len(), (key_bytes + FLASH_MAP.data_bytes()) as usize);
+    assert_eq!(image[..4], [1; 4]);
+    assert_eq!(image[key_bytes as usize..key_bytes as usize + 4], [2; 4], "the data flash starts after the key store");
+    assert_eq!(image[image.len() - 4..], [3; 4]);
+    assert_eq!(block_on(key_flash.write(key_bytes, &[0; 4])), Err(SimulatedFlashError::OutOfBounds), "the key flash ends at the key store");
+    assert_eq!(block_on(key_flash.erase(key_bytes, key_bytes + SECTOR_SIZE as u32)), Err(SimulatedFlashError::OutOfBounds));
+    assert_eq!(block_on(data_flash.write(FLASH_MAP.data_bytes(), &[0; 4])), Err(SimulatedFlashError::OutOfBounds));
 }
 
 /// Writes a sector, arms a cut at the program of the next one, and returns the flash after
@@ -113,7 +133,7 @@ fn the_next_boot_has_power_and_counts_from_zero_and_the_old_boot_stays_dead() {
     let (mut world, mut old_flash, _) = cut_during_program(1, CutMode::Completed);
     assert!(old_flash.statistics().bytes_programmed > 0);
     let (parts, _handles) = world.boot(ResetCause::PowerOn);
-    let mut flash = parts.flash;
+    let mut flash = parts.key_flash;
     assert_eq!(flash.statistics(), Default::default());
     assert_eq!(read(&mut flash, 64, 4), [0; 4]);
     assert_eq!(flash.statistics().bytes_read, 4);
@@ -142,7 +162,7 @@ fn a_power_cut_silences_the_device_port_too() {
     let mut world = World::new(SimConfig { faults: FaultPlan::NONE, ..SimConfig::new(9) });
     let mut peer = world.segment().attach([2, 0, 0, 0, 0, 2]);
     let (parts, handles) = world.boot(ResetCause::PowerOn);
-    let (mut flash, mut device) = (parts.flash, parts.network);
+    let (mut flash, mut device) = (parts.key_flash, parts.network);
     broadcast(&mut device);
     assert!(has_frame(&mut peer), "a powered device is heard");
     world.cut_flash_power_at(1, CutMode::Clean);

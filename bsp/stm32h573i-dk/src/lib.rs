@@ -9,21 +9,20 @@
 //! | console | USB device FS on the USB Type-C connector, CDC-ACM | [`usb_console`] (embassy-usb, async `embedded-io`) |
 //! | time | TIM2 at 62.5 MHz → 1 kHz ticks | embassy-stm32 `time-driver-tim2`, [`clocks`] |
 //! | cycle count | SysTick on the 250 MHz core clock | [`core_clock`] |
-//! | flash | internal flash bank 2, sectors 2–127 (`0x0810_4000`, 1008 KiB of 8 KiB sectors) | [`flash`], [`partition_map`] |
+//! | key flash | internal flash bank 2, sectors 2–127 (`0x0810_4000`, 8 KiB sectors; the key store in the first two) | [`flash`], [`partition_map`] |
+//! | data flash | 64 MB Octo-SPI NOR, MX25LM51245G, 4 KiB sectors: key-value store and spool | [`octo_spi_nor`] (1-line SPI, async NOR, counters) |
 //! | entropy | true RNG (NIST SP 800-90B source, health tests on) | [`entropy`] (continuous test too) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_RSR | [`reset`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |
-//! | (not wired) | 64 MB Octo-SPI NOR, MX25LM51245G, 4 KiB sectors | [`octo_spi_nor`] (1-line SPI, async NOR, counters) |
+//! | RAM wipe by the chip | option bytes `SRAM1_3_RST`/`SRAM2_RST`, checked at boot | [`option_bytes`], [`reset`] |
 //!
-//! Not used yet: the Octo-SPI NOR (its driver is compiled, but the spool is in the internal
-//! flash: `BoardParts` holds one flash), SAES with the hardware unique key, the tamper pins,
-//! the SRAM-erase option bytes (README).
+//! Not used yet: SAES with the hardware unique key, the tamper pins (README).
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over RTT to the ST-LINK, see [`logging`]. The README says why this
 //! board, the pin map, the flash partition, and how to flash it with probe-rs.
 //!
-//! On the host only [`partition_map`] and the sizes are built, for their tests.
+//! On the host only [`partition_map`], [`option_bytes`] and the sizes are built, for their tests.
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(target_os = "none")]
@@ -42,6 +41,7 @@ pub mod interrupts;
 pub mod logging;
 #[cfg(target_os = "none")]
 pub mod octo_spi_nor;
+pub mod option_bytes;
 pub mod partition_map;
 #[cfg(all(target_os = "none", feature = "ram-wipe"))]
 mod ram_wipe;
@@ -87,15 +87,16 @@ mod hardware {
     use embassy_executor::Spawner;
     use homemx_board::BoardParts;
 
-    use crate::{clocks, core_clock, entropy, ethernet, flash, reset, usb_console, BOARD_NAME};
+    use crate::{clocks, core_clock, entropy, ethernet, flash, octo_spi_nor, reset, usb_console, BOARD_NAME};
 
     /// The concrete parts of this board, as the application sees them.
     pub type Parts = BoardParts<
         ethernet::EthernetDriver,
-        flash::DataPartition,
+        octo_spi_nor::OctoSpiNor,
         usb_console::UsbConsole,
         entropy::HardwareEntropy,
         reset::SystemReset,
+        flash::DataPartition,
     >;
 
     /// Checked at compile time: this board's parts satisfy the board traits.
@@ -113,10 +114,14 @@ mod hardware {
         UsbTaskSpawn,
         /// The Cortex-M core peripherals (SysTick) were already taken by someone else.
         CorePeripheralsTaken,
+        /// The Octo-SPI NOR did not start (the OCTOSPI refused a command, or `RDID` did not
+        /// answer the MX25LM51245G: e.g. left in octal mode by another firmware without a
+        /// power cycle).
+        OctoSpiNor(octo_spi_nor::OctoSpiNorError),
     }
 
-    /// Brings the board up: clocks, time, cycle counter, reset cause, RNG, flash, Ethernet and the
-    /// USB console.
+    /// Brings the board up: clocks, time, cycle counter, reset cause, RNG, the internal flash
+    /// (key flash), the Octo-SPI NOR (data flash), Ethernet and the USB console.
     ///
     /// Call once, first thing in `main`. `spawner` runs the USB device task.
     pub fn init(spawner: Spawner) -> Result<Parts, InitError> {
@@ -134,7 +139,15 @@ mod hardware {
         let mac_address = ethernet::mac_address_from_unique_id(&unique_id);
 
         let entropy = entropy::HardwareEntropy::new(peripherals.RNG);
-        let flash = flash::DataPartition::new(embassy_stm32::flash::Flash::new_blocking(peripherals.FLASH));
+        let key_flash = flash::DataPartition::new(embassy_stm32::flash::Flash::new_blocking(peripherals.FLASH));
+        let flash = octo_spi_nor::OctoSpiNor::new(octo_spi_nor::OctoSpiPins {
+            peripheral: peripherals.OCTOSPI1,
+            clock: peripherals.PF10,
+            chip_select: peripherals.PG6,
+            data_0: peripherals.PB1,
+            data_1: peripherals.PD12,
+        })
+        .map_err(InitError::OctoSpiNor)?;
 
         let network = ethernet::start(
             ethernet::EthernetPins {
@@ -161,7 +174,7 @@ mod hardware {
         )
         .map_err(|_| InitError::UsbTaskSpawn)?;
 
-        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, serial, entropy, reset })
+        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, key_flash, serial, entropy, reset })
     }
 }
 

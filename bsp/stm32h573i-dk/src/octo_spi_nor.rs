@@ -1,9 +1,14 @@
 //! The kit's 64 MB Octo-SPI NOR (Macronix MX25LM51245G on OCTOSPI1) as an async NOR flash with
-//! 4 KiB sectors that counts its own program and erase work: the driver the spool is to move to.
+//! 4 KiB sectors that counts its own program and erase work: the board's data flash (the
+//! key-value store and the spool, `partition_map::FLASH_MAP`).
 //!
-//! **Compiled, not wired and never run.** `crate::init` does not create it: `BoardParts` holds
-//! one flash, and the stores all run on the internal flash for now (README, "Not done: the
-//! Octo-SPI NOR"). Nothing here has met the chip.
+//! **Compiled and wired (`crate::init`), never run.** Nothing here has met the chip.
+//!
+//! The memory starts in SPI mode at power-on (its configuration register 2 is volatile) and
+//! this driver never leaves it. A firmware that switched it to octal mode (ST's demonstration
+//! on the kit as shipped may) leaves it there across a reset of the MCU: 1-line commands are
+//! then not understood, `RDID` fails and `init` reports `OctoSpiNor`. Power-cycle the kit once
+//! after flashing over such a firmware.
 //!
 //! The memory is driven in its power-on mode, 1-line SPI at single transfer rate, through
 //! embassy-stm32's blocking indirect-mode OCTOSPI driver, with the 4-byte-address commands of
@@ -36,7 +41,7 @@ use crate::partition_map::{check_octo_spi_nor_range, octo_spi_nor_page_chunk, Ra
 /// The JEDEC identifier the MX25LM51245G answers to `RDID`: Macronix, the octal family, 512 Mbit.
 pub const JEDEC_IDENTIFIER: [u8; 3] = [0xC2, 0x85, 0x3A];
 /// Program unit offered to the stores (the NOR programs single bytes; 4 matches the QEMU board).
-pub const WORD_SIZE: usize = 4;
+pub const WORD_SIZE: usize = crate::partition_map::OCTO_SPI_NOR_WORD_SIZE;
 /// OCTOSPI kernel clock (HCLK, 250 MHz) divided by 6: 41.7 MHz, below `READ4B`'s 50 MHz.
 const CLOCK_PRESCALER: u8 = 5;
 
@@ -141,8 +146,9 @@ fn instruction_with_data(code: u32) -> TransferConfig {
 }
 
 impl OctoSpiNor {
-    /// Starts OCTOSPI1 in 1-line mode, resets the memory (back to SPI mode whatever state a
-    /// previous firmware left it in) and checks its identifier.
+    /// Starts OCTOSPI1 in 1-line mode, resets the memory with the 1-line reset (ends a program
+    /// or erase a reset of the MCU interrupted; a memory in octal mode does not understand it,
+    /// see the module documentation) and checks its identifier.
     pub fn new(pins: OctoSpiPins) -> Result<Self, OctoSpiNorError> {
         let config = Config {
             fifo_threshold: FIFOThresholdLevel::_4Bytes,

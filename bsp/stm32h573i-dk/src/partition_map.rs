@@ -1,21 +1,34 @@
-//! Where everything lives in the STM32H573IIK3Q's 2 MB of internal flash, and the map of the
-//! data partition the stores run on: plain constants and `const fn`s over them, so that they
-//! build and are tested on the host (`cargo test -p homemx-bsp-stm32h573i-dk`) as well as checked
-//! at compile time for the chip.
+//! Where everything lives in the STM32H573IIK3Q's 2 MB of internal flash and on the kit's
+//! 64 MB Octo-SPI NOR, and the map the stores run on ([`FLASH_MAP`]): plain constants and
+//! `const fn`s over them, so that they build and are tested on the host
+//! (`cargo test -p homemx-bsp-stm32h573i-dk`) as well as checked at compile time for the chip.
+//!
+//! Internal flash (the key flash; every sector 8 KiB, RM0481: two banks of 128 sectors; the
+//! chip programs 16-byte quad-words with ECC, each once per erase):
 //!
 //! | range | bank / sectors | size | use |
 //! | --- | --- | --- | --- |
 //! | `0x0800_0000..0x0810_0000` | bank 1, sectors 0–127 | 1 MiB | firmware image (`memory.x` FLASH) |
 //! | `0x0810_0000..0x0810_4000` | bank 2, sectors 0–1 | 16 KiB | reserved for the board (boot state); not touched |
-//! | `0x0810_4000..0x0820_0000` | bank 2, sectors 2–127 | 1008 KiB | the data partition ([`FLASH_MAP`]) |
+//! | `0x0810_4000..0x0810_8000` | bank 2, sectors 2–3 | 16 KiB | the key store (the key flash, `DataPartition`) |
+//! | `0x0810_8000..0x0820_0000` | bank 2, sectors 4–127 | 992 KiB | in the key flash's partition, unused |
 //!
-//! Every sector is 8 KiB (RM0481: two banks of 128 sectors); the chip programs 16-byte
-//! quad-words with ECC, each once per erase.
+//! Octo-SPI NOR (MX25LM51245G, the data flash, 4 KiB sectors, `octo_spi_nor`):
 //!
-//! The 64 MB Octo-SPI NOR on the kit (MX25LM51245G, 4 KiB sectors) has a driver
-//! (`octo_spi_nor`) that nothing uses yet: the spool lives in the internal flash with the key
-//! store. [`PLANNED_OCTO_SPI_NOR_MAP`] is the map the spool and key-value store are to take
-//! there; the driver's range checks and page splitting are here, so that the host tests them.
+//! | range | sectors | size | use |
+//! | --- | --- | --- | --- |
+//! | `0x000_0000..0x004_0000` | 0–63 | 256 KiB | the key-value store |
+//! | `0x004_0000..0x014_0000` | 64–319 | 1 MiB | the spool |
+//! | `0x014_0000..0x400_0000` | 320–16383 | 62.75 MiB | unused |
+//!
+//! The spool's size is set by RAM, not by the NOR: the spool keeps 5 bytes of RAM per sector
+//! (its sector table, `homemx-spool`), so the whole NOR would cost 80 KB, and this board's
+//! stack already has less than twice its high-water mark (README, "Not done"). 256 sectors
+//! (1 MiB, 1.3 KB of RAM) hold more than the 728 KiB the spool had in the internal flash; more
+//! is the one constant `spool_sectors` once RAM allows (4 MiB: 5 KB). What the move gains now
+//! is the NOR's endurance (100,000 cycles per sector against the internal flash's 10,000) and
+//! 992 KiB of bank 2 no longer used. The driver's range checks and page splitting are here, so
+//! that the host tests them.
 //!
 //! Owns: nothing (constants). Calls: `homemx_board::FlashMap`'s checks.
 
@@ -42,30 +55,23 @@ pub const PARTITION_SIZE: u32 = PARTITION_END_ADDRESS - PARTITION_START_ADDRESS;
 /// The image's room in `memory.x`: all of bank 1 (the budget is 1 MB, `budgets.toml`).
 pub const IMAGE_SIZE: u32 = BANK_SIZE;
 
-/// The data partition in 8 KiB sectors: two for the key store (its record moves between two
-/// slots), 32 for the key-value store (256 KiB, as on the QEMU board), the other 92 for the
-/// spool (736 KiB; one sector of it is the spool's spare, so 728 KiB for mail).
-pub const FLASH_MAP: FlashMap = FlashMap {
-    sector_size: SECTOR_SIZE,
-    key_store_sectors: 2,
-    key_value_sectors: 32,
-    spool_sectors: PARTITION_SIZE / SECTOR_SIZE - 2 - 32,
-};
-
 /// Size of the Octo-SPI NOR (MX25LM51245G: 512 Mbit).
 pub const OCTO_SPI_NOR_SIZE: u32 = 64 * 1024 * 1024;
 /// Erase unit of the Octo-SPI NOR (its 4 KiB sector erase).
 pub const OCTO_SPI_NOR_SECTOR_SIZE: u32 = 4 * 1024;
+/// Program unit the Octo-SPI NOR driver offers the stores (the memory programs single bytes).
+pub const OCTO_SPI_NOR_WORD_SIZE: usize = 4;
 
-/// Not used yet (the Octo-SPI driver is not wired): the map the stores are to take on the Octo-SPI NOR, with
-/// the key store staying in the internal flash. The key store's two sectors here stay unused
-/// (the board map's type has no "none"); 256 KiB for the key-value store; the rest, 63.7 MiB,
-/// for the spool.
-pub const PLANNED_OCTO_SPI_NOR_MAP: FlashMap = FlashMap {
-    sector_size: OCTO_SPI_NOR_SECTOR_SIZE,
+/// The stores: the key store in two 8 KiB sectors of the internal flash (its record moves
+/// between two slots); on the Octo-SPI NOR, 64 sectors of 4 KiB for the key-value store
+/// (256 KiB, as on the QEMU board) and 256 for the spool (1 MiB; one sector of it is the
+/// spool's spare; its size is set by RAM, see the module documentation).
+pub const FLASH_MAP: FlashMap = FlashMap {
+    key_sector_size: SECTOR_SIZE,
     key_store_sectors: 2,
+    sector_size: OCTO_SPI_NOR_SECTOR_SIZE,
     key_value_sectors: 64,
-    spool_sectors: OCTO_SPI_NOR_SIZE / OCTO_SPI_NOR_SECTOR_SIZE - 2 - 64,
+    spool_sectors: 256,
 };
 
 /// Program page of the Octo-SPI NOR: one page program writes at most up to the end of its page.
@@ -112,12 +118,18 @@ pub const fn internal_layout_is_consistent() -> bool {
         && PARTITION_START_ADDRESS.is_multiple_of(SECTOR_SIZE)
         && PARTITION_SIZE.is_multiple_of(SECTOR_SIZE)
         && PARTITION_END_ADDRESS == FLASH_START_ADDRESS + 2 * BANK_SIZE
-        && FLASH_MAP.bytes() <= PARTITION_SIZE
+        && FLASH_MAP.key_sector_size == SECTOR_SIZE
+        && FLASH_MAP.key_store_bytes() <= PARTITION_SIZE
         && FLASH_MAP.is_consistent()
 }
 
+/// Whether the stores on the Octo-SPI NOR fit it, in its sectors.
+pub const fn octo_spi_layout_is_consistent() -> bool {
+    FLASH_MAP.sector_size == OCTO_SPI_NOR_SECTOR_SIZE && FLASH_MAP.data_bytes() <= OCTO_SPI_NOR_SIZE && FLASH_MAP.is_consistent()
+}
+
 const _: () = assert!(internal_layout_is_consistent(), "the internal flash map does not hold together");
-const _: () = assert!(PLANNED_OCTO_SPI_NOR_MAP.is_consistent() && PLANNED_OCTO_SPI_NOR_MAP.bytes() <= OCTO_SPI_NOR_SIZE);
+const _: () = assert!(octo_spi_layout_is_consistent(), "the Octo-SPI NOR map does not hold together");
 
 /// The chip's bank and sector (0–127 within the bank) of a partition offset; `None` past the end.
 pub const fn bank_and_sector(partition_offset: u32) -> Option<(u8, u32)> {
@@ -145,22 +157,25 @@ mod tests {
     }
 
     #[test]
-    fn the_internal_map_fills_the_partition_with_8_kib_sectors() {
+    fn the_key_store_takes_two_8_kib_sectors_of_the_internal_flash() {
         assert!(internal_layout_is_consistent());
-        assert_eq!(FLASH_MAP.sector_size, 8192);
-        assert_eq!(FLASH_MAP.bytes(), PARTITION_SIZE);
-        assert_eq!(FLASH_MAP.spool_sectors, 92);
-        assert_eq!(u64::from(FLASH_MAP.spool_sectors - 1) * 8192, 728 * 1024, "mail beside the spare sector");
+        assert_eq!(FLASH_MAP.key_sector_size, 8192);
+        assert_eq!(FLASH_MAP.key_store_bytes(), 2 * 8192);
+        assert_eq!(bank_and_sector(FLASH_MAP.key_store_bytes() - 1), Some((2, 3)), "bank 2, sectors 2 and 3");
         // A key store of one sector has nowhere to move its record.
         assert!(!FlashMap { key_store_sectors: 1, ..FLASH_MAP }.is_consistent());
     }
 
     #[test]
-    fn the_planned_octo_spi_map_takes_the_whole_nor_in_4_kib_sectors() {
-        assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.sector_size, 4096);
-        assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.bytes(), OCTO_SPI_NOR_SIZE);
-        assert!(PLANNED_OCTO_SPI_NOR_MAP.is_consistent());
-        assert_eq!(PLANNED_OCTO_SPI_NOR_MAP.spool_sectors, 16_384 - 66);
+    fn the_key_value_store_and_the_spool_take_4_kib_sectors_of_the_octo_spi_nor() {
+        assert!(octo_spi_layout_is_consistent());
+        assert_eq!(FLASH_MAP.sector_size, 4096);
+        assert_eq!(FLASH_MAP.key_value_sectors * 4096, 256 * 1024);
+        assert_eq!(FLASH_MAP.spool_sectors * 4096, 1024 * 1024);
+        assert_eq!(FLASH_MAP.data_bytes(), 0x14_0000);
+        assert!(FLASH_MAP.data_bytes() <= OCTO_SPI_NOR_SIZE);
+        // Mail beside the spare sector: more than the 728 KiB the internal flash gave it.
+        assert!(u64::from(FLASH_MAP.spool_sectors - 1) * 4096 > 728 * 1024);
     }
 
     #[test]

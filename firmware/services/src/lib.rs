@@ -71,8 +71,10 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     inbound_tls::init(random.derive());
     // First, before anything else takes a socket (see mx::spawn_listeners).
     mx::spawn_listeners(spawner, stack);
+    // Before the console runs: a chip that does not erase its RAM at reset never unlocks.
+    store::check_hardware_ram_wipe(homemx_board::ResetControl::hardware_ram_wipe(&parts.reset));
     #[cfg(not(feature = "spool-exercise"))]
-    open_vault(parts.flash, random.derive()).await;
+    open_vault(parts.key_flash, parts.flash, random.derive()).await;
     let identity = console::device_identity(parts.mac_address);
     // The console alone holds the store's lifecycle (unlock, lock, configuration, reset).
     let lifecycle = store::Lifecycle::take().expect("the lifecycle is handed out once, here");
@@ -98,8 +100,8 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
 
 /// Partitions the flash and mounts the key store: the device starts locked.
 #[cfg(not(feature = "spool-exercise"))]
-async fn open_vault(flash: storage::BoardFlash, random: random::DerivedRandom) {
-    match storage::partition(flash) {
+async fn open_vault(key_flash: storage::BoardKeyFlash, flash: storage::BoardFlash, random: random::DerivedRandom) {
+    match storage::partition(key_flash, flash) {
         Some(partitions) => store::mount(partitions, random).await,
         None => defmt::error!("storage: this board's flash sectors do not fit the storage map; the device stays locked"),
     }

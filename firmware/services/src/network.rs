@@ -30,19 +30,23 @@ pub trait PartsTypes {
     type Network: homemx_board::NetworkDriver + 'static;
     /// The board's console link.
     type Serial: homemx_board::SerialLink + 'static;
-    /// The board's flash partition for the application.
+    /// The board's data flash (key-value store and spool).
     type Flash: homemx_board::BoardFlash + 'static;
+    /// The board's key flash (key store).
+    type KeyFlash: homemx_board::BoardFlash + 'static;
 }
 
-impl<N, F, S, E, R> PartsTypes for homemx_board::BoardParts<N, F, S, E, R>
+impl<N, F, S, E, R, K> PartsTypes for homemx_board::BoardParts<N, F, S, E, R, K>
 where
     N: homemx_board::NetworkDriver + 'static,
     S: homemx_board::SerialLink + 'static,
     F: homemx_board::BoardFlash + 'static,
+    K: homemx_board::BoardFlash + 'static,
 {
     type Network = N;
     type Serial = S;
     type Flash = F;
+    type KeyFlash = K;
 }
 
 #[embassy_executor::task]

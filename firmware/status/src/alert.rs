@@ -96,10 +96,13 @@ pub enum AlertKind {
     CertificateExpiring,
     /// Many failed SMTP AUTH attempts (one address, or all together): password guessing.
     AuthenticationFailures,
+    /// The chip could erase its RAM at every reset (option bytes) but is not set to, so the
+    /// device refuses to unlock.
+    RamWipeNotSet,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 19;
+pub const ALERT_KIND_COUNT: usize = 20;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -123,6 +126,7 @@ impl AlertKind {
         AlertKind::DynDnsServerFailing,
         AlertKind::CertificateExpiring,
         AlertKind::AuthenticationFailures,
+        AlertKind::RamWipeNotSet,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -147,6 +151,7 @@ impl AlertKind {
             AlertKind::DynDnsServerFailing => 16,
             AlertKind::CertificateExpiring => 17,
             AlertKind::AuthenticationFailures => 18,
+            AlertKind::RamWipeNotSet => 19,
         }
     }
 
@@ -172,6 +177,7 @@ impl AlertKind {
             AlertKind::DynDnsServerFailing => "dyndns_server_failing",
             AlertKind::CertificateExpiring => "certificate_expiring",
             AlertKind::AuthenticationFailures => "authentication_failures",
+            AlertKind::RamWipeNotSet => "ram_wipe_not_set",
         }
     }
 
@@ -209,6 +215,7 @@ impl AlertKind {
             AlertKind::DynDnsServerFailing => "DynDNS update server failing",
             AlertKind::CertificateExpiring => "Own TLS certificate expires soon",
             AlertKind::AuthenticationFailures => "Repeated failed logins (SMTP AUTH)",
+            AlertKind::RamWipeNotSet => "RAM not erased at reset",
         }
     }
 
@@ -271,6 +278,9 @@ impl AlertKind {
             }
             AlertKind::AuthenticationFailures => {
                 "Wrong passwords keep coming on the submission ports; answers slow down and the address is blocked. The log names it."
+            }
+            AlertKind::RamWipeNotSet => {
+                "The chip is not set to erase its RAM at reset, so unlock is refused. Run cargo xtask provision-board, then reset."
             }
         }
     }

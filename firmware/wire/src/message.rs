@@ -519,6 +519,9 @@ pub enum ErrorCode {
     TimeUnknown,
     /// A certificate chain was refused (the device keeps the certificate it had).
     CertificateRefused(CertificateRefusal),
+    /// The chip could erase its RAM at every reset (option bytes) but is not set to: the
+    /// device refuses to unlock until it is.
+    RamWipeNotSet,
 }
 
 impl ErrorCode {
@@ -560,6 +563,9 @@ impl ErrorCode {
                 "the device's clock is not set yet (no SNTP answer): check the time server setting and retry in a minute"
             }
             ErrorCode::CertificateRefused(_) => "the device refused the certificate chain and keeps its current certificate",
+            ErrorCode::RamWipeNotSet => {
+                "the chip is not set to erase its RAM at reset, so the device will not unlock: run `cargo xtask provision-board` with the probe attached, then reset"
+            }
         }
     }
 }

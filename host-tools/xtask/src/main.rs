@@ -3,6 +3,7 @@
 //! - `build [--board qemu|stm32h573i-dk|all]`: firmware images
 //! - `run [--check | --bare | --isolated-network]`: the appliance in QEMU with demo peers, mail flowing (`--check`: exit once it flowed)
 //! - `flash-image PATH`: a fresh, erased flash file with an entropy seed
+//! - `provision-board [--print]`: the STM32H573I-DK's option bytes that erase its SRAM at every reset (STM32CubeProgrammer)
 //! - `figures`: image sizes of both boards and boot time to `/health` in QEMU
 //! - `throughput [--messages N]`: messages per second through the appliance's MX and Postfix
 //! - `bench [--check]`: image, spool, RAM and MX throughput beside Postfix, against `budgets.toml`, into `BENCHMARKS.md`
@@ -21,6 +22,7 @@ mod image_map;
 mod mail_figures;
 mod module_cycles;
 mod module_docs;
+mod provision_board;
 mod run;
 mod simulate;
 mod stack_layout;
@@ -37,6 +39,9 @@ commands:
                                            exit 0 once both arrived and the headline says mail flows
   run --bare | --isolated-network          unprovisioned boot (user networking, or a namespace: root)
   flash-image PATH                         write a fresh flash file (erased, with entropy seed)
+  provision-board [--print]                STM32H573I-DK: set the option bytes SRAM1_3_RST=0 SRAM2_RST=0
+                                           (SRAM erased at every reset) with STM32_Programmer_CLI over
+                                           the ST-LINK; idempotent; --print: only show the commands
   figures                                  print image sizes and boot time to /health
   throughput [--messages N]                MX messages/s, appliance and Postfix (default 2000; root)
   bench [--check] [--messages N] [--no-throughput]
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Some("build") => commands::build(&arguments[1..]),
         Some("run") => run::run(&arguments[1..]),
         Some("flash-image") => commands::flash_image(&arguments[1..]),
+        Some("provision-board") => provision_board::provision_board(&arguments[1..]),
         Some("figures") if arguments.get(1).map(String::as_str) == Some("mail") => mail_figures::print_mail_figures(),
         Some("figures") => figures::print_figures(),
         Some("throughput") => throughput::run(&arguments[1..]),

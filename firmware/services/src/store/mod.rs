@@ -18,8 +18,11 @@
 //!   once the clock is set); the summary is read through [`tls_certificate`]. The key never
 //!   leaves the store except as the signatures it makes.
 //!
-//! Owns: the vault (`VAULT`), the published spool free bytes and queue length, and the
-//! lifecycle's taken flag. Calls:
+//! - **The chip's RAM erase at reset** is checked once at boot ([`check_hardware_ram_wipe`]):
+//!   a chip that could erase its RAM at reset and is not set to never unlocks.
+//!
+//! Owns: the vault (`VAULT`), the published spool free bytes and queue length, the
+//! lifecycle's taken flag and the RAM-wipe refusal. Calls: `alerts`,
 //! `channels`, `event_log`, `random`, `storage`, `wall_clock`.
 
 mod identity;
@@ -55,6 +58,29 @@ static QUEUED_MESSAGES: AtomicU32 = AtomicU32::new(0);
 
 /// Set once the [`Lifecycle`] was handed out.
 static LIFECYCLE_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Set at boot when the chip could erase its RAM at every reset and is not set to
+/// ([`check_hardware_ram_wipe`]): every unlock is refused until a reset finds it set.
+static RAM_WIPE_NOT_SET: AtomicBool = AtomicBool::new(false);
+
+/// Checks the chip's own RAM erase at reset (the board reads it, e.g. the H5's option bytes),
+/// once at boot before the console runs: when the chip could erase its RAM and is not set to,
+/// unlocking is refused from now on and the `ram_wipe_not_set` alert raised. A board without
+/// such an option (QEMU) relies on the software wipe alone and raises nothing.
+pub fn check_hardware_ram_wipe(wipe: homemx_board::HardwareRamWipe) {
+    use homemx_board::HardwareRamWipe;
+    match wipe {
+        HardwareRamWipe::NotAvailable => defmt::info!("RAM wipe at reset: software only (the board has no option bytes for it)"),
+        HardwareRamWipe::Set => defmt::info!("RAM wipe at reset: software, and the chip's option bytes"),
+        HardwareRamWipe::NotSet { missing } => {
+            RAM_WIPE_NOT_SET.store(true, Ordering::Relaxed);
+            crate::alerts::raise(
+                homemx_status::alert::AlertKind::RamWipeNotSet,
+                format_args!("the chip does not erase its RAM at reset ({} not set); unlock refused", missing),
+            );
+        }
+    }
+}
 
 /// Publishes the spool's free bytes and queue length (the one place that stores them); zero
 /// for both without open stores.
@@ -324,6 +350,10 @@ impl Lifecycle {
     /// store still held (nothing else sees the stores before it is done); returns whether the
     /// device is unlocked afterwards beside the result.
     pub async fn unlock(&mut self, passphrase: &[u8], after: impl AsyncFnOnce(&mut OpenStores)) -> (Result<(), ErrorCode>, bool) {
+        if RAM_WIPE_NOT_SET.load(Ordering::Relaxed) {
+            crate::alerts::raise(homemx_status::alert::AlertKind::RamWipeNotSet, format_args!("unlock refused: the chip does not erase its RAM at reset"));
+            return (Err(ErrorCode::RamWipeNotSet), false);
+        }
         let mut unlocked = false;
         let result = self
             .with(async |vault| {

@@ -19,7 +19,7 @@ use homemx_wire::validate::{ConfigurationCheck, Refusal};
 use static_cell::StaticCell;
 
 use crate::random::DerivedRandom;
-use crate::storage::{FlashPartition, FlashPartitions, KEY_VALUE_SECTORS, SPOOL_MESSAGES, SPOOL_SECTORS};
+use crate::storage::{FlashPartition, FlashPartitions, KeyFlashPartition, KEY_VALUE_SECTORS, SPOOL_MESSAGES, SPOOL_SECTORS};
 
 /// The mail spool as the firmware uses it.
 pub type MailSpool = Spool<FlashPartition, DerivedRandom, SPOOL_SECTORS, SPOOL_MESSAGES>;
@@ -191,7 +191,7 @@ struct StagedConfiguration {
 
 /// Key store plus the stores it unlocks.
 pub struct Vault {
-    keystore: Keystore<FlashPartition, DerivedRandom>,
+    keystore: Keystore<KeyFlashPartition, DerivedRandom>,
     key_value_partition: FlashPartition,
     spool_partition: FlashPartition,
     random: DerivedRandom,
