@@ -96,10 +96,12 @@ pub enum AlertKind {
     CertificateExpiring,
     /// Many failed SMTP AUTH attempts (one address, or all together): password guessing.
     AuthenticationFailures,
+    /// The tamper loop (door contact, motion detector) was opened: the device locked itself.
+    Tamper,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 19;
+pub const ALERT_KIND_COUNT: usize = 20;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -123,6 +125,7 @@ impl AlertKind {
         AlertKind::DynDnsServerFailing,
         AlertKind::CertificateExpiring,
         AlertKind::AuthenticationFailures,
+        AlertKind::Tamper,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -147,6 +150,7 @@ impl AlertKind {
             AlertKind::DynDnsServerFailing => 16,
             AlertKind::CertificateExpiring => 17,
             AlertKind::AuthenticationFailures => 18,
+            AlertKind::Tamper => 19,
         }
     }
 
@@ -172,6 +176,7 @@ impl AlertKind {
             AlertKind::DynDnsServerFailing => "dyndns_server_failing",
             AlertKind::CertificateExpiring => "certificate_expiring",
             AlertKind::AuthenticationFailures => "authentication_failures",
+            AlertKind::Tamper => "tamper",
         }
     }
 
@@ -184,7 +189,7 @@ impl AlertKind {
     /// disproves: only the owner ends them (`homemx alert ack KIND`). Every other kind is a
     /// condition that ends when its cause is gone.
     pub const fn needs_acknowledgement(self) -> bool {
-        matches!(self, AlertKind::NdnGenerated | AlertKind::UnlockFailed | AlertKind::AuthenticationFailures)
+        matches!(self, AlertKind::NdnGenerated | AlertKind::UnlockFailed | AlertKind::AuthenticationFailures | AlertKind::Tamper)
     }
 
     /// Short human title (ASCII, fits a mail subject).
@@ -209,6 +214,7 @@ impl AlertKind {
             AlertKind::DynDnsServerFailing => "DynDNS update server failing",
             AlertKind::CertificateExpiring => "Own TLS certificate expires soon",
             AlertKind::AuthenticationFailures => "Repeated failed logins (SMTP AUTH)",
+            AlertKind::Tamper => "Tamper loop opened (device locked)",
         }
     }
 
@@ -271,6 +277,9 @@ impl AlertKind {
             }
             AlertKind::AuthenticationFailures => {
                 "Wrong passwords keep coming on the submission ports; answers slow down and the address is blocked. The log names it."
+            }
+            AlertKind::Tamper => {
+                "The case or door was opened; the keys were wiped and mail waits. Check the device, close the loop, unlock, then ack it."
             }
         }
     }
@@ -517,7 +526,7 @@ mod tests {
         assert_eq!(AlertKind::from_name("no_such_alert"), None);
         let acknowledged: std::vec::Vec<_> =
             AlertKind::ALL.iter().filter(|kind| kind.needs_acknowledgement()).collect();
-        assert_eq!(acknowledged, [&AlertKind::NdnGenerated, &AlertKind::UnlockFailed, &AlertKind::AuthenticationFailures]);
+        assert_eq!(acknowledged, [&AlertKind::NdnGenerated, &AlertKind::UnlockFailed, &AlertKind::AuthenticationFailures, &AlertKind::Tamper]);
     }
 
     fn kind() -> impl Strategy<Value = AlertKind> {

@@ -519,6 +519,8 @@ pub enum ErrorCode {
     TimeUnknown,
     /// A certificate chain was refused (the device keeps the certificate it had).
     CertificateRefused(CertificateRefusal),
+    /// The tamper loop is open (case or door open): the device stays locked until it is closed.
+    TamperLoopOpen,
 }
 
 impl ErrorCode {
@@ -560,6 +562,9 @@ impl ErrorCode {
                 "the device's clock is not set yet (no SNTP answer): check the time server setting and retry in a minute"
             }
             ErrorCode::CertificateRefused(_) => "the device refused the certificate chain and keeps its current certificate",
+            ErrorCode::TamperLoopOpen => {
+                "the tamper loop is open (case or door contact): the device stays locked; close the loop first, then unlock and `homemx alert ack tamper`"
+            }
         }
     }
 }
