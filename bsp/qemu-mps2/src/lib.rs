@@ -10,6 +10,7 @@
 //! | flash | 16 MiB PSRAM at `0x2100_0000`, backed by a host file | [`flash`] (NOR semantics, counters) |
 //! | entropy | none (no TRNG) | [`entropy`] (ratcheted seed in flash) |
 //! | reset | SCB `SYSRESETREQ` | [`reset`] |
+//! | tamper loop | PCA9552 at I²C `0x60` on the SBCon at `0x4002_A000` (plugged in by the harness) | [`tamper`] |
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over semihosting (QEMU's stdout), see [`logging`].
@@ -22,6 +23,7 @@ pub mod interrupts;
 pub mod logging;
 pub mod registers;
 pub mod reset;
+pub mod tamper;
 pub mod time_driver;
 pub mod uart;
 
@@ -40,6 +42,7 @@ pub type Parts = BoardParts<
     uart::CmsdkUart,
     entropy::SeededEntropy,
     reset::SystemReset,
+    tamper::Pca9552Loop<tamper::Sbcon>,
 >;
 
 /// What this board has room for (static RAM is not the limit in QEMU; the figures are the
@@ -79,7 +82,7 @@ pub enum InitError {
     Flash,
 }
 
-/// Brings the board up: time, interrupts, Ethernet, UART, flash and entropy.
+/// Brings the board up: time, interrupts, Ethernet, UART, flash, entropy and the tamper loop.
 ///
 /// Call once, first thing in `main`. The entropy seed is ratcheted forward and re-written to
 /// flash before any random byte is handed out. This board spawns no tasks of its own; the
@@ -102,5 +105,6 @@ pub fn init(_spawner: embassy_executor::Spawner) -> Result<Parts, InitError> {
         serial,
         entropy,
         reset: reset::SystemReset,
+        tamper: tamper::Pca9552Loop::new(tamper::Sbcon::shield_1()),
     })
 }

@@ -12,11 +12,12 @@
 //! | flash | internal flash bank 2, sectors 2–127 (`0x0810_4000`, 1008 KiB of 8 KiB sectors) | [`flash`], [`partition_map`] |
 //! | entropy | true RNG (NIST SP 800-90B source, health tests on) | [`entropy`] (continuous test too) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_RSR | [`reset`] |
+//! | tamper loop | TAMP external input 1 on PC13 (normally-closed loop to GND, level mode, pull-up precharge) | [`tamper`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |
 //! | (not wired) | 64 MB Octo-SPI NOR, MX25LM51245G, 4 KiB sectors | [`octo_spi_nor`] (1-line SPI, async NOR, counters) |
 //!
 //! Not used yet: the Octo-SPI NOR (its driver is compiled, but the spool is in the internal
-//! flash: `BoardParts` holds one flash), SAES with the hardware unique key, the tamper pins,
+//! flash: `BoardParts` holds one flash), SAES with the hardware unique key,
 //! the SRAM-erase option bytes (README).
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
@@ -47,6 +48,8 @@ pub mod partition_map;
 mod ram_wipe;
 #[cfg(target_os = "none")]
 pub mod reset;
+#[cfg(target_os = "none")]
+pub mod tamper;
 #[cfg(target_os = "none")]
 pub mod usb_console;
 
@@ -87,7 +90,7 @@ mod hardware {
     use embassy_executor::Spawner;
     use homemx_board::BoardParts;
 
-    use crate::{clocks, core_clock, entropy, ethernet, flash, reset, usb_console, BOARD_NAME};
+    use crate::{clocks, core_clock, entropy, ethernet, flash, reset, tamper, usb_console, BOARD_NAME};
 
     /// The concrete parts of this board, as the application sees them.
     pub type Parts = BoardParts<
@@ -96,6 +99,7 @@ mod hardware {
         usb_console::UsbConsole,
         entropy::HardwareEntropy,
         reset::SystemReset,
+        tamper::TamperInput,
     >;
 
     /// Checked at compile time: this board's parts satisfy the board traits.
@@ -115,8 +119,8 @@ mod hardware {
         CorePeripheralsTaken,
     }
 
-    /// Brings the board up: clocks, time, cycle counter, reset cause, RNG, flash, Ethernet and the
-    /// USB console.
+    /// Brings the board up: clocks, time, cycle counter, reset cause, RNG, flash, Ethernet, the
+    /// USB console and the tamper input.
     ///
     /// Call once, first thing in `main`. `spawner` runs the USB device task.
     pub fn init(spawner: Spawner) -> Result<Parts, InitError> {
@@ -161,7 +165,9 @@ mod hardware {
         )
         .map_err(|_| InitError::UsbTaskSpawn)?;
 
-        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, serial, entropy, reset })
+        let tamper = tamper::TamperInput::new(peripherals.PC13);
+
+        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, serial, entropy, reset, tamper })
     }
 }
 

@@ -32,17 +32,21 @@ pub trait PartsTypes {
     type Serial: homemx_board::SerialLink + 'static;
     /// The board's flash partition for the application.
     type Flash: homemx_board::BoardFlash + 'static;
+    /// The board's tamper loop.
+    type Tamper: homemx_board::TamperLoop + 'static;
 }
 
-impl<N, F, S, E, R> PartsTypes for homemx_board::BoardParts<N, F, S, E, R>
+impl<N, F, S, E, R, T> PartsTypes for homemx_board::BoardParts<N, F, S, E, R, T>
 where
     N: homemx_board::NetworkDriver + 'static,
     S: homemx_board::SerialLink + 'static,
     F: homemx_board::BoardFlash + 'static,
+    T: homemx_board::TamperLoop + 'static,
 {
     type Network = N;
     type Serial = S;
     type Flash = F;
+    type Tamper = T;
 }
 
 #[embassy_executor::task]
