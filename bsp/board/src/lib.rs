@@ -8,6 +8,8 @@
 //! simulator's board (`bsp/sim`) all hand the application a [`BoardParts`].
 #![cfg_attr(not(test), no_std)]
 
+pub mod bitbang_i2c;
+
 pub use embassy_net_driver::Driver as NetworkDriver;
 pub use embedded_io_async::{Read as SerialRead, Write as SerialWrite};
 pub use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};

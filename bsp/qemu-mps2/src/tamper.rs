@@ -9,7 +9,8 @@
 //! The SBCon is a bit-banged controller: writing 1s to `CONTROLS` (offset `0x0`) sets lines,
 //! to `CONTROLC` (`0x4`) clears them, and reading offset `0x0` gives SCL (bit 0, as driven)
 //! and SDA (bit 1, the wire: low if we or the device pull it low). [`Sbcon`] drives the lines,
-//! [`read_register`] speaks I²C over any [`Lines`], [`Pca9552Loop`] reads the expander's
+//! `homemx_board::bitbang_i2c` speaks I²C over them (its host tests check the bit sequence
+//! against a device model), [`Pca9552Loop`] reads the expander's
 //! `INPUT0` register (`0x00`) once per [`homemx_board::TamperLoop::state`] (about 40 register
 //! accesses, no waiting: QEMU's bus model answers at once).
 //!
@@ -21,6 +22,7 @@
 //!
 //! Owns: the SBCon at `0x4002_A000`. Calls: `registers`.
 
+use homemx_board::bitbang_i2c::{read_register, Lines};
 use homemx_board::{TamperLoop, TamperState};
 
 use crate::registers::RegisterBlock;
@@ -34,16 +36,6 @@ const SCL: u32 = 1 << 0;
 const SDA: u32 = 1 << 1;
 const CONTROLS: usize = 0x0;
 const CONTROLC: usize = 0x4;
-
-/// The two lines of an I²C bus driven by hand (open drain: "high" releases the line).
-pub trait Lines {
-    /// Releases (true) or pulls low (false) the clock.
-    fn set_clock(&mut self, high: bool);
-    /// Releases (true) or pulls low (false) the data line.
-    fn set_data(&mut self, high: bool);
-    /// The data line's level on the wire.
-    fn data(&mut self) -> bool;
-}
 
 /// The SBCon bit-banged controller at `0x4002_A000` (QEMU's `versatile_i2c`).
 pub struct Sbcon {
@@ -69,66 +61,6 @@ impl Lines for Sbcon {
     fn data(&mut self) -> bool {
         self.registers.read(CONTROLS) & SDA != 0
     }
-}
-
-fn start(lines: &mut impl Lines) {
-    // Both released, then data falls while the clock is high (also a repeated start).
-    lines.set_data(true);
-    lines.set_clock(true);
-    lines.set_data(false);
-    lines.set_clock(false);
-}
-
-fn stop(lines: &mut impl Lines) {
-    lines.set_data(false);
-    lines.set_clock(true);
-    lines.set_data(true);
-}
-
-fn write_bit(lines: &mut impl Lines, bit: bool) {
-    lines.set_data(bit);
-    lines.set_clock(true);
-    lines.set_clock(false);
-}
-
-fn read_bit(lines: &mut impl Lines) -> bool {
-    lines.set_data(true);
-    lines.set_clock(true);
-    let bit = lines.data();
-    lines.set_clock(false);
-    bit
-}
-
-/// Sends `byte`, most significant bit first; true if the device acknowledged it.
-fn write_byte(lines: &mut impl Lines, byte: u8) -> bool {
-    for shift in (0..8).rev() {
-        write_bit(lines, byte >> shift & 1 != 0);
-    }
-    !read_bit(lines)
-}
-
-/// Receives one byte and answers "no more" (not acknowledged).
-fn read_last_byte(lines: &mut impl Lines) -> u8 {
-    let mut byte = 0;
-    for _ in 0..8 {
-        byte = byte << 1 | u8::from(read_bit(lines));
-    }
-    write_bit(lines, true);
-    byte
-}
-
-/// Reads register `register` of the device at `address`: START, address + write, register,
-/// repeated START, address + read, one byte, NACK, STOP. `None` if the device did not
-/// acknowledge.
-pub fn read_register(lines: &mut impl Lines, address: u8, register: u8) -> Option<u8> {
-    start(lines);
-    let answered = write_byte(lines, address << 1) && write_byte(lines, register) && {
-        start(lines);
-        write_byte(lines, address << 1 | 1)
-    };
-    let value = answered.then(|| read_last_byte(lines));
-    stop(lines);
-    value
 }
 
 /// The tamper loop on pin 0 of the PCA9552.

@@ -5,14 +5,14 @@
 //! does the work. Secrets arrive here (passphrase, credentials) and go only into the key
 //! store or the encrypted key-value store; no answer carries one.
 //!
-//! Owns: the console task, the serial link and the store's `Lifecycle` it is handed at boot. Calls:
-//! `alerts`, `backup_mx`, `channels`, `cpu_load`, `dyndns`, `event_log`, `inbound_tls`, `instrument`, `mail_settings`,
-//! `network`, `random`, `stack`, `status_page`, `store`, `tamper`, `wall_clock`.
-//!
 //! The lock has one path ([`DeviceConsole::lock_because`]): the owner's `lock` command and the
 //! tamper loop opening (`tamper`, through `channels::TAMPER_OPENED`, which the console task
 //! waits on beside the serial link). While the loop is open, `unlock` is refused with
 //! `ErrorCode::TamperLoopOpen` (close the loop first).
+//!
+//! Owns: the console task, the serial link and the store's `Lifecycle` it is handed at boot. Calls:
+//! `alerts`, `backup_mx`, `channels`, `cpu_load`, `dyndns`, `event_log`, `inbound_tls`, `instrument`, `mail_settings`,
+//! `network`, `random`, `stack`, `status_page`, `store`, `tamper`, `wall_clock`.
 
 use embassy_time::Instant;
 use embedded_io_async::{Read, Write};

@@ -16,8 +16,8 @@
 //! is already locked cannot be written (the store is closed): the alert is kept in RAM and
 //! persisted at the next unlock (a loop still open at boot raises it again at once).
 //!
-//! Owns: the tamper task and the loop's last state. Calls: `alerts`, `channels`, `event_log`,
-//! `wall_clock`.
+//! Owns: the tamper task, the board's tamper loop and the loop's last state. Calls: `channels`,
+//! `event_log`, `network` (the parts' types), `wall_clock`.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
