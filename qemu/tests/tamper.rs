@@ -14,8 +14,9 @@
 //!
 //! Without the tamper check (the console's `tamper_opened` not locking, or the tamper task not
 //! run) the MX keeps answering 220 after the loop opens and the first 421 assertion fails
-//! (checked once by hand with the lock taken out of `tamper_opened`); without the unlock
-//! refusal (`tamper::loop_open` in `DeviceConsole::unlock`) the refused-unlock assertion fails.
+//! (checked by hand with the lock taken out of `tamper_opened`: 220 and 250 five seconds after
+//! the loop opened); without the unlock refusal (`tamper::loop_open` in `DeviceConsole::unlock`)
+//! the refused-unlock assertion fails (checked by hand too).
 
 use std::time::{Duration, Instant};
 
