@@ -123,6 +123,12 @@ if ! python3 -c 'import cryptography.hazmat.primitives.asymmetric.x25519' >/dev/
   python3 -m pip install --quiet --disable-pip-version-check cryptography
 fi
 
+# The firmware links through flip-link (the stack below the statics: an overflow faults).
+if ! have flip-link && [ ! -x "$HOME/.cargo/bin/flip-link" ]; then
+  log "installing flip-link (the firmware's linker wrapper)"
+  cargo install --quiet --locked flip-link@0.1.12
+fi
+
 if ! have cargo-fuzz && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
   log "installing cargo-fuzz (takes a couple of minutes once)"
   cargo install --quiet --locked cargo-fuzz

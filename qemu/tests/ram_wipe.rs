@@ -14,9 +14,12 @@ use homemx_qemu::{flash_image, gdb};
 const SRAM_START: u32 = 0x2000_0000;
 const SRAM_SIZE: u32 = 4 * 1024 * 1024;
 /// Where the secret is planted: RAM the firmware does not touch between two boots (so
-/// without the wipe every copy must survive), from low RAM up to 128 KiB below the initial
-/// stack pointer. The wipe covers `_ram_start.._ram_end`, which includes the stack.
-const PLANT_ADDRESSES: [u32; 4] = [0x2010_0000, 0x2020_0000, 0x2030_0000, 0x203e_0000];
+/// without the wipe every copy must survive). flip-link puts the stack at the RAM's start,
+/// below the statics (`0x2037_xxxx` up; `.bss` is zeroed at every boot anyway, wipe or not): the
+/// plants lie in the stack region, from its bottom to over 400 KiB below its top, deeper than
+/// the stack ever grows. The wipe covers the statics (`zero-init-ram`) and the stack region
+/// (`paint-stack`).
+const PLANT_ADDRESSES: [u32; 4] = [0x2000_1000, 0x2010_0000, 0x2020_0000, 0x2030_0000];
 
 fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
     haystack.windows(needle.len()).filter(|window| *window == needle).count()

@@ -2,9 +2,10 @@
 //! `zero-init-ram` zeroes all 640 KB of it.
 //!
 //! cortex-m-rt's `Reset` handler calls `__pre_init` with `bl` before it touches RAM, then,
-//! with the `zero-init-ram` feature, stores zeros over `_ram_start.._ram_end` (the whole `RAM`
-//! region of `memory.x`: SRAM1, SRAM2 and SRAM3, `0x2000_0000..0x200A_0000`, stack included) and
-//! only then copies `.data`. The three SRAMs are clocked after reset (RM0481: `SRAM1EN`,
+//! with the `zero-init-ram` feature, stores zeros over `_ram_start.._ram_end` (the statics' part
+//! of SRAM1–3: flip-link moved it to the top of `0x2000_0000..0x200A_0000`), with `paint-stack`
+//! overwrites `_stack_end.._stack_start` (the stack below them, from `0x2000_0000`), and only
+//! then copies `.data`. The three SRAMs are clocked after reset (RM0481: `SRAM1EN`,
 //! `SRAM2EN`, `SRAM3EN` reset to 1), but a wipe must not depend on that: a store to an SRAM
 //! whose clock is off would leave it unwiped (or fault). So this `__pre_init` sets the three
 //! bits first. It is written in assembly and uses only the caller-saved registers `r0`–`r1`:

@@ -21,8 +21,9 @@
 //! from the provider's `Delivered-To` / `X-Original-To` / `Envelope-To` header; a recipient
 //! that is not one of ours goes to postmaster@ (fetched mail is never relayed out).
 //!
-//! Owns: the fetch status for the status page and the line-down flag; a fetch's socket lives on the
-//! courier's future. Calls: `alerts`, `channels`, `event_log`, `instrument`, `link`, `mail_settings`,
+//! Owns: the fetch status for the status page, the line-down flag, and the fetch's scratch
+//! (`FETCH_SCRATCH`: socket buffers, listing, header; lent to the courier); a fetch's socket and
+//! session live on the courier's future. Calls: `alerts`, `channels`, `event_log`, `instrument`, `link`, `mail_settings`,
 //! `mail_status`, `random`, `resolver`, `store`, `wall_clock`.
 
 use core::fmt::Write as _;
@@ -48,6 +49,7 @@ use homemx_wire::message::{Credential, TlsService};
 use crate::instrument::{Measurement, Operation};
 use crate::link::{Link, TlsBuffers, TlsStart};
 use crate::random::DerivedRandom;
+use static_cell::ConstStaticCell;
 
 /// Headers that name the envelope recipient at common providers, tried in this order.
 const RECIPIENT_HEADERS: [&str; 3] = ["Delivered-To", "X-Original-To", "Envelope-To"];
@@ -242,7 +244,39 @@ fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t Bac
     }
 }
 
-pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut TlsBuffers) {
+/// A fetch's buffers and lists (≈ 12 KB), kept out of [`fetch`]'s future: the courier builds
+/// that future on its stack before moving it into its own, so each byte of it was on the
+/// stack twice at every poll of the courier (a 48 KB frame). The courier takes them once
+/// ([`take_fetch_scratch`]) and lends them to each fetch, which starts by clearing them.
+pub struct FetchScratch {
+    receive: [u8; 2048],
+    transmit: [u8; 1024],
+    /// Per message listed: its number, seen-ring key, whether it was seen, and its size.
+    listed: heapless::Vec<(u32, u64, bool, u64), { homemx_pop3::LISTING_MAX }>,
+    /// The UIDL of each message listed, in the order of `listed`.
+    uidls: heapless::Vec<heapless::String<{ homemx_pop3::UIDL_MAX }>, { homemx_pop3::LISTING_MAX }>,
+    /// The start of the message being retrieved, up to its header's end.
+    header: heapless::Vec<u8, HEADER_CAPACITY>,
+    /// What the server sent and the session has not taken yet (see homemx_exchange).
+    inbox: Inbox<1024>,
+}
+
+/// The one [`FetchScratch`] (all zero bytes and empty lists: `.bss`).
+static FETCH_SCRATCH: ConstStaticCell<FetchScratch> = ConstStaticCell::new(FetchScratch {
+    receive: [0; 2048],
+    transmit: [0; 1024],
+    listed: heapless::Vec::new(),
+    uidls: heapless::Vec::new(),
+    header: heapless::Vec::new(),
+    inbox: Inbox::new(),
+});
+
+/// The fetch's scratch, for the courier (the one task that fetches); `None` once taken.
+pub fn take_fetch_scratch() -> Option<&'static mut FetchScratch> {
+    FETCH_SCRATCH.try_take()
+}
+
+pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut TlsBuffers, scratch: &mut FetchScratch) {
     let Some((backup, host_name, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
     }) else {
@@ -279,9 +313,12 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
         crate::event_warning!("backup MX: the configured user name cannot be used");
         return finish_status(FetchResult::LoginRefused, 0);
     };
-    let mut receive_buffer = [0u8; 2048];
-    let mut transmit_buffer = [0u8; 1024];
-    let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
+    let FetchScratch { receive, transmit, listed, uidls, header, inbox } = scratch;
+    listed.clear();
+    uidls.clear();
+    header.clear();
+    *inbox = Inbox::new();
+    let mut socket = TcpSocket::new(stack, receive, transmit);
     socket.set_timeout(Some(Duration::from_secs(120)));
     let endpoint = IpEndpoint::new(Ipv4Address::from(address).into(), backup.port);
     if socket.connect(endpoint).await.is_err() {
@@ -305,11 +342,8 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
         }
     }
 
-    // Per message listed: its number, seen-ring key, whether it was seen, and its size.
-    let mut listed: heapless::Vec<(u32, u64, bool, u64), { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
     let mut listing_complete = false;
     let mut queue_position = 0;
-    let mut header: heapless::Vec<u8, HEADER_CAPACITY> = heapless::Vec::new();
     let mut writer: Option<MessageWriter> = None;
     let mut current_uidl_key = 0u64;
     let mut current_size = 0u64;
@@ -318,9 +352,6 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
     // The message being retrieved, from its RETR to its commit (dropped unended: cancelled).
     let mut message_measurement: Option<Measurement> = None;
     let mut result = FetchResult::Ok;
-    // What the server sent and the session has not taken yet (see homemx_exchange).
-    let mut inbox = Inbox::<1024>::new();
-    let mut uidls: heapless::Vec<heapless::String<{ homemx_pop3::UIDL_MAX }>, { homemx_pop3::LISTING_MAX }> = heapless::Vec::new();
     loop {
         let event = session.poll(now());
         match event {
@@ -483,7 +514,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut T
                 }
                 // Send, then feed what the server says; a closed or broken connection is told
                 // to the session, which ends with `Failed` and `Close`.
-                exchange(&mut link, &mut session, &mut inbox, now).await;
+                exchange(&mut link, &mut session, inbox, now).await;
             }
         }
     }

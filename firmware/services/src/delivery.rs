@@ -98,6 +98,7 @@ pub type Outcomes = heapless::Vec<RecipientOutcome, BATCH_RECIPIENTS>;
 pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> ! {
     // The courier owns the one set of TLS buffers: its provider connections never overlap.
     let buffers = crate::link::take_tls_buffers().expect("the courier is the one task that takes the TLS buffers");
+    let fetch_scratch = crate::backup_mx::take_fetch_scratch().expect("the courier is the one task that fetches");
     let mut next_fetch = 0u64;
     let mut next_dyndns_check = 0u64;
     let mut next_identity_check = 0u64;
@@ -141,7 +142,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         if let Some(poll_seconds) = poll_seconds {
             if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
                 next_fetch = uptime_seconds() + poll_seconds.max(60);
-                crate::backup_mx::fetch(stack, random.derive(), buffers).await;
+                crate::backup_mx::fetch(stack, random.derive(), buffers, fetch_scratch).await;
             }
         }
         // Each pass tries every message that is due once.

@@ -26,7 +26,9 @@ use crate::layout::{
     RECORD_OVERHEAD, RECORD_PAYLOAD_CAPACITY,
 };
 use crate::RandomSource;
+use core::mem::MaybeUninit;
 use core::ops::Range;
+use core::ptr::addr_of_mut;
 use embedded_storage_async::nor_flash::NorFlash;
 
 /// Bytes of message data one chunk record carries (the writer's buffer size).
@@ -253,6 +255,17 @@ pub struct Spool<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSA
     pub(crate) counter_guard: Option<counters::CounterMark>,
 }
 
+/// Writes `count` copies of `value` from `first` on, one element at a time.
+///
+/// # Safety
+/// `first..first + count` must be valid for writes; what it held is overwritten, not dropped.
+unsafe fn fill<T: Copy>(first: *mut T, count: usize, value: T) {
+    for index in 0..count {
+        // SAFETY: in bounds, by the caller's contract.
+        unsafe { first.add(index).write(value) };
+    }
+}
+
 pub(crate) async fn program<F: NorFlash>(
     flash: &mut F,
     statistics: &mut Statistics,
@@ -287,6 +300,24 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     /// whole sectors of it, has more than `SECTORS`, or too few to take one message with the
     /// largest envelope (three, or four of 4 KiB).
     pub fn new(flash: F, region: Range<u32>, key: &[u8; 32], random: R) -> Result<Self, SpoolError<F::Error>> {
+        let mut place = MaybeUninit::uninit();
+        Self::new_in(&mut place, flash, region, key, random)?;
+        // SAFETY: `new_in` succeeded, so it initialised every field of `place`.
+        Ok(unsafe { place.assume_init() })
+    }
+
+    /// [`Spool::new`], built straight into `place` (which it overwrites without dropping):
+    /// field by field and its arrays element by element, so that no spool-sized value, nor
+    /// one of its arrays, passes through the stack (a spool is tens of KB; built by value it
+    /// took several copies of itself in the caller's frame). `place` is left uninitialised on
+    /// an error.
+    pub fn new_in<'a>(
+        place: &'a mut MaybeUninit<Self>,
+        flash: F,
+        region: Range<u32>,
+        key: &[u8; 32],
+        random: R,
+    ) -> Result<&'a mut Self, SpoolError<F::Error>> {
         if !crate::layout::geometry_is_supported::<F>() {
             return Err(SpoolError::UnsupportedGeometry);
         }
@@ -299,24 +330,29 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if !valid || sector_count < 3 || sector_count > SECTORS || MESSAGES == 0 || !Self::region_takes_a_message(sector_count) {
             return Err(SpoolError::InvalidRegion);
         }
-        Ok(Self {
-            flash,
-            random,
-            cipher: RecordCipher::new(key, region.start),
-            region_start: region.start,
-            sector_count,
-            sequences: [NO_SEQUENCE; SECTORS],
-            states: [SectorState::Garbage; SECTORS],
-            entries: [MessageEntry::EMPTY; MESSAGES],
-            head: None,
-            next_sequence: 0,
-            next_message: 1,
-            allocation_cursor: 0,
-            statistics: Statistics::default(),
-            buffer: [0xFF; RECORD_BUFFER_CAPACITY],
-            mounted: false,
-            counter_guard: None,
-        })
+        let spool = place.as_mut_ptr();
+        // SAFETY: every field of `*spool` is written exactly once below, through a pointer to
+        // that field (arrays through pointers to their elements, all in bounds), before the
+        // whole is taken as initialised; nothing is read or dropped from `place`.
+        unsafe {
+            addr_of_mut!((*spool).flash).write(flash);
+            addr_of_mut!((*spool).random).write(random);
+            addr_of_mut!((*spool).cipher).write(RecordCipher::new(key, region.start));
+            addr_of_mut!((*spool).region_start).write(region.start);
+            addr_of_mut!((*spool).sector_count).write(sector_count);
+            fill(addr_of_mut!((*spool).sequences).cast::<u32>(), SECTORS, NO_SEQUENCE);
+            fill(addr_of_mut!((*spool).states).cast::<SectorState>(), SECTORS, SectorState::Garbage);
+            fill(addr_of_mut!((*spool).entries).cast::<MessageEntry>(), MESSAGES, MessageEntry::EMPTY);
+            addr_of_mut!((*spool).head).write(None);
+            addr_of_mut!((*spool).next_sequence).write(0);
+            addr_of_mut!((*spool).next_message).write(1);
+            addr_of_mut!((*spool).allocation_cursor).write(0);
+            addr_of_mut!((*spool).statistics).write(Statistics::default());
+            addr_of_mut!((*spool).buffer).cast::<u8>().write_bytes(0xFF, RECORD_BUFFER_CAPACITY);
+            addr_of_mut!((*spool).mounted).write(false);
+            addr_of_mut!((*spool).counter_guard).write(None);
+            Ok(place.assume_init_mut())
+        }
     }
 
     /// Flash work done so far.

@@ -31,8 +31,8 @@ fn selected_builds(arguments: &[String]) -> Result<Vec<FirmwareBuild>> {
     }
 }
 
-/// The RAM of each board's chip, for the "left for the stack" column: QEMU's mps2-an386 has
-/// 4 MiB, the STM32H573 640 KiB.
+/// The RAM of each board's chip: QEMU's mps2-an386 has 4 MiB, the STM32H573 640 KiB, both
+/// from 0x2000_0000.
 fn board_ram_bytes(board: Board) -> u64 {
     match board {
         Board::QemuMps2 => 4 * 1024 * 1024,
@@ -40,9 +40,13 @@ fn board_ram_bytes(board: Board) -> u64 {
     }
 }
 
-/// `cargo xtask build`: builds the images, prints each one's flash and static RAM, and fails
-/// when an image is larger than the flash budget (`budgets.toml`, `flash.image_bytes`: two
-/// images must fit the real board's 2 MB of internal flash).
+/// Where each board's RAM starts.
+const RAM_ORIGIN: u64 = 0x2000_0000;
+
+/// `cargo xtask build`: builds the images, prints each one's flash, static RAM and stack room,
+/// and fails when an image is larger than the flash budget (`budgets.toml`, `flash.image_bytes`:
+/// two images must fit the real board's 2 MB of internal flash) or its stack is not below its
+/// statics (flip-link, see [`crate::stack_layout`]).
 pub fn build(arguments: &[String]) -> Result<()> {
     let over_budget = build_images(&selected_builds(arguments)?)?;
     if !over_budget.is_empty() {
@@ -51,8 +55,9 @@ pub fn build(arguments: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Builds `builds`, prints each image's flash and static RAM, and returns the images over the
-/// flash budget (one line each; empty when all are within it).
+/// Builds `builds`, prints each image's flash, static RAM and stack room, and returns the images
+/// over the flash budget (one line each; empty when all are within it). Fails on an image whose
+/// stack is not below its statics.
 fn build_images(builds: &[FirmwareBuild]) -> Result<Vec<String>> {
     let flash_budget = crate::budgets::Budgets::load()?.get("flash.image_bytes").ok_or("budgets.toml: flash.image_bytes missing")?;
     let mut over_budget = Vec::new();
@@ -60,9 +65,13 @@ fn build_images(builds: &[FirmwareBuild]) -> Result<Vec<String>> {
         eprintln!("xtask: building {} with the {:?} toolchain", firmware.variant_name(), detect_toolchain_for(firmware.board));
         let elf = firmware.build()?;
         let size = image_size(&elf)?;
-        let stack_room = board_ram_bytes(firmware.board).saturating_sub(size.static_ram);
+        let layout = crate::stack_layout::check(&elf, RAM_ORIGIN)?;
+        let stack_room = layout.stack_bytes();
+        if layout.stack_bytes() + size.static_ram > board_ram_bytes(firmware.board) {
+            return Err(format!("{}: stack and statics are larger than the board's RAM", firmware.variant_name()).into());
+        }
         println!(
-            "{:<28} flash {:>7} B ({:>6.1} KiB)  static RAM {:>7} B ({:>6.1} KiB, {:>6.1} KiB left for the stack)  {}",
+            "{:<28} flash {:>7} B ({:>6.1} KiB)  static RAM {:>7} B ({:>6.1} KiB; {:>6.1} KiB of stack below it)  {}",
             firmware.variant_name(),
             size.flash,
             size.flash as f64 / 1024.0,

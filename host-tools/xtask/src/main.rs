@@ -23,6 +23,7 @@ mod module_cycles;
 mod module_docs;
 mod run;
 mod simulate;
+mod stack_layout;
 mod throughput;
 
 use std::process::ExitCode;

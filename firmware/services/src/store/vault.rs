@@ -32,10 +32,56 @@ pub type Settings = KeyValueStore<FlashPartition, DerivedRandom, homemx_spool::P
 
 /// Where the open stores live (≈ 28 KB): in place, never inside the `Vault` value, so that
 /// mounting the vault and moving it into the store moves only the key store and the
-/// partitions (the stores inline made two 28 KB copies on the boot stack). A `StaticCell`,
-/// not a `ConstStaticCell` of `None`: `None` is not all zero bytes, so the latter sat in
-/// `.data` and its 26 KB initial image in flash; this one is `.bss`, set to `None` at mount.
-static OPEN_STORES: StaticCell<Option<OpenStores>> = StaticCell::new();
+/// partitions (the stores inline made two 28 KB copies on the boot stack). A `StaticCell`
+/// in `.bss`, set to closed at mount.
+static OPEN_STORES: StaticCell<OpenSlot> = StaticCell::new();
+
+/// The open stores' place: each store is built straight into it by a function of its own, and
+/// dropped in place at lock. Building `Some(OpenStores { .. })` in one expression kept every
+/// store's temporaries side by side: an 83 KB stack frame at unlock, the deepest of the firmware.
+struct OpenSlot {
+    stores: core::mem::MaybeUninit<OpenStores>,
+    /// Both stores of `stores` are initialised.
+    open: bool,
+}
+
+impl OpenSlot {
+    const CLOSED: OpenSlot = OpenSlot { stores: core::mem::MaybeUninit::uninit(), open: false };
+
+    fn is_some(&self) -> bool {
+        self.open
+    }
+
+    fn as_mut(&mut self) -> Option<&mut OpenStores> {
+        // SAFETY: `open` says both stores were written (`fill`) and not dropped since (`close`).
+        self.open.then(|| unsafe { self.stores.assume_init_mut() })
+    }
+
+    /// Drops the stores (their ciphers wipe the keys), if open.
+    fn close(&mut self) {
+        if core::mem::take(&mut self.open) {
+            // SAFETY: both stores were initialised, and `open` is now false: never dropped twice.
+            unsafe { self.stores.assume_init_drop() };
+        }
+    }
+
+    /// Builds the key-value store and the spool under `key` in place, each in a frame of its
+    /// own (see [`build_settings`], [`build_spool`]); closed first if open.
+    fn fill(&mut self, key_value_partition: &FlashPartition, spool_partition: &FlashPartition, random: &mut DerivedRandom, key: &[u8; 32]) -> Result<(), ErrorCode> {
+        self.close();
+        let stores = self.stores.as_mut_ptr();
+        // SAFETY: the field pointers are in bounds of `stores`; nothing is read through them.
+        let (settings, spool) = unsafe { (core::ptr::addr_of_mut!((*stores).settings), core::ptr::addr_of_mut!((*stores).spool)) };
+        build_settings(settings, key_value_partition, random, key)?;
+        if let Err(error) = build_spool(spool, spool_partition, random, key) {
+            // SAFETY: `build_settings` succeeded, so `settings` holds a store; dropped once.
+            unsafe { core::ptr::drop_in_place(settings) };
+            return Err(error);
+        }
+        self.open = true;
+        Ok(())
+    }
+}
 
 /// What is open while the device is unlocked.
 pub struct OpenStores {
@@ -149,8 +195,8 @@ pub struct Vault {
     key_value_partition: FlashPartition,
     spool_partition: FlashPartition,
     random: DerivedRandom,
-    /// [`OPEN_STORES`]: `Some` while unlocked.
-    open: &'static mut Option<OpenStores>,
+    /// [`OPEN_STORES`]: open while unlocked.
+    open: &'static mut OpenSlot,
     pending_admin_key: Option<[u8; 32]>,
     staged_configuration: Option<StagedConfiguration>,
     certificate_progress: [u16; 3],
@@ -204,24 +250,29 @@ fn now_seconds() -> u64 {
     Instant::now().as_secs()
 }
 
-/// Builds the key-value store and the spool under `key` into `open` (a spool is ~19 KB: no
-/// copy of it may live in a future). Not inlined and not async, so that the copies the moves
-/// leave (each with the key in its cipher) lie in this function's own stack frame, which the
-/// caller wipes (`stack::wipe_below`) once it returns.
+/// Builds the key-value store under `key` and writes it to `place`. Not inlined and not async
+/// (no copy of a store may live in a future), so that the copy its return leaves (with the key
+/// in its cipher) lies in this function's own stack frame, which the caller wipes
+/// (`stack::wipe_below`) once the stores are open.
 #[inline(never)]
-fn open_stores(
-    open: &mut Option<OpenStores>,
-    key_value_partition: &FlashPartition,
-    spool_partition: &FlashPartition,
-    random: &mut DerivedRandom,
-    key: &[u8; 32],
-) -> Result<(), ErrorCode> {
-    let spool_region = 0..spool_partition.capacity() as u32;
-    let key_value_region = 0..key_value_partition.capacity() as u32;
-    *open = Some(OpenStores {
-        settings: Settings::cached(key_value_partition.clone(), key_value_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
-        spool: MailSpool::new(spool_partition.clone(), spool_region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?,
-    });
+fn build_settings(place: *mut Settings, partition: &FlashPartition, random: &mut DerivedRandom, key: &[u8; 32]) -> Result<(), ErrorCode> {
+    let region = 0..partition.capacity() as u32;
+    let settings = Settings::cached(partition.clone(), region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?;
+    // SAFETY: `place` is the `settings` field of the closed `OpenSlot`: valid for a write, and
+    // what it held was dropped (or never written).
+    unsafe { place.write(settings) };
+    Ok(())
+}
+
+/// Builds the spool (~19 KB) straight into `place` (`Spool::new_in`: no copy of it on the
+/// stack). Not inlined, like [`build_settings`].
+#[inline(never)]
+fn build_spool(place: *mut MailSpool, partition: &FlashPartition, random: &mut DerivedRandom, key: &[u8; 32]) -> Result<(), ErrorCode> {
+    let region = 0..partition.capacity() as u32;
+    // SAFETY: `place` is the `spool` field of the closed `OpenSlot`, valid for writes; a
+    // `MaybeUninit<MailSpool>` has the layout of a `MailSpool`.
+    let place = unsafe { &mut *place.cast::<core::mem::MaybeUninit<MailSpool>>() };
+    MailSpool::new_in(place, partition.clone(), region, key, random.derive()).map_err(|_| ErrorCode::DeviceFault)?;
     Ok(())
 }
 
@@ -237,7 +288,7 @@ impl Vault {
             spool_partition: partitions.spool,
             random,
             // Mounted once, at boot (a second mount is a bug: `uninit` panics).
-            open: OPEN_STORES.uninit().write(None),
+            open: OPEN_STORES.uninit().write(OpenSlot::CLOSED),
             pending_admin_key: None,
             staged_configuration: None,
             certificate_progress: [0; 3],
@@ -301,15 +352,9 @@ impl Vault {
         let key = data_key.expose_secret();
         #[cfg(feature = "key-fingerprint")]
         log_key_fingerprint(key);
-        let opened = open_stores(
-            self.open,
-            &self.key_value_partition,
-            &self.spool_partition,
-            &mut self.random,
-            key,
-        );
+        let opened = self.open.fill(&self.key_value_partition, &self.spool_partition, &mut self.random, key);
         // Building the stores moved them (with their copies of the data key) through the
-        // stack, in `open_stores`'s frame, below this one.
+        // stack, in the frames of `build_settings` and `build_spool`, below this one.
         crate::stack::wipe_below();
         opened?;
         let stores = self.open.as_mut().ok_or(ErrorCode::DeviceFault)?;
@@ -344,7 +389,7 @@ impl Vault {
     /// its keys) and wipes what earlier calls left on the stack (moved copies of the stores
     /// with their keys, passwords in dead frames).
     pub fn lock(&mut self) {
-        *self.open = None;
+        self.open.close();
         self.staged_configuration = None;
         self.staged_chain.clear();
         super::identity::forget();
