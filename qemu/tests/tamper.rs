@@ -10,7 +10,8 @@
 //! The loop closes; after a reset (QMP `system_reset`: RAM wiped, the expander back to its reset
 //! state, closed) the device is locked, unlocks, and the alert is back from flash with the
 //! persisted event's time in the log; `homemx alert ack tamper` ends it, and it stays gone after
-//! another reset. Mail flows again.
+//! another reset. Mail flows again. Then the loop opens and closes while the owner has locked
+//! the device: the event waits in RAM, is written at the next unlock and survives a reset.
 //!
 //! Without the tamper check (the console's `tamper_opened` not locking, or the tamper task not
 //! run) the MX keeps answering 220 after the loop opens and the first 421 assertion fails
@@ -151,6 +152,25 @@ fn opening_the_tamper_loop_locks_alerts_until_acknowledged_and_refuses_unlock_wh
     let reply = send();
     assert_eq!(reply["data"][0], 250, "{reply}");
     mailbox.wait_for_messages(2, Duration::from_secs(60)).expect("delivered after the unlock");
+
+    // Opened and closed while the owner had locked the device: the store is closed, so the
+    // event waits in RAM and is written at the next unlock; it then survives a reset too.
+    assert!(owner.homemx(&["lock"]).status.success());
+    let lines = machine.log.line_count();
+    machine.set_tamper_loop(true).expect("qom-set opens the loop");
+    machine.log.wait_for(lines, "tamper: the device was locked already", REACTION).expect("noticed while locked");
+    assert!(!unlock(&owner).status.success(), "unlock with the loop open");
+    machine.set_tamper_loop(false).expect("qom-set closes the loop");
+    machine.log.wait_for(lines, "the loop is closed again", REACTION).expect("the closing is logged");
+    assert!(unlock(&owner).status.success(), "unlock with the loop closed");
+    assert!(tamper_alert(&owner.status()["alerts"]).is_some(), "the alert raised while locked is shown after the unlock");
+    reset(&machine);
+    let lines = machine.log.line_count();
+    assert!(unlock(&owner).status.success());
+    machine.log.wait_for(lines, "tamper: the loop was opened at unix time", Duration::from_secs(10)).expect("the held event was written");
+    assert!(tamper_alert(&owner.status()["alerts"]).is_some(), "the alert raised while locked survived the reset");
+    assert!(owner.homemx(&["alert", "ack", "tamper"]).status.success());
+    assert!(tamper_alert(&owner.status()["alerts"]).is_none());
 }
 
 /// Without the expander (`tamper_loop: false`) the board reports no loop and the status page

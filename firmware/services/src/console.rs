@@ -287,9 +287,10 @@ impl DeviceConsole {
     /// then the lock.
     async fn tamper_opened(&mut self) {
         let event = crate::tamper::TamperEvent::now();
-        crate::alerts::raise(homemx_status::AlertKind::Tamper, format_args!("tamper loop opened at {}; locking", event));
+        crate::alerts::raise(homemx_status::AlertKind::Tamper, format_args!("tamper loop opened at {}", event));
         if !self.unlocked {
             crate::event_warning!("tamper: the device was locked already; the alert is written at the next unlock");
+            crate::tamper::hold_until_unlock(event);
             return;
         }
         crate::status_page::persist_tamper_event(&event).await;

@@ -172,8 +172,21 @@ pub async fn persist_tamper_event(event: &crate::tamper::TamperEvent) {
     persist_alerts().await;
 }
 
-/// At unlock (the store held): logs the stored tamper event again while its alert is in force.
+/// At unlock (the store held, after [`restore_alerts`]): writes the tamper event held since
+/// the device was locked and the alert board with it, then logs the stored event again while its
+/// alert is in force.
 pub async fn restore_tamper_event(stores: &mut crate::store::OpenStores) {
+    if let Some(event) = crate::tamper::take_held() {
+        if stores.settings.store(tamper_event_key(), &event.encode()).await.is_err() {
+            crate::event_warning!("tamper: the event could not be written to flash");
+        }
+        // Its alert at once too (`persist_alerts` would wait for the store this unlock holds).
+        if let Some(record) = crate::alerts::changed_record() {
+            if stores.settings.store(alerts_key(), &record).await.is_ok() {
+                crate::alerts::record_persisted();
+            }
+        }
+    }
     if crate::alerts::read(|board| board.get(homemx_status::AlertKind::Tamper).is_none()) {
         return;
     }

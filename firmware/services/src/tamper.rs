@@ -13,13 +13,18 @@
 //! wall-clock second of the opening (0 while the clock was not set) and the uptime second, in
 //! the encrypted key-value store beside the alert record; at the next unlock after a restart the alert comes back
 //! through the alert record and the event's time is logged again. An opening while the device
-//! is already locked cannot be written (the store is closed): the alert is kept in RAM and
-//! persisted at the next unlock (a loop still open at boot raises it again at once).
+//! is already locked cannot be written (the store is closed): the alert and the event are kept
+//! in RAM ([`hold_until_unlock`]) and written at the next unlock; a restart before that unlock
+//! loses them, unless the loop is still open at boot, which raises them again at once.
 //!
 //! Owns: the tamper task, the board's tamper loop and the loop's last state. Calls: `channels`,
 //! `event_log`, `network` (the parts' types), `wall_clock`.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU8, Ordering};
+
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
 
 use embassy_time::{Duration, Instant, Timer};
 use homemx_board::{TamperLoop, TamperState};
@@ -40,6 +45,24 @@ const NOT_FITTED: u8 = 3;
 
 /// The loop's state as last read.
 static STATE: AtomicU8 = AtomicU8::new(NOT_READ);
+
+/// An event that happened while the device was locked, written at the next unlock.
+static HELD_EVENT: Mutex<CriticalSectionRawMutex, Cell<Option<TamperEvent>>> = Mutex::new(Cell::new(None));
+
+/// Keeps `event` (the loop opened while locked) until the next unlock writes it (the first
+/// such event since the last unlock is kept: the earliest opening is the one that matters).
+pub fn hold_until_unlock(event: TamperEvent) {
+    HELD_EVENT.lock(|held| {
+        if held.get().is_none() {
+            held.set(Some(event));
+        }
+    });
+}
+
+/// The event held since the device was locked, if any (taken: written once).
+pub fn take_held() -> Option<TamperEvent> {
+    HELD_EVENT.lock(Cell::take)
+}
 
 /// Whether the loop is open now (unlock is refused).
 pub fn loop_open() -> bool {
