@@ -48,7 +48,14 @@ pub struct MachineConfig {
     pub operation_counts: bool,
     /// Echo the decoded log on stderr (also enabled by `HOMEMX_SHOW_LOGS=1`).
     pub echo_log: bool,
+    /// Fit the tamper loop: a PCA9552 expander at I²C `0x60` on the SBCon at `0x4002_A000`
+    /// (QOM path [`TAMPER_LOOP_PATH`]), its pin 0 closed as it comes out of reset. On by
+    /// default; [`Machine::set_tamper_loop`] opens and closes it.
+    pub tamper_loop: bool,
 }
+
+/// QOM path of the tamper loop's expander (see [`MachineConfig::tamper_loop`]).
+pub const TAMPER_LOOP_PATH: &str = "/machine/peripheral/tamper";
 
 impl MachineConfig {
     /// A machine on the TAP of an isolated test network, with the MAC address the network's
@@ -65,6 +72,7 @@ impl MachineConfig {
             instruction_counting: false,
             operation_counts: false,
             echo_log: false,
+            tamper_loop: true,
         }
     }
 
@@ -79,6 +87,7 @@ impl MachineConfig {
             instruction_counting: false,
             operation_counts: false,
             echo_log: false,
+            tamper_loop: true,
         }
     }
 }
@@ -166,6 +175,15 @@ impl Machine {
         QmpClient::connect(&self.run_directory.join("qmp.sock"), Duration::from_secs(10))
     }
 
+    /// Opens (`true`) or closes the tamper loop from outside the guest, as a door contact
+    /// would: QMP `qom-set` of the expander's pin 0 (`led0`: `on` reads 1 in its `INPUT0`
+    /// register, the level of an open normally-closed loop; `off`, its reset state, reads 0).
+    pub fn set_tamper_loop(&self, open: bool) -> Result<()> {
+        let value = if open { "on" } else { "off" };
+        self.monitor()?.execute("qom-set", serde_json::json!({ "path": TAMPER_LOOP_PATH, "property": "led0", "value": value }))?;
+        Ok(())
+    }
+
     /// The serial console (UART0) as a stream.
     pub fn serial_console(&self) -> Result<UnixStream> {
         let path = self.run_directory.join("serial.sock");
@@ -231,6 +249,9 @@ fn qemu_arguments(config: &MachineConfig, run_directory: &Path) -> Result<Vec<St
         "-semihosting-config".into(),
         "enable=on,target=native".into(),
     ];
+    if config.tamper_loop {
+        arguments.extend(["-device".into(), "pca9552,bus=i2c,address=0x60,id=tamper".into()]);
+    }
     if config.instruction_counting {
         // `sleep=off` makes idle time vanish (deterministic boots); with peers on the network
         // the guest's timers would then race ahead of them, so `HOMEMX_ICOUNT_SLEEP=on` lets

@@ -5,10 +5,12 @@
 //! the data flash, laid out by a [`FlashMap`]), a serial link
 //! for the provisioning console ([`SerialLink`]), an entropy source ([`EntropySource`]) and
 //! a way to reset ([`ResetControl`], which also says whether the chip erases its RAM at reset,
-//! [`HardwareRamWipe`]). Nothing above this crate knows which chip it runs on:
+//! [`HardwareRamWipe`]) and a tamper loop ([`TamperLoop`]). Nothing above this crate knows which chip it runs on:
 //! the QEMU board (`bsp/qemu-mps2`), the real board (`bsp/stm32h573i-dk`) and the host
 //! simulator's board (`bsp/sim`) all hand the application a [`BoardParts`].
 #![cfg_attr(not(test), no_std)]
+
+pub mod bitbang_i2c;
 
 pub use embassy_net_driver::Driver as NetworkDriver;
 pub use embedded_io_async::{Read as SerialRead, Write as SerialWrite};
@@ -106,8 +108,36 @@ pub trait ResetControl {
     fn hardware_ram_wipe(&self) -> HardwareRamWipe;
 }
 
+/// What a board's tamper loop (a normally-closed door contact or motion detector, seed 000
+/// §8.3) reads now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TamperState {
+    /// The loop is closed: nothing happened.
+    Closed,
+    /// The loop is open (or was opened since the last read, on a board that latches it):
+    /// someone opened the case or the door.
+    Open,
+    /// No tamper loop is fitted on this board (or its input did not answer).
+    NotFitted,
+}
+
+/// A tamper loop input. The application polls it a few times a second (it never blocks).
+pub trait TamperLoop {
+    /// The loop's state now.
+    fn state(&mut self) -> TamperState;
+}
+
+/// The tamper loop of a board that has none.
+pub struct NoTamperLoop;
+
+impl TamperLoop for NoTamperLoop {
+    fn state(&mut self) -> TamperState {
+        TamperState::NotFitted
+    }
+}
+
 /// Everything a board hands the application at start-up.
-pub struct BoardParts<Network, Flash, Serial, Entropy, Reset, KeyFlash> {
+pub struct BoardParts<Network, Flash, Serial, Entropy, Reset, KeyFlash, Tamper> {
     /// Short name of the board, e.g. `"qemu-mps2-an386"`.
     pub name: &'static str,
     /// The Ethernet driver for embassy-net.
@@ -126,11 +156,14 @@ pub struct BoardParts<Network, Flash, Serial, Entropy, Reset, KeyFlash> {
     pub entropy: Entropy,
     /// Reset control.
     pub reset: Reset,
+    /// The tamper loop (or a part that says none is fitted).
+    pub tamper: Tamper,
 }
 
 /// Checks at compile time that a board's parts satisfy the traits; boards call this in a test.
-pub fn assert_board_parts<N, F, S, E, R, K>(_parts: &BoardParts<N, F, S, E, R, K>)
+pub fn assert_board_parts<N, F, S, E, R, K, T>(_parts: &BoardParts<N, F, S, E, R, K, T>)
 where
+    T: TamperLoop,
     N: NetworkDriver,
     F: BoardFlash,
     K: BoardFlash,

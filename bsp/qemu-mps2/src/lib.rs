@@ -11,6 +11,7 @@
 //! | entropy | none (no TRNG) | [`entropy`] (ratcheted seed in flash) |
 //! | reset | SCB `SYSRESETREQ` | [`reset`] |
 //! | stack guard | MPU region 0 over the 256 MiB below the RAM | [`stack_guard`] |
+//! | tamper loop | PCA9552 at I²C `0x60` on the SBCon at `0x4002_A000` (plugged in by the harness) | [`tamper`] |
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over semihosting (QEMU's stdout), see [`logging`].
@@ -24,6 +25,7 @@ pub mod logging;
 pub mod registers;
 pub mod reset;
 pub mod stack_guard;
+pub mod tamper;
 pub mod time_driver;
 pub mod uart;
 
@@ -43,6 +45,7 @@ pub type Parts = BoardParts<
     entropy::SeededEntropy,
     reset::SystemReset,
     flash::Partition,
+    tamper::Pca9552Loop<tamper::Sbcon>,
 >;
 
 /// What this board has room for (static RAM is not the limit in QEMU; the figures are the
@@ -84,7 +87,7 @@ pub enum InitError {
     Flash,
 }
 
-/// Brings the board up: time, interrupts, Ethernet, UART, flash and entropy.
+/// Brings the board up: time, interrupts, Ethernet, UART, flash, entropy and the tamper loop.
 ///
 /// Call once, first thing in `main`. The entropy seed is ratcheted forward and re-written to
 /// flash before any random byte is handed out. This board spawns no tasks of its own; the
@@ -109,5 +112,6 @@ pub fn init(_spawner: embassy_executor::Spawner) -> Result<Parts, InitError> {
         serial,
         entropy,
         reset: reset::SystemReset,
+        tamper: tamper::Pca9552Loop::new(tamper::Sbcon::shield_1()),
     })
 }

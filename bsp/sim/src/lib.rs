@@ -52,7 +52,7 @@ pub use time_driver::{core_clock_counts, CORE_CLOCK_HZ};
 pub use world::{DeviceHandles, SimConfig, World};
 
 /// The concrete parts of this board, as the application sees them.
-pub type Parts = BoardParts<ethernet::SimEthernet, flash::SimFlash, serial::SimSerial, entropy::SimEntropy, reset::SimReset, flash::SimFlash>;
+pub type Parts = BoardParts<ethernet::SimEthernet, flash::SimFlash, serial::SimSerial, entropy::SimEntropy, reset::SimReset, flash::SimFlash, homemx_board::NoTamperLoop>;
 
 /// What this board has room for: the QEMU board's figures.
 pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {

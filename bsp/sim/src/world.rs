@@ -132,6 +132,7 @@ impl World {
             serial,
             entropy: SimEntropy::new(self.config.seed, self.boots),
             reset: SimReset { boot: self.boots, cause },
+            tamper: homemx_board::NoTamperLoop,
         };
         (parts, DeviceHandles { boot: self.boots, power, console, port })
     }

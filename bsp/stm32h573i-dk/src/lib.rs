@@ -13,10 +13,11 @@
 //! | data flash | 64 MB Octo-SPI NOR, MX25LM51245G, 4 KiB sectors: key-value store and spool | [`octo_spi_nor`] (1-line SPI, async NOR, counters) |
 //! | entropy | true RNG (NIST SP 800-90B source, health tests on) | [`entropy`] (continuous test too) |
 //! | reset | SCB `SYSRESETREQ`, cause from RCC_RSR | [`reset`] |
+//! | tamper loop | TAMP external input 1 on PC13 (normally-closed loop to GND, level mode, pull-up precharge) | [`tamper`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |
 //! | RAM wipe by the chip | option bytes `SRAM1_3_RST`/`SRAM2_RST`, checked at boot | [`option_bytes`], [`reset`] |
 //!
-//! Not used yet: SAES with the hardware unique key, the tamper pins (README).
+//! Not used yet: SAES with the hardware unique key (README).
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over RTT to the ST-LINK, see [`logging`]. The README says why this
@@ -47,6 +48,8 @@ pub mod partition_map;
 mod ram_wipe;
 #[cfg(target_os = "none")]
 pub mod reset;
+#[cfg(target_os = "none")]
+pub mod tamper;
 #[cfg(target_os = "none")]
 pub mod usb_console;
 
@@ -87,7 +90,7 @@ mod hardware {
     use embassy_executor::Spawner;
     use homemx_board::BoardParts;
 
-    use crate::{clocks, core_clock, entropy, ethernet, flash, octo_spi_nor, reset, usb_console, BOARD_NAME};
+    use crate::{clocks, core_clock, entropy, ethernet, flash, octo_spi_nor, reset, tamper, usb_console, BOARD_NAME};
 
     /// The concrete parts of this board, as the application sees them.
     pub type Parts = BoardParts<
@@ -97,6 +100,7 @@ mod hardware {
         entropy::HardwareEntropy,
         reset::SystemReset,
         flash::DataPartition,
+        tamper::TamperInput,
     >;
 
     /// Checked at compile time: this board's parts satisfy the board traits.
@@ -121,7 +125,7 @@ mod hardware {
     }
 
     /// Brings the board up: clocks, time, cycle counter, reset cause, RNG, the internal flash
-    /// (key flash), the Octo-SPI NOR (data flash), Ethernet and the USB console.
+    /// (key flash), the Octo-SPI NOR (data flash), Ethernet, the USB console and the tamper input.
     ///
     /// Call once, first thing in `main`. `spawner` runs the USB device task.
     pub fn init(spawner: Spawner) -> Result<Parts, InitError> {
@@ -174,7 +178,9 @@ mod hardware {
         )
         .map_err(|_| InitError::UsbTaskSpawn)?;
 
-        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, key_flash, serial, entropy, reset })
+        let tamper = tamper::TamperInput::new(peripherals.PC13);
+
+        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, key_flash, serial, entropy, reset, tamper })
     }
 }
 

@@ -10,6 +10,7 @@
 //! | [`CHECK_NOW`]     | console (unlock, `fetch-now`), DynDNS after a fetch | delivery task (provider work) |
 //! | [`WIPE_REQUEST`] / [`WIPE_DONE`] | `stack::wipe_dead_frames`          | `stack::wipe_task`           |
 //! | [`DEVICE_STATE`] (a watch) | the store, after every lifecycle change | the status page, health |
+//! | [`TAMPER_OPENED`] | the tamper task (the loop opened)                  | console task (locks)         |
 //!
 //! Each signal has exactly one waiting task (the table's last column): embassy-sync's `Signal`
 //! keeps one waker, and two tasks waiting on the same one wake each other on every poll, a
@@ -43,6 +44,9 @@ pub static FETCH_NOW: Wake = Signal::new();
 
 /// A DynDNS check at the next wake-up of the provider work (unlock, `fetch-now`).
 pub static CHECK_NOW: Wake = Signal::new();
+
+/// The tamper loop opened: the console locks the device and raises the alert.
+pub static TAMPER_OPENED: Wake = Signal::new();
 
 /// Asks `stack::wipe_task` to wipe the dead stack.
 pub static WIPE_REQUEST: Wake = Signal::new();

@@ -5,9 +5,14 @@
 //! does the work. Secrets arrive here (passphrase, credentials) and go only into the key
 //! store or the encrypted key-value store; no answer carries one.
 //!
+//! The lock has one path ([`DeviceConsole::lock_because`]): the owner's `lock` command and the
+//! tamper loop opening (`tamper`, through `channels::TAMPER_OPENED`, which the console task
+//! waits on beside the serial link). While the loop is open, `unlock` is refused with
+//! `ErrorCode::TamperLoopOpen` (close the loop first).
+//!
 //! Owns: the console task, the serial link and the store's `Lifecycle` it is handed at boot. Calls:
 //! `alerts`, `backup_mx`, `channels`, `cpu_load`, `dyndns`, `event_log`, `inbound_tls`, `instrument`, `mail_settings`,
-//! `network`, `random`, `stack`, `status_page`, `store`, `wall_clock`.
+//! `network`, `random`, `stack`, `status_page`, `store`, `tamper`, `wall_clock`.
 
 use embassy_time::Instant;
 use embedded_io_async::{Read, Write};
@@ -64,6 +69,11 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn unlock(&mut self, passphrase: &Secret) -> Result<(), ErrorCode> {
+        // An open case or door keeps the device locked, whoever knows the passphrase.
+        if crate::tamper::loop_open() {
+            crate::event_warning!("tamper: unlock refused, the tamper loop is open");
+            return Err(ErrorCode::TamperLoopOpen);
+        }
         let started = Instant::now();
         let busy_before = crate::cpu_load::busy_core_clock_counts();
         let measurement = crate::instrument::begin(crate::instrument::Operation::Unlock);
@@ -78,6 +88,7 @@ impl ConsoleHandler for DeviceConsole {
                 crate::mail_settings::reload(async |index| stores.configuration_get(index).await).await;
                 crate::backup_mx::reconcile(stores).await;
                 crate::status_page::restore_alerts(stores).await;
+                crate::status_page::restore_tamper_event(stores).await;
             })
             .await;
         self.unlocked = unlocked;
@@ -107,13 +118,7 @@ impl ConsoleHandler for DeviceConsole {
     }
 
     async fn lock(&mut self) -> Result<(), ErrorCode> {
-        self.lifecycle.lock().await?;
-        crate::mail_settings::clear();
-        crate::inbound_tls::forget();
-        self.unlocked = false;
-        crate::stack::wipe_dead_frames().await;
-        crate::event_info!("locked by the owner");
-        Ok(())
+        self.lock_because("the owner").await
     }
 
     async fn status(&mut self) -> Result<Status, ErrorCode> {
@@ -266,6 +271,34 @@ impl ConsoleHandler for DeviceConsole {
 }
 
 impl DeviceConsole {
+    /// The one lock path (the owner's `lock`, the tamper loop): the open stores are dropped with
+    /// their keys, the settings and the TLS server identity forgotten, the dead stack wiped.
+    async fn lock_because(&mut self, who: &str) -> Result<(), ErrorCode> {
+        self.lifecycle.lock().await?;
+        crate::mail_settings::clear();
+        crate::inbound_tls::forget();
+        self.unlocked = false;
+        crate::stack::wipe_dead_frames().await;
+        crate::event_info!("locked by {}", who);
+        Ok(())
+    }
+
+    /// The tamper loop opened: the alert with the time, persisted while the stores are open,
+    /// then the lock.
+    async fn tamper_opened(&mut self) {
+        let event = crate::tamper::TamperEvent::now();
+        crate::alerts::raise(homemx_status::AlertKind::Tamper, format_args!("tamper loop opened at {}", event));
+        if !self.unlocked {
+            crate::event_warning!("tamper: the device was locked already; the alert is written at the next unlock");
+            crate::tamper::hold_until_unlock(event);
+            return;
+        }
+        crate::status_page::persist_tamper_event(&event).await;
+        if let Err(error) = self.lock_because("the tamper loop").await {
+            crate::event_warning!("tamper: the lock failed: {:?}", error);
+        }
+    }
+
     async fn refresh_tls_identity(&mut self) {
         if let Err(error) = self.lifecycle.refresh_tls_identity().await {
             crate::event_warning!("tls: the identity could not be made: {:?}", error);
@@ -292,9 +325,15 @@ pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut rand
     // handled.
     let mut buffer = SecretBytes::<64>::zeroed();
     loop {
-        let count = match serial.read(buffer.expose_mut()).await {
-            Ok(0) | Err(_) => continue,
-            Ok(count) => count,
+        // Both are cancel-safe: the serial link keeps bytes not yet read, the signal stays set.
+        let read = embassy_futures::select::select(serial.read(buffer.expose_mut()), crate::channels::TAMPER_OPENED.wait()).await;
+        let count = match read {
+            embassy_futures::select::Either::Second(()) => {
+                handler.tamper_opened().await;
+                continue;
+            }
+            embassy_futures::select::Either::First(Ok(0) | Err(_)) => continue,
+            embassy_futures::select::Either::First(Ok(count)) => count,
         };
         let mut input = &buffer.expose()[..count];
         while !input.is_empty() {

@@ -39,6 +39,7 @@ mod resolver;
 mod spool_exercise;
 mod stack;
 mod status_page;
+mod tamper;
 mod tls_context;
 #[cfg_attr(feature = "spool-exercise", allow(dead_code))]
 mod storage;
@@ -79,6 +80,7 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     // The console alone holds the store's lifecycle (unlock, lock, configuration, reset).
     let lifecycle = store::Lifecycle::take().expect("the lifecycle is handed out once, here");
     spawner.spawn(console::console_task(parts.serial, identity, random.derive(), lifecycle).unwrap());
+    spawner.spawn(tamper::tamper_task(parts.tamper).unwrap());
     for task_number in 0..health::HTTP_TASK_COUNT {
         spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
     }

@@ -34,19 +34,23 @@ pub trait PartsTypes {
     type Flash: homemx_board::BoardFlash + 'static;
     /// The board's key flash (key store).
     type KeyFlash: homemx_board::BoardFlash + 'static;
+    /// The board's tamper loop.
+    type Tamper: homemx_board::TamperLoop + 'static;
 }
 
-impl<N, F, S, E, R, K> PartsTypes for homemx_board::BoardParts<N, F, S, E, R, K>
+impl<N, F, S, E, R, K, T> PartsTypes for homemx_board::BoardParts<N, F, S, E, R, K, T>
 where
     N: homemx_board::NetworkDriver + 'static,
     S: homemx_board::SerialLink + 'static,
     F: homemx_board::BoardFlash + 'static,
     K: homemx_board::BoardFlash + 'static,
+    T: homemx_board::TamperLoop + 'static,
 {
     type Network = N;
     type Serial = S;
     type Flash = F;
     type KeyFlash = K;
+    type Tamper = T;
 }
 
 #[embassy_executor::task]

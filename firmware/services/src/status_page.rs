@@ -1,11 +1,11 @@
 //! The status page's facts: a [`StatusSnapshot`] assembled from the vault, the spool, the mail
-//! counters, the settings and the alert board, for `/` and `/status.json` (rendered by
-//! homemx-status); and the alert mailer, which sends the alerts to postmaster@ our domain,
+//! counters, the settings, the alert board and the tamper loop, for `/` and `/status.json`
+//! (rendered by homemx-status); the persisted alert record and tamper event; and the alert mailer, which sends the alerts to postmaster@ our domain,
 //! rate-limited by homemx-status's `AlertMailer`.
 //!
 //! Owns: the alert mailer's state (its job runs in the courier, `delivery`). Calls: `alerts`, `backup_mx`, `channels`,
 //! `dyndns`, `event_log`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
-//! `wall_clock`.
+//! `tamper`, `wall_clock`.
 
 use core::cell::RefCell;
 
@@ -102,6 +102,11 @@ pub async fn snapshot() -> StatusSnapshot {
         firmware_version: version(crate::FIRMWARE_VERSION),
         ram_high_water_bytes: ram.map(|(used, _)| used as u32),
         ram_size_bytes: ram.map(|(_, size)| size as u32),
+        tamper_loop: match crate::tamper::state() {
+            homemx_board::TamperState::Closed => homemx_status::TamperLoop::Closed,
+            homemx_board::TamperState::Open => homemx_status::TamperLoop::Open,
+            homemx_board::TamperState::NotFitted => homemx_status::TamperLoop::NotFitted,
+        },
     };
     snapshot
 }
@@ -149,6 +154,47 @@ pub async fn restore_alerts(stores: &mut crate::store::OpenStores) {
     let mut record = [0u8; crate::alerts::RECORD_CAPACITY];
     if let Ok(Some(length)) = stores.settings.fetch(alerts_key(), &mut record).await {
         crate::alerts::restore(&record[..length.min(record.len())]);
+    }
+}
+
+fn tamper_event_key() -> u64 {
+    crate::store::Settings::key_for("tamper", b"last-event")
+}
+
+/// Writes the tamper event (its time) and the alert board at once, so both survive a restart
+/// (while unlocked; the console calls it before it locks).
+pub async fn persist_tamper_event(event: &crate::tamper::TamperEvent) {
+    if let Some(mut stores) = crate::store::open().await {
+        if stores.settings.store(tamper_event_key(), &event.encode()).await.is_err() {
+            crate::event_warning!("tamper: the event could not be written to flash");
+        }
+    }
+    persist_alerts().await;
+}
+
+/// At unlock (the store held, after [`restore_alerts`]): writes the tamper event held since
+/// the device was locked and the alert board with it, then logs the stored event again while its
+/// alert is in force.
+pub async fn restore_tamper_event(stores: &mut crate::store::OpenStores) {
+    if let Some(event) = crate::tamper::take_held() {
+        if stores.settings.store(tamper_event_key(), &event.encode()).await.is_err() {
+            crate::event_warning!("tamper: the event could not be written to flash");
+        }
+        // Its alert at once too (`persist_alerts` would wait for the store this unlock holds).
+        if let Some(record) = crate::alerts::changed_record() {
+            if stores.settings.store(alerts_key(), &record).await.is_ok() {
+                crate::alerts::record_persisted();
+            }
+        }
+    }
+    if crate::alerts::read(|board| board.get(homemx_status::AlertKind::Tamper).is_none()) {
+        return;
+    }
+    let mut record = [0u8; crate::tamper::EVENT_RECORD_LENGTH];
+    if let Ok(Some(length)) = stores.settings.fetch(tamper_event_key(), &mut record).await {
+        if let Some(event) = crate::tamper::TamperEvent::decode(&record[..length.min(record.len())]) {
+            crate::event_warning!("tamper: the loop was opened at {}; not acknowledged yet", event);
+        }
     }
 }
 

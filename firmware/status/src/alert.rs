@@ -99,10 +99,12 @@ pub enum AlertKind {
     /// The chip could erase its RAM at every reset (option bytes) but is not set to, so the
     /// device refuses to unlock.
     RamWipeNotSet,
+    /// The tamper loop (door contact, motion detector) was opened: the device locked itself.
+    Tamper,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 20;
+pub const ALERT_KIND_COUNT: usize = 21;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -127,6 +129,7 @@ impl AlertKind {
         AlertKind::CertificateExpiring,
         AlertKind::AuthenticationFailures,
         AlertKind::RamWipeNotSet,
+        AlertKind::Tamper,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -152,6 +155,7 @@ impl AlertKind {
             AlertKind::CertificateExpiring => 17,
             AlertKind::AuthenticationFailures => 18,
             AlertKind::RamWipeNotSet => 19,
+            AlertKind::Tamper => 20,
         }
     }
 
@@ -178,6 +182,7 @@ impl AlertKind {
             AlertKind::CertificateExpiring => "certificate_expiring",
             AlertKind::AuthenticationFailures => "authentication_failures",
             AlertKind::RamWipeNotSet => "ram_wipe_not_set",
+            AlertKind::Tamper => "tamper",
         }
     }
 
@@ -190,7 +195,7 @@ impl AlertKind {
     /// disproves: only the owner ends them (`homemx alert ack KIND`). Every other kind is a
     /// condition that ends when its cause is gone.
     pub const fn needs_acknowledgement(self) -> bool {
-        matches!(self, AlertKind::NdnGenerated | AlertKind::UnlockFailed | AlertKind::AuthenticationFailures)
+        matches!(self, AlertKind::NdnGenerated | AlertKind::UnlockFailed | AlertKind::AuthenticationFailures | AlertKind::Tamper)
     }
 
     /// Short human title (ASCII, fits a mail subject).
@@ -216,6 +221,7 @@ impl AlertKind {
             AlertKind::CertificateExpiring => "Own TLS certificate expires soon",
             AlertKind::AuthenticationFailures => "Repeated failed logins (SMTP AUTH)",
             AlertKind::RamWipeNotSet => "RAM not erased at reset",
+            AlertKind::Tamper => "Tamper loop opened (device locked)",
         }
     }
 
@@ -281,6 +287,9 @@ impl AlertKind {
             }
             AlertKind::RamWipeNotSet => {
                 "The chip is not set to erase its RAM at reset, so unlock is refused. Run cargo xtask provision-board, then reset."
+            }
+            AlertKind::Tamper => {
+                "The case or door was opened; the keys were wiped and mail waits. Check the device, close the loop, unlock, then ack it."
             }
         }
     }
@@ -527,7 +536,7 @@ mod tests {
         assert_eq!(AlertKind::from_name("no_such_alert"), None);
         let acknowledged: std::vec::Vec<_> =
             AlertKind::ALL.iter().filter(|kind| kind.needs_acknowledgement()).collect();
-        assert_eq!(acknowledged, [&AlertKind::NdnGenerated, &AlertKind::UnlockFailed, &AlertKind::AuthenticationFailures]);
+        assert_eq!(acknowledged, [&AlertKind::NdnGenerated, &AlertKind::UnlockFailed, &AlertKind::AuthenticationFailures, &AlertKind::Tamper]);
     }
 
     fn kind() -> impl Strategy<Value = AlertKind> {

@@ -17,7 +17,7 @@ use core::fmt::{self, Write};
 use crate::alert::Alert;
 use crate::headline::{Verdict, VerdictText};
 use crate::output::{render_into, render_window, rendered_length, Html, Overflow, Sink};
-use crate::snapshot::{LockState, StatusSnapshot};
+use crate::snapshot::{LockState, StatusSnapshot, TamperLoop};
 use crate::units::{Ago, Bytes, Iso, Span, Utc};
 
 /// Seconds between reloads.
@@ -444,5 +444,11 @@ fn system(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         Some(_) => sink.write_str("set (SNTP)")?,
         None => sink.write_str("<span class=\"warn\">not set yet</span>")?,
     }
+    sink.write_str("</dd><dt>Tamper loop</dt><dd>")?;
+    sink.write_str(match system.tamper_loop {
+        TamperLoop::Closed => "closed",
+        TamperLoop::Open => "<span class=\"bad\">open: the device is locked until it is closed</span>",
+        TamperLoop::NotFitted => "no tamper loop fitted",
+    })?;
     sink.write_str("</dd></dl></section>\n")
 }

@@ -168,12 +168,13 @@ fn document(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     }
     write!(
         sink,
-        "],\"alerts_dropped\":{},\"system\":{{\"uptime_seconds\":{},\"firmware_version\":{},\"ram_high_water_bytes\":{},\"ram_size_bytes\":{}}}",
+        "],\"alerts_dropped\":{},\"system\":{{\"uptime_seconds\":{},\"firmware_version\":{},\"ram_high_water_bytes\":{},\"ram_size_bytes\":{},\"tamper_loop\":\"{}\"}}",
         snapshot.alerts.dropped(),
         snapshot.uptime_seconds(),
         JsonString(&system.firmware_version),
         Nullable(system.ram_high_water_bytes),
-        Nullable(system.ram_size_bytes)
+        Nullable(system.ram_size_bytes),
+        system.tamper_loop.name()
     )?;
     sink.write_str(",\"certificate\":")?;
     match &snapshot.certificate {

@@ -28,5 +28,5 @@ pub use json::{json_length, render_json, render_json_window, JSON_BUFFER_SIZE};
 pub use output::Overflow;
 pub use snapshot::{
     host_name, version, DeviceCertificate, DynDns, DynDnsAnswer, FetchResult, HostName, LockState, MailFlow, MxRecord,
-    Pop3Fetch, SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verification, MailboxFailure, MailboxReach,
+    Pop3Fetch, SmarthostTls, SpoolSpace, StatusSnapshot, System, TamperLoop, TlsVersion, Verification, MailboxFailure, MailboxReach,
 };

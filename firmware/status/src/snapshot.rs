@@ -314,6 +314,32 @@ pub struct System {
     pub ram_high_water_bytes: Option<u32>,
     /// RAM size, bytes.
     pub ram_size_bytes: Option<u32>,
+    /// The tamper loop's state as last read.
+    pub tamper_loop: TamperLoop,
+}
+
+/// The tamper loop (a normally-closed door contact or motion detector) as the status page
+/// shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TamperLoop {
+    /// Closed: nothing happened.
+    Closed,
+    /// Open: the device is locked until it is closed.
+    Open,
+    /// The board has no tamper loop (or its input did not answer).
+    #[default]
+    NotFitted,
+}
+
+impl TamperLoop {
+    /// Stable machine name, as in `/status.json`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TamperLoop::Closed => "closed",
+            TamperLoop::Open => "open",
+            TamperLoop::NotFitted => "not_fitted",
+        }
+    }
 }
 
 /// What the last contacts with the LAN mailbox host said (monotonic milliseconds since boot:

@@ -522,6 +522,8 @@ pub enum ErrorCode {
     /// The chip could erase its RAM at every reset (option bytes) but is not set to: the
     /// device refuses to unlock until it is.
     RamWipeNotSet,
+    /// The tamper loop is open (case or door open): the device stays locked until it is closed.
+    TamperLoopOpen,
 }
 
 impl ErrorCode {
@@ -565,6 +567,9 @@ impl ErrorCode {
             ErrorCode::CertificateRefused(_) => "the device refused the certificate chain and keeps its current certificate",
             ErrorCode::RamWipeNotSet => {
                 "the chip is not set to erase its RAM at reset, so the device will not unlock: run `cargo xtask provision-board` with the probe attached, then reset"
+            }
+            ErrorCode::TamperLoopOpen => {
+                "the tamper loop is open (case or door contact): the device stays locked; close the loop first, then unlock and `homemx alert ack tamper`"
             }
         }
     }

@@ -62,7 +62,7 @@ impl CliError {
             | ErrorCode::BadSignature
             | ErrorCode::WrongDevice
             | ErrorCode::SignatureRequired => ExitCode::Authentication,
-            ErrorCode::Locked | ErrorCode::WrongPassphrase | ErrorCode::RateLimited { .. } => ExitCode::Locked,
+            ErrorCode::Locked | ErrorCode::WrongPassphrase | ErrorCode::RateLimited { .. } | ErrorCode::TamperLoopOpen => ExitCode::Locked,
             ErrorCode::UnsupportedVersion { .. } | ErrorCode::UndecodableCommand | ErrorCode::MalformedHeader => {
                 ExitCode::Protocol
             }

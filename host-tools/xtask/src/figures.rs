@@ -58,6 +58,7 @@ fn boot_to_health(instruction_counting: bool) -> Result<BootFigures> {
         instruction_counting,
         operation_counts: false,
         echo_log: false,
+        tamper_loop: true,
     };
     let machine = Machine::start(&config, &directory)?;
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -169,6 +169,7 @@ fn run_unprovisioned(isolated: bool) -> Result<()> {
         instruction_counting: false,
         operation_counts: false,
         echo_log: true,
+        tamper_loop: true,
     };
     let mut machine = Machine::start(&config, &directory)?;
     machine.wait_ready(0, Duration::from_secs(60))?;

@@ -99,6 +99,7 @@ pub fn quiet() -> StatusSnapshot {
             firmware_version: version("0.1.0"),
             ram_high_water_bytes: Some(141 * 1024 + 59 * 1024),
             ram_size_bytes: Some(256 * 1024),
+            tamper_loop: homemx_status::TamperLoop::Closed,
         },
         certificate: Some(DeviceCertificate {
             subject: Some(host_name("mx.familie-beispiel.de")),
@@ -253,6 +254,7 @@ pub fn largest(fill: char, kinds: &[AlertKind]) -> StatusSnapshot {
             firmware_version: version(&version_text),
             ram_high_water_bytes: Some(u32::MAX),
             ram_size_bytes: Some(u32::MAX),
+            tamper_loop: homemx_status::TamperLoop::NotFitted,
         },
         certificate: Some(DeviceCertificate { subject: Some(name()), issuer: Some(name()), self_signed: false, not_after_unix: u64::MAX }),
     }
