@@ -2,7 +2,9 @@
 //! is set) the device has made its own P-256 key and a self-signed certificate for its host
 //! name (`mx.example.org`); `homemx tls csr` returns a request openssl verifies; a test CA made
 //! by openssl here signs it; `homemx tls install` installs the chain and `homemx status`, the
-//! status page and `/status.json` show the CA as issuer. Then the attacker's chains: one for
+//! status page and `/status.json` show the CA as issuer, and port 25 presents it at once
+//! (`openssl s_client -starttls smtp` verifies it against the CA, which the self-signed
+//! certificate before did not). Then the attacker's chains: one for
 //! another key, one for another name, an expired one: each refused with its reason, and the
 //! device keeps the certificate it had (same issuer, same expiry).
 
@@ -105,6 +107,19 @@ fn refused(owner: &Owner, chain: &str, reason: &str, kept: &Value) {
     assert_eq!(identity(&certificate(owner)), identity(kept), "{chain}: the device keeps the certificate it had");
 }
 
+/// What `openssl s_client` says of the chain port 25 presents after STARTTLS, checked against
+/// the test CA for the device's name (inside the namespace): "Verification: OK" when it verifies.
+fn port_25_chain(namespace: &str, directory: &Path) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", namespace, "timeout", "30", "openssl", "s_client", "-brief", "-starttls", "smtp"])
+        .args(["-connect", &format!("{APPLIANCE}:25"), "-verify_hostname", HOST, "-verify_return_error", "-CAfile"])
+        .arg(directory.join("ca.pem"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout)
+}
+
 #[test]
 fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_key_name_and_time() {
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
@@ -139,6 +154,8 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     assert_eq!(own["self_signed"], true, "{own}");
     assert_eq!(own["subject"], HOST, "{own}");
     assert!(own["days_until_expiry"].as_i64().is_some_and(|days| days >= 390), "{own}");
+    let served = port_25_chain(&namespace, &directory);
+    assert!(!served.contains("Verification: OK"), "the self-signed certificate does not verify against the CA: {served}");
 
     // 2. The request: signed by the device's key (openssl verifies it), for its name.
     let output = owner.homemx(&["tls", "csr", "--out", "device.csr"]);
@@ -159,6 +176,10 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     assert_eq!(installed["issuer"], CA_NAME, "{installed}");
     assert_eq!(installed["subject"], HOST, "{installed}");
     assert!(installed["days_until_expiry"].as_i64().is_some_and(|days| (88..=90).contains(&days)), "{installed}");
+    // The listener presents the new chain at once (it rebuilds its configuration when the chain
+    // it was built with is no longer the published one).
+    let served = port_25_chain(&namespace, &directory);
+    assert!(served.contains("Verification: OK"), "port 25 presents the installed chain: {served}");
     let text = owner.homemx(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(&format!("certificate  {HOST} (issuer {CA_NAME}), expires")), "{text}");

@@ -53,9 +53,23 @@ const HEADER_LENGTH: usize = 4 + 32;
 const SELF_SIGNED: u8 = 1;
 const CA_ISSUED: u8 = 2;
 
-/// Counts changes of the identity (a new chain published, or forgotten at lock): the TLS
-/// listener rebuilds its configuration when it differs from the one it was built at.
+/// Counts changes of the identity (a different chain published, or forgotten at lock): the
+/// TLS listener rebuilds its configuration when it differs from the one it was built at.
 static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+/// The first 4 octets of the SHA-256 of the chain last published (0: none since the last
+/// forget), so that the hourly refresh, which publishes the same chain again, does not make
+/// the listener rebuild its configuration (a key load and about 11 M instructions) every hour.
+static PUBLISHED_CHAIN: AtomicU32 = AtomicU32::new(0);
+
+/// [`PUBLISHED_CHAIN`]'s value for `chain`.
+fn chain_fingerprint(chain: Option<&[u8]>) -> u32 {
+    use sha2::{Digest, Sha256};
+    chain.map_or(0, |chain| {
+        let digest = Sha256::digest(chain);
+        u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) | 1
+    })
+}
 
 /// The identity's generation (see `GENERATION`).
 pub fn generation() -> u32 {
@@ -73,6 +87,7 @@ pub fn certificate() -> Option<DeviceCertificate> {
 /// Forgets the summary (at lock: the host name is the owner's configuration).
 pub fn forget() {
     CERTIFICATE.lock(|certificate| *certificate.borrow_mut() = None);
+    PUBLISHED_CHAIN.store(0, Ordering::Release);
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
@@ -208,8 +223,11 @@ fn publish(chain: Option<&[u8]>, self_signed: bool) {
         not_after_unix: summary.not_after,
     });
     CERTIFICATE.lock(|certificate| *certificate.borrow_mut() = facts);
-    // The chain may be new: the listener rebuilds its configuration (hourly at most).
-    GENERATION.fetch_add(1, Ordering::AcqRel);
+    // A different chain (made, renewed, installed): the listener rebuilds its configuration.
+    let fingerprint = chain_fingerprint(chain);
+    if PUBLISHED_CHAIN.swap(fingerprint, Ordering::AcqRel) != fingerprint {
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+    }
     let due = match (&summary, now) {
         (Some(summary), Some(now)) => summary.renewal_alert_due(now).then(|| summary.days_until_expiry(now)),
         _ => None,
