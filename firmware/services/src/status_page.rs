@@ -139,10 +139,17 @@ fn alerts_key() -> u64 {
 /// Writes the alert kinds in force (and their peers) to the encrypted store if they changed,
 /// so they survive a restart.
 pub async fn persist_alerts() {
-    let Some(record) = crate::alerts::changed_record() else {
+    if crate::alerts::changed_record().is_none() {
         return;
-    };
+    }
     if let Some(mut stores) = crate::store::open().await {
+        write_alerts(&mut stores).await;
+    }
+}
+
+/// Writes the alert board to `stores` if it changed since it was last written.
+async fn write_alerts(stores: &mut crate::store::OpenStores) {
+    if let Some(record) = crate::alerts::changed_record() {
         if stores.settings.store(alerts_key(), &record).await.is_ok() {
             crate::alerts::record_persisted();
         }
@@ -165,11 +172,16 @@ fn tamper_event_key() -> u64 {
 /// (while unlocked; the console calls it before it locks).
 pub async fn persist_tamper_event(event: &crate::tamper::TamperEvent) {
     if let Some(mut stores) = crate::store::open().await {
-        if stores.settings.store(tamper_event_key(), &event.encode()).await.is_err() {
-            crate::event_warning!("tamper: the event could not be written to flash");
-        }
+        write_tamper_event(&mut stores, event).await;
+        write_alerts(&mut stores).await;
     }
-    persist_alerts().await;
+}
+
+/// Writes `event` to `stores`, replacing the one before.
+async fn write_tamper_event(stores: &mut crate::store::OpenStores, event: &crate::tamper::TamperEvent) {
+    if stores.settings.store(tamper_event_key(), &event.encode()).await.is_err() {
+        crate::event_warning!("tamper: the event could not be written to flash");
+    }
 }
 
 /// At unlock (the store held, after [`restore_alerts`]): writes the tamper event held since
@@ -177,15 +189,9 @@ pub async fn persist_tamper_event(event: &crate::tamper::TamperEvent) {
 /// alert is in force.
 pub async fn restore_tamper_event(stores: &mut crate::store::OpenStores) {
     if let Some(event) = crate::tamper::take_held() {
-        if stores.settings.store(tamper_event_key(), &event.encode()).await.is_err() {
-            crate::event_warning!("tamper: the event could not be written to flash");
-        }
+        write_tamper_event(stores, &event).await;
         // Its alert at once too (`persist_alerts` would wait for the store this unlock holds).
-        if let Some(record) = crate::alerts::changed_record() {
-            if stores.settings.store(alerts_key(), &record).await.is_ok() {
-                crate::alerts::record_persisted();
-            }
-        }
+        write_alerts(stores).await;
     }
     if crate::alerts::read(|board| board.get(homemx_status::AlertKind::Tamper).is_none()) {
         return;

@@ -119,11 +119,11 @@ pub async fn tamper_task(mut input: Input) -> ! {
             Change::None => {}
             Change::Opened => crate::channels::TAMPER_OPENED.signal(()),
             Change::Closed => crate::event_info!("tamper: the loop is closed again; the owner may unlock (the alert stays until acknowledged)"),
-            Change::NotFitted => crate::event_info!("tamper: no tamper loop fitted"),
-        }
-        if now == TamperState::NotFitted && before == NOT_READ {
-            // No loop on this board: nothing will ever change.
-            core::future::pending::<()>().await;
+            Change::NotFitted => {
+                crate::event_info!("tamper: no tamper loop fitted");
+                // No loop on this board: nothing will ever change.
+                core::future::pending::<()>().await
+            }
         }
         Timer::after(POLL_INTERVAL).await;
     }
