@@ -214,6 +214,16 @@ impl PendingChallenge {
     pub fn acme_identifier(&self) -> [u8; 34] {
         jws::acme_identifier_value(&self.key_authorization)
     }
+
+    /// The HTTP-01 answer for a request path: the key authorization for
+    /// `/.well-known/acme-challenge/<token>` if this is an HTTP-01 challenge with that token,
+    /// else `None` (the responder answers 403).
+    pub fn http01_answer(&self, path: &str) -> Option<&str> {
+        if self.kind != ChallengeKind::Http01 {
+            return None;
+        }
+        (path.strip_prefix(HTTP01_PREFIX)? == self.token).then_some(self.key_authorization.as_str())
+    }
 }
 
 /// The issued chain.
@@ -311,8 +321,7 @@ impl<'k> Client<'k> {
     /// `/.well-known/acme-challenge/<token>` of the pending HTTP-01 challenge, else `None`
     /// (the responder answers 403).
     pub fn http01_answer(&self, path: &str) -> Option<&str> {
-        let pending = self.pending.as_ref().filter(|pending| pending.kind == ChallengeKind::Http01)?;
-        (path.strip_prefix(HTTP01_PREFIX)? == pending.token).then_some(pending.key_authorization.as_str())
+        self.pending.as_ref()?.http01_answer(path)
     }
 
     /// The account URL, once the account exists.
