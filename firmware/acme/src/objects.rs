@@ -640,7 +640,7 @@ mod tests {
         let no_token = AUTHORIZATION.replace(r#""token": "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA", "#, "");
         assert_eq!(Authorization::parse(no_token.as_bytes(), HOST).unwrap_err(), field("challenges[].token", Reason::Missing));
         let challenge = r#"{"type":"http-01","url":"https://a/c","token":"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA","status":"pending"}"#;
-        let many = format!(r#"{{"status":"pending","identifier":{{"type":"dns","value":"{HOST}"}},"challenges":[{}]}}"#, vec![challenge; MAX_CHALLENGES + 1].join(","));
+        let many = format!(r#"{{"status":"pending","identifier":{{"type":"dns","value":"{HOST}"}},"challenges":[{}]}}"#, [challenge; MAX_CHALLENGES + 1].join(","));
         assert_eq!(Authorization::parse(many.as_bytes(), HOST).unwrap_err(), field("challenges", Reason::TooMany));
         let valid = AUTHORIZATION.replacen("pending", "valid", 1);
         assert!(matches!(Authorization::parse(valid.as_bytes(), HOST), Err(ObjectError::Inconsistent(_))));
@@ -671,7 +671,7 @@ mod tests {
         assert_eq!(Problem::parse(br#"{"status":"400"}"#).unwrap_err(), field("status", Reason::WrongType));
         assert_eq!(Problem::parse(br#"{"status":70000}"#).unwrap_err(), field("status", Reason::Invalid));
         assert_eq!(Problem::parse(br#"{"subproblems":[1]}"#).unwrap_err(), field("subproblems[]", Reason::WrongType));
-        let many = format!(r#"{{"subproblems":[{}]}}"#, vec!["{}"; MAX_SUBPROBLEMS + 1].join(","));
+        let many = format!(r#"{{"subproblems":[{}]}}"#, ["{}"; MAX_SUBPROBLEMS + 1].join(","));
         assert_eq!(Problem::parse(many.as_bytes()).unwrap_err(), field("subproblems", Reason::TooMany));
     }
 

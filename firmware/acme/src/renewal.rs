@@ -83,7 +83,7 @@ mod tests {
         let mut earliest = u64::MAX;
         for random in [1, 7, 12345, u64::MAX / 3, u64::MAX] {
             let at = next_attempt(&schedule, random);
-            assert!(at <= START + 60 * DAY && at >= START + 54 * DAY, "{random}: {at}");
+            assert!((START + 54 * DAY..=START + 60 * DAY).contains(&at), "{random}: {at}");
             earliest = earliest.min(at);
         }
         assert!(earliest < START + 60 * DAY, "the jitter moves some attempts earlier");
