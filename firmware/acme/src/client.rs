@@ -655,3 +655,232 @@ pub fn parse_retry_after(value: &str) -> Option<u64> {
     }
     value.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The state machine's refusals and retries with hand-written answers in Pebble's shapes;
+    //! the whole issuance against a real Pebble is in `tests/pebble.rs`.
+
+    use super::*;
+
+    const BASE: &str = "https://ca.example.test";
+    const DIRECTORY: &str = r#"{"newNonce":"https://ca.example.test/nonce","newAccount":"https://ca.example.test/acct",
+        "newOrder":"https://ca.example.test/order","meta":{"termsOfService":"https://ca.example.test/terms"}}"#;
+    const ACCOUNT: &str = r#"{"status":"valid","orders":"https://ca.example.test/orders/1"}"#;
+    const ORDER: &str = r#"{"status":"pending","identifiers":[{"type":"dns","value":"mx.example.test"}],
+        "authorizations":["https://ca.example.test/authz/1"],"finalize":"https://ca.example.test/finalize/1"}"#;
+    const AUTHORIZATION: &str = r#"{"status":"pending","identifier":{"type":"dns","value":"mx.example.test"},"challenges":[
+        {"type":"tls-alpn-01","url":"https://ca.example.test/chall/2","token":"Xo1eTKp4pGIthvPmr9Y1ggjX5S1CsFbswgx_Ud7eW2A","status":"pending"},
+        {"type":"http-01","url":"https://ca.example.test/chall/1","token":"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA","status":"pending"}]}"#;
+
+    fn keys() -> (DeviceKey, DeviceKey) {
+        (DeviceKey::generate(&mut rand_core::OsRng), DeviceKey::generate(&mut rand_core::OsRng))
+    }
+
+    fn config() -> Config {
+        Config::new(url::parse(&format!("{BASE}/dir")).unwrap(), HostName::new("mx.example.test").unwrap(), true)
+    }
+
+    fn answer(client: &mut Client<'_>, status: u16, location: Option<&str>, retry_after: Option<&str>, body: &str) {
+        let response = Response { status, replay_nonce: Some("nonce_abc"), location, retry_after, content_type: None, body: body.as_bytes() };
+        client.receive(&response, 1_796_425_550);
+    }
+
+    /// The request the client sends next (its URL's path), ignoring the delay.
+    fn next_path(client: &mut Client<'_>) -> String {
+        match client.poll() {
+            Action::Send { request, .. } => String::from(request.url.path_and_query()),
+            other => panic!("expected a request, got {other:?} ({:?})", client.error()),
+        }
+    }
+
+    /// Runs the client up to the authorization with the given order body.
+    fn up_to_order<'k>(client: &mut Client<'k>, order: &str) {
+        assert_eq!(next_path(client), "/dir");
+        answer(client, 200, None, None, DIRECTORY);
+        assert_eq!(next_path(client), "/acct", "the directory's nonce is used, no newNonce needed");
+        answer(client, 201, Some("https://ca.example.test/acct/7"), None, ACCOUNT);
+        assert_eq!(next_path(client), "/order");
+        answer(client, 201, Some("https://ca.example.test/order/9"), None, order);
+    }
+
+    #[test]
+    fn asks_for_a_nonce_first_and_follows_the_order() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        assert_eq!(next_path(&mut client), "/dir");
+        client.receive(&Response { status: 200, replay_nonce: None, location: None, retry_after: None, content_type: None, body: DIRECTORY.as_bytes() }, 0);
+        assert_eq!(next_path(&mut client), "/nonce");
+        answer(&mut client, 204, None, None, "");
+        assert_eq!(next_path(&mut client), "/acct");
+        answer(&mut client, 201, Some("https://ca.example.test/acct/7"), None, ACCOUNT);
+        assert_eq!(client.account_url(), Some("https://ca.example.test/acct/7"));
+        assert_eq!(next_path(&mut client), "/order");
+        answer(&mut client, 201, Some("https://ca.example.test/order/9"), None, ORDER);
+        assert_eq!(next_path(&mut client), "/authz/1");
+        answer(&mut client, 200, None, None, AUTHORIZATION);
+        // HTTP-01 is preferred by default even though TLS-ALPN-01 is listed first.
+        let pending = client.pending_challenge().unwrap().clone();
+        assert_eq!(pending.kind, ChallengeKind::Http01);
+        assert_eq!(pending.token, "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA");
+        assert_eq!(pending.key_authorization, format!("{}.{}", pending.token, jws::thumbprint(&account_key)));
+        assert_eq!(client.http01_answer(&format!("{HTTP01_PREFIX}{}", pending.token)), Some(pending.key_authorization.as_str()));
+        for other in ["/", "/status.json", "/.well-known/acme-challenge/", "/.well-known/acme-challenge/stale-token-000000000"] {
+            assert_eq!(client.http01_answer(other), None, "{other}");
+        }
+        assert_eq!(next_path(&mut client), "/chall/1");
+    }
+
+    #[test]
+    fn tls_alpn_01_when_preferred() {
+        let (account_key, device_key) = keys();
+        let mut config = config();
+        config.challenges = alloc::vec![ChallengeKind::TlsAlpn01];
+        let mut client = Client::new(config, &account_key, &device_key);
+        up_to_order(&mut client, ORDER);
+        assert_eq!(next_path(&mut client), "/authz/1");
+        answer(&mut client, 200, None, None, AUTHORIZATION);
+        let pending = client.pending_challenge().unwrap();
+        assert_eq!(pending.kind, ChallengeKind::TlsAlpn01);
+        assert_eq!(pending.acme_identifier()[2..], jws::tls_alpn_digest(&pending.key_authorization));
+        assert_eq!(client.http01_answer(&format!("{HTTP01_PREFIX}{}", pending.token)), None, "no HTTP-01 answer for TLS-ALPN-01");
+        assert_eq!(next_path(&mut client), "/chall/2");
+
+        // Only DNS-01 offered: nothing this device answers.
+        let mut config = self::config();
+        config.challenges = alloc::vec![ChallengeKind::Http01];
+        let mut client = Client::new(config, &account_key, &device_key);
+        up_to_order(&mut client, ORDER);
+        next_path(&mut client);
+        let dns_only = AUTHORIZATION.replace("tls-alpn-01", "dns-01").replace("http-01", "dns-01");
+        answer(&mut client, 200, None, None, &dns_only);
+        assert_eq!(client.poll(), Action::Failed);
+        assert_eq!(client.error(), Some(&Error::NoUsableChallenge));
+    }
+
+    #[test]
+    fn an_order_for_another_name_is_refused() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        up_to_order(&mut client, &ORDER.replace("mx.example.test", "evil.example.test"));
+        assert_eq!(client.poll(), Action::Failed);
+        assert_eq!(client.error(), Some(&Error::Object { step: Step::NewOrder, error: ObjectError::WrongIdentifiers }));
+        // Failed is final.
+        assert_eq!(client.poll(), Action::Failed);
+        answer(&mut client, 200, None, None, ORDER);
+        assert_eq!(client.poll(), Action::Failed);
+    }
+
+    #[test]
+    fn terms_and_external_account_binding_are_required_when_the_ca_says_so() {
+        let (account_key, device_key) = keys();
+        let mut config = config();
+        config.terms_agreed = false;
+        let mut client = Client::new(config, &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, DIRECTORY);
+        assert_eq!(client.error(), Some(&Error::TermsNotAgreed));
+
+        let mut client = Client::new(self::config(), &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, &DIRECTORY.replace(r#""meta":{"#, r#""meta":{"externalAccountRequired":true,"#));
+        assert_eq!(client.error(), Some(&Error::ExternalAccountRequired));
+    }
+
+    #[test]
+    fn bad_nonce_is_retried_once_only() {
+        let (account_key, device_key) = keys();
+        let bad_nonce = r#"{"type":"urn:ietf:params:acme:error:badNonce","detail":"JWS has an invalid anti-replay nonce","status":400}"#;
+        let mut client = Client::new(config(), &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, DIRECTORY);
+        assert_eq!(next_path(&mut client), "/acct");
+        answer(&mut client, 400, None, None, bad_nonce);
+        assert_eq!(next_path(&mut client), "/acct", "retried");
+        answer(&mut client, 400, None, None, bad_nonce);
+        assert_eq!(client.poll(), Action::Failed);
+        let Some(Error::Problem { step: Step::NewAccount, problem }) = client.error() else { panic!("{:?}", client.error()) };
+        assert_eq!(problem.acme_error(), Some("badNonce"));
+    }
+
+    #[test]
+    fn problems_statuses_and_retry_after() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, DIRECTORY);
+        next_path(&mut client);
+        let limited = r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new accounts","status":429}"#;
+        answer(&mut client, 429, None, Some("3600"), limited);
+        assert_eq!(client.poll(), Action::Failed);
+        assert_eq!(client.retry_after(), Some(3600));
+        assert!(client.error().unwrap().to_string().contains("too many new accounts"));
+
+        let mut client = Client::new(config(), &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 500, None, None, "<html>oops</html>");
+        assert_eq!(client.error(), Some(&Error::Status { step: Step::Directory, status: 500 }));
+
+        // A poll answered with a Retry-After beyond the limit ends the attempt.
+        let mut client = Client::new(config(), &account_key, &device_key);
+        up_to_order(&mut client, ORDER);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, AUTHORIZATION);
+        assert_eq!(next_path(&mut client), "/chall/1");
+        let processing = r#"{"type":"http-01","url":"https://ca.example.test/chall/1","token":"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA","status":"processing"}"#;
+        answer(&mut client, 200, None, Some("7"), processing);
+        match client.poll() {
+            Action::Send { request, delay_ms } => assert_eq!((request.url.path_and_query(), delay_ms), ("/authz/1", 7000)),
+            other => panic!("{other:?}"),
+        }
+        answer(&mut client, 200, None, Some("86400"), AUTHORIZATION);
+        assert_eq!(client.poll(), Action::Failed);
+        assert_eq!(client.error(), Some(&Error::WaitTooLong { seconds: 86400 }));
+        assert_eq!(client.pending_challenge(), None, "a failed attempt answers no challenge");
+    }
+
+    #[test]
+    fn polls_are_bounded() {
+        let (account_key, device_key) = keys();
+        let mut config = config();
+        config.max_polls = 3;
+        let mut client = Client::new(config, &account_key, &device_key);
+        up_to_order(&mut client, ORDER);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, AUTHORIZATION);
+        next_path(&mut client);
+        let pending = r#"{"type":"http-01","url":"https://ca.example.test/chall/1","token":"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA","status":"pending"}"#;
+        answer(&mut client, 200, None, None, pending);
+        // Three polls are sent; the third still pending ends the attempt.
+        for _ in 0..3 {
+            assert_eq!(next_path(&mut client), "/authz/1");
+            answer(&mut client, 200, None, None, AUTHORIZATION);
+        }
+        assert_eq!(client.poll(), Action::Failed);
+        assert_eq!(client.error(), Some(&Error::TooManyPolls { step: Step::PollAuthorization }));
+    }
+
+    #[test]
+    fn missing_location_and_unexpected_answers() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, DIRECTORY);
+        next_path(&mut client);
+        answer(&mut client, 201, Some("http://ca.example.test/acct/7"), None, ACCOUNT);
+        assert_eq!(client.error(), Some(&Error::MissingLocation { step: Step::NewAccount }));
+
+        let mut client = Client::new(config(), &account_key, &device_key);
+        answer(&mut client, 200, None, None, DIRECTORY);
+        assert_eq!(client.error(), Some(&Error::Unexpected));
+    }
+
+    #[test]
+    fn retry_after_values() {
+        assert_eq!(parse_retry_after("120"), Some(120));
+        assert_eq!(parse_retry_after(" 0 "), Some(0));
+        for bad in ["", "-1", "1.5", "Fri, 31 Dec 1999 23:59:59 GMT", "99999999999"] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
+    }
+}
