@@ -6,8 +6,11 @@
 //! std TCP + rustls (ring) transport that trusts only the CA made here.
 //!
 //! Cases: a certificate for `mx.example.test` issued and checked (with one `badNonce` from
-//! Pebble provoked on the way, which the client retries); and the challenge answered with a
-//! wrong key authorization, where the order fails and the client reports Pebble's problem.
+//! Pebble provoked on the way, which the client retries); the challenge answered with a
+//! wrong key authorization, where the order fails and the client reports Pebble's problem;
+//! and a Pebble that requires External Account Binding: refused without it (the client says
+//! so from the directory), refused with a wrong MAC key (Pebble's problem), issued with the
+//! right one.
 //!
 //! Pebble missing is a failure telling to run host-tools/setup.sh, never a skip.
 
@@ -19,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use homemx_acme::client::{Action, Client, Config, Error, PendingChallenge, Request, Response};
+use homemx_acme::client::{Action, Client, Config, Error, ExternalAccount, PendingChallenge, Request, Response, Step};
 use homemx_acme::exchange;
 use homemx_acme::url::{self, Url};
 use homemx_tls::identity::{check_chain, DeviceKey, HostName, InstallError};
@@ -161,9 +164,13 @@ struct Pebble {
     tls: Arc<rustls::ClientConfig>,
 }
 
+/// Pebble's example EAB key `kid-1` (its packaged example configuration).
+const EAB_KEY_ID: &str = "kid-1";
+const EAB_MAC_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
 /// Starts challtestsrv and Pebble on free 127.0.0.1 ports, Pebble's HTTP-01 port being
-/// `http_port`.
-fn start_pebble(http_port: u16) -> Pebble {
+/// `http_port`; with `eab`, Pebble requires External Account Binding with [`EAB_KEY_ID`].
+fn start_pebble(http_port: u16, eab: bool) -> Pebble {
     let pebble = require_tool("pebble");
     let challtestsrv = require_tool("pebble-challtestsrv");
     static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -177,7 +184,8 @@ fn start_pebble(http_port: u16) -> Pebble {
     let config = format!(
         r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}",
             "certificate": "cert.pem", "privateKey": "key.pem", "httpPort": {http_port}, "tlsPort": {tls_port},
-            "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#
+            "ocspResponderURL": "", "externalAccountBindingRequired": {eab},
+            "externalAccountMACKeys": {{"{EAB_KEY_ID}": "{EAB_MAC_KEY}"}}}}}}"#
     );
     std::fs::write(directory.join("pebble.json"), config).unwrap();
 
@@ -302,7 +310,7 @@ fn pebble_issues_a_certificate_that_passes_the_checks() {
     let pending = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let (http_port, served) = start_responder(pending.clone(), Answer::Right, stop.clone());
-    let pebble = start_pebble(http_port);
+    let pebble = start_pebble(http_port, false);
 
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
@@ -333,7 +341,7 @@ fn a_wrong_key_authorization_fails_with_pebbles_problem() {
     let pending = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let (http_port, served) = start_responder(pending.clone(), Answer::Wrong, stop.clone());
-    let pebble = start_pebble(http_port);
+    let pebble = start_pebble(http_port, false);
 
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
@@ -348,4 +356,36 @@ fn a_wrong_key_authorization_fails_with_pebbles_problem() {
     let detail = problem.detail.as_deref().unwrap_or("");
     assert!(detail.contains("key authorization"), "Pebble's detail: {detail}");
     eprintln!("reported: {error}");
+}
+
+#[test]
+fn external_account_binding_with_pebble() {
+    let pending = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (http_port, _) = start_responder(pending.clone(), Answer::Right, stop.clone());
+    let pebble = start_pebble(http_port, true);
+    let account_key = DeviceKey::generate(&mut rand_core::OsRng);
+    let device_key = DeviceKey::generate(&mut rand_core::OsRng);
+
+    let mut client = Client::new(config(&pebble), &account_key, &device_key);
+    drive(&mut client, &pebble, &pending, None);
+    assert_eq!(client.error(), Some(&Error::ExternalAccountRequired));
+
+    let mut wrong = config(&pebble);
+    wrong.external_account = Some(ExternalAccount { key_id: EAB_KEY_ID.to_string(), mac_key: vec![7u8; 48] });
+    let mut client = Client::new(wrong, &account_key, &device_key);
+    drive(&mut client, &pebble, &pending, None);
+    let Some(Error::Problem { step: Step::NewAccount, problem }) = client.error() else { panic!("{:?}", client.error()) };
+    eprintln!("wrong MAC key: {problem}");
+    assert_eq!(problem.acme_error(), Some("unauthorized"), "{problem}");
+    assert!(client.account_url().is_none());
+
+    let mut right = config(&pebble);
+    let mac_key = homemx_acme::base64url::decode(EAB_MAC_KEY).unwrap();
+    right.external_account = Some(ExternalAccount { key_id: EAB_KEY_ID.to_string(), mac_key });
+    let mut client = Client::new(right, &account_key, &device_key);
+    drive(&mut client, &pebble, &pending, None);
+    stop.store(true, Ordering::Relaxed);
+    assert!(client.error().is_none(), "failed: {}", client.error().unwrap());
+    assert!(client.issued().is_some());
 }
