@@ -14,6 +14,8 @@
 //!
 //! Pebble missing is a failure telling to run host-tools/setup.sh, never a skip.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,62 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 const HOST: &str = "mx.example.test";
+
+/// The system allocator, counting this thread's live heap bytes and their high-water mark:
+/// the client's heap figures (each test drives its client on its own thread).
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            let _ = LIVE.try_with(|live| {
+                live.set(live.get() + layout.size());
+                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(live.get())));
+            });
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(pointer, layout) };
+        let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(layout.size())));
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> usize {
+    LIVE.with(Cell::get)
+}
+
+/// Starts a new high-water mark at the current live size; returns it.
+fn reset_peak() -> usize {
+    let now = live();
+    PEAK.with(|peak| peak.set(now));
+    now
+}
+
+fn peak() -> usize {
+    PEAK.with(Cell::get)
+}
+
+/// What driving a client cost.
+#[derive(Debug, Default)]
+struct Figures {
+    requests: usize,
+    bad_nonces: usize,
+    /// Most heap the client held or used at once (bytes), the caller's buffers excluded.
+    heap_high_water: usize,
+    /// Host time spent inside `poll` and `receive` (signing, parsing, the chain checks).
+    client_time: Duration,
+}
 
 /// Kills and reaps the processes this test started (by their PID, through `Child`).
 struct Children(Vec<Child>);
@@ -257,22 +315,29 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// Drives `client` until it is done or failed; `tamper` may change the nonce of an answer to
-/// a given step number. Returns the number of requests and of `badNonce` answers.
-fn drive(
-    client: &mut Client<'_>,
+/// Drives the client made by `make` until it is done or failed; `tamper_nonce_of` names a
+/// request path whose answer's nonce is replaced by one Pebble never issued.
+fn drive<'k>(
+    make: impl FnOnce() -> Client<'k>,
     pebble: &Pebble,
     pending: &Arc<Mutex<Option<PendingChallenge>>>,
     mut tamper_nonce_of: Option<&str>,
-) -> (usize, usize) {
-    let (mut requests, mut bad_nonces) = (0, 0);
+) -> (Client<'k>, Figures) {
+    let mut figures = Figures::default();
+    let start = reset_peak();
+    let mut client = make();
     loop {
+        let retained = live().saturating_sub(start);
+        reset_peak();
+        let began = Instant::now();
         let action = client.poll();
+        figures.client_time += began.elapsed();
+        figures.heap_high_water = figures.heap_high_water.max(peak().saturating_sub(start));
         *pending.lock().unwrap() = client.pending_challenge().cloned();
         match action {
             Action::Send { request, delay_ms } => {
-                requests += 1;
-                assert!(requests < 60, "too many requests");
+                figures.requests += 1;
+                assert!(figures.requests < 60, "too many requests");
                 std::thread::sleep(Duration::from_millis(u64::from(delay_ms)));
                 let bytes = send(&pebble.tls, &request);
                 let mut body = vec![0u8; exchange::MAX_BODY];
@@ -282,16 +347,21 @@ fn drive(
                 parser.connection_closed().unwrap();
                 let mut response: Response<'_> = exchange::response(&parser).unwrap();
                 if response.status == 400 && String::from_utf8_lossy(response.body).contains("badNonce") {
-                    bad_nonces += 1;
+                    figures.bad_nonces += 1;
                 }
                 // Provoke a real badNonce: hand the client a nonce Pebble never issued.
                 if tamper_nonce_of.is_some_and(|path| request.url.path_and_query() == path) {
                     response.replay_nonce = Some("bm90LWEtcmVhbC1ub25jZQ");
                     tamper_nonce_of = None;
                 }
-                client.receive(&response, unix_now());
+                let now = unix_now();
+                let before = reset_peak();
+                let began = Instant::now();
+                client.receive(&response, now);
+                figures.client_time += began.elapsed();
+                figures.heap_high_water = figures.heap_high_water.max(retained + peak().saturating_sub(before));
             }
-            Action::Done | Action::Failed => return (requests, bad_nonces),
+            Action::Done | Action::Failed => return (client, figures),
         }
     }
 }
@@ -314,12 +384,11 @@ fn pebble_issues_a_certificate_that_passes_the_checks() {
 
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
-    let mut client = Client::new(config(&pebble), &account_key, &device_key);
-    let (requests, bad_nonces) = drive(&mut client, &pebble, &pending, Some("/sign-me-up"));
+    let (client, figures) = drive(|| Client::new(config(&pebble), &account_key, &device_key), &pebble, &pending, Some("/sign-me-up"));
     stop.store(true, Ordering::Relaxed);
     assert!(client.error().is_none(), "failed: {}", client.error().unwrap());
     let issued = client.issued().expect("a certificate");
-    assert_eq!(bad_nonces, 1, "Pebble refused the tampered nonce once and the retry passed");
+    assert_eq!(figures.bad_nonces, 1, "Pebble refused the tampered nonce once and the retry passed");
     assert!(served.load(Ordering::Relaxed) >= 1, "Pebble fetched the HTTP-01 answer");
     assert!(client.account_url().unwrap().starts_with(pebble.directory_url.as_str().trim_end_matches("dir")));
     assert!(issued.chain.len() >= 2);
@@ -333,7 +402,13 @@ fn pebble_issues_a_certificate_that_passes_the_checks() {
     assert_eq!(check_chain(issued.pem.as_bytes(), &other_key, &host, unix_now()).unwrap_err(), InstallError::WrongKey);
     let other_host = HostName::new("other.example.test").unwrap();
     assert_eq!(check_chain(issued.pem.as_bytes(), &device_key, &other_host, unix_now()).unwrap_err(), InstallError::WrongName);
-    eprintln!("issued in {requests} requests, {:.2} s including Pebble's start", started.elapsed().as_secs_f64());
+    eprintln!(
+        "issued in {} requests, {:.2} s including Pebble's start; client: heap high-water {} B, {:.1} ms host time in poll/receive",
+        figures.requests,
+        started.elapsed().as_secs_f64(),
+        figures.heap_high_water,
+        figures.client_time.as_secs_f64() * 1000.0
+    );
 }
 
 #[test]
@@ -345,8 +420,7 @@ fn a_wrong_key_authorization_fails_with_pebbles_problem() {
 
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
-    let mut client = Client::new(config(&pebble), &account_key, &device_key);
-    drive(&mut client, &pebble, &pending, None);
+    let (client, _) = drive(|| Client::new(config(&pebble), &account_key, &device_key), &pebble, &pending, None);
     stop.store(true, Ordering::Relaxed);
     assert!(client.issued().is_none());
     assert!(served.load(Ordering::Relaxed) >= 1, "Pebble fetched the (wrong) HTTP-01 answer");
@@ -367,14 +441,12 @@ fn external_account_binding_with_pebble() {
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
 
-    let mut client = Client::new(config(&pebble), &account_key, &device_key);
-    drive(&mut client, &pebble, &pending, None);
+    let (client, _) = drive(|| Client::new(config(&pebble), &account_key, &device_key), &pebble, &pending, None);
     assert_eq!(client.error(), Some(&Error::ExternalAccountRequired));
 
     let mut wrong = config(&pebble);
     wrong.external_account = Some(ExternalAccount { key_id: EAB_KEY_ID.to_string(), mac_key: vec![7u8; 48] });
-    let mut client = Client::new(wrong, &account_key, &device_key);
-    drive(&mut client, &pebble, &pending, None);
+    let (client, _) = drive(|| Client::new(wrong, &account_key, &device_key), &pebble, &pending, None);
     let Some(Error::Problem { step: Step::NewAccount, problem }) = client.error() else { panic!("{:?}", client.error()) };
     eprintln!("wrong MAC key: {problem}");
     assert_eq!(problem.acme_error(), Some("unauthorized"), "{problem}");
@@ -383,8 +455,7 @@ fn external_account_binding_with_pebble() {
     let mut right = config(&pebble);
     let mac_key = homemx_acme::base64url::decode(EAB_MAC_KEY).unwrap();
     right.external_account = Some(ExternalAccount { key_id: EAB_KEY_ID.to_string(), mac_key });
-    let mut client = Client::new(right, &account_key, &device_key);
-    drive(&mut client, &pebble, &pending, None);
+    let (client, _) = drive(|| Client::new(right, &account_key, &device_key), &pebble, &pending, None);
     stop.store(true, Ordering::Relaxed);
     assert!(client.error().is_none(), "failed: {}", client.error().unwrap());
     assert!(client.issued().is_some());
