@@ -15,6 +15,7 @@
 //!   chain check with homemx-tls).
 //! - [`exchange`]: HTTP/1.1 bytes for a [`client::Request`] and the reading of a response with
 //!   homemx-http.
+//! - [`ari`]: the ARI (RFC 9773) certificate identifier and renewal-information request.
 //! - [`renewal`]: when to try next (two thirds of the lifetime with jitter, ARI window,
 //!   exponential backoff, `Retry-After`), a pure function.
 //!
@@ -24,6 +25,7 @@
 
 extern crate alloc;
 
+pub mod ari;
 pub mod base64url;
 pub mod client;
 pub mod exchange;

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use homemx_acme::client::{Action, Client, Config, Error, ExternalAccount, PendingChallenge, Request, Response, Step};
-use homemx_acme::exchange;
+use homemx_acme::{ari, exchange};
 use homemx_acme::url::{self, Url};
 use homemx_tls::identity::{check_chain, DeviceKey, HostName, InstallError};
 use rustls::pki_types::pem::PemObject as _;
@@ -311,6 +311,30 @@ fn send(tls: &Arc<rustls::ClientConfig>, request: &Request) -> Vec<u8> {
     answer
 }
 
+/// The ARI identifier of the PEM certificate at `path` from openssl's output (the key
+/// identifier and the serial as hex; the serial's DER contents get a 00 before a high bit).
+fn openssl_ari_id(path: &Path) -> String {
+    let output = Command::new(require_tool("openssl"))
+        .args(["x509", "-noout", "-serial", "-ext", "authorityKeyIdentifier", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let hex = |text: &str| -> Vec<u8> {
+        let digits: String = text.chars().filter(char::is_ascii_hexdigit).collect();
+        (0..digits.len()).step_by(2).map(|index| u8::from_str_radix(&digits[index..index + 2], 16).unwrap()).collect()
+    };
+    let serial_line = text.lines().find_map(|line| line.strip_prefix("serial=")).unwrap();
+    let mut serial = hex(serial_line);
+    if serial[0] & 0x80 != 0 {
+        serial.insert(0, 0);
+    }
+    let key_line = text.lines().skip_while(|line| !line.contains("Authority Key Identifier")).nth(1).unwrap();
+    let key_identifier = hex(key_line.trim().trim_start_matches("keyid:"));
+    format!("{}.{}", homemx_acme::base64url::encode(&key_identifier), homemx_acme::base64url::encode(&serial))
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -402,6 +426,11 @@ fn pebble_issues_a_certificate_that_passes_the_checks() {
     assert_eq!(check_chain(issued.pem.as_bytes(), &other_key, &host, unix_now()).unwrap_err(), InstallError::WrongKey);
     let other_host = HostName::new("other.example.test").unwrap();
     assert_eq!(check_chain(issued.pem.as_bytes(), &device_key, &other_host, unix_now()).unwrap_err(), InstallError::WrongName);
+    // The ARI identifier of the issued leaf agrees with openssl's reading of it.
+    let leaf_path = pebble._directory.0.join("leaf.pem");
+    let leaf_pem = issued.pem.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap();
+    std::fs::write(&leaf_path, leaf_pem).unwrap();
+    assert_eq!(ari::certificate_id(&issued.chain[0]).unwrap(), openssl_ari_id(&leaf_path));
     eprintln!(
         "issued in {} requests, {:.2} s including Pebble's start; client: heap high-water {} B, {:.1} ms host time in poll/receive",
         figures.requests,
