@@ -875,6 +875,60 @@ mod tests {
         assert_eq!(client.error(), Some(&Error::Unexpected));
     }
 
+    /// Drives a client through challenge, polls, finalize and download with hand-written
+    /// answers and hands it `chain` as the certificate.
+    fn through_to_certificate(client: &mut Client<'_>, chain: &str) {
+        up_to_order(client, ORDER);
+        next_path(client);
+        answer(client, 200, None, None, AUTHORIZATION);
+        assert_eq!(next_path(client), "/chall/1");
+        let processing = r#"{"type":"http-01","url":"https://ca.example.test/chall/1","token":"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA","status":"processing"}"#;
+        answer(client, 200, None, None, processing);
+        assert_eq!(next_path(client), "/authz/1");
+        let valid = AUTHORIZATION.replacen(r#""status":"pending""#, r#""status":"valid""#, 1).replace(r#""status":"pending"}]"#, r#""status":"valid"}]"#);
+        answer(client, 200, None, None, &valid);
+        assert_eq!(client.pending_challenge(), None, "the challenge is no longer answered once valid");
+        assert_eq!(next_path(client), "/order/9");
+        answer(client, 200, None, None, &ORDER.replace("pending", "ready"));
+        match client.poll() {
+            Action::Send { request, .. } => {
+                assert_eq!(request.url.path_and_query(), "/finalize/1");
+                let body = crate::json::parse(request.body.unwrap().as_bytes()).unwrap();
+                let payload = base64url::decode(body.get("payload").unwrap().as_str().unwrap()).unwrap();
+                let csr = crate::json::parse(&payload).unwrap().get("csr").unwrap().as_str().unwrap().to_string();
+                assert_eq!(base64url::decode(&csr).unwrap(), certificate_request(client.certificate_key, &client.config.host).unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        let valid_order = ORDER.replace("pending", "valid").replace(r#""finalize""#, r#""certificate":"https://ca.example.test/cert/1","finalize""#);
+        answer(client, 200, None, None, &valid_order);
+        match client.poll() {
+            Action::Send { request, .. } => assert_eq!((request.url.path_and_query(), request.accept), ("/cert/1", PEM_CHAIN)),
+            other => panic!("{other:?}"),
+        }
+        answer(client, 200, None, None, chain);
+    }
+
+    #[test]
+    fn a_chain_that_fails_the_checks_is_not_issued() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        through_to_certificate(&mut client, "<html>not a certificate</html>");
+        assert_eq!(client.poll(), Action::Failed);
+        assert!(matches!(client.error(), Some(Error::Chain(_))), "{:?}", client.error());
+        assert!(client.issued().is_none());
+
+        // The device's own self-signed certificate: the right key and name, but no issuer.
+        let host = HostName::new("mx.example.test").unwrap();
+        let own = homemx_tls::identity::self_signed_certificate(&device_key, &host, 1_796_000_000, 90, &mut rand_core::OsRng).unwrap();
+        let pem = homemx_tls::identity::pem::encode(homemx_tls::identity::pem::CERTIFICATE, &own);
+        let mut client = Client::new(config(), &account_key, &device_key);
+        through_to_certificate(&mut client, &pem);
+        assert_eq!(client.poll(), Action::Failed);
+        assert_eq!(client.error(), Some(&Error::Chain(InstallError::IssuerMissing)));
+        assert!(client.issued().is_none());
+    }
+
     #[test]
     fn retry_after_values() {
         assert_eq!(parse_retry_after("120"), Some(120));
