@@ -28,7 +28,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use homemx_tls::identity::{certificate_request, check_chain, DeviceKey, HostName, InstallError};
+use homemx_tls::identity::{certificate_request, check_chain, tls_alpn_01_certificate, DeviceKey, EncodeError, HostName, InstallError};
 use rustls_pki_types::CertificateDer;
 
 use crate::base64url;
@@ -213,6 +213,19 @@ impl PendingChallenge {
     /// The DER value of the TLS-ALPN-01 certificate's acmeIdentifier extension.
     pub fn acme_identifier(&self) -> [u8; 34] {
         jws::acme_identifier_value(&self.key_authorization)
+    }
+
+    /// The TLS-ALPN-01 validation certificate (DER, homemx-tls's
+    /// [`tls_alpn_01_certificate`]) for `host` with `key`, valid for a day from `now`: what the
+    /// port-443 listener presents to `acme-tls/1` handshakes while this challenge is pending.
+    pub fn tls_alpn_01_certificate(
+        &self,
+        key: &DeviceKey,
+        host: &HostName,
+        now: u64,
+        random: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<Vec<u8>, EncodeError> {
+        tls_alpn_01_certificate(key, host, &self.acme_identifier(), now, random)
     }
 
     /// The HTTP-01 answer for a request path: the key authorization for

@@ -10,7 +10,8 @@
 //! wrong key authorization, where the order fails and the client reports Pebble's problem;
 //! and a Pebble that requires External Account Binding: refused without it (the client says
 //! so from the directory), refused with a wrong MAC key (Pebble's problem), issued with the
-//! right one.
+//! right one; and TLS-ALPN-01 answered by homemx-tls's server presenting the validation
+//! certificate the crate makes (no HTTP-01 responder at all).
 //!
 //! Pebble missing is a failure telling to run host-tools/setup.sh, never a skip.
 
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use homemx_acme::client::{Action, Client, Config, Error, ExternalAccount, PendingChallenge, Request, Response, Step};
+use homemx_acme::objects::ChallengeKind;
 use homemx_acme::{ari, exchange};
 use homemx_acme::url::{self, Url};
 use homemx_tls::identity::{check_chain, DeviceKey, HostName, InstallError};
@@ -226,9 +228,69 @@ struct Pebble {
 const EAB_KEY_ID: &str = "kid-1";
 const EAB_MAC_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
 
+/// The board's entropy source stand-in for homemx-tls's provider.
+#[derive(Debug)]
+struct OsRandom;
+
+impl rustls::crypto::SecureRandom for OsRandom {
+    fn fill(&self, destination: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        use rand_core::RngCore as _;
+        rand_core::OsRng.try_fill_bytes(destination).map_err(|_| rustls::crypto::GetRandomFailed)
+    }
+}
+
+/// The host's clock for homemx-tls's server.
+#[derive(Debug)]
+struct SystemClock;
+
+impl homemx_tls::WallClock for SystemClock {
+    fn unix_seconds(&self) -> Option<u64> {
+        Some(unix_now())
+    }
+}
+
+/// The port-443 stand-in for TLS-ALPN-01: homemx-tls's TLS-ALPN-01 server configuration (its
+/// RustCrypto provider) presenting the validation certificate the crate makes for the pending
+/// challenge, only to `acme-tls/1` handshakes. Returns its port and the count of handshakes
+/// completed.
+fn start_tls_alpn_responder(pending: Arc<Mutex<Option<PendingChallenge>>>, stop: Arc<AtomicBool>) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        let provider = homemx_tls::crypto::provider(&OsRandom);
+        let host = HostName::new(HOST).unwrap();
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let Some(challenge) = pending.lock().unwrap().clone() else { continue };
+            // RFC 8737 allows any key for the validation certificate: a fresh one each time.
+            let key = DeviceKey::generate(&mut rand_core::OsRng);
+            let certificate = challenge.tls_alpn_01_certificate(&key, &host, unix_now() - 60, &mut rand_core::OsRng).unwrap();
+            let config =
+                homemx_tls::tls_alpn_01_server_config(&provider, &SystemClock, CertificateDer::from(certificate), key.signing_key()).unwrap();
+            let connection = rustls::ServerConnection::new(config).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            if tls.conn.complete_io(&mut tls.sock).is_ok() && tls.conn.alpn_protocol() == Some(homemx_tls::ACME_TLS_ALPN) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            tls.conn.send_close_notify();
+            let _ = tls.conn.complete_io(&mut tls.sock);
+        }
+    });
+    (port, served)
+}
+
 /// Starts challtestsrv and Pebble on free 127.0.0.1 ports, Pebble's HTTP-01 port being
-/// `http_port`; with `eab`, Pebble requires External Account Binding with [`EAB_KEY_ID`].
-fn start_pebble(http_port: u16, eab: bool) -> Pebble {
+/// `http_port` and its TLS-ALPN-01 port `tls_port`; with `eab`, Pebble requires External
+/// Account Binding with [`EAB_KEY_ID`].
+fn start_pebble(http_port: u16, tls_port: u16, eab: bool) -> Pebble {
     let pebble = require_tool("pebble");
     let challtestsrv = require_tool("pebble-challtestsrv");
     static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -238,7 +300,7 @@ fn start_pebble(http_port: u16, eab: bool) -> Pebble {
     let temp = TempDir(directory.clone());
     make_https_certificate(&directory);
 
-    let (listen, management, dns, dns_management, tls_port) = (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (listen, management, dns, dns_management) = (free_port(), free_port(), free_port(), free_port());
     let config = format!(
         r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{management}",
             "certificate": "cert.pem", "privateKey": "key.pem", "httpPort": {http_port}, "tlsPort": {tls_port},
@@ -404,7 +466,7 @@ fn pebble_issues_a_certificate_that_passes_the_checks() {
     let pending = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let (http_port, served) = start_responder(pending.clone(), Answer::Right, stop.clone());
-    let pebble = start_pebble(http_port, false);
+    let pebble = start_pebble(http_port, free_port(), false);
 
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
@@ -445,7 +507,7 @@ fn a_wrong_key_authorization_fails_with_pebbles_problem() {
     let pending = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let (http_port, served) = start_responder(pending.clone(), Answer::Wrong, stop.clone());
-    let pebble = start_pebble(http_port, false);
+    let pebble = start_pebble(http_port, free_port(), false);
 
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
@@ -466,7 +528,7 @@ fn external_account_binding_with_pebble() {
     let pending = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let (http_port, _) = start_responder(pending.clone(), Answer::Right, stop.clone());
-    let pebble = start_pebble(http_port, true);
+    let pebble = start_pebble(http_port, free_port(), true);
     let account_key = DeviceKey::generate(&mut rand_core::OsRng);
     let device_key = DeviceKey::generate(&mut rand_core::OsRng);
 
@@ -488,4 +550,22 @@ fn external_account_binding_with_pebble() {
     stop.store(true, Ordering::Relaxed);
     assert!(client.error().is_none(), "failed: {}", client.error().unwrap());
     assert!(client.issued().is_some());
+}
+
+#[test]
+fn pebble_validates_tls_alpn_01() {
+    let pending = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tls_port, served) = start_tls_alpn_responder(pending.clone(), stop.clone());
+    // Nothing answers HTTP-01: only the TLS-ALPN-01 answer can make the order valid.
+    let pebble = start_pebble(free_port(), tls_port, false);
+    let account_key = DeviceKey::generate(&mut rand_core::OsRng);
+    let device_key = DeviceKey::generate(&mut rand_core::OsRng);
+    let mut config = config(&pebble);
+    config.challenges = vec![ChallengeKind::TlsAlpn01];
+    let (client, _) = drive(|| Client::new(config, &account_key, &device_key), &pebble, &pending, None);
+    stop.store(true, Ordering::Relaxed);
+    assert!(client.error().is_none(), "failed: {}", client.error().unwrap());
+    assert!(client.issued().is_some());
+    assert!(served.load(Ordering::Relaxed) >= 1, "Pebble completed an acme-tls/1 handshake");
 }
