@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod bitbang_i2c;
+pub mod tamper_watch;
 
 pub use embassy_net_driver::Driver as NetworkDriver;
 pub use embedded_io_async::{Read as SerialRead, Write as SerialWrite};
