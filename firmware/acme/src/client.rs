@@ -79,11 +79,18 @@ impl Config {
     }
 }
 
-/// External Account Binding credentials (RFC 8555 section 7.3.4).
-#[derive(Clone, Debug)]
+/// External Account Binding credentials (RFC 8555 section 7.3.4). `Debug` shows the key id
+/// only, never the MAC key.
+#[derive(Clone)]
 pub struct ExternalAccount {
     pub key_id: String,
     pub mac_key: Vec<u8>,
+}
+
+impl core::fmt::Debug for ExternalAccount {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.debug_struct("ExternalAccount").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
 }
 
 /// One request to send.
@@ -166,6 +173,8 @@ pub enum Error {
     Request,
     /// The issued chain failed the checks of homemx-tls.
     Chain(InstallError),
+    /// The account key is the certificate's key (a CA refuses that, RFC 8555 section 11.1).
+    SameKey,
     /// [`Client::receive`] was called with no request outstanding.
     Unexpected,
 }
@@ -190,6 +199,7 @@ impl core::fmt::Display for Error {
             Error::WaitTooLong { seconds } => write!(formatter, "the CA asks to retry after {seconds} s"),
             Error::Request => write!(formatter, "the certificate request could not be made"),
             Error::Chain(error) => write!(formatter, "the issued chain was refused: {error}"),
+            Error::SameKey => write!(formatter, "the account key must not be the certificate's key"),
             Error::Unexpected => write!(formatter, "a response without a request"),
         }
     }
@@ -301,6 +311,7 @@ impl<'k> Client<'k> {
     /// An attempt to obtain a certificate for `certificate_key` (the device's TLS key) under
     /// the account of `account_key`.
     pub fn new(config: Config, account_key: &'k DeviceKey, certificate_key: &'k DeviceKey) -> Self {
+        let same_key = account_key.public_point() == certificate_key.public_point();
         Client {
             thumbprint: jws::thumbprint(account_key),
             config,
@@ -321,8 +332,17 @@ impl<'k> Client<'k> {
             challenge_url: None,
             pending: None,
             issued: None,
-            error: None,
+            error: same_key.then_some(Error::SameKey),
         }
+        .checked()
+    }
+
+    /// Fails at once when [`Client::new`] found an error.
+    fn checked(mut self) -> Self {
+        if self.error.is_some() {
+            self.state = State::Failed;
+        }
+        self
     }
 
     /// The challenge to answer while the authorization is validated, if any.
@@ -940,6 +960,37 @@ mod tests {
         assert_eq!(client.poll(), Action::Failed);
         assert_eq!(client.error(), Some(&Error::Chain(InstallError::IssuerMissing)));
         assert!(client.issued().is_none());
+    }
+
+    #[test]
+    fn refuses_one_key_for_both_and_hides_the_mac_key() {
+        let key = DeviceKey::generate(&mut rand_core::OsRng);
+        let mut client = Client::new(config(), &key, &key);
+        assert_eq!(client.poll(), Action::Failed);
+        assert_eq!(client.error(), Some(&Error::SameKey));
+
+        let mut config = config();
+        config.external_account = Some(ExternalAccount { key_id: String::from("kid-1"), mac_key: alloc::vec![0xa5; 32] });
+        let shown = format!("{config:?}");
+        assert!(shown.contains("kid-1") && !shown.contains("165"), "{shown}");
+    }
+
+    #[test]
+    fn request_bytes_carry_the_jws() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, DIRECTORY);
+        let Action::Send { request, .. } = client.poll() else { panic!() };
+        let bytes = crate::exchange::request_bytes(&request).unwrap();
+        let text = core::str::from_utf8(&bytes).unwrap();
+        let body = request.body.as_deref().unwrap();
+        assert!(text.starts_with("POST /acct HTTP/1.1\r\nHost: ca.example.test\r\nUser-Agent: homemx-acme/0.1\r\nAccept: application/json\r\n"));
+        assert!(text.contains(&format!("Content-Type: application/jose+json\r\nContent-Length: {}\r\n", body.len())));
+        assert!(text.ends_with(&format!("\r\n\r\n{body}")));
+        let payload = crate::json::parse(body.as_bytes()).unwrap();
+        let payload = base64url::decode(payload.get("payload").unwrap().as_str().unwrap()).unwrap();
+        assert_eq!(payload, br#"{"termsOfServiceAgreed":true,"contact":[]}"#);
     }
 
     #[test]
