@@ -17,7 +17,7 @@
 //!
 //! Nonces: every response's `Replay-Nonce` is kept for the next POST; without one, the client
 //! first asks `newNonce`. A `badNonce` error is retried once with the nonce it carried.
-//! Polls are bounded ([`Config::max_polls`]) and spaced by `Retry-After` (delta seconds) or
+//! Polls are bounded ([`Config::max_polls`]) and spaced by `Retry-After` (seconds or a date) or
 //! [`Config::poll_interval_ms`]; a `Retry-After` longer than [`Config::max_wait_seconds`]
 //! ends the attempt (the renewal policy waits instead).
 //!
@@ -500,7 +500,7 @@ impl<'k> Client<'k> {
         if let Some(nonce) = response.replay_nonce.filter(|nonce| nonce.len() <= MAX_NONCE && base64url::is_alphabet(nonce)) {
             self.nonce = Some(String::from(nonce));
         }
-        self.retry_after = response.retry_after.and_then(parse_retry_after);
+        self.retry_after = response.retry_after.and_then(|value| parse_retry_after(value, now));
         if let Err(error) = self.advance(step, response, now) {
             self.fail(error);
         }
@@ -679,10 +679,13 @@ impl<'k> Client<'k> {
     }
 }
 
-/// `Retry-After` as delta seconds (RFC 9110 section 10.2.3); an HTTP date is not read (the
-/// caller then uses its own pause).
-pub fn parse_retry_after(value: &str) -> Option<u64> {
+/// `Retry-After` (RFC 9110 section 10.2.3) as seconds from `now`: delta seconds, or an
+/// IMF-fixdate (a date already past is 0).
+pub fn parse_retry_after(value: &str, now: u64) -> Option<u64> {
     let value = value.trim();
+    if let Some(date) = crate::time::parse_http_date(value) {
+        return Some(date.saturating_sub(now));
+    }
     if value.is_empty() || value.len() > 10 || !value.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
     }
@@ -995,10 +998,13 @@ mod tests {
 
     #[test]
     fn retry_after_values() {
-        assert_eq!(parse_retry_after("120"), Some(120));
-        assert_eq!(parse_retry_after(" 0 "), Some(0));
-        for bad in ["", "-1", "1.5", "Fri, 31 Dec 1999 23:59:59 GMT", "99999999999"] {
-            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        let now = 1_796_425_550;
+        assert_eq!(parse_retry_after("120", now), Some(120));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(0));
+        assert_eq!(parse_retry_after("Fri, 04 Dec 2026 23:15:50 GMT", now), Some(600));
+        assert_eq!(parse_retry_after("Fri, 31 Dec 1999 23:59:59 GMT", now), Some(0));
+        for bad in ["", "-1", "1.5", "Fri, 31 Dec 1999 23:59:59 CET", "99999999999"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
         }
     }
 }

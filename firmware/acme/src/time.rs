@@ -2,6 +2,10 @@
 //! Accepted: `YYYY-MM-DDTHH:MM:SS`, an optional fraction (dropped), then `Z` or `±HH:MM`;
 //! `t`/`z` in lower case too. Refused: other shapes, dates that do not exist, years before
 //! 1970, leap seconds (`:60`; ACME servers do not send them).
+//!
+//! Also HTTP dates in the preferred IMF-fixdate form (RFC 9110 section 5.6.7, e.g. `Sun, 06
+//! Nov 1994 08:49:37 GMT`) for `Retry-After`; the obsolete RFC 850 and asctime forms are not
+//! read.
 
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -76,6 +80,35 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     u64::try_from(local - offset).ok()
 }
 
+const MONTHS: [&[u8; 3]; 12] = [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+const WEEKDAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+
+/// The Unix time of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), or `None`; the weekday
+/// must be the date's.
+pub fn parse_http_date(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 29 || bytes.get(3..5) != Some(b", ") || bytes.get(25..) != Some(b" GMT") {
+        return None;
+    }
+    let separators = [(7, b' '), (11, b' '), (16, b' '), (19, b':'), (22, b':')];
+    if separators.iter().any(|&(index, wanted)| bytes.get(index) != Some(&wanted)) {
+        return None;
+    }
+    let field = |start: usize, end: usize| bytes.get(start..end).and_then(number);
+    let day = field(5, 7)?;
+    let month = MONTHS.iter().position(|name| bytes.get(8..11) == Some(&name[..]))? as u32 + 1;
+    let year = i64::from(field(12, 16)?);
+    let (hour, minute, second) = (field(17, 19)?, field(20, 22)?, field(23, 25)?);
+    if year < 1970 || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    if bytes.get(0..3) != Some(&WEEKDAYS[days.rem_euclid(7) as usize][..]) {
+        return None;
+    }
+    u64::try_from(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second)).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +129,27 @@ mod tests {
         ];
         for (text, expected) in table {
             assert_eq!(parse_rfc3339(text), Some(*expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn http_dates() {
+        // RFC 9110's example, and `date -u -R`-checked instants.
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Fri, 04 Dec 2026 23:05:50 GMT"), Some(1_796_425_550));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        for bad in [
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
         }
     }
 

@@ -31,7 +31,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = core::str::from_utf8(data) {
         let _ = time::parse_rfc3339(text);
         let _ = url::parse(text);
-        let _ = client::parse_retry_after(text);
+        let _ = client::parse_retry_after(text, 1_796_425_550);
+        let _ = time::parse_http_date(text);
         if let Some(bytes) = base64url::decode(text) {
             assert_eq!(base64url::encode(&bytes), text);
         }
