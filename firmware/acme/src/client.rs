@@ -15,6 +15,11 @@
 //! problem document when the server sent one) and [`Client::retry_after`] what the server
 //! asked for.
 //!
+//! When a request got no answer (connection refused, TLS failure, timeout), calling
+//! [`Client::poll`] again sends the same step again (after a fresh nonce for a POST; ACME's
+//! requests may be repeated), or the caller drops the attempt and lets [`crate::renewal`]
+//! schedule the next one.
+//!
 //! Nonces: every response's `Replay-Nonce` is kept for the next POST; without one, the client
 //! first asks `newNonce`. A `badNonce` error is retried once with the nonce it carried.
 //! Polls are bounded ([`Config::max_polls`]) and spaced by `Retry-After` (seconds or a date) or
@@ -765,6 +770,22 @@ mod tests {
             assert_eq!(client.http01_answer(other), None, "{other}");
         }
         assert_eq!(next_path(&mut client), "/chall/1");
+    }
+
+    #[test]
+    fn a_request_without_an_answer_is_sent_again() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        assert_eq!(next_path(&mut client), "/dir");
+        assert_eq!(next_path(&mut client), "/dir", "the directory GET again");
+        answer(&mut client, 200, None, None, DIRECTORY);
+        assert_eq!(next_path(&mut client), "/acct");
+        // The nonce went with the lost request: a fresh one first, then the same step.
+        assert_eq!(next_path(&mut client), "/nonce");
+        answer(&mut client, 200, None, None, "");
+        assert_eq!(next_path(&mut client), "/acct");
+        answer(&mut client, 201, Some("https://ca.example.test/acct/7"), None, ACCOUNT);
+        assert_eq!(next_path(&mut client), "/order");
     }
 
     #[test]
