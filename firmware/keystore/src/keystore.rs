@@ -16,7 +16,7 @@ use crate::chip_binding::{bind_key_encryption_key, bind_passphrase_check, chip_f
 use crate::error::{KeystoreError, UnlockError};
 use crate::kdf::{derive_keys, DEFAULT_ITERATIONS, MAX_ITERATIONS, PASSPHRASE_CHECK_LENGTH, SALT_LENGTH};
 use crate::record::{associated_data, Binding, KeyRecord, ADMIN_PUBLIC_KEY_LENGTH, RECORD_AREA_LENGTH, RECORD_LENGTH};
-use crate::secret::{constant_time_equal, DataKey, KeyEncryptionKey, SecretBytes, KEY_LENGTH};
+use crate::secret::{constant_time_equal, scrub_stack, DataKey, KeyEncryptionKey, SecretBytes, KEY_LENGTH};
 use crate::wrap::{unwrap_data_key, wrap_data_key, NONCE_LENGTH};
 use crate::RandomSource;
 use core::ops::Range;
@@ -764,7 +764,10 @@ fn finish_keys(
         }
         Binding::Chip { .. } => {
             bind_key_encryption_key(chip_secret, passphrase_key, key_encryption_key);
-            bind_passphrase_check(chip_secret, &passphrase_check)
+            let check = bind_passphrase_check(chip_secret, &passphrase_check);
+            // The HMAC states keyed with the chip secret lie in the frames below this one.
+            scrub_stack();
+            check
         }
     }
 }

@@ -138,6 +138,11 @@ pub async fn mount(partitions: FlashPartitions, chip_key: BoardChipKey, random: 
         },
         vault.failed_unlocks()
     );
+    match vault.binding() {
+        Some(homemx_keystore::Binding::Chip { .. }) => defmt::info!("storage: the key store is bound to this chip's key"),
+        Some(homemx_keystore::Binding::NotBound) => defmt::info!("storage: the key store is not bound to a chip key"),
+        None => {}
+    }
     let mut slot = VAULT.lock().await;
     *slot = Some(vault);
     publish(&mut slot);

@@ -311,6 +311,11 @@ impl Vault {
         self.keystore.admin_public_key().or(self.pending_admin_key)
     }
 
+    /// The key record's binding to the chip key (`None` when factory-fresh).
+    pub fn binding(&self) -> Option<homemx_keystore::Binding> {
+        self.keystore.binding()
+    }
+
     /// Failed unlocks since the last success (survives reset).
     pub fn failed_unlocks(&self) -> u32 {
         self.keystore.failed_attempts()
