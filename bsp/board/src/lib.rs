@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod bitbang_i2c;
+pub mod tamper_watch;
 
 pub use embassy_net_driver::Driver as NetworkDriver;
 pub use embedded_io_async::{Read as SerialRead, Write as SerialWrite};
@@ -233,22 +234,31 @@ pub struct Sizing {
     pub http_sessions: usize,
     /// Messages the spool holds at once (96 bytes of RAM each).
     pub spool_messages: usize,
-    /// The TLS heap: the provider connections' rustls state plus `tls_sessions` inbound
-    /// sessions (the services check at compile time that it holds them).
+    /// The TLS heap: [`SHARED_TLS_HEAP_BYTES`] plus [`TLS_SESSION_HEAP_BYTES`] for each of
+    /// `tls_sessions` inbound sessions ([`heap_for`]; the services check at compile time that
+    /// it holds them).
     pub heap_bytes: usize,
     /// Events the RAM event log keeps for `homemx logs` (about 116 bytes each; the oldest go).
     pub event_log_entries: usize,
 }
 
-/// Heap one inbound TLS session may take at most: its two record buffers (16,645 octets in,
-/// 8 KB out), the decrypted data held for the session (two records, 32 KB), the record rustls
-/// decrypts into before it is handed over (16 KB) and rustls's connection state (a few KB).
-/// A board's `heap_bytes` is the provider connections' 64 KB plus `tls_sessions` of these.
-pub const TLS_SESSION_HEAP_BYTES: usize = 80 * 1024;
+/// Heap one inbound TLS session may hold: its two record buffers (16,645 octets in, 8 KB out),
+/// the decrypted data its session has not consumed (at most one fill of the incoming buffer,
+/// 16,645 octets: homemx-tls's `connection` module) and rustls's state once open (at most
+/// 2.6 KB; 5.5 KB during the handshake, before any data), measured by homemx-tls's
+/// `server_heap` test; rounded up for the allocator's block headers and fragmentation.
+pub const TLS_SESSION_HEAP_BYTES: usize = 48 * 1024;
+
+/// Heap every board holds besides the inbound sessions: the courier's one provider connection
+/// (its client through a handshake with an RSA-4096 chain and an answer: at most 32 KB,
+/// homemx-tls's `server_heap` test; its record buffers are static) and the hand-over of one
+/// record (rustls's copy and the grown plaintext buffer, 33 KB, for one connection at a time:
+/// no await in between).
+pub const SHARED_TLS_HEAP_BYTES: usize = 64 * 1024;
 
 /// The heap of a board serving `tls_sessions` inbound TLS sessions (see [`Sizing::heap_bytes`]).
 pub const fn heap_for(tls_sessions: usize) -> usize {
-    64 * 1024 + tls_sessions * TLS_SESSION_HEAP_BYTES
+    SHARED_TLS_HEAP_BYTES + tls_sessions * TLS_SESSION_HEAP_BYTES
 }
 
 /// Sockets every board's stack holds besides the mail and HTTP listeners: DHCP, UDP echo,

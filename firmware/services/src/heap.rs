@@ -12,9 +12,9 @@ use core::mem::MaybeUninit;
 #[cfg(target_os = "none")]
 use embedded_alloc::LlffHeap;
 
-/// Heap bytes the board gives TLS: one connection at a time (the link's buffers are shared),
-/// a 16 KB record in rustls plus the copy handed to the session, the handshake and an RSA-4096
-/// chain. The STM32H573I-DK sizes its heap for three TLS sessions at once.
+/// Heap bytes the board gives TLS (`homemx_board::heap_for`): the provider connection and one
+/// record's hand-over, plus each inbound TLS session's buffers, unconsumed plaintext and rustls
+/// state.
 pub const HEAP_BYTES: usize = crate::bsp::SIZING.heap_bytes;
 
 /// The allocator: embedded-alloc's linked-list heap, and the most it ever had allocated at

@@ -1,6 +1,9 @@
 //! The tamper loop (seed 000 §8.3: a door contact or motion detector, wired normally closed):
 //! the board's [`homemx_board::TamperLoop`] read every [`POLL_INTERVAL`].
 //!
+//! What a reading means is `homemx_board::tamper_watch`'s rule (host-tested): a loop that was
+//! read and then stops answering counts as opened, and only the first read may find none.
+//!
 //! When the loop opens, this task records it ([`loop_open`] turns true) and wakes the console
 //! ([`crate::channels::TAMPER_OPENED`]), which holds the store's lifecycle and does the rest
 //! with the owner's own lock path: the `tamper` alert (with the time) is raised and persisted
@@ -27,6 +30,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 
 use embassy_time::{Duration, Instant, Timer};
+use homemx_board::tamper_watch::{tamper_transition, TamperChange};
 use homemx_board::{TamperLoop, TamperState};
 
 use crate::bsp;
@@ -78,29 +82,6 @@ pub fn state() -> TamperState {
     }
 }
 
-/// What the task does after a read that found `now`, the state before being `before`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Change {
-    /// Nothing new.
-    None,
-    /// The loop opened (or was open at the first read): lock and alert.
-    Opened,
-    /// The loop closed again.
-    Closed,
-    /// The first read found no loop.
-    NotFitted,
-}
-
-fn change(before: u8, now: TamperState) -> Change {
-    match (before, now) {
-        (OPEN, TamperState::Open) => Change::None,
-        (_, TamperState::Open) => Change::Opened,
-        (OPEN, TamperState::Closed) => Change::Closed,
-        (NOT_READ, TamperState::NotFitted) => Change::NotFitted,
-        _ => Change::None,
-    }
-}
-
 fn encoded(state: TamperState) -> u8 {
     match state {
         TamperState::Closed => CLOSED,
@@ -109,17 +90,31 @@ fn encoded(state: TamperState) -> u8 {
     }
 }
 
+fn decoded(state: u8) -> Option<TamperState> {
+    match state {
+        CLOSED => Some(TamperState::Closed),
+        OPEN => Some(TamperState::Open),
+        NOT_FITTED => Some(TamperState::NotFitted),
+        _ => None,
+    }
+}
+
 /// Reads the loop forever and reports its changes.
 #[embassy_executor::task]
 pub async fn tamper_task(mut input: Input) -> ! {
     loop {
-        let now = input.state();
-        let before = STATE.swap(encoded(now), Ordering::Relaxed);
-        match change(before, now) {
-            Change::None => {}
-            Change::Opened => crate::channels::TAMPER_OPENED.signal(()),
-            Change::Closed => crate::event_info!("tamper: the loop is closed again; the owner may unlock (the alert stays until acknowledged)"),
-            Change::NotFitted => {
+        let before = decoded(STATE.load(Ordering::Relaxed));
+        let (held, change) = tamper_transition(before, input.state());
+        STATE.store(encoded(held), Ordering::Relaxed);
+        match change {
+            TamperChange::None => {}
+            TamperChange::Opened => crate::channels::TAMPER_OPENED.signal(()),
+            TamperChange::Vanished => {
+                crate::event_warning!("tamper: the loop's input stopped answering; treated as opened");
+                crate::channels::TAMPER_OPENED.signal(())
+            }
+            TamperChange::Closed => crate::event_info!("tamper: the loop is closed again; the owner may unlock (the alert stays until acknowledged)"),
+            TamperChange::NotFitted => {
                 crate::event_info!("tamper: no tamper loop fitted");
                 // No loop on this board: nothing will ever change.
                 core::future::pending::<()>().await

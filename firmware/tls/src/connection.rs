@@ -3,9 +3,14 @@
 //! caller's two record buffers, and the decrypted data held for the caller. Nothing here blocks
 //! or sleeps; it calls only rustls.
 //!
-//! The heap holds rustls's state (a few KB during the handshake), one record's plaintext in
-//! rustls while it is handed over, and [`PLAINTEXT_CAPACITY`] of decrypted data for the
-//! caller, allocated once per connection at its first application data.
+//! The heap holds rustls's state (a few KB during the handshake, one to three KB once open) and
+//! the decrypted data not yet consumed, in exactly the room it needs, freed when consumed.
+//! rustls copies each record out of the incoming buffer, and the copy is taken at once, so it
+//! is held once. Bytes are read from the socket only while nothing decrypted waits
+//! ([`TlsConnection::receive_buffer`] is filled by callers that found
+//! [`TlsConnection::plaintext`] empty), so everything held came from one fill of the incoming
+//! buffer: at most [`RECORD_BUFFER`] octets. While a record is handed over, its two copies
+//! exist for a moment (no await in between, so one connection at a time).
 
 use alloc::vec::Vec;
 
@@ -23,8 +28,6 @@ pub const RECORD_BUFFER: usize = 5 + 16_384 + 256;
 const RECORD_OVERHEAD: usize = 5 + 8 + 16;
 /// Largest plaintext of one record.
 const MAXIMUM_FRAGMENT: usize = 16_384;
-/// Decrypted data held for the caller: less than one record unread plus the next record.
-pub const PLAINTEXT_CAPACITY: usize = 2 * MAXIMUM_FRAGMENT;
 
 /// Why a TLS connection failed.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,6 +176,8 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
     }
 
     /// Where received bytes go; then call [`Self::received`]. Empty when a record does not fit.
+    /// Fill it only while [`Self::plaintext`] is empty: the bound on decrypted data held (see
+    /// the module doc) rests on it.
     pub fn receive_buffer(&mut self) -> &mut [u8] {
         &mut self.incoming[self.incoming_used..]
     }
@@ -209,9 +214,10 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
     pub fn consume(&mut self, count: usize) {
         self.plaintext_start = (self.plaintext_start + count).min(self.plaintext.len());
         if self.plaintext_start == self.plaintext.len() {
-            self.plaintext.clear();
+            // Freed: an idle connection keeps no plaintext room.
+            self.plaintext = Vec::new();
             self.plaintext_start = 0;
-            // rustls may hold more records than were taken before the limit.
+            // rustls may hold the next record.
             let _ = self.drive(Request::Nothing);
         }
     }
@@ -263,32 +269,26 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
             let outcome: Result<(), TlsError> = match status.state {
                 Err(error) => Err(error.into()),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    // Taken while less than a record waits unread, so the buffer (allocated
-                    // once, two records) never grows: rustls holds further records until the
-                    // caller consumes, and a caller may write while a little is unread.
-                    if self.plaintext.len() - self.plaintext_start < MAXIMUM_FRAGMENT {
-                        self.plaintext.drain(..self.plaintext_start);
-                        self.plaintext_start = 0;
-                        // Allocated at the first application data (after the handshake's own
-                        // allocations are gone), once.
-                        if self.plaintext.capacity() < PLAINTEXT_CAPACITY {
-                            self.plaintext.reserve_exact(PLAINTEXT_CAPACITY - self.plaintext.len());
-                        }
-                        progressed = true;
-                        let mut result = Ok(());
-                        while let Some(record) = traffic.next_record() {
-                            match record {
-                                Ok(record) => self.plaintext.extend_from_slice(record.payload),
-                                Err(error) => {
-                                    result = Err(error.into());
-                                    break;
-                                }
+                    // Taken at once (rustls offers nothing else until it is, not even a write),
+                    // appended to what the caller has not consumed, in exactly the room it
+                    // needs: everything held came from one fill of the incoming buffer.
+                    progressed = true;
+                    let mut result = Ok(());
+                    while let Some(record) = traffic.next_record() {
+                        match record {
+                            Ok(record) => {
+                                self.plaintext.drain(..self.plaintext_start);
+                                self.plaintext_start = 0;
+                                self.plaintext.reserve_exact(record.payload.len());
+                                self.plaintext.extend_from_slice(record.payload);
+                            }
+                            Err(error) => {
+                                result = Err(error.into());
+                                break;
                             }
                         }
-                        result
-                    } else {
-                        Ok(())
                     }
+                    result
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     match encode.encode(&mut self.outgoing[self.outgoing_used..]) {

@@ -2,7 +2,10 @@
 //! what the server's calls allocate and free (the client here is rustls's std client on ring,
 //! whose allocations are not counted): the high-water mark of a handshake, what an open session
 //! keeps, the high-water mark with a full 16 KB record each way, and nothing left after the
-//! connection is dropped. Prints the figures (`--nocapture`); asserts only that nothing leaks.
+//! connection is dropped. Prints the figures (`--nocapture`) and asserts the bounds the boards'
+//! heaps are sized by (`homemx_board::TLS_SESSION_HEAP_BYTES`): an open session that consumed
+//! its data keeps no plaintext; one whose caller has not consumed holds at most one fill of the
+//! incoming buffer decrypted, once; the high-water while a record is handed over is two records.
 
 mod common;
 
@@ -12,7 +15,9 @@ use std::io::{Read as _, Write as _};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{clock_at, provider, Pki, CA_EXTENSIONS, SERVER_EXTENSIONS};
+use common::{clock_at, provider, Pki, Server, CA_EXTENSIONS, SERVER_EXTENSIONS};
+
+const HOST: &str = "smarthost.example.net";
 use homemx_tls::{server_config, EcdsaP256SigningKey, TlsServer, RECORD_BUFFER};
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, ClientConnection, SupportedCipherSuite, SupportedProtocolVersion};
@@ -57,6 +62,15 @@ fn reset_peak() {
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
+/// One fill of the server's incoming buffer from `rest`, processed.
+fn fill(server: &mut TlsServer<'_>, rest: &mut &[u8]) {
+    let room = server.receive_buffer();
+    let count = rest.len().min(room.len());
+    room[..count].copy_from_slice(&rest[..count]);
+    *rest = &rest[count..];
+    server.received(count).unwrap();
+}
+
 fn to_server(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> Vec<u8> {
     let mut bytes = Vec::new();
     while client.wants_write() {
@@ -65,13 +79,7 @@ fn to_server(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> Vec<u
     let mut plaintext = Vec::new();
     let mut rest = &bytes[..];
     while !rest.is_empty() {
-        counted(|| {
-            let room = server.receive_buffer();
-            let count = rest.len().min(room.len());
-            room[..count].copy_from_slice(&rest[..count]);
-            rest = &rest[count..];
-            server.received(count).unwrap();
-        });
+        counted(|| fill(server, &mut rest));
         // The test's own copy is not the server's heap.
         plaintext.extend_from_slice(server.plaintext());
         let taken = server.plaintext().len();
@@ -88,6 +96,40 @@ fn to_client(server: &mut TlsServer<'_>, client: &mut ClientConnection) {
         client.read_tls(&mut reader).unwrap();
         client.process_new_packets().unwrap();
     }
+}
+
+/// The client sends four 4 KB records in one flight, which the server receives in one fill and
+/// does not consume; then they are read. Returns the live heap while unread and the plaintext
+/// then offered.
+fn unread_records(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> (usize, usize) {
+    let chunk = vec![0x17u8; 4096];
+    for _ in 0..4 {
+        client.writer().write_all(&chunk).unwrap();
+    }
+    let mut bytes = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut bytes).unwrap();
+    }
+    let mut rest = &bytes[..];
+    let held = counted(|| {
+        fill(server, &mut rest);
+        LIVE.load(Ordering::Relaxed)
+    });
+    let offered = server.plaintext().len();
+    let mut read = 0;
+    loop {
+        let taken = server.plaintext().len();
+        read += taken;
+        counted(|| server.consume(taken));
+        if taken == 0 {
+            if rest.is_empty() {
+                break;
+            }
+            counted(|| fill(server, &mut rest));
+        }
+    }
+    assert_eq!(read, 4 * chunk.len(), "every record is read in the end");
+    (held, offered)
 }
 
 #[test]
@@ -160,12 +202,46 @@ fn server_heap_per_connection() {
         let data_peak = PEAK.load(Ordering::Relaxed) - start;
         let open_after_data = LIVE.load(Ordering::Relaxed) - start;
         let name = format!("{} {:?}", server.version_name(), server.suite_name());
+        assert!(open_after_data <= open + 256, "{name}: consumed data leaves no plaintext held ({open_after_data} B, open {open} B)");
+        assert!(data_peak <= open + 2 * 16_384 + 2048, "{name}: a record handed over costs two copies at most ({data_peak} B)");
+
+        // Small records the caller does not read yet: one fill of the incoming buffer.
+        let unread = unread_records(&mut client, &mut server);
+        let (unread_held, unread_plaintext) = (unread.0 - start, unread.1);
+        assert_eq!(unread_plaintext, 16_384, "{name}: the four records of the fill are offered");
+        assert!(
+            unread_held <= open + RECORD_BUFFER + 512,
+            "{name}: unread records hold at most one fill of the incoming buffer ({unread_held} B held, open {open} B)"
+        );
         counted(|| drop(server));
         let left = LIVE.load(Ordering::Relaxed) - start;
         println!(
             "server heap, {name}: handshake high-water {handshake_peak} B; open session {open} B; \
-             with 16 KB each way high-water {data_peak} B, then {open_after_data} B held; after drop {left} B"
+             with 16 KB each way high-water {data_peak} B, then {open_after_data} B held; {unread_held} B held with \
+             small records unread; after drop {left} B"
         );
         assert_eq!(left, 0, "{name}: the connection's heap is all returned");
     }
+}
+
+/// The provider connection's side: the client's heap through a handshake with an RSA-4096 leaf
+/// under an RSA-4096 root (the largest chain the courier meets) and an answer read, its record
+/// buffers excluded (static in the firmware). The board's shared heap
+/// (`homemx_board::SHARED_TLS_HEAP_BYTES`) holds this plus one record's hand-over.
+#[test]
+fn client_heap_with_an_rsa_4096_chain() {
+    let pki = Pki::new("client-heap");
+    pki.root("ca", "rsa:4096", "3650", CA_EXTENSIONS);
+    pki.issue("leaf", "rsa:4096", HOST, "ca", SERVER_EXTENSIONS, "30", &[]);
+    let anchor = pki.read_der("ca");
+    let server = Server::start(&pki, "leaf", "leaf", None);
+    let config = homemx_tls::client_config(&provider(), clock_at(0), homemx_tls::Trust::CaAnchor(&anchor)).unwrap();
+    let start = LIVE.load(Ordering::Relaxed);
+    reset_peak();
+    let answer = counted(|| common::fetch_with(server.port, HOST, config)).expect("the handshake and the answer");
+    assert!(answer.0.starts_with("HTTP/1.0 200"), "{answer:?}");
+    let buffers = RECORD_BUFFER + 4096;
+    let peak = PEAK.load(Ordering::Relaxed) - start - buffers;
+    println!("client heap, {} {}, RSA-4096 chain: high-water {peak} B (record buffers excluded)", answer.1, answer.2);
+    assert!(peak <= 32 * 1024, "the client's heap stays within its share of the board's shared TLS heap: {peak} B");
 }
