@@ -266,8 +266,11 @@ impl<F: NorFlash, R: RandomSource, C: ChipKey> Keystore<F, R, C> {
             return Err(error);
         }
         self.unlocked = true;
-        // A flash error here faults the store (locked again), like any rewrite.
-        self.bind_if_not_bound().await.map_err(unlock_error)?;
+        // A flash error here faults the store, like any rewrite; any error locks it again.
+        if let Err(error) = self.bind_if_not_bound().await {
+            self.wipe_keys();
+            return Err(unlock_error(error));
+        }
         Ok(&self.data_key)
     }
 

@@ -260,3 +260,40 @@ fn factory_reset_makes_the_old_copy_unreadable_for_good() {
     assert_eq!(unlock_on(&mut store, PASSPHRASE, 0), Ok(new_key));
     assert_ne!(new_key, old_key);
 }
+
+#[test]
+fn a_power_cut_while_binding_leaves_the_old_or_the_bound_record() {
+    // The unbound device, and how many programs and erases the unlock that binds it takes.
+    let (flash, key) = provisioned();
+    let image = flash.snapshot();
+    let uncut = Flash::from_image(REGION.end as usize, &image);
+    let mut store = mount_on(&uncut, CHIP_A, 2);
+    let before = uncut.mutating_operations();
+    assert_eq!(unlock_on(&mut store, PASSPHRASE, 0), Ok(key));
+    let total = uncut.mutating_operations() - before;
+    assert!(total >= 3, "attempt word, success word, the rewrite: {total}");
+    let (mut old, mut bound) = (0, 0);
+    for mode in [CutMode::Clean, CutMode::Torn] {
+        for cut in 1..=total {
+            let flash = Flash::from_image(REGION.end as usize, &image);
+            let mut store = mount_on(&flash, CHIP_A, 3);
+            flash.cut_power_at(cut, mode, cut * 7919 + 1);
+            let _ = unlock_on(&mut store, PASSPHRASE, 0);
+            assert_ne!(store.state(), KeystoreState::Unlocked, "cut {cut} {mode:?}: a failed unlock leaves it locked");
+            drop(store);
+            flash.restore_power();
+            // After the reboot the same passphrase on the same chip gives the same key, and the
+            // record is bound (now or by this unlock).
+            let mut store = mount_on(&flash, CHIP_A, 4);
+            match store.binding() {
+                Some(Binding::NotBound) => old += 1,
+                Some(Binding::Chip { .. }) => bound += 1,
+                None => panic!("cut {cut} {mode:?}: no record left"),
+            }
+            let wait = store.unlock_wait_seconds(0);
+            assert_eq!(unlock_on(&mut store, PASSPHRASE, wait), Ok(key), "cut {cut} {mode:?}");
+            assert_eq!(store.binding(), Some(Binding::Chip { fingerprint: fingerprint_of(CHIP_A) }), "cut {cut} {mode:?}");
+        }
+    }
+    assert!(old > 0 && bound > 0, "cuts before and after the new record: {old} old, {bound} bound");
+}
