@@ -234,7 +234,7 @@ async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
     };
     let _ = attempt.sender.push_str(core::str::from_utf8(envelope.reverse_path()).unwrap_or(""));
     for index in queue_policy::pending(&summary.delivery, envelope.recipients().len()) {
-        let address = core::str::from_utf8(envelope.recipients()[index]).unwrap_or("");
+        let address = core::str::from_utf8(envelope.recipient(index).unwrap_or(b"")).unwrap_or("");
         if attempt.recipients.is_full() || attempt.addresses.len() + address.len() > attempt.addresses.capacity() {
             attempt.more_pending = true;
             break;

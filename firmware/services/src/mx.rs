@@ -278,15 +278,6 @@ impl Transaction {
         }
         self.recipient_ends.push(self.addresses.len() as u16).is_ok()
     }
-
-    fn recipients(&self) -> impl Iterator<Item = &[u8]> {
-        let mut start = 0;
-        self.recipient_ends.iter().map(move |&end| {
-            let address = &self.addresses[start..end as usize];
-            start = end as usize;
-            address
-        })
-    }
 }
 
 /// One slot of the transaction pool.
@@ -758,8 +749,9 @@ async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (Aut
 /// room for it. The free space is republished either way.
 async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<MessageWriter> {
     let expected_length = transaction.declared_size.unwrap_or(0).min(size_limit).min(u64::from(u32::MAX)) as u32;
-    let recipients: heapless::Vec<&[u8], MAX_RECIPIENTS> = transaction.recipients().collect();
-    let envelope = Envelope::new(transaction.reverse_path.as_bytes(), &recipients)?
+    // Borrows the transaction's addresses where they are (its slot is static): the session's
+    // future holds only the envelope's 40 bytes across the spool's writes, not a list of them.
+    let envelope = Envelope::packed(transaction.reverse_path.as_bytes(), &transaction.addresses, &transaction.recipient_ends)?
         .with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut stores = crate::store::open().await?;
     let writer = match stores.begin_spool_message(&envelope, expected_length).await {
@@ -776,21 +768,26 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
 /// Commits the message; `submitted` (a LAN client or an authenticated user) counts it against
 /// the sender's hourly quotas.
 async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, body_size: u64, submitted: bool) -> CommitResult {
-    // The writer (1 KB) goes into the commit's future: held in a match's scrutinee (an
-    // `Option` temporary lives to the match's end) it took a slot of its own beside that
-    // future, +1 KB in every session task.
-    let Some(writer) = transaction.writer.take() else {
+    // The writer (1 KB) stays in the transaction's static slot and is committed by reference:
+    // moved into this future (and on into the spool's) it grew every session task by 2.6 KB.
+    if transaction.writer.is_none() {
         return CommitResult::Failed;
-    };
+    }
     let Some(mut stores) = crate::store::open().await else {
+        transaction.writer = None;
         return CommitResult::Failed;
     };
-    let result = if transaction.failed {
-        stores.spool.abort(writer);
-        reclaim_aborted(&mut stores.spool).await;
-        CommitResult::Failed
-    } else {
-        match stores.spool.commit(writer).await {
+    let recipient_count = transaction.recipient_ends.len();
+    let result = match (transaction.failed, transaction.writer.as_mut()) {
+        (_, None) => CommitResult::Failed,
+        (true, Some(_)) => {
+            if let Some(writer) = transaction.writer.take() {
+                stores.spool.abort(writer);
+            }
+            reclaim_aborted(&mut stores.spool).await;
+            CommitResult::Failed
+        }
+        (false, Some(writer)) => match stores.spool.commit_in_place(writer).await {
             Ok(commit) => {
                 if submitted {
                     count_for_quota(sender);
@@ -803,15 +800,17 @@ async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, 
                     if submitted { "submission" } else { "mx" },
                     commit.id.0,
                     sender.address,
-                    transaction.recipient_ends.len(),
+                    recipient_count,
                     body_size
                 );
                 CommitResult::Committed
             }
             Err(SpoolError::NoSpace) => CommitResult::InsufficientStorage,
             Err(_) => CommitResult::Failed,
-        }
+        },
     };
+    // Committed or abandoned by the spool: the writer is finished.
+    transaction.writer = None;
     stores.publish_space();
     drop(stores);
     crate::channels::DELIVERY_DUE.signal(());
@@ -819,12 +818,16 @@ async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, 
 }
 
 async fn abort_message(transaction: &mut Transaction) {
-    if let Some(writer) = transaction.writer.take() {
+    // The writer stays in the transaction's slot until the store is open (not in this future).
+    if transaction.writer.is_some() {
         if let Some(mut stores) = crate::store::open().await {
-            stores.spool.abort(writer);
+            if let Some(writer) = transaction.writer.take() {
+                stores.spool.abort(writer);
+            }
             reclaim_aborted(&mut stores.spool).await;
             stores.publish_space();
         }
+        transaction.writer = None;
     }
     transaction.failed = false;
 }

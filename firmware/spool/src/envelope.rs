@@ -27,33 +27,116 @@ pub const MAX_ENVELOPE_PARTS: usize = ENVELOPE_CAPACITY.div_ceil(ENVELOPE_PART_C
 /// Bytes before the first address field: queued-at time and recipient count.
 pub(crate) const ENVELOPE_PREFIX_SIZE: usize = 9;
 
-/// The SMTP envelope of a message, borrowing the addresses.
-///
-/// Size: one slice per possible recipient (8 bytes each on a 32-bit target, about 1 KiB).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The SMTP envelope of a message, borrowing the addresses where they are: the caller's list,
+/// the receiving session's transaction (addresses back to back), or the encoded envelope read
+/// from flash. About 40 bytes whatever the recipient count: a session's future holds it across
+/// the spool's writes.
+#[derive(Debug, Clone, Copy)]
 pub struct Envelope<'a> {
     queued_at: u64,
     reverse_path: &'a [u8],
-    recipients: [&'a [u8]; MAX_RECIPIENTS],
-    recipient_count: usize,
+    recipients: Recipients<'a>,
 }
+
+/// Where an [`Envelope`]'s recipients are (checked when the envelope was made).
+#[derive(Debug, Clone, Copy)]
+enum Recipients<'a> {
+    /// The caller's list.
+    List(&'a [&'a [u8]]),
+    /// Back to back in `bytes`, recipient `i` ending at `ends[i]`.
+    Packed { bytes: &'a [u8], ends: &'a [u16] },
+    /// As encoded: `count` times a length (u16 LE) and the address.
+    Encoded { bytes: &'a [u8], count: usize },
+}
+
+/// The recipients of an [`Envelope`], in the order given.
+#[derive(Debug, Clone)]
+pub struct RecipientIter<'a> {
+    recipients: Recipients<'a>,
+    /// Recipients yielded so far.
+    index: usize,
+    /// Packed: where the next starts; encoded: where its length field is.
+    position: usize,
+}
+
+impl<'a> Iterator for RecipientIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let address = match self.recipients {
+            Recipients::List(list) => *list.get(self.index)?,
+            Recipients::Packed { bytes, ends } => {
+                let end = usize::from(*ends.get(self.index)?);
+                let address = bytes.get(self.position..end)?;
+                self.position = end;
+                address
+            }
+            Recipients::Encoded { bytes, count } => {
+                if self.index >= count {
+                    return None;
+                }
+                let length = usize::from(u16::from_le_bytes([*bytes.get(self.position)?, *bytes.get(self.position + 1)?]));
+                let address = bytes.get(self.position + 2..self.position + 2 + length)?;
+                self.position += 2 + length;
+                address
+            }
+        };
+        self.index += 1;
+        Some(address)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let count = match self.recipients {
+            Recipients::List(list) => list.len(),
+            Recipients::Packed { ends, .. } => ends.len(),
+            Recipients::Encoded { count, .. } => count,
+        };
+        let left = count.saturating_sub(self.index);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for RecipientIter<'_> {}
+
+/// Two envelopes are equal when their time, reverse path and recipients are, wherever the
+/// addresses are kept.
+impl PartialEq for Envelope<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.queued_at == other.queued_at && self.reverse_path == other.reverse_path && self.recipients().eq(other.recipients())
+    }
+}
+
+impl Eq for Envelope<'_> {}
 
 impl<'a> Envelope<'a> {
     /// An envelope with an unknown queued-at time (0); `None` if there are no recipients,
     /// too many, an address longer than 65 535 bytes, or it encodes to more than
     /// [`ENVELOPE_CAPACITY`] bytes.
-    pub fn new(reverse_path: &'a [u8], recipients: &[&'a [u8]]) -> Option<Self> {
-        if recipients.is_empty() || recipients.len() > MAX_RECIPIENTS {
+    pub fn new(reverse_path: &'a [u8], recipients: &'a [&'a [u8]]) -> Option<Self> {
+        Self::checked(reverse_path, Recipients::List(recipients))
+    }
+
+    /// The same from addresses kept back to back in `bytes`, recipient `i` ending at
+    /// `ends[i]` (the receiving session's transaction); `None` as for [`Self::new`], or if the
+    /// ends do not rise within `bytes`.
+    pub fn packed(reverse_path: &'a [u8], bytes: &'a [u8], ends: &'a [u16]) -> Option<Self> {
+        let mut start = 0;
+        for &end in ends {
+            let end = usize::from(end);
+            if end < start || end > bytes.len() {
+                return None;
+            }
+            start = end;
+        }
+        Self::checked(reverse_path, Recipients::Packed { bytes, ends })
+    }
+
+    fn checked(reverse_path: &'a [u8], recipients: Recipients<'a>) -> Option<Self> {
+        let envelope = Self { queued_at: 0, reverse_path, recipients };
+        let count = envelope.recipients().len();
+        if count == 0 || count > MAX_RECIPIENTS {
             return None;
         }
-        let mut all: [&'a [u8]; MAX_RECIPIENTS] = [&[]; MAX_RECIPIENTS];
-        all[..recipients.len()].copy_from_slice(recipients);
-        let envelope = Self {
-            queued_at: 0,
-            reverse_path,
-            recipients: all,
-            recipient_count: recipients.len(),
-        };
         let fields_fit = envelope.fields().all(|field| field.len() <= usize::from(u16::MAX));
         (fields_fit && envelope.encoded_length() <= ENVELOPE_CAPACITY).then_some(envelope)
     }
@@ -77,8 +160,13 @@ impl<'a> Envelope<'a> {
     }
 
     /// The forward paths (RCPT TO), in the order given.
-    pub fn recipients(&self) -> &[&'a [u8]] {
-        &self.recipients[..self.recipient_count]
+    pub fn recipients(&self) -> RecipientIter<'a> {
+        RecipientIter { recipients: self.recipients, index: 0, position: 0 }
+    }
+
+    /// Forward path `index`, if there is one.
+    pub fn recipient(&self, index: usize) -> Option<&'a [u8]> {
+        self.recipients().nth(index)
     }
 
     /// Bytes of the encoded envelope.
@@ -93,7 +181,7 @@ impl<'a> Envelope<'a> {
 
     /// The reverse path, then the recipients.
     fn fields(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
-        core::iter::once(self.reverse_path).chain(self.recipients().iter().copied())
+        core::iter::once(self.reverse_path).chain(self.recipients())
     }
 
     /// Writes the encoded bytes `skip..skip + out.len()` into `out` (so one record's part
@@ -113,7 +201,7 @@ impl<'a> Envelope<'a> {
             position = piece_end;
             position < end
         };
-        if !put(&self.queued_at.to_le_bytes()) || !put(&[self.recipient_count as u8]) {
+        if !put(&self.queued_at.to_le_bytes()) || !put(&[self.recipients().len() as u8]) {
             return written;
         }
         for field in self.fields() {
@@ -127,23 +215,20 @@ impl<'a> Envelope<'a> {
     /// Decodes a whole encoded envelope; `None` if malformed (including trailing bytes).
     pub(crate) fn decode(bytes: &'a [u8]) -> Option<Self> {
         let (queued_at, count) = decode_prefix(bytes)?;
-        let mut position = ENVELOPE_PREFIX_SIZE;
-        let mut take = || -> Option<&'a [u8]> {
+        // One field at `position`: the field and where the next starts.
+        let field_at = |position: usize| -> Option<(&'a [u8], usize)> {
             let length = usize::from(u16::from_le_bytes([*bytes.get(position)?, *bytes.get(position + 1)?]));
-            let field = bytes.get(position + 2..position + 2 + length)?;
-            position += 2 + length;
-            Some(field)
+            Some((bytes.get(position + 2..position + 2 + length)?, position + 2 + length))
         };
-        let reverse_path = take()?;
-        let mut recipients: [&'a [u8]; MAX_RECIPIENTS] = [&[]; MAX_RECIPIENTS];
-        for slot in recipients.iter_mut().take(count) {
-            *slot = take()?;
+        let (reverse_path, first_recipient) = field_at(ENVELOPE_PREFIX_SIZE)?;
+        let mut position = first_recipient;
+        for _ in 0..count {
+            position = field_at(position)?.1;
         }
         (position == bytes.len()).then_some(Self {
             queued_at,
             reverse_path,
-            recipients,
-            recipient_count: count,
+            recipients: Recipients::Encoded { bytes: &bytes[first_recipient..], count },
         })
     }
 }
@@ -281,6 +366,29 @@ mod tests {
         let mut longer = whole.clone();
         longer.push(0);
         assert!(Envelope::decode(&longer).is_none(), "trailing bytes");
+    }
+
+    #[test]
+    fn packed_addresses_make_the_same_envelope_and_bad_ends_are_refused() {
+        let owned = addresses(5);
+        let list: std::vec::Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
+        let bytes: std::vec::Vec<u8> = owned.concat();
+        let ends: std::vec::Vec<u16> = owned.iter().scan(0u16, |end, a| {
+            *end += a.len() as u16;
+            Some(*end)
+        }).collect();
+        let packed = Envelope::packed(b"s@x", &bytes, &ends).unwrap();
+        assert_eq!(packed, Envelope::new(b"s@x", &list).unwrap());
+        assert_eq!(packed.recipients().len(), 5);
+        assert_eq!(packed.recipient(4), Some(list[4]));
+        assert_eq!(packed.recipient(5), None);
+        let mut whole = std::vec![0u8; packed.encoded_length()];
+        packed.encode_range(0, &mut whole);
+        assert_eq!(Envelope::decode(&whole).unwrap(), packed, "decoded from flash, the same envelope");
+        // Ends that fall back or run past the bytes describe no addresses.
+        assert!(Envelope::packed(b"s@x", &bytes, &[10, 5]).is_none());
+        assert!(Envelope::packed(b"s@x", &bytes, &[bytes.len() as u16 + 1]).is_none());
+        assert!(Envelope::packed(b"s@x", &bytes, &[]).is_none(), "no recipient");
     }
 
     #[test]

@@ -690,9 +690,16 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     /// short, see [`space`]). On an error the message is abandoned, as by
     /// [`Spool::abort`].
     pub async fn commit(&mut self, mut writer: MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
-        let slot = self.writer_slot(&writer)?;
-        // By reference: a writer moved into the inner future would be held twice.
-        let result = self.commit_slot(slot, &mut writer).await;
+        self.commit_in_place(&mut writer).await
+    }
+
+    /// [`Self::commit`] with the writer left where the caller keeps it (a static slot), so the
+    /// caller's future does not hold its 1 KB buffer. The writer is finished afterwards
+    /// (committed, or abandoned on an error): any further use is refused with
+    /// [`SpoolError::WriterFinished`].
+    pub async fn commit_in_place(&mut self, writer: &mut MessageWriter) -> Result<CommitReport, SpoolError<F::Error>> {
+        let slot = self.writer_slot(writer)?;
+        let result = self.commit_slot(slot, writer).await;
         if result.is_err() && self.entries[slot].status == EntryStatus::Receiving {
             let entry = &mut self.entries[slot];
             entry.status = EntryStatus::Abandoned;

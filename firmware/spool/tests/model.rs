@@ -102,7 +102,7 @@ async fn check_envelope<const SECTOR: usize, const M: usize>(
     let mut buffer = [0u8; ENVELOPE_CAPACITY];
     let envelope = spool.read_envelope(id, &mut buffer).await.unwrap();
     let expected = recipients(recipient_count);
-    assert_eq!(envelope.recipients(), expected.iter().map(|a| a.as_slice()).collect::<Vec<_>>().as_slice());
+    assert_eq!(envelope.recipients().collect::<Vec<_>>(), expected.iter().map(|a| a.as_slice()).collect::<Vec<_>>());
     assert_eq!(envelope.queued_at(), queued_at(data.len()));
 }
 
