@@ -244,9 +244,10 @@ pub struct Sizing {
 
 /// Heap one inbound TLS session may hold: its two record buffers (16,645 octets in, 8 KB out),
 /// the decrypted data its session has not consumed (at most one fill of the incoming buffer,
-/// 16,645 octets: homemx-tls's `connection` module) and rustls's state once open (at most
-/// 2.6 KB; 5.5 KB during the handshake, before any data), measured by homemx-tls's
-/// `server_heap` test; rounded up for the allocator's block headers and fragmentation.
+/// 16,645 octets: homemx-tls's `connection` module), rustls's state once open (at most
+/// 2.6 KB; 5.5 KB during the handshake, before any data; measured by homemx-tls's
+/// `server_heap` test) and the server's own struct (1.2 KB); rounded up for the allocator's
+/// block headers and fragmentation.
 pub const TLS_SESSION_HEAP_BYTES: usize = 48 * 1024;
 
 /// Heap every board holds besides the inbound sessions: the courier's one provider connection

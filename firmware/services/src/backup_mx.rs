@@ -415,7 +415,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut C
                         continue;
                     }
                     let rest = &data[data.len().min(room)..];
-                    writer = begin(&header, &domain, &host_name, &backup.host, uidl_for(&uidls, &listed, current_uidl_key), current_size).await;
+                    writer = begin(header, &domain, &host_name, &backup.host, uidl_for(uidls, listed, current_uidl_key), current_size).await;
                     failed_message |= writer.is_none();
                     if !rest.is_empty() {
                         failed_message |= !append(&mut writer, rest).await;
@@ -427,7 +427,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut C
             Some(Pop3Event::MessageEnd { number, .. }) => {
                 if writer.is_none() && !failed_message {
                     // A message shorter than its header buffer.
-                    writer = begin(&header, &domain, &host_name, &backup.host, uidl_for(&uidls, &listed, current_uidl_key), current_size).await;
+                    writer = begin(header, &domain, &host_name, &backup.host, uidl_for(uidls, listed, current_uidl_key), current_size).await;
                     failed_message |= writer.is_none();
                 }
                 let uidl = listed.iter().position(|(n, _, _, _)| *n == number).and_then(|index| uidls.get(index)).cloned();

@@ -16,6 +16,7 @@
 //! Owns: the server configuration cache, the inbound TLS random stream, the permit count.
 //! Calls: `event_log`, `instrument`, `link` (the record pump's socket I/O), `random`, `store`, `tls_context`.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -44,8 +45,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 // The heap holds the provider connections and every permitted session.
 const _: () = assert!(crate::bsp::SIZING.heap_bytes >= homemx_board::heap_for(TLS_SESSIONS));
-// A session's buffers, one fill of decrypted data and rustls's open state (3 KB) fit its share.
-const _: () = assert!(2 * homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER + 3 * 1024 < homemx_board::TLS_SESSION_HEAP_BYTES);
+// A session's buffers, one fill of decrypted data, rustls's open state (3 KB) and the server
+// itself fit its share.
+const _: () = assert!(
+    2 * homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER + 3 * 1024 + core::mem::size_of::<TlsServer<'static>>() < homemx_board::TLS_SESSION_HEAP_BYTES
+);
 
 /// Permits taken (at most [`TLS_SESSIONS`]).
 static PERMITS_TAKEN: AtomicUsize = AtomicUsize::new(0);
@@ -157,16 +161,18 @@ impl HandshakeFailure {
 
 /// Runs the server handshake on `socket` with the permit's buffers. On failure rustls's alert
 /// (if any) was sent; the caller closes the connection.
-pub async fn handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<TlsServer<'b>, HandshakeFailure> {
+/// The server is on the heap (its 1.2 KB within the session's share, `TLS_SESSION_HEAP_BYTES`)
+/// while the session runs in TLS, not in every session task's future.
+pub async fn handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
     let config = server_config().await.ok_or(HandshakeFailure::NoConfiguration)?;
     let random = derived_random().ok_or(HandshakeFailure::NoConfiguration)?;
     let measurement = crate::instrument::begin(Operation::TlsHandshakeServer);
     // Keys rustls's random stream afresh for this handshake (server random, key share).
     let _ = crate::tls_context::prepare(random);
-    let mut server = TlsServer::new(config, &mut permit.incoming, &mut permit.outgoing).map_err(HandshakeFailure::Tls)?;
+    let mut server = Box::new(TlsServer::new(config, &mut permit.incoming, &mut permit.outgoing).map_err(HandshakeFailure::Tls)?);
     let exchange = async {
         while server.is_handshaking() {
-            crate::link::receive_records(socket, &mut server).await?;
+            crate::link::receive_records(socket, &mut *server).await?;
         }
         Ok::<(), LinkError>(())
     };
@@ -191,8 +197,8 @@ pub fn details(server: &TlsServer<'_>) -> TlsDetails {
 pub enum InboundStream<'s, 'b> {
     /// Before STARTTLS (or without it).
     Plain(&'s mut TcpSocket<'static>),
-    /// After the handshake.
-    Tls(&'s mut TcpSocket<'static>, TlsServer<'b>),
+    /// After the handshake (the server on the heap, see [`handshake`]).
+    Tls(&'s mut TcpSocket<'static>, Box<TlsServer<'b>>),
     /// Given up (a failed handshake): every operation fails.
     Closed,
 }
@@ -201,7 +207,7 @@ impl InboundStream<'_, '_> {
     /// Sends close_notify if in TLS (the caller then releases the socket).
     pub async fn close(&mut self) {
         if let InboundStream::Tls(socket, server) = self {
-            crate::link::close_tls(socket, server).await;
+            crate::link::close_tls(socket, &mut **server).await;
         }
     }
 }
@@ -214,7 +220,7 @@ impl embedded_io_async::Read for InboundStream<'_, '_> {
     async fn read(&mut self, buffer: &mut [u8]) -> Result<usize, LinkError> {
         match self {
             InboundStream::Plain(socket) => socket.read(buffer).await.map_err(|_| LinkError::Transport),
-            InboundStream::Tls(socket, server) => crate::link::read_plaintext(socket, server, buffer).await,
+            InboundStream::Tls(socket, server) => crate::link::read_plaintext(socket, &mut **server, buffer).await,
             InboundStream::Closed => Err(LinkError::Transport),
         }
     }
@@ -228,7 +234,7 @@ impl embedded_io_async::Write for InboundStream<'_, '_> {
                 embedded_io_async::Write::write_all(*socket, data).await.map_err(|_| LinkError::Transport)?;
                 Ok(data.len())
             }
-            InboundStream::Tls(socket, server) => crate::link::write_plaintext(socket, server, data).await.map(|()| data.len()),
+            InboundStream::Tls(socket, server) => crate::link::write_plaintext(socket, &mut **server, data).await.map(|()| data.len()),
             InboundStream::Closed => Err(LinkError::Transport),
         }
     }
