@@ -148,7 +148,11 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         // Each pass tries every message that is due once.
         let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
         let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
-        while let Some(attempt) = next_attempt(&tried, retry_all).await {
+        loop {
+            // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
+            let Some(attempt) = next_attempt(&tried, retry_all).await else {
+                break;
+            };
             let _ = tried.push(attempt.id);
             let mut outcomes = Outcomes::new();
             let local = attempt.recipients(Route::Mailbox).next().is_some();
