@@ -392,7 +392,7 @@ async fn check_tlsa(stack: Stack<'static>) {
         }
         TlsaState::Matches { usage } => {
             let what = if usage == homemx_dyndns::dane::USAGE_DANE_TA { "the issuing CA's key" } else { "the key in use" };
-            crate::event_info!("dane: the TLSA record {} {} 1 1 for {} matches {}", name.as_str(), usage, host.as_str(), what);
+            crate::event_info!("dane: the TLSA record {} {} 1 1 matches {}", name.as_str(), usage, what);
             crate::alerts::clear(AlertKind::TlsaMismatch);
         }
         TlsaState::Mismatch => crate::alerts::raise(
