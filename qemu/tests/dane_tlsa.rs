@@ -10,7 +10,10 @@
 //! alert; the matching record → no alert; a wrong digest → the alert on `/status.json` and in
 //! `homemx status`; a digest cut short → still the alert (refused, not a match); a record of a
 //! usage the device does not check (`1 1 1` with the right digest) → the alert too; the
-//! matching record again → the alert ends.
+//! matching record again → the alert ends. Last, a CA-issued chain for the same key is
+//! installed: `homemx tls tlsa --issuer` prints the `2 1 1` record of the CA's key (computed
+//! here from the CA certificate), a published `2 1 1` for the CA matches, one naming another
+//! key alerts.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -67,8 +70,18 @@ fn run(program: &str, arguments: &[&str], input: &[u8]) -> Vec<u8> {
     output.stdout
 }
 
-/// The SHA-256 of the SubjectPublicKeyInfo of the certificate port 25 serves after STARTTLS,
-/// as openssl and sha256sum compute it (hex).
+/// The SHA-256 of the SubjectPublicKeyInfo of a PEM certificate, as openssl and sha256sum
+/// compute it (hex).
+fn key_digest(certificate: &str) -> String {
+    let public_key = run("openssl", &["x509", "-pubkey", "-noout"], certificate.as_bytes());
+    let spki = run("openssl", &["pkey", "-pubin", "-outform", "DER"], &public_key);
+    let sum = String::from_utf8(run("sha256sum", &[], &spki)).unwrap();
+    let digest = sum.split_whitespace().next().unwrap().to_string();
+    assert_eq!(digest.len(), 64, "{sum}");
+    digest
+}
+
+/// The SHA-256 of the SubjectPublicKeyInfo of the certificate port 25 serves after STARTTLS.
 fn served_key_digest(namespace: &str) -> String {
     let output = Command::new("ip")
         .args(["netns", "exec", namespace, "timeout", "30", "openssl", "s_client", "-starttls", "smtp", "-servername", HOST])
@@ -79,13 +92,48 @@ fn served_key_digest(namespace: &str) -> String {
     let text = String::from_utf8_lossy(&output.stdout);
     let start = text.find("-----BEGIN CERTIFICATE-----").unwrap_or_else(|| panic!("port 25 served no certificate: {text}"));
     let end = text.find("-----END CERTIFICATE-----").expect("a whole certificate") + "-----END CERTIFICATE-----".len();
-    let certificate = &text[start..end];
-    let public_key = run("openssl", &["x509", "-pubkey", "-noout"], certificate.as_bytes());
-    let spki = run("openssl", &["pkey", "-pubin", "-outform", "DER"], &public_key);
-    let sum = String::from_utf8(run("sha256sum", &[], &spki)).unwrap();
-    let digest = sum.split_whitespace().next().unwrap().to_string();
-    assert_eq!(digest.len(), 64, "{sum}");
-    digest
+    key_digest(&text[start..end])
+}
+
+/// The host's UTC time moved by `offset` (`date -d`), as `openssl ca` dates.
+fn utc_date(offset: &str) -> String {
+    let output = Command::new("date").args(["-u", "-d", offset, "+%Y%m%d%H%M%SZ"]).output().expect("date runs");
+    String::from_utf8(output.stdout).expect("ASCII").trim().to_string()
+}
+
+/// The test CA signs the device's request for `HOST` (valid from an hour ago: the device's
+/// clock may lag the host's); returns the chain file (leaf, then the CA).
+fn issue_chain(ca: &TestCa, directory: &Path, request: &Path) -> std::path::PathBuf {
+    let work = directory.join("device-ca");
+    std::fs::create_dir_all(work.join("issued")).unwrap();
+    std::fs::write(work.join("index.txt"), "").unwrap();
+    std::fs::write(
+        work.join("ca.cnf"),
+        "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = issued\nrand_serial = yes\ndefault_md = sha256\n\
+         policy = anything\nunique_subject = no\ncopy_extensions = none\n[anything]\ncommonName = supplied\n",
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("leaf.ext"),
+        format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:{HOST}\n"),
+    )
+    .unwrap();
+    let key = ca.directory.join("ca.key");
+    let output = Command::new("openssl")
+        .args(["ca", "-batch", "-config", "ca.cnf", "-notext", "-extfile", "leaf.ext", "-out", "leaf.pem", "-cert"])
+        .arg(&ca.ca_certificate)
+        .arg("-keyfile")
+        .arg(&key)
+        .arg("-in")
+        .arg(request)
+        .args(["-startdate", &utc_date("-1 hour"), "-enddate", &utc_date("+90 days")])
+        .current_dir(&work)
+        .output()
+        .expect("openssl runs");
+    assert!(output.status.success(), "openssl ca: {}", String::from_utf8_lossy(&output.stderr));
+    let chain = std::fs::read_to_string(work.join("leaf.pem")).unwrap() + &std::fs::read_to_string(&ca.ca_certificate).unwrap();
+    std::fs::write(work.join("chain.pem"), chain).unwrap();
+    work.join("chain.pem")
 }
 
 fn alert_kinds(document: &Value) -> Vec<String> {
@@ -190,5 +238,32 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
         line = check_now(line);
         assert!(!alerted(), "{case}: the matching record ends it");
     }
+
+    // 7. A CA-issued chain for the same key (the device's request, signed by the test CA):
+    //    `--issuer` prints the 2 1 1 record of the CA's key as openssl computes it from the CA
+    //    certificate; the 3 1 1 record stays (same key); a published 2 1 1 for the CA matches,
+    //    one with the device's own digest (a TA record naming the end entity) alerts.
+    let request = directory.join("device.csr");
+    let output = owner.homemx(&["tls", "csr", "--out", request.to_str().unwrap()]);
+    assert!(output.status.success(), "tls csr: {}", String::from_utf8_lossy(&output.stderr));
+    let chain = issue_chain(&ca, &directory, &request);
+    let output = owner.homemx(&["tls", "install", chain.to_str().unwrap()]);
+    assert!(output.status.success(), "tls install: {}", String::from_utf8_lossy(&output.stderr));
+    let ca_digest = key_digest(&std::fs::read_to_string(&ca.ca_certificate).unwrap());
+    let output = owner.homemx(&["tls", "tlsa", "--issuer"]);
+    assert!(output.status.success(), "tls tlsa --issuer: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("_25._tcp.{HOST}. IN TLSA 2 1 1 {ca_digest}"));
+    assert_eq!(String::from_utf8_lossy(&owner.homemx(&["tls", "tlsa"]).stdout).trim(), expected, "the key is the same");
+    assert_eq!(served_key_digest(&namespace), digest, "port 25 serves the CA-issued certificate for the same key");
+    write_json_atomically(&zone_file, &zone(&[format!("2 1 1 {ca_digest}")])).unwrap();
+    let from = line;
+    line = check_now(line);
+    machine.log.wait_for(from, "matches the issuing CA's key", Duration::from_secs(10)).expect("the DANE-TA match is logged");
+    assert!(!alerted(), "the issuing CA's record, no alert");
+    write_json_atomically(&zone_file, &zone(&[format!("2 1 1 {digest}")])).unwrap();
+    let from = line;
+    check_now(line);
+    machine.log.wait_for(from, "ALERT tlsa_mismatch", Duration::from_secs(10)).expect("a 2 1 1 record naming another key alerts");
+    assert!(alerted(), "a 2 1 1 record naming another key alerts");
     eprintln!("dane: {} TLSA queries over the test", tlsa_queries());
 }
