@@ -20,7 +20,8 @@
 #   it: where one is installed, Postfix is left out with a note), swaks and testssl.sh (the
 #   submission and TLS-listener tests' clients: AUTH on 587/465, the protocol, cipher and
 #   vulnerability scan of 25/587/465; Postfix also sends to the appliance in the inbound TLS
-#   test).
+#   test), Pebble (`pebble` and `pebble-challtestsrv`, Let's Encrypt's ACME test CA: the ACME
+#   client's test runs a private instance on 127.0.0.1; the package starts no service).
 # - The instruction-counting QEMU plugin (qemu/plugin/operation_counts.c, gcc, xz-utils):
 #   built into target/qemu-plugin/ against include/qemu/qemu-plugin.h of Debian's qemu source
 #   package (Debian's QEMU ships no plugin header and no plugins). The source package comes
@@ -48,6 +49,7 @@ have swaks || packages+=(swaks)
 # swaks's TLS (--tls, --tls-on-connect) is Net::SSLeay, only a recommendation of the package.
 perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || packages+=(libnet-ssleay-perl)
 have testssl || packages+=(testssl.sh)
+{ have pebble && have pebble-challtestsrv; } || packages+=(pebble)
 installing_dovecot=""
 if ! { [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/pop3 ]; }; then
   packages+=(dovecot-core dovecot-pop3d)

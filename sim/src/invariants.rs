@@ -12,6 +12,8 @@
 //! And on the flash, at every power cut and at the end: no message is stored in clear (no
 //! message's `Message-ID` line or any 48-byte piece of its body is found in the image). What
 //! must not be on the wire in clear is `crate::wiretap`'s (with the same pieces of a message).
+//! And once provisioned, the key store's record is bound to the simulated chip key (record byte 5
+//! is 1): the simulator's board has one, so the bound path is the one that runs.
 //!
 //! Owns: nothing. Calls: `peers`.
 
@@ -71,6 +73,23 @@ pub fn needles(message: &Offered) -> Vec<&[u8]> {
     let last_start = content.len().saturating_sub(48);
     needles.extend((body..=last_start).step_by(2048).filter(|_| content.len() >= 48).map(|start| &content[start..start + 48]));
     needles
+}
+
+/// The valid key records in the first `key_store_bytes` of `flash` (one may start each sector
+/// of `sector_size`; torn ones are skipped) must say "bound to the chip" (byte 5 = 1), and there
+/// must be one once the device is provisioned.
+pub fn key_record_bound(flash: &[u8], key_store_bytes: usize, sector_size: usize) -> Vec<String> {
+    use homemx_keystore::record::KeyRecord;
+    use homemx_keystore::Binding;
+    let records: Vec<KeyRecord> = flash[..key_store_bytes].chunks(sector_size).filter_map(KeyRecord::decode).collect();
+    if records.is_empty() {
+        return vec!["the device was provisioned but its key store holds no valid record".into()];
+    }
+    records
+        .iter()
+        .filter(|record| record.binding == Binding::NotBound)
+        .map(|record| format!("key record {} is not bound to the simulated chip key", record.sequence))
+        .collect()
 }
 
 /// The messages found in clear on `flash`, one sentence each.

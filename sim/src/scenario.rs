@@ -639,6 +639,10 @@ pub fn run(seed: u64, message_count: usize, resume: Option<Resume>) -> Ending {
     violations.extend(crate::wiretap::blind_spots(&offered, &records.accepted, &records.read_on_submission));
     violations.extend(invariants::plaintext_on_flash(&offered, &world.flash().snapshot(), "the end"));
     violations.extend(invariants::plaintext_on_flash(&backup_offered, &world.flash().snapshot(), "the end (backup MX)"));
+    if provisioned.get() {
+        let map = homemx_bsp_sim::FLASH_MAP;
+        violations.extend(invariants::key_record_bound(&world.flash().snapshot(), map.key_store_bytes() as usize, map.key_sector_size as usize));
+    }
     if let (Some(before), Some(after)) = (records.free_after_provisioning, final_free_bytes.get()) {
         violations.extend(invariants::space_given_back(before, after));
         if std::env::var_os("HOMEMX_SIM_TRACE").is_some() {

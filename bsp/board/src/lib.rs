@@ -5,7 +5,7 @@
 //! the data flash, laid out by a [`FlashMap`]), a serial link
 //! for the provisioning console ([`SerialLink`]), an entropy source ([`EntropySource`]) and
 //! a way to reset ([`ResetControl`], which also says whether the chip erases its RAM at reset,
-//! [`HardwareRamWipe`]) and a tamper loop ([`TamperLoop`]). Nothing above this crate knows which chip it runs on:
+//! [`HardwareRamWipe`]), a tamper loop ([`TamperLoop`]) and a key bound to the chip ([`ChipKey`]). Nothing above this crate knows which chip it runs on:
 //! the QEMU board (`bsp/qemu-mps2`), the real board (`bsp/stm32h573i-dk`) and the host
 //! simulator's board (`bsp/sim`) all hand the application a [`BoardParts`].
 #![cfg_attr(not(test), no_std)]
@@ -137,8 +137,42 @@ impl TamperLoop for NoTamperLoop {
     }
 }
 
+/// Why a board could not derive its chip key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChipKeyError {
+    /// The board has no key bound to its chip (QEMU: [`NoChipKey`]).
+    NotAvailable,
+    /// The hardware refused or did not answer (on the H5: SAES could not load the DHUK, which it
+    /// refuses after a tamper event until the next reset).
+    Hardware,
+}
+
+/// A secret that only this chip can compute (on the STM32H573: AES under the SAES's derived
+/// hardware unique key, DHUK, which software can use but never read). The key store mixes it
+/// into the key that wraps the data key, so a copy of the flash is useless on any other chip.
+pub trait ChipKey {
+    /// Whether the board has a chip key (false: [`ChipKey::derive`] always fails).
+    fn is_available(&self) -> bool;
+    /// Writes the 32-byte secret for `label` into `output` (the caller wipes it). The same chip
+    /// gives the same bytes for the same label at every boot; another chip gives unrelated ones.
+    fn derive(&mut self, label: &[u8; 32], output: &mut [u8; 32]) -> Result<(), ChipKeyError>;
+}
+
+/// The chip key of a board that has none: the key store's records then say "not bound".
+pub struct NoChipKey;
+
+impl ChipKey for NoChipKey {
+    fn is_available(&self) -> bool {
+        false
+    }
+
+    fn derive(&mut self, _label: &[u8; 32], _output: &mut [u8; 32]) -> Result<(), ChipKeyError> {
+        Err(ChipKeyError::NotAvailable)
+    }
+}
+
 /// Everything a board hands the application at start-up.
-pub struct BoardParts<Network, Flash, Serial, Entropy, Reset, KeyFlash, Tamper> {
+pub struct BoardParts<Network, Flash, Serial, Entropy, Reset, KeyFlash, Tamper, Chip> {
     /// Short name of the board, e.g. `"qemu-mps2-an386"`.
     pub name: &'static str,
     /// The Ethernet driver for embassy-net.
@@ -159,12 +193,15 @@ pub struct BoardParts<Network, Flash, Serial, Entropy, Reset, KeyFlash, Tamper> 
     pub reset: Reset,
     /// The tamper loop (or a part that says none is fitted).
     pub tamper: Tamper,
+    /// The key bound to the chip (or [`NoChipKey`]).
+    pub chip_key: Chip,
 }
 
 /// Checks at compile time that a board's parts satisfy the traits; boards call this in a test.
-pub fn assert_board_parts<N, F, S, E, R, K, T>(_parts: &BoardParts<N, F, S, E, R, K, T>)
+pub fn assert_board_parts<N, F, S, E, R, K, T, C>(_parts: &BoardParts<N, F, S, E, R, K, T, C>)
 where
     T: TamperLoop,
+    C: ChipKey,
     N: NetworkDriver,
     F: BoardFlash,
     K: BoardFlash,

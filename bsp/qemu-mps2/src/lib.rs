@@ -12,6 +12,7 @@
 //! | reset | SCB `SYSRESETREQ` | [`reset`] |
 //! | stack guard | MPU region 0 over the 256 MiB below the RAM | [`stack_guard`] |
 //! | tamper loop | PCA9552 at I²C `0x60` on the SBCon at `0x4002_A000` (plugged in by the harness) | [`tamper`] |
+//! | chip key | none: the MPS2 has no hardware unique key, so the key store's records are not bound (`homemx_board::NoChipKey`) | |
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over semihosting (QEMU's stdout), see [`logging`].
@@ -46,6 +47,7 @@ pub type Parts = BoardParts<
     reset::SystemReset,
     flash::Partition,
     tamper::Pca9552Loop<tamper::Sbcon>,
+    homemx_board::NoChipKey,
 >;
 
 /// What this board has room for (static RAM is not the limit in QEMU; the figures are the
@@ -113,5 +115,7 @@ pub fn init(_spawner: embassy_executor::Spawner) -> Result<Parts, InitError> {
         entropy,
         reset: reset::SystemReset,
         tamper: tamper::Pca9552Loop::new(tamper::Sbcon::shield_1()),
+        // The MPS2 has no hardware unique key: the key store's records are not bound.
+        chip_key: homemx_board::NoChipKey,
     })
 }

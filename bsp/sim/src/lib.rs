@@ -13,6 +13,7 @@
 //! | time | a clock that moves only when the simulator moves it (1 kHz ticks) | [`time_driver`] |
 //! | flash | the project's NOR model (`homemx_spool::testing`): power cuts after any operation, torn writes | [`flash`] |
 //! | entropy | ChaCha20 from the seed, one stream per boot ([`homemx_board::EntropyKind::Simulated`]) | [`entropy`] |
+//! | chip key | a per-device secret from the seed, SHA-256 with the label (the H5's SAES/DHUK) | [`chip_key`] |
 //! | reset | a panic with a [`reset::DeviceReset`] payload, caught by the executor loop | [`reset`] |
 //! | power | one rail per boot that every part checks | [`power`] |
 //! | log | defmt frames counted, not decoded | [`logging`] |
@@ -31,6 +32,7 @@
 //! embassy-executor's `trace` hooks: a build that enables `trace` must provide them.
 #![deny(missing_docs)]
 
+pub mod chip_key;
 pub mod dhcp_server;
 pub mod entropy;
 pub mod ethernet;
@@ -52,7 +54,7 @@ pub use time_driver::{core_clock_counts, CORE_CLOCK_HZ};
 pub use world::{DeviceHandles, SimConfig, World};
 
 /// The concrete parts of this board, as the application sees them.
-pub type Parts = BoardParts<ethernet::SimEthernet, flash::SimFlash, serial::SimSerial, entropy::SimEntropy, reset::SimReset, flash::SimFlash, homemx_board::NoTamperLoop>;
+pub type Parts = BoardParts<ethernet::SimEthernet, flash::SimFlash, serial::SimSerial, entropy::SimEntropy, reset::SimReset, flash::SimFlash, homemx_board::NoTamperLoop, chip_key::SimChipKey>;
 
 /// What this board has room for: the QEMU board's figures.
 pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {

@@ -24,6 +24,8 @@ pub enum Domain {
     Peer,
     /// Free for the simulator's own choices (cut points, schedules; index: its choice).
     Simulator,
+    /// The device's chip key secret (index 0: one chip per seed).
+    ChipKey,
 }
 
 impl Domain {
@@ -34,6 +36,7 @@ impl Domain {
             Self::FlashTear => 3,
             Self::Peer => 4,
             Self::Simulator => 5,
+            Self::ChipKey => 6,
         }
     }
 }

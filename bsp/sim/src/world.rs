@@ -133,6 +133,7 @@ impl World {
             entropy: SimEntropy::new(self.config.seed, self.boots),
             reset: SimReset { boot: self.boots, cause },
             tamper: homemx_board::NoTamperLoop,
+            chip_key: crate::chip_key::SimChipKey::new(self.config.seed),
         };
         (parts, DeviceHandles { boot: self.boots, power, console, port })
     }

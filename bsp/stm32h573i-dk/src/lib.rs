@@ -16,8 +16,7 @@
 //! | tamper loop | TAMP external input 1 on PC13 (normally-closed loop to GND, level mode, pull-up precharge) | [`tamper`] |
 //! | RAM wipe | all 640 KB of SRAM zeroed at reset | `cortex-m-rt/zero-init-ram`, `ram_wipe` |
 //! | RAM wipe by the chip | option bytes `SRAM1_3_RST`/`SRAM2_RST`, checked at boot | [`option_bytes`], [`reset`] |
-//!
-//! Not used yet: SAES with the hardware unique key (README).
+//! | chip key | SAES, AES-256 under the derived hardware unique key (DHUK): the key store's records are bound to this chip | [`chip_key`] |
 //!
 //! [`init`] takes the hardware once and hands the application a [`homemx_board::BoardParts`].
 //! Logs go out through defmt over RTT to the ST-LINK, see [`logging`]. The README says why this
@@ -26,6 +25,8 @@
 //! On the host only [`partition_map`], [`option_bytes`] and the sizes are built, for their tests.
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(target_os = "none")]
+pub mod chip_key;
 #[cfg(target_os = "none")]
 pub mod clocks;
 #[cfg(target_os = "none")]
@@ -90,7 +91,7 @@ mod hardware {
     use embassy_executor::Spawner;
     use homemx_board::BoardParts;
 
-    use crate::{clocks, core_clock, entropy, ethernet, flash, octo_spi_nor, reset, tamper, usb_console, BOARD_NAME};
+    use crate::{chip_key, clocks, core_clock, entropy, ethernet, flash, octo_spi_nor, reset, tamper, usb_console, BOARD_NAME};
 
     /// The concrete parts of this board, as the application sees them.
     pub type Parts = BoardParts<
@@ -101,6 +102,7 @@ mod hardware {
         reset::SystemReset,
         flash::DataPartition,
         tamper::TamperInput,
+        chip_key::SaesChipKey,
     >;
 
     /// Checked at compile time: this board's parts satisfy the board traits.
@@ -124,8 +126,9 @@ mod hardware {
         OctoSpiNor(octo_spi_nor::OctoSpiNorError),
     }
 
-    /// Brings the board up: clocks, time, cycle counter, reset cause, RNG, the internal flash
-    /// (key flash), the Octo-SPI NOR (data flash), Ethernet, the USB console and the tamper input.
+    /// Brings the board up: clocks, time, cycle counter, reset cause, RNG, the SAES (chip key),
+    /// the internal flash (key flash), the Octo-SPI NOR (data flash), Ethernet, the USB console
+    /// and the tamper input.
     ///
     /// Call once, first thing in `main`. `spawner` runs the USB device task.
     pub fn init(spawner: Spawner) -> Result<Parts, InitError> {
@@ -143,6 +146,8 @@ mod hardware {
         let mac_address = ethernet::mac_address_from_unique_id(&unique_id);
 
         let entropy = entropy::HardwareEntropy::new(peripherals.RNG);
+        // After the RNG: the SAES draws its masks from it.
+        let chip_key = chip_key::SaesChipKey::new(peripherals.SAES);
         let key_flash = flash::DataPartition::new(embassy_stm32::flash::Flash::new_blocking(peripherals.FLASH));
         let flash = octo_spi_nor::OctoSpiNor::new(octo_spi_nor::OctoSpiPins {
             peripheral: peripherals.OCTOSPI1,
@@ -180,7 +185,7 @@ mod hardware {
 
         let tamper = tamper::TamperInput::new(peripherals.PC13);
 
-        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, key_flash, serial, entropy, reset, tamper })
+        Ok(BoardParts { name: BOARD_NAME, network, mac_address, flash, key_flash, serial, entropy, reset, tamper, chip_key })
     }
 }
 

@@ -1,8 +1,11 @@
 //! HTTP/1.1 client side for the appliance's own outgoing requests (DynDNS update, check-IP):
 //! [`write_get`] writes a `GET` request with `Host`, `User-Agent`, optional `Authorization:
 //! Basic` (own [`base64_encode`], RFC 4648), `Accept` and `Connection: close`, refusing any
-//! input that could inject a header; [`ResponseParser`] reads the answer incrementally from
-//! arbitrary chunks into a caller buffer with hard limits.
+//! input that could inject a header; [`write_request_head`] writes a `GET` or `POST` head with a
+//! chosen `Accept` and, for a body, `Content-Type` and `Content-Length` (the ACME client's JWS
+//! posts); [`ResponseParser`] reads the answer incrementally from arbitrary chunks into a caller
+//! buffer with hard limits, and on request keeps the values of named headers
+//! ([`ResponseParser::capture_headers`]: `Replay-Nonce`, `Location`, `Retry-After` …).
 //!
 //! The firmware does TLS and the socket: it writes the request bytes into the TLS stream and
 //! feeds every decrypted chunk to [`ResponseParser::feed`], then calls
@@ -30,6 +33,8 @@ pub const MAX_RESPONSE_HEADERS: usize = 64;
 pub const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// Most interim (`1xx`) responses skipped before the final one.
 pub const MAX_INTERIM_RESPONSES: usize = 4;
+/// Most header values [`ResponseParser::capture_headers`] keeps (all names together).
+pub const MAX_CAPTURED_HEADERS: usize = 8;
 
 /// Why [`write_get`] refused to write a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +49,10 @@ pub enum WriteError {
     InvalidUserAgent,
     /// The user name has a `:` (RFC 7617), a control byte or a non-ASCII byte.
     InvalidUserName,
+    /// An `Accept` or `Content-Type` value that is empty or not printable ASCII.
+    InvalidMediaType,
+    /// A `GET` with a body or a `POST` without one.
+    BodyMismatch,
 }
 
 struct Writer<'a> {
@@ -172,6 +181,86 @@ pub fn write_get(
     Ok(writer.length)
 }
 
+/// The method of a request [`write_request_head`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestMethod {
+    /// `GET`, no body.
+    Get,
+    /// `POST` with a body.
+    Post,
+}
+
+/// A request head for [`write_request_head`]. The body (for `POST`) is `content_length` bytes
+/// of `content_type` that the caller sends right after the head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestHeadOut<'a> {
+    pub method: RequestMethod,
+    /// `host` or `host:port`, as in the URL.
+    pub host: &'a str,
+    pub path_and_query: &'a str,
+    pub user_agent: &'a str,
+    /// The `Accept` value (a media type list).
+    pub accept: &'a str,
+    /// `Content-Type` and `Content-Length` of the body; only for `POST`.
+    pub content: Option<(&'a str, usize)>,
+}
+
+/// Writes `METHOD path_and_query HTTP/1.1` with `Host`, `User-Agent`, `Accept`, for a body
+/// `Content-Type` and `Content-Length`, and `Connection: close` into `out`; returns the head's
+/// length. The same refusals as [`write_get`] (header injection); `Accept` and `Content-Type`
+/// must be printable ASCII (else [`WriteError::InvalidMediaType`]); a `GET` with content or a
+/// `POST` without is [`WriteError::BodyMismatch`].
+pub fn write_request_head(out: &mut [u8], head: &RequestHeadOut<'_>) -> Result<usize, WriteError> {
+    if head.host.is_empty() || !head.host.bytes().all(is_host_byte) {
+        return Err(WriteError::InvalidHost);
+    }
+    if !head.path_and_query.starts_with('/') || !head.path_and_query.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(WriteError::InvalidPath);
+    }
+    if head.user_agent.is_empty() || !head.user_agent.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(WriteError::InvalidUserAgent);
+    }
+    let is_media_type = |value: &str| !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !is_media_type(head.accept) || head.content.is_some_and(|(content_type, _)| !is_media_type(content_type)) {
+        return Err(WriteError::InvalidMediaType);
+    }
+    let method: &[u8] = match (head.method, head.content) {
+        (RequestMethod::Get, None) => b"GET ",
+        (RequestMethod::Post, Some(_)) => b"POST ",
+        _ => return Err(WriteError::BodyMismatch),
+    };
+    let mut writer = Writer { buffer: out, length: 0 };
+    writer.put(method)?;
+    writer.put(head.path_and_query.as_bytes())?;
+    writer.put(b" HTTP/1.1\r\nHost: ")?;
+    writer.put(head.host.as_bytes())?;
+    writer.put(b"\r\nUser-Agent: ")?;
+    writer.put(head.user_agent.as_bytes())?;
+    writer.put(b"\r\nAccept: ")?;
+    writer.put(head.accept.as_bytes())?;
+    writer.put(b"\r\n")?;
+    if let Some((content_type, length)) = head.content {
+        writer.put(b"Content-Type: ")?;
+        writer.put(content_type.as_bytes())?;
+        writer.put(b"\r\nContent-Length: ")?;
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = length;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        writer.put(digits.get(start..).unwrap_or(&[]))?;
+        writer.put(b"\r\n")?;
+    }
+    writer.put(b"Connection: close\r\n\r\n")?;
+    Ok(writer.length)
+}
+
 /// Why a response was refused. Errors are final: later calls return the same error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResponseError {
@@ -203,6 +292,9 @@ pub enum ResponseError {
     TruncatedHead,
     /// The connection closed before the declared body (length or last chunk) arrived.
     TruncatedBody,
+    /// A captured header is longer than [`MAX_LINE`], or the captured values exceed their
+    /// store or [`MAX_CAPTURED_HEADERS`].
+    CapturedHeaderTooLarge,
 }
 
 /// What [`ResponseParser::feed`] reached.
@@ -262,6 +354,45 @@ pub struct ResponseParser<'b> {
     content_length: Option<usize>,
     chunked: bool,
     transfer_encoding: bool,
+    captures: Option<Captures<'b>>,
+}
+
+/// The headers a parser keeps: values of the named headers, in arrival order, in a caller
+/// store.
+struct Captures<'b> {
+    names: &'b [&'b str],
+    store: &'b mut [u8],
+    used: usize,
+    /// (index into `names`, start in `store`, length) per kept value.
+    entries: [(usize, usize, usize); MAX_CAPTURED_HEADERS],
+    count: usize,
+}
+
+impl Captures<'_> {
+    fn keep(&mut self, name: &[u8], value: &[u8], overflow: bool) -> Result<(), ResponseError> {
+        let Some(index) = self.names.iter().position(|wanted| name.eq_ignore_ascii_case(wanted.as_bytes())) else {
+            return Ok(());
+        };
+        if overflow || self.count >= MAX_CAPTURED_HEADERS {
+            return Err(ResponseError::CapturedHeaderTooLarge);
+        }
+        let end = self.used.checked_add(value.len()).ok_or(ResponseError::CapturedHeaderTooLarge)?;
+        self.store.get_mut(self.used..end).ok_or(ResponseError::CapturedHeaderTooLarge)?.copy_from_slice(value);
+        self.entries[self.count] = (index, self.used, value.len());
+        self.count += 1;
+        self.used = end;
+        Ok(())
+    }
+
+    fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.entries.iter().take(self.count).filter_map(move |&(index, start, length)| {
+            let wanted = self.names.get(index)?;
+            if !wanted.eq_ignore_ascii_case(name) {
+                return None;
+            }
+            self.store.get(start..start + length)
+        })
+    }
 }
 
 fn is_token_byte(byte: u8) -> bool {
@@ -299,7 +430,35 @@ impl<'b> ResponseParser<'b> {
             content_length: None,
             chunked: false,
             transfer_encoding: false,
+            captures: None,
         }
+    }
+
+    /// Keeps the values of the headers named in `names` (case-insensitive) in `store`, for
+    /// [`header`](Self::header) and [`headers`](Self::headers) once the head is parsed. A kept
+    /// header must fit [`MAX_LINE`] and `store`, and at most [`MAX_CAPTURED_HEADERS`] values are
+    /// kept, else the response fails with [`ResponseError::CapturedHeaderTooLarge`] (a value is
+    /// never cut short). Values of interim (`1xx`) responses are dropped.
+    pub fn capture_headers(mut self, names: &'b [&'b str], store: &'b mut [u8]) -> Self {
+        self.captures =
+            Some(Captures { names, store, used: 0, entries: [(0, 0, 0); MAX_CAPTURED_HEADERS], count: 0 });
+        self
+    }
+
+    /// The first kept value of header `name` (one of the names given to
+    /// [`capture_headers`](Self::capture_headers)), once the head is parsed.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        let captures = self.captures.as_ref().filter(|_| self.status().is_some())?;
+        let &(_, start, length) = captures.entries.iter().take(captures.count).find(|&&(index, _, _)| {
+            captures.names.get(index).is_some_and(|wanted| wanted.eq_ignore_ascii_case(name))
+        })?;
+        captures.store.get(start..start + length)
+    }
+
+    /// Every kept value of header `name`, in arrival order, once the head is parsed.
+    pub fn headers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+        let ready = self.status().is_some();
+        self.captures.iter().filter(move |_| ready).flat_map(move |captures| captures.values(name))
     }
 
     /// The final status code once the head is parsed (available before the body is complete,
@@ -510,6 +669,12 @@ impl<'b> ResponseParser<'b> {
 
     fn header_line(&mut self, line: &[u8], overflow: bool) -> Result<(), ResponseError> {
         let (name, value) = check_header_shape(line)?;
+        if let Some(captures) = self.captures.as_mut() {
+            if !overflow && value.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+                return Err(ResponseError::MalformedHeader);
+            }
+            captures.keep(name, value, overflow)?;
+        }
         let is_length = name.eq_ignore_ascii_case(b"content-length");
         let is_coding = name.eq_ignore_ascii_case(b"transfer-encoding");
         if overflow {
@@ -547,6 +712,10 @@ impl<'b> ResponseParser<'b> {
             self.content_length = None;
             self.chunked = false;
             self.transfer_encoding = false;
+            if let Some(captures) = self.captures.as_mut() {
+                captures.used = 0;
+                captures.count = 0;
+            }
             self.state = State::StatusLine;
             return Ok(());
         }
@@ -755,6 +924,98 @@ mod tests {
 
     fn parse(input: &[u8]) -> (Result<u16, ResponseError>, Vec<u8>) {
         parse_chunked(input, &[input.len().max(1)], 1024)
+    }
+
+    #[test]
+    fn writes_get_and_post_heads() {
+        let mut out = [0u8; 512];
+        let get = RequestHeadOut {
+            method: RequestMethod::Get,
+            host: "127.0.0.1:14000",
+            path_and_query: "/dir",
+            user_agent: "homemx-acme/0.1",
+            accept: "application/json",
+            content: None,
+        };
+        let length = write_request_head(&mut out, &get).unwrap();
+        assert_eq!(
+            &out[..length],
+            b"GET /dir HTTP/1.1\r\nHost: 127.0.0.1:14000\r\nUser-Agent: homemx-acme/0.1\r\nAccept: application/json\r\n\
+              Connection: close\r\n\r\n"
+        );
+        let post = RequestHeadOut { method: RequestMethod::Post, content: Some(("application/jose+json", 1234)), ..get };
+        let length = write_request_head(&mut out, &post).unwrap();
+        assert_eq!(
+            &out[..length],
+            b"POST /dir HTTP/1.1\r\nHost: 127.0.0.1:14000\r\nUser-Agent: homemx-acme/0.1\r\nAccept: application/json\r\n\
+              Content-Type: application/jose+json\r\nContent-Length: 1234\r\nConnection: close\r\n\r\n"
+        );
+        let zero = RequestHeadOut { content: Some(("a/b", 0)), ..post };
+        let length = write_request_head(&mut out, &zero).unwrap();
+        assert!(out[..length].windows(19).any(|w| w == b"Content-Length: 0\r\n"));
+        for size in 0..length {
+            assert_eq!(write_request_head(&mut vec![0u8; size], &zero), Err(WriteError::BufferTooSmall));
+        }
+        let refusals = [
+            (RequestHeadOut { content: None, ..post }, WriteError::BodyMismatch),
+            (RequestHeadOut { content: Some(("a/b", 1)), ..get }, WriteError::BodyMismatch),
+            (RequestHeadOut { accept: "a\r\nX: y", ..get }, WriteError::InvalidMediaType),
+            (RequestHeadOut { accept: "", ..get }, WriteError::InvalidMediaType),
+            (RequestHeadOut { content: Some(("a\nb", 1)), ..post }, WriteError::InvalidMediaType),
+            (RequestHeadOut { host: "h\r\n", ..get }, WriteError::InvalidHost),
+            (RequestHeadOut { path_and_query: "/a b", ..get }, WriteError::InvalidPath),
+            (RequestHeadOut { user_agent: "a\r\n", ..get }, WriteError::InvalidUserAgent),
+        ];
+        for (head, error) in refusals {
+            assert_eq!(write_request_head(&mut out, &head), Err(error), "{head:?}");
+        }
+    }
+
+    const ACME_HEADERS: &[&str] = &["Replay-Nonce", "Location", "Link"];
+
+    /// Each header name of [`ACME_HEADERS`] with its kept values.
+    type Kept = Vec<(String, Vec<Vec<u8>>)>;
+
+    fn parse_captured(input: &[u8], store_size: usize) -> Result<(u16, Kept), ResponseError> {
+        let mut body = [0u8; 256];
+        let mut store = vec![0u8; store_size];
+        let mut parser = ResponseParser::new(&mut body).capture_headers(ACME_HEADERS, &mut store);
+        assert_eq!(parser.header("Location"), None);
+        parser.feed(input)?;
+        let status = parser.connection_closed()?.status;
+        let kept = ACME_HEADERS.iter().map(|name| (name.to_string(), parser.headers(name).map(<[u8]>::to_vec).collect())).collect();
+        Ok((status, kept))
+    }
+
+    #[test]
+    fn captures_named_headers() {
+        let input = b"HTTP/1.1 100 Continue\r\nLocation: interim\r\n\r\n\
+            HTTP/1.1 201 Created\r\nreplay-nonce: abc_DEF-1\r\nLink: <https://a/dir>;rel=\"index\"\r\n\
+            Location:  https://a/acct/1 \r\nLink: <https://a/up>;rel=\"up\"\r\nContent-Length: 2\r\n\r\n{}";
+        let (status, kept) = parse_captured(input, 256).unwrap();
+        assert_eq!(status, 201);
+        assert_eq!(kept[0].1, vec![b"abc_DEF-1".to_vec()]);
+        assert_eq!(kept[1].1, vec![b"https://a/acct/1".to_vec()]);
+        assert_eq!(kept[2].1, vec![b"<https://a/dir>;rel=\"index\"".to_vec(), b"<https://a/up>;rel=\"up\"".to_vec()]);
+
+        // A value never gets cut short: a store too small or a too long line fails the response.
+        assert_eq!(parse_captured(input, 20), Err(ResponseError::CapturedHeaderTooLarge));
+        let mut long = b"HTTP/1.1 200 OK\r\nLocation: ".to_vec();
+        long.extend(std::iter::repeat_n(b'x', MAX_LINE));
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_captured(&long, 4096), Err(ResponseError::CapturedHeaderTooLarge));
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for _ in 0..=MAX_CAPTURED_HEADERS {
+            many.extend_from_slice(b"Link: <x>\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse_captured(&many, 4096), Err(ResponseError::CapturedHeaderTooLarge));
+        assert_eq!(parse_captured(b"HTTP/1.1 200 OK\r\nLocation: a\x01b\r\n\r\n", 64), Err(ResponseError::MalformedHeader));
+        // Headers not asked for are not kept, however long.
+        let mut other = b"HTTP/1.1 204 No Content\r\nX-Other: ".to_vec();
+        other.extend(std::iter::repeat_n(b'x', 1000));
+        other.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_captured(&other, 16).unwrap().0, 204);
     }
 
     #[test]

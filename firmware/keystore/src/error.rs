@@ -1,6 +1,7 @@
 //! Errors of the key store: why an unlock was refused, and why any other operation failed.
 
 use embedded_storage_async::nor_flash::NorFlashErrorKind;
+pub use homemx_board::ChipKeyError;
 
 /// Why [`crate::Keystore::unlock`] (or the old-passphrase check of
 /// [`crate::Keystore::change_passphrase`]) refused.
@@ -24,6 +25,14 @@ pub enum UnlockError {
     /// The passphrase is right but the record was changed on flash (admin key, KDF parameters or
     /// wrapped key); nothing is released (counted as a failed attempt).
     RecordTampered,
+    /// The record is bound to another chip's key (its chip fingerprint is not this chip's):
+    /// the flash was copied from another device, or moved to another board. Nothing on it can
+    /// be opened here, with any passphrase. Not counted (no passphrase was tried).
+    OtherChip,
+    /// The record is bound to a chip key and this board could not derive one: it has none
+    /// (`NotAvailable`), or the hardware refused (`Hardware`; on the H5 after a tamper event,
+    /// until the next reset). Not counted.
+    ChipKey(ChipKeyError),
     /// The flash failed; the store reloads its state from flash before the next operation.
     Flash(NorFlashErrorKind),
 }
@@ -51,6 +60,9 @@ pub enum KeystoreError {
     SequenceExhausted,
     /// A record read back after programming did not match what was written.
     VerifyFailed,
+    /// The board has a chip key but could not derive it, so no record can be written (the store
+    /// never falls back to an unbound record on such a board).
+    ChipKey(ChipKeyError),
     /// The flash failed; the store reloads its state from flash before the next operation.
     Flash(NorFlashErrorKind),
 }

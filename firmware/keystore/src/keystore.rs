@@ -6,16 +6,22 @@
 //! next slot in round-robin order and only then erases the old one, so a power cut anywhere
 //! leaves the old or the new record valid (README: "Power cuts"). Mount picks the valid record
 //! with the highest sequence number and erases any older valid one.
+//!
+//! On a board with a chip key the records are bound to it ([`crate::chip_binding`] has the
+//! derivation and the policy: bound records need the same chip; an unbound record still opens
+//! and is bound by its first unlock).
 
 use crate::attempt_log::{unlock_delay, word_is_used, AttemptLog, AttemptLogScanner};
+use crate::chip_binding::{bind_key_encryption_key, bind_passphrase_check, chip_fingerprint, derive_chip_secret};
 use crate::error::{KeystoreError, UnlockError};
 use crate::kdf::{derive_keys, DEFAULT_ITERATIONS, MAX_ITERATIONS, PASSPHRASE_CHECK_LENGTH, SALT_LENGTH};
-use crate::record::{associated_data, KeyRecord, ADMIN_PUBLIC_KEY_LENGTH, RECORD_AREA_LENGTH, RECORD_LENGTH};
-use crate::secret::{constant_time_equal, DataKey, KeyEncryptionKey};
+use crate::record::{associated_data, Binding, KeyRecord, ADMIN_PUBLIC_KEY_LENGTH, RECORD_AREA_LENGTH, RECORD_LENGTH};
+use crate::secret::{constant_time_equal, scrub_stack, DataKey, KeyEncryptionKey, SecretBytes, KEY_LENGTH};
 use crate::wrap::{unwrap_data_key, wrap_data_key, NONCE_LENGTH};
 use crate::RandomSource;
 use core::ops::Range;
 use embedded_storage_async::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
+use homemx_board::{ChipKey, ChipKeyError, NoChipKey};
 
 /// Largest supported flash write size (one attempt-log word).
 const MAX_WRITE_SIZE: usize = 32;
@@ -56,15 +62,17 @@ struct Current {
 
 /// The device key store (see the crate README for the whole story).
 ///
-/// Generic over the board's async NOR flash and entropy source. Time is the caller's monotonic
+/// Generic over the board's async NOR flash, entropy source and chip key (`NoChipKey` when
+/// mounted with [`Keystore::mount`]: records are not bound). Time is the caller's monotonic
 /// clock in seconds since boot; the store keeps the time of the last failure in RAM and, after
 /// a reset, counts from boot (time 0): a device with `n` persisted failures accepts its first
 /// attempt `unlock_delay(n)` seconds after boot.
-pub struct Keystore<F, R> {
+pub struct Keystore<F, R, C = NoChipKey> {
     flash: F,
     region_start: u32,
     slot_count: u32,
     random: R,
+    chip_key: C,
     config: KeystoreConfig,
     current: Option<Current>,
     /// While unlocked: the key-encryption key and the data key, kept here and only here
@@ -80,14 +88,30 @@ fn flash_error<E: NorFlashError>(error: E) -> NorFlashErrorKind {
     error.kind()
 }
 
-impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
-    /// Mounts the key store on `region` of `flash` (after every reset): finds the newest valid
-    /// record, erases older ones left by an interrupted rewrite, and reads the attempt log.
-    /// The result is `FactoryFresh` or `Locked`. Arbitrary flash contents never panic.
+impl<F: NorFlash, R: RandomSource> Keystore<F, R, NoChipKey> {
+    /// Mounts the key store on a board without a chip key (see [`Keystore::mount_with_chip_key`]):
+    /// its records are not bound, and a bound record never opens.
     pub async fn mount(
         flash: F,
         region: Range<u32>,
         random: R,
+        config: KeystoreConfig,
+    ) -> Result<Self, KeystoreError> {
+        Self::mount_with_chip_key(flash, region, random, NoChipKey, config).await
+    }
+}
+
+impl<F: NorFlash, R: RandomSource, C: ChipKey> Keystore<F, R, C> {
+    /// Mounts the key store on `region` of `flash` (after every reset): finds the newest valid
+    /// record, erases older ones left by an interrupted rewrite, and reads the attempt log.
+    /// The result is `FactoryFresh` or `Locked`. Arbitrary flash contents never panic.
+    /// `chip_key` is the board's ([`crate::chip_binding`]): records written are bound to it
+    /// when it is available.
+    pub async fn mount_with_chip_key(
+        flash: F,
+        region: Range<u32>,
+        random: R,
+        chip_key: C,
         config: KeystoreConfig,
     ) -> Result<Self, KeystoreError> {
         let sector = F::ERASE_SIZE;
@@ -116,6 +140,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             region_start: region.start,
             slot_count: length / sector as u32,
             random,
+            chip_key,
             config,
             current: None,
             key_encryption_key: KeyEncryptionKey::zeroed(),
@@ -144,6 +169,12 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
     /// unlocked, it is the authenticated key.
     pub fn admin_public_key(&self) -> Option<[u8; ADMIN_PUBLIC_KEY_LENGTH]> {
         self.current.as_ref().map(|current| current.record.admin_public_key)
+    }
+
+    /// The current record's binding (`None` when factory-fresh): what the flash says while
+    /// locked, authenticated once unlocked.
+    pub fn binding(&self) -> Option<Binding> {
+        self.current.as_ref().map(|current| current.record.binding)
     }
 
     /// Consecutive failed unlock attempts (persisted; survives reset).
@@ -185,11 +216,16 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         if passphrase.is_empty() {
             return Err(KeystoreError::EmptyPassphrase);
         }
+        let mut chip_secret = SecretBytes::<KEY_LENGTH>::zeroed();
+        let binding = self.new_binding(&mut chip_secret).map_err(KeystoreError::ChipKey)?;
         self.random.fill_bytes(self.data_key.bytes_mut());
         let mut salt = [0u8; SALT_LENGTH];
         self.random.fill_bytes(&mut salt);
+        let mut passphrase_key = KeyEncryptionKey::zeroed();
+        let passphrase_check = derive_keys(passphrase, &salt, self.config.iterations, &mut passphrase_key).await;
         let passphrase_check =
-            derive_keys(passphrase, &salt, self.config.iterations, &mut self.key_encryption_key).await;
+            finish_keys(binding, &chip_secret, &passphrase_key, passphrase_check, &mut self.key_encryption_key);
+        drop((passphrase_key, chip_secret));
         let record = seal_record(
             &mut self.random,
             &self.key_encryption_key,
@@ -198,6 +234,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             self.config.iterations,
             salt,
             admin_public_key,
+            binding,
             &self.data_key,
         );
         if let Err(error) = self.commit(record).await {
@@ -229,6 +266,11 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             return Err(error);
         }
         self.unlocked = true;
+        // A flash error here faults the store, like any rewrite; any error locks it again.
+        if let Err(error) = self.bind_if_not_bound().await {
+            self.wipe_keys();
+            return Err(unlock_error(error));
+        }
         Ok(&self.data_key)
     }
 
@@ -261,14 +303,19 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         self.verify_passphrase(old, now_seconds, Some((&mut old_key_encryption_key, &mut old_data_key)))
             .await?;
         drop((old_key_encryption_key, old_data_key));
+        let mut chip_secret = SecretBytes::<KEY_LENGTH>::zeroed();
+        let binding = self.new_binding(&mut chip_secret).map_err(KeystoreError::ChipKey)?;
         let current = self.current.as_ref().ok_or(KeystoreError::NotProvisioned)?;
         let sequence = next_sequence(&current.record)?;
         let admin_public_key = current.record.admin_public_key;
         let mut salt = [0u8; SALT_LENGTH];
         self.random.fill_bytes(&mut salt);
+        let mut passphrase_key = KeyEncryptionKey::zeroed();
+        let passphrase_check = derive_keys(new, &salt, self.config.iterations, &mut passphrase_key).await;
         let mut new_key_encryption_key = KeyEncryptionKey::zeroed();
         let passphrase_check =
-            derive_keys(new, &salt, self.config.iterations, &mut new_key_encryption_key).await;
+            finish_keys(binding, &chip_secret, &passphrase_key, passphrase_check, &mut new_key_encryption_key);
+        drop((passphrase_key, chip_secret));
         let record = seal_record(
             &mut self.random,
             &new_key_encryption_key,
@@ -277,6 +324,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             self.config.iterations,
             salt,
             admin_public_key,
+            binding,
             &self.data_key,
         );
         self.commit(record).await?;
@@ -299,10 +347,11 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         let record = &current.record;
         let mut nonce = [0u8; NONCE_LENGTH];
         self.random.fill_bytes(&mut nonce);
-        let associated = associated_data(record.iterations, &record.salt, &new_public_key);
+        let associated = associated_data(record.iterations, &record.salt, &new_public_key, record.binding);
         let (wrapped_data_key, tag) =
-            wrap_data_key(&self.key_encryption_key, &nonce, &associated, &self.data_key);
+            wrap_data_key(&self.key_encryption_key, &nonce, associated.as_bytes(), &self.data_key);
         let new_record = KeyRecord {
+            binding: record.binding,
             sequence: next_sequence(record)?,
             iterations: record.iterations,
             carried_failures: 0,
@@ -391,6 +440,15 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         if wait_seconds > 0 {
             return Err(UnlockError::TooSoon { wait_seconds });
         }
+        // A bound record: this chip's key first (no passphrase is tried, nothing is counted).
+        let mut chip_secret = SecretBytes::<KEY_LENGTH>::zeroed();
+        let binding = self.current.as_ref().map_or(Binding::NotBound, |current| current.record.binding);
+        if let Binding::Chip { fingerprint } = binding {
+            derive_chip_secret(&mut self.chip_key, &mut chip_secret).map_err(UnlockError::ChipKey)?;
+            if !constant_time_equal(&chip_fingerprint(&chip_secret), &fingerprint) {
+                return Err(UnlockError::OtherChip);
+            }
+        }
         let entry = self.log_attempt().await?;
         let Some(current) = self.current.as_ref() else {
             return Err(UnlockError::NotProvisioned);
@@ -400,8 +458,10 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
             Some(holders) => holders,
             None => (&mut self.key_encryption_key, &mut self.data_key),
         };
-        let passphrase_check =
-            derive_keys(passphrase, &record.salt, record.iterations, key_encryption_key).await;
+        let mut passphrase_key = KeyEncryptionKey::zeroed();
+        let passphrase_check = derive_keys(passphrase, &record.salt, record.iterations, &mut passphrase_key).await;
+        let passphrase_check = finish_keys(record.binding, &chip_secret, &passphrase_key, passphrase_check, key_encryption_key);
+        drop((passphrase_key, chip_secret));
         if !constant_time_equal(&passphrase_check, &record.passphrase_check) {
             self.last_failure_at = Some(now_seconds);
             return Err(UnlockError::WrongPassphrase);
@@ -409,7 +469,7 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         if !unwrap_data_key(
             key_encryption_key,
             &record.nonce,
-            &record.associated_data(),
+            record.associated_data().as_bytes(),
             &record.wrapped_data_key,
             &record.tag,
             data_key,
@@ -419,6 +479,53 @@ impl<F: NorFlash, R: RandomSource> Keystore<F, R> {
         }
         self.log_success(entry).await?;
         self.last_failure_at = None;
+        Ok(())
+    }
+
+    /// The binding of a record written now: bound to the chip key (derived into `chip_secret`)
+    /// when the board has one, never falling back to unbound if it fails.
+    fn new_binding(&mut self, chip_secret: &mut SecretBytes<KEY_LENGTH>) -> Result<Binding, ChipKeyError> {
+        if !self.chip_key.is_available() {
+            return Ok(Binding::NotBound);
+        }
+        derive_chip_secret(&mut self.chip_key, chip_secret)?;
+        Ok(Binding::Chip { fingerprint: chip_fingerprint(chip_secret) })
+    }
+
+    /// Just unlocked an unbound record on a board with a chip key: re-seals it bound (one
+    /// rewrite; see [`crate::chip_binding`]). If the chip refuses, the record stays as it was
+    /// and the next unlock tries again.
+    async fn bind_if_not_bound(&mut self) -> Result<(), KeystoreError> {
+        let not_bound = self.current.as_ref().is_some_and(|current| current.record.binding == Binding::NotBound);
+        if !not_bound || !self.chip_key.is_available() {
+            return Ok(());
+        }
+        let mut chip_secret = SecretBytes::<KEY_LENGTH>::zeroed();
+        let Ok(binding) = self.new_binding(&mut chip_secret) else {
+            return Ok(());
+        };
+        let Some(current) = self.current.as_ref() else {
+            return Ok(());
+        };
+        let record = &current.record;
+        // Unbound: the kept key is the passphrase's key, the stored check the passphrase check.
+        let mut bound_key = KeyEncryptionKey::zeroed();
+        let passphrase_check =
+            finish_keys(binding, &chip_secret, &self.key_encryption_key, record.passphrase_check, &mut bound_key);
+        drop(chip_secret);
+        let bound_record = seal_record(
+            &mut self.random,
+            &bound_key,
+            passphrase_check,
+            next_sequence(record)?,
+            record.iterations,
+            record.salt,
+            record.admin_public_key,
+            binding,
+            &self.data_key,
+        );
+        self.commit(bound_record).await?;
+        self.key_encryption_key.bytes_mut().copy_from_slice(bound_key.bytes());
         Ok(())
     }
 
@@ -644,6 +751,30 @@ fn unlock_error(error: KeystoreError) -> UnlockError {
     }
 }
 
+/// The wrapping key (into `key_encryption_key`) and the stored passphrase check of a record
+/// with `binding`, from the passphrase's key and check (and the chip secret when bound).
+fn finish_keys(
+    binding: Binding,
+    chip_secret: &SecretBytes<KEY_LENGTH>,
+    passphrase_key: &KeyEncryptionKey,
+    passphrase_check: [u8; PASSPHRASE_CHECK_LENGTH],
+    key_encryption_key: &mut KeyEncryptionKey,
+) -> [u8; PASSPHRASE_CHECK_LENGTH] {
+    match binding {
+        Binding::NotBound => {
+            key_encryption_key.bytes_mut().copy_from_slice(passphrase_key.bytes());
+            passphrase_check
+        }
+        Binding::Chip { .. } => {
+            bind_key_encryption_key(chip_secret, passphrase_key, key_encryption_key);
+            let check = bind_passphrase_check(chip_secret, &passphrase_check);
+            // The HMAC states keyed with the chip secret lie in the frames below this one.
+            scrub_stack();
+            check
+        }
+    }
+}
+
 /// Wraps `data_key` under `key_encryption_key` with a fresh random nonce and the associated
 /// data of the new record, and builds that record (with the passphrase's `passphrase_check`).
 #[allow(clippy::too_many_arguments)]
@@ -655,14 +786,16 @@ fn seal_record<R: RandomSource>(
     iterations: u32,
     salt: [u8; SALT_LENGTH],
     admin_public_key: [u8; ADMIN_PUBLIC_KEY_LENGTH],
+    binding: Binding,
     data_key: &DataKey,
 ) -> KeyRecord {
     let mut nonce = [0u8; NONCE_LENGTH];
     random.fill_bytes(&mut nonce);
-    let associated = associated_data(iterations, &salt, &admin_public_key);
+    let associated = associated_data(iterations, &salt, &admin_public_key, binding);
     let (wrapped_data_key, tag) =
-        wrap_data_key(key_encryption_key, &nonce, &associated, data_key);
+        wrap_data_key(key_encryption_key, &nonce, associated.as_bytes(), data_key);
     KeyRecord {
+        binding,
         sequence,
         iterations,
         carried_failures: 0,

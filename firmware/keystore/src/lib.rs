@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod attempt_log;
+pub mod chip_binding;
 pub mod error;
 pub mod kdf;
 pub mod keystore;
@@ -11,10 +12,12 @@ pub mod secret;
 pub mod wrap;
 
 pub use attempt_log::{unlock_delay, FIRST_DELAY_SECONDS, FREE_ATTEMPTS, MAX_DELAY_SECONDS};
-pub use error::{KeystoreError, UnlockError};
+pub use error::{ChipKeyError, KeystoreError, UnlockError};
+pub use homemx_board::{ChipKey, NoChipKey};
 pub use homemx_spool::RandomSource;
 pub use kdf::{DEFAULT_ITERATIONS, MAX_ITERATIONS};
 pub use keystore::{Keystore, KeystoreConfig, KeystoreState};
+pub use record::Binding;
 pub use secret::{DataKey, SecretBytes};
 
 /// Helpers shared by the unit tests' known-answer vectors.

@@ -179,7 +179,10 @@ impl defmt::Format for LinkError {
     }
 }
 
-/// Sends everything the TLS connection (client or server side) has queued.
+/// Hands everything the TLS connection (client or server side) has queued to the socket, as a
+/// plain link's write does: the stack sends it at once. No flush: embassy-net's waits until the
+/// peer acknowledged everything, a round trip (and the peer's delayed ACK) per record. Closing
+/// ([`crate::network::release`]) waits for the last of it.
 pub(crate) async fn send_records<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &mut TlsConnection<'_, C>) -> Result<(), LinkError> {
     while !tls.output().is_empty() {
         match socket.write(tls.output()).await {
@@ -187,7 +190,7 @@ pub(crate) async fn send_records<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls:
             Ok(count) => tls.output_sent(count),
         }
     }
-    socket.flush().await.map_err(|_| LinkError::Transport)
+    Ok(())
 }
 
 /// Reads what the peer sent into the TLS connection and processes it; EOF and reset are errors.

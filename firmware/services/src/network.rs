@@ -36,21 +36,25 @@ pub trait PartsTypes {
     type KeyFlash: homemx_board::BoardFlash + 'static;
     /// The board's tamper loop.
     type Tamper: homemx_board::TamperLoop + 'static;
+    /// The board's chip key (the key store binds its records to it).
+    type ChipKey: homemx_board::ChipKey + 'static;
 }
 
-impl<N, F, S, E, R, K, T> PartsTypes for homemx_board::BoardParts<N, F, S, E, R, K, T>
+impl<N, F, S, E, R, K, T, C> PartsTypes for homemx_board::BoardParts<N, F, S, E, R, K, T, C>
 where
     N: homemx_board::NetworkDriver + 'static,
     S: homemx_board::SerialLink + 'static,
     F: homemx_board::BoardFlash + 'static,
     K: homemx_board::BoardFlash + 'static,
     T: homemx_board::TamperLoop + 'static,
+    C: homemx_board::ChipKey + 'static,
 {
     type Network = N;
     type Serial = S;
     type Flash = F;
     type KeyFlash = K;
     type Tamper = T;
+    type ChipKey = C;
 }
 
 #[embassy_executor::task]

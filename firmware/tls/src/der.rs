@@ -124,10 +124,12 @@ pub fn validity(certificate: &[u8]) -> Option<(u64, u64)> {
     Some((time(&not_before)?, time(&not_after)?))
 }
 
-/// Whether a certificate's keyUsage extension allows signing certificates: `None` when it
-/// has no keyUsage (RFC 5280 4.2.1.3: then any use is allowed), `Some(false)` when it has one
-/// without keyCertSign.
-pub fn key_usage_allows_certificate_signing(certificate: &[u8]) -> Option<bool> {
+/// id-ce-authorityKeyIdentifier (2.5.29.35), as DER OID contents.
+pub const AUTHORITY_KEY_IDENTIFIER_OID: &[u8] = &[0x55, 0x1d, 0x23];
+
+/// The value (the OCTET STRING's contents) of a certificate's extension `oid` (DER contents);
+/// `None` when the certificate has no such extension or is malformed on the way to it.
+pub fn extension_value<'a>(certificate: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
     let mut rest = tbs_fields(certificate)?;
     // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
     for _ in 0..6 {
@@ -143,23 +145,42 @@ pub fn key_usage_allows_certificate_signing(certificate: &[u8]) -> Option<bool> 
         while !list.is_empty() {
             let (extension, after) = expect(list, SEQUENCE)?;
             list = after;
-            let (oid, mut inner) = expect(extension.contents, OID)?;
-            if oid.contents != KEY_USAGE_OID {
+            let (id, mut inner) = expect(extension.contents, OID)?;
+            if id.contents != oid {
                 continue;
             }
-            if let Some((critical, after)) = expect(inner, BOOLEAN) {
-                let _ = critical;
+            if let Some((_critical, after)) = expect(inner, BOOLEAN) {
                 inner = after;
             }
-            let (value, _) = expect(inner, OCTET_STRING)?;
-            let (bits, _) = expect(value.contents, BIT_STRING)?;
-            // keyCertSign is bit 5: 0x04 in the first octet after the unused-bits count.
-            let first = bits.contents.get(1).copied().unwrap_or(0);
-            return Some(first & 0x04 != 0);
+            return Some(expect(inner, OCTET_STRING)?.0.contents);
         }
         return None;
     }
     None
+}
+
+/// Whether a certificate's keyUsage extension allows signing certificates: `None` when it
+/// has no keyUsage (RFC 5280 4.2.1.3: then any use is allowed), `Some(false)` when it has one
+/// without keyCertSign.
+pub fn key_usage_allows_certificate_signing(certificate: &[u8]) -> Option<bool> {
+    let value = extension_value(certificate, KEY_USAGE_OID)?;
+    let (bits, _) = expect(value, BIT_STRING)?;
+    // keyCertSign is bit 5: 0x04 in the first octet after the unused-bits count.
+    let first = bits.contents.get(1).copied().unwrap_or(0);
+    Some(first & 0x04 != 0)
+}
+
+/// The keyIdentifier of a certificate's authorityKeyIdentifier extension (RFC 5280 4.2.1.1:
+/// `[0] IMPLICIT OCTET STRING` in the extension's SEQUENCE), for ACME renewal information.
+pub fn authority_key_identifier(certificate: &[u8]) -> Option<&[u8]> {
+    let (sequence, _) = expect(extension_value(certificate, AUTHORITY_KEY_IDENTIFIER_OID)?, SEQUENCE)?;
+    let (identifier, _) = expect(sequence.contents, 0x80)?;
+    Some(identifier.contents)
+}
+
+/// The contents of a certificate's serialNumber INTEGER (with its sign octet, if any).
+pub fn serial_number(certificate: &[u8]) -> Option<&[u8]> {
+    Some(expect(tbs_fields(certificate)?, 0x02)?.0.contents)
 }
 
 /// A UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as
@@ -253,6 +274,8 @@ mod tests {
             let _ = subject_public_key_info(&bytes).and_then(|spki| subject_public_key(&spki).map(|_| ()));
             let _ = validity(&bytes);
             let _ = key_usage_allows_certificate_signing(&bytes);
+            let _ = authority_key_identifier(&bytes);
+            let _ = serial_number(&bytes);
         }
     }
 }

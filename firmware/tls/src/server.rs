@@ -9,6 +9,8 @@
 //! AES-GCM only for a client that offers nothing else), no session tickets and no session
 //! cache (every connection is a full handshake, no resumption state kept), no 0-RTT, no client
 //! certificates, and the device's certificate chain with its P-256 key.
+//! [`tls_alpn_01_server_config`] is the same for the ACME TLS-ALPN-01 validation: ALPN
+//! `acme-tls/1` only, the validation certificate only for handshakes that offer it.
 //!
 //! A handshake that fails (garbage, an unsupported version, no common suite, the client's
 //! alert, a record that does not authenticate) is returned as a [`TlsError`]; when rustls
@@ -24,7 +26,7 @@ use alloc::vec::Vec;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
-use rustls::server::{NoServerSessionStorage, UnbufferedServerConnection};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, UnbufferedServerConnection};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{AlertDescription, Error, PeerIncompatible, ServerConfig};
 
@@ -65,11 +67,21 @@ pub fn server_config(
         Err(Error::InconsistentKeys(_)) => return Err(ServerConfigError::KeyMismatch),
         Err(_) => return Err(ServerConfigError::CertificateUnreadable),
     }
+    configured(provider, clock, Arc::new(SingleCertAndKey::from(certified))).map(Arc::new)
+}
+
+/// The settings every server configuration here shares, with `resolver` choosing the
+/// certificate.
+fn configured(
+    provider: &Arc<CryptoProvider>,
+    clock: &'static dyn WallClock,
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, ServerConfigError> {
     let mut config = ServerConfig::builder_with_details(provider.clone(), Arc::new(ClockTime::lenient(clock)))
         .with_protocol_versions(MinimumTls::Tls12.versions())
         .map_err(ServerConfigError::Versions)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+        .with_cert_resolver(resolver);
     // The provider's order (ChaCha20-Poly1305 first), not the client's.
     config.ignore_client_order = true;
     // No resumption: no TLS 1.3 tickets, no TLS 1.2 session IDs (also when a test build
@@ -77,6 +89,39 @@ pub fn server_config(
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.max_early_data_size = 0;
+    Ok(config)
+}
+
+/// The ALPN protocol of the ACME TLS-ALPN-01 validation (RFC 8737 section 6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Presents the validation certificate only to handshakes offering `acme-tls/1`.
+#[derive(Debug)]
+struct AcmeValidationOnly(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for AcmeValidationOnly {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let mut protocols = client_hello.alpn()?;
+        protocols.any(|protocol| protocol == ACME_TLS_ALPN).then(|| self.0.clone())
+    }
+}
+
+/// A server configuration for the ACME TLS-ALPN-01 validation (RFC 8737): negotiates only
+/// `acme-tls/1` and presents `certificate` (from
+/// [`crate::identity::tls_alpn_01_certificate`]) with `key` only to a client that offers it;
+/// any other handshake fails without a certificate. Otherwise the settings of
+/// [`server_config`]. The certificate is not matched against the key here: rustls's check
+/// parses it with webpki, which refuses the critical acmeIdentifier extension; the caller
+/// makes both together.
+pub fn tls_alpn_01_server_config(
+    provider: &Arc<CryptoProvider>,
+    clock: &'static dyn WallClock,
+    certificate: CertificateDer<'static>,
+    key: EcdsaP256SigningKey,
+) -> Result<Arc<ServerConfig>, ServerConfigError> {
+    let certified = CertifiedKey::new(alloc::vec![certificate], Arc::new(key));
+    let mut config = configured(provider, clock, Arc::new(AcmeValidationOnly(Arc::new(certified))))?;
+    config.alpn_protocols = alloc::vec![ACME_TLS_ALPN.to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -683,3 +683,51 @@ fn takes_records_split_at_every_byte() {
         assert!(length.abs_diff(expected) <= 3, "split at {split}: {length} against {expected}");
     }
 }
+
+#[test]
+fn tls_alpn_01_configuration_presents_its_certificate_only_to_acme_tls_1() {
+    use homemx_tls::identity::{tls_alpn_01_certificate, DeviceKey, HostName};
+    use homemx_tls::{tls_alpn_01_server_config, ACME_TLS_ALPN};
+    let key = DeviceKey::generate(&mut rand_core::OsRng);
+    let host = HostName::new(HOST).unwrap();
+    let mut identifier = [7u8; 34];
+    identifier[..2].copy_from_slice(&[0x04, 0x20]);
+    let certificate = tls_alpn_01_certificate(&key, &host, &identifier, 1_767_225_600, &mut rand_core::OsRng).unwrap();
+    let config = tls_alpn_01_server_config(&provider(), clock_at(0), CertificateDer::from(certificate), key.signing_key()).unwrap();
+    let anchor = Pki::new("alpn");
+    anchor.root("ca", "ec:P-256", "30", CA_EXTENSIONS);
+    for (protocols, presents) in [(vec![], false), (vec![b"h2".to_vec()], false), (vec![b"h2".to_vec(), ACME_TLS_ALPN.to_vec()], true)] {
+        let (mut incoming, mut outgoing) = buffers();
+        let mut server = TlsServer::new(config.clone(), &mut incoming, &mut outgoing).unwrap();
+        let mut client_config = (*ring_config(&anchor.read_der("ca"))).clone();
+        client_config.alpn_protocols = protocols.clone();
+        let mut client = ClientConnection::new(Arc::new(client_config), HOST.try_into().unwrap()).unwrap();
+        let hello = client_records(&mut client);
+        let result = deliver(&mut server, &hello, RECORD_BUFFER, &mut Vec::new());
+        if presents {
+            result.unwrap();
+            // The validation certificate reaches the client (which, rightly, does not trust it).
+            let refused = server_to_client(&mut server, &mut client).and_then(|()| {
+                let records = client_records(&mut client);
+                deliver(&mut server, &records, RECORD_BUFFER, &mut Vec::new()).unwrap();
+                server_to_client(&mut server, &mut client)
+            });
+            assert!(matches!(refused, Err(rustls::Error::InvalidCertificate(_))), "{refused:?}");
+        } else {
+            assert!(result.is_err(), "{protocols:?}: the handshake must fail without acme-tls/1");
+        }
+    }
+}
+
+/// rustls's std client configuration on ring trusting `anchor`.
+fn ring_config(anchor: &[u8]) -> Arc<ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(anchor.to_vec())).unwrap();
+    Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}

@@ -62,6 +62,15 @@ fn reset_peak() {
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
+/// One fill of the server's incoming buffer from `rest`, processed.
+fn fill(server: &mut TlsServer<'_>, rest: &mut &[u8]) {
+    let room = server.receive_buffer();
+    let count = rest.len().min(room.len());
+    room[..count].copy_from_slice(&rest[..count]);
+    *rest = &rest[count..];
+    server.received(count).unwrap();
+}
+
 fn to_server(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> Vec<u8> {
     let mut bytes = Vec::new();
     while client.wants_write() {
@@ -70,13 +79,7 @@ fn to_server(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> Vec<u
     let mut plaintext = Vec::new();
     let mut rest = &bytes[..];
     while !rest.is_empty() {
-        counted(|| {
-            let room = server.receive_buffer();
-            let count = rest.len().min(room.len());
-            room[..count].copy_from_slice(&rest[..count]);
-            rest = &rest[count..];
-            server.received(count).unwrap();
-        });
+        counted(|| fill(server, &mut rest));
         // The test's own copy is not the server's heap.
         plaintext.extend_from_slice(server.plaintext());
         let taken = server.plaintext().len();
@@ -109,11 +112,7 @@ fn unread_records(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> 
     }
     let mut rest = &bytes[..];
     let held = counted(|| {
-        let room = server.receive_buffer();
-        let count = rest.len().min(room.len());
-        room[..count].copy_from_slice(&rest[..count]);
-        rest = &rest[count..];
-        server.received(count).unwrap();
+        fill(server, &mut rest);
         LIVE.load(Ordering::Relaxed)
     });
     let offered = server.plaintext().len();
@@ -126,13 +125,7 @@ fn unread_records(client: &mut ClientConnection, server: &mut TlsServer<'_>) -> 
             if rest.is_empty() {
                 break;
             }
-            counted(|| {
-                let room = server.receive_buffer();
-                let count = rest.len().min(room.len());
-                room[..count].copy_from_slice(&rest[..count]);
-                rest = &rest[count..];
-                server.received(count).unwrap();
-            });
+            counted(|| fill(server, &mut rest));
         }
     }
     assert_eq!(read, 4 * chunk.len(), "every record is read in the end");

@@ -533,6 +533,9 @@ pub enum ErrorCode {
     RamWipeNotSet,
     /// The tamper loop is open (case or door open): the device stays locked until it is closed.
     TamperLoopOpen,
+    /// The key store is bound to another chip (its flash was copied or moved from another
+    /// board): it can never be opened on this one.
+    OtherChip,
 }
 
 impl ErrorCode {
@@ -579,6 +582,9 @@ impl ErrorCode {
             }
             ErrorCode::TamperLoopOpen => {
                 "the tamper loop is open (case or door contact): the device stays locked; close the loop first, then unlock and `homemx alert ack tamper`"
+            }
+            ErrorCode::OtherChip => {
+                "the key store on this flash was sealed on another chip (copied or moved from another board) and can never be opened here: deliver the mail on the old board (`homemx flush`), or factory-reset this one (what the flash holds is lost)"
             }
         }
     }

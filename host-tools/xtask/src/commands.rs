@@ -168,6 +168,8 @@ const FUZZ_TARGETS: &[(&str, &str)] = &[
     ("firmware/dyndns/fuzz", "http_response"),
     ("firmware/dyndns/fuzz", "update_answer"),
     ("firmware/http/fuzz", "request_head"),
+    ("firmware/acme/fuzz", "acme_objects"),
+    ("firmware/acme/fuzz", "acme_client"),
 ];
 
 /// The one cargo target directory of every fuzz crate: they share their dependencies (libfuzzer

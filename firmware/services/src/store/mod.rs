@@ -41,7 +41,7 @@ use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchorUpdate}
 pub use identity::certificate as tls_certificate;
 pub use identity::{host_name as tls_host_name, key_digests as tls_key_digests};
 pub use identity::generation as tls_identity_generation;
-pub use vault::{MailSpool, OpenStores, Settings};
+pub use vault::{BoardChipKey, MailSpool, OpenStores, Settings};
 use vault::Vault;
 
 use crate::channels::{DeviceState, DEVICE_STATE};
@@ -122,8 +122,8 @@ fn publish(vault: &mut Option<Vault>) {
 
 /// Mounts the key store on the flash partitions (once, at boot, before any task uses the
 /// store): the device is locked or factory-fresh afterwards.
-pub async fn mount(partitions: FlashPartitions, random: DerivedRandom) {
-    let vault = match Vault::mount(partitions, random).await {
+pub async fn mount(partitions: FlashPartitions, chip_key: BoardChipKey, random: DerivedRandom) {
+    let vault = match Vault::mount(partitions, chip_key, random).await {
         Ok(vault) => vault,
         Err(_) => {
             defmt::error!("storage: the key store could not be mounted; the device stays locked");
@@ -139,6 +139,11 @@ pub async fn mount(partitions: FlashPartitions, random: DerivedRandom) {
         },
         vault.failed_unlocks()
     );
+    match vault.binding() {
+        Some(homemx_keystore::Binding::Chip { .. }) => defmt::info!("storage: the key store is bound to this chip's key"),
+        Some(homemx_keystore::Binding::NotBound) => defmt::info!("storage: the key store is not bound to a chip key"),
+        None => {}
+    }
     let mut slot = VAULT.lock().await;
     *slot = Some(vault);
     publish(&mut slot);

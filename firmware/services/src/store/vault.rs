@@ -18,8 +18,12 @@ use homemx_wire::validate::{ConfigurationCheck, Refusal};
 
 use static_cell::StaticCell;
 
+use crate::network::PartsTypes;
 use crate::random::DerivedRandom;
 use crate::storage::{FlashPartition, FlashPartitions, KeyFlashPartition, KEY_VALUE_SECTORS, SPOOL_MESSAGES, SPOOL_SECTORS};
+
+/// The board's chip key type (the key store binds its records to it; `NoChipKey` on QEMU).
+pub type BoardChipKey = <crate::bsp::Parts as PartsTypes>::ChipKey;
 
 /// The mail spool as the firmware uses it.
 pub type MailSpool = Spool<FlashPartition, DerivedRandom, SPOOL_SECTORS, SPOOL_MESSAGES>;
@@ -191,7 +195,7 @@ struct StagedConfiguration {
 
 /// Key store plus the stores it unlocks.
 pub struct Vault {
-    keystore: Keystore<KeyFlashPartition, DerivedRandom>,
+    keystore: Keystore<KeyFlashPartition, DerivedRandom, BoardChipKey>,
     key_value_partition: FlashPartition,
     spool_partition: FlashPartition,
     random: DerivedRandom,
@@ -278,10 +282,11 @@ fn build_spool(place: *mut MailSpool, partition: &FlashPartition, random: &mut D
 
 impl Vault {
     /// Mounts the key store; the device is locked (or factory-fresh) afterwards.
-    pub async fn mount(partitions: FlashPartitions, mut random: DerivedRandom) -> Result<Self, KeystoreError> {
+    pub async fn mount(partitions: FlashPartitions, chip_key: BoardChipKey, mut random: DerivedRandom) -> Result<Self, KeystoreError> {
         let keystore_random = random.derive();
         let region = 0..partitions.key_store.capacity() as u32;
-        let keystore = Keystore::mount(partitions.key_store, region, keystore_random, KeystoreConfig::default()).await?;
+        let keystore =
+            Keystore::mount_with_chip_key(partitions.key_store, region, keystore_random, chip_key, KeystoreConfig::default()).await?;
         Ok(Vault {
             keystore,
             key_value_partition: partitions.key_value_store,
@@ -304,6 +309,11 @@ impl Vault {
     /// The enrolled admin key, from flash (or enrolled in this boot, before the first unlock).
     pub fn admin_public_key(&self) -> Option<[u8; 32]> {
         self.keystore.admin_public_key().or(self.pending_admin_key)
+    }
+
+    /// The key record's binding to the chip key (`None` when factory-fresh).
+    pub fn binding(&self) -> Option<homemx_keystore::Binding> {
+        self.keystore.binding()
     }
 
     /// Failed unlocks since the last success (survives reset).
@@ -629,6 +639,20 @@ fn unlock_error(error: UnlockError) -> ErrorCode {
             crate::alerts::raise(homemx_status::alert::AlertKind::UnlockFailed, format_args!("unlock refused: the key record was tampered with"));
             ErrorCode::DeviceFault
         }
+        UnlockError::OtherChip => {
+            crate::alerts::raise(
+                homemx_status::alert::AlertKind::UnlockFailed,
+                format_args!("unlock refused: the key store is bound to another chip (flash copied or moved from another board)"),
+            );
+            ErrorCode::OtherChip
+        }
+        UnlockError::ChipKey(error) => {
+            crate::alerts::raise(
+                homemx_status::alert::AlertKind::UnlockFailed,
+                format_args!("unlock refused: the chip key could not be derived ({:?}); after a tamper event, reset the device", error),
+            );
+            ErrorCode::DeviceFault
+        }
         _ => ErrorCode::DeviceFault,
     }
 }
@@ -640,6 +664,7 @@ fn keystore_error(error: KeystoreError) -> ErrorCode {
         KeystoreError::NotFactoryFresh => ErrorCode::AlreadyEnrolled,
         KeystoreError::EmptyPassphrase => ErrorCode::InvalidConfiguration,
         KeystoreError::Unlock(error) => unlock_error(error),
+        KeystoreError::ChipKey(error) => unlock_error(UnlockError::ChipKey(error)),
         _ => ErrorCode::DeviceFault,
     }
 }

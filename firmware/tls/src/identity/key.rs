@@ -104,6 +104,18 @@ impl DeviceKey {
         p256::PublicKey::from_sec1_bytes(public_key).is_ok_and(|other| other == self.secret.public_key())
     }
 
+    /// An ECDSA P-256 signature over SHA-256 of `message` in the fixed-size form JWS ES256
+    /// uses (RFC 7518 section 3.4: the 32-byte big-endian `r` then `s`), with the deterministic
+    /// nonce of RFC 6979: what the ACME client signs its requests with (the account key is a
+    /// `DeviceKey` of its own).
+    pub fn sign_fixed(&self, message: &[u8]) -> [u8; 64] {
+        let signing = p256::ecdsa::SigningKey::from(&self.secret);
+        let signature: p256::ecdsa::Signature = signing.sign(message);
+        let mut fixed = [0u8; 64];
+        fixed.copy_from_slice(&signature.to_bytes());
+        fixed
+    }
+
     /// An ECDSA P-256 signature over SHA-256 of `message`, DER-encoded (ECDSA-Sig-Value), with
     /// the deterministic nonce of RFC 6979.
     pub(crate) fn sign_der(&self, message: &[u8]) -> Vec<u8> {
@@ -147,6 +159,18 @@ mod tests {
         assert!(key.has_public_key(point));
         let other = DeviceKey::generate(&mut rand_core::OsRng);
         assert!(!other.has_public_key(point));
+    }
+
+    #[test]
+    fn fixed_signatures_verify_and_match_the_der_form() {
+        use p256::ecdsa::signature::Verifier as _;
+        let key = DeviceKey::generate(&mut rand_core::OsRng);
+        let verifying = p256::ecdsa::VerifyingKey::from_sec1_bytes(&key.public_point()).unwrap();
+        let fixed = key.sign_fixed(b"message");
+        let signature = p256::ecdsa::Signature::from_slice(&fixed).unwrap();
+        assert!(verifying.verify(b"message", &signature).is_ok());
+        assert!(verifying.verify(b"other", &signature).is_err());
+        assert_eq!(signature.to_der().as_bytes(), key.sign_der(b"message").as_slice());
     }
 
     #[test]

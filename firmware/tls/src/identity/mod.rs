@@ -29,7 +29,7 @@ pub mod pem;
 pub mod request;
 pub mod summary;
 
-pub use certificate::{self_signed_certificate, DEFAULT_VALIDITY_DAYS};
+pub use certificate::{self_signed_certificate, tls_alpn_01_certificate, DEFAULT_VALIDITY_DAYS};
 pub use host::{HostName, HostNameError};
 pub use install::{check_chain, InstallError};
 pub use key::{DeviceKey, KeyError, STORED_KEY_LENGTH};
