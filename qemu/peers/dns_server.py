@@ -13,12 +13,15 @@ update) can change a record "as a third party" between two queries; write it ato
      "smarthost.example.net": {"A": ["203.0.113.25"]},
      "example.org": {"MX": [{"preference": 10, "exchange": "home.example.net"}],
                      "TXT": ["v=spf1 -all"]},
+     "_25._tcp.home.example.net": {"TLSA": ["3 1 1 1f2e...(64 hex digits)"]},
      "alias.example.net": {"CNAME": "smarthost.example.net"},
      "broken.example.net": {"RCODE": "SERVFAIL"},
      "silent.example.net": {"DROP": true}}}
 
-Record values may be a single value or a list; MX may also be "10 host". Supported types: A,
-AAAA, MX, TXT, CNAME (chased inside the zone). Names are case-insensitive, without the final
+Record values may be a single value or a list; MX may also be "10 host"; TLSA is "usage
+selector matching-type hex-data" (the hex may be of any length, also odd-looking ones a test
+publishes on purpose, e.g. a digest cut short). Supported types: A, AAAA, MX, TXT, TLSA, CNAME
+(chased inside the zone). Names are case-insensitive, without the final
 dot. Unknown names get NXDOMAIN, known names without the asked type an empty NOERROR; every
 answer is authoritative. A zone file that cannot be read gives SERVFAIL.
 Events (JSONL): ready, query (source, name, type, id, rcode, answers), malformed, zone_error.
@@ -35,7 +38,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peer_common import EventLog, parse_listen, signal_ready  # noqa: E402
 
-from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, TXT, A, DNSRecord  # noqa: E402
+from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, TLSA, TXT, A, DNSRecord  # noqa: E402
 
 CHASE_LIMIT = 8
 
@@ -64,6 +67,9 @@ def record_data(kind, value):
         return CNAME(value)
     if kind == "TXT":
         return TXT(value)
+    if kind == "TLSA":
+        usage, selector, matching_type, data = str(value).split(maxsplit=3)
+        return TLSA(int(usage), int(selector), int(matching_type), bytes.fromhex(data.replace(" ", "")))
     if kind == "MX":
         if isinstance(value, dict):
             return MX(value["exchange"], int(value.get("preference", 10)))

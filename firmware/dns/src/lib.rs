@@ -13,7 +13,7 @@ pub mod sntp;
 mod test_encoder;
 
 pub use error::DnsError;
-pub use message::{build_query, matches_query, parse_response, AddressRecord, Answer, MxRecord, RecordType, TxtRecord};
+pub use message::{build_query, matches_query, parse_response, AddressRecord, Answer, MxRecord, RecordType, TlsaRecord, TxtRecord};
 pub use name::{is_valid_host_name, HostName};
 pub use resolver::{source_port, DatagramOutcome, Lookup};
 pub use sntp::{KissCode, LeapIndicator, NtpTimestamp, ServerTime, SntpError, WallClock};

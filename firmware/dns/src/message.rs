@@ -20,6 +20,11 @@ pub const MAX_EXCHANGES: usize = 8;
 pub const MAX_TEXTS: usize = 4;
 /// How many bytes of one TXT record (its character-strings joined) an [`Answer`] keeps.
 pub const MAX_TEXT_LEN: usize = 512;
+/// How many TLSA records an [`Answer`] keeps.
+pub const MAX_ASSOCIATIONS: usize = 4;
+/// The longest certificate association data a [`TlsaRecord`] keeps: a SHA-512 digest (matching
+/// type 2). Longer data (a whole certificate or key, matching type 0) is not kept at all.
+pub const MAX_ASSOCIATION_LEN: usize = 64;
 
 const CLASS_IN: u16 = 1;
 const TYPE_CNAME: u16 = 5;
@@ -38,6 +43,8 @@ pub enum RecordType {
     Txt,
     /// Canonical name (type 5): asked for directly, the chain is not followed.
     Cname,
+    /// TLS certificate association (type 52, RFC 6698), e.g. `_25._tcp.<mx-host>` for DANE.
+    Tlsa,
 }
 
 impl RecordType {
@@ -48,6 +55,7 @@ impl RecordType {
             RecordType::Mx => 15,
             RecordType::Txt => 16,
             RecordType::Cname => TYPE_CNAME,
+            RecordType::Tlsa => 52,
         }
     }
 }
@@ -84,6 +92,32 @@ pub struct TxtRecord {
     pub ttl: u32,
 }
 
+/// One TLSA record (RFC 6698 2.1): the three parameter octets as published (any value: which
+/// ones to believe is the caller's business) and the certificate association data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsaRecord {
+    /// Certificate usage: 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
+    pub usage: u8,
+    /// Selector: 0 the whole certificate, 1 its SubjectPublicKeyInfo.
+    pub selector: u8,
+    /// Matching type: 0 the data itself, 1 SHA-256, 2 SHA-512.
+    pub matching_type: u8,
+    /// The association data when it is at most [`MAX_ASSOCIATION_LEN`] bytes; empty otherwise
+    /// (see `data_length`: a prefix is never kept, so it can never be compared as if whole).
+    pub data: Vec<u8, MAX_ASSOCIATION_LEN, u8>,
+    /// The length of the association data as published.
+    pub data_length: u16,
+    /// Seconds it may be cached (the smallest TTL along the CNAME chain).
+    pub ttl: u32,
+}
+
+impl TlsaRecord {
+    /// Whether the association data was longer than [`MAX_ASSOCIATION_LEN`] and not kept.
+    pub fn data_omitted(&self) -> bool {
+        usize::from(self.data_length) != self.data.len()
+    }
+}
+
 /// What a valid response says about our question.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -110,6 +144,13 @@ pub enum Answer {
     Txt {
         /// The first [`MAX_TEXTS`] records.
         records: Vec<TxtRecord, MAX_TEXTS, u8>,
+        /// How many more there were.
+        omitted: u16,
+    },
+    /// The TLSA records, in the order sent.
+    Tlsa {
+        /// The first [`MAX_ASSOCIATIONS`] records.
+        records: Vec<TlsaRecord, MAX_ASSOCIATIONS, u8>,
         /// How many more there were.
         omitted: u16,
     },
@@ -298,6 +339,7 @@ pub fn parse_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]
         RecordType::A => Answer::A { records: Vec::new(), omitted: 0 },
         RecordType::Mx => Answer::Mx { records: Vec::new(), omitted: 0 },
         RecordType::Txt => Answer::Txt { records: Vec::new(), omitted: 0 },
+        RecordType::Tlsa => Answer::Tlsa { records: Vec::new(), omitted: 0 },
         RecordType::Cname => {
             return match find_cname(bytes, answers_start, answers, &owner)? {
                 Some((target, ttl)) => Ok(Answer::Cname { target: target.to_host_name()?, ttl }),
@@ -328,6 +370,11 @@ pub fn parse_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]
             Answer::Txt { records, omitted } => {
                 let text = join_character_strings(data, ttl)?;
                 if records.push(text).is_err() {
+                    *omitted = omitted.saturating_add(1);
+                }
+            }
+            Answer::Tlsa { records, omitted } => {
+                if records.push(read_association(data, ttl)?).is_err() {
                     *omitted = omitted.saturating_add(1);
                 }
             }
@@ -374,6 +421,19 @@ fn keep_lowest_preference(records: &mut Vec<MxRecord, MAX_EXCHANGES, u8>, omitte
     let _ = records.push(record);
 }
 
+/// A TLSA RDATA: usage, selector, matching type and at least one octet of association data
+/// (RFC 6698 2.1; shorter is malformed). Data longer than [`MAX_ASSOCIATION_LEN`] is counted,
+/// not kept.
+fn read_association(data: &[u8], ttl: u32) -> Result<TlsaRecord, DnsError> {
+    let (&[usage, selector, matching_type], association) = data.split_first_chunk::<3>().ok_or(DnsError::Malformed)?;
+    if association.is_empty() {
+        return Err(DnsError::Malformed);
+    }
+    let data_length = u16::try_from(association.len()).map_err(|_| DnsError::Malformed)?;
+    let data = Vec::from_slice(association).unwrap_or_default();
+    Ok(TlsaRecord { usage, selector, matching_type, data, data_length, ttl })
+}
+
 /// A TXT RDATA: one or more character-strings (a length octet and that many bytes) filling it
 /// exactly, joined.
 fn join_character_strings(data: &[u8], ttl: u32) -> Result<TxtRecord, DnsError> {
@@ -396,7 +456,7 @@ fn join_character_strings(data: &[u8], ttl: u32) -> Result<TxtRecord, DnsError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_encoder::{Encoder, ANSWER, TYPE_A, TYPE_MX, TYPE_TXT};
+    use crate::test_encoder::{Encoder, ANSWER, TYPE_A, TYPE_MX, TYPE_TLSA, TYPE_TXT};
     use proptest::prelude::*;
 
     const ID: u16 = 0x4A17;
@@ -669,6 +729,82 @@ mod tests {
         assert_eq!(&records[3].text[..], b"d");
     }
 
+    const DANE_NAME: &str = "_25._tcp.mx.example.org";
+
+    #[test]
+    fn tlsa_records_are_read_as_published() {
+        let digest = [0xA5; 32];
+        let whole_key = [0x30; 91];
+        let bytes = Encoder::response(ID, 0)
+            .question(DANE_NAME, TYPE_TLSA)
+            .tlsa(DANE_NAME, 3600, [3, 1, 1], &digest)
+            .tlsa("_25._TCP.MX.example.org.", 60, [2, 0, 2], &[0x5A; 64])
+            .tlsa(DANE_NAME, 60, [3, 1, 0], &whole_key)
+            .tlsa(DANE_NAME, 60, [255, 255, 255], &[1])
+            .tlsa("_443._tcp.mx.example.org", 60, [3, 1, 1], &[0; 32]) // another owner: ignored
+            .finish();
+        let mut out = [0u8; MAX_QUERY_LEN];
+        let length = build_query(ID, DANE_NAME, RecordType::Tlsa, &mut out).unwrap();
+        assert_eq!(&out[length - 4..length], b"\x00\x34\x00\x01", "type 52, class IN");
+        let answer = parse_response(ID, DANE_NAME, RecordType::Tlsa, &bytes).unwrap();
+        let Answer::Tlsa { records, omitted: 0 } = answer else { panic!("{answer:?}") };
+        assert_eq!(records.len(), 4);
+        assert_eq!((records[0].usage, records[0].selector, records[0].matching_type, records[0].ttl), (3, 1, 1, 3600));
+        assert_eq!(&records[0].data[..], &digest);
+        assert!(!records[0].data_omitted());
+        assert_eq!((records[1].usage, records[1].selector, records[1].matching_type, records[1].data.len()), (2, 0, 2, 64));
+        // Oversized data (a whole key) is counted, not kept: no prefix to mistake for the whole.
+        assert_eq!((records[2].data.len(), records[2].data_length), (0, 91));
+        assert!(records[2].data_omitted());
+        assert_eq!((records[3].usage, &records[3].data[..]), (255, &[1u8][..]));
+        // NXDOMAIN and NODATA are answers.
+        let nothing = Encoder::response(ID, 3).question(DANE_NAME, TYPE_TLSA).soa("example.org").finish();
+        assert_eq!(parse_response(ID, DANE_NAME, RecordType::Tlsa, &nothing), Ok(Answer::NameError));
+        let no_data = Encoder::response(ID, 0).question(DANE_NAME, TYPE_TLSA).a(DANE_NAME, 1, [1, 2, 3, 4]).finish();
+        assert_eq!(parse_response(ID, DANE_NAME, RecordType::Tlsa, &no_data), Ok(Answer::NoData));
+    }
+
+    #[test]
+    fn tlsa_keeps_four_and_counts_the_rest() {
+        let mut encoder = Encoder::response(ID, 0);
+        encoder.question(DANE_NAME, TYPE_TLSA);
+        for index in 0..6u8 {
+            encoder.tlsa(DANE_NAME, 1, [3, 1, 1], &[index; 32]);
+        }
+        let answer = parse_response(ID, DANE_NAME, RecordType::Tlsa, &encoder.finish()).unwrap();
+        let Answer::Tlsa { records, omitted } = answer else { panic!() };
+        assert_eq!((records.len(), omitted), (MAX_ASSOCIATIONS, 2));
+        assert_eq!(records[3].data[0], 3);
+    }
+
+    /// A TLSA RDATA without the three parameter octets and at least one octet of data is
+    /// malformed; an RDATA length that runs past the message (a record cut short) too.
+    #[test]
+    fn tlsa_rdata_that_is_cut_short_is_refused() {
+        for data in [&b""[..], b"\x03", b"\x03\x01", b"\x03\x01\x01"] {
+            let bytes = Encoder::response(ID, 0)
+                .question(DANE_NAME, TYPE_TLSA)
+                .record(ANSWER, DANE_NAME, TYPE_TLSA, 1, |m| {
+                    m.raw(data);
+                })
+                .finish();
+            assert_eq!(parse_response(ID, DANE_NAME, RecordType::Tlsa, &bytes), Err(DnsError::Malformed), "{data:?}");
+        }
+        let whole = Encoder::response(ID, 0).question(DANE_NAME, TYPE_TLSA).tlsa(DANE_NAME, 1, [3, 1, 1], &[7; 32]).finish();
+        for cut in 1..=32 {
+            assert_eq!(
+                parse_response(ID, DANE_NAME, RecordType::Tlsa, &whole[..whole.len() - cut]),
+                Err(DnsError::Malformed),
+                "{cut} octets cut"
+            );
+        }
+        // The largest RDATA a record can claim (65,535 octets) in a 512-octet message.
+        let mut oversized = whole.clone();
+        let length_at = whole.len() - 32 - 3 - 2;
+        oversized[length_at..length_at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
+        assert_eq!(parse_response(ID, DANE_NAME, RecordType::Tlsa, &oversized), Err(DnsError::Malformed));
+    }
+
     #[test]
     fn cname_chain_is_followed_in_any_order() {
         let bytes = Encoder::response(ID, 0)
@@ -804,10 +940,14 @@ mod tests {
         let addresses = proptest::collection::vec(any::<[u8; 4]>(), 0..10);
         let exchanges = proptest::collection::vec((any::<u16>(), "[a-z0-9]{1,10}(\\.[a-z]{1,5}){0,2}"), 0..10);
         let texts = proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..6);
-        (0..3usize, addresses, exchanges, texts, any::<bool>(), any::<bool>()).prop_map(
+        (0..4usize, addresses, exchanges, texts, any::<bool>(), any::<bool>()).prop_map(
             |(kind, addresses, exchanges, texts, via_cname, compress)| {
-                let (record_type, code) =
-                    [(RecordType::A, TYPE_A), (RecordType::Mx, TYPE_MX), (RecordType::Txt, TYPE_TXT)][kind];
+                let (record_type, code) = [
+                    (RecordType::A, TYPE_A),
+                    (RecordType::Mx, TYPE_MX),
+                    (RecordType::Txt, TYPE_TXT),
+                    (RecordType::Tlsa, TYPE_TLSA),
+                ][kind];
                 let mut encoder = Encoder::response(ID, 0);
                 encoder.compress = compress;
                 encoder.question("q.example.org", code);
@@ -824,6 +964,9 @@ mod tests {
                     RecordType::Mx => exchanges.iter().for_each(|(preference, exchange)| {
                         encoder.mx(owner, 7, *preference, exchange);
                     }),
+                    RecordType::Tlsa => texts.iter().for_each(|text| {
+                        encoder.tlsa(owner, 7, [3, 1, 1], &[text.as_slice(), b"!"].concat());
+                    }),
                     _ => texts.iter().for_each(|text| {
                         encoder.txt(owner, 7, &[text, text]);
                     }),
@@ -836,8 +979,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600), kind in 0..4usize) {
-            let record_type = [RecordType::A, RecordType::Mx, RecordType::Txt, RecordType::Cname][kind];
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600), kind in 0..5usize) {
+            let record_type = [RecordType::A, RecordType::Mx, RecordType::Txt, RecordType::Cname, RecordType::Tlsa][kind];
             let _ = parse_response(ID, "q.example.org", record_type, &bytes);
             let id = u16::from_be_bytes([bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0)]);
             let _ = parse_response(id, "q.example.org", record_type, &bytes);
@@ -861,10 +1004,19 @@ mod tests {
                 let at = index.index(bytes.len());
                 bytes[at] = value;
             }
-            if let Ok(Answer::Mx { records, .. }) = parse_response(ID, "q.example.org", record_type, &bytes) {
-                for record in records {
-                    prop_assert!(record.exchange.is_empty() || crate::name::is_valid_host_name(&record.exchange));
+            match parse_response(ID, "q.example.org", record_type, &bytes) {
+                Ok(Answer::Mx { records, .. }) => {
+                    for record in records {
+                        prop_assert!(record.exchange.is_empty() || crate::name::is_valid_host_name(&record.exchange));
+                    }
                 }
+                Ok(Answer::Tlsa { records, .. }) => {
+                    for record in records {
+                        prop_assert!(record.data_length > 0);
+                        prop_assert!(record.data.is_empty() || record.data.len() == usize::from(record.data_length));
+                    }
+                }
+                _ => {}
             }
         }
 

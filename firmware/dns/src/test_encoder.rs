@@ -19,6 +19,7 @@ pub const TYPE_SOA: u16 = 6;
 pub const TYPE_MX: u16 = 15;
 pub const TYPE_TXT: u16 = 16;
 pub const TYPE_OPT: u16 = 41;
+pub const TYPE_TLSA: u16 = 52;
 
 /// Section numbers for [`Encoder::record`].
 pub const ANSWER: usize = 1;
@@ -139,6 +140,13 @@ impl Encoder {
                 m.bytes.push(string.len() as u8);
                 m.raw(string);
             }
+        })
+    }
+
+    /// A TLSA record: usage, selector, matching type, then `data`.
+    pub fn tlsa(&mut self, owner: &str, ttl: u32, parameters: [u8; 3], data: &[u8]) -> &mut Self {
+        self.record(ANSWER, owner, TYPE_TLSA, ttl, |m| {
+            m.raw(&parameters).raw(data);
         })
     }
 

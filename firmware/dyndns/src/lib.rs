@@ -5,6 +5,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`checkip`] | check-IP answer parsing, `is_public`, agreement of several distinct sources |
+//! | [`dane`] | `judge_tlsa`: the published TLSA records against the key in use; `TlsaLine`, the record to publish |
 //! | [`dyndns2`] | update request path/request, answer parsing and classes, backoff, `USER_AGENT` |
 //! | [`guard`] | `UpdateGuard`: when to update, when to stop, what to judge and alert, persisted state, counters |
 //! | [`name`] | `same_name`: DNS names compared as DNS compares them |
@@ -15,12 +16,14 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod checkip;
+pub mod dane;
 pub mod dyndns2;
 pub mod guard;
 pub mod name;
 pub mod verify;
 
 pub use checkip::{agree, is_public, parse_public_address, Agreement, Ipv4};
+pub use dane::{judge_tlsa, Association, KeyDigests, TlsaLine, TlsaState, TlsaVerdict};
 pub use dyndns2::{
     backoff_delay_s, parse_update_answer, parse_update_response, update_path, write_update_request, AnswerClass,
     UpdateAnswer, USER_AGENT,

@@ -260,12 +260,19 @@ impl ConsoleHandler for DeviceConsole {
             return Err(ErrorCode::Locked);
         }
         let now = crate::wall_clock::unix_seconds();
-        Ok(crate::store::tls_certificate().map(|certificate| CertificateReport {
+        let (Some(certificate), Some(digests), Some(host)) = (crate::store::tls_certificate(), crate::store::tls_key_digests(), crate::store::tls_host_name())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(CertificateReport {
             subject: certificate.subject.as_deref().map(truncated_name),
             issuer: certificate.issuer.as_deref().map(truncated_name),
             self_signed: certificate.self_signed,
             not_after_unix: certificate.not_after_unix,
             days_until_expiry: now.map(|now| certificate.days_until_expiry(now).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32),
+            host_name: heapless::String::try_from(host.as_str()).unwrap_or_default(),
+            key_sha256: digests.key,
+            issuer_key_sha256: digests.issuer,
         }))
     }
 }

@@ -4,9 +4,10 @@
 //! host's A record and the domain's MX records from DNS at every check, judge them
 //! (`UpdateGuard::verify`: the MX set always, the A record against the last agreed address, so
 //! a broken source does not silence the alarms; an address or MX we did not set is "possible
-//! mail diversion"), and let the
-//! `UpdateGuard` decide on a dyndns2 update over HTTPS (Basic auth, the product's User-Agent,
-//! only on change, spaced, never in a loop; a fatal answer stops updates until the owner
+//! mail diversion"), look up the DANE TLSA record of `_25._tcp.<host name>` and alert
+//! (`tlsa_mismatch`) when it is published and no longer names the key in use (`check_tlsa`),
+//! and let the `UpdateGuard` decide on a dyndns2 update over HTTPS (Basic auth, the product's
+//! User-Agent, only on change, spaced, never in a loop; a fatal answer stops updates until the owner
 //! acts; repeated server-side failures raise `dyndns_server_failing`). The guard's state is
 //! kept in the encrypted key-value store across reboots.
 //!
@@ -263,6 +264,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: 
     if alarms.unreachable {
         crate::event_warning!("dyndns: the A or MX record is missing");
     }
+    check_tlsa(stack).await;
     if alarms.check_ip_unreliable {
         crate::alerts::raise(
             AlertKind::CheckIpUnreliable,
@@ -342,6 +344,69 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: 
         store_guard(&guard).await;
     }
     measurement.end();
+}
+
+/// DANE (RFC 7672): looks up the TLSA records of `_25._tcp.<host name>` (the name the TLS
+/// identity is for) and judges them against the key in use and its issuer
+/// ([`homemx_dyndns::dane::judge_tlsa`]): records published and none of the `3 1 1` / `2 1 1`
+/// ones matching raises `tlsa_mismatch` (a renewal with a new key would make DANE senders
+/// refuse to deliver); a match, or no record at all, clears it. A failed lookup, or no
+/// certificate yet, judges nothing. Only the first `MAX_ASSOCIATIONS` (4) records are judged.
+async fn check_tlsa(stack: Stack<'static>) {
+    use core::fmt::Write as _;
+    use homemx_dyndns::dane::{judge_tlsa, Association, TlsaState, SMTP_PREFIX};
+    let (Some(host), Some(digests)) = (crate::store::tls_host_name(), crate::store::tls_key_digests()) else {
+        return;
+    };
+    let mut name = heapless::String::<{ SMTP_PREFIX.len() + 253 }>::new();
+    if write!(name, "{SMTP_PREFIX}{}", host.as_str()).is_err() {
+        return;
+    }
+    let answer = crate::resolver::lookup(stack, name.as_str(), RecordType::Tlsa).await;
+    DYNDNS_STATUS.lock(|status| status.borrow_mut().checks += 1);
+    let verdict = match &answer {
+        Ok(Answer::Tlsa { records, .. }) => judge_tlsa(
+            records.iter().map(|record| Association {
+                usage: record.usage,
+                selector: record.selector,
+                matching_type: record.matching_type,
+                data: &record.data,
+            }),
+            &digests,
+        ),
+        Ok(Answer::NameError | Answer::NoData) => judge_tlsa([], &digests),
+        Ok(_) => return,
+        Err(error) => {
+            crate::event_warning!("dane: the TLSA lookup of {} failed ({:?}); not judged", name.as_str(), error);
+            return;
+        }
+    };
+    let omitted = match &answer {
+        Ok(Answer::Tlsa { omitted, .. }) => *omitted,
+        _ => 0,
+    };
+    match verdict.state {
+        TlsaState::NotPublished => {
+            crate::event_info!("dane: no TLSA record for {} (DANE not in use)", name.as_str());
+            crate::alerts::clear(AlertKind::TlsaMismatch);
+        }
+        TlsaState::Matches { usage } => {
+            let what = if usage == homemx_dyndns::dane::USAGE_DANE_TA { "the issuing CA's key" } else { "the key in use" };
+            crate::event_info!("dane: the TLSA record {} {} 1 1 matches {}", name.as_str(), usage, what);
+            crate::alerts::clear(AlertKind::TlsaMismatch);
+        }
+        TlsaState::Mismatch => crate::alerts::raise(
+            AlertKind::TlsaMismatch,
+            format_args!(
+                "no TLSA record of {} names the key in use: {} checked (3 1 1 / 2 1 1), {} of kinds not checked, {} malformed, {} not read",
+                name.as_str(),
+                verdict.supported,
+                verdict.unsupported,
+                verdict.refused,
+                omitted
+            ),
+        ),
+    }
 }
 
 /// The guard's rules: the defaults (10 min between updates, 10 min for DNS to settle, 28-day

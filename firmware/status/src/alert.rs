@@ -101,10 +101,13 @@ pub enum AlertKind {
     RamWipeNotSet,
     /// The tamper loop (door contact, motion detector) was opened: the device locked itself.
     Tamper,
+    /// DNS publishes a TLSA record for `_25._tcp.<mx-host>` and none of the `3 1 1` / `2 1 1`
+    /// records names the key in use or its issuer: DANE senders would refuse to deliver.
+    TlsaMismatch,
 }
 
 /// Number of distinct alert kinds.
-pub const ALERT_KIND_COUNT: usize = 21;
+pub const ALERT_KIND_COUNT: usize = 22;
 
 impl AlertKind {
     /// Every kind, in the order of [`AlertKind::index`].
@@ -130,6 +133,7 @@ impl AlertKind {
         AlertKind::AuthenticationFailures,
         AlertKind::RamWipeNotSet,
         AlertKind::Tamper,
+        AlertKind::TlsaMismatch,
     ];
 
     /// Position in [`AlertKind::ALL`] (for per-kind tables).
@@ -156,6 +160,7 @@ impl AlertKind {
             AlertKind::AuthenticationFailures => 18,
             AlertKind::RamWipeNotSet => 19,
             AlertKind::Tamper => 20,
+            AlertKind::TlsaMismatch => 21,
         }
     }
 
@@ -183,6 +188,7 @@ impl AlertKind {
             AlertKind::AuthenticationFailures => "authentication_failures",
             AlertKind::RamWipeNotSet => "ram_wipe_not_set",
             AlertKind::Tamper => "tamper",
+            AlertKind::TlsaMismatch => "tlsa_mismatch",
         }
     }
 
@@ -222,6 +228,7 @@ impl AlertKind {
             AlertKind::AuthenticationFailures => "Repeated failed logins (SMTP AUTH)",
             AlertKind::RamWipeNotSet => "RAM not erased at reset",
             AlertKind::Tamper => "Tamper loop opened (device locked)",
+            AlertKind::TlsaMismatch => "TLSA record mismatch",
         }
     }
 
@@ -290,6 +297,9 @@ impl AlertKind {
             }
             AlertKind::Tamper => {
                 "The case or door was opened; the keys were wiped and mail waits. Check the device, close the loop, unlock, then ack it."
+            }
+            AlertKind::TlsaMismatch => {
+                "The TLSA (DANE) record in DNS does not name the key in use: DANE senders refuse. Publish homemx tls tlsa."
             }
         }
     }

@@ -422,6 +422,15 @@ pub struct CertificateReport {
     pub not_after_unix: u64,
     /// Whole days until notAfter (negative once expired); `None` while the clock is not set.
     pub days_until_expiry: Option<i32>,
+    /// The host name the certificate is for (the configured MX host name: the DynDNS name, or
+    /// `mx.<first domain>`): the owner of its DANE TLSA record is `_25._tcp.<host_name>`.
+    pub host_name: String<{ crate::validate::MAX_HOST_NAME_LENGTH }>,
+    /// SHA-256 of the certificate's SubjectPublicKeyInfo (the key in use): the data of a
+    /// `3 1 1` TLSA record.
+    pub key_sha256: [u8; 32],
+    /// SHA-256 of the issuing CA's SubjectPublicKeyInfo (the installed chain's second
+    /// certificate; `None` for the self-signed certificate): the data of a `2 1 1` TLSA record.
+    pub issuer_key_sha256: Option<[u8; 32]>,
 }
 
 /// How serious a log entry is.

@@ -69,6 +69,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::User { action } => user(cli, action),
         Command::Tls { action: TlsAction::Csr { out } } => tls_csr(cli, out.as_deref()),
         Command::Tls { action: TlsAction::Install { chain } } => tls_install(cli, chain),
+        Command::Tls { action: TlsAction::Tlsa { issuer } } => tls_tlsa(cli, *issuer),
     }
 }
 
@@ -382,6 +383,15 @@ fn tls_csr(cli: &Cli, out: Option<&Path>) -> Result<()> {
         None if cli.json => println!("{}", serde_json::json!({"command": "tls-csr", "pem": pem})),
         None => print!("{pem}"),
     }
+    Ok(())
+}
+
+fn tls_tlsa(cli: &Cli, issuer: bool) -> Result<()> {
+    let mut console = connect(cli)?;
+    let certificate = tls::certificate(&mut console)?;
+    let (usage, digest, line) = tls::tlsa_record(certificate.as_ref(), issuer)?;
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    print(cli, serde_json::json!({"command": "tls-tlsa", "record": line, "usage": usage, "selector": 1, "matching_type": 1, "data": hex}), || line.clone());
     Ok(())
 }
 

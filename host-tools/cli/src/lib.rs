@@ -176,7 +176,8 @@ pub enum Command {
         #[command(subcommand)]
         action: AlertAction,
     },
-    /// The device's TLS certificate: its request for a CA, and installing the CA's chain.
+    /// The device's TLS certificate: its request for a CA, installing the CA's chain, and the
+    /// DANE TLSA record to publish for it.
     Tls {
         /// What to do.
         #[command(subcommand)]
@@ -200,6 +201,18 @@ pub enum TlsAction {
     Install {
         /// The chain file.
         chain: PathBuf,
+    },
+    /// Print the DANE TLSA record for the key the device uses now, to publish in DNS:
+    /// `_25._tcp.<host>. IN TLSA 3 1 1 <SHA-256 of the key>` (DANE-EE, RFC 7672), where <host>
+    /// is the device's host name (the DynDNS name, or mx.<first domain>: the name the MX
+    /// record gives). The device's DNS check alerts (tlsa_mismatch) when the published record
+    /// no longer names the key. With a CA-issued chain that keeps its key across renewals,
+    /// `--issuer` prints `2 1 1 <SHA-256 of the issuing CA's key>` (DANE-TA) instead.
+    Tlsa {
+        /// Name the issuing CA's key (usage 2) instead of the device's own (usage 3); needs an
+        /// installed CA-issued chain.
+        #[arg(long)]
+        issuer: bool,
     },
 }
 

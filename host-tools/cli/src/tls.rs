@@ -1,7 +1,9 @@
 //! `homemx tls`: the device's TLS identity. `csr` fetches the certificate request the device
 //! signed with its own key (the key never leaves the device), `install` sends a CA-issued
 //! chain in PEM chunks (the device checks it against its key, host name and clock, and keeps
-//! its old certificate when it refuses), `status` lines for `homemx status`.
+//! its old certificate when it refuses), `tlsa` the DANE record for the key in use (the device
+//! reports the SPKI digests; homemx-dyndns's `TlsaLine` writes the record, the same module the
+//! device's DNS check judges published records with), `status` lines for `homemx status`.
 
 use std::path::Path;
 
@@ -94,6 +96,25 @@ pub fn certificate(console: &mut Console) -> Result<Option<CertificateReport>> {
     }
 }
 
+/// The TLSA record for the device's key (usage 3), or its issuing CA's key (usage 2, `issuer`):
+/// the usage, the digest and the zone-file line.
+pub fn tlsa_record(report: Option<&CertificateReport>, issuer: bool) -> Result<(u8, [u8; 32], String)> {
+    use homemx_dyndns::dane::{TlsaLine, USAGE_DANE_EE, USAGE_DANE_TA};
+    let Some(report) = report else {
+        return Err(CliError::new(ExitCode::Refused, "the device has no certificate yet (or is locked)")
+            .hint("provision a configuration, unlock the device and let its clock be set; `homemx status` shows the certificate"));
+    };
+    let (usage, digest) = match (issuer, report.issuer_key_sha256) {
+        (false, _) => (USAGE_DANE_EE, report.key_sha256),
+        (true, Some(digest)) => (USAGE_DANE_TA, digest),
+        (true, None) => {
+            return Err(CliError::new(ExitCode::Refused, "the device's certificate is self-signed: there is no issuing CA to name")
+                .hint("publish the record without --issuer (3 1 1), or install a CA-issued chain first (`homemx tls install`)"))
+        }
+    };
+    Ok((usage, digest, TlsaLine { host: report.host_name.as_str(), usage, digest: &digest }.to_string()))
+}
+
 /// The certificate's lines for `homemx status`.
 pub fn certificate_text(report: Option<&CertificateReport>) -> String {
     let Some(report) = report else {
@@ -144,5 +165,36 @@ pub fn explain(refusal: &CertificateRefusal) -> String {
         CertificateRefusal::PathRefused => {
             "the chain breaks an RFC 5280 path rule (`homemx logs` names it): an issuer that is not a CA, a path length or name constraint".into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(issuer_key_sha256: Option<[u8; 32]>) -> CertificateReport {
+        CertificateReport {
+            subject: None,
+            issuer: None,
+            self_signed: issuer_key_sha256.is_none(),
+            not_after_unix: 0,
+            days_until_expiry: None,
+            host_name: heapless::String::try_from("home.example.net").unwrap(),
+            key_sha256: [0xAB; 32],
+            issuer_key_sha256,
+        }
+    }
+
+    #[test]
+    fn the_record_names_the_key_or_with_issuer_the_ca() {
+        let (usage, digest, line) = tlsa_record(Some(&report(Some([0x01; 32]))), false).unwrap();
+        assert_eq!((usage, digest), (3, [0xAB; 32]));
+        assert_eq!(line, format!("_25._tcp.home.example.net. IN TLSA 3 1 1 {}", "ab".repeat(32)));
+        let (usage, _, line) = tlsa_record(Some(&report(Some([0x01; 32]))), true).unwrap();
+        assert_eq!(usage, 2);
+        assert_eq!(line, format!("_25._tcp.home.example.net. IN TLSA 2 1 1 {}", "01".repeat(32)));
+        // Self-signed: no issuer to name; no certificate: nothing to print.
+        assert!(tlsa_record(Some(&report(None)), true).is_err());
+        assert!(tlsa_record(None, false).is_err());
     }
 }

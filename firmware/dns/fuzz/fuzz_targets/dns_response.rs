@@ -3,19 +3,20 @@
 //! what is accepted must respect the limits (counts, text lengths, host names).
 #![no_main]
 
-use homemx_dns::message::{MAX_ADDRESSES, MAX_EXCHANGES, MAX_TEXTS, MAX_TEXT_LEN};
+use homemx_dns::message::{MAX_ADDRESSES, MAX_ASSOCIATIONS, MAX_ASSOCIATION_LEN, MAX_EXCHANGES, MAX_TEXTS, MAX_TEXT_LEN};
 use homemx_dns::{is_valid_host_name, parse_response, Answer, Lookup, RecordType};
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 4] = ["example.org", "_dmarc.example.org", "a.b.c.d.example", "x"];
-const TYPES: [RecordType; 4] = [RecordType::A, RecordType::Mx, RecordType::Txt, RecordType::Cname];
+const TYPES: [RecordType; 8] =
+    [RecordType::A, RecordType::Mx, RecordType::Txt, RecordType::Cname, RecordType::Tlsa, RecordType::A, RecordType::Mx, RecordType::Txt];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else { return };
     let name = NAMES[usize::from(selector & 3)];
-    let record_type = TYPES[usize::from(selector >> 2 & 3)];
+    let record_type = TYPES[usize::from(selector >> 2 & 7)];
     // The ID is taken from the message itself half of the time, so the fuzzer gets past it.
-    let id = if selector & 0x10 != 0 {
+    let id = if selector & 0x20 != 0 {
         u16::from_be_bytes([bytes.first().copied().unwrap_or(0), bytes.get(1).copied().unwrap_or(0)])
     } else {
         0xBEEF
@@ -33,6 +34,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(Answer::Txt { records, .. }) => {
             assert!(records.len() <= MAX_TEXTS);
             assert!(records.iter().all(|record| record.text.len() <= MAX_TEXT_LEN));
+        }
+        Ok(Answer::Tlsa { records, .. }) => {
+            assert!(records.len() <= MAX_ASSOCIATIONS);
+            for record in records {
+                assert!(record.data.len() <= MAX_ASSOCIATION_LEN && record.data_length > 0);
+                assert!(record.data.is_empty() || record.data.len() == usize::from(record.data_length));
+            }
         }
         Ok(Answer::Cname { target, .. }) => assert!(target.is_empty() || is_valid_host_name(target)),
         Ok(Answer::NameError | Answer::NoData) | Err(_) => {}

@@ -33,6 +33,7 @@ use homemx_keystore::secret::SecretBytes;
 use homemx_spool::KEY_VALUE_CAPACITY;
 use homemx_status::alert::AlertKind;
 use homemx_status::DeviceCertificate;
+use homemx_dyndns::dane::KeyDigests;
 use homemx_tls::identity::{self, CertificateSummary, DeviceKey, HostName, InstallError, STORED_KEY_LENGTH};
 use homemx_wire::message::{CertificateRefusal, ChainChunk, ErrorCode, MAX_CERTIFICATE_REQUEST, MAX_CHAIN_PEM};
 use rand_chacha::ChaCha20Rng;
@@ -79,6 +80,15 @@ pub fn generation() -> u32 {
 /// The summary of the certificate in use, for the status page and `homemx status`.
 static CERTIFICATE: Mutex<CriticalSectionRawMutex, RefCell<Option<DeviceCertificate>>> = Mutex::new(RefCell::new(None));
 
+/// The SPKI digests of the certificate in use and of its issuer (64 B): what `homemx tls tlsa`
+/// prints and the DNS guard compares the published TLSA records with.
+static KEY_DIGESTS: Mutex<CriticalSectionRawMutex, RefCell<Option<KeyDigests>>> = Mutex::new(RefCell::new(None));
+
+/// The digests of the key in use and its issuer (`None`: no certificate, see [`certificate`]).
+pub fn key_digests() -> Option<KeyDigests> {
+    KEY_DIGESTS.lock(|digests| *digests.borrow())
+}
+
 /// The certificate in use (`None`: locked, unconfigured, or not made yet).
 pub fn certificate() -> Option<DeviceCertificate> {
     CERTIFICATE.lock(|certificate| certificate.borrow().clone())
@@ -87,6 +97,7 @@ pub fn certificate() -> Option<DeviceCertificate> {
 /// Forgets the summary (at lock: the host name is the owner's configuration).
 pub fn forget() {
     CERTIFICATE.lock(|certificate| *certificate.borrow_mut() = None);
+    KEY_DIGESTS.lock(|digests| *digests.borrow_mut() = None);
     PUBLISHED_CHAIN.store(0, Ordering::Release);
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
@@ -175,9 +186,29 @@ async fn write_chain(settings: &mut Settings, previous: Option<&ChainHeader>, ki
     Ok(())
 }
 
+/// Certificate `index` of a DER chain (0: the leaf, 1: its issuer).
+fn certificate_at(chain: &[u8], index: usize) -> Option<&[u8]> {
+    let mut rest = chain;
+    for _ in 0..index {
+        rest = homemx_tls::der::expect(rest, homemx_tls::der::SEQUENCE)?.1;
+    }
+    homemx_tls::der::expect(rest, homemx_tls::der::SEQUENCE).map(|(certificate, _)| certificate.whole)
+}
+
 /// The first certificate (the leaf) of a DER chain.
 fn leaf(chain: &[u8]) -> Option<&[u8]> {
-    homemx_tls::der::expect(chain, homemx_tls::der::SEQUENCE).map(|(leaf, _)| leaf.whole)
+    certificate_at(chain, 0)
+}
+
+/// The SPKI digests of a chain's leaf and of its issuer (the second certificate, if any).
+fn chain_key_digests(chain: &[u8]) -> Option<KeyDigests> {
+    let key = homemx_tls::spki_sha256(leaf(chain)?)?;
+    Some(KeyDigests { key, issuer: certificate_at(chain, 1).and_then(homemx_tls::spki_sha256) })
+}
+
+/// The configured host name the identity is for (the TLSA record's `_25._tcp.<host>`).
+pub fn host_name() -> Option<HostName> {
+    configured_host()
 }
 
 /// What the TLS listener presents: the device's key and its chain (DER, leaf first); `None`
@@ -223,6 +254,8 @@ fn publish(chain: Option<&[u8]>, self_signed: bool) {
         not_after_unix: summary.not_after,
     });
     CERTIFICATE.lock(|certificate| *certificate.borrow_mut() = facts);
+    let digests = summary.as_ref().and(chain).and_then(chain_key_digests);
+    KEY_DIGESTS.lock(|slot| *slot.borrow_mut() = digests);
     // A different chain (made, renewed, installed): the listener rebuilds its configuration.
     let fingerprint = chain_fingerprint(chain);
     if PUBLISHED_CHAIN.swap(fingerprint, Ordering::AcqRel) != fingerprint {

@@ -39,6 +39,7 @@ use homemx_tls::Trust;
 use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchorUpdate};
 
 pub use identity::certificate as tls_certificate;
+pub use identity::{host_name as tls_host_name, key_digests as tls_key_digests};
 pub use identity::generation as tls_identity_generation;
 pub use vault::{BoardChipKey, MailSpool, OpenStores, Settings};
 use vault::Vault;
