@@ -262,6 +262,8 @@ pub enum Credential {
     BackupMxPassword,
     /// The DynDNS account password.
     DynDnsPassword,
+    /// The ACME External Account Binding MAC key (base64url, as the CA hands it out).
+    AcmeEabKey,
 }
 
 /// The provider services whose TLS certificates the device verifies.
@@ -273,6 +275,8 @@ pub enum TlsService {
     BackupMx,
     /// The DynDNS update server.
     DynDns,
+    /// The ACME server (`[tls.acme]`).
+    Acme,
 }
 
 /// A trust anchor, whole or in part.
