@@ -52,11 +52,13 @@ pub enum Operation {
     /// (or the previous `250`) to its `250`: [`Operation::MxMessage`] over TLS, the handshake
     /// (counted as [`Operation::TlsHandshakeServer`]) not included.
     MxMessageTls,
+    /// A TLS client handshake with the ACME server (one per request of an issuance).
+    TlsHandshakeAcme,
 }
 
 impl Operation {
     /// Every operation, in index order.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::BootToReady,
         Operation::TlsHandshakeSmarthost,
         Operation::TlsHandshakeBackupMx,
@@ -68,6 +70,7 @@ impl Operation {
         Operation::DynDnsCheck,
         Operation::Unlock,
         Operation::MxMessageTls,
+        Operation::TlsHandshakeAcme,
     ];
 
     /// Its index (place in [`Operation::ALL`]).
@@ -94,6 +97,7 @@ impl Operation {
             Operation::DynDnsCheck => "dyndns_check",
             Operation::Unlock => "unlock",
             Operation::MxMessageTls => "mx_message_tls",
+            Operation::TlsHandshakeAcme => "tls_handshake_acme",
         }
     }
 

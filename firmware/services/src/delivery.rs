@@ -139,6 +139,10 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
                 crate::dyndns::check(stack, &mut random, buffers).await;
             }
         }
+        // The certificate from the `[tls.acme]` CA, when due or asked for (`homemx tls renew`).
+        let forced = crate::channels::ACME_NOW.signaled();
+        crate::channels::ACME_NOW.reset();
+        crate::acme::run_if_due(stack, &mut random, buffers, forced).await;
         if let Some(poll_seconds) = poll_seconds {
             if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
                 next_fetch = uptime_seconds() + poll_seconds.max(60);

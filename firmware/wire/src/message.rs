@@ -154,6 +154,9 @@ pub enum Command {
     /// [`Response::Certificate`]. (Not a field of [`Status`]: the largest status already fills
     /// most of a frame.)
     TlsStatus,
+    /// Obtain a certificate from the `[tls.acme]` CA now instead of at the renewal time
+    /// (`homemx tls renew`). The run's progress and result go to the event log.
+    TlsRenew,
 }
 
 /// Part of a certificate chain's PEM text.
@@ -249,6 +252,7 @@ impl Command {
             Command::TlsCertificateRequest => "tls-csr",
             Command::TlsInstall(_) => "tls-install",
             Command::TlsStatus => "tls-status",
+            Command::TlsRenew => "tls-renew",
         }
     }
 }

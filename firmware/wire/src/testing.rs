@@ -61,6 +61,8 @@ pub struct MemoryHandler {
     pub log: Vec<LogEntry, 32>,
     /// `fetch_now` calls.
     pub fetches: u32,
+    /// `tls_renew` calls that were accepted.
+    pub renewals: u32,
     /// `flush_queue` calls.
     pub flushes: u32,
     /// `factory_reset` calls.
@@ -327,5 +329,14 @@ impl ConsoleHandler for MemoryHandler {
     async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode> {
         self.require_unlocked()?;
         Ok(self.certificate.clone())
+    }
+
+    async fn tls_renew(&mut self) -> Result<(), ErrorCode> {
+        self.require_unlocked()?;
+        if !self.configuration.iter().any(|item| matches!(item, ConfigItem::Acme(_))) {
+            return Err(ErrorCode::NotFound);
+        }
+        self.renewals += 1;
+        Ok(())
     }
 }

@@ -69,6 +69,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::User { action } => user(cli, action),
         Command::Tls { action: TlsAction::Csr { out } } => tls_csr(cli, out.as_deref()),
         Command::Tls { action: TlsAction::Install { chain } } => tls_install(cli, chain),
+        Command::Tls { action: TlsAction::Renew } => simple(cli, &Wire::TlsRenew, "ACME run started: see `homemx logs` and `homemx status`"),
     }
 }
 

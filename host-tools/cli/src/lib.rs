@@ -201,6 +201,9 @@ pub enum TlsAction {
         /// The chain file.
         chain: PathBuf,
     },
+    /// Obtain a certificate from the `[tls.acme]` CA now instead of at the renewal time; the
+    /// progress and the result are in `homemx logs`, the certificate in `homemx tls status`.
+    Renew,
 }
 
 /// `alert` actions.
