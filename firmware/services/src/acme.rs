@@ -93,12 +93,20 @@ pub fn wan_http_answer(get: bool, path: &str) -> Option<String> {
 }
 
 fn publish_pending(challenge: Option<&PendingChallenge>) {
-    PENDING.lock(|pending| {
+    let changed = PENDING.lock(|pending| {
         let mut pending = pending.borrow_mut();
-        if pending.as_ref() != challenge {
+        let changed = pending.as_ref() != challenge;
+        if changed {
             *pending = challenge.cloned();
         }
+        changed
     });
+    // The token is public (the CA fetches it in clear); the key authorization is not logged.
+    match challenge {
+        Some(challenge) if changed => crate::event_info!("acme: answering the http-01 challenge on port 80, token {}", challenge.token.as_str()),
+        None if changed => crate::event_info!("acme: no challenge pending any more"),
+        _ => {}
+    }
 }
 
 /// Runs an attempt when one is due (or `forced`): the courier calls it between its other jobs.
