@@ -20,6 +20,10 @@ mod backup_mx;
 mod console;
 mod cpu_load;
 mod delivery;
+#[cfg(feature = "acme")]
+mod acme;
+#[cfg(not(feature = "acme"))]
+#[path = "acme_absent.rs"]
 mod acme;
 mod dyndns;
 mod event_log;

@@ -386,6 +386,7 @@ fn refusal(error: &InstallError) -> CertificateRefusal {
 // ACME (the courier's `acme` run): the account key, the dates of the chain in use, and the
 // issued chain installed like `homemx tls install`'s (the other slot, then one header write).
 
+#[cfg(feature = "acme")]
 /// The ACME account key (P-256), made from `random` and stored (encrypted) the first time. A
 /// key of its own: a CA refuses the certificate key as the account key.
 pub async fn acme_account_key(settings: &mut Settings, random: &mut ChaCha20Rng) -> Result<DeviceKey, ErrorCode> {
@@ -401,11 +402,13 @@ pub async fn acme_account_key(settings: &mut Settings, random: &mut ChaCha20Rng)
     Ok(key)
 }
 
+#[cfg(feature = "acme")]
 /// The TLS identity's key (the certificate's key with `reuse_key`), made first if there is none.
 pub async fn acme_certificate_key(settings: &mut Settings, random: &mut ChaCha20Rng) -> Result<DeviceKey, ErrorCode> {
     key_or_generate(settings, random).await
 }
 
+#[cfg(feature = "acme")]
 /// notBefore and notAfter of the CA-issued chain in use for the host name; `None` when the
 /// device presents a self-signed certificate (or none): then a certificate is due now.
 pub async fn acme_current_validity(settings: &mut Settings) -> Option<(u64, u64)> {
@@ -419,6 +422,7 @@ pub async fn acme_current_validity(settings: &mut Settings) -> Option<(u64, u64)
     Some((summary.not_before, summary.not_after))
 }
 
+#[cfg(feature = "acme")]
 /// Installs `der` (the chain homemx-acme checked against the device key, the host name and the
 /// time: DER certificates one after the other, leaf first) as the CA-issued chain: written to
 /// the other slot, then the header switches to it (a power cut before that leaves the old

@@ -258,6 +258,7 @@ pub async fn tls_server_identity() -> Option<(homemx_tls::identity::DeviceKey, a
     identity::server_identity(&mut stores.settings).await
 }
 
+#[cfg(feature = "acme")]
 /// The `[tls.acme]` account of the configuration (`None`: locked, unconfigured or none).
 pub async fn acme_account() -> Option<homemx_wire::config::Acme> {
     let mut stores = open().await?;
@@ -270,6 +271,7 @@ pub async fn acme_account() -> Option<homemx_wire::config::Acme> {
     None
 }
 
+#[cfg(feature = "acme")]
 /// The ACME account key and the certificate's key (the TLS identity's), each made and stored
 /// the first time; `None` while locked or on a storage fault.
 pub async fn acme_keys(random: &mut rand_chacha::ChaCha20Rng) -> Option<(homemx_tls::identity::DeviceKey, homemx_tls::identity::DeviceKey)> {
@@ -279,12 +281,14 @@ pub async fn acme_keys(random: &mut rand_chacha::ChaCha20Rng) -> Option<(homemx_
     Some((account, certificate))
 }
 
+#[cfg(feature = "acme")]
 /// The dates of the CA-issued chain in use (`None`: self-signed or none, or locked).
 pub async fn acme_current_validity() -> Option<(u64, u64)> {
     let mut stores = open().await?;
     identity::acme_current_validity(&mut stores.settings).await
 }
 
+#[cfg(feature = "acme")]
 /// Installs an ACME-issued chain (DER, leaf first) as the identity's CA-issued chain.
 pub async fn install_acme_chain(der: &[u8]) -> Result<(), ErrorCode> {
     let mut stores = open().await.ok_or(ErrorCode::Locked)?;
