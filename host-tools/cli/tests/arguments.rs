@@ -341,3 +341,11 @@ fn tls_acme_eab_mac_key_is_a_private_credential() {
     let error = config_file::plan(&file, folder).expect_err("not base64url");
     assert!(error.message.starts_with("tls.acme.eab_hmac_key_file: the MAC key must be"), "{}", error.message);
 }
+
+#[test]
+fn tls_renew_parses() {
+    use homemx_cli::TlsAction;
+    let cli = Cli::try_parse_from(["homemx", "tls", "renew"]).unwrap();
+    assert!(matches!(cli.command, Command::Tls { action: TlsAction::Renew }));
+    assert!(Cli::try_parse_from(["homemx", "tls", "renew", "--force-now"]).is_err());
+}
