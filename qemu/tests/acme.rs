@@ -6,11 +6,12 @@
 //! provisioned with `[tls.acme]`, obtains a certificate by itself; `openssl s_client -starttls
 //! smtp -verify_return_error` with Pebble's root (from its management port) as the only anchor
 //! verifies port 25; a WAN client asking port 80 for `/`, `/status.json` and the (now stale)
-//! challenge token gets 403 each, while the LAN still gets the status page.
+//! challenge token gets 403 each, while the LAN still gets the status page; a sending Postfix
+//! with `smtp_tls_security_level = verify` (Pebble's root its only CA) delivers to port 25.
 //!
-//! Needs root (namespaces), `pebble` (host-tools/setup.sh), openssl and curl.
+//! Needs root (namespaces), `pebble` (host-tools/setup.sh), openssl, curl and Postfix.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ use homemx_qemu::flash_image;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
+use homemx_qemu::peers::send_mail;
+use homemx_qemu::postfix_sender::{PostfixSender, PostfixSenderConfig};
 use homemx_qemu::provider::{add_wan_address, write_json_atomically, DnsServer, SntpConfig, SntpServer, TestCa};
 use serde_json::{json, Value};
 
@@ -209,6 +212,24 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
         assert_eq!(status, 403, "WAN GET {path}: {body}");
         assert!(!body.contains("homemx") || body.contains("403"), "{path}: nothing of the page: {body}");
     }
+    // 4. A sending Postfix that verifies (smtp_tls_security_level = verify, Pebble's root as its
+    //    only CA, the name mx.example.org) delivers to port 25.
+    let mut config = PostfixSenderConfig::new(SocketAddrV4::new(WAN_CLIENT, 25), SocketAddrV4::new(APPLIANCE, 25));
+    config.extra_settings = format!(
+        "\nsmtp_tls_security_level = verify\nsmtp_tls_verify_cert_match = {HOST}\nsmtp_tls_CAfile = {}\nsmtp_tls_CApath =\n",
+        root_file.display()
+    );
+    let mut postfix = PostfixSender::start(&namespace, &config, &directory.join("postfix-verify")).expect("Postfix starts");
+    let file = directory.join("verify.eml");
+    std::fs::write(&file, "From: Sender <someone@sender.example>\r\nTo: Alice <alice@example.org>\r\nSubject: verified\r\n\r\nsent with a verified certificate\r\n").unwrap();
+    let reply = send_mail(&namespace, WAN_CLIENT, config.listen, "someone@sender.example", &["alice@example.org"], &file, false).expect("the SMTP client runs");
+    assert_eq!(reply["data"][0], 250, "Postfix took the message: {reply}");
+    let sent = postfix.wait_for_log(&["status=sent", "status=deferred"], Duration::from_secs(90)).unwrap_or_else(|error| panic!("{error}"));
+    assert!(sent.contains("status=sent"), "Postfix with verify could not deliver: {sent}");
+    let sessions = postfix.tls_sessions();
+    postfix.stop();
+    assert!(sessions.iter().any(|session| session.trust == "Verified"), "Postfix verified the certificate: {sessions:?}");
+
     // The LAN still gets the status page.
     let (status, page) = curl(&namespace, LAN_CLIENT, &[&format!("{base}/status.json")]);
     assert_eq!(status, 200, "the LAN's status page: {page}");
