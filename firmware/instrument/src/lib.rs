@@ -25,7 +25,8 @@ pub enum Operation {
     TlsHandshakeSmarthost,
     /// The same with the backup MX's POP3 server.
     TlsHandshakeBackupMx,
-    /// The same with a check-IP service or the DynDNS server (HTTPS).
+    /// The same with a check-IP service or the DynDNS server (HTTPS), and with the ACME server
+    /// (the same client handshake to an HTTPS server on the WAN; the measuring workload runs no ACME).
     TlsHandshakeDynDns,
     /// A TLS handshake as a server (STARTTLS on 25 or 587, or 465's implicit TLS): the
     /// configuration (cached), the handshake and its signature, to the session's first byte
@@ -52,13 +53,11 @@ pub enum Operation {
     /// (or the previous `250`) to its `250`: [`Operation::MxMessage`] over TLS, the handshake
     /// (counted as [`Operation::TlsHandshakeServer`]) not included.
     MxMessageTls,
-    /// A TLS client handshake with the ACME server (one per request of an issuance).
-    TlsHandshakeAcme,
 }
 
 impl Operation {
     /// Every operation, in index order.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 11] = [
         Operation::BootToReady,
         Operation::TlsHandshakeSmarthost,
         Operation::TlsHandshakeBackupMx,
@@ -70,7 +69,6 @@ impl Operation {
         Operation::DynDnsCheck,
         Operation::Unlock,
         Operation::MxMessageTls,
-        Operation::TlsHandshakeAcme,
     ];
 
     /// Its index (place in [`Operation::ALL`]).
@@ -97,7 +95,6 @@ impl Operation {
             Operation::DynDnsCheck => "dyndns_check",
             Operation::Unlock => "unlock",
             Operation::MxMessageTls => "mx_message_tls",
-            Operation::TlsHandshakeAcme => "tls_handshake_acme",
         }
     }
 

@@ -301,7 +301,8 @@ async fn exchange(
         server_name: host,
         trust: trust_source.trust(&buffers.anchor),
         random,
-        operation: Operation::TlsHandshakeAcme,
+        // Counted with the DynDNS handshakes: the same client handshake to a WAN HTTPS server.
+        operation: Operation::TlsHandshakeDynDns,
         minimum: crate::link::minimum_tls(Default::default()),
     };
     if let Err(error) = link.start_tls(start).await {
