@@ -18,7 +18,7 @@
 //! and withdrawn when the run ends. Progress and results go to the event log (never a key or
 //! the EAB MAC key); [`status`] is for the status page.
 //!
-//! Owns: the ACME schedule and status, the pending challenge. Calls: `channels`, `event_log`,
+//! Owns: the ACME schedule and status, the pending challenge. Calls: `event_log`, `instrument`,
 //! `link`, `mail_settings`, `random`, `resolver`, `store`, `wall_clock`.
 
 use alloc::string::String;

@@ -2,7 +2,7 @@
 //! STM32H573I-DK for now: with it the image does not fit the board's 1 MiB flash bank). Port 80
 //! answers WAN peers 403 as always, and a configured `[tls.acme]` is reported once as not run.
 //!
-//! Owns: nothing. Calls: `event_log`, `mail_settings`.
+//! Owns: nothing. Calls: `event_log`, `link`, `mail_settings`, `random`.
 
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, Ordering};

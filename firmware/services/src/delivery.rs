@@ -13,7 +13,7 @@
 //! it reads the spool, runs the sessions, and writes the decisions.
 //!
 //! Owns: the delivery task (the courier) with its sockets and the TLS buffers it takes from `link` once.
-//! Calls: `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
+//! Calls: `acme`, `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
 //! `mail_status`, `mailbox_probe`, `network`, `random`, `status_page`, `store`, `wall_clock`.
 
 pub mod ndn;
