@@ -30,13 +30,16 @@ pub struct PostfixSenderConfig {
     pub tls_protocols: String,
     /// `myhostname`: the EHLO name.
     pub hostname: String,
+    /// Settings appended after the role's (the later wins in `main.cf`), e.g. the `verify`
+    /// policy of the ACME test; empty by default.
+    pub extra_settings: String,
 }
 
 impl PostfixSenderConfig {
     /// Postfix on `listen` relaying to `relayhost` with Postfix's default protocols (TLS 1.3
     /// offered first).
     pub fn new(listen: SocketAddrV4, relayhost: SocketAddrV4) -> Self {
-        PostfixSenderConfig { listen, relayhost, tls_protocols: "!SSLv2, !SSLv3".to_string(), hostname: "mta.sender.example".to_string() }
+        PostfixSenderConfig { listen, relayhost, tls_protocols: "!SSLv2, !SSLv3".to_string(), hostname: "mta.sender.example".to_string(), extra_settings: String::new() }
     }
 }
 
@@ -72,7 +75,8 @@ impl PostfixSender {
         let role_settings = ROLE_TEMPLATE
             .replace("@CLIENT@", &config.listen.ip().to_string())
             .replace("@RELAYHOST@", &format!("[{}]:{}", config.relayhost.ip(), config.relayhost.port()))
-            .replace("@PROTOCOLS@", &config.tls_protocols);
+            .replace("@PROTOCOLS@", &config.tls_protocols)
+            + &config.extra_settings;
         let listener = format!("{} inet n - n - - smtpd", config.listen);
         instance.configure(&config.hostname, &role_settings, &listener)?;
         let mut sender = PostfixSender { config: config.clone(), instance };

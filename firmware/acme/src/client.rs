@@ -9,7 +9,7 @@
 //! [`Action::Send`] it waits `delay_ms`, publishes [`Client::pending_challenge`] to its
 //! responders (port 80 answers [`Client::http01_answer`], port 443 builds the TLS-ALPN-01
 //! certificate from [`PendingChallenge::acme_identifier`]), sends the request (over TLS to
-//! the request's URL; bytes by [`crate::exchange`]), and hands the answer to
+//! the request's URL; bytes by the `exchange` module), and hands the answer to
 //! [`Client::receive`] with the wall-clock time. [`Action::Done`] means the chain is in
 //! [`Client::issued`]; [`Action::Failed`] means [`Client::error`] says why (with the ACME
 //! problem document when the server sent one) and [`Client::retry_after`] what the server
@@ -108,7 +108,7 @@ pub struct Request {
     pub accept: &'static str,
 }
 
-/// One response as the client needs it (see [`crate::exchange::response`]).
+/// One response as the client needs it (read by the `exchange` module).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Response<'a> {
     pub status: u16,
@@ -698,14 +698,14 @@ pub fn parse_retry_after(value: &str, now: u64) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The state machine's refusals and retries with hand-written answers in Pebble's shapes;
     //! the whole issuance against a real Pebble is in `tests/pebble.rs`.
 
     use super::*;
 
     const BASE: &str = "https://ca.example.test";
-    const DIRECTORY: &str = r#"{"newNonce":"https://ca.example.test/nonce","newAccount":"https://ca.example.test/acct",
+    pub(crate) const DIRECTORY: &str = r#"{"newNonce":"https://ca.example.test/nonce","newAccount":"https://ca.example.test/acct",
         "newOrder":"https://ca.example.test/order","meta":{"termsOfService":"https://ca.example.test/terms"}}"#;
     const ACCOUNT: &str = r#"{"status":"valid","orders":"https://ca.example.test/orders/1"}"#;
     const ORDER: &str = r#"{"status":"pending","identifiers":[{"type":"dns","value":"mx.example.test"}],
@@ -714,21 +714,21 @@ mod tests {
         {"type":"tls-alpn-01","url":"https://ca.example.test/chall/2","token":"Xo1eTKp4pGIthvPmr9Y1ggjX5S1CsFbswgx_Ud7eW2A","status":"pending"},
         {"type":"http-01","url":"https://ca.example.test/chall/1","token":"evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA","status":"pending"}]}"#;
 
-    fn keys() -> (DeviceKey, DeviceKey) {
+    pub(crate) fn keys() -> (DeviceKey, DeviceKey) {
         (DeviceKey::generate(&mut rand_core::OsRng), DeviceKey::generate(&mut rand_core::OsRng))
     }
 
-    fn config() -> Config {
+    pub(crate) fn config() -> Config {
         Config::new(url::parse(&format!("{BASE}/dir")).unwrap(), HostName::new("mx.example.test").unwrap(), true)
     }
 
-    fn answer(client: &mut Client<'_>, status: u16, location: Option<&str>, retry_after: Option<&str>, body: &str) {
+    pub(crate) fn answer(client: &mut Client<'_>, status: u16, location: Option<&str>, retry_after: Option<&str>, body: &str) {
         let response = Response { status, replay_nonce: Some("nonce_abc"), location, retry_after, content_type: None, body: body.as_bytes() };
         client.receive(&response, 1_796_425_550);
     }
 
     /// The request the client sends next (its URL's path), ignoring the delay.
-    fn next_path(client: &mut Client<'_>) -> String {
+    pub(crate) fn next_path(client: &mut Client<'_>) -> String {
         match client.poll() {
             Action::Send { request, .. } => String::from(request.url.path_and_query()),
             other => panic!("expected a request, got {other:?} ({:?})", client.error()),
@@ -997,24 +997,6 @@ mod tests {
         config.external_account = Some(ExternalAccount { key_id: String::from("kid-1"), mac_key: alloc::vec![0xa5; 32] });
         let shown = format!("{config:?}");
         assert!(shown.contains("kid-1") && !shown.contains("165"), "{shown}");
-    }
-
-    #[test]
-    fn request_bytes_carry_the_jws() {
-        let (account_key, device_key) = keys();
-        let mut client = Client::new(config(), &account_key, &device_key);
-        next_path(&mut client);
-        answer(&mut client, 200, None, None, DIRECTORY);
-        let Action::Send { request, .. } = client.poll() else { panic!() };
-        let bytes = crate::exchange::request_bytes(&request).unwrap();
-        let text = core::str::from_utf8(&bytes).unwrap();
-        let body = request.body.as_deref().unwrap();
-        assert!(text.starts_with("POST /acct HTTP/1.1\r\nHost: ca.example.test\r\nUser-Agent: homemx-acme/0.1\r\nAccept: application/json\r\n"));
-        assert!(text.contains(&format!("Content-Type: application/jose+json\r\nContent-Length: {}\r\n", body.len())));
-        assert!(text.ends_with(&format!("\r\n\r\n{body}")));
-        let payload = crate::json::parse(body.as_bytes()).unwrap();
-        let payload = base64url::decode(payload.get("payload").unwrap().as_str().unwrap()).unwrap();
-        assert_eq!(payload, br#"{"termsOfServiceAgreed":true,"contact":[]}"#);
     }
 
     #[test]

@@ -70,3 +70,30 @@ pub fn response<'p>(parser: &'p ResponseParser<'_>) -> Option<Response<'p>> {
         body: complete.body,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base64url;
+    use crate::client::tests::{answer, config, keys, next_path, DIRECTORY};
+    use crate::client::{Action, Client};
+    use alloc::format;
+
+    #[test]
+    fn request_bytes_carry_the_jws() {
+        let (account_key, device_key) = keys();
+        let mut client = Client::new(config(), &account_key, &device_key);
+        next_path(&mut client);
+        answer(&mut client, 200, None, None, DIRECTORY);
+        let Action::Send { request, .. } = client.poll() else { panic!() };
+        let bytes = request_bytes(&request).unwrap();
+        let text = core::str::from_utf8(&bytes).unwrap();
+        let body = request.body.as_deref().unwrap();
+        assert!(text.starts_with("POST /acct HTTP/1.1\r\nHost: ca.example.test\r\nUser-Agent: homemx-acme/0.1\r\nAccept: application/json\r\n"));
+        assert!(text.contains(&format!("Content-Type: application/jose+json\r\nContent-Length: {}\r\n", body.len())));
+        assert!(text.ends_with(&format!("\r\n\r\n{body}")));
+        let payload = crate::json::parse(body.as_bytes()).unwrap();
+        let payload = base64url::decode(payload.get("payload").unwrap().as_str().unwrap()).unwrap();
+        assert_eq!(payload, br#"{"termsOfServiceAgreed":true,"contact":[]}"#);
+    }
+}

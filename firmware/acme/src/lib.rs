@@ -35,3 +35,4 @@ pub mod objects;
 pub mod renewal;
 pub mod time;
 pub mod url;
+pub mod wan_http;

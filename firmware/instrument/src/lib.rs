@@ -25,7 +25,8 @@ pub enum Operation {
     TlsHandshakeSmarthost,
     /// The same with the backup MX's POP3 server.
     TlsHandshakeBackupMx,
-    /// The same with a check-IP service or the DynDNS server (HTTPS).
+    /// The same with a check-IP service or the DynDNS server (HTTPS), and with the ACME server
+    /// (the same client handshake to an HTTPS server on the WAN; the measuring workload runs no ACME).
     TlsHandshakeDynDns,
     /// A TLS handshake as a server (STARTTLS on 25 or 587, or 465's implicit TLS): the
     /// configuration (cached), the handshake and its signature, to the session's first byte

@@ -8,6 +8,7 @@
 //! | [`RETRY_ALL_NOW`] | console (unlock, `flush`), delivery (after a reset) | delivery task                |
 //! | [`FETCH_NOW`]     | console (unlock, `fetch-now`), the line coming back, DynDNS | delivery task (provider work) |
 //! | [`CHECK_NOW`]     | console (unlock, `fetch-now`), DynDNS after a fetch | delivery task (provider work) |
+//! | [`ACME_NOW`]      | console (`tls renew`)                              | delivery task (provider work) |
 //! | [`WIPE_REQUEST`] / [`WIPE_DONE`] | `stack::wipe_dead_frames`          | `stack::wipe_task`           |
 //! | [`DEVICE_STATE`] (a watch) | the store, after every lifecycle change | the status page, health |
 //! | [`TAMPER_OPENED`] | the tamper task (the loop opened)                  | console task (locks)         |
@@ -44,6 +45,9 @@ pub static FETCH_NOW: Wake = Signal::new();
 
 /// A DynDNS check at the next wake-up of the provider work (unlock, `fetch-now`).
 pub static CHECK_NOW: Wake = Signal::new();
+
+/// An ACME run at the next wake-up of the provider work (`homemx tls renew`).
+pub static ACME_NOW: Wake = Signal::new();
 
 /// The tamper loop opened: the console locks the device and raises the alert.
 pub static TAMPER_OPENED: Wake = Signal::new();

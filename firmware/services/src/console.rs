@@ -255,6 +255,19 @@ impl ConsoleHandler for DeviceConsole {
         self.lifecycle.tls_install(chunk).await
     }
 
+    async fn tls_renew(&mut self) -> Result<(), ErrorCode> {
+        if !self.unlocked {
+            return Err(ErrorCode::Locked);
+        }
+        if crate::mail_settings::read(|current| current.and_then(|settings| settings.acme)).is_none() {
+            return Err(ErrorCode::NotFound);
+        }
+        crate::channels::ACME_NOW.signal(());
+        crate::channels::DELIVERY_DUE.signal(());
+        crate::event_info!("acme: a certificate run requested by the owner");
+        Ok(())
+    }
+
     async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode> {
         if !self.unlocked {
             return Err(ErrorCode::Locked);

@@ -13,7 +13,7 @@
 //! it reads the spool, runs the sessions, and writes the decisions.
 //!
 //! Owns: the delivery task (the courier) with its sockets and the TLS buffers it takes from `link` once.
-//! Calls: `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
+//! Calls: `acme`, `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
 //! `mail_status`, `mailbox_probe`, `network`, `random`, `status_page`, `store`, `wall_clock`.
 
 pub mod ndn;
@@ -139,6 +139,10 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
                 crate::dyndns::check(stack, &mut random, buffers).await;
             }
         }
+        // The certificate from the `[tls.acme]` CA, when due or asked for (`homemx tls renew`).
+        let forced = crate::channels::ACME_NOW.signaled();
+        crate::channels::ACME_NOW.reset();
+        crate::acme::run_if_due(stack, &mut random, buffers, forced).await;
         if let Some(poll_seconds) = poll_seconds {
             if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
                 next_fetch = uptime_seconds() + poll_seconds.max(60);

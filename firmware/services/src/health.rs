@@ -1,11 +1,12 @@
 //! The LAN web server on port 80: `/` (the status page), `/status.json` (the same facts for
 //! scripts, schema in firmware/status/status.schema.json) and `/health` (firmware version,
-//! board, uptime, link, stack and heap high-water, the queue length). Peers outside the LAN get 403, a `Host:` that is
+//! board, uptime, link, stack and heap high-water, the queue length). Peers outside the LAN get 403, except a `GET` of the
+//! pending ACME HTTP-01 token's path (its key authorization, see `acme`); a `Host:` that is
 //! not the appliance gets 421 (the DNS-rebinding defence), anything but GET/HEAD gets 405.
 //! Read-only: no request changes anything. Pages are rendered in 1 KB windows straight into
 //! the socket, so no task holds a whole page.
 //!
-//! Owns: the HTTP tasks and their sockets. Calls: `cpu_load`, `heap`, `lan`, `network`, `stack`,
+//! Owns: the HTTP tasks and their sockets. Calls: `acme`, `cpu_load`, `heap`, `lan`, `network`, `stack`,
 //! `status_page`, `store`.
 
 use core::fmt::Write as _;
@@ -44,8 +45,7 @@ pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
             continue;
         };
         if !is_lan_peer(stack, peer.addr) {
-            defmt::warn!("http[{}]: refused non-LAN peer {}", task_number, peer);
-            let _ = answer(&mut socket, Status::Forbidden, "text/plain; charset=utf-8", b"403 forbidden: the status pages answer the LAN only\n", false).await;
+            serve_wan(&mut socket, task_number, peer).await;
         } else {
             serve(&mut socket, stack, peer.addr).await;
         }
@@ -55,18 +55,46 @@ pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
     }
 }
 
-async fn serve(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddress) {
+/// A peer outside the LAN: only the pending ACME HTTP-01 token's key authorization
+/// (`acme::wan_http_answer`, homemx-acme's `wan_http::route`), 403 for anything else.
+async fn serve_wan(socket: &mut TcpSocket<'_>, task_number: u8, peer: embassy_net::IpEndpoint) {
     let mut head = [0u8; homemx_http::MAX_HEAD_LENGTH];
+    let answer_text = match read_head(socket, &mut head).await {
+        Some(Ok(request)) => crate::acme::wan_http_answer(request.method == Method::Get && !request.has_body, request.path),
+        _ => None,
+    };
+    match answer_text {
+        Some(key_authorization) => {
+            defmt::info!("http[{}]: ACME HTTP-01 answer to {}", task_number, peer);
+            let _ = answer(socket, Status::Ok, "text/plain", key_authorization.as_bytes(), false).await;
+        }
+        None => {
+            defmt::warn!("http[{}]: refused non-LAN peer {}", task_number, peer);
+            let _ = answer(socket, Status::Forbidden, "text/plain; charset=utf-8", b"403 forbidden: the status pages answer the LAN only\n", false).await;
+        }
+    }
+}
+
+/// Reads a request head into `head`; `None` when the peer closed first.
+async fn read_head<'h>(socket: &mut TcpSocket<'_>, head: &'h mut [u8]) -> Option<Result<RequestHead<'h>, ParseError>> {
     let mut length = 0;
-    let request = loop {
+    loop {
         match socket.read(&mut head[length..]).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(count) => length += count,
         }
         match parse_request_head(&head[..length]) {
             Err(ParseError::Incomplete) => continue,
-            other => break other,
+            _ => break,
         }
+    }
+    Some(parse_request_head(&head[..length]))
+}
+
+async fn serve(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddress) {
+    let mut head = [0u8; homemx_http::MAX_HEAD_LENGTH];
+    let Some(request) = read_head(socket, &mut head).await else {
+        return;
     };
     let text = "text/plain; charset=utf-8";
     let request: RequestHead<'_> = match request {
@@ -134,7 +162,7 @@ fn is_own_host(stack: Stack<'static>, host: &str) -> bool {
 }
 
 /// The `/health` document.
-fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<usize>) -> heapless::String<512> {
+fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<usize>) -> heapless::String<704> {
     let mut json = heapless::String::new();
     let link = if stack.is_link_up() { "up" } else { "down" };
     let _ = write!(
@@ -160,6 +188,20 @@ fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<
     if let Some(stack) = stack_high_water {
         let _ = write!(json, ",\"stack_high_water_bytes\":{}", stack);
     }
+    let acme = crate::acme::status();
+    let last = match acme.last {
+        None => "none",
+        Some((_, true)) => "ok",
+        Some((_, false)) => "failed",
+    };
+    let _ = write!(json, ",\"acme\":{{\"last\":\"{}\",\"failures\":{}", last, acme.failures);
+    if let Some(next) = acme.next_attempt {
+        let _ = write!(json, ",\"next_attempt\":{}", next);
+    }
+    if let Some(expiry) = acme.expiry {
+        let _ = write!(json, ",\"expiry\":{}", expiry);
+    }
+    let _ = write!(json, "}}");
     let _ = write!(json, ",\"client\":\"{}\"}}", peer);
     json
 }

@@ -20,6 +20,7 @@ mod backup_mx;
 mod console;
 mod cpu_load;
 mod delivery;
+mod acme;
 mod dyndns;
 mod event_log;
 mod health;

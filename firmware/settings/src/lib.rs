@@ -2,7 +2,7 @@
 //! configuration) and the rules that turn each [`ConfigItem`] into it ([`Details::apply`],
 //! [`Details::finish`]): defaults when the owner sets no limits, limits clamped to what the MX
 //! can do, the host name (`mx.<first domain>`, or the DynDNS host name), the postmaster domain,
-//! the relay tables, and LAN relaying only with a smarthost.
+//! the relay tables, LAN relaying only with a smarthost, and the ACME account only for the host name.
 //!
 //! The relay tables are large (7 KB): the caller keeps the one copy of [`MailSettings`] and
 //! lets [`Details::apply`] fill its tables in place; everything else is collected in the small
@@ -13,7 +13,7 @@
 use core::net::{IpAddr, Ipv4Addr};
 
 use homemx_smtp::relay::{IpPrefix, RelayConfig};
-use homemx_wire::config::{BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost, Submission, MAX_HOST_NAME};
+use homemx_wire::config::{AcmeChallenge, BackupMx, CheckIpSource, ConfigItem, DynDns, HostName, LanMailbox, Smarthost, Submission, MAX_HOST_NAME};
 use homemx_wire::validate::{MAX_CHECK_IP_SOURCES, MAX_TIME_SERVERS};
 
 // The wire's rules (`homemx_wire::validate`), which the console applies to every configuration,
@@ -70,6 +70,10 @@ pub struct MailSettings {
     /// The submission ports (587, 465) take `MAIL FROM` only after `AUTH`, unless the client
     /// is in a LAN network and the owner opted in to relaying by LAN address alone.
     pub submission_requires_auth: bool,
+    /// The challenge of the configured ACME account (`None`: no `[tls.acme]`, or its name is
+    /// not the host name). Only this is kept: the courier reads the account from the store
+    /// when it runs (the item is 500 bytes, not worth a static copy).
+    pub acme: Option<AcmeChallenge>,
 }
 
 impl MailSettings {
@@ -89,6 +93,7 @@ impl MailSettings {
         dyndns: None,
         check_ip: heapless::Vec::new(),
         submission_requires_auth: true,
+        acme: None,
     };
 
     /// Empties in place what names the owner's domains, recipients and providers (not kept
@@ -103,6 +108,7 @@ impl MailSettings {
         self.backup_mx = None;
         self.dyndns = None;
         self.check_ip.clear();
+        self.acme = None;
     }
 }
 
@@ -122,6 +128,7 @@ pub struct Details {
     dyndns: Option<DynDns>,
     check_ip: heapless::Vec<CheckIpSource, MAX_CHECK_IP_SOURCES>,
     submission: Submission,
+    acme: Option<(AcmeChallenge, HostName)>,
 }
 
 impl Default for Details {
@@ -147,6 +154,7 @@ impl Details {
             dyndns: None,
             check_ip: heapless::Vec::new(),
             submission: Submission::DEFAULT,
+            acme: None,
         }
     }
 
@@ -206,6 +214,10 @@ impl Details {
                 self.submission = *submission;
                 true
             }
+            ConfigItem::Acme(acme) => {
+                self.acme = Some((acme.challenge, acme.name.clone()));
+                true
+            }
             // Users are looked up in the store at AUTH (their password records stay in flash).
             _ => true,
         }
@@ -230,6 +242,7 @@ impl Details {
             dyndns,
             check_ip,
             submission,
+            acme,
         } = self;
         if host_name.is_empty() {
             let _ = host_name.push_str(DEFAULT_HOST_NAME);
@@ -251,6 +264,9 @@ impl Details {
         settings.backup_mx = backup_mx;
         settings.dyndns = dyndns;
         settings.check_ip = check_ip;
+        // The certificate is for the TLS identity's name: an account for another name is not run
+        // (the CLI refuses it; a device sees only what it was sent).
+        settings.acme = acme.and_then(|(challenge, name)| name.as_str().eq_ignore_ascii_case(settings.host_name.as_str()).then_some(challenge));
     }
 }
 

@@ -5,7 +5,7 @@ use core::str::FromStr;
 
 use homemx_smtp::address::parse_forward_path;
 use homemx_smtp::RecipientDecision;
-use homemx_wire::config::{DeliveryProtocol, Ipv4Prefix, Limits, MinTls, TlsMode};
+use homemx_wire::config::{Acme, DeliveryProtocol, Ipv4Prefix, Limits, MinTls, TlsMode};
 
 use super::*;
 
@@ -214,4 +214,40 @@ fn forget_empties_what_names_the_owner() {
     assert!(!settings.relay.is_lan_client(IpAddr::from_str("192.168.1.20").unwrap()));
     assert!(settings.host_name.is_empty() && settings.postmaster_domain.is_empty());
     assert!(settings.smarthost.is_none() && settings.dyndns.is_none() && settings.mailbox.is_none());
+}
+
+fn acme(name_text: &str, challenge: AcmeChallenge) -> ConfigItem {
+    ConfigItem::Acme(Acme {
+        directory: heapless::String::try_from("https://acme.example/dir").unwrap(),
+        name: name(name_text),
+        contact: None,
+        agree_terms: true,
+        eab_key_id: None,
+        challenge,
+        reuse_key: true,
+    })
+}
+
+#[test]
+fn the_acme_account_is_kept_only_for_the_host_name() {
+    let (settings, accepted) = settings_from(&[domain("example.org"), acme("mx.example.org", AcmeChallenge::Http01)]);
+    assert!(accepted.iter().all(|accepted| *accepted));
+    assert_eq!(settings.acme, Some(AcmeChallenge::Http01));
+    // Before or after the DynDNS name that becomes the host name, compared without case.
+    for items in [[acme("HOME.dyn.example", AcmeChallenge::TlsAlpn01), dyndns("home.dyn.example")], [dyndns("home.dyn.example"), acme("home.dyn.example", AcmeChallenge::TlsAlpn01)]] {
+        let (settings, _) = settings_from(&[domain("example.org"), items[0].clone(), items[1].clone()]);
+        assert_eq!(settings.acme, Some(AcmeChallenge::TlsAlpn01));
+    }
+    // For another name than the one the TLS identity is for: not run.
+    let (settings, _) = settings_from(&[domain("example.org"), dyndns("home.dyn.example"), acme("mx.example.org", AcmeChallenge::Http01)]);
+    assert_eq!(settings.acme, None);
+    let (settings, _) = settings_from(&[domain("example.org")]);
+    assert_eq!(settings.acme, None);
+}
+
+#[test]
+fn forget_drops_the_acme_account() {
+    let (mut settings, _) = settings_from(&[domain("example.org"), acme("mx.example.org", AcmeChallenge::Http01)]);
+    settings.forget();
+    assert_eq!(settings.acme, None);
 }

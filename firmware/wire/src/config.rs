@@ -62,6 +62,10 @@ pub enum ConfigItem {
     /// Who may submit mail for other domains. Without this item the defaults apply:
     /// [`Submission::DEFAULT`].
     Submission(Submission),
+    /// The ACME account that obtains and renews the TLS identity's certificate (`[tls.acme]`).
+    /// The CA anchor of the ACME server's HTTPS travels in `SetTrustAnchor` (`TlsService::Acme`),
+    /// the External Account Binding MAC key in `SetCredential` (`Credential::AcmeEabKey`).
+    Acme(Acme),
 }
 
 impl ConfigItem {
@@ -241,4 +245,38 @@ pub struct StatusPage {
     pub port: u16,
     /// The only `Host:` header value accepted (DNS-rebinding defence).
     pub host_name: HostName,
+}
+
+/// Longest ACME directory URL on the wire, in bytes.
+pub const MAX_DIRECTORY_URL: usize = 160;
+/// Longest External Account Binding key id on the wire, in bytes.
+pub const MAX_EAB_KEY_ID: usize = 64;
+
+/// The ACME challenge the device answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AcmeChallenge {
+    /// HTTP-01: the key authorization on port 80 of the WAN side.
+    Http01,
+    /// TLS-ALPN-01: a validation certificate on port 443 (ALPN `acme-tls/1`).
+    TlsAlpn01,
+}
+
+/// The ACME (RFC 8555) account that obtains the certificate of the device's TLS identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acme {
+    /// The directory URL, `https://host[:port]/path` (see [`crate::validate::acme_directory`]).
+    pub directory: String<MAX_DIRECTORY_URL>,
+    /// The name the certificate is for: the MX host name of the TLS identity.
+    pub name: HostName,
+    /// The owner's contact address for the CA (`mailto:`), if any.
+    pub contact: Option<MailAddress>,
+    /// The owner agreed to the CA's terms of service.
+    pub agree_terms: bool,
+    /// The External Account Binding key id, when the CA wants one (the MAC key is a credential).
+    pub eab_key_id: Option<String<MAX_EAB_KEY_ID>>,
+    /// The challenge answered.
+    pub challenge: AcmeChallenge,
+    /// The certificate keeps the TLS identity's key across renewals (a published TLSA record
+    /// stays valid). Default true.
+    pub reuse_key: bool,
 }

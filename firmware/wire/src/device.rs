@@ -75,6 +75,8 @@ pub trait ConsoleHandler {
     async fn tls_install(&mut self, chunk: &ChainChunk) -> Result<(), ErrorCode>;
     /// The device's own TLS certificate.
     async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode>;
+    /// Start an ACME run now ([`ErrorCode::NotFound`]: no `[tls.acme]` for the host name).
+    async fn tls_renew(&mut self) -> Result<(), ErrorCode>;
 }
 
 /// What one call of [`ConsoleSession::receive`] did.
@@ -245,6 +247,7 @@ impl ConsoleSession {
             Command::TlsCertificateRequest => handler.tls_certificate_request().await.map(Response::CertificateRequest),
             Command::TlsInstall(chunk) => handler.tls_install(&chunk).await.map(done),
             Command::TlsStatus => handler.tls_status().await.map(Response::Certificate),
+            Command::TlsRenew => handler.tls_renew().await.map(done),
         }
     }
 

@@ -154,6 +154,9 @@ pub enum Command {
     /// [`Response::Certificate`]. (Not a field of [`Status`]: the largest status already fills
     /// most of a frame.)
     TlsStatus,
+    /// Obtain a certificate from the `[tls.acme]` CA now instead of at the renewal time
+    /// (`homemx tls renew`). The run's progress and result go to the event log.
+    TlsRenew,
 }
 
 /// Part of a certificate chain's PEM text.
@@ -249,6 +252,7 @@ impl Command {
             Command::TlsCertificateRequest => "tls-csr",
             Command::TlsInstall(_) => "tls-install",
             Command::TlsStatus => "tls-status",
+            Command::TlsRenew => "tls-renew",
         }
     }
 }
@@ -262,6 +266,8 @@ pub enum Credential {
     BackupMxPassword,
     /// The DynDNS account password.
     DynDnsPassword,
+    /// The ACME External Account Binding MAC key (base64url, as the CA hands it out).
+    AcmeEabKey,
 }
 
 /// The provider services whose TLS certificates the device verifies.
@@ -273,6 +279,8 @@ pub enum TlsService {
     BackupMx,
     /// The DynDNS update server.
     DynDns,
+    /// The ACME server (`[tls.acme]`).
+    Acme,
 }
 
 /// A trust anchor, whole or in part.

@@ -50,17 +50,19 @@ pub struct MemoryHandler {
     /// A configuration being staged.
     pub staged: Option<Vec<ConfigItem, MAX_ITEMS>>,
     /// Credentials received (the double keeps them so tests can check they arrived).
-    pub credentials: [Option<Secret>; 3],
+    pub credentials: [Option<Secret>; 4],
     /// Pins received, per service.
-    pub pins: [Option<[u8; 32]>; 3],
+    pub pins: [Option<[u8; 32]>; 4],
     /// Certificates received (complete ones), per service.
-    pub certificates: [Option<Vec<u8, MAX_CERTIFICATE>>; 3],
+    pub certificates: [Option<Vec<u8, MAX_CERTIFICATE>>; 4],
     /// The certificate being received.
     pub partial_certificate: Vec<u8, MAX_CERTIFICATE>,
     /// The log.
     pub log: Vec<LogEntry, 32>,
     /// `fetch_now` calls.
     pub fetches: u32,
+    /// `tls_renew` calls that were accepted.
+    pub renewals: u32,
     /// `flush_queue` calls.
     pub flushes: u32,
     /// `factory_reset` calls.
@@ -106,6 +108,7 @@ fn service_index(service: TlsService) -> usize {
         TlsService::Smarthost => 0,
         TlsService::BackupMx => 1,
         TlsService::DynDns => 2,
+        TlsService::Acme => 3,
     }
 }
 
@@ -114,6 +117,7 @@ fn credential_index(credential: Credential) -> usize {
         Credential::SmarthostPassword => 0,
         Credential::BackupMxPassword => 1,
         Credential::DynDnsPassword => 2,
+        Credential::AcmeEabKey => 3,
     }
 }
 
@@ -325,5 +329,14 @@ impl ConsoleHandler for MemoryHandler {
     async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode> {
         self.require_unlocked()?;
         Ok(self.certificate.clone())
+    }
+
+    async fn tls_renew(&mut self) -> Result<(), ErrorCode> {
+        self.require_unlocked()?;
+        if !self.configuration.iter().any(|item| matches!(item, ConfigItem::Acme(_))) {
+            return Err(ErrorCode::NotFound);
+        }
+        self.renewals += 1;
+        Ok(())
     }
 }

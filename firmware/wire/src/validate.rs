@@ -3,11 +3,12 @@
 //!
 //! - [`check_item`]: the rules of one [`ConfigItem`] on its own (host-name syntax, ports,
 //!   intervals, limits, a recipient's local part, a LAN prefix's length, a check-IP path, a
-//!   mail user's name, password record (known algorithm, iterations in range) and quota).
+//!   mail user's name, password record (known algorithm, iterations in range) and quota, the
+//!   ACME account's directory URL ([`acme_directory`]), name, contact, key id and size).
 //! - [`ConfigurationCheck`]: the rules of the whole configuration, fed the items one by one as
 //!   they stream in ([`ConfigurationCheck::add`]) and closed with
 //!   [`ConfigurationCheck::finish`]: at least one domain, LAN network and mailbox host; each
-//!   section at most once; no more domains, recipients, LAN networks, time servers and check-IP
+//!   section (`[tls.acme]` too) at most once; no more domains, recipients, LAN networks, time servers and check-IP
 //!   services than the device keeps; a recipient's domain sent as a `Domain` before it (the
 //!   device's relay tables need that order); with DynDNS, check-IP services on at least two
 //!   distinct hosts; at most [`MAX_USERS`] mail users, no name twice, each in a domain sent
@@ -254,7 +255,55 @@ pub fn check_item(item: &ConfigItem) -> Result<(), Refusal> {
         ConfigItem::User(user) => check_user(user),
         // Every combination of the two switches is coherent (see `config::Submission`).
         ConfigItem::Submission(_) => Ok(()),
+        ConfigItem::Acme(acme) => check_acme(acme),
     }
+}
+
+/// The rule words of [`acme_directory`].
+pub const ACME_DIRECTORY_RULE: &str =
+    "must be an https:// URL, https://host[:port]/path, the path visible ASCII only (the device speaks to the ACME server only over TLS)";
+/// The rule words of the ACME item's size.
+pub const ACME_SIZE_RULE: &str = "directory, name, contact and eab_key_id together must stay under 224 bytes (the device keeps the item in one 256-byte record)";
+/// The rule words of an External Account Binding key id.
+pub const EAB_KEY_ID_RULE: &str = "the key id must be 1..=64 visible ASCII characters";
+
+/// An ACME directory URL: `https://`, a host name, an optional port (1..=65535), and a path
+/// of visible ASCII starting with `/` (it goes into the HTTP request line).
+pub fn acme_directory(url: &str) -> Result<(), &'static str> {
+    let rest = url.strip_prefix("https://").ok_or(ACME_DIRECTORY_RULE)?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |slash| (&rest[..slash], &rest[slash..]));
+    let host = match authority.rsplit_once(':') {
+        Some((host, port_text)) => {
+            let number: u16 = port_text.parse().map_err(|_| ACME_DIRECTORY_RULE)?;
+            port(number).map_err(|_| ACME_DIRECTORY_RULE)?;
+            host
+        }
+        None => authority,
+    };
+    host_name(host).map_err(|_| ACME_DIRECTORY_RULE)?;
+    if !path.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(ACME_DIRECTORY_RULE);
+    }
+    Ok(())
+}
+
+fn check_acme(acme: &crate::config::Acme) -> Result<(), Refusal> {
+    acme_directory(acme.directory.as_str()).map_err(|rule| refuse("tls.acme.directory", rule))?;
+    named("tls.acme.name", &acme.name)?;
+    if let Some(contact) = &acme.contact {
+        recipient(contact.as_str()).map_err(|problem| refuse("tls.acme.contact", problem.rule()))?;
+    }
+    if let Some(key_id) = &acme.eab_key_id {
+        if key_id.is_empty() || !key_id.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(refuse("tls.acme.eab_key_id", EAB_KEY_ID_RULE));
+        }
+    }
+    let size = acme.directory.len() + acme.name.len() + acme.contact.as_ref().map_or(0, |contact| contact.len())
+        + acme.eab_key_id.as_ref().map_or(0, |key_id| key_id.len());
+    if size >= 224 {
+        return Err(refuse("tls.acme", ACME_SIZE_RULE));
+    }
+    Ok(())
 }
 
 /// A name's fingerprint: 64-bit FNV-1a of its bytes in lower case. Names are compared by
@@ -288,6 +337,7 @@ const SECTION_DYNDNS: u8 = 1 << 3;
 const SECTION_LIMITS: u8 = 1 << 4;
 const SECTION_STATUS_PAGE: u8 = 1 << 5;
 const SECTION_SUBMISSION: u8 = 1 << 6;
+const SECTION_ACME: u8 = 1 << 7;
 
 impl Default for ConfigurationCheck {
     fn default() -> Self {
@@ -380,6 +430,7 @@ impl ConfigurationCheck {
             ConfigItem::DynDns(_) => self.once(SECTION_DYNDNS, "dyndns")?,
             ConfigItem::Limits(_) => self.once(SECTION_LIMITS, "limits")?,
             ConfigItem::StatusPage(_) => self.once(SECTION_STATUS_PAGE, "status_page")?,
+            ConfigItem::Acme(_) => self.once(SECTION_ACME, "tls.acme")?,
         }
         Ok(())
     }

@@ -367,3 +367,30 @@ fn no_piece_of_the_passphrase_stays_in_the_session_buffers() {
     assert_eq!(run(&mut device, &mut client, &Command::Lock), Response::Done);
     assert_eq!(pieces_left(&mut device), 0, "after the shorter lock frame");
 }
+
+/// `TlsRenew` (`homemx tls renew`) needs the admin's signature, unlocked storage and a
+/// `[tls.acme]` item; it is refused otherwise and changes nothing.
+#[test]
+fn tls_renew_needs_an_acme_account() {
+    use homemx_wire::config::{Acme, AcmeChallenge, ConfigItem};
+    let (mut device, mut client) = enrolled_unlocked();
+    assert_eq!(error(run(&mut device, &mut client, &Command::TlsRenew)), ErrorCode::NotFound);
+    assert_eq!(device.handler.renewals, 0);
+    let acme = Acme {
+        directory: "https://acme.example/dir".try_into().unwrap(),
+        name: "mx.example.org".try_into().unwrap(),
+        contact: None,
+        agree_terms: true,
+        eab_key_id: None,
+        challenge: AcmeChallenge::Http01,
+        reuse_key: true,
+    };
+    for command in [Command::ConfigBegin, Command::ConfigPut(ConfigItem::Acme(acme)), Command::ConfigCommit { item_count: 1 }] {
+        assert_eq!(run(&mut device, &mut client, &command), Response::Done);
+    }
+    assert_eq!(run(&mut device, &mut client, &Command::TlsRenew), Response::Done);
+    assert_eq!(device.handler.renewals, 1);
+    assert_eq!(run(&mut device, &mut client, &Command::Lock), Response::Done);
+    assert_eq!(error(run(&mut device, &mut client, &Command::TlsRenew)), ErrorCode::Locked);
+    assert_eq!(device.handler.renewals, 1);
+}

@@ -408,3 +408,82 @@ fn the_submission_switches_come_at_most_once_and_users_are_counted() {
 fn submission_defaults_require_auth() {
     assert_eq!(Submission::default(), Submission { requires_auth: true, lan_relay_without_auth: false });
 }
+
+fn acme(directory: &str, name: &str) -> Acme {
+    Acme {
+        directory: heapless::String::try_from(directory).unwrap(),
+        name: host(name),
+        contact: Some(MailAddress::try_from("owner@example.org").unwrap()),
+        agree_terms: true,
+        eab_key_id: None,
+        challenge: AcmeChallenge::Http01,
+        reuse_key: true,
+    }
+}
+
+#[test]
+fn acme_directories_are_https_urls_with_a_host_name() {
+    for good in ["https://acme.example/dir", "https://acme.example:14000/dir", "https://acme.example", "https://a.b.example/directory?x=1"] {
+        assert_eq!(acme_directory(good), Ok(()), "{good}");
+        assert_eq!(check_item(&ConfigItem::Acme(acme(good, "mx.example.org"))), Ok(()), "{good}");
+    }
+    let bad = [
+        "http://acme.example/dir",
+        "acme.example/dir",
+        "https://",
+        "https:///dir",
+        "https://acme.example:0/dir",
+        "https://acme.example:99999/dir",
+        "https://acme.example:x/dir",
+        "https://bad_host/dir",
+        "https://user@acme.example/dir",
+        "https://acme.example/a b",
+        "https://acme.example/a\r\nHost: evil",
+    ];
+    for url in bad {
+        assert_eq!(acme_directory(url), Err(ACME_DIRECTORY_RULE), "{url:?}");
+        assert_eq!(refused(&ConfigItem::Acme(acme(url, "mx.example.org"))), "tls.acme.directory", "{url:?}");
+    }
+}
+
+#[test]
+fn acme_name_contact_and_key_id_are_checked() {
+    assert_eq!(refused(&ConfigItem::Acme(acme("https://acme.example/dir", "-mx.example.org"))), "tls.acme.name");
+    let mut item = acme("https://acme.example/dir", "mx.example.org");
+    item.contact = Some(MailAddress::try_from("a%b@example.org").unwrap());
+    assert_eq!(refused(&ConfigItem::Acme(item.clone())), "tls.acme.contact");
+    item.contact = None;
+    assert_eq!(check_item(&ConfigItem::Acme(item.clone())), Ok(()));
+    item.eab_key_id = Some(heapless::String::try_from("").unwrap());
+    assert_eq!(check_item(&ConfigItem::Acme(item.clone())).unwrap_err(), Refusal { field: "tls.acme.eab_key_id", rule: EAB_KEY_ID_RULE });
+    item.eab_key_id = Some(heapless::String::try_from("kid 1").unwrap());
+    assert_eq!(refused(&ConfigItem::Acme(item.clone())), "tls.acme.eab_key_id");
+    item.eab_key_id = Some(heapless::String::try_from("kid-1").unwrap());
+    assert_eq!(check_item(&ConfigItem::Acme(item)), Ok(()));
+}
+
+#[test]
+fn an_acme_item_that_passes_fits_one_store_record_and_a_bigger_one_is_refused() {
+    let label = "a".repeat(50);
+    let long_name = format!("{label}.{label}.example");
+    let mut item = acme(&format!("https://{label}.example/{}", "d".repeat(60)), &long_name);
+    item.eab_key_id = Some(heapless::String::try_from("k".repeat(64).as_str()).unwrap());
+    assert_eq!(check_item(&ConfigItem::Acme(item.clone())).unwrap_err(), Refusal { field: "tls.acme", rule: ACME_SIZE_RULE });
+    // The largest that passes still fits the device's 256-byte record.
+    item.eab_key_id = None;
+    item.directory = heapless::String::try_from(format!("https://{label}.example/{}", "d".repeat(223 - 67 - long_name.len() - 17)).as_str()).unwrap();
+    let size = item.directory.len() + item.name.len() + item.contact.as_ref().unwrap().len();
+    assert_eq!(size, 223);
+    assert_eq!(check_item(&ConfigItem::Acme(item.clone())), Ok(()));
+    let mut record = [0u8; 256];
+    assert!(postcard::to_slice(&ConfigItem::Acme(item), &mut record).is_ok());
+}
+
+#[test]
+fn the_acme_section_comes_at_most_once() {
+    let mut items = minimal();
+    items.push(ConfigItem::Acme(acme("https://acme.example/dir", "mx.example.org")));
+    assert_eq!(whole(&items), Ok(()));
+    items.push(ConfigItem::Acme(acme("https://acme.example/dir", "mx.example.org")));
+    assert_eq!(whole(&items).unwrap_err(), Refusal { field: "tls.acme", rule: "given twice: the section is sent at most once" });
+}

@@ -70,6 +70,7 @@ pub fn execute(cli: &Cli) -> Result<()> {
         Command::Tls { action: TlsAction::Csr { out } } => tls_csr(cli, out.as_deref()),
         Command::Tls { action: TlsAction::Install { chain } } => tls_install(cli, chain),
         Command::Tls { action: TlsAction::Tlsa { issuer } } => tls_tlsa(cli, *issuer),
+        Command::Tls { action: TlsAction::Renew } => simple(cli, &Wire::TlsRenew, "ACME run started: see `homemx logs` and `homemx status`"),
     }
 }
 

@@ -13,6 +13,11 @@
 //! key), checked with [`user_password`], and hashed with a fresh random salt
 //! ([`homemx_credentials::PasswordRecord`]) every time a plan is made: only the record goes
 //! into the plan, never the password.
+//!
+//! `[tls.acme]`: the ACME account ([`ConfigItem::Acme`]), its name checked against the MX host
+//! name the device's TLS identity is for; the ACME server's CA certificate goes as the
+//! `TlsService::Acme` trust anchor, the External Account Binding MAC key (a private file, like a
+//! user's password file) as the `Credential::AcmeEabKey` credential.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -67,6 +72,44 @@ pub struct ConfigFile {
     /// Mail users who submit with SMTP AUTH (`homemx user add` writes these).
     #[serde(default)]
     pub users: Vec<UserSection>,
+    /// `[tls]`: the device's TLS identity (today only `[tls.acme]`).
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// `[tls.acme]`: the device obtains and renews its certificate from an ACME CA.
+    pub acme: Option<AcmeSection>,
+}
+
+/// `[tls.acme]`.
+#[derive(Debug, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// The directory URL (`https://`).
+    pub directory: String,
+    /// The name the certificate is for: the MX host name (the `[dyndns]` host name, else
+    /// `mx.` and the first domain).
+    pub name: String,
+    /// The CA certificate (PEM or DER) the device trusts for the ACME server's HTTPS.
+    pub ca_certificate: PathBuf,
+    /// The owner's address the CA may write to (optional).
+    pub contact: Option<String>,
+    /// The owner agrees to the CA's terms of service.
+    #[serde(default)]
+    pub agree_terms: bool,
+    /// External Account Binding: the key id the CA gave.
+    pub eab_key_id: Option<String>,
+    /// External Account Binding: the file holding the MAC key (base64url, first line; mode 0600).
+    pub eab_hmac_key_file: Option<PathBuf>,
+    /// `"http-01"` (default; port 80 of the WAN side) or `"tls-alpn-01"` (port 443).
+    pub challenge: Option<String>,
+    /// Keep the TLS identity's key across renewals (a published TLSA record stays valid).
+    #[serde(default = "default_true")]
+    pub reuse_key: bool,
 }
 
 fn default_true() -> bool {
@@ -505,6 +548,83 @@ pub fn load(path: &Path) -> Result<Plan> {
     plan(&parse(&text)?, base)
 }
 
+/// `challenge`: `"http-01"` (the default when absent) or `"tls-alpn-01"`.
+pub fn acme_challenge(field: &str, value: Option<&str>) -> Result<AcmeChallenge> {
+    match value {
+        None | Some("http-01") => Ok(AcmeChallenge::Http01),
+        Some("tls-alpn-01") => Ok(AcmeChallenge::TlsAlpn01),
+        Some(other) => Err(invalid(field, format!("{other:?} is not \"http-01\" (port 80) or \"tls-alpn-01\" (port 443)"))),
+    }
+}
+
+/// The host name the device's TLS identity is for, as the device derives it: the `[dyndns]`
+/// host name, else `mx.` and the first domain.
+fn identity_host_name(file: &ConfigFile) -> Option<String> {
+    match &file.dyndns {
+        Some(dyndns) => Some(dyndns.host_name.to_ascii_lowercase()),
+        None => file.domains.first().map(|domain| format!("mx.{}", domain.to_ascii_lowercase())),
+    }
+}
+
+/// `[tls.acme]`: the item, the EAB MAC key (a credential) and the ACME server's CA anchor.
+fn acme_section(
+    file: &ConfigFile,
+    acme: &AcmeSection,
+    base: &Path,
+    files: NamedFiles,
+    credentials: &mut Vec<(Credential, Secret)>,
+    anchors: &mut Vec<(TlsService, AnchorValue)>,
+) -> Result<ConfigItem> {
+    validate::acme_directory(&acme.directory).map_err(|rule| invalid("tls.acme.directory", format!("{:?} {rule}", acme.directory)))?;
+    let directory = heapless::String::try_from(acme.directory.as_str())
+        .map_err(|_| invalid("tls.acme.directory", format!("longer than {MAX_DIRECTORY_URL} bytes")))?;
+    let name = host_name("tls.acme.name", &acme.name)?;
+    if let Some(expected) = identity_host_name(file) {
+        if name.as_str() != expected {
+            return Err(invalid(
+                "tls.acme.name",
+                format!("{name} is not the MX host name {expected} the device's TLS identity is for (the [dyndns] host name, else mx. and the first domain)"),
+            ));
+        }
+    }
+    let contact = match &acme.contact {
+        Some(address) => {
+            let address = address.strip_prefix("mailto:").unwrap_or(address);
+            validate::recipient(address).map_err(|problem| invalid("tls.acme.contact", format!("{address:?}: {}", problem.rule())))?;
+            Some(bounded("tls.acme.contact", address)?)
+        }
+        None => None,
+    };
+    let eab_key_id = match (&acme.eab_key_id, &acme.eab_hmac_key_file) {
+        (None, None) => None,
+        (Some(key_id), Some(_)) => Some(bounded("tls.acme.eab_key_id", key_id)?),
+        _ => return Err(invalid("tls.acme", "External Account Binding needs both eab_key_id and eab_hmac_key_file (or neither)")),
+    };
+    if let (Some(path), NamedFiles::Read) = (&acme.eab_hmac_key_file, files) {
+        let field = "tls.acme.eab_hmac_key_file";
+        check_private(field, &read_relative(base, path))?;
+        let secret = password(field, base, &acme.eab_hmac_key_file, files)?.ok_or_else(|| invalid(field, "empty"))?;
+        let text = secret.expose();
+        if text.len() < 16 || !text.iter().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_')) {
+            return Err(invalid(field, "the MAC key must be the base64url text the CA gave (at least 16 characters of A-Z a-z 0-9 - _, no padding)"));
+        }
+        credentials.push((Credential::AcmeEabKey, secret));
+    }
+    let anchor = AnchorFields { ca_certificate: Some(acme.ca_certificate.clone()), ..AnchorFields::default() };
+    if let Some(anchor) = trust_anchor("tls.acme", base, &anchor, files)? {
+        anchors.push((TlsService::Acme, anchor));
+    }
+    Ok(ConfigItem::Acme(Acme {
+        directory,
+        name,
+        contact,
+        agree_terms: acme.agree_terms,
+        eab_key_id,
+        challenge: acme_challenge("tls.acme.challenge", acme.challenge.as_deref())?,
+        reuse_key: acme.reuse_key,
+    }))
+}
+
 /// Validates a parsed file into a [`Plan`], reading the files it names from `base`.
 pub fn plan(file: &ConfigFile, base: &Path) -> Result<Plan> {
     plan_with(file, base, NamedFiles::Read)
@@ -646,6 +766,17 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         port: port("status_page.port", page.port)?,
         host_name: host_name("status_page.host_name", &page.host_name)?,
     }))?;
+    let mut acme_warnings = Vec::new();
+    if let Some(acme) = &file.tls.acme {
+        let item = acme_section(file, acme, base, files, &mut credentials, &mut anchors)?;
+        items.push(item)?;
+        if !acme.agree_terms {
+            acme_warnings.push("[tls.acme] agree_terms = false: a CA with terms of service (Let's Encrypt has them) refuses the account until you agree".to_string());
+        }
+        if !acme.reuse_key {
+            acme_warnings.push("[tls.acme] reuse_key = false is not supported by the firmware yet: the device keeps its TLS key across renewals".to_string());
+        }
+    }
     items.check.finish().map_err(|refusal| match refusal.field {
         "dyndns.check_ip" => {
             let given = file.dyndns.as_ref().map_or(0, |dyndns| dyndns.check_ip.len());
@@ -661,7 +792,8 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
         "lan_prefixes" => invalid(refusal.field, "at least one LAN network is needed (e.g. \"192.168.1.0/24\")"),
         _ => refused(refusal),
     })?;
-    let warnings = users_and_submission(file, base, files, &mut items)?;
+    let mut warnings = users_and_submission(file, base, files, &mut items)?;
+    warnings.extend(acme_warnings);
     Ok(Plan { items: items.items, credentials, anchors, warnings })
 }
 

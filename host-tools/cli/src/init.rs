@@ -321,7 +321,8 @@ pub fn render(answers: &InitAnswers) -> String {
 # `homemx provision --config FILE` and `homemx config set --config FILE` read it.
 # Relative paths are taken from this file's folder. Secrets never live in this file:
 # passwords are read from the `password_file`s (first line). Every field is documented in
-# host-tools/cli/homemx.example.toml (also [backup_mx], [dyndns], [limits], [status_page]).
+# host-tools/cli/homemx.example.toml (also [backup_mx], [dyndns], [limits], [status_page],
+# and [tls.acme]: a publicly trusted certificate the device obtains and renews itself).
 
 # Domains the appliance accepts mail for. postmaster@ and abuse@ exist for each of them.
 domains = [{domain}]

@@ -214,6 +214,9 @@ pub enum TlsAction {
         #[arg(long)]
         issuer: bool,
     },
+    /// Obtain a certificate from the `[tls.acme]` CA now instead of at the renewal time; the
+    /// progress and the result are in `homemx logs`, the certificate in `homemx tls status`.
+    Renew,
 }
 
 /// `alert` actions.

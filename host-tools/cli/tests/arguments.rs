@@ -264,3 +264,88 @@ fn the_wire_rules_refuse_what_the_device_would() {
     let text = VALID.replacen("domains = [\"example.org\"]", &format!("domains = [\"example.org\", {}]", nine_domains[..8].join(", ")), 1);
     assert!(error_of(&text).starts_with("domains: at most 8"));
 }
+
+const ACME: &str = r#"
+[tls.acme]
+directory = "https://acme.example:14000/dir"
+name = "mx.example.org"
+ca_certificate = "test-ca.pem"
+contact = "mailto:owner@example.org"
+agree_terms = true
+"#;
+
+fn acme_plan(section: &str) -> homemx_cli::error::Result<config_file::Plan> {
+    config_file::plan(&config_file::parse(&format!("{VALID}{section}")).unwrap(), data())
+}
+
+#[test]
+fn tls_acme_becomes_an_item_and_the_acme_servers_anchor() {
+    use homemx_wire::config::{AcmeChallenge, ConfigItem};
+    use homemx_wire::message::TlsService;
+    let plan = acme_plan(ACME).unwrap();
+    let acme = plan.items.iter().find_map(|item| if let ConfigItem::Acme(acme) = item { Some(acme.clone()) } else { None }).expect("the item");
+    assert_eq!(acme.directory.as_str(), "https://acme.example:14000/dir");
+    assert_eq!(acme.name.as_str(), "mx.example.org");
+    assert_eq!(acme.contact.as_deref(), Some("owner@example.org"));
+    assert!(acme.agree_terms && acme.reuse_key && acme.eab_key_id.is_none());
+    assert_eq!(acme.challenge, AcmeChallenge::Http01);
+    assert!(matches!(plan.anchors.last(), Some((TlsService::Acme, AnchorValue::Certificate(_)))));
+    let plan = acme_plan(&ACME.replace("agree_terms = true", "agree_terms = true\nchallenge = \"tls-alpn-01\"")).unwrap();
+    assert!(plan.items.iter().any(|item| matches!(item, ConfigItem::Acme(acme) if acme.challenge == AcmeChallenge::TlsAlpn01)));
+    // Without agreeing to the terms: sent, with a warning.
+    let plan = acme_plan(&ACME.replace("agree_terms = true", "")).unwrap();
+    assert!(plan.warnings.iter().any(|warning| warning.contains("agree_terms")), "{:?}", plan.warnings);
+}
+
+#[test]
+fn tls_acme_errors_name_the_field() {
+    let cases = [
+        ("https://acme.example:14000/dir", "http://acme.example/dir", "tls.acme.directory"),
+        ("https://acme.example:14000/dir", "https://acme.example:0/dir", "tls.acme.directory"),
+        ("name = \"mx.example.org\"", "name = \"other.example.org\"", "tls.acme.name: other.example.org is not the MX host name mx.example.org"),
+        ("name = \"mx.example.org\"", "name = \"mx_.example.org\"", "tls.acme.name"),
+        ("mailto:owner@example.org", "owner%x@example.org", "tls.acme.contact"),
+        ("agree_terms = true", "agree_terms = true\nchallenge = \"dns-01\"", "tls.acme.challenge"),
+        ("agree_terms = true", "agree_terms = true\neab_key_id = \"kid\"", "tls.acme: External Account Binding needs both"),
+        ("ca_certificate = \"test-ca.pem\"", "ca_certificate = \"missing.pem\"", "tls.acme.ca_certificate"),
+        ("agree_terms = true", "agree_terms = true\nunknown = 1", "unknown field"),
+    ];
+    for (from, to, expected) in cases {
+        let text = format!("{VALID}{}", ACME.replace(from, to));
+        let message = error_of(&text);
+        assert!(message.contains(expected), "{to}: {message}");
+    }
+}
+
+#[test]
+fn tls_acme_eab_mac_key_is_a_private_credential() {
+    use homemx_wire::message::Credential;
+    use std::os::unix::fs::PermissionsExt;
+    let folder = tempfile::tempdir().unwrap();
+    let folder = folder.path();
+    for name in ["test-ca.pem", "smarthost.password"] {
+        std::fs::copy(data().join(name), folder.join(name)).unwrap();
+    }
+    let key = folder.join("eab.key");
+    std::fs::write(&key, "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n").unwrap();
+    let section = ACME.replace("agree_terms = true", "agree_terms = true\neab_key_id = \"kid-1\"\neab_hmac_key_file = \"eab.key\"");
+    let file = config_file::parse(&format!("{VALID}{section}")).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = config_file::plan(&file, folder).expect_err("readable by others");
+    assert!(error.message.starts_with("tls.acme.eab_hmac_key_file:") && error.message.contains("mode 0644"), "{}", error.message);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let plan = config_file::plan(&file, folder).unwrap();
+    let (_, secret) = plan.credentials.iter().find(|(credential, _)| *credential == Credential::AcmeEabKey).expect("the MAC key");
+    assert_eq!(secret.expose(), b"zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W");
+    std::fs::write(&key, "not base64url!\n").unwrap();
+    let error = config_file::plan(&file, folder).expect_err("not base64url");
+    assert!(error.message.starts_with("tls.acme.eab_hmac_key_file: the MAC key must be"), "{}", error.message);
+}
+
+#[test]
+fn tls_renew_parses() {
+    use homemx_cli::TlsAction;
+    let cli = Cli::try_parse_from(["homemx", "tls", "renew"]).unwrap();
+    assert!(matches!(cli.command, Command::Tls { action: TlsAction::Renew }));
+    assert!(Cli::try_parse_from(["homemx", "tls", "renew", "--force-now"]).is_err());
+}

@@ -415,3 +415,51 @@ fn refusal(error: &InstallError) -> CertificateRefusal {
         InstallError::Refused(_) => CertificateRefusal::PathRefused,
     }
 }
+
+// ACME (the courier's `acme` run): the account key, the dates of the chain in use, and the
+// issued chain installed like `homemx tls install`'s (the other slot, then one header write).
+
+/// The ACME account key (P-256), made from `random` and stored (encrypted) the first time. A
+/// key of its own: a CA refuses the certificate key as the account key.
+pub async fn acme_account_key(settings: &mut Settings, random: &mut ChaCha20Rng) -> Result<DeviceKey, ErrorCode> {
+    let mut value = SecretBytes::<KEY_VALUE_CAPACITY>::zeroed();
+    match settings.fetch(record_key(b"acme-account-key"), value.expose_mut()).await {
+        Ok(Some(length)) => return DeviceKey::from_stored(&value.expose()[..length]).map_err(|_| ErrorCode::DeviceFault),
+        Ok(None) => {}
+        Err(_) => return Err(ErrorCode::DeviceFault),
+    }
+    let key = DeviceKey::generate(random);
+    settings.store(record_key(b"acme-account-key"), &key.to_stored()[..]).await.map_err(|_| ErrorCode::StorageFull)?;
+    crate::event_info!("acme: the account's P-256 key was generated and stored (encrypted)");
+    Ok(key)
+}
+
+/// The TLS identity's key (the certificate's key with `reuse_key`), made first if there is none.
+pub async fn acme_certificate_key(settings: &mut Settings, random: &mut ChaCha20Rng) -> Result<DeviceKey, ErrorCode> {
+    key_or_generate(settings, random).await
+}
+
+/// notBefore and notAfter of the CA-issued chain in use for the host name; `None` when the
+/// device presents a self-signed certificate (or none): then a certificate is due now.
+pub async fn acme_current_validity(settings: &mut Settings) -> Option<(u64, u64)> {
+    let host = configured_host()?;
+    let header = read_header(settings).await?;
+    if header.kind != CA_ISSUED || header.host_digest != host_digest(host.as_str()) {
+        return None;
+    }
+    let chain = read_chain(settings, &header).await?;
+    let summary = leaf(&chain).and_then(CertificateSummary::of)?;
+    Some((summary.not_before, summary.not_after))
+}
+
+/// Installs `der` (the chain homemx-acme checked against the device key, the host name and the
+/// time: DER certificates one after the other, leaf first) as the CA-issued chain: written to
+/// the other slot, then the header switches to it (a power cut before that leaves the old
+/// chain), then published (the identity's generation moves: the TLS listener reloads).
+pub async fn install_acme_chain(settings: &mut Settings, der: &[u8]) -> Result<(), ErrorCode> {
+    let host = configured_host().ok_or(ErrorCode::NotFound)?;
+    let header = read_header(settings).await;
+    write_chain(settings, header.as_ref(), CA_ISSUED, &host, der).await?;
+    publish(Some(der), false);
+    Ok(())
+}

@@ -264,6 +264,39 @@ pub async fn tls_server_identity() -> Option<(homemx_tls::identity::DeviceKey, a
     identity::server_identity(&mut stores.settings).await
 }
 
+/// The `[tls.acme]` account of the configuration (`None`: locked, unconfigured or none).
+pub async fn acme_account() -> Option<homemx_wire::config::Acme> {
+    let mut stores = open().await?;
+    let (_, count) = stores.current_configuration().await.ok()??;
+    for index in 0..count {
+        if let Ok((_, ConfigItem::Acme(acme))) = stores.configuration_get(index).await {
+            return Some(acme);
+        }
+    }
+    None
+}
+
+/// The ACME account key and the certificate's key (the TLS identity's), each made and stored
+/// the first time; `None` while locked or on a storage fault.
+pub async fn acme_keys(random: &mut rand_chacha::ChaCha20Rng) -> Option<(homemx_tls::identity::DeviceKey, homemx_tls::identity::DeviceKey)> {
+    let mut stores = open().await?;
+    let account = identity::acme_account_key(&mut stores.settings, random).await.ok()?;
+    let certificate = identity::acme_certificate_key(&mut stores.settings, random).await.ok()?;
+    Some((account, certificate))
+}
+
+/// The dates of the CA-issued chain in use (`None`: self-signed or none, or locked).
+pub async fn acme_current_validity() -> Option<(u64, u64)> {
+    let mut stores = open().await?;
+    identity::acme_current_validity(&mut stores.settings).await
+}
+
+/// Installs an ACME-issued chain (DER, leaf first) as the identity's CA-issued chain.
+pub async fn install_acme_chain(der: &[u8]) -> Result<(), ErrorCode> {
+    let mut stores = open().await.ok_or(ErrorCode::Locked)?;
+    identity::install_acme_chain(&mut stores.settings, der).await
+}
+
 /// A mail user's password record as SMTP AUTH needs it.
 pub struct MailUserLookup {
     /// The user's record; `None`: no such user.

@@ -203,7 +203,7 @@ pub struct Vault {
     open: &'static mut OpenSlot,
     pending_admin_key: Option<[u8; 32]>,
     staged_configuration: Option<StagedConfiguration>,
-    certificate_progress: [u16; 3],
+    certificate_progress: [u16; 4],
     /// A CA-issued chain being uploaded (`homemx tls install`).
     staged_chain: super::identity::StagedChain,
 }
@@ -226,6 +226,7 @@ fn credential_name(credential: Credential) -> &'static [u8] {
         Credential::SmarthostPassword => b"smarthost",
         Credential::BackupMxPassword => b"backup-mx",
         Credential::DynDnsPassword => b"dyndns",
+        Credential::AcmeEabKey => b"acme-eab",
     }
 }
 
@@ -234,6 +235,7 @@ fn service_index(service: TlsService) -> usize {
         TlsService::Smarthost => 0,
         TlsService::BackupMx => 1,
         TlsService::DynDns => 2,
+        TlsService::Acme => 3,
     }
 }
 
@@ -296,7 +298,7 @@ impl Vault {
             open: OPEN_STORES.uninit().write(OpenSlot::CLOSED),
             pending_admin_key: None,
             staged_configuration: None,
-            certificate_progress: [0; 3],
+            certificate_progress: [0; 4],
             staged_chain: super::identity::StagedChain::default(),
         })
     }

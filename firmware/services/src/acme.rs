@@ -1,0 +1,341 @@
+//! The device's ACME run (issue 17): obtains the certificate of the TLS identity's host name
+//! from the `[tls.acme]` CA with homemx-acme's sans-I/O client, between the courier's other
+//! jobs and with its one set of connection buffers, and installs the checked chain as the
+//! identity's CA-issued chain (`store::install_acme_chain`: the other slot, then one header
+//! write; the TLS listener reloads). Renewal: `homemx_acme::renewal::next_attempt` (two thirds
+//! of the lifetime less jitter; after failures an exponential backoff and the server's
+//! `Retry-After`); on failure the certificate in use stays. `homemx tls renew` forces a run
+//! (`channels::ACME_NOW`).
+//!
+//! Connections: the ACME server's name through `resolver`, TCP and TLS through `link` (trust:
+//! the `TlsService::Acme` anchor), one connection per request (`Connection: close`), the bytes
+//! by homemx-acme's `exchange`. The account key is the device's own (`store::acme_keys`: P-256,
+//! made once and kept in the encrypted store); the certificate key is the TLS identity's
+//! (`reuse_key`: a published TLSA record stays valid). The response body and the client's
+//! state are on the heap only while a run lasts.
+//!
+//! The pending HTTP-01 challenge is published for port 80's WAN side ([`wan_http_answer`]),
+//! and withdrawn when the run ends. Progress and results go to the event log (never a key or
+//! the EAB MAC key); [`status`] is for the status page.
+//!
+//! Owns: the ACME schedule and status, the pending challenge. Calls: `event_log`, `instrument`,
+//! `link`, `mail_settings`, `random`, `resolver`, `store`, `wall_clock`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use embassy_net::tcp::TcpSocket;
+use embassy_net::{IpEndpoint, Ipv4Address, Stack};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_time::{Duration, Timer};
+use homemx_acme::client::{Action, Client, Config, ExternalAccount, PendingChallenge, Request};
+use homemx_acme::objects::ChallengeKind;
+use homemx_acme::renewal::{self, Schedule};
+use homemx_acme::wan_http::{self, WanAnswer};
+use homemx_http::client::Progress;
+use homemx_keystore::secret::SecretBytes;
+use homemx_tls::identity::HostName;
+use homemx_wire::config::AcmeChallenge;
+use homemx_wire::message::{Credential, TlsService};
+
+use crate::instrument::Operation;
+use crate::link::{ConnectionBuffers, Link, TlsStart};
+use crate::random::DerivedRandom;
+
+/// Largest response body read (JSON objects and the PEM chain; homemx-acme reads at most
+/// `exchange::MAX_BODY`, a CA's answers are a few KB).
+const BODY_CAPACITY: usize = 16 * 1024;
+/// Requests without an answer (connection, TLS, timeout) before the attempt is given up.
+const TRANSPORT_RETRIES: u32 = 3;
+/// Most requests in one attempt (a bound against a server that keeps the client polling).
+const MAX_REQUESTS: u32 = 40;
+
+/// What the status page shows of ACME.
+#[derive(Clone, Default)]
+pub struct AcmeStatus {
+    /// Unix time and outcome of the last attempt (`true`: a certificate was installed).
+    pub last: Option<(u64, bool)>,
+    /// Why the last attempt failed (the client's error, the ACME problem detail included).
+    pub last_error: heapless::String<120>,
+    /// Unix time of the next attempt.
+    pub next_attempt: Option<u64>,
+    /// notAfter of the certificate ACME installed (or found in use).
+    pub expiry: Option<u64>,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+}
+
+static STATUS: Mutex<CriticalSectionRawMutex, RefCell<AcmeStatus>> = Mutex::new(RefCell::new(AcmeStatus {
+    last: None,
+    last_error: heapless::String::new(),
+    next_attempt: None,
+    expiry: None,
+    failures: 0,
+}));
+
+/// The HTTP-01 challenge in progress (its strings on the heap), for port 80's WAN side.
+static PENDING: Mutex<CriticalSectionRawMutex, RefCell<Option<PendingChallenge>>> = Mutex::new(RefCell::new(None));
+
+/// The ACME state, for the status page.
+pub fn status() -> AcmeStatus {
+    STATUS.lock(|status| status.borrow().clone())
+}
+
+/// What port 80 answers a peer outside the LAN: the key authorization for the pending
+/// HTTP-01 token's path, `None` (403) for anything else.
+pub fn wan_http_answer(get: bool, path: &str) -> Option<String> {
+    PENDING.lock(|pending| match wan_http::route(get, path, pending.borrow().as_ref()) {
+        WanAnswer::KeyAuthorization(answer) => Some(String::from(answer)),
+        WanAnswer::Forbidden => None,
+    })
+}
+
+fn publish_pending(challenge: Option<&PendingChallenge>) {
+    let changed = PENDING.lock(|pending| {
+        let mut pending = pending.borrow_mut();
+        let changed = pending.as_ref() != challenge;
+        if changed {
+            *pending = challenge.cloned();
+        }
+        changed
+    });
+    // The token is public (the CA fetches it in clear); the key authorization is not logged.
+    match challenge {
+        Some(challenge) if changed => crate::event_info!("acme: answering the http-01 challenge on port 80, token {}", challenge.token.as_str()),
+        None if changed => crate::event_info!("acme: no challenge pending any more"),
+        _ => {}
+    }
+}
+
+/// Runs an attempt when one is due (or `forced`): the courier calls it between its other jobs.
+pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers, forced: bool) {
+    let Some(challenge) = crate::mail_settings::read(|current| current.and_then(|settings| settings.acme)) else {
+        return;
+    };
+    let Some(now) = crate::wall_clock::unix_seconds() else {
+        return;
+    };
+    let next = STATUS.lock(|status| status.borrow().next_attempt);
+    let next = match next {
+        Some(next) => next,
+        None => {
+            // First look since boot: due now unless a CA-issued chain is in use.
+            let next = match crate::store::acme_current_validity().await {
+                Some((not_before, not_after)) => {
+                    let schedule = Schedule { not_before, not_after, window: None, failures: 0, last_attempt: None, retry_after: None };
+                    STATUS.lock(|status| status.borrow_mut().expiry = Some(not_after));
+                    renewal::next_attempt(&schedule, random.next_u64())
+                }
+                None => now,
+            };
+            STATUS.lock(|status| status.borrow_mut().next_attempt = Some(next));
+            next
+        }
+    };
+    if !forced && now < next {
+        return;
+    }
+    let outcome = attempt(stack, random, buffers, challenge).await;
+    publish_pending(None);
+    let now = crate::wall_clock::unix_seconds().unwrap_or(now);
+    let (failures, retry_after) = match &outcome {
+        Ok(_) => (0, None),
+        Err((_, retry_after)) => (STATUS.lock(|status| status.borrow().failures) + 1, *retry_after),
+    };
+    let validity = match &outcome {
+        Ok(validity) => Some(*validity),
+        Err(_) => crate::store::acme_current_validity().await,
+    };
+    let (not_before, not_after) = validity.unwrap_or((now, now));
+    let schedule = Schedule { not_before, not_after, window: None, failures, last_attempt: Some(now), retry_after };
+    let next = renewal::next_attempt(&schedule, random.next_u64());
+    STATUS.lock(|status| {
+        let mut status = status.borrow_mut();
+        status.last = Some((now, outcome.is_ok()));
+        status.failures = failures;
+        status.next_attempt = Some(next);
+        status.last_error.clear();
+        match &outcome {
+            Ok((_, not_after)) => status.expiry = Some(*not_after),
+            Err((reason, _)) => {
+                for character in reason.chars() {
+                    if status.last_error.push(character).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    match outcome {
+        Ok((_, not_after)) => crate::event_info!("acme: next renewal attempt at {} (certificate valid until {})", next, not_after),
+        Err((reason, _)) => {
+            crate::event_warning!("acme: attempt failed ({} in a row): {}; the certificate in use stays; next attempt at {}", failures, reason.as_str(), next)
+        }
+    }
+}
+
+/// One issuance: `Ok((notBefore, notAfter))` of the installed chain, or why not and the
+/// server's `Retry-After`.
+async fn attempt(
+    stack: Stack<'static>,
+    random: &mut DerivedRandom,
+    buffers: &mut ConnectionBuffers,
+    challenge: AcmeChallenge,
+) -> Result<(u64, u64), (String, Option<u64>)> {
+    let fail = |reason: &str| Err((String::from(reason), None));
+    let Some(account) = crate::store::acme_account().await else {
+        return fail("no [tls.acme] account in the configuration");
+    };
+    let Some(directory) = homemx_acme::url::parse(account.directory.as_str()) else {
+        return fail("the directory URL is not a usable https:// URL");
+    };
+    let Ok(host) = HostName::new(account.name.as_str()) else {
+        return fail("the name cannot be in a certificate");
+    };
+    let mut config = Config::new(directory, host, account.agree_terms);
+    if let Some(contact) = &account.contact {
+        config.contact.push(alloc::format!("mailto:{}", contact.as_str()));
+    }
+    config.challenges = alloc::vec![match challenge {
+        AcmeChallenge::Http01 => ChallengeKind::Http01,
+        AcmeChallenge::TlsAlpn01 => ChallengeKind::TlsAlpn01,
+    }];
+    if let Some(key_id) = &account.eab_key_id {
+        let mut mac = SecretBytes::<128>::zeroed();
+        let Some(length) = crate::store::provider_password(Credential::AcmeEabKey, mac.expose_mut()).await else {
+            return fail("External Account Binding is configured but its MAC key is not set");
+        };
+        let mac_key = core::str::from_utf8(&mac.expose()[..length]).ok().and_then(homemx_acme::base64url::decode);
+        let Some(mac_key) = mac_key else {
+            return fail("the External Account Binding MAC key is not base64url");
+        };
+        config.external_account = Some(ExternalAccount { key_id: String::from(key_id.as_str()), mac_key });
+    }
+    let mut key_random = random.derive().into_rng();
+    let Some((account_key, certificate_key)) = crate::store::acme_keys(&mut key_random).await else {
+        return fail("the keys could not be read or made (locked?)");
+    };
+    crate::event_info!("acme: requesting a certificate for {} from {}", account.name.as_str(), account.directory.as_str());
+    let mut client = Client::new(config, &account_key, &certificate_key);
+    let mut body = Vec::new();
+    let mut header_store = Vec::new();
+    if body.try_reserve_exact(BODY_CAPACITY).is_err() || header_store.try_reserve_exact(homemx_acme::exchange::HEADER_STORE).is_err() {
+        return fail("not enough heap for the response buffer");
+    }
+    body.resize(BODY_CAPACITY, 0);
+    header_store.resize(homemx_acme::exchange::HEADER_STORE, 0);
+    let mut requests = 0;
+    let mut transport_failures = 0;
+    loop {
+        match client.poll() {
+            Action::Done => break,
+            Action::Failed => {
+                let reason = client.error().map_or_else(|| String::from("failed"), |error| alloc::format!("{error}"));
+                return Err((reason, client.retry_after()));
+            }
+            Action::Send { request, delay_ms } => {
+                requests += 1;
+                if requests > MAX_REQUESTS {
+                    return fail("too many requests in one attempt");
+                }
+                publish_pending(client.pending_challenge().filter(|pending| pending.kind == ChallengeKind::Http01));
+                if delay_ms > 0 {
+                    Timer::after(Duration::from_millis(u64::from(delay_ms))).await;
+                }
+                let answered = exchange(stack, random.derive(), buffers, &request, &mut body, &mut header_store, &mut client).await;
+                if let Err(reason) = answered {
+                    transport_failures += 1;
+                    crate::event_warning!("acme: {} to {}: {}", if request.body.is_some() { "POST" } else { "GET" }, request.url.host(), reason);
+                    if transport_failures >= TRANSPORT_RETRIES {
+                        return fail(reason);
+                    }
+                    Timer::after(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+    drop(body);
+    drop(header_store);
+    let Some(issued) = client.issued() else {
+        return fail("done without a chain");
+    };
+    let mut der = Vec::new();
+    for certificate in &issued.chain {
+        der.extend_from_slice(certificate.as_ref());
+    }
+    let leaf = issued.chain.first().and_then(|leaf| homemx_tls::identity::CertificateSummary::of(leaf.as_ref()));
+    let count = issued.chain.len();
+    drop(client);
+    if let Err(error) = crate::store::install_acme_chain(&der).await {
+        crate::event_warning!("acme: the issued chain could not be installed: {:?}", error);
+        return fail("the issued chain could not be stored; the certificate in use stays");
+    }
+    let (not_before, not_after) = leaf.map_or((0, 0), |leaf| (leaf.not_before, leaf.not_after));
+    crate::event_info!("acme: certificate for {} installed ({} certificates in the chain, valid until {})", account.name.as_str(), count, not_after);
+    Ok((not_before, not_after))
+}
+
+/// Sends `request` over a new TLS connection to its URL and hands the answer to `client`.
+async fn exchange(
+    stack: Stack<'static>,
+    random: DerivedRandom,
+    buffers: &mut ConnectionBuffers,
+    request: &Request,
+    body: &mut [u8],
+    header_store: &mut [u8],
+    client: &mut Client<'_>,
+) -> Result<(), &'static str> {
+    let host = request.url.host();
+    let address = crate::resolver::resolve_address(stack, host).await.map_err(|_| "the name did not resolve")?;
+    let trust_source = crate::store::provider_login(TlsService::Acme, &mut buffers.anchor, None).await.0.ok_or("no trust anchor for the ACME server")?;
+    let bytes = homemx_acme::exchange::request_bytes(request).map_err(|_| "the request did not fit")?;
+    let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive, &mut buffers.socket_transmit);
+    socket.set_timeout(Some(Duration::from_secs(30)));
+    socket.connect(IpEndpoint::new(Ipv4Address::from(address).into(), request.url.port())).await.map_err(|_| "connection failed")?;
+    let mut link = Link::Plain(socket);
+    let start = TlsStart {
+        read: &mut buffers.read,
+        write: &mut buffers.write,
+        server_name: host,
+        trust: trust_source.trust(&buffers.anchor),
+        random,
+        // Counted with the DynDNS handshakes: the same client handshake to a WAN HTTPS server.
+        operation: Operation::TlsHandshakeDynDns,
+        minimum: crate::link::minimum_tls(Default::default()),
+    };
+    if let Err(error) = link.start_tls(start).await {
+        crate::event_warning!("acme: TLS to {} failed: {}", host, error.describe());
+        return Err("the TLS handshake failed");
+    }
+    let mut result = Err("no complete answer");
+    if link.write_all(&bytes).await.is_ok() {
+        drop(bytes);
+        let mut parser = homemx_acme::exchange::response_parser(body, header_store);
+        let mut input = [0u8; 512];
+        loop {
+            let complete = match link.read(&mut input).await {
+                Ok(0) | Err(_) => parser.connection_closed().is_ok(),
+                Ok(count) => match parser.feed(&input[..count]) {
+                    Ok(Progress::Complete) => true,
+                    Ok(Progress::NeedMore) => continue,
+                    Err(_) => {
+                        result = Err("the answer was malformed or too large");
+                        break;
+                    }
+                },
+            };
+            if complete {
+                if let Some(response) = homemx_acme::exchange::response(&parser) {
+                    let now = crate::wall_clock::unix_seconds().unwrap_or(0);
+                    client.receive(&response, now);
+                    result = Ok(());
+                }
+            }
+            break;
+        }
+    }
+    link.close().await;
+    result
+}

@@ -1,0 +1,236 @@
+//! ACME end to end (issue 17): Pebble (Let's Encrypt's test CA, Debian `pebble`) runs inside the
+//! test's network namespace on a WAN address, its HTTPS certificate from the test CA, its DNS at
+//! the test DNS server (which maps `mx.example.org` to the appliance), its HTTP-01 validation on
+//! port 80 of the appliance, arriving from a WAN address (a route in the namespace gives every
+//! connection it opens to the appliance the WAN client's source address). The appliance,
+//! provisioned with `[tls.acme]`, obtains a certificate by itself; `openssl s_client -starttls
+//! smtp -verify_return_error` with Pebble's root (from its management port) as the only anchor
+//! verifies port 25; a WAN client asking port 80 for `/`, `/status.json` and the (now stale)
+//! challenge token gets 403 each, while the LAN still gets the status page; a sending Postfix
+//! with `smtp_tls_security_level = verify` (Pebble's root its only CA) delivers to port 25.
+//!
+//! Needs root (namespaces), `pebble` (host-tools/setup.sh), openssl, curl and Postfix.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::flash_image;
+use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
+use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
+use homemx_qemu::peers::send_mail;
+use homemx_qemu::postfix_sender::{PostfixSender, PostfixSenderConfig};
+use homemx_qemu::provider::{add_wan_address, write_json_atomically, DnsServer, SntpConfig, SntpServer, TestCa};
+use serde_json::{json, Value};
+
+const HOST: &str = "mx.example.org";
+const ACME_NAME: &str = "acme.example.net";
+/// Pebble's WAN address inside the namespace (documentation range).
+const ACME_SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
+const ACME_PORT: u16 = 14000;
+const MANAGEMENT_PORT: u16 = 15000;
+
+/// Pebble inside the namespace, stopped by its PID on drop.
+struct Pebble {
+    child: Child,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn require_pebble() -> PathBuf {
+    for directory in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let path = Path::new(directory).join("pebble");
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("pebble is not installed: run host-tools/setup.sh (Debian package `pebble`)");
+}
+
+/// Starts Pebble in `namespace` on [`ACME_SERVER`], HTTPS with the test CA's leaf for
+/// [`ACME_NAME`], its DNS at the test DNS server on the router, HTTP-01 on port 80.
+fn start_pebble(namespace: &str, ca: &TestCa, directory: &Path) -> Pebble {
+    let pebble = require_pebble();
+    std::fs::create_dir_all(directory).unwrap();
+    let leaf = ca.leaf(ACME_NAME).expect("a leaf for the ACME server");
+    let config = json!({"pebble": {
+        "listenAddress": format!("{ACME_SERVER}:{ACME_PORT}"),
+        "managementListenAddress": format!("{ACME_SERVER}:{MANAGEMENT_PORT}"),
+        "certificate": leaf.certificate, "privateKey": leaf.key,
+        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+    }});
+    std::fs::write(directory.join("pebble.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let log = std::fs::File::create(directory.join("pebble.log")).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", namespace])
+        .arg(pebble)
+        .args(["-config", "pebble.json", "-dnsserver", &format!("{ROUTER}:53")])
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .current_dir(directory)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("pebble starts");
+    let pebble = Pebble { child };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(directory.join("pebble.log")).unwrap_or_default().contains("Listening on") {
+        assert!(Instant::now() < deadline, "Pebble did not start: {}", std::fs::read_to_string(directory.join("pebble.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pebble
+}
+
+/// `curl` inside the namespace from `source`: (status, body).
+fn curl(namespace: &str, source: Ipv4Addr, arguments: &[&str]) -> (u16, String) {
+    let output = Command::new("ip")
+        .args(["netns", "exec", namespace, "curl", "-s", "--max-time", "20", "--interface", &source.to_string(), "-w", "\n%{http_code}"])
+        .args(arguments)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// What `openssl s_client` says of port 25's chain after STARTTLS, verified with `ca_file` only.
+fn port_25_chain(namespace: &str, ca_file: &Path) -> String {
+    let output = Command::new("ip")
+        .args(["netns", "exec", namespace, "timeout", "30", "openssl", "s_client", "-brief", "-starttls", "smtp"])
+        .args(["-connect", &format!("{APPLIANCE}:25"), "-verify_hostname", HOST, "-verify_return_error", "-CAfile"])
+        .arg(ca_file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout)
+}
+
+#[test]
+fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_nothing_else() {
+    let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
+    let directory = new_run_directory("acme").unwrap();
+    let ca = TestCa::create_for(&directory.join("ca"), &[ACME_NAME]).expect("test CA");
+    write_secrets(&directory);
+    let acme = format!(
+        "[tls.acme]\ndirectory = \"https://{ACME_NAME}:{ACME_PORT}/dir\"\nname = \"{HOST}\"\nca_certificate = \"{}\"\ncontact = \"postmaster@example.org\"\nagree_terms = true\nchallenge = \"http-01\"\n",
+        ca.ca_certificate.display()
+    );
+    let configuration = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "") + &acme;
+    std::fs::write(directory.join("homemx.toml"), configuration).unwrap();
+
+    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let namespace = network.namespace().to_string();
+    let ns = Some(namespace.as_str());
+    add_wan_address(&namespace, ACME_SERVER).unwrap();
+    // Every connection the namespace opens to the appliance without choosing its source (Pebble's
+    // validation) comes from the WAN client's address: the appliance sees a peer outside its LAN.
+    let route = Command::new("ip")
+        .args(["-n", &namespace, "route", "replace", &format!("{APPLIANCE}/32"), "dev", "br0", "src", &WAN_CLIENT.to_string()])
+        .output()
+        .unwrap();
+    assert!(route.status.success(), "{}", String::from_utf8_lossy(&route.stderr));
+    let zone_file = directory.join("zone.json");
+    let zone = json!({"ttl": 60, "names": {ACME_NAME: {"A": [ACME_SERVER.to_string()]}, HOST: {"A": [APPLIANCE.to_string()]}}});
+    write_json_atomically(&zone_file, &zone).unwrap();
+    let dns = DnsServer::start(ns, &[&format!("{ROUTER}:53")], &zone_file, &directory.join("dns")).expect("DNS server");
+    // The device's clock a few seconds ahead of the host's: Pebble's certificates start "now".
+    let sntp_config = SntpConfig { offset_seconds: 5.0, ..SntpConfig::new(format!("{ROUTER}:123")) };
+    let _sntp = SntpServer::start(ns, &sntp_config, &directory.join("sntp")).expect("SNTP server");
+    let _pebble = start_pebble(&namespace, &ca, &directory.join("pebble"));
+
+    let flash = directory.join("flash.img");
+    flash_image::create(&flash).unwrap();
+    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
+    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
+    let owner = Owner::at(&directory);
+    owner.provision();
+
+    // 1. The device obtains the certificate by itself (the courier's run once the clock is set).
+    let started = Instant::now();
+    let installed = machine.log.wait_for(0, "acme: certificate for mx.example.org installed", Duration::from_secs(240));
+    if installed.is_err() {
+        let lines = machine.log.lines();
+        let acme: Vec<&String> = lines.iter().filter(|line| line.contains("acme")).collect();
+        panic!(
+            "no certificate: device log (acme lines): {acme:#?}\nPebble: {}\nDNS queries: {:?}",
+            std::fs::read_to_string(directory.join("pebble/pebble.log")).unwrap_or_default(),
+            dns.queries()
+        );
+    }
+    eprintln!("acme: certificate installed {:.1} s after provisioning", started.elapsed().as_secs_f64());
+    let lines = machine.log.lines();
+    let token = lines
+        .iter()
+        .find_map(|line| line.split_once("acme: answering the http-01 challenge on port 80, token ").map(|(_, token)| token.trim().to_string()))
+        .expect("the device logged the challenge token");
+    let pebble_log = std::fs::read_to_string(directory.join("pebble/pebble.log")).unwrap();
+    assert!(pebble_log.contains(&token), "Pebble validated this token: {pebble_log}");
+    assert!(lines.iter().any(|line| line.contains("acme: the account's P-256 key was generated")), "the account key is the device's own");
+
+    // The heap high-water so far is the issuance's (no inbound TLS session yet): /health from the LAN.
+    let (status, health) = curl(&namespace, LAN_CLIENT, &[&format!("http://{APPLIANCE}/health")]);
+    assert_eq!(status, 200, "{health}");
+    let health: Value = serde_json::from_str(&health).expect("/health is JSON");
+    assert_eq!(health["acme"]["last"], "ok", "{health}");
+    eprintln!(
+        "acme: /health after issuance: heap high-water {} B (since boot, the issuance included), heap used {} B, acme {}",
+        health["heap_high_water_bytes"], health["heap_used_bytes"], health["acme"]
+    );
+
+    // 2. Port 25 presents the issued chain: it verifies with Pebble's root as the only anchor.
+    let (status, root) = curl(&namespace, ROUTER, &["-k", &format!("https://{ACME_SERVER}:{MANAGEMENT_PORT}/roots/0")]);
+    assert_eq!(status, 200, "Pebble's root: {root}");
+    let root_file = directory.join("pebble-root.pem");
+    std::fs::write(&root_file, &root).unwrap();
+    let mut served = String::new();
+    // The listener reloads at the identity's next generation: give it a moment.
+    for _ in 0..10 {
+        served = port_25_chain(&namespace, &root_file);
+        if served.contains("Verification: OK") {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(served.contains("Verification: OK"), "port 25 presents the ACME chain: {served}");
+    let served_test_ca = port_25_chain(&namespace, &ca.ca_certificate);
+    assert!(!served_test_ca.contains("Verification: OK"), "not verifiable with another anchor: {served_test_ca}");
+
+    // 3. Port 80 from the WAN: 403 for the status pages and the stale token.
+    let base = format!("http://{APPLIANCE}");
+    for path in ["/", "/status.json", "/health", &format!("/.well-known/acme-challenge/{token}")] {
+        let (status, body) = curl(&namespace, WAN_CLIENT, &["-H", "Host: mx.example.org", &format!("{base}{path}")]);
+        assert_eq!(status, 403, "WAN GET {path}: {body}");
+        assert!(!body.contains("homemx") || body.contains("403"), "{path}: nothing of the page: {body}");
+    }
+    // 4. A sending Postfix that verifies (smtp_tls_security_level = verify, Pebble's root as its
+    //    only CA, the name mx.example.org) delivers to port 25.
+    let mut config = PostfixSenderConfig::new(SocketAddrV4::new(WAN_CLIENT, 25), SocketAddrV4::new(APPLIANCE, 25));
+    config.extra_settings = format!(
+        "\nsmtp_tls_security_level = verify\nsmtp_tls_verify_cert_match = {HOST}\nsmtp_tls_CAfile = {}\nsmtp_tls_CApath =\n",
+        root_file.display()
+    );
+    let mut postfix = PostfixSender::start(&namespace, &config, &directory.join("postfix-verify")).expect("Postfix starts");
+    let file = directory.join("verify.eml");
+    std::fs::write(&file, "From: Sender <someone@sender.example>\r\nTo: Alice <alice@example.org>\r\nSubject: verified\r\n\r\nsent with a verified certificate\r\n").unwrap();
+    let reply = send_mail(&namespace, WAN_CLIENT, config.listen, "someone@sender.example", &["alice@example.org"], &file, false).expect("the SMTP client runs");
+    assert_eq!(reply["data"][0], 250, "Postfix took the message: {reply}");
+    let sent = postfix.wait_for_log(&["status=sent", "status=deferred"], Duration::from_secs(90)).unwrap_or_else(|error| panic!("{error}"));
+    assert!(sent.contains("status=sent"), "Postfix with verify could not deliver: {sent}");
+    let sessions = postfix.tls_sessions();
+    postfix.stop();
+    assert!(sessions.iter().any(|session| session.trust == "Verified"), "Postfix verified the certificate: {sessions:?}");
+
+    // The LAN still gets the status page.
+    let (status, page) = curl(&namespace, LAN_CLIENT, &[&format!("{base}/status.json")]);
+    assert_eq!(status, 200, "the LAN's status page: {page}");
+}
