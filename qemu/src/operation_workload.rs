@@ -30,7 +30,7 @@ use crate::instructions::{wait_for_counts, Operation, OperationCount, OperationC
 use crate::machine::{new_run_directory, Machine, MachineConfig};
 use crate::network::{IsolatedNetwork, LAN_CLIENT, ROUTER, WAN_CLIENT};
 use crate::owner::{
-    provider_configuration, write_secrets, Owner, DYNDNS_PASSWORD, POP3_PASSWORD,
+    provider_configuration, write_secrets, Owner, CHECKIP_SERVER, DYNDNS_HOST, DYNDNS_PASSWORD, DYNDNS_SERVER, DYNDNS_USER, POP3_PASSWORD,
     SMARTHOST_PASSWORD,
 };
 use crate::peers::{expect_250, send_mail, send_mail_over_starttls, MailboxHost};
@@ -43,12 +43,8 @@ use crate::Result;
 
 const SMARTHOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 25);
 const POP_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 110);
-const DYNDNS_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 60);
-const CHECKIP_SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 61);
 const SMARTHOST_USER: &str = "homemx@example.org";
 const POP_USER: &str = "backup-mx@example.org";
-const DYNDNS_USER: &str = "homemx-owner";
-const DYNDNS_HOST: &str = "home.example.net";
 const PUBLIC_ADDRESS: &str = "198.51.100.7";
 const APPLIANCE_MX: &str = "192.168.77.2:25";
 const APPLIANCE_SUBMISSION: &str = "192.168.77.2:587";
@@ -129,9 +125,10 @@ fn write_configuration(directory: &Path, ca: &TestCa) -> Result<()> {
     );
     text.push_str(&format!(
         "\n[backup_mx]\nhost = \"{POP_NAME}\"\nport = 110\ntls = \"starttls\"\nuser_name = \"{POP_USER}\"\npoll_interval_seconds = 3600\npassword_file = \"secrets/pop3.password\"\nca_certificate = \"{ca}\"\n\
-         \n[dyndns]\nserver = \"{DYNDNS_NAME}\"\nhost_name = \"{DYNDNS_HOST}\"\nuser_name = \"{DYNDNS_USER}\"\ncheck_interval_seconds = 3600\npassword_file = \"secrets/dyndns.password\"\nca_certificate = \"{ca}\"\ncheck_ip = [\"https://{CHECKIP_NAME}/ip\", \"https://{DYNDNS_NAME}/ip\"]\n",
+",
         ca = ca.ca_certificate.display()
     ));
+    text.push_str(&crate::owner::dyndns_section(&ca.ca_certificate, 3600));
     std::fs::write(directory.join("homemx.toml"), text)?;
     Ok(())
 }

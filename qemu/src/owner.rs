@@ -184,6 +184,41 @@ ca_certificate = "{}"
     )
 }
 
+/// The test DynDNS provider's address in the namespace (`provider::DYNDNS_NAME`).
+pub const DYNDNS_SERVER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 60);
+/// The test check-IP service's address (`provider::CHECKIP_NAME`).
+pub const CHECKIP_SERVER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 61);
+/// The host name the tests register with DynDNS (the device's host name then).
+pub const DYNDNS_HOST: &str = "home.example.net";
+/// The tests' DynDNS account (its password is [`DYNDNS_PASSWORD`]).
+pub const DYNDNS_USER: &str = "homemx-owner";
+
+/// The `[dyndns]` section for the test provider and check-IP services, trusted through
+/// `ca_certificate`, checking every `check_interval_seconds`.
+pub fn dyndns_section(ca_certificate: &Path, check_interval_seconds: u32) -> String {
+    use crate::provider::{CHECKIP_NAME, DYNDNS_NAME};
+    format!(
+        "\n[dyndns]\nserver = \"{DYNDNS_NAME}\"\nhost_name = \"{DYNDNS_HOST}\"\nuser_name = \"{DYNDNS_USER}\"\n\
+         check_interval_seconds = {check_interval_seconds}\npassword_file = \"secrets/dyndns.password\"\nca_certificate = \"{}\"\n\
+         check_ip = [\"https://{CHECKIP_NAME}/ip\", \"https://{DYNDNS_NAME}/ip\"]\n",
+        ca_certificate.display()
+    )
+}
+
+/// Boots `elf` on `network` with a fresh flash image in `directory`, waits until its network is
+/// up, and provisions it as the owner there (its `homemx.toml` and secrets, see
+/// [`write_secrets`]): the start most end-to-end tests share.
+pub fn boot_provisioned(elf: PathBuf, network: &crate::network::IsolatedNetwork, directory: &Path) -> (crate::machine::Machine, Owner) {
+    let flash = directory.join("flash.img");
+    crate::flash_image::create(&flash).expect("flash image");
+    let config = crate::machine::MachineConfig::on_network(elf, flash, network);
+    let machine = crate::machine::Machine::start(&config, directory).expect("QEMU starts");
+    machine.wait_ready(0, std::time::Duration::from_secs(60)).expect("network up");
+    let owner = Owner::at(directory);
+    owner.provision();
+    (machine, owner)
+}
+
 impl Owner {
     /// The owner of the machine running in `directory` (its console socket there, the admin key
     /// `admin.key`).

@@ -17,10 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::flash_image;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
-use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
+use homemx_qemu::owner::{provider_configuration, write_secrets};
 use homemx_qemu::peers::send_mail;
 use homemx_qemu::postfix_sender::{PostfixSender, PostfixSenderConfig};
 use homemx_qemu::provider::{add_wan_address, write_json_atomically, DnsServer, SntpConfig, SntpServer, TestCa};
@@ -148,12 +147,7 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
     let _sntp = SntpServer::start(ns, &sntp_config, &directory.join("sntp")).expect("SNTP server");
     let _pebble = start_pebble(&namespace, &ca, &directory.join("pebble"));
 
-    let flash = directory.join("flash.img");
-    flash_image::create(&flash).unwrap();
-    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
-    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    let owner = Owner::at(&directory);
-    owner.provision();
+    let (machine, _owner) = homemx_qemu::owner::boot_provisioned(elf, &network, &directory);
 
     // 1. The device obtains the certificate by itself (the courier's run once the clock is set).
     let started = Instant::now();

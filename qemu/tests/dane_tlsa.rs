@@ -21,29 +21,25 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::flash_image;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, ROUTER};
-use homemx_qemu::owner::{provider_configuration, write_secrets, Owner, DYNDNS_PASSWORD as PASSWORD};
+use homemx_qemu::owner::{
+    dyndns_section, provider_configuration, write_secrets, CHECKIP_SERVER, DYNDNS_HOST, DYNDNS_PASSWORD as PASSWORD, DYNDNS_SERVER, DYNDNS_USER,
+};
 use homemx_qemu::provider::{
     add_wan_address, write_json_atomically, DnsServer, HttpsConfig, HttpsEndpoints, SntpConfig, SntpServer, TestCa, CHECKIP_NAME, DYNDNS_NAME,
 };
 use serde_json::{json, Value};
 
-const DYNDNS_SERVER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 60);
-const CHECKIP_SERVER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 61);
-const HOST: &str = "home.example.net";
-const USER: &str = "homemx-owner";
+const HOST: &str = DYNDNS_HOST;
+const USER: &str = DYNDNS_USER;
 const OUR_ADDRESS: &str = "198.51.100.7";
 const CHECK: Duration = Duration::from_secs(100);
 
 fn write_configuration(directory: &Path, ca: &TestCa) {
     write_secrets(directory);
     let mut text = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "");
-    text.push_str(&format!(
-        "\n[dyndns]\nserver = \"{DYNDNS_NAME}\"\nhost_name = \"{HOST}\"\nuser_name = \"{USER}\"\ncheck_interval_seconds = 60\npassword_file = \"secrets/dyndns.password\"\nca_certificate = \"{}\"\ncheck_ip = [\"https://{CHECKIP_NAME}/ip\", \"https://{DYNDNS_NAME}/ip\"]\n",
-        ca.ca_certificate.display()
-    ));
+    text.push_str(&dyndns_section(&ca.ca_certificate, 60));
     std::fs::write(directory.join("homemx.toml"), text).unwrap();
 }
 
@@ -162,12 +158,7 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
     let endpoints = HttpsEndpoints::start(ns, &config, &directory.join("https")).expect("HTTPS endpoints");
     endpoints.set_control(&json!({"ip_body": OUR_ADDRESS})).unwrap();
 
-    let flash = directory.join("flash.img");
-    flash_image::create(&flash).unwrap();
-    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
-    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    let owner = Owner::at(&directory);
-    owner.provision();
+    let (machine, owner) = homemx_qemu::owner::boot_provisioned(elf, &network, &directory);
     machine.log.wait_for(0, "time: clock set", Duration::from_secs(60)).expect("the clock is set");
     machine.log.wait_for(0, &format!("tls: self-signed certificate for {HOST} made"), Duration::from_secs(90)).expect("the certificate");
     // A DNS check now (`homemx fetch-now` also checks DynDNS); returns the log position after it.

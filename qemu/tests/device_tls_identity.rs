@@ -13,8 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::flash_image;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
 use homemx_qemu::provider::{SntpConfig, SntpServer};
@@ -129,12 +128,7 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     std::fs::write(directory.join("homemx.toml"), provider_configuration(&directory.join("ca.pem"), &["alice@example.org"], "")).unwrap();
     let network = IsolatedNetwork::create(&directory).expect("isolated network");
     let namespace = network.namespace().to_string();
-    let flash = directory.join("flash.img");
-    flash_image::create(&flash).unwrap();
-    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
-    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    let owner = Owner::at(&directory);
-    owner.provision();
+    let (machine, owner) = homemx_qemu::owner::boot_provisioned(elf, &network, &directory);
 
     // 1. The key at the first unlock with a configuration; no certificate while the clock is
     //    unknown (no SNTP server yet), and a chain cannot be installed then; the self-signed

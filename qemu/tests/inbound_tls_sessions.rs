@@ -68,7 +68,7 @@ fn a_session_beyond_the_tls_arena_is_refused_in_smtp_never_dropped() {
     assert!(backlog["after"][1].as_str().unwrap().starts_with("220 "), "{backlog}");
     machine.log.wait_for(0, "all 3 TLS sessions busy, STARTTLS of", Duration::from_secs(5)).expect("the refusal is logged");
 
-    let (after, _) = homemx_qemu::peers::health(&network).expect("/health");
+    let (after, _) = homemx_qemu::peers::health(network).expect("/health");
     let high_water = |health: &Value| health["heap_high_water_bytes"].as_u64().expect("heap_high_water_bytes");
     println!(
         "heap high-water: {} B before the sessions (the provider connections), {} B with {TLS_SESSIONS} TLS sessions and 100 KB each; \

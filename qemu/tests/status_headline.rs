@@ -9,8 +9,7 @@
 use std::time::{Duration, Instant};
 
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::flash_image;
-use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
+use homemx_qemu::machine::{new_run_directory, Machine};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
 use homemx_qemu::peers::{send_mail, MailboxHost};
@@ -75,12 +74,7 @@ fn provisioned(name: &str, time_server: bool) -> (Rig, MailboxHost) {
         SntpServer::start(Some(namespace.as_str()), &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server")
     });
     let mailbox = MailboxHost::start(&namespace, MAILBOX_LISTEN, "lmtp", &directory.join("mailbox")).expect("mailbox host");
-    let flash = directory.join("flash.img");
-    flash_image::create(&flash).unwrap();
-    let machine = Machine::start(&MachineConfig::on_network(elf, flash, &network), &directory).expect("QEMU starts");
-    machine.wait_ready(0, Duration::from_secs(60)).expect("network up");
-    let owner = Owner::at(&directory);
-    owner.provision();
+    let (machine, owner) = homemx_qemu::owner::boot_provisioned(elf, &network, &directory);
     (Rig { _machine: machine, _sntp: sntp, network, owner }, mailbox)
 }
 
