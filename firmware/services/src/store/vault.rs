@@ -5,7 +5,7 @@
 //! One `Vault` exists, owned by the store service (`super`); nothing outside it can name one.
 //!
 //! Owns: the open stores (`OPEN_STORES`: the key-value store and the spool while unlocked). Calls:
-//! `alerts`, `channels`, `cpu_load`, `event_log`, `random`, `stack`, `storage`, `store::identity`.
+//! `alerts`, `channels`, `cpu_load`, `event_log`, `network` (the parts' types), `random`, `stack`, `storage`, `store::identity`.
 
 use embassy_time::Instant;
 use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
