@@ -31,6 +31,7 @@ pub mod process_memory;
 pub mod provider;
 pub mod qmp;
 pub mod ram;
+pub mod request_signer;
 pub mod smtp_load;
 pub mod status_page;
 pub mod tls_listeners;

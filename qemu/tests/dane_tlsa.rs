@@ -23,6 +23,7 @@ use std::time::Duration;
 use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, ROUTER};
+use homemx_qemu::request_signer::RequestSigner;
 use homemx_qemu::owner::{
     dyndns_section, provider_configuration, write_secrets, CHECKIP_SERVER, DYNDNS_HOST, DYNDNS_PASSWORD as PASSWORD, DYNDNS_SERVER, DYNDNS_USER,
 };
@@ -89,47 +90,6 @@ fn served_key_digest(namespace: &str) -> String {
     let start = text.find("-----BEGIN CERTIFICATE-----").unwrap_or_else(|| panic!("port 25 served no certificate: {text}"));
     let end = text.find("-----END CERTIFICATE-----").expect("a whole certificate") + "-----END CERTIFICATE-----".len();
     key_digest(&text[start..end])
-}
-
-/// The host's UTC time moved by `offset` (`date -d`), as `openssl ca` dates.
-fn utc_date(offset: &str) -> String {
-    let output = Command::new("date").args(["-u", "-d", offset, "+%Y%m%d%H%M%SZ"]).output().expect("date runs");
-    String::from_utf8(output.stdout).expect("ASCII").trim().to_string()
-}
-
-/// The test CA signs the device's request for `HOST` (valid from an hour ago: the device's
-/// clock may lag the host's); returns the chain file (leaf, then the CA).
-fn issue_chain(ca: &TestCa, directory: &Path, request: &Path) -> std::path::PathBuf {
-    let work = directory.join("device-ca");
-    std::fs::create_dir_all(work.join("issued")).unwrap();
-    std::fs::write(work.join("index.txt"), "").unwrap();
-    std::fs::write(
-        work.join("ca.cnf"),
-        "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = issued\nrand_serial = yes\ndefault_md = sha256\n\
-         policy = anything\nunique_subject = no\ncopy_extensions = none\n[anything]\ncommonName = supplied\n",
-    )
-    .unwrap();
-    std::fs::write(
-        work.join("leaf.ext"),
-        format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:{HOST}\n"),
-    )
-    .unwrap();
-    let key = ca.directory.join("ca.key");
-    let output = Command::new("openssl")
-        .args(["ca", "-batch", "-config", "ca.cnf", "-notext", "-extfile", "leaf.ext", "-out", "leaf.pem", "-cert"])
-        .arg(&ca.ca_certificate)
-        .arg("-keyfile")
-        .arg(&key)
-        .arg("-in")
-        .arg(request)
-        .args(["-startdate", &utc_date("-1 hour"), "-enddate", &utc_date("+90 days")])
-        .current_dir(&work)
-        .output()
-        .expect("openssl runs");
-    assert!(output.status.success(), "openssl ca: {}", String::from_utf8_lossy(&output.stderr));
-    let chain = std::fs::read_to_string(work.join("leaf.pem")).unwrap() + &std::fs::read_to_string(&ca.ca_certificate).unwrap();
-    std::fs::write(work.join("chain.pem"), chain).unwrap();
-    work.join("chain.pem")
 }
 
 fn alert_kinds(document: &Value) -> Vec<String> {
@@ -237,7 +197,8 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
     let request = directory.join("device.csr");
     let output = owner.homemx(&["tls", "csr", "--out", request.to_str().unwrap()]);
     assert!(output.status.success(), "tls csr: {}", String::from_utf8_lossy(&output.stderr));
-    let chain = issue_chain(&ca, &directory, &request);
+    let signer = RequestSigner::new(&directory.join("device-ca"), &ca.ca_certificate, &ca.directory.join("ca.key"));
+    let chain = signer.issue(&request, HOST, None, "chain.pem");
     let output = owner.homemx(&["tls", "install", chain.to_str().unwrap()]);
     assert!(output.status.success(), "tls install: {}", String::from_utf8_lossy(&output.stderr));
     let ca_digest = key_digest(&std::fs::read_to_string(&ca.ca_certificate).unwrap());

@@ -17,6 +17,7 @@ use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
 use homemx_qemu::owner::{provider_configuration, write_secrets, Owner};
 use homemx_qemu::provider::{SntpConfig, SntpServer};
+use homemx_qemu::request_signer::{utc_date, RequestSigner};
 use serde_json::Value;
 
 const HOST: &str = "mx.example.org";
@@ -29,8 +30,8 @@ fn openssl(directory: &Path, arguments: &[&str]) -> String {
     text
 }
 
-/// A CA (P-256, CA:TRUE, keyCertSign) and an `openssl ca` configuration for dated issues.
-fn make_ca(directory: &Path) {
+/// A CA (P-256, CA:TRUE, keyCertSign) in `directory`, and its signer for dated issues.
+fn make_ca(directory: &Path) -> RequestSigner {
     openssl(
         directory,
         &[
@@ -39,44 +40,7 @@ fn make_ca(directory: &Path) {
             "-keyout", "ca.key", "-out", "ca.pem",
         ],
     );
-    std::fs::create_dir_all(directory.join("issued")).unwrap();
-    std::fs::write(directory.join("index.txt"), "").unwrap();
-    std::fs::write(
-        directory.join("ca.cnf"),
-        "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = issued\nrand_serial = yes\ndefault_md = sha256\n\
-         policy = anything\nunique_subject = no\ncopy_extensions = none\n[anything]\ncommonName = supplied\n",
-    )
-    .unwrap();
-}
-
-/// The host's UTC time moved by `offset` (`date -d`, e.g. "+90 days"), as `openssl ca` dates.
-fn utc_date(offset: &str) -> String {
-    let output = Command::new("date").args(["-u", "-d", offset, "+%Y%m%d%H%M%SZ"]).output().expect("date runs");
-    String::from_utf8(output.stdout).expect("ASCII").trim().to_string()
-}
-
-/// Signs `request` with the CA for the SAN `name`, valid `dates` (`openssl ca` -startdate,
-/// -enddate) or from an hour ago for 90 days; returns the chain file (leaf, then the CA). Real
-/// CAs backdate the start (Let's Encrypt by an hour) for clocks that lag: the device's clock,
-/// set by SNTP and then kept by QEMU's timer, can be seconds behind the host's on a loaded
-/// machine, and a certificate whose start is "now" is then not yet valid for it.
-fn issue(directory: &Path, request: &str, name: &str, dates: Option<(&str, &str)>, chain: &str) -> String {
-    let extensions = format!("{chain}.ext");
-    std::fs::write(
-        directory.join(&extensions),
-        format!("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:{name}\n"),
-    )
-    .unwrap();
-    let leaf = format!("{chain}.leaf.pem");
-    let mut arguments = vec!["ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-notext"];
-    arguments.extend(["-extfile", &extensions, "-in", request, "-out", &leaf]);
-    let (start, end) = dates.map_or_else(|| (utc_date("-1 hour"), utc_date("+90 days")), |(start, end)| (start.to_string(), end.to_string()));
-    arguments.extend(["-startdate", &start, "-enddate", &end]);
-    openssl(directory, &arguments);
-    let mut text = std::fs::read_to_string(directory.join(&leaf)).unwrap();
-    text.push_str(&std::fs::read_to_string(directory.join("ca.pem")).unwrap());
-    std::fs::write(directory.join(chain), text).unwrap();
-    directory.join(chain).display().to_string()
+    RequestSigner::new(directory, &directory.join("ca.pem"), &directory.join("ca.key"))
 }
 
 /// `homemx --json status`'s `certificate` object.
@@ -123,7 +87,11 @@ fn port_25_chain(namespace: &str, directory: &Path) -> String {
 fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_key_name_and_time() {
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
     let directory = new_run_directory("device-tls-identity").unwrap();
-    make_ca(&directory);
+    let signer = make_ca(&directory);
+    // Signs the request file `request` in the run directory (see RequestSigner::issue).
+    let issue = |request: &str, name: &str, dates: Option<(&str, &str)>, chain: &str| {
+        signer.issue(&directory.join(request), name, dates, chain).display().to_string()
+    };
     write_secrets(&directory);
     std::fs::write(directory.join("homemx.toml"), provider_configuration(&directory.join("ca.pem"), &["alice@example.org"], "")).unwrap();
     let network = IsolatedNetwork::create(&directory).expect("isolated network");
@@ -138,7 +106,7 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     assert_eq!(certificate(&owner), Value::Null, "no certificate before the clock is set");
     let early = owner.homemx(&["tls", "csr", "--out", "early.csr"]);
     assert!(early.status.success(), "a request needs no clock: {}", String::from_utf8_lossy(&early.stderr));
-    let early_chain = issue(&directory, "early.csr", HOST, None, "early-chain.pem");
+    let early_chain = issue("early.csr", HOST, None, "early-chain.pem");
     let output = owner.homemx(&["tls", "install", &early_chain]);
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("TimeUnknown"), "{output:?}");
     let _sntp = SntpServer::start(Some(&namespace), &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
@@ -161,7 +129,7 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     assert_eq!(String::from_utf8_lossy(&again.stdout), std::fs::read_to_string(directory.join("device.csr")).unwrap(), "RFC 6979: the same request");
 
     // 3. The CA signs it; the chain is installed and shown everywhere with the CA as issuer.
-    let good = issue(&directory, "device.csr", HOST, None, "good-chain.pem");
+    let good = issue("device.csr", HOST, None, "good-chain.pem");
     let output = owner.homemx(&["tls", "install", &good]);
     assert!(output.status.success(), "tls install: {}", String::from_utf8_lossy(&output.stderr));
     machine.log.wait_for(0, "tls: CA-issued chain of 2 certificates installed", Duration::from_secs(10)).expect("installed");
@@ -191,11 +159,11 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
             &format!("/CN={HOST}"), "-out", "other.csr",
         ],
     );
-    let other_key = issue(&directory, "other.csr", HOST, None, "other-key-chain.pem");
+    let other_key = issue("other.csr", HOST, None, "other-key-chain.pem");
     refused(&owner, &other_key, "not for this device's key", &installed);
-    let other_name = issue(&directory, "device.csr", "mail.attacker.example", None, "other-name-chain.pem");
+    let other_name = issue("device.csr", "mail.attacker.example", None, "other-name-chain.pem");
     refused(&owner, &other_name, "not valid for the device's host name", &installed);
-    let expired = issue(&directory, "device.csr", HOST, Some(("20240101000000Z", "20240401000000Z")), "expired-chain.pem");
+    let expired = issue("device.csr", HOST, Some(("20240101000000Z", "20240401000000Z")), "expired-chain.pem");
     refused(&owner, &expired, "certificate 0 expired", &installed);
     std::fs::write(directory.join("key-chain.pem"), std::fs::read_to_string(directory.join("other.key")).unwrap() + &std::fs::read_to_string(directory.join(&good)).unwrap()).unwrap();
     refused(&owner, &directory.join("key-chain.pem").display().to_string(), "never include a private key", &installed);
@@ -215,7 +183,7 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
         owner.status()["alerts"].as_array().unwrap().iter().map(|alert| alert["kind"].as_str().unwrap().to_string()).collect()
     };
     assert!(!alerts(&owner).contains(&"certificate_expiring".to_string()), "no alert for a 90-day certificate");
-    let ten_days = issue(&directory, "device.csr", HOST, Some((&utc_date("-1 day"), &utc_date("+10 days"))), "ten-day-chain.pem");
+    let ten_days = issue("device.csr", HOST, Some((&utc_date("-1 day"), &utc_date("+10 days"))), "ten-day-chain.pem");
     let output = owner.homemx(&["tls", "install", &ten_days]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(alerts(&owner).contains(&"certificate_expiring".to_string()), "the renewal alert: {:?}", alerts(&owner));
