@@ -10,6 +10,7 @@
 
 pub mod backup_mx;
 pub mod demo;
+pub mod dyndns_rig;
 mod dovecot;
 pub mod firmware;
 pub mod flash_image;

@@ -16,33 +16,23 @@
 //! key alerts.
 
 use std::io::Write as _;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::dyndns_rig::DynDnsRig;
 use homemx_qemu::machine::new_run_directory;
-use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, ROUTER};
+use homemx_qemu::network::APPLIANCE;
 use homemx_qemu::request_signer::RequestSigner;
-use homemx_qemu::owner::{
-    dyndns_section, provider_configuration, write_secrets, CHECKIP_SERVER, DYNDNS_HOST, DYNDNS_PASSWORD as PASSWORD, DYNDNS_SERVER, DYNDNS_USER,
-};
+use homemx_qemu::owner::{CHECKIP_SERVER, DYNDNS_HOST, DYNDNS_SERVER};
 use homemx_qemu::provider::{
-    add_wan_address, write_json_atomically, DnsServer, HttpsConfig, HttpsEndpoints, SntpConfig, SntpServer, TestCa, CHECKIP_NAME, DYNDNS_NAME,
+    write_json_atomically, TestCa, CHECKIP_NAME, DYNDNS_NAME,
 };
 use serde_json::{json, Value};
 
 const HOST: &str = DYNDNS_HOST;
-const USER: &str = DYNDNS_USER;
 const OUR_ADDRESS: &str = "198.51.100.7";
 const CHECK: Duration = Duration::from_secs(100);
-
-fn write_configuration(directory: &Path, ca: &TestCa) {
-    write_secrets(directory);
-    let mut text = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "");
-    text.push_str(&dyndns_section(&ca.ca_certificate, 60));
-    std::fs::write(directory.join("homemx.toml"), text).unwrap();
-}
 
 /// The zone: ours in every record, and the given TLSA records (none: the name does not exist).
 fn zone(tlsa: &[String]) -> Value {
@@ -101,24 +91,12 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
     let directory = new_run_directory("dane-tlsa").unwrap();
     let ca = TestCa::create(&directory.join("ca")).expect("test CA");
-    write_configuration(&directory, &ca);
-    let network = IsolatedNetwork::create(&directory).expect("isolated network");
+    let rig = DynDnsRig::start(&directory, &ca, &zone(&[]), OUR_ADDRESS);
+    let (network, zone_file) = (&rig.network, &rig.zone_file);
+    let dns = &rig.dns;
     let namespace = network.namespace().to_string();
-    let ns = Some(namespace.as_str());
-    add_wan_address(&namespace, DYNDNS_SERVER).unwrap();
-    add_wan_address(&namespace, CHECKIP_SERVER).unwrap();
-    let zone_file = directory.join("zone.json");
-    write_json_atomically(&zone_file, &zone(&[])).unwrap();
-    let dns = DnsServer::start(ns, &["192.168.77.1:53"], &zone_file, &directory.join("dns")).expect("DNS server");
-    let _sntp = SntpServer::start(ns, &SntpConfig::new(format!("{ROUTER}:123")), &directory.join("sntp")).expect("SNTP server");
-    let config = HttpsConfig::new(&[&format!("{DYNDNS_SERVER}:443"), &format!("{CHECKIP_SERVER}:443")], ca.leaf(DYNDNS_NAME).unwrap())
-        .with_certificate_for(ca.leaf(CHECKIP_NAME).unwrap())
-        .with_dyndns_account(USER, PASSWORD)
-        .with_zone(&zone_file);
-    let endpoints = HttpsEndpoints::start(ns, &config, &directory.join("https")).expect("HTTPS endpoints");
-    endpoints.set_control(&json!({"ip_body": OUR_ADDRESS})).unwrap();
 
-    let (machine, owner) = homemx_qemu::owner::boot_provisioned(elf, &network, &directory);
+    let (machine, owner) = homemx_qemu::owner::boot_provisioned(elf, network, &directory);
     machine.log.wait_for(0, "time: clock set", Duration::from_secs(60)).expect("the clock is set");
     machine.log.wait_for(0, &format!("tls: self-signed certificate for {HOST} made"), Duration::from_secs(90)).expect("the certificate");
     // A DNS check now (`homemx fetch-now` also checks DynDNS); returns the log position after it.
@@ -129,7 +107,7 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
         from + lines[from..].iter().position(|line| line.contains("dyndns: checked")).unwrap() + 1
     };
     let alerted = || {
-        let page = alert_kinds(&homemx_qemu::status_page::status_json(&network)).contains(&"tlsa_mismatch".to_string());
+        let page = alert_kinds(&homemx_qemu::status_page::status_json(network)).contains(&"tlsa_mismatch".to_string());
         let cli = alert_kinds(&owner.status()).contains(&"tlsa_mismatch".to_string());
         assert_eq!(page, cli, "the status page and `homemx status` agree");
         page
@@ -156,7 +134,7 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
     assert!(!alerted(), "no record, no alert");
 
     // 3. The matching record: no alert.
-    write_json_atomically(&zone_file, &zone(&[format!("3 1 1 {digest}")])).unwrap();
+    write_json_atomically(zone_file, &zone(&[format!("3 1 1 {digest}")])).unwrap();
     let from = line;
     line = check_now(line);
     machine.log.wait_for(from, "matches the key in use", Duration::from_secs(10)).expect("the match is logged");
@@ -166,26 +144,26 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
     let mut wrong = digest.clone().into_bytes();
     wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };
     let wrong = String::from_utf8(wrong).unwrap();
-    write_json_atomically(&zone_file, &zone(&[format!("3 1 1 {wrong}")])).unwrap();
+    write_json_atomically(zone_file, &zone(&[format!("3 1 1 {wrong}")])).unwrap();
     let from = line;
     line = check_now(line);
     machine.log.wait_for(from, "ALERT tlsa_mismatch", Duration::from_secs(10)).expect("the mismatch alert");
     assert!(alerted(), "a wrong digest alerts");
 
     // 5. The alert ends when a later check matches.
-    write_json_atomically(&zone_file, &zone(&[format!("3 1 1 {digest}")])).unwrap();
+    write_json_atomically(zone_file, &zone(&[format!("3 1 1 {digest}")])).unwrap();
     line = check_now(line);
     assert!(!alerted(), "the matching record again ends the alert");
 
     // 6. A digest cut short (31 octets) is refused, not matched by its prefix; a record of a
     //    usage the device does not check (1 1 1, PKIX-EE) with the right digest is not a match.
     for (case, record) in [("cut short", format!("3 1 1 {}", &digest[..62])), ("another usage", format!("1 1 1 {digest}"))] {
-        write_json_atomically(&zone_file, &zone(&[record])).unwrap();
+        write_json_atomically(zone_file, &zone(&[record])).unwrap();
         let from = line;
         line = check_now(line);
         machine.log.wait_for(from, "ALERT tlsa_mismatch", Duration::from_secs(10)).unwrap_or_else(|_| panic!("{case}: the alert"));
         assert!(alerted(), "{case}: alerts");
-        write_json_atomically(&zone_file, &zone(&[format!("3 1 1 {digest}")])).unwrap();
+        write_json_atomically(zone_file, &zone(&[format!("3 1 1 {digest}")])).unwrap();
         line = check_now(line);
         assert!(!alerted(), "{case}: the matching record ends it");
     }
@@ -207,12 +185,12 @@ fn the_dns_check_alerts_when_the_published_tlsa_record_does_not_name_the_key_in_
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("_25._tcp.{HOST}. IN TLSA 2 1 1 {ca_digest}"));
     assert_eq!(String::from_utf8_lossy(&owner.homemx(&["tls", "tlsa"]).stdout).trim(), expected, "the key is the same");
     assert_eq!(served_key_digest(&namespace), digest, "port 25 serves the CA-issued certificate for the same key");
-    write_json_atomically(&zone_file, &zone(&[format!("2 1 1 {ca_digest}")])).unwrap();
+    write_json_atomically(zone_file, &zone(&[format!("2 1 1 {ca_digest}")])).unwrap();
     let from = line;
     line = check_now(line);
     machine.log.wait_for(from, "matches the issuing CA's key", Duration::from_secs(10)).expect("the DANE-TA match is logged");
     assert!(!alerted(), "the issuing CA's record, no alert");
-    write_json_atomically(&zone_file, &zone(&[format!("2 1 1 {digest}")])).unwrap();
+    write_json_atomically(zone_file, &zone(&[format!("2 1 1 {digest}")])).unwrap();
     let from = line;
     check_now(line);
     machine.log.wait_for(from, "ALERT tlsa_mismatch", Duration::from_secs(10)).expect("a 2 1 1 record naming another key alerts");
