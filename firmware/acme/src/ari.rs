@@ -1,6 +1,6 @@
-//! ACME Renewal Information (RFC 9773): the certificate's ARI identifier and the unsigned GET
-//! of its renewal information; the answer is read by [`crate::objects::RenewalInfo`] and its
-//! window goes to [`crate::renewal::next_attempt`].
+//! ACME Renewal Information (RFC 9773): the certificate's ARI identifier, the unsigned GET
+//! of its renewal information, and [`advice`]: the answer's window (read by
+//! [`crate::objects::RenewalInfo`], for [`crate::renewal::next_attempt`]) and when to ask again.
 //!
 //! Calls homemx-tls's DER reader (authorityKeyIdentifier, serial number).
 
@@ -9,8 +9,8 @@ use alloc::string::String;
 use homemx_tls::der;
 
 use crate::base64url;
-use crate::client::Request;
-use crate::objects::Directory;
+use crate::client::{parse_retry_after, Request, Response};
+use crate::objects::{Directory, RenewalInfo};
 use crate::url::{self, Url};
 
 /// The ARI certificate identifier (RFC 9773 section 4.1): base64url of the leaf's
@@ -36,6 +36,30 @@ pub fn renewal_info_url(renewal_info: &Url, leaf_der: &[u8]) -> Option<Url> {
 pub fn renewal_info_request(directory: &Directory, leaf_der: &[u8]) -> Option<Request> {
     let url = renewal_info_url(directory.renewal_info.as_ref()?, leaf_der)?;
     Some(Request { url, body: None, accept: "application/json" })
+}
+
+/// How long an answer holds when the server gives no usable `Retry-After` (Let's Encrypt sends
+/// six hours; RFC 9773 section 4.3 wants a client to look again at least once a day).
+pub const DEFAULT_RECHECK: u64 = 6 * 60 * 60;
+/// The bounds put on the server's `Retry-After` for the next look.
+pub const MIN_RECHECK: u64 = 60 * 60;
+pub const MAX_RECHECK: u64 = 24 * 60 * 60;
+
+/// What an answer to the renewal-info GET says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenewalAdvice {
+    /// The suggested window (start, end), Unix seconds; `None`: the answer was not a usable
+    /// renewal information (another status, a malformed or inconsistent window).
+    pub window: Option<(u64, u64)>,
+    /// When to ask again (its `Retry-After`, bounded by [`MIN_RECHECK`] and [`MAX_RECHECK`]).
+    pub next_check: u64,
+}
+
+/// Reads the answer to [`renewal_info_request`] received at `now`.
+pub fn advice(response: &Response<'_>, now: u64) -> RenewalAdvice {
+    let recheck = response.retry_after.and_then(|value| parse_retry_after(value, now)).unwrap_or(DEFAULT_RECHECK).clamp(MIN_RECHECK, MAX_RECHECK);
+    let window = if response.status == 200 { RenewalInfo::parse(response.body).ok() } else { None };
+    RenewalAdvice { window: window.map(|info| (info.window_start, info.window_end)), next_check: now.saturating_add(recheck) }
 }
 
 #[cfg(test)]
@@ -72,6 +96,29 @@ mod tests {
         assert_eq!(certificate_id(&leaf).as_deref(), Some("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE"));
         let base = url::parse("https://ca.example.test/renewal-info/").unwrap();
         assert_eq!(renewal_info_url(&base, &leaf).unwrap().as_str(), "https://ca.example.test/renewal-info/aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    }
+
+    fn answer<'a>(status: u16, retry_after: Option<&'a str>, body: &'a str) -> Response<'a> {
+        Response { status, replay_nonce: None, location: None, retry_after, content_type: None, body: body.as_bytes() }
+    }
+
+    #[test]
+    fn advice_from_the_answer() {
+        const NOW: u64 = 1_796_425_550;
+        let window = r#"{"suggestedWindow": {"start": "2027-01-01T00:00:00Z", "end": "2027-01-02T00:00:00Z"}}"#;
+        let read = advice(&answer(200, Some("21600"), window), NOW);
+        assert_eq!(read.window, Some((1_798_761_600, 1_798_848_000)));
+        assert_eq!(read.next_check, NOW + 21_600);
+        // No Retry-After: six hours; one too short or too long is bounded.
+        assert_eq!(advice(&answer(200, None, window), NOW).next_check, NOW + DEFAULT_RECHECK);
+        assert_eq!(advice(&answer(200, Some("5"), window), NOW).next_check, NOW + MIN_RECHECK);
+        assert_eq!(advice(&answer(200, Some("999999999"), window), NOW).next_check, NOW + MAX_RECHECK);
+        // Not a usable window: another status, an end before the start, no window at all.
+        assert_eq!(advice(&answer(404, None, window), NOW).window, None);
+        let backwards = r#"{"suggestedWindow": {"start": "2027-01-02T00:00:00Z", "end": "2027-01-01T00:00:00Z"}}"#;
+        assert_eq!(advice(&answer(200, None, backwards), NOW).window, None);
+        assert_eq!(advice(&answer(200, None, "{}"), NOW).window, None);
+        assert_eq!(advice(&answer(200, None, "not json"), NOW).window, None);
     }
 
     #[test]

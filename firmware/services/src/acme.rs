@@ -7,9 +7,8 @@
 //! `Retry-After`); on failure the certificate in use stays. `homemx tls renew` forces a run
 //! (`channels::ACME_NOW`).
 //!
-//! Connections: the ACME server's name through `resolver`, TCP and TLS through `link` (trust:
-//! the `TlsService::Acme` anchor), one connection per request (`Connection: close`), the bytes
-//! by homemx-acme's `exchange`. The account key is the device's own (`store::acme_keys`: P-256,
+//! Connections: one per request (`acme_exchange`: HTTPS with the `TlsService::Acme` anchor,
+//! `Connection: close`); the CA's renewal information (ARI) by `acme_ari`. The account key is the device's own (`store::acme_keys`: P-256,
 //! made once and kept in the encrypted store); the certificate key is the TLS identity's
 //! (`reuse_key = true`, the default: a published TLSA record stays valid), or with
 //! `reuse_key = false` a new one per attempt, installed with its chain. The response body and the client's
@@ -20,31 +19,28 @@
 //! 443, whose listeners run beside the attempt's requests and only then. Progress and results
 //! go to the event log (never a key or the EAB MAC key); [`status`] is for the status page.
 //!
-//! Owns: the ACME schedule and status, the pending challenge. Calls: `acme_tls_alpn`, `event_log`,
-//! `instrument`, `link`, `mail_settings`, `random`, `resolver`, `store`, `wall_clock`.
+//! Owns: the ACME schedule and status, the pending challenge. Calls: `acme_ari`, `acme_exchange`,
+//! `acme_tls_alpn`, `event_log`, `link`, `mail_settings`, `random`, `store`, `wall_clock`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
-use embassy_net::tcp::TcpSocket;
-use embassy_net::{IpEndpoint, Ipv4Address, Stack};
+use embassy_net::Stack;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Timer};
-use homemx_acme::client::{Action, Client, Config, ExternalAccount, PendingChallenge, Request};
+use homemx_acme::client::{Action, Client, Config, ExternalAccount, PendingChallenge, Response};
 use homemx_acme::objects::ChallengeKind;
 use homemx_acme::renewal::{self, Schedule};
 use homemx_acme::wan_http::{self, WanAnswer};
-use homemx_http::client::Progress;
 use homemx_keystore::secret::SecretBytes;
 use homemx_tls::identity::{DeviceKey, HostName};
 use homemx_wire::config::AcmeChallenge;
-use homemx_wire::message::{Credential, TlsService};
+use homemx_wire::message::Credential;
 
-use crate::instrument::Operation;
-use crate::link::{ConnectionBuffers, Link, TlsStart};
+use crate::link::ConnectionBuffers;
 use crate::random::DerivedRandom;
 
 /// Largest response body read (JSON objects and the PEM chain; homemx-acme reads at most
@@ -137,10 +133,24 @@ pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffe
             next
         }
     };
+    // The CA's ARI window (RFC 9773), if it offers one, may bring the renewal forward (never
+    // while backing off after failures).
+    let backing_off = STATUS.lock(|status| status.borrow().failures) > 0;
+    let next = match crate::acme_ari::renewal_time(stack, random, buffers, now).await {
+        Some(at) if !backing_off && at < next => {
+            STATUS.lock(|status| status.borrow_mut().next_attempt = Some(at));
+            at
+        }
+        _ => next,
+    };
     if !forced && now < next {
         return;
     }
     let outcome = attempt(stack, random, buffers, challenge).await;
+    if outcome.is_ok() {
+        // A new certificate: its renewal information is another.
+        crate::acme_ari::forget();
+    }
     publish_pending(None);
     let now = crate::wall_clock::unix_seconds().unwrap_or(now);
     let (failures, retry_after) = match &outcome {
@@ -304,8 +314,8 @@ async fn run_requests(
                 if delay_ms > 0 {
                     Timer::after(Duration::from_millis(u64::from(delay_ms))).await;
                 }
-                let answered =
-                    exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, client).await;
+                let receive = |response: &Response<'_>, now: u64| client.receive(response, now);
+                let answered = crate::acme_exchange::exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, receive).await;
                 if let Err(reason) = answered {
                     transport_failures += 1;
                     crate::event_warning!("acme: {} to {}: {}", if request.body.is_some() { "POST" } else { "GET" }, request.url.host(), reason);
@@ -317,67 +327,4 @@ async fn run_requests(
             }
         }
     }
-}
-
-/// Sends `request` over a new TLS connection to its URL and hands the answer to `client`.
-async fn exchange(
-    stack: Stack<'static>,
-    random: DerivedRandom,
-    buffers: &mut ConnectionBuffers,
-    request: &Request,
-    body: &mut [u8],
-    header_store: &mut [u8],
-    client: &mut Client<'_>,
-) -> Result<(), &'static str> {
-    let host = request.url.host();
-    let address = crate::resolver::resolve_address(stack, host).await.map_err(|_| "the name did not resolve")?;
-    let trust_source = crate::store::provider_login(TlsService::Acme, &mut buffers.anchor, None).await.0.ok_or("no trust anchor for the ACME server")?;
-    let bytes = homemx_acme::exchange::request_bytes(request).map_err(|_| "the request did not fit")?;
-    let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive, &mut buffers.socket_transmit);
-    socket.set_timeout(Some(Duration::from_secs(30)));
-    socket.connect(IpEndpoint::new(Ipv4Address::from(address).into(), request.url.port())).await.map_err(|_| "connection failed")?;
-    let mut link = Link::Plain(socket);
-    let start = TlsStart {
-        read: &mut buffers.read,
-        write: &mut buffers.write,
-        server_name: host,
-        trust: trust_source.trust(&buffers.anchor),
-        random,
-        // Counted with the DynDNS handshakes: the same client handshake to a WAN HTTPS server.
-        operation: Operation::TlsHandshakeDynDns,
-        minimum: crate::link::minimum_tls(Default::default()),
-    };
-    if let Err(error) = link.start_tls(start).await {
-        crate::event_warning!("acme: TLS to {} failed: {}", host, error.describe());
-        return Err("the TLS handshake failed");
-    }
-    let mut result = Err("no complete answer");
-    if link.write_all(&bytes).await.is_ok() {
-        drop(bytes);
-        let mut parser = homemx_acme::exchange::response_parser(body, header_store);
-        let mut input = [0u8; 512];
-        loop {
-            let complete = match link.read(&mut input).await {
-                Ok(0) | Err(_) => parser.connection_closed().is_ok(),
-                Ok(count) => match parser.feed(&input[..count]) {
-                    Ok(Progress::Complete) => true,
-                    Ok(Progress::NeedMore) => continue,
-                    Err(_) => {
-                        result = Err("the answer was malformed or too large");
-                        break;
-                    }
-                },
-            };
-            if complete {
-                if let Some(response) = homemx_acme::exchange::response(&parser) {
-                    let now = crate::wall_clock::unix_seconds().unwrap_or(0);
-                    client.receive(&response, now);
-                    result = Ok(());
-                }
-            }
-            break;
-        }
-    }
-    link.close().await;
-    result
 }

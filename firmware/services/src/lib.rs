@@ -21,6 +21,8 @@ mod console;
 mod cpu_load;
 mod delivery;
 mod acme;
+mod acme_ari;
+mod acme_exchange;
 mod acme_tls_alpn;
 mod dyndns;
 mod event_log;
