@@ -463,3 +463,6 @@ pub async fn install_acme_chain(settings: &mut Settings, der: &[u8]) -> Result<(
     publish(Some(der), false);
     Ok(())
 }
+
+#[cfg(test)]
+mod install_power_cuts;
