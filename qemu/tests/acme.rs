@@ -8,6 +8,8 @@
 //! verifies port 25; a WAN client asking port 80 for `/`, `/status.json` and the (now stale)
 //! challenge token gets 403 each, while the LAN still gets the status page; a sending Postfix
 //! with `smtp_tls_security_level = verify` (Pebble's root its only CA) delivers to port 25.
+//! The QEMU plugin counts the issuance's instructions (`Operation::AcmeIssuance`; printed, not
+//! asserted but that one was counted).
 //!
 //! Needs root (namespaces), `pebble` (host-tools/setup.sh), openssl, curl and Postfix.
 
@@ -17,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homemx_qemu::firmware::FirmwareBuild;
+use homemx_qemu::instructions::{wait_for_counts, Operation};
 use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
 use homemx_qemu::owner::{provider_configuration, write_secrets};
@@ -147,7 +150,7 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
     let _sntp = SntpServer::start(ns, &sntp_config, &directory.join("sntp")).expect("SNTP server");
     let _pebble = start_pebble(&namespace, &ca, &directory.join("pebble"));
 
-    let (machine, _owner) = homemx_qemu::owner::boot_provisioned(elf, &network, &directory);
+    let (machine, _owner) = homemx_qemu::owner::boot_provisioned_with(elf, &network, &directory, |config| config.operation_counts = true);
 
     // 1. The device obtains the certificate by itself (the courier's run once the clock is set).
     let started = Instant::now();
@@ -162,6 +165,10 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
         );
     }
     eprintln!("acme: certificate installed {:.1} s after provisioning", started.elapsed().as_secs_f64());
+    // The issuance's end mark comes just before the log line: wait for its count.
+    let issuance = wait_for_counts(&machine.operation_counts_file(), Operation::AcmeIssuance, 1, Duration::from_secs(10))
+        .unwrap_or_else(|error| panic!("the issuance's instructions were not counted: {error}"));
+    println!("acme: one issuance: {} instructions (≈ {:.2} s at 250 MHz)", issuance[0], issuance[0] as f64 / 250e6);
     let lines = machine.log.lines();
     let token = lines
         .iter()
