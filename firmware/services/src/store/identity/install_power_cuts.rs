@@ -12,7 +12,10 @@
 //! was before, the power is cut at every program and erase the installation makes, the
 //! operation left untouched, torn or completed; then the device boots again (the store opened
 //! anew from the flash) and must present its key and exactly the old or exactly the new chain,
-//! whose leaf names that key; and the next installation on that flash must succeed.
+//! whose leaf names that key; and the next installation on that flash must succeed. (With the
+//! header written before the chain the first cuts leave no identity; with the new chain written
+//! over the old slot a cut leaves a mix whose leaf does not name the key: both fail here.) The
+//! same on the QEMU board, at two cut points: `qemu/tests/identity_power_cut.rs`.
 //!
 //! Owns: nothing (a test). Calls: `mail_settings`, `random`, `storage`, `wall_clock`.
 
