@@ -55,7 +55,7 @@ pub enum Operation {
     /// (counted as [`Operation::TlsHandshakeServer`]) not included.
     MxMessageTls,
     /// One ACME issuance (issue 17): from the start of the attempt (keys loaded or made) through
-    /// account, order, challenge (the HTTP-01 answers on port 80 included), finalisation and
+    /// account, order, challenge (the answers on port 80 or 443 included), finalisation and
     /// download to the chain installed on flash; the waits between polls cost only timer
     /// ticks. Its TLS handshakes are also counted as [`Operation::TlsHandshakeDynDns`]. A failed
     /// attempt is a cancel. Measured by the ACME end-to-end test, not by `cargo xtask bench`
