@@ -15,7 +15,8 @@
 //! whose leaf names that key; and the next installation on that flash must succeed. (With the
 //! header written before the chain the first cuts leave no identity; with the new chain written
 //! over the old slot a cut leaves a mix whose leaf does not name the key: both fail here.) The
-//! same on the QEMU board, at two cut points: `qemu/tests/identity_power_cut.rs`.
+//! same on the QEMU board, at two cut points: `qemu/tests/identity_power_cut.rs` and, in an ACME
+//! renewal, `qemu/tests/acme.rs`.
 //!
 //! Owns: nothing (a test). Calls: `mail_settings`, `random`, `storage`, `wall_clock`.
 
