@@ -5,14 +5,17 @@
 //! certificate), `install_acme_chain` (what the ACME run ends with) and `server_identity` (what
 //! the TLS listener loads).
 //!
-//! Sixteen installations in a row alternate two CA-issued chains of different lengths (openssl:
-//! a root, an intermediate, and the leaf signed from the device's own certificate request,
-//! each chain accepted by `check_chain` as homemx-acme's checks accept Pebble's); the first
-//! replaces the self-signed certificate. For each installation, from a copy of the flash as it
-//! was before, the power is cut at every program and erase the installation makes, the
-//! operation left untouched, torn or completed; then the device boots again (the store opened
-//! anew from the flash) and must present its key and exactly the old or exactly the new chain,
-//! whose leaf names that key; and the next installation on that flash must succeed. (With the
+//! Six installations in a row of CA-issued chains of different lengths (openssl: a root, an
+//! intermediate, and the leaf signed from a certificate request, each chain accepted by
+//! `check_chain` as homemx-acme's checks accept Pebble's), each for the identity's key
+//! (`reuse_key`) or for a new key stored with the chain (`reuse_key = false`), in an order that
+//! makes every change between the two; the first replaces the self-signed certificate, and the
+//! store holds 15 KiB of other records, so its garbage collection runs inside some. For each
+//! installation, from a copy of the flash as it was before, the power is cut at every program
+//! and erase the installation makes, the operation left untouched, torn or completed; then the
+//! device boots again (the store opened anew from the flash) and must present exactly the old
+//! key and chain or exactly the new ones, the leaf naming the key; and the next installation on
+//! that flash must succeed. (With the
 //! header written before the chain the first cuts leave no identity; with the new chain written
 //! over the old slot a cut leaves a mix whose leaf does not name the key: both fail here.) The
 //! same on the QEMU board, at two cut points: `qemu/tests/identity_power_cut.rs` and, in an ACME
@@ -122,16 +125,25 @@ impl Drop for TestCa {
     }
 }
 
-/// What a boot after a cut found: the key and the chain the listener would present.
-fn presented(world: &mut World) -> (DeviceKey, Vec<u8>) {
-    let mut settings = boot(world);
-    block_on(server_identity(&mut settings)).expect("after the cut the device has an identity (key and chain)")
+/// One installation's chain and its key (`own_key`: stored with the chain, `reuse_key = false`).
+struct Issued {
+    key: [u8; 65],
+    own_key: Option<DeviceKey>,
+    chain: Vec<u8>,
 }
 
-/// Whether the leaf of `chain` names `key`.
-fn leaf_names(chain: &[u8], key: &DeviceKey) -> bool {
-    let spki: [u8; 32] = Sha256::digest(key.public_key_der()).into();
-    leaf(chain).and_then(homemx_tls::spki_sha256) == Some(spki)
+/// What a boot after a cut found: the public key of the key and the chain the listener would
+/// present.
+fn presented(world: &mut World) -> ([u8; 65], Vec<u8>) {
+    let mut settings = boot(world);
+    let (key, chain) = block_on(server_identity(&mut settings)).expect("after the cut the device has an identity (key and chain)");
+    (key.public_point(), chain)
+}
+
+/// Whether the leaf of `chain` names the public key `key` (a SEC1 point).
+fn leaf_names(chain: &[u8], key: &[u8; 65]) -> bool {
+    let spki = homemx_tls::der::subject_public_key_info(leaf(chain).unwrap_or_default());
+    spki.is_some_and(|spki| spki.whole.ends_with(key))
 }
 
 #[test]
@@ -147,8 +159,7 @@ fn a_power_cut_at_any_flash_operation_of_an_installation_leaves_the_old_or_the_n
     let mut settings = boot(&mut world);
     let mut random = ChaCha20Rng::seed_from_u64(17);
     block_on(refresh(&mut settings, &mut random)).expect("the key and the self-signed certificate are made");
-    let (key, self_signed) = block_on(server_identity(&mut settings)).expect("an identity");
-    let request = block_on(certificate_request(&mut settings, &mut random)).expect("a certificate request");
+    let (identity_key, self_signed) = block_on(server_identity(&mut settings)).expect("an identity");
     // The rest of what the store keeps (configuration, credentials, counters), live records the
     // garbage collection must move.
     for index in 0..FILLER_RECORDS {
@@ -157,32 +168,36 @@ fn a_power_cut_at_any_flash_operation_of_an_installation_leaves_the_old_or_the_n
     }
     drop(settings);
 
+    // The chains, each for its key: the identity's (`reuse_key`) or a new one stored with the
+    // chain (`reuse_key = false`), in an order that makes every change between the two.
     let ca = TestCa::create();
-    let issued: Vec<Vec<u8>> = [(100, false), (101, true)]
-        .into_iter()
-        .map(|(serial, with_root)| {
-            let pem = ca.issue(&request, serial, with_root);
+    let issued: Vec<Issued> = (0..INSTALLATIONS)
+        .map(|installation| {
+            let own_key = [false, true, true, false, true, false][installation % 6];
+            let key = if own_key { DeviceKey::generate(&mut random) } else { DeviceKey::from_stored(&identity_key.to_stored()[..]).unwrap() };
+            let request = identity::certificate_request(&key, &host).unwrap();
+            let pem = ca.issue(&request, 100 + installation as u32, installation % 2 == 1);
             let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
             let certificates = identity::check_chain(&pem, &key, &host, seconds).unwrap_or_else(|error| panic!("the test CA's chain: {error}"));
-            certificates.iter().flat_map(|certificate| certificate.as_ref().to_vec()).collect()
+            let chain = certificates.iter().flat_map(|certificate| certificate.as_ref().to_vec()).collect();
+            Issued { key: key.public_point(), own_key: own_key.then_some(key), chain }
         })
         .collect();
-    assert_ne!(issued[0].len(), issued[1].len());
+    let install = |settings: &mut Settings, new: &Issued| block_on(install_acme_chain(settings, &new.chain, new.own_key.as_ref()));
 
-    let mut old = self_signed;
+    let mut old = (identity_key.public_point(), self_signed);
     let (mut cut_points, mut kept_old, mut took_new, mut erasing_installations) = (0, 0, 0, 0);
-    for installation in 0..INSTALLATIONS {
-        let new = &issued[installation % 2];
+    for (installation, new) in issued.iter().enumerate() {
         let image = world.flash().snapshot();
         // The installation without a cut: how many programs and erases it makes.
         let mut whole = World::with_flash_image(SIMULATION, &image);
         let mut settings = boot(&mut whole);
         let (operations_before, erased_before) = (whole.flash().mutating_operations(), whole.flash().counters().sectors_erased);
-        block_on(install_acme_chain(&mut settings, new)).expect("the installation without a cut");
+        install(&mut settings, new).expect("the installation without a cut");
         let operations = whole.flash().mutating_operations() - operations_before;
         erasing_installations += usize::from(whole.flash().counters().sectors_erased > erased_before);
         drop(settings);
-        assert_eq!(presented(&mut whole).1, *new);
+        assert_eq!(presented(&mut whole), (new.key, new.chain.clone()));
 
         for cut in 1..=operations {
             for mode in [CutMode::Clean, CutMode::Torn, CutMode::Completed] {
@@ -191,29 +206,28 @@ fn a_power_cut_at_any_flash_operation_of_an_installation_leaves_the_old_or_the_n
                 let mut settings = boot(&mut world);
                 world.cut_flash_power_at(cut, mode);
                 // Its result does not matter: the power went.
-                let _ = block_on(install_acme_chain(&mut settings, new));
+                let _ = install(&mut settings, new);
                 drop(settings);
-                let (presented_key, chain) = presented(&mut world);
-                assert!(presented_key.public_point() == key.public_point(), "{context}: the key changed");
-                assert!(leaf_names(&chain, &presented_key), "{context}: the leaf does not name the key");
-                if chain == old {
+                let (key, chain) = presented(&mut world);
+                assert!(leaf_names(&chain, &key), "{context}: the leaf does not name the key");
+                if (key, &chain) == (old.0, &old.1) {
                     kept_old += 1;
-                } else if chain == *new {
+                } else if (key, &chain) == (new.key, &new.chain) {
                     took_new += 1;
                 } else {
-                    panic!("{context}: the chain presented ({} B) is neither the old ({} B) nor the new ({} B)", chain.len(), old.len(), new.len());
+                    panic!("{context}: the key and chain presented ({} B) are neither the old ({} B) nor the new ({} B)", chain.len(), old.1.len(), new.chain.len());
                 }
                 // The next installation (the renewal after the restart) on that flash succeeds.
                 let mut settings = boot(&mut world);
-                block_on(install_acme_chain(&mut settings, new)).unwrap_or_else(|error| panic!("{context}: the next installation: {error:?}"));
+                install(&mut settings, new).unwrap_or_else(|error| panic!("{context}: the next installation: {error:?}"));
                 drop(settings);
-                assert_eq!(presented(&mut world).1, *new, "{context}: after the next installation");
+                assert_eq!(presented(&mut world), (new.key, new.chain.clone()), "{context}: after the next installation");
                 cut_points += 1;
             }
         }
         let mut settings = boot(&mut world);
-        block_on(install_acme_chain(&mut settings, new)).expect("the installation");
-        old = new.clone();
+        install(&mut settings, new).expect("the installation");
+        old = (new.key, new.chain.clone());
     }
     std::println!(
         "{INSTALLATIONS} installations, {cut_points} power cuts: the old chain {kept_old} times, the new one {took_new} times; {erasing_installations} installations erased a sector"
