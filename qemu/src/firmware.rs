@@ -180,6 +180,24 @@ pub fn symbol_address(elf: &Path, name: &str) -> Result<u32> {
     Ok(symbol.address() as u32)
 }
 
+/// The address of the one Rust function in `elf` whose (legacy-mangled) symbol holds `fragment`,
+/// e.g. `15homemx_services5store8identity11write_chain28_$u7b$$u7b$closure$u7d$$u7d$17h` for
+/// the poll function of the async `write_chain` (a breakpoint target that has no plain name).
+pub fn function_address_containing(elf: &Path, fragment: &str) -> Result<u32> {
+    use object::{Object, ObjectSymbol};
+    let bytes = std::fs::read(elf)?;
+    let file = object::File::parse(&*bytes).map_err(|error| format!("{}: {error}", elf.display()))?;
+    let found: Vec<u32> = file
+        .symbols()
+        .filter(|symbol| symbol.name().is_ok_and(|name| name.starts_with("_ZN") && name.contains(fragment)))
+        .map(|symbol| symbol.address() as u32)
+        .collect();
+    match found[..] {
+        [address] => Ok(address),
+        _ => Err(format!("{}: {} functions match {fragment}, not one", elf.display(), found.len()).into()),
+    }
+}
+
 /// Flash and RAM use of an image, from its ELF section headers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImageSize {

@@ -136,6 +136,17 @@ impl Session {
         Ok(())
     }
 
+    /// Executes one instruction (e.g. off a breakpoint's address, where a breakpoint set again
+    /// would stop at once); the guest is paused afterwards.
+    pub fn step(&mut self) -> Result<()> {
+        self.stream.write_all(packet("s").as_bytes())?;
+        let stop = read_reply(&mut self.stream)?;
+        if !(stop.starts_with('T') || stop.starts_with('S')) {
+            return Err(format!("gdbstub: no stop after a step: {stop:?}").into());
+        }
+        Ok(())
+    }
+
     /// Detaches: the guest runs on.
     pub fn detach(mut self) -> Result<()> {
         self.stream.write_all(packet("D").as_bytes())?;

@@ -209,9 +209,21 @@ pub fn dyndns_section(ca_certificate: &Path, check_interval_seconds: u32) -> Str
 /// up, and provisions it as the owner there (its `homemx.toml` and secrets, see
 /// [`write_secrets`]): the start most end-to-end tests share.
 pub fn boot_provisioned(elf: PathBuf, network: &crate::network::IsolatedNetwork, directory: &Path) -> (crate::machine::Machine, Owner) {
+    boot_provisioned_with(elf, network, directory, |_| {})
+}
+
+/// [`boot_provisioned`] with the machine's configuration changed by `adjust` first (e.g.
+/// `operation_counts`).
+pub fn boot_provisioned_with(
+    elf: PathBuf,
+    network: &crate::network::IsolatedNetwork,
+    directory: &Path,
+    adjust: impl FnOnce(&mut crate::machine::MachineConfig),
+) -> (crate::machine::Machine, Owner) {
     let flash = directory.join("flash.img");
     crate::flash_image::create(&flash).expect("flash image");
-    let config = crate::machine::MachineConfig::on_network(elf, flash, network);
+    let mut config = crate::machine::MachineConfig::on_network(elf, flash, network);
+    adjust(&mut config);
     let machine = crate::machine::Machine::start(&config, directory).expect("QEMU starts");
     machine.wait_ready(0, std::time::Duration::from_secs(60)).expect("network up");
     let owner = Owner::at(directory);

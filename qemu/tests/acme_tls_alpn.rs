@@ -6,7 +6,8 @@
 //! The attacks, while the challenge is pending: a handshake without ALPN and one offering
 //! `http/1.1` get no certificate (the TLS layer refuses them, the port is open); only
 //! `acme-tls/1` gets the validation certificate (the host name, the critical acmeIdentifier
-//! extension). When no attempt runs, port 443 is closed.
+//! extension). When no attempt runs, port 443 is closed. A `reuse_key = false` renewal cut by a
+//! power cut inside its installation leaves the key and chain in use, or the new ones.
 //!
 //! The account says `reuse_key = false`: a forced renewal (`homemx tls renew`) installs a
 //! certificate for a new key, and port 25's handshake with it verifies.
@@ -18,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use homemx_qemu::chain_power_cut::{cut_inside, port_25_once_up, restart_unlocked, CutPoints};
 use homemx_qemu::firmware::FirmwareBuild;
-use homemx_qemu::machine::new_run_directory;
+use homemx_qemu::machine::{new_run_directory, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
 use homemx_qemu::owner::{provider_configuration, write_secrets};
 use homemx_qemu::provider::{add_wan_address, write_json_atomically, DnsServer, SntpConfig, SntpServer, TestCa};
@@ -139,7 +141,7 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
     let _sntp = SntpServer::start(ns, &sntp_config, &directory.join("sntp")).expect("SNTP server");
     let _pebble = start_pebble(&namespace, &ca, &directory.join("pebble"));
 
-    let (machine, owner) = homemx_qemu::owner::boot_provisioned(elf, &network, &directory);
+    let (mut machine, owner) = homemx_qemu::owner::boot_provisioned(elf.clone(), &network, &directory);
 
     // 1. The challenge is pending: port 443 listens. Only `acme-tls/1` gets a certificate.
     let pending = machine.log.wait_for(0, "acme: answering the tls-alpn-01 challenge on port 443", Duration::from_secs(240));
@@ -242,4 +244,23 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
     // 4. No attempt runs now: port 443 is closed.
     let closed = s_client(&namespace, 443, &["-alpn", "acme-tls/1"]);
     assert!(!closed.contains("BEGIN CERTIFICATE") && (closed.contains("refused") || closed.contains("errno")), "port 443 closed after the attempt: {closed}");
+
+    // 5. Power cuts inside a `reuse_key = false` renewal's installation (QEMU killed there:
+    //    homemx_qemu::chain_power_cut): cut before the header switch, the device presents the
+    //    second key and chain after restart and unlock; cut after it, a new key and chain. Each
+    //    handshake completes (key and certificate belong together) and verifies.
+    let cut_points = CutPoints::of(&elf).unwrap();
+    let config = MachineConfig::on_network(elf, directory.join("flash.img"), &network);
+    let before = port_25_once_up(&namespace, HOST, &root_file);
+    let cli = cut_inside(&mut machine, &directory, &["tls", "renew"], &cut_points.before_the_switch(), Duration::from_secs(180));
+    machine = restart_unlocked(&config, &directory);
+    let _ = cli.join();
+    let kept = port_25_once_up(&namespace, HOST, &root_file);
+    assert!(kept.verified && kept.fingerprint == before.fingerprint, "cut before the switch: the chain in use stays: {}", kept.text);
+    let cli = cut_inside(&mut machine, &directory, &["tls", "renew"], &cut_points.after_the_switch(), Duration::from_secs(180));
+    let _machine = restart_unlocked(&config, &directory);
+    let _ = cli.join();
+    let switched = port_25_once_up(&namespace, HOST, &root_file);
+    assert!(switched.verified && switched.fingerprint != before.fingerprint, "cut after the switch: the renewed chain: {}", switched.text);
+    assert_ne!(certificate_text(&before.text, "-pubkey"), certificate_text(&switched.text, "-pubkey"), "with its new key");
 }

@@ -198,6 +198,8 @@ async fn attempt(
     challenge: AcmeChallenge,
 ) -> Result<(u64, u64), (String, Option<u64>)> {
     let fail = |reason: &str| Err((String::from(reason), None));
+    // Ended once the chain is installed; any other return (dropped) marks a cancel.
+    let measurement = crate::instrument::begin(Operation::AcmeIssuance);
     let Some(account) = crate::store::acme_account().await else {
         return fail("no [tls.acme] account in the configuration");
     };
@@ -270,6 +272,7 @@ async fn attempt(
         return fail("the issued chain could not be stored; the certificate in use stays");
     }
     let (not_before, not_after) = leaf.map_or((0, 0), |leaf| (leaf.not_before, leaf.not_after));
+    measurement.end();
     crate::event_info!("acme: certificate for {} installed ({} certificates in the chain, valid until {})", account.name.as_str(), count, not_after);
     Ok((not_before, not_after))
 }

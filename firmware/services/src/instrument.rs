@@ -20,8 +20,9 @@
 //! and costs only the timer interrupts). Two operations of the same kind at once (concurrent
 //! MX sessions) cannot be told apart: the plugin reports them as overlapped, without a count.
 //!
-//! Called by: link (TLS handshakes), mx, delivery, backup_mx, dyndns, console (unlock),
-//! network (ready). Calls nothing.
+//! Called by: link (TLS handshakes), mx, delivery, backup_mx, dyndns, acme (an issuance,
+//! with the TLS handshakes inside it counted apart), console (unlock), network (ready). Calls
+//! nothing.
 //!
 //! Owns: the mark sled (code, no data). Calls: nothing.
 

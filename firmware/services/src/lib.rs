@@ -9,7 +9,8 @@
 //!
 //! Owns: [`run`], which spawns every service with its share of the board. Calls: its child modules
 //! only (every module is one; not listed, as no module lists its children).
-#![no_std]
+// `no_std` but for the host unit tests (the simulator's board).
+#![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 

@@ -500,3 +500,6 @@ pub async fn install_acme_chain(settings: &mut Settings, der: &[u8], new_key: Op
     publish(Some(der), false);
     Ok(())
 }
+
+#[cfg(test)]
+mod install_power_cuts;
