@@ -20,7 +20,7 @@
 //! go to the event log (never a key or the EAB MAC key); [`status`] is for the status page.
 //!
 //! Owns: the ACME schedule and status, the pending challenge. Calls: `acme_ari`, `acme_exchange`,
-//! `acme_tls_alpn`, `event_log`, `link`, `mail_settings`, `random`, `store`, `wall_clock`.
+//! `acme_tls_alpn`, `event_log`, `instrument`, `link`, `mail_settings`, `random`, `store`, `wall_clock`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -199,7 +199,7 @@ async fn attempt(
 ) -> Result<(u64, u64), (String, Option<u64>)> {
     let fail = |reason: &str| Err((String::from(reason), None));
     // Ended once the chain is installed; any other return (dropped) marks a cancel.
-    let measurement = crate::instrument::begin(Operation::AcmeIssuance);
+    let measurement = crate::instrument::begin(crate::instrument::Operation::AcmeIssuance);
     let Some(account) = crate::store::acme_account().await else {
         return fail("no [tls.acme] account in the configuration");
     };
