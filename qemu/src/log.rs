@@ -88,19 +88,25 @@ impl LogCapture {
 
     /// Waits until a line at index `from` or later contains `needle`; returns it.
     pub fn wait_for(&self, from: usize, needle: &str, timeout: Duration) -> Result<String> {
+        self.wait_for_any(from, &[needle], timeout)
+    }
+
+    /// Waits until a line at index `from` or later contains one of `needles`; returns the first
+    /// such line.
+    pub fn wait_for_any(&self, from: usize, needles: &[&str], timeout: Duration) -> Result<String> {
         let deadline = Instant::now() + timeout;
         let (lines, changed) = &*self.shared;
         let mut guard = lines.lock().unwrap();
         loop {
-            if let Some(line) = guard.lines.iter().skip(from).find(|line| line.contains(needle)) {
+            if let Some(line) = guard.lines.iter().skip(from).find(|line| needles.iter().any(|needle| line.contains(needle))) {
                 return Ok(line.clone());
             }
             if guard.closed {
-                return Err(format!("firmware log ended without {needle:?}; last lines:\n{}", tail(&guard.lines)).into());
+                return Err(format!("firmware log ended without {needles:?}; last lines:\n{}", tail(&guard.lines)).into());
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(format!("no {needle:?} in the firmware log within {timeout:?}; last lines:\n{}", tail(&guard.lines)).into());
+                return Err(format!("no {needles:?} in the firmware log within {timeout:?}; last lines:\n{}", tail(&guard.lines)).into());
             }
             guard = changed.wait_timeout(guard, deadline - now).unwrap().0;
         }

@@ -15,13 +15,15 @@
 //! state are on the heap only while a run lasts.
 //!
 //! The pending HTTP-01 challenge is published for port 80's WAN side ([`wan_http_answer`]),
-//! and withdrawn when the run ends. Progress and results go to the event log (never a key or
-//! the EAB MAC key); [`status`] is for the status page (its ACME card and `/status.json`'s
-//! `acme`). Each call of [`run_if_due`] (every courier pass, a few seconds apart) also has the
-//! identity look at the certificate's expiry alert again (`store::check_tls_expiry_alert`).
+//! and withdrawn when the run ends; a pending TLS-ALPN-01 challenge by `acme_tls_alpn` on port
+//! 443, whose listeners run beside the attempt's requests and only then. Progress and results
+//! go to the event log (never a key or the EAB MAC key); [`status`] is for the status page (its
+//! ACME card and `/status.json`'s `acme`). Each call of [`run_if_due`] (every courier pass, a
+//! few seconds apart) also has the identity look at the certificate's expiry alert again
+//! (`store::check_tls_expiry_alert`).
 //!
-//! Owns: the ACME schedule and status, the pending challenge. Calls: `event_log`, `instrument`,
-//! `link`, `mail_settings`, `random`, `resolver`, `store`, `wall_clock`.
+//! Owns: the ACME schedule and status, the pending challenge. Calls: `acme_tls_alpn`, `event_log`,
+//! `instrument`, `link`, `mail_settings`, `random`, `resolver`, `store`, `wall_clock`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -31,6 +33,7 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Ipv4Address, Stack};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
+use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Timer};
 use homemx_acme::client::{Action, Client, Config, ExternalAccount, PendingChallenge, Request};
 use homemx_acme::objects::ChallengeKind;
@@ -38,7 +41,7 @@ use homemx_acme::renewal::{self, Schedule};
 use homemx_acme::wan_http::{self, WanAnswer};
 use homemx_http::client::Progress;
 use homemx_keystore::secret::SecretBytes;
-use homemx_tls::identity::HostName;
+use homemx_tls::identity::{DeviceKey, HostName};
 use homemx_wire::config::AcmeChallenge;
 use homemx_wire::message::{Credential, TlsService};
 
@@ -201,7 +204,7 @@ async fn attempt(
     let Ok(host) = HostName::new(account.name.as_str()) else {
         return fail("the name cannot be in a certificate");
     };
-    let mut config = Config::new(directory, host, account.agree_terms);
+    let mut config = Config::new(directory, host.clone(), account.agree_terms);
     if let Some(contact) = &account.contact {
         config.contact.push(alloc::format!("mailto:{}", contact.as_str()));
     }
@@ -233,36 +236,19 @@ async fn attempt(
     }
     body.resize(BODY_CAPACITY, 0);
     header_store.resize(homemx_acme::exchange::HEADER_STORE, 0);
-    let mut requests = 0;
-    let mut transport_failures = 0;
-    loop {
-        match client.poll() {
-            Action::Done => break,
-            Action::Failed => {
-                let reason = client.error().map_or_else(|| String::from("failed"), |error| alloc::format!("{error}"));
-                return Err((reason, client.retry_after()));
-            }
-            Action::Send { request, delay_ms } => {
-                requests += 1;
-                if requests > MAX_REQUESTS {
-                    return fail("too many requests in one attempt");
-                }
-                publish_pending(client.pending_challenge().filter(|pending| pending.kind == ChallengeKind::Http01));
-                if delay_ms > 0 {
-                    Timer::after(Duration::from_millis(u64::from(delay_ms))).await;
-                }
-                let answered = exchange(stack, random.derive(), buffers, &request, &mut body, &mut header_store, &mut client).await;
-                if let Err(reason) = answered {
-                    transport_failures += 1;
-                    crate::event_warning!("acme: {} to {}: {}", if request.body.is_some() { "POST" } else { "GET" }, request.url.host(), reason);
-                    if transport_failures >= TRANSPORT_RETRIES {
-                        return fail(reason);
-                    }
-                    Timer::after(Duration::from_secs(2)).await;
-                }
-            }
-        }
-    }
+    let buffers = Buffers { connection: buffers, body: &mut body, header_store: &mut header_store };
+    let requests = run_requests(stack, random, buffers, &mut client, (&certificate_key, &host));
+    // TLS-ALPN-01: port 443 answers for as long as the attempt runs, beside the requests (a
+    // validation may come while the client polls).
+    let outcome = match challenge {
+        AcmeChallenge::TlsAlpn01 => match select(requests, crate::acme_tls_alpn::respond(stack)).await {
+            Either::First(outcome) => outcome,
+            Either::Second(never) => match never {},
+        },
+        AcmeChallenge::Http01 => requests.await,
+    };
+    crate::acme_tls_alpn::publish(None, &certificate_key, &host, 0, random);
+    outcome?;
     drop(body);
     drop(header_store);
     let Some(issued) = client.issued() else {
@@ -282,6 +268,61 @@ async fn attempt(
     let (not_before, not_after) = leaf.map_or((0, 0), |leaf| (leaf.not_before, leaf.not_after));
     crate::event_info!("acme: certificate for {} installed ({} certificates in the chain, valid until {})", account.name.as_str(), count, not_after);
     Ok((not_before, not_after))
+}
+
+/// The buffers of one attempt's requests.
+struct Buffers<'a> {
+    connection: &'a mut ConnectionBuffers,
+    body: &'a mut [u8],
+    header_store: &'a mut [u8],
+}
+
+/// Sends the client's requests until it is done or has failed; publishes each pending
+/// challenge (HTTP-01 for port 80, TLS-ALPN-01 for port 443, made with `identity`'s key for its
+/// host name) before the request that may start its validation.
+async fn run_requests(
+    stack: Stack<'static>,
+    random: &mut DerivedRandom,
+    buffers: Buffers<'_>,
+    client: &mut Client<'_>,
+    identity: (&DeviceKey, &HostName),
+) -> Result<(), (String, Option<u64>)> {
+    let fail = |reason: &str| Err((String::from(reason), None));
+    let mut requests = 0;
+    let mut transport_failures = 0;
+    loop {
+        match client.poll() {
+            Action::Done => return Ok(()),
+            Action::Failed => {
+                let reason = client.error().map_or_else(|| String::from("failed"), |error| alloc::format!("{error}"));
+                return Err((reason, client.retry_after()));
+            }
+            Action::Send { request, delay_ms } => {
+                requests += 1;
+                if requests > MAX_REQUESTS {
+                    return fail("too many requests in one attempt");
+                }
+                let pending = client.pending_challenge();
+                publish_pending(pending.filter(|pending| pending.kind == ChallengeKind::Http01));
+                let now = crate::wall_clock::unix_seconds().unwrap_or(0);
+                let (key, host) = identity;
+                crate::acme_tls_alpn::publish(pending.filter(|pending| pending.kind == ChallengeKind::TlsAlpn01), key, host, now, random);
+                if delay_ms > 0 {
+                    Timer::after(Duration::from_millis(u64::from(delay_ms))).await;
+                }
+                let answered =
+                    exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, client).await;
+                if let Err(reason) = answered {
+                    transport_failures += 1;
+                    crate::event_warning!("acme: {} to {}: {}", if request.body.is_some() { "POST" } else { "GET" }, request.url.host(), reason);
+                    if transport_failures >= TRANSPORT_RETRIES {
+                        return fail(reason);
+                    }
+                    Timer::after(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
 }
 
 /// Sends `request` over a new TLS connection to its URL and hands the answer to `client`.

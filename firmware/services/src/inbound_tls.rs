@@ -165,8 +165,19 @@ impl HandshakeFailure {
 /// while the session runs in TLS, not in every session task's future.
 pub async fn handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
     let config = server_config().await.ok_or(HandshakeFailure::NoConfiguration)?;
-    let random = derived_random().ok_or(HandshakeFailure::NoConfiguration)?;
     let measurement = crate::instrument::begin(Operation::TlsHandshakeServer);
+    let server = handshake_with(socket, permit, config).await?;
+    measurement.end();
+    Ok(server)
+}
+
+/// [`handshake`] with another configuration (the ACME TLS-ALPN-01 validation's), not measured.
+pub async fn handshake_with<'b>(
+    socket: &mut TcpSocket<'_>,
+    permit: &'b mut TlsPermit,
+    config: Arc<ServerConfig>,
+) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
+    let random = derived_random().ok_or(HandshakeFailure::NoConfiguration)?;
     // Keys rustls's random stream afresh for this handshake (server random, key share).
     let _ = crate::tls_context::prepare(random);
     let mut server = Box::new(TlsServer::new(config, &mut permit.incoming, &mut permit.outgoing).map_err(HandshakeFailure::Tls)?);
@@ -177,10 +188,7 @@ pub async fn handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsP
         Ok::<(), LinkError>(())
     };
     match embassy_time::with_timeout(HANDSHAKE_TIMEOUT, exchange).await {
-        Ok(Ok(())) => {
-            measurement.end();
-            Ok(server)
-        }
+        Ok(Ok(())) => Ok(server),
         Ok(Err(LinkError::Tls(error))) => Err(HandshakeFailure::Tls(error)),
         Ok(Err(_)) => Err(HandshakeFailure::Transport),
         Err(_) => Err(HandshakeFailure::TimedOut),

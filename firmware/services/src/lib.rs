@@ -21,6 +21,7 @@ mod console;
 mod cpu_load;
 mod delivery;
 mod acme;
+mod acme_tls_alpn;
 mod dyndns;
 mod event_log;
 mod health;
