@@ -42,12 +42,14 @@ pub struct PebbleConfig {
     pub tls_port: u16,
     /// The certificates' lifetime in seconds (`None`: Pebble's default, 5 years).
     pub validity_seconds: Option<u64>,
+    /// Pebble's random wait (up to 5 s) before each validation; off, it validates at once.
+    pub validation_wait: bool,
 }
 
 impl Default for PebbleConfig {
     /// Validation on the appliance's ports 80 and 443, Pebble's default lifetime.
     fn default() -> Self {
-        PebbleConfig { http_port: 80, tls_port: 443, validity_seconds: None }
+        PebbleConfig { http_port: 80, tls_port: 443, validity_seconds: None, validation_wait: false }
     }
 }
 
@@ -93,11 +95,12 @@ impl Pebble {
         std::fs::write(directory.join("pebble.json"), serde_json::to_vec_pretty(&json!({"pebble": settings})).unwrap()).unwrap();
         let log = std::fs::File::create(directory.join("pebble.log")).unwrap();
         // `ip netns exec` execs Pebble: the child's PID is Pebble's.
+        let (wait, wait_value) = if config.validation_wait { ("PEBBLE_VA_SLEEPTIME", "5") } else { ("PEBBLE_VA_NOSLEEP", "1") };
         let child = Command::new("ip")
             .args(["netns", "exec", namespace])
             .arg(pebble)
             .args(["-config", "pebble.json", "-dnsserver", &format!("{ROUTER}:53")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env(wait, wait_value)
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .current_dir(directory)
             .stdin(Stdio::null())
@@ -157,11 +160,16 @@ impl AcmeRig {
     /// `directory`, creates the network with Pebble's WAN address and the route that makes its
     /// validation come from the WAN, and starts DNS ([`ACME_NAME`] and [`HOST`]) and SNTP.
     pub fn start(directory: &Path) -> AcmeRig {
+        AcmeRig::start_with_challenge(directory, CHALLENGE)
+    }
+
+    /// [`AcmeRig::start`] with `challenge` (`http-01`, `tls-alpn-01`) in `[tls.acme]`.
+    pub fn start_with_challenge(directory: &Path, challenge: &str) -> AcmeRig {
         let ca = TestCa::create_for(&directory.join("ca"), &[ACME_NAME]).expect("test CA");
         write_secrets(directory);
         let acme = format!(
             "[tls.acme]\ndirectory = \"https://{ACME_NAME}:{ACME_PORT}/dir\"\nname = \"{HOST}\"\nca_certificate = \"{}\"\n\
-             contact = \"postmaster@example.org\"\nagree_terms = true\nchallenge = \"{CHALLENGE}\"\n",
+             contact = \"postmaster@example.org\"\nagree_terms = true\nchallenge = \"{challenge}\"\n",
             ca.ca_certificate.display()
         );
         let configuration = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "") + &acme;
