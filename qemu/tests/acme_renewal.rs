@@ -155,6 +155,9 @@ fn the_appliance_renews_by_itself_and_keeps_serving_alerting_when_the_ca_fails()
     assert!(owner.homemx(&["tls", "renew"]).status.success(), "tls renew");
     let failed = machine.log.wait_for(mark, "acme: attempt failed", Duration::from_secs(60)).unwrap_or_else(|error| panic!("{error}"));
     assert!(failed.contains("urn:ietf:params:acme:error:"), "the CA's problem is in the event log: {failed}\nPebble: {}", pebble.log());
+    let logged = owner.logged_lines("acme: attempt failed");
+    assert!(logged.len() >= 2, "both failures are in `homemx logs`: {logged:#?}");
+    assert!(logged.last().is_some_and(|line| line.contains("urn:ietf:params:acme:error:")), "and the owner reads the problem there: {logged:#?}");
     let lines = machine.log.lines();
     assert!(!lines[mark..].iter().any(|line| line.contains(&installed)), "nothing installed");
     let status = status_json(&rig.network);
