@@ -397,7 +397,9 @@ fn spool(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     }
 }
 
-/// The appliance's own TLS certificate: subject, issuer, expiry (in red from 21 days before).
+/// The appliance's own TLS certificate: subject, issuer, expiry (in red while the
+/// `certificate_expiring` alert is active: from 21 days before, or for one ACME renews from 14
+/// days or a quarter of its lifetime before; and once expired).
 fn certificate(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     sink.write_str("<section><h2>Own TLS certificate</h2><dl>")?;
     let Some(certificate) = &snapshot.certificate else {
@@ -416,7 +418,8 @@ fn certificate(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     write!(sink, "</dd><dt>Expires</dt><dd><time datetime=\"{}\">{}</time>", Iso(certificate.not_after_unix), Utc(certificate.not_after_unix))?;
     if let Some(now) = snapshot.now_unix {
         let days = certificate.days_until_expiry(now);
-        let class = if days < 21 { "bad" } else { "good" };
+        let expiring = snapshot.alerts.get(crate::alert::AlertKind::CertificateExpiring).is_some();
+        let class = if expiring || days < 0 { "bad" } else { "good" };
         if days < 0 {
             write!(sink, " <span class=\"{class}\">(expired)</span>")?;
         } else {

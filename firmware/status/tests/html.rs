@@ -281,6 +281,25 @@ fn the_acme_card_shows_the_last_attempt_its_error_and_the_next() {
 }
 
 #[test]
+fn the_certificate_expiry_is_red_while_its_alert_is_active() {
+    // A 6-day ACME certificate 3 days before its end: renewed in time, no alert, not red.
+    let mut short_lived = common::quiet();
+    let now = short_lived.now_unix.unwrap();
+    if let Some(certificate) = &mut short_lived.certificate {
+        certificate.not_after_unix = now + 3 * 86_400;
+    }
+    assert!(render(&short_lived).contains("<span class=\"good\">(in 3 days)</span>"));
+    let uptime_ms = short_lived.system.uptime_ms;
+    short_lived.alerts.raise(AlertKind::CertificateExpiring, uptime_ms);
+    assert!(render(&short_lived).contains("<span class=\"bad\">(in 3 days)</span>"));
+    if let Some(certificate) = &mut short_lived.certificate {
+        certificate.not_after_unix = now - 1;
+    }
+    short_lived.alerts = Default::default();
+    assert!(render(&short_lived).contains("<span class=\"bad\">(expired)</span>"));
+}
+
+#[test]
 fn pages_stay_small_and_the_largest_fits_the_buffer() {
     let busy = render(&common::busy()).len();
     let quiet = render(&common::quiet()).len();
