@@ -160,16 +160,17 @@ impl AcmeRig {
     /// `directory`, creates the network with Pebble's WAN address and the route that makes its
     /// validation come from the WAN, and starts DNS ([`ACME_NAME`] and [`HOST`]) and SNTP.
     pub fn start(directory: &Path) -> AcmeRig {
-        AcmeRig::start_with_challenge(directory, CHALLENGE)
+        AcmeRig::start_with_challenge(directory, CHALLENGE, "")
     }
 
-    /// [`AcmeRig::start`] with `challenge` (`http-01`, `tls-alpn-01`) in `[tls.acme]`.
-    pub fn start_with_challenge(directory: &Path, challenge: &str) -> AcmeRig {
+    /// [`AcmeRig::start`] with `challenge` (`http-01`, `tls-alpn-01`) and the lines `extra`
+    /// (e.g. `reuse_key = false\n`) in `[tls.acme]`.
+    pub fn start_with_challenge(directory: &Path, challenge: &str, extra: &str) -> AcmeRig {
         let ca = TestCa::create_for(&directory.join("ca"), &[ACME_NAME]).expect("test CA");
         write_secrets(directory);
         let acme = format!(
             "[tls.acme]\ndirectory = \"https://{ACME_NAME}:{ACME_PORT}/dir\"\nname = \"{HOST}\"\nca_certificate = \"{}\"\n\
-             contact = \"postmaster@example.org\"\nagree_terms = true\nchallenge = \"{challenge}\"\n",
+             contact = \"postmaster@example.org\"\nagree_terms = true\nchallenge = \"{challenge}\"\n{extra}",
             ca.ca_certificate.display()
         );
         let configuration = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "") + &acme;

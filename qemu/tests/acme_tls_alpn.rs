@@ -8,6 +8,9 @@
 //! `acme-tls/1` gets the validation certificate (the host name, the critical acmeIdentifier
 //! extension). When no attempt runs, port 443 is closed.
 //!
+//! The account says `reuse_key = false`: a forced renewal (`homemx tls renew`) installs a
+//! certificate for a new key, and port 25's handshake with it verifies.
+//!
 //! Needs root (namespaces), `pebble` (host-tools/setup.sh) and openssl.
 
 use std::process::{Command, Stdio};
@@ -34,11 +37,11 @@ fn s_client(namespace: &str, port: u16, extra: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
 }
 
-/// The text of the first certificate in `output`, by `openssl x509 -text`.
-fn certificate_text(output: &str) -> String {
+/// What `openssl x509 -noout <option>` says of the first certificate in `output`.
+fn certificate_text(output: &str, option: &str) -> String {
     let begin = output.find("-----BEGIN CERTIFICATE-----").expect("a certificate");
     let end = output[begin..].find("-----END CERTIFICATE-----").expect("its end") + begin + "-----END CERTIFICATE-----".len();
-    let mut child = Command::new("openssl").args(["x509", "-noout", "-text"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("openssl").args(["x509", "-noout", option]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), &output.as_bytes()[begin..end]).unwrap();
     String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
 }
@@ -47,7 +50,7 @@ fn certificate_text(output: &str) -> String {
 fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_acme_tls_1() {
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
     let directory = new_run_directory("acme-tls-alpn").unwrap();
-    let rig = AcmeRig::start_with_challenge(&directory, "tls-alpn-01");
+    let rig = AcmeRig::start_with_challenge(&directory, "tls-alpn-01", "reuse_key = false\n");
     let namespace = rig.namespace().to_string();
     // Pebble's random wait before each validation (up to 5 s) stays on: port 443 must answer
     // while the device polls, which is what the attacks below rely on.
@@ -76,7 +79,7 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
     let no_alpn = s_client(&namespace, 443, &[]);
     let other_alpn = s_client(&namespace, 443, &["-alpn", "http/1.1"]);
     assert!(validation.contains("ALPN protocol: acme-tls/1"), "acme-tls/1 negotiated: {validation}");
-    let text = certificate_text(&validation);
+    let text = certificate_text(&validation, "-text");
     assert!(text.contains(&format!("DNS:{HOST}")), "the validation certificate names the host: {text}");
     assert!(text.contains("1.3.6.1.5.5.7.1.31: critical"), "it carries the critical acmeIdentifier: {text}");
     for (what, output) in [("no ALPN", &no_alpn), ("ALPN http/1.1", &other_alpn)] {
@@ -111,15 +114,37 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
     let root_file = directory.join("pebble-root.pem");
     pebble.write_root(&namespace, &root_file);
     let ca_file = root_file.display().to_string();
-    let mut served = String::new();
+    let verified_leaf = || {
+        let mut served = String::new();
+        for _ in 0..10 {
+            served = s_client(&namespace, 25, &["-starttls", "smtp", "-verify_hostname", HOST, "-verify_return_error", "-CAfile", &ca_file, "-showcerts", "-no_ign_eof"]);
+            if served.contains("Verify return code: 0 (ok)") {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        assert!(served.contains("Verify return code: 0 (ok)"), "port 25 presents the ACME chain: {served}");
+        served
+    };
+    let first = verified_leaf();
+
+    // 3b. `reuse_key = false`: a renewal brings a new key, installed with its chain (the
+    //     handshake above and below proves key and certificate belong together).
+    let from = machine.log.lines().len();
+    let renew = owner.homemx(&["tls", "renew"]);
+    assert!(renew.status.success(), "tls renew: {}", String::from_utf8_lossy(&renew.stderr));
+    let renewed = machine.log.wait_for_any(from, &["acme: certificate for mx.example.org installed", "acme: attempt failed"], Duration::from_secs(120));
+    assert!(renewed.as_deref().is_ok_and(|line| line.contains("installed")), "the renewal: {renewed:?}");
+    let mut second = verified_leaf();
     for _ in 0..10 {
-        served = s_client(&namespace, 25, &["-starttls", "smtp", "-verify_hostname", HOST, "-verify_return_error", "-CAfile", &ca_file, "-brief"]);
-        if served.contains("Verification: OK") {
+        if certificate_text(&second, "-fingerprint") != certificate_text(&first, "-fingerprint") {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
+        second = verified_leaf();
     }
-    assert!(served.contains("Verification: OK"), "port 25 presents the ACME chain: {served}");
+    assert_ne!(certificate_text(&first, "-fingerprint"), certificate_text(&second, "-fingerprint"), "port 25 presents the renewed certificate");
+    assert_ne!(certificate_text(&first, "-pubkey"), certificate_text(&second, "-pubkey"), "reuse_key = false: the renewed certificate has a new key");
 
     // The heap high-water since boot (the issuance with its three port-443 listeners), from the LAN.
     let (_, health) = curl(&namespace, LAN_CLIENT, &[&format!("http://{APPLIANCE}/health")]);

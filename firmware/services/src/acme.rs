@@ -11,7 +11,8 @@
 //! the `TlsService::Acme` anchor), one connection per request (`Connection: close`), the bytes
 //! by homemx-acme's `exchange`. The account key is the device's own (`store::acme_keys`: P-256,
 //! made once and kept in the encrypted store); the certificate key is the TLS identity's
-//! (`reuse_key`: a published TLSA record stays valid). The response body and the client's
+//! (`reuse_key = true`, the default: a published TLSA record stays valid), or with
+//! `reuse_key = false` a new one per attempt, installed with its chain. The response body and the client's
 //! state are on the heap only while a run lasts.
 //!
 //! The pending HTTP-01 challenge is published for port 80's WAN side ([`wan_http_answer`]),
@@ -224,7 +225,7 @@ async fn attempt(
         config.external_account = Some(ExternalAccount { key_id: String::from(key_id.as_str()), mac_key });
     }
     let mut key_random = random.derive().into_rng();
-    let Some((account_key, certificate_key)) = crate::store::acme_keys(&mut key_random).await else {
+    let Some((account_key, certificate_key)) = crate::store::acme_keys(&mut key_random, account.reuse_key).await else {
         return fail("the keys could not be read or made (locked?)");
     };
     crate::event_info!("acme: requesting a certificate for {} from {}", account.name.as_str(), account.directory.as_str());
@@ -261,7 +262,8 @@ async fn attempt(
     let leaf = issued.chain.first().and_then(|leaf| homemx_tls::identity::CertificateSummary::of(leaf.as_ref()));
     let count = issued.chain.len();
     drop(client);
-    if let Err(error) = crate::store::install_acme_chain(&der).await {
+    let new_key = (!account.reuse_key).then_some(&certificate_key);
+    if let Err(error) = crate::store::install_acme_chain(&der, new_key).await {
         crate::event_warning!("acme: the issued chain could not be installed: {:?}", error);
         return fail("the issued chain could not be stored; the certificate in use stays");
     }

@@ -359,7 +359,7 @@ fn status(cli: &Cli) -> Result<()> {
         "firmware": console.device.firmware_version.as_str(),
         "board": console.device.board.as_str(),
         "status": status,
-        "certificate": certificate,
+        "certificate": tls::certificate_json(certificate.as_ref()),
     });
     print(cli, json, || {
         let mut text = status_text(&identity(&console), &console.device.firmware_version, &console.device.board, &status);

@@ -774,7 +774,7 @@ fn plan_with(file: &ConfigFile, base: &Path, files: NamedFiles) -> Result<Plan> 
             acme_warnings.push("[tls.acme] agree_terms = false: a CA with terms of service (Let's Encrypt has them) refuses the account until you agree".to_string());
         }
         if !acme.reuse_key {
-            acme_warnings.push("[tls.acme] reuse_key = false is not supported by the firmware yet: the device keeps its TLS key across renewals".to_string());
+            acme_warnings.push("[tls.acme] reuse_key = false: every renewal brings a new key, so a `3 1 1` TLSA record breaks at each renewal (publish `2 1 1` for the issuer instead, `homemx tls tlsa --issuer`)".to_string());
         }
     }
     items.check.finish().map_err(|refusal| match refusal.field {

@@ -96,6 +96,24 @@ pub fn certificate(console: &mut Console) -> Result<Option<CertificateReport>> {
     }
 }
 
+/// The certificate report as JSON for `homemx status --json`: the digests in hex, as in the
+/// TLSA record, not as arrays of numbers.
+pub fn certificate_json(report: Option<&CertificateReport>) -> serde_json::Value {
+    let Some(report) = report else {
+        return serde_json::Value::Null;
+    };
+    serde_json::json!({
+        "subject": report.subject.as_deref(),
+        "issuer": report.issuer.as_deref(),
+        "self_signed": report.self_signed,
+        "not_after_unix": report.not_after_unix,
+        "days_until_expiry": report.days_until_expiry,
+        "host_name": report.host_name.as_str(),
+        "key_sha256": hex::encode(report.key_sha256),
+        "issuer_key_sha256": report.issuer_key_sha256.map(hex::encode),
+    })
+}
+
 /// The TLSA record for the device's key (usage 3), or its issuing CA's key (usage 2, `issuer`):
 /// the usage, the digest and the zone-file line.
 pub fn tlsa_record(report: Option<&CertificateReport>, issuer: bool) -> Result<(u8, [u8; 32], String)> {
@@ -183,6 +201,16 @@ mod tests {
             key_sha256: [0xAB; 32],
             issuer_key_sha256,
         }
+    }
+
+    #[test]
+    fn the_status_json_gives_the_digests_in_hex() {
+        let json = certificate_json(Some(&report(Some([0x01; 32]))));
+        assert_eq!(json["key_sha256"], "ab".repeat(32));
+        assert_eq!(json["issuer_key_sha256"], "01".repeat(32));
+        assert_eq!(json["host_name"], "home.example.net");
+        assert_eq!(certificate_json(Some(&report(None)))["issuer_key_sha256"], serde_json::Value::Null);
+        assert_eq!(certificate_json(None), serde_json::Value::Null);
     }
 
     #[test]

@@ -53,8 +53,12 @@ pub const MAX_CHAIN_DER: usize = 6 * 1024;
 const SELF_SIGNED_RENEWAL_DAYS: i64 = 30;
 /// A new self-signed certificate is valid from this long before now (peers whose clocks lag).
 const BACKDATE_SECONDS: u64 = 3600;
-/// The header record: slot, kind, length (LE), SHA-256 of the host name.
+/// The header record: slot, kind (with [`KEY_IN_SLOT`]), length (LE), SHA-256 of the host name.
 const HEADER_LENGTH: usize = 4 + 32;
+/// In the header's kind octet: the chain's key is the slot's own record ([`slot_key_record`]),
+/// not the identity's key (an ACME certificate with `reuse_key = false`). Key and chain then
+/// switch with the one header write, so a power cut cannot pair one's key with the other's chain.
+const KEY_IN_SLOT: u8 = 0x80;
 
 const SELF_SIGNED: u8 = 1;
 const CA_ISSUED: u8 = 2;
@@ -125,6 +129,11 @@ fn piece_key(slot: u8, index: usize) -> u64 {
     Settings::key_for("tls-chain", &[slot, index as u8])
 }
 
+/// The record of a slot's own key (see [`KEY_IN_SLOT`]).
+fn slot_key_record(slot: u8) -> u64 {
+    Settings::key_for("tls-chain-key", &[slot])
+}
+
 fn host_digest(host: &str) -> [u8; 32] {
     Sha256::digest(host.as_bytes()).into()
 }
@@ -144,6 +153,7 @@ fn configured_host() -> Option<HostName> {
 struct ChainHeader {
     slot: u8,
     kind: u8,
+    key_in_slot: bool,
     length: usize,
     host_digest: [u8; 32],
 }
@@ -154,7 +164,7 @@ async fn read_header(settings: &mut Settings) -> Option<ChainHeader> {
         Ok(Some(HEADER_LENGTH)) => {
             let mut host_digest = [0u8; 32];
             host_digest.copy_from_slice(&value[4..]);
-            Some(ChainHeader { slot: value[0], kind: value[1], length: usize::from(u16::from_le_bytes([value[2], value[3]])), host_digest })
+            Some(ChainHeader { slot: value[0], kind: value[1] & !KEY_IN_SLOT, key_in_slot: value[1] & KEY_IN_SLOT != 0, length: usize::from(u16::from_le_bytes([value[2], value[3]])), host_digest })
         }
         _ => None,
     }
@@ -177,25 +187,39 @@ async fn read_chain(settings: &mut Settings, header: &ChainHeader) -> Option<Vec
     Some(chain)
 }
 
-/// Writes `der` to the slot the current header does not name, then switches the header to it
-/// (one record write), then removes the old slot's records.
-async fn write_chain(settings: &mut Settings, previous: Option<&ChainHeader>, kind: u8, host: &HostName, der: &[u8]) -> Result<(), ErrorCode> {
+/// Writes `der` (and `slot_key`, the chain's own key if it is not the identity's) to the slot
+/// the current header does not name, then switches the header to it (one record write), then
+/// removes the old slot's records.
+async fn write_chain(
+    settings: &mut Settings,
+    previous: Option<&ChainHeader>,
+    kind: u8,
+    host: &HostName,
+    der: &[u8],
+    slot_key: Option<&DeviceKey>,
+) -> Result<(), ErrorCode> {
     if der.len() > MAX_CHAIN_DER {
         return Err(ErrorCode::CertificateRefused(CertificateRefusal::TooLong));
     }
     let slot = previous.map_or(0, |header| header.slot ^ 1);
+    if let Some(key) = slot_key {
+        settings.store(slot_key_record(slot), &key.to_stored()[..]).await.map_err(|_| ErrorCode::StorageFull)?;
+    }
     for (index, piece) in der.chunks(KEY_VALUE_CAPACITY).enumerate() {
         settings.store(piece_key(slot, index), piece).await.map_err(|_| ErrorCode::StorageFull)?;
     }
     let mut header = [0u8; HEADER_LENGTH];
     header[0] = slot;
-    header[1] = kind;
+    header[1] = if slot_key.is_some() { kind | KEY_IN_SLOT } else { kind };
     header[2..4].copy_from_slice(&(der.len() as u16).to_le_bytes());
     header[4..].copy_from_slice(&host_digest(host.as_str()));
     settings.store(record_key(b"chain"), &header).await.map_err(|_| ErrorCode::StorageFull)?;
     if let Some(previous) = previous {
         for index in 0..previous.length.div_ceil(KEY_VALUE_CAPACITY) {
             let _ = settings.remove(piece_key(previous.slot, index)).await;
+        }
+        if previous.key_in_slot {
+            let _ = settings.remove(slot_key_record(previous.slot)).await;
         }
     }
     Ok(())
@@ -230,15 +254,20 @@ pub fn host_name() -> Option<HostName> {
 /// until a certificate was made or installed.
 pub async fn server_identity(settings: &mut Settings) -> Option<(DeviceKey, Vec<u8>)> {
     let header = read_header(settings).await?;
-    let key = load_key(settings).await.ok()??;
+    let key = if header.key_in_slot { load_key_record(settings, slot_key_record(header.slot)).await } else { load_key(settings).await }.ok()??;
     let chain = read_chain(settings, &header).await?;
     Some((key, chain))
 }
 
 /// The stored key, if one was made.
 async fn load_key(settings: &mut Settings) -> Result<Option<DeviceKey>, ErrorCode> {
+    load_key_record(settings, record_key(b"key")).await
+}
+
+/// The key stored in `record`, if any.
+async fn load_key_record(settings: &mut Settings, record: u64) -> Result<Option<DeviceKey>, ErrorCode> {
     let mut value = SecretBytes::<KEY_VALUE_CAPACITY>::zeroed();
-    match settings.fetch(record_key(b"key"), value.expose_mut()).await {
+    match settings.fetch(record, value.expose_mut()).await {
         Ok(Some(length)) => DeviceKey::from_stored(&value.expose()[..length]).map(Some).map_err(|_| ErrorCode::DeviceFault),
         Ok(None) => Ok(None),
         Err(_) => Err(ErrorCode::DeviceFault),
@@ -358,7 +387,7 @@ pub async fn refresh(settings: &mut Settings, random: &mut ChaCha20Rng) -> Resul
     };
     let certificate = identity::self_signed_certificate(&key, &host, now.saturating_sub(BACKDATE_SECONDS), identity::DEFAULT_VALIDITY_DAYS, random)
         .map_err(|_| ErrorCode::DeviceFault)?;
-    write_chain(settings, header.as_ref(), SELF_SIGNED, &host, &certificate).await?;
+    write_chain(settings, header.as_ref(), SELF_SIGNED, &host, &certificate, None).await?;
     crate::event_info!("tls: self-signed certificate for {} made, valid {} days", host.as_str(), identity::DEFAULT_VALIDITY_DAYS);
     publish(Some(&certificate), true);
     Ok(())
@@ -425,7 +454,7 @@ pub async fn install_chunk(settings: &mut Settings, staged: &mut StagedChain, ch
         der.extend_from_slice(certificate.as_ref());
     }
     let header = read_header(settings).await;
-    write_chain(settings, header.as_ref(), CA_ISSUED, &host, &der).await?;
+    write_chain(settings, header.as_ref(), CA_ISSUED, &host, &der, None).await?;
     publish(Some(&der), false);
     let issuer = certificate().and_then(|facts| facts.issuer).unwrap_or_default();
     crate::event_info!("tls: CA-issued chain of {} certificates installed for {} (issuer {})", certificates.len(), host.as_str(), issuer.as_str());
@@ -471,9 +500,15 @@ pub async fn acme_account_key(settings: &mut Settings, random: &mut ChaCha20Rng)
     Ok(key)
 }
 
-/// The TLS identity's key (the certificate's key with `reuse_key`), made first if there is none.
-pub async fn acme_certificate_key(settings: &mut Settings, random: &mut ChaCha20Rng) -> Result<DeviceKey, ErrorCode> {
-    key_or_generate(settings, random).await
+/// The certificate's key: with `reuse_key`, the TLS identity's key (made first if there is
+/// none); without, a new key from `random`, kept in RAM until [`install_acme_chain`] stores it
+/// with its chain.
+pub async fn acme_certificate_key(settings: &mut Settings, random: &mut ChaCha20Rng, reuse_key: bool) -> Result<DeviceKey, ErrorCode> {
+    if reuse_key {
+        key_or_generate(settings, random).await
+    } else {
+        Ok(DeviceKey::generate(random))
+    }
 }
 
 /// notBefore and notAfter of the CA-issued chain in use for the host name; `None` when the
@@ -493,10 +528,12 @@ pub async fn acme_current_validity(settings: &mut Settings) -> Option<(u64, u64)
 /// time: DER certificates one after the other, leaf first) as the CA-issued chain: written to
 /// the other slot, then the header switches to it (a power cut before that leaves the old
 /// chain), then published (the identity's generation moves: the TLS listener reloads).
-pub async fn install_acme_chain(settings: &mut Settings, der: &[u8]) -> Result<(), ErrorCode> {
+/// `new_key`: the chain's own key (`reuse_key = false`), stored in the same slot and switched
+/// with the chain by the same header write.
+pub async fn install_acme_chain(settings: &mut Settings, der: &[u8], new_key: Option<&DeviceKey>) -> Result<(), ErrorCode> {
     let host = configured_host().ok_or(ErrorCode::NotFound)?;
     let header = read_header(settings).await;
-    write_chain(settings, header.as_ref(), CA_ISSUED, &host, der).await?;
+    write_chain(settings, header.as_ref(), CA_ISSUED, &host, der, new_key).await?;
     publish(Some(der), false);
     Ok(())
 }

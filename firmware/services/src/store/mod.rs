@@ -277,12 +277,15 @@ pub async fn acme_account() -> Option<homemx_wire::config::Acme> {
     None
 }
 
-/// The ACME account key and the certificate's key (the TLS identity's), each made and stored
-/// the first time; `None` while locked or on a storage fault.
-pub async fn acme_keys(random: &mut rand_chacha::ChaCha20Rng) -> Option<(homemx_tls::identity::DeviceKey, homemx_tls::identity::DeviceKey)> {
+/// The ACME account key (made and stored the first time) and the certificate's key (the TLS
+/// identity's with `reuse_key`, else a new one); `None` while locked or on a storage fault.
+pub async fn acme_keys(
+    random: &mut rand_chacha::ChaCha20Rng,
+    reuse_key: bool,
+) -> Option<(homemx_tls::identity::DeviceKey, homemx_tls::identity::DeviceKey)> {
     let mut stores = open().await?;
     let account = identity::acme_account_key(&mut stores.settings, random).await.ok()?;
-    let certificate = identity::acme_certificate_key(&mut stores.settings, random).await.ok()?;
+    let certificate = identity::acme_certificate_key(&mut stores.settings, random, reuse_key).await.ok()?;
     Some((account, certificate))
 }
 
@@ -292,10 +295,11 @@ pub async fn acme_current_validity() -> Option<(u64, u64)> {
     identity::acme_current_validity(&mut stores.settings).await
 }
 
-/// Installs an ACME-issued chain (DER, leaf first) as the identity's CA-issued chain.
-pub async fn install_acme_chain(der: &[u8]) -> Result<(), ErrorCode> {
+/// Installs an ACME-issued chain (DER, leaf first) as the identity's CA-issued chain, with its
+/// own key when it is not the identity's (`reuse_key = false`).
+pub async fn install_acme_chain(der: &[u8], new_key: Option<&homemx_tls::identity::DeviceKey>) -> Result<(), ErrorCode> {
     let mut stores = open().await.ok_or(ErrorCode::Locked)?;
-    identity::install_acme_chain(&mut stores.settings, der).await
+    identity::install_acme_chain(&mut stores.settings, der, new_key).await
 }
 
 /// A mail user's password record as SMTP AUTH needs it.
