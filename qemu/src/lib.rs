@@ -22,6 +22,7 @@ pub mod machine;
 pub mod network;
 pub mod operation_workload;
 pub mod owner;
+pub mod pebble;
 pub mod peer_directory;
 pub mod peers;
 mod postfix_instance;

@@ -77,6 +77,27 @@ impl Owner {
         self.run(&self.key, arguments)
     }
 
+    /// The whole lines of `homemx --json logs` that start with `start`, oldest first, each
+    /// joined from the entries it was split into (continuations start with `… `).
+    pub fn logged_lines(&self, start: &str) -> Vec<String> {
+        let output = self.homemx(&["--json", "logs"]);
+        let Ok(logs) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
+            return Vec::new();
+        };
+        let texts: Vec<&str> = logs["entries"].as_array().into_iter().flatten().filter_map(|entry| entry["text"].as_str()).collect();
+        let mut lines = Vec::new();
+        for (first, text) in texts.iter().enumerate().filter(|(_, text)| text.starts_with(start)) {
+            let mut line = text.to_string();
+            for text in &texts[first + 1..] {
+                let Some(rest) = text.strip_prefix("\u{2026} ") else { break };
+                line.push(' ');
+                line.push_str(rest);
+            }
+            lines.push(line);
+        }
+        lines
+    }
+
     /// `status --json`, checked to hold no secret; the `status` object.
     pub fn status(&self) -> serde_json::Value {
         let output = self.homemx(&["--json", "status"]);

@@ -15,145 +15,31 @@
 //!
 //! Needs root (namespaces), `pebble` (host-tools/setup.sh), openssl, curl and Postfix.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use homemx_qemu::chain_power_cut::{cut_inside, port_25_once_up, restart_unlocked, CutPoints};
 use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::instructions::{wait_for_counts, Operation};
 use homemx_qemu::machine::{new_run_directory, MachineConfig};
-use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
-use homemx_qemu::owner::{provider_configuration, write_secrets};
+use homemx_qemu::network::{APPLIANCE, LAN_CLIENT, WAN_CLIENT};
+use homemx_qemu::pebble::{curl, port_25_chain, AcmeRig, Pebble, PebbleConfig, HOST};
 use homemx_qemu::peers::send_mail;
 use homemx_qemu::postfix_sender::{PostfixSender, PostfixSenderConfig};
-use homemx_qemu::provider::{add_wan_address, write_json_atomically, DnsServer, SntpConfig, SntpServer, TestCa};
-use serde_json::{json, Value};
-
-const HOST: &str = "mx.example.org";
-const ACME_NAME: &str = "acme.example.net";
-/// Pebble's WAN address inside the namespace (documentation range).
-const ACME_SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
-const ACME_PORT: u16 = 14000;
-const MANAGEMENT_PORT: u16 = 15000;
-
-/// Pebble inside the namespace, stopped by its PID on drop.
-struct Pebble {
-    child: Child,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn require_pebble() -> PathBuf {
-    for directory in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
-        let path = Path::new(directory).join("pebble");
-        if path.exists() {
-            return path;
-        }
-    }
-    panic!("pebble is not installed: run host-tools/setup.sh (Debian package `pebble`)");
-}
-
-/// Starts Pebble in `namespace` on [`ACME_SERVER`], HTTPS with the test CA's leaf for
-/// [`ACME_NAME`], its DNS at the test DNS server on the router, HTTP-01 on port 80.
-fn start_pebble(namespace: &str, ca: &TestCa, directory: &Path) -> Pebble {
-    let pebble = require_pebble();
-    std::fs::create_dir_all(directory).unwrap();
-    let leaf = ca.leaf(ACME_NAME).expect("a leaf for the ACME server");
-    let config = json!({"pebble": {
-        "listenAddress": format!("{ACME_SERVER}:{ACME_PORT}"),
-        "managementListenAddress": format!("{ACME_SERVER}:{MANAGEMENT_PORT}"),
-        "certificate": leaf.certificate, "privateKey": leaf.key,
-        "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-    }});
-    std::fs::write(directory.join("pebble.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let log = std::fs::File::create(directory.join("pebble.log")).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", namespace])
-        .arg(pebble)
-        .args(["-config", "pebble.json", "-dnsserver", &format!("{ROUTER}:53")])
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .env("PEBBLE_WFE_NONCEREJECT", "0")
-        .current_dir(directory)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("pebble starts");
-    let pebble = Pebble { child };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(directory.join("pebble.log")).unwrap_or_default().contains("Listening on") {
-        assert!(Instant::now() < deadline, "Pebble did not start: {}", std::fs::read_to_string(directory.join("pebble.log")).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    pebble
-}
-
-/// `curl` inside the namespace from `source`: (status, body).
-fn curl(namespace: &str, source: Ipv4Addr, arguments: &[&str]) -> (u16, String) {
-    let output = Command::new("ip")
-        .args(["netns", "exec", namespace, "curl", "-s", "--max-time", "20", "--interface", &source.to_string(), "-w", "\n%{http_code}"])
-        .args(arguments)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// What `openssl s_client` says of port 25's chain after STARTTLS, verified with `ca_file` only.
-fn port_25_chain(namespace: &str, ca_file: &Path) -> String {
-    let output = Command::new("ip")
-        .args(["netns", "exec", namespace, "timeout", "30", "openssl", "s_client", "-brief", "-starttls", "smtp"])
-        .args(["-connect", &format!("{APPLIANCE}:25"), "-verify_hostname", HOST, "-verify_return_error", "-CAfile"])
-        .arg(ca_file)
-        .stdin(Stdio::null())
-        .output()
-        .expect("openssl runs");
-    String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout)
-}
+use serde_json::Value;
 
 #[test]
 fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_nothing_else() {
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
     let directory = new_run_directory("acme").unwrap();
-    let ca = TestCa::create_for(&directory.join("ca"), &[ACME_NAME]).expect("test CA");
-    write_secrets(&directory);
-    let acme = format!(
-        "[tls.acme]\ndirectory = \"https://{ACME_NAME}:{ACME_PORT}/dir\"\nname = \"{HOST}\"\nca_certificate = \"{}\"\ncontact = \"postmaster@example.org\"\nagree_terms = true\nchallenge = \"http-01\"\n",
-        ca.ca_certificate.display()
-    );
-    let configuration = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "") + &acme;
-    std::fs::write(directory.join("homemx.toml"), configuration).unwrap();
+    let rig = AcmeRig::start(&directory);
+    let namespace = rig.namespace().to_string();
+    let pebble = Pebble::start(&namespace, &rig.ca, &directory.join("pebble"), PebbleConfig::default());
+    let dns = &rig.dns;
+    let ca = &rig.ca;
+    let network = &rig.network;
 
-    let network = IsolatedNetwork::create(&directory).expect("isolated network");
-    let namespace = network.namespace().to_string();
-    let ns = Some(namespace.as_str());
-    add_wan_address(&namespace, ACME_SERVER).unwrap();
-    // Every connection the namespace opens to the appliance without choosing its source (Pebble's
-    // validation) comes from the WAN client's address: the appliance sees a peer outside its LAN.
-    let route = Command::new("ip")
-        .args(["-n", &namespace, "route", "replace", &format!("{APPLIANCE}/32"), "dev", "br0", "src", &WAN_CLIENT.to_string()])
-        .output()
-        .unwrap();
-    assert!(route.status.success(), "{}", String::from_utf8_lossy(&route.stderr));
-    let zone_file = directory.join("zone.json");
-    let zone = json!({"ttl": 60, "names": {ACME_NAME: {"A": [ACME_SERVER.to_string()]}, HOST: {"A": [APPLIANCE.to_string()]}}});
-    write_json_atomically(&zone_file, &zone).unwrap();
-    let dns = DnsServer::start(ns, &[&format!("{ROUTER}:53")], &zone_file, &directory.join("dns")).expect("DNS server");
-    // The device's clock a few seconds ahead of the host's: Pebble's certificates start "now".
-    let sntp_config = SntpConfig { offset_seconds: 5.0, ..SntpConfig::new(format!("{ROUTER}:123")) };
-    let _sntp = SntpServer::start(ns, &sntp_config, &directory.join("sntp")).expect("SNTP server");
-    let _pebble = start_pebble(&namespace, &ca, &directory.join("pebble"));
-
-    let (mut machine, _owner) = homemx_qemu::owner::boot_provisioned_with(elf.clone(), &network, &directory, |config| config.operation_counts = true);
+    let (mut machine, _owner) = homemx_qemu::owner::boot_provisioned_with(elf.clone(), network, &directory, |config| config.operation_counts = true);
 
     // 1. The device obtains the certificate by itself (the courier's run once the clock is set).
     let started = Instant::now();
@@ -163,7 +49,7 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
         let acme: Vec<&String> = lines.iter().filter(|line| line.contains("acme")).collect();
         panic!(
             "no certificate: device log (acme lines): {acme:#?}\nPebble: {}\nDNS queries: {:?}",
-            std::fs::read_to_string(directory.join("pebble/pebble.log")).unwrap_or_default(),
+            pebble.log(),
             dns.queries()
         );
     }
@@ -177,9 +63,15 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
         .iter()
         .find_map(|line| line.split_once("acme: answering the http-01 challenge on port 80, token ").map(|(_, token)| token.trim().to_string()))
         .expect("the device logged the challenge token");
-    let pebble_log = std::fs::read_to_string(directory.join("pebble/pebble.log")).unwrap();
+    let pebble_log = pebble.log();
     assert!(pebble_log.contains(&token), "Pebble validated this token: {pebble_log}");
     assert!(lines.iter().any(|line| line.contains("acme: the account's P-256 key was generated")), "the account key is the device's own");
+    // With a CA-issued certificate the device asks for ARI renewal information (RFC 9773);
+    // Pebble 2.4's directory names none, and the device says so.
+    machine
+        .log
+        .wait_for(0, "acme: the CA offers no renewal information (ARI)", Duration::from_secs(30))
+        .unwrap_or_else(|error| panic!("the device looked for ARI in the directory: {error}"));
 
     // The heap high-water so far is the issuance's (no inbound TLS session yet): /health from the LAN.
     let (status, health) = curl(&namespace, LAN_CLIENT, &[&format!("http://{APPLIANCE}/health")]);
@@ -192,10 +84,8 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
     );
 
     // 2. Port 25 presents the issued chain: it verifies with Pebble's root as the only anchor.
-    let (status, root) = curl(&namespace, ROUTER, &["-k", &format!("https://{ACME_SERVER}:{MANAGEMENT_PORT}/roots/0")]);
-    assert_eq!(status, 200, "Pebble's root: {root}");
     let root_file = directory.join("pebble-root.pem");
-    std::fs::write(&root_file, &root).unwrap();
+    pebble.write_root(&namespace, &root_file);
     let mut served = String::new();
     // The listener reloads at the identity's next generation: give it a moment.
     for _ in 0..10 {
@@ -242,7 +132,7 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
     //    chain's installation: homemx_qemu::chain_power_cut): cut before the header switch, the
     //    device presents the first chain after restart and unlock; cut after it, the renewed one.
     let cut_points = CutPoints::of(&elf).unwrap();
-    let config = MachineConfig { operation_counts: true, ..MachineConfig::on_network(elf, directory.join("flash.img"), &network) };
+    let config = MachineConfig { operation_counts: true, ..MachineConfig::on_network(elf, directory.join("flash.img"), network) };
     let first = port_25_once_up(&namespace, HOST, &root_file);
     let renew = ["tls", "renew"];
     let cli = cut_inside(&mut machine, &directory, &renew, &cut_points.before_the_switch(), Duration::from_secs(180));

@@ -14,79 +14,17 @@
 //!
 //! Needs root (namespaces), `pebble` (host-tools/setup.sh) and openssl.
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use homemx_qemu::chain_power_cut::{cut_inside, port_25_once_up, restart_unlocked, CutPoints};
 use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::{new_run_directory, MachineConfig};
-use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER, WAN_CLIENT};
-use homemx_qemu::owner::{provider_configuration, write_secrets};
-use homemx_qemu::provider::{add_wan_address, write_json_atomically, DnsServer, SntpConfig, SntpServer, TestCa};
-use serde_json::json;
+use homemx_qemu::network::{APPLIANCE, LAN_CLIENT};
+use homemx_qemu::pebble::{curl, AcmeRig, Pebble, PebbleConfig, HOST};
 
-const HOST: &str = "mx.example.org";
-const ACME_NAME: &str = "acme.example.net";
-const ACME_SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 30);
-const ACME_PORT: u16 = 14000;
-const MANAGEMENT_PORT: u16 = 15000;
 /// Where Pebble would validate HTTP-01: nothing listens there (port 80 "blocked").
 const CLOSED_HTTP_PORT: u16 = 81;
-
-struct Pebble {
-    child: Child,
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn require_pebble() -> PathBuf {
-    ["/usr/bin", "/usr/local/bin", "/usr/sbin"]
-        .iter()
-        .map(|directory| Path::new(directory).join("pebble"))
-        .find(|path| path.exists())
-        .expect("pebble is not installed: run host-tools/setup.sh (Debian package `pebble`)")
-}
-
-fn start_pebble(namespace: &str, ca: &TestCa, directory: &Path) -> Pebble {
-    std::fs::create_dir_all(directory).unwrap();
-    let leaf = ca.leaf(ACME_NAME).expect("a leaf for the ACME server");
-    let config = json!({"pebble": {
-        "listenAddress": format!("{ACME_SERVER}:{ACME_PORT}"),
-        "managementListenAddress": format!("{ACME_SERVER}:{MANAGEMENT_PORT}"),
-        "certificate": leaf.certificate, "privateKey": leaf.key,
-        "httpPort": CLOSED_HTTP_PORT, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-    }});
-    std::fs::write(directory.join("pebble.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let log = std::fs::File::create(directory.join("pebble.log")).unwrap();
-    // Pebble's random wait before each validation (up to 5 s) stays on: port 443 must answer
-    // while the device polls, which is what the attacks below rely on.
-    let child = Command::new("ip")
-        .args(["netns", "exec", namespace])
-        .arg(require_pebble())
-        .args(["-config", "pebble.json", "-dnsserver", &format!("{ROUTER}:53")])
-        .env("PEBBLE_VA_SLEEPTIME", "5")
-        .env("PEBBLE_WFE_NONCEREJECT", "0")
-        .current_dir(directory)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("pebble starts");
-    let pebble = Pebble { child };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(directory.join("pebble.log")).unwrap_or_default().contains("Listening on") {
-        assert!(Instant::now() < deadline, "Pebble did not start: {}", std::fs::read_to_string(directory.join("pebble.log")).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    pebble
-}
 
 /// `openssl s_client` to `port` of the appliance (name [`HOST`]), with `extra` arguments:
 /// its output (stdout and stderr).
@@ -114,34 +52,15 @@ fn certificate_text(output: &str, option: &str) -> String {
 fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_acme_tls_1() {
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
     let directory = new_run_directory("acme-tls-alpn").unwrap();
-    let ca = TestCa::create_for(&directory.join("ca"), &[ACME_NAME]).expect("test CA");
-    write_secrets(&directory);
-    let acme = format!(
-        "[tls.acme]\ndirectory = \"https://{ACME_NAME}:{ACME_PORT}/dir\"\nname = \"{HOST}\"\nca_certificate = \"{}\"\nagree_terms = true\nchallenge = \"tls-alpn-01\"\nreuse_key = false\n",
-        ca.ca_certificate.display()
-    );
-    let configuration = provider_configuration(&ca.ca_certificate, &["alice@example.org"], "") + &acme;
-    std::fs::write(directory.join("homemx.toml"), configuration).unwrap();
+    let rig = AcmeRig::start_with_challenge(&directory, "tls-alpn-01", "reuse_key = false\n");
+    let namespace = rig.namespace().to_string();
+    // Pebble's random wait before each validation (up to 5 s) stays on: port 443 must answer
+    // while the device polls, which is what the attacks below rely on.
+    let config = PebbleConfig { http_port: CLOSED_HTTP_PORT, validation_wait: true, ..PebbleConfig::default() };
+    let pebble = Pebble::start(&namespace, &rig.ca, &directory.join("pebble"), config);
+    let dns = &rig.dns;
 
-    let network = IsolatedNetwork::create(&directory).expect("isolated network");
-    let namespace = network.namespace().to_string();
-    let ns = Some(namespace.as_str());
-    add_wan_address(&namespace, ACME_SERVER).unwrap();
-    // Pebble's validation (and the test's clients) reach the appliance from a WAN address.
-    let route = Command::new("ip")
-        .args(["-n", &namespace, "route", "replace", &format!("{APPLIANCE}/32"), "dev", "br0", "src", &WAN_CLIENT.to_string()])
-        .output()
-        .unwrap();
-    assert!(route.status.success(), "{}", String::from_utf8_lossy(&route.stderr));
-    let zone_file = directory.join("zone.json");
-    let zone = json!({"ttl": 60, "names": {ACME_NAME: {"A": [ACME_SERVER.to_string()]}, HOST: {"A": [APPLIANCE.to_string()]}}});
-    write_json_atomically(&zone_file, &zone).unwrap();
-    let dns = DnsServer::start(ns, &[&format!("{ROUTER}:53")], &zone_file, &directory.join("dns")).expect("DNS server");
-    let sntp_config = SntpConfig { offset_seconds: 5.0, ..SntpConfig::new(format!("{ROUTER}:123")) };
-    let _sntp = SntpServer::start(ns, &sntp_config, &directory.join("sntp")).expect("SNTP server");
-    let _pebble = start_pebble(&namespace, &ca, &directory.join("pebble"));
-
-    let (mut machine, owner) = homemx_qemu::owner::boot_provisioned(elf.clone(), &network, &directory);
+    let (mut machine, owner) = homemx_qemu::owner::boot_provisioned(elf.clone(), &rig.network, &directory);
 
     // 1. The challenge is pending: port 443 listens. Only `acme-tls/1` gets a certificate.
     let pending = machine.log.wait_for(0, "acme: answering the tls-alpn-01 challenge on port 443", Duration::from_secs(240));
@@ -183,7 +102,7 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
         assert!(renew.status.success(), "tls renew: {}", String::from_utf8_lossy(&renew.stderr));
         installed = machine.log.wait_for(from, "acme: certificate for mx.example.org installed", Duration::from_secs(120));
     }
-    let pebble_log = std::fs::read_to_string(directory.join("pebble/pebble.log")).unwrap();
+    let pebble_log = pebble.log();
     if !installed.as_deref().is_ok_and(|line| line.contains("installed")) {
         let lines = machine.log.lines();
         let acme: Vec<&String> = lines.iter().filter(|line| line.contains("acme")).collect();
@@ -194,12 +113,8 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
     assert!(!lines.iter().any(|line| line.contains("http-01 challenge on port 80")), "no HTTP-01 challenge was answered");
 
     // 3. Port 25 presents the issued chain: it verifies with Pebble's root as the only anchor.
-    let root = Command::new("ip")
-        .args(["netns", "exec", &namespace, "curl", "-s", "-k", "--max-time", "20", &format!("https://{ACME_SERVER}:{MANAGEMENT_PORT}/roots/0")])
-        .output()
-        .unwrap();
     let root_file = directory.join("pebble-root.pem");
-    std::fs::write(&root_file, &root.stdout).unwrap();
+    pebble.write_root(&namespace, &root_file);
     let ca_file = root_file.display().to_string();
     let verified_leaf = || {
         let mut served = String::new();
@@ -234,11 +149,8 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
     assert_ne!(certificate_text(&first, "-pubkey"), certificate_text(&second, "-pubkey"), "reuse_key = false: the renewed certificate has a new key");
 
     // The heap high-water since boot (the issuance with its three port-443 listeners), from the LAN.
-    let health = Command::new("ip")
-        .args(["netns", "exec", &namespace, "curl", "-s", "--max-time", "20", "--interface", &LAN_CLIENT.to_string(), &format!("http://{APPLIANCE}/health")])
-        .output()
-        .unwrap();
-    let health: serde_json::Value = serde_json::from_slice(&health.stdout).expect("/health is JSON");
+    let (_, health) = curl(&namespace, LAN_CLIENT, &[&format!("http://{APPLIANCE}/health")]);
+    let health: serde_json::Value = serde_json::from_str(&health).expect("/health is JSON");
     eprintln!("acme_tls_alpn: heap high-water after a TLS-ALPN-01 issuance: {} B", health["heap_high_water_bytes"]);
 
     // 4. No attempt runs now: port 443 is closed.
@@ -250,7 +162,7 @@ fn the_appliance_obtains_a_certificate_by_tls_alpn_01_and_port_443_answers_only_
     //    second key and chain after restart and unlock; cut after it, a new key and chain. Each
     //    handshake completes (key and certificate belong together) and verifies.
     let cut_points = CutPoints::of(&elf).unwrap();
-    let config = MachineConfig::on_network(elf, directory.join("flash.img"), &network);
+    let config = MachineConfig::on_network(elf, directory.join("flash.img"), &rig.network);
     let before = port_25_once_up(&namespace, HOST, &root_file);
     let cli = cut_inside(&mut machine, &directory, &["tls", "renew"], &cut_points.before_the_switch(), Duration::from_secs(180));
     machine = restart_unlocked(&config, &directory);

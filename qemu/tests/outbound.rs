@@ -73,21 +73,6 @@ fn alert<'a>(status: &'a Value, kind: &str) -> Option<&'a Value> {
     status["alerts"].as_array().and_then(|alerts| alerts.iter().find(|alert| alert["kind"] == kind))
 }
 
-/// The whole log line that starts with `start`, joined from the entries it was split into.
-fn logged_line(owner: &Owner, start: &str) -> Option<String> {
-    let output = owner.homemx(&["--json", "logs"]);
-    let logs: Value = serde_json::from_slice(&output.stdout).ok()?;
-    let texts: Vec<&str> = logs["entries"].as_array()?.iter().filter_map(|entry| entry["text"].as_str()).collect();
-    let first = texts.iter().position(|text| text.starts_with(start))?;
-    let mut line = texts[first].to_string();
-    for text in &texts[first + 1..] {
-        let Some(rest) = text.strip_prefix("\u{2026} ") else { break };
-        line.push(' ');
-        line.push_str(rest);
-    }
-    Some(line)
-}
-
 fn no_mail_in_clear(what: &str, lines: &[String]) {
     for line in lines {
         let upper = line.to_ascii_uppercase();
@@ -152,7 +137,7 @@ fn outbound_goes_only_through_a_verified_tls_smarthost_and_arrives_once() {
     let human = String::from_utf8(owner.homemx(&["status"]).stdout).unwrap();
     assert!(human.contains("1 deferred") && human.contains("stripping_suspected since"), "{human}");
     // The log keeps the whole alert sentence (split between words, never cut off).
-    let logged = logged_line(&owner, "ALERT stripping_suspected").expect("the alert is in the log");
+    let logged = owner.logged_lines("ALERT stripping_suspected").into_iter().next().expect("the alert is in the log");
     assert!(logged.ends_with("nothing was sent in clear (possible STARTTLS stripping)"), "{logged}");
     no_mail_in_clear("no STARTTLS", &plain.cleartext_lines());
     assert!(plain.messages().is_empty());

@@ -8,16 +8,19 @@
 //! (`channels::ACME_NOW`).
 //!
 //! Connections: one per request (`acme_exchange`: HTTPS with the `TlsService::Acme` anchor,
-//! `Connection: close`); the CA's renewal information (ARI) by `acme_ari`. The account key is the device's own (`store::acme_keys`: P-256,
-//! made once and kept in the encrypted store); the certificate key is the TLS identity's
-//! (`reuse_key = true`, the default: a published TLSA record stays valid), or with
-//! `reuse_key = false` a new one per attempt, installed with its chain. The response body and the client's
-//! state are on the heap only while a run lasts.
+//! `Connection: close`); the CA's renewal information (ARI) by `acme_ari`. The account key is
+//! the device's own (`store::acme_keys`: P-256, made once and kept in the encrypted store); the
+//! certificate key is the TLS identity's (`reuse_key = true`, the default: a published TLSA
+//! record stays valid), or with `reuse_key = false` a new one per attempt, installed with its
+//! chain. The response body and the client's state are on the heap only while a run lasts.
 //!
 //! The pending HTTP-01 challenge is published for port 80's WAN side ([`wan_http_answer`]),
 //! and withdrawn when the run ends; a pending TLS-ALPN-01 challenge by `acme_tls_alpn` on port
 //! 443, whose listeners run beside the attempt's requests and only then. Progress and results
-//! go to the event log (never a key or the EAB MAC key); [`status`] is for the status page.
+//! go to the event log (never a key or the EAB MAC key); [`status`] is for the status page (its
+//! ACME card and `/status.json`'s `acme`). Each call of [`run_if_due`] (every courier pass, a
+//! few seconds apart) also has the identity look at the certificate's expiry alert again
+//! (`store::check_tls_expiry_alert`).
 //!
 //! Owns: the ACME schedule and status, the pending challenge. Calls: `acme_ari`, `acme_exchange`,
 //! `acme_tls_alpn`, `event_log`, `instrument`, `link`, `mail_settings`, `random`, `store`, `wall_clock`.
@@ -56,8 +59,9 @@ const MAX_REQUESTS: u32 = 40;
 pub struct AcmeStatus {
     /// Unix time and outcome of the last attempt (`true`: a certificate was installed).
     pub last: Option<(u64, bool)>,
-    /// Why the last attempt failed (the client's error, the ACME problem detail included).
-    pub last_error: heapless::String<120>,
+    /// Why the last attempt failed (the client's error, the ACME problem detail included; cut
+    /// at 200 bytes).
+    pub last_error: homemx_status::AcmeError,
     /// Unix time of the next attempt.
     pub next_attempt: Option<u64>,
     /// notAfter of the certificate ACME installed (or found in use).
@@ -113,6 +117,9 @@ pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffe
     let Some(challenge) = crate::mail_settings::read(|current| current.and_then(|settings| settings.acme)) else {
         return;
     };
+    // The expiry alert follows the clock, not only the installs (a 6-day certificate's lead
+    // is 36 hours, the identity's own refresh is hourly).
+    crate::store::check_tls_expiry_alert();
     let Some(now) = crate::wall_clock::unix_seconds() else {
         return;
     };
@@ -169,14 +176,15 @@ pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffe
         status.last = Some((now, outcome.is_ok()));
         status.failures = failures;
         status.next_attempt = Some(next);
-        status.last_error.clear();
         match &outcome {
-            Ok((_, not_after)) => status.expiry = Some(*not_after),
+            Ok((_, not_after)) => {
+                status.expiry = Some(*not_after);
+                status.last_error.clear();
+            }
             Err((reason, _)) => {
-                for character in reason.chars() {
-                    if status.last_error.push(character).is_err() {
-                        break;
-                    }
+                status.last_error = homemx_status::acme_error(reason);
+                if let Some((_, not_after)) = validity {
+                    status.expiry = Some(not_after);
                 }
             }
         }

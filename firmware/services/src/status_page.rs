@@ -3,7 +3,7 @@
 //! (rendered by homemx-status); the persisted alert record and tamper event; and the alert mailer, which sends the alerts to postmaster@ our domain,
 //! rate-limited by homemx-status's `AlertMailer`.
 //!
-//! Owns: the alert mailer's state (its job runs in the courier, `delivery`). Calls: `alerts`, `backup_mx`, `channels`,
+//! Owns: the alert mailer's state (its job runs in the courier, `delivery`). Calls: `acme`, `alerts`, `backup_mx`, `channels`,
 //! `dyndns`, `event_log`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
 //! `tamper`, `wall_clock`.
 
@@ -17,7 +17,7 @@ use homemx_spool::Envelope;
 use core::net::{IpAddr, Ipv4Addr};
 
 use homemx_status::{
-    compose, host_name, version, AlertMailer, DynDns, DynDnsAnswer, LockState, MailFlow, MailboxReach, MxRecord, Pop3Fetch,
+    compose, host_name, AcmeRenewal, version, AlertMailer, DynDns, DynDnsAnswer, LockState, MailFlow, MailboxReach, MxRecord, Pop3Fetch,
     SmarthostTls, SpoolSpace, StatusSnapshot, System, TlsVersion, Verification, MAIL_BUFFER_SIZE,
 };
 
@@ -60,6 +60,17 @@ pub async fn snapshot() -> StatusSnapshot {
     }
     snapshot.mail = flow;
     snapshot.certificate = crate::store::tls_certificate();
+    if crate::mail_settings::read(|current| current.is_some_and(|settings| settings.acme.is_some())) {
+        let acme = crate::acme::status();
+        snapshot.acme = Some(AcmeRenewal {
+            last_attempt_unix: acme.last.map(|(at, _)| at),
+            last_succeeded: acme.last.map(|(_, succeeded)| succeeded),
+            last_error: (!acme.last_error.is_empty()).then_some(acme.last_error),
+            next_attempt_unix: acme.next_attempt,
+            certificate_expiry_unix: acme.expiry,
+            failures: acme.failures,
+        });
+    }
     let smarthost = crate::mail_settings::read(|current| current.and_then(|settings| settings.smarthost.as_ref().map(|smarthost| host_name(smarthost.host.as_str()))));
     snapshot.smarthost = SmarthostTls {
         host: smarthost,

@@ -92,7 +92,8 @@ pub enum AlertKind {
     CheckIpUnreliable,
     /// The DynDNS update server keeps answering with server-side failures (`911`, `dnserr`, 5xx).
     DynDnsServerFailing,
-    /// The appliance's own TLS certificate expires within 21 days (or has expired).
+    /// The appliance's own TLS certificate expires within 21 days (or has expired); one ACME
+    /// renews, within 14 days or a quarter of its lifetime.
     CertificateExpiring,
     /// Many failed SMTP AUTH attempts (one address, or all together): password guessing.
     AuthenticationFailures,
@@ -287,7 +288,7 @@ impl AlertKind {
                 "The DynDNS server keeps failing (911, dnserr, 5xx); the address may be out of date. It retries by itself."
             }
             AlertKind::CertificateExpiring => {
-                "The appliance's TLS certificate expires within 21 days: homemx tls csr, then homemx tls install."
+                "Certificate ends soon. ACME: see its card, homemx tls renew. Else: homemx tls csr, tls install."
             }
             AlertKind::AuthenticationFailures => {
                 "Wrong passwords keep coming on the submission ports; answers slow down and the address is blocked. The log names it."

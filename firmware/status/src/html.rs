@@ -1,16 +1,17 @@
 //! The status page (`/`): one HTML document a person reads in five seconds — a coloured
 //! verdict line, the alerts (if any), then compact cards for mail flow and spool space,
-//! smarthost TLS, the POP3 fetch, DynDNS and the system. Inline CSS only (allowed by the hash in
+//! smarthost TLS, the POP3 fetch, DynDNS, the own certificate and its ACME renewal (when
+//! configured), and the system. Inline CSS only (allowed by the hash in
 //! [`CONTENT_SECURITY_POLICY`]), no script, no images, no third-party resources; it reloads
 //! itself every [`REFRESH_SECONDS`] with `<meta http-equiv="refresh">`. Every string that
 //! comes from configuration or DNS is HTML-escaped.
 //!
 //! Size: the busy sample page (every card filled, three alerts; `sample/status.html`) is
-//! 5.7 KB, a quiet one 4.9 KB; the largest possible page (eight alerts, every host name at its
-//! limit and made of characters that escape to six bytes, every number at its maximum) is
-//! 10.7 KB, below [`PAGE_BUFFER_SIZE`] (12 KiB). [`render_page_window`] renders any part of the
-//! page into a small buffer, so the firmware can stream it through its 1 KiB socket buffer
-//! after [`page_length`] gave the `Content-Length`.
+//! 6,488 B, a quiet one 5,726 B; the largest possible page (eight alerts, every host name and
+//! the ACME error at their limits and made of characters that escape to six bytes, every number
+//! at its maximum) is 13,664 B, below [`PAGE_BUFFER_SIZE`] (14 KiB). [`render_page_window`] renders
+//! any part of the page into a small buffer, so the firmware can stream it through its 1 KiB
+//! socket buffer after [`page_length`] gave the `Content-Length`.
 
 use core::fmt::{self, Write};
 
@@ -25,7 +26,7 @@ pub const REFRESH_SECONDS: u32 = 30;
 
 /// A buffer this large holds any page [`render_page`] can produce (checked by a test that
 /// renders the largest snapshot).
-pub const PAGE_BUFFER_SIZE: usize = 12 * 1024;
+pub const PAGE_BUFFER_SIZE: usize = 14 * 1024;
 
 /// The exact content of the page's one `<style>` element; [`CONTENT_SECURITY_POLICY`] allows
 /// it by its SHA-256 hash (a test recomputes the hash, so the two cannot drift apart).
@@ -161,6 +162,7 @@ fn page(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     pop3(sink, snapshot)?;
     dyndns(sink, snapshot)?;
     certificate(sink, snapshot)?;
+    acme(sink, snapshot)?;
     system(sink, snapshot)?;
     write!(
         sink,
@@ -395,7 +397,9 @@ fn spool(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     }
 }
 
-/// The appliance's own TLS certificate: subject, issuer, expiry (in red from 21 days before).
+/// The appliance's own TLS certificate: subject, issuer, expiry (in red while the
+/// `certificate_expiring` alert is active: from 21 days before, or for one ACME renews from 14
+/// days or a quarter of its lifetime before; and once expired).
 fn certificate(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     sink.write_str("<section><h2>Own TLS certificate</h2><dl>")?;
     let Some(certificate) = &snapshot.certificate else {
@@ -414,7 +418,8 @@ fn certificate(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     write!(sink, "</dd><dt>Expires</dt><dd><time datetime=\"{}\">{}</time>", Iso(certificate.not_after_unix), Utc(certificate.not_after_unix))?;
     if let Some(now) = snapshot.now_unix {
         let days = certificate.days_until_expiry(now);
-        let class = if days < 21 { "bad" } else { "good" };
+        let expiring = snapshot.alerts.get(crate::alert::AlertKind::CertificateExpiring).is_some();
+        let class = if expiring || days < 0 { "bad" } else { "good" };
         if days < 0 {
             write!(sink, " <span class=\"{class}\">(expired)</span>")?;
         } else {
@@ -422,6 +427,47 @@ fn certificate(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
         }
     }
     sink.write_str("</dd></dl></section>\n")
+}
+
+/// The certificate's renewal by ACME (only when `[tls.acme]` is configured): the last attempt
+/// and its outcome, the failures in a row and the last error (the CA's problem detail, escaped),
+/// the next attempt, the expiry.
+fn acme(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
+    let Some(acme) = &snapshot.acme else {
+        return Ok(());
+    };
+    sink.write_str("<section><h2>Certificate renewal (ACME)</h2><dl><dt>Last attempt</dt><dd>")?;
+    when(sink, snapshot, acme.last_attempt_unix)?;
+    sink.write_str("</dd><dt>Result</dt>")?;
+    match acme.last_succeeded {
+        Some(true) => sink.write_str("<dd class=\"good\">certificate installed")?,
+        Some(false) => sink.write_str("<dd class=\"bad\">failed: the certificate in use stays")?,
+        None => sink.write_str("<dd>—")?,
+    }
+    let class = if acme.failures > 0 { " class=\"bad\"" } else { "" };
+    write!(sink, "</dd><dt>Failures in a row</dt><dd{class}>{}</dd>", acme.failures)?;
+    if let Some(error) = &acme.last_error {
+        write!(sink, "<dt>Last error</dt><dd class=\"bad\">{}</dd>", Html(error))?;
+    }
+    sink.write_str("<dt>Next attempt</dt><dd>")?;
+    moment(sink, snapshot, acme.next_attempt_unix)?;
+    sink.write_str("</dd><dt>Certificate expires</dt><dd>")?;
+    moment(sink, snapshot, acme.certificate_expiry_unix)?;
+    sink.write_str("</dd></dl></section>\n")
+}
+
+/// A wall-clock moment that may lie ahead: its time, and how far ahead (`in 3 d 4 h`) or
+/// `(passed)`; `—` when unknown.
+fn moment(sink: &mut Sink<'_>, snapshot: &StatusSnapshot, at: Option<u64>) -> fmt::Result {
+    let Some(at) = at else {
+        return sink.write_str("—");
+    };
+    write!(sink, "<time datetime=\"{}\">{}</time>", Iso(at), Utc(at))?;
+    match snapshot.now_unix {
+        Some(now) if at > now => write!(sink, " <span>(in {})</span>", Span(at - now)),
+        Some(_) => sink.write_str(" <span>(passed)</span>"),
+        None => Ok(()),
+    }
 }
 
 fn system(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {

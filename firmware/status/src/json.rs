@@ -13,7 +13,7 @@ pub const SCHEMA_VERSION: &str = "homemx-status/1";
 
 /// A buffer this large holds any document [`render_json`] can produce (checked by a test that
 /// renders the largest snapshot).
-pub const JSON_BUFFER_SIZE: usize = 8 * 1024;
+pub const JSON_BUFFER_SIZE: usize = 10 * 1024;
 
 /// Renders `/status.json` into `out`; returns its length, or [`Overflow`].
 pub fn render_json(snapshot: &StatusSnapshot, out: &mut [u8]) -> Result<usize, Overflow> {
@@ -180,12 +180,26 @@ fn document(sink: &mut Sink<'_>, snapshot: &StatusSnapshot) -> fmt::Result {
     match &snapshot.certificate {
         Some(certificate) => write!(
             sink,
-            "{{\"subject\":{},\"issuer\":{},\"self_signed\":{},\"not_after_unix\":{},\"days_until_expiry\":{}}}}}",
+            "{{\"subject\":{},\"issuer\":{},\"self_signed\":{},\"not_after_unix\":{},\"days_until_expiry\":{}}}",
             string(certificate.subject.as_deref()),
             string(certificate.issuer.as_deref()),
             certificate.self_signed,
             certificate.not_after_unix,
             Nullable(snapshot.now_unix.map(|now| certificate.days_until_expiry(now)))
+        )?,
+        None => sink.write_str("null")?,
+    }
+    sink.write_str(",\"acme\":")?;
+    match &snapshot.acme {
+        Some(acme) => write!(
+            sink,
+            "{{\"last_attempt_unix\":{},\"last_result\":{},\"last_error\":{},\"next_attempt_unix\":{},\"certificate_expiry_unix\":{},\"failures\":{}}}}}",
+            Nullable(acme.last_attempt_unix),
+            string(acme.last_succeeded.map(|ok| if ok { "ok" } else { "failed" })),
+            string(acme.last_error.as_deref()),
+            Nullable(acme.next_attempt_unix),
+            Nullable(acme.certificate_expiry_unix),
+            acme.failures
         ),
         None => sink.write_str("null}"),
     }

@@ -27,6 +27,6 @@ pub use html::{
 pub use json::{json_length, render_json, render_json_window, JSON_BUFFER_SIZE};
 pub use output::Overflow;
 pub use snapshot::{
-    host_name, version, DeviceCertificate, DynDns, DynDnsAnswer, FetchResult, HostName, LockState, MailFlow, MxRecord,
+    acme_error, host_name, version, AcmeError, AcmeRenewal, DeviceCertificate, DynDns, DynDnsAnswer, FetchResult, HostName, LockState, MailFlow, MxRecord,
     Pop3Fetch, SmarthostTls, SpoolSpace, StatusSnapshot, System, TamperLoop, TlsVersion, Verification, MailboxFailure, MailboxReach,
 };

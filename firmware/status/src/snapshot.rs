@@ -14,6 +14,9 @@ pub const MAX_MX_RECORDS: usize = 4;
 /// Longest firmware version string kept (bytes).
 pub const MAX_VERSION_LENGTH: usize = 32;
 
+/// Longest ACME error text kept (bytes); longer texts are cut (see [`acme_error`]).
+pub const MAX_ACME_ERROR_LENGTH: usize = 200;
+
 /// A host name for display (from configuration or DNS: untrusted, escaped when rendered).
 pub type HostName = heapless::String<MAX_HOST_NAME_LENGTH>;
 /// The firmware version for display.
@@ -21,6 +24,14 @@ pub type Version = heapless::String<MAX_VERSION_LENGTH>;
 
 /// `text` as a [`HostName`]; a longer name is cut at a character boundary and ends in `…`.
 pub fn host_name(text: &str) -> HostName {
+    bounded(text)
+}
+
+/// Why an ACME attempt failed, for display (the CA's problem detail is untrusted text).
+pub type AcmeError = heapless::String<MAX_ACME_ERROR_LENGTH>;
+
+/// `text` as an [`AcmeError`], cut like [`host_name`].
+pub fn acme_error(text: &str) -> AcmeError {
     bounded(text)
 }
 
@@ -398,6 +409,25 @@ impl DeviceCertificate {
     }
 }
 
+/// The certificate the appliance obtains and renews by ACME (`[tls.acme]`): how the last
+/// attempt went and when the next one is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AcmeRenewal {
+    /// When the last attempt ended (`None`: none since boot).
+    pub last_attempt_unix: Option<u64>,
+    /// Whether it installed a certificate.
+    pub last_succeeded: Option<bool>,
+    /// Why it failed (the client's reason, the CA's problem type and detail included); `None`
+    /// after a success.
+    pub last_error: Option<AcmeError>,
+    /// When the next attempt is due (`None`: not scheduled yet, e.g. the clock is not set).
+    pub next_attempt_unix: Option<u64>,
+    /// notAfter of the certificate ACME installed (or found in use).
+    pub certificate_expiry_unix: Option<u64>,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+}
+
 /// Everything the status page and `/status.json` show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusSnapshot {
@@ -423,6 +453,8 @@ pub struct StatusSnapshot {
     pub system: System,
     /// The appliance's own TLS certificate (`None`: locked, unconfigured, or not made yet).
     pub certificate: Option<DeviceCertificate>,
+    /// Its renewal by ACME (`None`: `[tls.acme]` not configured, or locked).
+    pub acme: Option<AcmeRenewal>,
 }
 
 impl StatusSnapshot {

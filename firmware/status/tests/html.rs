@@ -243,6 +243,63 @@ fn hostile_names_are_escaped() {
 }
 
 #[test]
+fn the_acme_card_shows_the_last_attempt_its_error_and_the_next() {
+    let page = render(&common::acme_failing());
+    for fact in [
+        "<h2>Certificate renewal (ACME)</h2>",
+        "<dt>Last attempt</dt><dd><time datetime=\"2026-05-14T09:34:20Z\" title=\"2026-05-14 09:34 UTC\">7 min ago</time>",
+        "<dd class=\"bad\">failed: the certificate in use stays",
+        "<dt>Failures in a row</dt><dd class=\"bad\">2</dd>",
+        "<dt>Last error</dt><dd class=\"bad\">the challenge failed: urn:ietf:params:acme:error:connection: Connection refused &lt;port 80&gt;</dd>",
+        "<dt>Next attempt</dt><dd><time datetime=\"2026-05-14T09:54:20Z\">2026-05-14 09:54 UTC</time> <span>(in 13 min)</span>",
+        "<dt>Certificate expires</dt><dd><time datetime=\"2026-05-26T09:41:20Z\">2026-05-26 09:41 UTC</time> <span>(in 12 d)</span>",
+    ] {
+        assert!(page.contains(fact), "missing {fact:?}: {page}");
+    }
+    let page = render(&common::quiet());
+    assert!(page.contains("<dd class=\"good\">certificate installed</dd><dt>Failures in a row</dt><dd>0</dd><dt>Next attempt</dt>"), "{page}");
+    assert!(!page.contains("Last error"));
+    // Without [tls.acme] (or locked) there is no card.
+    let mut manual = common::quiet();
+    manual.acme = None;
+    assert!(!render(&manual).contains("ACME"));
+    // A time already passed, and nothing known yet.
+    let mut overdue = common::acme_failing();
+    let now = overdue.now_unix.unwrap();
+    if let Some(acme) = &mut overdue.acme {
+        acme.next_attempt_unix = Some(now - 5);
+        acme.certificate_expiry_unix = None;
+        acme.last_attempt_unix = None;
+        acme.last_succeeded = None;
+    }
+    let page = render(&overdue);
+    assert!(page.contains("<span>(passed)</span></dd><dt>Certificate expires</dt><dd>—</dd>"), "{page}");
+    assert!(page.contains("<dt>Last attempt</dt><dd>never</dd><dt>Result</dt><dd>—</dd>"), "{page}");
+    // The CA's text is escaped.
+    let page = render(&common::hostile());
+    assert!(page.contains("urn:ietf:params:acme:error:malformed: &lt;/dd&gt;&lt;script&gt;alert(1)&lt;/script&gt;&quot;"), "{page}");
+}
+
+#[test]
+fn the_certificate_expiry_is_red_while_its_alert_is_active() {
+    // A 6-day ACME certificate 3 days before its end: renewed in time, no alert, not red.
+    let mut short_lived = common::quiet();
+    let now = short_lived.now_unix.unwrap();
+    if let Some(certificate) = &mut short_lived.certificate {
+        certificate.not_after_unix = now + 3 * 86_400;
+    }
+    assert!(render(&short_lived).contains("<span class=\"good\">(in 3 days)</span>"));
+    let uptime_ms = short_lived.system.uptime_ms;
+    short_lived.alerts.raise(AlertKind::CertificateExpiring, uptime_ms);
+    assert!(render(&short_lived).contains("<span class=\"bad\">(in 3 days)</span>"));
+    if let Some(certificate) = &mut short_lived.certificate {
+        certificate.not_after_unix = now - 1;
+    }
+    short_lived.alerts = Default::default();
+    assert!(render(&short_lived).contains("<span class=\"bad\">(expired)</span>"));
+}
+
+#[test]
 fn pages_stay_small_and_the_largest_fits_the_buffer() {
     let busy = render(&common::busy()).len();
     let quiet = render(&common::quiet()).len();

@@ -97,8 +97,8 @@ fn the_schema_documents_every_member_and_allows_no_other() {
     let mut objects = 0;
     check_documented(&schema(), "$", &mut objects);
     assert_eq!(
-        objects, 11,
-        "root, mailbox, mail, smarthost, pop3, dyndns, mx[], spool, alerts[], system, certificate"
+        objects, 12,
+        "root, mailbox, mail, smarthost, pop3, dyndns, mx[], spool, alerts[], system, certificate, acme"
     );
 }
 
@@ -277,6 +277,47 @@ fn facts_round_trip() {
     ipv6.dyndns.public_ip = Some("2001:db8::1".parse().unwrap());
     ipv6.dyndns.a_record = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
     assert_eq!(assert_valid(&ipv6)["dyndns"]["public_ip"], "2001:db8::1");
+}
+
+#[test]
+fn the_acme_renewal_is_in_the_document() {
+    let quiet = assert_valid(&common::quiet());
+    assert_eq!(
+        quiet["acme"],
+        serde_json::json!({
+            "last_attempt_unix": common::NOW - 29 * 86_400,
+            "last_result": "ok",
+            "last_error": null,
+            "next_attempt_unix": common::NOW + 27 * 86_400 + 5 * 3600,
+            "certificate_expiry_unix": common::NOW + 61 * 86_400,
+            "failures": 0
+        })
+    );
+    let failing = assert_valid(&common::acme_failing());
+    assert_eq!(failing["acme"]["last_result"], "failed");
+    assert_eq!(failing["acme"]["failures"], 2);
+    assert_eq!(failing["acme"]["next_attempt_unix"], common::NOW + 13 * 60);
+    let error = failing["acme"]["last_error"].as_str().unwrap();
+    assert!(error.contains("urn:ietf:params:acme:error:connection: Connection refused <port 80>"), "{error}");
+    let mut manual = common::quiet();
+    manual.acme = None;
+    assert_eq!(assert_valid(&manual)["acme"], Value::Null);
+    let mut unknown = common::quiet();
+    unknown.acme = Some(Default::default());
+    let document = assert_valid(&unknown);
+    assert_eq!(document["acme"]["last_result"], Value::Null);
+    assert_eq!(document["acme"]["next_attempt_unix"], Value::Null);
+    // A long error is cut to 200 bytes and ends in an ellipsis; the schema allows it.
+    let mut long = common::acme_failing();
+    if let Some(acme) = &mut long.acme {
+        acme.last_error = Some(homemx_status::acme_error(&"é".repeat(150)));
+    }
+    let error = assert_valid(&long)["acme"]["last_error"].as_str().unwrap().to_string();
+    assert!(error.len() <= 200 && error.ends_with('…'), "{error}");
+    // The CA's text comes back unchanged, escaped.
+    let hostile = common::hostile();
+    let document = assert_valid(&hostile);
+    assert_eq!(document["acme"]["last_error"], hostile.acme.as_ref().unwrap().last_error.as_deref().unwrap());
 }
 
 #[test]

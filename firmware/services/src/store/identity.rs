@@ -11,7 +11,12 @@
 //! - **Renewal.** The self-signed certificate is made again when the host name changes or 30
 //!   days before it expires. A CA-issued chain stays until the owner replaces it, except when
 //!   the host name changes (it is then for another name: a self-signed one replaces it). The
-//!   `certificate_expiring` alert is raised 21 days before the certificate in use expires.
+//!   `certificate_expiring` alert is raised 21 days before the certificate in use expires; for
+//!   a CA-issued chain while `[tls.acme]` is configured (ACME renews it) 14 days before, or a
+//!   quarter of its lifetime if that is shorter (`CertificateSummary::acme_alert_lead`). The
+//!   alert is looked at again whenever a chain is published, and by [`check_expiry_alert`]
+//!   (the ACME run calls it at each of the courier's passes, every few seconds); it ends
+//!   when a chain that is not due is published.
 //! - **Flash, not RAM.** The chain (388 B self-signed, a few KB from a CA) lives in the store in
 //!   256-byte records, under one of two slots: the new chain is written to the other slot and a
 //!   header record (slot, kind, length, SHA-256 of the host name) switches to it in one write,
@@ -20,8 +25,8 @@
 //!   chain when it builds its configuration. Regenerating at each boot instead would save the
 //!   flash records but change the certificate (serial, dates) at every boot.
 //!
-//! Owns: the published certificate summary (`CERTIFICATE`). Calls: `alerts`, `event_log`,
-//! `mail_settings`, `wall_clock`.
+//! Owns: the published certificate summary (`CERTIFICATE`) and when its expiry alert is due
+//! (`EXPIRY_ALERT`). Calls: `alerts`, `event_log`, `mail_settings`, `wall_clock`.
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -88,6 +93,15 @@ static CERTIFICATE: Mutex<CriticalSectionRawMutex, RefCell<Option<DeviceCertific
 /// prints and the DNS guard compares the published TLSA records with.
 static KEY_DIGESTS: Mutex<CriticalSectionRawMutex, RefCell<Option<KeyDigests>>> = Mutex::new(RefCell::new(None));
 
+/// When the expiry alert for the certificate in use is due (Unix seconds), and its notAfter.
+static EXPIRY_ALERT: Mutex<CriticalSectionRawMutex, RefCell<Option<ExpiryAlert>>> = Mutex::new(RefCell::new(None));
+
+#[derive(Clone, Copy)]
+struct ExpiryAlert {
+    from: u64,
+    not_after: u64,
+}
+
 /// The digests of the key in use and its issuer (`None`: no certificate, see [`certificate`]).
 pub fn key_digests() -> Option<KeyDigests> {
     KEY_DIGESTS.lock(|digests| *digests.borrow())
@@ -102,6 +116,7 @@ pub fn certificate() -> Option<DeviceCertificate> {
 pub fn forget() {
     CERTIFICATE.lock(|certificate| *certificate.borrow_mut() = None);
     KEY_DIGESTS.lock(|digests| *digests.borrow_mut() = None);
+    EXPIRY_ALERT.lock(|alert| *alert.borrow_mut() = None);
     PUBLISHED_CHAIN.store(0, Ordering::Release);
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }
@@ -290,15 +305,37 @@ fn publish(chain: Option<&[u8]>, self_signed: bool) {
     if PUBLISHED_CHAIN.swap(fingerprint, Ordering::AcqRel) != fingerprint {
         GENERATION.fetch_add(1, Ordering::AcqRel);
     }
-    let due = match (&summary, now) {
-        (Some(summary), Some(now)) => summary.renewal_alert_due(now).then(|| summary.days_until_expiry(now)),
+    // ACME renews a CA-issued chain when `[tls.acme]` is configured: its shorter lead.
+    let by_acme = !self_signed && crate::mail_settings::read(|current| current.is_some_and(|settings| settings.acme.is_some()));
+    let alert = summary.as_ref().map(|summary| {
+        let lead = if by_acme { summary.acme_alert_lead() } else { identity::RENEWAL_ALERT_DAYS * 86_400 };
+        ExpiryAlert { from: summary.not_after.saturating_sub(lead), not_after: summary.not_after }
+    });
+    EXPIRY_ALERT.lock(|slot| *slot.borrow_mut() = alert);
+    check_expiry_alert_at(now);
+}
+
+/// Raises the `certificate_expiring` alert once it is due for the certificate in use, and
+/// clears it when the certificate in use is not due (a renewed chain was published).
+pub fn check_expiry_alert() {
+    check_expiry_alert_at(crate::wall_clock::unix_seconds());
+}
+
+fn check_expiry_alert_at(now: Option<u64>) {
+    let alert = EXPIRY_ALERT.lock(|slot| *slot.borrow());
+    let remaining = match (alert, now) {
+        (Some(alert), Some(now)) if now >= alert.from => Some(alert.not_after.saturating_sub(now)),
         _ => None,
     };
-    match due {
-        Some(days) if crate::alerts::read(|board| board.get(AlertKind::CertificateExpiring).is_none()) => crate::alerts::raise(
-            AlertKind::CertificateExpiring,
-            format_args!("the device's TLS certificate expires in {} days", days),
-        ),
+    match remaining {
+        Some(seconds) if crate::alerts::read(|board| board.get(AlertKind::CertificateExpiring).is_none()) => {
+            let (count, unit) = match seconds {
+                0 => (0, "seconds (it has expired)"),
+                1..86_400 => (seconds, "seconds"),
+                _ => (seconds / 86_400, "days"),
+            };
+            crate::alerts::raise(AlertKind::CertificateExpiring, format_args!("the device's TLS certificate expires in {} {}", count, unit))
+        }
         Some(_) => {}
         None => crate::alerts::clear(AlertKind::CertificateExpiring),
     }

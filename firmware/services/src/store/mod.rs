@@ -41,6 +41,7 @@ use homemx_wire::message::{Credential, ErrorCode, TlsService, TrustAnchorUpdate}
 pub use identity::certificate as tls_certificate;
 pub use identity::{host_name as tls_host_name, key_digests as tls_key_digests};
 pub use identity::generation as tls_identity_generation;
+pub use identity::check_expiry_alert as check_tls_expiry_alert;
 pub use vault::{BoardChipKey, MailSpool, OpenStores, Settings};
 use vault::Vault;
 

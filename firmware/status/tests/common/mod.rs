@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use homemx_status::snapshot::MAX_HOST_NAME_LENGTH;
 use homemx_status::{
-    host_name, version, AlertBoard, DeviceCertificate, AlertKind, DynDns, DynDnsAnswer, FetchResult, LockState,
+    acme_error, host_name, version, AcmeRenewal, AlertBoard, DeviceCertificate, AlertKind, DynDns, DynDnsAnswer, FetchResult, LockState,
     MailFlow, MailboxFailure, MailboxReach, MxRecord, Pop3Fetch, SmarthostTls, SpoolSpace,
     StatusSnapshot, System, TlsVersion, Verification, MAX_ALERTS,
 };
@@ -107,7 +107,31 @@ pub fn quiet() -> StatusSnapshot {
             self_signed: false,
             not_after_unix: NOW + 61 * DAY,
         }),
+        acme: Some(AcmeRenewal {
+            last_attempt_unix: Some(NOW - 29 * DAY),
+            last_succeeded: Some(true),
+            last_error: None,
+            next_attempt_unix: Some(NOW + 27 * DAY + 5 * HOUR),
+            certificate_expiry_unix: Some(NOW + 61 * DAY),
+            failures: 0,
+        }),
     }
+}
+
+/// [`quiet`] with the last two ACME renewals failed: the CA could not reach port 80.
+pub fn acme_failing() -> StatusSnapshot {
+    let mut snapshot = quiet();
+    snapshot.acme = Some(AcmeRenewal {
+        last_attempt_unix: Some(NOW - 7 * MINUTE),
+        last_succeeded: Some(false),
+        last_error: Some(acme_error(
+            "the challenge failed: urn:ietf:params:acme:error:connection: Connection refused <port 80>",
+        )),
+        next_attempt_unix: Some(NOW + 13 * MINUTE),
+        certificate_expiry_unix: Some(NOW + 12 * DAY),
+        failures: 2,
+    });
+    snapshot
 }
 
 /// The sample: [`quiet`] with three alerts, one of them repeated.
@@ -161,6 +185,10 @@ pub fn hostile() -> StatusSnapshot {
         host: host_name("</dd></dl><style>*{}</style>"),
     });
     snapshot.system.firmware_version = version("1.0\"</title><script>");
+    snapshot.acme = acme_failing().acme;
+    if let Some(acme) = &mut snapshot.acme {
+        acme.last_error = Some(acme_error("urn:ietf:params:acme:error:malformed: </dd><script>alert(1)</script>\"\\\u{0}"));
+    }
     snapshot
 }
 
@@ -257,6 +285,14 @@ pub fn largest(fill: char, kinds: &[AlertKind]) -> StatusSnapshot {
             tamper_loop: homemx_status::TamperLoop::NotFitted,
         },
         certificate: Some(DeviceCertificate { subject: Some(name()), issuer: Some(name()), self_signed: false, not_after_unix: u64::MAX }),
+        acme: Some(AcmeRenewal {
+            last_attempt_unix: Some(u64::MAX - 1),
+            last_succeeded: Some(false),
+            last_error: Some(acme_error(&String::from(fill).repeat(homemx_status::snapshot::MAX_ACME_ERROR_LENGTH))),
+            next_attempt_unix: Some(u64::MAX - 1),
+            certificate_expiry_unix: Some(u64::MAX - 1),
+            failures: u32::MAX,
+        }),
     }
 }
 

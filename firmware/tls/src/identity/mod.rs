@@ -34,7 +34,7 @@ pub use host::{HostName, HostNameError};
 pub use install::{check_chain, InstallError};
 pub use key::{DeviceKey, KeyError, STORED_KEY_LENGTH};
 pub use request::certificate_request;
-pub use summary::{CertificateSummary, RENEWAL_ALERT_DAYS};
+pub use summary::{CertificateSummary, ACME_ALERT_DAYS, RENEWAL_ALERT_DAYS};
 
 /// Why a certificate or request could not be encoded: only a date outside what X.509 can say
 /// (after the year 9999), since host names are checked when a [`HostName`] is made.
