@@ -9,19 +9,17 @@
 //! challenge token gets 403 each, while the LAN still gets the status page; a sending Postfix
 //! with `smtp_tls_security_level = verify` (Pebble's root its only CA) delivers to port 25.
 //! The QEMU plugin counts the issuance's instructions (`Operation::AcmeIssuance`; printed, not
-//! asserted but that one was counted). Then a forced renewal is cut by a power cut (QEMU
-//! killed) inside its installation, before and after the header switch: after restart and
-//! unlock port 25 presents the first chain, then the renewed one, each verifying.
+//! asserted but that one was counted). Power cuts inside a renewal's installation are the
+//! `acme_tls_alpn` test's (and `identity_power_cut`'s, and the services' host sweep's).
 //!
 //! Needs root (namespaces), `pebble` (host-tools/setup.sh), openssl, curl and Postfix.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use homemx_qemu::chain_power_cut::{cut_inside, port_25_once_up, restart_unlocked, CutPoints};
 use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::instructions::{wait_for_counts, Operation};
-use homemx_qemu::machine::{new_run_directory, MachineConfig};
+use homemx_qemu::machine::new_run_directory;
 use homemx_qemu::network::{APPLIANCE, LAN_CLIENT, WAN_CLIENT};
 use homemx_qemu::pebble::{curl, port_25_chain, AcmeRig, Pebble, PebbleConfig, HOST};
 use homemx_qemu::peers::send_mail;
@@ -39,7 +37,7 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
     let ca = &rig.ca;
     let network = &rig.network;
 
-    let (mut machine, _owner) = homemx_qemu::owner::boot_provisioned_with(elf.clone(), network, &directory, |config| config.operation_counts = true);
+    let (machine, _owner) = homemx_qemu::owner::boot_provisioned_with(elf, network, &directory, |config| config.operation_counts = true);
 
     // 1. The device obtains the certificate by itself (the courier's run once the clock is set).
     let started = Instant::now();
@@ -127,23 +125,4 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
     // The LAN still gets the status page.
     let (status, page) = curl(&namespace, LAN_CLIENT, &[&format!("{base}/status.json")]);
     assert_eq!(status, 200, "the LAN's status page: {page}");
-
-    // 5. A power cut during a renewal's installation (`homemx tls renew`, QEMU killed inside the
-    //    chain's installation: homemx_qemu::chain_power_cut): cut before the header switch, the
-    //    device presents the first chain after restart and unlock; cut after it, the renewed one.
-    let cut_points = CutPoints::of(&elf).unwrap();
-    let config = MachineConfig { operation_counts: true, ..MachineConfig::on_network(elf, directory.join("flash.img"), network) };
-    let first = port_25_once_up(&namespace, HOST, &root_file);
-    let renew = ["tls", "renew"];
-    let cli = cut_inside(&mut machine, &directory, &renew, &cut_points.before_the_switch(), Duration::from_secs(180));
-    machine = restart_unlocked(&config, &directory);
-    let _ = cli.join();
-    let presented = port_25_once_up(&namespace, HOST, &root_file);
-    assert!(presented.verified && presented.fingerprint == first.fingerprint, "cut before the switch: the first chain: {}", presented.text);
-    let cli = cut_inside(&mut machine, &directory, &renew, &cut_points.after_the_switch(), Duration::from_secs(180));
-    let _machine = restart_unlocked(&config, &directory);
-    let _ = cli.join();
-    let presented = port_25_once_up(&namespace, HOST, &root_file);
-    assert!(presented.verified && presented.fingerprint != first.fingerprint, "cut after the switch: the renewed chain: {}", presented.text);
-    eprintln!("acme: power cuts in a renewal's installation: the first chain before the switch, the renewed one after it");
 }
