@@ -186,7 +186,7 @@ const DEFAULT_E2E_JOBS: usize = 3;
 /// `cargo xtask test`: host tests, firmware builds, fuzz smoke runs, QEMU end to end.
 pub fn test(arguments: &[String]) -> Result<()> {
     let fuzz_seconds: u32 = match arguments {
-        [] => 6,
+        [] => 5,
         [flag, seconds] if flag == "--fuzz-seconds" => seconds.parse()?,
         _ => return Err("usage: cargo xtask test [--fuzz-seconds N]".into()),
     };
@@ -199,10 +199,10 @@ pub fn test(arguments: &[String]) -> Result<()> {
 fn test_steps(fuzz_seconds: u32, times: &mut StepTimes) -> Result<()> {
     run_step("host unit and property tests", cargo().args(["test", "--workspace", "--exclude", "homemx-qemu"]), times)?;
     run_step("harness unit tests", cargo().args(["test", "-p", "homemx-qemu", "--lib"]), times)?;
-    // The services on the host under the simulator: as many seeds as fit in two and a half minutes.
+    // The services on the host under the simulator: as many seeds as fit in two minutes.
     run_step(
-        "the simulator: cargo xtask simulate for 150 s",
-        cargo().args(["run", "-q", "-p", "xtask", "--", "simulate", "--seeds", "100000", "--seconds", "150"]),
+        "the simulator: cargo xtask simulate for 120 s",
+        cargo().args(["run", "-q", "-p", "xtask", "--", "simulate", "--seeds", "100000", "--seconds", "120"]),
         times,
     )?;
     eprintln!("\n=== firmware images");
