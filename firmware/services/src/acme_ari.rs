@@ -49,8 +49,8 @@ pub async fn renewal_time(stack: Stack<'static>, random: &mut DerivedRandom, buf
     if let Some(last) = last.filter(|last| now < last.next_check) {
         return last.renew_at;
     }
-    crate::store::acme_current_validity().await?;
-    let (window, next_check) = ask(stack, random, buffers, now).await;
+    let leaf = crate::store::acme_current_leaf().await?;
+    let (window, next_check) = ask(stack, random, buffers, &leaf, now).await;
     let renew_at = window.map(|(start, end)| {
         let from = start.max(now);
         if end <= from {
@@ -68,9 +68,15 @@ pub fn forget() {
     ADVICE.lock(|advice| *advice.borrow_mut() = None);
 }
 
-/// The directory, then the renewal information of the leaf in use: the window, and when to ask
-/// again.
-async fn ask(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers, now: u64) -> (Option<(u64, u64)>, u64) {
+/// The directory, then the renewal information of `leaf` (the CA-issued one in use): the
+/// window, and when to ask again.
+async fn ask(
+    stack: Stack<'static>,
+    random: &mut DerivedRandom,
+    buffers: &mut ConnectionBuffers,
+    leaf: &[u8],
+    now: u64,
+) -> (Option<(u64, u64)>, u64) {
     let failed = (None, now + FAILED_RECHECK);
     let Some(account) = crate::store::acme_account().await else {
         return failed;
@@ -78,13 +84,6 @@ async fn ask(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut Co
     let Some(directory_url) = homemx_acme::url::parse(account.directory.as_str()) else {
         return failed;
     };
-    let Some((_, chain)) = crate::store::tls_server_identity().await else {
-        return failed;
-    };
-    let Some((leaf, _)) = homemx_tls::der::expect(&chain, homemx_tls::der::SEQUENCE) else {
-        return failed;
-    };
-    let leaf = leaf.whole;
     let mut body = Vec::new();
     let mut header_store = Vec::new();
     if body.try_reserve_exact(BODY_CAPACITY).is_err() || header_store.try_reserve_exact(homemx_acme::exchange::HEADER_STORE).is_err() {

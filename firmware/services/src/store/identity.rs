@@ -514,14 +514,21 @@ pub async fn acme_certificate_key(settings: &mut Settings, random: &mut ChaCha20
 /// notBefore and notAfter of the CA-issued chain in use for the host name; `None` when the
 /// device presents a self-signed certificate (or none): then a certificate is due now.
 pub async fn acme_current_validity(settings: &mut Settings) -> Option<(u64, u64)> {
+    let leaf = acme_current_leaf(settings).await?;
+    let summary = CertificateSummary::of(&leaf)?;
+    Some((summary.not_before, summary.not_after))
+}
+
+/// The leaf (DER) of the CA-issued chain in use for the host name, as for
+/// [`acme_current_validity`] (the ARI identifier is made from it).
+pub async fn acme_current_leaf(settings: &mut Settings) -> Option<Vec<u8>> {
     let host = configured_host()?;
     let header = read_header(settings).await?;
     if header.kind != CA_ISSUED || header.host_digest != host_digest(host.as_str()) {
         return None;
     }
     let chain = read_chain(settings, &header).await?;
-    let summary = leaf(&chain).and_then(CertificateSummary::of)?;
-    Some((summary.not_before, summary.not_after))
+    leaf(&chain).map(<[u8]>::to_vec)
 }
 
 /// Installs `der` (the chain homemx-acme checked against the device key, the host name and the

@@ -295,6 +295,12 @@ pub async fn acme_current_validity() -> Option<(u64, u64)> {
     identity::acme_current_validity(&mut stores.settings).await
 }
 
+/// The leaf (DER) of the CA-issued chain in use (`None`: self-signed or none, or locked).
+pub async fn acme_current_leaf() -> Option<alloc::vec::Vec<u8>> {
+    let mut stores = open().await?;
+    identity::acme_current_leaf(&mut stores.settings).await
+}
+
 /// Installs an ACME-issued chain (DER, leaf first) as the identity's CA-issued chain, with its
 /// own key when it is not the identity's (`reuse_key = false`).
 pub async fn install_acme_chain(der: &[u8], new_key: Option<&homemx_tls::identity::DeviceKey>) -> Result<(), ErrorCode> {
