@@ -258,7 +258,9 @@ pub const TLS_SESSION_HEAP_BYTES: usize = 36 * 1024;
 /// the pump moves it into the connection's incoming buffer, and seals each outgoing record in
 /// one (16,384 octets and the tag, 16.5 KB measured); one connection at a time, as no await
 /// comes between. 48.5 KB, and 3.5 KB for the allocator's rounding and a contiguous hole for
-/// the hand-over.
+/// the hand-over. Not counted here: an ACME run's response buffers (17 KB) and its port 443
+/// listeners' (9 KB) while it lasts, which take room the inbound sessions leave (the e2e
+/// `acme_tls_alpn`: 85.8 KB high-water with the CA's three validation handshakes).
 pub const SHARED_TLS_HEAP_BYTES: usize = 52 * 1024;
 
 /// The heap of a board serving `tls_sessions` inbound TLS sessions (see [`Sizing::heap_bytes`]).
