@@ -242,20 +242,26 @@ pub struct Sizing {
     pub event_log_entries: usize,
 }
 
-/// Heap one inbound TLS session may hold: its two record buffers (16,645 octets in, 8 KB out),
-/// the decrypted data its session has not consumed (at most one fill of the incoming buffer,
-/// 16,645 octets: homemx-tls's `connection` module), rustls's state once open (at most
-/// 2.6 KB; 5.5 KB during the handshake, before any data; measured by homemx-tls's
-/// `server_heap` test) and the server's own struct (1.2 KB); rounded up for the allocator's
-/// block headers and fragmentation.
-pub const TLS_SESSION_HEAP_BYTES: usize = 48 * 1024;
+/// Heap one inbound TLS session may hold: its two record buffers (16,645 octets in, 8 KB out;
+/// the decrypted data its session has not consumed waits inside the incoming one, homemx-tls's
+/// `connection` module), rustls's state (at most 5.5 KB during the handshake, 2.6 KB once open;
+/// measured on the host, whose 64-bit pointers make it larger than on the board: homemx-tls's
+/// `server_heap` test) and the server's own struct (1.2 KB): 31.5 KB at most. The rest, 4.5 KB,
+/// is for the allocator's rounding (8 octets) and the fragmentation of embedded-alloc's
+/// first-fit linked-list heap, where the buffers need whole 16,645 and 8,192-octet holes.
+pub const TLS_SESSION_HEAP_BYTES: usize = 36 * 1024;
 
 /// Heap every board holds besides the inbound sessions: the courier's one provider connection
-/// (its client through a handshake with an RSA-4096 chain and an answer: at most 32 KB,
-/// homemx-tls's `server_heap` test; its record buffers are static) and the hand-over of one
-/// record (rustls's copy and the grown plaintext buffer, 33 KB, for one connection at a time:
-/// no await in between).
-pub const SHARED_TLS_HEAP_BYTES: usize = 64 * 1024;
+/// (its client through a handshake with an RSA-4096 chain and an answer: at most 32 KB, 26 KB
+/// measured on the host, homemx-tls's `server_heap` test; its record buffers are static) and
+/// the hand-over of one record: rustls 0.23 decrypts each record into a copy of its own before
+/// the pump moves it into the connection's incoming buffer, and seals each outgoing record in
+/// one (16,384 octets and the tag, 16.5 KB measured); one connection at a time, as no await
+/// comes between. 48.5 KB, and 3.5 KB for the allocator's rounding and a contiguous hole for
+/// the hand-over. Not counted here: an ACME run's response buffers (17 KB) and its port 443
+/// listeners' (9 KB) while it lasts, which take room the inbound sessions leave (the e2e
+/// `acme_tls_alpn`: 85.8 KB high-water with the CA's three validation handshakes).
+pub const SHARED_TLS_HEAP_BYTES: usize = 52 * 1024;
 
 /// The heap of a board serving `tls_sessions` inbound TLS sessions (see [`Sizing::heap_bytes`]).
 pub const fn heap_for(tls_sessions: usize) -> usize {

@@ -1,6 +1,8 @@
 //! The heap: rustls allocates its handshake state (about 4 KB), the server's certificate chain
-//! while it is checked, and one record's plaintext while it is read. Only the TLS layer uses
-//! it; everything else in the firmware lives in statics and task futures.
+//! while it is checked, and one record's plaintext while it is handed over (decrypted data then
+//! waits in the connection's incoming record buffer). The TLS layer uses it (the inbound
+//! sessions' record buffers too), and the ACME run its response buffers; everything else in the
+//! firmware lives in statics and task futures.
 //!
 //! Owns the global allocator and its RAM; `init` runs once at boot, before any TLS connection.
 //!
@@ -13,8 +15,7 @@ use core::mem::MaybeUninit;
 use embedded_alloc::LlffHeap;
 
 /// Heap bytes the board gives TLS (`homemx_board::heap_for`): the provider connection and one
-/// record's hand-over, plus each inbound TLS session's buffers, unconsumed plaintext and rustls
-/// state.
+/// record's hand-over, plus each inbound TLS session's record buffers and rustls state.
 pub const HEAP_BYTES: usize = crate::bsp::SIZING.heap_bytes;
 
 /// The allocator: embedded-alloc's linked-list heap, and the most it ever had allocated at

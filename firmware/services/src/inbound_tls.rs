@@ -2,8 +2,9 @@
 //! RFC 8314), with homemx-tls's rustls server over the session's TCP socket, presenting the
 //! device's identity (its P-256 key and the chain the store keeps).
 //!
-//! - **Permits.** A TLS session's record buffers (16.6 KB in, 8 KB out) and rustls's state and
-//!   plaintext live on the heap, and only while the session runs in TLS. At most
+//! - **Permits.** A TLS session's record buffers (16.6 KB in, 8 KB out; the decrypted data not
+//!   yet read waits in the incoming one) and rustls's state live on the heap, and only while
+//!   the session runs in TLS. At most
 //!   `Sizing::tls_sessions` run at once ([`TlsPermit`]); the heap is sized for them
 //!   (`homemx_board::heap_for`), so an exhausted arena is a refusal (`454 4.7.0` at STARTTLS,
 //!   `421 4.7.0` on 465), never a failed allocation.
@@ -45,10 +46,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 // The heap holds the provider connections and every permitted session.
 const _: () = assert!(crate::bsp::SIZING.heap_bytes >= homemx_board::heap_for(TLS_SESSIONS));
-// A session's buffers, one fill of decrypted data, rustls's open state (3 KB) and the server
-// itself fit its share.
+// A session's buffers (its decrypted data waits in the incoming one), rustls's handshake state
+// (5.5 KB; 2.6 KB once open) and the server itself fit its share.
 const _: () = assert!(
-    2 * homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER + 3 * 1024 + core::mem::size_of::<TlsServer<'static>>() < homemx_board::TLS_SESSION_HEAP_BYTES
+    homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER + 6 * 1024 + core::mem::size_of::<TlsServer<'static>>() < homemx_board::TLS_SESSION_HEAP_BYTES
 );
 
 /// Permits taken (at most [`TLS_SESSIONS`]).

@@ -2,9 +2,9 @@
 //! allows it) as a sans-I/O state machine over rustls's unbuffered API: the caller owns the
 //! sockets and the record buffers, feeds received bytes in, sends what [`TlsClient::output`]
 //! holds, and reads and writes plaintext. Nothing here blocks or sleeps; the heap holds rustls's
-//! state (about 4 KB during the handshake), one record's plaintext in rustls while it is handed
-//! over, and 32 KB of decrypted data for the caller, allocated once per connection at its first
-//! application data. The record pump is [`crate::connection`]'s, shared with the server.
+//! state (about 4 KB during the handshake) and one record's plaintext in rustls while it is
+//! handed over; the decrypted data waits for the caller in the incoming record buffer. The
+//! record pump is [`crate::connection`]'s, shared with the server.
 //!
 //! Order of use: after [`TlsClient::new`] and after every call that may produce records
 //! (`received`, `write`, `close`), send all of [`TlsClient::output`] before waiting for input.

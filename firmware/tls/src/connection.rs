@@ -3,16 +3,29 @@
 //! caller's two record buffers, and the decrypted data held for the caller. Nothing here blocks
 //! or sleeps; it calls only rustls.
 //!
-//! The heap holds rustls's state (a few KB during the handshake, one to three KB once open) and
-//! the decrypted data not yet consumed, in exactly the room it needs, freed when consumed.
-//! rustls copies each record out of the incoming buffer, and the copy is taken at once, so it
-//! is held once. Bytes are read from the socket only while nothing decrypted waits
-//! ([`TlsConnection::receive_buffer`] is filled by callers that found
-//! [`TlsConnection::plaintext`] empty), so everything held came from one fill of the incoming
-//! buffer: at most [`RECORD_BUFFER`] octets. While a record is handed over, its two copies
-//! exist for a moment (no await in between, so one connection at a time).
+//! The heap holds rustls's state only (a few KB during the handshake, one to three KB once
+//! open) and, for a moment, the copy rustls 0.23 makes of each record's plaintext (its
+//! unbuffered API decrypts into a `Vec` of its own): the hand-over, at most 16 KB, one
+//! connection at a time (no await in between). The decrypted data the caller has not consumed
+//! stays in the caller's incoming buffer, in front of the records rustls has not processed:
+//!
+//! ```text
+//! [ plaintext not consumed | free | records not processed | room to receive ]
+//! 0                         ^plaintext_end  ^records_start  ^records_end    incoming.len()
+//! ```
+//!
+//! A record's plaintext is copied in only once rustls has discarded the record (when it does
+//! not fit before, it is left with rustls and taken at the next call, which offers it again
+//! with nothing more to discard). Every record's plaintext is shorter than the record (its
+//! header and AEAD tag), and the records are discarded from the front, so the plaintext always
+//! ends before the first record still held: `plaintext_end <= records_start` whatever the
+//! records, their sizes, or the fills. A record that would break it (impossible with rustls's
+//! suites) fails the connection with [`TlsError::BufferTooSmall`] rather than overwrite.
+//! Discarding a record moves nothing; the records left are moved to the front once no
+//! plaintext waits, to make room to receive. Callers receive only while no plaintext waits
+//! ([`TlsConnection::receive_buffer`]), so what waits came from one fill of the buffer.
 
-use alloc::vec::Vec;
+use core::num::NonZeroUsize;
 
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
@@ -36,7 +49,9 @@ pub enum TlsError {
     Protocol(Error),
     /// The server name is not a valid DNS name or IP address.
     InvalidServerName,
-    /// A record did not fit the caller's buffers (they are smaller than [`RECORD_BUFFER`]).
+    /// A record did not fit the caller's buffers (they are smaller than [`RECORD_BUFFER`]), or
+    /// a record's plaintext did not fit the incoming buffer beside the records still held (not
+    /// possible with rustls's suites: see the module doc).
     BufferTooSmall,
     /// Application data before the handshake completed, or after the connection closed.
     NotOpen,
@@ -100,12 +115,15 @@ enum Request<'d> {
 /// ([`crate::server::TlsServer`]) side; see [`crate::client`] for the order of use.
 pub struct TlsConnection<'b, C> {
     connection: C,
+    /// The plaintext not consumed, then the records not processed (the module doc's picture):
+    /// `plaintext_start <= plaintext_end <= records_start <= records_end <= incoming.len()`.
     incoming: &'b mut [u8],
-    incoming_used: usize,
+    plaintext_start: usize,
+    plaintext_end: usize,
+    records_start: usize,
+    records_end: usize,
     outgoing: &'b mut [u8],
     outgoing_used: usize,
-    plaintext: Vec<u8>,
-    plaintext_start: usize,
     open: bool,
     peer_closed: bool,
     close_sent: bool,
@@ -118,11 +136,12 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
         let mut pump = TlsConnection {
             connection,
             incoming,
-            incoming_used: 0,
+            plaintext_start: 0,
+            plaintext_end: 0,
+            records_start: 0,
+            records_end: 0,
             outgoing,
             outgoing_used: 0,
-            plaintext: Vec::new(),
-            plaintext_start: 0,
             open: false,
             peer_closed: false,
             close_sent: false,
@@ -176,17 +195,19 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
     }
 
     /// Where received bytes go; then call [`Self::received`]. Empty when a record does not fit.
-    /// Fill it only while [`Self::plaintext`] is empty: the bound on decrypted data held (see
-    /// the module doc) rests on it.
+    /// Fill it only while [`Self::plaintext`] is empty: the bound on decrypted data held (one
+    /// fill, see the module doc) and the room rest on it (while plaintext waits, the records
+    /// not processed have not been moved to the front and the room may be short, even empty).
     pub fn receive_buffer(&mut self) -> &mut [u8] {
-        &mut self.incoming[self.incoming_used..]
+        let end = self.records_end.min(self.incoming.len());
+        &mut self.incoming[end..]
     }
 
     /// `count` bytes were written into [`Self::receive_buffer`]: process them.
     pub fn received(&mut self, count: usize) -> Result<(), TlsError> {
-        self.incoming_used = (self.incoming_used + count).min(self.incoming.len());
+        self.records_end = self.records_end.saturating_add(count).min(self.incoming.len());
         self.drive(Request::Nothing)?;
-        if self.incoming_used == self.incoming.len() {
+        if self.plaintext().is_empty() && self.receive_buffer().is_empty() {
             // A full buffer that rustls could not make progress on: a record larger than it.
             return self.fail(TlsError::BufferTooSmall);
         }
@@ -207,19 +228,15 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
 
     /// Decrypted data not yet consumed.
     pub fn plaintext(&self) -> &[u8] {
-        &self.plaintext[self.plaintext_start..]
+        self.incoming.get(self.plaintext_start..self.plaintext_end).unwrap_or_default()
     }
 
     /// `count` octets of [`Self::plaintext`] were used.
     pub fn consume(&mut self, count: usize) {
-        self.plaintext_start = (self.plaintext_start + count).min(self.plaintext.len());
-        if self.plaintext_start == self.plaintext.len() {
-            // Freed: an idle connection keeps no plaintext room.
-            self.plaintext = Vec::new();
-            self.plaintext_start = 0;
-            // rustls may hold the next record.
-            let _ = self.drive(Request::Nothing);
-        }
+        self.plaintext_start = self.plaintext_start.saturating_add(count).min(self.plaintext_end);
+        // Every call processed all the records it could: nothing more to decrypt until more
+        // are received, into the room this makes.
+        self.settle();
     }
 
     /// Copies decrypted data into `buffer` and consumes it; returns the count.
@@ -247,6 +264,24 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
         self.drive(Request::Close).map(|_| ())
     }
 
+    /// Once no plaintext waits: the records not processed move to the front of the incoming
+    /// buffer, so the room to receive is all the rest. Only between records (rustls holds no
+    /// plaintext then): nothing is copied in while the records move.
+    fn settle(&mut self) {
+        if self.plaintext_start != self.plaintext_end {
+            return;
+        }
+        self.plaintext_start = 0;
+        self.plaintext_end = 0;
+        if self.records_start > 0 {
+            let end = self.records_end.min(self.incoming.len());
+            let start = self.records_start.min(end);
+            self.incoming.copy_within(start..end, 0);
+            self.records_end = end - start;
+            self.records_start = 0;
+        }
+    }
+
     fn fail(&mut self, error: TlsError) -> Result<(), TlsError> {
         if self.failure.is_none() {
             self.failure = Some(error.clone());
@@ -263,26 +298,43 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
         let mut request = request;
         let mut encrypted = 0;
         loop {
-            let status = self.connection.process(&mut self.incoming[..self.incoming_used]);
-            let discard = status.discard;
+            let (front, records) = split(self.incoming, self.records_start, self.records_end);
+            let status = self.connection.process(records);
+            let mut discard = status.discard;
             let mut progressed = false;
+            let mut deferred = false;
             let outcome: Result<(), TlsError> = match status.state {
                 Err(error) => Err(error.into()),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    // Taken at once (rustls offers nothing else until it is, not even a write),
-                    // appended to what the caller has not consumed, in exactly the room it
-                    // needs: everything held came from one fill of the incoming buffer.
+                    // rustls offers nothing else until its records are taken, not even a
+                    // write. Each is appended to what the caller has not consumed, in the
+                    // free room in front of the records; one that does not fit yet is left
+                    // with rustls until this status's discard made room (the module doc).
                     progressed = true;
                     let mut result = Ok(());
-                    while let Some(record) = traffic.next_record() {
-                        match record {
-                            Ok(record) => {
-                                self.plaintext.drain(..self.plaintext_start);
-                                self.plaintext_start = 0;
-                                self.plaintext.reserve_exact(record.payload.len());
-                                self.plaintext.extend_from_slice(record.payload);
+                    loop {
+                        let needed = traffic.peek_len().map_or(0, NonZeroUsize::get);
+                        if needed > front.len().saturating_sub(self.plaintext_end) {
+                            deferred = true;
+                            break;
+                        }
+                        match traffic.next_record() {
+                            None => break,
+                            Some(Ok(record)) => {
+                                discard += record.discard;
+                                let end = self.plaintext_end.saturating_add(record.payload.len());
+                                match front.get_mut(self.plaintext_end..end) {
+                                    Some(room) => {
+                                        room.copy_from_slice(record.payload);
+                                        self.plaintext_end = end;
+                                    }
+                                    None => {
+                                        result = Err(TlsError::BufferTooSmall);
+                                        break;
+                                    }
+                                }
                             }
-                            Err(error) => {
+                            Some(Err(error)) => {
                                 result = Err(error.into());
                                 break;
                             }
@@ -354,16 +406,20 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
                 // BlockedHandshake (more input needed).
                 Ok(_) => Ok(()),
             };
-            if discard > 0 {
-                self.incoming.copy_within(discard..self.incoming_used, 0);
-                self.incoming_used -= discard;
-            }
+            // Discarded records are simply left behind; `settle` reclaims their room.
+            self.records_start = self.records_start.saturating_add(discard).min(self.records_end);
+            // A record left with rustls fits once its own discard is done; with nothing
+            // discarded it never will (the plaintext would overtake the records).
+            let outcome = if deferred && discard == 0 { Err(TlsError::BufferTooSmall) } else { outcome };
             match outcome {
                 Err(error) => {
                     self.queue_fatal_alert();
                     self.fail(error.clone())?;
                 }
-                Ok(()) if !progressed => return Ok(encrypted),
+                Ok(()) if !progressed => {
+                    self.settle();
+                    return Ok(encrypted);
+                }
                 Ok(()) => {}
             }
         }
@@ -383,7 +439,8 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
             if !self.connection.state().wants_write() {
                 return;
             }
-            let status = self.connection.process(&mut self.incoming[..self.incoming_used]);
+            let (_, records) = split(self.incoming, self.records_start, self.records_end);
+            let status = self.connection.process(records);
             match status.state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     if let Ok(count) = encode.encode(&mut self.outgoing[self.outgoing_used..]) {
@@ -394,4 +451,14 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
             }
         }
     }
+}
+
+/// The incoming buffer's front (the plaintext and the free room in front of the records) and
+/// its records, `start..end` clamped to the buffer.
+fn split(incoming: &mut [u8], start: usize, end: usize) -> (&mut [u8], &mut [u8]) {
+    let end = end.min(incoming.len());
+    let start = start.min(end);
+    let (front, rest) = incoming.split_at_mut(start);
+    let (records, _) = rest.split_at_mut(end - start);
+    (front, records)
 }
