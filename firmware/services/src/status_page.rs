@@ -22,9 +22,11 @@ use homemx_status::{
 };
 
 
-/// Collects what the page shows.
-pub async fn snapshot() -> StatusSnapshot {
-    let mut snapshot = StatusSnapshot { now_unix: crate::wall_clock::unix_seconds(), ..StatusSnapshot::default() };
+/// Collects what the page shows into `snapshot` (all of it replaced). Filled in place, not
+/// returned: a returned snapshot (1.5 KB) would exist twice in the caller's future, once being
+/// built in this one and once as the caller's destination.
+pub async fn snapshot(snapshot: &mut StatusSnapshot) {
+    *snapshot = StatusSnapshot { now_unix: crate::wall_clock::unix_seconds(), ..StatusSnapshot::default() };
     let status = crate::mail_status::snapshot();
     let now_unix = snapshot.now_unix;
     let mut flow = MailFlow {
@@ -119,7 +121,6 @@ pub async fn snapshot() -> StatusSnapshot {
             homemx_board::TamperState::NotFitted => homemx_status::TamperLoop::NotFitted,
         },
     };
-    snapshot
 }
 
 fn dyndns_answer(answer: homemx_dyndns::dyndns2::UpdateAnswer) -> DynDnsAnswer {
