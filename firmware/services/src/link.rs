@@ -327,16 +327,19 @@ impl<'s, 'b> Link<'s, 'b> {
         }
     }
 
-    /// Ends the connection: TLS close_notify if TLS, then the TCP close.
-    pub async fn close(self) {
+    /// Ends the connection: TLS close_notify if TLS, then the TCP close; the link is broken
+    /// after it. Closes in place: a link moved into this future (it was `close(self)`) took
+    /// 1.5 KB more in every caller's future.
+    pub async fn close(&mut self) {
         match self {
-            Link::Plain(mut socket) => crate::network::release(&mut socket).await,
-            Link::Tls(mut socket, mut client) => {
-                close_tls(&mut socket, &mut client).await;
-                crate::network::release(&mut socket).await
+            Link::Plain(socket) => crate::network::release(socket).await,
+            Link::Tls(socket, client) => {
+                close_tls(socket, client).await;
+                crate::network::release(socket).await
             }
             Link::Broken => {}
         }
+        *self = Link::Broken;
     }
 }
 

@@ -98,7 +98,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let config = ClientConfig { hostname: host_name.as_str(), protocol: ClientProtocol::Smtp, tls: TlsRequirement::Required, credentials };
     let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &addresses, size: Some(attempt.length as u64), eight_bit: true };
     let implicit = smarthost.tls == TlsMode::Implicit;
-    let Ok(session) = ClientSession::new(&config, envelope, implicit, now()) else {
+    let Ok(mut session) = ClientSession::new(&config, envelope, implicit, now()) else {
         crate::event_warning!("outbound: message {} has an envelope the client refuses", attempt.id.0);
         return defer_all(attempt, outcomes, ResultReason::ProtocolError);
     };
@@ -139,7 +139,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         }
     }
     let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
-    run_session(&mut link, session, connected, &mut reader, &mut results, tls).await;
+    run_session(&mut link, &mut session, connected, &mut reader, &mut results, &mut tls).await;
     let over_tls = matches!(link, Link::Tls(..));
     let (version, suite) = (link.version_name(), link.suite_name());
     link.close().await;
