@@ -149,48 +149,55 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
                 crate::backup_mx::fetch(stack, &mut random, buffers, fetch_scratch).await;
             }
         }
-        // Each pass tries every message that is due once.
-        let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
-        let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
-        loop {
-            // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
-            let Some(attempt) = next_attempt(&tried, retry_all).await else {
-                break;
-            };
-            let _ = tried.push(attempt.id);
-            let mut outcomes = Outcomes::new();
-            let local = attempt.recipients(Route::Mailbox).next().is_some();
-            let outbound = attempt.recipients(Route::Smarthost).next().is_some();
-            // Instruction count of a delivery to the mailbox host, spool update included
-            // (attempts with outbound recipients are not measured: they include the smarthost).
-            let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
-            if local {
-                deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers).await;
-            }
-            if outbound {
-                smarthost::deliver(stack, &attempt, &mut outcomes, random.derive(), buffers).await;
-            }
-            record_outcomes(&attempt, &outcomes).await;
-            if let Some(measurement) = measurement {
-                if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
-                    measurement.end();
-                }
-            }
-            if tried.is_full() {
-                // More to do: come back at once rather than after the poll interval.
-                crate::channels::DELIVERY_DUE.signal(());
-                if retry_all {
-                    crate::channels::RETRY_ALL_NOW.store(true, Ordering::Relaxed);
-                }
-                break;
-            }
-        }
+        delivery_pass(stack, &mut random, buffers).await;
         // No delivery talked to the mailbox host for a while (the spool is empty, or its
         // mail waits for a retry): the probe keeps the status page's headline current.
         if crate::mail_status::mailbox_probe_due(QUEUE_POLL) {
             if let Some(host) = mailbox_endpoint() {
                 probe_mailbox(stack, host).await;
             }
+        }
+    }
+}
+
+/// One delivery pass: tries every message that is due once. A function of its own: the
+/// attempt and its outcomes (3.3 KB) then exist only while mail is delivered, not beside the
+/// courier's other jobs (DynDNS, ACME, the fetch, the alert mail) in its future.
+async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
+    // Each pass tries every message that is due once.
+    let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
+    let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
+    loop {
+        // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
+        let Some(attempt) = next_attempt(&tried, retry_all).await else {
+            break;
+        };
+        let _ = tried.push(attempt.id);
+        let mut outcomes = Outcomes::new();
+        let local = attempt.recipients(Route::Mailbox).next().is_some();
+        let outbound = attempt.recipients(Route::Smarthost).next().is_some();
+        // Instruction count of a delivery to the mailbox host, spool update included
+        // (attempts with outbound recipients are not measured: they include the smarthost).
+        let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
+        if local {
+            deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers).await;
+        }
+        if outbound {
+            smarthost::deliver(stack, &attempt, &mut outcomes, random, buffers).await;
+        }
+        record_outcomes(&attempt, &outcomes).await;
+        if let Some(measurement) = measurement {
+            if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
+                measurement.end();
+            }
+        }
+        if tried.is_full() {
+            // More to do: come back at once rather than after the poll interval.
+            crate::channels::DELIVERY_DUE.signal(());
+            if retry_all {
+                crate::channels::RETRY_ALL_NOW.store(true, Ordering::Relaxed);
+            }
+            break;
         }
     }
 }

@@ -33,6 +33,7 @@ mod inbound_tls;
 mod instrument;
 mod lan;
 mod link;
+mod local_mail;
 mod mail_settings;
 mod mailbox_probe;
 mod mail_status;

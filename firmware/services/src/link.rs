@@ -279,12 +279,15 @@ impl<'s, 'b> Link<'s, 'b> {
         };
         let started = embassy_time::Instant::now();
         let cycles_before = crate::cpu_load::busy_core_clock_counts();
-        let mut client = match TlsClient::new(config, server_name, read_buffer, write_buffer) {
-            Ok(client) => client,
-            Err(error) => {
-                abandon(socket).await;
-                return Err(LinkError::Tls(error));
-            }
+        // The error is taken out of the match before the socket is abandoned: awaiting inside
+        // the match arm kept the whole result (a client's 760 bytes) in this future.
+        let mut client = 'created: {
+            let error = match TlsClient::new(config, server_name, read_buffer, write_buffer) {
+                Ok(client) => break 'created client,
+                Err(error) => LinkError::Tls(error),
+            };
+            abandon(socket).await;
+            return Err(error);
         };
         let mut outcome = send_records(&mut socket, &mut client).await;
         while outcome.is_ok() && client.is_handshaking() {

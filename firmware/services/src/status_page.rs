@@ -4,7 +4,7 @@
 //! rate-limited by homemx-status's `AlertMailer`.
 //!
 //! Owns: the alert mailer's state (its job runs in the courier, `delivery`). Calls: `acme`, `alerts`, `backup_mx`, `channels`,
-//! `dyndns`, `event_log`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
+//! `dyndns`, `event_log`, `local_mail`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
 //! `tamper`, `wall_clock`.
 
 use core::cell::RefCell;
@@ -242,21 +242,7 @@ pub async fn alert_mail_job(random: &mut crate::random::DerivedRandom) {
         return;
     };
     let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
-    let queued = {
-        match crate::store::open().await {
-            Some(mut stores) => match stores.spool.begin_message(&envelope, length as u32).await {
-                Ok(mut writer) => match stores.spool.append(&mut writer, &text[..length]).await {
-                    Ok(()) => stores.spool.commit(writer).await.is_ok(),
-                    Err(_) => {
-                        stores.spool.abort(writer);
-                        false
-                    }
-                },
-                Err(_) => false,
-            },
-            None => false,
-        }
-    };
+    let queued = crate::local_mail::queue(&envelope, &text[..length]).await;
     if queued {
         MAILER.lock(|mailer| mailer.borrow_mut().sent(&mail, now));
         crate::event_info!("alert mail with {} alerts queued for {}", mail.alerts.len(), postmaster.as_str());

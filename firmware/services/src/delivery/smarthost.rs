@@ -65,8 +65,10 @@ fn problem(attempt: &Attempt, outcomes: &mut Outcomes, text: &'static str, reaso
     defer_all(attempt, outcomes, reason);
 }
 
-/// One delivery attempt of the attempt's outbound recipients through the smarthost.
-pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: DerivedRandom, buffers: &mut ConnectionBuffers) {
+/// One delivery attempt of the attempt's outbound recipients through the smarthost. `random`
+/// is the courier's: the TLS start's is derived from it here (one moved into this future
+/// existed in it twice).
+pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
     let Some((smarthost, host_name)) =
         crate::mail_settings::read(|current| current.and_then(|settings| Some((settings.smarthost.clone()?, settings.host_name.clone()))))
     else {
@@ -121,7 +123,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         write: &mut buffers.write,
         server_name: smarthost.host.as_str(),
         trust,
-        random,
+        random: random.derive(),
         operation: crate::instrument::Operation::TlsHandshakeSmarthost,
         minimum: crate::link::minimum_tls(smarthost.min_tls),
     });
