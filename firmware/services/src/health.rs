@@ -3,8 +3,8 @@
 //! board, uptime, link, stack and heap high-water, the queue length). Peers outside the LAN get 403, except a `GET` of the
 //! pending ACME HTTP-01 token's path (its key authorization, see `acme`); a `Host:` that is
 //! not the appliance gets 421 (the DNS-rebinding defence), anything but GET/HEAD gets 405.
-//! Read-only: no request changes anything. Pages are rendered in 1 KB windows straight into
-//! the socket, so no task holds a whole page.
+//! Read-only: no request changes anything. Pages are rendered window by window straight into
+//! the socket's transmit buffer, so no task holds a whole page.
 //!
 //! Owns: the HTTP tasks and their sockets. Calls: `acme`, `cpu_load`, `heap`, `lan`, `network`, `stack`,
 //! `status_page`, `store`.
@@ -129,7 +129,8 @@ async fn send_health(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: Ip
     let _ = answer(socket, &mut response, Status::Ok, "application/json", body.as_bytes(), omit_body).await;
 }
 
-/// Sends the status page (`html`) or `/status.json` of `snapshot`, rendered in 1 KB windows.
+/// Sends the status page (`html`) or `/status.json` of `snapshot`, rendered straight into the
+/// socket's transmit buffer (its largest free run each time): no window of our own.
 async fn send_status(socket: &mut TcpSocket<'_>, snapshot: &homemx_status::StatusSnapshot, html: bool, omit_body: bool) {
     let (length, content_type, policy) = if html {
         (homemx_status::page_length(snapshot), "text/html; charset=utf-8", homemx_status::CONTENT_SECURITY_POLICY)
@@ -137,24 +138,28 @@ async fn send_status(socket: &mut TcpSocket<'_>, snapshot: &homemx_status::Statu
         (homemx_status::json_length(snapshot), "application/json", homemx_http::response::DEFAULT_CONTENT_SECURITY_POLICY)
     };
     let head = homemx_http::response::ResponseHead { status: Status::Ok, content_type, content_length: length, content_security_policy: policy };
-    let mut window = [0u8; 1024];
-    let Some(head_length) = homemx_http::response::write_head(&head, &mut window) else {
-        return;
-    };
-    if socket.write_all(&window[..head_length]).await.is_err() || omit_body {
+    // The connection's socket is new: its whole transmit buffer (1 KB) is free for the head.
+    let head_written = socket.write_with(|free| match homemx_http::response::write_head(&head, free) {
+        Some(head_length) => (head_length, true),
+        None => (0, false),
+    });
+    if !matches!(head_written.await, Ok(true)) || omit_body {
         return;
     }
     let mut offset = 0;
     while offset < length {
-        let count = if html {
-            homemx_status::render_page_window(snapshot, offset, &mut window)
-        } else {
-            homemx_status::render_json_window(snapshot, offset, &mut window)
-        };
-        if count == 0 || socket.write_all(&window[..count]).await.is_err() {
-            return;
+        let rendered = socket.write_with(|free| {
+            let count = if html {
+                homemx_status::render_page_window(snapshot, offset, free)
+            } else {
+                homemx_status::render_json_window(snapshot, offset, free)
+            };
+            (count, count)
+        });
+        match rendered.await {
+            Ok(count) if count > 0 => offset += count,
+            _ => return,
         }
-        offset += count;
     }
 }
 
