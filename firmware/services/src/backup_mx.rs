@@ -230,7 +230,6 @@ fn finish_status(result: FetchResult, fetched: u32) {
     });
 }
 
-/// One fetch run against the configured backup MX.
 /// How the connection to the backup MX switches to TLS.
 fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t BackupMx, trust: Trust<'t>, random: DerivedRandom) -> TlsStart<'b, 't> {
     TlsStart {
@@ -272,7 +271,10 @@ pub fn take_fetch_scratch() -> Option<&'static mut FetchScratch> {
     FETCH_SCRATCH.try_take()
 }
 
-pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut ConnectionBuffers, scratch: &mut FetchScratch) {
+/// One fetch run against the configured backup MX. `random` is the courier's: the TLS start's
+/// is derived from it when the handshake begins (a random moved into this future existed in it
+/// three times).
+pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers, scratch: &mut FetchScratch) {
     let Some((backup, host_name, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.backup_mx.clone()?, settings.host_name.clone(), settings.postmaster_domain.clone())))
     }) else {
@@ -324,10 +326,10 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut C
         return finish_status(FetchResult::ConnectFailed, 0);
     }
     let mut link = Link::Plain(socket);
-    let mut tls_start = Some((&mut buffers.read[..], &mut buffers.write[..], random));
+    let mut tls_start = Some((&mut buffers.read[..], &mut buffers.write[..]));
     if implicit {
-        let (read, write, random) = tls_start.take().expect("set above");
-        if let Err(error) = link.start_tls(tls_start_of(read, write, &backup, trust, random)).await {
+        let (read, write) = tls_start.take().expect("set above");
+        if let Err(error) = link.start_tls(tls_start_of(read, write, &backup, trust, random.derive())).await {
             link.close().await;
             if !error.is_refusal() {
                 crate::event_warning!("backup MX: the TLS handshake with {} broke off: {}", backup.host.as_str(), error.describe());
@@ -354,7 +356,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut C
             Some(Pop3Event::StartTls) => {
                 let flushed = flush(&mut link, &mut session).await;
                 match tls_start.take().filter(|_| flushed) {
-                    Some((read, write, random)) => match link.start_tls(tls_start_of(read, write, &backup, trust, random)).await {
+                    Some((read, write)) => match link.start_tls(tls_start_of(read, write, &backup, trust, random.derive())).await {
                         Ok(()) => session.tls_established(now()),
                         Err(error) if !error.is_refusal() => {
                             // The connection broke: not the server's certificate (no alert).
@@ -431,14 +433,16 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut C
                     failed_message |= writer.is_none();
                 }
                 let uidl = listed.iter().position(|(n, _, _, _)| *n == number).and_then(|index| uidls.get(index)).cloned();
-                let committed = match (writer.take(), uidl) {
+                let committed = match (writer.as_mut(), uidl) {
                     (Some(message), Some(uidl)) if !failed_message => commit(message, uidl.as_str()).await,
-                    (Some(message), _) => {
-                        abort(message).await;
+                    (Some(_), _) => {
+                        abort(&mut writer).await;
                         false
                     }
                     _ => false,
                 };
+                // Committed, or abandoned by the spool: the writer is finished.
+                writer = None;
                 if committed {
                     if let Some(measurement) = message_measurement.take() {
                         measurement.end();
@@ -456,9 +460,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut C
                 }
             }
             Some(Pop3Event::MessageAborted { number, .. }) => {
-                if let Some(message) = writer.take() {
-                    abort(message).await;
-                }
+                abort(&mut writer).await;
                 crate::event_warning!("backup MX: message {} was cut off; it stays on the server", number);
             }
             Some(Pop3Event::MessageRefused { number, .. }) => {
@@ -515,9 +517,7 @@ pub async fn fetch(stack: Stack<'static>, random: DerivedRandom, buffers: &mut C
         }
     }
     link.close().await;
-    if let Some(message) = writer.take() {
-        abort(message).await;
-    }
+    abort(&mut writer).await;
     if result == FetchResult::Ok {
         crate::alerts::clear(AlertKind::PeerUnreachable(Peer::BackupMx));
         // Logged in over verified TLS and fetched: no stripping, no bad certificate on this path.
@@ -582,11 +582,13 @@ async fn append(writer: &mut Option<MessageWriter>, data: &[u8]) -> bool {
 
 /// Commits the message, records its UIDL as seen and drops the pending record, all while the
 /// vault is held (delivery cannot remove the message in between).
-async fn commit(writer: MessageWriter, uidl: &str) -> bool {
+/// The writer (1 KB) stays where the fetch keeps it and is committed by reference: moved into
+/// this future (and on into the spool's) it took 2 KB more of the courier's.
+async fn commit(writer: &mut MessageWriter, uidl: &str) -> bool {
     let Some(mut stores) = crate::store::open().await else {
         return false;
     };
-    let Ok(report) = stores.spool.commit(writer).await else {
+    let Ok(report) = stores.spool.commit_in_place(writer).await else {
         return false;
     };
     let recorded = record_seen(&mut stores, uidl).await.is_ok();
@@ -597,9 +599,17 @@ async fn commit(writer: MessageWriter, uidl: &str) -> bool {
     recorded
 }
 
-async fn abort(writer: MessageWriter) {
+/// Abandons the message being written, if any (the writer taken only once the vault is open,
+/// so this future does not hold it), and drops its pending record.
+async fn abort(writer: &mut Option<MessageWriter>) {
+    if writer.is_none() {
+        return;
+    }
     if let Some(mut stores) = crate::store::open().await {
-        stores.spool.abort(writer);
+        if let Some(message) = writer.take() {
+            stores.spool.abort(message);
+        }
         let _ = stores.settings.remove(pending_key()).await;
     }
+    *writer = None;
 }

@@ -124,7 +124,8 @@ impl ConsoleHandler for DeviceConsole {
     async fn status(&mut self) -> Result<Status, ErrorCode> {
         let store = self.lifecycle.status().await?;
         // The counts and alerts are the status page's, from the same snapshot.
-        let page = crate::status_page::snapshot().await;
+        let mut page = homemx_status::StatusSnapshot::default();
+        crate::status_page::snapshot(&mut page).await;
         let clamp = |value: u64| value.min(u64::from(u32::MAX)) as u32;
         let alerts = page
             .alerts

@@ -146,51 +146,58 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         if let Some(poll_seconds) = poll_seconds {
             if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
                 next_fetch = uptime_seconds() + poll_seconds.max(60);
-                crate::backup_mx::fetch(stack, random.derive(), buffers, fetch_scratch).await;
+                crate::backup_mx::fetch(stack, &mut random, buffers, fetch_scratch).await;
             }
         }
-        // Each pass tries every message that is due once.
-        let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
-        let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
-        loop {
-            // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
-            let Some(attempt) = next_attempt(&tried, retry_all).await else {
-                break;
-            };
-            let _ = tried.push(attempt.id);
-            let mut outcomes = Outcomes::new();
-            let local = attempt.recipients(Route::Mailbox).next().is_some();
-            let outbound = attempt.recipients(Route::Smarthost).next().is_some();
-            // Instruction count of a delivery to the mailbox host, spool update included
-            // (attempts with outbound recipients are not measured: they include the smarthost).
-            let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
-            if local {
-                deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers).await;
-            }
-            if outbound {
-                smarthost::deliver(stack, &attempt, &mut outcomes, random.derive(), buffers).await;
-            }
-            record_outcomes(&attempt, &outcomes).await;
-            if let Some(measurement) = measurement {
-                if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
-                    measurement.end();
-                }
-            }
-            if tried.is_full() {
-                // More to do: come back at once rather than after the poll interval.
-                crate::channels::DELIVERY_DUE.signal(());
-                if retry_all {
-                    crate::channels::RETRY_ALL_NOW.store(true, Ordering::Relaxed);
-                }
-                break;
-            }
-        }
+        delivery_pass(stack, &mut random, buffers).await;
         // No delivery talked to the mailbox host for a while (the spool is empty, or its
         // mail waits for a retry): the probe keeps the status page's headline current.
         if crate::mail_status::mailbox_probe_due(QUEUE_POLL) {
             if let Some(host) = mailbox_endpoint() {
                 probe_mailbox(stack, host).await;
             }
+        }
+    }
+}
+
+/// One delivery pass: tries every message that is due once. A function of its own: the
+/// attempt and its outcomes (3.3 KB) then exist only while mail is delivered, not beside the
+/// courier's other jobs (DynDNS, ACME, the fetch, the alert mail) in its future.
+async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
+    // Each pass tries every message that is due once.
+    let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
+    let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
+    loop {
+        // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
+        let Some(attempt) = next_attempt(&tried, retry_all).await else {
+            break;
+        };
+        let _ = tried.push(attempt.id);
+        let mut outcomes = Outcomes::new();
+        let local = attempt.recipients(Route::Mailbox).next().is_some();
+        let outbound = attempt.recipients(Route::Smarthost).next().is_some();
+        // Instruction count of a delivery to the mailbox host, spool update included
+        // (attempts with outbound recipients are not measured: they include the smarthost).
+        let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
+        if local {
+            deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers).await;
+        }
+        if outbound {
+            smarthost::deliver(stack, &attempt, &mut outcomes, random, buffers).await;
+        }
+        record_outcomes(&attempt, &outcomes).await;
+        if let Some(measurement) = measurement {
+            if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
+                measurement.end();
+            }
+        }
+        if tried.is_full() {
+            // More to do: come back at once rather than after the poll interval.
+            crate::channels::DELIVERY_DUE.signal(());
+            if retry_all {
+                crate::channels::RETRY_ALL_NOW.store(true, Ordering::Relaxed);
+            }
+            break;
         }
     }
 }
@@ -275,7 +282,7 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
         attempt.recipients(Route::Mailbox).unzip();
     let config = ClientConfig { hostname: host_name.as_str(), protocol, tls: TlsRequirement::Disabled, credentials: None };
     let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &addresses, size: Some(attempt.length as u64), eight_bit: true };
-    let Ok(session) = ClientSession::new(&config, envelope, false, now()) else {
+    let Ok(mut session) = ClientSession::new(&config, envelope, false, now()) else {
         crate::event_warning!("delivery: message {} has an envelope the client refuses", attempt.id.0);
         return;
     };
@@ -296,7 +303,7 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
     }
     let mut link = Link::Plain(socket);
     let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
-    run_session(&mut link, session, connected, &mut reader, &mut results, None).await;
+    run_session(&mut link, &mut session, connected, &mut reader, &mut results, &mut None).await;
     link.close().await;
     // For the headline: the host is there if it took or refused a recipient for good.
     let answered = results.iter().any(|result| result.outcome != Outcome::Deferred);
@@ -315,14 +322,17 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
 pub use crate::link::TlsStart;
 
 /// Drives a client session over `link` until it ends; collects every recipient's result.
-/// `connected` false: the connection failed, every recipient is deferred.
+/// `connected` false: the connection failed, every recipient is deferred. The session (2.3 KB)
+/// and the TLS start are borrowed, not moved in: an async fn's argument taken by value exists
+/// twice in its future (as the argument and as the local it is moved into), and a third time
+/// in the caller's.
 pub async fn run_session<'b>(
     link: &mut Link<'_, 'b>,
-    mut session: ClientSession<'_>,
+    session: &mut ClientSession<'_>,
     connected: bool,
     reader: &mut MessageReader,
     results: &mut heapless::Vec<RecipientResult, BATCH_RECIPIENTS>,
-    mut tls: Option<TlsStart<'b, '_>>,
+    tls: &mut Option<TlsStart<'b, '_>>,
 ) {
     if !connected {
         session.connection_closed();
@@ -332,7 +342,7 @@ pub async fn run_session<'b>(
     loop {
         match session.poll(now()) {
             Some(ClientEvent::StartTls) => {
-                let flushed = flush(link, &mut session).await;
+                let flushed = flush(link, session).await;
                 let Some(start) = tls.take().filter(|_| flushed) else {
                     session.tls_failed();
                     continue;
@@ -360,7 +370,7 @@ pub async fn run_session<'b>(
             }
             Some(ClientEvent::SendBody) => {
                 // The session asks once: stream the whole body, then the end of data.
-                if !send_body(link, &mut session, reader).await {
+                if !send_body(link, session, reader).await {
                     session.connection_closed();
                 }
             }
@@ -368,12 +378,12 @@ pub async fn run_session<'b>(
                 let _ = results.push(result);
             }
             Some(ClientEvent::OutputFull) => {
-                if !flush(link, &mut session).await {
+                if !flush(link, session).await {
                     session.connection_closed();
                 }
             }
             Some(ClientEvent::Close) => {
-                let _ = flush(link, &mut session).await;
+                let _ = flush(link, session).await;
                 break;
             }
             None => {
@@ -382,7 +392,7 @@ pub async fn run_session<'b>(
                 }
                 // Send, then feed what the server says; a closed or broken connection is told
                 // to the session, which defers what has no result yet and finishes.
-                exchange(link, &mut session, &mut inbox, now).await;
+                exchange(link, session, &mut inbox, now).await;
             }
         }
     }

@@ -3,8 +3,8 @@
 //! board, uptime, link, stack and heap high-water, the queue length). Peers outside the LAN get 403, except a `GET` of the
 //! pending ACME HTTP-01 token's path (its key authorization, see `acme`); a `Host:` that is
 //! not the appliance gets 421 (the DNS-rebinding defence), anything but GET/HEAD gets 405.
-//! Read-only: no request changes anything. Pages are rendered in 1 KB windows straight into
-//! the socket, so no task holds a whole page.
+//! Read-only: no request changes anything. Pages are rendered window by window straight into
+//! the socket's transmit buffer, so no task holds a whole page.
 //!
 //! Owns: the HTTP tasks and their sockets. Calls: `acme`, `cpu_load`, `heap`, `lan`, `network`, `stack`,
 //! `status_page`, `store`.
@@ -58,19 +58,21 @@ pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
 /// A peer outside the LAN: only the pending ACME HTTP-01 token's key authorization
 /// (`acme::wan_http_answer`, homemx-acme's `wan_http::route`), 403 for anything else.
 async fn serve_wan(socket: &mut TcpSocket<'_>, task_number: u8, peer: embassy_net::IpEndpoint) {
-    let mut head = [0u8; homemx_http::MAX_HEAD_LENGTH];
-    let answer_text = match read_head(socket, &mut head).await {
+    // The request's head, then (read and done with) the answer's.
+    let mut buffer = [0u8; homemx_http::MAX_HEAD_LENGTH];
+    let answer_text = match read_head(socket, &mut buffer).await {
         Some(Ok(request)) => crate::acme::wan_http_answer(request.method == Method::Get && !request.has_body, request.path),
         _ => None,
     };
     match answer_text {
         Some(key_authorization) => {
             defmt::info!("http[{}]: ACME HTTP-01 answer to {}", task_number, peer);
-            let _ = answer(socket, Status::Ok, "text/plain", key_authorization.as_bytes(), false).await;
+            let _ = answer(socket, &mut buffer, Status::Ok, "text/plain", key_authorization.as_bytes(), false).await;
         }
         None => {
             defmt::warn!("http[{}]: refused non-LAN peer {}", task_number, peer);
-            let _ = answer(socket, Status::Forbidden, "text/plain; charset=utf-8", b"403 forbidden: the status pages answer the LAN only\n", false).await;
+            let body = b"403 forbidden: the status pages answer the LAN only\n";
+            let _ = answer(socket, &mut buffer, Status::Forbidden, "text/plain; charset=utf-8", body, false).await;
         }
     }
 }
@@ -91,62 +93,106 @@ async fn read_head<'h>(socket: &mut TcpSocket<'_>, head: &'h mut [u8]) -> Option
     Some(parse_request_head(&head[..length]))
 }
 
+/// What a LAN request asks for once its head was read and checked (by [`answer_request`], which
+/// answered every other request itself).
+enum Page {
+    /// `/health`.
+    Health,
+    /// `/` (`html`) or `/status.json`.
+    Status { html: bool },
+}
+
+/// Serves one LAN request. The request head's 2 KB exist only while the head is read and
+/// checked ([`answer_request`]); the page is assembled and sent after that, each step in a
+/// function of its own: an async fn's locals that live across more than one `.await` sit apart
+/// from everything else in its future, so the task's future holds the head, or one page's
+/// room, not all of them (about 4 KB less per HTTP task).
 async fn serve(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddress) {
-    let mut head = [0u8; homemx_http::MAX_HEAD_LENGTH];
-    let Some(request) = read_head(socket, &mut head).await else {
+    match answer_request(socket, stack, peer).await {
+        Some((Page::Health, omit_body)) => send_health(socket, stack, peer, omit_body).await,
+        Some((Page::Status { html }, omit_body)) => send_status_page(socket, html, omit_body).await,
+        None => {}
+    }
+}
+
+/// Assembles the status page's facts and sends them (`html`: the page; else `/status.json`).
+async fn send_status_page(socket: &mut TcpSocket<'_>, html: bool, omit_body: bool) {
+    let mut snapshot = homemx_status::StatusSnapshot::default();
+    crate::status_page::snapshot(&mut snapshot).await;
+    send_status(socket, &snapshot, html, omit_body).await;
+}
+
+/// Sends the `/health` document.
+async fn send_health(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddress, omit_body: bool) {
+    let body = health_json(stack, peer, crate::stack::high_water().await);
+    let mut response = [0u8; 1024];
+    let _ = answer(socket, &mut response, Status::Ok, "application/json", body.as_bytes(), omit_body).await;
+}
+
+/// Sends the status page (`html`) or `/status.json` of `snapshot`, rendered straight into the
+/// socket's transmit buffer (its largest free run each time): no window of our own.
+async fn send_status(socket: &mut TcpSocket<'_>, snapshot: &homemx_status::StatusSnapshot, html: bool, omit_body: bool) {
+    let (length, content_type, policy) = if html {
+        (homemx_status::page_length(snapshot), "text/html; charset=utf-8", homemx_status::CONTENT_SECURITY_POLICY)
+    } else {
+        (homemx_status::json_length(snapshot), "application/json", homemx_http::response::DEFAULT_CONTENT_SECURITY_POLICY)
+    };
+    let head = homemx_http::response::ResponseHead { status: Status::Ok, content_type, content_length: length, content_security_policy: policy };
+    // The connection's socket is new: its whole transmit buffer (1 KB) is free for the head.
+    let head_written = socket.write_with(|free| match homemx_http::response::write_head(&head, free) {
+        Some(head_length) => (head_length, true),
+        None => (0, false),
+    });
+    if !matches!(head_written.await, Ok(true)) || omit_body {
         return;
-    };
-    let text = "text/plain; charset=utf-8";
-    let request: RequestHead<'_> = match request {
-        Ok(request) => request,
-        Err(ParseError::HeadTooLarge) => return answer_quietly(socket, Status::HeaderFieldsTooLarge, text, b"request head too large\n").await,
-        Err(ParseError::UnsupportedVersion) => return answer_quietly(socket, Status::VersionNotSupported, text, b"HTTP/1.1 only\n").await,
-        Err(_) => return answer_quietly(socket, Status::BadRequest, text, b"malformed request\n").await,
-    };
-    if !is_own_host(stack, request.host) {
-        defmt::warn!("http: refused Host {} from {}", request.host, peer);
-        return answer_quietly(socket, Status::MisdirectedRequest, text, b"unknown host name\n").await;
     }
-    if request.method == Method::Other || request.has_body {
-        return answer_quietly(socket, Status::MethodNotAllowed, text, b"read-only: GET and HEAD only\n").await;
-    }
-    let omit_body = request.method == Method::Head;
-    match request.path {
-        "/health" => {
-            let body = health_json(stack, peer, crate::stack::high_water().await);
-            let _ = answer(socket, Status::Ok, "application/json", body.as_bytes(), omit_body).await;
-        }
-        "/" | "/status.json" => {
-            let snapshot = crate::status_page::snapshot().await;
-            let html = request.path == "/";
-            let (length, content_type, policy) = if html {
-                (homemx_status::page_length(&snapshot), "text/html; charset=utf-8", homemx_status::CONTENT_SECURITY_POLICY)
+    let mut offset = 0;
+    while offset < length {
+        let rendered = socket.write_with(|free| {
+            let count = if html {
+                homemx_status::render_page_window(snapshot, offset, free)
             } else {
-                (homemx_status::json_length(&snapshot), "application/json", homemx_http::response::DEFAULT_CONTENT_SECURITY_POLICY)
+                homemx_status::render_json_window(snapshot, offset, free)
             };
-            let head = homemx_http::response::ResponseHead { status: Status::Ok, content_type, content_length: length, content_security_policy: policy };
-            let mut window = [0u8; 1024];
-            let Some(head_length) = homemx_http::response::write_head(&head, &mut window) else {
-                return;
-            };
-            if socket.write_all(&window[..head_length]).await.is_err() || omit_body {
-                return;
-            }
-            let mut offset = 0;
-            while offset < length {
-                let count = if html {
-                    homemx_status::render_page_window(&snapshot, offset, &mut window)
-                } else {
-                    homemx_status::render_json_window(&snapshot, offset, &mut window)
-                };
-                if count == 0 || socket.write_all(&window[..count]).await.is_err() {
-                    return;
-                }
-                offset += count;
+            (count, count)
+        });
+        match rendered.await {
+            Ok(count) if count > 0 => offset += count,
+            _ => return,
+        }
+    }
+}
+
+/// Reads and checks a LAN request's head and answers it if it is anything but a page (an
+/// error, an unknown path; the head's buffer then holds the answer). Returns the page asked
+/// for and whether its body is omitted (`HEAD`); `None` when the request was answered or the
+/// peer closed.
+async fn answer_request(socket: &mut TcpSocket<'_>, stack: Stack<'static>, peer: IpAddress) -> Option<(Page, bool)> {
+    let mut buffer = [0u8; homemx_http::MAX_HEAD_LENGTH];
+    let request = read_head(socket, &mut buffer).await?;
+    let text = "text/plain; charset=utf-8";
+    let refusal: (Status, &[u8]) = match request {
+        Ok(request) if !is_own_host(stack, request.host) => {
+            defmt::warn!("http: refused Host {} from {}", request.host, peer);
+            (Status::MisdirectedRequest, b"unknown host name\n")
+        }
+        Ok(request) if request.method == Method::Other || request.has_body => (Status::MethodNotAllowed, b"read-only: GET and HEAD only\n"),
+        Ok(request) => {
+            let omit_body = request.method == Method::Head;
+            match request.path {
+                "/health" => return Some((Page::Health, omit_body)),
+                "/" => return Some((Page::Status { html: true }, omit_body)),
+                "/status.json" => return Some((Page::Status { html: false }, omit_body)),
+                _ => (Status::NotFound, b"not found\n"),
             }
         }
-        _ => answer_quietly(socket, Status::NotFound, text, b"not found\n").await,
-    }
+        Err(ParseError::HeadTooLarge) => (Status::HeaderFieldsTooLarge, b"request head too large\n"),
+        Err(ParseError::UnsupportedVersion) => (Status::VersionNotSupported, b"HTTP/1.1 only\n"),
+        Err(_) => (Status::BadRequest, b"malformed request\n"),
+    };
+    let (status, body) = refusal;
+    let _ = answer(socket, &mut buffer, status, text, body, false).await;
+    None
 }
 
 fn is_own_host(stack: Stack<'static>, host: &str) -> bool {
@@ -206,20 +252,17 @@ fn health_json(stack: Stack<'static>, peer: IpAddress, stack_high_water: Option<
     json
 }
 
-async fn answer_quietly(socket: &mut TcpSocket<'_>, status: Status, content_type: &str, body: &[u8]) {
-    let _ = answer(socket, status, content_type, body, false).await;
-}
-
+/// Writes the response into `buffer` (free for it: `body` is elsewhere) and sends it.
 async fn answer(
     socket: &mut TcpSocket<'_>,
+    buffer: &mut [u8],
     status: Status,
     content_type: &str,
     body: &[u8],
     omit_body: bool,
 ) -> Result<(), embassy_net::tcp::Error> {
-    let mut response = [0u8; 1024];
-    let Some(length) = write_response(&Response { status, content_type, body, omit_body }, &mut response) else {
+    let Some(length) = write_response(&Response { status, content_type, body, omit_body }, buffer) else {
         return Ok(());
     };
-    socket.write_all(&response[..length]).await
+    socket.write_all(&buffer[..length]).await
 }

@@ -33,6 +33,7 @@ mod inbound_tls;
 mod instrument;
 mod lan;
 mod link;
+mod local_mail;
 mod mail_settings;
 mod mailbox_probe;
 mod mail_status;
@@ -79,8 +80,19 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     mx::spawn_listeners(spawner, stack);
     // Before the console runs: a chip that does not erase its RAM at reset never unlocks.
     store::check_hardware_ram_wipe(homemx_board::ResetControl::hardware_ram_wipe(&parts.reset));
+    // Partitions the flash and mounts the key store (bound to the board's chip key): the device
+    // starts locked. The parts go straight into the mount's future (through an async fn
+    // taking them, they were held twice more).
     #[cfg(not(feature = "spool-exercise"))]
-    open_vault(parts.key_flash, parts.flash, parts.chip_key, random.derive()).await;
+    {
+        let partitions = storage::partition(parts.key_flash, parts.flash);
+        if partitions.is_none() {
+            defmt::error!("storage: this board's flash sectors do not fit the storage map; the device stays locked");
+        }
+        if let Some(partitions) = partitions {
+            store::mount(partitions, parts.chip_key, random.derive()).await;
+        }
+    }
     let identity = console::device_identity(parts.mac_address);
     // The console alone holds the store's lifecycle (unlock, lock, configuration, reset).
     let lifecycle = store::Lifecycle::take().expect("the lifecycle is handed out once, here");
@@ -105,17 +117,3 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
 }
 
-/// Partitions the flash and mounts the key store (bound to the board's chip key): the device
-/// starts locked.
-#[cfg(not(feature = "spool-exercise"))]
-async fn open_vault(
-    key_flash: storage::BoardKeyFlash,
-    flash: storage::BoardFlash,
-    chip_key: store::BoardChipKey,
-    random: random::DerivedRandom,
-) {
-    match storage::partition(key_flash, flash) {
-        Some(partitions) => store::mount(partitions, chip_key, random).await,
-        None => defmt::error!("storage: this board's flash sectors do not fit the storage map; the device stays locked"),
-    }
-}

@@ -708,6 +708,29 @@ async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (Aut
     let Some(lookup) = crate::store::mail_user(credentials.username).await else {
         return (AuthResult::TemporaryFailure, None);
     };
+    let verdict = verify_password(&lookup, credentials).await;
+    if verdict == Verdict::Accepted {
+        crate::event_info!("submission: {} authenticated as {}", client, core::str::from_utf8(credentials.username).unwrap_or("?"));
+        return (AuthResult::Accepted, lookup.messages_per_hour);
+    }
+    let response = AUTH_THROTTLE.lock(|throttle| throttle.borrow_mut().record_failure(client, now().monotonic_milliseconds));
+    // The name is not logged: a password typed into the name field would end up in the log.
+    crate::event_warning!("submission: failed AUTH from {} ({} in this hour)", client, response.client_failures);
+    if response.client_alert_due || response.global_alert_due {
+        crate::alerts::raise(
+            AlertKind::AuthenticationFailures,
+            format_args!("{} failed SMTP AUTH attempts from {} in an hour", response.client_failures, client),
+        );
+    }
+    (AuthResult::Refused { delay_milliseconds: response.delay_milliseconds }, None)
+}
+
+/// The salted hash of the password in `credentials` checked against `lookup`'s record, in
+/// steps (other tasks run between them): the same work for an unknown user or a request to act
+/// as another identity, and as much padding work as the costliest answer takes. A function of
+/// its own: the verifier's state then shares the session's future with the user lookup
+/// instead of adding to it.
+async fn verify_password(lookup: &crate::store::MailUserLookup, credentials: &AuthCredentials<'_>) -> Verdict {
     let known = match (&lookup.record, credentials.asks_for_another_identity()) {
         (Some(record), false) => Verifier::new(record, credentials.password).ok().map(|verifier| (verifier, record.iterations)),
         _ => None,
@@ -727,20 +750,7 @@ async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (Aut
         embassy_futures::yield_now().await;
     }
     drop(padding);
-    if verdict == Verdict::Accepted {
-        crate::event_info!("submission: {} authenticated as {}", client, core::str::from_utf8(credentials.username).unwrap_or("?"));
-        return (AuthResult::Accepted, lookup.messages_per_hour);
-    }
-    let response = AUTH_THROTTLE.lock(|throttle| throttle.borrow_mut().record_failure(client, now().monotonic_milliseconds));
-    // The name is not logged: a password typed into the name field would end up in the log.
-    crate::event_warning!("submission: failed AUTH from {} ({} in this hour)", client, response.client_failures);
-    if response.client_alert_due || response.global_alert_due {
-        crate::alerts::raise(
-            AlertKind::AuthenticationFailures,
-            format_args!("{} failed SMTP AUTH attempts from {} in an hour", response.client_failures, client),
-        );
-    }
-    (AuthResult::Refused { delay_milliseconds: response.delay_milliseconds }, None)
+    verdict
 }
 
 /// Begins the spool message of the transaction. The spool reserves the declared size

@@ -4,7 +4,7 @@
 //! rate-limited by homemx-status's `AlertMailer`.
 //!
 //! Owns: the alert mailer's state (its job runs in the courier, `delivery`). Calls: `acme`, `alerts`, `backup_mx`, `channels`,
-//! `dyndns`, `event_log`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
+//! `dyndns`, `event_log`, `local_mail`, `mail_settings`, `mail_status`, `random`, `stack`, `storage`, `store`,
 //! `tamper`, `wall_clock`.
 
 use core::cell::RefCell;
@@ -22,9 +22,11 @@ use homemx_status::{
 };
 
 
-/// Collects what the page shows.
-pub async fn snapshot() -> StatusSnapshot {
-    let mut snapshot = StatusSnapshot { now_unix: crate::wall_clock::unix_seconds(), ..StatusSnapshot::default() };
+/// Collects what the page shows into `snapshot` (all of it replaced). Filled in place, not
+/// returned: a returned snapshot (1.5 KB) would exist twice in the caller's future, once being
+/// built in this one and once as the caller's destination.
+pub async fn snapshot(snapshot: &mut StatusSnapshot) {
+    *snapshot = StatusSnapshot { now_unix: crate::wall_clock::unix_seconds(), ..StatusSnapshot::default() };
     let status = crate::mail_status::snapshot();
     let now_unix = snapshot.now_unix;
     let mut flow = MailFlow {
@@ -119,7 +121,6 @@ pub async fn snapshot() -> StatusSnapshot {
             homemx_board::TamperState::NotFitted => homemx_status::TamperLoop::NotFitted,
         },
     };
-    snapshot
 }
 
 fn dyndns_answer(answer: homemx_dyndns::dyndns2::UpdateAnswer) -> DynDnsAnswer {
@@ -241,21 +242,7 @@ pub async fn alert_mail_job(random: &mut crate::random::DerivedRandom) {
         return;
     };
     let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
-    let queued = {
-        match crate::store::open().await {
-            Some(mut stores) => match stores.spool.begin_message(&envelope, length as u32).await {
-                Ok(mut writer) => match stores.spool.append(&mut writer, &text[..length]).await {
-                    Ok(()) => stores.spool.commit(writer).await.is_ok(),
-                    Err(_) => {
-                        stores.spool.abort(writer);
-                        false
-                    }
-                },
-                Err(_) => false,
-            },
-            None => false,
-        }
-    };
+    let queued = crate::local_mail::queue(&envelope, &text[..length]).await;
     if queued {
         MAILER.lock(|mailer| mailer.borrow_mut().sent(&mail, now));
         crate::event_info!("alert mail with {} alerts queued for {}", mail.alerts.len(), postmaster.as_str());

@@ -5,8 +5,8 @@
 //! mail to a foreign address on its own (no backscatter). Every report is counted and
 //! alerted (BSI M 5.56: NDNs rare and watched).
 //!
-//! Owns: nothing (a report is built and queued per call). Calls: `alerts`, `channels`, `mail_settings`,
-//! `mail_status`, `network`, `store`, `wall_clock`.
+//! Owns: nothing (a report is built and queued per call). Calls: `alerts`, `channels`, `local_mail`,
+//! `mail_settings`, `mail_status`, `network`, `wall_clock`.
 
 use core::fmt::Write as _;
 
@@ -58,20 +58,7 @@ pub async fn report(attempt: &Attempt, failed: &[(usize, RecipientResult)], expi
         return;
     };
     let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
-    let Some(mut stores) = crate::store::open().await else {
-        return;
-    };
-    let queued = match stores.spool.begin_message(&envelope, text.len() as u32).await {
-        Ok(mut writer) => match stores.spool.append(&mut writer, text.as_bytes()).await {
-            Ok(()) => stores.spool.commit(writer).await.is_ok(),
-            Err(_) => {
-                stores.spool.abort(writer);
-                false
-            }
-        },
-        Err(_) => false,
-    };
-    drop(stores);
+    let queued = crate::local_mail::queue(&envelope, text.as_bytes()).await;
     crate::mail_status::update(|status| status.ndns += 1);
     crate::alerts::raise(
         AlertKind::NdnGenerated,

@@ -65,8 +65,10 @@ fn problem(attempt: &Attempt, outcomes: &mut Outcomes, text: &'static str, reaso
     defer_all(attempt, outcomes, reason);
 }
 
-/// One delivery attempt of the attempt's outbound recipients through the smarthost.
-pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: DerivedRandom, buffers: &mut ConnectionBuffers) {
+/// One delivery attempt of the attempt's outbound recipients through the smarthost. `random`
+/// is the courier's: the TLS start's is derived from it here (one moved into this future
+/// existed in it twice).
+pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
     let Some((smarthost, host_name)) =
         crate::mail_settings::read(|current| current.and_then(|settings| Some((settings.smarthost.clone()?, settings.host_name.clone()))))
     else {
@@ -98,7 +100,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
     let config = ClientConfig { hostname: host_name.as_str(), protocol: ClientProtocol::Smtp, tls: TlsRequirement::Required, credentials };
     let envelope = Envelope { sender: attempt.sender.as_str(), recipients: &addresses, size: Some(attempt.length as u64), eight_bit: true };
     let implicit = smarthost.tls == TlsMode::Implicit;
-    let Ok(session) = ClientSession::new(&config, envelope, implicit, now()) else {
+    let Ok(mut session) = ClientSession::new(&config, envelope, implicit, now()) else {
         crate::event_warning!("outbound: message {} has an envelope the client refuses", attempt.id.0);
         return defer_all(attempt, outcomes, ResultReason::ProtocolError);
     };
@@ -121,7 +123,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         write: &mut buffers.write,
         server_name: smarthost.host.as_str(),
         trust,
-        random,
+        random: random.derive(),
         operation: crate::instrument::Operation::TlsHandshakeSmarthost,
         minimum: crate::link::minimum_tls(smarthost.min_tls),
     });
@@ -139,7 +141,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         }
     }
     let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
-    run_session(&mut link, session, connected, &mut reader, &mut results, tls).await;
+    run_session(&mut link, &mut session, connected, &mut reader, &mut results, &mut tls).await;
     let over_tls = matches!(link, Link::Tls(..));
     let (version, suite) = (link.version_name(), link.suite_name());
     link.close().await;
