@@ -34,8 +34,10 @@ const REPLY_CAPACITY: usize = 512;
 struct Resolver {
     /// For IDs and source ports: an off-path spoofer has to guess both.
     random: DerivedRandom,
-    /// The running (or last) lookup.
-    lookup: Option<Lookup>,
+    /// The running (or last) lookup, restarted in place for each name (never built on the
+    /// stack: its 2.6 KB temporaries made `lookup`'s frame 8.6 KB, on the deepest stack path
+    /// measured, the delivery task's name lookups).
+    lookup: Lookup,
     rx_meta: [PacketMetadata; 2],
     tx_meta: [PacketMetadata; 2],
     rx_buffer: [u8; REPLY_CAPACITY],
@@ -51,7 +53,7 @@ pub async fn init(random: DerivedRandom) {
     let mut resolver = RESOLVER.lock().await;
     *resolver = Some(STATE.init_with(|| Resolver {
         random,
-        lookup: None,
+        lookup: Lookup::idle(),
         rx_meta: [PacketMetadata::EMPTY; 2],
         tx_meta: [PacketMetadata::EMPTY; 2],
         rx_buffer: [0; REPLY_CAPACITY],
@@ -72,7 +74,7 @@ pub async fn lookup(stack: Stack<'static>, name: &str, record_type: RecordType) 
         .map(|config| config.dns_servers.iter().take(MAX_SERVERS).map(|server| server.octets()).collect())
         .unwrap_or_default();
     let entropy = random.next_u64();
-    let lookup = lookup.insert(Lookup::new(name, record_type, (entropy >> 16) as u16, &servers, now_ms())?);
+    lookup.restart(name, record_type, (entropy >> 16) as u16, &servers, now_ms())?;
     let mut socket = UdpSocket::new(stack, rx_meta, rx_buffer, tx_meta, tx_buffer);
     socket.bind(source_port(entropy as u16)).map_err(|_| DnsError::NoServers)?;
     loop {
