@@ -18,7 +18,7 @@
 use heapless::Vec;
 
 use crate::error::DnsError;
-use crate::message::{matches_query, parse_response, Answer, RecordType, MAX_QUERY_LEN};
+use crate::message::{matches_query, parse_response_into, Answer, RecordType, MAX_QUERY_LEN};
 use crate::name::HostName;
 
 /// At most this many servers are asked (the rest of a longer list is ignored).
@@ -172,6 +172,11 @@ impl Lookup {
     }
 
     /// Takes in a datagram that arrived on the lookup's socket from `from`:`from_port`.
+    ///
+    /// Never inlined: parsing builds the CNAME chain's names and each record on the stack;
+    /// inlined into the caller's async poll (the firmware's resolver) those temporaries stayed
+    /// in its frame through every other step, the random draws and the sends included.
+    #[inline(never)]
     pub fn handle_datagram(&mut self, from: [u8; 4], from_port: u16, bytes: &[u8], _now_ms: u64) -> DatagramOutcome {
         if !matches!(self.state, State::Running) {
             return DatagramOutcome::Late;
@@ -186,10 +191,19 @@ impl Lookup {
             self.ignored = self.ignored.saturating_add(1);
             return DatagramOutcome::Ignored;
         }
-        match parse_response(self.id, &self.name, self.record_type, bytes) {
-            Ok(answer) => self.finish(Ok(answer)),
+        // The answer is parsed straight into the state: no 2.1 KB copy on the stack.
+        self.state = State::Finished(Ok(Answer::NoData));
+        let parsed = match &mut self.state {
+            State::Finished(Ok(answer)) => parse_response_into(self.id, &self.name, self.record_type, bytes, answer),
+            _ => Err(DnsError::Malformed),
+        };
+        match parsed {
+            Ok(()) => self.transmit_at = None,
             Err(DnsError::Truncated) => self.finish(Err(DnsError::Truncated)),
-            Err(error) => return self.server_failed(index, error),
+            Err(error) => {
+                self.state = State::Running;
+                return self.server_failed(index, error);
+            }
         }
         DatagramOutcome::Finished
     }
