@@ -221,6 +221,18 @@ impl Lookup {
         }
     }
 
+    /// The outcome once the lookup is over, borrowed: the answer stays in the lookup (2.1 KB
+    /// a caller need not copy onto its stack) until [`poll_result`](Self::poll_result) takes
+    /// it or the lookup restarts.
+    pub fn poll_outcome(&mut self, now_ms: u64) -> Option<Result<&Answer, DnsError>> {
+        self.advance(now_ms);
+        match &self.state {
+            State::Finished(Ok(answer)) => Some(Ok(answer)),
+            State::Finished(Err(error)) => Some(Err(*error)),
+            State::Running | State::Reported => None,
+        }
+    }
+
     /// The monotonic instant (ms) at which [`poll_transmit`](Self::poll_transmit) or
     /// [`poll_result`](Self::poll_result) next has something to do unless a datagram comes
     /// first; `None` once finished (then poll the result right away).
@@ -376,9 +388,13 @@ mod tests {
         assert!(lookup.is_finished());
         assert_eq!(lookup.next_timeout_ms(), None);
         assert_eq!(sent(&mut lookup, START + 5_000), None);
+        let Some(Ok(Answer::Mx { records, .. })) = lookup.poll_outcome(START + 31) else { panic!() };
+        assert_eq!(records[0].exchange.as_str(), "mx.example.org");
+        assert!(lookup.poll_outcome(START + 31).is_some(), "borrowed, not taken");
         let Some(Ok(Answer::Mx { records, .. })) = lookup.poll_result(START + 31) else { panic!() };
         assert_eq!(records[0].exchange.as_str(), "mx.example.org");
         assert_eq!(lookup.poll_result(START + 32), None);
+        assert_eq!(lookup.poll_outcome(START + 32), None);
     }
 
     /// A finished lookup restarted in place is the lookup `new` makes; one restarted with a
