@@ -341,8 +341,8 @@ async fn run_requests(
                 if delay_ms > 0 {
                     Timer::after(Duration::from_millis(u64::from(delay_ms))).await;
                 }
-                let receive = |response: &Response<'_>, now: u64| receive(client, response, now);
-                let answered = crate::acme_exchange::exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, receive).await;
+                let mut receive = |response: &Response<'_>, now: u64| receive(client, response, now);
+                let answered = crate::acme_exchange::exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, &mut receive).await;
                 if let Err(reason) = answered {
                     transport_failures += 1;
                     crate::event_warning!("acme: {} to {}: {}", if request.body.is_some() { "POST" } else { "GET" }, request.url.host(), reason);
