@@ -77,8 +77,8 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
     let health: Value = serde_json::from_str(&health).expect("/health is JSON");
     assert_eq!(health["acme"]["last"], "ok", "{health}");
     eprintln!(
-        "acme: /health after issuance: heap high-water {} B (since boot, the issuance included), heap used {} B, acme {}",
-        health["heap_high_water_bytes"], health["heap_used_bytes"], health["acme"]
+        "acme: /health after issuance: heap high-water {} B (since boot, the issuance included), heap used {} B, stack high-water {} B, acme {}",
+        health["heap_high_water_bytes"], health["heap_used_bytes"], health["stack_high_water_bytes"], health["acme"]
     );
 
     // 2. Port 25 presents the issued chain: it verifies with Pebble's root as the only anchor.

@@ -304,6 +304,15 @@ fn read_data_name(bytes: &[u8], start: usize, end: usize) -> Result<WireName, Dn
 /// asked type owned by the chain's end; none → [`Answer::NoData`]. Records owned by other names
 /// or of other classes are ignored.
 pub fn parse_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]) -> Result<Answer, DnsError> {
+    let mut answer = Answer::NoData;
+    parse_response_into(id, name, record_type, bytes, &mut answer)?;
+    Ok(answer)
+}
+
+/// [`parse_response`] writing the answer into `answer` (2.1 KB) in place, so that a caller
+/// keeping it in a static (the resolver's [`crate::Lookup`]) needs no copy of it on the stack.
+/// On an error `answer` holds a partial answer, not to be used.
+pub(crate) fn parse_response_into(id: u16, name: &str, record_type: RecordType, bytes: &[u8], answer: &mut Answer) -> Result<(), DnsError> {
     let (header, answers_start) = check_response(id, name, record_type, bytes)?;
     if header.flags & FLAG_TC != 0 {
         return Err(DnsError::Truncated);
@@ -315,7 +324,10 @@ pub fn parse_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]
         0 => {}
         1 => return Err(DnsError::FormatError),
         2 => return Err(DnsError::ServerFailure),
-        3 => return Ok(Answer::NameError),
+        3 => {
+            *answer = Answer::NameError;
+            return Ok(());
+        }
         4 => return Err(DnsError::NotImplemented),
         5 => return Err(DnsError::Refused),
         other => return Err(DnsError::OtherRcode(other)),
@@ -335,16 +347,17 @@ pub fn parse_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]
         }
     }
 
-    let mut answer = match record_type {
+    *answer = match record_type {
         RecordType::A => Answer::A { records: Vec::new(), omitted: 0 },
         RecordType::Mx => Answer::Mx { records: Vec::new(), omitted: 0 },
         RecordType::Txt => Answer::Txt { records: Vec::new(), omitted: 0 },
         RecordType::Tlsa => Answer::Tlsa { records: Vec::new(), omitted: 0 },
         RecordType::Cname => {
-            return match find_cname(bytes, answers_start, answers, &owner)? {
-                Some((target, ttl)) => Ok(Answer::Cname { target: target.to_host_name()?, ttl }),
-                None => Ok(Answer::NoData),
-            }
+            *answer = match find_cname(bytes, answers_start, answers, &owner)? {
+                Some((target, ttl)) => Answer::Cname { target: target.to_host_name()?, ttl },
+                None => Answer::NoData,
+            };
+            return Ok(());
         }
     };
     let mut found = false;
@@ -355,7 +368,7 @@ pub fn parse_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]
         found = true;
         let ttl = record.ttl.min(chain_ttl);
         let data = bytes.get(record.data_start..record.data_end).ok_or(DnsError::Malformed)?;
-        match &mut answer {
+        match &mut *answer {
             Answer::A { records, omitted } => {
                 let address: [u8; 4] = data.try_into().map_err(|_| DnsError::Malformed)?;
                 if records.push(AddressRecord { address, ttl }).is_err() {
@@ -382,7 +395,10 @@ pub fn parse_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]
         }
         Ok(())
     })?;
-    Ok(if found { answer } else { Answer::NoData })
+    if !found {
+        *answer = Answer::NoData;
+    }
+    Ok(())
 }
 
 /// The target and TTL of the CNAME record owned by `owner` in the answer section, if any.

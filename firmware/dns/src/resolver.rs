@@ -18,7 +18,7 @@
 use heapless::Vec;
 
 use crate::error::DnsError;
-use crate::message::{matches_query, parse_response, Answer, RecordType, MAX_QUERY_LEN};
+use crate::message::{matches_query, parse_response_into, Answer, RecordType, MAX_QUERY_LEN};
 use crate::name::HostName;
 
 /// At most this many servers are asked (the rest of a longer list is ignored).
@@ -94,32 +94,63 @@ impl Lookup {
         servers: &[[u8; 4]],
         now_ms: u64,
     ) -> Result<Lookup, DnsError> {
-        let mut query = [0u8; MAX_QUERY_LEN];
-        let query_len = crate::message::build_query(id, name, record_type, &mut query)?;
-        let name = crate::name::normalise(name)?;
-        let mut stored_name = HostName::new();
-        stored_name.push_str(name).map_err(|_| DnsError::InvalidName)?;
-        if servers.is_empty() {
-            return Err(DnsError::NoServers);
-        }
-        let servers = servers.iter().take(MAX_SERVERS).copied().collect();
-        Ok(Lookup {
-            query,
-            query_len,
-            name: stored_name,
-            record_type,
-            id,
-            servers,
+        let mut lookup = Lookup::idle();
+        lookup.restart(name, record_type, id, servers, now_ms)?;
+        Ok(lookup)
+    }
+
+    /// A lookup with nothing to do (as one whose result was taken): what a long-lived lookup
+    /// holds before its first [`restart`](Self::restart).
+    pub const fn idle() -> Lookup {
+        Lookup {
+            query: [0; MAX_QUERY_LEN],
+            query_len: 0,
+            name: HostName::new(),
+            record_type: RecordType::A,
+            id: 0,
+            servers: Vec::new(),
             queried: [false; MAX_SERVERS],
             failed: [false; MAX_SERVERS],
             current: 0,
             attempts: 0,
-            transmit_at: Some(now_ms),
-            deadline: now_ms,
+            transmit_at: None,
+            deadline: 0,
             server_error: None,
             ignored: 0,
-            state: State::Running,
-        })
+            state: State::Reported,
+        }
+    }
+
+    /// Starts a lookup in this one's place, as [`new`](Self::new) does (same arguments, same
+    /// errors): a lookup kept in a static is reused without building a new one (2.6 KB, most
+    /// of it room for the answer) on the stack and moving it there. Idle after an error.
+    pub fn restart(&mut self, name: &str, record_type: RecordType, id: u16, servers: &[[u8; 4]], now_ms: u64) -> Result<(), DnsError> {
+        self.state = State::Reported;
+        self.transmit_at = None;
+        self.query_len = crate::message::build_query(id, name, record_type, &mut self.query)?;
+        let name = crate::name::normalise(name)?;
+        self.name.clear();
+        self.name.push_str(name).map_err(|_| DnsError::InvalidName)?;
+        if servers.is_empty() {
+            return Err(DnsError::NoServers);
+        }
+        self.servers.clear();
+        for server in servers.iter().take(MAX_SERVERS) {
+            // At most MAX_SERVERS: always room.
+            let _ = self.servers.push(*server);
+        }
+        self.record_type = record_type;
+        self.id = id;
+        self.queried = [false; MAX_SERVERS];
+        self.failed = [false; MAX_SERVERS];
+        self.current = 0;
+        self.attempts = 0;
+        self.transmit_at = Some(now_ms);
+        self.deadline = now_ms;
+        self.server_error = None;
+        self.ignored = 0;
+        self.state = State::Running;
+        Ok(())
     }
 
     /// The datagram to send now and the server to send it to (port 53), when a transmission
@@ -141,6 +172,11 @@ impl Lookup {
     }
 
     /// Takes in a datagram that arrived on the lookup's socket from `from`:`from_port`.
+    ///
+    /// Never inlined: parsing builds the CNAME chain's names and each record on the stack;
+    /// inlined into the caller's async poll (the firmware's resolver) those temporaries stayed
+    /// in its frame through every other step, the random draws and the sends included.
+    #[inline(never)]
     pub fn handle_datagram(&mut self, from: [u8; 4], from_port: u16, bytes: &[u8], _now_ms: u64) -> DatagramOutcome {
         if !matches!(self.state, State::Running) {
             return DatagramOutcome::Late;
@@ -155,10 +191,19 @@ impl Lookup {
             self.ignored = self.ignored.saturating_add(1);
             return DatagramOutcome::Ignored;
         }
-        match parse_response(self.id, &self.name, self.record_type, bytes) {
-            Ok(answer) => self.finish(Ok(answer)),
+        // The answer is parsed straight into the state: no 2.1 KB copy on the stack.
+        self.state = State::Finished(Ok(Answer::NoData));
+        let parsed = match &mut self.state {
+            State::Finished(Ok(answer)) => parse_response_into(self.id, &self.name, self.record_type, bytes, answer),
+            _ => Err(DnsError::Malformed),
+        };
+        match parsed {
+            Ok(()) => self.transmit_at = None,
             Err(DnsError::Truncated) => self.finish(Err(DnsError::Truncated)),
-            Err(error) => return self.server_failed(index, error),
+            Err(error) => {
+                self.state = State::Running;
+                return self.server_failed(index, error);
+            }
         }
         DatagramOutcome::Finished
     }
@@ -173,6 +218,18 @@ impl Lookup {
                 self.state = other;
                 None
             }
+        }
+    }
+
+    /// The outcome once the lookup is over, borrowed: the answer stays in the lookup (2.1 KB
+    /// a caller need not copy onto its stack) until [`poll_result`](Self::poll_result) takes
+    /// it or the lookup restarts.
+    pub fn poll_outcome(&mut self, now_ms: u64) -> Option<Result<&Answer, DnsError>> {
+        self.advance(now_ms);
+        match &self.state {
+            State::Finished(Ok(answer)) => Some(Ok(answer)),
+            State::Finished(Err(error)) => Some(Err(*error)),
+            State::Running | State::Reported => None,
         }
     }
 
@@ -331,9 +388,38 @@ mod tests {
         assert!(lookup.is_finished());
         assert_eq!(lookup.next_timeout_ms(), None);
         assert_eq!(sent(&mut lookup, START + 5_000), None);
+        let Some(Ok(Answer::Mx { records, .. })) = lookup.poll_outcome(START + 31) else { panic!() };
+        assert_eq!(records[0].exchange.as_str(), "mx.example.org");
+        assert!(lookup.poll_outcome(START + 31).is_some(), "borrowed, not taken");
         let Some(Ok(Answer::Mx { records, .. })) = lookup.poll_result(START + 31) else { panic!() };
         assert_eq!(records[0].exchange.as_str(), "mx.example.org");
         assert_eq!(lookup.poll_result(START + 32), None);
+        assert_eq!(lookup.poll_outcome(START + 32), None);
+    }
+
+    /// A finished lookup restarted in place is the lookup `new` makes; one restarted with a
+    /// bad name or no servers is idle (no datagram, no result), never the old lookup.
+    #[test]
+    fn restart_in_place_is_a_new_lookup_and_idle_after_an_error() {
+        let mut lookup = start(&[S0, S1]);
+        sent(&mut lookup, START);
+        assert_eq!(lookup.handle_datagram(S0, 53, &reply(0), START + 30), DatagramOutcome::Finished);
+        lookup.restart("example.org", RecordType::Mx, ID, &[S1], START + 100).unwrap();
+        let mut fresh = Lookup::new("example.org", RecordType::Mx, ID, &[S1], START + 100).unwrap();
+        assert_eq!(lookup.next_timeout_ms(), fresh.next_timeout_ms());
+        let sent_by_restarted = lookup.poll_transmit(START + 100).map(|(server, datagram)| (server, datagram.to_vec()));
+        assert_eq!(sent_by_restarted, fresh.poll_transmit(START + 100).map(|(server, datagram)| (server, datagram.to_vec())));
+        assert_eq!(sent_by_restarted.map(|(server, _)| server), Some(S1));
+        assert_eq!(lookup.handle_datagram(S1, 53, &reply(0), START + 130), DatagramOutcome::Finished);
+        let Some(Ok(Answer::Mx { records, .. })) = lookup.poll_result(START + 131) else { panic!() };
+        assert_eq!(records[0].exchange.as_str(), "mx.example.org");
+        for (name, servers) in [("a..b", &[S0][..]), ("example.org", &[][..])] {
+            let mut lookup = start(&[S0]);
+            assert!(lookup.restart(name, RecordType::A, 1, servers, START).is_err());
+            assert_eq!(lookup.next_timeout_ms(), None);
+            assert_eq!(lookup.poll_transmit(START), None);
+            assert_eq!(lookup.poll_result(START), None);
+        }
     }
 
     #[test]

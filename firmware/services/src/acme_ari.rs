@@ -93,10 +93,10 @@ async fn ask(
     header_store.resize(homemx_acme::exchange::HEADER_STORE, 0);
     let get = Request { url: directory_url, body: None, accept: "application/json" };
     let mut directory = None;
-    let read_directory = |response: &Response<'_>, _now: u64| {
+    let mut read_directory = |response: &Response<'_>, _now: u64| {
         directory = (response.status == 200).then(|| Directory::parse(response.body).ok()).flatten();
     };
-    if crate::acme_exchange::exchange(stack, random.derive(), buffers, &get, &mut body, &mut header_store, read_directory).await.is_err() {
+    if crate::acme_exchange::exchange(stack, random.derive(), buffers, &get, &mut body, &mut header_store, &mut read_directory).await.is_err() {
         return failed;
     }
     let Some(directory) = directory else {
@@ -110,8 +110,8 @@ async fn ask(
         return (None, now + NO_ARI_RECHECK);
     };
     let mut advice = homemx_acme::ari::RenewalAdvice { window: None, next_check: now + FAILED_RECHECK };
-    let read_advice = |response: &Response<'_>, now: u64| advice = homemx_acme::ari::advice(response, now);
-    if crate::acme_exchange::exchange(stack, random.derive(), buffers, &request, &mut body, &mut header_store, read_advice).await.is_err() {
+    let mut read_advice = |response: &Response<'_>, now: u64| advice = homemx_acme::ari::advice(response, now);
+    if crate::acme_exchange::exchange(stack, random.derive(), buffers, &request, &mut body, &mut header_store, &mut read_advice).await.is_err() {
         return failed;
     }
     match advice.window {

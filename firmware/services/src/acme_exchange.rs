@@ -18,7 +18,10 @@ use crate::link::{ConnectionBuffers, Link, TlsStart};
 use crate::random::DerivedRandom;
 
 /// Sends `request` over a new TLS connection to its URL and hands the answer and the time to
-/// `receive` (the client, or `acme_ari`'s reader).
+/// `receive` (the client, or `acme_ari`'s reader). `receive` is a trait object so that one copy
+/// of this function serves all its callers instead of one inlined into each: inlined, its
+/// temporaries stayed in their frames (`acme::run_if_due`'s, `acme::run_requests`') through
+/// every other step, on the deepest stack path measured in QEMU (an ACME issuance).
 pub async fn exchange(
     stack: Stack<'static>,
     random: DerivedRandom,
@@ -26,7 +29,7 @@ pub async fn exchange(
     request: &Request,
     body: &mut [u8],
     header_store: &mut [u8],
-    receive: impl FnOnce(&Response<'_>, u64),
+    receive: &mut dyn FnMut(&Response<'_>, u64),
 ) -> Result<(), &'static str> {
     let host = request.url.host();
     let address = crate::resolver::resolve_address(stack, host).await.map_err(|_| "the name did not resolve")?;
