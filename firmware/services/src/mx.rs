@@ -46,7 +46,7 @@ use homemx_smtp::{
     ForwardPath, Limits, ReversePath, ServerConfig, ServerSession, ThrottleSettings,
 };
 use homemx_status::alert::AlertKind;
-use homemx_spool::{Envelope, MessageWriter, SpoolError, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
+use homemx_spool::{EnvelopeFields, MessageWriter, SpoolError, MAX_RECIPIENTS};
 
 use crate::inbound_tls::{InboundStream, TlsPermit};
 use crate::instrument::{Measurement, Operation};
@@ -61,7 +61,7 @@ use homemx_smtp::{SMTP_PORT, SUBMISSIONS_PORT, SUBMISSION_PORT};
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
 /// Sessions served at once on ports 587 and 465 together (each port has this many listeners).
 pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
-/// Transactions (an envelope being received and its spool writer, about 5.7 KB each) open at
+/// Transactions (an envelope being received and its spool writer, about 5.2 KB each) open at
 /// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
 /// transaction ends, so a session that is idle, greeting or refused costs only its socket and
 /// parser. No slot free: `452 4.3.1` (the sender retries). Messages are written to the spool
@@ -76,7 +76,6 @@ const QUOTA_USERS: usize = homemx_wire::validate::MAX_USERS;
 const AUTH_THROTTLE_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.
 const SESSIONS_PER_CLIENT: u16 = 2;
-const ADDRESS_CAPACITY: usize = 256;
 
 /// The session slots of one port.
 struct SessionPool {
@@ -232,51 +231,44 @@ fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<
     })
 }
 
-/// The envelope of the transaction in progress and its spool writer. The recipients are
-/// kept back to back in one buffer the size of the spool's envelope (which bounds them
-/// anyway), not in 100 × 256-byte slots.
+/// The envelope of the transaction in progress and its spool writer (about 5.2 KB).
+///
+/// The envelope is kept as the spool will encode it ([`EnvelopeFields`], 4,090 B): the reverse
+/// path and the recipients back to back, each with its length. The spool's bound on that
+/// encoding (4 KiB, at most [`homemx_spool::MAX_RECIPIENTS`] = 128 recipients) is the one
+/// bound, checked as each recipient is added (one beyond it fails the transaction, as the
+/// spool would have refused the envelope at DATA): RFC 5321's minimums (100 recipients,
+/// 256-octet paths) are covered by the count, and 100 recipients of 256 octets never fitted
+/// the spool anyway, so a separate 256-byte reverse-path buffer and a 128-entry table of
+/// recipient ends, sized for the worst count and length at once, held nothing the spool
+/// could take (they cost 528 B more per slot).
 struct Transaction {
-    reverse_path: heapless::String<ADDRESS_CAPACITY>,
-    addresses: heapless::Vec<u8, ENVELOPE_CAPACITY>,
-    recipient_ends: heapless::Vec<u16, MAX_RECIPIENTS>,
+    envelope: EnvelopeFields,
+    /// `SIZE=` from MAIL FROM, if given.
     declared_size: Option<u64>,
+    /// The spool message being written (about 1 KB), from DATA on.
     writer: Option<MessageWriter>,
+    /// Something of the transaction was refused or lost: the message is not committed.
     failed: bool,
 }
 
 impl Transaction {
     const fn new() -> Self {
         Transaction {
-            reverse_path: heapless::String::new(),
-            addresses: heapless::Vec::new(),
-            recipient_ends: heapless::Vec::new(),
+            envelope: EnvelopeFields::new(),
             declared_size: None,
             writer: None,
             failed: false,
         }
     }
 
-    /// Empties it in place for a new transaction (no 5.7 KB temporary on the stack). Its
+    /// Empties it in place for a new transaction (no 5 KB temporary on the stack). Its
     /// writer, if any, was committed or aborted before.
     fn clear(&mut self) {
-        self.reverse_path.clear();
-        self.addresses.clear();
-        self.recipient_ends.clear();
+        self.envelope.start(b"");
         self.declared_size = None;
         self.writer = None;
         self.failed = false;
-    }
-
-    /// Adds a recipient; false when the envelope is full.
-    fn add_recipient(&mut self, parts: &[&str]) -> bool {
-        let length: usize = parts.iter().map(|part| part.len()).sum();
-        if self.addresses.len() + length > self.addresses.capacity() || self.recipient_ends.is_full() {
-            return false;
-        }
-        for part in parts {
-            let _ = self.addresses.extend_from_slice(part.as_bytes());
-        }
-        self.recipient_ends.push(self.addresses.len() as u16).is_ok()
     }
 }
 
@@ -591,18 +583,18 @@ async fn serve_session<'s, 'b>(
                 };
                 transaction.clear();
                 if let ReversePath::Path(path) = reverse_path {
-                    let _ = transaction.reverse_path.push_str(path.mailbox.as_str());
+                    transaction.failed |= !transaction.envelope.start(path.mailbox.as_str().as_bytes());
                 }
                 transaction.declared_size = parameters.size;
             }
             Event::RecipientAccepted(path) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
                 let stored = match path {
-                    ForwardPath::Path(path) => transaction.add_recipient(&[path.mailbox.as_str()]),
+                    ForwardPath::Path(path) => transaction.envelope.push_recipient(&[path.mailbox.as_str().as_bytes()]),
                     // `<postmaster>` (RFC 5321 4.5.1): the postmaster of the first domain.
                     ForwardPath::Postmaster => crate::mail_settings::read(|settings| {
                         let domain = settings.map_or("", |settings| settings.postmaster_domain.as_str());
-                        transaction.add_recipient(&["postmaster@", domain])
+                        transaction.envelope.push_recipient(&[b"postmaster@", domain.as_bytes()])
                     }),
                 };
                 transaction.failed |= !stored;
@@ -761,8 +753,7 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
     let expected_length = transaction.declared_size.unwrap_or(0).min(size_limit).min(u64::from(u32::MAX)) as u32;
     // Borrows the transaction's addresses where they are (its slot is static): the session's
     // future holds only the envelope's 40 bytes across the spool's writes, not a list of them.
-    let envelope = Envelope::packed(transaction.reverse_path.as_bytes(), &transaction.addresses, &transaction.recipient_ends)?
-        .with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
+    let envelope = transaction.envelope.envelope()?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut stores = crate::store::open().await?;
     let writer = match stores.begin_spool_message(&envelope, expected_length).await {
         Ok(writer) => Some(writer),
@@ -787,7 +778,7 @@ async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, 
         transaction.writer = None;
         return CommitResult::Failed;
     };
-    let recipient_count = transaction.recipient_ends.len();
+    let recipient_count = transaction.envelope.recipient_count();
     let result = match (transaction.failed, transaction.writer.as_mut()) {
         (_, None) => CommitResult::Failed,
         (true, Some(_)) => {

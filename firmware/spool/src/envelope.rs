@@ -28,7 +28,7 @@ pub const MAX_ENVELOPE_PARTS: usize = ENVELOPE_CAPACITY.div_ceil(ENVELOPE_PART_C
 pub(crate) const ENVELOPE_PREFIX_SIZE: usize = 9;
 
 /// The SMTP envelope of a message, borrowing the addresses where they are: the caller's list,
-/// the receiving session's transaction (addresses back to back), or the encoded envelope read
+/// the receiving session's transaction ([`EnvelopeFields`]), or the encoded envelope read
 /// from flash. About 40 bytes whatever the recipient count: a session's future holds it across
 /// the spool's writes.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +43,6 @@ pub struct Envelope<'a> {
 enum Recipients<'a> {
     /// The caller's list.
     List(&'a [&'a [u8]]),
-    /// Back to back in `bytes`, recipient `i` ending at `ends[i]`.
-    Packed { bytes: &'a [u8], ends: &'a [u16] },
     /// As encoded: `count` times a length (u16 LE) and the address.
     Encoded { bytes: &'a [u8], count: usize },
 }
@@ -55,7 +53,7 @@ pub struct RecipientIter<'a> {
     recipients: Recipients<'a>,
     /// Recipients yielded so far.
     index: usize,
-    /// Packed: where the next starts; encoded: where its length field is.
+    /// Encoded: where the next length field is.
     position: usize,
 }
 
@@ -65,12 +63,6 @@ impl<'a> Iterator for RecipientIter<'a> {
     fn next(&mut self) -> Option<&'a [u8]> {
         let address = match self.recipients {
             Recipients::List(list) => *list.get(self.index)?,
-            Recipients::Packed { bytes, ends } => {
-                let end = usize::from(*ends.get(self.index)?);
-                let address = bytes.get(self.position..end)?;
-                self.position = end;
-                address
-            }
             Recipients::Encoded { bytes, count } => {
                 if self.index >= count {
                     return None;
@@ -88,7 +80,6 @@ impl<'a> Iterator for RecipientIter<'a> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         let count = match self.recipients {
             Recipients::List(list) => list.len(),
-            Recipients::Packed { ends, .. } => ends.len(),
             Recipients::Encoded { count, .. } => count,
         };
         let left = count.saturating_sub(self.index);
@@ -114,21 +105,6 @@ impl<'a> Envelope<'a> {
     /// [`ENVELOPE_CAPACITY`] bytes.
     pub fn new(reverse_path: &'a [u8], recipients: &'a [&'a [u8]]) -> Option<Self> {
         Self::checked(reverse_path, Recipients::List(recipients))
-    }
-
-    /// The same from addresses kept back to back in `bytes`, recipient `i` ending at
-    /// `ends[i]` (the receiving session's transaction); `None` as for [`Self::new`], or if the
-    /// ends do not rise within `bytes`.
-    pub fn packed(reverse_path: &'a [u8], bytes: &'a [u8], ends: &'a [u16]) -> Option<Self> {
-        let mut start = 0;
-        for &end in ends {
-            let end = usize::from(end);
-            if end < start || end > bytes.len() {
-                return None;
-            }
-            start = end;
-        }
-        Self::checked(reverse_path, Recipients::Packed { bytes, ends })
     }
 
     fn checked(reverse_path: &'a [u8], recipients: Recipients<'a>) -> Option<Self> {
@@ -215,21 +191,117 @@ impl<'a> Envelope<'a> {
     /// Decodes a whole encoded envelope; `None` if malformed (including trailing bytes).
     pub(crate) fn decode(bytes: &'a [u8]) -> Option<Self> {
         let (queued_at, count) = decode_prefix(bytes)?;
+        Some(Self::parse_fields(&bytes[ENVELOPE_PREFIX_SIZE..], count)?.with_queued_at(queued_at))
+    }
+
+    /// The envelope whose fields (the encoding after its prefix: the reverse path, then
+    /// `count` recipients, each a length (u16 LE) and the address) are exactly `fields`;
+    /// `None` if malformed (including trailing bytes).
+    fn parse_fields(fields: &'a [u8], count: usize) -> Option<Self> {
         // One field at `position`: the field and where the next starts.
         let field_at = |position: usize| -> Option<(&'a [u8], usize)> {
-            let length = usize::from(u16::from_le_bytes([*bytes.get(position)?, *bytes.get(position + 1)?]));
-            Some((bytes.get(position + 2..position + 2 + length)?, position + 2 + length))
+            let length = usize::from(u16::from_le_bytes([*fields.get(position)?, *fields.get(position + 1)?]));
+            Some((fields.get(position + 2..position + 2 + length)?, position + 2 + length))
         };
-        let (reverse_path, first_recipient) = field_at(ENVELOPE_PREFIX_SIZE)?;
+        let (reverse_path, first_recipient) = field_at(0)?;
         let mut position = first_recipient;
         for _ in 0..count {
             position = field_at(position)?.1;
         }
-        (position == bytes.len()).then_some(Self {
-            queued_at,
+        (position == fields.len()).then_some(Self {
+            queued_at: 0,
             reverse_path,
-            recipients: Recipients::Encoded { bytes: &bytes[first_recipient..], count },
+            recipients: Recipients::Encoded { bytes: &fields[first_recipient..], count },
         })
+    }
+}
+
+/// Bytes of an encoded envelope after its prefix: what [`EnvelopeFields`] holds.
+pub const ENVELOPE_FIELDS_CAPACITY: usize = ENVELOPE_CAPACITY - ENVELOPE_PREFIX_SIZE;
+
+/// An envelope being gathered by a receiving SMTP session, kept as its encoding after the
+/// prefix (the reverse path, then each recipient, each a u16 LE length and the address), so
+/// that the one bound on it is the spool's own: the encoded envelope fits
+/// [`ENVELOPE_CAPACITY`] and has at most [`MAX_RECIPIENTS`] recipients. A recipient beyond
+/// either is refused when it is added. About 4.1 KB: no separate reverse-path buffer or
+/// recipient-end table.
+pub struct EnvelopeFields {
+    bytes: [u8; ENVELOPE_FIELDS_CAPACITY],
+    /// Bytes of `bytes` in use; 0 stands for an empty reverse path (so that [`Self::new`]
+    /// is all zeros).
+    length: u16,
+    recipients: u8,
+}
+
+impl Default for EnvelopeFields {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EnvelopeFields {
+    /// An empty reverse path and no recipients. All zero bytes, so a static of it (a
+    /// session's transaction slot) takes no flash for its initial value.
+    pub const fn new() -> Self {
+        Self { bytes: [0; ENVELOPE_FIELDS_CAPACITY], length: 0, recipients: 0 }
+    }
+
+    /// Starts a new envelope with `reverse_path` (empty for bounces) and no recipients; false
+    /// (and an empty reverse path) if it would not fit.
+    pub fn start(&mut self, reverse_path: &[u8]) -> bool {
+        self.recipients = 0;
+        self.length = 0;
+        let started = self.push_field(&[reverse_path]);
+        if !started {
+            self.length = 0;
+        }
+        started
+    }
+
+    /// Adds a recipient made of `parts` back to back; false (nothing added) if the envelope
+    /// would then encode to more than [`ENVELOPE_CAPACITY`] bytes or have more than
+    /// [`MAX_RECIPIENTS`] recipients.
+    pub fn push_recipient(&mut self, parts: &[&[u8]]) -> bool {
+        if usize::from(self.recipients) >= MAX_RECIPIENTS {
+            return false;
+        }
+        if self.length == 0 {
+            // The empty reverse path's field: `length` 0 stands for it until now.
+            self.push_field(&[]);
+        }
+        let added = self.push_field(parts);
+        self.recipients += u8::from(added);
+        added
+    }
+
+    /// Recipients added since the start.
+    pub fn recipient_count(&self) -> usize {
+        usize::from(self.recipients)
+    }
+
+    /// The envelope gathered (queued-at time unknown); `None` without a recipient.
+    pub fn envelope(&self) -> Option<Envelope<'_>> {
+        let parsed = Envelope::parse_fields(&self.bytes[..usize::from(self.length)], self.recipient_count())?;
+        Envelope::checked(parsed.reverse_path, parsed.recipients)
+    }
+
+    /// Appends one field (its length, then `parts` back to back) if it fits.
+    fn push_field(&mut self, parts: &[&[u8]]) -> bool {
+        let field_length: usize = parts.iter().map(|part| part.len()).sum();
+        let start = usize::from(self.length);
+        let end = start + 2 + field_length;
+        if end > ENVELOPE_FIELDS_CAPACITY {
+            return false;
+        }
+        // Fits u16: the capacity is below 64 KiB.
+        self.bytes[start..start + 2].copy_from_slice(&(field_length as u16).to_le_bytes());
+        let mut position = start + 2;
+        for part in parts {
+            self.bytes[position..position + part.len()].copy_from_slice(part);
+            position += part.len();
+        }
+        self.length = end as u16;
+        true
     }
 }
 
@@ -369,26 +441,62 @@ mod tests {
     }
 
     #[test]
-    fn packed_addresses_make_the_same_envelope_and_bad_ends_are_refused() {
+    fn gathered_fields_make_the_same_envelope_and_stop_at_the_spool_bounds() {
         let owned = addresses(5);
         let list: std::vec::Vec<&[u8]> = owned.iter().map(|a| a.as_slice()).collect();
-        let bytes: std::vec::Vec<u8> = owned.concat();
-        let ends: std::vec::Vec<u16> = owned.iter().scan(0u16, |end, a| {
-            *end += a.len() as u16;
-            Some(*end)
-        }).collect();
-        let packed = Envelope::packed(b"s@x", &bytes, &ends).unwrap();
-        assert_eq!(packed, Envelope::new(b"s@x", &list).unwrap());
-        assert_eq!(packed.recipients().len(), 5);
-        assert_eq!(packed.recipient(4), Some(list[4]));
-        assert_eq!(packed.recipient(5), None);
-        let mut whole = std::vec![0u8; packed.encoded_length()];
-        packed.encode_range(0, &mut whole);
-        assert_eq!(Envelope::decode(&whole).unwrap(), packed, "decoded from flash, the same envelope");
-        // Ends that fall back or run past the bytes describe no addresses.
-        assert!(Envelope::packed(b"s@x", &bytes, &[10, 5]).is_none());
-        assert!(Envelope::packed(b"s@x", &bytes, &[bytes.len() as u16 + 1]).is_none());
-        assert!(Envelope::packed(b"s@x", &bytes, &[]).is_none(), "no recipient");
+        let mut fields = EnvelopeFields::new();
+        assert!(fields.envelope().is_none(), "no recipient");
+        assert!(fields.start(b"s@x"));
+        assert!(fields.envelope().is_none(), "no recipient");
+        for (index, address) in list.iter().enumerate() {
+            let (local, domain) = address.split_at(index);
+            assert!(fields.push_recipient(&[local, domain]));
+        }
+        let gathered = fields.envelope().unwrap();
+        assert_eq!(gathered, Envelope::new(b"s@x", &list).unwrap());
+        assert_eq!(fields.recipient_count(), 5);
+        assert_eq!(gathered.recipient(4), Some(list[4]));
+        assert_eq!(gathered.recipient(5), None);
+        let mut whole = std::vec![0u8; gathered.encoded_length()];
+        gathered.encode_range(0, &mut whole);
+        assert_eq!(Envelope::decode(&whole).unwrap(), gathered, "decoded from flash, the same envelope");
+        assert_eq!(&whole[ENVELOPE_PREFIX_SIZE..], &fields.bytes[..usize::from(fields.length)], "the encoding after the prefix");
+
+        // A new start forgets the recipients; a bounce has an empty reverse path.
+        assert!(fields.start(b""));
+        assert!(fields.envelope().is_none());
+        assert!(fields.push_recipient(&[b"a@b"]));
+        assert_eq!(fields.envelope().unwrap(), Envelope::new(b"", &[b"a@b"]).unwrap());
+
+        // The count bound: MAX_RECIPIENTS, then no more.
+        assert!(fields.start(b"s@x"));
+        for _ in 0..MAX_RECIPIENTS {
+            assert!(fields.push_recipient(&[b"a@b"]));
+        }
+        assert!(!fields.push_recipient(&[b"a@b"]), "one too many");
+        assert_eq!(fields.envelope().unwrap().recipients().len(), MAX_RECIPIENTS);
+
+        // The size bound: filled to exactly ENVELOPE_CAPACITY encoded, not a byte beyond.
+        let long = [b'a'; 250];
+        assert!(fields.start(&long));
+        let mut added = 0;
+        while fields.push_recipient(&[&long]) {
+            added += 1;
+        }
+        let left = ENVELOPE_CAPACITY - fields.envelope().unwrap().encoded_length();
+        assert!(left < 2 + long.len(), "refused only when it no longer fits");
+        assert_eq!(fields.envelope().unwrap().recipients().len(), added);
+        if left >= 2 {
+            assert!(fields.push_recipient(&[&long[..left - 2]]), "the last byte fits");
+            assert_eq!(fields.envelope().unwrap().encoded_length(), ENVELOPE_CAPACITY);
+        }
+        assert!(!fields.push_recipient(&[b""]), "full");
+
+        // A reverse path that cannot fit leaves an empty one and refuses to start.
+        let huge = std::vec![b'x'; ENVELOPE_CAPACITY];
+        assert!(!fields.start(&huge));
+        assert!(fields.push_recipient(&[b"a@b"]));
+        assert_eq!(fields.envelope().unwrap().reverse_path(), b"");
     }
 
     #[test]

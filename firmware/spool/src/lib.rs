@@ -17,7 +17,7 @@ pub mod spool;
 pub mod testing;
 
 pub use spool::counters::CounterMark;
-pub use envelope::{DeliveryState, Envelope, RecipientIter, RecipientState, ENVELOPE_CAPACITY, MAX_RECIPIENTS};
+pub use envelope::{DeliveryState, Envelope, EnvelopeFields, RecipientIter, RecipientState, ENVELOPE_CAPACITY, ENVELOPE_FIELDS_CAPACITY, MAX_RECIPIENTS};
 pub use error::SpoolError;
 pub use key_value::{KeyValueStore, PageAndKeyCache, KEY_VALUE_CAPACITY};
 pub use reader::MessageReader;
