@@ -166,13 +166,14 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
 /// One delivery pass: tries every message that is due once. A function of its own: the
 /// attempt and its outcomes (3.3 KB) then exist only while mail is delivered, not beside the
 /// courier's other jobs (DynDNS, ACME, the fetch, the alert mail) in its future.
+/// Its steps are polled in frames of their own ([`own_frame`]), as the task's jobs are.
 async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
     // Each pass tries every message that is due once.
     let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
     let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
     loop {
         // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
-        let Some(attempt) = next_attempt(&tried, retry_all).await else {
+        let Some(attempt) = own_frame(next_attempt(&tried, retry_all)).await else {
             break;
         };
         let _ = tried.push(attempt.id);
@@ -183,12 +184,12 @@ async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffer
         // (attempts with outbound recipients are not measured: they include the smarthost).
         let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
         if local {
-            deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers).await;
+            own_frame(deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers)).await;
         }
         if outbound {
-            smarthost::deliver(stack, &attempt, &mut outcomes, random, buffers).await;
+            own_frame(smarthost::deliver(stack, &attempt, &mut outcomes, random, buffers)).await;
         }
-        record_outcomes(&attempt, &outcomes).await;
+        own_frame(record_outcomes(&attempt, &outcomes)).await;
         if let Some(measurement) = measurement {
             if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
                 measurement.end();
