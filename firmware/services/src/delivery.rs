@@ -14,7 +14,7 @@
 //!
 //! Owns: the delivery task (the courier) with its sockets and the TLS buffers it takes from `link` once.
 //! Calls: `acme`, `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
-//! `mail_status`, `mailbox_probe`, `network`, `random`, `status_page`, `store`, `wall_clock`.
+//! `mail_status`, `mailbox_probe`, `network`, `random`, `stack`, `status_page`, `store`, `wall_clock`.
 
 pub mod ndn;
 pub mod smarthost;
@@ -35,6 +35,7 @@ use homemx_wire::config::DeliveryProtocol;
 use crate::link::{ConnectionBuffers, Link};
 use crate::network::{mail_clock as now, uptime_seconds};
 use crate::random::DerivedRandom;
+use crate::stack::own_frame;
 
 /// How often the queue is looked at without a signal.
 const QUEUE_POLL: Duration = Duration::from_secs(5);
@@ -103,6 +104,8 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
     let mut next_dyndns_check = 0u64;
     let mut next_identity_check = 0u64;
     let mut clock_was_set = false;
+    // Each job below is polled in a frame of its own (`own_frame`): inlined here, their
+    // locals together made this poll frame 24 KB, under every path of every job.
     loop {
         let woken = select3(crate::channels::DELIVERY_DUE.wait(), crate::channels::FETCH_NOW.wait(), Timer::after(QUEUE_POLL)).await;
         // The spool's counter mark, when due (after commits, deletes and aborts): persisted
@@ -111,7 +114,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             stores.persist_spool_counters().await;
         }
         // The alert board persisted when it changed, new alerts mailed to postmaster@.
-        crate::status_page::alert_mail_job(&mut random).await;
+        own_frame(crate::status_page::alert_mail_job(&mut random)).await;
         // The TLS identity: its self-signed certificate made once the clock is set, renewed
         // when due, the expiry alert raised (hourly; the console refreshes it at unlock and
         // commit).
@@ -119,7 +122,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         if uptime_seconds() >= next_identity_check || clock_set != clock_was_set {
             next_identity_check = uptime_seconds() + 3600;
             clock_was_set = clock_set;
-            crate::store::refresh_tls_identity().await;
+            own_frame(crate::store::refresh_tls_identity()).await;
         }
         let Some((poll_seconds, check_seconds)) = crate::mail_settings::read(|current| {
             current.map(|settings| {
@@ -136,25 +139,25 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             if forced || uptime_seconds() >= next_dyndns_check {
                 crate::channels::CHECK_NOW.reset();
                 next_dyndns_check = uptime_seconds() + check_seconds.max(60);
-                crate::dyndns::check(stack, &mut random, buffers).await;
+                own_frame(crate::dyndns::check(stack, &mut random, buffers)).await;
             }
         }
         // The certificate from the `[tls.acme]` CA, when due or asked for (`homemx tls renew`).
         let forced = crate::channels::ACME_NOW.signaled();
         crate::channels::ACME_NOW.reset();
-        crate::acme::run_if_due(stack, &mut random, buffers, forced).await;
+        own_frame(crate::acme::run_if_due(stack, &mut random, buffers, forced)).await;
         if let Some(poll_seconds) = poll_seconds {
             if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
                 next_fetch = uptime_seconds() + poll_seconds.max(60);
-                crate::backup_mx::fetch(stack, &mut random, buffers, fetch_scratch).await;
+                own_frame(crate::backup_mx::fetch(stack, &mut random, buffers, fetch_scratch)).await;
             }
         }
-        delivery_pass(stack, &mut random, buffers).await;
+        own_frame(delivery_pass(stack, &mut random, buffers)).await;
         // No delivery talked to the mailbox host for a while (the spool is empty, or its
         // mail waits for a retry): the probe keeps the status page's headline current.
         if crate::mail_status::mailbox_probe_due(QUEUE_POLL) {
             if let Some(host) = mailbox_endpoint() {
-                probe_mailbox(stack, host).await;
+                own_frame(probe_mailbox(stack, host)).await;
             }
         }
     }
@@ -163,13 +166,14 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
 /// One delivery pass: tries every message that is due once. A function of its own: the
 /// attempt and its outcomes (3.3 KB) then exist only while mail is delivered, not beside the
 /// courier's other jobs (DynDNS, ACME, the fetch, the alert mail) in its future.
+/// Its steps are polled in frames of their own ([`own_frame`]), as the task's jobs are.
 async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
     // Each pass tries every message that is due once.
     let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
     let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
     loop {
         // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
-        let Some(attempt) = next_attempt(&tried, retry_all).await else {
+        let Some(attempt) = own_frame(next_attempt(&tried, retry_all)).await else {
             break;
         };
         let _ = tried.push(attempt.id);
@@ -180,12 +184,12 @@ async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffer
         // (attempts with outbound recipients are not measured: they include the smarthost).
         let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
         if local {
-            deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers).await;
+            own_frame(deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers)).await;
         }
         if outbound {
-            smarthost::deliver(stack, &attempt, &mut outcomes, random, buffers).await;
+            own_frame(smarthost::deliver(stack, &attempt, &mut outcomes, random, buffers)).await;
         }
-        record_outcomes(&attempt, &outcomes).await;
+        own_frame(record_outcomes(&attempt, &outcomes)).await;
         if let Some(measurement) = measurement {
             if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
                 measurement.end();

@@ -83,6 +83,8 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     // Partitions the flash and mounts the key store (bound to the board's chip key): the device
     // starts locked. The parts go straight into the mount's future (through an async fn
     // taking them, they were held twice more).
+    // Its poll has a frame of its own (`stack::own_frame`): inlined, its locals sat in this
+    // task's frame under every later step of the start.
     #[cfg(not(feature = "spool-exercise"))]
     {
         let partitions = storage::partition(parts.key_flash, parts.flash);
@@ -90,7 +92,7 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
             defmt::error!("storage: this board's flash sectors do not fit the storage map; the device stays locked");
         }
         if let Some(partitions) = partitions {
-            store::mount(partitions, parts.chip_key, random.derive()).await;
+            stack::own_frame(store::mount(partitions, parts.chip_key, random.derive())).await;
         }
     }
     let identity = console::device_identity(parts.mac_address);
@@ -102,7 +104,7 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
         spawner.spawn(health::http_task(stack, task_number as u8).unwrap());
     }
     spawner.spawn(udp_echo::udp_echo_task(stack).unwrap());
-    resolver::init(random.derive()).await;
+    stack::own_frame(resolver::init(random.derive())).await;
     spawner.spawn(delivery::delivery_task(stack, random.derive()).unwrap());
     spawner.spawn(stack::wipe_task().unwrap());
     #[cfg(feature = "spool-exercise")]
@@ -113,7 +115,7 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     // it, and two waiters wake each other on every poll until the lease comes (the simulator's
     // busy check found the CPU spinning for the whole of a lost DHCP exchange). So the clock's
     // task starts once the address is there.
-    network::log_when_ready(stack).await;
+    stack::own_frame(network::log_when_ready(stack)).await;
     spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
 }
 

@@ -3,11 +3,38 @@
 //! has ever grown. Together with the static RAM of the image this is the RAM the firmware
 //! needs.
 //!
+//! [`OwnFrame`] keeps a big job's poll out of its caller's stack frame.
+//!
 //! Owns: the wipe task (the stack region itself is the board's). Calls: `channels`.
 
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 
 #[cfg(target_os = "none")]
 use crate::bsp;
+
+/// A future polled in a stack frame of its own: LLVM inlines an awaited async fn's poll into
+/// its caller's and gives every inlined callee's locals their own room in that one frame, so
+/// a task that runs several big jobs one after the other has a poll frame as large as all of
+/// them together, under every path below it. Awaited through this, each job's locals take
+/// stack only while that job is polled.
+pub struct OwnFrame<F>(F);
+
+/// `future`, polled in a frame of its own ([`OwnFrame`]).
+pub fn own_frame<F: Future>(future: F) -> OwnFrame<F> {
+    OwnFrame(future)
+}
+
+impl<F: Future> Future for OwnFrame<F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: structural pinning: the inner future is never moved out of `self`.
+        unsafe { self.map_unchecked_mut(|own| &mut own.0) }.poll(context)
+    }
+}
 
 #[cfg(target_os = "none")]
 const PAINT: u32 = 0xCCCC_CCCC;
