@@ -196,78 +196,74 @@ fn our_config(pki: &Pki) -> Arc<ServerConfig> {
     server_config(&provider(), clock_at(0), vec![CertificateDer::from(pki.read_der("leaf"))], key).unwrap()
 }
 
-#[test]
-fn several_records_in_one_fill_consumed_in_pieces() {
-    let pki = pki("plaintext-several");
+/// Runs `test` once per suite of [`cases`] on an open session of our server (buffers of the
+/// sizes the board gives a session) with rustls's client as the peer.
+fn each_suite(label: &str, test: impl Fn(&str, &mut TlsServer<'_>, &mut Connection)) {
+    let pki = pki(label);
     let config = our_config(&pki);
     for (versions, suite) in cases() {
         let name = format!("{:?}", suite.suite());
         let mut peer = ring_client(&pki, versions, suite);
         let (mut incoming, mut outgoing) = (vec![0u8; RECORD_BUFFER], vec![0u8; OUTGOING]);
         let mut server = open_server(&config, &mut peer, &mut incoming, &mut outgoing);
-        // 100 records of 1 to 199 octets: 10,000 octets of data, all of it in the first fill.
-        let mut random = Random(0x5eed_0001);
-        let records: Vec<Vec<u8>> = (0..100).map(|index| random.bytes(1 + index * 2)).collect();
-        let held = send_and_check(&mut server, &mut peer, &records, || usize::MAX, || 7, &name);
-        assert_eq!(held, records.iter().map(Vec::len).sum::<usize>(), "{name}: the one fill held every record");
+        test(&name, &mut server, &mut peer);
     }
+}
+
+#[test]
+fn several_records_in_one_fill_consumed_in_pieces() {
+    each_suite("plaintext-several", |name, server, peer| {
+    // 100 records of 1 to 199 octets: 10,000 octets of data, all of it in the first fill.
+    let mut random = Random(0x5eed_0001);
+    let records: Vec<Vec<u8>> = (0..100).map(|index| random.bytes(1 + index * 2)).collect();
+    let held = send_and_check(server, peer, &records, || usize::MAX, || 7, name);
+    assert_eq!(held, records.iter().map(Vec::len).sum::<usize>(), "{name}: the one fill held every record");
+    });
 }
 
 #[test]
 fn a_fill_that_ends_in_a_partial_record_while_plaintext_waits() {
-    let pki = pki("plaintext-partial");
-    let config = our_config(&pki);
-    for (versions, suite) in cases() {
-        let name = format!("{:?}", suite.suite());
-        let mut peer = ring_client(&pki, versions, suite);
-        let (mut incoming, mut outgoing) = (vec![0u8; RECORD_BUFFER], vec![0u8; OUTGOING]);
-        let mut server = open_server(&config, &mut peer, &mut incoming, &mut outgoing);
-        // Records of 5,000 octets: a full fill is three of them and the start of a fourth.
-        let mut random = Random(0x5eed_0002);
-        let records: Vec<Vec<u8>> = (0..7).map(|_| random.bytes(5000)).collect();
-        for record in &records {
-            peer.writer().write_all(record).unwrap();
-        }
-        let wire = peer_records(&mut peer);
-        let room = server.receive_buffer();
-        assert_eq!(room.len(), RECORD_BUFFER, "{name}: an open idle session offers the whole buffer");
-        let count = room.len().min(wire.len());
-        room[..count].copy_from_slice(&wire[..count]);
-        server.received(count).unwrap();
-        assert_eq!(server.plaintext(), records[..3].concat(), "{name}: three records decrypted, the fourth incomplete");
-        // Consumed in pieces while the partial record waits behind the plaintext.
-        let mut data = Vec::new();
-        let mut random_piece = Random(0x5eed_0003);
-        while !server.plaintext().is_empty() {
-            let piece = random_piece.up_to(1500).min(server.plaintext().len());
-            data.extend_from_slice(&server.plaintext()[..piece]);
-            server.consume(piece);
-        }
-        let partial = count - 3 * (wire.len() / records.len());
-        assert_eq!(server.receive_buffer().len(), RECORD_BUFFER - partial, "{name}: the partial record moved to the front");
-        let (rest, _) = transfer(&mut server, &wire[count..], || usize::MAX, || 4096);
-        data.extend_from_slice(&rest);
-        assert!(data == records.concat(), "{name}: the data arrives intact and in order");
+    each_suite("plaintext-partial", |name, server, peer| {
+    // Records of 5,000 octets: a full fill is three of them and the start of a fourth.
+    let mut random = Random(0x5eed_0002);
+    let records: Vec<Vec<u8>> = (0..7).map(|_| random.bytes(5000)).collect();
+    for record in &records {
+        peer.writer().write_all(record).unwrap();
     }
+    let wire = peer_records(peer);
+    let room = server.receive_buffer();
+    assert_eq!(room.len(), RECORD_BUFFER, "{name}: an open idle session offers the whole buffer");
+    let count = room.len().min(wire.len());
+    room[..count].copy_from_slice(&wire[..count]);
+    server.received(count).unwrap();
+    assert_eq!(server.plaintext(), records[..3].concat(), "{name}: three records decrypted, the fourth incomplete");
+    // Consumed in pieces while the partial record waits behind the plaintext.
+    let mut data = Vec::new();
+    let mut random_piece = Random(0x5eed_0003);
+    while !server.plaintext().is_empty() {
+        let piece = random_piece.up_to(1500).min(server.plaintext().len());
+        data.extend_from_slice(&server.plaintext()[..piece]);
+        server.consume(piece);
+    }
+    let partial = count - 3 * (wire.len() / records.len());
+    assert_eq!(server.receive_buffer().len(), RECORD_BUFFER - partial, "{name}: the partial record moved to the front");
+    let (rest, _) = transfer(server, &wire[count..], || usize::MAX, || 4096);
+    data.extend_from_slice(&rest);
+    assert!(data == records.concat(), "{name}: the data arrives intact and in order");
+    });
 }
 
 #[test]
 fn the_largest_records_back_to_back() {
-    let pki = pki("plaintext-largest");
-    let config = our_config(&pki);
-    for (versions, suite) in cases() {
-        let name = format!("{:?}", suite.suite());
-        let mut peer = ring_client(&pki, versions, suite);
-        let (mut incoming, mut outgoing) = (vec![0u8; RECORD_BUFFER], vec![0u8; OUTGOING]);
-        let mut server = open_server(&config, &mut peer, &mut incoming, &mut outgoing);
-        let mut random = Random(0x5eed_0004);
-        let records: Vec<Vec<u8>> = (0..6).map(|_| random.bytes(16_384)).collect();
-        let held = send_and_check(&mut server, &mut peer, &records, || usize::MAX, || 16_384, &name);
-        assert_eq!(held, 16_384, "{name}: one whole record at a time");
-        // The same, read in small pieces and received in odd fills.
-        let mut fills = Random(0x5eed_0005);
-        send_and_check(&mut server, &mut peer, &records, || fills.up_to(7000), || 333, &name);
-    }
+    each_suite("plaintext-largest", |name, server, peer| {
+    let mut random = Random(0x5eed_0004);
+    let records: Vec<Vec<u8>> = (0..6).map(|_| random.bytes(16_384)).collect();
+    let held = send_and_check(server, peer, &records, || usize::MAX, || 16_384, name);
+    assert_eq!(held, 16_384, "{name}: one whole record at a time");
+    // The same, read in small pieces and received in odd fills.
+    let mut fills = Random(0x5eed_0005);
+    send_and_check(server, peer, &records, || fills.up_to(7000), || 333, name);
+    });
 }
 
 #[test]
@@ -298,27 +294,21 @@ fn random_records_fills_and_pieces() {
 
 #[test]
 fn data_and_close_notify_in_one_fill() {
-    let pki = pki("plaintext-close");
-    let config = our_config(&pki);
-    for (versions, suite) in cases() {
-        let name = format!("{:?}", suite.suite());
-        let mut peer = ring_client(&pki, versions, suite);
-        let (mut incoming, mut outgoing) = (vec![0u8; RECORD_BUFFER], vec![0u8; OUTGOING]);
-        let mut server = open_server(&config, &mut peer, &mut incoming, &mut outgoing);
-        let data = Random(0x5eed_0006).bytes(3000);
-        peer.writer().write_all(&data).unwrap();
-        peer.send_close_notify();
-        let wire = peer_records(&mut peer);
-        let room = server.receive_buffer();
-        room[..wire.len()].copy_from_slice(&wire);
-        server.received(wire.len()).unwrap();
-        assert!(server.peer_closed(), "{name}: close_notify seen");
-        assert_eq!(server.plaintext(), &data[..], "{name}: the data before it is kept");
-        let mut read = vec![0u8; 5000];
-        assert_eq!(server.read(&mut read), data.len());
-        assert_eq!(&read[..data.len()], &data[..]);
-        assert!(server.plaintext().is_empty());
-    }
+    each_suite("plaintext-close", |name, server, peer| {
+    let data = Random(0x5eed_0006).bytes(3000);
+    peer.writer().write_all(&data).unwrap();
+    peer.send_close_notify();
+    let wire = peer_records(peer);
+    let room = server.receive_buffer();
+    room[..wire.len()].copy_from_slice(&wire);
+    server.received(wire.len()).unwrap();
+    assert!(server.peer_closed(), "{name}: close_notify seen");
+    assert_eq!(server.plaintext(), &data[..], "{name}: the data before it is kept");
+    let mut read = vec![0u8; 5000];
+    assert_eq!(server.read(&mut read), data.len());
+    assert_eq!(&read[..data.len()], &data[..]);
+    assert!(server.plaintext().is_empty());
+    });
 }
 
 /// Our client against rustls's server: its TLS 1.3 session tickets (handshake records) come
