@@ -2,8 +2,9 @@
 //! RFC 8314), with homemx-tls's rustls server over the session's TCP socket, presenting the
 //! device's identity (its P-256 key and the chain the store keeps).
 //!
-//! - **Permits.** A TLS session's record buffers (16.6 KB in, 8 KB out; the decrypted data not
-//!   yet read waits in the incoming one) and rustls's state live on the heap, and only while
+//! - **Permits.** A TLS session's record buffers (16.6 KB in, 2 KB out, one allocation; the
+//!   decrypted data not yet read waits in the incoming one) and rustls's state live on the
+//!   heap, and only while
 //!   the session runs in TLS. At most
 //!   `Sizing::tls_sessions` run at once ([`TlsPermit`]); the heap is sized for them
 //!   (`homemx_board::heap_for`), so an exhausted arena is a refusal (`454 4.7.0` at STARTTLS,
@@ -38,9 +39,13 @@ use crate::random::DerivedRandom;
 
 /// Inbound TLS sessions at once (the board's figure).
 pub const TLS_SESSIONS: usize = crate::bsp::SIZING.tls_sessions;
-/// Outgoing records: the server's first flight (a CA chain of a few KB and about 500 octets)
-/// and then application data in records this size at most.
-const OUTGOING_BUFFER: usize = 8 * 1024;
+/// Outgoing records: homemx-tls caps the server's records to fit, so the first flight (a CA
+/// chain of up to 6 KB and about 500 octets) goes out a record at a time, and application
+/// data in records this size at most.
+const OUTGOING_BUFFER: usize = homemx_tls::SERVER_OUTGOING_BUFFER;
+/// A session's two record buffers, one allocation (one hole in the heap, see
+/// `homemx_board::TLS_SESSION_HEAP_BYTES`).
+const SESSION_BUFFERS: usize = homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER;
 /// How long a client has for the handshake, from `220` (or the connection on 465).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -48,24 +53,22 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 const _: () = assert!(crate::bsp::SIZING.heap_bytes >= homemx_board::heap_for(TLS_SESSIONS));
 // A session's buffers (its decrypted data waits in the incoming one), rustls's handshake state
 // (5.5 KB; 2.6 KB once open) and the server itself fit its share.
-const _: () = assert!(
-    homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER + 6 * 1024 + core::mem::size_of::<TlsServer<'static>>() < homemx_board::TLS_SESSION_HEAP_BYTES
-);
+const _: () = assert!(SESSION_BUFFERS + 6 * 1024 + core::mem::size_of::<TlsServer<'static>>() < homemx_board::TLS_SESSION_HEAP_BYTES);
 
 /// Permits taken (at most [`TLS_SESSIONS`]).
 static PERMITS_TAKEN: AtomicUsize = AtomicUsize::new(0);
 
-/// One inbound TLS session's admission and record buffers (on the heap while it exists).
+/// One inbound TLS session's admission and record buffers (on the heap while it exists): the
+/// incoming buffer, then the outgoing one.
 pub struct TlsPermit {
-    incoming: Vec<u8>,
-    outgoing: Vec<u8>,
+    buffers: Vec<u8>,
 }
 
 impl TlsPermit {
     /// A permit with its buffers; `None` when [`TLS_SESSIONS`] are running.
     pub fn take() -> Option<TlsPermit> {
         PERMITS_TAKEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| (taken < TLS_SESSIONS).then_some(taken + 1)).ok()?;
-        Some(TlsPermit { incoming: alloc::vec![0; homemx_tls::RECORD_BUFFER], outgoing: alloc::vec![0; OUTGOING_BUFFER] })
+        Some(TlsPermit { buffers: alloc::vec![0; SESSION_BUFFERS] })
     }
 
 }
@@ -181,12 +184,18 @@ pub async fn handshake_with<'b>(
     let random = derived_random().ok_or(HandshakeFailure::NoConfiguration)?;
     // Keys rustls's random stream afresh for this handshake (server random, key share).
     let _ = crate::tls_context::prepare(random);
-    let mut server = Box::new(TlsServer::new(config, &mut permit.incoming, &mut permit.outgoing).map_err(HandshakeFailure::Tls)?);
+    let (incoming, outgoing) = permit.buffers.split_at_mut(homemx_tls::RECORD_BUFFER);
+    let mut server = Box::new(TlsServer::new(config, incoming, outgoing).map_err(HandshakeFailure::Tls)?);
     let exchange = async {
         while server.is_handshaking() {
             crate::link::receive_records(socket, &mut *server).await?;
         }
-        Ok::<(), LinkError>(())
+        // A failure met while the last records were being sent (the pump resumes then) ends
+        // the handshake too; its alert went out with them.
+        match server.failure() {
+            Some(error) => Err(LinkError::Tls(error.clone())),
+            None => Ok::<(), LinkError>(()),
+        }
     };
     match embassy_time::with_timeout(HANDSHAKE_TIMEOUT, exchange).await {
         Ok(Ok(())) => Ok(server),

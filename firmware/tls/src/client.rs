@@ -103,6 +103,6 @@ impl<'b> TlsConnection<'b, UnbufferedClientConnection> {
     ) -> Result<Self, TlsError> {
         let name = ServerName::try_from(server_name).map_err(|_| TlsError::InvalidServerName)?.to_owned();
         let connection = UnbufferedClientConnection::new(config, name)?;
-        TlsConnection::start(connection, incoming, outgoing)
+        TlsConnection::start(connection, incoming, outgoing, crate::connection::MAXIMUM_FRAGMENT)
     }
 }

@@ -24,6 +24,15 @@
 //! Discarding a record moves nothing; the records left are moved to the front once no
 //! plaintext waits, to make room to receive. Callers receive only while no plaintext waits
 //! ([`TlsConnection::receive_buffer`]), so what waits came from one fill of the buffer.
+//!
+//! Outgoing records need not all fit the outgoing buffer at once: rustls hands over a flight
+//! one record at a time (and drops a record it handed over that was not taken), so the pump
+//! asks for the next one only while the room left holds the largest record the connection
+//! makes (`fragment` plaintext octets and [`RECORD_OVERHEAD`]). When it does not, the pump
+//! pauses with the records it has in [`TlsConnection::output`], and
+//! [`TlsConnection::output_sent`] resumes it once they went out: the caller's loop "send
+//! output until it is empty" carries the whole flight however large. The buffer must hold one
+//! record; the server's configuration caps its records at [`crate::SERVER_OUTGOING_BUFFER`].
 
 use core::num::NonZeroUsize;
 
@@ -36,11 +45,11 @@ use rustls::{CommonState, Error};
 /// 256 octets of expansion (TLS 1.3: content type, AEAD tag and padding, RFC 8446 5.2; TLS 1.2
 /// AES-GCM: 8 octets of explicit nonce and the tag).
 pub const RECORD_BUFFER: usize = 5 + 16_384 + 256;
-/// Per-record overhead of an outgoing application-data record, the largest of the suites:
-/// header, TLS 1.2 GCM explicit nonce (TLS 1.3: the content type octet), tag.
-const RECORD_OVERHEAD: usize = 5 + 8 + 16;
+/// Per-record overhead of an outgoing record, the largest of the suites: header, TLS 1.2 GCM
+/// explicit nonce (TLS 1.3: the content type octet), tag.
+pub(crate) const RECORD_OVERHEAD: usize = 5 + 8 + 16;
 /// Largest plaintext of one record.
-const MAXIMUM_FRAGMENT: usize = 16_384;
+pub(crate) const MAXIMUM_FRAGMENT: usize = 16_384;
 
 /// Why a TLS connection failed.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,7 +117,6 @@ impl Unbuffered for UnbufferedServerConnection {
 enum Request<'d> {
     Nothing,
     Write(&'d [u8]),
-    Close,
 }
 
 /// One TLS connection's records and plaintext, client ([`crate::client::TlsClient`]) or server
@@ -124,15 +132,23 @@ pub struct TlsConnection<'b, C> {
     records_end: usize,
     outgoing: &'b mut [u8],
     outgoing_used: usize,
+    /// Largest plaintext of one outgoing record (the server's configuration caps it).
+    fragment: usize,
+    /// rustls has records to hand over that may not fit the room left: resumed by
+    /// [`Self::output_sent`].
+    paused: bool,
     open: bool,
     peer_closed: bool,
+    /// close_notify asked for ([`Self::close`]); queued once rustls may send it.
+    close_requested: bool,
     close_sent: bool,
     failure: Option<TlsError>,
 }
 
 impl<'b, C: Unbuffered> TlsConnection<'b, C> {
     /// Starts: the first flight (a client's ClientHello) is in [`Self::output`] on return.
-    pub(crate) fn start(connection: C, incoming: &'b mut [u8], outgoing: &'b mut [u8]) -> Result<Self, TlsError> {
+    /// `fragment`: the largest plaintext of one record the connection makes.
+    pub(crate) fn start(connection: C, incoming: &'b mut [u8], outgoing: &'b mut [u8], fragment: usize) -> Result<Self, TlsError> {
         let mut pump = TlsConnection {
             connection,
             incoming,
@@ -142,8 +158,11 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
             records_end: 0,
             outgoing,
             outgoing_used: 0,
+            fragment,
+            paused: false,
             open: false,
             peer_closed: false,
+            close_requested: false,
             close_sent: false,
             failure: None,
         };
@@ -207,7 +226,7 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
     pub fn received(&mut self, count: usize) -> Result<(), TlsError> {
         self.records_end = self.records_end.saturating_add(count).min(self.incoming.len());
         self.drive(Request::Nothing)?;
-        if self.plaintext().is_empty() && self.receive_buffer().is_empty() {
+        if !self.paused && self.plaintext().is_empty() && self.receive_buffer().is_empty() {
             // A full buffer that rustls could not make progress on: a record larger than it.
             return self.fail(TlsError::BufferTooSmall);
         }
@@ -219,11 +238,18 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
         &self.outgoing[..self.outgoing_used]
     }
 
-    /// `count` octets of [`Self::output`] were sent.
+    /// `count` octets of [`Self::output`] were sent. When the pump paused for room (the module
+    /// doc), it resumes: more records may be in [`Self::output`] on return, and a failure
+    /// ([`Self::failure`]) with its alert.
     pub fn output_sent(&mut self, count: usize) {
         let count = count.min(self.outgoing_used);
         self.outgoing.copy_within(count..self.outgoing_used, 0);
         self.outgoing_used -= count;
+        if self.paused {
+            self.paused = false;
+            // A failure is kept in `failure` and fails every later call.
+            let _ = self.drive(Request::Nothing);
+        }
     }
 
     /// Decrypted data not yet consumed.
@@ -247,8 +273,8 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
         count
     }
 
-    /// Encrypts as much of `data` as fits the output room; returns the count (0: send
-    /// [`Self::output`] first).
+    /// Encrypts as much of `data` as fits the output room and one record; returns the count
+    /// (0: send [`Self::output`] first).
     pub fn write(&mut self, data: &[u8]) -> Result<usize, TlsError> {
         if !self.is_open() || self.close_sent {
             return Err(self.failure.clone().unwrap_or(TlsError::NotOpen));
@@ -256,12 +282,14 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
         self.drive(Request::Write(data))
     }
 
-    /// Queues close_notify (once).
+    /// Queues close_notify (once; after the records rustls has waiting, if any, see
+    /// [`Self::output_sent`]).
     pub fn close(&mut self) -> Result<(), TlsError> {
         if self.close_sent || !self.is_open() {
             return Ok(());
         }
-        self.drive(Request::Close).map(|_| ())
+        self.close_requested = true;
+        self.drive(Request::Nothing).map(|_| ())
     }
 
     /// Once no plaintext waits: the records not processed move to the front of the incoming
@@ -298,6 +326,14 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
         let mut request = request;
         let mut encrypted = 0;
         loop {
+            // rustls drops a record it handed over that is not taken: ask for the next only
+            // while the room holds the largest; otherwise the caller sends first.
+            let room = self.outgoing.len() - self.outgoing_used;
+            if self.connection.state().wants_write() && self.outgoing_used > 0 && room < self.fragment + RECORD_OVERHEAD {
+                self.paused = true;
+                self.settle();
+                return Ok(encrypted);
+            }
             let (front, records) = split(self.incoming, self.records_start, self.records_end);
             let status = self.connection.process(records);
             let mut discard = status.discard;
@@ -349,7 +385,8 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
                             progressed = true;
                             Ok(())
                         }
-                        // The handshake record is lost if it is not encoded now: a fatal fault.
+                        // A record larger than the whole buffer (it was empty or held room for
+                        // the largest, see above): lost if not encoded now, a fatal fault.
                         Err(EncodeError::InsufficientSize(_)) => Err(TlsError::BufferTooSmall),
                         Err(EncodeError::AlreadyEncoded) => Err(TlsError::NotOpen),
                     }
@@ -364,10 +401,20 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     self.open = true;
                     match core::mem::replace(&mut request, Request::Nothing) {
+                        Request::Nothing if self.close_requested && !self.close_sent => {
+                            match traffic.queue_close_notify(&mut self.outgoing[self.outgoing_used..]) {
+                                Ok(written) => {
+                                    self.outgoing_used += written;
+                                    self.close_sent = true;
+                                    Ok(())
+                                }
+                                Err(_) => Err(TlsError::BufferTooSmall),
+                            }
+                        }
                         Request::Nothing => Ok(()),
                         Request::Write(data) => {
-                            let room = self.outgoing.len() - self.outgoing_used;
-                            let count = data.len().min(MAXIMUM_FRAGMENT).min(room.saturating_sub(RECORD_OVERHEAD));
+                            // One record: rustls's `encrypt` seals all or nothing.
+                            let count = data.len().min(self.fragment).min(room.saturating_sub(RECORD_OVERHEAD));
                             if count == 0 {
                                 Ok(())
                             } else {
@@ -382,14 +429,6 @@ impl<'b, C: Unbuffered> TlsConnection<'b, C> {
                                 }
                             }
                         }
-                        Request::Close => match traffic.queue_close_notify(&mut self.outgoing[self.outgoing_used..]) {
-                            Ok(written) => {
-                                self.outgoing_used += written;
-                                self.close_sent = true;
-                                Ok(())
-                            }
-                            Err(_) => Err(TlsError::BufferTooSmall),
-                        },
                     }
                 }
                 Ok(ConnectionState::PeerClosed) => {

@@ -30,5 +30,5 @@ pub mod trust;
 
 pub use client::{FailureKind, TlsClient, TlsError, RECORD_BUFFER};
 pub use crypto::signing::{EcdsaP256SigningKey, KeyError};
-pub use server::{server_config, tls_alpn_01_server_config, InboundFailure, ServerConfigError, TlsServer, ACME_TLS_ALPN};
+pub use server::{server_config, tls_alpn_01_server_config, InboundFailure, ServerConfigError, TlsServer, ACME_TLS_ALPN, SERVER_OUTGOING_BUFFER};
 pub use trust::{client_config, client_config_with_minimum, spki_sha256, MinimumTls, Trust, TrustError, WallClock};

@@ -30,10 +30,21 @@ use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, Un
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{AlertDescription, Error, PeerIncompatible, ServerConfig};
 
-use crate::connection::TlsConnection;
+use crate::connection::{TlsConnection, RECORD_OVERHEAD};
 pub use crate::connection::{TlsError, RECORD_BUFFER};
 use crate::crypto::signing::EcdsaP256SigningKey;
 use crate::trust::{ClockTime, MinimumTls, WallClock};
+
+/// The server's outgoing record buffer: its records are capped to fit it (rustls's
+/// `max_fragment_size`), so the first flight, whatever the chain's size, goes out one record
+/// at a time ([`crate::connection`]), and application data (SMTP replies) in records of this
+/// size at most. Smaller records cost 22 octets each more on the wire and nothing else.
+pub const SERVER_OUTGOING_BUFFER: usize = 2048;
+/// Plaintext of one outgoing record: a sealed record (header, TLS 1.2 explicit nonce, tag)
+/// fills [`SERVER_OUTGOING_BUFFER`] at most.
+const SERVER_FRAGMENT: usize = SERVER_OUTGOING_BUFFER - RECORD_OVERHEAD;
+/// rustls's `max_fragment_size` for it: rustls counts the record header in it.
+const SERVER_MAX_FRAGMENT_SIZE: usize = SERVER_FRAGMENT + 5;
 
 /// Why no server configuration could be made.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +100,8 @@ fn configured(
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.max_early_data_size = 0;
+    // Records that fit the outgoing buffer (`SERVER_OUTGOING_BUFFER`).
+    config.max_fragment_size = Some(SERVER_MAX_FRAGMENT_SIZE);
     Ok(config)
 }
 
@@ -195,10 +208,15 @@ pub type TlsServer<'b> = TlsConnection<'b, UnbufferedServerConnection>;
 
 impl<'b> TlsConnection<'b, UnbufferedServerConnection> {
     /// Waits for a ClientHello. `incoming` should hold [`RECORD_BUFFER`] octets; `outgoing`
-    /// enough for the server's first flight (the certificate chain plus about 500 octets; a few
-    /// KB) and, later, at least one record of application data (larger writes are split).
+    /// at least [`SERVER_OUTGOING_BUFFER`] (the flight goes out a record at a time, larger
+    /// writes are split). `config` is [`server_config`]'s or [`tls_alpn_01_server_config`]'s:
+    /// one whose records may be larger than `outgoing` is refused
+    /// ([`TlsError::BufferTooSmall`]).
     pub fn new(config: Arc<ServerConfig>, incoming: &'b mut [u8], outgoing: &'b mut [u8]) -> Result<Self, TlsError> {
+        if outgoing.len() < SERVER_OUTGOING_BUFFER || config.max_fragment_size.is_none_or(|size| size > SERVER_MAX_FRAGMENT_SIZE) {
+            return Err(TlsError::BufferTooSmall);
+        }
         let connection = UnbufferedServerConnection::new(config)?;
-        TlsConnection::start(connection, incoming, outgoing)
+        TlsConnection::start(connection, incoming, outgoing, SERVER_FRAGMENT)
     }
 }

@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use common::{clock_at, provider, Pki, CA_EXTENSIONS, SERVER_EXTENSIONS};
 use homemx_tls::connection::{TlsConnection, Unbuffered};
-use homemx_tls::{server_config, EcdsaP256SigningKey, MinimumTls, TlsClient, TlsServer, Trust, RECORD_BUFFER};
+use homemx_tls::{server_config, EcdsaP256SigningKey, MinimumTls, TlsClient, TlsServer, Trust, RECORD_BUFFER, SERVER_OUTGOING_BUFFER};
 use rustls::crypto::ring::cipher_suite as ring;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection, SupportedCipherSuite, SupportedProtocolVersion};
 
 const HOST: &str = "smarthost.example.net";
-const OUTGOING: usize = 8192;
+/// The outgoing buffer the board gives an inbound session.
+const OUTGOING: usize = SERVER_OUTGOING_BUFFER;
 
 /// The suites of both versions the pump meets: TLS 1.3 (one octet of content type and a
 /// 16-octet tag per record) and TLS 1.2 (an explicit 8-octet nonce with AES-GCM).
@@ -106,8 +107,13 @@ fn peer_records(peer: &mut Connection) -> Vec<u8> {
 
 /// Moves the pump's records to the peer.
 fn to_peer<C: Unbuffered>(pump: &mut TlsConnection<'_, C>, peer: &mut Connection) {
-    let records = pump.output().to_vec();
-    pump.output_sent(records.len());
+    // Until empty: sending lets the pump encode the records that did not fit.
+    let mut records = Vec::new();
+    while !pump.output().is_empty() {
+        records.extend_from_slice(pump.output());
+        let count = pump.output().len();
+        pump.output_sent(count);
+    }
     let mut reader = &records[..];
     while !reader.is_empty() {
         peer.read_tls(&mut reader).unwrap();

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{clock_at, provider, Pki, CA_EXTENSIONS, SERVER_EXTENSIONS};
-use homemx_tls::{server_config, EcdsaP256SigningKey, InboundFailure, ServerConfigError, TlsError, TlsServer, RECORD_BUFFER};
+use homemx_tls::{server_config, EcdsaP256SigningKey, InboundFailure, ServerConfigError, TlsError, TlsServer, RECORD_BUFFER, SERVER_OUTGOING_BUFFER};
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 
 const HOST: &str = "smarthost.example.net";
-/// The server's output room: the first flight (chain + ~500 octets) and a record at a time.
-const OUTGOING: usize = 8192;
+/// The server's output room, as the firmware gives it: one record at a time.
+const OUTGOING: usize = SERVER_OUTGOING_BUFFER;
 
 /// A CA and a P-256 leaf for HOST issued by it.
 struct Identity {
@@ -84,10 +84,21 @@ fn deliver(server: &mut TlsServer<'_>, bytes: &[u8], piece: usize, sink: &mut Ve
     Ok(())
 }
 
+/// Everything the server has to send: its output until empty (sending lets it encode the
+/// records that did not fit, as the firmware's loop does).
+fn drain(server: &mut TlsServer<'_>) -> Vec<u8> {
+    let mut records = Vec::new();
+    while !server.output().is_empty() {
+        records.extend_from_slice(server.output());
+        let count = server.output().len();
+        server.output_sent(count);
+    }
+    records
+}
+
 /// Moves the server's records to the client.
 fn server_to_client(server: &mut TlsServer<'_>, client: &mut ClientConnection) -> Result<(), rustls::Error> {
-    let records = server.output().to_vec();
-    server.output_sent(records.len());
+    let records = drain(server);
     let mut reader = &records[..];
     while !reader.is_empty() {
         client.read_tls(&mut reader).unwrap();
@@ -191,6 +202,61 @@ fn serves_tls13_and_tls12_to_rustls_on_ring() {
     }
 }
 
+/// The extensions of an intermediate CA.
+const INTERMEDIATE_EXTENSIONS: &str = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash";
+
+/// A chain near the largest the store keeps (its `MAX_CHAIN_DER`, 6 KiB: a P-256 leaf under
+/// an RSA-3072 and two RSA-4096 intermediates and an RSA-4096 root, 5.9 KB) goes out through the outgoing
+/// buffer the firmware gives a session, [`SERVER_OUTGOING_BUFFER`], a record at a time: the
+/// pump pauses when the next record may not fit and resumes once the caller sent what it has
+/// (without that rustls's second record finds no room and the handshake fails with
+/// `BufferTooSmall`). TLS 1.3 and 1.2 (whose Certificate message is not encrypted); the
+/// client receives the whole chain, and then 40 KB of data in records that fit the buffer.
+#[test]
+fn sends_the_largest_chain_a_record_at_a_time() {
+    let pki = Pki::new("long-chain");
+    pki.root("ca", "rsa:4096", "3650", CA_EXTENSIONS);
+    pki.issue("upper", "rsa:4096", "upper intermediate", "ca", INTERMEDIATE_EXTENSIONS, "3650", &[]);
+    pki.issue("middle", "rsa:4096", "middle intermediate", "upper", INTERMEDIATE_EXTENSIONS, "3650", &[]);
+    pki.issue("lower", "rsa:3072", "lower intermediate", "middle", INTERMEDIATE_EXTENSIONS, "3650", &[]);
+    pki.issue("leaf", "ec:P-256", HOST, "lower", SERVER_EXTENSIONS, "30", &[]);
+    let chain: Vec<CertificateDer<'static>> = ["leaf", "lower", "middle", "upper", "ca"].iter().map(|name| CertificateDer::from(pki.read_der(name))).collect();
+    let size: usize = chain.iter().map(|certificate| certificate.len()).sum();
+    assert!(size > 5 * 1024 && size <= 6 * 1024, "a chain of {size} octets: near the store's limit");
+    let key = EcdsaP256SigningKey::from_pkcs8_der(&pki.key_der("leaf")).unwrap();
+    let config = server_config(&provider(), clock_at(0), chain.clone(), key).unwrap();
+    let identity = Identity { pki, config };
+    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
+        let mut client = ring_client(&identity, versions, rustls::crypto::ring::DEFAULT_CIPHER_SUITES);
+        let (mut incoming, mut outgoing) = buffers();
+        let mut server = new_server(&identity, &mut incoming, &mut outgoing);
+        let mut batches = 0;
+        for _ in 0..10 {
+            deliver(&mut server, &client_records(&mut client), RECORD_BUFFER, &mut Vec::new()).unwrap();
+            while !server.output().is_empty() {
+                assert!(server.output().len() <= SERVER_OUTGOING_BUFFER);
+                let records = server.output().to_vec();
+                server.output_sent(records.len());
+                batches += 1;
+                let mut reader = &records[..];
+                while !reader.is_empty() {
+                    client.read_tls(&mut reader).unwrap();
+                    client.process_new_packets().unwrap_or_else(|error| panic!("{versions:?}: the client refused: {error:?}"));
+                }
+            }
+            if server.is_open() && !client.is_handshaking() {
+                break;
+            }
+        }
+        assert!(server.is_open() && !client.is_handshaking(), "{versions:?}: handshake");
+        assert!(batches > size / SERVER_OUTGOING_BUFFER, "{versions:?}: the flight went out in {batches} pieces");
+        assert_eq!(client.peer_certificates().unwrap(), &chain[..], "{versions:?}: the whole chain received");
+        let reply = pattern(40_000, 3);
+        let (_, at_client) = exchange(&mut server, &mut client, b"DATA\r\n", &reply);
+        assert!(at_client == reply, "{versions:?}: 40 KB to the client");
+    }
+}
+
 /// Our own client ([`homemx_tls::TlsClient`]) against our server: TLS 1.3 when allowed, and
 /// the same connection works with `MinimumTls::Tls12` (TLS 1.3 is still chosen).
 #[test]
@@ -208,8 +274,7 @@ fn serves_our_own_client() {
             let records = client.output().to_vec();
             client.output_sent(records.len());
             deliver(&mut server, &records, RECORD_BUFFER, &mut Vec::new()).unwrap();
-            let records = server.output().to_vec();
-            server.output_sent(records.len());
+            let records = drain(&mut server);
             if !records.is_empty() {
                 client.receive_buffer()[..records.len()].copy_from_slice(&records);
                 client.received(records.len()).unwrap();
@@ -227,8 +292,7 @@ fn serves_our_own_client() {
         deliver(&mut server, &records, RECORD_BUFFER, &mut at_server).unwrap();
         assert_eq!(at_server, b"QUIT\r\n");
         assert_eq!(server.write(b"221 bye\r\n").unwrap(), 9);
-        let records = server.output().to_vec();
-        server.output_sent(records.len());
+        let records = drain(&mut server);
         client.receive_buffer()[..records.len()].copy_from_slice(&records);
         client.received(records.len()).unwrap();
         assert_eq!(client.plaintext(), b"221 bye\r\n");
@@ -316,9 +380,7 @@ fn serve_one(listener: TcpListener, config: Arc<ServerConfig>, answered_signal: 
                     answered = true;
                 }
             }
-            let _ = socket.write_all(server.output());
-            let sent = server.output().len();
-            server.output_sent(sent);
+            let _ = socket.write_all(&drain(&mut server));
             if answered && !signalled {
                 signalled = true;
                 let _ = answered_signal.send(());
@@ -676,7 +738,7 @@ fn takes_records_split_at_every_byte() {
         deliver(&mut server, &hello[..split], RECORD_BUFFER, &mut Vec::new()).unwrap();
         assert!(server.output().is_empty(), "split at {split}: nothing before the whole ClientHello");
         deliver(&mut server, &hello[split..], RECORD_BUFFER, &mut Vec::new()).unwrap();
-        let length = server.output().len();
+        let length = drain(&mut server).len();
         assert!(length > 300, "split at {split}: the server's flight");
         // ServerHello … Finished: the same size each time (the signature's DER length varies by an octet or two).
         let expected = *first_flight.get_or_insert(length);

@@ -207,7 +207,8 @@ impl Drop for Server {
 pub fn pump(client: &mut TlsClient<'_>, socket: &mut TcpStream, mut done: impl FnMut(&TlsClient<'_>) -> bool) -> Result<(), TlsError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if !client.output().is_empty() {
+        // Until empty: sending lets the client encode the records that did not fit.
+        while !client.output().is_empty() {
             socket.write_all(client.output()).expect("send");
             let count = client.output().len();
             client.output_sent(count);
