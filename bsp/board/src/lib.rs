@@ -242,23 +242,33 @@ pub struct Sizing {
     pub event_log_entries: usize,
 }
 
-/// Heap one inbound TLS session may hold: its two record buffers (16,645 octets in, 8 KB out;
-/// the decrypted data its session has not consumed waits inside the incoming one, homemx-tls's
-/// `connection` module), rustls's state (at most 5.5 KB during the handshake, 2.6 KB once open;
-/// measured on the host, whose 64-bit pointers make it larger than on the board: homemx-tls's
-/// `server_heap` test) and the server's own struct (1.2 KB): 31.5 KB at most. The rest, 4.5 KB,
-/// is for the allocator's rounding (8 octets) and the fragmentation of embedded-alloc's
-/// first-fit linked-list heap, where the buffers need whole 16,645 and 8,192-octet holes.
-pub const TLS_SESSION_HEAP_BYTES: usize = 36 * 1024;
+/// Heap one inbound TLS session may hold across its awaits: its two record buffers, one
+/// allocation (16,645 octets in, 2,048 out: 18,693; the decrypted data its session has not
+/// consumed waits inside the incoming one, and the server's flight goes out a record at a time,
+/// homemx-tls's `connection` module), the server's own struct (816 octets on the board) and
+/// what rustls holds between calls: at most 9,174 octets with a 5,826-octet CA chain (the
+/// queued flight; 9.5 KB at the store's 6 KiB limit), 3.6 KB with the device's own
+/// certificate, 2.6 KB once open, measured on the host, whose 64-bit pointers make it larger
+/// than on the board (homemx-tls's `server_heap` test): 29 KB at most. What a call allocates
+/// and frees before it returns (building the flight: 18.8 KB high-water with that chain, 9.6 KB
+/// above what the session then holds) is the shared hand-over's ([`SHARED_TLS_HEAP_BYTES`]):
+/// the tasks share one executor and a call does not await, so one such call runs at a time.
+/// The rest, 3.7 KB, is for the allocator's rounding (8 octets) and the fragmentation of
+/// embedded-alloc's first-fit linked-list heap, where the buffers need one 18,696-octet hole.
+pub const TLS_SESSION_HEAP_BYTES: usize = 32 * 1024;
 
 /// Heap every board holds besides the inbound sessions: the courier's one provider connection
-/// (its client through a handshake with an RSA-4096 chain and an answer: at most 32 KB, 26 KB
-/// measured on the host, homemx-tls's `server_heap` test; its record buffers are static) and
-/// the hand-over of one record: rustls 0.23 decrypts each record into a copy of its own before
-/// the pump moves it into the connection's incoming buffer, and seals each outgoing record in
-/// one (16,384 octets and the tag, 16.5 KB measured); one connection at a time, as no await
-/// comes between. 48.5 KB, and 3.5 KB for the allocator's rounding and a contiguous hole for
-/// the hand-over. Not counted here: an ACME run's response buffers (17 KB) and its port 443
+/// (its client through a handshake with an RSA-4096 chain and an answer: 26,131 B measured on
+/// the host, at most 27 KiB asserted, homemx-tls's `server_heap` test; its record buffers are
+/// static), the inbound sessions' server configuration (the device's chain, up to the store's
+/// 6 KiB, and key: at most 7 KiB asserted, 6,789 B with a 5,826-octet chain) and the hand-over
+/// of one call: rustls 0.23 decrypts each record into a copy of its own before the pump moves
+/// it into the connection's incoming buffer (16,480 B above what the session holds, measured),
+/// and a server builds its first flight in allocations it frees before the call returns
+/// (9,600 B above what it then holds with that chain); one call at a time, as no await comes
+/// inside one. 51,296 B with these bounds (measured with the host's 64-bit pointers: smaller
+/// on the board), and 1,952 B for the allocator's rounding and a contiguous hole for the
+/// hand-over. Not counted here: an ACME run's response buffers (17 KB) and its port 443
 /// listeners' (9 KB) while it lasts, which take room the inbound sessions leave (the e2e
 /// `acme_tls_alpn`: 85.8 KB high-water with the CA's three validation handshakes).
 pub const SHARED_TLS_HEAP_BYTES: usize = 52 * 1024;
