@@ -245,15 +245,16 @@ pub struct Sizing {
 /// Heap one inbound TLS session may hold across its awaits: its two record buffers, one
 /// allocation (16,645 octets in, 2,048 out: 18,693; the decrypted data its session has not
 /// consumed waits inside the incoming one, and the server's flight goes out a record at a time,
-/// homemx-tls's `connection` module), the server's own struct (816 octets on the board) and
+/// homemx-tls's `connection` module), the server's own struct (about 0.8 KB on the board) and
 /// what rustls holds between calls: at most 9,174 octets with a 5,826-octet CA chain (the
 /// queued flight; 9.5 KB at the store's 6 KiB limit), 3.6 KB with the device's own
 /// certificate, 2.6 KB once open, measured on the host, whose 64-bit pointers make it larger
-/// than on the board (homemx-tls's `server_heap` test): 29 KB at most. What a call allocates
+/// than on the board (homemx-tls's `server_heap` test asserts 9.5 KiB at the store's limit):
+/// 29.2 KB at most (`homemx_services::inbound_tls` checks the sum at compile time). What a call allocates
 /// and frees before it returns (building the flight: 18.8 KB high-water with that chain, 9.6 KB
 /// above what the session then holds) is the shared hand-over's ([`SHARED_TLS_HEAP_BYTES`]):
 /// the tasks share one executor and a call does not await, so one such call runs at a time.
-/// The rest, 3.7 KB, is for the allocator's rounding (8 octets) and the fragmentation of
+/// The rest, 3.5 KB, is for the allocator's rounding (8 octets) and the fragmentation of
 /// embedded-alloc's first-fit linked-list heap, where the buffers need one 18,696-octet hole.
 pub const TLS_SESSION_HEAP_BYTES: usize = 32 * 1024;
 
