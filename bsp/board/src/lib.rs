@@ -252,27 +252,31 @@ pub struct Sizing {
 /// than on the board (homemx-tls's `server_heap` test asserts 9.5 KiB at the store's limit):
 /// 29.2 KB at most (`homemx_services::inbound_tls` checks the sum at compile time). What a call allocates
 /// and frees before it returns (building the flight: 18.8 KB high-water with that chain, 9.6 KB
-/// above what the session then holds) is the shared hand-over's ([`SHARED_TLS_HEAP_BYTES`]):
+/// above what the session then holds; a record's hand-over) is in [`SHARED_TLS_HEAP_BYTES`]:
 /// the tasks share one executor and a call does not await, so one such call runs at a time.
 /// The rest, 3.5 KB, is for the allocator's rounding (8 octets) and the fragmentation of
 /// embedded-alloc's first-fit linked-list heap, where the buffers need one 18,696-octet hole.
 pub const TLS_SESSION_HEAP_BYTES: usize = 32 * 1024;
 
-/// Heap every board holds besides the inbound sessions: the courier's one provider connection
-/// (its client through a handshake with an RSA-4096 chain and an answer: 26,131 B measured on
-/// the host, at most 27 KiB asserted, homemx-tls's `server_heap` test; its record buffers are
-/// static), the inbound sessions' server configuration (the device's chain, up to the store's
-/// 6 KiB, and key: at most 7 KiB asserted, 6,789 B with a 5,826-octet chain) and the hand-over
-/// of one call: rustls 0.23 decrypts each record into a copy of its own before the pump moves
-/// it into the connection's incoming buffer (16,480 B above what the session holds, measured),
-/// and a server builds its first flight in allocations it frees before the call returns
-/// (9,600 B above what it then holds with that chain); one call at a time, as no await comes
-/// inside one. 51,296 B with these bounds (measured with the host's 64-bit pointers: smaller
-/// on the board), and 1,952 B for the allocator's rounding and a contiguous hole for the
-/// hand-over. Not counted here: an ACME run's response buffers (17 KB) and its port 443
-/// listeners' (9 KB) while it lasts, which take room the inbound sessions leave (the e2e
-/// `acme_tls_alpn`: 85.8 KB high-water with the CA's three validation handshakes).
-pub const SHARED_TLS_HEAP_BYTES: usize = 52 * 1024;
+/// Heap every board holds besides the inbound sessions, sized as the session's share is: what
+/// is held across awaits, and once what one call allocates and frees before it returns (the
+/// tasks share one executor and a call does not await, so one such call runs at a time).
+/// Held: the courier's one provider connection (its client and configuration through a
+/// handshake with an RSA-4096 chain and an answer: 4,418 B measured on the host, at most 5 KiB
+/// asserted, homemx-tls's `server_heap` test; its record buffers are static) and the inbound
+/// sessions' server configuration (the device's chain, up to the store's 6 KiB, and key: at
+/// most 7 KiB asserted, 6,789 B with a 5,826-octet chain). Once: the largest call, the
+/// client's that checks the RSA-4096 chain (23,280 B above what it holds, at most 24 KiB
+/// asserted); a record's hand-over is less (rustls 0.23 decrypts each record into a copy of
+/// its own before the pump moves it into the connection's incoming buffer: 16,480 B), and so is
+/// a server's making of its first flight (9.6 KB above what it then holds). 36 KiB with these
+/// bounds, measured with the host's 64-bit pointers (in QEMU the e2e `provider_certificates`
+/// reaches a 27,912 B high-water with every kind of provider chain, the host 27,698 B), and
+/// 4 KiB for the allocator's rounding and a contiguous hole for the largest call. Not counted
+/// here: an ACME run's response buffers (17 KB) and its port 443 listeners' (9 KB) while it
+/// lasts, which take room the inbound sessions leave (the e2e `acme_tls_alpn`: 73,556 B
+/// high-water with the CA's three validation handshakes).
+pub const SHARED_TLS_HEAP_BYTES: usize = 40 * 1024;
 
 /// The heap of a board serving `tls_sessions` inbound TLS sessions (see [`Sizing::heap_bytes`]).
 pub const fn heap_for(tls_sessions: usize) -> usize {

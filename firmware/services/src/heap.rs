@@ -14,8 +14,9 @@ use core::mem::MaybeUninit;
 #[cfg(target_os = "none")]
 use embedded_alloc::LlffHeap;
 
-/// Heap bytes the board gives TLS (`homemx_board::heap_for`): the provider connection and one
-/// record's hand-over, plus each inbound TLS session's record buffers and rustls state.
+/// Heap bytes the board gives TLS (`homemx_board::heap_for`): the provider connection, the
+/// inbound server configuration and what one call allocates and frees (a record's hand-over,
+/// a chain's checks), plus each inbound TLS session's record buffers and rustls state.
 pub const HEAP_BYTES: usize = crate::bsp::SIZING.heap_bytes;
 
 /// The allocator: embedded-alloc's linked-list heap, and the most it ever had allocated at

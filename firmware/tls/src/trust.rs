@@ -119,6 +119,10 @@ pub fn client_config_with_minimum(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    let mut config = config;
+    // No resumption state kept (rustls's default without `std`; with it, a test build, a
+    // 256-name session cache).
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
