@@ -77,18 +77,33 @@ const AUTH_THROTTLE_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.
 const SESSIONS_PER_CLIENT: u16 = 2;
 
-/// The session slots of one port.
+mod session_slot;
+
+use session_slot::{Lease, Slot};
+
+/// The admission of one port's sessions and the slots they run in: a session that is admitted
+/// takes one of the port's slots (as many as its sessions, so an admitted session always finds
+/// one), and its whole serving future lives there ([`session_slot`]), not in the listener.
 struct SessionPool {
     counter: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>>,
+    slots: &'static [Slot<SESSION_FUTURE_SIZE>],
 }
 
 impl SessionPool {
-    const fn new(sessions: usize) -> Self {
-        SessionPool { counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))) }
+    const fn new(sessions: usize, slots: &'static [Slot<SESSION_FUTURE_SIZE>]) -> Self {
+        SessionPool { counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))), slots }
     }
 
-    fn try_open(&self, client: IpAddr) -> Result<(), ConnectionRefusal> {
-        self.counter.lock(|counter| counter.borrow_mut().try_open(client))
+    /// Admits a session of `client` and gives it a slot; the permit closes it when dropped.
+    fn try_open(&'static self, client: IpAddr) -> Result<SessionPermit, ConnectionRefusal> {
+        self.counter.lock(|counter| counter.borrow_mut().try_open(client))?;
+        let Some(lease) = session_slot::take(self.slots) else {
+            // One slot per admitted session: this is a bug, answered like a full pool.
+            defmt::error!("mx: an admitted session found no free session slot");
+            self.close(client);
+            return Err(ConnectionRefusal::TooManySessions);
+        };
+        Ok(SessionPermit { pool: self, client, lease })
     }
 
     fn close(&self, client: IpAddr) {
@@ -96,10 +111,30 @@ impl SessionPool {
     }
 }
 
+/// An admitted session: its place in the port's count and its slot, both given back when
+/// dropped.
+struct SessionPermit {
+    pool: &'static SessionPool,
+    client: IpAddr,
+    lease: Lease<SESSION_FUTURE_SIZE>,
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        self.pool.close(self.client);
+    }
+}
+
+/// Bytes of the future that serves one client ([`serve`]), the size of a session slot.
+const SESSION_FUTURE_SIZE: usize = session_slot::output_size(serve);
+
+static MX_SLOTS: [Slot<SESSION_FUTURE_SIZE>; MX_SESSIONS] = [const { Slot::new() }; MX_SESSIONS];
+static SUBMISSION_SLOTS: [Slot<SESSION_FUTURE_SIZE>; SUBMISSION_SESSIONS] = [const { Slot::new() }; SUBMISSION_SESSIONS];
+
 /// Port 25's slots (the WAN's MX and LAN clients on 25) and the submission port's: separate,
 /// so that clients holding every MX session cannot lock the LAN out of submission.
-static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS);
-static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS);
+static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS, &MX_SLOTS);
+static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS, &SUBMISSION_SLOTS);
 
 fn pool(port: u16) -> &'static SessionPool {
     if is_submission(port) {
@@ -420,9 +455,10 @@ async fn listen(mut socket: TcpSocket<'static>, port: u16, task_number: u8) -> !
                 crate::network::release_after_answer(&mut socket, REFUSAL_GRACE).await;
                 continue;
             }
-            Ok(()) => {
-                serve(&mut socket, client, port, task_number).await;
-                pool(port).close(client);
+            Ok(mut permit) => {
+                // The socket goes into the session's slot with the session and comes back
+                // when it ends.
+                socket = permit.lease.run(move || serve(socket, client, port, task_number)).await;
             }
         }
         crate::network::release(&mut socket).await;
@@ -467,8 +503,16 @@ fn finish_message(current: Option<Measurement>, committed: bool) {
     }
 }
 
-/// Serves one client on `port` until the session ends; the caller releases the socket.
-async fn serve(socket: &mut TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) {
+/// Serves one client on `socket` (moved in, given back when the session ends, to be released
+/// by the caller). Runs in a session slot ([`SessionPool`]): its arguments own everything
+/// (no borrow), so the slot's size is a constant.
+async fn serve(mut socket: TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) -> TcpSocket<'static> {
+    serve_client(&mut socket, client, port, task_number).await;
+    socket
+}
+
+/// Serves one client on `port` until the session ends.
+async fn serve_client(socket: &mut TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) {
     // Port 465: TLS from the first byte, admitted by a permit like STARTTLS.
     let mut implicit_permit = None;
     let mut implicit_tls = None;
