@@ -575,12 +575,15 @@ async fn serve_session<'s, 'b>(
     let submission = is_submission(port);
     // On 587/465 MAIL waits for AUTH, unless the owner lets LAN addresses relay without it.
     let submission_requires_auth = requires_auth && !(lan && lan_relay_without_auth);
-    let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false, submission, submission_requires_auth };
     let session_id = SESSION_NUMBER.fetch_add(1, Ordering::Relaxed) as u64;
     // STARTTLS is offered once the device has a certificate to present.
     let starttls_available = implicit_tls.is_none() && crate::inbound_tls::available();
     let connection = ConnectionInfo { client, session_id, starttls_available, implicit_tls };
-    let mut session = ServerSession::new(&config, connection, now());
+    // The session keeps its own copy of the settings: none is held here beside it.
+    let mut session = {
+        let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false, submission, submission_requires_auth };
+        ServerSession::new(&config, connection, now())
+    };
     let mut policy = DevicePolicy { slot: None, tls_permit: None, user_messages_per_hour: None };
     // Used once (a second STARTTLS is refused by the session): moved out, not reborrowed.
     let mut starttls_permit = Some(starttls_permit);

@@ -354,8 +354,8 @@ pub struct ServerSession<'a> {
 /// Everything but the input buffer, so that events can borrow the input while the state
 /// changes.
 struct Core<'a> {
-    config: &'a ServerConfig<'a>,
-    limits: Limits,
+    /// A copy of the caller's settings, with the limits clamped to what the session can do.
+    config: ServerConfig<'a>,
     connection: ConnectionInfo,
     tls: Option<TlsDetails>,
     phase: Phase,
@@ -399,7 +399,9 @@ struct Core<'a> {
 
 impl<'a> ServerSession<'a> {
     /// A session for a new connection; the greeting is produced by the first `poll`.
-    pub fn new(config: &'a ServerConfig<'a>, connection: ConnectionInfo, now: Now) -> ServerSession<'a> {
+    /// The session keeps a copy of `config` (the caller need not keep it); the host name it
+    /// borrows must outlive the session.
+    pub fn new(config: &ServerConfig<'a>, connection: ConnectionInfo, now: Now) -> ServerSession<'a> {
         let mut limits = config.limits;
         limits.command_line_length = limits.command_line_length.clamp(16, INPUT_BUFFER_SIZE);
         limits.recipients_per_message = limits.recipients_per_message.max(1);
@@ -408,8 +410,7 @@ impl<'a> ServerSession<'a> {
             input_start: 0,
             input_end: 0,
             core: Core {
-                config,
-                limits,
+                config: ServerConfig { limits, ..*config },
                 connection,
                 tls: connection.implicit_tls,
                 phase: Phase::Start,
@@ -513,20 +514,20 @@ impl<'a> ServerSession<'a> {
     pub fn deadline(&self) -> Option<u64> {
         let core = &self.core;
         let timeout = match core.phase {
-            Phase::Start | Phase::Command | Phase::DiscardLine => core.limits.command_timeout_milliseconds,
-            Phase::Data => core.limits.data_timeout_milliseconds,
-            Phase::AuthResponse(_) => core.limits.command_timeout_milliseconds,
+            Phase::Start | Phase::Command | Phase::DiscardLine => core.config.limits.command_timeout_milliseconds,
+            Phase::Data => core.config.limits.data_timeout_milliseconds,
+            Phase::AuthResponse(_) => core.config.limits.command_timeout_milliseconds,
             Phase::AuthDelay => return Some(core.auth_release),
             _ => return None,
         };
         let mut deadline = core
             .timer_start
             .saturating_add(timeout)
-            .min(core.session_start.saturating_add(core.limits.session_time_milliseconds));
-        if core.phase == Phase::Data && core.limits.minimum_data_octets_per_second > 0 {
+            .min(core.session_start.saturating_add(core.config.limits.session_time_milliseconds));
+        if core.phase == Phase::Data && core.config.limits.minimum_data_octets_per_second > 0 {
             // Too slow once elapsed × rate > octets × 1000.
-            let allowed = (core.data_octets.saturating_mul(1000) / core.limits.minimum_data_octets_per_second).saturating_add(1);
-            deadline = deadline.min(core.data_start.saturating_add(allowed.max(core.limits.data_rate_grace_milliseconds)));
+            let allowed = (core.data_octets.saturating_mul(1000) / core.config.limits.minimum_data_octets_per_second).saturating_add(1);
+            deadline = deadline.min(core.data_start.saturating_add(allowed.max(core.config.limits.data_rate_grace_milliseconds)));
         }
         Some(deadline)
     }
@@ -707,7 +708,7 @@ impl<'a> ServerSession<'a> {
                     let pending = &self.input[self.input_start..self.input_end];
                     let auth_line = matches!(self.core.phase, Phase::AuthResponse(_))
                         || pending.get(..5).is_some_and(|verb| verb.eq_ignore_ascii_case(b"AUTH "));
-                    let limit = if auth_line { AUTH_LINE_LENGTH_MAX } else { self.core.limits.command_line_length };
+                    let limit = if auth_line { AUTH_LINE_LENGTH_MAX } else { self.core.config.limits.command_line_length };
                     let window_end = self.input_start + available.min(limit);
                     let window = &self.input[self.input_start..window_end];
                     let line_end = find_crlf(window);
@@ -913,7 +914,7 @@ impl<'a> Core<'a> {
         );
         if counts && code >= 500 {
             self.errors += 1;
-            if self.errors >= self.limits.errors_per_session.max(1) && self.phase != Phase::Closed {
+            if self.errors >= self.config.limits.errors_per_session.max(1) && self.phase != Phase::Closed {
                 let hostname = self.hostname();
                 self.reply_fmt(format_args!("421 4.7.0 {hostname} Too many errors, closing connection\r\n"));
                 let _ = self.pending.push_back(Queued::Refused(Refusal { reason: RefusalReason::TooManyErrors, code: 421 }));
@@ -962,17 +963,17 @@ impl<'a> Core<'a> {
     /// the minimum data rate says so; returns whether it did.
     fn timed_out(&mut self, now: Now) -> bool {
         let timeout = match self.phase {
-            Phase::Command | Phase::DiscardLine | Phase::AuthResponse(_) => self.limits.command_timeout_milliseconds,
-            Phase::Data => self.limits.data_timeout_milliseconds,
+            Phase::Command | Phase::DiscardLine | Phase::AuthResponse(_) => self.config.limits.command_timeout_milliseconds,
+            Phase::Data => self.config.limits.data_timeout_milliseconds,
             _ => return false,
         };
         let now = now.monotonic_milliseconds;
         let in_data = now.saturating_sub(self.data_start);
-        let (reason, text) = if now.saturating_sub(self.session_start) >= self.limits.session_time_milliseconds {
+        let (reason, text) = if now.saturating_sub(self.session_start) >= self.config.limits.session_time_milliseconds {
             (RefusalReason::SessionTimeLimit, "Session time limit reached")
         } else if self.phase == Phase::Data
-            && in_data >= self.limits.data_rate_grace_milliseconds
-            && u128::from(self.data_octets) * 1000 < u128::from(self.limits.minimum_data_octets_per_second) * u128::from(in_data)
+            && in_data >= self.config.limits.data_rate_grace_milliseconds
+            && u128::from(self.data_octets) * 1000 < u128::from(self.config.limits.minimum_data_octets_per_second) * u128::from(in_data)
         {
             (RefusalReason::DataTooSlow, "Data arriving too slowly")
         } else if now.saturating_sub(self.timer_start) >= timeout {
@@ -1120,7 +1121,7 @@ impl<'a> Core<'a> {
 
     fn ehlo_reply(&mut self) {
         let hostname = self.hostname();
-        let size = self.limits.message_size;
+        let size = self.config.limits.message_size;
         self.reply_fmt(format_args!("250-{hostname}\r\n250-PIPELINING\r\n250-SIZE {size}\r\n250-8BITMIME\r\n"));
         if self.connection.starttls_available && self.tls.is_none() {
             self.reply_fmt(format_args!("250-STARTTLS\r\n"));
@@ -1154,7 +1155,7 @@ impl<'a> Core<'a> {
             self.refuse(530, "5.7.0", "Authentication required", RefusalReason::AuthenticationRequired);
             return None;
         }
-        if parameters.size.is_some_and(|size| size > self.limits.message_size) {
+        if parameters.size.is_some_and(|size| size > self.config.limits.message_size) {
             self.refuse(552, "5.3.4", "Message size exceeds fixed maximum message size", RefusalReason::DeclaredSizeTooBig);
             return None;
         }
@@ -1192,7 +1193,7 @@ impl<'a> Core<'a> {
             self.refuse(503, "5.5.1", "Need MAIL before RCPT", RefusalReason::BadSequence);
             return None;
         }
-        if self.recipients >= self.limits.recipients_per_message {
+        if self.recipients >= self.config.limits.recipients_per_message {
             self.refuse(452, "4.5.3", "Too many recipients", RefusalReason::TooManyRecipients);
             return None;
         }
@@ -1377,7 +1378,7 @@ impl<'a> Core<'a> {
         self.timer_start = now.monotonic_milliseconds;
         self.data_start = now.monotonic_milliseconds;
         self.data_octets = 0;
-        self.decoder = DataDecoder::new(self.limits.text_line_length, self.limits.message_size);
+        self.decoder = DataDecoder::new(self.config.limits.text_line_length, self.config.limits.message_size);
         self.header_pending = true;
         Some(CommandEvent::Owned(Queued::MessageBegin { transaction: self.transaction_number }))
     }
