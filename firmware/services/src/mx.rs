@@ -505,42 +505,41 @@ fn finish_message(current: Option<Measurement>, committed: bool) {
 
 /// Serves one client on `socket` (moved in, given back when the session ends, to be released
 /// by the caller). Runs in a session slot ([`SessionPool`]): its arguments own everything
-/// (no borrow), so the slot's size is a constant.
+/// (no borrow), so the slot's size is a constant. (One function, not a wrapper around one
+/// that borrows the socket: the wrapper's own state cost each slot 64 bytes of alignment.)
 async fn serve(mut socket: TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) -> TcpSocket<'static> {
-    serve_client(&mut socket, client, port, task_number).await;
-    socket
-}
-
-/// Serves one client on `port` until the session ends.
-async fn serve_client(socket: &mut TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) {
-    // Port 465: TLS from the first byte, admitted by a permit like STARTTLS.
-    let mut implicit_permit = None;
-    let mut implicit_tls = None;
-    let mut stream = if port == SUBMISSIONS_PORT {
-        let Some(permit) = TlsPermit::take() else {
-            crate::event_warning!("submission: all {} TLS sessions busy, {} refused on port 465 (421)", crate::inbound_tls::TLS_SESSIONS, client);
-            // In clear, as the contract asks; a TLS client sees a failed handshake.
-            let _ = socket.write_all(b"421 4.7.0 TLS not available now, try again later\r\n").await;
-            return;
+    'session: {
+        let socket = &mut socket;
+        // Port 465: TLS from the first byte, admitted by a permit like STARTTLS.
+        let mut implicit_permit = None;
+        let mut implicit_tls = None;
+        let mut stream = if port == SUBMISSIONS_PORT {
+            let Some(permit) = TlsPermit::take() else {
+                crate::event_warning!("submission: all {} TLS sessions busy, {} refused on port 465 (421)", crate::inbound_tls::TLS_SESSIONS, client);
+                // In clear, as the contract asks; a TLS client sees a failed handshake.
+                let _ = socket.write_all(b"421 4.7.0 TLS not available now, try again later\r\n").await;
+                break 'session;
+            };
+            let permit = implicit_permit.insert(permit);
+            match crate::inbound_tls::handshake(socket, permit).await {
+                Ok(server) => {
+                    implicit_tls = Some(crate::inbound_tls::details(&server));
+                    InboundStream::Tls(socket, server)
+                }
+                Err(failure) => {
+                    crate::event_warning!("submission: TLS handshake with {} on port 465 failed: {}", client, failure.describe());
+                    break 'session;
+                }
+            }
+        } else {
+            InboundStream::Plain(socket)
         };
-        let permit = implicit_permit.insert(permit);
-        match crate::inbound_tls::handshake(socket, permit).await {
-            Ok(server) => {
-                implicit_tls = Some(crate::inbound_tls::details(&server));
-                InboundStream::Tls(socket, server)
-            }
-            Err(failure) => {
-                crate::event_warning!("submission: TLS handshake with {} on port 465 failed: {}", client, failure.describe());
-                return;
-            }
-        }
-    } else {
-        InboundStream::Plain(socket)
-    };
-    // Taken from the policy at STARTTLS; outlives the stream that borrows its buffers.
-    let mut starttls_permit: Option<TlsPermit> = None;
-    serve_session(&mut stream, &mut starttls_permit, client, port, task_number, implicit_tls).await;
-    stream.close().await;
+        // Taken from the policy at STARTTLS; outlives the stream that borrows its buffers.
+        let mut starttls_permit: Option<TlsPermit> = None;
+        serve_session(&mut stream, &mut starttls_permit, client, port, task_number, implicit_tls).await;
+        stream.close().await;
+    }
+    socket
 }
 
 /// The session on `stream`, switched to TLS at STARTTLS with the permit the policy took
