@@ -61,7 +61,7 @@ use homemx_smtp::{SMTP_PORT, SUBMISSIONS_PORT, SUBMISSION_PORT};
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
 /// Sessions served at once on ports 587 and 465 together (each port has this many listeners).
 pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
-/// Transactions (an envelope being received and its spool writer, about 5.2 KB each) open at
+/// Transactions (an envelope being received, then its spool writer: about 4.1 KB each) open at
 /// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
 /// transaction ends, so a session that is idle, greeting or refused costs only its socket and
 /// parser. No slot free: `452 4.3.1` (the sender retries). Messages are written to the spool
@@ -266,7 +266,7 @@ fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<
     })
 }
 
-/// The envelope of the transaction in progress and its spool writer (about 5.2 KB).
+/// The envelope of the transaction in progress, then its spool writer (about 4.1 KB).
 ///
 /// The envelope is kept as the spool will encode it ([`EnvelopeFields`], 4,090 B): the reverse
 /// path and the recipients back to back, each with its length. The spool's bound on that
@@ -277,33 +277,83 @@ fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<
 /// the spool anyway, so a separate 256-byte reverse-path buffer and a 128-entry table of
 /// recipient ends, sized for the worst count and length at once, held nothing the spool
 /// could take (they cost 528 B more per slot).
+///
+/// The envelope and the writer share their room ([`Stage`]): the spool copies the envelope
+/// into the message when the writer begins, so from DATA on only the writer is needed (it
+/// held both, 1,088 B more per slot).
 struct Transaction {
-    envelope: EnvelopeFields,
+    stage: Stage,
     /// `SIZE=` from MAIL FROM, if given.
     declared_size: Option<u64>,
-    /// The spool message being written (about 1 KB), from DATA on.
-    writer: Option<MessageWriter>,
     /// Something of the transaction was refused or lost: the message is not committed.
     failed: bool,
 }
 
+/// What a transaction holds: its envelope until DATA, then the message being written.
+enum Stage {
+    /// From MAIL FROM to DATA.
+    Envelope(EnvelopeFields),
+    /// From DATA on: the spool message being written (about 1 KB; `None` when the spool
+    /// refused it or once it was committed or aborted) and the envelope's recipient count.
+    Message { writer: Option<MessageWriter>, recipients: usize },
+}
+
 impl Transaction {
     const fn new() -> Self {
-        Transaction {
-            envelope: EnvelopeFields::new(),
-            declared_size: None,
-            writer: None,
-            failed: false,
+        Transaction { stage: Stage::Envelope(EnvelopeFields::new()), declared_size: None, failed: false }
+    }
+
+    /// Empties it in place for a new transaction (no 4 KB temporary in the session's frame).
+    /// Its writer, if any, was committed or aborted before.
+    fn clear(&mut self) {
+        match &mut self.stage {
+            Stage::Envelope(envelope) => {
+                envelope.start(b"");
+            }
+            Stage::Message { .. } => self.stage_envelope(),
+        }
+        self.declared_size = None;
+        self.failed = false;
+    }
+
+    /// Turns a finished message's stage back into an empty envelope, in a frame of its own:
+    /// if the 4 KB envelope is built on the stack before it is moved, that copy is gone again
+    /// before the session's next await.
+    #[inline(never)]
+    fn stage_envelope(&mut self) {
+        self.stage = Stage::Envelope(EnvelopeFields::new());
+    }
+
+    /// The envelope, until DATA.
+    fn envelope(&mut self) -> Option<&mut EnvelopeFields> {
+        match &mut self.stage {
+            Stage::Envelope(envelope) => Some(envelope),
+            Stage::Message { .. } => None,
         }
     }
 
-    /// Empties it in place for a new transaction (no 5 KB temporary on the stack). Its
-    /// writer, if any, was committed or aborted before.
-    fn clear(&mut self) {
-        self.envelope.start(b"");
-        self.declared_size = None;
-        self.writer = None;
-        self.failed = false;
+    /// The message being written, from DATA on.
+    fn writer(&mut self) -> Option<&mut MessageWriter> {
+        match &mut self.stage {
+            Stage::Message { writer, .. } => writer.as_mut(),
+            Stage::Envelope(_) => None,
+        }
+    }
+
+    /// The message being written, taken out to be committed or aborted.
+    fn take_writer(&mut self) -> Option<MessageWriter> {
+        match &mut self.stage {
+            Stage::Message { writer, .. } => writer.take(),
+            Stage::Envelope(_) => None,
+        }
+    }
+
+    /// The envelope's recipients (counted when the message began).
+    fn recipient_count(&self) -> usize {
+        match &self.stage {
+            Stage::Envelope(envelope) => envelope.recipient_count(),
+            Stage::Message { recipients, .. } => *recipients,
+        }
     }
 }
 
@@ -628,31 +678,38 @@ async fn serve_session<'s, 'b>(
                     continue;
                 };
                 transaction.clear();
-                if let ReversePath::Path(path) = reverse_path {
-                    transaction.failed |= !transaction.envelope.start(path.mailbox.as_str().as_bytes());
+                if let (ReversePath::Path(path), Some(envelope)) = (reverse_path, transaction.envelope()) {
+                    transaction.failed |= !envelope.start(path.mailbox.as_str().as_bytes());
                 }
                 transaction.declared_size = parameters.size;
             }
             Event::RecipientAccepted(path) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
+                let Some(envelope) = transaction.envelope() else {
+                    defmt::error!("mx: a recipient after DATA");
+                    continue;
+                };
                 let stored = match path {
-                    ForwardPath::Path(path) => transaction.envelope.push_recipient(&[path.mailbox.as_str().as_bytes()]),
+                    ForwardPath::Path(path) => envelope.push_recipient(&[path.mailbox.as_str().as_bytes()]),
                     // `<postmaster>` (RFC 5321 4.5.1): the postmaster of the first domain.
                     ForwardPath::Postmaster => crate::mail_settings::read(|settings| {
                         let domain = settings.map_or("", |settings| settings.postmaster_domain.as_str());
-                        transaction.envelope.push_recipient(&[b"postmaster@", domain.as_bytes()])
+                        envelope.push_recipient(&[b"postmaster@", domain.as_bytes()])
                     }),
                 };
                 transaction.failed |= !stored;
             }
             Event::MessageBegin(_) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
-                transaction.writer = begin_message(transaction, message_size).await;
-                transaction.failed |= transaction.writer.is_none();
+                let writer = begin_message(transaction, message_size).await;
+                transaction.failed |= writer.is_none();
+                // The spool has the envelope now: the writer takes its room.
+                let recipients = transaction.recipient_count();
+                transaction.stage = Stage::Message { writer, recipients };
             }
             Event::MessageData(chunk) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
-                if let (Some(writer), false) = (transaction.writer.as_mut(), transaction.failed) {
+                if let (false, Some(writer)) = (transaction.failed, transaction.writer()) {
                     let appended = match crate::store::open().await {
                         Some(mut stores) => stores.spool.append(writer, chunk).await.is_ok(),
                         None => false,
@@ -795,11 +852,11 @@ async fn verify_password(lookup: &crate::store::MailUserLookup, credentials: &Au
 /// (`SIZE=`, at most `size_limit`), or, without one, space as the data arrives: a message
 /// without `SIZE=` is never refused for the worst case of the size limit while the spool has
 /// room for it. The free space is republished either way.
-async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<MessageWriter> {
+async fn begin_message(transaction: &mut Transaction, size_limit: u64) -> Option<MessageWriter> {
     let expected_length = transaction.declared_size.unwrap_or(0).min(size_limit).min(u64::from(u32::MAX)) as u32;
     // Borrows the transaction's addresses where they are (its slot is static): the session's
     // future holds only the envelope's 40 bytes across the spool's writes, not a list of them.
-    let envelope = transaction.envelope.envelope()?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
+    let envelope = transaction.envelope()?.envelope()?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut stores = crate::store::open().await?;
     let writer = match stores.begin_spool_message(&envelope, expected_length).await {
         Ok(writer) => Some(writer),
@@ -817,18 +874,18 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
 async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, body_size: u64, submitted: bool) -> CommitResult {
     // The writer (1 KB) stays in the transaction's static slot and is committed by reference:
     // moved into this future (and on into the spool's) it grew every session task by 2.6 KB.
-    if transaction.writer.is_none() {
+    if transaction.writer().is_none() {
         return CommitResult::Failed;
     }
     let Some(mut stores) = crate::store::open().await else {
-        transaction.writer = None;
+        drop(transaction.take_writer());
         return CommitResult::Failed;
     };
-    let recipient_count = transaction.envelope.recipient_count();
-    let result = match (transaction.failed, transaction.writer.as_mut()) {
+    let recipient_count = transaction.recipient_count();
+    let result = match (transaction.failed, transaction.writer()) {
         (_, None) => CommitResult::Failed,
         (true, Some(_)) => {
-            if let Some(writer) = transaction.writer.take() {
+            if let Some(writer) = transaction.take_writer() {
                 stores.spool.abort(writer);
             }
             reclaim_aborted(&mut stores.spool).await;
@@ -857,7 +914,7 @@ async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, 
         },
     };
     // Committed or abandoned by the spool: the writer is finished.
-    transaction.writer = None;
+    drop(transaction.take_writer());
     stores.publish_space();
     drop(stores);
     crate::channels::DELIVERY_DUE.signal(());
@@ -866,15 +923,15 @@ async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, 
 
 async fn abort_message(transaction: &mut Transaction) {
     // The writer stays in the transaction's slot until the store is open (not in this future).
-    if transaction.writer.is_some() {
+    if transaction.writer().is_some() {
         if let Some(mut stores) = crate::store::open().await {
-            if let Some(writer) = transaction.writer.take() {
+            if let Some(writer) = transaction.take_writer() {
                 stores.spool.abort(writer);
             }
             reclaim_aborted(&mut stores.spool).await;
             stores.publish_space();
         }
-        transaction.writer = None;
+        drop(transaction.take_writer());
     }
     transaction.failed = false;
 }
