@@ -770,7 +770,11 @@ async fn serve_session<'s, 'b>(
                 }
             }
             Event::Authenticate(credentials) => {
-                let (result, user_limit) = authenticate(client, &credentials).await;
+                // The user's record is looked up here, not inside `authenticate`: that
+                // function's own state around the lookup's 1.2 KB future made this await the
+                // deepest of the session's future (64 B more per session slot).
+                let lookup = crate::store::mail_user(credentials.username).await;
+                let (result, user_limit) = authenticate(client, &credentials, lookup).await;
                 policy.user_messages_per_hour = user_limit;
                 session.authentication_result(result, now());
             }
@@ -794,13 +798,14 @@ async fn serve_session<'s, 'b>(
     }
 }
 
-/// Checks AUTH `credentials` from `client` against the configured users: the salted hash in
-/// steps (other tasks run between them), the same work and the same answer for an unknown
-/// user, a wrong password, or a request to act as another identity. A failure is counted for
+/// Checks AUTH `credentials` from `client` against `lookup`, the configured users' record for
+/// its name (`None`: the store is unavailable): the salted hash in steps (other tasks run
+/// between them), the same work and the same answer for an unknown user, a wrong password,
+/// or a request to act as another identity. A failure is counted for
 /// the address (its delay grows; the owner is alerted past the threshold). Also returns the
 /// user's own hourly limit.
-async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (AuthResult, Option<u16>) {
-    let Some(lookup) = crate::store::mail_user(credentials.username).await else {
+async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>, lookup: Option<crate::store::MailUserLookup>) -> (AuthResult, Option<u16>) {
+    let Some(lookup) = lookup else {
         return (AuthResult::TemporaryFailure, None);
     };
     let verdict = verify_password(&lookup, credentials).await;
