@@ -79,25 +79,24 @@ const SESSIONS_PER_CLIENT: u16 = 2;
 
 mod session_slot;
 
-use session_slot::{Lease, Slot};
+use session_slot::{Lease, Slots};
 
-/// The admission of one port's sessions and the slots they run in: a session that is admitted
-/// takes one of the port's slots (as many as its sessions, so an admitted session always finds
-/// one), and its whole serving future lives there ([`session_slot`]), not in the listener.
+/// The admission of one port's sessions: an admitted session takes one of the session slots
+/// ([`SESSION_SLOTS`], as many as both pools admit, so an admitted session always finds one),
+/// and its whole serving future lives there ([`session_slot`]), not in the listener.
 struct SessionPool {
     counter: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>>,
-    slots: &'static [Slot<SESSION_FUTURE_SIZE>],
 }
 
 impl SessionPool {
-    const fn new(sessions: usize, slots: &'static [Slot<SESSION_FUTURE_SIZE>]) -> Self {
-        SessionPool { counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))), slots }
+    const fn new(sessions: usize) -> Self {
+        SessionPool { counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))) }
     }
 
     /// Admits a session of `client` and gives it a slot; the permit closes it when dropped.
     fn try_open(&'static self, client: IpAddr) -> Result<SessionPermit, ConnectionRefusal> {
         self.counter.lock(|counter| counter.borrow_mut().try_open(client))?;
-        let Some(lease) = session_slot::take(self.slots) else {
+        let Some(lease) = SESSION_SLOTS.take() else {
             // One slot per admitted session: this is a bug, answered like a full pool.
             defmt::error!("mx: an admitted session found no free session slot");
             self.close(client);
@@ -128,13 +127,13 @@ impl Drop for SessionPermit {
 /// Bytes of the future that serves one client ([`serve`]), the size of a session slot.
 const SESSION_FUTURE_SIZE: usize = session_slot::output_size(serve);
 
-static MX_SLOTS: [Slot<SESSION_FUTURE_SIZE>; MX_SESSIONS] = [const { Slot::new() }; MX_SESSIONS];
-static SUBMISSION_SLOTS: [Slot<SESSION_FUTURE_SIZE>; SUBMISSION_SESSIONS] = [const { Slot::new() }; SUBMISSION_SESSIONS];
+/// Where the admitted sessions of both pools run: one slot for each session they admit.
+static SESSION_SLOTS: Slots<SESSION_FUTURE_SIZE, { MX_SESSIONS + SUBMISSION_SESSIONS }> = Slots::new();
 
-/// Port 25's slots (the WAN's MX and LAN clients on 25) and the submission port's: separate,
-/// so that clients holding every MX session cannot lock the LAN out of submission.
-static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS, &MX_SLOTS);
-static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS, &SUBMISSION_SLOTS);
+/// Port 25's admission (the WAN's MX and LAN clients on 25) and the submission port's:
+/// separate, so that clients holding every MX session cannot lock the LAN out of submission.
+static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS);
+static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS);
 
 fn pool(port: u16) -> &'static SessionPool {
     if is_submission(port) {

@@ -4,8 +4,8 @@
 //! Only as many sessions as the pools admit run at once, while every listener task would
 //! otherwise reserve a whole session for its life; the listener keeps only its accept loop.
 //!
-//! One owner per slot (Embassy/Hubris style): [`take`] hands out a [`Lease`] that wins the
-//! slot's flag, [`Lease::run`] builds the future in the slot and gives an [`InSlot`] that polls
+//! One owner per slot (Embassy/Hubris style): [`Slots::take`] hands out a [`Lease`] that
+//! wins the slot's flag, [`Lease::run`] builds the future in the slot and gives an [`InSlot`] that polls
 //! it there; the future is dropped in place when it finishes or when the `InSlot` is dropped,
 //! and the slot is free again when the lease is dropped. A slot whose future was never dropped
 //! (its `InSlot` leaked) stays taken for good, so pinned memory is never reused under a live
@@ -28,32 +28,37 @@ pub const SLOT_ALIGN: usize = 32;
 #[repr(C, align(32))]
 struct Memory<const SIZE: usize>([MaybeUninit<u8>; SIZE]);
 
-/// Room for one future of at most `SIZE` bytes.
-pub struct Slot<const SIZE: usize> {
-    taken: AtomicBool,
-    memory: UnsafeCell<Memory<SIZE>>,
+/// `COUNT` slots, each room for one future of at most `SIZE` bytes. (The flags are kept apart
+/// from the memory: beside each slot's 32-aligned memory a flag cost 32 bytes.)
+pub struct Slots<const SIZE: usize, const COUNT: usize> {
+    taken: [AtomicBool; COUNT],
+    memory: [UnsafeCell<Memory<SIZE>>; COUNT],
 }
 
-// SAFETY: the memory is reached only through the one `Lease` that won `taken`
+// SAFETY: a slot's memory is reached only through the one `Lease` that won its `taken` flag
 // (compare-exchange), until that lease is dropped.
-unsafe impl<const SIZE: usize> Sync for Slot<SIZE> {}
+unsafe impl<const SIZE: usize, const COUNT: usize> Sync for Slots<SIZE, COUNT> {}
 
-impl<const SIZE: usize> Slot<SIZE> {
-    /// A free slot.
+impl<const SIZE: usize, const COUNT: usize> Slots<SIZE, COUNT> {
+    /// All free.
     pub const fn new() -> Self {
-        Slot { taken: AtomicBool::new(false), memory: UnsafeCell::new(Memory([MaybeUninit::uninit(); SIZE])) }
+        Slots {
+            taken: [const { AtomicBool::new(false) }; COUNT],
+            memory: [const { UnsafeCell::new(Memory([MaybeUninit::uninit(); SIZE])) }; COUNT],
+        }
+    }
+
+    /// A free slot, now owned by the returned lease; `None` when all are taken.
+    pub fn take(&'static self) -> Option<Lease<SIZE>> {
+        let index = self.taken.iter().position(|taken| taken.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
+        Some(Lease { taken: &self.taken[index], memory: &self.memory[index], occupied: false })
     }
 }
 
-/// A free slot of `slots`, now owned by the returned lease; `None` when all are taken.
-pub fn take<const SIZE: usize>(slots: &'static [Slot<SIZE>]) -> Option<Lease<SIZE>> {
-    let slot = slots.iter().find(|slot| slot.taken.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
-    Some(Lease { slot, occupied: false })
-}
-
-/// A slot taken from its pool; given back when dropped (unless a future still lives in it).
+/// A slot taken from its [`Slots`]; given back when dropped (unless a future still lives in it).
 pub struct Lease<const SIZE: usize> {
-    slot: &'static Slot<SIZE>,
+    taken: &'static AtomicBool,
+    memory: &'static UnsafeCell<Memory<SIZE>>,
     /// A future was built in the slot and not yet dropped.
     occupied: bool,
 }
@@ -65,7 +70,7 @@ impl<const SIZE: usize> Lease<SIZE> {
         const { assert!(size_of::<F>() <= SIZE && align_of::<F>() <= SLOT_ALIGN, "the future does not fit the slot") };
         // A future whose `InSlot` was leaked still lives here: it may not be overwritten.
         assert!(!self.occupied, "a session slot still holds a future");
-        let place = self.slot.memory.get().cast::<F>();
+        let place = self.memory.get().cast::<F>();
         place_future(place, make);
         self.occupied = true;
         // SAFETY: `place` is the slot's memory, not null.
@@ -87,7 +92,7 @@ fn place_future<F>(place: *mut F, make: impl FnOnce() -> F) {
 impl<const SIZE: usize> Drop for Lease<SIZE> {
     fn drop(&mut self) {
         if !self.occupied {
-            self.slot.taken.store(false, Ordering::Release);
+            self.taken.store(false, Ordering::Release);
         }
     }
 }
