@@ -19,8 +19,9 @@
 //! (`450 4.7.1` beyond them, with a log event). Everyone else gets the MX: only our domains
 //! and known recipients; 587 and 465 take LAN clients only.
 //!
-//! Owns: the MX, submission and spare listener tasks with their socket buffers, the session and
-//! transaction pools, the hourly quotas, the AUTH throttle. Calls: `alerts`, `channels`,
+//! Owns: the MX, submission and spare listener tasks with their socket buffers, the session
+//! pools and the slots their sessions run in ([`session_slot`]), the transaction pool, the
+//! hourly quotas, the AUTH throttle. Calls: `alerts`, `channels`,
 //! `event_log`, `inbound_tls`, `instrument`, `mail_settings`, `mail_status`, `network`, `store`,
 //! `wall_clock`.
 
@@ -56,8 +57,9 @@ use crate::network::mail_clock as now;
 /// clients only.
 use homemx_smtp::{SMTP_PORT, SUBMISSIONS_PORT, SUBMISSION_PORT};
 
-/// Sessions served at once on port 25 (one task each, about 15 KB of RAM per session; the
-/// 192 KB STM32 board has room for one until the firmware's RAM is trimmed).
+/// Sessions served at once on port 25 (one listener task each, with 3 KB of socket buffers;
+/// the session itself runs in a session slot, about 4.9 KB on the H5, taken when it is
+/// admitted: see [`SessionPool`]).
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
 /// Sessions served at once on ports 587 and 465 together (each port has this many listeners).
 pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
