@@ -19,8 +19,9 @@
 //! (`450 4.7.1` beyond them, with a log event). Everyone else gets the MX: only our domains
 //! and known recipients; 587 and 465 take LAN clients only.
 //!
-//! Owns: the MX, submission and spare listener tasks with their socket buffers, the session and
-//! transaction pools, the hourly quotas, the AUTH throttle. Calls: `alerts`, `channels`,
+//! Owns: the MX, submission and spare listener tasks with their socket buffers, the session
+//! pools and the slots their sessions run in ([`session_slot`]), the transaction pool, the
+//! hourly quotas, the AUTH throttle. Calls: `alerts`, `channels`,
 //! `event_log`, `inbound_tls`, `instrument`, `mail_settings`, `mail_status`, `network`, `store`,
 //! `wall_clock`.
 
@@ -56,12 +57,13 @@ use crate::network::mail_clock as now;
 /// clients only.
 use homemx_smtp::{SMTP_PORT, SUBMISSIONS_PORT, SUBMISSION_PORT};
 
-/// Sessions served at once on port 25 (one task each, about 15 KB of RAM per session; the
-/// 192 KB STM32 board has room for one until the firmware's RAM is trimmed).
+/// Sessions served at once on port 25 (one listener task each, with 3 KB of socket buffers;
+/// the session itself runs in a session slot, about 4.9 KB on the H5, taken when it is
+/// admitted: see [`SessionPool`]).
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
 /// Sessions served at once on ports 587 and 465 together (each port has this many listeners).
 pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
-/// Transactions (an envelope being received and its spool writer, about 5.2 KB each) open at
+/// Transactions (an envelope being received, then its spool writer: about 4.1 KB each) open at
 /// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
 /// transaction ends, so a session that is idle, greeting or refused costs only its socket and
 /// parser. No slot free: `452 4.3.1` (the sender retries). Messages are written to the spool
@@ -77,7 +79,13 @@ const AUTH_THROTTLE_CLIENTS: usize = 16;
 /// Sessions one client address may hold at once.
 const SESSIONS_PER_CLIENT: u16 = 2;
 
-/// The session slots of one port.
+mod session_slot;
+
+use session_slot::{Lease, Slots};
+
+/// The admission of one port's sessions: an admitted session takes one of the session slots
+/// ([`SESSION_SLOTS`], as many as both pools admit, so an admitted session always finds one),
+/// and its whole serving future lives there ([`session_slot`]), not in the listener.
 struct SessionPool {
     counter: Mutex<CriticalSectionRawMutex, RefCell<ConnectionCounter<MX_SESSIONS>>>,
 }
@@ -87,8 +95,16 @@ impl SessionPool {
         SessionPool { counter: Mutex::new(RefCell::new(ConnectionCounter::new(sessions as u16, SESSIONS_PER_CLIENT))) }
     }
 
-    fn try_open(&self, client: IpAddr) -> Result<(), ConnectionRefusal> {
-        self.counter.lock(|counter| counter.borrow_mut().try_open(client))
+    /// Admits a session of `client` and gives it a slot; the permit closes it when dropped.
+    fn try_open(&'static self, client: IpAddr) -> Result<SessionPermit, ConnectionRefusal> {
+        self.counter.lock(|counter| counter.borrow_mut().try_open(client))?;
+        let Some(lease) = SESSION_SLOTS.take() else {
+            // One slot per admitted session: this is a bug, answered like a full pool.
+            defmt::error!("mx: an admitted session found no free session slot");
+            self.close(client);
+            return Err(ConnectionRefusal::TooManySessions);
+        };
+        Ok(SessionPermit { pool: self, client, lease })
     }
 
     fn close(&self, client: IpAddr) {
@@ -96,8 +112,28 @@ impl SessionPool {
     }
 }
 
-/// Port 25's slots (the WAN's MX and LAN clients on 25) and the submission port's: separate,
-/// so that clients holding every MX session cannot lock the LAN out of submission.
+/// An admitted session: its place in the port's count and its slot, both given back when
+/// dropped.
+struct SessionPermit {
+    pool: &'static SessionPool,
+    client: IpAddr,
+    lease: Lease<SESSION_FUTURE_SIZE>,
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        self.pool.close(self.client);
+    }
+}
+
+/// Bytes of the future that serves one client ([`serve`]), the size of a session slot.
+const SESSION_FUTURE_SIZE: usize = session_slot::output_size(serve);
+
+/// Where the admitted sessions of both pools run: one slot for each session they admit.
+static SESSION_SLOTS: Slots<SESSION_FUTURE_SIZE, { MX_SESSIONS + SUBMISSION_SESSIONS }> = Slots::new();
+
+/// Port 25's admission (the WAN's MX and LAN clients on 25) and the submission port's:
+/// separate, so that clients holding every MX session cannot lock the LAN out of submission.
 static MX_POOL: SessionPool = SessionPool::new(MX_SESSIONS);
 static SUBMISSION_POOL: SessionPool = SessionPool::new(SUBMISSION_SESSIONS);
 
@@ -231,7 +267,7 @@ fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<
     })
 }
 
-/// The envelope of the transaction in progress and its spool writer (about 5.2 KB).
+/// The envelope of the transaction in progress, then its spool writer (about 4.1 KB).
 ///
 /// The envelope is kept as the spool will encode it ([`EnvelopeFields`], 4,090 B): the reverse
 /// path and the recipients back to back, each with its length. The spool's bound on that
@@ -242,33 +278,83 @@ fn with_standard_policy<T>(decide: impl FnOnce(&mut homemx_smtp::StandardPolicy<
 /// the spool anyway, so a separate 256-byte reverse-path buffer and a 128-entry table of
 /// recipient ends, sized for the worst count and length at once, held nothing the spool
 /// could take (they cost 528 B more per slot).
+///
+/// The envelope and the writer share their room ([`Stage`]): the spool copies the envelope
+/// into the message when the writer begins, so from DATA on only the writer is needed (it
+/// held both, 1,088 B more per slot).
 struct Transaction {
-    envelope: EnvelopeFields,
+    stage: Stage,
     /// `SIZE=` from MAIL FROM, if given.
     declared_size: Option<u64>,
-    /// The spool message being written (about 1 KB), from DATA on.
-    writer: Option<MessageWriter>,
     /// Something of the transaction was refused or lost: the message is not committed.
     failed: bool,
 }
 
+/// What a transaction holds: its envelope until DATA, then the message being written.
+enum Stage {
+    /// From MAIL FROM to DATA.
+    Envelope(EnvelopeFields),
+    /// From DATA on: the spool message being written (about 1 KB; `None` when the spool
+    /// refused it or once it was committed or aborted) and the envelope's recipient count.
+    Message { writer: Option<MessageWriter>, recipients: usize },
+}
+
 impl Transaction {
     const fn new() -> Self {
-        Transaction {
-            envelope: EnvelopeFields::new(),
-            declared_size: None,
-            writer: None,
-            failed: false,
+        Transaction { stage: Stage::Envelope(EnvelopeFields::new()), declared_size: None, failed: false }
+    }
+
+    /// Empties it in place for a new transaction (no 4 KB temporary in the session's frame).
+    /// Its writer, if any, was committed or aborted before.
+    fn clear(&mut self) {
+        match &mut self.stage {
+            Stage::Envelope(envelope) => {
+                envelope.start(b"");
+            }
+            Stage::Message { .. } => self.stage_envelope(),
+        }
+        self.declared_size = None;
+        self.failed = false;
+    }
+
+    /// Turns a finished message's stage back into an empty envelope, in a frame of its own:
+    /// if the 4 KB envelope is built on the stack before it is moved, that copy is gone again
+    /// before the session's next await.
+    #[inline(never)]
+    fn stage_envelope(&mut self) {
+        self.stage = Stage::Envelope(EnvelopeFields::new());
+    }
+
+    /// The envelope, until DATA.
+    fn envelope(&mut self) -> Option<&mut EnvelopeFields> {
+        match &mut self.stage {
+            Stage::Envelope(envelope) => Some(envelope),
+            Stage::Message { .. } => None,
         }
     }
 
-    /// Empties it in place for a new transaction (no 5 KB temporary on the stack). Its
-    /// writer, if any, was committed or aborted before.
-    fn clear(&mut self) {
-        self.envelope.start(b"");
-        self.declared_size = None;
-        self.writer = None;
-        self.failed = false;
+    /// The message being written, from DATA on.
+    fn writer(&mut self) -> Option<&mut MessageWriter> {
+        match &mut self.stage {
+            Stage::Message { writer, .. } => writer.as_mut(),
+            Stage::Envelope(_) => None,
+        }
+    }
+
+    /// The message being written, taken out to be committed or aborted.
+    fn take_writer(&mut self) -> Option<MessageWriter> {
+        match &mut self.stage {
+            Stage::Message { writer, .. } => writer.take(),
+            Stage::Envelope(_) => None,
+        }
+    }
+
+    /// The envelope's recipients (counted when the message began).
+    fn recipient_count(&self) -> usize {
+        match &self.stage {
+            Stage::Envelope(envelope) => envelope.recipient_count(),
+            Stage::Message { recipients, .. } => *recipients,
+        }
     }
 }
 
@@ -420,9 +506,10 @@ async fn listen(mut socket: TcpSocket<'static>, port: u16, task_number: u8) -> !
                 crate::network::release_after_answer(&mut socket, REFUSAL_GRACE).await;
                 continue;
             }
-            Ok(()) => {
-                serve(&mut socket, client, port, task_number).await;
-                pool(port).close(client);
+            Ok(mut permit) => {
+                // The socket goes into the session's slot with the session and comes back
+                // when it ends.
+                socket = permit.lease.run(move || serve(socket, client, port, task_number)).await;
             }
         }
         crate::network::release(&mut socket).await;
@@ -467,36 +554,43 @@ fn finish_message(current: Option<Measurement>, committed: bool) {
     }
 }
 
-/// Serves one client on `port` until the session ends; the caller releases the socket.
-async fn serve(socket: &mut TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) {
-    // Port 465: TLS from the first byte, admitted by a permit like STARTTLS.
-    let mut implicit_permit = None;
-    let mut implicit_tls = None;
-    let mut stream = if port == SUBMISSIONS_PORT {
-        let Some(permit) = TlsPermit::take() else {
-            crate::event_warning!("submission: all {} TLS sessions busy, {} refused on port 465 (421)", crate::inbound_tls::TLS_SESSIONS, client);
-            // In clear, as the contract asks; a TLS client sees a failed handshake.
-            let _ = socket.write_all(b"421 4.7.0 TLS not available now, try again later\r\n").await;
-            return;
+/// Serves one client on `socket` (moved in, given back when the session ends, to be released
+/// by the caller). Runs in a session slot ([`SessionPool`]): its arguments own everything
+/// (no borrow), so the slot's size is a constant. (One function, not a wrapper around one
+/// that borrows the socket: the wrapper's own state cost each slot 64 bytes of alignment.)
+async fn serve(mut socket: TcpSocket<'static>, client: IpAddr, port: u16, task_number: u8) -> TcpSocket<'static> {
+    'session: {
+        let socket = &mut socket;
+        // Port 465: TLS from the first byte, admitted by a permit like STARTTLS.
+        let mut implicit_permit = None;
+        let mut implicit_tls = None;
+        let mut stream = if port == SUBMISSIONS_PORT {
+            let Some(permit) = TlsPermit::take() else {
+                crate::event_warning!("submission: all {} TLS sessions busy, {} refused on port 465 (421)", crate::inbound_tls::TLS_SESSIONS, client);
+                // In clear, as the contract asks; a TLS client sees a failed handshake.
+                let _ = socket.write_all(b"421 4.7.0 TLS not available now, try again later\r\n").await;
+                break 'session;
+            };
+            let permit = implicit_permit.insert(permit);
+            match crate::inbound_tls::handshake(socket, permit).await {
+                Ok(server) => {
+                    implicit_tls = Some(crate::inbound_tls::details(&server));
+                    InboundStream::Tls(socket, server)
+                }
+                Err(failure) => {
+                    crate::event_warning!("submission: TLS handshake with {} on port 465 failed: {}", client, failure.describe());
+                    break 'session;
+                }
+            }
+        } else {
+            InboundStream::Plain(socket)
         };
-        let permit = implicit_permit.insert(permit);
-        match crate::inbound_tls::handshake(socket, permit).await {
-            Ok(server) => {
-                implicit_tls = Some(crate::inbound_tls::details(&server));
-                InboundStream::Tls(socket, server)
-            }
-            Err(failure) => {
-                crate::event_warning!("submission: TLS handshake with {} on port 465 failed: {}", client, failure.describe());
-                return;
-            }
-        }
-    } else {
-        InboundStream::Plain(socket)
-    };
-    // Taken from the policy at STARTTLS; outlives the stream that borrows its buffers.
-    let mut starttls_permit: Option<TlsPermit> = None;
-    serve_session(&mut stream, &mut starttls_permit, client, port, task_number, implicit_tls).await;
-    stream.close().await;
+        // Taken from the policy at STARTTLS; outlives the stream that borrows its buffers.
+        let mut starttls_permit: Option<TlsPermit> = None;
+        serve_session(&mut stream, &mut starttls_permit, client, port, task_number, implicit_tls).await;
+        stream.close().await;
+    }
+    socket
 }
 
 /// The session on `stream`, switched to TLS at STARTTLS with the permit the policy took
@@ -531,12 +625,15 @@ async fn serve_session<'s, 'b>(
     let submission = is_submission(port);
     // On 587/465 MAIL waits for AUTH, unless the owner lets LAN addresses relay without it.
     let submission_requires_auth = requires_auth && !(lan && lan_relay_without_auth);
-    let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false, submission, submission_requires_auth };
     let session_id = SESSION_NUMBER.fetch_add(1, Ordering::Relaxed) as u64;
     // STARTTLS is offered once the device has a certificate to present.
     let starttls_available = implicit_tls.is_none() && crate::inbound_tls::available();
     let connection = ConnectionInfo { client, session_id, starttls_available, implicit_tls };
-    let mut session = ServerSession::new(&config, connection, now());
+    // The session keeps its own copy of the settings: none is held here beside it.
+    let mut session = {
+        let config = ServerConfig { hostname: host_name.as_str(), limits, require_tls: false, submission, submission_requires_auth };
+        ServerSession::new(&config, connection, now())
+    };
     let mut policy = DevicePolicy { slot: None, tls_permit: None, user_messages_per_hour: None };
     // Used once (a second STARTTLS is refused by the session): moved out, not reborrowed.
     let mut starttls_permit = Some(starttls_permit);
@@ -582,31 +679,38 @@ async fn serve_session<'s, 'b>(
                     continue;
                 };
                 transaction.clear();
-                if let ReversePath::Path(path) = reverse_path {
-                    transaction.failed |= !transaction.envelope.start(path.mailbox.as_str().as_bytes());
+                if let (ReversePath::Path(path), Some(envelope)) = (reverse_path, transaction.envelope()) {
+                    transaction.failed |= !envelope.start(path.mailbox.as_str().as_bytes());
                 }
                 transaction.declared_size = parameters.size;
             }
             Event::RecipientAccepted(path) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
+                let Some(envelope) = transaction.envelope() else {
+                    defmt::error!("mx: a recipient after DATA");
+                    continue;
+                };
                 let stored = match path {
-                    ForwardPath::Path(path) => transaction.envelope.push_recipient(&[path.mailbox.as_str().as_bytes()]),
+                    ForwardPath::Path(path) => envelope.push_recipient(&[path.mailbox.as_str().as_bytes()]),
                     // `<postmaster>` (RFC 5321 4.5.1): the postmaster of the first domain.
                     ForwardPath::Postmaster => crate::mail_settings::read(|settings| {
                         let domain = settings.map_or("", |settings| settings.postmaster_domain.as_str());
-                        transaction.envelope.push_recipient(&[b"postmaster@", domain.as_bytes()])
+                        envelope.push_recipient(&[b"postmaster@", domain.as_bytes()])
                     }),
                 };
                 transaction.failed |= !stored;
             }
             Event::MessageBegin(_) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
-                transaction.writer = begin_message(transaction, message_size).await;
-                transaction.failed |= transaction.writer.is_none();
+                let writer = begin_message(transaction, message_size).await;
+                transaction.failed |= writer.is_none();
+                // The spool has the envelope now: the writer takes its room.
+                let recipients = transaction.recipient_count();
+                transaction.stage = Stage::Message { writer, recipients };
             }
             Event::MessageData(chunk) => {
                 let Some(transaction) = policy.slot.as_deref_mut() else { continue };
-                if let (Some(writer), false) = (transaction.writer.as_mut(), transaction.failed) {
+                if let (false, Some(writer)) = (transaction.failed, transaction.writer()) {
                     let appended = match crate::store::open().await {
                         Some(mut stores) => stores.spool.append(writer, chunk).await.is_ok(),
                         None => false,
@@ -667,7 +771,11 @@ async fn serve_session<'s, 'b>(
                 }
             }
             Event::Authenticate(credentials) => {
-                let (result, user_limit) = authenticate(client, &credentials).await;
+                // The user's record is looked up here, not inside `authenticate`: that
+                // function's own state around the lookup's 1.2 KB future made this await the
+                // deepest of the session's future (64 B more per session slot).
+                let lookup = crate::store::mail_user(credentials.username).await;
+                let (result, user_limit) = authenticate(client, &credentials, lookup).await;
                 policy.user_messages_per_hour = user_limit;
                 session.authentication_result(result, now());
             }
@@ -691,13 +799,14 @@ async fn serve_session<'s, 'b>(
     }
 }
 
-/// Checks AUTH `credentials` from `client` against the configured users: the salted hash in
-/// steps (other tasks run between them), the same work and the same answer for an unknown
-/// user, a wrong password, or a request to act as another identity. A failure is counted for
+/// Checks AUTH `credentials` from `client` against `lookup`, the configured users' record for
+/// its name (`None`: the store is unavailable): the salted hash in steps (other tasks run
+/// between them), the same work and the same answer for an unknown user, a wrong password,
+/// or a request to act as another identity. A failure is counted for
 /// the address (its delay grows; the owner is alerted past the threshold). Also returns the
 /// user's own hourly limit.
-async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>) -> (AuthResult, Option<u16>) {
-    let Some(lookup) = crate::store::mail_user(credentials.username).await else {
+async fn authenticate(client: IpAddr, credentials: &AuthCredentials<'_>, lookup: Option<crate::store::MailUserLookup>) -> (AuthResult, Option<u16>) {
+    let Some(lookup) = lookup else {
         return (AuthResult::TemporaryFailure, None);
     };
     let verdict = verify_password(&lookup, credentials).await;
@@ -749,11 +858,11 @@ async fn verify_password(lookup: &crate::store::MailUserLookup, credentials: &Au
 /// (`SIZE=`, at most `size_limit`), or, without one, space as the data arrives: a message
 /// without `SIZE=` is never refused for the worst case of the size limit while the spool has
 /// room for it. The free space is republished either way.
-async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<MessageWriter> {
+async fn begin_message(transaction: &mut Transaction, size_limit: u64) -> Option<MessageWriter> {
     let expected_length = transaction.declared_size.unwrap_or(0).min(size_limit).min(u64::from(u32::MAX)) as u32;
     // Borrows the transaction's addresses where they are (its slot is static): the session's
     // future holds only the envelope's 40 bytes across the spool's writes, not a list of them.
-    let envelope = transaction.envelope.envelope()?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
+    let envelope = transaction.envelope()?.envelope()?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut stores = crate::store::open().await?;
     let writer = match stores.begin_spool_message(&envelope, expected_length).await {
         Ok(writer) => Some(writer),
@@ -771,18 +880,18 @@ async fn begin_message(transaction: &Transaction, size_limit: u64) -> Option<Mes
 async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, body_size: u64, submitted: bool) -> CommitResult {
     // The writer (1 KB) stays in the transaction's static slot and is committed by reference:
     // moved into this future (and on into the spool's) it grew every session task by 2.6 KB.
-    if transaction.writer.is_none() {
+    if transaction.writer().is_none() {
         return CommitResult::Failed;
     }
     let Some(mut stores) = crate::store::open().await else {
-        transaction.writer = None;
+        drop(transaction.take_writer());
         return CommitResult::Failed;
     };
-    let recipient_count = transaction.envelope.recipient_count();
-    let result = match (transaction.failed, transaction.writer.as_mut()) {
+    let recipient_count = transaction.recipient_count();
+    let result = match (transaction.failed, transaction.writer()) {
         (_, None) => CommitResult::Failed,
         (true, Some(_)) => {
-            if let Some(writer) = transaction.writer.take() {
+            if let Some(writer) = transaction.take_writer() {
                 stores.spool.abort(writer);
             }
             reclaim_aborted(&mut stores.spool).await;
@@ -811,7 +920,7 @@ async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, 
         },
     };
     // Committed or abandoned by the spool: the writer is finished.
-    transaction.writer = None;
+    drop(transaction.take_writer());
     stores.publish_space();
     drop(stores);
     crate::channels::DELIVERY_DUE.signal(());
@@ -820,15 +929,15 @@ async fn commit_message(transaction: &mut Transaction, sender: &ClientInfo<'_>, 
 
 async fn abort_message(transaction: &mut Transaction) {
     // The writer stays in the transaction's slot until the store is open (not in this future).
-    if transaction.writer.is_some() {
+    if transaction.writer().is_some() {
         if let Some(mut stores) = crate::store::open().await {
-            if let Some(writer) = transaction.writer.take() {
+            if let Some(writer) = transaction.take_writer() {
                 stores.spool.abort(writer);
             }
             reclaim_aborted(&mut stores.spool).await;
             stores.publish_space();
         }
-        transaction.writer = None;
+        drop(transaction.take_writer());
     }
     transaction.failed = false;
 }

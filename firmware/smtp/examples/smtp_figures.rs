@@ -83,7 +83,7 @@ fn main() {
         homemx_smtp::server::OUTPUT_BUFFER_SIZE,
         homemx_smtp::server::HEADER_BUFFER_SIZE,
         size_of::<ServerSession<'static>>());
-    println!("ServerConfig: {} bytes (shared)", size_of::<ServerConfig<'static>>());
+    println!("ServerConfig: {} bytes (each session keeps a copy)", size_of::<ServerConfig<'static>>());
     println!("RelayConfig (8 domains, 64 recipients, 8 prefixes): {} bytes (shared)", size_of::<RelayConfig>());
     println!("ConnectionCounter<8>: {} bytes", size_of::<ConnectionCounter<8>>());
     println!("AuthThrottle<16>: {} bytes", size_of::<homemx_smtp::AuthThrottle<16>>());
