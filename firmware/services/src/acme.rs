@@ -23,7 +23,7 @@
 //! (`store::check_tls_expiry_alert`).
 //!
 //! Owns: the ACME schedule and status, the pending challenge. Calls: `acme_ari`, `acme_exchange`,
-//! `acme_tls_alpn`, `event_log`, `instrument`, `link`, `mail_settings`, `random`, `store`, `wall_clock`.
+//! `acme_tls_alpn`, `event_log`, `instrument`, `link`, `mail_settings`, `random`, `stack`, `store`, `wall_clock`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -45,6 +45,7 @@ use homemx_wire::message::Credential;
 
 use crate::link::ConnectionBuffers;
 use crate::random::DerivedRandom;
+use crate::stack::own_frame;
 
 /// Largest response body read (JSON objects and the PEM chain; homemx-acme reads at most
 /// `exchange::MAX_BODY`, a CA's answers are a few KB).
@@ -113,6 +114,10 @@ fn publish_pending(challenge: Option<&PendingChallenge>) {
 }
 
 /// Runs an attempt when one is due (or `forced`): the courier calls it between its other jobs.
+/// Its steps (the renewal information, the attempt, each request's exchange, the store's
+/// account, keys, validity and install) are polled in frames of their own ([`own_frame`]):
+/// inlined, all their temporaries sat in this one poll frame (4.9 KB), under every TLS handshake
+/// of the run (the deepest stack path measured).
 pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers, forced: bool) {
     let Some(challenge) = crate::mail_settings::read(|current| current.and_then(|settings| settings.acme)) else {
         return;
@@ -128,7 +133,7 @@ pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffe
         Some(next) => next,
         None => {
             // First look since boot: due now unless a CA-issued chain is in use.
-            let next = match crate::store::acme_current_validity().await {
+            let next = match own_frame(crate::store::acme_current_validity()).await {
                 Some((not_before, not_after)) => {
                     let schedule = Schedule { not_before, not_after, window: None, failures: 0, last_attempt: None, retry_after: None };
                     STATUS.lock(|status| status.borrow_mut().expiry = Some(not_after));
@@ -143,7 +148,7 @@ pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffe
     // The CA's ARI window (RFC 9773), if it offers one, may bring the renewal forward (never
     // while backing off after failures).
     let backing_off = STATUS.lock(|status| status.borrow().failures) > 0;
-    let next = match crate::acme_ari::renewal_time(stack, random, buffers, now).await {
+    let next = match own_frame(crate::acme_ari::renewal_time(stack, random, buffers, now)).await {
         Some(at) if !backing_off && at < next => {
             STATUS.lock(|status| status.borrow_mut().next_attempt = Some(at));
             at
@@ -153,7 +158,7 @@ pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffe
     if !forced && now < next {
         return;
     }
-    let outcome = attempt(stack, random, buffers, challenge).await;
+    let outcome = own_frame(attempt(stack, random, buffers, challenge)).await;
     if outcome.is_ok() {
         // A new certificate: its renewal information is another.
         crate::acme_ari::forget();
@@ -166,7 +171,7 @@ pub async fn run_if_due(stack: Stack<'static>, random: &mut DerivedRandom, buffe
     };
     let validity = match &outcome {
         Ok(validity) => Some(*validity),
-        Err(_) => crate::store::acme_current_validity().await,
+        Err(_) => own_frame(crate::store::acme_current_validity()).await,
     };
     let (not_before, not_after) = validity.unwrap_or((now, now));
     let schedule = Schedule { not_before, not_after, window: None, failures, last_attempt: Some(now), retry_after };
@@ -208,7 +213,7 @@ async fn attempt(
     let fail = |reason: &str| Err((String::from(reason), None));
     // Ended once the chain is installed; any other return (dropped) marks a cancel.
     let measurement = crate::instrument::begin(crate::instrument::Operation::AcmeIssuance);
-    let Some(account) = crate::store::acme_account().await else {
+    let Some(account) = own_frame(crate::store::acme_account()).await else {
         return fail("no [tls.acme] account in the configuration");
     };
     let Some(directory) = homemx_acme::url::parse(account.directory.as_str()) else {
@@ -227,7 +232,7 @@ async fn attempt(
     }];
     if let Some(key_id) = &account.eab_key_id {
         let mut mac = SecretBytes::<128>::zeroed();
-        let Some(length) = crate::store::provider_password(Credential::AcmeEabKey, mac.expose_mut()).await else {
+        let Some(length) = own_frame(crate::store::provider_password(Credential::AcmeEabKey, mac.expose_mut())).await else {
             return fail("External Account Binding is configured but its MAC key is not set");
         };
         let mac_key = core::str::from_utf8(&mac.expose()[..length]).ok().and_then(homemx_acme::base64url::decode);
@@ -237,7 +242,7 @@ async fn attempt(
         config.external_account = Some(ExternalAccount { key_id: String::from(key_id.as_str()), mac_key });
     }
     let mut key_random = random.derive().into_rng();
-    let Some((account_key, certificate_key)) = crate::store::acme_keys(&mut key_random, account.reuse_key).await else {
+    let Some((account_key, certificate_key)) = own_frame(crate::store::acme_keys(&mut key_random, account.reuse_key)).await else {
         return fail("the keys could not be read or made (locked?)");
     };
     crate::event_info!("acme: requesting a certificate for {} from {}", account.name.as_str(), account.directory.as_str());
@@ -275,7 +280,7 @@ async fn attempt(
     let count = issued.chain.len();
     drop(client);
     let new_key = (!account.reuse_key).then_some(&certificate_key);
-    if let Err(error) = crate::store::install_acme_chain(&der, new_key).await {
+    if let Err(error) = own_frame(crate::store::install_acme_chain(&der, new_key)).await {
         crate::event_warning!("acme: the issued chain could not be installed: {:?}", error);
         return fail("the issued chain could not be stored; the certificate in use stays");
     }
@@ -342,7 +347,7 @@ async fn run_requests(
                     Timer::after(Duration::from_millis(u64::from(delay_ms))).await;
                 }
                 let mut receive = |response: &Response<'_>, now: u64| receive(client, response, now);
-                let answered = crate::acme_exchange::exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, &mut receive).await;
+                let answered = own_frame(crate::acme_exchange::exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, &mut receive)).await;
                 if let Err(reason) = answered {
                     transport_failures += 1;
                     crate::event_warning!("acme: {} to {}: {}", if request.body.is_some() { "POST" } else { "GET" }, request.url.host(), reason);

@@ -21,9 +21,9 @@
 //! from the provider's `Delivered-To` / `X-Original-To` / `Envelope-To` header; a recipient
 //! that is not one of ours goes to postmaster@ (fetched mail is never relayed out).
 //!
-//! Owns: the fetch status for the status page, the line-down flag, and the fetch's scratch
-//! (`FETCH_SCRATCH`: socket buffers, listing, header; lent to the courier); a fetch's socket and
-//! session live on the courier's future. Calls: `alerts`, `channels`, `event_log`, `instrument`, `link`, `mail_settings`,
+//! Owns: the fetch status for the status page and the line-down flag; a fetch's lists and header
+//! ([`FetchScratch`]) are the courier's scratch's (`delivery`), its socket and session live on
+//! the courier's future. Calls: `alerts`, `channels`, `event_log`, `instrument`, `link`, `mail_settings`,
 //! `mail_status`, `random`, `resolver`, `store`, `wall_clock`.
 
 use core::fmt::Write as _;
@@ -49,7 +49,6 @@ use homemx_wire::message::{Credential, TlsService};
 use crate::instrument::{Measurement, Operation};
 use crate::link::{Link, ConnectionBuffers, TlsStart};
 use crate::random::DerivedRandom;
-use static_cell::ConstStaticCell;
 
 /// Headers that name the envelope recipient at common providers, tried in this order.
 const RECIPIENT_HEADERS: [&str; 3] = ["Delivered-To", "X-Original-To", "Envelope-To"];
@@ -245,8 +244,8 @@ fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t Bac
 
 /// A fetch's lists and header (≈ 9 KB), kept out of [`fetch`]'s future: the courier builds
 /// that future on its stack before moving it into its own, so each byte of it was on the
-/// stack twice at every poll of the courier (a 48 KB frame). The courier takes them once
-/// ([`take_fetch_scratch`]) and lends them to each fetch, which starts by clearing them.
+/// stack twice at every poll of the courier (a 48 KB frame). The courier's scratch holds them
+/// and lends them to each fetch, which starts by clearing them.
 pub struct FetchScratch {
     /// Per message listed: its number, seen-ring key, whether it was seen, and its size.
     listed: heapless::Vec<(u32, u64, bool, u64), { homemx_pop3::LISTING_MAX }>,
@@ -258,17 +257,14 @@ pub struct FetchScratch {
     inbox: Inbox<1024>,
 }
 
-/// The one [`FetchScratch`] (all zero bytes and empty lists: `.bss`).
-static FETCH_SCRATCH: ConstStaticCell<FetchScratch> = ConstStaticCell::new(FetchScratch {
-    listed: heapless::Vec::new(),
-    uidls: heapless::Vec::new(),
-    header: heapless::Vec::new(),
-    inbox: Inbox::new(),
-});
-
-/// The fetch's scratch, for the courier (the one task that fetches); `None` once taken.
-pub fn take_fetch_scratch() -> Option<&'static mut FetchScratch> {
-    FETCH_SCRATCH.try_take()
+impl FetchScratch {
+    /// Empty lists and zero bytes.
+    pub const EMPTY: Self = Self {
+        listed: heapless::Vec::new(),
+        uidls: heapless::Vec::new(),
+        header: heapless::Vec::new(),
+        inbox: Inbox::new(),
+    };
 }
 
 /// One fetch run against the configured backup MX. `random` is the courier's: the TLS start's

@@ -12,7 +12,8 @@
 //! [`homemx_spool::queue_policy`], without I/O and host-tested; this module does the I/O:
 //! it reads the spool, runs the sessions, and writes the decisions.
 //!
-//! Owns: the delivery task (the courier) with its sockets and the TLS buffers it takes from `link` once.
+//! Owns: the delivery task (the courier) with its sockets, the TLS buffers it takes from `link` once,
+//! and its scratch (`COURIER_SCRATCH`: a fetch's lists or a delivery pass's attempt, one at a time).
 //! Calls: `acme`, `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
 //! `mail_status`, `mailbox_probe`, `network`, `random`, `stack`, `status_page`, `store`, `wall_clock`.
 
@@ -26,6 +27,7 @@ use embassy_futures::select::{select3, Either3};
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Stack};
 use embassy_time::{Duration, Timer};
+use static_cell::ConstStaticCell;
 use homemx_exchange::{exchange, flush, Inbox};
 use homemx_smtp::client::{ClientConfig, ClientEvent, ClientProtocol, ClientSession, Envelope, Outcome, RecipientResult, TlsRequirement};
 use homemx_spool::queue_policy::{self, AttemptResults, Disposition, QueueClock};
@@ -68,6 +70,16 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    const EMPTY: Self = Self {
+        id: MessageId(0),
+        sender: heapless::String::new(),
+        addresses: heapless::String::new(),
+        recipients: heapless::Vec::new(),
+        more_pending: false,
+        length: 0,
+        queued_at: 0,
+    };
+
     /// The pending recipients on `route`: (envelope index, address).
     pub fn recipients(&self, route: Route) -> impl Iterator<Item = (usize, &str)> {
         let mut start = 0;
@@ -93,13 +105,58 @@ pub struct RecipientOutcome {
 /// The outcomes of one attempt.
 pub type Outcomes = heapless::Vec<RecipientOutcome, BATCH_RECIPIENTS>;
 
+/// A delivery pass's attempt and its outcomes (3.2 KB).
+struct DeliveryScratch {
+    attempt: Attempt,
+    outcomes: Outcomes,
+}
+
+/// The courier's scratch: a fetch's lists and header, or a delivery pass's attempt and outcomes.
+/// The courier runs one job at a time, so the two share one static; held in the delivery pass's
+/// future, the attempt made it the largest of the courier's jobs (10 KB beside the smarthost
+/// session).
+enum CourierScratch {
+    Fetch(crate::backup_mx::FetchScratch),
+    Delivery(DeliveryScratch),
+}
+
+/// The one [`CourierScratch`] (empty lists and zero bytes: `.bss`), taken by the courier once.
+static COURIER_SCRATCH: ConstStaticCell<CourierScratch> = ConstStaticCell::new(CourierScratch::Fetch(crate::backup_mx::FetchScratch::EMPTY));
+
+impl CourierScratch {
+    /// The scratch as a fetch's. Not inlined: a variant switched to may be built on the stack
+    /// first, which then happens in this shallow frame only, never under the courier's jobs.
+    #[inline(never)]
+    fn fetch(&mut self) -> &mut crate::backup_mx::FetchScratch {
+        if !matches!(self, Self::Fetch(_)) {
+            *self = Self::Fetch(crate::backup_mx::FetchScratch::EMPTY);
+        }
+        match self {
+            Self::Fetch(scratch) => scratch,
+            Self::Delivery(_) => unreachable!("switched to the fetch's above"),
+        }
+    }
+
+    /// The scratch as a delivery pass's (see [`CourierScratch::fetch`]).
+    #[inline(never)]
+    fn delivery(&mut self) -> &mut DeliveryScratch {
+        if !matches!(self, Self::Delivery(_)) {
+            *self = Self::Delivery(DeliveryScratch { attempt: Attempt::EMPTY, outcomes: Outcomes::new() });
+        }
+        match self {
+            Self::Delivery(scratch) => scratch,
+            Self::Fetch(_) => unreachable!("switched to the delivery's above"),
+        }
+    }
+}
+
 /// The provider task: delivery passes and, between them, the backup-MX fetch (both use the one
 /// set of TLS buffers, and one task's future costs RAM once instead of twice).
 #[embassy_executor::task]
 pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> ! {
     // The courier owns the one set of TLS buffers: its provider connections never overlap.
     let buffers = crate::link::take_connection_buffers().expect("the courier is the one task that takes the TLS buffers");
-    let fetch_scratch = crate::backup_mx::take_fetch_scratch().expect("the courier is the one task that fetches");
+    let scratch = COURIER_SCRATCH.try_take().expect("the courier is the one task that takes its scratch");
     let mut next_fetch = 0u64;
     let mut next_dyndns_check = 0u64;
     let mut next_identity_check = 0u64;
@@ -149,10 +206,10 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
         if let Some(poll_seconds) = poll_seconds {
             if matches!(woken, Either3::Second(())) || uptime_seconds() >= next_fetch {
                 next_fetch = uptime_seconds() + poll_seconds.max(60);
-                own_frame(crate::backup_mx::fetch(stack, &mut random, buffers, fetch_scratch)).await;
+                own_frame(crate::backup_mx::fetch(stack, &mut random, buffers, scratch.fetch())).await;
             }
         }
-        own_frame(delivery_pass(stack, &mut random, buffers)).await;
+        own_frame(delivery_pass(stack, &mut random, buffers, scratch.delivery())).await;
         // No delivery talked to the mailbox host for a while (the spool is empty, or its
         // mail waits for a retry): the probe keeps the status page's headline current.
         if crate::mail_status::mailbox_probe_due(QUEUE_POLL) {
@@ -163,33 +220,32 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
     }
 }
 
-/// One delivery pass: tries every message that is due once. A function of its own: the
-/// attempt and its outcomes (3.3 KB) then exist only while mail is delivered, not beside the
-/// courier's other jobs (DynDNS, ACME, the fetch, the alert mail) in its future.
+/// One delivery pass: tries every message that is due once. The attempt and its outcomes
+/// (3.2 KB) are the courier's scratch's ([`CourierScratch`]), not this future's.
 /// Its steps are polled in frames of their own ([`own_frame`]), as the task's jobs are.
-async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
+async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers, scratch: &mut DeliveryScratch) {
     // Each pass tries every message that is due once.
     let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
     let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
+    let DeliveryScratch { attempt, outcomes } = scratch;
     loop {
-        // Not `while let`: its scrutinee (2.5 KB) was held in the future beside the binding.
-        let Some(attempt) = own_frame(next_attempt(&tried, retry_all)).await else {
+        if !own_frame(next_attempt(&tried, retry_all, attempt)).await {
             break;
-        };
+        }
         let _ = tried.push(attempt.id);
-        let mut outcomes = Outcomes::new();
+        outcomes.clear();
         let local = attempt.recipients(Route::Mailbox).next().is_some();
         let outbound = attempt.recipients(Route::Smarthost).next().is_some();
         // Instruction count of a delivery to the mailbox host, spool update included
         // (attempts with outbound recipients are not measured: they include the smarthost).
         let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
         if local {
-            own_frame(deliver_to_mailbox(stack, &attempt, &mut outcomes, buffers)).await;
+            own_frame(deliver_to_mailbox(stack, attempt, outcomes, buffers)).await;
         }
         if outbound {
-            own_frame(smarthost::deliver(stack, &attempt, &mut outcomes, random, buffers)).await;
+            own_frame(smarthost::deliver(stack, attempt, outcomes, random, buffers)).await;
         }
-        own_frame(record_outcomes(&attempt, &outcomes)).await;
+        own_frame(record_outcomes(attempt, outcomes)).await;
         if let Some(measurement) = measurement {
             if outcomes.iter().any(|outcome| outcome.result.outcome == Outcome::Delivered) {
                 measurement.end();
@@ -236,21 +292,20 @@ pub fn route_of(address: &str) -> Route {
     }
 }
 
-/// The next queued message whose retry time has come, with its pending recipients.
-async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
-    let mut stores = crate::store::open().await?;
-    let summary = queue_policy::next_due(stores.spool.messages(), tried, uptime_seconds(), retry_all)?;
-    let mut envelope_bytes = [0u8; ENVELOPE_CAPACITY];
-    let envelope = stores.spool.read_envelope(summary.id, &mut envelope_bytes).await.ok()?;
-    let mut attempt = Attempt {
-        id: summary.id,
-        sender: heapless::String::new(),
-        addresses: heapless::String::new(),
-        recipients: heapless::Vec::new(),
-        length: summary.length,
-        queued_at: envelope.queued_at(),
-        more_pending: false,
+/// Fills `attempt` with the next queued message whose retry time has come and its pending
+/// recipients; false when none is due.
+async fn next_attempt(tried: &[MessageId], retry_all: bool, attempt: &mut Attempt) -> bool {
+    let Some(mut stores) = crate::store::open().await else {
+        return false;
     };
+    let Some(summary) = queue_policy::next_due(stores.spool.messages(), tried, uptime_seconds(), retry_all) else {
+        return false;
+    };
+    let mut envelope_bytes = [0u8; ENVELOPE_CAPACITY];
+    let Ok(envelope) = stores.spool.read_envelope(summary.id, &mut envelope_bytes).await else {
+        return false;
+    };
+    *attempt = Attempt { id: summary.id, length: summary.length, queued_at: envelope.queued_at(), ..Attempt::EMPTY };
     let _ = attempt.sender.push_str(core::str::from_utf8(envelope.reverse_path()).unwrap_or(""));
     for index in queue_policy::pending(&summary.delivery, envelope.recipients().len()) {
         let address = core::str::from_utf8(envelope.recipient(index).unwrap_or(b"")).unwrap_or("");
@@ -261,7 +316,7 @@ async fn next_attempt(tried: &[MessageId], retry_all: bool) -> Option<Attempt> {
         let _ = attempt.addresses.push_str(address);
         let _ = attempt.recipients.push((index as u8, attempt.addresses.len() as u16, route_of(address)));
     }
-    Some(attempt)
+    true
 }
 
 /// Opens the message for reading its body.

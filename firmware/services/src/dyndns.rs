@@ -16,7 +16,7 @@
 //!
 //! Owns: the DynDNS status for the status page and the HTTPS outcome counter; a check's socket lives on the
 //! courier's future. Calls: `alerts`, `backup_mx`, `channels`, `event_log`, `instrument`, `link`,
-//! `mail_settings`, `random`, `resolver`, `store`, `wall_clock`.
+//! `mail_settings`, `random`, `resolver`, `stack`, `store`, `wall_clock`.
 
 use core::cell::RefCell;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -38,6 +38,7 @@ use homemx_wire::message::{Credential, TlsService};
 use crate::instrument::Operation;
 use crate::link::{Link, ConnectionBuffers, TlsStart};
 use crate::random::DerivedRandom;
+use crate::stack::own_frame;
 
 /// Largest body read from a check-IP service or the update server.
 const BODY_CAPACITY: usize = 512;
@@ -197,7 +198,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: 
     let mut answers: heapless::Vec<(&str, Option<Ipv4>), 4> = heapless::Vec::new();
     for source in &sources {
         let mut body = [0u8; BODY_CAPACITY];
-        let answer = match https_get(stack, source.host.as_str(), source.path.as_str(), None, random, buffers, &mut body).await {
+        let answer = match own_frame(https_get(stack, source.host.as_str(), source.path.as_str(), None, random, buffers, &mut body)).await {
             Some((200, length)) => parse_public_address(&body[..length]),
             _ => None,
         };
@@ -218,7 +219,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: 
             crate::event_warning!("dyndns: fewer than two distinct check-IP services are configured; the public address is never learned (list two in check_ip)")
         }
     }
-    judge_dns(stack, dyndns.host_name.as_str(), domain.as_str(), &mut guard, now_s, agreement).await;
+    own_frame(judge_dns(stack, dyndns.host_name.as_str(), domain.as_str(), &mut guard, now_s, agreement)).await;
 
     // 3. Update if the guard says so.
     match guard.decide(now_s) {
@@ -235,7 +236,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: 
                     let path = core::str::from_utf8(&path[..path_length]).unwrap_or("/");
                     let secret = password.expose()[..length].trim_ascii_end();
                     let mut body = [0u8; BODY_CAPACITY];
-                    match https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random, buffers, &mut body).await {
+                    match own_frame(https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random, buffers, &mut body)).await {
                         Some((status, length)) => parse_update_response(status, &body[..length]),
                         None => UpdateAnswer::TransportError,
                     }

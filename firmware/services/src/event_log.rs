@@ -9,7 +9,7 @@ use critical_section::Mutex;
 use embassy_time::Instant;
 use heapless::Deque;
 use homemx_wire::log_text;
-use homemx_wire::message::{LogEntry, LogLevel, LogPage, MAX_LOG_ENTRIES};
+use homemx_wire::message::{LogEntry, LogLevel, LogPage, MAX_LOG_ENTRIES, MAX_LOG_TEXT};
 
 /// Entries kept in RAM (the oldest are dropped): the board's choice.
 pub const CAPACITY: usize = crate::bsp::SIZING.event_log_entries;
@@ -17,8 +17,26 @@ pub const CAPACITY: usize = crate::bsp::SIZING.event_log_entries;
 const LINE_CAPACITY: usize = 320;
 
 struct EventLog {
-    entries: Deque<LogEntry, CAPACITY>,
+    entries: Deque<Kept, CAPACITY>,
+    /// The sequence number of the next entry; the entries before it are numbered back to
+    /// back, the oldest kept being `next_sequence - entries.len()`.
     next_sequence: u32,
+}
+
+/// An entry as kept in RAM: 108 bytes instead of a [`LogEntry`]'s 116 (its sequence number is
+/// its place in the log, its text's length a byte).
+struct Kept {
+    uptime_seconds: u32,
+    level: LogLevel,
+    text: heapless::String<MAX_LOG_TEXT, u8>,
+}
+
+impl EventLog {
+    /// The entries kept with their sequence numbers, oldest first.
+    fn numbered(&self) -> impl Iterator<Item = (u32, &Kept)> {
+        let oldest = self.next_sequence.wrapping_sub(self.entries.len() as u32);
+        self.entries.iter().enumerate().map(move |(place, kept)| (oldest.wrapping_add(place as u32), kept))
+    }
 }
 
 static LOG: Mutex<RefCell<EventLog>> = Mutex::new(RefCell::new(EventLog { entries: Deque::new(), next_sequence: 0 }));
@@ -45,12 +63,12 @@ pub fn record(level: LogLevel, arguments: core::fmt::Arguments<'_>) {
     critical_section::with(|cs| {
         let mut log = LOG.borrow(cs).borrow_mut();
         for text in log_text::pieces(&text) {
-            let sequence = log.next_sequence;
             log.next_sequence += 1;
             if log.entries.is_full() {
                 log.entries.pop_front();
             }
-            let _ = log.entries.push_back(LogEntry { sequence, uptime_seconds, level, text });
+            let text = heapless::String::try_from(text.as_str()).unwrap_or_default();
+            let _ = log.entries.push_back(Kept { uptime_seconds, level, text });
         }
     });
 }
@@ -61,16 +79,17 @@ pub fn page(start: u32, max_entries: u8) -> LogPage {
         let log = LOG.borrow(cs).borrow();
         let mut page = LogPage { entries: heapless::Vec::new(), next: start, more: false };
         let wanted = (max_entries as usize).min(MAX_LOG_ENTRIES);
-        for entry in log.entries.iter().filter(|entry| entry.sequence >= start) {
+        for (sequence, kept) in log.numbered().filter(|&(sequence, _)| sequence >= start) {
             if page.entries.len() == wanted {
                 page.more = true;
                 break;
             }
-            page.next = entry.sequence + 1;
-            let _ = page.entries.push(entry.clone());
+            page.next = sequence + 1;
+            let text = heapless::String::try_from(kept.text.as_str()).unwrap_or_default();
+            let _ = page.entries.push(LogEntry { sequence, uptime_seconds: kept.uptime_seconds, level: kept.level, text });
         }
         if page.entries.is_empty() {
-            page.next = start.max(log.entries.front().map_or(log.next_sequence, |entry| entry.sequence));
+            page.next = start.max(log.numbered().next().map_or(log.next_sequence, |(sequence, _)| sequence));
         }
         page
     })

@@ -48,8 +48,9 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
     async fn envelope_context(&mut self, id: u32) -> Result<(SectorContext, u32), SpoolError<F::Error>> {
         let slot = self.find_entry(id).ok_or(SpoolError::UnknownMessage)?;
         let entry = self.entries[slot];
-        match self.read_sector_header(entry.envelope_sector as usize).await? {
-            Some(context) if context.sequence == entry.envelope_sequence => Ok((context, entry.envelope_offset)),
+        let (sector, offset) = entry.envelope_at(F::ERASE_SIZE);
+        match self.read_sector_header(sector).await? {
+            Some(context) if context.sequence == entry.envelope_sequence => Ok((context, offset)),
             _ => Err(self.mark_damaged(id)),
         }
     }

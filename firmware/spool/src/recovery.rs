@@ -403,9 +403,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                     recipient_count: recipient_count as u8,
                     envelope_parts: 1,
                     queued_at,
-                    envelope_sector: context.index,
+                    envelope_position: crate::spool::envelope_position(context.index, offset, F::ERASE_SIZE),
                     envelope_sequence: context.sequence,
-                    envelope_offset: offset,
                     last_sequence: context.sequence,
                     ..MessageEntry::EMPTY
                 };
@@ -455,7 +454,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                 if let Some(slot) = slot {
                     let entry = &mut self.entries[slot];
                     if entry.is_committed() {
-                        entry.delivery = state;
+                        entry.set_delivery(state);
                         entry.marker_sequence = context.sequence;
                     }
                 }

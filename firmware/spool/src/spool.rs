@@ -105,10 +105,11 @@ pub(crate) struct MessageEntry {
     pub(crate) recipient_count: u8,
     /// Envelope records seen (at mount) or written; a committed message has all of them.
     pub(crate) envelope_parts: u8,
-    /// Sector, sequence and offset of envelope part 0 (the message's first record).
-    pub(crate) envelope_sector: u32,
+    /// Where envelope part 0 (the message's first record) is: its byte position in the
+    /// region (sector index × sector size + offset in the sector: [`envelope_position`]) and
+    /// its sector's sequence.
+    pub(crate) envelope_position: u32,
     pub(crate) envelope_sequence: u32,
-    pub(crate) envelope_offset: u32,
     /// Sequence of the sector holding the commit record (the end of the message's span).
     pub(crate) last_sequence: u32,
     /// Sequence of the sector holding the newest state record, or the tombstone.
@@ -119,12 +120,25 @@ pub(crate) struct MessageEntry {
     pub(crate) reserved: u32,
     /// When the message was accepted (Unix seconds, 0 = unknown), from the envelope.
     pub(crate) queued_at: u64,
-    pub(crate) delivery: DeliveryState,
+    /// The [`DeliveryState`]'s fields, held apart ([`MessageEntry::delivery`]): as a struct
+    /// it carries 4 bytes of padding into every slot.
+    pub(crate) delivered: u128,
+    pub(crate) failed: u128,
+    pub(crate) next_retry: u64,
+    pub(crate) attempts: u32,
 }
 
-// The RAM index: 96 bytes per message slot on the 32-bit target and the host alike (two
-// 128-bit delivery bitmaps and the queued-at time; 64 bytes in format version 1).
-const _: () = assert!(core::mem::size_of::<MessageEntry>() <= 96);
+// The RAM index: 88 bytes per message slot on the 32-bit target (two 128-bit delivery
+// bitmaps and the queued-at time; 64 bytes in format version 1); 96 where `u128` is aligned
+// to 16 bytes (x86-64 hosts).
+const _: () = assert!(core::mem::size_of::<MessageEntry>() <= if core::mem::align_of::<u128>() <= 8 { 88 } else { 96 });
+
+/// The byte position in the region of offset `offset` in sector `sector` (sectors of
+/// `sector_size` bytes), as [`MessageEntry::envelope_position`] holds it. The region's
+/// addresses are `u32` (as the flash's), so every position fits.
+pub(crate) const fn envelope_position(sector: u32, offset: u32, sector_size: usize) -> u32 {
+    sector * sector_size as u32 + offset
+}
 
 impl MessageEntry {
     pub(crate) const EMPTY: Self = Self {
@@ -133,22 +147,35 @@ impl MessageEntry {
         intact: true,
         recipient_count: 0,
         envelope_parts: 0,
-        envelope_sector: 0,
+        envelope_position: 0,
         envelope_sequence: NO_SEQUENCE,
-        envelope_offset: 0,
         last_sequence: NO_SEQUENCE,
         marker_sequence: NO_SEQUENCE,
         length: 0,
         chunk_count: 0,
         reserved: 0,
         queued_at: 0,
-        delivery: DeliveryState {
-            delivered: 0,
-            failed: 0,
-            next_retry: 0,
-            attempts: 0,
-        },
+        delivered: 0,
+        failed: 0,
+        next_retry: 0,
+        attempts: 0,
     };
+
+    /// The message's delivery state.
+    pub(crate) fn delivery(&self) -> DeliveryState {
+        DeliveryState { delivered: self.delivered, failed: self.failed, next_retry: self.next_retry, attempts: self.attempts }
+    }
+
+    pub(crate) fn set_delivery(&mut self, state: DeliveryState) {
+        let DeliveryState { delivered, failed, next_retry, attempts } = state;
+        (self.delivered, self.failed, self.next_retry, self.attempts) = (delivered, failed, next_retry, attempts);
+    }
+
+    /// Sector index and offset in it of envelope part 0 (sectors of `sector_size` bytes).
+    pub(crate) fn envelope_at(&self, sector_size: usize) -> (usize, u32) {
+        let sector_size = sector_size as u32;
+        ((self.envelope_position / sector_size) as usize, self.envelope_position % sector_size)
+    }
 
     pub(crate) fn is_committed(&self) -> bool {
         matches!(self.status, EntryStatus::Queued | EntryStatus::Damaged)
@@ -568,9 +595,8 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             status: EntryStatus::Receiving,
             recipient_count: envelope.recipients().len() as u8,
             envelope_parts: parts as u8,
-            envelope_sector: placement.sector,
+            envelope_position: envelope_position(placement.sector, placement.offset, F::ERASE_SIZE),
             envelope_sequence: placement.sequence,
-            envelope_offset: placement.offset,
             last_sequence: placement.sequence,
             reserved: needed.saturating_sub(written).min(u32::MAX as u64) as u32,
             queued_at: envelope.queued_at(),
@@ -630,7 +656,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             Some(index) => MessageEntry {
                 id,
                 status: EntryStatus::Abandoned,
-                envelope_sector: index as u32,
+                envelope_position: envelope_position(index as u32, 0, F::ERASE_SIZE),
                 envelope_sequence: self.sequences[index],
                 ..MessageEntry::EMPTY
             },
@@ -747,7 +773,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             length: entry.length,
             recipient_count: usize::from(entry.recipient_count),
             queued_at: entry.queued_at,
-            delivery: entry.delivery,
+            delivery: entry.delivery(),
             damaged: entry.status == EntryStatus::Damaged,
         })
     }
@@ -762,7 +788,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         let slot = self.committed_entry(id)?;
         let payload = state.encode();
         let sequence = self.write_metadata(RecordKind::State, id.0, &payload).await?;
-        self.entries[slot].delivery = state;
+        self.entries[slot].set_delivery(state);
         self.entries[slot].marker_sequence = sequence;
         Ok(())
     }
@@ -783,7 +809,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         if recipient >= usize::from(self.entries[slot].recipient_count) {
             return Err(SpoolError::TooManyRecipients);
         }
-        Ok(self.entries[slot].delivery)
+        Ok(self.entries[slot].delivery())
     }
 
     /// Marks recipient `recipient` (index into the envelope's recipients) delivered.

@@ -178,9 +178,11 @@ impl ConsoleSession {
         // answer would overwrite only its head, leaving the tail: a passphrase).
         self.receiver.scratch().zeroize();
         self.transmit.zeroize();
-        let (command, signed) = match checked {
-            Ok(accepted) => accepted,
-            Err(code) => return Response::Error(code),
+        // Borrowed, not moved: a command moved out of `checked` and into `execute` existed three
+        // times in this future (a passphrase among them), 1 KB more of the console task's RAM.
+        let (command, signed) = match &checked {
+            Ok((command, signed)) => (command, *signed),
+            Err(code) => return Response::Error(*code),
         };
         let signed_over = self.challenge;
         if signed {
@@ -195,7 +197,7 @@ impl ConsoleSession {
 
     async fn execute<H: ConsoleHandler>(
         &mut self,
-        command: Command,
+        command: &Command,
         signed_over: &Challenge,
         handler: &mut H,
     ) -> Result<Response, ErrorCode> {
@@ -203,17 +205,17 @@ impl ConsoleSession {
         match command {
             Command::Hello => Ok(Response::DeviceInfo(self.device_info(handler))),
             Command::Enrol { admin_key } => {
-                handler.store_admin_key(&admin_key).await?;
-                self.admin_key = Some(admin_key);
+                handler.store_admin_key(admin_key).await?;
+                self.admin_key = Some(*admin_key);
                 Ok(Response::Done)
             }
             Command::RotateAdminKey { new_key, proof } => {
                 let old_key = self.admin_key.ok_or(ErrorCode::NotEnrolled)?;
                 let mut message = [0; 160];
-                let length = signing::rotation_message(&mut message, &self.identity, signed_over, &old_key, &new_key);
-                verify(&new_key, &message[..length], &proof.to_bytes())?;
-                handler.store_admin_key(&new_key).await?;
-                self.admin_key = Some(new_key);
+                let length = signing::rotation_message(&mut message, &self.identity, signed_over, &old_key, new_key);
+                verify(new_key, &message[..length], &proof.to_bytes())?;
+                handler.store_admin_key(new_key).await?;
+                self.admin_key = Some(*new_key);
                 Ok(Response::Done)
             }
             Command::FactoryReset => {
@@ -222,30 +224,30 @@ impl ConsoleSession {
                 Ok(Response::Done)
             }
             Command::Status => handler.status().await.map(Response::Status),
-            Command::Unlock { passphrase } => handler.unlock(&passphrase).await.map(done),
+            Command::Unlock { passphrase } => handler.unlock(passphrase).await.map(done),
             Command::Lock => handler.lock().await.map(done),
             Command::ConfigBegin => handler.config_begin().await.map(done),
-            Command::ConfigPut(item) => handler.config_put(&item).await.map(done),
-            Command::ConfigCommit { item_count } => handler.config_commit(item_count).await.map(done),
+            Command::ConfigPut(item) => handler.config_put(item).await.map(done),
+            Command::ConfigCommit { item_count } => handler.config_commit(*item_count).await.map(done),
             Command::ConfigGet { index } => {
-                let (total, item) = handler.config_get(index).await?;
+                let (total, item) = handler.config_get(*index).await?;
                 // A user's password hash stays on the device: read back without salt and hash.
-                Ok(Response::ConfigItem { index, total, item: item.redacted() })
+                Ok(Response::ConfigItem { index: *index, total, item: item.redacted() })
             }
             Command::SetCredential { credential, secret } => {
-                handler.set_credential(credential, &secret).await.map(done)
+                handler.set_credential(*credential, secret).await.map(done)
             }
-            Command::SetTrustAnchor(update) => handler.set_trust_anchor(&update).await.map(done),
+            Command::SetTrustAnchor(update) => handler.set_trust_anchor(update).await.map(done),
             Command::Logs { start, max_entries } => {
-                let wanted = max_entries.min(crate::message::MAX_LOG_ENTRIES as u8);
-                handler.logs(start, wanted).await.map(Response::Logs)
+                let wanted = (*max_entries).min(crate::message::MAX_LOG_ENTRIES as u8);
+                handler.logs(*start, wanted).await.map(Response::Logs)
             }
             Command::FetchNow => handler.fetch_now().await.map(done),
             Command::FlushQueue => handler.flush_queue().await.map(done),
             Command::DynDnsResume => handler.dyndns_resume().await.map(done),
             Command::AcknowledgeAlert { kind } => handler.acknowledge_alert(kind.as_str()).await.map(done),
             Command::TlsCertificateRequest => handler.tls_certificate_request().await.map(Response::CertificateRequest),
-            Command::TlsInstall(chunk) => handler.tls_install(&chunk).await.map(done),
+            Command::TlsInstall(chunk) => handler.tls_install(chunk).await.map(done),
             Command::TlsStatus => handler.tls_status().await.map(Response::Certificate),
             Command::TlsRenew => handler.tls_renew().await.map(done),
         }

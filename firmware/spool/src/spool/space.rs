@@ -205,7 +205,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                 {
                     continue;
                 }
-                let sector = entry.envelope_sector as usize;
+                let (sector, _) = entry.envelope_at(F::ERASE_SIZE);
                 let envelope_exists =
                     self.states.get(sector) == Some(&SectorState::InUse) && self.sequences[sector] == sequence;
                 let envelope_survives = keepers[..count].iter().any(|&keeper| {
@@ -366,7 +366,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             if !settling || garbage_left {
                 continue;
             }
-            let sector = entry.envelope_sector as usize;
+            let (sector, _) = entry.envelope_at(F::ERASE_SIZE);
             let envelope_exists = self.states.get(sector) == Some(&SectorState::InUse)
                 && self.sequences[sector] == entry.envelope_sequence;
             if !envelope_exists {
@@ -424,7 +424,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         let full = self.entries.iter().all(|entry| entry.status != EntryStatus::Free);
         full && self.entries.iter().any(|entry| {
             matches!(entry.status, EntryStatus::Deleted | EntryStatus::Abandoned)
-                && entry.envelope_sector == head.context.index
+                && entry.envelope_at(F::ERASE_SIZE).0 == head.context.index as usize
                 && entry.envelope_sequence == head.context.sequence
         })
     }
