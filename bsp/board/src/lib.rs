@@ -261,22 +261,25 @@ pub const TLS_SESSION_HEAP_BYTES: usize = 32 * 1024;
 /// Heap every board holds besides the inbound sessions, sized as the session's share is: what
 /// is held across awaits, and once what one call allocates and frees before it returns (the
 /// tasks share one executor and a call does not await, so one such call runs at a time).
-/// Held: the courier's one provider connection (its client and configuration through a
-/// handshake with an RSA-4096 chain and an answer: 4,418 B measured on the host, at most 5 KiB
-/// asserted, homemx-tls's `server_heap` test; its record buffers are static) and the inbound
-/// sessions' server configuration (the device's chain, up to the store's 6 KiB, and key: at
-/// most 7 KiB asserted, 6,789 B with a 5,826-octet chain). Once: the largest call, the
-/// client's that checks the RSA-4096 chain (23,280 B above what it holds, at most 24 KiB
-/// asserted); a record's hand-over is less (rustls 0.23 decrypts each record into a copy of
-/// its own before the pump moves it into the connection's incoming buffer: 16,480 B), and so is
-/// a server's making of its first flight (9.6 KB above what it then holds). 36 KiB with these
-/// bounds, measured with the host's 64-bit pointers (in QEMU the e2e `provider_certificates`
-/// reaches a 27,912 B high-water with every kind of provider chain, the host 27,698 B), and
-/// 4 KiB for the allocator's rounding and a contiguous hole for the largest call. Not counted
-/// here: an ACME run's response buffers (17 KB) and its port 443 listeners' (9 KB) while it
-/// lasts, which take room the inbound sessions leave (the e2e `acme_tls_alpn`: 73,556 B
-/// high-water with the CA's three validation handshakes).
-pub const SHARED_TLS_HEAP_BYTES: usize = 40 * 1024;
+/// Held: the courier's one provider connection, its client and configuration (its record
+/// buffers are static), with the largest chain a server, or an attacker on the path before the
+/// chain is refused, can make it take (rustls keeps it while it checks it; as many certificates
+/// as the 16,645-octet incoming buffer brings): 18,905 B measured on the host with a
+/// 15,261-octet chain, at most 20.5 KiB asserted at the buffer's size (homemx-tls's
+/// `server_heap` test; 4,418 B with an RSA-4096 leaf and root); and the inbound sessions'
+/// server configuration (the device's chain, up to the store's 6 KiB, and key: at most 7 KiB
+/// asserted, 6,789 B with a 5,826-octet chain). Once: the largest call, the client's that
+/// checks the chain (23,280 B above what it holds, at most 24 KiB asserted); a record's
+/// hand-over is less (rustls 0.23 decrypts each record into a copy of its own before the pump
+/// moves it into the connection's incoming buffer: 16,480 B), and so is a server's making of
+/// its first flight (9.6 KB above what it then holds). 51.5 KiB with these bounds, measured
+/// with the host's 64-bit pointers (in QEMU the e2e `provider_certificates` reaches 27,912 B
+/// with every kind of provider chain, the host 27,698 B for the RSA-4096 one: no smaller on
+/// the board), and 2.5 KiB for the allocator's rounding and contiguous holes in the largest
+/// call. Not counted here: an ACME run's response buffers (17 KB) and its port 443 listeners'
+/// (9 KB) while it lasts, which take room the inbound sessions leave (the e2e `acme_tls_alpn`:
+/// 53 to 74 KB high-water with the CA's three validation handshakes).
+pub const SHARED_TLS_HEAP_BYTES: usize = 54 * 1024;
 
 /// The heap of a board serving `tls_sessions` inbound TLS sessions (see [`Sizing::heap_bytes`]).
 pub const fn heap_for(tls_sessions: usize) -> usize {
