@@ -304,6 +304,11 @@ impl<'s, 'b> Link<'s, 'b> {
         while outcome.is_ok() && client.is_handshaking() {
             outcome = receive_records(&mut socket, &mut client).await;
         }
+        // A failure met while the last records were being sent (the pump resumes a paused flight
+        // then) ends the handshake too: the link is not verified, whatever the loop saw.
+        if let (Ok(()), Some(error)) = (&outcome, client.failure()) {
+            outcome = Err(LinkError::Tls(error.clone()));
+        }
         match outcome {
             Ok(()) => {
                 defmt::info!(
