@@ -6,7 +6,9 @@
 //! (`openssl s_client -starttls smtp` verifies it against the CA, which the self-signed
 //! certificate before did not). Then the attacker's chains: one for
 //! another key, one for another name, an expired one: each refused with its reason, and the
-//! device keeps the certificate it had (same issuer, same expiry).
+//! device keeps the certificate it had (same issuer, same expiry). Last, a chain larger than
+//! one of the server's outgoing records (an RSA-4096 CA's): port 25 sends it in pieces and
+//! openssl verifies it.
 
 use std::path::Path;
 use std::process::Command;
@@ -71,12 +73,12 @@ fn refused(owner: &Owner, chain: &str, reason: &str, kept: &Value) {
 }
 
 /// What `openssl s_client` says of the chain port 25 presents after STARTTLS, checked against
-/// the test CA for the device's name (inside the namespace): "Verification: OK" when it verifies.
-fn port_25_chain(namespace: &str, directory: &Path) -> String {
+/// the CA in `ca_file` for the device's name (inside the namespace): "Verification: OK" when it verifies.
+fn port_25_chain(namespace: &str, ca_file: &Path) -> String {
     let output = Command::new("ip")
         .args(["netns", "exec", namespace, "timeout", "30", "openssl", "s_client", "-brief", "-starttls", "smtp"])
         .args(["-connect", &format!("{APPLIANCE}:25"), "-verify_hostname", HOST, "-verify_return_error", "-CAfile"])
-        .arg(directory.join("ca.pem"))
+        .arg(ca_file)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("openssl runs");
@@ -116,7 +118,7 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     assert_eq!(own["self_signed"], true, "{own}");
     assert_eq!(own["subject"], HOST, "{own}");
     assert!(own["days_until_expiry"].as_i64().is_some_and(|days| days >= 390), "{own}");
-    let served = port_25_chain(&namespace, &directory);
+    let served = port_25_chain(&namespace, &directory.join("ca.pem"));
     assert!(!served.contains("Verification: OK"), "the self-signed certificate does not verify against the CA: {served}");
 
     // 2. The request: signed by the device's key (openssl verifies it), for its name.
@@ -140,7 +142,7 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     assert!(installed["days_until_expiry"].as_i64().is_some_and(|days| (88..=90).contains(&days)), "{installed}");
     // The listener presents the new chain at once (it rebuilds its configuration when the chain
     // it was built with is no longer the published one).
-    let served = port_25_chain(&namespace, &directory);
+    let served = port_25_chain(&namespace, &directory.join("ca.pem"));
     assert!(served.contains("Verification: OK"), "port 25 presents the installed chain: {served}");
     let text = owner.homemx(&["status"]);
     let text = String::from_utf8_lossy(&text.stdout);
@@ -191,4 +193,29 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     let output = owner.homemx(&["tls", "install", &good]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(!alerts(&owner).contains(&"certificate_expiring".to_string()), "a fresh chain ends the alert");
+
+    // 7. A chain larger than one of the server's outgoing records (2 KiB, homemx-tls's
+    //    `SERVER_OUTGOING_BUFFER`): an RSA-4096 CA's. Port 25 sends its first flight a record at a
+    //    time, pausing while the buffer is full, and openssl receives and verifies the whole chain.
+    let large = directory.join("large-ca");
+    std::fs::create_dir_all(&large).unwrap();
+    openssl(
+        &large,
+        &[
+            "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "3650", "-subj", "/CN=homemx large chain test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", "ca.key", "-out", "ca.pem",
+        ],
+    );
+    let large_signer = RequestSigner::new(&large, &large.join("ca.pem"), &large.join("ca.key"));
+    let large_chain = large_signer.issue(&directory.join("device.csr"), HOST, None, "large-chain.pem");
+    openssl(&large, &["x509", "-in", "large-chain.pem.leaf.pem", "-outform", "DER", "-out", "leaf.der"]);
+    openssl(&large, &["x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der"]);
+    let chain_octets = ["leaf.der", "ca.der"].iter().map(|file| std::fs::metadata(large.join(file)).unwrap().len()).sum::<u64>();
+    assert!(chain_octets > 2048, "the chain ({chain_octets} octets) is larger than one outgoing record");
+    let output = owner.homemx(&["tls", "install", &large_chain.display().to_string()]);
+    assert!(output.status.success(), "tls install: {}", String::from_utf8_lossy(&output.stderr));
+    let served = port_25_chain(&namespace, &large.join("ca.pem"));
+    assert!(served.contains("Verification: OK"), "port 25 presents the {chain_octets}-octet chain: {served}");
+    let served = port_25_chain(&namespace, &directory.join("ca.pem"));
+    assert!(!served.contains("Verification: OK"), "and no longer the first CA's: {served}");
 }

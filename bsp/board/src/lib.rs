@@ -232,13 +232,13 @@ pub struct Sizing {
     pub submission_spare_listeners: usize,
     /// HTTP sessions (status page, `/health`) served at once.
     pub http_sessions: usize,
-    /// Messages the spool holds at once (96 bytes of RAM each).
+    /// Messages the spool holds at once (88 bytes of RAM each on the boards).
     pub spool_messages: usize,
     /// The TLS heap: [`SHARED_TLS_HEAP_BYTES`] plus [`TLS_SESSION_HEAP_BYTES`] for each of
     /// `tls_sessions` inbound sessions ([`heap_for`]; the services check at compile time that
     /// it holds them).
     pub heap_bytes: usize,
-    /// Events the RAM event log keeps for `homemx logs` (about 116 bytes each; the oldest go).
+    /// Events the RAM event log keeps for `homemx logs` (108 bytes each; the oldest go).
     pub event_log_entries: usize,
 }
 
