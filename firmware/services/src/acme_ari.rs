@@ -10,7 +10,7 @@
 //! the bodies are on the heap only while they are read.
 //!
 //! Owns: the ARI window and when to ask next. Calls: `acme_exchange`, `event_log`, `link`, `random`,
-//! `store`.
+//! `stack`, `store`.
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -23,6 +23,7 @@ use homemx_acme::objects::Directory;
 
 use crate::link::ConnectionBuffers;
 use crate::random::DerivedRandom;
+use crate::stack::{own_frame, own_frame_made};
 
 /// Largest body read (a directory or a renewal information: well under 2 KB).
 const BODY_CAPACITY: usize = 4 * 1024;
@@ -78,7 +79,7 @@ async fn ask(
     now: u64,
 ) -> (Option<(u64, u64)>, u64) {
     let failed = (None, now + FAILED_RECHECK);
-    let Some(account) = crate::store::acme_account().await else {
+    let Some(account) = own_frame(crate::store::acme_account()).await else {
         return failed;
     };
     let Some(directory_url) = homemx_acme::url::parse(account.directory.as_str()) else {
@@ -96,7 +97,10 @@ async fn ask(
     let mut read_directory = |response: &Response<'_>, _now: u64| {
         directory = (response.status == 200).then(|| Directory::parse(response.body).ok()).flatten();
     };
-    if crate::acme_exchange::exchange(stack, random.derive(), buffers, &get, &mut body, &mut header_store, &mut read_directory).await.is_err() {
+    // Each exchange made and polled in a frame of its own (`stack::own_frame_made`): made here,
+    // its arguments' part was put together in this poll's frame, under the TLS handshake.
+    let answered = own_frame_made(|| crate::acme_exchange::exchange(stack, random.derive(), buffers, &get, &mut body, &mut header_store, &mut read_directory)).await;
+    if answered.is_err() {
         return failed;
     }
     let Some(directory) = directory else {
@@ -111,7 +115,8 @@ async fn ask(
     };
     let mut advice = homemx_acme::ari::RenewalAdvice { window: None, next_check: now + FAILED_RECHECK };
     let mut read_advice = |response: &Response<'_>, now: u64| advice = homemx_acme::ari::advice(response, now);
-    if crate::acme_exchange::exchange(stack, random.derive(), buffers, &request, &mut body, &mut header_store, &mut read_advice).await.is_err() {
+    let answered = own_frame_made(|| crate::acme_exchange::exchange(stack, random.derive(), buffers, &request, &mut body, &mut header_store, &mut read_advice)).await;
+    if answered.is_err() {
         return failed;
     }
     match advice.window {

@@ -4,8 +4,9 @@
 //! issuance) and `acme_ari` (the renewal information).
 //!
 //! Owns: nothing (the caller's buffers). Calls: `event_log`, `instrument`, `link`, `random`,
-//! `resolver`, `store`, `wall_clock`.
+//! `resolver`, `stack`, `store`, `wall_clock`.
 
+use alloc::vec::Vec;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, Ipv4Address, Stack};
 use embassy_time::Duration;
@@ -16,6 +17,7 @@ use homemx_wire::message::TlsService;
 use crate::instrument::Operation;
 use crate::link::{ConnectionBuffers, Link, TlsStart};
 use crate::random::DerivedRandom;
+use crate::stack::own_frame;
 
 /// Sends `request` over a new TLS connection to its URL and hands the answer and the time to
 /// `receive` (the client, or `acme_ari`'s reader). `receive` is a trait object so that one copy
@@ -34,7 +36,7 @@ pub async fn exchange(
     let host = request.url.host();
     let address = crate::resolver::resolve_address(stack, host).await.map_err(|_| "the name did not resolve")?;
     let trust_source = crate::store::provider_login(TlsService::Acme, &mut buffers.anchor, None).await.0.ok_or("no trust anchor for the ACME server")?;
-    let bytes = homemx_acme::exchange::request_bytes(request).map_err(|_| "the request did not fit")?;
+    let bytes = request_bytes(request)?;
     let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive, &mut buffers.socket_transmit);
     socket.set_timeout(Some(Duration::from_secs(30)));
     socket.connect(IpEndpoint::new(Ipv4Address::from(address).into(), request.url.port())).await.map_err(|_| "connection failed")?;
@@ -53,33 +55,50 @@ pub async fn exchange(
         crate::event_warning!("acme: TLS to {} failed: {}", host, error.describe());
         return Err("the TLS handshake failed");
     }
-    let mut result = Err("no complete answer");
-    if link.write_all(&bytes).await.is_ok() {
-        drop(bytes);
-        let mut parser = homemx_acme::exchange::response_parser(body, header_store);
-        let mut input = [0u8; 512];
-        loop {
-            let complete = match link.read(&mut input).await {
-                Ok(0) | Err(_) => parser.connection_closed().is_ok(),
-                Ok(count) => match parser.feed(&input[..count]) {
-                    Ok(Progress::Complete) => true,
-                    Ok(Progress::NeedMore) => continue,
-                    Err(_) => {
-                        result = Err("the answer was malformed or too large");
-                        break;
-                    }
-                },
-            };
-            if complete {
-                if let Some(response) = homemx_acme::exchange::response(&parser) {
-                    let now = crate::wall_clock::unix_seconds().unwrap_or(0);
-                    receive(&response, now);
-                    result = Ok(());
-                }
-            }
-            break;
-        }
-    }
+    let result = own_frame(ask(&mut link, bytes, body, header_store, receive)).await;
     link.close().await;
     result
+}
+
+/// The request's bytes, made in a frame of its own: inlined, the HTTP writer's temporaries
+/// stayed in [`exchange`]'s poll frame under the TLS handshake.
+#[inline(never)]
+fn request_bytes(request: &Request) -> Result<Vec<u8>, &'static str> {
+    homemx_acme::exchange::request_bytes(request).map_err(|_| "the request did not fit")
+}
+
+/// Sends `bytes` over the verified `link` and hands the answer to `receive`. Polled in a frame
+/// of its own ([`own_frame`]): inlined, the parser's making and the read buffer took room in
+/// [`exchange`]'s poll frame under the TLS handshake (the deepest stack path measured).
+async fn ask(
+    link: &mut Link<'_, '_>,
+    bytes: Vec<u8>,
+    body: &mut [u8],
+    header_store: &mut [u8],
+    receive: &mut dyn FnMut(&Response<'_>, u64),
+) -> Result<(), &'static str> {
+    if link.write_all(&bytes).await.is_err() {
+        return Err("no complete answer");
+    }
+    drop(bytes);
+    let mut parser = homemx_acme::exchange::response_parser(body, header_store);
+    let mut input = [0u8; 512];
+    loop {
+        let complete = match link.read(&mut input).await {
+            Ok(0) | Err(_) => parser.connection_closed().is_ok(),
+            Ok(count) => match parser.feed(&input[..count]) {
+                Ok(Progress::Complete) => true,
+                Ok(Progress::NeedMore) => continue,
+                Err(_) => return Err("the answer was malformed or too large"),
+            },
+        };
+        if complete {
+            if let Some(response) = homemx_acme::exchange::response(&parser) {
+                let now = crate::wall_clock::unix_seconds().unwrap_or(0);
+                receive(&response, now);
+                return Ok(());
+            }
+        }
+        return Err("no complete answer");
+    }
 }

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::network::PartsTypes;
 use crate::random::DerivedRandom;
+use crate::stack::own_frame;
 use crate::store::Lifecycle;
 use crate::{bsp, FIRMWARE_VERSION};
 
@@ -327,6 +328,107 @@ impl DeviceConsole {
     }
 }
 
+/// [`DeviceConsole`] as the session calls it: each command's work is polled in a frame of its
+/// own (`stack::own_frame`). Inlined into the session's `execute`, all the commands' temporaries
+/// (the status snapshot, certificate requests and chains, the configuration's commit) shared
+/// its one poll frame (7.3 KB), under the unlock's key derivation and store building: the
+/// deepest stack path of a provisioning.
+struct InOwnFrames(DeviceConsole);
+
+impl ConsoleHandler for InOwnFrames {
+    fn firmware_version(&self) -> &str {
+        self.0.firmware_version()
+    }
+
+    fn board(&self) -> &str {
+        self.0.board()
+    }
+
+    fn unlocked(&self) -> bool {
+        self.0.unlocked()
+    }
+
+    async fn store_admin_key(&mut self, key: &PublicKey) -> Result<(), ErrorCode> {
+        own_frame(self.0.store_admin_key(key)).await
+    }
+
+    async fn unlock(&mut self, passphrase: &Secret) -> Result<(), ErrorCode> {
+        own_frame(self.0.unlock(passphrase)).await
+    }
+
+    async fn lock(&mut self) -> Result<(), ErrorCode> {
+        own_frame(self.0.lock()).await
+    }
+
+    async fn status(&mut self) -> Result<Status, ErrorCode> {
+        own_frame(self.0.status()).await
+    }
+
+    async fn config_begin(&mut self) -> Result<(), ErrorCode> {
+        own_frame(self.0.config_begin()).await
+    }
+
+    async fn config_put(&mut self, item: &ConfigItem) -> Result<(), ErrorCode> {
+        own_frame(self.0.config_put(item)).await
+    }
+
+    async fn config_commit(&mut self, item_count: u16) -> Result<(), ErrorCode> {
+        own_frame(self.0.config_commit(item_count)).await
+    }
+
+    async fn config_get(&mut self, index: u16) -> Result<(u16, ConfigItem), ErrorCode> {
+        own_frame(self.0.config_get(index)).await
+    }
+
+    async fn set_credential(&mut self, credential: Credential, secret: &Secret) -> Result<(), ErrorCode> {
+        own_frame(self.0.set_credential(credential, secret)).await
+    }
+
+    async fn set_trust_anchor(&mut self, update: &TrustAnchorUpdate) -> Result<(), ErrorCode> {
+        own_frame(self.0.set_trust_anchor(update)).await
+    }
+
+    async fn logs(&mut self, start: u32, max_entries: u8) -> Result<LogPage, ErrorCode> {
+        own_frame(self.0.logs(start, max_entries)).await
+    }
+
+    async fn factory_reset(&mut self) -> Result<(), ErrorCode> {
+        own_frame(self.0.factory_reset()).await
+    }
+
+    async fn fetch_now(&mut self) -> Result<(), ErrorCode> {
+        own_frame(self.0.fetch_now()).await
+    }
+
+    async fn flush_queue(&mut self) -> Result<(), ErrorCode> {
+        own_frame(self.0.flush_queue()).await
+    }
+
+    async fn dyndns_resume(&mut self) -> Result<(), ErrorCode> {
+        own_frame(self.0.dyndns_resume()).await
+    }
+
+    async fn acknowledge_alert(&mut self, kind: &str) -> Result<(), ErrorCode> {
+        own_frame(self.0.acknowledge_alert(kind)).await
+    }
+
+    async fn tls_certificate_request(&mut self) -> Result<heapless::Vec<u8, MAX_CERTIFICATE_REQUEST>, ErrorCode> {
+        own_frame(self.0.tls_certificate_request()).await
+    }
+
+    async fn tls_install(&mut self, chunk: &ChainChunk) -> Result<(), ErrorCode> {
+        own_frame(self.0.tls_install(chunk)).await
+    }
+
+    async fn tls_status(&mut self) -> Result<Option<CertificateReport>, ErrorCode> {
+        own_frame(self.0.tls_status()).await
+    }
+
+    async fn tls_renew(&mut self) -> Result<(), ErrorCode> {
+        own_frame(self.0.tls_renew()).await
+    }
+}
+
 /// A certificate name for the wire (both bounds are 64 bytes; cut if ever longer).
 fn truncated_name(name: &str) -> heapless::String<MAX_CERTIFICATE_NAME> {
     let mut end = name.len().min(MAX_CERTIFICATE_NAME);
@@ -341,7 +443,7 @@ fn truncated_name(name: &str) -> heapless::String<MAX_CERTIFICATE_NAME> {
 pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut random: DerivedRandom, mut lifecycle: Lifecycle) -> ! {
     let admin_key = lifecycle.admin_public_key().await;
     let mut session = ConsoleSession::new(identity, admin_key, &mut random);
-    let mut handler = DeviceConsole { unlocked: false, lifecycle };
+    let mut handler = InOwnFrames(DeviceConsole { unlocked: false, lifecycle });
     // What the serial link delivers is frame bytes, the passphrase among them: wiped once
     // handled.
     let mut buffer = SecretBytes::<64>::zeroed();
@@ -350,7 +452,7 @@ pub async fn console_task(mut serial: Serial, identity: DeviceIdentity, mut rand
         let read = embassy_futures::select::select(serial.read(buffer.expose_mut()), crate::channels::TAMPER_OPENED.wait()).await;
         let count = match read {
             embassy_futures::select::Either::Second(()) => {
-                handler.tamper_opened().await;
+                handler.0.tamper_opened().await;
                 continue;
             }
             embassy_futures::select::Either::First(Ok(0) | Err(_)) => continue,

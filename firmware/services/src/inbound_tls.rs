@@ -16,7 +16,7 @@
 //!   garbage costs its slot for that long at most; a failure sends rustls's alert and closes.
 //!
 //! Owns: the server configuration cache, the inbound TLS random stream, the permit count.
-//! Calls: `event_log`, `instrument`, `link` (the record pump's socket I/O), `random`, `store`, `tls_context`.
+//! Calls: `event_log`, `instrument`, `link` (the record pump's socket I/O), `random`, `stack`, `store`, `tls_context`.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -172,11 +172,26 @@ impl HandshakeFailure {
 /// The server is on the heap (its 1.2 KB within the session's share, `TLS_SESSION_HEAP_BYTES`)
 /// while the session runs in TLS, not in every session task's future.
 pub async fn handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
-    let config = server_config().await.ok_or(HandshakeFailure::NoConfiguration)?;
+    // In a frame of its own: parsing the chain and building the configuration (first
+    // handshake after a change) kept 1 KB in this poll's frame under the whole handshake.
+    let config = crate::stack::own_frame(server_config()).await.ok_or(HandshakeFailure::NoConfiguration)?;
     let measurement = crate::instrument::begin(Operation::TlsHandshakeServer);
     let server = handshake_with(socket, permit, config).await?;
     measurement.end();
     Ok(server)
+}
+
+/// The server for one handshake, on the heap, built in a frame of its own: inlined into
+/// [`handshake_with`], rustls's connection state was assembled in stack temporaries (its poll
+/// frame was 5 KB) that stayed reserved under every record of the handshake, on the deepest
+/// stack path of an inbound STARTTLS.
+#[inline(never)]
+fn new_server(permit: &mut TlsPermit, config: Arc<ServerConfig>) -> Result<Box<TlsServer<'_>>, HandshakeFailure> {
+    let random = derived_random().ok_or(HandshakeFailure::NoConfiguration)?;
+    // Keys rustls's random stream afresh for this handshake (server random, key share).
+    let _ = crate::tls_context::prepare(random);
+    let (incoming, outgoing) = permit.buffers.split_at_mut(homemx_tls::RECORD_BUFFER);
+    Ok(Box::new(TlsServer::new(config, incoming, outgoing).map_err(HandshakeFailure::Tls)?))
 }
 
 /// [`handshake`] with another configuration (the ACME TLS-ALPN-01 validation's), not measured.
@@ -185,11 +200,7 @@ pub async fn handshake_with<'b>(
     permit: &'b mut TlsPermit,
     config: Arc<ServerConfig>,
 ) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
-    let random = derived_random().ok_or(HandshakeFailure::NoConfiguration)?;
-    // Keys rustls's random stream afresh for this handshake (server random, key share).
-    let _ = crate::tls_context::prepare(random);
-    let (incoming, outgoing) = permit.buffers.split_at_mut(homemx_tls::RECORD_BUFFER);
-    let mut server = Box::new(TlsServer::new(config, incoming, outgoing).map_err(HandshakeFailure::Tls)?);
+    let mut server = new_server(permit, config)?;
     let exchange = async {
         while server.is_handshaking() {
             crate::link::receive_records(socket, &mut *server).await?;

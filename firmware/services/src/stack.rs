@@ -3,7 +3,8 @@
 //! has ever grown. Together with the static RAM of the image this is the RAM the firmware
 //! needs.
 //!
-//! [`OwnFrame`] keeps a big job's poll out of its caller's stack frame.
+//! [`OwnFrame`] keeps a big job's poll out of its caller's stack frame; [`MadeInFrame`] keeps
+//! its making out too.
 //!
 //! Owns: the wipe task (the stack region itself is the board's). Calls: `channels`.
 
@@ -33,6 +34,59 @@ impl<F: Future> Future for OwnFrame<F> {
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
         // SAFETY: structural pinning: the inner future is never moved out of `self`.
         unsafe { self.map_unchecked_mut(|own| &mut own.0) }.poll(context)
+    }
+}
+
+/// A future made on its first poll, in place, and polled in a frame of its own
+/// ([`OwnFrame`]): an async fn's future made before it is awaited is put together in a
+/// temporary of the caller's poll frame (for some layouts two, each the size of its arguments'
+/// part of the future: 1.4 KB for an ACME exchange) and copied in, and those temporaries take
+/// stack under every await below. Made here, in [`MadeInFrame::make`]'s own frame, they are
+/// gone before the future is first polled.
+pub struct MadeInFrame<M, F>(Stage<M, F>);
+
+enum Stage<M, F> {
+    /// Not polled yet: what makes the future.
+    Maker(M),
+    /// Made, and pinned from now on.
+    Running(F),
+    /// Only while the future is being made (a maker that panicked leaves it so).
+    Making,
+}
+
+/// The future `make` returns, made on the first poll and polled in a frame of its own
+/// ([`MadeInFrame`]).
+pub fn own_frame_made<M: FnOnce() -> F, F: Future>(make: M) -> MadeInFrame<M, F> {
+    MadeInFrame(Stage::Maker(make))
+}
+
+impl<M: FnOnce() -> F, F: Future> MadeInFrame<M, F> {
+    /// Replaces the maker (`stage` holds one) by its future, in place; never inlined, so that
+    /// the making's temporaries are off the stack before the future is polled.
+    #[inline(never)]
+    fn make(stage: &mut Stage<M, F>) {
+        if let Stage::Maker(make) = core::mem::replace(stage, Stage::Making) {
+            *stage = Stage::Running(make());
+        }
+    }
+}
+
+impl<M: FnOnce() -> F, F: Future> Future for MadeInFrame<M, F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: the future is pinned from the moment it is made (`Running`) and never moved
+        // out of `self` after; only the maker, which is not pinned, is moved out before.
+        let stage = unsafe { &mut self.get_unchecked_mut().0 };
+        if matches!(stage, Stage::Maker(_)) {
+            Self::make(stage);
+        }
+        match stage {
+            // SAFETY: as above: `self` is pinned, so is the future in it.
+            Stage::Running(future) => unsafe { Pin::new_unchecked(future) }.poll(context),
+            _ => panic!("MadeInFrame polled after its maker panicked"),
+        }
     }
 }
 
@@ -167,5 +221,27 @@ pub async fn wipe_task() -> ! {
         crate::channels::WIPE_REQUEST.wait().await;
         wipe_below();
         crate::channels::WIPE_DONE.signal(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+
+    use super::own_frame_made;
+
+    #[test]
+    fn a_made_future_is_made_at_its_first_poll_and_runs_to_its_output() {
+        let made = Cell::new(false);
+        let future = own_frame_made(|| {
+            made.set(true);
+            async {
+                embassy_futures::yield_now().await;
+                41 + 1
+            }
+        });
+        assert!(!made.get(), "nothing is made before the first poll");
+        assert_eq!(embassy_futures::block_on(future), 42);
+        assert!(made.get());
     }
 }

@@ -23,7 +23,7 @@
 //!
 //! Owns: the vault (`VAULT`), the published spool free bytes and queue length, the
 //! lifecycle's taken flag and the RAM-wipe refusal. Calls: `alerts`,
-//! `channels`, `event_log`, `random`, `storage`, `wall_clock`.
+//! `channels`, `event_log`, `random`, `stack`, `storage`, `wall_clock`.
 
 mod identity;
 mod vault;
@@ -407,11 +407,14 @@ impl Lifecycle {
         let mut unlocked = false;
         let result = self
             .with(async |vault| {
-                let result = vault.unlock(passphrase).await;
+                // Both in frames of their own: inlined, the key derivation's, the stores' mount's
+                // and `after`'s temporaries shared this poll's frame (3 KB), under the stores'
+                // building (`vault::build_settings`), on the deepest stack path of an unlock.
+                let result = crate::stack::own_frame(vault.unlock(passphrase)).await;
                 unlocked = vault.state() == KeystoreState::Unlocked;
                 if result.is_ok() {
                     if let Some(stores) = vault.open_stores() {
-                        after(stores).await;
+                        crate::stack::own_frame(after(stores)).await;
                     }
                 }
                 result
