@@ -9,6 +9,7 @@
 //! 127.0.0.1 listens (the demo's status-page forward, [`demo`]).
 
 pub mod backup_mx;
+pub mod budgets;
 pub mod chain_power_cut;
 pub mod demo;
 pub mod dyndns_rig;

@@ -80,6 +80,7 @@ fn the_appliance_obtains_a_certificate_from_pebble_and_port_80_answers_the_wan_n
         "acme: /health after issuance: heap high-water {} B (since boot, the issuance included), heap used {} B, stack high-water {} B, acme {}",
         health["heap_high_water_bytes"], health["heap_used_bytes"], health["stack_high_water_bytes"], health["acme"]
     );
+    homemx_qemu::budgets::assert_stack_within_budget("after an ACME issuance", health["stack_high_water_bytes"].as_u64().unwrap_or(0));
 
     // 2. Port 25 presents the issued chain: it verifies with Pebble's root as the only anchor.
     let root_file = directory.join("pebble-root.pem");

@@ -155,6 +155,11 @@ fn dyndns_updates_once_detects_diversion_ignores_garbage_and_stops_on_badauth() 
     let target = SocketAddrV4::new(APPLIANCE, 80);
     let status = network.run_inside(move || http_get(LAN_CLIENT, target, "192.168.77.2", "/status.json")).unwrap().expect("status");
     assert!(!status.body.contains("dyndns_stopped"), "the alert is cleared: {}", status.body);
+    // The DynDNS checks run the courier's deepest HTTPS path (DNS judgement, check-IP and update
+    // requests over TLS): the stack stays within its budget.
+    let health = network.run_inside(move || http_get(LAN_CLIENT, target, "192.168.77.2", "/health")).unwrap().expect("health");
+    let health: Value = serde_json::from_str(&health.body).unwrap();
+    homemx_qemu::budgets::assert_stack_within_budget("after the DynDNS checks and updates", health["stack_high_water_bytes"].as_u64().unwrap_or(0));
     eprintln!(
         "dyndns: {} check-IP requests and {} updates over the test; DNS queries: {}",
         endpoints.requests().len() - updates(endpoints).len(),

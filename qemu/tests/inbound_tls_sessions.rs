@@ -77,5 +77,5 @@ fn a_session_beyond_the_tls_arena_is_refused_in_smtp_never_dropped() {
         high_water(&after),
         high_water(&after).saturating_sub(high_water(&before)) / TLS_SESSIONS as u64
     );
-    println!("stack high-water after the sessions: {} B", after["stack_high_water_bytes"]);
+    homemx_qemu::budgets::assert_stack_within_budget("after the TLS sessions", after["stack_high_water_bytes"].as_u64().unwrap_or(0));
 }

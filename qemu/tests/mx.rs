@@ -121,7 +121,7 @@ fn locked_mx_defers_unlocked_mx_accepts_refuses_and_delivers_once() {
         .unwrap()
         .expect("health answers");
     let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
-    eprintln!("stack high-water after provisioning, unlocks, mail in and out: {} B", health["stack_high_water_bytes"]);
+    homemx_qemu::budgets::assert_stack_within_budget("after provisioning, unlocks, mail in and out", health["stack_high_water_bytes"].as_u64().unwrap_or(0));
     assert_eq!(health["queued_messages"], 0, "the store published the empty queue: {health}");
 
     // Factory reset with mail in the spool: the plaintext was never on flash, and after the

@@ -15,7 +15,7 @@ use homemx_qemu::instructions::{OperationCount, Spread};
 use homemx_qemu::operation_workload::{measure_operations, MeasuredOperations};
 use homemx_qemu::{repository_root, Result};
 
-use crate::budgets::{Budgets, Verdict};
+use homemx_qemu::budgets::{Budgets, Verdict};
 use crate::image_map::{ImageMap, Region};
 
 /// Rows shown of the per-crate and per-owner tables (the rest is summed into one row).

@@ -61,7 +61,7 @@ pub fn build(arguments: &[String]) -> Result<()> {
 /// over the flash budget or short of stack (one line each; empty when all are within them).
 /// Fails on an image whose stack is not below its statics.
 fn build_images(builds: &[FirmwareBuild]) -> Result<Vec<String>> {
-    let budgets = crate::budgets::Budgets::load()?;
+    let budgets = homemx_qemu::budgets::Budgets::load()?;
     let flash_budget = budgets.get("flash.image_bytes").ok_or("budgets.toml: flash.image_bytes missing")?;
     let stack_budget = budgets.get("ram.stack_high_water_bytes").ok_or("budgets.toml: ram.stack_high_water_bytes missing")? as u64;
     let ram_budget = budgets.get("ram.total_bytes").ok_or("budgets.toml: ram.total_bytes missing")?;

@@ -14,7 +14,6 @@
 //! - `test`: everything CI runs (host tests, firmware builds, fuzz smoke runs, `run --check`, QEMU e2e)
 
 mod bench;
-mod budgets;
 mod commands;
 mod figures;
 mod globals;

@@ -1,7 +1,9 @@
 //! The product's budgets, read from `budgets.toml` at the repository root, and the check of a
-//! measured figure against one. Owned by `cargo xtask bench`; reads one file, calls nothing.
+//! measured figure against one: `cargo xtask bench` and `build` report against them, and the
+//! end-to-end tests hold the stack high-water they measure to its budget
+//! ([`assert_stack_within_budget`]). Reads one file, calls nothing.
 
-use homemx_qemu::{repository_root, Result};
+use crate::{repository_root, Result};
 
 /// The budgets of `budgets.toml` (see its comments for where each comes from).
 #[derive(Clone, Debug)]
@@ -55,6 +57,16 @@ impl Budgets {
     pub fn verdict(&self, what: &str, key: &str, measured: f64) -> Option<Verdict> {
         Some(Verdict { what: what.to_string(), measured, budget: self.get(key)? })
     }
+}
+
+/// Fails the calling test when `high_water` (the stack high-water `/health` reports, painted at
+/// reset) is above `budgets.toml`'s `ram.stack_high_water_bytes`: the budget the RAM sum counts
+/// twice is then not what the firmware needs, whatever path went deeper. Prints the figure.
+pub fn assert_stack_within_budget(scenario: &str, high_water: u64) {
+    let budget = Budgets::load().expect("budgets.toml").get("ram.stack_high_water_bytes").expect("ram.stack_high_water_bytes") as u64;
+    eprintln!("stack high-water {scenario}: {high_water} B (budget {budget} B)");
+    assert!(high_water > 0, "{scenario}: /health reports no stack high-water");
+    assert!(high_water <= budget, "{scenario}: stack high-water {high_water} B is above budgets.toml's {budget} B");
 }
 
 #[cfg(test)]
