@@ -281,12 +281,9 @@ async fn judge_dns(stack: Stack<'static>, host_name: &str, domain: &str, guard: 
     };
 
     // 2. What DNS says, judged at every check (also without an agreed address).
-    let a_answer = crate::resolver::lookup(stack, host_name, RecordType::A).await;
-    let a_records: Option<heapless::Vec<Ipv4, 8>> = match &a_answer {
-        Ok(Answer::A { records, .. }) => Some(records.iter().map(|record| record.address).collect()),
-        Ok(Answer::NameError | Answer::NoData) => Some(heapless::Vec::new()),
-        _ => None,
-    };
+    // The A records read in place (a copy of the answer, 2 KB, sat in this poll's frame under
+    // every lookup below it).
+    let a_records = crate::resolver::lookup_addresses(stack, host_name).await.ok();
     let mx_answer = crate::resolver::lookup(stack, domain, RecordType::Mx).await;
     let mx: Option<heapless::Vec<(u16, &str), 8>> = match &mx_answer {
         Ok(Answer::Mx { records, .. }) => Some(records.iter().map(|record| (record.preference, record.exchange.as_str())).collect()),
@@ -322,7 +319,9 @@ async fn judge_dns(stack: Stack<'static>, host_name: &str, domain: &str, guard: 
     if alarms.unreachable {
         crate::event_warning!("dyndns: the A or MX record is missing");
     }
-    check_tlsa(stack).await;
+    // In a frame of its own: its TLSA answer is not in this poll's frame under the A and MX
+    // lookups.
+    own_frame(check_tlsa(stack)).await;
     if alarms.check_ip_unreliable {
         crate::alerts::raise(
             AlertKind::CheckIpUnreliable,

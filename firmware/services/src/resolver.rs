@@ -121,6 +121,20 @@ pub async fn lookup(stack: Stack<'static>, name: &str, record_type: RecordType) 
     finished(&mut guard)?.poll_result(now_ms()).unwrap_or(Err(DnsError::Timeout))
 }
 
+/// The IPv4 addresses of `name` (at most [`homemx_dns::message::MAX_ADDRESSES`]), read in
+/// place from the finished lookup (no copy of the whole answer in the caller's future or poll
+/// frame); empty when the name or its A records do not exist.
+pub async fn lookup_addresses(stack: Stack<'static>, name: &str) -> Result<heapless::Vec<[u8; 4], { homemx_dns::message::MAX_ADDRESSES }>, DnsError> {
+    let mut guard = run(stack, name, RecordType::A).await?;
+    match finished(&mut guard)?.poll_outcome(now_ms()) {
+        Some(Ok(Answer::A { records, .. })) => Ok(records.iter().map(|record| record.address).collect()),
+        Some(Ok(Answer::NameError | Answer::NoData)) => Ok(heapless::Vec::new()),
+        Some(Ok(_)) => Err(DnsError::InvalidRecord),
+        Some(Err(error)) => Err(error),
+        None => Err(DnsError::Timeout),
+    }
+}
+
 /// The first IPv4 address of `name`, read in place from the finished lookup.
 pub async fn resolve_address(stack: Stack<'static>, name: &str) -> Result<[u8; 4], DnsError> {
     let mut guard = run(stack, name, RecordType::A).await?;
