@@ -202,15 +202,12 @@ pub async fn handshake_with<'b>(
 ) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
     let mut server = new_server(permit, config)?;
     let exchange = async {
+        // A failure met while the last records were being sent (the pump resumes a paused
+        // flight then) ends the loop with an error too (`link::send_records`).
         while server.is_handshaking() {
             crate::link::receive_records(socket, &mut *server).await?;
         }
-        // A failure met while the last records were being sent (the pump resumes then) ends
-        // the handshake too; its alert went out with them.
-        match server.failure() {
-            Some(error) => Err(LinkError::Tls(error.clone())),
-            None => Ok::<(), LinkError>(()),
-        }
+        Ok::<(), LinkError>(())
     };
     match embassy_time::with_timeout(HANDSHAKE_TIMEOUT, exchange).await {
         Ok(Ok(())) => Ok(server),

@@ -182,7 +182,9 @@ impl defmt::Format for LinkError {
 /// Hands everything the TLS connection (client or server side) has queued to the socket, as a
 /// plain link's write does: the stack sends it at once. No flush: embassy-net's waits until the
 /// peer acknowledged everything, a round trip (and the peer's delayed ACK) per record. Closing
-/// ([`crate::network::release`]) waits for the last of it.
+/// ([`crate::network::release`]) waits for the last of it. A failure the pump met while it
+/// resumed a paused flight ([`TlsConnection::output_sent`]) is returned once its alert went
+/// out: a handshake that ends there is not complete, for the client and the server alike.
 pub(crate) async fn send_records<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &mut TlsConnection<'_, C>) -> Result<(), LinkError> {
     while !tls.output().is_empty() {
         match socket.write(tls.output()).await {
@@ -190,7 +192,10 @@ pub(crate) async fn send_records<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls:
             Ok(count) => tls.output_sent(count),
         }
     }
-    Ok(())
+    match tls.failure() {
+        Some(error) => Err(LinkError::Tls(error.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Reads what the peer sent into the TLS connection and processes it; EOF and reset are errors.
@@ -303,11 +308,6 @@ impl<'s, 'b> Link<'s, 'b> {
         let mut outcome = send_records(&mut socket, &mut client).await;
         while outcome.is_ok() && client.is_handshaking() {
             outcome = receive_records(&mut socket, &mut client).await;
-        }
-        // A failure met while the last records were being sent (the pump resumes a paused flight
-        // then) ends the handshake too: the link is not verified, whatever the loop saw.
-        if let (Ok(()), Some(error)) = (&outcome, client.failure()) {
-            outcome = Err(LinkError::Tls(error.clone()));
         }
         match outcome {
             Ok(()) => {
