@@ -11,12 +11,17 @@ use crate::lan::is_lan_peer;
 /// The echo port.
 pub const ECHO_PORT: u16 = 7;
 
+/// Largest datagram echoed (a longer one is dropped): a probe, not a data path.
+const DATAGRAM_MAX: usize = 512;
+
+/// Echoes one datagram at a time: its socket buffers hold one largest datagram each way (with
+/// the copy the reply is sent from, 1.6 KB of the task's future).
 #[embassy_executor::task]
 pub async fn udp_echo_task(stack: Stack<'static>) -> ! {
-    let mut receive_metadata = [PacketMetadata::EMPTY; 4];
-    let mut transmit_metadata = [PacketMetadata::EMPTY; 4];
-    let mut receive_buffer = [0u8; 1024];
-    let mut transmit_buffer = [0u8; 1024];
+    let mut receive_metadata = [PacketMetadata::EMPTY; 2];
+    let mut transmit_metadata = [PacketMetadata::EMPTY; 2];
+    let mut receive_buffer = [0u8; DATAGRAM_MAX];
+    let mut transmit_buffer = [0u8; DATAGRAM_MAX];
     let mut socket = UdpSocket::new(
         stack,
         &mut receive_metadata,
@@ -25,7 +30,7 @@ pub async fn udp_echo_task(stack: Stack<'static>) -> ! {
         &mut transmit_buffer,
     );
     socket.bind(ECHO_PORT).expect("bind UDP echo");
-    let mut datagram = [0u8; 512];
+    let mut datagram = [0u8; DATAGRAM_MAX];
     loop {
         let Ok((length, metadata)) = socket.recv_from(&mut datagram).await else {
             continue;
