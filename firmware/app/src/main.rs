@@ -20,7 +20,8 @@ fn main() -> ! {
     executor::run(|spawner| spawner.spawn(start(spawner).unwrap()))
 }
 
-/// Brings the board up and starts every service (the first task the executor runs).
+/// Brings the board up and starts every service (the first task the executor runs), then
+/// keeps the wall clock for ever (`homemx_services::run`).
 #[embassy_executor::task]
 async fn start(spawner: Spawner) {
     heap::init();

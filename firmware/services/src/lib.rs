@@ -69,9 +69,11 @@ const _: () = assert!(
 /// Firmware version reported by `/health` and the status page.
 pub const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Spawns every service with its share of the board's `parts` and waits until the network is
-/// ready. Call once, from the first task, after the heap is initialised.
-pub async fn run(spawner: Spawner, parts: bsp::Parts) {
+/// Spawns every service with its share of the board's `parts`, waits until the network is
+/// ready, then keeps the wall clock (`wall_clock::keep_time`) for ever: the first task's RAM
+/// serves the clock once the board is up. Call once, from the first task, after the heap is
+/// initialised.
+pub async fn run(spawner: Spawner, parts: bsp::Parts) -> ! {
     let mut entropy = parts.entropy;
     let mut random = random::DerivedRandom::from_board(&mut entropy);
     let stack = network::start(spawner, parts.network, random.next_u64());
@@ -114,8 +116,8 @@ pub async fn run(spawner: Spawner, parts: bsp::Parts) {
     // Only one task may wait for the address at a time: embassy-net keeps a single waker for
     // it, and two waiters wake each other on every poll until the lease comes (the simulator's
     // busy check found the CPU spinning for the whole of a lost DHCP exchange). So the clock's
-    // task starts once the address is there.
+    // loop starts once the address is there.
     stack::own_frame(network::log_when_ready(stack)).await;
-    spawner.spawn(wall_clock::sntp_task(stack, random.derive()).unwrap());
+    wall_clock::keep_time(stack, random.derive()).await
 }
 

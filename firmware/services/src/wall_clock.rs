@@ -4,7 +4,8 @@
 //! connection verified by a CA anchor waits (certificate validity cannot be checked without
 //! the time; a pinned key needs no time).
 //!
-//! Owns: the wall clock's offset and the SNTP task with its socket. Calls: `alerts`, `event_log`,
+//! Owns: the wall clock's offset and the SNTP loop with its socket (run by the start task once
+//! the board is up, `crate::run`). Calls: `alerts`, `event_log`,
 //! `mail_settings`, `random`, `resolver`.
 
 use core::cell::Cell;
@@ -34,10 +35,10 @@ const RESYNC: embassy_time::Duration = embassy_time::Duration::from_secs(3600);
 const RETRY: embassy_time::Duration = embassy_time::Duration::from_secs(20);
 
 /// Keeps the wall clock set: asks the configured SNTP servers (or the default gateway) at
-/// start, hourly, and every 20 s while the time is unknown or the last attempt failed. Spawned
-/// once the network has its address (`crate::run`).
-#[embassy_executor::task]
-pub async fn sntp_task(stack: embassy_net::Stack<'static>, mut random: crate::random::DerivedRandom) -> ! {
+/// start, hourly, and every 20 s while the time is unknown or the last attempt failed. Run by
+/// the start task, as its last step, once the network has its address (`crate::run`): a task
+/// of its own cost 1,432 B of RAM beside the start task's, idle after the boot.
+pub async fn keep_time(stack: embassy_net::Stack<'static>, mut random: crate::random::DerivedRandom) -> ! {
     loop {
         let synced = synchronise(stack, &mut random).await;
         embassy_time::Timer::after(if synced { RESYNC } else { RETRY }).await;
