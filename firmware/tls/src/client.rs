@@ -94,7 +94,11 @@ pub type TlsClient<'b> = TlsConnection<'b, UnbufferedClientConnection>;
 impl<'b> TlsConnection<'b, UnbufferedClientConnection> {
     /// Starts a handshake with `server_name` (SNI, and the name a CA-anchored certificate must
     /// carry). `incoming` should hold [`RECORD_BUFFER`] octets; `outgoing` a few KB (records
-    /// are split to fit). The ClientHello is in [`Self::output`] on return.
+    /// are split to fit). The ClientHello is in [`Self::output`] on return. Never inlined: the
+    /// connection's making is one of the deepest calls of the firmware (rustls builds the
+    /// ClientHello and sorts its extensions with a 4 KiB buffer on the stack), and inlined its
+    /// temporaries sat in the caller's frame beside the configuration's.
+    #[inline(never)]
     pub fn new(
         config: Arc<ClientConfig>,
         server_name: &str,

@@ -97,7 +97,9 @@ pub fn client_config(
 }
 
 /// A client configuration that trusts what `trust` says and nothing else, accepting TLS
-/// versions from `minimum` up to 1.3.
+/// versions from `minimum` up to 1.3. Never inlined: its temporaries (the builder's states,
+/// the anchor's parse) are gone before the connection is made in the caller's frame.
+#[inline(never)]
 pub fn client_config_with_minimum(
     provider: &Arc<CryptoProvider>,
     clock: &'static dyn WallClock,
