@@ -232,7 +232,7 @@ pub struct Sizing {
     pub submission_spare_listeners: usize,
     /// HTTP sessions (status page, `/health`) served at once.
     pub http_sessions: usize,
-    /// Messages the spool holds at once (88 bytes of RAM each on the boards).
+    /// Messages the spool holds at once (80 bytes of RAM each on the boards).
     pub spool_messages: usize,
     /// The TLS heap: [`SHARED_TLS_HEAP_BYTES`] plus [`TLS_SESSION_HEAP_BYTES`] for each of
     /// `tls_sessions` inbound sessions ([`heap_for`]; the services check at compile time that

@@ -45,7 +45,7 @@ pub const SPOOL_START: u32 = KEY_VALUE_STORE.end;
 pub const SPOOL_SECTORS: usize = MAP.spool_sectors as usize;
 /// The spool's byte range on the data flash.
 pub const SPOOL: Range<u32> = SPOOL_START..SPOOL_START + MAP.spool_sectors * SECTOR_SIZE;
-/// Messages the spool can hold at once (88 bytes of RAM each on the boards).
+/// Messages the spool can hold at once (80 bytes of RAM each on the boards).
 pub const SPOOL_MESSAGES: usize = crate::bsp::SIZING.spool_messages;
 
 /// The three windows of the flashes.

@@ -402,7 +402,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
                     status: EntryStatus::Receiving,
                     recipient_count: recipient_count as u8,
                     envelope_parts: 1,
-                    queued_at,
+                    queued_at: crate::spool::seconds_held(queued_at),
                     envelope_position: crate::spool::envelope_position(context.index, offset, F::ERASE_SIZE),
                     envelope_sequence: context.sequence,
                     last_sequence: context.sequence,

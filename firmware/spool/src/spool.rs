@@ -118,20 +118,30 @@ pub(crate) struct MessageEntry {
     pub(crate) chunk_count: u32,
     /// Flash bytes still reserved for a message being received.
     pub(crate) reserved: u32,
-    /// When the message was accepted (Unix seconds, 0 = unknown), from the envelope.
-    pub(crate) queued_at: u64,
+    /// When the message was accepted (Unix seconds, 0 = unknown), from the envelope; held in
+    /// 32 bits (until 2106: [`seconds_held`]), 8 bytes less per slot.
+    pub(crate) queued_at: u32,
     /// The [`DeliveryState`]'s fields, held apart ([`MessageEntry::delivery`]): as a struct
     /// it carries 4 bytes of padding into every slot.
     pub(crate) delivered: u128,
     pub(crate) failed: u128,
-    pub(crate) next_retry: u64,
+    /// [`DeliveryState::next_retry`] in 32 bits ([`seconds_held`]: the caller's clock counts
+    /// seconds, uptime or Unix).
+    pub(crate) next_retry: u32,
     pub(crate) attempts: u32,
 }
 
-// The RAM index: 88 bytes per message slot on the 32-bit target (two 128-bit delivery
-// bitmaps and the queued-at time; 64 bytes in format version 1); 96 where `u128` is aligned
-// to 16 bytes (x86-64 hosts).
-const _: () = assert!(core::mem::size_of::<MessageEntry>() <= if core::mem::align_of::<u128>() <= 8 { 88 } else { 96 });
+/// A time in seconds as the RAM index holds it: 32 bits (136 years of uptime, Unix time until
+/// 2106); a later time is held as the latest one (the queue policy takes a retry time too far
+/// ahead as due). The records on flash keep all 64 bits.
+pub(crate) fn seconds_held(seconds: u64) -> u32 {
+    u32::try_from(seconds).unwrap_or(u32::MAX)
+}
+
+// The RAM index: 80 bytes per message slot, on the 32-bit target and on x86-64 hosts alike
+// (two 128-bit delivery bitmaps, the queued-at and retry times in 32 bits; 64 bytes in format
+// version 1, 88 with 64-bit times).
+const _: () = assert!(core::mem::size_of::<MessageEntry>() <= 80);
 
 /// The byte position in the region of offset `offset` in sector `sector` (sectors of
 /// `sector_size` bytes), as [`MessageEntry::envelope_position`] holds it. The region's
@@ -163,12 +173,12 @@ impl MessageEntry {
 
     /// The message's delivery state.
     pub(crate) fn delivery(&self) -> DeliveryState {
-        DeliveryState { delivered: self.delivered, failed: self.failed, next_retry: self.next_retry, attempts: self.attempts }
+        DeliveryState { delivered: self.delivered, failed: self.failed, next_retry: u64::from(self.next_retry), attempts: self.attempts }
     }
 
     pub(crate) fn set_delivery(&mut self, state: DeliveryState) {
         let DeliveryState { delivered, failed, next_retry, attempts } = state;
-        (self.delivered, self.failed, self.next_retry, self.attempts) = (delivered, failed, next_retry, attempts);
+        (self.delivered, self.failed, self.next_retry, self.attempts) = (delivered, failed, seconds_held(next_retry), attempts);
     }
 
     /// Sector index and offset in it of envelope part 0 (sectors of `sector_size` bytes).
@@ -599,7 +609,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             envelope_sequence: placement.sequence,
             last_sequence: placement.sequence,
             reserved: needed.saturating_sub(written).min(u32::MAX as u64) as u32,
-            queued_at: envelope.queued_at(),
+            queued_at: seconds_held(envelope.queued_at()),
             ..MessageEntry::EMPTY
         };
         // The other parts: a failure leaves the message uncommitted, its slot held by part 0.
@@ -772,7 +782,7 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
             id: MessageId(entry.id),
             length: entry.length,
             recipient_count: usize::from(entry.recipient_count),
-            queued_at: entry.queued_at,
+            queued_at: u64::from(entry.queued_at),
             delivery: entry.delivery(),
             damaged: entry.status == EntryStatus::Damaged,
         })
@@ -844,5 +854,26 @@ impl<F: NorFlash, R: RandomSource, const SECTORS: usize, const MESSAGES: usize>
         self.entries[slot].marker_sequence = sequence;
         self.maintain().await?;
         Ok(self.statistics.since(&before))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{seconds_held, MessageEntry};
+    use crate::DeliveryState;
+
+    #[test]
+    fn times_are_held_in_32_bits_and_a_later_one_as_the_latest() {
+        assert_eq!(seconds_held(0), 0);
+        assert_eq!(seconds_held(4_102_444_800), 4_102_444_800, "2100-01-01 fits");
+        assert_eq!(seconds_held(u64::from(u32::MAX) + 1), u32::MAX);
+        assert_eq!(seconds_held(u64::MAX), u32::MAX);
+        let mut entry = MessageEntry::EMPTY;
+        let state = DeliveryState { delivered: 0b101, failed: 0b10, next_retry: 86_400, attempts: 3 };
+        entry.set_delivery(state);
+        let back = entry.delivery();
+        assert_eq!((back.delivered, back.failed, back.next_retry, back.attempts), (0b101, 0b10, 86_400, 3));
+        entry.set_delivery(DeliveryState { next_retry: u64::MAX, ..state });
+        assert_eq!(entry.delivery().next_retry, u64::from(u32::MAX));
     }
 }
