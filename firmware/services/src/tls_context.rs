@@ -11,8 +11,6 @@ use core::cell::RefCell;
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use rand_chacha::ChaCha20Rng;
-use rand_core::RngCore as _;
 use rustls::crypto::{CryptoProvider, GetRandomFailed, SecureRandom};
 
 use crate::random::DerivedRandom;
@@ -22,7 +20,7 @@ use crate::random::DerivedRandom;
 #[derive(Debug)]
 struct TlsRandom;
 
-static STREAM: Mutex<CriticalSectionRawMutex, RefCell<Option<ChaCha20Rng>>> = Mutex::new(RefCell::new(None));
+static STREAM: Mutex<CriticalSectionRawMutex, RefCell<Option<DerivedRandom>>> = Mutex::new(RefCell::new(None));
 static PROVIDER: Mutex<CriticalSectionRawMutex, RefCell<Option<Arc<CryptoProvider>>>> = Mutex::new(RefCell::new(None));
 
 impl SecureRandom for TlsRandom {
@@ -50,7 +48,7 @@ impl homemx_tls::WallClock for TlsWallClock {
 /// Keys the TLS random stream from `random` and returns the provider and clock for a
 /// handshake.
 pub fn prepare(random: DerivedRandom) -> (Arc<CryptoProvider>, &'static dyn homemx_tls::WallClock) {
-    STREAM.lock(|stream| *stream.borrow_mut() = Some(random.into_rng()));
+    STREAM.lock(|stream| *stream.borrow_mut() = Some(random));
     let provider = PROVIDER.lock(|cell| cell.borrow_mut().get_or_insert_with(|| homemx_tls::crypto::provider(&TlsRandom)).clone());
     (provider, &TlsWallClock)
 }

@@ -34,9 +34,9 @@ const CACHED_KEYS: usize = 48;
 /// a fetch does not read every item written since the last garbage collection).
 pub type Settings = KeyValueStore<FlashPartition, DerivedRandom, homemx_spool::PageAndKeyCache<KEY_VALUE_SECTORS, CACHED_KEYS>>;
 
-/// Where the open stores live, 15,008 B on the H5 (llvm-nm): the spool's index of 128 messages
+/// Where the open stores live, 14,464 B on the H5 (llvm-nm): the spool's index of 128 messages
 /// at 80 B (10,240 B), its sequence and state per sector (5 B × 256 sectors), its record buffer
-/// (1,088 B), the key-value store with its cache (48 keys, 64 pages) and both ciphers; 23.6 KB
+/// (1,088 B), the key-value store with its cache (48 keys, 64 pages) and both ciphers; 23,072 B
 /// on QEMU, whose spool has 1,982 sectors. In place, never inside the `Vault` value, so that
 /// mounting the vault and moving it into the store moves only the key store and the
 /// partitions (the stores inline made two 28 KB copies on the boot stack). A `StaticCell`
