@@ -4,7 +4,7 @@
 use heapless::Vec;
 
 use crate::error::DnsError;
-use crate::name::{read_name, HostName, WireName};
+use crate::name::{name_is, read_name, HostName, WireName};
 
 /// The DNS header length.
 pub const HEADER_LEN: usize = 12;
@@ -227,8 +227,8 @@ fn check_response(id: u16, name: &str, record_type: RecordType, bytes: &[u8]) ->
     if read_u16(bytes, 4)? != 1 {
         return Err(DnsError::QuestionMismatch);
     }
-    let (echoed, after_name) = read_name(bytes, HEADER_LEN)?;
-    if echoed != question
+    let (echoed, after_name) = name_is(bytes, HEADER_LEN, &question)?;
+    if !echoed
         || read_u16(bytes, after_name)? != record_type.code()
         || read_u16(bytes, after_name + 2)? != CLASS_IN
     {
@@ -245,7 +245,9 @@ pub fn matches_query(id: u16, name: &str, record_type: RecordType, bytes: &[u8])
 
 /// One resource record's fixed part and where its RDATA lies.
 struct Record {
-    owner: WireName,
+    /// Where the owner's name starts (compare it with [`Record::owned_by`]: the name itself is
+    /// not copied, 255 octets less in every frame that holds a record).
+    owner_start: usize,
     record_type: u16,
     class: u16,
     ttl: u32,
@@ -255,7 +257,7 @@ struct Record {
 
 /// Reads the record at `position`; returns it and the offset after it.
 fn read_record(bytes: &[u8], position: usize) -> Result<(Record, usize), DnsError> {
-    let (owner, after_name) = read_name(bytes, position)?;
+    let (_, after_name) = name_is(bytes, position, &WireName::root())?;
     let record_type = read_u16(bytes, after_name)?;
     let class = read_u16(bytes, after_name + 2)?;
     let ttl = read_u32(bytes, after_name + 4)?;
@@ -266,7 +268,14 @@ fn read_record(bytes: &[u8], position: usize) -> Result<(Record, usize), DnsErro
     }
     // RFC 2181 8: a TTL with the top bit set is treated as zero.
     let ttl = if ttl > i32::MAX as u32 { 0 } else { ttl };
-    Ok((Record { owner, record_type, class, ttl, data_start, data_end }, data_end))
+    Ok((Record { owner_start: position, record_type, class, ttl, data_start, data_end }, data_end))
+}
+
+impl Record {
+    /// Whether the record's owner is `name` (case-insensitively).
+    fn owned_by(&self, bytes: &[u8], name: &WireName) -> Result<bool, DnsError> {
+        Ok(name_is(bytes, self.owner_start, name)?.0)
+    }
 }
 
 /// Calls `visit` for each of the `count` records from `start`.
@@ -362,7 +371,7 @@ pub(crate) fn parse_response_into(id: u16, name: &str, record_type: RecordType, 
     };
     let mut found = false;
     for_each_record(bytes, answers_start, answers, |record| {
-        if record.owner != owner || record.class != CLASS_IN || record.record_type != record_type.code() {
+        if record.class != CLASS_IN || record.record_type != record_type.code() || !record.owned_by(bytes, &owner)? {
             return Ok(());
         }
         found = true;
@@ -406,7 +415,7 @@ pub(crate) fn parse_response_into(id: u16, name: &str, record_type: RecordType, 
 fn find_cname(bytes: &[u8], start: usize, count: u32, owner: &WireName) -> Result<Option<(WireName, u32)>, DnsError> {
     let mut found: Option<(WireName, u32)> = None;
     for_each_record(bytes, start, count, |record| {
-        if record.record_type != TYPE_CNAME || record.class != CLASS_IN || record.owner != *owner {
+        if record.record_type != TYPE_CNAME || record.class != CLASS_IN || !record.owned_by(bytes, owner)? {
             return Ok(());
         }
         let target = read_data_name(bytes, record.data_start, record.data_end)?;

@@ -126,26 +126,64 @@ impl WireName {
 }
 
 /// Reads the name starting at `start` in `message`, following compression pointers, and
-/// returns it with the offset just after it (after the first pointer, if there is one).
+/// returns it with the offset just after it (after the first pointer, if there is one). The
+/// checks are [`walk_name`]'s.
+pub(crate) fn read_name(message: &[u8], start: usize) -> Result<(WireName, usize), DnsError> {
+    let mut name = WireName::root();
+    let after = walk_name(message, start, |label| name.push_label(label))?;
+    Ok((name, after))
+}
+
+/// Whether the name at `start` in `message` is `name` (case-insensitively, RFC 4343), and the
+/// offset after it: [`read_name`] and a comparison, without a 255-octet copy of the name (the
+/// DNS parsing is on the deepest stack path measured, the DynDNS check's lookups). The whole
+/// name is checked as [`read_name`] checks it, whether it matches or not.
+pub(crate) fn name_is(message: &[u8], start: usize, name: &WireName) -> Result<(bool, usize), DnsError> {
+    let mut rest = name.as_bytes();
+    let mut same = true;
+    let after = walk_name(message, start, |label| {
+        let expected = rest.split_first().and_then(|(&length, tail)| {
+            let (text, tail) = tail.split_at_checked(usize::from(length))?;
+            Some((text, tail))
+        });
+        match expected {
+            Some((text, tail)) if same && text.len() == label.len() && text.iter().zip(label).all(|(a, b)| *a == b.to_ascii_lowercase()) => {
+                rest = tail;
+            }
+            _ => same = false,
+        }
+        Ok(())
+    })?;
+    Ok((same && rest.is_empty(), after))
+}
+
+/// Walks the name starting at `start` in `message`, following compression pointers, calling
+/// `label` with each label as sent, and returns the offset just after the name (after the first
+/// pointer, if there is one).
 ///
 /// Loop-proof: every pointer must point strictly before the start of the stretch of labels it
 /// ends (the name's start, or the previous pointer's target), so targets strictly decrease;
 /// at most [`MAX_POINTER_HOPS`] pointers are followed anyway. Label types 01 and 10 (RFC 6891
-/// extended labels) are refused.
-pub(crate) fn read_name(message: &[u8], start: usize) -> Result<(WireName, usize), DnsError> {
-    let mut name = WireName::root();
+/// extended labels) are refused, and so is a name longer than 255 octets in wire form.
+fn walk_name(message: &[u8], start: usize, mut label: impl FnMut(&[u8]) -> Result<(), DnsError>) -> Result<usize, DnsError> {
     let mut position = start;
     let mut stretch_start = start;
     let mut after_name = None;
     let mut hops = 0;
+    // The labels with their length octets so far (the terminating zero not counted).
+    let mut wire_length = 0;
     loop {
         let length = *message.get(position).ok_or(DnsError::Malformed)?;
         match length & 0xC0 {
-            0x00 if length == 0 => return Ok((name, after_name.unwrap_or(position + 1))),
+            0x00 if length == 0 => return Ok(after_name.unwrap_or(position + 1)),
             0x00 => {
                 let end = position + 1 + usize::from(length);
-                let label = message.get(position + 1..end).ok_or(DnsError::Malformed)?;
-                name.push_label(label)?;
+                let text = message.get(position + 1..end).ok_or(DnsError::Malformed)?;
+                wire_length += 1 + text.len();
+                if wire_length > MAX_WIRE_LEN - 1 {
+                    return Err(DnsError::Malformed);
+                }
+                label(text)?;
                 position = end;
             }
             0xC0 => {
@@ -294,5 +332,29 @@ mod tests {
         assert_eq!(name.to_host_name(), Err(DnsError::InvalidRecord));
         let (name, _) = read_name(b"\x03a.b\x00", 0).unwrap();
         assert_eq!(name.to_host_name(), Err(DnsError::InvalidRecord));
+    }
+
+    #[test]
+    fn names_are_compared_in_place_as_read_name_reads_them() {
+        let owner = WireName::from_host_name("mx.Example.org").unwrap();
+        // "example.org" at 0, then "MX" + pointer to it at 13, "mx.example.org.evil" at 18.
+        let message = b"\x07example\x03org\x00\x02MX\xC0\x00\x02mx\x07example\x03org\x04evil\x00";
+        assert_eq!(name_is(message, 13, &owner), Ok((true, 18)), "compressed, other case");
+        assert_eq!(name_is(message, 0, &owner), Ok((false, 13)), "a suffix of the name");
+        assert_eq!(name_is(message, 18, &owner), Ok((false, message.len())), "the name with more labels");
+        assert_eq!(name_is(message, 0, &WireName::from_host_name("example.org").unwrap()), Ok((true, 13)));
+        assert_eq!(name_is(b"\x02mz\x07example\x03org\x00", 0, &owner), Ok((false, 16)), "one octet differs");
+        // Whatever the comparison, the name's checks are read_name's.
+        for message in [&b"\x02mx\xC0\x00"[..], b"\x02mx\x07exam", b"\x02mx\x80\x00"] {
+            assert_eq!(name_is(message, 0, &owner).map(|_| ()), read_name(message, 0).map(|_| ()));
+            assert!(name_is(message, 0, &owner).is_err());
+        }
+        let mut long = Vec::new();
+        for _ in 0..4 {
+            long.push(63);
+            long.extend_from_slice(&[b'x'; 63]);
+        }
+        long.push(0);
+        assert_eq!(name_is(&long, 0, &owner), Err(DnsError::Malformed));
     }
 }
