@@ -358,7 +358,7 @@ async fn run_requests(
                 // Made in its own frame: made here, its arguments' part (1.4 KB) was put together
                 // twice in this poll's frame, under the handshake.
                 let answered = own_frame_made(|| {
-                    crate::acme_exchange::exchange(stack, random.derive(), buffers.connection, &request, buffers.body, buffers.header_store, &mut receive)
+                    crate::acme_exchange::exchange(stack, &mut *random, buffers.connection, &request, buffers.body, buffers.header_store, &mut receive)
                 })
                 .await;
                 if let Err(reason) = answered {

@@ -99,7 +99,7 @@ async fn ask(
     };
     // Each exchange made and polled in a frame of its own (`stack::own_frame_made`): made here,
     // its arguments' part was put together in this poll's frame, under the TLS handshake.
-    let answered = own_frame_made(|| crate::acme_exchange::exchange(stack, random.derive(), buffers, &get, &mut body, &mut header_store, &mut read_directory)).await;
+    let answered = own_frame_made(|| crate::acme_exchange::exchange(stack, &mut *random, buffers, &get, &mut body, &mut header_store, &mut read_directory)).await;
     if answered.is_err() {
         return failed;
     }
@@ -115,7 +115,7 @@ async fn ask(
     };
     let mut advice = homemx_acme::ari::RenewalAdvice { window: None, next_check: now + FAILED_RECHECK };
     let mut read_advice = |response: &Response<'_>, now: u64| advice = homemx_acme::ari::advice(response, now);
-    let answered = own_frame_made(|| crate::acme_exchange::exchange(stack, random.derive(), buffers, &request, &mut body, &mut header_store, &mut read_advice)).await;
+    let answered = own_frame_made(|| crate::acme_exchange::exchange(stack, &mut *random, buffers, &request, &mut body, &mut header_store, &mut read_advice)).await;
     if answered.is_err() {
         return failed;
     }

@@ -26,7 +26,7 @@ use crate::stack::own_frame;
 /// every other step, on the deepest stack path measured in QEMU (an ACME issuance).
 pub async fn exchange(
     stack: Stack<'static>,
-    random: DerivedRandom,
+    random: &mut DerivedRandom,
     buffers: &mut ConnectionBuffers,
     request: &Request,
     body: &mut [u8],

@@ -21,9 +21,9 @@
 //! from the provider's `Delivered-To` / `X-Original-To` / `Envelope-To` header; a recipient
 //! that is not one of ours goes to postmaster@ (fetched mail is never relayed out).
 //!
-//! Owns: the fetch status for the status page and the line-down flag; a fetch's lists and header
-//! ([`FetchScratch`]) are the courier's scratch's (`delivery`), its socket and session live on
-//! the courier's future. Calls: `alerts`, `channels`, `event_log`, `instrument`, `link`, `mail_settings`,
+//! Owns: the fetch status for the status page and the line-down flag; a fetch's listing, header and
+//! spool writer ([`FetchScratch`]) are the courier's scratch's (`delivery`), its socket and session
+//! live on the courier's future. Calls: `alerts`, `channels`, `event_log`, `instrument`, `link`, `mail_settings`,
 //! `mail_status`, `random`, `resolver`, `store`, `wall_clock`.
 
 use core::fmt::Write as _;
@@ -179,13 +179,19 @@ async fn is_seen(uidl: &str) -> bool {
     matches!(stores.settings.fetch(seen_key(uidl), &mut value).await, Ok(Some(length)) if record_holds(&value[..length], uidl))
 }
 
-/// Drops seen records whose UIDL a complete listing no longer shows.
-async fn prune(listed: &[u64]) {
+/// Drops seen records whose UIDL a complete listing no longer shows. The listing's keys are
+/// gathered once the ring is loaded, and are gone before the next await (gathered by the
+/// caller, 520 bytes, they sat in the fetch's future beside this one).
+async fn prune(listed: &[Listed]) {
     let Some(mut stores) = crate::store::open().await else {
         return;
     };
     let mut ring = load_ring(&mut stores).await;
-    for key in ring.prune(listed) {
+    let removed = {
+        let keys: heapless::Vec<u64, { homemx_pop3::LISTING_MAX }> = listed.iter().map(|listed| seen_key(listed.uidl.as_str())).collect();
+        ring.prune(&keys)
+    };
+    for key in removed {
         let _ = stores.settings.remove(key).await;
     }
     let _ = store_ring(&mut stores, &mut ring).await;
@@ -230,7 +236,7 @@ fn finish_status(result: FetchResult, fetched: u32) {
 }
 
 /// How the connection to the backup MX switches to TLS.
-fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t BackupMx, trust: Trust<'t>, random: DerivedRandom) -> TlsStart<'b, 't> {
+fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t BackupMx, trust: Trust<'t>, random: &'t mut DerivedRandom) -> TlsStart<'b, 't> {
     TlsStart {
         read,
         write,
@@ -242,29 +248,38 @@ fn tls_start_of<'b, 't>(read: &'b mut [u8], write: &'b mut [u8], backup: &'t Bac
     }
 }
 
-/// A fetch's lists and header (≈ 9 KB), kept out of [`fetch`]'s future: the courier builds
-/// that future on its stack before moving it into its own, so each byte of it was on the
-/// stack twice at every poll of the courier (a 48 KB frame). The courier's scratch holds them
-/// and lends them to each fetch, which starts by clearing them.
+/// A message of the listing (80 bytes; with the seen-ring key kept beside the UIDL and a
+/// 64-bit size, in two lists, it took 100).
+struct Listed {
+    /// Its number in this session.
+    number: u32,
+    /// The size LIST gave (an estimate; the spool's reservation is capped at
+    /// [`MESSAGE_SIZE_MAX`] anyway), saturated at `u32::MAX`.
+    size: u32,
+    /// Committed before (a seen record holds its UIDL): deleted, not retrieved.
+    seen: bool,
+    /// Its unique-id (its seen-ring key is [`seen_key`] of it).
+    uidl: heapless::String<{ homemx_pop3::UIDL_MAX }, u8>,
+}
+
+/// A fetch's listing, header, input and spool writer (≈ 9.4 KB), kept out of [`fetch`]'s
+/// future: the courier's scratch holds them and lends them to each fetch, which starts by
+/// clearing them. The writer (1 KB) was the fetch's, the largest of the courier's jobs, whose
+/// size the courier's future has.
 pub struct FetchScratch {
-    /// Per message listed: its number, seen-ring key, whether it was seen, and its size.
-    listed: heapless::Vec<(u32, u64, bool, u64), { homemx_pop3::LISTING_MAX }>,
-    /// The UIDL of each message listed, in the order of `listed`.
-    uidls: heapless::Vec<heapless::String<{ homemx_pop3::UIDL_MAX }>, { homemx_pop3::LISTING_MAX }>,
+    /// The messages listed, in the order LIST gave them.
+    listed: heapless::Vec<Listed, { homemx_pop3::LISTING_MAX }>,
     /// The start of the message being retrieved, up to its header's end.
     header: heapless::Vec<u8, HEADER_CAPACITY>,
     /// What the server sent and the session has not taken yet (see homemx_exchange).
     inbox: Inbox<1024>,
+    /// The spool message being written; none between messages (and after every fetch).
+    writer: Option<MessageWriter>,
 }
 
 impl FetchScratch {
     /// Empty lists and zero bytes.
-    pub const EMPTY: Self = Self {
-        listed: heapless::Vec::new(),
-        uidls: heapless::Vec::new(),
-        header: heapless::Vec::new(),
-        inbox: Inbox::new(),
-    };
+    pub const EMPTY: Self = Self { listed: heapless::Vec::new(), header: heapless::Vec::new(), inbox: Inbox::new(), writer: None };
 }
 
 /// One fetch run against the configured backup MX. `random` is the courier's: the TLS start's
@@ -307,9 +322,8 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
         crate::event_warning!("backup MX: the configured user name cannot be used");
         return finish_status(FetchResult::LoginRefused, 0);
     };
-    let FetchScratch { listed, uidls, header, inbox } = scratch;
+    let FetchScratch { listed, header, inbox, writer } = scratch;
     listed.clear();
-    uidls.clear();
     header.clear();
     *inbox = Inbox::new();
     let mut socket = TcpSocket::new(stack, &mut buffers.socket_receive, &mut buffers.socket_transmit[..1024]);
@@ -325,7 +339,7 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
     let mut tls_start = Some((&mut buffers.read[..], &mut buffers.write[..]));
     if implicit {
         let (read, write) = tls_start.take().expect("set above");
-        if let Err(error) = link.start_tls(tls_start_of(read, write, &backup, trust, random.derive())).await {
+        if let Err(error) = link.start_tls(tls_start_of(read, write, &backup, trust, random)).await {
             link.close().await;
             if !error.is_refusal() {
                 crate::event_warning!("backup MX: the TLS handshake with {} broke off: {}", backup.host.as_str(), error.describe());
@@ -338,8 +352,8 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
 
     let mut listing_complete = false;
     let mut queue_position = 0;
-    let mut writer: Option<MessageWriter> = None;
-    let mut current_uidl_key = 0u64;
+    // The listing's index of the message being retrieved.
+    let mut current = 0usize;
     let mut current_size = 0u64;
     let mut failed_message = false;
     let mut fetched = 0u32;
@@ -352,7 +366,7 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
             Some(Pop3Event::StartTls) => {
                 let flushed = flush(&mut link, &mut session).await;
                 match tls_start.take().filter(|_| flushed) {
-                    Some((read, write)) => match link.start_tls(tls_start_of(read, write, &backup, trust, random.derive())).await {
+                    Some((read, write)) => match link.start_tls(tls_start_of(read, write, &backup, trust, random)).await {
                         Ok(()) => session.tls_established(now()),
                         Err(error) if !error.is_refusal() => {
                             // The connection broke: not the server's certificate (no alert).
@@ -382,12 +396,11 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
                 }
             }
             Some(Pop3Event::Listed(entry)) => {
-                let mut uidl: heapless::String<{ homemx_pop3::UIDL_MAX }> = heapless::String::new();
+                let mut uidl: heapless::String<{ homemx_pop3::UIDL_MAX }, u8> = heapless::String::new();
                 let _ = uidl.push_str(entry.uidl);
-                let number = entry.number;
+                let (number, size) = (entry.number, u32::try_from(entry.size).unwrap_or(u32::MAX));
                 let seen = is_seen(uidl.as_str()).await;
-                let _ = listed.push((number, seen_key(uidl.as_str()), seen, entry.size));
-                let _ = uidls.push(uidl);
+                let _ = listed.push(Listed { number, size, seen, uidl });
             }
             Some(Pop3Event::TooLarge(entry)) => {
                 crate::event_warning!("backup MX: message {} ({} bytes) is too large and stays on the server", entry.number, entry.size);
@@ -395,13 +408,12 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
             Some(Pop3Event::ListingComplete(summary)) => {
                 listing_complete = summary.complete;
                 if listing_complete {
-                    let keys: heapless::Vec<u64, { homemx_pop3::LISTING_MAX }> = listed.iter().map(|(_, key, _, _)| *key).collect();
-                    prune(&keys).await;
+                    prune(listed).await;
                 }
             }
             Some(Pop3Event::MessageBegin { .. }) => {
                 header.clear();
-                writer = None;
+                *writer = None;
                 failed_message = false;
             }
             Some(Pop3Event::MessageData(data)) => {
@@ -413,32 +425,32 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
                         continue;
                     }
                     let rest = &data[data.len().min(room)..];
-                    writer = begin(header, &domain, &host_name, &backup.host, uidl_for(uidls, listed, current_uidl_key), current_size).await;
-                    failed_message |= writer.is_none();
+                    let uidl = listed.get(current).map(|listed| listed.uidl.as_str());
+                    failed_message |= !begin(writer, header, &domain, &host_name, &backup.host, uidl, current_size).await;
                     if !rest.is_empty() {
-                        failed_message |= !append(&mut writer, rest).await;
+                        failed_message |= !append(writer, rest).await;
                     }
                 } else {
-                    failed_message |= !append(&mut writer, data).await;
+                    failed_message |= !append(writer, data).await;
                 }
             }
             Some(Pop3Event::MessageEnd { number, .. }) => {
                 if writer.is_none() && !failed_message {
                     // A message shorter than its header buffer.
-                    writer = begin(header, &domain, &host_name, &backup.host, uidl_for(uidls, listed, current_uidl_key), current_size).await;
-                    failed_message |= writer.is_none();
+                    let uidl = listed.get(current).map(|listed| listed.uidl.as_str());
+                    failed_message |= !begin(writer, header, &domain, &host_name, &backup.host, uidl, current_size).await;
                 }
-                let uidl = listed.iter().position(|(n, _, _, _)| *n == number).and_then(|index| uidls.get(index)).cloned();
+                let uidl = listed.iter().find(|listed| listed.number == number).map(|listed| listed.uidl.as_str());
                 let committed = match (writer.as_mut(), uidl) {
-                    (Some(message), Some(uidl)) if !failed_message => commit(message, uidl.as_str()).await,
+                    (Some(message), Some(uidl)) if !failed_message => commit(message, uidl).await,
                     (Some(_), _) => {
-                        abort(&mut writer).await;
+                        abort(writer).await;
                         false
                     }
                     _ => false,
                 };
                 // Committed, or abandoned by the spool: the writer is finished.
-                writer = None;
+                *writer = None;
                 if committed {
                     if let Some(measurement) = message_measurement.take() {
                         measurement.end();
@@ -456,7 +468,7 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
                 }
             }
             Some(Pop3Event::MessageAborted { number, .. }) => {
-                abort(&mut writer).await;
+                abort(writer).await;
                 crate::event_warning!("backup MX: message {} was cut off; it stays on the server", number);
             }
             Some(Pop3Event::MessageRefused { number, .. }) => {
@@ -490,11 +502,11 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
                 }
                 if session.is_ready() {
                     // Next request: retrieve the next unseen message, delete the seen ones.
-                    match listed.get(queue_position).copied() {
-                        Some((number, key, seen, size)) => {
+                    match listed.get(queue_position).map(|listed| (listed.number, listed.seen, listed.size)) {
+                        Some((number, seen, size)) => {
+                            current = queue_position;
                             queue_position += 1;
-                            current_uidl_key = key;
-                            current_size = size;
+                            current_size = u64::from(size);
                             if !seen {
                                 message_measurement = Some(crate::instrument::begin(Operation::BackupMxMessage));
                             }
@@ -513,7 +525,7 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
         }
     }
     link.close().await;
-    abort(&mut writer).await;
+    abort(writer).await;
     if result == FetchResult::Ok {
         crate::alerts::clear(AlertKind::PeerUnreachable(Peer::BackupMx));
         // Logged in over verified TLS and fetched: no stripping, no bad certificate on this path.
@@ -526,20 +538,28 @@ pub async fn fetch(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &
     }
 }
 
-/// The UIDL of the message LIST gave under `key` (the listing's entries and `uidls` are in the
-/// same order).
-fn uidl_for<'u>(uidls: &'u [heapless::String<{ homemx_pop3::UIDL_MAX }>], listed: &[(u32, u64, bool, u64)], key: u64) -> Option<&'u str> {
-    listed.iter().position(|(_, candidate, _, _)| *candidate == key).and_then(|index| uidls.get(index)).map(|uidl| uidl.as_str())
-}
-
-/// Begins the spool message for a fetched mail (none without its UIDL): envelope (null
-/// sender, our recipient), the pending record, and a `Received:` line naming the backup MX and
-/// the UIDL.
-async fn begin(header: &[u8], domain: &str, host_name: &str, backup_host: &str, uidl: Option<&str>, listed_size: u64) -> Option<MessageWriter> {
-    let uidl = uidl?;
+/// Begins the spool message for a fetched mail in `writer` (none without its UIDL: false):
+/// envelope (null sender, our recipient), the pending record, and a `Received:` line naming
+/// the backup MX and the UIDL. The writer (1 KB) is made in the fetch's slot, not returned:
+/// returned, it was held in this future as well as in the fetch's.
+async fn begin(
+    writer: &mut Option<MessageWriter>,
+    header: &[u8],
+    domain: &str,
+    host_name: &str,
+    backup_host: &str,
+    uidl: Option<&str>,
+    listed_size: u64,
+) -> bool {
+    let Some(uidl) = uidl else {
+        return false;
+    };
     let recipient = local_recipient(header, domain);
     let recipients: [&[u8]; 1] = [recipient.as_bytes()];
-    let envelope = Envelope::new(b"", &recipients)?.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
+    let Some(envelope) = Envelope::new(b"", &recipients) else {
+        return false;
+    };
+    let envelope = envelope.with_queued_at(crate::wall_clock::unix_seconds().unwrap_or(0));
     let mut received: heapless::String<384> = heapless::String::new();
     let _ = write!(
         received,
@@ -547,23 +567,30 @@ async fn begin(header: &[u8], domain: &str, host_name: &str, backup_host: &str, 
         uidl,
         homemx_smtp::clock::Rfc5322Date(crate::network::mail_clock().unix_seconds)
     );
-    let mut stores = crate::store::open().await?;
+    let Some(mut stores) = crate::store::open().await else {
+        return false;
+    };
     // Space for the size LIST gave (an estimate: the spool reserves more as the data comes if
     // it was low). A fixed reservation (it was 1 MB) refused every message on a board whose
     // spool is smaller (the STM32H573I-DK's 472 KB, the simulator's 960 KB).
     let expected = (listed_size + received.len() as u64).min(MESSAGE_SIZE_MAX) as u32;
-    let mut writer = stores.begin_spool_message(&envelope, expected).await.ok()?;
+    let Ok(begun) = stores.begin_spool_message(&envelope, expected).await else {
+        return false;
+    };
+    let message = writer.insert(begun);
     let mut pending = [0u8; 4 + homemx_pop3::UIDL_MAX];
-    pending[..4].copy_from_slice(&writer.id().0.to_le_bytes());
+    pending[..4].copy_from_slice(&message.id().0.to_le_bytes());
     pending[4..4 + uidl.len()].copy_from_slice(uidl.as_bytes());
     if stores.settings.store(pending_key(), &pending[..4 + uidl.len()]).await.is_err()
-        || stores.spool.append(&mut writer, received.as_bytes()).await.is_err()
-        || stores.spool.append(&mut writer, header).await.is_err()
+        || stores.spool.append(message, received.as_bytes()).await.is_err()
+        || stores.spool.append(message, header).await.is_err()
     {
-        stores.spool.abort(writer);
-        return None;
+        if let Some(message) = writer.take() {
+            stores.spool.abort(message);
+        }
+        return false;
     }
-    Some(writer)
+    true
 }
 
 async fn append(writer: &mut Option<MessageWriter>, data: &[u8]) -> bool {

@@ -13,7 +13,8 @@
 //! it reads the spool, runs the sessions, and writes the decisions.
 //!
 //! Owns: the delivery task (the courier) with its sockets, the TLS buffers it takes from `link` once,
-//! and its scratch (`COURIER_SCRATCH`: a fetch's lists or a delivery pass's attempt, one at a time).
+//! and its scratch (`COURIER_SCRATCH`: a fetch's lists, a delivery pass's attempt, a DynDNS check's path and
+//! bodies, or an alert mail's text, one at a time).
 //! Calls: `acme`, `backup_mx`, `channels`, `dyndns`, `event_log`, `instrument`, `link`, `mail_settings`,
 //! `mail_status`, `mailbox_probe`, `network`, `random`, `stack`, `status_page`, `store`, `wall_clock`.
 
@@ -105,19 +106,28 @@ pub struct RecipientOutcome {
 /// The outcomes of one attempt.
 pub type Outcomes = heapless::Vec<RecipientOutcome, BATCH_RECIPIENTS>;
 
-/// A delivery pass's attempt and its outcomes (3.2 KB).
+/// One session's recipient results, in the session's order.
+pub type SessionResults = heapless::Vec<RecipientResult, BATCH_RECIPIENTS>;
+
+/// A delivery pass's attempt, its outcomes, and a session's results (3.7 KB).
 struct DeliveryScratch {
     attempt: Attempt,
     outcomes: Outcomes,
+    /// The results of the session under way (mailbox host or smarthost): held in its future,
+    /// they made the delivery pass 516 bytes larger.
+    results: SessionResults,
 }
 
-/// The courier's scratch: a fetch's lists and header, or a delivery pass's attempt and outcomes.
-/// The courier runs one job at a time, so the two share one static; held in the delivery pass's
-/// future, the attempt made it the largest of the courier's jobs (10 KB beside the smarthost
-/// session).
+/// The courier's scratch: a fetch's lists and header, a delivery pass's attempt and outcomes, a
+/// DynDNS check's path and bodies, or an alert mail's text. The courier runs one job at a time,
+/// so they share one static (its size is the fetch's); held in the jobs' futures, they made
+/// them the largest of the courier's (the attempt 10 KB beside the smarthost session, the alert
+/// text 4 KB), and the courier's future is as large as its largest job.
 enum CourierScratch {
     Fetch(crate::backup_mx::FetchScratch),
     Delivery(DeliveryScratch),
+    DynDns(crate::dyndns::DynDnsScratch),
+    AlertText([u8; homemx_status::MAIL_BUFFER_SIZE]),
 }
 
 /// The one [`CourierScratch`] (empty lists and zero bytes: `.bss`), taken by the courier once.
@@ -133,7 +143,7 @@ impl CourierScratch {
         }
         match self {
             Self::Fetch(scratch) => scratch,
-            Self::Delivery(_) => unreachable!("switched to the fetch's above"),
+            _ => unreachable!("switched to the fetch's above"),
         }
     }
 
@@ -141,11 +151,35 @@ impl CourierScratch {
     #[inline(never)]
     fn delivery(&mut self) -> &mut DeliveryScratch {
         if !matches!(self, Self::Delivery(_)) {
-            *self = Self::Delivery(DeliveryScratch { attempt: Attempt::EMPTY, outcomes: Outcomes::new() });
+            *self = Self::Delivery(DeliveryScratch { attempt: Attempt::EMPTY, outcomes: Outcomes::new(), results: SessionResults::new() });
         }
         match self {
             Self::Delivery(scratch) => scratch,
-            Self::Fetch(_) => unreachable!("switched to the delivery's above"),
+            _ => unreachable!("switched to the delivery's above"),
+        }
+    }
+
+    /// The scratch as a DynDNS check's (see [`CourierScratch::fetch`]).
+    #[inline(never)]
+    fn dyndns(&mut self) -> &mut crate::dyndns::DynDnsScratch {
+        if !matches!(self, Self::DynDns(_)) {
+            *self = Self::DynDns(crate::dyndns::DynDnsScratch::EMPTY);
+        }
+        match self {
+            Self::DynDns(scratch) => scratch,
+            _ => unreachable!("switched to the DynDNS check's above"),
+        }
+    }
+
+    /// The scratch as the alert mail's text (see [`CourierScratch::fetch`]).
+    #[inline(never)]
+    fn alert_text(&mut self) -> &mut [u8; homemx_status::MAIL_BUFFER_SIZE] {
+        if !matches!(self, Self::AlertText(_)) {
+            *self = Self::AlertText([0; homemx_status::MAIL_BUFFER_SIZE]);
+        }
+        match self {
+            Self::AlertText(text) => text,
+            _ => unreachable!("switched to the alert text above"),
         }
     }
 }
@@ -171,7 +205,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             stores.persist_spool_counters().await;
         }
         // The alert board persisted when it changed, new alerts mailed to postmaster@.
-        own_frame(crate::status_page::alert_mail_job(&mut random)).await;
+        own_frame(crate::status_page::alert_mail_job(&mut random, scratch.alert_text())).await;
         // The TLS identity: its self-signed certificate made once the clock is set, renewed
         // when due, the expiry alert raised (hourly; the console refreshes it at unlock and
         // commit).
@@ -196,7 +230,7 @@ pub async fn delivery_task(stack: Stack<'static>, mut random: DerivedRandom) -> 
             if forced || uptime_seconds() >= next_dyndns_check {
                 crate::channels::CHECK_NOW.reset();
                 next_dyndns_check = uptime_seconds() + check_seconds.max(60);
-                own_frame(crate::dyndns::check(stack, &mut random, buffers)).await;
+                own_frame(crate::dyndns::check(stack, &mut random, buffers, scratch.dyndns())).await;
             }
         }
         // The certificate from the `[tls.acme]` CA, when due or asked for (`homemx tls renew`).
@@ -227,7 +261,7 @@ async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffer
     // Each pass tries every message that is due once.
     let retry_all = crate::channels::RETRY_ALL_NOW.swap(false, Ordering::Relaxed);
     let mut tried: heapless::Vec<MessageId, 16> = heapless::Vec::new();
-    let DeliveryScratch { attempt, outcomes } = scratch;
+    let DeliveryScratch { attempt, outcomes, results } = scratch;
     loop {
         if !own_frame(next_attempt(&tried, retry_all, attempt)).await {
             break;
@@ -240,10 +274,10 @@ async fn delivery_pass(stack: Stack<'static>, random: &mut DerivedRandom, buffer
         // (attempts with outbound recipients are not measured: they include the smarthost).
         let measurement = (local && !outbound).then(|| crate::instrument::begin(crate::instrument::Operation::MailboxDelivery));
         if local {
-            own_frame(deliver_to_mailbox(stack, attempt, outcomes, buffers)).await;
+            own_frame(deliver_to_mailbox(stack, attempt, outcomes, results, buffers)).await;
         }
         if outbound {
-            own_frame(smarthost::deliver(stack, attempt, outcomes, random, buffers)).await;
+            own_frame(smarthost::deliver(stack, attempt, outcomes, results, random, buffers)).await;
         }
         own_frame(record_outcomes(attempt, outcomes)).await;
         if let Some(measurement) = measurement {
@@ -324,8 +358,9 @@ pub async fn open_body(id: MessageId) -> Option<MessageReader> {
     crate::store::open().await?.spool.open_message(id).await.ok()
 }
 
-/// Delivers the attempt's local recipients to the LAN mailbox host.
-async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, buffers: &mut ConnectionBuffers) {
+/// Delivers the attempt's local recipients to the LAN mailbox host (`results`: the session's,
+/// lent by the pass).
+async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, results: &mut SessionResults, buffers: &mut ConnectionBuffers) {
     let Some((address, port, protocol, host_name)) = crate::mail_settings::read(|settings| {
         let settings = settings?;
         let mailbox = settings.mailbox.as_ref()?;
@@ -361,8 +396,8 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
         defmt::warn!("delivery: mailbox host {} unreachable; message {=u32} waits", host, attempt.id.0);
     }
     let mut link = Link::Plain(socket);
-    let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
-    run_session(&mut link, &mut session, connected, &mut reader, &mut results, &mut None).await;
+    results.clear();
+    run_session(&mut link, &mut session, connected, &mut reader, results, &mut None).await;
     link.close().await;
     // For the headline: the host is there if it took or refused a recipient for good.
     let answered = results.iter().any(|result| result.outcome != Outcome::Deferred);
@@ -371,7 +406,7 @@ async fn deliver_to_mailbox(stack: Stack<'static>, attempt: &Attempt, outcomes: 
         (true, false) => Err(homemx_status::MailboxFailure::Refusing),
         (true, true) => Ok(()),
     });
-    for result in results {
+    for &result in results.iter() {
         if let Some(&index) = indices.get(result.index) {
             let _ = outcomes.push(RecipientOutcome { index, route: Route::Mailbox, result });
         }
@@ -390,7 +425,7 @@ pub async fn run_session<'b>(
     session: &mut ClientSession<'_>,
     connected: bool,
     reader: &mut MessageReader,
-    results: &mut heapless::Vec<RecipientResult, BATCH_RECIPIENTS>,
+    results: &mut SessionResults,
     tls: &mut Option<TlsStart<'b, '_>>,
 ) {
     if !connected {

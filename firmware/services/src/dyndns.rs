@@ -15,7 +15,7 @@
 //! DynDNS trust anchor (the check-IP services must be verifiable with it too).
 //!
 //! Owns: the DynDNS status for the status page and the HTTPS outcome counter; a check's socket lives on the
-//! courier's future. Calls: `alerts`, `backup_mx`, `channels`, `event_log`, `instrument`, `link`,
+//! courier's future, its update path and answer body in the courier's scratch ([`DynDnsScratch`]). Calls: `alerts`, `backup_mx`, `channels`, `event_log`, `instrument`, `link`,
 //! `mail_settings`, `random`, `resolver`, `stack`, `store`, `wall_clock`.
 
 use core::cell::RefCell;
@@ -44,6 +44,21 @@ use crate::stack::own_frame;
 const BODY_CAPACITY: usize = 512;
 /// Longest DynDNS password.
 const PASSWORD_CAPACITY: usize = 128;
+
+/// A check's update path and the body of its current HTTPS answer (1.3 KB), the courier's
+/// scratch's (`delivery`): held in the check's future they made it one of the courier's
+/// largest jobs, and the courier's future is as large as its largest job.
+pub struct DynDnsScratch {
+    /// The dyndns2 update request's path (the host name and the address; no credentials).
+    path: [u8; MAX_UPDATE_PATH],
+    /// The body of the answer being read.
+    body: [u8; BODY_CAPACITY],
+}
+
+impl DynDnsScratch {
+    /// Zero bytes.
+    pub const EMPTY: Self = Self { path: [0; MAX_UPDATE_PATH], body: [0; BODY_CAPACITY] };
+}
 
 /// What the status page shows.
 #[derive(Clone, Default)]
@@ -117,8 +132,7 @@ async fn https_get(
         write: &mut buffers.write,
         server_name: host,
         trust,
-        // Derived here, not by the caller: a random moved into this future existed twice in it.
-        random: random.derive(),
+        random,
         operation: Operation::TlsHandshakeDynDns,
         minimum: crate::link::minimum_tls(minimum.unwrap_or_default()),
     };
@@ -169,16 +183,17 @@ const HTTPS_REFUSED: u8 = 2;
 
 /// One check (see [`check_once`]); when its HTTPS connections (check-IP sources and the DynDNS
 /// server share the DynDNS trust anchor) all verified, a certificate alert they caused ends.
-pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
+pub async fn check(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers, scratch: &mut DynDnsScratch) {
     HTTPS_OUTCOMES.store(0, Ordering::Relaxed);
-    check_once(stack, random, buffers).await;
+    check_once(stack, random, buffers, scratch).await;
     if HTTPS_OUTCOMES.load(Ordering::Relaxed) == HTTPS_VERIFIED {
         crate::alerts::clear_for(&[AlertKind::CertificateRejected], Peer::DynDns);
     }
 }
 
 /// One check: public address, DNS verification, and an update if the guard decides so.
-async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
+async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers, scratch: &mut DynDnsScratch) {
+    let DynDnsScratch { path, body } = scratch;
     let Some((dyndns, sources, domain)) = crate::mail_settings::read(|current| {
         current.and_then(|settings| Some((settings.dyndns.clone()?, settings.check_ip.clone(), settings.postmaster_domain.clone())))
     }) else {
@@ -197,8 +212,7 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: 
     //    host once). Non-public answers are answers too: the guard never registers them.
     let mut answers: heapless::Vec<(&str, Option<Ipv4>), 4> = heapless::Vec::new();
     for source in &sources {
-        let mut body = [0u8; BODY_CAPACITY];
-        let answer = match own_frame(https_get(stack, source.host.as_str(), source.path.as_str(), None, random, buffers, &mut body)).await {
+        let answer = match own_frame(https_get(stack, source.host.as_str(), source.path.as_str(), None, random, buffers, body)).await {
             Some((200, length)) => parse_public_address(&body[..length]),
             _ => None,
         };
@@ -230,13 +244,11 @@ async fn check_once(stack: Stack<'static>, random: &mut DerivedRandom, buffers: 
         Decision::Update(ip) => {
             let mut password = SecretBytes::<PASSWORD_CAPACITY>::zeroed();
             let password_length = crate::store::provider_password(Credential::DynDnsPassword, password.expose_mut()).await;
-            let mut path = [0u8; MAX_UPDATE_PATH];
-            let answer = match (password_length, update_path(dyndns.host_name.as_str(), ip, &mut path)) {
+            let answer = match (password_length, update_path(dyndns.host_name.as_str(), ip, path)) {
                 (Some(length), Some(path_length)) => {
                     let path = core::str::from_utf8(&path[..path_length]).unwrap_or("/");
                     let secret = password.expose()[..length].trim_ascii_end();
-                    let mut body = [0u8; BODY_CAPACITY];
-                    match own_frame(https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random, buffers, &mut body)).await {
+                    match own_frame(https_get(stack, dyndns.server.as_str(), path, Some((dyndns.user_name.as_str(), secret)), random, buffers, body)).await {
                         Some((status, length)) => parse_update_response(status, &body[..length]),
                         None => UpdateAnswer::TransportError,
                     }

@@ -2,7 +2,7 @@
 //! over that TCP (homemx-tls's sans-I/O rustls client with the owner's trust), switchable once
 //! from plain to TLS for STARTTLS. Owns the one set of connection buffers (TCP socket, TLS
 //! records, trust anchor) and hands them to the courier (the delivery task), which runs its
-//! connections (smarthost, backup MX, DynDNS, mailbox host) one after the other: the 27 KB exist
+//! connections (smarthost, backup MX, DynDNS, mailbox host) one after the other: the 25 KB exist
 //! once, without a lock. A TLS link exists only after the server's certificate (or pinned key)
 //! and its handshake signature were verified.
 //!
@@ -21,8 +21,12 @@ use crate::random::DerivedRandom;
 
 /// TLS record buffer for reading: one full TLS record (16 KB plaintext + overhead).
 pub const TLS_READ_BUFFER: usize = homemx_tls::RECORD_BUFFER;
-/// TLS record buffer for writing (records are split to fit).
-pub const TLS_WRITE_BUFFER: usize = 4096;
+/// TLS record buffer for writing: the client's records are split to fit (application data
+/// is sealed into the room left, see homemx-tls's record pump), and its largest handshake
+/// message, the ClientHello (X25519 and P-256 key shares, no client certificates), is a few
+/// hundred octets. 2 KB, as the server side's ([`homemx_tls::SERVER_OUTGOING_BUFFER`]); the
+/// socket's transmit buffer is no larger, so bigger records sent nothing sooner.
+pub const TLS_WRITE_BUFFER: usize = 2048;
 /// Largest CA certificate (DER) a provider anchor may have.
 pub const ANCHOR_CAPACITY: usize = 2048;
 
@@ -73,8 +77,9 @@ pub struct TlsStart<'b, 't> {
     pub server_name: &'t str,
     /// How the server is verified.
     pub trust: Trust<'t>,
-    /// Random for the handshake.
-    pub random: DerivedRandom,
+    /// The courier's random: the handshake's is derived from it when the handshake begins
+    /// (borrowed: a random moved in here, 312 bytes, sat in every future that held a start).
+    pub random: &'t mut DerivedRandom,
     /// The handshake's instruction-count mark (which provider service this is).
     pub operation: Operation,
     /// The oldest TLS version the service accepts.
@@ -251,14 +256,14 @@ pub(crate) async fn close_tls<C: Unbuffered>(socket: &mut TcpSocket<'_>, tls: &m
 /// issuance's handshake, certificate verification included, in the delivery task).
 #[inline(never)]
 fn new_client<'b>(
-    random: DerivedRandom,
+    random: &mut DerivedRandom,
     trust: Trust<'_>,
     minimum: MinimumTls,
     server_name: &str,
     read_buffer: &'b mut [u8],
     write_buffer: &'b mut [u8],
 ) -> Result<TlsClient<'b>, LinkError> {
-    let (provider, clock) = crate::tls_context::prepare(random);
+    let (provider, clock) = crate::tls_context::prepare(random.derive());
     let config = homemx_tls::client_config_with_minimum(&provider, clock, trust, minimum).map_err(|error| match error {
         TrustError::TimeUnknown => LinkError::TimeUnknown,
         TrustError::AnchorUnreadable => LinkError::AnchorUnreadable,

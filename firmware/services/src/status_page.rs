@@ -221,7 +221,10 @@ pub async fn restore_tamper_event(stores: &mut crate::store::OpenStores) {
 /// board when it changed, then queues a mail of the new alerts to postmaster@ our domain
 /// (through the spool and the LAN mailbox host), at most one mail per alert kind per 6 hours
 /// and six a day.
-pub async fn alert_mail_job(random: &mut crate::random::DerivedRandom) {
+///
+/// `text` is the courier's scratch: held in this future, the mail's text (4 KB) made it one of
+/// the courier's largest jobs.
+pub async fn alert_mail_job(random: &mut crate::random::DerivedRandom, text: &mut [u8; MAIL_BUFFER_SIZE]) {
     persist_alerts().await;
     let now = Instant::now().as_millis();
     let Some(domain) = crate::mail_settings::read(|current| current.map(|settings| settings.postmaster_domain.clone())) else {
@@ -230,8 +233,7 @@ pub async fn alert_mail_job(random: &mut crate::random::DerivedRandom) {
     let Some(mail) = crate::alerts::read(|board| MAILER.lock(|mailer| mailer.borrow().due(board, now))) else {
         return;
     };
-    let mut text = [0u8; MAIL_BUFFER_SIZE];
-    let Ok(length) = compose(domain.as_str(), &mail, crate::wall_clock::unix_seconds(), random.next_u64(), &mut text) else {
+    let Ok(length) = compose(domain.as_str(), &mail, crate::wall_clock::unix_seconds(), random.next_u64(), text) else {
         return;
     };
     let mut postmaster: heapless::String<80> = heapless::String::new();

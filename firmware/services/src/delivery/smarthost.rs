@@ -26,7 +26,7 @@ use homemx_wire::config::TlsMode;
 use homemx_keystore::secret::SecretBytes;
 use homemx_wire::message::{Credential, TlsService};
 
-use super::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, TlsStart};
+use super::{open_body, run_session, Attempt, Outcomes, RecipientOutcome, Route, SessionResults, TlsStart};
 use crate::link::{Link, ConnectionBuffers};
 use crate::store::TrustSource;
 use crate::network::mail_clock as now;
@@ -66,9 +66,16 @@ fn problem(attempt: &Attempt, outcomes: &mut Outcomes, text: &'static str, reaso
 }
 
 /// One delivery attempt of the attempt's outbound recipients through the smarthost. `random`
-/// is the courier's: the TLS start's is derived from it here (one moved into this future
-/// existed in it twice).
-pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Outcomes, random: &mut DerivedRandom, buffers: &mut ConnectionBuffers) {
+/// is the courier's: the handshake's is derived from it when it begins ([`TlsStart`] borrows
+/// it); `results` is the session's, lent by the delivery pass.
+pub async fn deliver(
+    stack: Stack<'static>,
+    attempt: &Attempt,
+    outcomes: &mut Outcomes,
+    results: &mut SessionResults,
+    random: &mut DerivedRandom,
+    buffers: &mut ConnectionBuffers,
+) {
     let Some((smarthost, host_name)) =
         crate::mail_settings::read(|current| current.and_then(|settings| Some((settings.smarthost.clone()?, settings.host_name.clone()))))
     else {
@@ -123,7 +130,7 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
         write: &mut buffers.write,
         server_name: smarthost.host.as_str(),
         trust,
-        random: random.derive(),
+        random,
         operation: crate::instrument::Operation::TlsHandshakeSmarthost,
         minimum: crate::link::minimum_tls(smarthost.min_tls),
     });
@@ -140,13 +147,13 @@ pub async fn deliver(stack: Stack<'static>, attempt: &Attempt, outcomes: &mut Ou
             }
         }
     }
-    let mut results = heapless::Vec::<RecipientResult, BATCH_RECIPIENTS>::new();
-    run_session(&mut link, &mut session, connected, &mut reader, &mut results, &mut tls).await;
+    results.clear();
+    run_session(&mut link, &mut session, connected, &mut reader, results, &mut tls).await;
     let over_tls = matches!(link, Link::Tls(..));
     let (version, suite) = (link.version_name(), link.suite_name());
     link.close().await;
     let mut any_delivered = false;
-    for result in results {
+    for &result in results.iter() {
         any_delivered |= result.outcome == Outcome::Delivered;
         if let Some(&index) = indices.get(result.index) {
             let _ = outcomes.push(RecipientOutcome { index, route: Route::Smarthost, result });
