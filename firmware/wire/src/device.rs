@@ -159,31 +159,40 @@ impl ConsoleSession {
         handler: &mut H,
         entropy: &mut N,
     ) -> Response {
-        let checked = authenticate(
-            self.receiver.frame(length),
-            &self.identity,
-            self.admin_key.as_ref(),
-            &self.challenge,
-        );
-        // The request may hold a secret: wipe the raw bytes now that they are decoded, with the
-        // signed message `authenticate` built over them (a shorter answer would overwrite only
-        // their head, leaving the tail: a passphrase).
-        self.receiver.scratch().zeroize();
-        // Borrowed, not moved: a command moved out of `checked` and into `execute` existed three
-        // times in this future (a passphrase among them), 1 KB more of the console task's RAM.
-        let (command, signed) = match &checked {
-            Ok((command, signed)) => (command, *signed),
-            Err(code) => return Response::Error(*code),
-        };
         let signed_over = self.challenge;
-        if signed {
-            // The challenge is single-use: consumed before anything is executed.
-            entropy.fill_bytes(&mut self.challenge);
-        }
-        match self.execute(command, &signed_over, handler).await {
-            Ok(response) => response,
-            Err(code) => Response::Error(code),
-        }
+        let deep = {
+            let checked = authenticate(
+                self.receiver.frame(length),
+                &self.identity,
+                self.admin_key.as_ref(),
+                &self.challenge,
+            );
+            // The request may hold a secret: wipe the raw bytes now that they are decoded, with
+            // the signed message `authenticate` built over them (a shorter answer would overwrite
+            // only their head, leaving the tail: a passphrase).
+            self.receiver.scratch().zeroize();
+            // Borrowed, not moved: a command moved out of `checked` and into `execute` existed
+            // three times in this future (a passphrase among them), 1 KB more of the console
+            // task's RAM.
+            let (command, signed) = match &checked {
+                Ok((command, signed)) => (command, *signed),
+                Err(code) => return Response::Error(*code),
+            };
+            if signed {
+                // The challenge is single-use: consumed before anything is executed.
+                entropy.fill_bytes(&mut self.challenge);
+            }
+            match DeepCommand::of(command) {
+                Some(deep) => deep,
+                None => return self.execute(command, &signed_over, handler).await.unwrap_or_else(Response::Error),
+            }
+            // `checked` (the decoded command, 536 bytes; its secret wiped on drop) ends here.
+        };
+        let result = match &deep {
+            DeepCommand::Unlock(passphrase) => handler.unlock(passphrase).await,
+            DeepCommand::ConfigCommit(item_count) => handler.config_commit(*item_count).await,
+        };
+        result.map_or_else(Response::Error, |()| Response::Done)
     }
 
     async fn execute<H: ConsoleHandler>(
@@ -215,11 +224,11 @@ impl ConsoleSession {
                 Ok(Response::Done)
             }
             Command::Status => handler.status().await.map(Response::Status),
-            Command::Unlock { passphrase } => handler.unlock(passphrase).await.map(done),
+            // Run by `handle_frame` once the decoded command is dropped (`DeepCommand`).
+            Command::Unlock { .. } | Command::ConfigCommit { .. } => Err(ErrorCode::DeviceFault),
             Command::Lock => handler.lock().await.map(done),
             Command::ConfigBegin => handler.config_begin().await.map(done),
             Command::ConfigPut(item) => handler.config_put(item).await.map(done),
-            Command::ConfigCommit { item_count } => handler.config_commit(*item_count).await.map(done),
             Command::ConfigGet { index } => {
                 let (total, item) = handler.config_get(*index).await?;
                 // A user's password hash stays on the device: read back without salt and hash.
@@ -273,6 +282,25 @@ impl ConsoleSession {
             .unwrap_or(0);
         buffer[length..].zeroize();
         length
+    }
+}
+
+/// The commands whose work goes deepest (the unlock's key derivation and store building, the
+/// configuration's commit: both rebuild the mail settings), with only what they need: they run
+/// after the decoded [`Command`] (536 bytes) is dropped, so the console task's future does not
+/// hold it beside their work (about 500 bytes less).
+enum DeepCommand {
+    Unlock(Secret),
+    ConfigCommit(u16),
+}
+
+impl DeepCommand {
+    fn of(command: &Command) -> Option<Self> {
+        match command {
+            Command::Unlock { passphrase } => Some(Self::Unlock(passphrase.clone())),
+            Command::ConfigCommit { item_count } => Some(Self::ConfigCommit(*item_count)),
+            _ => None,
+        }
     }
 }
 
