@@ -34,6 +34,20 @@ fn lan_and_wan_peers_are_told_apart_and_udp_round_trips() {
 
     let health = SocketAddrV4::new(APPLIANCE, 80);
     let echo = SocketAddrV4::new(APPLIANCE, 7);
+    // A head near the 2 KB limit passes the socket's 512-byte receive window in pieces; one
+    // over it gets 431.
+    let long_path = format!("/health?{}", "a".repeat(1900));
+    let too_long_path = format!("/health?{}", "a".repeat(2100));
+    let (long_head, too_long_head) = network
+        .run_inside(move || {
+            (
+                peers::http_get(LAN_CLIENT, health, "192.168.77.2", &long_path).expect("LAN GET with a long head"),
+                peers::http_get(LAN_CLIENT, health, "192.168.77.2", &too_long_path).expect("LAN GET with a too long head"),
+            )
+        })
+        .unwrap();
+    assert_eq!(long_head.status, 200, "{long_head:?}");
+    assert_eq!(too_long_head.status, 431, "{too_long_head:?}");
     let (lan, wan, wrong_host, lan_udp, wan_udp) = network
         .run_inside(move || {
             (

@@ -25,6 +25,14 @@ pub const HTTP_PORT: u16 = 80;
 /// Host name the appliance answers to besides its address.
 pub const DEVICE_NAME: &str = "homemx.lan";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The socket's receive buffer (the TCP window): the request head is copied out of it as it
+/// arrives (into a head buffer of [`homemx_http::MAX_HEAD_LENGTH`]), so it holds only what is in
+/// flight. 512 B take a typical head (curl's ~100 B, a browser's ~500 B) in one window; a
+/// longer one, up to the 2 KB limit, in a few. (1 KB before: 512 B less per HTTP task.)
+const RECEIVE_BUFFER: usize = 512;
+/// The socket's transmit buffer: a response head must fit it whole (see [`send_status`]), and
+/// the status page is rendered into it window by window, so its size sets the page's pace.
+const TRANSMIT_BUFFER: usize = 1024;
 
 /// HTTP listeners: one connection at a time each, so a few run side by side.
 pub const HTTP_TASK_COUNT: usize = crate::bsp::SIZING.http_sessions;
@@ -32,8 +40,8 @@ pub const HTTP_TASK_COUNT: usize = crate::bsp::SIZING.http_sessions;
 /// One HTTP connection at a time per task; the firmware runs [`HTTP_TASK_COUNT`].
 #[embassy_executor::task(pool_size = HTTP_TASK_COUNT)]
 pub async fn http_task(stack: Stack<'static>, task_number: u8) -> ! {
-    let mut receive_buffer = [0u8; 1024];
-    let mut transmit_buffer = [0u8; 1024];
+    let mut receive_buffer = [0u8; RECEIVE_BUFFER];
+    let mut transmit_buffer = [0u8; TRANSMIT_BUFFER];
     loop {
         let mut socket = TcpSocket::new(stack, &mut receive_buffer, &mut transmit_buffer);
         socket.set_timeout(Some(REQUEST_TIMEOUT));

@@ -9,14 +9,14 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use zeroize::Zeroize;
 
 use crate::config::ConfigItem;
-use crate::frame::{decode_frame, encode_frame, FrameError, FrameReceiver, Received};
+use crate::frame::{decode_frame, encode_frame_in_place, FrameError, FrameReceiver, Received, IN_PLACE_PAYLOAD_OFFSET};
 use crate::message::{
     CertificateReport, ChainChunk, Command, Credential, DeviceInfo, DeviceState, ErrorCode, LogPage, PublicKey, Response, Status,
     TrustAnchorUpdate, MAX_CERTIFICATE_REQUEST,
 };
 use crate::secret::Secret;
 use crate::signing::{self, SIGNED, SIGNED_HEADER_LENGTH, UNSIGNED, UNSIGNED_HEADER_LENGTH};
-use crate::{Challenge, DeviceIdentity, MAX_ENCODED_FRAME, PROTOCOL_VERSION};
+use crate::{Challenge, DeviceIdentity, PROTOCOL_VERSION};
 
 /// A source of unpredictable bytes for challenges (the board's entropy source).
 pub trait NonceSource {
@@ -92,17 +92,11 @@ pub struct ConsoleSession {
     identity: DeviceIdentity,
     admin_key: Option<PublicKey>,
     challenge: Challenge,
+    /// Collects a request frame; then holds, in turn, the decoded request, the signed message
+    /// (built in place over the request's header), the response's payload and its frame
+    /// (encoded in place): one buffer, no second one for sending (1 KB less in the console task).
     receiver: FrameReceiver,
-    transmit: [u8; MAX_ENCODED_FRAME],
 }
-
-/// The signed message of the largest command must fit the transmit buffer used as scratch.
-const _: () = assert!(
-    signing::COMMAND_TAG.len() + 1 + crate::DEVICE_IDENTITY_LENGTH + crate::CHALLENGE_LENGTH
-        + crate::MAX_PAYLOAD
-        - SIGNED_HEADER_LENGTH
-        <= MAX_ENCODED_FRAME
-);
 
 impl ConsoleSession {
     /// A session for the device `identity`, with the admin key loaded from the key store
@@ -115,7 +109,6 @@ impl ConsoleSession {
             admin_key,
             challenge,
             receiver: FrameReceiver::new(),
-            transmit: [0; MAX_ENCODED_FRAME],
         }
     }
 
@@ -129,11 +122,11 @@ impl ConsoleSession {
         self.admin_key.as_ref()
     }
 
-    /// Both buffers a frame passes through (receive, transmit), to check what they keep
+    /// The buffer a frame passes through (request and response), to check what it keeps
     /// between frames.
     #[cfg(feature = "testing")]
-    pub fn buffers(&mut self) -> [&[u8]; 2] {
-        [self.receiver.scratch(), &self.transmit]
+    pub fn buffers(&mut self) -> [&[u8]; 1] {
+        [self.receiver.scratch()]
     }
 
     /// The challenge the next signed command must be signed over.
@@ -157,7 +150,7 @@ impl ConsoleSession {
             Received::Frame(length) => self.handle_frame(length, handler, entropy).await,
         };
         let length = self.encode_response(&response);
-        Reply { consumed, frame: Some(&self.transmit[..length]) }
+        Reply { consumed, frame: Some(&self.receiver.scratch()[..length]) }
     }
 
     async fn handle_frame<H: ConsoleHandler, N: NonceSource>(
@@ -166,33 +159,40 @@ impl ConsoleSession {
         handler: &mut H,
         entropy: &mut N,
     ) -> Response {
-        let checked = authenticate(
-            self.receiver.frame(length),
-            &self.identity,
-            self.admin_key.as_ref(),
-            &self.challenge,
-            &mut self.transmit,
-        );
-        // The request may hold a secret: wipe the raw bytes now that they are decoded, and the
-        // signed message `authenticate` built from them in the transmit buffer (a shorter
-        // answer would overwrite only its head, leaving the tail: a passphrase).
-        self.receiver.scratch().zeroize();
-        self.transmit.zeroize();
-        // Borrowed, not moved: a command moved out of `checked` and into `execute` existed three
-        // times in this future (a passphrase among them), 1 KB more of the console task's RAM.
-        let (command, signed) = match &checked {
-            Ok((command, signed)) => (command, *signed),
-            Err(code) => return Response::Error(*code),
-        };
         let signed_over = self.challenge;
-        if signed {
-            // The challenge is single-use: consumed before anything is executed.
-            entropy.fill_bytes(&mut self.challenge);
-        }
-        match self.execute(command, &signed_over, handler).await {
-            Ok(response) => response,
-            Err(code) => Response::Error(code),
-        }
+        let deep = {
+            let checked = authenticate(
+                self.receiver.frame(length),
+                &self.identity,
+                self.admin_key.as_ref(),
+                &self.challenge,
+            );
+            // The request may hold a secret: wipe the raw bytes now that they are decoded, with
+            // the signed message `authenticate` built over them (a shorter answer would overwrite
+            // only their head, leaving the tail: a passphrase).
+            self.receiver.scratch().zeroize();
+            // Borrowed, not moved: a command moved out of `checked` and into `execute` existed
+            // three times in this future (a passphrase among them), 1 KB more of the console
+            // task's RAM.
+            let (command, signed) = match &checked {
+                Ok((command, signed)) => (command, *signed),
+                Err(code) => return Response::Error(*code),
+            };
+            if signed {
+                // The challenge is single-use: consumed before anything is executed.
+                entropy.fill_bytes(&mut self.challenge);
+            }
+            match DeepCommand::of(command) {
+                Some(deep) => deep,
+                None => return self.execute(command, &signed_over, handler).await.unwrap_or_else(Response::Error),
+            }
+            // `checked` (the decoded command, 536 bytes; its secret wiped on drop) ends here.
+        };
+        let result = match &deep {
+            DeepCommand::Unlock(passphrase) => handler.unlock(passphrase).await,
+            DeepCommand::ConfigCommit(item_count) => handler.config_commit(*item_count).await,
+        };
+        result.map_or_else(Response::Error, |()| Response::Done)
     }
 
     async fn execute<H: ConsoleHandler>(
@@ -224,11 +224,11 @@ impl ConsoleSession {
                 Ok(Response::Done)
             }
             Command::Status => handler.status().await.map(Response::Status),
-            Command::Unlock { passphrase } => handler.unlock(passphrase).await.map(done),
+            // Run by `handle_frame` once the decoded command is dropped (`DeepCommand`).
+            Command::Unlock { .. } | Command::ConfigCommit { .. } => Err(ErrorCode::DeviceFault),
             Command::Lock => handler.lock().await.map(done),
             Command::ConfigBegin => handler.config_begin().await.map(done),
             Command::ConfigPut(item) => handler.config_put(item).await.map(done),
-            Command::ConfigCommit { item_count } => handler.config_commit(*item_count).await.map(done),
             Command::ConfigGet { index } => {
                 let (total, item) = handler.config_get(*index).await?;
                 // A user's password hash stays on the device: read back without salt and hash.
@@ -268,19 +268,39 @@ impl ConsoleSession {
         }
     }
 
-    /// Serializes the response into the receive buffer (free now) and frames it into the
-    /// transmit buffer; returns the frame's length.
+    /// Serializes the response into the receive buffer (free now) and frames it there in place;
+    /// returns the frame's length (the frame is the buffer's start, the rest is wiped).
     fn encode_response(&mut self, response: &Response) -> usize {
         let challenge = self.challenge;
-        let scratch = self.receiver.scratch();
-        let payload_length = payload_of(scratch, challenge, response).or_else(|| {
-            payload_of(scratch, challenge, &Response::Error(ErrorCode::DeviceFault))
+        let buffer = self.receiver.scratch();
+        let start = IN_PLACE_PAYLOAD_OFFSET;
+        let payload_length = payload_of(&mut buffer[start..], challenge, response).or_else(|| {
+            payload_of(&mut buffer[start..], challenge, &Response::Error(ErrorCode::DeviceFault))
         });
         let length = payload_length
-            .and_then(|length| encode_frame(&scratch[..length], &mut self.transmit).ok())
+            .and_then(|length| encode_frame_in_place(buffer, start, length).ok())
             .unwrap_or(0);
-        scratch.zeroize();
+        buffer[length..].zeroize();
         length
+    }
+}
+
+/// The commands whose work goes deepest (the unlock's key derivation and store building, the
+/// configuration's commit: both rebuild the mail settings), with only what they need: they run
+/// after the decoded [`Command`] (536 bytes) is dropped, so the console task's future does not
+/// hold it beside their work (about 500 bytes less).
+enum DeepCommand {
+    Unlock(Secret),
+    ConfigCommit(u16),
+}
+
+impl DeepCommand {
+    fn of(command: &Command) -> Option<Self> {
+        match command {
+            Command::Unlock { passphrase } => Some(Self::Unlock(passphrase.clone())),
+            Command::ConfigCommit { item_count } => Some(Self::ConfigCommit(*item_count)),
+            _ => None,
+        }
     }
 }
 
@@ -316,15 +336,16 @@ fn frame_error_code(error: FrameError) -> ErrorCode {
 }
 
 /// Checks a collected frame from framing to signature; returns the command and whether it was
-/// signed. Changes nothing; `scratch` only holds the signed message while it is checked.
+/// signed. Changes nothing but `encoded`: decoded in place, the signed message built in place
+/// over the request's header while it is checked.
 fn authenticate(
     encoded: &mut [u8],
     identity: &DeviceIdentity,
     admin_key: Option<&PublicKey>,
     challenge: &Challenge,
-    scratch: &mut [u8],
 ) -> Result<(Command, bool), ErrorCode> {
-    let payload = decode_frame(encoded).map_err(frame_error_code)?;
+    let payload_length = decode_frame(encoded).map_err(frame_error_code)?.len();
+    let payload = &mut encoded[..payload_length];
     let version = payload[0];
     if version != PROTOCOL_VERSION {
         return Err(ErrorCode::UnsupportedVersion { device_version: PROTOCOL_VERSION });
@@ -340,25 +361,24 @@ fn authenticate(
         Some(&SIGNED) if payload.len() > SIGNED_HEADER_LENGTH => {
             let frame_identity = &payload[signing::IDENTITY_OFFSET..signing::CHALLENGE_OFFSET];
             let frame_challenge = &payload[signing::CHALLENGE_OFFSET..signing::SIGNATURE_OFFSET];
-            let mut signature = [0; signing::SIGNATURE_LENGTH];
-            signature.copy_from_slice(&payload[signing::SIGNATURE_OFFSET..SIGNED_HEADER_LENGTH]);
-            let command_bytes = &payload[SIGNED_HEADER_LENGTH..];
             if frame_identity != identity {
                 return Err(ErrorCode::WrongDevice);
             }
             if frame_challenge != challenge {
                 return Err(ErrorCode::StaleChallenge);
             }
-            let command = decode_command(command_bytes)?;
+            let mut signature = [0; signing::SIGNATURE_LENGTH];
+            signature.copy_from_slice(&payload[signing::SIGNATURE_OFFSET..SIGNED_HEADER_LENGTH]);
+            let command = decode_command(&payload[SIGNED_HEADER_LENGTH..])?;
             let key = match (&command, admin_key) {
                 (Command::Enrol { .. }, Some(_)) => return Err(ErrorCode::AlreadyEnrolled),
                 (Command::Enrol { admin_key }, None) => *admin_key,
                 (_, Some(key)) => *key,
                 (_, None) => return Err(ErrorCode::NotEnrolled),
             };
-            let length = signing::write_command_message(scratch, version, identity, challenge, command_bytes)
+            let message = signing::command_message_in_place(payload, version, identity, challenge)
                 .ok_or(ErrorCode::FrameTooLong)?;
-            verify(&key, &scratch[..length], &signature)?;
+            verify(&key, message, &signature)?;
             Ok((command, true))
         }
         _ => Err(ErrorCode::MalformedHeader),

@@ -31,6 +31,17 @@ pub const SIGNATURE_OFFSET: usize = CHALLENGE_OFFSET + CHALLENGE_LENGTH;
 /// Bytes of the header of a signed request; the command follows.
 pub const SIGNED_HEADER_LENGTH: usize = SIGNATURE_OFFSET + SIGNATURE_LENGTH;
 
+/// Bytes of the signed message in front of the command (tag, version, identity, challenge).
+pub const COMMAND_MESSAGE_PREFIX_LENGTH: usize = COMMAND_TAG.len() + 1 + DEVICE_IDENTITY_LENGTH + CHALLENGE_LENGTH;
+
+/// The signed message's prefix fits in a signed request's header: the device builds the message
+/// in place, over the header ([`command_message_in_place`]).
+const _: () = assert!(COMMAND_MESSAGE_PREFIX_LENGTH <= SIGNED_HEADER_LENGTH);
+
+fn command_message_prefix<'a>(version: &'a [u8; 1], identity: &'a DeviceIdentity, challenge: &'a Challenge) -> [&'a [u8]; 4] {
+    [COMMAND_TAG, version, identity, challenge]
+}
+
 /// Writes the message a command signature covers into `output`; returns its length, or `None`
 /// when `output` is too small.
 pub fn write_command_message(
@@ -40,8 +51,23 @@ pub fn write_command_message(
     challenge: &Challenge,
     command: &[u8],
 ) -> Option<usize> {
-    let parts: [&[u8]; 5] = [COMMAND_TAG, &[version], identity, challenge, command];
-    write_parts(output, &parts)
+    let prefix = write_parts(output, &command_message_prefix(&[version], identity, challenge))?;
+    Some(prefix + write_parts(output.get_mut(prefix..)?, &[command])?)
+}
+
+/// Turns a signed request's payload into the message its signature covers, in place: the
+/// message's prefix overwrites the end of the header (the signature: copy it out first) and
+/// the command stays where it is. Returns the message, or `None` when `payload` is shorter than
+/// a signed header.
+pub fn command_message_in_place<'p>(
+    payload: &'p mut [u8],
+    version: u8,
+    identity: &DeviceIdentity,
+    challenge: &Challenge,
+) -> Option<&'p [u8]> {
+    let start = SIGNED_HEADER_LENGTH - COMMAND_MESSAGE_PREFIX_LENGTH;
+    write_parts(payload.get_mut(start..SIGNED_HEADER_LENGTH)?, &command_message_prefix(&[version], identity, challenge))?;
+    payload.get(start..)
 }
 
 /// Writes the message the new key signs in a key rotation; returns its length.

@@ -339,7 +339,7 @@ fn secrets_are_redacted_in_debug() {
 #[test]
 fn the_session_fits_a_small_console_task() {
     let size = core::mem::size_of::<homemx_wire::device::ConsoleSession>();
-    assert!(size <= 2 * MAX_ENCODED_FRAME + 128, "ConsoleSession is {size} bytes");
+    assert!(size <= MAX_ENCODED_FRAME + 128, "ConsoleSession is {size} bytes");
 }
 
 #[test]
@@ -351,7 +351,7 @@ fn report_session_size() {
 }
 
 /// After an `unlock` and then shorter frames (`lock`, `status`), no piece of the passphrase
-/// is left in the session's receive or transmit buffer.
+/// is left in the session's buffer.
 #[test]
 fn no_piece_of_the_passphrase_stays_in_the_session_buffers() {
     let passphrase = b"a long passphrase: correct horse battery staple, twice over";
