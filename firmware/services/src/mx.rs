@@ -20,10 +20,10 @@
 //! and known recipients; 587 and 465 take LAN clients only.
 //!
 //! Owns: the MX, submission and spare listener tasks with their socket buffers, the session
-//! pools and the slots their sessions run in ([`session_slot`]), the transaction pool, the
-//! hourly quotas, the AUTH throttle. Calls: `alerts`, `channels`,
-//! `event_log`, `inbound_tls`, `instrument`, `mail_settings`, `mail_status`, `network`, `store`,
-//! `wall_clock`.
+//! pools and the slots their sessions run in ([`session_slot`]) with the one slot they share for
+//! their large store reads ([`STORE_READS`]), the transaction pool, the hourly quotas, the AUTH
+//! throttle. Calls: `alerts`, `channels`, `event_log`, `inbound_tls`, `instrument`,
+//! `mail_settings`, `mail_status`, `network`, `stack`, `store`, `wall_clock`.
 
 use core::cell::{RefCell, UnsafeCell};
 use core::net::IpAddr;
@@ -49,7 +49,9 @@ use homemx_smtp::{
 use homemx_status::alert::AlertKind;
 use homemx_spool::{EnvelopeFields, MessageWriter, SpoolError, MAX_RECIPIENTS};
 
-use crate::inbound_tls::{InboundStream, TlsPermit};
+use crate::inbound_tls::{HandshakeFailure, InboundStream, TlsPermit};
+use homemx_tls::TlsServer;
+use alloc::boxed::Box;
 use crate::instrument::{Measurement, Operation};
 use crate::network::mail_clock as now;
 
@@ -81,7 +83,7 @@ const SESSIONS_PER_CLIENT: u16 = 2;
 
 mod session_slot;
 
-use session_slot::{Lease, Slots};
+use session_slot::{Lease, SharedSlot, Slots};
 
 /// The admission of one port's sessions: an admitted session takes one of the session slots
 /// ([`SESSION_SLOTS`], as many as both pools admit, so an admitted session always finds one),
@@ -131,6 +133,24 @@ const SESSION_FUTURE_SIZE: usize = session_slot::output_size(serve);
 
 /// Where the admitted sessions of both pools run: one slot for each session they admit.
 static SESSION_SLOTS: Slots<SESSION_FUTURE_SIZE, { MX_SESSIONS + SUBMISSION_SESSIONS }> = Slots::new();
+
+/// The session's awaits that read the store and whose futures are much larger than its
+/// others (about 1.2 KB on the H5, against 0.6 KB at most): the AUTH user lookup
+/// (`store::mail_user`) and the TLS configuration's rebuild after a change of identity
+/// (`inbound_tls::server_config`). Both hold the store's lock, so they ran one at a time
+/// anyway: they take turns in one shared slot instead of making every session slot as large.
+static STORE_READS: SharedSlot<STORE_READ_SIZE> = SharedSlot::new();
+
+/// Bytes of the larger of the two futures run in [`STORE_READS`].
+const STORE_READ_SIZE: usize = {
+    let lookup = session_slot::output_size(crate::store::mail_user);
+    let configuration = session_slot::output_size(crate::inbound_tls::server_config);
+    if lookup > configuration {
+        lookup
+    } else {
+        configuration
+    }
+};
 
 /// Port 25's admission (the WAN's MX and LAN clients on 25) and the submission port's:
 /// separate, so that clients holding every MX session cannot lock the LAN out of submission.
@@ -572,7 +592,7 @@ async fn serve(mut socket: TcpSocket<'static>, client: IpAddr, port: u16, task_n
                 break 'session;
             };
             let permit = implicit_permit.insert(permit);
-            match crate::inbound_tls::handshake(socket, permit).await {
+            match tls_handshake(socket, permit).await {
                 Ok(server) => {
                     implicit_tls = Some(crate::inbound_tls::details(&server));
                     InboundStream::Tls(socket, server)
@@ -755,7 +775,7 @@ async fn serve_session<'s, 'b>(
                 // The handshake is counted on its own; the message's count starts after it.
                 drop(measurement.take());
                 let permit = slot.insert(permit);
-                match crate::inbound_tls::handshake(socket, permit).await {
+                match tls_handshake(socket, permit).await {
                     Ok(server) => {
                         let details = crate::inbound_tls::details(&server);
                         defmt::info!("mx[{}]: session {=u64}: {=str} {=str}", task_number, session_id, details.protocol, details.cipher);
@@ -772,9 +792,9 @@ async fn serve_session<'s, 'b>(
             }
             Event::Authenticate(credentials) => {
                 // The user's record is looked up here, not inside `authenticate`: that
-                // function's own state around the lookup's 1.2 KB future made this await the
-                // deepest of the session's future (64 B more per session slot).
-                let lookup = crate::store::mail_user(credentials.username).await;
+                // function's own state around the lookup made this await the deepest of the
+                // session's future. The lookup's 1.2 KB future runs in the shared slot.
+                let lookup = STORE_READS.run(|| crate::store::mail_user(credentials.username)).await.flatten();
                 let (result, user_limit) = authenticate(client, &credentials, lookup).await;
                 policy.user_messages_per_hour = user_limit;
                 session.authentication_result(result, now());
@@ -797,6 +817,18 @@ async fn serve_session<'s, 'b>(
     if let Some(mut transaction) = policy.slot.take() {
         abort_message(&mut transaction).await;
     }
+}
+
+/// The TLS handshake of a session on `socket` (STARTTLS, or port 465's), presenting the
+/// device's identity: its configuration is built in [`STORE_READS`] when the identity changed.
+async fn tls_handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
+    let config = match crate::inbound_tls::cached_server_config() {
+        Some(config) => Some(config),
+        // In a frame of its own: parsing the chain and building the configuration kept 1 KB
+        // in the poll frame under it.
+        None => STORE_READS.run(|| crate::stack::own_frame(crate::inbound_tls::server_config())).await.flatten(),
+    };
+    crate::inbound_tls::handshake(socket, permit, config).await
 }
 
 /// Checks AUTH `credentials` from `client` against `lookup`, the configured users' record for
