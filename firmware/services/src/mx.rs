@@ -59,11 +59,12 @@ use crate::network::mail_clock as now;
 /// clients only.
 use homemx_smtp::{SMTP_PORT, SUBMISSIONS_PORT, SUBMISSION_PORT};
 
-/// Sessions served at once on port 25 (one listener task each, with 3 KB of socket buffers;
-/// the session itself runs in a session slot, about 4.9 KB on the H5, taken when it is
+/// Sessions served at once on port 25 (one listener task each, with 3 KiB of socket buffers;
+/// the session itself runs in a session slot, about 4.3 KB on the H5, taken when it is
 /// admitted: see [`SessionPool`]).
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
-/// Sessions served at once on ports 587 and 465 together (each port has this many listeners).
+/// Sessions served at once on ports 587 and 465 together (each port has this many listeners,
+/// each with 1.5 KiB of socket buffers).
 pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
 /// Transactions (an envelope being received, then its spool writer: about 4.1 KB each) open at
 /// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
@@ -436,18 +437,29 @@ fn client_address(address: IpAddress) -> IpAddr {
 /// How long a refused client has to close after our `421` before the connection is reset.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 
-/// Octets a session listener buffers from and for its client.
-const SESSION_RECEIVE_BUFFER: usize = 2048;
-const SESSION_TRANSMIT_BUFFER: usize = 1024;
+/// Octets a port 25 session listener buffers from and for its client. The receive buffer is
+/// the TCP window: what a sender may have in flight per round trip, and port 25's senders are
+/// on the WAN, tens of milliseconds away.
+const MX_RECEIVE_BUFFER: usize = 2048;
+const MX_TRANSMIT_BUFFER: usize = 1024;
+/// Octets a submission (587, 465) session listener buffers from and for its client: half of
+/// port 25's. Those ports take LAN clients only, a millisecond or less away, and a window
+/// carries its size per round trip: 1 KiB per LAN round trip is still more than 1 MB/s,
+/// many times what port 25's 2 KiB carries over a WAN round trip (and the TLS records larger
+/// than the buffers pass in pieces either way). 6 KiB less RAM for the 4 listeners.
+const SUBMISSION_RECEIVE_BUFFER: usize = 1024;
+const SUBMISSION_TRANSMIT_BUFFER: usize = 512;
 
-/// Listeners with a session: port 25's, and 587's and 465's.
-const SESSION_LISTENERS: usize = MX_SESSIONS + 2 * SUBMISSION_SESSIONS;
+/// Listeners of the submission ports: 587's and 465's.
+const SUBMISSION_LISTENERS: usize = 2 * SUBMISSION_SESSIONS;
 
-type SessionBuffers = [([u8; SESSION_RECEIVE_BUFFER], [u8; SESSION_TRANSMIT_BUFFER]); SESSION_LISTENERS];
+type MxBuffers = [([u8; MX_RECEIVE_BUFFER], [u8; MX_TRANSMIT_BUFFER]); MX_SESSIONS];
+type SubmissionBuffers = [([u8; SUBMISSION_RECEIVE_BUFFER], [u8; SUBMISSION_TRANSMIT_BUFFER]); SUBMISSION_LISTENERS];
 type SpareBuffers = [([u8; 64], [u8; 128]); SPARE_LISTENERS];
 
-static SESSION_BUFFERS: ConstStaticCell<SessionBuffers> =
-    ConstStaticCell::new([([0; SESSION_RECEIVE_BUFFER], [0; SESSION_TRANSMIT_BUFFER]); SESSION_LISTENERS]);
+static MX_BUFFERS: ConstStaticCell<MxBuffers> = ConstStaticCell::new([([0; MX_RECEIVE_BUFFER], [0; MX_TRANSMIT_BUFFER]); MX_SESSIONS]);
+static SUBMISSION_BUFFERS: ConstStaticCell<SubmissionBuffers> =
+    ConstStaticCell::new([([0; SUBMISSION_RECEIVE_BUFFER], [0; SUBMISSION_TRANSMIT_BUFFER]); SUBMISSION_LISTENERS]);
 static SPARE_BUFFERS: ConstStaticCell<SpareBuffers> = ConstStaticCell::new([([0; 64], [0; 128]); SPARE_LISTENERS]);
 
 /// Spare listeners of port 25: they take the clients that arrive while every session listener
@@ -465,11 +477,10 @@ pub const SPARE_LISTENERS: usize = MX_SPARE_LISTENERS + SUBMISSION_SPARE_LISTENE
 /// anything else uses the stack: smoltcp gives a new connection to the first listening socket
 /// in its table, so the session listeners, created first, are always preferred to the spares.
 pub fn spawn_listeners(spawner: Spawner, stack: Stack<'static>) {
-    let (mx_buffers, submission_buffers) = SESSION_BUFFERS.take().split_at_mut(MX_SESSIONS);
-    for (task_number, (receive, transmit)) in mx_buffers.iter_mut().enumerate() {
+    for (task_number, (receive, transmit)) in MX_BUFFERS.take().iter_mut().enumerate() {
         spawner.spawn(mx_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
     }
-    for (task_number, (receive, transmit)) in submission_buffers.iter_mut().enumerate() {
+    for (task_number, (receive, transmit)) in SUBMISSION_BUFFERS.take().iter_mut().enumerate() {
         // The first half on 587, the second on 465.
         let port = if task_number < SUBMISSION_SESSIONS { SUBMISSION_PORT } else { SUBMISSIONS_PORT };
         spawner.spawn(submission_task(TcpSocket::new(stack, receive, transmit), port, task_number as u8).unwrap());
