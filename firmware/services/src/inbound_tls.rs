@@ -16,7 +16,7 @@
 //!   garbage costs its slot for that long at most; a failure sends rustls's alert and closes.
 //!
 //! Owns: the server configuration cache, the inbound TLS random stream, the permit count.
-//! Calls: `event_log`, `instrument`, `link` (the record pump's socket I/O), `random`, `stack`, `store`, `tls_context`.
+//! Calls: `event_log`, `instrument`, `link` (the record pump's socket I/O), `random`, `store`, `tls_context`.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -113,14 +113,23 @@ pub fn available() -> bool {
     crate::store::tls_certificate().is_some()
 }
 
-/// The configuration for the device's current identity; `None` while locked or before the
-/// first certificate (STARTTLS is then not offered).
-pub async fn server_config() -> Option<Arc<ServerConfig>> {
+/// The configuration for the device's current identity if it is built already (the usual
+/// case: it is rebuilt only after a change of identity), without waiting for anything.
+pub fn cached_server_config() -> Option<Arc<ServerConfig>> {
     let generation = crate::store::tls_identity_generation();
-    let cached = CONFIG.lock(|cell| cell.borrow().as_ref().filter(|cached| cached.generation == generation).map(|cached| cached.config.clone()));
+    CONFIG.lock(|cell| cell.borrow().as_ref().filter(|cached| cached.generation == generation).map(|cached| cached.config.clone()))
+}
+
+/// The configuration for the device's current identity, built from the store when the
+/// identity changed ([`cached_server_config`] otherwise); `None` while locked or before the
+/// first certificate (STARTTLS is then not offered). Its future is about 1.1 KB on the H5: the
+/// mail sessions await it in a slot they share (`mx`), not each in its own.
+pub async fn server_config() -> Option<Arc<ServerConfig>> {
+    let cached = cached_server_config();
     if cached.is_some() {
         return cached;
     }
+    let generation = crate::store::tls_identity_generation();
     forget();
     let (key, chain) = crate::store::tls_server_identity().await?;
     let mut certificates = Vec::new();
@@ -167,14 +176,17 @@ impl HandshakeFailure {
     }
 }
 
-/// Runs the server handshake on `socket` with the permit's buffers. On failure rustls's alert
-/// (if any) was sent; the caller closes the connection.
+/// Runs the server handshake on `socket` with the permit's buffers, presenting `config` (the
+/// device's identity, from [`server_config`]; `None`: there is none to present). On failure
+/// rustls's alert (if any) was sent; the caller closes the connection.
 /// The server is on the heap (its 1.2 KB within the session's share, `TLS_SESSION_HEAP_BYTES`)
 /// while the session runs in TLS, not in every session task's future.
-pub async fn handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
-    // In a frame of its own: parsing the chain and building the configuration (first
-    // handshake after a change) kept 1 KB in this poll's frame under the whole handshake.
-    let config = crate::stack::own_frame(server_config()).await.ok_or(HandshakeFailure::NoConfiguration)?;
+pub async fn handshake<'b>(
+    socket: &mut TcpSocket<'static>,
+    permit: &'b mut TlsPermit,
+    config: Option<Arc<ServerConfig>>,
+) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
+    let config = config.ok_or(HandshakeFailure::NoConfiguration)?;
     let measurement = crate::instrument::begin(Operation::TlsHandshakeServer);
     let server = handshake_with(socket, permit, config).await?;
     measurement.end();

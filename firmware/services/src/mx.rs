@@ -20,10 +20,10 @@
 //! and known recipients; 587 and 465 take LAN clients only.
 //!
 //! Owns: the MX, submission and spare listener tasks with their socket buffers, the session
-//! pools and the slots their sessions run in ([`session_slot`]), the transaction pool, the
-//! hourly quotas, the AUTH throttle. Calls: `alerts`, `channels`,
-//! `event_log`, `inbound_tls`, `instrument`, `mail_settings`, `mail_status`, `network`, `store`,
-//! `wall_clock`.
+//! pools and the slots their sessions run in ([`session_slot`]) with the one slot they share for
+//! their large store reads ([`STORE_READS`]), the transaction pool, the hourly quotas, the AUTH
+//! throttle. Calls: `alerts`, `channels`, `event_log`, `inbound_tls`, `instrument`,
+//! `mail_settings`, `mail_status`, `network`, `stack`, `store`, `wall_clock`.
 
 use core::cell::{RefCell, UnsafeCell};
 use core::net::IpAddr;
@@ -49,7 +49,9 @@ use homemx_smtp::{
 use homemx_status::alert::AlertKind;
 use homemx_spool::{EnvelopeFields, MessageWriter, SpoolError, MAX_RECIPIENTS};
 
-use crate::inbound_tls::{InboundStream, TlsPermit};
+use crate::inbound_tls::{HandshakeFailure, InboundStream, TlsPermit};
+use homemx_tls::TlsServer;
+use alloc::boxed::Box;
 use crate::instrument::{Measurement, Operation};
 use crate::network::mail_clock as now;
 
@@ -57,11 +59,12 @@ use crate::network::mail_clock as now;
 /// clients only.
 use homemx_smtp::{SMTP_PORT, SUBMISSIONS_PORT, SUBMISSION_PORT};
 
-/// Sessions served at once on port 25 (one listener task each, with 3 KB of socket buffers;
-/// the session itself runs in a session slot, about 4.9 KB on the H5, taken when it is
+/// Sessions served at once on port 25 (one listener task each, with 3 KiB of socket buffers;
+/// the session itself runs in a session slot, about 4.3 KB on the H5, taken when it is
 /// admitted: see [`SessionPool`]).
 pub const MX_SESSIONS: usize = crate::bsp::SIZING.mx_sessions;
-/// Sessions served at once on ports 587 and 465 together (each port has this many listeners).
+/// Sessions served at once on ports 587 and 465 together (each port has this many listeners,
+/// each with 1.5 KiB of socket buffers).
 pub const SUBMISSION_SESSIONS: usize = crate::bsp::SIZING.submission_sessions;
 /// Transactions (an envelope being received, then its spool writer: about 4.1 KB each) open at
 /// once over both ports: a session takes one at `MAIL FROM` and gives it back when the
@@ -81,7 +84,7 @@ const SESSIONS_PER_CLIENT: u16 = 2;
 
 mod session_slot;
 
-use session_slot::{Lease, Slots};
+use session_slot::{Lease, SharedSlot, Slots};
 
 /// The admission of one port's sessions: an admitted session takes one of the session slots
 /// ([`SESSION_SLOTS`], as many as both pools admit, so an admitted session always finds one),
@@ -131,6 +134,24 @@ const SESSION_FUTURE_SIZE: usize = session_slot::output_size(serve);
 
 /// Where the admitted sessions of both pools run: one slot for each session they admit.
 static SESSION_SLOTS: Slots<SESSION_FUTURE_SIZE, { MX_SESSIONS + SUBMISSION_SESSIONS }> = Slots::new();
+
+/// The session's awaits that read the store and whose futures are much larger than its
+/// others (about 1.2 KB on the H5, against 0.6 KB at most): the AUTH user lookup
+/// (`store::mail_user`) and the TLS configuration's rebuild after a change of identity
+/// (`inbound_tls::server_config`). Both hold the store's lock, so they ran one at a time
+/// anyway: they take turns in one shared slot instead of making every session slot as large.
+static STORE_READS: SharedSlot<STORE_READ_SIZE> = SharedSlot::new();
+
+/// Bytes of the larger of the two futures run in [`STORE_READS`].
+const STORE_READ_SIZE: usize = {
+    let lookup = session_slot::output_size(crate::store::mail_user);
+    let configuration = session_slot::output_size(crate::inbound_tls::server_config);
+    if lookup > configuration {
+        lookup
+    } else {
+        configuration
+    }
+};
 
 /// Port 25's admission (the WAN's MX and LAN clients on 25) and the submission port's:
 /// separate, so that clients holding every MX session cannot lock the LAN out of submission.
@@ -416,18 +437,29 @@ fn client_address(address: IpAddress) -> IpAddr {
 /// How long a refused client has to close after our `421` before the connection is reset.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 
-/// Octets a session listener buffers from and for its client.
-const SESSION_RECEIVE_BUFFER: usize = 2048;
-const SESSION_TRANSMIT_BUFFER: usize = 1024;
+/// Octets a port 25 session listener buffers from and for its client. The receive buffer is
+/// the TCP window: what a sender may have in flight per round trip, and port 25's senders are
+/// on the WAN, tens of milliseconds away.
+const MX_RECEIVE_BUFFER: usize = 2048;
+const MX_TRANSMIT_BUFFER: usize = 1024;
+/// Octets a submission (587, 465) session listener buffers from and for its client: half of
+/// port 25's. Those ports take LAN clients only, a millisecond or less away, and a window
+/// carries its size per round trip: 1 KiB per LAN round trip is still more than 1 MB/s,
+/// many times what port 25's 2 KiB carries over a WAN round trip (and the TLS records larger
+/// than the buffers pass in pieces either way). 6 KiB less RAM for the 4 listeners.
+const SUBMISSION_RECEIVE_BUFFER: usize = 1024;
+const SUBMISSION_TRANSMIT_BUFFER: usize = 512;
 
-/// Listeners with a session: port 25's, and 587's and 465's.
-const SESSION_LISTENERS: usize = MX_SESSIONS + 2 * SUBMISSION_SESSIONS;
+/// Listeners of the submission ports: 587's and 465's.
+const SUBMISSION_LISTENERS: usize = 2 * SUBMISSION_SESSIONS;
 
-type SessionBuffers = [([u8; SESSION_RECEIVE_BUFFER], [u8; SESSION_TRANSMIT_BUFFER]); SESSION_LISTENERS];
+type MxBuffers = [([u8; MX_RECEIVE_BUFFER], [u8; MX_TRANSMIT_BUFFER]); MX_SESSIONS];
+type SubmissionBuffers = [([u8; SUBMISSION_RECEIVE_BUFFER], [u8; SUBMISSION_TRANSMIT_BUFFER]); SUBMISSION_LISTENERS];
 type SpareBuffers = [([u8; 64], [u8; 128]); SPARE_LISTENERS];
 
-static SESSION_BUFFERS: ConstStaticCell<SessionBuffers> =
-    ConstStaticCell::new([([0; SESSION_RECEIVE_BUFFER], [0; SESSION_TRANSMIT_BUFFER]); SESSION_LISTENERS]);
+static MX_BUFFERS: ConstStaticCell<MxBuffers> = ConstStaticCell::new([([0; MX_RECEIVE_BUFFER], [0; MX_TRANSMIT_BUFFER]); MX_SESSIONS]);
+static SUBMISSION_BUFFERS: ConstStaticCell<SubmissionBuffers> =
+    ConstStaticCell::new([([0; SUBMISSION_RECEIVE_BUFFER], [0; SUBMISSION_TRANSMIT_BUFFER]); SUBMISSION_LISTENERS]);
 static SPARE_BUFFERS: ConstStaticCell<SpareBuffers> = ConstStaticCell::new([([0; 64], [0; 128]); SPARE_LISTENERS]);
 
 /// Spare listeners of port 25: they take the clients that arrive while every session listener
@@ -445,11 +477,10 @@ pub const SPARE_LISTENERS: usize = MX_SPARE_LISTENERS + SUBMISSION_SPARE_LISTENE
 /// anything else uses the stack: smoltcp gives a new connection to the first listening socket
 /// in its table, so the session listeners, created first, are always preferred to the spares.
 pub fn spawn_listeners(spawner: Spawner, stack: Stack<'static>) {
-    let (mx_buffers, submission_buffers) = SESSION_BUFFERS.take().split_at_mut(MX_SESSIONS);
-    for (task_number, (receive, transmit)) in mx_buffers.iter_mut().enumerate() {
+    for (task_number, (receive, transmit)) in MX_BUFFERS.take().iter_mut().enumerate() {
         spawner.spawn(mx_task(TcpSocket::new(stack, receive, transmit), task_number as u8).unwrap());
     }
-    for (task_number, (receive, transmit)) in submission_buffers.iter_mut().enumerate() {
+    for (task_number, (receive, transmit)) in SUBMISSION_BUFFERS.take().iter_mut().enumerate() {
         // The first half on 587, the second on 465.
         let port = if task_number < SUBMISSION_SESSIONS { SUBMISSION_PORT } else { SUBMISSIONS_PORT };
         spawner.spawn(submission_task(TcpSocket::new(stack, receive, transmit), port, task_number as u8).unwrap());
@@ -572,7 +603,7 @@ async fn serve(mut socket: TcpSocket<'static>, client: IpAddr, port: u16, task_n
                 break 'session;
             };
             let permit = implicit_permit.insert(permit);
-            match crate::inbound_tls::handshake(socket, permit).await {
+            match tls_handshake(socket, permit).await {
                 Ok(server) => {
                     implicit_tls = Some(crate::inbound_tls::details(&server));
                     InboundStream::Tls(socket, server)
@@ -755,7 +786,7 @@ async fn serve_session<'s, 'b>(
                 // The handshake is counted on its own; the message's count starts after it.
                 drop(measurement.take());
                 let permit = slot.insert(permit);
-                match crate::inbound_tls::handshake(socket, permit).await {
+                match tls_handshake(socket, permit).await {
                     Ok(server) => {
                         let details = crate::inbound_tls::details(&server);
                         defmt::info!("mx[{}]: session {=u64}: {=str} {=str}", task_number, session_id, details.protocol, details.cipher);
@@ -772,9 +803,9 @@ async fn serve_session<'s, 'b>(
             }
             Event::Authenticate(credentials) => {
                 // The user's record is looked up here, not inside `authenticate`: that
-                // function's own state around the lookup's 1.2 KB future made this await the
-                // deepest of the session's future (64 B more per session slot).
-                let lookup = crate::store::mail_user(credentials.username).await;
+                // function's own state around the lookup made this await the deepest of the
+                // session's future. The lookup's 1.2 KB future runs in the shared slot.
+                let lookup = STORE_READS.run(|| crate::store::mail_user(credentials.username)).await.flatten();
                 let (result, user_limit) = authenticate(client, &credentials, lookup).await;
                 policy.user_messages_per_hour = user_limit;
                 session.authentication_result(result, now());
@@ -797,6 +828,18 @@ async fn serve_session<'s, 'b>(
     if let Some(mut transaction) = policy.slot.take() {
         abort_message(&mut transaction).await;
     }
+}
+
+/// The TLS handshake of a session on `socket` (STARTTLS, or port 465's), presenting the
+/// device's identity: its configuration is built in [`STORE_READS`] when the identity changed.
+async fn tls_handshake<'b>(socket: &mut TcpSocket<'static>, permit: &'b mut TlsPermit) -> Result<Box<TlsServer<'b>>, HandshakeFailure> {
+    let config = match crate::inbound_tls::cached_server_config() {
+        Some(config) => Some(config),
+        // In a frame of its own: parsing the chain and building the configuration kept 1 KB
+        // in the poll frame under it.
+        None => STORE_READS.run(|| crate::stack::own_frame(crate::inbound_tls::server_config())).await.flatten(),
+    };
+    crate::inbound_tls::handshake(socket, permit, config).await
 }
 
 /// Checks AUTH `credentials` from `client` against `lookup`, the configured users' record for

@@ -1,5 +1,5 @@
 //! Static slots that a session in progress runs in: the future that serves one client (its
-//! SMTP session, policy, TLS stream, the awaits of spool and AUTH: about 5.3 KB on the H5) is
+//! SMTP session, policy, TLS stream, the awaits of spool and AUTH: about 4.3 KB on the H5) is
 //! placed in a slot taken with the session's permit rather than in every listener's task.
 //! Only as many sessions as the pools admit run at once, while every listener task would
 //! otherwise reserve a whole session for its life; the listener keeps only its accept loop.
@@ -11,7 +11,10 @@
 //! (its `InSlot` leaked) stays taken for good, so pinned memory is never reused under a live
 //! future.
 //!
-//! Owns: the slots' memory and flags (the statics are the caller's). Calls: nothing.
+//! A [`SharedSlot`] is one such slot that sessions take in turn, waiting for it, for an await
+//! much larger than their others that runs one at a time anyway.
+//!
+//! Owns: the slots' memory, flags and turns (the statics are the caller's). Calls: nothing.
 
 use core::cell::UnsafeCell;
 use core::future::Future;
@@ -144,11 +147,52 @@ impl<F, const SIZE: usize> Drop for InSlot<'_, F, SIZE> {
     }
 }
 
-/// Functions of four arguments whose result type can be named by a constant (the way
-/// embassy-executor sizes its task pools): the future of an `async fn`.
+/// A slot that sessions take in turn ([`SharedSlot::run`] waits for it): for an await of a
+/// session whose future is much larger than the rest of the session's awaits but that runs
+/// one at a time anyway (it holds the store's lock), so that it is held once, not in every
+/// session slot.
+pub struct SharedSlot<const SIZE: usize> {
+    /// Held by the session whose future is in the slot.
+    turn: embassy_sync::mutex::Mutex<embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex, ()>,
+    slot: Slots<SIZE, 1>,
+}
+
+impl<const SIZE: usize> SharedSlot<SIZE> {
+    /// Free.
+    pub const fn new() -> Self {
+        SharedSlot { turn: embassy_sync::mutex::Mutex::new(()), slot: Slots::new() }
+    }
+
+    /// Waits for the slot, then runs `make`'s future there (see [`Lease::run`]); `None` when
+    /// the slot is lost for good (a future of an earlier turn was leaked in it, which this
+    /// function never does: its turn is given back only after its future was dropped).
+    pub async fn run<F: Future>(&'static self, make: impl FnOnce() -> F) -> Option<F::Output> {
+        let _turn = self.turn.lock().await;
+        let mut lease = self.slot.take()?;
+        let output = lease.run(make).await;
+        Some(output)
+    }
+}
+
+/// Functions whose result type can be named by a constant (the way embassy-executor sizes its
+/// task pools): the future of an `async fn` of no, one or four arguments.
 pub trait SessionFn<Args>: Copy {
     /// What the function returns.
     type Output;
+}
+
+impl<F, R> SessionFn<()> for F
+where
+    F: Copy + FnOnce() -> R,
+{
+    type Output = R;
+}
+
+impl<F, A, R> SessionFn<(A,)> for F
+where
+    F: Copy + FnOnce(A) -> R,
+{
+    type Output = R;
 }
 
 impl<F, A, B, C, D, R> SessionFn<(A, B, C, D)> for F
