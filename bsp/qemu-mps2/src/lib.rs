@@ -57,7 +57,7 @@ pub const SIZING: homemx_board::Sizing = homemx_board::Sizing {
     submission_sessions: 2,
     tls_sessions: 3,
     transaction_slots: 4,
-    mx_spare_listeners: 8,
+    mx_spare_listeners: 4,
     submission_spare_listeners: 1,
     http_sessions: 3,
     spool_messages: 128,

@@ -151,7 +151,7 @@ impl<T: embassy_net::driver::TxToken> embassy_net::driver::TxToken for ListenBac
 /// the start, the key store's mount among them.
 #[inline(never)]
 pub fn start(spawner: Spawner, driver: NetworkDriver, random_seed: u64) -> Stack<'static> {
-    // 9,960 B (llvm-nm, both boards): one smoltcp socket slot for each of the SOCKET_COUNT (27)
+    // 8,552 B (llvm-nm, both boards): one smoltcp socket slot for each of the SOCKET_COUNT (23)
     // sockets, about 370 B each (the largest socket type's state, TCP's; the buffers are the
     // tasks' own), the count `Sizing::sockets()` requires: it cannot shrink without a listener.
     static RESOURCES: StaticCell<StackResources<SOCKET_COUNT>> = StaticCell::new();
