@@ -241,7 +241,7 @@ async fn attempt(
         };
         config.external_account = Some(ExternalAccount { key_id: String::from(key_id.as_str()), mac_key });
     }
-    let mut key_random = random.derive().into_rng();
+    let mut key_random = random.rng();
     let Some((account_key, certificate_key)) = own_frame(crate::store::acme_keys(&mut key_random, account.reuse_key)).await else {
         return fail("the keys could not be read or made (locked?)");
     };

@@ -66,7 +66,7 @@ pub fn publish(challenge: Option<&PendingChallenge>, key: &DeviceKey, host: &Hos
     if current {
         return;
     }
-    let mut certificate_random = random.derive().into_rng();
+    let mut certificate_random = random.rng();
     // Valid from a minute ago (the CA's clock may lag), for a day.
     let certificate = match challenge.tls_alpn_01_certificate(key, host, now.saturating_sub(60), &mut certificate_random) {
         Ok(certificate) => certificate,

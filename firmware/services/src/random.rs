@@ -63,8 +63,9 @@ impl DerivedRandom {
     }
 
     /// A `rand_core` generator keyed from this stream, for the consumers that take one (key
-    /// generation): made when needed, dropped after.
-    pub fn into_rng(mut self) -> ChaCha20Rng {
+    /// generation): made when needed, dropped after. (Keyed from this stream directly: a
+    /// derived stream in between would only cost one more draw.)
+    pub fn rng(&mut self) -> ChaCha20Rng {
         let mut key = SecretBytes::<32>::zeroed();
         self.fill_bytes(key.expose_mut());
         ChaCha20Rng::from_seed(*key.expose())

@@ -600,14 +600,14 @@ impl Vault {
     /// Makes the TLS identity's missing parts (key, self-signed certificate), renews the
     /// self-signed certificate when due and publishes the summary (see `super::identity`).
     pub async fn refresh_tls_identity(&mut self) -> Result<(), ErrorCode> {
-        let mut random = self.random.derive().into_rng();
+        let mut random = self.random.rng();
         let stores = self.open.as_mut().ok_or(ErrorCode::Locked)?;
         super::identity::refresh(&mut stores.settings, &mut random).await
     }
 
     /// The certificate request (DER) for the device's TLS key and host name.
     pub async fn tls_certificate_request(&mut self) -> Result<heapless::Vec<u8, { homemx_wire::message::MAX_CERTIFICATE_REQUEST }>, ErrorCode> {
-        let mut random = self.random.derive().into_rng();
+        let mut random = self.random.rng();
         let stores = self.open.as_mut().ok_or(ErrorCode::Locked)?;
         super::identity::certificate_request(&mut stores.settings, &mut random).await
     }
