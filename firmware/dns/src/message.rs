@@ -4,7 +4,7 @@
 use heapless::Vec;
 
 use crate::error::DnsError;
-use crate::name::{name_is, read_name, HostName, WireName};
+use crate::name::{name_is, read_name, skip_name, HostName, WireName};
 
 /// The DNS header length.
 pub const HEADER_LEN: usize = 12;
@@ -257,7 +257,7 @@ struct Record {
 
 /// Reads the record at `position`; returns it and the offset after it.
 fn read_record(bytes: &[u8], position: usize) -> Result<(Record, usize), DnsError> {
-    let (_, after_name) = name_is(bytes, position, &WireName::root())?;
+    let after_name = skip_name(bytes, position)?;
     let record_type = read_u16(bytes, after_name)?;
     let class = read_u16(bytes, after_name + 2)?;
     let ttl = read_u32(bytes, after_name + 4)?;

@@ -157,6 +157,12 @@ pub(crate) fn name_is(message: &[u8], start: usize, name: &WireName) -> Result<(
     Ok((same && rest.is_empty(), after))
 }
 
+/// Checks the name at `start` in `message` as [`read_name`] does and returns the offset after
+/// it, without reading it anywhere.
+pub(crate) fn skip_name(message: &[u8], start: usize) -> Result<usize, DnsError> {
+    walk_name(message, start, |_| Ok(()))
+}
+
 /// Walks the name starting at `start` in `message`, following compression pointers, calling
 /// `label` with each label as sent, and returns the offset just after the name (after the first
 /// pointer, if there is one).
@@ -340,6 +346,7 @@ mod tests {
         // "example.org" at 0, then "MX" + pointer to it at 13, "mx.example.org.evil" at 18.
         let message = b"\x07example\x03org\x00\x02MX\xC0\x00\x02mx\x07example\x03org\x04evil\x00";
         assert_eq!(name_is(message, 13, &owner), Ok((true, 18)), "compressed, other case");
+        assert_eq!(skip_name(message, 13), Ok(18));
         assert_eq!(name_is(message, 0, &owner), Ok((false, 13)), "a suffix of the name");
         assert_eq!(name_is(message, 18, &owner), Ok((false, message.len())), "the name with more labels");
         assert_eq!(name_is(message, 0, &WireName::from_host_name("example.org").unwrap()), Ok((true, 13)));
@@ -347,6 +354,7 @@ mod tests {
         // Whatever the comparison, the name's checks are read_name's.
         for message in [&b"\x02mx\xC0\x00"[..], b"\x02mx\x07exam", b"\x02mx\x80\x00"] {
             assert_eq!(name_is(message, 0, &owner).map(|_| ()), read_name(message, 0).map(|_| ()));
+            assert_eq!(skip_name(message, 0), read_name(message, 0).map(|(_, after)| after));
             assert!(name_is(message, 0, &owner).is_err());
         }
         let mut long = Vec::new();
