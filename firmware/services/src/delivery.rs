@@ -122,7 +122,9 @@ struct DeliveryScratch {
 /// DynDNS check's path and bodies, or an alert mail's text. The courier runs one job at a time,
 /// so they share one static (its size is the fetch's); held in the jobs' futures, they made
 /// them the largest of the courier's (the attempt 10 KB beside the smarthost session, the alert
-/// text 4 KB), and the courier's future is as large as its largest job.
+/// text 4 KB), and the courier's future is as large as its largest job. Its size is its largest
+/// variant's by design: it lives once, in a static.
+#[allow(clippy::large_enum_variant)]
 enum CourierScratch {
     Fetch(crate::backup_mx::FetchScratch),
     Delivery(DeliveryScratch),
