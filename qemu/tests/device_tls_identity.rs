@@ -90,6 +90,19 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     let elf = FirmwareBuild::QEMU.build().expect("firmware builds");
     let directory = new_run_directory("device-tls-identity").unwrap();
     let signer = make_ca(&directory);
+    // The RSA-4096 CA of step 7, made now: `req -x509` dates it from this second, and the
+    // device's clock (set by SNTP once, then QEMU's) may lag the host's by seconds under load,
+    // so a CA made mid-test could still be "not yet valid" for it.
+    let large = directory.join("large-ca");
+    std::fs::create_dir_all(&large).unwrap();
+    openssl(
+        &large,
+        &[
+            "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "3650", "-subj", "/CN=homemx large chain test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", "ca.key", "-out", "ca.pem",
+        ],
+    );
+    let large_signer = RequestSigner::new(&large, &large.join("ca.pem"), &large.join("ca.key"));
     // Signs the request file `request` in the run directory (see RequestSigner::issue).
     let issue = |request: &str, name: &str, dates: Option<(&str, &str)>, chain: &str| {
         signer.issue(&directory.join(request), name, dates, chain).display().to_string()
@@ -197,16 +210,7 @@ fn the_device_makes_its_key_signs_a_request_and_installs_only_a_chain_for_its_ke
     // 7. A chain larger than one of the server's outgoing records (2 KiB, homemx-tls's
     //    `SERVER_OUTGOING_BUFFER`): an RSA-4096 CA's. Port 25 sends its first flight a record at a
     //    time, pausing while the buffer is full, and openssl receives and verifies the whole chain.
-    let large = directory.join("large-ca");
-    std::fs::create_dir_all(&large).unwrap();
-    openssl(
-        &large,
-        &[
-            "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "3650", "-subj", "/CN=homemx large chain test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", "ca.key", "-out", "ca.pem",
-        ],
-    );
-    let large_signer = RequestSigner::new(&large, &large.join("ca.pem"), &large.join("ca.key"));
+    //    (Its CA was made before the device booted, see the start.)
     let large_chain = large_signer.issue(&directory.join("device.csr"), HOST, None, "large-chain.pem");
     openssl(&large, &["x509", "-in", "large-chain.pem.leaf.pem", "-outform", "DER", "-out", "leaf.der"]);
     openssl(&large, &["x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der"]);
