@@ -95,6 +95,21 @@ impl FirmwareBuild {
     /// The product image for the QEMU board.
     pub const QEMU: FirmwareBuild = FirmwareBuild { board: Board::QemuMps2, ram_wipe: true, test_features: &[] };
 
+    /// The RAM-wipe test's negative control: the QEMU image without the wipe at reset.
+    pub const QEMU_NO_RAM_WIPE: FirmwareBuild = FirmwareBuild { ram_wipe: false, ..Self::QEMU };
+
+    /// Test image: the QEMU image that logs a SHA-256 fingerprint of the data key at each
+    /// unlock (never the key), so the provisioning test can look for copies of the key in RAM.
+    pub const QEMU_KEY_FINGERPRINT: FirmwareBuild = FirmwareBuild { test_features: &["key-fingerprint"], ..Self::QEMU };
+
+    /// Test image: the QEMU board's spool exercised in a loop on its flash, nothing else (the
+    /// spool power-cut test, the bench's flash figures).
+    pub const QEMU_SPOOL_EXERCISE: FirmwareBuild = FirmwareBuild { test_features: &["spool-exercise"], ..Self::QEMU };
+
+    /// The test-only images the end-to-end tests boot: `cargo xtask test` builds them with the
+    /// product images, before the tests start, so that no test links an image while others run.
+    pub const TEST_IMAGES: [FirmwareBuild; 2] = [Self::QEMU_KEY_FINGERPRINT, Self::QEMU_SPOOL_EXERCISE];
+
     /// The name of this variant (its target directory).
     pub fn variant_name(&self) -> String {
         let mut name = format!("{}{}", self.board.name(), if self.ram_wipe { "" } else { "-no-ram-wipe" });

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use homemx_qemu::firmware::{Board, FirmwareBuild};
+use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::network::{IsolatedNetwork, APPLIANCE, LAN_CLIENT, ROUTER};
 use homemx_qemu::owner::{
@@ -27,7 +27,7 @@ use homemx_wire::secret::Secret;
 
 /// The product firmware plus one log line at each unlock: the data key's SHA-256, so the RAM
 /// checks can find the key without the firmware ever showing it.
-const KEY_FINGERPRINT_BUILD: FirmwareBuild = FirmwareBuild { board: Board::QemuMps2, ram_wipe: true, test_features: &["key-fingerprint"] };
+const KEY_FINGERPRINT_BUILD: FirmwareBuild = FirmwareBuild::QEMU_KEY_FINGERPRINT;
 
 /// Dumps all SRAM and fails, naming each find (secret, address, symbol), if any piece of the
 /// passphrase or of a provisioned password, or the data key, is in it.

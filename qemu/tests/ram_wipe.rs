@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use homemx_qemu::firmware::{Board, FirmwareBuild};
+use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::{flash_image, gdb};
 
@@ -63,7 +63,7 @@ fn reset_wipes_every_secret_from_ram() {
 
 #[test]
 fn negative_control_without_the_wipe_the_secret_survives_reset() {
-    let build = FirmwareBuild { board: Board::QemuMps2, ram_wipe: false, test_features: &[] };
+    let build = FirmwareBuild::QEMU_NO_RAM_WIPE;
     assert_eq!(
         copies_after_reset(build, "ram-wipe-control"),
         PLANT_ADDRESSES.len(),

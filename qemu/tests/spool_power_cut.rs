@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::Duration;
 
-use homemx_qemu::firmware::{Board, FirmwareBuild};
+use homemx_qemu::firmware::FirmwareBuild;
 use homemx_qemu::machine::{new_run_directory, Machine, MachineConfig};
 use homemx_qemu::flash_image;
 
@@ -36,7 +36,7 @@ fn field(line: &str, after: &str) -> u64 {
 
 #[test]
 fn committed_messages_survive_power_cuts_on_the_board_flash() {
-    let build = FirmwareBuild { board: Board::QemuMps2, ram_wipe: true, test_features: &["spool-exercise"] };
+    let build = FirmwareBuild::QEMU_SPOOL_EXERCISE;
     let elf = build.build().expect("firmware builds");
     let directory = new_run_directory("spool-power-cut").unwrap();
     let flash = directory.join("flash.img");

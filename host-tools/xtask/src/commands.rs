@@ -14,7 +14,7 @@ pub const STM32H573I_DK: FirmwareBuild = FirmwareBuild { board: Board::Stm32h573
 /// real board.
 pub const ALL_BUILDS: [FirmwareBuild; 3] = [
     FirmwareBuild::QEMU,
-    FirmwareBuild { board: Board::QemuMps2, ram_wipe: false, test_features: &[] },
+    FirmwareBuild::QEMU_NO_RAM_WIPE,
     STM32H573I_DK,
 ];
 
@@ -199,57 +199,112 @@ pub fn test(arguments: &[String]) -> Result<()> {
 fn test_steps(fuzz_seconds: u32, times: &mut StepTimes) -> Result<()> {
     run_step("host unit and property tests", cargo().args(["test", "--workspace", "--exclude", "homemx-qemu"]), times)?;
     run_step("harness unit tests", cargo().args(["test", "-p", "homemx-qemu", "--lib"]), times)?;
-    // The services on the host under the simulator: as many seeds as fit in two minutes.
-    run_step(
-        "the simulator: cargo xtask simulate for 120 s",
-        cargo().args(["run", "-q", "-p", "xtask", "--", "simulate", "--seeds", "100000", "--seconds", "120"]),
-        times,
-    )?;
-    eprintln!("\n=== firmware images");
+    // Two lanes at once: the firmware images here (their fat-LTO links run on one core, one
+    // after another), and beside them the work that needs no image: the end-to-end tests'
+    // binaries, the simulator and the fuzzers. Each lane takes its own cargo lock (firmware/app's
+    // build directory; the workspace's `target`, then `target/fuzz`). The side lane's output
+    // is kept in files and printed once it is done; the end-to-end tests start only after both.
+    let side_lane = std::thread::spawn(move || side_lane(fuzz_seconds));
+    eprintln!("\n=== firmware images (beside them: {SIDE_LANE})");
     let started = std::time::Instant::now();
     // Every image must build, its stack below its statics; the flash and stack budgets are
     // reported here, not a gate (as every budget in `budgets.toml`): `cargo xtask build` alone
-    // fails on them.
-    for line in build_images(&ALL_BUILDS)? {
-        eprintln!("xtask: OVER budget (budgets.toml): {line}");
-    }
-    times.push(("firmware images".into(), started.elapsed()));
-    for (crate_directory, target) in FUZZ_TARGETS {
-        if fuzz_seconds == 0 {
-            break;
+    // fails on them. Then the test-only images the end-to-end tests boot.
+    let images = build_images(&ALL_BUILDS).and_then(|over_budget| {
+        for line in over_budget {
+            eprintln!("xtask: OVER budget (budgets.toml): {line}");
         }
-        run_step(
-            &format!("fuzz {crate_directory} {target} for {fuzz_seconds} s"),
-            cargo()
-                .current_dir(repository_root().join(crate_directory))
-                .env("RUSTC_BOOTSTRAP", "1")
-                .args(["fuzz", "run", target, "-s", "none", "--target-dir"])
-                .arg(fuzz_target_directory())
-                .arg("--")
-                .arg(format!("-max_total_time={fuzz_seconds}")),
-            times,
-        )?;
-    }
+        for image in FirmwareBuild::TEST_IMAGES {
+            eprintln!("xtask: building the test image {}", image.variant_name());
+            image.build()?;
+        }
+        Ok(())
+    });
+    times.push(("firmware images".into(), started.elapsed()));
+    let (side_times, side_result) = side_lane.join().map_err(|_| "the side lane panicked")?;
+    times.extend(side_times.into_iter().map(|(name, took)| (format!("{name} (beside the images)"), took)));
+    images?;
+    let binaries = side_result?;
     // The README's first command in its CI mode: both messages arrive and the headline says
     // mail flows (before the end-to-end tests, which would compete for the cores).
     // Through cargo, not this process's own executable: the host tests above rebuild xtask, and
     // the file this process was started from is then gone (current_exe() names a deleted file).
     run_step("the demo: cargo xtask run --check", cargo().args(["run", "-q", "-p", "xtask", "--", "run", "--check"]), times)?;
     let started = std::time::Instant::now();
-    let result = end_to_end_tests();
+    let result = end_to_end_tests(binaries);
     times.push(("QEMU end-to-end tests (isolated network namespaces)".into(), started.elapsed()));
     result
 }
 
-/// Builds the end-to-end test binaries, then runs them a few at a time, each with two test
-/// threads; prints each binary's output when it ends, and one line per binary at the end.
-fn end_to_end_tests() -> Result<()> {
-    eprintln!("\n=== QEMU end-to-end tests (isolated network namespaces)");
+/// What the side lane of `test` does, in this order.
+const SIDE_LANE: &str = "the end-to-end tests' build, the simulator, the fuzzers";
+
+/// The side lane of `test`: builds the end-to-end test binaries, runs the simulator for 120 s
+/// (as many seeds as fit) and each fuzz target for `fuzz_seconds`. Stops at the first failure.
+/// Returns its steps' times and the test binaries.
+fn side_lane(fuzz_seconds: u32) -> (StepTimes, Result<Vec<(String, PathBuf)>>) {
+    let mut times = StepTimes::new();
+    let result = (|| {
+        let started = std::time::Instant::now();
+        let binaries = build_end_to_end_tests();
+        times.push(("building the end-to-end tests".into(), started.elapsed()));
+        let binaries = binaries?;
+        run_logged_step(
+            "the simulator: cargo xtask simulate for 120 s",
+            cargo().args(["run", "-q", "-p", "xtask", "--", "simulate", "--seeds", "100000", "--seconds", "120"]),
+            &mut times,
+        )?;
+        for (crate_directory, target) in FUZZ_TARGETS {
+            if fuzz_seconds == 0 {
+                break;
+            }
+            run_logged_step(
+                &format!("fuzz {crate_directory} {target} for {fuzz_seconds} s"),
+                cargo()
+                    .current_dir(repository_root().join(crate_directory))
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .args(["fuzz", "run", target, "-s", "none", "--target-dir"])
+                    .arg(fuzz_target_directory())
+                    .arg("--")
+                    .arg(format!("-max_total_time={fuzz_seconds}")),
+                &mut times,
+            )?;
+        }
+        Ok(binaries)
+    })();
+    (times, result)
+}
+
+/// [`run_step`] for the side lane: the command's output goes to a file under
+/// `qemu/run/ci-logs`, printed whole when the command ends, so that it does not interleave
+/// with the firmware builds' output.
+fn run_logged_step(name: &str, command: &mut Command, times: &mut StepTimes) -> Result<()> {
+    if command.get_current_dir().is_none() {
+        command.current_dir(repository_root());
+    }
+    let log_directory = repository_root().join("qemu/run/ci-logs");
+    std::fs::create_dir_all(&log_directory)?;
+    let file_name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let log = log_directory.join(format!("{file_name}.log"));
+    let file = std::fs::File::create(&log)?;
+    let started = std::time::Instant::now();
+    let status = command.stdout(file.try_clone()?).stderr(file).status()?;
+    times.push((name.to_string(), started.elapsed()));
+    eprintln!("\n=== {name} (side lane): {} in {:.1} s\n{}", if status.success() { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64(), std::fs::read_to_string(&log).unwrap_or_default());
+    if !status.success() {
+        return Err(format!("step failed: {name} ({status})").into());
+    }
+    Ok(())
+}
+
+/// Builds the end-to-end test binaries (the compiler's messages printed once it is done);
+/// returns each one's name and executable.
+fn build_end_to_end_tests() -> Result<Vec<(String, PathBuf)>> {
     let output = cargo()
         .current_dir(repository_root())
         .args(["test", "-p", "homemx-qemu", "--tests", "--no-run", "--message-format=json-render-diagnostics"])
-        .stderr(std::process::Stdio::inherit())
         .output()?;
+    eprintln!("\n=== building the end-to-end tests (side lane)\n{}", String::from_utf8_lossy(&output.stderr));
     if !output.status.success() {
         return Err("building the end-to-end tests failed".into());
     }
@@ -269,10 +324,33 @@ fn end_to_end_tests() -> Result<()> {
     if binaries.is_empty() {
         return Err("no end-to-end test binaries were built".into());
     }
-    // The longest first, so the slowest binary does not start last (acme_renewal waits about
-    // three minutes for its short-lived certificates to age, mostly idle).
-    const LONGEST_FIRST: &[&str] =
-        &["acme_renewal", "dyndns", "backup_mx", "provisioning", "outbound", "mx", "testssl", "inbound_tls", "status_page"];
+    Ok(binaries)
+}
+
+/// Runs the end-to-end test binaries a few at a time, each with two test threads, the longest
+/// first; prints each binary's output when it ends, and one line per binary at the end.
+fn end_to_end_tests(mut binaries: Vec<(String, PathBuf)>) -> Result<()> {
+    eprintln!("\n=== QEMU end-to-end tests (isolated network namespaces)");
+    // The longest first, so that a slow binary does not start last: the order of their wall
+    // times in a run of `cargo xtask test` (2026-12-06, three at a time, test images prebuilt;
+    // dyndns about 200 s, acme_renewal 180 s waiting for its short-lived certificates to age,
+    // mx_power_cut 120 s, mx_spool_space and status_headline 95 to 100 s, then under 75 s).
+    const LONGEST_FIRST: &[&str] = &[
+        "dyndns",
+        "acme_renewal",
+        "mx_power_cut",
+        "mx_spool_space",
+        "status_headline",
+        "mx_sessions",
+        "testssl",
+        "inbound_tls",
+        "mx",
+        "submission_auth",
+        "instruction_counts",
+        "rogue_tls",
+        "provisioning",
+        "spool_power_cut",
+    ];
     binaries.sort_by_key(|(name, _)| LONGEST_FIRST.iter().position(|long| long == name).unwrap_or(LONGEST_FIRST.len()));
     let jobs = std::env::var("HOMEMX_E2E_JOBS").ok().and_then(|value| value.parse().ok()).unwrap_or(DEFAULT_E2E_JOBS).max(1);
     eprintln!("{} test binaries, {jobs} at a time", binaries.len());

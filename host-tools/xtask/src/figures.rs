@@ -102,7 +102,7 @@ pub struct SpoolFigures {
 /// Runs the spool exercise build under `-icount` (offline: no peers, so `-icount` is exact
 /// and harmless), cuts its power, mounts again.
 pub fn spool_figures() -> Result<SpoolFigures> {
-    let build = FirmwareBuild { test_features: &["spool-exercise"], ..FirmwareBuild::QEMU };
+    let build = FirmwareBuild::QEMU_SPOOL_EXERCISE;
     let elf = build.build()?;
     let directory = new_run_directory("figures-spool")?;
     let flash = directory.join("flash.img");
