@@ -1,5 +1,5 @@
 //! The inbound TLS arena: the QEMU board serves three TLS sessions at once (`Sizing::tls_sessions`,
-//! their record buffers and rustls state on a heap sized for them). With three held inside TLS
+//! each permit with one of three static record buffers, rustls's state on a heap sized for them). With three held inside TLS
 //! (STARTTLS on 25), a fourth client's STARTTLS gets `454 4.7.0` and its message still arrives in
 //! clear, and a client on 465 gets `421` before any TLS; the three then each send a 100 KB message
 //! in full 16 KB records and get `250`; once they closed, 465 takes a TLS client again. The heap's

@@ -242,21 +242,20 @@ pub struct Sizing {
     pub event_log_entries: usize,
 }
 
-/// Heap one inbound TLS session may hold across its awaits: its two record buffers, one
-/// allocation (16,645 octets in, 2,048 out: 18,693; the decrypted data its session has not
-/// consumed waits inside the incoming one, and the server's flight goes out a record at a time,
-/// homemx-tls's `connection` module), the server's own struct (about 0.8 KB on the board) and
-/// what rustls holds between calls: at most 9,174 octets with a 5,826-octet CA chain (the
-/// queued flight; 9.5 KB at the store's 6 KiB limit), 3.6 KB with the device's own
-/// certificate, 2.6 KB once open, measured on the host, whose 64-bit pointers make it larger
-/// than on the board (homemx-tls's `server_heap` test asserts 9.5 KiB at the store's limit):
-/// 29.2 KB at most (`homemx_services::inbound_tls` checks the sum at compile time). What a call allocates
-/// and frees before it returns (building the flight: 18.8 KB high-water with that chain, 9.6 KB
-/// above what the session then holds; a record's hand-over) is in [`SHARED_TLS_HEAP_BYTES`]:
-/// the tasks share one executor and a call does not await, so one such call runs at a time.
-/// The rest, 3.5 KB, is for the allocator's rounding (8 octets) and the fragmentation of
-/// embedded-alloc's first-fit linked-list heap, where the buffers need one 18,696-octet hole.
-pub const TLS_SESSION_HEAP_BYTES: usize = 32 * 1024;
+/// Heap one inbound TLS session may hold across its awaits: the server's own struct (about
+/// 1.2 KB on the board) and what rustls holds between calls: at most 9,174 octets with a
+/// 5,826-octet CA chain (the queued flight; 9.5 KB at the store's 6 KiB limit), 3.6 KB with
+/// the device's own certificate, 2.6 KB once open, measured on the host, whose 64-bit pointers
+/// make it larger than on the board (homemx-tls's `server_heap` test asserts 9.5 KiB at the
+/// store's limit; `homemx_services::inbound_tls` checks the sum at compile time). Its record
+/// buffers (16,645 octets in, 2,048 out, the decrypted data waiting in the incoming one) are
+/// not heap: each permit holds one of `tls_sessions` static buffers, so the heap never has to
+/// find an 18.7 KB hole per session. What a call allocates and frees before it returns
+/// (building the flight: 9.6 KB above what the session then holds; a record's hand-over) is in
+/// [`SHARED_TLS_HEAP_BYTES`]: the tasks share one executor and a call does not await, so one
+/// such call runs at a time. The rest, about 1.3 KB, is for the allocator's rounding (8
+/// octets) and the fragmentation of embedded-alloc's first-fit linked-list heap.
+pub const TLS_SESSION_HEAP_BYTES: usize = 12 * 1024;
 
 /// Heap every board holds besides the inbound sessions, sized as the session's share is: what
 /// is held across awaits, and once what one call allocates and frees before it returns (the

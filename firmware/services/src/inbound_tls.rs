@@ -2,27 +2,27 @@
 //! RFC 8314), with homemx-tls's rustls server over the session's TCP socket, presenting the
 //! device's identity (its P-256 key and the chain the store keeps).
 //!
-//! - **Permits.** A TLS session's record buffers (16.6 KB in, 2 KB out, one allocation; the
-//!   decrypted data not yet read waits in the incoming one) and rustls's state live on the
-//!   heap, and only while
-//!   the session runs in TLS. At most
-//!   `Sizing::tls_sessions` run at once ([`TlsPermit`]); the heap is sized for them
-//!   (`homemx_board::heap_for`), so an exhausted arena is a refusal (`454 4.7.0` at STARTTLS,
-//!   `421 4.7.0` on 465), never a failed allocation.
+//! - **Permits.** At most `Sizing::tls_sessions` run at once ([`TlsPermit`]). A permit holds
+//!   one of that many static record buffers (16.6 KB in, 2 KB out; the decrypted data not yet
+//!   read waits in the incoming one; zeroed when the permit goes); rustls's state lives on the
+//!   heap while the session runs in TLS, which is sized for them (`homemx_board::heap_for`), so
+//!   no permit left is a refusal (`454 4.7.0` at STARTTLS, `421 4.7.0` on 465), never a
+//!   failed allocation.
 //! - **Configuration.** Built once from the store's key and chain and shared by every session,
 //!   rebuilt when the identity changes (a new chain, a renewal) and forgotten at lock, so the
 //!   key is not kept in RAM while the device is locked.
 //! - **Handshake.** Bounded by [`HANDSHAKE_TIMEOUT`]: a client that stalls, truncates or sends
 //!   garbage costs its slot for that long at most; a failure sends rustls's alert and closes.
 //!
-//! Owns: the server configuration cache, the inbound TLS random stream, the permit count.
+//! Owns: the server configuration cache, the inbound TLS random stream, the permits and their
+//! record buffers.
 //! Calls: `event_log`, `instrument`, `link` (the record pump's socket I/O), `random`, `store`, `tls_context`.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::RefCell;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::cell::{RefCell, UnsafeCell};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use embassy_net::tcp::TcpSocket;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -43,8 +43,7 @@ pub const TLS_SESSIONS: usize = crate::bsp::SIZING.tls_sessions;
 /// chain of up to 6 KB and about 500 octets) goes out a record at a time, and application
 /// data in records this size at most.
 const OUTGOING_BUFFER: usize = homemx_tls::SERVER_OUTGOING_BUFFER;
-/// A session's two record buffers, one allocation (one hole in the heap, see
-/// `homemx_board::TLS_SESSION_HEAP_BYTES`).
+/// A session's two record buffers, in [`RECORD_BUFFERS`].
 const SESSION_BUFFERS: usize = homemx_tls::RECORD_BUFFER + OUTGOING_BUFFER;
 /// How long a client has for the handshake, from `220` (or the connection on 465).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -55,31 +54,53 @@ const _: () = assert!(crate::bsp::SIZING.heap_bytes >= homemx_board::heap_for(TL
 /// largest chain the store keeps and the handshake state (homemx-tls's `server_heap` test
 /// asserts it, measured on the host: 9,173 B with a 5,826-octet chain; 2.6 KB once open).
 const RUSTLS_HELD: usize = 9_728;
-// A session's buffers (its decrypted data waits in the incoming one), what rustls holds and
-// the server itself fit its share.
-const _: () = assert!(SESSION_BUFFERS + RUSTLS_HELD + core::mem::size_of::<TlsServer<'static>>() < homemx_board::TLS_SESSION_HEAP_BYTES);
+// What rustls holds and the server itself fit a session's share of the heap (its buffers are
+// static, and its decrypted data waits in the incoming one).
+const _: () = assert!(RUSTLS_HELD + core::mem::size_of::<TlsServer<'static>>() < homemx_board::TLS_SESSION_HEAP_BYTES);
 
-/// Permits taken (at most [`TLS_SESSIONS`]).
-static PERMITS_TAKEN: AtomicUsize = AtomicUsize::new(0);
+/// The sessions' record buffers, one per permit, in a static: a session's 18.7 KB is one
+/// fixed place, not a hole the heap must find among rustls's small allocations (first-fit
+/// heaps fragment), and the heap holds only rustls's state.
+struct RecordBuffers {
+    taken: [AtomicBool; TLS_SESSIONS],
+    memory: [UnsafeCell<[u8; SESSION_BUFFERS]>; TLS_SESSIONS],
+}
 
-/// One inbound TLS session's admission and record buffers (on the heap while it exists): the
-/// incoming buffer, then the outgoing one.
+// SAFETY: a buffer is reached only through the one `TlsPermit` that won its `taken` flag
+// (compare-exchange), until that permit is dropped.
+unsafe impl Sync for RecordBuffers {}
+
+static RECORD_BUFFERS: RecordBuffers = RecordBuffers {
+    taken: [const { AtomicBool::new(false) }; TLS_SESSIONS],
+    memory: [const { UnsafeCell::new([0; SESSION_BUFFERS]) }; TLS_SESSIONS],
+};
+
+/// One inbound TLS session's admission and record buffers (the incoming buffer, then the
+/// outgoing one): one of the [`TLS_SESSIONS`] in a static, zeroed when the permit is dropped
+/// (the decrypted data a session left in them goes with it).
 pub struct TlsPermit {
-    buffers: Vec<u8>,
+    buffers: &'static mut [u8; SESSION_BUFFERS],
+    taken: &'static AtomicBool,
 }
 
 impl TlsPermit {
     /// A permit with its buffers; `None` when [`TLS_SESSIONS`] are running.
     pub fn take() -> Option<TlsPermit> {
-        PERMITS_TAKEN.fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| (taken < TLS_SESSIONS).then_some(taken + 1)).ok()?;
-        Some(TlsPermit { buffers: alloc::vec![0; SESSION_BUFFERS] })
+        let index = RECORD_BUFFERS
+            .taken
+            .iter()
+            .position(|taken| taken.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
+        // SAFETY: this permit won the buffer's flag, so no other reference to it exists until
+        // the permit is dropped (which gives the flag back after its last use of the buffer).
+        let buffers = unsafe { &mut *RECORD_BUFFERS.memory[index].get() };
+        Some(TlsPermit { buffers, taken: &RECORD_BUFFERS.taken[index] })
     }
-
 }
 
 impl Drop for TlsPermit {
     fn drop(&mut self) {
-        PERMITS_TAKEN.fetch_sub(1, Ordering::AcqRel);
+        self.buffers.fill(0);
+        self.taken.store(false, Ordering::Release);
     }
 }
 
@@ -287,5 +308,26 @@ impl embedded_io_async::Write for InboundStream<'_, '_> {
             InboundStream::Tls(..) => Ok(()),
             InboundStream::Closed => Err(LinkError::Transport),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The permits are the static buffers: as many as `TLS_SESSIONS`, one more refused, and a
+    /// buffer given back is handed out again zeroed (a finished session's decrypted data does
+    /// not reach the next one). The only test in this binary that takes permits.
+    #[test]
+    fn permits_are_the_static_buffers_and_come_back_zeroed() {
+        let mut permits: alloc::vec::Vec<TlsPermit> = (0..TLS_SESSIONS).map(|_| TlsPermit::take().expect("a permit")).collect();
+        assert!(TlsPermit::take().is_none(), "no permit beyond the buffers");
+        permits[1].buffers.fill(0x5a);
+        let buffer = permits[1].buffers.as_ptr();
+        drop(permits.remove(1));
+        let again = TlsPermit::take().expect("the permit given back");
+        assert_eq!(again.buffers.as_ptr(), buffer, "the same static buffer");
+        assert!(again.buffers.iter().all(|&octet| octet == 0), "zeroed when given back");
+        assert!(TlsPermit::take().is_none());
     }
 }
