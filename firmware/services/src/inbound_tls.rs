@@ -320,7 +320,7 @@ mod tests {
     /// not reach the next one). The only test in this binary that takes permits.
     #[test]
     fn permits_are_the_static_buffers_and_come_back_zeroed() {
-        let mut permits: alloc::vec::Vec<TlsPermit> = (0..TLS_SESSIONS).map(|_| TlsPermit::take().expect("a permit")).collect();
+        let mut permits: Vec<TlsPermit> = (0..TLS_SESSIONS).map(|_| TlsPermit::take().expect("a permit")).collect();
         assert!(TlsPermit::take().is_none(), "no permit beyond the buffers");
         permits[1].buffers.fill(0x5a);
         let buffer = permits[1].buffers.as_ptr();
