@@ -125,16 +125,29 @@ type StepTimes = Vec<(String, std::time::Duration)>;
 
 fn run_step(name: &str, command: &mut Command, times: &mut StepTimes) -> Result<()> {
     eprintln!("\n=== {name}");
+    let status = timed_status(name, command, times)?;
+    step_result(name, status)
+}
+
+/// Runs `command` (from the repository's root unless it has a directory) and records its wall
+/// time as the step `name`.
+fn timed_status(name: &str, command: &mut Command, times: &mut StepTimes) -> Result<std::process::ExitStatus> {
     if command.get_current_dir().is_none() {
         command.current_dir(repository_root());
     }
     let started = std::time::Instant::now();
     let status = command.status()?;
     times.push((name.to_string(), started.elapsed()));
-    if !status.success() {
-        return Err(format!("step failed: {name} ({status})").into());
+    Ok(status)
+}
+
+/// The step `name`'s outcome from its exit status.
+fn step_result(name: &str, status: std::process::ExitStatus) -> Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("step failed: {name} ({status})").into())
     }
-    Ok(())
 }
 
 /// Prints each step's wall time and the whole run's (`total`: less than the steps' sum, as the
@@ -280,22 +293,15 @@ fn side_lane(fuzz_seconds: u32) -> (StepTimes, Result<Vec<(String, PathBuf)>>) {
 /// `qemu/run/ci-logs`, printed whole when the command ends, so that it does not interleave
 /// with the firmware builds' output.
 fn run_logged_step(name: &str, command: &mut Command, times: &mut StepTimes) -> Result<()> {
-    if command.get_current_dir().is_none() {
-        command.current_dir(repository_root());
-    }
     let log_directory = repository_root().join("qemu/run/ci-logs");
     std::fs::create_dir_all(&log_directory)?;
     let file_name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let log = log_directory.join(format!("{file_name}.log"));
     let file = std::fs::File::create(&log)?;
-    let started = std::time::Instant::now();
-    let status = command.stdout(file.try_clone()?).stderr(file).status()?;
-    times.push((name.to_string(), started.elapsed()));
-    eprintln!("\n=== {name} (side lane): {} in {:.1} s\n{}", if status.success() { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64(), std::fs::read_to_string(&log).unwrap_or_default());
-    if !status.success() {
-        return Err(format!("step failed: {name} ({status})").into());
-    }
-    Ok(())
+    let status = timed_status(name, command.stdout(file.try_clone()?).stderr(file), times)?;
+    let took = times.last().map_or(0.0, |(_, took)| took.as_secs_f64());
+    eprintln!("\n=== {name} (side lane): {} in {took:.1} s\n{}", if status.success() { "passed" } else { "FAILED" }, std::fs::read_to_string(&log).unwrap_or_default());
+    step_result(name, status)
 }
 
 /// Builds the end-to-end test binaries (the compiler's messages printed once it is done);
